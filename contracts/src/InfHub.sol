@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+
+/// @title InfHub: the on-chain anchor of one infhub payment hub for one ERC-20 token.
+/// @notice Every registered user has one channel with the hub. Off chain, balances move as
+/// two monotonic running totals per channel: cumulative debits signed by the user and
+/// cumulative credits signed by the hub. On chain, this contract holds the tokens, lets the
+/// user and hub withdraw cooperatively without closing, and lets either side close alone
+/// with the newest proofs it has; a challenge period lets anyone submit newer proofs.
+/// The hub's own funds (the reserve) back credits and external payouts and can only leave
+/// after an announced notice period longer than the challenge period.
+/// @dev Spec: docs/protocol.md. The Rust core (crates/infhub-core) mirrors every rule here,
+/// including the error names; shared test vectors keep the two in agreement.
+/// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds, where a
+/// channel's funds are deposited + advancedFromReserve - withdrawn (never negative).
+contract InfHub is EIP712 {
+    using SafeERC20 for IERC20;
+
+    // ---------------------------------------------------------------- limits
+    /// Every amount in a message and every running total is at most this (uint128).
+    uint256 public constant MAX_AMOUNT = type(uint128).max;
+    /// Most recipients in one external payout batch.
+    uint256 public constant MAX_PAYOUT_BATCH = 256;
+    /// Bounds on the challenge period, in blocks.
+    uint64 public constant MIN_CHALLENGE_PERIOD_BLOCKS = 2;
+    uint64 public constant MAX_CHALLENGE_PERIOD_BLOCKS = 2_000_000;
+
+    // ---------------------------------------------------------------- EIP-712 types
+    bytes32 public constant DEBIT_TYPEHASH = keccak256(
+        "Debit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeDebit,uint128 lockedAmount,bytes32 locksRoot,uint8 kind,address recipient,uint128 amount,bytes32 paymentId)"
+    );
+    bytes32 public constant CREDIT_TYPEHASH = keccak256(
+        "Credit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeCredit,uint128 lockedAmount,bytes32 locksRoot)"
+    );
+    bytes32 public constant WITHDRAWAL_TYPEHASH =
+        keccak256("Withdrawal(address user,uint64 epoch,uint128 cumulativeWithdrawn,uint64 expiryBlock)");
+
+    // ---------------------------------------------------------------- messages
+    /// A user-signed running total of everything the user has paid out of the channel.
+    struct Debit {
+        address user;
+        uint64 epoch;
+        uint64 nonce;
+        uint128 cumulativeDebit;
+        uint128 lockedAmount;
+        bytes32 locksRoot;
+        uint8 kind;
+        address recipient;
+        uint128 amount;
+        bytes32 paymentId;
+    }
+
+    /// A hub-signed running total of everything the hub has paid into the channel.
+    struct Credit {
+        address user;
+        uint64 epoch;
+        uint64 nonce;
+        uint128 cumulativeCredit;
+        uint128 lockedAmount;
+        bytes32 locksRoot;
+    }
+
+    /// A cooperative withdrawal, signed by both user and hub, usable until expiryBlock.
+    struct Withdrawal {
+        address user;
+        uint64 epoch;
+        uint128 cumulativeWithdrawn;
+        uint64 expiryBlock;
+    }
+
+    // ---------------------------------------------------------------- state
+    enum Status {
+        None,
+        Open,
+        Closing,
+        Settled
+    }
+
+    /// The newest proof the contract has seen for one side of a closing channel.
+    struct Side {
+        uint64 nonce;
+        uint128 cumulative;
+        uint128 lockedAmount;
+        bytes32 locksRoot;
+    }
+
+    struct Channel {
+        Status status;
+        uint64 epoch;
+        uint64 settleBlock;
+        address closer;
+        uint128 deposited;
+        uint128 withdrawn;
+        uint128 advancedFromReserve;
+        Side debit;
+        Side credit;
+    }
+
+    struct ReserveWithdrawal {
+        uint128 amount;
+        uint64 unlockBlock;
+    }
+
+    IERC20 public immutable token;
+    address public immutable hub;
+    uint64 public immutable challengePeriodBlocks;
+    uint64 public immutable reserveNoticeBlocks;
+
+    mapping(address => Channel) internal channels;
+    /// The hub's own funds in the contract.
+    uint256 public reserve;
+    /// Sum over all channels of deposited + advancedFromReserve - withdrawn.
+    uint256 public totalChannelFunds;
+    ReserveWithdrawal public pendingReserveWithdrawal;
+    mapping(bytes32 => bool) public payoutBatchExecuted;
+
+    // ---------------------------------------------------------------- events
+    event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
+    event Deposited(address indexed user, uint64 epoch, address from, uint256 amount, uint256 totalDeposited);
+    event Withdrawn(
+        address indexed user, uint64 epoch, uint256 amount, uint256 totalWithdrawn, uint256 fromReserve
+    );
+    event ExitStarted(address indexed user, uint64 epoch, address closer, uint64 settleBlock);
+    event DebitSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, address by);
+    event CreditSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeCredit, address by);
+    event Settled(address indexed user, uint64 epoch, uint256 paid, uint256 shortfall, uint256 reserveAfter);
+    event ReserveDeposited(address from, uint256 amount, uint256 reserveAfter);
+    event ReserveWithdrawalAnnounced(uint256 amount, uint64 unlockBlock);
+    event ReserveWithdrawalCancelled(uint256 amount);
+    event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
+    event Paid(bytes32 indexed batchId, address indexed recipient, uint256 amount);
+    event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
+
+    // ---------------------------------------------------------------- errors (named after the rule broken)
+    error HubMustNotBeZero();
+    error ChallengePeriodOutOfRange();
+    error ReserveNoticeMustExceedChallengePeriod();
+    error OnlyHub();
+    error OnlyUserOrHub();
+    error ChannelAlreadyOpen();
+    error ChannelNotOpen();
+    error ChannelNotClosing();
+    error AmountMustNotBeZero();
+    error AmountTooLarge();
+    error TokenTransferMismatch();
+    error EpochMismatch();
+    error UserMismatch();
+    error NonceMustIncrease();
+    error WithdrawalMustIncrease();
+    error AuthorizationExpired();
+    error InvalidSignature();
+    error WrongSigner();
+    error ChallengePeriodOver();
+    error ChallengePeriodNotOver();
+    error ReserveInsufficient();
+    error NoReserveWithdrawalPending();
+    error ReserveWithdrawalPending();
+    error ReserveNoticeNotOver();
+    error BatchTooLarge();
+    error BatchEmpty();
+    error BatchLengthMismatch();
+    error PayoutBatchAlreadyExecuted();
+    error RecipientMustNotBeZero();
+    error ProofMustBeEmpty();
+    error UserMustNotBeZeroOrHub();
+
+    modifier onlyHub() {
+        if (msg.sender != hub) revert OnlyHub();
+        _;
+    }
+
+    constructor(IERC20 token_, address hub_, uint64 challengePeriodBlocks_, uint64 reserveNoticeBlocks_)
+        EIP712("InfHub", "1")
+    {
+        if (hub_ == address(0)) revert HubMustNotBeZero();
+        if (
+            challengePeriodBlocks_ < MIN_CHALLENGE_PERIOD_BLOCKS
+                || challengePeriodBlocks_ > MAX_CHALLENGE_PERIOD_BLOCKS
+        ) revert ChallengePeriodOutOfRange();
+        if (reserveNoticeBlocks_ <= challengePeriodBlocks_) revert ReserveNoticeMustExceedChallengePeriod();
+        token = token_;
+        hub = hub_;
+        challengePeriodBlocks = challengePeriodBlocks_;
+        reserveNoticeBlocks = reserveNoticeBlocks_;
+    }
+
+    // ================================================================ channels
+
+    /// Opens the user's channel, or reopens it after settlement with the next epoch.
+    /// The user or the hub may call it (the hub opens channels at registration).
+    function openChannel(address user) external {
+        if (msg.sender != user && msg.sender != hub) revert OnlyUserOrHub();
+        if (user == address(0) || user == hub) revert UserMustNotBeZeroOrHub();
+        Channel storage ch = channels[user];
+        if (ch.status == Status.Open || ch.status == Status.Closing) revert ChannelAlreadyOpen();
+        uint64 epoch = ch.epoch + 1;
+        delete channels[user];
+        ch.status = Status.Open;
+        ch.epoch = epoch;
+        emit ChannelOpened(user, epoch, msg.sender);
+    }
+
+    /// Locks `amount` tokens from the caller into `user`'s open channel (approve first).
+    function deposit(address user, uint256 amount) external {
+        _deposit(user, amount);
+    }
+
+    /// Like deposit, with an ERC-2612 permit signed by the caller instead of a prior approve.
+    /// A permit that fails (e.g. already used by a front-runner) is ignored if the allowance suffices.
+    function depositWithPermit(address user, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external
+    {
+        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
+        _deposit(user, amount);
+    }
+
+    function _deposit(address user, uint256 amount) internal {
+        Channel storage ch = channels[user];
+        if (ch.status != Status.Open) revert ChannelNotOpen();
+        if (amount == 0) revert AmountMustNotBeZero();
+        uint256 newDeposited = uint256(ch.deposited) + amount;
+        if (newDeposited > MAX_AMOUNT) revert AmountTooLarge();
+        _pullExact(amount);
+        // casting to 'uint128' is safe because newDeposited <= MAX_AMOUNT was checked above
+        // forge-lint: disable-next-line(unsafe-typecast)
+        ch.deposited = uint128(newDeposited);
+        totalChannelFunds += amount;
+        emit Deposited(user, ch.epoch, msg.sender, amount, newDeposited);
+    }
+
+    /// Cooperative partial withdrawal: pays the increase of the running total to the user.
+    /// The channel stays open. Beyond the channel's own funds, the hub's reserve advances the rest
+    /// (the user's balance includes hub credits, which the reserve backs).
+    function withdraw(Withdrawal calldata w, bytes calldata userSignature, bytes calldata hubSignature) external {
+        Channel storage ch = channels[w.user];
+        if (ch.status != Status.Open) revert ChannelNotOpen();
+        if (w.epoch != ch.epoch) revert EpochMismatch();
+        if (block.number > w.expiryBlock) revert AuthorizationExpired();
+        if (w.cumulativeWithdrawn <= ch.withdrawn) revert WithdrawalMustIncrease();
+        bytes32 digest = hashWithdrawal(w);
+        _requireSigner(digest, userSignature, w.user);
+        _requireSigner(digest, hubSignature, hub);
+
+        uint256 amount = uint256(w.cumulativeWithdrawn) - ch.withdrawn;
+        uint256 funds = _funds(ch);
+        uint256 fromReserve = amount > funds ? amount - funds : 0;
+        if (fromReserve > reserve) revert ReserveInsufficient();
+        reserve -= fromReserve;
+        // casting to 'uint128' is safe because fromReserve <= amount <= cumulativeWithdrawn (a uint128)
+        // forge-lint: disable-next-line(unsafe-typecast)
+        ch.advancedFromReserve += uint128(fromReserve);
+        ch.withdrawn = w.cumulativeWithdrawn;
+        // funds + fromReserve >= amount by construction.
+        totalChannelFunds = totalChannelFunds + fromReserve - amount;
+        token.safeTransfer(w.user, amount);
+        emit Withdrawn(w.user, ch.epoch, amount, w.cumulativeWithdrawn, fromReserve);
+    }
+
+    /// The user closes alone, with the newest hub-signed credit it holds (nonce 0 = none).
+    function startExit(Credit calldata credit, bytes calldata hubSignature) external {
+        Channel storage ch = _beginClose(msg.sender);
+        if (credit.nonce == 0) {
+            if (hubSignature.length != 0 || credit.cumulativeCredit != 0) revert ProofMustBeEmpty();
+        } else {
+            _applyCredit(ch, msg.sender, credit, hubSignature);
+        }
+    }
+
+    /// The hub closes a (dormant) channel with the newest user-signed debit it holds (nonce 0 = none).
+    function startHubClose(address user, Debit calldata debit, bytes calldata userSignature) external onlyHub {
+        Channel storage ch = _beginClose(user);
+        if (debit.nonce == 0) {
+            if (userSignature.length != 0 || debit.cumulativeDebit != 0) revert ProofMustBeEmpty();
+        } else {
+            _applyDebit(ch, user, debit, userSignature);
+        }
+    }
+
+    /// During the challenge period anyone (the user, a watchtower) may submit a newer hub-signed credit.
+    function submitCredit(Credit calldata credit, bytes calldata hubSignature) external {
+        Channel storage ch = channels[credit.user];
+        _requireChallengeOpen(ch);
+        _applyCredit(ch, credit.user, credit, hubSignature);
+    }
+
+    /// During the challenge period anyone (the hub, a watchtower) may submit a newer user-signed debit.
+    function submitDebit(Debit calldata debit, bytes calldata userSignature) external {
+        Channel storage ch = channels[debit.user];
+        _requireChallengeOpen(ch);
+        _applyDebit(ch, debit.user, debit, userSignature);
+    }
+
+    /// After the challenge period anyone may settle; the user's claim goes to the user.
+    /// claim = deposited - withdrawn + cumulativeCredit - cumulativeDebit (floored at zero).
+    /// Locked amounts are not part of the claim: without an on-chain unlock, every pending
+    /// lock falls back to its sender (spec: "Locks at settlement").
+    function settle(address user) external {
+        Channel storage ch = channels[user];
+        if (ch.status != Status.Closing) revert ChannelNotClosing();
+        if (block.number < ch.settleBlock) revert ChallengePeriodNotOver();
+        (uint256 paid, uint256 shortfall, uint256 reserveAfter) = settlementOf(user);
+        uint256 funds = _funds(ch);
+        totalChannelFunds -= funds;
+        reserve = reserveAfter;
+        ch.status = Status.Settled;
+        ch.deposited = 0;
+        ch.withdrawn = 0;
+        ch.advancedFromReserve = 0;
+        if (paid != 0) token.safeTransfer(user, paid);
+        emit Settled(user, ch.epoch, paid, shortfall, reserveAfter);
+    }
+
+    /// What settle(user) would pay now: (paid to user, unpaid shortfall, reserve afterwards).
+    function settlementOf(address user) public view returns (uint256 paid, uint256 shortfall, uint256 reserveAfter) {
+        Channel storage ch = channels[user];
+        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
+        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
+        uint256 claim = plus > minus ? plus - minus : 0;
+        uint256 available = _funds(ch) + reserve;
+        paid = claim < available ? claim : available;
+        shortfall = claim - paid;
+        reserveAfter = available - paid;
+    }
+
+    // ================================================================ reserve and payouts
+
+    /// Adds the caller's tokens to the hub's reserve (anyone may top it up).
+    function depositReserve(uint256 amount) external {
+        if (amount == 0) revert AmountMustNotBeZero();
+        if (amount > MAX_AMOUNT) revert AmountTooLarge();
+        _pullExact(amount);
+        reserve += amount;
+        emit ReserveDeposited(msg.sender, amount, reserve);
+    }
+
+    /// Announces a reserve withdrawal; it can execute only after reserveNoticeBlocks, which exceeds
+    /// the challenge period, so users who distrust the hub can exit first.
+    function announceReserveWithdrawal(uint256 amount) external onlyHub {
+        if (amount == 0) revert AmountMustNotBeZero();
+        if (amount > MAX_AMOUNT) revert AmountTooLarge();
+        if (pendingReserveWithdrawal.amount != 0) revert ReserveWithdrawalPending();
+        uint64 unlockBlock = uint64(block.number) + reserveNoticeBlocks;
+        // casting to 'uint128' is safe because amount <= MAX_AMOUNT was checked above
+        // forge-lint: disable-next-line(unsafe-typecast)
+        pendingReserveWithdrawal = ReserveWithdrawal(uint128(amount), unlockBlock);
+        emit ReserveWithdrawalAnnounced(amount, unlockBlock);
+    }
+
+    function cancelReserveWithdrawal() external onlyHub {
+        uint256 amount = pendingReserveWithdrawal.amount;
+        if (amount == 0) revert NoReserveWithdrawalPending();
+        delete pendingReserveWithdrawal;
+        emit ReserveWithdrawalCancelled(amount);
+    }
+
+    function executeReserveWithdrawal(address to) external onlyHub {
+        ReserveWithdrawal memory p = pendingReserveWithdrawal;
+        if (p.amount == 0) revert NoReserveWithdrawalPending();
+        if (block.number < p.unlockBlock) revert ReserveNoticeNotOver();
+        if (to == address(0)) revert RecipientMustNotBeZero();
+        if (p.amount > reserve) revert ReserveInsufficient();
+        delete pendingReserveWithdrawal;
+        reserve -= p.amount;
+        token.safeTransfer(to, p.amount);
+        emit ReserveWithdrawn(to, p.amount, reserve);
+    }
+
+    /// Pays external transfers out of the reserve in one transaction. The users' debits that fund
+    /// them were signed off chain; batchId makes a resent batch harmless.
+    function payout(bytes32 batchId, address[] calldata recipients, uint256[] calldata amounts) external onlyHub {
+        uint256 n = recipients.length;
+        if (n == 0) revert BatchEmpty();
+        if (n > MAX_PAYOUT_BATCH) revert BatchTooLarge();
+        if (n != amounts.length) revert BatchLengthMismatch();
+        if (payoutBatchExecuted[batchId]) revert PayoutBatchAlreadyExecuted();
+        payoutBatchExecuted[batchId] = true;
+        uint256 total = 0;
+        for (uint256 i = 0; i < n; i++) {
+            if (recipients[i] == address(0)) revert RecipientMustNotBeZero();
+            if (amounts[i] == 0) revert AmountMustNotBeZero();
+            if (amounts[i] > MAX_AMOUNT) revert AmountTooLarge();
+            total += amounts[i];
+        }
+        if (total > reserve) revert ReserveInsufficient();
+        reserve -= total;
+        for (uint256 i = 0; i < n; i++) {
+            token.safeTransfer(recipients[i], amounts[i]);
+            emit Paid(batchId, recipients[i], amounts[i]);
+        }
+        emit PayoutBatchExecuted(batchId, n, total, reserve);
+    }
+
+    // ================================================================ views and hashing
+
+    /// The channel as stored: status, epoch, settleBlock, closer, deposited, withdrawn, advancedFromReserve,
+    /// newest debit and newest credit seen on chain.
+    function channel(address user) external view returns (Channel memory) {
+        return channels[user];
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    function hashDebit(Debit calldata d) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    DEBIT_TYPEHASH,
+                    d.user,
+                    d.epoch,
+                    d.nonce,
+                    d.cumulativeDebit,
+                    d.lockedAmount,
+                    d.locksRoot,
+                    d.kind,
+                    d.recipient,
+                    d.amount,
+                    d.paymentId
+                )
+            )
+        );
+    }
+
+    function hashCredit(Credit calldata c) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    CREDIT_TYPEHASH, c.user, c.epoch, c.nonce, c.cumulativeCredit, c.lockedAmount, c.locksRoot
+                )
+            )
+        );
+    }
+
+    function hashWithdrawal(Withdrawal calldata w) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(WITHDRAWAL_TYPEHASH, w.user, w.epoch, w.cumulativeWithdrawn, w.expiryBlock))
+        );
+    }
+
+    // ================================================================ internals
+
+    function _funds(Channel storage ch) internal view returns (uint256) {
+        return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn;
+    }
+
+    function _beginClose(address user) internal returns (Channel storage ch) {
+        ch = channels[user];
+        if (ch.status != Status.Open) revert ChannelNotOpen();
+        ch.status = Status.Closing;
+        ch.closer = msg.sender;
+        ch.settleBlock = uint64(block.number) + challengePeriodBlocks;
+        emit ExitStarted(user, ch.epoch, msg.sender, ch.settleBlock);
+    }
+
+    function _requireChallengeOpen(Channel storage ch) internal view {
+        if (ch.status != Status.Closing) revert ChannelNotClosing();
+        if (block.number >= ch.settleBlock) revert ChallengePeriodOver();
+    }
+
+    function _applyCredit(Channel storage ch, address user, Credit calldata c, bytes calldata hubSignature)
+        internal
+    {
+        if (c.user != user) revert UserMismatch();
+        if (c.epoch != ch.epoch) revert EpochMismatch();
+        if (c.nonce <= ch.credit.nonce) revert NonceMustIncrease();
+        _requireSigner(hashCredit(c), hubSignature, hub);
+        ch.credit = Side(c.nonce, c.cumulativeCredit, c.lockedAmount, c.locksRoot);
+        emit CreditSubmitted(c.user, c.epoch, c.nonce, c.cumulativeCredit, msg.sender);
+    }
+
+    function _applyDebit(Channel storage ch, address user, Debit calldata d, bytes calldata userSignature)
+        internal
+    {
+        if (d.user != user) revert UserMismatch();
+        if (d.epoch != ch.epoch) revert EpochMismatch();
+        if (d.nonce <= ch.debit.nonce) revert NonceMustIncrease();
+        _requireSigner(hashDebit(d), userSignature, user);
+        ch.debit = Side(d.nonce, d.cumulativeDebit, d.lockedAmount, d.locksRoot);
+        emit DebitSubmitted(user, d.epoch, d.nonce, d.cumulativeDebit, msg.sender);
+    }
+
+    function _requireSigner(bytes32 digest, bytes calldata signature, address expected) internal pure {
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature();
+        if (signer != expected) revert WrongSigner();
+    }
+
+    /// Pulls exactly `amount` from the caller; rejects fee-on-transfer or otherwise lossy tokens.
+    function _pullExact(uint256 amount) internal {
+        uint256 before = token.balanceOf(address(this));
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        if (token.balanceOf(address(this)) - before != amount) revert TokenTransferMismatch();
+    }
+}

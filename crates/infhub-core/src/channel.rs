@@ -1,0 +1,543 @@
+//! The off-chain state machine of one user's channel.
+//!
+//! Both ends run it: the hub (which verifies the user's debits and issues credits) and the
+//! wallet (which verifies the hub's credits and keeps the proofs it needs to exit alone).
+//! A transition is `step(&state, &params, input) -> Result<(state, effects), Error>`: no IO,
+//! no clock. Chain facts arrive as inputs once confirmed; `Input::Block(n)` promises that every
+//! contract event in blocks `<= n` has been delivered. Running totals make replays harmless:
+//! a chain event whose total is not above the known one is a no-op, and an old proof is
+//! rejected with `NonceMustIncrease`.
+//!
+//! Balance (spendable) = deposited − max(withdrawn, held withdrawal) + credits − debits.
+
+use crate::messages::{Credit, Debit, PaymentKind, Signed, SignedCredit, SignedDebit, Withdrawal};
+use crate::signature::Signature;
+use crate::{Amount, Domain, Error};
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+/// Which end of the channel runs this state machine; it decides which disputes to raise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The hub: answers exits with the user's newest debit.
+    Hub,
+    /// The user's wallet (or its watchtower): answers closes with the hub's newest credit.
+    User,
+}
+
+/// Fixed parameters of a channel's state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelParams {
+    /// The signing domain.
+    pub domain: Domain,
+    /// The hub's signing address.
+    pub hub: Address,
+    /// Which end runs this machine.
+    pub role: Role,
+    /// The furthest ahead a cooperative withdrawal may expire, in blocks from now.
+    pub max_withdrawal_expiry_blocks: u64,
+}
+
+/// Where the channel is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Payments, deposits and withdrawals allowed.
+    Open,
+    /// A close started on chain; proofs accepted until `settle_block`.
+    Closing {
+        /// First block at which settlement is possible.
+        settle_block: u64,
+    },
+    /// Paid out on chain; may be reopened with the next epoch.
+    Settled,
+}
+
+/// The state of one channel in one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelState {
+    /// The channel owner.
+    pub user: Address,
+    /// The current epoch.
+    pub epoch: u64,
+    /// Lifecycle.
+    pub status: Status,
+    /// Confirmed on-chain deposits this epoch.
+    pub deposited: Amount,
+    /// Confirmed on-chain cooperative withdrawals this epoch.
+    pub withdrawn: Amount,
+    /// Newest user-signed debit.
+    pub debit: Option<SignedDebit>,
+    /// Newest hub-signed credit.
+    pub credit: Option<SignedCredit>,
+    /// A co-signed withdrawal not yet seen on chain and not yet expired: its amount is held.
+    pub withdrawal_hold: Option<Withdrawal>,
+    /// Highest confirmed block delivered.
+    pub block: u64,
+    /// Newest debit nonce the contract holds while closing.
+    pub chain_debit_nonce: u64,
+    /// Newest credit nonce the contract holds while closing.
+    pub chain_credit_nonce: u64,
+    /// Newest nonce for which this end already asked for an on-chain submission.
+    pub dispute_requested_nonce: u64,
+}
+
+/// A request to the outer layer. Effects are requests, not facts: the outer layer carries
+/// them out (store, send, submit a transaction) and reports results back as inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Store this debit and move its value (credit the recipient, or queue an external payout).
+    DebitAccepted(SignedDebit),
+    /// Store this credit (hub: deliver it to the user).
+    CreditAccepted(SignedCredit),
+    /// Co-sign and return this withdrawal; its amount is now held.
+    CoSignWithdrawal(Withdrawal),
+    /// This withdrawal can no longer execute; its hold is released.
+    WithdrawalHoldReleased(Withdrawal),
+    /// Submit this debit on chain (the hub's answer to an exit with an older debit).
+    SubmitDebit(SignedDebit),
+    /// Submit this credit on chain (the user's answer to a close with an older credit).
+    SubmitCredit(SignedCredit),
+    /// The challenge period is over: call `settle`.
+    SettleDue,
+    /// The contract settled the channel. `paid != expected` means a dispute was lost or missed.
+    Settled {
+        /// What the contract paid.
+        paid: Amount,
+        /// What this end's newest proofs entitle the user to.
+        expected: Amount,
+    },
+    /// The channel was reopened with this epoch.
+    Reopened {
+        /// The new epoch.
+        epoch: u64,
+    },
+}
+
+/// An event or request for the channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// A user-signed debit (a payment out of the channel).
+    Debit(SignedDebit),
+    /// A hub-signed credit (a payment into the channel).
+    Credit(SignedCredit),
+    /// The user asks the hub to co-sign a withdrawal, at confirmed block `block`.
+    WithdrawalRequest {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The user's signature over it.
+        user_signature: Signature,
+        /// The current confirmed block.
+        block: u64,
+    },
+    /// Every contract event in blocks `<= n` has been delivered.
+    Block(u64),
+    /// `Deposited`: the running total of deposits this epoch.
+    ChainDeposited {
+        /// Epoch of the event.
+        epoch: u64,
+        /// `totalDeposited` from the event.
+        total_deposited: Amount,
+    },
+    /// `Withdrawn`: the running total of withdrawals this epoch.
+    ChainWithdrawn {
+        /// Epoch of the event.
+        epoch: u64,
+        /// `totalWithdrawn` from the event.
+        total_withdrawn: Amount,
+    },
+    /// `ExitStarted`.
+    ChainExitStarted {
+        /// Epoch of the event.
+        epoch: u64,
+        /// `settleBlock` from the event.
+        settle_block: u64,
+    },
+    /// `DebitSubmitted`.
+    ChainDebitSubmitted {
+        /// Epoch of the event.
+        epoch: u64,
+        /// The submitted nonce.
+        nonce: u64,
+    },
+    /// `CreditSubmitted`.
+    ChainCreditSubmitted {
+        /// Epoch of the event.
+        epoch: u64,
+        /// The submitted nonce.
+        nonce: u64,
+    },
+    /// `Settled`.
+    ChainSettled {
+        /// Epoch of the event.
+        epoch: u64,
+        /// What the contract paid the user.
+        paid: Amount,
+    },
+    /// `ChannelOpened` for the next epoch (reopening after settlement).
+    ChainOpened {
+        /// The new epoch.
+        epoch: u64,
+    },
+}
+
+impl ChannelState {
+    /// A channel just opened on chain with `epoch`.
+    pub fn opened(user: Address, epoch: u64) -> ChannelState {
+        ChannelState {
+            user,
+            epoch,
+            status: Status::Open,
+            deposited: Amount::ZERO,
+            withdrawn: Amount::ZERO,
+            debit: None,
+            credit: None,
+            withdrawal_hold: None,
+            block: 0,
+            chain_debit_nonce: 0,
+            chain_credit_nonce: 0,
+            dispute_requested_nonce: 0,
+        }
+    }
+
+    /// Nonce of the newest debit (0 = none).
+    pub fn debit_nonce(&self) -> u64 {
+        self.debit.map_or(0, |d| d.message.nonce)
+    }
+
+    /// Running total of debits.
+    pub fn cumulative_debit(&self) -> Amount {
+        self.debit.map_or(Amount::ZERO, |d| d.message.cumulative_debit)
+    }
+
+    /// Nonce of the newest credit (0 = none).
+    pub fn credit_nonce(&self) -> u64 {
+        self.credit.map_or(0, |c| c.message.nonce)
+    }
+
+    /// Running total of credits.
+    pub fn cumulative_credit(&self) -> Amount {
+        self.credit.map_or(Amount::ZERO, |c| c.message.cumulative_credit)
+    }
+
+    /// Withdrawn on chain, or held for a co-signed withdrawal, whichever is larger.
+    pub fn withdrawn_or_held(&self) -> Amount {
+        match self.withdrawal_hold {
+            Some(h) if h.cumulative_withdrawn > self.withdrawn => h.cumulative_withdrawn,
+            _ => self.withdrawn,
+        }
+    }
+
+    /// What the user may spend or withdraw now. Errors only if the state is inconsistent.
+    pub fn balance(&self) -> Result<Amount, Error> {
+        let plus = self.deposited.checked_add(self.cumulative_credit())?;
+        let minus = self.withdrawn_or_held().checked_add(self.cumulative_debit())?;
+        plus.checked_sub_or(minus, Error::ChainEventInconsistent)
+    }
+
+    /// What settlement pays if the contract holds this end's newest proofs (floored at zero).
+    pub fn claim(&self) -> Amount {
+        let plus = self.deposited.0.checked_add(self.cumulative_credit().0);
+        let minus = self.withdrawn.0.checked_add(self.cumulative_debit().0);
+        match (plus, minus) {
+            (Some(p), Some(m)) => Amount(p.saturating_sub(m)),
+            // Totals are bounded by uint128 on chain; the contract computes in uint256.
+            _ => Amount::MAX,
+        }
+    }
+
+    /// The next debit this user would sign to pay `amount` to `recipient`.
+    pub fn next_debit(
+        &self,
+        kind: PaymentKind,
+        recipient: Address,
+        amount: Amount,
+        payment_id: B256,
+    ) -> Result<Debit, Error> {
+        Ok(Debit {
+            user: self.user,
+            epoch: self.epoch,
+            nonce: self.debit_nonce() + 1,
+            cumulative_debit: self.cumulative_debit().checked_add(amount)?,
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: kind as u8,
+            recipient,
+            amount,
+            payment_id,
+        })
+    }
+
+    /// The next credit the hub would sign to pay `amount` into this channel.
+    pub fn next_credit(&self, amount: Amount) -> Result<Credit, Error> {
+        Ok(Credit {
+            user: self.user,
+            epoch: self.epoch,
+            nonce: self.credit_nonce() + 1,
+            cumulative_credit: self.cumulative_credit().checked_add(amount)?,
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+        })
+    }
+
+    /// The withdrawal the user would sign to take `amount` out, valid until `expiry_block`.
+    pub fn next_withdrawal(&self, amount: Amount, expiry_block: u64) -> Result<Withdrawal, Error> {
+        Ok(Withdrawal {
+            user: self.user,
+            epoch: self.epoch,
+            cumulative_withdrawn: self.withdrawn_or_held().checked_add(amount)?,
+            expiry_block,
+        })
+    }
+}
+
+/// Applies `input` to `state`. On error the caller keeps the old state: nothing happened.
+pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Result<(ChannelState, Vec<Effect>), Error> {
+    let mut s = state.clone();
+    let mut effects = Vec::new();
+    match input {
+        Input::Debit(d) => {
+            accept_debit(&mut s, params, d)?;
+            effects.push(Effect::DebitAccepted(d));
+        }
+        Input::Credit(c) => {
+            accept_credit(&mut s, params, c)?;
+            effects.push(Effect::CreditAccepted(c));
+        }
+        Input::WithdrawalRequest { withdrawal, user_signature, block } => {
+            release_expired_hold(&mut s, block, &mut effects);
+            accept_withdrawal(&mut s, params, withdrawal, user_signature, block)?;
+            effects.push(Effect::CoSignWithdrawal(withdrawal));
+        }
+        Input::Block(n) => {
+            if n < s.block {
+                return Err(Error::ChainEventInconsistent);
+            }
+            let previous = s.block;
+            s.block = n;
+            release_expired_hold(&mut s, n, &mut effects);
+            if let Status::Closing { settle_block } = s.status {
+                if n < settle_block {
+                    request_dispute(&mut s, params, &mut effects);
+                } else if previous < settle_block {
+                    effects.push(Effect::SettleDue);
+                }
+            }
+        }
+        Input::ChainDeposited { epoch, total_deposited } => {
+            require_chain_epoch(&s, epoch)?;
+            if total_deposited > s.deposited {
+                if s.status != Status::Open {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                s.deposited = total_deposited;
+            }
+        }
+        Input::ChainWithdrawn { epoch, total_withdrawn } => {
+            require_chain_epoch(&s, epoch)?;
+            if total_withdrawn > s.withdrawn {
+                // Only a co-signed withdrawal can execute, and at most one is outstanding.
+                let hold = s.withdrawal_hold.ok_or(Error::ChainEventInconsistent)?;
+                if total_withdrawn != hold.cumulative_withdrawn {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                s.withdrawn = total_withdrawn;
+                s.withdrawal_hold = None;
+            }
+        }
+        Input::ChainExitStarted { epoch, settle_block } => {
+            require_chain_epoch(&s, epoch)?;
+            if s.status != Status::Open {
+                return Err(Error::ChainEventInconsistent);
+            }
+            s.status = Status::Closing { settle_block };
+            // A closing channel accepts no cooperative withdrawal: the hold can never execute.
+            if let Some(h) = s.withdrawal_hold.take() {
+                effects.push(Effect::WithdrawalHoldReleased(h));
+            }
+        }
+        Input::ChainDebitSubmitted { epoch, nonce } => {
+            require_chain_epoch(&s, epoch)?;
+            s.chain_debit_nonce = s.chain_debit_nonce.max(nonce);
+        }
+        Input::ChainCreditSubmitted { epoch, nonce } => {
+            require_chain_epoch(&s, epoch)?;
+            s.chain_credit_nonce = s.chain_credit_nonce.max(nonce);
+        }
+        Input::ChainSettled { epoch, paid } => {
+            require_chain_epoch(&s, epoch)?;
+            if !matches!(s.status, Status::Closing { .. }) {
+                return Err(Error::ChainEventInconsistent);
+            }
+            let expected = s.claim();
+            s.status = Status::Settled;
+            effects.push(Effect::Settled { paid, expected });
+        }
+        Input::ChainOpened { epoch } => {
+            if s.status != Status::Settled || epoch != s.epoch + 1 {
+                return Err(Error::ChainEventInconsistent);
+            }
+            let block = s.block;
+            s = ChannelState::opened(s.user, epoch);
+            s.block = block;
+            effects.push(Effect::Reopened { epoch });
+        }
+    }
+    // The balance is never negative after a successful step; if it were, a rule above is wrong.
+    assert!(s.balance().is_ok(), "balance went negative after a successful step: {s:?}");
+    Ok((s, effects))
+}
+
+fn require_chain_epoch(s: &ChannelState, epoch: u64) -> Result<(), Error> {
+    if epoch == s.epoch {
+        Ok(())
+    } else {
+        Err(Error::ChainEventInconsistent)
+    }
+}
+
+fn require_open(s: &ChannelState) -> Result<(), Error> {
+    if s.status == Status::Open {
+        Ok(())
+    } else {
+        Err(Error::ChannelNotOpen)
+    }
+}
+
+fn require_locks_empty(locked_amount: Amount, locks_root: B256) -> Result<(), Error> {
+    if locked_amount.is_zero() && locks_root == B256::ZERO {
+        Ok(())
+    } else {
+        Err(Error::LocksNotSupportedYet)
+    }
+}
+
+fn accept_debit(s: &mut ChannelState, p: &ChannelParams, d: SignedDebit) -> Result<(), Error> {
+    let m = &d.message;
+    require_open(s)?;
+    if m.user != s.user {
+        return Err(Error::UserMismatch);
+    }
+    if m.epoch != s.epoch {
+        return Err(Error::EpochMismatch);
+    }
+    if m.nonce <= s.debit_nonce() {
+        return Err(Error::NonceMustIncrease);
+    }
+    if m.nonce != s.debit_nonce() + 1 {
+        return Err(Error::NonceMustBeNext);
+    }
+    PaymentKind::from_u8(m.kind)?;
+    if m.amount.is_zero() {
+        return Err(Error::AmountMustNotBeZero);
+    }
+    if m.recipient == Address::ZERO {
+        return Err(Error::RecipientMustNotBeZero);
+    }
+    if m.recipient == s.user {
+        return Err(Error::RecipientMustNotBeSender);
+    }
+    require_locks_empty(m.locked_amount, m.locks_root)?;
+    if m.cumulative_debit != s.cumulative_debit().checked_add(m.amount)? {
+        return Err(Error::CumulativeMismatch);
+    }
+    if m.amount > s.balance()? {
+        return Err(Error::InsufficientBalance);
+    }
+    d.verify(&p.domain, s.user)?;
+    s.debit = Some(d);
+    Ok(())
+}
+
+fn accept_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit) -> Result<(), Error> {
+    let m = &c.message;
+    require_open(s)?;
+    if m.user != s.user {
+        return Err(Error::UserMismatch);
+    }
+    if m.epoch != s.epoch {
+        return Err(Error::EpochMismatch);
+    }
+    if m.nonce <= s.credit_nonce() {
+        return Err(Error::NonceMustIncrease);
+    }
+    // The hub issues credits in sequence; a wallet that was offline may only see the newest.
+    if p.role == Role::Hub && m.nonce != s.credit_nonce() + 1 {
+        return Err(Error::NonceMustBeNext);
+    }
+    if m.cumulative_credit <= s.cumulative_credit() {
+        return Err(Error::CreditMustIncrease);
+    }
+    require_locks_empty(m.locked_amount, m.locks_root)?;
+    c.verify(&p.domain, p.hub)?;
+    s.credit = Some(c);
+    Ok(())
+}
+
+fn accept_withdrawal(
+    s: &mut ChannelState,
+    p: &ChannelParams,
+    w: Withdrawal,
+    user_signature: Signature,
+    block: u64,
+) -> Result<(), Error> {
+    require_open(s)?;
+    if w.user != s.user {
+        return Err(Error::UserMismatch);
+    }
+    if w.epoch != s.epoch {
+        return Err(Error::EpochMismatch);
+    }
+    if s.withdrawal_hold.is_some() {
+        return Err(Error::WithdrawalPending);
+    }
+    if w.expiry_block <= block {
+        return Err(Error::ExpiryMustBeInFuture);
+    }
+    if w.expiry_block - block > p.max_withdrawal_expiry_blocks {
+        return Err(Error::ExpiryTooFar);
+    }
+    if w.cumulative_withdrawn <= s.withdrawn {
+        return Err(Error::WithdrawalMustIncrease);
+    }
+    let amount = w.cumulative_withdrawn.checked_sub_or(s.withdrawn, Error::WithdrawalMustIncrease)?;
+    if amount > s.balance()? {
+        return Err(Error::InsufficientBalance);
+    }
+    Signed { message: w, signature: user_signature }.verify(&p.domain, s.user)?;
+    s.withdrawal_hold = Some(w);
+    Ok(())
+}
+
+/// Releases the hold once its expiry block is confirmed without a matching `Withdrawn` event.
+fn release_expired_hold(s: &mut ChannelState, block: u64, effects: &mut Vec<Effect>) {
+    if let Some(h) = s.withdrawal_hold {
+        if block > h.expiry_block {
+            s.withdrawal_hold = None;
+            effects.push(Effect::WithdrawalHoldReleased(h));
+        }
+    }
+}
+
+/// While closing, asks once per newer proof to submit this end's evidence on chain.
+fn request_dispute(s: &mut ChannelState, p: &ChannelParams, effects: &mut Vec<Effect>) {
+    match p.role {
+        Role::Hub => {
+            if let Some(d) = s.debit {
+                let n = d.message.nonce;
+                if n > s.chain_debit_nonce && n > s.dispute_requested_nonce {
+                    s.dispute_requested_nonce = n;
+                    effects.push(Effect::SubmitDebit(d));
+                }
+            }
+        }
+        Role::User => {
+            if let Some(c) = s.credit {
+                let n = c.message.nonce;
+                if n > s.chain_credit_nonce && n > s.dispute_requested_nonce {
+                    s.dispute_requested_nonce = n;
+                    effects.push(Effect::SubmitCredit(c));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! A pure model of how `InfHub.sol` judges every call.
+//!
+//! The hub, the wallet and the simulator need to know, without a chain, what the contract
+//! will do with a proof: accept it, reject it (and with which error), and what settlement
+//! will pay. This module mirrors the contract function by function, with the same checks in
+//! the same order and the same error names. Shared test vectors generated from this model are
+//! replayed against the real contract by forge (`contracts/test/Vectors.t.sol`), so any
+//! divergence fails the build. A call either succeeds or leaves the model unchanged, like a
+//! reverted transaction.
+
+use crate::messages::{Credit, Debit, Eip712Message, Withdrawal};
+use crate::signature::Signature;
+use crate::{Amount, Domain, Error};
+use alloy_primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most recipients in one payout batch (`MAX_PAYOUT_BATCH`).
+pub const MAX_PAYOUT_BATCH: usize = 256;
+/// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
+pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
+/// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
+pub const MAX_CHALLENGE_PERIOD_BLOCKS: u64 = 2_000_000;
+
+/// Constructor arguments of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractConfig {
+    /// The signing domain (chain id and contract address).
+    pub domain: Domain,
+    /// The hub's address: signs credits and co-signs withdrawals, sends hub-only calls.
+    pub hub: Address,
+    /// Blocks between the start of a close and the earliest settlement.
+    pub challenge_period_blocks: u64,
+    /// Blocks between a reserve withdrawal's announcement and its execution.
+    pub reserve_notice_blocks: u64,
+}
+
+/// Lifecycle of a channel on chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainStatus {
+    /// Never opened.
+    #[default]
+    None,
+    /// Open: deposits and cooperative withdrawals allowed.
+    Open,
+    /// Closing: proofs may be submitted until the settle block.
+    Closing,
+    /// Settled: paid out; may be reopened with the next epoch.
+    Settled,
+}
+
+/// The newest proof the contract holds for one side of a closing channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Side {
+    /// The proof's nonce (0 = none).
+    pub nonce: u64,
+    /// The proof's running total.
+    pub cumulative: Amount,
+    /// The proof's locked amount.
+    pub locked_amount: Amount,
+    /// The proof's locks root.
+    pub locks_root: B256,
+}
+
+/// One channel as the contract stores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainChannel {
+    /// Lifecycle state.
+    pub status: ChainStatus,
+    /// Current epoch (0 = never opened).
+    pub epoch: u64,
+    /// First block at which `settle` succeeds (while closing).
+    pub settle_block: u64,
+    /// Who started the close.
+    pub closer: Address,
+    /// Tokens deposited this epoch.
+    pub deposited: Amount,
+    /// Tokens withdrawn cooperatively this epoch.
+    pub withdrawn: Amount,
+    /// Part of the withdrawals that the reserve advanced beyond the channel's own funds.
+    pub advanced_from_reserve: Amount,
+    /// Newest user-signed debit submitted while closing.
+    pub debit: Side,
+    /// Newest hub-signed credit submitted while closing.
+    pub credit: Side,
+}
+
+impl ChainChannel {
+    /// deposited + advanced_from_reserve - withdrawn, never negative by construction.
+    pub fn funds(&self) -> U256 {
+        let f = U256::from(self.deposited.0) + U256::from(self.advanced_from_reserve.0);
+        let w = U256::from(self.withdrawn.0);
+        assert!(f >= w, "channel funds went negative: {self:?}");
+        f - w
+    }
+}
+
+/// What `settle` pays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// Tokens paid to the user.
+    pub paid: U256,
+    /// Part of the claim the contract could not pay (only if the hub over-issued credit).
+    pub shortfall: U256,
+    /// The reserve afterwards.
+    pub reserve_after: U256,
+}
+
+/// The whole contract state, plus where its tokens went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractModel {
+    /// Constructor arguments.
+    pub config: ContractConfig,
+    /// Every channel ever opened.
+    pub channels: BTreeMap<Address, ChainChannel>,
+    /// The hub's own funds.
+    pub reserve: U256,
+    /// Sum of every channel's funds.
+    pub total_channel_funds: U256,
+    /// Announced reserve withdrawal: (amount, unlock block).
+    pub pending_reserve_withdrawal: Option<(Amount, u64)>,
+    /// Payout batch ids already paid.
+    pub executed_batches: BTreeSet<B256>,
+    /// The contract's token balance.
+    pub token_balance: U256,
+    /// Tokens the contract has sent to each address, ever.
+    pub sent_to: BTreeMap<Address, U256>,
+}
+
+impl ContractModel {
+    /// A freshly deployed contract; the constructor's checks apply.
+    pub fn new(config: ContractConfig) -> Result<Self, Error> {
+        if config.hub == Address::ZERO {
+            return Err(Error::HubMustNotBeZero);
+        }
+        if !(MIN_CHALLENGE_PERIOD_BLOCKS..=MAX_CHALLENGE_PERIOD_BLOCKS).contains(&config.challenge_period_blocks) {
+            return Err(Error::ChallengePeriodOutOfRange);
+        }
+        if config.reserve_notice_blocks <= config.challenge_period_blocks {
+            return Err(Error::ReserveNoticeMustExceedChallengePeriod);
+        }
+        Ok(ContractModel {
+            config,
+            channels: BTreeMap::new(),
+            reserve: U256::ZERO,
+            total_channel_funds: U256::ZERO,
+            pending_reserve_withdrawal: None,
+            executed_batches: BTreeSet::new(),
+            token_balance: U256::ZERO,
+            sent_to: BTreeMap::new(),
+        })
+    }
+
+    /// The channel of `user` (default if never opened).
+    pub fn channel(&self, user: Address) -> ChainChannel {
+        self.channels.get(&user).copied().unwrap_or_default()
+    }
+
+    /// The accounting invariant: token balance == reserve + Σ channel funds.
+    pub fn check_invariant(&self) {
+        let sum: U256 = self.channels.values().map(ChainChannel::funds).fold(U256::ZERO, |a, b| a + b);
+        assert_eq!(sum, self.total_channel_funds, "total_channel_funds drifted from the channels");
+        assert_eq!(self.token_balance, self.reserve + self.total_channel_funds, "token balance != reserve + funds");
+    }
+
+    fn send(&mut self, to: Address, amount: U256) {
+        assert!(self.token_balance >= amount, "contract would send more tokens than it holds");
+        self.token_balance -= amount;
+        *self.sent_to.entry(to).or_default() += amount;
+    }
+
+    /// `openChannel(user)` sent by `sender`.
+    pub fn open_channel(&mut self, sender: Address, user: Address) -> Result<u64, Error> {
+        if sender != user && sender != self.config.hub {
+            return Err(Error::OnlyUserOrHub);
+        }
+        if user == Address::ZERO || user == self.config.hub {
+            return Err(Error::UserMustNotBeZeroOrHub);
+        }
+        let ch = self.channel(user);
+        if matches!(ch.status, ChainStatus::Open | ChainStatus::Closing) {
+            return Err(Error::ChannelAlreadyOpen);
+        }
+        let epoch = ch.epoch + 1;
+        self.channels.insert(user, ChainChannel { status: ChainStatus::Open, epoch, ..Default::default() });
+        Ok(epoch)
+    }
+
+    /// `deposit(user, amount)` (or `depositWithPermit`): tokens come from the sender.
+    pub fn deposit(&mut self, user: Address, amount: U256) -> Result<Amount, Error> {
+        let mut ch = self.channel(user);
+        if ch.status != ChainStatus::Open {
+            return Err(Error::ChannelNotOpen);
+        }
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        let new_total = U256::from(ch.deposited.0) + amount;
+        if new_total > U256::from(u128::MAX) {
+            return Err(Error::AmountTooLarge);
+        }
+        ch.deposited = Amount(new_total.to::<u128>());
+        self.channels.insert(user, ch);
+        self.total_channel_funds += amount;
+        self.token_balance += amount;
+        Ok(ch.deposited)
+    }
+
+    /// `withdraw(w, userSignature, hubSignature)` mined in `block`. Returns the amount paid.
+    pub fn withdraw(&mut self, block: u64, w: &Withdrawal, user_sig: &[u8], hub_sig: &[u8]) -> Result<U256, Error> {
+        let mut ch = self.channel(w.user);
+        if ch.status != ChainStatus::Open {
+            return Err(Error::ChannelNotOpen);
+        }
+        if w.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if block > w.expiry_block {
+            return Err(Error::AuthorizationExpired);
+        }
+        if w.cumulative_withdrawn <= ch.withdrawn {
+            return Err(Error::WithdrawalMustIncrease);
+        }
+        let digest = w.digest(&self.config.domain);
+        Signature::from_slice(user_sig)?.verify(digest, w.user)?;
+        Signature::from_slice(hub_sig)?.verify(digest, self.config.hub)?;
+        let amount = U256::from(w.cumulative_withdrawn.0 - ch.withdrawn.0);
+        let funds = ch.funds();
+        let from_reserve = amount.saturating_sub(funds);
+        if from_reserve > self.reserve {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.reserve -= from_reserve;
+        ch.advanced_from_reserve = Amount(ch.advanced_from_reserve.0 + from_reserve.to::<u128>());
+        ch.withdrawn = w.cumulative_withdrawn;
+        self.channels.insert(w.user, ch);
+        self.total_channel_funds = self.total_channel_funds + from_reserve - amount;
+        self.send(w.user, amount);
+        Ok(amount)
+    }
+
+    fn begin_close(&self, sender: Address, user: Address, block: u64) -> Result<ChainChannel, Error> {
+        let mut ch = self.channel(user);
+        if ch.status != ChainStatus::Open {
+            return Err(Error::ChannelNotOpen);
+        }
+        ch.status = ChainStatus::Closing;
+        ch.closer = sender;
+        ch.settle_block = block + self.config.challenge_period_blocks;
+        Ok(ch)
+    }
+
+    fn apply_credit(&self, ch: &mut ChainChannel, user: Address, c: &Credit, sig: &[u8]) -> Result<(), Error> {
+        if c.user != user {
+            return Err(Error::UserMismatch);
+        }
+        if c.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if c.nonce <= ch.credit.nonce {
+            return Err(Error::NonceMustIncrease);
+        }
+        Signature::from_slice(sig)?.verify(c.digest(&self.config.domain), self.config.hub)?;
+        ch.credit = Side {
+            nonce: c.nonce,
+            cumulative: c.cumulative_credit,
+            locked_amount: c.locked_amount,
+            locks_root: c.locks_root,
+        };
+        Ok(())
+    }
+
+    fn apply_debit(&self, ch: &mut ChainChannel, user: Address, d: &Debit, sig: &[u8]) -> Result<(), Error> {
+        if d.user != user {
+            return Err(Error::UserMismatch);
+        }
+        if d.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if d.nonce <= ch.debit.nonce {
+            return Err(Error::NonceMustIncrease);
+        }
+        Signature::from_slice(sig)?.verify(d.digest(&self.config.domain), user)?;
+        ch.debit = Side {
+            nonce: d.nonce,
+            cumulative: d.cumulative_debit,
+            locked_amount: d.locked_amount,
+            locks_root: d.locks_root,
+        };
+        Ok(())
+    }
+
+    /// `startExit(credit, hubSignature)` sent by the user in `block`.
+    pub fn start_exit(&mut self, sender: Address, block: u64, c: &Credit, hub_sig: &[u8]) -> Result<(), Error> {
+        let mut ch = self.begin_close(sender, sender, block)?;
+        if c.nonce == 0 {
+            if !hub_sig.is_empty() || !c.cumulative_credit.is_zero() {
+                return Err(Error::ProofMustBeEmpty);
+            }
+        } else {
+            self.apply_credit(&mut ch, sender, c, hub_sig)?;
+        }
+        self.channels.insert(sender, ch);
+        Ok(())
+    }
+
+    /// `startHubClose(user, debit, userSignature)` sent by `sender` in `block`.
+    pub fn start_hub_close(
+        &mut self,
+        sender: Address,
+        block: u64,
+        user: Address,
+        d: &Debit,
+        user_sig: &[u8],
+    ) -> Result<(), Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let mut ch = self.begin_close(sender, user, block)?;
+        if d.nonce == 0 {
+            if !user_sig.is_empty() || !d.cumulative_debit.is_zero() {
+                return Err(Error::ProofMustBeEmpty);
+            }
+        } else {
+            self.apply_debit(&mut ch, user, d, user_sig)?;
+        }
+        self.channels.insert(user, ch);
+        Ok(())
+    }
+
+    fn require_challenge_open(ch: &ChainChannel, block: u64) -> Result<(), Error> {
+        if ch.status != ChainStatus::Closing {
+            return Err(Error::ChannelNotClosing);
+        }
+        if block >= ch.settle_block {
+            return Err(Error::ChallengePeriodOver);
+        }
+        Ok(())
+    }
+
+    /// `submitCredit(credit, hubSignature)` in `block` (any sender).
+    pub fn submit_credit(&mut self, block: u64, c: &Credit, hub_sig: &[u8]) -> Result<(), Error> {
+        let mut ch = self.channel(c.user);
+        Self::require_challenge_open(&ch, block)?;
+        self.apply_credit(&mut ch, c.user, c, hub_sig)?;
+        self.channels.insert(c.user, ch);
+        Ok(())
+    }
+
+    /// `submitDebit(debit, userSignature)` in `block` (any sender).
+    pub fn submit_debit(&mut self, block: u64, d: &Debit, user_sig: &[u8]) -> Result<(), Error> {
+        let mut ch = self.channel(d.user);
+        Self::require_challenge_open(&ch, block)?;
+        self.apply_debit(&mut ch, d.user, d, user_sig)?;
+        self.channels.insert(d.user, ch);
+        Ok(())
+    }
+
+    /// `settlementOf(user)`: what settle would pay now.
+    pub fn settlement_of(&self, user: Address) -> Settlement {
+        let ch = self.channel(user);
+        let plus = U256::from(ch.deposited.0) + U256::from(ch.credit.cumulative.0);
+        let minus = U256::from(ch.withdrawn.0) + U256::from(ch.debit.cumulative.0);
+        let claim = plus.saturating_sub(minus);
+        let available = ch.funds() + self.reserve;
+        let paid = claim.min(available);
+        Settlement { paid, shortfall: claim - paid, reserve_after: available - paid }
+    }
+
+    /// `settle(user)` in `block` (any sender).
+    pub fn settle(&mut self, block: u64, user: Address) -> Result<Settlement, Error> {
+        let mut ch = self.channel(user);
+        if ch.status != ChainStatus::Closing {
+            return Err(Error::ChannelNotClosing);
+        }
+        if block < ch.settle_block {
+            return Err(Error::ChallengePeriodNotOver);
+        }
+        let s = self.settlement_of(user);
+        self.total_channel_funds -= ch.funds();
+        self.reserve = s.reserve_after;
+        ch.status = ChainStatus::Settled;
+        ch.deposited = Amount::ZERO;
+        ch.withdrawn = Amount::ZERO;
+        ch.advanced_from_reserve = Amount::ZERO;
+        self.channels.insert(user, ch);
+        if !s.paid.is_zero() {
+            self.send(user, s.paid);
+        }
+        Ok(s)
+    }
+
+    /// `depositReserve(amount)`.
+    pub fn deposit_reserve(&mut self, amount: U256) -> Result<(), Error> {
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if amount > U256::from(u128::MAX) {
+            return Err(Error::AmountTooLarge);
+        }
+        self.reserve += amount;
+        self.token_balance += amount;
+        Ok(())
+    }
+
+    /// `announceReserveWithdrawal(amount)` sent by `sender` in `block`.
+    pub fn announce_reserve_withdrawal(&mut self, sender: Address, block: u64, amount: U256) -> Result<u64, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if amount > U256::from(u128::MAX) {
+            return Err(Error::AmountTooLarge);
+        }
+        if self.pending_reserve_withdrawal.is_some() {
+            return Err(Error::ReserveWithdrawalPending);
+        }
+        let unlock = block + self.config.reserve_notice_blocks;
+        self.pending_reserve_withdrawal = Some((Amount(amount.to::<u128>()), unlock));
+        Ok(unlock)
+    }
+
+    /// `cancelReserveWithdrawal()` sent by `sender`.
+    pub fn cancel_reserve_withdrawal(&mut self, sender: Address) -> Result<(), Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        self.pending_reserve_withdrawal.take().map(|_| ()).ok_or(Error::NoReserveWithdrawalPending)
+    }
+
+    /// `executeReserveWithdrawal(to)` sent by `sender` in `block`.
+    pub fn execute_reserve_withdrawal(&mut self, sender: Address, block: u64, to: Address) -> Result<U256, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let (amount, unlock) = self.pending_reserve_withdrawal.ok_or(Error::NoReserveWithdrawalPending)?;
+        if block < unlock {
+            return Err(Error::ReserveNoticeNotOver);
+        }
+        if to == Address::ZERO {
+            return Err(Error::RecipientMustNotBeZero);
+        }
+        let amount = U256::from(amount.0);
+        if amount > self.reserve {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.pending_reserve_withdrawal = None;
+        self.reserve -= amount;
+        self.send(to, amount);
+        Ok(amount)
+    }
+
+    /// `payout(batchId, recipients, amounts)` sent by `sender`. Returns the total paid.
+    pub fn payout(
+        &mut self,
+        sender: Address,
+        batch_id: B256,
+        recipients: &[Address],
+        amounts: &[U256],
+    ) -> Result<U256, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let n = recipients.len();
+        if n == 0 {
+            return Err(Error::BatchEmpty);
+        }
+        if n > MAX_PAYOUT_BATCH {
+            return Err(Error::BatchTooLarge);
+        }
+        if n != amounts.len() {
+            return Err(Error::BatchLengthMismatch);
+        }
+        if self.executed_batches.contains(&batch_id) {
+            return Err(Error::PayoutBatchAlreadyExecuted);
+        }
+        let mut total = U256::ZERO;
+        for (to, amount) in recipients.iter().zip(amounts) {
+            if *to == Address::ZERO {
+                return Err(Error::RecipientMustNotBeZero);
+            }
+            if amount.is_zero() {
+                return Err(Error::AmountMustNotBeZero);
+            }
+            if *amount > U256::from(u128::MAX) {
+                return Err(Error::AmountTooLarge);
+            }
+            total += *amount;
+        }
+        if total > self.reserve {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.executed_batches.insert(batch_id);
+        self.reserve -= total;
+        for (to, amount) in recipients.iter().zip(amounts) {
+            self.send(*to, *amount);
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,175 @@
+//! Expected errors, each named after the rule that was broken.
+//!
+//! Variants that the contract also enforces carry the same name as the contract's custom
+//! error (`NonceMustIncrease` here, `error NonceMustIncrease()` in `InfHub.sol`), so shared
+//! test vectors can compare verdicts by name. Bugs are not errors: they are `assert!`s.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an input was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- judged identically by the contract
+    /// The constructor's hub address is zero.
+    #[error("hub must not be zero")]
+    HubMustNotBeZero,
+    /// The constructor's challenge period is outside the allowed range.
+    #[error("challenge period out of range")]
+    ChallengePeriodOutOfRange,
+    /// The reserve notice must be longer than the challenge period, so users can exit first.
+    #[error("reserve notice must exceed the challenge period")]
+    ReserveNoticeMustExceedChallengePeriod,
+    /// The channel is open or closing; it cannot be opened again yet.
+    #[error("channel is already open")]
+    ChannelAlreadyOpen,
+    /// The operation needs an open channel.
+    #[error("channel is not open")]
+    ChannelNotOpen,
+    /// The operation needs a closing channel (in or after its challenge period).
+    #[error("channel is not closing")]
+    ChannelNotClosing,
+    /// Amounts must be positive.
+    #[error("amount must not be zero")]
+    AmountMustNotBeZero,
+    /// An amount or running total would exceed uint128.
+    #[error("amount too large")]
+    AmountTooLarge,
+    /// The message names another epoch of the channel than the current one.
+    #[error("epoch mismatch: the message is for another epoch of this channel")]
+    EpochMismatch,
+    /// The message names another user than the channel's owner.
+    #[error("user mismatch: the message is for another channel")]
+    UserMismatch,
+    /// The proof's nonce is not above the newest one already seen.
+    #[error("nonce must increase")]
+    NonceMustIncrease,
+    /// The cooperative withdrawal's running total is not above the amount already withdrawn.
+    #[error("cumulative withdrawal must increase")]
+    WithdrawalMustIncrease,
+    /// The authorization's expiry block has passed.
+    #[error("authorization expired")]
+    AuthorizationExpired,
+    /// The signature is malformed: wrong length, high s, bad v, or not a curve point.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// The signature is well formed but by another key than required.
+    #[error("signed by the wrong key")]
+    WrongSigner,
+    /// Proofs can no longer be submitted: the challenge period has ended.
+    #[error("challenge period is over")]
+    ChallengePeriodOver,
+    /// Settlement must wait for the end of the challenge period.
+    #[error("challenge period is not over")]
+    ChallengePeriodNotOver,
+    /// The hub's reserve cannot back this.
+    #[error("reserve insufficient")]
+    ReserveInsufficient,
+    /// With nonce 0 ("no proof") the signature and total must be empty.
+    #[error("an absent proof must be empty")]
+    ProofMustBeEmpty,
+    /// Only the hub may do this.
+    #[error("only the hub may do this")]
+    OnlyHub,
+    /// Only the user or the hub may do this.
+    #[error("only the user or the hub may do this")]
+    OnlyUserOrHub,
+    /// A channel cannot belong to the zero address or to the hub itself.
+    #[error("user must not be zero or the hub")]
+    UserMustNotBeZeroOrHub,
+    /// No reserve withdrawal has been announced.
+    #[error("no reserve withdrawal pending")]
+    NoReserveWithdrawalPending,
+    /// A reserve withdrawal is already announced.
+    #[error("a reserve withdrawal is already pending")]
+    ReserveWithdrawalPending,
+    /// The reserve withdrawal's notice period has not ended.
+    #[error("reserve notice period is not over")]
+    ReserveNoticeNotOver,
+    /// A payout batch has more recipients than allowed.
+    #[error("payout batch too large")]
+    BatchTooLarge,
+    /// A payout batch has no recipients.
+    #[error("payout batch empty")]
+    BatchEmpty,
+    /// Recipients and amounts differ in length.
+    #[error("payout batch length mismatch")]
+    BatchLengthMismatch,
+    /// This payout batch id was already paid.
+    #[error("payout batch already executed")]
+    PayoutBatchAlreadyExecuted,
+    /// A recipient must not be the zero address.
+    #[error("recipient must not be zero")]
+    RecipientMustNotBeZero,
+
+    // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
+    /// Off chain, proofs are strictly sequential: nonce must be exactly previous + 1.
+    #[error("nonce must be the previous nonce plus one")]
+    NonceMustBeNext,
+    /// The new running total must equal the previous one plus the amount.
+    #[error("cumulative total must equal previous total plus amount")]
+    CumulativeMismatch,
+    /// A newer credit must raise the running total.
+    #[error("cumulative credit must increase")]
+    CreditMustIncrease,
+    /// The balance does not cover the amount.
+    #[error("insufficient balance")]
+    InsufficientBalance,
+    /// Hash-time-locked amounts are carried in the format but not yet accepted.
+    #[error("locked amounts are not supported yet")]
+    LocksNotSupportedYet,
+    /// The payment kind byte is not one this version knows.
+    #[error("unknown payment kind")]
+    UnknownPaymentKind,
+    /// A payment to oneself is pointless and refused.
+    #[error("recipient must not be the sender")]
+    RecipientMustNotBeSender,
+    /// The expiry block must lie in the future.
+    #[error("expiry must be in the future")]
+    ExpiryMustBeInFuture,
+    /// The expiry block is further away than the hub allows.
+    #[error("expiry too far in the future")]
+    ExpiryTooFar,
+    /// A withdrawal co-signed earlier is still usable; wait for it or for its expiry.
+    #[error("a co-signed withdrawal is still pending")]
+    WithdrawalPending,
+    /// A chain event contradicts the local state (e.g. a running total out of order).
+    #[error("chain event inconsistent with local state")]
+    ChainEventInconsistent,
+}
+
+impl Error {
+    /// The stable machine-readable code, e.g. `nonce_must_increase`.
+    pub fn code(&self) -> String {
+        let name = self.name();
+        let mut out = String::with_capacity(name.len() + 8);
+        for (i, ch) in name.chars().enumerate() {
+            if ch.is_ascii_uppercase() {
+                if i != 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_lowercase());
+            } else {
+                out.push(ch);
+            }
+        }
+        out
+    }
+
+    /// The variant name, which is also the contract's custom error name where the contract judges it.
+    pub fn name(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_of_names() {
+        assert_eq!(Error::NonceMustIncrease.code(), "nonce_must_increase");
+        assert_eq!(Error::AmountMustNotBeZero.code(), "amount_must_not_be_zero");
+        assert_eq!(Error::WrongSigner.name(), "WrongSigner");
+    }
+}

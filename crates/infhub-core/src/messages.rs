@@ -1,0 +1,295 @@
+//! The signed messages of the protocol and their EIP-712 struct hashes.
+//!
+//! On-chain messages (the contract verifies them): [`Debit`] (user-signed running total of
+//! what left the channel), [`Credit`] (hub-signed running total of what entered it) and
+//! [`Withdrawal`] (co-signed cooperative withdrawal). Off-chain messages (hub and wallet
+//! verify them): [`Receipt`] (hub acknowledges a debit) and [`Registration`] (user proves
+//! key ownership at registration). Field order and types are the contract's; see
+//! `docs/protocol.md` § "Signed messages" for why each field exists.
+
+use crate::eip712::{Domain, Encoder};
+use crate::signature::{PrivateKey, Signature};
+use crate::{Amount, Error};
+use alloy_primitives::{keccak256, Address, B256};
+use serde::{Deserialize, Serialize};
+
+/// EIP-712 type string of [`Debit`].
+pub const DEBIT_TYPE: &str = "Debit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeDebit,uint128 lockedAmount,bytes32 locksRoot,uint8 kind,address recipient,uint128 amount,bytes32 paymentId)";
+/// EIP-712 type string of [`Credit`].
+pub const CREDIT_TYPE: &str = "Credit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeCredit,uint128 lockedAmount,bytes32 locksRoot)";
+/// EIP-712 type string of [`Withdrawal`].
+pub const WITHDRAWAL_TYPE: &str =
+    "Withdrawal(address user,uint64 epoch,uint128 cumulativeWithdrawn,uint64 expiryBlock)";
+/// EIP-712 type string of [`Receipt`].
+pub const RECEIPT_TYPE: &str =
+    "Receipt(address payer,uint64 epoch,uint64 debitNonce,bytes32 paymentId,bytes32 debitDigest)";
+/// EIP-712 type string of [`Registration`].
+pub const REGISTRATION_TYPE: &str = "Registration(address user,uint64 validUntilBlock)";
+
+/// What a debit pays for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum PaymentKind {
+    /// To another account of the same hub; the hub credits the recipient's channel.
+    Internal = 0,
+    /// To a plain chain address; the hub pays out on chain from its reserve.
+    External = 1,
+}
+
+impl PaymentKind {
+    /// Decodes the `kind` byte.
+    pub fn from_u8(v: u8) -> Result<PaymentKind, Error> {
+        match v {
+            0 => Ok(PaymentKind::Internal),
+            1 => Ok(PaymentKind::External),
+            _ => Err(Error::UnknownPaymentKind),
+        }
+    }
+}
+
+/// A user-signed running total of everything paid out of the channel in this epoch, bound to
+/// the one payment that raised it (recipient, amount, payment id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Debit {
+    /// The channel owner and signer.
+    pub user: Address,
+    /// The channel's epoch; a reopened channel has a new one.
+    pub epoch: u64,
+    /// Sequence number of this user's debits in this epoch, starting at 1.
+    pub nonce: u64,
+    /// Running total paid out of the channel, including `amount`.
+    pub cumulative_debit: Amount,
+    /// Total of pending hash-time-locked outgoing amounts (0 until multi-hop is built).
+    pub locked_amount: Amount,
+    /// Merkle root of the pending locks (zero until multi-hop is built).
+    pub locks_root: B256,
+    /// What the payment is for, as the `PaymentKind` byte.
+    pub kind: u8,
+    /// Who is paid: an account of this hub (Internal) or a chain address (External).
+    pub recipient: Address,
+    /// This payment's amount: `cumulative_debit` minus the previous total.
+    pub amount: Amount,
+    /// The payer's idempotency key; the hub applies a payment id at most once.
+    pub payment_id: B256,
+}
+
+/// A hub-signed running total of everything paid into the channel in this epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credit {
+    /// The channel owner.
+    pub user: Address,
+    /// The channel's epoch.
+    pub epoch: u64,
+    /// Sequence number of the hub's credits to this user in this epoch, starting at 1.
+    pub nonce: u64,
+    /// Running total paid into the channel.
+    pub cumulative_credit: Amount,
+    /// Total of pending hash-time-locked incoming amounts (0 until multi-hop is built).
+    pub locked_amount: Amount,
+    /// Merkle root of the pending locks (zero until multi-hop is built).
+    pub locks_root: B256,
+}
+
+/// A cooperative withdrawal, valid only with both the user's and the hub's signature and only
+/// until `expiry_block`; pays `cumulative_withdrawn` minus what was already withdrawn on chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Withdrawal {
+    /// The channel owner, who receives the tokens.
+    pub user: Address,
+    /// The channel's epoch.
+    pub epoch: u64,
+    /// Running total withdrawn on chain in this epoch after this withdrawal.
+    pub cumulative_withdrawn: Amount,
+    /// Last block in which the contract accepts it.
+    pub expiry_block: u64,
+}
+
+/// The hub's signed acknowledgement that it applied a debit (off chain only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// Who paid.
+    pub payer: Address,
+    /// The payer's channel epoch.
+    pub epoch: u64,
+    /// The nonce of the debit applied.
+    pub debit_nonce: u64,
+    /// The payment id of the debit applied.
+    pub payment_id: B256,
+    /// The EIP-712 digest of the debit applied, so the receipt names exactly one signed debit.
+    pub debit_digest: B256,
+}
+
+/// The user's signed request to register, proving it holds the key (off chain only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    /// The address to register.
+    pub user: Address,
+    /// The request is refused after this block, so a leaked request goes stale.
+    pub valid_until_block: u64,
+}
+
+/// A message type with an EIP-712 struct hash.
+pub trait Eip712Message {
+    /// The EIP-712 type string.
+    const TYPE: &'static str;
+    /// `hashStruct(message)`.
+    fn struct_hash(&self) -> B256;
+    /// The digest to sign in `domain`.
+    fn digest(&self, domain: &Domain) -> B256 {
+        domain.digest(self.struct_hash())
+    }
+    /// Signs the message in `domain`.
+    fn sign(&self, domain: &Domain, key: &PrivateKey) -> Signature {
+        key.sign(self.digest(domain))
+    }
+}
+
+fn type_hash(type_string: &str) -> B256 {
+    keccak256(type_string.as_bytes())
+}
+
+impl Eip712Message for Debit {
+    const TYPE: &'static str = DEBIT_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.user);
+        e.u64(self.epoch);
+        e.u64(self.nonce);
+        e.u128(self.cumulative_debit.0);
+        e.u128(self.locked_amount.0);
+        e.word(self.locks_root);
+        e.u8(self.kind);
+        e.address(self.recipient);
+        e.u128(self.amount.0);
+        e.word(self.payment_id);
+        e.finish()
+    }
+}
+
+impl Eip712Message for Credit {
+    const TYPE: &'static str = CREDIT_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.user);
+        e.u64(self.epoch);
+        e.u64(self.nonce);
+        e.u128(self.cumulative_credit.0);
+        e.u128(self.locked_amount.0);
+        e.word(self.locks_root);
+        e.finish()
+    }
+}
+
+impl Eip712Message for Withdrawal {
+    const TYPE: &'static str = WITHDRAWAL_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.user);
+        e.u64(self.epoch);
+        e.u128(self.cumulative_withdrawn.0);
+        e.u64(self.expiry_block);
+        e.finish()
+    }
+}
+
+impl Eip712Message for Receipt {
+    const TYPE: &'static str = RECEIPT_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.payer);
+        e.u64(self.epoch);
+        e.u64(self.debit_nonce);
+        e.word(self.payment_id);
+        e.word(self.debit_digest);
+        e.finish()
+    }
+}
+
+impl Eip712Message for Registration {
+    const TYPE: &'static str = REGISTRATION_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.user);
+        e.u64(self.valid_until_block);
+        e.finish()
+    }
+}
+
+/// A message with its signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Signed<M> {
+    /// The message.
+    pub message: M,
+    /// The signer's signature over the message's digest.
+    pub signature: Signature,
+}
+
+impl<M: Eip712Message> Signed<M> {
+    /// Signs `message` in `domain` with `key`.
+    pub fn new(message: M, domain: &Domain, key: &PrivateKey) -> Self {
+        let signature = message.sign(domain, key);
+        Signed { message, signature }
+    }
+
+    /// Ok if `signer` signed this message in `domain`.
+    pub fn verify(&self, domain: &Domain, signer: Address) -> Result<(), Error> {
+        self.signature.verify(self.message.digest(domain), signer)
+    }
+}
+
+/// A user-signed debit.
+pub type SignedDebit = Signed<Debit>;
+/// A hub-signed credit.
+pub type SignedCredit = Signed<Credit>;
+/// A hub-signed receipt.
+pub type SignedReceipt = Signed<Receipt>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_bytes_decode() {
+        assert_eq!(PaymentKind::from_u8(0), Ok(PaymentKind::Internal));
+        assert_eq!(PaymentKind::from_u8(1), Ok(PaymentKind::External));
+        assert_eq!(PaymentKind::from_u8(2), Err(Error::UnknownPaymentKind));
+    }
+
+    #[test]
+    fn every_field_changes_the_debit_hash() {
+        let base = Debit {
+            user: Address::repeat_byte(1),
+            epoch: 1,
+            nonce: 1,
+            cumulative_debit: Amount(5),
+            locked_amount: Amount(0),
+            locks_root: B256::ZERO,
+            kind: 0,
+            recipient: Address::repeat_byte(2),
+            amount: Amount(5),
+            payment_id: B256::repeat_byte(9),
+        };
+        let h = base.struct_hash();
+        let variants = [
+            Debit { user: Address::repeat_byte(3), ..base },
+            Debit { epoch: 2, ..base },
+            Debit { nonce: 2, ..base },
+            Debit { cumulative_debit: Amount(6), ..base },
+            Debit { locked_amount: Amount(1), ..base },
+            Debit { locks_root: B256::repeat_byte(1), ..base },
+            Debit { kind: 1, ..base },
+            Debit { recipient: Address::repeat_byte(4), ..base },
+            Debit { amount: Amount(4), ..base },
+            Debit { payment_id: B256::repeat_byte(8), ..base },
+        ];
+        for v in variants {
+            assert_ne!(v.struct_hash(), h, "{v:?}");
+        }
+    }
+}
