@@ -18,7 +18,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 /// @dev Spec: docs/protocol.md. The Rust core (crates/infhub-core) mirrors every rule here,
 /// including the error names; shared test vectors keep the two in agreement.
 /// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds, where a
-/// channel's funds are deposited + advancedFromReserve - withdrawn (never negative).
+/// channel's funds are deposited + advancedFromReserve - withdrawn - realizedDebit (never negative).
 contract InfHub is EIP712 {
     using SafeERC20 for IERC20;
 
@@ -98,6 +98,7 @@ contract InfHub is EIP712 {
         uint128 deposited;
         uint128 withdrawn;
         uint128 advancedFromReserve;
+        uint128 realizedDebit;
         Side debit;
         Side credit;
     }
@@ -115,7 +116,7 @@ contract InfHub is EIP712 {
     mapping(address => Channel) internal channels;
     /// The hub's own funds in the contract.
     uint256 public reserve;
-    /// Sum over all channels of deposited + advancedFromReserve - withdrawn.
+    /// Sum over all channels of deposited + advancedFromReserve - withdrawn - realizedDebit.
     uint256 public totalChannelFunds;
     ReserveWithdrawal public pendingReserveWithdrawal;
     mapping(bytes32 => bool) public payoutBatchExecuted;
@@ -129,6 +130,9 @@ contract InfHub is EIP712 {
     event ExitStarted(address indexed user, uint64 epoch, address closer, uint64 settleBlock);
     event DebitSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, address by);
     event CreditSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeCredit, address by);
+    event DebitRealized(
+        address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, uint256 moved, uint256 reserveAfter
+    );
     event Settled(address indexed user, uint64 epoch, uint256 paid, uint256 shortfall, uint256 reserveAfter);
     event ReserveDeposited(address from, uint256 amount, uint256 reserveAfter);
     event ReserveWithdrawalAnnounced(uint256 amount, uint64 unlockBlock);
@@ -224,8 +228,8 @@ contract InfHub is EIP712 {
         Channel storage ch = channels[user];
         if (ch.status != Status.Open) revert ChannelNotOpen();
         if (amount == 0) revert AmountMustNotBeZero();
+        if (amount > MAX_AMOUNT - ch.deposited) revert AmountTooLarge();
         uint256 newDeposited = uint256(ch.deposited) + amount;
-        if (newDeposited > MAX_AMOUNT) revert AmountTooLarge();
         _pullExact(amount);
         // casting to 'uint128' is safe because newDeposited <= MAX_AMOUNT was checked above
         // forge-lint: disable-next-line(unsafe-typecast)
@@ -260,6 +264,27 @@ contract InfHub is EIP712 {
         totalChannelFunds = totalChannelFunds + fromReserve - amount;
         token.safeTransfer(w.user, amount);
         emit Withdrawn(w.user, ch.epoch, amount, w.cumulativeWithdrawn, fromReserve);
+    }
+
+    /// The hub moves what a user has paid (per the user's own signed debit) from the user's open
+    /// channel into the reserve, so the reserve can back the payees' credits without waiting for
+    /// the payer to close. Moves min(cumulativeDebit - realizedDebit, channel funds). The debit
+    /// also becomes the lowest debit the contract will accept for this epoch.
+    function realizeDebit(Debit calldata debit, bytes calldata userSignature) external onlyHub {
+        Channel storage ch = channels[debit.user];
+        if (ch.status != Status.Open) revert ChannelNotOpen();
+        _applyDebit(ch, debit.user, debit, userSignature);
+        uint256 unrealized = uint256(debit.cumulativeDebit) > ch.realizedDebit
+            ? uint256(debit.cumulativeDebit) - ch.realizedDebit
+            : 0;
+        uint256 funds = _funds(ch);
+        uint256 moved = unrealized < funds ? unrealized : funds;
+        // casting to 'uint128' is safe because realizedDebit + moved <= cumulativeDebit (a uint128)
+        // forge-lint: disable-next-line(unsafe-typecast)
+        ch.realizedDebit += uint128(moved);
+        totalChannelFunds -= moved;
+        reserve += moved;
+        emit DebitRealized(debit.user, debit.epoch, debit.nonce, debit.cumulativeDebit, moved, reserve);
     }
 
     /// The user closes alone, with the newest hub-signed credit it holds (nonce 0 = none).
@@ -312,6 +337,7 @@ contract InfHub is EIP712 {
         ch.deposited = 0;
         ch.withdrawn = 0;
         ch.advancedFromReserve = 0;
+        ch.realizedDebit = 0;
         if (paid != 0) token.safeTransfer(user, paid);
         emit Settled(user, ch.epoch, paid, shortfall, reserveAfter);
     }
@@ -447,7 +473,7 @@ contract InfHub is EIP712 {
     // ================================================================ internals
 
     function _funds(Channel storage ch) internal view returns (uint256) {
-        return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn;
+        return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn - ch.realizedDebit;
     }
 
     function _beginClose(address user) internal returns (Channel storage ch) {

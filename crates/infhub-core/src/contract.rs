@@ -79,6 +79,8 @@ pub struct ChainChannel {
     pub withdrawn: Amount,
     /// Part of the withdrawals that the reserve advanced beyond the channel's own funds.
     pub advanced_from_reserve: Amount,
+    /// Part of the user's debits already moved from the channel's funds to the reserve.
+    pub realized_debit: Amount,
     /// Newest user-signed debit submitted while closing.
     pub debit: Side,
     /// Newest hub-signed credit submitted while closing.
@@ -86,10 +88,10 @@ pub struct ChainChannel {
 }
 
 impl ChainChannel {
-    /// deposited + advanced_from_reserve - withdrawn, never negative by construction.
+    /// deposited + advanced_from_reserve - withdrawn - realized_debit, never negative by construction.
     pub fn funds(&self) -> U256 {
         let f = U256::from(self.deposited.0) + U256::from(self.advanced_from_reserve.0);
-        let w = U256::from(self.withdrawn.0);
+        let w = U256::from(self.withdrawn.0) + U256::from(self.realized_debit.0);
         assert!(f >= w, "channel funds went negative: {self:?}");
         f - w
     }
@@ -195,11 +197,10 @@ impl ContractModel {
         if amount.is_zero() {
             return Err(Error::AmountMustNotBeZero);
         }
-        let new_total = U256::from(ch.deposited.0) + amount;
-        if new_total > U256::from(u128::MAX) {
+        if amount > U256::from(u128::MAX - ch.deposited.0) {
             return Err(Error::AmountTooLarge);
         }
-        ch.deposited = Amount(new_total.to::<u128>());
+        ch.deposited = Amount(ch.deposited.0 + amount.to::<u128>());
         self.channels.insert(user, ch);
         self.total_channel_funds += amount;
         self.token_balance += amount;
@@ -288,6 +289,25 @@ impl ContractModel {
             locks_root: d.locks_root,
         };
         Ok(())
+    }
+
+    /// `realizeDebit(debit, userSignature)` sent by `sender`. Returns the amount moved to the reserve.
+    pub fn realize_debit(&mut self, sender: Address, d: &Debit, user_sig: &[u8]) -> Result<U256, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let mut ch = self.channel(d.user);
+        if ch.status != ChainStatus::Open {
+            return Err(Error::ChannelNotOpen);
+        }
+        self.apply_debit(&mut ch, d.user, d, user_sig)?;
+        let unrealized = U256::from(d.cumulative_debit.0.saturating_sub(ch.realized_debit.0));
+        let moved = unrealized.min(ch.funds());
+        ch.realized_debit = Amount(ch.realized_debit.0 + moved.to::<u128>());
+        self.channels.insert(d.user, ch);
+        self.total_channel_funds -= moved;
+        self.reserve += moved;
+        Ok(moved)
     }
 
     /// `startExit(credit, hubSignature)` sent by the user in `block`.
@@ -383,6 +403,7 @@ impl ContractModel {
         ch.deposited = Amount::ZERO;
         ch.withdrawn = Amount::ZERO;
         ch.advanced_from_reserve = Amount::ZERO;
+        ch.realized_debit = Amount::ZERO;
         self.channels.insert(user, ch);
         if !s.paid.is_zero() {
             self.send(user, s.paid);

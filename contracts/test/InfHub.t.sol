@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Fixture} from "./Fixture.sol";
+import {InfHub} from "../src/InfHub.sol";
+import {InfToken} from "../src/InfToken.sol";
+
+/// Unit and fuzz tests of every InfHub function: success paths with state before and after and
+/// their events, and every rejection by its named error.
+contract InfHubTest is Fixture {
+    // ------------------------------------------------------------ constructor
+
+    function test_constructor_rejects_bad_parameters() public {
+        vm.expectRevert(InfHub.HubMustNotBeZero.selector);
+        new InfHub(token, address(0), CHALLENGE, NOTICE);
+        vm.expectRevert(InfHub.ChallengePeriodOutOfRange.selector);
+        new InfHub(token, hubAddr, 1, NOTICE);
+        vm.expectRevert(InfHub.ChallengePeriodOutOfRange.selector);
+        new InfHub(token, hubAddr, 2_000_001, 3_000_000);
+        vm.expectRevert(InfHub.ReserveNoticeMustExceedChallengePeriod.selector);
+        new InfHub(token, hubAddr, CHALLENGE, CHALLENGE);
+    }
+
+    // ------------------------------------------------------------ open
+
+    function test_open_by_user_then_by_hub_for_other_user() public {
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelOpened(alice, 1, alice);
+        open(alice);
+        InfHub.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHub.Status.Open), "status");
+        assertEq(ch.epoch, 1, "epoch");
+
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelOpened(bob, 1, hubAddr);
+        vm.prank(hubAddr);
+        hub.openChannel(bob);
+        assertEq(hub.channel(bob).epoch, 1, "bob epoch");
+    }
+
+    function test_open_rejections() public {
+        vm.prank(mallory);
+        vm.expectRevert(InfHub.OnlyUserOrHub.selector);
+        hub.openChannel(alice);
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        hub.openChannel(hubAddr);
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        hub.openChannel(address(0));
+        open(alice);
+        vm.prank(alice);
+        vm.expectRevert(InfHub.ChannelAlreadyOpen.selector);
+        hub.openChannel(alice);
+    }
+
+    // ------------------------------------------------------------ deposit
+
+    function test_deposit_locks_tokens_and_emits_running_total() public {
+        open(alice);
+        uint256 before = token.balanceOf(alice);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Deposited(alice, 1, alice, 70, 70);
+        depositAs(alice, 70);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Deposited(alice, 1, bob, 30, 100);
+        vm.prank(bob);
+        hub.deposit(alice, 30);
+        assertEq(hub.channel(alice).deposited, 100, "deposited");
+        assertEq(token.balanceOf(alice), before - 70, "alice paid");
+        assertEq(token.balanceOf(address(hub)), 100, "contract holds");
+        assertEq(hub.totalChannelFunds(), 100, "funds");
+        checkAccounting();
+    }
+
+    function test_deposit_rejections() public {
+        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        depositAs(alice, 1);
+        open(alice);
+        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        depositAs(alice, 0);
+        token.mint(alice, uint256(type(uint128).max));
+        depositAs(alice, type(uint128).max - 5);
+        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        depositAs(alice, 6);
+        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        depositAs(alice, type(uint256).max);
+    }
+
+    function test_deposit_with_permit() public {
+        open(alice);
+        vm.prank(alice);
+        token.approve(address(hub), 0);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                alice,
+                address(hub),
+                uint256(55),
+                token.nonces(alice),
+                deadline
+            )
+        );
+        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", token.DOMAIN_SEPARATOR(), structHash));
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(ALICE_PK, digest);
+        vm.prank(alice);
+        hub.depositWithPermit(alice, 55, deadline, v, r, s);
+        assertEq(hub.channel(alice).deposited, 55, "deposited via permit");
+        // A replayed permit fails inside, and without allowance the deposit reverts.
+        vm.prank(alice);
+        vm.expectRevert();
+        hub.depositWithPermit(alice, 55, deadline, v, r, s);
+    }
+
+    // ------------------------------------------------------------ cooperative withdrawal
+
+    function test_withdraw_partial_keeps_channel_open() public {
+        open(alice);
+        depositAs(alice, 100);
+        InfHub.Withdrawal memory w = withdrawal(alice, 40, uint64(block.number + 10));
+        uint256 before = token.balanceOf(alice);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Withdrawn(alice, 1, 40, 40, 0);
+        vm.prank(mallory); // anyone may submit; the tokens go to the user
+        hub.withdraw(w, signWithdrawal(ALICE_PK, w), signWithdrawal(HUB_PK, w));
+        assertEq(token.balanceOf(alice), before + 40, "paid to user");
+        InfHub.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHub.Status.Open), "still open");
+        assertEq(ch.withdrawn, 40, "withdrawn");
+        assertEq(hub.totalChannelFunds(), 60, "funds");
+        // The rest, with a new running total.
+        w = withdrawal(alice, 100, uint64(block.number + 10));
+        hub.withdraw(w, signWithdrawal(ALICE_PK, w), signWithdrawal(HUB_PK, w));
+        assertEq(hub.channel(alice).withdrawn, 100, "withdrawn all");
+        checkAccounting();
+    }
+
+    function test_withdraw_beyond_own_funds_draws_reserve() public {
+        // Bob received credit off chain and never deposited; the reserve advances his withdrawal.
+        open(bob);
+        fundReserve(500);
+        InfHub.Withdrawal memory w = withdrawal(bob, 30, uint64(block.number + 5));
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Withdrawn(bob, 1, 30, 30, 30);
+        hub.withdraw(w, signWithdrawal(BOB_PK, w), signWithdrawal(HUB_PK, w));
+        assertEq(hub.reserve(), 470, "reserve advanced");
+        assertEq(hub.channel(bob).advancedFromReserve, 30, "advance recorded");
+        assertEq(hub.totalChannelFunds(), 0, "bob's funds");
+        checkAccounting();
+        // Not more than the reserve holds.
+        w = withdrawal(bob, 30 + 471, uint64(block.number + 5));
+        bytes memory us = signWithdrawal(BOB_PK, w);
+        bytes memory hs = signWithdrawal(HUB_PK, w);
+        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        hub.withdraw(w, us, hs);
+    }
+
+    InfHub.Withdrawal internal w40;
+    bytes internal w40User;
+    bytes internal w40Hub;
+
+    /// Alice has 100 deposited and a co-signed withdrawal of 40 valid for 10 blocks.
+    function setUpWithdrawal() internal {
+        open(alice);
+        depositAs(alice, 100);
+        w40 = withdrawal(alice, 40, uint64(block.number + 10));
+        w40User = signWithdrawal(ALICE_PK, w40);
+        w40Hub = signWithdrawal(HUB_PK, w40);
+    }
+
+    function test_withdraw_rejects_wrong_signers() public {
+        setUpWithdrawal();
+        bytes memory mallorys = signWithdrawal(MALLORY_PK, w40);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.withdraw(w40, mallorys, w40Hub);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.withdraw(w40, w40User, w40User);
+    }
+
+    function test_withdraw_rejects_malformed_signatures() public {
+        setUpWithdrawal();
+        vm.expectRevert(InfHub.InvalidSignature.selector);
+        hub.withdraw(w40, hex"1234", w40Hub);
+        bytes memory highS = abi.encodePacked(bytes32(uint256(1)), bytes32(type(uint256).max), uint8(27));
+        vm.expectRevert(InfHub.InvalidSignature.selector);
+        hub.withdraw(w40, highS, w40Hub);
+        bytes memory badV = abi.encodePacked(w40User);
+        badV[64] = bytes1(uint8(29));
+        vm.expectRevert(InfHub.InvalidSignature.selector);
+        hub.withdraw(w40, badV, w40Hub);
+    }
+
+    function test_withdraw_rejects_wrong_epoch_chain_and_contract() public {
+        setUpWithdrawal();
+        InfHub.Withdrawal memory wrongEpoch = InfHub.Withdrawal(alice, 2, 40, w40.expiryBlock);
+        bytes memory weU = signWithdrawal(ALICE_PK, wrongEpoch);
+        bytes memory weH = signWithdrawal(HUB_PK, wrongEpoch);
+        vm.expectRevert(InfHub.EpochMismatch.selector);
+        hub.withdraw(wrongEpoch, weU, weH);
+        // Wrong chain id: the digest changes, so the signatures recover to other keys.
+        uint256 chain = block.chainid;
+        vm.chainId(chain + 1);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.withdraw(w40, w40User, w40Hub);
+        vm.chainId(chain);
+        // Wrong contract: signatures made for another hub contract are worthless here.
+        InfHub other = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        bytes memory otherU = signDigest(ALICE_PK, other.hashWithdrawal(w40));
+        bytes memory otherH = signDigest(HUB_PK, other.hashWithdrawal(w40));
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.withdraw(w40, otherU, otherH);
+    }
+
+    function test_withdraw_rejects_expired_replayed_and_closing() public {
+        setUpWithdrawal();
+        vm.roll(w40.expiryBlock + 1);
+        vm.expectRevert(InfHub.AuthorizationExpired.selector);
+        hub.withdraw(w40, w40User, w40Hub);
+        vm.roll(w40.expiryBlock);
+        hub.withdraw(w40, w40User, w40Hub);
+        vm.expectRevert(InfHub.WithdrawalMustIncrease.selector);
+        hub.withdraw(w40, w40User, w40Hub);
+        vm.prank(alice);
+        hub.startExit(noCredit(alice), "");
+        InfHub.Withdrawal memory w2 = withdrawal(alice, 50, uint64(block.number + 10));
+        bytes memory us2 = signWithdrawal(ALICE_PK, w2);
+        bytes memory hs2 = signWithdrawal(HUB_PK, w2);
+        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        hub.withdraw(w2, us2, hs2);
+    }
+
+    // ------------------------------------------------------------ exit, dispute, settle
+
+    function test_user_exit_with_credit_then_hub_disputes_then_settle() public {
+        open(alice);
+        open(bob);
+        depositAs(alice, 100);
+        fundReserve(1_000);
+        // Off chain: alice paid bob 30 (debit nonce 1), then 20 more (debit nonce 2);
+        // the hub sold alice 50 (credit nonce 1).
+        InfHub.Credit memory c1 = credit(alice, 1, 50);
+        InfHub.Debit memory d1 = debit(alice, 1, 30, 30);
+        InfHub.Debit memory d2 = debit(alice, 2, 50, 20);
+
+        // Alice exits with her credit and "forgets" her debits.
+        uint64 settleAt = uint64(block.number) + CHALLENGE;
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ExitStarted(alice, 1, alice, settleAt);
+        bytes memory c1sig = signCredit(HUB_PK, c1);
+        vm.prank(alice);
+        hub.startExit(c1, c1sig);
+        InfHub.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHub.Status.Closing), "closing");
+        assertEq(ch.settleBlock, settleAt, "settle block");
+        assertEq(ch.credit.cumulative, 50, "credit recorded");
+
+        // Exit while exiting is refused.
+        vm.prank(alice);
+        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        hub.startExit(c1, "");
+
+        // The hub answers with the older debit, then the newer one; the stale one is refused.
+        hub.submitDebit(d1, signDebit(ALICE_PK, d1));
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.DebitSubmitted(alice, 1, 2, 50, hubAddr);
+        bytes memory d2sig = signDebit(ALICE_PK, d2);
+        vm.prank(hubAddr);
+        hub.submitDebit(d2, d2sig);
+        bytes memory d1again = signDebit(ALICE_PK, d1);
+        vm.expectRevert(InfHub.NonceMustIncrease.selector);
+        hub.submitDebit(d1, d1again);
+        // A debit signed by someone else than alice is refused.
+        InfHub.Debit memory d3 = debit(alice, 3, 90, 40);
+        bytes memory forged = signDebit(HUB_PK, d3);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitDebit(d3, forged);
+
+        // Settling early is refused.
+        vm.roll(settleAt - 1);
+        vm.expectRevert(InfHub.ChallengePeriodNotOver.selector);
+        hub.settle(alice);
+        vm.roll(settleAt);
+        // Proofs after the period are refused.
+        bytes memory d3sig = signDebit(ALICE_PK, d3);
+        vm.expectRevert(InfHub.ChallengePeriodOver.selector);
+        hub.submitDebit(d3, d3sig);
+
+        uint256 before = token.balanceOf(alice);
+        // claim = 100 - 0 + 50 - 50 = 100; channel funds 100; reserve unchanged.
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Settled(alice, 1, 100, 0, 1_000);
+        hub.settle(alice);
+        assertEq(token.balanceOf(alice), before + 100, "alice paid her balance");
+        assertEq(uint256(hub.channel(alice).status), uint256(InfHub.Status.Settled), "settled");
+        vm.expectRevert(InfHub.ChannelNotClosing.selector);
+        hub.settle(alice);
+        checkAccounting();
+    }
+
+    function test_hub_close_with_stale_debit_and_user_defends() public {
+        open(alice);
+        depositAs(alice, 100);
+        fundReserve(1_000);
+        InfHub.Debit memory d1 = debit(alice, 1, 10, 10);
+        InfHub.Credit memory c1 = credit(alice, 1, 5);
+        InfHub.Credit memory c2 = credit(alice, 2, 80);
+
+        vm.prank(mallory);
+        vm.expectRevert(InfHub.OnlyHub.selector);
+        hub.startHubClose(alice, d1, "");
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        hub.startHubClose(alice, noDebit(alice), hex"01");
+
+        bytes memory d1sig = signDebit(ALICE_PK, d1);
+        vm.prank(hubAddr);
+        hub.startHubClose(alice, d1, d1sig);
+        assertEq(hub.channel(alice).closer, hubAddr, "closer");
+        // Alice's watchtower (anyone) submits her credits; the newest wins, an older one after it is refused.
+        bytes memory c2sig = signCredit(HUB_PK, c2);
+        vm.prank(mallory);
+        hub.submitCredit(c2, c2sig);
+        bytes memory c1sig = signCredit(HUB_PK, c1);
+        vm.expectRevert(InfHub.NonceMustIncrease.selector);
+        hub.submitCredit(c1, c1sig);
+        // A credit signed by alice herself is worthless.
+        InfHub.Credit memory c3 = credit(alice, 3, 500);
+        bytes memory selfSigned = signCredit(ALICE_PK, c3);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitCredit(c3, selfSigned);
+
+        vm.roll(block.number + CHALLENGE);
+        hub.settle(alice);
+        // claim = 100 + 80 - 10 = 170: 100 from her funds, 70 from the reserve.
+        assertEq(hub.reserve(), 930, "reserve paid the net credit");
+        checkAccounting();
+    }
+
+    function test_exit_rejections() public {
+        vm.prank(alice);
+        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        hub.startExit(noCredit(alice), "");
+        open(alice);
+        open(bob);
+        InfHub.Credit memory bobs = credit(bob, 1, 9);
+        bytes memory bobsSig = signCredit(HUB_PK, bobs);
+        vm.prank(alice);
+        vm.expectRevert(InfHub.UserMismatch.selector);
+        hub.startExit(bobs, bobsSig);
+        InfHub.Credit memory empty = noCredit(alice);
+        vm.prank(alice);
+        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        hub.startExit(empty, hex"00");
+        empty.cumulativeCredit = 1;
+        vm.prank(alice);
+        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        hub.startExit(empty, "");
+        InfHub.Credit memory c = credit(alice, 1, 9);
+        bytes memory cs = signCredit(HUB_PK, c);
+        vm.expectRevert(InfHub.ChannelNotClosing.selector);
+        hub.submitCredit(c, cs);
+    }
+
+    function test_reopen_increments_epoch_and_old_proofs_are_void() public {
+        open(alice);
+        depositAs(alice, 10);
+        InfHub.Credit memory oldCredit = credit(alice, 1, 1_000);
+        bytes memory oldSig = signCredit(HUB_PK, oldCredit);
+        vm.prank(alice);
+        hub.startExit(noCredit(alice), "");
+        vm.roll(block.number + CHALLENGE);
+        hub.settle(alice);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelOpened(alice, 2, alice);
+        open(alice);
+        InfHub.Channel memory ch = hub.channel(alice);
+        assertEq(ch.epoch, 2, "epoch 2");
+        assertEq(ch.deposited, 0, "fresh deposits");
+        assertEq(ch.credit.nonce, 0, "fresh proofs");
+        vm.prank(alice);
+        vm.expectRevert(InfHub.EpochMismatch.selector);
+        hub.startExit(oldCredit, oldSig);
+    }
+
+    // ------------------------------------------------------------ reserve
+
+    function test_reserve_withdrawal_needs_notice() public {
+        fundReserve(300);
+        vm.prank(mallory);
+        vm.expectRevert(InfHub.OnlyHub.selector);
+        hub.announceReserveWithdrawal(100);
+        vm.startPrank(hubAddr);
+        vm.expectRevert(InfHub.NoReserveWithdrawalPending.selector);
+        hub.executeReserveWithdrawal(hubAddr);
+        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        hub.announceReserveWithdrawal(0);
+        uint64 unlock = uint64(block.number) + NOTICE;
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ReserveWithdrawalAnnounced(100, unlock);
+        hub.announceReserveWithdrawal(100);
+        vm.expectRevert(InfHub.ReserveWithdrawalPending.selector);
+        hub.announceReserveWithdrawal(1);
+        vm.roll(unlock - 1);
+        vm.expectRevert(InfHub.ReserveNoticeNotOver.selector);
+        hub.executeReserveWithdrawal(hubAddr);
+        vm.roll(unlock);
+        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        hub.executeReserveWithdrawal(address(0));
+        uint256 before = token.balanceOf(hubAddr);
+        hub.executeReserveWithdrawal(hubAddr);
+        assertEq(token.balanceOf(hubAddr), before + 100, "hub received");
+        assertEq(hub.reserve(), 200, "reserve");
+        // cancel
+        hub.announceReserveWithdrawal(50);
+        hub.cancelReserveWithdrawal();
+        vm.expectRevert(InfHub.NoReserveWithdrawalPending.selector);
+        hub.cancelReserveWithdrawal();
+        // more than the reserve at execution
+        hub.announceReserveWithdrawal(201);
+        vm.roll(block.number + NOTICE);
+        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        hub.executeReserveWithdrawal(hubAddr);
+        vm.stopPrank();
+        checkAccounting();
+    }
+
+    // ------------------------------------------------------------ payouts
+
+    function test_payout_batch_pays_each_and_is_idempotent() public {
+        fundReserve(1_000);
+        address[] memory to = new address[](3);
+        uint256[] memory amounts = new uint256[](3);
+        to[0] = address(0xA1);
+        to[1] = address(0xA2);
+        to[2] = address(0xA3);
+        amounts[0] = 10;
+        amounts[1] = 20;
+        amounts[2] = 30;
+        bytes32 batchId = keccak256("batch-1");
+        vm.startPrank(hubAddr);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.Paid(batchId, address(0xA1), 10);
+        hub.payout(batchId, to, amounts);
+        assertEq(token.balanceOf(address(0xA2)), 20, "paid");
+        assertEq(hub.reserve(), 940, "reserve");
+        vm.expectRevert(InfHub.PayoutBatchAlreadyExecuted.selector);
+        hub.payout(batchId, to, amounts);
+        vm.expectRevert(InfHub.BatchEmpty.selector);
+        hub.payout(keccak256("e"), new address[](0), new uint256[](0));
+        vm.expectRevert(InfHub.BatchLengthMismatch.selector);
+        hub.payout(keccak256("m"), to, new uint256[](2));
+        vm.expectRevert(InfHub.BatchTooLarge.selector);
+        hub.payout(keccak256("l"), new address[](257), new uint256[](257));
+        amounts[2] = 1_000;
+        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        hub.payout(keccak256("r"), to, amounts);
+        amounts[2] = 0;
+        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        hub.payout(keccak256("z"), to, amounts);
+        to[1] = address(0);
+        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        hub.payout(keccak256("0"), to, amounts);
+        vm.stopPrank();
+        vm.prank(mallory);
+        vm.expectRevert(InfHub.OnlyHub.selector);
+        hub.payout(keccak256("x"), to, amounts);
+        checkAccounting();
+    }
+
+    // ------------------------------------------------------------ fuzz
+
+    /// Any deposit, partial withdrawal, credit and debit: settlement pays exactly
+    /// deposited - withdrawn + credit - debit, and the books balance.
+    function testFuzz_settlement_pays_the_off_chain_balance(
+        uint96 deposit,
+        uint96 withdrawFraction,
+        uint96 creditAmount,
+        uint96 debitAmount
+    ) public {
+        vm.assume(deposit > 0);
+        uint128 w = uint128(uint256(withdrawFraction) % (uint256(deposit) + 1));
+        uint128 d = uint128(uint256(debitAmount) % (uint256(deposit) - w + uint256(creditAmount) + 1));
+        token.mint(alice, deposit);
+        token.mint(hubAddr, creditAmount);
+        open(alice);
+        depositAs(alice, deposit);
+        if (creditAmount > 0) fundReserve(creditAmount);
+        if (w > 0) {
+            InfHub.Withdrawal memory wd = withdrawal(alice, w, uint64(block.number + 1));
+            hub.withdraw(wd, signWithdrawal(ALICE_PK, wd), signWithdrawal(HUB_PK, wd));
+        }
+        InfHub.Credit memory c = credit(alice, 1, creditAmount);
+        bytes memory cs = signCredit(HUB_PK, c);
+        vm.prank(alice);
+        hub.startExit(c, cs);
+        if (d > 0) {
+            InfHub.Debit memory db = debit(alice, 1, d, d);
+            hub.submitDebit(db, signDebit(ALICE_PK, db));
+        }
+        vm.roll(block.number + CHALLENGE);
+        uint256 before = token.balanceOf(alice);
+        hub.settle(alice);
+        uint256 expected = uint256(deposit) - w + creditAmount - d;
+        assertEq(token.balanceOf(alice) - before, expected, "paid == off-chain balance");
+        // reserve = credit it backed, minus the credit paid out, plus the debits it earned.
+        assertEq(hub.reserve(), d, "reserve keeps the debits");
+        checkAccounting();
+    }
+
+    /// Proofs submitted in any order: the contract ends with the highest nonce.
+    function testFuzz_proof_order_does_not_matter(uint8 a, uint8 b, uint8 c) public {
+        vm.assume(a > 0 && b > 0 && c > 0);
+        open(alice);
+        depositAs(alice, 1_000);
+        vm.prank(alice);
+        hub.startExit(noCredit(alice), "");
+        uint8[3] memory order = [a, b, c];
+        uint8 best = 0;
+        for (uint256 i = 0; i < 3; i++) {
+            InfHub.Debit memory d = debit(alice, order[i], uint128(order[i]), 1);
+            bytes memory sig = signDebit(ALICE_PK, d);
+            if (order[i] <= best) {
+                vm.expectRevert(InfHub.NonceMustIncrease.selector);
+                hub.submitDebit(d, sig);
+            } else {
+                hub.submitDebit(d, sig);
+                best = order[i];
+            }
+        }
+        assertEq(hub.channel(alice).debit.nonce, best, "highest nonce wins");
+        assertEq(hub.channel(alice).debit.cumulative, best, "its total");
+    }
+
+    /// Any amounts in a payout batch: each recipient gets exactly its amount, reserve drops by the sum.
+    function testFuzz_payout_amounts(uint64 x, uint64 y) public {
+        vm.assume(x > 0 && y > 0);
+        uint256 total = uint256(x) + y;
+        token.mint(hubAddr, total);
+        fundReserve(total);
+        address[] memory to = new address[](2);
+        uint256[] memory amounts = new uint256[](2);
+        to[0] = address(0xB1);
+        to[1] = address(0xB2);
+        amounts[0] = x;
+        amounts[1] = y;
+        vm.prank(hubAddr);
+        hub.payout(bytes32(uint256(total)), to, amounts);
+        assertEq(token.balanceOf(address(0xB1)), x, "x");
+        assertEq(token.balanceOf(address(0xB2)), y, "y");
+        assertEq(hub.reserve(), 0, "reserve spent");
+        checkAccounting();
+    }
+
+    function test_token_has_permit_and_minter() public {
+        InfToken t = new InfToken(5);
+        assertEq(t.balanceOf(address(this)), 5, "initial supply");
+        vm.prank(alice);
+        vm.expectRevert(InfToken.OnlyMinter.selector);
+        t.mint(alice, 1);
+    }
+}

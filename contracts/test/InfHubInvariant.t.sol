@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Test} from "./utils/Test.sol";
+import {InfHub} from "../src/InfHub.sol";
+import {InfToken} from "../src/InfToken.sol";
+
+/// Drives the hub contract through random sequences of the protocol's flows with an honest hub
+/// and honest (watched) users, keeping the off-chain running totals the way the hub and the
+/// wallets would, and counting what every actor put in and took out.
+contract Handler is Test {
+    uint256 internal constant HUB_PK = 0x4855_42;
+    uint256 internal constant USERS = 3;
+    uint64 internal constant CHALLENGE = 6;
+    uint64 internal constant NOTICE = 9;
+    uint256 internal constant MAX_STEP_AMOUNT = 1e24;
+
+    InfToken public token;
+    InfHub public hub;
+    address public hubAddr;
+    address public external_ = address(0xE7E7);
+    uint256[USERS] internal userPk;
+    address[USERS] public users;
+
+    struct OffChain {
+        uint64 creditNonce;
+        uint128 creditCum;
+        uint64 debitNonce;
+        uint128 debitCum;
+    }
+
+    mapping(address => OffChain) public offChain;
+
+    // Ghost accounting.
+    uint256 public ghostIn;
+    uint256 public ghostOut;
+    uint256 public reserveDeposited;
+    uint256 public reserveWithdrawn;
+    uint256 public purchased;
+    uint256 public earmarked;
+    mapping(address => uint256) public entitled;
+    mapping(address => uint256) public received;
+    uint256 public violations;
+    string public lastViolation;
+    uint256 public calls;
+
+    constructor() {
+        hubAddr = vm.addr(HUB_PK);
+        token = new InfToken(0);
+        hub = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        for (uint256 i = 0; i < USERS; i++) {
+            userPk[i] = 0xA000 + i;
+            users[i] = vm.addr(userPk[i]);
+            token.mint(users[i], type(uint128).max);
+            vm.prank(users[i]);
+            token.approve(address(hub), type(uint256).max);
+            vm.prank(users[i]);
+            hub.openChannel(users[i]);
+        }
+        token.mint(hubAddr, type(uint128).max);
+        vm.prank(hubAddr);
+        token.approve(address(hub), type(uint256).max);
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    function violation(string memory what) internal {
+        violations++;
+        lastViolation = what;
+    }
+
+    function status(address u) public view returns (InfHub.Status) {
+        return hub.channel(u).status;
+    }
+
+    /// The user's off-chain balance: deposited - withdrawn + credits - debits.
+    function balanceOf(address u) public view returns (uint256) {
+        InfHub.Channel memory ch = hub.channel(u);
+        if (ch.status == InfHub.Status.Settled || ch.status == InfHub.Status.None) return 0;
+        OffChain memory o = offChain[u];
+        return uint256(ch.deposited) + o.creditCum - ch.withdrawn - o.debitCum;
+    }
+
+    function funds(address u) public view returns (uint256) {
+        InfHub.Channel memory ch = hub.channel(u);
+        return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn - ch.realizedDebit;
+    }
+
+    /// Reserve the honest hub may still commit: reserve minus what channels may draw from it.
+    function freeReserve() public view returns (uint256) {
+        uint256 owed = earmarked;
+        for (uint256 i = 0; i < USERS; i++) {
+            uint256 b = balanceOf(users[i]);
+            uint256 f = status(users[i]) == InfHub.Status.Settled ? 0 : funds(users[i]);
+            if (b > f) owed += b - f;
+        }
+        uint256 r = hub.reserve();
+        return r > owed ? r - owed : 0;
+    }
+
+    function pick(uint256 seed) internal view returns (address u, uint256 pk) {
+        uint256 i = seed % USERS;
+        return (users[i], userPk[i]);
+    }
+
+    function latestCredit(address u) internal view returns (InfHub.Credit memory c, bytes memory sig) {
+        OffChain memory o = offChain[u];
+        c = InfHub.Credit(u, hub.channel(u).epoch, o.creditNonce, o.creditCum, 0, bytes32(0));
+        if (o.creditNonce != 0) sig = signDigest(HUB_PK, hub.hashCredit(c));
+    }
+
+    function latestDebit(address u, uint256 pk) internal view returns (InfHub.Debit memory d, bytes memory sig) {
+        OffChain memory o = offChain[u];
+        d = InfHub.Debit(u, hub.channel(u).epoch, o.debitNonce, o.debitCum, 0, bytes32(0), 0, external_, 1, bytes32(0));
+        if (o.debitNonce != 0) sig = signDigest(pk, hub.hashDebit(d));
+    }
+
+    // ------------------------------------------------------------ actions
+
+    function deposit(uint256 who, uint256 amount) external {
+        calls++;
+        (address u,) = pick(who);
+        if (status(u) != InfHub.Status.Open) return;
+        amount = 1 + amount % MAX_STEP_AMOUNT;
+        vm.prank(u);
+        hub.deposit(u, amount);
+        ghostIn += amount;
+        entitled[u] += amount;
+    }
+
+    function depositReserve(uint256 amount) external {
+        calls++;
+        amount = 1 + amount % MAX_STEP_AMOUNT;
+        vm.prank(hubAddr);
+        hub.depositReserve(amount);
+        ghostIn += amount;
+        reserveDeposited += amount;
+    }
+
+    /// Internal transfer: the payer signs a debit, the hub signs the payee a credit.
+    function transfer(uint256 from, uint256 to, uint256 amount) external {
+        calls++;
+        (address a,) = pick(from);
+        (address b,) = pick(to);
+        if (a == b || status(a) != InfHub.Status.Open || status(b) != InfHub.Status.Open) return;
+        uint256 bal = balanceOf(a);
+        uint256 free = freeReserve();
+        // The honest hub accepts a payment only if its reserve can back the payee's new credit
+        // until the payer's debit is realized (its inbound liquidity).
+        if (bal == 0 || free == 0) return;
+        amount = 1 + amount % (bal < free ? bal : free);
+        offChain[a].debitNonce++;
+        offChain[a].debitCum += uint128(amount);
+        offChain[b].creditNonce++;
+        offChain[b].creditCum += uint128(amount);
+        entitled[a] -= amount;
+        entitled[b] += amount;
+    }
+
+    /// Buying from the platform: a hub-signed credit backed by the free reserve.
+    function purchase(uint256 who, uint256 amount) external {
+        calls++;
+        (address u,) = pick(who);
+        uint256 free = freeReserve();
+        if (status(u) != InfHub.Status.Open || free == 0) return;
+        amount = 1 + amount % free;
+        offChain[u].creditNonce++;
+        offChain[u].creditCum += uint128(amount);
+        purchased += amount;
+        entitled[u] += amount;
+    }
+
+    /// External transfer: the payer's debit, paid out on chain from the reserve.
+    function payExternal(uint256 who, uint256 amount) external {
+        calls++;
+        (address u,) = pick(who);
+        uint256 bal = balanceOf(u);
+        uint256 free = freeReserve();
+        if (status(u) != InfHub.Status.Open || bal == 0 || free == 0) return;
+        amount = 1 + amount % (bal < free ? bal : free);
+        offChain[u].debitNonce++;
+        offChain[u].debitCum += uint128(amount);
+        entitled[u] -= amount;
+        address[] memory to = new address[](1);
+        uint256[] memory amounts = new uint256[](1);
+        to[0] = external_;
+        amounts[0] = amount;
+        vm.prank(hubAddr);
+        hub.payout(keccak256(abi.encode(calls)), to, amounts);
+        ghostOut += amount;
+    }
+
+    function withdraw(uint256 who, uint256 amount) external {
+        calls++;
+        (address u, uint256 pk) = pick(who);
+        uint256 bal = balanceOf(u);
+        if (status(u) != InfHub.Status.Open || bal == 0) return;
+        amount = 1 + amount % bal;
+        InfHub.Withdrawal memory w =
+            InfHub.Withdrawal(u, hub.channel(u).epoch, hub.channel(u).withdrawn + uint128(amount), uint64(block.number + 3));
+        bytes32 digest = hub.hashWithdrawal(w);
+        hub.withdraw(w, signDigest(pk, digest), signDigest(HUB_PK, digest));
+        ghostOut += amount;
+        received[u] += amount;
+    }
+
+    /// The user exits with the newest credit; the hub answers with the newest debit.
+    function exit(uint256 who) external {
+        calls++;
+        (address u, uint256 pk) = pick(who);
+        if (status(u) != InfHub.Status.Open) return;
+        (InfHub.Credit memory c, bytes memory cs) = latestCredit(u);
+        (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
+        vm.prank(u);
+        hub.startExit(c, cs);
+        // The contract may already hold the newest debit (realized earlier): then nothing to answer.
+        if (d.nonce > hub.channel(u).debit.nonce) {
+            vm.prank(hubAddr);
+            hub.submitDebit(d, ds);
+        }
+    }
+
+    /// The hub closes with the newest debit; the user's watchtower answers with the newest credit.
+    function hubClose(uint256 who) external {
+        calls++;
+        (address u, uint256 pk) = pick(who);
+        if (status(u) != InfHub.Status.Open) return;
+        (InfHub.Credit memory c, bytes memory cs) = latestCredit(u);
+        (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
+        if (d.nonce <= hub.channel(u).debit.nonce) {
+            d = InfHub.Debit(u, 0, 0, 0, 0, bytes32(0), 0, address(0), 0, bytes32(0));
+            ds = "";
+        }
+        vm.prank(hubAddr);
+        hub.startHubClose(u, d, ds);
+        if (c.nonce != 0) {
+            vm.prank(address(0x7070)); // a watchtower
+            hub.submitCredit(c, cs);
+        }
+    }
+
+    /// The hub realizes a payer's newest debit: what the user paid moves from its channel to the reserve.
+    function realize(uint256 who) external {
+        calls++;
+        (address u, uint256 pk) = pick(who);
+        InfHub.Channel memory ch = hub.channel(u);
+        if (ch.status != InfHub.Status.Open || offChain[u].debitNonce <= ch.debit.nonce) return;
+        (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
+        uint256 freeBefore = freeReserve();
+        vm.prank(hubAddr);
+        hub.realizeDebit(d, ds);
+        if (freeReserve() < freeBefore) violation("realizing a debit reduced the free reserve");
+    }
+
+    /// Replaying an older proof during a close must be refused.
+    function replayOld(uint256 who) external {
+        calls++;
+        (address u, uint256 pk) = pick(who);
+        InfHub.Channel memory ch = hub.channel(u);
+        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock || ch.debit.nonce < 2) return;
+        InfHub.Debit memory d = InfHub.Debit(u, ch.epoch, ch.debit.nonce - 1, 0, 0, bytes32(0), 0, external_, 1, bytes32(0));
+        bytes memory sig = signDigest(pk, hub.hashDebit(d));
+        try hub.submitDebit(d, sig) {
+            violation("an older debit replaced a newer one");
+        } catch {}
+    }
+
+    function settle(uint256 who) external {
+        calls++;
+        (address u,) = pick(who);
+        InfHub.Channel memory ch = hub.channel(u);
+        if (ch.status != InfHub.Status.Closing) return;
+        if (block.number < ch.settleBlock) vm.roll(ch.settleBlock);
+        uint256 expected = balanceOf(u);
+        uint256 before = token.balanceOf(u);
+        hub.settle(u);
+        uint256 paid = token.balanceOf(u) - before;
+        if (paid != expected) violation("settlement did not pay the off-chain balance");
+        ghostOut += paid;
+        received[u] += paid;
+        delete offChain[u];
+    }
+
+    function reopen(uint256 who) external {
+        calls++;
+        (address u,) = pick(who);
+        if (status(u) != InfHub.Status.Settled) return;
+        vm.prank(u);
+        hub.openChannel(u);
+    }
+
+    function announceReserveWithdrawal(uint256 amount) external {
+        calls++;
+        (uint128 pending,) = hub.pendingReserveWithdrawal();
+        uint256 free = freeReserve();
+        if (pending != 0 || free == 0) return;
+        amount = 1 + amount % free;
+        vm.prank(hubAddr);
+        hub.announceReserveWithdrawal(amount);
+        earmarked = amount;
+    }
+
+    function executeReserveWithdrawal() external {
+        calls++;
+        (uint128 pending, uint64 unlock) = hub.pendingReserveWithdrawal();
+        if (pending == 0) return;
+        if (block.number < unlock) vm.roll(unlock);
+        vm.prank(hubAddr);
+        hub.executeReserveWithdrawal(hubAddr);
+        earmarked = 0;
+        ghostOut += pending;
+        reserveWithdrawn += pending;
+    }
+
+    function roll(uint8 blocks) external {
+        calls++;
+        vm.roll(block.number + 1 + blocks % 8);
+    }
+
+    // ------------------------------------------------------------ views for the invariants
+
+    function sumOfBalances() external view returns (uint256 s) {
+        for (uint256 i = 0; i < USERS; i++) {
+            s += balanceOf(users[i]);
+        }
+    }
+
+    function sumOfFunds() external view returns (uint256 s) {
+        for (uint256 i = 0; i < USERS; i++) {
+            if (status(users[i]) != InfHub.Status.Settled) s += funds(users[i]);
+        }
+    }
+
+    function userCount() external pure returns (uint256) {
+        return USERS;
+    }
+}
+
+contract InfHubInvariantTest is Test {
+    Handler internal handler;
+
+    function setUp() public {
+        vm.roll(1_000);
+        handler = new Handler();
+    }
+
+    /// Tells forge to fuzz only the handler's actions.
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](1);
+        targets[0] = address(handler);
+    }
+
+    /// On chain, exactly: token balance == reserve + Σ channel funds.
+    function invariant_tokens_equal_reserve_plus_channel_funds() public view {
+        InfHub hub = handler.hub();
+        uint256 bal = handler.token().balanceOf(address(hub));
+        assertEq(bal, hub.reserve() + hub.totalChannelFunds(), "balance == reserve + totalChannelFunds");
+        assertEq(hub.totalChannelFunds(), handler.sumOfFunds(), "totalChannelFunds == sum of channel funds");
+        assertEq(bal, handler.ghostIn() - handler.ghostOut(), "balance == tokens in - tokens out");
+    }
+
+    /// With the off-chain state: token balance == Σ users' claims + the hub's equity, and the
+    /// hub's equity (what it put in, minus what it sold and took out) never goes negative.
+    function invariant_tokens_cover_every_claim_plus_reserve() public view {
+        uint256 hubIn = handler.reserveDeposited();
+        uint256 hubOut = handler.reserveWithdrawn() + handler.purchased();
+        assertTrue(hubIn >= hubOut, "hub took out more than it put in");
+        uint256 bal = handler.token().balanceOf(address(handler.hub()));
+        assertEq(bal, handler.sumOfBalances() + (hubIn - hubOut), "balance == claims + hub equity");
+    }
+
+    /// Nobody takes out more than they are owed; every settlement paid the off-chain balance.
+    function invariant_no_actor_takes_more_than_owed() public view {
+        for (uint256 i = 0; i < handler.userCount(); i++) {
+            address u = handler.users(i);
+            assertTrue(handler.received(u) <= handler.entitled(u), "a user received more than owed");
+            assertEq(handler.received(u) + handler.balanceOf(u), handler.entitled(u), "user's value conserved");
+        }
+        assertEq(handler.violations(), 0, handler.lastViolation());
+    }
+}
