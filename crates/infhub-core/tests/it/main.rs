@@ -1,1 +1,6 @@
-fn main(){}
+//! Integration tests of the protocol core: shared vectors with the contract, property tests
+//! of the channel state machine and the contract model, and end-to-end channel flows.
+
+mod flows;
+mod properties;
+mod vectors;

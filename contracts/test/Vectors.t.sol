@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Test} from "./utils/Test.sol";
+import {InfHub} from "../src/InfHub.sol";
+import {InfToken} from "../src/InfToken.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+
+/// Cross-checks the contract against the Rust core in both directions.
+/// - Replays test-vectors/core-vectors.json (made by the Rust core's contract model) against the
+///   real contract: every verdict, digest, payout, reserve and channel-funds total must agree.
+/// - Writes test-vectors/forge-vectors.json with messages signed by vm.sign, which the Rust
+///   test `forge_signed_vectors_verify_in_rust` checks.
+contract VectorsTest is Test {
+    string internal constant CORE = "/../test-vectors/core-vectors.json";
+    string internal constant FORGE = "/../test-vectors/forge-vectors.json";
+
+    struct Step {
+        string op;
+        address sender;
+        uint256 blockNumber;
+        address user;
+        uint64 epoch;
+        uint64 nonce;
+        uint128 cumulative;
+        uint128 lockedAmount;
+        bytes32 locksRoot;
+        uint8 kind;
+        address recipient;
+        uint128 amount;
+        bytes32 paymentId;
+        uint64 expiryBlock;
+        bytes sig1;
+        bytes sig2;
+        bytes32 digest;
+        string expect;
+        uint256 paid;
+        uint256 reserveAfter;
+        uint256 fundsAfter;
+    }
+
+    function readStep(string memory json, uint256 i) internal pure returns (Step memory s) {
+        string memory p = string.concat(".steps[", vm.toString(i), "].");
+        s.op = vm.parseJsonString(json, string.concat(p, "op"));
+        s.sender = vm.parseJsonAddress(json, string.concat(p, "sender"));
+        s.blockNumber = vm.parseJsonUint(json, string.concat(p, "block"));
+        s.user = vm.parseJsonAddress(json, string.concat(p, "user"));
+        s.epoch = uint64(vm.parseJsonUint(json, string.concat(p, "epoch")));
+        s.nonce = uint64(vm.parseJsonUint(json, string.concat(p, "nonce")));
+        s.cumulative = uint128(vm.parseJsonUint(json, string.concat(p, "cumulative")));
+        s.lockedAmount = uint128(vm.parseJsonUint(json, string.concat(p, "lockedAmount")));
+        s.locksRoot = vm.parseJsonBytes32(json, string.concat(p, "locksRoot"));
+        s.kind = uint8(vm.parseJsonUint(json, string.concat(p, "kind")));
+        s.recipient = vm.parseJsonAddress(json, string.concat(p, "recipient"));
+        s.amount = uint128(vm.parseJsonUint(json, string.concat(p, "amount")));
+        s.paymentId = vm.parseJsonBytes32(json, string.concat(p, "paymentId"));
+        s.expiryBlock = uint64(vm.parseJsonUint(json, string.concat(p, "expiryBlock")));
+        s.sig1 = vm.parseJsonBytes(json, string.concat(p, "sig1"));
+        s.sig2 = vm.parseJsonBytes(json, string.concat(p, "sig2"));
+        s.digest = vm.parseJsonBytes32(json, string.concat(p, "digest"));
+        s.expect = vm.parseJsonString(json, string.concat(p, "expect"));
+        s.paid = vm.parseJsonUint(json, string.concat(p, "paid"));
+        s.reserveAfter = vm.parseJsonUint(json, string.concat(p, "reserveAfter"));
+        s.fundsAfter = vm.parseJsonUint(json, string.concat(p, "fundsAfter"));
+    }
+
+    function eq(string memory a, string memory b) internal pure returns (bool) {
+        return keccak256(bytes(a)) == keccak256(bytes(b));
+    }
+
+    function debitOf(Step memory s) internal pure returns (InfHub.Debit memory) {
+        return InfHub.Debit(
+            s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot, s.kind, s.recipient, s.amount, s.paymentId
+        );
+    }
+
+    function creditOf(Step memory s) internal pure returns (InfHub.Credit memory) {
+        return InfHub.Credit(s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot);
+    }
+
+    function withdrawalOf(Step memory s) internal pure returns (InfHub.Withdrawal memory) {
+        return InfHub.Withdrawal(s.user, s.epoch, s.cumulative, s.expiryBlock);
+    }
+
+    /// Deploys a hub as the vectors describe it, at the vectors' contract address.
+    function deployAt(string memory json) internal returns (InfHub hub, InfToken token) {
+        token = new InfToken(0);
+        InfHub deployed = new InfHub(
+            token,
+            vm.parseJsonAddress(json, ".hub"),
+            uint64(vm.parseJsonUint(json, ".challengePeriodBlocks")),
+            uint64(vm.parseJsonUint(json, ".reserveNoticeBlocks"))
+        );
+        hub = InfHub(vm.parseJsonAddress(json, ".contract"));
+        vm.etch(address(hub), address(deployed).code);
+        assertEq(block.chainid, vm.parseJsonUint(json, ".chainId"), "chain id");
+        assertEq(hub.domainSeparator(), vm.parseJsonBytes32(json, ".domainSeparator"), "domain separator");
+        for (uint256 i = 0; i < 4; i++) {
+            address actor = vm.parseJsonAddress(json, string.concat(".actors[", vm.toString(i), "]"));
+            token.mint(actor, 1e30);
+            vm.prank(actor);
+            token.approve(address(hub), type(uint256).max);
+        }
+    }
+
+    function execute(InfHub hub, Step memory s) internal returns (bool ok, bytes memory ret) {
+        bytes memory data;
+        bytes32 op = keccak256(bytes(s.op));
+        if (op == keccak256("open")) data = abi.encodeCall(InfHub.openChannel, (s.user));
+        else if (op == keccak256("deposit")) data = abi.encodeCall(InfHub.deposit, (s.user, s.amount));
+        else if (op == keccak256("depositReserve")) data = abi.encodeCall(InfHub.depositReserve, (s.amount));
+        else if (op == keccak256("withdraw")) data = abi.encodeCall(InfHub.withdraw, (withdrawalOf(s), s.sig1, s.sig2));
+        else if (op == keccak256("realizeDebit")) data = abi.encodeCall(InfHub.realizeDebit, (debitOf(s), s.sig1));
+        else if (op == keccak256("startExit")) data = abi.encodeCall(InfHub.startExit, (creditOf(s), s.sig1));
+        else if (op == keccak256("startHubClose")) {
+            data = abi.encodeCall(InfHub.startHubClose, (s.user, debitOf(s), s.sig1));
+        } else if (op == keccak256("submitCredit")) {
+            data = abi.encodeCall(InfHub.submitCredit, (creditOf(s), s.sig1));
+        } else if (op == keccak256("submitDebit")) {
+            data = abi.encodeCall(InfHub.submitDebit, (debitOf(s), s.sig1));
+        } else if (op == keccak256("settle")) {
+            data = abi.encodeCall(InfHub.settle, (s.user));
+        } else if (op == keccak256("announce")) {
+            data = abi.encodeCall(InfHub.announceReserveWithdrawal, (s.amount));
+        } else if (op == keccak256("execute")) {
+            data = abi.encodeCall(InfHub.executeReserveWithdrawal, (s.recipient));
+        } else {
+            revert(string.concat("unknown op in vectors: ", s.op));
+        }
+        vm.prank(s.sender);
+        (ok, ret) = address(hub).call(data);
+    }
+
+    function checkDigest(InfHub hub, Step memory s) internal view {
+        bytes32 op = keccak256(bytes(s.op));
+        bytes32 got;
+        if (op == keccak256("withdraw")) got = hub.hashWithdrawal(withdrawalOf(s));
+        else if (op == keccak256("startExit") || op == keccak256("submitCredit")) got = hub.hashCredit(creditOf(s));
+        else if (op == keccak256("realizeDebit") || op == keccak256("submitDebit") || op == keccak256("startHubClose")) {
+            got = hub.hashDebit(debitOf(s));
+        } else {
+            return;
+        }
+        assertEq(got, s.digest, string.concat("digest of ", s.op));
+    }
+
+    function test_contract_agrees_with_core_vectors() public {
+        string memory json = vm.readFile(string.concat(vm.projectRoot(), CORE));
+        (InfHub hub, InfToken token) = deployAt(json);
+        uint256 count = vm.parseJsonUint(json, ".count");
+        assertTrue(count > 20, "vectors file has too few steps");
+        for (uint256 i = 0; i < count; i++) {
+            Step memory s = readStep(json, i);
+            string memory where = string.concat("step ", vm.toString(i), " (", s.op, ")");
+            vm.roll(s.blockNumber);
+            checkDigest(hub, s);
+            uint256 userBefore = token.balanceOf(s.user);
+            (bool ok, bytes memory ret) = execute(hub, s);
+            if (eq(s.expect, "ok")) {
+                if (!ok) revert(string.concat(where, ": core says ok, contract reverted"));
+            } else {
+                assertTrue(!ok, string.concat(where, ": core says ", s.expect, ", contract accepted"));
+                bytes4 want = bytes4(keccak256(bytes(string.concat(s.expect, "()"))));
+                assertTrue(ret.length >= 4 && bytes4(ret) == want, string.concat(where, ": contract reverted otherwise than ", s.expect));
+            }
+            if (ok && keccak256(bytes(s.op)) == keccak256("settle")) {
+                assertEq(token.balanceOf(s.user) - userBefore, s.paid, string.concat(where, ": paid"));
+            }
+            assertEq(hub.reserve(), s.reserveAfter, string.concat(where, ": reserve"));
+            assertEq(hub.totalChannelFunds(), s.fundsAfter, string.concat(where, ": channel funds"));
+            assertEq(token.balanceOf(address(hub)), hub.reserve() + hub.totalChannelFunds(), "accounting");
+        }
+        assertEq(hub.reserve(), vm.parseJsonUint(json, ".final.reserve"), "final reserve");
+        assertEq(token.balanceOf(address(hub)), vm.parseJsonUint(json, ".final.tokenBalance"), "final balance");
+    }
+
+    // ------------------------------------------------------------ forge → Rust
+
+    uint256 internal constant SIGNER_PK = 0xF0A6E;
+    uint256 internal constant OTHER_PK = 0x0DD;
+
+    string internal out;
+    uint256 internal written;
+
+    function verdict(bytes32 digest, bytes memory sig, address signer) internal pure returns (string memory) {
+        (address got, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig);
+        if (err != ECDSA.RecoverError.NoError) return "InvalidSignature";
+        return got == signer ? "ok" : "WrongSigner";
+    }
+
+    /// `"key": "value", `
+    function kv(string memory key, string memory value) internal pure returns (string memory) {
+        return string.concat("\"", key, "\": \"", value, "\", ");
+    }
+
+    function add(string memory fields, bytes32 digest, bytes memory sig, address signer) internal {
+        string memory tail = string.concat(kv("digest", vm.toString(digest)), kv("signature", vm.toString(sig)));
+        tail = string.concat(tail, kv("signer", vm.toString(signer)));
+        tail = string.concat(tail, "\"expect\": \"", verdict(digest, sig, signer), "\"}");
+        out = string.concat(out, written == 0 ? "\n    {" : ",\n    {", fields, tail);
+        written++;
+    }
+
+    function debitFields(InfHub.Debit memory d) internal pure returns (string memory f) {
+        f = string.concat(kv("type", "Debit"), kv("user", vm.toString(d.user)), kv("epoch", vm.toString(uint256(d.epoch))));
+        f = string.concat(f, kv("nonce", vm.toString(uint256(d.nonce))), kv("cumulative", vm.toString(uint256(d.cumulativeDebit))));
+        f = string.concat(f, kv("lockedAmount", vm.toString(uint256(d.lockedAmount))), kv("locksRoot", vm.toString(d.locksRoot)));
+        f = string.concat(f, kv("kind", vm.toString(uint256(d.kind))), kv("recipient", vm.toString(d.recipient)));
+        f = string.concat(f, kv("amount", vm.toString(uint256(d.amount))), kv("paymentId", vm.toString(d.paymentId)));
+    }
+
+    function creditFields(InfHub.Credit memory c) internal pure returns (string memory f) {
+        f = string.concat(kv("type", "Credit"), kv("user", vm.toString(c.user)), kv("epoch", vm.toString(uint256(c.epoch))));
+        f = string.concat(f, kv("nonce", vm.toString(uint256(c.nonce))), kv("cumulative", vm.toString(uint256(c.cumulativeCredit))));
+        f = string.concat(f, kv("lockedAmount", vm.toString(uint256(c.lockedAmount))), kv("locksRoot", vm.toString(c.locksRoot)));
+    }
+
+    function withdrawalFields(InfHub.Withdrawal memory w) internal pure returns (string memory f) {
+        f = string.concat(kv("type", "Withdrawal"), kv("user", vm.toString(w.user)), kv("epoch", vm.toString(uint256(w.epoch))));
+        f = string.concat(f, kv("cumulative", vm.toString(uint256(w.cumulativeWithdrawn))), kv("expiryBlock", vm.toString(uint256(w.expiryBlock))));
+    }
+
+    function addValidVectors(InfHub hub, address signer) internal {
+        InfHub.Debit memory d = InfHub.Debit(
+            signer, 3, 17, 123_456_789_000_000_000_000, 0, bytes32(0), 1, address(0xCAFE), 5e18, keccak256("pay-17")
+        );
+        bytes32 digest = hub.hashDebit(d);
+        add(debitFields(d), digest, signDigest(SIGNER_PK, digest), signer);
+        d = InfHub.Debit(
+            signer, 1, 1, type(uint128).max, 7, keccak256("locks"), 0, vm.addr(OTHER_PK), type(uint128).max, bytes32(uint256(1))
+        );
+        digest = hub.hashDebit(d);
+        add(debitFields(d), digest, signDigest(SIGNER_PK, digest), signer);
+        InfHub.Credit memory c = InfHub.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
+        digest = hub.hashCredit(c);
+        add(creditFields(c), digest, signDigest(SIGNER_PK, digest), signer);
+        InfHub.Withdrawal memory w = InfHub.Withdrawal(signer, 1, 777, 123_456);
+        digest = hub.hashWithdrawal(w);
+        add(withdrawalFields(w), digest, signDigest(SIGNER_PK, digest), signer);
+    }
+
+    function addInvalidVectors(InfHub hub, address signer) internal {
+        // Signed by another key than claimed.
+        InfHub.Credit memory c = InfHub.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
+        bytes32 cd = hub.hashCredit(c);
+        add(creditFields(c), cd, signDigest(OTHER_PK, cd), signer);
+        InfHub.Debit memory d = InfHub.Debit(signer, 3, 18, 1, 0, bytes32(0), 0, address(0xCAFE), 1, keccak256("pay-18"));
+        bytes32 dd = hub.hashDebit(d);
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(SIGNER_PK, dd);
+        // Malleated: s -> n - s with v flipped (what ecrecover alone would accept).
+        bytes32 highS = bytes32(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 - uint256(s));
+        add(debitFields(d), dd, abi.encodePacked(r, highS, v == 27 ? uint8(28) : uint8(27)), signer);
+        // v outside {27, 28}.
+        add(debitFields(d), dd, abi.encodePacked(r, s, uint8(v - 27)), signer);
+    }
+
+    function test_write_forge_signed_vectors() public {
+        InfToken token = new InfToken(0);
+        InfHub hub = new InfHub(token, vm.addr(SIGNER_PK), 20, 40);
+        address signer = vm.addr(SIGNER_PK);
+        addValidVectors(hub, signer);
+        addInvalidVectors(hub, signer);
+        string memory json = string.concat("{\n  \"chainId\": \"", vm.toString(block.chainid), "\",\n");
+        json = string.concat(json, "  \"contract\": \"", vm.toString(address(hub)), "\",\n");
+        json = string.concat(json, "  \"domainSeparator\": \"", vm.toString(hub.domainSeparator()), "\",\n");
+        json = string.concat(json, "  \"vectors\": [", out, "\n  ]\n}\n");
+        vm.writeFile(string.concat(vm.projectRoot(), FORGE), json);
+        assertEq(written, 7, "vectors written");
+    }
+}
