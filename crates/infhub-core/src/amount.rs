@@ -79,10 +79,7 @@ mod tests {
 
     #[test]
     fn sub_below_zero_is_given_error() {
-        assert_eq!(
-            Amount(2).checked_sub_or(Amount(3), Error::InsufficientBalance),
-            Err(Error::InsufficientBalance)
-        );
+        assert_eq!(Amount(2).checked_sub_or(Amount(3), Error::InsufficientBalance), Err(Error::InsufficientBalance));
         assert_eq!(Amount(3).checked_sub_or(Amount(2), Error::InsufficientBalance), Ok(Amount(1)));
     }
 

@@ -9,8 +9,7 @@ use alloy_primitives::{keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
 
 /// The EIP-712 domain type string used by OpenZeppelin's `EIP712`.
-pub const DOMAIN_TYPE: &str =
-    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
+pub const DOMAIN_TYPE: &str = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
 /// The domain name of every infhub message.
 pub const DOMAIN_NAME: &str = "InfHub";
 /// The domain version of every infhub message.

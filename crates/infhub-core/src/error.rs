@@ -92,6 +92,9 @@ pub enum Error {
     /// A payout batch has no recipients.
     #[error("payout batch empty")]
     BatchEmpty,
+    /// The token delivered a different amount than requested (fee-on-transfer tokens are refused).
+    #[error("token transfer mismatch")]
+    TokenTransferMismatch,
     /// Recipients and amounts differ in length.
     #[error("payout batch length mismatch")]
     BatchLengthMismatch,

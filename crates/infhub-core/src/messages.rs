@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 /// EIP-712 type string of [`Debit`].
 pub const DEBIT_TYPE: &str = "Debit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeDebit,uint128 lockedAmount,bytes32 locksRoot,uint8 kind,address recipient,uint128 amount,bytes32 paymentId)";
 /// EIP-712 type string of [`Credit`].
-pub const CREDIT_TYPE: &str = "Credit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeCredit,uint128 lockedAmount,bytes32 locksRoot)";
+pub const CREDIT_TYPE: &str =
+    "Credit(address user,uint64 epoch,uint64 nonce,uint128 cumulativeCredit,uint128 lockedAmount,bytes32 locksRoot)";
 /// EIP-712 type string of [`Withdrawal`].
 pub const WITHDRAWAL_TYPE: &str =
     "Withdrawal(address user,uint64 epoch,uint128 cumulativeWithdrawn,uint64 expiryBlock)";

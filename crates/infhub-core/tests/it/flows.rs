@@ -95,8 +95,7 @@ fn user_exit_without_debits_is_disputed_by_the_hub() {
     let s = Setup::new();
     let p = s.params(Role::Hub);
     let st = s.busy_channel(Role::Hub);
-    let (st, effects) =
-        run(&st, &p, vec![Input::ChainExitStarted { epoch: 1, settle_block: 20 }, Input::Block(10)]);
+    let (st, effects) = run(&st, &p, vec![Input::ChainExitStarted { epoch: 1, settle_block: 20 }, Input::Block(10)]);
     assert_eq!(effects, vec![Effect::SubmitDebit(st.debit.expect("debit"))]);
     // The hub's end does not defend the user's credits.
     assert!(!effects.iter().any(|e| matches!(e, Effect::SubmitCredit(_))));

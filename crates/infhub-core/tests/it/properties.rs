@@ -70,7 +70,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let hub = key(0x4855_42);
+        let hub = key(0x0048_5542);
         let users: Vec<PrivateKey> = (0..USERS as u64).map(|i| key(0xA000 + i)).collect();
         let config = ContractConfig {
             domain: domain(),
@@ -86,12 +86,8 @@ impl World {
             hub_end.push(ChannelState::opened(u.address(), epoch));
             wallet_end.push(ChannelState::opened(u.address(), epoch));
         }
-        let params = |role| ChannelParams {
-            domain: domain(),
-            hub: hub.address(),
-            role,
-            max_withdrawal_expiry_blocks: 100,
-        };
+        let params =
+            |role| ChannelParams { domain: domain(), hub: hub.address(), role, max_withdrawal_expiry_blocks: 100 };
         World {
             hub_params: params(Role::Hub),
             wallet_params: params(Role::User),
@@ -272,10 +268,16 @@ impl World {
             let user = self.users[u].clone();
             let (credit, sig) = match self.wallet_end[u].credit {
                 Some(c) => (c.message, c.signature.0.to_vec()),
-                None => (self.hub_end[u].next_credit(Amount::ZERO).map(|mut c| {
-                    c.nonce = 0;
-                    c
-                }).expect("empty credit"), vec![]),
+                None => (
+                    self.hub_end[u]
+                        .next_credit(Amount::ZERO)
+                        .map(|mut c| {
+                            c.nonce = 0;
+                            c
+                        })
+                        .expect("empty credit"),
+                    vec![],
+                ),
             };
             self.chain.start_exit(user.address(), start, &credit, &sig).expect("exit");
             let epoch = self.hub_end[u].epoch;
@@ -298,11 +300,11 @@ impl World {
         }
         let due = self.block(start + CHALLENGE);
         assert_eq!(due.iter().filter(|(_, e)| *e == Effect::SettleDue).count(), 2 * USERS, "settle due on both ends");
-        for u in 0..USERS {
+        for (u, want) in expected.iter().enumerate() {
             let s = self.chain.settle(self.block, self.users[u].address()).expect("settle");
             assert!(s.shortfall.is_zero(), "user {u} short-paid: {s:?}");
             let paid = Amount(s.paid.to::<u128>());
-            assert_eq!(paid, expected[u], "user {u} paid its off-chain balance");
+            assert_eq!(paid, *want, "user {u} paid its off-chain balance");
             let epoch = self.hub_end[u].epoch;
             let (he, we) = self.both(u, Input::ChainSettled { epoch, paid }).expect("settled");
             assert_eq!(he, vec![Effect::Settled { paid, expected: paid }]);

@@ -157,20 +157,12 @@ impl Scenario {
 
 /// The scripted scenario. Every verdict is stated: the model must agree here, the contract in forge.
 fn build_scenario() -> (Scenario, Value) {
-    let hub = key(0x4855_42);
+    let hub = key(0x0048_5542);
     let alice = key(0xA11CE);
     let bob = key(0xB0B);
     let mallory = key(0x6A11);
-    let domain = Domain {
-        chain_id: 31337,
-        verifying_contract: Address::repeat_byte(0x1F),
-    };
-    let config = ContractConfig {
-        domain,
-        hub: hub.address(),
-        challenge_period_blocks: 20,
-        reserve_notice_blocks: 40,
-    };
+    let domain = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) };
+    let config = ContractConfig { domain, hub: hub.address(), challenge_period_blocks: 20, reserve_notice_blocks: 40 };
     let mut s = Scenario {
         model: ContractModel::new(config).expect("valid config"),
         hub: hub.clone(),
@@ -207,15 +199,9 @@ fn build_scenario() -> (Scenario, Value) {
     let w = Withdrawal { user: a, epoch: 1, cumulative_withdrawn: Amount(300), expiry_block: 110 };
     let wd = w.digest(&domain);
     let (wu, wh) = (alice.sign(wd), hub.sign(wd));
-    let wstep = |sig1: Vec<u8>, sig2: Vec<u8>| Step {
-        op: "withdraw",
-        sender: m,
-        digest: wd,
-        sig1,
-        sig2,
-        ..Default::default()
-    }
-    .with_withdrawal(&w);
+    let wstep = |sig1: Vec<u8>, sig2: Vec<u8>| {
+        Step { op: "withdraw", sender: m, digest: wd, sig1, sig2, ..Default::default() }.with_withdrawal(&w)
+    };
     let other_chain = Domain { chain_id: 1, ..domain };
     let other_contract = Domain { verifying_contract: Address::repeat_byte(0x2F), ..domain };
     let mut high_s = wu.0.to_vec();
@@ -223,7 +209,11 @@ fn build_scenario() -> (Scenario, Value) {
     let bad_cases: Vec<(Vec<u8>, Vec<u8>, Error)> = vec![
         (mallory.sign(wd).0.to_vec(), wh.0.to_vec(), Error::WrongSigner),
         (wu.0.to_vec(), wu.0.to_vec(), Error::WrongSigner),
-        (alice.sign(w.digest(&other_chain)).0.to_vec(), hub.sign(w.digest(&other_chain)).0.to_vec(), Error::WrongSigner),
+        (
+            alice.sign(w.digest(&other_chain)).0.to_vec(),
+            hub.sign(w.digest(&other_chain)).0.to_vec(),
+            Error::WrongSigner,
+        ),
         (
             alice.sign(w.digest(&other_contract)).0.to_vec(),
             hub.sign(w.digest(&other_contract)).0.to_vec(),
@@ -299,9 +289,11 @@ fn build_scenario() -> (Scenario, Value) {
     s.record(dstep("submitDebit", h, &ad2_wrong_epoch, we_sig.clone()), Err(Error::EpochMismatch), |c, blk| {
         c.submit_debit(blk, &ad2_wrong_epoch, &we_sig)
     });
-    s.record(Step { op: "settle", sender: m, user: a, ..Default::default() }, Err(Error::ChallengePeriodNotOver), |c, blk| {
-        c.settle(blk, a)
-    });
+    s.record(
+        Step { op: "settle", sender: m, user: a, ..Default::default() },
+        Err(Error::ChallengePeriodNotOver),
+        |c, blk| c.settle(blk, a),
+    );
     s.block = 140;
     let ad3 = s.debit(&alice, 1, 3, 301, 1);
     let ad3_sig = sign_d(&ad3, &alice);
@@ -309,13 +301,17 @@ fn build_scenario() -> (Scenario, Value) {
         c.submit_debit(blk, &ad3, &ad3_sig)
     });
     // claim = 1000 - 300 + 50 - 300 = 450.
-    let settled = s.record(Step { op: "settle", sender: m, user: a, paid: U256::from(450), ..Default::default() }, ok, |c, blk| {
-        c.settle(blk, a)
-    });
+    let settled = s.record(
+        Step { op: "settle", sender: m, user: a, paid: U256::from(450), ..Default::default() },
+        ok,
+        |c, blk| c.settle(blk, a),
+    );
     assert_eq!(settled.map(|x| x.paid), Some(U256::from(450)));
-    s.record(Step { op: "settle", sender: m, user: a, ..Default::default() }, Err(Error::ChannelNotClosing), |c, blk| {
-        c.settle(blk, a)
-    });
+    s.record(
+        Step { op: "settle", sender: m, user: a, ..Default::default() },
+        Err(Error::ChannelNotClosing),
+        |c, blk| c.settle(blk, a),
+    );
 
     // Reopening: epoch 2, and epoch-1 proofs are void.
     s.record(Step { op: "open", sender: a, user: a, ..Default::default() }, ok, |c, _| c.open_channel(a, a));
@@ -355,9 +351,11 @@ fn build_scenario() -> (Scenario, Value) {
     });
     s.block = 160;
     // bob deposited nothing: the reserve pays his 300 of credit.
-    let settled = s.record(Step { op: "settle", sender: m, user: b, paid: U256::from(300), ..Default::default() }, ok, |c, blk| {
-        c.settle(blk, b)
-    });
+    let settled = s.record(
+        Step { op: "settle", sender: m, user: b, paid: U256::from(300), ..Default::default() },
+        ok,
+        |c, blk| c.settle(blk, b),
+    );
     assert_eq!(settled.map(|x| x.paid), Some(U256::from(300)));
 
     // Reserve withdrawal after notice.
@@ -367,9 +365,11 @@ fn build_scenario() -> (Scenario, Value) {
     s.record(Step { op: "announce", sender: h, amount: 100, ..Default::default() }, ok, |c, blk| {
         c.announce_reserve_withdrawal(h, blk, U256::from(100))
     });
-    s.record(Step { op: "execute", sender: h, recipient: h, ..Default::default() }, Err(Error::ReserveNoticeNotOver), |c, blk| {
-        c.execute_reserve_withdrawal(h, blk, h)
-    });
+    s.record(
+        Step { op: "execute", sender: h, recipient: h, ..Default::default() },
+        Err(Error::ReserveNoticeNotOver),
+        |c, blk| c.execute_reserve_withdrawal(h, blk, h),
+    );
     s.block = 200;
     s.record(Step { op: "execute", sender: h, recipient: h, ..Default::default() }, ok, |c, blk| {
         c.execute_reserve_withdrawal(h, blk, h)
