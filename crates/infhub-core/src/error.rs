@@ -136,6 +136,21 @@ pub enum Error {
     /// A withdrawal co-signed earlier is still usable; wait for it or for its expiry.
     #[error("a co-signed withdrawal is still pending")]
     WithdrawalPending,
+    /// No account (channel) exists for this address.
+    #[error("unknown account")]
+    UnknownAccount,
+    /// The recipient's channel is closing or settled; it cannot receive payments.
+    #[error("recipient's channel is not open")]
+    RecipientNotOpen,
+    /// This payment id was already used for a different payment.
+    #[error("payment id already used for a different payment")]
+    PaymentIdReused,
+    /// The external payout queue is full; retry after the next batch.
+    #[error("payout queue full")]
+    PayoutQueueFull,
+    /// The ledger holds as many accounts as it is configured for.
+    #[error("too many accounts")]
+    TooManyAccounts,
     /// A chain event contradicts the local state (e.g. a running total out of order).
     #[error("chain event inconsistent with local state")]
     ChainEventInconsistent,

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod contract;
 pub mod eip712;
 pub mod error;
+pub mod ledger;
 pub mod messages;
 pub mod signature;
 

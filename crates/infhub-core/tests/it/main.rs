@@ -2,5 +2,6 @@
 //! of the channel state machine and the contract model, and end-to-end channel flows.
 
 mod flows;
+mod ledger;
 mod properties;
 mod vectors;

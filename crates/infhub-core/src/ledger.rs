@@ -1,0 +1,722 @@
+//! The hub's ledger: every channel, the reserve, and the payouts in flight, as one state machine.
+//!
+//! The ledger is double-entry over three kinds of accounts: users' channels (each run by the
+//! channel state machine at the hub's end), the hub's reserve, and external payouts queued for
+//! the chain. A command is applied all-or-nothing: [`Ledger::apply`] validates everything first
+//! and mutates only when the command will succeed, so on `Err` the ledger is unchanged. It is
+//! pure: the hub's key signs inside (signing is deterministic computation), and chain facts and
+//! the confirmed block are inputs. Replaying the same commands on the same initial state gives
+//! the same state and the same signed proofs, which is what the durable log relies on.
+//!
+//! Liquidity (protocol §6.3): the reserve must cover every channel's possible draw on it,
+//! `obligation(u) = max(0, claim(u) − funds(u))`, plus queued payouts and an announced reserve
+//! withdrawal. The sum is kept incrementally; anything that would break the rule is refused with
+//! `ReserveInsufficient`.
+
+use crate::channel::{step, ChannelParams, ChannelState, Effect, Input, Role, Status};
+use crate::messages::{
+    Eip712Message, PaymentKind, Receipt, Signed, SignedCredit, SignedDebit, SignedReceipt, Withdrawal,
+};
+use crate::signature::{PrivateKey, Signature};
+use crate::{Amount, Domain, Error};
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// Fixed parameters and limits of a hub's ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerParams {
+    /// The signing domain.
+    pub domain: Domain,
+    /// The hub's signing address.
+    pub hub: Address,
+    /// The furthest ahead a co-signed withdrawal may expire.
+    pub max_withdrawal_expiry_blocks: u64,
+    /// Most channels the ledger tracks.
+    pub max_accounts: usize,
+    /// Most external payouts waiting for the chain.
+    pub max_queued_payouts: usize,
+    /// Largest single payment, purchase or withdrawal.
+    pub max_payment_amount: Amount,
+}
+
+/// On-chain facts about one channel that the channel state machine does not need but the
+/// liquidity rule does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainFunds {
+    /// Sum of `fromReserve` of this epoch's withdrawals.
+    pub advanced_from_reserve: Amount,
+    /// Sum of `moved` of this epoch's debit realizations.
+    pub realized_debit: Amount,
+}
+
+/// One user's account: its channel and the chain facts about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The channel at the hub's end.
+    pub channel: ChannelState,
+    /// Chain facts for the liquidity rule.
+    pub chain: ChainFunds,
+}
+
+impl Account {
+    /// `funds = deposited + advanced − withdrawn − realized` as the contract has it (zero once
+    /// settled: the contract clears a settled channel's totals, the ledger keeps them as history).
+    pub fn funds(&self) -> u128 {
+        let ch = &self.channel;
+        if ch.status == Status::Settled {
+            return 0;
+        }
+        let plus = ch.deposited.0 + self.chain.advanced_from_reserve.0;
+        let minus = ch.withdrawn.0 + self.chain.realized_debit.0;
+        assert!(plus >= minus, "channel funds negative: {self:?}");
+        plus - minus
+    }
+
+    /// What this channel may draw from the reserve at settlement: `max(0, claim − funds)`.
+    pub fn obligation(&self) -> u128 {
+        match self.channel.status {
+            Status::Settled => 0,
+            _ => self.channel.claim().0.saturating_sub(self.funds()),
+        }
+    }
+}
+
+/// An external payout waiting for the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payout {
+    /// Who pays.
+    pub payer: Address,
+    /// The payer's payment id.
+    pub payment_id: B256,
+    /// Who receives on chain.
+    pub recipient: Address,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// A confirmed contract event, as the ledger consumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainEvent {
+    /// `ChannelOpened`.
+    ChannelOpened {
+        /// The channel owner.
+        user: Address,
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// `Deposited`.
+    Deposited {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// Running total of deposits this epoch.
+        total_deposited: Amount,
+    },
+    /// `Withdrawn`.
+    Withdrawn {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// Running total withdrawn this epoch.
+        total_withdrawn: Amount,
+        /// Part advanced by the reserve.
+        from_reserve: Amount,
+    },
+    /// `DebitRealized`.
+    DebitRealized {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// Tokens moved to the reserve.
+        moved: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+    /// `DebitSubmitted` (also emitted by `realizeDebit`).
+    DebitSubmitted {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// The nonce now held by the contract.
+        nonce: u64,
+    },
+    /// `CreditSubmitted`.
+    CreditSubmitted {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// The nonce now held by the contract.
+        nonce: u64,
+    },
+    /// `ExitStarted`.
+    ExitStarted {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// First block at which settlement is possible.
+        settle_block: u64,
+    },
+    /// `Settled`.
+    Settled {
+        /// The channel owner.
+        user: Address,
+        /// The epoch.
+        epoch: u64,
+        /// What the user was paid.
+        paid: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+    /// `ReserveDeposited`.
+    ReserveDeposited {
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+    /// `ReserveWithdrawn`.
+    ReserveWithdrawn {
+        /// Amount taken out.
+        amount: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+    /// `PayoutBatchExecuted`.
+    PayoutBatchExecuted {
+        /// The batch's total.
+        total: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+}
+
+/// A request to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A user-signed payment (internal or external).
+    Transfer(SignedDebit),
+    /// The operator credits a user against the reserve ("buying from the platform").
+    Purchase {
+        /// Who is credited.
+        user: Address,
+        /// How much.
+        amount: Amount,
+        /// The operator's idempotency key.
+        purchase_id: B256,
+    },
+    /// A user asks the hub to co-sign a cooperative withdrawal.
+    Withdraw {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The user's signature over it.
+        user_signature: Signature,
+    },
+    /// The hub earmarks reserve for a withdrawal it is about to announce on chain.
+    EarmarkReserveWithdrawal {
+        /// How much.
+        amount: Amount,
+    },
+    /// Queued payouts are handed to the chain layer as one batch.
+    TakePayoutBatch {
+        /// Most payouts in the batch.
+        max: usize,
+    },
+    /// A confirmed chain event.
+    Chain(ChainEvent),
+    /// Every contract event in blocks `<= n` has been delivered.
+    Block(u64),
+}
+
+/// What a command produced; the outer layer stores and delivers it.
+// `Paid` is the common case on the hot path; boxing it would allocate per payment.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A payment was applied.
+    Paid {
+        /// The hub's receipt to the payer.
+        receipt: SignedReceipt,
+        /// The payee's new credit (internal payments).
+        credit: Option<SignedCredit>,
+        /// The queued payout (external payments).
+        payout: Option<Payout>,
+    },
+    /// The same payment was applied before, at this ledger sequence number.
+    Duplicate {
+        /// Sequence number of the first application.
+        first_seq: u64,
+    },
+    /// A purchase was credited.
+    Credited(SignedCredit),
+    /// A withdrawal was co-signed.
+    WithdrawalCoSigned {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The hub's signature.
+        hub_signature: Signature,
+    },
+    /// Reserve earmarked for an announced withdrawal.
+    Earmarked,
+    /// Payouts to send on chain, removed from the queue.
+    PayoutBatch(Vec<Payout>),
+    /// A chain event or block was applied; channel effects to carry out (disputes, settlements).
+    Applied(Vec<(Address, Effect)>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PaymentRef {
+    digest: B256,
+    seq: u64,
+}
+
+/// The whole ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Parameters.
+    pub params: LedgerParams,
+    #[serde(with = "sorted_map")]
+    accounts: HashMap<Address, Account>,
+    /// The contract's reserve, mirrored from confirmed events.
+    pub reserve: Amount,
+    /// Σ obligation(u) over all accounts, kept incrementally.
+    pub obligations: u128,
+    /// Reserve earmarked for an announced withdrawal.
+    pub earmarked: Amount,
+    queued: VecDeque<Payout>,
+    /// Σ of queued and in-flight payouts (they will leave the reserve).
+    pub payouts_pending: Amount,
+    #[serde(with = "sorted_map")]
+    payments: HashMap<(Address, B256), PaymentRef>,
+    /// Sequence number the next successful command gets.
+    pub next_seq: u64,
+    /// Highest confirmed block.
+    pub block: u64,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(params: LedgerParams) -> Ledger {
+        Ledger {
+            params,
+            accounts: HashMap::new(),
+            reserve: Amount::ZERO,
+            obligations: 0,
+            earmarked: Amount::ZERO,
+            queued: VecDeque::new(),
+            payouts_pending: Amount::ZERO,
+            payments: HashMap::new(),
+            next_seq: 1,
+            block: 0,
+        }
+    }
+
+    fn channel_params(&self) -> ChannelParams {
+        ChannelParams {
+            domain: self.params.domain,
+            hub: self.params.hub,
+            role: Role::Hub,
+            max_withdrawal_expiry_blocks: self.params.max_withdrawal_expiry_blocks,
+        }
+    }
+
+    /// The account of `user`, if its channel was ever opened.
+    pub fn account(&self, user: &Address) -> Option<&Account> {
+        self.accounts.get(user)
+    }
+
+    /// Number of accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// All accounts (unordered).
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// Payouts waiting to be batched.
+    pub fn queued_payouts(&self) -> impl Iterator<Item = &Payout> {
+        self.queued.iter()
+    }
+
+    /// Reserve not committed to anything: what purchases, payments and payouts may still use.
+    pub fn free_reserve(&self) -> u128 {
+        let committed = self.obligations + self.payouts_pending.0 + self.earmarked.0;
+        self.reserve.0.saturating_sub(committed)
+    }
+
+    /// True if the reserve covers every commitment (the rule of protocol §6.3).
+    pub fn is_liquid(&self) -> bool {
+        self.obligations + self.payouts_pending.0 + self.earmarked.0 <= self.reserve.0
+    }
+
+    /// Recomputes every derived total from scratch and compares (pairs with the incremental updates).
+    pub fn check_invariants(&self) {
+        let obligations: u128 = self.accounts.values().map(Account::obligation).sum();
+        assert_eq!(obligations, self.obligations, "obligations drifted");
+        let queued: u128 = self.queued.iter().map(|p| p.amount.0).sum();
+        assert!(queued <= self.payouts_pending.0, "queued payouts exceed pending payouts");
+        for (user, acct) in &self.accounts {
+            assert_eq!(*user, acct.channel.user, "account keyed by the wrong user");
+            assert!(acct.channel.balance().is_ok(), "negative balance for {user}");
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn check_amount(&self, amount: Amount) -> Result<(), Error> {
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if amount > self.params.max_payment_amount {
+            return Err(Error::AmountTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Applies one command. On `Err` the ledger is unchanged.
+    pub fn apply(&mut self, hub_key: &PrivateKey, command: Command) -> Result<Outcome, Error> {
+        assert_eq!(hub_key.address(), self.params.hub, "ledger driven with another key than the hub's");
+        match command {
+            Command::Transfer(debit) => self.transfer(hub_key, debit),
+            Command::Purchase { user, amount, purchase_id } => self.purchase(hub_key, user, amount, purchase_id),
+            Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
+            Command::EarmarkReserveWithdrawal { amount } => {
+                self.check_amount(amount)?;
+                if !self.earmarked.is_zero() {
+                    return Err(Error::ReserveWithdrawalPending);
+                }
+                if amount.0 > self.free_reserve() {
+                    return Err(Error::ReserveInsufficient);
+                }
+                self.earmarked = amount;
+                self.take_seq();
+                Ok(Outcome::Earmarked)
+            }
+            Command::TakePayoutBatch { max } => {
+                let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
+                let batch: Vec<Payout> = self.queued.drain(..n).collect();
+                self.take_seq();
+                Ok(Outcome::PayoutBatch(batch))
+            }
+            Command::Chain(ev) => self.chain_event(ev),
+            Command::Block(n) => {
+                if n < self.block {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                let params = self.channel_params();
+                // Only channels with a hold or a close in progress react to blocks; the others'
+                // `block` field may lag, which the channel machine allows.
+                let mut busy: Vec<Address> = self
+                    .accounts
+                    .iter()
+                    .filter(|(_, a)| {
+                        a.channel.withdrawal_hold.is_some() || matches!(a.channel.status, Status::Closing { .. })
+                    })
+                    .map(|(u, _)| *u)
+                    .collect();
+                busy.sort_unstable();
+                let mut effects = Vec::new();
+                let mut updates = Vec::new();
+                for user in busy {
+                    let acct = &self.accounts[&user];
+                    let (ch, eff) = step(&acct.channel, &params, Input::Block(n))?;
+                    updates.push((user, ch));
+                    effects.extend(eff.into_iter().map(|e| (user, e)));
+                }
+                for (user, ch) in updates {
+                    self.replace_channel(user, ch, ChainFunds::default(), false);
+                }
+                self.block = n;
+                self.take_seq();
+                Ok(Outcome::Applied(effects))
+            }
+        }
+    }
+
+    /// Replaces a channel (and optionally its chain funds), keeping `obligations` exact.
+    fn replace_channel(&mut self, user: Address, channel: ChannelState, chain: ChainFunds, set_chain: bool) {
+        let acct = self.accounts.get_mut(&user).expect("replace_channel on a known account");
+        let before = acct.obligation();
+        acct.channel = channel;
+        if set_chain {
+            acct.chain = chain;
+        }
+        let after = acct.obligation();
+        self.obligations = self.obligations - before + after;
+    }
+
+    fn transfer(&mut self, hub_key: &PrivateKey, debit: SignedDebit) -> Result<Outcome, Error> {
+        let m = debit.message;
+        let key = (m.user, m.payment_id);
+        let digest = m.digest(&self.params.domain);
+        if let Some(prev) = self.payments.get(&key) {
+            return if prev.digest == digest {
+                Ok(Outcome::Duplicate { first_seq: prev.seq })
+            } else {
+                Err(Error::PaymentIdReused)
+            };
+        }
+        self.check_amount(m.amount)?;
+        let params = self.channel_params();
+        let payer = self.accounts.get(&m.user).ok_or(Error::UnknownAccount)?;
+        let kind = PaymentKind::from_u8(m.kind)?;
+        let (payer_after, _) = step(&payer.channel, &params, Input::Debit(debit))?;
+        let payer_ob_before = payer.obligation();
+        let payer_ob_after = Account { channel: payer_after.clone(), chain: payer.chain }.obligation();
+
+        let (payee_update, payout) = match kind {
+            PaymentKind::Internal => {
+                let payee = self.accounts.get(&m.recipient).ok_or(Error::UnknownAccount)?;
+                if payee.channel.status != Status::Open {
+                    return Err(Error::RecipientNotOpen);
+                }
+                let credit = payee.channel.next_credit(m.amount)?;
+                let signed = Signed::new(credit, &self.params.domain, hub_key);
+                let (payee_after, _) = step(&payee.channel, &params, Input::Credit(signed))?;
+                let ob_before = payee.obligation();
+                let ob_after = Account { channel: payee_after.clone(), chain: payee.chain }.obligation();
+                (Some((payee_after, signed, ob_before, ob_after)), None)
+            }
+            PaymentKind::External => {
+                if self.queued.len() >= self.params.max_queued_payouts {
+                    return Err(Error::PayoutQueueFull);
+                }
+                (
+                    None,
+                    Some(Payout { payer: m.user, payment_id: m.payment_id, recipient: m.recipient, amount: m.amount }),
+                )
+            }
+        };
+
+        // Liquidity after the payment.
+        let mut committed = self.obligations - payer_ob_before + payer_ob_after;
+        if let Some((_, _, before, after)) = &payee_update {
+            committed = committed - before + after;
+        }
+        let mut payouts_pending = self.payouts_pending;
+        if let Some(p) = &payout {
+            payouts_pending = payouts_pending.checked_add(p.amount)?;
+        }
+        if committed + payouts_pending.0 + self.earmarked.0 > self.reserve.0 {
+            return Err(Error::ReserveInsufficient);
+        }
+
+        // Commit.
+        let seq = self.take_seq();
+        self.replace_channel(m.user, payer_after, ChainFunds::default(), false);
+        let mut credit = None;
+        if let Some((payee_after, signed, _, _)) = payee_update {
+            self.replace_channel(m.recipient, payee_after, ChainFunds::default(), false);
+            credit = Some(signed);
+        }
+        if let Some(p) = payout {
+            self.queued.push_back(p);
+            self.payouts_pending = payouts_pending;
+        }
+        self.payments.insert(key, PaymentRef { digest, seq });
+        let receipt = Receipt {
+            payer: m.user,
+            epoch: m.epoch,
+            debit_nonce: m.nonce,
+            payment_id: m.payment_id,
+            debit_digest: digest,
+        };
+        let receipt = Signed::new(receipt, &self.params.domain, hub_key);
+        Ok(Outcome::Paid { receipt, credit, payout })
+    }
+
+    fn purchase(
+        &mut self,
+        hub_key: &PrivateKey,
+        user: Address,
+        amount: Amount,
+        purchase_id: B256,
+    ) -> Result<Outcome, Error> {
+        // Purchases share the idempotency map, keyed by the hub's address and the purchase id.
+        let key = (self.params.hub, purchase_id);
+        let digest = purchase_digest(user, amount, purchase_id);
+        if let Some(prev) = self.payments.get(&key) {
+            return if prev.digest == digest {
+                Ok(Outcome::Duplicate { first_seq: prev.seq })
+            } else {
+                Err(Error::PaymentIdReused)
+            };
+        }
+        self.check_amount(amount)?;
+        let params = self.channel_params();
+        let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
+        let credit = acct.channel.next_credit(amount)?;
+        let signed = Signed::new(credit, &self.params.domain, hub_key);
+        let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
+        let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
+        let committed = self.obligations - acct.obligation() + ob_after;
+        if committed + self.payouts_pending.0 + self.earmarked.0 > self.reserve.0 {
+            return Err(Error::ReserveInsufficient);
+        }
+        let seq = self.take_seq();
+        self.replace_channel(user, after, ChainFunds::default(), false);
+        self.payments.insert(key, PaymentRef { digest, seq });
+        Ok(Outcome::Credited(signed))
+    }
+
+    fn withdraw(&mut self, hub_key: &PrivateKey, w: Withdrawal, user_signature: Signature) -> Result<Outcome, Error> {
+        let params = self.channel_params();
+        let acct = self.accounts.get(&w.user).ok_or(Error::UnknownAccount)?;
+        let amount = w.cumulative_withdrawn.checked_sub_or(acct.channel.withdrawn, Error::WithdrawalMustIncrease)?;
+        self.check_amount(amount)?;
+        let input = Input::WithdrawalRequest { withdrawal: w, user_signature, block: self.block };
+        let (after, _) = step(&acct.channel, &params, input)?;
+        // A hold changes no obligation (obligations use the on-chain claim). If executed, the part
+        // beyond the channel's funds comes from the reserve, and the obligation drops by as much.
+        let from_reserve = amount.0.saturating_sub(acct.funds());
+        if from_reserve > self.reserve.0 {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.take_seq();
+        self.replace_channel(w.user, after, ChainFunds::default(), false);
+        let hub_signature = w.sign(&self.params.domain, hub_key);
+        Ok(Outcome::WithdrawalCoSigned { withdrawal: w, hub_signature })
+    }
+
+    fn chain_event(&mut self, ev: ChainEvent) -> Result<Outcome, Error> {
+        let params = self.channel_params();
+        let mut effects = Vec::new();
+        let mut on_channel = |ledger: &mut Ledger, user: Address, input: Input, chain: Option<ChainFunds>| {
+            let acct = ledger.accounts.get(&user).ok_or(Error::ChainEventInconsistent)?;
+            let (ch, eff) = step(&acct.channel, &params, input)?;
+            let set = chain.is_some();
+            ledger.replace_channel(user, ch, chain.unwrap_or_default(), set);
+            effects.extend(eff.into_iter().map(|e| (user, e)));
+            Ok::<(), Error>(())
+        };
+        match ev {
+            ChainEvent::ChannelOpened { user, epoch } => match self.accounts.get(&user) {
+                None => {
+                    // The ledger follows the contract from its deployment: a first sighting is epoch 1.
+                    if epoch != 1 {
+                        return Err(Error::ChainEventInconsistent);
+                    }
+                    if self.accounts.len() >= self.params.max_accounts {
+                        return Err(Error::TooManyAccounts);
+                    }
+                    let mut channel = ChannelState::opened(user, epoch);
+                    channel.block = self.block;
+                    self.accounts.insert(user, Account { channel, chain: ChainFunds::default() });
+                }
+                Some(acct) if acct.channel.epoch == epoch => {} // replayed event: no-op
+                Some(_) => on_channel(self, user, Input::ChainOpened { epoch }, Some(ChainFunds::default()))?,
+            },
+            ChainEvent::Deposited { user, epoch, total_deposited } => {
+                on_channel(self, user, Input::ChainDeposited { epoch, total_deposited }, None)?
+            }
+            ChainEvent::Withdrawn { user, epoch, total_withdrawn, from_reserve } => {
+                let acct = self.accounts.get(&user).ok_or(Error::ChainEventInconsistent)?;
+                if total_withdrawn <= acct.channel.withdrawn {
+                    return Ok(Outcome::Applied(Vec::new())); // replay
+                }
+                let mut chain = acct.chain;
+                chain.advanced_from_reserve = chain.advanced_from_reserve.checked_add(from_reserve)?;
+                let reserve = self.reserve.checked_sub_or(from_reserve, Error::ChainEventInconsistent)?;
+                on_channel(self, user, Input::ChainWithdrawn { epoch, total_withdrawn }, Some(chain))?;
+                self.reserve = reserve;
+            }
+            ChainEvent::DebitRealized { user, epoch, moved, reserve_after } => {
+                let acct = self.accounts.get(&user).ok_or(Error::ChainEventInconsistent)?;
+                if acct.channel.epoch != epoch {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                let mut chain = acct.chain;
+                chain.realized_debit = chain.realized_debit.checked_add(moved)?;
+                if self.reserve.checked_add(moved)? != reserve_after {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                let ch = acct.channel.clone();
+                self.replace_channel(user, ch, chain, true);
+                self.reserve = reserve_after;
+            }
+            ChainEvent::DebitSubmitted { user, epoch, nonce } => {
+                on_channel(self, user, Input::ChainDebitSubmitted { epoch, nonce }, None)?
+            }
+            ChainEvent::CreditSubmitted { user, epoch, nonce } => {
+                on_channel(self, user, Input::ChainCreditSubmitted { epoch, nonce }, None)?
+            }
+            ChainEvent::ExitStarted { user, epoch, settle_block } => {
+                on_channel(self, user, Input::ChainExitStarted { epoch, settle_block }, None)?
+            }
+            ChainEvent::Settled { user, epoch, paid, reserve_after } => {
+                on_channel(self, user, Input::ChainSettled { epoch, paid }, Some(ChainFunds::default()))?;
+                self.reserve = reserve_after;
+            }
+            ChainEvent::ReserveDeposited { reserve_after } => {
+                if reserve_after < self.reserve {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                self.reserve = reserve_after;
+            }
+            ChainEvent::ReserveWithdrawn { amount, reserve_after } => {
+                if self.reserve.checked_sub_or(amount, Error::ChainEventInconsistent)? != reserve_after {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                self.reserve = reserve_after;
+                self.earmarked = Amount::ZERO;
+            }
+            ChainEvent::PayoutBatchExecuted { total, reserve_after } => {
+                if self.reserve.checked_sub_or(total, Error::ChainEventInconsistent)? != reserve_after {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                self.payouts_pending = self.payouts_pending.checked_sub_or(total, Error::ChainEventInconsistent)?;
+                self.reserve = reserve_after;
+            }
+        }
+        self.take_seq();
+        Ok(Outcome::Applied(effects))
+    }
+}
+
+/// The idempotency digest of a purchase.
+fn purchase_digest(user: Address, amount: Amount, purchase_id: B256) -> B256 {
+    let mut buf = Vec::with_capacity(20 + 16 + 32);
+    buf.extend_from_slice(user.as_slice());
+    buf.extend_from_slice(&amount.0.to_be_bytes());
+    buf.extend_from_slice(purchase_id.as_slice());
+    alloy_primitives::keccak256(buf)
+}
+
+/// Serializes a map as a list of entries sorted by key, so snapshots are deterministic and keys
+/// need not be strings.
+mod sorted_map {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    pub fn serialize<K, V, S>(map: &HashMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let entries: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(entries.into_iter().collect())
+    }
+}

@@ -1,0 +1,417 @@
+//! The hub's ledger state machine, driven together with the contract model as its chain.
+//!
+//! The harness plays the hub node's role: it applies commands to the ledger, carries out the
+//! resulting chain actions on the contract model, and feeds the model's events back as
+//! confirmed chain events. After every command the ledger's incremental totals must equal a
+//! recomputation, the liquidity rule must hold, and the ledger's mirror of the reserve and of
+//! every channel's funds must equal the contract's. At the end every user exits and must be
+//! paid in full.
+
+use alloy_primitives::{Address, B256, U256};
+use infhub_core::channel::Effect;
+use infhub_core::contract::{ContractConfig, ContractModel};
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::messages::{Eip712Message, PaymentKind, Signed};
+use infhub_core::{Amount, Domain, Error, PrivateKey};
+use proptest::prelude::*;
+
+const USERS: usize = 4;
+
+fn key(seed: u64) -> PrivateKey {
+    let mut b = [0u8; 32];
+    b[24..].copy_from_slice(&seed.to_be_bytes());
+    PrivateKey::from_bytes(b).expect("key")
+}
+
+fn domain() -> Domain {
+    Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) }
+}
+
+struct Hub {
+    key: PrivateKey,
+    users: Vec<PrivateKey>,
+    ledger: Ledger,
+    chain: ContractModel,
+    block: u64,
+    next_id: u64,
+}
+
+impl Hub {
+    fn new() -> Hub {
+        let key = key(0x0048_5542);
+        let users: Vec<PrivateKey> = (0..USERS as u64).map(|i| self::key(0xA000 + i)).collect();
+        let params = LedgerParams {
+            domain: domain(),
+            hub: key.address(),
+            max_withdrawal_expiry_blocks: 100,
+            max_accounts: 1_000,
+            max_queued_payouts: 3,
+            max_payment_amount: Amount(1_000_000),
+        };
+        let config = ContractConfig {
+            domain: domain(),
+            hub: key.address(),
+            challenge_period_blocks: 10,
+            reserve_notice_blocks: 11,
+        };
+        let mut hub = Hub {
+            ledger: Ledger::new(params),
+            chain: ContractModel::new(config).expect("config"),
+            key,
+            users,
+            block: 1,
+            next_id: 0,
+        };
+        for i in 0..USERS {
+            let u = hub.users[i].address();
+            let epoch = hub.chain.open_channel(u, u).expect("open");
+            hub.event(ChainEvent::ChannelOpened { user: u, epoch });
+        }
+        hub
+    }
+
+    fn event(&mut self, ev: ChainEvent) -> Vec<(Address, Effect)> {
+        match self.ledger.apply(&self.key, Command::Chain(ev)) {
+            Ok(Outcome::Applied(effects)) => effects,
+            other => panic!("chain event {ev:?} not applied: {other:?}"),
+        }
+    }
+
+    fn id(&mut self) -> B256 {
+        self.next_id += 1;
+        B256::from(U256::from(self.next_id))
+    }
+
+    fn amount(x: U256) -> Amount {
+        Amount(x.to::<u128>())
+    }
+
+    fn deposit(&mut self, u: usize, amount: u128) {
+        let user = self.users[u].address();
+        let total = self.chain.deposit(user, U256::from(amount)).expect("deposit");
+        let epoch = self.chain.channel(user).epoch;
+        self.event(ChainEvent::Deposited { user, epoch, total_deposited: total });
+    }
+
+    fn reserve_deposit(&mut self, amount: u128) {
+        self.chain.deposit_reserve(U256::from(amount)).expect("reserve");
+        self.event(ChainEvent::ReserveDeposited { reserve_after: Self::amount(self.chain.reserve) });
+    }
+
+    fn pay(&mut self, from: usize, to: usize, amount: u128, kind: PaymentKind) -> Result<Outcome, Error> {
+        let recipient =
+            if kind == PaymentKind::Internal { self.users[to].address() } else { Address::repeat_byte(0xEE) };
+        let payer = self.users[from].address();
+        let id = self.id();
+        let st = &self.ledger.account(&payer).expect("account").channel;
+        let d = st.next_debit(kind, recipient, Amount(amount), id)?;
+        let signed = Signed::new(d, &domain(), &self.users[from]);
+        self.ledger.apply(&self.key, Command::Transfer(signed))
+    }
+
+    fn run_payout_batch(&mut self) {
+        let Ok(Outcome::PayoutBatch(batch)) = self.ledger.apply(&self.key, Command::TakePayoutBatch { max: 10 }) else {
+            panic!("batch")
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let to: Vec<Address> = batch.iter().map(|p| p.recipient).collect();
+        let amounts: Vec<U256> = batch.iter().map(|p| U256::from(p.amount.0)).collect();
+        let id = self.id();
+        let total = self.chain.payout(self.key.address(), id, &to, &amounts).expect("payout on chain");
+        self.event(ChainEvent::PayoutBatchExecuted {
+            total: Self::amount(total),
+            reserve_after: Self::amount(self.chain.reserve),
+        });
+    }
+
+    fn withdraw(&mut self, u: usize, amount: u128) -> Result<(), Error> {
+        let user = self.users[u].address();
+        let st = &self.ledger.account(&user).expect("account").channel;
+        let w = st.next_withdrawal(Amount(amount), self.block + 5)?;
+        let user_sig = w.sign(&domain(), &self.users[u]);
+        let out = self.ledger.apply(&self.key, Command::Withdraw { withdrawal: w, user_signature: user_sig })?;
+        let Outcome::WithdrawalCoSigned { withdrawal, hub_signature } = out else { panic!("{out:?}") };
+        assert_eq!(withdrawal, w);
+        let before = self.chain.reserve;
+        self.chain.withdraw(self.block, &w, &user_sig.0, &hub_signature.0).expect("withdraw on chain");
+        let from_reserve = Self::amount(before - self.chain.reserve);
+        self.event(ChainEvent::Withdrawn {
+            user,
+            epoch: w.epoch,
+            total_withdrawn: w.cumulative_withdrawn,
+            from_reserve,
+        });
+        Ok(())
+    }
+
+    fn realize(&mut self, u: usize) {
+        let user = self.users[u].address();
+        let Some(d) = self.ledger.account(&user).expect("account").channel.debit else { return };
+        if d.message.nonce <= self.chain.channel(user).debit.nonce {
+            return;
+        }
+        let moved = self.chain.realize_debit(self.key.address(), &d.message, &d.signature.0).expect("realize");
+        let epoch = d.message.epoch;
+        self.event(ChainEvent::DebitSubmitted { user, epoch, nonce: d.message.nonce });
+        self.event(ChainEvent::DebitRealized {
+            user,
+            epoch,
+            moved: Self::amount(moved),
+            reserve_after: Self::amount(self.chain.reserve),
+        });
+    }
+
+    fn check(&self) {
+        self.ledger.check_invariants();
+        assert!(self.ledger.is_liquid(), "ledger broke the liquidity rule");
+        assert_eq!(U256::from(self.ledger.reserve.0), self.chain.reserve, "mirrored reserve");
+        for u in &self.users {
+            let a = self.ledger.account(&u.address()).expect("account");
+            assert_eq!(
+                U256::from(a.funds()),
+                self.chain.channel(u.address()).funds(),
+                "mirrored funds of {}",
+                u.address()
+            );
+        }
+    }
+
+    /// Every user exits with its newest credit; the ledger's disputes go on chain; all settle.
+    fn everyone_exits(&mut self) {
+        let expected: Vec<u128> =
+            self.users.iter().map(|u| self.ledger.account(&u.address()).expect("a").channel.claim().0).collect();
+        self.block += 1;
+        for u in 0..USERS {
+            let user = self.users[u].address();
+            let ch = &self.ledger.account(&user).expect("a").channel;
+            let (credit, sig) = match ch.credit {
+                Some(c) => (c.message, c.signature.0.to_vec()),
+                None => {
+                    let mut c = ch.next_credit(Amount::ZERO).expect("c");
+                    c.nonce = 0;
+                    (c, vec![])
+                }
+            };
+            self.chain.start_exit(user, self.block, &credit, &sig).expect("exit");
+            let c = self.chain.channel(user);
+            self.event(ChainEvent::ExitStarted { user, epoch: c.epoch, settle_block: c.settle_block });
+            if credit.nonce != 0 {
+                self.event(ChainEvent::CreditSubmitted { user, epoch: c.epoch, nonce: credit.nonce });
+            }
+        }
+        self.block += 1;
+        let Ok(Outcome::Applied(effects)) = self.ledger.apply(&self.key, Command::Block(self.block)) else { panic!() };
+        for (user, e) in effects {
+            if let Effect::SubmitDebit(d) = e {
+                self.chain.submit_debit(self.block, &d.message, &d.signature.0).expect("dispute");
+                self.event(ChainEvent::DebitSubmitted { user, epoch: d.message.epoch, nonce: d.message.nonce });
+            }
+        }
+        self.block += 20;
+        let Ok(Outcome::Applied(effects)) = self.ledger.apply(&self.key, Command::Block(self.block)) else { panic!() };
+        assert_eq!(effects.iter().filter(|(_, e)| *e == Effect::SettleDue).count(), USERS);
+        for (u, want) in expected.iter().enumerate() {
+            let user = self.users[u].address();
+            let s = self.chain.settle(self.block, user).expect("settle");
+            assert!(s.shortfall.is_zero(), "user {u} short-paid");
+            assert_eq!(s.paid, U256::from(*want), "user {u} paid its claim");
+            let epoch = self.chain.channel(user).epoch;
+            let effects = self.event(ChainEvent::Settled {
+                user,
+                epoch,
+                paid: Self::amount(s.paid),
+                reserve_after: Self::amount(self.chain.reserve),
+            });
+            assert_eq!(effects, vec![(user, Effect::Settled { paid: Self::amount(s.paid), expected: Amount(*want) })]);
+            self.check();
+        }
+    }
+}
+
+#[test]
+fn internal_payment_returns_receipt_and_payee_credit() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    let out = h.pay(0, 1, 120, PaymentKind::Internal).expect("paid");
+    let Outcome::Paid { receipt, credit: Some(credit), payout: None } = out else { panic!("{out:?}") };
+    receipt.verify(&domain(), h.key.address()).expect("receipt signed by the hub");
+    let payer = h.ledger.account(&h.users[0].address()).expect("payer").channel.clone();
+    let debit = payer.debit.expect("debit stored");
+    assert_eq!(receipt.message.debit_digest, debit.message.digest(&domain()), "receipt names the debit");
+    assert_eq!(receipt.message.payment_id, debit.message.payment_id);
+    credit.verify(&domain(), h.key.address()).expect("credit signed by the hub");
+    assert_eq!(credit.message.user, h.users[1].address());
+    assert_eq!(credit.message.cumulative_credit, Amount(120));
+    assert_eq!(payer.balance(), Ok(Amount(380)));
+    h.check();
+}
+
+#[test]
+fn duplicate_payment_returns_first_result_and_reused_id_is_refused() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    let payer = h.users[0].address();
+    let st = h.ledger.account(&payer).expect("a").channel.clone();
+    let d = st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(10), B256::repeat_byte(1)).expect("d");
+    let signed = Signed::new(d, &domain(), &h.users[0]);
+    let first_seq = h.ledger.next_seq;
+    h.ledger.apply(&h.key, Command::Transfer(signed)).expect("first");
+    let before = h.ledger.clone();
+    assert_eq!(h.ledger.apply(&h.key, Command::Transfer(signed)), Ok(Outcome::Duplicate { first_seq }));
+    assert_eq!(h.ledger, before, "a duplicate changes nothing");
+    // Same payment id, different payment (next nonce, another amount).
+    let st = h.ledger.account(&payer).expect("a").channel.clone();
+    let other =
+        st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(11), B256::repeat_byte(1)).expect("d");
+    let r = h.ledger.apply(&h.key, Command::Transfer(Signed::new(other, &domain(), &h.users[0])));
+    assert_eq!(r, Err(Error::PaymentIdReused));
+    assert_eq!(h.ledger, before, "a refused command changes nothing");
+}
+
+#[test]
+fn refusals_are_named_and_change_nothing() {
+    let mut h = Hub::new();
+    h.deposit(0, 500);
+    let before = h.ledger.clone();
+    // No reserve: the payee's credit cannot be backed until the payer's debit is realized.
+    assert_eq!(h.pay(0, 1, 100, PaymentKind::Internal).err(), Some(Error::ReserveInsufficient));
+    assert_eq!(h.ledger, before);
+    // Purchases and external payments need free reserve too.
+    let r = h
+        .ledger
+        .apply(&h.key, Command::Purchase { user: h.users[2].address(), amount: Amount(1), purchase_id: B256::ZERO });
+    assert_eq!(r, Err(Error::ReserveInsufficient));
+    assert_eq!(h.pay(0, 0, 10, PaymentKind::External).err(), Some(Error::ReserveInsufficient));
+    assert_eq!(h.pay(0, 1, 600, PaymentKind::Internal).err(), Some(Error::InsufficientBalance));
+    assert_eq!(h.pay(0, 0, 10, PaymentKind::Internal).err(), Some(Error::RecipientMustNotBeSender));
+    assert_eq!(h.pay(0, 1, 2_000_000, PaymentKind::Internal).err(), Some(Error::AmountTooLarge));
+    // Unknown payer or payee.
+    let stranger = key(77);
+    let d = infhub_core::channel::ChannelState::opened(stranger.address(), 1)
+        .next_debit(PaymentKind::Internal, h.users[1].address(), Amount(1), B256::ZERO)
+        .expect("d");
+    let r = h.ledger.apply(&h.key, Command::Transfer(Signed::new(d, &domain(), &stranger)));
+    assert_eq!(r, Err(Error::UnknownAccount));
+    assert_eq!(h.ledger, before);
+}
+
+#[test]
+fn realizing_a_debit_frees_reserve_for_the_payee() {
+    let mut h = Hub::new();
+    h.reserve_deposit(100);
+    h.deposit(0, 500);
+    h.pay(0, 1, 100, PaymentKind::Internal).expect("within the reserve");
+    assert_eq!(h.ledger.free_reserve(), 0);
+    assert_eq!(h.pay(0, 1, 1, PaymentKind::Internal).err(), Some(Error::ReserveInsufficient));
+    h.realize(0);
+    assert_eq!(h.ledger.free_reserve(), 100, "the payer's 100 moved to the reserve");
+    h.pay(0, 1, 50, PaymentKind::Internal).expect("now backed");
+    h.check();
+}
+
+#[test]
+fn external_payouts_queue_with_a_limit_and_settle_in_batches() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    for _ in 0..3 {
+        let out = h.pay(0, 0, 10, PaymentKind::External).expect("queued");
+        assert!(matches!(out, Outcome::Paid { payout: Some(_), credit: None, .. }));
+    }
+    assert_eq!(h.pay(0, 0, 10, PaymentKind::External).err(), Some(Error::PayoutQueueFull));
+    assert_eq!(h.ledger.payouts_pending, Amount(30));
+    assert_eq!(h.ledger.free_reserve(), 970);
+    h.run_payout_batch();
+    assert_eq!(h.ledger.payouts_pending, Amount::ZERO);
+    assert_eq!(h.ledger.reserve, Amount(970));
+    assert_eq!(h.chain.sent_to.get(&Address::repeat_byte(0xEE)), Some(&U256::from(30)));
+    h.check();
+}
+
+#[test]
+fn withdrawal_is_co_signed_held_and_mirrored() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 100);
+    h.pay(0, 1, 60, PaymentKind::Internal).expect("pay");
+    // Bob withdraws 60 with no deposit: the reserve advances it.
+    h.withdraw(1, 60).expect("withdraw");
+    assert_eq!(h.ledger.reserve, Amount(940));
+    assert_eq!(h.ledger.account(&h.users[1].address()).expect("a").chain.advanced_from_reserve, Amount(60));
+    assert_eq!(h.withdraw(1, 1).err(), Some(Error::InsufficientBalance));
+    h.check();
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Deposit(usize, u64),
+    Reserve(u64),
+    Pay(usize, usize, u64),
+    External(usize, u64),
+    Purchase(usize, u64),
+    Withdraw(usize, u64),
+    Batch,
+    Realize(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let u = 0..USERS;
+    let a = 1u64..3_000;
+    prop_oneof![
+        (u.clone(), a.clone()).prop_map(|(u, a)| Op::Deposit(u, a)),
+        a.clone().prop_map(Op::Reserve),
+        (u.clone(), 0..USERS, a.clone()).prop_map(|(x, y, a)| Op::Pay(x, y, a)),
+        (u.clone(), a.clone()).prop_map(|(u, a)| Op::External(u, a)),
+        (u.clone(), a.clone()).prop_map(|(u, a)| Op::Purchase(u, a)),
+        (u.clone(), a).prop_map(|(u, a)| Op::Withdraw(u, a)),
+        Just(Op::Batch),
+        u.prop_map(Op::Realize),
+    ]
+}
+
+/// Errors the ledger may give for a random command from an honest harness.
+fn expected_refusal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::ReserveInsufficient
+            | Error::InsufficientBalance
+            | Error::RecipientMustNotBeSender
+            | Error::PayoutQueueFull
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ledger_mirrors_the_contract_and_stays_liquid(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut h = Hub::new();
+        for op in &ops {
+            let before = h.ledger.clone();
+            let r = match *op {
+                Op::Deposit(u, a) => { h.deposit(u, a.into()); Ok(()) }
+                Op::Reserve(a) => { h.reserve_deposit(a.into()); Ok(()) }
+                Op::Pay(x, y, a) => h.pay(x, y, a.into(), PaymentKind::Internal).map(|_| ()),
+                Op::External(u, a) => h.pay(u, u, a.into(), PaymentKind::External).map(|_| ()),
+                Op::Purchase(u, a) => {
+                    let id = h.id();
+                    h.ledger.apply(&h.key, Command::Purchase { user: h.users[u].address(), amount: Amount(a.into()), purchase_id: id }).map(|_| ())
+                }
+                Op::Withdraw(u, a) => h.withdraw(u, a.into()),
+                Op::Batch => { h.run_payout_batch(); Ok(()) }
+                Op::Realize(u) => { h.realize(u); Ok(()) }
+            };
+            if let Err(e) = r {
+                prop_assert!(expected_refusal(&e), "unexpected refusal {e:?} for {op:?}");
+                prop_assert_eq!(&h.ledger, &before, "a refused command changed the ledger");
+            }
+            h.check();
+        }
+        h.run_payout_batch();
+        h.everyone_exits();
+    }
+}
