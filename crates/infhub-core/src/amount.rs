@@ -52,13 +52,20 @@ impl From<u128> for Amount {
 pub mod u128_string {
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-    /// Writes the value as a decimal string.
+    /// Writes the value as a decimal string (as a plain u128 in binary formats).
     pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_string())
+        if s.is_human_readable() {
+            s.serialize_str(&v.to_string())
+        } else {
+            s.serialize_u128(*v)
+        }
     }
 
-    /// Reads a decimal string (digits only, no sign, no exponent).
+    /// Reads a decimal string (digits only, no sign, no exponent), or a u128 in binary formats.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        if !d.is_human_readable() {
+            return u128::deserialize(d);
+        }
         let s = String::deserialize(d)?;
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(D::Error::custom("amount must be a decimal string of digits"));

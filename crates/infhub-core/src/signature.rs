@@ -64,12 +64,20 @@ impl fmt::Debug for Signature {
 
 impl Serialize for Signature {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("0x{}", hex_encode(&self.0)))
+        if s.is_human_readable() {
+            s.serialize_str(&format!("0x{}", hex_encode(&self.0)))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            let bytes = <Vec<u8>>::deserialize(d)?;
+            return Signature::from_slice(&bytes).map_err(|_| D::Error::custom("signature must be 65 bytes"));
+        }
         let s = String::deserialize(d)?;
         let bytes = hex_decode(&s).ok_or_else(|| D::Error::custom("signature must be 0x-prefixed hex"))?;
         Signature::from_slice(&bytes).map_err(|_| D::Error::custom("signature must be 65 bytes"))

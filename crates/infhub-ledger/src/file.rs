@@ -1,0 +1,351 @@
+//! The embedded default store: segment files of checksummed records, plus snapshot files.
+//!
+//! Layout of the data directory:
+//! - `log-<first seq, 20 digits>.seg`: a header (`INFHLOG1`) then records framed as
+//!   `[u32 length][u32 crc32 of payload][payload]`, little-endian; payload = bincode(`LogRecord`).
+//! - `snapshot-<seq, 20 digits>.snap`: `INFHSNP1`, `[u64 seq][u64 length][u32 crc32]`, payload.
+//!   Written to a `.tmp` file, synced, renamed, and the directory synced, so a snapshot is either
+//!   whole or absent.
+//!
+//! Appends are one `write` of all frames of a batch followed by one `fdatasync` (group commit).
+//! On open, the last segment is scanned: an incomplete or checksum-failing final record (a torn
+//! write) is truncated away; a bad record followed by good ones is corruption and refuses to open.
+
+use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const LOG_MAGIC: &[u8; 8] = b"INFHLOG1";
+const SNAP_MAGIC: &[u8; 8] = b"INFHSNP1";
+const FRAME_HEADER_BYTES: usize = 8;
+/// Largest record payload accepted, in bytes.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Options of the file store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStoreOptions {
+    /// A new segment starts once the current one exceeds this many bytes.
+    pub max_segment_bytes: u64,
+    /// Snapshots kept on disk (the newest ones), at least 1.
+    pub snapshots_kept: usize,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions { max_segment_bytes: 256 << 20, snapshots_kept: 2 }
+    }
+}
+
+/// The file store. Not shared between processes: one node owns its data directory.
+pub struct FileStore {
+    dir: PathBuf,
+    options: FileStoreOptions,
+    /// The segment being appended to and its size.
+    current: Option<(File, u64)>,
+    /// Sequence number the next appended record must carry (0 = unknown until load/append).
+    next_seq: u64,
+    stats: StoreStats,
+}
+
+fn io_corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn seq_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Parses frames from `buf`. Returns the records and the offset just past the last good frame,
+/// and whether a bad frame was followed by more data that looks like good frames.
+fn parse_frames(buf: &[u8], start: usize) -> (Vec<(usize, LogRecord)>, usize, Option<String>) {
+    let mut out = Vec::new();
+    let mut off = start;
+    while off < buf.len() {
+        let bad = |why: &str| Some(format!("{why} at byte {off}"));
+        if buf.len() - off < FRAME_HEADER_BYTES {
+            return (out, off, bad("incomplete frame header"));
+        }
+        let len = u32::from_le_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(buf[off + 4..off + 8].try_into().expect("4 bytes"));
+        let body = off + FRAME_HEADER_BYTES;
+        if len > MAX_RECORD_BYTES || buf.len() - body < len {
+            return (out, off, bad("incomplete or oversized frame"));
+        }
+        let payload = &buf[body..body + len];
+        if crc32fast::hash(payload) != crc {
+            return (out, off, bad("checksum mismatch"));
+        }
+        match bincode::deserialize::<LogRecord>(payload) {
+            Ok(r) => out.push((off, r)),
+            Err(e) => return (out, off, Some(format!("undecodable record at byte {off}: {e}"))),
+        }
+        off = body + len;
+    }
+    (out, off, None)
+}
+
+/// True if some good frame starts after `bad_at` (so the damage is not a torn tail).
+fn good_frame_after(buf: &[u8], bad_at: usize) -> bool {
+    // Scan forward for any offset where a complete frame with a valid checksum begins.
+    let mut off = bad_at + 1;
+    while off + FRAME_HEADER_BYTES <= buf.len() {
+        let len = u32::from_le_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+        if len > 0 && len <= MAX_RECORD_BYTES && off + FRAME_HEADER_BYTES + len <= buf.len() {
+            let crc = u32::from_le_bytes(buf[off + 4..off + 8].try_into().expect("4 bytes"));
+            let payload = &buf[off + FRAME_HEADER_BYTES..off + FRAME_HEADER_BYTES + len];
+            if crc32fast::hash(payload) == crc && bincode::deserialize::<LogRecord>(payload).is_ok() {
+                return true;
+            }
+        }
+        off += 1;
+    }
+    false
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `dir` and repairs a torn tail of the last segment.
+    pub fn open(dir: impl Into<PathBuf>, options: FileStoreOptions) -> Result<FileStore, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let mut store = FileStore { dir, options, current: None, next_seq: 0, stats: StoreStats::default() };
+        store.repair_tail()?;
+        Ok(store)
+    }
+
+    /// Segment files, oldest first, with their first sequence number.
+    fn segments(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let mut segs = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = seq_of(&name, "log-", ".seg") {
+                segs.push((seq, entry.path()));
+            }
+        }
+        segs.sort();
+        Ok(segs)
+    }
+
+    fn snapshots(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let mut snaps = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = seq_of(&name, "snapshot-", ".snap") {
+                snaps.push((seq, entry.path()));
+            } else if name.ends_with(".tmp") {
+                // A snapshot that never completed.
+                fs::remove_file(entry.path())?;
+            }
+        }
+        snaps.sort();
+        Ok(snaps)
+    }
+
+    fn read_segment(path: &Path) -> Result<Vec<u8>, StoreError> {
+        let mut buf = Vec::new();
+        File::open(path)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn repair_tail(&mut self) -> Result<(), StoreError> {
+        let Some((_, path)) = self.segments()?.pop() else { return Ok(()) };
+        let buf = Self::read_segment(&path)?;
+        if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
+            if buf.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(&buf) {
+                // Crashed while creating the segment: nothing in it was ever acknowledged.
+                fs::remove_file(&path)?;
+                sync_dir(&self.dir)?;
+                return Ok(());
+            }
+            return Err(io_corrupt(format!("{} lacks the log header", path.display())));
+        }
+        let (_, end, problem) = parse_frames(&buf, LOG_MAGIC.len());
+        if let Some(problem) = problem {
+            if good_frame_after(&buf, end) {
+                return Err(io_corrupt(format!("{}: {problem}, with intact records after it", path.display())));
+            }
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(end as u64)?;
+            f.sync_all()?;
+            self.stats.truncated_bytes += (buf.len() - end) as u64;
+        }
+        Ok(())
+    }
+
+    fn new_segment(&mut self, first_seq: u64) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("log-{first_seq:020}.seg"));
+        let mut f = OpenOptions::new().create_new(true).write(true).open(&path)?;
+        f.write_all(LOG_MAGIC)?;
+        f.sync_all()?;
+        sync_dir(&self.dir)?;
+        self.current = Some((f, LOG_MAGIC.len() as u64));
+        Ok(())
+    }
+
+    fn open_current(&mut self, first_seq: u64) -> Result<(), StoreError> {
+        if self.current.is_some() {
+            return Ok(());
+        }
+        match self.segments()?.pop() {
+            Some((_, path)) => {
+                let mut f = OpenOptions::new().write(true).open(&path)?;
+                let len = f.seek(SeekFrom::End(0))?;
+                self.current = Some((f, len));
+                Ok(())
+            }
+            None => self.new_segment(first_seq),
+        }
+    }
+}
+
+impl LogStore for FileStore {
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else { return Ok(()) };
+        if self.next_seq != 0 {
+            assert_eq!(first.seq, self.next_seq, "records appended out of sequence");
+        }
+        for pair in records.windows(2) {
+            assert_eq!(pair[1].seq, pair[0].seq + 1, "records in a batch must be contiguous");
+        }
+        self.open_current(first.seq)?;
+        if self.current.as_ref().is_some_and(|(_, size)| *size >= self.options.max_segment_bytes) {
+            self.new_segment(first.seq)?;
+        }
+        let mut buf = Vec::with_capacity(records.len() * 512);
+        for r in records {
+            let payload = bincode::serialize(r).map_err(|e| io_corrupt(format!("encode: {e}")))?;
+            if payload.len() > MAX_RECORD_BYTES {
+                return Err(StoreError::RecordTooLarge(payload.len()));
+            }
+            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            buf.extend_from_slice(&payload);
+        }
+        let (f, size) = self.current.as_mut().expect("segment open");
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        *size += buf.len() as u64;
+        self.next_seq = records.last().expect("non-empty").seq + 1;
+        self.stats.syncs += 1;
+        self.stats.records += records.len() as u64;
+        self.stats.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.dir.join(format!("snapshot-{seq:020}.tmp"));
+        let fin = self.dir.join(format!("snapshot-{seq:020}.snap"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(SNAP_MAGIC)?;
+            f.write_all(&seq.to_le_bytes())?;
+            f.write_all(&(ledger_bytes.len() as u64).to_le_bytes())?;
+            f.write_all(&crc32fast::hash(ledger_bytes).to_le_bytes())?;
+            f.write_all(ledger_bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &fin)?;
+        sync_dir(&self.dir)?;
+        // Start a new segment for records after the snapshot (unless one already starts there,
+        // as when snapshotting twice with nothing in between), then drop what the snapshot covers.
+        let starts_there = self.segments()?.last().is_some_and(|(first, _)| *first == seq + 1);
+        if !starts_there {
+            self.current = None;
+            self.new_segment(seq + 1)?;
+        }
+        self.next_seq = seq + 1;
+        let segs = self.segments()?;
+        for pair in segs.windows(2) {
+            // A segment's records end where the next segment begins.
+            if pair[1].0 <= seq + 1 {
+                fs::remove_file(&pair[0].1)?;
+            }
+        }
+        let snaps = self.snapshots()?;
+        let keep = self.options.snapshots_kept.max(1);
+        if snaps.len() > keep {
+            for (_, path) in &snaps[..snaps.len() - keep] {
+                fs::remove_file(path)?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        // Newest intact snapshot; an older one is only usable if the log after it still exists,
+        // which load_records checks (a gap is reported as corruption).
+        let mut damaged = Vec::new();
+        for (seq, path) in self.snapshots()?.into_iter().rev() {
+            let mut buf = Vec::new();
+            File::open(&path)?.read_to_end(&mut buf)?;
+            let header = SNAP_MAGIC.len() + 8 + 8 + 4;
+            let intact = buf.len() >= header && &buf[..8] == SNAP_MAGIC && {
+                let stored_seq = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+                let len = u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")) as usize;
+                let crc = u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes"));
+                let body = &buf[header..];
+                stored_seq == seq && body.len() == len && crc32fast::hash(body) == crc
+            };
+            if intact {
+                return Ok(Some((seq, buf[header..].to_vec())));
+            }
+            damaged.push(path.display().to_string());
+        }
+        if damaged.is_empty() {
+            Ok(None)
+        } else {
+            Err(io_corrupt(format!("no intact snapshot; damaged: {}", damaged.join(", "))))
+        }
+    }
+
+    fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {
+        let segs = self.segments()?;
+        let mut out: Vec<LogRecord> = Vec::new();
+        for (i, (first_seq, path)) in segs.iter().enumerate() {
+            // Skip segments that end before `after`.
+            if let Some((next_first, _)) = segs.get(i + 1) {
+                if *next_first <= after + 1 {
+                    continue;
+                }
+            }
+            let buf = Self::read_segment(path)?;
+            if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
+                return Err(io_corrupt(format!("{} lacks the log header", path.display())));
+            }
+            let (records, _, problem) = parse_frames(&buf, LOG_MAGIC.len());
+            if let Some(problem) = problem {
+                // repair_tail ran at open, so any problem now is damage.
+                return Err(io_corrupt(format!("{}: {problem}", path.display())));
+            }
+            if let Some((_, r)) = records.first() {
+                if r.seq != *first_seq {
+                    return Err(io_corrupt(format!("{} starts at seq {} not {first_seq}", path.display(), r.seq)));
+                }
+            }
+            for (_, r) in records {
+                if r.seq <= after {
+                    continue;
+                }
+                let expected = out.last().map_or(after + 1, |p| p.seq + 1);
+                if r.seq != expected {
+                    return Err(io_corrupt(format!("gap in the log: expected seq {expected}, found {}", r.seq)));
+                }
+                out.push(r);
+            }
+        }
+        self.next_seq = out.last().map_or(after + 1, |r| r.seq + 1);
+        Ok(out)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats
+    }
+}

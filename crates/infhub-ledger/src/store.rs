@@ -1,0 +1,75 @@
+//! The storage trait the durable ledger writes through, and the record it stores.
+//!
+//! A record is one applied command with everything it produced, including every signed proof
+//! the hub received (the debit inside the command) or issued (receipts, credits, co-signatures
+//! inside the outcome): seed 000 asks the hub to keep every "update credential" and the history.
+
+use infhub_core::ledger::{Command, Outcome};
+use serde::{Deserialize, Serialize};
+
+/// One applied command, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The ledger sequence number the command received.
+    pub seq: u64,
+    /// The command, with any proof the hub received.
+    pub command: Command,
+    /// What it produced, with every proof the hub issued.
+    pub outcome: Outcome,
+}
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The operating system refused a read, write or sync.
+    #[error("storage io error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record or snapshot in the middle of the log failed its checksum or could not be decoded:
+    /// data written and synced earlier is damaged. The node refuses to start rather than guess.
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+    /// A replayed command did not reproduce its stored outcome (a bug, or foreign data).
+    #[error("replay diverged at seq {seq}: {detail}")]
+    ReplayDiverged {
+        /// Where.
+        seq: u64,
+        /// What differed.
+        detail: String,
+    },
+    /// A record or snapshot exceeds the configured size limit.
+    #[error("record too large: {0} bytes")]
+    RecordTooLarge(usize),
+}
+
+/// What the durable ledger needs from storage.
+pub trait LogStore {
+    /// Appends `records` (in order, contiguous sequence numbers) and makes them durable before
+    /// returning. Either all of them are durable afterwards or an error is returned.
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError>;
+
+    /// Durably stores a snapshot of the ledger as of `seq` (all records `<= seq` applied), then
+    /// may drop log records `<= seq`.
+    fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// The newest intact snapshot (its seq and bytes), if any.
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+
+    /// Every record with `seq > after`, in order, after truncating a torn tail.
+    fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// Counters for monitoring and benchmarks.
+    fn stats(&self) -> StoreStats;
+}
+
+/// Counters of a store since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Number of `fsync`/`fdatasync` calls for appends.
+    pub syncs: u64,
+    /// Records appended.
+    pub records: u64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Bytes of torn tail truncated at open.
+    pub truncated_bytes: u64,
+}

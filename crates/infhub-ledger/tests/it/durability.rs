@@ -1,0 +1,353 @@
+//! Crash and restart behaviour of the durable ledger on the embedded file store.
+
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::messages::{PaymentKind, Signed};
+use infhub_core::{Address, Amount, Domain, PrivateKey, B256, U256};
+use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
+use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn key(seed: u64) -> PrivateKey {
+    let mut b = [0u8; 32];
+    b[24..].copy_from_slice(&seed.to_be_bytes());
+    PrivateKey::from_bytes(b).expect("key")
+}
+
+fn params(hub: &PrivateKey) -> LedgerParams {
+    LedgerParams {
+        domain: Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) },
+        hub: hub.address(),
+        max_withdrawal_expiry_blocks: 100,
+        max_accounts: 10_000,
+        max_queued_payouts: 1_000,
+        max_payment_amount: Amount(1_000_000_000),
+    }
+}
+
+struct Fixture {
+    hub: PrivateKey,
+    users: Vec<PrivateKey>,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(users: u64) -> Fixture {
+        Fixture {
+            hub: key(0x0048_5542),
+            users: (0..users).map(|i| key(0xA000 + i)).collect(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn open(&self, snapshot_every: u64) -> DurableLedger<FileStore> {
+        self.open_at(self.dir.path(), snapshot_every).expect("open")
+    }
+
+    fn open_at(&self, dir: &Path, snapshot_every: u64) -> Result<DurableLedger<FileStore>, StoreError> {
+        let store = FileStore::open(dir, FileStoreOptions { max_segment_bytes: 4096, snapshots_kept: 2 })?;
+        let dp = DurableParams { snapshot_every_records: snapshot_every, max_batch_commands: 1_000 };
+        DurableLedger::open(store, params(&self.hub), self.hub.clone(), dp)
+    }
+
+    /// Channel openings, a reserve and a deposit for every user.
+    fn genesis(&self) -> Vec<Command> {
+        let mut cmds = vec![Command::Chain(ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) })];
+        for u in &self.users {
+            cmds.push(Command::Chain(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 }));
+            cmds.push(Command::Chain(ChainEvent::Deposited {
+                user: u.address(),
+                epoch: 1,
+                total_deposited: Amount(10_000),
+            }));
+        }
+        cmds
+    }
+
+    /// A signed payment from user `a` to user `b` built against the ledger's current state.
+    fn payment(&self, ledger: &Ledger, a: usize, b: usize, amount: u128, id: u64) -> Command {
+        let ch = &ledger.account(&self.users[a].address()).expect("account").channel;
+        let d = ch
+            .next_debit(PaymentKind::Internal, self.users[b].address(), Amount(amount), B256::from(U256::from(id)))
+            .expect("debit");
+        Command::Transfer(Signed::new(d, &ledger.params.domain, &self.users[a]))
+    }
+}
+
+fn all_ok(results: Vec<Result<Outcome, infhub_core::Error>>) {
+    for r in results {
+        r.expect("command accepted");
+    }
+}
+
+/// Runs `batches` batches of payments; returns the ledger after each batch.
+fn run_batches(f: &Fixture, dl: &mut DurableLedger<FileStore>, batches: usize, per_batch: usize) -> Vec<Ledger> {
+    let n = f.users.len();
+    let mut states = Vec::new();
+    let mut id = dl.ledger().next_seq * 1_000;
+    for b in 0..batches {
+        // Each batch pays around a ring, one payment per payer, so commands built against the
+        // current state stay valid in sequence.
+        let cmds: Vec<Command> = (0..per_batch.min(n))
+            .map(|i| {
+                id += 1;
+                f.payment(dl.ledger(), (i + b) % n, (i + b + 1) % n, 3 + i as u128, id)
+            })
+            .collect();
+        all_ok(dl.execute(cmds).expect("batch durable"));
+        states.push(dl.ledger().clone());
+    }
+    states
+}
+
+#[test]
+fn restart_recovers_exactly_the_acknowledged_state() {
+    let f = Fixture::new(6);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let states = run_batches(&f, &mut dl, 20, 6);
+    let stats = dl.store_stats();
+    assert_eq!(stats.syncs, 21, "one sync per batch (group commit)");
+    assert_eq!(stats.records, 1 + 12 + 20 * 6);
+    drop(dl);
+    let reopened = f.open(0);
+    assert_eq!(reopened.ledger(), states.last().expect("state"));
+    assert_eq!(reopened.recovery().replayed, stats.records);
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("dir") {
+        let e = e.expect("entry");
+        fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn a_torn_tail_at_any_byte_recovers_a_prefix_of_the_log() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 6, 3);
+    let final_state = dl.ledger().clone();
+    drop(dl);
+    // The state after every prefix of the log, by replaying it from scratch.
+    let records = FileStore::open(f.dir.path(), FileStoreOptions::default()).expect("s").load_records(0).expect("r");
+    let mut ledger = Ledger::new(params(&f.hub));
+    let mut after_prefix = vec![ledger.clone()];
+    for r in &records {
+        ledger.apply(&f.hub, r.command.clone()).expect("replay");
+        after_prefix.push(ledger.clone());
+    }
+    assert_eq!(after_prefix.last(), Some(&final_state));
+    let last = segment_files(f.dir.path()).pop().expect("a segment");
+    let full_len = fs::metadata(&last).expect("meta").len();
+    let scratch = tempfile::tempdir().expect("tmp");
+    let mut previous_seq = 0;
+    let mut distinct = std::collections::BTreeSet::new();
+    // Cut the last segment at every byte offset, as a crash mid-write would: the store must open,
+    // drop the torn record, and hold exactly the state after some prefix of the log; a longer
+    // file never recovers less.
+    for cut in 0..=full_len {
+        let dir = scratch.path().join(format!("cut-{cut}"));
+        copy_dir(f.dir.path(), &dir);
+        let seg = dir.join(last.file_name().expect("name"));
+        fs::OpenOptions::new().write(true).open(&seg).expect("open").set_len(cut).expect("truncate");
+        let dl = f.open_at(&dir, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let got = dl.ledger();
+        let applied = (got.next_seq - 1) as usize;
+        assert_eq!(got, &after_prefix[applied], "cut at {cut}: not the state after {applied} records");
+        assert!(got.next_seq >= previous_seq, "cut at {cut} recovered less than a shorter cut");
+        previous_seq = got.next_seq;
+        distinct.insert(got.next_seq);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+    assert_eq!(previous_seq, final_state.next_seq, "the uncut file recovers everything");
+    assert!(distinct.len() > 3, "cuts recovered several different prefixes: {distinct:?}");
+}
+
+#[test]
+fn torn_tail_is_truncated_and_appends_continue() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let states = run_batches(&f, &mut dl, 2, 3);
+    drop(dl);
+    let last = segment_files(f.dir.path()).pop().expect("segment");
+    // A half-written frame: a length, a checksum and a few bytes of payload.
+    let mut junk = 300u32.to_le_bytes().to_vec();
+    junk.extend_from_slice(&[0xAB; 4]);
+    junk.extend_from_slice(&[1, 2, 3]);
+    let mut bytes = fs::read(&last).expect("read");
+    bytes.extend_from_slice(&junk);
+    fs::write(&last, bytes).expect("write");
+    let mut dl = f.open(0);
+    assert_eq!(dl.ledger(), states.last().expect("state"));
+    assert_eq!(dl.store_stats().truncated_bytes, junk.len() as u64);
+    let more = run_batches(&f, &mut dl, 1, 3);
+    drop(dl);
+    assert_eq!(f.open(0).ledger(), more.last().expect("state"), "appends after the repair are durable");
+}
+
+#[test]
+fn corruption_before_intact_records_refuses_to_open() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 3, 3);
+    drop(dl);
+    let first = segment_files(f.dir.path()).remove(0);
+    let mut bytes = fs::read(&first).expect("read");
+    bytes[20] ^= 0xFF; // inside the first record's payload
+    fs::write(&first, bytes).expect("write");
+    match f.open_at(f.dir.path(), 0) {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("checksum") || msg.contains("intact"), "{msg}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a corrupt log"),
+    }
+}
+
+#[test]
+fn snapshots_bound_replay_and_drop_old_segments() {
+    let f = Fixture::new(6);
+    let mut dl = f.open(25);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let states = run_batches(&f, &mut dl, 30, 6);
+    let total = dl.store_stats().records;
+    drop(dl);
+    let snaps = fs::read_dir(f.dir.path())
+        .expect("dir")
+        .filter(|e| e.as_ref().expect("e").path().extension().is_some_and(|x| x == "snap"))
+        .count();
+    assert_eq!(snaps, 2, "only the newest snapshots are kept");
+    let reopened = f.open(25);
+    assert_eq!(reopened.ledger(), states.last().expect("state"));
+    let rec = reopened.recovery();
+    assert!(rec.snapshot_seq > 0, "a snapshot was used");
+    assert!(rec.replayed < 25, "only the tail after the snapshot is replayed: {rec:?} of {total}");
+    let remaining: u64 = segment_files(f.dir.path()).iter().map(|p| fs::metadata(p).expect("m").len()).sum();
+    assert!(remaining < dl_bytes_upper_bound(total), "old segments were deleted: {remaining} bytes left");
+}
+
+fn dl_bytes_upper_bound(records: u64) -> u64 {
+    // Far less than every record ever written (each is several hundred bytes).
+    records * 100
+}
+
+#[test]
+fn a_tampered_record_is_caught_by_replay() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 2, 3);
+    drop(dl);
+    // Rewrite the log with one outcome altered but checksums valid: only replay can notice.
+    let mut store = FileStore::open(f.dir.path(), FileStoreOptions::default()).expect("store");
+    let mut records = store.load_records(0).expect("records");
+    drop(store);
+    let victim = records.iter_mut().find(|r| matches!(r.outcome, Outcome::Paid { .. })).expect("a payment");
+    if let Outcome::Paid { receipt, .. } = &mut victim.outcome {
+        receipt.message.payment_id = B256::repeat_byte(0x66);
+    }
+    let victim_seq = victim.seq;
+    let fresh = tempfile::tempdir().expect("tmp");
+    let mut store = FileStore::open(fresh.path(), FileStoreOptions::default()).expect("store");
+    store.append(&records).expect("append");
+    drop(store);
+    match f.open_at(fresh.path(), 0) {
+        Err(StoreError::ReplayDiverged { seq, .. }) => assert_eq!(seq, victim_seq),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("a tampered outcome went unnoticed"),
+    }
+}
+
+#[test]
+fn a_payment_retried_after_restart_returns_the_first_result() {
+    let f = Fixture::new(2);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let pay = f.payment(dl.ledger(), 0, 1, 42, 7);
+    let seq = dl.ledger().next_seq;
+    all_ok(dl.execute(vec![pay.clone()]).expect("pay"));
+    drop(dl);
+    let mut dl = f.open(0);
+    let r = dl.execute(vec![pay]).expect("retry");
+    assert_eq!(r, vec![Ok(Outcome::Duplicate { first_seq: seq })]);
+    assert_eq!(dl.store_stats().records, 0, "a duplicate writes nothing");
+}
+
+/// A store whose appends fail, to check the ledger stops acknowledging.
+struct FailingStore;
+
+impl LogStore for FailingStore {
+    fn append(&mut self, _: &[LogRecord]) -> Result<(), StoreError> {
+        Err(StoreError::Io(std::io::Error::other("disk full")))
+    }
+    fn write_snapshot(&mut self, _: u64, _: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Io(std::io::Error::other("disk full")))
+    }
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(None)
+    }
+    fn load_records(&mut self, _: u64) -> Result<Vec<LogRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+}
+
+#[test]
+fn a_storage_failure_acknowledges_nothing_and_poisons_the_ledger() {
+    let f = Fixture::new(1);
+    let mut dl =
+        DurableLedger::open(FailingStore, params(&f.hub), f.hub.clone(), DurableParams::default()).expect("open");
+    assert!(matches!(dl.execute(f.genesis()), Err(ExecuteError::Store(_))));
+    assert!(matches!(dl.execute(vec![]), Err(ExecuteError::Poisoned)));
+}
+
+#[test]
+fn oversized_batches_are_refused_by_name() {
+    let f = Fixture::new(1);
+    let mut dl = f.open(0);
+    let cmds = vec![Command::Block(1); 1_001];
+    assert!(matches!(dl.execute(cmds), Err(ExecuteError::BatchTooLarge(1_001))));
+}
+
+#[test]
+fn a_damaged_newest_snapshot_never_yields_a_silently_older_state() {
+    let f = Fixture::new(4);
+    let mut dl = f.open(10);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 12, 4);
+    drop(dl);
+    let mut snaps: Vec<PathBuf> = fs::read_dir(f.dir.path())
+        .expect("dir")
+        .map(|e| e.expect("e").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    snaps.sort();
+    let newest = snaps.pop().expect("a snapshot");
+    let mut bytes = fs::read(&newest).expect("read");
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x01;
+    fs::write(&newest, bytes).expect("write");
+    // The older snapshot's log was deleted when the newest was written, so recovery must refuse
+    // (a gap) rather than start from the older state.
+    match f.open_at(f.dir.path(), 10) {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("gap"), "{msg}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("started from an older state with a hole in the log"),
+    }
+}
