@@ -95,6 +95,17 @@ pub struct Payout {
     pub amount: Amount,
 }
 
+/// Where a contract event sits in the chain. Events are applied in this order, each at most
+/// once: the ledger keeps the position of the last one applied (its high-water mark), durably,
+/// with the rest of its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogPosition {
+    /// Block number.
+    pub block: u64,
+    /// Index of the log within the block.
+    pub log_index: u64,
+}
+
 /// A confirmed contract event, as the ledger consumes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainEvent {
@@ -226,8 +237,13 @@ pub enum Command {
         /// Most payouts in the batch.
         max: usize,
     },
-    /// A confirmed chain event.
-    Chain(ChainEvent),
+    /// A confirmed chain event at its position; ignored if at or below the high-water mark.
+    Chain {
+        /// Where the event is.
+        at: LogPosition,
+        /// The event.
+        event: ChainEvent,
+    },
     /// Every contract event in blocks `<= n` has been delivered.
     Block(u64),
 }
@@ -296,6 +312,8 @@ pub struct Ledger {
     pub next_seq: u64,
     /// Highest confirmed block.
     pub block: u64,
+    /// Position of the last chain event applied.
+    pub chain_cursor: LogPosition,
 }
 
 impl Ledger {
@@ -312,6 +330,7 @@ impl Ledger {
             payments: HashMap::new(),
             next_seq: 1,
             block: 0,
+            chain_cursor: LogPosition::default(),
         }
     }
 
@@ -408,9 +427,17 @@ impl Ledger {
                 self.take_seq();
                 Ok(Outcome::PayoutBatch(batch))
             }
-            Command::Chain(ev) => self.chain_event(ev),
+            Command::Chain { at, event } => {
+                if at <= self.chain_cursor {
+                    // Already applied (a re-delivery after a restart or a reorg-free rescan).
+                    return Ok(Outcome::Applied(Vec::new()));
+                }
+                let out = self.chain_event(event)?;
+                self.chain_cursor = at;
+                Ok(out)
+            }
             Command::Block(n) => {
-                if n < self.block {
+                if n < self.block || n < self.chain_cursor.block {
                     return Err(Error::ChainEventInconsistent);
                 }
                 let params = self.channel_params();

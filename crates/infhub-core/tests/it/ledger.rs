@@ -10,7 +10,7 @@
 use alloy_primitives::{Address, B256, U256};
 use infhub_core::channel::Effect;
 use infhub_core::contract::{ContractConfig, ContractModel};
-use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
 use infhub_core::messages::{Eip712Message, PaymentKind, Signed};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
 use proptest::prelude::*;
@@ -34,6 +34,7 @@ struct Hub {
     chain: ContractModel,
     block: u64,
     next_id: u64,
+    log_index: u64,
 }
 
 impl Hub {
@@ -61,6 +62,7 @@ impl Hub {
             users,
             block: 1,
             next_id: 0,
+            log_index: 0,
         };
         for i in 0..USERS {
             let u = hub.users[i].address();
@@ -71,7 +73,9 @@ impl Hub {
     }
 
     fn event(&mut self, ev: ChainEvent) -> Vec<(Address, Effect)> {
-        match self.ledger.apply(&self.key, Command::Chain(ev)) {
+        self.log_index += 1;
+        let at = LogPosition { block: self.block, log_index: self.log_index };
+        match self.ledger.apply(&self.key, Command::Chain { at, event: ev }) {
             Ok(Outcome::Applied(effects)) => effects,
             other => panic!("chain event {ev:?} not applied: {other:?}"),
         }
@@ -414,4 +418,21 @@ proptest! {
         h.run_payout_batch();
         h.everyone_exits();
     }
+}
+
+#[test]
+fn chain_events_apply_once_by_position() {
+    let mut h = Hub::new();
+    let at = LogPosition { block: 50, log_index: 3 };
+    let ev = ChainEvent::ReserveDeposited { reserve_after: Amount(10) };
+    h.ledger.apply(&h.key, Command::Chain { at, event: ev }).expect("first");
+    let before = h.ledger.clone();
+    // The same position again, or an earlier one, is a no-op: nothing changes, no seq is taken.
+    for again in [at, LogPosition { block: 50, log_index: 2 }, LogPosition { block: 49, log_index: 9 }] {
+        let ev = ChainEvent::ReserveDeposited { reserve_after: Amount(99) };
+        assert_eq!(h.ledger.apply(&h.key, Command::Chain { at: again, event: ev }), Ok(Outcome::Applied(vec![])));
+        assert_eq!(h.ledger, before);
+    }
+    // A confirmed height below the cursor's block is a contradiction.
+    assert_eq!(h.ledger.apply(&h.key, Command::Block(49)), Err(Error::ChainEventInconsistent));
 }

@@ -1,6 +1,6 @@
 //! Crash and restart behaviour of the durable ledger on the embedded file store.
 
-use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
 use infhub_core::messages::{PaymentKind, Signed};
 use infhub_core::{Address, Amount, Domain, PrivateKey, B256, U256};
 use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
@@ -53,16 +53,16 @@ impl Fixture {
 
     /// Channel openings, a reserve and a deposit for every user.
     fn genesis(&self) -> Vec<Command> {
-        let mut cmds = vec![Command::Chain(ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) })];
+        let mut events = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
         for u in &self.users {
-            cmds.push(Command::Chain(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 }));
-            cmds.push(Command::Chain(ChainEvent::Deposited {
-                user: u.address(),
-                epoch: 1,
-                total_deposited: Amount(10_000),
-            }));
+            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
+            events.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(10_000) });
         }
-        cmds
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
+            .collect()
     }
 
     /// A signed payment from user `a` to user `b` built against the ledger's current state.
@@ -350,4 +350,21 @@ fn a_damaged_newest_snapshot_never_yields_a_silently_older_state() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("started from an older state with a hole in the log"),
     }
+}
+
+#[test]
+fn chain_events_survive_restart_exactly_once() {
+    let f = Fixture::new(4);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let after_genesis = dl.ledger().clone();
+    let records = dl.store_stats().records;
+    drop(dl);
+    let mut reopened = f.open(0);
+    assert_eq!(reopened.ledger(), &after_genesis);
+    // The watcher re-delivers the same events after a restart: the cursor makes them no-ops.
+    all_ok(reopened.execute(f.genesis()).expect("redelivery"));
+    assert_eq!(reopened.ledger(), &after_genesis, "re-delivered chain events changed the ledger");
+    assert_eq!(reopened.store_stats().records, 0, "re-delivered chain events were logged");
+    assert_eq!(records, 1 + 2 * 4);
 }
