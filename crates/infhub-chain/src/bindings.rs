@@ -1,0 +1,135 @@
+//! ABI bindings for the hub contract and the token, written out by hand from
+//! `contracts/src/InfHub.sol` so that the Rust build does not depend on forge's build output.
+//! The chain crate's anvil tests deploy the real contract and drive every binding here, so a
+//! drift between this file and the Solidity source fails a test.
+
+use alloy::sol;
+
+sol! {
+    /// The hub contract's external interface (events, errors and the calls the hub makes).
+    #[derive(Debug, PartialEq, Eq)]
+    interface IInfHub {
+        struct Debit {
+            address user;
+            uint64 epoch;
+            uint64 nonce;
+            uint128 cumulativeDebit;
+            uint128 lockedAmount;
+            bytes32 locksRoot;
+            uint8 kind;
+            address recipient;
+            uint128 amount;
+            bytes32 paymentId;
+        }
+        struct Credit {
+            address user;
+            uint64 epoch;
+            uint64 nonce;
+            uint128 cumulativeCredit;
+            uint128 lockedAmount;
+            bytes32 locksRoot;
+        }
+        struct Withdrawal {
+            address user;
+            uint64 epoch;
+            uint128 cumulativeWithdrawn;
+            uint64 expiryBlock;
+        }
+        struct Side {
+            uint64 nonce;
+            uint128 cumulative;
+            uint128 lockedAmount;
+            bytes32 locksRoot;
+        }
+        struct Channel {
+            uint8 status;
+            uint64 epoch;
+            uint64 settleBlock;
+            address closer;
+            uint128 deposited;
+            uint128 withdrawn;
+            uint128 advancedFromReserve;
+            uint128 realizedDebit;
+            Side debit;
+            Side credit;
+        }
+
+        event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
+        event Deposited(address indexed user, uint64 epoch, address from, uint256 amount, uint256 totalDeposited);
+        event Withdrawn(address indexed user, uint64 epoch, uint256 amount, uint256 totalWithdrawn, uint256 fromReserve);
+        event ExitStarted(address indexed user, uint64 epoch, address closer, uint64 settleBlock);
+        event DebitSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, address by);
+        event CreditSubmitted(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeCredit, address by);
+        event DebitRealized(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, uint256 moved, uint256 reserveAfter);
+        event Settled(address indexed user, uint64 epoch, uint256 paid, uint256 shortfall, uint256 reserveAfter);
+        event ReserveDeposited(address from, uint256 amount, uint256 reserveAfter);
+        event ReserveWithdrawalAnnounced(uint256 amount, uint64 unlockBlock);
+        event ReserveWithdrawalCancelled(uint256 amount);
+        event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
+        event Paid(bytes32 indexed batchId, address indexed recipient, uint256 amount);
+        event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
+
+        error HubMustNotBeZero();
+        error ChallengePeriodOutOfRange();
+        error ReserveNoticeMustExceedChallengePeriod();
+        error OnlyHub();
+        error OnlyUserOrHub();
+        error ChannelAlreadyOpen();
+        error ChannelNotOpen();
+        error ChannelNotClosing();
+        error AmountMustNotBeZero();
+        error AmountTooLarge();
+        error TokenTransferMismatch();
+        error EpochMismatch();
+        error UserMismatch();
+        error NonceMustIncrease();
+        error WithdrawalMustIncrease();
+        error AuthorizationExpired();
+        error InvalidSignature();
+        error WrongSigner();
+        error ChallengePeriodOver();
+        error ChallengePeriodNotOver();
+        error ReserveInsufficient();
+        error NoReserveWithdrawalPending();
+        error ReserveWithdrawalPending();
+        error ReserveNoticeNotOver();
+        error BatchTooLarge();
+        error BatchEmpty();
+        error BatchLengthMismatch();
+        error PayoutBatchAlreadyExecuted();
+        error RecipientMustNotBeZero();
+        error ProofMustBeEmpty();
+        error UserMustNotBeZeroOrHub();
+
+        function openChannel(address user) external;
+        function deposit(address user, uint256 amount) external;
+        function withdraw(Withdrawal calldata w, bytes calldata userSignature, bytes calldata hubSignature) external;
+        function realizeDebit(Debit calldata debit, bytes calldata userSignature) external;
+        function startExit(Credit calldata credit, bytes calldata hubSignature) external;
+        function startHubClose(address user, Debit calldata debit, bytes calldata userSignature) external;
+        function submitCredit(Credit calldata credit, bytes calldata hubSignature) external;
+        function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
+        function settle(address user) external;
+        function depositReserve(uint256 amount) external;
+        function announceReserveWithdrawal(uint256 amount) external;
+        function cancelReserveWithdrawal() external;
+        function executeReserveWithdrawal(address to) external;
+        function payout(bytes32 batchId, address[] calldata recipients, uint256[] calldata amounts) external;
+        function channel(address user) external view returns (Channel memory);
+        function reserve() external view returns (uint256);
+        function totalChannelFunds() external view returns (uint256);
+        function token() external view returns (address);
+        function hub() external view returns (address);
+        function challengePeriodBlocks() external view returns (uint64);
+        function payoutBatchExecuted(bytes32 batchId) external view returns (bool);
+    }
+
+    /// The ERC-20 calls the hub and the tests make.
+    #[derive(Debug, PartialEq, Eq)]
+    interface IErc20 {
+        function approve(address spender, uint256 amount) external returns (bool);
+        function transfer(address to, uint256 amount) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+        function mint(address to, uint256 amount) external;
+    }
+}

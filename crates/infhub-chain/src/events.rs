@@ -1,0 +1,220 @@
+//! Translation between the contract's ABI and the core's types: contract logs become the
+//! core's [`ChainEvent`]s (the only form the ledger consumes), and the core's signed messages
+//! become call arguments. Kept apart from the watcher so the mapping is tested on its own.
+
+use crate::bindings::IInfHub;
+use crate::error::ChainError;
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::sol_types::SolEvent;
+use infhub_core::ledger::ChainEvent;
+use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::{Amount, Credit, Debit, Withdrawal};
+
+/// A contract log as the watcher fetched it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawLog {
+    /// Block number.
+    pub block_number: u64,
+    /// Hash of the block that holds the log.
+    pub block_hash: B256,
+    /// Index of the log within its block.
+    pub log_index: u64,
+    /// Emitting contract.
+    pub address: Address,
+    /// Topics (the first is the event signature).
+    pub topics: Vec<B256>,
+    /// ABI-encoded non-indexed fields.
+    pub data: Bytes,
+}
+
+fn amount(v: U256, field: &'static str) -> Result<Amount, ChainError> {
+    u128::try_from(v).map(Amount).map_err(|_| ChainError::EventAmountOutOfRange { field })
+}
+
+/// Decodes one hub-contract log. `Ok(None)` for events the ledger does not consume
+/// (announcements and per-recipient payout logs, which the node reads elsewhere).
+pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
+    let Some(sig) = log.topics.first().copied() else { return Ok(None) };
+    let topics = log.topics.iter().copied();
+    let data = &log.data[..];
+    let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
+    let ev = if sig == IInfHub::ChannelOpened::SIGNATURE_HASH {
+        let e = IInfHub::ChannelOpened::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ChannelOpened { user: e.user, epoch: e.epoch }
+    } else if sig == IInfHub::Deposited::SIGNATURE_HASH {
+        let e = IInfHub::Deposited::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::Deposited {
+            user: e.user,
+            epoch: e.epoch,
+            total_deposited: amount(e.totalDeposited, "totalDeposited")?,
+        }
+    } else if sig == IInfHub::Withdrawn::SIGNATURE_HASH {
+        let e = IInfHub::Withdrawn::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::Withdrawn {
+            user: e.user,
+            epoch: e.epoch,
+            total_withdrawn: amount(e.totalWithdrawn, "totalWithdrawn")?,
+            from_reserve: amount(e.fromReserve, "fromReserve")?,
+        }
+    } else if sig == IInfHub::ExitStarted::SIGNATURE_HASH {
+        let e = IInfHub::ExitStarted::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ExitStarted { user: e.user, epoch: e.epoch, settle_block: e.settleBlock }
+    } else if sig == IInfHub::DebitSubmitted::SIGNATURE_HASH {
+        let e = IInfHub::DebitSubmitted::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::DebitSubmitted { user: e.user, epoch: e.epoch, nonce: e.nonce }
+    } else if sig == IInfHub::CreditSubmitted::SIGNATURE_HASH {
+        let e = IInfHub::CreditSubmitted::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::CreditSubmitted { user: e.user, epoch: e.epoch, nonce: e.nonce }
+    } else if sig == IInfHub::DebitRealized::SIGNATURE_HASH {
+        let e = IInfHub::DebitRealized::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::DebitRealized {
+            user: e.user,
+            epoch: e.epoch,
+            moved: amount(e.moved, "moved")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
+    } else if sig == IInfHub::Settled::SIGNATURE_HASH {
+        let e = IInfHub::Settled::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::Settled {
+            user: e.user,
+            epoch: e.epoch,
+            paid: amount(e.paid, "paid")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
+    } else if sig == IInfHub::ReserveDeposited::SIGNATURE_HASH {
+        let e = IInfHub::ReserveDeposited::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ReserveDeposited { reserve_after: amount(e.reserveAfter, "reserveAfter")? }
+    } else if sig == IInfHub::ReserveWithdrawn::SIGNATURE_HASH {
+        let e = IInfHub::ReserveWithdrawn::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ReserveWithdrawn {
+            amount: amount(e.amount, "amount")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
+    } else if sig == IInfHub::PayoutBatchExecuted::SIGNATURE_HASH {
+        let e = IInfHub::PayoutBatchExecuted::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::PayoutBatchExecuted {
+            total: amount(e.total, "total")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(ev))
+}
+
+/// The contract's form of a debit.
+pub fn debit_arg(d: &Debit) -> IInfHub::Debit {
+    IInfHub::Debit {
+        user: d.user,
+        epoch: d.epoch,
+        nonce: d.nonce,
+        cumulativeDebit: d.cumulative_debit.0,
+        lockedAmount: d.locked_amount.0,
+        locksRoot: d.locks_root,
+        kind: d.kind,
+        recipient: d.recipient,
+        amount: d.amount.0,
+        paymentId: d.payment_id,
+    }
+}
+
+/// The contract's form of a credit.
+pub fn credit_arg(c: &Credit) -> IInfHub::Credit {
+    IInfHub::Credit {
+        user: c.user,
+        epoch: c.epoch,
+        nonce: c.nonce,
+        cumulativeCredit: c.cumulative_credit.0,
+        lockedAmount: c.locked_amount.0,
+        locksRoot: c.locks_root,
+    }
+}
+
+/// The contract's form of a withdrawal.
+pub fn withdrawal_arg(w: &Withdrawal) -> IInfHub::Withdrawal {
+    IInfHub::Withdrawal {
+        user: w.user,
+        epoch: w.epoch,
+        cumulativeWithdrawn: w.cumulative_withdrawn.0,
+        expiryBlock: w.expiry_block,
+    }
+}
+
+/// A 65-byte signature as call data.
+pub fn signature_arg<M>(s: &Signed<M>) -> Bytes {
+    Bytes::copy_from_slice(&s.signature.0)
+}
+
+/// `submitDebit` call data for a signed debit (the hub's answer to an exit).
+pub fn submit_debit_call(d: &SignedDebit) -> IInfHub::submitDebitCall {
+    IInfHub::submitDebitCall { debit: debit_arg(&d.message), userSignature: signature_arg(d) }
+}
+
+/// `submitCredit` call data for a signed credit (the user's answer to a hub close).
+pub fn submit_credit_call(c: &SignedCredit) -> IInfHub::submitCreditCall {
+    IInfHub::submitCreditCall { credit: credit_arg(&c.message), hubSignature: signature_arg(c) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::sol_types::SolEvent;
+
+    fn raw(topics: Vec<B256>, data: Vec<u8>) -> RawLog {
+        RawLog {
+            block_number: 1,
+            block_hash: B256::ZERO,
+            log_index: 0,
+            address: Address::ZERO,
+            topics,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn deposit_log_round_trips_into_a_chain_event() {
+        let user = Address::repeat_byte(7);
+        let e = IInfHub::Deposited {
+            user,
+            epoch: 3,
+            from: Address::repeat_byte(9),
+            amount: U256::from(5),
+            totalDeposited: U256::from(12),
+        };
+        let data = e.encode_log_data();
+        let log = raw(data.topics().to_vec(), data.data.to_vec());
+        assert_eq!(
+            decode_event(&log).expect("decodes"),
+            Some(ChainEvent::Deposited { user, epoch: 3, total_deposited: Amount(12) })
+        );
+    }
+
+    #[test]
+    fn an_amount_beyond_u128_is_a_specific_error() {
+        let e = IInfHub::ReserveDeposited {
+            from: Address::ZERO,
+            amount: U256::from(1),
+            reserveAfter: U256::from(u128::MAX) + U256::from(1),
+        };
+        let data = e.encode_log_data();
+        let log = raw(data.topics().to_vec(), data.data.to_vec());
+        assert!(matches!(decode_event(&log), Err(ChainError::EventAmountOutOfRange { field: "reserveAfter" })));
+    }
+
+    #[test]
+    fn truncated_data_is_an_error_and_unknown_events_are_skipped() {
+        let e = IInfHub::Settled {
+            user: Address::ZERO,
+            epoch: 1,
+            paid: U256::from(1),
+            shortfall: U256::ZERO,
+            reserveAfter: U256::from(2),
+        };
+        let data = e.encode_log_data();
+        let log = raw(data.topics().to_vec(), data.data[..40].to_vec());
+        assert!(matches!(decode_event(&log), Err(ChainError::EventUndecodable(_))));
+        let ann = IInfHub::ReserveWithdrawalAnnounced { amount: U256::from(1), unlockBlock: 9 }.encode_log_data();
+        assert_eq!(decode_event(&raw(ann.topics().to_vec(), ann.data.to_vec())).expect("skips"), None);
+        assert_eq!(decode_event(&raw(vec![], vec![])).expect("skips"), None);
+    }
+}

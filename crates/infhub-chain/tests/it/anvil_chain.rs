@@ -1,0 +1,217 @@
+//! The chain layer against a real anvil: deployment, the watcher over HTTP and WebSocket
+//! with confirmations and `anvil_reorg` before and after them, the sender's nonce handling,
+//! fee bumping of a stuck transaction, and contract errors surfaced by name.
+
+use alloy::primitives::{Address, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil::{self, Anvil, Deployment};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
+use infhub_chain::source::RpcSource;
+use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
+use infhub_chain::ChainError;
+use infhub_core::ledger::ChainEvent;
+use infhub_core::Amount;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+struct Env {
+    anvil: Anvil,
+    hub: TxSender,
+    user: TxSender,
+    d: Deployment,
+}
+
+async fn env() -> Env {
+    let anvil = Anvil::spawn(&[]).expect("anvil");
+    let p = anvil.provider().expect("provider");
+    let mut hub = anvil::sender(&p, anvil::dev_key(0)).await.expect("hub sender");
+    let user = anvil::sender(&p, anvil::dev_key(1)).await.expect("user sender");
+    let hub_addr = hub.address();
+    let d = anvil::deploy(&mut hub, hub_addr, U256::from(10u64).pow(U256::from(27)), 5, 10).await.expect("deploy");
+    anvil::mint(&mut hub, d.token, user.address(), U256::from(1_000_000u64)).await.expect("mint");
+    Env { anvil, hub, user, d }
+}
+
+impl Env {
+    async fn user_opens_and_deposits(&mut self, amount: u64) -> u64 {
+        let (token, hub, me) = (self.d.token, self.d.hub, self.user.address());
+        anvil::call_ok(&mut self.user, token, IErc20::approveCall { spender: hub, amount: U256::MAX }.abi_encode())
+            .await
+            .expect("approve");
+        anvil::call_ok(&mut self.user, hub, IInfHub::openChannelCall { user: me }.abi_encode()).await.expect("open");
+        self.deposit(amount).await
+    }
+
+    async fn deposit(&mut self, amount: u64) -> u64 {
+        let (hub, me) = (self.d.hub, self.user.address());
+        anvil::call_ok(&mut self.user, hub, IInfHub::depositCall { user: me, amount: U256::from(amount) }.abi_encode())
+            .await
+            .expect("deposit")
+    }
+}
+
+fn watcher_config(d: &Deployment, confirmations: u64) -> WatcherConfig {
+    WatcherConfig { confirmations, max_blocks_per_poll: 100, max_log_range_blocks: 1_000, start_block: d.block }
+}
+
+fn confirmed(events: &[WatchEvent]) -> Vec<ChainEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Confirmed { event, .. } => Some(*event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn seen(events: &[WatchEvent]) -> Vec<ChainEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Seen { event, .. } => Some(*event),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_deposit_is_applied_only_after_its_confirmations_over_websocket() {
+    rt().block_on(async {
+        let mut e = env().await;
+        let ws = anvil::connect(&e.anvil.ws_url).await.expect("ws provider");
+        let mut w = Watcher::new(RpcSource::new(ws, e.d.hub), watcher_config(&e.d, 3), 0).expect("watcher");
+        let user = e.user.address();
+        e.user_opens_and_deposits(500).await;
+        let first = w.poll().await.expect("poll");
+        let opened = ChainEvent::ChannelOpened { user, epoch: 1 };
+        let deposited = ChainEvent::Deposited { user, epoch: 1, total_deposited: Amount(500) };
+        assert_eq!(seen(&first), vec![opened, deposited]);
+        assert!(confirmed(&first).iter().all(|ev| *ev != deposited), "deposit confirmed at once: {first:?}");
+        anvil::mine(e.hub.provider(), 3).await.expect("mine");
+        let later = w.poll().await.expect("poll");
+        assert!(confirmed(&later).contains(&deposited), "{later:?}");
+        let through = w.confirmed_through();
+
+        // A watcher restarted from the persisted height reports nothing again.
+        let http = e.anvil.provider().expect("http");
+        let mut again = Watcher::new(RpcSource::new(http, e.d.hub), watcher_config(&e.d, 3), through).expect("w");
+        anvil::mine(e.hub.provider(), 3).await.expect("mine");
+        let events = again.poll().await.expect("poll");
+        assert!(confirmed(&events).is_empty(), "re-reported after restart: {events:?}");
+    });
+}
+
+#[test]
+fn a_deposit_reorged_out_before_confirmation_is_withdrawn_and_never_applied() {
+    rt().block_on(async {
+        let mut e = env().await;
+        let p = e.anvil.provider().expect("http");
+        let mut w = Watcher::new(RpcSource::new(p.clone(), e.d.hub), watcher_config(&e.d, 4), 0).expect("w");
+        e.user_opens_and_deposits(100).await;
+        anvil::mine(&p, 4).await.expect("mine");
+        w.poll().await.expect("poll");
+        let deposit_block = e.deposit(250).await;
+        let before = w.poll().await.expect("poll");
+        let second = ChainEvent::Deposited { user: e.user.address(), epoch: 1, total_deposited: Amount(350) };
+        assert_eq!(seen(&before), vec![second]);
+        let head = p.get_block_number().await.expect("head");
+        anvil::reorg(&p, head - deposit_block + 1).await.expect("reorg");
+        anvil::mine(&p, 6).await.expect("mine");
+        let after = w.poll().await.expect("poll");
+        assert!(
+            after.iter().any(|ev| matches!(ev, WatchEvent::Disconnected { block, .. } if *block == deposit_block)),
+            "{after:?}"
+        );
+        assert!(!confirmed(&after).contains(&second), "a reorged-out deposit was applied: {after:?}");
+        // The contract agrees: the deposit vanished with its block.
+        let ch = IInfHub::channelCall { user: e.user.address() }.abi_encode();
+        let raw = e.hub.call(e.d.hub, ch.into()).await.expect("call");
+        let channel = IInfHub::channelCall::abi_decode_returns(&raw).expect("decode");
+        assert_eq!(channel.deposited, 100);
+    });
+}
+
+#[test]
+fn a_reorg_of_a_confirmed_deposit_stops_the_watcher() {
+    rt().block_on(async {
+        let mut e = env().await;
+        let p = e.anvil.provider().expect("http");
+        let mut w = Watcher::new(RpcSource::new(p.clone(), e.d.hub), watcher_config(&e.d, 2), 0).expect("w");
+        e.user_opens_and_deposits(100).await;
+        anvil::mine(&p, 2).await.expect("mine");
+        let events = w.poll().await.expect("poll");
+        assert!(confirmed(&events).len() >= 2, "{events:?}");
+        anvil::reorg(&p, 5).await.expect("reorg");
+        let err = w.poll().await.expect_err("deep reorg must stop the watcher");
+        assert!(matches!(err, ChainError::ReorgBeyondConfirmations { .. }), "{err}");
+    });
+}
+
+#[test]
+fn a_stuck_transaction_is_replaced_with_higher_fees_and_keeps_its_nonce() {
+    rt().block_on(async {
+        let e = env().await;
+        let p = e.anvil.provider().expect("http");
+        let config = SenderConfig { bump_after_blocks: 1, bump_percent: 50, ..SenderConfig::default() };
+        let mut s = TxSender::new(p.clone(), anvil::dev_key(2), config).await.expect("sender");
+        let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await.expect("automine off");
+        let input = IErc20::transferCall { to: Address::repeat_byte(0x42), amount: U256::ZERO }.abi_encode();
+        let sent = s.send(TxKind::Call(e.d.token), input.into()).await.expect("send");
+        // Price the pending version out: the next blocks' base fee exceeds its max fee.
+        let _: serde_json::Value = p
+            .raw_request("anvil_setNextBlockBaseFeePerGas".into(), (U256::from(2_000_000_000_000u64),))
+            .await
+            .expect("base fee");
+        anvil::mine(&p, 1).await.expect("mine");
+        let mut outcome = None;
+        for _ in 0..20 {
+            let done = s.poll().await.expect("poll");
+            if let Some(o) = done.into_iter().next() {
+                outcome = Some(o);
+                break;
+            }
+            anvil::mine(&p, 1).await.expect("mine");
+        }
+        match outcome.expect("mined within 20 blocks") {
+            TxOutcome::Mined { nonce, hash, success, versions, .. } => {
+                assert_eq!(nonce, sent.nonce);
+                assert!(success);
+                assert!(versions >= 2, "never replaced");
+                assert_ne!(hash, sent.hash, "the original, underpriced version was mined");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(s.in_flight(), 0);
+    });
+}
+
+#[test]
+fn a_call_the_contract_would_reject_fails_with_the_contract_error_name() {
+    rt().block_on(async {
+        let mut e = env().await;
+        let hub = e.d.hub;
+        let settle = IInfHub::settleCall { user: Address::repeat_byte(9) }.abi_encode();
+        let err = e.hub.send(TxKind::Call(hub), settle.into()).await.expect_err("rejected");
+        assert!(matches!(&err, ChainError::TransactionRejected { reason } if reason == "ChannelNotClosing"), "{err}");
+        let zero = IInfHub::depositReserveCall { amount: U256::ZERO }.abi_encode();
+        let err = e.user.send(TxKind::Call(hub), zero.into()).await.expect_err("rejected");
+        assert!(matches!(&err, ChainError::TransactionRejected { reason } if reason == "AmountMustNotBeZero"), "{err}");
+        // Many in flight at once: nonces are assigned locally and all land.
+        for i in 0..5u64 {
+            let to = Address::repeat_byte(i as u8 + 1);
+            let input = IErc20::mintCall { to, amount: U256::from(i + 1) }.abi_encode();
+            e.hub.send(TxKind::Call(e.d.token), input.into()).await.expect("send");
+        }
+        let mut mined = 0;
+        while mined < 5 {
+            for o in e.hub.poll().await.expect("poll") {
+                assert!(matches!(o, TxOutcome::Mined { success: true, .. }), "{o:?}");
+                mined += 1;
+            }
+        }
+    });
+}
