@@ -171,6 +171,11 @@ impl<S: LogStore> DurableLedger<S> {
         Ok(results)
     }
 
+    /// Every record the store keeps (see [`LogStore::history`]).
+    pub fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
+        self.store.history()
+    }
+
     /// Writes a snapshot of the current ledger and lets the store drop the log it covers.
     pub fn snapshot(&mut self) -> Result<(), StoreError> {
         self.ledger.check_invariants();

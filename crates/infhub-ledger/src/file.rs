@@ -29,11 +29,14 @@ pub struct FileStoreOptions {
     pub max_segment_bytes: u64,
     /// Snapshots kept on disk (the newest ones), at least 1.
     pub snapshots_kept: usize,
+    /// Segments a snapshot covers are moved to `archive/` (the account history the hub must
+    /// keep) instead of deleted. Recovery never reads the archive.
+    pub archive_compacted: bool,
 }
 
 impl Default for FileStoreOptions {
     fn default() -> Self {
-        FileStoreOptions { max_segment_bytes: 256 << 20, snapshots_kept: 2 }
+        FileStoreOptions { max_segment_bytes: 256 << 20, snapshots_kept: 2, archive_compacted: false }
     }
 }
 
@@ -120,8 +123,19 @@ impl FileStore {
 
     /// Segment files, oldest first, with their first sequence number.
     fn segments(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        Self::segments_in(&self.dir)
+    }
+
+    fn archive_dir(&self) -> PathBuf {
+        self.dir.join("archive")
+    }
+
+    fn segments_in(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let mut segs = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
+        if !dir.exists() {
+            return Ok(segs);
+        }
+        for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(seq) = seq_of(&name, "log-", ".seg") {
@@ -152,6 +166,29 @@ impl FileStore {
         let mut buf = Vec::new();
         File::open(path)?.read_to_end(&mut buf)?;
         Ok(buf)
+    }
+
+    /// Every archived record, in order (see [`FileStoreOptions::archive_compacted`]).
+    pub fn archived_records(&self) -> Result<Vec<LogRecord>, StoreError> {
+        let mut out: Vec<LogRecord> = Vec::new();
+        for (first_seq, path) in Self::segments_in(&self.archive_dir())? {
+            let buf = Self::read_segment(&path)?;
+            if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
+                return Err(io_corrupt(format!("{} lacks the log header", path.display())));
+            }
+            let (records, _, problem) = parse_frames(&buf, LOG_MAGIC.len());
+            if let Some(problem) = problem {
+                return Err(io_corrupt(format!("{}: {problem}", path.display())));
+            }
+            for (_, r) in records {
+                let expected = out.last().map(|l| l.seq + 1).unwrap_or(first_seq);
+                if r.seq != expected {
+                    return Err(io_corrupt(format!("{}: seq {} where {expected} was due", path.display(), r.seq)));
+                }
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     fn repair_tail(&mut self) -> Result<(), StoreError> {
@@ -265,7 +302,15 @@ impl LogStore for FileStore {
         for pair in segs.windows(2) {
             // A segment's records end where the next segment begins.
             if pair[1].0 <= seq + 1 {
-                fs::remove_file(&pair[0].1)?;
+                if self.options.archive_compacted {
+                    let archive = self.archive_dir();
+                    fs::create_dir_all(&archive)?;
+                    let name = pair[0].1.file_name().expect("segment file name");
+                    fs::rename(&pair[0].1, archive.join(name))?;
+                    sync_dir(&archive)?;
+                } else {
+                    fs::remove_file(&pair[0].1)?;
+                }
             }
         }
         let snaps = self.snapshots()?;
@@ -304,6 +349,19 @@ impl LogStore for FileStore {
         } else {
             Err(io_corrupt(format!("no intact snapshot; damaged: {}", damaged.join(", "))))
         }
+    }
+
+    fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
+        let mut all = self.archived_records()?;
+        let after = all.last().map(|r| r.seq).unwrap_or(0);
+        let live = self.load_records(after)?;
+        if let (Some(last), Some(first)) = (all.last(), live.first()) {
+            if first.seq != last.seq + 1 {
+                return Err(io_corrupt(format!("history gap between seq {} and {}", last.seq, first.seq)));
+            }
+        }
+        all.extend(live);
+        Ok(all)
     }
 
     fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {

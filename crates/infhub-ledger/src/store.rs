@@ -59,6 +59,9 @@ pub trait LogStore {
 
     /// Counters for monitoring and benchmarks.
     fn stats(&self) -> StoreStats;
+
+    /// Every record the store still keeps (archived and live), in order: the account history.
+    fn history(&mut self) -> Result<Vec<LogRecord>, StoreError>;
 }
 
 /// Counters of a store since it was opened.

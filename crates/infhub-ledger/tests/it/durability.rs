@@ -46,7 +46,17 @@ impl Fixture {
     }
 
     fn open_at(&self, dir: &Path, snapshot_every: u64) -> Result<DurableLedger<FileStore>, StoreError> {
-        let store = FileStore::open(dir, FileStoreOptions { max_segment_bytes: 4096, snapshots_kept: 2 })?;
+        self.open_with(dir, snapshot_every, false)
+    }
+
+    fn open_with(
+        &self,
+        dir: &Path,
+        snapshot_every: u64,
+        archive: bool,
+    ) -> Result<DurableLedger<FileStore>, StoreError> {
+        let options = FileStoreOptions { max_segment_bytes: 4096, snapshots_kept: 2, archive_compacted: archive };
+        let store = FileStore::open(dir, options)?;
         let dp = DurableParams { snapshot_every_records: snapshot_every, max_batch_commands: 1_000 };
         DurableLedger::open(store, params(&self.hub), self.hub.clone(), dp)
     }
@@ -306,6 +316,9 @@ impl LogStore for FailingStore {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+    fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 #[test]
@@ -367,4 +380,22 @@ fn chain_events_survive_restart_exactly_once() {
     assert_eq!(reopened.ledger(), &after_genesis, "re-delivered chain events changed the ledger");
     assert_eq!(reopened.store_stats().records, 0, "re-delivered chain events were logged");
     assert_eq!(records, 1 + 2 * 4);
+}
+
+#[test]
+fn the_archive_keeps_every_record_as_history_while_recovery_replays_only_the_tail() {
+    let f = Fixture::new(5);
+    let mut dl = f.open_with(f.dir.path(), 40, true).expect("open");
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let states = run_batches(&f, &mut dl, 30, 5);
+    let written = 1 + 2 * 5 + 30 * 5;
+    drop(dl);
+    let mut reopened = f.open_with(f.dir.path(), 40, true).expect("reopen");
+    assert_eq!(reopened.ledger(), states.last().expect("state"));
+    assert!(reopened.recovery().snapshot_seq > 0, "no snapshot was taken");
+    assert!(reopened.recovery().replayed < 40, "replayed {} records", reopened.recovery().replayed);
+    let history = reopened.history().expect("history");
+    let seqs: Vec<u64> = history.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=written as u64).collect::<Vec<_>>(), "history lost or duplicated records");
+    assert!(f.dir.path().join("archive").is_dir());
 }
