@@ -55,7 +55,9 @@ fn free_port() -> Result<u16, ChainError> {
 impl Anvil {
     /// Starts anvil on a free loopback port with extra arguments (e.g. `--block-time 1`).
     pub fn spawn(extra_args: &[&str]) -> Result<Anvil, ChainError> {
-        let bin = repo_root().join("tools/node_modules/.bin/anvil");
+        // The platform binary itself: npm's `.bin/anvil` is a node wrapper, and killing the
+        // wrapper would leave the real anvil running.
+        let bin = repo_root().join("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
         if !bin.exists() {
             return Err(ChainError::Process(format!("{} is missing: run scripts/setup", bin.display())));
         }

@@ -163,6 +163,12 @@ impl TxSender {
         if self.in_flight.len() >= self.config.max_in_flight {
             return Err(ChainError::TooManyInFlight { limit: self.config.max_in_flight });
         }
+        if self.in_flight.is_empty() {
+            // Nothing of ours is pending: take the node's count, which also recovers from our
+            // mined transactions vanishing in a reorg (the count goes back).
+            self.next_nonce =
+                self.provider.get_transaction_count(self.address()).pending().await.map_err(ChainError::rpc)?;
+        }
         let mut req = TransactionRequest::default().from(self.address()).input(input.clone().into());
         req.to = Some(to);
         let estimate = self
@@ -309,7 +315,8 @@ impl TxSender {
         self.send(TxKind::Call(token), input.into()).await
     }
 
-    /// Sends and waits for the receipt, polling every `interval`; for tools and tests.
+    /// Sends and waits (at most 60 s) for the receipt, polling every `interval`; for tools
+    /// and tests.
     pub async fn send_and_wait(
         &mut self,
         to: TxKind,
@@ -317,7 +324,11 @@ impl TxSender {
         interval: std::time::Duration,
     ) -> Result<TxOutcome, ChainError> {
         let sent = self.send(to, input).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
+            if std::time::Instant::now() > deadline {
+                return Err(ChainError::Rpc(format!("transaction {} not mined within 60 s", sent.hash)));
+            }
             for o in self.poll().await? {
                 let n = match &o {
                     TxOutcome::Mined { nonce, .. } | TxOutcome::NonceTakenElsewhere { nonce } => *nonce,

@@ -84,6 +84,7 @@ impl Account {
 
 /// An external payout waiting for the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Payout {
     /// Who pays.
     pub payer: Address,

@@ -27,6 +27,9 @@ pub const RECEIPT_TYPE: &str =
 /// EIP-712 type string of [`Registration`].
 pub const REGISTRATION_TYPE: &str = "Registration(address user,uint64 validUntilBlock)";
 
+/// EIP-712 type string of [`Login`].
+pub const LOGIN_TYPE: &str = "Login(address user,bytes32 challenge)";
+
 /// What a debit pays for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,6 +138,16 @@ pub struct Registration {
     pub valid_until_block: u64,
 }
 
+/// The user's answer to a session challenge: proves it holds the key, so the hub may show it
+/// its account (off chain only; the challenge is random, single-use and short-lived).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Login {
+    /// The address logging in.
+    pub user: Address,
+    /// The hub's challenge.
+    pub challenge: B256,
+}
+
 /// A message type with an EIP-712 struct hash.
 pub trait Eip712Message {
     /// The EIP-712 type string.
@@ -222,6 +235,16 @@ impl Eip712Message for Registration {
     }
 }
 
+impl Eip712Message for Login {
+    const TYPE: &'static str = LOGIN_TYPE;
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(type_hash(Self::TYPE));
+        e.address(self.user);
+        e.word(self.challenge);
+        e.finish()
+    }
+}
+
 /// A message with its signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Signed<M> {
@@ -254,6 +277,19 @@ pub type SignedReceipt = Signed<Receipt>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_binds_user_challenge_and_domain() {
+        let key = PrivateKey::from_bytes([7u8; 32]).expect("key");
+        let d = Domain { chain_id: 1, verifying_contract: Address::repeat_byte(1) };
+        let login = Login { user: key.address(), challenge: B256::repeat_byte(3) };
+        let signed = Signed::new(login, &d, &key);
+        assert_eq!(signed.verify(&d, key.address()), Ok(()));
+        let other_domain = Domain { chain_id: 2, ..d };
+        assert!(signed.verify(&other_domain, key.address()).is_err());
+        let other = Signed { message: Login { challenge: B256::repeat_byte(4), ..login }, ..signed };
+        assert!(other.verify(&d, key.address()).is_err());
+    }
 
     #[test]
     fn kind_bytes_decode() {

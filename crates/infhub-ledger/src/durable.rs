@@ -43,6 +43,7 @@ pub struct DurableLedger<S: LogStore> {
     records_since_snapshot: u64,
     poisoned: bool,
     recovery: Recovery,
+    last_batch: Vec<LogRecord>,
 }
 
 /// Why a batch could not be executed at all.
@@ -117,6 +118,7 @@ impl<S: LogStore> DurableLedger<S> {
             records_since_snapshot: replayed,
             poisoned: false,
             recovery: Recovery { snapshot_seq, replayed },
+            last_batch: Vec::new(),
         })
     }
 
@@ -143,6 +145,7 @@ impl<S: LogStore> DurableLedger<S> {
         if commands.len() > self.params.max_batch_commands {
             return Err(ExecuteError::BatchTooLarge(commands.len()));
         }
+        self.last_batch.clear();
         let mut results = Vec::with_capacity(commands.len());
         let mut records = Vec::new();
         for command in commands {
@@ -160,6 +163,7 @@ impl<S: LogStore> DurableLedger<S> {
             return Err(e.into());
         }
         self.records_since_snapshot += records.len() as u64;
+        self.last_batch = records;
         if self.params.snapshot_every_records != 0 && self.records_since_snapshot >= self.params.snapshot_every_records
         {
             if let Err(e) = self.snapshot() {
@@ -169,6 +173,12 @@ impl<S: LogStore> DurableLedger<S> {
             }
         }
         Ok(results)
+    }
+
+    /// The records the last successful `execute` made durable (the commands that changed the
+    /// ledger, with their outcomes and sequence numbers).
+    pub fn last_batch(&self) -> &[LogRecord] {
+        &self.last_batch
     }
 
     /// Every record the store keeps (see [`LogStore::history`]).

@@ -1,0 +1,647 @@
+//! The HTTP/JSON and WebSocket API.
+//!
+//! Writes (transfers, withdrawals, registration) are authorized by the user's own signature in
+//! the body; reads by a session token obtained by signing a one-time challenge (`Login`);
+//! operator endpoints by the operator token. Every rejection is a JSON error with a stable
+//! snake_case `code` (the core's rule names where the core judged it) and a message, never a
+//! bare 500. Body size, concurrent requests, the write queue, sessions and WebSocket streams
+//! have named limits; beyond them the node answers at once instead of queueing without bound.
+
+use crate::engine::{ChainRequest, Node, PayoutStatus, WriteError};
+use crate::openapi;
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_core::channel::Status;
+use infhub_core::ledger::{Command, Outcome};
+use infhub_core::messages::{Login, Signed, SignedDebit};
+use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
+
+/// An API error: HTTP status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: code.into(), message: message.into() }
+    }
+    fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    fn limit(what: &str) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "limit_exceeded", format!("{what} limit reached; retry later"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        use Error::*;
+        let status = match e {
+            InvalidSignature | WrongSigner => StatusCode::UNAUTHORIZED,
+            UnknownAccount => StatusCode::NOT_FOUND,
+            PaymentIdReused => StatusCode::CONFLICT,
+            PayoutQueueFull | TooManyAccounts => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, &e.code(), e.to_string())
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        let code = match e {
+            WriteError::Overloaded(_) => "overloaded",
+            WriteError::StorageFailed(_) => "storage_failed",
+            WriteError::Stopped => "shutting_down",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
+    }
+}
+
+/// JSON body extractor whose rejections are API errors.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => {
+                let code = match &r {
+                    JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        "request_too_large"
+                    }
+                    JsonRejection::MissingJsonContentType(_) => "content_type_must_be_json",
+                    _ => "malformed_request",
+                };
+                Err(ApiError::new(r.status(), code, r.body_text()))
+            }
+        }
+    }
+}
+
+/// Login challenges and sessions, bounded.
+#[derive(Default)]
+pub struct Sessions {
+    challenges: Mutex<HashMap<B256, (Address, Instant)>>,
+    sessions: Mutex<HashMap<String, (Address, Instant)>>,
+}
+
+const CHALLENGE_TTL: Duration = Duration::from_secs(300);
+
+fn random_bytes() -> Result<[u8; 32], ApiError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "entropy_unavailable", e.to_string()))?;
+    Ok(b)
+}
+
+/// The API's state.
+#[derive(Clone)]
+pub struct Api {
+    node: Arc<Node>,
+    sessions: Arc<Sessions>,
+    websockets: Arc<AtomicUsize>,
+}
+
+/// Who is asking.
+enum Caller {
+    Operator,
+    User(Address),
+}
+
+impl Api {
+    fn caller(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Caller, ApiError> {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = header.or(query_token) else {
+            return Err(ApiError::unauthorized("a session or operator token is required (Authorization: Bearer …)"));
+        };
+        if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.as_bytes()) {
+            return Ok(Caller::Operator);
+        }
+        let sessions = self.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match sessions.get(token) {
+            Some((user, expiry)) if *expiry > Instant::now() => Ok(Caller::User(*user)),
+            Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "session_expired", "log in again")),
+            None => Err(ApiError::unauthorized("unknown session token")),
+        }
+    }
+
+    fn may_read(&self, headers: &HeaderMap, user: &Address) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::User(u) if u == *user => Ok(()),
+            Caller::User(_) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a session may read only its own account"))
+            }
+        }
+    }
+
+    fn operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::User(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "operator token required")),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Builds the router.
+pub fn router(node: Arc<Node>) -> Router {
+    let limits = node.config.limits.clone();
+    let api = Api { node, sessions: Arc::new(Sessions::default()), websockets: Arc::new(AtomicUsize::new(0)) };
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/metrics", get(metrics))
+        .route("/v1/info", get(info))
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/session", post(session))
+        .route("/v1/registrations", post(register))
+        .route("/v1/transfers", post(transfer))
+        .route("/v1/withdrawals", post(withdraw))
+        .route("/v1/accounts/{user}", get(account))
+        .route("/v1/accounts/{user}/history", get(history))
+        .route("/v1/accounts/{user}/payouts/{payment_id}", get(payout_status))
+        .route("/v1/stream", get(stream))
+        .route("/v1/operator/purchases", post(purchase))
+        .route("/v1/operator/closes", post(hub_close))
+        .route("/v1/operator/solvency", get(solvency))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "see /openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
+        .layer(DefaultBodyLimit::max(limits.max_request_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: axum::BoxError| async {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight")
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(limits.max_concurrent_requests)),
+        )
+        .with_state(api)
+}
+
+async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    api.node.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], api.node.metrics.render())
+}
+
+async fn info(State(api): State<Api>) -> Json<Value> {
+    let n = &api.node;
+    let (confirmed, accounts) = {
+        let st = n.read();
+        (st.dl.ledger().block, st.dl.ledger().account_count())
+    };
+    let v = n.chain_view();
+    Json(json!({
+        "chainId": n.domain.chain_id,
+        "hubContract": n.domain.verifying_contract,
+        "hub": n.hub,
+        "token": n.token,
+        "confirmations": n.config.chain.confirmations,
+        "confirmedBlock": confirmed,
+        "head": v.head,
+        "halted": v.halted,
+        "accounts": accounts,
+        "limits": n.config.limits,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ChallengeRequest {
+    user: Address,
+}
+
+async fn challenge(State(api): State<Api>, ApiJson(req): ApiJson<ChallengeRequest>) -> Result<Json<Value>, ApiError> {
+    let c = B256::from(random_bytes()?);
+    let mut map = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= api.node.config.limits.max_pending_challenges {
+        let now = Instant::now();
+        map.retain(|_, (_, exp)| *exp > now);
+        if map.len() >= api.node.config.limits.max_pending_challenges {
+            api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::limit("pending challenges"));
+        }
+    }
+    map.insert(c, (req.user, Instant::now() + CHALLENGE_TTL));
+    Ok(Json(json!({
+        "challenge": c,
+        "expiresInSecs": CHALLENGE_TTL.as_secs(),
+        "sign": {"type": infhub_core::messages::LOGIN_TYPE, "domain": api.node.domain},
+    })))
+}
+
+#[derive(Deserialize)]
+struct SessionRequest {
+    user: Address,
+    challenge: B256,
+    signature: Signature,
+}
+
+async fn session(State(api): State<Api>, ApiJson(req): ApiJson<SessionRequest>) -> Result<Json<Value>, ApiError> {
+    let entry = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.challenge);
+    match entry {
+        Some((user, exp)) if user == req.user && exp > Instant::now() => {}
+        Some((user, _)) if user != req.user => {
+            return Err(ApiError::unauthorized("the challenge was issued to another address"))
+        }
+        Some(_) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "challenge_expired", "request a new challenge")),
+        None => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown_challenge", "unknown or used challenge")),
+    }
+    let login = Signed { message: Login { user: req.user, challenge: req.challenge }, signature: req.signature };
+    login.verify(&api.node.domain, req.user)?;
+    let token = alloy::primitives::hex::encode(random_bytes()?);
+    let ttl = Duration::from_secs(api.node.config.node.session_ttl_secs);
+    let mut sessions = api.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    if sessions.len() >= api.node.config.limits.max_sessions {
+        let now = Instant::now();
+        sessions.retain(|_, (_, exp)| *exp > now);
+        if sessions.len() >= api.node.config.limits.max_sessions {
+            return Err(ApiError::limit("sessions"));
+        }
+    }
+    sessions.insert(token.clone(), (req.user, Instant::now() + ttl));
+    Ok(Json(json!({"token": token, "user": req.user, "expiresInSecs": ttl.as_secs()})))
+}
+
+async fn register(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<Signed<Registration>>,
+) -> Result<Json<Value>, ApiError> {
+    let user = req.message.user;
+    req.verify(&api.node.domain, user)?;
+    let head = api.node.chain_view().head.max(api.node.read().dl.ledger().block);
+    if req.message.valid_until_block < head {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "registration_expired",
+            format!("validUntilBlock {} is before the current block {head}", req.message.valid_until_block),
+        ));
+    }
+    if user == api.node.hub || user == Address::ZERO {
+        return Err(Error::UserMustNotBeZeroOrHub.into());
+    }
+    if let Some(a) = api.node.read().dl.ledger().account(&user) {
+        if a.channel.status == Status::Open {
+            return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
+        }
+    }
+    let (reply, rx) = oneshot::channel();
+    api.node
+        .chain_requests
+        .try_send(ChainRequest::OpenChannel { user, reply })
+        .map_err(|_| ApiError::limit("chain request queue"))?;
+    match rx.await {
+        Ok(Ok(tx)) => Ok(Json(json!({"user": user, "status": "opening", "txHash": tx}))),
+        Ok(Err(reason)) if reason.contains("ChannelAlreadyOpen") => Ok(Json(
+            json!({"user": user, "status": "opening", "note": "already open on chain; waiting for confirmations"}),
+        )),
+        Ok(Err(reason)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "chain_rejected", reason)),
+        Err(_) => Err(WriteError::Stopped.into()),
+    }
+}
+
+async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) -> Result<Json<Value>, ApiError> {
+    let (payer, id) = (debit.message.user, debit.message.payment_id);
+    let outcome = api.node.execute(Command::Transfer(debit)).await??;
+    let replayed = matches!(outcome, Outcome::Duplicate { .. });
+    match outcome {
+        Outcome::Paid { payout: Some(_), .. } => {
+            api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
+        }
+        Outcome::Paid { .. } | Outcome::Duplicate { .. } => {}
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
+        }
+    }
+    let first = api.node.read().history.payment(&payer, &id).cloned();
+    let Some(first) = first else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "history_missing",
+            "applied payment not in history",
+        ));
+    };
+    let payout_status = api.node.chain_view().payouts.get(&(payer, id)).cloned();
+    Ok(Json(json!({"result": first, "replayed": replayed, "payoutStatus": payout_status})))
+}
+
+#[derive(Deserialize)]
+struct WithdrawRequest {
+    withdrawal: Withdrawal,
+    signature: Signature,
+}
+
+async fn withdraw(State(api): State<Api>, ApiJson(req): ApiJson<WithdrawRequest>) -> Result<Json<Value>, ApiError> {
+    let cmd = Command::Withdraw { withdrawal: req.withdrawal, user_signature: req.signature };
+    match api.node.execute(cmd).await?? {
+        Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => Ok(Json(json!({
+            "withdrawal": withdrawal, "userSignature": req.signature, "hubSignature": hub_signature,
+        }))),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+    }
+}
+
+async fn account(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let pending = api.node.chain_view().pending_deposits.get(&user).cloned().unwrap_or_default();
+    let st = api.node.read();
+    let Some(a) = st.dl.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
+    let ch = &a.channel;
+    let status = match ch.status {
+        Status::Open => json!({"state": "open"}),
+        Status::Closing { settle_block } => json!({"state": "closing", "settleBlock": settle_block}),
+        Status::Settled => json!({"state": "settled"}),
+    };
+    Ok(Json(json!({
+        "user": user,
+        "epoch": ch.epoch,
+        "status": status,
+        "balance": ch.balance()?,
+        "deposited": ch.deposited,
+        "withdrawn": ch.withdrawn,
+        "withdrawnOrHeld": ch.withdrawn_or_held(),
+        "cumulativeDebit": ch.cumulative_debit(),
+        "cumulativeCredit": ch.cumulative_credit(),
+        "debitNonce": ch.debit_nonce(),
+        "creditNonce": ch.credit_nonce(),
+        "latestDebit": ch.debit,
+        "latestCredit": ch.credit,
+        "withdrawalHold": ch.withdrawal_hold,
+        "pendingDeposits": pending,
+        "confirmedBlock": st.dl.ledger().block,
+    })))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let max = api.node.config.limits.max_page_size;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", format!("limit must be in 1..={max}")));
+    }
+    let entries = api.node.read().history.page(&user, q.before.unwrap_or(u64::MAX), limit);
+    let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({"entries": entries, "nextBefore": next})))
+}
+
+async fn payout_status(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((user, payment_id)): Path<(Address, B256)>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let payout = api.node.read().history.payment(&user, &payment_id).and_then(|p| p.payout);
+    let Some(payout) = payout else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_payout", "no external payment with this id"));
+    };
+    let status = api.node.chain_view().payouts.get(&(user, payment_id)).cloned();
+    Ok(Json(json!({"payout": payout, "status": status})))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    token: Option<String>,
+}
+
+async fn stream(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let filter = match api.caller(&headers, q.token.as_deref())? {
+        Caller::Operator => None,
+        Caller::User(u) => Some(u),
+    };
+    let max = api.node.config.limits.max_websockets;
+    if api.websockets.fetch_add(1, Ordering::SeqCst) >= max {
+        api.websockets.fetch_sub(1, Ordering::SeqCst);
+        api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::limit("websocket streams"));
+    }
+    let rx = api.node.notices.subscribe();
+    let counter = api.websockets.clone();
+    Ok(ws.on_upgrade(move |socket| async move {
+        pump(socket, rx, filter).await;
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }))
+}
+
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::broadcast::Receiver<crate::engine::Notice>,
+    filter: Option<Address>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let _ = socket.send(Message::Text(json!({"type": "subscribed", "user": filter}).to_string().into())).await;
+    loop {
+        tokio::select! {
+            n = rx.recv() => match n {
+                Ok(n) => {
+                    if filter.is_some_and(|u| u != n.user) {
+                        continue;
+                    }
+                    let text = json!({"user": n.user, "notice": *n.body}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    let text = json!({"type": "lagged", "missed": missed, "hint": "reconnect and re-read the account"});
+                    let _ = socket.send(Message::Text(text.to_string().into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PurchaseRequest {
+    user: Address,
+    amount: Amount,
+    purchase_id: B256,
+}
+
+async fn purchase(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PurchaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let cmd = Command::Purchase { user: req.user, amount: req.amount, purchase_id: req.purchase_id };
+    let (credit, replayed) = match api.node.execute(cmd).await?? {
+        Outcome::Credited(c) => (c, false),
+        Outcome::Duplicate { .. } => match api.node.read().history.purchase(&req.purchase_id) {
+            Some(c) => (*c, true),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "history_missing",
+                    "purchase not in history",
+                ))
+            }
+        },
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
+        }
+    };
+    if credit.message.user != req.user {
+        return Err(Error::PaymentIdReused.into());
+    }
+    Ok(Json(json!({"credit": credit, "replayed": replayed})))
+}
+
+#[derive(Deserialize)]
+struct CloseRequest {
+    user: Address,
+}
+
+async fn hub_close(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CloseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let (reply, rx) = oneshot::channel();
+    api.node
+        .chain_requests
+        .try_send(ChainRequest::HubClose { user: req.user, reply })
+        .map_err(|_| ApiError::limit("chain request queue"))?;
+    match rx.await {
+        Ok(Ok(tx)) => Ok(Json(json!({"user": req.user, "txHash": tx}))),
+        Ok(Err(reason)) if reason == "unknown_account" => Err(Error::UnknownAccount.into()),
+        Ok(Err(reason)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "chain_rejected", reason)),
+        Err(_) => Err(WriteError::Stopped.into()),
+    }
+}
+
+/// The solvency report.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Solvency {
+    contract_token_balance: String,
+    contract_reserve: String,
+    contract_total_channel_funds: String,
+    contract_balanced: bool,
+    ledger_reserve: Amount,
+    ledger_total_channel_funds: String,
+    ledger_matches_chain: bool,
+    sum_of_balances: String,
+    obligations: String,
+    payouts_pending: Amount,
+    earmarked: Amount,
+    free_reserve: String,
+    liquid: bool,
+    confirmed_block: u64,
+    chain_block: u64,
+}
+
+async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let n = &api.node;
+    let contract = n.domain.verifying_contract;
+    let rpc = |e: String| ApiError::new(StatusCode::BAD_GATEWAY, "chain_unavailable", e);
+    let call = |to: Address, data: Vec<u8>| {
+        let p = n.provider.clone();
+        async move {
+            let req = alloy::rpc::types::TransactionRequest::default().to(to).input(data.into());
+            p.call(req).await.map_err(|e| e.to_string())
+        }
+    };
+    let chain_block = n.provider.get_block_number().await.map_err(|e| rpc(e.to_string()))?;
+    let bal = call(n.token, IErc20::balanceOfCall { owner: contract }.abi_encode()).await.map_err(rpc)?;
+    let bal = IErc20::balanceOfCall::abi_decode_returns(&bal).map_err(|e| rpc(e.to_string()))?;
+    let res = call(contract, IInfHub::reserveCall {}.abi_encode()).await.map_err(rpc)?;
+    let res = IInfHub::reserveCall::abi_decode_returns(&res).map_err(|e| rpc(e.to_string()))?;
+    let funds = call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).await.map_err(rpc)?;
+    let funds = IInfHub::totalChannelFundsCall::abi_decode_returns(&funds).map_err(|e| rpc(e.to_string()))?;
+    let st = n.read();
+    let l = st.dl.ledger();
+    let mut ledger_funds = 0u128;
+    let mut balances = 0u128;
+    for (_, a) in l.accounts() {
+        ledger_funds = ledger_funds.checked_add(a.funds()).expect("total funds fit u128 (contract bound)");
+        balances = balances.saturating_add(a.channel.claim().0);
+    }
+    let report = Solvency {
+        contract_token_balance: bal.to_string(),
+        contract_reserve: res.to_string(),
+        contract_total_channel_funds: funds.to_string(),
+        contract_balanced: bal == res + funds,
+        ledger_reserve: l.reserve,
+        ledger_total_channel_funds: ledger_funds.to_string(),
+        ledger_matches_chain: U256::from(l.reserve.0) == res && U256::from(ledger_funds) == funds,
+        sum_of_balances: balances.to_string(),
+        obligations: l.obligations.to_string(),
+        payouts_pending: l.payouts_pending,
+        earmarked: l.earmarked,
+        free_reserve: l.free_reserve().to_string(),
+        liquid: l.is_liquid(),
+        confirmed_block: l.block,
+        chain_block,
+    };
+    Ok(Json(serde_json::to_value(report).map_err(|e| rpc(e.to_string()))?))
+}

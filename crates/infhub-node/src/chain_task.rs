@@ -1,0 +1,380 @@
+//! The node's chain task: the only user of the hub key's transaction sender.
+//!
+//! Each tick it polls the watcher and feeds confirmed events (then the confirmed height) to
+//! the ledger writer; carries out the channel effects the ledger returns (answering an exit
+//! with the newest debit, settling when the challenge period is over); sends queued external
+//! payouts as one batch transaction; and follows its transactions to their receipts. API
+//! requests that need a transaction (registration, hub close) arrive on a channel.
+//!
+//! On start it recovers what a crash could have left half done, from durable state alone:
+//! payout batches taken from the queue but not executed on chain are sent again (the batch id
+//! makes a second execution impossible), and closing channels whose newest debit is not on
+//! chain get it submitted.
+
+use crate::engine::{ChainRequest, Node, PayoutStatus, PendingDeposit};
+use crate::history::payout_batch_id;
+use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy::sol_types::SolCall;
+use infhub_chain::bindings::IInfHub;
+use infhub_chain::events::{debit_arg, submit_debit_call};
+use infhub_chain::sender::{TxOutcome, TxSender};
+use infhub_chain::source::RpcSource;
+use infhub_chain::watcher::{WatchEvent, Watcher};
+use infhub_chain::ChainError;
+use infhub_core::channel::{Effect, Status};
+use infhub_core::ledger::{ChainEvent, Command, Outcome, Payout};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Why a transaction was sent.
+#[derive(Clone, Debug)]
+enum Purpose {
+    Payout { batch_id: B256, keys: Vec<(Address, B256)> },
+    Open { user: Address },
+    Dispute { user: Address },
+    Settle { user: Address },
+    Close { user: Address },
+}
+
+impl Purpose {
+    fn describe(&self) -> (&'static str, Option<Address>) {
+        match self {
+            Purpose::Payout { .. } => ("payout", None),
+            Purpose::Open { user } => ("open_channel", Some(*user)),
+            Purpose::Dispute { user } => ("submit_debit", Some(*user)),
+            Purpose::Settle { user } => ("settle", Some(*user)),
+            Purpose::Close { user } => ("hub_close", Some(*user)),
+        }
+    }
+}
+
+/// The chain task's state.
+pub struct ChainTask {
+    node: Arc<Node>,
+    watcher: Watcher<RpcSource>,
+    sender: TxSender,
+    purposes: HashMap<u64, Purpose>,
+    last_payout: Instant,
+}
+
+impl ChainTask {
+    /// A task over a watcher and the hub's sender.
+    pub fn new(node: Arc<Node>, watcher: Watcher<RpcSource>, sender: TxSender) -> ChainTask {
+        ChainTask { node, watcher, sender, purposes: HashMap::new(), last_payout: Instant::now() }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<ChainRequest>, mut shutdown: watch::Receiver<bool>) {
+        if let Err(e) = self.recover().await {
+            tracing::error!(error = %e, "chain recovery incomplete; will retry payouts on the next start");
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(self.node.config.chain.poll_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(req) = requests.recv() => self.request(req).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        tracing::info!("chain task stopped");
+    }
+
+    async fn recover(&mut self) -> Result<(), ChainError> {
+        let (batches, queued, closing) = {
+            let st = self.node.read();
+            let l = st.dl.ledger();
+            let batches = st.history.payout_batches().to_vec();
+            let queued: Vec<Payout> = l.queued_payouts().copied().collect();
+            let closing: Vec<_> = l
+                .accounts()
+                .filter_map(|(u, a)| match a.channel.status {
+                    Status::Closing { settle_block } => Some((*u, a.channel.clone(), settle_block)),
+                    _ => None,
+                })
+                .collect();
+            (batches, queued, closing)
+        };
+        {
+            let mut v = self.node.chain_view();
+            for p in &queued {
+                v.payouts.insert((p.payer, p.payment_id), PayoutStatus::Queued);
+            }
+        }
+        for b in batches {
+            let id = payout_batch_id(&b.payouts);
+            let call = IInfHub::payoutBatchExecutedCall { batchId: id }.abi_encode();
+            let raw = self.sender.call(self.node.config.chain.hub_contract, call.into()).await?;
+            let executed = IInfHub::payoutBatchExecutedCall::abi_decode_returns(&raw)
+                .map_err(|e| ChainError::RpcAnswerMalformed(e.to_string()))?;
+            if executed {
+                let mut v = self.node.chain_view();
+                for p in &b.payouts {
+                    let st = PayoutStatus::Executed { batch_id: id, tx_hash: None, block: None };
+                    v.payouts.insert((p.payer, p.payment_id), st);
+                }
+            } else {
+                tracing::warn!(seq = b.seq, %id, "payout batch taken but not executed; sending it again");
+                self.send_payouts(b.payouts).await;
+            }
+        }
+        let block = self.node.read().dl.ledger().block;
+        for (user, ch, settle_block) in closing {
+            if block >= settle_block {
+                self.send(Purpose::Settle { user }, IInfHub::settleCall { user }.abi_encode()).await;
+            } else if ch.debit_nonce() > ch.chain_debit_nonce {
+                if let Some(d) = ch.debit {
+                    self.send(Purpose::Dispute { user }, submit_debit_call(&d).abi_encode()).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, purpose: Purpose, input: Vec<u8>) -> Option<B256> {
+        let to = TxKind::Call(self.node.config.chain.hub_contract);
+        match self.sender.send(to, Bytes::from(input)).await {
+            Ok(sent) => {
+                tracing::info!(?purpose, nonce = sent.nonce, hash = %sent.hash, "transaction sent");
+                self.purposes.insert(sent.nonce, purpose);
+                Some(sent.hash)
+            }
+            Err(e) => {
+                tracing::error!(?purpose, error = %e, "transaction not sent");
+                None
+            }
+        }
+    }
+
+    async fn request(&mut self, req: ChainRequest) {
+        match req {
+            ChainRequest::OpenChannel { user, reply } => {
+                let input = IInfHub::openChannelCall { user }.abi_encode();
+                let to = TxKind::Call(self.node.config.chain.hub_contract);
+                let r = match self.sender.send(to, input.into()).await {
+                    Ok(sent) => {
+                        self.purposes.insert(sent.nonce, Purpose::Open { user });
+                        Ok(sent.hash)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(r);
+            }
+            ChainRequest::HubClose { user, reply } => {
+                let debit = self.node.read().dl.ledger().account(&user).map(|a| a.channel.debit);
+                let r = match debit {
+                    None => Err("unknown_account".to_string()),
+                    Some(d) => {
+                        let (arg, sig) = match d {
+                            Some(d) => (debit_arg(&d.message), Bytes::copy_from_slice(&d.signature.0)),
+                            None => (empty_debit(user), Bytes::new()),
+                        };
+                        let input = IInfHub::startHubCloseCall { user, debit: arg, userSignature: sig }.abi_encode();
+                        let to = TxKind::Call(self.node.config.chain.hub_contract);
+                        match self.sender.send(to, input.into()).await {
+                            Ok(sent) => {
+                                self.purposes.insert(sent.nonce, Purpose::Close { user });
+                                Ok(sent.hash)
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        if self.node.chain_view().halted.is_none() {
+            self.follow_chain().await;
+        }
+        self.follow_transactions().await;
+        let interval = Duration::from_millis(self.node.config.node.payout_interval_ms);
+        if self.last_payout.elapsed() >= interval {
+            self.last_payout = Instant::now();
+            self.take_payouts().await;
+        }
+    }
+
+    async fn follow_chain(&mut self) {
+        let events = match self.watcher.poll().await {
+            Ok(e) => e,
+            Err(e @ ChainError::ReorgBeyondConfirmations { .. }) => {
+                tracing::error!(error = %e, "chain halted: a confirmed block was reorganised away");
+                self.node.chain_view().halted = Some(e.to_string());
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "chain poll failed; retrying");
+                return;
+            }
+        };
+        if let Ok(head) = alloy::providers::Provider::get_block_number(self.sender.provider()).await {
+            self.node.metrics.chain_head.store(head, Ordering::Relaxed);
+            self.node.chain_view().head = head;
+        }
+        for ev in events {
+            match ev {
+                WatchEvent::Seen { at, event: ChainEvent::Deposited { user, total_deposited, .. }, .. } => {
+                    let mut v = self.node.chain_view();
+                    v.pending_deposits
+                        .entry(user)
+                        .or_default()
+                        .push(PendingDeposit { block: at.block, total_deposited });
+                    drop(v);
+                    self.node.notify(
+                        user,
+                        serde_json::json!({"type": "deposit_seen", "block": at.block,
+                        "totalDeposited": total_deposited}),
+                    );
+                }
+                WatchEvent::Seen { .. } => {}
+                WatchEvent::Disconnected { block, .. } => {
+                    let mut v = self.node.chain_view();
+                    let mut gone = Vec::new();
+                    for (u, list) in v.pending_deposits.iter_mut() {
+                        let before = list.len();
+                        list.retain(|d| d.block != block);
+                        if list.len() != before {
+                            gone.push(*u);
+                        }
+                    }
+                    drop(v);
+                    for u in gone {
+                        self.node.notify(u, serde_json::json!({"type": "deposit_reorged_out", "block": block}));
+                    }
+                }
+                WatchEvent::Confirmed { at, event } => {
+                    if let ChainEvent::Deposited { user, .. } = event {
+                        if let Some(list) = self.node.chain_view().pending_deposits.get_mut(&user) {
+                            list.retain(|d| d.block != at.block);
+                        }
+                    }
+                    self.apply(Command::Chain { at, event }).await;
+                }
+                WatchEvent::ConfirmedThrough { block } => self.apply(Command::Block(block)).await,
+            }
+        }
+    }
+
+    async fn apply(&mut self, command: Command) {
+        match self.node.execute_waiting(command.clone()).await {
+            Ok(Ok(Outcome::Applied(effects))) => {
+                for (user, effect) in effects {
+                    self.effect(user, effect).await;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(?command, error = %e, "the ledger refused a confirmed chain event"),
+            Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
+        }
+    }
+
+    async fn effect(&mut self, user: Address, effect: Effect) {
+        match effect {
+            Effect::SubmitDebit(d) => {
+                self.send(Purpose::Dispute { user }, submit_debit_call(&d).abi_encode()).await;
+            }
+            Effect::SettleDue => {
+                self.send(Purpose::Settle { user }, IInfHub::settleCall { user }.abi_encode()).await;
+            }
+            Effect::Settled { paid, expected } if paid != expected => {
+                tracing::error!(%user, %paid, %expected, "channel settled for a different amount than our proofs");
+            }
+            _ => {}
+        }
+    }
+
+    async fn take_payouts(&mut self) {
+        let max = self.node.config.limits.max_payout_batch;
+        match self.node.execute_waiting(Command::TakePayoutBatch { max }).await {
+            Ok(Ok(Outcome::PayoutBatch(p))) if !p.is_empty() => self.send_payouts(p).await,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
+        }
+    }
+
+    async fn send_payouts(&mut self, payouts: Vec<Payout>) {
+        let batch_id = payout_batch_id(&payouts);
+        let call = IInfHub::payoutCall {
+            batchId: batch_id,
+            recipients: payouts.iter().map(|p| p.recipient).collect(),
+            amounts: payouts.iter().map(|p| U256::from(p.amount.0)).collect(),
+        };
+        let keys: Vec<(Address, B256)> = payouts.iter().map(|p| (p.payer, p.payment_id)).collect();
+        if let Some(tx_hash) = self.send(Purpose::Payout { batch_id, keys: keys.clone() }, call.abi_encode()).await {
+            let mut v = self.node.chain_view();
+            for k in keys {
+                v.payouts.insert(k, PayoutStatus::Sent { batch_id, tx_hash });
+            }
+        }
+    }
+
+    async fn follow_transactions(&mut self) {
+        let outcomes = match self.sender.poll().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction poll failed");
+                return;
+            }
+        };
+        for o in outcomes {
+            let (nonce, mined) = match o {
+                TxOutcome::Mined { nonce, hash, block, success, .. } => (nonce, Some((hash, block, success))),
+                TxOutcome::NonceTakenElsewhere { nonce } => (nonce, None),
+            };
+            let Some(purpose) = self.purposes.remove(&nonce) else { continue };
+            match (purpose, mined) {
+                (Purpose::Payout { batch_id, keys }, Some((hash, block, success))) => {
+                    let status = if success {
+                        PayoutStatus::Executed { batch_id, tx_hash: Some(hash), block: Some(block) }
+                    } else {
+                        tracing::error!(%batch_id, %hash, "payout batch reverted");
+                        PayoutStatus::Failed { batch_id, tx_hash: hash }
+                    };
+                    let mut v = self.node.chain_view();
+                    for (payer, id) in &keys {
+                        v.payouts.insert((*payer, *id), status.clone());
+                    }
+                    drop(v);
+                    for (payer, id) in keys {
+                        self.node
+                            .notify(payer, serde_json::json!({"type": "payout", "paymentId": id, "status": status}));
+                    }
+                }
+                (p, Some((hash, block, success))) => {
+                    if !success {
+                        tracing::warn!(?p, %hash, "transaction reverted");
+                    }
+                    if let (what, Some(user)) = p.describe() {
+                        self.node.notify(
+                            user,
+                            serde_json::json!({"type": "transaction", "purpose": what,
+                            "txHash": hash, "block": block, "success": success}),
+                        );
+                    }
+                }
+                (p, None) => tracing::error!(?p, nonce, "hub key used elsewhere: nonce taken by another transaction"),
+            }
+        }
+    }
+}
+
+fn empty_debit(user: Address) -> IInfHub::Debit {
+    IInfHub::Debit {
+        user,
+        epoch: 0,
+        nonce: 0,
+        cumulativeDebit: 0,
+        lockedAmount: 0,
+        locksRoot: B256::ZERO,
+        kind: 0,
+        recipient: Address::ZERO,
+        amount: 0,
+        paymentId: B256::ZERO,
+    }
+}

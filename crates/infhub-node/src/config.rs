@@ -1,0 +1,276 @@
+//! The node's configuration: every knob with its documented default, read from a TOML file,
+//! then overridden by `INFHUB_*` environment variables, then by command-line flags. Secrets
+//! (the hub key, the operator token) are best passed through the environment.
+
+use alloy::primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where and how the node listens and stores.
+    pub node: NodeConfig,
+    /// The chain it follows.
+    pub chain: ChainConfig,
+    /// Named limits.
+    pub limits: Limits,
+}
+
+/// Server and storage.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// HTTP listen address.
+    pub listen: String,
+    /// Data directory (log segments, snapshots, archive).
+    pub data_dir: PathBuf,
+    /// Bearer token of the operator endpoints (required; at least 16 characters).
+    pub operator_token: String,
+    /// A snapshot is written after this many log records.
+    pub snapshot_every_records: u64,
+    /// Log segment size before a new one starts, in bytes.
+    pub max_segment_bytes: u64,
+    /// Session lifetime after login, in seconds.
+    pub session_ttl_secs: u64,
+    /// How often queued external payouts are sent as one batch, in milliseconds.
+    pub payout_interval_ms: u64,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./infhub-data"),
+            operator_token: String::new(),
+            snapshot_every_records: 100_000,
+            max_segment_bytes: 64 << 20,
+            session_ttl_secs: 3_600,
+            payout_interval_ms: 1_000,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Chain access.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC URL (`http(s)://` or `ws(s)://`).
+    pub rpc_url: String,
+    /// The hub contract.
+    pub hub_contract: Address,
+    /// The hub's private key (hex). Its address must be the contract's `hub`.
+    pub hub_key: B256,
+    /// Block of the contract's deployment (where the watcher starts).
+    pub start_block: u64,
+    /// Blocks, including the event's own, before a chain event is applied.
+    pub confirmations: u64,
+    /// How often the chain is polled, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Blocks an unmined transaction waits before it is re-sent with higher fees.
+    pub bump_after_blocks: u64,
+    /// Fee increase per replacement, in percent.
+    pub bump_percent: u64,
+    /// Highest max fee per gas the hub ever signs, in wei.
+    pub max_fee_per_gas_cap_wei: u128,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            hub_contract: Address::ZERO,
+            hub_key: B256::ZERO,
+            start_block: 0,
+            confirmations: 12,
+            poll_interval_ms: 1_000,
+            bump_after_blocks: 3,
+            bump_percent: 25,
+            max_fee_per_gas_cap_wei: 500_000_000_000,
+        }
+    }
+}
+
+/// Named limits. Requests beyond them get a `limit_exceeded` or `overloaded` error.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Requests waiting for the ledger writer; beyond it the node answers `overloaded`.
+    pub max_write_queue: usize,
+    /// Requests being served at once; beyond it the node answers 503 at once.
+    pub max_concurrent_requests: usize,
+    /// WebSocket streams open at once.
+    pub max_websockets: usize,
+    /// Commands per group commit.
+    pub max_batch_commands: usize,
+    /// Entries per history page.
+    pub max_page_size: usize,
+    /// Accounts the ledger holds.
+    pub max_accounts: usize,
+    /// External payouts queued before sending.
+    pub max_queued_payouts: usize,
+    /// Recipients per payout transaction (the contract allows 256).
+    pub max_payout_batch: usize,
+    /// Largest single payment, in token base units (a decimal string).
+    pub max_payment_amount: infhub_core::Amount,
+    /// Longest withdrawal authorization, in blocks.
+    pub max_withdrawal_expiry_blocks: u64,
+    /// Outstanding login challenges.
+    pub max_pending_challenges: usize,
+    /// Live sessions.
+    pub max_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 16 << 10,
+            max_write_queue: 10_000,
+            max_concurrent_requests: 1_024,
+            max_websockets: 1_000,
+            max_batch_commands: 1_000,
+            max_page_size: 200,
+            max_accounts: 1_000_000,
+            max_queued_payouts: 10_000,
+            max_payout_batch: 100,
+            max_payment_amount: infhub_core::Amount(1_000_000_000_000_000_000_000_000),
+            max_withdrawal_expiry_blocks: 7_200,
+            max_pending_challenges: 100_000,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// A configuration problem, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file or a variable is not valid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `INFHUB_*` variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => Config::default(),
+        };
+        for (key, value) in env {
+            config.set_env(&key, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e| ConfigError::Invalid(format!("{key}={v}: {e}")))
+        }
+        match key {
+            "INFHUB_LISTEN" => self.node.listen = value.into(),
+            "INFHUB_DATA_DIR" => self.node.data_dir = value.into(),
+            "INFHUB_OPERATOR_TOKEN" => self.node.operator_token = value.into(),
+            "INFHUB_LOG" => self.node.log = value.into(),
+            "INFHUB_RPC_URL" => self.chain.rpc_url = value.into(),
+            "INFHUB_HUB_CONTRACT" => self.chain.hub_contract = parse(key, value)?,
+            "INFHUB_HUB_KEY" => self.chain.hub_key = parse(key, value)?,
+            "INFHUB_START_BLOCK" => self.chain.start_block = parse(key, value)?,
+            "INFHUB_CONFIRMATIONS" => self.chain.confirmations = parse(key, value)?,
+            "INFHUB_POLL_INTERVAL_MS" => self.chain.poll_interval_ms = parse(key, value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks every value that has a rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.node.operator_token.len() < 16 {
+            return bad("node.operator_token must be at least 16 characters (INFHUB_OPERATOR_TOKEN)");
+        }
+        if self.chain.hub_contract == Address::ZERO {
+            return bad("chain.hub_contract must be set (INFHUB_HUB_CONTRACT)");
+        }
+        if self.chain.hub_key == B256::ZERO {
+            return bad("chain.hub_key must be set (INFHUB_HUB_KEY)");
+        }
+        if self.chain.confirmations == 0 {
+            return bad("chain.confirmations must be at least 1");
+        }
+        if self.chain.poll_interval_ms == 0 || self.node.payout_interval_ms == 0 {
+            return bad("poll and payout intervals must be positive");
+        }
+        if self.limits.max_payout_batch == 0 || self.limits.max_payout_batch > 256 {
+            return bad("limits.max_payout_batch must be in 1..=256 (the contract's MAX_PAYOUT_BATCH)");
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("max_request_bytes", l.max_request_bytes),
+            ("max_write_queue", l.max_write_queue),
+            ("max_concurrent_requests", l.max_concurrent_requests),
+            ("max_websockets", l.max_websockets),
+            ("max_batch_commands", l.max_batch_commands),
+            ("max_page_size", l.max_page_size),
+            ("max_pending_challenges", l.max_pending_challenges),
+            ("max_sessions", l.max_sessions),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be positive")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("infhub.toml");
+        std::fs::write(&path, "[chain]\nconfirmations = 3\nrpc_url = \"ws://x:1\"\n[limits]\nmax_page_size = 7\n")
+            .expect("write");
+        let env = vec![("INFHUB_CONFIRMATIONS".to_string(), "5".to_string()), ("PATH".into(), "/bin".into())];
+        let c = Config::load(Some(&path), env).expect("load");
+        assert_eq!(c.chain.confirmations, 5);
+        assert_eq!(c.chain.rpc_url, "ws://x:1");
+        assert_eq!(c.limits.max_page_size, 7);
+        assert_eq!(c.limits.max_write_queue, Limits::default().max_write_queue);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("infhub.toml");
+        std::fs::write(&path, "[chain]\nconfirmatons = 3\n").expect("write");
+        let err = Config::load(Some(&path), vec![]).expect_err("typo");
+        assert!(err.to_string().contains("confirmatons"), "{err}");
+        let err = Config::load(None, vec![("INFHUB_CONFIRMATIONS".into(), "many".into())]).expect_err("nan");
+        assert!(err.to_string().contains("INFHUB_CONFIRMATIONS"), "{err}");
+        let err = Config::default().validate().expect_err("no token");
+        assert!(err.to_string().contains("operator_token"), "{err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The development environment behind `infhub-node dev` (and the node's tests): a local anvil
+//! with the token and hub contract deployed by anvil's first key (the hub), a funded reserve,
+//! and test tokens for the other development keys. Never for real funds.
+
+use crate::config::Config;
+use alloy::primitives::U256;
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil::{self, Anvil, Deployment};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::ChainError;
+use std::path::PathBuf;
+
+/// Challenge period of the development contract, in blocks.
+pub const DEV_CHALLENGE_PERIOD_BLOCKS: u64 = 20;
+/// Reserve withdrawal notice of the development contract, in blocks.
+pub const DEV_RESERVE_NOTICE_BLOCKS: u64 = 40;
+/// Reserve the hub deposits (10 million INF).
+pub fn dev_reserve() -> U256 {
+    U256::from(10_000_000u64) * U256::from(10u64).pow(U256::from(18))
+}
+/// Tokens minted to each test account (1 million INF).
+pub fn dev_user_tokens() -> U256 {
+    U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// Deploys onto `anvil`, funds the reserve and mints to the test accounts.
+pub async fn deploy(anvil: &Anvil) -> Result<Deployment, ChainError> {
+    let p = anvil.provider()?;
+    let mut hub = anvil::sender(&p, anvil::dev_key(0)).await?;
+    let hub_addr = hub.address();
+    let supply = dev_reserve() * U256::from(10u64);
+    let d = anvil::deploy(&mut hub, hub_addr, supply, DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS).await?;
+    anvil::call_ok(&mut hub, d.token, IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode()).await?;
+    anvil::call_ok(&mut hub, d.hub, IInfHub::depositReserveCall { amount: dev_reserve() }.abi_encode()).await?;
+    for i in 1..anvil::DEV_KEYS.len() {
+        let to = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0)
+            .map_err(|e| ChainError::Config(e.to_string()))?
+            .address();
+        anvil::mint(&mut hub, d.token, to, dev_user_tokens()).await?;
+    }
+    Ok(d)
+}
+
+/// A configuration for a node serving `d` on `anvil`.
+pub fn config(anvil: &Anvil, d: &Deployment, listen: String, data_dir: PathBuf) -> Config {
+    let mut c = Config::default();
+    c.node.listen = listen;
+    c.node.data_dir = data_dir;
+    c.node.operator_token = "dev-operator-token-not-secret".into();
+    c.node.payout_interval_ms = 500;
+    c.chain.rpc_url = anvil.url.clone();
+    c.chain.hub_contract = d.hub;
+    c.chain.hub_key = anvil::dev_key(0);
+    c.chain.start_block = d.block;
+    c.chain.confirmations = 2;
+    c.chain.poll_interval_ms = 200;
+    c
+}
+
+/// Starts anvil (1-second blocks), deploys, and returns a ready configuration. The temporary
+/// directory (when no data directory was given) lives as long as the returned guard.
+pub async fn environment(
+    listen: String,
+    data_dir: Option<PathBuf>,
+) -> Result<(Anvil, Config, Option<tempfile::TempDir>), ChainError> {
+    let anvil = Anvil::spawn(&["--block-time", "1"])?;
+    let d = deploy(&anvil).await?;
+    let (dir, guard) = match data_dir {
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("infhub-dev-")
+                .tempdir()
+                .map_err(|e| ChainError::Process(e.to_string()))?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let c = config(&anvil, &d, listen, dir);
+    tracing::info!(
+        rpc = %anvil.url, token = %d.token, hub_contract = %d.hub, operator_token = %c.node.operator_token,
+        "development chain ready; test keys are anvil's well-known keys 1..5"
+    );
+    Ok((anvil, c, guard))
+}

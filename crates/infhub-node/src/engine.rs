@@ -1,0 +1,353 @@
+//! The node's shared state and its single ledger writer.
+//!
+//! Every change to the ledger goes through one writer thread, fed by a bounded queue. The
+//! writer takes whatever is queued (up to `max_batch_commands`), applies it, makes it durable
+//! with one fsync (group commit), and only then answers each request, extends the history and
+//! pushes notices to WebSocket subscribers. A full queue is refused at once (`overloaded`)
+//! for API requests; the chain task waits instead, because chain events must not be dropped.
+//! A storage failure stops the writer: nothing more is acknowledged until a restart recovers
+//! from the log.
+
+use crate::config::Config;
+use crate::history::History;
+use crate::metrics::Metrics;
+use alloy::providers::DynProvider;
+use infhub_core::channel::Effect;
+use infhub_core::ledger::{Command, Outcome};
+use infhub_core::{Address, Domain, Error, B256};
+use infhub_ledger::file::FileStore;
+use infhub_ledger::DurableLedger;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The durable ledger and its history, read by API handlers, written only by the writer.
+pub struct State {
+    /// The ledger.
+    pub dl: DurableLedger<FileStore>,
+    /// The history built from its log.
+    pub history: History,
+}
+
+/// Why a write was not executed (the command itself was never judged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The write queue is full.
+    #[error("the write queue is full ({0} waiting); retry later")]
+    Overloaded(usize),
+    /// Storage failed; the node stopped acknowledging writes.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// A pushed message for one account's WebSocket subscribers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notice {
+    /// The account it is for.
+    pub user: Address,
+    /// The message.
+    pub body: Arc<serde_json::Value>,
+}
+
+/// A deposit seen on chain but not yet confirmed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingDeposit {
+    /// Block it is in.
+    pub block: u64,
+    /// Running total it would bring.
+    pub total_deposited: infhub_core::Amount,
+}
+
+/// Where an external payout stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum PayoutStatus {
+    /// Waiting in the queue for the next batch.
+    Queued,
+    /// In a batch transaction not yet mined.
+    Sent {
+        /// The batch id.
+        batch_id: B256,
+        /// The newest version of the transaction.
+        tx_hash: B256,
+    },
+    /// Mined.
+    Executed {
+        /// The batch id.
+        batch_id: B256,
+        /// The transaction.
+        tx_hash: Option<B256>,
+        /// Its block.
+        block: Option<u64>,
+    },
+    /// The batch transaction reverted; the operator must investigate.
+    Failed {
+        /// The batch id.
+        batch_id: B256,
+        /// The transaction.
+        tx_hash: B256,
+    },
+}
+
+/// What the chain task knows beyond the ledger.
+#[derive(Debug, Default)]
+pub struct ChainView {
+    /// Latest head seen.
+    pub head: u64,
+    /// Unconfirmed deposits by account.
+    pub pending_deposits: HashMap<Address, Vec<PendingDeposit>>,
+    /// External payouts by (payer, payment id).
+    pub payouts: HashMap<(Address, B256), PayoutStatus>,
+    /// Set when the watcher met a reorg below the confirmation depth.
+    pub halted: Option<String>,
+}
+
+/// A request the API makes of the chain task (which owns the hub's transaction sender).
+#[derive(Debug)]
+pub enum ChainRequest {
+    /// Open (or reopen) a user's channel.
+    OpenChannel {
+        /// The user.
+        user: Address,
+        /// The transaction hash, or why it was refused.
+        reply: oneshot::Sender<Result<B256, String>>,
+    },
+    /// Start the hub's close of a user's channel with the newest debit.
+    HubClose {
+        /// The user.
+        user: Address,
+        /// The transaction hash, or why it was refused.
+        reply: oneshot::Sender<Result<B256, String>>,
+    },
+}
+
+struct Job {
+    command: Command,
+    reply: oneshot::Sender<Result<Result<Outcome, Error>, WriteError>>,
+}
+
+/// Everything the tasks share.
+pub struct Node {
+    /// The configuration.
+    pub config: Config,
+    /// The EIP-712 domain.
+    pub domain: Domain,
+    /// The hub's address.
+    pub hub: Address,
+    /// The token.
+    pub token: Address,
+    /// RPC access for reads (solvency).
+    pub provider: DynProvider,
+    state: RwLock<State>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Notices for WebSocket subscribers.
+    pub notices: broadcast::Sender<Notice>,
+    chain_view: Mutex<ChainView>,
+    writes: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Requests for the chain task.
+    pub chain_requests: mpsc::Sender<ChainRequest>,
+}
+
+impl Node {
+    /// Builds the shared node and starts the writer thread. Returns the receiver the chain
+    /// task must drain.
+    pub fn start(
+        config: Config,
+        domain: Domain,
+        token: Address,
+        provider: DynProvider,
+        state: State,
+    ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
+        let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
+        let (chain_requests, chain_rx) = mpsc::channel(64);
+        let (notices, _) = broadcast::channel(4_096);
+        let hub = state.dl.ledger().params.hub;
+        let node = Arc::new(Node {
+            config,
+            domain,
+            hub,
+            token,
+            provider,
+            state: RwLock::new(state),
+            metrics: Metrics::default(),
+            notices,
+            chain_view: Mutex::new(ChainView::default()),
+            writes: Mutex::new(Some(writes)),
+            chain_requests,
+        });
+        node.update_books();
+        let writer_node = node.clone();
+        let handle = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer(writer_node, rx))
+            .expect("spawn writer thread");
+        (node, chain_rx, handle)
+    }
+
+    /// Read access to the ledger and history.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The chain task's view.
+    pub fn chain_view(&self) -> MutexGuard<'_, ChainView> {
+        self.chain_view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_queue(&self) -> Result<mpsc::Sender<Job>, WriteError> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(WriteError::Stopped)
+    }
+
+    /// Stops accepting writes; the writer finishes what is queued and exits.
+    pub fn stop_writes(&self) {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Queues a command from the API; refused at once if the queue is full.
+    pub async fn execute(&self, command: Command) -> Result<Result<Outcome, Error>, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        match self.write_queue()?.try_send(Job { command, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.shed.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded(self.config.limits.max_write_queue));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::Stopped),
+        }
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Queues a command from the chain task, waiting for room.
+    pub async fn execute_waiting(&self, command: Command) -> Result<Result<Outcome, Error>, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.write_queue()?.send(Job { command, reply }).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Pushes a notice (no subscribers is fine).
+    pub fn notify(&self, user: Address, body: serde_json::Value) {
+        let _ = self.notices.send(Notice { user, body: Arc::new(body) });
+    }
+
+    fn update_books(&self) {
+        let st = self.read();
+        let l = st.dl.ledger();
+        let liabilities: u128 = l.accounts().map(|(_, a)| a.channel.claim().0).fold(0u128, u128::saturating_add);
+        self.metrics.set_books(l.reserve.0, liabilities);
+        self.metrics.accounts.store(l.account_count() as u64, Ordering::Relaxed);
+        self.metrics.chain_confirmed.store(l.block, Ordering::Relaxed);
+    }
+}
+
+fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
+    let max = node.config.limits.max_batch_commands;
+    let mut failed: Option<String> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Some(reason) = &failed {
+            for j in jobs {
+                let _ = j.reply.send(Err(WriteError::StorageFailed(reason.clone())));
+            }
+            continue;
+        }
+        let commands: Vec<Command> = jobs.iter().map(|j| j.command.clone()).collect();
+        let mut notices = Vec::new();
+        let results = {
+            let mut st = node.state.write().unwrap_or_else(|p| p.into_inner());
+            match st.dl.execute(commands) {
+                Ok(results) => {
+                    let records = st.dl.last_batch().to_vec();
+                    for r in &records {
+                        st.history.add(r);
+                        collect_notices(r, &mut notices, &node.metrics);
+                    }
+                    Ok(results)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match results {
+            Ok(results) => {
+                node.metrics.commits.fetch_add(1, Ordering::Relaxed);
+                node.metrics.batch_commands.observe(jobs.len() as f64);
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(result));
+                }
+                for (user, body) in notices {
+                    node.notify(user, body);
+                }
+                node.update_books();
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "ledger storage failed; refusing all writes until restart");
+                for j in jobs {
+                    let _ = j.reply.send(Err(WriteError::StorageFailed(reason.clone())));
+                }
+                failed = Some(reason);
+            }
+        }
+    }
+}
+
+fn collect_notices(r: &infhub_ledger::LogRecord, out: &mut Vec<(Address, serde_json::Value)>, m: &Metrics) {
+    use serde_json::json;
+    match (&r.command, &r.outcome) {
+        (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
+            m.transfers.fetch_add(1, Ordering::Relaxed);
+            out.push((d.message.user, json!({"type": "receipt", "seq": r.seq, "receipt": receipt, "payout": payout})));
+            if let Some(c) = credit {
+                out.push((
+                    d.message.recipient,
+                    json!({"type": "credit", "seq": r.seq, "credit": c, "from": d.message.user,
+                           "paymentId": d.message.payment_id, "amount": d.message.amount}),
+                ));
+            }
+        }
+        (Command::Purchase { user, .. }, Outcome::Credited(c)) => {
+            out.push((*user, json!({"type": "credit", "seq": r.seq, "credit": c, "purchase": true})));
+        }
+        (Command::Chain { at, event }, Outcome::Applied(effects)) => {
+            if let Some(user) = event_user(event) {
+                out.push((*user, json!({"type": "chain", "seq": r.seq, "block": at.block, "event": event})));
+            }
+            push_effects(r.seq, effects, out);
+        }
+        (Command::Block(_), Outcome::Applied(effects)) => push_effects(r.seq, effects, out),
+        _ => {}
+    }
+}
+
+fn push_effects(seq: u64, effects: &[(Address, Effect)], out: &mut Vec<(Address, serde_json::Value)>) {
+    for (user, effect) in effects {
+        out.push((*user, serde_json::json!({"type": "status", "seq": seq, "effect": effect})));
+    }
+}
+
+/// The account a chain event is about.
+pub fn event_user(e: &infhub_core::ledger::ChainEvent) -> Option<&Address> {
+    use infhub_core::ledger::ChainEvent::*;
+    match e {
+        ChannelOpened { user, .. }
+        | Deposited { user, .. }
+        | Withdrawn { user, .. }
+        | DebitRealized { user, .. }
+        | DebitSubmitted { user, .. }
+        | CreditSubmitted { user, .. }
+        | ExitStarted { user, .. }
+        | Settled { user, .. } => Some(user),
+        ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } => None,
+    }
+}

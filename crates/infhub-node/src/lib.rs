@@ -1,0 +1,171 @@
+//! The infhub hub node.
+//!
+//! `run(config, shutdown)` opens the durable ledger (replaying its log), rebuilds the account
+//! history, connects to the chain, checks that the configured key is the contract's hub, and
+//! runs three parts until shutdown: the ledger writer ([`engine`]), the chain task
+//! ([`chain_task`]) and the HTTP/WebSocket API ([`api`]). The binary in `main.rs` only parses
+//! flags and configuration.
+
+pub mod api;
+pub mod chain_task;
+pub mod config;
+pub mod dev;
+pub mod engine;
+pub mod history;
+pub mod metrics;
+pub mod openapi;
+
+use crate::config::Config;
+use crate::engine::{Node, State};
+use crate::history::History;
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use infhub_chain::bindings::IInfHub;
+use infhub_chain::sender::{SenderConfig, TxSender};
+use infhub_chain::source::RpcSource;
+use infhub_chain::watcher::{Watcher, WatcherConfig};
+use infhub_core::ledger::LedgerParams;
+use infhub_core::{Domain, PrivateKey};
+use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::{DurableLedger, DurableParams};
+use std::net::SocketAddr;
+use tokio::sync::watch;
+
+/// Why the node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Storage.
+    #[error("storage: {0}")]
+    Storage(#[from] infhub_ledger::StoreError),
+    /// Chain.
+    #[error("chain: {0}")]
+    Chain(#[from] infhub_chain::ChainError),
+    /// The configured key is not the contract's hub.
+    #[error("the hub key's address {key} is not the contract's hub {contract}")]
+    NotTheHub {
+        /// Address of the configured key.
+        key: infhub_core::Address,
+        /// The contract's hub.
+        contract: infhub_core::Address,
+    },
+    /// Network.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the node until `shutdown` becomes true. `bound` receives the listening address.
+pub async fn run(
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    let provider = infhub_chain::anvil::connect(&config.chain.rpc_url).await?;
+    let chain_id = provider.get_chain_id().await.map_err(infhub_chain::ChainError::rpc)?;
+    let contract = config.chain.hub_contract;
+    let sender_config = SenderConfig {
+        bump_after_blocks: config.chain.bump_after_blocks,
+        bump_percent: config.chain.bump_percent,
+        max_fee_per_gas_cap_wei: config.chain.max_fee_per_gas_cap_wei,
+        ..SenderConfig::default()
+    };
+    let sender = TxSender::new(provider.clone(), config.chain.hub_key, sender_config).await?;
+    let read = |call: Vec<u8>| {
+        let s = &sender;
+        async move { s.call(contract, call.into()).await }
+    };
+    let hub_raw = read(IInfHub::hubCall {}.abi_encode()).await?;
+    let hub = IInfHub::hubCall::abi_decode_returns(&hub_raw)
+        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("hub(): {e}")))?;
+    if hub != sender.address() {
+        return Err(NodeError::NotTheHub { key: sender.address(), contract: hub });
+    }
+    let token_raw = read(IInfHub::tokenCall {}.abi_encode()).await?;
+    let token = IInfHub::tokenCall::abi_decode_returns(&token_raw)
+        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("token(): {e}")))?;
+
+    let domain = Domain { chain_id, verifying_contract: contract };
+    let key = PrivateKey::from_bytes(config.chain.hub_key.0)
+        .map_err(|e| config::ConfigError::Invalid(format!("hub_key: {e}")))?;
+    let params = LedgerParams {
+        domain,
+        hub,
+        max_withdrawal_expiry_blocks: config.limits.max_withdrawal_expiry_blocks,
+        max_accounts: config.limits.max_accounts,
+        max_queued_payouts: config.limits.max_queued_payouts,
+        max_payment_amount: config.limits.max_payment_amount,
+    };
+    std::fs::create_dir_all(&config.node.data_dir).map_err(infhub_ledger::StoreError::Io)?;
+    let store = FileStore::open(
+        &config.node.data_dir,
+        FileStoreOptions {
+            max_segment_bytes: config.node.max_segment_bytes,
+            snapshots_kept: 2,
+            archive_compacted: true,
+        },
+    )?;
+    let durable = DurableParams {
+        snapshot_every_records: config.node.snapshot_every_records,
+        max_batch_commands: config.limits.max_batch_commands,
+    };
+    let mut dl = DurableLedger::open(store, params, key, durable)?;
+    let recovery = dl.recovery();
+    let mut history = History::default();
+    for r in dl.history()? {
+        if r.seq < dl.ledger().next_seq {
+            history.add(&r);
+        }
+    }
+    tracing::info!(
+        snapshot_seq = recovery.snapshot_seq,
+        replayed = recovery.replayed,
+        history = history.last_seq(),
+        accounts = dl.ledger().account_count(),
+        confirmed_block = dl.ledger().block,
+        "ledger recovered"
+    );
+    let confirmed = dl.ledger().block;
+    let watcher_config = WatcherConfig {
+        confirmations: config.chain.confirmations,
+        max_blocks_per_poll: 500,
+        max_log_range_blocks: 2_000,
+        start_block: config.chain.start_block,
+    };
+    let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
+
+    let listen = config.node.listen.clone();
+    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, State { dl, history });
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
+    tracing::info!(%addr, hub = %node.hub, contract = %contract, chain_id, "infhub node listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+
+    let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), watcher, sender).run(chain_rx, shutdown.clone()));
+    let app = api::router(node.clone());
+    let mut api_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|source| NodeError::Listen { addr: listen, source })?;
+    let _ = shutdown.wait_for(|s| *s).await;
+    let _ = chain.await;
+    // Close the write queue; the writer answers what is queued, then exits.
+    node.stop_writes();
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("infhub node stopped");
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Prometheus metrics, kept by hand with atomics (no registry crate): request counts and a
+//! latency histogram, transfers, group-commit batch sizes, chain progress, and the books
+//! (reserve, liabilities). Rendered in the text exposition format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A histogram with fixed upper bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            if v <= *b {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Ordering::Relaxed));
+        }
+        let n = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+/// Every metric of the node.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Request latency in seconds.
+    pub request_seconds: Histogram,
+    /// Commands per group commit (one fsync each).
+    pub batch_commands: Histogram,
+    /// Internal and external transfers applied.
+    pub transfers: AtomicU64,
+    /// Group commits (fsyncs).
+    pub commits: AtomicU64,
+    /// Chain head seen.
+    pub chain_head: AtomicU64,
+    /// Highest confirmed block applied.
+    pub chain_confirmed: AtomicU64,
+    /// Reserve mirrored in the ledger (f64 bits).
+    reserve: AtomicU64,
+    /// Sum of all users' claims (f64 bits).
+    liabilities: AtomicU64,
+    /// Accounts.
+    pub accounts: AtomicU64,
+    /// Requests refused because a queue or limit was full.
+    pub shed: AtomicU64,
+}
+
+const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::new(BTreeMap::new()),
+            request_seconds: Histogram::new(LATENCY_BOUNDS),
+            batch_commands: Histogram::new(BATCH_BOUNDS),
+            transfers: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            chain_head: AtomicU64::new(0),
+            chain_confirmed: AtomicU64::new(0),
+            reserve: AtomicU64::new(0),
+            liabilities: AtomicU64::new(0),
+            accounts: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((route.to_string(), status)).or_default() += 1;
+        drop(m);
+        self.request_seconds.observe(seconds);
+    }
+
+    /// Sets the books' gauges (token base units).
+    pub fn set_books(&self, reserve: u128, liabilities: u128) {
+        self.reserve.store((reserve as f64).to_bits(), Ordering::Relaxed);
+        self.liabilities.store((liabilities as f64).to_bits(), Ordering::Relaxed);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP infhub_http_requests_total HTTP requests by route and status.");
+        let _ = writeln!(out, "# TYPE infhub_http_requests_total counter");
+        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "infhub_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        self.request_seconds.render("infhub_http_request_duration_seconds", "Request latency.", &mut out);
+        self.batch_commands.render("infhub_ledger_batch_commands", "Commands per group commit (fsync).", &mut out);
+        let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        g(&mut out, "infhub_transfers_total", "counter", "Transfers applied.", self.transfers.load(Ordering::Relaxed));
+        g(&mut out, "infhub_ledger_commits_total", "counter", "Group commits.", self.commits.load(Ordering::Relaxed));
+        g(
+            &mut out,
+            "infhub_shed_total",
+            "counter",
+            "Requests shed by a full limit.",
+            self.shed.load(Ordering::Relaxed),
+        );
+        let head = self.chain_head.load(Ordering::Relaxed);
+        let confirmed = self.chain_confirmed.load(Ordering::Relaxed);
+        g(&mut out, "infhub_chain_head_block", "gauge", "Chain head seen.", head);
+        g(&mut out, "infhub_chain_confirmed_block", "gauge", "Confirmed block applied.", confirmed);
+        g(&mut out, "infhub_chain_lag_blocks", "gauge", "Head minus confirmed.", head.saturating_sub(confirmed));
+        for (name, help, bits) in [
+            ("infhub_reserve_base_units", "Hub reserve in token base units.", &self.reserve),
+            ("infhub_liabilities_base_units", "Sum of users' claims in token base units.", &self.liabilities),
+        ] {
+            let v = f64::from_bits(bits.load(Ordering::Relaxed));
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        g(&mut out, "infhub_accounts", "gauge", "Accounts.", self.accounts.load(Ordering::Relaxed));
+        out
+    }
+}

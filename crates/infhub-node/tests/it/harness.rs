@@ -1,0 +1,290 @@
+//! Test harness: anvil with the contracts deployed, the node started in process (or as a
+//! process), HTTP helpers, and wallets that sign with anvil's development keys.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil::{self, Anvil, Deployment};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::sender::TxSender;
+use infhub_core::messages::{Login, PaymentKind, Signed};
+use infhub_core::{Amount, Debit, Domain, PrivateKey, Registration, Withdrawal};
+use infhub_node::config::Config;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+pub const OPERATOR: &str = "dev-operator-token-not-secret";
+
+pub struct Chain {
+    pub anvil: Anvil,
+    pub d: Deployment,
+    pub provider: DynProvider,
+}
+
+impl Chain {
+    pub async fn start() -> Chain {
+        let anvil = Anvil::spawn(&[]).expect("anvil");
+        let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
+        let provider = anvil.provider().expect("provider");
+        Chain { anvil, d, provider }
+    }
+
+    pub fn domain(&self) -> Domain {
+        Domain { chain_id: self.d.chain_id, verifying_contract: self.d.hub }
+    }
+
+    /// The hub's address (anvil key 0).
+    pub fn anvil_hub(&self) -> Address {
+        PrivateKey::from_bytes(anvil::dev_key(0).0).expect("key").address()
+    }
+
+    pub async fn mine(&self, n: u64) {
+        anvil::mine(&self.provider, n).await.expect("mine");
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.provider.get_block_number().await.expect("head")
+    }
+
+    pub async fn token_balance(&self, who: Address) -> U256 {
+        let req = alloy::rpc::types::TransactionRequest::default()
+            .to(self.d.token)
+            .input(IErc20::balanceOfCall { owner: who }.abi_encode().into());
+        let raw = self.provider.call(req).await.expect("balanceOf");
+        IErc20::balanceOfCall::abi_decode_returns(&raw).expect("decode")
+    }
+
+    pub fn config(&self, data_dir: PathBuf) -> Config {
+        let mut c = infhub_node::dev::config(&self.anvil, &self.d, "127.0.0.1:0".into(), data_dir);
+        c.chain.poll_interval_ms = 50;
+        c.node.payout_interval_ms = 100;
+        c.chain.bump_after_blocks = 1_000;
+        c
+    }
+}
+
+/// A node running in this process.
+pub struct InProcessNode {
+    pub url: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), infhub_node::NodeError>>,
+}
+
+impl InProcessNode {
+    pub async fn start(config: Config) -> InProcessNode {
+        let (stop, rx) = watch::channel(false);
+        let (tx, bound) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let task = tokio::spawn(infhub_node::run(config, rx, Some(tx)));
+        let addr = match bound.await {
+            Ok(a) => a,
+            Err(_) => panic!("node failed to start: {:?}", task.await),
+        };
+        InProcessNode { url: format!("http://{addr}"), stop, task }
+    }
+
+    /// Graceful shutdown.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.expect("join").expect("node ran cleanly");
+    }
+}
+
+pub struct Http {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        Http { base: base.to_string(), client: reqwest::Client::new() }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut r = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut r = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// Waits until `f` returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A user: key, on-chain sender, and the running totals of its own debits.
+pub struct Wallet {
+    pub key: PrivateKey,
+    pub chain: TxSender,
+    pub epoch: u64,
+    pub debit_nonce: u64,
+    pub cumulative_debit: u128,
+    pub token: Option<String>,
+}
+
+impl Wallet {
+    pub async fn new(chain: &Chain, index: usize) -> Wallet {
+        let key = PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key");
+        let sender = anvil::sender(&chain.provider, anvil::dev_key(index)).await.expect("sender");
+        Wallet { key, chain: sender, epoch: 1, debit_nonce: 0, cumulative_debit: 0, token: None }
+    }
+
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+
+    pub fn registration(&self, domain: &Domain, valid_until_block: u64) -> Value {
+        let r = Registration { user: self.address(), valid_until_block };
+        serde_json::to_value(Signed::new(r, domain, &self.key)).expect("json")
+    }
+
+    pub async fn login(&mut self, http: &Http, domain: &Domain) {
+        let (s, c) = http.post("/v1/auth/challenge", None, &json!({"user": self.address()})).await;
+        assert_eq!(s, 200, "{c}");
+        let challenge: B256 = serde_json::from_value(c["challenge"].clone()).expect("challenge");
+        let signed = Signed::new(Login { user: self.address(), challenge }, domain, &self.key);
+        let body = json!({"user": self.address(), "challenge": challenge, "signature": signed.signature});
+        let (s, v) = http.post("/v1/auth/session", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        self.token = Some(v["token"].as_str().expect("token").to_string());
+    }
+
+    /// The next debit, without committing to it locally.
+    pub fn debit(&self, kind: PaymentKind, to: Address, amount: u128, id: B256) -> Debit {
+        Debit {
+            user: self.address(),
+            epoch: self.epoch,
+            nonce: self.debit_nonce + 1,
+            cumulative_debit: Amount(self.cumulative_debit + amount),
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: kind as u8,
+            recipient: to,
+            amount: Amount(amount),
+            payment_id: id,
+        }
+    }
+
+    pub fn sign_debit(&self, domain: &Domain, d: Debit) -> Value {
+        serde_json::to_value(Signed::new(d, domain, &self.key)).expect("json")
+    }
+
+    /// Records that the hub accepted `d`.
+    pub fn accepted(&mut self, d: &Debit) {
+        self.debit_nonce = d.nonce;
+        self.cumulative_debit = d.cumulative_debit.0;
+    }
+
+    /// Pays and returns the HTTP answer; updates local totals on success.
+    pub async fn pay(
+        &mut self,
+        http: &Http,
+        domain: &Domain,
+        kind: PaymentKind,
+        to: Address,
+        amount: u128,
+        id: u64,
+    ) -> (u16, Value) {
+        let d = self.debit(kind, to, amount, payment_id(id));
+        let r = http.post("/v1/transfers", None, &self.sign_debit(domain, d)).await;
+        if r.0 == 200 {
+            self.accepted(&d);
+        }
+        r
+    }
+
+    pub fn withdrawal(&self, domain: &Domain, cumulative: u128, expiry_block: u64) -> (Withdrawal, Value) {
+        let w = Withdrawal {
+            user: self.address(),
+            epoch: self.epoch,
+            cumulative_withdrawn: Amount(cumulative),
+            expiry_block,
+        };
+        let s = Signed::new(w, domain, &self.key);
+        (w, json!({"withdrawal": w, "signature": s.signature}))
+    }
+
+    pub async fn approve_and_deposit(&mut self, chain: &Chain, amount: u64) -> u64 {
+        let (token, hub, me) = (chain.d.token, chain.d.hub, self.address());
+        anvil::call_ok(&mut self.chain, token, IErc20::approveCall { spender: hub, amount: U256::MAX }.abi_encode())
+            .await
+            .expect("approve");
+        anvil::call_ok(&mut self.chain, hub, IInfHub::depositCall { user: me, amount: U256::from(amount) }.abi_encode())
+            .await
+            .expect("deposit")
+    }
+
+    pub async fn account(&self, http: &Http) -> (u16, Value) {
+        http.get(&format!("/v1/accounts/{}", self.address()), self.token.as_deref()).await
+    }
+}
+
+pub fn payment_id(n: u64) -> B256 {
+    B256::from(U256::from(n))
+}
+
+pub fn amount(v: &Value) -> u128 {
+    v.as_str().unwrap_or_else(|| panic!("amount string expected, got {v}")).parse().expect("decimal amount")
+}
+
+/// Registers `w` and waits until its channel is open in the ledger.
+pub async fn register(chain: &Chain, http: &Http, w: &mut Wallet) {
+    let domain = chain.domain();
+    let head = chain.head().await;
+    let (s, v) = http.post("/v1/registrations", None, &w.registration(&domain, head + 100)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "opening", "{v}");
+    chain.mine(2).await;
+    w.login(http, &domain).await;
+    eventually(15, "channel open in the ledger", || async {
+        let (s, v) = w.account(http).await;
+        (s == 200 && v["status"]["state"] == "open").then_some(())
+    })
+    .await;
+}
+
+/// Mines until the node's confirmed block reaches the head, so every event is applied.
+pub async fn settle_chain(chain: &Chain, http: &Http) {
+    chain.mine(2).await;
+    let head = chain.head().await;
+    eventually(15, "node caught up", || async {
+        let (_, info) = http.get("/v1/info", None).await;
+        (info["confirmedBlock"].as_u64().unwrap_or(0) + 1 >= head).then_some(())
+    })
+    .await;
+}
