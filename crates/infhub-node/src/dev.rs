@@ -82,3 +82,25 @@ pub async fn environment(
     );
     Ok((anvil, c, guard))
 }
+
+/// What a developer needs to talk to the dev hub.
+pub fn banner(anvil: &Anvil, c: &Config) -> String {
+    let mut out = format!(
+        "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  chain RPC        {}  ({})\n  \
+         InfHub contract  {}\n  operator token   {}\n  confirmations    {}, challenge period {} blocks\n\
+         test users (1,000,000 INF each; anvil's public test keys):\n",
+        c.node.listen,
+        anvil.url,
+        anvil.ws_url,
+        c.chain.hub_contract,
+        c.node.operator_token,
+        c.chain.confirmations,
+        DEV_CHALLENGE_PERIOD_BLOCKS,
+    );
+    for i in 1..anvil::DEV_KEYS.len() {
+        if let Ok(k) = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0) {
+            out.push_str(&format!("  {}  key {}\n", k.address(), anvil::DEV_KEYS[i]));
+        }
+    }
+    out
+}

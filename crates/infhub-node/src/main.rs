@@ -47,7 +47,8 @@ enum Cmd {
 
 fn init_logs(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
 }
 
 fn shutdown_signal() -> watch::Receiver<bool> {
@@ -92,6 +93,7 @@ async fn main_async(cli: Cli) -> Result<(), String> {
             init_logs("info");
             let (anvil, config, _tmp) =
                 infhub_node::dev::environment(listen, data_dir).await.map_err(|e| e.to_string())?;
+            eprintln!("{}", infhub_node::dev::banner(&anvil, &config));
             let result = infhub_node::run(config, shutdown_signal(), None).await.map_err(|e| e.to_string());
             drop(anvil);
             result

@@ -16,10 +16,6 @@ use infhub_core::messages::{PaymentKind, SignedCredit};
 use infhub_core::{Signature, Withdrawal};
 use serde_json::{json, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
 #[test]
 fn every_flow_through_the_api_then_a_restart_loses_nothing() {
     rt().block_on(async {

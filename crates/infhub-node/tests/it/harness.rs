@@ -103,18 +103,14 @@ impl Http {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut r = self.client.get(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.send(self.client.get(format!("{}{path}", self.base)), token).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        let mut r = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body), token).await
+    }
+
+    async fn send(&self, mut r: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -123,6 +119,11 @@ impl Http {
         let text = resp.text().await.expect("body");
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
+}
+
+/// A two-worker runtime for one test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
 pub fn code(v: &Value) -> &str {

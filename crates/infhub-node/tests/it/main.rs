@@ -4,4 +4,5 @@
 mod crash;
 mod flows;
 mod harness;
+mod limits;
 mod reorg;

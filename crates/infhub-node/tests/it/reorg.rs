@@ -4,10 +4,6 @@
 
 use crate::harness::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
 #[test]
 fn reorged_deposits_are_never_credited_and_a_deep_reorg_halts_chain_following() {
     rt().block_on(async {
