@@ -216,7 +216,16 @@ pub fn router(node: Arc<Node>) -> Router {
 async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
     let start = Instant::now();
-    let resp = next.run(req).await;
+    // A panic is a bug; it must still answer with a JSON error instead of dropping the
+    // connection, and it is counted and logged.
+    let resp = match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(next.run(req))).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::error!(%route, "request handler panicked");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; reported")
+                .into_response()
+        }
+    };
     api.node.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
 }

@@ -217,6 +217,7 @@ impl ChainTask {
             self.node.metrics.chain_head.store(head, Ordering::Relaxed);
             self.node.chain_view().head = head;
         }
+        let mut confirmed = Vec::new();
         for ev in events {
             match ev {
                 WatchEvent::Seen { at, event: ChainEvent::Deposited { user, total_deposited, .. }, .. } => {
@@ -254,23 +255,38 @@ impl ChainTask {
                             list.retain(|d| d.block != at.block);
                         }
                     }
-                    self.apply(Command::Chain { at, event }).await;
+                    confirmed.push(Command::Chain { at, event });
                 }
-                WatchEvent::ConfirmedThrough { block } => self.apply(Command::Block(block)).await,
+                WatchEvent::ConfirmedThrough { block } => confirmed.push(Command::Block(block)),
             }
         }
+        self.apply(confirmed).await;
     }
 
-    async fn apply(&mut self, command: Command) {
-        match self.node.execute_waiting(command.clone()).await {
-            Ok(Ok(Outcome::Applied(effects))) => {
-                for (user, effect) in effects {
-                    self.effect(user, effect).await;
+    /// Queues the confirmed commands together (in order, so the writer commits them in few
+    /// batches), then carries out the effects of each.
+    async fn apply(&mut self, commands: Vec<Command>) {
+        let mut replies = Vec::with_capacity(commands.len());
+        for command in commands {
+            match self.node.enqueue_waiting(command.clone()).await {
+                Ok(rx) => replies.push((command, rx)),
+                Err(e) => {
+                    tracing::error!(error = %e, "ledger writer unavailable");
+                    return;
                 }
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(?command, error = %e, "the ledger refused a confirmed chain event"),
-            Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
+        }
+        for (command, rx) in replies {
+            match rx.await.unwrap_or(Err(crate::engine::WriteError::Stopped)) {
+                Ok(Ok(Outcome::Applied(effects))) => {
+                    for (user, effect) in effects {
+                        self.effect(user, effect).await;
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(?command, error = %e, "the ledger refused a confirmed chain event"),
+                Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
+            }
         }
     }
 

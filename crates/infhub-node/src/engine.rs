@@ -127,6 +127,9 @@ pub enum ChainRequest {
     },
 }
 
+/// Where a queued command's result arrives.
+pub type WriteReply = oneshot::Receiver<Result<Result<Outcome, Error>, WriteError>>;
+
 struct Job {
     command: Command,
     reply: oneshot::Sender<Result<Result<Outcome, Error>, WriteError>>,
@@ -224,11 +227,16 @@ impl Node {
         rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
-    /// Queues a command from the chain task, waiting for room.
+    /// Queues a command from the chain task, waiting for room, and waits for its result.
     pub async fn execute_waiting(&self, command: Command) -> Result<Result<Outcome, Error>, WriteError> {
+        self.enqueue_waiting(command).await?.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Queues a command, waiting for room; the result arrives on the returned receiver.
+    pub async fn enqueue_waiting(&self, command: Command) -> Result<WriteReply, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.write_queue()?.send(Job { command, reply }).await.map_err(|_| WriteError::Stopped)?;
-        rx.await.unwrap_or(Err(WriteError::Stopped))
+        Ok(rx)
     }
 
     /// Pushes a notice (no subscribers is fine).
