@@ -231,6 +231,7 @@ async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {
 }
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    api.node.update_books();
     ([("content-type", "text/plain; version=0.0.4")], api.node.metrics.render())
 }
 

@@ -106,11 +106,7 @@ impl ChainTask {
         }
         for b in batches {
             let id = payout_batch_id(&b.payouts);
-            let call = IInfHub::payoutBatchExecutedCall { batchId: id }.abi_encode();
-            let raw = self.sender.call(self.node.config.chain.hub_contract, call.into()).await?;
-            let executed = IInfHub::payoutBatchExecutedCall::abi_decode_returns(&raw)
-                .map_err(|e| ChainError::RpcAnswerMalformed(e.to_string()))?;
-            if executed {
+            if self.query_batch_executed(id).await? {
                 let mut v = self.node.chain_view();
                 for p in &b.payouts {
                     let st = PayoutStatus::Executed { batch_id: id, tx_hash: None, block: None };
@@ -132,6 +128,23 @@ impl ChainTask {
             }
         }
         Ok(())
+    }
+
+    async fn query_batch_executed(&self, batch_id: B256) -> Result<bool, ChainError> {
+        let call = IInfHub::payoutBatchExecutedCall { batchId: batch_id }.abi_encode();
+        let raw = self.sender.call(self.node.config.chain.hub_contract, call.into()).await?;
+        IInfHub::payoutBatchExecutedCall::abi_decode_returns(&raw)
+            .map_err(|e| ChainError::RpcAnswerMalformed(e.to_string()))
+    }
+
+    async fn batch_executed(&self, batch_id: B256) -> Option<bool> {
+        match self.query_batch_executed(batch_id).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(%batch_id, error = %e, "could not read payoutBatchExecuted");
+                None
+            }
+        }
     }
 
     async fn send(&mut self, purpose: Purpose, input: Vec<u8>) -> Option<B256> {
@@ -348,6 +361,9 @@ impl ChainTask {
                 (Purpose::Payout { batch_id, keys }, Some((hash, block, success))) => {
                     let status = if success {
                         PayoutStatus::Executed { batch_id, tx_hash: Some(hash), block: Some(block) }
+                    } else if self.batch_executed(batch_id).await == Some(true) {
+                        // A resent batch (after a restart) lost the race to the original.
+                        PayoutStatus::Executed { batch_id, tx_hash: None, block: None }
                     } else {
                         tracing::error!(%batch_id, %hash, "payout batch reverted");
                         PayoutStatus::Failed { batch_id, tx_hash: hash }

@@ -244,7 +244,9 @@ impl Node {
         let _ = self.notices.send(Notice { user, body: Arc::new(body) });
     }
 
-    fn update_books(&self) {
+    /// Refreshes the books' gauges. The sum of claims walks every account, so it runs when
+    /// `/metrics` is scraped, not after every commit.
+    pub fn update_books(&self) {
         let st = self.read();
         let l = st.dl.ledger();
         let liabilities: u128 = l.accounts().map(|(_, a)| a.channel.claim().0).fold(0u128, u128::saturating_add);
@@ -297,7 +299,6 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
                 for (user, body) in notices {
                     node.notify(user, body);
                 }
-                node.update_books();
             }
             Err(reason) => {
                 tracing::error!(%reason, "ledger storage failed; refusing all writes until restart");

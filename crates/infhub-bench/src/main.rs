@@ -1,0 +1,462 @@
+//! `infhub-bench`: the throughput benchmark of the hub node.
+//!
+//! It starts a local anvil with the contracts, starts the real `infhub-node` binary as its own
+//! process (so its CPU time and memory can be measured apart from the load generator), opens
+//! and funds N accounts through the real flows (registration → on-chain channel, operator
+//! purchases), pre-signs M internal transfers, then drives them over C concurrent HTTP
+//! connections as wallets would. Durability stays on and every signature is verified by the
+//! node. It prints one table and writes the same figures as JSON, together with the machine's
+//! signature-recovery ceiling measured in the same run (libsecp256k1 on all cores) and the
+//! ratio of the node's rate to it. At the end it checks that the books balance.
+
+use alloy::primitives::{keccak256, B256, U256};
+use clap::Parser;
+use infhub_chain::anvil::{self, Anvil};
+use infhub_core::messages::{Eip712Message, PaymentKind, Registration, Signed};
+use infhub_core::{Amount, Debit, Domain, PrivateKey};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "infhub-bench", about = "Throughput benchmark of the infhub node")]
+struct Args {
+    /// Accounts to open and fund.
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// Transfers in the timed phase.
+    #[arg(long, default_value_t = 50_000)]
+    transfers: usize,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Most payments go to a few hot accounts.
+    #[arg(long)]
+    hot: bool,
+    /// A small run for CI (under a minute): 100 accounts, 3,000 transfers.
+    #[arg(long)]
+    quick: bool,
+    /// Seed of the account keys and payment pairs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the JSON result goes.
+    #[arg(long, default_value = "bench-result.json")]
+    json_out: PathBuf,
+}
+
+/// Hard limits of the generator itself.
+const MAX_ACCOUNTS: usize = 1_000_000;
+const MAX_TRANSFERS: usize = 10_000_000;
+const MAX_CONNECTIONS: usize = 4_096;
+const OPERATOR: &str = "bench-operator-token-not-secret";
+const FUNDING: u128 = 1_000_000_000;
+
+fn fail(msg: impl std::fmt::Display) -> String {
+    msg.to_string()
+}
+
+/// xorshift64*: deterministic pairs from the seed.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+}
+
+fn account_key(seed: u64, i: usize) -> PrivateKey {
+    let mut buf = [0u8; 16];
+    buf[..8].copy_from_slice(&seed.to_be_bytes());
+    buf[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    PrivateKey::from_bytes(keccak256(buf).0).expect("keccak output is a valid key with overwhelming probability")
+}
+
+fn node_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(fail)?;
+    let bin = exe.with_file_name("infhub-node");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!("{} not found: build it with `cargo build --release -p infhub-node`", bin.display()))
+    }
+}
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/<pid>/stat: user and system time in clock ticks (100 Hz).
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn proc_peak_rss_mib(pid: u32) -> f64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0.0 };
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Signature recoveries per second on all cores (libsecp256k1, as the node uses).
+fn recovery_ceiling() -> f64 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let key = account_key(99, 0);
+    let samples: Vec<(B256, infhub_core::Signature)> = (0..256u64)
+        .map(|i| {
+            let d = keccak256(i.to_be_bytes());
+            (d, key.sign(d))
+        })
+        .collect();
+    let samples = Arc::new(samples);
+    let run_for = Duration::from_millis(1_500);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let s = samples.clone();
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < run_for {
+                    for (d, sig) in s.iter() {
+                        let _ = std::hint::black_box(sig.recover(*d));
+                        n += 1;
+                    }
+                }
+                n as f64 / start.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+}
+
+struct Node {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<Node, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(fail)?.port();
+    let data_dir = dir.join("data");
+    let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
+    c.node.operator_token = OPERATOR.into();
+    c.node.log = "warn".into();
+    c.chain.confirmations = 1;
+    c.chain.poll_interval_ms = 50;
+    c.limits.max_write_queue = 100_000;
+    c.limits.max_concurrent_requests = 8_192;
+    c.limits.max_accounts = MAX_ACCOUNTS;
+    let path = dir.join("infhub.toml");
+    std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
+    let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
+    let child = Command::new(node_binary()?)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(fail)?;
+    let node = Node { child, url: format!("http://127.0.0.1:{port}"), data_dir };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{}/v1/info", node.url)).send().await {
+            if r.status().is_success() {
+                return Ok(node);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the node did not start; see {}", dir.join("node.log").display()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: &Value) -> Result<Value, String> {
+    let mut r = client.post(url).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.map_err(fail)?;
+    let status = resp.status();
+    let v: Value = resp.json().await.map_err(fail)?;
+    if !status.is_success() {
+        return Err(format!("{status}: {v}"));
+    }
+    Ok(v)
+}
+
+/// Runs `f` over `items` with `c` at a time.
+async fn for_each_concurrent<T, F, Fut>(items: Vec<T>, c: usize, f: F) -> Result<(), String>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let f = Arc::new(f);
+    let queue = Arc::new(std::sync::Mutex::new(items));
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), String>>> = Vec::new();
+    for _ in 0..c {
+        let (f, queue) = (f.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(item) = next else { return Ok(()) };
+                f(item).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(fail)??;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
+    if !(2..=MAX_ACCOUNTS).contains(&accounts) {
+        return Err(format!("--accounts must be in 2..={MAX_ACCOUNTS}"));
+    }
+    if transfers == 0 || transfers > MAX_TRANSFERS {
+        return Err(format!("--transfers must be in 1..={MAX_TRANSFERS}"));
+    }
+    let connections = args.connections.clamp(1, MAX_CONNECTIONS).min(accounts);
+    println!("infhub-bench: {accounts} accounts, {transfers} transfers, {connections} connections, seed {}", args.seed);
+
+    let ceiling = recovery_ceiling();
+    let dir = tempfile::Builder::new().prefix("infhub-bench-").tempdir().map_err(fail)?;
+    let anvil = Anvil::spawn(&[]).map_err(fail)?;
+    let d = infhub_node::dev::deploy(&anvil).await.map_err(fail)?;
+    let node = start_node(&anvil, &d, dir.path()).await?;
+    let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
+    let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
+    let keys: Arc<Vec<PrivateKey>> = Arc::new((0..accounts).map(|i| account_key(args.seed, i)).collect());
+
+    // Set-up through the real flows: registration opens each channel on chain, the operator
+    // funds each account by a purchase.
+    let setup = Instant::now();
+    let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
+    for_each_concurrent((0..accounts).collect(), 16, move |i| {
+        let (url, k, c) = (url.clone(), k.clone(), c.clone());
+        async move {
+            let reg = Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);
+            post(&c, format!("{url}/v1/registrations"), None, &serde_json::to_value(reg).map_err(fail)?).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let info: Value =
+            client.get(format!("{}/v1/info", node.url)).send().await.map_err(fail)?.json().await.map_err(fail)?;
+        if info["accounts"].as_u64() == Some(accounts as u64) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {accounts} accounts opened", info["accounts"]));
+        }
+        anvil::mine(&anvil.provider().map_err(fail)?, 1).await.map_err(fail)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
+    for_each_concurrent((0..accounts).collect(), 32, move |i| {
+        let (url, k, c) = (url.clone(), k.clone(), c.clone());
+        async move {
+            let body = json!({"user": k[i].address(), "amount": FUNDING.to_string(),
+                              "purchaseId": B256::from(U256::from(i as u64 + 1))});
+            post(&c, format!("{url}/v1/operator/purchases"), Some(OPERATOR), &body).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let setup_secs = setup.elapsed().as_secs_f64();
+
+    // Pre-sign: connection j owns the payers i with i % connections == j, so each payer's
+    // nonces arrive in order.
+    let sign_start = Instant::now();
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut nonce = vec![0u64; accounts];
+    let mut cumulative = vec![0u128; accounts];
+    let mut lanes: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+    for t in 0..transfers {
+        let payer = rng.below(accounts);
+        let mut payee = if args.hot && rng.below(10) < 9 { rng.below(accounts.min(10)) } else { rng.below(accounts) };
+        if payee == payer {
+            payee = (payer + 1) % accounts;
+        }
+        nonce[payer] += 1;
+        cumulative[payer] += 1;
+        let debit = Debit {
+            user: keys[payer].address(),
+            epoch: 1,
+            nonce: nonce[payer],
+            cumulative_debit: Amount(cumulative[payer]),
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: PaymentKind::Internal as u8,
+            recipient: keys[payee].address(),
+            amount: Amount(1),
+            payment_id: B256::from(U256::from(t as u64 + 1)),
+        };
+        let signed = Signed { message: debit, signature: debit.sign(&domain, &keys[payer]) };
+        lanes[payer % connections].push(serde_json::to_vec(&signed).map_err(fail)?);
+    }
+    let sign_secs = sign_start.elapsed().as_secs_f64();
+
+    // Timed phase.
+    let metrics_before =
+        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
+    let cpu_before = proc_cpu_seconds(node.child.id());
+    let bytes_before = dir_bytes(&node.data_dir);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let (c, url) = (client.clone(), format!("{}/v1/transfers", node.url));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(lane.len());
+            for body in lane {
+                let t0 = Instant::now();
+                let resp =
+                    c.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
+                let status = resp.status();
+                let text = resp.text().await.map_err(fail)?;
+                if !status.is_success() {
+                    return Err(format!("transfer refused: {status} {text}"));
+                }
+                lat.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<Vec<f64>, String>(lat)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(transfers);
+    for t in tasks {
+        latencies.extend(t.await.map_err(fail)??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = proc_cpu_seconds(node.child.id()) - cpu_before;
+    let metrics_after =
+        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
+    let bytes = dir_bytes(&node.data_dir).saturating_sub(bytes_before);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let commits =
+        metric(&metrics_after, "infhub_ledger_commits_total") - metric(&metrics_before, "infhub_ledger_commits_total");
+    let tps = transfers as f64 / secs;
+
+    // The books: purchases only funded the accounts, transfers moved value between them.
+    let rep: Value = client
+        .get(format!("{}/v1/operator/solvency", node.url))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .map_err(fail)?
+        .json()
+        .await
+        .map_err(fail)?;
+    let balances: u128 = rep["sumOfBalances"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let books_balance =
+        balances == FUNDING * accounts as u128 && rep["liquid"] == true && rep["contractBalanced"] == true;
+
+    let result = json!({
+        "accounts": accounts, "transfers": transfers, "connections": connections, "hot": args.hot, "seed": args.seed,
+        "transfersPerSecond": tps,
+        "latencyMs": {"p50": percentile(&latencies, 0.50), "p99": percentile(&latencies, 0.99), "p999": percentile(&latencies, 0.999)},
+        "fsyncsPerSecond": commits / secs,
+        "transfersPerFsync": if commits > 0.0 { transfers as f64 / commits } else { 0.0 },
+        "nodeCpuSecondsPer1000": cpu * 1000.0 / transfers as f64,
+        "nodePeakMemoryMiB": proc_peak_rss_mib(node.child.id()),
+        "ledgerBytesPerTransfer": bytes as f64 / transfers as f64,
+        "signatureCeilingPerSecond": ceiling,
+        "ratioToCeiling": tps / ceiling,
+        "setupSeconds": setup_secs,
+        "presignSeconds": sign_secs,
+        "booksBalance": books_balance,
+    });
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| signed internal transfers/s (durable, over HTTP) | {tps:.0} |");
+    println!(
+        "| latency p50 / p99 / p999 (ms) | {:.2} / {:.2} / {:.2} |",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999)
+    );
+    println!(
+        "| fsyncs/s, transfers per fsync | {:.0}, {:.1} |",
+        commits / secs,
+        if commits > 0.0 { transfers as f64 / commits } else { 0.0 }
+    );
+    println!("| node CPU seconds per 1,000 transfers | {:.3} |", cpu * 1000.0 / transfers as f64);
+    println!("| node peak memory (MiB) | {:.0} |", proc_peak_rss_mib(node.child.id()));
+    println!("| ledger bytes per transfer | {:.0} |", bytes as f64 / transfers as f64);
+    println!("| signature-recovery ceiling (all cores) | {ceiling:.0}/s |");
+    println!("| ratio node / ceiling | {:.3} |", tps / ceiling);
+    println!("| books balance | {books_balance} |");
+    std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
+    println!("\nJSON: {}", args.json_out.display());
+    if !books_balance {
+        return Err(format!("the books do not balance: {rep}"));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("infhub-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infhub-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
