@@ -207,18 +207,26 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<
     }
 }
 
+/// Posts `body`; a 503 (a full limit: the node sheds load) is retried after a pause.
 async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: &Value) -> Result<Value, String> {
-    let mut r = client.post(url).json(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
+    for attempt in 0..100u64 {
+        let mut r = client.post(&url).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.map_err(fail)?;
+        let status = resp.status();
+        let v: Value = resp.json().await.map_err(fail)?;
+        if status.as_u16() == 503 {
+            tokio::time::sleep(Duration::from_millis(20 * (attempt + 1).min(10))).await;
+            continue;
+        }
+        if !status.is_success() {
+            return Err(format!("{status}: {v}"));
+        }
+        return Ok(v);
     }
-    let resp = r.send().await.map_err(fail)?;
-    let status = resp.status();
-    let v: Value = resp.json().await.map_err(fail)?;
-    if !status.is_success() {
-        return Err(format!("{status}: {v}"));
-    }
-    Ok(v)
+    Err(format!("{url}: still overloaded after 100 attempts"))
 }
 
 /// Runs `f` over `items` with `c` at a time.
@@ -298,7 +306,6 @@ async fn run(args: Args) -> Result<(), String> {
         if Instant::now() > deadline {
             return Err(format!("only {} of {accounts} accounts opened", info["accounts"]));
         }
-        anvil::mine(&anvil.provider().map_err(fail)?, 1).await.map_err(fail)?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());

@@ -108,6 +108,8 @@ pub struct TxSender {
     config: SenderConfig,
     next_nonce: u64,
     in_flight: BTreeMap<u64, InFlight>,
+    /// Block at which the chain was first seen waiting for a nonce below all of ours.
+    gap_since_block: Option<u64>,
 }
 
 /// The contract error name in a revert, if the error is one.
@@ -134,7 +136,15 @@ impl TxSender {
         let signer = PrivateKeySigner::from_bytes(&key).map_err(|e| ChainError::Config(format!("key: {e}")))?;
         let chain_id = provider.get_chain_id().await.map_err(ChainError::rpc)?;
         let next_nonce = provider.get_transaction_count(signer.address()).pending().await.map_err(ChainError::rpc)?;
-        Ok(TxSender { provider, signer, chain_id, config, next_nonce, in_flight: BTreeMap::new() })
+        Ok(TxSender {
+            provider,
+            signer,
+            chain_id,
+            config,
+            next_nonce,
+            in_flight: BTreeMap::new(),
+            gap_since_block: None,
+        })
     }
 
     /// The sending address.
@@ -237,6 +247,7 @@ impl TxSender {
         }
         let block = self.provider.get_block_number().await.map_err(ChainError::rpc)?;
         let mined_nonce = self.provider.get_transaction_count(self.address()).await.map_err(ChainError::rpc)?;
+        self.fill_gap(mined_nonce, block).await;
         let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
         for nonce in nonces {
             let tx = self.in_flight.get(&nonce).expect("listed").clone();
@@ -275,6 +286,50 @@ impl TxSender {
             }
         }
         Ok(out)
+    }
+
+    /// If the chain waits for nonces below every one we have in flight (a transaction of ours
+    /// was mined and then vanished, e.g. in a reorg), nothing of ours can be mined until those
+    /// nonces are used. After `bump_after_blocks` blocks of that, fill each missing nonce with
+    /// an empty transfer to ourselves. Whatever the vanished transaction did is re-derived by
+    /// the node from durable state (see the module documentation).
+    async fn fill_gap(&mut self, mined_nonce: u64, block: u64) {
+        let Some(&lowest) = self.in_flight.keys().next() else {
+            self.gap_since_block = None;
+            return;
+        };
+        if mined_nonce >= lowest {
+            self.gap_since_block = None;
+            return;
+        }
+        let since = *self.gap_since_block.get_or_insert(block);
+        if block.saturating_sub(since) < self.config.bump_after_blocks {
+            return;
+        }
+        let fees = match self.provider.estimate_eip1559_fees().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot price gap fillers");
+                return;
+            }
+        };
+        for nonce in mined_nonce..lowest {
+            let filler = InFlight {
+                to: TxKind::Call(self.address()),
+                input: Bytes::new(),
+                gas_limit: 21_000,
+                max_fee_per_gas: fees.max_fee_per_gas.min(self.config.max_fee_per_gas_cap_wei),
+                max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+                hashes: Vec::new(),
+                sent_at_block: block,
+                nonce_passed: false,
+            };
+            match self.broadcast(nonce, &filler).await {
+                Ok(hash) => tracing::warn!(nonce, %hash, "filled a nonce gap left by a vanished transaction"),
+                Err(e) => tracing::warn!(nonce, error = %e, "gap filler refused"),
+            }
+        }
+        self.gap_since_block = Some(block);
     }
 
     async fn bump(&mut self, nonce: u64, block: u64) -> Result<(), ChainError> {

@@ -7,7 +7,7 @@
 //! bare 500. Body size, concurrent requests, the write queue, sessions and WebSocket streams
 //! have named limits; beyond them the node answers at once instead of queueing without bound.
 
-use crate::engine::{ChainRequest, Node, PayoutStatus, WriteError};
+use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, WriteError};
 use crate::openapi;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::ChainError;
 use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::messages::{Login, Signed, SignedDebit};
@@ -74,6 +75,20 @@ impl From<Error> for ApiError {
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, &e.code(), e.to_string())
+    }
+}
+
+impl From<ChainRequestError> for ApiError {
+    fn from(e: ChainRequestError) -> ApiError {
+        match e {
+            ChainRequestError::UnknownAccount => Error::UnknownAccount.into(),
+            ChainRequestError::Chain(ChainError::TooManyInFlight { limit }) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "limit_exceeded",
+                format!("the hub has {limit} transactions in flight; retry shortly"),
+            ),
+            ChainRequestError::Chain(e) => ApiError::new(StatusCode::BAD_GATEWAY, "chain_rejected", e.to_string()),
+        }
     }
 }
 
@@ -342,10 +357,14 @@ async fn register(
         .map_err(|_| ApiError::limit("chain request queue"))?;
     match rx.await {
         Ok(Ok(tx)) => Ok(Json(json!({"user": user, "status": "opening", "txHash": tx}))),
-        Ok(Err(reason)) if reason.contains("ChannelAlreadyOpen") => Ok(Json(
-            json!({"user": user, "status": "opening", "note": "already open on chain; waiting for confirmations"}),
-        )),
-        Ok(Err(reason)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "chain_rejected", reason)),
+        Ok(Err(ChainRequestError::Chain(ChainError::TransactionRejected { reason })))
+            if reason == "ChannelAlreadyOpen" =>
+        {
+            Ok(Json(
+                json!({"user": user, "status": "opening", "note": "already open on chain; waiting for confirmations"}),
+            ))
+        }
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(WriteError::Stopped.into()),
     }
 }
@@ -582,8 +601,7 @@ async fn hub_close(
         .map_err(|_| ApiError::limit("chain request queue"))?;
     match rx.await {
         Ok(Ok(tx)) => Ok(Json(json!({"user": req.user, "txHash": tx}))),
-        Ok(Err(reason)) if reason == "unknown_account" => Err(Error::UnknownAccount.into()),
-        Ok(Err(reason)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "chain_rejected", reason)),
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(WriteError::Stopped.into()),
     }
 }

@@ -11,7 +11,7 @@
 //! makes a second execution impossible), and closing channels whose newest debit is not on
 //! chain get it submitted.
 
-use crate::engine::{ChainRequest, Node, PayoutStatus, PendingDeposit};
+use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, PendingDeposit};
 use crate::history::payout_batch_id;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy::sol_types::SolCall;
@@ -147,16 +147,29 @@ impl ChainTask {
         }
     }
 
-    async fn send(&mut self, purpose: Purpose, input: Vec<u8>) -> Option<B256> {
+    /// Sends a hub transaction. When too many are in flight, first collects the receipts of
+    /// those already mined, then tries once more.
+    async fn try_send(&mut self, purpose: Purpose, input: Vec<u8>) -> Result<B256, ChainError> {
         let to = TxKind::Call(self.node.config.chain.hub_contract);
-        match self.sender.send(to, Bytes::from(input)).await {
-            Ok(sent) => {
-                tracing::info!(?purpose, nonce = sent.nonce, hash = %sent.hash, "transaction sent");
-                self.purposes.insert(sent.nonce, purpose);
-                Some(sent.hash)
+        let input = Bytes::from(input);
+        let sent = match self.sender.send(to, input.clone()).await {
+            Err(ChainError::TooManyInFlight { .. }) => {
+                self.follow_transactions().await;
+                self.sender.send(to, input).await?
             }
+            other => other?,
+        };
+        tracing::info!(?purpose, nonce = sent.nonce, hash = %sent.hash, "transaction sent");
+        self.purposes.insert(sent.nonce, purpose);
+        Ok(sent.hash)
+    }
+
+    async fn send(&mut self, purpose: Purpose, input: Vec<u8>) -> Option<B256> {
+        let what = format!("{purpose:?}");
+        match self.try_send(purpose, input).await {
+            Ok(hash) => Some(hash),
             Err(e) => {
-                tracing::error!(?purpose, error = %e, "transaction not sent");
+                tracing::error!(purpose = %what, error = %e, "transaction not sent");
                 None
             }
         }
@@ -166,34 +179,20 @@ impl ChainTask {
         match req {
             ChainRequest::OpenChannel { user, reply } => {
                 let input = IInfHub::openChannelCall { user }.abi_encode();
-                let to = TxKind::Call(self.node.config.chain.hub_contract);
-                let r = match self.sender.send(to, input.into()).await {
-                    Ok(sent) => {
-                        self.purposes.insert(sent.nonce, Purpose::Open { user });
-                        Ok(sent.hash)
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let r = self.try_send(Purpose::Open { user }, input).await.map_err(ChainRequestError::from);
                 let _ = reply.send(r);
             }
             ChainRequest::HubClose { user, reply } => {
                 let debit = self.node.read().dl.ledger().account(&user).map(|a| a.channel.debit);
                 let r = match debit {
-                    None => Err("unknown_account".to_string()),
+                    None => Err(ChainRequestError::UnknownAccount),
                     Some(d) => {
                         let (arg, sig) = match d {
                             Some(d) => (debit_arg(&d.message), Bytes::copy_from_slice(&d.signature.0)),
                             None => (empty_debit(user), Bytes::new()),
                         };
                         let input = IInfHub::startHubCloseCall { user, debit: arg, userSignature: sig }.abi_encode();
-                        let to = TxKind::Call(self.node.config.chain.hub_contract);
-                        match self.sender.send(to, input.into()).await {
-                            Ok(sent) => {
-                                self.purposes.insert(sent.nonce, Purpose::Close { user });
-                                Ok(sent.hash)
-                            }
-                            Err(e) => Err(e.to_string()),
-                        }
+                        self.try_send(Purpose::Close { user }, input).await.map_err(ChainRequestError::from)
                     }
                 };
                 let _ = reply.send(r);

@@ -108,6 +108,17 @@ pub struct ChainView {
     pub halted: Option<String>,
 }
 
+/// Why the chain task could not send a requested transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainRequestError {
+    /// The account does not exist in the ledger.
+    #[error("unknown account")]
+    UnknownAccount,
+    /// The chain layer refused or failed.
+    #[error(transparent)]
+    Chain(#[from] infhub_chain::ChainError),
+}
+
 /// A request the API makes of the chain task (which owns the hub's transaction sender).
 #[derive(Debug)]
 pub enum ChainRequest {
@@ -116,14 +127,14 @@ pub enum ChainRequest {
         /// The user.
         user: Address,
         /// The transaction hash, or why it was refused.
-        reply: oneshot::Sender<Result<B256, String>>,
+        reply: oneshot::Sender<Result<B256, ChainRequestError>>,
     },
     /// Start the hub's close of a user's channel with the newest debit.
     HubClose {
         /// The user.
         user: Address,
         /// The transaction hash, or why it was refused.
-        reply: oneshot::Sender<Result<B256, String>>,
+        reply: oneshot::Sender<Result<B256, ChainRequestError>>,
     },
 }
 

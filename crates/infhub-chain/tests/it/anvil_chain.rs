@@ -215,3 +215,37 @@ fn a_call_the_contract_would_reject_fails_with_the_contract_error_name() {
         }
     });
 }
+
+#[test]
+fn a_nonce_gap_left_by_a_reorged_out_transaction_is_filled() {
+    rt().block_on(async {
+        let e = env().await;
+        let p = e.anvil.provider().expect("http");
+        let config = SenderConfig { bump_after_blocks: 1, ..SenderConfig::default() };
+        let mut s = TxSender::new(p.clone(), anvil::dev_key(3), config).await.expect("sender");
+        let _: serde_json::Value = p.raw_request("evm_setAutomine".into(), (false,)).await.expect("automine off");
+        let transfer = || IErc20::transferCall { to: Address::repeat_byte(0x43), amount: U256::ZERO }.abi_encode();
+        let first = s.send(TxKind::Call(e.d.token), transfer().into()).await.expect("send first");
+        anvil::mine(&p, 1).await.expect("mine");
+        let done = s.poll().await.expect("poll");
+        assert!(matches!(done.as_slice(), [TxOutcome::Mined { nonce, .. }] if *nonce == first.nonce), "{done:?}");
+        let second = s.send(TxKind::Call(e.d.token), transfer().into()).await.expect("send second");
+        assert_eq!(second.nonce, first.nonce + 1);
+        anvil::reorg(&p, 1).await.expect("reorg the first away");
+        let mut mined = None;
+        for _ in 0..20 {
+            anvil::mine(&p, 1).await.expect("mine");
+            if let Some(o) = s.poll().await.expect("poll").into_iter().next() {
+                mined = Some(o);
+                break;
+            }
+        }
+        match mined.expect("the second transaction was mined after the gap was filled") {
+            TxOutcome::Mined { nonce, success, .. } => {
+                assert_eq!(nonce, second.nonce);
+                assert!(success);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    });
+}
