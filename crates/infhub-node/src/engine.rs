@@ -288,12 +288,19 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         let mut notices = Vec::new();
         let results = {
             let mut st = node.state.write().unwrap_or_else(|p| p.into_inner());
-            match st.dl.execute(commands) {
+            let State { dl, history } = &mut *st;
+            match dl.execute(commands) {
                 Ok(results) => {
-                    let records = st.dl.last_batch().to_vec();
-                    for r in &records {
-                        st.history.add(r);
-                        collect_notices(r, &mut notices, &node.metrics);
+                    // Notices are built only while someone is subscribed.
+                    let subscribed = node.notices.receiver_count() > 0;
+                    for r in dl.last_batch() {
+                        history.add(r);
+                        if matches!(r.outcome, Outcome::Paid { .. }) {
+                            node.metrics.transfers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if subscribed {
+                            collect_notices(r, &mut notices);
+                        }
                     }
                     Ok(results)
                 }
@@ -322,11 +329,10 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn collect_notices(r: &infhub_ledger::LogRecord, out: &mut Vec<(Address, serde_json::Value)>, m: &Metrics) {
+fn collect_notices(r: &infhub_ledger::LogRecord, out: &mut Vec<(Address, serde_json::Value)>) {
     use serde_json::json;
     match (&r.command, &r.outcome) {
         (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
-            m.transfers.fetch_add(1, Ordering::Relaxed);
             out.push((d.message.user, json!({"type": "receipt", "seq": r.seq, "receipt": receipt, "payout": payout})));
             if let Some(c) = credit {
                 out.push((
