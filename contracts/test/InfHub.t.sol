@@ -427,6 +427,45 @@ contract InfHubTest is Fixture {
 
     // ------------------------------------------------------------ payouts
 
+    /// Logged (shown with `forge test -vv`): gas of one `payout` call and per recipient.
+    event log_named_uint(string key, uint256 val);
+
+    /// Gas per external payout at batch sizes 1, 10 and 100 (fresh recipients: each costs a
+    /// new token balance slot, the realistic worst case). Batching must amortize the fixed cost.
+    function test_gas_per_payout_by_batch_size() public {
+        fundReserve(1_000_000);
+        uint256[3] memory sizes = [uint256(1), 10, 100];
+        uint256 perPayoutAtOne;
+        for (uint256 k = 0; k < sizes.length; k++) {
+            uint256 n = sizes[k];
+            address[] memory to = new address[](n);
+            uint256[] memory amounts = new uint256[](n);
+            for (uint256 i = 0; i < n; i++) {
+                to[i] = address(uint160(0x100000 + k * 1_000 + i));
+                amounts[i] = 1;
+            }
+            vm.prank(hubAddr);
+            uint256 before = gasleft();
+            hub.payout(keccak256(abi.encode("gas", n)), to, amounts);
+            uint256 used = before - gasleft();
+            emit log_named_uint(string(abi.encodePacked("payout gas, batch of ", _decimal(n))), used);
+            emit log_named_uint(string(abi.encodePacked("gas per payout, batch of ", _decimal(n))), used / n);
+            if (n == 1) perPayoutAtOne = used;
+            else assertTrue(used / n < perPayoutAtOne, "batching must lower the gas per payout");
+        }
+        checkAccounting();
+    }
+
+    function _decimal(uint256 v) internal pure returns (string memory) {
+        if (v == 0) return "0";
+        bytes memory b;
+        while (v != 0) {
+            b = abi.encodePacked(bytes1(uint8(48 + v % 10)), b);
+            v /= 10;
+        }
+        return string(b);
+    }
+
     function test_payout_batch_pays_each_and_is_idempotent() public {
         fundReserve(1_000);
         address[] memory to = new address[](3);

@@ -44,6 +44,9 @@ struct Args {
     /// Where the JSON result goes.
     #[arg(long, default_value = "bench-result.json")]
     json_out: PathBuf,
+    /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
+    #[arg(long)]
+    restart_transfers: Option<usize>,
 }
 
 /// Hard limits of the generator itself.
@@ -52,6 +55,8 @@ const MAX_TRANSFERS: usize = 10_000_000;
 const MAX_CONNECTIONS: usize = 4_096;
 const OPERATOR: &str = "bench-operator-token-not-secret";
 const FUNDING: u128 = 1_000_000_000;
+
+mod restart;
 
 fn fail(msg: impl std::fmt::Display) -> String {
     msg.to_string()
@@ -263,7 +268,34 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn run_restart(transfers: usize, json_out: &Path) -> Result<(), String> {
+    if transfers == 0 || transfers > MAX_TRANSFERS {
+        return Err(format!("--restart-transfers must be in 1..={MAX_TRANSFERS}"));
+    }
+    println!("infhub-bench: restart measurement with {transfers} transfers (filling; signing is not timed)");
+    let r = restart::run(transfers)?;
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    for (label, key) in [
+        ("restart by full log replay (s)", "restartByReplaySeconds"),
+        ("replay rate (transfers/s)", "replayedTransfersPerSecond"),
+        ("restart from snapshot (s)", "restartFromSnapshotSeconds"),
+        ("log bytes per transfer", "logBytesPerTransfer"),
+        ("live bytes per transfer after snapshot", "liveBytesPerTransferAfterSnapshot"),
+        ("archive bytes per transfer", "archiveBytesPerTransfer"),
+    ] {
+        println!("| {label} | {:.3} |", r[key].as_f64().unwrap_or(f64::NAN));
+    }
+    std::fs::write(json_out, serde_json::to_string_pretty(&r).map_err(fail)?).map_err(fail)?;
+    println!("\nJSON: {}", json_out.display());
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(n) = args.restart_transfers {
+        return run_restart(n, &args.json_out);
+    }
     let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
     if !(2..=MAX_ACCOUNTS).contains(&accounts) {
         return Err(format!("--accounts must be in 2..={MAX_ACCOUNTS}"));
