@@ -176,7 +176,7 @@ impl Drop for Node {
 }
 
 async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<Node, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(fail)?.port();
+    let port = anvil::free_port().map_err(fail)?;
     let data_dir = dir.join("data");
     let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
     c.node.operator_token = OPERATOR.into();

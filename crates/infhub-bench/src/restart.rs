@@ -4,7 +4,7 @@
 //! to `archive/`, the history). It drives the ledger directly, without HTTP or a chain, so it
 //! measures recovery alone.
 
-use alloy::primitives::{keccak256, B256, U256};
+use alloy::primitives::{B256, U256};
 use infhub_core::ledger::{ChainEvent, Command, LedgerParams, LogPosition};
 use infhub_core::messages::{Eip712Message, PaymentKind, Signed};
 use infhub_core::{Address, Amount, Debit, Domain, PrivateKey};
@@ -17,8 +17,11 @@ use std::time::Instant;
 const ACCOUNTS: usize = 1_000;
 const BATCH: usize = 1_000;
 
+/// Seed of the restart measurement's keys.
+const SEED: u64 = 0x5245_5354;
+
 fn key(i: u64) -> PrivateKey {
-    PrivateKey::from_bytes(keccak256(i.to_be_bytes()).0).expect("valid key")
+    crate::account_key(SEED, i as usize)
 }
 
 fn bytes_in(dir: &Path) -> u64 {

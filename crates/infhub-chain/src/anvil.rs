@@ -47,7 +47,8 @@ pub struct Anvil {
     pub ws_url: String,
 }
 
-fn free_port() -> Result<u16, ChainError> {
+/// A free loopback TCP port (for anvil, and for nodes started by tests and the benchmark).
+pub fn free_port() -> Result<u16, ChainError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| ChainError::Process(format!("no free port: {e}")))?;
     Ok(l.local_addr().map_err(|e| ChainError::Process(e.to_string()))?.port())
 }

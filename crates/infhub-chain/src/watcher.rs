@@ -101,6 +101,8 @@ pub struct Watcher<S> {
     confirmed_through: u64,
     /// Seen but unconfirmed blocks, oldest first, each the parent of the next.
     window: VecDeque<SeenBlock>,
+    /// The head read by the last successful poll.
+    head: u64,
 }
 
 fn decode_all(logs: &[RawLog]) -> Result<Vec<(LogPosition, ChainEvent)>, ChainError> {
@@ -118,7 +120,7 @@ impl<S: ChainSource> Watcher<S> {
     /// fresh ledger).
     pub fn new(source: S, config: WatcherConfig, confirmed_through: u64) -> Result<Watcher<S>, ChainError> {
         config.validate()?;
-        Ok(Watcher { source, config, anchor: None, confirmed_through, window: VecDeque::new() })
+        Ok(Watcher { source, config, anchor: None, confirmed_through, window: VecDeque::new(), head: 0 })
     }
 
     /// The source.
@@ -129,6 +131,11 @@ impl<S: ChainSource> Watcher<S> {
     /// The newest confirmed block number.
     pub fn confirmed_through(&self) -> u64 {
         self.anchor.map(|a| a.number).unwrap_or(self.confirmed_through)
+    }
+
+    /// The chain head read by the last successful poll (0 before the first).
+    pub fn head(&self) -> u64 {
+        self.head
     }
 
     /// Number of seen but unconfirmed blocks.
@@ -234,6 +241,7 @@ impl<S: ChainSource> Watcher<S> {
         }
         self.window = window;
         self.anchor = anchor;
+        self.head = head;
         if confirmed_any {
             out.push(WatchEvent::ConfirmedThrough { block: self.confirmed_through() });
         }

@@ -225,10 +225,9 @@ impl ChainTask {
                 return;
             }
         };
-        if let Ok(head) = alloy::providers::Provider::get_block_number(self.sender.provider()).await {
-            self.node.metrics.chain_head.store(head, Ordering::Relaxed);
-            self.node.chain_view().head = head;
-        }
+        let head = self.watcher.head();
+        self.node.metrics.chain_head.store(head, Ordering::Relaxed);
+        self.node.chain_view().head = head;
         let mut confirmed = Vec::new();
         for ev in events {
             match ev {

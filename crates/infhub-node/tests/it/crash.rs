@@ -8,10 +8,6 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 fn spawn_node(config_path: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     Command::new(env!("CARGO_BIN_EXE_infhub-node"))
@@ -38,7 +34,7 @@ fn sigkill_during_a_transfer_stream_loses_no_acknowledged_transfer() {
         let chain = Chain::start().await;
         let domain = chain.domain();
         let dir = tempfile::tempdir().expect("tmp");
-        let port = free_port();
+        let port = infhub_chain::anvil::free_port().expect("free port");
         let mut config = chain.config(dir.path().join("data"));
         config.node.listen = format!("127.0.0.1:{port}");
         config.node.snapshot_every_records = 50;
