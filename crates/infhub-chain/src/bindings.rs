@@ -130,6 +130,8 @@ sol! {
         function approve(address spender, uint256 amount) external returns (bool);
         function transfer(address to, uint256 amount) external returns (bool);
         function balanceOf(address owner) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+        function decimals() external view returns (uint8);
         function mint(address to, uint256 amount) external;
     }
 }

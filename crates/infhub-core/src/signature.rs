@@ -94,6 +94,11 @@ impl PrivateKey {
         SecretKey::from_byte_array(bytes).map(PrivateKey).map_err(|_| Error::InvalidSignature)
     }
 
+    /// The key's 32 secret bytes (for the wallet's keystore and transaction signer).
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.0.secret_bytes()
+    }
+
     /// The Ethereum address of this key.
     pub fn address(&self) -> Address {
         address_of(&PublicKey::from_secret_key(SECP256K1, &self.0))
@@ -136,7 +141,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 /// Decodes `0x`-prefixed (or bare) hex; None on odd length or a non-hex digit.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| match c {

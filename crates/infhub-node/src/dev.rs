@@ -102,5 +102,12 @@ pub fn banner(anvil: &Anvil, c: &Config) -> String {
             out.push_str(&format!("  {}  key {}\n", k.address(), anvil::DEV_KEYS[i]));
         }
     }
+    out.push_str(&format!(
+        "try it (another terminal):\n  export INFHUB_WALLET_KEY={} INFHUB_WALLET_DIR=/tmp/alice\n  \
+         scripts/infhub wallet register --hub-url http://{} --rpc-url {}\n",
+        anvil::DEV_KEYS[1],
+        c.node.listen,
+        anvil.url
+    ));
     out
 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod chain_task;
+pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod engine;

@@ -1,0 +1,274 @@
+//! The scenarios' harness: chain, hub process, wallet runner, lossy proxy.
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil::{self, Anvil, Deployment};
+use infhub_chain::bindings::IErc20;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OPERATOR: &str = "dev-operator-token-not-secret";
+pub const INF: u128 = 1_000_000_000_000_000_000;
+
+/// A test user: anvil's development key `i` (funded with test tokens at deployment).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub key: String,
+    pub address: Address,
+    pub dir: PathBuf,
+}
+
+/// A chain, a hub node process and a scratch directory.
+pub struct Env {
+    pub anvil: Anvil,
+    pub d: Deployment,
+    pub provider: DynProvider,
+    pub tmp: tempfile::TempDir,
+    pub hub_url: String,
+    config_path: PathBuf,
+    node: Option<Child>,
+}
+
+fn infhub() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_infhub"))
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let anvil = Anvil::spawn(&["--block-time", "0.2"]).expect("anvil");
+        let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
+        let provider = anvil.provider().expect("provider");
+        let tmp = tempfile::tempdir().expect("tmp");
+        let port = anvil::free_port().expect("port");
+        let listen = format!("127.0.0.1:{port}");
+        let mut c = infhub_node::dev::config(&anvil, &d, listen.clone(), tmp.path().join("hub-data"));
+        c.chain.poll_interval_ms = 100;
+        c.node.payout_interval_ms = 200;
+        c.node.log = "warn".into();
+        let config_path = tmp.path().join("hub.toml");
+        std::fs::write(&config_path, toml::to_string(&c).expect("toml")).expect("write config");
+        let mut env = Env { anvil, d, provider, tmp, hub_url: format!("http://{listen}"), config_path, node: None };
+        env.start_hub().await;
+        env
+    }
+
+    /// Starts (or restarts) the hub node process on the same data directory.
+    pub async fn start_hub(&mut self) {
+        assert!(self.node.is_none(), "hub already running");
+        let child = infhub()
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn infhub run");
+        self.node = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{}/v1/info", self.hub_url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "hub did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the hub node process (SIGKILL: no goodbye).
+    pub fn kill_hub(&mut self) {
+        if let Some(mut c) = self.node.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn user(&self, i: usize, name: &str) -> User {
+        let key = anvil::DEV_KEYS[i].to_string();
+        let address = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0).expect("key").address();
+        User { key, address, dir: self.tmp.path().join(name) }
+    }
+
+    /// Runs `infhub wallet --json <args>` as `u`; returns (success, stdout JSON).
+    pub fn wallet(&self, u: &User, args: &[&str]) -> (bool, Value) {
+        let out =
+            self.wallet_command(u, args).stdout(Stdio::piped()).stderr(Stdio::piped()).output().expect("run wallet");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| json!({"raw": stdout}));
+        if !out.status.success() {
+            eprintln!("wallet {args:?} failed: {v}\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        (out.status.success(), v)
+    }
+
+    /// Like [`Env::wallet`] but the command must succeed.
+    pub fn ok(&self, u: &User, args: &[&str]) -> Value {
+        let (ok, v) = self.wallet(u, args);
+        assert!(ok, "wallet {args:?} failed: {v}");
+        v
+    }
+
+    pub fn wallet_command(&self, u: &User, args: &[&str]) -> Command {
+        let mut c = infhub();
+        c.arg("wallet")
+            .arg("--json")
+            .args(args)
+            .env("INFHUB_WALLET_KEY", &u.key)
+            .env("INFHUB_WALLET_DIR", &u.dir)
+            .env_remove("INFHUB_HUB_URL")
+            .env_remove("INFHUB_RPC_URL");
+        c
+    }
+
+    pub fn register(&self, u: &User) {
+        self.ok(u, &["register", "--hub-url", &self.hub_url, "--rpc-url", &self.anvil.url]);
+    }
+
+    pub async fn token_balance(&self, who: Address) -> u128 {
+        let req = alloy::rpc::types::TransactionRequest::default()
+            .to(self.d.token)
+            .input(IErc20::balanceOfCall { owner: who }.abi_encode().into());
+        let raw = self.provider.call(req).await.expect("balanceOf");
+        let v: U256 = IErc20::balanceOfCall::abi_decode_returns(&raw).expect("decode");
+        u128::try_from(v).expect("fits")
+    }
+
+    /// Operator: credits `user` with `amount` base units bought from the platform.
+    pub async fn purchase(&self, user: Address, amount: u128, id: u8) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/operator/purchases", self.hub_url))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"user": user, "amount": amount.to_string(), "purchaseId": format!("0x{:064x}", id)}))
+            .send()
+            .await
+            .expect("purchase");
+        assert!(r.status().is_success(), "purchase: {}", r.text().await.unwrap_or_default());
+    }
+
+    /// Operator: starts the hub's close of `user`'s channel.
+    pub async fn hub_close(&self, user: Address) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/operator/closes", self.hub_url))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"user": user}))
+            .send()
+            .await
+            .expect("close");
+        assert!(r.status().is_success(), "close: {}", r.text().await.unwrap_or_default());
+    }
+
+    pub async fn solvency(&self) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/operator/solvency", self.hub_url))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .expect("solvency")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Waits until `f` holds, up to `secs`.
+    pub async fn until<F: std::future::Future<Output = bool>>(&self, secs: u64, what: &str, f: impl Fn() -> F) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_hub();
+    }
+}
+
+/// A base-unit amount from a JSON string field.
+pub fn amount(v: &Value) -> u128 {
+    v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+/// Copies a wallet directory (a backup).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// A TCP proxy in front of the hub that can lose the hub's answers to payments: it forwards
+/// the request (the hub applies it) and closes the client's connection instead of answering.
+pub struct LossyProxy {
+    pub url: String,
+    drop_transfers: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    pub async fn start(hub_url: &str) -> LossyProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = hub_url.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let drop_transfers = Arc::new(AtomicBool::new(false));
+        let flag = drop_transfers.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(hub) = tokio::net::TcpStream::connect(&target).await else { continue };
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut hr, mut hw) = hub.into_split();
+                    let lose = Arc::new(AtomicBool::new(false));
+                    let lose_up = lose.clone();
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 << 10];
+                        while let Ok(n) = cr.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if flag.load(Ordering::SeqCst) && buf[..n].windows(18).any(|w| w == b"POST /v1/transfers") {
+                                lose_up.store(true, Ordering::SeqCst);
+                            }
+                            if hw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 16 << 10];
+                    while let Ok(n) = hr.read(&mut buf).await {
+                        if n == 0 || lose.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        LossyProxy { url, drop_transfers, task }
+    }
+
+    pub fn drop_transfer_answers(&self, on: bool) {
+        self.drop_transfers.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,230 @@
+//! The scenarios of the wallet issue, each from a fresh chain and hub.
+
+use crate::harness::{amount, copy_dir, Env, LossyProxy, User, INF};
+use std::process::Stdio;
+
+/// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
+/// pay each other, pay an outside address, withdraw part, withdraw the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_of_two_users() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    let outside = alloy::primitives::Address::repeat_byte(0x42);
+    let alice_tokens = env.token_balance(alice.address).await;
+    let bob_tokens = env.token_balance(bob.address).await;
+    env.register(&alice);
+    env.register(&bob);
+
+    let v = env.ok(&alice, &["deposit", "100"]);
+    assert_eq!(amount(&v["balance"]), 100 * INF);
+    env.purchase(bob.address, 50 * INF, 1).await;
+    let v = env.ok(&bob, &["balance"]);
+    assert_eq!(amount(&v["balance"]), 50 * INF, "the purchase's credit reached bob's wallet: {v}");
+    assert_eq!(v["hubAgrees"], true);
+
+    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "30"]);
+    assert_eq!(amount(&v["balance"]), 70 * INF);
+    let v = env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    assert_eq!(amount(&v["balance"]), 70 * INF, "bob took alice's credit before paying: {v}");
+    let v = env.ok(&alice, &["pay-external", &outside.to_string(), "5"]);
+    assert_eq!(amount(&v["balance"]), 75 * INF, "70 + 10 received − 5: {v}");
+    env.until(60, "the external payout on chain", || async { env.token_balance(outside).await == 5 * INF }).await;
+
+    let v = env.ok(&alice, &["withdraw", "20"]);
+    assert_eq!(amount(&v["withdrawn"]), 20 * INF);
+    assert_eq!(amount(&v["balance"]), 55 * INF);
+    assert_eq!(env.token_balance(alice.address).await, alice_tokens - 100 * INF + 20 * INF);
+    let v = env.ok(&alice, &["withdraw", "all"]);
+    assert_eq!(amount(&v["withdrawn"]), 55 * INF);
+    assert_eq!(amount(&v["balance"]), 0);
+    assert_eq!(env.token_balance(alice.address).await, alice_tokens - 25 * INF, "alice: −100 + 30… net −25");
+    let v = env.ok(&bob, &["withdraw", "all"]);
+    assert_eq!(amount(&v["withdrawn"]), 70 * INF, "bob: 50 bought + 30 − 10");
+    assert_eq!(env.token_balance(bob.address).await, bob_tokens + 70 * INF);
+
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(v["hubAgrees"], true, "{v}");
+    let s = env.solvency().await;
+    assert_eq!(s["contractBalanced"], true, "{s}");
+    env.until(30, "the hub's ledger to match the chain", || async {
+        env.solvency().await["ledgerMatchesChain"] == true
+    })
+    .await;
+    let history = env.ok(&alice, &["history", "--limit", "100"]);
+    let kinds: Vec<&str> =
+        history["entries"].as_array().expect("entries").iter().filter_map(|e| e["kind"].as_str()).collect();
+    for k in ["registered", "deposited", "payment_applied", "credit", "withdrawal_co_signed", "withdrawn"] {
+        assert!(kinds.contains(&k), "alice's journal lacks {k}: {kinds:?}");
+    }
+}
+
+/// With the hub killed, a user exits alone and gets exactly the off-chain balance: the
+/// wallet submits its newest credit and its own newest debit.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
+    let mut env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.ok(&alice, &["deposit", "50"]);
+    env.purchase(bob.address, 30 * INF, 1).await;
+    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "5"]);
+    assert_eq!(amount(&v["balance"]), 55 * INF);
+    env.ok(&alice, &["sync"]);
+
+    env.kill_hub();
+    let before = env.token_balance(alice.address).await;
+    let v = env.ok(&alice, &["exit"]);
+    assert_eq!(amount(&v["paid"]), 55 * INF, "{v}");
+    assert_eq!(amount(&v["expected"]), 55 * INF, "{v}");
+    assert_eq!(env.token_balance(alice.address).await - before, 55 * INF);
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(v["status"]["state"], "settled");
+    assert_eq!(amount(&v["balance"]), 0);
+}
+
+/// A user restores an old backup of its wallet (from before a payment) and exits with the
+/// stale proofs; the hub answers with the newest debit and the settlement is the true balance.
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.ok(&alice, &["deposit", "50"]);
+    env.purchase(bob.address, 20 * INF, 1).await;
+    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    env.ok(&alice, &["sync"]);
+    let backup = env.tmp.path().join("alice-backup");
+    copy_dir(&alice.dir, &backup);
+    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "15"]);
+    assert_eq!(amount(&v["balance"]), 45 * INF);
+
+    let restored = User { dir: backup, ..alice.clone() };
+    let before = env.token_balance(alice.address).await;
+    let v = env.ok(&restored, &["exit", "--offline"]);
+    assert_eq!(amount(&v["expected"]), 60 * INF, "the stale wallet believes 50 + 10: {v}");
+    assert_eq!(amount(&v["paid"]), 45 * INF, "the hub's dispute held it to 50 + 10 − 15: {v}");
+    assert_eq!(env.token_balance(alice.address).await - before, 45 * INF);
+    assert_eq!(env.solvency().await["contractBalanced"], true);
+}
+
+/// The hub starts a close holding none of the user's credits while the user is away; the
+/// user's `watch` submits the newest credit before the challenge period ends and settles.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_defends_a_hub_close_with_a_stale_proof() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.ok(&alice, &["deposit", "40"]);
+    env.purchase(bob.address, 20 * INF, 1).await;
+    let before = env.token_balance(alice.address).await;
+    let mut watch = env.wallet_command(&alice, &["watch"]).stdout(Stdio::piped()).spawn().expect("watch");
+    // The credit arrives while the watch runs: it stores it from the stream.
+    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    env.until(30, "alice's watch to store the credit", || async {
+        let journal = std::fs::read_to_string(alice.dir.join("journal.jsonl")).unwrap_or_default();
+        journal.lines().any(|l| l.contains("\"kind\":\"credit\""))
+    })
+    .await;
+
+    env.hub_close(alice.address).await;
+    env.until(90, "the close to settle with alice's credit", || async {
+        env.token_balance(alice.address).await > before
+    })
+    .await;
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert!(lines.contains("\"event\":\"defence\""), "the watch raised no dispute:\n{lines}");
+    assert_eq!(env.token_balance(alice.address).await - before, 50 * INF, "40 deposited + 10 received:\n{lines}");
+    env.until(30, "alice's wallet to see the settlement confirmed", || async {
+        env.ok(&alice, &["balance"])["status"]["state"] == "settled"
+    })
+    .await;
+}
+
+/// A wallet restarted from its store continues where it was: a payment whose answer was lost
+/// on the network (the hub applied it) is resent with the same payment id by the next
+/// command and counted exactly once, and the next payment follows with the next nonce. With
+/// the hub down, a payment is refused before anything is signed, and the balance still shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_wallet_continues_from_its_store() {
+    let mut env = Env::start().await;
+    let proxy = LossyProxy::start(&env.hub_url).await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.ok(&alice, &["register", "--hub-url", &proxy.url, "--rpc-url", &env.anvil.url]);
+    env.register(&bob);
+    env.ok(&alice, &["deposit", "30"]);
+
+    proxy.drop_transfer_answers(true);
+    let (ok, v) = env.wallet(&alice, &["pay", &bob.address.to_string(), "5"]);
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "payment_uncertain", "{v}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(alice.dir.join("state.json")).expect("state")).expect("json");
+    assert!(!state["pendingDebit"].is_null(), "the signed debit was stored before sending");
+    proxy.drop_transfer_answers(false);
+
+    // A new process: resends the pending debit (the hub answers with the first result), then pays.
+    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "3"]);
+    assert_eq!(amount(&v["balance"]), 22 * INF, "30 − 5 − 3: {v}");
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(v["debitNonce"], 2);
+    assert_eq!(v["hubAgrees"], true, "{v}");
+    let v = env.ok(&bob, &["balance"]);
+    assert_eq!(amount(&v["balance"]), 8 * INF, "bob got both payments exactly once: {v}");
+    let journal = std::fs::read_to_string(alice.dir.join("journal.jsonl")).expect("journal");
+    assert_eq!(journal.lines().filter(|l| l.contains("\"kind\":\"payment_applied\"")).count(), 2);
+
+    env.kill_hub();
+    let (ok, v) = env.wallet(&alice, &["pay", &bob.address.to_string(), "1"]);
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "hub_unreachable", "{v}");
+    let (ok, v) = env.wallet(&alice, &["balance"]);
+    assert!(ok, "balance works without the hub: {v}");
+    assert_eq!(amount(&v["balance"]), 22 * INF, "nothing was signed while the hub was down: {v}");
+    assert_eq!(v["hubAgrees"], serde_json::Value::Null, "no hub to agree: {v}");
+    env.start_hub().await;
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(v["hubAgrees"], true, "{v}");
+}
+
+/// A keystore made by `init` opens with its password and refuses a wrong one; errors are
+/// one sentence with a code.
+#[tokio::test(flavor = "multi_thread")]
+async fn keystore_init_and_clear_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |args: &[&str], password: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_infhub"))
+            .arg("wallet")
+            .arg("--json")
+            .args(args)
+            .env("INFHUB_WALLET_DIR", dir.path())
+            .env("INFHUB_WALLET_PASSWORD", password)
+            .env_remove("INFHUB_WALLET_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        (out.status.success(), serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default())
+    };
+    let (ok, v) = run(&["address"], "pw");
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "no_key");
+    let (ok, made) = run(&["init", "--scrypt-log-n", "10"], "pw");
+    assert!(ok, "{made}");
+    let (ok, v) = run(&["address"], "pw");
+    assert!(ok);
+    assert_eq!(v["address"], made["address"]);
+    let (ok, v) = run(&["address"], "not the password");
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "wrong_password");
+    let (ok, v) = run(&["init"], "pw");
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "key_exists");
+    let (ok, v) = run(&["balance"], "pw");
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "not_registered");
+}

@@ -1,0 +1,187 @@
+//! The chain as the wallet sees it: the contract's record of this user's channel read at the
+//! confirmed block (a state read, so reorgs above the confirmation depth cannot mislead it and
+//! no event is ever counted twice), token balances, the `Settled` log for what a settlement
+//! paid, and the user's own transactions (approve, deposit, withdraw, exit, dispute, settle)
+//! signed with the user's key. The wallet needs only an RPC URL for all of this: the hub can be
+//! gone.
+
+use crate::error::WalletError;
+use alloy::eips::BlockId;
+use alloy::primitives::{Bytes, TxKind, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
+use infhub_core::{Address, Amount, B256};
+use std::time::Duration;
+
+/// The contract's channel record (`IInfHub.channel(user)`) in protocol types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    /// 0 none, 1 open, 2 closing, 3 settled.
+    pub status: u8,
+    /// Epoch.
+    pub epoch: u64,
+    /// First block settlement is possible (while closing).
+    pub settle_block: u64,
+    /// Deposits this epoch.
+    pub deposited: Amount,
+    /// Withdrawals this epoch.
+    pub withdrawn: Amount,
+    /// Newest debit nonce the contract holds (while closing).
+    pub debit_nonce: u64,
+    /// Newest credit nonce the contract holds (while closing).
+    pub credit_nonce: u64,
+}
+
+/// Channel status codes of the contract.
+pub mod status {
+    /// No channel.
+    pub const NONE: u8 = 0;
+    /// Open.
+    pub const OPEN: u8 = 1;
+    /// Closing (challenge period).
+    pub const CLOSING: u8 = 2;
+    /// Settled.
+    pub const SETTLED: u8 = 3;
+}
+
+/// A chain client for one hub contract.
+#[derive(Clone, Debug)]
+pub struct ChainClient {
+    url: String,
+    provider: DynProvider,
+    contract: Address,
+}
+
+impl ChainClient {
+    /// Connects to `url` for `contract`.
+    pub async fn connect(url: &str, contract: Address) -> Result<ChainClient, WalletError> {
+        let provider = infhub_chain::anvil::connect(url)
+            .await
+            .map_err(|e| WalletError::Chain { url: url.into(), reason: e.to_string() })?;
+        Ok(ChainClient { url: url.into(), provider, contract })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> WalletError {
+        WalletError::Chain { url: self.url.clone(), reason: e.to_string() }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The newest block number.
+    pub async fn head(&self) -> Result<u64, WalletError> {
+        self.provider.get_block_number().await.map_err(|e| self.err(e))
+    }
+
+    /// The chain id.
+    pub async fn chain_id(&self) -> Result<u64, WalletError> {
+        self.provider.get_chain_id().await.map_err(|e| self.err(e))
+    }
+
+    async fn call<C: SolCall>(&self, to: Address, call: C, block: Option<u64>) -> Result<C::Return, WalletError> {
+        let req = TransactionRequest::default().to(to).input(call.abi_encode().into());
+        let mut c = self.provider.call(req);
+        if let Some(b) = block {
+            c = c.block(BlockId::number(b));
+        }
+        let raw = c.await.map_err(|e| self.err(e))?;
+        C::abi_decode_returns(&raw).map_err(|e| self.err(e))
+    }
+
+    /// The contract's hub address.
+    pub async fn contract_hub(&self) -> Result<Address, WalletError> {
+        self.call(self.contract, IInfHub::hubCall {}, None).await
+    }
+
+    /// The contract's token.
+    pub async fn contract_token(&self) -> Result<Address, WalletError> {
+        self.call(self.contract, IInfHub::tokenCall {}, None).await
+    }
+
+    /// The token's decimals.
+    pub async fn token_decimals(&self, token: Address) -> Result<u8, WalletError> {
+        self.call(token, IErc20::decimalsCall {}, None).await
+    }
+
+    /// `who`'s token balance at the head.
+    pub async fn token_balance(&self, token: Address, who: Address) -> Result<U256, WalletError> {
+        self.call(token, IErc20::balanceOfCall { owner: who }, None).await
+    }
+
+    /// The contract's record of `user`'s channel at `block`.
+    pub async fn channel_at(&self, user: Address, block: u64) -> Result<ChannelView, WalletError> {
+        let c = self.call(self.contract, IInfHub::channelCall { user }, Some(block)).await?;
+        Ok(ChannelView {
+            status: c.status,
+            epoch: c.epoch,
+            settle_block: c.settleBlock,
+            deposited: Amount(c.deposited),
+            withdrawn: Amount(c.withdrawn),
+            debit_nonce: c.debit.nonce,
+            credit_nonce: c.credit.nonce,
+        })
+    }
+
+    /// What the settlement of `user`'s channel in `epoch` paid, from its `Settled` log.
+    pub async fn settled_paid(
+        &self,
+        user: Address,
+        epoch: u64,
+        from_block: u64,
+    ) -> Result<Option<Amount>, WalletError> {
+        let filter = Filter::new()
+            .address(self.contract)
+            .event_signature(IInfHub::Settled::SIGNATURE_HASH)
+            .topic1(user.into_word())
+            .from_block(from_block);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| self.err(e))?;
+        for log in logs {
+            let decoded = IInfHub::Settled::decode_log_data(log.data()).map_err(|e| self.err(e))?;
+            if decoded.epoch == epoch {
+                let paid = u128::try_from(decoded.paid).map_err(|_| self.err("Settled.paid beyond uint128"))?;
+                return Ok(Some(Amount(paid)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A transaction sender for the user's key.
+    pub async fn sender(&self, key: B256) -> Result<TxSender, WalletError> {
+        TxSender::new(self.provider.clone(), key, SenderConfig::default()).await.map_err(|e| self.err(e))
+    }
+
+    /// Sends a call to `to` and waits until it is mined; fails if it reverts.
+    pub async fn transact(
+        &self,
+        sender: &mut TxSender,
+        what: &str,
+        to: Address,
+        input: Vec<u8>,
+    ) -> Result<(B256, u64), WalletError> {
+        let failed = |reason: String| WalletError::TransactionFailed { what: what.into(), reason };
+        let outcome = sender
+            .send_and_wait(TxKind::Call(to), Bytes::from(input), Duration::from_millis(100))
+            .await
+            .map_err(|e| match e {
+                infhub_chain::ChainError::TransactionRejected { reason } => failed(reason),
+                other => failed(other.to_string()),
+            })?;
+        match outcome {
+            TxOutcome::Mined { success: true, hash, block, .. } => Ok((hash, block)),
+            TxOutcome::Mined { success: false, hash, .. } => Err(failed(format!("reverted on chain ({hash})"))),
+            TxOutcome::NonceTakenElsewhere { nonce } => {
+                Err(failed(format!("nonce {nonce} was used by another transaction of this key")))
+            }
+        }
+    }
+
+    /// The hub contract's address.
+    pub fn contract(&self) -> Address {
+        self.contract
+    }
+}

@@ -1,0 +1,614 @@
+//! The `infhub wallet …` commands: flags, key loading, and output for people (default) or
+//! scripts (`--json`, one JSON document per command, one JSON line per `watch` event).
+//! Progress goes to stderr so stdout stays parseable.
+
+use crate::error::WalletError;
+use crate::keystore::{self, DEFAULT_SCRYPT_LOG_N};
+use crate::store::{JournalEntry, WalletDir};
+use crate::units::{format_inf, parse_inf};
+use crate::wallet::Wallet;
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use infhub_core::channel::Status;
+use infhub_core::{Address, Amount, PaymentKind, PrivateKey, B256};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `infhub wallet` flags.
+#[derive(Args, Debug)]
+pub struct WalletArgs {
+    /// Wallet directory (keystore, state, journal).
+    #[arg(long, env = "INFHUB_WALLET_DIR", global = true)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The hub's API URL (stored at registration; this overrides it).
+    #[arg(long, env = "INFHUB_HUB_URL", global = true)]
+    pub hub_url: Option<String>,
+    /// The chain's JSON-RPC URL (stored at registration; this overrides it).
+    #[arg(long, env = "INFHUB_RPC_URL", global = true)]
+    pub rpc_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: WalletCommand,
+}
+
+/// The wallet's commands.
+#[derive(Subcommand, Debug)]
+pub enum WalletCommand {
+    /// Make a new key and store it encrypted (password from INFHUB_WALLET_PASSWORD or asked).
+    Init {
+        /// scrypt cost, log2(n).
+        #[arg(long, default_value_t = DEFAULT_SCRYPT_LOG_N, hide = true)]
+        scrypt_log_n: u8,
+    },
+    /// Store an existing key encrypted (key from INFHUB_WALLET_KEY or asked).
+    Import {
+        /// scrypt cost, log2(n).
+        #[arg(long, default_value_t = DEFAULT_SCRYPT_LOG_N, hide = true)]
+        scrypt_log_n: u8,
+    },
+    /// Print the wallet's address.
+    Address,
+    /// Register with a hub (needs --hub-url and --rpc-url); waits until the channel is open.
+    Register,
+    /// Lock tokens in the hub contract (approve + deposit), waiting for the confirmations.
+    Deposit {
+        /// Amount in INF, e.g. 12.5.
+        amount: String,
+    },
+    /// Show the balance, checked against the hub's figures.
+    Balance,
+    /// Pay another account of the hub.
+    Pay {
+        /// The recipient's address.
+        account: Address,
+        /// Amount in INF.
+        amount: String,
+    },
+    /// Pay a plain chain address; the hub pays it out on chain.
+    PayExternal {
+        /// The chain address.
+        address: Address,
+        /// Amount in INF.
+        amount: String,
+    },
+    /// Take tokens out of the channel on chain with the hub's co-signature.
+    Withdraw {
+        /// Amount in INF, or `all`.
+        amount: String,
+    },
+    /// Close the channel alone with your newest proof (the hub may be offline) and collect.
+    Exit {
+        /// Only start the exit; collect later with `exit` again or `watch`.
+        #[arg(long)]
+        no_wait: bool,
+        /// Do not contact the hub at all, not even to fetch a newer credit first.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the local journal of proofs and events, newest first.
+    History {
+        /// Lines to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Resolve an unanswered payment and fetch the hub's newest credit.
+    Sync,
+    /// Keep running: store every credit from the hub, defend against a close with a stale
+    /// proof, settle when a close is over. Ctrl-C stops.
+    Watch {
+        /// Do not call settle when a close is over (someone else will).
+        #[arg(long)]
+        no_settle: bool,
+    },
+}
+
+/// A command's result: JSON for scripts, text for people.
+#[derive(Debug)]
+pub struct Report {
+    /// The machine form.
+    pub json: Value,
+    /// The human form.
+    pub text: String,
+}
+
+fn default_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".infhub/wallet")
+}
+
+fn parse_key(text: &str) -> Result<(PrivateKey, B256), WalletError> {
+    let bytes: B256 =
+        text.trim().parse().map_err(|_| WalletError::InvalidInput("the key must be 32 bytes of hex (0x…)".into()))?;
+    let key = PrivateKey::from_bytes(bytes.0)
+        .map_err(|_| WalletError::InvalidInput("the key is not a valid secp256k1 private key".into()))?;
+    Ok((key, bytes))
+}
+
+fn password(confirm: bool) -> Result<String, WalletError> {
+    if let Ok(p) = std::env::var("INFHUB_WALLET_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(WalletError::PasswordNeeded);
+    }
+    let p = rpassword::prompt_password("keystore password: ").map_err(|_| WalletError::PasswordNeeded)?;
+    if confirm {
+        let again = rpassword::prompt_password("again: ").map_err(|_| WalletError::PasswordNeeded)?;
+        if again != p {
+            return Err(WalletError::InvalidInput("the passwords differ".into()));
+        }
+    }
+    Ok(p)
+}
+
+/// The wallet's key: INFHUB_WALLET_KEY, else the keystore in `dir`.
+fn load_key(dir: &WalletDir) -> Result<(PrivateKey, B256), WalletError> {
+    if let Ok(k) = std::env::var("INFHUB_WALLET_KEY") {
+        return parse_key(&k);
+    }
+    let path = dir.keystore_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => return Err(WalletError::NoKey { dir: dir.path().display().to_string() }),
+    };
+    let key = keystore::decrypt(&text, &password(false)?)?;
+    let bytes = B256::from(key.secret_bytes());
+    Ok((key, bytes))
+}
+
+fn amount(text: &str) -> Result<Amount, WalletError> {
+    Ok(parse_inf(text)?)
+}
+
+fn inf(a: Amount) -> String {
+    format!("{} INF", format_inf(a.0))
+}
+
+fn progress_printer(json: bool) -> impl FnMut(&str) {
+    move |line: &str| {
+        if json {
+            eprintln!("{}", json!({"progress": line}));
+        } else {
+            eprintln!("  … {line}");
+        }
+    }
+}
+
+/// Runs one wallet command (except `watch`, see [`watch`]).
+pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
+    let dir = WalletDir::new(args.dir.clone().unwrap_or_else(default_dir));
+    let mut progress = progress_printer(args.json);
+    let open = || async {
+        let (key, bytes) = load_key(&dir)?;
+        Wallet::open(dir.clone(), key, bytes, args.hub_url.as_deref(), args.rpc_url.as_deref()).await
+    };
+    match &args.command {
+        WalletCommand::Init { scrypt_log_n } | WalletCommand::Import { scrypt_log_n } => {
+            let path = dir.keystore_path();
+            if path.exists() {
+                return Err(WalletError::KeyExists { path: path.display().to_string() });
+            }
+            let secret: [u8; 32] = if matches!(args.command, WalletCommand::Init { .. }) {
+                loop {
+                    let mut b = [0u8; 32];
+                    getrandom::fill(&mut b).map_err(|e| WalletError::InvalidInput(format!("no randomness: {e}")))?;
+                    if PrivateKey::from_bytes(b).is_ok() {
+                        break b;
+                    }
+                }
+            } else {
+                let text = match std::env::var("INFHUB_WALLET_KEY") {
+                    Ok(k) => k,
+                    Err(_) if std::io::stdin().is_terminal() => rpassword::prompt_password("private key (hex): ")
+                        .map_err(|e| WalletError::InvalidInput(e.to_string()))?,
+                    Err(_) => {
+                        return Err(WalletError::InvalidInput("set INFHUB_WALLET_KEY to the key to import".into()))
+                    }
+                };
+                parse_key(&text)?.1 .0
+            };
+            let text = keystore::encrypt(&secret, &password(true)?, *scrypt_log_n)?;
+            dir.write_atomic("keystore.json", text.as_bytes())?;
+            let address = PrivateKey::from_bytes(secret).map_err(|_| keystore::KeystoreError::InvalidKey)?.address();
+            Ok(Report {
+                json: json!({"address": address, "keystore": path}),
+                text: format!(
+                    "address  {address}\nkeystore {} (back it up; the password is not stored anywhere)",
+                    path.display()
+                ),
+            })
+        }
+        WalletCommand::Address => {
+            let (key, _) = load_key(&dir)?;
+            Ok(Report { json: json!({"address": key.address()}), text: key.address().to_string() })
+        }
+        WalletCommand::Register => {
+            let (key, bytes) = load_key(&dir)?;
+            let stored = dir.load()?;
+            let hub_url = args
+                .hub_url
+                .clone()
+                .or_else(|| stored.as_ref().map(|s| s.hub.hub_url.clone()))
+                .ok_or_else(|| WalletError::InvalidInput("give the hub's URL with --hub-url".into()))?;
+            let rpc_url = args
+                .rpc_url
+                .clone()
+                .or_else(|| stored.as_ref().map(|s| s.hub.rpc_url.clone()))
+                .ok_or_else(|| WalletError::InvalidInput("give the chain's RPC URL with --rpc-url".into()))?;
+            let w = Wallet::register(dir.clone(), key, bytes, &hub_url, &rpc_url, &mut progress).await?;
+            let ch = w.channel()?;
+            Ok(Report {
+                json: json!({"user": w.user(), "epoch": ch.epoch, "hub": w.state.hub}),
+                text: format!(
+                    "registered {} with the hub at {}\nchannel open on chain (epoch {}), hub contract {}",
+                    w.user(),
+                    w.state.hub.hub_url,
+                    ch.epoch,
+                    w.state.hub.hub_contract
+                ),
+            })
+        }
+        WalletCommand::Deposit { amount: a } => {
+            let a = amount(a)?;
+            let mut w = open().await?;
+            let total = w.deposit(a, &mut progress).await?;
+            let balance = w.spendable()?;
+            Ok(Report {
+                json: json!({"deposited": a, "totalDeposited": total, "balance": balance}),
+                text: format!("deposited {} (confirmed on chain); balance {}", inf(a), inf(balance)),
+            })
+        }
+        WalletCommand::Balance | WalletCommand::Sync => {
+            let mut w = open().await?;
+            let check = match w.sync().await {
+                Ok(c) => Some(c),
+                Err(e @ WalletError::HubUnreachable { .. }) => {
+                    progress(&format!("{e}"));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let summary = w.summary()?;
+            let ch = w.channel()?;
+            let mut text = format!(
+                "account   {}\nbalance   {}\n  deposited {}  withdrawn {}  received {}  paid {}\nchannel   {} (epoch {}), proofs: credit #{} debit #{}\n",
+                w.user(),
+                inf(w.spendable()?),
+                inf(ch.deposited),
+                inf(ch.withdrawn),
+                inf(ch.cumulative_credit()),
+                inf(ch.cumulative_debit()),
+                match ch.status {
+                    Status::Open => "open".to_string(),
+                    Status::Closing { settle_block } => format!("closing, settles at block {settle_block}"),
+                    Status::Settled => "settled: the contract paid your balance out on chain".to_string(),
+                },
+                ch.epoch,
+                ch.credit_nonce(),
+                ch.debit_nonce()
+            );
+            match &check {
+                Some(c) if c.agrees => text.push_str("hub       agrees with your proofs\n"),
+                Some(c) => {
+                    text.push_str("hub       DISAGREES with your proofs:\n");
+                    for d in &c.disagreements {
+                        text.push_str(&format!("  - {d}\n"));
+                    }
+                    text.push_str(
+                        "  your stored proofs are what the contract will honour; `infhub wallet exit` uses them\n",
+                    );
+                }
+                None => text.push_str("hub       unreachable; figures from your proofs and the chain\n"),
+            }
+            if let Some(c) = &check {
+                for n in &c.notes {
+                    text.push_str(&format!("note      {n}\n"));
+                }
+            }
+            let mut json = summary;
+            json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
+            json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
+            json["hubBalance"] = json!(check.as_ref().and_then(|c| c.hub_balance));
+            Ok(Report { json, text: text.trim_end().to_string() })
+        }
+        WalletCommand::Pay { account, amount: a } => {
+            let a = amount(a)?;
+            let mut w = open().await?;
+            let answer = w.pay(PaymentKind::Internal, *account, a).await?;
+            let balance = w.spendable()?;
+            Ok(Report {
+                json: json!({"paid": a, "to": account, "balance": balance, "hub": answer}),
+                text: format!("paid {} to {account}; receipt checked; balance {}", inf(a), inf(balance)),
+            })
+        }
+        WalletCommand::PayExternal { address, amount: a } => {
+            let a = amount(a)?;
+            let mut w = open().await?;
+            let answer = w.pay(PaymentKind::External, *address, a).await?;
+            let balance = w.spendable()?;
+            Ok(Report {
+                json: json!({"paid": a, "to": address, "balance": balance, "hub": answer}),
+                text: format!(
+                    "paid {} to chain address {address}; receipt checked; the hub pays it out on chain in its next batch; balance {}",
+                    inf(a),
+                    inf(balance)
+                ),
+            })
+        }
+        WalletCommand::Withdraw { amount: a } => {
+            let a = if a == "all" { None } else { Some(amount(a)?) };
+            let mut w = open().await?;
+            let got = w.withdraw(a, &mut progress).await?;
+            let balance = w.spendable()?;
+            let on_chain = w.token_balance().await?;
+            Ok(Report {
+                json: json!({"withdrawn": got, "balance": balance, "tokenBalance": on_chain.to_string()}),
+                text: format!(
+                    "withdrew {} to {} on chain; channel balance {}; tokens held on chain {} INF",
+                    inf(got),
+                    w.user(),
+                    inf(balance),
+                    format_inf(u128::try_from(on_chain).unwrap_or(u128::MAX))
+                ),
+            })
+        }
+        WalletCommand::Exit { no_wait, offline } => {
+            let mut w = open().await?;
+            if !offline {
+                if let Err(e) = w.sync().await {
+                    progress(&format!("{e}; exiting with the proofs already stored"));
+                }
+            }
+            let before = w.token_balance().await?;
+            let settle_block = w.start_exit().await?;
+            let claim = w.channel()?.claim();
+            progress(&format!("exit started; the challenge period ends at block {settle_block}"));
+            if *no_wait {
+                return Ok(Report {
+                    json: json!({"settleBlock": settle_block, "claim": claim}),
+                    text: format!(
+                        "exit started; run `infhub wallet exit` again (or keep `watch` running) after block {settle_block} to collect {}",
+                        inf(claim)
+                    ),
+                });
+            }
+            let mut submitted = None;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3_600);
+            let mut last = String::new();
+            loop {
+                let (said, settled) = w.defend(true, &mut submitted).await?;
+                for s in said {
+                    progress(&s);
+                }
+                if let Some((paid, expected)) = settled {
+                    let after = w.token_balance().await?;
+                    let received = after.saturating_sub(before);
+                    let mut text = format!("exit complete: the contract paid {}", inf(paid));
+                    if paid < expected {
+                        text.push_str(&format!(
+                            "; your proofs entitled you to {} — the hub's dispute or a missed credit cost the difference",
+                            inf(expected)
+                        ));
+                    }
+                    return Ok(Report {
+                        json: json!({"paid": paid, "expected": expected, "tokensReceived": received.to_string()}),
+                        text,
+                    });
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(WalletError::Timeout("waiting for the challenge period".into()));
+                }
+                let (head, _) = w.confirmed_block().await?;
+                let line = format!("challenge period: block {head}, settles at {settle_block}");
+                if line != last {
+                    progress(&line);
+                    last = line;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        WalletCommand::History { limit } => {
+            let lines = dir.journal()?;
+            let shown: Vec<_> = lines.iter().rev().take(*limit).collect();
+            let mut text = String::new();
+            for l in &shown {
+                text.push_str(&format!("{}  {}\n", utc(l.at), describe(&l.entry)));
+            }
+            if shown.is_empty() {
+                text.push_str("no history yet");
+            }
+            Ok(Report { json: json!({"entries": shown}), text: text.trim_end().to_string() })
+        }
+        WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, proleptic Gregorian).
+pub fn utc(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let secs = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3_600, secs % 3_600 / 60, secs % 60)
+}
+
+/// One journal entry in words.
+pub fn describe(e: &JournalEntry) -> String {
+    match e {
+        JournalEntry::Registered { hub } => format!("registered with {}", hub.hub_url),
+        JournalEntry::ChannelOpened { epoch } => format!("channel opened (epoch {epoch})"),
+        JournalEntry::DebitSigned { debit } => format!(
+            "signed debit #{}: {} to {}",
+            debit.message.nonce,
+            inf(debit.message.amount),
+            debit.message.recipient
+        ),
+        JournalEntry::PaymentApplied { debit, .. } => format!(
+            "paid {} to {} (debit #{}, receipt stored)",
+            inf(debit.message.amount),
+            debit.message.recipient,
+            debit.message.nonce
+        ),
+        JournalEntry::PaymentRefused { payment_id, code } => format!("payment {payment_id} refused ({code})"),
+        JournalEntry::DebitLearned { debit } => {
+            format!("debit #{} signed elsewhere: {}", debit.message.nonce, inf(debit.message.amount))
+        }
+        JournalEntry::Credit { credit, from, amount } => match (from, amount) {
+            (Some(f), Some(a)) => format!("received {} from {f} (credit #{})", inf(*a), credit.message.nonce),
+            _ => format!(
+                "credit #{} stored (total received {})",
+                credit.message.nonce,
+                inf(credit.message.cumulative_credit)
+            ),
+        },
+        JournalEntry::WithdrawalCoSigned { withdrawal } => {
+            format!("withdrawal co-signed (withdrawn total {})", inf(withdrawal.withdrawal.cumulative_withdrawn))
+        }
+        JournalEntry::Transaction { what, hash } => format!("{what} transaction {hash}"),
+        JournalEntry::Deposited { total } => format!("deposits confirmed, total {}", inf(*total)),
+        JournalEntry::Withdrawn { total } => format!("withdrawal confirmed, total {}", inf(*total)),
+        JournalEntry::ExitStarted { settle_block } => format!("channel closing, settles at block {settle_block}"),
+        JournalEntry::Settled { paid, expected } => {
+            format!("settled: paid {} (expected {})", inf(*paid), inf(*expected))
+        }
+        JournalEntry::Disagreement { detail } => format!("DISAGREEMENT with the hub: {detail}"),
+    }
+}
+
+/// `infhub wallet watch`: follows the hub's stream and the chain until `stop` resolves.
+pub async fn watch(
+    args: &WalletArgs,
+    no_settle: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), WalletError> {
+    let dir = WalletDir::new(args.dir.clone().unwrap_or_else(default_dir));
+    let (key, bytes) = load_key(&dir)?;
+    let mut w = Wallet::open(dir, key, bytes, args.hub_url.as_deref(), args.rpc_url.as_deref()).await?;
+    let json_out = args.json;
+    // A closed stdout (the reader went away) must not stop the defence.
+    let say = |event: &str, line: &str| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = if json_out {
+            writeln!(out, "{}", json!({"event": event, "message": line}))
+        } else {
+            writeln!(out, "{line}")
+        };
+        let _ = out.flush();
+    };
+    say("started", &format!("watching {} (hub {}, chain {})", w.user(), w.state.hub.hub_url, w.state.hub.rpc_url));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(1_024);
+    let mut stream_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut next_connect = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    let mut submitted = None;
+    let mut hub_online = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tokio::pin!(stop);
+    loop {
+        if stream_task.as_ref().is_none_or(|t| t.is_finished()) && tokio::time::Instant::now() >= next_connect {
+            // (Re)connect: catch up on what was missed, then follow the stream.
+            match w.sync().await {
+                Ok(check) => {
+                    if !hub_online {
+                        say("hub_online", "the hub is reachable again");
+                    }
+                    hub_online = true;
+                    backoff = Duration::from_millis(500);
+                    for d in &check.disagreements {
+                        say("disagreement", &format!("the hub DISAGREES with your proofs: {d}"));
+                    }
+                    if let Some(url) = w.hub.stream_url() {
+                        let tx = tx.clone();
+                        stream_task = Some(tokio::spawn(async move {
+                            match tokio_tungstenite::connect_async(url.as_str()).await {
+                                Ok((mut ws, _)) => {
+                                    while let Some(msg) = ws.next().await {
+                                        match msg {
+                                            Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                                                if tx.send(Ok(t.to_string())).await.is_err() {
+                                                    return;
+                                                }
+                                            }
+                                            Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
+                                            Ok(_) => {}
+                                        }
+                                    }
+                                    let _ = tx.send(Err("stream closed".into())).await;
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Err(e.to_string())).await;
+                                }
+                            }
+                        }));
+                    }
+                }
+                Err(e @ (WalletError::HubUnreachable { .. } | WalletError::HubRefused { .. })) => {
+                    if hub_online {
+                        say("hub_offline", &format!("{e}; still watching the chain"));
+                    }
+                    hub_online = false;
+                    next_connect = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => {
+                say("stopped", "stopped");
+                return Ok(());
+            }
+            msg = rx.recv() => match msg {
+                Some(Ok(text)) => {
+                    if let Some(line) = w.on_stream_message(&text).await? {
+                        say("credit", &line);
+                    }
+                }
+                Some(Err(reason)) => {
+                    say("stream_lost", &format!("hub stream lost ({reason}); reconnecting"));
+                    next_connect = tokio::time::Instant::now() + backoff;
+                }
+                None => {}
+            },
+            _ = tick.tick() => {
+                match w.defend(!no_settle, &mut submitted).await {
+                    Ok((said, settled)) => {
+                        for s in said {
+                            say("defence", &s);
+                        }
+                        if let Some((paid, expected)) = settled {
+                            let verdict = if paid >= expected { "as your proofs say" } else { "LESS than your proofs say" };
+                            say("settled", &format!("the channel settled: paid {} ({verdict}; expected {})", inf(paid), inf(expected)));
+                        }
+                    }
+                    Err(e @ WalletError::Chain { .. }) => say("chain_error", &format!("{e}")),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_795_421_366), "2026-11-23 08:09:26");
+    }
+}

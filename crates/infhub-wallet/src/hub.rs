@@ -1,0 +1,158 @@
+//! The hub's HTTP/JSON API as the wallet uses it. Nothing the hub returns is trusted as is:
+//! callers verify every signature against the hub address read from the contract and every
+//! total against their own proofs.
+
+use crate::error::WalletError;
+use infhub_core::messages::{Login, Signed, SignedDebit};
+use infhub_core::{Address, Domain, PrivateKey, Registration, Signature, Withdrawal, B256};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed hub request.
+#[derive(Debug)]
+pub enum HubError {
+    /// No answer (connection refused, timeout, server error without a rule name).
+    Unreachable(String),
+    /// The hub answered with a named refusal: the request was not applied.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The rule's code.
+        code: String,
+        /// The message.
+        message: String,
+    },
+}
+
+impl HubError {
+    /// Whether the hub definitely did not apply the request.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, HubError::Refused { status, code, .. } if *status < 500 || code == "limit_exceeded" || code == "overloaded")
+    }
+
+    /// As a wallet error, naming the hub's URL.
+    pub fn into_wallet(self, url: &str) -> WalletError {
+        match self {
+            HubError::Unreachable(reason) => WalletError::HubUnreachable { url: url.into(), reason },
+            HubError::Refused { code, message, .. } => WalletError::HubRefused { code, message },
+        }
+    }
+}
+
+/// A client for one hub.
+#[derive(Clone, Debug)]
+pub struct HubClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl HubClient {
+    /// A client for the hub at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<HubClient, WalletError> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| WalletError::HubUnreachable { url: base.into(), reason: e.to_string() })?;
+        Ok(HubClient { base: base.trim_end_matches('/').to_string(), http, token: None })
+    }
+
+    /// The hub's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The session token, once logged in.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, HubError> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| HubError::Unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| HubError::Unreachable(e.to_string()))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
+            (Some(code), Some(message)) => {
+                Err(HubError::Refused { status, code: code.into(), message: message.into() })
+            }
+            _ => Err(HubError::Unreachable(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()))),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, HubError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, HubError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> Result<Value, HubError> {
+        self.get("/v1/info").await
+    }
+
+    /// Logs in by signing the hub's challenge; later reads use the session.
+    pub async fn login(&mut self, key: &PrivateKey, domain: &Domain) -> Result<(), HubError> {
+        let user = key.address();
+        let c = self.post("/v1/auth/challenge", &json!({"user": user})).await?;
+        let challenge: B256 = serde_json::from_value(c["challenge"].clone())
+            .map_err(|e| HubError::Unreachable(format!("challenge malformed: {e}")))?;
+        let login = Signed::new(Login { user, challenge }, domain, key);
+        let s = self
+            .post("/v1/auth/session", &json!({"user": user, "challenge": challenge, "signature": login.signature}))
+            .await?;
+        let token = s["token"].as_str().ok_or_else(|| HubError::Unreachable("session without token".into()))?;
+        self.token = Some(token.to_string());
+        Ok(())
+    }
+
+    /// `POST /v1/registrations`.
+    pub async fn register(&self, r: &Signed<Registration>) -> Result<Value, HubError> {
+        self.post("/v1/registrations", &json!(r)).await
+    }
+
+    /// `POST /v1/transfers`.
+    pub async fn transfer(&self, d: &SignedDebit) -> Result<Value, HubError> {
+        self.post("/v1/transfers", &json!(d)).await
+    }
+
+    /// `POST /v1/withdrawals`.
+    pub async fn withdraw(&self, w: &Withdrawal, signature: &Signature) -> Result<Value, HubError> {
+        self.post("/v1/withdrawals", &json!({"withdrawal": w, "signature": signature})).await
+    }
+
+    /// `GET /v1/accounts/{user}` (needs a session).
+    pub async fn account(&self, user: Address) -> Result<Value, HubError> {
+        self.get(&format!("/v1/accounts/{user}")).await
+    }
+
+    /// `GET /v1/accounts/{user}/payouts/{payment_id}` (needs a session).
+    pub async fn payout(&self, user: Address, payment_id: B256) -> Result<Value, HubError> {
+        self.get(&format!("/v1/accounts/{user}/payouts/{payment_id}")).await
+    }
+
+    /// The WebSocket URL of the account stream, with the session token.
+    pub fn stream_url(&self) -> Option<String> {
+        let ws = if let Some(rest) = self.base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = self.base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            return None;
+        };
+        self.token.as_ref().map(|t| format!("{ws}/v1/stream?token={t}"))
+    }
+}
