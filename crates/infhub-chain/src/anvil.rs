@@ -56,13 +56,22 @@ pub fn free_port() -> Result<u16, ChainError> {
 impl Anvil {
     /// Starts anvil on a free loopback port with extra arguments (e.g. `--block-time 1`).
     pub fn spawn(extra_args: &[&str]) -> Result<Anvil, ChainError> {
+        Anvil::spawn_on(free_port()?, extra_args)
+    }
+
+    /// Starts anvil on `port` if it is free, else on a free one.
+    pub fn spawn_preferring(port: u16, extra_args: &[&str]) -> Result<Anvil, ChainError> {
+        let port = if TcpListener::bind(("127.0.0.1", port)).is_ok() { port } else { free_port()? };
+        Anvil::spawn_on(port, extra_args)
+    }
+
+    fn spawn_on(port: u16, extra_args: &[&str]) -> Result<Anvil, ChainError> {
         // The platform binary itself: npm's `.bin/anvil` is a node wrapper, and killing the
         // wrapper would leave the real anvil running.
         let bin = repo_root().join("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
         if !bin.exists() {
             return Err(ChainError::Process(format!("{} is missing: run scripts/setup", bin.display())));
         }
-        let port = free_port()?;
         let child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--silent"])
             .args(extra_args)

@@ -10,6 +10,8 @@ use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::ChainError;
 use std::path::PathBuf;
 
+/// Port of the development chain (anvil's usual 8545; another free port if it is taken).
+pub const DEV_CHAIN_PORT: u16 = 8545;
 /// Challenge period of the development contract, in blocks.
 pub const DEV_CHALLENGE_PERIOD_BLOCKS: u64 = 20;
 /// Reserve withdrawal notice of the development contract, in blocks.
@@ -57,13 +59,13 @@ pub fn config(anvil: &Anvil, d: &Deployment, listen: String, data_dir: PathBuf) 
     c
 }
 
-/// Starts anvil (1-second blocks), deploys, and returns a ready configuration. The temporary
+/// Starts anvil (1-second blocks, on [`DEV_CHAIN_PORT`] if free), deploys, and returns a ready configuration. The temporary
 /// directory (when no data directory was given) lives as long as the returned guard.
 pub async fn environment(
     listen: String,
     data_dir: Option<PathBuf>,
 ) -> Result<(Anvil, Config, Option<tempfile::TempDir>), ChainError> {
-    let anvil = Anvil::spawn(&["--block-time", "1"])?;
+    let anvil = Anvil::spawn_preferring(DEV_CHAIN_PORT, &["--block-time", "1"])?;
     let d = deploy(&anvil).await?;
     let (dir, guard) = match data_dir {
         Some(d) => (d, None),
