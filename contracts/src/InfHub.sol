@@ -135,6 +135,7 @@ contract InfHub is EIP712 {
     );
     event Settled(address indexed user, uint64 epoch, uint256 paid, uint256 shortfall, uint256 reserveAfter);
     event ReserveDeposited(address from, uint256 amount, uint256 reserveAfter);
+    event CustodialDeposited(address indexed account, address from, uint256 amount, uint256 reserveAfter);
     event ReserveWithdrawalAnnounced(uint256 amount, uint64 unlockBlock);
     event ReserveWithdrawalCancelled(uint256 amount);
     event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
@@ -363,6 +364,19 @@ contract InfHub is EIP712 {
         _pullExact(amount);
         reserve += amount;
         emit ReserveDeposited(msg.sender, amount, reserve);
+    }
+
+    /// Deposits the caller's tokens for a custodial account of the hub (seed 000 §3): the tokens
+    /// join the reserve, which backs custodial balances, and the event attributes them to
+    /// `account` (the hub's reference for the account). The hub credits the account off chain
+    /// after confirmations; the contract keeps no per-account custodial state.
+    function depositFor(address account, uint256 amount) external {
+        if (account == address(0)) revert RecipientMustNotBeZero();
+        if (amount == 0) revert AmountMustNotBeZero();
+        if (amount > MAX_AMOUNT) revert AmountTooLarge();
+        _pullExact(amount);
+        reserve += amount;
+        emit CustodialDeposited(account, msg.sender, amount, reserve);
     }
 
     /// Announces a reserve withdrawal; it can execute only after reserveNoticeBlocks, which exceeds

@@ -87,6 +87,27 @@ contract InfHubTest is Fixture {
         depositAs(alice, type(uint256).max);
     }
 
+    function test_deposit_for_a_custodial_account_joins_the_reserve() public {
+        address account = address(0xC0FFEE);
+        uint256 reserveBefore = hub.reserve();
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.CustodialDeposited(account, alice, 40, reserveBefore + 40);
+        vm.prank(alice);
+        hub.depositFor(account, 40);
+        assertEq(hub.reserve(), reserveBefore + 40, "reserve");
+        assertEq(hub.totalChannelFunds(), 0, "no channel funds");
+        checkAccounting();
+        vm.prank(alice);
+        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        hub.depositFor(account, 0);
+        vm.prank(alice);
+        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        hub.depositFor(address(0), 1);
+        vm.prank(alice);
+        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        hub.depositFor(account, uint256(type(uint128).max) + 1);
+    }
+
     function test_deposit_with_permit() public {
         open(alice);
         vm.prank(alice);

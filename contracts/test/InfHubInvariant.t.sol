@@ -35,6 +35,8 @@ contract Handler is Test {
     uint256 public ghostIn;
     uint256 public ghostOut;
     uint256 public reserveDeposited;
+    /// Custodial deposits: owed to custodial account holders, held in the reserve.
+    uint256 public custodialDeposited;
     uint256 public reserveWithdrawn;
     uint256 public purchased;
     uint256 public earmarked;
@@ -88,7 +90,8 @@ contract Handler is Test {
 
     /// Reserve the honest hub may still commit: reserve minus what channels may draw from it.
     function freeReserve() public view returns (uint256) {
-        uint256 owed = earmarked;
+        // Custodial deposits sit in the reserve but are owed to their account holders.
+        uint256 owed = earmarked + custodialDeposited;
         for (uint256 i = 0; i < USERS; i++) {
             uint256 b = balanceOf(users[i]);
             uint256 f = status(users[i]) == InfHub.Status.Settled ? 0 : funds(users[i]);
@@ -135,6 +138,16 @@ contract Handler is Test {
         hub.depositReserve(amount);
         ghostIn += amount;
         reserveDeposited += amount;
+    }
+
+    function depositFor(uint256 who, uint256 amount) external {
+        calls++;
+        (address u,) = pick(who);
+        amount = 1 + amount % MAX_STEP_AMOUNT;
+        vm.prank(u);
+        hub.depositFor(address(uint160(0xC0000 + who % 7)), amount);
+        ghostIn += amount;
+        custodialDeposited += amount;
     }
 
     /// Internal transfer: the payer signs a debit, the hub signs the payee a credit.
@@ -359,14 +372,19 @@ contract InfHubInvariantTest is Test {
         assertEq(bal, handler.ghostIn() - handler.ghostOut(), "balance == tokens in - tokens out");
     }
 
-    /// With the off-chain state: token balance == Σ users' claims + the hub's equity, and the
+    /// With the off-chain state: token balance == Σ users' claims + custodial deposits + the
+    /// hub's equity, and the
     /// hub's equity (what it put in, minus what it sold and took out) never goes negative.
     function invariant_tokens_cover_every_claim_plus_reserve() public view {
         uint256 hubIn = handler.reserveDeposited();
         uint256 hubOut = handler.reserveWithdrawn() + handler.purchased();
         assertTrue(hubIn >= hubOut, "hub took out more than it put in");
         uint256 bal = handler.token().balanceOf(address(handler.hub()));
-        assertEq(bal, handler.sumOfBalances() + (hubIn - hubOut), "balance == claims + hub equity");
+        assertEq(
+            bal,
+            handler.sumOfBalances() + handler.custodialDeposited() + (hubIn - hubOut),
+            "balance == claims + custodial deposits + hub equity"
+        );
     }
 
     /// Nobody takes out more than they are owed; every settlement paid the off-chain balance.

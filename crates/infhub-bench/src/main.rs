@@ -44,6 +44,12 @@ struct Args {
     /// Where the JSON result goes.
     #[arg(long, default_value = "bench-result.json")]
     json_out: PathBuf,
+    /// Custodial transfers (no signatures) driven after the signed run; 0 skips the phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    custodial_transfers: usize,
+    /// Custodial transfers per request (the batch endpoint).
+    #[arg(long, default_value_t = 4_096)]
+    custodial_batch: usize,
     /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
     #[arg(long)]
     restart_transfers: Option<usize>,
@@ -56,6 +62,7 @@ const MAX_CONNECTIONS: usize = 4_096;
 const OPERATOR: &str = "bench-operator-token-not-secret";
 const FUNDING: u128 = 1_000_000_000;
 
+mod custodial;
 mod restart;
 
 fn fail(msg: impl std::fmt::Display) -> String {
@@ -162,7 +169,7 @@ fn recovery_ceiling() -> f64 {
     handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
 }
 
-struct Node {
+pub(crate) struct Node {
     child: Child,
     url: String,
     data_dir: PathBuf,
@@ -186,6 +193,7 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<
     c.limits.max_write_queue = 100_000;
     c.limits.max_concurrent_requests = 8_192;
     c.limits.max_accounts = MAX_ACCOUNTS;
+    c.limits.max_batch_request_bytes = 8 << 20;
     let path = dir.join("infhub.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
     let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
@@ -474,6 +482,31 @@ async fn run(args: Args) -> Result<(), String> {
     println!("| signature-recovery ceiling (all cores) | {ceiling:.0}/s |");
     println!("| ratio node / ceiling | {:.3} |", tps / ceiling);
     println!("| books balance | {books_balance} |");
+    let mut result = result;
+    let custodial_n = if args.quick { 20_000 } else { args.custodial_transfers };
+    if custodial_n > 0 {
+        let c = custodial::run(&client, &node, custodial_n, args.custodial_batch, accounts, args.seed).await?;
+        println!(
+            "| custodial transfers/s (no signatures, durable, batches of {}) | {:.0} |",
+            c["batch"],
+            c["transfersPerSecond"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "| custodial batch latency p50 / p99 (ms) | {:.1} / {:.1} |",
+            c["batchLatencyMs"]["p50"].as_f64().unwrap_or(0.0),
+            c["batchLatencyMs"]["p99"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "| custodial node CPU seconds per 1,000 transfers | {:.3} |",
+            c["nodeCpuSecondsPer1000"].as_f64().unwrap_or(0.0)
+        );
+        println!("| custodial books balance | {} |", c["booksBalance"]);
+        let ok = c["booksBalance"] == true;
+        result["custodial"] = c;
+        if !ok {
+            return Err("the custodial books do not balance".into());
+        }
+    }
     std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
     println!("\nJSON: {}", args.json_out.display());
     if !books_balance {

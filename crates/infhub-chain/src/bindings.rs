@@ -63,6 +63,7 @@ sol! {
         event DebitRealized(address indexed user, uint64 epoch, uint64 nonce, uint256 cumulativeDebit, uint256 moved, uint256 reserveAfter);
         event Settled(address indexed user, uint64 epoch, uint256 paid, uint256 shortfall, uint256 reserveAfter);
         event ReserveDeposited(address from, uint256 amount, uint256 reserveAfter);
+        event CustodialDeposited(address indexed account, address from, uint256 amount, uint256 reserveAfter);
         event ReserveWithdrawalAnnounced(uint256 amount, uint64 unlockBlock);
         event ReserveWithdrawalCancelled(uint256 amount);
         event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
@@ -111,6 +112,7 @@ sol! {
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
         function settle(address user) external;
         function depositReserve(uint256 amount) external;
+        function depositFor(address account, uint256 amount) external;
         function announceReserveWithdrawal(uint256 amount) external;
         function cancelReserveWithdrawal() external;
         function executeReserveWithdrawal(address to) external;

@@ -84,6 +84,13 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     } else if sig == IInfHub::ReserveDeposited::SIGNATURE_HASH {
         let e = IInfHub::ReserveDeposited::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveDeposited { reserve_after: amount(e.reserveAfter, "reserveAfter")? }
+    } else if sig == IInfHub::CustodialDeposited::SIGNATURE_HASH {
+        let e = IInfHub::CustodialDeposited::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::CustodialDeposited {
+            account: e.account,
+            amount: amount(e.amount, "amount")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
     } else if sig == IInfHub::ReserveWithdrawn::SIGNATURE_HASH {
         let e = IInfHub::ReserveWithdrawn::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveWithdrawn {

@@ -151,6 +151,15 @@ pub enum Error {
     /// The ledger holds as many accounts as it is configured for.
     #[error("too many accounts")]
     TooManyAccounts,
+    /// A custodial account (or a channel) already exists at this address.
+    #[error("account already exists")]
+    AccountAlreadyExists,
+    /// The operation needs a custodial account and this address is not one.
+    #[error("not a custodial account")]
+    NotCustodial,
+    /// A batch is empty or longer than the ledger accepts.
+    #[error("batch size out of range")]
+    BatchSizeOutOfRange,
     /// A chain event contradicts the local state (e.g. a running total out of order).
     #[error("chain event inconsistent with local state")]
     ChainEventInconsistent,

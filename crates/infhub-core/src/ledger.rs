@@ -8,9 +8,13 @@
 //! the confirmed block are inputs. Replaying the same commands on the same initial state gives
 //! the same state and the same signed proofs, which is what the durable log relies on.
 //!
+//! Custodial accounts (seed 000 §3) live here too: the platform holds their keys, the ledger is
+//! their truth, their balances are backed one-for-one by the reserve (custodial deposits enter
+//! the reserve through `depositFor`), and they move without user signatures.
+//!
 //! Liquidity (protocol §6.3): the reserve must cover every channel's possible draw on it,
-//! `obligation(u) = max(0, claim(u) − funds(u))`, plus queued payouts and an announced reserve
-//! withdrawal. The sum is kept incrementally; anything that would break the rule is refused with
+//! `obligation(u) = max(0, claim(u) − funds(u))`, plus queued payouts, an announced reserve
+//! withdrawal, every custodial balance and unattributed custodial deposits. The sum is kept incrementally; anything that would break the rule is refused with
 //! `ReserveInsufficient`.
 
 use crate::channel::{step, ChannelParams, ChannelState, Effect, Input, Role, Status};
@@ -94,6 +98,77 @@ pub struct Payout {
     pub recipient: Address,
     /// How much.
     pub amount: Amount,
+}
+
+/// A custodial account: the platform holds the key, the ledger holds the balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustodialAccount {
+    /// Its address: [`custodial_address`] of the platform's user id.
+    pub account: Address,
+    /// What the account holds.
+    pub balance: Amount,
+    /// Σ confirmed on-chain deposits for it (`CustodialDeposited`).
+    pub deposited_on_chain: Amount,
+    /// keccak256 of its API key (the key itself is never stored).
+    pub api_key_hash: B256,
+    /// The channel its balance was converted into, once converted.
+    pub linked_channel: Option<Address>,
+}
+
+/// Longest platform user id of a custodial account, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 64;
+/// Most transfers in one custodial batch.
+pub const MAX_CUSTODIAL_BATCH: usize = 8_192;
+
+/// The address of the custodial account for the platform's `user_id`: the last 20 bytes of
+/// `keccak256("infhub.custodial:" ‖ user_id)`. Users of channels pay it like any account.
+pub fn custodial_address(user_id: &str) -> Address {
+    let mut buf = b"infhub.custodial:".to_vec();
+    buf.extend_from_slice(user_id.as_bytes());
+    Address::from_slice(&alloy_primitives::keccak256(buf)[12..])
+}
+
+/// A platform user id must be 1..=64 bytes of `[A-Za-z0-9._@-]`.
+pub fn valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty()
+        && user_id.len() <= MAX_USER_ID_BYTES
+        && user_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+}
+
+/// One custodial movement in a batch (no user signature: the platform authorized it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustodialTransfer {
+    /// The custodial account paying.
+    pub from: Address,
+    /// A custodial account, or a channel account (which receives a hub-signed credit).
+    pub to: Address,
+    /// How much.
+    pub amount: Amount,
+    /// The platform's idempotency key.
+    pub transfer_id: B256,
+}
+
+/// The result of one transfer of a custodial batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum CustodialResult {
+    /// Applied; a channel recipient got this credit.
+    Moved {
+        /// The channel recipient's new credit.
+        credit: Option<SignedCredit>,
+    },
+    /// Applied before, at this sequence number.
+    Duplicate {
+        /// Sequence number of the first application.
+        first_seq: u64,
+    },
+    /// Refused by this rule; nothing moved.
+    Rejected {
+        /// The rule.
+        error: Error,
+    },
 }
 
 /// Where a contract event sits in the chain. Events are applied in this order, each at most
@@ -191,6 +266,15 @@ pub enum ChainEvent {
         /// The reserve afterwards.
         reserve_after: Amount,
     },
+    /// `CustodialDeposited`: tokens for a custodial account, now in the reserve.
+    CustodialDeposited {
+        /// The custodial account's address (its reference).
+        account: Address,
+        /// Tokens deposited.
+        amount: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
     /// `ReserveWithdrawn`.
     ReserveWithdrawn {
         /// Amount taken out.
@@ -247,6 +331,36 @@ pub enum Command {
     },
     /// Every contract event in blocks `<= n` has been delivered.
     Block(u64),
+    /// The operator opens a custodial account.
+    OpenCustodial {
+        /// Its address ([`custodial_address`] of the user id).
+        account: Address,
+        /// keccak256 of its API key.
+        api_key_hash: B256,
+    },
+    /// Custodial transfers, each applied or refused on its own.
+    CustodialTransfers(Vec<CustodialTransfer>),
+    /// A custodial account pays a chain address; the hub pays out from the reserve.
+    CustodialWithdraw {
+        /// The custodial account.
+        from: Address,
+        /// The chain address.
+        recipient: Address,
+        /// How much.
+        amount: Amount,
+        /// The platform's idempotency key.
+        transfer_id: B256,
+    },
+    /// A custodial account's whole balance moves into the channel of `user` (who registered a
+    /// key) as a hub-signed credit, and the account is linked to that channel.
+    ConvertToChannel {
+        /// The custodial account.
+        account: Address,
+        /// The user's channel.
+        user: Address,
+        /// The platform's idempotency key.
+        transfer_id: B256,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -283,6 +397,21 @@ pub enum Outcome {
     PayoutBatch(Vec<Payout>),
     /// A chain event or block was applied; channel effects to carry out (disputes, settlements).
     Applied(Vec<(Address, Effect)>),
+    /// A custodial account was opened.
+    CustodialOpened,
+    /// A custodial account was credited by a purchase.
+    CustodialCredited,
+    /// The results of a custodial batch, in order.
+    CustodialTransfers(Vec<CustodialResult>),
+    /// A custodial withdrawal was queued for the chain.
+    CustodialPayoutQueued(Payout),
+    /// A custodial balance moved into a channel.
+    Converted {
+        /// The channel's new credit.
+        credit: SignedCredit,
+        /// The amount moved.
+        amount: Amount,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +444,12 @@ pub struct Ledger {
     pub block: u64,
     /// Position of the last chain event applied.
     pub chain_cursor: LogPosition,
+    #[serde(with = "sorted_map")]
+    custodial: HashMap<Address, CustodialAccount>,
+    /// Σ custodial balances, kept incrementally.
+    pub custodial_total: u128,
+    /// Custodial deposits for an address that is no custodial account (owed, not attributed).
+    pub unattributed: Amount,
 }
 
 impl Ledger {
@@ -332,6 +467,9 @@ impl Ledger {
             next_seq: 1,
             block: 0,
             chain_cursor: LogPosition::default(),
+            custodial: HashMap::new(),
+            custodial_total: 0,
+            unattributed: Amount::ZERO,
         }
     }
 
@@ -364,15 +502,30 @@ impl Ledger {
         self.queued.iter()
     }
 
+    /// The custodial account at `account`.
+    pub fn custodial(&self, account: &Address) -> Option<&CustodialAccount> {
+        self.custodial.get(account)
+    }
+
+    /// All custodial accounts (unordered).
+    pub fn custodial_accounts(&self) -> impl Iterator<Item = &CustodialAccount> {
+        self.custodial.values()
+    }
+
+    /// Everything the reserve must cover, given the three totals that commands change.
+    fn committed(&self, obligations: u128, payouts_pending: u128, custodial_total: u128) -> u128 {
+        obligations + payouts_pending + self.earmarked.0 + custodial_total + self.unattributed.0
+    }
+
     /// Reserve not committed to anything: what purchases, payments and payouts may still use.
     pub fn free_reserve(&self) -> u128 {
-        let committed = self.obligations + self.payouts_pending.0 + self.earmarked.0;
+        let committed = self.committed(self.obligations, self.payouts_pending.0, self.custodial_total);
         self.reserve.0.saturating_sub(committed)
     }
 
     /// True if the reserve covers every commitment (the rule of protocol §6.3).
     pub fn is_liquid(&self) -> bool {
-        self.obligations + self.payouts_pending.0 + self.earmarked.0 <= self.reserve.0
+        self.committed(self.obligations, self.payouts_pending.0, self.custodial_total) <= self.reserve.0
     }
 
     /// Recomputes every derived total from scratch and compares (pairs with the incremental updates).
@@ -384,6 +537,12 @@ impl Ledger {
         for (user, acct) in &self.accounts {
             assert_eq!(*user, acct.channel.user, "account keyed by the wrong user");
             assert!(acct.channel.balance().is_ok(), "negative balance for {user}");
+        }
+        let custodial: u128 = self.custodial.values().map(|c| c.balance.0).sum();
+        assert_eq!(custodial, self.custodial_total, "custodial total drifted");
+        for (a, c) in &self.custodial {
+            assert_eq!(*a, c.account, "custodial account keyed by the wrong address");
+            assert!(!self.accounts.contains_key(a), "an address is both a channel and a custodial account");
         }
     }
 
@@ -410,6 +569,41 @@ impl Ledger {
             Command::Transfer(debit) => self.transfer(hub_key, debit),
             Command::Purchase { user, amount, purchase_id } => self.purchase(hub_key, user, amount, purchase_id),
             Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
+            Command::OpenCustodial { account, api_key_hash } => {
+                if self.custodial.contains_key(&account) || self.accounts.contains_key(&account) {
+                    return Err(Error::AccountAlreadyExists);
+                }
+                if account == Address::ZERO || account == self.params.hub {
+                    return Err(Error::UserMustNotBeZeroOrHub);
+                }
+                if self.accounts.len() + self.custodial.len() >= self.params.max_accounts {
+                    return Err(Error::TooManyAccounts);
+                }
+                let c = CustodialAccount {
+                    account,
+                    balance: Amount::ZERO,
+                    deposited_on_chain: Amount::ZERO,
+                    api_key_hash,
+                    linked_channel: None,
+                };
+                self.custodial.insert(account, c);
+                self.take_seq();
+                Ok(Outcome::CustodialOpened)
+            }
+            Command::CustodialTransfers(batch) => {
+                if batch.is_empty() || batch.len() > MAX_CUSTODIAL_BATCH {
+                    return Err(Error::BatchSizeOutOfRange);
+                }
+                let seq = self.take_seq();
+                let results = batch.into_iter().map(|t| self.custodial_transfer(hub_key, seq, t)).collect();
+                Ok(Outcome::CustodialTransfers(results))
+            }
+            Command::CustodialWithdraw { from, recipient, amount, transfer_id } => {
+                self.custodial_withdraw(from, recipient, amount, transfer_id)
+            }
+            Command::ConvertToChannel { account, user, transfer_id } => {
+                self.convert_to_channel(hub_key, account, user, transfer_id)
+            }
             Command::EarmarkReserveWithdrawal { amount } => {
                 self.check_amount(amount)?;
                 if !self.earmarked.is_zero() {
@@ -502,7 +696,9 @@ impl Ledger {
         let payer_ob_before = payer.obligation();
         let payer_ob_after = Account { channel: payer_after.clone(), chain: payer.chain }.obligation();
 
+        let to_custodial = kind == PaymentKind::Internal && self.custodial.contains_key(&m.recipient);
         let (payee_update, payout) = match kind {
+            PaymentKind::Internal if to_custodial => (None, None),
             PaymentKind::Internal => {
                 let payee = self.accounts.get(&m.recipient).ok_or(Error::UnknownAccount)?;
                 if payee.channel.status != Status::Open {
@@ -535,7 +731,12 @@ impl Ledger {
         if let Some(p) = &payout {
             payouts_pending = payouts_pending.checked_add(p.amount)?;
         }
-        if committed + payouts_pending.0 + self.earmarked.0 > self.reserve.0 {
+        let custodial_total = if to_custodial {
+            self.custodial_total.checked_add(m.amount.0).ok_or(Error::AmountTooLarge)?
+        } else {
+            self.custodial_total
+        };
+        if self.committed(committed, payouts_pending.0, custodial_total) > self.reserve.0 {
             return Err(Error::ReserveInsufficient);
         }
 
@@ -550,6 +751,11 @@ impl Ledger {
         if let Some(p) = payout {
             self.queued.push_back(p);
             self.payouts_pending = payouts_pending;
+        }
+        if to_custodial {
+            let c = self.custodial.get_mut(&m.recipient).expect("checked above");
+            c.balance = c.balance.checked_add(m.amount)?;
+            self.custodial_total = custodial_total;
         }
         self.payments.insert(key, PaymentRef { digest, seq });
         let receipt = Receipt {
@@ -581,6 +787,18 @@ impl Ledger {
             };
         }
         self.check_amount(amount)?;
+        if let Some(c) = self.custodial.get(&user) {
+            let balance = c.balance.checked_add(amount)?;
+            let custodial_total = self.custodial_total.checked_add(amount.0).ok_or(Error::AmountTooLarge)?;
+            if self.committed(self.obligations, self.payouts_pending.0, custodial_total) > self.reserve.0 {
+                return Err(Error::ReserveInsufficient);
+            }
+            let seq = self.take_seq();
+            self.custodial.get_mut(&user).expect("present").balance = balance;
+            self.custodial_total = custodial_total;
+            self.payments.insert(key, PaymentRef { digest, seq });
+            return Ok(Outcome::CustodialCredited);
+        }
         let params = self.channel_params();
         let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
         let credit = acct.channel.next_credit(amount)?;
@@ -588,7 +806,7 @@ impl Ledger {
         let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let committed = self.obligations - acct.obligation() + ob_after;
-        if committed + self.payouts_pending.0 + self.earmarked.0 > self.reserve.0 {
+        if self.committed(committed, self.payouts_pending.0, self.custodial_total) > self.reserve.0 {
             return Err(Error::ReserveInsufficient);
         }
         let seq = self.take_seq();
@@ -691,6 +909,23 @@ impl Ledger {
                 }
                 self.reserve = reserve_after;
             }
+            ChainEvent::CustodialDeposited { account, amount, reserve_after } => {
+                if self.reserve.checked_add(amount)? != reserve_after {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                match self.custodial.get_mut(&account) {
+                    Some(c) => {
+                        c.balance = c.balance.checked_add(amount)?;
+                        c.deposited_on_chain = c.deposited_on_chain.checked_add(amount)?;
+                        self.custodial_total =
+                            self.custodial_total.checked_add(amount.0).ok_or(Error::ChainEventInconsistent)?;
+                    }
+                    // Owed to someone the ledger cannot name yet: kept apart, never spendable,
+                    // reported by reconciliation.
+                    None => self.unattributed = self.unattributed.checked_add(amount)?,
+                }
+                self.reserve = reserve_after;
+            }
             ChainEvent::ReserveWithdrawn { amount, reserve_after } => {
                 if self.reserve.checked_sub_or(amount, Error::ChainEventInconsistent)? != reserve_after {
                     return Err(Error::ChainEventInconsistent);
@@ -709,6 +944,151 @@ impl Ledger {
         self.take_seq();
         Ok(Outcome::Applied(effects))
     }
+}
+
+impl Ledger {
+    /// Checks an idempotency key: `Some(first_seq)` for a repeat, an error for a reuse.
+    fn seen(&self, key: &(Address, B256), digest: B256) -> Result<Option<u64>, Error> {
+        match self.payments.get(key) {
+            Some(prev) if prev.digest == digest => Ok(Some(prev.seq)),
+            Some(_) => Err(Error::PaymentIdReused),
+            None => Ok(None),
+        }
+    }
+
+    fn custodial_transfer(&mut self, hub_key: &PrivateKey, seq: u64, t: CustodialTransfer) -> CustodialResult {
+        match self.try_custodial_transfer(hub_key, seq, t) {
+            Ok(r) => r,
+            Err(error) => CustodialResult::Rejected { error },
+        }
+    }
+
+    fn try_custodial_transfer(
+        &mut self,
+        hub_key: &PrivateKey,
+        seq: u64,
+        t: CustodialTransfer,
+    ) -> Result<CustodialResult, Error> {
+        let key = (t.from, t.transfer_id);
+        let digest = custodial_digest(b'T', t.from, t.to, t.amount, t.transfer_id);
+        if let Some(first_seq) = self.seen(&key, digest)? {
+            return Ok(CustodialResult::Duplicate { first_seq });
+        }
+        self.check_amount(t.amount)?;
+        if t.to == t.from {
+            return Err(Error::RecipientMustNotBeSender);
+        }
+        let from = self.custodial.get(&t.from).ok_or(Error::NotCustodial)?;
+        let from_after = from.balance.checked_sub_or(t.amount, Error::InsufficientBalance)?;
+        let credit = if self.custodial.contains_key(&t.to) {
+            let to = self.custodial.get_mut(&t.to).expect("present");
+            to.balance = to.balance.checked_add(t.amount)?;
+            None
+        } else {
+            Some(self.credit_channel(hub_key, t.to, t.amount, t.amount.0)?)
+        };
+        self.custodial.get_mut(&t.from).expect("present").balance = from_after;
+        if credit.is_some() {
+            self.custodial_total -= t.amount.0;
+        }
+        self.payments.insert(key, PaymentRef { digest, seq });
+        Ok(CustodialResult::Moved { credit })
+    }
+
+    /// Credits `amount` into the open channel of `user`, paid for by `released` of custodial
+    /// balance (which the caller removes). Checks liquidity; on error nothing changed.
+    fn credit_channel(
+        &mut self,
+        hub_key: &PrivateKey,
+        user: Address,
+        amount: Amount,
+        released: u128,
+    ) -> Result<SignedCredit, Error> {
+        let params = self.channel_params();
+        let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
+        if acct.channel.status != Status::Open {
+            return Err(Error::RecipientNotOpen);
+        }
+        let credit = acct.channel.next_credit(amount)?;
+        let signed = Signed::new(credit, &self.params.domain, hub_key);
+        let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
+        let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
+        let obligations = self.obligations - acct.obligation() + ob_after;
+        if self.committed(obligations, self.payouts_pending.0, self.custodial_total - released) > self.reserve.0 {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.replace_channel(user, after, ChainFunds::default(), false);
+        Ok(signed)
+    }
+
+    fn custodial_withdraw(
+        &mut self,
+        from: Address,
+        recipient: Address,
+        amount: Amount,
+        transfer_id: B256,
+    ) -> Result<Outcome, Error> {
+        let key = (from, transfer_id);
+        let digest = custodial_digest(b'W', from, recipient, amount, transfer_id);
+        if let Some(first_seq) = self.seen(&key, digest)? {
+            return Ok(Outcome::Duplicate { first_seq });
+        }
+        self.check_amount(amount)?;
+        if recipient == Address::ZERO {
+            return Err(Error::RecipientMustNotBeZero);
+        }
+        let c = self.custodial.get(&from).ok_or(Error::NotCustodial)?;
+        let balance = c.balance.checked_sub_or(amount, Error::InsufficientBalance)?;
+        if self.queued.len() >= self.params.max_queued_payouts {
+            return Err(Error::PayoutQueueFull);
+        }
+        let payouts_pending = self.payouts_pending.checked_add(amount)?;
+        let seq = self.take_seq();
+        self.custodial.get_mut(&from).expect("present").balance = balance;
+        self.custodial_total -= amount.0;
+        let payout = Payout { payer: from, payment_id: transfer_id, recipient, amount };
+        self.queued.push_back(payout);
+        self.payouts_pending = payouts_pending;
+        self.payments.insert(key, PaymentRef { digest, seq });
+        Ok(Outcome::CustodialPayoutQueued(payout))
+    }
+
+    fn convert_to_channel(
+        &mut self,
+        hub_key: &PrivateKey,
+        account: Address,
+        user: Address,
+        transfer_id: B256,
+    ) -> Result<Outcome, Error> {
+        let c = *self.custodial.get(&account).ok_or(Error::NotCustodial)?;
+        let key = (account, transfer_id);
+        let digest = custodial_digest(b'C', account, user, c.balance, transfer_id);
+        if let Some(first_seq) = self.seen(&key, digest)? {
+            return Ok(Outcome::Duplicate { first_seq });
+        }
+        if c.balance.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        let credit = self.credit_channel(hub_key, user, c.balance, c.balance.0)?;
+        let seq = self.take_seq();
+        self.custodial_total -= c.balance.0;
+        let entry = self.custodial.get_mut(&account).expect("present");
+        entry.balance = Amount::ZERO;
+        entry.linked_channel = Some(user);
+        self.payments.insert(key, PaymentRef { digest, seq });
+        Ok(Outcome::Converted { credit, amount: c.balance })
+    }
+}
+
+/// The idempotency digest of a custodial movement.
+fn custodial_digest(kind: u8, from: Address, to: Address, amount: Amount, id: B256) -> B256 {
+    let mut buf = Vec::with_capacity(1 + 20 + 20 + 16 + 32);
+    buf.push(kind);
+    buf.extend_from_slice(from.as_slice());
+    buf.extend_from_slice(to.as_slice());
+    buf.extend_from_slice(&amount.0.to_be_bytes());
+    buf.extend_from_slice(id.as_slice());
+    alloy_primitives::keccak256(buf)
 }
 
 /// The idempotency digest of a purchase.

@@ -153,7 +153,12 @@ pub struct Api {
 enum Caller {
     Operator,
     User(Address),
+    /// The holder of a custodial account's API key.
+    Custodial(Address),
 }
+
+/// Prefix of custodial API keys: `ck_<account>_<secret>`.
+const CUSTODIAL_KEY_PREFIX: &str = "ck_";
 
 impl Api {
     fn caller(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Caller, ApiError> {
@@ -163,6 +168,15 @@ impl Api {
         };
         if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.as_bytes()) {
             return Ok(Caller::Operator);
+        }
+        if let Some(rest) = token.strip_prefix(CUSTODIAL_KEY_PREFIX) {
+            let account: Option<Address> = rest.split('_').next().and_then(|a| a.parse().ok());
+            let hash = alloy::primitives::keccak256(token.as_bytes());
+            let known = account.and_then(|a| self.node.read().dl.ledger().custodial(&a).map(|c| c.api_key_hash));
+            return match (account, known) {
+                (Some(a), Some(h)) if constant_time_eq(h.as_slice(), hash.as_slice()) => Ok(Caller::Custodial(a)),
+                _ => Err(ApiError::unauthorized("unknown custodial API key")),
+            };
         }
         let sessions = self.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
         match sessions.get(token) {
@@ -175,17 +189,32 @@ impl Api {
     fn may_read(&self, headers: &HeaderMap, user: &Address) -> Result<(), ApiError> {
         match self.caller(headers, None)? {
             Caller::Operator => Ok(()),
-            Caller::User(u) if u == *user => Ok(()),
-            Caller::User(_) => {
+            Caller::User(u) | Caller::Custodial(u) if u == *user => Ok(()),
+            Caller::User(_) | Caller::Custodial(_) => {
                 Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a session may read only its own account"))
             }
+        }
+    }
+
+    /// The operator, or the API key of custodial account `account`.
+    fn may_move(&self, headers: &HeaderMap, account: &Address) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::Custodial(a) if a == *account => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("only the operator or {account}'s API key may move its funds"),
+            )),
         }
     }
 
     fn operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         match self.caller(headers, None)? {
             Caller::Operator => Ok(()),
-            Caller::User(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "operator token required")),
+            Caller::User(_) | Caller::Custodial(_) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "operator token required"))
+            }
         }
     }
 }
@@ -214,6 +243,16 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/purchases", post(purchase))
         .route("/v1/operator/closes", post(hub_close))
         .route("/v1/operator/solvency", get(solvency))
+        .route("/v1/operator/reconciliation", get(reconciliation))
+        .route("/v1/operator/custodial-accounts", post(open_custodial))
+        .route("/v1/custodial/accounts/{account}", get(custodial_account))
+        .route(
+            "/v1/custodial/transfers",
+            post(custodial_transfers).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)),
+        )
+        .route("/v1/custodial/withdrawals", post(custodial_withdraw))
+        .route("/v1/custodial/conversions", post(custodial_convert))
+        .route("/v1/accounts/{user}/statement", get(statement))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "see /openapi.json") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
@@ -474,7 +513,13 @@ async fn payout_status(
     Path((user, payment_id)): Path<(Address, B256)>,
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &user)?;
-    let payout = api.node.read().history.payment(&user, &payment_id).and_then(|p| p.payout);
+    let payout = {
+        let st = api.node.read();
+        st.history
+            .payment(&user, &payment_id)
+            .and_then(|p| p.payout)
+            .or(st.history.custodial_payout(&user, &payment_id).copied())
+    };
     let Some(payout) = payout else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_payout", "no external payment with this id"));
     };
@@ -495,7 +540,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let filter = match api.caller(&headers, q.token.as_deref())? {
         Caller::Operator => None,
-        Caller::User(u) => Some(u),
+        Caller::User(u) | Caller::Custodial(u) => Some(u),
     };
     let max = api.node.config.limits.max_websockets;
     if api.websockets.fetch_add(1, Ordering::SeqCst) >= max {
@@ -561,6 +606,15 @@ async fn purchase(
 ) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
     let cmd = Command::Purchase { user: req.user, amount: req.amount, purchase_id: req.purchase_id };
+    if api.node.read().dl.ledger().custodial(&req.user).is_some() {
+        return match api.node.execute(cmd).await?? {
+            Outcome::CustodialCredited => Ok(Json(json!({"custodial": true, "replayed": false}))),
+            Outcome::Duplicate { first_seq } => {
+                Ok(Json(json!({"custodial": true, "replayed": true, "firstSeq": first_seq})))
+            }
+            other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+        };
+    }
     let (credit, replayed) = match api.node.execute(cmd).await?? {
         Outcome::Credited(c) => (c, false),
         Outcome::Duplicate { .. } => match api.node.read().history.purchase(&req.purchase_id) {
@@ -618,6 +672,8 @@ struct Solvency {
     ledger_total_channel_funds: String,
     ledger_matches_chain: bool,
     sum_of_balances: String,
+    custodial_total: String,
+    unattributed_custodial_deposits: Amount,
     obligations: String,
     payouts_pending: Amount,
     earmarked: Amount,
@@ -663,6 +719,8 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
         ledger_total_channel_funds: ledger_funds.to_string(),
         ledger_matches_chain: U256::from(l.reserve.0) == res && U256::from(ledger_funds) == funds,
         sum_of_balances: balances.to_string(),
+        custodial_total: l.custodial_total.to_string(),
+        unattributed_custodial_deposits: l.unattributed,
         obligations: l.obligations.to_string(),
         payouts_pending: l.payouts_pending,
         earmarked: l.earmarked,
@@ -672,4 +730,178 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
         chain_block,
     };
     Ok(Json(serde_json::to_value(report).map_err(|e| rpc(e.to_string()))?))
+}
+
+async fn reconciliation(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let report = crate::reconcile::reconcile(&api.node)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "chain_unavailable", e))?;
+    api.node.metrics.reconciliation(report.discrepancies.len() as u64, true);
+    Ok(Json(
+        serde_json::to_value(report)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenCustodialRequest {
+    user_id: String,
+}
+
+async fn open_custodial(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<OpenCustodialRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if !infhub_core::ledger::valid_user_id(&req.user_id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_user_id",
+            "userId must be 1..=64 characters of A-Z a-z 0-9 . _ @ -",
+        ));
+    }
+    let account = infhub_core::ledger::custodial_address(&req.user_id);
+    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
+    let api_key_hash = alloy::primitives::keccak256(api_key.as_bytes());
+    match api.node.execute(Command::OpenCustodial { account, api_key_hash }).await?? {
+        Outcome::CustodialOpened => Ok(Json(json!({
+            "userId": req.user_id, "account": account, "apiKey": api_key,
+            "note": "the API key is shown once; the hub stores only its hash",
+        }))),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+    }
+}
+
+async fn custodial_account(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(account): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &account)?;
+    let st = api.node.read();
+    let c = st.dl.ledger().custodial(&account).ok_or(Error::NotCustodial)?;
+    Ok(Json(json!({
+        "account": c.account,
+        "balance": c.balance,
+        "depositedOnChain": c.deposited_on_chain,
+        "linkedChannel": c.linked_channel,
+        "depositWith": format!("depositFor({}, amount) on the hub contract {}", c.account, api.node.domain.verifying_contract),
+    })))
+}
+
+#[derive(Deserialize)]
+struct CustodialTransfersRequest {
+    transfers: Vec<infhub_core::ledger::CustodialTransfer>,
+}
+
+async fn custodial_transfers(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CustodialTransfersRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let max = infhub_core::ledger::MAX_CUSTODIAL_BATCH;
+    if req.transfers.is_empty() || req.transfers.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit_exceeded",
+            format!("1..={max} transfers per request"),
+        ));
+    }
+    let mut froms: Vec<Address> = req.transfers.iter().map(|t| t.from).collect();
+    froms.sort_unstable();
+    froms.dedup();
+    for f in &froms {
+        api.may_move(&headers, f)?;
+    }
+    let n = req.transfers.len() as u64;
+    match api.node.execute(Command::CustodialTransfers(req.transfers)).await?? {
+        Outcome::CustodialTransfers(results) => {
+            api.node.metrics.transfers.fetch_add(n, Ordering::Relaxed);
+            Ok(Json(json!({"results": results})))
+        }
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CustodialWithdrawRequest {
+    from: Address,
+    recipient: Address,
+    amount: Amount,
+    transfer_id: B256,
+}
+
+async fn custodial_withdraw(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CustodialWithdrawRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_move(&headers, &req.from)?;
+    let cmd = Command::CustodialWithdraw {
+        from: req.from,
+        recipient: req.recipient,
+        amount: req.amount,
+        transfer_id: req.transfer_id,
+    };
+    let replayed = match api.node.execute(cmd).await?? {
+        Outcome::CustodialPayoutQueued(_) => false,
+        Outcome::Duplicate { .. } => true,
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
+        }
+    };
+    api.node.chain_view().payouts.entry((req.from, req.transfer_id)).or_insert(PayoutStatus::Queued);
+    let payout = api.node.read().history.custodial_payout(&req.from, &req.transfer_id).copied();
+    let status = api.node.chain_view().payouts.get(&(req.from, req.transfer_id)).cloned();
+    Ok(Json(json!({"payout": payout, "status": status, "replayed": replayed})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConvertRequest {
+    account: Address,
+    user: Address,
+    transfer_id: B256,
+}
+
+async fn custodial_convert(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ConvertRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_move(&headers, &req.account)?;
+    let cmd = Command::ConvertToChannel { account: req.account, user: req.user, transfer_id: req.transfer_id };
+    match api.node.execute(cmd).await?? {
+        Outcome::Converted { credit, amount } => {
+            Ok(Json(json!({"credit": credit, "amount": amount, "replayed": false})))
+        }
+        Outcome::Duplicate { first_seq } => Ok(Json(json!({"replayed": true, "firstSeq": first_seq}))),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatementQuery {
+    format: Option<String>,
+}
+
+async fn statement(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    Query(q): Query<StatementQuery>,
+) -> Result<Response, ApiError> {
+    api.may_read(&headers, &user)?;
+    let lines = crate::history::statement(api.node.read().history.all(&user));
+    match q.format.as_deref().unwrap_or("json") {
+        "csv" => Ok(([("content-type", "text/csv")], crate::history::statement_csv(&lines)).into_response()),
+        "json" => Ok(Json(json!({"account": user, "lines": lines})).into_response()),
+        other => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("format {other}: use csv or json")))
+        }
+    }
 }

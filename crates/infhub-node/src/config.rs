@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub payout_interval_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log: String,
+    /// How often the ledger is reconciled against the chain, in seconds (0: only on demand).
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for NodeConfig {
@@ -51,6 +53,7 @@ impl Default for NodeConfig {
             session_ttl_secs: 3_600,
             payout_interval_ms: 1_000,
             log: "info".into(),
+            reconcile_interval_secs: 300,
         }
     }
 }
@@ -101,6 +104,8 @@ impl Default for ChainConfig {
 pub struct Limits {
     /// Largest request body, in bytes.
     pub max_request_bytes: usize,
+    /// Largest body of a custodial batch (`/v1/custodial/transfers`), in bytes.
+    pub max_batch_request_bytes: usize,
     /// Requests waiting for the ledger writer; beyond it the node answers `overloaded`.
     pub max_write_queue: usize,
     /// Requests being served at once; beyond it the node answers 503 at once.
@@ -131,6 +136,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_bytes: 16 << 10,
+            max_batch_request_bytes: 2 << 20,
             max_write_queue: 10_000,
             max_concurrent_requests: 1_024,
             max_websockets: 1_000,
@@ -227,6 +233,7 @@ impl Config {
         let l = &self.limits;
         for (name, v) in [
             ("max_request_bytes", l.max_request_bytes),
+            ("max_batch_request_bytes", l.max_batch_request_bytes),
             ("max_write_queue", l.max_write_queue),
             ("max_concurrent_requests", l.max_concurrent_requests),
             ("max_websockets", l.max_websockets),

@@ -374,6 +374,7 @@ pub fn event_user(e: &infhub_core::ledger::ChainEvent) -> Option<&Address> {
         | CreditSubmitted { user, .. }
         | ExitStarted { user, .. }
         | Settled { user, .. } => Some(user),
+        CustodialDeposited { account, .. } => Some(account),
         ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } => None,
     }
 }

@@ -4,7 +4,7 @@
 //! commit, so it holds exactly what is durable. It also answers a retried payment or purchase
 //! with the first result, and lists payout batches for the chain task's restart recovery.
 
-use infhub_core::ledger::{ChainEvent, Command, Outcome, Payout};
+use infhub_core::ledger::{ChainEvent, Command, CustodialResult, Outcome, Payout};
 use infhub_core::messages::{SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Signature, Withdrawal, B256};
 use infhub_ledger::LogRecord;
@@ -71,6 +71,14 @@ pub enum EntryKind {
     ExitStarted,
     /// Channel settled on chain (amount = paid).
     Settled,
+    /// Custodial account opened by the operator.
+    CustodialOpened,
+    /// On-chain deposit for a custodial account (amount = this deposit).
+    CustodialDeposited,
+    /// Custodial balance moved into a channel (conversion).
+    ConvertedOut,
+    /// Channel credited with a converted custodial balance.
+    ConvertedIn,
 }
 
 /// A payout batch taken from the queue, as recorded in the log.
@@ -90,6 +98,8 @@ pub struct History {
     payments: HashMap<(Address, B256), PaymentResult>,
     /// purchase id → the purchase's credit.
     purchases: HashMap<B256, SignedCredit>,
+    /// (custodial account, transfer id) → its queued payout.
+    custodial_payouts: HashMap<(Address, B256), Payout>,
     payout_batches: Vec<PayoutBatchRecord>,
     last_seq: u64,
 }
@@ -142,17 +152,63 @@ impl History {
                 out.debit = Some(*d);
                 out.receipt = Some(*receipt);
                 self.push(m.user, out);
-                if let Some(c) = credit {
+                if payout.is_none() {
+                    // To a channel (with its credit) or to a custodial account (no proof needed).
                     let mut inn = entry(seq, EntryKind::TransferIn, m.amount);
                     inn.counterparty = Some(m.user);
                     inn.payment_id = Some(m.payment_id);
-                    inn.credit = Some(*c);
+                    inn.credit = *credit;
                     self.push(m.recipient, inn);
                 }
                 self.payments.insert(
                     (m.user, m.payment_id),
                     PaymentResult { seq, receipt: *receipt, credit: *credit, payout: *payout },
                 );
+            }
+            (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
+                let mut e = entry(seq, EntryKind::Purchase, *amount);
+                e.payment_id = Some(*purchase_id);
+                self.push(*user, e);
+            }
+            (Command::OpenCustodial { account, .. }, Outcome::CustodialOpened) => {
+                self.push(*account, entry(seq, EntryKind::CustodialOpened, Amount::ZERO));
+            }
+            (Command::CustodialTransfers(batch), Outcome::CustodialTransfers(results)) => {
+                for (t, r) in batch.iter().zip(results) {
+                    if let CustodialResult::Moved { credit } = r {
+                        let mut out = entry(seq, EntryKind::TransferOut, t.amount);
+                        out.counterparty = Some(t.to);
+                        out.payment_id = Some(t.transfer_id);
+                        self.push(t.from, out);
+                        let mut inn = entry(seq, EntryKind::TransferIn, t.amount);
+                        inn.counterparty = Some(t.from);
+                        inn.payment_id = Some(t.transfer_id);
+                        inn.credit = *credit;
+                        self.push(t.to, inn);
+                    }
+                }
+            }
+            (
+                Command::CustodialWithdraw { from, recipient, amount, transfer_id },
+                Outcome::CustodialPayoutQueued(p),
+            ) => {
+                let mut e = entry(seq, EntryKind::ExternalOut, *amount);
+                e.counterparty = Some(*recipient);
+                e.payment_id = Some(*transfer_id);
+                self.push(*from, e);
+                self.custodial_payouts.insert((*from, *transfer_id), *p);
+            }
+            (Command::ConvertToChannel { account, user, transfer_id }, Outcome::Converted { credit, amount }) => {
+                let moved = *amount;
+                let mut out = entry(seq, EntryKind::ConvertedOut, moved);
+                out.counterparty = Some(*user);
+                out.payment_id = Some(*transfer_id);
+                self.push(*account, out);
+                let mut inn = entry(seq, EntryKind::ConvertedIn, moved);
+                inn.counterparty = Some(*account);
+                inn.payment_id = Some(*transfer_id);
+                inn.credit = Some(*credit);
+                self.push(*user, inn);
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
                 let mut e = entry(seq, EntryKind::Purchase, *amount);
@@ -181,6 +237,9 @@ impl History {
                     }
                     ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
                     ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
+                    ChainEvent::CustodialDeposited { account, amount, .. } => {
+                        (account, EntryKind::CustodialDeposited, amount)
+                    }
                     _ => return,
                 };
                 let mut e = entry(seq, kind, amount);
@@ -212,6 +271,16 @@ impl History {
         self.purchases.get(purchase_id)
     }
 
+    /// The payout of custodial withdrawal `transfer_id` of `account`.
+    pub fn custodial_payout(&self, account: &Address, transfer_id: &B256) -> Option<&Payout> {
+        self.custodial_payouts.get(&(*account, *transfer_id))
+    }
+
+    /// Every entry of `user`, oldest first.
+    pub fn all(&self, user: &Address) -> &[HistoryEntry] {
+        self.by_account.get(user).map_or(&[], |v| v.as_slice())
+    }
+
     /// Every payout batch taken from the queue, oldest first.
     pub fn payout_batches(&self) -> &[PayoutBatchRecord] {
         &self.payout_batches
@@ -232,4 +301,77 @@ pub fn payout_batch_id(payouts: &[Payout]) -> B256 {
         buf.extend_from_slice(p.payment_id.as_slice());
     }
     alloy::primitives::keccak256(&buf)
+}
+
+/// One statement line: a history entry with the balance after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementLine {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+    /// Signed change of the balance, in base units.
+    pub change: String,
+    /// The balance after the entry, in base units.
+    pub balance_after: Amount,
+}
+
+/// An account's statement: its history oldest first with the running balance. Deposits and
+/// withdrawals of channels carry running totals; their change is the increase. A settlement
+/// pays the balance out (to zero); co-signed withdrawals change nothing until executed.
+pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
+    let mut balance: i128 = 0;
+    let (mut deposited, mut withdrawn) = (0u128, 0u128);
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let a = e.amount.0 as i128;
+        let change: i128 = match e.kind {
+            EntryKind::TransferOut | EntryKind::ExternalOut | EntryKind::ConvertedOut => -a,
+            EntryKind::TransferIn | EntryKind::Purchase | EntryKind::CustodialDeposited | EntryKind::ConvertedIn => a,
+            EntryKind::Deposited => {
+                let d = e.amount.0.saturating_sub(deposited) as i128;
+                deposited = deposited.max(e.amount.0);
+                d
+            }
+            EntryKind::Withdrawn => {
+                let d = e.amount.0.saturating_sub(withdrawn) as i128;
+                withdrawn = withdrawn.max(e.amount.0);
+                -d
+            }
+            EntryKind::Settled => -balance,
+            EntryKind::ChannelOpened => {
+                (deposited, withdrawn) = (0, 0);
+                0
+            }
+            EntryKind::WithdrawalCoSigned | EntryKind::ExitStarted | EntryKind::CustodialOpened => 0,
+        };
+        balance += change;
+        assert!(balance >= 0, "statement balance went negative at seq {}", e.seq);
+        out.push(StatementLine {
+            entry: e.clone(),
+            change: change.to_string(),
+            balance_after: Amount(balance as u128),
+        });
+    }
+    out
+}
+
+/// The statement as CSV: `seq,kind,counterparty,payment_id,block,change,balance_after`.
+pub fn statement_csv(lines: &[StatementLine]) -> String {
+    let mut out = String::from("seq,kind,counterparty,payment_id,block,change,balance_after\n");
+    for l in lines {
+        let kind =
+            serde_json::to_value(l.entry.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            l.entry.seq,
+            kind,
+            l.entry.counterparty.map(|a| a.to_string()).unwrap_or_default(),
+            l.entry.payment_id.map(|p| p.to_string()).unwrap_or_default(),
+            l.entry.block.map(|b| b.to_string()).unwrap_or_default(),
+            l.change,
+            l.balance_after.0,
+        ));
+    }
+    out
 }

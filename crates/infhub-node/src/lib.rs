@@ -15,6 +15,7 @@ pub mod engine;
 pub mod history;
 pub mod metrics;
 pub mod openapi;
+pub mod reconcile;
 
 use crate::config::Config;
 use crate::engine::{Node, State};
@@ -154,6 +155,10 @@ pub async fn run(
     }
 
     let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), watcher, sender).run(chain_rx, shutdown.clone()));
+    if node.config.node.reconcile_interval_secs > 0 {
+        let every = std::time::Duration::from_secs(node.config.node.reconcile_interval_secs);
+        tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
+    }
     let app = api::router(node.clone());
     let mut api_shutdown = shutdown.clone();
     axum::serve(listener, app)

@@ -73,6 +73,11 @@ pub struct Metrics {
     pub accounts: AtomicU64,
     /// Requests refused because a queue or limit was full.
     pub shed: AtomicU64,
+    /// Discrepancies found by the last reconciliation.
+    reconciliation_discrepancies: AtomicU64,
+    /// Reconciliations run (ok) and failed to run.
+    reconciliation_runs: AtomicU64,
+    reconciliation_failures: AtomicU64,
 }
 
 const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -92,6 +97,9 @@ impl Default for Metrics {
             liabilities: AtomicU64::new(0),
             accounts: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            reconciliation_discrepancies: AtomicU64::new(0),
+            reconciliation_runs: AtomicU64::new(0),
+            reconciliation_failures: AtomicU64::new(0),
         }
     }
 }
@@ -109,6 +117,16 @@ impl Metrics {
     pub fn set_books(&self, reserve: u128, liabilities: u128) {
         self.reserve.store((reserve as f64).to_bits(), Ordering::Relaxed);
         self.liabilities.store((liabilities as f64).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Records a reconciliation run.
+    pub fn reconciliation(&self, discrepancies: u64, ran: bool) {
+        if ran {
+            self.reconciliation_runs.fetch_add(1, Ordering::Relaxed);
+            self.reconciliation_discrepancies.store(discrepancies, Ordering::Relaxed);
+        } else {
+            self.reconciliation_failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The text exposition.
@@ -146,6 +164,27 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         g(&mut out, "infhub_accounts", "gauge", "Accounts.", self.accounts.load(Ordering::Relaxed));
+        g(
+            &mut out,
+            "infhub_reconciliation_discrepancies",
+            "gauge",
+            "Discrepancies between ledger and chain found by the last reconciliation (alert if > 0).",
+            self.reconciliation_discrepancies.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "infhub_reconciliation_runs_total",
+            "counter",
+            "Reconciliations completed.",
+            self.reconciliation_runs.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "infhub_reconciliation_failures_total",
+            "counter",
+            "Reconciliations that could not run (chain unavailable).",
+            self.reconciliation_failures.load(Ordering::Relaxed),
+        );
         out
     }
 }

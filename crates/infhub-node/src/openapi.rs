@@ -21,6 +21,13 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/operator/purchases", "operator", "Credit a user against the reserve (buying from the platform); refused if the reserve cannot back it."),
     ("post", "/v1/operator/closes", "operator", "Start the hub's close of a (dormant) channel with the newest debit."),
     ("get", "/v1/operator/solvency", "operator", "Contract holdings against reserve + channel funds, and the ledger against the chain."),
+    ("get", "/v1/operator/reconciliation", "operator", "Rebuild the books from the chain's events and the contract's balance alone and report every discrepancy with the ledger."),
+    ("post", "/v1/operator/custodial-accounts", "operator", "Open a custodial account for a platform user id; returns its address and API key (shown once)."),
+    ("get", "/v1/custodial/accounts/{account}", "custodial", "A custodial account: balance, on-chain deposits, linked channel."),
+    ("post", "/v1/custodial/transfers", "custodial", "A batch of custodial transfers (to custodial accounts or to channels, which get a hub-signed credit); each applied or refused on its own; idempotent per transfer id."),
+    ("post", "/v1/custodial/withdrawals", "custodial", "Pay a chain address from a custodial account; paid out on chain in the next batch."),
+    ("post", "/v1/custodial/conversions", "custodial", "Move a custodial account's whole balance into a registered user's channel as a hub-signed credit."),
+    ("get", "/v1/accounts/{user}/statement", "session", "Statement with running balance, oldest first; `format=csv` or `json`."),
 ];
 
 /// The document.
@@ -30,6 +37,7 @@ pub fn document() -> Value {
         let sec = match *security {
             "session" => json!([{"bearer": []}]),
             "operator" => json!([{"operator": []}]),
+            "custodial" => json!([{"operator": []}, {"custodialKey": []}]),
             _ => json!([]),
         };
         let op = json!({
@@ -51,7 +59,8 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Session token from /v1/auth/session"},
-                "operator": {"type": "http", "scheme": "bearer", "description": "The operator token"}
+                "operator": {"type": "http", "scheme": "bearer", "description": "The operator token"},
+                "custodialKey": {"type": "http", "scheme": "bearer", "description": "A custodial account's API key (ck_…)"}
             },
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {

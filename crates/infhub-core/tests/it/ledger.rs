@@ -436,3 +436,100 @@ fn chain_events_apply_once_by_position() {
     // A confirmed height below the cursor's block is a contradiction.
     assert_eq!(h.ledger.apply(&h.key, Command::Block(49)), Err(Error::ChainEventInconsistent));
 }
+
+#[test]
+fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
+    use infhub_core::ledger::{custodial_address, CustodialResult, CustodialTransfer};
+    let mut h = Hub::new();
+    h.reserve_deposit(100);
+    let (carol, dave) = (custodial_address("carol"), custodial_address("dave"));
+    for a in [carol, dave] {
+        let out = h.ledger.apply(&h.key, Command::OpenCustodial { account: a, api_key_hash: B256::ZERO });
+        assert_eq!(out, Ok(Outcome::CustodialOpened));
+    }
+    let again = h.ledger.apply(&h.key, Command::OpenCustodial { account: carol, api_key_hash: B256::ZERO });
+    assert_eq!(again, Err(Error::AccountAlreadyExists));
+    let user0 = h.users[0].address();
+    let as_channel = h.ledger.apply(&h.key, Command::OpenCustodial { account: user0, api_key_hash: B256::ZERO });
+    assert_eq!(as_channel, Err(Error::AccountAlreadyExists), "a channel's address cannot be custodial");
+    // A purchase for a custodial account is backed by the reserve like any other.
+    let id = h.id();
+    let too_much = Command::Purchase { user: carol, amount: Amount(101), purchase_id: id };
+    assert_eq!(h.ledger.apply(&h.key, too_much), Err(Error::ReserveInsufficient));
+
+    // Deposits for custodial accounts enter the reserve; one for an unknown reference is kept apart.
+    let deposit_for = |h: &mut Hub, account: Address, amount: u128| {
+        h.chain.deposit_reserve(U256::from(amount)).expect("reserve");
+        let reserve_after = Hub::amount(h.chain.reserve);
+        h.event(ChainEvent::CustodialDeposited { account, amount: Amount(amount), reserve_after });
+    };
+    deposit_for(&mut h, carol, 50);
+    deposit_for(&mut h, Address::repeat_byte(0x99), 7);
+    assert_eq!(h.ledger.custodial(&carol).expect("carol").balance, Amount(50));
+    assert_eq!(h.ledger.unattributed, Amount(7));
+    h.check();
+
+    let t = |from, to, amount, id: u64| CustodialTransfer {
+        from,
+        to,
+        amount: Amount(amount),
+        transfer_id: B256::from(U256::from(9_000 + id)),
+    };
+    let batch = vec![
+        t(carol, dave, 20, 1),
+        t(carol, user0, 10, 2),
+        t(carol, carol, 1, 3),
+        t(user0, dave, 1, 4),
+        t(carol, dave, 21, 5),
+    ];
+    let Ok(Outcome::CustodialTransfers(r)) = h.ledger.apply(&h.key, Command::CustodialTransfers(batch)) else {
+        panic!()
+    };
+    assert_eq!(r[0], CustodialResult::Moved { credit: None });
+    let CustodialResult::Moved { credit: Some(c) } = &r[1] else { panic!("{r:?}") };
+    c.verify(&domain(), h.key.address()).expect("hub-signed credit");
+    assert_eq!(r[2], CustodialResult::Rejected { error: Error::RecipientMustNotBeSender });
+    assert_eq!(r[3], CustodialResult::Rejected { error: Error::NotCustodial });
+    assert_eq!(r[4], CustodialResult::Rejected { error: Error::InsufficientBalance }, "carol has 20 left");
+    let repeat = h.ledger.apply(&h.key, Command::CustodialTransfers(vec![t(carol, dave, 20, 1)]));
+    assert!(
+        matches!(repeat, Ok(Outcome::CustodialTransfers(ref r)) if matches!(r[0], CustodialResult::Duplicate { .. }))
+    );
+    h.check();
+
+    // Channel → custodial by a signed debit; custodial → chain address from the reserve.
+    h.deposit(1, 30);
+    let debit = {
+        let pid = h.id();
+        let st = &h.ledger.account(&h.users[1].address()).expect("a").channel;
+        let d = st.next_debit(PaymentKind::Internal, dave, Amount(5), pid).expect("debit");
+        Signed::new(d, &domain(), &h.users[1])
+    };
+    assert!(matches!(
+        h.ledger.apply(&h.key, Command::Transfer(debit)),
+        Ok(Outcome::Paid { credit: None, payout: None, .. })
+    ));
+    assert_eq!(h.ledger.custodial(&dave).expect("dave").balance, Amount(25));
+    let w = Command::CustodialWithdraw {
+        from: dave,
+        recipient: Address::repeat_byte(0xEE),
+        amount: Amount(10),
+        transfer_id: h.id(),
+    };
+    assert!(matches!(h.ledger.apply(&h.key, w), Ok(Outcome::CustodialPayoutQueued(_))));
+    h.run_payout_batch();
+    h.check();
+
+    // Conversion: carol's whole balance becomes a hub-signed credit in user 2's channel.
+    let user2 = h.users[2].address();
+    let conv = Command::ConvertToChannel { account: carol, user: user2, transfer_id: h.id() };
+    let Ok(Outcome::Converted { credit, amount }) = h.ledger.apply(&h.key, conv) else { panic!() };
+    assert_eq!((amount, credit.message.user, credit.message.cumulative_credit), (Amount(20), user2, Amount(20)));
+    let carol_after = h.ledger.custodial(&carol).expect("carol");
+    assert_eq!((carol_after.balance, carol_after.linked_channel), (Amount::ZERO, Some(user2)));
+    assert_eq!(h.ledger.custodial_total, 15, "dave's 20 + 5 − 10");
+    // reserve 157 − 10 paid out; committed: custodial 15 + unattributed 7 + credits 10 + 20.
+    assert_eq!(h.ledger.free_reserve(), 147 - 52);
+    h.check();
+    h.everyone_exits();
+}

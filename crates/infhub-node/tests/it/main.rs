@@ -2,6 +2,7 @@
 //! real signatures, rejections, reorgs, restarts from log + snapshot, and a SIGKILL crash test.
 
 mod crash;
+mod custodial;
 mod flows;
 mod harness;
 mod limits;
