@@ -110,15 +110,7 @@ pub(crate) async fn run(
     let commits =
         metric(&metrics_after, "infhub_ledger_commits_total") - metric(&metrics_before, "infhub_ledger_commits_total");
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let rep: Value = client
-        .get(format!("{}/v1/operator/solvency", node.url))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .map_err(fail)?
-        .json()
-        .await
-        .map_err(fail)?;
+    let rep = crate::solvency(client, node).await?;
     let total: u128 = rep["custodialTotal"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
     let books = moved == transfers && total == CUSTODIAL_FUNDING * accounts as u128 && rep["liquid"] == true;
     Ok(json!({

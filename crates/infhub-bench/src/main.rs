@@ -242,6 +242,12 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
     Err(format!("{url}: still overloaded after 100 attempts"))
 }
 
+/// The node's solvency report (operator).
+pub(crate) async fn solvency(client: &reqwest::Client, node: &Node) -> Result<Value, String> {
+    let resp = client.get(format!("{}/v1/operator/solvency", node.url)).bearer_auth(OPERATOR).send().await;
+    resp.map_err(fail)?.json().await.map_err(fail)
+}
+
 /// Runs `f` over `items` with `c` at a time.
 async fn for_each_concurrent<T, F, Fut>(items: Vec<T>, c: usize, f: F) -> Result<(), String>
 where
@@ -433,15 +439,7 @@ async fn run(args: Args) -> Result<(), String> {
     let tps = transfers as f64 / secs;
 
     // The books: purchases only funded the accounts, transfers moved value between them.
-    let rep: Value = client
-        .get(format!("{}/v1/operator/solvency", node.url))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .map_err(fail)?
-        .json()
-        .await
-        .map_err(fail)?;
+    let rep = solvency(&client, &node).await?;
     let balances: u128 = rep["sumOfBalances"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
     let books_balance =
         balances == FUNDING * accounts as u128 && rep["liquid"] == true && rep["contractBalanced"] == true;

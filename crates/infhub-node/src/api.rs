@@ -103,6 +103,12 @@ impl From<WriteError> for ApiError {
     }
 }
 
+/// The ledger answered a command with an outcome of another command: a bug, reported as such.
+fn unexpected(outcome: &Outcome) -> ApiError {
+    tracing::error!(?outcome, "unexpected ledger outcome");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{outcome:?}"))
+}
+
 /// JSON body extractor whose rejections are API errors.
 pub struct ApiJson<T>(pub T);
 
@@ -417,9 +423,7 @@ async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) 
             api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
         }
         Outcome::Paid { .. } | Outcome::Duplicate { .. } => {}
-        other => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
-        }
+        other => return Err(unexpected(&other)),
     }
     let first = api.node.read().history.payment(&payer, &id).cloned();
     let Some(first) = first else {
@@ -445,7 +449,7 @@ async fn withdraw(State(api): State<Api>, ApiJson(req): ApiJson<WithdrawRequest>
         Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => Ok(Json(json!({
             "withdrawal": withdrawal, "userSignature": req.signature, "hubSignature": hub_signature,
         }))),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -612,7 +616,7 @@ async fn purchase(
             Outcome::Duplicate { first_seq } => {
                 Ok(Json(json!({"custodial": true, "replayed": true, "firstSeq": first_seq})))
             }
-            other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+            other => Err(unexpected(&other)),
         };
     }
     let (credit, replayed) = match api.node.execute(cmd).await?? {
@@ -627,9 +631,7 @@ async fn purchase(
                 ))
             }
         },
-        other => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
-        }
+        other => return Err(unexpected(&other)),
     };
     if credit.message.user != req.user {
         return Err(Error::PaymentIdReused.into());
@@ -771,7 +773,7 @@ async fn open_custodial(
             "userId": req.user_id, "account": account, "apiKey": api_key,
             "note": "the API key is shown once; the hub stores only its hash",
         }))),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -822,7 +824,7 @@ async fn custodial_transfers(
             api.node.metrics.transfers.fetch_add(n, Ordering::Relaxed);
             Ok(Json(json!({"results": results})))
         }
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -850,9 +852,7 @@ async fn custodial_withdraw(
     let replayed = match api.node.execute(cmd).await?? {
         Outcome::CustodialPayoutQueued(_) => false,
         Outcome::Duplicate { .. } => true,
-        other => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}")))
-        }
+        other => return Err(unexpected(&other)),
     };
     api.node.chain_view().payouts.entry((req.from, req.transfer_id)).or_insert(PayoutStatus::Queued);
     let payout = api.node.read().history.custodial_payout(&req.from, &req.transfer_id).copied();
@@ -880,7 +880,7 @@ async fn custodial_convert(
             Ok(Json(json!({"credit": credit, "amount": amount, "replayed": false})))
         }
         Outcome::Duplicate { first_seq } => Ok(Json(json!({"replayed": true, "firstSeq": first_seq}))),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{other:?}"))),
+        other => Err(unexpected(&other)),
     }
 }
 
