@@ -554,7 +554,12 @@ pub async fn watch(
                         }));
                     }
                 }
-                Err(e @ (WalletError::HubUnreachable { .. } | WalletError::HubRefused { .. })) => {
+                Err(
+                    e @ (WalletError::HubUnreachable { .. }
+                    | WalletError::HubRefused { .. }
+                    | WalletError::HubMisbehaved(_)
+                    | WalletError::Chain { .. }),
+                ) => {
                     if hub_online {
                         say("hub_offline", &format!("{e}; still watching the chain"));
                     }
@@ -571,11 +576,13 @@ pub async fn watch(
                 return Ok(());
             }
             msg = rx.recv() => match msg {
-                Some(Ok(text)) => {
-                    if let Some(line) = w.on_stream_message(&text).await? {
-                        say("credit", &line);
-                    }
-                }
+                Some(Ok(text)) => match w.on_stream_message(&text).await {
+                    Ok(Some(line)) => say("credit", &line),
+                    Ok(None) => {}
+                    // A bad proof from the hub is reported and kept out; the defence goes on.
+                    Err(e @ WalletError::HubMisbehaved(_)) => say("disagreement", &e.to_string()),
+                    Err(e) => return Err(e),
+                },
                 Some(Err(reason)) => {
                     say("stream_lost", &format!("hub stream lost ({reason}); reconnecting"));
                     next_connect = tokio::time::Instant::now() + backoff;
