@@ -44,6 +44,7 @@ pub struct DurableLedger<S: LogStore> {
     poisoned: bool,
     recovery: Recovery,
     last_batch: Vec<LogRecord>,
+    last_seqs: Vec<Option<u64>>,
 }
 
 /// Why a batch could not be executed at all.
@@ -119,6 +120,7 @@ impl<S: LogStore> DurableLedger<S> {
             poisoned: false,
             recovery: Recovery { snapshot_seq, replayed },
             last_batch: Vec::new(),
+            last_seqs: Vec::new(),
         })
     }
 
@@ -146,6 +148,7 @@ impl<S: LogStore> DurableLedger<S> {
             return Err(ExecuteError::BatchTooLarge(commands.len()));
         }
         self.last_batch.clear();
+        self.last_seqs.clear();
         let mut results = Vec::with_capacity(commands.len());
         let mut records = Vec::new();
         for command in commands {
@@ -155,6 +158,9 @@ impl<S: LogStore> DurableLedger<S> {
                 assert_eq!(self.ledger.next_seq, seq + 1, "a command took more than one sequence number");
                 let outcome = result.clone().expect("only successful commands advance the sequence");
                 records.push(LogRecord { seq, command, outcome });
+                self.last_seqs.push(Some(seq));
+            } else {
+                self.last_seqs.push(None);
             }
             results.push(result);
         }
@@ -173,6 +179,12 @@ impl<S: LogStore> DurableLedger<S> {
             }
         }
         Ok(results)
+    }
+
+    /// For each command of the last successful `execute`, the sequence number it was logged
+    /// at (None: it changed nothing, e.g. refused or a duplicate).
+    pub fn last_seqs(&self) -> &[Option<u64>] {
+        &self.last_seqs
     }
 
     /// The records the last successful `execute` made durable (the commands that changed the

@@ -8,6 +8,7 @@
 //! have named limits; beyond them the node answers at once instead of queueing without bound.
 
 use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, WriteError};
+use crate::history::PaymentResult;
 use crate::openapi;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -416,16 +417,20 @@ async fn register(
 
 async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) -> Result<Json<Value>, ApiError> {
     let (payer, id) = (debit.message.user, debit.message.payment_id);
-    let outcome = api.node.execute(Command::Transfer(debit)).await??;
+    let (outcome, seq) = api.node.execute_sequenced(Command::Transfer(debit)).await?;
+    let outcome = outcome?;
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
-    match outcome {
-        Outcome::Paid { payout: Some(_), .. } => {
-            api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
+    let first = match (outcome, seq) {
+        // A new payment is answered from its outcome, without waiting for the state lock.
+        (Outcome::Paid { receipt, credit, payout }, Some(seq)) => {
+            if payout.is_some() {
+                api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
+            }
+            Some(PaymentResult { seq, receipt, credit, payout })
         }
-        Outcome::Paid { .. } | Outcome::Duplicate { .. } => {}
-        other => return Err(unexpected(&other)),
-    }
-    let first = api.node.read().history.payment(&payer, &id).cloned();
+        (Outcome::Duplicate { .. }, _) => api.node.read().history.payment(&payer, &id).cloned(),
+        (other, _) => return Err(unexpected(&other)),
+    };
     let Some(first) = first else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -141,9 +141,30 @@ pub enum ChainRequest {
 /// Where a queued command's result arrives.
 pub type WriteReply = oneshot::Receiver<Result<Result<Outcome, Error>, WriteError>>;
 
+/// A command's result and, if it changed the ledger, its sequence number.
+pub type Sequenced = (Result<Outcome, Error>, Option<u64>);
+
+enum ReplyTo {
+    Plain(oneshot::Sender<Result<Result<Outcome, Error>, WriteError>>),
+    WithSeq(oneshot::Sender<Result<Sequenced, WriteError>>),
+}
+
 struct Job {
     command: Command,
-    reply: oneshot::Sender<Result<Result<Outcome, Error>, WriteError>>,
+    reply: ReplyTo,
+}
+
+impl Job {
+    fn answer(self, r: Result<Sequenced, WriteError>) {
+        match self.reply {
+            ReplyTo::Plain(tx) => {
+                let _ = tx.send(r.map(|(result, _)| result));
+            }
+            ReplyTo::WithSeq(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
 }
 
 /// Everything the tasks share.
@@ -226,8 +247,15 @@ impl Node {
 
     /// Queues a command from the API; refused at once if the queue is full.
     pub async fn execute(&self, command: Command) -> Result<Result<Outcome, Error>, WriteError> {
+        Ok(self.execute_sequenced(command).await?.0)
+    }
+
+    /// Like [`Node::execute`], also returning the sequence number the command was logged at,
+    /// so the caller can answer without reading the state (which the writer may be holding
+    /// for the next batch's fsync).
+    pub async fn execute_sequenced(&self, command: Command) -> Result<Sequenced, WriteError> {
         let (reply, rx) = oneshot::channel();
-        match self.write_queue()?.try_send(Job { command, reply }) {
+        match self.write_queue()?.try_send(Job { command, reply: ReplyTo::WithSeq(reply) }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.shed.fetch_add(1, Ordering::Relaxed);
@@ -246,7 +274,10 @@ impl Node {
     /// Queues a command, waiting for room; the result arrives on the returned receiver.
     pub async fn enqueue_waiting(&self, command: Command) -> Result<WriteReply, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.write_queue()?.send(Job { command, reply }).await.map_err(|_| WriteError::Stopped)?;
+        self.write_queue()?
+            .send(Job { command, reply: ReplyTo::Plain(reply) })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         Ok(rx)
     }
 
@@ -280,7 +311,7 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         }
         if let Some(reason) = &failed {
             for j in jobs {
-                let _ = j.reply.send(Err(WriteError::StorageFailed(reason.clone())));
+                j.answer(Err(WriteError::StorageFailed(reason.clone())));
             }
             continue;
         }
@@ -302,7 +333,8 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
                             collect_notices(r, &mut notices);
                         }
                     }
-                    Ok(results)
+                    let seqs = dl.last_seqs().to_vec();
+                    Ok(results.into_iter().zip(seqs).collect::<Vec<Sequenced>>())
                 }
                 Err(e) => Err(e.to_string()),
             }
@@ -312,7 +344,7 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
                 node.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 node.metrics.batch_commands.observe(jobs.len() as f64);
                 for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(result));
+                    job.answer(Ok(result));
                 }
                 for (user, body) in notices {
                     node.notify(user, body);
@@ -321,7 +353,7 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
             Err(reason) => {
                 tracing::error!(%reason, "ledger storage failed; refusing all writes until restart");
                 for j in jobs {
-                    let _ = j.reply.send(Err(WriteError::StorageFailed(reason.clone())));
+                    j.answer(Err(WriteError::StorageFailed(reason.clone())));
                 }
                 failed = Some(reason);
             }
