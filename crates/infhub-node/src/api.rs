@@ -242,6 +242,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/auth/session", post(session))
         .route("/v1/registrations", post(register))
         .route("/v1/transfers", post(transfer))
+        .route("/v1/transfers/batch", post(transfer_batch).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)))
         .route("/v1/withdrawals", post(withdraw))
         .route("/v1/accounts/{user}", get(account))
         .route("/v1/accounts/{user}/history", get(history))
@@ -415,9 +416,59 @@ async fn register(
     }
 }
 
+#[derive(Deserialize)]
+struct TransferBatch {
+    transfers: Vec<SignedDebit>,
+}
+
+/// Many signed transfers in one request: each is queued as its own command, in order (so one
+/// payer's nonces apply in sequence), and each gets its own result or error, exactly as
+/// `/v1/transfers` would answer it.
+async fn transfer_batch(State(api): State<Api>, ApiJson(req): ApiJson<TransferBatch>) -> Result<Json<Value>, ApiError> {
+    let max = api.node.config.limits.max_transfers_per_request;
+    if req.transfers.is_empty() || req.transfers.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit_exceeded",
+            format!("1..={max} transfers per request"),
+        ));
+    }
+    // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
+    let mut pending = Vec::with_capacity(req.transfers.len());
+    for debit in req.transfers {
+        let (payer, id) = (debit.message.user, debit.message.payment_id);
+        pending.push((payer, id, api.node.submit(Command::Transfer(debit))));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for (payer, id, queued) in pending {
+        let answer = match queued {
+            Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
+                Ok(sequenced) => transfer_answer(&api, payer, id, sequenced),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        };
+        results.push(match answer {
+            Ok(v) => v,
+            Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
+        });
+    }
+    Ok(Json(json!({"results": results})))
+}
+
 async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) -> Result<Json<Value>, ApiError> {
     let (payer, id) = (debit.message.user, debit.message.payment_id);
-    let (outcome, seq) = api.node.execute_sequenced(Command::Transfer(debit)).await?;
+    let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
+    transfer_answer(&api, payer, id, sequenced).map(Json)
+}
+
+/// The answer to one applied (or refused) transfer.
+fn transfer_answer(
+    api: &Api,
+    payer: Address,
+    id: B256,
+    (outcome, seq): crate::engine::Sequenced,
+) -> Result<Value, ApiError> {
     let outcome = outcome?;
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
     let first = match (outcome, seq) {
@@ -439,7 +490,7 @@ async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) 
         ));
     };
     let payout_status = api.node.chain_view().payouts.get(&(payer, id)).cloned();
-    Ok(Json(json!({"result": first, "replayed": replayed, "payoutStatus": payout_status})))
+    Ok(json!({"result": first, "replayed": replayed, "payoutStatus": payout_status}))
 }
 
 #[derive(Deserialize)]

@@ -128,6 +128,8 @@ pub struct Limits {
     pub max_withdrawal_expiry_blocks: u64,
     /// Outstanding login challenges.
     pub max_pending_challenges: usize,
+    /// Signed transfers per request on the batch endpoint (`/v1/transfers/batch`).
+    pub max_transfers_per_request: usize,
     /// Live sessions.
     pub max_sessions: usize,
 }
@@ -148,6 +150,7 @@ impl Default for Limits {
             max_payment_amount: infhub_core::Amount(1_000_000_000_000_000_000_000_000),
             max_withdrawal_expiry_blocks: 7_200,
             max_pending_challenges: 100_000,
+            max_transfers_per_request: 1_000,
             max_sessions: 100_000,
         }
     }
@@ -239,6 +242,7 @@ impl Config {
             ("max_websockets", l.max_websockets),
             ("max_batch_commands", l.max_batch_commands),
             ("max_page_size", l.max_page_size),
+            ("max_transfers_per_request", l.max_transfers_per_request),
             ("max_pending_challenges", l.max_pending_challenges),
             ("max_sessions", l.max_sessions),
         ] {

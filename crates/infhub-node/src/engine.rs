@@ -254,16 +254,21 @@ impl Node {
     /// so the caller can answer without reading the state (which the writer may be holding
     /// for the next batch's fsync).
     pub async fn execute_sequenced(&self, command: Command) -> Result<Sequenced, WriteError> {
+        self.submit(command)?.await.unwrap_or(Err(WriteError::Stopped))
+    }
+
+    /// Queues a command now (refused at once if the queue is full); its result arrives on the
+    /// returned receiver. Commands submitted one after another are applied in that order.
+    pub fn submit(&self, command: Command) -> Result<oneshot::Receiver<Result<Sequenced, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         match self.write_queue()?.try_send(Job { command, reply: ReplyTo::WithSeq(reply) }) {
-            Ok(()) => {}
+            Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.shed.fetch_add(1, Ordering::Relaxed);
-                return Err(WriteError::Overloaded(self.config.limits.max_write_queue));
+                Err(WriteError::Overloaded(self.config.limits.max_write_queue))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::Stopped),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriteError::Stopped),
         }
-        rx.await.unwrap_or(Err(WriteError::Stopped))
     }
 
     /// Queues a command from the chain task, waiting for room, and waits for its result.
