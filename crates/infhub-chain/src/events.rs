@@ -162,6 +162,22 @@ pub fn submit_credit_call(c: &SignedCredit) -> IInfHub::submitCreditCall {
     IInfHub::submitCreditCall { credit: credit_arg(&c.message), hubSignature: signature_arg(c) }
 }
 
+/// The empty debit (nonce 0) a hub close carries when the user never paid.
+pub fn empty_debit_arg(user: Address) -> IInfHub::Debit {
+    IInfHub::Debit {
+        user,
+        epoch: 0,
+        nonce: 0,
+        cumulativeDebit: 0,
+        lockedAmount: 0,
+        locksRoot: B256::ZERO,
+        kind: 0,
+        recipient: Address::ZERO,
+        amount: 0,
+        paymentId: B256::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

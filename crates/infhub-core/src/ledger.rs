@@ -100,6 +100,17 @@ pub struct Payout {
     pub amount: Amount,
 }
 
+/// The on-chain id of a payout batch: the keccak of its payments' (payer, payment id) pairs,
+/// so the same batch always gets the same id and the contract executes it at most once.
+pub fn payout_batch_id(payouts: &[Payout]) -> B256 {
+    let mut buf = Vec::with_capacity(payouts.len() * 52);
+    for p in payouts {
+        buf.extend_from_slice(p.payer.as_slice());
+        buf.extend_from_slice(p.payment_id.as_slice());
+    }
+    alloy_primitives::keccak256(&buf)
+}
+
 /// A custodial account: the platform holds the key, the ledger holds the balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -11,9 +11,8 @@
 //! On open, the last segment is scanned: an incomplete or checksum-failing final record (a torn
 //! write) is truncated away; a bad record followed by good ones is corruption and refuses to open.
 
+use crate::fs::{Fs, FsFile, OsFs};
 use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const LOG_MAGIC: &[u8; 8] = b"INFHLOG1";
@@ -41,11 +40,12 @@ impl Default for FileStoreOptions {
 }
 
 /// The file store. Not shared between processes: one node owns its data directory.
-pub struct FileStore {
+pub struct FileStore<F: Fs = OsFs> {
+    fs: F,
     dir: PathBuf,
     options: FileStoreOptions,
     /// The segment being appended to and its size.
-    current: Option<(File, u64)>,
+    current: Option<(F::File, u64)>,
     /// Sequence number the next appended record must carry (0 = unknown until load/append).
     next_seq: u64,
     stats: StoreStats,
@@ -57,11 +57,6 @@ fn io_corrupt(what: impl Into<String>) -> StoreError {
 
 fn seq_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Parses frames from `buf`. Returns the records and the offset just past the last good frame,
@@ -111,35 +106,42 @@ fn good_frame_after(buf: &[u8], bad_at: usize) -> bool {
     false
 }
 
-impl FileStore {
+impl FileStore<OsFs> {
     /// Opens (creating if needed) the store in `dir` and repairs a torn tail of the last segment.
     pub fn open(dir: impl Into<PathBuf>, options: FileStoreOptions) -> Result<FileStore, StoreError> {
+        FileStore::open_on(OsFs, dir, options)
+    }
+}
+
+impl<F: Fs> FileStore<F> {
+    /// Opens the store in `dir` of the file system `fs` (see [`FileStore::open`]).
+    pub fn open_on(fs: F, dir: impl Into<PathBuf>, options: FileStoreOptions) -> Result<FileStore<F>, StoreError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
-        let mut store = FileStore { dir, options, current: None, next_seq: 0, stats: StoreStats::default() };
+        fs.create_dir_all(&dir)?;
+        let mut store = FileStore { fs, dir, options, current: None, next_seq: 0, stats: StoreStats::default() };
         store.repair_tail()?;
         Ok(store)
     }
 
+    fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        self.fs.sync_dir(dir)?;
+        Ok(())
+    }
+
     /// Segment files, oldest first, with their first sequence number.
     fn segments(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-        Self::segments_in(&self.dir)
+        self.segments_in(&self.dir)
     }
 
     fn archive_dir(&self) -> PathBuf {
         self.dir.join("archive")
     }
 
-    fn segments_in(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    fn segments_in(&self, dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let mut segs = Vec::new();
-        if !dir.exists() {
-            return Ok(segs);
-        }
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in self.fs.list(dir)? {
             if let Some(seq) = seq_of(&name, "log-", ".seg") {
-                segs.push((seq, entry.path()));
+                segs.push((seq, dir.join(name)));
             }
         }
         segs.sort();
@@ -148,31 +150,27 @@ impl FileStore {
 
     fn snapshots(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
         let mut snaps = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for name in self.fs.list(&self.dir)? {
             if let Some(seq) = seq_of(&name, "snapshot-", ".snap") {
-                snaps.push((seq, entry.path()));
+                snaps.push((seq, self.dir.join(name)));
             } else if name.ends_with(".tmp") {
                 // A snapshot that never completed.
-                fs::remove_file(entry.path())?;
+                self.fs.remove(&self.dir.join(name))?;
             }
         }
         snaps.sort();
         Ok(snaps)
     }
 
-    fn read_segment(path: &Path) -> Result<Vec<u8>, StoreError> {
-        let mut buf = Vec::new();
-        File::open(path)?.read_to_end(&mut buf)?;
-        Ok(buf)
+    fn read_segment(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+        Ok(self.fs.read(path)?)
     }
 
     /// Every archived record, in order (see [`FileStoreOptions::archive_compacted`]).
     pub fn archived_records(&self) -> Result<Vec<LogRecord>, StoreError> {
         let mut out: Vec<LogRecord> = Vec::new();
-        for (first_seq, path) in Self::segments_in(&self.archive_dir())? {
-            let buf = Self::read_segment(&path)?;
+        for (first_seq, path) in self.segments_in(&self.archive_dir())? {
+            let buf = self.read_segment(&path)?;
             if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
                 return Err(io_corrupt(format!("{} lacks the log header", path.display())));
             }
@@ -193,12 +191,12 @@ impl FileStore {
 
     fn repair_tail(&mut self) -> Result<(), StoreError> {
         let Some((_, path)) = self.segments()?.pop() else { return Ok(()) };
-        let buf = Self::read_segment(&path)?;
+        let buf = self.read_segment(&path)?;
         if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
             if buf.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(&buf) {
                 // Crashed while creating the segment: nothing in it was ever acknowledged.
-                fs::remove_file(&path)?;
-                sync_dir(&self.dir)?;
+                self.fs.remove(&path)?;
+                self.sync_dir(&self.dir)?;
                 return Ok(());
             }
             return Err(io_corrupt(format!("{} lacks the log header", path.display())));
@@ -208,9 +206,7 @@ impl FileStore {
             if good_frame_after(&buf, end) {
                 return Err(io_corrupt(format!("{}: {problem}, with intact records after it", path.display())));
             }
-            let f = OpenOptions::new().write(true).open(&path)?;
-            f.set_len(end as u64)?;
-            f.sync_all()?;
+            self.fs.truncate(&path, end as u64)?;
             self.stats.truncated_bytes += (buf.len() - end) as u64;
         }
         Ok(())
@@ -218,10 +214,10 @@ impl FileStore {
 
     fn new_segment(&mut self, first_seq: u64) -> Result<(), StoreError> {
         let path = self.dir.join(format!("log-{first_seq:020}.seg"));
-        let mut f = OpenOptions::new().create_new(true).write(true).open(&path)?;
-        f.write_all(LOG_MAGIC)?;
+        let mut f = self.fs.create_new(&path)?;
+        f.append(LOG_MAGIC)?;
         f.sync_all()?;
-        sync_dir(&self.dir)?;
+        self.sync_dir(&self.dir)?;
         self.current = Some((f, LOG_MAGIC.len() as u64));
         Ok(())
     }
@@ -232,8 +228,8 @@ impl FileStore {
         }
         match self.segments()?.pop() {
             Some((_, path)) => {
-                let mut f = OpenOptions::new().write(true).open(&path)?;
-                let len = f.seek(SeekFrom::End(0))?;
+                let mut f = self.fs.open_append(&path)?;
+                let len = f.len()?;
                 self.current = Some((f, len));
                 Ok(())
             }
@@ -242,7 +238,7 @@ impl FileStore {
     }
 }
 
-impl LogStore for FileStore {
+impl<F: Fs> LogStore for FileStore<F> {
     fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
         let Some(first) = records.first() else { return Ok(()) };
         if self.next_seq != 0 {
@@ -266,7 +262,7 @@ impl LogStore for FileStore {
             buf.extend_from_slice(&payload);
         }
         let (f, size) = self.current.as_mut().expect("segment open");
-        f.write_all(&buf)?;
+        f.append(&buf)?;
         f.sync_data()?;
         *size += buf.len() as u64;
         self.next_seq = records.last().expect("non-empty").seq + 1;
@@ -280,16 +276,18 @@ impl LogStore for FileStore {
         let tmp = self.dir.join(format!("snapshot-{seq:020}.tmp"));
         let fin = self.dir.join(format!("snapshot-{seq:020}.snap"));
         {
-            let mut f = File::create(&tmp)?;
-            f.write_all(SNAP_MAGIC)?;
-            f.write_all(&seq.to_le_bytes())?;
-            f.write_all(&(ledger_bytes.len() as u64).to_le_bytes())?;
-            f.write_all(&crc32fast::hash(ledger_bytes).to_le_bytes())?;
-            f.write_all(ledger_bytes)?;
+            let mut f = self.fs.create(&tmp)?;
+            let mut header = Vec::with_capacity(28);
+            header.extend_from_slice(SNAP_MAGIC);
+            header.extend_from_slice(&seq.to_le_bytes());
+            header.extend_from_slice(&(ledger_bytes.len() as u64).to_le_bytes());
+            header.extend_from_slice(&crc32fast::hash(ledger_bytes).to_le_bytes());
+            f.append(&header)?;
+            f.append(ledger_bytes)?;
             f.sync_all()?;
         }
-        fs::rename(&tmp, &fin)?;
-        sync_dir(&self.dir)?;
+        self.fs.rename(&tmp, &fin)?;
+        self.sync_dir(&self.dir)?;
         // Start a new segment for records after the snapshot (unless one already starts there,
         // as when snapshotting twice with nothing in between), then drop what the snapshot covers.
         let starts_there = self.segments()?.last().is_some_and(|(first, _)| *first == seq + 1);
@@ -304,12 +302,13 @@ impl LogStore for FileStore {
             if pair[1].0 <= seq + 1 {
                 if self.options.archive_compacted {
                     let archive = self.archive_dir();
-                    fs::create_dir_all(&archive)?;
+                    self.fs.create_dir_all(&archive)?;
                     let name = pair[0].1.file_name().expect("segment file name");
-                    fs::rename(&pair[0].1, archive.join(name))?;
-                    sync_dir(&archive)?;
+                    self.fs.rename(&pair[0].1, &archive.join(name))?;
+                    self.sync_dir(&archive)?;
+                    self.sync_dir(&self.dir)?;
                 } else {
-                    fs::remove_file(&pair[0].1)?;
+                    self.fs.remove(&pair[0].1)?;
                 }
             }
         }
@@ -317,10 +316,10 @@ impl LogStore for FileStore {
         let keep = self.options.snapshots_kept.max(1);
         if snaps.len() > keep {
             for (_, path) in &snaps[..snaps.len() - keep] {
-                fs::remove_file(path)?;
+                self.fs.remove(path)?;
             }
         }
-        sync_dir(&self.dir)?;
+        self.sync_dir(&self.dir)?;
         Ok(())
     }
 
@@ -329,8 +328,7 @@ impl LogStore for FileStore {
         // which load_records checks (a gap is reported as corruption).
         let mut damaged = Vec::new();
         for (seq, path) in self.snapshots()?.into_iter().rev() {
-            let mut buf = Vec::new();
-            File::open(&path)?.read_to_end(&mut buf)?;
+            let buf = self.fs.read(&path)?;
             let header = SNAP_MAGIC.len() + 8 + 8 + 4;
             let intact = buf.len() >= header && &buf[..8] == SNAP_MAGIC && {
                 let stored_seq = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
@@ -353,7 +351,9 @@ impl LogStore for FileStore {
 
     fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
         let mut all = self.archived_records()?;
-        let after = all.last().map(|r| r.seq).unwrap_or(0);
+        // Without an archive, the history starts where the oldest live segment starts.
+        let oldest_live = self.segments()?.first().map_or(1, |(first, _)| *first);
+        let after = all.last().map_or(oldest_live.saturating_sub(1), |r| r.seq);
         let live = self.load_records(after)?;
         if let (Some(last), Some(first)) = (all.last(), live.first()) {
             if first.seq != last.seq + 1 {
@@ -374,7 +374,7 @@ impl LogStore for FileStore {
                     continue;
                 }
             }
-            let buf = Self::read_segment(path)?;
+            let buf = self.read_segment(path)?;
             if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
                 return Err(io_corrupt(format!("{} lacks the log header", path.display())));
             }

@@ -13,6 +13,7 @@
 
 pub mod durable;
 pub mod file;
+pub mod fs;
 pub mod store;
 
 pub use durable::{DurableLedger, DurableParams};

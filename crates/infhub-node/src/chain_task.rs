@@ -16,7 +16,7 @@ use crate::history::payout_batch_id;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
-use infhub_chain::events::{debit_arg, submit_debit_call};
+use infhub_chain::events::{debit_arg, empty_debit_arg, submit_debit_call};
 use infhub_chain::sender::{TxOutcome, TxSender};
 use infhub_chain::source::RpcSource;
 use infhub_chain::watcher::{WatchEvent, Watcher};
@@ -189,7 +189,7 @@ impl ChainTask {
                     Some(d) => {
                         let (arg, sig) = match d {
                             Some(d) => (debit_arg(&d.message), Bytes::copy_from_slice(&d.signature.0)),
-                            None => (empty_debit(user), Bytes::new()),
+                            None => (empty_debit_arg(user), Bytes::new()),
                         };
                         let input = IInfHub::startHubCloseCall { user, debit: arg, userSignature: sig }.abi_encode();
                         self.try_send(Purpose::Close { user }, input).await.map_err(ChainRequestError::from)
@@ -391,20 +391,5 @@ impl ChainTask {
                 (p, None) => tracing::error!(?p, nonce, "hub key used elsewhere: nonce taken by another transaction"),
             }
         }
-    }
-}
-
-fn empty_debit(user: Address) -> IInfHub::Debit {
-    IInfHub::Debit {
-        user,
-        epoch: 0,
-        nonce: 0,
-        cumulativeDebit: 0,
-        lockedAmount: 0,
-        locksRoot: B256::ZERO,
-        kind: 0,
-        recipient: Address::ZERO,
-        amount: 0,
-        paymentId: B256::ZERO,
     }
 }

@@ -292,16 +292,7 @@ impl History {
     }
 }
 
-/// The on-chain id of a payout batch: the keccak of its payments' (payer, payment id) pairs,
-/// so the same batch always gets the same id and the contract executes it at most once.
-pub fn payout_batch_id(payouts: &[Payout]) -> B256 {
-    let mut buf = Vec::with_capacity(payouts.len() * 52);
-    for p in payouts {
-        buf.extend_from_slice(p.payer.as_slice());
-        buf.extend_from_slice(p.payment_id.as_slice());
-    }
-    alloy::primitives::keccak256(&buf)
-}
+pub use infhub_core::ledger::payout_batch_id;
 
 /// One statement line: a history entry with the balance after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,0 +1,293 @@
+//! The targets. Every one is listed in [`ALL`] with its name (the corpus directory name).
+
+use crate::Input;
+use alloy::sol_types::SolEvent;
+use alloy_primitives::{Address, Bytes, B256};
+use infhub_chain::bindings::IInfHub;
+use infhub_chain::events::{decode_event, RawLog};
+use infhub_core::channel::{self, ChannelParams, ChannelState, Input as ChannelInput, Role};
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition};
+use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Registration, Withdrawal};
+use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::LogStore;
+
+/// A fuzz target.
+pub type Target = fn(&[u8]);
+
+/// Every target with its name.
+pub const ALL: &[(&str, Target)] = &[
+    ("api_messages", api_messages),
+    ("chain_log", chain_log),
+    ("log_segment", log_segment),
+    ("channel_machine", channel_machine),
+    ("ledger_machine", ledger_machine),
+];
+
+fn key(n: u8) -> PrivateKey {
+    let mut b = [0u8; 32];
+    b[31] = n.max(1);
+    b[0] = 0x11;
+    PrivateKey::from_bytes(b).expect("valid fixed key")
+}
+
+fn domain() -> Domain {
+    Domain { chain_id: 31_337, verifying_contract: Address::repeat_byte(0xC0) }
+}
+
+/// The JSON decoders of the API and wallet (debits, credits, withdrawals, registrations):
+/// a value decodes and re-encodes to itself, and its signature checks answer without panic.
+pub fn api_messages(data: &[u8]) {
+    let d = domain();
+    if let Ok(m) = serde_json::from_slice::<SignedDebit>(data) {
+        let again: SignedDebit = serde_json::from_str(&serde_json::to_string(&m).expect("encode")).expect("decode");
+        assert_eq!(again, m, "debit JSON round trip");
+        let _ = m.verify(&d, m.message.user);
+        let _ = PaymentKind::from_u8(m.message.kind);
+    }
+    if let Ok(m) = serde_json::from_slice::<SignedCredit>(data) {
+        let again: SignedCredit = serde_json::from_str(&serde_json::to_string(&m).expect("encode")).expect("decode");
+        assert_eq!(again, m, "credit JSON round trip");
+        let _ = m.verify(&d, key(1).address());
+    }
+    if let Ok(m) = serde_json::from_slice::<Signed<Withdrawal>>(data) {
+        let _ = m.verify(&d, m.message.user);
+    }
+    if let Ok(m) = serde_json::from_slice::<Signed<Registration>>(data) {
+        let _ = m.verify(&d, key(2).address());
+    }
+}
+
+/// The contract-log decoder: any topics and data decode to an event, to "not ours", or to a
+/// specific error.
+pub fn chain_log(data: &[u8]) {
+    let mut input = Input::new(data);
+    let signatures = [
+        IInfHub::ChannelOpened::SIGNATURE_HASH,
+        IInfHub::Deposited::SIGNATURE_HASH,
+        IInfHub::Withdrawn::SIGNATURE_HASH,
+        IInfHub::ExitStarted::SIGNATURE_HASH,
+        IInfHub::DebitSubmitted::SIGNATURE_HASH,
+        IInfHub::CreditSubmitted::SIGNATURE_HASH,
+        IInfHub::DebitRealized::SIGNATURE_HASH,
+        IInfHub::Settled::SIGNATURE_HASH,
+        IInfHub::ReserveDeposited::SIGNATURE_HASH,
+        IInfHub::CustodialDeposited::SIGNATURE_HASH,
+        IInfHub::ReserveWithdrawn::SIGNATURE_HASH,
+        IInfHub::PayoutBatchExecuted::SIGNATURE_HASH,
+    ];
+    let n = input.below(5) as usize;
+    let mut topics = Vec::with_capacity(n);
+    for i in 0..n {
+        let choice = input.u8();
+        if i == 0 && (choice as usize) < signatures.len() * 16 {
+            topics.push(signatures[choice as usize % signatures.len()]);
+        } else {
+            topics.push(B256::from(input.bytes32()));
+        }
+    }
+    let log = RawLog {
+        block_number: input.u64(),
+        block_hash: B256::ZERO,
+        log_index: input.u64(),
+        address: Address::ZERO,
+        topics,
+        data: Bytes::copy_from_slice(input.rest()),
+    };
+    let _ = decode_event(&log);
+}
+
+/// The log store's recovery: a segment holding arbitrary bytes after its header opens (a torn
+/// tail is cut) or is refused as corrupt; it never panics, and what it returns is in order.
+pub fn log_segment(data: &[u8]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut bytes = b"INFHLOG1".to_vec();
+    bytes.extend_from_slice(data);
+    std::fs::write(dir.path().join("log-00000000000000000001.seg"), &bytes).expect("write segment");
+    let Ok(mut store) = FileStore::open(dir.path(), FileStoreOptions::default()) else { return };
+    if let Ok(records) = store.load_records(0) {
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1, "records returned out of order");
+        }
+    }
+}
+
+/// The channel state machine at both ends, driven by a byte-chosen sequence of debits,
+/// credits, withdrawal requests, blocks and chain events, valid and invalid. A refused input
+/// leaves the state unchanged; an accepted one keeps the balance non-negative (asserted by
+/// the machine itself) and the nonces monotonic.
+pub fn channel_machine(data: &[u8]) {
+    let mut input = Input::new(data);
+    let user = key(7);
+    let hub = key(1);
+    let role = if input.u8().is_multiple_of(2) { Role::Hub } else { Role::User };
+    let params = ChannelParams { domain: domain(), hub: hub.address(), role, max_withdrawal_expiry_blocks: 100 };
+    let mut state = ChannelState::opened(user.address(), 1);
+    let mut steps = 0;
+    while !input.is_empty() && steps < 64 {
+        steps += 1;
+        let small = |input: &mut Input| Amount(input.below(1_000) as u128);
+        let op = input.u8() % 12;
+        let ch_input = match op {
+            0 | 1 => {
+                let amount = small(&mut input);
+                let recipient = Address::repeat_byte(input.u8());
+                let Ok(mut d) = state.next_debit(PaymentKind::Internal, recipient, amount, B256::from(input.bytes32()))
+                else {
+                    continue;
+                };
+                match input.u8() % 6 {
+                    0 => d.nonce = d.nonce.wrapping_add(input.u64() % 3).wrapping_sub(1),
+                    1 => d.cumulative_debit = Amount(input.u128()),
+                    2 => d.kind = input.u8(),
+                    3 => d.epoch = input.u64() % 3,
+                    _ => {}
+                }
+                let signer = if input.u8().is_multiple_of(8) { &hub } else { &user };
+                ChannelInput::Debit(Signed::new(d, &params.domain, signer))
+            }
+            2 | 3 => {
+                let Ok(mut c) = state.next_credit(small(&mut input)) else { continue };
+                if input.u8().is_multiple_of(5) {
+                    c.nonce = c.nonce.wrapping_add(input.u64() % 4);
+                }
+                let signer = if input.u8().is_multiple_of(8) { &user } else { &hub };
+                ChannelInput::Credit(Signed::new(c, &params.domain, signer))
+            }
+            4 => {
+                let Ok(w) = state.next_withdrawal(small(&mut input), state.block + input.below(200)) else { continue };
+                let sig = Signed::new(w, &params.domain, &user).signature;
+                ChannelInput::WithdrawalRequest { withdrawal: w, user_signature: sig, block: state.block }
+            }
+            5 => ChannelInput::Block(state.block + input.below(40)),
+            6 => ChannelInput::ChainDeposited {
+                epoch: state.epoch,
+                total_deposited: Amount(state.deposited.0 + input.below(2_000) as u128),
+            },
+            7 => ChannelInput::ChainWithdrawn {
+                epoch: state.epoch,
+                total_withdrawn: state.withdrawal_hold.map_or(state.withdrawn, |h| h.cumulative_withdrawn),
+            },
+            8 => ChannelInput::ChainExitStarted { epoch: state.epoch, settle_block: state.block + input.below(30) },
+            9 => ChannelInput::ChainDebitSubmitted { epoch: state.epoch, nonce: input.below(10) },
+            10 => ChannelInput::ChainCreditSubmitted { epoch: state.epoch, nonce: input.below(10) },
+            _ => ChannelInput::ChainSettled { epoch: state.epoch, paid: Amount(input.below(5_000) as u128) },
+        };
+        let before = state.clone();
+        match channel::step(&state, &params, ch_input) {
+            Ok((next, _effects)) => {
+                assert!(next.debit_nonce() >= before.debit_nonce(), "debit nonce went back");
+                assert!(next.credit_nonce() >= before.credit_nonce(), "credit nonce went back");
+                assert!(next.balance().is_ok(), "negative balance accepted");
+                state = next;
+            }
+            Err(_) => assert_eq!(state, before, "a refused input changed the state"),
+        }
+    }
+}
+
+/// The hub's ledger, driven by a byte-chosen sequence of commands (transfers between three
+/// users, purchases, withdrawals, payout batches, chain events and blocks, custodial
+/// transfers), valid and invalid. After every command the ledger's own invariant check runs
+/// (obligations, custodial totals, non-negative balances), and a refused command changes
+/// nothing.
+pub fn ledger_machine(data: &[u8]) {
+    let mut input = Input::new(data);
+    let hub = key(1);
+    let users = [key(7), key(8), key(9)];
+    let params = LedgerParams {
+        domain: domain(),
+        hub: hub.address(),
+        max_withdrawal_expiry_blocks: 100,
+        max_accounts: 16,
+        max_queued_payouts: 8,
+        max_payment_amount: Amount(1_000_000),
+    };
+    let mut ledger = Ledger::new(params);
+    let mut pos = LogPosition { block: 1, log_index: 0 };
+    let mut next_pos = |input: &mut Input| {
+        if input.u8().is_multiple_of(4) {
+            pos.block += 1;
+            pos.log_index = 0;
+        } else {
+            pos.log_index += 1;
+        }
+        pos
+    };
+    let mut genesis = vec![Command::Chain {
+        at: next_pos(&mut input),
+        event: ChainEvent::ReserveDeposited { reserve_after: Amount(50_000) },
+    }];
+    for u in &users {
+        genesis.push(Command::Chain {
+            at: next_pos(&mut input),
+            event: ChainEvent::ChannelOpened { user: u.address(), epoch: 1 },
+        });
+        genesis.push(Command::Chain {
+            at: next_pos(&mut input),
+            event: ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(1_000) },
+        });
+    }
+    for c in genesis {
+        ledger.apply(&hub, c).expect("genesis applies");
+    }
+    let mut steps = 0;
+    while !input.is_empty() && steps < 64 {
+        steps += 1;
+        let who = input.below(3) as usize;
+        let u = &users[who];
+        let ch = ledger.account(&u.address()).map(|a| a.channel.clone());
+        let command = match input.u8() % 9 {
+            0..=2 => {
+                let Some(ch) = ch else { continue };
+                let to = users[(who + 1 + input.below(2) as usize) % 3].address();
+                let kind = if input.u8().is_multiple_of(4) { PaymentKind::External } else { PaymentKind::Internal };
+                let amount = Amount(input.below(1_500) as u128);
+                let Ok(mut d) = ch.next_debit(kind, to, amount, B256::repeat_byte(input.u8())) else { continue };
+                if input.u8().is_multiple_of(6) {
+                    d.nonce = d.nonce.wrapping_sub(1);
+                }
+                Command::Transfer(Signed::new(d, &params.domain, u))
+            }
+            3 => Command::Purchase {
+                user: u.address(),
+                amount: Amount(input.below(3_000) as u128),
+                purchase_id: B256::repeat_byte(input.u8()),
+            },
+            4 => {
+                let Some(ch) = ch else { continue };
+                let Ok(w) = ch.next_withdrawal(Amount(input.below(1_500) as u128), ch.block + input.below(150)) else {
+                    continue;
+                };
+                Command::Withdraw { withdrawal: w, user_signature: Signed::new(w, &params.domain, u).signature }
+            }
+            5 => Command::TakePayoutBatch { max: input.below(5) as usize },
+            6 => Command::Block(ledger.block + input.below(20)),
+            7 => {
+                let Some(ch) = ch else { continue };
+                let event = match input.u8() % 4 {
+                    0 => ChainEvent::Deposited {
+                        user: u.address(),
+                        epoch: ch.epoch,
+                        total_deposited: Amount(ch.deposited.0 + input.below(500) as u128),
+                    },
+                    1 => ChainEvent::ExitStarted { user: u.address(), epoch: ch.epoch, settle_block: ledger.block + 5 },
+                    2 => ChainEvent::ReserveDeposited {
+                        reserve_after: Amount(ledger.reserve.0 + input.below(500) as u128),
+                    },
+                    _ => ChainEvent::DebitSubmitted { user: u.address(), epoch: ch.epoch, nonce: input.below(5) },
+                };
+                Command::Chain { at: next_pos(&mut input), event }
+            }
+            _ => Command::Chain {
+                at: LogPosition { block: input.below(3), log_index: input.below(3) },
+                event: ChainEvent::ReserveDeposited { reserve_after: Amount(0) },
+            },
+        };
+        let before = ledger.clone();
+        match ledger.apply(&hub, command) {
+            Ok(_) => ledger.check_invariants(),
+            Err(_) => assert_eq!(ledger, before, "a refused command changed the ledger"),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The auditor: checks the world after every step and at the end, from the outside.
+//!
+//! It trusts no component's own claims: conservation is read from the contract's storage in
+//! the EVM, the hub's ledger is compared with the contract as of the block the ledger says it
+//! has confirmed, acknowledgements are recorded when a wallet receives them and compared with
+//! what the hub holds after every restart, and settlements are judged against each end's
+//! own newest proofs. The first broken rule stops the run with the seed, the step and the
+//! rule's name.
+
+use crate::evm::SimChain;
+use crate::hub::SimHub;
+use crate::wallet::{Behaviour, SimWallet};
+use alloy::primitives::{Address, U256};
+use infhub_core::channel::{Effect, Status};
+use infhub_core::messages::{SignedCredit, SignedDebit};
+use infhub_core::{Amount, Error, PaymentKind};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Step at which it was found.
+    pub step: u64,
+    /// The rule broken, named like an error (`acknowledged_payment_must_survive`).
+    pub rule: &'static str,
+    /// What exactly was seen.
+    pub detail: String,
+    /// The last things that happened (crashes, closes), for the report.
+    pub trail: Vec<String>,
+}
+
+impl Violation {
+    /// A violation of `rule` at `step`.
+    pub fn new(step: u64, rule: &'static str, detail: impl Into<String>) -> Violation {
+        Violation { step, rule, detail: detail.into(), trail: Vec::new() }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {}: {} broken: {}", self.step, self.rule, self.detail)?;
+        for t in &self.trail {
+            write!(f, "\n  before: {t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The auditor's own records.
+pub struct Auditor {
+    users: Vec<Address>,
+    /// Highest debit nonce acknowledged to each wallet.
+    acked_debit_nonce: Vec<u64>,
+    /// Highest credit nonce the hub issued to each wallet in a durable batch.
+    issued_credit_nonce: Vec<u64>,
+    /// External payments asked for: recipient -> amount (recipients are fresh addresses).
+    payouts_requested: BTreeMap<Address, (Address, Amount)>,
+    /// External payments acknowledged: recipient -> amount.
+    payouts_acked: BTreeMap<Address, Amount>,
+    /// Wallets the hub closed on.
+    hub_closed: Vec<bool>,
+    /// Settlements already judged per wallet.
+    judged: Vec<usize>,
+    found: Option<Violation>,
+    trail: VecDeque<String>,
+}
+
+const TRAIL: usize = 8;
+
+fn amount(v: u128) -> Amount {
+    Amount(v)
+}
+
+impl Auditor {
+    /// An auditor for these wallets.
+    pub fn new(wallets: &[SimWallet]) -> Auditor {
+        let n = wallets.len();
+        Auditor {
+            users: wallets.iter().map(|w| w.address()).collect(),
+            acked_debit_nonce: vec![0; n],
+            issued_credit_nonce: vec![0; n],
+            payouts_requested: BTreeMap::new(),
+            payouts_acked: BTreeMap::new(),
+            hub_closed: vec![false; n],
+            judged: vec![0; n],
+            found: None,
+            trail: VecDeque::new(),
+        }
+    }
+
+    /// Remembers something that happened, for the failure report.
+    pub fn note(&mut self, what: String) {
+        if self.trail.len() == TRAIL {
+            self.trail.pop_front();
+        }
+        self.trail.push_back(what);
+    }
+
+    fn fail(&mut self, v: Violation) {
+        if self.found.is_none() {
+            let mut v = v;
+            v.trail = self.trail.iter().cloned().collect();
+            self.found = Some(v);
+        }
+    }
+
+    fn result(&mut self) -> Result<(), Violation> {
+        match self.found.take() {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
+    }
+
+    /// A wallet received the acknowledgement of its debit.
+    pub fn payment_acked(&mut self, wallet: usize, d: &SignedDebit) {
+        let n = &mut self.acked_debit_nonce[wallet];
+        *n = (*n).max(d.message.nonce);
+        if d.message.kind == PaymentKind::External as u8 {
+            self.payouts_acked.insert(d.message.recipient, d.message.amount);
+        }
+    }
+
+    /// The hub issued a credit in a batch that is durable.
+    pub fn credit_issued(&mut self, wallet: usize, c: &SignedCredit) {
+        let n = &mut self.issued_credit_nonce[wallet];
+        *n = (*n).max(c.message.nonce);
+    }
+
+    /// A wallet asked for an external payment.
+    pub fn payout_requested(&mut self, d: &SignedDebit) {
+        self.payouts_requested.insert(d.message.recipient, (d.message.user, d.message.amount));
+    }
+
+    /// A cheater sent one half of a double spend.
+    pub fn double_spend_attempt(&mut self, wallet: usize, d: &SignedDebit) {
+        self.note(format!("wallet {wallet} double-spends nonce {}", d.message.nonce));
+    }
+
+    /// The hub refused a debit.
+    pub fn refused(&mut self, step: u64, wallet: usize, behaviour: Behaviour, d: &SignedDebit, e: Error) {
+        if behaviour == Behaviour::Honest && matches!(e, Error::InvalidSignature | Error::WrongSigner) {
+            self.fail(Violation::new(
+                step,
+                "honest_signatures_verify",
+                format!("wallet {wallet}'s debit nonce {} refused: {e}", d.message.nonce),
+            ));
+        }
+    }
+
+    /// The hub closed wallet `i`'s channel.
+    pub fn hub_closed(&mut self, wallet: usize) {
+        self.hub_closed[wallet] = true;
+        self.note(format!("hub closes wallet {wallet}'s channel"));
+    }
+
+    /// Channel effects the hub's ledger produced.
+    pub fn hub_effects(&mut self, step: u64, effects: &[(Address, Effect)]) {
+        for (user, e) in effects {
+            if let Effect::Settled { paid, expected } = e {
+                self.note(format!("settled {user}: paid {paid}, hub expected {expected}"));
+                if paid > expected {
+                    self.fail(Violation::new(
+                        step,
+                        "no_user_takes_more_than_owed",
+                        format!("{user} was paid {paid} on chain; the hub's newest proofs owe {expected}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// After the hub restarted from its disk: nothing acknowledged may be missing.
+    pub fn after_restart(&mut self, step: u64, hub: &SimHub, wallets: &[SimWallet]) -> Result<(), Violation> {
+        self.note(format!("step {step}: hub restarted, recovery {:?}", hub.dl.recovery()));
+        self.check_acknowledged(step, hub, wallets);
+        self.result()
+    }
+
+    fn check_acknowledged(&mut self, step: u64, hub: &SimHub, wallets: &[SimWallet]) {
+        let ledger = hub.dl.ledger();
+        for (i, w) in wallets.iter().enumerate() {
+            let Some(acct) = ledger.account(&w.address()) else {
+                if w.channel.is_some() {
+                    self.fail(Violation::new(step, "opened_channels_are_known", format!("wallet {i}")));
+                }
+                continue;
+            };
+            let ch = &acct.channel;
+            if ch.debit_nonce() < self.acked_debit_nonce[i] {
+                self.fail(Violation::new(
+                    step,
+                    "acknowledged_payment_must_survive",
+                    format!(
+                        "wallet {i} was told debit nonce {} was applied; the hub holds nonce {}",
+                        self.acked_debit_nonce[i],
+                        ch.debit_nonce()
+                    ),
+                ));
+            }
+            if ch.credit_nonce() < self.issued_credit_nonce[i] {
+                self.fail(Violation::new(
+                    step,
+                    "issued_credit_must_survive",
+                    format!(
+                        "credit nonce {} was issued to wallet {i} after a durable write; the hub holds {}",
+                        self.issued_credit_nonce[i],
+                        ch.credit_nonce()
+                    ),
+                ));
+            }
+            if let Some(wc) = &w.channel {
+                if wc.epoch == ch.epoch && wc.credit_nonce() > ch.credit_nonce() {
+                    self.fail(Violation::new(
+                        step,
+                        "wallet_credits_come_from_the_hub_ledger",
+                        format!("wallet {i} holds credit nonce {}, hub {}", wc.credit_nonce(), ch.credit_nonce()),
+                    ));
+                }
+                if wc.epoch == ch.epoch && wc.debit_nonce() > ch.debit_nonce() {
+                    self.fail(Violation::new(
+                        step,
+                        "acknowledged_payment_must_survive",
+                        format!("wallet {i} applied debit nonce {}, hub holds {}", wc.debit_nonce(), ch.debit_nonce()),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The checks after every step.
+    pub fn check(
+        &mut self,
+        step: u64,
+        chain: &mut SimChain,
+        hub: Option<&SimHub>,
+        wallets: &[SimWallet],
+    ) -> Result<(), Violation> {
+        // 1. Conservation in the contract: tokens held == reserve + Σ channel funds.
+        let held = chain.token_balance(chain.hub_contract);
+        let reserve = chain.reserve();
+        let funds = chain.total_channel_funds();
+        if held != reserve + funds {
+            self.fail(Violation::new(
+                step,
+                "contract_holdings_equal_reserve_plus_channel_funds",
+                format!("holds {held}, reserve {reserve} + channel funds {funds}"),
+            ));
+        }
+        if step.is_multiple_of(10) {
+            let mut sum = U256::ZERO;
+            for u in &self.users {
+                let c = chain.channel(*u);
+                sum += U256::from(c.deposited) + U256::from(c.advancedFromReserve)
+                    - U256::from(c.withdrawn)
+                    - U256::from(c.realizedDebit);
+            }
+            if sum != funds {
+                self.fail(Violation::new(
+                    step,
+                    "channel_funds_sum_to_the_total",
+                    format!("Σ channel funds {sum}, totalChannelFunds {funds}"),
+                ));
+            }
+        }
+        // 2. The hub's books, against themselves and against the chain.
+        if let Some(hub) = hub {
+            let ledger = hub.dl.ledger();
+            ledger.check_invariants();
+            if !ledger.is_liquid() {
+                self.fail(Violation::new(
+                    step,
+                    "reserve_covers_commitments",
+                    format!("reserve {} free {}", ledger.reserve, ledger.free_reserve()),
+                ));
+            }
+            self.check_acknowledged(step, hub, wallets);
+            if step.is_multiple_of(5) && ledger.block >= chain.floor {
+                self.compare_with_chain(step, chain, hub);
+            }
+        }
+        // 3. Settlements seen by wallets: an honest wallet is paid exactly its balance: its
+        // newest credit, and the newest debit its key signed that reached the hub (which the
+        // wallet may not have learned of if it was offline; the hub's ledger holds it).
+        let Some(hub) = hub else { return self.result() };
+        for (i, w) in wallets.iter().enumerate() {
+            for s in &w.settlements[self.judged[i]..] {
+                let hub_debit =
+                    hub.dl.ledger().account(&w.address()).map_or(Amount::ZERO, |a| a.channel.cumulative_debit());
+                let owed = s
+                    .expected
+                    .0
+                    .checked_add(s.known_cumulative_debit.0)
+                    .and_then(|v| v.checked_sub(hub_debit.0))
+                    .map(Amount);
+                if w.behaviour == Behaviour::Honest && owed != Some(s.paid) {
+                    self.fail(Violation::new(
+                        step,
+                        "honest_exit_pays_the_off_chain_balance",
+                        format!(
+                            "wallet {i}{} was paid {} but is owed {owed:?} (its own proofs say {}; it knew of \
+                             debits totalling {}, the hub holds {hub_debit})",
+                            if self.hub_closed[i] { " (closed by the hub)" } else { "" },
+                            s.paid,
+                            s.expected,
+                            s.known_cumulative_debit
+                        ),
+                    ));
+                }
+            }
+            self.judged[i] = w.settlements.len();
+        }
+        self.result()
+    }
+
+    /// The ledger's mirror of the chain equals the contract as of the ledger's confirmed block.
+    fn compare_with_chain(&mut self, step: u64, chain: &mut SimChain, hub: &SimHub) {
+        let ledger = hub.dl.ledger();
+        let at = ledger.block;
+        let (reserve, channels) = match chain.books_at(at, &self.users) {
+            Ok(b) => b,
+            Err(e) => return self.fail(Violation::new(step, "contract_readable", e)),
+        };
+        if U256::from(ledger.reserve.0) != reserve {
+            self.fail(Violation::new(
+                step,
+                "ledger_reserve_equals_contract_reserve",
+                format!("ledger {} contract {reserve} at block {at}", ledger.reserve),
+            ));
+        }
+        for (u, c) in self.users.clone().iter().zip(channels) {
+            let Some(acct) = ledger.account(u) else { continue };
+            let ch = &acct.channel;
+            if ch.status == Status::Settled || ch.epoch != c.epoch {
+                continue;
+            }
+            if amount(c.deposited) != ch.deposited || amount(c.withdrawn) != ch.withdrawn {
+                self.fail(Violation::new(
+                    step,
+                    "ledger_applies_each_chain_event_once",
+                    format!(
+                        "{u} at block {at}: contract deposited {} withdrawn {}, ledger {} {}",
+                        c.deposited, c.withdrawn, ch.deposited, ch.withdrawn
+                    ),
+                ));
+            }
+            if amount(c.advancedFromReserve) != acct.chain.advanced_from_reserve
+                || amount(c.realizedDebit) != acct.chain.realized_debit
+            {
+                self.fail(Violation::new(
+                    step,
+                    "ledger_applies_each_chain_event_once",
+                    format!("{u} at block {at}: chain funds differ"),
+                ));
+            }
+        }
+    }
+
+    /// The checks at the very end, after every channel was asked to exit.
+    pub fn final_check(
+        &mut self,
+        step: u64,
+        chain: &mut SimChain,
+        hub: Option<&SimHub>,
+        wallets: &[SimWallet],
+    ) -> Result<(), Violation> {
+        self.check(step, chain, hub, wallets)?;
+        for (i, w) in wallets.iter().enumerate() {
+            let settled = w.channel.as_ref().is_some_and(|c| c.status == Status::Settled);
+            if !settled {
+                self.fail(Violation::new(step, "every_exit_settles", format!("wallet {i}: {:?}", w.channel)));
+            }
+        }
+        let funds = chain.total_channel_funds();
+        let held = chain.token_balance(chain.hub_contract);
+        let reserve = chain.reserve();
+        if funds != U256::ZERO || held != reserve {
+            self.fail(Violation::new(
+                step,
+                "after_all_exits_only_the_reserve_remains",
+                format!("channel funds {funds}, holdings {held}, reserve {reserve}"),
+            ));
+        }
+        let Some(hub) = hub else {
+            self.fail(Violation::new(step, "hub_runs_at_the_end", "hub down"));
+            return self.result();
+        };
+        if U256::from(hub.dl.ledger().reserve.0) != reserve {
+            self.fail(Violation::new(
+                step,
+                "ledger_reserve_equals_contract_reserve",
+                format!("ledger {} contract {reserve}", hub.dl.ledger().reserve),
+            ));
+        }
+        // Every acknowledged external payment arrived, exactly once, and nothing else did.
+        let acked = self.payouts_acked.clone();
+        for (recipient, (payer, asked)) in self.payouts_requested.clone() {
+            let got = chain.token_balance(recipient);
+            let expected = acked.get(&recipient).copied();
+            let ok = match expected {
+                Some(a) => got == U256::from(a.0),
+                // Not acknowledged: it may or may not have been applied; at most once.
+                None => got == U256::ZERO || got == U256::from(asked.0),
+            };
+            if !ok {
+                self.fail(Violation::new(
+                    step,
+                    "external_payouts_arrive_exactly_once",
+                    format!("{recipient} (from {payer}) holds {got}, acknowledged {expected:?}"),
+                ));
+            }
+        }
+        self.result()
+    }
+}

@@ -1,0 +1,321 @@
+//! A simulated disk under the hub's real file store.
+//!
+//! It implements the file store's [`Fs`] trait with the failure semantics of a real disk:
+//! written data is volatile until the file is synced, created, renamed and removed names are
+//! volatile until their directory is synced, and a crash keeps only what was durable, plus
+//! possibly any prefix of what was written after the last sync (a torn write), plus possibly
+//! the unsynced directory changes. A crash can be scheduled to strike at the N-th operation,
+//! so it lands inside an append, between a snapshot's rename and its directory sync, and so
+//! on; every operation after it fails, as the process is gone.
+
+use crate::rng::Rng;
+use infhub_ledger::fs::{Fs, FsFile};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    inodes: Vec<Inode>,
+    names: BTreeMap<PathBuf, usize>,
+    durable_names: BTreeMap<PathBuf, usize>,
+    dirs: BTreeSet<PathBuf>,
+    /// Operations left before the scheduled crash strikes.
+    ops_until_crash: Option<u64>,
+    crashed: bool,
+    /// A torn write: bytes of the append that the crash interrupted, kept volatile.
+    ops: u64,
+    syncs: u64,
+}
+
+/// Handle to the simulated disk (cheap to clone; all clones share the disk).
+#[derive(Clone, Debug, Default)]
+pub struct SimDisk(Rc<RefCell<DiskState>>);
+
+/// An open file on the simulated disk.
+#[derive(Debug)]
+pub struct SimFile {
+    disk: SimDisk,
+    inode: usize,
+}
+
+fn gone() -> io::Error {
+    io::Error::other("simulated crash: the process lost its disk")
+}
+
+fn missing(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+}
+
+impl SimDisk {
+    /// An empty disk.
+    pub fn new() -> SimDisk {
+        SimDisk::default()
+    }
+
+    /// Makes the crash strike at the `n`-th operation from now (0 = the next one).
+    pub fn schedule_crash(&self, n: u64) {
+        self.0.borrow_mut().ops_until_crash = Some(n);
+    }
+
+    /// Cancels a scheduled crash that has not struck yet.
+    pub fn cancel_crash(&self) {
+        self.0.borrow_mut().ops_until_crash = None;
+    }
+
+    /// True once a scheduled crash has struck (until [`SimDisk::restart`]).
+    pub fn crashed(&self) -> bool {
+        self.0.borrow().crashed
+    }
+
+    /// The file names and sizes on the disk now (for failure reports).
+    pub fn listing(&self) -> Vec<(String, usize)> {
+        let s = self.0.borrow();
+        s.names.iter().map(|(p, i)| (p.display().to_string(), s.inodes[*i].data.len())).collect()
+    }
+
+    /// Operations and syncs performed so far.
+    pub fn counters(&self) -> (u64, u64) {
+        let s = self.0.borrow();
+        (s.ops, s.syncs)
+    }
+
+    /// The machine lost power (or the process died): keeps what a real disk may keep, chosen
+    /// by `rng`, and makes the disk usable again for the restarted process.
+    pub fn restart(&self, rng: &mut Rng) {
+        let mut s = self.0.borrow_mut();
+        // Unsynced directory changes either all reached the disk or none did.
+        if rng.chance(500) {
+            s.names = s.durable_names.clone();
+        }
+        let names = s.names.clone();
+        s.durable_names = names;
+        for inode in &mut s.inodes {
+            let keep = if inode.data.len() > inode.durable.len() && inode.data.starts_with(&inode.durable) {
+                // Any prefix of the unsynced tail may have reached the platter.
+                let extra = inode.data.len() - inode.durable.len();
+                inode.durable.len() + rng.below(extra as u64 + 1) as usize
+            } else if inode.data == inode.durable {
+                inode.data.len()
+            } else {
+                // Rewritten or truncated since the last sync: the old durable content stays.
+                inode.data = inode.durable.clone();
+                inode.data.len()
+            };
+            inode.data.truncate(keep);
+            inode.durable = inode.data.clone();
+        }
+        s.crashed = false;
+        s.ops_until_crash = None;
+    }
+
+    fn op(&self) -> io::Result<()> {
+        let mut s = self.0.borrow_mut();
+        if s.crashed {
+            return Err(gone());
+        }
+        s.ops += 1;
+        if let Some(n) = s.ops_until_crash {
+            if n == 0 {
+                s.crashed = true;
+                s.ops_until_crash = None;
+                return Err(gone());
+            }
+            s.ops_until_crash = Some(n - 1);
+        }
+        Ok(())
+    }
+
+    fn inode_of(&self, path: &Path) -> io::Result<usize> {
+        self.0.borrow().names.get(path).copied().ok_or_else(|| missing(path))
+    }
+
+    fn new_inode(&self, path: &Path) -> usize {
+        let mut s = self.0.borrow_mut();
+        s.inodes.push(Inode::default());
+        let id = s.inodes.len() - 1;
+        s.names.insert(path.to_path_buf(), id);
+        id
+    }
+}
+
+impl FsFile for SimFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.disk.op() {
+            // The crash struck during this write: part of it may be in the page cache.
+            let mut s = self.disk.0.borrow_mut();
+            let part = bytes.len() / 2;
+            s.inodes[self.inode].data.extend_from_slice(&bytes[..part]);
+            return Err(e);
+        }
+        self.disk.0.borrow_mut().inodes[self.inode].data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.disk.op()?;
+        let mut s = self.disk.0.borrow_mut();
+        s.syncs += 1;
+        let inode = &mut s.inodes[self.inode];
+        inode.durable = inode.data.clone();
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+
+    fn len(&mut self) -> io::Result<u64> {
+        self.disk.op()?;
+        Ok(self.disk.0.borrow().inodes[self.inode].data.len() as u64)
+    }
+}
+
+impl Fs for SimDisk {
+    type File = SimFile;
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.op()?;
+        self.0.borrow_mut().dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.op()?;
+        let s = self.0.borrow();
+        Ok(s.names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.op()?;
+        let id = self.inode_of(path)?;
+        Ok(self.0.borrow().inodes[id].data.clone())
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<SimFile> {
+        self.op()?;
+        if self.0.borrow().names.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
+        }
+        let inode = self.new_inode(path);
+        Ok(SimFile { disk: self.clone(), inode })
+    }
+
+    fn create(&self, path: &Path) -> io::Result<SimFile> {
+        self.op()?;
+        let inode = self.new_inode(path);
+        Ok(SimFile { disk: self.clone(), inode })
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<SimFile> {
+        self.op()?;
+        let inode = self.inode_of(path)?;
+        Ok(SimFile { disk: self.clone(), inode })
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.op()?;
+        let id = self.inode_of(path)?;
+        let mut s = self.0.borrow_mut();
+        let inode = &mut s.inodes[id];
+        inode.data.truncate(len as usize);
+        inode.durable = inode.data.clone();
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.op()?;
+        let mut s = self.0.borrow_mut();
+        let id = s.names.remove(from).ok_or_else(|| missing(from))?;
+        s.names.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.op()?;
+        self.0.borrow_mut().names.remove(path).map(|_| ()).ok_or_else(|| missing(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.op()?;
+        let mut s = self.0.borrow_mut();
+        s.syncs += 1;
+        let in_dir = |p: &PathBuf| p.parent() == Some(dir);
+        s.durable_names.retain(|p, _| !in_dir(p));
+        let current: Vec<(PathBuf, usize)> =
+            s.names.iter().filter(|(p, _)| in_dir(p)).map(|(p, i)| (p.clone(), *i)).collect();
+        s.durable_names.extend(current);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn synced_data_survives_a_crash_and_unsynced_data_may_not() {
+        let disk = SimDisk::new();
+        disk.create_dir_all(&p("/d")).expect("dir");
+        let mut f = disk.create_new(&p("/d/a")).expect("create");
+        f.append(b"durable").expect("write");
+        f.sync_data().expect("sync");
+        disk.sync_dir(&p("/d")).expect("dir sync");
+        f.append(b"-volatile").expect("write");
+        let mut rng = Rng::new(3);
+        disk.restart(&mut rng);
+        let data = disk.read(&p("/d/a")).expect("read");
+        assert!(data.starts_with(b"durable"), "synced bytes lost: {data:?}");
+        assert!(b"durable-volatile".starts_with(&data[..]), "bytes invented: {data:?}");
+    }
+
+    #[test]
+    fn a_scheduled_crash_fails_every_later_operation_until_restart() {
+        let disk = SimDisk::new();
+        disk.create_dir_all(&p("/d")).expect("dir");
+        disk.schedule_crash(1);
+        let mut f = disk.create_new(&p("/d/a")).expect("first op succeeds");
+        assert!(f.append(b"abcdef").is_err(), "the crash strikes the second op");
+        assert!(disk.crashed());
+        assert!(disk.list(&p("/d")).is_err(), "a crashed process has no disk");
+        disk.restart(&mut Rng::new(1));
+        assert!(!disk.crashed());
+        // The file's creation was never made durable by a directory sync: it may be gone.
+        let names = disk.list(&p("/d")).expect("list");
+        assert!(names.len() <= 1);
+    }
+
+    #[test]
+    fn an_unsynced_rename_is_all_or_nothing() {
+        for seed in 0..20 {
+            let disk = SimDisk::new();
+            disk.create_dir_all(&p("/d")).expect("dir");
+            let mut f = disk.create_new(&p("/d/x.tmp")).expect("create");
+            f.append(b"snap").expect("write");
+            f.sync_all().expect("sync");
+            disk.sync_dir(&p("/d")).expect("dir sync");
+            disk.rename(&p("/d/x.tmp"), &p("/d/x.snap")).expect("rename");
+            disk.restart(&mut Rng::new(seed));
+            let names = disk.list(&p("/d")).expect("list");
+            assert_eq!(names.len(), 1, "seed {seed}: {names:?}");
+            let data = disk.read(&p(&format!("/d/{}", names[0]))).expect("read");
+            assert_eq!(data, b"snap", "seed {seed}");
+        }
+    }
+}

@@ -1,0 +1,814 @@
+//! The simulated world: one hub, many wallets, the chain and the network between them,
+//! advanced step by step from one seed, with faults and adversaries, and audited after
+//! every step. See `docs/simulation.md` for what is simulated and what the auditor checks.
+
+use crate::audit::{Auditor, Violation};
+use crate::disk::SimDisk;
+use crate::evm::{ChainFaults, SimChain};
+use crate::hub::{HubConfig, HubDown, InjectedBug, SimHub};
+use crate::rng::Rng;
+use crate::wallet::{Behaviour, SimWallet};
+use alloy::primitives::{Address, B256, U256};
+use alloy::sol_types::SolCall;
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::watcher::WatcherConfig;
+use infhub_core::channel::Status;
+use infhub_core::ledger::{Command, LedgerParams, Outcome};
+use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal};
+use std::path::PathBuf;
+
+/// One token unit in the simulation (18 decimals like INF).
+pub const UNIT: u128 = 1_000_000_000_000_000_000;
+
+/// Fault rates, in per mille per opportunity.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    /// A message is lost.
+    pub net_drop: u64,
+    /// A message is delivered twice.
+    pub net_duplicate: u64,
+    /// Most steps a message is delayed (uniform, so messages reorder).
+    pub net_max_delay_steps: u64,
+    /// Per step: the hub's disk fails within the next few operations (a crash).
+    pub hub_crash: u64,
+    /// Per mined block: the newest blocks are replaced (depth below the confirmations).
+    pub reorg: u64,
+    /// Mempool delays and drops.
+    pub chain: ChainFaults,
+    /// Per step: a wallet goes offline (and one comes back).
+    pub wallet_offline: u64,
+}
+
+impl Faults {
+    /// The default fault load of a simulation.
+    pub fn on() -> Faults {
+        Faults {
+            net_drop: 30,
+            net_duplicate: 30,
+            net_max_delay_steps: 4,
+            hub_crash: 8,
+            reorg: 60,
+            chain: ChainFaults { delay_per_mille: 80, drop_per_mille: 20 },
+            wallet_offline: 20,
+        }
+    }
+
+    /// No faults (the drain phase at the end).
+    pub fn off() -> Faults {
+        Faults {
+            net_drop: 0,
+            net_duplicate: 0,
+            net_max_delay_steps: 0,
+            hub_crash: 0,
+            reorg: 0,
+            chain: ChainFaults { delay_per_mille: 0, drop_per_mille: 0 },
+            wallet_offline: 0,
+        }
+    }
+}
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: the whole run is a function of it.
+    pub seed: u64,
+    /// Steps with faults on (the drain and final exits follow).
+    pub steps: u64,
+    /// Number of wallets.
+    pub wallets: usize,
+    /// Per mille of wallets that cheat.
+    pub cheater_per_mille: u64,
+    /// Faults.
+    pub faults: Faults,
+    /// A deliberately injected bug.
+    pub bug: Option<InjectedBug>,
+    /// Repository root (for the compiled contracts).
+    pub repo_root: PathBuf,
+}
+
+/// Messages from wallets to the hub.
+#[derive(Clone, Debug)]
+enum ToHub {
+    Pay(usize, SignedDebit),
+    Withdraw(usize, Withdrawal, Signature),
+    Sync(usize),
+}
+
+/// Messages from the hub to a wallet.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
+enum ToWallet {
+    Paid(B256),
+    Refused(B256),
+    Credit(SignedCredit),
+    CoSigned(Withdrawal, Signature),
+    Synced(Option<SignedDebit>, Option<SignedCredit>),
+}
+
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
+enum Msg {
+    ToHub(ToHub),
+    ToWallet(usize, ToWallet),
+}
+
+/// Summary of a finished run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Steps run (faulty phase plus drain).
+    pub steps: u64,
+    /// Blocks mined.
+    pub blocks: u64,
+    /// Reorgs and their total depth.
+    pub reorgs: (u64, u64),
+    /// Hub crashes and restarts.
+    pub hub_crashes: u64,
+    /// Payments acknowledged.
+    pub payments_acked: u64,
+    /// External payouts acknowledged.
+    pub payouts_acked: u64,
+    /// Withdrawals co-signed.
+    pub withdrawals: u64,
+    /// Messages dropped, duplicated.
+    pub messages: (u64, u64, u64),
+    /// Adversarial attempts made (all must fail).
+    pub attacks: u64,
+    /// Exits settled on chain.
+    pub settlements: u64,
+    /// Hub-started closes against users.
+    pub hub_closes: u64,
+}
+
+/// The world.
+pub struct World {
+    config: SimConfig,
+    rng: Rng,
+    faults: Faults,
+    /// The chain.
+    pub chain: SimChain,
+    disk: SimDisk,
+    hub_key: PrivateKey,
+    hub_config: HubConfig,
+    /// The hub process (None while down).
+    pub hub: Option<SimHub>,
+    hub_down_until: u64,
+    /// The wallets.
+    pub wallets: Vec<SimWallet>,
+    net: Vec<(u64, u64, Msg)>,
+    net_seq: u64,
+    /// The current step.
+    pub step: u64,
+    /// The auditor.
+    pub auditor: Auditor,
+    /// Counters.
+    pub report: Report,
+}
+
+fn key_from(rng: &mut Rng) -> PrivateKey {
+    loop {
+        if let Ok(k) = PrivateKey::from_bytes(rng.bytes32()) {
+            return k;
+        }
+    }
+}
+
+const CONFIRMATIONS: u64 = 3;
+const CHALLENGE_PERIOD_BLOCKS: u64 = 30;
+const RESEND_AFTER_BLOCKS: u64 = 3;
+const INITIAL_TOKENS_PER_WALLET: u128 = 1_000 * UNIT;
+const HUB_RESERVE: u128 = 1_000_000 * UNIT;
+
+impl World {
+    /// Builds the world: deploys the contracts, funds the hub and the wallets, opens the
+    /// channels, makes first deposits, and lets the hub and wallets see it all confirmed.
+    pub fn new(config: SimConfig) -> Result<World, String> {
+        let mut rng = Rng::new(config.seed);
+        let hub_key = key_from(&mut rng);
+        let deployer = key_from(&mut rng).address();
+        let mut chain = SimChain::deploy(
+            &config.repo_root,
+            deployer,
+            hub_key.address(),
+            U256::ZERO,
+            CHALLENGE_PERIOD_BLOCKS,
+            CHALLENGE_PERIOD_BLOCKS * 4,
+        )?;
+        let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: chain.hub_contract };
+        let watcher_config = WatcherConfig {
+            confirmations: CONFIRMATIONS,
+            max_blocks_per_poll: 64,
+            max_log_range_blocks: 64,
+            start_block: chain.floor,
+        };
+        let hub_config = HubConfig {
+            ledger: LedgerParams {
+                domain,
+                hub: hub_key.address(),
+                max_withdrawal_expiry_blocks: 1_000,
+                max_accounts: 10_000,
+                max_queued_payouts: 10_000,
+                max_payment_amount: Amount(1_000_000 * UNIT),
+            },
+            confirmations: CONFIRMATIONS,
+            start_block: chain.floor,
+            resend_after_blocks: RESEND_AFTER_BLOCKS,
+            snapshot_every_records: 40,
+            max_payout_batch: 16,
+        };
+        let token = chain.token;
+        let hub_contract = chain.hub_contract;
+        let mint = |chain: &mut SimChain, to: Address, amount: u128| {
+            chain.execute_now(deployer, token, IErc20::mintCall { to, amount: U256::from(amount) }.abi_encode())
+        };
+        // The hub's reserve.
+        mint(&mut chain, hub_key.address(), HUB_RESERVE)?;
+        chain.execute_now(
+            hub_key.address(),
+            token,
+            IErc20::approveCall { spender: hub_contract, amount: U256::MAX }.abi_encode(),
+        )?;
+        chain.execute_now(
+            hub_key.address(),
+            hub_contract,
+            IInfHub::depositReserveCall { amount: U256::from(HUB_RESERVE) }.abi_encode(),
+        )?;
+        let mut wallets = Vec::new();
+        for i in 0..config.wallets {
+            let key = key_from(&mut rng);
+            let behaviour = if rng.chance(config.cheater_per_mille) { Behaviour::Cheater } else { Behaviour::Honest };
+            let w = SimWallet::new(i, key, behaviour, domain, hub_key.address(), chain.source(), watcher_config);
+            mint(&mut chain, w.address(), INITIAL_TOKENS_PER_WALLET)?;
+            chain.execute_now(w.address(), token, w.approve_call())?;
+            chain.execute_now(
+                hub_key.address(),
+                hub_contract,
+                IInfHub::openChannelCall { user: w.address() }.abi_encode(),
+            )?;
+            wallets.push(w);
+        }
+        let disk = SimDisk::new();
+        let hub = SimHub::start(disk.clone(), hub_key.clone(), hub_config, &mut chain)
+            .map_err(|e| format!("hub did not start: {e:?}"))?;
+        let auditor = Auditor::new(&wallets);
+        let faults = config.faults;
+        let mut world = World {
+            rng,
+            faults,
+            chain,
+            disk,
+            hub_key,
+            hub_config,
+            hub: Some(hub),
+            hub_down_until: 0,
+            wallets,
+            net: Vec::new(),
+            net_seq: 0,
+            step: 0,
+            auditor,
+            report: Report::default(),
+            config,
+        };
+        // First deposits, confirmed before the faulty phase starts.
+        for i in 0..world.wallets.len() {
+            let amount = Amount(world.rng.range(50, 400) as u128 * UNIT);
+            world.wallets[i].deposit(&mut world.chain, amount);
+        }
+        for _ in 0..(CONFIRMATIONS + 2) {
+            world.mine_block(false);
+            world.tick_everyone()?;
+        }
+        Ok(world)
+    }
+
+    fn send(&mut self, msg: Msg) {
+        if self.rng.chance(self.faults.net_drop) {
+            self.report.messages.1 += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.net_duplicate) {
+            self.report.messages.2 += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.range(0, self.faults.net_max_delay_steps);
+            self.net_seq += 1;
+            self.net.push((self.step + delay, self.rng.next_u64(), msg.clone()));
+            self.report.messages.0 += 1;
+        }
+    }
+
+    fn mine_block(&mut self, faulty: bool) {
+        if faulty && self.rng.chance(self.faults.reorg) {
+            let depth = self.rng.range(1, CONFIRMATIONS - 1);
+            let drop = self.faults.chain.drop_per_mille;
+            let done = self.chain.reorg(depth, &mut self.rng, drop);
+            if done > 0 {
+                self.report.reorgs.0 += 1;
+                self.report.reorgs.1 += done;
+                // The new fork replaces the old blocks one for one (a real reorg never makes
+                // the chain shorter), then grows by the block mined below.
+                for _ in 0..done {
+                    self.chain.mine(&mut self.rng, self.faults.chain);
+                    self.report.blocks += 1;
+                }
+            }
+        }
+        let faults = if faulty { self.faults.chain } else { ChainFaults { delay_per_mille: 0, drop_per_mille: 0 } };
+        self.chain.mine(&mut self.rng, faults);
+        self.report.blocks += 1;
+    }
+
+    /// The hub crashed: drop the process; it restarts a few steps later from its disk.
+    fn hub_crashed(&mut self, why: HubDown) {
+        let HubDown::Crashed(detail) = why;
+        self.auditor.note(format!("step {}: hub crashed ({detail})", self.step));
+        self.hub = None;
+        self.report.hub_crashes += 1;
+        self.hub_down_until = self.step + self.rng.range(1, 5);
+    }
+
+    fn restart_hub(&mut self) -> Result<(), Violation> {
+        self.disk.restart(&mut self.rng);
+        match SimHub::start(self.disk.clone(), self.hub_key.clone(), self.hub_config, &mut self.chain) {
+            Ok(hub) => {
+                self.hub = Some(hub);
+                Ok(())
+            }
+            Err(HubDown::Crashed(e)) => Err(Violation::new(
+                self.step,
+                "hub_must_restart_from_its_disk",
+                format!("recovery failed: {e}; disk holds {:?}", self.disk.listing()),
+            )),
+        }
+    }
+
+    /// The hub and every wallet follow the chain once.
+    fn tick_everyone(&mut self) -> Result<(), String> {
+        let bug = self.config.bug;
+        let take_payouts = self.step.is_multiple_of(3);
+        if let Some(hub) = self.hub.as_mut() {
+            if let Err(e) = hub.tick(&mut self.chain, bug, take_payouts) {
+                self.hub_crashed(e);
+            } else {
+                let fresh: Vec<_> = std::mem::take(&mut hub.effects);
+                self.auditor.hub_effects(self.step, &fresh);
+            }
+        }
+        for w in &mut self.wallets {
+            w.watch(&mut self.chain, bug, RESEND_AFTER_BLOCKS);
+        }
+        Ok(())
+    }
+
+    /// Delivers due messages: those to the hub are executed as one batch (group commit).
+    fn deliver(&mut self) {
+        let now = self.step;
+        let mut due: Vec<(u64, u64, Msg)> = Vec::new();
+        let mut later = Vec::new();
+        for m in std::mem::take(&mut self.net) {
+            if m.0 <= now {
+                due.push(m);
+            } else {
+                later.push(m);
+            }
+        }
+        self.net = later;
+        due.sort_by_key(|m| (m.0, m.1));
+        let mut to_hub = Vec::new();
+        for (_, _, msg) in due {
+            match msg {
+                Msg::ToHub(m) => to_hub.push(m),
+                Msg::ToWallet(i, m) => self.wallet_receives(i, m),
+            }
+        }
+        if !to_hub.is_empty() {
+            self.hub_receives(to_hub);
+        }
+    }
+
+    fn wallet_receives(&mut self, i: usize, m: ToWallet) {
+        let w = &mut self.wallets[i];
+        match m {
+            ToWallet::Paid(id) => {
+                if let Some(d) = w.on_paid(id) {
+                    self.auditor.payment_acked(i, &d);
+                    self.report.payments_acked += 1;
+                    if d.message.kind == PaymentKind::External as u8 {
+                        self.report.payouts_acked += 1;
+                    }
+                }
+            }
+            ToWallet::Refused(id) => w.on_refused(id),
+            ToWallet::Credit(c) => {
+                w.on_credit(c);
+            }
+            ToWallet::CoSigned(wd, sig) => {
+                w.on_cosigned(&mut self.chain, wd, sig);
+                self.report.withdrawals += 1;
+            }
+            ToWallet::Synced(d, c) => {
+                let before = w.pending;
+                w.on_synced(d, c);
+                if let (Some(p), None) = (before, w.pending) {
+                    if d == Some(p) {
+                        self.auditor.payment_acked(i, &p);
+                        self.report.payments_acked += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn hub_receives(&mut self, msgs: Vec<ToHub>) {
+        let Some(hub) = self.hub.as_mut() else { return }; // connection refused
+        let mut commands = Vec::new();
+        let mut from = Vec::new();
+        let mut answers = Vec::new();
+        for m in msgs {
+            match m {
+                ToHub::Pay(i, d) => {
+                    commands.push(Command::Transfer(d));
+                    from.push((i, Some(d), None));
+                }
+                ToHub::Withdraw(i, w, sig) => {
+                    commands.push(Command::Withdraw { withdrawal: w, user_signature: sig });
+                    from.push((i, None, Some(w)));
+                }
+                ToHub::Sync(i) => {
+                    // A read: answered from the ledger as it is now.
+                    let user = self.wallets[i].address();
+                    if let Some(a) = hub.dl.ledger().account(&user) {
+                        answers.push((i, ToWallet::Synced(a.channel.debit, a.channel.credit)));
+                    }
+                }
+            }
+        }
+        let bug = self.config.bug;
+        let results = match hub.execute(commands.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                if bug == Some(InjectedBug::AckBeforeDurable) {
+                    // The injected bug: answers went out before the batch was durable.
+                    for (i, d, _) in &from {
+                        if let Some(d) = d {
+                            answers.push((*i, ToWallet::Paid(d.message.payment_id)));
+                        }
+                    }
+                    for (i, a) in answers {
+                        self.send(Msg::ToWallet(i, a));
+                    }
+                }
+                self.hub_crashed(e);
+                return;
+            }
+        };
+        for ((i, debit, _), result) in from.into_iter().zip(results) {
+            match (debit, result) {
+                (Some(d), Ok(Outcome::Paid { credit, .. })) => {
+                    answers.push((i, ToWallet::Paid(d.message.payment_id)));
+                    if let Some(c) = credit {
+                        if let Some(j) = self.wallets.iter().position(|w| w.address() == c.message.user) {
+                            self.auditor.credit_issued(j, &c);
+                            answers.push((j, ToWallet::Credit(c)));
+                        }
+                    }
+                }
+                (Some(d), Ok(Outcome::Duplicate { .. })) => answers.push((i, ToWallet::Paid(d.message.payment_id))),
+                (Some(d), Err(e)) => {
+                    self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
+                    answers.push((i, ToWallet::Refused(d.message.payment_id)));
+                }
+                (None, Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature })) => {
+                    answers.push((i, ToWallet::CoSigned(withdrawal, hub_signature)));
+                }
+                _ => {}
+            }
+        }
+        for (i, a) in answers {
+            self.send(Msg::ToWallet(i, a));
+        }
+    }
+
+    fn random_wallet(&mut self, filter: impl Fn(&SimWallet) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = self.wallets.iter().filter(|w| filter(w)).map(|w| w.index).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(candidates[self.rng.below(candidates.len() as u64) as usize])
+    }
+
+    /// One user action, chosen at random.
+    fn user_action(&mut self) {
+        let Some(i) = self.random_wallet(|w| w.online && w.active()) else { return };
+        let roll = self.rng.below(100);
+        let cheater = self.wallets[i].behaviour == Behaviour::Cheater;
+        if let Some(p) = self.wallets[i].pending {
+            // The write-ahead rule: a pending payment is resent (same id) before anything new.
+            if self.step >= self.wallets[i].pending_sent_at + 6 {
+                self.wallets[i].pending_sent_at = self.step;
+                if roll < 50 {
+                    self.send(Msg::ToHub(ToHub::Pay(i, p)));
+                } else {
+                    self.send(Msg::ToHub(ToHub::Sync(i)));
+                }
+            }
+            return;
+        }
+        if self.wallets[i].pending_withdrawal.is_some() {
+            // Like the real wallet, one request at a time: wait for the co-signature, and give
+            // up after a while (the hub's hold, if any, expires on its own).
+            if self.step >= self.wallets[i].withdrawal_asked_at + 20 {
+                self.wallets[i].pending_withdrawal = None;
+            }
+            return;
+        }
+        if cheater && roll < 25 {
+            self.attack(i);
+            return;
+        }
+        match roll {
+            0..=59 => {
+                let Some(j) = self.random_wallet(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Open))
+                else {
+                    return;
+                };
+                if j == i {
+                    return;
+                }
+                let to = self.wallets[j].address();
+                let amount = self.some_amount(i);
+                let id = B256::from(self.rng.bytes32());
+                if let Some(d) = self.wallets[i].sign_payment(PaymentKind::Internal, to, amount, id) {
+                    self.wallets[i].pending_sent_at = self.step;
+                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
+                }
+            }
+            60..=67 => {
+                let to = Address::from_slice(&self.rng.bytes32()[..20]);
+                let amount = self.some_amount(i);
+                let id = B256::from(self.rng.bytes32());
+                if let Some(d) = self.wallets[i].sign_payment(PaymentKind::External, to, amount, id) {
+                    self.wallets[i].pending_sent_at = self.step;
+                    self.auditor.payout_requested(&d);
+                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
+                }
+            }
+            68..=74 => {
+                let amount = self.some_amount(i);
+                if let Some((w, sig)) = self.wallets[i].sign_withdrawal(amount, 40) {
+                    self.wallets[i].withdrawal_asked_at = self.step;
+                    self.send(Msg::ToHub(ToHub::Withdraw(i, w, sig)));
+                }
+            }
+            75..=82 => {
+                let amount = Amount(self.rng.range(1, 50) as u128 * UNIT);
+                self.wallets[i].deposit(&mut self.chain, amount);
+            }
+            83..=92 => self.send(Msg::ToHub(ToHub::Sync(i))),
+            _ => {
+                // The operator sells tokens to the user off chain (a purchase).
+                if let Some(hub) = self.hub.as_mut() {
+                    let user = self.wallets[i].address();
+                    let amount = Amount(self.rng.range(1, 20) as u128 * UNIT);
+                    let purchase_id = B256::from(self.rng.bytes32());
+                    match hub.execute(vec![Command::Purchase { user, amount, purchase_id }]) {
+                        Ok(mut r) => {
+                            if let Ok(Outcome::Credited(c)) = r.remove(0) {
+                                self.auditor.credit_issued(i, &c);
+                                self.send(Msg::ToWallet(i, ToWallet::Credit(c)));
+                            }
+                        }
+                        Err(e) => self.hub_crashed(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn some_amount(&mut self, i: usize) -> Amount {
+        let balance = self.wallets[i].balance().0;
+        if balance == 0 {
+            return Amount(UNIT);
+        }
+        // Mostly small amounts, sometimes the whole balance, sometimes more than it.
+        match self.rng.below(10) {
+            0 => Amount(balance),
+            1 => Amount(balance + UNIT),
+            _ => Amount((balance / 10).max(1)),
+        }
+    }
+
+    /// A cheating user's attempt. Every one of them must be refused by the hub (checked by
+    /// the auditor through the ledger's state, not by trusting the refusal).
+    fn attack(&mut self, i: usize) {
+        self.report.attacks += 1;
+        let domain = *self.wallets[i].params();
+        let key = self.wallets[i].key.clone();
+        match self.rng.below(5) {
+            0 => {
+                // Replay an old, already applied debit.
+                if let Some(d) = self.wallets[i].old_debits.first().copied() {
+                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
+                }
+            }
+            1 => {
+                // Double spend: two different debits with the same nonce, sent together.
+                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let balance = self.wallets[i].balance();
+                if balance.is_zero() {
+                    return;
+                }
+                for _ in 0..2 {
+                    let to = Address::from_slice(&self.rng.bytes32()[..20]);
+                    let id = B256::from(self.rng.bytes32());
+                    if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, balance, id) {
+                        let s = Signed::new(d, &domain.domain, &key);
+                        self.auditor.double_spend_attempt(i, &s);
+                        self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                    }
+                }
+            }
+            2 => {
+                // A debit signed by someone else's key (or mangled after signing).
+                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let id = B256::from(self.rng.bytes32());
+                let to = self.wallets[(i + 1) % self.wallets.len()].address();
+                if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
+                    let mut s = Signed::new(d, &domain.domain, &key_from(&mut self.rng));
+                    if self.rng.chance(500) {
+                        s = Signed::new(d, &domain.domain, &key);
+                        s.message.amount = Amount(s.message.amount.0 * 2);
+                        s.message.cumulative_debit = Amount(s.message.cumulative_debit.0 + UNIT);
+                    }
+                    self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                }
+            }
+            3 => {
+                // A malformed debit: zero amount, wrong epoch, self-payment, garbage signature.
+                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let id = B256::from(self.rng.bytes32());
+                let to = self.wallets[(i + 1) % self.wallets.len()].address();
+                if let Ok(mut d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
+                    match self.rng.below(4) {
+                        0 => d.amount = Amount::ZERO,
+                        1 => d.epoch += 1,
+                        2 => d.recipient = d.user,
+                        _ => d.kind = 9,
+                    }
+                    let mut s = Signed::new(d, &domain.domain, &key);
+                    if self.rng.chance(300) {
+                        s.signature = Signature(std::array::from_fn(|k| (k as u8).wrapping_mul(7)));
+                    }
+                    self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                }
+            }
+            _ => {
+                // Exit leaving out every debit (as if from an old backup); the hub must dispute.
+                if self.wallets[i].pending.is_none() && self.rng.chance(300) {
+                    self.wallets[i].exit(&mut self.chain);
+                }
+            }
+        }
+    }
+
+    /// The hub turns on a user who is offline: it closes the channel holding no credit of
+    /// theirs, hoping they will not answer within the challenge period.
+    fn hub_attack(&mut self) {
+        let Some(i) = self.random_wallet(|w| !w.online && w.active() && w.pending.is_none() && w.in_flight() == 0)
+        else {
+            return;
+        };
+        let Some(hub) = self.hub.as_mut() else { return };
+        let user = self.wallets[i].address();
+        let Some(acct) = hub.dl.ledger().account(&user) else { return };
+        if acct.channel.status != Status::Open || acct.channel.withdrawal_hold.is_some() {
+            return;
+        }
+        let debit = acct.channel.debit;
+        hub.start_close(&mut self.chain, user, debit);
+        self.wallets[i].exiting = true;
+        self.auditor.hub_closed(i);
+        self.report.hub_closes += 1;
+    }
+
+    /// One step of the faulty phase.
+    pub fn step_once(&mut self) -> Result<(), Violation> {
+        self.step += 1;
+        self.report.steps += 1;
+        // Hub process faults.
+        if self.hub.is_none() && self.step >= self.hub_down_until {
+            self.restart_hub()?;
+            if let Some(hub) = self.hub.as_ref() {
+                self.auditor.after_restart(self.step, hub, &self.wallets)?;
+            }
+        }
+        if self.hub.is_some() && self.rng.chance(self.faults.hub_crash) {
+            let within = self.rng.below(30);
+            self.disk.schedule_crash(within);
+        }
+        // Wallets come and go.
+        if self.rng.chance(self.faults.wallet_offline) {
+            if let Some(i) = self.random_wallet(|w| w.online) {
+                self.wallets[i].online = false;
+            }
+        }
+        if self.rng.chance(self.faults.wallet_offline * 2) {
+            if let Some(i) = self.random_wallet(|w| !w.online) {
+                self.wallets[i].online = true;
+            }
+        }
+        for _ in 0..self.rng.range(1, 4) {
+            self.user_action();
+        }
+        if self.rng.chance(10) {
+            self.hub_attack();
+        }
+        self.deliver();
+        if self.step.is_multiple_of(2) {
+            self.mine_block(true);
+        }
+        self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+        self.audit()
+    }
+
+    fn audit(&mut self) -> Result<(), Violation> {
+        let step = self.step;
+        self.auditor.check(step, &mut self.chain, self.hub.as_ref(), &self.wallets)
+    }
+
+    /// The end: faults off, everyone online, everything delivered and confirmed, then every
+    /// open channel exits and settles, and the books are closed.
+    pub fn drain_and_exit(&mut self) -> Result<(), Violation> {
+        self.faults = Faults::off();
+        self.disk.cancel_crash();
+        if self.hub.is_none() {
+            self.restart_hub()?;
+            if let Some(hub) = self.hub.as_ref() {
+                self.auditor.after_restart(self.step, hub, &self.wallets)?;
+            }
+        }
+        for w in &mut self.wallets {
+            w.online = true;
+        }
+        // Resolve pending payments and deliver everything.
+        for round in 0..40 {
+            self.step += 1;
+            self.report.steps += 1;
+            for i in 0..self.wallets.len() {
+                if let Some(p) = self.wallets[i].pending {
+                    // The write-ahead rule: resend the same debit; the hub applies it once.
+                    self.send(Msg::ToHub(ToHub::Pay(i, p)));
+                }
+                if self.wallets[i].pending.is_some() || round % 10 == 0 {
+                    self.send(Msg::ToHub(ToHub::Sync(i)));
+                }
+            }
+            self.deliver();
+            self.mine_block(false);
+            self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+            self.audit()?;
+        }
+        let stuck: Vec<usize> = self.wallets.iter().filter(|w| w.pending.is_some()).map(|w| w.index).collect();
+        if !stuck.is_empty() {
+            return Err(Violation::new(self.step, "pending_payments_resolve", format!("wallets {stuck:?}")));
+        }
+        // Every open channel exits.
+        for i in 0..self.wallets.len() {
+            if self.wallets[i].active() {
+                self.wallets[i].exit(&mut self.chain);
+            }
+        }
+        let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40;
+        for _ in 0..limit {
+            self.step += 1;
+            self.report.steps += 1;
+            self.deliver();
+            self.mine_block(false);
+            self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+            self.audit()?;
+            let settled = self.wallets.iter().all(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Settled));
+            let quiet = self.hub.as_ref().is_some_and(|h| h.in_flight().is_empty())
+                && self.wallets.iter().all(|w| w.in_flight() == 0);
+            if settled && quiet && self.hub.as_ref().is_some_and(|h| h.dl.ledger().queued_payouts().next().is_none()) {
+                break;
+            }
+        }
+        self.report.settlements = self.wallets.iter().map(|w| w.settlements.len() as u64).sum();
+        let step = self.step;
+        self.auditor.final_check(step, &mut self.chain, self.hub.as_ref(), &self.wallets)
+    }
+
+    /// Runs the whole simulation.
+    pub fn run(config: SimConfig) -> Result<Report, Violation> {
+        let steps = config.steps;
+        let mut world = World::new(config).map_err(|e| Violation::new(0, "simulation_set_up", e))?;
+        for _ in 0..steps {
+            world.step_once()?;
+        }
+        world.drain_and_exit()?;
+        Ok(world.report)
+    }
+}
