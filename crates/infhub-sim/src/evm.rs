@@ -95,6 +95,33 @@ fn creation_code(root: &Path, contract: &str) -> Result<Vec<u8>, String> {
     alloy::primitives::hex::decode(hex).map_err(|e| format!("{}: bytecode: {e}", path.display()))
 }
 
+fn tx_env(from: Address, kind: TxKind, data: Bytes) -> TxEnv {
+    TxEnv::builder()
+        .caller(from)
+        .kind(kind)
+        .data(data)
+        .gas_limit(TX_GAS_LIMIT)
+        .gas_price(0)
+        .chain_id(Some(SIM_CHAIN_ID))
+        .build()
+        .expect("well-formed simulated transaction")
+}
+
+fn new_evm(db: Db, number: u64) -> Evm {
+    Context::mainnet()
+        .with_db(db)
+        .modify_cfg_chained(|c| {
+            c.chain_id = SIM_CHAIN_ID;
+            c.disable_nonce_check = true;
+        })
+        .modify_block_chained(|b| {
+            b.number = U256::from(number);
+            b.gas_limit = 1_000_000_000;
+            b.basefee = 0;
+        })
+        .build_mainnet()
+}
+
 impl SimChain {
     /// A chain with the token and hub contracts deployed by `deployer` from the forge
     /// artifacts under `repo_root`, `supply` tokens minted to the deployer.
@@ -110,18 +137,7 @@ impl SimChain {
         for a in [deployer, hub_operator] {
             db.insert_account_info(a, AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() });
         }
-        let evm = Context::mainnet()
-            .with_db(db)
-            .modify_cfg_chained(|c| {
-                c.chain_id = SIM_CHAIN_ID;
-                c.disable_nonce_check = true;
-            })
-            .modify_block_chained(|b| {
-                b.number = U256::ZERO;
-                b.gas_limit = 1_000_000_000;
-                b.basefee = 0;
-            })
-            .build_mainnet();
+        let evm = new_evm(db, 0);
         let headers = MemoryChain::new();
         let genesis = MinedBlock { txs: Vec::new(), state: Db::default() };
         let mut chain = SimChain {
@@ -153,15 +169,7 @@ impl SimChain {
         let number = self.head() + 1;
         self.evm.ctx.block.number = U256::from(number);
         self.evm.ctx.block.timestamp = U256::from(number * 12);
-        let tx = TxEnv::builder()
-            .caller(from)
-            .kind(TxKind::Create)
-            .data(code.into())
-            .gas_limit(TX_GAS_LIMIT)
-            .gas_price(0)
-            .chain_id(Some(SIM_CHAIN_ID))
-            .build()
-            .map_err(|e| format!("{e:?}"))?;
+        let tx = tx_env(from, TxKind::Create, code.into());
         let result = self.evm.transact_commit(tx).map_err(|e| format!("deployment failed: {e:?}"))?;
         let ExecutionResult::Success { output: Output::Create(_, Some(addr)), .. } = result else {
             return Err(format!("deployment reverted: {result:?}"));
@@ -221,15 +229,7 @@ impl SimChain {
                 waiting.push_back(tx);
                 continue;
             }
-            let env = TxEnv::builder()
-                .caller(tx.from)
-                .kind(TxKind::Call(tx.to))
-                .data(tx.data.clone())
-                .gas_limit(TX_GAS_LIMIT)
-                .gas_price(0)
-                .chain_id(Some(SIM_CHAIN_ID))
-                .build()
-                .expect("well-formed simulated transaction");
+            let env = tx_env(tx.from, TxKind::Call(tx.to), tx.data.clone());
             let result = self.evm.transact_commit(env).expect("the simulated EVM refused a transaction");
             let success = match result {
                 ExecutionResult::Success { logs, .. } => {
@@ -282,15 +282,7 @@ impl SimChain {
 
     /// Runs a read-only call against the newest state.
     pub fn call(&mut self, to: Address, data: Vec<u8>) -> Result<Bytes, String> {
-        let tx = TxEnv::builder()
-            .caller(Address::ZERO)
-            .kind(TxKind::Call(to))
-            .data(data.into())
-            .gas_limit(TX_GAS_LIMIT)
-            .gas_price(0)
-            .chain_id(Some(SIM_CHAIN_ID))
-            .build()
-            .map_err(|e| format!("{e:?}"))?;
+        let tx = tx_env(Address::ZERO, TxKind::Call(to), data.into());
         let out = self.evm.transact(tx).map_err(|e| format!("{e:?}"))?;
         match out.result {
             ExecutionResult::Success { output, .. } => Ok(output.into_data()),
@@ -302,23 +294,9 @@ impl SimChain {
     /// copy of that block's state.
     pub fn books_at(&self, number: u64, users: &[Address]) -> Result<(U256, Vec<IInfHub::Channel>), String> {
         let state = self.blocks.get(number as usize).ok_or_else(|| format!("no block {number}"))?.state.clone();
-        let mut evm = Context::mainnet()
-            .with_db(state)
-            .modify_cfg_chained(|c| {
-                c.chain_id = SIM_CHAIN_ID;
-                c.disable_nonce_check = true;
-            })
-            .build_mainnet();
+        let mut evm = new_evm(state, 0);
         let mut call = |data: Vec<u8>| -> Result<Bytes, String> {
-            let tx = TxEnv::builder()
-                .caller(Address::ZERO)
-                .kind(TxKind::Call(self.hub_contract))
-                .data(data.into())
-                .gas_limit(TX_GAS_LIMIT)
-                .gas_price(0)
-                .chain_id(Some(SIM_CHAIN_ID))
-                .build()
-                .map_err(|e| format!("{e:?}"))?;
+            let tx = tx_env(Address::ZERO, TxKind::Call(self.hub_contract), data.into());
             match evm.transact(tx).map_err(|e| format!("{e:?}"))?.result {
                 ExecutionResult::Success { output, .. } => Ok(output.into_data()),
                 other => Err(format!("call reverted: {other:?}")),
