@@ -31,9 +31,6 @@ struct DiskState {
     /// Operations left before the scheduled crash strikes.
     ops_until_crash: Option<u64>,
     crashed: bool,
-    /// A torn write: bytes of the append that the crash interrupted, kept volatile.
-    ops: u64,
-    syncs: u64,
 }
 
 /// Handle to the simulated disk (cheap to clone; all clones share the disk).
@@ -82,12 +79,6 @@ impl SimDisk {
         s.names.iter().map(|(p, i)| (p.display().to_string(), s.inodes[*i].data.len())).collect()
     }
 
-    /// Operations and syncs performed so far.
-    pub fn counters(&self) -> (u64, u64) {
-        let s = self.0.borrow();
-        (s.ops, s.syncs)
-    }
-
     /// The machine lost power (or the process died): keeps what a real disk may keep, chosen
     /// by `rng`, and makes the disk usable again for the restarted process.
     pub fn restart(&self, rng: &mut Rng) {
@@ -122,7 +113,6 @@ impl SimDisk {
         if s.crashed {
             return Err(gone());
         }
-        s.ops += 1;
         if let Some(n) = s.ops_until_crash {
             if n == 0 {
                 s.crashed = true;
@@ -163,7 +153,6 @@ impl FsFile for SimFile {
     fn sync_data(&mut self) -> io::Result<()> {
         self.disk.op()?;
         let mut s = self.disk.0.borrow_mut();
-        s.syncs += 1;
         let inode = &mut s.inodes[self.inode];
         inode.durable = inode.data.clone();
         Ok(())
@@ -251,7 +240,6 @@ impl Fs for SimDisk {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.op()?;
         let mut s = self.0.borrow_mut();
-        s.syncs += 1;
         let in_dir = |p: &PathBuf| p.parent() == Some(dir);
         s.durable_names.retain(|p, _| !in_dir(p));
         let current: Vec<(PathBuf, usize)> =

@@ -196,11 +196,6 @@ impl SimChain {
         id
     }
 
-    /// Transactions waiting in the mempool.
-    pub fn mempool_len(&self) -> usize {
-        self.mempool.len()
-    }
-
     /// The receipt of transaction `id` on the canonical chain, if mined.
     pub fn receipt(&self, id: u64) -> Option<TxReceipt> {
         self.receipts.get(&id).copied()

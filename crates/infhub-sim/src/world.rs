@@ -156,7 +156,6 @@ pub struct World {
     /// The wallets.
     pub wallets: Vec<SimWallet>,
     net: Vec<(u64, u64, Msg)>,
-    net_seq: u64,
     /// The current step.
     pub step: u64,
     /// The auditor.
@@ -263,7 +262,6 @@ impl World {
             hub_down_until: 0,
             wallets,
             net: Vec::new(),
-            net_seq: 0,
             step: 0,
             auditor,
             report: Report::default(),
@@ -294,7 +292,6 @@ impl World {
         };
         for _ in 0..copies {
             let delay = self.rng.range(0, self.faults.net_max_delay_steps);
-            self.net_seq += 1;
             self.net.push((self.step + delay, self.rng.next_u64(), msg.clone()));
             self.report.messages.0 += 1;
         }
