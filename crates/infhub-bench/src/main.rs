@@ -407,6 +407,7 @@ async fn run(args: Args) -> Result<(), String> {
         lanes[payer % connections].push(serde_json::to_vec(&signed).map_err(fail)?);
     }
     let sign_secs = sign_start.elapsed().as_secs_f64();
+    println!("infhub-bench: set-up {setup_secs:.1} s, pre-signing {sign_secs:.1} s; timed phase starts");
 
     // Timed phase.
     let metrics_before =

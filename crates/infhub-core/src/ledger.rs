@@ -17,7 +17,7 @@
 //! withdrawal, every custodial balance and unattributed custodial deposits. The sum is kept incrementally; anything that would break the rule is refused with
 //! `ReserveInsufficient`.
 
-use crate::channel::{step, ChannelParams, ChannelState, Effect, Input, Role, Status};
+use crate::channel::{step, ChannelParams, ChannelState, CheckedDebit, Effect, Input, Role, Status};
 use crate::messages::{
     Eip712Message, PaymentKind, Receipt, Signed, SignedCredit, SignedDebit, SignedReceipt, Withdrawal,
 };
@@ -575,9 +575,24 @@ impl Ledger {
 
     /// Applies one command. On `Err` the ledger is unchanged.
     pub fn apply(&mut self, hub_key: &PrivateKey, command: Command) -> Result<Outcome, Error> {
+        self.apply_checked(hub_key, command, None)
+    }
+
+    /// Like [`Ledger::apply`], with the signature check of a transfer's debit already done
+    /// (on another thread). A `checked` that is not for this command's debit in this ledger's
+    /// domain is ignored and the signature is checked here.
+    pub fn apply_checked(
+        &mut self,
+        hub_key: &PrivateKey,
+        command: Command,
+        checked: Option<CheckedDebit>,
+    ) -> Result<Outcome, Error> {
         assert_eq!(hub_key.address(), self.params.hub, "ledger driven with another key than the hub's");
         match command {
-            Command::Transfer(debit) => self.transfer(hub_key, debit),
+            Command::Transfer(debit) => {
+                let checked = checked.filter(|c| *c.debit() == debit && *c.domain() == self.params.domain);
+                self.transfer(hub_key, debit, checked)
+            }
             Command::Purchase { user, amount, purchase_id } => self.purchase(hub_key, user, amount, purchase_id),
             Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
             Command::OpenCustodial { account, api_key_hash } => {
@@ -688,10 +703,15 @@ impl Ledger {
         self.obligations = self.obligations - before + after;
     }
 
-    fn transfer(&mut self, hub_key: &PrivateKey, debit: SignedDebit) -> Result<Outcome, Error> {
+    fn transfer(
+        &mut self,
+        hub_key: &PrivateKey,
+        debit: SignedDebit,
+        checked: Option<CheckedDebit>,
+    ) -> Result<Outcome, Error> {
         let m = debit.message;
         let key = (m.user, m.payment_id);
-        let digest = m.digest(&self.params.domain);
+        let digest = checked.map_or_else(|| m.digest(&self.params.domain), |c| c.digest());
         if let Some(prev) = self.payments.get(&key) {
             return if prev.digest == digest {
                 Ok(Outcome::Duplicate { first_seq: prev.seq })
@@ -703,7 +723,8 @@ impl Ledger {
         let params = self.channel_params();
         let payer = self.accounts.get(&m.user).ok_or(Error::UnknownAccount)?;
         let kind = PaymentKind::from_u8(m.kind)?;
-        let (payer_after, _) = step(&payer.channel, &params, Input::Debit(debit))?;
+        let input = checked.map_or(Input::Debit(debit), Input::CheckedDebit);
+        let (payer_after, _) = step(&payer.channel, &params, input)?;
         let payer_ob_before = payer.obligation();
         let payer_ob_after = Account { channel: payer_after.clone(), chain: payer.chain }.obligation();
 

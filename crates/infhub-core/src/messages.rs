@@ -10,7 +10,7 @@
 use crate::eip712::{Domain, Encoder};
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
-use alloy_primitives::{keccak256, Address, B256};
+use alloy_primitives::{b256, Address, B256};
 use serde::{Deserialize, Serialize};
 
 /// EIP-712 type string of [`Debit`].
@@ -152,6 +152,9 @@ pub struct Login {
 pub trait Eip712Message {
     /// The EIP-712 type string.
     const TYPE: &'static str;
+    /// `keccak256(TYPE)`, written out (a test checks it) so hashing a message does not
+    /// rehash its type string.
+    const TYPE_HASH: B256;
     /// `hashStruct(message)`.
     fn struct_hash(&self) -> B256;
     /// The digest to sign in `domain`.
@@ -164,14 +167,11 @@ pub trait Eip712Message {
     }
 }
 
-fn type_hash(type_string: &str) -> B256 {
-    keccak256(type_string.as_bytes())
-}
-
 impl Eip712Message for Debit {
     const TYPE: &'static str = DEBIT_TYPE;
+    const TYPE_HASH: B256 = b256!("64d460851d3ed652068fc3c36122bf2ff3507eeaf04a944e0f5a8bee37be79fc");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.user);
         e.u64(self.epoch);
         e.u64(self.nonce);
@@ -188,8 +188,9 @@ impl Eip712Message for Debit {
 
 impl Eip712Message for Credit {
     const TYPE: &'static str = CREDIT_TYPE;
+    const TYPE_HASH: B256 = b256!("0bd3feb53bddf2ecc9bb16f0fdb61add1a14eb5530a71b940deed48275f6a0c3");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.user);
         e.u64(self.epoch);
         e.u64(self.nonce);
@@ -202,8 +203,9 @@ impl Eip712Message for Credit {
 
 impl Eip712Message for Withdrawal {
     const TYPE: &'static str = WITHDRAWAL_TYPE;
+    const TYPE_HASH: B256 = b256!("fb0bc4eb7e97dd7f29b54deb58bf6a062981901c2857c6acdc8aa16ece43e0bc");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.user);
         e.u64(self.epoch);
         e.u128(self.cumulative_withdrawn.0);
@@ -214,8 +216,9 @@ impl Eip712Message for Withdrawal {
 
 impl Eip712Message for Receipt {
     const TYPE: &'static str = RECEIPT_TYPE;
+    const TYPE_HASH: B256 = b256!("59a55c8997a1b27ebec1e8418ebb3d657e1e07a1b6b5516d86ada40248aad816");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.payer);
         e.u64(self.epoch);
         e.u64(self.debit_nonce);
@@ -227,8 +230,9 @@ impl Eip712Message for Receipt {
 
 impl Eip712Message for Registration {
     const TYPE: &'static str = REGISTRATION_TYPE;
+    const TYPE_HASH: B256 = b256!("f3556d615bc15ab2fae30da553cffa2331e2861103c76b7c803fdfc2d4ac6264");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.user);
         e.u64(self.valid_until_block);
         e.finish()
@@ -237,8 +241,9 @@ impl Eip712Message for Registration {
 
 impl Eip712Message for Login {
     const TYPE: &'static str = LOGIN_TYPE;
+    const TYPE_HASH: B256 = b256!("ce063504a1c2fbfa2044c11246c8443659b760fd6f445b6b0d654535d64eb742");
     fn struct_hash(&self) -> B256 {
-        let mut e = Encoder::new(type_hash(Self::TYPE));
+        let mut e = Encoder::new(Self::TYPE_HASH);
         e.address(self.user);
         e.word(self.challenge);
         e.finish()
@@ -289,6 +294,17 @@ mod tests {
         assert!(signed.verify(&other_domain, key.address()).is_err());
         let other = Signed { message: Login { challenge: B256::repeat_byte(4), ..login }, ..signed };
         assert!(other.verify(&d, key.address()).is_err());
+    }
+
+    #[test]
+    fn written_out_type_hashes_are_the_hashes_of_the_type_strings() {
+        use alloy_primitives::keccak256;
+        assert_eq!(Debit::TYPE_HASH, keccak256(Debit::TYPE));
+        assert_eq!(Credit::TYPE_HASH, keccak256(Credit::TYPE));
+        assert_eq!(Withdrawal::TYPE_HASH, keccak256(Withdrawal::TYPE));
+        assert_eq!(Receipt::TYPE_HASH, keccak256(Receipt::TYPE));
+        assert_eq!(Registration::TYPE_HASH, keccak256(Registration::TYPE));
+        assert_eq!(Login::TYPE_HASH, keccak256(Login::TYPE));
     }
 
     #[test]

@@ -86,27 +86,34 @@ impl<'de> Deserialize<'de> for Signature {
 
 /// A secp256k1 private key that signs EIP-712 digests.
 #[derive(Clone)]
-pub struct PrivateKey(SecretKey);
+pub struct PrivateKey {
+    secret: SecretKey,
+    /// Derived once: deriving it is an elliptic-curve multiplication, and the ledger checks
+    /// the hub's address on every command.
+    address: Address,
+}
 
 impl PrivateKey {
     /// From 32 big-endian bytes; zero or ≥ the group order is rejected.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PrivateKey, Error> {
-        SecretKey::from_byte_array(bytes).map(PrivateKey).map_err(|_| Error::InvalidSignature)
+        let secret = SecretKey::from_byte_array(bytes).map_err(|_| Error::InvalidSignature)?;
+        let address = address_of(&PublicKey::from_secret_key(SECP256K1, &secret));
+        Ok(PrivateKey { secret, address })
     }
 
     /// The key's 32 secret bytes (for the wallet's keystore and transaction signer).
     pub fn secret_bytes(&self) -> [u8; 32] {
-        self.0.secret_bytes()
+        self.secret.secret_bytes()
     }
 
     /// The Ethereum address of this key.
     pub fn address(&self) -> Address {
-        address_of(&PublicKey::from_secret_key(SECP256K1, &self.0))
+        self.address
     }
 
     /// Signs a 32-byte digest deterministically (RFC 6979), low-s, `v ∈ {27, 28}`.
     pub fn sign(&self, digest: B256) -> Signature {
-        let sig = SECP256K1.sign_ecdsa_recoverable(Message::from_digest(digest.0), &self.0);
+        let sig = SECP256K1.sign_ecdsa_recoverable(Message::from_digest(digest.0), &self.secret);
         let (rec_id, rs) = sig.serialize_compact();
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&rs);

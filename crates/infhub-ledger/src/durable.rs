@@ -7,6 +7,7 @@
 //! restarts and recovers from the store.
 
 use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
+use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{Command, Ledger, LedgerParams, Outcome};
 use infhub_core::{Error, PrivateKey};
 
@@ -141,6 +142,15 @@ impl<S: LogStore> DurableLedger<S> {
 
     /// Applies `commands` in order; the results are durable when this returns.
     pub fn execute(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome, Error>>, ExecuteError> {
+        self.execute_checked(commands.into_iter().map(|c| (c, None)).collect())
+    }
+
+    /// Like [`DurableLedger::execute`], with transfers' signatures already checked where a
+    /// [`CheckedDebit`] is given (see [`Ledger::apply_checked`]).
+    pub fn execute_checked(
+        &mut self,
+        commands: Vec<(Command, Option<CheckedDebit>)>,
+    ) -> Result<Vec<Result<Outcome, Error>>, ExecuteError> {
         if self.poisoned {
             return Err(ExecuteError::Poisoned);
         }
@@ -151,9 +161,9 @@ impl<S: LogStore> DurableLedger<S> {
         self.last_seqs.clear();
         let mut results = Vec::with_capacity(commands.len());
         let mut records = Vec::new();
-        for command in commands {
+        for (command, checked) in commands {
             let seq = self.ledger.next_seq;
-            let result = self.ledger.apply(&self.hub_key, command.clone());
+            let result = self.ledger.apply_checked(&self.hub_key, command.clone(), checked);
             if self.ledger.next_seq != seq {
                 assert_eq!(self.ledger.next_seq, seq + 1, "a command took more than one sequence number");
                 let outcome = result.clone().expect("only successful commands advance the sequence");

@@ -254,6 +254,44 @@ fn internal_payment_returns_receipt_and_payee_credit() {
 }
 
 #[test]
+fn a_pre_checked_debit_applies_like_an_unchecked_one_and_a_mismatched_check_is_ignored() {
+    use infhub_core::channel::CheckedDebit;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    let payer = h.users[0].address();
+    let next = |h: &mut Hub, amount: u128| {
+        let id = h.id();
+        let st = &h.ledger.account(&payer).expect("account").channel;
+        let d = st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(amount), id).expect("debit");
+        Signed::new(d, &domain(), &h.users[0])
+    };
+    // Checked on "another thread", applied without a second recovery: same outcome as apply.
+    let good = next(&mut h, 10);
+    let checked = CheckedDebit::check(good, &domain()).expect("signed by its user");
+    let mut twin = h.ledger.clone();
+    let a = h.ledger.apply_checked(&h.key, Command::Transfer(good), Some(checked)).expect("paid");
+    let b = twin.apply(&h.key, Command::Transfer(good)).expect("paid");
+    assert_eq!(a, b);
+    assert_eq!(h.ledger, twin);
+    // A forged debit cannot ride on the check of another debit: the ledger checks it itself.
+    let honest = next(&mut h, 10);
+    let honest_check = CheckedDebit::check(honest, &domain()).expect("signed");
+    let mut forged = honest;
+    forged.signature = Signed::new(honest.message, &domain(), &h.users[2]).signature;
+    let refused = h.ledger.apply_checked(&h.key, Command::Transfer(forged), Some(honest_check));
+    assert_eq!(refused, Err(Error::WrongSigner));
+    // A check made in another domain does not count either.
+    let other = Domain { chain_id: 999, ..domain() };
+    assert_eq!(CheckedDebit::check(honest, &other).err(), Some(Error::WrongSigner));
+    let foreign = Signed::new(honest.message, &other, &h.users[0]);
+    let foreign_check = CheckedDebit::check(foreign, &other).expect("valid in its own domain");
+    let refused = h.ledger.apply_checked(&h.key, Command::Transfer(foreign), Some(foreign_check));
+    assert_eq!(refused, Err(Error::WrongSigner));
+    h.check();
+}
+
+#[test]
 fn duplicate_payment_returns_first_result_and_reused_id_is_refused() {
     let mut h = Hub::new();
     h.reserve_deposit(1_000);
