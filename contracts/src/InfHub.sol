@@ -40,6 +40,10 @@ contract InfHub is EIP712 {
     );
     bytes32 public constant WITHDRAWAL_TYPEHASH =
         keccak256("Withdrawal(address user,uint64 epoch,uint128 cumulativeWithdrawn,uint64 expiryBlock)");
+    /// The hub signs many credits at once by signing the Merkle root of their digests.
+    bytes32 public constant PROOF_BATCH_TYPEHASH = keccak256("ProofBatch(bytes32 root)");
+    /// Longest Merkle path a batched hub proof may carry.
+    uint256 public constant MAX_PROOF_DEPTH = 20;
 
     // ---------------------------------------------------------------- messages
     /// A user-signed running total of everything the user has paid out of the channel.
@@ -478,6 +482,10 @@ contract InfHub is EIP712 {
         );
     }
 
+    function hashProofBatch(bytes32 root) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(PROOF_BATCH_TYPEHASH, root)));
+    }
+
     function hashWithdrawal(Withdrawal calldata w) public view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(abi.encode(WITHDRAWAL_TYPEHASH, w.user, w.epoch, w.cumulativeWithdrawn, w.expiryBlock))
@@ -510,7 +518,7 @@ contract InfHub is EIP712 {
         if (c.user != user) revert UserMismatch();
         if (c.epoch != ch.epoch) revert EpochMismatch();
         if (c.nonce <= ch.credit.nonce) revert NonceMustIncrease();
-        _requireSigner(hashCredit(c), hubSignature, hub);
+        _requireHubProof(hashCredit(c), hubSignature);
         ch.credit = Side(c.nonce, c.cumulativeCredit, c.lockedAmount, c.locksRoot);
         emit CreditSubmitted(c.user, c.epoch, c.nonce, c.cumulativeCredit, msg.sender);
     }
@@ -524,6 +532,25 @@ contract InfHub is EIP712 {
         _requireSigner(hashDebit(d), userSignature, user);
         ch.debit = Side(d.nonce, d.cumulativeDebit, d.lockedAmount, d.locksRoot);
         emit DebitSubmitted(user, d.epoch, d.nonce, d.cumulativeDebit, msg.sender);
+    }
+
+    /// A hub proof is either the hub's 65-byte signature over `digest`, or its signature over
+    /// `ProofBatch(root)` followed by the 32-byte sibling hashes that lead from `digest` to
+    /// `root` (pairs hashed in sorted order). Spec: docs/protocol.md, "Batched hub signatures".
+    function _requireHubProof(bytes32 digest, bytes calldata proof) internal view {
+        if (proof.length == 65) {
+            _requireSigner(digest, proof, hub);
+            return;
+        }
+        if (proof.length < 65 + 32 || (proof.length - 65) % 32 != 0 || (proof.length - 65) / 32 > MAX_PROOF_DEPTH) {
+            revert InvalidSignature();
+        }
+        bytes32 node = digest;
+        for (uint256 i = 65; i < proof.length; i += 32) {
+            bytes32 sibling = bytes32(proof[i:i + 32]);
+            node = node <= sibling ? keccak256(abi.encode(node, sibling)) : keccak256(abi.encode(sibling, node));
+        }
+        _requireSigner(hashProofBatch(node), proof[0:65], hub);
     }
 
     function _requireSigner(bytes32 digest, bytes calldata signature, address expected) internal pure {

@@ -358,6 +358,60 @@ contract InfHubTest is Fixture {
         checkAccounting();
     }
 
+    function hashPair(bytes32 a, bytes32 b) internal pure returns (bytes32) {
+        return a <= b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
+    }
+
+    function test_batched_hub_proof_is_accepted_and_a_bad_path_or_signer_is_refused() public {
+        open(alice);
+        depositAs(alice, 100);
+        fundReserve(1_000);
+        vm.prank(hubAddr);
+        hub.startHubClose(alice, noDebit(alice), "");
+        // Four leaves: alice's credit and three other proofs of the same batch.
+        InfHub.Credit memory c = credit(alice, 1, 60);
+        bytes32 leaf = hub.hashCredit(c);
+        bytes32 l1 = keccak256("receipt one");
+        bytes32 l2 = keccak256("receipt two");
+        bytes32 l3 = keccak256("credit of bob");
+        bytes32 n01 = hashPair(leaf, l1);
+        bytes32 n23 = hashPair(l2, l3);
+        bytes32 root = hashPair(n01, n23);
+        bytes memory rootSig = signDigest(HUB_PK, hub.hashProofBatch(root));
+        bytes memory proof = abi.encodePacked(rootSig, l1, n23);
+
+        // A tampered path, a path for another leaf, a root signed by someone else, a cut or
+        // overlong proof: all refused.
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitCredit(c, abi.encodePacked(rootSig, l2, n23));
+        InfHub.Credit memory other = credit(alice, 1, 61);
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitCredit(other, proof);
+        bytes memory aliceRoot = signDigest(ALICE_PK, hub.hashProofBatch(root));
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitCredit(c, abi.encodePacked(aliceRoot, l1, n23));
+        vm.expectRevert(InfHub.InvalidSignature.selector);
+        hub.submitCredit(c, abi.encodePacked(rootSig, bytes16(l1)));
+        bytes memory overlong = rootSig;
+        uint256 maxDepth = hub.MAX_PROOF_DEPTH();
+        for (uint256 i = 0; i < maxDepth + 1; i++) {
+            overlong = abi.encodePacked(overlong, l1);
+        }
+        vm.expectRevert(InfHub.InvalidSignature.selector);
+        hub.submitCredit(c, overlong);
+        // The root's signature alone is not a direct signature of the credit.
+        vm.expectRevert(InfHub.WrongSigner.selector);
+        hub.submitCredit(c, rootSig);
+
+        vm.prank(mallory);
+        hub.submitCredit(c, proof);
+        assertEq(hub.channel(alice).credit.cumulative, 60, "batched credit applied");
+        vm.roll(block.number + CHALLENGE);
+        hub.settle(alice);
+        assertEq(hub.reserve(), 940, "reserve paid the batched credit");
+        checkAccounting();
+    }
+
     function test_exit_rejections() public {
         vm.prank(alice);
         vm.expectRevert(InfHub.ChannelNotOpen.selector);

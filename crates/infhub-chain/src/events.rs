@@ -159,7 +159,7 @@ pub fn submit_debit_call(d: &SignedDebit) -> IInfHub::submitDebitCall {
 
 /// `submitCredit` call data for a signed credit (the user's answer to a hub close).
 pub fn submit_credit_call(c: &SignedCredit) -> IInfHub::submitCreditCall {
-    IInfHub::submitCreditCall { credit: credit_arg(&c.message), hubSignature: signature_arg(c) }
+    IInfHub::submitCreditCall { credit: credit_arg(&c.message), hubSignature: Bytes::from(c.proof_bytes()) }
 }
 
 /// The empty debit (nonce 0) a hub close carries when the user never paid.

@@ -8,7 +8,7 @@
 //! divergence fails the build. A call either succeeds or leaves the model unchanged, like a
 //! reverted transaction.
 
-use crate::messages::{Credit, Debit, Eip712Message, Withdrawal};
+use crate::messages::{Credit, Debit, Eip712Message, HubSigned, Withdrawal};
 use crate::signature::Signature;
 use crate::{Amount, Domain, Error};
 use alloy_primitives::{Address, B256, U256};
@@ -261,7 +261,8 @@ impl ContractModel {
         if c.nonce <= ch.credit.nonce {
             return Err(Error::NonceMustIncrease);
         }
-        Signature::from_slice(sig)?.verify(c.digest(&self.config.domain), self.config.hub)?;
+        // `_requireHubProof`: a direct signature, or a batch signature and the credit's path.
+        HubSigned::from_proof_bytes(*c, sig)?.verify(&self.config.domain, self.config.hub)?;
         ch.credit = Side {
             nonce: c.nonce,
             cumulative: c.cumulative_credit,

@@ -163,6 +163,9 @@ pub enum Error {
     /// A chain event contradicts the local state (e.g. a running total out of order).
     #[error("chain event inconsistent with local state")]
     ChainEventInconsistent,
+    /// A seal was asked for with no proof waiting to be signed.
+    #[error("no proofs waiting to be sealed")]
+    NothingToSeal,
 }
 
 impl Error {

@@ -18,8 +18,9 @@
 //! `ReserveInsufficient`.
 
 use crate::channel::{step, ChannelParams, ChannelState, CheckedDebit, Effect, Input, Role, Status};
+use crate::merkle::{batch_digest, MerklePath, MerkleTree};
 use crate::messages::{
-    Eip712Message, PaymentKind, Receipt, Signed, SignedCredit, SignedDebit, SignedReceipt, Withdrawal,
+    Eip712Message, HubSigned, PaymentKind, Receipt, SignedCredit, SignedDebit, SignedReceipt, Withdrawal,
 };
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Domain, Error};
@@ -133,6 +134,80 @@ pub const MAX_USER_ID_BYTES: usize = 64;
 pub const MAX_CUSTODIAL_BATCH: usize = 8_192;
 
 /// The address of the custodial account for the platform's `user_id`: the last 20 bytes of
+/// Calls `f` with every hub-signed proof an outcome carries (mutably, to fill in its seal).
+pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
+    match outcome {
+        Outcome::Paid { receipt, credit, .. } => {
+            f(ProofRef::Receipt(receipt));
+            if let Some(c) = credit {
+                f(ProofRef::Credit(c));
+            }
+        }
+        Outcome::Credited(c) | Outcome::Converted { credit: c, .. } => f(ProofRef::Credit(c)),
+        Outcome::CustodialTransfers(results) => {
+            for r in results {
+                if let CustodialResult::Moved { credit: Some(c) } = r {
+                    f(ProofRef::Credit(c));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One proof inside an outcome.
+pub enum ProofRef<'a> {
+    /// A payee's credit.
+    Credit(&'a mut SignedCredit),
+    /// A payer's receipt.
+    Receipt(&'a mut SignedReceipt),
+}
+
+impl ProofRef<'_> {
+    /// The digest the batch tree holds for it.
+    pub fn digest(&self, domain: &Domain) -> B256 {
+        match self {
+            ProofRef::Credit(c) => c.message.digest(domain),
+            ProofRef::Receipt(r) => r.message.digest(domain),
+        }
+    }
+
+    fn set(&mut self, signature: Signature, path: MerklePath) {
+        match self {
+            ProofRef::Credit(c) => (c.signature, c.path) = (signature, path),
+            ProofRef::Receipt(r) => (r.signature, r.path) = (signature, path),
+        }
+    }
+}
+
+/// Fills the batch signature and paths into the outcomes of one sealed batch: `outcomes` are
+/// the outcomes of every command from the previous seal up to `sealed` (an
+/// [`Outcome::Sealed`]). Rebuilds the tree from their proofs, so the same call serves a live
+/// batch and a batch read back from the log. Err if the proofs do not rebuild the sealed root.
+pub fn fill_proofs(domain: &Domain, outcomes: &mut [&mut Outcome], sealed: &Outcome) -> Result<(), String> {
+    let Outcome::Sealed { root, signature, .. } = sealed else {
+        return Err(format!("not a seal: {sealed:?}"));
+    };
+    let mut leaves = Vec::new();
+    for o in outcomes.iter_mut() {
+        for_each_proof(o, &mut |p| leaves.push(p.digest(domain)));
+    }
+    if leaves.is_empty() {
+        return Err("a seal without proofs".into());
+    }
+    let tree = MerkleTree::new(leaves);
+    if tree.root() != *root {
+        return Err(format!("the batch's proofs rebuild root {}, the seal signed {root}", tree.root()));
+    }
+    for o in outcomes.iter_mut() {
+        for_each_proof(o, &mut |mut p| {
+            let path = tree.path(p.digest(domain)).expect("a leaf of this tree");
+            p.set(*signature, path);
+        });
+    }
+    Ok(())
+}
+
 /// `keccak256("infhub.custodial:" ‖ user_id)`. Users of channels pay it like any account.
 pub fn custodial_address(user_id: &str) -> Address {
     let mut buf = b"infhub.custodial:".to_vec();
@@ -162,6 +237,8 @@ pub struct CustodialTransfer {
 }
 
 /// The result of one transfer of a custodial batch.
+// A credit carries its fixed-capacity Merkle path inline: no allocation per credit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "result")]
 pub enum CustodialResult {
@@ -342,6 +419,10 @@ pub enum Command {
     },
     /// Every contract event in blocks `<= n` has been delivered.
     Block(u64),
+    /// Sign every credit and receipt issued since the last seal with one signature over the
+    /// Merkle root of their digests (see [`crate::merkle`]); the durable layer issues it at
+    /// the end of each group commit.
+    SealProofs,
     /// The operator opens a custodial account.
     OpenCustodial {
         /// Its address ([`custodial_address`] of the user id).
@@ -404,6 +485,15 @@ pub enum Outcome {
     },
     /// Reserve earmarked for an announced withdrawal.
     Earmarked,
+    /// The proofs issued since the last seal were signed as one batch.
+    Sealed {
+        /// The Merkle root of their digests.
+        root: B256,
+        /// The hub's signature over `ProofBatch(root)`.
+        signature: Signature,
+        /// How many distinct proofs the batch holds.
+        proofs: u32,
+    },
     /// Payouts to send on chain, removed from the queue.
     PayoutBatch(Vec<Payout>),
     /// A chain event or block was applied; channel effects to carry out (disputes, settlements).
@@ -423,6 +513,14 @@ pub enum Outcome {
         /// The amount moved.
         amount: Amount,
     },
+}
+
+/// A credit or receipt issued but not yet signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct UnsealedProof {
+    digest: B256,
+    /// For a credit: whose, and its nonce (the channel's stored copy gets the proof).
+    credit_of: Option<(Address, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -461,6 +559,10 @@ pub struct Ledger {
     pub custodial_total: u128,
     /// Custodial deposits for an address that is no custodial account (owed, not attributed).
     pub unattributed: Amount,
+    /// Proofs issued since the last seal. Every batch ends with a seal, so a snapshot (taken
+    /// between batches) never holds any.
+    #[serde(skip)]
+    unsealed: Vec<UnsealedProof>,
 }
 
 impl Ledger {
@@ -481,6 +583,7 @@ impl Ledger {
             custodial: HashMap::new(),
             custodial_total: 0,
             unattributed: Amount::ZERO,
+            unsealed: Vec::new(),
         }
     }
 
@@ -591,9 +694,9 @@ impl Ledger {
         match command {
             Command::Transfer(debit) => {
                 let checked = checked.filter(|c| *c.debit() == debit && *c.domain() == self.params.domain);
-                self.transfer(hub_key, debit, checked)
+                self.transfer(debit, checked)
             }
-            Command::Purchase { user, amount, purchase_id } => self.purchase(hub_key, user, amount, purchase_id),
+            Command::Purchase { user, amount, purchase_id } => self.purchase(user, amount, purchase_id),
             Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
             Command::OpenCustodial { account, api_key_hash } => {
                 if self.custodial.contains_key(&account) || self.accounts.contains_key(&account) {
@@ -621,14 +724,14 @@ impl Ledger {
                     return Err(Error::BatchSizeOutOfRange);
                 }
                 let seq = self.take_seq();
-                let results = batch.into_iter().map(|t| self.custodial_transfer(hub_key, seq, t)).collect();
+                let results = batch.into_iter().map(|t| self.custodial_transfer(seq, t)).collect();
                 Ok(Outcome::CustodialTransfers(results))
             }
             Command::CustodialWithdraw { from, recipient, amount, transfer_id } => {
                 self.custodial_withdraw(from, recipient, amount, transfer_id)
             }
             Command::ConvertToChannel { account, user, transfer_id } => {
-                self.convert_to_channel(hub_key, account, user, transfer_id)
+                self.convert_to_channel(account, user, transfer_id)
             }
             Command::EarmarkReserveWithdrawal { amount } => {
                 self.check_amount(amount)?;
@@ -642,6 +745,7 @@ impl Ledger {
                 self.take_seq();
                 Ok(Outcome::Earmarked)
             }
+            Command::SealProofs => self.seal(hub_key),
             Command::TakePayoutBatch { max } => {
                 let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
                 let batch: Vec<Payout> = self.queued.drain(..n).collect();
@@ -691,6 +795,51 @@ impl Ledger {
         }
     }
 
+    /// Applies one command and, if it issued proofs, seals them at once and fills them in
+    /// (a batch of one command: for tests and tools; the node seals once per group commit).
+    pub fn apply_sealed(&mut self, hub_key: &PrivateKey, command: Command) -> Result<Outcome, Error> {
+        let mut outcome = self.apply(hub_key, command)?;
+        if !self.unsealed.is_empty() {
+            let sealed = self.seal(hub_key)?;
+            fill_proofs(&self.params.domain, &mut [&mut outcome], &sealed)
+                .expect("a batch's own proofs rebuild its root");
+        }
+        Ok(outcome)
+    }
+
+    /// How many proofs wait for the next seal.
+    pub fn unsealed_proofs(&self) -> usize {
+        self.unsealed.len()
+    }
+
+    fn note_unsealed_credit(&mut self, credit: &SignedCredit) {
+        let m = credit.message;
+        self.unsealed.push(UnsealedProof { digest: m.digest(&self.params.domain), credit_of: Some((m.user, m.nonce)) });
+    }
+
+    /// Signs the waiting proofs as one batch and gives each channel's stored newest credit its
+    /// proof. The outcomes already returned get theirs from [`fill_proofs`].
+    fn seal(&mut self, hub_key: &PrivateKey) -> Result<Outcome, Error> {
+        if self.unsealed.is_empty() {
+            return Err(Error::NothingToSeal);
+        }
+        let tree = MerkleTree::new(self.unsealed.iter().map(|u| u.digest).collect());
+        let root = tree.root();
+        let signature = hub_key.sign(batch_digest(root, &self.params.domain));
+        for u in std::mem::take(&mut self.unsealed) {
+            let Some((user, nonce)) = u.credit_of else { continue };
+            let acct = self.accounts.get_mut(&user).expect("a credit was issued to a known account");
+            // A later credit of the same batch superseded this one in the channel.
+            if let Some(c) = acct.channel.credit.as_mut().filter(|c| c.message.nonce == nonce) {
+                c.signature = signature;
+                c.path = tree.path(u.digest).expect("every unsealed digest is a leaf");
+            }
+        }
+        self.take_seq();
+        let proofs = u32::try_from(tree.leaf_count()).expect("batches are far below 2^32 leaves");
+        Ok(Outcome::Sealed { root, signature, proofs })
+    }
+
     /// Replaces a channel (and optionally its chain funds), keeping `obligations` exact.
     fn replace_channel(&mut self, user: Address, channel: ChannelState, chain: ChainFunds, set_chain: bool) {
         let acct = self.accounts.get_mut(&user).expect("replace_channel on a known account");
@@ -703,12 +852,7 @@ impl Ledger {
         self.obligations = self.obligations - before + after;
     }
 
-    fn transfer(
-        &mut self,
-        hub_key: &PrivateKey,
-        debit: SignedDebit,
-        checked: Option<CheckedDebit>,
-    ) -> Result<Outcome, Error> {
+    fn transfer(&mut self, debit: SignedDebit, checked: Option<CheckedDebit>) -> Result<Outcome, Error> {
         let m = debit.message;
         let key = (m.user, m.payment_id);
         let digest = checked.map_or_else(|| m.digest(&self.params.domain), |c| c.digest());
@@ -737,7 +881,7 @@ impl Ledger {
                     return Err(Error::RecipientNotOpen);
                 }
                 let credit = payee.channel.next_credit(m.amount)?;
-                let signed = Signed::new(credit, &self.params.domain, hub_key);
+                let signed = HubSigned::unsealed(credit);
                 let (payee_after, _) = step(&payee.channel, &params, Input::Credit(signed))?;
                 let ob_before = payee.obligation();
                 let ob_after = Account { channel: payee_after.clone(), chain: payee.chain }.obligation();
@@ -797,17 +941,15 @@ impl Ledger {
             payment_id: m.payment_id,
             debit_digest: digest,
         };
-        let receipt = Signed::new(receipt, &self.params.domain, hub_key);
+        let receipt = HubSigned::unsealed(receipt);
+        self.unsealed.push(UnsealedProof { digest: receipt.message.digest(&self.params.domain), credit_of: None });
+        if let Some(c) = &credit {
+            self.note_unsealed_credit(c);
+        }
         Ok(Outcome::Paid { receipt, credit, payout })
     }
 
-    fn purchase(
-        &mut self,
-        hub_key: &PrivateKey,
-        user: Address,
-        amount: Amount,
-        purchase_id: B256,
-    ) -> Result<Outcome, Error> {
+    fn purchase(&mut self, user: Address, amount: Amount, purchase_id: B256) -> Result<Outcome, Error> {
         // Purchases share the idempotency map, keyed by the hub's address and the purchase id.
         let key = (self.params.hub, purchase_id);
         let digest = purchase_digest(user, amount, purchase_id);
@@ -834,7 +976,7 @@ impl Ledger {
         let params = self.channel_params();
         let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
         let credit = acct.channel.next_credit(amount)?;
-        let signed = Signed::new(credit, &self.params.domain, hub_key);
+        let signed = HubSigned::unsealed(credit);
         let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let committed = self.obligations - acct.obligation() + ob_after;
@@ -844,6 +986,7 @@ impl Ledger {
         let seq = self.take_seq();
         self.replace_channel(user, after, ChainFunds::default(), false);
         self.payments.insert(key, PaymentRef { digest, seq });
+        self.note_unsealed_credit(&signed);
         Ok(Outcome::Credited(signed))
     }
 
@@ -988,19 +1131,14 @@ impl Ledger {
         }
     }
 
-    fn custodial_transfer(&mut self, hub_key: &PrivateKey, seq: u64, t: CustodialTransfer) -> CustodialResult {
-        match self.try_custodial_transfer(hub_key, seq, t) {
+    fn custodial_transfer(&mut self, seq: u64, t: CustodialTransfer) -> CustodialResult {
+        match self.try_custodial_transfer(seq, t) {
             Ok(r) => r,
             Err(error) => CustodialResult::Rejected { error },
         }
     }
 
-    fn try_custodial_transfer(
-        &mut self,
-        hub_key: &PrivateKey,
-        seq: u64,
-        t: CustodialTransfer,
-    ) -> Result<CustodialResult, Error> {
+    fn try_custodial_transfer(&mut self, seq: u64, t: CustodialTransfer) -> Result<CustodialResult, Error> {
         let key = (t.from, t.transfer_id);
         let digest = custodial_digest(b'T', t.from, t.to, t.amount, t.transfer_id);
         if let Some(first_seq) = self.seen(&key, digest)? {
@@ -1017,7 +1155,7 @@ impl Ledger {
             to.balance = to.balance.checked_add(t.amount)?;
             None
         } else {
-            Some(self.credit_channel(hub_key, t.to, t.amount, t.amount.0)?)
+            Some(self.credit_channel(t.to, t.amount, t.amount.0)?)
         };
         self.custodial.get_mut(&t.from).expect("present").balance = from_after;
         if credit.is_some() {
@@ -1029,20 +1167,14 @@ impl Ledger {
 
     /// Credits `amount` into the open channel of `user`, paid for by `released` of custodial
     /// balance (which the caller removes). Checks liquidity; on error nothing changed.
-    fn credit_channel(
-        &mut self,
-        hub_key: &PrivateKey,
-        user: Address,
-        amount: Amount,
-        released: u128,
-    ) -> Result<SignedCredit, Error> {
+    fn credit_channel(&mut self, user: Address, amount: Amount, released: u128) -> Result<SignedCredit, Error> {
         let params = self.channel_params();
         let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
         if acct.channel.status != Status::Open {
             return Err(Error::RecipientNotOpen);
         }
         let credit = acct.channel.next_credit(amount)?;
-        let signed = Signed::new(credit, &self.params.domain, hub_key);
+        let signed = HubSigned::unsealed(credit);
         let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let obligations = self.obligations - acct.obligation() + ob_after;
@@ -1050,6 +1182,7 @@ impl Ledger {
             return Err(Error::ReserveInsufficient);
         }
         self.replace_channel(user, after, ChainFunds::default(), false);
+        self.note_unsealed_credit(&signed);
         Ok(signed)
     }
 
@@ -1085,13 +1218,7 @@ impl Ledger {
         Ok(Outcome::CustodialPayoutQueued(payout))
     }
 
-    fn convert_to_channel(
-        &mut self,
-        hub_key: &PrivateKey,
-        account: Address,
-        user: Address,
-        transfer_id: B256,
-    ) -> Result<Outcome, Error> {
+    fn convert_to_channel(&mut self, account: Address, user: Address, transfer_id: B256) -> Result<Outcome, Error> {
         let c = *self.custodial.get(&account).ok_or(Error::NotCustodial)?;
         let key = (account, transfer_id);
         let digest = custodial_digest(b'C', account, user, c.balance, transfer_id);
@@ -1101,7 +1228,7 @@ impl Ledger {
         if c.balance.is_zero() {
             return Err(Error::AmountMustNotBeZero);
         }
-        let credit = self.credit_channel(hub_key, user, c.balance, c.balance.0)?;
+        let credit = self.credit_channel(user, c.balance, c.balance.0)?;
         let seq = self.take_seq();
         self.custodial_total -= c.balance.0;
         let entry = self.custodial.get_mut(&account).expect("present");

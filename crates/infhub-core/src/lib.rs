@@ -15,6 +15,7 @@ pub mod contract;
 pub mod eip712;
 pub mod error;
 pub mod ledger;
+pub mod merkle;
 pub mod messages;
 pub mod signature;
 

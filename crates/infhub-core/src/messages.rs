@@ -8,6 +8,7 @@
 //! `docs/protocol.md` § "Signed messages" for why each field exists.
 
 use crate::eip712::{Domain, Encoder};
+use crate::merkle::{batch_digest, MerklePath};
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
 use alloy_primitives::{b256, Address, B256};
@@ -272,12 +273,69 @@ impl<M: Eip712Message> Signed<M> {
     }
 }
 
+/// A message signed by the hub, directly or as one leaf of a batch (see [`crate::merkle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HubSigned<M> {
+    /// The message.
+    pub message: M,
+    /// The hub's signature over the message's digest (empty `path`), or over the batch root.
+    pub signature: Signature,
+    /// The message digest's path to the batch root; empty for a direct signature. (Always
+    /// written, since the log's binary encoding cannot skip fields; may be left out in JSON.)
+    #[serde(default)]
+    pub path: MerklePath,
+}
+
+impl<M: Eip712Message> HubSigned<M> {
+    /// Signs `message` directly (one signature for one message).
+    pub fn new(message: M, domain: &Domain, key: &PrivateKey) -> Self {
+        let signature = message.sign(domain, key);
+        HubSigned { message, signature, path: MerklePath::EMPTY }
+    }
+
+    /// Not signed yet: the ledger fills in the batch signature and path when it seals.
+    pub fn unsealed(message: M) -> Self {
+        HubSigned { message, signature: Signature([0u8; 65]), path: MerklePath::EMPTY }
+    }
+
+    /// Ok if `hub` signed this message in `domain`, directly or through a batch root.
+    pub fn verify(&self, domain: &Domain, hub: Address) -> Result<(), Error> {
+        let digest = self.message.digest(domain);
+        if self.path.is_empty() {
+            self.signature.verify(digest, hub)
+        } else {
+            self.signature.verify(batch_digest(self.path.root(digest), domain), hub)
+        }
+    }
+
+    /// The proof as the contract takes it: the 65-byte signature, then the path's nodes.
+    pub fn proof_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(65 + 32 * self.path.nodes().len());
+        out.extend_from_slice(&self.signature.0);
+        for node in self.path.nodes() {
+            out.extend_from_slice(node.as_slice());
+        }
+        out
+    }
+
+    /// Parses [`HubSigned::proof_bytes`]: 65 bytes, then whole 32-byte nodes.
+    pub fn from_proof_bytes(message: M, proof: &[u8]) -> Result<Self, Error> {
+        if proof.len() < 65 || !(proof.len() - 65).is_multiple_of(32) {
+            return Err(Error::InvalidSignature);
+        }
+        let signature = Signature::from_slice(&proof[..65])?;
+        let nodes: Vec<B256> = proof[65..].chunks(32).map(B256::from_slice).collect();
+        let path = MerklePath::from_nodes(&nodes).ok_or(Error::InvalidSignature)?;
+        Ok(HubSigned { message, signature, path })
+    }
+}
+
 /// A user-signed debit.
 pub type SignedDebit = Signed<Debit>;
 /// A hub-signed credit.
-pub type SignedCredit = Signed<Credit>;
+pub type SignedCredit = HubSigned<Credit>;
 /// A hub-signed receipt.
-pub type SignedReceipt = Signed<Receipt>;
+pub type SignedReceipt = HubSigned<Receipt>;
 
 #[cfg(test)]
 mod tests {

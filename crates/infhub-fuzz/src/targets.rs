@@ -7,7 +7,7 @@ use infhub_chain::bindings::IInfHub;
 use infhub_chain::events::{decode_event, RawLog};
 use infhub_core::channel::{self, ChannelParams, ChannelState, Input as ChannelInput, Role};
 use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition};
-use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::messages::{HubSigned, Signed, SignedCredit, SignedDebit};
 use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Registration, Withdrawal};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::LogStore;
@@ -152,7 +152,7 @@ pub fn channel_machine(data: &[u8]) {
                     c.nonce = c.nonce.wrapping_add(input.u64() % 4);
                 }
                 let signer = if input.u8().is_multiple_of(8) { &user } else { &hub };
-                ChannelInput::Credit(Signed::new(c, &params.domain, signer))
+                ChannelInput::Credit(HubSigned::new(c, &params.domain, signer))
             }
             4 => {
                 let Ok(w) = state.next_withdrawal(small(&mut input), state.block + input.below(200)) else { continue };

@@ -8,7 +8,8 @@
 
 use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
 use infhub_core::channel::CheckedDebit;
-use infhub_core::ledger::{Command, Ledger, LedgerParams, Outcome};
+use infhub_core::ledger::{fill_proofs, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::merkle::MAX_UNSEALED_PROOFS;
 use infhub_core::{Error, PrivateKey};
 
 /// Durability settings.
@@ -33,6 +34,33 @@ pub struct Recovery {
     pub snapshot_seq: u64,
     /// Records replayed after it.
     pub replayed: u64,
+    /// The log ended inside a batch (a crash before its seal): opening sealed its proofs
+    /// with a new record.
+    pub sealed_on_open: bool,
+}
+
+/// Fills the batch signatures and paths into `records` (in seq order): each run of records
+/// up to a [`Outcome::Sealed`] is one batch. Records after the last seal (a history that
+/// begins or ends mid-batch, which a crash before the seal leaves: nothing of it was
+/// acknowledged) keep their proofs unsigned.
+pub fn fill_sealed(domain: &infhub_core::Domain, records: &mut [LogRecord]) -> Result<(), String> {
+    let mut start = 0;
+    for i in 0..records.len() {
+        if !matches!(records[i].outcome, Outcome::Sealed { .. }) {
+            continue;
+        }
+        let (batch, rest) = records.split_at_mut(i);
+        let mut outcomes: Vec<&mut Outcome> = batch[start..].iter_mut().map(|r| &mut r.outcome).collect();
+        let filled = fill_proofs(domain, &mut outcomes, &rest[0].outcome);
+        // A history that does not start at seq 1 (no archive) may start inside a batch, whose
+        // first proofs it then lacks; those records keep their proofs unsigned.
+        let starts_inside_a_batch = start == 0 && batch.first().is_some_and(|r| r.seq != 1);
+        if !starts_inside_a_batch {
+            filled.map_err(|e| format!("seal at seq {}: {e}", rest[0].seq))?;
+        }
+        start = i + 1;
+    }
+    Ok(())
 }
 
 /// The durable ledger.
@@ -112,17 +140,26 @@ impl<S: LogStore> DurableLedger<S> {
             }
         }
         ledger.check_invariants();
-        Ok(DurableLedger {
+        let mut dl = DurableLedger {
             ledger,
             store,
             hub_key,
             params,
             records_since_snapshot: replayed,
             poisoned: false,
-            recovery: Recovery { snapshot_seq, replayed },
+            recovery: Recovery { snapshot_seq, replayed, sealed_on_open: false },
             last_batch: Vec::new(),
             last_seqs: Vec::new(),
-        })
+        };
+        // A crash can leave a batch's records without their seal (none of them was
+        // acknowledged); seal them now so no stored credit stays unsigned.
+        if dl.ledger.unsealed_proofs() > 0 {
+            let seal = dl.seal();
+            dl.store.append(std::slice::from_ref(&seal))?;
+            dl.records_since_snapshot += 1;
+            dl.recovery.sealed_on_open = true;
+        }
+        Ok(dl)
     }
 
     /// The ledger (read-only: every change goes through `execute`).
@@ -173,12 +210,28 @@ impl<S: LogStore> DurableLedger<S> {
                 self.last_seqs.push(None);
             }
             results.push(result);
+            if self.ledger.unsealed_proofs() >= MAX_UNSEALED_PROOFS {
+                records.push(self.seal());
+            }
+        }
+        // One signature for every credit and receipt of the batch (see `infhub_core::merkle`).
+        if self.ledger.unsealed_proofs() > 0 {
+            records.push(self.seal());
         }
         if let Err(e) = self.store.append(&records) {
             self.poisoned = true;
             return Err(e.into());
         }
         self.records_since_snapshot += records.len() as u64;
+        // The log keeps the proofs unsigned (the seal record signs them); the answers and
+        // `last_batch` carry them signed.
+        fill_sealed(&self.ledger.params.domain, &mut records).expect("a batch's own proofs rebuild its root");
+        for (result, seq) in results.iter_mut().zip(&self.last_seqs) {
+            if let (Ok(outcome), Some(seq)) = (result, seq) {
+                let i = records.binary_search_by_key(seq, |r| r.seq).expect("every logged command is in the batch");
+                *outcome = records[i].outcome.clone();
+            }
+        }
         self.last_batch = records;
         if self.params.snapshot_every_records != 0 && self.records_since_snapshot >= self.params.snapshot_every_records
         {
@@ -189,6 +242,13 @@ impl<S: LogStore> DurableLedger<S> {
             }
         }
         Ok(results)
+    }
+
+    fn seal(&mut self) -> LogRecord {
+        let seq = self.ledger.next_seq;
+        let outcome =
+            self.ledger.apply(&self.hub_key, Command::SealProofs).expect("waiting proofs can always be sealed");
+        LogRecord { seq, command: Command::SealProofs, outcome }
     }
 
     /// For each command of the last successful `execute`, the sequence number it was logged
@@ -203,14 +263,18 @@ impl<S: LogStore> DurableLedger<S> {
         &self.last_batch
     }
 
-    /// Every record the store keeps (see [`LogStore::history`]).
+    /// Every record the store keeps (see [`LogStore::history`]), with the proofs of sealed
+    /// batches filled in.
     pub fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
-        self.store.history()
+        let mut records = self.store.history()?;
+        fill_sealed(&self.ledger.params.domain, &mut records).map_err(StoreError::Corrupt)?;
+        Ok(records)
     }
 
     /// Writes a snapshot of the current ledger and lets the store drop the log it covers.
     pub fn snapshot(&mut self) -> Result<(), StoreError> {
         self.ledger.check_invariants();
+        assert_eq!(self.ledger.unsealed_proofs(), 0, "a snapshot between batches holds no unsealed proofs");
         let bytes =
             bincode::serialize(&self.ledger).map_err(|e| StoreError::Corrupt(format!("encode snapshot: {e}")))?;
         self.store.write_snapshot(self.ledger.next_seq - 1, &bytes)?;

@@ -257,7 +257,7 @@ impl SimWallet {
         let Some(ch) = self.channel.clone() else { return };
         self.exiting = true;
         let (credit, sig) = match ch.credit {
-            Some(c) => (credit_arg(&c.message), Bytes::copy_from_slice(&c.signature.0)),
+            Some(c) => (credit_arg(&c.message), Bytes::from(c.proof_bytes())),
             None => (
                 IInfHub::Credit {
                     user: self.address(),

@@ -14,10 +14,11 @@ use crate::error::WalletError;
 use crate::hub::{HubClient, HubError};
 use crate::store::{CoSignedWithdrawal, DirLock, HubInfo, JournalEntry, WalletDir, WalletState, STATE_VERSION};
 use crate::units::{format_inf, TOKEN_DECIMALS};
+use alloy::primitives::Bytes;
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
-use infhub_chain::events::{credit_arg, signature_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
+use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
 use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
 use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, Withdrawal, B256};
@@ -715,7 +716,7 @@ impl Wallet {
             Status::Settled => return Err(infhub_core::Error::ChannelNotOpen.into()),
         }
         let (credit, sig) = match ch.credit {
-            Some(c) => (credit_arg(&c.message), signature_arg(&c)),
+            Some(c) => (credit_arg(&c.message), Bytes::from(c.proof_bytes())),
             None => (
                 IInfHub::Credit {
                     user: self.user(),

@@ -4,7 +4,7 @@
 
 use alloy_primitives::{Address, B256};
 use infhub_core::channel::{step, ChannelParams, ChannelState, Effect, Input, Role, Status};
-use infhub_core::messages::{PaymentKind, Signed};
+use infhub_core::messages::{HubSigned, PaymentKind, Signed};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
 
 fn key(seed: u64) -> PrivateKey {
@@ -42,7 +42,7 @@ impl Setup {
         st = go(&st, Input::Debit(Signed::new(d, &self.domain, &self.user)));
         for amt in [5, 20] {
             let c = st.next_credit(Amount(amt)).expect("credit");
-            st = go(&st, Input::Credit(Signed::new(c, &self.domain, &self.hub)));
+            st = go(&st, Input::Credit(HubSigned::new(c, &self.domain, &self.hub)));
         }
         st
     }
@@ -190,10 +190,13 @@ fn wallet_accepts_a_newer_credit_after_missing_some() {
     let st = ChannelState::opened(s.user.address(), 1);
     let mut c = st.next_credit(Amount(50)).expect("credit");
     c.nonce = 4; // credits 1..3 were never delivered; only the newest matters
-    let (st, _) = run(&st, &p, vec![Input::Credit(Signed::new(c, &s.domain, &s.hub))]);
+    let (st, _) = run(&st, &p, vec![Input::Credit(HubSigned::new(c, &s.domain, &s.hub))]);
     assert_eq!(st.cumulative_credit(), Amount(50));
     // The hub's own end insists on sequence.
     let hp = s.params(Role::Hub);
     let fresh = ChannelState::opened(s.user.address(), 1);
-    assert_eq!(step(&fresh, &hp, Input::Credit(Signed::new(c, &s.domain, &s.hub))).err(), Some(Error::NonceMustBeNext));
+    assert_eq!(
+        step(&fresh, &hp, Input::Credit(HubSigned::new(c, &s.domain, &s.hub))).err(),
+        Some(Error::NonceMustBeNext)
+    );
 }

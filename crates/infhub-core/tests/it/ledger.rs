@@ -75,7 +75,7 @@ impl Hub {
     fn event(&mut self, ev: ChainEvent) -> Vec<(Address, Effect)> {
         self.log_index += 1;
         let at = LogPosition { block: self.block, log_index: self.log_index };
-        match self.ledger.apply(&self.key, Command::Chain { at, event: ev }) {
+        match self.ledger.apply_sealed(&self.key, Command::Chain { at, event: ev }) {
             Ok(Outcome::Applied(effects)) => effects,
             other => panic!("chain event {ev:?} not applied: {other:?}"),
         }
@@ -110,11 +110,12 @@ impl Hub {
         let st = &self.ledger.account(&payer).expect("account").channel;
         let d = st.next_debit(kind, recipient, Amount(amount), id)?;
         let signed = Signed::new(d, &domain(), &self.users[from]);
-        self.ledger.apply(&self.key, Command::Transfer(signed))
+        self.ledger.apply_sealed(&self.key, Command::Transfer(signed))
     }
 
     fn run_payout_batch(&mut self) {
-        let Ok(Outcome::PayoutBatch(batch)) = self.ledger.apply(&self.key, Command::TakePayoutBatch { max: 10 }) else {
+        let Ok(Outcome::PayoutBatch(batch)) = self.ledger.apply_sealed(&self.key, Command::TakePayoutBatch { max: 10 })
+        else {
             panic!("batch")
         };
         if batch.is_empty() {
@@ -135,7 +136,7 @@ impl Hub {
         let st = &self.ledger.account(&user).expect("account").channel;
         let w = st.next_withdrawal(Amount(amount), self.block + 5)?;
         let user_sig = w.sign(&domain(), &self.users[u]);
-        let out = self.ledger.apply(&self.key, Command::Withdraw { withdrawal: w, user_signature: user_sig })?;
+        let out = self.ledger.apply_sealed(&self.key, Command::Withdraw { withdrawal: w, user_signature: user_sig })?;
         let Outcome::WithdrawalCoSigned { withdrawal, hub_signature } = out else { panic!("{out:?}") };
         assert_eq!(withdrawal, w);
         let before = self.chain.reserve;
@@ -191,7 +192,7 @@ impl Hub {
             let user = self.users[u].address();
             let ch = &self.ledger.account(&user).expect("a").channel;
             let (credit, sig) = match ch.credit {
-                Some(c) => (c.message, c.signature.0.to_vec()),
+                Some(c) => (c.message, c.proof_bytes()),
                 None => {
                     let mut c = ch.next_credit(Amount::ZERO).expect("c");
                     c.nonce = 0;
@@ -206,7 +207,9 @@ impl Hub {
             }
         }
         self.block += 1;
-        let Ok(Outcome::Applied(effects)) = self.ledger.apply(&self.key, Command::Block(self.block)) else { panic!() };
+        let Ok(Outcome::Applied(effects)) = self.ledger.apply_sealed(&self.key, Command::Block(self.block)) else {
+            panic!()
+        };
         for (user, e) in effects {
             if let Effect::SubmitDebit(d) = e {
                 self.chain.submit_debit(self.block, &d.message, &d.signature.0).expect("dispute");
@@ -214,7 +217,9 @@ impl Hub {
             }
         }
         self.block += 20;
-        let Ok(Outcome::Applied(effects)) = self.ledger.apply(&self.key, Command::Block(self.block)) else { panic!() };
+        let Ok(Outcome::Applied(effects)) = self.ledger.apply_sealed(&self.key, Command::Block(self.block)) else {
+            panic!()
+        };
         assert_eq!(effects.iter().filter(|(_, e)| *e == Effect::SettleDue).count(), USERS);
         for (u, want) in expected.iter().enumerate() {
             let user = self.users[u].address();
@@ -301,15 +306,15 @@ fn duplicate_payment_returns_first_result_and_reused_id_is_refused() {
     let d = st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(10), B256::repeat_byte(1)).expect("d");
     let signed = Signed::new(d, &domain(), &h.users[0]);
     let first_seq = h.ledger.next_seq;
-    h.ledger.apply(&h.key, Command::Transfer(signed)).expect("first");
+    h.ledger.apply_sealed(&h.key, Command::Transfer(signed)).expect("first");
     let before = h.ledger.clone();
-    assert_eq!(h.ledger.apply(&h.key, Command::Transfer(signed)), Ok(Outcome::Duplicate { first_seq }));
+    assert_eq!(h.ledger.apply_sealed(&h.key, Command::Transfer(signed)), Ok(Outcome::Duplicate { first_seq }));
     assert_eq!(h.ledger, before, "a duplicate changes nothing");
     // Same payment id, different payment (next nonce, another amount).
     let st = h.ledger.account(&payer).expect("a").channel.clone();
     let other =
         st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(11), B256::repeat_byte(1)).expect("d");
-    let r = h.ledger.apply(&h.key, Command::Transfer(Signed::new(other, &domain(), &h.users[0])));
+    let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(other, &domain(), &h.users[0])));
     assert_eq!(r, Err(Error::PaymentIdReused));
     assert_eq!(h.ledger, before, "a refused command changes nothing");
 }
@@ -336,7 +341,7 @@ fn refusals_are_named_and_change_nothing() {
     let d = infhub_core::channel::ChannelState::opened(stranger.address(), 1)
         .next_debit(PaymentKind::Internal, h.users[1].address(), Amount(1), B256::ZERO)
         .expect("d");
-    let r = h.ledger.apply(&h.key, Command::Transfer(Signed::new(d, &domain(), &stranger)));
+    let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(d, &domain(), &stranger)));
     assert_eq!(r, Err(Error::UnknownAccount));
     assert_eq!(h.ledger, before);
 }
@@ -441,7 +446,7 @@ proptest! {
                 Op::External(u, a) => h.pay(u, u, a.into(), PaymentKind::External).map(|_| ()),
                 Op::Purchase(u, a) => {
                     let id = h.id();
-                    h.ledger.apply(&h.key, Command::Purchase { user: h.users[u].address(), amount: Amount(a.into()), purchase_id: id }).map(|_| ())
+                    h.ledger.apply_sealed(&h.key, Command::Purchase { user: h.users[u].address(), amount: Amount(a.into()), purchase_id: id }).map(|_| ())
                 }
                 Op::Withdraw(u, a) => h.withdraw(u, a.into()),
                 Op::Batch => { h.run_payout_batch(); Ok(()) }
@@ -463,16 +468,19 @@ fn chain_events_apply_once_by_position() {
     let mut h = Hub::new();
     let at = LogPosition { block: 50, log_index: 3 };
     let ev = ChainEvent::ReserveDeposited { reserve_after: Amount(10) };
-    h.ledger.apply(&h.key, Command::Chain { at, event: ev }).expect("first");
+    h.ledger.apply_sealed(&h.key, Command::Chain { at, event: ev }).expect("first");
     let before = h.ledger.clone();
     // The same position again, or an earlier one, is a no-op: nothing changes, no seq is taken.
     for again in [at, LogPosition { block: 50, log_index: 2 }, LogPosition { block: 49, log_index: 9 }] {
         let ev = ChainEvent::ReserveDeposited { reserve_after: Amount(99) };
-        assert_eq!(h.ledger.apply(&h.key, Command::Chain { at: again, event: ev }), Ok(Outcome::Applied(vec![])));
+        assert_eq!(
+            h.ledger.apply_sealed(&h.key, Command::Chain { at: again, event: ev }),
+            Ok(Outcome::Applied(vec![]))
+        );
         assert_eq!(h.ledger, before);
     }
     // A confirmed height below the cursor's block is a contradiction.
-    assert_eq!(h.ledger.apply(&h.key, Command::Block(49)), Err(Error::ChainEventInconsistent));
+    assert_eq!(h.ledger.apply_sealed(&h.key, Command::Block(49)), Err(Error::ChainEventInconsistent));
 }
 
 #[test]
@@ -482,18 +490,18 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
     h.reserve_deposit(100);
     let (carol, dave) = (custodial_address("carol"), custodial_address("dave"));
     for a in [carol, dave] {
-        let out = h.ledger.apply(&h.key, Command::OpenCustodial { account: a, api_key_hash: B256::ZERO });
+        let out = h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account: a, api_key_hash: B256::ZERO });
         assert_eq!(out, Ok(Outcome::CustodialOpened));
     }
-    let again = h.ledger.apply(&h.key, Command::OpenCustodial { account: carol, api_key_hash: B256::ZERO });
+    let again = h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account: carol, api_key_hash: B256::ZERO });
     assert_eq!(again, Err(Error::AccountAlreadyExists));
     let user0 = h.users[0].address();
-    let as_channel = h.ledger.apply(&h.key, Command::OpenCustodial { account: user0, api_key_hash: B256::ZERO });
+    let as_channel = h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account: user0, api_key_hash: B256::ZERO });
     assert_eq!(as_channel, Err(Error::AccountAlreadyExists), "a channel's address cannot be custodial");
     // A purchase for a custodial account is backed by the reserve like any other.
     let id = h.id();
     let too_much = Command::Purchase { user: carol, amount: Amount(101), purchase_id: id };
-    assert_eq!(h.ledger.apply(&h.key, too_much), Err(Error::ReserveInsufficient));
+    assert_eq!(h.ledger.apply_sealed(&h.key, too_much), Err(Error::ReserveInsufficient));
 
     // Deposits for custodial accounts enter the reserve; one for an unknown reference is kept apart.
     let deposit_for = |h: &mut Hub, account: Address, amount: u128| {
@@ -520,7 +528,7 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
         t(user0, dave, 1, 4),
         t(carol, dave, 21, 5),
     ];
-    let Ok(Outcome::CustodialTransfers(r)) = h.ledger.apply(&h.key, Command::CustodialTransfers(batch)) else {
+    let Ok(Outcome::CustodialTransfers(r)) = h.ledger.apply_sealed(&h.key, Command::CustodialTransfers(batch)) else {
         panic!()
     };
     assert_eq!(r[0], CustodialResult::Moved { credit: None });
@@ -529,7 +537,7 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
     assert_eq!(r[2], CustodialResult::Rejected { error: Error::RecipientMustNotBeSender });
     assert_eq!(r[3], CustodialResult::Rejected { error: Error::NotCustodial });
     assert_eq!(r[4], CustodialResult::Rejected { error: Error::InsufficientBalance }, "carol has 20 left");
-    let repeat = h.ledger.apply(&h.key, Command::CustodialTransfers(vec![t(carol, dave, 20, 1)]));
+    let repeat = h.ledger.apply_sealed(&h.key, Command::CustodialTransfers(vec![t(carol, dave, 20, 1)]));
     assert!(
         matches!(repeat, Ok(Outcome::CustodialTransfers(ref r)) if matches!(r[0], CustodialResult::Duplicate { .. }))
     );
@@ -544,7 +552,7 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
         Signed::new(d, &domain(), &h.users[1])
     };
     assert!(matches!(
-        h.ledger.apply(&h.key, Command::Transfer(debit)),
+        h.ledger.apply_sealed(&h.key, Command::Transfer(debit)),
         Ok(Outcome::Paid { credit: None, payout: None, .. })
     ));
     assert_eq!(h.ledger.custodial(&dave).expect("dave").balance, Amount(25));
@@ -554,14 +562,14 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
         amount: Amount(10),
         transfer_id: h.id(),
     };
-    assert!(matches!(h.ledger.apply(&h.key, w), Ok(Outcome::CustodialPayoutQueued(_))));
+    assert!(matches!(h.ledger.apply_sealed(&h.key, w), Ok(Outcome::CustodialPayoutQueued(_))));
     h.run_payout_batch();
     h.check();
 
     // Conversion: carol's whole balance becomes a hub-signed credit in user 2's channel.
     let user2 = h.users[2].address();
     let conv = Command::ConvertToChannel { account: carol, user: user2, transfer_id: h.id() };
-    let Ok(Outcome::Converted { credit, amount }) = h.ledger.apply(&h.key, conv) else { panic!() };
+    let Ok(Outcome::Converted { credit, amount }) = h.ledger.apply_sealed(&h.key, conv) else { panic!() };
     assert_eq!((amount, credit.message.user, credit.message.cumulative_credit), (Amount(20), user2, Amount(20)));
     let carol_after = h.ledger.custodial(&carol).expect("carol");
     assert_eq!((carol_after.balance, carol_after.linked_channel), (Amount::ZERO, Some(user2)));

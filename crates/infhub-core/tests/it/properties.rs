@@ -10,7 +10,7 @@
 use alloy_primitives::{Address, B256, U256};
 use infhub_core::channel::{step, ChannelParams, ChannelState, Effect, Input, Role, Status};
 use infhub_core::contract::{ContractConfig, ContractModel};
-use infhub_core::messages::{Eip712Message, PaymentKind, Signed};
+use infhub_core::messages::{Eip712Message, HubSigned, PaymentKind, Signed};
 use infhub_core::{Amount, Domain, Error, PrivateKey, Signature};
 use proptest::prelude::*;
 
@@ -197,7 +197,7 @@ impl World {
                 let (he, _) = self.both(a, Input::Debit(signed)).expect("valid debit accepted");
                 assert_eq!(he, vec![Effect::DebitAccepted(signed)]);
                 let c = self.hub_end[b].next_credit(amt).expect("credit");
-                let credit = Signed::new(c, &domain(), &self.hub);
+                let credit = HubSigned::new(c, &domain(), &self.hub);
                 self.both(b, Input::Credit(credit)).expect("credit accepted");
             }
             Op::Purchase(u, amt) => {
@@ -206,7 +206,7 @@ impl World {
                     return;
                 }
                 let c = self.hub_end[u].next_credit(Amount(amt)).expect("credit");
-                self.both(u, Input::Credit(Signed::new(c, &domain(), &self.hub))).expect("purchase credit");
+                self.both(u, Input::Credit(HubSigned::new(c, &domain(), &self.hub))).expect("purchase credit");
                 self.hub_equity -= amt;
             }
             Op::External(u, amt) => {
@@ -267,7 +267,7 @@ impl World {
         for u in 0..USERS {
             let user = self.users[u].clone();
             let (credit, sig) = match self.wallet_end[u].credit {
-                Some(c) => (c.message, c.signature.0.to_vec()),
+                Some(c) => (c.message, c.proof_bytes()),
                 None => (
                     self.hub_end[u]
                         .next_credit(Amount::ZERO)
@@ -437,7 +437,7 @@ proptest! {
         let mut st = ChannelState::opened(alice, 1);
         for _ in 0..prior {
             let c = st.next_credit(Amount(5)).expect("credit");
-            st = step(&st, &w.hub_params, Input::Credit(Signed::new(c, &domain(), &w.hub))).expect("prior").0;
+            st = step(&st, &w.hub_params, Input::Credit(HubSigned::new(c, &domain(), &w.hub))).expect("prior").0;
         }
         let mut c = st.next_credit(Amount(amount)).expect("credit");
         let mut key = w.hub.clone();
@@ -451,8 +451,8 @@ proptest! {
         // The wallet's end judges credits from outside, the signer included; the hub's end only
         // steps credits it signed itself (D20) and checks every rule but the signature.
         let user_params = ChannelParams { role: Role::User, ..w.hub_params };
-        let at_wallet = step(&st, &user_params, Input::Credit(Signed::new(c, &domain(), &key)));
-        let at_hub = step(&st, &w.hub_params, Input::Credit(Signed::new(c, &domain(), &key)));
+        let at_wallet = step(&st, &user_params, Input::Credit(HubSigned::new(c, &domain(), &key)));
+        let at_hub = step(&st, &w.hub_params, Input::Credit(HubSigned::new(c, &domain(), &key)));
         match want {
             // Only the hub's end insists on the next nonce (a wallet may have missed some).
             Error::NonceMustBeNext => prop_assert!(at_wallet.is_ok(), "{:?}", at_wallet.err()),

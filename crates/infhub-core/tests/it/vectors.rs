@@ -340,8 +340,24 @@ fn build_scenario() -> (Scenario, Value) {
     });
     s.record(dstep("startHubClose", h, &empty, vec![]), ok, |c, blk| c.start_hub_close(h, blk, b, &empty, &[]));
     let bc1_sig = sign_c(&bc1);
-    let bc2_sig = sign_c(&bc2);
+    // bc2 arrives as one leaf of a batch the hub signed once (its Merkle root), as the node
+    // issues credits; a path that does not lead to the signed root is refused.
+    let batch_leaves =
+        vec![bc2.digest(&domain), alloy_primitives::keccak256("receipt"), alloy_primitives::keccak256("credit")];
+    let tree = infhub_core::merkle::MerkleTree::new(batch_leaves);
+    let batch_sig = hub_key.sign(infhub_core::merkle::batch_digest(tree.root(), &domain));
+    let bc2_proven = infhub_core::messages::HubSigned {
+        message: bc2,
+        signature: batch_sig,
+        path: tree.path(bc2.digest(&domain)).expect("leaf"),
+    };
+    let bc2_sig = bc2_proven.proof_bytes();
+    let mut bad_path = bc2_sig.clone();
+    *bad_path.last_mut().expect("a path") ^= 1;
     let self_signed = bob.sign(bc2.digest(&domain)).0.to_vec();
+    s.record(cstep("submitCredit", m, &bc2, bad_path.clone()), Err(Error::WrongSigner), |c, blk| {
+        c.submit_credit(blk, &bc2, &bad_path)
+    });
     s.record(cstep("submitCredit", m, &bc2, self_signed.clone()), Err(Error::WrongSigner), |c, blk| {
         c.submit_credit(blk, &bc2, &self_signed)
     });

@@ -119,7 +119,8 @@ fn restart_recovers_exactly_the_acknowledged_state() {
     let states = run_batches(&f, &mut dl, 20, 6);
     let stats = dl.store_stats();
     assert_eq!(stats.syncs, 21, "one sync per batch (group commit)");
-    assert_eq!(stats.records, 1 + 12 + 20 * 6);
+    // Each batch of payments ends with the seal record that signs its proofs.
+    assert_eq!(stats.records, 1 + 12 + 20 * (6 + 1));
     drop(dl);
     let reopened = f.open(0);
     assert_eq!(reopened.ledger(), states.last().expect("state"));
@@ -177,7 +178,16 @@ fn a_torn_tail_at_any_byte_recovers_a_prefix_of_the_log() {
         let dl = f.open_at(&dir, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let got = dl.ledger();
         let applied = (got.next_seq - 1) as usize;
-        assert_eq!(got, &after_prefix[applied], "cut at {cut}: not the state after {applied} records");
+        if dl.recovery().sealed_on_open {
+            // The cut fell inside a batch: the prefix, then a seal of its waiting proofs.
+            let mut want = after_prefix[applied - 1].clone();
+            assert!(want.unsealed_proofs() > 0, "cut at {cut}: sealed on open with nothing to seal");
+            want.apply(&f.hub, Command::SealProofs).expect("seal");
+            assert_eq!(got, &want, "cut at {cut}: not the state after {} records and a seal", applied - 1);
+            assert_eq!(got.unsealed_proofs(), 0);
+        } else {
+            assert_eq!(got, &after_prefix[applied], "cut at {cut}: not the state after {applied} records");
+        }
         assert!(got.next_seq >= previous_seq, "cut at {cut} recovered less than a shorter cut");
         previous_seq = got.next_seq;
         distinct.insert(got.next_seq);
@@ -388,7 +398,7 @@ fn the_archive_keeps_every_record_as_history_while_recovery_replays_only_the_tai
     let mut dl = f.open_with(f.dir.path(), 40, true).expect("open");
     all_ok(dl.execute(f.genesis()).expect("genesis"));
     let states = run_batches(&f, &mut dl, 30, 5);
-    let written = 1 + 2 * 5 + 30 * 5;
+    let written = 1 + 2 * 5 + 30 * (5 + 1);
     drop(dl);
     let mut reopened = f.open_with(f.dir.path(), 40, true).expect("reopen");
     assert_eq!(reopened.ledger(), states.last().expect("state"));
@@ -398,6 +408,18 @@ fn the_archive_keeps_every_record_as_history_while_recovery_replays_only_the_tai
     let seqs: Vec<u64> = history.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (1..=written as u64).collect::<Vec<_>>(), "history lost or duplicated records");
     assert!(f.dir.path().join("archive").is_dir());
+    // The log stores proofs unsigned; history read back carries them signed by their seals.
+    let (domain, hub) = (reopened.ledger().params.domain, reopened.ledger().params.hub);
+    let mut paid = 0;
+    for r in &history {
+        if let infhub_core::ledger::Outcome::Paid { receipt, credit: Some(credit), .. } = &r.outcome {
+            receipt.verify(&domain, hub).unwrap_or_else(|e| panic!("receipt at {}: {e}", r.seq));
+            credit.verify(&domain, hub).unwrap_or_else(|e| panic!("credit at {}: {e}", r.seq));
+            assert!(!credit.path.is_empty(), "a batch proof, not a direct signature");
+            paid += 1;
+        }
+    }
+    assert_eq!(paid, 30 * 5);
 }
 
 #[test]
@@ -406,8 +428,8 @@ fn without_an_archive_the_history_is_the_live_log_after_the_newest_snapshot() {
     let f = Fixture::new(5);
     let mut dl = f.open_with(f.dir.path(), 40, false).expect("open");
     all_ok(dl.execute(f.genesis()).expect("genesis"));
-    run_batches(&f, &mut dl, 33, 5);
-    let written = (1 + 2 * 5 + 33 * 5) as u64;
+    run_batches(&f, &mut dl, 34, 5);
+    let written = (1 + 2 * 5 + 34 * (5 + 1)) as u64;
     drop(dl);
     let mut reopened = f.open_with(f.dir.path(), 40, false).expect("reopen");
     let snapshot_seq = reopened.recovery().snapshot_seq;
