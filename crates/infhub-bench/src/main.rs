@@ -38,6 +38,11 @@ struct Args {
     /// Most payments go to a few hot accounts.
     #[arg(long)]
     hot: bool,
+    /// Offered load in transfers per second over all connections (0: as fast as answers come
+    /// back). Requests leave on a fixed schedule and latency counts from the scheduled time,
+    /// so a stalled node is not hidden by senders that wait for it.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// A small run for CI (under a minute): 100 accounts, 3,000 transfers.
     #[arg(long)]
     quick: bool,
@@ -62,6 +67,8 @@ struct Args {
 const MAX_ACCOUNTS: usize = 1_000_000;
 const MAX_TRANSFERS: usize = 10_000_000;
 const MAX_CONNECTIONS: usize = 4_096;
+/// Highest offered load `--rate` accepts (transfers per second).
+const MAX_RATE: u64 = 10_000_000;
 const OPERATOR: &str = "bench-operator-token-not-secret";
 const FUNDING: u128 = 1_000_000_000;
 
@@ -323,10 +330,11 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let connections = args.connections.clamp(1, MAX_CONNECTIONS).min(accounts);
     println!(
-        "infhub-bench: {accounts} accounts, {transfers} transfers, {connections} connections, {} per request, hot {}, seed {}",
+        "infhub-bench: {accounts} accounts, {transfers} transfers, {connections} connections, {} per request, hot {}, seed {}, offered rate {}",
         args.batch.clamp(1, 1_000),
         args.hot,
-        args.seed
+        args.seed,
+        if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate.min(MAX_RATE)) }
     );
 
     let ceiling = recovery_ceiling();
@@ -439,10 +447,22 @@ async fn run(args: Args) -> Result<(), String> {
                 })
                 .collect()
         };
+        // With a rate, this lane's requests leave every `interval`, phase-shifted per lane.
+        let lanes_total = connections as f64;
+        let interval = (args.rate > 0)
+            .then(|| Duration::from_secs_f64(lanes_total * batch as f64 / args.rate.min(MAX_RATE) as f64));
+        let phase = interval.map(|i| i.mul_f64(tasks.len() as f64 / lanes_total));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            for (n, body) in requests {
-                let t0 = Instant::now();
+            for (k, (n, body)) in requests.into_iter().enumerate() {
+                let t0 = match (interval, phase) {
+                    (Some(i), Some(p)) => {
+                        let due = start + p + i * k as u32;
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    _ => Instant::now(),
+                };
                 let resp =
                     c.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
                 let status = resp.status();
@@ -480,6 +500,7 @@ async fn run(args: Args) -> Result<(), String> {
     let result = json!({
         "accounts": accounts, "transfers": transfers, "connections": connections, "hot": args.hot, "seed": args.seed,
         "transfersPerRequest": args.batch.clamp(1, 1_000),
+        "offeredRatePerSecond": args.rate,
         "transfersPerSecond": tps,
         "latencyMs": {"p50": percentile(&latencies, 0.50), "p99": percentile(&latencies, 0.99), "p999": percentile(&latencies, 0.999)},
         "fsyncsPerSecond": commits / secs,
