@@ -195,14 +195,16 @@ pub fn fill_proofs(domain: &Domain, outcomes: &mut [&mut Outcome], sealed: &Outc
     if leaves.is_empty() {
         return Err("a seal without proofs".into());
     }
-    let tree = MerkleTree::new(leaves);
+    let tree = MerkleTree::new(leaves.clone());
     if tree.root() != *root {
         return Err(format!("the batch's proofs rebuild root {}, the seal signed {root}", tree.root()));
     }
+    // Same walk, same order: the digests computed above, without hashing each proof again.
+    let mut digests = leaves.iter();
     for o in outcomes.iter_mut() {
         for_each_proof(o, &mut |mut p| {
-            let path = tree.path(p.digest(domain)).expect("a leaf of this tree");
-            p.set(*signature, path);
+            let digest = *digests.next().expect("the same proofs as the first walk");
+            p.set(*signature, tree.path(digest).expect("a leaf of this tree"));
         });
     }
     Ok(())
