@@ -149,8 +149,6 @@ impl CheckedDebit {
 }
 
 /// An event or request for the channel.
-// Credits carry their fixed-capacity Merkle path inline: stepping a payment allocates nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
     /// A user-signed debit (a payment out of the channel).
@@ -252,12 +250,12 @@ impl ChannelState {
 
     /// Nonce of the newest credit (0 = none).
     pub fn credit_nonce(&self) -> u64 {
-        self.credit.map_or(0, |c| c.message.nonce)
+        self.credit.as_ref().map_or(0, |c| c.message.nonce)
     }
 
     /// Running total of credits.
     pub fn cumulative_credit(&self) -> Amount {
-        self.credit.map_or(Amount::ZERO, |c| c.message.cumulative_credit)
+        self.credit.as_ref().map_or(Amount::ZERO, |c| c.message.cumulative_credit)
     }
 
     /// Withdrawn on chain, or held for a co-signed withdrawal, whichever is larger.
@@ -345,7 +343,7 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
             effects.push(Effect::DebitAccepted(c.debit));
         }
         Input::Credit(c) => {
-            accept_credit(&mut s, params, c)?;
+            accept_credit(&mut s, params, c.clone())?;
             effects.push(Effect::CreditAccepted(c));
         }
         Input::WithdrawalRequest { withdrawal, user_signature, block } => {
@@ -589,7 +587,7 @@ fn request_dispute(s: &mut ChannelState, p: &ChannelParams, effects: &mut Vec<Ef
             }
         }
         Role::User => {
-            if let Some(c) = s.credit {
+            if let Some(c) = s.credit.clone() {
                 let n = c.message.nonce;
                 if n > s.chain_credit_nonce && n > s.dispute_requested_nonce {
                     s.dispute_requested_nonce = n;

@@ -239,7 +239,7 @@ pub struct CustodialTransfer {
 }
 
 /// The result of one transfer of a custodial batch.
-// A credit carries its fixed-capacity Merkle path inline: no allocation per credit.
+// A credit (about 220 bytes) is the common case; boxing it would allocate per transfer.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "result")]
@@ -521,8 +521,56 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct UnsealedProof {
     digest: B256,
-    /// For a credit: whose, and its nonce (the channel's stored copy gets the proof).
-    credit_of: Option<(Address, u64)>,
+    /// Which proof it is (cheap to compare when the seal is filled into the outcomes).
+    key: ProofKey,
+}
+
+/// What identifies a proof within a batch without hashing it: a credit by its channel and
+/// nonce, a receipt by its payer and the debit's nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProofKey {
+    Credit { user: Address, nonce: u64 },
+    Receipt { payer: Address, debit_nonce: u64 },
+}
+
+impl ProofKey {
+    fn of(proof: &ProofRef<'_>) -> ProofKey {
+        match proof {
+            ProofRef::Credit(c) => ProofKey::Credit { user: c.message.user, nonce: c.message.nonce },
+            ProofRef::Receipt(r) => ProofKey::Receipt { payer: r.message.payer, debit_nonce: r.message.debit_nonce },
+        }
+    }
+}
+
+/// A batch just sealed by the live ledger: its tree and its proofs' digests in the order they
+/// were issued, so the writer fills the seal into its outcomes without hashing any proof
+/// again (a batch read back from the log goes through [`fill_proofs`], which rehashes).
+#[derive(Clone, Debug)]
+pub struct SealedBatch {
+    tree: MerkleTree,
+    signature: Signature,
+    proofs: Vec<UnsealedProof>,
+}
+
+impl SealedBatch {
+    /// The batch's root.
+    pub fn root(&self) -> B256 {
+        self.tree.root()
+    }
+
+    /// Fills the signature and paths into `outcomes`: the outcomes of the commands of this
+    /// batch, in order. Panics if they carry other proofs than the batch issued (a bug).
+    pub fn fill(&self, outcomes: &mut [&mut Outcome]) {
+        let mut issued = self.proofs.iter();
+        for o in outcomes.iter_mut() {
+            for_each_proof(o, &mut |mut p| {
+                let u = issued.next().expect("an outcome carries a proof its batch did not issue");
+                assert_eq!(ProofKey::of(&p), u.key, "outcomes walked in another order than issued");
+                p.set(self.signature, self.tree.path(u.digest).expect("every issued digest is a leaf"));
+            });
+        }
+        assert!(issued.next().is_none(), "a proof of the batch is missing from its outcomes");
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -799,12 +847,17 @@ impl Ledger {
 
     /// Applies one command and, if it issued proofs, seals them at once and fills them in
     /// (a batch of one command: for tests and tools; the node seals once per group commit).
+    /// Fills both ways, from the live batch and by rehashing as from the log, and asserts
+    /// they agree.
     pub fn apply_sealed(&mut self, hub_key: &PrivateKey, command: Command) -> Result<Outcome, Error> {
         let mut outcome = self.apply(hub_key, command)?;
         if !self.unsealed.is_empty() {
-            let sealed = self.seal(hub_key)?;
-            fill_proofs(&self.params.domain, &mut [&mut outcome], &sealed)
+            let mut rehashed = outcome.clone();
+            let (sealed, batch) = self.seal_batch(hub_key)?;
+            batch.fill(&mut [&mut outcome]);
+            fill_proofs(&self.params.domain, &mut [&mut rehashed], &sealed)
                 .expect("a batch's own proofs rebuild its root");
+            assert_eq!(outcome, rehashed, "the live and the rehashed fill disagree");
         }
         Ok(outcome)
     }
@@ -816,20 +869,31 @@ impl Ledger {
 
     fn note_unsealed_credit(&mut self, credit: &SignedCredit) {
         let m = credit.message;
-        self.unsealed.push(UnsealedProof { digest: m.digest(&self.params.domain), credit_of: Some((m.user, m.nonce)) });
+        self.unsealed.push(UnsealedProof {
+            digest: m.digest(&self.params.domain),
+            key: ProofKey::Credit { user: m.user, nonce: m.nonce },
+        });
     }
 
     /// Signs the waiting proofs as one batch and gives each channel's stored newest credit its
     /// proof. The outcomes already returned get theirs from [`fill_proofs`].
     fn seal(&mut self, hub_key: &PrivateKey) -> Result<Outcome, Error> {
+        self.seal_batch(hub_key).map(|(outcome, _)| outcome)
+    }
+
+    /// [`Command::SealProofs`], also returning the batch so the caller can fill the seal into
+    /// the outcomes it holds with [`SealedBatch::fill`] (the same as applying the command).
+    pub fn seal_batch(&mut self, hub_key: &PrivateKey) -> Result<(Outcome, SealedBatch), Error> {
+        assert_eq!(hub_key.address(), self.params.hub, "ledger driven with another key than the hub's");
         if self.unsealed.is_empty() {
             return Err(Error::NothingToSeal);
         }
-        let tree = MerkleTree::new(self.unsealed.iter().map(|u| u.digest).collect());
+        let proofs = std::mem::take(&mut self.unsealed);
+        let tree = MerkleTree::new(proofs.iter().map(|u| u.digest).collect());
         let root = tree.root();
         let signature = hub_key.sign(batch_digest(root, &self.params.domain));
-        for u in std::mem::take(&mut self.unsealed) {
-            let Some((user, nonce)) = u.credit_of else { continue };
+        for u in &proofs {
+            let ProofKey::Credit { user, nonce } = u.key else { continue };
             let acct = self.accounts.get_mut(&user).expect("a credit was issued to a known account");
             // A later credit of the same batch superseded this one in the channel.
             if let Some(c) = acct.channel.credit.as_mut().filter(|c| c.message.nonce == nonce) {
@@ -838,8 +902,8 @@ impl Ledger {
             }
         }
         self.take_seq();
-        let proofs = u32::try_from(tree.leaf_count()).expect("batches are far below 2^32 leaves");
-        Ok(Outcome::Sealed { root, signature, proofs })
+        let count = u32::try_from(tree.leaf_count()).expect("batches are far below 2^32 leaves");
+        Ok((Outcome::Sealed { root, signature, proofs: count }, SealedBatch { tree, signature, proofs }))
     }
 
     /// Replaces a channel (and optionally its chain funds), keeping `obligations` exact.
@@ -884,7 +948,7 @@ impl Ledger {
                 }
                 let credit = payee.channel.next_credit(m.amount)?;
                 let signed = HubSigned::unsealed(credit);
-                let (payee_after, _) = step(&payee.channel, &params, Input::Credit(signed))?;
+                let (payee_after, _) = step(&payee.channel, &params, Input::Credit(signed.clone()))?;
                 let ob_before = payee.obligation();
                 let ob_after = Account { channel: payee_after.clone(), chain: payee.chain }.obligation();
                 (Some((payee_after, signed, ob_before, ob_after)), None)
@@ -944,7 +1008,10 @@ impl Ledger {
             debit_digest: digest,
         };
         let receipt = HubSigned::unsealed(receipt);
-        self.unsealed.push(UnsealedProof { digest: receipt.message.digest(&self.params.domain), credit_of: None });
+        self.unsealed.push(UnsealedProof {
+            digest: receipt.message.digest(&self.params.domain),
+            key: ProofKey::Receipt { payer: m.user, debit_nonce: m.nonce },
+        });
         if let Some(c) = &credit {
             self.note_unsealed_credit(c);
         }
@@ -979,7 +1046,7 @@ impl Ledger {
         let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
         let credit = acct.channel.next_credit(amount)?;
         let signed = HubSigned::unsealed(credit);
-        let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
+        let (after, _) = step(&acct.channel, &params, Input::Credit(signed.clone()))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let committed = self.obligations - acct.obligation() + ob_after;
         if self.committed(committed, self.payouts_pending.0, self.custodial_total) > self.reserve.0 {
@@ -1177,7 +1244,7 @@ impl Ledger {
         }
         let credit = acct.channel.next_credit(amount)?;
         let signed = HubSigned::unsealed(credit);
-        let (after, _) = step(&acct.channel, &params, Input::Credit(signed))?;
+        let (after, _) = step(&acct.channel, &params, Input::Credit(signed.clone()))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let obligations = self.obligations - acct.obligation() + ob_after;
         if self.committed(obligations, self.payouts_pending.0, self.custodial_total - released) > self.reserve.0 {

@@ -20,6 +20,7 @@ use crate::messages::Eip712Message;
 use alloy_primitives::{b256, keccak256, B256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest path a proof may carry (the contract's limit too): batches of up to 2^20 leaves.
 pub const MAX_PATH_DEPTH: usize = 20;
@@ -56,43 +57,33 @@ pub fn hash_pair(a: B256, b: B256) -> B256 {
     keccak256(buf)
 }
 
-/// A leaf's path to its batch root (empty: the proof is signed directly). Fixed capacity, so
-/// proofs stay `Copy` and carrying one allocates nothing.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MerklePath {
-    len: u8,
-    nodes: [B256; MAX_PATH_DEPTH],
-}
-
-impl Default for MerklePath {
-    fn default() -> Self {
-        MerklePath::EMPTY
-    }
-}
+/// A leaf's path to its batch root (empty: the proof is signed directly). Held behind a
+/// shared pointer: a proof is cloned into the answer, the log record and the history, and a
+/// path inline would make each copy about 640 bytes (the full [`MAX_PATH_DEPTH`]) where a
+/// pointer is 16.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct MerklePath(Option<Arc<[B256]>>);
 
 impl MerklePath {
     /// No path: a direct signature.
-    pub const EMPTY: MerklePath = MerklePath { len: 0, nodes: [B256::ZERO; MAX_PATH_DEPTH] };
+    pub const EMPTY: MerklePath = MerklePath(None);
 
     /// From sibling hashes, leaf side first; None if longer than [`MAX_PATH_DEPTH`].
     pub fn from_nodes(nodes: &[B256]) -> Option<MerklePath> {
         if nodes.len() > MAX_PATH_DEPTH {
             return None;
         }
-        let mut p = MerklePath::EMPTY;
-        p.nodes[..nodes.len()].copy_from_slice(nodes);
-        p.len = nodes.len() as u8;
-        Some(p)
+        Some(if nodes.is_empty() { MerklePath::EMPTY } else { MerklePath(Some(Arc::from(nodes))) })
     }
 
     /// The sibling hashes, leaf side first.
     pub fn nodes(&self) -> &[B256] {
-        &self.nodes[..usize::from(self.len)]
+        self.0.as_deref().unwrap_or(&[])
     }
 
     /// True for a direct signature.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_none()
     }
 
     /// The root this path leads to from `leaf`.

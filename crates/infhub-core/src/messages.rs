@@ -274,7 +274,7 @@ impl<M: Eip712Message> Signed<M> {
 }
 
 /// A message signed by the hub, directly or as one leaf of a batch (see [`crate::merkle`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HubSigned<M> {
     /// The message.
     pub message: M,

@@ -8,7 +8,7 @@
 
 use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
 use infhub_core::channel::CheckedDebit;
-use infhub_core::ledger::{fill_proofs, Command, Ledger, LedgerParams, Outcome};
+use infhub_core::ledger::{fill_proofs, Command, Ledger, LedgerParams, Outcome, SealedBatch};
 use infhub_core::merkle::MAX_UNSEALED_PROOFS;
 use infhub_core::{Error, PrivateKey};
 
@@ -154,7 +154,7 @@ impl<S: LogStore> DurableLedger<S> {
         // A crash can leave a batch's records without their seal (none of them was
         // acknowledged); seal them now so no stored credit stays unsigned.
         if dl.ledger.unsealed_proofs() > 0 {
-            let seal = dl.seal();
+            let (seal, _) = dl.seal();
             dl.store.append(std::slice::from_ref(&seal))?;
             dl.records_since_snapshot += 1;
             dl.recovery.sealed_on_open = true;
@@ -197,7 +197,10 @@ impl<S: LogStore> DurableLedger<S> {
         self.last_batch.clear();
         self.last_seqs.clear();
         let mut results = Vec::with_capacity(commands.len());
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(commands.len() + 1);
+        // Each seal with the index in `records` of the first record it covers.
+        let mut seals: Vec<(usize, SealedBatch)> = Vec::new();
+        let mut batch_start = 0;
         for (command, checked) in commands {
             let seq = self.ledger.next_seq;
             let result = self.ledger.apply_checked(&self.hub_key, command.clone(), checked);
@@ -211,12 +214,17 @@ impl<S: LogStore> DurableLedger<S> {
             }
             results.push(result);
             if self.ledger.unsealed_proofs() >= MAX_UNSEALED_PROOFS {
-                records.push(self.seal());
+                let (record, batch) = self.seal();
+                records.push(record);
+                seals.push((batch_start, batch));
+                batch_start = records.len();
             }
         }
         // One signature for every credit and receipt of the batch (see `infhub_core::merkle`).
         if self.ledger.unsealed_proofs() > 0 {
-            records.push(self.seal());
+            let (record, batch) = self.seal();
+            records.push(record);
+            seals.push((batch_start, batch));
         }
         if let Err(e) = self.store.append(&records) {
             self.poisoned = true;
@@ -224,8 +232,15 @@ impl<S: LogStore> DurableLedger<S> {
         }
         self.records_since_snapshot += records.len() as u64;
         // The log keeps the proofs unsigned (the seal record signs them); the answers and
-        // `last_batch` carry them signed.
-        fill_sealed(&self.ledger.params.domain, &mut records).expect("a batch's own proofs rebuild its root");
+        // `last_batch` carry them signed. Records between the last seal and the end issued no
+        // proofs (else they would have been sealed).
+        let mut end = records.len();
+        for (start, batch) in seals.iter().rev() {
+            let covered = &mut records[*start..end];
+            let mut outcomes: Vec<&mut Outcome> = covered.iter_mut().map(|r| &mut r.outcome).collect();
+            batch.fill(&mut outcomes);
+            end = *start;
+        }
         for (result, seq) in results.iter_mut().zip(&self.last_seqs) {
             if let (Ok(outcome), Some(seq)) = (result, seq) {
                 let i = records.binary_search_by_key(seq, |r| r.seq).expect("every logged command is in the batch");
@@ -244,11 +259,11 @@ impl<S: LogStore> DurableLedger<S> {
         Ok(results)
     }
 
-    fn seal(&mut self) -> LogRecord {
+    fn seal(&mut self) -> (LogRecord, SealedBatch) {
         let seq = self.ledger.next_seq;
-        let outcome =
-            self.ledger.apply(&self.hub_key, Command::SealProofs).expect("waiting proofs can always be sealed");
-        LogRecord { seq, command: Command::SealProofs, outcome }
+        let (outcome, batch) = self.ledger.seal_batch(&self.hub_key).expect("waiting proofs can always be sealed");
+        assert_eq!(self.ledger.next_seq, seq + 1, "a seal takes one sequence number");
+        (LogRecord { seq, command: Command::SealProofs, outcome }, batch)
     }
 
     /// For each command of the last successful `execute`, the sequence number it was logged

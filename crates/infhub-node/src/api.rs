@@ -421,10 +421,36 @@ struct TransferBatch {
     transfers: Vec<SignedDebit>,
 }
 
+/// The body of an error, as every error answer carries it.
+#[derive(Serialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+/// One answer of a transfer batch: the transfer's answer or its error.
+// Answers are the common case; boxing them would allocate per transfer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItem {
+    Answered(TransferAnswer),
+    Failed { error: ErrorBody },
+}
+
+/// The answer to a batch: one item per transfer, in order.
+#[derive(Serialize)]
+struct BatchAnswer {
+    results: Vec<BatchItem>,
+}
+
 /// Many signed transfers in one request: each is queued as its own command, in order (so one
 /// payer's nonces apply in sequence), and each gets its own result or error, exactly as
 /// `/v1/transfers` would answer it.
-async fn transfer_batch(State(api): State<Api>, ApiJson(req): ApiJson<TransferBatch>) -> Result<Json<Value>, ApiError> {
+async fn transfer_batch(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<TransferBatch>,
+) -> Result<Json<BatchAnswer>, ApiError> {
     let max = api.node.config.limits.max_transfers_per_request;
     if req.transfers.is_empty() || req.transfers.len() > max {
         return Err(ApiError::new(
@@ -449,17 +475,29 @@ async fn transfer_batch(State(api): State<Api>, ApiJson(req): ApiJson<TransferBa
             Err(e) => Err(e.into()),
         };
         results.push(match answer {
-            Ok(v) => v,
-            Err(e) => json!({"error": {"code": e.code, "message": e.message}}),
+            Ok(a) => BatchItem::Answered(a),
+            Err(e) => BatchItem::Failed { error: ErrorBody { code: e.code, message: e.message } },
         });
     }
-    Ok(Json(json!({"results": results})))
+    Ok(Json(BatchAnswer { results }))
 }
 
-async fn transfer(State(api): State<Api>, ApiJson(debit): ApiJson<SignedDebit>) -> Result<Json<Value>, ApiError> {
+async fn transfer(
+    State(api): State<Api>,
+    ApiJson(debit): ApiJson<SignedDebit>,
+) -> Result<Json<TransferAnswer>, ApiError> {
     let (payer, id) = (debit.message.user, debit.message.payment_id);
     let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
     transfer_answer(&api, payer, id, sequenced).map(Json)
+}
+
+/// The answer to one applied transfer (serialized directly, without a JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferAnswer {
+    result: PaymentResult,
+    replayed: bool,
+    payout_status: Option<PayoutStatus>,
 }
 
 /// The answer to one applied (or refused) transfer.
@@ -468,18 +506,22 @@ fn transfer_answer(
     payer: Address,
     id: B256,
     (outcome, seq): crate::engine::Sequenced,
-) -> Result<Value, ApiError> {
+) -> Result<TransferAnswer, ApiError> {
     let outcome = outcome?;
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
-    let first = match (outcome, seq) {
+    let (first, external) = match (outcome, seq) {
         // A new payment is answered from its outcome, without waiting for the state lock.
         (Outcome::Paid { receipt, credit, payout }, Some(seq)) => {
             if payout.is_some() {
                 api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
             }
-            Some(PaymentResult { seq, receipt, credit, payout })
+            (Some(PaymentResult { seq, receipt, credit, payout }), payout.is_some())
         }
-        (Outcome::Duplicate { .. }, _) => api.node.read().history.payment(&payer, &id).cloned(),
+        (Outcome::Duplicate { .. }, _) => {
+            let first = api.node.read().history.payment(&payer, &id).cloned();
+            let external = first.as_ref().is_some_and(|f| f.payout.is_some());
+            (first, external)
+        }
         (other, _) => return Err(unexpected(&other)),
     };
     let Some(first) = first else {
@@ -489,8 +531,9 @@ fn transfer_answer(
             "applied payment not in history",
         ));
     };
-    let payout_status = api.node.chain_view().payouts.get(&(payer, id)).cloned();
-    Ok(json!({"result": first, "replayed": replayed, "payoutStatus": payout_status}))
+    // Only external payments have a payout whose status the chain task tracks.
+    let payout_status = if external { api.node.chain_view().payouts.get(&(payer, id)).cloned() } else { None };
+    Ok(TransferAnswer { result: first, replayed, payout_status })
 }
 
 #[derive(Deserialize)]
@@ -678,7 +721,7 @@ async fn purchase(
     let (credit, replayed) = match api.node.execute(cmd).await?? {
         Outcome::Credited(c) => (c, false),
         Outcome::Duplicate { .. } => match api.node.read().history.purchase(&req.purchase_id) {
-            Some(c) => (*c, true),
+            Some(c) => (c.clone(), true),
             None => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

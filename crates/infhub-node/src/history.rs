@@ -150,19 +150,19 @@ impl History {
                 out.counterparty = Some(m.recipient);
                 out.payment_id = Some(m.payment_id);
                 out.debit = Some(*d);
-                out.receipt = Some(*receipt);
+                out.receipt = Some(receipt.clone());
                 self.push(m.user, out);
                 if payout.is_none() {
                     // To a channel (with its credit) or to a custodial account (no proof needed).
                     let mut inn = entry(seq, EntryKind::TransferIn, m.amount);
                     inn.counterparty = Some(m.user);
                     inn.payment_id = Some(m.payment_id);
-                    inn.credit = *credit;
+                    inn.credit = credit.clone();
                     self.push(m.recipient, inn);
                 }
                 self.payments.insert(
                     (m.user, m.payment_id),
-                    PaymentResult { seq, receipt: *receipt, credit: *credit, payout: *payout },
+                    PaymentResult { seq, receipt: receipt.clone(), credit: credit.clone(), payout: *payout },
                 );
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
@@ -183,7 +183,7 @@ impl History {
                         let mut inn = entry(seq, EntryKind::TransferIn, t.amount);
                         inn.counterparty = Some(t.from);
                         inn.payment_id = Some(t.transfer_id);
-                        inn.credit = *credit;
+                        inn.credit = credit.clone();
                         self.push(t.to, inn);
                     }
                 }
@@ -207,15 +207,15 @@ impl History {
                 let mut inn = entry(seq, EntryKind::ConvertedIn, moved);
                 inn.counterparty = Some(*account);
                 inn.payment_id = Some(*transfer_id);
-                inn.credit = Some(*credit);
+                inn.credit = Some(credit.clone());
                 self.push(*user, inn);
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
                 let mut e = entry(seq, EntryKind::Purchase, *amount);
                 e.payment_id = Some(*purchase_id);
-                e.credit = Some(*c);
+                e.credit = Some(c.clone());
                 self.push(*user, e);
-                self.purchases.insert(*purchase_id, *c);
+                self.purchases.insert(*purchase_id, c.clone());
             }
             (Command::Withdraw { .. }, Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) => {
                 let mut e = entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn);

@@ -177,7 +177,7 @@ impl SimWallet {
     /// A credit from the hub (pushed, or in a sync answer). Old or duplicate ones are refused
     /// by the machine and ignored; a bad signature is refused and ignored.
     pub fn on_credit(&mut self, credit: SignedCredit) -> bool {
-        let ok = self.step(Input::Credit(credit)).is_ok();
+        let ok = self.step(Input::Credit(credit.clone())).is_ok();
         if ok {
             self.old_credits.push(credit);
         }

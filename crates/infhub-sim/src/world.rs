@@ -438,7 +438,7 @@ impl World {
                     // A read: answered from the ledger as it is now.
                     let user = self.wallets[i].address();
                     if let Some(a) = hub.dl.ledger().account(&user) {
-                        answers.push((i, ToWallet::Synced(a.channel.debit, a.channel.credit)));
+                        answers.push((i, ToWallet::Synced(a.channel.debit, a.channel.credit.clone())));
                     }
                 }
             }

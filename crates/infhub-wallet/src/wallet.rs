@@ -397,7 +397,7 @@ impl Wallet {
         if credit.message.nonce <= self.channel()?.credit_nonce() {
             return Ok(false);
         }
-        self.step(Input::Credit(credit)).map_err(|e| {
+        self.step(Input::Credit(credit.clone())).map_err(|e| {
             WalletError::HubMisbehaved(format!("a credit from the hub was refused: {e} ({})", e.code()))
         })?;
         self.dir.append(&[JournalEntry::Credit { credit, from, amount }])?;
@@ -818,20 +818,17 @@ impl Wallet {
         if self.state.channel.is_none() || credit.message.epoch != self.channel()?.epoch {
             return Ok(None);
         }
+        let (nonce, total) = (credit.message.nonce, credit.message.cumulative_credit);
         let new = self.take_credit(credit, from, amount)?;
         self.dir.save(&self.state)?;
         Ok(new.then(|| match (from, amount) {
             (Some(f), Some(a)) => format!(
                 "received {} INF from {f}; stored credit #{} (total credits {} INF)",
                 format_inf(a.0),
-                credit.message.nonce,
-                format_inf(credit.message.cumulative_credit.0)
+                nonce,
+                format_inf(total.0)
             ),
-            _ => format!(
-                "stored credit #{} (total credits {} INF)",
-                credit.message.nonce,
-                format_inf(credit.message.cumulative_credit.0)
-            ),
+            _ => format!("stored credit #{} (total credits {} INF)", nonce, format_inf(total.0)),
         }))
     }
 

@@ -76,7 +76,7 @@ fn hub_close_with_stale_state_is_defended_by_the_wallet_once() {
             Input::Block(31),
         ],
     );
-    let newest = st.credit.expect("credit");
+    let newest = st.credit.clone().expect("credit");
     assert_eq!(effects, vec![Effect::SubmitCredit(newest)], "exactly one defence, with the newest credit");
     // Once the contract holds it, nothing more to do; at the settle block, settle is due once.
     let (st, effects) = run(

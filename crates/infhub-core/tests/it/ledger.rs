@@ -191,7 +191,7 @@ impl Hub {
         for u in 0..USERS {
             let user = self.users[u].address();
             let ch = &self.ledger.account(&user).expect("a").channel;
-            let (credit, sig) = match ch.credit {
+            let (credit, sig) = match &ch.credit {
                 Some(c) => (c.message, c.proof_bytes()),
                 None => {
                     let mut c = ch.next_credit(Amount::ZERO).expect("c");

@@ -266,7 +266,7 @@ impl World {
         self.block = start;
         for u in 0..USERS {
             let user = self.users[u].clone();
-            let (credit, sig) = match self.wallet_end[u].credit {
+            let (credit, sig) = match &self.wallet_end[u].credit {
                 Some(c) => (c.message, c.proof_bytes()),
                 None => (
                     self.hub_end[u]
