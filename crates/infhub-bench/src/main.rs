@@ -447,10 +447,13 @@ async fn run(args: Args) -> Result<(), String> {
                 })
                 .collect()
         };
-        // With a rate, this lane's requests leave every `interval`, phase-shifted per lane.
+        // With a rate, every lane spreads its requests evenly over the same span (all
+        // transfers / rate), phase-shifted per lane, so the lanes together offer the rate even
+        // though they hold different numbers of transfers (a lane keeps its payers' nonces).
         let lanes_total = connections as f64;
-        let interval = (args.rate > 0)
-            .then(|| Duration::from_secs_f64(lanes_total * batch as f64 / args.rate.min(MAX_RATE) as f64));
+        let span_secs = transfers as f64 / args.rate.clamp(1, MAX_RATE) as f64;
+        let interval =
+            (args.rate > 0 && !requests.is_empty()).then(|| Duration::from_secs_f64(span_secs / requests.len() as f64));
         let phase = interval.map(|i| i.mul_f64(tasks.len() as f64 / lanes_total));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();

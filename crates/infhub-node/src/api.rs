@@ -518,7 +518,7 @@ fn transfer_answer(
             (Some(PaymentResult { seq, receipt, credit, payout }), payout.is_some())
         }
         (Outcome::Duplicate { .. }, _) => {
-            let first = api.node.read().history.payment(&payer, &id).cloned();
+            let first = api.node.read().history.payment(&payer, &id);
             let external = first.as_ref().is_some_and(|f| f.payout.is_some());
             (first, external)
         }

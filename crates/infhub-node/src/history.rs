@@ -11,7 +11,8 @@ use infhub_ledger::LogRecord;
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// One line of an account's history.
+/// One line of an account's history. The proofs sit behind one pointer (most entries carry
+/// none, and a transfer's would otherwise make every entry about 900 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
@@ -27,24 +28,77 @@ pub struct HistoryEntry {
     /// The payment or purchase id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<B256>,
-    /// The user's signed debit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub debit: Option<SignedDebit>,
-    /// The hub's signed credit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credit: Option<SignedCredit>,
-    /// The hub's signed receipt of a debit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<SignedReceipt>,
-    /// A co-signed withdrawal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub withdrawal: Option<Withdrawal>,
-    /// The hub's signature on `withdrawal`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hub_signature: Option<Signature>,
     /// Chain block of a chain event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block: Option<u64>,
+    /// The signed proofs of the entry, written as fields of the entry.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub proofs: Option<Box<EntryProofs>>,
+}
+
+/// The signed proofs a history entry carries.
+// Already behind the entry's one pointer; the large variant is the most common one.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum EntryProofs {
+    /// The payer's side of a payment: the user's signed debit and the hub's receipt.
+    Paid {
+        /// The user's signed debit.
+        debit: SignedDebit,
+        /// The hub's signed receipt of it.
+        receipt: SignedReceipt,
+    },
+    /// A credit from the hub (payee of a payment, purchase, conversion).
+    Credited {
+        /// The hub's signed credit.
+        credit: SignedCredit,
+    },
+    /// A co-signed withdrawal.
+    CoSigned {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The hub's signature on it.
+        hub_signature: Signature,
+    },
+}
+
+impl HistoryEntry {
+    /// The user's signed debit, for the payer's side of a payment.
+    pub fn debit(&self) -> Option<&SignedDebit> {
+        match self.proofs.as_deref() {
+            Some(EntryProofs::Paid { debit, .. }) => Some(debit),
+            _ => None,
+        }
+    }
+
+    /// The hub's receipt, for the payer's side of a payment.
+    pub fn receipt(&self) -> Option<&SignedReceipt> {
+        match self.proofs.as_deref() {
+            Some(EntryProofs::Paid { receipt, .. }) => Some(receipt),
+            _ => None,
+        }
+    }
+
+    /// The hub's credit, for an entry that credited a channel.
+    pub fn credit(&self) -> Option<&SignedCredit> {
+        match self.proofs.as_deref() {
+            Some(EntryProofs::Credited { credit }) => Some(credit),
+            _ => None,
+        }
+    }
+
+    fn with(mut self, proofs: EntryProofs) -> HistoryEntry {
+        self.proofs = Some(Box::new(proofs));
+        self
+    }
+
+    fn with_credit(self, credit: Option<&SignedCredit>) -> HistoryEntry {
+        match credit {
+            Some(c) => self.with(EntryProofs::Credited { credit: c.clone() }),
+            None => self,
+        }
+    }
 }
 
 /// Kinds of history entries.
@@ -94,14 +148,22 @@ pub struct PayoutBatchRecord {
 #[derive(Debug, Default)]
 pub struct History {
     by_account: HashMap<Address, Vec<HistoryEntry>>,
-    /// (payer, payment id) → the payment's first result.
-    payments: HashMap<(Address, B256), PaymentResult>,
+    /// (payer, payment id) → the seq of the payment and its payee's account, if the payee
+    /// has an entry (the answer is rebuilt from the two entries: nothing stored twice).
+    payments: HashMap<(Address, B256), PaymentAt>,
     /// purchase id → the purchase's credit.
     purchases: HashMap<B256, SignedCredit>,
     /// (custodial account, transfer id) → its queued payout.
     custodial_payouts: HashMap<(Address, B256), Payout>,
     payout_batches: Vec<PayoutBatchRecord>,
     last_seq: u64,
+}
+
+/// Where a payment's entries are.
+#[derive(Clone, Copy, Debug)]
+struct PaymentAt {
+    seq: u64,
+    payee: Option<Address>,
 }
 
 /// The first result of a payment, returned again to a retry.
@@ -121,19 +183,7 @@ pub struct PaymentResult {
 }
 
 fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
-    HistoryEntry {
-        seq,
-        kind,
-        amount,
-        counterparty: None,
-        payment_id: None,
-        debit: None,
-        credit: None,
-        receipt: None,
-        withdrawal: None,
-        hub_signature: None,
-        block: None,
-    }
+    HistoryEntry { seq, kind, amount, counterparty: None, payment_id: None, block: None, proofs: None }
 }
 
 impl History {
@@ -146,24 +196,21 @@ impl History {
             (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
                 let m = &d.message;
                 let kind = if payout.is_some() { EntryKind::ExternalOut } else { EntryKind::TransferOut };
-                let mut out = entry(seq, kind, m.amount);
+                let mut out =
+                    entry(seq, kind, m.amount).with(EntryProofs::Paid { debit: *d, receipt: receipt.clone() });
                 out.counterparty = Some(m.recipient);
                 out.payment_id = Some(m.payment_id);
-                out.debit = Some(*d);
-                out.receipt = Some(receipt.clone());
                 self.push(m.user, out);
+                let mut payee = None;
                 if payout.is_none() {
                     // To a channel (with its credit) or to a custodial account (no proof needed).
-                    let mut inn = entry(seq, EntryKind::TransferIn, m.amount);
+                    let mut inn = entry(seq, EntryKind::TransferIn, m.amount).with_credit(credit.as_ref());
                     inn.counterparty = Some(m.user);
                     inn.payment_id = Some(m.payment_id);
-                    inn.credit = credit.clone();
                     self.push(m.recipient, inn);
+                    payee = Some(m.recipient);
                 }
-                self.payments.insert(
-                    (m.user, m.payment_id),
-                    PaymentResult { seq, receipt: receipt.clone(), credit: credit.clone(), payout: *payout },
-                );
+                self.payments.insert((m.user, m.payment_id), PaymentAt { seq, payee });
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
                 let mut e = entry(seq, EntryKind::Purchase, *amount);
@@ -180,10 +227,9 @@ impl History {
                         out.counterparty = Some(t.to);
                         out.payment_id = Some(t.transfer_id);
                         self.push(t.from, out);
-                        let mut inn = entry(seq, EntryKind::TransferIn, t.amount);
+                        let mut inn = entry(seq, EntryKind::TransferIn, t.amount).with_credit(credit.as_ref());
                         inn.counterparty = Some(t.from);
                         inn.payment_id = Some(t.transfer_id);
-                        inn.credit = credit.clone();
                         self.push(t.to, inn);
                     }
                 }
@@ -204,23 +250,20 @@ impl History {
                 out.counterparty = Some(*user);
                 out.payment_id = Some(*transfer_id);
                 self.push(*account, out);
-                let mut inn = entry(seq, EntryKind::ConvertedIn, moved);
+                let mut inn = entry(seq, EntryKind::ConvertedIn, moved).with_credit(Some(credit));
                 inn.counterparty = Some(*account);
                 inn.payment_id = Some(*transfer_id);
-                inn.credit = Some(credit.clone());
                 self.push(*user, inn);
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
-                let mut e = entry(seq, EntryKind::Purchase, *amount);
+                let mut e = entry(seq, EntryKind::Purchase, *amount).with_credit(Some(c));
                 e.payment_id = Some(*purchase_id);
-                e.credit = Some(c.clone());
                 self.push(*user, e);
                 self.purchases.insert(*purchase_id, c.clone());
             }
             (Command::Withdraw { .. }, Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) => {
-                let mut e = entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn);
-                e.withdrawal = Some(*withdrawal);
-                e.hub_signature = Some(*hub_signature);
+                let e = entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn)
+                    .with(EntryProofs::CoSigned { withdrawal: *withdrawal, hub_signature: *hub_signature });
                 self.push(withdrawal.user, e);
             }
             (Command::TakePayoutBatch { .. }, Outcome::PayoutBatch(p)) if !p.is_empty() => {
@@ -261,9 +304,27 @@ impl History {
         all[..end].iter().rev().take(limit).cloned().collect()
     }
 
-    /// The first result of payment `payment_id` by `payer`.
-    pub fn payment(&self, payer: &Address, payment_id: &B256) -> Option<&PaymentResult> {
-        self.payments.get(&(*payer, *payment_id))
+    /// The first result of payment `payment_id` by `payer`, rebuilt from the payer's entry
+    /// (receipt, payout) and the payee's (credit).
+    pub fn payment(&self, payer: &Address, payment_id: &B256) -> Option<PaymentResult> {
+        let at = *self.payments.get(&(*payer, *payment_id))?;
+        let out = self.entry_at(payer, at.seq)?;
+        let receipt = out.receipt()?.clone();
+        let payout = (out.kind == EntryKind::ExternalOut).then(|| Payout {
+            payer: *payer,
+            payment_id: *payment_id,
+            recipient: out.counterparty.expect("an external payment names its recipient"),
+            amount: out.amount,
+        });
+        let credit = at.payee.and_then(|p| self.entry_at(&p, at.seq)).and_then(|e| e.credit().cloned());
+        Some(PaymentResult { seq: at.seq, receipt, credit, payout })
+    }
+
+    /// The entry of `user` logged at `seq` (entries are in seq order).
+    fn entry_at(&self, user: &Address, seq: u64) -> Option<&HistoryEntry> {
+        let all = self.by_account.get(user)?;
+        let i = all.partition_point(|e| e.seq < seq);
+        all.get(i).filter(|e| e.seq == seq)
     }
 
     /// The credit a purchase produced.
@@ -365,4 +426,97 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infhub_core::messages::{Credit, Debit, HubSigned, PaymentKind, Receipt, Signed};
+    use infhub_core::{Domain, PrivateKey};
+
+    fn key(n: u8) -> PrivateKey {
+        PrivateKey::from_bytes([n; 32]).expect("key")
+    }
+
+    fn domain() -> Domain {
+        Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) }
+    }
+
+    /// A payment record as the ledger logs it (signatures are not checked by the history).
+    fn paid(seq: u64, payer: &PrivateKey, recipient: Address, kind: PaymentKind, id: u8) -> LogRecord {
+        let m = Debit {
+            user: payer.address(),
+            epoch: 1,
+            nonce: seq,
+            cumulative_debit: Amount(u128::from(seq) * 10),
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: kind as u8,
+            recipient,
+            amount: Amount(10),
+            payment_id: B256::repeat_byte(id),
+        };
+        let debit = Signed::new(m, &domain(), payer);
+        let receipt = HubSigned::new(
+            Receipt {
+                payer: m.user,
+                epoch: 1,
+                debit_nonce: m.nonce,
+                payment_id: m.payment_id,
+                debit_digest: B256::repeat_byte(7),
+            },
+            &domain(),
+            &key(9),
+        );
+        let (credit, payout) = match kind {
+            PaymentKind::Internal => (
+                Some(HubSigned::new(
+                    Credit {
+                        user: recipient,
+                        epoch: 1,
+                        nonce: seq,
+                        cumulative_credit: Amount(u128::from(seq) * 10),
+                        locked_amount: Amount::ZERO,
+                        locks_root: B256::ZERO,
+                    },
+                    &domain(),
+                    &key(9),
+                )),
+                None,
+            ),
+            PaymentKind::External => {
+                (None, Some(Payout { payer: m.user, payment_id: m.payment_id, recipient, amount: m.amount }))
+            }
+        };
+        LogRecord { seq, command: Command::Transfer(debit), outcome: Outcome::Paid { receipt, credit, payout } }
+    }
+
+    #[test]
+    fn a_retried_payment_gets_its_first_result_rebuilt_from_the_entries() {
+        let (alice, bob) = (key(1), key(2));
+        let mut h = History::default();
+        let records = [
+            paid(1, &alice, bob.address(), PaymentKind::Internal, 1),
+            paid(2, &alice, Address::repeat_byte(0xEE), PaymentKind::External, 2),
+            paid(3, &bob, alice.address(), PaymentKind::Internal, 1),
+        ];
+        for r in &records {
+            h.add(r);
+        }
+        for r in &records {
+            let (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) = (&r.command, &r.outcome) else {
+                unreachable!()
+            };
+            let expected =
+                PaymentResult { seq: r.seq, receipt: receipt.clone(), credit: credit.clone(), payout: *payout };
+            assert_eq!(h.payment(&d.message.user, &d.message.payment_id), Some(expected), "seq {}", r.seq);
+        }
+        assert_eq!(h.payment(&alice.address(), &B256::repeat_byte(3)), None, "unknown payment");
+        // Entries carry their proofs as flat fields, only those of their side.
+        let out = serde_json::to_value(&h.all(&alice.address())[0]).expect("json");
+        assert!(out.get("debit").is_some() && out.get("receipt").is_some() && out.get("credit").is_none(), "{out}");
+        let inn = serde_json::to_value(&h.all(&bob.address())[0]).expect("json");
+        assert!(inn.get("credit").is_some() && inn.get("debit").is_none(), "{inn}");
+        assert_eq!(inn["kind"], "transfer_in");
+    }
 }
