@@ -553,11 +553,6 @@ pub struct SealedBatch {
 }
 
 impl SealedBatch {
-    /// The batch's root.
-    pub fn root(&self) -> B256 {
-        self.tree.root()
-    }
-
     /// Fills the signature and paths into `outcomes`: the outcomes of the commands of this
     /// batch, in order. Panics if they carry other proofs than the batch issued (a bug).
     pub fn fill(&self, outcomes: &mut [&mut Outcome]) {

@@ -57,11 +57,15 @@ impl ApiError {
     fn limit(what: &str) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "limit_exceeded", format!("{what} limit reached; retry later"))
     }
+    /// The body every error answer carries: `{"error": {"code", "message"}}`.
+    fn answer(self) -> ErrorAnswer {
+        ErrorAnswer { error: ErrorBody { code: self.code, message: self.message } }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (self.status, Json(self.answer())).into_response()
     }
 }
 
@@ -421,7 +425,13 @@ struct TransferBatch {
     transfers: Vec<SignedDebit>,
 }
 
-/// The body of an error, as every error answer carries it.
+/// An error answer (alone, or as one item of a batch answer).
+#[derive(Serialize)]
+struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+/// What an error answer says.
 #[derive(Serialize)]
 struct ErrorBody {
     code: String,
@@ -435,7 +445,7 @@ struct ErrorBody {
 #[serde(untagged)]
 enum BatchItem {
     Answered(TransferAnswer),
-    Failed { error: ErrorBody },
+    Failed(ErrorAnswer),
 }
 
 /// The answer to a batch: one item per transfer, in order.
@@ -476,7 +486,7 @@ async fn transfer_batch(
         };
         results.push(match answer {
             Ok(a) => BatchItem::Answered(a),
-            Err(e) => BatchItem::Failed { error: ErrorBody { code: e.code, message: e.message } },
+            Err(e) => BatchItem::Failed(e.answer()),
         });
     }
     Ok(Json(BatchAnswer { results }))

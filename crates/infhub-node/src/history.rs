@@ -64,14 +64,6 @@ pub enum EntryProofs {
 }
 
 impl HistoryEntry {
-    /// The user's signed debit, for the payer's side of a payment.
-    pub fn debit(&self) -> Option<&SignedDebit> {
-        match self.proofs.as_deref() {
-            Some(EntryProofs::Paid { debit, .. }) => Some(debit),
-            _ => None,
-        }
-    }
-
     /// The hub's receipt, for the payer's side of a payment.
     pub fn receipt(&self) -> Option<&SignedReceipt> {
         match self.proofs.as_deref() {
