@@ -29,12 +29,24 @@ pub fn dev_key(i: usize) -> B256 {
     DEV_KEYS[i].parse().expect("constant key")
 }
 
-/// The repository root (override with `INFHUB_ROOT`).
+/// The repository root: `INFHUB_ROOT` if set, else the nearest ancestor (of the running crate's
+/// directory as cargo reports it at run time, then of the working directory) holding
+/// `scripts/setup` and `contracts/`. Found at run time on purpose: a build cache shared by
+/// two checkouts (CI keeps `CARGO_TARGET_DIR` outside the clone) reuses compiled crates, so a
+/// path baked in at compile time can name another checkout.
 pub fn repo_root() -> PathBuf {
-    match std::env::var_os("INFHUB_ROOT") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")),
+    if let Some(p) = std::env::var_os("INFHUB_ROOT") {
+        return PathBuf::from(p);
     }
+    let starts = [std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), std::env::current_dir().ok()];
+    for start in starts.into_iter().flatten() {
+        if let Some(root) =
+            start.ancestors().find(|d| d.join("scripts/setup").is_file() && d.join("contracts").is_dir())
+        {
+            return root.to_path_buf();
+        }
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 /// A running anvil, killed on drop.

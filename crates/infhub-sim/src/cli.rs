@@ -58,10 +58,10 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-/// The repository root: `INFHUB_REPO_ROOT`, or the nearest ancestor of the current directory
-/// holding `contracts/out`.
+/// The repository root: `INFHUB_ROOT` (what the scripts set; `INFHUB_REPO_ROOT` is read as
+/// well), or the nearest ancestor of the current directory holding `contracts/out`.
 pub fn default_repo_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("INFHUB_REPO_ROOT") {
+    if let Some(p) = std::env::var_os("INFHUB_ROOT").or_else(|| std::env::var_os("INFHUB_REPO_ROOT")) {
         return PathBuf::from(p);
     }
     let mut dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));

@@ -26,7 +26,7 @@ fn key(seed: u64) -> PrivateKey {
 }
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-vectors")
+    manifest_dir().join("../../test-vectors")
 }
 
 fn hex(b: &[u8]) -> String {
@@ -565,4 +565,10 @@ fn forge_signed_vectors_verify_in_rust() {
         };
         assert_eq!(got, want, "verdict on forge vector {v}");
     }
+}
+
+/// This crate's directory as cargo sets it when running the test (not the compile-time path,
+/// which a build cache shared between checkouts can carry over from another clone).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

@@ -6,7 +6,7 @@ use infhub_fuzz::targets::ALL;
 use std::path::PathBuf;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
+    manifest_dir().join("../../fuzz/corpus").join(target)
 }
 
 #[test]
@@ -118,4 +118,10 @@ fn write_seed_corpus() {
     damaged[12] ^= 0xFF;
     write("log_segment", "damaged-first", &damaged);
     write("log_segment", "empty", b"");
+}
+
+/// This crate's directory as cargo sets it when running the test (not the compile-time path,
+/// which a build cache shared between checkouts can carry over from another clone).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }

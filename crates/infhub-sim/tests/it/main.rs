@@ -6,7 +6,7 @@ use infhub_sim::{Faults, InjectedBug, Report, SimConfig, Violation};
 use std::path::PathBuf;
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 fn config(seed: u64, steps: u64, wallets: usize, bug: Option<InjectedBug>) -> SimConfig {
@@ -82,4 +82,10 @@ fn a_wallet_that_skips_its_defence_is_caught() {
 #[test]
 fn acknowledging_before_fsync_is_caught() {
     caught(InjectedBug::AckBeforeDurable, "acknowledged_payment_must_survive");
+}
+
+/// This crate's directory as cargo sets it when running the test (not the compile-time path,
+/// which a build cache shared between checkouts can carry over from another clone).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
