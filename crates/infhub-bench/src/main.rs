@@ -469,8 +469,9 @@ async fn run(args: Args) -> Result<(), String> {
                 let resp =
                     c.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
                 let status = resp.status();
-                let text = resp.text().await.map_err(fail)?;
-                if !status.is_success() || (n > 1 && text.contains("\"error\"")) {
+                let body = resp.bytes().await.map_err(fail)?;
+                if !status.is_success() || (n > 1 && body.windows(7).any(|w| w == b"\"error\"")) {
+                    let text = String::from_utf8_lossy(&body);
                     return Err(format!("transfer refused: {status} {}", text.chars().take(300).collect::<String>()));
                 }
                 // Every transfer of a request waited as long as the request.

@@ -521,11 +521,12 @@ fn transfer_answer(
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
     let (first, external) = match (outcome, seq) {
         // A new payment is answered from its outcome, without waiting for the state lock.
-        (Outcome::Paid { receipt, credit, payout }, Some(seq)) => {
+        // The payee's credit is not the payer's to see: it goes to the payee alone.
+        (Outcome::Paid { receipt, payout, .. }, Some(seq)) => {
             if payout.is_some() {
                 api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
             }
-            (Some(PaymentResult { seq, receipt, credit, payout }), payout.is_some())
+            (Some(PaymentResult { seq, receipt, payout }), payout.is_some())
         }
         (Outcome::Duplicate { .. }, _) => {
             let first = api.node.read().history.payment(&payer, &id);

@@ -140,9 +140,9 @@ pub struct PayoutBatchRecord {
 #[derive(Debug, Default)]
 pub struct History {
     by_account: HashMap<Address, Vec<HistoryEntry>>,
-    /// (payer, payment id) → the seq of the payment and its payee's account, if the payee
-    /// has an entry (the answer is rebuilt from the two entries: nothing stored twice).
-    payments: HashMap<(Address, B256), PaymentAt>,
+    /// (payer, payment id) → the seq of the payment (its first result is rebuilt from the
+    /// payer's entry: nothing stored twice).
+    payments: HashMap<(Address, B256), u64>,
     /// purchase id → the purchase's credit.
     purchases: HashMap<B256, SignedCredit>,
     /// (custodial account, transfer id) → its queued payout.
@@ -151,14 +151,9 @@ pub struct History {
     last_seq: u64,
 }
 
-/// Where a payment's entries are.
-#[derive(Clone, Copy, Debug)]
-struct PaymentAt {
-    seq: u64,
-    payee: Option<Address>,
-}
-
-/// The first result of a payment, returned again to a retry.
+/// The payer's result of a payment (returned again to a retry). It carries the payer's proofs
+/// only: the payee's credit goes to the payee (stream and history), never to the payer, whom
+/// it would tell the payee's running totals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentResult {
@@ -166,9 +161,6 @@ pub struct PaymentResult {
     pub seq: u64,
     /// The hub's receipt.
     pub receipt: SignedReceipt,
-    /// The payee's credit (internal payments).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credit: Option<SignedCredit>,
     /// The queued payout (external payments).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout: Option<Payout>,
@@ -193,16 +185,14 @@ impl History {
                 out.counterparty = Some(m.recipient);
                 out.payment_id = Some(m.payment_id);
                 self.push(m.user, out);
-                let mut payee = None;
                 if payout.is_none() {
                     // To a channel (with its credit) or to a custodial account (no proof needed).
                     let mut inn = entry(seq, EntryKind::TransferIn, m.amount).with_credit(credit.as_ref());
                     inn.counterparty = Some(m.user);
                     inn.payment_id = Some(m.payment_id);
                     self.push(m.recipient, inn);
-                    payee = Some(m.recipient);
                 }
-                self.payments.insert((m.user, m.payment_id), PaymentAt { seq, payee });
+                self.payments.insert((m.user, m.payment_id), seq);
             }
             (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
                 let mut e = entry(seq, EntryKind::Purchase, *amount);
@@ -299,8 +289,8 @@ impl History {
     /// The first result of payment `payment_id` by `payer`, rebuilt from the payer's entry
     /// (receipt, payout) and the payee's (credit).
     pub fn payment(&self, payer: &Address, payment_id: &B256) -> Option<PaymentResult> {
-        let at = *self.payments.get(&(*payer, *payment_id))?;
-        let out = self.entry_at(payer, at.seq)?;
+        let seq = *self.payments.get(&(*payer, *payment_id))?;
+        let out = self.entry_at(payer, seq)?;
         let receipt = out.receipt()?.clone();
         let payout = (out.kind == EntryKind::ExternalOut).then(|| Payout {
             payer: *payer,
@@ -308,8 +298,7 @@ impl History {
             recipient: out.counterparty.expect("an external payment names its recipient"),
             amount: out.amount,
         });
-        let credit = at.payee.and_then(|p| self.entry_at(&p, at.seq)).and_then(|e| e.credit().cloned());
-        Some(PaymentResult { seq: at.seq, receipt, credit, payout })
+        Some(PaymentResult { seq, receipt, payout })
     }
 
     /// The entry of `user` logged at `seq` (entries are in seq order).
@@ -496,11 +485,10 @@ mod tests {
             h.add(r);
         }
         for r in &records {
-            let (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) = (&r.command, &r.outcome) else {
+            let (Command::Transfer(d), Outcome::Paid { receipt, payout, .. }) = (&r.command, &r.outcome) else {
                 unreachable!()
             };
-            let expected =
-                PaymentResult { seq: r.seq, receipt: receipt.clone(), credit: credit.clone(), payout: *payout };
+            let expected = PaymentResult { seq: r.seq, receipt: receipt.clone(), payout: *payout };
             assert_eq!(h.payment(&d.message.user, &d.message.payment_id), Some(expected), "seq {}", r.seq);
         }
         assert_eq!(h.payment(&alice.address(), &B256::repeat_byte(3)), None, "unknown payment");

@@ -115,8 +115,9 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         assert_eq!(paid["replayed"], false);
         let receipt = &paid["result"]["receipt"];
         assert_eq!(receipt["message"]["paymentId"], json!(payment_id(1)));
-        let b_credit: SignedCredit = serde_json::from_value(paid["result"]["credit"].clone()).expect("credit");
-        assert_eq!(b_credit.message.cumulative_credit.0, 800, "500 bought + 300 received");
+        // The payer learns nothing of the payee's channel: the credit goes to B alone.
+        assert!(paid["result"].get("credit").is_none(), "the payer's answer carries B's credit: {paid}");
+        assert!(receipt["path"].is_array(), "{receipt}");
         let sent = a.sign_debit(
             &domain,
             infhub_core::Debit {
@@ -168,7 +169,15 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         })
         .await
         .expect("credit pushed to the payee's stream");
-        assert_eq!(credit_notice["notice"]["credit"], paid["result"]["credit"]);
+        let b_credit: SignedCredit = serde_json::from_value(credit_notice["notice"]["credit"].clone()).expect("credit");
+        assert_eq!(b_credit.message.cumulative_credit.0, 800, "500 bought + 300 received");
+        assert_eq!(b_credit.verify(&domain, chain.anvil_hub()), Ok(()));
+        // B's history holds the same credit.
+        let (s, hist) = http.get(&format!("/v1/accounts/{}/history", b.address()), b.token.as_deref()).await;
+        assert_eq!(s, 200, "{hist}");
+        let entries = hist["entries"].as_array().expect("entries");
+        let inn = entries.iter().find(|e| e["paymentId"] == json!(payment_id(1))).expect("B's entry of payment 1");
+        assert_eq!(inn["credit"], credit_notice["notice"]["credit"]);
 
         // --- External transfer to a plain address: payout batch executed on chain.
         let outside = Address::repeat_byte(0x5A);
