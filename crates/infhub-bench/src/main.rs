@@ -127,13 +127,18 @@ fn proc_peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
+    dir_bytes_matching(dir, "")
+}
+
+/// Bytes of the files under `dir` whose names end with `suffix` ("" for all).
+fn dir_bytes_matching(dir: &Path, suffix: &str) -> u64 {
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
+                Ok(m) if m.is_dir() => total += dir_bytes_matching(&e.path(), suffix),
+                Ok(m) if e.file_name().to_string_lossy().ends_with(suffix) => total += m.len(),
+                Ok(_) | Err(_) => {}
             }
         }
     }
@@ -297,20 +302,25 @@ fn run_restart(transfers: usize, json_out: &Path) -> Result<(), String> {
     if transfers == 0 || transfers > MAX_TRANSFERS {
         return Err(format!("--restart-transfers must be in 1..={MAX_TRANSFERS}"));
     }
-    println!("infhub-bench: restart measurement with {transfers} transfers (filling; signing is not timed)");
+    println!(
+        "infhub-bench: restart measurement with {transfers} transfers (filling with the node's snapshot interval; the fill is not timed)"
+    );
     let r = restart::run(transfers)?;
     println!();
     println!("| figure | value |");
     println!("|---|---|");
-    for (label, key) in [
-        ("restart by full log replay (s)", "restartByReplaySeconds"),
-        ("replay rate (transfers/s)", "replayedTransfersPerSecond"),
-        ("restart from snapshot (s)", "restartFromSnapshotSeconds"),
-        ("log bytes per transfer", "logBytesPerTransfer"),
-        ("live bytes per transfer after snapshot", "liveBytesPerTransferAfterSnapshot"),
-        ("archive bytes per transfer", "archiveBytesPerTransfer"),
+    for (label, key, decimals) in [
+        ("restart: load the newest snapshot + replay the log after it (s)", "restartSeconds", 2),
+        ("records replayed (a whole snapshot interval)", "replayedRecords", 0),
+        ("replay rate (records/s)", "replayedRecordsPerSecond", 0),
+        ("snapshot size (bytes)", "snapshotBytes", 0),
+        ("restart right after a snapshot (s)", "restartAfterFinalSnapshotSeconds", 2),
+        ("disk bytes per transfer before the final snapshot (archive, live log, snapshots)", "logBytesPerTransfer", 1),
+        ("live bytes per transfer after a snapshot", "liveBytesPerTransferAfterSnapshot", 2),
+        ("archive (history) bytes per transfer", "archiveBytesPerTransfer", 1),
+        ("fill time, not part of the figures (s)", "fillSeconds", 0),
     ] {
-        println!("| {label} | {:.3} |", r[key].as_f64().unwrap_or(f64::NAN));
+        println!("| {label} | {:.*} |", decimals, r[key].as_f64().unwrap_or(f64::NAN));
     }
     std::fs::write(json_out, serde_json::to_string_pretty(&r).map_err(fail)?).map_err(fail)?;
     println!("\nJSON: {}", json_out.display());

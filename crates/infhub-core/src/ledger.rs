@@ -43,6 +43,12 @@ pub struct LedgerParams {
     pub max_queued_payouts: usize,
     /// Largest single payment, purchase or withdrawal.
     pub max_payment_amount: Amount,
+    /// Internal transfers whose payment ids are remembered (the newest ones). A retry of one of
+    /// them is answered as a duplicate; an older payment's debit nonce is spent, so its retry
+    /// is refused (`nonce_must_increase`) and can never pay twice. Bounds the ledger's memory
+    /// and snapshot, which would otherwise grow with every transfer ever made. External
+    /// payments' ids are kept for good (their payout batch ids derive from them).
+    pub transfer_ids_kept: usize,
 }
 
 /// On-chain facts about one channel that the channel state machine does not need but the
@@ -590,8 +596,13 @@ pub struct Ledger {
     queued: VecDeque<Payout>,
     /// Σ of queued and in-flight payouts (they will leave the reserve).
     pub payouts_pending: Amount,
+    /// Idempotency keys of external payments, purchases and custodial movements (kept for
+    /// good: nothing else stops a purchase's retry from applying twice, and payout batch ids
+    /// derive from payment ids).
     #[serde(with = "sorted_map")]
     payments: HashMap<(Address, B256), PaymentRef>,
+    /// Idempotency keys of the newest internal transfers (`params.transfer_ids_kept`).
+    recent_transfers: RecentTransfers,
     /// Sequence number the next successful command gets.
     pub next_seq: u64,
     /// Highest confirmed block.
@@ -622,6 +633,7 @@ impl Ledger {
             queued: VecDeque::new(),
             payouts_pending: Amount::ZERO,
             payments: HashMap::new(),
+            recent_transfers: RecentTransfers::default(),
             next_seq: 1,
             block: 0,
             chain_cursor: LogPosition::default(),
@@ -917,12 +929,8 @@ impl Ledger {
         let m = debit.message;
         let key = (m.user, m.payment_id);
         let digest = checked.map_or_else(|| m.digest(&self.params.domain), |c| c.digest());
-        if let Some(prev) = self.payments.get(&key) {
-            return if prev.digest == digest {
-                Ok(Outcome::Duplicate { first_seq: prev.seq })
-            } else {
-                Err(Error::PaymentIdReused)
-            };
+        if let Some(first_seq) = self.seen(&key, digest)? {
+            return Ok(Outcome::Duplicate { first_seq });
         }
         self.check_amount(m.amount)?;
         let params = self.channel_params();
@@ -994,7 +1002,13 @@ impl Ledger {
             c.balance = c.balance.checked_add(m.amount)?;
             self.custodial_total = custodial_total;
         }
-        self.payments.insert(key, PaymentRef { digest, seq });
+        if kind == PaymentKind::External {
+            // Kept for good: a payout's on-chain batch id derives from its payment ids, so an id
+            // must never be paid out twice.
+            self.payments.insert(key, PaymentRef { digest, seq });
+        } else {
+            self.recent_transfers.insert(key, PaymentRef { digest, seq }, self.params.transfer_ids_kept);
+        }
         let receipt = Receipt {
             payer: m.user,
             epoch: m.epoch,
@@ -1017,12 +1031,8 @@ impl Ledger {
         // Purchases share the idempotency map, keyed by the hub's address and the purchase id.
         let key = (self.params.hub, purchase_id);
         let digest = purchase_digest(user, amount, purchase_id);
-        if let Some(prev) = self.payments.get(&key) {
-            return if prev.digest == digest {
-                Ok(Outcome::Duplicate { first_seq: prev.seq })
-            } else {
-                Err(Error::PaymentIdReused)
-            };
+        if let Some(first_seq) = self.seen(&key, digest)? {
+            return Ok(Outcome::Duplicate { first_seq });
         }
         self.check_amount(amount)?;
         if let Some(c) = self.custodial.get(&user) {
@@ -1188,7 +1198,7 @@ impl Ledger {
 impl Ledger {
     /// Checks an idempotency key: `Some(first_seq)` for a repeat, an error for a reuse.
     fn seen(&self, key: &(Address, B256), digest: B256) -> Result<Option<u64>, Error> {
-        match self.payments.get(key) {
+        match self.payments.get(key).or_else(|| self.recent_transfers.get(key)) {
             Some(prev) if prev.digest == digest => Ok(Some(prev.seq)),
             Some(_) => Err(Error::PaymentIdReused),
             None => Ok(None),
@@ -1325,6 +1335,58 @@ fn purchase_digest(user: Address, amount: Amount, purchase_id: B256) -> B256 {
 
 /// Serializes a map as a list of entries sorted by key, so snapshots are deterministic and keys
 /// need not be strings.
+/// The idempotency keys of the newest signed transfers, oldest first, at most a given number.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RecentTransfers {
+    order: VecDeque<(Address, B256)>,
+    by_key: HashMap<(Address, B256), PaymentRef>,
+}
+
+impl RecentTransfers {
+    fn get(&self, key: &(Address, B256)) -> Option<&PaymentRef> {
+        self.by_key.get(key)
+    }
+
+    /// Remembers `key` (new: the caller checked it is unseen), forgetting the oldest beyond `kept`.
+    fn insert(&mut self, key: (Address, B256), at: PaymentRef, kept: usize) {
+        let fresh = self.by_key.insert(key, at).is_none();
+        assert!(fresh, "a transfer id was remembered twice");
+        self.order.push_back(key);
+        while self.order.len() > kept {
+            let old = self.order.pop_front().expect("longer than kept");
+            self.by_key.remove(&old).expect("every remembered key is in the map");
+        }
+        assert_eq!(self.order.len(), self.by_key.len(), "transfer-id window and map disagree");
+    }
+}
+
+// In a snapshot: the keys in order with their references (the map is rebuilt on load).
+impl Serialize for RecentTransfers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.order.len()))?;
+        for key in &self.order {
+            seq.serialize_element(&(key, &self.by_key[key]))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RecentTransfers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries: Vec<((Address, B256), PaymentRef)> = Vec::deserialize(d)?;
+        let mut r = RecentTransfers { order: VecDeque::with_capacity(entries.len()), by_key: HashMap::new() };
+        r.by_key.reserve(entries.len());
+        for (key, at) in entries {
+            if r.by_key.insert(key, at).is_some() {
+                return Err(serde::de::Error::custom("a transfer id appears twice in the snapshot"));
+            }
+            r.order.push_back(key);
+        }
+        Ok(r)
+    }
+}
+
 mod sorted_map {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::HashMap;

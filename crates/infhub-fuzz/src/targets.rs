@@ -202,6 +202,7 @@ pub fn ledger_machine(data: &[u8]) {
         max_accounts: 16,
         max_queued_payouts: 8,
         max_payment_amount: Amount(1_000_000),
+        transfer_ids_kept: 4,
     };
     let mut ledger = Ledger::new(params);
     let mut pos = LogPosition { block: 1, log_index: 0 };

@@ -26,7 +26,7 @@ use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::ChainError;
 use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, Outcome};
-use infhub_core::messages::{Login, Signed, SignedDebit};
+use infhub_core::messages::{Eip712Message, Login, Signed, SignedDebit};
 use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -472,14 +472,13 @@ async fn transfer_batch(
     // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
     let mut pending = Vec::with_capacity(req.transfers.len());
     for debit in req.transfers {
-        let (payer, id) = (debit.message.user, debit.message.payment_id);
-        pending.push((payer, id, api.node.submit(Command::Transfer(debit))));
+        pending.push((debit.message, api.node.submit(Command::Transfer(debit))));
     }
     let mut results = Vec::with_capacity(pending.len());
-    for (payer, id, queued) in pending {
+    for (debit, queued) in pending {
         let answer = match queued {
             Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
-                Ok(sequenced) => transfer_answer(&api, payer, id, sequenced),
+                Ok(sequenced) => transfer_answer(&api, &debit, sequenced),
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(e.into()),
@@ -496,9 +495,9 @@ async fn transfer(
     State(api): State<Api>,
     ApiJson(debit): ApiJson<SignedDebit>,
 ) -> Result<Json<TransferAnswer>, ApiError> {
-    let (payer, id) = (debit.message.user, debit.message.payment_id);
+    let message = debit.message;
     let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
-    transfer_answer(&api, payer, id, sequenced).map(Json)
+    transfer_answer(&api, &message, sequenced).map(Json)
 }
 
 /// The answer to one applied transfer (serialized directly, without a JSON tree).
@@ -513,11 +512,25 @@ struct TransferAnswer {
 /// The answer to one applied (or refused) transfer.
 fn transfer_answer(
     api: &Api,
-    payer: Address,
-    id: B256,
+    debit: &infhub_core::Debit,
     (outcome, seq): crate::engine::Sequenced,
 ) -> Result<TransferAnswer, ApiError> {
-    let outcome = outcome?;
+    let (payer, id) = (debit.user, debit.payment_id);
+    let outcome = match outcome {
+        // The ledger remembers only the newest transfer ids (`limits.transfer_ids_kept`): a
+        // retry of an older payment finds its nonce spent. The history still holds it, so the
+        // retry gets its first result, as any retry does.
+        Err(Error::NonceMustIncrease) => {
+            let first = api.node.read().history.payment(&payer, &id);
+            match first {
+                Some(first) if first.receipt.message.debit_digest == debit.digest(&api.node.domain) => {
+                    Ok(Outcome::Duplicate { first_seq: first.seq })
+                }
+                _ => Err(Error::NonceMustIncrease),
+            }
+        }
+        other => other,
+    }?;
     let replayed = matches!(outcome, Outcome::Duplicate { .. });
     let (first, external) = match (outcome, seq) {
         // A new payment is answered from its outcome, without waiting for the state lock.

@@ -141,6 +141,9 @@ pub struct Limits {
     pub max_transfers_per_request: usize,
     /// Live sessions.
     pub max_sessions: usize,
+    /// Signed transfers whose payment ids the ledger remembers (the newest): a retry of one is
+    /// answered with its first result; an older one's nonce is spent, so its retry is refused.
+    pub transfer_ids_kept: usize,
 }
 
 impl Default for Limits {
@@ -161,6 +164,7 @@ impl Default for Limits {
             max_pending_challenges: 100_000,
             max_transfers_per_request: 1_000,
             max_sessions: 100_000,
+            transfer_ids_kept: 1_000_000,
         }
     }
 }
@@ -259,6 +263,7 @@ impl Config {
             ("max_transfers_per_request", l.max_transfers_per_request),
             ("max_pending_challenges", l.max_pending_challenges),
             ("max_sessions", l.max_sessions),
+            ("transfer_ids_kept", l.transfer_ids_kept),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be positive")));

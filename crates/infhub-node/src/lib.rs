@@ -104,6 +104,7 @@ pub async fn run(
         max_accounts: config.limits.max_accounts,
         max_queued_payouts: config.limits.max_queued_payouts,
         max_payment_amount: config.limits.max_payment_amount,
+        transfer_ids_kept: config.limits.transfer_ids_kept,
     };
     std::fs::create_dir_all(&config.node.data_dir).map_err(infhub_ledger::StoreError::Io)?;
     let store = FileStore::open(

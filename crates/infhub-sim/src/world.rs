@@ -208,6 +208,8 @@ impl World {
                 max_accounts: 10_000,
                 max_queued_payouts: 10_000,
                 max_payment_amount: Amount(1_000_000 * UNIT),
+                // Small, so retries of forgotten payments happen in every run.
+                transfer_ids_kept: 64,
             },
             confirmations: CONFIRMATIONS,
             start_block: chain.floor,

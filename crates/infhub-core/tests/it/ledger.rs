@@ -39,6 +39,10 @@ struct Hub {
 
 impl Hub {
     fn new() -> Hub {
+        Hub::keeping_transfer_ids(1_000)
+    }
+
+    fn keeping_transfer_ids(transfer_ids_kept: usize) -> Hub {
         let key = key(0x0048_5542);
         let users: Vec<PrivateKey> = (0..USERS as u64).map(|i| self::key(0xA000 + i)).collect();
         let params = LedgerParams {
@@ -48,6 +52,7 @@ impl Hub {
             max_accounts: 1_000,
             max_queued_payouts: 3,
             max_payment_amount: Amount(1_000_000),
+            transfer_ids_kept,
         };
         let config = ContractConfig {
             domain: domain(),
@@ -317,6 +322,57 @@ fn duplicate_payment_returns_first_result_and_reused_id_is_refused() {
     let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(other, &domain(), &h.users[0])));
     assert_eq!(r, Err(Error::PaymentIdReused));
     assert_eq!(h.ledger, before, "a refused command changes nothing");
+}
+
+#[test]
+fn only_the_newest_internal_transfer_ids_are_remembered_and_a_forgotten_retry_cannot_pay_twice() {
+    let mut h = Hub::keeping_transfer_ids(2);
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    let payer = h.users[0].address();
+    // An external payment first: its id is kept for good (payout batch ids derive from it).
+    let st = h.ledger.account(&payer).expect("a").channel.clone();
+    let d = st.next_debit(PaymentKind::External, Address::repeat_byte(0xEE), Amount(5), B256::repeat_byte(0x77));
+    let external = Signed::new(d.expect("d"), &domain(), &h.users[0]);
+    let external_seq = h.ledger.next_seq;
+    assert!(matches!(h.ledger.apply_sealed(&h.key, Command::Transfer(external)), Ok(Outcome::Paid { .. })));
+    let mut sent = Vec::new();
+    for i in 1..=3u8 {
+        let st = h.ledger.account(&payer).expect("a").channel.clone();
+        let d =
+            st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(10), B256::repeat_byte(i)).expect("d");
+        let signed = Signed::new(d, &domain(), &h.users[0]);
+        let seq = h.ledger.next_seq;
+        assert!(matches!(h.ledger.apply_sealed(&h.key, Command::Transfer(signed)), Ok(Outcome::Paid { .. })));
+        sent.push((signed, seq));
+    }
+    // A snapshot keeps the window in order: the restored ledger forgets the same ids next.
+    let bytes = bincode::serialize(&h.ledger).expect("encode");
+    let restored: Ledger = bincode::deserialize(&bytes).expect("decode");
+    assert_eq!(restored, h.ledger);
+    for ledger in [&mut h.ledger.clone(), &mut restored.clone()] {
+        let before = ledger.clone();
+        for &(signed, first_seq) in &sent[1..] {
+            assert_eq!(ledger.apply_sealed(&h.key, Command::Transfer(signed)), Ok(Outcome::Duplicate { first_seq }));
+        }
+        // The oldest id is forgotten; its nonce is spent, so the retry is refused, not paid again.
+        assert_eq!(ledger.apply_sealed(&h.key, Command::Transfer(sent[0].0)), Err(Error::NonceMustIncrease));
+        assert_eq!(*ledger, before, "retries change nothing");
+        // The next payment pushes the second one out as well.
+        let st = ledger.account(&payer).expect("a").channel.clone();
+        let d =
+            st.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(10), B256::repeat_byte(9)).expect("d");
+        let r = ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(d, &domain(), &h.users[0])));
+        assert!(matches!(r, Ok(Outcome::Paid { .. })), "{r:?}");
+        assert_eq!(ledger.apply_sealed(&h.key, Command::Transfer(sent[1].0)), Err(Error::NonceMustIncrease));
+        let (signed, first_seq) = sent[2];
+        assert_eq!(ledger.apply_sealed(&h.key, Command::Transfer(signed)), Ok(Outcome::Duplicate { first_seq }));
+        assert_eq!(
+            ledger.apply_sealed(&h.key, Command::Transfer(external)),
+            Ok(Outcome::Duplicate { first_seq: external_seq })
+        );
+        assert_eq!(ledger.account(&payer).expect("a").channel.cumulative_debit(), Amount(45), "5 out, then 4 × 10");
+    }
 }
 
 #[test]

@@ -23,6 +23,7 @@ fn params(hub: &PrivateKey) -> LedgerParams {
         max_accounts: 10_000,
         max_queued_payouts: 1_000,
         max_payment_amount: Amount(1_000_000_000),
+        transfer_ids_kept: 1_000,
     }
 }
 

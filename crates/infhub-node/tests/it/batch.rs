@@ -11,7 +11,11 @@ fn a_batch_of_signed_transfers_applies_in_order_with_per_transfer_results() {
         let chain = Chain::start().await;
         let domain = chain.domain();
         let dir = tempfile::tempdir().expect("tmp");
-        let node = InProcessNode::start(chain.config(dir.path().to_path_buf())).await;
+        let mut config = chain.config(dir.path().to_path_buf());
+        // The ledger remembers one transfer id: the retries below of older payments are
+        // answered from the history (their nonces are spent in the ledger).
+        config.limits.transfer_ids_kept = 1;
+        let node = InProcessNode::start(config).await;
         let http = Http::new(&node.url);
         let mut a = Wallet::new(&chain, 1).await;
         let mut b = Wallet::new(&chain, 2).await;
@@ -56,6 +60,16 @@ fn a_batch_of_signed_transfers_applies_in_order_with_per_transfer_results() {
         }
         let (_, acct) = b.account(&http).await;
         assert_eq!(acct["balance"], "60", "nothing applied twice: {acct}");
+        // One alone, on the single endpoint, as a wallet resolving a lost answer would send it.
+        let (s, one) = http.post("/v1/transfers", None, &batch[0]).await;
+        assert_eq!((s, &one["replayed"], &one["result"]), (200, &json!(true), &r[0]["result"]), "{one}");
+        // A new debit at a spent nonce is still refused.
+        let stale = a.sign_debit(
+            &domain,
+            infhub_core::Debit { nonce: 1, ..a.debit(PaymentKind::Internal, b.address(), 7, payment_id(50)) },
+        );
+        let (s, v) = http.post("/v1/transfers", None, &stale).await;
+        assert_eq!((s, code(&v)), (422, "nonce_must_increase"), "{v}");
 
         let (s, v): (u16, Value) = http.post("/v1/transfers/batch", None, &json!({"transfers": []})).await;
         assert_eq!((s, code(&v)), (400, "limit_exceeded"), "{v}");
