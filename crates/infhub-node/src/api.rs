@@ -516,37 +516,28 @@ fn transfer_answer(
     (outcome, seq): crate::engine::Sequenced,
 ) -> Result<TransferAnswer, ApiError> {
     let (payer, id) = (debit.user, debit.payment_id);
-    let outcome = match outcome {
-        // The ledger remembers only the newest transfer ids (`limits.transfer_ids_kept`): a
-        // retry of an older payment finds its nonce spent. The history still holds it, so the
-        // retry gets its first result, as any retry does.
-        Err(Error::NonceMustIncrease) => {
-            let first = api.node.read().history.payment(&payer, &id);
-            match first {
-                Some(first) if first.receipt.message.debit_digest == debit.digest(&api.node.domain) => {
-                    Ok(Outcome::Duplicate { first_seq: first.seq })
-                }
-                _ => Err(Error::NonceMustIncrease),
-            }
-        }
-        other => other,
-    }?;
-    let replayed = matches!(outcome, Outcome::Duplicate { .. });
-    let (first, external) = match (outcome, seq) {
+    let (first, replayed) = match (outcome, seq) {
         // A new payment is answered from its outcome, without waiting for the state lock.
         // The payee's credit is not the payer's to see: it goes to the payee alone.
-        (Outcome::Paid { receipt, payout, .. }, Some(seq)) => {
+        (Ok(Outcome::Paid { receipt, payout, .. }), Some(seq)) => {
             if payout.is_some() {
                 api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
             }
-            (Some(PaymentResult { seq, receipt, payout }), payout.is_some())
+            (Some(PaymentResult { seq, receipt, payout }), false)
         }
-        (Outcome::Duplicate { .. }, _) => {
+        (Ok(Outcome::Duplicate { .. }), _) => (api.node.read().history.payment(&payer, &id), true),
+        // The ledger remembers only the newest transfer ids (`limits.transfer_ids_kept`): a
+        // retry of an older payment finds its nonce spent. The history still holds it, so the
+        // retry gets its first result, as any retry does.
+        (Err(Error::NonceMustIncrease), _) => {
             let first = api.node.read().history.payment(&payer, &id);
-            let external = first.as_ref().is_some_and(|f| f.payout.is_some());
-            (first, external)
+            match first {
+                Some(f) if f.receipt.message.debit_digest == debit.digest(&api.node.domain) => (Some(f), true),
+                _ => return Err(Error::NonceMustIncrease.into()),
+            }
         }
-        (other, _) => return Err(unexpected(&other)),
+        (Err(e), _) => return Err(e.into()),
+        (Ok(other), _) => return Err(unexpected(&other)),
     };
     let Some(first) = first else {
         return Err(ApiError::new(
@@ -556,7 +547,8 @@ fn transfer_answer(
         ));
     };
     // Only external payments have a payout whose status the chain task tracks.
-    let payout_status = if external { api.node.chain_view().payouts.get(&(payer, id)).cloned() } else { None };
+    let payout_status =
+        if first.payout.is_some() { api.node.chain_view().payouts.get(&(payer, id)).cloned() } else { None };
     Ok(TransferAnswer { result: first, replayed, payout_status })
 }
 
