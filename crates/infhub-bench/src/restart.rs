@@ -3,9 +3,10 @@
 //! it the way a node restarts: load the newest snapshot, replay the log after it. The fill
 //! leaves the worst tail on purpose: a whole snapshot interval of records after the last
 //! snapshot. It also reports disk bytes per transfer before and after the final snapshot
-//! (compacted segments move to `archive/`, the history). It drives the ledger directly,
-//! without HTTP or a chain, so it measures recovery alone; it does not include the node's
-//! in-memory history index, which the node still builds from the whole log at start.
+//! (compacted segments move to `archive/`, the history). It drives the ledger and the node's
+//! history index directly (as the node's writer does), without HTTP or a chain, so it
+//! measures recovery alone: the ledger (snapshot + tail) and the history index (checkpoint +
+//! the same tail), and then one history page read from the archive.
 
 use alloy::primitives::{B256, U256};
 use infhub_core::channel::CheckedDebit;
@@ -14,6 +15,7 @@ use infhub_core::messages::{Eip712Message, PaymentKind, Signed, SignedDebit};
 use infhub_core::{Address, Amount, Debit, Domain, PrivateKey};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::{DurableLedger, DurableParams};
+use infhub_node::history::History;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -50,6 +52,11 @@ fn open(
     DurableLedger::open(store, params, hub.clone(), dp).map_err(crate::fail)
 }
 
+fn open_history(dir: &Path, dl: &DurableLedger<FileStore>, domain: Domain) -> Result<History, String> {
+    History::open(&dir.join("history"), dl.store().reader(), domain, dl.ledger().next_seq - 1, SNAPSHOT_EVERY_RECORDS)
+        .map_err(crate::fail)
+}
+
 /// Signs and checks `debits` on every core (the fill's signing is not what is measured).
 fn sign_and_check(debits: Vec<(Debit, &PrivateKey)>, domain: &Domain) -> Vec<(Command, Option<CheckedDebit>)> {
     let one = |(d, k): &(Debit, &PrivateKey)| {
@@ -68,6 +75,7 @@ fn sign_and_check(debits: Vec<(Debit, &PrivateKey)>, domain: &Domain) -> Vec<(Co
 /// Fills `dl` with `count` transfers around the ring of `users`, continuing from `next_id`.
 fn fill(
     dl: &mut DurableLedger<FileStore>,
+    history: &mut History,
     users: &[PrivateKey],
     nonce: &mut [u64],
     next_id: &mut u64,
@@ -98,6 +106,7 @@ fn fill(
         for r in dl.execute_checked(sign_and_check(debits, domain)).map_err(crate::fail)? {
             r.map_err(|e| format!("a fill transfer was refused: {e}"))?;
         }
+        history.add_batch(dl.last_batch()).map_err(crate::fail)?;
         *next_id += n as u64;
         done += n;
     }
@@ -120,6 +129,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
     };
     let users: Vec<PrivateKey> = (0..ACCOUNTS as u64).map(key).collect();
     let mut dl = open(dir.path(), &hub, params, SNAPSHOT_EVERY_RECORDS)?;
+    let mut history = open_history(dir.path(), &dl, domain)?;
     let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1) }];
     for u in &users {
         genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
@@ -132,6 +142,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         .collect();
     for chunk in commands.chunks(BATCH) {
         dl.execute(chunk.to_vec()).map_err(crate::fail)?;
+        history.add_batch(dl.last_batch()).map_err(crate::fail)?;
     }
 
     // Fill: payer i pays payer i+1 around a ring, snapshots every interval as the node takes
@@ -143,28 +154,58 @@ pub fn run(transfers: usize) -> Result<Value, String> {
     let mut last_report = Instant::now();
     while (next_id as usize) < transfers - tail {
         let n = (transfers - tail - next_id as usize).min(100 * BATCH);
-        fill(&mut dl, &users, &mut nonce, &mut next_id, n, &domain)?;
+        fill(&mut dl, &mut history, &users, &mut nonce, &mut next_id, n, &domain)?;
         if last_report.elapsed().as_secs() >= 30 {
             println!("  filled {next_id} of {transfers} transfers ({:.0} s)", started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }
     }
     dl.snapshot().map_err(crate::fail)?;
-    drop(dl);
+    history.checkpoint().map_err(crate::fail)?;
+    drop((dl, history));
     let mut dl = open(dir.path(), &hub, params, 0)?;
-    fill(&mut dl, &users, &mut nonce, &mut next_id, tail, &domain)?;
+    let mut history = open_history(dir.path(), &dl, domain)?;
+    fill(&mut dl, &mut history, &users, &mut nonce, &mut next_id, tail, &domain)?;
     let fill_secs = started.elapsed().as_secs_f64();
     let state = dl.ledger().clone();
     let log_bytes = bytes_in(dir.path());
     let snapshot_bytes = crate::dir_bytes_matching(dir.path(), ".snap");
-    drop(dl);
+    let history_bytes = bytes_in(&dir.path().join("history"));
+    let entries = history.entries_count();
+    drop((dl, history));
 
+    // The node's restart: the ledger, then the history index from its checkpoint.
     let t = Instant::now();
     let mut dl = open(dir.path(), &hub, params, 0)?;
+    let ledger_open_secs = t.elapsed().as_secs_f64();
+    let history = open_history(dir.path(), &dl, domain)?;
     let restart_secs = t.elapsed().as_secs_f64();
     if dl.ledger() != &state {
         return Err("the restart (snapshot + tail) did not reproduce the ledger".into());
     }
+    if history.entries_count() != entries || history.last_seq() != state.next_seq - 1 {
+        return Err(format!(
+            "the history index reopened with {} entries up to seq {}, not {entries} up to {}",
+            history.entries_count(),
+            history.last_seq(),
+            state.next_seq - 1
+        ));
+    }
+    // One page of the oldest account's history, newest first, with its proofs signed; then
+    // one deep in the archive.
+    let user = users[0].address();
+    let heads = history.heads(&user).ok_or("the first account has no history")?;
+    let reader = history.reader();
+    let t = Instant::now();
+    let page = reader.page(&user, heads, u64::MAX, 50).map_err(crate::fail)?;
+    let page_millis = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let deep = reader.page(&user, heads, state.next_seq / 10, 50).map_err(crate::fail)?;
+    let deep_page_millis = t.elapsed().as_secs_f64() * 1e3;
+    if page.len() < 50.min(transfers) || deep.iter().any(|e| e.seq >= state.next_seq / 10) {
+        return Err(format!("history pages read back wrong: {} and {} entries", page.len(), deep.len()));
+    }
+    drop(history);
     let recovery = dl.recovery();
     // After a final snapshot: what a restart would read, against what the history keeps.
     dl.snapshot().map_err(crate::fail)?;
@@ -185,6 +226,11 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         "transferIdsKept": TRANSFER_IDS_KEPT,
         "fillSeconds": fill_secs,
         "restartSeconds": restart_secs,
+        "ledgerOpenSeconds": ledger_open_secs,
+        "historyOpenSeconds": restart_secs - ledger_open_secs,
+        "historyIndexBytesPerTransfer": per(history_bytes),
+        "historyPageMillis": page_millis,
+        "historyDeepPageMillis": deep_page_millis,
         "snapshotSeq": recovery.snapshot_seq,
         "replayedRecords": recovery.replayed,
         "replayedRecordsPerSecond": recovery.replayed as f64 / restart_secs,

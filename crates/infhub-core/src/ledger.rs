@@ -244,11 +244,12 @@ pub struct CustodialTransfer {
     pub transfer_id: B256,
 }
 
-/// The result of one transfer of a custodial batch.
+/// The result of one transfer of a custodial batch. In JSON it is tagged by a `result` field
+/// (`{"result": "moved", "credit": ...}`); in the binary log by the variant's index, because
+/// bincode cannot read an internally tagged enum back (see [`custodial_result_serde`]).
 // A credit (about 220 bytes) is the common case; boxing it would allocate per transfer.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "result")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CustodialResult {
     /// Applied; a channel recipient got this credit.
     Moved {
@@ -265,6 +266,67 @@ pub enum CustodialResult {
         /// The rule.
         error: Error,
     },
+}
+
+/// The two encodings of [`CustodialResult`]: one per kind of format.
+mod custodial_result_serde {
+    use super::{CustodialResult, Error, SignedCredit};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    macro_rules! mirror {
+        ($name:ident, $($attr:meta),*) => {
+            #[allow(clippy::large_enum_variant)]
+            #[derive(Serialize, Deserialize)]
+            $(#[$attr])*
+            enum $name {
+                Moved { credit: Option<SignedCredit> },
+                Duplicate { first_seq: u64 },
+                Rejected { error: Error },
+            }
+
+            impl From<$name> for CustodialResult {
+                fn from(r: $name) -> Self {
+                    match r {
+                        $name::Moved { credit } => CustodialResult::Moved { credit },
+                        $name::Duplicate { first_seq } => CustodialResult::Duplicate { first_seq },
+                        $name::Rejected { error } => CustodialResult::Rejected { error },
+                    }
+                }
+            }
+
+            impl From<CustodialResult> for $name {
+                fn from(r: CustodialResult) -> Self {
+                    match r {
+                        CustodialResult::Moved { credit } => $name::Moved { credit },
+                        CustodialResult::Duplicate { first_seq } => $name::Duplicate { first_seq },
+                        CustodialResult::Rejected { error } => $name::Rejected { error },
+                    }
+                }
+            }
+        };
+    }
+    mirror!(Tagged, serde(rename_all = "camelCase", tag = "result"));
+    mirror!(Indexed, serde(rename_all = "camelCase"));
+
+    impl Serialize for CustodialResult {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                Tagged::from(self.clone()).serialize(s)
+            } else {
+                Indexed::from(self.clone()).serialize(s)
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for CustodialResult {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            if d.is_human_readable() {
+                Tagged::deserialize(d).map(Into::into)
+            } else {
+                Indexed::deserialize(d).map(Into::into)
+            }
+        }
+    }
 }
 
 /// Where a contract event sits in the chain. Events are applied in this order, each at most
@@ -1196,6 +1258,13 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// The seq of the payment, purchase or custodial movement `id` of `owner`, while the
+    /// ledger remembers it (internal transfers: the newest `params.transfer_ids_kept`).
+    pub fn payment_seq(&self, owner: &Address, id: &B256) -> Option<u64> {
+        let key = (*owner, *id);
+        self.payments.get(&key).or_else(|| self.recent_transfers.get(&key)).map(|r| r.seq)
+    }
+
     /// Checks an idempotency key: `Some(first_seq)` for a repeat, an error for a reuse.
     fn seen(&self, key: &(Address, B256), digest: B256) -> Result<Option<u64>, Error> {
         match self.payments.get(key).or_else(|| self.recent_transfers.get(key)) {

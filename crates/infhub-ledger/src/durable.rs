@@ -188,6 +188,11 @@ impl<S: LogStore> DurableLedger<S> {
         &self.ledger
     }
 
+    /// The store (read-only: appends go through `execute`).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// What opening found.
     pub fn recovery(&self) -> Recovery {
         self.recovery

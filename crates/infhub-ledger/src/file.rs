@@ -3,6 +3,11 @@
 //! Layout of the data directory:
 //! - `log-<first seq, 20 digits>.seg`: a header (`INFHLOG1`) then records framed as
 //!   `[u32 length][u32 crc32 of payload][payload]`, little-endian; payload = bincode(`LogRecord`).
+//! - `log-<first seq, 20 digits>.idx`: beside each segment, the byte offset of each of its
+//!   records' frames (u64 little-endian, one per record, in seq order), so a record is read by
+//!   its seq without scanning ([`LogReader`]). Derived data: written without a sync, checked
+//!   at open (a length that does not match the segment's record count, or the last segment's,
+//!   is rebuilt from the segment), and every read checks the record it finds is the one asked.
 //! - `snapshot-<seq, 20 digits>.snap`: `INFHSNP1`, `[u64 seq][u64 length][u32 crc32]`, payload.
 //!   Written to a `.tmp` file, synced, renamed, and the directory synced, so a snapshot is either
 //!   whole or absent.
@@ -46,6 +51,8 @@ pub struct FileStore<F: Fs = OsFs> {
     options: FileStoreOptions,
     /// The segment being appended to and its size.
     current: Option<(F::File, u64)>,
+    /// The offset index of the current segment.
+    current_index: Option<F::File>,
     /// Sequence number the next appended record must carry (0 = unknown until load/append).
     next_seq: u64,
     stats: StoreStats,
@@ -55,9 +62,17 @@ fn io_corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
+/// The offset index beside segment `segment`.
+fn index_path(segment: &Path) -> PathBuf {
+    segment.with_extension("idx")
+}
+
 fn seq_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
 }
+
+/// How [`parse_frames`] names a whole, checksummed frame whose record does not decode.
+const UNDECODABLE: &str = "undecodable record";
 
 /// Parses frames from `buf`. Returns the records and the offset just past the last good frame,
 /// and whether a bad frame was followed by more data that looks like good frames.
@@ -81,7 +96,7 @@ fn parse_frames(buf: &[u8], start: usize) -> (Vec<(usize, LogRecord)>, usize, Op
         }
         match bincode::deserialize::<LogRecord>(payload) {
             Ok(r) => out.push((off, r)),
-            Err(e) => return (out, off, Some(format!("undecodable record at byte {off}: {e}"))),
+            Err(e) => return (out, off, Some(format!("{UNDECODABLE} at byte {off}: {e}"))),
         }
         off = body + len;
     }
@@ -118,8 +133,17 @@ impl<F: Fs> FileStore<F> {
     pub fn open_on(fs: F, dir: impl Into<PathBuf>, options: FileStoreOptions) -> Result<FileStore<F>, StoreError> {
         let dir = dir.into();
         fs.create_dir_all(&dir)?;
-        let mut store = FileStore { fs, dir, options, current: None, next_seq: 0, stats: StoreStats::default() };
+        let mut store = FileStore {
+            fs,
+            dir,
+            options,
+            current: None,
+            current_index: None,
+            next_seq: 0,
+            stats: StoreStats::default(),
+        };
         store.repair_tail()?;
+        store.check_indexes()?;
         Ok(store)
     }
 
@@ -201,15 +225,70 @@ impl<F: Fs> FileStore<F> {
             }
             return Err(io_corrupt(format!("{} lacks the log header", path.display())));
         }
-        let (_, end, problem) = parse_frames(&buf, LOG_MAGIC.len());
+        let (records, end, problem) = parse_frames(&buf, LOG_MAGIC.len());
         if let Some(problem) = problem {
+            // A whole frame whose checksum holds was written and synced as it is: a record this
+            // build cannot decode is never a torn write, and truncating it would drop an
+            // acknowledged record.
+            if problem.starts_with(UNDECODABLE) {
+                return Err(io_corrupt(format!("{}: {problem}", path.display())));
+            }
             if good_frame_after(&buf, end) {
                 return Err(io_corrupt(format!("{}: {problem}, with intact records after it", path.display())));
             }
             self.fs.truncate(&path, end as u64)?;
             self.stats.truncated_bytes += (buf.len() - end) as u64;
         }
+        // The last segment's index may lack records appended before a crash or name records
+        // truncated now: rewrite it from the scan just made.
+        self.write_index(&path, records.iter().map(|(off, _)| *off as u64))?;
         Ok(())
+    }
+
+    /// Rewrites the offset index of segment `path` (no sync: the index is derived data).
+    fn write_index(&self, path: &Path, offsets: impl Iterator<Item = u64>) -> Result<(), StoreError> {
+        let bytes: Vec<u8> = offsets.flat_map(u64::to_le_bytes).collect();
+        let mut f = self.fs.create(&index_path(path))?;
+        f.append(&bytes)?;
+        Ok(())
+    }
+
+    /// Checks that every segment but the last (live and archived) has an index of exactly one
+    /// offset per record, rebuilding the ones that do not (an index lost in a crash, or a data
+    /// directory from before indexes).
+    fn check_indexes(&self) -> Result<(), StoreError> {
+        let mut all = self.segments_in(&self.archive_dir())?;
+        all.extend(self.segments()?);
+        for pair in all.windows(2) {
+            let ((first, path), (next_first, _)) = (&pair[0], &pair[1]);
+            let expected = next_first.checked_sub(*first).ok_or_else(|| io_corrupt("segments out of order"))? * 8;
+            if self.fs.file_len(&index_path(path)).ok() == Some(expected) {
+                continue;
+            }
+            let buf = self.read_segment(path)?;
+            let (records, _, problem) = parse_frames(&buf, LOG_MAGIC.len());
+            if let Some(problem) = problem {
+                return Err(io_corrupt(format!("{}: {problem}", path.display())));
+            }
+            if records.len() as u64 * 8 != expected {
+                return Err(io_corrupt(format!(
+                    "{} holds {} records where the next segment implies {}",
+                    path.display(),
+                    records.len(),
+                    expected / 8
+                )));
+            }
+            self.write_index(path, records.iter().map(|(off, _)| *off as u64))?;
+        }
+        Ok(())
+    }
+
+    /// A reader of records by seq, usable beside the store (see [`LogReader`]).
+    pub fn reader(&self) -> LogReader<F>
+    where
+        F: Clone,
+    {
+        LogReader::new(self.fs.clone(), self.dir.clone())
     }
 
     fn new_segment(&mut self, first_seq: u64) -> Result<(), StoreError> {
@@ -219,6 +298,7 @@ impl<F: Fs> FileStore<F> {
         f.sync_all()?;
         self.sync_dir(&self.dir)?;
         self.current = Some((f, LOG_MAGIC.len() as u64));
+        self.current_index = Some(self.fs.create(&index_path(&path))?);
         Ok(())
     }
 
@@ -231,6 +311,8 @@ impl<F: Fs> FileStore<F> {
                 let mut f = self.fs.open_append(&path)?;
                 let len = f.len()?;
                 self.current = Some((f, len));
+                // repair_tail wrote this segment's index at open.
+                self.current_index = Some(self.fs.open_append(&index_path(&path))?);
                 Ok(())
             }
             None => self.new_segment(first_seq),
@@ -252,7 +334,10 @@ impl<F: Fs> LogStore for FileStore<F> {
             self.new_segment(first.seq)?;
         }
         let mut buf = Vec::with_capacity(records.len() * 512);
+        let mut offsets = Vec::with_capacity(records.len() * 8);
+        let start = self.current.as_ref().expect("segment open").1;
         for r in records {
+            offsets.extend_from_slice(&(start + buf.len() as u64).to_le_bytes());
             let payload = bincode::serialize(r).map_err(|e| io_corrupt(format!("encode: {e}")))?;
             if payload.len() > MAX_RECORD_BYTES {
                 return Err(StoreError::RecordTooLarge(payload.len()));
@@ -265,6 +350,9 @@ impl<F: Fs> LogStore for FileStore<F> {
         f.append(&buf)?;
         f.sync_data()?;
         *size += buf.len() as u64;
+        // After the records are durable: a crash before this line leaves an index that open
+        // rebuilds.
+        self.current_index.as_mut().expect("index open with its segment").append(&offsets)?;
         self.next_seq = records.last().expect("non-empty").seq + 1;
         self.stats.syncs += 1;
         self.stats.records += records.len() as u64;
@@ -300,15 +388,21 @@ impl<F: Fs> LogStore for FileStore<F> {
         for pair in segs.windows(2) {
             // A segment's records end where the next segment begins.
             if pair[1].0 <= seq + 1 {
+                let index = index_path(&pair[0].1);
                 if self.options.archive_compacted {
                     let archive = self.archive_dir();
                     self.fs.create_dir_all(&archive)?;
                     let name = pair[0].1.file_name().expect("segment file name");
-                    self.fs.rename(&pair[0].1, &archive.join(name))?;
+                    // The index first: a crash between the renames leaves a live segment
+                    // without its index, which open rebuilds.
+                    let moved = archive.join(name);
+                    self.fs.rename(&index, &index_path(&moved))?;
+                    self.fs.rename(&pair[0].1, &moved)?;
                     self.sync_dir(&archive)?;
                     self.sync_dir(&self.dir)?;
                 } else {
                     self.fs.remove(&pair[0].1)?;
+                    let _ = self.fs.remove(&index);
                 }
             }
         }
@@ -405,5 +499,118 @@ impl<F: Fs> LogStore for FileStore<F> {
 
     fn stats(&self) -> StoreStats {
         self.stats
+    }
+}
+
+/// Reads records by seq from a store's segments (live and archived) through their offset
+/// indexes, without the store itself: the node's history reads with it beside the writer.
+/// Only records already appended may be asked for; a segment moved to the archive while
+/// being read is looked up again.
+pub struct LogReader<F: Fs = OsFs> {
+    fs: F,
+    dir: PathBuf,
+    /// Segments (first seq, path), oldest first, as last listed.
+    segments: std::sync::Mutex<Vec<(u64, PathBuf)>>,
+}
+
+/// Most records one [`LogReader::read_range`] call returns.
+pub const MAX_RECORDS_PER_READ: u64 = 1 << 16;
+
+impl<F: Fs> LogReader<F> {
+    /// A reader of the store in `dir`.
+    pub fn new(fs: F, dir: PathBuf) -> LogReader<F> {
+        LogReader { fs, dir, segments: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn list(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let mut all = Vec::new();
+        for dir in [self.dir.join("archive"), self.dir.clone()] {
+            for name in self.fs.list(&dir)? {
+                if let Some(seq) = seq_of(&name, "log-", ".seg") {
+                    all.push((seq, dir.join(name)));
+                }
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// The seq of the oldest record kept (None: no segment yet).
+    pub fn first_seq(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.list()?.first().map(|(seq, _)| *seq))
+    }
+
+    /// The records `first..=last`, in order. Fails by name when one is not kept or the index
+    /// and the segment disagree.
+    pub fn read_range(&self, first: u64, last: u64) -> Result<Vec<LogRecord>, StoreError> {
+        if last < first {
+            return Ok(Vec::new());
+        }
+        if last - first >= MAX_RECORDS_PER_READ {
+            return Err(io_corrupt(format!("a read of records {first}..={last} exceeds {MAX_RECORDS_PER_READ}")));
+        }
+        let mut out = Vec::with_capacity((last - first + 1) as usize);
+        let mut refreshed = false;
+        while out.len() as u64 <= last - first {
+            let from = first + out.len() as u64;
+            let segments = {
+                let mut cached = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+                // A seq past the newest listed segment may sit in a segment started since.
+                if cached.is_empty() || !refreshed && cached.last().is_some_and(|(s, _)| *s < from) {
+                    *cached = self.list()?;
+                    refreshed = true;
+                }
+                cached.clone()
+            };
+            let i = segments.partition_point(|(s, _)| *s <= from);
+            if i == 0 {
+                return Err(io_corrupt(format!("record {from} is older than every kept segment")));
+            }
+            let (seg_first, path) = &segments[i - 1];
+            let seg_last = segments.get(i).map_or(u64::MAX, |(next, _)| next - 1);
+            let to = last.min(seg_last);
+            match self.read_in_segment(path, *seg_first, from, to) {
+                Ok(records) => out.extend(records),
+                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !refreshed => {
+                    // Moved to the archive by a snapshot meanwhile.
+                    *self.segments.lock().unwrap_or_else(|p| p.into_inner()) = self.list()?;
+                    refreshed = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_in_segment(&self, path: &Path, seg_first: u64, from: u64, to: u64) -> Result<Vec<LogRecord>, StoreError> {
+        let count = (to - from + 1) as usize;
+        let index = self.fs.read_at(&index_path(path), (from - seg_first) * 8, count * 8)?;
+        if index.len() != count * 8 {
+            return Err(io_corrupt(format!("records {from}..={to} are not in the index of {}", path.display())));
+        }
+        let offsets: Vec<u64> =
+            index.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let (start, last_frame) = (offsets[0], offsets[count - 1]);
+        if last_frame < start {
+            return Err(io_corrupt(format!("the index of {} is out of order", path.display())));
+        }
+        let header = self.fs.read_at(path, last_frame, FRAME_HEADER_BYTES)?;
+        if header.len() != FRAME_HEADER_BYTES {
+            return Err(io_corrupt(format!("{}: the index points past the end at {last_frame}", path.display())));
+        }
+        let last_len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        let total = last_frame - start + FRAME_HEADER_BYTES as u64 + last_len;
+        if total > (count * (MAX_RECORD_BYTES + FRAME_HEADER_BYTES)) as u64 {
+            return Err(io_corrupt(format!("the index of {} names an oversized range", path.display())));
+        }
+        let buf = self.fs.read_at(path, start, total as usize)?;
+        let (records, _, problem) = parse_frames(&buf, 0);
+        if let Some(problem) = problem {
+            return Err(io_corrupt(format!("{} from byte {start}: {problem}", path.display())));
+        }
+        if records.len() != count || records.iter().enumerate().any(|(i, (_, r))| r.seq != from + i as u64) {
+            return Err(io_corrupt(format!("the index of {} does not lead to records {from}..={to}", path.display())));
+        }
+        Ok(records.into_iter().map(|(_, r)| r).collect())
     }
 }

@@ -37,6 +37,10 @@ pub trait Fs {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Up to `len` bytes of a file from byte `offset` (fewer at its end).
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// A file's length in bytes.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
     /// Creates a new file; fails if it exists.
     fn create_new(&self, path: &Path) -> io::Result<Self::File>;
     /// Creates a file, or truncates it if it exists.
@@ -94,6 +98,25 @@ impl Fs for OsFs {
         let mut buf = Vec::new();
         File::open(path)?.read_to_end(&mut buf)?;
         Ok(buf)
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = File::open(path)?;
+        let mut buf = vec![0; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
     }
 
     fn create_new(&self, path: &Path) -> io::Result<File> {

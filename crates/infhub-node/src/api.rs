@@ -109,6 +109,32 @@ impl From<WriteError> for ApiError {
 }
 
 /// The ledger answered a command with an outcome of another command: a bug, reported as such.
+/// A history read failed: the index or the log disagrees with what the ledger holds.
+fn history_failed(e: crate::history::HistoryError) -> ApiError {
+    tracing::error!(%e, "history read failed");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unavailable", e.to_string())
+}
+
+/// The history reader and `user`'s lists, taken under the state lock; the reads happen
+/// after it is released, so they never hold up the writer.
+fn history_of(
+    api: &Api,
+    user: &Address,
+) -> (std::sync::Arc<crate::history::HistoryReader>, Option<crate::history::Heads>) {
+    let st = api.node.read();
+    (st.history.reader(), st.history.heads(user))
+}
+
+/// Runs a history read on the blocking pool (it reads files).
+async fn read_history<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::history::HistoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unavailable", e.to_string()))?
+        .map_err(history_failed)
+}
+
 fn unexpected(outcome: &Outcome) -> ApiError {
     tracing::error!(?outcome, "unexpected ledger outcome");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_outcome", format!("{outcome:?}"))
@@ -525,12 +551,23 @@ fn transfer_answer(
             }
             (Some(PaymentResult { seq, receipt, payout }), false)
         }
-        (Ok(Outcome::Duplicate { .. }), _) => (api.node.read().history.payment(&payer, &id), true),
+        (Ok(Outcome::Duplicate { first_seq }), _) => {
+            let (reader, heads) = history_of(api, &payer);
+            let first = match heads {
+                Some(h) => reader.payment_at(&payer, h, &id, first_seq).map_err(history_failed)?,
+                None => None,
+            };
+            (first, true)
+        }
         // The ledger remembers only the newest transfer ids (`limits.transfer_ids_kept`): a
-        // retry of an older payment finds its nonce spent. The history still holds it, so the
-        // retry gets its first result, as any retry does.
+        // retry of an older payment finds its nonce spent. The history still holds it, found
+        // by the debit's nonce, so the retry gets its first result, as any retry does.
         (Err(Error::NonceMustIncrease), _) => {
-            let first = api.node.read().history.payment(&payer, &id);
+            let (reader, heads) = history_of(api, &payer);
+            let first = match heads {
+                Some(h) => reader.payment_by_debit(&payer, h, &id, debit.epoch, debit.nonce).map_err(history_failed)?,
+                None => None,
+            };
             match first {
                 Some(f) if f.receipt.message.debit_digest == debit.digest(&api.node.domain) => (Some(f), true),
                 _ => return Err(Error::NonceMustIncrease.into()),
@@ -621,8 +658,14 @@ async fn history(
     if limit == 0 || limit > max {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", format!("limit must be in 1..={max}")));
     }
-    let entries = api.node.read().history.page(&user, q.before.unwrap_or(u64::MAX), limit);
-    let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
+    let (reader, heads) = history_of(&api, &user);
+    let before = q.before.unwrap_or(u64::MAX);
+    let entries = match heads {
+        Some(h) => read_history(move || reader.page(&user, h, before, limit)).await?,
+        None => Vec::new(),
+    };
+    // A record's entries are never split between pages, so a page may hold a few more.
+    let next = if entries.len() >= limit { entries.last().map(|e| e.seq) } else { None };
     Ok(Json(json!({"entries": entries, "nextBefore": next})))
 }
 
@@ -632,12 +675,14 @@ async fn payout_status(
     Path((user, payment_id)): Path<(Address, B256)>,
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &user)?;
-    let payout = {
+    // External payments and custodial withdrawals are remembered by id for good.
+    let (seq, reader) = {
         let st = api.node.read();
-        st.history
-            .payment(&user, &payment_id)
-            .and_then(|p| p.payout)
-            .or(st.history.custodial_payout(&user, &payment_id).copied())
+        (st.dl.ledger().payment_seq(&user, &payment_id), st.history.reader())
+    };
+    let payout = match seq {
+        Some(seq) => read_history(move || reader.payout_at(seq)).await?,
+        None => None,
     };
     let Some(payout) = payout else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_payout", "no external payment with this id"));
@@ -710,6 +755,19 @@ async fn pump(
     }
 }
 
+/// The credit of the purchase `user` received at `seq`.
+async fn purchase_credit(
+    api: &Api,
+    user: &Address,
+    seq: u64,
+) -> Result<Option<infhub_core::messages::SignedCredit>, ApiError> {
+    let (reader, heads) = history_of(api, user);
+    let Some(heads) = heads else { return Ok(None) };
+    let user = *user;
+    let entries = read_history(move || reader.entries_at(&user, heads, seq)).await?;
+    Ok(entries.into_iter().find(|e| e.kind == crate::history::EntryKind::Purchase).and_then(|e| e.credit().cloned()))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PurchaseRequest {
@@ -736,8 +794,8 @@ async fn purchase(
     }
     let (credit, replayed) = match api.node.execute(cmd).await?? {
         Outcome::Credited(c) => (c, false),
-        Outcome::Duplicate { .. } => match api.node.read().history.purchase(&req.purchase_id) {
-            Some(c) => (c.clone(), true),
+        Outcome::Duplicate { first_seq } => match purchase_credit(&api, &req.user, first_seq).await? {
+            Some(c) => (c, true),
             None => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -964,13 +1022,15 @@ async fn custodial_withdraw(
         amount: req.amount,
         transfer_id: req.transfer_id,
     };
-    let replayed = match api.node.execute(cmd).await?? {
-        Outcome::CustodialPayoutQueued(_) => false,
-        Outcome::Duplicate { .. } => true,
+    let (payout, replayed) = match api.node.execute(cmd).await?? {
+        Outcome::CustodialPayoutQueued(p) => (Some(p), false),
+        Outcome::Duplicate { first_seq } => {
+            let reader = api.node.read().history.reader();
+            (read_history(move || reader.payout_at(first_seq)).await?, true)
+        }
         other => return Err(unexpected(&other)),
     };
     api.node.chain_view().payouts.entry((req.from, req.transfer_id)).or_insert(PayoutStatus::Queued);
-    let payout = api.node.read().history.custodial_payout(&req.from, &req.transfer_id).copied();
     let status = api.node.chain_view().payouts.get(&(req.from, req.transfer_id)).cloned();
     Ok(Json(json!({"payout": payout, "status": status, "replayed": replayed})))
 }
@@ -1011,7 +1071,12 @@ async fn statement(
     Query(q): Query<StatementQuery>,
 ) -> Result<Response, ApiError> {
     api.may_read(&headers, &user)?;
-    let lines = crate::history::statement(api.node.read().history.all(&user));
+    let (reader, heads) = history_of(&api, &user);
+    let entries = match heads {
+        Some(h) => read_history(move || reader.all(&user, h)).await?,
+        None => Vec::new(),
+    };
+    let lines = crate::history::statement(&entries);
     match q.format.as_deref().unwrap_or("json") {
         "csv" => Ok(([("content-type", "text/csv")], crate::history::statement_csv(&lines)).into_response()),
         "json" => Ok(Json(json!({"account": user, "lines": lines})).into_response()),

@@ -87,7 +87,10 @@ impl ChainTask {
         let (batches, queued, closing) = {
             let st = self.node.read();
             let l = st.dl.ledger();
-            let batches = st.history.payout_batches().to_vec();
+            let batches: Result<Vec<_>, _> = {
+                let reader = st.history.reader();
+                st.history.payout_batch_seqs().iter().map(|seq| reader.payout_batch(*seq)).collect()
+            };
             let queued: Vec<Payout> = l.queued_payouts().copied().collect();
             let closing: Vec<_> = l
                 .accounts()
@@ -98,6 +101,12 @@ impl ChainTask {
                 .collect();
             (batches, queued, closing)
         };
+        // Without them, taken payouts are not sent again until a start that can read them;
+        // the rest of the recovery still runs.
+        let batches = batches.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "payout batches unreadable from the history; not resent");
+            Vec::new()
+        });
         {
             let mut v = self.node.chain_view();
             for p in &queued {

@@ -342,15 +342,20 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         let commands: Vec<(Command, Option<CheckedDebit>)> =
             jobs.iter().map(|j| (j.command.clone(), j.checked)).collect();
         let mut notices = Vec::new();
+        let mut history_failed = None;
         let results = {
             let mut st = node.state.write().unwrap_or_else(|p| p.into_inner());
             let State { dl, history } = &mut *st;
             match dl.execute_checked(commands) {
                 Ok(results) => {
+                    // The batch is durable: it is answered even if its history cannot be
+                    // indexed; later writes are refused until a restart indexes it from the log.
+                    if let Err(e) = history.add_batch(dl.last_batch()) {
+                        history_failed = Some(format!("history index: {e}"));
+                    }
                     // Notices are built only while someone is subscribed.
                     let subscribed = node.notices.receiver_count() > 0;
                     for r in dl.last_batch() {
-                        history.add(r);
                         if matches!(r.outcome, Outcome::Paid { .. }) {
                             node.metrics.transfers.fetch_add(1, Ordering::Relaxed);
                         }
@@ -373,6 +378,10 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
                 }
                 for (user, body) in notices {
                     node.notify(user, body);
+                }
+                if let Some(reason) = history_failed {
+                    tracing::error!(%reason, "history index failed; refusing all writes until restart");
+                    failed = Some(reason);
                 }
             }
             Err(reason) => {

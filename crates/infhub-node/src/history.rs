@@ -1,15 +1,27 @@
-//! Account history: every ledger record turned into per-account entries that carry the signed
-//! proofs (the user's debit, the hub's credit and receipt, co-signed withdrawals). Built from
-//! the durable log (archive and live segments) at start, then extended after every group
-//! commit, so it holds exactly what is durable. It also answers a retried payment or purchase
-//! with the first result, and lists payout batches for the chain task's restart recovery.
+//! Account history, served from disk: every ledger record turned into per-account entries that
+//! carry the signed proofs (the user's debit, the hub's credit and receipt, co-signed
+//! withdrawals). The records stay in the log (archive and live segments) alone; this module
+//! keeps an index beside it, `history/entries.bin`, of per-account lists of seqs, each entry
+//! linked to the previous one and to one further back, so a page before any seq is found in
+//! O(log² n) reads. A checkpoint (the lists' heads) is written every few records, so a start
+//! indexes only the log after it: restart time and memory do not grow with the history. The
+//! writer extends the index after every group commit, so it holds exactly what is durable.
+//! It also answers a retried payment or purchase with the first result (read back from the
+//! log, its proofs signed by the seal of their batch), and lists payout batches for the chain
+//! task's restart recovery.
 
-use infhub_core::ledger::{ChainEvent, Command, CustodialResult, Outcome, Payout};
+use infhub_core::ledger::{fill_proofs, ChainEvent, Command, CustodialResult, Outcome, Payout};
 use infhub_core::messages::{SignedCredit, SignedDebit, SignedReceipt};
-use infhub_core::{Address, Amount, Signature, Withdrawal, B256};
-use infhub_ledger::LogRecord;
+use infhub_core::{Address, Amount, Domain, Signature, Withdrawal, B256};
+use infhub_ledger::file::LogReader;
+use infhub_ledger::{LogRecord, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One line of an account's history. The proofs sit behind one pointer (most entries carry
 /// none, and a transfer's would otherwise make every entry about 900 bytes).
@@ -136,21 +148,6 @@ pub struct PayoutBatchRecord {
     pub payouts: Vec<Payout>,
 }
 
-/// The history index.
-#[derive(Debug, Default)]
-pub struct History {
-    by_account: HashMap<Address, Vec<HistoryEntry>>,
-    /// (payer, payment id) → the seq of the payment (its first result is rebuilt from the
-    /// payer's entry: nothing stored twice).
-    payments: HashMap<(Address, B256), u64>,
-    /// purchase id → the purchase's credit.
-    purchases: HashMap<B256, SignedCredit>,
-    /// (custodial account, transfer id) → its queued payout.
-    custodial_payouts: HashMap<(Address, B256), Payout>,
-    payout_batches: Vec<PayoutBatchRecord>,
-    last_seq: u64,
-}
-
 /// The payer's result of a payment (returned again to a retry). It carries the payer's proofs
 /// only: the payee's credit goes to the payee (stream and history), never to the payer, whom
 /// it would tell the payee's running totals.
@@ -170,161 +167,375 @@ fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
     HistoryEntry { seq, kind, amount, counterparty: None, payment_id: None, block: None, proofs: None }
 }
 
+/// Calls `f` with every history entry record `r` makes, for each account it concerns, in
+/// order. With `proofs` false the entries carry none (the index needs only the accounts).
+fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
+    let seq = r.seq;
+    let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
+    match (&r.command, &r.outcome) {
+        (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
+            let m = &d.message;
+            let kind = if payout.is_some() { EntryKind::ExternalOut } else { EntryKind::TransferOut };
+            let mut out =
+                with(entry(seq, kind, m.amount), &|| EntryProofs::Paid { debit: *d, receipt: receipt.clone() });
+            out.counterparty = Some(m.recipient);
+            out.payment_id = Some(m.payment_id);
+            f(m.user, out);
+            if payout.is_none() {
+                // To a channel (with its credit) or to a custodial account (no proof needed).
+                let mut inn = entry(seq, EntryKind::TransferIn, m.amount);
+                if proofs {
+                    inn = inn.with_credit(credit.as_ref());
+                }
+                inn.counterparty = Some(m.user);
+                inn.payment_id = Some(m.payment_id);
+                f(m.recipient, inn);
+            }
+        }
+        (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
+            let mut e = entry(seq, EntryKind::Purchase, *amount);
+            e.payment_id = Some(*purchase_id);
+            f(*user, e);
+        }
+        (Command::OpenCustodial { account, .. }, Outcome::CustodialOpened) => {
+            f(*account, entry(seq, EntryKind::CustodialOpened, Amount::ZERO));
+        }
+        (Command::CustodialTransfers(batch), Outcome::CustodialTransfers(results)) => {
+            for (t, r) in batch.iter().zip(results) {
+                if let CustodialResult::Moved { credit } = r {
+                    let mut out = entry(seq, EntryKind::TransferOut, t.amount);
+                    out.counterparty = Some(t.to);
+                    out.payment_id = Some(t.transfer_id);
+                    f(t.from, out);
+                    let mut inn = entry(seq, EntryKind::TransferIn, t.amount);
+                    if proofs {
+                        inn = inn.with_credit(credit.as_ref());
+                    }
+                    inn.counterparty = Some(t.from);
+                    inn.payment_id = Some(t.transfer_id);
+                    f(t.to, inn);
+                }
+            }
+        }
+        (Command::CustodialWithdraw { from, recipient, amount, transfer_id }, Outcome::CustodialPayoutQueued(_)) => {
+            let mut e = entry(seq, EntryKind::ExternalOut, *amount);
+            e.counterparty = Some(*recipient);
+            e.payment_id = Some(*transfer_id);
+            f(*from, e);
+        }
+        (Command::ConvertToChannel { account, user, transfer_id }, Outcome::Converted { credit, amount }) => {
+            let moved = *amount;
+            let mut out = entry(seq, EntryKind::ConvertedOut, moved);
+            out.counterparty = Some(*user);
+            out.payment_id = Some(*transfer_id);
+            f(*account, out);
+            let mut inn =
+                with(entry(seq, EntryKind::ConvertedIn, moved), &|| EntryProofs::Credited { credit: credit.clone() });
+            inn.counterparty = Some(*account);
+            inn.payment_id = Some(*transfer_id);
+            f(*user, inn);
+        }
+        (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
+            let mut e = with(entry(seq, EntryKind::Purchase, *amount), &|| EntryProofs::Credited { credit: c.clone() });
+            e.payment_id = Some(*purchase_id);
+            f(*user, e);
+        }
+        (Command::Withdraw { .. }, Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) => {
+            let e = with(entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn), &|| {
+                EntryProofs::CoSigned { withdrawal: *withdrawal, hub_signature: *hub_signature }
+            });
+            f(withdrawal.user, e);
+        }
+        (Command::Chain { at, event }, _) => {
+            let (user, kind, amount) = match *event {
+                ChainEvent::ChannelOpened { user, .. } => (user, EntryKind::ChannelOpened, Amount::ZERO),
+                ChainEvent::Deposited { user, total_deposited, .. } => (user, EntryKind::Deposited, total_deposited),
+                ChainEvent::Withdrawn { user, total_withdrawn, .. } => (user, EntryKind::Withdrawn, total_withdrawn),
+                ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
+                ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
+                ChainEvent::CustodialDeposited { account, amount, .. } => {
+                    (account, EntryKind::CustodialDeposited, amount)
+                }
+                _ => return,
+            };
+            let mut e = entry(seq, kind, amount);
+            e.block = Some(at.block);
+            f(user, e);
+        }
+        _ => {}
+    }
+}
+
+/// Bytes of one index entry on disk.
+const INDEX_ENTRY_BYTES: u64 = 48;
+const CHECKPOINT_MAGIC: &[u8; 8] = b"INFHHIX1";
+/// Records read from the log per step while indexing at open.
+const OPEN_CHUNK_RECORDS: u64 = 8_192;
+
+/// One entry of an account's list in `entries.bin`: the record's seq, its place in the list,
+/// links to the previous entry and to the entry `ordinal - lowbit(ordinal)` (so any seq is found
+/// in O(log² n) reads), and the records of the proof batch the record belongs to (whose seal
+/// signs its proofs; 0 when it issued none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct IndexEntry {
+    seq: u64,
+    ordinal: u64,
+    prev: u64,
+    jump: u64,
+    batch_first: u64,
+    batch_last: u64,
+}
+
+impl IndexEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.seq, self.ordinal, self.prev, self.jump, self.batch_first, self.batch_last] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn decode(b: &[u8]) -> IndexEntry {
+        let v = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        IndexEntry { seq: v(0), ordinal: v(1), prev: v(2), jump: v(3), batch_first: v(4), batch_last: v(5) }
+    }
+}
+
+/// The newest entry of one list (position in `entries.bin`, 1-based; 0 = empty list) and how
+/// many entries it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListHead {
+    index: u64,
+    ordinal: u64,
+}
+
+/// An account's lists: every entry, and the channel payments it made (found by debit nonce).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Heads {
+    all: ListHead,
+    paid: ListHead,
+}
+
+/// What a checkpoint holds: the index as of `last_seq`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    last_seq: u64,
+    entries: u64,
+    heads: Vec<(Address, Heads)>,
+    payout_batches: Vec<u64>,
+}
+
+/// Why the history could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The log or the index could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index names something the log does not hold.
+    #[error("history index inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl From<std::io::Error> for HistoryError {
+    fn from(e: std::io::Error) -> Self {
+        HistoryError::Store(StoreError::Io(e))
+    }
+}
+
+/// The history index, written by the node's writer after every group commit.
+pub struct History {
+    dir: PathBuf,
+    reader: Arc<HistoryReader>,
+    entries: File,
+    entries_count: u64,
+    pending: Vec<u8>,
+    heads: HashMap<Address, Heads>,
+    payout_batches: Vec<u64>,
+    last_seq: u64,
+    checkpoint_every_records: u64,
+    records_since_checkpoint: u64,
+}
+
 impl History {
-    /// Adds a durable record. Records must come in sequence order.
-    pub fn add(&mut self, r: &LogRecord) {
+    /// Opens the index in `dir` for the log `reader` reads, whose newest record is
+    /// `last_seq`: loads the newest checkpoint and indexes the log after it (all of it when
+    /// there is none, as for a data directory from before the index). A checkpoint is written
+    /// every `checkpoint_every_records` records (0 = never).
+    pub fn open(
+        dir: &Path,
+        reader: LogReader,
+        domain: Domain,
+        last_seq: u64,
+        checkpoint_every_records: u64,
+    ) -> Result<History, HistoryError> {
+        std::fs::create_dir_all(dir)?;
+        let entries_path = dir.join("entries.bin");
+        let entries = OpenOptions::new().create(true).append(true).open(&entries_path)?;
+        let on_disk = entries.metadata()?.len() / INDEX_ENTRY_BYTES;
+        let checkpoint = newest_checkpoint(dir)?.filter(|c| c.entries <= on_disk && c.last_seq <= last_seq);
+        let mut h = History {
+            dir: dir.to_path_buf(),
+            reader: Arc::new(HistoryReader { log: reader, entries: File::open(&entries_path)?, domain }),
+            entries,
+            entries_count: 0,
+            pending: Vec::new(),
+            heads: HashMap::new(),
+            payout_batches: Vec::new(),
+            last_seq: 0,
+            checkpoint_every_records,
+            records_since_checkpoint: 0,
+        };
+        let first = match checkpoint {
+            Some(c) => {
+                h.entries_count = c.entries;
+                h.heads = c.heads.into_iter().collect();
+                h.payout_batches = c.payout_batches;
+                h.last_seq = c.last_seq;
+                c.last_seq + 1
+            }
+            None => h.reader.log.first_seq()?.unwrap_or(1),
+        };
+        // Entries past the checkpoint (or all, without one) are indexed again from the log.
+        h.entries.set_len(h.entries_count * INDEX_ENTRY_BYTES)?;
+        if first > 1 && h.last_seq == 0 {
+            // No archive: the history starts at the oldest segment kept.
+            h.last_seq = first - 1;
+        }
+        let mut carry: Vec<LogRecord> = Vec::new();
+        let mut next = first;
+        while next <= last_seq {
+            let to = last_seq.min(next + OPEN_CHUNK_RECORDS - 1);
+            carry.extend(h.reader.log.read_range(next, to)?);
+            next = to + 1;
+            // Index up to the last seal read; the rest waits for its seal.
+            let cut = carry.iter().rposition(|r| matches!(r.outcome, Outcome::Sealed { .. })).map_or(0, |i| i + 1);
+            let rest = carry.split_off(cut);
+            h.index(&carry);
+            carry = rest;
+        }
+        h.index(&carry);
+        h.flush()?;
+        if h.records_since_checkpoint > 0 {
+            h.checkpoint()?;
+        }
+        Ok(h)
+    }
+
+    /// Adds the records of one group commit (in seq order, each proof batch with its seal).
+    pub fn add_batch(&mut self, records: &[LogRecord]) -> Result<(), HistoryError> {
+        self.index(records);
+        self.flush()?;
+        if self.checkpoint_every_records != 0 && self.records_since_checkpoint >= self.checkpoint_every_records {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn index(&mut self, records: &[LogRecord]) {
+        let mut batch_start = 0;
+        for (i, r) in records.iter().enumerate() {
+            if matches!(r.outcome, Outcome::Sealed { .. }) {
+                let batch = (records[batch_start].seq, r.seq);
+                for r in &records[batch_start..=i] {
+                    self.index_one(r, batch);
+                }
+                batch_start = i + 1;
+            }
+        }
+        for r in &records[batch_start..] {
+            self.index_one(r, (0, 0));
+        }
+    }
+
+    fn index_one(&mut self, r: &LogRecord, batch: (u64, u64)) {
         assert!(r.seq > self.last_seq, "history records out of order: {} after {}", r.seq, self.last_seq);
         self.last_seq = r.seq;
-        let seq = r.seq;
+        self.records_since_checkpoint += 1;
+        let mut accounts: Vec<Address> = Vec::with_capacity(2);
+        entries_of(r, false, &mut |a, _| {
+            if !accounts.contains(&a) {
+                accounts.push(a);
+            }
+        });
+        for a in accounts {
+            self.append(a, r.seq, batch, false);
+        }
         match (&r.command, &r.outcome) {
-            (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
-                let m = &d.message;
-                let kind = if payout.is_some() { EntryKind::ExternalOut } else { EntryKind::TransferOut };
-                let mut out =
-                    entry(seq, kind, m.amount).with(EntryProofs::Paid { debit: *d, receipt: receipt.clone() });
-                out.counterparty = Some(m.recipient);
-                out.payment_id = Some(m.payment_id);
-                self.push(m.user, out);
-                if payout.is_none() {
-                    // To a channel (with its credit) or to a custodial account (no proof needed).
-                    let mut inn = entry(seq, EntryKind::TransferIn, m.amount).with_credit(credit.as_ref());
-                    inn.counterparty = Some(m.user);
-                    inn.payment_id = Some(m.payment_id);
-                    self.push(m.recipient, inn);
-                }
-                self.payments.insert((m.user, m.payment_id), seq);
-            }
-            (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
-                let mut e = entry(seq, EntryKind::Purchase, *amount);
-                e.payment_id = Some(*purchase_id);
-                self.push(*user, e);
-            }
-            (Command::OpenCustodial { account, .. }, Outcome::CustodialOpened) => {
-                self.push(*account, entry(seq, EntryKind::CustodialOpened, Amount::ZERO));
-            }
-            (Command::CustodialTransfers(batch), Outcome::CustodialTransfers(results)) => {
-                for (t, r) in batch.iter().zip(results) {
-                    if let CustodialResult::Moved { credit } = r {
-                        let mut out = entry(seq, EntryKind::TransferOut, t.amount);
-                        out.counterparty = Some(t.to);
-                        out.payment_id = Some(t.transfer_id);
-                        self.push(t.from, out);
-                        let mut inn = entry(seq, EntryKind::TransferIn, t.amount).with_credit(credit.as_ref());
-                        inn.counterparty = Some(t.from);
-                        inn.payment_id = Some(t.transfer_id);
-                        self.push(t.to, inn);
-                    }
-                }
-            }
-            (
-                Command::CustodialWithdraw { from, recipient, amount, transfer_id },
-                Outcome::CustodialPayoutQueued(p),
-            ) => {
-                let mut e = entry(seq, EntryKind::ExternalOut, *amount);
-                e.counterparty = Some(*recipient);
-                e.payment_id = Some(*transfer_id);
-                self.push(*from, e);
-                self.custodial_payouts.insert((*from, *transfer_id), *p);
-            }
-            (Command::ConvertToChannel { account, user, transfer_id }, Outcome::Converted { credit, amount }) => {
-                let moved = *amount;
-                let mut out = entry(seq, EntryKind::ConvertedOut, moved);
-                out.counterparty = Some(*user);
-                out.payment_id = Some(*transfer_id);
-                self.push(*account, out);
-                let mut inn = entry(seq, EntryKind::ConvertedIn, moved).with_credit(Some(credit));
-                inn.counterparty = Some(*account);
-                inn.payment_id = Some(*transfer_id);
-                self.push(*user, inn);
-            }
-            (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
-                let mut e = entry(seq, EntryKind::Purchase, *amount).with_credit(Some(c));
-                e.payment_id = Some(*purchase_id);
-                self.push(*user, e);
-                self.purchases.insert(*purchase_id, c.clone());
-            }
-            (Command::Withdraw { .. }, Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) => {
-                let e = entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn)
-                    .with(EntryProofs::CoSigned { withdrawal: *withdrawal, hub_signature: *hub_signature });
-                self.push(withdrawal.user, e);
-            }
+            (Command::Transfer(d), Outcome::Paid { .. }) => self.append(d.message.user, r.seq, batch, true),
             (Command::TakePayoutBatch { .. }, Outcome::PayoutBatch(p)) if !p.is_empty() => {
-                self.payout_batches.push(PayoutBatchRecord { seq, payouts: p.clone() });
-            }
-            (Command::Chain { at, event }, _) => {
-                let (user, kind, amount) = match *event {
-                    ChainEvent::ChannelOpened { user, .. } => (user, EntryKind::ChannelOpened, Amount::ZERO),
-                    ChainEvent::Deposited { user, total_deposited, .. } => {
-                        (user, EntryKind::Deposited, total_deposited)
-                    }
-                    ChainEvent::Withdrawn { user, total_withdrawn, .. } => {
-                        (user, EntryKind::Withdrawn, total_withdrawn)
-                    }
-                    ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
-                    ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
-                    ChainEvent::CustodialDeposited { account, amount, .. } => {
-                        (account, EntryKind::CustodialDeposited, amount)
-                    }
-                    _ => return,
-                };
-                let mut e = entry(seq, kind, amount);
-                e.block = Some(at.block);
-                self.push(user, e);
+                self.payout_batches.push(r.seq)
             }
             _ => {}
         }
     }
 
-    fn push(&mut self, user: Address, e: HistoryEntry) {
-        self.by_account.entry(user).or_default().push(e);
+    fn append(&mut self, account: Address, seq: u64, (batch_first, batch_last): (u64, u64), paid: bool) {
+        let heads = self.heads.entry(account).or_default();
+        let head = if paid { &mut heads.paid } else { &mut heads.all };
+        let ordinal = head.ordinal + 1;
+        let index = self.entries_count + 1;
+        // The entry `ordinal - lowbit(ordinal)` back: on this list's path of jumps from the
+        // newest entry; its position is found by walking from the previous entry's jump chain.
+        let jump = jump_target(&self.reader, &self.pending, self.entries_count, head, ordinal);
+        IndexEntry { seq, ordinal, prev: head.index, jump, batch_first, batch_last }.encode(&mut self.pending);
+        *head = ListHead { index, ordinal };
+        self.entries_count = index;
     }
 
-    /// Up to `limit` entries of `user` with `seq < before`, newest first.
-    pub fn page(&self, user: &Address, before: u64, limit: usize) -> Vec<HistoryEntry> {
-        let Some(all) = self.by_account.get(user) else { return Vec::new() };
-        let end = all.partition_point(|e| e.seq < before);
-        all[..end].iter().rev().take(limit).cloned().collect()
+    fn flush(&mut self) -> Result<(), HistoryError> {
+        if !self.pending.is_empty() {
+            self.entries.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
-    /// The first result of payment `payment_id` by `payer`, rebuilt from the payer's entry
-    /// (receipt, payout) and the payee's (credit).
-    pub fn payment(&self, payer: &Address, payment_id: &B256) -> Option<PaymentResult> {
-        let seq = *self.payments.get(&(*payer, *payment_id))?;
-        let out = self.entry_at(payer, seq)?;
-        let receipt = out.receipt()?.clone();
-        let payout = (out.kind == EntryKind::ExternalOut).then(|| Payout {
-            payer: *payer,
-            payment_id: *payment_id,
-            recipient: out.counterparty.expect("an external payment names its recipient"),
-            amount: out.amount,
-        });
-        Some(PaymentResult { seq, receipt, payout })
+    /// Makes the index durable up to `last_seq` (entries synced, then the checkpoint written
+    /// atomically) so the next start indexes only the log after it.
+    pub fn checkpoint(&mut self) -> Result<(), HistoryError> {
+        self.flush()?;
+        self.entries.sync_data()?;
+        let mut heads: Vec<(Address, Heads)> = self.heads.iter().map(|(a, h)| (*a, *h)).collect();
+        heads.sort_unstable_by_key(|(a, _)| *a);
+        let c = Checkpoint {
+            last_seq: self.last_seq,
+            entries: self.entries_count,
+            heads,
+            payout_batches: self.payout_batches.clone(),
+        };
+        let body = bincode::serialize(&c).map_err(|e| HistoryError::Inconsistent(format!("encode checkpoint: {e}")))?;
+        let mut bytes = Vec::with_capacity(body.len() + 12);
+        bytes.extend_from_slice(CHECKPOINT_MAGIC);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let name = format!("checkpoint-{:020}.bin", self.last_seq);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.dir.join(&name))?;
+        File::open(&self.dir)?.sync_all()?;
+        for old in checkpoint_files(&self.dir)? {
+            if old.1 < self.last_seq {
+                std::fs::remove_file(&old.0)?;
+            }
+        }
+        self.records_since_checkpoint = 0;
+        Ok(())
     }
 
-    /// The entry of `user` logged at `seq` (entries are in seq order).
-    fn entry_at(&self, user: &Address, seq: u64) -> Option<&HistoryEntry> {
-        let all = self.by_account.get(user)?;
-        let i = all.partition_point(|e| e.seq < seq);
-        all.get(i).filter(|e| e.seq == seq)
+    /// The reader the API queries with, beside the writer and without the state lock.
+    pub fn reader(&self) -> Arc<HistoryReader> {
+        self.reader.clone()
     }
 
-    /// The credit a purchase produced.
-    pub fn purchase(&self, purchase_id: &B256) -> Option<&SignedCredit> {
-        self.purchases.get(purchase_id)
+    /// The lists of `user` as of the newest record added (None: no history).
+    pub fn heads(&self, user: &Address) -> Option<Heads> {
+        self.heads.get(user).copied()
     }
 
-    /// The payout of custodial withdrawal `transfer_id` of `account`.
-    pub fn custodial_payout(&self, account: &Address, transfer_id: &B256) -> Option<&Payout> {
-        self.custodial_payouts.get(&(*account, *transfer_id))
-    }
-
-    /// Every entry of `user`, oldest first.
-    pub fn all(&self, user: &Address) -> &[HistoryEntry] {
-        self.by_account.get(user).map_or(&[], |v| v.as_slice())
-    }
-
-    /// Every payout batch taken from the queue, oldest first.
-    pub fn payout_batches(&self) -> &[PayoutBatchRecord] {
+    /// The seqs of every payout batch taken from the queue, oldest first.
+    pub fn payout_batch_seqs(&self) -> &[u64] {
         &self.payout_batches
     }
 
@@ -332,6 +543,266 @@ impl History {
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
+
+    /// Index entries written.
+    pub fn entries_count(&self) -> u64 {
+        self.entries_count
+    }
+}
+
+/// Position of the list entry `ordinal - lowbit(ordinal)` (0 if none), for a new entry
+/// `ordinal` appended after `head`: walk the jump chain from the head (each jump halves the
+/// distance), reading entries from disk or from the `pending` bytes not yet written.
+fn jump_target(reader: &HistoryReader, pending: &[u8], count: u64, head: &ListHead, ordinal: u64) -> u64 {
+    let target = ordinal - (ordinal & ordinal.wrapping_neg());
+    if target == 0 {
+        return 0;
+    }
+    let flushed = count - (pending.len() as u64 / INDEX_ENTRY_BYTES);
+    let read = |index: u64| -> IndexEntry {
+        if index > flushed {
+            let at = ((index - flushed - 1) * INDEX_ENTRY_BYTES) as usize;
+            IndexEntry::decode(&pending[at..at + INDEX_ENTRY_BYTES as usize])
+        } else {
+            reader.entry(index).expect("an index entry written before is readable")
+        }
+    };
+    let (mut index, mut at) = (head.index, head.ordinal);
+    while at > target {
+        let e = read(index);
+        assert_eq!(e.ordinal, at, "history index: entry {index} out of place");
+        let j = at - (at & at.wrapping_neg());
+        if j >= target && e.jump != 0 {
+            (index, at) = (e.jump, j);
+        } else {
+            (index, at) = (e.prev, at - 1);
+        }
+    }
+    index
+}
+
+fn checkpoint_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, HistoryError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if let Some(seq) = name.strip_prefix("checkpoint-").and_then(|n| n.strip_suffix(".bin")) {
+            if let Ok(seq) = seq.parse() {
+                out.push((dir.join(&name), seq));
+            }
+        } else if name.ends_with(".tmp") {
+            std::fs::remove_file(dir.join(&name))?;
+        }
+    }
+    out.sort_by_key(|(_, s)| *s);
+    Ok(out)
+}
+
+/// The newest intact checkpoint in `dir` (a damaged one is skipped: the index is rebuilt
+/// from the log instead).
+fn newest_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, HistoryError> {
+    for (path, seq) in checkpoint_files(dir)?.into_iter().rev() {
+        let bytes = std::fs::read(&path)?;
+        if bytes.len() < 12 || &bytes[..8] != CHECKPOINT_MAGIC {
+            tracing::warn!(path = %path.display(), "history checkpoint without its header; skipped");
+            continue;
+        }
+        let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[12..]) != crc {
+            tracing::warn!(path = %path.display(), "history checkpoint fails its checksum; skipped");
+            continue;
+        }
+        match bincode::deserialize::<Checkpoint>(&bytes[12..]) {
+            Ok(c) if c.last_seq == seq => return Ok(Some(c)),
+            _ => tracing::warn!(path = %path.display(), "history checkpoint undecodable; skipped"),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads entries and the records they point at, with their proofs signed.
+pub struct HistoryReader {
+    log: LogReader,
+    entries: File,
+    domain: Domain,
+}
+
+impl HistoryReader {
+    fn entry(&self, index: u64) -> Result<IndexEntry, HistoryError> {
+        let mut buf = [0u8; INDEX_ENTRY_BYTES as usize];
+        self.entries.read_exact_at(&mut buf, (index - 1) * INDEX_ENTRY_BYTES)?;
+        let e = IndexEntry::decode(&buf);
+        if e.ordinal == 0 || e.prev >= index || e.jump >= index {
+            return Err(HistoryError::Inconsistent(format!("entry {index} links forward: {e:?}")));
+        }
+        Ok(e)
+    }
+
+    /// The newest entry of the list at `head` for which `below` holds (entries are ordered:
+    /// once it holds, it holds for every older one).
+    fn last_where(
+        &self,
+        head: ListHead,
+        mut below: impl FnMut(&IndexEntry) -> Result<bool, HistoryError>,
+    ) -> Result<Option<(u64, IndexEntry)>, HistoryError> {
+        let mut index = head.index;
+        while index != 0 {
+            let e = self.entry(index)?;
+            if below(&e)? {
+                return Ok(Some((index, e)));
+            }
+            index = if e.jump != 0 && !below(&self.entry(e.jump)?)? { e.jump } else { e.prev };
+        }
+        Ok(None)
+    }
+
+    /// The record `seq` as logged (proofs unsigned).
+    pub fn record(&self, seq: u64) -> Result<LogRecord, HistoryError> {
+        self.log.read_range(seq, seq)?.pop().ok_or_else(|| HistoryError::Inconsistent(format!("record {seq} missing")))
+    }
+
+    /// The entries of `user` from the records of `found` (newest first), proofs signed.
+    fn entries_from(&self, user: &Address, found: &[IndexEntry]) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let mut batches: HashMap<u64, Vec<LogRecord>> = HashMap::new();
+        let mut out = Vec::with_capacity(found.len());
+        for e in found {
+            let record = if e.batch_first == 0 {
+                self.record(e.seq)?
+            } else {
+                if let std::collections::hash_map::Entry::Vacant(slot) = batches.entry(e.batch_first) {
+                    let mut records = self.log.read_range(e.batch_first, e.batch_last)?;
+                    let (seal, covered) = records
+                        .split_last_mut()
+                        .ok_or_else(|| HistoryError::Inconsistent(format!("empty batch at {}", e.batch_first)))?;
+                    let mut outcomes: Vec<&mut Outcome> = covered.iter_mut().map(|r| &mut r.outcome).collect();
+                    fill_proofs(&self.domain, &mut outcomes, &seal.outcome)
+                        .map_err(|why| HistoryError::Inconsistent(format!("batch {}: {why}", e.batch_first)))?;
+                    slot.insert(records);
+                }
+                let records = &batches[&e.batch_first];
+                records
+                    .get((e.seq - e.batch_first) as usize)
+                    .cloned()
+                    .ok_or_else(|| HistoryError::Inconsistent(format!("record {} outside its batch", e.seq)))?
+            };
+            let mut mine = Vec::new();
+            entries_of(&record, true, &mut |a, h| {
+                if a == *user {
+                    mine.push(h)
+                }
+            });
+            if mine.is_empty() {
+                return Err(HistoryError::Inconsistent(format!("record {} does not concern {user}", e.seq)));
+            }
+            out.extend(mine.into_iter().rev());
+        }
+        Ok(out)
+    }
+
+    /// At least `limit` entries of `user` with `seq < before`, newest first (a record's
+    /// entries are never split between pages, so a page may hold a few more).
+    pub fn page(
+        &self,
+        user: &Address,
+        heads: Heads,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let Some((_, mut e)) = self.last_where(heads.all, |e| Ok(e.seq < before))? else { return Ok(Vec::new()) };
+        let mut found = vec![e];
+        // Custodial batches can give one record several entries; records mostly give one.
+        while found.len() < limit && e.prev != 0 {
+            e = self.entry(e.prev)?;
+            found.push(e);
+        }
+        self.entries_from(user, &found)
+    }
+
+    /// Every entry of `user`, oldest first.
+    pub fn all(&self, user: &Address, heads: Heads) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let mut found = Vec::with_capacity(heads.all.ordinal as usize);
+        let mut index = heads.all.index;
+        while index != 0 {
+            let e = self.entry(index)?;
+            index = e.prev;
+            found.push(e);
+        }
+        let mut entries = self.entries_from(user, &found)?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// The entries of `user` logged at `seq`.
+    pub fn entries_at(&self, user: &Address, heads: Heads, seq: u64) -> Result<Vec<HistoryEntry>, HistoryError> {
+        match self.last_where(heads.all, |e| Ok(e.seq <= seq))? {
+            Some((_, e)) if e.seq == seq => self.entries_from(user, &[e]),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The payer's result of payment `payment_id`, logged at `seq`.
+    pub fn payment_at(
+        &self,
+        payer: &Address,
+        heads: Heads,
+        payment_id: &B256,
+        seq: u64,
+    ) -> Result<Option<PaymentResult>, HistoryError> {
+        Ok(self.entries_at(payer, heads, seq)?.iter().find_map(|e| payment_result(payer, payment_id, e)))
+    }
+
+    /// The payer's result of the channel payment signed at (`epoch`, `nonce`), found by the
+    /// debit nonce (for a retry the ledger no longer remembers by id).
+    pub fn payment_by_debit(
+        &self,
+        payer: &Address,
+        heads: Heads,
+        payment_id: &B256,
+        epoch: u64,
+        nonce: u64,
+    ) -> Result<Option<PaymentResult>, HistoryError> {
+        let key_of = |e: &IndexEntry| -> Result<(u64, u64), HistoryError> {
+            match self.record(e.seq)?.command {
+                Command::Transfer(d) => Ok((d.message.epoch, d.message.nonce)),
+                other => Err(HistoryError::Inconsistent(format!("paid entry {} is {other:?}", e.seq))),
+            }
+        };
+        match self.last_where(heads.paid, |e| Ok(key_of(e)? <= (epoch, nonce)))? {
+            Some((_, e)) if key_of(&e)? == (epoch, nonce) => self.payment_at(payer, heads, payment_id, e.seq),
+            _ => Ok(None),
+        }
+    }
+
+    /// The payouts of the batch taken at `seq`.
+    pub fn payout_batch(&self, seq: u64) -> Result<PayoutBatchRecord, HistoryError> {
+        match self.record(seq)?.outcome {
+            Outcome::PayoutBatch(payouts) => Ok(PayoutBatchRecord { seq, payouts }),
+            other => Err(HistoryError::Inconsistent(format!("record {seq} is not a payout batch: {other:?}"))),
+        }
+    }
+
+    /// The payout queued at `seq` (an external payment or a custodial withdrawal).
+    pub fn payout_at(&self, seq: u64) -> Result<Option<Payout>, HistoryError> {
+        Ok(match self.record(seq)?.outcome {
+            Outcome::Paid { payout, .. } => payout,
+            Outcome::CustodialPayoutQueued(p) => Some(p),
+            _ => None,
+        })
+    }
+}
+
+/// The payment result an out-entry of `payer` holds for `payment_id`.
+fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Option<PaymentResult> {
+    if e.payment_id != Some(*payment_id) {
+        return None;
+    }
+    let receipt = e.receipt()?.clone();
+    let payout = (e.kind == EntryKind::ExternalOut).then(|| Payout {
+        payer: *payer,
+        payment_id: *payment_id,
+        recipient: e.counterparty.expect("an external payment names its recipient"),
+        amount: e.amount,
+    });
+    Some(PaymentResult { seq: e.seq, receipt, payout })
 }
 
 pub use infhub_core::ledger::payout_batch_id;
@@ -412,91 +883,203 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use infhub_core::messages::{Credit, Debit, HubSigned, PaymentKind, Receipt, Signed};
-    use infhub_core::{Domain, PrivateKey};
+    use infhub_core::ledger::{Ledger, LedgerParams, LogPosition};
+    use infhub_core::messages::{PaymentKind, Signed};
+    use infhub_core::{PrivateKey, U256};
+    use infhub_ledger::file::{FileStore, FileStoreOptions};
+    use infhub_ledger::{DurableLedger, DurableParams};
 
-    fn key(n: u8) -> PrivateKey {
-        PrivateKey::from_bytes([n; 32]).expect("key")
+    fn key(n: u64) -> PrivateKey {
+        let mut b = [0u8; 32];
+        b[24..].copy_from_slice(&(n + 1).to_be_bytes());
+        PrivateKey::from_bytes(b).expect("key")
     }
 
     fn domain() -> Domain {
         Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) }
     }
 
-    /// A payment record as the ledger logs it (signatures are not checked by the history).
-    fn paid(seq: u64, payer: &PrivateKey, recipient: Address, kind: PaymentKind, id: u8) -> LogRecord {
-        let m = Debit {
-            user: payer.address(),
-            epoch: 1,
-            nonce: seq,
-            cumulative_debit: Amount(u128::from(seq) * 10),
-            locked_amount: Amount::ZERO,
-            locks_root: B256::ZERO,
-            kind: kind as u8,
-            recipient,
-            amount: Amount(10),
-            payment_id: B256::repeat_byte(id),
+    fn open_ledger(dir: &Path, hub: &PrivateKey) -> DurableLedger<FileStore> {
+        // Small segments and snapshots: records move to the archive while the test runs.
+        let options = FileStoreOptions { max_segment_bytes: 8_192, snapshots_kept: 2, archive_compacted: true };
+        let params = LedgerParams {
+            domain: domain(),
+            hub: hub.address(),
+            max_withdrawal_expiry_blocks: 100,
+            max_accounts: 100,
+            max_queued_payouts: 100,
+            max_payment_amount: Amount(1_000_000),
+            transfer_ids_kept: 4,
         };
-        let debit = Signed::new(m, &domain(), payer);
-        let receipt = HubSigned::new(
-            Receipt {
-                payer: m.user,
-                epoch: 1,
-                debit_nonce: m.nonce,
-                payment_id: m.payment_id,
-                debit_digest: B256::repeat_byte(7),
-            },
-            &domain(),
-            &key(9),
-        );
-        let (credit, payout) = match kind {
-            PaymentKind::Internal => (
-                Some(HubSigned::new(
-                    Credit {
-                        user: recipient,
-                        epoch: 1,
-                        nonce: seq,
-                        cumulative_credit: Amount(u128::from(seq) * 10),
-                        locked_amount: Amount::ZERO,
-                        locks_root: B256::ZERO,
-                    },
-                    &domain(),
-                    &key(9),
-                )),
-                None,
-            ),
-            PaymentKind::External => {
-                (None, Some(Payout { payer: m.user, payment_id: m.payment_id, recipient, amount: m.amount }))
+        let dp = DurableParams { snapshot_every_records: 90, max_batch_commands: 1_000 };
+        DurableLedger::open(FileStore::open(dir, options).expect("store"), params, hub.clone(), dp).expect("ledger")
+    }
+
+    fn open_history(dir: &Path, dl: &DurableLedger<FileStore>, checkpoint_every: u64) -> History {
+        History::open(&dir.join("history"), dl.store().reader(), domain(), dl.ledger().next_seq - 1, checkpoint_every)
+            .expect("history")
+    }
+
+    fn payment(ledger: &Ledger, payer: &PrivateKey, to: Address, kind: PaymentKind, id: u64) -> Command {
+        let ch = &ledger.account(&payer.address()).expect("account").channel;
+        let d = ch.next_debit(kind, to, Amount(1 + id as u128 % 7), B256::from(U256::from(id))).expect("debit");
+        Command::Transfer(Signed::new(d, &ledger.params.domain, payer))
+    }
+
+    /// The entries of `user` among `records` (proofs filled), oldest first: the reference the
+    /// disk index must reproduce.
+    fn reference(records: &[LogRecord], user: &Address) -> Vec<HistoryEntry> {
+        let mut out = Vec::new();
+        for r in records {
+            entries_of(r, true, &mut |a, e| {
+                if a == *user {
+                    out.push(e)
+                }
+            });
+        }
+        out
+    }
+
+    /// What a page must hold: the entries before `before`, newest first, at least `limit`
+    /// of them when there are, never splitting a record.
+    fn reference_page(all: &[HistoryEntry], before: u64, limit: usize) -> Vec<HistoryEntry> {
+        let mut page: Vec<HistoryEntry> = Vec::new();
+        for e in all.iter().rev().filter(|e| e.seq < before) {
+            if page.len() >= limit && page.last().is_some_and(|l| l.seq != e.seq) {
+                break;
             }
-        };
-        LogRecord { seq, command: Command::Transfer(debit), outcome: Outcome::Paid { receipt, credit, payout } }
+            page.push(e.clone());
+        }
+        page
     }
 
     #[test]
-    fn a_retried_payment_gets_its_first_result_rebuilt_from_the_entries() {
-        let (alice, bob) = (key(1), key(2));
-        let mut h = History::default();
-        let records = [
-            paid(1, &alice, bob.address(), PaymentKind::Internal, 1),
-            paid(2, &alice, Address::repeat_byte(0xEE), PaymentKind::External, 2),
-            paid(3, &bob, alice.address(), PaymentKind::Internal, 1),
-        ];
-        for r in &records {
-            h.add(r);
+    fn the_disk_index_serves_every_page_and_payment_exactly_as_the_log_holds_them_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = key(1_000);
+        let users: Vec<PrivateKey> = (0..5).map(key).collect();
+        let mut dl = open_ledger(dir.path(), &hub);
+        let mut history = open_history(dir.path(), &dl, 37);
+        let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
+        for u in &users {
+            genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
+            genesis.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(100_000) });
         }
-        for r in &records {
-            let (Command::Transfer(d), Outcome::Paid { receipt, payout, .. }) = (&r.command, &r.outcome) else {
-                unreachable!()
-            };
-            let expected = PaymentResult { seq: r.seq, receipt: receipt.clone(), payout: *payout };
-            assert_eq!(h.payment(&d.message.user, &d.message.payment_id), Some(expected), "seq {}", r.seq);
+        let genesis = genesis
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
+            .collect();
+        dl.execute(genesis).expect("genesis");
+        history.add_batch(dl.last_batch()).expect("index");
+        // Payments around a ring (user 0 the busiest, paying and paid), some external, in
+        // commits of 1 to 5 payments by distinct payers (one proof batch each); the answers
+        // are what later reads must reproduce.
+        let mut answered: Vec<(Address, B256, u64, u64, u64, SignedReceipt)> = Vec::new();
+        let mut id = 0u64;
+        for b in 0..80usize {
+            let mut cmds = Vec::new();
+            for i in 0..(1 + b % 5) {
+                id += 1;
+                let payer = &users[(b + i) % 5];
+                let (to, kind) = if id.is_multiple_of(9) {
+                    (Address::repeat_byte(0xEE), PaymentKind::External)
+                } else if payer.address() != users[0].address() && i % 2 == 0 {
+                    (users[0].address(), PaymentKind::Internal)
+                } else {
+                    (users[(b + i + 1) % 5].address(), PaymentKind::Internal)
+                };
+                cmds.push(payment(dl.ledger(), payer, to, kind, id));
+            }
+            let results = dl.execute(cmds.clone()).expect("durable");
+            history.add_batch(dl.last_batch()).expect("index");
+            for ((r, cmd), seq) in results.iter().zip(&cmds).zip(dl.last_seqs()) {
+                let (Ok(Outcome::Paid { receipt, .. }), Command::Transfer(d)) = (r, cmd) else { panic!("{r:?}") };
+                let m = d.message;
+                answered.push((m.user, m.payment_id, seq.expect("logged"), m.epoch, m.nonce, receipt.clone()));
+            }
         }
-        assert_eq!(h.payment(&alice.address(), &B256::repeat_byte(3)), None, "unknown payment");
-        // Entries carry their proofs as flat fields, only those of their side.
-        let out = serde_json::to_value(&h.all(&alice.address())[0]).expect("json");
-        assert!(out.get("debit").is_some() && out.get("receipt").is_some() && out.get("credit").is_none(), "{out}");
-        let inn = serde_json::to_value(&h.all(&bob.address())[0]).expect("json");
-        assert!(inn.get("credit").is_some() && inn.get("debit").is_none(), "{inn}");
-        assert_eq!(inn["kind"], "transfer_in");
+        assert!(dl.last_batch().len() > 3, "commits must hold several payments and their seal");
+        assert!(dir.path().join("archive").exists(), "the test must read archived segments too");
+        let check = |history: &History, dl: &mut DurableLedger<FileStore>, when: &str| {
+            let records = dl.history().expect("log");
+            let reader = history.reader();
+            for u in &users {
+                let a = u.address();
+                let heads = history.heads(&a).expect("heads");
+                let all = reference(&records, &a);
+                assert!(all.len() > 20, "{when}: too few entries to test with");
+                assert_eq!(reader.all(&a, heads).expect("all"), all, "{when}: all of {a}");
+                for limit in [1usize, 3, 8] {
+                    for before in (0..=all.last().map_or(0, |e| e.seq + 2)).step_by(5).chain([u64::MAX]) {
+                        assert_eq!(
+                            reader.page(&a, heads, before, limit).expect("page"),
+                            reference_page(&all, before, limit),
+                            "{when}: page of {a} before {before} limit {limit}"
+                        );
+                    }
+                }
+            }
+            for (payer, pid, seq, epoch, nonce, receipt) in &answered {
+                let heads = history.heads(payer).expect("heads");
+                let by_seq = reader.payment_at(payer, heads, pid, *seq).expect("read").expect("found by seq");
+                assert_eq!(&by_seq.receipt, receipt, "{when}: receipt of seq {seq} read back signed as answered");
+                let by_nonce =
+                    reader.payment_by_debit(payer, heads, pid, *epoch, *nonce).expect("read").expect("found by nonce");
+                assert_eq!(by_nonce, by_seq, "{when}: seq {seq}");
+                let missing = reader.payment_by_debit(payer, heads, pid, *epoch, nonce + 1_000).expect("read");
+                assert_eq!(missing, None, "{when}: no debit at an unused nonce");
+            }
+        };
+        check(&history, &mut dl, "live");
+        let entries = history.entries_count();
+        drop(history);
+        // From the newest checkpoint plus the log after it.
+        let history = open_history(dir.path(), &dl, 37);
+        assert_eq!(history.entries_count(), entries);
+        check(&history, &mut dl, "reopened from a checkpoint");
+        drop(history);
+        // A damaged checkpoint is skipped and the index rebuilt from the whole log.
+        for (path, _) in checkpoint_files(&dir.path().join("history")).expect("list") {
+            let mut bytes = std::fs::read(&path).expect("read");
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xFF;
+            std::fs::write(&path, bytes).expect("write");
+        }
+        let history = open_history(dir.path(), &dl, 0);
+        assert_eq!(history.entries_count(), entries);
+        check(&history, &mut dl, "rebuilt after a damaged checkpoint");
+    }
+
+    #[test]
+    fn the_jump_links_find_every_seq_of_a_long_list() {
+        // One account with 1,000 entries: every `before` and every seq is found, and each
+        // lookup reads O(log² n) entries, not O(n).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = key(1_000);
+        let dl = open_ledger(dir.path(), &hub);
+        let mut h = open_history(dir.path(), &dl, 0);
+        let user = Address::repeat_byte(7);
+        for n in 1..=1_000u64 {
+            h.append(user, n * 3, (0, 0), false);
+            if n % 10 == 0 {
+                h.flush().expect("flush");
+            }
+        }
+        h.flush().expect("flush");
+        let heads = h.heads(&user).expect("heads");
+        let reader = h.reader();
+        for before in 0..3_010u64 {
+            let mut reads = 0;
+            let found = reader
+                .last_where(heads.all, |e| {
+                    reads += 1;
+                    Ok(e.seq < before)
+                })
+                .expect("search");
+            let expected = (before.saturating_sub(1) / 3).min(1_000);
+            assert_eq!(found.map_or(0, |(_, e)| e.ordinal), expected, "before {before}");
+            assert!(reads <= 200, "before {before}: {reads} comparisons");
+        }
     }
 }

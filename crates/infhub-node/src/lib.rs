@@ -42,6 +42,9 @@ pub enum NodeError {
     /// Storage.
     #[error("storage: {0}")]
     Storage(#[from] infhub_ledger::StoreError),
+    /// The history index could not be opened.
+    #[error("history: {0}")]
+    History(#[from] history::HistoryError),
     /// Chain.
     #[error("chain: {0}")]
     Chain(#[from] infhub_chain::ChainError),
@@ -119,14 +122,15 @@ pub async fn run(
         snapshot_every_records: config.node.snapshot_every_records,
         max_batch_commands: config.limits.max_batch_commands,
     };
-    let mut dl = DurableLedger::open(store, params, key, durable)?;
+    let dl = DurableLedger::open(store, params, key, durable)?;
     let recovery = dl.recovery();
-    let mut history = History::default();
-    for r in dl.history()? {
-        if r.seq < dl.ledger().next_seq {
-            history.add(&r);
-        }
-    }
+    let history = History::open(
+        &config.node.data_dir.join("history"),
+        dl.store().reader(),
+        domain,
+        dl.ledger().next_seq - 1,
+        config.node.snapshot_every_records,
+    )?;
     tracing::info!(
         snapshot_seq = recovery.snapshot_seq,
         replayed = recovery.replayed,

@@ -193,6 +193,21 @@ impl Fs for SimDisk {
         Ok(self.0.borrow().inodes[id].data.clone())
     }
 
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.op()?;
+        let id = self.inode_of(path)?;
+        let s = self.0.borrow();
+        let data = &s.inodes[id].data;
+        let start = (offset as usize).min(data.len());
+        Ok(data[start..(start + len).min(data.len())].to_vec())
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.op()?;
+        let id = self.inode_of(path)?;
+        Ok(self.0.borrow().inodes[id].data.len() as u64)
+    }
+
     fn create_new(&self, path: &Path) -> io::Result<SimFile> {
         self.op()?;
         if self.0.borrow().names.contains_key(path) {

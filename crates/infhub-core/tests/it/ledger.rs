@@ -635,3 +635,38 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
     h.check();
     h.everyone_exits();
 }
+
+#[test]
+fn custodial_results_survive_the_binary_log_and_keep_their_tagged_json() {
+    // Found by the history reading records back: an internally tagged enum serializes with
+    // bincode but cannot be read back, so a logged custodial batch made the log unreadable.
+    let credit = infhub_core::messages::HubSigned::new(
+        infhub_core::messages::Credit {
+            user: Address::repeat_byte(2),
+            epoch: 1,
+            nonce: 3,
+            cumulative_credit: Amount(40),
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+        },
+        &domain(),
+        &key(9),
+    );
+    let outcome = Outcome::CustodialTransfers(vec![
+        infhub_core::ledger::CustodialResult::Moved { credit: Some(credit) },
+        infhub_core::ledger::CustodialResult::Moved { credit: None },
+        infhub_core::ledger::CustodialResult::Duplicate { first_seq: 7 },
+        infhub_core::ledger::CustodialResult::Rejected { error: Error::InsufficientBalance },
+    ]);
+    let bytes = bincode::serialize(&outcome).expect("encode");
+    let back: Outcome = bincode::deserialize(&bytes).expect("a logged custodial batch reads back");
+    assert_eq!(back, outcome);
+    let json = serde_json::to_value(&outcome).expect("json");
+    let results = &json["CustodialTransfers"];
+    assert_eq!(results[0]["result"], "moved", "{json}");
+    assert_eq!(results[2]["result"], "duplicate", "{json}");
+    assert_eq!(results[2]["first_seq"], 7, "{json}");
+    assert_eq!(results[3]["result"], "rejected", "{json}");
+    let from_json: Outcome = serde_json::from_value(json).expect("json back");
+    assert_eq!(from_json, outcome);
+}

@@ -217,6 +217,14 @@ fn torn_tail_is_truncated_and_appends_continue() {
     assert_eq!(dl.ledger(), states.last().expect("state"));
     assert_eq!(dl.store_stats().truncated_bytes, junk.len() as u64);
     let more = run_batches(&f, &mut dl, 1, 3);
+    // The index rewritten at the repair leads to every record, old and appended since.
+    let records = dl.history().expect("history");
+    let last_seq = records.last().expect("records").seq;
+    let read = dl.store().reader().read_range(1, last_seq).expect("read through the index");
+    assert_eq!(
+        read.iter().map(|r| &r.command).collect::<Vec<_>>(),
+        records.iter().map(|r| &r.command).collect::<Vec<_>>()
+    );
     drop(dl);
     assert_eq!(f.open(0).ledger(), more.last().expect("state"), "appends after the repair are durable");
 }
@@ -442,4 +450,91 @@ fn without_an_archive_the_history_is_the_live_log_after_the_newest_snapshot() {
     let first = *seqs.first().expect("live records after the snapshot");
     assert!(first <= snapshot_seq + 1, "history starts at {first}, after the snapshot at {snapshot_seq}");
     assert_eq!(seqs, (first..=written).collect::<Vec<_>>(), "live history has a gap");
+}
+
+/// Every segment's offset index file, live and archived.
+fn index_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in [dir.join("archive"), dir.to_path_buf()] {
+        if let Ok(entries) = fs::read_dir(&d) {
+            for e in entries {
+                let p = e.expect("entry").path();
+                if p.extension().is_some_and(|x| x == "idx") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn records_are_read_by_seq_through_the_segment_indexes_which_open_rebuilds_when_lost_or_stale() {
+    let f = Fixture::new(5);
+    let mut dl = f.open_with(f.dir.path(), 40, true).expect("open");
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 30, 5);
+    let all = dl.history().expect("history");
+    let unsigned =
+        |records: Vec<LogRecord>| -> Vec<(u64, Command)> { records.into_iter().map(|r| (r.seq, r.command)).collect() };
+    let last = all.last().expect("records").seq;
+    let read_all = |reader: &infhub_ledger::file::LogReader| {
+        // Ranges of every width and start, across segment and archive boundaries.
+        for width in [1u64, 2, 7, 40, last] {
+            let mut from = 1;
+            while from <= last {
+                let to = (from + width - 1).min(last);
+                let got = reader.read_range(from, to).expect("read");
+                let want: Vec<LogRecord> = all[(from - 1) as usize..to as usize].to_vec();
+                assert_eq!(unsigned(got), unsigned(want), "records {from}..={to}");
+                from = to + 1;
+            }
+        }
+        assert!(reader.read_range(last + 1, last + 1).is_err(), "a record not yet written is refused by name");
+    };
+    read_all(&dl.store().reader());
+    let indexes = index_files(f.dir.path());
+    assert!(indexes.len() >= 3 && indexes.iter().any(|p| p.starts_with(f.dir.path().join("archive"))), "{indexes:?}");
+    drop(dl);
+    // Lose one index, cut another short, leave garbage in a third: open rebuilds them all.
+    fs::remove_file(&indexes[0]).expect("remove");
+    fs::write(&indexes[1], [0u8; 5]).expect("truncate");
+    let last_index = indexes.last().expect("index");
+    fs::write(last_index, vec![0xAB; 64]).expect("garbage");
+    let dl = f.open_with(f.dir.path(), 40, true).expect("reopen");
+    read_all(&dl.store().reader());
+    // An index whose length is right but whose offsets are wrong is caught by the read.
+    drop(dl);
+    let middle = &indexes[1];
+    let len = fs::metadata(middle).expect("meta").len() as usize;
+    fs::write(middle, vec![0u8; len]).expect("zero offsets");
+    let dl = f.open_with(f.dir.path(), 40, true).expect("reopen");
+    let reader = dl.store().reader();
+    let refused = (1..=last).any(|s| reader.read_range(s, s).is_err());
+    assert!(refused, "a damaged index must fail the read, not return another record");
+}
+
+#[test]
+fn a_whole_checksummed_record_that_does_not_decode_refuses_to_open_instead_of_being_cut_as_torn() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    run_batches(&f, &mut dl, 2, 3);
+    drop(dl);
+    let last = segment_files(f.dir.path()).pop().expect("segment");
+    let payload = [0xFFu8; 24];
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    let mut bytes = fs::read(&last).expect("read");
+    let before = bytes.len();
+    bytes.extend_from_slice(&frame);
+    fs::write(&last, bytes).expect("write");
+    match f.open_at(f.dir.path(), 0) {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("undecodable"), "{why}"),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("opened after cutting a whole record away"),
+    }
+    assert_eq!(fs::metadata(&last).expect("meta").len() as usize, before + frame.len(), "nothing was truncated");
 }
