@@ -27,6 +27,8 @@ contract InfHub is EIP712 {
     uint256 public constant MAX_AMOUNT = type(uint128).max;
     /// Most recipients in one external payout batch.
     uint256 public constant MAX_PAYOUT_BATCH = 256;
+    /// Most users in one `openChannels` call.
+    uint256 public constant MAX_OPEN_BATCH = 100;
     /// Bounds on the challenge period, in blocks.
     uint64 public constant MIN_CHALLENGE_PERIOD_BLOCKS = 2;
     uint64 public constant MAX_CHALLENGE_PERIOD_BLOCKS = 2_000_000;
@@ -213,6 +215,26 @@ contract InfHub is EIP712 {
         ch.status = Status.Open;
         ch.epoch = epoch;
         emit ChannelOpened(user, epoch, msg.sender);
+    }
+
+    /// The hub opens (or reopens) the channels of many registered users in one transaction.
+    /// A user whose channel is already open or closing is skipped (they may have opened it
+    /// themselves meanwhile), so one user cannot make the batch fail; every channel opened
+    /// emits its own `ChannelOpened`.
+    function openChannels(address[] calldata users) external onlyHub {
+        if (users.length == 0) revert BatchEmpty();
+        if (users.length > MAX_OPEN_BATCH) revert BatchTooLarge();
+        for (uint256 i = 0; i < users.length; i++) {
+            address user = users[i];
+            if (user == address(0) || user == hub) revert UserMustNotBeZeroOrHub();
+            Channel storage ch = channels[user];
+            if (ch.status == Status.Open || ch.status == Status.Closing) continue;
+            uint64 epoch = ch.epoch + 1;
+            delete channels[user];
+            ch.status = Status.Open;
+            ch.epoch = epoch;
+            emit ChannelOpened(user, epoch, msg.sender);
+        }
     }
 
     /// Locks `amount` tokens from the caller into `user`'s open channel (approve first).

@@ -54,6 +54,71 @@ contract InfHubTest is Fixture {
         hub.openChannel(alice);
     }
 
+    function test_open_channels_opens_a_batch_and_skips_channels_already_open() public {
+        open(alice);
+        address[] memory users = new address[](3);
+        users[0] = bob;
+        users[1] = alice; // already open: skipped, no event, epoch unchanged
+        users[2] = address(0xB0B2);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelOpened(bob, 1, hubAddr);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelOpened(address(0xB0B2), 1, hubAddr);
+        vm.recordLogs();
+        vm.prank(hubAddr);
+        hub.openChannels(users);
+        assertEq(vm.getRecordedLogs().length, 2, "one event per channel opened");
+        assertEq(uint256(hub.channel(bob).status), uint256(InfHub.Status.Open), "bob open");
+        assertEq(hub.channel(address(0xB0B2)).epoch, 1, "third user epoch");
+        assertEq(hub.channel(alice).epoch, 1, "alice untouched");
+        checkAccounting();
+    }
+
+    function test_open_channels_rejections() public {
+        address[] memory users = new address[](1);
+        users[0] = bob;
+        vm.prank(mallory);
+        vm.expectRevert(InfHub.OnlyHub.selector);
+        hub.openChannels(users);
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.BatchEmpty.selector);
+        hub.openChannels(new address[](0));
+        address[] memory tooMany = new address[](hub.MAX_OPEN_BATCH() + 1);
+        for (uint256 i = 0; i < tooMany.length; i++) {
+            tooMany[i] = address(uint160(0x200000 + i));
+        }
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.BatchTooLarge.selector);
+        hub.openChannels(tooMany);
+        users[0] = hubAddr;
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        hub.openChannels(users);
+        users[0] = address(0);
+        vm.prank(hubAddr);
+        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        hub.openChannels(users);
+    }
+
+    function test_gas_per_channel_opened_in_a_batch() public {
+        vm.prank(hubAddr);
+        uint256 before = gasleft();
+        hub.openChannel(address(0x300000));
+        uint256 one = before - gasleft();
+        address[] memory users = new address[](hub.MAX_OPEN_BATCH());
+        for (uint256 i = 0; i < users.length; i++) {
+            users[i] = address(uint160(0x300001 + i));
+        }
+        vm.prank(hubAddr);
+        before = gasleft();
+        hub.openChannels(users);
+        uint256 batch = before - gasleft();
+        emit log_named_uint("openChannel gas, one user", one);
+        emit log_named_uint("openChannels gas per user, batch of 100", batch / users.length);
+        assertEq(hub.channel(users[users.length - 1]).epoch, 1, "last of the batch open");
+        assertTrue(batch / users.length <= one, "a batch costs no more per channel");
+    }
+
     // ------------------------------------------------------------ deposit
 
     function test_deposit_locks_tokens_and_emits_running_total() public {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 #[command(name = "infhub-bench", about = "Throughput benchmark of the infhub node")]
 struct Args {
     /// Accounts to open and fund.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 10_000)]
     accounts: usize,
     /// Transfers in the timed phase.
     #[arg(long, default_value_t = 50_000)]
@@ -369,7 +369,8 @@ async fn run(args: Args) -> Result<(), String> {
     // funds each account by a purchase.
     let setup = Instant::now();
     let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
-    for_each_concurrent((0..accounts).collect(), 16, move |i| {
+    // Registrations waiting together share one `openChannels` transaction (up to 100).
+    for_each_concurrent((0..accounts).collect(), 256, move |i| {
         let (url, k, c) = (url.clone(), k.clone(), c.clone());
         async move {
             let reg = Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);

@@ -103,6 +103,7 @@ sol! {
         error UserMustNotBeZeroOrHub();
 
         function openChannel(address user) external;
+        function openChannels(address[] calldata users) external;
         function deposit(address user, uint256 amount) external;
         function withdraw(Withdrawal calldata w, bytes calldata userSignature, bytes calldata hubSignature) external;
         function realizeDebit(Debit calldata debit, bytes calldata userSignature) external;

@@ -29,14 +29,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
+/// Most channels one `openChannels` transaction opens (the contract's `MAX_OPEN_BATCH`).
+const MAX_OPEN_BATCH: usize = 100;
+
 /// Why a transaction was sent.
 #[derive(Clone, Debug)]
 enum Purpose {
-    Payout { batch_id: B256, keys: Vec<(Address, B256)> },
-    Open { user: Address },
-    Dispute { user: Address },
-    Settle { user: Address },
-    Close { user: Address },
+    Payout {
+        batch_id: B256,
+        keys: Vec<(Address, B256)>,
+    },
+    Open {
+        user: Address,
+    },
+    // Read through `Debug` in the "transaction sent" log line.
+    #[allow(dead_code)]
+    OpenMany {
+        users: usize,
+    },
+    Dispute {
+        user: Address,
+    },
+    Settle {
+        user: Address,
+    },
+    Close {
+        user: Address,
+    },
 }
 
 impl Purpose {
@@ -44,6 +63,7 @@ impl Purpose {
         match self {
             Purpose::Payout { .. } => ("payout", None),
             Purpose::Open { user } => ("open_channel", Some(*user)),
+            Purpose::OpenMany { .. } => ("open_channels", None),
             Purpose::Dispute { user } => ("submit_debit", Some(*user)),
             Purpose::Settle { user } => ("settle", Some(*user)),
             Purpose::Close { user } => ("hub_close", Some(*user)),
@@ -76,7 +96,24 @@ impl ChainTask {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                Some(req) = requests.recv() => self.request(req).await,
+                Some(req) = requests.recv() => {
+                    // Registrations waiting together open their channels in one transaction.
+                    let mut opens = Vec::new();
+                    let mut next = Some(req);
+                    while let Some(req) = next.take() {
+                        match req {
+                            ChainRequest::OpenChannel { user, reply } if opens.len() < MAX_OPEN_BATCH => {
+                                opens.push((user, reply));
+                                next = requests.try_recv().ok();
+                            }
+                            other => {
+                                self.open_channels(std::mem::take(&mut opens)).await;
+                                self.request(other).await;
+                            }
+                        }
+                    }
+                    self.open_channels(opens).await;
+                }
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -181,6 +218,34 @@ impl ChainTask {
                 tracing::error!(purpose = %what, error = %e, "transaction not sent");
                 None
             }
+        }
+    }
+
+    /// Opens the channels of `opens`: one `openChannel` for one user, one `openChannels` for
+    /// several; if the batch cannot be sent, each is sent alone so each gets its own answer.
+    async fn open_channels(
+        &mut self,
+        opens: Vec<(Address, tokio::sync::oneshot::Sender<Result<B256, ChainRequestError>>)>,
+    ) {
+        if opens.len() > 1 {
+            let users: Vec<Address> = opens.iter().map(|(u, _)| *u).collect();
+            let input = IInfHub::openChannelsCall { users: users.clone() }.abi_encode();
+            match self.try_send(Purpose::OpenMany { users: users.len() }, input).await {
+                Ok(hash) => {
+                    for (_, reply) in opens {
+                        let _ = reply.send(Ok(hash));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, users = users.len(), "batched channel opening not sent; one by one")
+                }
+            }
+        }
+        for (user, reply) in opens {
+            let input = IInfHub::openChannelCall { user }.abi_encode();
+            let r = self.try_send(Purpose::Open { user }, input).await.map_err(ChainRequestError::from);
+            let _ = reply.send(r);
         }
     }
 

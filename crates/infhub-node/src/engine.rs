@@ -108,6 +108,11 @@ pub struct ChainView {
     pub halted: Option<String>,
 }
 
+/// Most requests waiting for the chain task (registrations, hub closes); one more is refused
+/// as `limit_reached` ("chain request queue"). Registrations waiting together are opened in
+/// one transaction, so a deep queue makes for bigger batches.
+pub const CHAIN_REQUEST_QUEUE: usize = 1_024;
+
 /// Why the chain task could not send a requested transaction.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainRequestError {
@@ -203,7 +208,7 @@ impl Node {
         state: State,
     ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
         let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
-        let (chain_requests, chain_rx) = mpsc::channel(64);
+        let (chain_requests, chain_rx) = mpsc::channel(CHAIN_REQUEST_QUEUE);
         let (notices, _) = broadcast::channel(4_096);
         let hub = state.dl.ledger().params.hub;
         let node = Arc::new(Node {

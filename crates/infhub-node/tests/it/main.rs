@@ -7,4 +7,5 @@ mod custodial;
 mod flows;
 mod harness;
 mod limits;
+mod registration;
 mod reorg;
