@@ -233,7 +233,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         "historyDeepPageMillis": deep_page_millis,
         "snapshotSeq": recovery.snapshot_seq,
         "replayedRecords": recovery.replayed,
-        "replayedRecordsPerSecond": recovery.replayed as f64 / restart_secs,
+        "replayedRecordsPerSecond": recovery.replayed as f64 / ledger_open_secs,
         "snapshotBytes": snapshot_bytes,
         "restartAfterFinalSnapshotSeconds": restart_after_snapshot_secs,
         "logBytesPerTransfer": per(log_bytes),

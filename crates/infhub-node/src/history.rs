@@ -314,12 +314,46 @@ pub struct Heads {
     paid: ListHead,
 }
 
+/// One list as the writer keeps it: the (ordinal, position) of each entry on the head's jump
+/// path (ordinals h, h − lowbit(h), …, newest first; about log₂(h)/2 of them). The jump
+/// target of the next entry n is n − lowbit(n), which is on that path, so appending reads
+/// nothing from disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ListPath(Vec<(u64, u64)>);
+
+impl ListPath {
+    fn head(&self) -> ListHead {
+        self.0.first().map_or(ListHead::default(), |&(ordinal, index)| ListHead { index, ordinal })
+    }
+
+    /// Appends the entry at `index`; returns its ordinal and its links (previous, jump).
+    fn push(&mut self, index: u64) -> (u64, u64, u64) {
+        let head = self.head();
+        let ordinal = head.ordinal + 1;
+        let target = ordinal - (ordinal & ordinal.wrapping_neg());
+        // The path of the new entry: itself, then the target's path, a suffix of the old one.
+        let keep_from = self.0.iter().position(|&(o, _)| o == target).unwrap_or(self.0.len());
+        assert!(target == 0 || keep_from < self.0.len(), "jump target {target} not on the path of {}", head.ordinal);
+        let jump = self.0.get(keep_from).map_or(0, |&(_, i)| i);
+        self.0.drain(..keep_from);
+        self.0.insert(0, (ordinal, index));
+        (ordinal, head.index, jump)
+    }
+}
+
+/// An account's lists as the writer keeps them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct AccountLists {
+    all: ListPath,
+    paid: ListPath,
+}
+
 /// What a checkpoint holds: the index as of `last_seq`.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Checkpoint {
     last_seq: u64,
     entries: u64,
-    heads: Vec<(Address, Heads)>,
+    heads: Vec<(Address, AccountLists)>,
     payout_batches: Vec<u64>,
 }
 
@@ -347,7 +381,7 @@ pub struct History {
     entries: File,
     entries_count: u64,
     pending: Vec<u8>,
-    heads: HashMap<Address, Heads>,
+    heads: HashMap<Address, AccountLists>,
     payout_batches: Vec<u64>,
     last_seq: u64,
     checkpoint_every_records: u64,
@@ -468,15 +502,11 @@ impl History {
     }
 
     fn append(&mut self, account: Address, seq: u64, (batch_first, batch_last): (u64, u64), paid: bool) {
-        let heads = self.heads.entry(account).or_default();
-        let head = if paid { &mut heads.paid } else { &mut heads.all };
-        let ordinal = head.ordinal + 1;
+        let lists = self.heads.entry(account).or_default();
+        let list = if paid { &mut lists.paid } else { &mut lists.all };
         let index = self.entries_count + 1;
-        // The entry `ordinal - lowbit(ordinal)` back: on this list's path of jumps from the
-        // newest entry; its position is found by walking from the previous entry's jump chain.
-        let jump = jump_target(&self.reader, &self.pending, self.entries_count, head, ordinal);
-        IndexEntry { seq, ordinal, prev: head.index, jump, batch_first, batch_last }.encode(&mut self.pending);
-        *head = ListHead { index, ordinal };
+        let (ordinal, prev, jump) = list.push(index);
+        IndexEntry { seq, ordinal, prev, jump, batch_first, batch_last }.encode(&mut self.pending);
         self.entries_count = index;
     }
 
@@ -493,7 +523,7 @@ impl History {
     pub fn checkpoint(&mut self) -> Result<(), HistoryError> {
         self.flush()?;
         self.entries.sync_data()?;
-        let mut heads: Vec<(Address, Heads)> = self.heads.iter().map(|(a, h)| (*a, *h)).collect();
+        let mut heads: Vec<(Address, AccountLists)> = self.heads.iter().map(|(a, h)| (*a, h.clone())).collect();
         heads.sort_unstable_by_key(|(a, _)| *a);
         let c = Checkpoint {
             last_seq: self.last_seq,
@@ -531,7 +561,7 @@ impl History {
 
     /// The lists of `user` as of the newest record added (None: no history).
     pub fn heads(&self, user: &Address) -> Option<Heads> {
-        self.heads.get(user).copied()
+        self.heads.get(user).map(|l| Heads { all: l.all.head(), paid: l.paid.head() })
     }
 
     /// The seqs of every payout batch taken from the queue, oldest first.
@@ -548,37 +578,6 @@ impl History {
     pub fn entries_count(&self) -> u64 {
         self.entries_count
     }
-}
-
-/// Position of the list entry `ordinal - lowbit(ordinal)` (0 if none), for a new entry
-/// `ordinal` appended after `head`: walk the jump chain from the head (each jump halves the
-/// distance), reading entries from disk or from the `pending` bytes not yet written.
-fn jump_target(reader: &HistoryReader, pending: &[u8], count: u64, head: &ListHead, ordinal: u64) -> u64 {
-    let target = ordinal - (ordinal & ordinal.wrapping_neg());
-    if target == 0 {
-        return 0;
-    }
-    let flushed = count - (pending.len() as u64 / INDEX_ENTRY_BYTES);
-    let read = |index: u64| -> IndexEntry {
-        if index > flushed {
-            let at = ((index - flushed - 1) * INDEX_ENTRY_BYTES) as usize;
-            IndexEntry::decode(&pending[at..at + INDEX_ENTRY_BYTES as usize])
-        } else {
-            reader.entry(index).expect("an index entry written before is readable")
-        }
-    };
-    let (mut index, mut at) = (head.index, head.ordinal);
-    while at > target {
-        let e = read(index);
-        assert_eq!(e.ordinal, at, "history index: entry {index} out of place");
-        let j = at - (at & at.wrapping_neg());
-        if j >= target && e.jump != 0 {
-            (index, at) = (e.jump, j);
-        } else {
-            (index, at) = (e.prev, at - 1);
-        }
-    }
-    index
 }
 
 fn checkpoint_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, HistoryError> {
@@ -1069,6 +1068,12 @@ mod tests {
         h.flush().expect("flush");
         let heads = h.heads(&user).expect("heads");
         let reader = h.reader();
+        for index in 1..=1_000u64 {
+            let e = reader.entry(index).expect("entry");
+            let target = e.ordinal - (e.ordinal & e.ordinal.wrapping_neg());
+            let jumped = if e.jump == 0 { 0 } else { reader.entry(e.jump).expect("jump").ordinal };
+            assert_eq!((e.ordinal, jumped), (index, target), "entry {index} jumps to the wrong entry");
+        }
         for before in 0..3_010u64 {
             let mut reads = 0;
             let found = reader
