@@ -2,14 +2,15 @@
 //!
 //! It starts a local anvil with the contracts, starts the real `infhub-node` binary as its own
 //! process (so its CPU time and memory can be measured apart from the load generator), opens
-//! and funds N accounts through the real flows (registration → on-chain channel, operator
-//! purchases), pre-signs M internal transfers, then drives them over C concurrent HTTP
+//! and funds N accounts through the real flows (registration → on-chain channel; an on-chain
+//! deposit for a few, operator purchases for the rest), pre-signs M internal transfers, then drives them over C concurrent HTTP
 //! connections as wallets would. Durability stays on and every signature is verified by the
 //! node. It prints one table and writes the same figures as JSON, together with the machine's
 //! signature-recovery ceiling measured in the same run (libsecp256k1 on all cores) and the
 //! ratio of the node's rate to it. At the end it checks that the books balance.
 
 use alloy::primitives::{keccak256, B256, U256};
+use alloy::sol_types::SolCall;
 use clap::Parser;
 use infhub_chain::anvil::{self, Anvil};
 use infhub_core::messages::{Eip712Message, PaymentKind, Registration, Signed};
@@ -71,6 +72,9 @@ const MAX_CONNECTIONS: usize = 4_096;
 const MAX_RATE: u64 = 10_000_000;
 const OPERATOR: &str = "bench-operator-token-not-secret";
 const FUNDING: u128 = 1_000_000_000;
+/// Accounts funded by an on-chain deposit (anvil's funded dev keys 1..=5, which hold tokens
+/// and gas); the rest are funded by operator purchases.
+const ON_CHAIN_DEPOSITORS: usize = 5;
 
 mod custodial;
 mod restart;
@@ -363,36 +367,75 @@ async fn run(args: Args) -> Result<(), String> {
     let node = start_node(&anvil, &d, dir.path()).await?;
     let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
     let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
-    let keys: Arc<Vec<PrivateKey>> = Arc::new((0..accounts).map(|i| account_key(args.seed, i)).collect());
+    let depositors = ON_CHAIN_DEPOSITORS.min(accounts - 1);
+    let keys: Vec<PrivateKey> = (0..accounts)
+        .map(|i| match i < depositors {
+            true => PrivateKey::from_bytes(anvil::dev_key(i + 1).0).map_err(fail),
+            false => Ok(account_key(args.seed, i)),
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = Arc::new(keys);
 
-    // Set-up through the real flows: registration opens each channel on chain, the operator
-    // funds each account by a purchase.
+    // Set-up through the real flows: registration opens each channel on chain; the first
+    // accounts are funded by on-chain deposits (while the chain is still small), the rest by
+    // operator purchases.
     let setup = Instant::now();
-    let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
-    // Registrations waiting together share one `openChannels` transaction (up to 100).
-    for_each_concurrent((0..accounts).collect(), 256, move |i| {
-        let (url, k, c) = (url.clone(), k.clone(), c.clone());
-        async move {
-            let reg = Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);
-            post(&c, format!("{url}/v1/registrations"), None, &serde_json::to_value(reg).map_err(fail)?).await?;
-            Ok(())
+    for phase in [0..depositors, depositors..accounts] {
+        let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
+        // Registrations waiting together share one `openChannels` transaction (up to 100).
+        for_each_concurrent(phase.clone().collect(), 256, move |i| {
+            let (url, k, c) = (url.clone(), k.clone(), c.clone());
+            async move {
+                let reg =
+                    Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);
+                post(&c, format!("{url}/v1/registrations"), None, &serde_json::to_value(reg).map_err(fail)?).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let info: Value =
+                client.get(format!("{}/v1/info", node.url)).send().await.map_err(fail)?.json().await.map_err(fail)?;
+            if info["accounts"].as_u64() == Some(phase.end as u64) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("only {} of {} accounts opened", info["accounts"], phase.end));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    })
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let info: Value =
-            client.get(format!("{}/v1/info", node.url)).send().await.map_err(fail)?.json().await.map_err(fail)?;
-        if info["accounts"].as_u64() == Some(accounts as u64) {
-            break;
+        if phase.end == depositors {
+            // A few lock tokens in the contract on chain (approve, deposit) and wait for the node to
+            // credit the confirmed deposit; the operator sells to the rest.
+            let provider = anvil.provider().map_err(fail)?;
+            for (i, key) in keys.iter().enumerate().take(depositors) {
+                let mut sender = anvil::sender(&provider, anvil::dev_key(i + 1)).await.map_err(fail)?;
+                let approve = infhub_chain::bindings::IErc20::approveCall { spender: d.hub, amount: U256::MAX };
+                anvil::call_ok(&mut sender, d.token, approve.abi_encode()).await.map_err(fail)?;
+                let deposit =
+                    infhub_chain::bindings::IInfHub::depositCall { user: key.address(), amount: U256::from(FUNDING) };
+                anvil::call_ok(&mut sender, d.hub, deposit.abi_encode()).await.map_err(fail)?;
+            }
+            let deadline = Instant::now() + Duration::from_secs(120);
+            for key in keys.iter().take(depositors) {
+                loop {
+                    let url = format!("{}/v1/accounts/{}", node.url, key.address());
+                    let v: Value =
+                        client.get(url).bearer_auth(OPERATOR).send().await.map_err(fail)?.json().await.map_err(fail)?;
+                    if v["balance"].as_str() == Some(FUNDING.to_string().as_str()) {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("the on-chain deposit of {} was not credited: {v}", key.address()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
-        if Instant::now() > deadline {
-            return Err(format!("only {} of {accounts} accounts opened", info["accounts"]));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
-    for_each_concurrent((0..accounts).collect(), 32, move |i| {
+    for_each_concurrent((depositors..accounts).collect(), 32, move |i| {
         let (url, k, c) = (url.clone(), k.clone(), c.clone());
         async move {
             let body = json!({"user": k[i].address(), "amount": FUNDING.to_string(),
