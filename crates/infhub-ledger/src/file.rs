@@ -67,6 +67,27 @@ fn index_path(segment: &Path) -> PathBuf {
     segment.with_extension("idx")
 }
 
+/// The segment files in `dir` with their first seq, oldest first.
+fn segments_in<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut segs = Vec::new();
+    for name in fs.list(dir)? {
+        if let Some(seq) = seq_of(&name, "log-", ".seg") {
+            segs.push((seq, dir.join(name)));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+/// Every segment of the store in `dir`, archived then live, oldest first.
+fn archived_and_live_segments<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut all = segments_in(fs, &dir.join("archive"))?;
+    all.extend(segments_in(fs, dir)?);
+    // Archived segments are the older ones; sorting keeps the order whatever a crash left.
+    all.sort();
+    Ok(all)
+}
+
 fn seq_of(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
 }
@@ -162,14 +183,7 @@ impl<F: Fs> FileStore<F> {
     }
 
     fn segments_in(&self, dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-        let mut segs = Vec::new();
-        for name in self.fs.list(dir)? {
-            if let Some(seq) = seq_of(&name, "log-", ".seg") {
-                segs.push((seq, dir.join(name)));
-            }
-        }
-        segs.sort();
-        Ok(segs)
+        segments_in(&self.fs, dir)
     }
 
     fn snapshots(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
@@ -257,9 +271,7 @@ impl<F: Fs> FileStore<F> {
     /// offset per record, rebuilding the ones that do not (an index lost in a crash, or a data
     /// directory from before indexes).
     fn check_indexes(&self) -> Result<(), StoreError> {
-        let mut all = self.segments_in(&self.archive_dir())?;
-        all.extend(self.segments()?);
-        for pair in all.windows(2) {
+        for pair in archived_and_live_segments(&self.fs, &self.dir)?.windows(2) {
             let ((first, path), (next_first, _)) = (&pair[0], &pair[1]);
             let expected = next_first.checked_sub(*first).ok_or_else(|| io_corrupt("segments out of order"))? * 8;
             if self.fs.file_len(&index_path(path)).ok() == Some(expected) {
@@ -523,16 +535,7 @@ impl<F: Fs> LogReader<F> {
     }
 
     fn list(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
-        let mut all = Vec::new();
-        for dir in [self.dir.join("archive"), self.dir.clone()] {
-            for name in self.fs.list(&dir)? {
-                if let Some(seq) = seq_of(&name, "log-", ".seg") {
-                    all.push((seq, dir.join(name)));
-                }
-            }
-        }
-        all.sort();
-        Ok(all)
+        archived_and_live_segments(&self.fs, &self.dir)
     }
 
     /// The seq of the oldest record kept (None: no segment yet).
