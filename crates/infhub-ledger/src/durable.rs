@@ -93,6 +93,35 @@ pub struct DurableLedger<S: LogStore> {
     recovery: Recovery,
     last_batch: Vec<LogRecord>,
     last_seqs: Vec<Option<u64>>,
+    /// How long the last `execute` took to append its records and sync them (a metric only).
+    last_append_duration: std::time::Duration,
+    /// How long the snapshot taken by the last `execute` took, if it took one (a metric only).
+    last_snapshot_duration: Option<std::time::Duration>,
+    /// Whether snapshots are encoded and written on a thread of their own.
+    background_snapshots: bool,
+    /// How long the background snapshot completed by the last `execute` worked on its thread
+    /// (a metric only).
+    last_background_snapshot: Option<std::time::Duration>,
+    /// The snapshot being written on its own thread, if any (at most one at a time).
+    in_flight: Option<InFlightSnapshot>,
+}
+
+impl<S: LogStore> Drop for DurableLedger<S> {
+    /// A snapshot still being written is finished first, so no thread of this ledger touches
+    /// its files after it is gone (a reopen in the same process must not race it).
+    fn drop(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            if let Ok(Ok(_)) = f.thread.join() {
+                let _ = self.store.finish_detached_snapshot(f.seq);
+            }
+        }
+    }
+}
+
+/// A snapshot whose copy of the ledger is being checked, encoded and written elsewhere.
+struct InFlightSnapshot {
+    seq: u64,
+    thread: std::thread::JoinHandle<Result<std::time::Duration, StoreError>>,
 }
 
 /// Why a batch could not be executed at all.
@@ -171,6 +200,11 @@ impl<S: LogStore> DurableLedger<S> {
             recovery: Recovery { snapshot_seq, replayed, sealed_on_open: false },
             last_batch: Vec::new(),
             last_seqs: Vec::new(),
+            last_append_duration: std::time::Duration::ZERO,
+            last_snapshot_duration: None,
+            background_snapshots: false,
+            last_background_snapshot: None,
+            in_flight: None,
         };
         // A crash can leave a batch's records without their seal (none of them was
         // acknowledged); seal them now so no stored credit stays unsigned.
@@ -222,6 +256,16 @@ impl<S: LogStore> DurableLedger<S> {
         }
         self.last_batch.clear();
         self.last_seqs.clear();
+        self.last_snapshot_duration = None;
+        self.last_background_snapshot = None;
+        // A snapshot written meanwhile is completed (or its failure reported) before anything
+        // of this batch is applied.
+        if self.in_flight.as_ref().is_some_and(|f| f.thread.is_finished()) {
+            if let Err(e) = self.complete_snapshot() {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        }
         let mut results = Vec::with_capacity(commands.len());
         let mut records = Vec::with_capacity(commands.len() + 1);
         // Each seal with the index in `records` of the first record it covers.
@@ -252,10 +296,12 @@ impl<S: LogStore> DurableLedger<S> {
             records.push(record);
             seals.push((batch_start, batch));
         }
+        let append_start = std::time::Instant::now();
         if let Err(e) = self.store.append(&records) {
             self.poisoned = true;
             return Err(e.into());
         }
+        self.last_append_duration = append_start.elapsed();
         self.records_since_snapshot += records.len() as u64;
         // The log keeps the proofs unsigned (the seal record signs them); the answers and
         // `last_batch` carry them signed. Records between the last seal and the end issued no
@@ -276,11 +322,14 @@ impl<S: LogStore> DurableLedger<S> {
         self.last_batch = records;
         if self.params.snapshot_every_records != 0 && self.records_since_snapshot >= self.params.snapshot_every_records
         {
-            if let Err(e) = self.snapshot() {
+            let snapshot_start = std::time::Instant::now();
+            let taken = if self.background_snapshots { self.start_background_snapshot() } else { self.snapshot() };
+            if let Err(e) = taken {
                 // The batch is durable in the log; only the snapshot failed.
                 self.poisoned = true;
                 return Err(e.into());
             }
+            self.last_snapshot_duration = Some(snapshot_start.elapsed());
         }
         Ok(results)
     }
@@ -296,6 +345,18 @@ impl<S: LogStore> DurableLedger<S> {
     /// at (None: it changed nothing, e.g. refused or a duplicate).
     pub fn last_seqs(&self) -> &[Option<u64>] {
         &self.last_seqs
+    }
+
+    /// How long the last successful `execute` spent appending its records and waiting for
+    /// their sync (the rest of its time is applying, signing and any snapshot).
+    pub fn last_append_duration(&self) -> std::time::Duration {
+        self.last_append_duration
+    }
+
+    /// How long the snapshot the last successful `execute` took (it is part of that execute's
+    /// time), or None if it took none.
+    pub fn last_snapshot_duration(&self) -> Option<std::time::Duration> {
+        self.last_snapshot_duration
     }
 
     /// The records the last successful `execute` made durable (the commands that changed the
@@ -314,6 +375,7 @@ impl<S: LogStore> DurableLedger<S> {
 
     /// Writes a snapshot of the current ledger and lets the store drop the log it covers.
     pub fn snapshot(&mut self) -> Result<(), StoreError> {
+        self.complete_snapshot()?;
         self.ledger.check_invariants();
         assert_eq!(self.ledger.unsealed_proofs(), 0, "a snapshot between batches holds no unsealed proofs");
         let bytes =
@@ -321,5 +383,60 @@ impl<S: LogStore> DurableLedger<S> {
         self.store.write_snapshot(self.ledger.next_seq - 1, &bytes)?;
         self.records_since_snapshot = 0;
         Ok(())
+    }
+
+    /// Lets snapshots be checked, encoded and written on a thread of their own, so a commit
+    /// that reaches the interval pays only for copying the ledger (D27). Only where the store
+    /// can write from another thread (the real file system); elsewhere snapshots stay on the
+    /// caller's thread, as without this.
+    pub fn set_background_snapshots(&mut self, on: bool) {
+        self.background_snapshots = on;
+    }
+
+    /// Starts a snapshot of the ledger as it is now on a thread of its own; if one is still
+    /// being written, this one is left for a later commit (the log keeps everything meanwhile).
+    fn start_background_snapshot(&mut self) -> Result<(), StoreError> {
+        if self.in_flight.is_some() {
+            return Ok(());
+        }
+        assert_eq!(self.ledger.unsealed_proofs(), 0, "a snapshot between batches holds no unsealed proofs");
+        let seq = self.ledger.next_seq - 1;
+        let Some(writer) = self.store.begin_detached_snapshot(seq)? else { return self.snapshot() };
+        let copy = self.ledger.clone();
+        let thread = std::thread::Builder::new()
+            .name("ledger-snapshot".into())
+            .spawn(move || {
+                let start = std::time::Instant::now();
+                copy.check_invariants();
+                let bytes =
+                    bincode::serialize(&copy).map_err(|e| StoreError::Corrupt(format!("encode snapshot: {e}")))?;
+                drop(copy);
+                writer.write(&bytes)?;
+                Ok(start.elapsed())
+            })
+            .map_err(StoreError::Io)?;
+        self.in_flight = Some(InFlightSnapshot { seq, thread });
+        self.records_since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Waits for the snapshot being written on its own thread, if any, and once it is durable
+    /// lets the store drop what it covers. Returns how long its thread worked, if there was one.
+    pub fn complete_snapshot(&mut self) -> Result<Option<std::time::Duration>, StoreError> {
+        let Some(InFlightSnapshot { seq, thread }) = self.in_flight.take() else { return Ok(None) };
+        // A panic there is a bug (a broken invariant of the copy): it stays one here.
+        let worked = match thread.join() {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        self.store.finish_detached_snapshot(seq)?;
+        self.last_background_snapshot = Some(worked);
+        Ok(Some(worked))
+    }
+
+    /// If the last `execute` (or `complete_snapshot`) completed a snapshot written on its own
+    /// thread: how long that thread worked on it (check, encode, write, sync).
+    pub fn last_background_snapshot(&self) -> Option<std::time::Duration> {
+        self.last_background_snapshot
     }
 }

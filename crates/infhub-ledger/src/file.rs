@@ -17,7 +17,7 @@
 //! write) is truncated away; a bad record followed by good ones is corruption and refuses to open.
 
 use crate::fs::{Fs, FsFile, OsFs};
-use crate::store::{LogRecord, LogStore, StoreError, StoreStats};
+use crate::store::{LogRecord, LogStore, SnapshotWriter, StoreError, StoreStats};
 use std::path::{Path, PathBuf};
 
 const LOG_MAGIC: &[u8; 8] = b"INFHLOG1";
@@ -56,6 +56,28 @@ pub struct FileStore<F: Fs = OsFs> {
     /// Sequence number the next appended record must carry (0 = unknown until load/append).
     next_seq: u64,
     stats: StoreStats,
+}
+
+/// Writes a snapshot file durably: a temporary file with a checksummed header, synced,
+/// renamed into place, and the directory synced. A crash leaves either no snapshot at `seq`
+/// (the `.tmp` is removed at the next open) or a whole one.
+fn write_snapshot_file<F: Fs>(fs: &F, dir: &Path, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("snapshot-{seq:020}.tmp"));
+    let fin = dir.join(format!("snapshot-{seq:020}.snap"));
+    {
+        let mut f = fs.create(&tmp)?;
+        let mut header = Vec::with_capacity(28);
+        header.extend_from_slice(SNAP_MAGIC);
+        header.extend_from_slice(&seq.to_le_bytes());
+        header.extend_from_slice(&(ledger_bytes.len() as u64).to_le_bytes());
+        header.extend_from_slice(&crc32fast::hash(ledger_bytes).to_le_bytes());
+        f.append(&header)?;
+        f.append(ledger_bytes)?;
+        f.sync_all()?;
+    }
+    fs.rename(&tmp, &fin)?;
+    fs.sync_dir(dir)?;
+    Ok(())
 }
 
 fn io_corrupt(what: impl Into<String>) -> StoreError {
@@ -303,6 +325,55 @@ impl<F: Fs> FileStore<F> {
         LogReader::new(self.fs.clone(), self.dir.clone())
     }
 
+    /// Starts a new segment for records after a snapshot at `seq` (unless one already starts
+    /// there, as when snapshotting twice with nothing in between), so that every segment before
+    /// it is covered by the snapshot.
+    fn roll_for_snapshot(&mut self, seq: u64) -> Result<(), StoreError> {
+        let starts_there = self.segments()?.last().is_some_and(|(first, _)| *first == seq + 1);
+        if !starts_there {
+            self.current = None;
+            self.new_segment(seq + 1)?;
+        }
+        self.next_seq = seq + 1;
+        Ok(())
+    }
+
+    /// Once a snapshot at `seq` is durable: archives (or deletes) the segments it covers and
+    /// the snapshots beyond the number kept.
+    fn drop_covered(&mut self, seq: u64) -> Result<(), StoreError> {
+        let segs = self.segments()?;
+        for pair in segs.windows(2) {
+            // A segment's records end where the next segment begins.
+            if pair[1].0 <= seq + 1 {
+                let index = index_path(&pair[0].1);
+                if self.options.archive_compacted {
+                    let archive = self.archive_dir();
+                    self.fs.create_dir_all(&archive)?;
+                    let name = pair[0].1.file_name().expect("segment file name");
+                    // The index first: a crash between the renames leaves a live segment
+                    // without its index, which open rebuilds.
+                    let moved = archive.join(name);
+                    self.fs.rename(&index, &index_path(&moved))?;
+                    self.fs.rename(&pair[0].1, &moved)?;
+                    self.sync_dir(&archive)?;
+                    self.sync_dir(&self.dir)?;
+                } else {
+                    self.fs.remove(&pair[0].1)?;
+                    let _ = self.fs.remove(&index);
+                }
+            }
+        }
+        let snaps = self.snapshots()?;
+        let keep = self.options.snapshots_kept.max(1);
+        if snaps.len() > keep {
+            for (_, path) in &snaps[..snaps.len() - keep] {
+                self.fs.remove(path)?;
+            }
+        }
+        self.sync_dir(&self.dir)?;
+        Ok(())
+    }
+
     fn new_segment(&mut self, first_seq: u64) -> Result<(), StoreError> {
         let path = self.dir.join(format!("log-{first_seq:020}.seg"));
         let mut f = self.fs.create_new(&path)?;
@@ -373,60 +444,22 @@ impl<F: Fs> LogStore for FileStore<F> {
     }
 
     fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = self.dir.join(format!("snapshot-{seq:020}.tmp"));
-        let fin = self.dir.join(format!("snapshot-{seq:020}.snap"));
-        {
-            let mut f = self.fs.create(&tmp)?;
-            let mut header = Vec::with_capacity(28);
-            header.extend_from_slice(SNAP_MAGIC);
-            header.extend_from_slice(&seq.to_le_bytes());
-            header.extend_from_slice(&(ledger_bytes.len() as u64).to_le_bytes());
-            header.extend_from_slice(&crc32fast::hash(ledger_bytes).to_le_bytes());
-            f.append(&header)?;
-            f.append(ledger_bytes)?;
-            f.sync_all()?;
-        }
-        self.fs.rename(&tmp, &fin)?;
-        self.sync_dir(&self.dir)?;
-        // Start a new segment for records after the snapshot (unless one already starts there,
-        // as when snapshotting twice with nothing in between), then drop what the snapshot covers.
-        let starts_there = self.segments()?.last().is_some_and(|(first, _)| *first == seq + 1);
-        if !starts_there {
-            self.current = None;
-            self.new_segment(seq + 1)?;
-        }
-        self.next_seq = seq + 1;
-        let segs = self.segments()?;
-        for pair in segs.windows(2) {
-            // A segment's records end where the next segment begins.
-            if pair[1].0 <= seq + 1 {
-                let index = index_path(&pair[0].1);
-                if self.options.archive_compacted {
-                    let archive = self.archive_dir();
-                    self.fs.create_dir_all(&archive)?;
-                    let name = pair[0].1.file_name().expect("segment file name");
-                    // The index first: a crash between the renames leaves a live segment
-                    // without its index, which open rebuilds.
-                    let moved = archive.join(name);
-                    self.fs.rename(&index, &index_path(&moved))?;
-                    self.fs.rename(&pair[0].1, &moved)?;
-                    self.sync_dir(&archive)?;
-                    self.sync_dir(&self.dir)?;
-                } else {
-                    self.fs.remove(&pair[0].1)?;
-                    let _ = self.fs.remove(&index);
-                }
-            }
-        }
-        let snaps = self.snapshots()?;
-        let keep = self.options.snapshots_kept.max(1);
-        if snaps.len() > keep {
-            for (_, path) in &snaps[..snaps.len() - keep] {
-                self.fs.remove(path)?;
-            }
-        }
-        self.sync_dir(&self.dir)?;
-        Ok(())
+        write_snapshot_file(&self.fs, &self.dir, seq, ledger_bytes)?;
+        self.roll_for_snapshot(seq)?;
+        self.drop_covered(seq)
+    }
+
+    fn begin_detached_snapshot(&mut self, seq: u64) -> Result<Option<SnapshotWriter>, StoreError> {
+        let Some(fs) = self.fs.detached() else { return Ok(None) };
+        // A crash before the snapshot file is durable leaves the older snapshot and every
+        // segment: a segment boundary here changes nothing that recovery reads.
+        self.roll_for_snapshot(seq)?;
+        let dir = self.dir.clone();
+        Ok(Some(SnapshotWriter::new(move |bytes: &[u8]| write_snapshot_file(&fs, &dir, seq, bytes))))
+    }
+
+    fn finish_detached_snapshot(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.drop_covered(seq)
     }
 
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
@@ -479,6 +512,15 @@ impl<F: Fs> LogStore for FileStore<F> {
                 if *next_first <= after + 1 {
                     continue;
                 }
+            }
+            // The first segment read must start within what the snapshot covers, even if it
+            // holds no record yet: else the records in between are gone (e.g. archived without
+            // a durable snapshot), and an empty segment must not hide that.
+            if out.is_empty() && *first_seq > after + 1 {
+                return Err(io_corrupt(format!(
+                    "gap in the log: {} starts at seq {first_seq}, but the snapshot covers only up to seq {after}",
+                    path.display()
+                )));
             }
             let buf = self.read_segment(path)?;
             if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {

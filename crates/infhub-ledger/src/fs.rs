@@ -55,6 +55,12 @@ pub trait Fs {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes `dir`'s entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The same file system as a handle another thread may use, if it can be shared: the real
+    /// one can; the simulator's deterministic disk cannot (its snapshots stay on the caller's
+    /// thread).
+    fn detached(&self) -> Option<OsFs> {
+        None
+    }
 }
 
 /// The operating system's file system.
@@ -149,5 +155,9 @@ impl Fs for OsFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn detached(&self) -> Option<OsFs> {
+        Some(OsFs)
     }
 }

@@ -41,6 +41,33 @@ pub enum StoreError {
     RecordTooLarge(usize),
 }
 
+/// Writes one snapshot's bytes durably, from any thread (see
+/// [`LogStore::begin_detached_snapshot`]).
+pub struct SnapshotWriter {
+    write: WriteSnapshot,
+}
+
+/// Writes an encoded ledger durably.
+type WriteSnapshot = Box<dyn FnOnce(&[u8]) -> Result<(), StoreError> + Send>;
+
+impl SnapshotWriter {
+    /// A writer that runs `write` with the encoded ledger.
+    pub fn new(write: impl FnOnce(&[u8]) -> Result<(), StoreError> + Send + 'static) -> SnapshotWriter {
+        SnapshotWriter { write: Box::new(write) }
+    }
+
+    /// Writes the encoded ledger; the snapshot is durable when this returns Ok.
+    pub fn write(self, ledger_bytes: &[u8]) -> Result<(), StoreError> {
+        (self.write)(ledger_bytes)
+    }
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotWriter")
+    }
+}
+
 /// What the durable ledger needs from storage.
 pub trait LogStore {
     /// Appends `records` (in order, contiguous sequence numbers) and makes them durable before
@@ -50,6 +77,21 @@ pub trait LogStore {
     /// Durably stores a snapshot of the ledger as of `seq` (all records `<= seq` applied), then
     /// may drop log records `<= seq`.
     fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Starts a snapshot as of `seq` whose bytes are encoded and written on another thread,
+    /// so the caller keeps appending meanwhile: records after `seq` go where the snapshot will
+    /// not cover them. Returns the writer to hand to that thread, or None if this store cannot
+    /// write from another thread (then use [`LogStore::write_snapshot`]). Nothing is dropped
+    /// until [`LogStore::finish_detached_snapshot`].
+    fn begin_detached_snapshot(&mut self, _seq: u64) -> Result<Option<SnapshotWriter>, StoreError> {
+        Ok(None)
+    }
+
+    /// After a detached snapshot's writer succeeded (its file is durable): may drop log
+    /// records `<= seq` and older snapshots, as [`LogStore::write_snapshot`] does.
+    fn finish_detached_snapshot(&mut self, _seq: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// The newest intact snapshot (its seq and bytes), if any.
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;

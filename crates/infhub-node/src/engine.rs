@@ -159,6 +159,8 @@ struct Job {
     /// The debit's signature, checked by the API handler before queueing (on any core).
     checked: Option<CheckedDebit>,
     reply: ReplyTo,
+    /// When it was queued (for the queue-wait metric).
+    queued_at: std::time::Instant,
 }
 
 impl Job {
@@ -276,7 +278,12 @@ impl Node {
             _ => None,
         };
         let (reply, rx) = oneshot::channel();
-        match self.write_queue()?.try_send(Job { command, checked, reply: ReplyTo::WithSeq(reply) }) {
+        match self.write_queue()?.try_send(Job {
+            command,
+            checked,
+            reply: ReplyTo::WithSeq(reply),
+            queued_at: std::time::Instant::now(),
+        }) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.shed.fetch_add(1, Ordering::Relaxed);
@@ -295,7 +302,7 @@ impl Node {
     pub async fn enqueue_waiting(&self, command: Command) -> Result<WriteReply, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.write_queue()?
-            .send(Job { command, checked: None, reply: ReplyTo::Plain(reply) })
+            .send(Job { command, checked: None, reply: ReplyTo::Plain(reply), queued_at: std::time::Instant::now() })
             .await
             .map_err(|_| WriteError::Stopped)?;
         Ok(rx)
@@ -338,6 +345,10 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
             std::thread::sleep(wait);
             drain(&mut rx, &mut jobs);
         }
+        let taken_at = std::time::Instant::now();
+        for j in &jobs {
+            node.metrics.write_queue_seconds.observe(taken_at.saturating_duration_since(j.queued_at).as_secs_f64());
+        }
         if let Some(reason) = &failed {
             for j in jobs {
                 j.answer(Err(WriteError::StorageFailed(reason.clone())));
@@ -349,15 +360,29 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         let mut notices = Vec::new();
         let mut history_failed = None;
         let results = {
+            // Apply time counts from here: taking the state lock is part of the wait.
+            let execute_start = std::time::Instant::now();
             let mut st = node.state.write().unwrap_or_else(|p| p.into_inner());
             let State { dl, history } = &mut *st;
             match dl.execute_checked(commands) {
                 Ok(results) => {
+                    let executed = execute_start.elapsed();
+                    let synced = dl.last_append_duration();
+                    node.metrics.commit_sync_seconds.observe(synced.as_secs_f64());
+                    node.metrics.commit_apply_seconds.observe(executed.saturating_sub(synced).as_secs_f64());
+                    if let Some(snapshot) = dl.last_snapshot_duration() {
+                        node.metrics.snapshot_seconds.observe(snapshot.as_secs_f64());
+                    }
+                    if let Some(worked) = dl.last_background_snapshot() {
+                        node.metrics.snapshot_background_seconds.observe(worked.as_secs_f64());
+                    }
+                    let history_start = std::time::Instant::now();
                     // The batch is durable: it is answered even if its history cannot be
                     // indexed; later writes are refused until a restart indexes it from the log.
                     if let Err(e) = history.add_batch(dl.last_batch()) {
                         history_failed = Some(format!("history index: {e}"));
                     }
+                    node.metrics.commit_history_seconds.observe(history_start.elapsed().as_secs_f64());
                     // Notices are built only while someone is subscribed.
                     let subscribed = node.notices.receiver_count() > 0;
                     for r in dl.last_batch() {

@@ -122,7 +122,9 @@ pub async fn run(
         snapshot_every_records: config.node.snapshot_every_records,
         max_batch_commands: config.limits.max_batch_commands,
     };
-    let dl = DurableLedger::open(store, params, key, durable)?;
+    let mut dl = DurableLedger::open(store, params, key, durable)?;
+    // Snapshots are encoded and written off the writer thread (D27).
+    dl.set_background_snapshots(true);
     let recovery = dl.recovery();
     let history = History::open(
         &config.node.data_dir.join("history"),

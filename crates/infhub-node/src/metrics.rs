@@ -1,6 +1,8 @@
 //! Prometheus metrics, kept by hand with atomics (no registry crate): request counts and a
-//! latency histogram, transfers, group-commit batch sizes, chain progress, and the books
-//! (reserve, liabilities). Rendered in the text exposition format at `/metrics`.
+//! latency histogram, where the ledger writer spends a request's time (queue wait, apply and
+//! batch signature, append and fsync, history index), transfers, group-commit batch sizes,
+//! chain progress, and the books (reserve, liabilities). Rendered in the text exposition
+//! format at `/metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -57,6 +59,19 @@ pub struct Metrics {
     pub request_seconds: Histogram,
     /// Commands per group commit (one fsync each).
     pub batch_commands: Histogram,
+    /// Seconds a command waited in the write queue before the writer took it.
+    pub write_queue_seconds: Histogram,
+    /// Seconds the writer spent per group commit applying the commands and signing the batch.
+    pub commit_apply_seconds: Histogram,
+    /// Seconds per group commit appending the records and waiting for their `fdatasync`.
+    pub commit_sync_seconds: Histogram,
+    /// Seconds per group commit indexing the history.
+    pub commit_history_seconds: Histogram,
+    /// Seconds the commit that reached the snapshot interval spent starting the snapshot
+    /// (copying the ledger; the rest is on the snapshot thread).
+    pub snapshot_seconds: Histogram,
+    /// Seconds the snapshot thread worked per snapshot (check, encode, write, sync).
+    pub snapshot_background_seconds: Histogram,
     /// Internal and external transfers applied.
     pub transfers: AtomicU64,
     /// Group commits (fsyncs).
@@ -80,7 +95,12 @@ pub struct Metrics {
     reconciliation_failures: AtomicU64,
 }
 
-const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// Fine enough below 10 ms to tell where a millisecond tail comes from.
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const SNAPSHOT_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 impl Default for Metrics {
@@ -89,6 +109,12 @@ impl Default for Metrics {
             requests: Mutex::new(BTreeMap::new()),
             request_seconds: Histogram::new(LATENCY_BOUNDS),
             batch_commands: Histogram::new(BATCH_BOUNDS),
+            write_queue_seconds: Histogram::new(LATENCY_BOUNDS),
+            commit_apply_seconds: Histogram::new(LATENCY_BOUNDS),
+            commit_sync_seconds: Histogram::new(LATENCY_BOUNDS),
+            commit_history_seconds: Histogram::new(LATENCY_BOUNDS),
+            snapshot_seconds: Histogram::new(SNAPSHOT_BOUNDS),
+            snapshot_background_seconds: Histogram::new(SNAPSHOT_BOUNDS),
             transfers: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             chain_head: AtomicU64::new(0),
@@ -139,6 +165,36 @@ impl Metrics {
         }
         self.request_seconds.render("infhub_http_request_duration_seconds", "Request latency.", &mut out);
         self.batch_commands.render("infhub_ledger_batch_commands", "Commands per group commit (fsync).", &mut out);
+        self.write_queue_seconds.render(
+            "infhub_ledger_queue_wait_seconds",
+            "Time a command waited in the write queue before the writer took it.",
+            &mut out,
+        );
+        self.commit_apply_seconds.render(
+            "infhub_ledger_commit_apply_seconds",
+            "Per group commit: taking the state lock, applying the commands and signing the batch (and a snapshot when one is due).",
+            &mut out,
+        );
+        self.commit_sync_seconds.render(
+            "infhub_ledger_commit_sync_seconds",
+            "Per group commit: appending the records and waiting for fdatasync.",
+            &mut out,
+        );
+        self.commit_history_seconds.render(
+            "infhub_ledger_commit_history_seconds",
+            "Per group commit: indexing the history.",
+            &mut out,
+        );
+        self.snapshot_seconds.render(
+            "infhub_ledger_snapshot_seconds",
+            "Per ledger snapshot: what the commit that reached the interval paid (copying the ledger; part of its apply time).",
+            &mut out,
+        );
+        self.snapshot_background_seconds.render(
+            "infhub_ledger_snapshot_background_seconds",
+            "Per ledger snapshot: the snapshot thread's check, encode, write and sync.",
+            &mut out,
+        );
         let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };

@@ -538,3 +538,108 @@ fn a_whole_checksummed_record_that_does_not_decode_refuses_to_open_instead_of_be
     }
     assert_eq!(fs::metadata(&last).expect("meta").len() as usize, before + frame.len(), "nothing was truncated");
 }
+
+/// Copies a store directory with its archive, as a crash would leave it. A file that the
+/// snapshot thread renames away during the copy is skipped: the copy then shows the moment
+/// before that file was created.
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("dir") {
+        let e = e.expect("entry");
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+            continue;
+        }
+        match fs::copy(e.path(), to.join(e.file_name())) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => panic!("copy {}: {err}", e.path().display()),
+        }
+    }
+}
+
+/// Snapshot files in `dir`, oldest first.
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn snapshots_written_on_their_own_thread_bound_replay_and_keep_every_record_in_the_archive() {
+    let f = Fixture::new(5);
+    let mut dl = f.open_with(f.dir.path(), 40, true).expect("open");
+    dl.set_background_snapshots(true);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    let mut states = Vec::new();
+    let mut started = 0;
+    let mut completed = 0;
+    for _ in 0..30 {
+        states.extend(run_batches(&f, &mut dl, 1, 5));
+        started += dl.last_snapshot_duration().is_some() as u32;
+        completed += dl.last_background_snapshot().is_some() as u32;
+    }
+    completed += dl.complete_snapshot().expect("snapshot thread").is_some() as u32;
+    assert!(started >= 3, "snapshots every 40 records over 191 records: {started} started");
+    assert_eq!(started, completed, "every snapshot started was completed");
+    let written = 1 + 2 * 5 + 30 * (5 + 1);
+    drop(dl);
+    let mut reopened = f.open_with(f.dir.path(), 40, true).expect("reopen");
+    assert_eq!(reopened.ledger(), states.last().expect("state"));
+    let rec = reopened.recovery();
+    assert!(rec.snapshot_seq > 0, "no snapshot was written: {rec:?}");
+    assert!(rec.replayed < 40 + 6, "replayed {} records", rec.replayed);
+    let seqs: Vec<u64> = reopened.history().expect("history").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=written as u64).collect::<Vec<_>>(), "history lost or duplicated records");
+    assert_eq!(snapshot_files(f.dir.path()).len(), 2, "only the newest snapshots are kept");
+}
+
+#[test]
+fn a_crash_while_a_snapshot_is_written_on_its_own_thread_recovers_the_acknowledged_state() {
+    let f = Fixture::new(5);
+    let mut dl = f.open_with(f.dir.path(), 30, true).expect("open");
+    dl.set_background_snapshots(true);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    // Run until a commit starts a snapshot; copy the directory at once (a crash at whatever
+    // point the snapshot thread has reached), and again once its file is in place but before
+    // the writer has archived what it covers.
+    let mut crashes = Vec::new();
+    for _ in 0..20 {
+        let state = run_batches(&f, &mut dl, 1, 5).pop().expect("state");
+        if dl.last_snapshot_duration().is_none() {
+            continue;
+        }
+        let early = tempfile::tempdir().expect("tempdir");
+        copy_tree(f.dir.path(), early.path());
+        crashes.push((early, state.clone()));
+        let seq = state.next_seq - 1;
+        let fin = f.dir.path().join(format!("snapshot-{seq:020}.snap"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !fin.exists() {
+            assert!(std::time::Instant::now() < deadline, "snapshot thread never wrote {}", fin.display());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let late = tempfile::tempdir().expect("tempdir");
+        copy_tree(f.dir.path(), late.path());
+        crashes.push((late, state));
+    }
+    assert!(crashes.len() >= 4, "two snapshots or more were started: {}", crashes.len() / 2);
+    let expected_history = dl.history().expect("history").len();
+    drop(dl);
+    for (dir, state) in &crashes {
+        let copy_dir_path = dir.path();
+        let reopened = f.open_with(copy_dir_path, 30, true).expect("a crash copy opens");
+        assert_eq!(reopened.ledger(), state, "crash copy {} recovered another state", copy_dir_path.display());
+    }
+    // The last "late" copy holds the newest snapshot file with its covered segments still live.
+    let (late, state) = crashes.last().expect("a crash");
+    let mut reopened = f.open_with(late.path(), 30, true).expect("reopen");
+    assert_eq!(reopened.recovery().snapshot_seq, state.next_seq - 1, "the snapshot written before the crash");
+    let seqs: Vec<u64> = reopened.history().expect("history").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..state.next_seq).collect::<Vec<_>>(), "history lost or duplicated records");
+    assert!(seqs.len() <= expected_history);
+}

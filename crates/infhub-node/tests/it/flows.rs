@@ -326,6 +326,20 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         assert!(text.contains("infhub_transfers_total 1"), "one transfer since the restart:\n{text}");
         assert!(text.contains("infhub_ledger_batch_commands_bucket"), "{text}");
         assert!(text.contains("infhub_http_requests_total{route=\"/v1/transfers\",status=\"200\"}"), "{text}");
+        // Every write since the restart went through the writer's measured steps.
+        for step in [
+            "infhub_ledger_queue_wait_seconds",
+            "infhub_ledger_commit_apply_seconds",
+            "infhub_ledger_commit_sync_seconds",
+            "infhub_ledger_commit_history_seconds",
+        ] {
+            let count: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{step}_count ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{step} missing:\n{text}"));
+            assert!(count >= 1, "{step} observed nothing:\n{text}");
+        }
         node.stop().await;
     });
 }
