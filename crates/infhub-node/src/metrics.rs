@@ -28,12 +28,11 @@ impl Histogram {
         }
     }
 
-    /// Records one observation.
+    /// Records one observation: one count in the first bucket that holds it (the rendering
+    /// makes the counts cumulative), so the writer pays one atomic add, not one per bucket.
     pub fn observe(&self, v: f64) {
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            if v <= *b {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.sum_micros.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -41,10 +40,14 @@ impl Histogram {
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Ordering::Relaxed));
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
         }
-        let n = self.count.load(Ordering::Relaxed);
+        // A scrape racing an observation may see its bucket before its count: the +Inf bucket
+        // never shows fewer than the finite ones.
+        let n = self.count.load(Ordering::Relaxed).max(cumulative);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
         let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {n}");
@@ -242,5 +245,29 @@ impl Metrics {
             self.reconciliation_failures.load(Ordering::Relaxed),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_render_cumulative_with_everything_in_inf() {
+        let h = Histogram::new(&[0.001, 0.01, 0.1]);
+        for v in [0.0003, 0.0009, 0.002, 0.05, 7.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render("x", "help", &mut out);
+        for line in [
+            "x_bucket{le=\"0.001\"} 2",
+            "x_bucket{le=\"0.01\"} 3",
+            "x_bucket{le=\"0.1\"} 4",
+            "x_bucket{le=\"+Inf\"} 5",
+            "x_count 5",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        }
     }
 }

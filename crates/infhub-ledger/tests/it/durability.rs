@@ -138,14 +138,6 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("dir") {
-        let e = e.expect("entry");
-        fs::copy(e.path(), to.join(e.file_name())).expect("copy");
-    }
-}
-
 #[test]
 fn a_torn_tail_at_any_byte_recovers_a_prefix_of_the_log() {
     let f = Fixture::new(3);
@@ -173,7 +165,7 @@ fn a_torn_tail_at_any_byte_recovers_a_prefix_of_the_log() {
     // file never recovers less.
     for cut in 0..=full_len {
         let dir = scratch.path().join(format!("cut-{cut}"));
-        copy_dir(f.dir.path(), &dir);
+        copy_tree(f.dir.path(), &dir);
         let seg = dir.join(last.file_name().expect("name"));
         fs::OpenOptions::new().write(true).open(&seg).expect("open").set_len(cut).expect("truncate");
         let dl = f.open_at(&dir, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
@@ -631,9 +623,8 @@ fn a_crash_while_a_snapshot_is_written_on_its_own_thread_recovers_the_acknowledg
     let expected_history = dl.history().expect("history").len();
     drop(dl);
     for (dir, state) in &crashes {
-        let copy_dir_path = dir.path();
-        let reopened = f.open_with(copy_dir_path, 30, true).expect("a crash copy opens");
-        assert_eq!(reopened.ledger(), state, "crash copy {} recovered another state", copy_dir_path.display());
+        let reopened = f.open_with(dir.path(), 30, true).expect("a crash copy opens");
+        assert_eq!(reopened.ledger(), state, "crash copy {} recovered another state", dir.path().display());
     }
     // The last "late" copy holds the newest snapshot file with its covered segments still live.
     let (late, state) = crashes.last().expect("a crash");
