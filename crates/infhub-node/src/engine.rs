@@ -164,6 +164,11 @@ struct Job {
 }
 
 impl Job {
+    /// A job queued now.
+    fn new(command: Command, checked: Option<CheckedDebit>, reply: ReplyTo) -> Job {
+        Job { command, checked, reply, queued_at: std::time::Instant::now() }
+    }
+
     fn answer(self, r: Result<Sequenced, WriteError>) {
         match self.reply {
             ReplyTo::Plain(tx) => {
@@ -278,12 +283,7 @@ impl Node {
             _ => None,
         };
         let (reply, rx) = oneshot::channel();
-        match self.write_queue()?.try_send(Job {
-            command,
-            checked,
-            reply: ReplyTo::WithSeq(reply),
-            queued_at: std::time::Instant::now(),
-        }) {
+        match self.write_queue()?.try_send(Job::new(command, checked, ReplyTo::WithSeq(reply))) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.shed.fetch_add(1, Ordering::Relaxed);
@@ -302,7 +302,7 @@ impl Node {
     pub async fn enqueue_waiting(&self, command: Command) -> Result<WriteReply, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.write_queue()?
-            .send(Job { command, checked: None, reply: ReplyTo::Plain(reply), queued_at: std::time::Instant::now() })
+            .send(Job::new(command, None, ReplyTo::Plain(reply)))
             .await
             .map_err(|_| WriteError::Stopped)?;
         Ok(rx)

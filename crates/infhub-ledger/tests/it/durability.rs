@@ -128,14 +128,19 @@ fn restart_recovers_exactly_the_acknowledged_state() {
     assert_eq!(reopened.recovery().replayed, stats.records);
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
+/// Files of `dir` (not its archive) with the extension `ext`, in name (= seq) order.
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     v.sort();
     v
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    files_with_extension(dir, "seg")
 }
 
 #[test]
@@ -247,10 +252,7 @@ fn snapshots_bound_replay_and_drop_old_segments() {
     let states = run_batches(&f, &mut dl, 30, 6);
     let total = dl.store_stats().records;
     drop(dl);
-    let snaps = fs::read_dir(f.dir.path())
-        .expect("dir")
-        .filter(|e| e.as_ref().expect("e").path().extension().is_some_and(|x| x == "snap"))
-        .count();
+    let snaps = snapshot_files(f.dir.path()).len();
     assert_eq!(snaps, 2, "only the newest snapshots are kept");
     let reopened = f.open(25);
     assert_eq!(reopened.ledger(), states.last().expect("state"));
@@ -356,12 +358,7 @@ fn a_damaged_newest_snapshot_never_yields_a_silently_older_state() {
     all_ok(dl.execute(f.genesis()).expect("genesis"));
     run_batches(&f, &mut dl, 12, 4);
     drop(dl);
-    let mut snaps: Vec<PathBuf> = fs::read_dir(f.dir.path())
-        .expect("dir")
-        .map(|e| e.expect("e").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-        .collect();
-    snaps.sort();
+    let mut snaps = snapshot_files(f.dir.path());
     let newest = snaps.pop().expect("a snapshot");
     let mut bytes = fs::read(&newest).expect("read");
     let n = bytes.len();
@@ -552,13 +549,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// Snapshot files in `dir`, oldest first.
 fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-        .collect();
-    v.sort();
-    v
+    files_with_extension(dir, "snap")
 }
 
 #[test]
