@@ -12,13 +12,17 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 /// two monotonic running totals per channel: cumulative debits signed by the user and
 /// cumulative credits signed by the hub. On chain, this contract holds the tokens, lets the
 /// user and hub withdraw cooperatively without closing, and lets either side close alone
-/// with the newest proofs it has; a challenge period lets anyone submit newer proofs.
-/// The hub's own funds (the reserve) back credits and external payouts and can only leave
-/// after an announced notice period longer than the challenge period.
+/// with the newest proofs it has; a challenge period lets anyone submit proofs that supersede
+/// the stored ones (a higher running total, or the same total with a higher nonce: a signer can
+/// only raise what works against itself). The hub's own funds (the reserve) back credits and
+/// external payouts; what channels already closing will draw from it is kept back from every
+/// hub payout, and the rest can only leave after an announced notice of at least twice the
+/// challenge period.
 /// @dev Spec: docs/protocol.md. The Rust core (crates/infhub-core) mirrors every rule here,
 /// including the error names; shared test vectors keep the two in agreement.
-/// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds, where a
-/// channel's funds are deposited + advancedFromReserve - withdrawn - realizedDebit (never negative).
+/// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds + excess(), where a
+/// channel's funds are deposited + advancedFromReserve - withdrawn - realizedDebit (never negative)
+/// and the excess is tokens that reached the contract outside its functions.
 contract InfHub is EIP712 {
     using SafeERC20 for IERC20;
 
@@ -105,6 +109,9 @@ contract InfHub is EIP712 {
         uint128 withdrawn;
         uint128 advancedFromReserve;
         uint128 realizedDebit;
+        /// While closing: what settlement will take from the reserve with the proofs held now,
+        /// max(0, claim - funds); counted in reservedForClosing. Zero while open.
+        uint256 reserveDraw;
         Side debit;
         Side credit;
     }
@@ -124,11 +131,16 @@ contract InfHub is EIP712 {
     uint256 public reserve;
     /// Sum over all channels of deposited + advancedFromReserve - withdrawn - realizedDebit.
     uint256 public totalChannelFunds;
+    /// Sum of reserveDraw over the channels that are closing: the part of the reserve that no
+    /// payout, reserve-advanced withdrawal or reserve withdrawal may take.
+    uint256 public reservedForClosing;
     ReserveWithdrawal public pendingReserveWithdrawal;
     mapping(bytes32 => bool) public payoutBatchExecuted;
 
     // ---------------------------------------------------------------- events
     event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
+    /// The hub registered a channel that its user had already opened (emitted by openChannels).
+    event ChannelRegistered(address indexed user, uint64 epoch);
     event Deposited(address indexed user, uint64 epoch, address from, uint256 amount, uint256 totalDeposited);
     event Withdrawn(
         address indexed user, uint64 epoch, uint256 amount, uint256 totalWithdrawn, uint256 fromReserve
@@ -147,11 +159,13 @@ contract InfHub is EIP712 {
     event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
     event Paid(bytes32 indexed batchId, address indexed recipient, uint256 amount);
     event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
+    event ExcessToReserve(uint256 amount, uint256 reserveAfter);
+    event ExcessReturned(address to, uint256 amount);
 
     // ---------------------------------------------------------------- errors (named after the rule broken)
     error HubMustNotBeZero();
     error ChallengePeriodOutOfRange();
-    error ReserveNoticeMustExceedChallengePeriod();
+    error ReserveNoticeTooShort();
     error OnlyHub();
     error OnlyUserOrHub();
     error ChannelAlreadyOpen();
@@ -162,7 +176,7 @@ contract InfHub is EIP712 {
     error TokenTransferMismatch();
     error EpochMismatch();
     error UserMismatch();
-    error NonceMustIncrease();
+    error ProofMustSupersede();
     error WithdrawalMustIncrease();
     error AuthorizationExpired();
     error InvalidSignature();
@@ -173,6 +187,8 @@ contract InfHub is EIP712 {
     error NoReserveWithdrawalPending();
     error ReserveWithdrawalPending();
     error ReserveNoticeNotOver();
+    error ReserveWithdrawalExpired();
+    error ExcessInsufficient();
     error BatchTooLarge();
     error BatchEmpty();
     error BatchLengthMismatch();
@@ -194,7 +210,10 @@ contract InfHub is EIP712 {
             challengePeriodBlocks_ < MIN_CHALLENGE_PERIOD_BLOCKS
                 || challengePeriodBlocks_ > MAX_CHALLENGE_PERIOD_BLOCKS
         ) revert ChallengePeriodOutOfRange();
-        if (reserveNoticeBlocks_ <= challengePeriodBlocks_) revert ReserveNoticeMustExceedChallengePeriod();
+        // The notice must leave a user who sees the announcement the time to react on chain
+        // (confirmations and inclusion, which the challenge period already has to cover) and
+        // then the whole challenge period: at least twice the challenge period.
+        if (reserveNoticeBlocks_ / 2 < challengePeriodBlocks_) revert ReserveNoticeTooShort();
         token = token_;
         hub = hub_;
         challengePeriodBlocks = challengePeriodBlocks_;
@@ -218,9 +237,9 @@ contract InfHub is EIP712 {
     }
 
     /// The hub opens (or reopens) the channels of many registered users in one transaction.
-    /// A user whose channel is already open or closing is skipped (they may have opened it
-    /// themselves meanwhile), so one user cannot make the batch fail; every channel opened
-    /// emits its own `ChannelOpened`.
+    /// A user whose channel is already open (they opened it themselves) is registered instead:
+    /// `ChannelRegistered` tells the hub's ledger to follow it. A closing channel is skipped.
+    /// So one user cannot make the batch fail; every channel opened emits its own `ChannelOpened`.
     function openChannels(address[] calldata users) external onlyHub {
         if (users.length == 0) revert BatchEmpty();
         if (users.length > MAX_OPEN_BATCH) revert BatchTooLarge();
@@ -228,7 +247,11 @@ contract InfHub is EIP712 {
             address user = users[i];
             if (user == address(0) || user == hub) revert UserMustNotBeZeroOrHub();
             Channel storage ch = channels[user];
-            if (ch.status == Status.Open || ch.status == Status.Closing) continue;
+            if (ch.status == Status.Open) {
+                emit ChannelRegistered(user, ch.epoch);
+                continue;
+            }
+            if (ch.status == Status.Closing) continue;
             uint64 epoch = ch.epoch + 1;
             delete channels[user];
             ch.status = Status.Open;
@@ -281,7 +304,7 @@ contract InfHub is EIP712 {
         uint256 amount = uint256(w.cumulativeWithdrawn) - ch.withdrawn;
         uint256 funds = _funds(ch);
         uint256 fromReserve = amount > funds ? amount - funds : 0;
-        if (fromReserve > reserve) revert ReserveInsufficient();
+        if (fromReserve != 0) _requireReserveLeft(fromReserve);
         reserve -= fromReserve;
         // casting to 'uint128' is safe because fromReserve <= amount <= cumulativeWithdrawn (a uint128)
         // forge-lint: disable-next-line(unsafe-typecast)
@@ -296,7 +319,8 @@ contract InfHub is EIP712 {
     /// The hub moves what a user has paid (per the user's own signed debit) from the user's open
     /// channel into the reserve, so the reserve can back the payees' credits without waiting for
     /// the payer to close. Moves min(cumulativeDebit - realizedDebit, channel funds). The debit
-    /// also becomes the lowest debit the contract will accept for this epoch.
+    /// must supersede the one stored (a higher total, or the same total with a higher nonce) and
+    /// becomes the floor for this epoch: a later exit cannot go below it.
     function realizeDebit(Debit calldata debit, bytes calldata userSignature) external onlyHub {
         Channel storage ch = channels[debit.user];
         if (ch.status != Status.Open) revert ChannelNotOpen();
@@ -322,6 +346,7 @@ contract InfHub is EIP712 {
         } else {
             _applyCredit(ch, msg.sender, credit, hubSignature);
         }
+        _refreshReserveDraw(ch);
     }
 
     /// The hub closes a (dormant) channel with the newest user-signed debit it holds (nonce 0 = none).
@@ -332,20 +357,25 @@ contract InfHub is EIP712 {
         } else {
             _applyDebit(ch, user, debit, userSignature);
         }
+        _refreshReserveDraw(ch);
     }
 
-    /// During the challenge period anyone (the user, a watchtower) may submit a newer hub-signed credit.
+    /// During the challenge period anyone (the user, a watchtower) may submit a hub-signed credit
+    /// that supersedes the stored one.
     function submitCredit(Credit calldata credit, bytes calldata hubSignature) external {
         Channel storage ch = channels[credit.user];
         _requireChallengeOpen(ch);
         _applyCredit(ch, credit.user, credit, hubSignature);
+        _refreshReserveDraw(ch);
     }
 
-    /// During the challenge period anyone (the hub, a watchtower) may submit a newer user-signed debit.
+    /// During the challenge period anyone (the hub, a watchtower) may submit a user-signed debit
+    /// that supersedes the stored one.
     function submitDebit(Debit calldata debit, bytes calldata userSignature) external {
         Channel storage ch = channels[debit.user];
         _requireChallengeOpen(ch);
         _applyDebit(ch, debit.user, debit, userSignature);
+        _refreshReserveDraw(ch);
     }
 
     /// After the challenge period anyone may settle; the user's claim goes to the user.
@@ -360,6 +390,8 @@ contract InfHub is EIP712 {
         uint256 funds = _funds(ch);
         totalChannelFunds -= funds;
         reserve = reserveAfter;
+        reservedForClosing -= ch.reserveDraw;
+        ch.reserveDraw = 0;
         ch.status = Status.Settled;
         ch.deposited = 0;
         ch.withdrawn = 0;
@@ -405,12 +437,17 @@ contract InfHub is EIP712 {
         emit CustodialDeposited(account, msg.sender, amount, reserve);
     }
 
-    /// Announces a reserve withdrawal; it can execute only after reserveNoticeBlocks, which exceeds
-    /// the challenge period, so users who distrust the hub can exit first.
+    /// Announces a reserve withdrawal; it can execute only after reserveNoticeBlocks (at least
+    /// twice the challenge period), so users who distrust the hub can exit first, and only
+    /// during the reserveNoticeBlocks after that: an unused announcement expires and a new one
+    /// (with a new notice) replaces it.
     function announceReserveWithdrawal(uint256 amount) external onlyHub {
         if (amount == 0) revert AmountMustNotBeZero();
         if (amount > MAX_AMOUNT) revert AmountTooLarge();
-        if (pendingReserveWithdrawal.amount != 0) revert ReserveWithdrawalPending();
+        ReserveWithdrawal memory p = pendingReserveWithdrawal;
+        if (p.amount != 0 && block.number < uint256(p.unlockBlock) + reserveNoticeBlocks) {
+            revert ReserveWithdrawalPending();
+        }
         uint64 unlockBlock = uint64(block.number) + reserveNoticeBlocks;
         // casting to 'uint128' is safe because amount <= MAX_AMOUNT was checked above
         // forge-lint: disable-next-line(unsafe-typecast)
@@ -425,12 +462,15 @@ contract InfHub is EIP712 {
         emit ReserveWithdrawalCancelled(amount);
     }
 
+    /// Executes the announced reserve withdrawal once its notice is over and before it expires.
+    /// It may not take what closing channels will draw from the reserve.
     function executeReserveWithdrawal(address to) external onlyHub {
         ReserveWithdrawal memory p = pendingReserveWithdrawal;
         if (p.amount == 0) revert NoReserveWithdrawalPending();
         if (block.number < p.unlockBlock) revert ReserveNoticeNotOver();
+        if (block.number >= uint256(p.unlockBlock) + reserveNoticeBlocks) revert ReserveWithdrawalExpired();
         if (to == address(0)) revert RecipientMustNotBeZero();
-        if (p.amount > reserve) revert ReserveInsufficient();
+        _requireReserveLeft(p.amount);
         delete pendingReserveWithdrawal;
         reserve -= p.amount;
         token.safeTransfer(to, p.amount);
@@ -438,7 +478,8 @@ contract InfHub is EIP712 {
     }
 
     /// Pays external transfers out of the reserve in one transaction. The users' debits that fund
-    /// them were signed off chain; batchId makes a resent batch harmless.
+    /// them were signed off chain; batchId makes a resent batch harmless. The contract cannot
+    /// check those debits, so it only keeps back what closing channels will draw.
     function payout(bytes32 batchId, address[] calldata recipients, uint256[] calldata amounts) external onlyHub {
         uint256 n = recipients.length;
         if (n == 0) revert BatchEmpty();
@@ -453,13 +494,41 @@ contract InfHub is EIP712 {
             if (amounts[i] > MAX_AMOUNT) revert AmountTooLarge();
             total += amounts[i];
         }
-        if (total > reserve) revert ReserveInsufficient();
+        _requireReserveLeft(total);
         reserve -= total;
         for (uint256 i = 0; i < n; i++) {
             token.safeTransfer(recipients[i], amounts[i]);
             emit Paid(batchId, recipients[i], amounts[i]);
         }
         emit PayoutBatchExecuted(batchId, n, total, reserve);
+    }
+
+    // ================================================================ excess tokens
+
+    /// Tokens the contract holds beyond the reserve and the channels' funds: sent to it outside
+    /// its functions (a plain ERC-20 transfer). Nobody's balance; the hub may move them into the
+    /// reserve or send them back.
+    function excess() public view returns (uint256) {
+        uint256 held = token.balanceOf(address(this));
+        uint256 accounted = reserve + totalChannelFunds;
+        return held > accounted ? held - accounted : 0;
+    }
+
+    /// The hub moves the whole excess into its reserve.
+    function excessToReserve() external onlyHub {
+        uint256 amount = excess();
+        if (amount == 0) revert AmountMustNotBeZero();
+        reserve += amount;
+        emit ExcessToReserve(amount, reserve);
+    }
+
+    /// The hub sends `amount` of the excess to `to` (e.g. back to whoever sent it by mistake).
+    function returnExcess(address to, uint256 amount) external onlyHub {
+        if (to == address(0)) revert RecipientMustNotBeZero();
+        if (amount == 0) revert AmountMustNotBeZero();
+        if (amount > excess()) revert ExcessInsufficient();
+        token.safeTransfer(to, amount);
+        emit ExcessReturned(to, amount);
     }
 
     // ================================================================ views and hashing
@@ -534,12 +603,35 @@ contract InfHub is EIP712 {
         if (block.number >= ch.settleBlock) revert ChallengePeriodOver();
     }
 
+    /// A proof supersedes the stored one if its running total is higher, or equal with a higher
+    /// nonce. Ordering by total first means a signer can only raise what works against itself:
+    /// a higher nonce cannot lower a total the other side already holds (spec 5.10).
+    function _supersedes(Side storage stored, uint64 nonce, uint128 cumulative) internal view returns (bool) {
+        return cumulative > stored.cumulative || (cumulative == stored.cumulative && nonce > stored.nonce);
+    }
+
+    /// Recomputes a closing channel's draw on the reserve after its proofs changed.
+    function _refreshReserveDraw(Channel storage ch) internal {
+        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
+        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
+        uint256 claim = plus > minus ? plus - minus : 0;
+        uint256 funds = _funds(ch);
+        uint256 draw = claim > funds ? claim - funds : 0;
+        reservedForClosing = reservedForClosing - ch.reserveDraw + draw;
+        ch.reserveDraw = draw;
+    }
+
+    /// Refuses to take `amount` from the reserve if that would leave less than closing channels draw.
+    function _requireReserveLeft(uint256 amount) internal view {
+        if (amount > reserve || reserve - amount < reservedForClosing) revert ReserveInsufficient();
+    }
+
     function _applyCredit(Channel storage ch, address user, Credit calldata c, bytes calldata hubSignature)
         internal
     {
         if (c.user != user) revert UserMismatch();
         if (c.epoch != ch.epoch) revert EpochMismatch();
-        if (c.nonce <= ch.credit.nonce) revert NonceMustIncrease();
+        if (!_supersedes(ch.credit, c.nonce, c.cumulativeCredit)) revert ProofMustSupersede();
         _requireHubProof(hashCredit(c), hubSignature);
         ch.credit = Side(c.nonce, c.cumulativeCredit, c.lockedAmount, c.locksRoot);
         emit CreditSubmitted(c.user, c.epoch, c.nonce, c.cumulativeCredit, msg.sender);
@@ -550,7 +642,7 @@ contract InfHub is EIP712 {
     {
         if (d.user != user) revert UserMismatch();
         if (d.epoch != ch.epoch) revert EpochMismatch();
-        if (d.nonce <= ch.debit.nonce) revert NonceMustIncrease();
+        if (!_supersedes(ch.debit, d.nonce, d.cumulativeDebit)) revert ProofMustSupersede();
         _requireSigner(hashDebit(d), userSignature, user);
         ch.debit = Side(d.nonce, d.cumulativeDebit, d.lockedAmount, d.locksRoot);
         emit DebitSubmitted(user, d.epoch, d.nonce, d.cumulativeDebit, msg.sender);

@@ -99,7 +99,9 @@ abstract contract Fixture is Test {
 
     function checkAccounting() internal view {
         assertEq(
-            token.balanceOf(address(hub)), hub.reserve() + hub.totalChannelFunds(), "balance == reserve + funds"
+            token.balanceOf(address(hub)),
+            hub.reserve() + hub.totalChannelFunds() + hub.excess(),
+            "balance == reserve + funds + excess"
         );
     }
 }

@@ -17,8 +17,11 @@ contract InfHubTest is Fixture {
         new InfHub(token, hubAddr, 1, NOTICE);
         vm.expectRevert(InfHub.ChallengePeriodOutOfRange.selector);
         new InfHub(token, hubAddr, 2_000_001, 3_000_000);
-        vm.expectRevert(InfHub.ReserveNoticeMustExceedChallengePeriod.selector);
+        vm.expectRevert(InfHub.ReserveNoticeTooShort.selector);
         new InfHub(token, hubAddr, CHALLENGE, CHALLENGE);
+        vm.expectRevert(InfHub.ReserveNoticeTooShort.selector);
+        new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE - 1);
+        new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE);
     }
 
     // ------------------------------------------------------------ open
@@ -54,20 +57,27 @@ contract InfHubTest is Fixture {
         hub.openChannel(alice);
     }
 
-    function test_open_channels_opens_a_batch_and_skips_channels_already_open() public {
+    function test_open_channels_opens_a_batch_and_registers_channels_already_open() public {
         open(alice);
-        address[] memory users = new address[](3);
+        open(mallory);
+        vm.prank(mallory);
+        hub.startExit(noCredit(mallory), "");
+        address[] memory users = new address[](4);
         users[0] = bob;
-        users[1] = alice; // already open: skipped, no event, epoch unchanged
+        users[1] = alice; // already open: registered, epoch unchanged
         users[2] = address(0xB0B2);
+        users[3] = mallory; // closing: skipped, no event
         vm.expectEmit(true, true, true, true, address(hub));
         emit InfHub.ChannelOpened(bob, 1, hubAddr);
+        vm.expectEmit(true, true, true, true, address(hub));
+        emit InfHub.ChannelRegistered(alice, 1);
         vm.expectEmit(true, true, true, true, address(hub));
         emit InfHub.ChannelOpened(address(0xB0B2), 1, hubAddr);
         vm.recordLogs();
         vm.prank(hubAddr);
         hub.openChannels(users);
-        assertEq(vm.getRecordedLogs().length, 2, "one event per channel opened");
+        assertEq(vm.getRecordedLogs().length, 3, "one event per channel opened or registered");
+        assertEq(uint256(hub.channel(mallory).status), uint256(InfHub.Status.Closing), "mallory still closing");
         assertEq(uint256(hub.channel(bob).status), uint256(InfHub.Status.Open), "bob open");
         assertEq(hub.channel(address(0xB0B2)).epoch, 1, "third user epoch");
         assertEq(hub.channel(alice).epoch, 1, "alice untouched");
@@ -354,7 +364,7 @@ contract InfHubTest is Fixture {
         vm.prank(hubAddr);
         hub.submitDebit(d2, d2sig);
         bytes memory d1again = signDebit(ALICE_PK, d1);
-        vm.expectRevert(InfHub.NonceMustIncrease.selector);
+        vm.expectRevert(InfHub.ProofMustSupersede.selector);
         hub.submitDebit(d1, d1again);
         // A debit signed by someone else than alice is refused.
         InfHub.Debit memory d3 = debit(alice, 3, 90, 40);
@@ -408,7 +418,7 @@ contract InfHubTest is Fixture {
         vm.prank(mallory);
         hub.submitCredit(c2, c2sig);
         bytes memory c1sig = signCredit(HUB_PK, c1);
-        vm.expectRevert(InfHub.NonceMustIncrease.selector);
+        vm.expectRevert(InfHub.ProofMustSupersede.selector);
         hub.submitCredit(c1, c1sig);
         // A credit signed by alice herself is worthless.
         InfHub.Credit memory c3 = credit(alice, 3, 500);
@@ -561,6 +571,16 @@ contract InfHubTest is Fixture {
         vm.roll(block.number + NOTICE);
         vm.expectRevert(InfHub.ReserveInsufficient.selector);
         hub.executeReserveWithdrawal(hubAddr);
+        // unused, it expires after another notice's length; then a new announcement replaces it
+        vm.expectRevert(InfHub.ReserveWithdrawalPending.selector);
+        hub.announceReserveWithdrawal(10);
+        vm.roll(block.number + NOTICE);
+        vm.expectRevert(InfHub.ReserveWithdrawalExpired.selector);
+        hub.executeReserveWithdrawal(hubAddr);
+        hub.announceReserveWithdrawal(10);
+        vm.roll(block.number + NOTICE);
+        hub.executeReserveWithdrawal(hubAddr);
+        assertEq(hub.reserve(), 190, "the new announcement executed");
         vm.stopPrank();
         checkAccounting();
     }
@@ -687,28 +707,29 @@ contract InfHubTest is Fixture {
         checkAccounting();
     }
 
-    /// Proofs submitted in any order: the contract ends with the highest nonce.
-    function testFuzz_proof_order_does_not_matter(uint8 a, uint8 b, uint8 c) public {
-        vm.assume(a > 0 && b > 0 && c > 0);
+    /// Proofs with any nonces and totals, submitted in any order: the contract ends with the
+    /// highest total, and among equal totals the highest nonce, whatever the order.
+    function testFuzz_proof_order_does_not_matter(uint8[3] memory nonces, uint8[3] memory totals) public {
         open(alice);
         depositAs(alice, 1_000);
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
-        uint8[3] memory order = [a, b, c];
-        uint8 best = 0;
+        uint64 bestNonce = 0;
+        uint128 bestTotal = 0;
         for (uint256 i = 0; i < 3; i++) {
-            InfHub.Debit memory d = debit(alice, order[i], uint128(order[i]), 1);
+            (uint64 n, uint128 t) = (uint64(nonces[i]) + 1, uint128(totals[i]));
+            InfHub.Debit memory d = debit(alice, n, t, 1);
             bytes memory sig = signDebit(ALICE_PK, d);
-            if (order[i] <= best) {
-                vm.expectRevert(InfHub.NonceMustIncrease.selector);
+            if (t > bestTotal || (t == bestTotal && n > bestNonce)) {
                 hub.submitDebit(d, sig);
+                (bestNonce, bestTotal) = (n, t);
             } else {
+                vm.expectRevert(InfHub.ProofMustSupersede.selector);
                 hub.submitDebit(d, sig);
-                best = order[i];
             }
         }
-        assertEq(hub.channel(alice).debit.nonce, best, "highest nonce wins");
-        assertEq(hub.channel(alice).debit.cumulative, best, "its total");
+        assertEq(hub.channel(alice).debit.cumulative, bestTotal, "highest total wins");
+        assertEq(hub.channel(alice).debit.nonce, bestNonce, "then the highest nonce");
     }
 
     /// Any amounts in a payout batch: each recipient gets exactly its amount, reserve drops by the sum.

@@ -12,7 +12,7 @@ contract Handler is Test {
     uint256 internal constant HUB_PK = 0x4855_42;
     uint256 internal constant USERS = 3;
     uint64 internal constant CHALLENGE = 6;
-    uint64 internal constant NOTICE = 9;
+    uint64 internal constant NOTICE = 12;
     uint256 internal constant MAX_STEP_AMOUNT = 1e24;
 
     InfToken public token;
@@ -226,8 +226,9 @@ contract Handler is Test {
         (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
         vm.prank(u);
         hub.startExit(c, cs);
-        // The contract may already hold the newest debit (realized earlier): then nothing to answer.
-        if (d.nonce > hub.channel(u).debit.nonce) {
+        // The contract may already hold the newest debit total (realized earlier): then nothing to
+        // answer. Totals, not nonces, decide.
+        if (d.cumulativeDebit > hub.channel(u).debit.cumulative) {
             vm.prank(hubAddr);
             hub.submitDebit(d, ds);
         }
@@ -240,7 +241,7 @@ contract Handler is Test {
         if (status(u) != InfHub.Status.Open) return;
         (InfHub.Credit memory c, bytes memory cs) = latestCredit(u);
         (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
-        if (d.nonce <= hub.channel(u).debit.nonce) {
+        if (d.cumulativeDebit <= hub.channel(u).debit.cumulative) {
             d = InfHub.Debit(u, 0, 0, 0, 0, bytes32(0), 0, address(0), 0, bytes32(0));
             ds = "";
         }
@@ -257,7 +258,7 @@ contract Handler is Test {
         calls++;
         (address u, uint256 pk) = pick(who);
         InfHub.Channel memory ch = hub.channel(u);
-        if (ch.status != InfHub.Status.Open || offChain[u].debitNonce <= ch.debit.nonce) return;
+        if (ch.status != InfHub.Status.Open || offChain[u].debitCum <= ch.debit.cumulative) return;
         (InfHub.Debit memory d, bytes memory ds) = latestDebit(u, pk);
         uint256 freeBefore = freeReserve();
         vm.prank(hubAddr);
@@ -265,16 +266,17 @@ contract Handler is Test {
         if (freeReserve() < freeBefore) violation("realizing a debit reduced the free reserve");
     }
 
-    /// Replaying an older proof during a close must be refused.
-    function replayOld(uint256 who) external {
+    /// Replaying an older proof (a lower total), even under a higher nonce, must be refused.
+    function replayOld(uint256 who, uint64 nonce) external {
         calls++;
         (address u, uint256 pk) = pick(who);
         InfHub.Channel memory ch = hub.channel(u);
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock || ch.debit.nonce < 2) return;
-        InfHub.Debit memory d = InfHub.Debit(u, ch.epoch, ch.debit.nonce - 1, 0, 0, bytes32(0), 0, external_, 1, bytes32(0));
+        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock || ch.debit.cumulative == 0) return;
+        InfHub.Debit memory d =
+            InfHub.Debit(u, ch.epoch, nonce, ch.debit.cumulative - 1, 0, bytes32(0), 0, external_, 1, bytes32(0));
         bytes memory sig = signDigest(pk, hub.hashDebit(d));
         try hub.submitDebit(d, sig) {
-            violation("an older debit replaced a newer one");
+            violation("a lower debit total replaced a higher one");
         } catch {}
     }
 
@@ -317,6 +319,13 @@ contract Handler is Test {
         calls++;
         (uint128 pending, uint64 unlock) = hub.pendingReserveWithdrawal();
         if (pending == 0) return;
+        if (block.number >= uint256(unlock) + NOTICE) {
+            // Expired unused: the honest hub cancels it and releases the earmark.
+            vm.prank(hubAddr);
+            hub.cancelReserveWithdrawal();
+            earmarked = 0;
+            return;
+        }
         if (block.number < unlock) vm.roll(unlock);
         vm.prank(hubAddr);
         hub.executeReserveWithdrawal(hubAddr);

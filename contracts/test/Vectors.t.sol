@@ -37,6 +37,8 @@ contract VectorsTest is Test {
         uint256 paid;
         uint256 reserveAfter;
         uint256 fundsAfter;
+        uint256 reservedAfter;
+        uint256 excessAfter;
     }
 
     function readStep(string memory json, uint256 i) internal pure returns (Step memory s) {
@@ -62,6 +64,8 @@ contract VectorsTest is Test {
         s.paid = vm.parseJsonUint(json, string.concat(p, "paid"));
         s.reserveAfter = vm.parseJsonUint(json, string.concat(p, "reserveAfter"));
         s.fundsAfter = vm.parseJsonUint(json, string.concat(p, "fundsAfter"));
+        s.reservedAfter = vm.parseJsonUint(json, string.concat(p, "reservedAfter"));
+        s.excessAfter = vm.parseJsonUint(json, string.concat(p, "excessAfter"));
     }
 
     function eq(string memory a, string memory b) internal pure returns (bool) {
@@ -103,9 +107,14 @@ contract VectorsTest is Test {
         }
     }
 
-    function execute(InfHub hub, Step memory s) internal returns (bool ok, bytes memory ret) {
+    function execute(InfHub hub, InfToken token, Step memory s) internal returns (bool ok, bytes memory ret) {
         bytes memory data;
         bytes32 op = keccak256(bytes(s.op));
+        if (op == keccak256("tokenTransfer")) {
+            // A plain ERC-20 transfer to the contract, outside its functions.
+            vm.prank(s.sender);
+            return address(token).call(abi.encodeCall(token.transfer, (address(hub), s.amount)));
+        }
         if (op == keccak256("open")) data = abi.encodeCall(InfHub.openChannel, (s.user));
         else if (op == keccak256("deposit")) data = abi.encodeCall(InfHub.deposit, (s.user, s.amount));
         else if (op == keccak256("depositReserve")) data = abi.encodeCall(InfHub.depositReserve, (s.amount));
@@ -124,6 +133,15 @@ contract VectorsTest is Test {
             data = abi.encodeCall(InfHub.announceReserveWithdrawal, (s.amount));
         } else if (op == keccak256("execute")) {
             data = abi.encodeCall(InfHub.executeReserveWithdrawal, (s.recipient));
+        } else if (op == keccak256("payout")) {
+            address[] memory to = new address[](1);
+            uint256[] memory amounts = new uint256[](1);
+            (to[0], amounts[0]) = (s.recipient, s.amount);
+            data = abi.encodeCall(InfHub.payout, (s.paymentId, to, amounts));
+        } else if (op == keccak256("excessToReserve")) {
+            data = abi.encodeCall(InfHub.excessToReserve, ());
+        } else if (op == keccak256("returnExcess")) {
+            data = abi.encodeCall(InfHub.returnExcess, (s.recipient, s.amount));
         } else {
             revert(string.concat("unknown op in vectors: ", s.op));
         }
@@ -155,7 +173,7 @@ contract VectorsTest is Test {
             vm.roll(s.blockNumber);
             checkDigest(hub, s);
             uint256 userBefore = token.balanceOf(s.user);
-            (bool ok, bytes memory ret) = execute(hub, s);
+            (bool ok, bytes memory ret) = execute(hub, token, s);
             if (eq(s.expect, "ok")) {
                 if (!ok) revert(string.concat(where, ": core says ok, contract reverted"));
             } else {
@@ -168,10 +186,16 @@ contract VectorsTest is Test {
             }
             assertEq(hub.reserve(), s.reserveAfter, string.concat(where, ": reserve"));
             assertEq(hub.totalChannelFunds(), s.fundsAfter, string.concat(where, ": channel funds"));
-            assertEq(token.balanceOf(address(hub)), hub.reserve() + hub.totalChannelFunds(), "accounting");
+            assertEq(hub.reservedForClosing(), s.reservedAfter, string.concat(where, ": reserved for closing"));
+            assertEq(hub.excess(), s.excessAfter, string.concat(where, ": excess"));
+            assertEq(
+                token.balanceOf(address(hub)), hub.reserve() + hub.totalChannelFunds() + hub.excess(), "accounting"
+            );
         }
         assertEq(hub.reserve(), vm.parseJsonUint(json, ".final.reserve"), "final reserve");
         assertEq(token.balanceOf(address(hub)), vm.parseJsonUint(json, ".final.tokenBalance"), "final balance");
+        assertEq(hub.reservedForClosing(), vm.parseJsonUint(json, ".final.reservedForClosing"), "final reserved");
+        assertEq(hub.excess(), vm.parseJsonUint(json, ".final.excess"), "final excess");
     }
 
     // ------------------------------------------------------------ forge → Rust

@@ -132,7 +132,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
     let mut history = open_history(dir.path(), &dl, domain)?;
     let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1) }];
     for u in &users {
-        genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
+        genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() });
         genesis.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(1 << 40) });
     }
     let commands: Vec<Command> = genesis

@@ -50,11 +50,13 @@ sol! {
             uint128 withdrawn;
             uint128 advancedFromReserve;
             uint128 realizedDebit;
+            uint256 reserveDraw;
             Side debit;
             Side credit;
         }
 
         event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
+        event ChannelRegistered(address indexed user, uint64 epoch);
         event Deposited(address indexed user, uint64 epoch, address from, uint256 amount, uint256 totalDeposited);
         event Withdrawn(address indexed user, uint64 epoch, uint256 amount, uint256 totalWithdrawn, uint256 fromReserve);
         event ExitStarted(address indexed user, uint64 epoch, address closer, uint64 settleBlock);
@@ -69,10 +71,12 @@ sol! {
         event ReserveWithdrawn(address to, uint256 amount, uint256 reserveAfter);
         event Paid(bytes32 indexed batchId, address indexed recipient, uint256 amount);
         event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
+        event ExcessToReserve(uint256 amount, uint256 reserveAfter);
+        event ExcessReturned(address to, uint256 amount);
 
         error HubMustNotBeZero();
         error ChallengePeriodOutOfRange();
-        error ReserveNoticeMustExceedChallengePeriod();
+        error ReserveNoticeTooShort();
         error OnlyHub();
         error OnlyUserOrHub();
         error ChannelAlreadyOpen();
@@ -83,7 +87,7 @@ sol! {
         error TokenTransferMismatch();
         error EpochMismatch();
         error UserMismatch();
-        error NonceMustIncrease();
+        error ProofMustSupersede();
         error WithdrawalMustIncrease();
         error AuthorizationExpired();
         error InvalidSignature();
@@ -94,6 +98,8 @@ sol! {
         error NoReserveWithdrawalPending();
         error ReserveWithdrawalPending();
         error ReserveNoticeNotOver();
+        error ReserveWithdrawalExpired();
+        error ExcessInsufficient();
         error BatchTooLarge();
         error BatchEmpty();
         error BatchLengthMismatch();
@@ -118,6 +124,11 @@ sol! {
         function cancelReserveWithdrawal() external;
         function executeReserveWithdrawal(address to) external;
         function payout(bytes32 batchId, address[] calldata recipients, uint256[] calldata amounts) external;
+        function excessToReserve() external;
+        function returnExcess(address to, uint256 amount) external;
+        function excess() external view returns (uint256);
+        function reservedForClosing() external view returns (uint256);
+        function pendingReserveWithdrawal() external view returns (uint128 amount, uint64 unlockBlock);
         function channel(address user) external view returns (Channel memory);
         function reserve() external view returns (uint256);
         function totalChannelFunds() external view returns (uint256);

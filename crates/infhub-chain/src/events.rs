@@ -40,7 +40,10 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
     let ev = if sig == IInfHub::ChannelOpened::SIGNATURE_HASH {
         let e = IInfHub::ChannelOpened::decode_raw_log(topics, data).map_err(bad)?;
-        ChainEvent::ChannelOpened { user: e.user, epoch: e.epoch }
+        ChainEvent::ChannelOpened { user: e.user, epoch: e.epoch, opened_by: e.openedBy }
+    } else if sig == IInfHub::ChannelRegistered::SIGNATURE_HASH {
+        let e = IInfHub::ChannelRegistered::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ChannelRegistered { user: e.user, epoch: e.epoch }
     } else if sig == IInfHub::Deposited::SIGNATURE_HASH {
         let e = IInfHub::Deposited::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::Deposited {
@@ -61,10 +64,18 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
         ChainEvent::ExitStarted { user: e.user, epoch: e.epoch, settle_block: e.settleBlock }
     } else if sig == IInfHub::DebitSubmitted::SIGNATURE_HASH {
         let e = IInfHub::DebitSubmitted::decode_raw_log(topics, data).map_err(bad)?;
-        ChainEvent::DebitSubmitted { user: e.user, epoch: e.epoch, nonce: e.nonce }
+        ChainEvent::DebitSubmitted {
+            user: e.user,
+            epoch: e.epoch,
+            cumulative: amount(e.cumulativeDebit, "cumulativeDebit")?,
+        }
     } else if sig == IInfHub::CreditSubmitted::SIGNATURE_HASH {
         let e = IInfHub::CreditSubmitted::decode_raw_log(topics, data).map_err(bad)?;
-        ChainEvent::CreditSubmitted { user: e.user, epoch: e.epoch, nonce: e.nonce }
+        ChainEvent::CreditSubmitted {
+            user: e.user,
+            epoch: e.epoch,
+            cumulative: amount(e.cumulativeCredit, "cumulativeCredit")?,
+        }
     } else if sig == IInfHub::DebitRealized::SIGNATURE_HASH {
         let e = IInfHub::DebitRealized::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::DebitRealized {
@@ -101,6 +112,12 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
         let e = IInfHub::PayoutBatchExecuted::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::PayoutBatchExecuted {
             total: amount(e.total, "total")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        }
+    } else if sig == IInfHub::ExcessToReserve::SIGNATURE_HASH {
+        let e = IInfHub::ExcessToReserve::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ExcessToReserve {
+            amount: amount(e.amount, "amount")?,
             reserve_after: amount(e.reserveAfter, "reserveAfter")?,
         }
     } else {

@@ -73,20 +73,31 @@ pub struct ChannelState {
     pub withdrawal_hold: Option<Withdrawal>,
     /// Highest confirmed block delivered.
     pub block: u64,
-    /// Newest debit nonce the contract holds while closing.
-    pub chain_debit_nonce: u64,
-    /// Newest credit nonce the contract holds while closing.
-    pub chain_credit_nonce: u64,
-    /// Newest nonce for which this end already asked for an on-chain submission.
-    pub dispute_requested_nonce: u64,
+    /// Running total of the debit the contract holds (from `DebitSubmitted`, also while open
+    /// after a realization).
+    pub chain_debit_total: Amount,
+    /// Running total of the credit the contract holds while closing.
+    pub chain_credit_total: Amount,
+    /// Highest total for which this end already asked for an on-chain submission.
+    pub dispute_requested_total: Amount,
 }
 
 /// A request to the outer layer. Effects are requests, not facts: the outer layer carries
 /// them out (store, send, submit a transaction) and reports results back as inputs.
+// A refund carries a debit and a credit; effects are few and short-lived, boxing would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// Store this debit and move its value (credit the recipient, or queue an external payout).
     DebitAccepted(SignedDebit),
+    /// This debit was refused for a reason of state and refunded: store both; nothing moves.
+    DebitRefunded {
+        /// The refused debit, now spent.
+        debit: SignedDebit,
+        /// The hub's credit of its amount back to the payer.
+        refund: SignedCredit,
+    },
     /// Store this credit (hub: deliver it to the user).
     CreditAccepted(SignedCredit),
     /// Co-sign and return this withdrawal; its amount is now held.
@@ -159,6 +170,25 @@ pub enum Input {
     CheckedDebit(CheckedDebit),
     /// A hub-signed credit (a payment into the channel).
     Credit(SignedCredit),
+    /// A user-signed debit the hub refused for a reason of state (balance, liquidity, the
+    /// recipient, a limit), together with the hub's credit of the same amount back to the payer.
+    /// Every rule of a debit applies except the balance; the refund must be the next credit
+    /// (hub) or any newer credit at least the old total plus the amount (wallet, which may have
+    /// missed credits). The balance never falls.
+    DebitRefunded {
+        /// The refused debit.
+        debit: SignedDebit,
+        /// The refund.
+        refund: SignedCredit,
+    },
+    /// [`Input::DebitRefunded`] with the debit's signature already checked.
+    #[serde(skip)]
+    CheckedDebitRefunded {
+        /// The refused debit, checked.
+        debit: CheckedDebit,
+        /// The refund.
+        refund: SignedCredit,
+    },
     /// The user asks the hub to co-sign a withdrawal, at confirmed block `block`.
     WithdrawalRequest {
         /// The withdrawal.
@@ -191,19 +221,19 @@ pub enum Input {
         /// `settleBlock` from the event.
         settle_block: u64,
     },
-    /// `DebitSubmitted`.
+    /// `DebitSubmitted` (also emitted by `realizeDebit`): the contract now holds this debit.
     ChainDebitSubmitted {
         /// Epoch of the event.
         epoch: u64,
-        /// The submitted nonce.
-        nonce: u64,
+        /// The submitted running total.
+        cumulative: Amount,
     },
-    /// `CreditSubmitted`.
+    /// `CreditSubmitted`: the contract now holds this credit.
     ChainCreditSubmitted {
         /// Epoch of the event.
         epoch: u64,
-        /// The submitted nonce.
-        nonce: u64,
+        /// The submitted running total.
+        cumulative: Amount,
     },
     /// `Settled`.
     ChainSettled {
@@ -232,9 +262,9 @@ impl ChannelState {
             credit: None,
             withdrawal_hold: None,
             block: 0,
-            chain_debit_nonce: 0,
-            chain_credit_nonce: 0,
-            dispute_requested_nonce: 0,
+            chain_debit_total: Amount::ZERO,
+            chain_credit_total: Amount::ZERO,
+            dispute_requested_total: Amount::ZERO,
         }
     }
 
@@ -335,12 +365,20 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
     let mut effects = Vec::new();
     match input {
         Input::Debit(d) => {
-            accept_debit(&mut s, params, d, None)?;
+            accept_debit(&mut s, params, d, None, BalanceRule::Checked)?;
             effects.push(Effect::DebitAccepted(d));
         }
         Input::CheckedDebit(c) => {
-            accept_debit(&mut s, params, c.debit, Some(&c))?;
+            accept_debit(&mut s, params, c.debit, Some(&c), BalanceRule::Checked)?;
             effects.push(Effect::DebitAccepted(c.debit));
+        }
+        Input::DebitRefunded { debit, refund } => {
+            accept_refunded_debit(&mut s, params, debit, None, refund.clone())?;
+            effects.push(Effect::DebitRefunded { debit, refund });
+        }
+        Input::CheckedDebitRefunded { debit, refund } => {
+            accept_refunded_debit(&mut s, params, debit.debit, Some(&debit), refund.clone())?;
+            effects.push(Effect::DebitRefunded { debit: debit.debit, refund });
         }
         Input::Credit(c) => {
             accept_credit(&mut s, params, c.clone())?;
@@ -398,13 +436,13 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
                 effects.push(Effect::WithdrawalHoldReleased(h));
             }
         }
-        Input::ChainDebitSubmitted { epoch, nonce } => {
+        Input::ChainDebitSubmitted { epoch, cumulative } => {
             require_chain_epoch(&s, epoch)?;
-            s.chain_debit_nonce = s.chain_debit_nonce.max(nonce);
+            s.chain_debit_total = s.chain_debit_total.max(cumulative);
         }
-        Input::ChainCreditSubmitted { epoch, nonce } => {
+        Input::ChainCreditSubmitted { epoch, cumulative } => {
             require_chain_epoch(&s, epoch)?;
-            s.chain_credit_nonce = s.chain_credit_nonce.max(nonce);
+            s.chain_credit_total = s.chain_credit_total.max(cumulative);
         }
         Input::ChainSettled { epoch, paid } => {
             require_chain_epoch(&s, epoch)?;
@@ -454,11 +492,19 @@ fn require_locks_empty(locked_amount: Amount, locks_root: B256) -> Result<(), Er
     }
 }
 
+/// Whether a debit must fit the balance (a payment) or not (a refused debit being refunded).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BalanceRule {
+    Checked,
+    Refunded,
+}
+
 fn accept_debit(
     s: &mut ChannelState,
     p: &ChannelParams,
     d: SignedDebit,
     checked: Option<&CheckedDebit>,
+    balance_rule: BalanceRule,
 ) -> Result<(), Error> {
     let m = &d.message;
     require_open(s)?;
@@ -488,7 +534,7 @@ fn accept_debit(
     if m.cumulative_debit != s.cumulative_debit().checked_add(m.amount)? {
         return Err(Error::CumulativeMismatch);
     }
-    if m.amount > s.balance()? {
+    if balance_rule == BalanceRule::Checked && m.amount > s.balance()? {
         return Err(Error::InsufficientBalance);
     }
     // `m.user == s.user` above, so a check of the debit's own signer in this domain suffices.
@@ -497,6 +543,28 @@ fn accept_debit(
     }
     s.debit = Some(d);
     Ok(())
+}
+
+/// A refused debit and its refund, all or nothing: every debit rule but the balance, then the
+/// refund as a credit that gives back at least the debit's amount.
+fn accept_refunded_debit(
+    s: &mut ChannelState,
+    p: &ChannelParams,
+    d: SignedDebit,
+    checked: Option<&CheckedDebit>,
+    refund: SignedCredit,
+) -> Result<(), Error> {
+    let credit_before = s.cumulative_credit();
+    accept_debit(s, p, d, checked, BalanceRule::Refunded)?;
+    let owed = credit_before.checked_add(d.message.amount)?;
+    match p.role {
+        // The hub issues the refund as its very next credit.
+        Role::Hub if refund.message.cumulative_credit != owed => return Err(Error::CumulativeMismatch),
+        // A wallet may have missed credits: the refund must give back at least the amount.
+        Role::User if refund.message.cumulative_credit < owed => return Err(Error::RefundMustCoverDebit),
+        _ => {}
+    }
+    accept_credit(s, p, refund)
 }
 
 fn accept_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit) -> Result<(), Error> {
@@ -574,23 +642,24 @@ fn release_expired_hold(s: &mut ChannelState, block: u64, effects: &mut Vec<Effe
     }
 }
 
-/// While closing, asks once per newer proof to submit this end's evidence on chain.
+/// While closing, asks once per higher total to submit this end's newest proof on chain: the
+/// contract holds a lower total than this end's newest (nonces do not matter, spec §5.10).
 fn request_dispute(s: &mut ChannelState, p: &ChannelParams, effects: &mut Vec<Effect>) {
     match p.role {
         Role::Hub => {
             if let Some(d) = s.debit {
-                let n = d.message.nonce;
-                if n > s.chain_debit_nonce && n > s.dispute_requested_nonce {
-                    s.dispute_requested_nonce = n;
+                let total = d.message.cumulative_debit;
+                if total > s.chain_debit_total && total > s.dispute_requested_total {
+                    s.dispute_requested_total = total;
                     effects.push(Effect::SubmitDebit(d));
                 }
             }
         }
         Role::User => {
             if let Some(c) = s.credit.clone() {
-                let n = c.message.nonce;
-                if n > s.chain_credit_nonce && n > s.dispute_requested_nonce {
-                    s.dispute_requested_nonce = n;
+                let total = c.message.cumulative_credit;
+                if total > s.chain_credit_total && total > s.dispute_requested_total {
+                    s.dispute_requested_total = total;
                     effects.push(Effect::SubmitCredit(c));
                 }
             }

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Most recipients in one payout batch (`MAX_PAYOUT_BATCH`).
 pub const MAX_PAYOUT_BATCH: usize = 256;
+/// Most users in one `openChannels` call (`MAX_OPEN_BATCH`).
+pub const MAX_OPEN_BATCH: usize = 100;
 /// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
 pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
 /// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
@@ -62,6 +64,21 @@ pub struct Side {
     pub locks_root: B256,
 }
 
+impl Side {
+    /// `_supersedes`: a proof replaces this one if its running total is higher, or equal with a
+    /// higher nonce. Totals first, so a signer can only raise what works against itself.
+    pub fn superseded_by(&self, nonce: u64, cumulative: Amount) -> bool {
+        supersedes((nonce, cumulative), (self.nonce, self.cumulative))
+    }
+}
+
+/// The dispute order of two proofs of one side, `(nonce, running total)`: true if `new` would
+/// replace `stored` on chain (a higher total, or the same total with a higher nonce). The
+/// contract, its model and every dispute trigger of the hub and the wallet use this one rule.
+pub fn supersedes(new: (u64, Amount), stored: (u64, Amount)) -> bool {
+    new.1 > stored.1 || (new.1 == stored.1 && new.0 > stored.0)
+}
+
 /// One channel as the contract stores it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainChannel {
@@ -81,6 +98,8 @@ pub struct ChainChannel {
     pub advanced_from_reserve: Amount,
     /// Part of the user's debits already moved from the channel's funds to the reserve.
     pub realized_debit: Amount,
+    /// While closing: what settlement will take from the reserve with the proofs held now.
+    pub reserve_draw: U256,
     /// Newest user-signed debit submitted while closing.
     pub debit: Side,
     /// Newest hub-signed credit submitted while closing.
@@ -94,6 +113,13 @@ impl ChainChannel {
         let w = U256::from(self.withdrawn.0) + U256::from(self.realized_debit.0);
         assert!(f >= w, "channel funds went negative: {self:?}");
         f - w
+    }
+
+    /// `max(0, deposited − withdrawn + credit − debit)` with the proofs held now.
+    pub fn claim(&self) -> U256 {
+        let plus = U256::from(self.deposited.0) + U256::from(self.credit.cumulative.0);
+        let minus = U256::from(self.withdrawn.0) + U256::from(self.debit.cumulative.0);
+        plus.saturating_sub(minus)
     }
 }
 
@@ -119,11 +145,13 @@ pub struct ContractModel {
     pub reserve: U256,
     /// Sum of every channel's funds.
     pub total_channel_funds: U256,
+    /// Sum of the reserve draws of the closing channels: no hub payout may take it.
+    pub reserved_for_closing: U256,
     /// Announced reserve withdrawal: (amount, unlock block).
     pub pending_reserve_withdrawal: Option<(Amount, u64)>,
     /// Payout batch ids already paid.
     pub executed_batches: BTreeSet<B256>,
-    /// The contract's token balance.
+    /// The contract's token balance (reserve + channel funds + excess).
     pub token_balance: U256,
     /// Tokens the contract has sent to each address, ever.
     pub sent_to: BTreeMap<Address, U256>,
@@ -138,14 +166,15 @@ impl ContractModel {
         if !(MIN_CHALLENGE_PERIOD_BLOCKS..=MAX_CHALLENGE_PERIOD_BLOCKS).contains(&config.challenge_period_blocks) {
             return Err(Error::ChallengePeriodOutOfRange);
         }
-        if config.reserve_notice_blocks <= config.challenge_period_blocks {
-            return Err(Error::ReserveNoticeMustExceedChallengePeriod);
+        if config.reserve_notice_blocks / 2 < config.challenge_period_blocks {
+            return Err(Error::ReserveNoticeTooShort);
         }
         Ok(ContractModel {
             config,
             channels: BTreeMap::new(),
             reserve: U256::ZERO,
             total_channel_funds: U256::ZERO,
+            reserved_for_closing: U256::ZERO,
             pending_reserve_withdrawal: None,
             executed_batches: BTreeSet::new(),
             token_balance: U256::ZERO,
@@ -158,11 +187,46 @@ impl ContractModel {
         self.channels.get(&user).copied().unwrap_or_default()
     }
 
-    /// The accounting invariant: token balance == reserve + Σ channel funds.
+    /// The accounting invariants: token balance == reserve + Σ channel funds + excess (excess is
+    /// never negative), and the reserved amount is the sum of the closing channels' draws.
     pub fn check_invariant(&self) {
         let sum: U256 = self.channels.values().map(ChainChannel::funds).fold(U256::ZERO, |a, b| a + b);
         assert_eq!(sum, self.total_channel_funds, "total_channel_funds drifted from the channels");
-        assert_eq!(self.token_balance, self.reserve + self.total_channel_funds, "token balance != reserve + funds");
+        assert!(self.token_balance >= self.reserve + self.total_channel_funds, "token balance below reserve + funds");
+        let draws: U256 = self
+            .channels
+            .values()
+            .filter(|c| c.status == ChainStatus::Closing)
+            .map(|c| c.reserve_draw)
+            .fold(U256::ZERO, |a, b| a + b);
+        assert_eq!(draws, self.reserved_for_closing, "reserved_for_closing drifted from the closing channels");
+        for c in self.channels.values() {
+            if c.status == ChainStatus::Closing {
+                assert_eq!(c.reserve_draw, c.claim().saturating_sub(c.funds()), "a closing channel's draw is stale");
+            } else {
+                assert!(c.reserve_draw.is_zero(), "a channel that is not closing has a draw");
+            }
+        }
+    }
+
+    /// `excess()`: tokens held beyond the reserve and the channels' funds.
+    pub fn excess(&self) -> U256 {
+        self.token_balance.saturating_sub(self.reserve + self.total_channel_funds)
+    }
+
+    /// `_requireReserveLeft`: taking `amount` must leave what closing channels will draw.
+    fn require_reserve_left(&self, amount: U256) -> Result<(), Error> {
+        if amount > self.reserve || self.reserve - amount < self.reserved_for_closing {
+            return Err(Error::ReserveInsufficient);
+        }
+        Ok(())
+    }
+
+    /// `_refreshReserveDraw` for a channel about to be stored.
+    fn refresh_draw(&mut self, ch: &mut ChainChannel) {
+        let draw = ch.claim().saturating_sub(ch.funds());
+        self.reserved_for_closing = self.reserved_for_closing - ch.reserve_draw + draw;
+        ch.reserve_draw = draw;
     }
 
     fn send(&mut self, to: Address, amount: U256) {
@@ -186,6 +250,38 @@ impl ContractModel {
         let epoch = ch.epoch + 1;
         self.channels.insert(user, ChainChannel { status: ChainStatus::Open, epoch, ..Default::default() });
         Ok(epoch)
+    }
+
+    /// `openChannels(users)` sent by `sender`: opens each, registers each already open (its
+    /// `ChannelRegistered`), skips each closing. Returns what happened to each user.
+    pub fn open_channels(&mut self, sender: Address, users: &[Address]) -> Result<Vec<OpenOutcome>, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        if users.is_empty() {
+            return Err(Error::BatchEmpty);
+        }
+        if users.len() > MAX_OPEN_BATCH {
+            return Err(Error::BatchTooLarge);
+        }
+        if users.iter().any(|u| *u == Address::ZERO || *u == self.config.hub) {
+            return Err(Error::UserMustNotBeZeroOrHub);
+        }
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            let ch = self.channel(*user);
+            out.push(match ch.status {
+                ChainStatus::Open => OpenOutcome::Registered { epoch: ch.epoch },
+                ChainStatus::Closing => OpenOutcome::Skipped,
+                ChainStatus::None | ChainStatus::Settled => {
+                    let epoch = ch.epoch + 1;
+                    self.channels
+                        .insert(*user, ChainChannel { status: ChainStatus::Open, epoch, ..Default::default() });
+                    OpenOutcome::Opened { epoch }
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// `deposit(user, amount)` (or `depositWithPermit`): tokens come from the sender.
@@ -228,8 +324,8 @@ impl ContractModel {
         let amount = U256::from(w.cumulative_withdrawn.0 - ch.withdrawn.0);
         let funds = ch.funds();
         let from_reserve = amount.saturating_sub(funds);
-        if from_reserve > self.reserve {
-            return Err(Error::ReserveInsufficient);
+        if !from_reserve.is_zero() {
+            self.require_reserve_left(from_reserve)?;
         }
         self.reserve -= from_reserve;
         ch.advanced_from_reserve = Amount(ch.advanced_from_reserve.0 + from_reserve.to::<u128>());
@@ -258,8 +354,8 @@ impl ContractModel {
         if c.epoch != ch.epoch {
             return Err(Error::EpochMismatch);
         }
-        if c.nonce <= ch.credit.nonce {
-            return Err(Error::NonceMustIncrease);
+        if !ch.credit.superseded_by(c.nonce, c.cumulative_credit) {
+            return Err(Error::ProofMustSupersede);
         }
         // `_requireHubProof`: a direct signature, or a batch signature and the credit's path.
         HubSigned::from_proof_bytes(*c, sig)?.verify(&self.config.domain, self.config.hub)?;
@@ -279,8 +375,8 @@ impl ContractModel {
         if d.epoch != ch.epoch {
             return Err(Error::EpochMismatch);
         }
-        if d.nonce <= ch.debit.nonce {
-            return Err(Error::NonceMustIncrease);
+        if !ch.debit.superseded_by(d.nonce, d.cumulative_debit) {
+            return Err(Error::ProofMustSupersede);
         }
         Signature::from_slice(sig)?.verify(d.digest(&self.config.domain), user)?;
         ch.debit = Side {
@@ -321,6 +417,7 @@ impl ContractModel {
         } else {
             self.apply_credit(&mut ch, sender, c, hub_sig)?;
         }
+        self.refresh_draw(&mut ch);
         self.channels.insert(sender, ch);
         Ok(())
     }
@@ -345,6 +442,7 @@ impl ContractModel {
         } else {
             self.apply_debit(&mut ch, user, d, user_sig)?;
         }
+        self.refresh_draw(&mut ch);
         self.channels.insert(user, ch);
         Ok(())
     }
@@ -364,6 +462,7 @@ impl ContractModel {
         let mut ch = self.channel(c.user);
         Self::require_challenge_open(&ch, block)?;
         self.apply_credit(&mut ch, c.user, c, hub_sig)?;
+        self.refresh_draw(&mut ch);
         self.channels.insert(c.user, ch);
         Ok(())
     }
@@ -373,6 +472,7 @@ impl ContractModel {
         let mut ch = self.channel(d.user);
         Self::require_challenge_open(&ch, block)?;
         self.apply_debit(&mut ch, d.user, d, user_sig)?;
+        self.refresh_draw(&mut ch);
         self.channels.insert(d.user, ch);
         Ok(())
     }
@@ -380,9 +480,7 @@ impl ContractModel {
     /// `settlementOf(user)`: what settle would pay now.
     pub fn settlement_of(&self, user: Address) -> Settlement {
         let ch = self.channel(user);
-        let plus = U256::from(ch.deposited.0) + U256::from(ch.credit.cumulative.0);
-        let minus = U256::from(ch.withdrawn.0) + U256::from(ch.debit.cumulative.0);
-        let claim = plus.saturating_sub(minus);
+        let claim = ch.claim();
         let available = ch.funds() + self.reserve;
         let paid = claim.min(available);
         Settlement { paid, shortfall: claim - paid, reserve_after: available - paid }
@@ -400,6 +498,8 @@ impl ContractModel {
         let s = self.settlement_of(user);
         self.total_channel_funds -= ch.funds();
         self.reserve = s.reserve_after;
+        self.reserved_for_closing -= ch.reserve_draw;
+        ch.reserve_draw = U256::ZERO;
         ch.status = ChainStatus::Settled;
         ch.deposited = Amount::ZERO;
         ch.withdrawn = Amount::ZERO;
@@ -436,8 +536,10 @@ impl ContractModel {
         if amount > U256::from(u128::MAX) {
             return Err(Error::AmountTooLarge);
         }
-        if self.pending_reserve_withdrawal.is_some() {
-            return Err(Error::ReserveWithdrawalPending);
+        if let Some((_, unlock)) = self.pending_reserve_withdrawal {
+            if block < unlock + self.config.reserve_notice_blocks {
+                return Err(Error::ReserveWithdrawalPending);
+            }
         }
         let unlock = block + self.config.reserve_notice_blocks;
         self.pending_reserve_withdrawal = Some((Amount(amount.to::<u128>()), unlock));
@@ -461,13 +563,14 @@ impl ContractModel {
         if block < unlock {
             return Err(Error::ReserveNoticeNotOver);
         }
+        if block >= unlock + self.config.reserve_notice_blocks {
+            return Err(Error::ReserveWithdrawalExpired);
+        }
         if to == Address::ZERO {
             return Err(Error::RecipientMustNotBeZero);
         }
         let amount = U256::from(amount.0);
-        if amount > self.reserve {
-            return Err(Error::ReserveInsufficient);
-        }
+        self.require_reserve_left(amount)?;
         self.pending_reserve_withdrawal = None;
         self.reserve -= amount;
         self.send(to, amount);
@@ -511,9 +614,7 @@ impl ContractModel {
             }
             total += *amount;
         }
-        if total > self.reserve {
-            return Err(Error::ReserveInsufficient);
-        }
+        self.require_reserve_left(total)?;
         self.executed_batches.insert(batch_id);
         self.reserve -= total;
         for (to, amount) in recipients.iter().zip(amounts) {
@@ -521,4 +622,59 @@ impl ContractModel {
         }
         Ok(total)
     }
+}
+
+impl ContractModel {
+    /// A plain ERC-20 `transfer` of `amount` to the contract, outside its functions: excess.
+    pub fn token_transfer_in(&mut self, amount: U256) {
+        self.token_balance += amount;
+    }
+
+    /// `excessToReserve()` sent by `sender`. Returns the amount moved.
+    pub fn excess_to_reserve(&mut self, sender: Address) -> Result<U256, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let amount = self.excess();
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        self.reserve += amount;
+        Ok(amount)
+    }
+
+    /// `returnExcess(to, amount)` sent by `sender`.
+    pub fn return_excess(&mut self, sender: Address, to: Address, amount: U256) -> Result<(), Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        if to == Address::ZERO {
+            return Err(Error::RecipientMustNotBeZero);
+        }
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if amount > self.excess() {
+            return Err(Error::ExcessInsufficient);
+        }
+        self.send(to, amount);
+        Ok(())
+    }
+}
+
+/// What `openChannels` did for one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    /// Opened with this epoch (`ChannelOpened`).
+    Opened {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// Already open: registered (`ChannelRegistered`).
+    Registered {
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// Closing: left alone.
+    Skipped,
 }

@@ -17,9 +17,10 @@ pub enum Error {
     /// The constructor's challenge period is outside the allowed range.
     #[error("challenge period out of range")]
     ChallengePeriodOutOfRange,
-    /// The reserve notice must be longer than the challenge period, so users can exit first.
-    #[error("reserve notice must exceed the challenge period")]
-    ReserveNoticeMustExceedChallengePeriod,
+    /// The reserve notice must be at least twice the challenge period: time to see the
+    /// announcement and react, then the whole challenge period.
+    #[error("reserve notice must be at least twice the challenge period")]
+    ReserveNoticeTooShort,
     /// The channel is open or closing; it cannot be opened again yet.
     #[error("channel is already open")]
     ChannelAlreadyOpen,
@@ -41,9 +42,10 @@ pub enum Error {
     /// The message names another user than the channel's owner.
     #[error("user mismatch: the message is for another channel")]
     UserMismatch,
-    /// The proof's nonce is not above the newest one already seen.
-    #[error("nonce must increase")]
-    NonceMustIncrease,
+    /// A proof replaces the one the contract holds only with a higher running total, or the
+    /// same total and a higher nonce (so a signer can only raise what works against itself).
+    #[error("proof must supersede the stored one: a higher total, or the same total with a higher nonce")]
+    ProofMustSupersede,
     /// The cooperative withdrawal's running total is not above the amount already withdrawn.
     #[error("cumulative withdrawal must increase")]
     WithdrawalMustIncrease,
@@ -86,6 +88,12 @@ pub enum Error {
     /// The reserve withdrawal's notice period has not ended.
     #[error("reserve notice period is not over")]
     ReserveNoticeNotOver,
+    /// The announced reserve withdrawal was not executed in time; announce it again.
+    #[error("reserve withdrawal expired")]
+    ReserveWithdrawalExpired,
+    /// More excess tokens asked for than the contract holds beyond its books.
+    #[error("excess insufficient")]
+    ExcessInsufficient,
     /// A payout batch has more recipients than allowed.
     #[error("payout batch too large")]
     BatchTooLarge,
@@ -106,6 +114,9 @@ pub enum Error {
     RecipientMustNotBeZero,
 
     // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
+    /// Off chain, a proof's nonce must be above the newest one already seen.
+    #[error("nonce must increase")]
+    NonceMustIncrease,
     /// Off chain, proofs are strictly sequential: nonce must be exactly previous + 1.
     #[error("nonce must be the previous nonce plus one")]
     NonceMustBeNext,
@@ -115,6 +126,9 @@ pub enum Error {
     /// A newer credit must raise the running total.
     #[error("cumulative credit must increase")]
     CreditMustIncrease,
+    /// A refund must give back at least the refused debit's amount.
+    #[error("the refund does not give back the refused debit's amount")]
+    RefundMustCoverDebit,
     /// The balance does not cover the amount.
     #[error("insufficient balance")]
     InsufficientBalance,
@@ -199,6 +213,7 @@ mod tests {
     #[test]
     fn codes_are_snake_case_of_names() {
         assert_eq!(Error::NonceMustIncrease.code(), "nonce_must_increase");
+        assert_eq!(Error::ProofMustSupersede.code(), "proof_must_supersede");
         assert_eq!(Error::AmountMustNotBeZero.code(), "amount_must_not_be_zero");
         assert_eq!(Error::WrongSigner.name(), "WrongSigner");
     }

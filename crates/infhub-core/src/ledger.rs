@@ -16,6 +16,16 @@
 //! `obligation(u) = max(0, claim(u) − funds(u))`, plus queued payouts, an announced reserve
 //! withdrawal, every custodial balance and unattributed custodial deposits. The sum is kept incrementally; anything that would break the rule is refused with
 //! `ReserveInsufficient`.
+//!
+//! Refusals are final (spec §5.4): a well-formed debit refused for a reason of state (the
+//! balance, liquidity, the recipient, a limit) is applied and refunded in one step, so its
+//! nonce and total are spent and the payer holds a hub-signed credit of the amount back;
+//! nobody can charge it later.
+//!
+//! Accounts follow the chain without letting strangers exhaust the ledger: a channel opened
+//! by the hub (a registration) or registered by it (`ChannelRegistered`) is tracked, and a
+//! channel its user opened alone is tracked from its first deposit. Empty channels opened by
+//! anyone else cost the ledger nothing.
 
 use crate::channel::{step, ChannelParams, ChannelState, CheckedDebit, Effect, Input, Role, Status};
 use crate::merkle::{batch_digest, MerklePath, MerkleTree};
@@ -149,7 +159,9 @@ pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
                 f(ProofRef::Credit(c));
             }
         }
-        Outcome::Credited(c) | Outcome::Converted { credit: c, .. } => f(ProofRef::Credit(c)),
+        Outcome::Credited(c) | Outcome::Converted { credit: c, .. } | Outcome::Refunded { refund: c, .. } => {
+            f(ProofRef::Credit(c))
+        }
         Outcome::CustodialTransfers(results) => {
             for r in results {
                 if let CustodialResult::Moved { credit: Some(c) } = r {
@@ -349,6 +361,15 @@ pub enum ChainEvent {
         user: Address,
         /// The new epoch.
         epoch: u64,
+        /// Who called `openChannel(s)`: the hub (a registration) or the user.
+        opened_by: Address,
+    },
+    /// `ChannelRegistered`: the hub registered a channel its user had opened.
+    ChannelRegistered {
+        /// The channel owner.
+        user: Address,
+        /// Its epoch.
+        epoch: u64,
     },
     /// `Deposited`.
     Deposited {
@@ -387,8 +408,8 @@ pub enum ChainEvent {
         user: Address,
         /// The epoch.
         epoch: u64,
-        /// The nonce now held by the contract.
-        nonce: u64,
+        /// The running total now held by the contract.
+        cumulative: Amount,
     },
     /// `CreditSubmitted`.
     CreditSubmitted {
@@ -396,8 +417,8 @@ pub enum ChainEvent {
         user: Address,
         /// The epoch.
         epoch: u64,
-        /// The nonce now held by the contract.
-        nonce: u64,
+        /// The running total now held by the contract.
+        cumulative: Amount,
     },
     /// `ExitStarted`.
     ExitStarted {
@@ -444,6 +465,13 @@ pub enum ChainEvent {
     PayoutBatchExecuted {
         /// The batch's total.
         total: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
+    /// `ExcessToReserve`: tokens sent to the contract outside its functions joined the reserve.
+    ExcessToReserve {
+        /// Tokens moved.
+        amount: Amount,
         /// The reserve afterwards.
         reserve_after: Amount,
     },
@@ -538,6 +566,14 @@ pub enum Outcome {
         credit: Option<SignedCredit>,
         /// The queued payout (external payments).
         payout: Option<Payout>,
+    },
+    /// A well-formed debit was refused for a reason of state and refunded: the debit is spent
+    /// and the payer got this credit of its amount back. Nothing moved.
+    Refunded {
+        /// The rule the payment broke.
+        refused: Error,
+        /// The payer's refund.
+        refund: SignedCredit,
     },
     /// The same payment was applied before, at this ledger sequence number.
     Duplicate {
@@ -994,9 +1030,53 @@ impl Ledger {
         if let Some(first_seq) = self.seen(&key, digest)? {
             return Ok(Outcome::Duplicate { first_seq });
         }
+        if m.amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if !self.accounts.contains_key(&m.user) {
+            return Err(Error::UnknownAccount);
+        }
+        match self.pay(debit, checked, digest) {
+            Err(refused) if is_refundable(refused) => self.refund(debit, checked, digest, refused),
+            other => other,
+        }
+    }
+
+    /// Refuses a well-formed debit for `refused` by applying it and crediting its amount back to
+    /// the payer in the same step. If the debit breaks any rule besides the balance (a bad
+    /// signature, nonce or total, a closing channel), nothing happens and that rule is the answer.
+    fn refund(
+        &mut self,
+        debit: SignedDebit,
+        checked: Option<CheckedDebit>,
+        digest: B256,
+        refused: Error,
+    ) -> Result<Outcome, Error> {
+        let m = debit.message;
+        let params = self.channel_params();
+        let payer = self.accounts.get(&m.user).expect("checked by the caller");
+        // A refund that would overflow the credit total cannot be issued: refuse as is.
+        let refund = HubSigned::unsealed(payer.channel.next_credit(m.amount).map_err(|_| refused)?);
+        let input = match checked {
+            Some(c) => Input::CheckedDebitRefunded { debit: c, refund: refund.clone() },
+            None => Input::DebitRefunded { debit, refund: refund.clone() },
+        };
+        let (after, _) = step(&payer.channel, &params, input)?;
+        // The claim does not change (the debit and the refund cancel), so neither does liquidity.
+        let seq = self.take_seq();
+        self.replace_channel(m.user, after, ChainFunds::default(), false);
+        self.recent_transfers.insert((m.user, m.payment_id), PaymentRef { digest, seq }, self.params.transfer_ids_kept);
+        self.note_unsealed_credit(&refund);
+        Ok(Outcome::Refunded { refused, refund })
+    }
+
+    /// Applies a payment, or refuses it with nothing changed.
+    fn pay(&mut self, debit: SignedDebit, checked: Option<CheckedDebit>, digest: B256) -> Result<Outcome, Error> {
+        let m = debit.message;
+        let key = (m.user, m.payment_id);
         self.check_amount(m.amount)?;
         let params = self.channel_params();
-        let payer = self.accounts.get(&m.user).ok_or(Error::UnknownAccount)?;
+        let payer = self.accounts.get(&m.user).expect("checked by the caller");
         let kind = PaymentKind::from_u8(m.kind)?;
         let input = checked.map_or(Input::Debit(debit), Input::CheckedDebit);
         let (payer_after, _) = step(&payer.channel, &params, input)?;
@@ -1156,26 +1236,34 @@ impl Ledger {
             effects.extend(eff.into_iter().map(|e| (user, e)));
             Ok::<(), Error>(())
         };
+        // Events of a channel the ledger does not track (opened by its user alone, never funded)
+        // concern no one the hub owes anything: they are skipped (a deposit starts tracking).
+        let untracked = |l: &Ledger, user: &Address| !l.accounts.contains_key(user);
         match ev {
-            ChainEvent::ChannelOpened { user, epoch } => match self.accounts.get(&user) {
-                None => {
-                    // The ledger follows the contract from its deployment: a first sighting is epoch 1.
-                    if epoch != 1 {
-                        return Err(Error::ChainEventInconsistent);
-                    }
-                    if self.accounts.len() >= self.params.max_accounts {
-                        return Err(Error::TooManyAccounts);
-                    }
-                    let mut channel = ChannelState::opened(user, epoch);
-                    channel.block = self.block;
-                    self.accounts.insert(user, Account { channel, chain: ChainFunds::default() });
-                }
+            ChainEvent::ChannelOpened { user, epoch, opened_by } => match self.accounts.get(&user) {
+                None if opened_by != self.params.hub => {} // a stranger's empty channel: not tracked
+                None => self.track(user, epoch, true)?,
                 Some(acct) if acct.channel.epoch == epoch => {} // replayed event: no-op
                 Some(_) => on_channel(self, user, Input::ChainOpened { epoch }, Some(ChainFunds::default()))?,
             },
+            ChainEvent::ChannelRegistered { user, epoch } => match self.accounts.get(&user) {
+                None => self.track(user, epoch, true)?,
+                Some(acct) if acct.channel.epoch == epoch => {} // already tracked
+                Some(_) => return Err(Error::ChainEventInconsistent),
+            },
             ChainEvent::Deposited { user, epoch, total_deposited } => {
+                if untracked(self, &user) {
+                    // Money is in the channel: follow it from now on, whatever the account count
+                    // (a confirmed deposit is never refused; it costs the depositor the tokens).
+                    self.track(user, epoch, false)?;
+                }
                 on_channel(self, user, Input::ChainDeposited { epoch, total_deposited }, None)?
             }
+            ChainEvent::ExitStarted { user, .. }
+            | ChainEvent::DebitSubmitted { user, .. }
+            | ChainEvent::CreditSubmitted { user, .. }
+            | ChainEvent::Settled { user, .. }
+                if untracked(self, &user) => {}
             ChainEvent::Withdrawn { user, epoch, total_withdrawn, from_reserve } => {
                 let acct = self.accounts.get(&user).ok_or(Error::ChainEventInconsistent)?;
                 if total_withdrawn <= acct.channel.withdrawn {
@@ -1201,11 +1289,11 @@ impl Ledger {
                 self.replace_channel(user, ch, chain, true);
                 self.reserve = reserve_after;
             }
-            ChainEvent::DebitSubmitted { user, epoch, nonce } => {
-                on_channel(self, user, Input::ChainDebitSubmitted { epoch, nonce }, None)?
+            ChainEvent::DebitSubmitted { user, epoch, cumulative } => {
+                on_channel(self, user, Input::ChainDebitSubmitted { epoch, cumulative }, None)?
             }
-            ChainEvent::CreditSubmitted { user, epoch, nonce } => {
-                on_channel(self, user, Input::ChainCreditSubmitted { epoch, nonce }, None)?
+            ChainEvent::CreditSubmitted { user, epoch, cumulative } => {
+                on_channel(self, user, Input::ChainCreditSubmitted { epoch, cumulative }, None)?
             }
             ChainEvent::ExitStarted { user, epoch, settle_block } => {
                 on_channel(self, user, Input::ChainExitStarted { epoch, settle_block }, None)?
@@ -1216,6 +1304,12 @@ impl Ledger {
             }
             ChainEvent::ReserveDeposited { reserve_after } => {
                 if reserve_after < self.reserve {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                self.reserve = reserve_after;
+            }
+            ChainEvent::ExcessToReserve { amount, reserve_after } => {
+                if self.reserve.checked_add(amount)? != reserve_after {
                     return Err(Error::ChainEventInconsistent);
                 }
                 self.reserve = reserve_after;
@@ -1258,6 +1352,21 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// Starts tracking the channel of `user` at `epoch` (open, empty). A registration counts
+    /// against `max_accounts`; a deposit into a channel its user opened alone does not.
+    fn track(&mut self, user: Address, epoch: u64, registration: bool) -> Result<(), Error> {
+        if registration && self.accounts.len() >= self.params.max_accounts {
+            return Err(Error::TooManyAccounts);
+        }
+        if self.custodial.contains_key(&user) {
+            return Err(Error::ChainEventInconsistent);
+        }
+        let mut channel = ChannelState::opened(user, epoch);
+        channel.block = self.block;
+        self.accounts.insert(user, Account { channel, chain: ChainFunds::default() });
+        Ok(())
+    }
+
     /// The seq of the payment, purchase or custodial movement `id` of `owner`, while the
     /// ledger remembers it (internal transfers: the newest `params.transfer_ids_kept`).
     pub fn payment_seq(&self, owner: &Address, id: &B256) -> Option<u64> {
@@ -1380,6 +1489,21 @@ impl Ledger {
         self.payments.insert(key, PaymentRef { digest, seq });
         Ok(Outcome::Converted { credit, amount: c.balance })
     }
+}
+
+/// The refusals of a well-formed debit that are refunded (final): the state did not allow it.
+/// Any other refusal (a bad signature, nonce or total, an unknown payer, a closing channel, a
+/// reused payment id) changes nothing and leaves the debit unused.
+fn is_refundable(refused: Error) -> bool {
+    matches!(
+        refused,
+        Error::InsufficientBalance
+            | Error::ReserveInsufficient
+            | Error::AmountTooLarge
+            | Error::UnknownAccount
+            | Error::RecipientNotOpen
+            | Error::PayoutQueueFull
+    )
 }
 
 /// The idempotency digest of a custodial movement.

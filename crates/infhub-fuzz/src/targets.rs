@@ -127,7 +127,7 @@ pub fn channel_machine(data: &[u8]) {
     while !input.is_empty() && steps < 64 {
         steps += 1;
         let small = |input: &mut Input| Amount(input.below(1_000) as u128);
-        let op = input.u8() % 12;
+        let op = input.u8() % 13;
         let ch_input = match op {
             0 | 1 => {
                 let amount = small(&mut input);
@@ -169,8 +169,30 @@ pub fn channel_machine(data: &[u8]) {
                 total_withdrawn: state.withdrawal_hold.map_or(state.withdrawn, |h| h.cumulative_withdrawn),
             },
             8 => ChannelInput::ChainExitStarted { epoch: state.epoch, settle_block: state.block + input.below(30) },
-            9 => ChannelInput::ChainDebitSubmitted { epoch: state.epoch, nonce: input.below(10) },
-            10 => ChannelInput::ChainCreditSubmitted { epoch: state.epoch, nonce: input.below(10) },
+            9 => {
+                ChannelInput::ChainDebitSubmitted { epoch: state.epoch, cumulative: Amount(input.below(5_000) as u128) }
+            }
+            10 => ChannelInput::ChainCreditSubmitted {
+                epoch: state.epoch,
+                cumulative: Amount(input.below(5_000) as u128),
+            },
+            11 => {
+                // A refused debit with its refund: any amount (the balance is not checked), a
+                // refund of the next credit that may be short, exact or generous.
+                let amount = Amount(input.below(5_000) as u128);
+                let recipient = Address::repeat_byte(input.u8());
+                let Ok(d) = state.next_debit(PaymentKind::Internal, recipient, amount, B256::from(input.bytes32()))
+                else {
+                    continue;
+                };
+                let Ok(mut c) = state.next_credit(amount) else { continue };
+                c.cumulative_credit = Amount(c.cumulative_credit.0.saturating_sub(1) + input.below(3) as u128);
+                let signer = if input.u8().is_multiple_of(8) { &user } else { &hub };
+                ChannelInput::DebitRefunded {
+                    debit: Signed::new(d, &params.domain, &user),
+                    refund: HubSigned::new(c, &params.domain, signer),
+                }
+            }
             _ => ChannelInput::ChainSettled { epoch: state.epoch, paid: Amount(input.below(5_000) as u128) },
         };
         let before = state.clone();
@@ -178,6 +200,12 @@ pub fn channel_machine(data: &[u8]) {
             Ok((next, _effects)) => {
                 assert!(next.debit_nonce() >= before.debit_nonce(), "debit nonce went back");
                 assert!(next.credit_nonce() >= before.credit_nonce(), "credit nonce went back");
+                assert!(next.cumulative_debit() >= before.cumulative_debit(), "debit total went back");
+                assert!(next.cumulative_credit() >= before.cumulative_credit(), "credit total went back");
+                if next.debit_nonce() > before.debit_nonce() && next.credit_nonce() > before.credit_nonce() {
+                    // A refund: the balance never falls.
+                    assert!(next.balance().ok() >= before.balance().ok(), "a refund lowered the balance");
+                }
                 assert!(next.balance().is_ok(), "negative balance accepted");
                 state = next;
             }
@@ -222,7 +250,7 @@ pub fn ledger_machine(data: &[u8]) {
     for u in &users {
         genesis.push(Command::Chain {
             at: next_pos(&mut input),
-            event: ChainEvent::ChannelOpened { user: u.address(), epoch: 1 },
+            event: ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() },
         });
         genesis.push(Command::Chain {
             at: next_pos(&mut input),
@@ -276,7 +304,11 @@ pub fn ledger_machine(data: &[u8]) {
                     2 => ChainEvent::ReserveDeposited {
                         reserve_after: Amount(ledger.reserve.0 + input.below(500) as u128),
                     },
-                    _ => ChainEvent::DebitSubmitted { user: u.address(), epoch: ch.epoch, nonce: input.below(5) },
+                    _ => ChainEvent::DebitSubmitted {
+                        user: u.address(),
+                        epoch: ch.epoch,
+                        cumulative: Amount(input.below(5_000) as u128),
+                    },
                 };
                 Command::Chain { at: next_pos(&mut input), event }
             }

@@ -20,8 +20,24 @@ use crate::fs::{Fs, FsFile, OsFs};
 use crate::store::{LogRecord, LogStore, SnapshotWriter, StoreError, StoreStats};
 use std::path::{Path, PathBuf};
 
-const LOG_MAGIC: &[u8; 8] = b"INFHLOG1";
-const SNAP_MAGIC: &[u8; 8] = b"INFHSNP1";
+/// The on-disk format: the last byte of each magic. Format 2 (decision D28): chain events and
+/// channel state carry running totals instead of nonces, and ledger outcomes include refunds.
+const LOG_MAGIC: &[u8; 8] = b"INFHLOG2";
+const SNAP_MAGIC: &[u8; 8] = b"INFHSNP2";
+
+/// Refuses a file written in another format of this store, by name, before anything tries to
+/// decode it (the records of another format would not decode, or worse, decode wrongly).
+fn check_format(buf: &[u8], magic: &[u8; 8], path: &Path) -> Result<(), StoreError> {
+    let stem = &magic[..7];
+    if buf.len() >= 8 && &buf[..7] == stem && buf[7] != magic[7] {
+        return Err(StoreError::FormatMismatch {
+            path: path.display().to_string(),
+            found: char::from(buf[7]).to_string(),
+            expected: char::from(magic[7]).to_string(),
+        });
+    }
+    Ok(())
+}
 const FRAME_HEADER_BYTES: usize = 8;
 /// Largest record payload accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -231,6 +247,7 @@ impl<F: Fs> FileStore<F> {
         let mut out: Vec<LogRecord> = Vec::new();
         for (first_seq, path) in self.segments_in(&self.archive_dir())? {
             let buf = self.read_segment(&path)?;
+            check_format(&buf, LOG_MAGIC, &path)?;
             if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
                 return Err(io_corrupt(format!("{} lacks the log header", path.display())));
             }
@@ -252,6 +269,7 @@ impl<F: Fs> FileStore<F> {
     fn repair_tail(&mut self) -> Result<(), StoreError> {
         let Some((_, path)) = self.segments()?.pop() else { return Ok(()) };
         let buf = self.read_segment(&path)?;
+        check_format(&buf, LOG_MAGIC, &path)?;
         if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
             if buf.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(&buf) {
                 // Crashed while creating the segment: nothing in it was ever acknowledged.
@@ -468,6 +486,7 @@ impl<F: Fs> LogStore for FileStore<F> {
         let mut damaged = Vec::new();
         for (seq, path) in self.snapshots()?.into_iter().rev() {
             let buf = self.fs.read(&path)?;
+            check_format(&buf, SNAP_MAGIC, &path)?;
             let header = SNAP_MAGIC.len() + 8 + 8 + 4;
             let intact = buf.len() >= header && &buf[..8] == SNAP_MAGIC && {
                 let stored_seq = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
@@ -523,6 +542,7 @@ impl<F: Fs> LogStore for FileStore<F> {
                 )));
             }
             let buf = self.read_segment(path)?;
+            check_format(&buf, LOG_MAGIC, path)?;
             if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
                 return Err(io_corrupt(format!("{} lacks the log header", path.display())));
             }

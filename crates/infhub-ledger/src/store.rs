@@ -39,6 +39,20 @@ pub enum StoreError {
     /// A record or snapshot exceeds the configured size limit.
     #[error("record too large: {0} bytes")]
     RecordTooLarge(usize),
+    /// A file of the data directory was written in another format of the store (an earlier
+    /// version of infhub). Nothing is decoded; the directory must be migrated or started anew.
+    #[error(
+        "{path} is in store format {found}; this build reads format {expected} (written by another version of \
+         infhub: settle the old hub's channels with it, or start this one on a new data directory)"
+    )]
+    FormatMismatch {
+        /// The file.
+        path: String,
+        /// Its format.
+        found: String,
+        /// The format this build reads.
+        expected: String,
+    },
 }
 
 /// Writes one snapshot's bytes durably, from any thread (see

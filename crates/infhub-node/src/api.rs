@@ -8,7 +8,7 @@
 //! have named limits; beyond them the node answers at once instead of queueing without bound.
 
 use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, WriteError};
-use crate::history::PaymentResult;
+use crate::history::{FirstResult, PaymentResult};
 use crate::openapi;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -26,7 +26,7 @@ use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::ChainError;
 use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, Outcome};
-use infhub_core::messages::{Eip712Message, Login, Signed, SignedDebit};
+use infhub_core::messages::{Login, Signed, SignedCredit, SignedDebit};
 use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -45,11 +45,26 @@ pub struct ApiError {
     status: StatusCode,
     code: String,
     message: String,
+    /// For a refused payment: the hub-signed credit that refunded it (boxed: errors are
+    /// returned everywhere, refunds are rare).
+    refund: Option<Box<SignedCredit>>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError { status, code: code.into(), message: message.into(), refund: None }
+    }
+
+    /// A payment refused by `refused` and refunded: the refusal is final, and the answer carries
+    /// the refund, which the payer needs to be whole on chain (spec §5.4).
+    fn refunded(refused: &str, refund: SignedCredit) -> ApiError {
+        let status = match refused {
+            "unknown_account" => StatusCode::NOT_FOUND,
+            "payout_queue_full" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let message = format!("payment refused ({refused}) and refunded: its amount is credited back");
+        ApiError { status, code: refused.to_string(), message, refund: Some(Box::new(refund)) }
     }
     fn unauthorized(message: &str) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -57,9 +72,10 @@ impl ApiError {
     fn limit(what: &str) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "limit_exceeded", format!("{what} limit reached; retry later"))
     }
-    /// The body every error answer carries: `{"error": {"code", "message"}}`.
+    /// The body every error answer carries: `{"error": {"code", "message"}}` (and `refund` for a
+    /// refunded payment).
     fn answer(self) -> ErrorAnswer {
-        ErrorAnswer { error: ErrorBody { code: self.code, message: self.message } }
+        ErrorAnswer { error: ErrorBody { code: self.code, message: self.message, refund: self.refund } }
     }
 }
 
@@ -343,6 +359,7 @@ async fn info(State(api): State<Api>) -> Json<Value> {
         "confirmedBlock": confirmed,
         "head": v.head,
         "halted": v.halted,
+        "refusedChainEvents": v.refused_events,
         "accounts": accounts,
         "limits": n.config.limits,
     }))
@@ -422,9 +439,18 @@ async fn register(
     if user == api.node.hub || user == Address::ZERO {
         return Err(Error::UserMustNotBeZeroOrHub.into());
     }
-    if let Some(a) = api.node.read().dl.ledger().account(&user) {
-        if a.channel.status == Status::Open {
-            return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
+    {
+        let st = api.node.read();
+        let ledger = st.dl.ledger();
+        match ledger.account(&user) {
+            Some(a) if a.channel.status == Status::Open => {
+                return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
+            }
+            // A new registration must fit the ledger (a confirmed opening would be refused).
+            None if ledger.account_count() >= ledger.params.max_accounts => {
+                return Err(Error::TooManyAccounts.into());
+            }
+            _ => {}
         }
     }
     let (reply, rx) = oneshot::channel();
@@ -462,6 +488,8 @@ struct ErrorAnswer {
 struct ErrorBody {
     code: String,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<Box<SignedCredit>>,
 }
 
 /// One answer of a transfer batch: the transfer's answer or its error.
@@ -549,8 +577,9 @@ fn transfer_answer(
             if payout.is_some() {
                 api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
             }
-            (Some(PaymentResult { seq, receipt, payout }), false)
+            (Some(FirstResult::Paid(PaymentResult { seq, receipt, payout })), false)
         }
+        (Ok(Outcome::Refunded { refused, refund }), _) => return Err(ApiError::refunded(&refused.code(), refund)),
         (Ok(Outcome::Duplicate { first_seq }), _) => {
             let (reader, heads) = history_of(api, &payer);
             let first = match heads {
@@ -569,19 +598,23 @@ fn transfer_answer(
                 None => None,
             };
             match first {
-                Some(f) if f.receipt.message.debit_digest == debit.digest(&api.node.domain) => (Some(f), true),
+                Some(f) if f.is_for(debit, &api.node.domain) => (Some(f), true),
                 _ => return Err(Error::NonceMustIncrease.into()),
             }
         }
         (Err(e), _) => return Err(e.into()),
         (Ok(other), _) => return Err(unexpected(&other)),
     };
-    let Some(first) = first else {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "history_missing",
-            "applied payment not in history",
-        ));
+    let first = match first {
+        Some(FirstResult::Paid(p)) => p,
+        Some(FirstResult::Refunded { refund, refused, .. }) => return Err(ApiError::refunded(&refused, refund)),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "history_missing",
+                "applied payment not in history",
+            ))
+        }
     };
     // Only external payments have a payout whose status the chain task tracks.
     let payout_status =
@@ -842,7 +875,12 @@ struct Solvency {
     contract_token_balance: String,
     contract_reserve: String,
     contract_total_channel_funds: String,
+    /// Token balance covers reserve + channel funds (more is excess, not an imbalance).
     contract_balanced: bool,
+    /// Tokens held beyond reserve and channel funds (sent outside the contract's functions).
+    contract_excess: String,
+    /// What closing channels will draw from the reserve (no hub payout may take it).
+    contract_reserved_for_closing: String,
     ledger_reserve: Amount,
     ledger_total_channel_funds: String,
     ledger_matches_chain: bool,
@@ -877,6 +915,9 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
     let res = IInfHub::reserveCall::abi_decode_returns(&res).map_err(|e| rpc(e.to_string()))?;
     let funds = call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).await.map_err(rpc)?;
     let funds = IInfHub::totalChannelFundsCall::abi_decode_returns(&funds).map_err(|e| rpc(e.to_string()))?;
+    let reserved = call(contract, IInfHub::reservedForClosingCall {}.abi_encode()).await.map_err(rpc)?;
+    let reserved =
+        IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
     let st = n.read();
     let l = st.dl.ledger();
     let mut ledger_funds = 0u128;
@@ -889,7 +930,9 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
         contract_token_balance: bal.to_string(),
         contract_reserve: res.to_string(),
         contract_total_channel_funds: funds.to_string(),
-        contract_balanced: bal == res + funds,
+        contract_balanced: bal >= res + funds,
+        contract_excess: bal.saturating_sub(res + funds).to_string(),
+        contract_reserved_for_closing: reserved.to_string(),
         ledger_reserve: l.reserve,
         ledger_total_channel_funds: ledger_funds.to_string(),
         ledger_matches_chain: U256::from(l.reserve.0) == res && U256::from(ledger_funds) == funds,

@@ -167,7 +167,8 @@ impl ChainTask {
         for (user, ch, settle_block) in closing {
             if block >= settle_block {
                 self.send(Purpose::Settle { user }, IInfHub::settleCall { user }.abi_encode()).await;
-            } else if ch.debit_nonce() > ch.chain_debit_nonce {
+            } else if ch.cumulative_debit() > ch.chain_debit_total {
+                // Totals decide on chain: the contract holds less than the newest debit.
                 if let Some(d) = ch.debit {
                     self.send(Purpose::Dispute { user }, submit_debit_call(&d).abi_encode()).await;
                 }
@@ -243,17 +244,22 @@ impl ChainTask {
             }
         }
         for (user, reply) in opens {
-            let input = IInfHub::openChannelCall { user }.abi_encode();
-            let r = self.try_send(Purpose::Open { user }, input).await.map_err(ChainRequestError::from);
-            let _ = reply.send(r);
+            let _ = reply.send(self.open_one(user).await);
         }
+    }
+
+    /// Opens one user's channel with `openChannels([user])`: unlike `openChannel`, it registers
+    /// a channel the user already opened (`ChannelRegistered`) instead of reverting, so the
+    /// ledger starts following it (spec §5.1).
+    async fn open_one(&mut self, user: Address) -> Result<B256, ChainRequestError> {
+        let input = IInfHub::openChannelsCall { users: vec![user] }.abi_encode();
+        self.try_send(Purpose::Open { user }, input).await.map_err(ChainRequestError::from)
     }
 
     async fn request(&mut self, req: ChainRequest) {
         match req {
             ChainRequest::OpenChannel { user, reply } => {
-                let input = IInfHub::openChannelCall { user }.abi_encode();
-                let r = self.try_send(Purpose::Open { user }, input).await.map_err(ChainRequestError::from);
+                let r = self.open_one(user).await;
                 let _ = reply.send(r);
             }
             ChainRequest::HubClose { user, reply } => {
@@ -369,7 +375,14 @@ impl ChainTask {
                     }
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(?command, error = %e, "the ledger refused a confirmed chain event"),
+                Ok(Err(e)) => {
+                    tracing::error!(?command, error = %e, "the ledger refused a confirmed chain event");
+                    self.node.metrics.chain_events_refused.fetch_add(1, Ordering::Relaxed);
+                    let mut v = self.node.chain_view();
+                    v.refused_events.count += 1;
+                    v.refused_events.last =
+                        Some(serde_json::json!({"command": command, "code": e.code(), "message": e.to_string()}));
+                }
                 Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
             }
         }

@@ -106,6 +106,19 @@ pub struct ChainView {
     pub payouts: HashMap<(Address, B256), PayoutStatus>,
     /// Set when the watcher met a reorg below the confirmation depth.
     pub halted: Option<String>,
+    /// Confirmed chain events the ledger refused, and the last one (what and why).
+    pub refused_events: RefusedEvents,
+}
+
+/// Confirmed chain events the ledger refused. A refusal is a bug or an inconsistent chain: the
+/// event is skipped (the ledger moves past it), so it is surfaced, not only logged.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedEvents {
+    /// How many since the node started.
+    pub count: u64,
+    /// The last one: the event and the rule it broke.
+    pub last: Option<serde_json::Value>,
 }
 
 /// Most requests waiting for the chain task (registrations, hub closes); one more is refused
@@ -463,6 +476,7 @@ pub fn event_user(e: &infhub_core::ledger::ChainEvent) -> Option<&Address> {
     use infhub_core::ledger::ChainEvent::*;
     match e {
         ChannelOpened { user, .. }
+        | ChannelRegistered { user, .. }
         | Deposited { user, .. }
         | Withdrawn { user, .. }
         | DebitRealized { user, .. }
@@ -471,6 +485,6 @@ pub fn event_user(e: &infhub_core::ledger::ChainEvent) -> Option<&Address> {
         | ExitStarted { user, .. }
         | Settled { user, .. } => Some(user),
         CustodialDeposited { account, .. } => Some(account),
-        ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } => None,
+        ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } | ExcessToReserve { .. } => None,
     }
 }

@@ -66,6 +66,16 @@ pub enum EntryProofs {
         /// The hub's signed credit.
         credit: SignedCredit,
     },
+    /// The payer's side of a refused payment: the user's signed debit, the hub's refund of its
+    /// amount, and the rule the payment broke.
+    Refunded {
+        /// The user's signed debit (spent).
+        debit: SignedDebit,
+        /// The hub's signed credit of the amount back.
+        refund: SignedCredit,
+        /// The rule's code (`reserve_insufficient`, …).
+        refused: String,
+    },
     /// A co-signed withdrawal.
     CoSigned {
         /// The withdrawal.
@@ -133,6 +143,8 @@ pub enum EntryKind {
     CustodialOpened,
     /// On-chain deposit for a custodial account (amount = this deposit).
     CustodialDeposited,
+    /// A payment refused and refunded (its debit spent, its amount credited back: no change).
+    Refunded,
     /// Custodial balance moved into a channel (conversion).
     ConvertedOut,
     /// Channel credited with a converted custodial balance.
@@ -146,6 +158,37 @@ pub struct PayoutBatchRecord {
     pub seq: u64,
     /// The payouts.
     pub payouts: Vec<Payout>,
+}
+
+/// The payer's first result of a payment, as a retry gets it again: applied, or refused and
+/// refunded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirstResult {
+    /// Applied.
+    Paid(PaymentResult),
+    /// Refused for a reason of state and refunded.
+    Refunded {
+        /// Ledger sequence number.
+        seq: u64,
+        /// The refused debit (as signed).
+        debit: SignedDebit,
+        /// The hub's refund.
+        refund: SignedCredit,
+        /// The rule's code.
+        refused: String,
+    },
+}
+
+impl FirstResult {
+    /// Whether this is the result of exactly `debit` (by its EIP-712 digest).
+    pub fn is_for(&self, debit: &infhub_core::Debit, domain: &Domain) -> bool {
+        use infhub_core::messages::Eip712Message;
+        let digest = debit.digest(domain);
+        match self {
+            FirstResult::Paid(p) => p.receipt.message.debit_digest == digest,
+            FirstResult::Refunded { debit: d, .. } => d.message.digest(domain) == digest,
+        }
+    }
 }
 
 /// The payer's result of a payment (returned again to a retry). It carries the payer's proofs
@@ -191,6 +234,17 @@ fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEn
                 inn.payment_id = Some(m.payment_id);
                 f(m.recipient, inn);
             }
+        }
+        (Command::Transfer(d), Outcome::Refunded { refused, refund }) => {
+            let m = &d.message;
+            let mut e = with(entry(seq, EntryKind::Refunded, m.amount), &|| EntryProofs::Refunded {
+                debit: *d,
+                refund: refund.clone(),
+                refused: refused.code(),
+            });
+            e.counterparty = Some(m.recipient);
+            e.payment_id = Some(m.payment_id);
+            f(m.user, e);
         }
         (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
             let mut e = entry(seq, EntryKind::Purchase, *amount);
@@ -493,7 +547,9 @@ impl History {
             self.append(a, r.seq, batch, false);
         }
         match (&r.command, &r.outcome) {
-            (Command::Transfer(d), Outcome::Paid { .. }) => self.append(d.message.user, r.seq, batch, true),
+            (Command::Transfer(d), Outcome::Paid { .. } | Outcome::Refunded { .. }) => {
+                self.append(d.message.user, r.seq, batch, true)
+            }
             (Command::TakePayoutBatch { .. }, Outcome::PayoutBatch(p)) if !p.is_empty() => {
                 self.payout_batches.push(r.seq)
             }
@@ -745,7 +801,7 @@ impl HistoryReader {
         heads: Heads,
         payment_id: &B256,
         seq: u64,
-    ) -> Result<Option<PaymentResult>, HistoryError> {
+    ) -> Result<Option<FirstResult>, HistoryError> {
         Ok(self.entries_at(payer, heads, seq)?.iter().find_map(|e| payment_result(payer, payment_id, e)))
     }
 
@@ -758,7 +814,7 @@ impl HistoryReader {
         payment_id: &B256,
         epoch: u64,
         nonce: u64,
-    ) -> Result<Option<PaymentResult>, HistoryError> {
+    ) -> Result<Option<FirstResult>, HistoryError> {
         let key_of = |e: &IndexEntry| -> Result<(u64, u64), HistoryError> {
             match self.record(e.seq)?.command {
                 Command::Transfer(d) => Ok((d.message.epoch, d.message.nonce)),
@@ -790,9 +846,17 @@ impl HistoryReader {
 }
 
 /// The payment result an out-entry of `payer` holds for `payment_id`.
-fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Option<PaymentResult> {
+fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Option<FirstResult> {
     if e.payment_id != Some(*payment_id) {
         return None;
+    }
+    if let Some(EntryProofs::Refunded { debit, refund, refused }) = e.proofs.as_deref() {
+        return Some(FirstResult::Refunded {
+            seq: e.seq,
+            debit: *debit,
+            refund: refund.clone(),
+            refused: refused.clone(),
+        });
     }
     let receipt = e.receipt()?.clone();
     let payout = (e.kind == EntryKind::ExternalOut).then(|| Payout {
@@ -801,7 +865,7 @@ fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Optio
         recipient: e.counterparty.expect("an external payment names its recipient"),
         amount: e.amount,
     });
-    Some(PaymentResult { seq: e.seq, receipt, payout })
+    Some(FirstResult::Paid(PaymentResult { seq: e.seq, receipt, payout }))
 }
 
 pub use infhub_core::ledger::payout_batch_id;
@@ -846,7 +910,10 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
                 (deposited, withdrawn) = (0, 0);
                 0
             }
-            EntryKind::WithdrawalCoSigned | EntryKind::ExitStarted | EntryKind::CustodialOpened => 0,
+            EntryKind::WithdrawalCoSigned
+            | EntryKind::ExitStarted
+            | EntryKind::CustodialOpened
+            | EntryKind::Refunded => 0,
         };
         balance += change;
         assert!(balance >= 0, "statement balance went negative at seq {}", e.seq);
@@ -961,7 +1028,7 @@ mod tests {
         let mut history = open_history(dir.path(), &dl, 37);
         let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
         for u in &users {
-            genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
+            genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() });
             genesis.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(100_000) });
         }
         let genesis = genesis
@@ -1022,7 +1089,8 @@ mod tests {
             for (payer, pid, seq, epoch, nonce, receipt) in &answered {
                 let heads = history.heads(payer).expect("heads");
                 let by_seq = reader.payment_at(payer, heads, pid, *seq).expect("read").expect("found by seq");
-                assert_eq!(&by_seq.receipt, receipt, "{when}: receipt of seq {seq} read back signed as answered");
+                let FirstResult::Paid(paid) = &by_seq else { panic!("{when}: seq {seq} read back as {by_seq:?}") };
+                assert_eq!(&paid.receipt, receipt, "{when}: receipt of seq {seq} read back signed as answered");
                 let by_nonce =
                     reader.payment_by_debit(payer, heads, pid, *epoch, *nonce).expect("read").expect("found by nonce");
                 assert_eq!(by_nonce, by_seq, "{when}: seq {seq}");

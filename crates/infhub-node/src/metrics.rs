@@ -83,6 +83,9 @@ pub struct Metrics {
     pub chain_head: AtomicU64,
     /// Highest confirmed block applied.
     pub chain_confirmed: AtomicU64,
+    /// Confirmed chain events the ledger refused (each a bug or an inconsistent chain; see
+    /// `/v1/info` `refusedChainEvents` for the last one).
+    pub chain_events_refused: AtomicU64,
     /// Reserve mirrored in the ledger (f64 bits).
     reserve: AtomicU64,
     /// Sum of all users' claims (f64 bits).
@@ -122,6 +125,7 @@ impl Default for Metrics {
             commits: AtomicU64::new(0),
             chain_head: AtomicU64::new(0),
             chain_confirmed: AtomicU64::new(0),
+            chain_events_refused: AtomicU64::new(0),
             reserve: AtomicU64::new(0),
             liabilities: AtomicU64::new(0),
             accounts: AtomicU64::new(0),
@@ -215,6 +219,13 @@ impl Metrics {
         g(&mut out, "infhub_chain_head_block", "gauge", "Chain head seen.", head);
         g(&mut out, "infhub_chain_confirmed_block", "gauge", "Confirmed block applied.", confirmed);
         g(&mut out, "infhub_chain_lag_blocks", "gauge", "Head minus confirmed.", head.saturating_sub(confirmed));
+        g(
+            &mut out,
+            "infhub_chain_events_refused_total",
+            "counter",
+            "Confirmed chain events the ledger refused.",
+            self.chain_events_refused.load(Ordering::Relaxed),
+        );
         for (name, help, bits) in [
             ("infhub_reserve_base_units", "Hub reserve in token base units.", &self.reserve),
             ("infhub_liabilities_base_units", "Sum of users' claims in token base units.", &self.liabilities),

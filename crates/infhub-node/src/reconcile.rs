@@ -75,6 +75,12 @@ pub struct ChainTotals {
     pub reserve: String,
     /// The contract's channel funds.
     pub channel_funds: String,
+    /// Tokens held beyond reserve and channel funds (sent outside the contract's functions):
+    /// nobody's balance, reported apart, not an imbalance.
+    pub excess: String,
+    /// Channels opened on chain by their users alone and never funded: the ledger does not
+    /// track them (they cannot exhaust it), so they are counted here, not compared.
+    pub untracked_channels: u64,
 }
 
 /// The reconciliation report.
@@ -101,6 +107,8 @@ struct ChannelFacts {
     deposited: u128,
     withdrawn: u128,
     status: &'static str,
+    /// Opened or registered by the hub, or funded: the ledger must track it.
+    tracked: bool,
     events: Vec<EventRef>,
 }
 
@@ -173,15 +181,22 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
         (0u128, 0u128, 0u128, 0u128, 0u128);
     for (at, ev) in &logs {
         match *ev {
-            ChainEvent::ChannelOpened { user, epoch } => {
+            ChainEvent::ChannelOpened { user, epoch, opened_by } => {
                 let c = channels.entry(user).or_default();
                 (c.epoch, c.deposited, c.withdrawn, c.status) = (epoch, 0, 0, "open");
+                c.tracked |= opened_by == node.hub;
+                c.events.push(*at);
+            }
+            ChainEvent::ChannelRegistered { user, .. } => {
+                let c = channels.entry(user).or_default();
+                c.tracked = true;
                 c.events.push(*at);
             }
             ChainEvent::Deposited { user, total_deposited, .. } => {
                 let c = channels.entry(user).or_default();
                 deposits += total_deposited.0.saturating_sub(c.deposited);
                 c.deposited = total_deposited.0;
+                c.tracked = true;
                 c.events.push(*at);
             }
             ChainEvent::Withdrawn { user, total_withdrawn, .. } => {
@@ -219,7 +234,9 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
     let mut report = |kind: &str, account: Option<Address>, chain: String, ledger: String, events: &[EventRef]| {
         d.push(Discrepancy { kind: kind.into(), account, chain, ledger, events: events.to_vec() })
     };
-    if token_balance != reserve + channel_funds {
+    // More tokens than reserve and funds is excess (someone sent tokens outside the contract's
+    // functions), reported in the totals; fewer is an imbalance.
+    if token_balance < reserve + channel_funds {
         report(
             "contract_unbalanced",
             None,
@@ -228,6 +245,8 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
             &[],
         );
     }
+    let excess = token_balance.saturating_sub(reserve + channel_funds);
+    let untracked_channels = channels.values().filter(|c| !c.tracked).count() as u64;
     {
         let st = node.read();
         let l = st.dl.ledger();
@@ -238,7 +257,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
         if U256::from(ledger_funds) != channel_funds {
             report("channel_funds_mismatch", None, channel_funds.to_string(), ledger_funds.to_string(), &[]);
         }
-        for (user, c) in &channels {
+        for (user, c) in channels.iter().filter(|(_, c)| c.tracked) {
             let Some(a) = l.account(user) else {
                 report(
                     "channel_unknown_to_ledger",
@@ -274,7 +293,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
             }
         }
         for (user, _) in l.accounts() {
-            if !channels.contains_key(user) {
+            if !channels.get(user).is_some_and(|c| c.tracked) {
                 report("ledger_account_not_on_chain", Some(*user), "no ChannelOpened".into(), "account".into(), &[]);
             }
         }
@@ -332,6 +351,8 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
             token_balance: token_balance.to_string(),
             reserve: reserve.to_string(),
             channel_funds: channel_funds.to_string(),
+            excess: excess.to_string(),
+            untracked_channels,
         },
         discrepancies: d,
     })

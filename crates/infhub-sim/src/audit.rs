@@ -58,6 +58,8 @@ pub struct Auditor {
     payouts_requested: BTreeMap<Address, (Address, Amount)>,
     /// External payments acknowledged: recipient -> amount.
     payouts_acked: BTreeMap<Address, Amount>,
+    /// External payments refused and refunded: their recipients must receive nothing.
+    payouts_refunded: std::collections::BTreeSet<Address>,
     /// Wallets the hub closed on.
     hub_closed: Vec<bool>,
     /// Settlements already judged per wallet.
@@ -82,6 +84,7 @@ impl Auditor {
             issued_credit_nonce: vec![0; n],
             payouts_requested: BTreeMap::new(),
             payouts_acked: BTreeMap::new(),
+            payouts_refunded: std::collections::BTreeSet::new(),
             hub_closed: vec![false; n],
             judged: vec![0; n],
             found: None,
@@ -118,6 +121,13 @@ impl Auditor {
         *n = (*n).max(d.message.nonce);
         if d.message.kind == PaymentKind::External as u8 {
             self.payouts_acked.insert(d.message.recipient, d.message.amount);
+        }
+    }
+
+    /// The hub refused a payment and refunded it: an external one must never be paid out.
+    pub fn payment_refunded(&mut self, d: &SignedDebit) {
+        if d.message.kind == PaymentKind::External as u8 {
+            self.payouts_refunded.insert(d.message.recipient);
         }
     }
 
@@ -397,7 +407,9 @@ impl Auditor {
         for (recipient, (payer, asked)) in self.payouts_requested.clone() {
             let got = chain.token_balance(recipient);
             let expected = acked.get(&recipient).copied();
+            let refunded = self.payouts_refunded.contains(&recipient);
             let ok = match expected {
+                _ if refunded => got == U256::ZERO && expected.is_none(),
                 Some(a) => got == U256::from(a.0),
                 // Not acknowledged: it may or may not have been applied; at most once.
                 None => got == U256::ZERO || got == U256::from(asked.0),

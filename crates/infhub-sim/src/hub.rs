@@ -16,9 +16,11 @@ use infhub_chain::source::memory::MemoryChain;
 use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
 use infhub_core::channel::{Effect, Status};
 use infhub_core::ledger::{payout_batch_id, Command, LedgerParams, Outcome, Payout};
+use infhub_core::messages::Eip712Message;
 use infhub_core::{Error, PrivateKey};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::{DurableLedger, DurableParams, LogRecord};
+use std::collections::HashMap;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
@@ -89,6 +91,18 @@ pub struct SimHub {
     sent: Vec<SentTx>,
     /// Channel effects seen (user, effect), for the auditor.
     pub effects: Vec<(Address, Effect)>,
+    /// The first answer of every payment: (payer, payment id) → (debit digest, refunded). What
+    /// the node's history answers a retry with; rebuilt from the log at every start.
+    first_answers: HashMap<(Address, B256), (B256, bool)>,
+}
+
+/// How a payment was first answered, for a retry of the same debit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstAnswer {
+    /// Applied.
+    Paid,
+    /// Refused and refunded.
+    Refunded,
 }
 
 /// Why the hub process stopped.
@@ -117,7 +131,8 @@ impl SimHub {
             start_block: config.start_block,
         };
         let watcher = Watcher::new(chain.source(), watcher_config, dl.ledger().block).expect("valid watcher config");
-        let mut hub = SimHub { dl, watcher, key, config, sent: Vec::new(), effects: Vec::new() };
+        let mut hub =
+            SimHub { dl, watcher, key, config, sent: Vec::new(), effects: Vec::new(), first_answers: HashMap::new() };
         hub.recover(chain)?;
         Ok(hub)
     }
@@ -129,14 +144,42 @@ impl SimHub {
 
     /// Executes commands as one durable batch.
     pub fn execute(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome, Error>>, HubDown> {
-        self.dl.execute(commands).map_err(|e| HubDown::Crashed(e.to_string()))
+        let results = self.dl.execute(commands.clone()).map_err(|e| HubDown::Crashed(e.to_string()))?;
+        for (c, r) in commands.iter().zip(&results) {
+            if let Ok(o) = r {
+                self.note_answer(c, o);
+            }
+        }
+        Ok(results)
+    }
+
+    fn note_answer(&mut self, command: &Command, outcome: &Outcome) {
+        let Command::Transfer(d) = command else { return };
+        let refunded = match outcome {
+            Outcome::Paid { .. } => false,
+            Outcome::Refunded { .. } => true,
+            _ => return,
+        };
+        let digest = d.message.digest(&self.config.ledger.domain);
+        self.first_answers.insert((d.message.user, d.message.payment_id), (digest, refunded));
+    }
+
+    /// The first answer of exactly this debit, if the hub applied or refunded it.
+    pub fn first_answer(&self, d: &infhub_core::messages::SignedDebit) -> Option<FirstAnswer> {
+        let (digest, refunded) = self.first_answers.get(&(d.message.user, d.message.payment_id))?;
+        (*digest == d.message.digest(&self.config.ledger.domain)).then_some(if *refunded {
+            FirstAnswer::Refunded
+        } else {
+            FirstAnswer::Paid
+        })
     }
 
     /// What the node does at start: resend payout batches taken but not executed, settle or
     /// dispute closing channels.
     fn recover(&mut self, chain: &mut SimChain) -> Result<(), HubDown> {
         let history = self.dl.history().map_err(|e| HubDown::Crashed(e.to_string()))?;
-        for LogRecord { outcome, .. } in history {
+        for LogRecord { command, outcome, .. } in history {
+            self.note_answer(&command, &outcome);
             if let Outcome::PayoutBatch(p) = outcome {
                 if !p.is_empty() {
                     let id = payout_batch_id(&p);
@@ -162,7 +205,7 @@ impl SimHub {
         for (user, ch, settle_block) in closing {
             if block >= settle_block {
                 self.send(chain, Purpose::Settle(user), IInfHub::settleCall { user }.abi_encode());
-            } else if ch.debit_nonce() > ch.chain_debit_nonce {
+            } else if ch.cumulative_debit() > ch.chain_debit_total {
                 if let Some(d) = ch.debit {
                     self.send(chain, Purpose::Dispute(user), submit_debit_call(&d).abi_encode());
                 }

@@ -163,13 +163,39 @@ impl SimWallet {
             return None;
         }
         self.pending = None;
-        self.step(Input::Debit(p)).expect("the wallet's own pending debit applies after the hub's acknowledgement");
+        if self.channel.as_ref().is_some_and(|c| c.debit_nonce() < p.message.nonce) {
+            self.step(Input::Debit(p)).expect("the wallet's own pending debit applies after the hub's acknowledgement");
+        }
         Some(p)
     }
 
-    /// The hub refused our pending debit for good.
+    /// The hub refused our pending debit and refunded it: the debit is spent and its amount came
+    /// back as `refund` (checked by the machine: the hub's signature, at least the amount). A
+    /// refund that does not check out leaves the debit pending.
+    pub fn on_refunded(&mut self, payment_id: B256, refund: SignedCredit) -> Option<SignedDebit> {
+        let p = self.pending.filter(|p| p.message.payment_id == payment_id)?;
+        let ch = self.channel.as_ref()?;
+        if ch.debit_nonce() < p.message.nonce {
+            let input = if ch.credit_nonce() >= refund.message.nonce {
+                Input::Debit(p) // the refund already arrived as the newest credit
+            } else {
+                Input::DebitRefunded { debit: p, refund: refund.clone() }
+            };
+            self.step(input).ok()?;
+            self.old_credits.push(refund);
+        }
+        self.pending = None;
+        Some(p)
+    }
+
+    /// The hub refused our pending debit without a refund: it stays pending (and is resent)
+    /// unless it can no longer be charged, as the real wallet does.
     pub fn on_refused(&mut self, payment_id: B256) {
-        if self.pending.is_some_and(|p| p.message.payment_id == payment_id) {
+        let Some(p) = self.pending.filter(|p| p.message.payment_id == payment_id) else { return };
+        let Some(ch) = self.channel.as_ref() else { return };
+        let spent = p.message.epoch != ch.epoch
+            || (ch.debit_nonce() >= p.message.nonce && ch.cumulative_debit() >= p.message.cumulative_debit);
+        if spent {
             self.pending = None;
         }
     }
@@ -193,16 +219,15 @@ impl SimWallet {
             self.on_credit(c);
         }
         let Some(d) = debit else { return };
-        if self.pending == Some(d) {
-            self.on_paid(d.message.payment_id);
-            return;
-        }
         let mine = self.channel.as_ref().map_or(0, |c| c.debit_nonce());
         if d.message.nonce > mine && d.verify(&self.params.domain, self.address()).is_ok() {
+            // Learned (the credit above already carries a refund, if it was one). Our own
+            // pending debit stays pending: only the hub's answer to it (a receipt or a refund)
+            // settles it.
             if self.step(Input::Debit(d)).is_err() {
                 return;
             }
-            if self.pending.is_some_and(|p| p.message.nonce <= d.message.nonce) {
+            if self.pending.is_some_and(|p| p != d && p.message.nonce <= d.message.nonce) {
                 // The hub holds another debit at this nonce: ours can never apply.
                 self.pending = None;
             }
@@ -295,7 +320,7 @@ impl SimWallet {
         for ev in events {
             let input = match ev {
                 WatchEvent::Confirmed { event, .. } => match event {
-                    ChainEvent::ChannelOpened { user, epoch } if user == me => {
+                    ChainEvent::ChannelOpened { user, epoch, .. } if user == me => {
                         if self.channel.is_none() {
                             self.channel = Some(ChannelState::opened(me, epoch));
                         }
@@ -310,11 +335,11 @@ impl SimWallet {
                     ChainEvent::ExitStarted { user, epoch, settle_block } if user == me => {
                         Some(Input::ChainExitStarted { epoch, settle_block })
                     }
-                    ChainEvent::DebitSubmitted { user, epoch, nonce } if user == me => {
-                        Some(Input::ChainDebitSubmitted { epoch, nonce })
+                    ChainEvent::DebitSubmitted { user, epoch, cumulative } if user == me => {
+                        Some(Input::ChainDebitSubmitted { epoch, cumulative })
                     }
-                    ChainEvent::CreditSubmitted { user, epoch, nonce } if user == me => {
-                        Some(Input::ChainCreditSubmitted { epoch, nonce })
+                    ChainEvent::CreditSubmitted { user, epoch, cumulative } if user == me => {
+                        Some(Input::ChainCreditSubmitted { epoch, cumulative })
                     }
                     ChainEvent::Settled { user, epoch, paid, .. } if user == me => {
                         Some(Input::ChainSettled { epoch, paid })

@@ -5,7 +5,7 @@
 use crate::audit::{Auditor, Violation};
 use crate::disk::SimDisk;
 use crate::evm::{ChainFaults, SimChain};
-use crate::hub::{HubConfig, HubDown, InjectedBug, SimHub};
+use crate::hub::{FirstAnswer, HubConfig, HubDown, InjectedBug, SimHub};
 use crate::rng::Rng;
 use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, B256, U256};
@@ -15,7 +15,7 @@ use infhub_chain::watcher::WatcherConfig;
 use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, LedgerParams, Outcome};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
-use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_core::{Amount, Domain, Error, PaymentKind, PrivateKey, Signature, Withdrawal};
 use std::path::PathBuf;
 
 /// One token unit in the simulation (18 decimals like INF).
@@ -100,6 +100,9 @@ enum ToHub {
 #[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
 enum ToWallet {
     Paid(B256),
+    /// Refused and refunded (final): the refund credit.
+    Refunded(B256, SignedCredit),
+    /// Refused without a refund (the debit may still apply).
     Refused(B256),
     Credit(SignedCredit),
     CoSigned(Withdrawal, Signature),
@@ -400,6 +403,11 @@ impl World {
                     }
                 }
             }
+            ToWallet::Refunded(id, refund) => {
+                if let Some(d) = w.on_refunded(id, refund) {
+                    self.auditor.payment_refunded(&d);
+                }
+            }
             ToWallet::Refused(id) => w.on_refused(id),
             ToWallet::Credit(c) => {
                 w.on_credit(c);
@@ -408,16 +416,7 @@ impl World {
                 w.on_cosigned(&mut self.chain, wd, sig);
                 self.report.withdrawals += 1;
             }
-            ToWallet::Synced(d, c) => {
-                let before = w.pending;
-                w.on_synced(d, c);
-                if let (Some(p), None) = (before, w.pending) {
-                    if d == Some(p) {
-                        self.auditor.payment_acked(i, &p);
-                        self.report.payments_acked += 1;
-                    }
-                }
-            }
+            ToWallet::Synced(d, c) => w.on_synced(d, c),
         }
     }
 
@@ -475,7 +474,29 @@ impl World {
                         }
                     }
                 }
-                (Some(d), Ok(Outcome::Duplicate { .. })) => answers.push((i, ToWallet::Paid(d.message.payment_id))),
+                (Some(d), Ok(Outcome::Refunded { refund, .. })) => {
+                    self.auditor.credit_issued(i, &refund);
+                    answers.push((i, ToWallet::Refunded(d.message.payment_id, refund)));
+                }
+                // A retry: answered with its first result, as the node's history does (also once
+                // the ledger forgot the id and refuses the spent nonce).
+                (Some(d), Ok(Outcome::Duplicate { .. }) | Err(Error::NonceMustIncrease))
+                    if hub.first_answer(&d).is_some() =>
+                {
+                    let id = d.message.payment_id;
+                    answers.push(match hub.first_answer(&d) {
+                        Some(FirstAnswer::Refunded) => {
+                            // The payer's newest credit covers the refund (and is signed).
+                            let credit =
+                                hub.dl.ledger().account(&d.message.user).and_then(|a| a.channel.credit.clone());
+                            match credit {
+                                Some(c) => (i, ToWallet::Refunded(id, c)),
+                                None => (i, ToWallet::Refused(id)),
+                            }
+                        }
+                        _ => (i, ToWallet::Paid(id)),
+                    });
+                }
                 (Some(d), Err(e)) => {
                     self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
                     answers.push((i, ToWallet::Refused(d.message.payment_id)));

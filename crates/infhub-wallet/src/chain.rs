@@ -29,10 +29,14 @@ pub struct ChannelView {
     pub deposited: Amount,
     /// Withdrawals this epoch.
     pub withdrawn: Amount,
-    /// Newest debit nonce the contract holds (while closing).
+    /// Nonce of the debit the contract holds.
     pub debit_nonce: u64,
-    /// Newest credit nonce the contract holds (while closing).
+    /// Running total of the debit the contract holds (what disputes compare).
+    pub debit_total: Amount,
+    /// Nonce of the credit the contract holds (while closing).
     pub credit_nonce: u64,
+    /// Running total of the credit the contract holds (what disputes compare).
+    pub credit_total: Amount,
 }
 
 /// Channel status codes of the contract.
@@ -123,7 +127,9 @@ impl ChainClient {
             deposited: Amount(c.deposited),
             withdrawn: Amount(c.withdrawn),
             debit_nonce: c.debit.nonce,
+            debit_total: Amount(c.debit.cumulative),
             credit_nonce: c.credit.nonce,
+            credit_total: Amount(c.credit.cumulative),
         })
     }
 

@@ -460,7 +460,15 @@ pub fn describe(e: &JournalEntry) -> String {
             debit.message.recipient,
             debit.message.nonce
         ),
-        JournalEntry::PaymentRefused { payment_id, code } => format!("payment {payment_id} refused ({code})"),
+        JournalEntry::PaymentRefused { payment_id, code, refund: Some(r) } => {
+            format!("payment {payment_id} refused ({code}); refunded by credit #{}", r.message.nonce)
+        }
+        JournalEntry::PaymentRefused { payment_id, code, refund: None } => {
+            format!("payment {payment_id} refused ({code}); it can no longer be charged")
+        }
+        JournalEntry::PaymentHeld { payment_id, code } => {
+            format!("payment {payment_id} refused ({code}) without a refund; kept pending and resent")
+        }
         JournalEntry::DebitLearned { debit } => {
             format!("debit #{} signed elsewhere: {}", debit.message.nonce, inf(debit.message.amount))
         }
@@ -518,9 +526,10 @@ pub async fn watch(
     tokio::pin!(stop);
     loop {
         if stream_task.as_ref().is_none_or(|t| t.is_finished()) && tokio::time::Instant::now() >= next_connect {
-            // (Re)connect: catch up on what was missed, then follow the stream.
-            match w.sync().await {
-                Ok(check) => {
+            // (Re)connect: log in, subscribe to the stream, and only then catch up on what was
+            // missed, so a credit issued in between is on the stream or in the catch-up.
+            match subscribe_then_sync(&mut w).await {
+                Ok((check, ws)) => {
                     if !hub_online {
                         say("hub_online", "the hub is reachable again");
                     }
@@ -529,30 +538,23 @@ pub async fn watch(
                     for d in &check.disagreements {
                         say("disagreement", &format!("the hub DISAGREES with your proofs: {d}"));
                     }
-                    if let Some(url) = w.hub.stream_url() {
-                        let tx = tx.clone();
-                        stream_task = Some(tokio::spawn(async move {
-                            match tokio_tungstenite::connect_async(url.as_str()).await {
-                                Ok((mut ws, _)) => {
-                                    while let Some(msg) = ws.next().await {
-                                        match msg {
-                                            Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
-                                                if tx.send(Ok(t.to_string())).await.is_err() {
-                                                    return;
-                                                }
-                                            }
-                                            Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
-                                            Ok(_) => {}
-                                        }
+                    let tx = tx.clone();
+                    stream_task = Some(tokio::spawn(async move {
+                        let mut ws = ws;
+                        while let Some(msg) = ws.next().await {
+                            match msg {
+                                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                                    if tx.send(Ok(t.to_string())).await.is_err() {
+                                        return;
                                     }
-                                    let _ = tx.send(Err("stream closed".into())).await;
                                 }
-                                Err(e) => {
-                                    let _ = tx.send(Err(e.to_string())).await;
-                                }
+                                Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
+                                Ok(_) => {}
                             }
-                        }));
-                    }
+                        }
+                        let _ = tx.send(Err("stream closed".into())).await;
+                    }));
+                    say("subscribed", "following the hub's stream of your credits");
                 }
                 Err(
                     e @ (WalletError::HubUnreachable { .. }
@@ -606,6 +608,23 @@ pub async fn watch(
             }
         }
     }
+}
+
+type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Logs in (through a sync), subscribes to the account stream, then syncs again: whatever the
+/// hub issued before the subscription is in the second sync, whatever after it on the stream.
+async fn subscribe_then_sync(w: &mut Wallet) -> Result<(crate::wallet::HubCheck, Stream), WalletError> {
+    w.sync().await?;
+    let url = w.hub.stream_url().ok_or_else(|| WalletError::HubUnreachable {
+        url: w.state.hub.hub_url.clone(),
+        reason: "no stream URL (not an http(s) hub URL, or no session)".into(),
+    })?;
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .map_err(|e| WalletError::HubUnreachable { url: w.state.hub.hub_url.clone(), reason: e.to_string() })?;
+    let check = w.sync().await?;
+    Ok((check, ws))
 }
 
 #[cfg(test)]

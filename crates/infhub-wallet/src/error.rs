@@ -60,6 +60,20 @@ pub enum WalletError {
     /// The hub answered with something that does not check out.
     #[error("the hub's answer does not check out: {0}; your stored proofs still let you exit (`infhub wallet exit`)")]
     HubMisbehaved(String),
+    /// The hub refused a payment without refunding it, so it may still be applied: it is kept
+    /// and resent before any other payment.
+    #[error(
+        "the hub refused payment {payment_id} ({code}: {message}) without refunding it; it stays pending and is \
+         resent before your next payment, so it is never replaced by another (run `infhub wallet sync`)"
+    )]
+    PaymentHeld {
+        /// The payment id.
+        payment_id: String,
+        /// The hub's code.
+        code: String,
+        /// The hub's message.
+        message: String,
+    },
     /// A payment was sent but the answer was lost; it is kept and resent.
     #[error("the hub did not confirm payment {payment_id}; it is kept and resent by the next command (run `infhub wallet sync`)")]
     PaymentUncertain {
@@ -137,6 +151,7 @@ impl WalletError {
             WalletError::HubRefused { code, .. } => code.clone(),
             WalletError::HubMisbehaved(_) => "hub_misbehaved".into(),
             WalletError::PaymentUncertain { .. } => "payment_uncertain".into(),
+            WalletError::PaymentHeld { .. } => "payment_held".into(),
             WalletError::Chain { .. } => "chain_unavailable".into(),
             WalletError::TransactionFailed { .. } => "transaction_failed".into(),
             WalletError::Refused { code, .. } => code.clone(),

@@ -16,7 +16,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum HubError {
     /// No answer (connection refused, timeout, server error without a rule name).
     Unreachable(String),
-    /// The hub answered with a named refusal: the request was not applied.
+    /// The hub answered with a named refusal.
     Refused {
         /// HTTP status.
         status: u16,
@@ -24,15 +24,12 @@ pub enum HubError {
         code: String,
         /// The message.
         message: String,
+        /// For a refused payment: the hub-signed credit that refunded it (unchecked JSON).
+        refund: Option<Value>,
     },
 }
 
 impl HubError {
-    /// Whether the hub definitely did not apply the request.
-    pub fn is_refusal(&self) -> bool {
-        matches!(self, HubError::Refused { status, code, .. } if *status < 500 || code == "limit_exceeded" || code == "overloaded")
-    }
-
     /// As a wallet error, naming the hub's URL.
     pub fn into_wallet(self, url: &str) -> WalletError {
         match self {
@@ -84,9 +81,12 @@ impl HubClient {
             return Ok(body);
         }
         match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
-            (Some(code), Some(message)) => {
-                Err(HubError::Refused { status, code: code.into(), message: message.into() })
-            }
+            (Some(code), Some(message)) => Err(HubError::Refused {
+                status,
+                code: code.into(),
+                message: message.into(),
+                refund: body["error"].get("refund").filter(|r| !r.is_null()).cloned(),
+            }),
             _ => Err(HubError::Unreachable(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()))),
         }
     }

@@ -104,8 +104,20 @@ pub enum JournalEntry {
         /// The hub's receipt.
         receipt: SignedReceipt,
     },
-    /// The hub refused a debit; it was not applied.
+    /// The hub refused a debit for good: it refunded it (the debit is spent and its amount came
+    /// back as this credit), or the debit can no longer be charged (superseded or of an old epoch).
     PaymentRefused {
+        /// Its payment id.
+        payment_id: B256,
+        /// The hub's code.
+        code: String,
+        /// The hub-signed refund, if the hub refunded it.
+        #[serde(default)]
+        refund: Option<SignedCredit>,
+    },
+    /// The hub refused a debit without a refund: it may still be applied, so it stays pending and
+    /// is resent before any other payment (no other debit is signed with its nonce).
+    PaymentHeld {
         /// Its payment id.
         payment_id: B256,
         /// The hub's code.

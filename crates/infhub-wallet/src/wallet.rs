@@ -274,8 +274,8 @@ impl Wallet {
                     if self.channel()?.status == Status::Open {
                         effects.extend(self.step(Input::ChainExitStarted { epoch, settle_block: view.settle_block })?);
                     }
-                    effects.extend(self.step(Input::ChainDebitSubmitted { epoch, nonce: view.debit_nonce })?);
-                    effects.extend(self.step(Input::ChainCreditSubmitted { epoch, nonce: view.credit_nonce })?);
+                    effects.extend(self.step(Input::ChainDebitSubmitted { epoch, cumulative: view.debit_total })?);
+                    effects.extend(self.step(Input::ChainCreditSubmitted { epoch, cumulative: view.credit_total })?);
                 }
             }
             status::SETTLED if self.channel()?.status != Status::Settled => {
@@ -344,23 +344,95 @@ impl Wallet {
         Ok(())
     }
 
-    /// Resolves a payment whose answer was lost, by resending the same signed debit.
+    /// Resends a pending payment (its answer was lost, or the hub refused it without a refund)
+    /// with the same signed debit. Ok once it is settled: applied, refunded, or spent; Err while
+    /// it stays pending, so that no other debit is signed over it.
     async fn resolve_pending_locked(&mut self) -> Result<(), WalletError> {
         let Some(debit) = self.state.pending_debit else { return Ok(()) };
-        let url = self.state.hub.hub_url.clone();
-        match self.hub.transfer(&debit).await {
-            Ok(answer) => self.commit_payment(debit, &answer),
-            Err(e) if e.is_refusal() => {
-                let code = match &e {
-                    HubError::Refused { code, .. } => code.clone(),
-                    HubError::Unreachable(_) => String::new(),
-                };
-                self.state.pending_debit = None;
-                self.dir.append(&[JournalEntry::PaymentRefused { payment_id: debit.message.payment_id, code }])?;
-                self.dir.save(&self.state)
-            }
-            Err(e) => Err(e.into_wallet(&url)),
+        let answer = self.hub.transfer(&debit).await;
+        match self.settle_answer(debit, answer).await? {
+            Resolution::Applied(_) | Resolution::Refunded { .. } => Ok(()),
         }
+    }
+
+    /// Settles a payment by the hub's answer. A receipt applies it; a refund (a hub-signed credit
+    /// of its amount, checked like any credit) settles it as refused for good. Any other refusal
+    /// leaves the debit pending unless it can no longer be charged (`PaymentHeld`), and no answer
+    /// leaves it pending (`PaymentUncertain`).
+    async fn settle_answer(
+        &mut self,
+        debit: SignedDebit,
+        answer: Result<Value, HubError>,
+    ) -> Result<Resolution, WalletError> {
+        let payment_id = debit.message.payment_id;
+        match answer {
+            Ok(a) => {
+                self.commit_payment(debit, &a)?;
+                Ok(Resolution::Applied(a))
+            }
+            Err(HubError::Refused { code, message, refund: Some(refund), .. }) => {
+                self.take_refund(debit, &code, &refund)?;
+                Ok(Resolution::Refunded { code, message })
+            }
+            Err(HubError::Refused { code, message, refund: None, .. }) => {
+                if matches!(code.as_str(), "nonce_must_increase" | "nonce_must_be_next" | "cumulative_mismatch") {
+                    // Out of step with the hub: learn what it holds signed by this key first.
+                    let _ = self.check_hub_locked().await;
+                }
+                if self.debit_is_spent(&debit)? {
+                    self.state.pending_debit = None;
+                    self.dir.append(&[JournalEntry::PaymentRefused {
+                        payment_id,
+                        code: code.clone(),
+                        refund: None,
+                    }])?;
+                    self.dir.save(&self.state)?;
+                    return Err(WalletError::HubRefused { code, message });
+                }
+                self.dir.append(&[JournalEntry::PaymentHeld { payment_id, code: code.clone() }])?;
+                Err(WalletError::PaymentHeld { payment_id: payment_id.to_string(), code, message })
+            }
+            Err(HubError::Unreachable(_)) => Err(WalletError::PaymentUncertain { payment_id: payment_id.to_string() }),
+        }
+    }
+
+    /// Whether `debit` can no longer raise what this key is charged: its epoch is over, or this
+    /// wallet holds a debit of this key at least as new with a total at least as high.
+    fn debit_is_spent(&self, debit: &SignedDebit) -> Result<bool, WalletError> {
+        let ch = self.channel()?;
+        let d = &debit.message;
+        Ok(d.epoch != ch.epoch || (ch.debit_nonce() >= d.nonce && ch.cumulative_debit() >= d.cumulative_debit))
+    }
+
+    /// Records a refused payment's refund: the debit is spent and its amount came back as the
+    /// hub's credit (signature and amount checked by the channel machine).
+    fn take_refund(&mut self, debit: SignedDebit, code: &str, refund: &Value) -> Result<(), WalletError> {
+        let refund: SignedCredit = parse(refund, "refund")?;
+        let misbehaved = |what: String| WalletError::HubMisbehaved(format!("the refund of a refused payment {what}"));
+        refund
+            .verify(&self.domain(), self.state.hub.hub)
+            .map_err(|e| misbehaved(format!("is not signed by the hub ({})", e.code())))?;
+        let ch = self.channel()?.clone();
+        if ch.debit_nonce() < debit.message.nonce {
+            let input = if ch.credit_nonce() >= refund.message.nonce {
+                // The refund already arrived as the newest credit (a sync): it covers the debit.
+                if ch.cumulative_credit() < refund.message.cumulative_credit {
+                    return Err(misbehaved("conflicts with a credit of the same nonce".into()));
+                }
+                Input::Debit(debit)
+            } else {
+                Input::DebitRefunded { debit, refund: refund.clone() }
+            };
+            self.step(input).map_err(|e| misbehaved(format!("does not check out: {e} ({})", e.code())))?;
+        }
+        self.state.pending_debit = None;
+        let payment_id = debit.message.payment_id;
+        self.dir.append(&[JournalEntry::PaymentRefused {
+            payment_id,
+            code: code.to_string(),
+            refund: Some(refund),
+        }])?;
+        self.dir.save(&self.state)
     }
 
     /// Checks the hub's receipt for `debit` and records the payment as applied.
@@ -526,7 +598,6 @@ impl Wallet {
         // Take the hub's newest credit first: what others paid in is spendable.
         self.check_hub_locked().await?;
         self.dir.save(&self.state)?;
-        let url = self.state.hub.hub_url.clone();
         let ch = self.channel()?.clone();
         let debit = ch.next_debit(kind, recipient, amount, random_id()?)?;
         let signed = Signed::new(debit, &self.domain(), &self.key);
@@ -535,27 +606,14 @@ impl Wallet {
         self.state.pending_debit = Some(signed);
         self.dir.append(&[JournalEntry::DebitSigned { debit: signed }])?;
         self.dir.save(&self.state)?;
-        match self.hub.transfer(&signed).await {
-            Ok(answer) => {
-                self.commit_payment(signed, &answer)?;
-                Ok(answer)
-            }
-            Err(e) if e.is_refusal() => {
-                self.resolve_refusal(signed, &e)?;
-                Err(e.into_wallet(&url))
-            }
-            Err(_) => Err(WalletError::PaymentUncertain { payment_id: debit.payment_id.to_string() }),
+        let answer = self.hub.transfer(&signed).await;
+        match self.settle_answer(signed, answer).await? {
+            Resolution::Applied(answer) => Ok(answer),
+            Resolution::Refunded { code, message } => Err(WalletError::HubRefused {
+                code,
+                message: format!("{message}; the payment was refunded (its amount is back in your balance)"),
+            }),
         }
-    }
-
-    fn resolve_refusal(&mut self, signed: SignedDebit, e: &HubError) -> Result<(), WalletError> {
-        let code = match e {
-            HubError::Refused { code, .. } => code.clone(),
-            HubError::Unreachable(_) => String::new(),
-        };
-        self.state.pending_debit = None;
-        self.dir.append(&[JournalEntry::PaymentRefused { payment_id: signed.message.payment_id, code }])?;
-        self.dir.save(&self.state)
     }
 
     /// The status of an external payment's payout.
@@ -769,7 +827,9 @@ impl Wallet {
         if let Some(c) = ch.credit {
             let n = c.message.nonce;
             let recently = submitted.is_some_and(|(nonce, at)| nonce == n && head < at + 3);
-            if view.status == status::CLOSING && view.credit_nonce < n && head < settle_block && !recently {
+            // Totals decide on chain (spec §5.10): a higher nonce with a lower total is no defence.
+            let behind = view.credit_total < c.message.cumulative_credit;
+            if view.status == status::CLOSING && behind && head < settle_block && !recently {
                 let call = submit_credit_call(&c).abi_encode();
                 let mut sender = self.chain.sender(self.key_bytes).await?;
                 match self.chain.transact(&mut sender, "dispute", contract, call).await {
@@ -777,8 +837,8 @@ impl Wallet {
                         *submitted = Some((n, block));
                         self.dir.append(&[JournalEntry::Transaction { what: "dispute".into(), hash }])?;
                         said.push(format!(
-                            "the channel is closing with credit #{} on chain; submitted your credit #{n} ({} INF) in block {block}",
-                            view.credit_nonce,
+                            "the channel is closing with credits of {} INF on chain; submitted your credit #{n} ({} INF) in block {block}",
+                            format_inf(view.credit_total.0),
                             format_inf(c.message.cumulative_credit.0)
                         ));
                     }
@@ -867,4 +927,17 @@ impl Wallet {
     pub async fn token_balance(&self) -> Result<U256, WalletError> {
         self.chain.token_balance(self.state.hub.token, self.user()).await
     }
+}
+
+/// How a payment's answer settled it.
+enum Resolution {
+    /// Applied: the hub's answer with its checked receipt.
+    Applied(Value),
+    /// Refused and refunded (final).
+    Refunded {
+        /// The rule the payment broke.
+        code: String,
+        /// The hub's message.
+        message: String,
+    },
 }

@@ -87,7 +87,7 @@ fn a_deposit_is_applied_only_after_its_confirmations_over_websocket() {
         let user = e.user.address();
         e.user_opens_and_deposits(500).await;
         let first = w.poll().await.expect("poll");
-        let opened = ChainEvent::ChannelOpened { user, epoch: 1 };
+        let opened = ChainEvent::ChannelOpened { user, epoch: 1, opened_by: user };
         let deposited = ChainEvent::Deposited { user, epoch: 1, total_deposited: Amount(500) };
         assert_eq!(seen(&first), vec![opened, deposited]);
         assert!(confirmed(&first).iter().all(|ev| *ev != deposited), "deposit confirmed at once: {first:?}");

@@ -122,7 +122,27 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
     env.purchase(bob.address, 20 * INF, 1).await;
     let before = env.token_balance(alice.address).await;
     let mut watch = env.wallet_command(&alice, &["watch"]).stdout(Stdio::piped()).spawn().expect("watch");
-    // The credit arrives while the watch runs: it stores it from the stream.
+    // Wait until the watch follows the stream (its readiness line), not a fixed time: the
+    // credit then arrives while the watch runs, and it stores it from the stream.
+    let mut lines = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
+    let mut seen = String::new();
+    let subscribed = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            seen.push_str(&line);
+            if line.contains("\"event\":\"subscribed\"") {
+                return Ok((lines, seen));
+            }
+            line.clear();
+        }
+        Err(seen)
+    });
+    let (mut lines, mut seen) = tokio::time::timeout(std::time::Duration::from_secs(60), subscribed)
+        .await
+        .expect("the watch subscribed within 60 s")
+        .expect("join")
+        .unwrap_or_else(|seen| panic!("the watch ended before subscribing:\n{seen}"));
     env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
     env.until(30, "alice's watch to store the credit", || async {
         let journal = std::fs::read_to_string(alice.dir.join("journal.jsonl")).unwrap_or_default();
@@ -136,8 +156,9 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
     })
     .await;
     let _ = watch.kill();
-    let out = watch.wait_with_output().expect("watch output");
-    let lines = String::from_utf8_lossy(&out.stdout);
+    let _ = watch.wait();
+    let _ = std::io::Read::read_to_string(&mut lines, &mut seen);
+    let lines = seen;
     assert!(lines.contains("\"event\":\"defence\""), "the watch raised no dispute:\n{lines}");
     assert_eq!(env.token_balance(alice.address).await - before, 50 * INF, "40 deposited + 10 received:\n{lines}");
     env.until(30, "alice's wallet to see the settlement confirmed", || async {

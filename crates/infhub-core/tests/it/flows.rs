@@ -71,7 +71,7 @@ fn hub_close_with_stale_state_is_defended_by_the_wallet_once() {
         &p,
         vec![
             Input::ChainExitStarted { epoch: 1, settle_block: 40 },
-            Input::ChainCreditSubmitted { epoch: 1, nonce: 1 },
+            Input::ChainCreditSubmitted { epoch: 1, cumulative: Amount(5) },
             Input::Block(30),
             Input::Block(31),
         ],
@@ -82,7 +82,12 @@ fn hub_close_with_stale_state_is_defended_by_the_wallet_once() {
     let (st, effects) = run(
         &st,
         &p,
-        vec![Input::ChainCreditSubmitted { epoch: 1, nonce: 2 }, Input::Block(39), Input::Block(40), Input::Block(41)],
+        vec![
+            Input::ChainCreditSubmitted { epoch: 1, cumulative: Amount(25) },
+            Input::Block(39),
+            Input::Block(40),
+            Input::Block(41),
+        ],
     );
     assert_eq!(effects, vec![Effect::SettleDue]);
     let (st, effects) = run(&st, &p, vec![Input::ChainSettled { epoch: 1, paid: Amount(95) }]);

@@ -58,7 +58,7 @@ impl Hub {
             domain: domain(),
             hub: key.address(),
             challenge_period_blocks: 10,
-            reserve_notice_blocks: 11,
+            reserve_notice_blocks: 20,
         };
         let mut hub = Hub {
             ledger: Ledger::new(params),
@@ -71,8 +71,10 @@ impl Hub {
         };
         for i in 0..USERS {
             let u = hub.users[i].address();
-            let epoch = hub.chain.open_channel(u, u).expect("open");
-            hub.event(ChainEvent::ChannelOpened { user: u, epoch });
+            // The hub opens them (registrations), so the ledger tracks them before any deposit.
+            let h = hub.key.address();
+            let epoch = hub.chain.open_channel(h, u).expect("open");
+            hub.event(ChainEvent::ChannelOpened { user: u, epoch, opened_by: h });
         }
         hub
     }
@@ -164,7 +166,7 @@ impl Hub {
         }
         let moved = self.chain.realize_debit(self.key.address(), &d.message, &d.signature.0).expect("realize");
         let epoch = d.message.epoch;
-        self.event(ChainEvent::DebitSubmitted { user, epoch, nonce: d.message.nonce });
+        self.event(ChainEvent::DebitSubmitted { user, epoch, cumulative: d.message.cumulative_debit });
         self.event(ChainEvent::DebitRealized {
             user,
             epoch,
@@ -208,7 +210,7 @@ impl Hub {
             let c = self.chain.channel(user);
             self.event(ChainEvent::ExitStarted { user, epoch: c.epoch, settle_block: c.settle_block });
             if credit.nonce != 0 {
-                self.event(ChainEvent::CreditSubmitted { user, epoch: c.epoch, nonce: credit.nonce });
+                self.event(ChainEvent::CreditSubmitted { user, epoch: c.epoch, cumulative: credit.cumulative_credit });
             }
         }
         self.block += 1;
@@ -218,7 +220,11 @@ impl Hub {
         for (user, e) in effects {
             if let Effect::SubmitDebit(d) = e {
                 self.chain.submit_debit(self.block, &d.message, &d.signature.0).expect("dispute");
-                self.event(ChainEvent::DebitSubmitted { user, epoch: d.message.epoch, nonce: d.message.nonce });
+                self.event(ChainEvent::DebitSubmitted {
+                    user,
+                    epoch: d.message.epoch,
+                    cumulative: d.message.cumulative_debit,
+                });
             }
         }
         self.block += 20;
@@ -375,31 +381,84 @@ fn only_the_newest_internal_transfer_ids_are_remembered_and_a_forgotten_retry_ca
     }
 }
 
+/// The rule a payment was refused by: refunded (final) or refused outright (nothing changed).
+fn refusal(r: &Result<Outcome, Error>) -> Option<Error> {
+    match r {
+        Err(e) => Some(*e),
+        Ok(Outcome::Refunded { refused, .. }) => Some(*refused),
+        Ok(_) => None,
+    }
+}
+
+/// Balances, obligations and every total that moves money, but not nonces.
+fn money(l: &infhub_core::ledger::Ledger) -> Vec<u128> {
+    let mut v = vec![l.obligations, l.payouts_pending.0, l.custodial_total, l.reserve.0, l.free_reserve()];
+    let mut accounts: Vec<_> = l.accounts().collect();
+    accounts.sort_by_key(|(a, _)| **a);
+    for (_, a) in accounts {
+        v.push(a.channel.balance().expect("balance").0);
+        v.push(a.channel.claim().0);
+    }
+    v
+}
+
 #[test]
-fn refusals_are_named_and_change_nothing() {
+fn refusals_are_named_final_and_move_no_money() {
     let mut h = Hub::new();
     h.deposit(0, 500);
+    let payer = h.users[0].address();
     let before = h.ledger.clone();
-    // No reserve: the payee's credit cannot be backed until the payer's debit is realized.
-    assert_eq!(h.pay(0, 1, 100, PaymentKind::Internal).err(), Some(Error::ReserveInsufficient));
-    assert_eq!(h.ledger, before);
-    // Purchases and external payments need free reserve too.
+    let nonces = |l: &infhub_core::ledger::Ledger| {
+        let c = &l.account(&payer).expect("payer").channel;
+        (c.debit_nonce(), c.credit_nonce())
+    };
+    // Refused for a reason of state: refunded. The debit is spent (its nonce and total), the
+    // payer holds a credit of its amount back, and no money moved.
+    let refunded = [
+        // No reserve: the payee's credit cannot be backed until the payer's debit is realized.
+        (h.pay(0, 1, 100, PaymentKind::Internal), Error::ReserveInsufficient),
+        (h.pay(0, 0, 10, PaymentKind::External), Error::ReserveInsufficient),
+        (h.pay(0, 1, 600, PaymentKind::Internal), Error::InsufficientBalance),
+        (h.pay(0, 1, 2_000_000, PaymentKind::Internal), Error::AmountTooLarge),
+    ];
+    for (i, (r, rule)) in refunded.into_iter().enumerate() {
+        assert_eq!(refusal(&r), Some(rule), "refusal {i}");
+        let Ok(Outcome::Refunded { refund, .. }) = r else { panic!("refusal {i} not refunded: {r:?}") };
+        assert_eq!(refund.message.user, payer, "the refund is the payer's");
+        assert_eq!(refund.message.nonce, i as u64 + 1, "one refund credit per refusal");
+        refund.verify(&domain(), h.key.address()).expect("the refund is signed by the hub (sealed)");
+    }
+    assert_eq!(nonces(&h.ledger), (4, 4), "four debits spent, four refunds issued");
+    assert_eq!(money(&h.ledger), money(&before), "no money moved");
+    // A retry of a refunded payment gets its first result, and never applies it.
+    let c = h.ledger.account(&payer).expect("payer").channel.clone();
+    let retry = c.debit.expect("the last refunded debit");
+    assert!(matches!(h.ledger.apply_sealed(&h.key, Command::Transfer(retry)), Ok(Outcome::Duplicate { .. })));
+    // A purchase is no debit: refused outright.
+    let after_refunds = h.ledger.clone();
     let r = h
         .ledger
         .apply(&h.key, Command::Purchase { user: h.users[2].address(), amount: Amount(1), purchase_id: B256::ZERO });
     assert_eq!(r, Err(Error::ReserveInsufficient));
-    assert_eq!(h.pay(0, 0, 10, PaymentKind::External).err(), Some(Error::ReserveInsufficient));
-    assert_eq!(h.pay(0, 1, 600, PaymentKind::Internal).err(), Some(Error::InsufficientBalance));
-    assert_eq!(h.pay(0, 0, 10, PaymentKind::Internal).err(), Some(Error::RecipientMustNotBeSender));
-    assert_eq!(h.pay(0, 1, 2_000_000, PaymentKind::Internal).err(), Some(Error::AmountTooLarge));
-    // Unknown payer or payee.
+    // Refused for a rule of the debit itself: nothing changes, nothing is spent.
+    assert_eq!(h.pay(0, 0, 10, PaymentKind::Internal), Err(Error::RecipientMustNotBeSender));
     let stranger = key(77);
     let d = infhub_core::channel::ChannelState::opened(stranger.address(), 1)
         .next_debit(PaymentKind::Internal, h.users[1].address(), Amount(1), B256::ZERO)
         .expect("d");
     let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(d, &domain(), &stranger)));
-    assert_eq!(r, Err(Error::UnknownAccount));
-    assert_eq!(h.ledger, before);
+    assert_eq!(r, Err(Error::UnknownAccount), "an unknown payer has no channel to refund");
+    // A debit that would be refunded but is not signed by the payer: refused by its signature.
+    let d = c.next_debit(PaymentKind::Internal, h.users[1].address(), Amount(1_000), B256::repeat_byte(3)).expect("d");
+    let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(d, &domain(), &stranger)));
+    assert_eq!(r, Err(Error::WrongSigner), "a forged debit is never refunded");
+    assert_eq!(h.ledger, after_refunds, "refusals without a refund change nothing");
+    // An unknown payee: refunded.
+    let d = c.next_debit(PaymentKind::Internal, stranger.address(), Amount(1), B256::repeat_byte(4)).expect("d");
+    let r = h.ledger.apply_sealed(&h.key, Command::Transfer(Signed::new(d, &domain(), &h.users[0])));
+    assert_eq!(refusal(&r), Some(Error::UnknownAccount));
+    assert!(matches!(r, Ok(Outcome::Refunded { .. })));
+    h.ledger.check_invariants();
 }
 
 #[test]
@@ -409,7 +468,7 @@ fn realizing_a_debit_frees_reserve_for_the_payee() {
     h.deposit(0, 500);
     h.pay(0, 1, 100, PaymentKind::Internal).expect("within the reserve");
     assert_eq!(h.ledger.free_reserve(), 0);
-    assert_eq!(h.pay(0, 1, 1, PaymentKind::Internal).err(), Some(Error::ReserveInsufficient));
+    assert_eq!(refusal(&h.pay(0, 1, 1, PaymentKind::Internal)), Some(Error::ReserveInsufficient));
     h.realize(0);
     assert_eq!(h.ledger.free_reserve(), 100, "the payer's 100 moved to the reserve");
     h.pay(0, 1, 50, PaymentKind::Internal).expect("now backed");
@@ -425,7 +484,7 @@ fn external_payouts_queue_with_a_limit_and_settle_in_batches() {
         let out = h.pay(0, 0, 10, PaymentKind::External).expect("queued");
         assert!(matches!(out, Outcome::Paid { payout: Some(_), credit: None, .. }));
     }
-    assert_eq!(h.pay(0, 0, 10, PaymentKind::External).err(), Some(Error::PayoutQueueFull));
+    assert_eq!(refusal(&h.pay(0, 0, 10, PaymentKind::External)), Some(Error::PayoutQueueFull));
     assert_eq!(h.ledger.payouts_pending, Amount(30));
     assert_eq!(h.ledger.free_reserve(), 970);
     h.run_payout_batch();
@@ -669,4 +728,103 @@ fn custodial_results_survive_the_binary_log_and_keep_their_tagged_json() {
     assert_eq!(results[3]["result"], "rejected", "{json}");
     let from_json: Outcome = serde_json::from_value(json).expect("json back");
     assert_eq!(from_json, outcome);
+}
+
+/// Finding 5 of the security review: a debit the hub refused must never be chargeable. The
+/// hub refunds it; the wallet's next payment takes the next nonce on top of it. A dishonest hub
+/// that kept the refused debit and closes the channel with it (or with anything else the user
+/// signed) cannot get the user paid less than her balance, once her newest credit (which carries
+/// the refund) is on chain. Before refunds, the wallet signed its next payment with the refused
+/// debit's nonce, and a close with the refused debit charged its whole amount.
+#[test]
+fn a_refused_debit_can_never_be_charged() {
+    use infhub_core::channel::{step as channel_step, ChannelParams, Input, Role};
+    let mut h = Hub::new();
+    h.reserve_deposit(10);
+    h.deposit(0, 100);
+    let alice = h.users[0].address();
+    let bob = h.users[1].address();
+    let wallet_params =
+        ChannelParams { domain: domain(), hub: h.key.address(), role: Role::User, max_withdrawal_expiry_blocks: 50 };
+    let mut wallet = h.ledger.account(&alice).expect("alice").channel.clone();
+    // Alice signs 1,000 to Bob (more than she has): refused and refunded.
+    let id = h.id();
+    let refused = Signed::new(
+        wallet.next_debit(PaymentKind::Internal, bob, Amount(1_000), id).expect("d"),
+        &domain(),
+        &h.users[0],
+    );
+    let out = h.ledger.apply_sealed(&h.key, Command::Transfer(refused));
+    let Ok(Outcome::Refunded { refused: Error::InsufficientBalance, refund }) = out else { panic!("{out:?}") };
+    wallet = channel_step(&wallet, &wallet_params, Input::DebitRefunded { debit: refused, refund }).expect("refund").0;
+    // Then 5 to Bob: applied, on top of the refused debit.
+    let id = h.id();
+    let paid =
+        Signed::new(wallet.next_debit(PaymentKind::Internal, bob, Amount(5), id).expect("d"), &domain(), &h.users[0]);
+    assert_eq!(paid.message.nonce, refused.message.nonce + 1, "the next payment takes the next nonce");
+    assert!(matches!(h.ledger.apply_sealed(&h.key, Command::Transfer(paid)), Ok(Outcome::Paid { .. })));
+    wallet = channel_step(&wallet, &wallet_params, Input::Debit(paid)).expect("paid").0;
+    let balance = wallet.balance().expect("balance");
+    assert_eq!(balance, Amount(95));
+    assert_eq!(h.ledger.account(&alice).expect("alice").channel.balance(), Ok(balance), "hub and wallet agree");
+    // The hub closes with each debit Alice ever signed; her watch submits her newest credit.
+    for (name, debit) in [("the refused debit", refused), ("her newest debit", paid)] {
+        let mut chain = h.chain.clone();
+        chain.start_hub_close(h.key.address(), h.block, alice, &debit.message, &debit.signature.0).expect("close");
+        let credit = wallet.credit.clone().expect("the refund");
+        chain.submit_credit(h.block + 1, &credit.message, &credit.proof_bytes()).expect("alice's defence");
+        // Whatever else the hub submits afterwards cannot lower her claim.
+        for d in [refused, paid] {
+            let _ = chain.submit_debit(h.block + 2, &d.message, &d.signature.0);
+        }
+        let settled = chain.settle(h.block + 100, alice).expect("settle");
+        assert_eq!(settled.paid, U256::from(balance.0), "a close with {name} pays her balance");
+    }
+}
+
+/// Finding 6 of the security review: anyone may open channels on chain from fresh addresses.
+/// Those empty channels must not use up the ledger's accounts, so a real user registered later
+/// is still tracked, and a stranger's channel is followed once it holds money. Before, every
+/// `ChannelOpened` created an account until `max_accounts` refused further ones, and later
+/// users' deposits were never credited.
+#[test]
+fn channels_opened_by_strangers_do_not_exhaust_the_ledger() {
+    let mut h = Hub::new();
+    let max = h.ledger.params.max_accounts;
+    let hub = h.key.address();
+    let before = h.ledger.account_count();
+    for i in 0..(2 * max as u64) {
+        let stranger = key(0x5_0000 + i).address();
+        let epoch = h.chain.open_channel(stranger, stranger).expect("anyone may open their own channel");
+        h.event(ChainEvent::ChannelOpened { user: stranger, epoch, opened_by: stranger });
+    }
+    assert_eq!(h.ledger.account_count(), before, "empty channels opened by strangers are not tracked");
+    // A registration (the hub opens the channel) is tracked.
+    let newcomer = key(0x6_0000).address();
+    let epoch = h.chain.open_channel(hub, newcomer).expect("open");
+    h.event(ChainEvent::ChannelOpened { user: newcomer, epoch, opened_by: hub });
+    assert!(h.ledger.account(&newcomer).is_some(), "a registration is tracked");
+    // So is a channel its user opened alone, from its first deposit, and the deposit counts.
+    let depositor = key(0x5_0000).address();
+    let total = h.chain.deposit(depositor, U256::from(40)).expect("deposit");
+    h.event(ChainEvent::Deposited { user: depositor, epoch: 1, total_deposited: total });
+    assert_eq!(h.ledger.account(&depositor).map(|a| a.channel.deposited), Some(Amount(40)));
+    // And one the hub registers after its user opened it (`ChannelRegistered`).
+    let late = key(0x5_0001).address();
+    h.event(ChainEvent::ChannelRegistered { user: late, epoch: 1 });
+    assert_eq!(h.ledger.account(&late).map(|a| a.channel.epoch), Some(1));
+    // Exits of untracked channels concern nobody the hub owes: skipped, not refused.
+    let quiet = key(0x5_0002).address();
+    let no_credit = infhub_core::Credit {
+        user: quiet,
+        epoch: 1,
+        nonce: 0,
+        cumulative_credit: Amount::ZERO,
+        locked_amount: Amount::ZERO,
+        locks_root: B256::ZERO,
+    };
+    h.chain.start_exit(quiet, h.block, &no_credit, &[]).expect("exit");
+    h.event(ChainEvent::ExitStarted { user: quiet, epoch: 1, settle_block: h.block + 10 });
+    assert!(h.ledger.account(&quiet).is_none());
+    h.ledger.check_invariants();
 }

@@ -76,7 +76,7 @@ impl World {
             domain: domain(),
             hub: hub.address(),
             challenge_period_blocks: CHALLENGE,
-            reserve_notice_blocks: CHALLENGE + 1,
+            reserve_notice_blocks: 2 * CHALLENGE,
         };
         let mut chain = ContractModel::new(config).expect("config");
         let mut hub_end = Vec::new();
@@ -252,7 +252,7 @@ impl World {
                     return;
                 }
                 self.chain.realize_debit(self.hub.address(), &d.message, &d.signature.0).expect("realize");
-                let ev = Input::ChainDebitSubmitted { epoch: d.message.epoch, nonce: d.message.nonce };
+                let ev = Input::ChainDebitSubmitted { epoch: d.message.epoch, cumulative: d.message.cumulative_debit };
                 self.both(u, ev).expect("debit submitted event");
             }
         }
@@ -283,7 +283,8 @@ impl World {
             let epoch = self.hub_end[u].epoch;
             self.both(u, Input::ChainExitStarted { epoch, settle_block: start + CHALLENGE }).expect("exit event");
             if credit.nonce != 0 {
-                self.both(u, Input::ChainCreditSubmitted { epoch, nonce: credit.nonce }).expect("credit event");
+                self.both(u, Input::ChainCreditSubmitted { epoch, cumulative: credit.cumulative_credit })
+                    .expect("credit event");
             }
         }
         // The hub's end reacts to the next block with its disputes.
@@ -291,7 +292,8 @@ impl World {
             match e {
                 Effect::SubmitDebit(d) => {
                     self.chain.submit_debit(self.block, &d.message, &d.signature.0).expect("dispute accepted");
-                    let ev = Input::ChainDebitSubmitted { epoch: d.message.epoch, nonce: d.message.nonce };
+                    let ev =
+                        Input::ChainDebitSubmitted { epoch: d.message.epoch, cumulative: d.message.cumulative_debit };
                     self.both(u, ev).expect("debit event");
                 }
                 Effect::SubmitCredit(_) => panic!("the wallet already submitted its newest credit"),

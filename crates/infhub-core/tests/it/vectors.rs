@@ -57,6 +57,8 @@ struct Step {
     paid: U256,
     reserve_after: U256,
     funds_after: U256,
+    reserved_after: U256,
+    excess_after: U256,
 }
 
 impl Step {
@@ -120,6 +122,8 @@ impl Scenario {
         step.block = self.block;
         step.reserve_after = self.model.reserve;
         step.funds_after = self.model.total_channel_funds;
+        step.reserved_after = self.model.reserved_for_closing;
+        step.excess_after = self.model.excess();
         step.expect = match verdict {
             Ok(()) => "ok".to_string(),
             Err(e) => e.name(),
@@ -139,7 +143,7 @@ impl Scenario {
             kind: 0,
             recipient: Address::repeat_byte(0xBB),
             amount: Amount(amount),
-            payment_id: B256::from(U256::from(nonce * 1000 + epoch)),
+            payment_id: B256::from(U256::from(nonce).wrapping_mul(U256::from(1000)) + U256::from(epoch)),
         }
     }
 
@@ -268,8 +272,15 @@ fn build_scenario() -> (Scenario, Value) {
     });
     let moved = s.record(dstep("realizeDebit", h, &ad1, sig.clone()), ok, |c, _| c.realize_debit(h, &ad1, &sig));
     assert_eq!(moved, Some(U256::from(200)), "realization moves the paid amount");
-    s.record(dstep("realizeDebit", h, &ad1, sig.clone()), Err(Error::NonceMustIncrease), |c, _| {
+    s.record(dstep("realizeDebit", h, &ad1, sig.clone()), Err(Error::ProofMustSupersede), |c, _| {
         c.realize_debit(h, &ad1, &sig)
+    });
+    // Disputes are ordered by running total (spec §5.10): a higher nonce with a lower total, as
+    // alice could sign to erase what she paid, is refused even while the channel is open.
+    let ad_erase = s.debit(&alice, 1, u64::MAX, 0, 1);
+    let ad_erase_sig = sign_d(&ad_erase, &alice);
+    s.record(dstep("realizeDebit", h, &ad_erase, ad_erase_sig.clone()), Err(Error::ProofMustSupersede), |c, _| {
+        c.realize_debit(h, &ad_erase, &ad_erase_sig)
     });
 
     // Alice exits with her credit; exiting twice fails; the hub answers with debit 2.
@@ -280,10 +291,23 @@ fn build_scenario() -> (Scenario, Value) {
         c.start_exit(a, blk, &ac1, &ac1_sig)
     });
     let ad2_sig = sign_d(&ad2, &alice);
-    s.record(dstep("submitDebit", h, &ad1, sig.clone()), Err(Error::NonceMustIncrease), |c, blk| {
+    s.record(dstep("submitDebit", h, &ad1, sig.clone()), Err(Error::ProofMustSupersede), |c, blk| {
         c.submit_debit(blk, &ad1, &sig)
     });
     s.record(dstep("submitDebit", h, &ad2, ad2_sig.clone()), ok, |c, blk| c.submit_debit(blk, &ad2, &ad2_sig));
+    // Alice erases her debits with the highest nonce and a lower total: refused; the same total
+    // with a higher nonce is accepted and changes nothing.
+    s.record(dstep("submitDebit", a, &ad_erase, ad_erase_sig.clone()), Err(Error::ProofMustSupersede), |c, blk| {
+        c.submit_debit(blk, &ad_erase, &ad_erase_sig)
+    });
+    let ad_same = s.debit(&alice, 1, 9, 300, 1);
+    let ad_same_sig = sign_d(&ad_same, &alice);
+    s.record(dstep("submitDebit", a, &ad_same, ad_same_sig.clone()), ok, |c, blk| {
+        c.submit_debit(blk, &ad_same, &ad_same_sig)
+    });
+    s.record(dstep("submitDebit", h, &ad2, ad2_sig.clone()), Err(Error::ProofMustSupersede), |c, blk| {
+        c.submit_debit(blk, &ad2, &ad2_sig)
+    });
     let ad2_wrong_epoch = Debit { epoch: 7, ..ad2 };
     let we_sig = sign_d(&ad2_wrong_epoch, &alice);
     s.record(dstep("submitDebit", h, &ad2_wrong_epoch, we_sig.clone()), Err(Error::EpochMismatch), |c, blk| {
@@ -362,8 +386,34 @@ fn build_scenario() -> (Scenario, Value) {
         c.submit_credit(blk, &bc2, &self_signed)
     });
     s.record(cstep("submitCredit", m, &bc2, bc2_sig.clone()), ok, |c, blk| c.submit_credit(blk, &bc2, &bc2_sig));
-    s.record(cstep("submitCredit", m, &bc1, bc1_sig.clone()), Err(Error::NonceMustIncrease), |c, blk| {
+    s.record(cstep("submitCredit", m, &bc1, bc1_sig.clone()), Err(Error::ProofMustSupersede), |c, blk| {
         c.submit_credit(blk, &bc1, &bc1_sig)
+    });
+    // The hub erases bob's credits with the highest nonce and a lower total: refused.
+    let bc_erase = s.credit(&bob, 1, u64::MAX, 0);
+    let bc_erase_sig = sign_c(&bc_erase);
+    s.record(cstep("submitCredit", h, &bc_erase, bc_erase_sig.clone()), Err(Error::ProofMustSupersede), |c, blk| {
+        c.submit_credit(blk, &bc_erase, &bc_erase_sig)
+    });
+    // What bob's close will draw (300) is kept back from the hub's payouts; the rest may go.
+    let reserved = s.model.reserved_for_closing;
+    assert_eq!(reserved, U256::from(300), "bob's claim above his funds is reserved");
+    let spare = (s.model.reserve - reserved).to::<u128>();
+    let payout_step = |amount: u128, id: u8| Step {
+        op: "payout",
+        sender: h,
+        recipient: Address::repeat_byte(0xE1),
+        amount,
+        payment_id: B256::repeat_byte(id),
+        ..Default::default()
+    };
+    let to = [Address::repeat_byte(0xE1)];
+    s.record(payout_step(spare + 1, 1), Err(Error::ReserveInsufficient), |c, _| {
+        c.payout(h, B256::repeat_byte(1), &to, &[U256::from(spare + 1)])
+    });
+    s.record(payout_step(spare, 2), ok, |c, _| c.payout(h, B256::repeat_byte(2), &to, &[U256::from(spare)]));
+    s.record(Step { op: "depositReserve", sender: h, amount: 5_000, ..Default::default() }, ok, |c, _| {
+        c.deposit_reserve(U256::from(5_000))
     });
     s.block = 160;
     // bob deposited nothing: the reserve pays his 300 of credit.
@@ -390,6 +440,51 @@ fn build_scenario() -> (Scenario, Value) {
     s.record(Step { op: "execute", sender: h, recipient: h, ..Default::default() }, ok, |c, blk| {
         c.execute_reserve_withdrawal(h, blk, h)
     });
+    // An announcement not executed within another notice's length expires; a new one replaces it.
+    s.record(Step { op: "announce", sender: h, amount: 50, ..Default::default() }, ok, |c, blk| {
+        c.announce_reserve_withdrawal(h, blk, U256::from(50))
+    });
+    s.block = 240;
+    s.record(
+        Step { op: "announce", sender: h, amount: 60, ..Default::default() },
+        Err(Error::ReserveWithdrawalPending),
+        |c, blk| c.announce_reserve_withdrawal(h, blk, U256::from(60)),
+    );
+    s.block = 280;
+    s.record(
+        Step { op: "execute", sender: h, recipient: h, ..Default::default() },
+        Err(Error::ReserveWithdrawalExpired),
+        |c, blk| c.execute_reserve_withdrawal(h, blk, h),
+    );
+    s.record(Step { op: "announce", sender: h, amount: 60, ..Default::default() }, ok, |c, blk| {
+        c.announce_reserve_withdrawal(h, blk, U256::from(60))
+    });
+
+    // Tokens sent to the contract outside its functions are excess: nobody's balance, never
+    // spendable as reserve until the hub moves them in; only the hub moves them.
+    s.record(Step { op: "tokenTransfer", sender: m, amount: 70, ..Default::default() }, ok, |c, _| {
+        c.token_transfer_in(U256::from(70));
+        Ok(())
+    });
+    s.record(
+        Step { op: "returnExcess", sender: m, recipient: m, amount: 10, ..Default::default() },
+        Err(Error::OnlyHub),
+        |c, _| c.return_excess(m, m, U256::from(10)),
+    );
+    s.record(
+        Step { op: "returnExcess", sender: h, recipient: m, amount: 71, ..Default::default() },
+        Err(Error::ExcessInsufficient),
+        |c, _| c.return_excess(h, m, U256::from(71)),
+    );
+    s.record(Step { op: "returnExcess", sender: h, recipient: m, amount: 30, ..Default::default() }, ok, |c, _| {
+        c.return_excess(h, m, U256::from(30))
+    });
+    s.record(Step { op: "excessToReserve", sender: h, ..Default::default() }, ok, |c, _| c.excess_to_reserve(h));
+    s.record(
+        Step { op: "excessToReserve", sender: h, ..Default::default() },
+        Err(Error::AmountMustNotBeZero),
+        |c, _| c.excess_to_reserve(h),
+    );
 
     let header = json!({
         "chainId": domain.chain_id.to_string(),
@@ -436,6 +531,8 @@ fn scenario_json() -> String {
             put("paid", st.paid.to_string());
             put("reserveAfter", st.reserve_after.to_string());
             put("fundsAfter", st.funds_after.to_string());
+            put("reservedAfter", st.reserved_after.to_string());
+            put("excessAfter", st.excess_after.to_string());
             Value::Object(o)
         })
         .collect();
@@ -446,6 +543,8 @@ fn scenario_json() -> String {
             "reserve": s.model.reserve.to_string(),
             "totalChannelFunds": s.model.total_channel_funds.to_string(),
             "tokenBalance": s.model.token_balance.to_string(),
+            "reservedForClosing": s.model.reserved_for_closing.to_string(),
+            "excess": s.model.excess().to_string(),
         }),
     );
     let mut text = serde_json::to_string_pretty(&Value::Object(root)).expect("serializable");
@@ -479,7 +578,11 @@ fn scenario_covers_every_verdict_we_promise() {
         "WrongSigner",
         "InvalidSignature",
         "EpochMismatch",
-        "NonceMustIncrease",
+        "ProofMustSupersede",
+        "ReserveInsufficient",
+        "ReserveWithdrawalPending",
+        "ReserveWithdrawalExpired",
+        "ExcessInsufficient",
         "WithdrawalMustIncrease",
         "AuthorizationExpired",
         "ChallengePeriodNotOver",

@@ -66,7 +66,7 @@ impl Fixture {
     fn genesis(&self) -> Vec<Command> {
         let mut events = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
         for u in &self.users {
-            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1 });
+            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: self.hub.address() });
             events.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(10_000) });
         }
         events
@@ -126,6 +126,40 @@ fn restart_recovers_exactly_the_acknowledged_state() {
     let reopened = f.open(0);
     assert_eq!(reopened.ledger(), states.last().expect("state"));
     assert_eq!(reopened.recovery().replayed, stats.records);
+}
+
+/// A data directory written in another format of the store (an earlier version) is refused by
+/// name at open, for a log segment and for a snapshot, and nothing in it is changed.
+#[test]
+fn a_data_directory_of_another_format_is_refused_by_name() {
+    let f = Fixture::new(3);
+    let mut dl = f.open(0);
+    all_ok(dl.execute(f.genesis()).expect("genesis"));
+    drop(dl);
+    let seg = segment_files(f.dir.path()).pop().expect("a segment");
+    let mut bytes = fs::read(&seg).expect("read");
+    assert_eq!(&bytes[..7], b"INFHLOG", "segments start with the log magic");
+    bytes[7] = b'1';
+    fs::write(&seg, &bytes).expect("write");
+    match f.open_at(f.dir.path(), 0) {
+        Err(StoreError::FormatMismatch { found, expected, .. }) => {
+            assert_eq!((found.as_str(), expected.as_str()), ("1", "2"))
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a format-1 segment opened"),
+    }
+    assert_eq!(fs::read(&seg).expect("read"), bytes, "the old file is left as it was");
+    // A snapshot of the old format likewise.
+    bytes[7] = b'2';
+    fs::write(&seg, &bytes).expect("write");
+    let mut dl = f.open(0);
+    dl.snapshot().expect("snapshot");
+    drop(dl);
+    let snap = files_with_extension(f.dir.path(), "snap").pop().expect("a snapshot");
+    let mut s = fs::read(&snap).expect("read");
+    s[7] = b'1';
+    fs::write(&snap, &s).expect("write");
+    assert!(matches!(f.open_at(f.dir.path(), 0), Err(StoreError::FormatMismatch { .. })));
 }
 
 /// Files of `dir` (not its archive) with the extension `ext`, in name (= seq) order.

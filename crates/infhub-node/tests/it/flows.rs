@@ -145,10 +145,30 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
             b.sign_debit(&domain, a.debit(PaymentKind::Internal, b.address(), 5, payment_id(3)))["signature"].clone();
         let (s, v) = http.post("/v1/transfers", None, &wrong_key).await;
         assert_eq!((s, code(&v)), (401, "wrong_signer"), "{v}");
+        // Refused for a reason of state: final, refunded with a hub-signed credit of the amount,
+        // and the debit's nonce is spent (the next payment takes the next one).
+        let credit_before = {
+            let (_, acct) = http.get(&format!("/v1/accounts/{}", a.address()), a.token.as_deref()).await;
+            acct["cumulativeCredit"].as_str().and_then(|c| c.parse::<u128>().ok()).expect("credit total")
+        };
         let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 1_000_000, 4).await;
         assert_eq!((s, code(&v)), (422, "insufficient_balance"), "{v}");
+        let refund: SignedCredit = serde_json::from_value(v["error"]["refund"].clone()).expect("a refund: {v}");
+        assert_eq!(refund.verify(&domain, chain.anvil_hub()), Ok(()), "the refund is the hub's");
+        assert_eq!(refund.message.cumulative_credit.0, credit_before + 1_000_000, "the refund gives the amount back");
+        let replayed = a.sign_debit(
+            &domain,
+            infhub_core::Debit {
+                nonce: 2,
+                cumulative_debit: infhub_core::Amount(1_000_300),
+                ..a.debit(PaymentKind::Internal, b.address(), 1_000_000, payment_id(4))
+            },
+        );
+        let (s, again) = http.post("/v1/transfers", None, &replayed).await;
+        assert_eq!((s, &again["error"]["refund"]), (422, &v["error"]["refund"]), "a retry gets the same refund");
         let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, Address::repeat_byte(0x77), 5, 5).await;
         assert_eq!((s, code(&v)), (404, "unknown_account"), "{v}");
+        assert!(v["error"]["refund"].is_object(), "an unknown payee is refunded too: {v}");
         let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 0, 6).await;
         assert_eq!((s, code(&v)), (422, "amount_must_not_be_zero"), "{v}");
         let (s, v) = http.post("/v1/transfers", None, &json!({"message": {"user": "0x12"}})).await;
@@ -279,9 +299,14 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 30, 11).await;
         assert_eq!(s, 200, "{v}");
 
-        // --- Exit by A with an old (empty) credit: the node answers with A's newest debit.
-        let exit =
-            IInfHub::startExitCall { credit: credit_arg(&empty_credit(a.address())), hubSignature: Bytes::new() };
+        // --- Exit by A with her newest credit (her refunds) and without her debits: the node
+        // answers with A's newest debit.
+        let (_, acct) = http.get(&format!("/v1/accounts/{}", a.address()), a.token.as_deref()).await;
+        let newest_credit: SignedCredit = serde_json::from_value(acct["latestCredit"].clone()).expect("a credit");
+        let exit = IInfHub::startExitCall {
+            credit: credit_arg(&newest_credit.message),
+            hubSignature: Bytes::from(newest_credit.proof_bytes()),
+        };
         anvil::call_ok(&mut a.chain, chain.d.hub, exit.abi_encode()).await.expect("start exit");
         let newest_nonce = a.debit_nonce;
         eventually(20, "node submitted the newest debit", || async {
@@ -298,7 +323,8 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
             (ch.status == 3).then_some(())
         })
         .await;
-        // A's claim: 1000 deposited - 100 withdrawn - (300 + 120 + 30) debits = 450.
+        // A's claim: 1000 deposited - 100 withdrawn - (300 + 120 + 30) debits = 450; the two
+        // refused payments (1,000,000 and 5) are in her debits and, refunded, in her credits.
         assert_eq!(chain.token_balance(a.address()).await, a_tokens + U256::from(450));
 
         // --- Hub close of B's channel.
@@ -342,17 +368,6 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         }
         node.stop().await;
     });
-}
-
-fn empty_credit(user: Address) -> infhub_core::Credit {
-    infhub_core::Credit {
-        user,
-        epoch: 1,
-        nonce: 0,
-        cumulative_credit: infhub_core::Amount::ZERO,
-        locked_amount: infhub_core::Amount::ZERO,
-        locks_root: Default::default(),
-    }
 }
 
 async fn chain_channel(chain: &Chain, user: Address) -> IInfHub::Channel {

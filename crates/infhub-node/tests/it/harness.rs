@@ -211,7 +211,8 @@ impl Wallet {
         self.cumulative_debit = d.cumulative_debit.0;
     }
 
-    /// Pays and returns the HTTP answer; updates local totals on success.
+    /// Pays and returns the HTTP answer; updates local totals when the debit is spent: applied,
+    /// or refused and refunded (spec §5.4).
     pub async fn pay(
         &mut self,
         http: &Http,
@@ -223,7 +224,7 @@ impl Wallet {
     ) -> (u16, Value) {
         let d = self.debit(kind, to, amount, payment_id(id));
         let r = http.post("/v1/transfers", None, &self.sign_debit(domain, d)).await;
-        if r.0 == 200 {
+        if r.0 == 200 || r.1["error"]["refund"].is_object() {
             self.accepted(&d);
         }
         r
