@@ -111,6 +111,7 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     } else if sig == IInfHub::PayoutBatchExecuted::SIGNATURE_HASH {
         let e = IInfHub::PayoutBatchExecuted::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::PayoutBatchExecuted {
+            batch_id: e.batchId,
             total: amount(e.total, "total")?,
             reserve_after: amount(e.reserveAfter, "reserveAfter")?,
         }

@@ -117,6 +117,27 @@ pub struct Payout {
     pub amount: Amount,
 }
 
+/// A payout batch taken from the queue and handed to the chain, kept until the confirmed
+/// `PayoutBatchExecuted` of its id: until then the hub (re)sends it, after a crash, a reorg,
+/// a dropped or a reverted transaction alike (the contract executes an id at most once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutBatch {
+    /// Its on-chain id ([`payout_batch_id`] of the payouts).
+    pub id: B256,
+    /// The payouts, in queue order.
+    pub payouts: Vec<Payout>,
+    /// The ledger's confirmed block when it was taken.
+    pub taken_at_block: u64,
+}
+
+impl PayoutBatch {
+    /// Σ of its amounts.
+    pub fn total(&self) -> u128 {
+        self.payouts.iter().map(|p| p.amount.0).sum()
+    }
+}
+
 /// The on-chain id of a payout batch: the keccak of its payments' (payer, payment id) pairs,
 /// so the same batch always gets the same id and the contract executes it at most once.
 pub fn payout_batch_id(payouts: &[Payout]) -> B256 {
@@ -463,6 +484,8 @@ pub enum ChainEvent {
     },
     /// `PayoutBatchExecuted`.
     PayoutBatchExecuted {
+        /// The batch's id.
+        batch_id: B256,
         /// The batch's total.
         total: Amount,
         /// The reserve afterwards.
@@ -692,6 +715,8 @@ pub struct Ledger {
     /// Reserve earmarked for an announced withdrawal.
     pub earmarked: Amount,
     queued: VecDeque<Payout>,
+    /// Batches taken from the queue whose execution is not confirmed yet.
+    in_flight: VecDeque<PayoutBatch>,
     /// Σ of queued and in-flight payouts (they will leave the reserve).
     pub payouts_pending: Amount,
     /// Idempotency keys of external payments, purchases and custodial movements (kept for
@@ -729,6 +754,7 @@ impl Ledger {
             obligations: 0,
             earmarked: Amount::ZERO,
             queued: VecDeque::new(),
+            in_flight: VecDeque::new(),
             payouts_pending: Amount::ZERO,
             payments: HashMap::new(),
             recent_transfers: RecentTransfers::default(),
@@ -771,6 +797,12 @@ impl Ledger {
         self.queued.iter()
     }
 
+    /// Batches handed to the chain whose execution is not confirmed yet, oldest first: what the
+    /// hub must (re)send until their `PayoutBatchExecuted` is confirmed.
+    pub fn payout_batches_in_flight(&self) -> impl Iterator<Item = &PayoutBatch> {
+        self.in_flight.iter()
+    }
+
     /// The custodial account at `account`.
     pub fn custodial(&self, account: &Address) -> Option<&CustodialAccount> {
         self.custodial.get(account)
@@ -802,7 +834,15 @@ impl Ledger {
         let obligations: u128 = self.accounts.values().map(Account::obligation).sum();
         assert_eq!(obligations, self.obligations, "obligations drifted");
         let queued: u128 = self.queued.iter().map(|p| p.amount.0).sum();
-        assert!(queued <= self.payouts_pending.0, "queued payouts exceed pending payouts");
+        let in_flight: u128 = self.in_flight.iter().map(PayoutBatch::total).sum();
+        assert_eq!(
+            queued + in_flight,
+            self.payouts_pending.0,
+            "pending payouts drifted from the queue and the batches"
+        );
+        for b in &self.in_flight {
+            assert_eq!(b.id, payout_batch_id(&b.payouts), "an in-flight batch under another id");
+        }
         for (user, acct) in &self.accounts {
             assert_eq!(*user, acct.channel.user, "account keyed by the wrong user");
             assert!(acct.channel.balance().is_ok(), "negative balance for {user}");
@@ -904,6 +944,10 @@ impl Ledger {
             Command::TakePayoutBatch { max } => {
                 let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
                 let batch: Vec<Payout> = self.queued.drain(..n).collect();
+                if !batch.is_empty() {
+                    let id = payout_batch_id(&batch);
+                    self.in_flight.push_back(PayoutBatch { id, payouts: batch.clone(), taken_at_block: self.block });
+                }
                 self.take_seq();
                 Ok(Outcome::PayoutBatch(batch))
             }
@@ -1338,11 +1382,17 @@ impl Ledger {
                 self.reserve = reserve_after;
                 self.earmarked = Amount::ZERO;
             }
-            ChainEvent::PayoutBatchExecuted { total, reserve_after } => {
+            ChainEvent::PayoutBatchExecuted { batch_id, total, reserve_after } => {
                 if self.reserve.checked_sub_or(total, Error::ChainEventInconsistent)? != reserve_after {
                     return Err(Error::ChainEventInconsistent);
                 }
+                // Only a batch this ledger handed out can execute (the hub key sends no other).
+                let at = self.in_flight.iter().position(|b| b.id == batch_id).ok_or(Error::ChainEventInconsistent)?;
+                if self.in_flight[at].total() != total.0 {
+                    return Err(Error::ChainEventInconsistent);
+                }
                 self.payouts_pending = self.payouts_pending.checked_sub_or(total, Error::ChainEventInconsistent)?;
+                self.in_flight.remove(at);
                 self.reserve = reserve_after;
             }
         }

@@ -201,9 +201,50 @@ impl<F: Fs> FileStore<F> {
             next_seq: 0,
             stats: StoreStats::default(),
         };
+        store.finish_interrupted_archiving()?;
         store.repair_tail()?;
         store.check_indexes()?;
         Ok(store)
+    }
+
+    /// Completes a move of covered segments to the archive that a crash interrupted. The move
+    /// renames a segment from the live directory into `archive/` and syncs both directories,
+    /// the archive first; a crash between the two syncs can leave the segment under both
+    /// names (issue 25: the store then refused to open). Both names hold the same file, which
+    /// a durable snapshot already covers, so the live name is removed (its index moved or
+    /// removed likewise). Two copies that differ are corruption, refused by name.
+    fn finish_interrupted_archiving(&mut self) -> Result<(), StoreError> {
+        let archive = self.archive_dir();
+        let archived = self.segments_in(&archive)?;
+        if archived.is_empty() {
+            return Ok(());
+        }
+        let mut finished = false;
+        for (first, live) in self.segments()? {
+            let Some((_, kept)) = archived.iter().find(|(a, _)| *a == first) else { continue };
+            if self.fs.read(&live)? != self.fs.read(kept)? {
+                return Err(io_corrupt(format!(
+                    "{} and {} hold the same records' segment with different bytes",
+                    live.display(),
+                    kept.display()
+                )));
+            }
+            let (live_index, kept_index) = (index_path(&live), index_path(kept));
+            if self.fs.file_len(&live_index).is_ok() {
+                if self.fs.file_len(&kept_index).is_ok() {
+                    self.fs.remove(&live_index)?;
+                } else {
+                    self.fs.rename(&live_index, &kept_index)?;
+                }
+            }
+            self.fs.remove(&live)?;
+            finished = true;
+        }
+        if finished {
+            self.sync_dir(&archive)?;
+            self.sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {

@@ -916,8 +916,7 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
     let funds = call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).await.map_err(rpc)?;
     let funds = IInfHub::totalChannelFundsCall::abi_decode_returns(&funds).map_err(|e| rpc(e.to_string()))?;
     let reserved = call(contract, IInfHub::reservedForClosingCall {}.abi_encode()).await.map_err(rpc)?;
-    let reserved =
-        IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
+    let reserved = IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
     let st = n.read();
     let l = st.dl.ledger();
     let mut ledger_funds = 0u128;

@@ -6,13 +6,14 @@
 //! payouts as one batch transaction; and follows its transactions to their receipts. API
 //! requests that need a transaction (registration, hub close) arrive on a channel.
 //!
-//! On start it recovers what a crash could have left half done, from durable state alone:
-//! payout batches taken from the queue but not executed on chain are sent again (the batch id
-//! makes a second execution impossible), and closing channels whose newest debit is not on
-//! chain get it submitted.
+//! Payout batches are owned by the ledger: a batch taken from the queue stays in flight until
+//! the confirmed `PayoutBatchExecuted` of its id, and this task sends every batch in flight
+//! that it has not sent since it started, or sent `node.payout_resend_after_blocks` ago, again
+//! (the contract executes an id once). So a crash, a reorg, a dropped or a reverted
+//! transaction all end in a resend, with no history to read at start. On start it also settles
+//! or disputes closing channels from the ledger's state.
 
 use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, PendingDeposit};
-use crate::history::payout_batch_id;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
@@ -78,12 +79,21 @@ pub struct ChainTask {
     sender: TxSender,
     purposes: HashMap<u64, Purpose>,
     last_payout: Instant,
+    /// When each payout batch in flight was last sent by this process (chain head).
+    payouts_sent_at: HashMap<B256, u64>,
 }
 
 impl ChainTask {
     /// A task over a watcher and the hub's sender.
     pub fn new(node: Arc<Node>, watcher: Watcher<RpcSource>, sender: TxSender) -> ChainTask {
-        ChainTask { node, watcher, sender, purposes: HashMap::new(), last_payout: Instant::now() }
+        ChainTask {
+            node,
+            watcher,
+            sender,
+            purposes: HashMap::new(),
+            last_payout: Instant::now(),
+            payouts_sent_at: HashMap::new(),
+        }
     }
 
     /// Runs until `shutdown` turns true.
@@ -121,13 +131,9 @@ impl ChainTask {
     }
 
     async fn recover(&mut self) -> Result<(), ChainError> {
-        let (batches, queued, closing) = {
+        let (queued, closing) = {
             let st = self.node.read();
             let l = st.dl.ledger();
-            let batches: Result<Vec<_>, _> = {
-                let reader = st.history.reader();
-                st.history.payout_batch_seqs().iter().map(|seq| reader.payout_batch(*seq)).collect()
-            };
             let queued: Vec<Payout> = l.queued_payouts().copied().collect();
             let closing: Vec<_> = l
                 .accounts()
@@ -136,33 +142,15 @@ impl ChainTask {
                     _ => None,
                 })
                 .collect();
-            (batches, queued, closing)
+            (queued, closing)
         };
-        // Without them, taken payouts are not sent again until a start that can read them;
-        // the rest of the recovery still runs.
-        let batches = batches.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "payout batches unreadable from the history; not resent");
-            Vec::new()
-        });
         {
             let mut v = self.node.chain_view();
             for p in &queued {
                 v.payouts.insert((p.payer, p.payment_id), PayoutStatus::Queued);
             }
         }
-        for b in batches {
-            let id = payout_batch_id(&b.payouts);
-            if self.query_batch_executed(id).await? {
-                let mut v = self.node.chain_view();
-                for p in &b.payouts {
-                    let st = PayoutStatus::Executed { batch_id: id, tx_hash: None, block: None };
-                    v.payouts.insert((p.payer, p.payment_id), st);
-                }
-            } else {
-                tracing::warn!(seq = b.seq, %id, "payout batch taken but not executed; sending it again");
-                self.send_payouts(b.payouts).await;
-            }
-        }
+        // Batches in flight are sent again by the first tick (this process has sent none).
         let block = self.node.read().dl.ledger().block;
         for (user, ch, settle_block) in closing {
             if block >= settle_block {
@@ -405,15 +393,41 @@ impl ChainTask {
 
     async fn take_payouts(&mut self) {
         let max = self.node.config.limits.max_payout_batch;
-        match self.node.execute_waiting(Command::TakePayoutBatch { max }).await {
-            Ok(Ok(Outcome::PayoutBatch(p))) if !p.is_empty() => self.send_payouts(p).await,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "ledger writer unavailable"),
+        let queued = self.node.read().dl.ledger().queued_payouts().next().is_some();
+        if queued {
+            if let Err(e) = self.node.execute_waiting(Command::TakePayoutBatch { max }).await {
+                tracing::error!(error = %e, "ledger writer unavailable");
+            }
+        }
+        self.send_payouts_in_flight().await;
+    }
+
+    /// Sends each payout batch the ledger has in flight that this process has not sent yet, or
+    /// sent `node.payout_resend_after_blocks` ago without its execution being confirmed since.
+    async fn send_payouts_in_flight(&mut self) {
+        let head = self.node.chain_view().head;
+        let resend_after = self.node.config.node.payout_resend_after_blocks;
+        let (due, in_flight): (Vec<(B256, Vec<Payout>)>, Vec<B256>) = {
+            let st = self.node.read();
+            let batches: Vec<_> = st.dl.ledger().payout_batches_in_flight().cloned().collect();
+            let due = batches
+                .iter()
+                .filter(|b| self.payouts_sent_at.get(&b.id).is_none_or(|at| head >= at + resend_after))
+                .map(|b| (b.id, b.payouts.clone()))
+                .collect();
+            (due, batches.iter().map(|b| b.id).collect())
+        };
+        self.payouts_sent_at.retain(|id, _| in_flight.contains(id));
+        for (id, payouts) in due {
+            if self.payouts_sent_at.contains_key(&id) {
+                tracing::warn!(batch_id = %id, "payout batch not confirmed executed yet; sending it again");
+            }
+            self.send_payouts(id, payouts).await;
+            self.payouts_sent_at.insert(id, head);
         }
     }
 
-    async fn send_payouts(&mut self, payouts: Vec<Payout>) {
-        let batch_id = payout_batch_id(&payouts);
+    async fn send_payouts(&mut self, batch_id: B256, payouts: Vec<Payout>) {
         let call = IInfHub::payoutCall {
             batchId: batch_id,
             recipients: payouts.iter().map(|p| p.recipient).collect(),

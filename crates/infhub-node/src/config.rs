@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub session_ttl_secs: u64,
     /// How often queued external payouts are sent as one batch, in milliseconds.
     pub payout_interval_ms: u64,
+    /// A payout batch sent this many blocks ago whose execution is not confirmed yet is sent
+    /// again (a dropped, reorged or reverted transaction; the contract executes a batch once).
+    pub payout_resend_after_blocks: u64,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log: String,
     /// How often the ledger is reconciled against the chain, in seconds (0: only on demand).
@@ -60,6 +63,7 @@ impl Default for NodeConfig {
             max_segment_bytes: 64 << 20,
             session_ttl_secs: 3_600,
             payout_interval_ms: 1_000,
+            payout_resend_after_blocks: 12,
             log: "info".into(),
             reconcile_interval_secs: 300,
             group_commit_wait_micros: 500,
@@ -239,6 +243,9 @@ impl Config {
         }
         if self.chain.confirmations == 0 {
             return bad("chain.confirmations must be at least 1");
+        }
+        if self.node.payout_resend_after_blocks == 0 {
+            return bad("node.payout_resend_after_blocks must be at least 1");
         }
         if self.chain.poll_interval_ms == 0 || self.node.payout_interval_ms == 0 {
             return bad("poll and payout intervals must be positive");

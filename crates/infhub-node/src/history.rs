@@ -151,15 +151,6 @@ pub enum EntryKind {
     ConvertedIn,
 }
 
-/// A payout batch taken from the queue, as recorded in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PayoutBatchRecord {
-    /// Ledger sequence number of `TakePayoutBatch`.
-    pub seq: u64,
-    /// The payouts.
-    pub payouts: Vec<Payout>,
-}
-
 /// The payer's first result of a payment, as a retry gets it again: applied, or refused and
 /// refunded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,7 +313,8 @@ fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEn
 
 /// Bytes of one index entry on disk.
 const INDEX_ENTRY_BYTES: u64 = 48;
-const CHECKPOINT_MAGIC: &[u8; 8] = b"INFHHIX1";
+/// Format 2: checkpoints no longer list payout batches (the ledger keeps the batches in flight).
+const CHECKPOINT_MAGIC: &[u8; 8] = b"INFHHIX2";
 /// Records read from the log per step while indexing at open.
 const OPEN_CHUNK_RECORDS: u64 = 8_192;
 
@@ -408,7 +400,6 @@ struct Checkpoint {
     last_seq: u64,
     entries: u64,
     heads: Vec<(Address, AccountLists)>,
-    payout_batches: Vec<u64>,
 }
 
 /// Why the history could not be read or written.
@@ -436,7 +427,6 @@ pub struct History {
     entries_count: u64,
     pending: Vec<u8>,
     heads: HashMap<Address, AccountLists>,
-    payout_batches: Vec<u64>,
     last_seq: u64,
     checkpoint_every_records: u64,
     records_since_checkpoint: u64,
@@ -466,7 +456,6 @@ impl History {
             entries_count: 0,
             pending: Vec::new(),
             heads: HashMap::new(),
-            payout_batches: Vec::new(),
             last_seq: 0,
             checkpoint_every_records,
             records_since_checkpoint: 0,
@@ -475,7 +464,6 @@ impl History {
             Some(c) => {
                 h.entries_count = c.entries;
                 h.heads = c.heads.into_iter().collect();
-                h.payout_batches = c.payout_batches;
                 h.last_seq = c.last_seq;
                 c.last_seq + 1
             }
@@ -546,14 +534,8 @@ impl History {
         for a in accounts {
             self.append(a, r.seq, batch, false);
         }
-        match (&r.command, &r.outcome) {
-            (Command::Transfer(d), Outcome::Paid { .. } | Outcome::Refunded { .. }) => {
-                self.append(d.message.user, r.seq, batch, true)
-            }
-            (Command::TakePayoutBatch { .. }, Outcome::PayoutBatch(p)) if !p.is_empty() => {
-                self.payout_batches.push(r.seq)
-            }
-            _ => {}
+        if let (Command::Transfer(d), Outcome::Paid { .. } | Outcome::Refunded { .. }) = (&r.command, &r.outcome) {
+            self.append(d.message.user, r.seq, batch, true);
         }
     }
 
@@ -581,12 +563,7 @@ impl History {
         self.entries.sync_data()?;
         let mut heads: Vec<(Address, AccountLists)> = self.heads.iter().map(|(a, h)| (*a, h.clone())).collect();
         heads.sort_unstable_by_key(|(a, _)| *a);
-        let c = Checkpoint {
-            last_seq: self.last_seq,
-            entries: self.entries_count,
-            heads,
-            payout_batches: self.payout_batches.clone(),
-        };
+        let c = Checkpoint { last_seq: self.last_seq, entries: self.entries_count, heads };
         let body = bincode::serialize(&c).map_err(|e| HistoryError::Inconsistent(format!("encode checkpoint: {e}")))?;
         let mut bytes = Vec::with_capacity(body.len() + 12);
         bytes.extend_from_slice(CHECKPOINT_MAGIC);
@@ -618,11 +595,6 @@ impl History {
     /// The lists of `user` as of the newest record added (None: no history).
     pub fn heads(&self, user: &Address) -> Option<Heads> {
         self.heads.get(user).map(|l| Heads { all: l.all.head(), paid: l.paid.head() })
-    }
-
-    /// The seqs of every payout batch taken from the queue, oldest first.
-    pub fn payout_batch_seqs(&self) -> &[u64] {
-        &self.payout_batches
     }
 
     /// Sequence number of the newest record added.
@@ -827,14 +799,6 @@ impl HistoryReader {
         }
     }
 
-    /// The payouts of the batch taken at `seq`.
-    pub fn payout_batch(&self, seq: u64) -> Result<PayoutBatchRecord, HistoryError> {
-        match self.record(seq)?.outcome {
-            Outcome::PayoutBatch(payouts) => Ok(PayoutBatchRecord { seq, payouts }),
-            other => Err(HistoryError::Inconsistent(format!("record {seq} is not a payout batch: {other:?}"))),
-        }
-    }
-
     /// The payout queued at `seq` (an external payment or a custodial withdrawal).
     pub fn payout_at(&self, seq: u64) -> Result<Option<Payout>, HistoryError> {
         Ok(match self.record(seq)?.outcome {
@@ -867,8 +831,6 @@ fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Optio
     });
     Some(FirstResult::Paid(PaymentResult { seq: e.seq, receipt, payout }))
 }
-
-pub use infhub_core::ledger::payout_batch_id;
 
 /// One statement line: a history entry with the balance after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

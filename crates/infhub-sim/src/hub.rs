@@ -6,7 +6,6 @@
 //! hub transactions that the chain dropped. Everything in memory here is lost at a crash;
 //! on restart the hub recovers from its disk and the chain alone, as the node does.
 
-use crate::disk::SimDisk;
 use crate::evm::{SimChain, TxReceipt};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolCall;
@@ -15,10 +14,11 @@ use infhub_chain::events::{debit_arg, empty_debit_arg, submit_debit_call};
 use infhub_chain::source::memory::MemoryChain;
 use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
 use infhub_core::channel::{Effect, Status};
-use infhub_core::ledger::{payout_batch_id, Command, LedgerParams, Outcome, Payout};
+use infhub_core::ledger::{Command, LedgerParams, Outcome, Payout, PayoutBatch};
 use infhub_core::messages::Eip712Message;
 use infhub_core::{Error, PrivateKey};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::simfs::SimDisk;
 use infhub_ledger::{DurableLedger, DurableParams, LogRecord};
 use std::collections::HashMap;
 use std::future::Future;
@@ -94,6 +94,8 @@ pub struct SimHub {
     /// The first answer of every payment: (payer, payment id) → (debit digest, refunded). What
     /// the node's history answers a retry with; rebuilt from the log at every start.
     first_answers: HashMap<(Address, B256), (B256, bool)>,
+    /// When each payout batch in flight was last sent by this process (head block).
+    payouts_sent_at: HashMap<B256, u64>,
 }
 
 /// How a payment was first answered, for a retry of the same debit.
@@ -131,8 +133,16 @@ impl SimHub {
             start_block: config.start_block,
         };
         let watcher = Watcher::new(chain.source(), watcher_config, dl.ledger().block).expect("valid watcher config");
-        let mut hub =
-            SimHub { dl, watcher, key, config, sent: Vec::new(), effects: Vec::new(), first_answers: HashMap::new() };
+        let mut hub = SimHub {
+            dl,
+            watcher,
+            key,
+            config,
+            sent: Vec::new(),
+            effects: Vec::new(),
+            first_answers: HashMap::new(),
+            payouts_sent_at: HashMap::new(),
+        };
         hub.recover(chain)?;
         Ok(hub)
     }
@@ -174,23 +184,12 @@ impl SimHub {
         })
     }
 
-    /// What the node does at start: resend payout batches taken but not executed, settle or
-    /// dispute closing channels.
+    /// What the node does at start: settle or dispute closing channels (payout batches in
+    /// flight are sent again by the next [`SimHub::tick`], which has no memory of sending them).
     fn recover(&mut self, chain: &mut SimChain) -> Result<(), HubDown> {
         let history = self.dl.history().map_err(|e| HubDown::Crashed(e.to_string()))?;
         for LogRecord { command, outcome, .. } in history {
             self.note_answer(&command, &outcome);
-            if let Outcome::PayoutBatch(p) = outcome {
-                if !p.is_empty() {
-                    let id = payout_batch_id(&p);
-                    let call = IInfHub::payoutBatchExecutedCall { batchId: id }.abi_encode();
-                    let raw = chain.call(chain.hub_contract, call).expect("payoutBatchExecuted");
-                    let done = IInfHub::payoutBatchExecutedCall::abi_decode_returns(&raw).expect("bool");
-                    if !done {
-                        self.send_payouts(chain, p);
-                    }
-                }
-            }
         }
         let block = self.dl.ledger().block;
         let closing: Vec<_> = self
@@ -219,14 +218,35 @@ impl SimHub {
         self.sent.push(SentTx { purpose, data, tx_id, sent_at_block: chain.head() });
     }
 
-    fn send_payouts(&mut self, chain: &mut SimChain, payouts: Vec<Payout>) {
-        let batch_id = payout_batch_id(&payouts);
+    fn send_payouts(&mut self, chain: &mut SimChain, batch_id: B256, payouts: &[Payout]) {
         let call = IInfHub::payoutCall {
             batchId: batch_id,
             recipients: payouts.iter().map(|p| p.recipient).collect(),
             amounts: payouts.iter().map(|p| U256::from(p.amount.0)).collect(),
         };
         self.send(chain, Purpose::Payout(batch_id), call.abi_encode());
+        self.payouts_sent_at.insert(batch_id, chain.head());
+    }
+
+    /// Sends every payout batch the ledger has in flight that was not sent since this process
+    /// started, or was sent `resend_after_blocks` ago and is still not confirmed executed: a
+    /// crash, a reorg, a dropped or a reverted transaction all end the same way, in a resend
+    /// the contract executes at most once (by its id).
+    fn send_payouts_in_flight(&mut self, chain: &mut SimChain) {
+        let head = chain.head();
+        let resend_after = self.config.resend_after_blocks;
+        let due: Vec<PayoutBatch> = self
+            .dl
+            .ledger()
+            .payout_batches_in_flight()
+            .filter(|b| self.payouts_sent_at.get(&b.id).is_none_or(|at| head >= at + resend_after))
+            .cloned()
+            .collect();
+        for b in due {
+            self.send_payouts(chain, b.id, &b.payouts);
+        }
+        let in_flight: Vec<B256> = self.dl.ledger().payout_batches_in_flight().map(|b| b.id).collect();
+        self.payouts_sent_at.retain(|id, _| in_flight.contains(id));
     }
 
     /// Starts a close against `user` holding the debit the hub chooses (a cheating hub picks
@@ -274,12 +294,9 @@ impl SimHub {
         }
         if take_payouts && self.dl.ledger().queued_payouts().next().is_some() {
             let max = self.config.max_payout_batch;
-            if let Ok(Outcome::PayoutBatch(p)) = self.execute(vec![Command::TakePayoutBatch { max }])?.remove(0) {
-                if !p.is_empty() {
-                    self.send_payouts(chain, p);
-                }
-            }
+            self.execute(vec![Command::TakePayoutBatch { max }])?;
         }
+        self.send_payouts_in_flight(chain);
         self.follow_transactions(chain);
         Ok(())
     }
@@ -301,6 +318,13 @@ impl SimHub {
         let resend_after = self.config.resend_after_blocks;
         let mut keep = Vec::new();
         for tx in std::mem::take(&mut self.sent) {
+            if matches!(tx.purpose, Purpose::Payout(_)) {
+                // Payouts are resent from the ledger's batches in flight, not from here.
+                if chain.receipt(tx.tx_id).is_none_or(|r| r.block > confirmed) {
+                    keep.push(tx);
+                }
+                continue;
+            }
             match chain.receipt(tx.tx_id) {
                 Some(TxReceipt { block, .. }) if block <= confirmed => {} // done (a revert means it was moot)
                 Some(_) => keep.push(tx),

@@ -8,7 +8,6 @@
 
 pub mod audit;
 pub mod cli;
-pub mod disk;
 pub mod evm;
 pub mod hub;
 pub mod rng;

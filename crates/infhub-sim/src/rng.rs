@@ -6,6 +6,17 @@
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
+/// What a crash of the simulated disk keeps, drawn from the seed: unsynced directory changes
+/// half the time, and any prefix of each file's unsynced bytes.
+impl infhub_ledger::simfs::CrashChoices for Rng {
+    fn keep_unsynced_names(&mut self) -> bool {
+        !self.chance(500)
+    }
+    fn unsynced_bytes_kept(&mut self, unsynced: usize) -> usize {
+        self.below(unsynced as u64 + 1) as usize
+    }
+}
+
 impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Rng {

@@ -3,7 +3,6 @@
 //! every step. See `docs/simulation.md` for what is simulated and what the auditor checks.
 
 use crate::audit::{Auditor, Violation};
-use crate::disk::SimDisk;
 use crate::evm::{ChainFaults, SimChain};
 use crate::hub::{FirstAnswer, HubConfig, HubDown, InjectedBug, SimHub};
 use crate::rng::Rng;
@@ -16,6 +15,7 @@ use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, LedgerParams, Outcome};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
 use infhub_core::{Amount, Domain, Error, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_ledger::simfs::SimDisk;
 use std::path::PathBuf;
 
 /// One token unit in the simulation (18 decimals like INF).
@@ -812,7 +812,11 @@ impl World {
             let settled = self.wallets.iter().all(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Settled));
             let quiet = self.hub.as_ref().is_some_and(|h| h.in_flight().is_empty())
                 && self.wallets.iter().all(|w| w.in_flight() == 0);
-            if settled && quiet && self.hub.as_ref().is_some_and(|h| h.dl.ledger().queued_payouts().next().is_none()) {
+            let payouts_done = self.hub.as_ref().is_some_and(|h| {
+                h.dl.ledger().queued_payouts().next().is_none()
+                    && h.dl.ledger().payout_batches_in_flight().next().is_none()
+            });
+            if settled && quiet && payouts_done {
                 break;
             }
         }

@@ -130,9 +130,11 @@ impl Hub {
         }
         let to: Vec<Address> = batch.iter().map(|p| p.recipient).collect();
         let amounts: Vec<U256> = batch.iter().map(|p| U256::from(p.amount.0)).collect();
-        let id = self.id();
+        let id = infhub_core::ledger::payout_batch_id(&batch);
+        assert_eq!(self.ledger.payout_batches_in_flight().last().map(|b| b.id), Some(id), "the batch is in flight");
         let total = self.chain.payout(self.key.address(), id, &to, &amounts).expect("payout on chain");
         self.event(ChainEvent::PayoutBatchExecuted {
+            batch_id: id,
             total: Self::amount(total),
             reserve_after: Self::amount(self.chain.reserve),
         });

@@ -2,6 +2,8 @@
 //! on, the auditor passing; the same seed replays to the same run; and each deliberately
 //! injected bug is caught within the CI seeds by the rule it breaks.
 
+mod payouts;
+
 use infhub_sim::{Faults, InjectedBug, Report, SimConfig, Violation};
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
-//! A simulated disk under the hub's real file store.
+//! A simulated disk under the real file store, for the deterministic simulator and for the
+//! store's crash-point tests.
 //!
 //! It implements the file store's [`Fs`] trait with the failure semantics of a real disk:
 //! written data is volatile until the file is synced, created, renamed and removed names are
@@ -6,10 +7,11 @@
 //! possibly any prefix of what was written after the last sync (a torn write), plus possibly
 //! the unsynced directory changes. A crash can be scheduled to strike at the N-th operation,
 //! so it lands inside an append, between a snapshot's rename and its directory sync, and so
-//! on; every operation after it fails, as the process is gone.
+//! on; every operation after it fails, as the process is gone. What a crash keeps is chosen
+//! by a [`CrashChoices`]: the simulator draws it from its seeded generator, the store's tests
+//! enumerate the extremes.
 
-use crate::rng::Rng;
-use infhub_ledger::fs::{Fs, FsFile};
+use crate::fs::{Fs, FsFile};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -22,7 +24,7 @@ struct Inode {
     durable: Vec<u8>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct DiskState {
     inodes: Vec<Inode>,
     names: BTreeMap<PathBuf, usize>,
@@ -31,6 +33,48 @@ struct DiskState {
     /// Operations left before the scheduled crash strikes.
     ops_until_crash: Option<u64>,
     crashed: bool,
+    /// Operations performed.
+    ops: u64,
+}
+
+/// What a crash keeps of what was not yet durable.
+pub trait CrashChoices {
+    /// Whether the unsynced directory changes (creations, renames, removals) reached the disk:
+    /// all of them, or none.
+    fn keep_unsynced_names(&mut self) -> bool;
+    /// How many of a file's `unsynced` trailing bytes reached the disk (a torn write keeps a
+    /// prefix), at most `unsynced`.
+    fn unsynced_bytes_kept(&mut self, unsynced: usize) -> usize;
+}
+
+/// A fixed choice for every crash, for tests that enumerate the extremes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedChoices {
+    /// Keep the unsynced directory changes.
+    pub names: bool,
+    /// Keep this share (0..=2 halves) of each file's unsynced bytes: none, half, all.
+    pub halves_of_unsynced_bytes: usize,
+}
+
+impl FixedChoices {
+    /// Every combination: names kept or lost, times none, half or all of the unsynced bytes.
+    pub fn all() -> Vec<FixedChoices> {
+        [false, true]
+            .into_iter()
+            .flat_map(|names| {
+                (0..=2).map(move |halves_of_unsynced_bytes| FixedChoices { names, halves_of_unsynced_bytes })
+            })
+            .collect()
+    }
+}
+
+impl CrashChoices for FixedChoices {
+    fn keep_unsynced_names(&mut self) -> bool {
+        self.names
+    }
+    fn unsynced_bytes_kept(&mut self, unsynced: usize) -> usize {
+        unsynced * self.halves_of_unsynced_bytes / 2
+    }
 }
 
 /// Handle to the simulated disk (cheap to clone; all clones share the disk).
@@ -79,12 +123,22 @@ impl SimDisk {
         s.names.iter().map(|(p, i)| (p.display().to_string(), s.inodes[*i].data.len())).collect()
     }
 
-    /// The machine lost power (or the process died): keeps what a real disk may keep, chosen
-    /// by `rng`, and makes the disk usable again for the restarted process.
-    pub fn restart(&self, rng: &mut Rng) {
+    /// An independent copy of this disk as it is now (a test restarts each copy differently).
+    pub fn fork(&self) -> SimDisk {
+        SimDisk(Rc::new(RefCell::new(self.0.borrow().clone())))
+    }
+
+    /// Operations performed so far (a crash scheduled at this number strikes the next one).
+    pub fn ops(&self) -> u64 {
+        self.0.borrow().ops
+    }
+
+    /// The machine lost power (or the process died): keeps what a real disk may keep, as
+    /// `choices` decide, and makes the disk usable again for the restarted process.
+    pub fn restart(&self, choices: &mut dyn CrashChoices) {
         let mut s = self.0.borrow_mut();
         // Unsynced directory changes either all reached the disk or none did.
-        if rng.chance(500) {
+        if !choices.keep_unsynced_names() {
             s.names = s.durable_names.clone();
         }
         let names = s.names.clone();
@@ -93,7 +147,7 @@ impl SimDisk {
             let keep = if inode.data.len() > inode.durable.len() && inode.data.starts_with(&inode.durable) {
                 // Any prefix of the unsynced tail may have reached the platter.
                 let extra = inode.data.len() - inode.durable.len();
-                inode.durable.len() + rng.below(extra as u64 + 1) as usize
+                inode.durable.len() + choices.unsynced_bytes_kept(extra).min(extra)
             } else if inode.data == inode.durable {
                 inode.data.len()
             } else {
@@ -113,6 +167,7 @@ impl SimDisk {
         if s.crashed {
             return Err(gone());
         }
+        s.ops += 1;
         if let Some(n) = s.ops_until_crash {
             if n == 0 {
                 s.crashed = true;
@@ -281,8 +336,7 @@ mod tests {
         f.sync_data().expect("sync");
         disk.sync_dir(&p("/d")).expect("dir sync");
         f.append(b"-volatile").expect("write");
-        let mut rng = Rng::new(3);
-        disk.restart(&mut rng);
+        disk.restart(&mut FixedChoices { names: true, halves_of_unsynced_bytes: 1 });
         let data = disk.read(&p("/d/a")).expect("read");
         assert!(data.starts_with(b"durable"), "synced bytes lost: {data:?}");
         assert!(b"durable-volatile".starts_with(&data[..]), "bytes invented: {data:?}");
@@ -297,7 +351,7 @@ mod tests {
         assert!(f.append(b"abcdef").is_err(), "the crash strikes the second op");
         assert!(disk.crashed());
         assert!(disk.list(&p("/d")).is_err(), "a crashed process has no disk");
-        disk.restart(&mut Rng::new(1));
+        disk.restart(&mut FixedChoices { names: false, halves_of_unsynced_bytes: 0 });
         assert!(!disk.crashed());
         // The file's creation was never made durable by a directory sync: it may be gone.
         let names = disk.list(&p("/d")).expect("list");
@@ -306,7 +360,7 @@ mod tests {
 
     #[test]
     fn an_unsynced_rename_is_all_or_nothing() {
-        for seed in 0..20 {
+        for (seed, mut choices) in FixedChoices::all().into_iter().enumerate() {
             let disk = SimDisk::new();
             disk.create_dir_all(&p("/d")).expect("dir");
             let mut f = disk.create_new(&p("/d/x.tmp")).expect("create");
@@ -314,7 +368,7 @@ mod tests {
             f.sync_all().expect("sync");
             disk.sync_dir(&p("/d")).expect("dir sync");
             disk.rename(&p("/d/x.tmp"), &p("/d/x.snap")).expect("rename");
-            disk.restart(&mut Rng::new(seed));
+            disk.restart(&mut choices);
             let names = disk.list(&p("/d")).expect("list");
             assert_eq!(names.len(), 1, "seed {seed}: {names:?}");
             let data = disk.read(&p(&format!("/d/{}", names[0]))).expect("read");
