@@ -50,6 +50,13 @@ impl fmt::Display for Violation {
 /// The auditor's own records.
 pub struct Auditor {
     users: Vec<Address>,
+    /// The hub's signing address and domain, to judge what it signs and sends on chain.
+    hub: Address,
+    domain: infhub_core::Domain,
+    /// Every credit the hub issued to each wallet: (epoch, nonce) → running total.
+    issued_credits: Vec<BTreeMap<(u64, u64), u128>>,
+    /// Whether the hub's conduct on chain is judged (see `SimConfig::audit_hub_conduct`).
+    pub audit_hub_conduct: bool,
     /// Highest debit nonce acknowledged to each wallet.
     acked_debit_nonce: Vec<u64>,
     /// Highest credit nonce the hub issued to each wallet in a durable batch.
@@ -75,11 +82,15 @@ fn amount(v: u128) -> Amount {
 }
 
 impl Auditor {
-    /// An auditor for these wallets.
-    pub fn new(wallets: &[SimWallet]) -> Auditor {
+    /// An auditor for these wallets, of the hub with this address and signing domain.
+    pub fn new(wallets: &[SimWallet], hub: Address, domain: infhub_core::Domain) -> Auditor {
         let n = wallets.len();
         Auditor {
             users: wallets.iter().map(|w| w.address()).collect(),
+            hub,
+            domain,
+            issued_credits: vec![BTreeMap::new(); n],
+            audit_hub_conduct: true,
             acked_debit_nonce: vec![0; n],
             issued_credit_nonce: vec![0; n],
             payouts_requested: BTreeMap::new(),
@@ -135,6 +146,68 @@ impl Auditor {
     pub fn credit_issued(&mut self, wallet: usize, c: &SignedCredit) {
         let n = &mut self.issued_credit_nonce[wallet];
         *n = (*n).max(c.message.nonce);
+        let m = &c.message;
+        self.issued_credits[wallet].insert((m.epoch, m.nonce), m.cumulative_credit.0);
+    }
+
+    /// The parties' conduct on chain, from every mined transaction (whatever the contract made
+    /// of it): a hub-signed credit with a higher nonce and a lower total than one the hub
+    /// issued is the hub trying to erase received payments; a payout that pays anyone other
+    /// than a user's signed external payment is the hub taking the reserve.
+    fn check_conduct(&mut self, step: u64, chain: &mut SimChain) {
+        use alloy::sol_types::SolCall;
+        use infhub_chain::bindings::IInfHub;
+        let mined = chain.take_mined();
+        if !self.audit_hub_conduct {
+            return;
+        }
+        for tx in mined {
+            if let Ok(call) = IInfHub::submitCreditCall::abi_decode(&tx.data) {
+                let c = &call.credit;
+                let credit = infhub_core::Credit {
+                    user: c.user,
+                    epoch: c.epoch,
+                    nonce: c.nonce,
+                    cumulative_credit: Amount(c.cumulativeCredit),
+                    locked_amount: Amount(c.lockedAmount),
+                    locks_root: c.locksRoot,
+                };
+                let signed_by_hub = infhub_core::messages::HubSigned::from_proof_bytes(credit, &call.hubSignature)
+                    .is_ok_and(|p| p.verify(&self.domain, self.hub).is_ok());
+                let Some(i) = self.users.iter().position(|u| *u == credit.user) else { continue };
+                let erased = self.issued_credits[i]
+                    .range((credit.epoch, 0)..(credit.epoch, credit.nonce))
+                    .find(|(_, total)| **total > credit.cumulative_credit.0);
+                if let (true, Some(((_, nonce), total))) = (signed_by_hub, erased) {
+                    self.fail(Violation::new(
+                        step,
+                        "hub_never_signs_a_lower_credit",
+                        format!(
+                            "wallet {i}: the hub signed credit #{} totalling {} after credit #{nonce} totalling {total}                              (submitted in block {}, {})",
+                            credit.nonce,
+                            credit.cumulative_credit,
+                            tx.block,
+                            if tx.success { "accepted" } else { "refused by the contract" }
+                        ),
+                    ));
+                }
+            } else if let (true, Ok(call)) = (tx.from == self.hub, IInfHub::payoutCall::abi_decode(&tx.data)) {
+                for (to, amount) in call.recipients.iter().zip(&call.amounts) {
+                    let asked = self.payouts_requested.get(to).is_some_and(|(_, a)| U256::from(a.0) == *amount);
+                    if !asked {
+                        self.fail(Violation::new(
+                            step,
+                            "hub_pays_out_only_what_users_signed",
+                            format!(
+                                "the hub paid {amount} to {to}, which no user's external payment names (block {}, {})",
+                                tx.block,
+                                if tx.success { "accepted" } else { "refused by the contract" }
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// A wallet asked for an external payment.
@@ -246,6 +319,7 @@ impl Auditor {
         hub: Option<&SimHub>,
         wallets: &[SimWallet],
     ) -> Result<(), Violation> {
+        self.check_conduct(step, chain);
         // 1. Conservation in the contract: tokens held == reserve + Σ channel funds.
         let held = chain.token_balance(chain.hub_contract);
         let reserve = chain.reserve();

@@ -1,6 +1,7 @@
-//! The `infhub-sim` command: one seed, a range of seeds, or random seeds; prints each run's
-//! figures and, on failure, the seed, the step, the broken rule and the command that replays
-//! it exactly.
+//! The `infhub-sim` command: one seed, a range of seeds, or random seeds (a number of them, or
+//! as many as fit in a time budget), run in parallel on every core; prints each run's figures
+//! and, on failure, the seed, the step, the broken rule and the command that replays it
+//! exactly; ends with a summary (seeds, failures with their replay lines, steps per second).
 
 use crate::hub::InjectedBug;
 use crate::world::{Faults, Report, SimConfig, World};
@@ -13,6 +14,8 @@ enum Bug {
     HubSkipsDispute,
     WalletSkipsDefence,
     AckBeforeDurable,
+    HubErasesCredits,
+    HubDrainsReserve,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -43,9 +46,23 @@ struct Args {
     /// Inject a known bug (the auditor must catch it).
     #[arg(long, value_enum)]
     inject_bug: Option<Bug>,
+    /// Do not judge the hub's conduct on chain, only its effect on the parties (with an
+    /// injected hub bug: shows the contract alone keeps honest parties whole).
+    #[arg(long)]
+    no_conduct_audit: bool,
     /// Repository root holding `contracts/out` (default: found from the executable).
     #[arg(long)]
     repo_root: Option<PathBuf>,
+    /// Seeds run in parallel (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Stop starting seeds after the first failure.
+    #[arg(long)]
+    stop_on_failure: bool,
+    /// With random seeds: stop starting new ones after this many seconds (with or without
+    /// `--random N`, which then caps their number).
+    #[arg(long)]
+    for_secs: Option<u64>,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -91,86 +108,159 @@ pub fn run_seed(config: SimConfig) -> Result<Report, Violation> {
     }
 }
 
+/// Where the seeds of a run come from.
+enum Seeds {
+    /// These, in order.
+    Listed(Vec<u64>),
+    /// Random ones from a generator seeded by the clock: at most `limit`, and only while
+    /// the time budget lasts (if one is given).
+    Random { rng: crate::rng::Rng, limit: Option<u64>, drawn: u64 },
+}
+
+impl Seeds {
+    fn next(&mut self, budget_left: bool) -> Option<u64> {
+        match self {
+            Seeds::Listed(v) => (!v.is_empty()).then(|| v.remove(0)),
+            Seeds::Random { rng, limit, drawn } => {
+                if !budget_left || limit.is_some_and(|l| *drawn >= l) {
+                    return None;
+                }
+                *drawn += 1;
+                Some(rng.next_u64() % 1_000_000_000)
+            }
+        }
+    }
+}
+
+/// One finished seed.
+struct Finished {
+    seed: u64,
+    secs: f64,
+    result: Result<Report, Violation>,
+}
+
+fn report_line(seed: u64, secs: f64, r: &Report) -> String {
+    format!(
+        "seed {seed}: ok in {secs:.1}s — {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, {} payments \
+         acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks refused, \
+         {} hub closes defended, {} settlements",
+        r.steps,
+        r.blocks,
+        r.reorgs.0,
+        r.reorgs.1,
+        r.hub_crashes,
+        r.payments_acked,
+        r.payouts_acked,
+        r.withdrawals,
+        r.messages.0,
+        r.messages.1,
+        r.messages.2,
+        r.attacks,
+        r.hub_closes,
+        r.settlements
+    )
+}
+
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let args = Args::parse();
-    let seeds: Vec<u64> = match (args.seed, args.seeds, args.random) {
-        (Some(s), _, _) => vec![s],
-        (None, Some((a, b)), _) => (a..=b).collect(),
-        (None, None, Some(n)) => {
-            let mut r = crate::rng::Rng::new(
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64),
-            );
-            (0..n).map(|_| r.next_u64() % 1_000_000_000).collect()
+    let mut seeds = match (args.seed, args.seeds, args.random) {
+        (Some(s), _, _) => Seeds::Listed(vec![s]),
+        (None, Some((a, b)), _) => Seeds::Listed((a..=b).collect()),
+        (None, None, random) if random.is_some() || args.for_secs.is_some() => {
+            let base =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+            println!("random seeds from base {base} (each seed is printed; replay one with --seed)");
+            Seeds::Random { rng: crate::rng::Rng::new(base), limit: random, drawn: 0 }
         }
-        (None, None, None) => vec![1],
+        (None, None, _) => Seeds::Listed(vec![1]),
     };
     let bug = args.inject_bug.map(|b| match b {
         Bug::HubSkipsDispute => InjectedBug::HubSkipsDispute,
         Bug::WalletSkipsDefence => InjectedBug::WalletSkipsDefence,
         Bug::AckBeforeDurable => InjectedBug::AckBeforeDurable,
+        Bug::HubErasesCredits => InjectedBug::HubErasesCredits,
+        Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
-    let mut failures = 0;
-    for seed in seeds {
-        let config = SimConfig {
-            seed,
-            steps: args.steps,
-            wallets: args.wallets,
-            cheater_per_mille: args.cheaters_per_mille,
-            faults: if args.no_faults { Faults::off() } else { Faults::on() },
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let config_for = |seed: u64| SimConfig {
+        seed,
+        steps: args.steps,
+        wallets: args.wallets,
+        cheater_per_mille: args.cheaters_per_mille,
+        faults: if args.no_faults { Faults::off() } else { Faults::on() },
+        bug,
+        audit_hub_conduct: !args.no_conduct_audit,
+        repo_root: repo_root.clone(),
+    };
+    let replay = |seed: u64| {
+        let bug = args
+            .inject_bug
+            .map(|b| {
+                format!(" --inject-bug {}", b.to_possible_value().map_or("?".into(), |v| v.get_name().to_string()))
+            })
+            .unwrap_or_default();
+        format!(
+            "replay: infhub-sim --seed {seed} --steps {} --wallets {} --cheaters-per-mille {}{}{}{}",
+            args.steps,
+            args.wallets,
+            args.cheaters_per_mille,
+            if args.no_faults { " --no-faults" } else { "" },
             bug,
-            repo_root: repo_root.clone(),
-        };
-        println!("seed {seed}: running {} steps, {} wallets", args.steps, args.wallets);
-        let started = std::time::Instant::now();
-        match run_seed(config) {
-            Ok(r) => println!(
-                "seed {seed}: ok in {:.1}s — {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, {} payments \
-                 acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks refused, \
-                 {} hub closes defended, {} settlements",
-                started.elapsed().as_secs_f64(),
-                r.steps,
-                r.blocks,
-                r.reorgs.0,
-                r.reorgs.1,
-                r.hub_crashes,
-                r.payments_acked,
-                r.payouts_acked,
-                r.withdrawals,
-                r.messages.0,
-                r.messages.1,
-                r.messages.2,
-                r.attacks,
-                r.hub_closes,
-                r.settlements
-            ),
-            Err(v) => {
-                failures += 1;
-                println!("seed {seed}: FAILED at {v}");
-                let bug = args
-                    .inject_bug
-                    .map(|b| {
-                        format!(
-                            " --inject-bug {}",
-                            b.to_possible_value().map_or("?".into(), |v| v.get_name().to_string())
-                        )
-                    })
-                    .unwrap_or_default();
-                println!(
-                    "replay: infhub-sim --seed {seed} --steps {} --wallets {} --cheaters-per-mille {}{}{}",
-                    args.steps,
-                    args.wallets,
-                    args.cheaters_per_mille,
-                    if args.no_faults { " --no-faults" } else { "" },
-                    bug
-                );
+            if args.no_conduct_audit { " --no-conduct-audit" } else { "" }
+        )
+    };
+    let started = std::time::Instant::now();
+    let budget_left = || args.for_secs.is_none_or(|s| started.elapsed().as_secs_f64() < s as f64);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let source = std::sync::Mutex::new(&mut seeds);
+    let (tx, rx) = std::sync::mpsc::channel::<Finished>();
+    let (mut ran, mut steps, mut failures) = (0u64, 0u64, Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (source, stop, config_for, budget_left) = (&source, &stop, &config_for, &budget_left);
+            scope.spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Some(seed) = source.lock().unwrap_or_else(|p| p.into_inner()).next(budget_left()) else { return };
+                let t = std::time::Instant::now();
+                let result = run_seed(config_for(seed));
+                if tx.send(Finished { seed, secs: t.elapsed().as_secs_f64(), result }).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        for f in rx {
+            ran += 1;
+            match &f.result {
+                Ok(r) => {
+                    steps += r.steps;
+                    println!("{}", report_line(f.seed, f.secs, r));
+                }
+                Err(v) => {
+                    println!("seed {}: FAILED at {v}", f.seed);
+                    println!("{}", replay(f.seed));
+                    failures.push((f.seed, v.rule));
+                    if args.stop_on_failure {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             }
         }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "summary: {ran} seeds, {} failed, {steps} steps in {secs:.0}s on {jobs} jobs ({:.0} steps/s, {:.2} s per seed per job)",
+        failures.len(),
+        steps as f64 / secs.max(1e-9),
+        secs * jobs as f64 / (ran.max(1) as f64)
+    );
+    for (seed, rule) in &failures {
+        println!("  failed: seed {seed} ({rule}); {}", replay(*seed));
     }
-    if failures > 0 {
-        1
-    } else {
-        0
-    }
+    i32::from(!failures.is_empty())
 }

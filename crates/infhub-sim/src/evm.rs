@@ -59,6 +59,20 @@ struct MinedBlock {
     state: Db,
 }
 
+/// A transaction as it was mined (into a block a later reorg may take back): what the auditor
+/// reads of the parties' conduct, whatever the contract made of it.
+#[derive(Clone, Debug)]
+pub struct MinedTx {
+    /// Block it was mined in.
+    pub block: u64,
+    /// Sender.
+    pub from: Address,
+    /// Calldata.
+    pub data: Bytes,
+    /// False if it reverted.
+    pub success: bool,
+}
+
 /// Chain faults, in per-mille per opportunity.
 #[derive(Clone, Copy, Debug)]
 pub struct ChainFaults {
@@ -84,6 +98,8 @@ pub struct SimChain {
     pub hub_contract: Address,
     /// Every revert reason seen, by transaction id (for reports).
     pub reverts: HashMap<u64, Bytes>,
+    /// Transactions mined since the auditor last read them.
+    mined_log: Vec<MinedTx>,
 }
 
 fn creation_code(root: &Path, contract: &str) -> Result<Vec<u8>, String> {
@@ -151,6 +167,7 @@ impl SimChain {
             token: Address::ZERO,
             hub_contract: Address::ZERO,
             reverts: HashMap::new(),
+            mined_log: Vec::new(),
         };
         chain.blocks[0].state = chain.evm.ctx.db_mut().clone();
         let mut token_code = creation_code(repo_root, "InfToken")?;
@@ -181,6 +198,11 @@ impl SimChain {
     /// The in-process chain source the watchers read (shares this chain's headers and logs).
     pub fn source(&self) -> MemoryChain {
         self.headers.clone()
+    }
+
+    /// Every transaction mined since the last call, in order (a reorged one may reappear).
+    pub fn take_mined(&mut self) -> Vec<MinedTx> {
+        std::mem::take(&mut self.mined_log)
     }
 
     /// The newest block number.
@@ -242,6 +264,7 @@ impl SimChain {
                 ExecutionResult::Halt { .. } => false,
             };
             self.receipts.insert(tx.id, TxReceipt { block: number, success });
+            self.mined_log.push(MinedTx { block: number, from: tx.from, data: tx.data.clone(), success });
             included.push(tx);
         }
         self.mempool = waiting;

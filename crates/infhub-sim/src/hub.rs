@@ -10,7 +10,7 @@ use crate::evm::{SimChain, TxReceipt};
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
-use infhub_chain::events::{debit_arg, empty_debit_arg, submit_debit_call};
+use infhub_chain::events::{debit_arg, empty_debit_arg, submit_credit_call, submit_debit_call};
 use infhub_chain::source::memory::MemoryChain;
 use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
 use infhub_core::channel::{Effect, Status};
@@ -42,6 +42,12 @@ pub enum InjectedBug {
     WalletSkipsDefence,
     /// The hub acknowledges a payment before it is durable.
     AckBeforeDurable,
+    /// While a channel closes, the hub signs the user a credit with the highest nonce and a
+    /// total of 0 and submits it, to erase her received payments (finding 2 of issue 18).
+    HubErasesCredits,
+    /// While a channel closes with a draw on the reserve, the hub pays the whole reserve to
+    /// itself (finding 3 of issue 18).
+    HubDrainsReserve,
 }
 
 /// Why a hub transaction was sent.
@@ -55,6 +61,8 @@ pub enum Purpose {
     Payout(B256),
     /// A (cheating) close against a user.
     Close(Address),
+    /// An injected bug's transaction.
+    Misconduct,
 }
 
 struct SentTx {
@@ -96,6 +104,8 @@ pub struct SimHub {
     first_answers: HashMap<(Address, B256), (B256, bool)>,
     /// When each payout batch in flight was last sent by this process (head block).
     payouts_sent_at: HashMap<B256, u64>,
+    /// Closes (user, epoch) an injected bug already acted on.
+    misbehaved: std::collections::HashSet<(Address, u64)>,
 }
 
 /// How a payment was first answered, for a retry of the same debit.
@@ -142,6 +152,7 @@ impl SimHub {
             effects: Vec::new(),
             first_answers: HashMap::new(),
             payouts_sent_at: HashMap::new(),
+            misbehaved: std::collections::HashSet::new(),
         };
         hub.recover(chain)?;
         Ok(hub)
@@ -297,8 +308,59 @@ impl SimHub {
             self.execute(vec![Command::TakePayoutBatch { max }])?;
         }
         self.send_payouts_in_flight(chain);
+        self.misbehave(chain, bug);
         self.follow_transactions(chain);
         Ok(())
+    }
+
+    /// The injected hub bugs of issue 18's findings, once per close: what a dishonest hub
+    /// would try. The contract must refuse each; the auditor must see each.
+    fn misbehave(&mut self, chain: &mut SimChain, bug: Option<InjectedBug>) {
+        let closing: Vec<(Address, u64)> = self
+            .dl
+            .ledger()
+            .accounts()
+            .filter(|(_, a)| matches!(a.channel.status, Status::Closing { .. }))
+            .map(|(u, a)| (*u, a.channel.epoch))
+            .collect();
+        for (user, epoch) in closing {
+            if !self.misbehaved.insert((user, epoch)) {
+                continue;
+            }
+            match bug {
+                Some(InjectedBug::HubErasesCredits) => {
+                    let erase = infhub_core::Credit {
+                        user,
+                        epoch,
+                        nonce: u64::MAX,
+                        cumulative_credit: infhub_core::Amount::ZERO,
+                        locked_amount: infhub_core::Amount::ZERO,
+                        locks_root: B256::ZERO,
+                    };
+                    let signed = infhub_core::messages::HubSigned::new(erase, &self.config.ledger.domain, &self.key);
+                    self.send(chain, Purpose::Misconduct, submit_credit_call(&signed).abi_encode());
+                }
+                Some(InjectedBug::HubDrainsReserve) => {
+                    let raw = chain.call(chain.hub_contract, IInfHub::reservedForClosingCall {}.abi_encode());
+                    let reserved = raw
+                        .ok()
+                        .and_then(|r| IInfHub::reservedForClosingCall::abi_decode_returns(&r).ok())
+                        .unwrap_or_default();
+                    let reserve = chain.reserve();
+                    if reserved.is_zero() || reserve.is_zero() {
+                        self.misbehaved.remove(&(user, epoch)); // try again once something is owed
+                        continue;
+                    }
+                    let call = IInfHub::payoutCall {
+                        batchId: alloy::primitives::keccak256(format!("drain {user} {epoch}")),
+                        recipients: vec![self.address()],
+                        amounts: vec![reserve],
+                    };
+                    self.send(chain, Purpose::Misconduct, call.abi_encode());
+                }
+                _ => {}
+            }
+        }
     }
 
     fn effect(&mut self, chain: &mut SimChain, user: Address, effect: Effect, bug: Option<InjectedBug>) {

@@ -303,6 +303,27 @@ impl SimWallet {
         }
     }
 
+    /// A cheater's attack on the dispute order (finding 1 of issue 18): it signs a debit of its
+    /// own with `nonce` and a running total of `total` (below what it really paid) and submits
+    /// it while its channel closes. The contract must keep the higher total.
+    pub fn submit_forged_debit(&mut self, chain: &mut SimChain, nonce: u64, total: Amount) {
+        let Some(ch) = self.channel.clone() else { return };
+        let forged = infhub_core::Debit {
+            user: self.address(),
+            epoch: ch.epoch,
+            nonce,
+            cumulative_debit: total,
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: PaymentKind::Internal as u8,
+            recipient: Address::repeat_byte(0xEE),
+            amount: Amount(1),
+            payment_id: B256::repeat_byte(0xEE),
+        };
+        let signed = Signed::new(forged, &self.params.domain, &self.key);
+        self.send(chain, submit_debit_call(&signed).abi_encode());
+    }
+
     fn send(&mut self, chain: &mut SimChain, data: Vec<u8>) {
         let tx_id = chain.submit(self.address(), self.hub_contract, data.clone());
         self.txs.push(WalletTx { data, tx_id, sent_at_block: chain.head() });

@@ -83,6 +83,9 @@ pub struct SimConfig {
     pub faults: Faults,
     /// A deliberately injected bug.
     pub bug: Option<InjectedBug>,
+    /// Judge the hub's conduct on chain (what it signs and pays), not only its effect on the
+    /// parties; off, a run shows whether the contract alone keeps honest parties whole.
+    pub audit_hub_conduct: bool,
     /// Repository root (for the compiled contracts).
     pub repo_root: PathBuf,
 }
@@ -254,7 +257,8 @@ impl World {
         let disk = SimDisk::new();
         let hub = SimHub::start(disk.clone(), hub_key.clone(), hub_config, &mut chain)
             .map_err(|e| format!("hub did not start: {e:?}"))?;
-        let auditor = Auditor::new(&wallets);
+        let mut auditor = Auditor::new(&wallets, hub_key.address(), domain);
+        auditor.audit_hub_conduct = config.audit_hub_conduct;
         let faults = config.faults;
         let mut world = World {
             rng,
@@ -685,11 +689,33 @@ impl World {
                     self.send(Msg::ToHub(ToHub::Pay(i, s)));
                 }
             }
-            _ => {
-                // Exit leaving out every debit (as if from an old backup); the hub must dispute.
-                if self.wallets[i].pending.is_none() && self.rng.chance(300) {
-                    self.wallets[i].exit(&mut self.chain);
+            // Exit leaving out every debit (as if from an old backup); the hub must dispute.
+            // Half the time it also submits a debit of its own with the highest nonce and a
+            // total of 0, before the hub's answer, to erase what it paid.
+            _ if self.wallets[i].pending.is_none() && self.rng.chance(300) => {
+                self.wallets[i].exit(&mut self.chain);
+                if self.rng.chance(500) {
+                    self.wallets[i].submit_forged_debit(&mut self.chain, u64::MAX, Amount::ZERO);
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// A cheater whose channel is closing signs a debit with a higher nonce and a lower total
+    /// than the ones it signed and submits it (finding 1 of issue 18), at any point of the
+    /// challenge period: before or after the hub's answer.
+    fn cheaters_forge_during_their_exits(&mut self) {
+        for i in 0..self.wallets.len() {
+            if self.wallets[i].behaviour != Behaviour::Cheater || !self.rng.chance(150) {
+                continue;
+            }
+            let Some(ch) = self.wallets[i].channel.clone() else { continue };
+            if matches!(ch.status, Status::Closing { .. }) && !ch.cumulative_debit().is_zero() {
+                let total = Amount(self.rng.below(ch.cumulative_debit().0.min(u64::MAX as u128) as u64) as u128);
+                let nonce = ch.debit_nonce() + 1 + self.rng.below(1_000);
+                self.wallets[i].submit_forged_debit(&mut self.chain, nonce, total);
+                self.report.attacks += 1;
             }
         }
     }
@@ -746,6 +772,7 @@ impl World {
         if self.rng.chance(10) {
             self.hub_attack();
         }
+        self.cheaters_forge_during_their_exits();
         self.deliver();
         if self.step.is_multiple_of(2) {
             self.mine_block(true);
