@@ -14,6 +14,7 @@
 pub mod durable;
 pub mod file;
 pub mod fs;
+pub mod history;
 pub mod simfs;
 pub mod store;
 

@@ -8,7 +8,6 @@
 //! have named limits; beyond them the node answers at once instead of queueing without bound.
 
 use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, WriteError};
-use crate::history::{FirstResult, PaymentResult};
 use crate::openapi;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -28,6 +27,7 @@ use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::messages::{Login, Signed, SignedCredit, SignedDebit};
 use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
+use infhub_ledger::history::{FirstResult, PaymentResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -126,7 +126,7 @@ impl From<WriteError> for ApiError {
 
 /// The ledger answered a command with an outcome of another command: a bug, reported as such.
 /// A history read failed: the index or the log disagrees with what the ledger holds.
-fn history_failed(e: crate::history::HistoryError) -> ApiError {
+fn history_failed(e: infhub_ledger::history::HistoryError) -> ApiError {
     tracing::error!(%e, "history read failed");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unavailable", e.to_string())
 }
@@ -136,14 +136,14 @@ fn history_failed(e: crate::history::HistoryError) -> ApiError {
 fn history_of(
     api: &Api,
     user: &Address,
-) -> (std::sync::Arc<crate::history::HistoryReader>, Option<crate::history::Heads>) {
+) -> (std::sync::Arc<infhub_ledger::history::HistoryReader>, Option<infhub_ledger::history::Heads>) {
     let st = api.node.read();
     (st.history.reader(), st.history.heads(user))
 }
 
 /// Runs a history read on the blocking pool (it reads files).
 async fn read_history<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::history::HistoryError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, infhub_ledger::history::HistoryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
@@ -798,7 +798,10 @@ async fn purchase_credit(
     let Some(heads) = heads else { return Ok(None) };
     let user = *user;
     let entries = read_history(move || reader.entries_at(&user, heads, seq)).await?;
-    Ok(entries.into_iter().find(|e| e.kind == crate::history::EntryKind::Purchase).and_then(|e| e.credit().cloned()))
+    Ok(entries
+        .into_iter()
+        .find(|e| e.kind == infhub_ledger::history::EntryKind::Purchase)
+        .and_then(|e| e.credit().cloned()))
 }
 
 #[derive(Deserialize)]
@@ -1118,9 +1121,9 @@ async fn statement(
         Some(h) => read_history(move || reader.all(&user, h)).await?,
         None => Vec::new(),
     };
-    let lines = crate::history::statement(&entries);
+    let lines = infhub_ledger::history::statement(&entries);
     match q.format.as_deref().unwrap_or("json") {
-        "csv" => Ok(([("content-type", "text/csv")], crate::history::statement_csv(&lines)).into_response()),
+        "csv" => Ok(([("content-type", "text/csv")], infhub_ledger::history::statement_csv(&lines)).into_response()),
         "json" => Ok(Json(json!({"account": user, "lines": lines})).into_response()),
         other => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("format {other}: use csv or json")))

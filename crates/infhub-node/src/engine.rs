@@ -9,13 +9,13 @@
 //! from the log.
 
 use crate::config::Config;
-use crate::history::History;
 use crate::metrics::Metrics;
 use alloy::providers::DynProvider;
 use infhub_core::channel::{CheckedDebit, Effect};
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::{Address, Domain, Error, B256};
 use infhub_ledger::file::FileStore;
+use infhub_ledger::history::History;
 use infhub_ledger::DurableLedger;
 use serde::Serialize;
 use std::collections::HashMap;

@@ -12,14 +12,13 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod engine;
-pub mod history;
+
 pub mod metrics;
 pub mod openapi;
 pub mod reconcile;
 
 use crate::config::Config;
 use crate::engine::{Node, State};
-use crate::history::History;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
@@ -29,6 +28,7 @@ use infhub_chain::watcher::{Watcher, WatcherConfig};
 use infhub_core::ledger::LedgerParams;
 use infhub_core::{Domain, PrivateKey};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::history::History;
 use infhub_ledger::{DurableLedger, DurableParams};
 use std::net::SocketAddr;
 use tokio::sync::watch;
@@ -44,7 +44,7 @@ pub enum NodeError {
     Storage(#[from] infhub_ledger::StoreError),
     /// The history index could not be opened.
     #[error("history: {0}")]
-    History(#[from] history::HistoryError),
+    History(#[from] infhub_ledger::history::HistoryError),
     /// Chain.
     #[error("chain: {0}")]
     Chain(#[from] infhub_chain::ChainError),

@@ -10,11 +10,11 @@
 //! log, its proofs signed by the seal of their batch), and lists payout batches for the chain
 //! task's restart recovery.
 
+use crate::file::LogReader;
+use crate::{LogRecord, StoreError};
 use infhub_core::ledger::{fill_proofs, ChainEvent, Command, CustodialResult, Outcome, Payout};
 use infhub_core::messages::{SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, Signature, Withdrawal, B256};
-use infhub_ledger::file::LogReader;
-use infhub_ledger::{LogRecord, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -911,11 +911,11 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file::{FileStore, FileStoreOptions};
+    use crate::{DurableLedger, DurableParams};
     use infhub_core::ledger::{Ledger, LedgerParams, LogPosition};
     use infhub_core::messages::{PaymentKind, Signed};
     use infhub_core::{PrivateKey, U256};
-    use infhub_ledger::file::{FileStore, FileStoreOptions};
-    use infhub_ledger::{DurableLedger, DurableParams};
 
     fn key(n: u64) -> PrivateKey {
         let mut b = [0u8; 32];
