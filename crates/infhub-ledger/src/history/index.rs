@@ -1,315 +1,18 @@
-//! Account history, served from disk: every ledger record turned into per-account entries that
-//! carry the signed proofs (the user's debit, the hub's credit and receipt, co-signed
-//! withdrawals). The records stay in the log (archive and live segments) alone; this module
-//! keeps an index beside it, `history/entries.bin`, of per-account lists of seqs, each entry
-//! linked to the previous one and to one further back, so a page before any seq is found in
-//! O(log² n) reads. A checkpoint (the lists' heads) is written every few records, so a start
-//! indexes only the log after it: restart time and memory do not grow with the history. The
-//! writer extends the index after every group commit, so it holds exactly what is durable.
-//! It also answers a retried payment or purchase with the first result (read back from the
-//! log, its proofs signed by the seal of their batch), and lists payout batches for the chain
-//! task's restart recovery.
+//! The on-disk index of per-account history lists, beside the log: `history/entries.bin` of
+//! 48-byte entries linked back to the previous entry and to one further back (so a page before
+//! any seq is found in O(log² n) reads), and checkpoints of the lists' heads so a start indexes
+//! only the log after the newest one. Every file operation goes through [`Fs`], so the
+//! simulated disk (crashes, torn writes) covers the history as it covers the log.
 
+use super::projection::{entries_of, payment_result, FirstResult, HistoryEntry};
 use crate::file::LogReader;
+use crate::fs::{Fs, FsFile, OsFs};
 use crate::{LogRecord, StoreError};
-use infhub_core::ledger::{fill_proofs, ChainEvent, Command, CustodialResult, Outcome, Payout};
-use infhub_core::messages::{SignedCredit, SignedDebit, SignedReceipt};
-use infhub_core::{Address, Amount, Domain, Signature, Withdrawal, B256};
-use serde::Serialize;
+use infhub_core::ledger::{fill_proofs, Command, Outcome, Payout};
+use infhub_core::{Address, Domain, B256};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// One line of an account's history. The proofs sit behind one pointer (most entries carry
-/// none, and a transfer's would otherwise make every entry about 900 bytes).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
-    /// Ledger sequence number of the operation.
-    pub seq: u64,
-    /// What happened.
-    pub kind: EntryKind,
-    /// Amount moved (for chain events: the new running total where the event carries one).
-    pub amount: Amount,
-    /// The other party (payee, payer, or chain recipient).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub counterparty: Option<Address>,
-    /// The payment or purchase id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment_id: Option<B256>,
-    /// Chain block of a chain event.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block: Option<u64>,
-    /// The signed proofs of the entry, written as fields of the entry.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub proofs: Option<Box<EntryProofs>>,
-}
-
-/// The signed proofs a history entry carries.
-// Already behind the entry's one pointer; the large variant is the most common one.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged, rename_all_fields = "camelCase")]
-pub enum EntryProofs {
-    /// The payer's side of a payment: the user's signed debit and the hub's receipt.
-    Paid {
-        /// The user's signed debit.
-        debit: SignedDebit,
-        /// The hub's signed receipt of it.
-        receipt: SignedReceipt,
-    },
-    /// A credit from the hub (payee of a payment, purchase, conversion).
-    Credited {
-        /// The hub's signed credit.
-        credit: SignedCredit,
-    },
-    /// The payer's side of a refused payment: the user's signed debit, the hub's refund of its
-    /// amount, and the rule the payment broke.
-    Refunded {
-        /// The user's signed debit (spent).
-        debit: SignedDebit,
-        /// The hub's signed credit of the amount back.
-        refund: SignedCredit,
-        /// The rule's code (`reserve_insufficient`, …).
-        refused: String,
-    },
-    /// A co-signed withdrawal.
-    CoSigned {
-        /// The withdrawal.
-        withdrawal: Withdrawal,
-        /// The hub's signature on it.
-        hub_signature: Signature,
-    },
-}
-
-impl HistoryEntry {
-    /// The hub's receipt, for the payer's side of a payment.
-    pub fn receipt(&self) -> Option<&SignedReceipt> {
-        match self.proofs.as_deref() {
-            Some(EntryProofs::Paid { receipt, .. }) => Some(receipt),
-            _ => None,
-        }
-    }
-
-    /// The hub's credit, for an entry that credited a channel.
-    pub fn credit(&self) -> Option<&SignedCredit> {
-        match self.proofs.as_deref() {
-            Some(EntryProofs::Credited { credit }) => Some(credit),
-            _ => None,
-        }
-    }
-
-    fn with(mut self, proofs: EntryProofs) -> HistoryEntry {
-        self.proofs = Some(Box::new(proofs));
-        self
-    }
-
-    fn with_credit(self, credit: Option<&SignedCredit>) -> HistoryEntry {
-        match credit {
-            Some(c) => self.with(EntryProofs::Credited { credit: c.clone() }),
-            None => self,
-        }
-    }
-}
-
-/// Kinds of history entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    /// Paid another account.
-    TransferOut,
-    /// Paid by another account.
-    TransferIn,
-    /// Paid a chain address (payout queued).
-    ExternalOut,
-    /// Bought from the platform.
-    Purchase,
-    /// Withdrawal co-signed by the hub.
-    WithdrawalCoSigned,
-    /// Channel opened on chain.
-    ChannelOpened,
-    /// Deposit confirmed (amount = running total).
-    Deposited,
-    /// Withdrawal executed on chain (amount = running total).
-    Withdrawn,
-    /// Exit or hub close started on chain.
-    ExitStarted,
-    /// Channel settled on chain (amount = paid).
-    Settled,
-    /// Custodial account opened by the operator.
-    CustodialOpened,
-    /// On-chain deposit for a custodial account (amount = this deposit).
-    CustodialDeposited,
-    /// A payment refused and refunded (its debit spent, its amount credited back: no change).
-    Refunded,
-    /// Custodial balance moved into a channel (conversion).
-    ConvertedOut,
-    /// Channel credited with a converted custodial balance.
-    ConvertedIn,
-}
-
-/// The payer's first result of a payment, as a retry gets it again: applied, or refused and
-/// refunded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FirstResult {
-    /// Applied.
-    Paid(PaymentResult),
-    /// Refused for a reason of state and refunded.
-    Refunded {
-        /// Ledger sequence number.
-        seq: u64,
-        /// The refused debit (as signed).
-        debit: SignedDebit,
-        /// The hub's refund.
-        refund: SignedCredit,
-        /// The rule's code.
-        refused: String,
-    },
-}
-
-impl FirstResult {
-    /// Whether this is the result of exactly `debit` (by its EIP-712 digest).
-    pub fn is_for(&self, debit: &infhub_core::Debit, domain: &Domain) -> bool {
-        use infhub_core::messages::Eip712Message;
-        let digest = debit.digest(domain);
-        match self {
-            FirstResult::Paid(p) => p.receipt.message.debit_digest == digest,
-            FirstResult::Refunded { debit: d, .. } => d.message.digest(domain) == digest,
-        }
-    }
-}
-
-/// The payer's result of a payment (returned again to a retry). It carries the payer's proofs
-/// only: the payee's credit goes to the payee (stream and history), never to the payer, whom
-/// it would tell the payee's running totals.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentResult {
-    /// Ledger sequence number.
-    pub seq: u64,
-    /// The hub's receipt.
-    pub receipt: SignedReceipt,
-    /// The queued payout (external payments).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payout: Option<Payout>,
-}
-
-fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
-    HistoryEntry { seq, kind, amount, counterparty: None, payment_id: None, block: None, proofs: None }
-}
-
-/// Calls `f` with every history entry record `r` makes, for each account it concerns, in
-/// order. With `proofs` false the entries carry none (the index needs only the accounts).
-fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
-    let seq = r.seq;
-    let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
-    match (&r.command, &r.outcome) {
-        (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
-            let m = &d.message;
-            let kind = if payout.is_some() { EntryKind::ExternalOut } else { EntryKind::TransferOut };
-            let mut out =
-                with(entry(seq, kind, m.amount), &|| EntryProofs::Paid { debit: *d, receipt: receipt.clone() });
-            out.counterparty = Some(m.recipient);
-            out.payment_id = Some(m.payment_id);
-            f(m.user, out);
-            if payout.is_none() {
-                // To a channel (with its credit) or to a custodial account (no proof needed).
-                let mut inn = entry(seq, EntryKind::TransferIn, m.amount);
-                if proofs {
-                    inn = inn.with_credit(credit.as_ref());
-                }
-                inn.counterparty = Some(m.user);
-                inn.payment_id = Some(m.payment_id);
-                f(m.recipient, inn);
-            }
-        }
-        (Command::Transfer(d), Outcome::Refunded { refused, refund }) => {
-            let m = &d.message;
-            let mut e = with(entry(seq, EntryKind::Refunded, m.amount), &|| EntryProofs::Refunded {
-                debit: *d,
-                refund: refund.clone(),
-                refused: refused.code(),
-            });
-            e.counterparty = Some(m.recipient);
-            e.payment_id = Some(m.payment_id);
-            f(m.user, e);
-        }
-        (Command::Purchase { user, amount, purchase_id }, Outcome::CustodialCredited) => {
-            let mut e = entry(seq, EntryKind::Purchase, *amount);
-            e.payment_id = Some(*purchase_id);
-            f(*user, e);
-        }
-        (Command::OpenCustodial { account, .. }, Outcome::CustodialOpened) => {
-            f(*account, entry(seq, EntryKind::CustodialOpened, Amount::ZERO));
-        }
-        (Command::CustodialTransfers(batch), Outcome::CustodialTransfers(results)) => {
-            for (t, r) in batch.iter().zip(results) {
-                if let CustodialResult::Moved { credit } = r {
-                    let mut out = entry(seq, EntryKind::TransferOut, t.amount);
-                    out.counterparty = Some(t.to);
-                    out.payment_id = Some(t.transfer_id);
-                    f(t.from, out);
-                    let mut inn = entry(seq, EntryKind::TransferIn, t.amount);
-                    if proofs {
-                        inn = inn.with_credit(credit.as_ref());
-                    }
-                    inn.counterparty = Some(t.from);
-                    inn.payment_id = Some(t.transfer_id);
-                    f(t.to, inn);
-                }
-            }
-        }
-        (Command::CustodialWithdraw { from, recipient, amount, transfer_id }, Outcome::CustodialPayoutQueued(_)) => {
-            let mut e = entry(seq, EntryKind::ExternalOut, *amount);
-            e.counterparty = Some(*recipient);
-            e.payment_id = Some(*transfer_id);
-            f(*from, e);
-        }
-        (Command::ConvertToChannel { account, user, transfer_id }, Outcome::Converted { credit, amount }) => {
-            let moved = *amount;
-            let mut out = entry(seq, EntryKind::ConvertedOut, moved);
-            out.counterparty = Some(*user);
-            out.payment_id = Some(*transfer_id);
-            f(*account, out);
-            let mut inn =
-                with(entry(seq, EntryKind::ConvertedIn, moved), &|| EntryProofs::Credited { credit: credit.clone() });
-            inn.counterparty = Some(*account);
-            inn.payment_id = Some(*transfer_id);
-            f(*user, inn);
-        }
-        (Command::Purchase { user, amount, purchase_id }, Outcome::Credited(c)) => {
-            let mut e = with(entry(seq, EntryKind::Purchase, *amount), &|| EntryProofs::Credited { credit: c.clone() });
-            e.payment_id = Some(*purchase_id);
-            f(*user, e);
-        }
-        (Command::Withdraw { .. }, Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) => {
-            let e = with(entry(seq, EntryKind::WithdrawalCoSigned, withdrawal.cumulative_withdrawn), &|| {
-                EntryProofs::CoSigned { withdrawal: *withdrawal, hub_signature: *hub_signature }
-            });
-            f(withdrawal.user, e);
-        }
-        (Command::Chain { at, event }, _) => {
-            let (user, kind, amount) = match *event {
-                ChainEvent::ChannelOpened { user, .. } => (user, EntryKind::ChannelOpened, Amount::ZERO),
-                ChainEvent::Deposited { user, total_deposited, .. } => (user, EntryKind::Deposited, total_deposited),
-                ChainEvent::Withdrawn { user, total_withdrawn, .. } => (user, EntryKind::Withdrawn, total_withdrawn),
-                ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
-                ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
-                ChainEvent::CustodialDeposited { account, amount, .. } => {
-                    (account, EntryKind::CustodialDeposited, amount)
-                }
-                _ => return,
-            };
-            let mut e = entry(seq, kind, amount);
-            e.block = Some(at.block);
-            f(user, e);
-        }
-        _ => {}
-    }
-}
 
 /// Bytes of one index entry on disk.
 const INDEX_ENTRY_BYTES: u64 = 48;
@@ -420,10 +123,11 @@ impl From<std::io::Error> for HistoryError {
 }
 
 /// The history index, written by the node's writer after every group commit.
-pub struct History {
+pub struct History<F: Fs = OsFs> {
+    fs: F,
     dir: PathBuf,
-    reader: Arc<HistoryReader>,
-    entries: File,
+    reader: Arc<HistoryReader<F>>,
+    entries: F::File,
     entries_count: u64,
     pending: Vec<u8>,
     heads: HashMap<Address, AccountLists>,
@@ -432,11 +136,8 @@ pub struct History {
     records_since_checkpoint: u64,
 }
 
-impl History {
-    /// Opens the index in `dir` for the log `reader` reads, whose newest record is
-    /// `last_seq`: loads the newest checkpoint and indexes the log after it (all of it when
-    /// there is none, as for a data directory from before the index). A checkpoint is written
-    /// every `checkpoint_every_records` records (0 = never).
+impl History<OsFs> {
+    /// [`History::open_on`] the operating system's file system.
     pub fn open(
         dir: &Path,
         reader: LogReader,
@@ -444,14 +145,42 @@ impl History {
         last_seq: u64,
         checkpoint_every_records: u64,
     ) -> Result<History, HistoryError> {
-        std::fs::create_dir_all(dir)?;
+        History::open_on(OsFs, dir, reader, domain, last_seq, checkpoint_every_records)
+    }
+}
+
+impl<F: Fs + Clone> History<F> {
+    /// Opens the index in `dir` of `fs` for the log `reader` reads, whose newest record is
+    /// `last_seq`: loads the newest checkpoint and indexes the log after it (all of it when
+    /// there is none, as for a data directory from before the index). A checkpoint is written
+    /// every `checkpoint_every_records` records (0 = never).
+    pub fn open_on(
+        fs: F,
+        dir: &Path,
+        reader: LogReader<F>,
+        domain: Domain,
+        last_seq: u64,
+        checkpoint_every_records: u64,
+    ) -> Result<History<F>, HistoryError> {
+        fs.create_dir_all(dir)?;
         let entries_path = dir.join("entries.bin");
-        let entries = OpenOptions::new().create(true).append(true).open(&entries_path)?;
-        let on_disk = entries.metadata()?.len() / INDEX_ENTRY_BYTES;
-        let checkpoint = newest_checkpoint(dir)?.filter(|c| c.entries <= on_disk && c.last_seq <= last_seq);
+        if fs.file_len(&entries_path).is_err() {
+            fs.create(&entries_path)?.sync_all()?;
+            fs.sync_dir(dir)?;
+        }
+        let on_disk = fs.file_len(&entries_path)? / INDEX_ENTRY_BYTES;
+        let checkpoint = newest_checkpoint(&fs, dir)?.filter(|c| c.entries <= on_disk && c.last_seq <= last_seq);
+        let entries_count = checkpoint.as_ref().map_or(0, |c| c.entries);
+        // Entries past the checkpoint (or all, without one) are indexed again from the log.
+        if on_disk != entries_count {
+            fs.truncate(&entries_path, entries_count * INDEX_ENTRY_BYTES)?;
+        }
+        let entries = fs.open_append(&entries_path)?;
+        let reader = Arc::new(HistoryReader { log: reader, fs: fs.clone(), entries: entries_path, domain });
         let mut h = History {
+            fs,
             dir: dir.to_path_buf(),
-            reader: Arc::new(HistoryReader { log: reader, entries: File::open(&entries_path)?, domain }),
+            reader,
             entries,
             entries_count: 0,
             pending: Vec::new(),
@@ -469,8 +198,6 @@ impl History {
             }
             None => h.reader.log.first_seq()?.unwrap_or(1),
         };
-        // Entries past the checkpoint (or all, without one) are indexed again from the log.
-        h.entries.set_len(h.entries_count * INDEX_ENTRY_BYTES)?;
         if first > 1 && h.last_seq == 0 {
             // No archive: the history starts at the oldest segment kept.
             h.last_seq = first - 1;
@@ -550,7 +277,7 @@ impl History {
 
     fn flush(&mut self) -> Result<(), HistoryError> {
         if !self.pending.is_empty() {
-            self.entries.write_all(&self.pending)?;
+            self.entries.append(&self.pending)?;
             self.pending.clear();
         }
         Ok(())
@@ -572,15 +299,15 @@ impl History {
         let name = format!("checkpoint-{:020}.bin", self.last_seq);
         let tmp = self.dir.join(format!("{name}.tmp"));
         {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
+            let mut f = self.fs.create(&tmp)?;
+            f.append(&bytes)?;
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, self.dir.join(&name))?;
-        File::open(&self.dir)?.sync_all()?;
-        for old in checkpoint_files(&self.dir)? {
+        self.fs.rename(&tmp, &self.dir.join(&name))?;
+        self.fs.sync_dir(&self.dir)?;
+        for old in checkpoint_files(&self.fs, &self.dir)? {
             if old.1 < self.last_seq {
-                std::fs::remove_file(&old.0)?;
+                self.fs.remove(&old.0)?;
             }
         }
         self.records_since_checkpoint = 0;
@@ -588,7 +315,7 @@ impl History {
     }
 
     /// The reader the API queries with, beside the writer and without the state lock.
-    pub fn reader(&self) -> Arc<HistoryReader> {
+    pub fn reader(&self) -> Arc<HistoryReader<F>> {
         self.reader.clone()
     }
 
@@ -608,16 +335,15 @@ impl History {
     }
 }
 
-fn checkpoint_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, HistoryError> {
+fn checkpoint_files<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<(PathBuf, u64)>, HistoryError> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let name = e?.file_name().to_string_lossy().into_owned();
+    for name in fs.list(dir)? {
         if let Some(seq) = name.strip_prefix("checkpoint-").and_then(|n| n.strip_suffix(".bin")) {
             if let Ok(seq) = seq.parse() {
                 out.push((dir.join(&name), seq));
             }
         } else if name.ends_with(".tmp") {
-            std::fs::remove_file(dir.join(&name))?;
+            fs.remove(&dir.join(&name))?;
         }
     }
     out.sort_by_key(|(_, s)| *s);
@@ -626,9 +352,9 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, HistoryError> {
 
 /// The newest intact checkpoint in `dir` (a damaged one is skipped: the index is rebuilt
 /// from the log instead).
-fn newest_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, HistoryError> {
-    for (path, seq) in checkpoint_files(dir)?.into_iter().rev() {
-        let bytes = std::fs::read(&path)?;
+fn newest_checkpoint<F: Fs>(fs: &F, dir: &Path) -> Result<Option<Checkpoint>, HistoryError> {
+    for (path, seq) in checkpoint_files(fs, dir)?.into_iter().rev() {
+        let bytes = fs.read(&path)?;
         if bytes.len() < 12 || &bytes[..8] != CHECKPOINT_MAGIC {
             tracing::warn!(path = %path.display(), "history checkpoint without its header; skipped");
             continue;
@@ -647,16 +373,20 @@ fn newest_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, HistoryError> {
 }
 
 /// Reads entries and the records they point at, with their proofs signed.
-pub struct HistoryReader {
-    log: LogReader,
-    entries: File,
+pub struct HistoryReader<F: Fs = OsFs> {
+    log: LogReader<F>,
+    fs: F,
+    /// `entries.bin`.
+    entries: PathBuf,
     domain: Domain,
 }
 
-impl HistoryReader {
+impl<F: Fs> HistoryReader<F> {
     fn entry(&self, index: u64) -> Result<IndexEntry, HistoryError> {
-        let mut buf = [0u8; INDEX_ENTRY_BYTES as usize];
-        self.entries.read_exact_at(&mut buf, (index - 1) * INDEX_ENTRY_BYTES)?;
+        let buf = self.fs.read_at(&self.entries, (index - 1) * INDEX_ENTRY_BYTES, INDEX_ENTRY_BYTES as usize)?;
+        if buf.len() != INDEX_ENTRY_BYTES as usize {
+            return Err(HistoryError::Inconsistent(format!("entry {index} is past the end of the index")));
+        }
         let e = IndexEntry::decode(&buf);
         if e.ordinal == 0 || e.prev >= index || e.jump >= index {
             return Err(HistoryError::Inconsistent(format!("entry {index} links forward: {e:?}")));
@@ -809,113 +539,14 @@ impl HistoryReader {
     }
 }
 
-/// The payment result an out-entry of `payer` holds for `payment_id`.
-fn payment_result(payer: &Address, payment_id: &B256, e: &HistoryEntry) -> Option<FirstResult> {
-    if e.payment_id != Some(*payment_id) {
-        return None;
-    }
-    if let Some(EntryProofs::Refunded { debit, refund, refused }) = e.proofs.as_deref() {
-        return Some(FirstResult::Refunded {
-            seq: e.seq,
-            debit: *debit,
-            refund: refund.clone(),
-            refused: refused.clone(),
-        });
-    }
-    let receipt = e.receipt()?.clone();
-    let payout = (e.kind == EntryKind::ExternalOut).then(|| Payout {
-        payer: *payer,
-        payment_id: *payment_id,
-        recipient: e.counterparty.expect("an external payment names its recipient"),
-        amount: e.amount,
-    });
-    Some(FirstResult::Paid(PaymentResult { seq: e.seq, receipt, payout }))
-}
-
-/// One statement line: a history entry with the balance after it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatementLine {
-    /// The entry.
-    #[serde(flatten)]
-    pub entry: HistoryEntry,
-    /// Signed change of the balance, in base units.
-    pub change: String,
-    /// The balance after the entry, in base units.
-    pub balance_after: Amount,
-}
-
-/// An account's statement: its history oldest first with the running balance. Deposits and
-/// withdrawals of channels carry running totals; their change is the increase. A settlement
-/// pays the balance out (to zero); co-signed withdrawals change nothing until executed.
-pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
-    let mut balance: i128 = 0;
-    let (mut deposited, mut withdrawn) = (0u128, 0u128);
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let a = e.amount.0 as i128;
-        let change: i128 = match e.kind {
-            EntryKind::TransferOut | EntryKind::ExternalOut | EntryKind::ConvertedOut => -a,
-            EntryKind::TransferIn | EntryKind::Purchase | EntryKind::CustodialDeposited | EntryKind::ConvertedIn => a,
-            EntryKind::Deposited => {
-                let d = e.amount.0.saturating_sub(deposited) as i128;
-                deposited = deposited.max(e.amount.0);
-                d
-            }
-            EntryKind::Withdrawn => {
-                let d = e.amount.0.saturating_sub(withdrawn) as i128;
-                withdrawn = withdrawn.max(e.amount.0);
-                -d
-            }
-            EntryKind::Settled => -balance,
-            EntryKind::ChannelOpened => {
-                (deposited, withdrawn) = (0, 0);
-                0
-            }
-            EntryKind::WithdrawalCoSigned
-            | EntryKind::ExitStarted
-            | EntryKind::CustodialOpened
-            | EntryKind::Refunded => 0,
-        };
-        balance += change;
-        assert!(balance >= 0, "statement balance went negative at seq {}", e.seq);
-        out.push(StatementLine {
-            entry: e.clone(),
-            change: change.to_string(),
-            balance_after: Amount(balance as u128),
-        });
-    }
-    out
-}
-
-/// The statement as CSV: `seq,kind,counterparty,payment_id,block,change,balance_after`.
-pub fn statement_csv(lines: &[StatementLine]) -> String {
-    let mut out = String::from("seq,kind,counterparty,payment_id,block,change,balance_after\n");
-    for l in lines {
-        let kind =
-            serde_json::to_value(l.entry.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            l.entry.seq,
-            kind,
-            l.entry.counterparty.map(|a| a.to_string()).unwrap_or_default(),
-            l.entry.payment_id.map(|p| p.to_string()).unwrap_or_default(),
-            l.entry.block.map(|b| b.to_string()).unwrap_or_default(),
-            l.change,
-            l.balance_after.0,
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::file::{FileStore, FileStoreOptions};
     use crate::{DurableLedger, DurableParams};
-    use infhub_core::ledger::{Ledger, LedgerParams, LogPosition};
-    use infhub_core::messages::{PaymentKind, Signed};
-    use infhub_core::{PrivateKey, U256};
+    use infhub_core::ledger::{ChainEvent, Ledger, LedgerParams, LogPosition};
+    use infhub_core::messages::{PaymentKind, Signed, SignedReceipt};
+    use infhub_core::{Amount, PrivateKey, U256};
 
     fn key(n: u64) -> PrivateKey {
         let mut b = [0u8; 32];
@@ -1069,7 +700,7 @@ mod tests {
         check(&history, &mut dl, "reopened from a checkpoint");
         drop(history);
         // A damaged checkpoint is skipped and the index rebuilt from the whole log.
-        for (path, _) in checkpoint_files(&dir.path().join("history")).expect("list") {
+        for (path, _) in checkpoint_files(&OsFs, &dir.path().join("history")).expect("list") {
             let mut bytes = std::fs::read(&path).expect("read");
             let last = bytes.len() - 1;
             bytes[last] ^= 0xFF;
