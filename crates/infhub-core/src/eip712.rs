@@ -5,6 +5,7 @@
 //! contract's address, so a signature for one hub or chain is worthless on another. The type
 //! strings below are the contract's `*_TYPEHASH` preimages, character for character.
 
+use crate::signature::{PrivateKey, Signature};
 use alloy_primitives::{b256, keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -113,6 +114,25 @@ impl Encoder {
 
     pub(crate) fn finish(self) -> B256 {
         keccak256(&self.buf[..self.len])
+    }
+}
+
+/// A message type with an EIP-712 struct hash.
+pub trait Eip712Message {
+    /// The EIP-712 type string.
+    const TYPE: &'static str;
+    /// `keccak256(TYPE)`, written out (a test checks it) so hashing a message does not
+    /// rehash its type string.
+    const TYPE_HASH: B256;
+    /// `hashStruct(message)`.
+    fn struct_hash(&self) -> B256;
+    /// The digest to sign in `domain`.
+    fn digest(&self, domain: &Domain) -> B256 {
+        domain.digest(self.struct_hash())
+    }
+    /// Signs the message in `domain`.
+    fn sign(&self, domain: &Domain, key: &PrivateKey) -> Signature {
+        key.sign(self.digest(domain))
     }
 }
 

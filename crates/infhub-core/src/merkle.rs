@@ -15,8 +15,7 @@
 //! signature). A leaf is a full EIP-712 digest (domain and type bound), and inner nodes are
 //! hashes of 64 bytes, so no inner node can pass for a message without a keccak preimage.
 
-use crate::eip712::{Domain, Encoder};
-use crate::messages::Eip712Message;
+use crate::eip712::{Domain, Eip712Message, Encoder};
 use alloy_primitives::{b256, keccak256, B256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

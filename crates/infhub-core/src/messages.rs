@@ -7,6 +7,7 @@
 //! key ownership at registration). Field order and types are the contract's; see
 //! `docs/protocol.md` § "Signed messages" for why each field exists.
 
+pub use crate::eip712::Eip712Message;
 use crate::eip712::{Domain, Encoder};
 use crate::merkle::{batch_digest, MerklePath};
 use crate::signature::{PrivateKey, Signature};
@@ -147,25 +148,6 @@ pub struct Login {
     pub user: Address,
     /// The hub's challenge.
     pub challenge: B256,
-}
-
-/// A message type with an EIP-712 struct hash.
-pub trait Eip712Message {
-    /// The EIP-712 type string.
-    const TYPE: &'static str;
-    /// `keccak256(TYPE)`, written out (a test checks it) so hashing a message does not
-    /// rehash its type string.
-    const TYPE_HASH: B256;
-    /// `hashStruct(message)`.
-    fn struct_hash(&self) -> B256;
-    /// The digest to sign in `domain`.
-    fn digest(&self, domain: &Domain) -> B256 {
-        domain.digest(self.struct_hash())
-    }
-    /// Signs the message in `domain`.
-    fn sign(&self, domain: &Domain, key: &PrivateKey) -> Signature {
-        key.sign(self.digest(domain))
-    }
 }
 
 impl Eip712Message for Debit {

@@ -1,0 +1,280 @@
+//! The commands the ledger takes and the outcomes it returns, and the one entry point that
+//! applies a command: each is judged whole, and on `Err` the ledger is unchanged.
+
+use super::{payout_batch_id, ChainEvent, CustodialAccount, CustodialResult, CustodialTransfer, Ledger, LogPosition};
+use super::{ChainFunds, Payout, PayoutBatch, MAX_CUSTODIAL_BATCH};
+use crate::channel::{step, CheckedDebit, Effect, Input, Status};
+use crate::messages::{SignedCredit, SignedDebit, SignedReceipt, Withdrawal};
+use crate::signature::{PrivateKey, Signature};
+use crate::{Amount, Error};
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+/// A request to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A user-signed payment (internal or external).
+    Transfer(SignedDebit),
+    /// The operator credits a user against the reserve ("buying from the platform").
+    Purchase {
+        /// Who is credited.
+        user: Address,
+        /// How much.
+        amount: Amount,
+        /// The operator's idempotency key.
+        purchase_id: B256,
+    },
+    /// A user asks the hub to co-sign a cooperative withdrawal.
+    Withdraw {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The user's signature over it.
+        user_signature: Signature,
+    },
+    /// The hub earmarks reserve for a withdrawal it is about to announce on chain.
+    EarmarkReserveWithdrawal {
+        /// How much.
+        amount: Amount,
+    },
+    /// Queued payouts are handed to the chain layer as one batch.
+    TakePayoutBatch {
+        /// Most payouts in the batch.
+        max: usize,
+    },
+    /// A confirmed chain event at its position; ignored if at or below the high-water mark.
+    Chain {
+        /// Where the event is.
+        at: LogPosition,
+        /// The event.
+        event: ChainEvent,
+    },
+    /// Every contract event in blocks `<= n` has been delivered.
+    Block(u64),
+    /// Sign every credit and receipt issued since the last seal with one signature over the
+    /// Merkle root of their digests (see [`crate::merkle`]); the durable layer issues it at
+    /// the end of each group commit.
+    SealProofs,
+    /// The operator opens a custodial account.
+    OpenCustodial {
+        /// Its address ([`custodial_address`] of the user id).
+        account: Address,
+        /// keccak256 of its API key.
+        api_key_hash: B256,
+    },
+    /// Custodial transfers, each applied or refused on its own.
+    CustodialTransfers(Vec<CustodialTransfer>),
+    /// A custodial account pays a chain address; the hub pays out from the reserve.
+    CustodialWithdraw {
+        /// The custodial account.
+        from: Address,
+        /// The chain address.
+        recipient: Address,
+        /// How much.
+        amount: Amount,
+        /// The platform's idempotency key.
+        transfer_id: B256,
+    },
+    /// A custodial account's whole balance moves into the channel of `user` (who registered a
+    /// key) as a hub-signed credit, and the account is linked to that channel.
+    ConvertToChannel {
+        /// The custodial account.
+        account: Address,
+        /// The user's channel.
+        user: Address,
+        /// The platform's idempotency key.
+        transfer_id: B256,
+    },
+}
+
+/// What a command produced; the outer layer stores and delivers it.
+// `Paid` is the common case on the hot path; boxing it would allocate per payment.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A payment was applied.
+    Paid {
+        /// The hub's receipt to the payer.
+        receipt: SignedReceipt,
+        /// The payee's new credit (internal payments).
+        credit: Option<SignedCredit>,
+        /// The queued payout (external payments).
+        payout: Option<Payout>,
+    },
+    /// A well-formed debit was refused for a reason of state and refunded: the debit is spent
+    /// and the payer got this credit of its amount back. Nothing moved.
+    Refunded {
+        /// The rule the payment broke.
+        refused: Error,
+        /// The payer's refund.
+        refund: SignedCredit,
+    },
+    /// The same payment was applied before, at this ledger sequence number.
+    Duplicate {
+        /// Sequence number of the first application.
+        first_seq: u64,
+    },
+    /// A purchase was credited.
+    Credited(SignedCredit),
+    /// A withdrawal was co-signed.
+    WithdrawalCoSigned {
+        /// The withdrawal.
+        withdrawal: Withdrawal,
+        /// The hub's signature.
+        hub_signature: Signature,
+    },
+    /// Reserve earmarked for an announced withdrawal.
+    Earmarked,
+    /// The proofs issued since the last seal were signed as one batch.
+    Sealed {
+        /// The Merkle root of their digests.
+        root: B256,
+        /// The hub's signature over `ProofBatch(root)`.
+        signature: Signature,
+        /// How many distinct proofs the batch holds.
+        proofs: u32,
+    },
+    /// Payouts to send on chain, removed from the queue.
+    PayoutBatch(Vec<Payout>),
+    /// A chain event or block was applied; channel effects to carry out (disputes, settlements).
+    Applied(Vec<(Address, Effect)>),
+    /// A custodial account was opened.
+    CustodialOpened,
+    /// A custodial account was credited by a purchase.
+    CustodialCredited,
+    /// The results of a custodial batch, in order.
+    CustodialTransfers(Vec<CustodialResult>),
+    /// A custodial withdrawal was queued for the chain.
+    CustodialPayoutQueued(Payout),
+    /// A custodial balance moved into a channel.
+    Converted {
+        /// The channel's new credit.
+        credit: SignedCredit,
+        /// The amount moved.
+        amount: Amount,
+    },
+}
+
+impl Ledger {
+    /// Applies one command. On `Err` the ledger is unchanged.
+    pub fn apply(&mut self, hub_key: &PrivateKey, command: Command) -> Result<Outcome, Error> {
+        self.apply_checked(hub_key, command, None)
+    }
+
+    /// Like [`Ledger::apply`], with the signature check of a transfer's debit already done
+    /// (on another thread). A `checked` that is not for this command's debit in this ledger's
+    /// domain is ignored and the signature is checked here.
+    pub fn apply_checked(
+        &mut self,
+        hub_key: &PrivateKey,
+        command: Command,
+        checked: Option<CheckedDebit>,
+    ) -> Result<Outcome, Error> {
+        assert_eq!(hub_key.address(), self.params.hub, "ledger driven with another key than the hub's");
+        match command {
+            Command::Transfer(debit) => {
+                let checked = checked.filter(|c| *c.debit() == debit && *c.domain() == self.params.domain);
+                self.transfer(debit, checked)
+            }
+            Command::Purchase { user, amount, purchase_id } => self.purchase(user, amount, purchase_id),
+            Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
+            Command::OpenCustodial { account, api_key_hash } => {
+                if self.custodial.contains_key(&account) || self.accounts.contains_key(&account) {
+                    return Err(Error::AccountAlreadyExists);
+                }
+                if account == Address::ZERO || account == self.params.hub {
+                    return Err(Error::UserMustNotBeZeroOrHub);
+                }
+                if self.accounts.len() + self.custodial.len() >= self.params.max_accounts {
+                    return Err(Error::TooManyAccounts);
+                }
+                let c = CustodialAccount {
+                    account,
+                    balance: Amount::ZERO,
+                    deposited_on_chain: Amount::ZERO,
+                    api_key_hash,
+                    linked_channel: None,
+                };
+                self.custodial.insert(account, c);
+                self.take_seq();
+                Ok(Outcome::CustodialOpened)
+            }
+            Command::CustodialTransfers(batch) => {
+                if batch.is_empty() || batch.len() > MAX_CUSTODIAL_BATCH {
+                    return Err(Error::BatchSizeOutOfRange);
+                }
+                let seq = self.take_seq();
+                let results = batch.into_iter().map(|t| self.custodial_transfer(seq, t)).collect();
+                Ok(Outcome::CustodialTransfers(results))
+            }
+            Command::CustodialWithdraw { from, recipient, amount, transfer_id } => {
+                self.custodial_withdraw(from, recipient, amount, transfer_id)
+            }
+            Command::ConvertToChannel { account, user, transfer_id } => {
+                self.convert_to_channel(account, user, transfer_id)
+            }
+            Command::EarmarkReserveWithdrawal { amount } => {
+                self.check_amount(amount)?;
+                if !self.earmarked.is_zero() {
+                    return Err(Error::ReserveWithdrawalPending);
+                }
+                if amount.0 > self.free_reserve() {
+                    return Err(Error::ReserveInsufficient);
+                }
+                self.earmarked = amount;
+                self.take_seq();
+                Ok(Outcome::Earmarked)
+            }
+            Command::SealProofs => self.seal(hub_key),
+            Command::TakePayoutBatch { max } => {
+                let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
+                let batch: Vec<Payout> = self.queued.drain(..n).collect();
+                if !batch.is_empty() {
+                    let id = payout_batch_id(&batch);
+                    self.in_flight.push_back(PayoutBatch { id, payouts: batch.clone(), taken_at_block: self.block });
+                }
+                self.take_seq();
+                Ok(Outcome::PayoutBatch(batch))
+            }
+            Command::Chain { at, event } => {
+                if at <= self.chain_cursor {
+                    // Already applied (a re-delivery after a restart or a reorg-free rescan).
+                    return Ok(Outcome::Applied(Vec::new()));
+                }
+                let out = self.chain_event(event)?;
+                self.chain_cursor = at;
+                Ok(out)
+            }
+            Command::Block(n) => {
+                if n < self.block || n < self.chain_cursor.block {
+                    return Err(Error::ChainEventInconsistent);
+                }
+                let params = self.channel_params();
+                // Only channels with a hold or a close in progress react to blocks; the others'
+                // `block` field may lag, which the channel machine allows.
+                let mut busy: Vec<Address> = self
+                    .accounts
+                    .iter()
+                    .filter(|(_, a)| {
+                        a.channel.withdrawal_hold.is_some() || matches!(a.channel.status, Status::Closing { .. })
+                    })
+                    .map(|(u, _)| *u)
+                    .collect();
+                busy.sort_unstable();
+                let mut effects = Vec::new();
+                let mut updates = Vec::new();
+                for user in busy {
+                    let acct = &self.accounts[&user];
+                    let (ch, eff) = step(&acct.channel, &params, Input::Block(n))?;
+                    updates.push((user, ch));
+                    effects.extend(eff.into_iter().map(|e| (user, e)));
+                }
+                for (user, ch) in updates {
+                    self.replace_channel(user, ch, ChainFunds::default(), false);
+                }
+                self.block = n;
+                self.take_seq();
+                Ok(Outcome::Applied(effects))
+            }
+        }
+    }
+}

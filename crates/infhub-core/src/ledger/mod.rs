@@ -1,0 +1,395 @@
+//! The hub's ledger: every channel, the reserve, and the payouts in flight, as one state machine.
+//!
+//! The ledger is double-entry over three kinds of accounts: users' channels (each run by the
+//! channel state machine at the hub's end), the hub's reserve, and external payouts queued for
+//! the chain. A command is applied all-or-nothing: [`Ledger::apply`] validates everything first
+//! and mutates only when the command will succeed, so on `Err` the ledger is unchanged. It is
+//! pure: the hub's key signs inside (signing is deterministic computation), and chain facts and
+//! the confirmed block are inputs. Replaying the same commands on the same initial state gives
+//! the same state and the same signed proofs, which is what the durable log relies on.
+//!
+//! Custodial accounts (seed 000 §3) live here too: the platform holds their keys, the ledger is
+//! their truth, their balances are backed one-for-one by the reserve (custodial deposits enter
+//! the reserve through `depositFor`), and they move without user signatures.
+//!
+//! Liquidity (protocol §6.3): the reserve must cover every channel's possible draw on it,
+//! `obligation(u) = max(0, claim(u) − funds(u))`, plus queued payouts, an announced reserve
+//! withdrawal, every custodial balance and unattributed custodial deposits. The sum is kept incrementally; anything that would break the rule is refused with
+//! `ReserveInsufficient`.
+//!
+//! Refusals are final (spec §5.4): a well-formed debit refused for a reason of state (the
+//! balance, liquidity, the recipient, a limit) is applied and refunded in one step, so its
+//! nonce and total are spent and the payer holds a hub-signed credit of the amount back;
+//! nobody can charge it later.
+//!
+//! Accounts follow the chain without letting strangers exhaust the ledger: a channel opened
+//! by the hub (a registration) or registered by it (`ChannelRegistered`) is tracked, and a
+//! channel its user opened alone is tracked from its first deposit. Empty channels opened by
+//! anyone else cost the ledger nothing.
+
+mod chain;
+mod commands;
+mod custodial;
+mod recent;
+mod seal;
+mod transfer;
+
+pub use chain::{ChainEvent, LogPosition};
+pub use commands::{Command, Outcome};
+pub use custodial::{
+    custodial_address, valid_user_id, CustodialAccount, CustodialResult, CustodialTransfer, MAX_CUSTODIAL_BATCH,
+    MAX_USER_ID_BYTES,
+};
+pub use seal::{fill_proofs, for_each_proof, ProofRef, SealedBatch};
+
+use crate::channel::{ChannelParams, ChannelState, Role, Status};
+use crate::{Amount, Domain, Error};
+use alloy_primitives::{Address, B256};
+use recent::RecentTransfers;
+use seal::UnsealedProof;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// Fixed parameters and limits of a hub's ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerParams {
+    /// The signing domain.
+    pub domain: Domain,
+    /// The hub's signing address.
+    pub hub: Address,
+    /// The furthest ahead a co-signed withdrawal may expire.
+    pub max_withdrawal_expiry_blocks: u64,
+    /// Most channels the ledger tracks.
+    pub max_accounts: usize,
+    /// Most external payouts waiting for the chain.
+    pub max_queued_payouts: usize,
+    /// Largest single payment, purchase or withdrawal.
+    pub max_payment_amount: Amount,
+    /// Internal transfers whose payment ids are remembered (the newest ones). A retry of one of
+    /// them is answered as a duplicate; an older payment's debit nonce is spent, so its retry
+    /// is refused (`nonce_must_increase`) and can never pay twice. Bounds the ledger's memory
+    /// and snapshot, which would otherwise grow with every transfer ever made. External
+    /// payments' ids are kept for good (their payout batch ids derive from them).
+    pub transfer_ids_kept: usize,
+}
+
+/// On-chain facts about one channel that the channel state machine does not need but the
+/// liquidity rule does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainFunds {
+    /// Sum of `fromReserve` of this epoch's withdrawals.
+    pub advanced_from_reserve: Amount,
+    /// Sum of `moved` of this epoch's debit realizations.
+    pub realized_debit: Amount,
+}
+
+/// One user's account: its channel and the chain facts about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The channel at the hub's end.
+    pub channel: ChannelState,
+    /// Chain facts for the liquidity rule.
+    pub chain: ChainFunds,
+}
+
+impl Account {
+    /// `funds = deposited + advanced − withdrawn − realized` as the contract has it (zero once
+    /// settled: the contract clears a settled channel's totals, the ledger keeps them as history).
+    pub fn funds(&self) -> u128 {
+        let ch = &self.channel;
+        if ch.status == Status::Settled {
+            return 0;
+        }
+        let plus = ch.deposited.0 + self.chain.advanced_from_reserve.0;
+        let minus = ch.withdrawn.0 + self.chain.realized_debit.0;
+        assert!(plus >= minus, "channel funds negative: {self:?}");
+        plus - minus
+    }
+
+    /// What this channel may draw from the reserve at settlement: `max(0, claim − funds)`.
+    pub fn obligation(&self) -> u128 {
+        match self.channel.status {
+            Status::Settled => 0,
+            _ => self.channel.claim().0.saturating_sub(self.funds()),
+        }
+    }
+}
+
+/// An external payout waiting for the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    /// Who pays.
+    pub payer: Address,
+    /// The payer's payment id.
+    pub payment_id: B256,
+    /// Who receives on chain.
+    pub recipient: Address,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// A payout batch taken from the queue and handed to the chain, kept until the confirmed
+/// `PayoutBatchExecuted` of its id: until then the hub (re)sends it, after a crash, a reorg,
+/// a dropped or a reverted transaction alike (the contract executes an id at most once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutBatch {
+    /// Its on-chain id ([`payout_batch_id`] of the payouts).
+    pub id: B256,
+    /// The payouts, in queue order.
+    pub payouts: Vec<Payout>,
+    /// The ledger's confirmed block when it was taken.
+    pub taken_at_block: u64,
+}
+
+impl PayoutBatch {
+    /// Σ of its amounts.
+    pub fn total(&self) -> u128 {
+        self.payouts.iter().map(|p| p.amount.0).sum()
+    }
+}
+
+/// The on-chain id of a payout batch: the keccak of its payments' (payer, payment id) pairs,
+/// so the same batch always gets the same id and the contract executes it at most once.
+pub fn payout_batch_id(payouts: &[Payout]) -> B256 {
+    let mut buf = Vec::with_capacity(payouts.len() * 52);
+    for p in payouts {
+        buf.extend_from_slice(p.payer.as_slice());
+        buf.extend_from_slice(p.payment_id.as_slice());
+    }
+    alloy_primitives::keccak256(&buf)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PaymentRef {
+    digest: B256,
+    seq: u64,
+}
+/// The whole ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Parameters.
+    pub params: LedgerParams,
+    #[serde(with = "sorted_map")]
+    accounts: HashMap<Address, Account>,
+    /// The contract's reserve, mirrored from confirmed events.
+    pub reserve: Amount,
+    /// Σ obligation(u) over all accounts, kept incrementally.
+    pub obligations: u128,
+    /// Reserve earmarked for an announced withdrawal.
+    pub earmarked: Amount,
+    queued: VecDeque<Payout>,
+    /// Batches taken from the queue whose execution is not confirmed yet.
+    in_flight: VecDeque<PayoutBatch>,
+    /// Σ of queued and in-flight payouts (they will leave the reserve).
+    pub payouts_pending: Amount,
+    /// Idempotency keys of external payments, purchases and custodial movements (kept for
+    /// good: nothing else stops a purchase's retry from applying twice, and payout batch ids
+    /// derive from payment ids).
+    #[serde(with = "sorted_map")]
+    payments: HashMap<(Address, B256), PaymentRef>,
+    /// Idempotency keys of the newest internal transfers (`params.transfer_ids_kept`).
+    recent_transfers: RecentTransfers,
+    /// Sequence number the next successful command gets.
+    pub next_seq: u64,
+    /// Highest confirmed block.
+    pub block: u64,
+    /// Position of the last chain event applied.
+    pub chain_cursor: LogPosition,
+    #[serde(with = "sorted_map")]
+    custodial: HashMap<Address, CustodialAccount>,
+    /// Σ custodial balances, kept incrementally.
+    pub custodial_total: u128,
+    /// Custodial deposits for an address that is no custodial account (owed, not attributed).
+    pub unattributed: Amount,
+    /// Proofs issued since the last seal. Every batch ends with a seal, so a snapshot (taken
+    /// between batches) never holds any.
+    #[serde(skip)]
+    unsealed: Vec<UnsealedProof>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(params: LedgerParams) -> Ledger {
+        Ledger {
+            params,
+            accounts: HashMap::new(),
+            reserve: Amount::ZERO,
+            obligations: 0,
+            earmarked: Amount::ZERO,
+            queued: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            payouts_pending: Amount::ZERO,
+            payments: HashMap::new(),
+            recent_transfers: RecentTransfers::default(),
+            next_seq: 1,
+            block: 0,
+            chain_cursor: LogPosition::default(),
+            custodial: HashMap::new(),
+            custodial_total: 0,
+            unattributed: Amount::ZERO,
+            unsealed: Vec::new(),
+        }
+    }
+
+    fn channel_params(&self) -> ChannelParams {
+        ChannelParams {
+            domain: self.params.domain,
+            hub: self.params.hub,
+            role: Role::Hub,
+            max_withdrawal_expiry_blocks: self.params.max_withdrawal_expiry_blocks,
+        }
+    }
+
+    /// The account of `user`, if its channel was ever opened.
+    pub fn account(&self, user: &Address) -> Option<&Account> {
+        self.accounts.get(user)
+    }
+
+    /// Number of accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// All accounts (unordered).
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// Payouts waiting to be batched.
+    pub fn queued_payouts(&self) -> impl Iterator<Item = &Payout> {
+        self.queued.iter()
+    }
+
+    /// Batches handed to the chain whose execution is not confirmed yet, oldest first: what the
+    /// hub must (re)send until their `PayoutBatchExecuted` is confirmed.
+    pub fn payout_batches_in_flight(&self) -> impl Iterator<Item = &PayoutBatch> {
+        self.in_flight.iter()
+    }
+
+    /// The custodial account at `account`.
+    pub fn custodial(&self, account: &Address) -> Option<&CustodialAccount> {
+        self.custodial.get(account)
+    }
+
+    /// All custodial accounts (unordered).
+    pub fn custodial_accounts(&self) -> impl Iterator<Item = &CustodialAccount> {
+        self.custodial.values()
+    }
+
+    /// Everything the reserve must cover, given the three totals that commands change.
+    fn committed(&self, obligations: u128, payouts_pending: u128, custodial_total: u128) -> u128 {
+        obligations + payouts_pending + self.earmarked.0 + custodial_total + self.unattributed.0
+    }
+
+    /// Reserve not committed to anything: what purchases, payments and payouts may still use.
+    pub fn free_reserve(&self) -> u128 {
+        let committed = self.committed(self.obligations, self.payouts_pending.0, self.custodial_total);
+        self.reserve.0.saturating_sub(committed)
+    }
+
+    /// True if the reserve covers every commitment (the rule of protocol §6.3).
+    pub fn is_liquid(&self) -> bool {
+        self.committed(self.obligations, self.payouts_pending.0, self.custodial_total) <= self.reserve.0
+    }
+
+    /// Recomputes every derived total from scratch and compares (pairs with the incremental updates).
+    pub fn check_invariants(&self) {
+        let obligations: u128 = self.accounts.values().map(Account::obligation).sum();
+        assert_eq!(obligations, self.obligations, "obligations drifted");
+        let queued: u128 = self.queued.iter().map(|p| p.amount.0).sum();
+        let in_flight: u128 = self.in_flight.iter().map(PayoutBatch::total).sum();
+        assert_eq!(
+            queued + in_flight,
+            self.payouts_pending.0,
+            "pending payouts drifted from the queue and the batches"
+        );
+        for b in &self.in_flight {
+            assert_eq!(b.id, payout_batch_id(&b.payouts), "an in-flight batch under another id");
+        }
+        for (user, acct) in &self.accounts {
+            assert_eq!(*user, acct.channel.user, "account keyed by the wrong user");
+            assert!(acct.channel.balance().is_ok(), "negative balance for {user}");
+        }
+        let custodial: u128 = self.custodial.values().map(|c| c.balance.0).sum();
+        assert_eq!(custodial, self.custodial_total, "custodial total drifted");
+        for (a, c) in &self.custodial {
+            assert_eq!(*a, c.account, "custodial account keyed by the wrong address");
+            assert!(!self.accounts.contains_key(a), "an address is both a channel and a custodial account");
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn check_amount(&self, amount: Amount) -> Result<(), Error> {
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if amount > self.params.max_payment_amount {
+            return Err(Error::AmountTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Replaces a channel (and optionally its chain funds), keeping `obligations` exact.
+    fn replace_channel(&mut self, user: Address, channel: ChannelState, chain: ChainFunds, set_chain: bool) {
+        let acct = self.accounts.get_mut(&user).expect("replace_channel on a known account");
+        let before = acct.obligation();
+        acct.channel = channel;
+        if set_chain {
+            acct.chain = chain;
+        }
+        let after = acct.obligation();
+        self.obligations = self.obligations - before + after;
+    }
+
+    /// The seq of the payment, purchase or custodial movement `id` of `owner`, while the
+    /// ledger remembers it (internal transfers: the newest `params.transfer_ids_kept`).
+    pub fn payment_seq(&self, owner: &Address, id: &B256) -> Option<u64> {
+        let key = (*owner, *id);
+        self.payments.get(&key).or_else(|| self.recent_transfers.get(&key)).map(|r| r.seq)
+    }
+
+    /// Checks an idempotency key: `Some(first_seq)` for a repeat, an error for a reuse.
+    fn seen(&self, key: &(Address, B256), digest: B256) -> Result<Option<u64>, Error> {
+        match self.payments.get(key).or_else(|| self.recent_transfers.get(key)) {
+            Some(prev) if prev.digest == digest => Ok(Some(prev.seq)),
+            Some(_) => Err(Error::PaymentIdReused),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Serializes a map as a list of entries sorted by key, so snapshots are deterministic and keys
+/// need not be strings.
+mod sorted_map {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    pub fn serialize<K, V, S>(map: &HashMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let entries: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(entries.into_iter().collect())
+    }
+}
