@@ -33,6 +33,8 @@ contract InfHub is EIP712 {
     uint256 public constant MAX_PAYOUT_BATCH = 256;
     /// Most users in one `openChannels` call.
     uint256 public constant MAX_OPEN_BATCH = 100;
+    /// Most debits in one `realizeDebits` call.
+    uint256 public constant MAX_REALIZE_BATCH = 100;
     /// Bounds on the challenge period, in blocks.
     uint64 public constant MIN_CHALLENGE_PERIOD_BLOCKS = 2;
     uint64 public constant MAX_CHALLENGE_PERIOD_BLOCKS = 2_000_000;
@@ -325,17 +327,47 @@ contract InfHub is EIP712 {
         Channel storage ch = channels[debit.user];
         if (ch.status != Status.Open) revert ChannelNotOpen();
         _applyDebit(ch, debit.user, debit, userSignature);
-        uint256 unrealized = uint256(debit.cumulativeDebit) > ch.realizedDebit
-            ? uint256(debit.cumulativeDebit) - ch.realizedDebit
+        uint256 moved = _realize(ch);
+        emit DebitRealized(debit.user, debit.epoch, debit.nonce, debit.cumulativeDebit, moved, reserve);
+    }
+
+    /// Realizes many channels' debits in one transaction (one base cost for all; spec 5.6). For
+    /// each entry: a channel that is not open, or is in another epoch, is skipped (it may have
+    /// begun closing after the hub sent the batch); a debit that supersedes the stored one is
+    /// applied as in realizeDebit (signature checked); otherwise the stored debit stands. Then
+    /// min(stored cumulativeDebit - realizedDebit, funds) moves to the reserve. An entry that
+    /// applies and moves nothing emits nothing, so a resent, reordered or partly stale batch
+    /// never reverts for a realization already done.
+    function realizeDebits(Debit[] calldata debits, bytes[] calldata userSignatures) external onlyHub {
+        uint256 n = debits.length;
+        if (n == 0) revert BatchEmpty();
+        if (n > MAX_REALIZE_BATCH) revert BatchTooLarge();
+        if (n != userSignatures.length) revert BatchLengthMismatch();
+        for (uint256 i = 0; i < n; i++) {
+            Debit calldata d = debits[i];
+            Channel storage ch = channels[d.user];
+            if (ch.status != Status.Open || d.epoch != ch.epoch) continue;
+            bool applied = _supersedes(ch.debit, d.nonce, d.cumulativeDebit);
+            if (applied) _applyDebit(ch, d.user, d, userSignatures[i]);
+            uint256 moved = _realize(ch);
+            if (applied || moved != 0) {
+                emit DebitRealized(d.user, ch.epoch, ch.debit.nonce, ch.debit.cumulative, moved, reserve);
+            }
+        }
+    }
+
+    /// Moves min(stored cumulativeDebit - realizedDebit, funds) of an open channel to the reserve.
+    function _realize(Channel storage ch) internal returns (uint256 moved) {
+        uint256 unrealized = uint256(ch.debit.cumulative) > ch.realizedDebit
+            ? uint256(ch.debit.cumulative) - ch.realizedDebit
             : 0;
         uint256 funds = _funds(ch);
-        uint256 moved = unrealized < funds ? unrealized : funds;
-        // casting to 'uint128' is safe because realizedDebit + moved <= cumulativeDebit (a uint128)
+        moved = unrealized < funds ? unrealized : funds;
+        // casting to 'uint128' is safe because realizedDebit + moved <= debit.cumulative (a uint128)
         // forge-lint: disable-next-line(unsafe-typecast)
         ch.realizedDebit += uint128(moved);
         totalChannelFunds -= moved;
         reserve += moved;
-        emit DebitRealized(debit.user, debit.epoch, debit.nonce, debit.cumulativeDebit, moved, reserve);
     }
 
     /// The user closes alone, with the newest hub-signed credit it holds (nonce 0 = none).

@@ -465,6 +465,21 @@ contract DishonestHubHandler is AdversarialBase {
         }
     }
 
+    /// The hub realizes in a batch any debits the user once signed, in any order, repeated.
+    function hubRealizesOldDebitsInBatch(uint256 who, uint64 first, uint64 second) external {
+        (address u, uint256 pk,) = pick(who, HONEST);
+        Books memory b = books[u];
+        if (b.debitNonce == 0) return;
+        InfHub.Debit[] memory ds = new InfHub.Debit[](2);
+        bytes[] memory sigs = new bytes[](2);
+        uint64 n1 = uint64(1 + uint256(first) % b.debitNonce);
+        uint64 n2 = uint64(1 + uint256(second) % b.debitNonce);
+        (ds[0], sigs[0]) = debitOf(u, pk, n1, signedDebits[u][n1]);
+        (ds[1], sigs[1]) = debitOf(u, pk, n2, signedDebits[u][n2]);
+        vm.prank(hubAddr);
+        try hub.realizeDebits(ds, sigs) {} catch {}
+    }
+
     /// Takes `amount` from the reserve to the hub's own address by `how` (0 payout, 1 an
     /// advanced withdrawal of the accomplice's channel, 2 the announced reserve withdrawal).
     /// It may never leave the reserve below what closing channels draw.

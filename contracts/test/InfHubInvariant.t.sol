@@ -266,6 +266,36 @@ contract Handler is Test {
         if (freeReserve() < freeBefore) violation("realizing a debit reduced the free reserve");
     }
 
+    /// The hub realizes every user's newest debit in one batch, with each entry as the honest hub
+    /// would send it: the newest debit (applied if newer than the contract's, else the stored
+    /// one stands). Closing or settled channels in the batch are skipped, never reverted on.
+    function realizeMany(uint256 mask) external {
+        calls++;
+        uint256 n;
+        for (uint256 i = 0; i < USERS; i++) {
+            if ((mask >> i) & 1 == 1 && offChain[users[i]].debitNonce != 0) n++;
+        }
+        if (n == 0) return;
+        InfHub.Debit[] memory ds = new InfHub.Debit[](n);
+        bytes[] memory sigs = new bytes[](n);
+        uint256 k;
+        for (uint256 i = 0; i < USERS; i++) {
+            if ((mask >> i) & 1 == 1 && offChain[users[i]].debitNonce != 0) {
+                (ds[k], sigs[k]) = latestDebit(users[i], userPk[i]);
+                k++;
+            }
+        }
+        uint256 freeBefore = freeReserve();
+        uint256 reserveBefore = hub.reserve();
+        uint256 fundsBefore = hub.totalChannelFunds();
+        vm.prank(hubAddr);
+        hub.realizeDebits(ds, sigs);
+        if (freeReserve() < freeBefore) violation("realizing debits in a batch reduced the free reserve");
+        if (hub.reserve() - reserveBefore != fundsBefore - hub.totalChannelFunds()) {
+            violation("a batch realization moved tokens other than from channel funds to the reserve");
+        }
+    }
+
     /// Replaying an older proof (a lower total), even under a higher nonce, must be refused.
     function replayOld(uint256 who, uint64 nonce) external {
         calls++;

@@ -120,6 +120,12 @@ contract VectorsTest is Test {
         else if (op == keccak256("depositReserve")) data = abi.encodeCall(InfHub.depositReserve, (s.amount));
         else if (op == keccak256("withdraw")) data = abi.encodeCall(InfHub.withdraw, (withdrawalOf(s), s.sig1, s.sig2));
         else if (op == keccak256("realizeDebit")) data = abi.encodeCall(InfHub.realizeDebit, (debitOf(s), s.sig1));
+        else if (op == keccak256("realizeDebits")) {
+            InfHub.Debit[] memory ds = new InfHub.Debit[](1);
+            bytes[] memory sigs = new bytes[](1);
+            (ds[0], sigs[0]) = (debitOf(s), s.sig1);
+            data = abi.encodeCall(InfHub.realizeDebits, (ds, sigs));
+        }
         else if (op == keccak256("startExit")) data = abi.encodeCall(InfHub.startExit, (creditOf(s), s.sig1));
         else if (op == keccak256("startHubClose")) {
             data = abi.encodeCall(InfHub.startHubClose, (s.user, debitOf(s), s.sig1));
@@ -154,7 +160,10 @@ contract VectorsTest is Test {
         bytes32 got;
         if (op == keccak256("withdraw")) got = hub.hashWithdrawal(withdrawalOf(s));
         else if (op == keccak256("startExit") || op == keccak256("submitCredit")) got = hub.hashCredit(creditOf(s));
-        else if (op == keccak256("realizeDebit") || op == keccak256("submitDebit") || op == keccak256("startHubClose")) {
+        else if (
+            op == keccak256("realizeDebit") || op == keccak256("realizeDebits") || op == keccak256("submitDebit")
+                || op == keccak256("startHubClose")
+        ) {
             got = hub.hashDebit(debitOf(s));
         } else {
             return;

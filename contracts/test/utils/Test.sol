@@ -68,6 +68,13 @@ abstract contract Test {
         }
     }
 
+    /// `x` mapped into `[min, max]`, for fuzzed inputs.
+    function bound(uint256 x, uint256 min, uint256 max) internal pure returns (uint256) {
+        if (max < min) revert("bound: max < min");
+        if (min == 0 && max == type(uint256).max) return x;
+        return min + x % (max - min + 1);
+    }
+
     /// 65-byte r ‖ s ‖ v signature of `digest` by `privateKey`.
     function signDigest(uint256 privateKey, bytes32 digest) internal pure returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(privateKey, digest);

@@ -113,6 +113,7 @@ sol! {
         function deposit(address user, uint256 amount) external;
         function withdraw(Withdrawal calldata w, bytes calldata userSignature, bytes calldata hubSignature) external;
         function realizeDebit(Debit calldata debit, bytes calldata userSignature) external;
+        function realizeDebits(Debit[] calldata debits, bytes[] calldata userSignatures) external;
         function startExit(Credit calldata credit, bytes calldata hubSignature) external;
         function startHubClose(address user, Debit calldata debit, bytes calldata userSignature) external;
         function submitCredit(Credit calldata credit, bytes calldata hubSignature) external;

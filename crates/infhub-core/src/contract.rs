@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MAX_PAYOUT_BATCH: usize = 256;
 /// Most users in one `openChannels` call (`MAX_OPEN_BATCH`).
 pub const MAX_OPEN_BATCH: usize = 100;
+/// Most debits in one `realizeDebits` call (`MAX_REALIZE_BATCH`).
+pub const MAX_REALIZE_BATCH: usize = 100;
 /// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
 pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
 /// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
@@ -398,13 +400,53 @@ impl ContractModel {
             return Err(Error::ChannelNotOpen);
         }
         self.apply_debit(&mut ch, d.user, d, user_sig)?;
-        let unrealized = U256::from(d.cumulative_debit.0.saturating_sub(ch.realized_debit.0));
+        let moved = self.realize(&mut ch);
+        self.channels.insert(d.user, ch);
+        Ok(moved)
+    }
+
+    /// `realizeDebits(debits, userSignatures)` sent by `sender`: for each entry, a channel that is
+    /// not open or in another epoch is skipped; a superseding debit is applied; then the stored
+    /// debit is realized. Returns what each entry moved (None: skipped or nothing to do, no
+    /// event). All or nothing: an invalid superseding debit refuses the whole batch.
+    pub fn realize_debits(&mut self, sender: Address, debits: &[(Debit, Vec<u8>)]) -> Result<Vec<Option<U256>>, Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        if debits.is_empty() {
+            return Err(Error::BatchEmpty);
+        }
+        if debits.len() > MAX_REALIZE_BATCH {
+            return Err(Error::BatchTooLarge);
+        }
+        let mut after = self.clone();
+        let mut moved = Vec::with_capacity(debits.len());
+        for (d, sig) in debits {
+            let mut ch = after.channel(d.user);
+            if ch.status != ChainStatus::Open || d.epoch != ch.epoch {
+                moved.push(None);
+                continue;
+            }
+            let applied = ch.debit.superseded_by(d.nonce, d.cumulative_debit);
+            if applied {
+                after.apply_debit(&mut ch, d.user, d, sig)?;
+            }
+            let m = after.realize(&mut ch);
+            after.channels.insert(d.user, ch);
+            moved.push((applied || !m.is_zero()).then_some(m));
+        }
+        *self = after;
+        Ok(moved)
+    }
+
+    /// Moves `min(stored cumulativeDebit − realizedDebit, funds)` of an open channel to the reserve.
+    fn realize(&mut self, ch: &mut ChainChannel) -> U256 {
+        let unrealized = U256::from(ch.debit.cumulative.0.saturating_sub(ch.realized_debit.0));
         let moved = unrealized.min(ch.funds());
         ch.realized_debit = Amount(ch.realized_debit.0 + moved.to::<u128>());
-        self.channels.insert(d.user, ch);
         self.total_channel_funds -= moved;
         self.reserve += moved;
-        Ok(moved)
+        moved
     }
 
     /// `startExit(credit, hubSignature)` sent by the user in `block`.

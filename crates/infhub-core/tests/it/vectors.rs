@@ -283,6 +283,24 @@ fn build_scenario() -> (Scenario, Value) {
         c.realize_debit(h, &ad_erase, &ad_erase_sig)
     });
 
+    // Batched realization (spec §5.6): only the hub; an entry whose debit is already stored, or
+    // lower, leaves the stored one standing and moves nothing, without reverting; a superseding
+    // debit not signed by its user refuses the whole batch.
+    let one = |d: &Debit, sig: &[u8]| vec![(*d, sig.to_vec())];
+    s.record(dstep("realizeDebits", m, &ad1, sig.clone()), Err(Error::OnlyHub), |c, _| {
+        c.realize_debits(m, &one(&ad1, &sig))
+    });
+    let moved =
+        s.record(dstep("realizeDebits", h, &ad1, sig.clone()), ok, |c, _| c.realize_debits(h, &one(&ad1, &sig)));
+    assert_eq!(moved, Some(vec![None]), "a realization already done moves nothing");
+    s.record(dstep("realizeDebits", h, &ad_erase, ad_erase_sig.clone()), ok, |c, _| {
+        c.realize_debits(h, &one(&ad_erase, &ad_erase_sig))
+    });
+    let forged2 = sign_d(&ad2, &mallory);
+    s.record(dstep("realizeDebits", h, &ad2, forged2.clone()), Err(Error::WrongSigner), |c, _| {
+        c.realize_debits(h, &one(&ad2, &forged2))
+    });
+
     // Alice exits with her credit; exiting twice fails; the hub answers with debit 2.
     s.block = 120;
     let ac1_sig = sign_c(&ac1);
