@@ -13,9 +13,8 @@ use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{ChainEvent, Command, LedgerParams, LogPosition};
 use infhub_core::messages::{Eip712Message, PaymentKind, Signed, SignedDebit};
 use infhub_core::{Address, Amount, Debit, Domain, PrivateKey};
-use infhub_ledger::file::{FileStore, FileStoreOptions};
-use infhub_ledger::history::History;
-use infhub_ledger::{DurableLedger, DurableParams};
+use infhub_hub::ledger::{HubLedger, HubLedgerConfig};
+use infhub_ledger::fs::OsFs;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
@@ -40,21 +39,17 @@ fn bytes_in(dir: &Path) -> u64 {
     crate::dir_bytes(dir)
 }
 
-fn open(
-    dir: &Path,
-    hub: &PrivateKey,
-    params: LedgerParams,
-    snapshot_every_records: u64,
-) -> Result<DurableLedger<FileStore>, String> {
-    let options = FileStoreOptions { max_segment_bytes: MAX_SEGMENT_BYTES, snapshots_kept: 2, archive_compacted: true };
-    let store = FileStore::open(dir, options).map_err(crate::fail)?;
-    let dp = DurableParams { snapshot_every_records, max_batch_commands: BATCH + 1 };
-    DurableLedger::open(store, params, hub.clone(), dp).map_err(crate::fail)
-}
-
-fn open_history(dir: &Path, dl: &DurableLedger<FileStore>, domain: Domain) -> Result<History, String> {
-    History::open(&dir.join("history"), dl.store().reader(), domain, dl.ledger().next_seq - 1, SNAPSHOT_EVERY_RECORDS)
-        .map_err(crate::fail)
+/// Opens the hub's state in `dir` as the node does (ledger, then history), with snapshots and
+/// history checkpoints every `snapshot_every_records` records.
+fn open(dir: &Path, hub: &PrivateKey, params: LedgerParams, snapshot_every_records: u64) -> Result<HubLedger, String> {
+    let config = HubLedgerConfig {
+        data_dir: dir.to_path_buf(),
+        max_segment_bytes: MAX_SEGMENT_BYTES,
+        snapshot_every_records,
+        max_batch_commands: BATCH + 1,
+        background_snapshots: false,
+    };
+    HubLedger::open(OsFs, &config, params, hub.clone()).map_err(crate::fail)
 }
 
 /// Signs and checks `debits` on every core (the fill's signing is not what is measured).
@@ -74,8 +69,7 @@ fn sign_and_check(debits: Vec<(Debit, &PrivateKey)>, domain: &Domain) -> Vec<(Co
 
 /// Fills `dl` with `count` transfers around the ring of `users`, continuing from `next_id`.
 fn fill(
-    dl: &mut DurableLedger<FileStore>,
-    history: &mut History,
+    hl: &mut HubLedger,
     users: &[PrivateKey],
     nonce: &mut [u64],
     next_id: &mut u64,
@@ -103,10 +97,9 @@ fn fill(
             };
             debits.push((d, &users[payer]));
         }
-        for r in dl.execute_checked(sign_and_check(debits, domain)).map_err(crate::fail)? {
+        for (r, _) in hl.commit(sign_and_check(debits, domain), false).map_err(crate::fail)?.results {
             r.map_err(|e| format!("a fill transfer was refused: {e}"))?;
         }
-        history.add_batch(dl.last_batch()).map_err(crate::fail)?;
         *next_id += n as u64;
         done += n;
     }
@@ -128,8 +121,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         transfer_ids_kept: TRANSFER_IDS_KEPT,
     };
     let users: Vec<PrivateKey> = (0..ACCOUNTS as u64).map(key).collect();
-    let mut dl = open(dir.path(), &hub, params, SNAPSHOT_EVERY_RECORDS)?;
-    let mut history = open_history(dir.path(), &dl, domain)?;
+    let mut hl = open(dir.path(), &hub, params, SNAPSHOT_EVERY_RECORDS)?;
     let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1) }];
     for u in &users {
         genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() });
@@ -141,8 +133,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
         .collect();
     for chunk in commands.chunks(BATCH) {
-        dl.execute(chunk.to_vec()).map_err(crate::fail)?;
-        history.add_batch(dl.last_batch()).map_err(crate::fail)?;
+        hl.execute(chunk.to_vec()).map_err(crate::fail)?;
     }
 
     // Fill: payer i pays payer i+1 around a ring, snapshots every interval as the node takes
@@ -154,33 +145,31 @@ pub fn run(transfers: usize) -> Result<Value, String> {
     let mut last_report = Instant::now();
     while (next_id as usize) < transfers - tail {
         let n = (transfers - tail - next_id as usize).min(100 * BATCH);
-        fill(&mut dl, &mut history, &users, &mut nonce, &mut next_id, n, &domain)?;
+        fill(&mut hl, &users, &mut nonce, &mut next_id, n, &domain)?;
         if last_report.elapsed().as_secs() >= 30 {
             println!("  filled {next_id} of {transfers} transfers ({:.0} s)", started.elapsed().as_secs_f64());
             last_report = Instant::now();
         }
     }
-    dl.snapshot().map_err(crate::fail)?;
-    history.checkpoint().map_err(crate::fail)?;
-    drop((dl, history));
-    let mut dl = open(dir.path(), &hub, params, 0)?;
-    let mut history = open_history(dir.path(), &dl, domain)?;
-    fill(&mut dl, &mut history, &users, &mut nonce, &mut next_id, tail, &domain)?;
+    hl.snapshot().map_err(crate::fail)?;
+    drop(hl);
+    let mut hl = open(dir.path(), &hub, params, 0)?;
+    fill(&mut hl, &users, &mut nonce, &mut next_id, tail, &domain)?;
     let fill_secs = started.elapsed().as_secs_f64();
-    let state = dl.ledger().clone();
+    let state = hl.ledger().clone();
     let log_bytes = bytes_in(dir.path());
     let snapshot_bytes = crate::dir_bytes_matching(dir.path(), ".snap");
     let history_bytes = bytes_in(&dir.path().join("history"));
-    let entries = history.entries_count();
-    drop((dl, history));
+    let entries = hl.history().entries_count();
+    drop(hl);
 
     // The node's restart: the ledger, then the history index from its checkpoint.
     let t = Instant::now();
-    let mut dl = open(dir.path(), &hub, params, 0)?;
-    let ledger_open_secs = t.elapsed().as_secs_f64();
-    let history = open_history(dir.path(), &dl, domain)?;
+    let mut hl = open(dir.path(), &hub, params, 0)?;
     let restart_secs = t.elapsed().as_secs_f64();
-    if dl.ledger() != &state {
+    let ledger_open_secs = hl.open_timings().ledger.as_secs_f64();
+    let history = hl.history();
+    if hl.ledger() != &state {
         return Err("the restart (snapshot + tail) did not reproduce the ledger".into());
     }
     if history.entries_count() != entries || history.last_seq() != state.next_seq - 1 {
@@ -205,17 +194,16 @@ pub fn run(transfers: usize) -> Result<Value, String> {
     if page.len() < 50.min(transfers) || deep.iter().any(|e| e.seq >= state.next_seq / 10) {
         return Err(format!("history pages read back wrong: {} and {} entries", page.len(), deep.len()));
     }
-    drop(history);
-    let recovery = dl.recovery();
+    let recovery = hl.recovery();
     // After a final snapshot: what a restart would read, against what the history keeps.
-    dl.snapshot().map_err(crate::fail)?;
+    hl.snapshot().map_err(crate::fail)?;
     let live_bytes = bytes_in(dir.path()) - bytes_in(&dir.path().join("archive"));
     let archive_bytes = bytes_in(&dir.path().join("archive"));
-    drop(dl);
+    drop(hl);
     let t = Instant::now();
-    let dl = open(dir.path(), &hub, params, 0)?;
+    let hl = open(dir.path(), &hub, params, 0)?;
     let restart_after_snapshot_secs = t.elapsed().as_secs_f64();
-    if dl.ledger() != &state {
+    if hl.ledger() != &state {
         return Err("the restart from the final snapshot did not reproduce the ledger".into());
     }
     let per = |b: u64| b as f64 / transfers as f64;

@@ -6,6 +6,7 @@ use crate::bindings::IInfHub;
 use crate::error::ChainError;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolEvent;
+use infhub_core::duties::HubTx;
 use infhub_core::ledger::ChainEvent;
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
 use infhub_core::{Amount, Credit, Debit, Withdrawal};
@@ -193,6 +194,39 @@ pub fn empty_debit_arg(user: Address) -> IInfHub::Debit {
         recipient: Address::ZERO,
         amount: 0,
         paymentId: B256::ZERO,
+    }
+}
+
+/// The call data of a hub transaction to the hub contract.
+pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
+    use alloy::sol_types::SolCall;
+    match tx {
+        HubTx::SubmitDebit(d) => submit_debit_call(d).abi_encode(),
+        HubTx::Settle(user) => IInfHub::settleCall { user: *user }.abi_encode(),
+        HubTx::Payout(batch) => IInfHub::payoutCall {
+            batchId: batch.id,
+            recipients: batch.payouts.iter().map(|p| p.recipient).collect(),
+            amounts: batch.payouts.iter().map(|p| U256::from(p.amount.0)).collect(),
+        }
+        .abi_encode(),
+        HubTx::RealizeDebits(debits) => IInfHub::realizeDebitsCall {
+            debits: debits.iter().map(|d| debit_arg(&d.message)).collect(),
+            userSignatures: debits.iter().map(signature_arg).collect(),
+        }
+        .abi_encode(),
+        HubTx::OpenChannels(users) => IInfHub::openChannelsCall { users: users.clone() }.abi_encode(),
+        HubTx::HubClose { user, debit } => {
+            let (arg, sig) = match debit {
+                Some(d) => (debit_arg(&d.message), signature_arg(d)),
+                None => (empty_debit_arg(*user), Bytes::new()),
+            };
+            IInfHub::startHubCloseCall { user: *user, debit: arg, userSignature: sig }.abi_encode()
+        }
+        HubTx::AnnounceReserveWithdrawal(amount) => {
+            IInfHub::announceReserveWithdrawalCall { amount: U256::from(amount.0) }.abi_encode()
+        }
+        HubTx::ExecuteReserveWithdrawal(to) => IInfHub::executeReserveWithdrawalCall { to: *to }.abi_encode(),
+        HubTx::CancelReserveWithdrawal => IInfHub::cancelReserveWithdrawalCall {}.abi_encode(),
     }
 }
 

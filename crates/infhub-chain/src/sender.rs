@@ -78,6 +78,8 @@ pub enum TxOutcome {
         success: bool,
         /// How many versions were sent.
         versions: usize,
+        /// Gas it used.
+        gas_used: u64,
     },
     /// Another transaction with its nonce was mined (the key is used elsewhere).
     NonceTakenElsewhere {
@@ -266,6 +268,7 @@ impl TxSender {
                     block: r.block_number.unwrap_or_default(),
                     success: r.status(),
                     versions: tx.hashes.len(),
+                    gas_used: r.gas_used,
                 });
                 continue;
             }

@@ -12,6 +12,7 @@
 pub mod amount;
 pub mod channel;
 pub mod contract;
+pub mod duties;
 pub mod eip712;
 pub mod error;
 pub mod ledger;

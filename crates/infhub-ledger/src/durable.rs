@@ -91,17 +91,8 @@ pub struct DurableLedger<S: LogStore> {
     records_since_snapshot: u64,
     poisoned: bool,
     recovery: Recovery,
-    last_batch: Vec<LogRecord>,
-    last_seqs: Vec<Option<u64>>,
-    /// How long the last `execute` took to append its records and sync them (a metric only).
-    last_append_duration: std::time::Duration,
-    /// How long the snapshot taken by the last `execute` took, if it took one (a metric only).
-    last_snapshot_duration: Option<std::time::Duration>,
     /// Whether snapshots are encoded and written on a thread of their own.
     background_snapshots: bool,
-    /// How long the background snapshot completed by the last `execute` worked on its thread
-    /// (a metric only).
-    last_background_snapshot: Option<std::time::Duration>,
     /// The snapshot being written on its own thread, if any (at most one at a time).
     in_flight: Option<InFlightSnapshot>,
 }
@@ -122,6 +113,33 @@ impl<S: LogStore> Drop for DurableLedger<S> {
 struct InFlightSnapshot {
     seq: u64,
     thread: std::thread::JoinHandle<Result<std::time::Duration, StoreError>>,
+}
+
+/// What one durable batch did: every command's result, in order, and what was logged.
+#[derive(Debug)]
+pub struct Executed {
+    /// Each command's result (proofs signed), in the order given.
+    pub results: Vec<Result<Outcome, Error>>,
+    /// For each command, the sequence number it was logged at (None: it changed nothing, e.g.
+    /// refused or a duplicate).
+    pub seqs: Vec<Option<u64>>,
+    /// The records made durable (the commands that changed the ledger and the seals), in
+    /// sequence order, with their proofs signed.
+    pub records: Vec<LogRecord>,
+    /// Time spent appending the records and waiting for their sync (a metric only).
+    pub append: std::time::Duration,
+    /// Time spent on a snapshot taken by this batch, if it took one (a metric only).
+    pub snapshot: Option<std::time::Duration>,
+    /// If this batch completed a snapshot written on its own thread: how long that thread
+    /// worked on it (check, encode, write, sync; a metric only).
+    pub background_snapshot: Option<std::time::Duration>,
+}
+
+impl Executed {
+    /// Each result with its sequence number.
+    pub fn sequenced(self) -> Vec<(Result<Outcome, Error>, Option<u64>)> {
+        self.results.into_iter().zip(self.seqs).collect()
+    }
 }
 
 /// Why a batch could not be executed at all.
@@ -150,8 +168,9 @@ impl<S: LogStore> DurableLedger<S> {
         assert_eq!(hub_key.address(), ledger_params.hub, "hub key does not match the ledger's hub address");
         let (mut ledger, snapshot_seq) = match store.load_snapshot()? {
             Some((seq, bytes)) => {
-                let ledger: Ledger =
+                let mut ledger: Ledger =
                     bincode::deserialize(&bytes).map_err(|e| StoreError::Corrupt(format!("snapshot {seq}: {e}")))?;
+                ledger.rebuild_indexes();
                 if ledger.params != ledger_params {
                     return Err(StoreError::Corrupt(format!(
                         "snapshot {seq} belongs to another hub or configuration: {:?}",
@@ -198,12 +217,7 @@ impl<S: LogStore> DurableLedger<S> {
             records_since_snapshot: replayed,
             poisoned: false,
             recovery: Recovery { snapshot_seq, replayed, sealed_on_open: false },
-            last_batch: Vec::new(),
-            last_seqs: Vec::new(),
-            last_append_duration: std::time::Duration::ZERO,
-            last_snapshot_duration: None,
             background_snapshots: false,
-            last_background_snapshot: None,
             in_flight: None,
         };
         // A crash can leave a batch's records without their seal (none of them was
@@ -239,7 +253,7 @@ impl<S: LogStore> DurableLedger<S> {
 
     /// Applies `commands` in order; the results are durable when this returns.
     pub fn execute(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome, Error>>, ExecuteError> {
-        self.execute_checked(commands.into_iter().map(|c| (c, None)).collect())
+        Ok(self.execute_checked(commands.into_iter().map(|c| (c, None)).collect())?.results)
     }
 
     /// Like [`DurableLedger::execute`], with transfers' signatures already checked where a
@@ -247,25 +261,26 @@ impl<S: LogStore> DurableLedger<S> {
     pub fn execute_checked(
         &mut self,
         commands: Vec<(Command, Option<CheckedDebit>)>,
-    ) -> Result<Vec<Result<Outcome, Error>>, ExecuteError> {
+    ) -> Result<Executed, ExecuteError> {
         if self.poisoned {
             return Err(ExecuteError::Poisoned);
         }
         if commands.len() > self.params.max_batch_commands {
             return Err(ExecuteError::BatchTooLarge(commands.len()));
         }
-        self.last_batch.clear();
-        self.last_seqs.clear();
-        self.last_snapshot_duration = None;
-        self.last_background_snapshot = None;
         // A snapshot written meanwhile is completed (or its failure reported) before anything
         // of this batch is applied.
+        let mut background_snapshot = None;
         if self.in_flight.as_ref().is_some_and(|f| f.thread.is_finished()) {
-            if let Err(e) = self.complete_snapshot() {
-                self.poisoned = true;
-                return Err(e.into());
+            match self.complete_snapshot() {
+                Ok(worked) => background_snapshot = worked,
+                Err(e) => {
+                    self.poisoned = true;
+                    return Err(e.into());
+                }
             }
         }
+        let mut seqs = Vec::with_capacity(commands.len());
         let mut results = Vec::with_capacity(commands.len());
         let mut records = Vec::with_capacity(commands.len() + 1);
         // Each seal with the index in `records` of the first record it covers.
@@ -278,9 +293,9 @@ impl<S: LogStore> DurableLedger<S> {
                 assert_eq!(self.ledger.next_seq, seq + 1, "a command took more than one sequence number");
                 let outcome = result.clone().expect("only successful commands advance the sequence");
                 records.push(LogRecord { seq, command, outcome });
-                self.last_seqs.push(Some(seq));
+                seqs.push(Some(seq));
             } else {
-                self.last_seqs.push(None);
+                seqs.push(None);
             }
             results.push(result);
             if self.ledger.unsealed_proofs() >= MAX_UNSEALED_PROOFS {
@@ -301,10 +316,10 @@ impl<S: LogStore> DurableLedger<S> {
             self.poisoned = true;
             return Err(e.into());
         }
-        self.last_append_duration = append_start.elapsed();
+        let append = append_start.elapsed();
         self.records_since_snapshot += records.len() as u64;
         // The log keeps the proofs unsigned (the seal record signs them); the answers and
-        // `last_batch` carry them signed. Records between the last seal and the end issued no
+        // records returned carry them signed. Records between the last seal and the end issued no
         // proofs (else they would have been sealed).
         let mut end = records.len();
         for (start, batch) in seals.iter().rev() {
@@ -313,13 +328,13 @@ impl<S: LogStore> DurableLedger<S> {
             batch.fill(&mut outcomes);
             end = *start;
         }
-        for (result, seq) in results.iter_mut().zip(&self.last_seqs) {
+        for (result, seq) in results.iter_mut().zip(&seqs) {
             if let (Ok(outcome), Some(seq)) = (result, seq) {
                 let i = records.binary_search_by_key(seq, |r| r.seq).expect("every logged command is in the batch");
                 *outcome = records[i].outcome.clone();
             }
         }
-        self.last_batch = records;
+        let mut snapshot = None;
         if self.params.snapshot_every_records != 0 && self.records_since_snapshot >= self.params.snapshot_every_records
         {
             let snapshot_start = std::time::Instant::now();
@@ -329,9 +344,9 @@ impl<S: LogStore> DurableLedger<S> {
                 self.poisoned = true;
                 return Err(e.into());
             }
-            self.last_snapshot_duration = Some(snapshot_start.elapsed());
+            snapshot = Some(snapshot_start.elapsed());
         }
-        Ok(results)
+        Ok(Executed { results, seqs, records, append, snapshot, background_snapshot })
     }
 
     fn seal(&mut self) -> (LogRecord, SealedBatch) {
@@ -339,30 +354,6 @@ impl<S: LogStore> DurableLedger<S> {
         let (outcome, batch) = self.ledger.seal_batch(&self.hub_key).expect("waiting proofs can always be sealed");
         assert_eq!(self.ledger.next_seq, seq + 1, "a seal takes one sequence number");
         (LogRecord { seq, command: Command::SealProofs, outcome }, batch)
-    }
-
-    /// For each command of the last successful `execute`, the sequence number it was logged
-    /// at (None: it changed nothing, e.g. refused or a duplicate).
-    pub fn last_seqs(&self) -> &[Option<u64>] {
-        &self.last_seqs
-    }
-
-    /// How long the last successful `execute` spent appending its records and waiting for
-    /// their sync (the rest of its time is applying, signing and any snapshot).
-    pub fn last_append_duration(&self) -> std::time::Duration {
-        self.last_append_duration
-    }
-
-    /// How long the snapshot the last successful `execute` took (it is part of that execute's
-    /// time), or None if it took none.
-    pub fn last_snapshot_duration(&self) -> Option<std::time::Duration> {
-        self.last_snapshot_duration
-    }
-
-    /// The records the last successful `execute` made durable (the commands that changed the
-    /// ledger, with their outcomes and sequence numbers).
-    pub fn last_batch(&self) -> &[LogRecord] {
-        &self.last_batch
     }
 
     /// Every record the store keeps (see [`LogStore::history`]), with the proofs of sealed
@@ -430,13 +421,6 @@ impl<S: LogStore> DurableLedger<S> {
             Err(panic) => std::panic::resume_unwind(panic),
         };
         self.store.finish_detached_snapshot(seq)?;
-        self.last_background_snapshot = Some(worked);
         Ok(Some(worked))
-    }
-
-    /// If the last `execute` (or `complete_snapshot`) completed a snapshot written on its own
-    /// thread: how long that thread worked on it (check, encode, write, sync).
-    pub fn last_background_snapshot(&self) -> Option<std::time::Duration> {
-        self.last_background_snapshot
     }
 }

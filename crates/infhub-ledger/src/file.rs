@@ -313,10 +313,12 @@ impl<F: Fs> FileStore<F> {
         check_format(&buf, LOG_MAGIC, &path)?;
         if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
             if buf.len() < LOG_MAGIC.len() && LOG_MAGIC.starts_with(&buf) {
-                // Crashed while creating the segment: nothing in it was ever acknowledged.
+                // Crashed while creating the segment: nothing in it was ever acknowledged. The
+                // segment before it is the last one now, and its index is repaired as the
+                // last one's (found by the simulator: left alone, it could stay empty).
                 self.fs.remove(&path)?;
                 self.sync_dir(&self.dir)?;
-                return Ok(());
+                return self.repair_tail();
             }
             return Err(io_corrupt(format!("{} lacks the log header", path.display())));
         }

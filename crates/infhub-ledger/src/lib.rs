@@ -18,5 +18,5 @@ pub mod history;
 pub mod simfs;
 pub mod store;
 
-pub use durable::{DurableLedger, DurableParams};
+pub use durable::{DurableLedger, DurableParams, Executed};
 pub use store::{LogRecord, LogStore, StoreError};

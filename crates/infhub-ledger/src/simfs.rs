@@ -12,11 +12,10 @@
 //! enumerate the extremes.
 
 use crate::fs::{Fs, FsFile};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
@@ -47,23 +46,35 @@ pub trait CrashChoices {
     fn unsynced_bytes_kept(&mut self, unsynced: usize) -> usize;
 }
 
+/// How much of a file's unsynced tail a crash keeps, in [`FixedChoices`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnsyncedKept {
+    /// None of it.
+    None,
+    /// Its first byte only: a torn write shorter than any record or entry.
+    OneByte,
+    /// Its first half.
+    Half,
+    /// All of it.
+    All,
+}
+
 /// A fixed choice for every crash, for tests that enumerate the extremes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FixedChoices {
     /// Keep the unsynced directory changes.
     pub names: bool,
-    /// Keep this share (0..=2 halves) of each file's unsynced bytes: none, half, all.
-    pub halves_of_unsynced_bytes: usize,
+    /// How much of each file's unsynced bytes to keep.
+    pub unsynced: UnsyncedKept,
 }
 
 impl FixedChoices {
-    /// Every combination: names kept or lost, times none, half or all of the unsynced bytes.
+    /// Every combination: names kept or lost, times each share of the unsynced bytes kept.
     pub fn all() -> Vec<FixedChoices> {
+        use UnsyncedKept::*;
         [false, true]
             .into_iter()
-            .flat_map(|names| {
-                (0..=2).map(move |halves_of_unsynced_bytes| FixedChoices { names, halves_of_unsynced_bytes })
-            })
+            .flat_map(|names| [None, OneByte, Half, All].map(move |unsynced| FixedChoices { names, unsynced }))
             .collect()
     }
 }
@@ -73,13 +84,18 @@ impl CrashChoices for FixedChoices {
         self.names
     }
     fn unsynced_bytes_kept(&mut self, unsynced: usize) -> usize {
-        unsynced * self.halves_of_unsynced_bytes / 2
+        match self.unsynced {
+            UnsyncedKept::None => 0,
+            UnsyncedKept::OneByte => unsynced.min(1),
+            UnsyncedKept::Half => unsynced / 2,
+            UnsyncedKept::All => unsynced,
+        }
     }
 }
 
 /// Handle to the simulated disk (cheap to clone; all clones share the disk).
 #[derive(Clone, Debug, Default)]
-pub struct SimDisk(Rc<RefCell<DiskState>>);
+pub struct SimDisk(Arc<Mutex<DiskState>>);
 
 /// An open file on the simulated disk.
 #[derive(Debug)]
@@ -102,41 +118,45 @@ impl SimDisk {
         SimDisk::default()
     }
 
+    fn state(&self) -> MutexGuard<'_, DiskState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Makes the crash strike at the `n`-th operation from now (0 = the next one).
     pub fn schedule_crash(&self, n: u64) {
-        self.0.borrow_mut().ops_until_crash = Some(n);
+        self.state().ops_until_crash = Some(n);
     }
 
     /// Cancels a scheduled crash that has not struck yet.
     pub fn cancel_crash(&self) {
-        self.0.borrow_mut().ops_until_crash = None;
+        self.state().ops_until_crash = None;
     }
 
     /// True once a scheduled crash has struck (until [`SimDisk::restart`]).
     pub fn crashed(&self) -> bool {
-        self.0.borrow().crashed
+        self.state().crashed
     }
 
     /// The file names and sizes on the disk now (for failure reports).
     pub fn listing(&self) -> Vec<(String, usize)> {
-        let s = self.0.borrow();
+        let s = self.state();
         s.names.iter().map(|(p, i)| (p.display().to_string(), s.inodes[*i].data.len())).collect()
     }
 
     /// An independent copy of this disk as it is now (a test restarts each copy differently).
     pub fn fork(&self) -> SimDisk {
-        SimDisk(Rc::new(RefCell::new(self.0.borrow().clone())))
+        SimDisk(Arc::new(Mutex::new(self.state().clone())))
     }
 
     /// Operations performed so far (a crash scheduled at this number strikes the next one).
     pub fn ops(&self) -> u64 {
-        self.0.borrow().ops
+        self.state().ops
     }
 
     /// The machine lost power (or the process died): keeps what a real disk may keep, as
     /// `choices` decide, and makes the disk usable again for the restarted process.
     pub fn restart(&self, choices: &mut dyn CrashChoices) {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         // Unsynced directory changes either all reached the disk or none did.
         if !choices.keep_unsynced_names() {
             s.names = s.durable_names.clone();
@@ -163,7 +183,7 @@ impl SimDisk {
     }
 
     fn op(&self) -> io::Result<()> {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         if s.crashed {
             return Err(gone());
         }
@@ -180,11 +200,11 @@ impl SimDisk {
     }
 
     fn inode_of(&self, path: &Path) -> io::Result<usize> {
-        self.0.borrow().names.get(path).copied().ok_or_else(|| missing(path))
+        self.state().names.get(path).copied().ok_or_else(|| missing(path))
     }
 
     fn new_inode(&self, path: &Path) -> usize {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         s.inodes.push(Inode::default());
         let id = s.inodes.len() - 1;
         s.names.insert(path.to_path_buf(), id);
@@ -196,18 +216,18 @@ impl FsFile for SimFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         if let Err(e) = self.disk.op() {
             // The crash struck during this write: part of it may be in the page cache.
-            let mut s = self.disk.0.borrow_mut();
+            let mut s = self.disk.state();
             let part = bytes.len() / 2;
             s.inodes[self.inode].data.extend_from_slice(&bytes[..part]);
             return Err(e);
         }
-        self.disk.0.borrow_mut().inodes[self.inode].data.extend_from_slice(bytes);
+        self.disk.state().inodes[self.inode].data.extend_from_slice(bytes);
         Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.disk.op()?;
-        let mut s = self.disk.0.borrow_mut();
+        let mut s = self.disk.state();
         let inode = &mut s.inodes[self.inode];
         inode.durable = inode.data.clone();
         Ok(())
@@ -219,7 +239,7 @@ impl FsFile for SimFile {
 
     fn len(&mut self) -> io::Result<u64> {
         self.disk.op()?;
-        Ok(self.disk.0.borrow().inodes[self.inode].data.len() as u64)
+        Ok(self.disk.state().inodes[self.inode].data.len() as u64)
     }
 }
 
@@ -228,13 +248,13 @@ impl Fs for SimDisk {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         self.op()?;
-        self.0.borrow_mut().dirs.insert(dir.to_path_buf());
+        self.state().dirs.insert(dir.to_path_buf());
         Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.op()?;
-        let s = self.0.borrow();
+        let s = self.state();
         Ok(s.names
             .keys()
             .filter(|p| p.parent() == Some(dir))
@@ -245,13 +265,13 @@ impl Fs for SimDisk {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.op()?;
         let id = self.inode_of(path)?;
-        Ok(self.0.borrow().inodes[id].data.clone())
+        Ok(self.state().inodes[id].data.clone())
     }
 
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         self.op()?;
         let id = self.inode_of(path)?;
-        let s = self.0.borrow();
+        let s = self.state();
         let data = &s.inodes[id].data;
         let start = (offset as usize).min(data.len());
         Ok(data[start..(start + len).min(data.len())].to_vec())
@@ -260,12 +280,12 @@ impl Fs for SimDisk {
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         self.op()?;
         let id = self.inode_of(path)?;
-        Ok(self.0.borrow().inodes[id].data.len() as u64)
+        Ok(self.state().inodes[id].data.len() as u64)
     }
 
     fn create_new(&self, path: &Path) -> io::Result<SimFile> {
         self.op()?;
-        if self.0.borrow().names.contains_key(path) {
+        if self.state().names.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", path.display())));
         }
         let inode = self.new_inode(path);
@@ -287,7 +307,7 @@ impl Fs for SimDisk {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.op()?;
         let id = self.inode_of(path)?;
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         let inode = &mut s.inodes[id];
         inode.data.truncate(len as usize);
         inode.durable = inode.data.clone();
@@ -296,7 +316,7 @@ impl Fs for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.op()?;
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         let id = s.names.remove(from).ok_or_else(|| missing(from))?;
         s.names.insert(to.to_path_buf(), id);
         Ok(())
@@ -304,12 +324,12 @@ impl Fs for SimDisk {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.op()?;
-        self.0.borrow_mut().names.remove(path).map(|_| ()).ok_or_else(|| missing(path))
+        self.state().names.remove(path).map(|_| ()).ok_or_else(|| missing(path))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.op()?;
-        let mut s = self.0.borrow_mut();
+        let mut s = self.state();
         let in_dir = |p: &PathBuf| p.parent() == Some(dir);
         s.durable_names.retain(|p, _| !in_dir(p));
         let current: Vec<(PathBuf, usize)> =
@@ -336,7 +356,7 @@ mod tests {
         f.sync_data().expect("sync");
         disk.sync_dir(&p("/d")).expect("dir sync");
         f.append(b"-volatile").expect("write");
-        disk.restart(&mut FixedChoices { names: true, halves_of_unsynced_bytes: 1 });
+        disk.restart(&mut FixedChoices { names: true, unsynced: UnsyncedKept::Half });
         let data = disk.read(&p("/d/a")).expect("read");
         assert!(data.starts_with(b"durable"), "synced bytes lost: {data:?}");
         assert!(b"durable-volatile".starts_with(&data[..]), "bytes invented: {data:?}");
@@ -351,7 +371,7 @@ mod tests {
         assert!(f.append(b"abcdef").is_err(), "the crash strikes the second op");
         assert!(disk.crashed());
         assert!(disk.list(&p("/d")).is_err(), "a crashed process has no disk");
-        disk.restart(&mut FixedChoices { names: false, halves_of_unsynced_bytes: 0 });
+        disk.restart(&mut FixedChoices { names: false, unsynced: UnsyncedKept::None });
         assert!(!disk.crashed());
         // The file's creation was never made durable by a directory sync: it may be gone.
         let names = disk.list(&p("/d")).expect("list");

@@ -7,7 +7,7 @@
 //! bare 500. Body size, concurrent requests, the write queue, sessions and WebSocket streams
 //! have named limits; beyond them the node answers at once instead of queueing without bound.
 
-use crate::engine::{ChainRequest, ChainRequestError, Node, PayoutStatus, WriteError};
+use crate::engine::{ChainRequest, ChainRequestError, Node, WriteError};
 use crate::openapi;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -27,7 +27,9 @@ use infhub_core::channel::Status;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::messages::{Login, Signed, SignedCredit, SignedDebit};
 use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
-use infhub_ledger::history::{FirstResult, PaymentResult};
+use infhub_hub::answers::{payment_answer, NotApplied};
+use infhub_hub::status::PayoutStatus;
+use infhub_ledger::history::PaymentResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -138,7 +140,7 @@ fn history_of(
     user: &Address,
 ) -> (std::sync::Arc<infhub_ledger::history::HistoryReader>, Option<infhub_ledger::history::Heads>) {
     let st = api.node.read();
-    (st.history.reader(), st.history.heads(user))
+    (st.history().reader(), st.history().heads(user))
 }
 
 /// Runs a history read on the blocking pool (it reads files).
@@ -225,7 +227,7 @@ impl Api {
         if let Some(rest) = token.strip_prefix(CUSTODIAL_KEY_PREFIX) {
             let account: Option<Address> = rest.split('_').next().and_then(|a| a.parse().ok());
             let hash = alloy::primitives::keccak256(token.as_bytes());
-            let known = account.and_then(|a| self.node.read().dl.ledger().custodial(&a).map(|c| c.api_key_hash));
+            let known = account.and_then(|a| self.node.read().ledger().custodial(&a).map(|c| c.api_key_hash));
             return match (account, known) {
                 (Some(a), Some(h)) if constant_time_eq(h.as_slice(), hash.as_slice()) => Ok(Caller::Custodial(a)),
                 _ => Err(ApiError::unauthorized("unknown custodial API key")),
@@ -347,7 +349,7 @@ async fn info(State(api): State<Api>) -> Json<Value> {
     let n = &api.node;
     let (confirmed, accounts) = {
         let st = n.read();
-        (st.dl.ledger().block, st.dl.ledger().account_count())
+        (st.ledger().block, st.ledger().account_count())
     };
     let v = n.chain_view();
     Json(json!({
@@ -428,7 +430,9 @@ async fn register(
 ) -> Result<Json<Value>, ApiError> {
     let user = req.message.user;
     req.verify(&api.node.domain, user)?;
-    let head = api.node.chain_view().head.max(api.node.read().dl.ledger().block);
+    // Never both locks at once (the state lock first where both are needed).
+    let seen = api.node.chain_view().head;
+    let head = seen.max(api.node.read().ledger().block);
     if req.message.valid_until_block < head {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -441,7 +445,7 @@ async fn register(
     }
     {
         let st = api.node.read();
-        let ledger = st.dl.ledger();
+        let ledger = st.ledger();
         match ledger.account(&user) {
             Some(a) if a.channel.status == Status::Open => {
                 return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
@@ -563,63 +567,41 @@ struct TransferAnswer {
     payout_status: Option<PayoutStatus>,
 }
 
-/// The answer to one applied (or refused) transfer.
+/// The answer to one applied (or refused) transfer: its first result, for a retry too.
 fn transfer_answer(
     api: &Api,
     debit: &infhub_core::Debit,
-    (outcome, seq): crate::engine::Sequenced,
+    sequenced: crate::engine::Sequenced,
 ) -> Result<TransferAnswer, ApiError> {
     let (payer, id) = (debit.user, debit.payment_id);
-    let (first, replayed) = match (outcome, seq) {
-        // A new payment is answered from its outcome, without waiting for the state lock.
-        // The payee's credit is not the payer's to see: it goes to the payee alone.
-        (Ok(Outcome::Paid { receipt, payout, .. }), Some(seq)) => {
-            if payout.is_some() {
-                api.node.chain_view().payouts.entry((payer, id)).or_insert(PayoutStatus::Queued);
-            }
-            (Some(FirstResult::Paid(PaymentResult { seq, receipt, payout })), false)
+    let history = || history_of(api, &payer);
+    let applied = match payment_answer(history, &api.node.domain, debit, sequenced) {
+        Ok(a) => a,
+        Err(NotApplied::Refused(e)) => return Err(e.into()),
+        Err(NotApplied::Refunded { refused, refund }) => return Err(ApiError::refunded(&refused, *refund)),
+        Err(NotApplied::History(e)) => {
+            tracing::error!(%e, "history read failed");
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "history_unavailable", e));
         }
-        (Ok(Outcome::Refunded { refused, refund }), _) => return Err(ApiError::refunded(&refused.code(), refund)),
-        (Ok(Outcome::Duplicate { first_seq }), _) => {
-            let (reader, heads) = history_of(api, &payer);
-            let first = match heads {
-                Some(h) => reader.payment_at(&payer, h, &id, first_seq).map_err(history_failed)?,
-                None => None,
-            };
-            (first, true)
-        }
-        // The ledger remembers only the newest transfer ids (`limits.transfer_ids_kept`): a
-        // retry of an older payment finds its nonce spent. The history still holds it, found
-        // by the debit's nonce, so the retry gets its first result, as any retry does.
-        (Err(Error::NonceMustIncrease), _) => {
-            let (reader, heads) = history_of(api, &payer);
-            let first = match heads {
-                Some(h) => reader.payment_by_debit(&payer, h, &id, debit.epoch, debit.nonce).map_err(history_failed)?,
-                None => None,
-            };
-            match first {
-                Some(f) if f.is_for(debit, &api.node.domain) => (Some(f), true),
-                _ => return Err(Error::NonceMustIncrease.into()),
-            }
-        }
-        (Err(e), _) => return Err(e.into()),
-        (Ok(other), _) => return Err(unexpected(&other)),
-    };
-    let first = match first {
-        Some(FirstResult::Paid(p)) => p,
-        Some(FirstResult::Refunded { refund, refused, .. }) => return Err(ApiError::refunded(&refused, refund)),
-        None => {
+        Err(NotApplied::Missing) => {
+            tracing::error!(%payer, %id, "an applied payment is missing from the history");
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "history_missing",
                 "applied payment not in history",
-            ))
+            ));
         }
     };
-    // Only external payments have a payout whose status the chain task tracks.
-    let payout_status =
-        if first.payout.is_some() { api.node.chain_view().payouts.get(&(payer, id)).cloned() } else { None };
-    Ok(TransferAnswer { result: first, replayed, payout_status })
+    // Only external payments have a payout.
+    let payout_status = applied.result.payout.is_some().then(|| payout_status_of(api, payer, id));
+    Ok(TransferAnswer { result: applied.result, replayed: applied.replayed, payout_status })
+}
+
+/// Where the payout of `payer`'s payment `id` stands (the caller knows it has one). Takes the
+/// state lock, then the chain view's: the one order in which both are ever held.
+fn payout_status_of(api: &Api, payer: Address, id: B256) -> PayoutStatus {
+    let st = api.node.read();
+    api.node.chain_view().statuses.payout(st.ledger(), payer, id)
 }
 
 #[derive(Deserialize)]
@@ -644,9 +626,9 @@ async fn account(
     Path(user): Path<Address>,
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &user)?;
-    let pending = api.node.chain_view().pending_deposits.get(&user).cloned().unwrap_or_default();
+    let pending = api.node.chain_view().statuses.pending_deposits(&user).to_vec();
     let st = api.node.read();
-    let Some(a) = st.dl.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
+    let Some(a) = st.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
     let ch = &a.channel;
     let status = match ch.status {
         Status::Open => json!({"state": "open"}),
@@ -669,7 +651,7 @@ async fn account(
         "latestCredit": ch.credit,
         "withdrawalHold": ch.withdrawal_hold,
         "pendingDeposits": pending,
-        "confirmedBlock": st.dl.ledger().block,
+        "confirmedBlock": st.ledger().block,
     })))
 }
 
@@ -711,7 +693,7 @@ async fn payout_status(
     // External payments and custodial withdrawals are remembered by id for good.
     let (seq, reader) = {
         let st = api.node.read();
-        (st.dl.ledger().payment_seq(&user, &payment_id), st.history.reader())
+        (st.ledger().payment_seq(&user, &payment_id), st.history().reader())
     };
     let payout = match seq {
         Some(seq) => read_history(move || reader.payout_at(seq)).await?,
@@ -720,7 +702,7 @@ async fn payout_status(
     let Some(payout) = payout else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_payout", "no external payment with this id"));
     };
-    let status = api.node.chain_view().payouts.get(&(user, payment_id)).cloned();
+    let status = payout_status_of(&api, user, payment_id);
     Ok(Json(json!({"payout": payout, "status": status})))
 }
 
@@ -819,7 +801,7 @@ async fn purchase(
 ) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
     let cmd = Command::Purchase { user: req.user, amount: req.amount, purchase_id: req.purchase_id };
-    if api.node.read().dl.ledger().custodial(&req.user).is_some() {
+    if api.node.read().ledger().custodial(&req.user).is_some() {
         return match api.node.execute(cmd).await?? {
             Outcome::CustodialCredited => Ok(Json(json!({"custodial": true, "replayed": false}))),
             Outcome::Duplicate { first_seq } => {
@@ -921,7 +903,7 @@ async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
     let reserved = call(contract, IInfHub::reservedForClosingCall {}.abi_encode()).await.map_err(rpc)?;
     let reserved = IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
     let st = n.read();
-    let l = st.dl.ledger();
+    let l = st.ledger();
     let mut ledger_funds = 0u128;
     let mut balances = 0u128;
     for (_, a) in l.accounts() {
@@ -1002,7 +984,7 @@ async fn custodial_account(
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &account)?;
     let st = api.node.read();
-    let c = st.dl.ledger().custodial(&account).ok_or(Error::NotCustodial)?;
+    let c = st.ledger().custodial(&account).ok_or(Error::NotCustodial)?;
     Ok(Json(json!({
         "account": c.account,
         "balance": c.balance,
@@ -1070,13 +1052,12 @@ async fn custodial_withdraw(
     let (payout, replayed) = match api.node.execute(cmd).await?? {
         Outcome::CustodialPayoutQueued(p) => (Some(p), false),
         Outcome::Duplicate { first_seq } => {
-            let reader = api.node.read().history.reader();
+            let reader = api.node.read().history().reader();
             (read_history(move || reader.payout_at(first_seq)).await?, true)
         }
         other => return Err(unexpected(&other)),
     };
-    api.node.chain_view().payouts.entry((req.from, req.transfer_id)).or_insert(PayoutStatus::Queued);
-    let status = api.node.chain_view().payouts.get(&(req.from, req.transfer_id)).cloned();
+    let status = payout_status_of(&api, req.from, req.transfer_id);
     Ok(Json(json!({"payout": payout, "status": status, "replayed": replayed})))
 }
 

@@ -16,6 +16,38 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Named limits.
     pub limits: Limits,
+    /// The hub's liquidity duties.
+    pub liquidity: LiquidityConfig,
+}
+
+/// One INF in token base units (18 decimals).
+pub const INF: u128 = 1_000_000_000_000_000_000;
+
+/// When the hub realizes debits, and when free reserve counts as low (spec §5.6, §6.3).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiquidityConfig {
+    /// Realize payers' debits, largest first, while free reserve is below this (token base
+    /// units, a decimal string).
+    pub realize_when_free_reserve_below: infhub_core::Amount,
+    /// Realize any payer whose realizable amount reaches this, whatever the free reserve.
+    pub realize_when_payer_reaches: infhub_core::Amount,
+    /// Most debits per realization transaction (the contract allows 100).
+    pub max_realizations_per_tx: usize,
+    /// Free reserve below this is reported as low: the `infhub_free_reserve_low` metric and a
+    /// log line.
+    pub low_free_reserve_below: infhub_core::Amount,
+}
+
+impl Default for LiquidityConfig {
+    fn default() -> Self {
+        LiquidityConfig {
+            realize_when_free_reserve_below: infhub_core::Amount(10_000 * INF),
+            realize_when_payer_reaches: infhub_core::Amount(100_000 * INF),
+            max_realizations_per_tx: 100,
+            low_free_reserve_below: infhub_core::Amount(1_000 * INF),
+        }
+    }
 }
 
 /// Longest group-commit wait accepted (`node.group_commit_wait_micros`): 100 ms.
@@ -39,9 +71,10 @@ pub struct NodeConfig {
     pub session_ttl_secs: u64,
     /// How often queued external payouts are sent as one batch, in milliseconds.
     pub payout_interval_ms: u64,
-    /// A payout batch sent this many blocks ago whose execution is not confirmed yet is sent
-    /// again (a dropped, reorged or reverted transaction; the contract executes a batch once).
-    pub payout_resend_after_blocks: u64,
+    /// A duty (a dispute, a settlement, a payout batch, a realization) still due this many
+    /// blocks after its transaction was sent is sent again (a dropped, reorged or reverted
+    /// transaction; the contract refuses what is already done).
+    pub resend_after_blocks: u64,
     /// Log filter (tracing `EnvFilter` syntax).
     pub log: String,
     /// How often the ledger is reconciled against the chain, in seconds (0: only on demand).
@@ -63,7 +96,7 @@ impl Default for NodeConfig {
             max_segment_bytes: 64 << 20,
             session_ttl_secs: 3_600,
             payout_interval_ms: 1_000,
-            payout_resend_after_blocks: 12,
+            resend_after_blocks: 12,
             log: "info".into(),
             reconcile_interval_secs: 300,
             group_commit_wait_micros: 500,
@@ -229,6 +262,21 @@ impl Config {
         Ok(())
     }
 
+    /// The chain duties' settings.
+    pub fn duties(&self) -> infhub_hub::duties::DutiesConfig {
+        let l = &self.liquidity;
+        infhub_hub::duties::DutiesConfig {
+            resend_after_blocks: self.node.resend_after_blocks,
+            max_payout_batch: self.limits.max_payout_batch,
+            realize: infhub_core::duties::RealizePolicy {
+                when_free_reserve_below: l.realize_when_free_reserve_below,
+                when_payer_reaches: l.realize_when_payer_reaches,
+                max_per_tx: l.max_realizations_per_tx,
+            },
+            low_free_reserve_below: l.low_free_reserve_below,
+        }
+    }
+
     /// Checks every value that has a rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -244,8 +292,14 @@ impl Config {
         if self.chain.confirmations == 0 {
             return bad("chain.confirmations must be at least 1");
         }
-        if self.node.payout_resend_after_blocks == 0 {
-            return bad("node.payout_resend_after_blocks must be at least 1");
+        if self.node.resend_after_blocks == 0 {
+            return bad("node.resend_after_blocks must be at least 1");
+        }
+        let max_realize = infhub_core::contract::MAX_REALIZE_BATCH;
+        if self.liquidity.max_realizations_per_tx == 0 || self.liquidity.max_realizations_per_tx > max_realize {
+            return Err(ConfigError::Invalid(format!(
+                "liquidity.max_realizations_per_tx must be in 1..={max_realize} (the contract's MAX_REALIZE_BATCH)"
+            )));
         }
         if self.chain.poll_interval_ms == 0 || self.node.payout_interval_ms == 0 {
             return bad("poll and payout intervals must be positive");
@@ -255,8 +309,11 @@ impl Config {
                 "node.group_commit_wait_micros must be at most {MAX_GROUP_COMMIT_WAIT_MICROS}"
             )));
         }
-        if self.limits.max_payout_batch == 0 || self.limits.max_payout_batch > 256 {
-            return bad("limits.max_payout_batch must be in 1..=256 (the contract's MAX_PAYOUT_BATCH)");
+        let max_payout = infhub_core::contract::MAX_PAYOUT_BATCH;
+        if self.limits.max_payout_batch == 0 || self.limits.max_payout_batch > max_payout {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_payout_batch must be in 1..={max_payout} (the contract's MAX_PAYOUT_BATCH)"
+            )));
         }
         let l = &self.limits;
         for (name, v) in [

@@ -11,25 +11,20 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use alloy::providers::DynProvider;
-use infhub_core::channel::{CheckedDebit, Effect};
+use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::{Address, Domain, Error, B256};
-use infhub_ledger::file::FileStore;
-use infhub_ledger::history::History;
-use infhub_ledger::DurableLedger;
+use infhub_hub::duties::{ChainView, LedgerAccess};
+use infhub_hub::ledger::{CommitError, HubLedger};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// The durable ledger and its history, read by API handlers, written only by the writer.
-pub struct State {
-    /// The ledger.
-    pub dl: DurableLedger<FileStore>,
-    /// The history built from its log.
-    pub history: History,
-}
+pub type State = HubLedger;
+
+pub use infhub_hub::ledger::Sequenced;
 
 /// Why a write was not executed (the command itself was never judged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,73 +47,6 @@ pub struct Notice {
     pub user: Address,
     /// The message.
     pub body: Arc<serde_json::Value>,
-}
-
-/// A deposit seen on chain but not yet confirmed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingDeposit {
-    /// Block it is in.
-    pub block: u64,
-    /// Running total it would bring.
-    pub total_deposited: infhub_core::Amount,
-}
-
-/// Where an external payout stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case", rename_all_fields = "camelCase")]
-pub enum PayoutStatus {
-    /// Waiting in the queue for the next batch.
-    Queued,
-    /// In a batch transaction not yet mined.
-    Sent {
-        /// The batch id.
-        batch_id: B256,
-        /// The newest version of the transaction.
-        tx_hash: B256,
-    },
-    /// Mined.
-    Executed {
-        /// The batch id.
-        batch_id: B256,
-        /// The transaction.
-        tx_hash: Option<B256>,
-        /// Its block.
-        block: Option<u64>,
-    },
-    /// The batch transaction reverted; the operator must investigate.
-    Failed {
-        /// The batch id.
-        batch_id: B256,
-        /// The transaction.
-        tx_hash: B256,
-    },
-}
-
-/// What the chain task knows beyond the ledger.
-#[derive(Debug, Default)]
-pub struct ChainView {
-    /// Latest head seen.
-    pub head: u64,
-    /// Unconfirmed deposits by account.
-    pub pending_deposits: HashMap<Address, Vec<PendingDeposit>>,
-    /// External payouts by (payer, payment id).
-    pub payouts: HashMap<(Address, B256), PayoutStatus>,
-    /// Set when the watcher met a reorg below the confirmation depth.
-    pub halted: Option<String>,
-    /// Confirmed chain events the ledger refused, and the last one (what and why).
-    pub refused_events: RefusedEvents,
-}
-
-/// Confirmed chain events the ledger refused. A refusal is a bug or an inconsistent chain: the
-/// event is skipped (the ledger moves past it), so it is surfaced, not only logged.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RefusedEvents {
-    /// How many since the node started.
-    pub count: u64,
-    /// The last one: the event and the rule it broke.
-    pub last: Option<serde_json::Value>,
 }
 
 /// Most requests waiting for the chain task (registrations, hub closes); one more is refused
@@ -158,9 +86,6 @@ pub enum ChainRequest {
 
 /// Where a queued command's result arrives.
 pub type WriteReply = oneshot::Receiver<Result<Result<Outcome, Error>, WriteError>>;
-
-/// A command's result and, if it changed the ledger, its sequence number.
-pub type Sequenced = (Result<Outcome, Error>, Option<u64>);
 
 enum ReplyTo {
     Plain(oneshot::Sender<Result<Result<Outcome, Error>, WriteError>>),
@@ -211,7 +136,7 @@ pub struct Node {
     pub metrics: Metrics,
     /// Notices for WebSocket subscribers.
     pub notices: broadcast::Sender<Notice>,
-    chain_view: Mutex<ChainView>,
+    chain_view: Arc<Mutex<ChainView>>,
     writes: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests for the chain task.
     pub chain_requests: mpsc::Sender<ChainRequest>,
@@ -226,11 +151,12 @@ impl Node {
         token: Address,
         provider: DynProvider,
         state: State,
+        chain_view: Arc<Mutex<ChainView>>,
     ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
         let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
         let (chain_requests, chain_rx) = mpsc::channel(CHAIN_REQUEST_QUEUE);
-        let (notices, _) = broadcast::channel(4_096);
-        let hub = state.dl.ledger().params.hub;
+        let (notices, _) = broadcast::channel(NOTICE_QUEUE);
+        let hub = state.ledger().params.hub;
         let node = Arc::new(Node {
             config,
             domain,
@@ -240,7 +166,7 @@ impl Node {
             state: RwLock::new(state),
             metrics: Metrics::default(),
             notices,
-            chain_view: Mutex::new(ChainView::default()),
+            chain_view,
             writes: Mutex::new(Some(writes)),
             chain_requests,
         });
@@ -326,11 +252,21 @@ impl Node {
         let _ = self.notices.send(Notice { user, body: Arc::new(body) });
     }
 
+    /// Pushes the shell's notices, if anyone is subscribed.
+    pub fn notify_all(&self, notices: Vec<infhub_hub::notice::Notice>) {
+        if self.notices.receiver_count() == 0 {
+            return;
+        }
+        for n in notices {
+            self.notify(n.user, n.json());
+        }
+    }
+
     /// Refreshes the books' gauges. The sum of claims walks every account, so it runs when
     /// `/metrics` is scraped, not after every commit.
     pub fn update_books(&self) {
         let st = self.read();
-        let l = st.dl.ledger();
+        let l = st.ledger();
         let liabilities: u128 = l.accounts().map(|(_, a)| a.channel.claim().0).fold(0u128, u128::saturating_add);
         self.metrics.set_books(l.reserve.0, liabilities);
         self.metrics.accounts.store(l.account_count() as u64, Ordering::Relaxed);
@@ -370,65 +306,37 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         }
         let commands: Vec<(Command, Option<CheckedDebit>)> =
             jobs.iter().map(|j| (j.command.clone(), j.checked)).collect();
-        let mut notices = Vec::new();
-        let mut history_failed = None;
-        let results = {
+        // Notices are built only while someone is subscribed.
+        let subscribed = node.notices.receiver_count() > 0;
+        let committed = {
             // Apply time counts from here: taking the state lock is part of the wait.
-            let execute_start = std::time::Instant::now();
             let mut st = node.state.write().unwrap_or_else(|p| p.into_inner());
-            let State { dl, history } = &mut *st;
-            match dl.execute_checked(commands) {
-                Ok(results) => {
-                    let executed = execute_start.elapsed();
-                    let synced = dl.last_append_duration();
-                    node.metrics.commit_sync_seconds.observe(synced.as_secs_f64());
-                    node.metrics.commit_apply_seconds.observe(executed.saturating_sub(synced).as_secs_f64());
-                    if let Some(snapshot) = dl.last_snapshot_duration() {
-                        node.metrics.snapshot_seconds.observe(snapshot.as_secs_f64());
-                    }
-                    if let Some(worked) = dl.last_background_snapshot() {
-                        node.metrics.snapshot_background_seconds.observe(worked.as_secs_f64());
-                    }
-                    let history_start = std::time::Instant::now();
-                    // The batch is durable: it is answered even if its history cannot be
-                    // indexed; later writes are refused until a restart indexes it from the log.
-                    if let Err(e) = history.add_batch(dl.last_batch()) {
-                        history_failed = Some(format!("history index: {e}"));
-                    }
-                    node.metrics.commit_history_seconds.observe(history_start.elapsed().as_secs_f64());
-                    // Notices are built only while someone is subscribed.
-                    let subscribed = node.notices.receiver_count() > 0;
-                    for r in dl.last_batch() {
-                        if matches!(r.outcome, Outcome::Paid { .. }) {
-                            node.metrics.transfers.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if subscribed {
-                            collect_notices(r, &mut notices);
-                        }
-                    }
-                    let seqs = dl.last_seqs().to_vec();
-                    Ok(results.into_iter().zip(seqs).collect::<Vec<Sequenced>>())
-                }
-                Err(e) => Err(e.to_string()),
-            }
+            st.commit(commands, subscribed)
         };
-        match results {
-            Ok(results) => {
+        match committed {
+            Ok(commit) => {
+                let t = commit.timings;
+                node.metrics.commit_sync_seconds.observe(t.sync.as_secs_f64());
+                node.metrics.commit_apply_seconds.observe(t.apply.as_secs_f64());
+                if let Some(snapshot) = t.snapshot {
+                    node.metrics.snapshot_seconds.observe(snapshot.as_secs_f64());
+                }
+                if let Some(worked) = t.background_snapshot {
+                    node.metrics.snapshot_background_seconds.observe(worked.as_secs_f64());
+                }
+                node.metrics.commit_history_seconds.observe(t.history.as_secs_f64());
+                node.metrics.transfers.fetch_add(commit.payments, Ordering::Relaxed);
                 node.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 node.metrics.batch_commands.observe(jobs.len() as f64);
-                for (job, result) in jobs.into_iter().zip(results) {
+                for (job, result) in jobs.into_iter().zip(commit.results) {
                     job.answer(Ok(result));
                 }
-                for (user, body) in notices {
-                    node.notify(user, body);
-                }
-                if let Some(reason) = history_failed {
-                    tracing::error!(%reason, "history index failed; refusing all writes until restart");
-                    failed = Some(reason);
+                node.notify_all(commit.notices);
+                if let Some(reason) = node.read().stopped() {
+                    failed = Some(reason.to_string());
                 }
             }
-            Err(reason) => {
-                tracing::error!(%reason, "ledger storage failed; refusing all writes until restart");
+            Err(CommitError::StorageFailed(reason)) => {
                 for j in jobs {
                     j.answer(Err(WriteError::StorageFailed(reason.clone())));
                 }
@@ -438,53 +346,29 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn collect_notices(r: &infhub_ledger::LogRecord, out: &mut Vec<(Address, serde_json::Value)>) {
-    use serde_json::json;
-    match (&r.command, &r.outcome) {
-        (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
-            out.push((d.message.user, json!({"type": "receipt", "seq": r.seq, "receipt": receipt, "payout": payout})));
-            if let Some(c) = credit {
-                out.push((
-                    d.message.recipient,
-                    json!({"type": "credit", "seq": r.seq, "credit": c, "from": d.message.user,
-                           "paymentId": d.message.payment_id, "amount": d.message.amount}),
-                ));
-            }
-        }
-        (Command::Purchase { user, .. }, Outcome::Credited(c)) => {
-            out.push((*user, json!({"type": "credit", "seq": r.seq, "credit": c, "purchase": true})));
-        }
-        (Command::Chain { at, event }, Outcome::Applied(effects)) => {
-            if let Some(user) = event_user(event) {
-                out.push((*user, json!({"type": "chain", "seq": r.seq, "block": at.block, "event": event})));
-            }
-            push_effects(r.seq, effects, out);
-        }
-        (Command::Block(_), Outcome::Applied(effects)) => push_effects(r.seq, effects, out),
-        _ => {}
-    }
-}
+/// Notices waiting for slow WebSocket subscribers; a subscriber further behind misses some
+/// and is told to resynchronize.
+pub const NOTICE_QUEUE: usize = 4_096;
 
-fn push_effects(seq: u64, effects: &[(Address, Effect)], out: &mut Vec<(Address, serde_json::Value)>) {
-    for (user, effect) in effects {
-        out.push((*user, serde_json::json!({"type": "status", "seq": seq, "effect": effect})));
-    }
-}
+/// The ledger as the chain duties reach it: commits through the writer's queue (waiting for
+/// room: confirmed chain events are never dropped), reads under the state lock.
+pub struct NodeLedger(pub Arc<Node>);
 
-/// The account a chain event is about.
-pub fn event_user(e: &infhub_core::ledger::ChainEvent) -> Option<&Address> {
-    use infhub_core::ledger::ChainEvent::*;
-    match e {
-        ChannelOpened { user, .. }
-        | ChannelRegistered { user, .. }
-        | Deposited { user, .. }
-        | Withdrawn { user, .. }
-        | DebitRealized { user, .. }
-        | DebitSubmitted { user, .. }
-        | CreditSubmitted { user, .. }
-        | ExitStarted { user, .. }
-        | Settled { user, .. } => Some(user),
-        CustodialDeposited { account, .. } => Some(account),
-        ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } | ExcessToReserve { .. } => None,
+impl LedgerAccess for NodeLedger {
+    async fn commit(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome, Error>>, CommitError> {
+        let stopped = |e: WriteError| CommitError::StorageFailed(e.to_string());
+        let mut replies = Vec::with_capacity(commands.len());
+        for command in commands {
+            replies.push(self.0.enqueue_waiting(command).await.map_err(stopped)?);
+        }
+        let mut results = Vec::with_capacity(replies.len());
+        for rx in replies {
+            results.push(rx.await.unwrap_or(Err(WriteError::Stopped)).map_err(stopped)?);
+        }
+        Ok(results)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&infhub_core::ledger::Ledger) -> R) -> R {
+        f(self.0.read().ledger())
     }
 }

@@ -18,7 +18,7 @@ pub mod openapi;
 pub mod reconcile;
 
 use crate::config::Config;
-use crate::engine::{Node, State};
+use crate::engine::Node;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
@@ -27,11 +27,17 @@ use infhub_chain::source::RpcSource;
 use infhub_chain::watcher::{Watcher, WatcherConfig};
 use infhub_core::ledger::LedgerParams;
 use infhub_core::{Domain, PrivateKey};
-use infhub_ledger::file::{FileStore, FileStoreOptions};
-use infhub_ledger::history::History;
-use infhub_ledger::{DurableLedger, DurableParams};
+use infhub_hub::broadcast::ContractSender;
+use infhub_hub::duties::ChainDuties;
+use infhub_hub::ledger::{HubLedger, HubLedgerConfig};
+use infhub_ledger::fs::OsFs;
 use std::net::SocketAddr;
 use tokio::sync::watch;
+
+/// Most blocks the watcher walks per poll.
+pub const MAX_BLOCKS_PER_POLL: u64 = 500;
+/// Widest block range of one `eth_getLogs` request.
+pub const MAX_LOG_RANGE_BLOCKS: u64 = 2_000;
 
 /// Why the node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +45,9 @@ pub enum NodeError {
     /// Configuration.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// Storage.
-    #[error("storage: {0}")]
-    Storage(#[from] infhub_ledger::StoreError),
-    /// The history index could not be opened.
-    #[error("history: {0}")]
-    History(#[from] infhub_ledger::history::HistoryError),
+    /// The ledger or its history could not be opened.
+    #[error(transparent)]
+    Open(#[from] infhub_hub::ledger::OpenError),
     /// Chain.
     #[error("chain: {0}")]
     Chain(#[from] infhub_chain::ChainError),
@@ -109,49 +112,36 @@ pub async fn run(
         max_payment_amount: config.limits.max_payment_amount,
         transfer_ids_kept: config.limits.transfer_ids_kept,
     };
-    std::fs::create_dir_all(&config.node.data_dir).map_err(infhub_ledger::StoreError::Io)?;
-    let store = FileStore::open(
-        &config.node.data_dir,
-        FileStoreOptions {
-            max_segment_bytes: config.node.max_segment_bytes,
-            snapshots_kept: 2,
-            archive_compacted: true,
-        },
-    )?;
-    let durable = DurableParams {
+    let ledger_config = HubLedgerConfig {
+        data_dir: config.node.data_dir.clone(),
+        max_segment_bytes: config.node.max_segment_bytes,
         snapshot_every_records: config.node.snapshot_every_records,
         max_batch_commands: config.limits.max_batch_commands,
+        // Snapshots are encoded and written off the writer thread (D27).
+        background_snapshots: true,
     };
-    let mut dl = DurableLedger::open(store, params, key, durable)?;
-    // Snapshots are encoded and written off the writer thread (D27).
-    dl.set_background_snapshots(true);
-    let recovery = dl.recovery();
-    let history = History::open(
-        &config.node.data_dir.join("history"),
-        dl.store().reader(),
-        domain,
-        dl.ledger().next_seq - 1,
-        config.node.snapshot_every_records,
-    )?;
+    let state = HubLedger::open(OsFs, &ledger_config, params, key)?;
+    let recovery = state.recovery();
     tracing::info!(
         snapshot_seq = recovery.snapshot_seq,
         replayed = recovery.replayed,
-        history = history.last_seq(),
-        accounts = dl.ledger().account_count(),
-        confirmed_block = dl.ledger().block,
+        history = state.history().last_seq(),
+        accounts = state.ledger().account_count(),
+        confirmed_block = state.ledger().block,
         "ledger recovered"
     );
-    let confirmed = dl.ledger().block;
+    let confirmed = state.ledger().block;
     let watcher_config = WatcherConfig {
         confirmations: config.chain.confirmations,
-        max_blocks_per_poll: 500,
-        max_log_range_blocks: 2_000,
+        max_blocks_per_poll: MAX_BLOCKS_PER_POLL,
+        max_log_range_blocks: MAX_LOG_RANGE_BLOCKS,
         start_block: config.chain.start_block,
     };
     let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
+    let duties = ChainDuties::new(watcher, ContractSender::new(sender, contract), config.duties());
 
     let listen = config.node.listen.clone();
-    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, State { dl, history });
+    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, duties.view_handle());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
@@ -161,7 +151,7 @@ pub async fn run(
         let _ = tx.send(addr);
     }
 
-    let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), watcher, sender).run(chain_rx, shutdown.clone()));
+    let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), duties).run(chain_rx, shutdown.clone()));
     if node.config.node.reconcile_interval_secs > 0 {
         let every = std::time::Duration::from_secs(node.config.node.reconcile_interval_secs);
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));

@@ -151,7 +151,7 @@ async fn deployment_block(node: &Node, contract: Address, through: u64) -> Resul
 /// Runs one reconciliation.
 pub async fn reconcile(node: &Node) -> Result<Report, String> {
     let contract = node.domain.verifying_contract;
-    let through = node.read().dl.ledger().block;
+    let through = node.read().ledger().block;
     let from = deployment_block(node, contract, through).await?;
     let mut logs: Vec<(EventRef, ChainEvent)> = Vec::new();
     let mut start = from;
@@ -249,7 +249,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
     let untracked_channels = channels.values().filter(|c| !c.tracked).count() as u64;
     {
         let st = node.read();
-        let l = st.dl.ledger();
+        let l = st.ledger();
         if U256::from(l.reserve.0) != reserve {
             report("reserve_mismatch", None, reserve.to_string(), l.reserve.0.to_string(), &[]);
         }

@@ -71,11 +71,16 @@ pub struct Auditor {
     hub_closed: Vec<bool>,
     /// Settlements already judged per wallet.
     judged: Vec<usize>,
+    /// The newest payments the hub logged: (debit, its sequence number), for the history check
+    /// after every restart.
+    logged: VecDeque<(SignedDebit, u64)>,
     found: Option<Violation>,
     trail: VecDeque<String>,
 }
 
 const TRAIL: usize = 8;
+/// Payments whose history entries are checked after a restart (the newest).
+const LOGGED_CHECKED: usize = 256;
 
 fn amount(v: u128) -> Amount {
     Amount(v)
@@ -98,6 +103,7 @@ impl Auditor {
             payouts_refunded: std::collections::BTreeSet::new(),
             hub_closed: vec![false; n],
             judged: vec![0; n],
+            logged: VecDeque::new(),
             found: None,
             trail: VecDeque::new(),
         }
@@ -237,9 +243,31 @@ impl Auditor {
         self.note(format!("hub closes wallet {wallet}'s channel"));
     }
 
-    /// Channel effects the hub's ledger produced.
-    pub fn hub_effects(&mut self, step: u64, effects: &[(Address, Effect)]) {
-        for (user, e) in effects {
+    /// The hub applied a payment (a new one, not a retry) at `seq`.
+    pub fn payment_logged(&mut self, d: &SignedDebit, seq: u64) {
+        if self.logged.len() == LOGGED_CHECKED {
+            self.logged.pop_front();
+        }
+        self.logged.push_back((*d, seq));
+    }
+
+    /// The hub could not answer a payment from its history.
+    pub fn history_failed(&mut self, step: u64, d: &SignedDebit, e: &infhub_hub::answers::NotApplied) {
+        self.fail(Violation::new(
+            step,
+            "history_answers_every_payment",
+            format!("{} payment {}: {e}", d.message.user, d.message.payment_id),
+        ));
+    }
+
+    /// What the hub's shell reported: the channel effects of what it committed.
+    pub fn hub_notices(&mut self, step: u64, notices: &[infhub_hub::notice::Notice]) {
+        use infhub_hub::notice::NoticeBody;
+        for n in notices {
+            let (user, e) = match &n.body {
+                NoticeBody::Status { effect, .. } => (n.user, effect),
+                _ => continue,
+            };
             if let Effect::Settled { paid, expected } = e {
                 self.note(format!("settled {user}: paid {paid}, hub expected {expected}"));
                 if paid > expected {
@@ -253,15 +281,46 @@ impl Auditor {
         }
     }
 
-    /// After the hub restarted from its disk: nothing acknowledged may be missing.
+    /// After the hub restarted from its disk: nothing acknowledged may be missing, from the
+    /// ledger or from the history (which answers retries and statements).
     pub fn after_restart(&mut self, step: u64, hub: &SimHub, wallets: &[SimWallet]) -> Result<(), Violation> {
-        self.note(format!("step {step}: hub restarted, recovery {:?}", hub.dl.recovery()));
+        self.note(format!("step {step}: hub restarted, recovery {:?}", hub.recovery()));
         self.check_acknowledged(step, hub, wallets);
+        self.check_history(step, hub);
         self.result()
     }
 
+    /// Every payment logged (the newest ones) is in the history, with its receipt.
+    fn check_history(&mut self, step: u64, hub: &SimHub) {
+        use infhub_core::messages::Eip712Message;
+        use infhub_ledger::history::FirstResult;
+        let history = hub.hub.ledger.history();
+        let last = hub.ledger().next_seq - 1;
+        if history.last_seq() != last {
+            return self.fail(Violation::new(
+                step,
+                "history_indexes_the_whole_log",
+                format!("history up to {}, log up to {last}", history.last_seq()),
+            ));
+        }
+        let reader = history.reader();
+        for (d, seq) in self.logged.clone() {
+            let m = d.message;
+            let found = history.heads(&m.user).map(|h| reader.payment_at(&m.user, h, &m.payment_id, seq));
+            let ok = matches!(&found, Some(Ok(Some(FirstResult::Paid(p))))
+                if p.receipt.message.debit_digest == m.digest(&self.domain));
+            if !ok {
+                return self.fail(Violation::new(
+                    step,
+                    "history_answers_every_payment",
+                    format!("{} payment {} at seq {seq}: the history holds {found:?}", m.user, m.payment_id),
+                ));
+            }
+        }
+    }
+
     fn check_acknowledged(&mut self, step: u64, hub: &SimHub, wallets: &[SimWallet]) {
-        let ledger = hub.dl.ledger();
+        let ledger = hub.ledger();
         for (i, w) in wallets.iter().enumerate() {
             let Some(acct) = ledger.account(&w.address()) else {
                 if w.channel.is_some() {
@@ -349,7 +408,7 @@ impl Auditor {
         }
         // 2. The hub's books, against themselves and against the chain.
         if let Some(hub) = hub {
-            let ledger = hub.dl.ledger();
+            let ledger = hub.ledger();
             ledger.check_invariants();
             if !ledger.is_liquid() {
                 self.fail(Violation::new(
@@ -370,7 +429,7 @@ impl Auditor {
         for (i, w) in wallets.iter().enumerate() {
             for s in &w.settlements[self.judged[i]..] {
                 let hub_debit =
-                    hub.dl.ledger().account(&w.address()).map_or(Amount::ZERO, |a| a.channel.cumulative_debit());
+                    hub.ledger().account(&w.address()).map_or(Amount::ZERO, |a| a.channel.cumulative_debit());
                 let owed = s
                     .expected
                     .0
@@ -399,7 +458,7 @@ impl Auditor {
 
     /// The ledger's mirror of the chain equals the contract as of the ledger's confirmed block.
     fn compare_with_chain(&mut self, step: u64, chain: &mut SimChain, hub: &SimHub) {
-        let ledger = hub.dl.ledger();
+        let ledger = hub.ledger();
         let at = ledger.block;
         let (reserve, channels) = match chain.books_at(at, &self.users) {
             Ok(b) => b,
@@ -469,11 +528,11 @@ impl Auditor {
             self.fail(Violation::new(step, "hub_runs_at_the_end", "hub down"));
             return self.result();
         };
-        if U256::from(hub.dl.ledger().reserve.0) != reserve {
+        if U256::from(hub.ledger().reserve.0) != reserve {
             self.fail(Violation::new(
                 step,
                 "ledger_reserve_equals_contract_reserve",
-                format!("ledger {} contract {reserve}", hub.dl.ledger().reserve),
+                format!("ledger {} contract {reserve}", hub.ledger().reserve),
             ));
         }
         // Every acknowledged external payment arrived, exactly once, and nothing else did.

@@ -52,6 +52,8 @@ pub struct TxReceipt {
     pub block: u64,
     /// False if it reverted.
     pub success: bool,
+    /// Gas it used.
+    pub gas_used: u64,
 }
 
 struct MinedBlock {
@@ -248,6 +250,7 @@ impl SimChain {
             }
             let env = tx_env(tx.from, TxKind::Call(tx.to), tx.data.clone());
             let result = self.evm.transact_commit(env).expect("the simulated EVM refused a transaction");
+            let gas_used = result.tx_gas_used();
             let success = match result {
                 ExecutionResult::Success { logs, .. } => {
                     for log in logs {
@@ -263,7 +266,7 @@ impl SimChain {
                 }
                 ExecutionResult::Halt { .. } => false,
             };
-            self.receipts.insert(tx.id, TxReceipt { block: number, success });
+            self.receipts.insert(tx.id, TxReceipt { block: number, success, gas_used });
             self.mined_log.push(MinedTx { block: number, from: tx.from, data: tx.data.clone(), success });
             included.push(tx);
         }

@@ -1,42 +1,39 @@
-//! The simulated hub process: the real durable ledger (core ledger state machine over the
-//! real file store, here on the simulated disk) and the real chain watcher, driven by a thin
-//! loop that does what the node's writer and chain task do: execute requests in batches,
-//! feed confirmed chain events and heights, carry out the channel effects (answer an exit
-//! with the newest debit, settle when due), send external payouts in batches, and resend
-//! hub transactions that the chain dropped. Everything in memory here is lost at a crash;
-//! on restart the hub recovers from its disk and the chain alone, as the node does.
+//! The simulated hub process: `infhub-hub`'s [`Hub`], the same shell the node runs, on the
+//! simulated disk, the in-process chain source and a broadcaster whose transactions this module
+//! hands to the simulated chain (and whose receipts it reports back). Nothing of the hub's
+//! logic is here: only the plumbing to the simulated world, and the injected bugs the auditor
+//! must catch, as wrappers around the real shell. Everything in memory is lost at a crash; on
+//! restart the hub recovers from its disk and the chain alone, as the node does.
 
-use crate::evm::{SimChain, TxReceipt};
-use alloy::primitives::{Address, Bytes, B256, U256};
+use crate::evm::SimChain;
+use alloy::primitives::{Address, Bytes, B256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
-use infhub_chain::events::{debit_arg, empty_debit_arg, submit_credit_call, submit_debit_call};
+use infhub_chain::events::{debit_arg, empty_debit_arg, submit_credit_call};
+use infhub_chain::sender::{SentTx, TxOutcome};
 use infhub_chain::source::memory::MemoryChain;
-use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
-use infhub_core::channel::{Effect, Status};
-use infhub_core::ledger::{Command, LedgerParams, Outcome, Payout, PayoutBatch};
-use infhub_core::messages::Eip712Message;
-use infhub_core::{Error, PrivateKey};
-use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_chain::watcher::WatcherConfig;
+use infhub_chain::ChainError;
+use infhub_core::channel::Status;
+use infhub_core::duties::RealizePolicy;
+use infhub_core::ledger::{Command, Ledger, LedgerParams};
+use infhub_core::{Amount, PrivateKey};
+use infhub_hub::broadcast::{Broadcaster, RecordingBroadcaster};
+use infhub_hub::duties::DutiesConfig;
+use infhub_hub::ledger::{Commit, HubLedgerConfig};
+use infhub_hub::notice::Notice;
+use infhub_hub::Hub;
+use infhub_ledger::durable::Recovery;
 use infhub_ledger::simfs::SimDisk;
-use infhub_ledger::{DurableLedger, DurableParams, LogRecord};
-use std::collections::HashMap;
-use std::future::Future;
-use std::task::{Context, Poll, Waker};
+use std::collections::{HashMap, HashSet};
 
-/// Polls a future that never waits (the in-process chain answers at once) to completion.
-pub fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("an in-process chain read waited"),
-    }
-}
+pub use infhub_hub::run_ready as ready;
+pub use infhub_hub::HubDown;
 
 /// Deliberately injected bugs, to show that the auditor catches them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InjectedBug {
-    /// The hub ignores exits: it never submits the user's newer debit.
+    /// The hub ignores exits: its broadcaster drops every dispute.
     HubSkipsDispute,
     /// Wallets ignore hub closes: they never submit their newer credit.
     WalletSkipsDefence,
@@ -50,26 +47,30 @@ pub enum InjectedBug {
     HubDrainsReserve,
 }
 
-/// Why a hub transaction was sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    /// Answering an exit with the user's newest debit.
-    Dispute(Address),
-    /// Settling a channel whose challenge period is over.
-    Settle(Address),
-    /// An external payout batch.
-    Payout(B256),
-    /// A (cheating) close against a user.
-    Close(Address),
-    /// An injected bug's transaction.
-    Misconduct,
+/// The hub's broadcaster in the simulation: records what the shell sends (the world hands it
+/// to the chain); with [`InjectedBug::HubSkipsDispute`] it loses every dispute.
+pub struct SimBroadcaster {
+    inner: RecordingBroadcaster,
+    drop_disputes: bool,
 }
 
-struct SentTx {
-    purpose: Purpose,
-    data: Vec<u8>,
-    tx_id: u64,
-    sent_at_block: u64,
+impl Broadcaster for SimBroadcaster {
+    fn address(&self) -> Address {
+        self.inner.address()
+    }
+
+    async fn send(&mut self, input: Vec<u8>) -> Result<SentTx, ChainError> {
+        let dispute = input.starts_with(&IInfHub::submitDebitCall::SELECTOR);
+        let sent = self.inner.send(input).await?;
+        if self.drop_disputes && dispute {
+            self.inner.discard(sent.nonce);
+        }
+        Ok(sent)
+    }
+
+    async fn poll(&mut self) -> Result<Vec<TxOutcome>, ChainError> {
+        self.inner.poll().await
+    }
 }
 
 /// Tuning of the simulated hub.
@@ -81,47 +82,26 @@ pub struct HubConfig {
     pub confirmations: u64,
     /// Deployment block (watcher start).
     pub start_block: u64,
-    /// Resend a transaction not mined after this many blocks.
+    /// Resend a duty still due this many blocks after its transaction.
     pub resend_after_blocks: u64,
     /// Snapshot after this many records.
     pub snapshot_every_records: u64,
     /// Most payouts per batch.
     pub max_payout_batch: usize,
+    /// When the hub realizes debits.
+    pub realize: RealizePolicy,
 }
 
 /// The running hub process.
 pub struct SimHub {
-    /// The durable ledger.
-    pub dl: DurableLedger<FileStore<SimDisk>>,
-    watcher: Watcher<MemoryChain>,
+    /// The shell.
+    pub hub: Hub<SimDisk, MemoryChain, SimBroadcaster>,
     key: PrivateKey,
-    config: HubConfig,
-    sent: Vec<SentTx>,
-    /// Channel effects seen (user, effect), for the auditor.
-    pub effects: Vec<(Address, Effect)>,
-    /// The first answer of every payment: (payer, payment id) → (debit digest, refunded). What
-    /// the node's history answers a retry with; rebuilt from the log at every start.
-    first_answers: HashMap<(Address, B256), (B256, bool)>,
-    /// When each payout batch in flight was last sent by this process (head block).
-    payouts_sent_at: HashMap<B256, u64>,
+    contract: Address,
+    /// Transactions handed to the chain and not yet seen mined: chain tx id → (nonce, hash).
+    delivered: HashMap<u64, (u64, B256)>,
     /// Closes (user, epoch) an injected bug already acted on.
-    misbehaved: std::collections::HashSet<(Address, u64)>,
-}
-
-/// How a payment was first answered, for a retry of the same debit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FirstAnswer {
-    /// Applied.
-    Paid,
-    /// Refused and refunded.
-    Refunded,
-}
-
-/// Why the hub process stopped.
-#[derive(Debug)]
-pub enum HubDown {
-    /// Its disk failed (a simulated crash): restart it.
-    Crashed(String),
+    misbehaved: HashSet<(Address, u64)>,
 }
 
 fn data_dir() -> std::path::PathBuf {
@@ -130,32 +110,39 @@ fn data_dir() -> std::path::PathBuf {
 
 impl SimHub {
     /// Starts the hub from what `disk` holds (empty at first) and the chain.
-    pub fn start(disk: SimDisk, key: PrivateKey, config: HubConfig, chain: &mut SimChain) -> Result<SimHub, HubDown> {
-        let options = FileStoreOptions { max_segment_bytes: 64 << 10, snapshots_kept: 2, archive_compacted: true };
-        let store = FileStore::open_on(disk, data_dir(), options).map_err(|e| HubDown::Crashed(e.to_string()))?;
-        let params = DurableParams { snapshot_every_records: config.snapshot_every_records, max_batch_commands: 512 };
-        let dl = DurableLedger::open(store, config.ledger, key.clone(), params)
-            .map_err(|e| HubDown::Crashed(e.to_string()))?;
-        let watcher_config = WatcherConfig {
+    pub fn start(
+        disk: SimDisk,
+        key: PrivateKey,
+        config: HubConfig,
+        chain: &SimChain,
+        bug: Option<InjectedBug>,
+    ) -> Result<SimHub, HubDown> {
+        let ledger = HubLedgerConfig {
+            data_dir: data_dir(),
+            max_segment_bytes: 64 << 10,
+            snapshot_every_records: config.snapshot_every_records,
+            max_batch_commands: 512,
+            background_snapshots: false,
+        };
+        let watcher = WatcherConfig {
             confirmations: config.confirmations,
             max_blocks_per_poll: 64,
             max_log_range_blocks: 64,
             start_block: config.start_block,
         };
-        let watcher = Watcher::new(chain.source(), watcher_config, dl.ledger().block).expect("valid watcher config");
-        let mut hub = SimHub {
-            dl,
-            watcher,
-            key,
-            config,
-            sent: Vec::new(),
-            effects: Vec::new(),
-            first_answers: HashMap::new(),
-            payouts_sent_at: HashMap::new(),
-            misbehaved: std::collections::HashSet::new(),
+        let broadcaster = SimBroadcaster {
+            inner: RecordingBroadcaster::new(key.address()),
+            drop_disputes: bug == Some(InjectedBug::HubSkipsDispute),
         };
-        hub.recover(chain)?;
-        Ok(hub)
+        let duties = DutiesConfig {
+            resend_after_blocks: config.resend_after_blocks,
+            max_payout_batch: config.max_payout_batch,
+            realize: config.realize,
+            low_free_reserve_below: Amount::ZERO,
+        };
+        let hub = Hub::start(disk, &ledger, config.ledger, key.clone(), chain.source(), watcher, broadcaster, duties)
+            .map_err(|e| HubDown(e.to_string()))?;
+        Ok(SimHub { hub, key, contract: chain.hub_contract, delivered: HashMap::new(), misbehaved: HashSet::new() })
     }
 
     /// The hub's address.
@@ -163,105 +150,79 @@ impl SimHub {
         self.key.address()
     }
 
-    /// Executes commands as one durable batch.
-    pub fn execute(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome, Error>>, HubDown> {
-        let results = self.dl.execute(commands.clone()).map_err(|e| HubDown::Crashed(e.to_string()))?;
-        for (c, r) in commands.iter().zip(&results) {
-            if let Ok(o) = r {
-                self.note_answer(c, o);
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        self.hub.ledger.ledger()
+    }
+
+    /// What the last start recovered.
+    pub fn recovery(&self) -> Recovery {
+        self.hub.ledger.recovery()
+    }
+
+    /// Executes commands as one group commit.
+    pub fn execute(&mut self, commands: Vec<Command>) -> Result<Commit, HubDown> {
+        self.hub.execute(commands.into_iter().map(|c| (c, None)).collect())
+    }
+
+    /// One turn of the hub's chain duties, with the simulated chain: receipts of what it sent
+    /// are reported, the shell ticks, what it sends is handed to the chain; then any injected
+    /// misconduct. Returns the shell's notices.
+    pub fn tick(
+        &mut self,
+        chain: &mut SimChain,
+        bug: Option<InjectedBug>,
+        take_payouts: bool,
+    ) -> Result<Vec<Notice>, HubDown> {
+        self.report_receipts(chain);
+        let notices = self.hub.tick(take_payouts)?;
+        self.deliver(chain);
+        self.misbehave(chain, bug);
+        Ok(notices)
+    }
+
+    /// Hands the shell's new transactions to the chain's mempool.
+    fn deliver(&mut self, chain: &mut SimChain) {
+        let from = self.address();
+        for tx in self.hub.duties.broadcaster_mut().inner.take_outbox() {
+            let id = chain.submit(from, self.contract, tx.input);
+            self.delivered.insert(id, (tx.nonce, tx.hash));
+        }
+    }
+
+    /// Reports each delivered transaction once, when the chain first shows it mined (a reorg
+    /// may take it back later: the shell then resends whatever is still due).
+    fn report_receipts(&mut self, chain: &SimChain) {
+        let mut mined = Vec::new();
+        for (id, (nonce, hash)) in &self.delivered {
+            if let Some(r) = chain.receipt(*id) {
+                mined.push((
+                    *id,
+                    TxOutcome::Mined {
+                        nonce: *nonce,
+                        hash: *hash,
+                        block: r.block,
+                        success: r.success,
+                        versions: 1,
+                        gas_used: r.gas_used,
+                    },
+                ));
             }
         }
-        Ok(results)
-    }
-
-    fn note_answer(&mut self, command: &Command, outcome: &Outcome) {
-        let Command::Transfer(d) = command else { return };
-        let refunded = match outcome {
-            Outcome::Paid { .. } => false,
-            Outcome::Refunded { .. } => true,
-            _ => return,
-        };
-        let digest = d.message.digest(&self.config.ledger.domain);
-        self.first_answers.insert((d.message.user, d.message.payment_id), (digest, refunded));
-    }
-
-    /// The first answer of exactly this debit, if the hub applied or refunded it.
-    pub fn first_answer(&self, d: &infhub_core::messages::SignedDebit) -> Option<FirstAnswer> {
-        let (digest, refunded) = self.first_answers.get(&(d.message.user, d.message.payment_id))?;
-        (*digest == d.message.digest(&self.config.ledger.domain)).then_some(if *refunded {
-            FirstAnswer::Refunded
-        } else {
-            FirstAnswer::Paid
-        })
-    }
-
-    /// What the node does at start: settle or dispute closing channels (payout batches in
-    /// flight are sent again by the next [`SimHub::tick`], which has no memory of sending them).
-    fn recover(&mut self, chain: &mut SimChain) -> Result<(), HubDown> {
-        let history = self.dl.history().map_err(|e| HubDown::Crashed(e.to_string()))?;
-        for LogRecord { command, outcome, .. } in history {
-            self.note_answer(&command, &outcome);
+        mined.sort_by_key(|(id, _)| *id);
+        for (id, outcome) in mined {
+            self.delivered.remove(&id);
+            self.hub.duties.broadcaster_mut().inner.report(outcome);
         }
-        let block = self.dl.ledger().block;
-        let closing: Vec<_> = self
-            .dl
-            .ledger()
-            .accounts()
-            .filter_map(|(u, a)| match a.channel.status {
-                Status::Closing { settle_block } => Some((*u, a.channel.clone(), settle_block)),
-                _ => None,
-            })
-            .collect();
-        for (user, ch, settle_block) in closing {
-            if block >= settle_block {
-                self.send(chain, Purpose::Settle(user), IInfHub::settleCall { user }.abi_encode());
-            } else if ch.cumulative_debit() > ch.chain_debit_total {
-                if let Some(d) = ch.debit {
-                    self.send(chain, Purpose::Dispute(user), submit_debit_call(&d).abi_encode());
-                }
-            }
-        }
-        Ok(())
     }
 
-    fn send(&mut self, chain: &mut SimChain, purpose: Purpose, data: Vec<u8>) {
-        let tx_id = chain.submit(self.address(), chain.hub_contract, data.clone());
-        self.sent.push(SentTx { purpose, data, tx_id, sent_at_block: chain.head() });
-    }
-
-    fn send_payouts(&mut self, chain: &mut SimChain, batch_id: B256, payouts: &[Payout]) {
-        let call = IInfHub::payoutCall {
-            batchId: batch_id,
-            recipients: payouts.iter().map(|p| p.recipient).collect(),
-            amounts: payouts.iter().map(|p| U256::from(p.amount.0)).collect(),
-        };
-        self.send(chain, Purpose::Payout(batch_id), call.abi_encode());
-        self.payouts_sent_at.insert(batch_id, chain.head());
-    }
-
-    /// Sends every payout batch the ledger has in flight that was not sent since this process
-    /// started, or was sent `resend_after_blocks` ago and is still not confirmed executed: a
-    /// crash, a reorg, a dropped or a reverted transaction all end the same way, in a resend
-    /// the contract executes at most once (by its id).
-    fn send_payouts_in_flight(&mut self, chain: &mut SimChain) {
-        let head = chain.head();
-        let resend_after = self.config.resend_after_blocks;
-        let due: Vec<PayoutBatch> = self
-            .dl
-            .ledger()
-            .payout_batches_in_flight()
-            .filter(|b| self.payouts_sent_at.get(&b.id).is_none_or(|at| head >= at + resend_after))
-            .cloned()
-            .collect();
-        for b in due {
-            self.send_payouts(chain, b.id, &b.payouts);
-        }
-        let in_flight: Vec<B256> = self.dl.ledger().payout_batches_in_flight().map(|b| b.id).collect();
-        self.payouts_sent_at.retain(|id, _| in_flight.contains(id));
+    /// Duties sent and not yet satisfied.
+    pub fn duties_in_flight(&self) -> usize {
+        self.hub.duties.duties_in_flight()
     }
 
     /// Starts a close against `user` holding the debit the hub chooses (a cheating hub picks
-    /// an old one, or none).
+    /// an old one, or none): an adversary's transaction, sent with the hub's key directly.
     pub fn start_close(
         &mut self,
         chain: &mut SimChain,
@@ -273,51 +234,13 @@ impl SimHub {
             None => (empty_debit_arg(user), Bytes::new()),
         };
         let call = IInfHub::startHubCloseCall { user, debit: arg, userSignature: sig };
-        self.send(chain, Purpose::Close(user), call.abi_encode());
-    }
-
-    /// One turn of the chain task: follow the chain, apply what is confirmed, carry out the
-    /// effects, batch payouts, resend what the chain lost.
-    pub fn tick(&mut self, chain: &mut SimChain, bug: Option<InjectedBug>, take_payouts: bool) -> Result<(), HubDown> {
-        let events = ready(self.watcher.poll()).map_err(|e| HubDown::Crashed(format!("watcher: {e}")))?;
-        let mut commands = Vec::new();
-        for ev in events {
-            match ev {
-                WatchEvent::Confirmed { at, event } => commands.push(Command::Chain { at, event }),
-                WatchEvent::ConfirmedThrough { block } => commands.push(Command::Block(block)),
-                WatchEvent::Seen { .. } | WatchEvent::Disconnected { .. } => {}
-            }
-        }
-        if !commands.is_empty() {
-            let results = self.execute(commands.clone())?;
-            for (command, result) in commands.into_iter().zip(results) {
-                match result {
-                    Ok(Outcome::Applied(effects)) => {
-                        for (user, effect) in effects {
-                            self.effect(chain, user, effect.clone(), bug);
-                            self.effects.push((user, effect));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => panic!("the ledger refused a confirmed chain event {command:?}: {e}"),
-                }
-            }
-        }
-        if take_payouts && self.dl.ledger().queued_payouts().next().is_some() {
-            let max = self.config.max_payout_batch;
-            self.execute(vec![Command::TakePayoutBatch { max }])?;
-        }
-        self.send_payouts_in_flight(chain);
-        self.misbehave(chain, bug);
-        self.follow_transactions(chain);
-        Ok(())
+        chain.submit(self.address(), self.contract, call.abi_encode());
     }
 
     /// The injected hub bugs of issue 18's findings, once per close: what a dishonest hub
     /// would try. The contract must refuse each; the auditor must see each.
     fn misbehave(&mut self, chain: &mut SimChain, bug: Option<InjectedBug>) {
         let closing: Vec<(Address, u64)> = self
-            .dl
             .ledger()
             .accounts()
             .filter(|(_, a)| matches!(a.channel.status, Status::Closing { .. }))
@@ -333,12 +256,13 @@ impl SimHub {
                         user,
                         epoch,
                         nonce: u64::MAX,
-                        cumulative_credit: infhub_core::Amount::ZERO,
-                        locked_amount: infhub_core::Amount::ZERO,
+                        cumulative_credit: Amount::ZERO,
+                        locked_amount: Amount::ZERO,
                         locks_root: B256::ZERO,
                     };
-                    let signed = infhub_core::messages::HubSigned::new(erase, &self.config.ledger.domain, &self.key);
-                    self.send(chain, Purpose::Misconduct, submit_credit_call(&signed).abi_encode());
+                    let domain = self.ledger().params.domain;
+                    let signed = infhub_core::messages::HubSigned::new(erase, &domain, &self.key);
+                    chain.submit(self.address(), self.contract, submit_credit_call(&signed).abi_encode());
                 }
                 Some(InjectedBug::HubDrainsReserve) => {
                     let raw = chain.call(chain.hub_contract, IInfHub::reservedForClosingCall {}.abi_encode());
@@ -356,52 +280,10 @@ impl SimHub {
                         recipients: vec![self.address()],
                         amounts: vec![reserve],
                     };
-                    self.send(chain, Purpose::Misconduct, call.abi_encode());
+                    chain.submit(self.address(), self.contract, call.abi_encode());
                 }
                 _ => {}
             }
         }
-    }
-
-    fn effect(&mut self, chain: &mut SimChain, user: Address, effect: Effect, bug: Option<InjectedBug>) {
-        match effect {
-            Effect::SubmitDebit(d) if bug != Some(InjectedBug::HubSkipsDispute) => {
-                self.send(chain, Purpose::Dispute(user), submit_debit_call(&d).abi_encode());
-            }
-            Effect::SettleDue => self.send(chain, Purpose::Settle(user), IInfHub::settleCall { user }.abi_encode()),
-            _ => {}
-        }
-    }
-
-    /// Forgets transactions that are mined and confirmed; resends those the chain lost.
-    fn follow_transactions(&mut self, chain: &mut SimChain) {
-        let head = chain.head();
-        let confirmed = self.watcher.confirmed_through();
-        let resend_after = self.config.resend_after_blocks;
-        let mut keep = Vec::new();
-        for tx in std::mem::take(&mut self.sent) {
-            if matches!(tx.purpose, Purpose::Payout(_)) {
-                // Payouts are resent from the ledger's batches in flight, not from here.
-                if chain.receipt(tx.tx_id).is_none_or(|r| r.block > confirmed) {
-                    keep.push(tx);
-                }
-                continue;
-            }
-            match chain.receipt(tx.tx_id) {
-                Some(TxReceipt { block, .. }) if block <= confirmed => {} // done (a revert means it was moot)
-                Some(_) => keep.push(tx),
-                None if head >= tx.sent_at_block + resend_after => {
-                    let tx_id = chain.submit(self.address(), chain.hub_contract, tx.data.clone());
-                    keep.push(SentTx { tx_id, sent_at_block: head, ..tx });
-                }
-                None => keep.push(tx),
-            }
-        }
-        self.sent = keep;
-    }
-
-    /// Why each hub transaction not yet confirmed was sent.
-    pub fn in_flight(&self) -> Vec<&Purpose> {
-        self.sent.iter().map(|t| &t.purpose).collect()
     }
 }

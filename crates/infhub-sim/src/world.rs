@@ -4,7 +4,7 @@
 
 use crate::audit::{Auditor, Violation};
 use crate::evm::{ChainFaults, SimChain};
-use crate::hub::{FirstAnswer, HubConfig, HubDown, InjectedBug, SimHub};
+use crate::hub::{HubConfig, HubDown, InjectedBug, SimHub};
 use crate::rng::Rng;
 use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, B256, U256};
@@ -12,9 +12,11 @@ use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::watcher::WatcherConfig;
 use infhub_core::channel::Status;
+use infhub_core::duties::RealizePolicy;
 use infhub_core::ledger::{Command, LedgerParams, Outcome};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
-use infhub_core::{Amount, Domain, Error, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_hub::answers::{payment_answer, NotApplied};
 use infhub_ledger::simfs::SimDisk;
 use std::path::PathBuf;
 
@@ -222,6 +224,13 @@ impl World {
             resend_after_blocks: RESEND_AFTER_BLOCKS,
             snapshot_every_records: 40,
             max_payout_batch: 16,
+            // Realizations in every run: any payer past 50 INF, and the largest ones whenever
+            // more than 1,000 INF of the reserve is committed.
+            realize: RealizePolicy {
+                when_free_reserve_below: Amount(HUB_RESERVE - 1_000 * UNIT),
+                when_payer_reaches: Amount(50 * UNIT),
+                max_per_tx: 16,
+            },
         };
         let token = chain.token;
         let hub_contract = chain.hub_contract;
@@ -255,7 +264,7 @@ impl World {
             wallets.push(w);
         }
         let disk = SimDisk::new();
-        let hub = SimHub::start(disk.clone(), hub_key.clone(), hub_config, &mut chain)
+        let hub = SimHub::start(disk.clone(), hub_key.clone(), hub_config, &chain, config.bug)
             .map_err(|e| format!("hub did not start: {e:?}"))?;
         let mut auditor = Auditor::new(&wallets, hub_key.address(), domain);
         auditor.audit_hub_conduct = config.audit_hub_conduct;
@@ -329,7 +338,7 @@ impl World {
 
     /// The hub crashed: drop the process; it restarts a few steps later from its disk.
     fn hub_crashed(&mut self, why: HubDown) {
-        let HubDown::Crashed(detail) = why;
+        let HubDown(detail) = why;
         self.auditor.note(format!("step {}: hub crashed ({detail})", self.step));
         self.hub = None;
         self.report.hub_crashes += 1;
@@ -338,12 +347,12 @@ impl World {
 
     fn restart_hub(&mut self) -> Result<(), Violation> {
         self.disk.restart(&mut self.rng);
-        match SimHub::start(self.disk.clone(), self.hub_key.clone(), self.hub_config, &mut self.chain) {
+        match SimHub::start(self.disk.clone(), self.hub_key.clone(), self.hub_config, &self.chain, self.config.bug) {
             Ok(hub) => {
                 self.hub = Some(hub);
                 Ok(())
             }
-            Err(HubDown::Crashed(e)) => Err(Violation::new(
+            Err(HubDown(e)) => Err(Violation::new(
                 self.step,
                 "hub_must_restart_from_its_disk",
                 format!("recovery failed: {e}; disk holds {:?}", self.disk.listing()),
@@ -356,11 +365,9 @@ impl World {
         let bug = self.config.bug;
         let take_payouts = self.step.is_multiple_of(3);
         if let Some(hub) = self.hub.as_mut() {
-            if let Err(e) = hub.tick(&mut self.chain, bug, take_payouts) {
-                self.hub_crashed(e);
-            } else {
-                let fresh: Vec<_> = std::mem::take(&mut hub.effects);
-                self.auditor.hub_effects(self.step, &fresh);
+            match hub.tick(&mut self.chain, bug, take_payouts) {
+                Ok(notices) => self.auditor.hub_notices(self.step, &notices),
+                Err(e) => self.hub_crashed(e),
             }
         }
         for w in &mut self.wallets {
@@ -442,15 +449,15 @@ impl World {
                 ToHub::Sync(i) => {
                     // A read: answered from the ledger as it is now.
                     let user = self.wallets[i].address();
-                    if let Some(a) = hub.dl.ledger().account(&user) {
+                    if let Some(a) = hub.ledger().account(&user) {
                         answers.push((i, ToWallet::Synced(a.channel.debit, a.channel.credit.clone())));
                     }
                 }
             }
         }
         let bug = self.config.bug;
-        let results = match hub.execute(commands.clone()) {
-            Ok(r) => r,
+        let commit = match hub.execute(commands) {
+            Ok(c) => c,
             Err(e) => {
                 if bug == Some(InjectedBug::AckBeforeDurable) {
                     // The injected bug: answers went out before the batch was durable.
@@ -467,10 +474,47 @@ impl World {
                 return;
             }
         };
-        for ((i, debit, _), result) in from.into_iter().zip(results) {
-            match (debit, result) {
-                (Some(d), Ok(Outcome::Paid { credit, .. })) => {
-                    answers.push((i, ToWallet::Paid(d.message.payment_id)));
+        let domain = hub.ledger().params.domain;
+        let mut crashed = None;
+        for ((i, debit, _), sequenced) in from.into_iter().zip(commit.results) {
+            match (debit, sequenced) {
+                (Some(d), sequenced) => {
+                    let credit = match &sequenced.0 {
+                        Ok(Outcome::Paid { credit, .. }) => credit.clone(),
+                        _ => None,
+                    };
+                    let seq = sequenced.1;
+                    // The node's answer: the first result, for a retry too (from the history).
+                    let history = || {
+                        let h = hub.hub.ledger.history();
+                        (h.reader(), h.heads(&d.message.user))
+                    };
+                    let id = d.message.payment_id;
+                    match payment_answer(history, &domain, &d.message, sequenced) {
+                        Ok(applied) => {
+                            if !applied.replayed {
+                                self.auditor.payment_logged(&d, seq.unwrap_or(applied.result.seq));
+                            }
+                            answers.push((i, ToWallet::Paid(id)));
+                        }
+                        Err(NotApplied::Refunded { refund, .. }) => {
+                            self.auditor.credit_issued(i, &refund);
+                            answers.push((i, ToWallet::Refunded(id, *refund)));
+                        }
+                        Err(NotApplied::Refused(e)) => {
+                            self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
+                            answers.push((i, ToWallet::Refused(id)));
+                        }
+                        // The disk failing under a read is the process crashing: no answer
+                        // goes out (the batch is durable; the wallets will retry).
+                        Err(NotApplied::History(e)) if self.disk.crashed() => {
+                            crashed = Some(HubDown(e));
+                            break;
+                        }
+                        Err(e @ (NotApplied::History(_) | NotApplied::Missing)) => {
+                            self.auditor.history_failed(self.step, &d, &e);
+                        }
+                    }
                     if let Some(c) = credit {
                         if let Some(j) = self.wallets.iter().position(|w| w.address() == c.message.user) {
                             self.auditor.credit_issued(j, &c);
@@ -478,38 +522,14 @@ impl World {
                         }
                     }
                 }
-                (Some(d), Ok(Outcome::Refunded { refund, .. })) => {
-                    self.auditor.credit_issued(i, &refund);
-                    answers.push((i, ToWallet::Refunded(d.message.payment_id, refund)));
-                }
-                // A retry: answered with its first result, as the node's history does (also once
-                // the ledger forgot the id and refuses the spent nonce).
-                (Some(d), Ok(Outcome::Duplicate { .. }) | Err(Error::NonceMustIncrease))
-                    if hub.first_answer(&d).is_some() =>
-                {
-                    let id = d.message.payment_id;
-                    answers.push(match hub.first_answer(&d) {
-                        Some(FirstAnswer::Refunded) => {
-                            // The payer's newest credit covers the refund (and is signed).
-                            let credit =
-                                hub.dl.ledger().account(&d.message.user).and_then(|a| a.channel.credit.clone());
-                            match credit {
-                                Some(c) => (i, ToWallet::Refunded(id, c)),
-                                None => (i, ToWallet::Refused(id)),
-                            }
-                        }
-                        _ => (i, ToWallet::Paid(id)),
-                    });
-                }
-                (Some(d), Err(e)) => {
-                    self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
-                    answers.push((i, ToWallet::Refused(d.message.payment_id)));
-                }
-                (None, Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature })) => {
+                (None, (Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature }), _)) => {
                     answers.push((i, ToWallet::CoSigned(withdrawal, hub_signature)));
                 }
                 _ => {}
             }
+        }
+        if let Some(down) = crashed {
+            return self.hub_crashed(down);
         }
         for (i, a) in answers {
             self.send(Msg::ToWallet(i, a));
@@ -599,8 +619,8 @@ impl World {
                     let amount = Amount(self.rng.range(1, 20) as u128 * UNIT);
                     let purchase_id = B256::from(self.rng.bytes32());
                     match hub.execute(vec![Command::Purchase { user, amount, purchase_id }]) {
-                        Ok(mut r) => {
-                            if let Ok(Outcome::Credited(c)) = r.remove(0) {
+                        Ok(commit) => {
+                            if let Some((Ok(Outcome::Credited(c)), _)) = commit.results.into_iter().next() {
                                 self.auditor.credit_issued(i, &c);
                                 self.send(Msg::ToWallet(i, ToWallet::Credit(c)));
                             }
@@ -729,7 +749,7 @@ impl World {
         };
         let Some(hub) = self.hub.as_mut() else { return };
         let user = self.wallets[i].address();
-        let Some(acct) = hub.dl.ledger().account(&user) else { return };
+        let Some(acct) = hub.ledger().account(&user) else { return };
         if acct.channel.status != Status::Open || acct.channel.withdrawal_hold.is_some() {
             return;
         }
@@ -822,9 +842,10 @@ impl World {
         if !stuck.is_empty() {
             return Err(Violation::new(self.step, "pending_payments_resolve", format!("wallets {stuck:?}")));
         }
-        // Every open channel exits.
+        // Every channel still open exits, including one whose earlier close never happened (a
+        // hub close or an exit the mempool dropped, or one that reverted).
         for i in 0..self.wallets.len() {
-            if self.wallets[i].active() {
+            if self.wallets[i].channel.as_ref().is_some_and(|c| c.status == Status::Open) {
                 self.wallets[i].exit(&mut self.chain);
             }
         }
@@ -837,11 +858,10 @@ impl World {
             self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
             self.audit()?;
             let settled = self.wallets.iter().all(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Settled));
-            let quiet = self.hub.as_ref().is_some_and(|h| h.in_flight().is_empty())
+            let quiet = self.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
                 && self.wallets.iter().all(|w| w.in_flight() == 0);
             let payouts_done = self.hub.as_ref().is_some_and(|h| {
-                h.dl.ledger().queued_payouts().next().is_none()
-                    && h.dl.ledger().payout_batches_in_flight().next().is_none()
+                h.ledger().queued_payouts().next().is_none() && h.ledger().payout_batches_in_flight().next().is_none()
             });
             if settled && quiet && payouts_done {
                 break;

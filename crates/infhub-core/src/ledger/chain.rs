@@ -287,7 +287,9 @@ impl Ledger {
         }
         let mut channel = ChannelState::opened(user, epoch);
         channel.block = self.block;
-        self.accounts.insert(user, Account { channel, chain: ChainFunds::default() });
+        let acct = Account { channel, chain: ChainFunds::default() };
+        self.index.insert(user, &acct);
+        self.accounts.insert(user, acct);
         Ok(())
     }
 }

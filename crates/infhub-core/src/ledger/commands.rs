@@ -3,7 +3,7 @@
 
 use super::{payout_batch_id, ChainEvent, CustodialAccount, CustodialResult, CustodialTransfer, Ledger, LogPosition};
 use super::{ChainFunds, Payout, PayoutBatch, MAX_CUSTODIAL_BATCH};
-use crate::channel::{step, CheckedDebit, Effect, Input, Status};
+use crate::channel::{step, CheckedDebit, Effect, Input};
 use crate::messages::{SignedCredit, SignedDebit, SignedReceipt, Withdrawal};
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
@@ -251,15 +251,8 @@ impl Ledger {
                 let params = self.channel_params();
                 // Only channels with a hold or a close in progress react to blocks; the others'
                 // `block` field may lag, which the channel machine allows.
-                let mut busy: Vec<Address> = self
-                    .accounts
-                    .iter()
-                    .filter(|(_, a)| {
-                        a.channel.withdrawal_hold.is_some() || matches!(a.channel.status, Status::Closing { .. })
-                    })
-                    .map(|(u, _)| *u)
-                    .collect();
-                busy.sort_unstable();
+                // They are indexed, in address order.
+                let busy: Vec<Address> = self.busy_channels().copied().collect();
                 let mut effects = Vec::new();
                 let mut updates = Vec::new();
                 for user in busy {

@@ -48,7 +48,7 @@ use alloy_primitives::{Address, B256};
 use recent::RecentTransfers;
 use seal::UnsealedProof;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Fixed parameters and limits of a hub's ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +113,83 @@ impl Account {
             _ => self.channel.claim().0.saturating_sub(self.funds()),
         }
     }
+
+    /// What `realizeDebits` with this channel's newest debit would move from its funds into the
+    /// reserve now: `min(cumulativeDebit − realizedDebit, funds)` while open, else nothing.
+    pub fn realizable(&self) -> u128 {
+        if self.channel.status != Status::Open {
+            return 0;
+        }
+        let unrealized = self.channel.cumulative_debit().0.saturating_sub(self.chain.realized_debit.0);
+        unrealized.min(self.funds())
+    }
+
+    /// The channel reacts to blocks: a withdrawal hold may expire, or a close is in progress.
+    pub fn is_busy(&self) -> bool {
+        self.channel.withdrawal_hold.is_some() || matches!(self.channel.status, Status::Closing { .. })
+    }
+}
+
+/// Indexes over the accounts, derived from them (never stored: rebuilt when a snapshot is
+/// loaded, kept exact by every change of a channel, checked by [`Ledger::check_invariants`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct AccountIndex {
+    /// Channels that react to blocks ([`Account::is_busy`]): what [`Command::Block`] steps.
+    busy: BTreeSet<Address>,
+    /// Channels with something to realize, by amount ([`Account::realizable`]).
+    realizable: BTreeSet<(u128, Address)>,
+    /// Σ realizable.
+    realizable_total: u128,
+}
+
+impl AccountIndex {
+    fn remove(&mut self, user: Address, acct: &Account) {
+        if acct.is_busy() {
+            self.busy.remove(&user);
+        }
+        let r = acct.realizable();
+        if r != 0 {
+            self.realizable.remove(&(r, user));
+            self.realizable_total -= r;
+        }
+    }
+
+    fn insert(&mut self, user: Address, acct: &Account) {
+        if acct.is_busy() {
+            self.busy.insert(user);
+        }
+        let r = acct.realizable();
+        if r != 0 {
+            self.realizable.insert((r, user));
+            self.realizable_total += r;
+        }
+    }
+}
+
+/// The reserve and everything it must cover (protocol §6.3), at the ledger's confirmed state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Liquidity {
+    /// The contract's reserve.
+    pub reserve: Amount,
+    /// Σ over channels of what each may draw at settlement.
+    pub obligations: Amount,
+    /// External payouts queued or in flight.
+    pub payouts_pending: Amount,
+    /// Earmarked for an announced reserve withdrawal.
+    pub earmarked: Amount,
+    /// Σ custodial balances.
+    pub custodial: Amount,
+    /// Custodial deposits not attributed to an account.
+    pub unattributed: Amount,
+    /// Everything above together.
+    pub committed: Amount,
+    /// `reserve − committed` (zero if negative): what payments and payouts may still use.
+    pub free: Amount,
+    /// What realizing every payer's newest debit would move into the reserve now.
+    pub realizable: Amount,
+    /// Channels with something to realize.
+    pub realizable_channels: u64,
 }
 
 /// An external payout waiting for the chain.
@@ -207,6 +284,9 @@ pub struct Ledger {
     /// between batches) never holds any.
     #[serde(skip)]
     unsealed: Vec<UnsealedProof>,
+    /// Derived indexes (see [`Ledger::rebuild_indexes`]).
+    #[serde(skip)]
+    index: AccountIndex,
 }
 
 impl Ledger {
@@ -230,6 +310,44 @@ impl Ledger {
             custodial_total: 0,
             unattributed: Amount::ZERO,
             unsealed: Vec::new(),
+            index: AccountIndex::default(),
+        }
+    }
+
+    /// Rebuilds the derived indexes from the accounts: after loading a snapshot (they are not
+    /// stored). [`Ledger::check_invariants`] fails if they disagree with the accounts.
+    pub fn rebuild_indexes(&mut self) {
+        let mut index = AccountIndex::default();
+        for (user, acct) in &self.accounts {
+            index.insert(*user, acct);
+        }
+        self.index = index;
+    }
+
+    /// The channels that react to blocks (a withdrawal hold or a close in progress), in order.
+    pub fn busy_channels(&self) -> impl Iterator<Item = &Address> {
+        self.index.busy.iter()
+    }
+
+    /// The channels with something to realize, largest amount first: (amount, user).
+    pub fn largest_realizable(&self) -> impl Iterator<Item = (u128, Address)> + '_ {
+        self.index.realizable.iter().rev().copied()
+    }
+
+    /// The reserve and what it covers, now.
+    pub fn liquidity(&self) -> Liquidity {
+        let committed = self.committed(self.obligations, self.payouts_pending.0, self.custodial_total);
+        Liquidity {
+            reserve: self.reserve,
+            obligations: Amount(self.obligations),
+            payouts_pending: self.payouts_pending,
+            earmarked: self.earmarked,
+            custodial: Amount(self.custodial_total),
+            unattributed: self.unattributed,
+            committed: Amount(committed),
+            free: Amount(self.reserve.0.saturating_sub(committed)),
+            realizable: Amount(self.index.realizable_total),
+            realizable_channels: self.index.realizable.len() as u64,
         }
     }
 
@@ -318,6 +436,11 @@ impl Ledger {
             assert_eq!(*a, c.account, "custodial account keyed by the wrong address");
             assert!(!self.accounts.contains_key(a), "an address is both a channel and a custodial account");
         }
+        let mut index = AccountIndex::default();
+        for (user, acct) in &self.accounts {
+            index.insert(*user, acct);
+        }
+        assert_eq!(index, self.index, "the account indexes drifted from the accounts");
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -340,10 +463,12 @@ impl Ledger {
     fn replace_channel(&mut self, user: Address, channel: ChannelState, chain: ChainFunds, set_chain: bool) {
         let acct = self.accounts.get_mut(&user).expect("replace_channel on a known account");
         let before = acct.obligation();
+        self.index.remove(user, acct);
         acct.channel = channel;
         if set_chain {
             acct.chain = chain;
         }
+        self.index.insert(user, acct);
         let after = acct.obligation();
         self.obligations = self.obligations - before + after;
     }

@@ -356,7 +356,8 @@ fn only_the_newest_internal_transfer_ids_are_remembered_and_a_forgotten_retry_ca
     }
     // A snapshot keeps the window in order: the restored ledger forgets the same ids next.
     let bytes = bincode::serialize(&h.ledger).expect("encode");
-    let restored: Ledger = bincode::deserialize(&bytes).expect("decode");
+    let mut restored: Ledger = bincode::deserialize(&bytes).expect("decode");
+    restored.rebuild_indexes();
     assert_eq!(restored, h.ledger);
     for ledger in [&mut h.ledger.clone(), &mut restored.clone()] {
         let before = ledger.clone();
@@ -829,4 +830,135 @@ fn channels_opened_by_strangers_do_not_exhaust_the_ledger() {
     h.event(ChainEvent::ExitStarted { user: quiet, epoch: 1, settle_block: h.block + 10 });
     assert!(h.ledger.account(&quiet).is_none());
     h.ledger.check_invariants();
+}
+
+/// Carries out every duty the ledger has due on the contract model, as the hub's shell does
+/// (confirmed at once): returns the duties carried out.
+fn carry_out_duties(h: &mut Hub, policy: &infhub_core::duties::RealizePolicy) -> Vec<infhub_core::duties::Duty> {
+    use infhub_core::duties::{due, HubTx};
+    let duties = due(&h.ledger, policy);
+    let hub = h.key.address();
+    for duty in &duties {
+        match &duty.tx {
+            HubTx::SubmitDebit(d) => {
+                h.chain.submit_debit(h.block, &d.message, &d.signature.0).expect("dispute");
+                let (user, epoch) = (d.message.user, d.message.epoch);
+                h.event(ChainEvent::DebitSubmitted { user, epoch, cumulative: d.message.cumulative_debit });
+            }
+            HubTx::Settle(user) => {
+                let s = h.chain.settle(h.block, *user).expect("settle");
+                let epoch = h.chain.channel(*user).epoch;
+                let reserve_after = Hub::amount(h.chain.reserve);
+                h.event(ChainEvent::Settled { user: *user, epoch, paid: Hub::amount(s.paid), reserve_after });
+            }
+            HubTx::RealizeDebits(debits) => {
+                let batch: Vec<_> = debits.iter().map(|d| (d.message, d.signature.0.to_vec())).collect();
+                let before = h.chain.clone();
+                let moved = h.chain.realize_debits(hub, &batch).expect("realize");
+                for (d, m) in debits.iter().zip(moved) {
+                    let Some(m) = m else { continue };
+                    let (user, epoch) = (d.message.user, d.message.epoch);
+                    if before.channel(user).debit.cumulative < d.message.cumulative_debit {
+                        h.event(ChainEvent::DebitSubmitted { user, epoch, cumulative: d.message.cumulative_debit });
+                    }
+                    let reserve_after = Hub::amount(before.reserve + m);
+                    h.event(ChainEvent::DebitRealized { user, epoch, moved: Hub::amount(m), reserve_after });
+                }
+            }
+            other => panic!("no ledger state makes {other:?} due"),
+        }
+        h.check();
+    }
+    duties
+}
+
+#[test]
+fn realizing_when_free_reserve_runs_low_keeps_payments_flowing() {
+    use infhub_core::duties::{DutyKey, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(100);
+    h.deposit(0, 10_000);
+    // User 0 pays user 1 round after round. Each payment's credit is backed by the reserve
+    // until user 0's debit is realized; without realizations the reserve runs dry.
+    let mut without = Hub::new();
+    without.reserve_deposit(100);
+    without.deposit(0, 10_000);
+    let mut refused_without = 0;
+    for _ in 0..30 {
+        if refusal(&without.pay(0, 1, 40, PaymentKind::Internal)).is_some() {
+            refused_without += 1;
+        }
+    }
+    assert!(refused_without > 20, "the reserve of 100 backs only two payments of 40: {refused_without} refused");
+    let policy =
+        RealizePolicy { when_free_reserve_below: Amount(50), when_payer_reaches: Amount(u128::MAX), max_per_tx: 10 };
+    let mut realizations = 0;
+    for round in 0..30 {
+        let r = h.pay(0, 1, 40, PaymentKind::Internal);
+        assert_eq!(refusal(&r), None, "round {round}: {r:?}");
+        let done = carry_out_duties(&mut h, &policy);
+        realizations += done.iter().filter(|d| d.key == DutyKey::Realize).count();
+        h.check();
+    }
+    assert!(realizations >= 10, "one realization per two payments or so: {realizations}");
+    let l = h.ledger.liquidity();
+    assert_eq!(l.committed.0 + l.free.0, l.reserve.0, "the liquidity picture adds up: {l:?}");
+    h.everyone_exits();
+}
+
+#[test]
+fn a_payer_above_the_threshold_is_realized_whatever_the_free_reserve_and_only_once() {
+    use infhub_core::duties::{due, DutyKey, HubTx, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(100_000);
+    h.deposit(0, 1_000);
+    h.deposit(2, 1_000);
+    let policy = RealizePolicy { when_free_reserve_below: Amount(0), when_payer_reaches: Amount(300), max_per_tx: 10 };
+    h.pay(0, 1, 200, PaymentKind::Internal).expect("paid");
+    h.pay(2, 1, 100, PaymentKind::Internal).expect("paid");
+    assert!(due(&h.ledger, &policy).is_empty(), "below the per-payer threshold: nothing to do");
+    h.pay(0, 1, 150, PaymentKind::Internal).expect("paid");
+    let duties = due(&h.ledger, &policy);
+    let [duty] = duties.as_slice() else { panic!("{duties:?}") };
+    let HubTx::RealizeDebits(debits) = &duty.tx else { panic!("{duty:?}") };
+    assert_eq!(debits.len(), 1, "only the payer at the threshold, not the one below it");
+    assert_eq!(debits[0].message.user, h.users[0].address());
+    assert_eq!(h.ledger.liquidity().realizable, Amount(450));
+    carry_out_duties(&mut h, &policy);
+    assert_eq!(h.ledger.liquidity().realizable, Amount(100), "user 2's debit is left for later");
+    assert!(due(&h.ledger, &policy).iter().all(|d| d.key != DutyKey::Realize), "done once confirmed");
+}
+
+#[test]
+fn a_close_owes_a_dispute_until_the_chain_holds_the_newest_debit_then_a_settlement_until_settled() {
+    use infhub_core::duties::{due, Duty, DutyKey, HubTx, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 1, 120, PaymentKind::Internal).expect("paid");
+    let user = h.users[0].address();
+    let policy = RealizePolicy::OFF;
+    assert!(due(&h.ledger, &policy).is_empty());
+    // User 0 exits from an old backup: no credit, none of her debits.
+    let mut c = h.ledger.account(&user).expect("a").channel.next_credit(Amount::ZERO).expect("c");
+    c.nonce = 0;
+    h.chain.start_exit(user, h.block, &c, &[]).expect("exit");
+    let settle_block = h.chain.channel(user).settle_block;
+    h.event(ChainEvent::ExitStarted { user, epoch: 1, settle_block });
+    let debit = h.ledger.account(&user).expect("a").channel.debit.expect("debit");
+    let dispute = Duty { key: DutyKey::Dispute(user), tx: HubTx::SubmitDebit(debit) };
+    assert_eq!(due(&h.ledger, &policy), vec![dispute.clone()]);
+    // Still due, block after block, until the chain's record holds it (a lost or reorged
+    // transaction changes nothing here: the shell sends it again).
+    h.block += 3;
+    h.ledger.apply_sealed(&h.key, Command::Block(h.block)).expect("block");
+    assert_eq!(due(&h.ledger, &policy), vec![dispute]);
+    carry_out_duties(&mut h, &policy);
+    assert!(due(&h.ledger, &policy).is_empty(), "the contract holds the newest debit");
+    h.block = settle_block;
+    h.ledger.apply_sealed(&h.key, Command::Block(h.block)).expect("block");
+    assert_eq!(due(&h.ledger, &policy), vec![Duty { key: DutyKey::Settle(user), tx: HubTx::Settle(user) }]);
+    carry_out_duties(&mut h, &policy);
+    assert!(due(&h.ledger, &policy).is_empty(), "settled");
+    assert_eq!(h.chain.channel(user).status, infhub_core::contract::ChainStatus::Settled);
 }

@@ -164,6 +164,16 @@ fn every_crash_point_of_rotation_snapshot_and_archive_reopens_to_the_acknowledge
                 history.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1),
                 "crash after op {k}, {choices:?}: history out of order"
             );
+            // The reader (by the segments' offset indexes, as the history index reads) finds
+            // every record too.
+            if got.next_seq > 1 {
+                let read = dl.store().reader().read_range(1, got.next_seq - 1);
+                let read = read.unwrap_or_else(|e| panic!("crash after op {k}, {choices:?}: the reader: {e}"));
+                assert!(
+                    read.iter().map(|r| r.seq).eq(history.iter().map(|r| r.seq)),
+                    "crash after op {k}, {choices:?}: the reader and the log disagree"
+                );
+            }
             // And it keeps working: the next batch (if any) applies and survives a clean reopen.
             let next = if matches(acked + 1) { acked + 1 } else { acked };
             if let Some(b) = batches.get(next).filter(|_| matches(next)) {

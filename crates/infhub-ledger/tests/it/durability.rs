@@ -112,6 +112,21 @@ fn run_batches(f: &Fixture, dl: &mut DurableLedger<FileStore>, batches: usize, p
     states
 }
 
+/// One batch as [`run_batches`] makes it, with what the durable ledger reports of it.
+fn run_batch(f: &Fixture, dl: &mut DurableLedger<FileStore>, per_batch: usize) -> (Ledger, infhub_ledger::Executed) {
+    let n = f.users.len();
+    let mut id = dl.ledger().next_seq * 1_000;
+    let cmds: Vec<(Command, Option<infhub_core::channel::CheckedDebit>)> = (0..per_batch.min(n))
+        .map(|i| {
+            id += 1;
+            (f.payment(dl.ledger(), i % n, (i + 1) % n, 3 + i as u128, id), None)
+        })
+        .collect();
+    let executed = dl.execute_checked(cmds).expect("batch durable");
+    all_ok(executed.results.clone());
+    (dl.ledger().clone(), executed)
+}
+
 #[test]
 fn restart_recovers_exactly_the_acknowledged_state() {
     let f = Fixture::new(6);
@@ -596,9 +611,10 @@ fn snapshots_written_on_their_own_thread_bound_replay_and_keep_every_record_in_t
     let mut started = 0;
     let mut completed = 0;
     for _ in 0..30 {
-        states.extend(run_batches(&f, &mut dl, 1, 5));
-        started += dl.last_snapshot_duration().is_some() as u32;
-        completed += dl.last_background_snapshot().is_some() as u32;
+        let (state, executed) = run_batch(&f, &mut dl, 5);
+        states.push(state);
+        started += executed.snapshot.is_some() as u32;
+        completed += executed.background_snapshot.is_some() as u32;
     }
     completed += dl.complete_snapshot().expect("snapshot thread").is_some() as u32;
     assert!(started >= 3, "snapshots every 40 records over 191 records: {started} started");
@@ -626,8 +642,8 @@ fn a_crash_while_a_snapshot_is_written_on_its_own_thread_recovers_the_acknowledg
     // the writer has archived what it covers.
     let mut crashes = Vec::new();
     for _ in 0..20 {
-        let state = run_batches(&f, &mut dl, 1, 5).pop().expect("state");
-        if dl.last_snapshot_duration().is_none() {
+        let (state, executed) = run_batch(&f, &mut dl, 5);
+        if executed.snapshot.is_none() {
             continue;
         }
         let early = tempfile::tempdir().expect("tempdir");

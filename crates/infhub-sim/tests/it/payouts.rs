@@ -81,6 +81,7 @@ impl Setup {
             resend_after_blocks: RESEND_AFTER_BLOCKS,
             snapshot_every_records: 1_000,
             max_payout_batch: 16,
+            realize: infhub_core::duties::RealizePolicy::OFF,
         };
         Setup { chain, hub_key, user, config, calm: Rng::new(1) }
     }
@@ -97,19 +98,19 @@ impl Setup {
 fn a_payout_lost_to_a_reorg_after_a_crash_is_sent_again_until_its_execution_is_confirmed() {
     let mut s = Setup::new();
     let disk = SimDisk::new();
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &mut s.chain).expect("hub starts");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("hub starts");
     s.mine(&mut hub, CONFIRMATIONS + 2);
-    let account = hub.dl.ledger().account(&s.user.address()).expect("the user's channel is tracked").clone();
+    let account = hub.ledger().account(&s.user.address()).expect("the user's channel is tracked").clone();
     assert_eq!(account.channel.deposited, Amount(50 * UNIT), "the deposit is confirmed");
 
     // The user pays a plain address 7 INF; the hub takes the payout batch and sends it.
     let outside = Address::repeat_byte(0xD3);
     let debit = account.channel.next_debit(PaymentKind::External, outside, Amount(7 * UNIT), B256::repeat_byte(1));
     let signed = Signed::new(debit.expect("debit"), &s.config.ledger.domain, &s.user);
-    let out = hub.execute(vec![Command::Transfer(signed)]).expect("durable").remove(0);
+    let (out, _) = hub.execute(vec![Command::Transfer(signed)]).expect("durable").results.remove(0);
     assert!(matches!(out, Ok(Outcome::Paid { payout: Some(_), .. })), "{out:?}");
     hub.tick(&mut s.chain, None, true).expect("takes and sends the batch");
-    assert_eq!(hub.dl.ledger().payout_batches_in_flight().count(), 1);
+    assert_eq!(hub.ledger().payout_batches_in_flight().count(), 1);
     // Mined in the next block, which is not confirmed yet.
     s.chain.mine(&mut s.calm, ChainFaults { delay_per_mille: 0, drop_per_mille: 0 });
     assert_eq!(s.chain.token_balance(outside), U256::from(7 * UNIT), "executed at the head");
@@ -117,8 +118,8 @@ fn a_payout_lost_to_a_reorg_after_a_crash_is_sent_again_until_its_execution_is_c
     // The hub crashes and restarts from its disk; at the head the batch looks executed.
     drop(hub);
     disk.restart(&mut Rng::new(2));
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &mut s.chain).expect("restarts");
-    assert_eq!(hub.dl.ledger().payout_batches_in_flight().count(), 1, "its execution is not confirmed");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("restarts");
+    assert_eq!(hub.ledger().payout_batches_in_flight().count(), 1, "its execution is not confirmed");
     // It sends the batch again (it has no memory of sending it); mined, the resend reverts as
     // already executed, and a hub that took a confirmed transaction as done would stop here.
     hub.tick(&mut s.chain, None, true).expect("tick");
@@ -131,7 +132,7 @@ fn a_payout_lost_to_a_reorg_after_a_crash_is_sent_again_until_its_execution_is_c
     // The hub sends it again until its execution is confirmed: the recipient is paid once.
     s.mine(&mut hub, 4 * RESEND_AFTER_BLOCKS + CONFIRMATIONS + 2);
     assert_eq!(s.chain.token_balance(outside), U256::from(7 * UNIT), "the acknowledged payout arrived, once");
-    assert_eq!(hub.dl.ledger().payout_batches_in_flight().count(), 0, "its execution is confirmed");
-    assert_eq!(hub.dl.ledger().payouts_pending, Amount::ZERO);
-    hub.dl.ledger().check_invariants();
+    assert_eq!(hub.ledger().payout_batches_in_flight().count(), 0, "its execution is confirmed");
+    assert_eq!(hub.ledger().payouts_pending, Amount::ZERO);
+    hub.ledger().check_invariants();
 }

@@ -1,0 +1,158 @@
+//! What the hub must get onto the chain, decided from its ledger alone.
+//!
+//! A duty is a function of the ledger's confirmed state, not of the events that led to it: a
+//! closing channel whose contract record holds a lower debit total than the hub's newest debit
+//! needs that debit submitted; a close whose challenge period is over needs a settlement; a
+//! payout batch in flight needs its transaction; payers' unrealized debits, when liquidity calls
+//! for it, need realizing. The shell (`infhub-hub`) sends each due duty's transaction, sends it
+//! again if the duty is still due `resend_after_blocks` later, and stops once the confirmed
+//! chain satisfies it. So a crash (the shell forgets what it sent), a reorg (a mined transaction
+//! vanishes), a dropped or a reverted transaction all end the same way, and recovery after a
+//! restart is no special code: the first evaluation finds every duty still due (spec §5.5,
+//! §5.6, §5.10).
+//!
+//! Requests that no ledger state implies (opening channels for registrations, a hub close the
+//! operator asks for, reserve withdrawals) are [`HubTx`]s too, sent once on request.
+
+use crate::channel::Status;
+use crate::ledger::{Ledger, PayoutBatch};
+use crate::messages::SignedDebit;
+use crate::Amount;
+use alloy_primitives::{Address, B256};
+
+/// A transaction the hub sends to its contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubTx {
+    /// `submitDebit`: answers a close with the user's newest debit.
+    SubmitDebit(SignedDebit),
+    /// `settle(user)` once the challenge period is over.
+    Settle(Address),
+    /// `payout(batchId, recipients, amounts)`.
+    Payout(PayoutBatch),
+    /// `realizeDebits(debits, signatures)`.
+    RealizeDebits(Vec<SignedDebit>),
+    /// `openChannels(users)`: registrations.
+    OpenChannels(Vec<Address>),
+    /// `startHubClose(user, debit, signature)` with the hub's newest debit of the user (none if
+    /// the user never paid).
+    HubClose {
+        /// The channel's user.
+        user: Address,
+        /// The newest debit.
+        debit: Option<SignedDebit>,
+    },
+    /// `announceReserveWithdrawal(amount)`.
+    AnnounceReserveWithdrawal(Amount),
+    /// `executeReserveWithdrawal(to)`.
+    ExecuteReserveWithdrawal(Address),
+    /// `cancelReserveWithdrawal()`.
+    CancelReserveWithdrawal,
+}
+
+impl HubTx {
+    /// A short name for logs and notices.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HubTx::SubmitDebit(_) => "submit_debit",
+            HubTx::Settle(_) => "settle",
+            HubTx::Payout(_) => "payout",
+            HubTx::RealizeDebits(_) => "realize_debits",
+            HubTx::OpenChannels(_) => "open_channels",
+            HubTx::HubClose { .. } => "hub_close",
+            HubTx::AnnounceReserveWithdrawal(_) => "announce_reserve_withdrawal",
+            HubTx::ExecuteReserveWithdrawal(_) => "execute_reserve_withdrawal",
+            HubTx::CancelReserveWithdrawal => "cancel_reserve_withdrawal",
+        }
+    }
+
+    /// The one account the transaction is about, if it is about one.
+    pub fn user(&self) -> Option<Address> {
+        match self {
+            HubTx::SubmitDebit(d) => Some(d.message.user),
+            HubTx::Settle(u) | HubTx::HubClose { user: u, .. } => Some(*u),
+            HubTx::OpenChannels(users) if users.len() == 1 => Some(users[0]),
+            _ => None,
+        }
+    }
+}
+
+/// What a duty is about: at most one transaction per key is in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DutyKey {
+    /// Answering the close of this channel with the newest debit.
+    Dispute(Address),
+    /// Settling this channel.
+    Settle(Address),
+    /// Executing the payout batch of this id.
+    Payout(B256),
+    /// Realizing debits (one batch at a time).
+    Realize,
+}
+
+/// A duty: its key and the transaction that discharges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duty {
+    /// What it is about.
+    pub key: DutyKey,
+    /// The transaction to send.
+    pub tx: HubTx,
+}
+
+/// When the hub realizes debits (spec §5.6): gas is the cost, so only when liquidity calls for
+/// it, and many at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealizePolicy {
+    /// Realize (largest first) while free reserve is below this.
+    pub when_free_reserve_below: Amount,
+    /// Realize any payer whose realizable amount reaches this, whatever the free reserve.
+    pub when_payer_reaches: Amount,
+    /// Most debits per transaction (at most the contract's `MAX_REALIZE_BATCH`).
+    pub max_per_tx: usize,
+}
+
+impl RealizePolicy {
+    /// Never realizes.
+    pub const OFF: RealizePolicy =
+        RealizePolicy { when_free_reserve_below: Amount::ZERO, when_payer_reaches: Amount(u128::MAX), max_per_tx: 0 };
+}
+
+/// Every duty due by the ledger's confirmed state, in a stable order (disputes and settlements
+/// by address, payout batches oldest first, then the realization).
+pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
+    let mut duties = Vec::new();
+    for user in ledger.busy_channels() {
+        let Some(acct) = ledger.account(user) else { continue };
+        let ch = &acct.channel;
+        let Status::Closing { settle_block } = ch.status else { continue };
+        if ledger.block >= settle_block {
+            duties.push(Duty { key: DutyKey::Settle(*user), tx: HubTx::Settle(*user) });
+        } else if let Some(d) = ch.debit {
+            // Totals decide on chain (§5.10): only a higher total than the contract holds helps.
+            if d.message.cumulative_debit > ch.chain_debit_total {
+                duties.push(Duty { key: DutyKey::Dispute(*user), tx: HubTx::SubmitDebit(d) });
+            }
+        }
+    }
+    for batch in ledger.payout_batches_in_flight() {
+        duties.push(Duty { key: DutyKey::Payout(batch.id), tx: HubTx::Payout(batch.clone()) });
+    }
+    if let Some(debits) = realizations_due(ledger, policy) {
+        duties.push(Duty { key: DutyKey::Realize, tx: HubTx::RealizeDebits(debits) });
+    }
+    duties
+}
+
+/// The debits to realize now, largest realizable amount first, if the policy calls for any:
+/// while free reserve is below the threshold, the largest ones; otherwise those that reach the
+/// per-payer threshold.
+pub fn realizations_due(ledger: &Ledger, policy: &RealizePolicy) -> Option<Vec<SignedDebit>> {
+    let max = policy.max_per_tx.min(crate::contract::MAX_REALIZE_BATCH);
+    let low = ledger.free_reserve() < policy.when_free_reserve_below.0;
+    let debits: Vec<SignedDebit> = ledger
+        .largest_realizable()
+        .take_while(|(amount, _)| low || *amount >= policy.when_payer_reaches.0)
+        .take(max)
+        .filter_map(|(_, user)| ledger.account(&user).and_then(|a| a.channel.debit))
+        .collect();
+    (!debits.is_empty()).then_some(debits)
+}
