@@ -323,7 +323,7 @@ impl Auditor {
         let ledger = hub.ledger();
         for (i, w) in wallets.iter().enumerate() {
             let Some(acct) = ledger.account(&w.address()) else {
-                if w.channel.is_some() {
+                if w.channel().is_some() {
                     self.fail(Violation::new(step, "opened_channels_are_known", format!("wallet {i}")));
                 }
                 continue;
@@ -351,7 +351,7 @@ impl Auditor {
                     ),
                 ));
             }
-            if let Some(wc) = &w.channel {
+            if let Some(wc) = w.channel() {
                 if wc.epoch == ch.epoch && wc.credit_nonce() > ch.credit_nonce() {
                     self.fail(Violation::new(
                         step,
@@ -379,6 +379,12 @@ impl Auditor {
         wallets: &[SimWallet],
     ) -> Result<(), Violation> {
         self.check_conduct(step, chain);
+        // 0. No wallet found anything the hub told it that does not check out.
+        for w in wallets {
+            if let Some(c) = w.complaints.first() {
+                self.fail(Violation::new(step, "hub_answers_check_out", format!("wallet {}: {c}", w.index)));
+            }
+        }
         // 1. Conservation in the contract: tokens held == reserve + Σ channel funds.
         let held = chain.token_balance(chain.hub_contract);
         let reserve = chain.reserve();
@@ -509,9 +515,9 @@ impl Auditor {
     ) -> Result<(), Violation> {
         self.check(step, chain, hub, wallets)?;
         for (i, w) in wallets.iter().enumerate() {
-            let settled = w.channel.as_ref().is_some_and(|c| c.status == Status::Settled);
+            let settled = w.channel().is_some_and(|c| c.status == Status::Settled);
             if !settled {
-                self.fail(Violation::new(step, "every_exit_settles", format!("wallet {i}: {:?}", w.channel)));
+                self.fail(Violation::new(step, "every_exit_settles", format!("wallet {i}: {:?}", w.channel())));
             }
         }
         let funds = chain.total_channel_funds();

@@ -333,6 +333,18 @@ impl SimChain {
         Ok((reserve, channels))
     }
 
+    /// What the settlement of `user`'s channel in `epoch` paid, from its `Settled` log on the
+    /// canonical chain (as the wallet reads it).
+    pub fn settled_paid(&self, user: Address, epoch: u64) -> Option<u128> {
+        use alloy::sol_types::SolEvent;
+        use infhub_chain::source::ChainSource;
+        let logs = crate::hub::ready(self.headers.logs_in_range(self.floor, self.head())).ok()?;
+        logs.iter().find_map(|log| {
+            let e = IInfHub::Settled::decode_raw_log(log.topics.iter().copied(), &log.data).ok()?;
+            (e.user == user && e.epoch == epoch).then(|| u128::try_from(e.paid).ok()).flatten()
+        })
+    }
+
     /// Sends a transaction and mines it at once, outside the fault model (set-up only).
     pub fn execute_now(&mut self, from: Address, to: Address, data: Vec<u8>) -> Result<(), String> {
         let id = self.submit(from, to, data);

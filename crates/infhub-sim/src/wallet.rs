@@ -1,22 +1,23 @@
-//! A simulated wallet: the core's channel state machine run as `Role::User`, the write-ahead
-//! rule of the real wallet (a signed debit is kept as pending until the hub answers, and
-//! resent with the same payment id), and the real chain watcher feeding confirmed events to
-//! the machine, whose effects it carries out: answer a close with the newest credit, settle
-//! when due. A wallet may be online (talking to the hub) or offline; its watch keeps running
-//! either way, as `infhub wallet watch` (or a watchtower) does.
+//! A simulated wallet: `infhub-wallet`'s [`WalletCore`], the same rules the CLI wallet runs
+//! (what it signs, what it takes from the hub's answers, how the contract's record moves the
+//! channel, when it defends and settles), driven in process. What is here is only the plumbing
+//! to the simulated world (its messages, its chain) and the cheaters' material. A wallet may be
+//! online (talking to the hub) or offline; its watch keeps running either way, as
+//! `infhub wallet watch` (or a watchtower) does.
 
 use crate::evm::{SimChain, TxReceipt};
-use crate::hub::{ready, InjectedBug};
-use alloy::primitives::{Address, Bytes, B256, U256};
-use alloy::sol_types::SolCall;
-use infhub_chain::bindings::{IErc20, IInfHub};
-use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
-use infhub_chain::source::memory::MemoryChain;
-use infhub_chain::watcher::{WatchEvent, Watcher, WatcherConfig};
-use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
-use infhub_core::ledger::ChainEvent;
+use crate::hub::InjectedBug;
+use alloy::primitives::{Address, B256, U256};
+use infhub_chain::bindings::IInfHub;
+use infhub_chain::events::submit_debit_call;
+use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
-use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_core::{Amount, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_wallet::chain::ChannelView;
+use infhub_wallet::store::{HubInfo, WalletState, STATE_VERSION};
+use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
+use infhub_wallet::WalletError;
+use std::collections::BTreeMap;
 
 /// How a wallet behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,20 +45,19 @@ struct WalletTx {
     sent_at_block: u64,
 }
 
+/// Blocks before the wallet submits the same defence again (the CLI wallet's pacing).
+const DEFENCE_RESUBMIT_BLOCKS: u64 = 3;
+
 /// One simulated wallet.
 pub struct SimWallet {
     /// Index in the world.
     pub index: usize,
-    /// Signing key.
-    pub key: PrivateKey,
     /// Behaviour.
     pub behaviour: Behaviour,
     /// Talking to the hub.
     pub online: bool,
-    /// The channel at this end (None until its opening is confirmed).
-    pub channel: Option<ChannelState>,
-    /// A signed debit the hub has not answered yet.
-    pub pending: Option<SignedDebit>,
+    /// The wallet's rules and state (`infhub-wallet`).
+    pub core: WalletCore,
     /// Simulated time the pending debit was last sent.
     pub pending_sent_at: u64,
     /// A withdrawal asked for and not yet answered.
@@ -72,31 +72,33 @@ pub struct SimWallet {
     pub exiting: bool,
     /// Settlements seen.
     pub settlements: Vec<SettlementSeen>,
-    watcher: Watcher<MemoryChain>,
-    params: ChannelParams,
+    /// Things the hub answered that do not check out (an honest hub never does).
+    pub complaints: Vec<String>,
     hub_contract: Address,
     txs: Vec<WalletTx>,
+    /// The last defence sent: (credit nonce, or 0 for a settlement; head block).
+    defended: Option<(u64, u64)>,
 }
 
 impl SimWallet {
-    /// A wallet following `source`.
-    pub fn new(
-        index: usize,
-        key: PrivateKey,
-        behaviour: Behaviour,
-        domain: Domain,
-        hub: Address,
-        source: MemoryChain,
-        watcher_config: WatcherConfig,
-    ) -> SimWallet {
-        let params = ChannelParams { domain, hub, role: Role::User, max_withdrawal_expiry_blocks: 1_000 };
+    /// A wallet of the hub described by `hub` (checked by the world at set-up, as `infhub
+    /// wallet register` checks it), following the chain from `since_block`.
+    pub fn new(index: usize, key: PrivateKey, behaviour: Behaviour, hub: HubInfo, since_block: u64) -> SimWallet {
+        let hub_contract = hub.hub_contract;
+        let state = WalletState {
+            version: STATE_VERSION,
+            user: key.address(),
+            hub,
+            channel: None,
+            pending_debit: None,
+            withdrawal: None,
+            since_block,
+        };
         SimWallet {
             index,
-            key,
             behaviour,
             online: true,
-            channel: None,
-            pending: None,
+            core: WalletCore::new(state, key).expect("the state is the key's"),
             pending_sent_at: 0,
             pending_withdrawal: None,
             withdrawal_asked_at: 0,
@@ -104,38 +106,40 @@ impl SimWallet {
             old_credits: Vec::new(),
             exiting: false,
             settlements: Vec::new(),
-            watcher: Watcher::new(source, watcher_config, 0).expect("valid watcher config"),
-            params,
-            hub_contract: domain.verifying_contract,
+            complaints: Vec::new(),
+            hub_contract,
             txs: Vec::new(),
+            defended: None,
         }
     }
 
     /// The wallet's address.
     pub fn address(&self) -> Address {
-        self.key.address()
+        self.core.user()
     }
 
-    /// The channel parameters of this end.
-    pub fn params(&self) -> &ChannelParams {
-        &self.params
+    /// The channel at this end (None until its opening is confirmed).
+    pub fn channel(&self) -> Option<&ChannelState> {
+        self.core.state.channel.as_ref()
+    }
+
+    /// A signed debit the hub has not answered yet.
+    pub fn pending(&self) -> Option<SignedDebit> {
+        self.core.state.pending_debit
     }
 
     /// Open and not exiting: may pay.
     pub fn active(&self) -> bool {
-        !self.exiting && self.channel.as_ref().is_some_and(|c| c.status == Status::Open)
+        !self.exiting && self.channel().is_some_and(|c| c.status == Status::Open)
     }
 
     /// Spendable balance by this end's proofs.
     pub fn balance(&self) -> Amount {
-        self.channel.as_ref().and_then(|c| c.balance().ok()).unwrap_or(Amount::ZERO)
+        self.channel().and_then(|c| c.balance().ok()).unwrap_or(Amount::ZERO)
     }
 
-    fn step(&mut self, input: Input) -> Result<Vec<Effect>, infhub_core::Error> {
-        let ch = self.channel.as_ref().ok_or(infhub_core::Error::UnknownAccount)?;
-        let (next, effects) = channel::step(ch, &self.params, input)?;
-        self.channel = Some(next);
-        Ok(effects)
+    fn complain(&mut self, what: &str, e: WalletError) {
+        self.complaints.push(format!("{what}: {e}"));
     }
 
     /// Signs a new payment and keeps it as pending (write-ahead) before it is sent.
@@ -146,104 +150,72 @@ impl SimWallet {
         amount: Amount,
         id: B256,
     ) -> Option<SignedDebit> {
-        let ch = self.channel.as_ref()?;
-        let debit = ch.next_debit(kind, recipient, amount, id).ok()?;
-        let signed = Signed::new(debit, &self.params.domain, &self.key);
-        // The wallet's own machine must accept it first (balance, nonce, running total).
-        channel::step(ch, &self.params, Input::Debit(signed)).ok()?;
-        self.pending = Some(signed);
+        let signed = self.core.sign_payment(kind, recipient, amount, id).ok()?;
+        self.core.take_journal();
         self.old_debits.push(signed);
         Some(signed)
     }
 
-    /// The hub applied our pending debit (first time or a duplicate).
-    pub fn on_paid(&mut self, payment_id: B256) -> Option<SignedDebit> {
-        let p = self.pending?;
-        if p.message.payment_id != payment_id {
-            return None;
-        }
-        self.pending = None;
-        if self.channel.as_ref().is_some_and(|c| c.debit_nonce() < p.message.nonce) {
-            self.step(Input::Debit(p)).expect("the wallet's own pending debit applies after the hub's acknowledgement");
-        }
-        Some(p)
-    }
-
-    /// The hub refused our pending debit and refunded it: the debit is spent and its amount came
-    /// back as `refund` (checked by the machine: the hub's signature, at least the amount). A
-    /// refund that does not check out leaves the debit pending.
-    pub fn on_refunded(&mut self, payment_id: B256, refund: SignedCredit) -> Option<SignedDebit> {
-        let p = self.pending.filter(|p| p.message.payment_id == payment_id)?;
-        let ch = self.channel.as_ref()?;
-        if ch.debit_nonce() < p.message.nonce {
-            let input = if ch.credit_nonce() >= refund.message.nonce {
-                Input::Debit(p) // the refund already arrived as the newest credit
-            } else {
-                Input::DebitRefunded { debit: p, refund: refund.clone() }
-            };
-            self.step(input).ok()?;
-            self.old_credits.push(refund);
-        }
-        self.pending = None;
-        Some(p)
-    }
-
-    /// The hub refused our pending debit without a refund: it stays pending (and is resent)
-    /// unless it can no longer be charged, as the real wallet does.
-    pub fn on_refused(&mut self, payment_id: B256) {
-        let Some(p) = self.pending.filter(|p| p.message.payment_id == payment_id) else { return };
-        let Some(ch) = self.channel.as_ref() else { return };
-        let spent = p.message.epoch != ch.epoch
-            || (ch.debit_nonce() >= p.message.nonce && ch.cumulative_debit() >= p.message.cumulative_debit);
-        if spent {
-            self.pending = None;
-        }
-    }
-
-    /// A credit from the hub (pushed, or in a sync answer). Old or duplicate ones are refused
-    /// by the machine and ignored; a bad signature is refused and ignored.
-    pub fn on_credit(&mut self, credit: SignedCredit) -> bool {
-        let ok = self.step(Input::Credit(credit.clone())).is_ok();
-        if ok {
-            self.old_credits.push(credit);
-        }
-        ok
-    }
-
-    /// The hub's view in a sync answer. Its newest debit of ours resolves a pending payment;
-    /// a newer debit that this key signed (an answer lost, then a refusal of a retry that
-    /// came later, and a delayed copy applied after all) is learned, as the real wallet's
-    /// `sync` does; one this key did not sign is ignored.
-    pub fn on_synced(&mut self, debit: Option<SignedDebit>, credit: Option<SignedCredit>) {
-        if let Some(c) = credit {
-            self.on_credit(c);
-        }
-        let Some(d) = debit else { return };
-        let mine = self.channel.as_ref().map_or(0, |c| c.debit_nonce());
-        if d.message.nonce > mine && d.verify(&self.params.domain, self.address()).is_ok() {
-            // Learned (the credit above already carries a refund, if it was one). Our own
-            // pending debit stays pending: only the hub's answer to it (a receipt or a refund)
-            // settles it.
-            if self.step(Input::Debit(d)).is_err() {
-                return;
+    /// The hub's answer to the payment `payment_id`: settles the pending debit if it is that
+    /// one (a duplicate or late answer of another is ignored). Returns the debit and how it
+    /// was settled.
+    pub fn on_answer(&mut self, payment_id: B256, answer: PaymentAnswer) -> Option<(SignedDebit, Resolution)> {
+        let pending = self.pending().filter(|p| p.message.payment_id == payment_id)?;
+        let refund = match &answer {
+            PaymentAnswer::Refunded { refund, .. } => Some(refund.clone()),
+            _ => None,
+        };
+        let settled = self.core.settle_answer(pending, answer);
+        self.core.take_journal();
+        match settled {
+            Ok(r) => {
+                self.old_credits.extend(refund);
+                Some((pending, r))
             }
-            if self.pending.is_some_and(|p| p != d && p.message.nonce <= d.message.nonce) {
-                // The hub holds another debit at this nonce: ours can never apply.
-                self.pending = None;
+            // Refused and spent, or held (stays pending), or not checking out.
+            Err(WalletError::HubRefused { .. } | WalletError::PaymentHeld { .. }) => None,
+            Err(e) => {
+                self.complain("an answer to a payment", e);
+                None
             }
         }
+    }
+
+    /// A credit from the hub (pushed). Old or duplicate ones are ignored.
+    pub fn on_credit(&mut self, credit: SignedCredit) {
+        if self.channel().is_none_or(|c| c.epoch != credit.message.epoch) {
+            return;
+        }
+        match self.core.take_credit(credit.clone(), None, None) {
+            Ok(true) => self.old_credits.push(credit),
+            Ok(false) => {}
+            Err(e) => self.complain("a pushed credit", e),
+        }
+        self.core.take_journal();
+    }
+
+    /// The hub's report of the account (a sync): the wallet takes its newest credit, learns a
+    /// newer debit its key signed, and compares the rest with its own proofs.
+    pub fn on_synced(&mut self, account: &HubAccount) {
+        if self.channel().is_none() {
+            return;
+        }
+        if let Some(c) = account.latest_credit.clone() {
+            if self.channel().is_some_and(|ch| c.message.nonce > ch.credit_nonce()) {
+                self.old_credits.push(c);
+            }
+        }
+        if let Err(e) = self.core.check_hub(account) {
+            self.complain("a sync", e);
+        }
+        self.core.take_journal();
     }
 
     /// Signs a cooperative withdrawal of `amount`, valid for `valid_blocks`.
     pub fn sign_withdrawal(&mut self, amount: Amount, valid_blocks: u64) -> Option<(Withdrawal, Signature)> {
-        let ch = self.channel.as_ref()?;
-        if ch.withdrawal_hold.is_some() || amount > ch.balance().ok()? || amount.is_zero() {
-            return None;
-        }
-        let w = ch.next_withdrawal(amount, ch.block + valid_blocks).ok()?;
-        let sig = Signed::new(w, &self.params.domain, &self.key).signature;
-        self.pending_withdrawal = Some((w, sig));
-        Some((w, sig))
+        let signed = self.core.sign_withdrawal(Some(amount), valid_blocks).ok()?;
+        self.pending_withdrawal = Some(signed);
+        Some(signed)
     }
 
     /// The hub co-signed our withdrawal: hold it and submit it on chain.
@@ -253,53 +225,32 @@ impl SimWallet {
             return;
         }
         self.pending_withdrawal = None;
-        let block = self.channel.as_ref().map_or(0, |c| c.block);
-        if self.step(Input::WithdrawalRequest { withdrawal: w, user_signature, block }).is_err() {
-            return;
+        match self.core.take_cosigned(mine, user_signature, w, hub_signature) {
+            Ok(cosigned) => self.send(chain, WalletCore::withdraw_call(&cosigned)),
+            Err(e) => self.complain("a co-signed withdrawal", e),
         }
-        let call = IInfHub::withdrawCall {
-            w: withdrawal_arg(&w),
-            userSignature: Bytes::copy_from_slice(&user_signature.0),
-            hubSignature: Bytes::copy_from_slice(&hub_signature.0),
-        };
-        self.send(chain, call.abi_encode());
+        self.core.take_journal();
     }
 
     /// Deposits `amount` on chain (the allowance was given at set-up).
     pub fn deposit(&mut self, chain: &mut SimChain, amount: Amount) {
-        let call = IInfHub::depositCall { user: self.address(), amount: U256::from(amount.0) };
-        self.send(chain, call.abi_encode());
+        let call = self.core.deposit_call(amount);
+        self.send(chain, call);
     }
 
     /// Approves the hub contract to pull tokens (set-up).
     pub fn approve_call(&self) -> Vec<u8> {
-        IErc20::approveCall { spender: self.hub_contract, amount: U256::MAX }.abi_encode()
+        self.core.approve_call(U256::MAX)
     }
 
     /// Starts an exit with the newest credit; an honest wallet also submits its own newest
     /// debit (decision D16). A cheater leaves its debits out and hopes the hub misses it.
     pub fn exit(&mut self, chain: &mut SimChain) {
-        let Some(ch) = self.channel.clone() else { return };
+        let Ok(calls) = self.core.exit_calls() else { return };
         self.exiting = true;
-        let (credit, sig) = match ch.credit {
-            Some(c) => (credit_arg(&c.message), Bytes::from(c.proof_bytes())),
-            None => (
-                IInfHub::Credit {
-                    user: self.address(),
-                    epoch: ch.epoch,
-                    nonce: 0,
-                    cumulativeCredit: 0,
-                    lockedAmount: 0,
-                    locksRoot: B256::ZERO,
-                },
-                Bytes::new(),
-            ),
-        };
-        self.send(chain, IInfHub::startExitCall { credit, hubSignature: sig }.abi_encode());
-        if self.behaviour == Behaviour::Honest {
-            if let Some(d) = ch.debit {
-                self.send(chain, submit_debit_call(&d).abi_encode());
-            }
+        let take = if self.behaviour == Behaviour::Honest { calls.len() } else { 1 };
+        for (_, call) in calls.into_iter().take(take) {
+            self.send(chain, call);
         }
     }
 
@@ -307,7 +258,7 @@ impl SimWallet {
     /// own with `nonce` and a running total of `total` (below what it really paid) and submits
     /// it while its channel closes. The contract must keep the higher total.
     pub fn submit_forged_debit(&mut self, chain: &mut SimChain, nonce: u64, total: Amount) {
-        let Some(ch) = self.channel.clone() else { return };
+        let Some(ch) = self.channel().cloned() else { return };
         let forged = infhub_core::Debit {
             user: self.address(),
             epoch: ch.epoch,
@@ -320,8 +271,8 @@ impl SimWallet {
             amount: Amount(1),
             payment_id: B256::repeat_byte(0xEE),
         };
-        let signed = Signed::new(forged, &self.params.domain, &self.key);
-        self.send(chain, submit_debit_call(&signed).abi_encode());
+        let signed = Signed::new(forged, &self.core.domain(), self.core.key());
+        self.send(chain, alloy::sol_types::SolCall::abi_encode(&submit_debit_call(&signed)));
     }
 
     fn send(&mut self, chain: &mut SimChain, data: Vec<u8>) {
@@ -329,72 +280,54 @@ impl SimWallet {
         self.txs.push(WalletTx { data, tx_id, sent_at_block: chain.head() });
     }
 
-    /// Follows the chain: confirmed events of this channel go to the machine, effects are
-    /// carried out, lost transactions are resent.
-    pub fn watch(&mut self, chain: &mut SimChain, bug: Option<InjectedBug>, resend_after_blocks: u64) {
-        let events = match ready(self.watcher.poll()) {
-            Ok(e) => e,
-            Err(e) => panic!("wallet {} watcher failed: {e}", self.index),
-        };
-        let me = self.address();
-        let mut effects = Vec::new();
-        for ev in events {
-            let input = match ev {
-                WatchEvent::Confirmed { event, .. } => match event {
-                    ChainEvent::ChannelOpened { user, epoch, .. } if user == me => {
-                        if self.channel.is_none() {
-                            self.channel = Some(ChannelState::opened(me, epoch));
-                        }
-                        None
-                    }
-                    ChainEvent::Deposited { user, epoch, total_deposited } if user == me => {
-                        Some(Input::ChainDeposited { epoch, total_deposited })
-                    }
-                    ChainEvent::Withdrawn { user, epoch, total_withdrawn, .. } if user == me => {
-                        Some(Input::ChainWithdrawn { epoch, total_withdrawn })
-                    }
-                    ChainEvent::ExitStarted { user, epoch, settle_block } if user == me => {
-                        Some(Input::ChainExitStarted { epoch, settle_block })
-                    }
-                    ChainEvent::DebitSubmitted { user, epoch, cumulative } if user == me => {
-                        Some(Input::ChainDebitSubmitted { epoch, cumulative })
-                    }
-                    ChainEvent::CreditSubmitted { user, epoch, cumulative } if user == me => {
-                        Some(Input::ChainCreditSubmitted { epoch, cumulative })
-                    }
-                    ChainEvent::Settled { user, epoch, paid, .. } if user == me => {
-                        Some(Input::ChainSettled { epoch, paid })
-                    }
-                    _ => None,
-                },
-                WatchEvent::ConfirmedThrough { block } => Some(Input::Block(block)),
-                _ => None,
-            };
-            if let (Some(input), Some(_)) = (input, self.channel.as_ref()) {
-                match self.step(input.clone()) {
-                    Ok(e) => effects.extend(e),
-                    Err(e) => panic!("wallet {} refused confirmed chain input {input:?}: {e}", self.index),
-                }
+    /// Follows the chain as the CLI wallet's watch does: the contract's record at the confirmed
+    /// block (`confirmed`, `at_confirmed`) moves the channel; while it closes, the record at the
+    /// head (`at_head`) decides the defence; lost transactions are resent.
+    pub fn watch(
+        &mut self,
+        chain: &mut SimChain,
+        confirmed: u64,
+        at_confirmed: &IInfHub::Channel,
+        at_head: Option<&IInfHub::Channel>,
+        bug: Option<InjectedBug>,
+        resend_after_blocks: u64,
+    ) -> Result<(), String> {
+        let view = ChannelView::from(at_confirmed.clone());
+        let mut paid = BTreeMap::new();
+        for epoch in self.core.settlements_needed(&view) {
+            let p = chain.settled_paid(self.address(), epoch).ok_or(format!("no Settled log for epoch {epoch}"))?;
+            paid.insert(epoch, Amount(p));
+        }
+        let effects = self
+            .core
+            .apply_chain_view(&view, confirmed, &paid)
+            .map_err(|e| format!("wallet {} refused the contract's record {view:?}: {e}", self.index))?;
+        self.core.take_journal();
+        for effect in effects {
+            if let Effect::Settled { paid, expected } = effect {
+                let known_cumulative_debit = self.channel().map_or(Amount::ZERO, |c| c.cumulative_debit());
+                self.settlements.push(SettlementSeen { paid, expected, known_cumulative_debit });
             }
         }
-        for effect in effects {
-            match effect {
-                Effect::SubmitCredit(c) if bug != Some(InjectedBug::WalletSkipsDefence) => {
-                    self.send(chain, submit_credit_call(&c).abi_encode());
+        let head = chain.head();
+        if let (Some(at_head), Some(Status::Closing { .. })) = (at_head, self.channel().map(|c| c.status)) {
+            let defence = self.core.defence(&ChannelView::from(at_head.clone()), head).map_err(|e| e.to_string())?;
+            let paced = |sent: Option<(u64, u64)>, nonce: u64| {
+                sent.is_some_and(|(n, at)| n == nonce && head < at + DEFENCE_RESUBMIT_BLOCKS)
+            };
+            if let Some(c) = defence.submit_credit {
+                if bug != Some(InjectedBug::WalletSkipsDefence) && !paced(self.defended, c.message.nonce) {
+                    self.defended = Some((c.message.nonce, head));
+                    self.send(chain, WalletCore::submit_credit_call(&c));
                 }
-                Effect::SettleDue => {
-                    self.send(chain, IInfHub::settleCall { user: me }.abi_encode());
-                }
-                Effect::Settled { paid, expected } => {
-                    let known_cumulative_debit = self.channel.as_ref().map_or(Amount::ZERO, |c| c.cumulative_debit());
-                    self.settlements.push(SettlementSeen { paid, expected, known_cumulative_debit })
-                }
-                _ => {}
+            } else if defence.settle && !paced(self.defended, 0) {
+                self.defended = Some((0, head));
+                let call = self.core.settle_call();
+                self.send(chain, call);
             }
         }
         // Resend what the chain lost; forget what is confirmed.
-        let head = chain.head();
-        let confirmed = self.watcher.confirmed_through();
+        let me = self.address();
         let mut keep = Vec::new();
         for tx in std::mem::take(&mut self.txs) {
             match chain.receipt(tx.tx_id) {
@@ -408,6 +341,7 @@ impl SimWallet {
             }
         }
         self.txs = keep;
+        Ok(())
     }
 
     /// Transactions not yet confirmed.

@@ -10,14 +10,14 @@ use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
-use infhub_chain::watcher::WatcherConfig;
 use infhub_core::channel::Status;
 use infhub_core::duties::RealizePolicy;
 use infhub_core::ledger::{Command, LedgerParams, Outcome};
-use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
-use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal};
+use infhub_core::messages::{Eip712Message, HubSigned, Signed, SignedCredit, SignedDebit};
+use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Receipt, Signature, Withdrawal};
 use infhub_hub::answers::{payment_answer, NotApplied};
 use infhub_ledger::simfs::SimDisk;
+use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution};
 use std::path::PathBuf;
 
 /// One token unit in the simulation (18 decimals like INF).
@@ -104,14 +104,14 @@ enum ToHub {
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
 enum ToWallet {
-    Paid(B256),
-    /// Refused and refunded (final): the refund credit.
-    Refunded(B256, SignedCredit),
-    /// Refused without a refund (the debit may still apply).
-    Refused(B256),
+    /// The hub's answer to a payment (applied with its receipt, refunded, or refused).
+    Answer(B256, PaymentAnswer),
+    /// A credit pushed to the payee.
     Credit(SignedCredit),
+    /// A co-signed withdrawal.
     CoSigned(Withdrawal, Signature),
-    Synced(Option<SignedDebit>, Option<SignedCredit>),
+    /// The hub's report of the account (as `GET /v1/accounts/{user}` answers).
+    Synced(HubAccount),
 }
 
 #[derive(Clone, Debug)]
@@ -202,12 +202,6 @@ impl World {
             CHALLENGE_PERIOD_BLOCKS * 4,
         )?;
         let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: chain.hub_contract };
-        let watcher_config = WatcherConfig {
-            confirmations: CONFIRMATIONS,
-            max_blocks_per_poll: 64,
-            max_log_range_blocks: 64,
-            start_block: chain.floor,
-        };
         let hub_config = HubConfig {
             ledger: LedgerParams {
                 domain,
@@ -253,7 +247,7 @@ impl World {
         for i in 0..config.wallets {
             let key = key_from(&mut rng);
             let behaviour = if rng.chance(config.cheater_per_mille) { Behaviour::Cheater } else { Behaviour::Honest };
-            let w = SimWallet::new(i, key, behaviour, domain, hub_key.address(), chain.source(), watcher_config);
+            let w = SimWallet::new(i, key, behaviour, hub_info(domain, hub_key.address(), chain.token), chain.floor);
             mint(&mut chain, w.address(), INITIAL_TOKENS_PER_WALLET)?;
             chain.execute_now(w.address(), token, w.approve_call())?;
             chain.execute_now(
@@ -292,7 +286,7 @@ impl World {
         }
         for _ in 0..(CONFIRMATIONS + 2) {
             world.mine_block(false);
-            world.tick_everyone()?;
+            world.tick_everyone().map_err(|v| v.to_string())?;
         }
         Ok(world)
     }
@@ -360,8 +354,10 @@ impl World {
         }
     }
 
-    /// The hub and every wallet follow the chain once.
-    fn tick_everyone(&mut self) -> Result<(), String> {
+    /// The hub and every wallet follow the chain once. Each wallet reads the contract's record
+    /// of its channel at the confirmed block (and at the head while it closes), as the CLI
+    /// wallet does.
+    fn tick_everyone(&mut self) -> Result<(), Violation> {
         let bug = self.config.bug;
         let take_payouts = self.step.is_multiple_of(3);
         if let Some(hub) = self.hub.as_mut() {
@@ -370,8 +366,20 @@ impl World {
                 Err(e) => self.hub_crashed(e),
             }
         }
-        for w in &mut self.wallets {
-            w.watch(&mut self.chain, bug, RESEND_AFTER_BLOCKS);
+        let head = self.chain.head();
+        let confirmed = head.saturating_sub(CONFIRMATIONS - 1);
+        let users: Vec<Address> = self.wallets.iter().map(|w| w.address()).collect();
+        let read = |chain: &SimChain, block: u64| {
+            chain.books_at(block, &users).map(|(_, c)| c).map_err(|e| Violation::new(self.step, "contract_readable", e))
+        };
+        let at_confirmed = read(&self.chain, confirmed)?;
+        let closing =
+            self.wallets.iter().any(|w| w.channel().is_some_and(|c| matches!(c.status, Status::Closing { .. })));
+        let at_head = if closing { Some(read(&self.chain, head)?) } else { None };
+        for (i, w) in self.wallets.iter_mut().enumerate() {
+            let head_view = at_head.as_ref().map(|v| &v[i]);
+            w.watch(&mut self.chain, confirmed, &at_confirmed[i], head_view, bug, RESEND_AFTER_BLOCKS)
+                .map_err(|e| Violation::new(self.step, "wallet_follows_the_chain", e))?;
         }
         Ok(())
     }
@@ -405,29 +413,23 @@ impl World {
     fn wallet_receives(&mut self, i: usize, m: ToWallet) {
         let w = &mut self.wallets[i];
         match m {
-            ToWallet::Paid(id) => {
-                if let Some(d) = w.on_paid(id) {
+            ToWallet::Answer(id, answer) => match w.on_answer(id, answer) {
+                Some((d, Resolution::Applied)) => {
                     self.auditor.payment_acked(i, &d);
                     self.report.payments_acked += 1;
                     if d.message.kind == PaymentKind::External as u8 {
                         self.report.payouts_acked += 1;
                     }
                 }
-            }
-            ToWallet::Refunded(id, refund) => {
-                if let Some(d) = w.on_refunded(id, refund) {
-                    self.auditor.payment_refunded(&d);
-                }
-            }
-            ToWallet::Refused(id) => w.on_refused(id),
-            ToWallet::Credit(c) => {
-                w.on_credit(c);
-            }
+                Some((d, Resolution::Refunded { .. })) => self.auditor.payment_refunded(&d),
+                None => {}
+            },
+            ToWallet::Credit(c) => w.on_credit(c),
             ToWallet::CoSigned(wd, sig) => {
                 w.on_cosigned(&mut self.chain, wd, sig);
                 self.report.withdrawals += 1;
             }
-            ToWallet::Synced(d, c) => w.on_synced(d, c),
+            ToWallet::Synced(account) => w.on_synced(&account),
         }
     }
 
@@ -447,10 +449,9 @@ impl World {
                     from.push((i, None, Some(w)));
                 }
                 ToHub::Sync(i) => {
-                    // A read: answered from the ledger as it is now.
-                    let user = self.wallets[i].address();
-                    if let Some(a) = hub.ledger().account(&user) {
-                        answers.push((i, ToWallet::Synced(a.channel.debit, a.channel.credit.clone())));
+                    // A read: answered from the ledger as it is now, as the node's API does.
+                    if let Some(a) = hub_account(hub.ledger(), &self.wallets[i].address()) {
+                        answers.push((i, ToWallet::Synced(a)));
                     }
                 }
             }
@@ -460,10 +461,12 @@ impl World {
             Ok(c) => c,
             Err(e) => {
                 if bug == Some(InjectedBug::AckBeforeDurable) {
-                    // The injected bug: answers went out before the batch was durable.
+                    // The injected bug: answers (receipts, signed at once) went out before the
+                    // batch was durable.
                     for (i, d, _) in &from {
                         if let Some(d) = d {
-                            answers.push((*i, ToWallet::Paid(d.message.payment_id)));
+                            let receipt = receipt_of(&self.hub_key, &self.hub_config.ledger.domain, d);
+                            answers.push((*i, ToWallet::Answer(d.message.payment_id, PaymentAnswer::Applied(receipt))));
                         }
                     }
                     for (i, a) in answers {
@@ -495,15 +498,18 @@ impl World {
                             if !applied.replayed {
                                 self.auditor.payment_logged(&d, seq.unwrap_or(applied.result.seq));
                             }
-                            answers.push((i, ToWallet::Paid(id)));
+                            answers.push((i, ToWallet::Answer(id, PaymentAnswer::Applied(applied.result.receipt))));
                         }
-                        Err(NotApplied::Refunded { refund, .. }) => {
+                        Err(NotApplied::Refunded { refused, refund }) => {
                             self.auditor.credit_issued(i, &refund);
-                            answers.push((i, ToWallet::Refunded(id, *refund)));
+                            let message = format!("refused ({refused}) and refunded");
+                            let answer = PaymentAnswer::Refunded { code: refused, message, refund: *refund };
+                            answers.push((i, ToWallet::Answer(id, answer)));
                         }
                         Err(NotApplied::Refused(e)) => {
                             self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
-                            answers.push((i, ToWallet::Refused(id)));
+                            let answer = PaymentAnswer::Refused { code: e.code(), message: e.to_string() };
+                            answers.push((i, ToWallet::Answer(id, answer)));
                         }
                         // The disk failing under a read is the process crashing: no answer
                         // goes out (the batch is durable; the wallets will retry).
@@ -549,7 +555,7 @@ impl World {
         let Some(i) = self.random_wallet(|w| w.online && w.active()) else { return };
         let roll = self.rng.below(100);
         let cheater = self.wallets[i].behaviour == Behaviour::Cheater;
-        if let Some(p) = self.wallets[i].pending {
+        if let Some(p) = self.wallets[i].pending() {
             // The write-ahead rule: a pending payment is resent (same id) before anything new.
             if self.step >= self.wallets[i].pending_sent_at + 6 {
                 self.wallets[i].pending_sent_at = self.step;
@@ -575,8 +581,7 @@ impl World {
         }
         match roll {
             0..=59 => {
-                let Some(j) = self.random_wallet(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Open))
-                else {
+                let Some(j) = self.random_wallet(|w| w.channel().is_some_and(|c| c.status == Status::Open)) else {
                     return;
                 };
                 if j == i {
@@ -649,8 +654,8 @@ impl World {
     /// the auditor through the ledger's state, not by trusting the refusal).
     fn attack(&mut self, i: usize) {
         self.report.attacks += 1;
-        let domain = *self.wallets[i].params();
-        let key = self.wallets[i].key.clone();
+        let domain = self.wallets[i].core.domain();
+        let key = self.wallets[i].core.key().clone();
         match self.rng.below(5) {
             0 => {
                 // Replay an old, already applied debit.
@@ -660,7 +665,7 @@ impl World {
             }
             1 => {
                 // Double spend: two different debits with the same nonce, sent together.
-                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let Some(ch) = self.wallets[i].channel().cloned() else { return };
                 let balance = self.wallets[i].balance();
                 if balance.is_zero() {
                     return;
@@ -669,7 +674,7 @@ impl World {
                     let to = Address::from_slice(&self.rng.bytes32()[..20]);
                     let id = B256::from(self.rng.bytes32());
                     if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, balance, id) {
-                        let s = Signed::new(d, &domain.domain, &key);
+                        let s = Signed::new(d, &domain, &key);
                         self.auditor.double_spend_attempt(i, &s);
                         self.send(Msg::ToHub(ToHub::Pay(i, s)));
                     }
@@ -677,13 +682,13 @@ impl World {
             }
             2 => {
                 // A debit signed by someone else's key (or mangled after signing).
-                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let Some(ch) = self.wallets[i].channel().cloned() else { return };
                 let id = B256::from(self.rng.bytes32());
                 let to = self.wallets[(i + 1) % self.wallets.len()].address();
                 if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
-                    let mut s = Signed::new(d, &domain.domain, &key_from(&mut self.rng));
+                    let mut s = Signed::new(d, &domain, &key_from(&mut self.rng));
                     if self.rng.chance(500) {
-                        s = Signed::new(d, &domain.domain, &key);
+                        s = Signed::new(d, &domain, &key);
                         s.message.amount = Amount(s.message.amount.0 * 2);
                         s.message.cumulative_debit = Amount(s.message.cumulative_debit.0 + UNIT);
                     }
@@ -692,7 +697,7 @@ impl World {
             }
             3 => {
                 // A malformed debit: zero amount, wrong epoch, self-payment, garbage signature.
-                let Some(ch) = self.wallets[i].channel.clone() else { return };
+                let Some(ch) = self.wallets[i].channel().cloned() else { return };
                 let id = B256::from(self.rng.bytes32());
                 let to = self.wallets[(i + 1) % self.wallets.len()].address();
                 if let Ok(mut d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
@@ -702,7 +707,7 @@ impl World {
                         2 => d.recipient = d.user,
                         _ => d.kind = 9,
                     }
-                    let mut s = Signed::new(d, &domain.domain, &key);
+                    let mut s = Signed::new(d, &domain, &key);
                     if self.rng.chance(300) {
                         s.signature = Signature(std::array::from_fn(|k| (k as u8).wrapping_mul(7)));
                     }
@@ -712,7 +717,7 @@ impl World {
             // Exit leaving out every debit (as if from an old backup); the hub must dispute.
             // Half the time it also submits a debit of its own with the highest nonce and a
             // total of 0, before the hub's answer, to erase what it paid.
-            _ if self.wallets[i].pending.is_none() && self.rng.chance(300) => {
+            _ if self.wallets[i].pending().is_none() && self.rng.chance(300) => {
                 self.wallets[i].exit(&mut self.chain);
                 if self.rng.chance(500) {
                     self.wallets[i].submit_forged_debit(&mut self.chain, u64::MAX, Amount::ZERO);
@@ -730,7 +735,7 @@ impl World {
             if self.wallets[i].behaviour != Behaviour::Cheater || !self.rng.chance(150) {
                 continue;
             }
-            let Some(ch) = self.wallets[i].channel.clone() else { continue };
+            let Some(ch) = self.wallets[i].channel().cloned() else { continue };
             if matches!(ch.status, Status::Closing { .. }) && !ch.cumulative_debit().is_zero() {
                 let total = Amount(self.rng.below(ch.cumulative_debit().0.min(u64::MAX as u128) as u64) as u128);
                 let nonce = ch.debit_nonce() + 1 + self.rng.below(1_000);
@@ -743,7 +748,7 @@ impl World {
     /// The hub turns on a user who is offline: it closes the channel holding no credit of
     /// theirs, hoping they will not answer within the challenge period.
     fn hub_attack(&mut self) {
-        let Some(i) = self.random_wallet(|w| !w.online && w.active() && w.pending.is_none() && w.in_flight() == 0)
+        let Some(i) = self.random_wallet(|w| !w.online && w.active() && w.pending().is_none() && w.in_flight() == 0)
         else {
             return;
         };
@@ -797,7 +802,7 @@ impl World {
         if self.step.is_multiple_of(2) {
             self.mine_block(true);
         }
-        self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+        self.tick_everyone()?;
         self.audit()
     }
 
@@ -825,27 +830,43 @@ impl World {
             self.step += 1;
             self.report.steps += 1;
             for i in 0..self.wallets.len() {
-                if let Some(p) = self.wallets[i].pending {
+                if let Some(p) = self.wallets[i].pending() {
                     // The write-ahead rule: resend the same debit; the hub applies it once.
                     self.send(Msg::ToHub(ToHub::Pay(i, p)));
                 }
-                if self.wallets[i].pending.is_some() || round % 10 == 0 {
+                if self.wallets[i].pending().is_some() || round % 10 == 0 {
                     self.send(Msg::ToHub(ToHub::Sync(i)));
                 }
             }
             self.deliver();
             self.mine_block(false);
-            self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+            self.tick_everyone()?;
             self.audit()?;
         }
-        let stuck: Vec<usize> = self.wallets.iter().filter(|w| w.pending.is_some()).map(|w| w.index).collect();
+        let stuck: Vec<String> = self
+            .wallets
+            .iter()
+            .filter_map(|w| {
+                let p = w.pending()?.message;
+                let mine = w.channel().map(|c| (c.status, c.debit_nonce(), c.cumulative_debit()));
+                let hub = self
+                    .hub
+                    .as_ref()
+                    .and_then(|h| h.ledger().account(&w.address()))
+                    .map(|a| (a.channel.status, a.channel.debit_nonce(), a.channel.cumulative_debit()));
+                Some(format!(
+                    "wallet {}: pending debit #{} (total {}, epoch {}); the wallet holds {mine:?}, the hub {hub:?}",
+                    w.index, p.nonce, p.cumulative_debit, p.epoch
+                ))
+            })
+            .collect();
         if !stuck.is_empty() {
-            return Err(Violation::new(self.step, "pending_payments_resolve", format!("wallets {stuck:?}")));
+            return Err(Violation::new(self.step, "pending_payments_resolve", stuck.join("; ")));
         }
         // Every channel still open exits, including one whose earlier close never happened (a
         // hub close or an exit the mempool dropped, or one that reverted).
         for i in 0..self.wallets.len() {
-            if self.wallets[i].channel.as_ref().is_some_and(|c| c.status == Status::Open) {
+            if self.wallets[i].channel().is_some_and(|c| c.status == Status::Open) {
                 self.wallets[i].exit(&mut self.chain);
             }
         }
@@ -855,9 +876,9 @@ impl World {
             self.report.steps += 1;
             self.deliver();
             self.mine_block(false);
-            self.tick_everyone().map_err(|e| Violation::new(self.step, "simulation_set_up", e))?;
+            self.tick_everyone()?;
             self.audit()?;
-            let settled = self.wallets.iter().all(|w| w.channel.as_ref().is_some_and(|c| c.status == Status::Settled));
+            let settled = self.wallets.iter().all(|w| w.channel().is_some_and(|c| c.status == Status::Settled));
             let quiet = self.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
                 && self.wallets.iter().all(|w| w.in_flight() == 0);
             let payouts_done = self.hub.as_ref().is_some_and(|h| {
@@ -881,5 +902,50 @@ impl World {
         }
         world.drain_and_exit()?;
         Ok(world.report)
+    }
+}
+
+/// The hub's report of `user`'s account, as the node's `GET /v1/accounts/{user}` gives it.
+fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<HubAccount> {
+    let a = ledger.account(user)?;
+    let ch = &a.channel;
+    Some(HubAccount {
+        epoch: ch.epoch,
+        latest_credit: ch.credit.clone(),
+        latest_debit: ch.debit,
+        debit_nonce: ch.debit_nonce(),
+        cumulative_debit: Some(ch.cumulative_debit()),
+        credit_nonce: ch.credit_nonce(),
+        cumulative_credit: Some(ch.cumulative_credit()),
+        deposited: Some(ch.deposited),
+        confirmed_block: ledger.block,
+        balance: ch.balance().ok(),
+    })
+}
+
+/// A receipt for `d` signed by the hub's key (what an answer carries).
+fn receipt_of(hub: &PrivateKey, domain: &Domain, d: &SignedDebit) -> infhub_core::messages::SignedReceipt {
+    let m = d.message;
+    let receipt = Receipt {
+        payer: m.user,
+        epoch: m.epoch,
+        debit_nonce: m.nonce,
+        payment_id: m.payment_id,
+        debit_digest: m.digest(domain),
+    };
+    HubSigned::new(receipt, domain, hub)
+}
+
+/// What a wallet of this hub knows of it (as `infhub wallet register` records it).
+fn hub_info(domain: Domain, hub: Address, token: Address) -> infhub_wallet::store::HubInfo {
+    infhub_wallet::store::HubInfo {
+        hub_url: "sim://hub".into(),
+        rpc_url: "sim://chain".into(),
+        chain_id: domain.chain_id,
+        hub_contract: domain.verifying_contract,
+        hub,
+        token,
+        confirmations: CONFIRMATIONS,
+        max_withdrawal_expiry_blocks: 1_000,
     }
 }

@@ -17,7 +17,7 @@ use infhub_core::{Address, Amount, B256};
 use std::time::Duration;
 
 /// The contract's channel record (`IInfHub.channel(user)`) in protocol types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChannelView {
     /// 0 none, 1 open, 2 closing, 3 settled.
     pub status: u8,
@@ -37,6 +37,22 @@ pub struct ChannelView {
     pub credit_nonce: u64,
     /// Running total of the credit the contract holds (what disputes compare).
     pub credit_total: Amount,
+}
+
+impl From<IInfHub::Channel> for ChannelView {
+    fn from(c: IInfHub::Channel) -> ChannelView {
+        ChannelView {
+            status: c.status,
+            epoch: c.epoch,
+            settle_block: c.settleBlock,
+            deposited: Amount(c.deposited),
+            withdrawn: Amount(c.withdrawn),
+            debit_nonce: c.debit.nonce,
+            debit_total: Amount(c.debit.cumulative),
+            credit_nonce: c.credit.nonce,
+            credit_total: Amount(c.credit.cumulative),
+        }
+    }
 }
 
 /// Channel status codes of the contract.
@@ -120,17 +136,7 @@ impl ChainClient {
     /// The contract's record of `user`'s channel at `block`.
     pub async fn channel_at(&self, user: Address, block: u64) -> Result<ChannelView, WalletError> {
         let c = self.call(self.contract, IInfHub::channelCall { user }, Some(block)).await?;
-        Ok(ChannelView {
-            status: c.status,
-            epoch: c.epoch,
-            settle_block: c.settleBlock,
-            deposited: Amount(c.deposited),
-            withdrawn: Amount(c.withdrawn),
-            debit_nonce: c.debit.nonce,
-            debit_total: Amount(c.debit.cumulative),
-            credit_nonce: c.credit.nonce,
-            credit_total: Amount(c.credit.cumulative),
-        })
+        Ok(ChannelView::from(c))
     }
 
     /// What the settlement of `user`'s channel in `epoch` paid, from its `Settled` log.

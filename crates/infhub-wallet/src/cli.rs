@@ -242,13 +242,13 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             let w = Wallet::register(dir.clone(), key, bytes, &hub_url, &rpc_url, &mut progress).await?;
             let ch = w.channel()?;
             Ok(Report {
-                json: json!({"user": w.user(), "epoch": ch.epoch, "hub": w.state.hub}),
+                json: json!({"user": w.user(), "epoch": ch.epoch, "hub": w.state().hub}),
                 text: format!(
                     "registered {} with the hub at {}\nchannel open on chain (epoch {}), hub contract {}",
                     w.user(),
-                    w.state.hub.hub_url,
+                    w.state().hub.hub_url,
                     ch.epoch,
-                    w.state.hub.hub_contract
+                    w.state().hub.hub_contract
                 ),
             })
         }
@@ -515,7 +515,7 @@ pub async fn watch(
         };
         let _ = out.flush();
     };
-    say("started", &format!("watching {} (hub {}, chain {})", w.user(), w.state.hub.hub_url, w.state.hub.rpc_url));
+    say("started", &format!("watching {} (hub {}, chain {})", w.user(), w.state().hub.hub_url, w.state().hub.rpc_url));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(1_024);
     let mut stream_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut next_connect = tokio::time::Instant::now();
@@ -617,12 +617,12 @@ type Stream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 async fn subscribe_then_sync(w: &mut Wallet) -> Result<(crate::wallet::HubCheck, Stream), WalletError> {
     w.sync().await?;
     let url = w.hub.stream_url().ok_or_else(|| WalletError::HubUnreachable {
-        url: w.state.hub.hub_url.clone(),
+        url: w.state().hub.hub_url.clone(),
         reason: "no stream URL (not an http(s) hub URL, or no session)".into(),
     })?;
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
-        .map_err(|e| WalletError::HubUnreachable { url: w.state.hub.hub_url.clone(), reason: e.to_string() })?;
+        .map_err(|e| WalletError::HubUnreachable { url: w.state().hub.hub_url.clone(), reason: e.to_string() })?;
     let check = w.sync().await?;
     Ok((check, ws))
 }

@@ -205,3 +205,27 @@ fn wallet_accepts_a_newer_credit_after_missing_some() {
         Some(Error::NonceMustBeNext)
     );
 }
+
+#[test]
+fn a_credit_reaching_the_wallet_after_a_close_began_is_kept_and_defended_with() {
+    let s = Setup::new();
+    let p = s.params(Role::User);
+    let st = s.busy_channel(Role::User);
+    // The hub signed a third credit while the channel was open; the user's exit (from an
+    // older backup, holding none of the credits) is confirmed before that credit arrives.
+    let late = HubSigned::new(st.next_credit(Amount(10)).expect("credit"), &s.domain, &s.hub);
+    let (st, _) = run(&st, &p, vec![Input::ChainExitStarted { epoch: 1, settle_block: 40 }]);
+    let (st, effects) = run(&st, &p, vec![Input::Credit(late.clone()), Input::Block(30)]);
+    assert_eq!(st.credit, Some(late.clone()), "kept: it only helps the user's defence");
+    assert_eq!(effects, vec![Effect::CreditAccepted(late.clone()), Effect::SubmitCredit(late)]);
+    assert_eq!(st.balance(), Ok(Amount(105)));
+    // The hub's end never takes a credit while closing (it issues none), and nobody after
+    // settlement.
+    let hub = s.params(Role::Hub);
+    let closing = run(&s.busy_channel(Role::Hub), &hub, vec![Input::ChainExitStarted { epoch: 1, settle_block: 40 }]).0;
+    let c = HubSigned::new(closing.next_credit(Amount(1)).expect("credit"), &s.domain, &s.hub);
+    assert_eq!(step(&closing, &hub, Input::Credit(c)).err(), Some(Error::ChannelNotOpen));
+    let settled = run(&st, &p, vec![Input::ChainSettled { epoch: 1, paid: Amount(105) }]).0;
+    let c = HubSigned::new(settled.next_credit(Amount(1)).expect("credit"), &s.domain, &s.hub);
+    assert_eq!(step(&settled, &p, Input::Credit(c)).err(), Some(Error::ChannelNotOpen));
+}
