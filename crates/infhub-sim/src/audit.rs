@@ -7,7 +7,7 @@
 //! own newest proofs. The first broken rule stops the run with the seed, the step and the
 //! rule's name.
 
-use crate::evm::SimChain;
+use crate::evm::{MinedTx, SimChain};
 use crate::hub::SimHub;
 use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, U256};
@@ -52,6 +52,8 @@ pub struct Auditor {
     users: Vec<Address>,
     /// The hub's signing address and domain, to judge what it signs and sends on chain.
     hub: Address,
+    /// The hub's contract.
+    contract: Address,
     domain: infhub_core::Domain,
     /// Every credit the hub issued to each wallet: (epoch, nonce) → running total.
     issued_credits: Vec<BTreeMap<(u64, u64), u128>>,
@@ -71,6 +73,10 @@ pub struct Auditor {
     hub_closed: Vec<bool>,
     /// Settlements already judged per wallet.
     judged: Vec<usize>,
+    /// Wallets whose channel was open when the hub took reserve with a payout no user signed:
+    /// the contract protects only their funds (spec §1), so only that is judged (when the
+    /// hub's conduct itself is not judged).
+    unprotected: Vec<bool>,
     /// The newest payments the hub logged: (debit, its sequence number), for the history check
     /// after every restart.
     logged: VecDeque<(SignedDebit, u64)>,
@@ -93,6 +99,7 @@ impl Auditor {
         Auditor {
             users: wallets.iter().map(|w| w.address()).collect(),
             hub,
+            contract: domain.verifying_contract,
             domain,
             issued_credits: vec![BTreeMap::new(); n],
             audit_hub_conduct: true,
@@ -103,6 +110,7 @@ impl Auditor {
             payouts_refunded: std::collections::BTreeSet::new(),
             hub_closed: vec![false; n],
             judged: vec![0; n],
+            unprotected: vec![false; n],
             logged: VecDeque::new(),
             found: None,
             trail: VecDeque::new(),
@@ -160,14 +168,15 @@ impl Auditor {
     /// of it): a hub-signed credit with a higher nonce and a lower total than one the hub
     /// issued is the hub trying to erase received payments; a payout that pays anyone other
     /// than a user's signed external payment is the hub taking the reserve.
-    fn check_conduct(&mut self, step: u64, chain: &mut SimChain) {
+    fn check_conduct(&mut self, step: u64, mined: &[MinedTx], wallets: &[SimWallet]) {
         use alloy::sol_types::SolCall;
         use infhub_chain::bindings::IInfHub;
-        let mined = chain.take_mined();
         if !self.audit_hub_conduct {
+            self.note_unbacked_payouts(mined, wallets);
             return;
         }
-        for tx in mined {
+        let contract = self.contract;
+        for tx in mined.iter().filter(|t| t.to == contract) {
             if let Ok(call) = IInfHub::submitCreditCall::abi_decode(&tx.data) {
                 let c = &call.credit;
                 let credit = infhub_core::Credit {
@@ -189,7 +198,7 @@ impl Auditor {
                         step,
                         "hub_never_signs_a_lower_credit",
                         format!(
-                            "wallet {i}: the hub signed credit #{} totalling {} after credit #{nonce} totalling {total}                              (submitted in block {}, {})",
+                            "wallet {i}: the hub signed credit #{} totalling {} after credit #{nonce} totalling {total} (submitted in block {}, {})",
                             credit.nonce,
                             credit.cumulative_credit,
                             tx.block,
@@ -210,6 +219,30 @@ impl Auditor {
                                 if tx.success { "accepted" } else { "refused by the contract" }
                             ),
                         ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// With the hub's conduct not judged: a payout no user signed that the contract executed
+    /// takes reserve that open channels' credits may need (spec §1: the notice and the
+    /// reservation protect closing channels only); the channels open then are judged by what
+    /// the contract protects for them, their funds.
+    fn note_unbacked_payouts(&mut self, mined: &[MinedTx], wallets: &[SimWallet]) {
+        use alloy::sol_types::SolCall;
+        use infhub_chain::bindings::IInfHub;
+        for tx in mined.iter().filter(|t| t.to == self.contract && t.from == self.hub && t.success) {
+            let Ok(call) = IInfHub::payoutCall::abi_decode(&tx.data) else { continue };
+            let unsigned = call
+                .recipients
+                .iter()
+                .zip(&call.amounts)
+                .any(|(to, amount)| self.payouts_requested.get(to).is_none_or(|(_, a)| U256::from(a.0) != *amount));
+            if unsigned {
+                for (i, w) in wallets.iter().enumerate() {
+                    if w.channel().is_some_and(|c| c.status == Status::Open) {
+                        self.unprotected[i] = true;
                     }
                 }
             }
@@ -375,10 +408,11 @@ impl Auditor {
         &mut self,
         step: u64,
         chain: &mut SimChain,
+        mined: &[MinedTx],
         hub: Option<&SimHub>,
         wallets: &[SimWallet],
     ) -> Result<(), Violation> {
-        self.check_conduct(step, chain);
+        self.check_conduct(step, mined, wallets);
         // 0. No wallet found anything the hub told it that does not check out.
         for w in wallets {
             if let Some(c) = w.complaints.first() {
@@ -386,9 +420,9 @@ impl Auditor {
             }
         }
         // 1. Conservation in the contract: tokens held == reserve + Σ channel funds.
-        let held = chain.token_balance(chain.hub_contract);
-        let reserve = chain.reserve();
-        let funds = chain.total_channel_funds();
+        let held = chain.token_balance(self.contract);
+        let reserve = chain.reserve(self.contract);
+        let funds = chain.total_channel_funds(self.contract);
         if held != reserve + funds {
             self.fail(Violation::new(
                 step,
@@ -399,7 +433,7 @@ impl Auditor {
         if step.is_multiple_of(10) {
             let mut sum = U256::ZERO;
             for u in &self.users {
-                let c = chain.channel(*u);
+                let c = chain.channel(self.contract, *u);
                 sum += U256::from(c.deposited) + U256::from(c.advancedFromReserve)
                     - U256::from(c.withdrawn)
                     - U256::from(c.realizedDebit);
@@ -416,7 +450,7 @@ impl Auditor {
         if let Some(hub) = hub {
             let ledger = hub.ledger();
             ledger.check_invariants();
-            if !ledger.is_liquid() {
+            if self.audit_hub_conduct && !ledger.is_liquid() {
                 self.fail(Violation::new(
                     step,
                     "reserve_covers_commitments",
@@ -424,7 +458,10 @@ impl Auditor {
                 ));
             }
             self.check_acknowledged(step, hub, wallets);
-            if step.is_multiple_of(5) && ledger.block >= chain.floor {
+            // The hub's books against its contract: a hub that misuses its key (taking its
+            // reserve with a payout no user signed) breaks this by itself; without judging the
+            // hub's conduct, only what the parties are paid is judged.
+            if self.audit_hub_conduct && step.is_multiple_of(5) && ledger.block >= chain.floor {
                 self.compare_with_chain(step, chain, hub);
             }
         }
@@ -442,7 +479,13 @@ impl Auditor {
                     .checked_add(s.known_cumulative_debit.0)
                     .and_then(|v| v.checked_sub(hub_debit.0))
                     .map(Amount);
-                if w.behaviour == Behaviour::Honest && owed != Some(s.paid) {
+                // What the contract guarantees a channel left unprotected: its funds.
+                let protected = owed.map(|o| if self.unprotected[i] { o.min(s.funds) } else { o });
+                let short = match (owed, protected) {
+                    (Some(o), Some(p)) if self.unprotected[i] => s.paid < p || s.paid > o,
+                    _ => owed != Some(s.paid),
+                };
+                if w.behaviour == Behaviour::Honest && short {
                     self.fail(Violation::new(
                         step,
                         "honest_exit_pays_the_off_chain_balance",
@@ -466,7 +509,7 @@ impl Auditor {
     fn compare_with_chain(&mut self, step: u64, chain: &mut SimChain, hub: &SimHub) {
         let ledger = hub.ledger();
         let at = ledger.block;
-        let (reserve, channels) = match chain.books_at(at, &self.users) {
+        let (reserve, channels) = match chain.books_at(at, self.contract, &self.users) {
             Ok(b) => b,
             Err(e) => return self.fail(Violation::new(step, "contract_readable", e)),
         };
@@ -510,19 +553,20 @@ impl Auditor {
         &mut self,
         step: u64,
         chain: &mut SimChain,
+        mined: &[MinedTx],
         hub: Option<&SimHub>,
         wallets: &[SimWallet],
     ) -> Result<(), Violation> {
-        self.check(step, chain, hub, wallets)?;
+        self.check(step, chain, mined, hub, wallets)?;
         for (i, w) in wallets.iter().enumerate() {
             let settled = w.channel().is_some_and(|c| c.status == Status::Settled);
             if !settled {
                 self.fail(Violation::new(step, "every_exit_settles", format!("wallet {i}: {:?}", w.channel())));
             }
         }
-        let funds = chain.total_channel_funds();
-        let held = chain.token_balance(chain.hub_contract);
-        let reserve = chain.reserve();
+        let funds = chain.total_channel_funds(self.contract);
+        let held = chain.token_balance(self.contract);
+        let reserve = chain.reserve(self.contract);
         if funds != U256::ZERO || held != reserve {
             self.fail(Violation::new(
                 step,
@@ -534,7 +578,7 @@ impl Auditor {
             self.fail(Violation::new(step, "hub_runs_at_the_end", "hub down"));
             return self.result();
         };
-        if U256::from(hub.ledger().reserve.0) != reserve {
+        if self.audit_hub_conduct && U256::from(hub.ledger().reserve.0) != reserve {
             self.fail(Violation::new(
                 step,
                 "ledger_reserve_equals_contract_reserve",
@@ -547,8 +591,12 @@ impl Auditor {
             let got = chain.token_balance(recipient);
             let expected = acked.get(&recipient).copied();
             let refunded = self.payouts_refunded.contains(&recipient);
+            // Payouts are the hub's to make from its reserve: one that took the reserve with a
+            // payout no user signed may not pay the rest (spec §1), but never pays one twice.
+            let reserve_taken = self.unprotected.iter().any(|u| *u);
             let ok = match expected {
                 _ if refunded => got == U256::ZERO && expected.is_none(),
+                Some(a) if reserve_taken => got == U256::ZERO || got == U256::from(a.0),
                 Some(a) => got == U256::from(a.0),
                 // Not acknowledged: it may or may not have been applied; at most once.
                 None => got == U256::ZERO || got == U256::from(asked.0),

@@ -34,7 +34,10 @@ struct Args {
     /// Steps with faults on, per seed (a drain and final exits follow).
     #[arg(long, default_value_t = 300)]
     steps: u64,
-    /// Number of wallets.
+    /// Number of hubs, each with its own contract on the one chain (at most 8).
+    #[arg(long, default_value_t = 1)]
+    hubs: usize,
+    /// Number of wallets (shared out among the hubs).
     #[arg(long, default_value_t = 50)]
     wallets: usize,
     /// Wallets that cheat, per mille.
@@ -141,9 +144,10 @@ struct Finished {
 
 fn report_line(seed: u64, secs: f64, r: &Report) -> String {
     format!(
-        "seed {seed}: ok in {secs:.1}s — {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, {} payments \
-         acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks refused, \
-         {} hub closes defended, {} settlements",
+        "seed {seed}: ok in {secs:.1}s — {} hub(s), {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, \
+         {} payments acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks \
+         refused, {} hub closes defended, {} realizations, {} settlements",
+        r.hubs,
         r.steps,
         r.blocks,
         r.reorgs.0,
@@ -157,6 +161,7 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.messages.2,
         r.attacks,
         r.hub_closes,
+        r.realizations,
         r.settlements
     )
 }
@@ -187,6 +192,7 @@ pub fn main() -> i32 {
     let config_for = |seed: u64| SimConfig {
         seed,
         steps: args.steps,
+        hubs: args.hubs,
         wallets: args.wallets,
         cheater_per_mille: args.cheaters_per_mille,
         faults: if args.no_faults { Faults::off() } else { Faults::on() },
@@ -202,8 +208,9 @@ pub fn main() -> i32 {
             })
             .unwrap_or_default();
         format!(
-            "replay: infhub-sim --seed {seed} --steps {} --wallets {} --cheaters-per-mille {}{}{}{}",
+            "replay: infhub-sim --seed {seed} --steps {} --hubs {} --wallets {} --cheaters-per-mille {}{}{}{}",
             args.steps,
+            args.hubs,
             args.wallets,
             args.cheaters_per_mille,
             if args.no_faults { " --no-faults" } else { "" },

@@ -2,10 +2,11 @@
 //! in-process EVM (revm), block by block, with a mempool that can delay or drop
 //! transactions, and reorganisations of any depth above the deployment.
 //!
-//! Every mined block's hub-contract logs are mirrored into a
+//! One token and any number of hub contracts (one per simulated hub) live on it. Every mined
+//! block's logs of each hub contract are mirrored into that contract's
 //! [`MemoryChain`](infhub_chain::source::memory::MemoryChain), the in-process `ChainSource`
-//! the real watcher reads, so the hub and the wallets follow this chain with the same watcher
-//! (and reorg handling) they use against a node. The EVM state after every block is kept, so
+//! the real watcher reads, so each hub follows this chain with the same watcher (and reorg
+//! handling) it uses against a node. The EVM state after every block is kept, so
 //! a reorg rewinds state exactly, and the auditor can read the contract as of the block the
 //! hub's ledger has confirmed.
 
@@ -69,6 +70,8 @@ pub struct MinedTx {
     pub block: u64,
     /// Sender.
     pub from: Address,
+    /// Called contract.
+    pub to: Address,
     /// Calldata.
     pub data: Bytes,
     /// False if it reverted.
@@ -88,7 +91,8 @@ pub struct ChainFaults {
 pub struct SimChain {
     evm: Evm,
     blocks: Vec<MinedBlock>,
-    headers: MemoryChain,
+    /// Each hub contract and the chain source of its logs.
+    hubs: Vec<(Address, MemoryChain)>,
     mempool: VecDeque<PendingTx>,
     receipts: HashMap<u64, TxReceipt>,
     next_tx_id: u64,
@@ -96,7 +100,7 @@ pub struct SimChain {
     pub floor: u64,
     /// The token contract.
     pub token: Address,
-    /// The hub contract.
+    /// The first hub contract.
     pub hub_contract: Address,
     /// Every revert reason seen, by transaction id (for reports).
     pub reverts: HashMap<u64, Bytes>,
@@ -156,12 +160,11 @@ impl SimChain {
             db.insert_account_info(a, AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() });
         }
         let evm = new_evm(db, 0);
-        let headers = MemoryChain::new();
         let genesis = MinedBlock { txs: Vec::new(), state: Db::default() };
         let mut chain = SimChain {
             evm,
             blocks: vec![genesis],
-            headers,
+            hubs: Vec::new(),
             mempool: VecDeque::new(),
             receipts: HashMap::new(),
             next_tx_id: 1,
@@ -175,16 +178,45 @@ impl SimChain {
         let mut token_code = creation_code(repo_root, "InfToken")?;
         token_code.extend_from_slice(&supply.abi_encode());
         chain.token = chain.create(deployer, token_code)?;
-        let mut hub_code = creation_code(repo_root, "InfHub")?;
-        hub_code.extend_from_slice(
-            &(chain.token, hub_operator, challenge_period_blocks, reserve_notice_blocks).abi_encode_params(),
-        );
-        chain.hub_contract = chain.create(deployer, hub_code)?;
-        chain.floor = chain.head() + 1;
+        chain.hub_contract =
+            chain.deploy_hub(repo_root, deployer, hub_operator, challenge_period_blocks, reserve_notice_blocks)?;
         Ok(chain)
     }
 
+    /// Deploys another hub contract for `hub_operator` on the same token (another hub in the
+    /// same world); the deployment becomes the new floor of reorgs.
+    pub fn deploy_hub(
+        &mut self,
+        repo_root: &Path,
+        deployer: Address,
+        hub_operator: Address,
+        challenge_period_blocks: u64,
+        reserve_notice_blocks: u64,
+    ) -> Result<Address, String> {
+        self.evm.ctx.db_mut().insert_account_info(
+            hub_operator,
+            AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() },
+        );
+        let mut hub_code = creation_code(repo_root, "InfHub")?;
+        hub_code.extend_from_slice(
+            &(self.token, hub_operator, challenge_period_blocks, reserve_notice_blocks).abi_encode_params(),
+        );
+        let source = MemoryChain::new();
+        // The new contract's source holds the blocks before it too (empty of its logs).
+        for _ in 1..self.blocks.len() {
+            source.push_block(Vec::new());
+        }
+        let contract = self.create_with(deployer, hub_code, Some(source))?;
+        self.floor = self.head() + 1;
+        Ok(contract)
+    }
+
     fn create(&mut self, from: Address, code: Vec<u8>) -> Result<Address, String> {
+        self.create_with(from, code, None)
+    }
+
+    /// Deploys `code`; with `source`, the new contract is a hub whose logs it mirrors.
+    fn create_with(&mut self, from: Address, code: Vec<u8>, source: Option<MemoryChain>) -> Result<Address, String> {
         let number = self.head() + 1;
         self.evm.ctx.block.number = U256::from(number);
         self.evm.ctx.block.timestamp = U256::from(number * 12);
@@ -193,13 +225,16 @@ impl SimChain {
         let ExecutionResult::Success { output: Output::Create(_, Some(addr)), .. } = result else {
             return Err(format!("deployment reverted: {result:?}"));
         };
+        if let Some(source) = source {
+            self.hubs.push((addr, source));
+        }
         self.seal(Vec::new(), Vec::new());
         Ok(addr)
     }
 
-    /// The in-process chain source the watchers read (shares this chain's headers and logs).
-    pub fn source(&self) -> MemoryChain {
-        self.headers.clone()
+    /// The in-process chain source of `contract`'s logs, which its hub's watcher reads.
+    pub fn source(&self, contract: Address) -> MemoryChain {
+        self.hubs.iter().find(|(c, _)| *c == contract).map(|(_, s)| s.clone()).expect("a hub contract of this chain")
     }
 
     /// Every transaction mined since the last call, in order (a reorged one may reappear).
@@ -225,11 +260,15 @@ impl SimChain {
         self.receipts.get(&id).copied()
     }
 
-    fn seal(&mut self, txs: Vec<PendingTx>, hub_logs: Vec<(Vec<B256>, Vec<u8>)>) {
-        let n = self.headers.push_block(hub_logs);
+    fn seal(&mut self, txs: Vec<PendingTx>, mut logs: Vec<(Address, Vec<B256>, Vec<u8>)>) {
+        for (contract, source) in &self.hubs {
+            let mine = logs.iter().filter(|(a, _, _)| a == contract).map(|(_, t, d)| (t.clone(), d.clone())).collect();
+            let n = source.push_block(mine);
+            assert_eq!(n, self.blocks.len() as u64, "header chain and EVM chain out of step");
+        }
+        logs.clear();
         let state = self.evm.ctx.db_mut().clone();
         self.blocks.push(MinedBlock { txs, state });
-        assert_eq!(n, self.head(), "header chain and EVM chain out of step");
     }
 
     /// Mines one block from the mempool, applying `faults`.
@@ -240,6 +279,7 @@ impl SimChain {
         let mut included = Vec::new();
         let mut waiting = VecDeque::new();
         let mut hub_logs = Vec::new();
+        let hubs: Vec<Address> = self.hubs.iter().map(|(c, _)| *c).collect();
         while let Some(tx) = self.mempool.pop_front() {
             if rng.chance(faults.drop_per_mille) {
                 continue;
@@ -254,8 +294,8 @@ impl SimChain {
             let success = match result {
                 ExecutionResult::Success { logs, .. } => {
                     for log in logs {
-                        if log.address == self.hub_contract {
-                            hub_logs.push((log.data.topics().to_vec(), log.data.data.to_vec()));
+                        if hubs.contains(&log.address) {
+                            hub_logs.push((log.address, log.data.topics().to_vec(), log.data.data.to_vec()));
                         }
                     }
                     true
@@ -267,7 +307,7 @@ impl SimChain {
                 ExecutionResult::Halt { .. } => false,
             };
             self.receipts.insert(tx.id, TxReceipt { block: number, success, gas_used });
-            self.mined_log.push(MinedTx { block: number, from: tx.from, data: tx.data.clone(), success });
+            self.mined_log.push(MinedTx { block: number, from: tx.from, to: tx.to, data: tx.data.clone(), success });
             included.push(tx);
         }
         self.mempool = waiting;
@@ -297,7 +337,9 @@ impl SimChain {
             }
         }
         *self.evm.ctx.db_mut() = self.blocks.last().expect("genesis").state.clone();
-        self.headers.rewind(depth);
+        for (_, source) in &self.hubs {
+            source.rewind(depth);
+        }
         depth
     }
 
@@ -311,13 +353,29 @@ impl SimChain {
         }
     }
 
-    /// The contract's reserve and the channels of `users` after block `number`, read from one
-    /// copy of that block's state.
-    pub fn books_at(&self, number: u64, users: &[Address]) -> Result<(U256, Vec<IInfHub::Channel>), String> {
-        let state = self.blocks.get(number as usize).ok_or_else(|| format!("no block {number}"))?.state.clone();
-        let mut evm = new_evm(state, 0);
+    /// Hub contract `contract`'s reserve and the channels of `users` after block `number`, read
+    /// from one copy of that block's state.
+    pub fn books_at(
+        &self,
+        number: u64,
+        contract: Address,
+        users: &[Address],
+    ) -> Result<(U256, Vec<IInfHub::Channel>), String> {
+        let state = &self.blocks.get(number as usize).ok_or_else(|| format!("no block {number}"))?.state;
+        // Read through a reference to the block's state: no copy of it.
+        let mut evm = Context::mainnet()
+            .with_db(revm::database_interface::WrapDatabaseRef(state))
+            .modify_cfg_chained(|c| {
+                c.chain_id = SIM_CHAIN_ID;
+                c.disable_nonce_check = true;
+            })
+            .modify_block_chained(|b| {
+                b.gas_limit = 1_000_000_000;
+                b.basefee = 0;
+            })
+            .build_mainnet();
         let mut call = |data: Vec<u8>| -> Result<Bytes, String> {
-            let tx = tx_env(Address::ZERO, TxKind::Call(self.hub_contract), data.into());
+            let tx = tx_env(Address::ZERO, TxKind::Call(contract), data.into());
             match evm.transact(tx).map_err(|e| format!("{e:?}"))?.result {
                 ExecutionResult::Success { output, .. } => Ok(output.into_data()),
                 other => Err(format!("call reverted: {other:?}")),
@@ -335,10 +393,10 @@ impl SimChain {
 
     /// What the settlement of `user`'s channel in `epoch` paid, from its `Settled` log on the
     /// canonical chain (as the wallet reads it).
-    pub fn settled_paid(&self, user: Address, epoch: u64) -> Option<u128> {
+    pub fn settled_paid(&self, contract: Address, user: Address, epoch: u64) -> Option<u128> {
         use alloy::sol_types::SolEvent;
         use infhub_chain::source::ChainSource;
-        let logs = crate::hub::ready(self.headers.logs_in_range(self.floor, self.head())).ok()?;
+        let logs = crate::hub::ready(self.source(contract).logs_in_range(0, self.head())).ok()?;
         logs.iter().find_map(|log| {
             let e = IInfHub::Settled::decode_raw_log(log.topics.iter().copied(), &log.data).ok()?;
             (e.user == user && e.epoch == epoch).then(|| u128::try_from(e.paid).ok()).flatten()
@@ -362,23 +420,23 @@ impl SimChain {
         IErc20::balanceOfCall::abi_decode_returns(&raw).expect("balanceOf returns")
     }
 
-    /// The contract's view of `user`'s channel at the newest state.
-    pub fn channel(&mut self, user: Address) -> IInfHub::Channel {
+    /// Hub contract `contract`'s view of `user`'s channel at the newest state.
+    pub fn channel(&mut self, contract: Address, user: Address) -> IInfHub::Channel {
         let data = IInfHub::channelCall { user }.abi_encode();
-        let raw = self.call(self.hub_contract, data).expect("channel(user)");
+        let raw = self.call(contract, data).expect("channel(user)");
         IInfHub::channelCall::abi_decode_returns(&raw).expect("channel returns")
     }
 
-    /// The contract's reserve at the newest state.
-    pub fn reserve(&mut self) -> U256 {
+    /// Hub contract `contract`'s reserve at the newest state.
+    pub fn reserve(&mut self, contract: Address) -> U256 {
         let data = IInfHub::reserveCall {}.abi_encode();
-        let raw = self.call(self.hub_contract, data).expect("reserve()");
+        let raw = self.call(contract, data).expect("reserve()");
         IInfHub::reserveCall::abi_decode_returns(&raw).expect("reserve returns")
     }
 
-    /// The contract's `totalChannelFunds` at the newest state.
-    pub fn total_channel_funds(&mut self) -> U256 {
-        let raw = self.call(self.hub_contract, IInfHub::totalChannelFundsCall {}.abi_encode()).expect("funds");
+    /// Hub contract `contract`'s `totalChannelFunds` at the newest state.
+    pub fn total_channel_funds(&mut self, contract: Address) -> U256 {
+        let raw = self.call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).expect("funds");
         IInfHub::totalChannelFundsCall::abi_decode_returns(&raw).expect("totalChannelFunds returns")
     }
 }

@@ -140,9 +140,11 @@ impl SimHub {
             realize: config.realize,
             low_free_reserve_below: Amount::ZERO,
         };
-        let hub = Hub::start(disk, &ledger, config.ledger, key.clone(), chain.source(), watcher, broadcaster, duties)
+        let contract = config.ledger.domain.verifying_contract;
+        let source = chain.source(contract);
+        let hub = Hub::start(disk, &ledger, config.ledger, key.clone(), source, watcher, broadcaster, duties)
             .map_err(|e| HubDown(e.to_string()))?;
-        Ok(SimHub { hub, key, contract: chain.hub_contract, delivered: HashMap::new(), misbehaved: HashSet::new() })
+        Ok(SimHub { hub, key, contract, delivered: HashMap::new(), misbehaved: HashSet::new() })
     }
 
     /// The hub's address.
@@ -216,6 +218,11 @@ impl SimHub {
         }
     }
 
+    /// Realization transactions mined for this process.
+    pub fn realizations_mined(&self) -> u64 {
+        self.hub.duties.view().counters.realizations_mined
+    }
+
     /// Duties sent and not yet satisfied.
     pub fn duties_in_flight(&self) -> usize {
         self.hub.duties.duties_in_flight()
@@ -265,12 +272,12 @@ impl SimHub {
                     chain.submit(self.address(), self.contract, submit_credit_call(&signed).abi_encode());
                 }
                 Some(InjectedBug::HubDrainsReserve) => {
-                    let raw = chain.call(chain.hub_contract, IInfHub::reservedForClosingCall {}.abi_encode());
+                    let raw = chain.call(self.contract, IInfHub::reservedForClosingCall {}.abi_encode());
                     let reserved = raw
                         .ok()
                         .and_then(|r| IInfHub::reservedForClosingCall::abi_decode_returns(&r).ok())
                         .unwrap_or_default();
-                    let reserve = chain.reserve();
+                    let reserve = chain.reserve(self.contract);
                     if reserved.is_zero() || reserve.is_zero() {
                         self.misbehaved.remove(&(user, epoch)); // try again once something is owed
                         continue;

@@ -37,6 +37,10 @@ pub struct SettlementSeen {
     pub expected: Amount,
     /// The running total of debits this wallet knew of at settlement.
     pub known_cumulative_debit: Amount,
+    /// The channel's own funds by the contract's last record before the settlement
+    /// (deposits, minus withdrawals and realized debits, plus what the reserve advanced): what
+    /// the contract pays whatever the hub did with its reserve.
+    pub funds: Amount,
 }
 
 struct WalletTx {
@@ -78,6 +82,8 @@ pub struct SimWallet {
     txs: Vec<WalletTx>,
     /// The last defence sent: (credit nonce, or 0 for a settlement; head block).
     defended: Option<(u64, u64)>,
+    /// The channel's funds by the contract's newest record while not settled.
+    funds: Amount,
 }
 
 impl SimWallet {
@@ -110,6 +116,7 @@ impl SimWallet {
             hub_contract,
             txs: Vec::new(),
             defended: None,
+            funds: Amount::ZERO,
         }
     }
 
@@ -293,9 +300,15 @@ impl SimWallet {
         resend_after_blocks: u64,
     ) -> Result<(), String> {
         let view = ChannelView::from(at_confirmed.clone());
+        if view.status != infhub_wallet::chain::status::SETTLED {
+            let c = at_confirmed;
+            self.funds = Amount(c.deposited + c.advancedFromReserve - c.withdrawn - c.realizedDebit);
+        }
         let mut paid = BTreeMap::new();
         for epoch in self.core.settlements_needed(&view) {
-            let p = chain.settled_paid(self.address(), epoch).ok_or(format!("no Settled log for epoch {epoch}"))?;
+            let p = chain
+                .settled_paid(self.hub_contract, self.address(), epoch)
+                .ok_or(format!("no Settled log for epoch {epoch}"))?;
             paid.insert(epoch, Amount(p));
         }
         let effects = self
@@ -306,7 +319,8 @@ impl SimWallet {
         for effect in effects {
             if let Effect::Settled { paid, expected } = effect {
                 let known_cumulative_debit = self.channel().map_or(Amount::ZERO, |c| c.cumulative_debit());
-                self.settlements.push(SettlementSeen { paid, expected, known_cumulative_debit });
+                let funds = self.funds;
+                self.settlements.push(SettlementSeen { paid, expected, known_cumulative_debit, funds });
             }
         }
         let head = chain.head();

@@ -1,9 +1,10 @@
-//! The simulated world: one hub, many wallets, the chain and the network between them,
-//! advanced step by step from one seed, with faults and adversaries, and audited after
-//! every step. See `docs/simulation.md` for what is simulated and what the auditor checks.
+//! The simulated world: one or more hubs, each with its own contract on the one simulated
+//! chain (sharing its token, blocks, mempool and reorgs) and its own wallets, and the network
+//! between them, advanced step by step from one seed, with faults and adversaries, and audited
+//! after every step. See `docs/simulation.md` for what is simulated and what the auditor checks.
 
 use crate::audit::{Auditor, Violation};
-use crate::evm::{ChainFaults, SimChain};
+use crate::evm::{ChainFaults, MinedTx, SimChain};
 use crate::hub::{HubConfig, HubDown, InjectedBug, SimHub};
 use crate::rng::Rng;
 use crate::wallet::{Behaviour, SimWallet};
@@ -77,22 +78,24 @@ pub struct SimConfig {
     pub seed: u64,
     /// Steps with faults on (the drain and final exits follow).
     pub steps: u64,
-    /// Number of wallets.
+    /// Number of hubs, each with its own contract on the one chain.
+    pub hubs: usize,
+    /// Number of wallets (shared out among the hubs).
     pub wallets: usize,
     /// Per mille of wallets that cheat.
     pub cheater_per_mille: u64,
     /// Faults.
     pub faults: Faults,
-    /// A deliberately injected bug.
+    /// A deliberately injected bug (in every hub, or every wallet).
     pub bug: Option<InjectedBug>,
-    /// Judge the hub's conduct on chain (what it signs and pays), not only its effect on the
+    /// Judge the hubs' conduct on chain (what they sign and pay), not only its effect on the
     /// parties; off, a run shows whether the contract alone keeps honest parties whole.
     pub audit_hub_conduct: bool,
     /// Repository root (for the compiled contracts).
     pub repo_root: PathBuf,
 }
 
-/// Messages from wallets to the hub.
+/// Messages from wallets to their hub.
 #[derive(Clone, Debug)]
 enum ToHub {
     Pay(usize, SignedDebit),
@@ -100,7 +103,7 @@ enum ToHub {
     Sync(usize),
 }
 
-/// Messages from the hub to a wallet.
+/// Messages from a hub to one of its wallets.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
 enum ToWallet {
@@ -114,11 +117,12 @@ enum ToWallet {
     Synced(HubAccount),
 }
 
+/// A message on the network: to hub `site`, or to wallet `i` of hub `site`.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
 enum Msg {
-    ToHub(ToHub),
-    ToWallet(usize, ToWallet),
+    ToHub(usize, ToHub),
+    ToWallet(usize, usize, ToWallet),
 }
 
 /// Summary of a finished run.
@@ -126,6 +130,8 @@ enum Msg {
 pub struct Report {
     /// Steps run (faulty phase plus drain).
     pub steps: u64,
+    /// Hubs.
+    pub hubs: usize,
     /// Blocks mined.
     pub blocks: u64,
     /// Reorgs and their total depth.
@@ -146,6 +152,29 @@ pub struct Report {
     pub settlements: u64,
     /// Hub-started closes against users.
     pub hub_closes: u64,
+    /// Realizations the hubs had mined.
+    pub realizations: u64,
+}
+
+/// One hub of the world: its operator's key, its contract, its disk and process, its wallets
+/// and its auditor.
+pub struct Site {
+    key: PrivateKey,
+    config: HubConfig,
+    disk: SimDisk,
+    /// The hub process (None while down).
+    pub hub: Option<SimHub>,
+    down_until: u64,
+    /// Its wallets.
+    pub wallets: Vec<SimWallet>,
+    /// Its auditor.
+    pub auditor: Auditor,
+}
+
+impl Site {
+    fn contract(&self) -> Address {
+        self.config.ledger.domain.verifying_contract
+    }
 }
 
 /// The world.
@@ -155,19 +184,11 @@ pub struct World {
     faults: Faults,
     /// The chain.
     pub chain: SimChain,
-    disk: SimDisk,
-    hub_key: PrivateKey,
-    hub_config: HubConfig,
-    /// The hub process (None while down).
-    pub hub: Option<SimHub>,
-    hub_down_until: u64,
-    /// The wallets.
-    pub wallets: Vec<SimWallet>,
+    /// The hubs.
+    pub sites: Vec<Site>,
     net: Vec<(u64, u64, Msg)>,
     /// The current step.
     pub step: u64,
-    /// The auditor.
-    pub auditor: Auditor,
     /// Counters.
     pub report: Report,
 }
@@ -185,104 +206,97 @@ const CHALLENGE_PERIOD_BLOCKS: u64 = 30;
 const RESEND_AFTER_BLOCKS: u64 = 3;
 const INITIAL_TOKENS_PER_WALLET: u128 = 1_000 * UNIT;
 const HUB_RESERVE: u128 = 1_000_000 * UNIT;
+/// Most hubs in one world.
+pub const MAX_HUBS: usize = 8;
+
+/// A hub's settings in the simulation.
+fn hub_config(domain: Domain, hub: Address, start_block: u64) -> HubConfig {
+    HubConfig {
+        ledger: LedgerParams {
+            domain,
+            hub,
+            max_withdrawal_expiry_blocks: 1_000,
+            max_accounts: 10_000,
+            max_queued_payouts: 10_000,
+            max_payment_amount: Amount(1_000_000 * UNIT),
+            // Small, so retries of forgotten payments happen in every run.
+            transfer_ids_kept: 64,
+        },
+        confirmations: CONFIRMATIONS,
+        start_block,
+        resend_after_blocks: RESEND_AFTER_BLOCKS,
+        snapshot_every_records: 40,
+        max_payout_batch: 16,
+        // Realizations in every run: any payer past 50 INF, and the largest ones whenever more
+        // than 1,000 INF of the reserve is committed.
+        realize: RealizePolicy {
+            when_free_reserve_below: Amount(HUB_RESERVE - 1_000 * UNIT),
+            when_payer_reaches: Amount(50 * UNIT),
+            max_per_tx: 16,
+        },
+    }
+}
 
 impl World {
-    /// Builds the world: deploys the contracts, funds the hub and the wallets, opens the
-    /// channels, makes first deposits, and lets the hub and wallets see it all confirmed.
+    /// Builds the world: deploys the token and one contract per hub, funds each hub and its
+    /// wallets, opens the channels, makes first deposits, and lets everyone see it confirmed.
     pub fn new(config: SimConfig) -> Result<World, String> {
+        if config.hubs == 0 || config.hubs > MAX_HUBS || config.wallets < config.hubs {
+            return Err(format!("1..={MAX_HUBS} hubs with at least one wallet each"));
+        }
         let mut rng = Rng::new(config.seed);
-        let hub_key = key_from(&mut rng);
+        let keys: Vec<PrivateKey> = (0..config.hubs).map(|_| key_from(&mut rng)).collect();
         let deployer = key_from(&mut rng).address();
-        let mut chain = SimChain::deploy(
-            &config.repo_root,
-            deployer,
-            hub_key.address(),
-            U256::ZERO,
-            CHALLENGE_PERIOD_BLOCKS,
-            CHALLENGE_PERIOD_BLOCKS * 4,
-        )?;
-        let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: chain.hub_contract };
-        let hub_config = HubConfig {
-            ledger: LedgerParams {
-                domain,
-                hub: hub_key.address(),
-                max_withdrawal_expiry_blocks: 1_000,
-                max_accounts: 10_000,
-                max_queued_payouts: 10_000,
-                max_payment_amount: Amount(1_000_000 * UNIT),
-                // Small, so retries of forgotten payments happen in every run.
-                transfer_ids_kept: 64,
-            },
-            confirmations: CONFIRMATIONS,
-            start_block: chain.floor,
-            resend_after_blocks: RESEND_AFTER_BLOCKS,
-            snapshot_every_records: 40,
-            max_payout_batch: 16,
-            // Realizations in every run: any payer past 50 INF, and the largest ones whenever
-            // more than 1,000 INF of the reserve is committed.
-            realize: RealizePolicy {
-                when_free_reserve_below: Amount(HUB_RESERVE - 1_000 * UNIT),
-                when_payer_reaches: Amount(50 * UNIT),
-                max_per_tx: 16,
-            },
-        };
+        let (challenge, notice) = (CHALLENGE_PERIOD_BLOCKS, CHALLENGE_PERIOD_BLOCKS * 4);
+        let mut chain =
+            SimChain::deploy(&config.repo_root, deployer, keys[0].address(), U256::ZERO, challenge, notice)?;
+        let mut contracts = vec![chain.hub_contract];
+        for k in &keys[1..] {
+            contracts.push(chain.deploy_hub(&config.repo_root, deployer, k.address(), challenge, notice)?);
+        }
         let token = chain.token;
-        let hub_contract = chain.hub_contract;
         let mint = |chain: &mut SimChain, to: Address, amount: u128| {
             chain.execute_now(deployer, token, IErc20::mintCall { to, amount: U256::from(amount) }.abi_encode())
         };
-        // The hub's reserve.
-        mint(&mut chain, hub_key.address(), HUB_RESERVE)?;
-        chain.execute_now(
-            hub_key.address(),
-            token,
-            IErc20::approveCall { spender: hub_contract, amount: U256::MAX }.abi_encode(),
-        )?;
-        chain.execute_now(
-            hub_key.address(),
-            hub_contract,
-            IInfHub::depositReserveCall { amount: U256::from(HUB_RESERVE) }.abi_encode(),
-        )?;
-        let mut wallets = Vec::new();
-        for i in 0..config.wallets {
-            let key = key_from(&mut rng);
-            let behaviour = if rng.chance(config.cheater_per_mille) { Behaviour::Cheater } else { Behaviour::Honest };
-            let w = SimWallet::new(i, key, behaviour, hub_info(domain, hub_key.address(), chain.token), chain.floor);
-            mint(&mut chain, w.address(), INITIAL_TOKENS_PER_WALLET)?;
-            chain.execute_now(w.address(), token, w.approve_call())?;
-            chain.execute_now(
-                hub_key.address(),
-                hub_contract,
-                IInfHub::openChannelCall { user: w.address() }.abi_encode(),
-            )?;
-            wallets.push(w);
+        let mut sites = Vec::new();
+        for (s, (key, contract)) in keys.into_iter().zip(contracts).enumerate() {
+            let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: contract };
+            let config_s = hub_config(domain, key.address(), chain.floor);
+            // The hub's reserve.
+            let hub = key.address();
+            mint(&mut chain, hub, HUB_RESERVE)?;
+            chain.execute_now(hub, token, IErc20::approveCall { spender: contract, amount: U256::MAX }.abi_encode())?;
+            let reserve = IInfHub::depositReserveCall { amount: U256::from(HUB_RESERVE) };
+            chain.execute_now(hub, contract, reserve.abi_encode())?;
+            // Its share of the wallets (the first hubs take the remainder).
+            let n = config.wallets / config.hubs + usize::from(s < config.wallets % config.hubs);
+            let mut wallets = Vec::new();
+            for i in 0..n {
+                let wkey = key_from(&mut rng);
+                let behaviour =
+                    if rng.chance(config.cheater_per_mille) { Behaviour::Cheater } else { Behaviour::Honest };
+                let w = SimWallet::new(i, wkey, behaviour, hub_info(domain, hub, token), chain.floor);
+                mint(&mut chain, w.address(), INITIAL_TOKENS_PER_WALLET)?;
+                chain.execute_now(w.address(), token, w.approve_call())?;
+                chain.execute_now(hub, contract, IInfHub::openChannelCall { user: w.address() }.abi_encode())?;
+                wallets.push(w);
+            }
+            let disk = SimDisk::new();
+            let process = SimHub::start(disk.clone(), key.clone(), config_s, &chain, config.bug)
+                .map_err(|e| format!("hub {s} did not start: {e:?}"))?;
+            let mut auditor = Auditor::new(&wallets, hub, domain);
+            auditor.audit_hub_conduct = config.audit_hub_conduct;
+            sites.push(Site { key, config: config_s, disk, hub: Some(process), down_until: 0, wallets, auditor });
         }
-        let disk = SimDisk::new();
-        let hub = SimHub::start(disk.clone(), hub_key.clone(), hub_config, &chain, config.bug)
-            .map_err(|e| format!("hub did not start: {e:?}"))?;
-        let mut auditor = Auditor::new(&wallets, hub_key.address(), domain);
-        auditor.audit_hub_conduct = config.audit_hub_conduct;
         let faults = config.faults;
-        let mut world = World {
-            rng,
-            faults,
-            chain,
-            disk,
-            hub_key,
-            hub_config,
-            hub: Some(hub),
-            hub_down_until: 0,
-            wallets,
-            net: Vec::new(),
-            step: 0,
-            auditor,
-            report: Report::default(),
-            config,
-        };
+        let report = Report { hubs: config.hubs, ..Report::default() };
+        let mut world = World { rng, faults, chain, sites, net: Vec::new(), step: 0, report, config };
         // First deposits, confirmed before the faulty phase starts.
-        for i in 0..world.wallets.len() {
-            let amount = Amount(world.rng.range(50, 400) as u128 * UNIT);
-            world.wallets[i].deposit(&mut world.chain, amount);
+        for s in 0..world.sites.len() {
+            for i in 0..world.sites[s].wallets.len() {
+                let amount = Amount(world.rng.range(50, 400) as u128 * UNIT);
+                world.sites[s].wallets[i].deposit(&mut world.chain, amount);
+            }
         }
         for _ in 0..(CONFIRMATIONS + 2) {
             world.mine_block(false);
@@ -330,61 +344,73 @@ impl World {
         self.report.blocks += 1;
     }
 
-    /// The hub crashed: drop the process; it restarts a few steps later from its disk.
-    fn hub_crashed(&mut self, why: HubDown) {
+    /// Hub `s` crashed: drop the process; it restarts a few steps later from its disk.
+    fn hub_crashed(&mut self, s: usize, why: HubDown) {
         let HubDown(detail) = why;
-        self.auditor.note(format!("step {}: hub crashed ({detail})", self.step));
-        self.hub = None;
+        let step = self.step;
+        let site = &mut self.sites[s];
+        site.auditor.note(format!("step {step}: hub {s} crashed ({detail})"));
+        site.hub = None;
         self.report.hub_crashes += 1;
-        self.hub_down_until = self.step + self.rng.range(1, 5);
+        site.down_until = step + self.rng.range(1, 5);
     }
 
-    fn restart_hub(&mut self) -> Result<(), Violation> {
-        self.disk.restart(&mut self.rng);
-        match SimHub::start(self.disk.clone(), self.hub_key.clone(), self.hub_config, &self.chain, self.config.bug) {
+    fn restart_hub(&mut self, s: usize) -> Result<(), Violation> {
+        let site = &mut self.sites[s];
+        site.disk.restart(&mut self.rng);
+        match SimHub::start(site.disk.clone(), site.key.clone(), site.config, &self.chain, self.config.bug) {
             Ok(hub) => {
-                self.hub = Some(hub);
-                Ok(())
+                site.hub = Some(hub);
+                let hub = site.hub.as_ref().expect("just started");
+                site.auditor.after_restart(self.step, hub, &site.wallets)
             }
             Err(HubDown(e)) => Err(Violation::new(
                 self.step,
                 "hub_must_restart_from_its_disk",
-                format!("recovery failed: {e}; disk holds {:?}", self.disk.listing()),
+                format!("hub {s}: recovery failed: {e}; disk holds {:?}", site.disk.listing()),
             )),
         }
     }
 
-    /// The hub and every wallet follow the chain once. Each wallet reads the contract's record
-    /// of its channel at the confirmed block (and at the head while it closes), as the CLI
-    /// wallet does.
+    /// Every hub and every wallet follow the chain once. Each wallet reads the contract's
+    /// record of its channel at the confirmed block (and at the head while it closes), as the
+    /// CLI wallet does.
     fn tick_everyone(&mut self) -> Result<(), Violation> {
         let bug = self.config.bug;
         let take_payouts = self.step.is_multiple_of(3);
-        if let Some(hub) = self.hub.as_mut() {
-            match hub.tick(&mut self.chain, bug, take_payouts) {
-                Ok(notices) => self.auditor.hub_notices(self.step, &notices),
-                Err(e) => self.hub_crashed(e),
-            }
-        }
         let head = self.chain.head();
         let confirmed = head.saturating_sub(CONFIRMATIONS - 1);
-        let users: Vec<Address> = self.wallets.iter().map(|w| w.address()).collect();
-        let read = |chain: &SimChain, block: u64| {
-            chain.books_at(block, &users).map(|(_, c)| c).map_err(|e| Violation::new(self.step, "contract_readable", e))
-        };
-        let at_confirmed = read(&self.chain, confirmed)?;
-        let closing =
-            self.wallets.iter().any(|w| w.channel().is_some_and(|c| matches!(c.status, Status::Closing { .. })));
-        let at_head = if closing { Some(read(&self.chain, head)?) } else { None };
-        for (i, w) in self.wallets.iter_mut().enumerate() {
-            let head_view = at_head.as_ref().map(|v| &v[i]);
-            w.watch(&mut self.chain, confirmed, &at_confirmed[i], head_view, bug, RESEND_AFTER_BLOCKS)
-                .map_err(|e| Violation::new(self.step, "wallet_follows_the_chain", e))?;
+        for s in 0..self.sites.len() {
+            if let Some(hub) = self.sites[s].hub.as_mut() {
+                match hub.tick(&mut self.chain, bug, take_payouts) {
+                    Ok(notices) => self.sites[s].auditor.hub_notices(self.step, &notices),
+                    Err(e) => self.hub_crashed(s, e),
+                }
+            }
+            let site = &mut self.sites[s];
+            let contract = site.contract();
+            let users: Vec<Address> = site.wallets.iter().map(|w| w.address()).collect();
+            let step = self.step;
+            let read = |chain: &SimChain, block: u64| {
+                chain
+                    .books_at(block, contract, &users)
+                    .map(|(_, c)| c)
+                    .map_err(|e| Violation::new(step, "contract_readable", e))
+            };
+            let at_confirmed = read(&self.chain, confirmed)?;
+            let closing =
+                site.wallets.iter().any(|w| w.channel().is_some_and(|c| matches!(c.status, Status::Closing { .. })));
+            let at_head = if closing { Some(read(&self.chain, head)?) } else { None };
+            for (i, w) in site.wallets.iter_mut().enumerate() {
+                let head_view = at_head.as_ref().map(|v| &v[i]);
+                w.watch(&mut self.chain, confirmed, &at_confirmed[i], head_view, bug, RESEND_AFTER_BLOCKS)
+                    .map_err(|e| Violation::new(step, "wallet_follows_the_chain", format!("hub {s}: {e}")))?;
+            }
         }
         Ok(())
     }
 
-    /// Delivers due messages: those to the hub are executed as one batch (group commit).
+    /// Delivers due messages: those to each hub are executed as one batch (group commit).
     fn deliver(&mut self) {
         let now = self.step;
         let mut due: Vec<(u64, u64, Msg)> = Vec::new();
@@ -398,30 +424,33 @@ impl World {
         }
         self.net = later;
         due.sort_by_key(|m| (m.0, m.1));
-        let mut to_hub = Vec::new();
+        let mut to_hub: Vec<Vec<ToHub>> = vec![Vec::new(); self.sites.len()];
         for (_, _, msg) in due {
             match msg {
-                Msg::ToHub(m) => to_hub.push(m),
-                Msg::ToWallet(i, m) => self.wallet_receives(i, m),
+                Msg::ToHub(s, m) => to_hub[s].push(m),
+                Msg::ToWallet(s, i, m) => self.wallet_receives(s, i, m),
             }
         }
-        if !to_hub.is_empty() {
-            self.hub_receives(to_hub);
+        for (s, msgs) in to_hub.into_iter().enumerate() {
+            if !msgs.is_empty() {
+                self.hub_receives(s, msgs);
+            }
         }
     }
 
-    fn wallet_receives(&mut self, i: usize, m: ToWallet) {
-        let w = &mut self.wallets[i];
+    fn wallet_receives(&mut self, s: usize, i: usize, m: ToWallet) {
+        let site = &mut self.sites[s];
+        let w = &mut site.wallets[i];
         match m {
             ToWallet::Answer(id, answer) => match w.on_answer(id, answer) {
                 Some((d, Resolution::Applied)) => {
-                    self.auditor.payment_acked(i, &d);
+                    site.auditor.payment_acked(i, &d);
                     self.report.payments_acked += 1;
                     if d.message.kind == PaymentKind::External as u8 {
                         self.report.payouts_acked += 1;
                     }
                 }
-                Some((d, Resolution::Refunded { .. })) => self.auditor.payment_refunded(&d),
+                Some((d, Resolution::Refunded { .. })) => site.auditor.payment_refunded(&d),
                 None => {}
             },
             ToWallet::Credit(c) => w.on_credit(c),
@@ -433,8 +462,11 @@ impl World {
         }
     }
 
-    fn hub_receives(&mut self, msgs: Vec<ToHub>) {
-        let Some(hub) = self.hub.as_mut() else { return }; // connection refused
+    fn hub_receives(&mut self, s: usize, msgs: Vec<ToHub>) {
+        let step = self.step;
+        let bug = self.config.bug;
+        let site = &mut self.sites[s];
+        let Some(hub) = site.hub.as_mut() else { return }; // connection refused
         let mut commands = Vec::new();
         let mut from = Vec::new();
         let mut answers = Vec::new();
@@ -442,203 +474,207 @@ impl World {
             match m {
                 ToHub::Pay(i, d) => {
                     commands.push(Command::Transfer(d));
-                    from.push((i, Some(d), None));
+                    from.push((i, Some(d)));
                 }
                 ToHub::Withdraw(i, w, sig) => {
                     commands.push(Command::Withdraw { withdrawal: w, user_signature: sig });
-                    from.push((i, None, Some(w)));
+                    from.push((i, None));
                 }
                 ToHub::Sync(i) => {
                     // A read: answered from the ledger as it is now, as the node's API does.
-                    if let Some(a) = hub_account(hub.ledger(), &self.wallets[i].address()) {
+                    if let Some(a) = hub_account(hub.ledger(), &site.wallets[i].address()) {
                         answers.push((i, ToWallet::Synced(a)));
                     }
                 }
             }
         }
-        let bug = self.config.bug;
+        let domain = site.config.ledger.domain;
         let commit = match hub.execute(commands) {
             Ok(c) => c,
             Err(e) => {
                 if bug == Some(InjectedBug::AckBeforeDurable) {
                     // The injected bug: answers (receipts, signed at once) went out before the
                     // batch was durable.
-                    for (i, d, _) in &from {
+                    for (i, d) in &from {
                         if let Some(d) = d {
-                            let receipt = receipt_of(&self.hub_key, &self.hub_config.ledger.domain, d);
-                            answers.push((*i, ToWallet::Answer(d.message.payment_id, PaymentAnswer::Applied(receipt))));
+                            let receipt = receipt_of(&site.key, &domain, d);
+                            let answer = PaymentAnswer::Applied(receipt);
+                            answers.push((*i, ToWallet::Answer(d.message.payment_id, answer)));
                         }
                     }
                     for (i, a) in answers {
-                        self.send(Msg::ToWallet(i, a));
+                        self.send(Msg::ToWallet(s, i, a));
                     }
                 }
-                self.hub_crashed(e);
-                return;
+                return self.hub_crashed(s, e);
             }
         };
-        let domain = hub.ledger().params.domain;
         let mut crashed = None;
-        for ((i, debit, _), sequenced) in from.into_iter().zip(commit.results) {
-            match (debit, sequenced) {
-                (Some(d), sequenced) => {
-                    let credit = match &sequenced.0 {
-                        Ok(Outcome::Paid { credit, .. }) => credit.clone(),
-                        _ => None,
-                    };
-                    let seq = sequenced.1;
-                    // The node's answer: the first result, for a retry too (from the history).
-                    let history = || {
-                        let h = hub.hub.ledger.history();
-                        (h.reader(), h.heads(&d.message.user))
-                    };
-                    let id = d.message.payment_id;
-                    match payment_answer(history, &domain, &d.message, sequenced) {
-                        Ok(applied) => {
-                            if !applied.replayed {
-                                self.auditor.payment_logged(&d, seq.unwrap_or(applied.result.seq));
-                            }
-                            answers.push((i, ToWallet::Answer(id, PaymentAnswer::Applied(applied.result.receipt))));
-                        }
-                        Err(NotApplied::Refunded { refused, refund }) => {
-                            self.auditor.credit_issued(i, &refund);
-                            let message = format!("refused ({refused}) and refunded");
-                            let answer = PaymentAnswer::Refunded { code: refused, message, refund: *refund };
-                            answers.push((i, ToWallet::Answer(id, answer)));
-                        }
-                        Err(NotApplied::Refused(e)) => {
-                            self.auditor.refused(self.step, i, self.wallets[i].behaviour, &d, e);
-                            let answer = PaymentAnswer::Refused { code: e.code(), message: e.to_string() };
-                            answers.push((i, ToWallet::Answer(id, answer)));
-                        }
-                        // The disk failing under a read is the process crashing: no answer
-                        // goes out (the batch is durable; the wallets will retry).
-                        Err(NotApplied::History(e)) if self.disk.crashed() => {
-                            crashed = Some(HubDown(e));
-                            break;
-                        }
-                        Err(e @ (NotApplied::History(_) | NotApplied::Missing)) => {
-                            self.auditor.history_failed(self.step, &d, &e);
-                        }
-                    }
-                    if let Some(c) = credit {
-                        if let Some(j) = self.wallets.iter().position(|w| w.address() == c.message.user) {
-                            self.auditor.credit_issued(j, &c);
-                            answers.push((j, ToWallet::Credit(c)));
-                        }
-                    }
-                }
-                (None, (Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature }), _)) => {
+        for ((i, debit), sequenced) in from.into_iter().zip(commit.results) {
+            let Some(d) = debit else {
+                if let Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) = sequenced.0 {
                     answers.push((i, ToWallet::CoSigned(withdrawal, hub_signature)));
                 }
-                _ => {}
+                continue;
+            };
+            let credit = match &sequenced.0 {
+                Ok(Outcome::Paid { credit, .. }) => credit.clone(),
+                _ => None,
+            };
+            let seq = sequenced.1;
+            // The node's answer: the first result, for a retry too (from the history).
+            let history = || {
+                let h = hub.hub.ledger.history();
+                (h.reader(), h.heads(&d.message.user))
+            };
+            let id = d.message.payment_id;
+            match payment_answer(history, &domain, &d.message, sequenced) {
+                Ok(applied) => {
+                    if !applied.replayed {
+                        site.auditor.payment_logged(&d, seq.unwrap_or(applied.result.seq));
+                    }
+                    answers.push((i, ToWallet::Answer(id, PaymentAnswer::Applied(applied.result.receipt))));
+                }
+                Err(NotApplied::Refunded { refused, refund }) => {
+                    site.auditor.credit_issued(i, &refund);
+                    let message = format!("refused ({refused}) and refunded");
+                    let answer = PaymentAnswer::Refunded { code: refused, message, refund: *refund };
+                    answers.push((i, ToWallet::Answer(id, answer)));
+                }
+                Err(NotApplied::Refused(e)) => {
+                    site.auditor.refused(step, i, site.wallets[i].behaviour, &d, e);
+                    let answer = PaymentAnswer::Refused { code: e.code(), message: e.to_string() };
+                    answers.push((i, ToWallet::Answer(id, answer)));
+                }
+                // The disk failing under a read is the process crashing: no answer goes out
+                // (the batch is durable; the wallets will retry).
+                Err(NotApplied::History(e)) if site.disk.crashed() => {
+                    crashed = Some(HubDown(e));
+                    break;
+                }
+                Err(e @ (NotApplied::History(_) | NotApplied::Missing)) => site.auditor.history_failed(step, &d, &e),
+            }
+            if let Some(c) = credit {
+                if let Some(j) = site.wallets.iter().position(|w| w.address() == c.message.user) {
+                    site.auditor.credit_issued(j, &c);
+                    answers.push((j, ToWallet::Credit(c)));
+                }
             }
         }
         if let Some(down) = crashed {
-            return self.hub_crashed(down);
+            return self.hub_crashed(s, down);
         }
         for (i, a) in answers {
-            self.send(Msg::ToWallet(i, a));
+            self.send(Msg::ToWallet(s, i, a));
         }
     }
 
-    fn random_wallet(&mut self, filter: impl Fn(&SimWallet) -> bool) -> Option<usize> {
-        let candidates: Vec<usize> = self.wallets.iter().filter(|w| filter(w)).map(|w| w.index).collect();
+    fn random_wallet(&mut self, s: usize, filter: impl Fn(&SimWallet) -> bool) -> Option<usize> {
+        let candidates: Vec<usize> = self.sites[s].wallets.iter().filter(|w| filter(w)).map(|w| w.index).collect();
         if candidates.is_empty() {
             return None;
         }
         Some(candidates[self.rng.below(candidates.len() as u64) as usize])
     }
 
-    /// One user action, chosen at random.
+    /// One user action, at a hub and a wallet chosen at random.
     fn user_action(&mut self) {
-        let Some(i) = self.random_wallet(|w| w.online && w.active()) else { return };
+        let s = self.rng.below(self.sites.len() as u64) as usize;
+        let Some(i) = self.random_wallet(s, |w| w.online && w.active()) else { return };
         let roll = self.rng.below(100);
-        let cheater = self.wallets[i].behaviour == Behaviour::Cheater;
-        if let Some(p) = self.wallets[i].pending() {
+        let cheater = self.sites[s].wallets[i].behaviour == Behaviour::Cheater;
+        if let Some(p) = self.sites[s].wallets[i].pending() {
             // The write-ahead rule: a pending payment is resent (same id) before anything new.
-            if self.step >= self.wallets[i].pending_sent_at + 6 {
-                self.wallets[i].pending_sent_at = self.step;
+            if self.step >= self.sites[s].wallets[i].pending_sent_at + 6 {
+                self.sites[s].wallets[i].pending_sent_at = self.step;
                 if roll < 50 {
-                    self.send(Msg::ToHub(ToHub::Pay(i, p)));
+                    self.send(Msg::ToHub(s, ToHub::Pay(i, p)));
                 } else {
-                    self.send(Msg::ToHub(ToHub::Sync(i)));
+                    self.send(Msg::ToHub(s, ToHub::Sync(i)));
                 }
             }
             return;
         }
-        if self.wallets[i].pending_withdrawal.is_some() {
+        if self.sites[s].wallets[i].pending_withdrawal.is_some() {
             // Like the real wallet, one request at a time: wait for the co-signature, and give
             // up after a while (the hub's hold, if any, expires on its own).
-            if self.step >= self.wallets[i].withdrawal_asked_at + 20 {
-                self.wallets[i].pending_withdrawal = None;
+            if self.step >= self.sites[s].wallets[i].withdrawal_asked_at + 20 {
+                self.sites[s].wallets[i].pending_withdrawal = None;
             }
             return;
         }
         if cheater && roll < 25 {
-            self.attack(i);
+            self.attack(s, i);
             return;
         }
         match roll {
-            0..=59 => {
-                let Some(j) = self.random_wallet(|w| w.channel().is_some_and(|c| c.status == Status::Open)) else {
-                    return;
-                };
-                if j == i {
-                    return;
-                }
-                let to = self.wallets[j].address();
-                let amount = self.some_amount(i);
-                let id = B256::from(self.rng.bytes32());
-                if let Some(d) = self.wallets[i].sign_payment(PaymentKind::Internal, to, amount, id) {
-                    self.wallets[i].pending_sent_at = self.step;
-                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
-                }
-            }
-            60..=67 => {
-                let to = Address::from_slice(&self.rng.bytes32()[..20]);
-                let amount = self.some_amount(i);
-                let id = B256::from(self.rng.bytes32());
-                if let Some(d) = self.wallets[i].sign_payment(PaymentKind::External, to, amount, id) {
-                    self.wallets[i].pending_sent_at = self.step;
-                    self.auditor.payout_requested(&d);
-                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
-                }
-            }
+            0..=59 => self.pay_someone(s, i),
+            60..=67 => self.pay_outside(s, i),
             68..=74 => {
-                let amount = self.some_amount(i);
-                if let Some((w, sig)) = self.wallets[i].sign_withdrawal(amount, 40) {
-                    self.wallets[i].withdrawal_asked_at = self.step;
-                    self.send(Msg::ToHub(ToHub::Withdraw(i, w, sig)));
+                let amount = self.some_amount(s, i);
+                let step = self.step;
+                let w = &mut self.sites[s].wallets[i];
+                if let Some((wd, sig)) = w.sign_withdrawal(amount, 40) {
+                    w.withdrawal_asked_at = step;
+                    self.send(Msg::ToHub(s, ToHub::Withdraw(i, wd, sig)));
                 }
             }
             75..=82 => {
                 let amount = Amount(self.rng.range(1, 50) as u128 * UNIT);
-                self.wallets[i].deposit(&mut self.chain, amount);
+                self.sites[s].wallets[i].deposit(&mut self.chain, amount);
             }
-            83..=92 => self.send(Msg::ToHub(ToHub::Sync(i))),
-            _ => {
-                // The operator sells tokens to the user off chain (a purchase).
-                if let Some(hub) = self.hub.as_mut() {
-                    let user = self.wallets[i].address();
-                    let amount = Amount(self.rng.range(1, 20) as u128 * UNIT);
-                    let purchase_id = B256::from(self.rng.bytes32());
-                    match hub.execute(vec![Command::Purchase { user, amount, purchase_id }]) {
-                        Ok(commit) => {
-                            if let Some((Ok(Outcome::Credited(c)), _)) = commit.results.into_iter().next() {
-                                self.auditor.credit_issued(i, &c);
-                                self.send(Msg::ToWallet(i, ToWallet::Credit(c)));
-                            }
-                        }
-                        Err(e) => self.hub_crashed(e),
-                    }
-                }
-            }
+            83..=92 => self.send(Msg::ToHub(s, ToHub::Sync(i))),
+            _ => self.purchase(s, i),
         }
     }
 
-    fn some_amount(&mut self, i: usize) -> Amount {
-        let balance = self.wallets[i].balance().0;
+    /// Wallet `i` of hub `s` pays another of that hub's wallets.
+    fn pay_someone(&mut self, s: usize, i: usize) {
+        let Some(j) = self.random_wallet(s, |w| w.channel().is_some_and(|c| c.status == Status::Open)) else { return };
+        if j == i {
+            return;
+        }
+        let to = self.sites[s].wallets[j].address();
+        let amount = self.some_amount(s, i);
+        let id = B256::from(self.rng.bytes32());
+        if let Some(d) = self.sites[s].wallets[i].sign_payment(PaymentKind::Internal, to, amount, id) {
+            self.sites[s].wallets[i].pending_sent_at = self.step;
+            self.send(Msg::ToHub(s, ToHub::Pay(i, d)));
+        }
+    }
+
+    /// Wallet `i` of hub `s` pays a fresh chain address (an external payment, paid out on chain
+    /// in a batch).
+    fn pay_outside(&mut self, s: usize, i: usize) {
+        let to = Address::from_slice(&self.rng.bytes32()[..20]);
+        let amount = self.some_amount(s, i);
+        let id = B256::from(self.rng.bytes32());
+        if let Some(d) = self.sites[s].wallets[i].sign_payment(PaymentKind::External, to, amount, id) {
+            self.sites[s].wallets[i].pending_sent_at = self.step;
+            self.sites[s].auditor.payout_requested(&d);
+            self.send(Msg::ToHub(s, ToHub::Pay(i, d)));
+        }
+    }
+
+    /// The operator of hub `s` sells tokens to its user `i` off chain (a purchase).
+    fn purchase(&mut self, s: usize, i: usize) {
+        let user = self.sites[s].wallets[i].address();
+        let amount = Amount(self.rng.range(1, 20) as u128 * UNIT);
+        let purchase_id = B256::from(self.rng.bytes32());
+        let Some(hub) = self.sites[s].hub.as_mut() else { return };
+        match hub.execute(vec![Command::Purchase { user, amount, purchase_id }]) {
+            Ok(commit) => {
+                if let Some((Ok(Outcome::Credited(c)), _)) = commit.results.into_iter().next() {
+                    self.sites[s].auditor.credit_issued(i, &c);
+                    self.send(Msg::ToWallet(s, i, ToWallet::Credit(c)));
+                }
+            }
+            Err(e) => self.hub_crashed(s, e),
+        }
+    }
+
+    fn some_amount(&mut self, s: usize, i: usize) -> Amount {
+        let balance = self.sites[s].wallets[i].balance().0;
         if balance == 0 {
             return Amount(UNIT);
         }
@@ -652,21 +688,23 @@ impl World {
 
     /// A cheating user's attempt. Every one of them must be refused by the hub (checked by
     /// the auditor through the ledger's state, not by trusting the refusal).
-    fn attack(&mut self, i: usize) {
+    fn attack(&mut self, s: usize, i: usize) {
         self.report.attacks += 1;
-        let domain = self.wallets[i].core.domain();
-        let key = self.wallets[i].core.key().clone();
+        let n = self.sites[s].wallets.len();
+        let domain = self.sites[s].wallets[i].core.domain();
+        let key = self.sites[s].wallets[i].core.key().clone();
+        let channel = self.sites[s].wallets[i].channel().cloned();
         match self.rng.below(5) {
             0 => {
                 // Replay an old, already applied debit.
-                if let Some(d) = self.wallets[i].old_debits.first().copied() {
-                    self.send(Msg::ToHub(ToHub::Pay(i, d)));
+                if let Some(d) = self.sites[s].wallets[i].old_debits.first().copied() {
+                    self.send(Msg::ToHub(s, ToHub::Pay(i, d)));
                 }
             }
             1 => {
                 // Double spend: two different debits with the same nonce, sent together.
-                let Some(ch) = self.wallets[i].channel().cloned() else { return };
-                let balance = self.wallets[i].balance();
+                let Some(ch) = channel else { return };
+                let balance = self.sites[s].wallets[i].balance();
                 if balance.is_zero() {
                     return;
                 }
@@ -674,32 +712,32 @@ impl World {
                     let to = Address::from_slice(&self.rng.bytes32()[..20]);
                     let id = B256::from(self.rng.bytes32());
                     if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, balance, id) {
-                        let s = Signed::new(d, &domain, &key);
-                        self.auditor.double_spend_attempt(i, &s);
-                        self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                        let signed = Signed::new(d, &domain, &key);
+                        self.sites[s].auditor.double_spend_attempt(i, &signed);
+                        self.send(Msg::ToHub(s, ToHub::Pay(i, signed)));
                     }
                 }
             }
             2 => {
                 // A debit signed by someone else's key (or mangled after signing).
-                let Some(ch) = self.wallets[i].channel().cloned() else { return };
+                let Some(ch) = channel else { return };
                 let id = B256::from(self.rng.bytes32());
-                let to = self.wallets[(i + 1) % self.wallets.len()].address();
+                let to = self.sites[s].wallets[(i + 1) % n].address();
                 if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
-                    let mut s = Signed::new(d, &domain, &key_from(&mut self.rng));
+                    let mut signed = Signed::new(d, &domain, &key_from(&mut self.rng));
                     if self.rng.chance(500) {
-                        s = Signed::new(d, &domain, &key);
-                        s.message.amount = Amount(s.message.amount.0 * 2);
-                        s.message.cumulative_debit = Amount(s.message.cumulative_debit.0 + UNIT);
+                        signed = Signed::new(d, &domain, &key);
+                        signed.message.amount = Amount(signed.message.amount.0 * 2);
+                        signed.message.cumulative_debit = Amount(signed.message.cumulative_debit.0 + UNIT);
                     }
-                    self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                    self.send(Msg::ToHub(s, ToHub::Pay(i, signed)));
                 }
             }
             3 => {
                 // A malformed debit: zero amount, wrong epoch, self-payment, garbage signature.
-                let Some(ch) = self.wallets[i].channel().cloned() else { return };
+                let Some(ch) = channel else { return };
                 let id = B256::from(self.rng.bytes32());
-                let to = self.wallets[(i + 1) % self.wallets.len()].address();
+                let to = self.sites[s].wallets[(i + 1) % n].address();
                 if let Ok(mut d) = ch.next_debit(PaymentKind::Internal, to, Amount(UNIT), id) {
                     match self.rng.below(4) {
                         0 => d.amount = Amount::ZERO,
@@ -707,20 +745,20 @@ impl World {
                         2 => d.recipient = d.user,
                         _ => d.kind = 9,
                     }
-                    let mut s = Signed::new(d, &domain, &key);
+                    let mut signed = Signed::new(d, &domain, &key);
                     if self.rng.chance(300) {
-                        s.signature = Signature(std::array::from_fn(|k| (k as u8).wrapping_mul(7)));
+                        signed.signature = Signature(std::array::from_fn(|k| (k as u8).wrapping_mul(7)));
                     }
-                    self.send(Msg::ToHub(ToHub::Pay(i, s)));
+                    self.send(Msg::ToHub(s, ToHub::Pay(i, signed)));
                 }
             }
             // Exit leaving out every debit (as if from an old backup); the hub must dispute.
             // Half the time it also submits a debit of its own with the highest nonce and a
             // total of 0, before the hub's answer, to erase what it paid.
-            _ if self.wallets[i].pending().is_none() && self.rng.chance(300) => {
-                self.wallets[i].exit(&mut self.chain);
+            _ if self.sites[s].wallets[i].pending().is_none() && self.rng.chance(300) => {
+                self.sites[s].wallets[i].exit(&mut self.chain);
                 if self.rng.chance(500) {
-                    self.wallets[i].submit_forged_debit(&mut self.chain, u64::MAX, Amount::ZERO);
+                    self.sites[s].wallets[i].submit_forged_debit(&mut self.chain, u64::MAX, Amount::ZERO);
                 }
             }
             _ => {}
@@ -731,37 +769,41 @@ impl World {
     /// than the ones it signed and submits it (finding 1 of issue 18), at any point of the
     /// challenge period: before or after the hub's answer.
     fn cheaters_forge_during_their_exits(&mut self) {
-        for i in 0..self.wallets.len() {
-            if self.wallets[i].behaviour != Behaviour::Cheater || !self.rng.chance(150) {
-                continue;
-            }
-            let Some(ch) = self.wallets[i].channel().cloned() else { continue };
-            if matches!(ch.status, Status::Closing { .. }) && !ch.cumulative_debit().is_zero() {
-                let total = Amount(self.rng.below(ch.cumulative_debit().0.min(u64::MAX as u128) as u64) as u128);
-                let nonce = ch.debit_nonce() + 1 + self.rng.below(1_000);
-                self.wallets[i].submit_forged_debit(&mut self.chain, nonce, total);
-                self.report.attacks += 1;
+        for s in 0..self.sites.len() {
+            for i in 0..self.sites[s].wallets.len() {
+                if self.sites[s].wallets[i].behaviour != Behaviour::Cheater || !self.rng.chance(150) {
+                    continue;
+                }
+                let Some(ch) = self.sites[s].wallets[i].channel().cloned() else { continue };
+                if matches!(ch.status, Status::Closing { .. }) && !ch.cumulative_debit().is_zero() {
+                    let total = Amount(self.rng.below(ch.cumulative_debit().0.min(u64::MAX as u128) as u64) as u128);
+                    let nonce = ch.debit_nonce() + 1 + self.rng.below(1_000);
+                    self.sites[s].wallets[i].submit_forged_debit(&mut self.chain, nonce, total);
+                    self.report.attacks += 1;
+                }
             }
         }
     }
 
-    /// The hub turns on a user who is offline: it closes the channel holding no credit of
+    /// A hub turns on a user who is offline: it closes the channel holding no credit of
     /// theirs, hoping they will not answer within the challenge period.
     fn hub_attack(&mut self) {
-        let Some(i) = self.random_wallet(|w| !w.online && w.active() && w.pending().is_none() && w.in_flight() == 0)
+        let s = self.rng.below(self.sites.len() as u64) as usize;
+        let Some(i) = self.random_wallet(s, |w| !w.online && w.active() && w.pending().is_none() && w.in_flight() == 0)
         else {
             return;
         };
-        let Some(hub) = self.hub.as_mut() else { return };
-        let user = self.wallets[i].address();
+        let site = &mut self.sites[s];
+        let Some(hub) = site.hub.as_mut() else { return };
+        let user = site.wallets[i].address();
         let Some(acct) = hub.ledger().account(&user) else { return };
         if acct.channel.status != Status::Open || acct.channel.withdrawal_hold.is_some() {
             return;
         }
         let debit = acct.channel.debit;
         hub.start_close(&mut self.chain, user, debit);
-        self.wallets[i].exiting = true;
-        self.auditor.hub_closed(i);
+        site.wallets[i].exiting = true;
+        site.auditor.hub_closed(i);
         self.report.hub_closes += 1;
     }
 
@@ -769,29 +811,28 @@ impl World {
     pub fn step_once(&mut self) -> Result<(), Violation> {
         self.step += 1;
         self.report.steps += 1;
-        // Hub process faults.
-        if self.hub.is_none() && self.step >= self.hub_down_until {
-            self.restart_hub()?;
-            if let Some(hub) = self.hub.as_ref() {
-                self.auditor.after_restart(self.step, hub, &self.wallets)?;
+        for s in 0..self.sites.len() {
+            // Hub process faults.
+            if self.sites[s].hub.is_none() && self.step >= self.sites[s].down_until {
+                self.restart_hub(s)?;
+            }
+            if self.sites[s].hub.is_some() && self.rng.chance(self.faults.hub_crash) {
+                let within = self.rng.below(30);
+                self.sites[s].disk.schedule_crash(within);
+            }
+            // Wallets come and go.
+            if self.rng.chance(self.faults.wallet_offline) {
+                if let Some(i) = self.random_wallet(s, |w| w.online) {
+                    self.sites[s].wallets[i].online = false;
+                }
+            }
+            if self.rng.chance(self.faults.wallet_offline * 2) {
+                if let Some(i) = self.random_wallet(s, |w| !w.online) {
+                    self.sites[s].wallets[i].online = true;
+                }
             }
         }
-        if self.hub.is_some() && self.rng.chance(self.faults.hub_crash) {
-            let within = self.rng.below(30);
-            self.disk.schedule_crash(within);
-        }
-        // Wallets come and go.
-        if self.rng.chance(self.faults.wallet_offline) {
-            if let Some(i) = self.random_wallet(|w| w.online) {
-                self.wallets[i].online = false;
-            }
-        }
-        if self.rng.chance(self.faults.wallet_offline * 2) {
-            if let Some(i) = self.random_wallet(|w| !w.online) {
-                self.wallets[i].online = true;
-            }
-        }
-        for _ in 0..self.rng.range(1, 4) {
+        for _ in 0..self.rng.range(1, 4) * self.sites.len() as u64 {
             self.user_action();
         }
         if self.rng.chance(10) {
@@ -803,71 +844,77 @@ impl World {
             self.mine_block(true);
         }
         self.tick_everyone()?;
-        self.audit()
+        self.audit(false)
     }
 
-    fn audit(&mut self) -> Result<(), Violation> {
+    /// Every hub's auditor checks the world (each judges its own hub, wallets and contract,
+    /// and its hub's conduct among the transactions mined since the last audit).
+    fn audit(&mut self, last: bool) -> Result<(), Violation> {
         let step = self.step;
-        self.auditor.check(step, &mut self.chain, self.hub.as_ref(), &self.wallets)
+        let mined: Vec<MinedTx> = self.chain.take_mined();
+        let many = self.sites.len() > 1;
+        for (s, site) in self.sites.iter_mut().enumerate() {
+            let hub = site.hub.as_ref();
+            let r = if last {
+                site.auditor.final_check(step, &mut self.chain, &mined, hub, &site.wallets)
+            } else {
+                site.auditor.check(step, &mut self.chain, &mined, hub, &site.wallets)
+            };
+            r.map_err(|mut v| {
+                if many {
+                    v.detail = format!("hub {s}: {}", v.detail);
+                }
+                v
+            })?;
+        }
+        Ok(())
     }
 
     /// The end: faults off, everyone online, everything delivered and confirmed, then every
     /// open channel exits and settles, and the books are closed.
     pub fn drain_and_exit(&mut self) -> Result<(), Violation> {
         self.faults = Faults::off();
-        self.disk.cancel_crash();
-        if self.hub.is_none() {
-            self.restart_hub()?;
-            if let Some(hub) = self.hub.as_ref() {
-                self.auditor.after_restart(self.step, hub, &self.wallets)?;
+        for s in 0..self.sites.len() {
+            self.sites[s].disk.cancel_crash();
+            if self.sites[s].hub.is_none() {
+                self.restart_hub(s)?;
             }
-        }
-        for w in &mut self.wallets {
-            w.online = true;
+            for w in &mut self.sites[s].wallets {
+                w.online = true;
+            }
         }
         // Resolve pending payments and deliver everything.
         for round in 0..40 {
             self.step += 1;
             self.report.steps += 1;
-            for i in 0..self.wallets.len() {
-                if let Some(p) = self.wallets[i].pending() {
-                    // The write-ahead rule: resend the same debit; the hub applies it once.
-                    self.send(Msg::ToHub(ToHub::Pay(i, p)));
-                }
-                if self.wallets[i].pending().is_some() || round % 10 == 0 {
-                    self.send(Msg::ToHub(ToHub::Sync(i)));
+            for s in 0..self.sites.len() {
+                for i in 0..self.sites[s].wallets.len() {
+                    let pending = self.sites[s].wallets[i].pending();
+                    if let Some(p) = pending {
+                        // The write-ahead rule: resend the same debit; the hub applies it once.
+                        self.send(Msg::ToHub(s, ToHub::Pay(i, p)));
+                    }
+                    if pending.is_some() || round % 10 == 0 {
+                        self.send(Msg::ToHub(s, ToHub::Sync(i)));
+                    }
                 }
             }
             self.deliver();
             self.mine_block(false);
             self.tick_everyone()?;
-            self.audit()?;
+            self.audit(false)?;
         }
-        let stuck: Vec<String> = self
-            .wallets
-            .iter()
-            .filter_map(|w| {
-                let p = w.pending()?.message;
-                let mine = w.channel().map(|c| (c.status, c.debit_nonce(), c.cumulative_debit()));
-                let hub = self
-                    .hub
-                    .as_ref()
-                    .and_then(|h| h.ledger().account(&w.address()))
-                    .map(|a| (a.channel.status, a.channel.debit_nonce(), a.channel.cumulative_debit()));
-                Some(format!(
-                    "wallet {}: pending debit #{} (total {}, epoch {}); the wallet holds {mine:?}, the hub {hub:?}",
-                    w.index, p.nonce, p.cumulative_debit, p.epoch
-                ))
-            })
-            .collect();
+        let stuck: Vec<String> = self.sites.iter().enumerate().flat_map(|(s, site)| stuck_payments(s, site)).collect();
         if !stuck.is_empty() {
             return Err(Violation::new(self.step, "pending_payments_resolve", stuck.join("; ")));
         }
         // Every channel still open exits, including one whose earlier close never happened (a
         // hub close or an exit the mempool dropped, or one that reverted).
-        for i in 0..self.wallets.len() {
-            if self.wallets[i].channel().is_some_and(|c| c.status == Status::Open) {
-                self.wallets[i].exit(&mut self.chain);
+        for site in &mut self.sites {
+            for w in &mut site.wallets {
+                if w.channel().is_some_and(|c| c.status == Status::Open) {
+                    w.exit(&mut self.chain);
+                }
             }
         }
         let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40;
@@ -877,20 +924,26 @@ impl World {
             self.deliver();
             self.mine_block(false);
             self.tick_everyone()?;
-            self.audit()?;
-            let settled = self.wallets.iter().all(|w| w.channel().is_some_and(|c| c.status == Status::Settled));
-            let quiet = self.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
-                && self.wallets.iter().all(|w| w.in_flight() == 0);
-            let payouts_done = self.hub.as_ref().is_some_and(|h| {
-                h.ledger().queued_payouts().next().is_none() && h.ledger().payout_batches_in_flight().next().is_none()
+            self.audit(false)?;
+            let done = self.sites.iter().all(|site| {
+                let settled = site.wallets.iter().all(|w| w.channel().is_some_and(|c| c.status == Status::Settled));
+                let quiet = site.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
+                    && site.wallets.iter().all(|w| w.in_flight() == 0);
+                let payouts_done = site.hub.as_ref().is_some_and(|h| {
+                    h.ledger().queued_payouts().next().is_none()
+                        && h.ledger().payout_batches_in_flight().next().is_none()
+                });
+                settled && quiet && payouts_done
             });
-            if settled && quiet && payouts_done {
+            if done {
                 break;
             }
         }
-        self.report.settlements = self.wallets.iter().map(|w| w.settlements.len() as u64).sum();
-        let step = self.step;
-        self.auditor.final_check(step, &mut self.chain, self.hub.as_ref(), &self.wallets)
+        self.report.settlements =
+            self.sites.iter().flat_map(|site| &site.wallets).map(|w| w.settlements.len() as u64).sum();
+        self.report.realizations =
+            self.sites.iter().filter_map(|site| site.hub.as_ref()).map(|h| h.realizations_mined()).sum();
+        self.audit(true)
     }
 
     /// Runs the whole simulation.
@@ -903,6 +956,26 @@ impl World {
         world.drain_and_exit()?;
         Ok(world.report)
     }
+}
+
+/// The payments still pending at hub `s`'s wallets, described for the report.
+fn stuck_payments(s: usize, site: &Site) -> Vec<String> {
+    site.wallets
+        .iter()
+        .filter_map(|w| {
+            let p = w.pending()?.message;
+            let mine = w.channel().map(|c| (c.status, c.debit_nonce(), c.cumulative_debit()));
+            let hub = site
+                .hub
+                .as_ref()
+                .and_then(|h| h.ledger().account(&w.address()))
+                .map(|a| (a.channel.status, a.channel.debit_nonce(), a.channel.cumulative_debit()));
+            Some(format!(
+                "hub {s} wallet {}: pending debit #{} (total {}, epoch {}); the wallet holds {mine:?}, the hub {hub:?}",
+                w.index, p.nonce, p.cumulative_debit, p.epoch
+            ))
+        })
+        .collect()
 }
 
 /// The hub's report of `user`'s account, as the node's `GET /v1/accounts/{user}` gives it.
