@@ -69,6 +69,24 @@ struct Args {
     /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
     #[arg(long)]
     restart_transfers: Option<usize>,
+    /// Token base units each transfer moves.
+    #[arg(long, default_value_t = 1)]
+    amount: u128,
+    /// The hub's reserve, in token base units (default: the development reserve, 10 million
+    /// INF). Small, with `--fund-on-chain` and `--hot`, it runs dry without realizations.
+    #[arg(long)]
+    reserve: Option<u128>,
+    /// Fund every account by an on-chain deposit the hub key makes for it (instead of a few own
+    /// deposits and operator purchases): every payer's payments are then backed by its channel
+    /// funds, and the payees' credits by the reserve until the hub realizes the payers' debits.
+    #[arg(long)]
+    fund_on_chain: bool,
+    /// The node's `liquidity.realize_when_free_reserve_below` (base units).
+    #[arg(long)]
+    realize_below: Option<u128>,
+    /// The node's `liquidity.realize_when_payer_reaches` (base units).
+    #[arg(long)]
+    realize_payer_at: Option<u128>,
 }
 
 /// Hard limits of the generator itself.
@@ -232,7 +250,7 @@ impl Drop for Node {
     }
 }
 
-async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<Node, String> {
+async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Args) -> Result<Node, String> {
     let port = anvil::free_port().map_err(fail)?;
     let data_dir = dir.join("data");
     let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
@@ -245,6 +263,12 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path) -> Result<
     c.limits.max_accounts = MAX_ACCOUNTS;
     c.limits.max_batch_request_bytes = 8 << 20;
     c.limits.max_transfers_per_request = 1_000;
+    if let Some(v) = args.realize_below {
+        c.liquidity.realize_when_free_reserve_below = Amount(v);
+    }
+    if let Some(v) = args.realize_payer_at {
+        c.liquidity.realize_when_payer_reaches = Amount(v);
+    }
     let path = dir.join("infhub.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
     let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
@@ -371,6 +395,17 @@ fn run_restart(transfers: usize, json_out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// What the set-up made: the chain, the node, the accounts.
+struct Setup {
+    _anvil: Anvil,
+    _dir: tempfile::TempDir,
+    node: Node,
+    domain: Domain,
+    keys: Arc<Vec<PrivateKey>>,
+    client: reqwest::Client,
+    setup_secs: f64,
+}
+
 async fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.restart_transfers {
         return run_restart(n, &args.json_out);
@@ -382,280 +417,34 @@ async fn run(args: Args) -> Result<(), String> {
     if transfers == 0 || transfers > MAX_TRANSFERS {
         return Err(format!("--transfers must be in 1..={MAX_TRANSFERS}"));
     }
+    if args.amount == 0 || args.amount > FUNDING {
+        return Err(format!("--amount must be in 1..={FUNDING}"));
+    }
     let connections = args.connections.clamp(1, MAX_CONNECTIONS).min(accounts);
     println!(
-        "infhub-bench: {accounts} accounts, {transfers} transfers, {connections} connections, {} per request, hot {}, seed {}, offered rate {}",
+        "infhub-bench: {accounts} accounts, {transfers} transfers of {}, {connections} connections, {} per request, hot {}, seed {}, offered rate {}",
+        args.amount,
         args.batch.clamp(1, 1_000),
         args.hot,
         args.seed,
         if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate.min(MAX_RATE)) }
     );
-
     let ceiling = recovery_ceiling();
-    let dir = tempfile::Builder::new().prefix("infhub-bench-").tempdir().map_err(fail)?;
-    let anvil = Anvil::spawn(&[]).map_err(fail)?;
-    let d = infhub_node::dev::deploy(&anvil).await.map_err(fail)?;
-    let node = start_node(&anvil, &d, dir.path()).await?;
-    let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
-    let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
-    let depositors = ON_CHAIN_DEPOSITORS.min(accounts - 1);
-    let keys: Vec<PrivateKey> = (0..accounts)
-        .map(|i| match i < depositors {
-            true => PrivateKey::from_bytes(anvil::dev_key(i + 1).0).map_err(fail),
-            false => Ok(account_key(args.seed, i)),
-        })
-        .collect::<Result<_, _>>()?;
-    let keys = Arc::new(keys);
-
-    // Set-up through the real flows: registration opens each channel on chain; the first
-    // accounts are funded by on-chain deposits (while the chain is still small), the rest by
-    // operator purchases.
-    let setup = Instant::now();
-    for phase in [0..depositors, depositors..accounts] {
-        let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
-        // Registrations waiting together share one `openChannels` transaction (up to 100).
-        for_each_concurrent(phase.clone().collect(), 256, move |i| {
-            let (url, k, c) = (url.clone(), k.clone(), c.clone());
-            async move {
-                let reg =
-                    Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);
-                post(&c, format!("{url}/v1/registrations"), None, &serde_json::to_value(reg).map_err(fail)?).await?;
-                Ok(())
-            }
-        })
-        .await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let info: Value =
-                client.get(format!("{}/v1/info", node.url)).send().await.map_err(fail)?.json().await.map_err(fail)?;
-            if info["accounts"].as_u64() == Some(phase.end as u64) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("only {} of {} accounts opened", info["accounts"], phase.end));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if phase.end == depositors {
-            // A few lock tokens in the contract on chain (approve, deposit) and wait for the node to
-            // credit the confirmed deposit; the operator sells to the rest.
-            let provider = anvil.provider().map_err(fail)?;
-            for (i, key) in keys.iter().enumerate().take(depositors) {
-                let mut sender = anvil::sender(&provider, anvil::dev_key(i + 1)).await.map_err(fail)?;
-                let approve = infhub_chain::bindings::IErc20::approveCall { spender: d.hub, amount: U256::MAX };
-                anvil::call_ok(&mut sender, d.token, approve.abi_encode()).await.map_err(fail)?;
-                let deposit =
-                    infhub_chain::bindings::IInfHub::depositCall { user: key.address(), amount: U256::from(FUNDING) };
-                anvil::call_ok(&mut sender, d.hub, deposit.abi_encode()).await.map_err(fail)?;
-            }
-            let deadline = Instant::now() + Duration::from_secs(120);
-            for key in keys.iter().take(depositors) {
-                loop {
-                    let url = format!("{}/v1/accounts/{}", node.url, key.address());
-                    let v: Value =
-                        client.get(url).bearer_auth(OPERATOR).send().await.map_err(fail)?.json().await.map_err(fail)?;
-                    if v["balance"].as_str() == Some(FUNDING.to_string().as_str()) {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!("the on-chain deposit of {} was not credited: {v}", key.address()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-    let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
-    for_each_concurrent((depositors..accounts).collect(), 32, move |i| {
-        let (url, k, c) = (url.clone(), k.clone(), c.clone());
-        async move {
-            let body = json!({"user": k[i].address(), "amount": FUNDING.to_string(),
-                              "purchaseId": B256::from(U256::from(i as u64 + 1))});
-            post(&c, format!("{url}/v1/operator/purchases"), Some(OPERATOR), &body).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let setup_secs = setup.elapsed().as_secs_f64();
-
-    // Pre-sign: connection j owns the payers i with i % connections == j, so each payer's
-    // nonces arrive in order.
+    let setup = set_up(&args, accounts).await?;
     let sign_start = Instant::now();
-    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut nonce = vec![0u64; accounts];
-    let mut cumulative = vec![0u128; accounts];
-    let mut lanes: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
-    for t in 0..transfers {
-        let payer = rng.below(accounts);
-        let mut payee = if args.hot && rng.below(10) < 9 { rng.below(accounts.min(10)) } else { rng.below(accounts) };
-        if payee == payer {
-            payee = (payer + 1) % accounts;
-        }
-        nonce[payer] += 1;
-        cumulative[payer] += 1;
-        let debit = Debit {
-            user: keys[payer].address(),
-            epoch: 1,
-            nonce: nonce[payer],
-            cumulative_debit: Amount(cumulative[payer]),
-            locked_amount: Amount::ZERO,
-            locks_root: B256::ZERO,
-            kind: PaymentKind::Internal as u8,
-            recipient: keys[payee].address(),
-            amount: Amount(1),
-            payment_id: B256::from(U256::from(t as u64 + 1)),
-        };
-        let signed = Signed { message: debit, signature: debit.sign(&domain, &keys[payer]) };
-        lanes[payer % connections].push(serde_json::to_vec(&signed).map_err(fail)?);
-    }
+    let lanes = presign(&args, &setup, accounts, transfers, connections)?;
     let sign_secs = sign_start.elapsed().as_secs_f64();
     let niced = yield_to_node(args.generator_nice)?;
     println!(
-        "infhub-bench: set-up {setup_secs:.1} s, pre-signing {sign_secs:.1} s; timed phase starts (generator at nice {}, {niced} threads)",
-        args.generator_nice
+        "infhub-bench: set-up {:.1} s, pre-signing {sign_secs:.1} s; timed phase starts (generator at nice {}, {niced} threads)",
+        setup.setup_secs, args.generator_nice
     );
-
-    // Timed phase.
-    let metrics_before =
-        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
-    let cpu_before = proc_cpu_seconds(node.child.id());
-    let bytes_before = dir_bytes(&node.data_dir);
-    let start = Instant::now();
-    let batch = args.batch.clamp(1, 1_000);
-    let mut tasks = Vec::new();
-    for lane in lanes {
-        let url =
-            if batch == 1 { format!("{}/v1/transfers", node.url) } else { format!("{}/v1/transfers/batch", node.url) };
-        let c = client.clone();
-        // A request carries one signed transfer, or `batch` of them in lane (nonce) order.
-        let requests: Vec<(usize, Vec<u8>)> = if batch == 1 {
-            lane.into_iter().map(|b| (1, b)).collect()
-        } else {
-            lane.chunks(batch)
-                .map(|chunk| {
-                    let mut body = b"{\"transfers\":[".to_vec();
-                    for (i, t) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            body.push(b',');
-                        }
-                        body.extend_from_slice(t);
-                    }
-                    body.extend_from_slice(b"]}");
-                    (chunk.len(), body)
-                })
-                .collect()
-        };
-        // With a rate, every lane spreads its requests evenly over the same span (all
-        // transfers / rate), phase-shifted per lane, so the lanes together offer the rate even
-        // though they hold different numbers of transfers (a lane keeps its payers' nonces).
-        let lanes_total = connections as f64;
-        let span_secs = transfers as f64 / args.rate.clamp(1, MAX_RATE) as f64;
-        let interval =
-            (args.rate > 0 && !requests.is_empty()).then(|| Duration::from_secs_f64(span_secs / requests.len() as f64));
-        let phase = interval.map(|i| i.mul_f64(tasks.len() as f64 / lanes_total));
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            for (k, (n, body)) in requests.into_iter().enumerate() {
-                let t0 = match (interval, phase) {
-                    (Some(i), Some(p)) => {
-                        let due = start + p + i * k as u32;
-                        tokio::time::sleep_until(due.into()).await;
-                        due
-                    }
-                    _ => Instant::now(),
-                };
-                let resp =
-                    c.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
-                let status = resp.status();
-                let body = resp.bytes().await.map_err(fail)?;
-                if !status.is_success() || (n > 1 && body.windows(7).any(|w| w == b"\"error\"")) {
-                    let text = String::from_utf8_lossy(&body);
-                    return Err(format!("transfer refused: {status} {}", text.chars().take(300).collect::<String>()));
-                }
-                // Every transfer of a request waited as long as the request.
-                let ms = t0.elapsed().as_secs_f64() * 1e3;
-                lat.extend(std::iter::repeat_n(ms, n));
-            }
-            Ok::<Vec<f64>, String>(lat)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(transfers);
-    for t in tasks {
-        latencies.extend(t.await.map_err(fail)??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = proc_cpu_seconds(node.child.id()) - cpu_before;
-    let metrics_after =
-        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
-    let bytes = dir_bytes(&node.data_dir).saturating_sub(bytes_before);
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let commits =
-        metric(&metrics_after, "infhub_ledger_commits_total") - metric(&metrics_before, "infhub_ledger_commits_total");
-    let tps = transfers as f64 / secs;
-
-    // The books: purchases only funded the accounts, transfers moved value between them.
-    let rep = solvency(&client, &node).await?;
-    let balances: u128 = rep["sumOfBalances"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let books_balance =
-        balances == FUNDING * accounts as u128 && rep["liquid"] == true && rep["contractBalanced"] == true;
-
-    let result = json!({
-        "accounts": accounts, "transfers": transfers, "connections": connections, "hot": args.hot, "seed": args.seed,
-        "transfersPerRequest": args.batch.clamp(1, 1_000),
-        "generatorNice": args.generator_nice,
-        "offeredRatePerSecond": args.rate,
-        "transfersPerSecond": tps,
-        "latencyMs": {"p50": percentile(&latencies, 0.50), "p99": percentile(&latencies, 0.99), "p999": percentile(&latencies, 0.999)},
-        "fsyncsPerSecond": commits / secs,
-        "transfersPerFsync": if commits > 0.0 { transfers as f64 / commits } else { 0.0 },
-        "nodeCpuSecondsPer1000": cpu * 1000.0 / transfers as f64,
-        "nodePeakMemoryMiB": proc_peak_rss_mib(node.child.id()),
-        "ledgerBytesPerTransfer": bytes as f64 / transfers as f64,
-        "signatureCeilingPerSecond": ceiling,
-        "ratioToCeiling": tps / ceiling,
-        "setupSeconds": setup_secs,
-        "presignSeconds": sign_secs,
-        "booksBalance": books_balance,
-        "nodeLatency": breakdown::breakdown(&metrics_before, &metrics_after),
-    });
-    println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!("| signed internal transfers/s (durable, over HTTP) | {tps:.0} |");
-    println!(
-        "| latency p50 / p99 / p999 (ms) | {:.2} / {:.2} / {:.2} |",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 0.999)
-    );
-    println!(
-        "| fsyncs/s, transfers per fsync | {:.0}, {:.1} |",
-        commits / secs,
-        if commits > 0.0 { transfers as f64 / commits } else { 0.0 }
-    );
-    println!("| node CPU seconds per 1,000 transfers | {:.3} |", cpu * 1000.0 / transfers as f64);
-    println!("| node peak memory (MiB) | {:.0} |", proc_peak_rss_mib(node.child.id()));
-    println!("| ledger bytes per transfer | {:.0} |", bytes as f64 / transfers as f64);
-    println!("| signature-recovery ceiling (all cores) | {ceiling:.0}/s |");
-    println!("| ratio node / ceiling | {:.3} |", tps / ceiling);
-    println!("| books balance | {books_balance} |");
-    // Where the time went inside the node (histogram bucket bounds, so rounded up).
-    for (key, _, what) in breakdown::STEPS {
-        let step = &result["nodeLatency"][key];
-        if step.is_object() {
-            let ms = |v: &Value| v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x}"));
-            println!(
-                "| node {what} p50 / p99 / p999 (ms, ≤) | {} / {} / {} |",
-                ms(&step["p50Ms"]),
-                ms(&step["p99Ms"]),
-                ms(&step["p999Ms"])
-            );
-        }
-    }
-    let mut result = result;
+    let timed = timed_phase(&args, &setup, lanes, transfers, connections).await?;
+    let mut result = report(&args, &setup, &timed, accounts, transfers, connections, ceiling, sign_secs).await?;
     let custodial_n = if args.quick { 20_000 } else { args.custodial_transfers };
     if custodial_n > 0 {
-        let c = custodial::run(&client, &node, custodial_n, args.custodial_batch, accounts, args.seed).await?;
+        let c =
+            custodial::run(&setup.client, &setup.node, custodial_n, args.custodial_batch, accounts, args.seed).await?;
         println!(
             "| custodial transfers/s (no signatures, durable, batches of {}) | {:.0} |",
             c["batch"],
@@ -679,10 +468,419 @@ async fn run(args: Args) -> Result<(), String> {
     }
     std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
     println!("\nJSON: {}", args.json_out.display());
-    if !books_balance {
-        return Err(format!("the books do not balance: {rep}"));
+    if result["booksBalance"] != true {
+        return Err("the books do not balance".into());
     }
     Ok(())
+}
+
+/// Deploys, starts the node, and opens and funds the accounts through the real flows:
+/// registration opens each channel on chain; the first accounts are funded by their own
+/// on-chain deposits (while the chain is still small), the rest by operator purchases — or,
+/// with `--fund-on-chain`, every account by a deposit the hub key makes for it.
+async fn set_up(args: &Args, accounts: usize) -> Result<Setup, String> {
+    let dir = tempfile::Builder::new().prefix("infhub-bench-").tempdir().map_err(fail)?;
+    let anvil = Anvil::spawn(&[]).map_err(fail)?;
+    let reserve = args.reserve.map_or_else(infhub_node::dev::dev_reserve, U256::from);
+    let d = infhub_node::dev::deploy_with_reserve(&anvil, reserve).await.map_err(fail)?;
+    let node = start_node(&anvil, &d, dir.path(), args).await?;
+    let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
+    let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
+    let depositors = if args.fund_on_chain { 0 } else { ON_CHAIN_DEPOSITORS.min(accounts - 1) };
+    let keys: Vec<PrivateKey> = (0..accounts)
+        .map(|i| match i < depositors {
+            true => PrivateKey::from_bytes(anvil::dev_key(i + 1).0).map_err(fail),
+            false => Ok(account_key(args.seed, i)),
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = Arc::new(keys);
+    let setup = Instant::now();
+    for phase in [0..depositors, depositors..accounts] {
+        register_all(&client, &node, &keys, phase.clone(), &domain).await?;
+        if phase.end == depositors && depositors > 0 {
+            fund_own_deposits(&anvil, &d, &client, &node, &keys, depositors).await?;
+        }
+    }
+    if args.fund_on_chain {
+        fund_by_hub_deposits(&anvil, &d, &client, &node, &keys).await?;
+    } else {
+        let (url, k, c) = (node.url.clone(), keys.clone(), client.clone());
+        for_each_concurrent((depositors..accounts).collect(), 32, move |i| {
+            let (url, k, c) = (url.clone(), k.clone(), c.clone());
+            async move {
+                let body = json!({"user": k[i].address(), "amount": FUNDING.to_string(),
+                                  "purchaseId": B256::from(U256::from(i as u64 + 1))});
+                post(&c, format!("{url}/v1/operator/purchases"), Some(OPERATOR), &body).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    let setup_secs = setup.elapsed().as_secs_f64();
+    Ok(Setup { _anvil: anvil, _dir: dir, node, domain, keys, client, setup_secs })
+}
+
+/// Registers the accounts of `phase` (registrations waiting together share one
+/// `openChannels` transaction) and waits until the ledger tracks them all.
+async fn register_all(
+    client: &reqwest::Client,
+    node: &Node,
+    keys: &Arc<Vec<PrivateKey>>,
+    phase: std::ops::Range<usize>,
+    domain: &Domain,
+) -> Result<(), String> {
+    let (url, k, c, domain) = (node.url.clone(), keys.clone(), client.clone(), *domain);
+    for_each_concurrent(phase.clone().collect(), 256, move |i| {
+        let (url, k, c) = (url.clone(), k.clone(), c.clone());
+        async move {
+            let reg = Signed::new(Registration { user: k[i].address(), valid_until_block: u64::MAX }, &domain, &k[i]);
+            post(&c, format!("{url}/v1/registrations"), None, &serde_json::to_value(reg).map_err(fail)?).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let info: Value =
+            client.get(format!("{}/v1/info", node.url)).send().await.map_err(fail)?.json().await.map_err(fail)?;
+        if info["accounts"].as_u64() == Some(phase.end as u64) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {} accounts opened", info["accounts"], phase.end));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first accounts (anvil's funded keys) lock tokens in the contract themselves (approve,
+/// deposit); waits for the node to credit each confirmed deposit.
+async fn fund_own_deposits(
+    anvil: &Anvil,
+    d: &anvil::Deployment,
+    client: &reqwest::Client,
+    node: &Node,
+    keys: &[PrivateKey],
+    depositors: usize,
+) -> Result<(), String> {
+    let provider = anvil.provider().map_err(fail)?;
+    for (i, key) in keys.iter().enumerate().take(depositors) {
+        let mut sender = anvil::sender(&provider, anvil::dev_key(i + 1)).await.map_err(fail)?;
+        let approve = infhub_chain::bindings::IErc20::approveCall { spender: d.hub, amount: U256::MAX };
+        anvil::call_ok(&mut sender, d.token, approve.abi_encode()).await.map_err(fail)?;
+        let deposit = infhub_chain::bindings::IInfHub::depositCall { user: key.address(), amount: U256::from(FUNDING) };
+        anvil::call_ok(&mut sender, d.hub, deposit.abi_encode()).await.map_err(fail)?;
+    }
+    wait_funded(client, node, &keys[..depositors]).await
+}
+
+/// The hub key deposits `FUNDING` into every account's channel on chain (`deposit(user, …)`
+/// pulls from the caller), pipelined; waits for the node to credit each.
+async fn fund_by_hub_deposits(
+    anvil: &Anvil,
+    d: &anvil::Deployment,
+    client: &reqwest::Client,
+    node: &Node,
+    keys: &[PrivateKey],
+) -> Result<(), String> {
+    let provider = anvil.provider().map_err(fail)?;
+    let mut hub = anvil::sender(&provider, anvil::dev_key(0)).await.map_err(fail)?;
+    for key in keys {
+        let deposit = infhub_chain::bindings::IInfHub::depositCall { user: key.address(), amount: U256::from(FUNDING) };
+        loop {
+            match hub.send(alloy::primitives::TxKind::Call(d.hub), deposit.abi_encode().into()).await {
+                Ok(_) => break,
+                Err(infhub_chain::ChainError::TooManyInFlight { .. }) => {
+                    hub.poll().await.map_err(fail)?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
+    }
+    while hub.in_flight() > 0 {
+        for outcome in hub.poll().await.map_err(fail)? {
+            if let infhub_chain::sender::TxOutcome::Mined { success: false, hash, .. } = outcome {
+                return Err(format!("a funding deposit reverted: {hash}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_funded(client, node, keys).await
+}
+
+/// Waits until the node credits each account's confirmed deposit.
+async fn wait_funded(client: &reqwest::Client, node: &Node, keys: &[PrivateKey]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for key in keys {
+        loop {
+            let url = format!("{}/v1/accounts/{}", node.url, key.address());
+            let v: Value =
+                client.get(url).bearer_auth(OPERATOR).send().await.map_err(fail)?.json().await.map_err(fail)?;
+            if v["balance"].as_str() == Some(FUNDING.to_string().as_str()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the on-chain deposit of {} was not credited: {v}", key.address()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Pre-signs the transfers; connection j owns the payers i with i % connections == j, so each
+/// payer's nonces arrive in order.
+fn presign(
+    args: &Args,
+    setup: &Setup,
+    accounts: usize,
+    transfers: usize,
+    connections: usize,
+) -> Result<Vec<Vec<Vec<u8>>>, String> {
+    let keys = &setup.keys;
+    let mut rng = Rng(args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut nonce = vec![0u64; accounts];
+    let mut cumulative = vec![0u128; accounts];
+    let mut lanes: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+    for t in 0..transfers {
+        let payer = rng.below(accounts);
+        let mut payee = if args.hot && rng.below(10) < 9 { rng.below(accounts.min(10)) } else { rng.below(accounts) };
+        if payee == payer {
+            payee = (payer + 1) % accounts;
+        }
+        nonce[payer] += 1;
+        cumulative[payer] += args.amount;
+        let debit = Debit {
+            user: keys[payer].address(),
+            epoch: 1,
+            nonce: nonce[payer],
+            cumulative_debit: Amount(cumulative[payer]),
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: PaymentKind::Internal as u8,
+            recipient: keys[payee].address(),
+            amount: Amount(args.amount),
+            payment_id: B256::from(U256::from(t as u64 + 1)),
+        };
+        let signed = Signed { message: debit, signature: debit.sign(&setup.domain, &keys[payer]) };
+        lanes[payer % connections].push(serde_json::to_vec(&signed).map_err(fail)?);
+    }
+    Ok(lanes)
+}
+
+/// What the timed phase measured.
+struct Timed {
+    secs: f64,
+    latencies: Vec<f64>,
+    cpu: f64,
+    bytes: u64,
+    metrics_before: String,
+    metrics_after: String,
+}
+
+/// Drives the pre-signed transfers over the connections; every one must be applied.
+async fn timed_phase(
+    args: &Args,
+    setup: &Setup,
+    lanes: Vec<Vec<Vec<u8>>>,
+    transfers: usize,
+    connections: usize,
+) -> Result<Timed, String> {
+    let (client, node) = (&setup.client, &setup.node);
+    let metrics_before =
+        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
+    let cpu_before = proc_cpu_seconds(node.child.id());
+    let bytes_before = dir_bytes(&node.data_dir);
+    let start = Instant::now();
+    let batch = args.batch.clamp(1, 1_000);
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let url =
+            if batch == 1 { format!("{}/v1/transfers", node.url) } else { format!("{}/v1/transfers/batch", node.url) };
+        let requests = lane_requests(lane, batch);
+        // With a rate, every lane spreads its requests evenly over the same span (all
+        // transfers / rate), phase-shifted per lane, so the lanes together offer the rate even
+        // though they hold different numbers of transfers (a lane keeps its payers' nonces).
+        let span_secs = transfers as f64 / args.rate.clamp(1, MAX_RATE) as f64;
+        let interval =
+            (args.rate > 0 && !requests.is_empty()).then(|| Duration::from_secs_f64(span_secs / requests.len() as f64));
+        let phase = interval.map(|i| i.mul_f64(tasks.len() as f64 / connections as f64));
+        tasks.push(tokio::spawn(drive_lane(client.clone(), url, requests, start, interval, phase)));
+    }
+    let mut latencies = Vec::with_capacity(transfers);
+    for t in tasks {
+        latencies.extend(t.await.map_err(fail)??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = proc_cpu_seconds(node.child.id()) - cpu_before;
+    let metrics_after =
+        client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
+    let bytes = dir_bytes(&node.data_dir).saturating_sub(bytes_before);
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(Timed { secs, latencies, cpu, bytes, metrics_before, metrics_after })
+}
+
+/// A lane's requests: one signed transfer each, or `batch` of them in lane (nonce) order.
+fn lane_requests(lane: Vec<Vec<u8>>, batch: usize) -> Vec<(usize, Vec<u8>)> {
+    if batch == 1 {
+        return lane.into_iter().map(|b| (1, b)).collect();
+    }
+    lane.chunks(batch)
+        .map(|chunk| {
+            let mut body = b"{\"transfers\":[".to_vec();
+            for (i, t) in chunk.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(t);
+            }
+            body.extend_from_slice(b"]}");
+            (chunk.len(), body)
+        })
+        .collect()
+}
+
+/// Sends one lane's requests in order (on schedule with a rate); every transfer must be
+/// applied. Returns each transfer's latency, counted from its scheduled time.
+async fn drive_lane(
+    c: reqwest::Client,
+    url: String,
+    requests: Vec<(usize, Vec<u8>)>,
+    start: Instant,
+    interval: Option<Duration>,
+    phase: Option<Duration>,
+) -> Result<Vec<f64>, String> {
+    let mut lat = Vec::new();
+    for (k, (n, body)) in requests.into_iter().enumerate() {
+        let t0 = match (interval, phase) {
+            (Some(i), Some(p)) => {
+                let due = start + p + i * k as u32;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            _ => Instant::now(),
+        };
+        let resp = c.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(fail)?;
+        if !status.is_success() || (n > 1 && body.windows(7).any(|w| w == b"\"error\"")) {
+            let text = String::from_utf8_lossy(&body);
+            return Err(format!("transfer refused: {status} {}", text.chars().take(300).collect::<String>()));
+        }
+        // Every transfer of a request waited as long as the request.
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        lat.extend(std::iter::repeat_n(ms, n));
+    }
+    Ok(lat)
+}
+
+/// Prints the figure table and returns the same figures as JSON.
+#[allow(clippy::too_many_arguments)] // the run's figures, each printed once
+async fn report(
+    args: &Args,
+    setup: &Setup,
+    t: &Timed,
+    accounts: usize,
+    transfers: usize,
+    connections: usize,
+    ceiling: f64,
+    sign_secs: f64,
+) -> Result<Value, String> {
+    let (client, node) = (&setup.client, &setup.node);
+    let commits = metric(&t.metrics_after, "infhub_ledger_commits_total")
+        - metric(&t.metrics_before, "infhub_ledger_commits_total");
+    let tps = transfers as f64 / t.secs;
+    // The books: deposits and purchases only funded the accounts, transfers moved value
+    // between them, realizations moved paid value into the reserve.
+    let rep = solvency(client, node).await?;
+    let balances: u128 = rep["sumOfBalances"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let books_balance =
+        balances == FUNDING * accounts as u128 && rep["liquid"] == true && rep["contractBalanced"] == true;
+    let liquidity = liquidity(client, node).await?;
+    let lat = &t.latencies;
+    let per_fsync = if commits > 0.0 { transfers as f64 / commits } else { 0.0 };
+    let result = json!({
+        "accounts": accounts, "transfers": transfers, "connections": connections, "hot": args.hot, "seed": args.seed,
+        "amount": args.amount,
+        "transfersPerRequest": args.batch.clamp(1, 1_000),
+        "generatorNice": args.generator_nice,
+        "offeredRatePerSecond": args.rate,
+        "transfersPerSecond": tps,
+        "latencyMs": {"p50": percentile(lat, 0.50), "p99": percentile(lat, 0.99), "p999": percentile(lat, 0.999)},
+        "fsyncsPerSecond": commits / t.secs,
+        "transfersPerFsync": per_fsync,
+        "nodeCpuSecondsPer1000": t.cpu * 1000.0 / transfers as f64,
+        "nodePeakMemoryMiB": proc_peak_rss_mib(node.child.id()),
+        "ledgerBytesPerTransfer": t.bytes as f64 / transfers as f64,
+        "signatureCeilingPerSecond": ceiling,
+        "ratioToCeiling": tps / ceiling,
+        "setupSeconds": setup.setup_secs,
+        "presignSeconds": sign_secs,
+        "booksBalance": books_balance,
+        "liquidity": liquidity,
+        "nodeLatency": breakdown::breakdown(&t.metrics_before, &t.metrics_after),
+    });
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| signed internal transfers/s (durable, over HTTP) | {tps:.0} |");
+    println!(
+        "| latency p50 / p99 / p999 (ms) | {:.2} / {:.2} / {:.2} |",
+        percentile(lat, 0.5),
+        percentile(lat, 0.99),
+        percentile(lat, 0.999)
+    );
+    println!("| fsyncs/s, transfers per fsync | {:.0}, {per_fsync:.1} |", commits / t.secs);
+    println!("| node CPU seconds per 1,000 transfers | {:.3} |", t.cpu * 1000.0 / transfers as f64);
+    println!("| node peak memory (MiB) | {:.0} |", proc_peak_rss_mib(node.child.id()));
+    println!("| ledger bytes per transfer | {:.0} |", t.bytes as f64 / transfers as f64);
+    println!("| signature-recovery ceiling (all cores) | {ceiling:.0}/s |");
+    println!("| ratio node / ceiling | {:.3} |", tps / ceiling);
+    println!("| books balance | {books_balance} |");
+    let d = &liquidity["duties"];
+    let (mined, debits, gas) = (
+        d["realizationsMined"].as_u64().unwrap_or(0),
+        d["debitsRealized"].as_u64().unwrap_or(0),
+        d["realizationGas"].as_u64().unwrap_or(0),
+    );
+    println!(
+        "| realizations mined (debits, gas; gas per debit) | {mined} ({debits}, {gas}; {}) |",
+        gas.checked_div(debits).unwrap_or(0)
+    );
+    println!(
+        "| reserve at the end, free of it | {} / {} |",
+        liquidity["liquidity"]["reserve"].as_str().unwrap_or("?"),
+        liquidity["liquidity"]["free"].as_str().unwrap_or("?")
+    );
+    // Where the time went inside the node (histogram bucket bounds, so rounded up).
+    for (key, _, what) in breakdown::STEPS {
+        let step = &result["nodeLatency"][key];
+        if step.is_object() {
+            let ms = |v: &Value| v.as_f64().map_or_else(|| v.to_string(), |x| format!("{x}"));
+            println!(
+                "| node {what} p50 / p99 / p999 (ms, ≤) | {} / {} / {} |",
+                ms(&step["p50Ms"]),
+                ms(&step["p99Ms"]),
+                ms(&step["p999Ms"])
+            );
+        }
+    }
+    if !books_balance {
+        println!("the books do not balance: {rep}");
+    }
+    Ok(result)
+}
+
+/// The node's liquidity report (operator), once its confirmed state has caught up.
+async fn liquidity(client: &reqwest::Client, node: &Node) -> Result<Value, String> {
+    let get = || async {
+        let resp = client.get(format!("{}/v1/operator/liquidity", node.url)).bearer_auth(OPERATOR).send().await;
+        resp.map_err(fail)?.json::<Value>().await.map_err(fail)
+    };
+    // Realizations in flight settle first (a second is a few confirmations here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    get().await
 }
 
 fn main() -> ExitCode {

@@ -33,7 +33,7 @@ fn amount(v: U256, field: &'static str) -> Result<Amount, ChainError> {
 }
 
 /// Decodes one hub-contract log. `Ok(None)` for events the ledger does not consume
-/// (announcements and per-recipient payout logs, which the node reads elsewhere).
+/// (per-recipient payout logs and returned excess, which the node reads elsewhere).
 pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     let Some(sig) = log.topics.first().copied() else { return Ok(None) };
     let topics = log.topics.iter().copied();
@@ -122,6 +122,12 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
             amount: amount(e.amount, "amount")?,
             reserve_after: amount(e.reserveAfter, "reserveAfter")?,
         }
+    } else if sig == IInfHub::ReserveWithdrawalAnnounced::SIGNATURE_HASH {
+        let e = IInfHub::ReserveWithdrawalAnnounced::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ReserveWithdrawalAnnounced { amount: amount(e.amount, "amount")?, unlock_block: e.unlockBlock }
+    } else if sig == IInfHub::ReserveWithdrawalCancelled::SIGNATURE_HASH {
+        let e = IInfHub::ReserveWithdrawalCancelled::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::ReserveWithdrawalCancelled { amount: amount(e.amount, "amount")? }
     } else {
         return Ok(None);
     };
@@ -202,6 +208,7 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
     use alloy::sol_types::SolCall;
     match tx {
         HubTx::SubmitDebit(d) => submit_debit_call(d).abi_encode(),
+        HubTx::SubmitCredit(c) => submit_credit_call(c).abi_encode(),
         HubTx::Settle(user) => IInfHub::settleCall { user: *user }.abi_encode(),
         HubTx::Payout(batch) => IInfHub::payoutCall {
             batchId: batch.id,
@@ -227,6 +234,10 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
         }
         HubTx::ExecuteReserveWithdrawal(to) => IInfHub::executeReserveWithdrawalCall { to: *to }.abi_encode(),
         HubTx::CancelReserveWithdrawal => IInfHub::cancelReserveWithdrawalCall {}.abi_encode(),
+        HubTx::DepositReserve(amount) => IInfHub::depositReserveCall { amount: U256::from(amount.0) }.abi_encode(),
+        HubTx::ApproveToken { spender, amount, .. } => {
+            crate::bindings::IErc20::approveCall { spender: *spender, amount: U256::from(amount.0) }.abi_encode()
+        }
     }
 }
 
@@ -289,7 +300,9 @@ mod tests {
         let log = raw(data.topics().to_vec(), data.data[..40].to_vec());
         assert!(matches!(decode_event(&log), Err(ChainError::EventUndecodable(_))));
         let ann = IInfHub::ReserveWithdrawalAnnounced { amount: U256::from(1), unlockBlock: 9 }.encode_log_data();
-        assert_eq!(decode_event(&raw(ann.topics().to_vec(), ann.data.to_vec())).expect("skips"), None);
+        assert!(decode_event(&raw(ann.topics().to_vec(), ann.data.to_vec())).expect("decodes").is_some());
+        let unknown = vec![B256::repeat_byte(7)];
+        assert_eq!(decode_event(&raw(unknown, ann.data.to_vec())).expect("skips"), None);
         assert_eq!(decode_event(&raw(vec![], vec![])).expect("skips"), None);
     }
 }

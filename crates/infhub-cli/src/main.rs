@@ -1,11 +1,13 @@
 //! `infhub`: one command for operators and users.
 //!
 //! `infhub dev` brings up a complete local system (anvil, contracts, hub node, funded test
-//! users); `infhub run` serves a hub against a configured chain; `infhub wallet …` is the
-//! user's wallet. Flags only; the work is in `infhub_node` and `infhub_wallet`.
+//! users); `infhub run` serves a hub against a configured chain; `infhub operator …` drives a
+//! running hub's operator API; `infhub wallet …` is the user's wallet. Flags only; the work is
+//! in `infhub_node` and `infhub_wallet`.
 
 use clap::{Parser, Subcommand};
 use infhub_node::cli::NodeCommand;
+use infhub_node::operator::OperatorArgs;
 use infhub_wallet::cli::{WalletArgs, WalletCommand};
 use std::process::ExitCode;
 
@@ -22,6 +24,9 @@ enum Cmd {
     Node(NodeCommand),
     /// The user's wallet: keys, payments, withdrawal, exit, watch.
     Wallet(WalletArgs),
+    /// The operator's commands against a running hub: liquidity, reserve top-up and
+    /// withdrawal, hub close, solvency, reconciliation.
+    Operator(OperatorArgs),
 }
 
 async fn wallet(args: WalletArgs) -> Result<(), (String, String, bool)> {
@@ -58,6 +63,13 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Node(c) => infhub_node::cli::execute(c).await.map_err(|e| ("node_failed".to_string(), e, false)),
             Cmd::Wallet(args) => wallet(args).await,
+            Cmd::Operator(args) => match infhub_node::operator::execute(args).await {
+                Ok(answer) => {
+                    println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_else(|_| answer.to_string()));
+                    Ok(())
+                }
+                Err(e) => Err(("operator_failed".to_string(), e, false)),
+            },
         }
     });
     match result {

@@ -2,7 +2,8 @@
 //!
 //! A duty is a function of the ledger's confirmed state, not of the events that led to it: a
 //! closing channel whose contract record holds a lower debit total than the hub's newest debit
-//! needs that debit submitted; a close whose challenge period is over needs a settlement; a
+//! needs that debit submitted, and one holding a lower credit total than the hub's newest
+//! credit needs that credit submitted (the hub pays what it acknowledged); a close whose challenge period is over needs a settlement; a
 //! payout batch in flight needs its transaction; payers' unrealized debits, when liquidity calls
 //! for it, need realizing. The shell (`infhub-hub`) sends each due duty's transaction, sends it
 //! again if the duty is still due `resend_after_blocks` later, and stops once the confirmed
@@ -16,7 +17,7 @@
 
 use crate::channel::Status;
 use crate::ledger::{Ledger, PayoutBatch};
-use crate::messages::SignedDebit;
+use crate::messages::{SignedCredit, SignedDebit};
 use crate::Amount;
 use alloy_primitives::{Address, B256};
 
@@ -25,6 +26,9 @@ use alloy_primitives::{Address, B256};
 pub enum HubTx {
     /// `submitDebit`: answers a close with the user's newest debit.
     SubmitDebit(SignedDebit),
+    /// `submitCredit`: the hub's own newest credit to a closing channel whose contract record
+    /// holds a lower total (the hub pays what it acknowledged, whoever closed, §5.10).
+    SubmitCredit(SignedCredit),
     /// `settle(user)` once the challenge period is over.
     Settle(Address),
     /// `payout(batchId, recipients, amounts)`.
@@ -47,6 +51,17 @@ pub enum HubTx {
     ExecuteReserveWithdrawal(Address),
     /// `cancelReserveWithdrawal()`.
     CancelReserveWithdrawal,
+    /// `depositReserve(amount)`: a top-up from the hub key's tokens (approved first).
+    DepositReserve(Amount),
+    /// `approve(spender, amount)` on `token`: lets the hub contract pull a top-up.
+    ApproveToken {
+        /// The token contract (the call goes there, not to the hub contract).
+        token: Address,
+        /// The hub contract.
+        spender: Address,
+        /// The allowance.
+        amount: Amount,
+    },
 }
 
 impl HubTx {
@@ -54,6 +69,7 @@ impl HubTx {
     pub fn name(&self) -> &'static str {
         match self {
             HubTx::SubmitDebit(_) => "submit_debit",
+            HubTx::SubmitCredit(_) => "submit_credit",
             HubTx::Settle(_) => "settle",
             HubTx::Payout(_) => "payout",
             HubTx::RealizeDebits(_) => "realize_debits",
@@ -62,6 +78,16 @@ impl HubTx {
             HubTx::AnnounceReserveWithdrawal(_) => "announce_reserve_withdrawal",
             HubTx::ExecuteReserveWithdrawal(_) => "execute_reserve_withdrawal",
             HubTx::CancelReserveWithdrawal => "cancel_reserve_withdrawal",
+            HubTx::DepositReserve(_) => "deposit_reserve",
+            HubTx::ApproveToken { .. } => "approve_token",
+        }
+    }
+
+    /// The contract the transaction calls: the hub contract `hub_contract`, or the token.
+    pub fn target(&self, hub_contract: Address) -> Address {
+        match self {
+            HubTx::ApproveToken { token, .. } => *token,
+            _ => hub_contract,
         }
     }
 
@@ -69,6 +95,7 @@ impl HubTx {
     pub fn user(&self) -> Option<Address> {
         match self {
             HubTx::SubmitDebit(d) => Some(d.message.user),
+            HubTx::SubmitCredit(c) => Some(c.message.user),
             HubTx::Settle(u) | HubTx::HubClose { user: u, .. } => Some(*u),
             HubTx::OpenChannels(users) if users.len() == 1 => Some(users[0]),
             _ => None,
@@ -81,6 +108,8 @@ impl HubTx {
 pub enum DutyKey {
     /// Answering the close of this channel with the newest debit.
     Dispute(Address),
+    /// Putting the hub's newest credit of this closing channel on record.
+    HonourCredit(Address),
     /// Settling this channel.
     Settle(Address),
     /// Executing the payout batch of this id.
@@ -126,11 +155,16 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
         let Status::Closing { settle_block } = ch.status else { continue };
         if ledger.block >= settle_block {
             duties.push(Duty { key: DutyKey::Settle(*user), tx: HubTx::Settle(*user) });
-        } else if let Some(d) = ch.debit {
-            // Totals decide on chain (§5.10): only a higher total than the contract holds helps.
-            if d.message.cumulative_debit > ch.chain_debit_total {
-                duties.push(Duty { key: DutyKey::Dispute(*user), tx: HubTx::SubmitDebit(d) });
-            }
+            continue;
+        }
+        // Totals decide on chain (§5.10): only a higher total than the contract holds counts.
+        if let Some(d) = ch.debit.filter(|d| d.message.cumulative_debit > ch.chain_debit_total) {
+            duties.push(Duty { key: DutyKey::Dispute(*user), tx: HubTx::SubmitDebit(d) });
+        }
+        // The hub's own word: a credit it issued counts at settlement even if the user is away
+        // (a hub close of a dormant channel) or closed with an older one.
+        if let Some(c) = ch.credit.clone().filter(|c| c.message.cumulative_credit > ch.chain_credit_total) {
+            duties.push(Duty { key: DutyKey::HonourCredit(*user), tx: HubTx::SubmitCredit(c) });
         }
     }
     for batch in ledger.payout_batches_in_flight() {

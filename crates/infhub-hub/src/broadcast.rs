@@ -17,24 +17,24 @@ use std::future::Future;
 pub trait Broadcaster {
     /// The hub key's address.
     fn address(&self) -> Address;
-    /// Signs and sends a call to the hub contract with `input` as its data.
-    fn send(&mut self, input: Vec<u8>) -> impl Future<Output = Result<SentTx, ChainError>> + Send;
+    /// Signs and sends a call to `to` (the hub contract, or the token for an approval) with
+    /// `input` as its data.
+    fn send(&mut self, to: Address, input: Vec<u8>) -> impl Future<Output = Result<SentTx, ChainError>> + Send;
     /// What became of transactions sent earlier: each is reported once, when mined (or when
     /// its nonce was taken by another transaction of the key).
     fn poll(&mut self) -> impl Future<Output = Result<Vec<TxOutcome>, ChainError>> + Send;
 }
 
-/// The real broadcaster: the hub key's [`TxSender`], calling one contract.
+/// The real broadcaster: the hub key's [`TxSender`].
 #[derive(Debug)]
 pub struct ContractSender {
     sender: TxSender,
-    contract: Address,
 }
 
 impl ContractSender {
-    /// Calls to `contract` through `sender`.
-    pub fn new(sender: TxSender, contract: Address) -> ContractSender {
-        ContractSender { sender, contract }
+    /// Sends through `sender`.
+    pub fn new(sender: TxSender) -> ContractSender {
+        ContractSender { sender }
     }
 
     /// The sender (for reads through its provider).
@@ -48,8 +48,8 @@ impl Broadcaster for ContractSender {
         self.sender.address()
     }
 
-    async fn send(&mut self, input: Vec<u8>) -> Result<SentTx, ChainError> {
-        self.sender.send(alloy::primitives::TxKind::Call(self.contract), input.into()).await
+    async fn send(&mut self, to: Address, input: Vec<u8>) -> Result<SentTx, ChainError> {
+        self.sender.send(alloy::primitives::TxKind::Call(to), input.into()).await
     }
 
     async fn poll(&mut self) -> Result<Vec<TxOutcome>, ChainError> {
@@ -64,6 +64,8 @@ pub struct RecordedTx {
     pub nonce: u64,
     /// Its made-up hash (the nonce and data hashed).
     pub hash: B256,
+    /// The called contract.
+    pub to: Address,
     /// The call data.
     pub input: Vec<u8>,
 }
@@ -124,7 +126,7 @@ impl Broadcaster for RecordingBroadcaster {
         self.address
     }
 
-    async fn send(&mut self, input: Vec<u8>) -> Result<SentTx, ChainError> {
+    async fn send(&mut self, to: Address, input: Vec<u8>) -> Result<SentTx, ChainError> {
         if let Some(e) = self.refusals.pop_front() {
             return Err(e);
         }
@@ -133,7 +135,7 @@ impl Broadcaster for RecordingBroadcaster {
         let mut preimage = nonce.to_be_bytes().to_vec();
         preimage.extend_from_slice(&input);
         let hash = alloy::primitives::keccak256(preimage);
-        let tx = RecordedTx { nonce, hash, input };
+        let tx = RecordedTx { nonce, hash, to, input };
         self.sent.push(tx.clone());
         self.outbox.push_back(tx);
         Ok(SentTx { nonce, hash })

@@ -134,6 +134,8 @@ pub struct ChainView {
 pub struct ChainDuties<C: ChainSource, B: Broadcaster> {
     watcher: Watcher<C>,
     broadcaster: B,
+    /// The hub contract.
+    contract: Address,
     config: DutiesConfig,
     sent: HashMap<DutyKey, SentDuty>,
     in_flight: HashMap<u64, InFlight>,
@@ -141,11 +143,13 @@ pub struct ChainDuties<C: ChainSource, B: Broadcaster> {
 }
 
 impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
-    /// Duties following the chain with `watcher` and sending with `broadcaster`.
-    pub fn new(watcher: Watcher<C>, broadcaster: B, config: DutiesConfig) -> ChainDuties<C, B> {
+    /// Duties of the hub behind `contract`, following the chain with `watcher` and sending
+    /// with `broadcaster`.
+    pub fn new(watcher: Watcher<C>, broadcaster: B, contract: Address, config: DutiesConfig) -> ChainDuties<C, B> {
         ChainDuties {
             watcher,
             broadcaster,
+            contract,
             config,
             sent: HashMap::new(),
             in_flight: HashMap::new(),
@@ -388,11 +392,12 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
     /// collects the outcomes of those already mined, then tries once more.
     async fn send(&mut self, tx: &HubTx, duty: Option<DutyKey>) -> Result<SentTx, ChainError> {
         let input = hub_tx_call(tx);
-        let sent = match self.broadcaster.send(input.clone()).await {
+        let to = tx.target(self.contract);
+        let sent = match self.broadcaster.send(to, input.clone()).await {
             Err(ChainError::TooManyInFlight { .. }) => {
                 let mut dropped = Vec::new();
                 self.follow_transactions(&mut dropped).await;
-                self.broadcaster.send(input).await?
+                self.broadcaster.send(to, input).await?
             }
             other => other?,
         };

@@ -69,7 +69,8 @@ impl<F: Fs + Clone + Send, C: ChainSource, B: Broadcaster> Hub<F, C, B> {
         assert_eq!(broadcaster.address(), key.address(), "the broadcaster must send with the hub key");
         let ledger = HubLedger::open(fs, config, params, key)?;
         let watcher = Watcher::new(source, watcher, ledger.ledger().block)?;
-        Ok(Hub { ledger, duties: ChainDuties::new(watcher, broadcaster, duties) })
+        let contract = params.domain.verifying_contract;
+        Ok(Hub { ledger, duties: ChainDuties::new(watcher, broadcaster, contract, duties) })
     }
 
     /// Commits commands from the hub's users as one group commit.

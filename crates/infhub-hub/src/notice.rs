@@ -175,6 +175,11 @@ pub fn event_user(e: &ChainEvent) -> Option<Address> {
         | ExitStarted { user, .. }
         | Settled { user, .. } => Some(*user),
         CustodialDeposited { account, .. } => Some(*account),
-        ReserveDeposited { .. } | ReserveWithdrawn { .. } | PayoutBatchExecuted { .. } | ExcessToReserve { .. } => None,
+        ReserveDeposited { .. }
+        | ReserveWithdrawn { .. }
+        | PayoutBatchExecuted { .. }
+        | ExcessToReserve { .. }
+        | ReserveWithdrawalAnnounced { .. }
+        | ReserveWithdrawalCancelled { .. } => None,
     }
 }

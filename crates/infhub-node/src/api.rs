@@ -24,6 +24,7 @@ use axum::{Json, Router};
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::ChainError;
 use infhub_core::channel::Status;
+use infhub_core::duties::HubTx;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::messages::{Login, Signed, SignedCredit, SignedDebit};
 use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
@@ -298,6 +299,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/stream", get(stream))
         .route("/v1/operator/purchases", post(purchase))
         .route("/v1/operator/closes", post(hub_close))
+        .route("/v1/operator/liquidity", get(liquidity))
+        .route("/v1/operator/reserve/top-ups", post(reserve_top_up))
+        .route("/v1/operator/reserve/withdrawals", post(reserve_withdrawal_announce))
+        .route("/v1/operator/reserve/withdrawals/execute", post(reserve_withdrawal_execute))
+        .route("/v1/operator/reserve/withdrawals/cancel", post(reserve_withdrawal_cancel))
         .route("/v1/operator/solvency", get(solvency))
         .route("/v1/operator/reconciliation", get(reconciliation))
         .route("/v1/operator/custodial-accounts", post(open_custodial))
@@ -841,16 +847,127 @@ async fn hub_close(
     ApiJson(req): ApiJson<CloseRequest>,
 ) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
+    let debit = api.node.read().ledger().account(&req.user).map(|a| a.channel.debit);
+    let Some(debit) = debit else { return Err(Error::UnknownAccount.into()) };
+    let tx = send_hub_tx(&api, HubTx::HubClose { user: req.user, debit }).await?;
+    Ok(Json(json!({"user": req.user, "txHash": tx})))
+}
+
+/// Hands a transaction to the chain task and waits for it to be sent.
+async fn send_hub_tx(api: &Api, tx: HubTx) -> Result<B256, ApiError> {
     let (reply, rx) = oneshot::channel();
     api.node
         .chain_requests
-        .try_send(ChainRequest::HubClose { user: req.user, reply })
+        .try_send(ChainRequest::Send { tx: Box::new(tx), reply })
         .map_err(|_| ApiError::limit("chain request queue"))?;
     match rx.await {
-        Ok(Ok(tx)) => Ok(Json(json!({"user": req.user, "txHash": tx}))),
+        Ok(Ok(hash)) => Ok(hash),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(WriteError::Stopped.into()),
     }
+}
+
+/// The hub's liquidity: the reserve and what it covers (by the ledger's confirmed state), what
+/// realizing debits would add, a reserve withdrawal announced, and what the duties did.
+async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let (liquidity, block) = {
+        let st = api.node.read();
+        (st.ledger().liquidity(), st.ledger().block)
+    };
+    let view = api.node.chain_view();
+    let l = &api.node.config.liquidity;
+    Ok(Json(json!({
+        "liquidity": liquidity,
+        "confirmedBlock": block,
+        "head": view.head,
+        "freeReserveLow": view.low_free_reserve,
+        "duties": view.counters,
+        "policy": {
+            "realizeWhenFreeReserveBelow": l.realize_when_free_reserve_below,
+            "realizeWhenPayerReaches": l.realize_when_payer_reaches,
+            "maxRealizationsPerTx": l.max_realizations_per_tx,
+            "lowFreeReserveBelow": l.low_free_reserve_below,
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+struct AmountRequest {
+    amount: Amount,
+}
+
+/// Tops the reserve up from the hub key's own tokens: an allowance for the contract, then
+/// `depositReserve`. The ledger counts it once `ReserveDeposited` is confirmed.
+async fn reserve_top_up(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AmountRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if req.amount.is_zero() {
+        return Err(Error::AmountMustNotBeZero.into());
+    }
+    let contract = api.node.domain.verifying_contract;
+    let approve = HubTx::ApproveToken { token: api.node.token, spender: contract, amount: req.amount };
+    let approved = send_hub_tx(&api, approve).await?;
+    let deposited = send_hub_tx(&api, HubTx::DepositReserve(req.amount)).await?;
+    Ok(Json(json!({"amount": req.amount, "approveTxHash": approved, "depositTxHash": deposited})))
+}
+
+/// Announces a reserve withdrawal through the ledger's rule: the amount is earmarked first
+/// (refused if it would leave the reserve short of what it covers, or one is pending), then
+/// announced on chain; it can execute after the contract's notice.
+async fn reserve_withdrawal_announce(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AmountRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    match api.node.execute(Command::EarmarkReserveWithdrawal { amount: req.amount }).await?? {
+        Outcome::Earmarked => {}
+        other => return Err(unexpected(&other)),
+    }
+    match send_hub_tx(&api, HubTx::AnnounceReserveWithdrawal(req.amount)).await {
+        Ok(tx) => Ok(Json(json!({"amount": req.amount, "earmarked": true, "txHash": tx}))),
+        Err(e) => {
+            // Not announced: the earmark goes, so the reserve is not held back for nothing.
+            let _ = api.node.execute(Command::ReleaseReserveEarmark).await;
+            Err(e)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ExecuteWithdrawalRequest {
+    to: Address,
+}
+
+/// Executes the announced reserve withdrawal (after its notice, before it expires).
+async fn reserve_withdrawal_execute(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ExecuteWithdrawalRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if api.node.read().ledger().reserve_withdrawal.is_none() {
+        return Err(Error::NoReserveWithdrawalPending.into());
+    }
+    let tx = send_hub_tx(&api, HubTx::ExecuteReserveWithdrawal(req.to)).await?;
+    Ok(Json(json!({"to": req.to, "txHash": tx})))
+}
+
+/// Cancels the reserve withdrawal: on chain if it was announced there, else only its earmark.
+async fn reserve_withdrawal_cancel(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if api.node.read().ledger().reserve_withdrawal.is_none() {
+        return match api.node.execute(Command::ReleaseReserveEarmark).await?? {
+            Outcome::Earmarked => Ok(Json(json!({"released": true}))),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let tx = send_hub_tx(&api, HubTx::CancelReserveWithdrawal).await?;
+    Ok(Json(json!({"txHash": tx})))
 }
 
 /// The solvency report.

@@ -8,7 +8,6 @@
 
 use crate::engine::{ChainRequest, ChainRequestError, Node, NodeLedger};
 use infhub_chain::source::RpcSource;
-use infhub_core::duties::HubTx;
 use infhub_hub::broadcast::ContractSender;
 use infhub_hub::duties::ChainDuties;
 use std::sync::atomic::Ordering;
@@ -76,8 +75,11 @@ impl ChainTask {
         let notices = self.duties.tick(&mut ledger, take_payouts).await;
         self.node.notify_all(notices);
         let view = self.duties.view();
-        self.node.metrics.chain_head.store(view.head, Ordering::Relaxed);
-        self.node.metrics.chain_events_refused.store(view.refused_events.count, Ordering::Relaxed);
+        let m = &self.node.metrics;
+        m.chain_head.store(view.head, Ordering::Relaxed);
+        m.chain_events_refused.store(view.refused_events.count, Ordering::Relaxed);
+        m.free_reserve_low.store(u64::from(view.low_free_reserve), Ordering::Relaxed);
+        *m.duties.lock().unwrap_or_else(|p| p.into_inner()) = view.counters;
     }
 
     async fn open_channels(&mut self, opens: Vec<(infhub_core::Address, Reply)>) {
@@ -94,15 +96,8 @@ impl ChainTask {
     async fn request(&mut self, req: ChainRequest) {
         match req {
             ChainRequest::OpenChannel { user, reply } => self.open_channels(vec![(user, reply)]).await,
-            ChainRequest::HubClose { user, reply } => {
-                let debit = self.node.read().ledger().account(&user).map(|a| a.channel.debit);
-                let r = match debit {
-                    None => Err(ChainRequestError::UnknownAccount),
-                    Some(debit) => {
-                        self.duties.request(HubTx::HubClose { user, debit }).await.map_err(ChainRequestError::from)
-                    }
-                };
-                let _ = reply.send(r);
+            ChainRequest::Send { tx, reply } => {
+                let _ = reply.send(self.duties.request(*tx).await.map_err(ChainRequestError::from));
             }
         }
     }

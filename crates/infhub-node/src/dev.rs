@@ -27,13 +27,19 @@ pub fn dev_user_tokens() -> U256 {
 
 /// Deploys onto `anvil`, funds the reserve and mints to the test accounts.
 pub async fn deploy(anvil: &Anvil) -> Result<Deployment, ChainError> {
+    deploy_with_reserve(anvil, dev_reserve()).await
+}
+
+/// [`deploy`] with a reserve of `reserve` (base units; the hub key keeps ten development
+/// reserves of tokens either way).
+pub async fn deploy_with_reserve(anvil: &Anvil, reserve: U256) -> Result<Deployment, ChainError> {
     let p = anvil.provider()?;
     let mut hub = anvil::sender(&p, anvil::dev_key(0)).await?;
     let hub_addr = hub.address();
     let supply = dev_reserve() * U256::from(10u64);
     let d = anvil::deploy(&mut hub, hub_addr, supply, DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS).await?;
     anvil::call_ok(&mut hub, d.token, IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode()).await?;
-    anvil::call_ok(&mut hub, d.hub, IInfHub::depositReserveCall { amount: dev_reserve() }.abi_encode()).await?;
+    anvil::call_ok(&mut hub, d.hub, IInfHub::depositReserveCall { amount: reserve }.abi_encode()).await?;
     for i in 1..anvil::DEV_KEYS.len() {
         let to = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0)
             .map_err(|e| ChainError::Config(e.to_string()))?

@@ -68,17 +68,18 @@ pub enum ChainRequestError {
 /// A request the API makes of the chain task (which owns the hub's transaction sender).
 #[derive(Debug)]
 pub enum ChainRequest {
-    /// Open (or reopen) a user's channel.
+    /// Open (or register) a user's channel; registrations waiting together share a transaction.
     OpenChannel {
         /// The user.
         user: Address,
         /// The transaction hash, or why it was refused.
         reply: oneshot::Sender<Result<B256, ChainRequestError>>,
     },
-    /// Start the hub's close of a user's channel with the newest debit.
-    HubClose {
-        /// The user.
-        user: Address,
+    /// Send one transaction the operator asked for (a hub close, a reserve top-up, a reserve
+    /// withdrawal's announcement, execution or cancellation).
+    Send {
+        /// The transaction.
+        tx: Box<infhub_core::duties::HubTx>,
         /// The transaction hash, or why it was refused.
         reply: oneshot::Sender<Result<B256, ChainRequestError>>,
     },
@@ -269,6 +270,7 @@ impl Node {
         let l = st.ledger();
         let liabilities: u128 = l.accounts().map(|(_, a)| a.channel.claim().0).fold(0u128, u128::saturating_add);
         self.metrics.set_books(l.reserve.0, liabilities);
+        self.metrics.set_free_reserve(l.free_reserve());
         self.metrics.accounts.store(l.account_count() as u64, Ordering::Relaxed);
         self.metrics.chain_confirmed.store(l.block, Ordering::Relaxed);
     }

@@ -15,6 +15,7 @@ pub mod engine;
 
 pub mod metrics;
 pub mod openapi;
+pub mod operator;
 pub mod reconcile;
 
 use crate::config::Config;
@@ -138,7 +139,7 @@ pub async fn run(
         start_block: config.chain.start_block,
     };
     let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
-    let duties = ChainDuties::new(watcher, ContractSender::new(sender, contract), config.duties());
+    let duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
 
     let listen = config.node.listen.clone();
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, duties.view_handle());

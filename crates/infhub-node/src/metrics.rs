@@ -90,6 +90,12 @@ pub struct Metrics {
     reserve: AtomicU64,
     /// Sum of all users' claims (f64 bits).
     liabilities: AtomicU64,
+    /// Reserve not committed to anything (f64 bits).
+    free_reserve: AtomicU64,
+    /// 1 while free reserve is below `liquidity.low_free_reserve_below`.
+    pub free_reserve_low: AtomicU64,
+    /// What the chain duties did (copied from them every tick).
+    pub duties: Mutex<infhub_hub::duties::DutyCounters>,
     /// Accounts.
     pub accounts: AtomicU64,
     /// Requests refused because a queue or limit was full.
@@ -128,6 +134,9 @@ impl Default for Metrics {
             chain_events_refused: AtomicU64::new(0),
             reserve: AtomicU64::new(0),
             liabilities: AtomicU64::new(0),
+            free_reserve: AtomicU64::new(0),
+            free_reserve_low: AtomicU64::new(0),
+            duties: Mutex::new(Default::default()),
             accounts: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             reconciliation_discrepancies: AtomicU64::new(0),
@@ -144,6 +153,11 @@ impl Metrics {
         *m.entry((route.to_string(), status)).or_default() += 1;
         drop(m);
         self.request_seconds.observe(seconds);
+    }
+
+    /// Sets the free-reserve gauge (token base units).
+    pub fn set_free_reserve(&self, free: u128) {
+        self.free_reserve.store((free as f64).to_bits(), Ordering::Relaxed);
     }
 
     /// Sets the books' gauges (token base units).
@@ -229,11 +243,38 @@ impl Metrics {
         for (name, help, bits) in [
             ("infhub_reserve_base_units", "Hub reserve in token base units.", &self.reserve),
             ("infhub_liabilities_base_units", "Sum of users' claims in token base units.", &self.liabilities),
+            (
+                "infhub_free_reserve_base_units",
+                "Reserve not committed to channels, payouts, custodial balances or an announced withdrawal, in token base units.",
+                &self.free_reserve,
+            ),
         ] {
             let v = f64::from_bits(bits.load(Ordering::Relaxed));
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         g(&mut out, "infhub_accounts", "gauge", "Accounts.", self.accounts.load(Ordering::Relaxed));
+        g(
+            &mut out,
+            "infhub_free_reserve_low",
+            "gauge",
+            "1 while free reserve is below liquidity.low_free_reserve_below (top up, or realize).",
+            self.free_reserve_low.load(Ordering::Relaxed),
+        );
+        let d = *self.duties.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, help, v) in [
+            (
+                "infhub_duty_transactions_total",
+                "Hub transactions sent for duties (disputes, settlements, payouts, realizations).",
+                d.sent,
+            ),
+            ("infhub_duty_resends_total", "Of those, resends of a duty still due after its transaction.", d.resent),
+            ("infhub_realizations_mined_total", "Realization transactions mined.", d.realizations_mined),
+            ("infhub_debits_realized_total", "Debits in the realization transactions mined.", d.debits_realized),
+            ("infhub_realization_gas_total", "Gas used by the realization transactions mined.", d.realization_gas),
+            ("infhub_hub_transactions_reverted_total", "Hub transactions mined that reverted.", d.reverted),
+        ] {
+            g(&mut out, name, "counter", help, v);
+        }
         g(
             &mut out,
             "infhub_reconciliation_discrepancies",

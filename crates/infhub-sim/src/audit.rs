@@ -471,18 +471,24 @@ impl Auditor {
         let Some(hub) = hub else { return self.result() };
         for (i, w) in wallets.iter().enumerate() {
             for s in &w.settlements[self.judged[i]..] {
-                let hub_debit =
-                    hub.ledger().account(&w.address()).map_or(Amount::ZERO, |a| a.channel.cumulative_debit());
-                let owed = s
-                    .expected
-                    .0
-                    .checked_add(s.known_cumulative_debit.0)
-                    .and_then(|v| v.checked_sub(hub_debit.0))
-                    .map(Amount);
-                // What the contract guarantees a channel left unprotected: its funds.
-                let protected = owed.map(|o| if self.unprotected[i] { o.min(s.funds) } else { o });
-                let short = match (owed, protected) {
-                    (Some(o), Some(p)) if self.unprotected[i] => s.paid < p || s.paid > o,
+                let account = hub.ledger().account(&w.address());
+                let hub_debit = account.map_or(Amount::ZERO, |a| a.channel.cumulative_debit());
+                let hub_credit = account.map_or(Amount::ZERO, |a| a.channel.cumulative_credit());
+                // By the wallet's own proofs (and the newest debit its key signed, which the hub
+                // holds): what the contract guarantees it whatever the hub does.
+                let by_own_proofs =
+                    s.expected.0.checked_add(s.known_cumulative_debit.0).and_then(|v| v.checked_sub(hub_debit.0));
+                // An honest hub also puts its own newest credit on record (§5.10), which the
+                // wallet may not have received yet.
+                let unknown_credit = hub_credit.0.saturating_sub(s.known_cumulative_credit.0);
+                let owed = by_own_proofs.and_then(|v| v.checked_add(unknown_credit)).map(Amount);
+                let short = match (by_own_proofs, owed) {
+                    (Some(least), Some(most)) if !self.audit_hub_conduct => {
+                        // A dishonest hub may withhold its credit: judged by what the contract
+                        // protects, the wallet's proofs (or, left unprotected, its funds).
+                        let least = if self.unprotected[i] { least.min(s.funds.0) } else { least };
+                        s.paid.0 < least || s.paid > most
+                    }
                     _ => owed != Some(s.paid),
                 };
                 if w.behaviour == Behaviour::Honest && short {
@@ -491,11 +497,13 @@ impl Auditor {
                         "honest_exit_pays_the_off_chain_balance",
                         format!(
                             "wallet {i}{} was paid {} but is owed {owed:?} (its own proofs say {}; it knew of \
-                             debits totalling {}, the hub holds {hub_debit})",
+                             debits totalling {} and credits totalling {}, the hub holds {hub_debit} and \
+                             {hub_credit})",
                             if self.hub_closed[i] { " (closed by the hub)" } else { "" },
                             s.paid,
                             s.expected,
-                            s.known_cumulative_debit
+                            s.known_cumulative_debit,
+                            s.known_cumulative_credit
                         ),
                     ));
                 }

@@ -16,6 +16,7 @@ enum Bug {
     AckBeforeDurable,
     HubErasesCredits,
     HubDrainsReserve,
+    HubWithholdsCredits,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -186,6 +187,7 @@ pub fn main() -> i32 {
         Bug::AckBeforeDurable => InjectedBug::AckBeforeDurable,
         Bug::HubErasesCredits => InjectedBug::HubErasesCredits,
         Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,
+        Bug::HubWithholdsCredits => InjectedBug::HubWithholdsCredits,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);

@@ -35,8 +35,13 @@ pub use infhub_hub::HubDown;
 pub enum InjectedBug {
     /// The hub ignores exits: its broadcaster drops every dispute.
     HubSkipsDispute,
-    /// Wallets ignore hub closes: they never submit their newer credit.
+    /// Wallets ignore closes: they never submit their newer credit. (The hub withholds its own
+    /// credits too, as with [`InjectedBug::HubWithholdsCredits`]: an honest hub puts them on
+    /// record itself, so only against one that does not is the wallet's defence needed.)
     WalletSkipsDefence,
+    /// The hub never puts its own newest credit on record for a closing channel (it saves its
+    /// reserve whenever the wallet does not hold the credit, §5.10).
+    HubWithholdsCredits,
     /// The hub acknowledges a payment before it is durable.
     AckBeforeDurable,
     /// While a channel closes, the hub signs the user a credit with the highest nonce and a
@@ -48,10 +53,12 @@ pub enum InjectedBug {
 }
 
 /// The hub's broadcaster in the simulation: records what the shell sends (the world hands it
-/// to the chain); with [`InjectedBug::HubSkipsDispute`] it loses every dispute.
+/// to the chain); with [`InjectedBug::HubSkipsDispute`] it loses every dispute, with
+/// [`InjectedBug::HubWithholdsCredits`] every credit the hub would put on record.
 pub struct SimBroadcaster {
     inner: RecordingBroadcaster,
     drop_disputes: bool,
+    drop_credits: bool,
 }
 
 impl Broadcaster for SimBroadcaster {
@@ -59,10 +66,11 @@ impl Broadcaster for SimBroadcaster {
         self.inner.address()
     }
 
-    async fn send(&mut self, input: Vec<u8>) -> Result<SentTx, ChainError> {
+    async fn send(&mut self, to: Address, input: Vec<u8>) -> Result<SentTx, ChainError> {
         let dispute = input.starts_with(&IInfHub::submitDebitCall::SELECTOR);
-        let sent = self.inner.send(input).await?;
-        if self.drop_disputes && dispute {
+        let credit = input.starts_with(&IInfHub::submitCreditCall::SELECTOR);
+        let sent = self.inner.send(to, input).await?;
+        if (self.drop_disputes && dispute) || (self.drop_credits && credit) {
             self.inner.discard(sent.nonce);
         }
         Ok(sent)
@@ -133,6 +141,7 @@ impl SimHub {
         let broadcaster = SimBroadcaster {
             inner: RecordingBroadcaster::new(key.address()),
             drop_disputes: bug == Some(InjectedBug::HubSkipsDispute),
+            drop_credits: matches!(bug, Some(InjectedBug::HubWithholdsCredits | InjectedBug::WalletSkipsDefence)),
         };
         let duties = DutiesConfig {
             resend_after_blocks: config.resend_after_blocks,
@@ -187,7 +196,7 @@ impl SimHub {
     fn deliver(&mut self, chain: &mut SimChain) {
         let from = self.address();
         for tx in self.hub.duties.broadcaster_mut().inner.take_outbox() {
-            let id = chain.submit(from, self.contract, tx.input);
+            let id = chain.submit(from, tx.to, tx.input);
             self.delivered.insert(id, (tx.nonce, tx.hash));
         }
     }

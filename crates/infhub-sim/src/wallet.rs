@@ -37,6 +37,8 @@ pub struct SettlementSeen {
     pub expected: Amount,
     /// The running total of debits this wallet knew of at settlement.
     pub known_cumulative_debit: Amount,
+    /// The running total of credits this wallet held at settlement.
+    pub known_cumulative_credit: Amount,
     /// The channel's own funds by the contract's last record before the settlement
     /// (deposits, minus withdrawals and realized debits, plus what the reserve advanced): what
     /// the contract pays whatever the hub did with its reserve.
@@ -319,8 +321,15 @@ impl SimWallet {
         for effect in effects {
             if let Effect::Settled { paid, expected } = effect {
                 let known_cumulative_debit = self.channel().map_or(Amount::ZERO, |c| c.cumulative_debit());
+                let known_cumulative_credit = self.channel().map_or(Amount::ZERO, |c| c.cumulative_credit());
                 let funds = self.funds;
-                self.settlements.push(SettlementSeen { paid, expected, known_cumulative_debit, funds });
+                self.settlements.push(SettlementSeen {
+                    paid,
+                    expected,
+                    known_cumulative_debit,
+                    known_cumulative_credit,
+                    funds,
+                });
             }
         }
         let head = chain.head();

@@ -847,11 +847,40 @@ impl World {
         self.audit(false)
     }
 
+    /// With `INFHUB_SIM_WATCH=<wallet index>` (a debugging aid): prints every mined call that
+    /// names the watched wallet's address, decoded.
+    fn trace_watched(&self, mined: &[MinedTx]) {
+        use alloy::sol_types::SolInterface;
+        let Some(index) = std::env::var("INFHUB_SIM_WATCH").ok().and_then(|v| v.parse::<usize>().ok()) else {
+            return;
+        };
+        let Some(wallet) = self.sites.iter().flat_map(|s| s.wallets.iter()).find(|w| w.index == index) else {
+            return;
+        };
+        let user = wallet.address();
+        for tx in mined {
+            let names_user = tx.from == user || tx.data.windows(20).any(|w| w == user.as_slice());
+            if !names_user {
+                continue;
+            }
+            let call = infhub_chain::bindings::IInfHub::IInfHubCalls::abi_decode(&tx.data)
+                .map_or_else(|_| format!("{} bytes", tx.data.len()), |c| format!("{c:?}"));
+            eprintln!(
+                "watch step {} block {} from {} {}: {call}",
+                self.step,
+                tx.block,
+                tx.from,
+                if tx.success { "ok" } else { "REVERTED" }
+            );
+        }
+    }
+
     /// Every hub's auditor checks the world (each judges its own hub, wallets and contract,
     /// and its hub's conduct among the transactions mined since the last audit).
     fn audit(&mut self, last: bool) -> Result<(), Violation> {
         let step = self.step;
         let mined: Vec<MinedTx> = self.chain.take_mined();
+        self.trace_watched(&mined);
         let many = self.sites.len() > 1;
         for (s, site) in self.sites.iter_mut().enumerate() {
             let hub = site.hub.as_ref();

@@ -149,6 +149,19 @@ impl Env {
         assert!(r.status().is_success(), "purchase: {}", r.text().await.unwrap_or_default());
     }
 
+    /// Runs `infhub operator …` against this hub with the operator's token; returns whether it
+    /// succeeded and what it printed (stdout, then stderr).
+    pub fn operator(&self, args: &[&str]) -> (bool, String) {
+        let out = infhub()
+            .args(["operator", "--hub-url", &self.hub_url])
+            .args(args)
+            .env("INFHUB_OPERATOR_TOKEN", OPERATOR)
+            .output()
+            .expect("infhub operator");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
     /// Operator: starts the hub's close of `user`'s channel.
     pub async fn hub_close(&self, user: Address) {
         let r = reqwest::Client::new()

@@ -249,3 +249,40 @@ async fn keystore_init_and_clear_errors() {
     assert!(!ok);
     assert_eq!(v["error"]["code"], "not_registered");
 }
+
+/// The operator's commands: the liquidity picture, a reserve withdrawal announced through the
+/// ledger's rule and cancelled, and named refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_sees_liquidity_and_announces_and_cancels_a_reserve_withdrawal() {
+    let env = Env::start().await;
+    let (ok, out) = env.operator(&["liquidity"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let reserve = amount(&v["liquidity"]["reserve"]);
+    assert!(reserve > 0 && v["liquidity"]["free"] == v["liquidity"]["reserve"], "{v}");
+    let (ok, out) = env.operator(&["withdraw-reserve", "1000"]);
+    assert!(ok, "{out}");
+    env.until(30, "the announcement confirmed", || async {
+        let (_, out) = env.operator(&["liquidity"]);
+        out.contains("unlockBlock")
+    })
+    .await;
+    let (ok, out) = env.operator(&["withdraw-reserve", "1"]);
+    assert!(!ok && out.contains("reserve_withdrawal_pending"), "one at a time: {out}");
+    let (ok, out) = env.operator(&["cancel-reserve-withdrawal"]);
+    assert!(ok, "{out}");
+    env.until(30, "the cancellation confirmed", || async {
+        let (_, out) = env.operator(&["liquidity"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        v["liquidity"]["earmarked"] == "0" && v["liquidity"]["reserveWithdrawal"].is_null()
+    })
+    .await;
+    let (ok, out) = env.operator(&["execute-reserve-withdrawal", "0x00000000000000000000000000000000000000aa"]);
+    assert!(!ok && out.contains("no_reserve_withdrawal_pending"), "{out}");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_infhub"))
+        .args(["operator", "--hub-url", &env.hub_url, "liquidity"])
+        .env("INFHUB_OPERATOR_TOKEN", "wrong-token-wrong-token")
+        .output()
+        .expect("run");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unauthorized"));
+}

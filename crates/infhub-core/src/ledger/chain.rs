@@ -1,6 +1,6 @@
 //! Confirmed contract events: how each moves the channels, the reserve and the payouts.
 
-use super::{Account, ChainFunds, Ledger, Outcome};
+use super::{Account, AnnouncedWithdrawal, ChainFunds, Ledger, Outcome};
 use crate::channel::{step, ChannelState, Input};
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
@@ -142,10 +142,23 @@ pub enum ChainEvent {
         /// The reserve afterwards.
         reserve_after: Amount,
     },
+    /// `ReserveWithdrawalAnnounced`: the hub announced a reserve withdrawal. What it announces
+    /// can leave after the notice, so the ledger earmarks it (spec §5.13).
+    ReserveWithdrawalAnnounced {
+        /// Amount announced.
+        amount: Amount,
+        /// First block it can execute.
+        unlock_block: u64,
+    },
+    /// `ReserveWithdrawalCancelled`.
+    ReserveWithdrawalCancelled {
+        /// Amount that was announced.
+        amount: Amount,
+    },
 }
 
 impl Ledger {
-    pub(super) fn chain_event(&mut self, ev: ChainEvent) -> Result<Outcome, Error> {
+    pub(super) fn chain_event(&mut self, at_block: u64, ev: ChainEvent) -> Result<Outcome, Error> {
         let params = self.channel_params();
         let mut effects = Vec::new();
         let mut on_channel = |ledger: &mut Ledger, user: Address, input: Input, chain: Option<ChainFunds>| {
@@ -257,6 +270,19 @@ impl Ledger {
                 }
                 self.reserve = reserve_after;
                 self.earmarked = Amount::ZERO;
+                self.reserve_withdrawal = None;
+            }
+            ChainEvent::ReserveWithdrawalAnnounced { amount, unlock_block } => {
+                // The chain's announcement is what can leave: it replaces whatever the hub
+                // earmarked for it (or earmarks one made outside the ledger).
+                let notice = unlock_block.checked_sub(at_block).ok_or(Error::ChainEventInconsistent)?;
+                let expires_block = unlock_block.checked_add(notice).ok_or(Error::ChainEventInconsistent)?;
+                self.earmarked = amount;
+                self.reserve_withdrawal = Some(AnnouncedWithdrawal { amount, unlock_block, expires_block });
+            }
+            ChainEvent::ReserveWithdrawalCancelled { .. } => {
+                self.earmarked = Amount::ZERO;
+                self.reserve_withdrawal = None;
             }
             ChainEvent::PayoutBatchExecuted { batch_id, total, reserve_after } => {
                 if self.reserve.checked_sub_or(total, Error::ChainEventInconsistent)? != reserve_after {

@@ -36,6 +36,8 @@ pub enum Command {
         /// How much.
         amount: Amount,
     },
+    /// The hub releases an earmark whose announcement never reached the chain.
+    ReleaseReserveEarmark,
     /// Queued payouts are handed to the chain layer as one batch.
     TakePayoutBatch {
         /// Most payouts in the batch.
@@ -212,8 +214,21 @@ impl Ledger {
             Command::ConvertToChannel { account, user, transfer_id } => {
                 self.convert_to_channel(account, user, transfer_id)
             }
+            Command::ReleaseReserveEarmark => {
+                // Only an earmark whose announcement never reached the chain: one announced is
+                // released by its cancellation, execution or expiry, as the chain decides.
+                if self.earmarked.is_zero() || self.reserve_withdrawal.is_some() {
+                    return Err(Error::NoReserveWithdrawalPending);
+                }
+                self.earmarked = Amount::ZERO;
+                self.take_seq();
+                Ok(Outcome::Earmarked)
+            }
             Command::EarmarkReserveWithdrawal { amount } => {
-                self.check_amount(amount)?;
+                // Bounded by the free reserve below, not by the largest payment.
+                if amount.is_zero() {
+                    return Err(Error::AmountMustNotBeZero);
+                }
                 if !self.earmarked.is_zero() {
                     return Err(Error::ReserveWithdrawalPending);
                 }
@@ -240,7 +255,7 @@ impl Ledger {
                     // Already applied (a re-delivery after a restart or a reorg-free rescan).
                     return Ok(Outcome::Applied(Vec::new()));
                 }
-                let out = self.chain_event(event)?;
+                let out = self.chain_event(at.block, event)?;
                 self.chain_cursor = at;
                 Ok(out)
             }
@@ -263,6 +278,11 @@ impl Ledger {
                 }
                 for (user, ch) in updates {
                     self.replace_channel(user, ch, ChainFunds::default(), false);
+                }
+                // An announced reserve withdrawal not executed in its window can no longer be.
+                if self.reserve_withdrawal.is_some_and(|w| n >= w.expires_block) {
+                    self.reserve_withdrawal = None;
+                    self.earmarked = Amount::ZERO;
                 }
                 self.block = n;
                 self.take_seq();

@@ -166,6 +166,18 @@ impl AccountIndex {
     }
 }
 
+/// A reserve withdrawal announced on chain (spec §5.13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncedWithdrawal {
+    /// Amount announced (earmarked while it stands).
+    pub amount: Amount,
+    /// First block it can execute.
+    pub unlock_block: u64,
+    /// First block it can no longer execute: the notice again after the unlock.
+    pub expires_block: u64,
+}
+
 /// The reserve and everything it must cover (protocol §6.3), at the ledger's confirmed state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -190,6 +202,8 @@ pub struct Liquidity {
     pub realizable: Amount,
     /// Channels with something to realize.
     pub realizable_channels: u64,
+    /// The reserve withdrawal announced on chain, if one stands.
+    pub reserve_withdrawal: Option<AnnouncedWithdrawal>,
 }
 
 /// An external payout waiting for the chain.
@@ -256,6 +270,9 @@ pub struct Ledger {
     pub obligations: u128,
     /// Reserve earmarked for an announced withdrawal.
     pub earmarked: Amount,
+    /// The reserve withdrawal announced on chain (confirmed), until it executes, is cancelled or
+    /// expires.
+    pub reserve_withdrawal: Option<AnnouncedWithdrawal>,
     queued: VecDeque<Payout>,
     /// Batches taken from the queue whose execution is not confirmed yet.
     in_flight: VecDeque<PayoutBatch>,
@@ -298,6 +315,7 @@ impl Ledger {
             reserve: Amount::ZERO,
             obligations: 0,
             earmarked: Amount::ZERO,
+            reserve_withdrawal: None,
             queued: VecDeque::new(),
             in_flight: VecDeque::new(),
             payouts_pending: Amount::ZERO,
@@ -348,6 +366,7 @@ impl Ledger {
             free: Amount(self.reserve.0.saturating_sub(committed)),
             realizable: Amount(self.index.realizable_total),
             realizable_channels: self.index.realizable.len() as u64,
+            reserve_withdrawal: self.reserve_withdrawal,
         }
     }
 

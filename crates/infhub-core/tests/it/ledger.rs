@@ -845,6 +845,11 @@ fn carry_out_duties(h: &mut Hub, policy: &infhub_core::duties::RealizePolicy) ->
                 let (user, epoch) = (d.message.user, d.message.epoch);
                 h.event(ChainEvent::DebitSubmitted { user, epoch, cumulative: d.message.cumulative_debit });
             }
+            HubTx::SubmitCredit(c) => {
+                h.chain.submit_credit(h.block, &c.message, &c.proof_bytes()).expect("honour the credit");
+                let (user, epoch) = (c.message.user, c.message.epoch);
+                h.event(ChainEvent::CreditSubmitted { user, epoch, cumulative: c.message.cumulative_credit });
+            }
             HubTx::Settle(user) => {
                 let s = h.chain.settle(h.block, *user).expect("settle");
                 let epoch = h.chain.channel(*user).epoch;
@@ -961,4 +966,88 @@ fn a_close_owes_a_dispute_until_the_chain_holds_the_newest_debit_then_a_settleme
     carry_out_duties(&mut h, &policy);
     assert!(due(&h.ledger, &policy).is_empty(), "settled");
     assert_eq!(h.chain.channel(user).status, infhub_core::contract::ChainStatus::Settled);
+}
+
+#[test]
+fn a_hub_close_of_a_dormant_user_puts_the_hubs_newest_credit_on_record_so_settlement_pays_it() {
+    use infhub_core::duties::{due, Duty, DutyKey, HubTx, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.deposit(1, 100);
+    h.pay(0, 1, 120, PaymentKind::Internal).expect("paid");
+    let user = h.users[1].address();
+    let owed = h.ledger.account(&user).expect("a").channel.claim();
+    assert_eq!(owed, Amount(220));
+    // The hub closes user 1's channel (dormant: it never comes back to submit its credit).
+    let debit = infhub_core::Debit {
+        user,
+        epoch: 1,
+        nonce: 0,
+        cumulative_debit: Amount::ZERO,
+        locked_amount: Amount::ZERO,
+        locks_root: B256::ZERO,
+        kind: 0,
+        recipient: Address::ZERO,
+        amount: Amount::ZERO,
+        payment_id: B256::ZERO,
+    };
+    h.chain.start_hub_close(h.key.address(), h.block, user, &debit, &[]).expect("hub close");
+    let settle_block = h.chain.channel(user).settle_block;
+    h.event(ChainEvent::ExitStarted { user, epoch: 1, settle_block });
+    let credit = h.ledger.account(&user).expect("a").channel.credit.clone().expect("credit");
+    let policy = RealizePolicy::OFF;
+    assert_eq!(
+        due(&h.ledger, &policy),
+        vec![Duty { key: DutyKey::HonourCredit(user), tx: HubTx::SubmitCredit(credit) }],
+        "the hub owes the credit it issued, whoever closed"
+    );
+    carry_out_duties(&mut h, &policy);
+    assert!(due(&h.ledger, &policy).is_empty(), "the contract holds the newest credit");
+    h.block = settle_block;
+    h.ledger.apply_sealed(&h.key, Command::Block(h.block)).expect("block");
+    let done = carry_out_duties(&mut h, &policy);
+    assert_eq!(done.iter().map(|d| d.key).collect::<Vec<_>>(), vec![DutyKey::Settle(user)]);
+    let c = h.chain.channel(user);
+    assert_eq!(c.status, infhub_core::contract::ChainStatus::Settled);
+    assert_eq!(h.chain.sent_to.get(&user).copied(), Some(U256::from(owed.0)), "paid its whole balance while away");
+}
+
+#[test]
+fn the_ledger_earmarks_what_the_chain_announces_until_it_executes_is_cancelled_or_expires() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    let earmark = |h: &mut Hub, amount: u128| {
+        h.ledger.apply_sealed(&h.key, Command::EarmarkReserveWithdrawal { amount: Amount(amount) })
+    };
+    // The hub earmarks, then announces; the chain's announcement is what counts.
+    assert_eq!(earmark(&mut h, 300), Ok(Outcome::Earmarked));
+    assert_eq!(earmark(&mut h, 10), Err(Error::ReserveWithdrawalPending), "one at a time");
+    let unlock = h.chain.announce_reserve_withdrawal(h.key.address(), h.block, U256::from(300)).expect("announce");
+    h.event(ChainEvent::ReserveWithdrawalAnnounced { amount: Amount(300), unlock_block: unlock });
+    let w = h.ledger.reserve_withdrawal.expect("recorded");
+    assert_eq!((w.amount, w.unlock_block, w.expires_block), (Amount(300), unlock, unlock + (unlock - h.block)));
+    assert_eq!(h.ledger.liquidity().free, Amount(700));
+    // An announcement of the chain's cannot be released by the ledger alone.
+    let release = |h: &mut Hub| h.ledger.apply_sealed(&h.key, Command::ReleaseReserveEarmark);
+    assert_eq!(release(&mut h), Err(Error::NoReserveWithdrawalPending));
+    // Cancelled on chain: released.
+    h.chain.cancel_reserve_withdrawal(h.key.address()).expect("cancel");
+    h.event(ChainEvent::ReserveWithdrawalCancelled { amount: Amount(300) });
+    assert_eq!((h.ledger.earmarked, h.ledger.reserve_withdrawal), (Amount::ZERO, None));
+    // Announced outside the ledger (no earmark first): earmarked all the same; not executed in
+    // its window, it expires and the earmark goes with it.
+    let unlock = h.chain.announce_reserve_withdrawal(h.key.address(), h.block, U256::from(200)).expect("announce");
+    h.event(ChainEvent::ReserveWithdrawalAnnounced { amount: Amount(200), unlock_block: unlock });
+    assert_eq!(h.ledger.earmarked, Amount(200));
+    let expires = h.ledger.reserve_withdrawal.expect("recorded").expires_block;
+    h.ledger.apply_sealed(&h.key, Command::Block(expires - 1)).expect("block");
+    assert_eq!(h.ledger.earmarked, Amount(200), "still executable in the last block of its window");
+    h.ledger.apply_sealed(&h.key, Command::Block(expires)).expect("block");
+    assert_eq!((h.ledger.earmarked, h.ledger.reserve_withdrawal), (Amount::ZERO, None), "expired");
+    // An earmark whose announcement never reached the chain is released by the hub.
+    assert_eq!(earmark(&mut h, 50), Ok(Outcome::Earmarked));
+    assert_eq!(release(&mut h), Ok(Outcome::Earmarked));
+    assert_eq!(h.ledger.earmarked, Amount::ZERO);
+    h.check();
 }

@@ -7,5 +7,6 @@ mod custodial;
 mod flows;
 mod harness;
 mod limits;
+mod liquidity;
 mod registration;
 mod reorg;

@@ -1,0 +1,99 @@
+//! `infhub operator …`: the operator's commands against a running node's operator API (the
+//! bearer token from `INFHUB_OPERATOR_TOKEN` or `--token`): the liquidity picture, a reserve
+//! top-up, a reserve withdrawal announced through the ledger's rule and executed after its
+//! notice (or cancelled), a hub close, solvency and reconciliation. Each prints the node's JSON
+//! answer; a refusal prints its named code and fails.
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+/// Where the node is and how to authenticate.
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// The node's API.
+    #[arg(long, env = "INFHUB_HUB_URL", default_value = "http://127.0.0.1:8080")]
+    pub hub_url: String,
+    /// The operator token (`node.operator_token`).
+    #[arg(long, env = "INFHUB_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: OperatorCommand,
+}
+
+/// The operator's commands.
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// The reserve and what it covers, what realizing debits would add, an announced reserve
+    /// withdrawal, and what the hub's chain duties did (realizations and their gas).
+    Liquidity,
+    /// Moves tokens of the hub key into the reserve (an allowance, then `depositReserve`).
+    TopUp {
+        /// Amount in token base units.
+        amount: String,
+    },
+    /// Earmarks and announces a reserve withdrawal; it executes after the contract's notice.
+    WithdrawReserve {
+        /// Amount in token base units (at most the free reserve).
+        amount: String,
+    },
+    /// Executes the announced reserve withdrawal to `to` (after the notice, before it expires).
+    ExecuteReserveWithdrawal {
+        /// The recipient.
+        to: String,
+    },
+    /// Cancels the reserve withdrawal (on chain if it was announced) and releases its earmark.
+    CancelReserveWithdrawal,
+    /// Starts the hub's close of a user's channel with the newest debit it holds.
+    Close {
+        /// The user.
+        user: String,
+    },
+    /// The contract's and the ledger's books side by side.
+    Solvency,
+    /// The ledger reconciled against the chain, channel by channel.
+    Reconciliation,
+}
+
+/// Runs one operator command; returns the node's answer, or the refusal in words.
+pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
+    let client = reqwest::Client::new();
+    let base = args.hub_url.trim_end_matches('/');
+    let (method, path, body) = match &args.command {
+        OperatorCommand::Liquidity => ("GET", "/v1/operator/liquidity", None),
+        OperatorCommand::TopUp { amount } => ("POST", "/v1/operator/reserve/top-ups", Some(json!({"amount": amount}))),
+        OperatorCommand::WithdrawReserve { amount } => {
+            ("POST", "/v1/operator/reserve/withdrawals", Some(json!({"amount": amount})))
+        }
+        OperatorCommand::ExecuteReserveWithdrawal { to } => {
+            ("POST", "/v1/operator/reserve/withdrawals/execute", Some(json!({"to": to})))
+        }
+        OperatorCommand::CancelReserveWithdrawal => {
+            ("POST", "/v1/operator/reserve/withdrawals/cancel", Some(json!({})))
+        }
+        OperatorCommand::Close { user } => ("POST", "/v1/operator/closes", Some(json!({"user": user}))),
+        OperatorCommand::Solvency => ("GET", "/v1/operator/solvency", None),
+        OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
+    };
+    let url = format!("{base}{path}");
+    let request = match (method, body) {
+        ("GET", _) => client.get(&url),
+        (_, Some(b)) => client.post(&url).json(&b),
+        (_, None) => client.post(&url),
+    };
+    let response = request
+        .bearer_auth(&args.token)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the hub at {base} ({e}); check --hub-url"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("the hub's answer could not be read: {e}"))?;
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_success() {
+        Ok(value)
+    } else {
+        let code = value["error"]["code"].as_str().unwrap_or("http_error");
+        let message = value["error"]["message"].as_str().map_or_else(|| value.to_string(), str::to_string);
+        Err(format!("the hub refused: {message} ({code}, HTTP {})", status.as_u16()))
+    }
+}
