@@ -1,6 +1,9 @@
 //! The scenarios of the wallet issue, each from a fresh chain and hub.
 
 use crate::harness::{amount, copy_dir, Env, LossyProxy, User, INF};
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil;
+use infhub_chain::bindings::IInfHub;
 use std::process::Stdio;
 
 /// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
@@ -110,11 +113,13 @@ async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
     assert_eq!(env.solvency().await["contractBalanced"], true);
 }
 
-/// The hub starts a close holding none of the user's credits while the user is away; the
-/// user's `watch` submits the newest credit before the challenge period ends and settles.
+/// The hub starts a close with none of the user's credits on record and goes silent (an honest
+/// hub would put its newest credit on record itself, §5.10; this one withholds it): the user's
+/// `watch`, which reads the chain without the hub, submits the newest credit before the
+/// challenge period ends and settles.
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_defends_a_hub_close_with_a_stale_proof() {
-    let env = Env::start().await;
+    let mut env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
     env.register(&alice);
     env.register(&bob);
@@ -150,7 +155,15 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
     })
     .await;
 
-    env.hub_close(alice.address).await;
+    // The hub's process stops, and its key closes alice's channel with no proof at all.
+    env.kill_hub();
+    let mut hub_key = anvil::sender(&env.provider, anvil::dev_key(0)).await.expect("hub key");
+    let close = IInfHub::startHubCloseCall {
+        user: alice.address,
+        debit: infhub_chain::events::empty_debit_arg(alice.address),
+        userSignature: Default::default(),
+    };
+    anvil::call_ok(&mut hub_key, env.d.hub, close.abi_encode()).await.expect("the hub's close");
     env.until(90, "the close to settle with alice's credit", || async {
         env.token_balance(alice.address).await > before
     })
@@ -161,10 +174,33 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
     let lines = seen;
     assert!(lines.contains("\"event\":\"defence\""), "the watch raised no dispute:\n{lines}");
     assert_eq!(env.token_balance(alice.address).await - before, 50 * INF, "40 deposited + 10 received:\n{lines}");
+    env.start_hub().await;
     env.until(30, "alice's wallet to see the settlement confirmed", || async {
         env.ok(&alice, &["balance"])["status"]["state"] == "settled"
     })
     .await;
+}
+
+/// The honest hub closes a dormant user's channel while her wallet is not running: the hub puts
+/// its own newest credit on record (the HonourCredit duty, §5.10) and settles, so she is paid
+/// her deposit and what she received without doing anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_honest_hub_close_pays_the_credits_the_hub_issued() {
+    let env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.ok(&alice, &["deposit", "40"]);
+    env.purchase(bob.address, 20 * INF, 1).await;
+    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    let before = env.token_balance(alice.address).await;
+    env.hub_close(alice.address).await;
+    env.until(90, "the hub's close to settle and pay alice", || async {
+        env.token_balance(alice.address).await > before
+    })
+    .await;
+    assert_eq!(env.token_balance(alice.address).await - before, 50 * INF, "40 deposited + 10 received");
+    assert_eq!(env.solvency().await["contractBalanced"], true);
 }
 
 /// A wallet restarted from its store continues where it was: a payment whose answer was lost

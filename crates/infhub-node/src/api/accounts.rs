@@ -1,0 +1,115 @@
+//! What a session may read of its own account: the account, its history, a payout's status and
+//! the statement.
+
+use super::*;
+
+pub(super) async fn account(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let pending = api.node.chain_view().statuses.pending_deposits(&user).to_vec();
+    let st = api.node.read();
+    let Some(a) = st.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
+    let ch = &a.channel;
+    let status = match ch.status {
+        Status::Open => json!({"state": "open"}),
+        Status::Closing { settle_block } => json!({"state": "closing", "settleBlock": settle_block}),
+        Status::Settled => json!({"state": "settled"}),
+    };
+    Ok(Json(json!({
+        "user": user,
+        "epoch": ch.epoch,
+        "status": status,
+        "balance": ch.balance()?,
+        "deposited": ch.deposited,
+        "withdrawn": ch.withdrawn,
+        "withdrawnOrHeld": ch.withdrawn_or_held(),
+        "cumulativeDebit": ch.cumulative_debit(),
+        "cumulativeCredit": ch.cumulative_credit(),
+        "debitNonce": ch.debit_nonce(),
+        "creditNonce": ch.credit_nonce(),
+        "latestDebit": ch.debit,
+        "latestCredit": ch.credit,
+        "withdrawalHold": ch.withdrawal_hold,
+        "pendingDeposits": pending,
+        "confirmedBlock": st.ledger().block,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn history(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let max = api.node.config.limits.max_page_size;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
+    }
+    let (reader, heads) = history_of(&api, &user);
+    let before = q.before.unwrap_or(u64::MAX);
+    let entries = match heads {
+        Some(h) => read_history(move || reader.page(&user, h, before, limit)).await?,
+        None => Vec::new(),
+    };
+    // A record's entries are never split between pages, so a page may hold a few more.
+    let next = if entries.len() >= limit { entries.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({"entries": entries, "nextBefore": next})))
+}
+
+pub(super) async fn payout_status(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((user, payment_id)): Path<(Address, B256)>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    // External payments and custodial withdrawals are remembered by id for good.
+    let (seq, reader) = {
+        let st = api.node.read();
+        (st.ledger().payment_seq(&user, &payment_id), st.history().reader())
+    };
+    let payout = match seq {
+        Some(seq) => read_history(move || reader.payout_at(seq)).await?,
+        None => None,
+    };
+    let Some(payout) = payout else {
+        return Err(ApiError::new(NodeError::UnknownPayout, "no external payment with this id"));
+    };
+    let status = payout_status_of(&api, user, payment_id);
+    Ok(Json(json!({"payout": payout, "status": status})))
+}
+
+#[derive(Deserialize)]
+pub(super) struct StatementQuery {
+    format: Option<String>,
+}
+
+pub(super) async fn statement(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    Query(q): Query<StatementQuery>,
+) -> Result<Response, ApiError> {
+    api.may_read(&headers, &user)?;
+    let (reader, heads) = history_of(&api, &user);
+    let entries = match heads {
+        Some(h) => read_history(move || reader.all(&user, h)).await?,
+        None => Vec::new(),
+    };
+    let lines = infhub_ledger::history::statement(&entries);
+    match q.format.as_deref().unwrap_or("json") {
+        "csv" => Ok(([("content-type", "text/csv")], infhub_ledger::history::statement_csv(&lines)).into_response()),
+        "json" => Ok(Json(json!({"account": user, "lines": lines})).into_response()),
+        other => Err(ApiError::new(NodeError::MalformedRequest, format!("format {other}: use csv or json"))),
+    }
+}

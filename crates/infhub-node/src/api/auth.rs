@@ -1,0 +1,117 @@
+//! Logging in (a signed one-time challenge for a session token) and registering a channel.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct ChallengeRequest {
+    user: Address,
+}
+
+pub(super) async fn challenge(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let c = B256::from(random_bytes()?);
+    let mut map = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= api.node.config.limits.max_pending_challenges {
+        let now = Instant::now();
+        map.retain(|_, (_, exp)| *exp > now);
+        if map.len() >= api.node.config.limits.max_pending_challenges {
+            api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::limit("pending challenges"));
+        }
+    }
+    map.insert(c, (req.user, Instant::now() + CHALLENGE_TTL));
+    Ok(Json(json!({
+        "challenge": c,
+        "expiresInSecs": CHALLENGE_TTL.as_secs(),
+        "sign": {"type": infhub_core::messages::LOGIN_TYPE, "domain": api.node.domain},
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SessionRequest {
+    user: Address,
+    challenge: B256,
+    signature: Signature,
+}
+
+pub(super) async fn session(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<SessionRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let entry = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.challenge);
+    match entry {
+        Some((user, exp)) if user == req.user && exp > Instant::now() => {}
+        Some((user, _)) if user != req.user => {
+            return Err(ApiError::unauthorized("the challenge was issued to another address"))
+        }
+        Some(_) => return Err(ApiError::new(NodeError::ChallengeExpired, "request a new challenge")),
+        None => return Err(ApiError::new(NodeError::UnknownChallenge, "unknown or used challenge")),
+    }
+    let login = Signed { message: Login { user: req.user, challenge: req.challenge }, signature: req.signature };
+    login.verify(&api.node.domain, req.user)?;
+    let token = alloy::primitives::hex::encode(random_bytes()?);
+    let ttl = Duration::from_secs(api.node.config.node.session_ttl_secs);
+    let mut sessions = api.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
+    if sessions.len() >= api.node.config.limits.max_sessions {
+        let now = Instant::now();
+        sessions.retain(|_, (_, exp)| *exp > now);
+        if sessions.len() >= api.node.config.limits.max_sessions {
+            return Err(ApiError::limit("sessions"));
+        }
+    }
+    sessions.insert(token.clone(), (req.user, Instant::now() + ttl));
+    Ok(Json(json!({"token": token, "user": req.user, "expiresInSecs": ttl.as_secs()})))
+}
+
+pub(super) async fn register(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<Signed<Registration>>,
+) -> Result<Json<Value>, ApiError> {
+    let user = req.message.user;
+    req.verify(&api.node.domain, user)?;
+    // Never both locks at once (the state lock first where both are needed).
+    let seen = api.node.chain_view().head;
+    let head = seen.max(api.node.read().ledger().block);
+    if req.message.valid_until_block < head {
+        return Err(ApiError::new(
+            NodeError::RegistrationExpired,
+            format!("validUntilBlock {} is before the current block {head}", req.message.valid_until_block),
+        ));
+    }
+    if user == api.node.hub || user == Address::ZERO {
+        return Err(Error::UserMustNotBeZeroOrHub.into());
+    }
+    {
+        let st = api.node.read();
+        let ledger = st.ledger();
+        match ledger.account(&user) {
+            Some(a) if a.channel.status == Status::Open => {
+                return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
+            }
+            // A new registration must fit the ledger (a confirmed opening would be refused).
+            None if ledger.account_count() >= ledger.params.max_accounts => {
+                return Err(Error::TooManyAccounts.into());
+            }
+            _ => {}
+        }
+    }
+    let (reply, rx) = oneshot::channel();
+    api.node
+        .chain_requests
+        .try_send(ChainRequest::OpenChannel { user, reply })
+        .map_err(|_| ApiError::limit("chain request queue"))?;
+    match rx.await {
+        Ok(Ok(tx)) => Ok(Json(json!({"user": user, "status": "opening", "txHash": tx}))),
+        Ok(Err(ChainRequestError::Chain(ChainError::TransactionRejected { reason })))
+            if reason == "ChannelAlreadyOpen" =>
+        {
+            Ok(Json(
+                json!({"user": user, "status": "opening", "note": "already open on chain; waiting for confirmations"}),
+            ))
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(WriteError::Stopped.into()),
+    }
+}

@@ -1,0 +1,275 @@
+//! The node's error answers: the core's rule errors under their own names, and the node's own
+//! refusals, each a [`NodeError`] with one stable snake_case code and one HTTP status, listed in
+//! the spec (§9) — a unit test keeps the list and the enum in step.
+
+use crate::engine::{ChainRequestError, WriteError};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use infhub_chain::ChainError;
+use infhub_core::messages::SignedCredit;
+use infhub_core::Error;
+use serde::Serialize;
+
+/// What only the node judges (the core's `Error` names the protocol's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeError {
+    /// No token, or one the node does not know.
+    Unauthorized,
+    /// The caller is known but may not do this.
+    Forbidden,
+    /// The session's time is up: log in again.
+    SessionExpired,
+    /// The login challenge is unknown or was used.
+    UnknownChallenge,
+    /// The login challenge's time is up.
+    ChallengeExpired,
+    /// The registration's `validUntilBlock` has passed.
+    RegistrationExpired,
+    /// The body is not the JSON the endpoint takes.
+    MalformedRequest,
+    /// The body is larger than `limits.max_request_bytes`.
+    RequestTooLarge,
+    /// The body is not declared as JSON.
+    ContentTypeMustBeJson,
+    /// A per-request limit (items in a batch, a page size) is exceeded: the request is refused.
+    RequestLimitExceeded,
+    /// A shared limit (a queue, sessions, streams) is full: retry later.
+    LimitExceeded,
+    /// Too many requests in flight, or the write queue is full.
+    Overloaded,
+    /// The ledger could not be made durable: nothing was acknowledged.
+    StorageFailed,
+    /// The node is stopping.
+    ShuttingDown,
+    /// The chain refused a transaction the hub sent.
+    ChainRejected,
+    /// The chain could not be read.
+    ChainUnavailable,
+    /// A history read failed.
+    HistoryUnavailable,
+    /// An applied payment is missing from the history (a bug, reported).
+    HistoryMissing,
+    /// No external payment with this id.
+    UnknownPayout,
+    /// A custodial user id outside `1..=64` of `A-Z a-z 0-9 . _ @ -`.
+    InvalidUserId,
+    /// The system's entropy source failed.
+    EntropyUnavailable,
+    /// No route.
+    NoSuchEndpoint,
+    /// A handler failed in a way it should not (a bug, reported).
+    InternalError,
+}
+
+impl NodeError {
+    /// Every variant, for the test that keeps the spec's list in step.
+    pub const ALL: [NodeError; 23] = [
+        NodeError::Unauthorized,
+        NodeError::Forbidden,
+        NodeError::SessionExpired,
+        NodeError::UnknownChallenge,
+        NodeError::ChallengeExpired,
+        NodeError::RegistrationExpired,
+        NodeError::MalformedRequest,
+        NodeError::RequestTooLarge,
+        NodeError::ContentTypeMustBeJson,
+        NodeError::RequestLimitExceeded,
+        NodeError::LimitExceeded,
+        NodeError::Overloaded,
+        NodeError::StorageFailed,
+        NodeError::ShuttingDown,
+        NodeError::ChainRejected,
+        NodeError::ChainUnavailable,
+        NodeError::HistoryUnavailable,
+        NodeError::HistoryMissing,
+        NodeError::UnknownPayout,
+        NodeError::InvalidUserId,
+        NodeError::EntropyUnavailable,
+        NodeError::NoSuchEndpoint,
+        NodeError::InternalError,
+    ];
+
+    /// The stable code in the answer's `error.code`.
+    pub fn code(self) -> &'static str {
+        match self {
+            NodeError::Unauthorized => "unauthorized",
+            NodeError::Forbidden => "forbidden",
+            NodeError::SessionExpired => "session_expired",
+            NodeError::UnknownChallenge => "unknown_challenge",
+            NodeError::ChallengeExpired => "challenge_expired",
+            NodeError::RegistrationExpired => "registration_expired",
+            NodeError::MalformedRequest => "malformed_request",
+            NodeError::RequestTooLarge => "request_too_large",
+            NodeError::ContentTypeMustBeJson => "content_type_must_be_json",
+            // One code for both: the status tells a refused request from a full queue.
+            NodeError::RequestLimitExceeded | NodeError::LimitExceeded => "limit_exceeded",
+            NodeError::Overloaded => "overloaded",
+            NodeError::StorageFailed => "storage_failed",
+            NodeError::ShuttingDown => "shutting_down",
+            NodeError::ChainRejected => "chain_rejected",
+            NodeError::ChainUnavailable => "chain_unavailable",
+            NodeError::HistoryUnavailable => "history_unavailable",
+            NodeError::HistoryMissing => "history_missing",
+            NodeError::UnknownPayout => "unknown_payout",
+            NodeError::InvalidUserId => "invalid_user_id",
+            NodeError::EntropyUnavailable => "entropy_unavailable",
+            NodeError::NoSuchEndpoint => "no_such_endpoint",
+            NodeError::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status it answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            NodeError::Unauthorized
+            | NodeError::SessionExpired
+            | NodeError::UnknownChallenge
+            | NodeError::ChallengeExpired => StatusCode::UNAUTHORIZED,
+            NodeError::Forbidden => StatusCode::FORBIDDEN,
+            NodeError::RegistrationExpired | NodeError::InvalidUserId => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::MalformedRequest | NodeError::RequestLimitExceeded => StatusCode::BAD_REQUEST,
+            NodeError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            NodeError::ContentTypeMustBeJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            NodeError::LimitExceeded
+            | NodeError::Overloaded
+            | NodeError::StorageFailed
+            | NodeError::ShuttingDown
+            | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
+            NodeError::UnknownPayout | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
+            NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// An API error: HTTP status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+    /// For a refused payment: the hub-signed credit that refunded it (boxed: errors are
+    /// returned everywhere, refunds are rare).
+    refund: Option<Box<SignedCredit>>,
+}
+
+impl ApiError {
+    /// The node's refusal `kind`, with a message.
+    pub fn new(kind: NodeError, message: impl Into<String>) -> ApiError {
+        ApiError::with_status(kind, kind.status(), message)
+    }
+
+    /// `kind` answered with another status than its own (a body axum refused with its status).
+    pub(super) fn with_status(kind: NodeError, status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: kind.code().into(), message: message.into(), refund: None }
+    }
+
+    /// A payment refused by `refused` and refunded: the refusal is final, and the answer carries
+    /// the refund, which the payer needs to be whole on chain (spec §5.4).
+    pub(super) fn refunded(refused: &str, refund: SignedCredit) -> ApiError {
+        let status = match refused {
+            "unknown_account" => StatusCode::NOT_FOUND,
+            "payout_queue_full" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let message = format!("payment refused ({refused}) and refunded: its amount is credited back");
+        ApiError { status, code: refused.to_string(), message, refund: Some(Box::new(refund)) }
+    }
+
+    pub(super) fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(NodeError::Unauthorized, message)
+    }
+
+    pub(super) fn limit(what: &str) -> ApiError {
+        ApiError::new(NodeError::LimitExceeded, format!("{what} limit reached; retry later"))
+    }
+
+    /// The body every error answer carries: `{"error": {"code", "message"}}` (and `refund` for a
+    /// refunded payment).
+    pub(super) fn answer(self) -> ErrorAnswer {
+        ErrorAnswer { error: ErrorBody { code: self.code, message: self.message, refund: self.refund } }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.answer())).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        use Error::*;
+        let status = match e {
+            InvalidSignature | WrongSigner => StatusCode::UNAUTHORIZED,
+            UnknownAccount => StatusCode::NOT_FOUND,
+            PaymentIdReused => StatusCode::CONFLICT,
+            PayoutQueueFull | TooManyAccounts => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError { status, code: e.code(), message: e.to_string(), refund: None }
+    }
+}
+
+impl From<ChainRequestError> for ApiError {
+    fn from(e: ChainRequestError) -> ApiError {
+        match e {
+            ChainRequestError::UnknownAccount => Error::UnknownAccount.into(),
+            ChainRequestError::Chain(ChainError::TooManyInFlight { limit }) => ApiError::new(
+                NodeError::LimitExceeded,
+                format!("the hub has {limit} transactions in flight; retry shortly"),
+            ),
+            ChainRequestError::Chain(e) => ApiError::new(NodeError::ChainRejected, e.to_string()),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        let kind = match e {
+            WriteError::Overloaded(_) => NodeError::Overloaded,
+            WriteError::StorageFailed(_) => NodeError::StorageFailed,
+            WriteError::Stopped => NodeError::ShuttingDown,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+/// An error answer (alone, or as one item of a batch answer).
+#[derive(Serialize)]
+pub(super) struct ErrorAnswer {
+    error: ErrorBody,
+}
+
+/// What an error answer says.
+#[derive(Serialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refund: Option<Box<SignedCredit>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeError;
+
+    /// The spec lists every code the node answers with (§9), and nothing else of the node's.
+    #[test]
+    fn the_spec_lists_every_node_error_code() {
+        let spec = include_str!("../../../../docs/protocol.md");
+        let start = spec.find("The node adds its own codes").expect("the spec's list of node codes");
+        let list = &spec[start..start + spec[start..].find("\n\n").expect("the paragraph ends")];
+        let listed: std::collections::BTreeSet<&str> = list
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .collect();
+        let ours: std::collections::BTreeSet<&str> = NodeError::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(listed, ours, "docs/protocol.md §9 and NodeError disagree");
+    }
+}

@@ -1,0 +1,315 @@
+//! The HTTP/JSON and WebSocket API.
+//!
+//! Writes (transfers, withdrawals, registration) are authorized by the user's own signature in
+//! the body; reads by a session token obtained by signing a one-time challenge (`Login`);
+//! operator endpoints by the operator token. Every rejection is a JSON error with a stable
+//! snake_case `code` (the core's rule names where the core judged it) and a message, never a
+//! bare 500. Body size, concurrent requests, the write queue, sessions and WebSocket streams
+//! have named limits; beyond them the node answers at once instead of queueing without bound.
+
+use crate::engine::{ChainRequest, ChainRequestError, Node, WriteError};
+use crate::openapi;
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use infhub_chain::ChainError;
+use infhub_core::channel::Status;
+use infhub_core::duties::HubTx;
+use infhub_core::ledger::{Command, Outcome};
+use infhub_core::messages::{Login, Signed, SignedDebit};
+use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B256};
+use infhub_hub::answers::{payment_answer, NotApplied};
+use infhub_hub::status::PayoutStatus;
+use infhub_ledger::history::PaymentResult;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
+
+mod accounts;
+mod auth;
+mod custodial;
+mod error;
+mod operator;
+mod stream;
+mod transfers;
+
+use error::ErrorAnswer;
+pub use error::{ApiError, NodeError};
+
+use accounts::{account, history, payout_status, statement};
+use auth::{challenge, register, session};
+use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw};
+use operator::{
+    hub_close, liquidity, open_custodial, purchase, reconciliation, reserve_top_up, reserve_withdrawal_announce,
+    reserve_withdrawal_cancel, reserve_withdrawal_execute, solvency,
+};
+use stream::stream;
+use transfers::{transfer, transfer_batch, withdraw};
+
+/// The ledger answered a command with an outcome of another command: a bug, reported as such.
+/// A history read failed: the index or the log disagrees with what the ledger holds.
+fn history_failed(e: infhub_ledger::history::HistoryError) -> ApiError {
+    tracing::error!(%e, "history read failed");
+    ApiError::new(NodeError::HistoryUnavailable, e.to_string())
+}
+
+/// The history reader and `user`'s lists, taken under the state lock; the reads happen
+/// after it is released, so they never hold up the writer.
+fn history_of(
+    api: &Api,
+    user: &Address,
+) -> (std::sync::Arc<infhub_ledger::history::HistoryReader>, Option<infhub_ledger::history::Heads>) {
+    let st = api.node.read();
+    (st.history().reader(), st.history().heads(user))
+}
+
+/// Runs a history read on the blocking pool (it reads files).
+async fn read_history<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, infhub_ledger::history::HistoryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(NodeError::HistoryUnavailable, e.to_string()))?
+        .map_err(history_failed)
+}
+
+fn unexpected(outcome: &Outcome) -> ApiError {
+    tracing::error!(?outcome, "unexpected ledger outcome");
+    ApiError::new(NodeError::InternalError, format!("{outcome:?}"))
+}
+
+/// Where the payout of `payer`'s payment `id` stands (the caller knows it has one). Takes the
+/// state lock, then the chain view's: the one order in which both are ever held.
+fn payout_status_of(api: &Api, payer: Address, id: B256) -> PayoutStatus {
+    let st = api.node.read();
+    api.node.chain_view().statuses.payout(st.ledger(), payer, id)
+}
+
+/// JSON body extractor whose rejections are API errors.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => {
+                let kind = match &r {
+                    JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        NodeError::RequestTooLarge
+                    }
+                    JsonRejection::MissingJsonContentType(_) => NodeError::ContentTypeMustBeJson,
+                    _ => NodeError::MalformedRequest,
+                };
+                // axum picks the status (400, 413, 415 or 422); the code names the rule.
+                Err(ApiError::with_status(kind, r.status(), r.body_text()))
+            }
+        }
+    }
+}
+
+/// Login challenges and sessions, bounded.
+#[derive(Default)]
+pub struct Sessions {
+    challenges: Mutex<HashMap<B256, (Address, Instant)>>,
+    sessions: Mutex<HashMap<String, (Address, Instant)>>,
+}
+
+const CHALLENGE_TTL: Duration = Duration::from_secs(300);
+
+fn random_bytes() -> Result<[u8; 32], ApiError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| ApiError::new(NodeError::EntropyUnavailable, e.to_string()))?;
+    Ok(b)
+}
+
+/// The API's state.
+#[derive(Clone)]
+pub struct Api {
+    node: Arc<Node>,
+    sessions: Arc<Sessions>,
+    websockets: Arc<AtomicUsize>,
+}
+
+/// Who is asking.
+enum Caller {
+    Operator,
+    User(Address),
+    /// The holder of a custodial account's API key.
+    Custodial(Address),
+}
+
+/// Prefix of custodial API keys: `ck_<account>_<secret>`.
+const CUSTODIAL_KEY_PREFIX: &str = "ck_";
+
+impl Api {
+    fn caller(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Caller, ApiError> {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = header.or(query_token) else {
+            return Err(ApiError::unauthorized("a session or operator token is required (Authorization: Bearer …)"));
+        };
+        if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.as_bytes()) {
+            return Ok(Caller::Operator);
+        }
+        if let Some(rest) = token.strip_prefix(CUSTODIAL_KEY_PREFIX) {
+            let account: Option<Address> = rest.split('_').next().and_then(|a| a.parse().ok());
+            let hash = alloy::primitives::keccak256(token.as_bytes());
+            let known = account.and_then(|a| self.node.read().ledger().custodial(&a).map(|c| c.api_key_hash));
+            return match (account, known) {
+                (Some(a), Some(h)) if constant_time_eq(h.as_slice(), hash.as_slice()) => Ok(Caller::Custodial(a)),
+                _ => Err(ApiError::unauthorized("unknown custodial API key")),
+            };
+        }
+        let sessions = self.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match sessions.get(token) {
+            Some((user, expiry)) if *expiry > Instant::now() => Ok(Caller::User(*user)),
+            Some(_) => Err(ApiError::new(NodeError::SessionExpired, "log in again")),
+            None => Err(ApiError::unauthorized("unknown session token")),
+        }
+    }
+
+    fn may_read(&self, headers: &HeaderMap, user: &Address) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::User(u) | Caller::Custodial(u) if u == *user => Ok(()),
+            Caller::User(_) | Caller::Custodial(_) => {
+                Err(ApiError::new(NodeError::Forbidden, "a session may read only its own account"))
+            }
+        }
+    }
+
+    /// The operator, or the API key of custodial account `account`.
+    fn may_move(&self, headers: &HeaderMap, account: &Address) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::Custodial(a) if a == *account => Ok(()),
+            _ => Err(ApiError::new(
+                NodeError::Forbidden,
+                format!("only the operator or {account}'s API key may move its funds"),
+            )),
+        }
+    }
+
+    fn operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self.caller(headers, None)? {
+            Caller::Operator => Ok(()),
+            Caller::User(_) | Caller::Custodial(_) => {
+                Err(ApiError::new(NodeError::Forbidden, "operator token required"))
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Builds the router.
+pub fn router(node: Arc<Node>) -> Router {
+    let limits = node.config.limits.clone();
+    let api = Api { node, sessions: Arc::new(Sessions::default()), websockets: Arc::new(AtomicUsize::new(0)) };
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/metrics", get(metrics))
+        .route("/v1/info", get(info))
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/session", post(session))
+        .route("/v1/registrations", post(register))
+        .route("/v1/transfers", post(transfer))
+        .route("/v1/transfers/batch", post(transfer_batch).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)))
+        .route("/v1/withdrawals", post(withdraw))
+        .route("/v1/accounts/{user}", get(account))
+        .route("/v1/accounts/{user}/history", get(history))
+        .route("/v1/accounts/{user}/payouts/{payment_id}", get(payout_status))
+        .route("/v1/stream", get(stream))
+        .route("/v1/operator/purchases", post(purchase))
+        .route("/v1/operator/closes", post(hub_close))
+        .route("/v1/operator/liquidity", get(liquidity))
+        .route("/v1/operator/reserve/top-ups", post(reserve_top_up))
+        .route("/v1/operator/reserve/withdrawals", post(reserve_withdrawal_announce))
+        .route("/v1/operator/reserve/withdrawals/execute", post(reserve_withdrawal_execute))
+        .route("/v1/operator/reserve/withdrawals/cancel", post(reserve_withdrawal_cancel))
+        .route("/v1/operator/solvency", get(solvency))
+        .route("/v1/operator/reconciliation", get(reconciliation))
+        .route("/v1/operator/custodial-accounts", post(open_custodial))
+        .route("/v1/custodial/accounts/{account}", get(custodial_account))
+        .route(
+            "/v1/custodial/transfers",
+            post(custodial_transfers).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)),
+        )
+        .route("/v1/custodial/withdrawals", post(custodial_withdraw))
+        .route("/v1/custodial/conversions", post(custodial_convert))
+        .route("/v1/accounts/{user}/statement", get(statement))
+        .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
+        .layer(DefaultBodyLimit::max(limits.max_request_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: axum::BoxError| async {
+                    ApiError::new(NodeError::Overloaded, "too many requests in flight")
+                }))
+                .layer(LoadShedLayer::new())
+                .layer(ConcurrencyLimitLayer::new(limits.max_concurrent_requests)),
+        )
+        .with_state(api)
+}
+
+async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let start = Instant::now();
+    // A panic is a bug; it must still answer with a JSON error instead of dropping the
+    // connection, and it is counted and logged.
+    let resp = match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(next.run(req))).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::error!(%route, "request handler panicked");
+            ApiError::new(NodeError::InternalError, "internal error; reported").into_response()
+        }
+    };
+    api.node.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    api.node.update_books();
+    ([("content-type", "text/plain; version=0.0.4")], api.node.metrics.render())
+}
+
+async fn info(State(api): State<Api>) -> Json<Value> {
+    let n = &api.node;
+    let (confirmed, accounts) = {
+        let st = n.read();
+        (st.ledger().block, st.ledger().account_count())
+    };
+    let v = n.chain_view();
+    Json(json!({
+        "chainId": n.domain.chain_id,
+        "hubContract": n.domain.verifying_contract,
+        "hub": n.hub,
+        "token": n.token,
+        "confirmations": n.config.chain.confirmations,
+        "confirmedBlock": confirmed,
+        "head": v.head,
+        "halted": v.halted,
+        "refusedChainEvents": v.refused_events,
+        "accounts": accounts,
+        "limits": n.config.limits,
+    }))
+}

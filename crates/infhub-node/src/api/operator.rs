@@ -1,0 +1,311 @@
+//! The operator's endpoints: purchases, hub closes, liquidity and the reserve, solvency,
+//! reconciliation, and opening custodial accounts.
+
+use super::*;
+
+/// The credit of the purchase `user` received at `seq`.
+pub(super) async fn purchase_credit(
+    api: &Api,
+    user: &Address,
+    seq: u64,
+) -> Result<Option<infhub_core::messages::SignedCredit>, ApiError> {
+    let (reader, heads) = history_of(api, user);
+    let Some(heads) = heads else { return Ok(None) };
+    let user = *user;
+    let entries = read_history(move || reader.entries_at(&user, heads, seq)).await?;
+    Ok(entries
+        .into_iter()
+        .find(|e| e.kind == infhub_ledger::history::EntryKind::Purchase)
+        .and_then(|e| e.credit().cloned()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PurchaseRequest {
+    user: Address,
+    amount: Amount,
+    purchase_id: B256,
+}
+
+pub(super) async fn purchase(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PurchaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let cmd = Command::Purchase { user: req.user, amount: req.amount, purchase_id: req.purchase_id };
+    if api.node.read().ledger().custodial(&req.user).is_some() {
+        return match api.node.execute(cmd).await?? {
+            Outcome::CustodialCredited => Ok(Json(json!({"custodial": true, "replayed": false}))),
+            Outcome::Duplicate { first_seq } => {
+                Ok(Json(json!({"custodial": true, "replayed": true, "firstSeq": first_seq})))
+            }
+            other => Err(unexpected(&other)),
+        };
+    }
+    let (credit, replayed) = match api.node.execute(cmd).await?? {
+        Outcome::Credited(c) => (c, false),
+        Outcome::Duplicate { first_seq } => match purchase_credit(&api, &req.user, first_seq).await? {
+            Some(c) => (c, true),
+            None => return Err(ApiError::new(NodeError::HistoryMissing, "purchase not in history")),
+        },
+        other => return Err(unexpected(&other)),
+    };
+    if credit.message.user != req.user {
+        return Err(Error::PaymentIdReused.into());
+    }
+    Ok(Json(json!({"credit": credit, "replayed": replayed})))
+}
+
+#[derive(Deserialize)]
+pub(super) struct CloseRequest {
+    user: Address,
+}
+
+pub(super) async fn hub_close(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CloseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let debit = api.node.read().ledger().account(&req.user).map(|a| a.channel.debit);
+    let Some(debit) = debit else { return Err(Error::UnknownAccount.into()) };
+    let tx = send_hub_tx(&api, HubTx::HubClose { user: req.user, debit }).await?;
+    Ok(Json(json!({"user": req.user, "txHash": tx})))
+}
+
+/// Hands a transaction to the chain task and waits for it to be sent.
+pub(super) async fn send_hub_tx(api: &Api, tx: HubTx) -> Result<B256, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    api.node
+        .chain_requests
+        .try_send(ChainRequest::Send { tx: Box::new(tx), reply })
+        .map_err(|_| ApiError::limit("chain request queue"))?;
+    match rx.await {
+        Ok(Ok(hash)) => Ok(hash),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(WriteError::Stopped.into()),
+    }
+}
+
+/// The hub's liquidity: the reserve and what it covers (by the ledger's confirmed state), what
+/// realizing debits would add, a reserve withdrawal announced, and what the duties did.
+pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let (liquidity, block) = {
+        let st = api.node.read();
+        (st.ledger().liquidity(), st.ledger().block)
+    };
+    let view = api.node.chain_view();
+    let l = &api.node.config.liquidity;
+    Ok(Json(json!({
+        "liquidity": liquidity,
+        "confirmedBlock": block,
+        "head": view.head,
+        "freeReserveLow": view.low_free_reserve,
+        "duties": view.counters,
+        "policy": {
+            "realizeWhenFreeReserveBelow": l.realize_when_free_reserve_below,
+            "realizeWhenPayerReaches": l.realize_when_payer_reaches,
+            "maxRealizationsPerTx": l.max_realizations_per_tx,
+            "lowFreeReserveBelow": l.low_free_reserve_below,
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct AmountRequest {
+    amount: Amount,
+}
+
+/// Tops the reserve up from the hub key's own tokens: an allowance for the contract, then
+/// `depositReserve`. The ledger counts it once `ReserveDeposited` is confirmed.
+pub(super) async fn reserve_top_up(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AmountRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if req.amount.is_zero() {
+        return Err(Error::AmountMustNotBeZero.into());
+    }
+    let contract = api.node.domain.verifying_contract;
+    let approve = HubTx::ApproveToken { token: api.node.token, spender: contract, amount: req.amount };
+    let approved = send_hub_tx(&api, approve).await?;
+    let deposited = send_hub_tx(&api, HubTx::DepositReserve(req.amount)).await?;
+    Ok(Json(json!({"amount": req.amount, "approveTxHash": approved, "depositTxHash": deposited})))
+}
+
+/// Announces a reserve withdrawal through the ledger's rule: the amount is earmarked first
+/// (refused if it would leave the reserve short of what it covers, or one is pending), then
+/// announced on chain; it can execute after the contract's notice.
+pub(super) async fn reserve_withdrawal_announce(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AmountRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    match api.node.execute(Command::EarmarkReserveWithdrawal { amount: req.amount }).await?? {
+        Outcome::Earmarked => {}
+        other => return Err(unexpected(&other)),
+    }
+    match send_hub_tx(&api, HubTx::AnnounceReserveWithdrawal(req.amount)).await {
+        Ok(tx) => Ok(Json(json!({"amount": req.amount, "earmarked": true, "txHash": tx}))),
+        Err(e) => {
+            // Not announced: the earmark goes, so the reserve is not held back for nothing.
+            let _ = api.node.execute(Command::ReleaseReserveEarmark).await;
+            Err(e)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ExecuteWithdrawalRequest {
+    to: Address,
+}
+
+/// Executes the announced reserve withdrawal (after its notice, before it expires).
+pub(super) async fn reserve_withdrawal_execute(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ExecuteWithdrawalRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if api.node.read().ledger().reserve_withdrawal.is_none() {
+        return Err(Error::NoReserveWithdrawalPending.into());
+    }
+    let tx = send_hub_tx(&api, HubTx::ExecuteReserveWithdrawal(req.to)).await?;
+    Ok(Json(json!({"to": req.to, "txHash": tx})))
+}
+
+/// Cancels the reserve withdrawal: on chain if it was announced there, else only its earmark.
+pub(super) async fn reserve_withdrawal_cancel(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if api.node.read().ledger().reserve_withdrawal.is_none() {
+        return match api.node.execute(Command::ReleaseReserveEarmark).await?? {
+            Outcome::Earmarked => Ok(Json(json!({"released": true}))),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let tx = send_hub_tx(&api, HubTx::CancelReserveWithdrawal).await?;
+    Ok(Json(json!({"txHash": tx})))
+}
+
+/// The solvency report.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Solvency {
+    contract_token_balance: String,
+    contract_reserve: String,
+    contract_total_channel_funds: String,
+    /// Token balance covers reserve + channel funds (more is excess, not an imbalance).
+    contract_balanced: bool,
+    /// Tokens held beyond reserve and channel funds (sent outside the contract's functions).
+    contract_excess: String,
+    /// What closing channels will draw from the reserve (no hub payout may take it).
+    contract_reserved_for_closing: String,
+    ledger_reserve: Amount,
+    ledger_total_channel_funds: String,
+    ledger_matches_chain: bool,
+    sum_of_balances: String,
+    custodial_total: String,
+    unattributed_custodial_deposits: Amount,
+    obligations: String,
+    payouts_pending: Amount,
+    earmarked: Amount,
+    free_reserve: String,
+    liquid: bool,
+    confirmed_block: u64,
+    chain_block: u64,
+}
+
+pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let n = &api.node;
+    let contract = n.domain.verifying_contract;
+    let rpc = |e: String| ApiError::new(NodeError::ChainUnavailable, e);
+    let call = |to: Address, data: Vec<u8>| {
+        let p = n.provider.clone();
+        async move {
+            let req = alloy::rpc::types::TransactionRequest::default().to(to).input(data.into());
+            p.call(req).await.map_err(|e| e.to_string())
+        }
+    };
+    let chain_block = n.provider.get_block_number().await.map_err(|e| rpc(e.to_string()))?;
+    let bal = call(n.token, IErc20::balanceOfCall { owner: contract }.abi_encode()).await.map_err(rpc)?;
+    let bal = IErc20::balanceOfCall::abi_decode_returns(&bal).map_err(|e| rpc(e.to_string()))?;
+    let res = call(contract, IInfHub::reserveCall {}.abi_encode()).await.map_err(rpc)?;
+    let res = IInfHub::reserveCall::abi_decode_returns(&res).map_err(|e| rpc(e.to_string()))?;
+    let funds = call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).await.map_err(rpc)?;
+    let funds = IInfHub::totalChannelFundsCall::abi_decode_returns(&funds).map_err(|e| rpc(e.to_string()))?;
+    let reserved = call(contract, IInfHub::reservedForClosingCall {}.abi_encode()).await.map_err(rpc)?;
+    let reserved = IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
+    let st = n.read();
+    let l = st.ledger();
+    let mut ledger_funds = 0u128;
+    let mut balances = 0u128;
+    for (_, a) in l.accounts() {
+        ledger_funds = ledger_funds.checked_add(a.funds()).expect("total funds fit u128 (contract bound)");
+        balances = balances.saturating_add(a.channel.claim().0);
+    }
+    let report = Solvency {
+        contract_token_balance: bal.to_string(),
+        contract_reserve: res.to_string(),
+        contract_total_channel_funds: funds.to_string(),
+        contract_balanced: bal >= res + funds,
+        contract_excess: bal.saturating_sub(res + funds).to_string(),
+        contract_reserved_for_closing: reserved.to_string(),
+        ledger_reserve: l.reserve,
+        ledger_total_channel_funds: ledger_funds.to_string(),
+        ledger_matches_chain: U256::from(l.reserve.0) == res && U256::from(ledger_funds) == funds,
+        sum_of_balances: balances.to_string(),
+        custodial_total: l.custodial_total.to_string(),
+        unattributed_custodial_deposits: l.unattributed,
+        obligations: l.obligations.to_string(),
+        payouts_pending: l.payouts_pending,
+        earmarked: l.earmarked,
+        free_reserve: l.free_reserve().to_string(),
+        liquid: l.is_liquid(),
+        confirmed_block: l.block,
+        chain_block,
+    };
+    Ok(Json(serde_json::to_value(report).map_err(|e| rpc(e.to_string()))?))
+}
+
+pub(super) async fn reconciliation(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let report =
+        crate::reconcile::reconcile(&api.node).await.map_err(|e| ApiError::new(NodeError::ChainUnavailable, e))?;
+    api.node.metrics.reconciliation(report.discrepancies.len() as u64, true);
+    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::new(NodeError::InternalError, e.to_string()))?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct OpenCustodialRequest {
+    user_id: String,
+}
+
+pub(super) async fn open_custodial(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<OpenCustodialRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    if !infhub_core::ledger::valid_user_id(&req.user_id) {
+        return Err(ApiError::new(NodeError::InvalidUserId, "userId must be 1..=64 characters of A-Z a-z 0-9 . _ @ -"));
+    }
+    let account = infhub_core::ledger::custodial_address(&req.user_id);
+    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
+    let api_key_hash = alloy::primitives::keccak256(api_key.as_bytes());
+    match api.node.execute(Command::OpenCustodial { account, api_key_hash }).await?? {
+        Outcome::CustodialOpened => Ok(Json(json!({
+            "userId": req.user_id, "account": account, "apiKey": api_key,
+            "note": "the API key is shown once; the hub stores only its hash",
+        }))),
+        other => Err(unexpected(&other)),
+    }
+}

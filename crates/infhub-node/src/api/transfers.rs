@@ -1,0 +1,121 @@
+//! Payments (one or a batch, each answered as it was first applied) and cooperative
+//! withdrawals: authorized by the user's own signature.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct TransferBatch {
+    transfers: Vec<SignedDebit>,
+}
+
+/// One answer of a transfer batch: the transfer's answer or its error.
+// Answers are the common case; boxing them would allocate per transfer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum BatchItem {
+    Answered(TransferAnswer),
+    Failed(ErrorAnswer),
+}
+
+/// The answer to a batch: one item per transfer, in order.
+#[derive(Serialize)]
+pub(super) struct BatchAnswer {
+    results: Vec<BatchItem>,
+}
+
+/// Many signed transfers in one request: each is queued as its own command, in order (so one
+/// payer's nonces apply in sequence), and each gets its own result or error, exactly as
+/// `/v1/transfers` would answer it.
+pub(super) async fn transfer_batch(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<TransferBatch>,
+) -> Result<Json<BatchAnswer>, ApiError> {
+    let max = api.node.config.limits.max_transfers_per_request;
+    if req.transfers.is_empty() || req.transfers.len() > max {
+        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("1..={max} transfers per request")));
+    }
+    // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
+    let mut pending = Vec::with_capacity(req.transfers.len());
+    for debit in req.transfers {
+        pending.push((debit.message, api.node.submit(Command::Transfer(debit))));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for (debit, queued) in pending {
+        let answer = match queued {
+            Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
+                Ok(sequenced) => transfer_answer(&api, &debit, sequenced),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        };
+        results.push(match answer {
+            Ok(a) => BatchItem::Answered(a),
+            Err(e) => BatchItem::Failed(e.answer()),
+        });
+    }
+    Ok(Json(BatchAnswer { results }))
+}
+
+pub(super) async fn transfer(
+    State(api): State<Api>,
+    ApiJson(debit): ApiJson<SignedDebit>,
+) -> Result<Json<TransferAnswer>, ApiError> {
+    let message = debit.message;
+    let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
+    transfer_answer(&api, &message, sequenced).map(Json)
+}
+
+/// The answer to one applied transfer (serialized directly, without a JSON tree).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TransferAnswer {
+    result: PaymentResult,
+    replayed: bool,
+    payout_status: Option<PayoutStatus>,
+}
+
+/// The answer to one applied (or refused) transfer: its first result, for a retry too.
+pub(super) fn transfer_answer(
+    api: &Api,
+    debit: &infhub_core::Debit,
+    sequenced: crate::engine::Sequenced,
+) -> Result<TransferAnswer, ApiError> {
+    let (payer, id) = (debit.user, debit.payment_id);
+    let history = || history_of(api, &payer);
+    let applied = match payment_answer(history, &api.node.domain, debit, sequenced) {
+        Ok(a) => a,
+        Err(NotApplied::Refused(e)) => return Err(e.into()),
+        Err(NotApplied::Refunded { refused, refund }) => return Err(ApiError::refunded(&refused, *refund)),
+        Err(NotApplied::History(e)) => {
+            tracing::error!(%e, "history read failed");
+            return Err(ApiError::new(NodeError::HistoryUnavailable, e));
+        }
+        Err(NotApplied::Missing) => {
+            tracing::error!(%payer, %id, "an applied payment is missing from the history");
+            return Err(ApiError::new(NodeError::HistoryMissing, "applied payment not in history"));
+        }
+    };
+    // Only external payments have a payout.
+    let payout_status = applied.result.payout.is_some().then(|| payout_status_of(api, payer, id));
+    Ok(TransferAnswer { result: applied.result, replayed: applied.replayed, payout_status })
+}
+
+#[derive(Deserialize)]
+pub(super) struct WithdrawRequest {
+    withdrawal: Withdrawal,
+    signature: Signature,
+}
+
+pub(super) async fn withdraw(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<WithdrawRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let cmd = Command::Withdraw { withdrawal: req.withdrawal, user_signature: req.signature };
+    match api.node.execute(cmd).await?? {
+        Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => Ok(Json(json!({
+            "withdrawal": withdrawal, "userSignature": req.signature, "hubSignature": hub_signature,
+        }))),
+        other => Err(unexpected(&other)),
+    }
+}
