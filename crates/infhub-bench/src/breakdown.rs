@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 
 /// A Prometheus histogram: each bucket's upper bound (the last is +Inf) and cumulative count.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: Vec<(f64, f64)>,
 }
 
 impl Histogram {
     /// Reads `name` from a text exposition; None if it is absent.
-    pub fn parse(text: &str, name: &str) -> Option<Histogram> {
+    pub(crate) fn parse(text: &str, name: &str) -> Option<Histogram> {
         let prefix = format!("{name}_bucket{{le=\"");
         let mut buckets = Vec::new();
         for line in text.lines() {
@@ -27,7 +27,7 @@ impl Histogram {
 
     /// The observations made between `before` and `self` (same bounds), or None if the bounds
     /// differ.
-    pub fn since(&self, before: &Histogram) -> Option<Histogram> {
+    pub(crate) fn since(&self, before: &Histogram) -> Option<Histogram> {
         if self.buckets.len() != before.buckets.len() {
             return None;
         }
@@ -42,13 +42,13 @@ impl Histogram {
     }
 
     /// How many observations.
-    pub fn count(&self) -> f64 {
+    pub(crate) fn count(&self) -> f64 {
         self.buckets.last().map_or(0.0, |b| b.1)
     }
 
     /// The upper bound of the bucket holding quantile `q` (an over-estimate by at most one
     /// bucket); None without observations, +Inf beyond the last finite bound.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();
         if n <= 0.0 {
             return None;
@@ -59,7 +59,7 @@ impl Histogram {
 }
 
 /// The node's latency histograms, with what each measures.
-pub const STEPS: &[(&str, &str, &str)] = &[
+pub(crate) const STEPS: &[(&str, &str, &str)] = &[
     ("request", "infhub_http_request_duration_seconds", "per request: arrival to answer in the node"),
     ("queueWait", "infhub_ledger_queue_wait_seconds", "per command: queued until the writer takes it"),
     ("apply", "infhub_ledger_commit_apply_seconds", "per commit: state lock, apply, batch signature"),
@@ -71,7 +71,7 @@ pub const STEPS: &[(&str, &str, &str)] = &[
 
 /// The p50, p99 and p999 (milliseconds, bucket upper bounds) of each step over the interval between
 /// two scrapes, as JSON keyed by step; steps without observations or metrics are left out.
-pub fn breakdown(before: &str, after: &str) -> Value {
+pub(crate) fn breakdown(before: &str, after: &str) -> Value {
     let mut out = serde_json::Map::new();
     for (key, metric, what) in STEPS {
         let (Some(a), Some(b)) = (Histogram::parse(after, metric), Histogram::parse(before, metric)) else { continue };

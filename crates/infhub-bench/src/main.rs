@@ -254,7 +254,7 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Arg
     let port = anvil::free_port().map_err(fail)?;
     let data_dir = dir.join("data");
     let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
-    c.node.operator_token = OPERATOR.into();
+    c.node.operator_token = infhub_node::config::Secret(OPERATOR.into());
     c.node.log = "warn".into();
     c.chain.confirmations = 1;
     c.chain.poll_interval_ms = 50;

@@ -106,8 +106,32 @@ fn fill(
     Ok(())
 }
 
+/// A fresh hub ledger in `dir` whose `users` each hold a funded channel.
+fn open_with_genesis(
+    dir: &Path,
+    hub: &PrivateKey,
+    params: LedgerParams,
+    users: &[PrivateKey],
+) -> Result<HubLedger, String> {
+    let mut hl = open(dir, hub, params, SNAPSHOT_EVERY_RECORDS)?;
+    let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1) }];
+    for u in users {
+        genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() });
+        genesis.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(1 << 40) });
+    }
+    let commands: Vec<Command> = genesis
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
+        .collect();
+    for chunk in commands.chunks(BATCH) {
+        hl.execute(chunk.to_vec()).map_err(crate::fail)?;
+    }
+    Ok(hl)
+}
+
 /// Runs the measurement with `transfers` transfers; returns the figures.
-pub fn run(transfers: usize) -> Result<Value, String> {
+pub(crate) fn run(transfers: usize) -> Result<Value, String> {
     let dir = tempfile::Builder::new().prefix("infhub-restart-").tempdir().map_err(crate::fail)?;
     let hub = key(u64::MAX);
     let domain = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) };
@@ -121,20 +145,7 @@ pub fn run(transfers: usize) -> Result<Value, String> {
         transfer_ids_kept: TRANSFER_IDS_KEPT,
     };
     let users: Vec<PrivateKey> = (0..ACCOUNTS as u64).map(key).collect();
-    let mut hl = open(dir.path(), &hub, params, SNAPSHOT_EVERY_RECORDS)?;
-    let mut genesis = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1) }];
-    for u in &users {
-        genesis.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: hub.address() });
-        genesis.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(1 << 40) });
-    }
-    let commands: Vec<Command> = genesis
-        .into_iter()
-        .enumerate()
-        .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
-        .collect();
-    for chunk in commands.chunks(BATCH) {
-        hl.execute(chunk.to_vec()).map_err(crate::fail)?;
-    }
+    let mut hl = open_with_genesis(dir.path(), &hub, params, &users)?;
 
     // Fill: payer i pays payer i+1 around a ring, snapshots every interval as the node takes
     // them; the last interval's worth of transfers goes in after an explicit snapshot with the

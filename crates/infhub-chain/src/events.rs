@@ -26,6 +26,8 @@ pub struct RawLog {
     pub topics: Vec<B256>,
     /// ABI-encoded non-indexed fields.
     pub data: Bytes,
+    /// The transaction that emitted it, where the source knows it (for operators' reports).
+    pub transaction_hash: Option<B256>,
 }
 
 fn amount(v: U256, field: &'static str) -> Result<Amount, ChainError> {
@@ -254,6 +256,7 @@ mod tests {
             address: Address::ZERO,
             topics,
             data: data.into(),
+            transaction_hash: None,
         }
     }
 

@@ -57,6 +57,7 @@ fn raw_log(log: Log) -> Result<RawLog, ChainError> {
         address: log.inner.address,
         topics: log.inner.data.topics().to_vec(),
         data: log.inner.data.data.clone(),
+        transaction_hash: log.transaction_hash,
     })
 }
 
@@ -145,6 +146,7 @@ pub mod memory {
                     address: Address::ZERO,
                     topics,
                     data: data.into(),
+                    transaction_hash: None,
                 })
                 .collect();
             g.blocks.push((BlockRef { number, hash, parent_hash }, logs));

@@ -404,8 +404,24 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
                 }
             }
         }
+        chain @ (Input::ChainDeposited { .. }
+        | Input::ChainWithdrawn { .. }
+        | Input::ChainExitStarted { .. }
+        | Input::ChainDebitSubmitted { .. }
+        | Input::ChainCreditSubmitted { .. }
+        | Input::ChainSettled { .. }
+        | Input::ChainOpened { .. }) => chain_input(&mut s, chain, &mut effects)?,
+    }
+    assert_step_kept_invariants(state, &s);
+    Ok((s, effects))
+}
+
+/// The chain's events about this channel (confirmed: the chain is the authority, and an event
+/// that contradicts the channel's state is `ChainEventInconsistent`).
+fn chain_input(s: &mut ChannelState, input: Input, effects: &mut Vec<Effect>) -> Result<(), Error> {
+    match input {
         Input::ChainDeposited { epoch, total_deposited } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             if total_deposited > s.deposited {
                 if s.status != Status::Open {
                     return Err(Error::ChainEventInconsistent);
@@ -414,7 +430,7 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
             }
         }
         Input::ChainWithdrawn { epoch, total_withdrawn } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             if total_withdrawn > s.withdrawn {
                 // Only a co-signed withdrawal can execute, and at most one is outstanding.
                 let hold = s.withdrawal_hold.ok_or(Error::ChainEventInconsistent)?;
@@ -426,7 +442,7 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
             }
         }
         Input::ChainExitStarted { epoch, settle_block } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             if s.status != Status::Open {
                 return Err(Error::ChainEventInconsistent);
             }
@@ -437,15 +453,15 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
             }
         }
         Input::ChainDebitSubmitted { epoch, cumulative } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             s.chain_debit_total = s.chain_debit_total.max(cumulative);
         }
         Input::ChainCreditSubmitted { epoch, cumulative } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             s.chain_credit_total = s.chain_credit_total.max(cumulative);
         }
         Input::ChainSettled { epoch, paid } => {
-            require_chain_epoch(&s, epoch)?;
+            require_chain_epoch(s, epoch)?;
             if !matches!(s.status, Status::Closing { .. }) {
                 return Err(Error::ChainEventInconsistent);
             }
@@ -458,14 +474,39 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
                 return Err(Error::ChainEventInconsistent);
             }
             let block = s.block;
-            s = ChannelState::opened(s.user, epoch);
+            *s = ChannelState::opened(s.user, epoch);
             s.block = block;
             effects.push(Effect::Reopened { epoch });
         }
+        _ => unreachable!("chain_input is called with chain inputs only"),
     }
-    // The balance is never negative after a successful step; if it were, a rule above is wrong.
-    assert!(s.balance().is_ok(), "balance went negative after a successful step: {s:?}");
-    Ok((s, effects))
+    Ok(())
+}
+
+/// What every successful step keeps, checked in release builds too (a failure is a bug in a rule
+/// above, never bad input): within an epoch every running total and nonce only grows and the
+/// block never goes back; a new epoch starts from zero; the balance is never negative.
+fn assert_step_kept_invariants(before: &ChannelState, after: &ChannelState) {
+    assert_eq!(before.user, after.user, "a step changed the channel's owner");
+    if after.epoch == before.epoch {
+        let grew = |what: &str, old: u128, new: u128| assert!(new >= old, "{what} went down in a step: {old} -> {new}");
+        grew("deposited", before.deposited.0, after.deposited.0);
+        grew("withdrawn", before.withdrawn.0, after.withdrawn.0);
+        grew("cumulative debit", before.cumulative_debit().0, after.cumulative_debit().0);
+        grew("cumulative credit", before.cumulative_credit().0, after.cumulative_credit().0);
+        grew("chain debit total", before.chain_debit_total.0, after.chain_debit_total.0);
+        grew("chain credit total", before.chain_credit_total.0, after.chain_credit_total.0);
+        grew("debit nonce", u128::from(before.debit_nonce()), u128::from(after.debit_nonce()));
+        grew("credit nonce", u128::from(before.credit_nonce()), u128::from(after.credit_nonce()));
+    } else {
+        assert_eq!(after.epoch, before.epoch + 1, "a step skipped an epoch");
+        assert!(
+            after.deposited.is_zero() && after.withdrawn.is_zero() && after.debit.is_none() && after.credit.is_none(),
+            "a new epoch did not start empty: {after:?}"
+        );
+    }
+    assert!(after.block >= before.block, "a step moved the channel's block back");
+    assert!(after.balance().is_ok(), "balance went negative after a successful step: {after:?}");
 }
 
 fn require_chain_epoch(s: &ChannelState, epoch: u64) -> Result<(), Error> {
@@ -670,5 +711,51 @@ fn request_dispute(s: &mut ChannelState, p: &ChannelParams, effects: &mut Vec<Ef
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funded() -> ChannelState {
+        let mut s = ChannelState::opened(Address::repeat_byte(7), 1);
+        s.deposited = Amount(100);
+        s.block = 10;
+        s
+    }
+
+    #[test]
+    fn a_step_that_keeps_every_total_passes_the_invariant_check() {
+        let before = funded();
+        let mut after = before.clone();
+        after.withdrawn = Amount(40);
+        after.block = 11;
+        assert_step_kept_invariants(&before, &after);
+        let reopened = ChannelState { block: before.block, ..ChannelState::opened(before.user, 2) };
+        assert_step_kept_invariants(&ChannelState { status: Status::Settled, ..before }, &reopened);
+    }
+
+    #[test]
+    #[should_panic(expected = "deposited went down")]
+    fn a_step_that_lowers_a_running_total_is_a_bug() {
+        let before = funded();
+        let after = ChannelState { deposited: Amount(99), ..before.clone() };
+        assert_step_kept_invariants(&before, &after);
+    }
+
+    #[test]
+    #[should_panic(expected = "balance went negative")]
+    fn a_step_that_leaves_a_negative_balance_is_a_bug() {
+        let before = funded();
+        let after = ChannelState { withdrawn: Amount(101), ..before.clone() };
+        assert_step_kept_invariants(&before, &after);
+    }
+
+    #[test]
+    #[should_panic(expected = "skipped an epoch")]
+    fn a_step_that_skips_an_epoch_is_a_bug() {
+        let before = funded();
+        assert_step_kept_invariants(&before, &ChannelState::opened(before.user, 3));
     }
 }

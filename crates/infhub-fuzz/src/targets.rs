@@ -93,6 +93,7 @@ pub fn chain_log(data: &[u8]) {
         address: Address::ZERO,
         topics,
         data: Bytes::copy_from_slice(input.rest()),
+        transaction_hash: None,
     };
     let _ = decode_event(&log);
 }
@@ -214,6 +215,21 @@ pub fn channel_machine(data: &[u8]) {
     }
 }
 
+/// A chain event about `user`'s channel `ch` for the ledger machine: a deposit, an exit, a
+/// reserve deposit or a submitted debit, with byte-chosen amounts.
+fn chain_event_for(input: &mut Input<'_>, user: Address, ch: &ChannelState, ledger: &Ledger) -> ChainEvent {
+    match input.u8() % 4 {
+        0 => ChainEvent::Deposited {
+            user,
+            epoch: ch.epoch,
+            total_deposited: Amount(ch.deposited.0 + input.below(500) as u128),
+        },
+        1 => ChainEvent::ExitStarted { user, epoch: ch.epoch, settle_block: ledger.block + 5 },
+        2 => ChainEvent::ReserveDeposited { reserve_after: Amount(ledger.reserve.0 + input.below(500) as u128) },
+        _ => ChainEvent::DebitSubmitted { user, epoch: ch.epoch, cumulative: Amount(input.below(5_000) as u128) },
+    }
+}
+
 /// The hub's ledger, driven by a byte-chosen sequence of commands (transfers between three
 /// users, purchases, withdrawals, payout batches, chain events and blocks, custodial
 /// transfers), valid and invalid. After every command the ledger's own invariant check runs
@@ -294,22 +310,7 @@ pub fn ledger_machine(data: &[u8]) {
             6 => Command::Block(ledger.block + input.below(20)),
             7 => {
                 let Some(ch) = ch else { continue };
-                let event = match input.u8() % 4 {
-                    0 => ChainEvent::Deposited {
-                        user: u.address(),
-                        epoch: ch.epoch,
-                        total_deposited: Amount(ch.deposited.0 + input.below(500) as u128),
-                    },
-                    1 => ChainEvent::ExitStarted { user: u.address(), epoch: ch.epoch, settle_block: ledger.block + 5 },
-                    2 => ChainEvent::ReserveDeposited {
-                        reserve_after: Amount(ledger.reserve.0 + input.below(500) as u128),
-                    },
-                    _ => ChainEvent::DebitSubmitted {
-                        user: u.address(),
-                        epoch: ch.epoch,
-                        cumulative: Amount(input.below(5_000) as u128),
-                    },
-                };
+                let event = chain_event_for(&mut input, u.address(), &ch, &ledger);
                 Command::Chain { at: next_pos(&mut input), event }
             }
             _ => Command::Chain {

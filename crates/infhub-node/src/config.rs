@@ -53,6 +53,18 @@ impl Default for LiquidityConfig {
 /// Longest group-commit wait accepted (`node.group_commit_wait_micros`): 100 ms.
 pub const MAX_GROUP_COMMIT_WAIT_MICROS: u64 = 100_000;
 
+/// A value that must not appear in logs or `Debug` output (the hub's key, the operator token):
+/// it reads and writes as the bare value in the config file, and prints as `<redacted>`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret<T>(pub T);
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Server and storage.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -62,7 +74,7 @@ pub struct NodeConfig {
     /// Data directory (log segments, snapshots, archive).
     pub data_dir: PathBuf,
     /// Bearer token of the operator endpoints (required; at least 16 characters).
-    pub operator_token: String,
+    pub operator_token: Secret<String>,
     /// A snapshot is written after this many log records.
     pub snapshot_every_records: u64,
     /// Log segment size before a new one starts, in bytes.
@@ -91,7 +103,7 @@ impl Default for NodeConfig {
         NodeConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./infhub-data"),
-            operator_token: String::new(),
+            operator_token: Secret::default(),
             snapshot_every_records: 100_000,
             max_segment_bytes: 64 << 20,
             session_ttl_secs: 3_600,
@@ -113,7 +125,7 @@ pub struct ChainConfig {
     /// The hub contract.
     pub hub_contract: Address,
     /// The hub's private key (hex). Its address must be the contract's `hub`.
-    pub hub_key: B256,
+    pub hub_key: Secret<B256>,
     /// Block of the contract's deployment (where the watcher starts).
     pub start_block: u64,
     /// Blocks, including the event's own, before a chain event is applied.
@@ -133,7 +145,7 @@ impl Default for ChainConfig {
         ChainConfig {
             rpc_url: "http://127.0.0.1:8545".into(),
             hub_contract: Address::ZERO,
-            hub_key: B256::ZERO,
+            hub_key: Secret::default(),
             start_block: 0,
             confirmations: 12,
             poll_interval_ms: 1_000,
@@ -249,11 +261,15 @@ impl Config {
         match key {
             "INFHUB_LISTEN" => self.node.listen = value.into(),
             "INFHUB_DATA_DIR" => self.node.data_dir = value.into(),
-            "INFHUB_OPERATOR_TOKEN" => self.node.operator_token = value.into(),
+            "INFHUB_OPERATOR_TOKEN" => self.node.operator_token = Secret(value.into()),
             "INFHUB_LOG" => self.node.log = value.into(),
             "INFHUB_RPC_URL" => self.chain.rpc_url = value.into(),
             "INFHUB_HUB_CONTRACT" => self.chain.hub_contract = parse(key, value)?,
-            "INFHUB_HUB_KEY" => self.chain.hub_key = parse(key, value)?,
+            "INFHUB_HUB_KEY" => {
+                self.chain.hub_key = Secret(
+                    parse(key, value).map_err(|_| ConfigError::Invalid(format!("{key}: not a 32-byte hex key")))?,
+                )
+            }
             "INFHUB_START_BLOCK" => self.chain.start_block = parse(key, value)?,
             "INFHUB_CONFIRMATIONS" => self.chain.confirmations = parse(key, value)?,
             "INFHUB_POLL_INTERVAL_MS" => self.chain.poll_interval_ms = parse(key, value)?,
@@ -280,13 +296,13 @@ impl Config {
     /// Checks every value that has a rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.node.operator_token.len() < 16 {
+        if self.node.operator_token.0.len() < 16 {
             return bad("node.operator_token must be at least 16 characters (INFHUB_OPERATOR_TOKEN)");
         }
         if self.chain.hub_contract == Address::ZERO {
             return bad("chain.hub_contract must be set (INFHUB_HUB_CONTRACT)");
         }
-        if self.chain.hub_key == B256::ZERO {
+        if self.chain.hub_key.0 == B256::ZERO {
             return bad("chain.hub_key must be set (INFHUB_HUB_KEY)");
         }
         if self.chain.confirmations == 0 {
@@ -366,5 +382,20 @@ mod tests {
         assert!(err.to_string().contains("INFHUB_CONFIRMATIONS"), "{err}");
         let err = Config::default().validate().expect_err("no token");
         assert!(err.to_string().contains("operator_token"), "{err}");
+        let err = Config::load(None, vec![("INFHUB_HUB_KEY".into(), "0xdeadbeef-secret".into())]).expect_err("short");
+        assert!(!err.to_string().contains("deadbeef"), "a refused key is not echoed: {err}");
+    }
+
+    /// The hub's key and the operator token never reach a log line through `Debug`.
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut c = Config::default();
+        c.chain.hub_key = Secret(B256::repeat_byte(0xab));
+        c.node.operator_token = Secret("operator-token-9f8e7d6c".into());
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("abababab") && !printed.contains("9f8e7d6c"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        let round_trip: Config = toml::from_str(&toml::to_string(&c).expect("toml")).expect("parse");
+        assert_eq!(round_trip.chain.hub_key, c.chain.hub_key, "the file holds the bare value");
     }
 }

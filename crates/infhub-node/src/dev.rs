@@ -2,7 +2,7 @@
 //! with the token and hub contract deployed by anvil's first key (the hub), a funded reserve,
 //! and test tokens for the other development keys. Never for real funds.
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
 use infhub_chain::anvil::{self, Anvil, Deployment};
@@ -54,11 +54,11 @@ pub fn config(anvil: &Anvil, d: &Deployment, listen: String, data_dir: PathBuf) 
     let mut c = Config::default();
     c.node.listen = listen;
     c.node.data_dir = data_dir;
-    c.node.operator_token = "dev-operator-token-not-secret".into();
+    c.node.operator_token = Secret("dev-operator-token-not-secret".into());
     c.node.payout_interval_ms = 500;
     c.chain.rpc_url = anvil.url.clone();
     c.chain.hub_contract = d.hub;
-    c.chain.hub_key = anvil::dev_key(0);
+    c.chain.hub_key = Secret(anvil::dev_key(0));
     c.chain.start_block = d.block;
     c.chain.confirmations = 2;
     c.chain.poll_interval_ms = 200;
@@ -85,7 +85,7 @@ pub async fn environment(
     };
     let c = config(&anvil, &d, listen, dir);
     tracing::info!(
-        rpc = %anvil.url, token = %d.token, hub_contract = %d.hub, operator_token = %c.node.operator_token,
+        rpc = %anvil.url, token = %d.token, hub_contract = %d.hub, operator_token = %c.node.operator_token.0,
         "development chain ready; test keys are anvil's well-known keys 1..5"
     );
     Ok((anvil, c, guard))
@@ -101,7 +101,7 @@ pub fn banner(anvil: &Anvil, c: &Config) -> String {
         anvil.url,
         anvil.ws_url,
         c.chain.hub_contract,
-        c.node.operator_token,
+        c.node.operator_token.0,
         c.chain.confirmations,
         DEV_CHALLENGE_PERIOD_BLOCKS,
     );

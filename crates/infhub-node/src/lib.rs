@@ -86,7 +86,7 @@ pub async fn run(
         max_fee_per_gas_cap_wei: config.chain.max_fee_per_gas_cap_wei,
         ..SenderConfig::default()
     };
-    let sender = TxSender::new(provider.clone(), config.chain.hub_key, sender_config).await?;
+    let sender = TxSender::new(provider.clone(), config.chain.hub_key.0, sender_config).await?;
     let read = |call: Vec<u8>| {
         let s = &sender;
         async move { s.call(contract, call.into()).await }
@@ -102,7 +102,7 @@ pub async fn run(
         .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("token(): {e}")))?;
 
     let domain = Domain { chain_id, verifying_contract: contract };
-    let key = PrivateKey::from_bytes(config.chain.hub_key.0)
+    let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
         .map_err(|e| config::ConfigError::Invalid(format!("hub_key: {e}")))?;
     let params = LedgerParams {
         domain,

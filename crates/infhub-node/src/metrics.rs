@@ -176,6 +176,42 @@ impl Metrics {
         }
     }
 
+    /// The latency and batch-size histograms.
+    fn render_latencies(&self, out: &mut String) {
+        self.request_seconds.render("infhub_http_request_duration_seconds", "Request latency.", out);
+        self.batch_commands.render("infhub_ledger_batch_commands", "Commands per group commit (fsync).", out);
+        self.write_queue_seconds.render(
+            "infhub_ledger_queue_wait_seconds",
+            "Time a command waited in the write queue before the writer took it.",
+            out,
+        );
+        self.commit_apply_seconds.render(
+            "infhub_ledger_commit_apply_seconds",
+            "Per group commit: taking the state lock, applying the commands and signing the batch (and a snapshot when one is due).",
+            out,
+        );
+        self.commit_sync_seconds.render(
+            "infhub_ledger_commit_sync_seconds",
+            "Per group commit: appending the records and waiting for fdatasync.",
+            out,
+        );
+        self.commit_history_seconds.render(
+            "infhub_ledger_commit_history_seconds",
+            "Per group commit: indexing the history.",
+            out,
+        );
+        self.snapshot_seconds.render(
+            "infhub_ledger_snapshot_seconds",
+            "Per ledger snapshot: what the commit that reached the interval paid (copying the ledger; part of its apply time).",
+            out,
+        );
+        self.snapshot_background_seconds.render(
+            "infhub_ledger_snapshot_background_seconds",
+            "Per ledger snapshot: the snapshot thread's check, encode, write and sync.",
+            out,
+        );
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -184,38 +220,7 @@ impl Metrics {
         for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "infhub_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
-        self.request_seconds.render("infhub_http_request_duration_seconds", "Request latency.", &mut out);
-        self.batch_commands.render("infhub_ledger_batch_commands", "Commands per group commit (fsync).", &mut out);
-        self.write_queue_seconds.render(
-            "infhub_ledger_queue_wait_seconds",
-            "Time a command waited in the write queue before the writer took it.",
-            &mut out,
-        );
-        self.commit_apply_seconds.render(
-            "infhub_ledger_commit_apply_seconds",
-            "Per group commit: taking the state lock, applying the commands and signing the batch (and a snapshot when one is due).",
-            &mut out,
-        );
-        self.commit_sync_seconds.render(
-            "infhub_ledger_commit_sync_seconds",
-            "Per group commit: appending the records and waiting for fdatasync.",
-            &mut out,
-        );
-        self.commit_history_seconds.render(
-            "infhub_ledger_commit_history_seconds",
-            "Per group commit: indexing the history.",
-            &mut out,
-        );
-        self.snapshot_seconds.render(
-            "infhub_ledger_snapshot_seconds",
-            "Per ledger snapshot: what the commit that reached the interval paid (copying the ledger; part of its apply time).",
-            &mut out,
-        );
-        self.snapshot_background_seconds.render(
-            "infhub_ledger_snapshot_background_seconds",
-            "Per ledger snapshot: the snapshot thread's check, encode, write and sync.",
-            &mut out,
-        );
+        self.render_latencies(&mut out);
         let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };

@@ -4,7 +4,7 @@
 //! The chain side is read independently of the chain task: the contract's deployment block is
 //! found by bisecting `eth_getCode` (not taken from the configuration, so a wrong `start_block`
 //! is itself caught), every hub-contract log from there to the ledger's confirmed block is
-//! fetched and decoded, and the contract's token balance, reserve and channel funds are read at
+//! fetched through the `ChainSource` seam and decoded, and the contract's token balance, reserve and channel funds are read at
 //! that block. From the events it derives per channel the epoch, status and running totals, per
 //! custodial account its deposits, and the totals; then it compares each with the ledger and
 //! reports every discrepancy with the account and the events involved. The node runs it on an
@@ -14,12 +14,13 @@ use crate::engine::Node;
 use alloy::eips::BlockId;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::{Filter, TransactionRequest};
+use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
-use infhub_chain::events::{decode_event, RawLog};
+use infhub_chain::events::decode_event;
+use infhub_chain::source::{ChainSource, RpcSource};
 use infhub_core::channel::Status;
-use infhub_core::ledger::ChainEvent;
+use infhub_core::ledger::{ChainEvent, Ledger};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -101,21 +102,43 @@ pub struct Report {
     pub discrepancies: Vec<Discrepancy>,
 }
 
+/// What the chain says of one channel, folded from its events.
 #[derive(Default)]
 struct ChannelFacts {
     epoch: u64,
     deposited: u128,
     withdrawn: u128,
-    status: &'static str,
+    /// `None` until a `ChannelOpened` is seen.
+    status: Option<Status>,
     /// Opened or registered by the hub, or funded: the ledger must track it.
     tracked: bool,
     events: Vec<EventRef>,
 }
 
+/// What the chain says of one custodial account.
 #[derive(Default)]
 struct CustodialFacts {
     deposited: u128,
     events: Vec<EventRef>,
+}
+
+/// Everything the events say, folded.
+#[derive(Default)]
+struct ChainFacts {
+    channels: BTreeMap<Address, ChannelFacts>,
+    custodial: BTreeMap<Address, CustodialFacts>,
+    deposits: u128,
+    custodial_deposits: u128,
+    withdrawals: u128,
+    payouts: u128,
+    settlements: u128,
+}
+
+/// The contract's balances at the compared block.
+struct ChainBalances {
+    token_balance: U256,
+    reserve: U256,
+    channel_funds: U256,
 }
 
 fn rpc(e: impl std::fmt::Display) -> String {
@@ -148,213 +171,248 @@ async fn deployment_block(node: &Node, contract: Address, through: u64) -> Resul
     Ok(lo)
 }
 
+/// Every hub-contract event in `from..=through`, read through the same [`ChainSource`] seam as
+/// the watcher, `LOG_RANGE_BLOCKS` at a time.
+async fn read_events(
+    source: &impl ChainSource,
+    from: u64,
+    through: u64,
+) -> Result<Vec<(EventRef, ChainEvent)>, String> {
+    let mut events = Vec::new();
+    let mut start = from;
+    while start <= through {
+        let end = start.saturating_add(LOG_RANGE_BLOCKS - 1).min(through);
+        for raw in source.logs_in_range(start, end).await.map_err(rpc)? {
+            if let Some(ev) = decode_event(&raw).map_err(|e| e.to_string())? {
+                let at = EventRef { block: raw.block_number, log_index: raw.log_index, tx: raw.transaction_hash };
+                events.push((at, ev));
+            }
+        }
+        start = end + 1;
+    }
+    Ok(events)
+}
+
+impl ChainFacts {
+    /// Folds the events in chain order; `hub` is the hub's address (channels it opened are
+    /// tracked by the ledger).
+    fn fold(events: &[(EventRef, ChainEvent)], hub: Address) -> ChainFacts {
+        let mut f = ChainFacts::default();
+        for (at, ev) in events {
+            match *ev {
+                ChainEvent::ChannelOpened { user, epoch, opened_by } => {
+                    let c = f.channels.entry(user).or_default();
+                    (c.epoch, c.deposited, c.withdrawn, c.status) = (epoch, 0, 0, Some(Status::Open));
+                    c.tracked |= opened_by == hub;
+                    c.events.push(*at);
+                }
+                ChainEvent::ChannelRegistered { user, .. } => {
+                    let c = f.channels.entry(user).or_default();
+                    c.tracked = true;
+                    c.events.push(*at);
+                }
+                ChainEvent::Deposited { user, total_deposited, .. } => {
+                    let c = f.channels.entry(user).or_default();
+                    f.deposits = f.deposits.saturating_add(total_deposited.0.saturating_sub(c.deposited));
+                    c.deposited = total_deposited.0;
+                    c.tracked = true;
+                    c.events.push(*at);
+                }
+                ChainEvent::Withdrawn { user, total_withdrawn, .. } => {
+                    let c = f.channels.entry(user).or_default();
+                    f.withdrawals = f.withdrawals.saturating_add(total_withdrawn.0.saturating_sub(c.withdrawn));
+                    c.withdrawn = total_withdrawn.0;
+                    c.events.push(*at);
+                }
+                ChainEvent::ExitStarted { user, settle_block, .. } => {
+                    let c = f.channels.entry(user).or_default();
+                    c.status = Some(Status::Closing { settle_block });
+                    c.events.push(*at);
+                }
+                ChainEvent::Settled { user, paid, .. } => {
+                    let c = f.channels.entry(user).or_default();
+                    c.status = Some(Status::Settled);
+                    f.settlements = f.settlements.saturating_add(paid.0);
+                    c.events.push(*at);
+                }
+                ChainEvent::CustodialDeposited { account, amount, .. } => {
+                    let c = f.custodial.entry(account).or_default();
+                    c.deposited = c.deposited.saturating_add(amount.0);
+                    f.custodial_deposits = f.custodial_deposits.saturating_add(amount.0);
+                    c.events.push(*at);
+                }
+                ChainEvent::PayoutBatchExecuted { total, .. } => f.payouts = f.payouts.saturating_add(total.0),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// A channel's state as the report prints it.
+fn describe(epoch: u64, status: Option<Status>) -> String {
+    match status {
+        None => format!("epoch {epoch} never opened"),
+        Some(Status::Open) => format!("epoch {epoch} open"),
+        Some(Status::Closing { settle_block }) => format!("epoch {epoch} closing (settles at block {settle_block})"),
+        Some(Status::Settled) => format!("epoch {epoch} settled"),
+    }
+}
+
+/// Collects discrepancies.
+#[derive(Default)]
+struct Discrepancies(Vec<Discrepancy>);
+
+impl Discrepancies {
+    fn report(&mut self, kind: &str, account: Option<Address>, chain: String, ledger: String, events: &[EventRef]) {
+        self.0.push(Discrepancy { kind: kind.into(), account, chain, ledger, events: events.to_vec() });
+    }
+}
+
+/// The contract's balances against each other and against the ledger's totals.
+fn compare_totals(l: &Ledger, b: &ChainBalances, d: &mut Discrepancies) {
+    // More tokens than reserve and funds is excess (someone sent tokens outside the contract's
+    // functions), reported in the totals; fewer is an imbalance.
+    if b.token_balance < b.reserve + b.channel_funds {
+        d.report(
+            "contract_unbalanced",
+            None,
+            format!("token balance {}", b.token_balance),
+            format!("reserve {} + channel funds {}", b.reserve, b.channel_funds),
+            &[],
+        );
+    }
+    if U256::from(l.reserve.0) != b.reserve {
+        d.report("reserve_mismatch", None, b.reserve.to_string(), l.reserve.0.to_string(), &[]);
+    }
+    let ledger_funds = l.accounts().fold(U256::ZERO, |sum, (_, a)| sum + U256::from(a.funds()));
+    if ledger_funds != b.channel_funds {
+        d.report("channel_funds_mismatch", None, b.channel_funds.to_string(), ledger_funds.to_string(), &[]);
+    }
+}
+
+/// Each tracked channel's epoch, status and running totals against the ledger's account.
+fn compare_channels(l: &Ledger, f: &ChainFacts, d: &mut Discrepancies) {
+    for (user, c) in f.channels.iter().filter(|(_, c)| c.tracked) {
+        let Some(a) = l.account(user) else {
+            d.report(
+                "channel_unknown_to_ledger",
+                Some(*user),
+                format!("{}, deposited {}", describe(c.epoch, c.status), c.deposited),
+                "no account".into(),
+                &c.events,
+            );
+            continue;
+        };
+        let ch = &a.channel;
+        if ch.epoch != c.epoch || Some(ch.status) != c.status {
+            d.report(
+                "channel_state_mismatch",
+                Some(*user),
+                describe(c.epoch, c.status),
+                describe(ch.epoch, Some(ch.status)),
+                &c.events,
+            );
+        } else if ch.deposited.0 != c.deposited || ch.withdrawn.0 != c.withdrawn {
+            d.report(
+                "channel_totals_mismatch",
+                Some(*user),
+                format!("deposited {} withdrawn {}", c.deposited, c.withdrawn),
+                format!("deposited {} withdrawn {}", ch.deposited.0, ch.withdrawn.0),
+                &c.events,
+            );
+        }
+    }
+    for (user, _) in l.accounts() {
+        if !f.channels.get(user).is_some_and(|c| c.tracked) {
+            d.report("ledger_account_not_on_chain", Some(*user), "no ChannelOpened".into(), "account".into(), &[]);
+        }
+    }
+}
+
+/// Custodial deposits per account, and those for no account against the ledger's unattributed.
+fn compare_custodial(l: &Ledger, f: &ChainFacts, d: &mut Discrepancies) {
+    let mut unattributed_on_chain = 0u128;
+    for (account, c) in &f.custodial {
+        match l.custodial(account) {
+            Some(acct) if acct.deposited_on_chain.0 == c.deposited => {}
+            Some(acct) => d.report(
+                "custodial_deposits_mismatch",
+                Some(*account),
+                format!("deposited {}", c.deposited),
+                format!("deposited {}", acct.deposited_on_chain.0),
+                &c.events,
+            ),
+            None => unattributed_on_chain = unattributed_on_chain.saturating_add(c.deposited),
+        }
+    }
+    for acct in l.custodial_accounts() {
+        if !f.custodial.contains_key(&acct.account) && !acct.deposited_on_chain.is_zero() {
+            d.report(
+                "custodial_deposits_mismatch",
+                Some(acct.account),
+                "deposited 0".into(),
+                format!("deposited {}", acct.deposited_on_chain.0),
+                &[],
+            );
+        }
+    }
+    if unattributed_on_chain != l.unattributed.0 {
+        let events: Vec<EventRef> = f
+            .custodial
+            .iter()
+            .filter(|(a, _)| l.custodial(a).is_none())
+            .flat_map(|(_, c)| c.events.iter().copied())
+            .collect();
+        d.report(
+            "unattributed_deposits_mismatch",
+            None,
+            format!("deposits for no custodial account: {unattributed_on_chain}"),
+            format!("unattributed {}", l.unattributed.0),
+            &events,
+        );
+    }
+}
+
 /// Runs one reconciliation.
 pub async fn reconcile(node: &Node) -> Result<Report, String> {
     let contract = node.domain.verifying_contract;
     let through = node.read().ledger().block;
     let from = deployment_block(node, contract, through).await?;
-    let mut logs: Vec<(EventRef, ChainEvent)> = Vec::new();
-    let mut start = from;
-    while start <= through {
-        let end = (start + LOG_RANGE_BLOCKS - 1).min(through);
-        let filter = Filter::new().address(contract).from_block(start).to_block(end);
-        for log in node.provider.get_logs(&filter).await.map_err(rpc)? {
-            let raw = RawLog {
-                block_number: log.block_number.unwrap_or_default(),
-                block_hash: log.block_hash.unwrap_or_default(),
-                log_index: log.log_index.unwrap_or_default(),
-                address: log.inner.address,
-                topics: log.inner.data.topics().to_vec(),
-                data: log.inner.data.data.clone(),
-            };
-            if let Some(ev) = decode_event(&raw).map_err(|e| e.to_string())? {
-                let at = EventRef { block: raw.block_number, log_index: raw.log_index, tx: log.transaction_hash };
-                logs.push((at, ev));
-            }
-        }
-        start = end + 1;
-    }
-
-    let mut channels: BTreeMap<Address, ChannelFacts> = BTreeMap::new();
-    let mut custodial: BTreeMap<Address, CustodialFacts> = BTreeMap::new();
-    let (mut deposits, mut custodial_deposits, mut withdrawals, mut payouts, mut settlements) =
-        (0u128, 0u128, 0u128, 0u128, 0u128);
-    for (at, ev) in &logs {
-        match *ev {
-            ChainEvent::ChannelOpened { user, epoch, opened_by } => {
-                let c = channels.entry(user).or_default();
-                (c.epoch, c.deposited, c.withdrawn, c.status) = (epoch, 0, 0, "open");
-                c.tracked |= opened_by == node.hub;
-                c.events.push(*at);
-            }
-            ChainEvent::ChannelRegistered { user, .. } => {
-                let c = channels.entry(user).or_default();
-                c.tracked = true;
-                c.events.push(*at);
-            }
-            ChainEvent::Deposited { user, total_deposited, .. } => {
-                let c = channels.entry(user).or_default();
-                deposits += total_deposited.0.saturating_sub(c.deposited);
-                c.deposited = total_deposited.0;
-                c.tracked = true;
-                c.events.push(*at);
-            }
-            ChainEvent::Withdrawn { user, total_withdrawn, .. } => {
-                let c = channels.entry(user).or_default();
-                withdrawals += total_withdrawn.0.saturating_sub(c.withdrawn);
-                c.withdrawn = total_withdrawn.0;
-                c.events.push(*at);
-            }
-            ChainEvent::ExitStarted { user, .. } => {
-                let c = channels.entry(user).or_default();
-                c.status = "closing";
-                c.events.push(*at);
-            }
-            ChainEvent::Settled { user, paid, .. } => {
-                let c = channels.entry(user).or_default();
-                c.status = "settled";
-                settlements += paid.0;
-                c.events.push(*at);
-            }
-            ChainEvent::CustodialDeposited { account, amount, .. } => {
-                let c = custodial.entry(account).or_default();
-                c.deposited += amount.0;
-                custodial_deposits += amount.0;
-                c.events.push(*at);
-            }
-            ChainEvent::PayoutBatchExecuted { total, .. } => payouts += total.0,
-            _ => {}
-        }
-    }
-    let token_balance = call(node, node.token, IErc20::balanceOfCall { owner: contract }, through).await?;
-    let reserve = call(node, contract, IInfHub::reserveCall {}, through).await?;
-    let channel_funds = call(node, contract, IInfHub::totalChannelFundsCall {}, through).await?;
-
-    let mut d = Vec::new();
-    let mut report = |kind: &str, account: Option<Address>, chain: String, ledger: String, events: &[EventRef]| {
-        d.push(Discrepancy { kind: kind.into(), account, chain, ledger, events: events.to_vec() })
+    let events = read_events(&RpcSource::new(node.provider.clone(), contract), from, through).await?;
+    let facts = ChainFacts::fold(&events, node.hub);
+    let balances = ChainBalances {
+        token_balance: call(node, node.token, IErc20::balanceOfCall { owner: contract }, through).await?,
+        reserve: call(node, contract, IInfHub::reserveCall {}, through).await?,
+        channel_funds: call(node, contract, IInfHub::totalChannelFundsCall {}, through).await?,
     };
-    // More tokens than reserve and funds is excess (someone sent tokens outside the contract's
-    // functions), reported in the totals; fewer is an imbalance.
-    if token_balance < reserve + channel_funds {
-        report(
-            "contract_unbalanced",
-            None,
-            format!("token balance {token_balance}"),
-            format!("reserve {reserve} + channel funds {channel_funds}"),
-            &[],
-        );
-    }
-    let excess = token_balance.saturating_sub(reserve + channel_funds);
-    let untracked_channels = channels.values().filter(|c| !c.tracked).count() as u64;
+    let mut d = Discrepancies::default();
     {
         let st = node.read();
         let l = st.ledger();
-        if U256::from(l.reserve.0) != reserve {
-            report("reserve_mismatch", None, reserve.to_string(), l.reserve.0.to_string(), &[]);
-        }
-        let ledger_funds: u128 = l.accounts().map(|(_, a)| a.funds()).sum();
-        if U256::from(ledger_funds) != channel_funds {
-            report("channel_funds_mismatch", None, channel_funds.to_string(), ledger_funds.to_string(), &[]);
-        }
-        for (user, c) in channels.iter().filter(|(_, c)| c.tracked) {
-            let Some(a) = l.account(user) else {
-                report(
-                    "channel_unknown_to_ledger",
-                    Some(*user),
-                    format!("epoch {} {}, deposited {}", c.epoch, c.status, c.deposited),
-                    "no account".into(),
-                    &c.events,
-                );
-                continue;
-            };
-            let ch = &a.channel;
-            let status = match ch.status {
-                Status::Open => "open",
-                Status::Closing { .. } => "closing",
-                Status::Settled => "settled",
-            };
-            if ch.epoch != c.epoch || status != c.status {
-                report(
-                    "channel_state_mismatch",
-                    Some(*user),
-                    format!("epoch {} {}", c.epoch, c.status),
-                    format!("epoch {} {status}", ch.epoch),
-                    &c.events,
-                );
-            } else if ch.deposited.0 != c.deposited || ch.withdrawn.0 != c.withdrawn {
-                report(
-                    "channel_totals_mismatch",
-                    Some(*user),
-                    format!("deposited {} withdrawn {}", c.deposited, c.withdrawn),
-                    format!("deposited {} withdrawn {}", ch.deposited.0, ch.withdrawn.0),
-                    &c.events,
-                );
-            }
-        }
-        for (user, _) in l.accounts() {
-            if !channels.get(user).is_some_and(|c| c.tracked) {
-                report("ledger_account_not_on_chain", Some(*user), "no ChannelOpened".into(), "account".into(), &[]);
-            }
-        }
-        let mut unattributed_on_chain = 0u128;
-        for (account, c) in &custodial {
-            match l.custodial(account) {
-                Some(acct) if acct.deposited_on_chain.0 == c.deposited => {}
-                Some(acct) => report(
-                    "custodial_deposits_mismatch",
-                    Some(*account),
-                    format!("deposited {}", c.deposited),
-                    format!("deposited {}", acct.deposited_on_chain.0),
-                    &c.events,
-                ),
-                None => unattributed_on_chain += c.deposited,
-            }
-        }
-        for acct in l.custodial_accounts() {
-            if !custodial.contains_key(&acct.account) && !acct.deposited_on_chain.is_zero() {
-                report(
-                    "custodial_deposits_mismatch",
-                    Some(acct.account),
-                    "deposited 0".into(),
-                    format!("deposited {}", acct.deposited_on_chain.0),
-                    &[],
-                );
-            }
-        }
-        if unattributed_on_chain != l.unattributed.0 {
-            let events: Vec<EventRef> = custodial
-                .iter()
-                .filter(|(a, _)| l.custodial(a).is_none())
-                .flat_map(|(_, c)| c.events.iter().copied())
-                .collect();
-            report(
-                "unattributed_deposits_mismatch",
-                None,
-                format!("deposits for no custodial account: {unattributed_on_chain}"),
-                format!("unattributed {}", l.unattributed.0),
-                &events,
-            );
-        }
+        compare_totals(l, &balances, &mut d);
+        compare_channels(l, &facts, &mut d);
+        compare_custodial(l, &facts, &mut d);
     }
+    let excess = balances.token_balance.saturating_sub(balances.reserve + balances.channel_funds);
     Ok(Report {
-        ok: d.is_empty(),
+        ok: d.0.is_empty(),
         from_block: from,
         through_block: through,
-        events: logs.len(),
+        events: events.len(),
         chain: ChainTotals {
-            channel_deposits: deposits.to_string(),
-            custodial_deposits: custodial_deposits.to_string(),
-            withdrawals: withdrawals.to_string(),
-            payouts: payouts.to_string(),
-            settlements: settlements.to_string(),
-            token_balance: token_balance.to_string(),
-            reserve: reserve.to_string(),
-            channel_funds: channel_funds.to_string(),
+            channel_deposits: facts.deposits.to_string(),
+            custodial_deposits: facts.custodial_deposits.to_string(),
+            withdrawals: facts.withdrawals.to_string(),
+            payouts: facts.payouts.to_string(),
+            settlements: facts.settlements.to_string(),
+            token_balance: balances.token_balance.to_string(),
+            reserve: balances.reserve.to_string(),
+            channel_funds: balances.channel_funds.to_string(),
             excess: excess.to_string(),
-            untracked_channels,
+            untracked_channels: facts.channels.values().filter(|c| !c.tracked).count() as u64,
         },
-        discrepancies: d,
+        discrepancies: d.0,
     })
 }
 
@@ -385,5 +443,44 @@ pub async fn run_periodically(
                 tracing::warn!(error = %e, "reconciliation could not run");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infhub_core::Amount;
+
+    fn at(block: u64) -> EventRef {
+        EventRef { block, log_index: 0, tx: None }
+    }
+
+    /// The fold keeps running totals per epoch, the status the core's channel would have, and
+    /// which channels the ledger must know.
+    #[test]
+    fn the_chain_facts_follow_each_channel_through_its_epochs() {
+        let (hub, alice, mallory) = (Address::repeat_byte(1), Address::repeat_byte(2), Address::repeat_byte(3));
+        let events = [
+            (at(1), ChainEvent::ChannelOpened { user: alice, epoch: 1, opened_by: hub }),
+            (at(2), ChainEvent::Deposited { user: alice, epoch: 1, total_deposited: Amount(30) }),
+            (at(3), ChainEvent::Deposited { user: alice, epoch: 1, total_deposited: Amount(50) }),
+            (at(4), ChainEvent::ExitStarted { user: alice, epoch: 1, settle_block: 40 }),
+            (at(5), ChainEvent::ChannelOpened { user: mallory, epoch: 1, opened_by: mallory }),
+        ];
+        let f = ChainFacts::fold(&events, hub);
+        let a = &f.channels[&alice];
+        assert_eq!((a.epoch, a.deposited, a.status), (1, 50, Some(Status::Closing { settle_block: 40 })));
+        assert_eq!(f.deposits, 50, "running totals are counted once, not summed");
+        assert!(a.tracked && !f.channels[&mallory].tracked, "a user's own unfunded channel is not the ledger's");
+
+        let mut more = events.to_vec();
+        more.push((at(6), ChainEvent::Settled { user: alice, epoch: 1, paid: Amount(50), reserve_after: Amount(0) }));
+        more.push((at(7), ChainEvent::ChannelOpened { user: alice, epoch: 2, opened_by: hub }));
+        more.push((at(8), ChainEvent::Deposited { user: alice, epoch: 2, total_deposited: Amount(5) }));
+        let f = ChainFacts::fold(&more, hub);
+        let a = &f.channels[&alice];
+        assert_eq!((a.epoch, a.deposited, a.status), (2, 5, Some(Status::Open)), "a new epoch starts from zero");
+        assert_eq!((f.deposits, f.settlements), (55, 50));
+        assert_eq!(describe(2, a.status), "epoch 2 open");
     }
 }

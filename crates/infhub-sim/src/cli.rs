@@ -167,6 +167,24 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
     )
 }
 
+/// The command that replays `seed` exactly as `args` ran it.
+fn replay_command(args: &Args, seed: u64) -> String {
+    let bug = args
+        .inject_bug
+        .map(|b| format!(" --inject-bug {}", b.to_possible_value().map_or("?".into(), |v| v.get_name().to_string())))
+        .unwrap_or_default();
+    format!(
+        "replay: infhub-sim --seed {seed} --steps {} --hubs {} --wallets {} --cheaters-per-mille {}{}{}{}",
+        args.steps,
+        args.hubs,
+        args.wallets,
+        args.cheaters_per_mille,
+        if args.no_faults { " --no-faults" } else { "" },
+        bug,
+        if args.no_conduct_audit { " --no-conduct-audit" } else { "" }
+    )
+}
+
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let args = Args::parse();
@@ -202,24 +220,7 @@ pub fn main() -> i32 {
         audit_hub_conduct: !args.no_conduct_audit,
         repo_root: repo_root.clone(),
     };
-    let replay = |seed: u64| {
-        let bug = args
-            .inject_bug
-            .map(|b| {
-                format!(" --inject-bug {}", b.to_possible_value().map_or("?".into(), |v| v.get_name().to_string()))
-            })
-            .unwrap_or_default();
-        format!(
-            "replay: infhub-sim --seed {seed} --steps {} --hubs {} --wallets {} --cheaters-per-mille {}{}{}{}",
-            args.steps,
-            args.hubs,
-            args.wallets,
-            args.cheaters_per_mille,
-            if args.no_faults { " --no-faults" } else { "" },
-            bug,
-            if args.no_conduct_audit { " --no-conduct-audit" } else { "" }
-        )
-    };
+    let replay = |seed: u64| replay_command(&args, seed);
     let started = std::time::Instant::now();
     let budget_left = || args.for_secs.is_none_or(|s| started.elapsed().as_secs_f64() < s as f64);
     let stop = std::sync::atomic::AtomicBool::new(false);

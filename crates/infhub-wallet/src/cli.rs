@@ -188,70 +188,13 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
     };
     match &args.command {
         WalletCommand::Init { scrypt_log_n } | WalletCommand::Import { scrypt_log_n } => {
-            let path = dir.keystore_path();
-            if path.exists() {
-                return Err(WalletError::KeyExists { path: path.display().to_string() });
-            }
-            let secret: [u8; 32] = if matches!(args.command, WalletCommand::Init { .. }) {
-                loop {
-                    let mut b = [0u8; 32];
-                    getrandom::fill(&mut b).map_err(|e| WalletError::InvalidInput(format!("no randomness: {e}")))?;
-                    if PrivateKey::from_bytes(b).is_ok() {
-                        break b;
-                    }
-                }
-            } else {
-                let text = match std::env::var("INFHUB_WALLET_KEY") {
-                    Ok(k) => k,
-                    Err(_) if std::io::stdin().is_terminal() => rpassword::prompt_password("private key (hex): ")
-                        .map_err(|e| WalletError::InvalidInput(e.to_string()))?,
-                    Err(_) => {
-                        return Err(WalletError::InvalidInput("set INFHUB_WALLET_KEY to the key to import".into()))
-                    }
-                };
-                parse_key(&text)?.1 .0
-            };
-            let text = keystore::encrypt(&secret, &password(true)?, *scrypt_log_n)?;
-            dir.write_atomic("keystore.json", text.as_bytes())?;
-            let address = PrivateKey::from_bytes(secret).map_err(|_| keystore::KeystoreError::InvalidKey)?.address();
-            Ok(Report {
-                json: json!({"address": address, "keystore": path}),
-                text: format!(
-                    "address  {address}\nkeystore {} (back it up; the password is not stored anywhere)",
-                    path.display()
-                ),
-            })
+            create_key(&dir, matches!(args.command, WalletCommand::Init { .. }), *scrypt_log_n)
         }
         WalletCommand::Address => {
             let (key, _) = load_key(&dir)?;
             Ok(Report { json: json!({"address": key.address()}), text: key.address().to_string() })
         }
-        WalletCommand::Register => {
-            let (key, bytes) = load_key(&dir)?;
-            let stored = dir.load()?;
-            let hub_url = args
-                .hub_url
-                .clone()
-                .or_else(|| stored.as_ref().map(|s| s.hub.hub_url.clone()))
-                .ok_or_else(|| WalletError::InvalidInput("give the hub's URL with --hub-url".into()))?;
-            let rpc_url = args
-                .rpc_url
-                .clone()
-                .or_else(|| stored.as_ref().map(|s| s.hub.rpc_url.clone()))
-                .ok_or_else(|| WalletError::InvalidInput("give the chain's RPC URL with --rpc-url".into()))?;
-            let w = Wallet::register(dir.clone(), key, bytes, &hub_url, &rpc_url, &mut progress).await?;
-            let ch = w.channel()?;
-            Ok(Report {
-                json: json!({"user": w.user(), "epoch": ch.epoch, "hub": w.state().hub}),
-                text: format!(
-                    "registered {} with the hub at {}\nchannel open on chain (epoch {}), hub contract {}",
-                    w.user(),
-                    w.state().hub.hub_url,
-                    ch.epoch,
-                    w.state().hub.hub_contract
-                ),
-            })
-        }
+        WalletCommand::Register => register(args, &dir, &mut progress).await,
         WalletCommand::Deposit { amount: a } => {
             let a = amount(a)?;
             let mut w = open().await?;
@@ -262,59 +205,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
                 text: format!("deposited {} (confirmed on chain); balance {}", inf(a), inf(balance)),
             })
         }
-        WalletCommand::Balance | WalletCommand::Sync => {
-            let mut w = open().await?;
-            let check = match w.sync().await {
-                Ok(c) => Some(c),
-                Err(e @ WalletError::HubUnreachable { .. }) => {
-                    progress(&format!("{e}"));
-                    None
-                }
-                Err(e) => return Err(e),
-            };
-            let summary = w.summary()?;
-            let ch = w.channel()?;
-            let mut text = format!(
-                "account   {}\nbalance   {}\n  deposited {}  withdrawn {}  received {}  paid {}\nchannel   {} (epoch {}), proofs: credit #{} debit #{}\n",
-                w.user(),
-                inf(w.spendable()?),
-                inf(ch.deposited),
-                inf(ch.withdrawn),
-                inf(ch.cumulative_credit()),
-                inf(ch.cumulative_debit()),
-                match ch.status {
-                    Status::Open => "open".to_string(),
-                    Status::Closing { settle_block } => format!("closing, settles at block {settle_block}"),
-                    Status::Settled => "settled: the contract paid your balance out on chain".to_string(),
-                },
-                ch.epoch,
-                ch.credit_nonce(),
-                ch.debit_nonce()
-            );
-            match &check {
-                Some(c) if c.agrees => text.push_str("hub       agrees with your proofs\n"),
-                Some(c) => {
-                    text.push_str("hub       DISAGREES with your proofs:\n");
-                    for d in &c.disagreements {
-                        text.push_str(&format!("  - {d}\n"));
-                    }
-                    text.push_str(
-                        "  your stored proofs are what the contract will honour; `infhub wallet exit` uses them\n",
-                    );
-                }
-                None => text.push_str("hub       unreachable; figures from your proofs and the chain\n"),
-            }
-            if let Some(c) = &check {
-                for n in &c.notes {
-                    text.push_str(&format!("note      {n}\n"));
-                }
-            }
-            let mut json = summary;
-            json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
-            json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
-            json["hubBalance"] = json!(check.as_ref().and_then(|c| c.hub_balance));
-            Ok(Report { json, text: text.trim_end().to_string() })
-        }
+        WalletCommand::Balance | WalletCommand::Sync => balance(&mut open().await?, &mut progress).await,
         WalletCommand::Pay { account, amount: a } => {
             let a = amount(a)?;
             let mut w = open().await?;
@@ -356,75 +247,201 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
                 ),
             })
         }
-        WalletCommand::Exit { no_wait, offline } => {
-            let mut w = open().await?;
-            if !offline {
-                if let Err(e) = w.sync().await {
-                    progress(&format!("{e}; exiting with the proofs already stored"));
-                }
-            }
-            let before = w.token_balance().await?;
-            let settle_block = w.start_exit().await?;
-            let claim = w.channel()?.claim();
-            progress(&format!("exit started; the challenge period ends at block {settle_block}"));
-            if *no_wait {
-                return Ok(Report {
-                    json: json!({"settleBlock": settle_block, "claim": claim}),
-                    text: format!(
-                        "exit started; run `infhub wallet exit` again (or keep `watch` running) after block {settle_block} to collect {}",
-                        inf(claim)
-                    ),
-                });
-            }
-            let mut submitted = None;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3_600);
-            let mut last = String::new();
-            loop {
-                let (said, settled) = w.defend(true, &mut submitted).await?;
-                for s in said {
-                    progress(&s);
-                }
-                if let Some((paid, expected)) = settled {
-                    let after = w.token_balance().await?;
-                    let received = after.saturating_sub(before);
-                    let mut text = format!("exit complete: the contract paid {}", inf(paid));
-                    if paid < expected {
-                        text.push_str(&format!(
-                            "; your proofs entitled you to {} — the hub's dispute or a missed credit cost the difference",
-                            inf(expected)
-                        ));
-                    }
-                    return Ok(Report {
-                        json: json!({"paid": paid, "expected": expected, "tokensReceived": received.to_string()}),
-                        text,
-                    });
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Err(WalletError::Timeout("waiting for the challenge period".into()));
-                }
-                let (head, _) = w.confirmed_block().await?;
-                let line = format!("challenge period: block {head}, settles at {settle_block}");
-                if line != last {
-                    progress(&line);
-                    last = line;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-        WalletCommand::History { limit } => {
-            let lines = dir.journal()?;
-            let shown: Vec<_> = lines.iter().rev().take(*limit).collect();
-            let mut text = String::new();
-            for l in &shown {
-                text.push_str(&format!("{}  {}\n", utc(l.at), describe(&l.entry)));
-            }
-            if shown.is_empty() {
-                text.push_str("no history yet");
-            }
-            Ok(Report { json: json!({"entries": shown}), text: text.trim_end().to_string() })
-        }
+        WalletCommand::Exit { no_wait, offline } => exit(&mut open().await?, *no_wait, *offline, &mut progress).await,
+        WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
     }
+}
+
+/// `init` (a fresh random key) or `import` (a key given in `INFHUB_WALLET_KEY` or typed), stored
+/// encrypted under a password.
+fn create_key(dir: &WalletDir, fresh: bool, scrypt_log_n: u8) -> Result<Report, WalletError> {
+    let path = dir.keystore_path();
+    if path.exists() {
+        return Err(WalletError::KeyExists { path: path.display().to_string() });
+    }
+    let secret: [u8; 32] = if fresh {
+        loop {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b).map_err(|e| WalletError::InvalidInput(format!("no randomness: {e}")))?;
+            if PrivateKey::from_bytes(b).is_ok() {
+                break b;
+            }
+        }
+    } else {
+        let text = match std::env::var("INFHUB_WALLET_KEY") {
+            Ok(k) => k,
+            Err(_) if std::io::stdin().is_terminal() => rpassword::prompt_password("private key (hex): ")
+                .map_err(|e| WalletError::InvalidInput(e.to_string()))?,
+            Err(_) => return Err(WalletError::InvalidInput("set INFHUB_WALLET_KEY to the key to import".into())),
+        };
+        parse_key(&text)?.1 .0
+    };
+    let text = keystore::encrypt(&secret, &password(true)?, scrypt_log_n)?;
+    dir.write_atomic("keystore.json", text.as_bytes())?;
+    let address = PrivateKey::from_bytes(secret).map_err(|_| keystore::KeystoreError::InvalidKey)?.address();
+    Ok(Report {
+        json: json!({"address": address, "keystore": path}),
+        text: format!(
+            "address  {address}\nkeystore {} (back it up; the password is not stored anywhere)",
+            path.display()
+        ),
+    })
+}
+
+/// `register`: the hub's URL and the chain's from the flags or the stored wallet.
+async fn register(args: &WalletArgs, dir: &WalletDir, progress: &mut impl FnMut(&str)) -> Result<Report, WalletError> {
+    let (key, bytes) = load_key(dir)?;
+    let stored = dir.load()?;
+    let hub_url = args
+        .hub_url
+        .clone()
+        .or_else(|| stored.as_ref().map(|s| s.hub.hub_url.clone()))
+        .ok_or_else(|| WalletError::InvalidInput("give the hub's URL with --hub-url".into()))?;
+    let rpc_url = args
+        .rpc_url
+        .clone()
+        .or_else(|| stored.as_ref().map(|s| s.hub.rpc_url.clone()))
+        .ok_or_else(|| WalletError::InvalidInput("give the chain's RPC URL with --rpc-url".into()))?;
+    let w = Wallet::register(dir.clone(), key, bytes, &hub_url, &rpc_url, progress).await?;
+    let ch = w.channel()?;
+    Ok(Report {
+        json: json!({"user": w.user(), "epoch": ch.epoch, "hub": w.state().hub}),
+        text: format!(
+            "registered {} with the hub at {}\nchannel open on chain (epoch {}), hub contract {}",
+            w.user(),
+            w.state().hub.hub_url,
+            ch.epoch,
+            w.state().hub.hub_contract
+        ),
+    })
+}
+
+/// `balance` and `sync`: the wallet's figures, and whether the hub agrees with its proofs.
+async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Report, WalletError> {
+    let check = match w.sync().await {
+        Ok(c) => Some(c),
+        Err(e @ WalletError::HubUnreachable { .. }) => {
+            progress(&format!("{e}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let summary = w.summary()?;
+    let ch = w.channel()?;
+    let mut text = format!(
+        "account   {}\nbalance   {}\n  deposited {}  withdrawn {}  received {}  paid {}\nchannel   {} (epoch {}), proofs: credit #{} debit #{}\n",
+        w.user(),
+        inf(w.spendable()?),
+        inf(ch.deposited),
+        inf(ch.withdrawn),
+        inf(ch.cumulative_credit()),
+        inf(ch.cumulative_debit()),
+        match ch.status {
+            Status::Open => "open".to_string(),
+            Status::Closing { settle_block } => format!("closing, settles at block {settle_block}"),
+            Status::Settled => "settled: the contract paid your balance out on chain".to_string(),
+        },
+        ch.epoch,
+        ch.credit_nonce(),
+        ch.debit_nonce()
+    );
+    match &check {
+        Some(c) if c.agrees => text.push_str("hub       agrees with your proofs\n"),
+        Some(c) => {
+            text.push_str("hub       DISAGREES with your proofs:\n");
+            for d in &c.disagreements {
+                text.push_str(&format!("  - {d}\n"));
+            }
+            text.push_str("  your stored proofs are what the contract will honour; `infhub wallet exit` uses them\n");
+        }
+        None => text.push_str("hub       unreachable; figures from your proofs and the chain\n"),
+    }
+    if let Some(c) = &check {
+        for n in &c.notes {
+            text.push_str(&format!("note      {n}\n"));
+        }
+    }
+    let mut json = summary;
+    json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
+    json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
+    json["hubBalance"] = json!(check.as_ref().and_then(|c| c.hub_balance));
+    Ok(Report { json, text: text.trim_end().to_string() })
+}
+
+/// `exit`: starts a unilateral exit and (unless `no_wait`) defends it until it settles.
+async fn exit(
+    w: &mut Wallet,
+    no_wait: bool,
+    offline: bool,
+    progress: &mut impl FnMut(&str),
+) -> Result<Report, WalletError> {
+    if !offline {
+        if let Err(e) = w.sync().await {
+            progress(&format!("{e}; exiting with the proofs already stored"));
+        }
+    }
+    let before = w.token_balance().await?;
+    let settle_block = w.start_exit().await?;
+    let claim = w.channel()?.claim();
+    progress(&format!("exit started; the challenge period ends at block {settle_block}"));
+    if no_wait {
+        return Ok(Report {
+            json: json!({"settleBlock": settle_block, "claim": claim}),
+            text: format!(
+                "exit started; run `infhub wallet exit` again (or keep `watch` running) after block {settle_block} to collect {}",
+                inf(claim)
+            ),
+        });
+    }
+    let mut submitted = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3_600);
+    let mut last = String::new();
+    loop {
+        let (said, settled) = w.defend(true, &mut submitted).await?;
+        for s in said {
+            progress(&s);
+        }
+        if let Some((paid, expected)) = settled {
+            let after = w.token_balance().await?;
+            let received = after.saturating_sub(before);
+            let mut text = format!("exit complete: the contract paid {}", inf(paid));
+            if paid < expected {
+                text.push_str(&format!(
+                    "; your proofs entitled you to {} — the hub's dispute or a missed credit cost the difference",
+                    inf(expected)
+                ));
+            }
+            return Ok(Report {
+                json: json!({"paid": paid, "expected": expected, "tokensReceived": received.to_string()}),
+                text,
+            });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(WalletError::Timeout("waiting for the challenge period".into()));
+        }
+        let (head, _) = w.confirmed_block().await?;
+        let line = format!("challenge period: block {head}, settles at {settle_block}");
+        if line != last {
+            progress(&line);
+            last = line;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `history`: the newest `limit` entries of the wallet's journal.
+fn history(dir: &WalletDir, limit: usize) -> Result<Report, WalletError> {
+    let lines = dir.journal()?;
+    let shown: Vec<_> = lines.iter().rev().take(limit).collect();
+    let mut text = String::new();
+    for l in &shown {
+        text.push_str(&format!("{}  {}\n", utc(l.at), describe(&l.entry)));
+    }
+    if shown.is_empty() {
+        text.push_str("no history yet");
+    }
+    Ok(Report { json: json!({"entries": shown}), text: text.trim_end().to_string() })
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, proleptic Gregorian).
@@ -494,6 +511,31 @@ pub fn describe(e: &JournalEntry) -> String {
     }
 }
 
+/// Forwards the hub's stream messages to the watch loop until the stream ends, then says so.
+fn follow_stream<S>(mut ws: S, tx: tokio::sync::mpsc::Sender<Result<String, String>>) -> tokio::task::JoinHandle<()>
+where
+    S: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                    if tx.send(Ok(t.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = tx.send(Err("stream closed".into())).await;
+    })
+}
+
 /// `infhub wallet watch`: follows the hub's stream and the chain until `stop` resolves.
 pub async fn watch(
     args: &WalletArgs,
@@ -538,22 +580,7 @@ pub async fn watch(
                     for d in &check.disagreements {
                         say("disagreement", &format!("the hub DISAGREES with your proofs: {d}"));
                     }
-                    let tx = tx.clone();
-                    stream_task = Some(tokio::spawn(async move {
-                        let mut ws = ws;
-                        while let Some(msg) = ws.next().await {
-                            match msg {
-                                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
-                                    if tx.send(Ok(t.to_string())).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => break,
-                                Ok(_) => {}
-                            }
-                        }
-                        let _ = tx.send(Err("stream closed".into())).await;
-                    }));
+                    stream_task = Some(follow_stream(ws, tx.clone()));
                     say("subscribed", "following the hub's stream of your credits");
                 }
                 Err(

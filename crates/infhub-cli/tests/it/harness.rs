@@ -10,19 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const OPERATOR: &str = "dev-operator-token-not-secret";
-pub const INF: u128 = 1_000_000_000_000_000_000;
+pub(crate) const OPERATOR: &str = "dev-operator-token-not-secret";
+pub(crate) const INF: u128 = 1_000_000_000_000_000_000;
 
 /// A test user: anvil's development key `i` (funded with test tokens at deployment).
 #[derive(Clone, Debug)]
-pub struct User {
+pub(crate) struct User {
     pub key: String,
     pub address: Address,
     pub dir: PathBuf,
 }
 
 /// A chain, a hub node process and a scratch directory.
-pub struct Env {
+pub(crate) struct Env {
     pub anvil: Anvil,
     pub d: Deployment,
     pub provider: DynProvider,
@@ -37,7 +37,7 @@ fn infhub() -> Command {
 }
 
 impl Env {
-    pub async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         let anvil = Anvil::spawn(&["--block-time", "0.2"]).expect("anvil");
         let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
         let provider = anvil.provider().expect("provider");
@@ -56,7 +56,7 @@ impl Env {
     }
 
     /// Starts (or restarts) the hub node process on the same data directory.
-    pub async fn start_hub(&mut self) {
+    pub(crate) async fn start_hub(&mut self) {
         assert!(self.node.is_none(), "hub already running");
         let child = infhub()
             .args(["run", "--config"])
@@ -80,21 +80,21 @@ impl Env {
     }
 
     /// Kills the hub node process (SIGKILL: no goodbye).
-    pub fn kill_hub(&mut self) {
+    pub(crate) fn kill_hub(&mut self) {
         if let Some(mut c) = self.node.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn user(&self, i: usize, name: &str) -> User {
+    pub(crate) fn user(&self, i: usize, name: &str) -> User {
         let key = anvil::DEV_KEYS[i].to_string();
         let address = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0).expect("key").address();
         User { key, address, dir: self.tmp.path().join(name) }
     }
 
     /// Runs `infhub wallet --json <args>` as `u`; returns (success, stdout JSON).
-    pub fn wallet(&self, u: &User, args: &[&str]) -> (bool, Value) {
+    pub(crate) fn wallet(&self, u: &User, args: &[&str]) -> (bool, Value) {
         let out =
             self.wallet_command(u, args).stdout(Stdio::piped()).stderr(Stdio::piped()).output().expect("run wallet");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -106,13 +106,13 @@ impl Env {
     }
 
     /// Like [`Env::wallet`] but the command must succeed.
-    pub fn ok(&self, u: &User, args: &[&str]) -> Value {
+    pub(crate) fn ok(&self, u: &User, args: &[&str]) -> Value {
         let (ok, v) = self.wallet(u, args);
         assert!(ok, "wallet {args:?} failed: {v}");
         v
     }
 
-    pub fn wallet_command(&self, u: &User, args: &[&str]) -> Command {
+    pub(crate) fn wallet_command(&self, u: &User, args: &[&str]) -> Command {
         let mut c = infhub();
         c.arg("wallet")
             .arg("--json")
@@ -124,11 +124,11 @@ impl Env {
         c
     }
 
-    pub fn register(&self, u: &User) {
+    pub(crate) fn register(&self, u: &User) {
         self.ok(u, &["register", "--hub-url", &self.hub_url, "--rpc-url", &self.anvil.url]);
     }
 
-    pub async fn token_balance(&self, who: Address) -> u128 {
+    pub(crate) async fn token_balance(&self, who: Address) -> u128 {
         let req = alloy::rpc::types::TransactionRequest::default()
             .to(self.d.token)
             .input(IErc20::balanceOfCall { owner: who }.abi_encode().into());
@@ -138,7 +138,7 @@ impl Env {
     }
 
     /// Operator: credits `user` with `amount` base units bought from the platform.
-    pub async fn purchase(&self, user: Address, amount: u128, id: u8) {
+    pub(crate) async fn purchase(&self, user: Address, amount: u128, id: u8) {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/operator/purchases", self.hub_url))
             .bearer_auth(OPERATOR)
@@ -151,7 +151,7 @@ impl Env {
 
     /// Runs `infhub operator …` against this hub with the operator's token; returns whether it
     /// succeeded and what it printed (stdout, then stderr).
-    pub fn operator(&self, args: &[&str]) -> (bool, String) {
+    pub(crate) fn operator(&self, args: &[&str]) -> (bool, String) {
         let out = infhub()
             .args(["operator", "--hub-url", &self.hub_url])
             .args(args)
@@ -163,7 +163,7 @@ impl Env {
     }
 
     /// Operator: starts the hub's close of `user`'s channel.
-    pub async fn hub_close(&self, user: Address) {
+    pub(crate) async fn hub_close(&self, user: Address) {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/operator/closes", self.hub_url))
             .bearer_auth(OPERATOR)
@@ -174,7 +174,7 @@ impl Env {
         assert!(r.status().is_success(), "close: {}", r.text().await.unwrap_or_default());
     }
 
-    pub async fn solvency(&self) -> Value {
+    pub(crate) async fn solvency(&self) -> Value {
         reqwest::Client::new()
             .get(format!("{}/v1/operator/solvency", self.hub_url))
             .bearer_auth(OPERATOR)
@@ -187,7 +187,7 @@ impl Env {
     }
 
     /// Waits until `f` holds, up to `secs`.
-    pub async fn until<F: std::future::Future<Output = bool>>(&self, secs: u64, what: &str, f: impl Fn() -> F) {
+    pub(crate) async fn until<F: std::future::Future<Output = bool>>(&self, secs: u64, what: &str, f: impl Fn() -> F) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !f().await {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -203,12 +203,12 @@ impl Drop for Env {
 }
 
 /// A base-unit amount from a JSON string field.
-pub fn amount(v: &Value) -> u128 {
+pub(crate) fn amount(v: &Value) -> u128 {
     v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
 /// Copies a wallet directory (a backup).
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("entry");
@@ -220,14 +220,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// A TCP proxy in front of the hub that can lose the hub's answers to payments: it forwards
 /// the request (the hub applies it) and closes the client's connection instead of answering.
-pub struct LossyProxy {
+pub(crate) struct LossyProxy {
     pub url: String,
     drop_transfers: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LossyProxy {
-    pub async fn start(hub_url: &str) -> LossyProxy {
+    pub(crate) async fn start(hub_url: &str) -> LossyProxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -275,7 +275,7 @@ impl LossyProxy {
         LossyProxy { url, drop_transfers, task }
     }
 
-    pub fn drop_transfer_answers(&self, on: bool) {
+    pub(crate) fn drop_transfer_answers(&self, on: bool) {
         self.drop_transfers.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -235,6 +235,21 @@ impl Ledger {
                 on_channel(self, user, Input::ChainSettled { epoch, paid }, Some(ChainFunds::default()))?;
                 self.reserve = reserve_after;
             }
+            ChainEvent::ReserveDeposited { .. }
+            | ChainEvent::ExcessToReserve { .. }
+            | ChainEvent::CustodialDeposited { .. }
+            | ChainEvent::ReserveWithdrawn { .. }
+            | ChainEvent::ReserveWithdrawalAnnounced { .. }
+            | ChainEvent::ReserveWithdrawalCancelled { .. }
+            | ChainEvent::PayoutBatchExecuted { .. } => self.reserve_event(at_block, ev)?,
+        }
+        self.take_seq();
+        Ok(Outcome::Applied(effects))
+    }
+
+    /// The events that move the reserve (and the custodial pool) rather than a channel.
+    fn reserve_event(&mut self, at_block: u64, ev: ChainEvent) -> Result<(), Error> {
+        match ev {
             ChainEvent::ReserveDeposited { reserve_after } => {
                 if reserve_after < self.reserve {
                     return Err(Error::ChainEventInconsistent);
@@ -297,9 +312,9 @@ impl Ledger {
                 self.in_flight.remove(at);
                 self.reserve = reserve_after;
             }
+            _ => unreachable!("reserve_event is called with reserve events only"),
         }
-        self.take_seq();
-        Ok(Outcome::Applied(effects))
+        Ok(())
     }
 
     /// Starts tracking the channel of `user` at `epoch` (open, empty). A registration counts

@@ -179,27 +179,7 @@ impl Ledger {
             }
             Command::Purchase { user, amount, purchase_id } => self.purchase(user, amount, purchase_id),
             Command::Withdraw { withdrawal, user_signature } => self.withdraw(hub_key, withdrawal, user_signature),
-            Command::OpenCustodial { account, api_key_hash } => {
-                if self.custodial.contains_key(&account) || self.accounts.contains_key(&account) {
-                    return Err(Error::AccountAlreadyExists);
-                }
-                if account == Address::ZERO || account == self.params.hub {
-                    return Err(Error::UserMustNotBeZeroOrHub);
-                }
-                if self.accounts.len() + self.custodial.len() >= self.params.max_accounts {
-                    return Err(Error::TooManyAccounts);
-                }
-                let c = CustodialAccount {
-                    account,
-                    balance: Amount::ZERO,
-                    deposited_on_chain: Amount::ZERO,
-                    api_key_hash,
-                    linked_channel: None,
-                };
-                self.custodial.insert(account, c);
-                self.take_seq();
-                Ok(Outcome::CustodialOpened)
-            }
+            Command::OpenCustodial { account, api_key_hash } => self.open_custodial(account, api_key_hash),
             Command::CustodialTransfers(batch) => {
                 if batch.is_empty() || batch.len() > MAX_CUSTODIAL_BATCH {
                     return Err(Error::BatchSizeOutOfRange);
@@ -214,42 +194,10 @@ impl Ledger {
             Command::ConvertToChannel { account, user, transfer_id } => {
                 self.convert_to_channel(account, user, transfer_id)
             }
-            Command::ReleaseReserveEarmark => {
-                // Only an earmark whose announcement never reached the chain: one announced is
-                // released by its cancellation, execution or expiry, as the chain decides.
-                if self.earmarked.is_zero() || self.reserve_withdrawal.is_some() {
-                    return Err(Error::NoReserveWithdrawalPending);
-                }
-                self.earmarked = Amount::ZERO;
-                self.take_seq();
-                Ok(Outcome::Earmarked)
-            }
-            Command::EarmarkReserveWithdrawal { amount } => {
-                // Bounded by the free reserve below, not by the largest payment.
-                if amount.is_zero() {
-                    return Err(Error::AmountMustNotBeZero);
-                }
-                if !self.earmarked.is_zero() {
-                    return Err(Error::ReserveWithdrawalPending);
-                }
-                if amount.0 > self.free_reserve() {
-                    return Err(Error::ReserveInsufficient);
-                }
-                self.earmarked = amount;
-                self.take_seq();
-                Ok(Outcome::Earmarked)
-            }
+            Command::ReleaseReserveEarmark => self.release_reserve_earmark(),
+            Command::EarmarkReserveWithdrawal { amount } => self.earmark_reserve_withdrawal(amount),
             Command::SealProofs => self.seal(hub_key),
-            Command::TakePayoutBatch { max } => {
-                let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
-                let batch: Vec<Payout> = self.queued.drain(..n).collect();
-                if !batch.is_empty() {
-                    let id = payout_batch_id(&batch);
-                    self.in_flight.push_back(PayoutBatch { id, payouts: batch.clone(), taken_at_block: self.block });
-                }
-                self.take_seq();
-                Ok(Outcome::PayoutBatch(batch))
-            }
+            Command::TakePayoutBatch { max } => self.take_payout_batch(max),
             Command::Chain { at, event } => {
                 if at <= self.chain_cursor {
                     // Already applied (a re-delivery after a restart or a reorg-free rescan).
@@ -259,35 +207,102 @@ impl Ledger {
                 self.chain_cursor = at;
                 Ok(out)
             }
-            Command::Block(n) => {
-                if n < self.block || n < self.chain_cursor.block {
-                    return Err(Error::ChainEventInconsistent);
-                }
-                let params = self.channel_params();
-                // Only channels with a hold or a close in progress react to blocks; the others'
-                // `block` field may lag, which the channel machine allows.
-                // They are indexed, in address order.
-                let busy: Vec<Address> = self.busy_channels().copied().collect();
-                let mut effects = Vec::new();
-                let mut updates = Vec::new();
-                for user in busy {
-                    let acct = &self.accounts[&user];
-                    let (ch, eff) = step(&acct.channel, &params, Input::Block(n))?;
-                    updates.push((user, ch));
-                    effects.extend(eff.into_iter().map(|e| (user, e)));
-                }
-                for (user, ch) in updates {
-                    self.replace_channel(user, ch, ChainFunds::default(), false);
-                }
-                // An announced reserve withdrawal not executed in its window can no longer be.
-                if self.reserve_withdrawal.is_some_and(|w| n >= w.expires_block) {
-                    self.reserve_withdrawal = None;
-                    self.earmarked = Amount::ZERO;
-                }
-                self.block = n;
-                self.take_seq();
-                Ok(Outcome::Applied(effects))
-            }
+            Command::Block(n) => self.block_passed(n),
         }
+    }
+
+    /// Opens a custodial account (seed 000 §3) under the shared account limit.
+    fn open_custodial(&mut self, account: Address, api_key_hash: B256) -> Result<Outcome, Error> {
+        if self.custodial.contains_key(&account) || self.accounts.contains_key(&account) {
+            return Err(Error::AccountAlreadyExists);
+        }
+        if account == Address::ZERO || account == self.params.hub {
+            return Err(Error::UserMustNotBeZeroOrHub);
+        }
+        if self.accounts.len() + self.custodial.len() >= self.params.max_accounts {
+            return Err(Error::TooManyAccounts);
+        }
+        let c = CustodialAccount {
+            account,
+            balance: Amount::ZERO,
+            deposited_on_chain: Amount::ZERO,
+            api_key_hash,
+            linked_channel: None,
+        };
+        self.custodial.insert(account, c);
+        self.take_seq();
+        Ok(Outcome::CustodialOpened)
+    }
+
+    /// Releases an earmark whose announcement never reached the chain.
+    fn release_reserve_earmark(&mut self) -> Result<Outcome, Error> {
+        // Only an earmark whose announcement never reached the chain: one announced is
+        // released by its cancellation, execution or expiry, as the chain decides.
+        if self.earmarked.is_zero() || self.reserve_withdrawal.is_some() {
+            return Err(Error::NoReserveWithdrawalPending);
+        }
+        self.earmarked = Amount::ZERO;
+        self.take_seq();
+        Ok(Outcome::Earmarked)
+    }
+
+    /// Earmarks free reserve for a reserve withdrawal about to be announced.
+    fn earmark_reserve_withdrawal(&mut self, amount: Amount) -> Result<Outcome, Error> {
+        // Bounded by the free reserve below, not by the largest payment.
+        if amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if !self.earmarked.is_zero() {
+            return Err(Error::ReserveWithdrawalPending);
+        }
+        if amount.0 > self.free_reserve() {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.earmarked = amount;
+        self.take_seq();
+        Ok(Outcome::Earmarked)
+    }
+
+    /// Hands out the next batch of queued external payouts (at most `max`).
+    fn take_payout_batch(&mut self, max: usize) -> Result<Outcome, Error> {
+        let n = max.min(self.queued.len()).min(crate::contract::MAX_PAYOUT_BATCH);
+        let batch: Vec<Payout> = self.queued.drain(..n).collect();
+        if !batch.is_empty() {
+            let id = payout_batch_id(&batch);
+            self.in_flight.push_back(PayoutBatch { id, payouts: batch.clone(), taken_at_block: self.block });
+        }
+        self.take_seq();
+        Ok(Outcome::PayoutBatch(batch))
+    }
+
+    /// A new confirmed block: channels with a hold or a close react, expired announcements lapse.
+    fn block_passed(&mut self, n: u64) -> Result<Outcome, Error> {
+        if n < self.block || n < self.chain_cursor.block {
+            return Err(Error::ChainEventInconsistent);
+        }
+        let params = self.channel_params();
+        // Only channels with a hold or a close in progress react to blocks; the others'
+        // `block` field may lag, which the channel machine allows.
+        // They are indexed, in address order.
+        let busy: Vec<Address> = self.busy_channels().copied().collect();
+        let mut effects = Vec::new();
+        let mut updates = Vec::new();
+        for user in busy {
+            let acct = &self.accounts[&user];
+            let (ch, eff) = step(&acct.channel, &params, Input::Block(n))?;
+            updates.push((user, ch));
+            effects.extend(eff.into_iter().map(|e| (user, e)));
+        }
+        for (user, ch) in updates {
+            self.replace_channel(user, ch, ChainFunds::default(), false);
+        }
+        // An announced reserve withdrawal not executed in its window can no longer be.
+        if self.reserve_withdrawal.is_some_and(|w| n >= w.expires_block) {
+            self.reserve_withdrawal = None;
+            self.earmarked = Amount::ZERO;
+        }
+        self.block = n;
+        self.take_seq();
+        Ok(Outcome::Applied(effects))
     }
 }

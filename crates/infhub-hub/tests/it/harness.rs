@@ -22,22 +22,22 @@ use infhub_hub::Hub;
 use infhub_ledger::simfs::SimDisk;
 
 /// Blocks before an event counts.
-pub const CONFIRMATIONS: u64 = 2;
+pub(crate) const CONFIRMATIONS: u64 = 2;
 /// Blocks a close may be disputed.
-pub const CHALLENGE: u64 = 30;
+pub(crate) const CHALLENGE: u64 = 30;
 /// The duties' resend interval.
-pub const RESEND_AFTER: u64 = 4;
+pub(crate) const RESEND_AFTER: u64 = 4;
 
-pub type TestHub = Hub<SimDisk, MemoryChain, RecordingBroadcaster>;
+pub(crate) type TestHub = Hub<SimDisk, MemoryChain, RecordingBroadcaster>;
 
-pub fn key(seed: u64) -> PrivateKey {
+pub(crate) fn key(seed: u64) -> PrivateKey {
     let mut b = [0u8; 32];
     b[24..].copy_from_slice(&seed.to_be_bytes());
     PrivateKey::from_bytes(b).expect("key")
 }
 
 /// The chain: the contract model, the blocks the watcher reads, and what was mined.
-pub struct ModelChain {
+pub(crate) struct ModelChain {
     pub model: ContractModel,
     pub source: MemoryChain,
     /// Logs of the block being built.
@@ -68,12 +68,12 @@ impl ModelChain {
     }
 
     /// The block the next transactions go into.
-    pub fn next_block(&self) -> u64 {
+    pub(crate) fn next_block(&self) -> u64 {
         self.states.len() as u64
     }
 
     /// Closes the block being built.
-    pub fn mine(&mut self) -> u64 {
+    pub(crate) fn mine(&mut self) -> u64 {
         let n = self.source.push_block(std::mem::take(&mut self.pending));
         assert_eq!(n, self.states.len() as u64, "model and source agree on heights");
         self.states.push(self.model.clone());
@@ -81,7 +81,7 @@ impl ModelChain {
     }
 
     /// Takes back the newest `depth` blocks (their transactions vanish).
-    pub fn reorg(&mut self, depth: u64) {
+    pub(crate) fn reorg(&mut self, depth: u64) {
         self.source.rewind(depth);
         let keep = self.states.len() - depth as usize;
         self.states.truncate(keep);
@@ -91,7 +91,7 @@ impl ModelChain {
         self.executed.retain(|(b, _, _)| *b < floor);
     }
 
-    pub fn deposit(&mut self, user: Address, amount: u128) {
+    pub(crate) fn deposit(&mut self, user: Address, amount: u128) {
         let total = self.model.deposit(user, U256::from(amount)).expect("deposit");
         let epoch = self.model.channel(user).epoch;
         self.pending.push(log(&IInfHub::Deposited {
@@ -103,7 +103,7 @@ impl ModelChain {
         }));
     }
 
-    pub fn deposit_reserve(&mut self, amount: u128) {
+    pub(crate) fn deposit_reserve(&mut self, amount: u128) {
         self.model.deposit_reserve(U256::from(amount)).expect("reserve");
         let reserve_after = self.model.reserve;
         self.pending.push(log(&IInfHub::ReserveDeposited {
@@ -114,7 +114,7 @@ impl ModelChain {
     }
 
     /// The user exits with no credit (an old backup): the hub must answer with her debit.
-    pub fn exit_without_proofs(&mut self, user: Address) {
+    pub(crate) fn exit_without_proofs(&mut self, user: Address) {
         let block = self.next_block();
         let credit = Credit {
             user,
@@ -135,7 +135,7 @@ impl ModelChain {
     }
 
     /// Executes a hub transaction as the contract would, emitting its logs. Returns success.
-    pub fn execute(&mut self, from: Address, input: &[u8]) -> bool {
+    pub(crate) fn execute(&mut self, from: Address, input: &[u8]) -> bool {
         let before = self.model.clone();
         let ok = self.try_execute(from, input).is_ok();
         if !ok {
@@ -149,19 +149,6 @@ impl ModelChain {
         use IInfHub::IInfHubCalls as C;
         let block = self.next_block();
         let call = C::abi_decode(input).expect("the hub sends only contract calls");
-        let amount = |v: u128| Amount(v);
-        let debit_of = |d: &IInfHub::Debit| Debit {
-            user: d.user,
-            epoch: d.epoch,
-            nonce: d.nonce,
-            cumulative_debit: amount(d.cumulativeDebit),
-            locked_amount: amount(d.lockedAmount),
-            locks_root: d.locksRoot,
-            kind: d.kind,
-            recipient: d.recipient,
-            amount: amount(d.amount),
-            payment_id: d.paymentId,
-        };
         match call {
             C::openChannels(c) => {
                 for (user, out) in c.users.iter().zip(self.model.open_channels(from, &c.users)?) {
@@ -211,32 +198,18 @@ impl ModelChain {
             C::realizeDebits(c) => {
                 let batch: Vec<(Debit, Vec<u8>)> =
                     c.debits.iter().zip(&c.userSignatures).map(|(d, s)| (debit_of(d), s.to_vec())).collect();
-                let before = self.model.clone();
-                let moved = self.model.realize_debits(from, &batch)?;
-                let mut reserve = before.reserve;
-                for ((d, _), m) in batch.iter().zip(moved) {
-                    let Some(m) = m else { continue };
-                    let stored_before = before.channel(d.user).debit;
-                    let stored = self.model.channel(d.user).debit;
-                    if stored != stored_before {
-                        self.pending.push(log(&IInfHub::DebitSubmitted {
-                            user: d.user,
-                            epoch: d.epoch,
-                            nonce: d.nonce,
-                            cumulativeDebit: U256::from(d.cumulative_debit.0),
-                            by: from,
-                        }));
-                    }
-                    reserve += m;
-                    self.pending.push(log(&IInfHub::DebitRealized {
-                        user: d.user,
-                        epoch: d.epoch,
-                        nonce: stored.nonce,
-                        cumulativeDebit: U256::from(stored.cumulative.0),
-                        moved: m,
-                        reserveAfter: reserve,
-                    }));
-                }
+                self.realize(from, &batch)?;
+            }
+            C::submitCredit(c) => {
+                let credit = credit_of(&c.credit);
+                self.model.submit_credit(block, &credit, &c.hubSignature)?;
+                self.pending.push(log(&IInfHub::CreditSubmitted {
+                    user: credit.user,
+                    epoch: credit.epoch,
+                    nonce: credit.nonce,
+                    cumulativeCredit: U256::from(credit.cumulative_credit.0),
+                    by: from,
+                }));
             }
             C::startHubClose(c) => {
                 let d = debit_of(&c.debit);
@@ -263,13 +236,72 @@ impl ModelChain {
         Ok(())
     }
 
-    pub fn status(&self, user: Address) -> ChainStatus {
+    /// `realizeDebits`: the model moves what each debit allows; the events follow the contract's.
+    fn realize(&mut self, from: Address, batch: &[(Debit, Vec<u8>)]) -> Result<(), infhub_core::Error> {
+        let before = self.model.clone();
+        let moved = self.model.realize_debits(from, batch)?;
+        let mut reserve = before.reserve;
+        for ((d, _), m) in batch.iter().zip(moved) {
+            let Some(m) = m else { continue };
+            let stored_before = before.channel(d.user).debit;
+            let stored = self.model.channel(d.user).debit;
+            if stored != stored_before {
+                self.pending.push(log(&IInfHub::DebitSubmitted {
+                    user: d.user,
+                    epoch: d.epoch,
+                    nonce: d.nonce,
+                    cumulativeDebit: U256::from(d.cumulative_debit.0),
+                    by: from,
+                }));
+            }
+            reserve += m;
+            self.pending.push(log(&IInfHub::DebitRealized {
+                user: d.user,
+                epoch: d.epoch,
+                nonce: stored.nonce,
+                cumulativeDebit: U256::from(stored.cumulative.0),
+                moved: m,
+                reserveAfter: reserve,
+            }));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn status(&self, user: Address) -> ChainStatus {
         self.model.channel(user).status
     }
 }
 
+/// The core's debit from the contract call's argument.
+fn debit_of(d: &IInfHub::Debit) -> Debit {
+    Debit {
+        user: d.user,
+        epoch: d.epoch,
+        nonce: d.nonce,
+        cumulative_debit: Amount(d.cumulativeDebit),
+        locked_amount: Amount(d.lockedAmount),
+        locks_root: d.locksRoot,
+        kind: d.kind,
+        recipient: d.recipient,
+        amount: Amount(d.amount),
+        payment_id: d.paymentId,
+    }
+}
+
+/// The core's credit from the contract call's argument.
+fn credit_of(c: &IInfHub::Credit) -> Credit {
+    Credit {
+        user: c.user,
+        epoch: c.epoch,
+        nonce: c.nonce,
+        cumulative_credit: Amount(c.cumulativeCredit),
+        locked_amount: Amount(c.lockedAmount),
+        locks_root: c.locksRoot,
+    }
+}
+
 /// A hub, its users and its chain.
-pub struct World {
+pub(crate) struct World {
     pub hub_key: PrivateKey,
     pub users: Vec<PrivateKey>,
     pub domain: Domain,
@@ -280,7 +312,7 @@ pub struct World {
     next_id: u64,
 }
 
-pub fn ledger_config() -> HubLedgerConfig {
+pub(crate) fn ledger_config() -> HubLedgerConfig {
     HubLedgerConfig {
         data_dir: "/hub".into(),
         max_segment_bytes: 16 << 10,
@@ -292,7 +324,7 @@ pub fn ledger_config() -> HubLedgerConfig {
 
 impl World {
     /// A hub with `users` registered users, each with `deposit` in its channel, and `reserve`.
-    pub fn new(users: usize, deposit: u128, reserve: u128, realize: RealizePolicy) -> World {
+    pub(crate) fn new(users: usize, deposit: u128, reserve: u128, realize: RealizePolicy) -> World {
         let hub_key = key(0x0048_5542);
         let domain = Domain { chain_id: 31_337, verifying_contract: Address::repeat_byte(0x1F) };
         let users: Vec<PrivateKey> = (0..users as u64).map(|i| key(0xA000 + i)).collect();
@@ -326,7 +358,7 @@ impl World {
         w
     }
 
-    pub fn params(&self) -> LedgerParams {
+    pub(crate) fn params(&self) -> LedgerParams {
         LedgerParams {
             domain: self.domain,
             hub: self.hub_key.address(),
@@ -338,7 +370,7 @@ impl World {
         }
     }
 
-    pub fn start_hub(&mut self) {
+    pub(crate) fn start_hub(&mut self) {
         let watcher = WatcherConfig {
             confirmations: CONFIRMATIONS,
             max_blocks_per_poll: 64,
@@ -359,18 +391,18 @@ impl World {
         self.hub = Some(hub);
     }
 
-    pub fn hub(&mut self) -> &mut TestHub {
+    pub(crate) fn hub(&mut self) -> &mut TestHub {
         self.hub.as_mut().expect("hub running")
     }
 
     /// The hub process dies (what it held in memory is gone) and starts again from its disk.
-    pub fn restart_hub(&mut self) {
+    pub(crate) fn restart_hub(&mut self) {
         self.hub = None;
         self.start_hub();
     }
 
     /// Hands the hub's new transactions to the chain, into the block being built.
-    pub fn deliver(&mut self) -> Vec<RecordedTx> {
+    pub(crate) fn deliver(&mut self) -> Vec<RecordedTx> {
         let txs = self.hub().duties.broadcaster_mut().take_outbox();
         let from = self.hub_key.address();
         let block = self.chain.next_block();
@@ -384,13 +416,13 @@ impl World {
     }
 
     /// Drops the hub's new transactions (a node that lost them).
-    pub fn drop_outbox(&mut self) -> Vec<RecordedTx> {
+    pub(crate) fn drop_outbox(&mut self) -> Vec<RecordedTx> {
         self.hub().duties.broadcaster_mut().take_outbox()
     }
 
     /// Mines `blocks` blocks, letting the hub tick after each; the hub's transactions go into
     /// the next block.
-    pub fn mine_and_tick(&mut self, blocks: u64) {
+    pub(crate) fn mine_and_tick(&mut self, blocks: u64) {
         for _ in 0..blocks {
             self.chain.mine();
             self.hub().tick(true).expect("hub up");
@@ -398,12 +430,12 @@ impl World {
         }
     }
 
-    pub fn user(&self, i: usize) -> Address {
+    pub(crate) fn user(&self, i: usize) -> Address {
         self.users[i].address()
     }
 
     /// User `from` signs a payment; the hub applies it.
-    pub fn pay(&mut self, from: usize, kind: PaymentKind, to: Address, amount: u128) -> SignedDebit {
+    pub(crate) fn pay(&mut self, from: usize, kind: PaymentKind, to: Address, amount: u128) -> SignedDebit {
         self.next_id += 1;
         let id = B256::from(U256::from(self.next_id));
         let payer = self.user(from);
@@ -417,7 +449,7 @@ impl World {
     }
 
     /// The hub transactions executed on chain whose call is named `name`.
-    pub fn executed(&self, name: &str) -> Vec<(u64, bool)> {
+    pub(crate) fn executed(&self, name: &str) -> Vec<(u64, bool)> {
         self.chain
             .executed
             .iter()
@@ -427,7 +459,7 @@ impl World {
     }
 }
 
-pub fn call_name(c: &IInfHub::IInfHubCalls) -> &'static str {
+pub(crate) fn call_name(c: &IInfHub::IInfHubCalls) -> &'static str {
     use IInfHub::IInfHubCalls as C;
     match c {
         C::submitDebit(_) => "submitDebit",
@@ -436,6 +468,7 @@ pub fn call_name(c: &IInfHub::IInfHubCalls) -> &'static str {
         C::realizeDebits(_) => "realizeDebits",
         C::openChannels(_) => "openChannels",
         C::startHubClose(_) => "startHubClose",
+        C::submitCredit(_) => "submitCredit",
         _ => "other",
     }
 }

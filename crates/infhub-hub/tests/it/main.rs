@@ -8,7 +8,7 @@ mod harness;
 
 use harness::{World, CHALLENGE, CONFIRMATIONS, RESEND_AFTER};
 use infhub_core::contract::ChainStatus;
-use infhub_core::duties::RealizePolicy;
+use infhub_core::duties::{HubTx, RealizePolicy};
 use infhub_core::ledger::Command;
 use infhub_core::messages::PaymentKind;
 use infhub_core::{Address, Amount};
@@ -234,4 +234,26 @@ fn a_retried_payment_gets_its_first_answer_even_once_the_ledger_forgot_its_id() 
     other.message.amount = Amount(11);
     let out = payment_answer(history, &domain, &other.message, (Err(infhub_core::Error::NonceMustIncrease), None));
     assert_eq!(out, Err(NotApplied::Refused(infhub_core::Error::NonceMustIncrease)));
+}
+
+/// The hub closes a dormant user's channel holding none of her debits: it puts its own newest
+/// credit to her on record while the challenge period runs (the HonourCredit duty, §5.10), once,
+/// and the settlement pays her deposit and what she received.
+#[test]
+fn a_hub_close_puts_the_hubs_newest_credit_on_record_and_the_settlement_pays_it() {
+    let mut w = World::new(2, 1_000, 10_000, RealizePolicy::OFF);
+    let alice = w.user(0);
+    w.pay(1, PaymentKind::Internal, alice, 300);
+    let close = HubTx::HubClose { user: alice, debit: None };
+    infhub_hub::run_ready(w.hub().duties.request(close)).expect("sent");
+    w.deliver();
+    assert_eq!(w.chain.model.channel(alice).credit.cumulative, Amount(0), "the close carries no credit");
+    w.mine_and_tick(CONFIRMATIONS + 1 + RESEND_AFTER);
+    let honoured = w.executed("submitCredit");
+    assert_eq!(honoured.len(), 1, "sent once and not again once on record: {honoured:?}");
+    assert!(honoured[0].1, "the contract accepted it");
+    assert_eq!(w.chain.model.channel(alice).credit.cumulative, Amount(300), "her credit is on record");
+    w.mine_and_tick(CHALLENGE + CONFIRMATIONS);
+    assert_eq!(w.chain.status(alice), ChainStatus::Settled);
+    assert_eq!(w.chain.model.sent_to.get(&alice).copied().unwrap_or_default(), alloy::primitives::U256::from(1_300));
 }

@@ -278,23 +278,28 @@ pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address
             f(withdrawal.user, e);
         }
         (Command::Chain { at, event }, _) => {
-            let (user, kind, amount) = match *event {
-                ChainEvent::ChannelOpened { user, .. } => (user, EntryKind::ChannelOpened, Amount::ZERO),
-                ChainEvent::Deposited { user, total_deposited, .. } => (user, EntryKind::Deposited, total_deposited),
-                ChainEvent::Withdrawn { user, total_withdrawn, .. } => (user, EntryKind::Withdrawn, total_withdrawn),
-                ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
-                ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
-                ChainEvent::CustodialDeposited { account, amount, .. } => {
-                    (account, EntryKind::CustodialDeposited, amount)
-                }
-                _ => return,
-            };
-            let mut e = entry(seq, kind, amount);
-            e.block = Some(at.block);
-            f(user, e);
+            if let Some((user, e)) = chain_entry(seq, at.block, event) {
+                f(user, e);
+            }
         }
         _ => {}
     }
+}
+
+/// The entry a confirmed chain event makes in its account's history, if it makes one.
+fn chain_entry(seq: u64, block: u64, event: &ChainEvent) -> Option<(Address, HistoryEntry)> {
+    let (user, kind, amount) = match *event {
+        ChainEvent::ChannelOpened { user, .. } => (user, EntryKind::ChannelOpened, Amount::ZERO),
+        ChainEvent::Deposited { user, total_deposited, .. } => (user, EntryKind::Deposited, total_deposited),
+        ChainEvent::Withdrawn { user, total_withdrawn, .. } => (user, EntryKind::Withdrawn, total_withdrawn),
+        ChainEvent::ExitStarted { user, .. } => (user, EntryKind::ExitStarted, Amount::ZERO),
+        ChainEvent::Settled { user, paid, .. } => (user, EntryKind::Settled, paid),
+        ChainEvent::CustodialDeposited { account, amount, .. } => (account, EntryKind::CustodialDeposited, amount),
+        _ => return None,
+    };
+    let mut e = entry(seq, kind, amount);
+    e.block = Some(block);
+    Some((user, e))
 }
 
 /// The payment result an out-entry of `payer` holds for `payment_id`.

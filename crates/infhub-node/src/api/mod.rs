@@ -165,7 +165,7 @@ impl Api {
         let Some(token) = header.or(query_token) else {
             return Err(ApiError::unauthorized("a session or operator token is required (Authorization: Bearer …)"));
         };
-        if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.as_bytes()) {
+        if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.0.as_bytes()) {
             return Ok(Caller::Operator);
         }
         if let Some(rest) = token.strip_prefix(CUSTODIAL_KEY_PREFIX) {

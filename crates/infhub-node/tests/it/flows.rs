@@ -17,6 +17,7 @@ use infhub_core::{Signature, Withdrawal};
 use serde_json::{json, Value};
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scripted story, read top to bottom; each step depends on the last")]
 fn every_flow_through_the_api_then_a_restart_loses_nothing() {
     rt().block_on(async {
         let chain = Chain::start().await;

@@ -16,40 +16,40 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-pub const OPERATOR: &str = "dev-operator-token-not-secret";
+pub(crate) const OPERATOR: &str = "dev-operator-token-not-secret";
 
-pub struct Chain {
+pub(crate) struct Chain {
     pub anvil: Anvil,
     pub d: Deployment,
     pub provider: DynProvider,
 }
 
 impl Chain {
-    pub async fn start() -> Chain {
+    pub(crate) async fn start() -> Chain {
         let anvil = Anvil::spawn(&[]).expect("anvil");
         let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
         let provider = anvil.provider().expect("provider");
         Chain { anvil, d, provider }
     }
 
-    pub fn domain(&self) -> Domain {
+    pub(crate) fn domain(&self) -> Domain {
         Domain { chain_id: self.d.chain_id, verifying_contract: self.d.hub }
     }
 
     /// The hub's address (anvil key 0).
-    pub fn anvil_hub(&self) -> Address {
+    pub(crate) fn anvil_hub(&self) -> Address {
         PrivateKey::from_bytes(anvil::dev_key(0).0).expect("key").address()
     }
 
-    pub async fn mine(&self, n: u64) {
+    pub(crate) async fn mine(&self, n: u64) {
         anvil::mine(&self.provider, n).await.expect("mine");
     }
 
-    pub async fn head(&self) -> u64 {
+    pub(crate) async fn head(&self) -> u64 {
         self.provider.get_block_number().await.expect("head")
     }
 
-    pub async fn token_balance(&self, who: Address) -> U256 {
+    pub(crate) async fn token_balance(&self, who: Address) -> U256 {
         let req = alloy::rpc::types::TransactionRequest::default()
             .to(self.d.token)
             .input(IErc20::balanceOfCall { owner: who }.abi_encode().into());
@@ -57,7 +57,7 @@ impl Chain {
         IErc20::balanceOfCall::abi_decode_returns(&raw).expect("decode")
     }
 
-    pub fn config(&self, data_dir: PathBuf) -> Config {
+    pub(crate) fn config(&self, data_dir: PathBuf) -> Config {
         let mut c = infhub_node::dev::config(&self.anvil, &self.d, "127.0.0.1:0".into(), data_dir);
         c.chain.poll_interval_ms = 50;
         c.node.payout_interval_ms = 100;
@@ -67,14 +67,14 @@ impl Chain {
 }
 
 /// A node running in this process.
-pub struct InProcessNode {
+pub(crate) struct InProcessNode {
     pub url: String,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), infhub_node::NodeError>>,
 }
 
 impl InProcessNode {
-    pub async fn start(config: Config) -> InProcessNode {
+    pub(crate) async fn start(config: Config) -> InProcessNode {
         let (stop, rx) = watch::channel(false);
         let (tx, bound) = tokio::sync::oneshot::channel::<SocketAddr>();
         let task = tokio::spawn(infhub_node::run(config, rx, Some(tx)));
@@ -86,27 +86,27 @@ impl InProcessNode {
     }
 
     /// Graceful shutdown.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         self.task.await.expect("join").expect("node ran cleanly");
     }
 }
 
-pub struct Http {
+pub(crate) struct Http {
     pub base: String,
     pub client: reqwest::Client,
 }
 
 impl Http {
-    pub fn new(base: &str) -> Http {
+    pub(crate) fn new(base: &str) -> Http {
         Http { base: base.to_string(), client: reqwest::Client::new() }
     }
 
-    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.send(self.client.get(format!("{}{path}", self.base)), token).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         self.send(self.client.post(format!("{}{path}", self.base)).json(body), token).await
     }
 
@@ -122,16 +122,16 @@ impl Http {
 }
 
 /// A two-worker runtime for one test.
-pub fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-pub fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
 /// Waits until `f` returns Some, or panics after `secs`.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -149,7 +149,7 @@ where
 }
 
 /// A user: key, on-chain sender, and the running totals of its own debits.
-pub struct Wallet {
+pub(crate) struct Wallet {
     pub key: PrivateKey,
     pub chain: TxSender,
     pub epoch: u64,
@@ -159,22 +159,22 @@ pub struct Wallet {
 }
 
 impl Wallet {
-    pub async fn new(chain: &Chain, index: usize) -> Wallet {
+    pub(crate) async fn new(chain: &Chain, index: usize) -> Wallet {
         let key = PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key");
         let sender = anvil::sender(&chain.provider, anvil::dev_key(index)).await.expect("sender");
         Wallet { key, chain: sender, epoch: 1, debit_nonce: 0, cumulative_debit: 0, token: None }
     }
 
-    pub fn address(&self) -> Address {
+    pub(crate) fn address(&self) -> Address {
         self.key.address()
     }
 
-    pub fn registration(&self, domain: &Domain, valid_until_block: u64) -> Value {
+    pub(crate) fn registration(&self, domain: &Domain, valid_until_block: u64) -> Value {
         let r = Registration { user: self.address(), valid_until_block };
         serde_json::to_value(Signed::new(r, domain, &self.key)).expect("json")
     }
 
-    pub async fn login(&mut self, http: &Http, domain: &Domain) {
+    pub(crate) async fn login(&mut self, http: &Http, domain: &Domain) {
         let (s, c) = http.post("/v1/auth/challenge", None, &json!({"user": self.address()})).await;
         assert_eq!(s, 200, "{c}");
         let challenge: B256 = serde_json::from_value(c["challenge"].clone()).expect("challenge");
@@ -186,7 +186,7 @@ impl Wallet {
     }
 
     /// The next debit, without committing to it locally.
-    pub fn debit(&self, kind: PaymentKind, to: Address, amount: u128, id: B256) -> Debit {
+    pub(crate) fn debit(&self, kind: PaymentKind, to: Address, amount: u128, id: B256) -> Debit {
         Debit {
             user: self.address(),
             epoch: self.epoch,
@@ -201,19 +201,19 @@ impl Wallet {
         }
     }
 
-    pub fn sign_debit(&self, domain: &Domain, d: Debit) -> Value {
+    pub(crate) fn sign_debit(&self, domain: &Domain, d: Debit) -> Value {
         serde_json::to_value(Signed::new(d, domain, &self.key)).expect("json")
     }
 
     /// Records that the hub accepted `d`.
-    pub fn accepted(&mut self, d: &Debit) {
+    pub(crate) fn accepted(&mut self, d: &Debit) {
         self.debit_nonce = d.nonce;
         self.cumulative_debit = d.cumulative_debit.0;
     }
 
     /// Pays and returns the HTTP answer; updates local totals when the debit is spent: applied,
     /// or refused and refunded (spec §5.4).
-    pub async fn pay(
+    pub(crate) async fn pay(
         &mut self,
         http: &Http,
         domain: &Domain,
@@ -230,7 +230,7 @@ impl Wallet {
         r
     }
 
-    pub fn withdrawal(&self, domain: &Domain, cumulative: u128, expiry_block: u64) -> (Withdrawal, Value) {
+    pub(crate) fn withdrawal(&self, domain: &Domain, cumulative: u128, expiry_block: u64) -> (Withdrawal, Value) {
         let w = Withdrawal {
             user: self.address(),
             epoch: self.epoch,
@@ -241,7 +241,7 @@ impl Wallet {
         (w, json!({"withdrawal": w, "signature": s.signature}))
     }
 
-    pub async fn approve_and_deposit(&mut self, chain: &Chain, amount: u64) -> u64 {
+    pub(crate) async fn approve_and_deposit(&mut self, chain: &Chain, amount: u64) -> u64 {
         let (token, hub, me) = (chain.d.token, chain.d.hub, self.address());
         anvil::call_ok(&mut self.chain, token, IErc20::approveCall { spender: hub, amount: U256::MAX }.abi_encode())
             .await
@@ -251,21 +251,21 @@ impl Wallet {
             .expect("deposit")
     }
 
-    pub async fn account(&self, http: &Http) -> (u16, Value) {
+    pub(crate) async fn account(&self, http: &Http) -> (u16, Value) {
         http.get(&format!("/v1/accounts/{}", self.address()), self.token.as_deref()).await
     }
 }
 
-pub fn payment_id(n: u64) -> B256 {
+pub(crate) fn payment_id(n: u64) -> B256 {
     B256::from(U256::from(n))
 }
 
-pub fn amount(v: &Value) -> u128 {
+pub(crate) fn amount(v: &Value) -> u128 {
     v.as_str().unwrap_or_else(|| panic!("amount string expected, got {v}")).parse().expect("decimal amount")
 }
 
 /// Registers `w` and waits until its channel is open in the ledger.
-pub async fn register(chain: &Chain, http: &Http, w: &mut Wallet) {
+pub(crate) async fn register(chain: &Chain, http: &Http, w: &mut Wallet) {
     let domain = chain.domain();
     let head = chain.head().await;
     let (s, v) = http.post("/v1/registrations", None, &w.registration(&domain, head + 100)).await;
@@ -281,7 +281,7 @@ pub async fn register(chain: &Chain, http: &Http, w: &mut Wallet) {
 }
 
 /// Mines until the node's confirmed block reaches the head, so every event is applied.
-pub async fn settle_chain(chain: &Chain, http: &Http) {
+pub(crate) async fn settle_chain(chain: &Chain, http: &Http) {
     chain.mine(2).await;
     let head = chain.head().await;
     eventually(15, "node caught up", || async {
