@@ -9,8 +9,8 @@
 
 use crate::ledger::Sequenced;
 use infhub_core::ledger::Outcome;
-use infhub_core::messages::SignedCredit;
-use infhub_core::{Debit, Domain, Error};
+use infhub_core::messages::{SignedCredit, SignedDebit};
+use infhub_core::{Domain, Error};
 use infhub_ledger::fs::Fs;
 use infhub_ledger::history::{FirstResult, Heads, HistoryError, HistoryReader, PaymentResult};
 use std::sync::Arc;
@@ -55,15 +55,23 @@ impl From<HistoryError> for NotApplied {
 /// Where a retry's first result is read: the history reader and the payer's list heads.
 pub type HistoryLookup<F> = (Arc<HistoryReader<F>>, Option<Heads>);
 
-/// The answer to `debit` given what the ledger made of it. `history` is asked only for a
-/// retry (it may take a lock, so a new payment is answered without it).
+/// The answer to `signed` given what the ledger made of it. `history` is asked only for a
+/// retry (it may take a lock, so a new payment is answered without it). A retry gets the first
+/// answer only if it carries the payer's valid signature: the ledger recognizes a retry by its
+/// payment id before any signature check, and a success answer to a forged resend would say
+/// the forger's debit was accepted.
 pub fn payment_answer<F: Fs>(
     history: impl FnOnce() -> HistoryLookup<F>,
     domain: &Domain,
-    debit: &Debit,
+    signed: &SignedDebit,
     (outcome, seq): Sequenced,
 ) -> Result<Applied, NotApplied> {
+    let debit = &signed.message;
     let (payer, id) = (debit.user, debit.payment_id);
+    let is_retry = matches!(outcome, Ok(Outcome::Duplicate { .. }) | Err(Error::NonceMustIncrease));
+    if is_retry && signed.verify(domain, payer).is_err() {
+        return Err(NotApplied::Refused(Error::InvalidSignature));
+    }
     let first = match (outcome, seq) {
         (Ok(Outcome::Paid { receipt, payout, .. }), Some(seq)) => {
             return Ok(Applied { result: PaymentResult { seq, receipt, payout }, replayed: false })

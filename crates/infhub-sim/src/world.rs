@@ -528,7 +528,7 @@ impl World {
                 (h.reader(), h.heads(&d.message.user))
             };
             let id = d.message.payment_id;
-            match payment_answer(history, &domain, &d.message, sequenced) {
+            match payment_answer(history, &domain, &d, sequenced) {
                 Ok(applied) => {
                     if !applied.replayed {
                         site.auditor.payment_logged(&d, seq.unwrap_or(applied.result.seq));

@@ -30,6 +30,11 @@ pub enum HubError {
 }
 
 impl HubError {
+    /// The hub does not know the session (it restarted, or the session expired).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, HubError::Refused { status: 401, .. })
+    }
+
     /// As a wallet error, naming the hub's URL.
     pub fn into_wallet(self, url: &str) -> WalletError {
         match self {
@@ -66,6 +71,11 @@ impl HubClient {
     /// The session token, once logged in.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// Drops the session (the hub answered 401): the next call that needs one logs in again.
+    pub fn forget_session(&mut self) {
+        self.token = None;
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, HubError> {

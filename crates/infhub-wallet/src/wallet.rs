@@ -309,7 +309,16 @@ impl Wallet {
     async fn check_hub_locked(&mut self) -> Result<HubCheck, WalletError> {
         self.ensure_login().await?;
         let url = self.core.state.hub.hub_url.clone();
-        let a = self.hub.account(self.user()).await.map_err(|e| e.into_wallet(&url))?;
+        let a = match self.hub.account(self.user()).await {
+            // The hub forgot the session (a restart, or it expired): log in again, once.
+            Err(e) if e.is_unauthorized() => {
+                self.hub.forget_session();
+                self.ensure_login().await?;
+                self.hub.account(self.user()).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_wallet(&url))?;
         let check = self.core.check_hub(&HubAccount::from_json(&a)?)?;
         self.dir.append(&self.core.take_journal())?;
         Ok(check)
@@ -344,7 +353,15 @@ impl Wallet {
     pub async fn payout_status(&mut self, payment_id: B256) -> Result<Value, WalletError> {
         self.ensure_login().await?;
         let url = self.core.state.hub.hub_url.clone();
-        self.hub.payout(self.user(), payment_id).await.map_err(|e| e.into_wallet(&url))
+        match self.hub.payout(self.user(), payment_id).await {
+            Err(e) if e.is_unauthorized() => {
+                self.hub.forget_session();
+                self.ensure_login().await?;
+                self.hub.payout(self.user(), payment_id).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_wallet(&url))
     }
 
     /// Approves and deposits `amount` on chain, then waits for the confirmations.

@@ -181,6 +181,58 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
     .await;
 }
 
+/// The hub restarts while the user's `watch` runs (it forgets every session): the watch logs in
+/// again, resubscribes, and stores a credit paid to her after the restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_keeps_storing_credits_across_a_hub_restart() {
+    let mut env = Env::start().await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.purchase(bob.address, 20 * INF, 1).await;
+    let mut watch = env.wallet_command(&alice, &["watch"]).stdout(Stdio::piped()).spawn().expect("watch");
+    let lines = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
+    // Every line the watch prints, as it prints it.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in lines.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut wait_for = async |what: &str, seen: &mut String| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if line.contains(what) {
+                        return;
+                    }
+                }
+                _ => panic!("the watch never said {what}:\n{seen}"),
+            }
+        }
+    };
+    wait_for("\"event\":\"subscribed\"", &mut seen).await;
+    env.kill_hub();
+    env.start_hub().await;
+    // The watch notices the stream is gone, and follows the restarted hub again.
+    wait_for("\"event\":\"subscribed\"", &mut seen).await;
+    env.ok(&bob, &["pay", &alice.address.to_string(), "7"]);
+    env.until(60, "alice's watch to store the credit paid after the restart", || async {
+        let journal = std::fs::read_to_string(alice.dir.join("journal.jsonl")).unwrap_or_default();
+        journal.lines().any(|l| l.contains("\"kind\":\"credit\""))
+    })
+    .await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
 /// The honest hub closes a dormant user's channel while her wallet is not running: the hub puts
 /// its own newest credit on record (the HonourCredit duty, §5.10) and settles, so she is paid
 /// her deposit and what she received without doing anything.

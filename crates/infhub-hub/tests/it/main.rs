@@ -10,7 +10,7 @@ use harness::{World, CHALLENGE, CONFIRMATIONS, RESEND_AFTER};
 use infhub_core::contract::ChainStatus;
 use infhub_core::duties::{HubTx, RealizePolicy};
 use infhub_core::ledger::Command;
-use infhub_core::messages::PaymentKind;
+use infhub_core::messages::{PaymentKind, Signed};
 use infhub_core::{Address, Amount};
 use infhub_hub::answers::{payment_answer, NotApplied};
 use infhub_hub::notice::NoticeBody;
@@ -218,6 +218,7 @@ fn a_retried_payment_gets_its_first_answer_even_once_the_ledger_forgot_its_id() 
         w.pay(0, PaymentKind::Internal, to, 1);
     }
     let domain = w.domain;
+    let (payer_key, other_key) = (w.users[0].clone(), w.users[1].clone());
     let hub = w.hub();
     let commit = hub.execute(vec![(Command::Transfer(first), None)]).expect("durable");
     let sequenced = commit.results.into_iter().next().expect("one");
@@ -226,14 +227,21 @@ fn a_retried_payment_gets_its_first_answer_even_once_the_ledger_forgot_its_id() 
         let h = hub.ledger.history();
         (h.reader(), h.heads(&first.message.user))
     };
-    let answer = payment_answer(history, &domain, &first.message, sequenced).expect("first answer");
+    let answer = payment_answer(history, &domain, &first, sequenced).expect("first answer");
     assert!(answer.replayed);
     assert_eq!(answer.result.receipt.message.payment_id, first.message.payment_id);
     // A different debit at the same nonce is not that payment: refused.
     let mut other = first;
     other.message.amount = Amount(11);
-    let out = payment_answer(history, &domain, &other.message, (Err(infhub_core::Error::NonceMustIncrease), None));
+    let out = payment_answer(history, &domain, &other, (Err(infhub_core::Error::NonceMustIncrease), None));
+    assert_eq!(out, Err(NotApplied::Refused(infhub_core::Error::InvalidSignature)), "its signature is not the payer's");
+    let other = Signed::new(other.message, &domain, &payer_key);
+    let out = payment_answer(history, &domain, &other, (Err(infhub_core::Error::NonceMustIncrease), None));
     assert_eq!(out, Err(NotApplied::Refused(infhub_core::Error::NonceMustIncrease)));
+    // The payment itself resent with someone else's signature gets no success answer.
+    let forged = Signed::new(first.message, &domain, &other_key);
+    let out = payment_answer(history, &domain, &forged, (Err(infhub_core::Error::NonceMustIncrease), None));
+    assert_eq!(out, Err(NotApplied::Refused(infhub_core::Error::InvalidSignature)));
 }
 
 /// The hub closes a dormant user's channel holding none of her debits: it puts its own newest

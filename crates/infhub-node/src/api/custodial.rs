@@ -44,7 +44,7 @@ pub(super) async fn custodial_transfers(
     match api.node.execute(Command::CustodialTransfers(req.transfers)).await?? {
         Outcome::CustodialTransfers(results) => {
             api.node.metrics.transfers.fetch_add(n, Ordering::Relaxed);
-            Ok(Json(json!({"results": results})))
+            Ok(Json(json!({"results": results.iter().map(custodial_result_json).collect::<Vec<_>>()})))
         }
         other => Err(unexpected(&other)),
     }
@@ -104,5 +104,16 @@ pub(super) async fn custodial_convert(
         }
         Outcome::Duplicate { first_seq } => Ok(Json(json!({"replayed": true, "firstSeq": first_seq}))),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// One result of a custodial batch as the API answers it: a refusal carries the same error
+/// shape (`{"code", "message"}`, snake_case code) as every other refusal of the API.
+fn custodial_result_json(r: &infhub_core::ledger::CustodialResult) -> Value {
+    match r {
+        infhub_core::ledger::CustodialResult::Rejected { error } => {
+            json!({"result": "rejected", "error": {"code": error.code(), "message": error.to_string()}})
+        }
+        other => json!(other),
     }
 }

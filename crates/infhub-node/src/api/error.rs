@@ -58,13 +58,15 @@ pub enum NodeError {
     EntropyUnavailable,
     /// No route.
     NoSuchEndpoint,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 23] = [
+    pub const ALL: [NodeError; 24] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -87,6 +89,7 @@ impl NodeError {
         NodeError::InvalidUserId,
         NodeError::EntropyUnavailable,
         NodeError::NoSuchEndpoint,
+        NodeError::MethodNotAllowed,
         NodeError::InternalError,
     ];
 
@@ -115,6 +118,7 @@ impl NodeError {
             NodeError::InvalidUserId => "invalid_user_id",
             NodeError::EntropyUnavailable => "entropy_unavailable",
             NodeError::NoSuchEndpoint => "no_such_endpoint",
+            NodeError::MethodNotAllowed => "method_not_allowed",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -138,6 +142,7 @@ impl NodeError {
             | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
             NodeError::UnknownPayout | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
+            NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -283,8 +283,44 @@ async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {
             ApiError::new(NodeError::InternalError, "internal error; reported").into_response()
         }
     };
+    let resp = if resp.status().is_client_error() || resp.status().is_server_error() {
+        error_as_json(resp).await
+    } else {
+        resp
+    };
     api.node.metrics.request(&route, resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
+}
+
+/// Most bytes of a router rejection's text kept as the message of its JSON error.
+const REJECTION_MESSAGE_MAX_BYTES: usize = 1_024;
+
+/// One error shape everywhere: a refusal made by the router or an extractor before any handler
+/// ran (wrong method, a bad path or query parameter, a body rejected by its limit) is plain
+/// text; it is answered as `{"error": {"code", "message"}}` with the same status.
+async fn error_as_json(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let kind = match status {
+        StatusCode::NOT_FOUND => NodeError::NoSuchEndpoint,
+        StatusCode::METHOD_NOT_ALLOWED => NodeError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => NodeError::RequestTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => NodeError::ContentTypeMustBeJson,
+        StatusCode::SERVICE_UNAVAILABLE => NodeError::Overloaded,
+        s if s.is_client_error() => NodeError::MalformedRequest,
+        _ => NodeError::InternalError,
+    };
+    let body = axum::body::to_bytes(resp.into_body(), REJECTION_MESSAGE_MAX_BYTES).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("refused").to_string() } else { text };
+    ApiError::with_status(kind, status, message).into_response()
 }
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {

@@ -38,7 +38,7 @@ pub(super) async fn transfer_batch(
     // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
     let mut pending = Vec::with_capacity(req.transfers.len());
     for debit in req.transfers {
-        pending.push((debit.message, api.node.submit(Command::Transfer(debit))));
+        pending.push((debit, api.node.submit(Command::Transfer(debit))));
     }
     let mut results = Vec::with_capacity(pending.len());
     for (debit, queued) in pending {
@@ -61,9 +61,8 @@ pub(super) async fn transfer(
     State(api): State<Api>,
     ApiJson(debit): ApiJson<SignedDebit>,
 ) -> Result<Json<TransferAnswer>, ApiError> {
-    let message = debit.message;
     let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
-    transfer_answer(&api, &message, sequenced).map(Json)
+    transfer_answer(&api, &debit, sequenced).map(Json)
 }
 
 /// The answer to one applied transfer (serialized directly, without a JSON tree).
@@ -78,10 +77,10 @@ pub(super) struct TransferAnswer {
 /// The answer to one applied (or refused) transfer: its first result, for a retry too.
 pub(super) fn transfer_answer(
     api: &Api,
-    debit: &infhub_core::Debit,
+    debit: &SignedDebit,
     sequenced: crate::engine::Sequenced,
 ) -> Result<TransferAnswer, ApiError> {
-    let (payer, id) = (debit.user, debit.payment_id);
+    let (payer, id) = (debit.message.user, debit.message.payment_id);
     let history = || history_of(api, &payer);
     let applied = match payment_answer(history, &api.node.domain, debit, sequenced) {
         Ok(a) => a,

@@ -94,9 +94,9 @@ fn custodial_accounts_in_every_direction_then_reconciliation_is_clean() {
         let (_, v) = http.post("/v1/custodial/transfers", Some(&a_key), &batch(a_addr, b_addr, 30, 1)).await;
         assert_eq!(v["results"][0]["result"], "duplicate", "a retry is applied once: {v}");
         let (_, v) = http.post("/v1/custodial/transfers", Some(&a_key), &batch(a_addr, b_addr, 31, 1)).await;
-        assert_eq!(v["results"][0]["error"], "PaymentIdReused", "{v}");
+        assert_eq!(v["results"][0]["error"]["code"], "payment_id_reused", "{v}");
         let (_, v) = http.post("/v1/custodial/transfers", Some(&a_key), &batch(a_addr, b_addr, 1_000, 2)).await;
-        assert_eq!(v["results"][0]["error"], "InsufficientBalance", "{v}");
+        assert_eq!(v["results"][0]["error"]["code"], "insufficient_balance", "{v}");
         let (s, v) = http.post("/v1/custodial/transfers", Some(&b_key), &batch(a_addr, b_addr, 1, 3)).await;
         assert_eq!((s, code(&v)), (403, "forbidden"), "bob's key moved alice's funds: {v}");
         assert_eq!(amount(&custodial(&http, b_addr, &b_key).await["balance"]), 30);

@@ -51,6 +51,14 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         }
         let (s, v) = http.get("/v1/nothing", None).await;
         assert_eq!((s, code(&v)), (404, "no_such_endpoint"));
+        // The router's and the extractors' own refusals answer in the same JSON shape.
+        let (s, v) = http.get("/v1/transfers", None).await;
+        assert_eq!((s, code(&v)), (405, "method_not_allowed"), "{v}");
+        let (s, v) = http.get("/v1/accounts/not-an-address", Some(OPERATOR)).await;
+        assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+        let (s, v) = http.get(&format!("/v1/accounts/{}/history?limit=many", Address::ZERO), Some(OPERATOR)).await;
+        assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
 
         // --- Registration and sessions.
         let mut a = Wallet::new(&chain, 1).await;
