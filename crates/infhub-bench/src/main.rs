@@ -260,6 +260,8 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Arg
     c.chain.poll_interval_ms = 50;
     c.limits.max_write_queue = 100_000;
     c.limits.max_concurrent_requests = 8_192;
+    // Every simulated client connects from 127.0.0.1: one address may use every slot here.
+    c.limits.max_requests_in_flight_per_address = c.limits.max_concurrent_requests;
     c.limits.max_accounts = MAX_ACCOUNTS;
     c.limits.max_batch_request_bytes = 8 << 20;
     c.limits.max_transfers_per_request = 1_000;

@@ -184,12 +184,27 @@ pub struct Limits {
     pub max_payment_amount: infhub_core::Amount,
     /// Longest withdrawal authorization, in blocks.
     pub max_withdrawal_expiry_blocks: u64,
-    /// Outstanding login challenges.
+    /// Outstanding login challenges of addresses the ledger does not know; beyond it the oldest
+    /// is evicted (a flood churns this pool, it never refuses and never touches accounts').
     pub max_pending_challenges: usize,
+    /// Outstanding login challenges per account; a new one replaces the account's oldest.
+    pub max_challenges_per_account: usize,
     /// Signed transfers per request on the batch endpoint (`/v1/transfers/batch`).
     pub max_transfers_per_request: usize,
-    /// Live sessions.
+    /// Live sessions of addresses the ledger does not know; beyond it the oldest is evicted.
     pub max_sessions: usize,
+    /// Live sessions per account; a new login replaces the account's oldest session.
+    pub max_sessions_per_account: usize,
+    /// Open streams per account (and for the operator); beyond it `limit_exceeded`.
+    pub max_streams_per_account: usize,
+    /// Requests in flight from one source address; beyond it `limit_exceeded` (503) at once.
+    pub max_requests_in_flight_per_address: usize,
+    /// A request (its body included) must complete within this, in milliseconds, or it is
+    /// answered `request_timeout` (408) and its slot freed; operator requests are exempt.
+    pub request_timeout_ms: u64,
+    /// After a shutdown begins, how long open requests and streams may take to finish, in
+    /// milliseconds; then the node stops serving them.
+    pub shutdown_drain_ms: u64,
     /// Signed transfers whose payment ids the ledger remembers (the newest): a retry of one is
     /// answered with its first result; an older one's nonce is spent, so its retry is refused.
     pub transfer_ids_kept: usize,
@@ -211,8 +226,14 @@ impl Default for Limits {
             max_payment_amount: infhub_core::Amount(1_000_000_000_000_000_000_000_000),
             max_withdrawal_expiry_blocks: 7_200,
             max_pending_challenges: 100_000,
+            max_challenges_per_account: 4,
             max_transfers_per_request: 1_000,
             max_sessions: 100_000,
+            max_sessions_per_account: 16,
+            max_streams_per_account: 4,
+            max_requests_in_flight_per_address: 256,
+            request_timeout_ms: 30_000,
+            shutdown_drain_ms: 10_000,
             transfer_ids_kept: 1_000_000,
         }
     }
@@ -343,6 +364,11 @@ impl Config {
             ("max_transfers_per_request", l.max_transfers_per_request),
             ("max_pending_challenges", l.max_pending_challenges),
             ("max_sessions", l.max_sessions),
+            ("max_challenges_per_account", l.max_challenges_per_account),
+            ("max_sessions_per_account", l.max_sessions_per_account),
+            ("max_streams_per_account", l.max_streams_per_account),
+            ("max_requests_in_flight_per_address", l.max_requests_in_flight_per_address),
+            ("request_timeout_ms", l.request_timeout_ms as usize),
             ("transfer_ids_kept", l.transfer_ids_kept),
         ] {
             if v == 0 {

@@ -12,16 +12,16 @@ pub(super) async fn challenge(
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let c = B256::from(random_bytes()?);
-    let mut map = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= api.node.config.limits.max_pending_challenges {
-        let now = Instant::now();
-        map.retain(|_, (_, exp)| *exp > now);
-        if map.len() >= api.node.config.limits.max_pending_challenges {
-            api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::limit("pending challenges"));
-        }
+    let known = api.knows(&req.user);
+    let evicted = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        c,
+        req.user,
+        Instant::now() + CHALLENGE_TTL,
+        known,
+    );
+    if evicted > 0 {
+        api.node.metrics.shed.fetch_add(evicted as u64, Ordering::Relaxed);
     }
-    map.insert(c, (req.user, Instant::now() + CHALLENGE_TTL));
     Ok(Json(json!({
         "challenge": c,
         "expiresInSecs": CHALLENGE_TTL.as_secs(),
@@ -40,7 +40,7 @@ pub(super) async fn session(
     State(api): State<Api>,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let entry = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&req.challenge);
+    let entry = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(&req.challenge);
     match entry {
         Some((user, exp)) if user == req.user && exp > Instant::now() => {}
         Some((user, _)) if user != req.user => {
@@ -53,15 +53,16 @@ pub(super) async fn session(
     login.verify(&api.node.domain, req.user)?;
     let token = alloy::primitives::hex::encode(random_bytes()?);
     let ttl = Duration::from_secs(api.node.config.node.session_ttl_secs);
-    let mut sessions = api.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
-    if sessions.len() >= api.node.config.limits.max_sessions {
-        let now = Instant::now();
-        sessions.retain(|_, (_, exp)| *exp > now);
-        if sessions.len() >= api.node.config.limits.max_sessions {
-            return Err(ApiError::limit("sessions"));
-        }
+    let known = api.knows(&req.user);
+    let evicted = api.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        token.clone(),
+        req.user,
+        Instant::now() + ttl,
+        known,
+    );
+    if evicted > 0 {
+        api.node.metrics.shed.fetch_add(evicted as u64, Ordering::Relaxed);
     }
-    sessions.insert(token.clone(), (req.user, Instant::now() + ttl));
     Ok(Json(json!({"token": token, "user": req.user, "expiresInSecs": ttl.as_secs()})))
 }
 

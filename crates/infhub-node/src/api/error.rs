@@ -60,13 +60,15 @@ pub enum NodeError {
     NoSuchEndpoint,
     /// The route exists, not with this method.
     MethodNotAllowed,
+    /// The request was not complete within `limits.request_timeout_ms`.
+    RequestTimeout,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 24] = [
+    pub const ALL: [NodeError; 25] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -90,6 +92,7 @@ impl NodeError {
         NodeError::EntropyUnavailable,
         NodeError::NoSuchEndpoint,
         NodeError::MethodNotAllowed,
+        NodeError::RequestTimeout,
         NodeError::InternalError,
     ];
 
@@ -119,6 +122,7 @@ impl NodeError {
             NodeError::EntropyUnavailable => "entropy_unavailable",
             NodeError::NoSuchEndpoint => "no_such_endpoint",
             NodeError::MethodNotAllowed => "method_not_allowed",
+            NodeError::RequestTimeout => "request_timeout",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -143,6 +147,7 @@ impl NodeError {
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
             NodeError::UnknownPayout | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

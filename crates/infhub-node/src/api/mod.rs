@@ -31,6 +31,7 @@ use infhub_core::{Address, Amount, Error, Registration, Signature, Withdrawal, B
 use infhub_hub::answers::{payment_answer, NotApplied};
 use infhub_hub::status::PayoutStatus;
 use infhub_ledger::history::PaymentResult;
+use login_table::LoginTable;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ mod accounts;
 mod auth;
 mod custodial;
 mod error;
+mod guard;
+mod login_table;
 mod operator;
 mod stream;
 mod transfers;
@@ -125,11 +128,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
-/// Login challenges and sessions, bounded.
-#[derive(Default)]
+/// Login challenges, sessions and open streams, bounded per account and for strangers (see
+/// [`login_table`]).
 pub struct Sessions {
-    challenges: Mutex<HashMap<B256, (Address, Instant)>>,
-    sessions: Mutex<HashMap<String, (Address, Instant)>>,
+    challenges: Mutex<LoginTable<B256>>,
+    sessions: Mutex<LoginTable<String>>,
+    /// Open streams per account (the operator's count under the zero address).
+    streams: Mutex<HashMap<Address, usize>>,
+}
+
+impl Sessions {
+    fn new(limits: &crate::config::Limits) -> Sessions {
+        Sessions {
+            challenges: Mutex::new(LoginTable::new(limits.max_challenges_per_account, limits.max_pending_challenges)),
+            sessions: Mutex::new(LoginTable::new(limits.max_sessions_per_account, limits.max_sessions)),
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
@@ -146,6 +161,7 @@ pub struct Api {
     node: Arc<Node>,
     sessions: Arc<Sessions>,
     websockets: Arc<AtomicUsize>,
+    in_flight: Arc<guard::InFlight>,
 }
 
 /// Who is asking.
@@ -178,11 +194,17 @@ impl Api {
             };
         }
         let sessions = self.sessions.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        match sessions.get(token) {
-            Some((user, expiry)) if *expiry > Instant::now() => Ok(Caller::User(*user)),
+        match sessions.get(&token.to_string()) {
+            Some((user, expiry)) if expiry > Instant::now() => Ok(Caller::User(user)),
             Some(_) => Err(ApiError::new(NodeError::SessionExpired, "log in again")),
             None => Err(ApiError::unauthorized("unknown session token")),
         }
+    }
+
+    /// Whether the ledger knows `user` (its login state is then kept per account).
+    fn knows(&self, user: &Address) -> bool {
+        let st = self.node.read();
+        st.ledger().account(user).is_some() || st.ledger().custodial(user).is_some()
     }
 
     fn may_read(&self, headers: &HeaderMap, user: &Address) -> Result<(), ApiError> {
@@ -224,7 +246,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Builds the router.
 pub fn router(node: Arc<Node>) -> Router {
     let limits = node.config.limits.clone();
-    let api = Api { node, sessions: Arc::new(Sessions::default()), websockets: Arc::new(AtomicUsize::new(0)) };
+    let api = Api {
+        node,
+        sessions: Arc::new(Sessions::new(&limits)),
+        websockets: Arc::new(AtomicUsize::new(0)),
+        in_flight: Arc::new(guard::InFlight::default()),
+    };
     Router::new()
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/metrics", get(metrics))
@@ -258,6 +285,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/custodial/conversions", post(custodial_convert))
         .route("/v1/accounts/{user}/statement", get(statement))
         .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), guard::guard))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
         .layer(

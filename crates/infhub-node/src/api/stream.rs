@@ -18,18 +18,49 @@ pub(super) async fn stream(
         Caller::Operator => None,
         Caller::User(u) | Caller::Custodial(u) => Some(u),
     };
-    let max = api.node.config.limits.max_websockets;
-    if api.websockets.fetch_add(1, Ordering::SeqCst) >= max {
-        api.websockets.fetch_sub(1, Ordering::SeqCst);
+    // One account (or the operator, counted under the zero address) holds at most its share.
+    let holder = filter.unwrap_or(Address::ZERO);
+    {
+        let mut per = api.sessions.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.entry(holder).or_insert(0);
+        if *n >= api.node.config.limits.max_streams_per_account {
+            api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::limit("streams of this account"));
+        }
+        *n += 1;
+    }
+    api.websockets.fetch_add(1, Ordering::SeqCst);
+    // Released when the stream ends, or when the upgrade never happens (the closure is dropped).
+    let slot = StreamSlot { sessions: api.sessions.clone(), websockets: api.websockets.clone(), holder };
+    if api.websockets.load(Ordering::SeqCst) > api.node.config.limits.max_websockets {
         api.node.metrics.shed.fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::limit("websocket streams"));
     }
     let rx = api.node.notices.subscribe();
-    let counter = api.websockets.clone();
     Ok(ws.on_upgrade(move |socket| async move {
         pump(socket, rx, filter).await;
-        counter.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
     }))
+}
+
+/// One open stream's place in the global and per-account counts.
+struct StreamSlot {
+    sessions: Arc<Sessions>,
+    websockets: Arc<AtomicUsize>,
+    holder: Address,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.websockets.fetch_sub(1, Ordering::SeqCst);
+        let mut per = self.sessions.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&self.holder) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.holder);
+            }
+        }
+    }
 }
 
 pub(super) async fn pump(
