@@ -139,6 +139,11 @@ pub struct ChainDuties<C: ChainSource, B: Broadcaster> {
     config: DutiesConfig,
     sent: HashMap<DutyKey, SentDuty>,
     in_flight: HashMap<u64, InFlight>,
+    /// Channel openings sent, by user: (transaction, head block when sent). A repeated
+    /// registration inside `resend_after_blocks` gets the same transaction instead of another.
+    openings: HashMap<Address, (B256, u64)>,
+    /// Hub closes sent, by user, the same way.
+    closes: HashMap<Address, (B256, u64)>,
     view: Arc<Mutex<ChainView>>,
 }
 
@@ -153,6 +158,8 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
             config,
             sent: HashMap::new(),
             in_flight: HashMap::new(),
+            openings: HashMap::new(),
+            closes: HashMap::new(),
             view: Arc::new(Mutex::new(ChainView::default())),
         }
     }
@@ -421,26 +428,80 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
 
     /// Sends a transaction on request (a registration's channel opening, a hub close, a
     /// reserve withdrawal). Returns its hash.
+    ///
+    /// A hub close of a user whose close was sent less than `resend_after_blocks` ago is
+    /// answered with that transaction instead of sending another.
     pub async fn request(&mut self, tx: HubTx) -> Result<B256, ChainError> {
-        self.send(&tx, None).await.map(|s| s.hash)
+        let HubTx::HubClose { user, .. } = &tx else { return self.send(&tx, None).await.map(|s| s.hash) };
+        let user = *user;
+        let head = self.view().head;
+        let window = self.config.resend_after_blocks;
+        self.closes.retain(|_, (_, sent)| head < sent.saturating_add(window));
+        if let Some((hash, _)) = self.closes.get(&user) {
+            return Ok(*hash);
+        }
+        let hash = self.send(&tx, None).await?.hash;
+        self.closes.insert(user, (hash, head));
+        Ok(hash)
     }
 
     /// Opens the channels of `users`: one `openChannels` for all; if that cannot be sent, one
     /// each, so each gets its own answer. `openChannels` also registers a channel its user
     /// opened alone (`ChannelRegistered`), so the ledger starts following it (spec §5.1).
+    ///
+    /// Idempotent: a user whose opening was sent less than `resend_after_blocks` ago (or who
+    /// appears twice in `users`) is answered with that transaction, and no other is sent, however
+    /// often the registration is repeated (a crash forgets this; the contract then skips a
+    /// channel already open, so a repeat costs gas but no harm).
     pub async fn open_channels(&mut self, users: &[Address]) -> Vec<Result<B256, ChainError>> {
-        if users.len() > 1 {
-            match self.request(HubTx::OpenChannels(users.to_vec())).await {
-                Ok(hash) => return users.iter().map(|_| Ok(hash)).collect(),
+        let head = self.view().head;
+        let window = self.config.resend_after_blocks;
+        self.openings.retain(|_, (_, sent)| head < sent.saturating_add(window));
+        let mut fresh: Vec<Address> = Vec::with_capacity(users.len());
+        for u in users {
+            if !self.openings.contains_key(u) && !fresh.contains(u) {
+                fresh.push(*u);
+            }
+        }
+        let mut failed: HashMap<Address, ChainError> = HashMap::new();
+        let batched = if fresh.len() > 1 {
+            match self.request(HubTx::OpenChannels(fresh.clone())).await {
+                Ok(hash) => {
+                    for u in &fresh {
+                        self.openings.insert(*u, (hash, head));
+                    }
+                    true
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, users = users.len(), "batched channel opening not sent; one by one")
+                    tracing::warn!(error = %e, users = fresh.len(), "batched channel opening not sent; one by one");
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        if !batched {
+            for u in &fresh {
+                match self.request(HubTx::OpenChannels(vec![*u])).await {
+                    Ok(hash) => {
+                        self.openings.insert(*u, (hash, head));
+                    }
+                    Err(e) => {
+                        failed.insert(*u, e);
+                    }
                 }
             }
         }
-        let mut out = Vec::with_capacity(users.len());
-        for u in users {
-            out.push(self.request(HubTx::OpenChannels(vec![*u])).await);
-        }
-        out
+        users
+            .iter()
+            .map(|u| match self.openings.get(u) {
+                Some((hash, _)) => Ok(*hash),
+                // The first mention gets the sender's own error; a repeat of it in the same
+                // call, a copy of its words.
+                None => Err(failed.remove(u).unwrap_or_else(|| ChainError::TransactionRejected {
+                    reason: "the opening of this channel could not be sent (see the first answer)".into(),
+                })),
+            })
+            .collect()
     }
 }

@@ -89,6 +89,10 @@ pub enum WalletCommand {
         /// Do not contact the hub at all, not even to fetch a newer credit first.
         #[arg(long)]
         offline: bool,
+        /// Exit even if the hub could not be asked for your newest credit (payments to you
+        /// since your last contact with it may then be lost).
+        #[arg(long)]
+        yes: bool,
     },
     /// Show the local journal of proofs and events, newest first.
     History {
@@ -247,7 +251,15 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
                 ),
             })
         }
-        WalletCommand::Exit { no_wait, offline } => exit(&mut open().await?, *no_wait, *offline, &mut progress).await,
+        WalletCommand::Exit { no_wait, offline, yes } => {
+            exit(
+                &mut open().await?,
+                &dir,
+                ExitOptions { no_wait: *no_wait, offline: *offline, yes: *yes },
+                &mut progress,
+            )
+            .await
+        }
         WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
     }
@@ -370,16 +382,30 @@ async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Repo
 }
 
 /// `exit`: starts a unilateral exit and (unless `no_wait`) defends it until it settles.
-async fn exit(
-    w: &mut Wallet,
+/// How `exit` runs.
+struct ExitOptions {
     no_wait: bool,
     offline: bool,
+    yes: bool,
+}
+
+async fn exit(
+    w: &mut Wallet,
+    dir: &WalletDir,
+    options: ExitOptions,
     progress: &mut impl FnMut(&str),
 ) -> Result<Report, WalletError> {
-    if !offline {
-        if let Err(e) = w.sync().await {
-            progress(&format!("{e}; exiting with the proofs already stored"));
-        }
+    let ExitOptions { no_wait, offline, yes } = options;
+    let hub_asked = !offline
+        && match w.sync().await {
+            Ok(_) => true,
+            Err(e) => {
+                progress(&format!("{e}"));
+                false
+            }
+        };
+    if !hub_asked {
+        confirm_exit_without_hub(w, dir, yes)?;
     }
     let before = w.token_balance().await?;
     let settle_block = w.start_exit().await?;
@@ -428,6 +454,39 @@ async fn exit(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Before an exit without the hub: says what the wallet may be missing (payments to it since it
+/// last heard from the hub are not in its newest credit and are lost unless someone puts a newer
+/// credit on record before the challenge period ends) and asks for confirmation: `--yes`, or
+/// `y` typed in a terminal.
+fn confirm_exit_without_hub(w: &Wallet, dir: &WalletDir, yes: bool) -> Result<(), WalletError> {
+    let ch = w.channel()?;
+    let last_credit = dir
+        .journal()?
+        .iter()
+        .rev()
+        .find(|l| matches!(l.entry, crate::store::JournalEntry::Credit { .. }))
+        .map(|l| utc(l.at));
+    let warning = format!(
+        "exiting without the hub: your newest credit is #{} ({} received{}); payments to you since then are not in it",
+        ch.credit_nonce(),
+        inf(ch.cumulative_credit()),
+        last_credit.map(|t| format!(", stored {t} UTC")).unwrap_or_default()
+    );
+    if yes {
+        eprintln!("warning: {warning}");
+        return Ok(());
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("{warning}.\nExit anyway? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    Err(WalletError::ExitNotConfirmed(warning))
 }
 
 /// `history`: the newest `limit` entries of the wallet's journal.

@@ -127,6 +127,9 @@ pub enum WalletError {
     /// Waited too long for the chain or the hub.
     #[error("timed out: {0}; retry the command, it continues where it stopped")]
     Timeout(String),
+    /// An exit without the hub's newest credit needs the user's confirmation.
+    #[error("{0}; run again with --yes to exit anyway")]
+    ExitNotConfirmed(String),
 }
 
 impl From<infhub_core::Error> for WalletError {
@@ -160,6 +163,7 @@ impl WalletError {
             WalletError::Store { .. } => "store_failed".into(),
             WalletError::Busy { .. } => "wallet_busy".into(),
             WalletError::Timeout(_) => "timeout".into(),
+            WalletError::ExitNotConfirmed(_) => "exit_not_confirmed".into(),
         }
     }
 }

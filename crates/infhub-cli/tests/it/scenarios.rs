@@ -78,7 +78,13 @@ async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
 
     env.kill_hub();
     let before = env.token_balance(alice.address).await;
-    let v = env.ok(&alice, &["exit"]);
+    // Without the hub, the wallet says what it may be missing and waits for a confirmation.
+    let (ok, v) = env.wallet(&alice, &["exit"]);
+    assert!(!ok && v["error"]["code"] == "exit_not_confirmed", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("newest credit is #1") && message.contains("10 INF received"), "{message}");
+    assert_eq!(env.ok(&alice, &["balance"])["status"]["state"], "open", "nothing started");
+    let v = env.ok(&alice, &["exit", "--yes"]);
     assert_eq!(amount(&v["paid"]), 55 * INF, "{v}");
     assert_eq!(amount(&v["expected"]), 55 * INF, "{v}");
     assert_eq!(env.token_balance(alice.address).await - before, 55 * INF);
@@ -106,7 +112,7 @@ async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
 
     let restored = User { dir: backup, ..alice.clone() };
     let before = env.token_balance(alice.address).await;
-    let v = env.ok(&restored, &["exit", "--offline"]);
+    let v = env.ok(&restored, &["exit", "--offline", "--yes"]);
     assert_eq!(amount(&v["expected"]), 60 * INF, "the stale wallet believes 50 + 10: {v}");
     assert_eq!(amount(&v["paid"]), 45 * INF, "the hub's dispute held it to 50 + 10 − 15: {v}");
     assert_eq!(env.token_balance(alice.address).await - before, 45 * INF);

@@ -253,8 +253,11 @@ fn a_hub_close_puts_the_hubs_newest_credit_on_record_and_the_settlement_pays_it(
     let alice = w.user(0);
     w.pay(1, PaymentKind::Internal, alice, 300);
     let close = HubTx::HubClose { user: alice, debit: None };
-    infhub_hub::run_ready(w.hub().duties.request(close)).expect("sent");
+    let hash = infhub_hub::run_ready(w.hub().duties.request(close.clone())).expect("sent");
+    let again = infhub_hub::run_ready(w.hub().duties.request(close)).expect("answered");
+    assert_eq!(again, hash, "a repeated close is answered with the first transaction");
     w.deliver();
+    assert_eq!(w.executed("startHubClose").len(), 1, "one close sent");
     assert_eq!(w.chain.model.channel(alice).credit.cumulative, Amount(0), "the close carries no credit");
     w.mine_and_tick(CONFIRMATIONS + 1 + RESEND_AFTER);
     let honoured = w.executed("submitCredit");
@@ -264,4 +267,26 @@ fn a_hub_close_puts_the_hubs_newest_credit_on_record_and_the_settlement_pays_it(
     w.mine_and_tick(CHALLENGE + CONFIRMATIONS);
     assert_eq!(w.chain.status(alice), ChainStatus::Settled);
     assert_eq!(w.chain.model.sent_to.get(&alice).copied().unwrap_or_default(), alloy::primitives::U256::from(1_300));
+}
+
+/// One signed registration sent many times, at once and afterwards, opens its channel with one
+/// transaction: every repeat is answered with that transaction's hash.
+#[test]
+fn a_registration_repeated_many_times_sends_one_opening() {
+    let mut w = World::new(1, 1_000, 10_000, RealizePolicy::OFF);
+    let newcomer = Address::repeat_byte(0x5A);
+    let before = w.hub().duties.broadcaster().sent().len();
+    let first = infhub_hub::run_ready(w.hub().duties.open_channels(&[newcomer; 200]));
+    let hash = *first[0].as_ref().expect("sent");
+    assert!(first.iter().all(|a| a.as_ref().ok() == Some(&hash)), "every copy gets the one transaction");
+    let open_user = w.user(0);
+    for _ in 0..50 {
+        let again = infhub_hub::run_ready(w.hub().duties.open_channels(&[newcomer, open_user]));
+        assert_eq!(again[0].as_ref().ok(), Some(&hash), "a repeat is answered with the first transaction");
+    }
+    let openings = w.hub().duties.broadcaster().sent().len() - before;
+    assert_eq!(openings, 2, "one opening for the newcomer and one for the open user's repeated request");
+    w.deliver();
+    w.mine_and_tick(CONFIRMATIONS + 1);
+    assert!(w.hub().ledger.ledger().account(&newcomer).is_some(), "the channel opened");
 }

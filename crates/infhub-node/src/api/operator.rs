@@ -68,8 +68,12 @@ pub(super) async fn hub_close(
     ApiJson(req): ApiJson<CloseRequest>,
 ) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
-    let debit = api.node.read().ledger().account(&req.user).map(|a| a.channel.debit);
-    let Some(debit) = debit else { return Err(Error::UnknownAccount.into()) };
+    let channel = api.node.read().ledger().account(&req.user).map(|a| (a.channel.debit, a.channel.status));
+    let Some((debit, status)) = channel else { return Err(Error::UnknownAccount.into()) };
+    if status != Status::Open {
+        // Closing or settled already: a named refusal, not the contract's revert.
+        return Err(Error::ChannelNotOpen.into());
+    }
     let tx = send_hub_tx(&api, HubTx::HubClose { user: req.user, debit }).await?;
     Ok(Json(json!({"user": req.user, "txHash": tx})))
 }
