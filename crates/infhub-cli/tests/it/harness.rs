@@ -79,6 +79,11 @@ impl Env {
         }
     }
 
+    /// The hub node process's id, while it runs.
+    pub(crate) fn hub_pid(&self) -> Option<u32> {
+        self.node.as_ref().map(|c| c.id())
+    }
+
     /// Kills the hub node process (SIGKILL: no goodbye).
     pub(crate) fn kill_hub(&mut self) {
         if let Some(mut c) = self.node.take() {

@@ -5,4 +5,5 @@
 //! by their output and by the chain itself (token balances, the contract's solvency).
 
 mod harness;
+mod hostile;
 mod scenarios;
