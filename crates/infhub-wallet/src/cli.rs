@@ -94,6 +94,12 @@ pub enum WalletCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Show where an external payment's payout stands (queued, sent, mined, confirmed) and the
+    /// transaction that paid it.
+    Payout {
+        /// The payment id (`pay-external` prints it).
+        payment_id: B256,
+    },
     /// Show the local journal of proofs and events, newest first.
     History {
         /// Lines to show.
@@ -228,8 +234,9 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             Ok(Report {
                 json: json!({"paid": a, "to": address, "balance": balance, "hub": answer}),
                 text: format!(
-                    "paid {} to chain address {address}; receipt checked; the hub pays it out on chain in its next batch; balance {}",
+                    "paid {} to chain address {address}; receipt checked; the hub pays it out on chain in its next batch (`infhub wallet payout {}` follows it); balance {}",
                     inf(a),
+                    answer["result"]["receipt"]["message"]["paymentId"].as_str().unwrap_or("?"),
                     inf(balance)
                 ),
             })
@@ -260,6 +267,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             )
             .await
         }
+        WalletCommand::Payout { payment_id } => payout(&mut open().await?, *payment_id).await,
         WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
     }
@@ -487,6 +495,21 @@ fn confirm_exit_without_hub(w: &Wallet, dir: &WalletDir, yes: bool) -> Result<()
         }
     }
     Err(WalletError::ExitNotConfirmed(warning))
+}
+
+/// `payout`: the hub's word on an external payment's payout, with its transaction.
+async fn payout(w: &mut Wallet, payment_id: B256) -> Result<Report, WalletError> {
+    let v = w.payout_status(payment_id).await?;
+    let status = &v["status"];
+    let state = status["status"].as_str().unwrap_or("unknown");
+    let mut text = format!("payout of payment {payment_id}: {state}");
+    if let Some(tx) = status["txHash"].as_str() {
+        text.push_str(&format!("\ntransaction {tx}"));
+    }
+    if let Some(block) = status["block"].as_u64() {
+        text.push_str(&format!(" (block {block})"));
+    }
+    Ok(Report { json: v, text })
 }
 
 /// `history`: the newest `limit` entries of the wallet's journal.

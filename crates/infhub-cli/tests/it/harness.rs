@@ -191,6 +191,23 @@ impl Env {
             .expect("json")
     }
 
+    /// Waits until `f` gives a value, up to `secs`; returns it.
+    pub(crate) async fn until_value<T, F: std::future::Future<Output = Option<T>>>(
+        &self,
+        secs: u64,
+        what: &str,
+        f: impl Fn() -> F,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until `f` holds, up to `secs`.
     pub(crate) async fn until<F: std::future::Future<Output = bool>>(&self, secs: u64, what: &str, f: impl Fn() -> F) {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -32,6 +32,15 @@ async fn lifecycle_of_two_users() {
     let v = env.ok(&alice, &["pay-external", &outside.to_string(), "5"]);
     assert_eq!(amount(&v["balance"]), 75 * INF, "70 + 10 received − 5: {v}");
     env.until(60, "the external payout on chain", || async { env.token_balance(outside).await == 5 * INF }).await;
+    // The wallet shows where the payout stands and the transaction that paid it.
+    let id = v["hub"]["result"]["receipt"]["message"]["paymentId"].as_str().expect("payment id").to_string();
+    let p = env
+        .until_value(60, "the payout's status to name its transaction", || async {
+            let p = env.ok(&alice, &["payout", &id]);
+            p["status"]["txHash"].is_string().then_some(p)
+        })
+        .await;
+    assert!(["mined", "executed"].contains(&p["status"]["status"].as_str().unwrap_or("")), "{p}");
 
     let v = env.ok(&alice, &["withdraw", "20"]);
     assert_eq!(amount(&v["withdrawn"]), 20 * INF);

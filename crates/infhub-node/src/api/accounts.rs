@@ -22,7 +22,8 @@ pub(super) async fn account(
         "user": user,
         "epoch": ch.epoch,
         "status": status,
-        "balance": ch.balance()?,
+        // A settled channel was paid out on chain: nothing is left in it until it reopens.
+        "balance": if ch.status == Status::Settled { Amount::ZERO } else { ch.balance()? },
         "deposited": ch.deposited,
         "withdrawn": ch.withdrawn,
         "withdrawnOrHeld": ch.withdrawn_or_held(),

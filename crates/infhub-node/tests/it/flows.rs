@@ -335,6 +335,16 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
         // A's claim: 1000 deposited - 100 withdrawn - (300 + 120 + 30) debits = 450; the two
         // refused payments (1,000,000 and 5) are in her debits and, refunded, in her credits.
         assert_eq!(chain.token_balance(a.address()).await, a_tokens + U256::from(450));
+        let v = eventually(20, "the ledger to see the settlement", || async {
+            chain.mine(1).await;
+            let (_, v) = a.account(&http).await;
+            (v["status"]["state"] == "settled").then_some(v)
+        })
+        .await;
+        assert_eq!(amount(&v["balance"]), 0, "a settled channel holds nothing: {v}");
+        // A second hub close of a channel that is not open is refused by name.
+        let (s, v) = http.post("/v1/operator/closes", Some(OPERATOR), &json!({"user": a.address()})).await;
+        assert_eq!((s, code(&v)), (422, "channel_not_open"), "{v}");
 
         // --- Hub close of B's channel.
         let (s, v) = http.post("/v1/operator/closes", Some(OPERATOR), &json!({"user": b.address()})).await;
