@@ -262,6 +262,7 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Arg
     c.limits.max_concurrent_requests = 8_192;
     // Every simulated client connects from 127.0.0.1: one address may use every slot here.
     c.limits.max_requests_in_flight_per_address = c.limits.max_concurrent_requests;
+    c.limits.max_connections_per_address = c.limits.max_concurrent_requests;
     c.limits.max_accounts = MAX_ACCOUNTS;
     c.limits.max_batch_request_bytes = 8 << 20;
     c.limits.max_transfers_per_request = 1_000;

@@ -199,6 +199,11 @@ pub struct Limits {
     pub max_streams_per_account: usize,
     /// Requests in flight from one source address; beyond it `limit_exceeded` (503) at once.
     pub max_requests_in_flight_per_address: usize,
+    /// Open connections from one source address; beyond it a new one is closed at once.
+    pub max_connections_per_address: usize,
+    /// A request's headers must arrive within this, in milliseconds, or the connection is closed
+    /// (a client that never finishes its headers holds nothing).
+    pub header_read_timeout_ms: u64,
     /// A request (its body included) must complete within this, in milliseconds, or it is
     /// answered `request_timeout` (408) and its slot freed; operator requests are exempt.
     pub request_timeout_ms: u64,
@@ -232,6 +237,8 @@ impl Default for Limits {
             max_sessions_per_account: 16,
             max_streams_per_account: 4,
             max_requests_in_flight_per_address: 256,
+            max_connections_per_address: 1_024,
+            header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
             shutdown_drain_ms: 10_000,
             transfer_ids_kept: 1_000_000,
@@ -368,6 +375,8 @@ impl Config {
             ("max_sessions_per_account", l.max_sessions_per_account),
             ("max_streams_per_account", l.max_streams_per_account),
             ("max_requests_in_flight_per_address", l.max_requests_in_flight_per_address),
+            ("max_connections_per_address", l.max_connections_per_address),
+            ("header_read_timeout_ms", l.header_read_timeout_ms as usize),
             ("request_timeout_ms", l.request_timeout_ms as usize),
             ("transfer_ids_kept", l.transfer_ids_kept),
         ] {

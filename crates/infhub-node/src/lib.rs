@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod reconcile;
+mod serve;
 
 use crate::config::Config;
 use crate::engine::Node;
@@ -157,20 +158,20 @@ pub async fn run(
         let every = std::time::Duration::from_secs(node.config.node.reconcile_interval_secs);
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
     }
-    let app = api::router(node.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let mut api_shutdown = shutdown.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = api_shutdown.wait_for(|s| *s).await;
+    let app = api::router(node.clone());
+    let shed = node.clone();
+    let serving = serve::serve(listener, app, &node.config.limits, shutdown.clone(), move || {
+        shed.metrics.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     });
     // Open requests and streams get `shutdown_drain_ms` to finish once the shutdown begins.
     let drain = std::time::Duration::from_millis(node.config.limits.shutdown_drain_ms);
     let mut drain_shutdown = shutdown.clone();
     tokio::select! {
-        served = serve => served.map_err(|source| NodeError::Listen { addr: listen, source })?,
+        () = serving => {}
         _ = async move {
             let _ = drain_shutdown.wait_for(|s| *s).await;
             tokio::time::sleep(drain).await;
-        } => tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still open after the drain deadline; stopping anyway"),
+        } => tracing::warn!(drain_ms = drain.as_millis() as u64, "connections still open after the drain deadline; stopping anyway"),
     }
     let _ = shutdown.wait_for(|s| *s).await;
     let _ = chain.await;

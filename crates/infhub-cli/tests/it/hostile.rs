@@ -1,6 +1,6 @@
 //! Hostile clients against the real `infhub` node binary on loopback (issue 19): for a bounded
 //! time (`INFHUB_HOSTILE_SECS`, default 8), attackers on 127.0.0.1 flood login challenges, hold
-//! slow bodies, guess session tokens, send oversized headers, pipeline requests, replay one
+//! slow headers and slow bodies, guess session tokens, send oversized headers, pipeline requests, replay one
 //! registration, exhaust streams and send malformed WebSocket frames, all at once; meanwhile an
 //! honest user on 127.0.0.2 logs in, pays and receives each credit on her stream. The test
 //! fails if any honest step fails or a guessed token is accepted, and prints the honest
@@ -160,6 +160,16 @@ fn spawn_attacks(
             while Instant::now() < deadline {
                 let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
                 count(&tally, "slow body", raw(addr, head, left).await);
+            }
+        }));
+    }
+    // Headers that never finish (slowloris).
+    for _ in 0..100 {
+        let tally = tally.clone();
+        attacks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+                count(&tally, "slow headers", raw(addr, b"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Slow: ", left).await);
             }
         }));
     }

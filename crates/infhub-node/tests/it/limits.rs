@@ -134,7 +134,13 @@ fn slow_bodies_time_out_huge_ones_are_refused_at_once_and_one_address_gets_a_sha
         let mut config = chain.config(dir.path().to_path_buf());
         config.limits.request_timeout_ms = 700;
         config.limits.max_requests_in_flight_per_address = 2;
+        config.limits.header_read_timeout_ms = 500;
         let node = InProcessNode::start(config).await;
+
+        // Headers that never finish: the connection is closed at the header deadline.
+        let (s, _, secs) = raw_request(&node.url, "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Slow:", 10).await;
+        assert!(s == 0 || s == 408, "no answer to unfinished headers but a close, got {s}");
+        assert!(secs < 5.0, "closed at the header deadline, not after {secs:.1} s");
         let slow = "POST /v1/transfers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"mess";
 
         // A declared 1 GB body: refused before any of it is read.
@@ -174,6 +180,41 @@ fn slow_bodies_time_out_huge_ones_are_refused_at_once_and_one_address_gets_a_sha
         }
         let (s, _, _) = raw_request(&node.url, "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n", 5).await;
         assert_eq!(s, 200, "the share is free again once the slow requests ended");
+        node.stop().await;
+    });
+}
+
+/// One address cannot open more than its share of connections: the next is closed at once, a
+/// client from another address is served, and the share frees as connections close.
+#[test]
+fn one_address_gets_a_share_of_the_connections() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.limits.max_connections_per_address = 3;
+        let node = InProcessNode::start(config).await;
+        let addr = node.url.trim_start_matches("http://").to_string();
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+        }
+        let info = "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n";
+        eventually(10, "the node to count the three idle connections", || async {
+            let (s, _, _) = raw_request(&node.url, info, 5).await;
+            (s == 0).then_some(())
+        })
+        .await;
+        let other =
+            reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().expect("client");
+        let r = other.get(format!("{}/v1/info", node.url)).send().await.expect("another address");
+        assert_eq!(r.status().as_u16(), 200, "another address is served");
+        idle.pop();
+        eventually(10, "a closed connection frees its address's share", || async {
+            let (s, _, _) = raw_request(&node.url, info, 5).await;
+            (s == 200).then_some(())
+        })
+        .await;
         node.stop().await;
     });
 }
