@@ -34,29 +34,19 @@ fn honest_client() -> reqwest::Client {
         .expect("client")
 }
 
+/// POSTs `body` as JSON and reads the answer as JSON (any status).
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
+    let answer = http.post(url).json(body).send().await.map_err(|e| e.to_string())?;
+    answer.json().await.map_err(|e| e.to_string())
+}
+
 async fn login(http: &reqwest::Client, base: &str, key: &PrivateKey, domain: &Domain) -> Result<String, String> {
     let user = key.address();
-    let c: Value = http
-        .post(format!("{base}/v1/auth/challenge"))
-        .json(&json!({"user": user}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let c = post_json(http, &format!("{base}/v1/auth/challenge"), &json!({"user": user})).await?;
     let challenge: B256 = serde_json::from_value(c["challenge"].clone()).map_err(|e| format!("{e}: {c}"))?;
     let signed = Signed::new(Login { user, challenge }, domain, key);
     let body = json!({"user": user, "challenge": challenge, "signature": signed.signature});
-    let s: Value = http
-        .post(format!("{base}/v1/auth/session"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let s = post_json(http, &format!("{base}/v1/auth/session"), &body).await?;
     s["token"].as_str().map(str::to_string).ok_or_else(|| format!("no session: {s}"))
 }
 
