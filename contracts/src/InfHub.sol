@@ -52,6 +52,15 @@ contract InfHub is EIP712 {
     bytes32 public constant PROOF_BATCH_TYPEHASH = keccak256("ProofBatch(bytes32 root)");
     /// Longest Merkle path a batched hub proof may carry.
     uint256 public constant MAX_PROOF_DEPTH = 20;
+    /// A user's authorization of a watchtower's fee: paid only out of what the tower's
+    /// submission raised the user's claim by (spec 5.10a).
+    bytes32 public constant TOWER_FEE_TYPEHASH = keccak256(
+        "TowerFee(address user,uint64 epoch,address tower,uint128 maxFee,uint16 gainShareBps,uint64 validUntilBlock)"
+    );
+    /// Most towers that can earn a fee in one close (each tower has one record, capped by its maxFee).
+    uint256 public constant MAX_TOWER_FEES_PER_CLOSE = 4;
+    /// Basis points in one whole (gainShareBps is at most this).
+    uint16 public constant BPS = 10_000;
 
     // ---------------------------------------------------------------- messages
     /// A user-signed running total of everything the user has paid out of the channel.
@@ -76,6 +85,24 @@ contract InfHub is EIP712 {
         uint128 cumulativeCredit;
         uint128 lockedAmount;
         bytes32 locksRoot;
+    }
+
+    /// A user's offer to a watchtower: for submitting a credit that raises the user's claim in a
+    /// close of this epoch, the tower earns gainShareBps of the rise, at most maxFee in all,
+    /// paid from the claim at settlement. Only the named tower can use it, until validUntilBlock.
+    struct TowerFee {
+        address user;
+        uint64 epoch;
+        address tower;
+        uint128 maxFee;
+        uint16 gainShareBps;
+        uint64 validUntilBlock;
+    }
+
+    /// A fee a tower earned in the current close of a channel.
+    struct TowerFeeRecord {
+        address tower;
+        uint128 fee;
     }
 
     /// A cooperative withdrawal, signed by both user and hub, usable until expiryBlock.
@@ -138,6 +165,8 @@ contract InfHub is EIP712 {
     uint256 public reservedForClosing;
     ReserveWithdrawal public pendingReserveWithdrawal;
     mapping(bytes32 => bool) public payoutBatchExecuted;
+    /// Fees towers earned in each user's current close; paid and cleared at settlement.
+    mapping(address => TowerFeeRecord[]) internal towerFees;
 
     // ---------------------------------------------------------------- events
     event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
@@ -163,6 +192,8 @@ contract InfHub is EIP712 {
     event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
     event ExcessToReserve(uint256 amount, uint256 reserveAfter);
     event ExcessReturned(address to, uint256 amount);
+    event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
+    event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
 
     // ---------------------------------------------------------------- errors (named after the rule broken)
     error HubMustNotBeZero();
@@ -198,6 +229,9 @@ contract InfHub is EIP712 {
     error RecipientMustNotBeZero();
     error ProofMustBeEmpty();
     error UserMustNotBeZeroOrHub();
+    error OnlyTower();
+    error TowerFeeShareTooLarge();
+    error TowerFeeSlotsFull();
 
     modifier onlyHub() {
         if (msg.sender != hub) revert OnlyHub();
@@ -401,6 +435,38 @@ contract InfHub is EIP712 {
         _refreshReserveDraw(ch);
     }
 
+    /// A watchtower's defence for a fee (spec 5.10a): like submitCredit, with the user's signed
+    /// TowerFee offer. The tower (the caller, named in the offer) earns gainShareBps of what the
+    /// credit raised the user's claim by, at most maxFee over all its submissions in this close;
+    /// a submission that raises nothing earns nothing. The fee is paid from the claim at
+    /// settlement, never more than the claim.
+    function submitCreditForFee(
+        Credit calldata credit,
+        bytes calldata hubSignature,
+        TowerFee calldata offer,
+        bytes calldata userSignature
+    ) external {
+        Channel storage ch = channels[credit.user];
+        _requireChallengeOpen(ch);
+        if (offer.tower != msg.sender) revert OnlyTower();
+        if (offer.user != credit.user) revert UserMismatch();
+        if (offer.epoch != ch.epoch) revert EpochMismatch();
+        if (block.number > offer.validUntilBlock) revert AuthorizationExpired();
+        if (offer.gainShareBps > BPS) revert TowerFeeShareTooLarge();
+        _requireSigner(hashTowerFee(offer), userSignature, credit.user);
+        uint256 claimBefore = _claim(ch);
+        _applyCredit(ch, credit.user, credit, hubSignature);
+        _refreshReserveDraw(ch);
+        // The claim only grows with the credit total, and the credit only grows here.
+        uint256 gain = _claim(ch) - claimBefore;
+        _recordTowerFee(credit.user, ch.epoch, offer, gain);
+    }
+
+    /// The fees towers earned in `user`'s current close (cleared at settlement).
+    function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory) {
+        return towerFees[user];
+    }
+
     /// During the challenge period anyone (the hub, a watchtower) may submit a user-signed debit
     /// that supersedes the stored one.
     function submitDebit(Debit calldata debit, bytes calldata userSignature) external {
@@ -410,7 +476,8 @@ contract InfHub is EIP712 {
         _refreshReserveDraw(ch);
     }
 
-    /// After the challenge period anyone may settle; the user's claim goes to the user.
+    /// After the challenge period anyone may settle; the user's claim goes to the user, less the
+    /// fees towers earned defending it (Settled.paid is the whole claim paid, fees included).
     /// claim = deposited - withdrawn + cumulativeCredit - cumulativeDebit (floored at zero).
     /// Locked amounts are not part of the claim: without an on-chain unlock, every pending
     /// lock falls back to its sender (spec: "Locks at settlement").
@@ -429,16 +496,15 @@ contract InfHub is EIP712 {
         ch.withdrawn = 0;
         ch.advancedFromReserve = 0;
         ch.realizedDebit = 0;
-        if (paid != 0) token.safeTransfer(user, paid);
+        uint256 toUser = _payTowerFees(user, ch.epoch, paid);
+        if (toUser != 0) token.safeTransfer(user, toUser);
         emit Settled(user, ch.epoch, paid, shortfall, reserveAfter);
     }
 
     /// What settle(user) would pay now: (paid to user, unpaid shortfall, reserve afterwards).
     function settlementOf(address user) public view returns (uint256 paid, uint256 shortfall, uint256 reserveAfter) {
         Channel storage ch = channels[user];
-        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
-        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
-        uint256 claim = plus > minus ? plus - minus : 0;
+        uint256 claim = _claim(ch);
         uint256 available = _funds(ch) + reserve;
         paid = claim < available ? claim : available;
         shortfall = claim - paid;
@@ -609,6 +675,16 @@ contract InfHub is EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(PROOF_BATCH_TYPEHASH, root)));
     }
 
+    function hashTowerFee(TowerFee calldata f) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(
+                abi.encode(
+                    TOWER_FEE_TYPEHASH, f.user, f.epoch, f.tower, f.maxFee, f.gainShareBps, f.validUntilBlock
+                )
+            )
+        );
+    }
+
     function hashWithdrawal(Withdrawal calldata w) public view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(abi.encode(WITHDRAWAL_TYPEHASH, w.user, w.epoch, w.cumulativeWithdrawn, w.expiryBlock))
@@ -616,6 +692,51 @@ contract InfHub is EIP712 {
     }
 
     // ================================================================ internals
+
+    /// What the user is owed by the proofs held: deposited - withdrawn + credit - debit, floored at zero.
+    function _claim(Channel storage ch) internal view returns (uint256) {
+        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
+        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
+        return plus > minus ? plus - minus : 0;
+    }
+
+    /// Records what the offer's tower earned for raising the claim by `gain`: gainShareBps of it,
+    /// with the tower's fees in this close capped at maxFee in all. Nothing for no gain.
+    function _recordTowerFee(address user, uint64 epoch, TowerFee calldata offer, uint256 gain) internal {
+        uint256 fee = gain * offer.gainShareBps / BPS;
+        TowerFeeRecord[] storage records = towerFees[user];
+        uint256 n = records.length;
+        uint256 i = 0;
+        while (i < n && records[i].tower != offer.tower) i++;
+        uint256 earned = i < n ? records[i].fee : 0;
+        uint256 room = offer.maxFee > earned ? offer.maxFee - earned : 0;
+        if (fee > room) fee = room;
+        if (fee == 0) return;
+        if (i == n) {
+            if (n == MAX_TOWER_FEES_PER_CLOSE) revert TowerFeeSlotsFull();
+            records.push(TowerFeeRecord(offer.tower, 0));
+        }
+        // casting to 'uint128' is safe because earned + fee <= maxFee (a uint128)
+        // forge-lint: disable-next-line(unsafe-typecast)
+        records[i].fee = uint128(earned + fee);
+        emit TowerFeeRecorded(user, epoch, offer.tower, gain, fee);
+    }
+
+    /// Pays the towers' fees out of a settlement of `paid` in the order they were earned, never
+    /// more than `paid` in all, clears them, and returns what is left for the user.
+    function _payTowerFees(address user, uint64 epoch, uint256 paid) internal returns (uint256 left) {
+        left = paid;
+        TowerFeeRecord[] storage records = towerFees[user];
+        uint256 n = records.length;
+        for (uint256 i = 0; i < n; i++) {
+            uint256 fee = records[i].fee < left ? records[i].fee : left;
+            left -= fee;
+            address tower = records[i].tower;
+            if (fee != 0) token.safeTransfer(tower, fee);
+            emit TowerFeePaid(user, epoch, tower, fee);
+        }
+        if (n != 0) delete towerFees[user];
+    }
 
     function _funds(Channel storage ch) internal view returns (uint256) {
         return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn - ch.realizedDebit;
@@ -644,9 +765,7 @@ contract InfHub is EIP712 {
 
     /// Recomputes a closing channel's draw on the reserve after its proofs changed.
     function _refreshReserveDraw(Channel storage ch) internal {
-        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
-        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
-        uint256 claim = plus > minus ? plus - minus : 0;
+        uint256 claim = _claim(ch);
         uint256 funds = _funds(ch);
         uint256 draw = claim > funds ? claim - funds : 0;
         reservedForClosing = reservedForClosing - ch.reserveDraw + draw;

@@ -89,6 +89,18 @@ abstract contract Fixture is Test {
         return signDigest(pk, hub.hashWithdrawal(w));
     }
 
+    function towerOffer(address user, address tower_, uint128 maxFee, uint16 shareBps, uint64 validUntil)
+        internal
+        view
+        returns (InfHub.TowerFee memory f)
+    {
+        f = InfHub.TowerFee(user, epochOf(user), tower_, maxFee, shareBps, validUntil);
+    }
+
+    function signTowerFee(uint256 pk, InfHub.TowerFee memory f) internal view returns (bytes memory) {
+        return signDigest(pk, hub.hashTowerFee(f));
+    }
+
     function noCredit(address user) internal pure returns (InfHub.Credit memory c) {
         c.user = user;
     }

@@ -42,6 +42,11 @@ contract Handler is Test {
     uint256 public earmarked;
     mapping(address => uint256) public entitled;
     mapping(address => uint256) public received;
+    /// Tower fees each user paid out of its settlements (by its own signed offers).
+    mapping(address => uint256) public feesPaid;
+    /// The watchtower, and the fees the contract recorded for it in each user's current close.
+    address public tower = address(0x7070);
+    mapping(address => uint256) public feeRecorded;
     uint256 public violations;
     string public lastViolation;
     uint256 public calls;
@@ -81,6 +86,14 @@ contract Handler is Test {
         if (ch.status == InfHub.Status.Settled || ch.status == InfHub.Status.None) return 0;
         OffChain memory o = offChain[u];
         return uint256(ch.deposited) + o.creditCum - ch.withdrawn - o.debitCum;
+    }
+
+    /// The claim by the proofs the contract holds: deposited - withdrawn + credit - debit, floored.
+    function claimOf(address u) public view returns (uint256) {
+        InfHub.Channel memory ch = hub.channel(u);
+        uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
+        uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
+        return plus > minus ? plus - minus : 0;
     }
 
     function funds(address u) public view returns (uint256) {
@@ -247,10 +260,26 @@ contract Handler is Test {
         }
         vm.prank(hubAddr);
         hub.startHubClose(u, d, ds);
-        if (c.nonce != 0) {
-            vm.prank(address(0x7070)); // a watchtower
+        if (c.nonce == 0) return;
+        if (who % 2 == 0) {
+            vm.prank(tower);
             hub.submitCredit(c, cs);
+            return;
         }
+        // The tower defends for a fee the user offered: a tenth of the gain, at most 1e21.
+        InfHub.TowerFee memory offer =
+            InfHub.TowerFee(u, c.epoch, tower, 1e21, 1_000, uint64(block.number) + CHALLENGE);
+        uint256 claimBefore = claimOf(u);
+        bytes memory offerSig = signDigest(pk, hub.hashTowerFee(offer));
+        vm.prank(tower);
+        hub.submitCreditForFee(c, cs, offer, offerSig);
+        InfHub.TowerFeeRecord[] memory fees = hub.towerFeesOf(u);
+        uint256 recorded = fees.length == 0 ? 0 : fees[0].fee;
+        // The fee is a tenth of what the credit raised the claim by, capped.
+        uint256 expected = (claimOf(u) - claimBefore) / 10;
+        if (expected > 1e21) expected = 1e21;
+        if (recorded != expected) violation("the tower fee is not the offered share of the gain");
+        feeRecorded[u] = recorded;
     }
 
     /// The hub realizes a payer's newest debit: what the user paid moves from its channel to the reserve.
@@ -318,11 +347,17 @@ contract Handler is Test {
         if (block.number < ch.settleBlock) vm.roll(ch.settleBlock);
         uint256 expected = balanceOf(u);
         uint256 before = token.balanceOf(u);
+        uint256 towerBefore = token.balanceOf(tower);
         hub.settle(u);
         uint256 paid = token.balanceOf(u) - before;
-        if (paid != expected) violation("settlement did not pay the off-chain balance");
-        ghostOut += paid;
+        uint256 fee = token.balanceOf(tower) - towerBefore;
+        uint256 dueFee = feeRecorded[u] < expected ? feeRecorded[u] : expected;
+        if (fee != dueFee) violation("settlement did not pay the recorded tower fee");
+        if (paid + fee != expected) violation("settlement did not pay the off-chain balance");
+        ghostOut += paid + fee;
         received[u] += paid;
+        feesPaid[u] += fee;
+        feeRecorded[u] = 0;
         delete offChain[u];
     }
 
@@ -431,7 +466,11 @@ contract InfHubInvariantTest is Test {
         for (uint256 i = 0; i < handler.userCount(); i++) {
             address u = handler.users(i);
             assertTrue(handler.received(u) <= handler.entitled(u), "a user received more than owed");
-            assertEq(handler.received(u) + handler.balanceOf(u), handler.entitled(u), "user's value conserved");
+            assertEq(
+                handler.received(u) + handler.feesPaid(u) + handler.balanceOf(u),
+                handler.entitled(u),
+                "user's value conserved (tower fees are the user's own offer)"
+            );
         }
         assertEq(handler.violations(), 0, handler.lastViolation());
     }

@@ -30,6 +30,7 @@ contract VectorsTest is Test {
         uint128 amount;
         bytes32 paymentId;
         uint64 expiryBlock;
+        uint16 shareBps;
         bytes sig1;
         bytes sig2;
         bytes32 digest;
@@ -57,6 +58,7 @@ contract VectorsTest is Test {
         s.amount = uint128(vm.parseJsonUint(json, string.concat(p, "amount")));
         s.paymentId = vm.parseJsonBytes32(json, string.concat(p, "paymentId"));
         s.expiryBlock = uint64(vm.parseJsonUint(json, string.concat(p, "expiryBlock")));
+        s.shareBps = uint16(vm.parseJsonUint(json, string.concat(p, "shareBps")));
         s.sig1 = vm.parseJsonBytes(json, string.concat(p, "sig1"));
         s.sig2 = vm.parseJsonBytes(json, string.concat(p, "sig2"));
         s.digest = vm.parseJsonBytes32(json, string.concat(p, "digest"));
@@ -80,6 +82,11 @@ contract VectorsTest is Test {
 
     function creditOf(Step memory s) internal pure returns (InfHub.Credit memory) {
         return InfHub.Credit(s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot);
+    }
+
+    /// A tower-fee offer rides in recipient (tower), amount (maxFee), shareBps and expiryBlock.
+    function offerOf(Step memory s) internal pure returns (InfHub.TowerFee memory) {
+        return InfHub.TowerFee(s.user, s.epoch, s.recipient, s.amount, s.shareBps, s.expiryBlock);
     }
 
     function withdrawalOf(Step memory s) internal pure returns (InfHub.Withdrawal memory) {
@@ -131,6 +138,8 @@ contract VectorsTest is Test {
             data = abi.encodeCall(InfHub.startHubClose, (s.user, debitOf(s), s.sig1));
         } else if (op == keccak256("submitCredit")) {
             data = abi.encodeCall(InfHub.submitCredit, (creditOf(s), s.sig1));
+        } else if (op == keccak256("submitCreditForFee")) {
+            data = abi.encodeCall(InfHub.submitCreditForFee, (creditOf(s), s.sig1, offerOf(s), s.sig2));
         } else if (op == keccak256("submitDebit")) {
             data = abi.encodeCall(InfHub.submitDebit, (debitOf(s), s.sig1));
         } else if (op == keccak256("settle")) {
@@ -159,7 +168,9 @@ contract VectorsTest is Test {
         bytes32 op = keccak256(bytes(s.op));
         bytes32 got;
         if (op == keccak256("withdraw")) got = hub.hashWithdrawal(withdrawalOf(s));
-        else if (op == keccak256("startExit") || op == keccak256("submitCredit")) got = hub.hashCredit(creditOf(s));
+        else if (op == keccak256("startExit") || op == keccak256("submitCredit") || op == keccak256("submitCreditForFee")) {
+            got = hub.hashCredit(creditOf(s));
+        }
         else if (
             op == keccak256("realizeDebit") || op == keccak256("realizeDebits") || op == keccak256("submitDebit")
                 || op == keccak256("startHubClose")
@@ -182,6 +193,7 @@ contract VectorsTest is Test {
             vm.roll(s.blockNumber);
             checkDigest(hub, s);
             uint256 userBefore = token.balanceOf(s.user);
+            uint256 recipientBefore = token.balanceOf(s.recipient);
             (bool ok, bytes memory ret) = execute(hub, token, s);
             if (eq(s.expect, "ok")) {
                 if (!ok) revert(string.concat(where, ": core says ok, contract reverted"));
@@ -192,6 +204,9 @@ contract VectorsTest is Test {
             }
             if (ok && keccak256(bytes(s.op)) == keccak256("settle")) {
                 assertEq(token.balanceOf(s.user) - userBefore, s.paid, string.concat(where, ": paid"));
+                if (s.recipient != address(0)) {
+                    assertEq(token.balanceOf(s.recipient) - recipientBefore, s.amount, string.concat(where, ": tower fee"));
+                }
             }
             assertEq(hub.reserve(), s.reserveAfter, string.concat(where, ": reserve"));
             assertEq(hub.totalChannelFunds(), s.fundsAfter, string.concat(where, ": channel funds"));
@@ -253,6 +268,12 @@ contract VectorsTest is Test {
         f = string.concat(f, kv("cumulative", vm.toString(uint256(w.cumulativeWithdrawn))), kv("expiryBlock", vm.toString(uint256(w.expiryBlock))));
     }
 
+    function towerFeeFields(InfHub.TowerFee memory t) internal pure returns (string memory f) {
+        f = string.concat(kv("type", "TowerFee"), kv("user", vm.toString(t.user)), kv("epoch", vm.toString(uint256(t.epoch))));
+        f = string.concat(f, kv("tower", vm.toString(t.tower)), kv("maxFee", vm.toString(uint256(t.maxFee))));
+        f = string.concat(f, kv("gainShareBps", vm.toString(uint256(t.gainShareBps))), kv("validUntilBlock", vm.toString(uint256(t.validUntilBlock))));
+    }
+
     function addValidVectors(InfHub hub, address signer) internal {
         InfHub.Debit memory d = InfHub.Debit(
             signer, 3, 17, 123_456_789_000_000_000_000, 0, bytes32(0), 1, address(0xCAFE), 5e18, keccak256("pay-17")
@@ -270,6 +291,9 @@ contract VectorsTest is Test {
         InfHub.Withdrawal memory w = InfHub.Withdrawal(signer, 1, 777, 123_456);
         digest = hub.hashWithdrawal(w);
         add(withdrawalFields(w), digest, signDigest(SIGNER_PK, digest), signer);
+        InfHub.TowerFee memory t = InfHub.TowerFee(signer, 4, address(0x7070), type(uint128).max, 10_000, 987_654);
+        digest = hub.hashTowerFee(t);
+        add(towerFeeFields(t), digest, signDigest(SIGNER_PK, digest), signer);
     }
 
     function addInvalidVectors(InfHub hub, address signer) internal {
@@ -298,6 +322,6 @@ contract VectorsTest is Test {
         json = string.concat(json, "  \"domainSeparator\": \"", vm.toString(hub.domainSeparator()), "\",\n");
         json = string.concat(json, "  \"vectors\": [", out, "\n  ]\n}\n");
         vm.writeFile(string.concat(vm.projectRoot(), FORGE), json);
-        assertEq(written, 7, "vectors written");
+        assertEq(written, 8, "vectors written");
     }
 }

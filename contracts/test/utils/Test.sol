@@ -54,6 +54,14 @@ abstract contract Test {
         }
     }
 
+    function assertEq(uint256 a, uint256 b) internal pure {
+        assertEq(a, b, "values differ");
+    }
+
+    function assertEq(address a, address b) internal pure {
+        assertEq(a, b, "addresses differ");
+    }
+
     function assertEq(address a, address b, string memory what) internal pure {
         if (a != b) revert(string.concat("assertEq failed: ", what, ": ", vm.toString(a), " != ", vm.toString(b)));
     }

@@ -35,6 +35,18 @@ sol! {
             uint128 cumulativeWithdrawn;
             uint64 expiryBlock;
         }
+        struct TowerFee {
+            address user;
+            uint64 epoch;
+            address tower;
+            uint128 maxFee;
+            uint16 gainShareBps;
+            uint64 validUntilBlock;
+        }
+        struct TowerFeeRecord {
+            address tower;
+            uint128 fee;
+        }
         struct Side {
             uint64 nonce;
             uint128 cumulative;
@@ -73,6 +85,8 @@ sol! {
         event PayoutBatchExecuted(bytes32 indexed batchId, uint256 count, uint256 total, uint256 reserveAfter);
         event ExcessToReserve(uint256 amount, uint256 reserveAfter);
         event ExcessReturned(address to, uint256 amount);
+        event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
+        event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
 
         error HubMustNotBeZero();
         error ChallengePeriodOutOfRange();
@@ -107,6 +121,9 @@ sol! {
         error RecipientMustNotBeZero();
         error ProofMustBeEmpty();
         error UserMustNotBeZeroOrHub();
+        error OnlyTower();
+        error TowerFeeShareTooLarge();
+        error TowerFeeSlotsFull();
 
         function openChannel(address user) external;
         function openChannels(address[] calldata users) external;
@@ -117,6 +134,8 @@ sol! {
         function startExit(Credit calldata credit, bytes calldata hubSignature) external;
         function startHubClose(address user, Debit calldata debit, bytes calldata userSignature) external;
         function submitCredit(Credit calldata credit, bytes calldata hubSignature) external;
+        function submitCreditForFee(Credit calldata credit, bytes calldata hubSignature, TowerFee calldata offer, bytes calldata userSignature) external;
+        function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory);
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
         function settle(address user) external;
         function depositReserve(uint256 amount) external;

@@ -8,7 +8,7 @@
 //! divergence fails the build. A call either succeeds or leaves the model unchanged, like a
 //! reverted transaction.
 
-use crate::messages::{Credit, Debit, Eip712Message, HubSigned, Withdrawal};
+use crate::messages::{Credit, Debit, Eip712Message, HubSigned, TowerFee, Withdrawal, BPS};
 use crate::signature::Signature;
 use crate::{Amount, Domain, Error};
 use alloy_primitives::{Address, B256, U256};
@@ -21,6 +21,8 @@ pub const MAX_PAYOUT_BATCH: usize = 256;
 pub const MAX_OPEN_BATCH: usize = 100;
 /// Most debits in one `realizeDebits` call (`MAX_REALIZE_BATCH`).
 pub const MAX_REALIZE_BATCH: usize = 100;
+/// Most towers that can earn a fee in one close (`MAX_TOWER_FEES_PER_CLOSE`).
+pub const MAX_TOWER_FEES_PER_CLOSE: usize = 4;
 /// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
 pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
 /// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
@@ -128,7 +130,7 @@ impl ChainChannel {
 /// What `settle` pays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
-    /// Tokens paid to the user.
+    /// The claim paid out: to the user, less the fees towers earned defending it.
     pub paid: U256,
     /// Part of the claim the contract could not pay (only if the hub over-issued credit).
     pub shortfall: U256,
@@ -157,6 +159,8 @@ pub struct ContractModel {
     pub token_balance: U256,
     /// Tokens the contract has sent to each address, ever.
     pub sent_to: BTreeMap<Address, U256>,
+    /// Fees towers earned in each user's current close, in order (`towerFeesOf`).
+    pub tower_fees: BTreeMap<Address, Vec<(Address, Amount)>>,
 }
 
 impl ContractModel {
@@ -181,6 +185,7 @@ impl ContractModel {
             executed_batches: BTreeSet::new(),
             token_balance: U256::ZERO,
             sent_to: BTreeMap::new(),
+            tower_fees: BTreeMap::new(),
         })
     }
 
@@ -509,6 +514,80 @@ impl ContractModel {
         Ok(())
     }
 
+    /// `submitCreditForFee(credit, hubSignature, offer, userSignature)` sent by `sender` in
+    /// `block`. Returns the fee recorded for the offer's tower (zero if the claim did not rise).
+    pub fn submit_credit_for_fee(
+        &mut self,
+        sender: Address,
+        block: u64,
+        c: &Credit,
+        hub_sig: &[u8],
+        offer: &TowerFee,
+        user_sig: &[u8],
+    ) -> Result<Amount, Error> {
+        let mut ch = self.channel(c.user);
+        Self::require_challenge_open(&ch, block)?;
+        if offer.tower != sender {
+            return Err(Error::OnlyTower);
+        }
+        if offer.user != c.user {
+            return Err(Error::UserMismatch);
+        }
+        if offer.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if block > offer.valid_until_block {
+            return Err(Error::AuthorizationExpired);
+        }
+        if offer.gain_share_bps > BPS {
+            return Err(Error::TowerFeeShareTooLarge);
+        }
+        Signature::from_slice(user_sig)?.verify(offer.digest(&self.config.domain), c.user)?;
+        let claim_before = ch.claim();
+        self.apply_credit(&mut ch, c.user, c, hub_sig)?;
+        let gain = ch.claim() - claim_before;
+        let fee = self.tower_fee_for(c.user, offer, gain)?;
+        self.refresh_draw(&mut ch);
+        self.channels.insert(c.user, ch);
+        if !fee.is_zero() {
+            let records = self.tower_fees.entry(c.user).or_default();
+            match records.iter_mut().find(|(t, _)| *t == offer.tower) {
+                Some((_, earned)) => *earned = earned.checked_add(fee).expect("capped by maxFee, a u128"),
+                None => records.push((offer.tower, fee)),
+            }
+        }
+        Ok(fee)
+    }
+
+    /// `_recordTowerFee`'s figure: the offer's share of `gain`, capped so the tower's fees in
+    /// this close stay within `max_fee`; a new tower needs a free slot.
+    fn tower_fee_for(&self, user: Address, offer: &TowerFee, gain: U256) -> Result<Amount, Error> {
+        let records = self.tower_fees.get(&user).map(Vec::as_slice).unwrap_or_default();
+        let earned = records.iter().find(|(t, _)| *t == offer.tower).map(|(_, f)| *f);
+        let room = U256::from(offer.max_fee.0.saturating_sub(earned.unwrap_or_default().0));
+        let fee = (gain * U256::from(offer.gain_share_bps) / U256::from(BPS)).min(room);
+        if fee.is_zero() {
+            return Ok(Amount::ZERO);
+        }
+        if earned.is_none() && records.len() == MAX_TOWER_FEES_PER_CLOSE {
+            return Err(Error::TowerFeeSlotsFull);
+        }
+        Ok(Amount(u128::try_from(fee).expect("fee <= max_fee, a u128")))
+    }
+
+    /// What settling `user` now pays each tower and the user: fees in the order earned, never
+    /// more than the claim paid in all.
+    pub fn settlement_split(&self, user: Address) -> (Vec<(Address, U256)>, U256) {
+        let mut left = self.settlement_of(user).paid;
+        let mut fees = Vec::new();
+        for (tower, fee) in self.tower_fees.get(&user).map(Vec::as_slice).unwrap_or_default() {
+            let paid = U256::from(fee.0).min(left);
+            left -= paid;
+            fees.push((*tower, paid));
+        }
+        (fees, left)
+    }
+
     /// `submitDebit(debit, userSignature)` in `block` (any sender).
     pub fn submit_debit(&mut self, block: u64, d: &Debit, user_sig: &[u8]) -> Result<(), Error> {
         let mut ch = self.channel(d.user);
@@ -538,6 +617,8 @@ impl ContractModel {
             return Err(Error::ChallengePeriodNotOver);
         }
         let s = self.settlement_of(user);
+        let (fees, to_user) = self.settlement_split(user);
+        self.tower_fees.remove(&user);
         self.total_channel_funds -= ch.funds();
         self.reserve = s.reserve_after;
         self.reserved_for_closing -= ch.reserve_draw;
@@ -548,8 +629,13 @@ impl ContractModel {
         ch.advanced_from_reserve = Amount::ZERO;
         ch.realized_debit = Amount::ZERO;
         self.channels.insert(user, ch);
-        if !s.paid.is_zero() {
-            self.send(user, s.paid);
+        for (tower, fee) in fees {
+            if !fee.is_zero() {
+                self.send(tower, fee);
+            }
+        }
+        if !to_user.is_zero() {
+            self.send(user, to_user);
         }
         Ok(s)
     }

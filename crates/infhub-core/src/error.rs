@@ -112,6 +112,15 @@ pub enum Error {
     /// A recipient must not be the zero address.
     #[error("recipient must not be zero")]
     RecipientMustNotBeZero,
+    /// A tower-fee offer can be used only by the tower it names (spec 5.10a).
+    #[error("only the tower named in the offer may use it")]
+    OnlyTower,
+    /// A tower's share of the gain is at most the whole gain (10,000 basis points).
+    #[error("tower fee share above 10000 basis points")]
+    TowerFeeShareTooLarge,
+    /// As many towers as the contract records fees for already earned one in this close.
+    #[error("no room for another tower's fee in this close")]
+    TowerFeeSlotsFull,
 
     // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
     /// Off chain, a proof's nonce must be above the newest one already seen.

@@ -24,5 +24,5 @@ pub use alloy_primitives::{address, Address, B256, U256};
 pub use amount::Amount;
 pub use eip712::Domain;
 pub use error::Error;
-pub use messages::{Credit, Debit, PaymentKind, Receipt, Registration, Withdrawal};
+pub use messages::{Credit, Debit, PaymentKind, Receipt, Registration, TowerFee, Withdrawal};
 pub use signature::{PrivateKey, Signature};

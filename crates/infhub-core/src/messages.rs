@@ -23,6 +23,11 @@ pub const CREDIT_TYPE: &str =
 /// EIP-712 type string of [`Withdrawal`].
 pub const WITHDRAWAL_TYPE: &str =
     "Withdrawal(address user,uint64 epoch,uint128 cumulativeWithdrawn,uint64 expiryBlock)";
+/// EIP-712 type string of [`TowerFee`].
+pub const TOWER_FEE_TYPE: &str =
+    "TowerFee(address user,uint64 epoch,address tower,uint128 maxFee,uint16 gainShareBps,uint64 validUntilBlock)";
+/// Basis points in one whole: a [`TowerFee`]'s `gain_share_bps` is at most this.
+pub const BPS: u16 = 10_000;
 /// EIP-712 type string of [`Receipt`].
 pub const RECEIPT_TYPE: &str =
     "Receipt(address payer,uint64 epoch,uint64 debitNonce,bytes32 paymentId,bytes32 debitDigest)";
@@ -114,6 +119,27 @@ pub struct Withdrawal {
     pub expiry_block: u64,
 }
 
+/// A user's offer to a watchtower (verified on chain by `submitCreditForFee`, spec 5.10a): for
+/// a credit submission that raises the user's claim in a close of this epoch, the named tower
+/// earns `gain_share_bps` of the rise, at most `max_fee` in all, paid from the claim at
+/// settlement; usable until `valid_until_block`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TowerFee {
+    /// The channel owner, who pays the fee out of her settlement.
+    pub user: Address,
+    /// The channel's epoch.
+    pub epoch: u64,
+    /// The only tower that may use the offer, and the fee's recipient.
+    pub tower: Address,
+    /// Most the tower earns in one close, over all its submissions.
+    pub max_fee: Amount,
+    /// The tower's share of each rise of the claim it causes, in basis points.
+    pub gain_share_bps: u16,
+    /// Last block in which the contract accepts it.
+    pub valid_until_block: u64,
+}
+
 /// The hub's signed acknowledgement that it applied a debit (off chain only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,6 +219,21 @@ impl Eip712Message for Withdrawal {
         e.u64(self.epoch);
         e.u128(self.cumulative_withdrawn.0);
         e.u64(self.expiry_block);
+        e.finish()
+    }
+}
+
+impl Eip712Message for TowerFee {
+    const TYPE: &'static str = TOWER_FEE_TYPE;
+    const TYPE_HASH: B256 = b256!("7541021b9240f0dfb8a1a097cd3deac2e50a6dfb35fdada3687bd45ab1b5e00c");
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(Self::TYPE_HASH);
+        e.address(self.user);
+        e.u64(self.epoch);
+        e.address(self.tower);
+        e.u128(self.max_fee.0);
+        e.u64(u64::from(self.gain_share_bps));
+        e.u64(self.valid_until_block);
         e.finish()
     }
 }
@@ -342,6 +383,7 @@ mod tests {
         assert_eq!(Debit::TYPE_HASH, keccak256(Debit::TYPE));
         assert_eq!(Credit::TYPE_HASH, keccak256(Credit::TYPE));
         assert_eq!(Withdrawal::TYPE_HASH, keccak256(Withdrawal::TYPE));
+        assert_eq!(TowerFee::TYPE_HASH, keccak256(TowerFee::TYPE));
         assert_eq!(Receipt::TYPE_HASH, keccak256(Receipt::TYPE));
         assert_eq!(Registration::TYPE_HASH, keccak256(Registration::TYPE));
         assert_eq!(Login::TYPE_HASH, keccak256(Login::TYPE));

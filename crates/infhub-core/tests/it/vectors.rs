@@ -13,7 +13,7 @@
 
 use alloy_primitives::{Address, B256, U256};
 use infhub_core::contract::{ContractConfig, ContractModel};
-use infhub_core::messages::{Credit, Debit, Eip712Message, Withdrawal};
+use infhub_core::messages::{Credit, Debit, Eip712Message, TowerFee, Withdrawal};
 use infhub_core::signature::{hex_decode, hex_encode};
 use infhub_core::{Amount, Domain, Error, PrivateKey, Signature};
 use serde_json::{json, Map, Value};
@@ -50,6 +50,7 @@ struct Step {
     amount: u128,
     payment_id: B256,
     expiry_block: u64,
+    share_bps: u16,
     sig1: Vec<u8>,
     sig2: Vec<u8>,
     digest: B256,
@@ -83,6 +84,15 @@ impl Step {
         self.cumulative = c.cumulative_credit.0;
         self.locked_amount = c.locked_amount.0;
         self.locks_root = c.locks_root;
+        self
+    }
+
+    /// The offer rides in recipient (tower), amount (maxFee), shareBps and expiryBlock.
+    fn with_offer(mut self, o: &TowerFee) -> Self {
+        self.recipient = o.tower;
+        self.amount = o.max_fee.0;
+        self.share_bps = o.gain_share_bps;
+        self.expiry_block = o.valid_until_block;
         self
     }
 
@@ -505,6 +515,8 @@ fn build_scenario() -> (Scenario, Value) {
         |c, _| c.excess_to_reserve(h),
     );
 
+    tower_fee_story(&mut s, &alice, &mallory, domain);
+
     let header = json!({
         "chainId": domain.chain_id.to_string(),
         "contract": domain.verifying_contract.to_string(),
@@ -515,6 +527,93 @@ fn build_scenario() -> (Scenario, Value) {
         "actors": [a.to_string(), b.to_string(), h.to_string(), m.to_string()],
     });
     (s, header)
+}
+
+/// A watchtower defends Alice (epoch 2) against a stale hub close for the fee she offered
+/// (spec 5.10a): every misuse of the offer is refused by name, the fee is her share of each
+/// rise of the claim capped by the offer, and the settlement splits the claim. A `submitCreditForFee`
+/// step carries the credit as usual and the offer as recipient = tower, amount = maxFee,
+/// shareBps, expiryBlock = validUntilBlock, sig2 = Alice's signature of the offer; a `settle`
+/// step with a recipient says what that tower was paid (amount) next to what Alice was (paid).
+fn tower_fee_story(s: &mut Scenario, alice: &PrivateKey, mallory: &PrivateKey, domain: Domain) {
+    let (a, h, m) = (alice.address(), s.hub.address(), mallory.address());
+    let tower = Address::repeat_byte(0x70);
+    s.block = 300;
+    s.record(Step { op: "deposit", sender: a, user: a, amount: 200, ..Default::default() }, Ok(()), |c, _| {
+        c.deposit(a, U256::from(200))
+    });
+    let empty = Debit {
+        user: a,
+        epoch: 0,
+        nonce: 0,
+        cumulative_debit: Amount::ZERO,
+        locked_amount: Amount::ZERO,
+        locks_root: B256::ZERO,
+        kind: 0,
+        recipient: Address::ZERO,
+        amount: Amount::ZERO,
+        payment_id: B256::ZERO,
+    };
+    let close = Step { op: "startHubClose", sender: h, digest: empty.digest(&domain), ..Default::default() };
+    s.record(close.with_debit(&empty), Ok(()), |c, blk| c.start_hub_close(h, blk, a, &empty, &[]));
+    let hub_key = s.hub.clone();
+    let c1 = s.credit(alice, 2, 1, 40);
+    let c2 = s.credit(alice, 2, 2, 100);
+    let offer =
+        TowerFee { user: a, epoch: 2, tower, max_fee: Amount(15), gain_share_bps: 2_500, valid_until_block: 330 };
+    let step = |sender: Address, c: &Credit, o: &TowerFee, offer_sig: Vec<u8>| {
+        Step {
+            op: "submitCreditForFee",
+            sender,
+            digest: c.digest(&domain),
+            sig1: hub_key.sign(c.digest(&domain)).0.to_vec(),
+            sig2: offer_sig,
+            ..Default::default()
+        }
+        .with_credit(c)
+        .with_offer(o)
+    };
+    let sign = |k: &PrivateKey, o: &TowerFee| k.sign(o.digest(&domain)).0.to_vec();
+    let cases: [(Address, TowerFee, &PrivateKey, Result<(), Error>); 4] = [
+        (m, offer, alice, Err(Error::OnlyTower)),
+        (tower, offer, mallory, Err(Error::WrongSigner)),
+        (tower, TowerFee { gain_share_bps: 10_001, ..offer }, alice, Err(Error::TowerFeeShareTooLarge)),
+        (tower, TowerFee { valid_until_block: 299, ..offer }, alice, Err(Error::AuthorizationExpired)),
+    ];
+    for (sender, o, signer, want) in cases {
+        let sig = sign(signer, &o);
+        let hub_sig = hub_key.sign(c1.digest(&domain)).0.to_vec();
+        s.record(step(sender, &c1, &o, sig.clone()), want, |c, blk| {
+            c.submit_credit_for_fee(sender, blk, &c1, &hub_sig, &o, &sig)
+        });
+    }
+    // A quarter of the rise of 40 is 10; of the next 60 it is 15, cut to the 5 left of maxFee 15.
+    for (credit, fee) in [(c1, 10), (c2, 5)] {
+        let sig = sign(alice, &offer);
+        let hub_sig = hub_key.sign(credit.digest(&domain)).0.to_vec();
+        let got = s.record(step(tower, &credit, &offer, sig.clone()), Ok(()), |c, blk| {
+            c.submit_credit_for_fee(tower, blk, &credit, &hub_sig, &offer, &sig)
+        });
+        assert_eq!(got, Some(Amount(fee)), "the fee recorded for credit #{}", credit.nonce);
+    }
+    s.block = 330;
+    // claim = 200 + 100 = 300: 15 to the tower, 285 to Alice.
+    let split = s.model.settlement_split(a);
+    assert_eq!(split, (vec![(tower, U256::from(15))], U256::from(285)));
+    let settled = s.record(
+        Step {
+            op: "settle",
+            sender: m,
+            user: a,
+            paid: U256::from(285),
+            recipient: tower,
+            amount: 15,
+            ..Default::default()
+        },
+        Ok(()),
+        |c, blk| c.settle(blk, a),
+    );
+    assert_eq!(settled.map(|x| x.paid), Some(U256::from(300)), "Settled.paid is the whole claim");
 }
 
 fn scenario_json() -> String {
@@ -543,6 +642,7 @@ fn scenario_json() -> String {
             put("amount", st.amount.to_string());
             put("paymentId", st.payment_id.to_string());
             put("expiryBlock", st.expiry_block.to_string());
+            put("shareBps", st.share_bps.to_string());
             put("sig1", hex(&st.sig1));
             put("sig2", hex(&st.sig2));
             put("digest", st.digest.to_string());
@@ -613,6 +713,8 @@ fn scenario_covers_every_verdict_we_promise() {
         "ProofMustBeEmpty",
         "ReserveNoticeNotOver",
         "AmountMustNotBeZero",
+        "OnlyTower",
+        "TowerFeeShareTooLarge",
     ] {
         assert!(verdicts.contains(must), "scenario lacks a {must} step");
     }
@@ -672,6 +774,15 @@ fn forge_signed_vectors_verify_in_rust() {
                 epoch: u(field(v, "epoch")) as u64,
                 cumulative_withdrawn: Amount(u(field(v, "cumulative"))),
                 expiry_block: u(field(v, "expiryBlock")) as u64,
+            }
+            .digest(&domain),
+            "TowerFee" => TowerFee {
+                user: field(v, "user").parse().expect("user"),
+                epoch: u(field(v, "epoch")) as u64,
+                tower: field(v, "tower").parse().expect("tower"),
+                max_fee: Amount(u(field(v, "maxFee"))),
+                gain_share_bps: u(field(v, "gainShareBps")) as u16,
+                valid_until_block: u(field(v, "validUntilBlock")) as u64,
             }
             .digest(&domain),
             other => panic!("unknown vector type {other}"),
