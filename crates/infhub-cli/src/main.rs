@@ -2,7 +2,8 @@
 //!
 //! `infhub dev` brings up a complete local system (anvil, contracts, hub node, funded test
 //! users); `infhub run` serves a hub against a configured chain; `infhub operator …` drives a
-//! running hub's operator API; `infhub wallet …` is the user's wallet. Flags only; the work is
+//! running hub's operator API; `infhub wallet …` is the user's wallet; `infhub tower` runs a
+//! watchtower. Flags only; the work is
 //! in `infhub_node` and `infhub_wallet`.
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ enum Cmd {
     /// The operator's commands against a running hub: liquidity, reserve top-up and
     /// withdrawal, hub close, solvency, reconciliation.
     Operator(OperatorArgs),
+    /// A watchtower: defends offline users' channels with their newest credits (for a fee
+    /// they offer, paid only out of what it saves them).
+    Tower(infhub_tower::cli::TowerArgs),
 }
 
 async fn wallet(args: WalletArgs) -> Result<(), (String, String, bool)> {
@@ -63,6 +67,9 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Node(c) => infhub_node::cli::execute(c).await.map_err(|e| ("node_failed".to_string(), e, false)),
             Cmd::Wallet(args) => wallet(args).await,
+            Cmd::Tower(args) => {
+                infhub_tower::cli::execute(args).await.map_err(|e| ("tower_failed".to_string(), e, false))
+            }
             Cmd::Operator(args) => match infhub_node::operator::execute(args).await {
                 Ok(answer) => {
                     println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_else(|_| answer.to_string()));

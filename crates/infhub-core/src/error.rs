@@ -186,6 +186,12 @@ pub enum Error {
     /// A chain event contradicts the local state (e.g. a running total out of order).
     #[error("chain event inconsistent with local state")]
     ChainEventInconsistent,
+    /// A watchtower watches as many users as it is configured for.
+    #[error("the tower watches as many users as it may")]
+    TowerFull,
+    /// A user sent a watchtower more updates than its per-user rate allows; retry later.
+    #[error("too many updates for this user; retry later")]
+    TowerQuotaExceeded,
     /// A seal was asked for with no proof waiting to be signed.
     #[error("no proofs waiting to be sealed")]
     NothingToSeal,

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod messages;
 pub mod signature;
+pub mod tower;
 
 pub use alloy_primitives::{address, Address, B256, U256};
 pub use amount::Amount;

@@ -28,6 +28,9 @@ pub const TOWER_FEE_TYPE: &str =
     "TowerFee(address user,uint64 epoch,address tower,uint128 maxFee,uint16 gainShareBps,uint64 validUntilBlock)";
 /// Basis points in one whole: a [`TowerFee`]'s `gain_share_bps` is at most this.
 pub const BPS: u16 = 10_000;
+/// EIP-712 type string of [`TowerReceipt`].
+pub const TOWER_RECEIPT_TYPE: &str =
+    "TowerReceipt(address tower,address user,uint64 epoch,uint64 nonce,uint128 cumulativeCredit)";
 /// EIP-712 type string of [`Receipt`].
 pub const RECEIPT_TYPE: &str =
     "Receipt(address payer,uint64 epoch,uint64 debitNonce,bytes32 paymentId,bytes32 debitDigest)";
@@ -140,6 +143,23 @@ pub struct TowerFee {
     pub valid_until_block: u64,
 }
 
+/// A watchtower's signed statement of the newest credit it holds for a user (off chain only):
+/// the user can prove what the tower held if it fails to defend her.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TowerReceipt {
+    /// The tower.
+    pub tower: Address,
+    /// The watched user.
+    pub user: Address,
+    /// The channel's epoch.
+    pub epoch: u64,
+    /// The nonce of the credit held.
+    pub nonce: u64,
+    /// The running total of the credit held.
+    pub cumulative_credit: Amount,
+}
+
 /// The hub's signed acknowledgement that it applied a debit (off chain only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -234,6 +254,20 @@ impl Eip712Message for TowerFee {
         e.u128(self.max_fee.0);
         e.u64(u64::from(self.gain_share_bps));
         e.u64(self.valid_until_block);
+        e.finish()
+    }
+}
+
+impl Eip712Message for TowerReceipt {
+    const TYPE: &'static str = TOWER_RECEIPT_TYPE;
+    const TYPE_HASH: B256 = b256!("2306f63bdaa7e542e8fdb20a5b6cfeb4312ee325218ff7d142d18cbb95e83801");
+    fn struct_hash(&self) -> B256 {
+        let mut e = Encoder::new(Self::TYPE_HASH);
+        e.address(self.tower);
+        e.address(self.user);
+        e.u64(self.epoch);
+        e.u64(self.nonce);
+        e.u128(self.cumulative_credit.0);
         e.finish()
     }
 }
@@ -384,6 +418,7 @@ mod tests {
         assert_eq!(Credit::TYPE_HASH, keccak256(Credit::TYPE));
         assert_eq!(Withdrawal::TYPE_HASH, keccak256(Withdrawal::TYPE));
         assert_eq!(TowerFee::TYPE_HASH, keccak256(TowerFee::TYPE));
+        assert_eq!(TowerReceipt::TYPE_HASH, keccak256(TowerReceipt::TYPE));
         assert_eq!(Receipt::TYPE_HASH, keccak256(Receipt::TYPE));
         assert_eq!(Registration::TYPE_HASH, keccak256(Registration::TYPE));
         assert_eq!(Login::TYPE_HASH, keccak256(Login::TYPE));

@@ -1,0 +1,2 @@
+//! Integration tests of the tower against anvil (see tower.rs).
+mod tower;
