@@ -141,6 +141,8 @@ pub struct Node {
     writes: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests for the chain task.
     pub chain_requests: mpsc::Sender<ChainRequest>,
+    /// The towers users named, fed by [`crate::towers::run_pusher`].
+    pub towers: Arc<crate::towers::TowerRegistry>,
 }
 
 impl Node {
@@ -153,6 +155,7 @@ impl Node {
         provider: DynProvider,
         state: State,
         chain_view: Arc<Mutex<ChainView>>,
+        towers: Arc<crate::towers::TowerRegistry>,
     ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
         let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
         let (chain_requests, chain_rx) = mpsc::channel(CHAIN_REQUEST_QUEUE);
@@ -170,6 +173,7 @@ impl Node {
             chain_view,
             writes: Mutex::new(Some(writes)),
             chain_requests,
+            towers,
         });
         node.update_books();
         let writer_node = node.clone();

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod operator;
 pub mod reconcile;
 mod serve;
+pub mod towers;
 
 use crate::config::Config;
 use crate::engine::Node;
@@ -61,6 +62,9 @@ pub enum NodeError {
         /// The contract's hub.
         contract: infhub_core::Address,
     },
+    /// The towers file of the data directory could not be read.
+    #[error("towers.json: {0}")]
+    Towers(String),
     /// Network.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -105,6 +109,69 @@ pub async fn run(
     let domain = Domain { chain_id, verifying_contract: contract };
     let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
         .map_err(|e| config::ConfigError::Invalid(format!("hub_key: {e}")))?;
+    let state = open_ledger(&config, domain, hub, key)?;
+    let confirmed = state.ledger().block;
+    let watcher_config = WatcherConfig {
+        confirmations: config.chain.confirmations,
+        max_blocks_per_poll: MAX_BLOCKS_PER_POLL,
+        max_log_range_blocks: MAX_LOG_RANGE_BLOCKS,
+        start_block: config.chain.start_block,
+    };
+    let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
+    let duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
+
+    let listen = config.node.listen.clone();
+    let towers = std::sync::Arc::new(
+        towers::TowerRegistry::open(&config.node.data_dir).map_err(|e| NodeError::Towers(e.to_string()))?,
+    );
+    let (node, chain_rx, writer) =
+        Node::start(config, domain, token, provider, state, duties.view_handle(), towers.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
+    tracing::info!(%addr, hub = %node.hub, contract = %contract, chain_id, "infhub node listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+
+    let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), duties).run(chain_rx, shutdown.clone()));
+    if node.config.node.reconcile_interval_secs > 0 {
+        let every = std::time::Duration::from_secs(node.config.node.reconcile_interval_secs);
+        tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
+    }
+    tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
+    let app = api::router(node.clone());
+    let shed = node.clone();
+    let serving = serve::serve(listener, app, &node.config.limits, shutdown.clone(), move || {
+        shed.metrics.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Open requests and streams get `shutdown_drain_ms` to finish once the shutdown begins.
+    let drain = std::time::Duration::from_millis(node.config.limits.shutdown_drain_ms);
+    let mut drain_shutdown = shutdown.clone();
+    tokio::select! {
+        () = serving => {}
+        _ = async move {
+            let _ = drain_shutdown.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        } => tracing::warn!(drain_ms = drain.as_millis() as u64, "connections still open after the drain deadline; stopping anyway"),
+    }
+    let _ = shutdown.wait_for(|s| *s).await;
+    let _ = chain.await;
+    // Close the write queue; the writer answers what is queued, then exits.
+    node.stop_writes();
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("infhub node stopped");
+    Ok(())
+}
+
+/// Opens the durable ledger (replaying its log) and reports what was recovered.
+fn open_ledger(
+    config: &Config,
+    domain: Domain,
+    hub: infhub_core::Address,
+    key: PrivateKey,
+) -> Result<HubLedger<OsFs>, NodeError> {
     let params = LedgerParams {
         domain,
         hub,
@@ -132,52 +199,5 @@ pub async fn run(
         confirmed_block = state.ledger().block,
         "ledger recovered"
     );
-    let confirmed = state.ledger().block;
-    let watcher_config = WatcherConfig {
-        confirmations: config.chain.confirmations,
-        max_blocks_per_poll: MAX_BLOCKS_PER_POLL,
-        max_log_range_blocks: MAX_LOG_RANGE_BLOCKS,
-        start_block: config.chain.start_block,
-    };
-    let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
-    let duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
-
-    let listen = config.node.listen.clone();
-    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, duties.view_handle());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
-    tracing::info!(%addr, hub = %node.hub, contract = %contract, chain_id, "infhub node listening");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
-
-    let chain = tokio::spawn(chain_task::ChainTask::new(node.clone(), duties).run(chain_rx, shutdown.clone()));
-    if node.config.node.reconcile_interval_secs > 0 {
-        let every = std::time::Duration::from_secs(node.config.node.reconcile_interval_secs);
-        tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
-    }
-    let app = api::router(node.clone());
-    let shed = node.clone();
-    let serving = serve::serve(listener, app, &node.config.limits, shutdown.clone(), move || {
-        shed.metrics.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    });
-    // Open requests and streams get `shutdown_drain_ms` to finish once the shutdown begins.
-    let drain = std::time::Duration::from_millis(node.config.limits.shutdown_drain_ms);
-    let mut drain_shutdown = shutdown.clone();
-    tokio::select! {
-        () = serving => {}
-        _ = async move {
-            let _ = drain_shutdown.wait_for(|s| *s).await;
-            tokio::time::sleep(drain).await;
-        } => tracing::warn!(drain_ms = drain.as_millis() as u64, "connections still open after the drain deadline; stopping anyway"),
-    }
-    let _ = shutdown.wait_for(|s| *s).await;
-    let _ = chain.await;
-    // Close the write queue; the writer answers what is queued, then exits.
-    node.stop_writes();
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    tracing::info!("infhub node stopped");
-    Ok(())
+    Ok(state)
 }

@@ -86,6 +86,14 @@ pub struct Metrics {
     /// Confirmed chain events the ledger refused (each a bug or an inconsistent chain; see
     /// `/v1/info` `refusedChainEvents` for the last one).
     pub chain_events_refused: AtomicU64,
+    /// Credits delivered to users' towers.
+    pub tower_pushes: AtomicU64,
+    /// Pushes to towers that failed (retried).
+    pub tower_push_failures: AtomicU64,
+    /// Credits waiting to reach a tower.
+    pub tower_pushes_pending: AtomicU64,
+    /// Notices the tower pusher missed because it fell behind (a later credit supersedes them).
+    pub tower_pushes_lagged: AtomicU64,
     /// Reserve mirrored in the ledger (f64 bits).
     reserve: AtomicU64,
     /// Sum of all users' claims (f64 bits).
@@ -132,6 +140,10 @@ impl Default for Metrics {
             chain_head: AtomicU64::new(0),
             chain_confirmed: AtomicU64::new(0),
             chain_events_refused: AtomicU64::new(0),
+            tower_pushes: AtomicU64::new(0),
+            tower_push_failures: AtomicU64::new(0),
+            tower_pushes_pending: AtomicU64::new(0),
+            tower_pushes_lagged: AtomicU64::new(0),
             reserve: AtomicU64::new(0),
             liabilities: AtomicU64::new(0),
             free_reserve: AtomicU64::new(0),
@@ -177,6 +189,35 @@ impl Metrics {
     }
 
     /// The latency and batch-size histograms.
+    fn render_tower_pushes(&self, out: &mut String) {
+        let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        g(out, "infhub_tower_pushes_total", "counter", "Credits delivered to users' towers.", load(&self.tower_pushes));
+        g(
+            out,
+            "infhub_tower_push_failures_total",
+            "counter",
+            "Failed pushes to towers (retried).",
+            load(&self.tower_push_failures),
+        );
+        g(
+            out,
+            "infhub_tower_pushes_pending",
+            "gauge",
+            "Credits waiting to reach a tower.",
+            load(&self.tower_pushes_pending),
+        );
+        g(
+            out,
+            "infhub_tower_pushes_lagged_total",
+            "counter",
+            "Notices the tower pusher missed (superseded by later credits).",
+            load(&self.tower_pushes_lagged),
+        );
+    }
+
     fn render_latencies(&self, out: &mut String) {
         self.request_seconds.render("infhub_http_request_duration_seconds", "Request latency.", out);
         self.batch_commands.render("infhub_ledger_batch_commands", "Commands per group commit (fsync).", out);
@@ -245,6 +286,7 @@ impl Metrics {
             "Confirmed chain events the ledger refused.",
             self.chain_events_refused.load(Ordering::Relaxed),
         );
+        self.render_tower_pushes(&mut out);
         for (name, help, bits) in [
             ("infhub_reserve_base_units", "Hub reserve in token base units.", &self.reserve),
             ("infhub_liabilities_base_units", "Sum of users' claims in token base units.", &self.liabilities),

@@ -16,6 +16,8 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/transfers/batch", "signature", "Many signed transfers in one request (`{\"transfers\": [...]}`); each applied in order and answered as /v1/transfers would, or with its own error."),
     ("post", "/v1/withdrawals", "signature", "Cooperative withdrawal: a user-signed Withdrawal; returns the hub's co-signature."),
     ("get", "/v1/accounts/{user}", "session", "Account view: balance, deposited, withdrawn, totals, latest proofs, pending deposits."),
+    ("get", "/v1/accounts/{user}/towers", "session", "The watchtowers the hub pushes this user's credits to."),
+    ("put", "/v1/accounts/{user}/towers", "session", "Names up to four watchtower URLs ({towers: [url]}); the hub pushes each new credit to them off the commit path."),
     ("get", "/v1/accounts/{user}/history", "session", "History with proofs, newest first; `before` (seq) and `limit` paginate."),
     ("get", "/v1/accounts/{user}/payouts/{payment_id}", "session", "An external payment's payout and its transaction status."),
     ("get", "/v1/stream", "session", "WebSocket: the account's new credits, receipts, chain events and status changes (token in `Authorization` or `?token=`)."),

@@ -101,6 +101,7 @@ impl SimWallet {
             pending_debit: None,
             withdrawal: None,
             since_block,
+            towers: Vec::new(),
         };
         SimWallet {
             index,

@@ -108,12 +108,42 @@ pub enum WalletCommand {
     },
     /// Resolve an unanswered payment and fetch the hub's newest credit.
     Sync,
+    /// Watchtowers that defend the channel while this wallet is off (spec §5.10a).
+    Towers {
+        /// What to do.
+        #[command(subcommand)]
+        command: TowersCommand,
+    },
     /// Keep running: store every credit from the hub, defend against a close with a stale
     /// proof, settle when a close is over. Ctrl-C stops.
     Watch {
         /// Do not call settle when a close is over (someone else will).
         #[arg(long)]
         no_settle: bool,
+    },
+}
+
+/// `infhub wallet towers …`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum TowersCommand {
+    /// Add a tower: offer it a share of what it saves you, hand it your newest credit, and
+    /// have the hub push every new credit to it.
+    Add {
+        /// The tower's URL, e.g. http://127.0.0.1:8645.
+        url: String,
+        /// Most the tower may earn in one close, in INF.
+        #[arg(long, default_value = "1")]
+        max_fee: String,
+        /// The tower's share of what its defence saves you, in basis points (100 = 1 %).
+        #[arg(long, default_value_t = 1_000)]
+        share_bps: u16,
+    },
+    /// The towers and what each holds for you (its signed receipt).
+    List,
+    /// Stop using a tower (the hub stops pushing to it).
+    Remove {
+        /// The tower's URL.
+        url: String,
     },
 }
 
@@ -269,6 +299,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         }
         WalletCommand::Payout { payment_id } => payout(&mut open().await?, *payment_id).await,
         WalletCommand::History { limit } => history(&dir, *limit),
+        WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
     }
 }
@@ -382,7 +413,23 @@ async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Repo
             text.push_str(&format!("note      {n}\n"));
         }
     }
+    let newest = ch.credit_nonce();
+    let mut towers = Vec::new();
+    for failed in w.feed_towers().await {
+        progress(&failed);
+    }
+    for (t, held) in w.tower_status().await {
+        let line = match &held {
+            Ok(Some(r)) if r.message.nonce >= newest => format!("holds your newest credit #{}", r.message.nonce),
+            Ok(Some(r)) => format!("holds credit #{} (yours is #{newest})", r.message.nonce),
+            Ok(None) => "holds nothing for you".to_string(),
+            Err(e) => format!("unreachable: {e}"),
+        };
+        text.push_str(&format!("tower     {} {line}\n", t.url));
+        towers.push(json!({"url": t.url, "heldNonce": held.ok().flatten().map(|r| r.message.nonce)}));
+    }
     let mut json = summary;
+    json["towers"] = json!(towers);
     json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
     json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
     json["hubBalance"] = json!(check.as_ref().and_then(|c| c.hub_balance));
@@ -510,6 +557,58 @@ async fn payout(w: &mut Wallet, payment_id: B256) -> Result<Report, WalletError>
         text.push_str(&format!(" (block {block})"));
     }
     Ok(Report { json: v, text })
+}
+
+/// `towers add|list|remove`.
+async fn towers(w: &mut Wallet, command: &TowersCommand) -> Result<Report, WalletError> {
+    match command {
+        TowersCommand::Add { url, max_fee, share_bps } => {
+            if *share_bps > infhub_core::messages::BPS {
+                return Err(WalletError::InvalidInput("share-bps is at most 10000 (the whole saving)".into()));
+            }
+            let v = w.add_tower(url, amount(max_fee)?, *share_bps).await?;
+            let held = match v["held"]["message"]["nonce"].as_u64() {
+                Some(n) => format!("it holds your credit #{n}"),
+                None => "it holds no credit yet (none issued)".to_string(),
+            };
+            Ok(Report {
+                text: format!(
+                    "tower {} ({}) added: it may earn {:.2} % of what it saves you, at most {} per close; {held}; the hub pushes new credits to it",
+                    v["url"].as_str().unwrap_or(url),
+                    v["tower"].as_str().unwrap_or("?"),
+                    f64::from(*share_bps) / 100.0,
+                    inf(amount(max_fee)?)
+                ),
+                json: v,
+            })
+        }
+        TowersCommand::List => {
+            let mut text = String::new();
+            let mut rows = Vec::new();
+            for (t, held) in w.tower_status().await {
+                let line = match &held {
+                    Ok(Some(r)) => {
+                        format!("holds credit #{} ({} INF)", r.message.nonce, format_inf(r.message.cumulative_credit.0))
+                    }
+                    Ok(None) => "holds nothing for you".to_string(),
+                    Err(e) => format!("unreachable: {e}"),
+                };
+                text.push_str(&format!("{}  {}  {line}\n", t.url, t.address));
+                rows.push(json!({"url": t.url, "tower": t.address, "held": held.as_ref().ok().cloned().flatten(), "error": held.err().map(|e| e.to_string())}));
+            }
+            if rows.is_empty() {
+                text.push_str("no towers: `infhub wallet towers add <url>` adds one");
+            }
+            Ok(Report { json: json!({"towers": rows}), text: text.trim_end().to_string() })
+        }
+        TowersCommand::Remove { url } => {
+            w.remove_tower(url).await?;
+            Ok(Report {
+                json: json!({"removed": url}),
+                text: format!("tower {url} removed; the hub no longer pushes to it"),
+            })
+        }
+    }
 }
 
 /// `history`: the newest `limit` entries of the wallet's journal.
@@ -688,7 +787,12 @@ pub async fn watch(
             }
             msg = rx.recv() => match msg {
                 Some(Ok(text)) => match w.on_stream_message(&text).await {
-                    Ok(Some(line)) => say("credit", &line),
+                    Ok(Some(line)) => {
+                        say("credit", &line);
+                        for failed in w.feed_towers().await {
+                            say("tower", &failed);
+                        }
+                    }
                     Ok(None) => {}
                     // A bad proof from the hub is reported and kept out; the defence goes on.
                     Err(e @ WalletError::HubMisbehaved(_)) => say("disagreement", &e.to_string()),

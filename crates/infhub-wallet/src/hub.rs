@@ -109,6 +109,15 @@ impl HubClient {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    async fn put(&self, path: &str, body: &Value) -> Result<Value, HubError> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// `PUT /v1/accounts/{user}/towers` (needs a session): the towers the hub pushes credits to.
+    pub async fn set_towers(&self, user: Address, towers: &[String]) -> Result<Value, HubError> {
+        self.put(&format!("/v1/accounts/{user}/towers"), &json!({"towers": towers})).await
+    }
+
     /// `GET /v1/info`.
     pub async fn info(&self) -> Result<Value, HubError> {
         self.get("/v1/info").await

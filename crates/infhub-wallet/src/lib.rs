@@ -14,6 +14,7 @@ pub mod error;
 pub mod hub;
 pub mod keystore;
 pub mod store;
+pub mod tower;
 pub mod units;
 pub mod wallet;
 pub mod wallet_core;

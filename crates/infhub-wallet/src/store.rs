@@ -76,6 +76,18 @@ pub struct WalletState {
     pub withdrawal: Option<CoSignedWithdrawal>,
     /// Block of the channel's opening transaction's search start (for log queries).
     pub since_block: u64,
+    /// The watchtowers this wallet feeds (spec §5.10a).
+    #[serde(default)]
+    pub towers: Vec<TowerLink>,
+}
+
+/// A watchtower the wallet feeds its credits to and has offered a fee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TowerLink {
+    /// Its API URL.
+    pub url: String,
+    /// Its address (named in the fee offer; the fee goes there).
+    pub address: Address,
 }
 
 /// One journal line's content.
@@ -364,6 +376,7 @@ mod tests {
             pending_debit: None,
             withdrawal: None,
             since_block: 7,
+            towers: Vec::new(),
         }
     }
 

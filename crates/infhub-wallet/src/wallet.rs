@@ -12,13 +12,16 @@
 use crate::chain::{status, ChainClient, ChannelView};
 use crate::error::WalletError;
 use crate::hub::{HubClient, HubError};
-use crate::store::{CoSignedWithdrawal, DirLock, HubInfo, JournalEntry, WalletDir, WalletState, STATE_VERSION};
+use crate::store::{
+    CoSignedWithdrawal, DirLock, HubInfo, JournalEntry, TowerLink, WalletDir, WalletState, STATE_VERSION,
+};
+use crate::tower::{TowerAnswer, TowerClient};
 use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
 use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
-use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, Withdrawal, B256};
+use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, TowerFee, Withdrawal, B256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -143,6 +146,7 @@ impl Wallet {
                 pending_debit: None,
                 withdrawal: None,
                 since_block: head,
+                towers: Vec::new(),
             },
         };
         dir.save(&state)?;
@@ -613,4 +617,121 @@ impl Wallet {
     pub async fn token_balance(&self) -> Result<U256, WalletError> {
         self.chain.token_balance(self.core.state.hub.token, self.user()).await
     }
+
+    /// Adds a watchtower (spec §5.10a): checks that it watches this hub's contract, offers it
+    /// `share_bps` of what it saves the user (at most `max_fee` per close, valid for this
+    /// epoch), hands it the newest credit, and asks the hub to push every new credit to it.
+    pub async fn add_tower(&mut self, url: &str, max_fee: Amount, share_bps: u16) -> Result<Value, WalletError> {
+        let _lock = self.lock_and_reload().await?;
+        let url = url.trim().trim_end_matches('/').to_string();
+        let client = TowerClient::new(&url)?;
+        let info = client.info().await?;
+        let tower: Address = parse(&info["tower"], "the tower's address")?;
+        let contract: Address = parse(&info["contract"], "the tower's contract")?;
+        if contract != self.core.state.hub.hub_contract {
+            return Err(WalletError::InvalidInput(format!(
+                "the tower at {url} watches contract {contract}, not this hub's {}",
+                self.core.state.hub.hub_contract
+            )));
+        }
+        let (domain, epoch) = (self.domain(), self.channel()?.epoch);
+        let head = self.chain.head().await?;
+        let offer = TowerFee {
+            user: self.user(),
+            epoch,
+            tower,
+            max_fee,
+            gain_share_bps: share_bps,
+            valid_until_block: head.saturating_add(TOWER_OFFER_VALID_BLOCKS),
+        };
+        let offer = Signed::new(offer, &domain, self.core.key());
+        if let TowerAnswer::Refused(code, message) = client.give_offer(&offer, &domain, tower).await? {
+            return Err(WalletError::InvalidInput(format!("the tower refused the fee offer: {code}: {message}")));
+        }
+        let held = match self.channel()?.credit.clone() {
+            Some(c) => match client.give_credit(&c, &domain, tower).await? {
+                TowerAnswer::Held(r) => Some(r),
+                TowerAnswer::Refused(code, message) => {
+                    return Err(WalletError::InvalidInput(format!("the tower refused your credit: {code}: {message}")))
+                }
+            },
+            None => None,
+        };
+        if !self.core.state.towers.iter().any(|t| t.url == url) {
+            self.core.state.towers.push(TowerLink { url: url.clone(), address: tower });
+        }
+        self.persist()?;
+        self.push_tower_list().await?;
+        Ok(json!({"tower": tower, "url": url, "offer": offer, "held": held}))
+    }
+
+    /// Removes a tower from this wallet and from the hub's pushes.
+    pub async fn remove_tower(&mut self, url: &str) -> Result<(), WalletError> {
+        let _lock = self.lock_and_reload().await?;
+        let url = url.trim().trim_end_matches('/');
+        let before = self.core.state.towers.len();
+        self.core.state.towers.retain(|t| t.url != url);
+        if self.core.state.towers.len() == before {
+            return Err(WalletError::InvalidInput(format!("no tower {url} in this wallet")));
+        }
+        self.persist()?;
+        self.push_tower_list().await
+    }
+
+    /// Tells the hub the wallet's tower list.
+    async fn push_tower_list(&mut self) -> Result<(), WalletError> {
+        self.ensure_login().await?;
+        let urls: Vec<String> = self.core.state.towers.iter().map(|t| t.url.clone()).collect();
+        let hub_url = self.core.state.hub.hub_url.clone();
+        let answer = match self.hub.set_towers(self.user(), &urls).await {
+            Err(e) if e.is_unauthorized() => {
+                self.hub.forget_session();
+                self.ensure_login().await?;
+                self.hub.set_towers(self.user(), &urls).await
+            }
+            other => other,
+        };
+        answer.map(|_| ()).map_err(|e| e.into_wallet(&hub_url))
+    }
+
+    /// What each tower holds for this user (its signed receipt), or why it could not be asked.
+    pub async fn tower_status(
+        &self,
+    ) -> Vec<(TowerLink, Result<Option<infhub_core::tower::SignedTowerReceipt>, WalletError>)> {
+        let domain = self.domain();
+        let mut out = Vec::new();
+        for t in &self.core.state.towers {
+            let held = match TowerClient::new(&t.url) {
+                Ok(c) => c.held(self.user(), &domain, t.address).await,
+                Err(e) => Err(e),
+            };
+            out.push((t.clone(), held));
+        }
+        out
+    }
+
+    /// Hands the newest credit to every tower (best effort: the hub pushes it too). Returns a
+    /// line per tower that could not take it.
+    pub async fn feed_towers(&self) -> Vec<String> {
+        let Some(credit) = self.core.state.channel.as_ref().and_then(|c| c.credit.clone()) else { return Vec::new() };
+        let domain = self.domain();
+        let mut failed = Vec::new();
+        for t in &self.core.state.towers {
+            let answer = match TowerClient::new(&t.url) {
+                Ok(c) => c.give_credit(&credit, &domain, t.address).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(TowerAnswer::Held(_)) => {}
+                Ok(TowerAnswer::Refused(code, message)) => {
+                    failed.push(format!("tower {} refused credit #{}: {code}: {message}", t.url, credit.message.nonce))
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        failed
+    }
 }
+
+/// How long a fee offer stays valid (blocks; it is void anyway once the epoch ends).
+pub const TOWER_OFFER_VALID_BLOCKS: u64 = 5_000_000;

@@ -730,6 +730,7 @@ mod tests {
             pending_debit: None,
             withdrawal: None,
             since_block: 1,
+            towers: Vec::new(),
         };
         let mut core = WalletCore::new(state, user).expect("core");
         let view = ChannelView {

@@ -114,3 +114,42 @@ pub(super) async fn statement(
         other => Err(ApiError::new(NodeError::MalformedRequest, format!("format {other}: use csv or json"))),
     }
 }
+
+/// The towers the hub pushes `user`'s credits to (spec §5.10a).
+pub(super) async fn towers_of(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    Ok(Json(json!({"user": user, "towers": api.node.towers.get(&user)})))
+}
+
+#[derive(Deserialize)]
+pub(super) struct TowerList {
+    towers: Vec<String>,
+}
+
+/// Replaces `user`'s towers: up to four `http(s)://` URLs; an empty list stops the pushes.
+/// Durable before it answers; the newest credit is pushed to the towers at once.
+pub(super) async fn set_towers(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    body: Result<Json<TowerList>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let Json(list) = body.map_err(|e| ApiError::new(NodeError::MalformedRequest, e.body_text()))?;
+    if api.node.read().ledger().account(&user).is_none() {
+        return Err(Error::UnknownAccount.into());
+    }
+    let towers = crate::towers::check_list(&list.towers).map_err(|e| match e {
+        crate::towers::TowerListError::TooMany => ApiError::new(NodeError::LimitExceeded, e.to_string()),
+        crate::towers::TowerListError::BadUrl(_) => ApiError::new(NodeError::MalformedRequest, e.to_string()),
+    })?;
+    api.node
+        .towers
+        .set(user, towers.clone())
+        .map_err(|e| ApiError::new(NodeError::StorageFailed, format!("towers.json: {e}")))?;
+    Ok(Json(json!({"user": user, "towers": towers})))
+}

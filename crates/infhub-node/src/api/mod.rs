@@ -56,7 +56,7 @@ mod transfers;
 use error::ErrorAnswer;
 pub use error::{ApiError, NodeError};
 
-use accounts::{account, history, payout_status, statement};
+use accounts::{account, history, payout_status, set_towers, statement, towers_of};
 use auth::{challenge, register, session};
 use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw};
 use operator::{
@@ -284,6 +284,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/custodial/withdrawals", post(custodial_withdraw))
         .route("/v1/custodial/conversions", post(custodial_convert))
         .route("/v1/accounts/{user}/statement", get(statement))
+        .route("/v1/accounts/{user}/towers", get(towers_of).put(set_towers))
         .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), guard::guard))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
