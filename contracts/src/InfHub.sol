@@ -59,6 +59,8 @@ contract InfHub is EIP712 {
     );
     /// Most towers that can earn a fee in one close (each tower has one record, capped by its maxFee).
     uint256 public constant MAX_TOWER_FEES_PER_CLOSE = 4;
+    /// Most one tower earns in one close, whatever the offer says (uint96: 79 billion tokens of 18 decimals).
+    uint256 public constant MAX_TOWER_FEE = type(uint96).max;
     /// Basis points in one whole (gainShareBps is at most this).
     uint16 public constant BPS = 10_000;
 
@@ -99,10 +101,11 @@ contract InfHub is EIP712 {
         uint64 validUntilBlock;
     }
 
-    /// A fee a tower earned in the current close of a channel.
+    /// A fee a tower earned in the current close of a channel (one storage slot; a fee is at
+    /// most MAX_TOWER_FEE).
     struct TowerFeeRecord {
         address tower;
-        uint128 fee;
+        uint96 fee;
     }
 
     /// A cooperative withdrawal, signed by both user and hub, usable until expiryBlock.
@@ -165,8 +168,9 @@ contract InfHub is EIP712 {
     uint256 public reservedForClosing;
     ReserveWithdrawal public pendingReserveWithdrawal;
     mapping(bytes32 => bool) public payoutBatchExecuted;
-    /// Fees towers earned in each user's current close; paid and cleared at settlement.
-    mapping(address => TowerFeeRecord[]) internal towerFees;
+    /// Fees towers earned in each user's current close, filled from the front (an empty slot
+    /// has tower zero); paid and cleared at settlement.
+    mapping(address => TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE]) internal towerFees;
 
     // ---------------------------------------------------------------- events
     event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
@@ -463,8 +467,14 @@ contract InfHub is EIP712 {
     }
 
     /// The fees towers earned in `user`'s current close (cleared at settlement).
-    function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory) {
-        return towerFees[user];
+    function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory records) {
+        TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE] storage slots = towerFees[user];
+        uint256 n = 0;
+        while (n < MAX_TOWER_FEES_PER_CLOSE && slots[n].tower != address(0)) n++;
+        records = new TowerFeeRecord[](n);
+        for (uint256 i = 0; i < n; i++) {
+            records[i] = slots[i];
+        }
     }
 
     /// During the challenge period anyone (the hub, a watchtower) may submit a user-signed debit
@@ -704,21 +714,18 @@ contract InfHub is EIP712 {
     /// with the tower's fees in this close capped at maxFee in all. Nothing for no gain.
     function _recordTowerFee(address user, uint64 epoch, TowerFee calldata offer, uint256 gain) internal {
         uint256 fee = gain * offer.gainShareBps / BPS;
-        TowerFeeRecord[] storage records = towerFees[user];
-        uint256 n = records.length;
+        TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE] storage slots = towerFees[user];
         uint256 i = 0;
-        while (i < n && records[i].tower != offer.tower) i++;
-        uint256 earned = i < n ? records[i].fee : 0;
-        uint256 room = offer.maxFee > earned ? offer.maxFee - earned : 0;
+        while (i < MAX_TOWER_FEES_PER_CLOSE && slots[i].tower != address(0) && slots[i].tower != offer.tower) i++;
+        uint256 earned = i < MAX_TOWER_FEES_PER_CLOSE ? slots[i].fee : 0;
+        uint256 cap = offer.maxFee < MAX_TOWER_FEE ? offer.maxFee : MAX_TOWER_FEE;
+        uint256 room = cap > earned ? cap - earned : 0;
         if (fee > room) fee = room;
         if (fee == 0) return;
-        if (i == n) {
-            if (n == MAX_TOWER_FEES_PER_CLOSE) revert TowerFeeSlotsFull();
-            records.push(TowerFeeRecord(offer.tower, 0));
-        }
-        // casting to 'uint128' is safe because earned + fee <= maxFee (a uint128)
+        if (i == MAX_TOWER_FEES_PER_CLOSE) revert TowerFeeSlotsFull();
+        // casting to 'uint96' is safe because earned + fee <= cap <= MAX_TOWER_FEE
         // forge-lint: disable-next-line(unsafe-typecast)
-        records[i].fee = uint128(earned + fee);
+        slots[i] = TowerFeeRecord(offer.tower, uint96(earned + fee));
         emit TowerFeeRecorded(user, epoch, offer.tower, gain, fee);
     }
 
@@ -726,16 +733,16 @@ contract InfHub is EIP712 {
     /// more than `paid` in all, clears them, and returns what is left for the user.
     function _payTowerFees(address user, uint64 epoch, uint256 paid) internal returns (uint256 left) {
         left = paid;
-        TowerFeeRecord[] storage records = towerFees[user];
-        uint256 n = records.length;
-        for (uint256 i = 0; i < n; i++) {
-            uint256 fee = records[i].fee < left ? records[i].fee : left;
+        TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE] storage slots = towerFees[user];
+        for (uint256 i = 0; i < MAX_TOWER_FEES_PER_CLOSE; i++) {
+            TowerFeeRecord memory r = slots[i];
+            if (r.tower == address(0)) break;
+            delete slots[i];
+            uint256 fee = r.fee < left ? r.fee : left;
             left -= fee;
-            address tower = records[i].tower;
-            if (fee != 0) token.safeTransfer(tower, fee);
-            emit TowerFeePaid(user, epoch, tower, fee);
+            if (fee != 0) token.safeTransfer(r.tower, fee);
+            emit TowerFeePaid(user, epoch, r.tower, fee);
         }
-        if (n != 0) delete towerFees[user];
     }
 
     function _funds(Channel storage ch) internal view returns (uint256) {

@@ -278,6 +278,18 @@ contract InfHubTowerTest is Fixture {
         assertEq(toAlice, 150 ether - 4 ether, "four fees of 1 each");
     }
 
+    function test_one_fee_is_at_most_max_tower_fee_whatever_the_offer() public {
+        token.mint(hubAddr, 1e30);
+        fundReserve(2e29);
+        staleHubClose(0);
+        InfHub.TowerFee memory offer = towerOffer(alice, towerA, type(uint128).max, 10_000, 10_000);
+        defend(towerA, 1, 1e29, offer, signTowerFee(ALICE_PK, offer));
+        assertEq(hub.towerFeesOf(alice)[0].fee, hub.MAX_TOWER_FEE(), "capped at the uint96 a record holds");
+        (uint256 toAlice, uint256 toA,) = settleAlice();
+        assertEq(toA, hub.MAX_TOWER_FEE());
+        assertEq(toAlice + toA, 100 ether + 1e29);
+    }
+
     function test_a_reopened_channel_starts_with_no_fees() public {
         staleHubClose(0);
         InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);

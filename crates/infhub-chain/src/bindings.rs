@@ -45,7 +45,7 @@ sol! {
         }
         struct TowerFeeRecord {
             address tower;
-            uint128 fee;
+            uint96 fee;
         }
         struct Side {
             uint64 nonce;

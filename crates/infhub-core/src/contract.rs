@@ -23,6 +23,8 @@ pub const MAX_OPEN_BATCH: usize = 100;
 pub const MAX_REALIZE_BATCH: usize = 100;
 /// Most towers that can earn a fee in one close (`MAX_TOWER_FEES_PER_CLOSE`).
 pub const MAX_TOWER_FEES_PER_CLOSE: usize = 4;
+/// Most one tower earns in one close (`MAX_TOWER_FEE`, the uint96 a fee record holds).
+pub const MAX_TOWER_FEE: u128 = (1u128 << 96) - 1;
 /// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
 pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
 /// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
@@ -564,7 +566,8 @@ impl ContractModel {
     fn tower_fee_for(&self, user: Address, offer: &TowerFee, gain: U256) -> Result<Amount, Error> {
         let records = self.tower_fees.get(&user).map(Vec::as_slice).unwrap_or_default();
         let earned = records.iter().find(|(t, _)| *t == offer.tower).map(|(_, f)| *f);
-        let room = U256::from(offer.max_fee.0.saturating_sub(earned.unwrap_or_default().0));
+        let cap = offer.max_fee.0.min(MAX_TOWER_FEE);
+        let room = U256::from(cap.saturating_sub(earned.unwrap_or_default().0));
         let fee = (gain * U256::from(offer.gain_share_bps) / U256::from(BPS)).min(room);
         if fee.is_zero() {
             return Ok(Amount::ZERO);
