@@ -54,6 +54,9 @@ struct Args {
     /// injected hub bug: shows the contract alone keeps honest parties whole).
     #[arg(long)]
     no_conduct_audit: bool,
+    /// Run without watchtowers (each hub has one by default).
+    #[arg(long)]
+    no_towers: bool,
     /// Repository root holding `contracts/out` (default: found from the executable).
     #[arg(long)]
     repo_root: Option<PathBuf>,
@@ -147,7 +150,7 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
     format!(
         "seed {seed}: ok in {secs:.1}s — {} hub(s), {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, \
          {} payments acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks \
-         refused, {} hub closes defended, {} realizations, {} settlements",
+         refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes)",
         r.hubs,
         r.steps,
         r.blocks,
@@ -163,7 +166,9 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.attacks,
         r.hub_closes,
         r.realizations,
-        r.settlements
+        r.settlements,
+        r.towers.0,
+        r.towers.1
     )
 }
 
@@ -174,14 +179,15 @@ fn replay_command(args: &Args, seed: u64) -> String {
         .map(|b| format!(" --inject-bug {}", b.to_possible_value().map_or("?".into(), |v| v.get_name().to_string())))
         .unwrap_or_default();
     format!(
-        "replay: infhub-sim --seed {seed} --steps {} --hubs {} --wallets {} --cheaters-per-mille {}{}{}{}",
+        "replay: infhub-sim --seed {seed} --steps {} --hubs {} --wallets {} --cheaters-per-mille {}{}{}{}{}",
         args.steps,
         args.hubs,
         args.wallets,
         args.cheaters_per_mille,
         if args.no_faults { " --no-faults" } else { "" },
         bug,
-        if args.no_conduct_audit { " --no-conduct-audit" } else { "" }
+        if args.no_conduct_audit { " --no-conduct-audit" } else { "" },
+        if args.no_towers { " --no-towers" } else { "" }
     )
 }
 
@@ -218,6 +224,7 @@ pub fn main() -> i32 {
         faults: if args.no_faults { Faults::off() } else { Faults::on() },
         bug,
         audit_hub_conduct: !args.no_conduct_audit,
+        towers: !args.no_towers,
         repo_root: repo_root.clone(),
     };
     let replay = |seed: u64| replay_command(&args, seed);

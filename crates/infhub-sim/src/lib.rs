@@ -4,13 +4,15 @@
 //!
 //! Everything runs in one thread on simulated time; the only randomness is the seeded
 //! [`rng::Rng`]. The hub runs the real core ledger and durable store, the wallets run the core
-//! channel machine, both follow the chain with the real watcher.
+//! channel machine, both follow the chain with the real watcher; watchtowers run the core's
+//! tower book and the tower's real appointment log on their own crashing disks.
 
 pub mod audit;
 pub mod cli;
 pub mod evm;
 pub mod hub;
 pub mod rng;
+pub mod tower;
 pub mod wallet;
 pub mod world;
 

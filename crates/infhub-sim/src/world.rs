@@ -7,6 +7,7 @@ use crate::audit::{Auditor, Violation};
 use crate::evm::{ChainFaults, MinedTx, SimChain};
 use crate::hub::{HubConfig, HubDown, InjectedBug, SimHub};
 use crate::rng::Rng;
+use crate::tower::{Delivery, SimTower};
 use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolCall;
@@ -91,6 +92,9 @@ pub struct SimConfig {
     /// Judge the hubs' conduct on chain (what they sign and pay), not only its effect on the
     /// parties; off, a run shows whether the contract alone keeps honest parties whole.
     pub audit_hub_conduct: bool,
+    /// Each hub has a watchtower (crashing and restarting like the hub) that every wallet
+    /// names: the hub pushes each user's newest credit to it, wallets hand it theirs.
+    pub towers: bool,
     /// Repository root (for the compiled contracts).
     pub repo_root: PathBuf,
 }
@@ -119,10 +123,13 @@ enum ToWallet {
 
 /// A message on the network: to hub `site`, or to wallet `i` of hub `site`.
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
+#[allow(clippy::large_enum_variant, clippy::enum_variant_names)] // simulation messages; size does not matter here
 enum Msg {
     ToHub(usize, ToHub),
     ToWallet(usize, usize, ToWallet),
+    /// A credit for hub `site`'s tower, from the hub's pusher (acknowledged for wallet index
+    /// `Some(i)`) or from a wallet.
+    ToTower(usize, SignedCredit, Option<usize>),
 }
 
 /// Summary of a finished run.
@@ -154,6 +161,8 @@ pub struct Report {
     pub hub_closes: u64,
     /// Realizations the hubs had mined.
     pub realizations: u64,
+    /// Defences the towers sent, and tower crashes.
+    pub towers: (u64, u64),
 }
 
 /// One hub of the world: its operator's key, its contract, its disk and process, its wallets
@@ -169,6 +178,11 @@ pub struct Site {
     pub wallets: Vec<SimWallet>,
     /// Its auditor.
     pub auditor: Auditor,
+    /// Its watchtower, if the world has towers.
+    pub tower: Option<SimTower>,
+    /// The hub's pusher, per wallet: (newest credit nonce the tower acknowledged, step of the
+    /// last push).
+    pushed: Vec<(u64, u64)>,
 }
 
 impl Site {
@@ -286,7 +300,27 @@ impl World {
                 .map_err(|e| format!("hub {s} did not start: {e:?}"))?;
             let mut auditor = Auditor::new(&wallets, hub, domain);
             auditor.audit_hub_conduct = config.audit_hub_conduct;
-            sites.push(Site { key, config: config_s, disk, hub: Some(process), down_until: 0, wallets, auditor });
+            let tower = if config.towers {
+                let tkey = key_from(&mut rng);
+                Some(
+                    SimTower::start(tkey, domain, hub, challenge)
+                        .map_err(|e| format!("tower {s} did not start: {e:?}"))?,
+                )
+            } else {
+                None
+            };
+            let pushed = vec![(0, 0); wallets.len()];
+            sites.push(Site {
+                key,
+                config: config_s,
+                disk,
+                hub: Some(process),
+                down_until: 0,
+                wallets,
+                auditor,
+                tower,
+                pushed,
+            });
         }
         let faults = config.faults;
         let report = Report { hubs: config.hubs, ..Report::default() };
@@ -387,6 +421,9 @@ impl World {
                     Err(e) => self.hub_crashed(s, e),
                 }
             }
+            self.push_to_tower(s);
+            let faulty = self.faults.hub_crash > 0;
+            self.tick_tower(s, faulty)?;
             let site = &mut self.sites[s];
             let contract = site.contract();
             let users: Vec<Address> = site.wallets.iter().map(|w| w.address()).collect();
@@ -429,6 +466,7 @@ impl World {
             match msg {
                 Msg::ToHub(s, m) => to_hub[s].push(m),
                 Msg::ToWallet(s, i, m) => self.wallet_receives(s, i, m),
+                Msg::ToTower(s, c, ack) => self.tower_receives(s, c, ack),
             }
         }
         for (s, msgs) in to_hub.into_iter().enumerate() {
@@ -453,13 +491,86 @@ impl World {
                 Some((d, Resolution::Refunded { .. })) => site.auditor.payment_refunded(&d),
                 None => {}
             },
-            ToWallet::Credit(c) => w.on_credit(c),
+            ToWallet::Credit(c) => {
+                // The wallet hands each credit to its tower too (best effort).
+                if site.tower.is_some() {
+                    self.send(Msg::ToTower(s, c.clone(), None));
+                }
+                self.sites[s].wallets[i].on_credit(c);
+            }
             ToWallet::CoSigned(wd, sig) => {
                 w.on_cosigned(&mut self.chain, wd, sig);
                 self.report.withdrawals += 1;
             }
             ToWallet::Synced(account) => w.on_synced(&account),
         }
+    }
+
+    fn tower_receives(&mut self, s: usize, credit: SignedCredit, ack: Option<usize>) {
+        let step = self.step;
+        let site = &mut self.sites[s];
+        let Some(tower) = site.tower.as_mut() else { return };
+        let nonce = credit.message.nonce;
+        if tower.receive(credit, &mut self.chain, step) == Delivery::Held {
+            if let Some(i) = ack {
+                site.pushed[i].0 = site.pushed[i].0.max(nonce);
+            }
+        }
+    }
+
+    /// The hub's pusher (as the node's `towers::run_pusher`): every user's newest credit that
+    /// the tower has not acknowledged is pushed, again every few steps until it is.
+    fn push_to_tower(&mut self, s: usize) {
+        let step = self.step;
+        let site = &self.sites[s];
+        if site.tower.is_none() {
+            return;
+        }
+        let Some(hub) = site.hub.as_ref() else { return };
+        let mut sends = Vec::new();
+        for (i, w) in site.wallets.iter().enumerate() {
+            let Some(credit) = hub.ledger().account(&w.address()).and_then(|a| a.channel.credit.clone()) else {
+                continue;
+            };
+            let (acked, last) = site.pushed[i];
+            if credit.message.nonce > acked && (last == 0 || step >= last + 3) {
+                sends.push((i, credit));
+            }
+        }
+        for (i, credit) in sends {
+            self.sites[s].pushed[i].1 = step;
+            self.send(Msg::ToTower(s, credit, Some(i)));
+        }
+    }
+
+    /// Tower faults and rounds: a crash at a random disk operation (or at once), a restart
+    /// from its disk a few steps later, one defence round per step while it runs.
+    fn tick_tower(&mut self, s: usize, faulty: bool) -> Result<(), Violation> {
+        let step = self.step;
+        let crash = faulty && self.rng.chance(self.faults.hub_crash);
+        let within = self.rng.below(8);
+        let down_for = self.rng.range(1, 5);
+        let site = &mut self.sites[s];
+        let Some(tower) = site.tower.as_mut() else { return Ok(()) };
+        if !tower.up() {
+            if step >= tower.down_until {
+                tower.restart(&mut self.rng).map_err(|e| {
+                    Violation::new(step, "tower_must_restart_from_its_disk", format!("tower {s}: {}", e.0))
+                })?;
+                site.auditor.note(format!("step {step}: tower {s} restarted"));
+            }
+            return Ok(());
+        }
+        if crash {
+            tower.crash(if within.is_multiple_of(2) { Some(within) } else { None }, step + down_for);
+        }
+        if !tower.tick(&mut self.chain) || !tower.up() {
+            tower.down_until = tower.down_until.max(step + down_for);
+            self.report.towers.1 += 1;
+            site.auditor.note(format!("step {step}: tower {s} crashed"));
+        }
+        self.report.towers.0 = self.sites.iter().filter_map(|x| x.tower.as_ref()).map(|t| t.defences).sum();
+        Ok(())
     }
 
     fn hub_receives(&mut self, s: usize, msgs: Vec<ToHub>) {

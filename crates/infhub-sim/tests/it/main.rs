@@ -21,6 +21,7 @@ fn config(seed: u64, steps: u64, wallets: usize, bug: Option<InjectedBug>) -> Si
         faults: Faults::on(),
         bug,
         audit_hub_conduct: true,
+        towers: true,
         repo_root: repo_root(),
     }
 }
@@ -91,7 +92,9 @@ fn a_seed_replays_exactly() {
 
 fn caught(bug: InjectedBug, rule: &str) {
     for seed in CI_SEEDS {
-        match run(seed, 300, 30, Some(bug)) {
+        // Without towers: a tower would defend the wallets that skip their defence.
+        let c = SimConfig { towers: false, ..config(seed, 300, 30, Some(bug)) };
+        match infhub_sim::cli::run_seed(c) {
             Err(v) if v.rule == rule => {
                 println!("{bug:?} caught by seed {seed}: {v}");
                 return;
@@ -112,6 +115,26 @@ fn a_hub_that_skips_the_dispute_is_caught() {
 #[test]
 fn a_wallet_that_skips_its_defence_is_caught() {
     caught(InjectedBug::WalletSkipsDefence, "honest_exit_pays_the_off_chain_balance");
+}
+
+/// The same wallets and the same hub that withholds its credits, now with a tower per hub that
+/// crashes and restarts like the hub, fed over the lossy network by the hub's pusher and the
+/// wallets: every honest user is paid her newest credits (rule
+/// `honest_exit_pays_the_off_chain_balance`), on every CI seed, including the ones that catch
+/// the bug without towers.
+#[test]
+fn towers_defend_the_wallets_that_skip_their_defence() {
+    let mut defences = 0;
+    for seed in CI_SEEDS {
+        match run(seed, 300, 30, Some(InjectedBug::WalletSkipsDefence)) {
+            Ok(r) => {
+                println!("seed {seed}: ok, towers sent {} defences, crashed {} times", r.towers.0, r.towers.1);
+                defences += r.towers.0;
+            }
+            Err(v) => panic!("seed {seed}: a tower failed a user: {v}\nreplay: infhub-sim --seed {seed} --steps 300 --wallets 30 --inject-bug wallet-skips-defence"),
+        }
+    }
+    assert!(defences > 0, "no tower ever defended: the test proves nothing");
 }
 
 #[test]
