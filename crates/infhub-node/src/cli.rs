@@ -33,6 +33,12 @@ pub enum NodeCommand {
         /// Data directory (a fresh temporary one if not given).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Listen address of the development watchtower (it uses test key 5).
+        #[arg(long, default_value = "127.0.0.1:8645")]
+        tower_listen: String,
+        /// Do not start the development watchtower.
+        #[arg(long)]
+        no_tower: bool,
     },
 }
 
@@ -83,11 +89,25 @@ pub async fn execute(command: NodeCommand) -> Result<(), String> {
             init_logs(&c.node.log);
             crate::run(c, shutdown_signal(), None).await.map_err(|e| e.to_string())
         }
-        NodeCommand::Dev { listen, data_dir } => {
+        NodeCommand::Dev { listen, data_dir, tower_listen, no_tower } => {
             init_logs("info");
             let (anvil, config, _tmp) = crate::dev::environment(listen, data_dir).await.map_err(|e| e.to_string())?;
-            eprintln!("{}", crate::dev::banner(&anvil, &config));
-            let result = crate::run(config, shutdown_signal(), None).await.map_err(|e| e.to_string());
+            let shutdown = shutdown_signal();
+            let tower_url = (!no_tower).then(|| format!("http://{tower_listen}"));
+            let tower = if no_tower {
+                None
+            } else {
+                let t = crate::dev::tower_config(&anvil, &config, tower_listen).map_err(|e| e.to_string())?;
+                let rx = shutdown.clone();
+                Some(tokio::spawn(async move { infhub_tower::run(t, rx, None).await }))
+            };
+            eprintln!("{}", crate::dev::banner(&anvil, &config, tower_url.as_deref()));
+            let result = crate::run(config, shutdown, None).await.map_err(|e| e.to_string());
+            if let Some(t) = tower {
+                if let Ok(Err(e)) = t.await {
+                    tracing::warn!(error = %e, "the development tower stopped");
+                }
+            }
             drop(anvil);
             result
         }

@@ -91,8 +91,28 @@ pub async fn environment(
     Ok((anvil, c, guard))
 }
 
-/// What a developer needs to talk to the dev hub.
-pub fn banner(anvil: &Anvil, c: &Config) -> String {
+/// Test key that the development watchtower uses (it pays gas and earns fees).
+pub const DEV_TOWER_KEY_INDEX: usize = 5;
+
+/// The development watchtower for the hub of `c`: test key 5, its log beside the hub's data.
+pub fn tower_config(anvil: &Anvil, c: &Config, listen: String) -> Result<infhub_tower::TowerConfig, ChainError> {
+    let key = infhub_core::PrivateKey::from_bytes(anvil::dev_key(DEV_TOWER_KEY_INDEX).0)
+        .map_err(|e| ChainError::Config(e.to_string()))?;
+    Ok(infhub_tower::TowerConfig {
+        rpc_url: anvil.url.clone(),
+        contract: c.chain.hub_contract,
+        key,
+        listen,
+        data_dir: c.node.data_dir.join("tower"),
+        terms: infhub_core::tower::TowerTerms::default(),
+        poll_interval_ms: 1_000,
+        max_body_bytes: 64 * 1024,
+        sender: infhub_chain::sender::SenderConfig::default(),
+    })
+}
+
+/// What a developer needs to talk to the dev hub (and its watchtower, if `tower_url`).
+pub fn banner(anvil: &Anvil, c: &Config, tower_url: Option<&str>) -> String {
     let mut out = format!(
         "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  chain RPC        {}  ({})\n  \
          InfHub contract  {}\n  operator token   {}\n  confirmations    {}, challenge period {} blocks\n\
@@ -117,5 +137,11 @@ pub fn banner(anvil: &Anvil, c: &Config) -> String {
         c.node.listen,
         anvil.url
     ));
+    if let Some(url) = tower_url {
+        out.push_str(&format!(
+            "watchtower {url} (test key {DEV_TOWER_KEY_INDEX} pays its gas and earns its fees):\n  \
+             scripts/infhub wallet towers add {url} --max-fee 1 --share-bps 1000\n"
+        ));
+    }
     out
 }
