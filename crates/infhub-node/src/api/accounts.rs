@@ -144,7 +144,7 @@ pub(super) async fn set_towers(
         return Err(Error::UnknownAccount.into());
     }
     let towers = crate::towers::check_list(&list.towers).map_err(|e| match e {
-        crate::towers::TowerListError::TooMany => ApiError::new(NodeError::LimitExceeded, e.to_string()),
+        crate::towers::TowerListError::TooMany => ApiError::new(NodeError::RequestLimitExceeded, e.to_string()),
         crate::towers::TowerListError::BadUrl(_) => ApiError::new(NodeError::MalformedRequest, e.to_string()),
     })?;
     api.node

@@ -10,3 +10,4 @@ mod limits;
 mod liquidity;
 mod registration;
 mod reorg;
+mod towers;
