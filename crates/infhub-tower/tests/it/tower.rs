@@ -1,8 +1,9 @@
 //! The tower against a real chain (anvil) and the real contract: fed credits and an offer over
 //! its HTTP API, it defends a stale hub close for the fee, settles, and the user is paid her
-//! balance less exactly that fee; two towers race and one defence lands; a reorg that drops
-//! the defence is answered by a second one; a tower killed with SIGKILL mid-challenge and
-//! restarted from its log still defends in time; bad appointments are refused by name.
+//! balance less exactly that fee; bad appointments are refused by name (both with the tower
+//! run in this process). As separate `infhub-tower` processes: two towers race and one defence
+//! lands; a reorg that drops the defence is answered by a second one; a tower killed with
+//! SIGKILL mid-challenge and restarted from its log still defends in time.
 //! Every wait is a readiness check on the chain or the API, with a deadline.
 
 use alloy::primitives::U256;
@@ -157,6 +158,81 @@ async fn start_tower(config: TowerConfig) -> RunningTower {
     RunningTower { url: format!("http://{addr}"), stop, task }
 }
 
+/// The `infhub-tower` binary as its own process (killed with SIGKILL on drop).
+struct TowerProcess {
+    child: std::process::Child,
+    url: String,
+    args: Vec<String>,
+}
+
+impl TowerProcess {
+    /// Starts the binary with test key `key_index` and its log in `dir`; waits for `/health`.
+    async fn spawn(w: &World, key_index: usize, dir: &Path) -> TowerProcess {
+        let key_file = dir.join("tower.key");
+        std::fs::write(&key_file, anvil::dev_key(key_index).to_string()).expect("key file");
+        let port = anvil::free_port().expect("port");
+        let args: Vec<String> = [
+            "--rpc-url",
+            &w.anvil.url,
+            "--contract",
+            &w.d.hub.to_string(),
+            "--key-file",
+            key_file.to_str().expect("utf-8"),
+            "--data-dir",
+            dir.join("data").to_str().expect("utf-8"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--grace-blocks",
+            "2",
+            "--poll-interval-ms",
+            "100",
+            "--bump-after-blocks",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = Self::start(&args);
+        let t = TowerProcess { child, url: format!("http://127.0.0.1:{port}"), args };
+        t.ready().await;
+        t
+    }
+
+    fn start(args: &[String]) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_infhub-tower"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("tower binary")
+    }
+
+    async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{}/health", self.url)).await.is_err() {
+            assert!(Instant::now() < deadline, "tower did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, then a new process on the same log and port.
+    async fn kill_and_restart(&mut self, between: impl AsyncFnOnce()) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+        between().await;
+        self.child = Self::start(&self.args);
+        self.ready().await;
+    }
+}
+
+impl Drop for TowerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 async fn post(url: &str, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new().post(format!("{url}{path}")).json(&body).send().await.expect("request");
     let status = r.status().as_u16();
@@ -250,8 +326,8 @@ async fn bad_appointments_are_refused_by_name_and_never_stored() {
 async fn two_towers_race_and_exactly_one_defence_lands() {
     let mut w = World::new().await;
     let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
-    let t1 = start_tower(tower_config(&w, 2, d1.path())).await;
-    let t2 = start_tower(tower_config(&w, 3, d2.path())).await;
+    let t1 = TowerProcess::spawn(&w, 2, d1.path()).await;
+    let t2 = TowerProcess::spawn(&w, 3, d2.path()).await;
     for t in [&t1, &t2] {
         let (s, a) = post(&t.url, "/v1/appointments", json!({"credit": w.credit(1, 40)})).await;
         assert_eq!(s, 200, "{a}");
@@ -274,7 +350,7 @@ async fn two_towers_race_and_exactly_one_defence_lands() {
 async fn a_defence_dropped_by_a_reorg_is_sent_again() {
     let mut w = World::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let t = start_tower(tower_config(&w, 2, dir.path())).await;
+    let t = TowerProcess::spawn(&w, 2, dir.path()).await;
     let (s, _) = post(&t.url, "/v1/appointments", json!({"credit": w.credit(1, 60)})).await;
     assert_eq!(s, 200);
     w.stale_hub_close().await;
@@ -295,51 +371,24 @@ async fn a_defence_dropped_by_a_reorg_is_sent_again() {
     assert_eq!(w.channel().await.status, 2, "and kept the close");
     w.mine_until("the defence sent again", async |w| w.channel().await.credit.cumulative == 60 * UNIT).await;
     assert!(metric(&t.url, "infhub_tower_defences_sent_total").await >= 2);
-    let _ = t.stop.send(true);
 }
 
 #[tokio::test]
 async fn a_tower_killed_mid_challenge_restarts_from_its_log_and_defends_in_time() {
     let mut w = World::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("tower.key");
-    std::fs::write(&key_file, anvil::dev_key(2).to_string()).expect("key file");
-    let data = dir.path().join("data");
-    let port = anvil::free_port().expect("port");
-    let (rpc, contract) = (w.anvil.url.clone(), w.d.hub.to_string());
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_infhub-tower"))
-            .args(["--rpc-url", &rpc, "--contract", &contract])
-            .args(["--key-file", key_file.to_str().expect("utf-8"), "--data-dir", data.to_str().expect("utf-8")])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--grace-blocks", "2", "--poll-interval-ms", "100"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tower binary")
-    };
-    let url = format!("http://127.0.0.1:{port}");
-    let ready = async |url: &str| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{url}/health")).await.is_err() {
-            assert!(Instant::now() < deadline, "tower did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let mut child = spawn();
-    ready(&url).await;
-    let (s, a) = post(&url, "/v1/appointments", json!({"credit": w.credit(1, 25)})).await;
+    let mut t = TowerProcess::spawn(&w, 2, dir.path()).await;
+    let (s, a) = post(&t.url, "/v1/appointments", json!({"credit": w.credit(1, 25)})).await;
     assert_eq!(s, 200, "{a}");
-    // Acknowledged means durable: SIGKILL right after the answer, then the close begins.
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    w.stale_hub_close().await;
-    anvil::mine(&w.provider, PERIOD / 2).await.expect("mine half the period while the tower is down");
-    let mut child = spawn();
-    ready(&url).await;
+    // Acknowledged means durable: SIGKILL right after the answer; the close begins and half
+    // the period passes while the tower is down; a new process starts on the same log.
+    t.kill_and_restart(async || {
+        w.stale_hub_close().await;
+        anvil::mine(&w.provider, PERIOD / 2).await.expect("mine half the period while the tower is down");
+    })
+    .await;
     w.mine_until("the restarted tower defends", async |w| w.channel().await.credit.cumulative == 25 * UNIT).await;
     let ch = w.channel().await;
     assert_eq!(ch.status, 2);
     assert!(w.provider.get_block_number().await.expect("head") < ch.settleBlock, "in time");
-    child.kill().expect("kill");
-    child.wait().expect("reaped");
 }
