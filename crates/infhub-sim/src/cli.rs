@@ -13,6 +13,7 @@ use std::path::PathBuf;
 enum Bug {
     HubSkipsDispute,
     WalletSkipsDefence,
+    TowerSkipsDefence,
     AckBeforeDurable,
     HubErasesCredits,
     HubDrainsReserve,
@@ -208,6 +209,7 @@ pub fn main() -> i32 {
     let bug = args.inject_bug.map(|b| match b {
         Bug::HubSkipsDispute => InjectedBug::HubSkipsDispute,
         Bug::WalletSkipsDefence => InjectedBug::WalletSkipsDefence,
+        Bug::TowerSkipsDefence => InjectedBug::TowerSkipsDefence,
         Bug::AckBeforeDurable => InjectedBug::AckBeforeDurable,
         Bug::HubErasesCredits => InjectedBug::HubErasesCredits,
         Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,

@@ -42,6 +42,9 @@ pub enum InjectedBug {
     /// The hub never puts its own newest credit on record for a closing channel (it saves its
     /// reserve whenever the wallet does not hold the credit, §5.10).
     HubWithholdsCredits,
+    /// Towers ignore closes (and, as with [`InjectedBug::WalletSkipsDefence`], the wallets ignore
+    /// them and the hub withholds its credits): only a tower could have defended.
+    TowerSkipsDefence,
     /// The hub acknowledges a payment before it is durable.
     AckBeforeDurable,
     /// While a channel closes, the hub signs the user a credit with the highest nonce and a
@@ -141,7 +144,12 @@ impl SimHub {
         let broadcaster = SimBroadcaster {
             inner: RecordingBroadcaster::new(key.address()),
             drop_disputes: bug == Some(InjectedBug::HubSkipsDispute),
-            drop_credits: matches!(bug, Some(InjectedBug::HubWithholdsCredits | InjectedBug::WalletSkipsDefence)),
+            drop_credits: matches!(
+                bug,
+                Some(
+                    InjectedBug::HubWithholdsCredits | InjectedBug::WalletSkipsDefence | InjectedBug::TowerSkipsDefence
+                )
+            ),
         };
         let duties = DutiesConfig {
             resend_after_blocks: config.resend_after_blocks,

@@ -23,6 +23,9 @@ use std::path::PathBuf;
 
 /// Blocks before a defence or settlement still due is sent again.
 const RESEND_AFTER_BLOCKS: u64 = 3;
+/// A credit the tower held this many blocks before the period ended must have been defended
+/// (its grace period, a resend, and reorgs shallower than the confirmations).
+const JUDGED_MARGIN_BLOCKS: u64 = 10;
 
 /// The running part of a tower (lost in a crash).
 struct Process {
@@ -30,6 +33,9 @@ struct Process {
     log: AppointmentLog<SimDisk>,
     /// user → head at its last submission.
     sent: BTreeMap<Address, u64>,
+    /// user → (epoch, credit total, head) of the newest credit this process accepted (not
+    /// those restored from the log: when they arrived is not known).
+    accepted: BTreeMap<Address, (u64, Amount, u64)>,
 }
 
 /// One tower watching one hub's contract.
@@ -44,6 +50,10 @@ pub struct SimTower {
     pub down_until: u64,
     /// Defences sent.
     pub defences: u64,
+    /// The first breach of "a live tower never loses a credit it held in time": a channel
+    /// settled with a lower credit total than one the tower accepted well before the period
+    /// ended.
+    pub breach: Option<String>,
 }
 
 fn dir() -> PathBuf {
@@ -82,6 +92,7 @@ impl SimTower {
             process: None,
             down_until: 0,
             defences: 0,
+            breach: None,
         };
         t.open()?;
         Ok(t)
@@ -101,7 +112,7 @@ impl SimTower {
                 TowerRecord::Forget { user, epoch } => book.forget(user, epoch),
             }
         }
-        self.process = Some(Process { book, log, sent: BTreeMap::new() });
+        self.process = Some(Process { book, log, sent: BTreeMap::new(), accepted: BTreeMap::new() });
         Ok(())
     }
 
@@ -138,17 +149,19 @@ impl SimTower {
             Err(Error::ProofMustSupersede) => return Delivery::Held,
             Err(e) => return Delivery::Refused(e),
         }
+        let (user, epoch, total) = (credit.message.user, credit.message.epoch, credit.message.cumulative_credit);
         if p.log.append(&TowerRecord::Credit(credit)).is_err() {
             // The disk failed under the append: the process dies before it answers.
             self.process = None;
             return Delivery::Down;
         }
+        p.accepted.insert(user, (epoch, total, chain.head()));
         Delivery::Held
     }
 
     /// One round of defence at `head`: for every watched user, what the contract's record calls
     /// for. Returns false if the process died (its disk crashed) this round.
-    pub fn tick(&mut self, chain: &mut SimChain) -> bool {
+    pub fn tick(&mut self, chain: &mut SimChain, skip_defence: bool) -> bool {
         let Some(p) = self.process.as_mut() else { return true };
         if self.disk.crashed() {
             self.process = None;
@@ -161,7 +174,7 @@ impl SimTower {
             let record = record_of(&chain.channel(contract, user));
             let due = p.sent.get(&user).is_none_or(|at| head >= at + RESEND_AFTER_BLOCKS);
             match p.book.action(user, &record, head, self.challenge_period_blocks) {
-                TowerAction::Submit { credit, .. } if due => {
+                TowerAction::Submit { credit, .. } if due && !skip_defence => {
                     chain.submit(self.key.address(), contract, submit_credit_call(&credit).abi_encode());
                     p.sent.insert(user, head);
                     self.defences += 1;
@@ -171,6 +184,20 @@ impl SimTower {
                     p.sent.insert(user, head);
                 }
                 _ => {}
+            }
+            // Judged at settlement: a credit accepted at least JUDGED_MARGIN_BLOCKS before the
+            // period ended must be on record (the tower had its grace period and resends).
+            if let Some(&(epoch, total, at)) = p.accepted.get(&user) {
+                let settled = record.status == 3 && record.epoch == epoch;
+                if settled && total > record.credit_total && at + JUDGED_MARGIN_BLOCKS < record.settle_block {
+                    self.breach.get_or_insert(format!(
+                        "{user} epoch {epoch} settled with credits {} on record; the tower held {} since block {at} (settle block {})",
+                        record.credit_total, total, record.settle_block
+                    ));
+                }
+                if settled {
+                    p.accepted.remove(&user);
+                }
             }
             if record.status == 3 && p.book.appointment(user).is_some_and(|a| a.epoch <= record.epoch) {
                 p.book.forget(user, record.epoch);

@@ -340,7 +340,8 @@ impl SimWallet {
                 sent.is_some_and(|(n, at)| n == nonce && head < at + DEFENCE_RESUBMIT_BLOCKS)
             };
             if let Some(c) = defence.submit_credit {
-                if bug != Some(InjectedBug::WalletSkipsDefence) && !paced(self.defended, c.message.nonce) {
+                let skips = matches!(bug, Some(InjectedBug::WalletSkipsDefence | InjectedBug::TowerSkipsDefence));
+                if !skips && !paced(self.defended, c.message.nonce) {
                     self.defended = Some((c.message.nonce, head));
                     self.send(chain, WalletCore::submit_credit_call(&c));
                 }

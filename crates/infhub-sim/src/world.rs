@@ -564,7 +564,11 @@ impl World {
         if crash {
             tower.crash(if within.is_multiple_of(2) { Some(within) } else { None }, step + down_for);
         }
-        if !tower.tick(&mut self.chain) || !tower.up() {
+        let alive = tower.tick(&mut self.chain, self.config.bug == Some(InjectedBug::TowerSkipsDefence));
+        if let Some(b) = tower.breach.take() {
+            return Err(Violation::new(step, "a_live_tower_never_loses_a_credit_it_held", format!("tower {s}: {b}")));
+        }
+        if !alive || !tower.up() {
             tower.down_until = tower.down_until.max(step + down_for);
             self.report.towers.1 += 1;
             site.auditor.note(format!("step {step}: tower {s} crashed"));

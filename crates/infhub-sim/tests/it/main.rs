@@ -137,6 +137,24 @@ fn towers_defend_the_wallets_that_skip_their_defence() {
     assert!(defences > 0, "no tower ever defended: the test proves nothing");
 }
 
+/// A tower that does not defend (while the wallets do not either and the hub withholds its
+/// credits) is caught by the tower's own rule within the CI seeds.
+#[test]
+fn a_tower_that_skips_its_defence_is_caught() {
+    for seed in CI_SEEDS {
+        match run(seed, 300, 30, Some(InjectedBug::TowerSkipsDefence)) {
+            Err(v) if v.rule == "a_live_tower_never_loses_a_credit_it_held" => {
+                println!("caught by seed {seed}: {v}");
+                return;
+            }
+            Err(v) if v.rule == "honest_exit_pays_the_off_chain_balance" => println!("seed {seed}: {v}"),
+            Err(v) => panic!("seed {seed} failed for another reason: {v}"),
+            Ok(_) => println!("seed {seed} did not trip it"),
+        }
+    }
+    panic!("a tower that skips its defence was not caught by any CI seed");
+}
+
 #[test]
 fn acknowledging_before_fsync_is_caught() {
     caught(InjectedBug::AckBeforeDurable, "acknowledged_payment_must_survive");
