@@ -2,14 +2,16 @@
 //!
 //! A tower defends users who are offline (spec §5.10a). Because credits are running totals it
 //! keeps only the newest hub-signed credit per user (and the user's fee offer), so its storage
-//! per user is constant. This module is the tower's rules without IO: what it accepts (a valid
+//! per user is constant. For a hub operator it likewise keeps users' newest signed debits and
+//! answers a user's exit that holds an older one (a second line of defence while the hub's
+//! node is down). This module is the tower's rules without IO: what it accepts (a valid
 //! hub proof, for a user with a channel in that epoch, within the per-user rate and the total
 //! number of users), and, given the contract's record of a channel and the block height, what
 //! to do: nothing, wait for the user's own wallet (the grace period), submit the credit (with
 //! the fee offer if it is still usable), or settle. The tower service (`infhub-tower`) and the
 //! simulator both drive it; time and block height are inputs.
 
-use crate::messages::{Eip712Message, Signed, SignedCredit, TowerFee, TowerReceipt, BPS};
+use crate::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, TowerFee, TowerReceipt, BPS};
 use crate::{Address, Amount, Domain, Error, PrivateKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +50,8 @@ pub struct ChannelRecord {
     pub settle_block: u64,
     /// The running total of the credit the contract holds.
     pub credit_total: Amount,
+    /// The running total of the debit the contract holds.
+    pub debit_total: Amount,
 }
 
 /// `Status.Closing` in the contract.
@@ -62,6 +66,9 @@ pub struct Appointment {
     pub credit: Option<SignedCredit>,
     /// The user's newest fee offer to this tower.
     pub offer: Option<SignedTowerFee>,
+    /// The user's newest signed debit (kept for the hub operator).
+    #[serde(default)]
+    pub debit: Option<SignedDebit>,
     /// The epoch both belong to.
     pub epoch: u64,
 }
@@ -81,6 +88,8 @@ pub enum TowerAction {
         /// The usable offer, if any.
         offer: Option<Box<SignedTowerFee>>,
     },
+    /// Submit the user's newest debit (`submitDebit`): her exit holds an older one.
+    SubmitDebit(Box<SignedDebit>),
     /// The challenge period is over: call `settle`.
     Settle,
 }
@@ -154,7 +163,7 @@ impl TowerBook {
 
     fn entry(&mut self, user: Address, epoch: u64, now_ms: u64) -> &mut Entry {
         let e = self.entries.entry(user).or_insert_with(|| Entry {
-            appointment: Appointment { credit: None, offer: None, epoch },
+            appointment: Appointment { credit: None, offer: None, debit: None, epoch },
             window_start_ms: now_ms,
             updates_in_window: 0,
         });
@@ -165,7 +174,7 @@ impl TowerBook {
         e.updates_in_window += 1;
         if e.appointment.epoch < epoch {
             // A new epoch: the old one's credit and offer are void on chain.
-            e.appointment = Appointment { credit: None, offer: None, epoch };
+            e.appointment = Appointment { credit: None, offer: None, debit: None, epoch };
         }
         e
     }
@@ -201,6 +210,41 @@ impl TowerBook {
         self.admit(c.user, now_ms)?;
         self.entry(c.user, c.epoch, now_ms).appointment.credit = Some(credit);
         Ok(())
+    }
+
+    /// Takes a user-signed debit (for the hub operator) if the user signed it, for her channel's
+    /// epoch, newer than the one held (by total, then nonce).
+    pub fn accept_debit(&mut self, debit: SignedDebit, chain: &ChannelRecord, now_ms: u64) -> Result<(), Error> {
+        let d = debit.message;
+        Self::check_channel(chain, d.epoch)?;
+        if !d.locked_amount.is_zero() {
+            return Err(Error::LocksNotSupportedYet);
+        }
+        debit.verify(&self.domain, d.user)?;
+        if let Some(held) = self.appointment(d.user).filter(|a| a.epoch == d.epoch).and_then(|a| a.debit.as_ref()) {
+            let h = held.message;
+            if !crate::contract::supersedes((d.nonce, d.cumulative_debit), (h.nonce, h.cumulative_debit)) {
+                return Err(Error::ProofMustSupersede);
+            }
+        }
+        self.admit(d.user, now_ms)?;
+        self.entry(d.user, d.epoch, now_ms).appointment.debit = Some(debit);
+        Ok(())
+    }
+
+    /// Restores a debit from the tower's own log at start (see [`TowerBook::restore_credit`]).
+    pub fn restore_debit(&mut self, debit: SignedDebit) {
+        let d = debit.message;
+        let e = self.restore_entry(d.user, d.epoch);
+        if e.epoch > d.epoch {
+            return;
+        }
+        let newer = e.debit.as_ref().is_none_or(|h| {
+            crate::contract::supersedes((d.nonce, d.cumulative_debit), (h.message.nonce, h.message.cumulative_debit))
+        });
+        if newer {
+            e.debit = Some(debit);
+        }
     }
 
     /// Takes the user's fee offer to this tower (it replaces the one held) if she signed it,
@@ -258,12 +302,12 @@ impl TowerBook {
 
     fn restore_entry(&mut self, user: Address, epoch: u64) -> &mut Appointment {
         let e = self.entries.entry(user).or_insert_with(|| Entry {
-            appointment: Appointment { credit: None, offer: None, epoch },
+            appointment: Appointment { credit: None, offer: None, debit: None, epoch },
             window_start_ms: 0,
             updates_in_window: 0,
         });
         if e.appointment.epoch < epoch {
-            e.appointment = Appointment { credit: None, offer: None, epoch };
+            e.appointment = Appointment { credit: None, offer: None, debit: None, epoch };
         }
         &mut e.appointment
     }
@@ -286,8 +330,9 @@ impl TowerBook {
         if head >= chain.settle_block {
             return TowerAction::Settle;
         }
-        let Some(credit) = a.credit.clone() else { return TowerAction::Nothing };
-        if credit.message.cumulative_credit <= chain.credit_total {
+        let credit = a.credit.clone().filter(|c| c.message.cumulative_credit > chain.credit_total);
+        let debit = a.debit.filter(|d| d.message.cumulative_debit > chain.debit_total);
+        if credit.is_none() && debit.is_none() {
             return TowerAction::Nothing;
         }
         let began = chain.settle_block.saturating_sub(challenge_period_blocks);
@@ -296,9 +341,15 @@ impl TowerBook {
         if head < act_from {
             return TowerAction::WaitUntil(act_from);
         }
-        // The contract checks the offer at inclusion; leave a few blocks for it.
-        let offer = a.offer.filter(|o| o.message.valid_until_block >= head + 3 && o.message.epoch == a.epoch);
-        TowerAction::Submit { credit: Box::new(credit), offer: offer.map(Box::new) }
+        match (credit, debit) {
+            (Some(credit), _) => {
+                // The contract checks the offer at inclusion; leave a few blocks for it.
+                let offer = a.offer.filter(|o| o.message.valid_until_block >= head + 3 && o.message.epoch == a.epoch);
+                TowerAction::Submit { credit: Box::new(credit), offer: offer.map(Box::new) }
+            }
+            (None, Some(debit)) => TowerAction::SubmitDebit(Box::new(debit)),
+            (None, None) => TowerAction::Nothing,
+        }
     }
 
     /// The tower's signed statement of what it holds for `user`.
@@ -349,7 +400,7 @@ mod tests {
     }
 
     fn open(epoch: u64) -> ChannelRecord {
-        ChannelRecord { status: 1, epoch, settle_block: 0, credit_total: Amount::ZERO }
+        ChannelRecord { status: 1, epoch, settle_block: 0, credit_total: Amount::ZERO, debit_total: Amount::ZERO }
     }
 
     fn offer(f: &F, signer: &PrivateKey, tower: Address, valid_until: u64) -> SignedTowerFee {
@@ -439,7 +490,13 @@ mod tests {
         f.book.accept_credit(credit(&f, &hub, 1, 2, 50), &open(1), 0).expect("credit");
         f.book.accept_offer(offer(&f, &user, tower, 1_000), &open(1), 0, 0).expect("offer");
         // A close began at block 100 with a 20-block period and credit 20 on record.
-        let closing = ChannelRecord { status: STATUS_CLOSING, epoch: 1, settle_block: 120, credit_total: Amount(20) };
+        let closing = ChannelRecord {
+            status: STATUS_CLOSING,
+            epoch: 1,
+            settle_block: 120,
+            credit_total: Amount(20),
+            debit_total: Amount::ZERO,
+        };
         assert_eq!(f.book.action(u, &open(1), 100, 20), TowerAction::Nothing, "open: nothing");
         assert_eq!(f.book.action(u, &closing, 101, 20), TowerAction::WaitUntil(102));
         match f.book.action(u, &closing, 102, 20) {
@@ -464,7 +521,13 @@ mod tests {
         let u = user.address();
         f.book.accept_credit(credit(&f, &hub, 1, 1, 5), &open(1), 0).expect("credit");
         f.book.accept_offer(offer(&f, &user, tower, 111), &open(1), 0, 0).expect("offer");
-        let closing = ChannelRecord { status: STATUS_CLOSING, epoch: 1, settle_block: 120, credit_total: Amount::ZERO };
+        let closing = ChannelRecord {
+            status: STATUS_CLOSING,
+            epoch: 1,
+            settle_block: 120,
+            credit_total: Amount::ZERO,
+            debit_total: Amount::ZERO,
+        };
         assert_eq!(f.book.action(u, &closing, 105, 20), TowerAction::WaitUntil(110));
         match f.book.action(u, &closing, 110, 20) {
             TowerAction::Submit { offer, .. } => {
@@ -472,6 +535,54 @@ mod tests {
             }
             other => panic!("expected a submission, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_users_newest_debit_answers_an_exit_that_holds_an_older_one() {
+        let mut f = fixture();
+        let (user, hub) = (f.user.clone(), f.hub.clone());
+        let u = user.address();
+        let debit = |signer: &PrivateKey, nonce: u64, total: u128| {
+            let d = crate::Debit {
+                user: u,
+                epoch: 1,
+                nonce,
+                cumulative_debit: Amount(total),
+                locked_amount: Amount::ZERO,
+                locks_root: crate::B256::ZERO,
+                kind: 0,
+                recipient: Address::repeat_byte(5),
+                amount: Amount(total),
+                payment_id: crate::B256::repeat_byte(nonce as u8),
+            };
+            SignedDebit::new(d, &f.domain, signer)
+        };
+        assert_eq!(
+            f.book.accept_debit(debit(&hub, 1, 10), &open(1), 0),
+            Err(Error::WrongSigner),
+            "only her key signs her debits"
+        );
+        f.book.accept_debit(debit(&user, 2, 40), &open(1), 0).expect("her debit");
+        assert_eq!(
+            f.book.accept_debit(debit(&user, 9, 30), &open(1), 0),
+            Err(Error::ProofMustSupersede),
+            "lower total"
+        );
+        // She exits holding her debit of 10 on record: the tower answers with 40 after the grace.
+        let exiting = ChannelRecord {
+            status: STATUS_CLOSING,
+            epoch: 1,
+            settle_block: 120,
+            credit_total: Amount::ZERO,
+            debit_total: Amount(10),
+        };
+        assert_eq!(f.book.action(u, &exiting, 101, 20), TowerAction::WaitUntil(102));
+        match f.book.action(u, &exiting, 102, 20) {
+            TowerAction::SubmitDebit(d) => assert_eq!(d.message.cumulative_debit, Amount(40)),
+            other => panic!("expected the debit, got {other:?}"),
+        }
+        let answered = ChannelRecord { debit_total: Amount(40), ..exiting };
+        assert_eq!(f.book.action(u, &answered, 105, 20), TowerAction::Nothing);
     }
 
     #[test]

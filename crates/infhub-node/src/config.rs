@@ -18,6 +18,17 @@ pub struct Config {
     pub limits: Limits,
     /// The hub's liquidity duties.
     pub liquidity: LiquidityConfig,
+    /// Watchtowers the operator keeps users' newest debits with (spec §5.10a).
+    pub towers: TowersConfig,
+}
+
+/// The operator's watchtowers: a second line of defence against a user's exit with an older
+/// debit while this node is down. Each user's newest debit is pushed to them after each payment.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TowersConfig {
+    /// Tower URLs (`http(s)://…`, at most four).
+    pub operator_towers: Vec<String>,
 }
 
 /// One INF in token base units (18 decimals).
@@ -332,6 +343,9 @@ impl Config {
         }
         if self.chain.hub_key.0 == B256::ZERO {
             return bad("chain.hub_key must be set (INFHUB_HUB_KEY)");
+        }
+        if let Err(e) = crate::towers::check_list(&self.towers.operator_towers) {
+            return bad(&format!("towers.operator_towers: {e}"));
         }
         if self.chain.confirmations == 0 {
             return bad("chain.confirmations must be at least 1");

@@ -8,10 +8,11 @@
 //! notices, remembers for each (user, tower) only the newest credit not yet delivered
 //! (running totals: a newer one supersedes it), and posts it to the tower, retrying a tower
 //! that failed after a back-off. A slow or dead tower never slows a payment; memory is bounded
-//! by the registry (at most `MAX_TOWERS_PER_USER` pending credits per user).
+//! by the registry (at most `MAX_TOWERS_PER_USER` pending credits per user). The operator's
+//! own towers (`towers.operator_towers`) get each payer's newest debit the same way.
 
 use crate::engine::Node;
-use infhub_core::messages::SignedCredit;
+use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::Address;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -134,13 +135,36 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-struct Pending {
-    credit: SignedCredit,
-    not_before: Instant,
+/// What the pusher delivers: a user's newest credit to her towers, or her newest debit to the
+/// operator's towers.
+#[derive(Clone)]
+enum Item {
+    Credit(SignedCredit),
+    Debit(SignedDebit),
 }
 
-/// Feeds the towers until shutdown. Follows the notices only while some user has a tower, so a
-/// hub without towers builds no notices for it.
+impl Item {
+    fn nonce(&self) -> u64 {
+        match self {
+            Item::Credit(c) => c.message.nonce,
+            Item::Debit(d) => d.message.nonce,
+        }
+    }
+
+    fn path_and_body(&self) -> (&'static str, serde_json::Value) {
+        match self {
+            Item::Credit(c) => ("/v1/appointments", json!({"credit": c})),
+            Item::Debit(d) => ("/v1/debits", json!({"debit": d})),
+        }
+    }
+}
+
+/// (user, tower URL, debit?) → the newest item not yet delivered and when to try next.
+type PendingMap = HashMap<(Address, String, bool), (Item, Instant)>;
+
+/// Feeds the towers until shutdown: users' credits to the towers they named, their debits to
+/// the operator's towers. Follows the notices only while there is a tower to feed, so a hub
+/// without towers builds no notices for it.
 pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutdown: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(PUSH_TIMEOUT).build() {
         Ok(c) => c,
@@ -149,9 +173,19 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
             return;
         }
     };
-    let mut pending: HashMap<(Address, String), Pending> = HashMap::new();
+    let operator_towers = node.config.towers.operator_towers.clone();
+    let mut pending: PendingMap = HashMap::new();
+    // The operator's towers start with every user's newest debit.
+    if !operator_towers.is_empty() {
+        let debits: Vec<SignedDebit> = node.read().ledger().accounts().filter_map(|(_, a)| a.channel.debit).collect();
+        for d in debits {
+            for url in &operator_towers {
+                pending.insert((d.message.user, url.clone(), true), (Item::Debit(d), Instant::now()));
+            }
+        }
+    }
     loop {
-        if registry.is_empty() {
+        if registry.is_empty() && operator_towers.is_empty() && pending.is_empty() {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 () = registry.changed.notified() => continue,
@@ -163,15 +197,7 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
             tokio::select! {
                 _ = shutdown.changed() => return,
                 received = notices.recv() => match received {
-                    Ok(n) => {
-                        if n.body["type"] != "credit" {
-                            continue;
-                        }
-                        let Ok(credit) = serde_json::from_value::<SignedCredit>(n.body["credit"].clone()) else { continue };
-                        for url in registry.get(&n.user) {
-                            pending.insert((n.user, url), Pending { credit: credit.clone(), not_before: Instant::now() });
-                        }
-                    }
+                    Ok(n) => enqueue_notice(&node, &registry, &operator_towers, &n, &mut pending),
                     Err(broadcast::error::RecvError::Lagged(k)) => {
                         node.metrics.tower_pushes_lagged.fetch_add(k, Ordering::Relaxed);
                     }
@@ -183,12 +209,12 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
                         let newest = node.read().ledger().account(&user).and_then(|a| a.channel.credit.clone());
                         if let Some(credit) = newest {
                             for url in registry.get(&user) {
-                                pending.insert((user, url), Pending { credit: credit.clone(), not_before: Instant::now() });
+                                pending.insert((user, url, false), (Item::Credit(credit.clone()), Instant::now()));
                             }
                         }
                     }
                     push_due(&client, &node, &mut pending).await;
-                    if registry.is_empty() && pending.is_empty() {
+                    if registry.is_empty() && operator_towers.is_empty() && pending.is_empty() {
                         break;
                     }
                 }
@@ -200,35 +226,61 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
     }
 }
 
-/// Posts every due pending credit (concurrently); keeps failures for a retry.
-async fn push_due(client: &reqwest::Client, node: &Node, pending: &mut HashMap<(Address, String), Pending>) {
+/// Queues what one notice calls for: a credit for the payee's towers, the payer's newest debit
+/// for the operator's towers.
+fn enqueue_notice(
+    node: &Node,
+    registry: &TowerRegistry,
+    operator_towers: &[String],
+    n: &crate::engine::Notice,
+    pending: &mut PendingMap,
+) {
+    match n.body["type"].as_str() {
+        Some("credit") => {
+            let Ok(credit) = serde_json::from_value::<SignedCredit>(n.body["credit"].clone()) else { return };
+            for url in registry.get(&n.user) {
+                pending.insert((n.user, url, false), (Item::Credit(credit.clone()), Instant::now()));
+            }
+        }
+        Some("receipt") if !operator_towers.is_empty() => {
+            let Some(debit) = node.read().ledger().account(&n.user).and_then(|a| a.channel.debit) else { return };
+            for url in operator_towers {
+                pending.insert((n.user, url.clone(), true), (Item::Debit(debit), Instant::now()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Posts every due pending item (concurrently); keeps failures for a retry.
+async fn push_due(client: &reqwest::Client, node: &Node, pending: &mut PendingMap) {
     let now = Instant::now();
-    let due: Vec<(Address, String)> =
-        pending.iter().filter(|(_, p)| p.not_before <= now).map(|(k, _)| k.clone()).collect();
+    let due: Vec<(Address, String, bool)> =
+        pending.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| k.clone()).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for key in due {
-        let credit = pending[&key].credit.clone();
+        let item = pending[&key].0.clone();
         let client = client.clone();
         tasks.spawn(async move {
-            let answer =
-                client.post(format!("{}/v1/appointments", key.1)).json(&json!({"credit": credit})).send().await;
-            // 409: the tower already holds this credit or a newer one.
+            let (path, body) = item.path_and_body();
+            let answer = client.post(format!("{}{path}", key.1)).json(&body).send().await;
+            // 409: the tower already holds this item or a newer one.
             let delivered = answer.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 409);
-            (key, credit.message.nonce, delivered)
+            (key, item.nonce(), delivered)
         });
     }
     while let Some(done) = tasks.join_next().await {
         let Ok((key, nonce, delivered)) = done else { continue };
         if delivered {
             node.metrics.tower_pushes.fetch_add(1, Ordering::Relaxed);
-            // Remove only if no newer credit arrived meanwhile.
-            if pending.get(&key).is_some_and(|p| p.credit.message.nonce == nonce) {
+            // Remove only if no newer item arrived meanwhile.
+            if pending.get(&key).is_some_and(|(item, _)| item.nonce() == nonce) {
                 pending.remove(&key);
             }
         } else {
             node.metrics.tower_push_failures.fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = pending.get_mut(&key) {
-                p.not_before = Instant::now() + RETRY_AFTER;
+            if let Some((_, at)) = pending.get_mut(&key) {
+                *at = Instant::now() + RETRY_AFTER;
             }
         }
     }

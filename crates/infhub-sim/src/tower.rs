@@ -109,6 +109,7 @@ impl SimTower {
             match r {
                 TowerRecord::Credit(c) => book.restore_credit(c),
                 TowerRecord::Offer(o) => book.restore_offer(o),
+                TowerRecord::Debit(d) => book.restore_debit(d),
                 TowerRecord::Forget { user, epoch } => book.forget(user, epoch),
             }
         }
@@ -223,5 +224,6 @@ fn record_of(c: &IInfHub::Channel) -> ChannelRecord {
         epoch: c.epoch,
         settle_block: c.settleBlock,
         credit_total: Amount(c.credit.cumulative),
+        debit_total: Amount(c.debit.cumulative),
     }
 }

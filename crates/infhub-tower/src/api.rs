@@ -26,6 +26,7 @@ pub fn router(tower: Arc<Tower>, max_body_bytes: usize) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/appointments", post(credit))
         .route("/v1/offers", post(offer))
+        .route("/v1/debits", post(debit))
         .route("/v1/appointments/{user}", get(appointment))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -107,6 +108,21 @@ async fn offer(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Respon
     };
     let user = o.message.user;
     match t.accept_offer(o, now_ms()).await {
+        Ok(receipt) => Json(json!({"receipt": receipt})).into_response(),
+        Err(r) => refusal(&t, user, r),
+    }
+}
+
+async fn debit(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
+    let Some(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "malformed_request", "expected a JSON body", None);
+    };
+    let d: infhub_core::messages::SignedDebit = match parse(&body, "debit") {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let user = d.message.user;
+    match t.accept_debit(d, now_ms()).await {
         Ok(receipt) => Json(json!({"receipt": receipt})).into_response(),
         Err(r) => refusal(&t, user, r),
     }

@@ -12,7 +12,7 @@
 //! Storage goes through [`infhub_ledger::fs::Fs`], so the simulator's crashing file system can
 //! drive it as well as the real one.
 
-use infhub_core::messages::SignedCredit;
+use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::tower::SignedTowerFee;
 use infhub_core::Address;
 use infhub_ledger::fs::{Fs, FsFile};
@@ -32,6 +32,8 @@ pub enum TowerRecord {
     Credit(SignedCredit),
     /// A fee offer was accepted.
     Offer(SignedTowerFee),
+    /// A user-signed debit was accepted (kept for the hub operator).
+    Debit(SignedDebit),
     /// The user's channel settled in this epoch: stop watching.
     Forget {
         /// The user.

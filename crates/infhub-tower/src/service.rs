@@ -15,10 +15,10 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
 use infhub_chain::bindings::IInfHub;
-use infhub_chain::events::{credit_arg, submit_credit_call};
+use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call};
 use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
 use infhub_chain::ChainError;
-use infhub_core::messages::SignedCredit;
+use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::tower::{ChannelRecord, SignedTowerFee, SignedTowerReceipt, TowerAction, TowerBook, TowerTerms};
 use infhub_core::{Address, Amount, Domain, Error, PrivateKey};
 use infhub_ledger::fs::OsFs;
@@ -126,6 +126,7 @@ fn record_of(c: &IInfHub::Channel) -> ChannelRecord {
         epoch: c.epoch,
         settle_block: c.settleBlock,
         credit_total: Amount(c.credit.cumulative),
+        debit_total: Amount(c.debit.cumulative),
     }
 }
 
@@ -206,6 +207,16 @@ impl Tower {
         let mut b = self.lock();
         let result = b.book.accept_credit(credit.clone(), &chain, now_ms);
         self.finish(&mut b, result, TowerRecord::Credit(credit), user)
+    }
+
+    /// Takes a user-signed debit likewise (for the hub operator: a second line of defence
+    /// against an exit with an older debit while the hub's node is down).
+    pub async fn accept_debit(&self, debit: SignedDebit, now_ms: u64) -> Result<SignedTowerReceipt, Refusal> {
+        let user = debit.message.user;
+        let chain = self.channel(user).await.map_err(Refusal::Chain)?;
+        let mut b = self.lock();
+        let result = b.book.accept_debit(debit, &chain, now_ms);
+        self.finish(&mut b, result, TowerRecord::Debit(debit), user)
     }
 
     /// Takes a fee offer likewise.
@@ -330,6 +341,7 @@ impl Tower {
             TowerAction::Nothing | TowerAction::WaitUntil(_) => return Ok(()),
             TowerAction::Settle => (IInfHub::settleCall { user }.abi_encode(), false),
             TowerAction::Submit { credit, offer } => (self.defence_call(&credit, offer.as_deref(), user).await, true),
+            TowerAction::SubmitDebit(debit) => (submit_debit_call(&debit).abi_encode(), true),
         };
         match sender.send(TxKind::Call(self.contract), Bytes::from(input)).await {
             Ok(sent) => {
@@ -454,6 +466,7 @@ fn replay(book: &mut TowerBook, r: TowerRecord) {
     match r {
         TowerRecord::Credit(c) => book.restore_credit(c),
         TowerRecord::Offer(o) => book.restore_offer(o),
+        TowerRecord::Debit(d) => book.restore_debit(d),
         TowerRecord::Forget { user, epoch } => book.forget(user, epoch),
     }
 }
@@ -466,6 +479,9 @@ fn live_records(book: &TowerBook) -> Vec<TowerRecord> {
         }
         if let Some(o) = &a.offer {
             out.push(TowerRecord::Offer(*o));
+        }
+        if let Some(d) = &a.debit {
+            out.push(TowerRecord::Debit(*d));
         }
     }
     out

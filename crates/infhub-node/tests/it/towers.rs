@@ -8,20 +8,19 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
-/// A stand-in tower that records what it is given and answers like a tower.
+/// A stand-in tower that records what it is given (credits and debits) and answers like a tower.
 async fn recording_tower() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = got.clone();
-    let app = Router::new().route(
-        "/v1/appointments",
+    let record = |seen: Arc<Mutex<Vec<Value>>>| {
         post(move |Json(body): Json<Value>| {
             let seen = seen.clone();
             async move {
                 seen.lock().expect("lock").push(body);
                 Json(json!({"receipt": null}))
             }
-        }),
-    );
+        })
+    };
+    let app = Router::new().route("/v1/appointments", record(got.clone())).route("/v1/debits", record(got.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -96,6 +95,57 @@ fn a_users_towers_are_checked_durable_and_fed_her_newest_credit() {
         let http = Http::new(&node.url);
         let (s, v) = http.get(&path, Some(OPERATOR)).await;
         assert_eq!((s, v["towers"].clone()), (200, json!([url])), "{v}");
+        node.stop().await;
+    });
+}
+
+/// The operator's towers get each payer's newest debit after each payment (a second line of
+/// defence against her exit with an older one while the node is down), and every user's newest
+/// debit when the node starts.
+#[test]
+fn the_operators_towers_are_fed_each_payers_newest_debit() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let dir = tempfile::tempdir().expect("tmp");
+        let (url, got) = recording_tower().await;
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.towers.operator_towers = vec![url.clone()];
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let (mut a, mut b) = (Wallet::new(&chain, 1).await, Wallet::new(&chain, 2).await);
+        register(&chain, &http, &mut a).await;
+        register(&chain, &http, &mut b).await;
+        let buy = json!({"user": a.address(), "amount": "1000", "purchaseId": payment_id(1)});
+        assert_eq!(http.post("/v1/operator/purchases", Some(OPERATOR), &buy).await.0, 200);
+        let debit_totals = |got: &Arc<Mutex<Vec<Value>>>| -> Vec<u128> {
+            got.lock()
+                .expect("lock")
+                .iter()
+                .filter_map(|v| v["debit"]["message"]["cumulativeDebit"].as_str().and_then(|s| s.parse().ok()))
+                .collect()
+        };
+        for (i, amount) in [(10u64, 30u128), (11, 45)] {
+            let (s, v) = a.pay(&http, &domain, infhub_core::PaymentKind::Internal, b.address(), amount, i).await;
+            assert_eq!(s, 200, "{v}");
+        }
+        eventually(20, "the payer's newest debit pushed", || async { debit_totals(&got).contains(&75).then_some(()) })
+            .await;
+        // A user-signed debit, not a credit, and only the payer's.
+        let users: Vec<Value> =
+            got.lock().expect("lock").iter().map(|v| v["debit"]["message"]["user"].clone()).collect();
+        assert!(
+            users.iter().all(|u| u.as_str().map(str::to_lowercase) == Some(a.address().to_string().to_lowercase())),
+            "{users:?}"
+        );
+        // A restarted node hands its towers every user's newest debit again.
+        node.stop().await;
+        got.lock().expect("lock").clear();
+        let node = InProcessNode::start(config).await;
+        eventually(20, "the newest debit pushed after a restart", || async {
+            debit_totals(&got).contains(&75).then_some(())
+        })
+        .await;
         node.stop().await;
     });
 }

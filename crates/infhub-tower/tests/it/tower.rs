@@ -13,7 +13,7 @@ use infhub_chain::anvil::{self, Anvil, Deployment};
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::events::empty_debit_arg;
 use infhub_chain::sender::TxSender;
-use infhub_core::messages::{Credit, Eip712Message, Signed, SignedCredit, TowerFee};
+use infhub_core::messages::{Credit, Debit, Eip712Message, Signed, SignedCredit, SignedDebit, TowerFee};
 use infhub_core::tower::TowerTerms;
 use infhub_core::{Address, Amount, Domain, PrivateKey, B256};
 use infhub_tower::TowerConfig;
@@ -284,6 +284,44 @@ async fn a_stale_hub_close_is_defended_for_the_offered_fee_and_the_user_is_paid_
     assert_eq!(w.credit_submissions().await, 1, "one defence, no wasted submissions");
     let _ = t.stop.send(true);
     t.task.await.expect("tower stops");
+}
+
+/// For the hub operator: the user's newest debit, handed to the tower, answers her exit that
+/// holds none (the hub's node being down), and the settlement pays her balance, not more.
+#[tokio::test]
+async fn a_users_exit_without_her_debit_is_answered_with_it_for_the_hub() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = start_tower(tower_config(&w, 2, dir.path())).await;
+    let u = w.user_key.address();
+    let d = Debit {
+        user: u,
+        epoch: 1,
+        nonce: 1,
+        cumulative_debit: Amount(40 * UNIT),
+        locked_amount: Amount::ZERO,
+        locks_root: B256::ZERO,
+        kind: 0,
+        recipient: Address::repeat_byte(0xB0),
+        amount: Amount(40 * UNIT),
+        payment_id: B256::repeat_byte(1),
+    };
+    let forged = SignedDebit::new(d, &w.domain, &w.hub_key);
+    let (s, a) = post(&t.url, "/v1/debits", json!({"debit": forged})).await;
+    assert_eq!((s, a["error"]["code"].as_str()), (422, Some("wrong_signer")), "only the user signs her debits: {a}");
+    let (s, a) = post(&t.url, "/v1/debits", json!({"debit": SignedDebit::new(d, &w.domain, &w.user_key)})).await;
+    assert_eq!(s, 200, "{a}");
+    // She exits alone with no debit on record, as from an old backup.
+    let mut user = anvil::sender(&w.provider, anvil::dev_key(1)).await.expect("user sender");
+    let none =
+        IInfHub::Credit { user: u, epoch: 1, nonce: 0, cumulativeCredit: 0, lockedAmount: 0, locksRoot: B256::ZERO };
+    let exit = IInfHub::startExitCall { credit: none, hubSignature: Default::default() };
+    anvil::call_ok(&mut user, w.d.hub, exit.abi_encode()).await.expect("exit");
+    let before = w.balance(u).await;
+    w.mine_until("the tower answers with her debit", async |w| w.channel().await.debit.cumulative == 40 * UNIT).await;
+    w.mine_until("the channel settles", async |w| w.channel().await.status == 3).await;
+    assert_eq!(w.balance(u).await - before, U256::from(60 * UNIT), "100 deposited less 40 paid");
+    let _ = t.stop.send(true);
 }
 
 #[tokio::test]
