@@ -69,6 +69,10 @@ struct Args {
     /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
     #[arg(long)]
     restart_transfers: Option<usize>,
+    /// Instead of the HTTP run: build a checkpoint's Merkle-sum tree over this many accounts,
+    /// verify a sample of paths, print the times and the peak memory.
+    #[arg(long)]
+    checkpoint_accounts: Option<usize>,
     /// Token base units each transfer moves.
     #[arg(long, default_value_t = 1)]
     amount: u128,
@@ -102,6 +106,7 @@ const FUNDING: u128 = 1_000_000_000;
 const ON_CHAIN_DEPOSITORS: usize = 5;
 
 mod breakdown;
+mod checkpoint;
 mod custodial;
 mod restart;
 
@@ -412,6 +417,9 @@ struct Setup {
 async fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.restart_transfers {
         return run_restart(n, &args.json_out);
+    }
+    if let Some(n) = args.checkpoint_accounts {
+        return checkpoint::run_checkpoint(n, &args.json_out);
     }
     let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
     if !(2..=MAX_ACCOUNTS).contains(&accounts) {

@@ -11,6 +11,7 @@
 
 pub mod amount;
 pub mod channel;
+pub mod checkpoint;
 pub mod contract;
 pub mod duties;
 pub mod eip712;
