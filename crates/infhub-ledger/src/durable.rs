@@ -338,13 +338,21 @@ impl<S: LogStore> DurableLedger<S> {
         if self.params.snapshot_every_records != 0 && self.records_since_snapshot >= self.params.snapshot_every_records
         {
             let snapshot_start = std::time::Instant::now();
-            let taken = if self.background_snapshots { self.start_background_snapshot() } else { self.snapshot() };
-            if let Err(e) = taken {
-                // The batch is durable in the log; only the snapshot failed.
-                self.poisoned = true;
-                return Err(e.into());
+            let taken = if self.background_snapshots {
+                self.start_background_snapshot()
+            } else {
+                self.snapshot().map(|()| true)
+            };
+            match taken {
+                Ok(true) => snapshot = Some(snapshot_start.elapsed()),
+                // One is still being written: this one is left for a later commit.
+                Ok(false) => {}
+                Err(e) => {
+                    // The batch is durable in the log; only the snapshot failed.
+                    self.poisoned = true;
+                    return Err(e.into());
+                }
             }
-            snapshot = Some(snapshot_start.elapsed());
         }
         Ok(Executed { results, seqs, records, append, snapshot, background_snapshot })
     }
@@ -386,13 +394,15 @@ impl<S: LogStore> DurableLedger<S> {
 
     /// Starts a snapshot of the ledger as it is now on a thread of its own; if one is still
     /// being written, this one is left for a later commit (the log keeps everything meanwhile).
-    fn start_background_snapshot(&mut self) -> Result<(), StoreError> {
+    /// Returns whether a snapshot was started (or, where the store cannot write from another
+    /// thread, written).
+    fn start_background_snapshot(&mut self) -> Result<bool, StoreError> {
         if self.in_flight.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         assert_eq!(self.ledger.unsealed_proofs(), 0, "a snapshot between batches holds no unsealed proofs");
         let seq = self.ledger.next_seq - 1;
-        let Some(writer) = self.store.begin_detached_snapshot(seq)? else { return self.snapshot() };
+        let Some(writer) = self.store.begin_detached_snapshot(seq)? else { return self.snapshot().map(|()| true) };
         let copy = self.ledger.clone();
         let thread = std::thread::Builder::new()
             .name("ledger-snapshot".into())
@@ -408,7 +418,7 @@ impl<S: LogStore> DurableLedger<S> {
             .map_err(StoreError::Io)?;
         self.in_flight = Some(InFlightSnapshot { seq, thread });
         self.records_since_snapshot = 0;
-        Ok(())
+        Ok(true)
     }
 
     /// Waits for the snapshot being written on its own thread, if any, and once it is durable
