@@ -63,6 +63,16 @@ contract InfHub is EIP712 {
     uint256 public constant MAX_TOWER_FEE = type(uint96).max;
     /// Basis points in one whole (gainShareBps is at most this).
     uint16 public constant BPS = 10_000;
+    /// Deepest checkpoint tree (2^40 leaves).
+    uint256 public constant MAX_CHECKPOINT_DEPTH = 40;
+    /// Largest total liability a checkpoint may state (2^40 leaves of at most uint128 each).
+    uint256 public constant MAX_CHECKPOINT_LIABILITY = type(uint168).max;
+    /// The checkpoint leaf's type (spec 5.16), hashed as keccak256(abi.encode(typehash, fields...)).
+    bytes32 public constant CHECKPOINT_LEAF_TYPEHASH = keccak256(
+        "CheckpointLeaf(uint256 chainId,address contract,uint64 checkpointId,address account,uint8 kind,uint64 epoch,uint128 deposited,uint128 withdrawn,uint64 creditNonce,uint128 creditTotal,uint64 debitNonce,uint128 debitTotal,uint128 liability,bytes32 salt)"
+    );
+    /// Tag of every inner node of a checkpoint tree.
+    bytes32 public constant CHECKPOINT_NODE_TAG = keccak256("infhub.CheckpointNode");
 
     // ---------------------------------------------------------------- messages
     /// A user-signed running total of everything the user has paid out of the channel.
@@ -99,6 +109,36 @@ contract InfHub is EIP712 {
         uint128 maxFee;
         uint16 gainShareBps;
         uint64 validUntilBlock;
+    }
+
+    /// One liability in a checkpoint (spec 5.16).
+    struct CheckpointLeaf {
+        address account;
+        uint8 kind;
+        uint64 epoch;
+        uint128 deposited;
+        uint128 withdrawn;
+        uint64 creditNonce;
+        uint128 creditTotal;
+        uint64 debitNonce;
+        uint128 debitTotal;
+        uint128 liability;
+        bytes32 salt;
+    }
+
+    /// A sibling on a checkpoint path: its hash and the sum of liabilities under it.
+    struct SumNode {
+        bytes32 hash;
+        uint256 sum;
+    }
+
+    /// A posted checkpoint of the hub's books.
+    struct Checkpoint {
+        bytes32 root;
+        uint256 totalLiability;
+        uint64 ledgerSeq;
+        uint64 chainBlock;
+        uint256 inflowsThrough;
     }
 
     /// A fee a tower earned in the current close of a channel (one storage slot; a fee is at
@@ -168,6 +208,15 @@ contract InfHub is EIP712 {
     uint256 public reservedForClosing;
     ReserveWithdrawal public pendingReserveWithdrawal;
     mapping(bytes32 => bool) public payoutBatchExecuted;
+    /// Every reserve inflow that brings a liability with it: custodial deposits (a custodial
+    /// balance) and realized debits (the payer's funds move to the reserve and her channel's
+    /// shortfall rises as much). A checkpoint's tree cannot hold those made after its block,
+    /// so they do not count as backing (spec 5.16).
+    uint256 public liabilityInflowsTotal;
+    /// The newest checkpoint's id (0: none yet).
+    uint64 public lastCheckpointId;
+    /// Posted checkpoints by id.
+    mapping(uint64 => Checkpoint) public checkpoints;
     /// Fees towers earned in each user's current close, filled from the front (an empty slot
     /// has tower zero); paid and cleared at settlement.
     mapping(address => TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE]) internal towerFees;
@@ -198,6 +247,15 @@ contract InfHub is EIP712 {
     event ExcessReturned(address to, uint256 amount);
     event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
     event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
+    event CheckpointPosted(
+        uint64 indexed id,
+        bytes32 root,
+        uint256 totalLiability,
+        uint64 ledgerSeq,
+        uint64 chainBlock,
+        uint256 inflowsThrough,
+        uint256 reserve
+    );
 
     // ---------------------------------------------------------------- errors (named after the rule broken)
     error HubMustNotBeZero();
@@ -236,6 +294,13 @@ contract InfHub is EIP712 {
     error OnlyTower();
     error TowerFeeShareTooLarge();
     error TowerFeeSlotsFull();
+    error CheckpointOutOfOrder();
+    error CheckpointFromTheFuture();
+    error CheckpointInsolvent();
+    error PathTooLong();
+    error PathIndexOutOfRange();
+    error SumOutOfRange();
+    error RootMismatch();
 
     modifier onlyHub() {
         if (msg.sender != hub) revert OnlyHub();
@@ -406,6 +471,7 @@ contract InfHub is EIP712 {
         ch.realizedDebit += uint128(moved);
         totalChannelFunds -= moved;
         reserve += moved;
+        liabilityInflowsTotal += moved;
     }
 
     /// The user closes alone, with the newest hub-signed credit it holds (nonce 0 = none).
@@ -542,6 +608,7 @@ contract InfHub is EIP712 {
         if (amount > MAX_AMOUNT) revert AmountTooLarge();
         _pullExact(amount);
         reserve += amount;
+        liabilityInflowsTotal += amount;
         emit CustodialDeposited(account, msg.sender, amount, reserve);
     }
 
@@ -609,6 +676,88 @@ contract InfHub is EIP712 {
             emit Paid(batchId, recipients[i], amounts[i]);
         }
         emit PayoutBatchExecuted(batchId, n, total, reserve);
+    }
+
+    // ================================================================ checkpoints (spec 5.16)
+
+    /// The hub posts a checkpoint of its books: the root of a Merkle-sum tree whose sum is its
+    /// total liability as of its ledger at `ledgerSeq` and its confirmed block `chainBlock`, and
+    /// the contract's `liabilityInflowsTotal` as of that block. Refused unless the reserve covers
+    /// the liability, the pending reserve withdrawal and every liability-bearing inflow since
+    /// `chainBlock` (which the tree cannot hold yet): solvency checked on chain, not claimed.
+    function postCheckpoint(
+        uint64 id,
+        bytes32 root,
+        uint256 totalLiability,
+        uint64 ledgerSeq,
+        uint64 chainBlock,
+        uint256 inflowsThrough
+    ) external onlyHub {
+        Checkpoint storage prev = checkpoints[lastCheckpointId];
+        if (id != lastCheckpointId + 1) revert CheckpointOutOfOrder();
+        if (ledgerSeq < prev.ledgerSeq || chainBlock < prev.chainBlock || inflowsThrough < prev.inflowsThrough) {
+            revert CheckpointOutOfOrder();
+        }
+        if (chainBlock >= block.number || inflowsThrough > liabilityInflowsTotal) revert CheckpointFromTheFuture();
+        if (totalLiability > MAX_CHECKPOINT_LIABILITY) revert AmountTooLarge();
+        uint256 need = totalLiability + pendingReserveWithdrawal.amount + (liabilityInflowsTotal - inflowsThrough);
+        if (need > reserve) revert CheckpointInsolvent();
+        lastCheckpointId = id;
+        checkpoints[id] = Checkpoint(root, totalLiability, ledgerSeq, chainBlock, inflowsThrough);
+        emit CheckpointPosted(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough, reserve);
+    }
+
+    /// The hash of `leaf` in checkpoint `id` of this contract on this chain.
+    function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) public view returns (bytes32) {
+        bytes memory head = abi.encode(CHECKPOINT_LEAF_TYPEHASH, block.chainid, address(this), id, leaf.account, leaf.kind);
+        bytes memory figures = abi.encode(
+            leaf.epoch,
+            leaf.deposited,
+            leaf.withdrawn,
+            leaf.creditNonce,
+            leaf.creditTotal,
+            leaf.debitNonce,
+            leaf.debitTotal,
+            leaf.liability,
+            leaf.salt
+        );
+        return keccak256(bytes.concat(head, figures));
+    }
+
+    /// Ok if `leaf` at position `index` with `siblings` (bottom up) leads to checkpoint `id`'s
+    /// root and total; reverts with the rule a bad path breaks.
+    function proveCheckpointLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings)
+        external
+        view
+        returns (bool)
+    {
+        Checkpoint storage c = checkpoints[id];
+        if (id == 0 || id > lastCheckpointId) revert CheckpointOutOfOrder();
+        (bytes32 hash, uint256 sum) = _checkpointRoot(checkpointLeafHash(id, leaf), leaf.liability, index, siblings);
+        if (hash != c.root || sum != c.totalLiability) revert RootMismatch();
+        return true;
+    }
+
+    function _checkpointRoot(bytes32 leafHash, uint256 liability, uint256 index, SumNode[] calldata siblings)
+        internal
+        pure
+        returns (bytes32 hash, uint256 sum)
+    {
+        uint256 depth = siblings.length;
+        if (depth > MAX_CHECKPOINT_DEPTH) revert PathTooLong();
+        if (index >> depth != 0) revert PathIndexOutOfRange();
+        (hash, sum) = (leafHash, liability);
+        for (uint256 level = 0; level < depth; level++) {
+            SumNode calldata s = siblings[level];
+            // A subtree of height `level` holds at most 2^level leaves of at most uint128 each.
+            if (s.sum > uint256(type(uint128).max) << level) revert SumOutOfRange();
+            if ((index >> level) & 1 == 0) {
+                hash = keccak256(abi.encode(CHECKPOINT_NODE_TAG, hash, sum, s.hash, s.sum));
+            } else {
+                hash = keccak256(abi.encode(CHECKPOINT_NODE_TAG, s.hash, s.sum, hash, sum));
+            }
+            sum += s.sum;
+        }
     }
 
     // ================================================================ excess tokens

@@ -399,6 +399,36 @@ contract Handler is Test {
         reserveWithdrawn += pending;
     }
 
+    /// The honest hub posts a checkpoint of its books (spec 5.16): its liabilities are every
+    /// channel's shortfall and the custodial deposits. The contract must accept it exactly when
+    /// the reserve covers them and the announced withdrawal, and refuse one unit more.
+    function checkpoint() external {
+        calls++;
+        uint256 liability = custodialDeposited;
+        for (uint256 i = 0; i < USERS; i++) {
+            uint256 b = balanceOf(users[i]);
+            uint256 f = status(users[i]) == InfHub.Status.Settled ? 0 : funds(users[i]);
+            if (b > f) liability += b - f;
+        }
+        (uint128 pending,) = hub.pendingReserveWithdrawal();
+        uint64 id = hub.lastCheckpointId() + 1;
+        uint256 inflows = hub.liabilityInflowsTotal();
+        uint64 at = uint64(block.number - 1);
+        uint256 r = hub.reserve();
+        if (liability + pending <= r) {
+            uint256 over = r - pending + 1;
+            vm.prank(hubAddr);
+            try hub.postCheckpoint(id, bytes32(uint256(id)), over, id, at, inflows) {
+                violation("a checkpoint past the reserve was accepted");
+            } catch {}
+            vm.prank(hubAddr);
+            try hub.postCheckpoint(id, bytes32(uint256(id)), liability, id, at, inflows) {}
+            catch {
+                violation("an honest, solvent checkpoint was refused");
+            }
+        }
+    }
+
     function roll(uint8 blocks) external {
         calls++;
         vm.roll(block.number + 1 + blocks % 8);

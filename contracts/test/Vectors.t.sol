@@ -140,6 +140,10 @@ contract VectorsTest is Test {
             data = abi.encodeCall(InfHub.submitCredit, (creditOf(s), s.sig1));
         } else if (op == keccak256("submitCreditForFee")) {
             data = abi.encodeCall(InfHub.submitCreditForFee, (creditOf(s), s.sig1, offerOf(s), s.sig2));
+        } else if (op == keccak256("checkpoint")) {
+            data = abi.encodeCall(
+                InfHub.postCheckpoint, (s.epoch, s.paymentId, s.amount, s.nonce, s.expiryBlock, s.cumulative)
+            );
         } else if (op == keccak256("submitDebit")) {
             data = abi.encodeCall(InfHub.submitDebit, (debitOf(s), s.sig1));
         } else if (op == keccak256("settle")) {

@@ -47,6 +47,23 @@ sol! {
             address tower;
             uint96 fee;
         }
+        struct CheckpointLeaf {
+            address account;
+            uint8 kind;
+            uint64 epoch;
+            uint128 deposited;
+            uint128 withdrawn;
+            uint64 creditNonce;
+            uint128 creditTotal;
+            uint64 debitNonce;
+            uint128 debitTotal;
+            uint128 liability;
+            bytes32 salt;
+        }
+        struct SumNode {
+            bytes32 hash;
+            uint256 sum;
+        }
         struct Side {
             uint64 nonce;
             uint128 cumulative;
@@ -87,6 +104,7 @@ sol! {
         event ExcessReturned(address to, uint256 amount);
         event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
         event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
+        event CheckpointPosted(uint64 indexed id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough, uint256 reserve);
 
         error HubMustNotBeZero();
         error ChallengePeriodOutOfRange();
@@ -124,6 +142,13 @@ sol! {
         error OnlyTower();
         error TowerFeeShareTooLarge();
         error TowerFeeSlotsFull();
+        error CheckpointOutOfOrder();
+        error CheckpointFromTheFuture();
+        error CheckpointInsolvent();
+        error PathTooLong();
+        error PathIndexOutOfRange();
+        error SumOutOfRange();
+        error RootMismatch();
 
         function openChannel(address user) external;
         function openChannels(address[] calldata users) external;
@@ -136,6 +161,11 @@ sol! {
         function submitCredit(Credit calldata credit, bytes calldata hubSignature) external;
         function submitCreditForFee(Credit calldata credit, bytes calldata hubSignature, TowerFee calldata offer, bytes calldata userSignature) external;
         function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory);
+        function postCheckpoint(uint64 id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough) external;
+        function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) external view returns (bytes32);
+        function proveCheckpointLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external view returns (bool);
+        function lastCheckpointId() external view returns (uint64);
+        function liabilityInflowsTotal() external view returns (uint256);
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
         function settle(address user) external;
         function depositReserve(uint256 amount) external;

@@ -163,6 +163,30 @@ pub struct ContractModel {
     pub sent_to: BTreeMap<Address, U256>,
     /// Fees towers earned in each user's current close, in order (`towerFeesOf`).
     pub tower_fees: BTreeMap<Address, Vec<(Address, Amount)>>,
+    /// `liabilityInflowsTotal`: custodial deposits and realized debits, ever.
+    pub liability_inflows_total: U256,
+    /// Posted checkpoints by id (`checkpoints`); the newest id is the last key.
+    pub checkpoints: BTreeMap<u64, PostedCheckpoint>,
+}
+
+/// A posted checkpoint (`checkpoints(id)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostedCheckpoint {
+    /// The tree's root hash.
+    pub root: B256,
+    /// The tree's sum.
+    pub total_liability: U256,
+    /// The ledger position it reflects.
+    pub ledger_seq: u64,
+    /// The ledger's confirmed block.
+    pub chain_block: u64,
+    /// `liabilityInflowsTotal` as of that block.
+    pub inflows_through: U256,
+}
+
+/// Largest total liability a checkpoint may state (`MAX_CHECKPOINT_LIABILITY`, 2^168 − 1).
+pub fn max_checkpoint_liability() -> U256 {
+    (U256::from(1u8) << 168) - U256::from(1u8)
 }
 
 impl ContractModel {
@@ -188,6 +212,8 @@ impl ContractModel {
             token_balance: U256::ZERO,
             sent_to: BTreeMap::new(),
             tower_fees: BTreeMap::new(),
+            liability_inflows_total: U256::ZERO,
+            checkpoints: BTreeMap::new(),
         })
     }
 
@@ -453,6 +479,7 @@ impl ContractModel {
         ch.realized_debit = Amount(ch.realized_debit.0 + moved.to::<u128>());
         self.total_channel_funds -= moved;
         self.reserve += moved;
+        self.liability_inflows_total += moved;
         moved
     }
 
@@ -641,6 +668,44 @@ impl ContractModel {
             self.send(user, to_user);
         }
         Ok(s)
+    }
+
+    /// `postCheckpoint(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough)` sent
+    /// by `sender` in `block` (spec §5.16).
+    pub fn post_checkpoint(&mut self, sender: Address, block: u64, id: u64, c: PostedCheckpoint) -> Result<(), Error> {
+        if sender != self.config.hub {
+            return Err(Error::OnlyHub);
+        }
+        let last = self.checkpoints.keys().next_back().copied().unwrap_or(0);
+        let prev = self.checkpoints.get(&last).copied().unwrap_or(PostedCheckpoint {
+            root: B256::ZERO,
+            total_liability: U256::ZERO,
+            ledger_seq: 0,
+            chain_block: 0,
+            inflows_through: U256::ZERO,
+        });
+        if id != last + 1 {
+            return Err(Error::CheckpointOutOfOrder);
+        }
+        if c.ledger_seq < prev.ledger_seq
+            || c.chain_block < prev.chain_block
+            || c.inflows_through < prev.inflows_through
+        {
+            return Err(Error::CheckpointOutOfOrder);
+        }
+        if c.chain_block >= block || c.inflows_through > self.liability_inflows_total {
+            return Err(Error::CheckpointFromTheFuture);
+        }
+        if c.total_liability > max_checkpoint_liability() {
+            return Err(Error::AmountTooLarge);
+        }
+        let pending = self.pending_reserve_withdrawal.map_or(U256::ZERO, |(a, _)| U256::from(a.0));
+        let need = c.total_liability + pending + (self.liability_inflows_total - c.inflows_through);
+        if need > self.reserve {
+            return Err(Error::CheckpointInsolvent);
+        }
+        self.checkpoints.insert(id, c);
+        Ok(())
     }
 
     /// `depositReserve(amount)`.

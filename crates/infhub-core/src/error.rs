@@ -121,6 +121,16 @@ pub enum Error {
     /// As many towers as the contract records fees for already earned one in this close.
     #[error("no room for another tower's fee in this close")]
     TowerFeeSlotsFull,
+    /// A checkpoint's id is not the next one, or its ledger position, block or inflows go back.
+    #[error("checkpoint out of order")]
+    CheckpointOutOfOrder,
+    /// A checkpoint names a block not yet past, or more inflows than the contract has seen.
+    #[error("checkpoint from the future")]
+    CheckpointFromTheFuture,
+    /// The reserve does not cover a checkpoint's liability, the announced reserve withdrawal and
+    /// the liability-bearing inflows since its block.
+    #[error("checkpoint insolvent")]
+    CheckpointInsolvent,
 
     // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
     /// Off chain, a proof's nonce must be above the newest one already seen.

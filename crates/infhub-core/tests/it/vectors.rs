@@ -516,6 +516,7 @@ fn build_scenario() -> (Scenario, Value) {
     );
 
     tower_fee_story(&mut s, &alice, &mallory, domain);
+    checkpoint_story(&mut s, &mallory);
 
     let header = json!({
         "chainId": domain.chain_id.to_string(),
@@ -614,6 +615,57 @@ fn tower_fee_story(s: &mut Scenario, alice: &PrivateKey, mallory: &PrivateKey, d
         |c, blk| c.settle(blk, a),
     );
     assert_eq!(settled.map(|x| x.paid), Some(U256::from(300)), "Settled.paid is the whole claim");
+}
+
+/// The hub posts checkpoints (spec §5.16): the contract refuses a stranger, an id out of order,
+/// a block or inflows from the future, one unit past the reserve (less the announced
+/// withdrawal), and positions that go back. A `checkpoint` step carries id in epoch, root in
+/// paymentId, totalLiability in amount, ledgerSeq in nonce, chainBlock in expiryBlock and
+/// inflowsThrough in cumulative.
+fn checkpoint_story(s: &mut Scenario, mallory: &PrivateKey) {
+    use infhub_core::contract::PostedCheckpoint;
+    let (h, m) = (s.hub.address(), mallory.address());
+    s.block = 340;
+    let inflows = s.model.liability_inflows_total.to::<u128>();
+    assert!(inflows > 0, "the scenario realized debits before: inflows to count");
+    let pending = s.model.pending_reserve_withdrawal.map_or(0, |(a, _)| a.0);
+    let room = s.model.reserve.to::<u128>() - pending;
+    let step = |sender: Address, id: u64, liability: u128, seq: u64, at: u64, through: u128| Step {
+        op: "checkpoint",
+        sender,
+        epoch: id,
+        payment_id: B256::repeat_byte(id as u8),
+        amount: liability,
+        nonce: seq,
+        expiry_block: at,
+        cumulative: through,
+        ..Default::default()
+    };
+    // (sender, id, totalLiability, ledgerSeq, chainBlock, inflowsThrough, verdict)
+    type Case = (Address, u64, u128, u64, u64, u128, Result<(), Error>);
+    let cases: [Case; 8] = [
+        (m, 1, 1, 5, 339, inflows, Err(Error::OnlyHub)),
+        (h, 2, 1, 5, 339, inflows, Err(Error::CheckpointOutOfOrder)),
+        (h, 1, 1, 5, 340, inflows, Err(Error::CheckpointFromTheFuture)),
+        (h, 1, 1, 5, 339, inflows + 1, Err(Error::CheckpointFromTheFuture)),
+        (h, 1, room + 1, 5, 339, inflows, Err(Error::CheckpointInsolvent)),
+        // Inflows counted as after the tree's block are not backing.
+        (h, 1, room, 5, 339, inflows - 1, Err(Error::CheckpointInsolvent)),
+        (h, 1, room, 5, 339, inflows, Ok(())),
+        (h, 2, room, 4, 339, inflows, Err(Error::CheckpointOutOfOrder)),
+    ];
+    for (sender, id, liability, seq, at, through, want) in cases {
+        let c = PostedCheckpoint {
+            root: B256::repeat_byte(id as u8),
+            total_liability: U256::from(liability),
+            ledger_seq: seq,
+            chain_block: at,
+            inflows_through: U256::from(through),
+        };
+        s.record(step(sender, id, liability, seq, at, through), want, |model, blk| {
+            model.post_checkpoint(sender, blk, id, c)
+        });
+    }
 }
 
 fn scenario_json() -> String {
@@ -715,6 +767,9 @@ fn scenario_covers_every_verdict_we_promise() {
         "AmountMustNotBeZero",
         "OnlyTower",
         "TowerFeeShareTooLarge",
+        "CheckpointOutOfOrder",
+        "CheckpointFromTheFuture",
+        "CheckpointInsolvent",
     ] {
         assert!(verdicts.contains(must), "scenario lacks a {must} step");
     }
@@ -804,4 +859,131 @@ fn forge_signed_vectors_verify_in_rust() {
 /// which a build cache shared between checkouts can carry over from another clone).
 fn manifest_dir() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+// ------------------------------------------------------------ checkpoint trees (spec §5.16)
+
+mod checkpoint_vectors {
+    use super::*;
+    use infhub_core::checkpoint::{CheckpointDomain, Leaf, LeafKind, PathError, SumPath, SumTree};
+
+    fn leaf(i: u8) -> Leaf {
+        Leaf {
+            account: Address::repeat_byte(0x40 + i),
+            kind: [LeafKind::Channel, LeafKind::Custodial, LeafKind::QueuedPayout, LeafKind::Unattributed]
+                [usize::from(i) % 4],
+            epoch: u64::from(i % 3),
+            deposited: Amount(1_000 * u128::from(i)),
+            withdrawn: Amount(u128::from(i)),
+            credit_nonce: u64::from(i) * 2,
+            credit_total: Amount(77 * u128::from(i)),
+            debit_nonce: u64::from(i),
+            debit_total: Amount(33 * u128::from(i)),
+            // One leaf at the largest liability a leaf may hold.
+            liability: Amount(if i == 4 { u128::MAX } else { 5 * u128::from(i) + 1 }),
+            salt: B256::repeat_byte(0xA0 + i),
+        }
+    }
+
+    fn put_leaf(o: &mut Map<String, Value>, l: &Leaf) {
+        let mut put = |k: &str, v: String| {
+            o.insert(k.to_string(), Value::String(v));
+        };
+        put("account", l.account.to_string());
+        put("kind", (l.kind as u8).to_string());
+        put("epoch", l.epoch.to_string());
+        put("deposited", l.deposited.0.to_string());
+        put("withdrawn", l.withdrawn.0.to_string());
+        put("creditNonce", l.credit_nonce.to_string());
+        put("creditTotal", l.credit_total.0.to_string());
+        put("debitNonce", l.debit_nonce.to_string());
+        put("debitTotal", l.debit_total.0.to_string());
+        put("liability", l.liability.0.to_string());
+        put("salt", l.salt.to_string());
+    }
+
+    fn put_path(o: &mut Map<String, Value>, p: &SumPath) {
+        o.insert("index".into(), Value::String(p.index.to_string()));
+        o.insert("depth".into(), Value::String(p.siblings.len().to_string()));
+        let sibs: Vec<Value> =
+            p.siblings.iter().map(|s| json!({"hash": s.hash.to_string(), "sum": s.sum.to_string()})).collect();
+        o.insert("siblings".into(), Value::Array(sibs));
+    }
+
+    /// Seven leaves (an odd level on the way up), every leaf's path, and tampered paths with the
+    /// rule each breaks; the forge test posts the root and proves each against the contract.
+    fn vectors_json() -> String {
+        let d = CheckpointDomain { chain_id: 31337, contract: Address::repeat_byte(0x1F), checkpoint_id: 1 };
+        let leaves: Vec<Leaf> = (1..=7).map(leaf).collect();
+        let tree = SumTree::build(leaves.iter().map(|l| l.node(&d)).collect());
+        let root = tree.root();
+        let mut cases = Vec::new();
+        for (i, l) in leaves.iter().enumerate() {
+            let p = tree.path(i).expect("path");
+            p.verify(l.node(&d), root).expect("a good path verifies in Rust");
+            let mut o = Map::new();
+            put_leaf(&mut o, l);
+            put_path(&mut o, &p);
+            o.insert("leafHash".into(), Value::String(l.hash(&d).to_string()));
+            o.insert("expect".into(), Value::String("ok".into()));
+            cases.push(Value::Object(o));
+        }
+        let l = leaves[2];
+        let p = tree.path(2).expect("path");
+        let mut tampered: Vec<(Leaf, SumPath, PathError)> = Vec::new();
+        let mut lower = l;
+        lower.liability = Amount(l.liability.0 - 1);
+        tampered.push((lower, p.clone(), PathError::RootMismatch));
+        let mut credit_cut = l;
+        credit_cut.credit_total = Amount(0);
+        tampered.push((credit_cut, p.clone(), PathError::RootMismatch));
+        let mut swapped = p.clone();
+        swapped.index ^= 1;
+        tampered.push((l, swapped, PathError::RootMismatch));
+        let mut shifted = p.clone();
+        shifted.siblings[1].sum -= U256::from(1);
+        tampered.push((l, shifted, PathError::RootMismatch));
+        let mut huge = p.clone();
+        huge.siblings[0].sum = U256::from(u128::MAX) + U256::from(1);
+        tampered.push((l, huge, PathError::SumOutOfRange));
+        let mut far = p.clone();
+        far.index |= 1 << p.siblings.len();
+        tampered.push((l, far, PathError::PathIndexOutOfRange));
+        let long = SumPath { index: 0, siblings: vec![infhub_core::checkpoint::SumNode::EMPTY; 41] };
+        tampered.push((l, long, PathError::PathTooLong));
+        for (leaf, path, want) in tampered {
+            assert_eq!(path.verify(leaf.node(&d), root), Err(want), "Rust refuses the tampered path");
+            let mut o = Map::new();
+            put_leaf(&mut o, &leaf);
+            put_path(&mut o, &path);
+            o.insert("leafHash".into(), Value::String(leaf.hash(&d).to_string()));
+            o.insert("expect".into(), Value::String(format!("{want:?}")));
+            cases.push(Value::Object(o));
+        }
+        let root_json = json!({
+            "chainId": d.chain_id.to_string(),
+            "contract": d.contract.to_string(),
+            "checkpointId": d.checkpoint_id.to_string(),
+            "root": root.hash.to_string(),
+            "totalLiability": root.sum.to_string(),
+            "count": cases.len().to_string(),
+            "cases": cases,
+        });
+        let mut text = serde_json::to_string_pretty(&root_json).expect("json");
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn checkpoint_vectors_file_is_current() {
+        let path = vectors_dir().join("checkpoint-vectors.json");
+        let fresh = vectors_json();
+        if std::env::var_os("INFHUB_BLESS").is_some() {
+            std::fs::write(&path, &fresh).expect("write checkpoint-vectors.json");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{} missing ({e}); run with INFHUB_BLESS=1", path.display()));
+        assert!(committed == fresh, "test-vectors/checkpoint-vectors.json is stale; regenerate with INFHUB_BLESS=1");
+    }
 }
