@@ -152,6 +152,17 @@ pub fn debit_arg(d: &Debit) -> IInfHub::Debit {
     }
 }
 
+/// The contract's record of a channel as a tower reads it.
+pub fn channel_record(c: &IInfHub::Channel) -> infhub_core::tower::ChannelRecord {
+    infhub_core::tower::ChannelRecord {
+        status: c.status,
+        epoch: c.epoch,
+        settle_block: c.settleBlock,
+        credit_total: infhub_core::Amount(c.credit.cumulative),
+        debit_total: infhub_core::Amount(c.debit.cumulative),
+    }
+}
+
 /// The contract's form of a credit.
 pub fn credit_arg(c: &Credit) -> IInfHub::Credit {
     IInfHub::Credit {

@@ -219,11 +219,5 @@ impl SimTower {
 }
 
 fn record_of(c: &IInfHub::Channel) -> ChannelRecord {
-    ChannelRecord {
-        status: c.status,
-        epoch: c.epoch,
-        settle_block: c.settleBlock,
-        credit_total: Amount(c.credit.cumulative),
-        debit_total: Amount(c.debit.cumulative),
-    }
+    infhub_chain::events::channel_record(c)
 }

@@ -20,7 +20,7 @@ use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
 use infhub_chain::ChainError;
 use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::tower::{ChannelRecord, SignedTowerFee, SignedTowerReceipt, TowerAction, TowerBook, TowerTerms};
-use infhub_core::{Address, Amount, Domain, Error, PrivateKey};
+use infhub_core::{Address, Domain, Error, PrivateKey};
 use infhub_ledger::fs::OsFs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -121,13 +121,7 @@ pub struct Tower {
 
 /// The record as the contract returns it.
 fn record_of(c: &IInfHub::Channel) -> ChannelRecord {
-    ChannelRecord {
-        status: c.status,
-        epoch: c.epoch,
-        settle_block: c.settleBlock,
-        credit_total: Amount(c.credit.cumulative),
-        debit_total: Amount(c.debit.cumulative),
-    }
+    infhub_chain::events::channel_record(c)
 }
 
 impl Tower {

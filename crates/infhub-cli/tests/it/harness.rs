@@ -167,6 +167,19 @@ impl Env {
         (out.status.success(), text)
     }
 
+    /// The hub's key (not the node) closes `user`'s channel with no debit on record: what a hub
+    /// that closes and goes silent does.
+    pub(crate) async fn stale_hub_close(&self, user: Address) {
+        use infhub_chain::bindings::IInfHub;
+        let mut hub_key = anvil::sender(&self.provider, anvil::dev_key(0)).await.expect("hub key");
+        let close = IInfHub::startHubCloseCall {
+            user,
+            debit: infhub_chain::events::empty_debit_arg(user),
+            userSignature: Default::default(),
+        };
+        anvil::call_ok(&mut hub_key, self.d.hub, close.abi_encode()).await.expect("the hub's close");
+    }
+
     /// Operator: starts the hub's close of `user`'s channel.
     pub(crate) async fn hub_close(&self, user: Address) {
         let r = reqwest::Client::new()

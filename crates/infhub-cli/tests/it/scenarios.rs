@@ -1,9 +1,6 @@
 //! The scenarios of the wallet issue, each from a fresh chain and hub.
 
 use crate::harness::{amount, copy_dir, Env, LossyProxy, User, INF};
-use alloy::sol_types::SolCall;
-use infhub_chain::anvil;
-use infhub_chain::bindings::IInfHub;
 use std::process::Stdio;
 
 /// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
@@ -172,13 +169,7 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
 
     // The hub's process stops, and its key closes alice's channel with no proof at all.
     env.kill_hub();
-    let mut hub_key = anvil::sender(&env.provider, anvil::dev_key(0)).await.expect("hub key");
-    let close = IInfHub::startHubCloseCall {
-        user: alice.address,
-        debit: infhub_chain::events::empty_debit_arg(alice.address),
-        userSignature: Default::default(),
-    };
-    anvil::call_ok(&mut hub_key, env.d.hub, close.abi_encode()).await.expect("the hub's close");
+    env.stale_hub_close(alice.address).await;
     env.until(90, "the close to settle with alice's credit", || async {
         env.token_balance(alice.address).await > before
     })

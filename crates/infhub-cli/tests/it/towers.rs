@@ -6,9 +6,7 @@
 //! less the fee she offered.
 
 use crate::harness::{Env, INF};
-use alloy::sol_types::SolCall;
 use infhub_chain::anvil;
-use infhub_chain::bindings::IInfHub;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,13 +79,7 @@ async fn a_tower_fed_only_by_the_hub_defends_an_offline_user_for_her_fee() {
 
     // The hub's process stops, and its key closes alice's channel with no credit on record.
     env.kill_hub();
-    let mut hub_key = anvil::sender(&env.provider, anvil::dev_key(0)).await.expect("hub key");
-    let close = IInfHub::startHubCloseCall {
-        user: alice.address,
-        debit: infhub_chain::events::empty_debit_arg(alice.address),
-        userSignature: Default::default(),
-    };
-    anvil::call_ok(&mut hub_key, env.d.hub, close.abi_encode()).await.expect("the hub's close");
+    env.stale_hub_close(alice.address).await;
     env.until(120, "the tower to defend and settle alice's channel", || async {
         env.token_balance(alice.address).await > alice_before
     })
