@@ -30,6 +30,8 @@ pub const MAX_TOWER_URL_BYTES: usize = 256;
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wait before retrying a tower that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Most pushes in flight at once (the rest wait for the next round).
+const MAX_PUSHES_PER_ROUND: usize = 256;
 
 /// Why a list of towers was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -256,7 +258,7 @@ fn enqueue_notice(
 async fn push_due(client: &reqwest::Client, node: &Node, pending: &mut PendingMap) {
     let now = Instant::now();
     let due: Vec<(Address, String, bool)> =
-        pending.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| k.clone()).collect();
+        pending.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| k.clone()).take(MAX_PUSHES_PER_ROUND).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for key in due {
         let item = pending[&key].0.clone();

@@ -235,9 +235,11 @@ impl Tower {
             return Err(Refusal::Rule(e));
         }
         if let Err(e) = b.log.append(&record) {
-            // The book took it but the disk did not: the tower cannot promise anything any more.
-            tracing::error!(error = %e, "tower log append failed; stopping");
-            panic!("tower log append failed after the book accepted a record: {e}");
+            // The book took it but the disk did not: this process can promise nothing more. Stop
+            // (fail-stop, before answering); a restart replays the log, which holds every record
+            // ever acknowledged.
+            tracing::error!(error = %e, "tower log append failed; stopping the process");
+            std::process::exit(70);
         }
         self.metrics.appointments_accepted.fetch_add(1, Ordering::Relaxed);
         Ok(b.book.receipt(user, &self.key).expect("an accepted record leaves an appointment"))
