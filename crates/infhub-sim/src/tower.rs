@@ -17,7 +17,7 @@ use infhub_core::messages::SignedCredit;
 use infhub_core::tower::{ChannelRecord, TowerAction, TowerBook, TowerTerms};
 use infhub_core::{Address, Amount, Domain, Error, PrivateKey};
 use infhub_ledger::simfs::SimDisk;
-use infhub_tower::log::{AppointmentLog, TowerRecord};
+use infhub_tower::log::{live_records, AppointmentLog, TowerRecord};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -36,6 +36,32 @@ struct Process {
     /// user → (epoch, credit total, head) of the newest credit this process accepted (not
     /// those restored from the log: when they arrived is not known).
     accepted: BTreeMap<Address, (u64, Amount, u64)>,
+    /// The head of the last round: a round runs once per new block, as the service's poll
+    /// finds nothing new between blocks.
+    last_head: u64,
+    /// user → (head read at, record): a channel seen open is read again only every
+    /// [`OPEN_REREAD_BLOCKS`] (the service learns of closes from `ExitStarted` logs instead).
+    records: BTreeMap<Address, (u64, ChannelRecord)>,
+}
+
+/// Blocks between reads of a channel last seen open (a close is seen at most this late; the
+/// grace period and the auditor's margin leave room for it).
+const OPEN_REREAD_BLOCKS: u64 = 3;
+
+impl Process {
+    /// The contract's record of `user`'s channel: read at most every [`OPEN_REREAD_BLOCKS`]
+    /// while it is open, every block while it closes.
+    fn record(&mut self, chain: &mut SimChain, contract: Address, user: Address, head: u64) -> ChannelRecord {
+        if let Some((at, r)) = self.records.get(&user) {
+            let fresh = if r.status == 1 { head < at + OPEN_REREAD_BLOCKS } else { head == *at };
+            if fresh {
+                return *r;
+            }
+        }
+        let r = record_of(&chain.channel(contract, user));
+        self.records.insert(user, (head, r));
+        r
+    }
 }
 
 /// One tower watching one hub's contract.
@@ -113,7 +139,14 @@ impl SimTower {
                 TowerRecord::Forget { user, epoch } => book.forget(user, epoch),
             }
         }
-        self.process = Some(Process { book, log, sent: BTreeMap::new(), accepted: BTreeMap::new() });
+        self.process = Some(Process {
+            book,
+            log,
+            sent: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            last_head: u64::MAX,
+            records: BTreeMap::new(),
+        });
         Ok(())
     }
 
@@ -143,15 +176,22 @@ impl SimTower {
     /// Takes a credit pushed by the hub or a wallet.
     pub fn receive(&mut self, credit: SignedCredit, chain: &mut SimChain, step: u64) -> Delivery {
         let Some(p) = self.process.as_mut() else { return Delivery::Down };
-        let c = chain.channel(self.domain.verifying_contract, credit.message.user);
-        let record = record_of(&c);
+        let head = chain.head();
+        let record = p.record(chain, self.domain.verifying_contract, credit.message.user, head);
         match p.book.accept_credit(credit.clone(), &record, step * 1_000) {
             Ok(()) => {}
             Err(Error::ProofMustSupersede) => return Delivery::Held,
             Err(e) => return Delivery::Refused(e),
         }
         let (user, epoch, total) = (credit.message.user, credit.message.epoch, credit.message.cumulative_credit);
-        if p.log.append(&TowerRecord::Credit(credit)).is_err() {
+        let appended = p.log.append(&TowerRecord::Credit(credit)).and_then(|()| {
+            if p.log.needs_compaction(p.book.len()) {
+                let live = live_records(&p.book);
+                p.log.compact(&live)?;
+            }
+            Ok(())
+        });
+        if appended.is_err() {
             // The disk failed under the append: the process dies before it answers.
             self.process = None;
             return Delivery::Down;
@@ -170,9 +210,13 @@ impl SimTower {
         }
         let contract = self.domain.verifying_contract;
         let head = chain.head();
+        if head == p.last_head {
+            return true;
+        }
+        p.last_head = head;
         let users: Vec<Address> = p.book.users().map(|(u, _)| *u).collect();
         for user in users {
-            let record = record_of(&chain.channel(contract, user));
+            let record = p.record(chain, contract, user, head);
             let due = p.sent.get(&user).is_none_or(|at| head >= at + RESEND_AFTER_BLOCKS);
             match p.book.action(user, &record, head, self.challenge_period_blocks) {
                 TowerAction::Submit { credit, .. } if due && !skip_defence => {

@@ -13,7 +13,7 @@
 //! drive it as well as the real one.
 
 use infhub_core::messages::{SignedCredit, SignedDebit};
-use infhub_core::tower::SignedTowerFee;
+use infhub_core::tower::{SignedTowerFee, TowerBook};
 use infhub_core::Address;
 use infhub_ledger::fs::{Fs, FsFile};
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,13 @@ impl<F: Fs> AppointmentLog<F> {
         self.records
     }
 
+    /// True once the file holds more than twice what `users` appointments can need (a credit,
+    /// an offer and a debit each) plus a thousand: then [`AppointmentLog::compact`] keeps the
+    /// file, and a restart's replay, proportional to the users watched.
+    pub fn needs_compaction(&self, users: usize) -> bool {
+        self.records > 2 * 3 * users as u64 + 1_000
+    }
+
     /// Replaces the log with `live` (the book's current records): written to a temporary file,
     /// synced, renamed over the log, and the directory synced, so the log is whole either way.
     pub fn compact(&mut self, live: &[TowerRecord]) -> Result<(), LogError> {
@@ -166,6 +173,23 @@ impl<F: Fs> AppointmentLog<F> {
         self.records = live.len() as u64;
         Ok(())
     }
+}
+
+/// The records that rebuild `book` as it is (what compaction keeps).
+pub fn live_records(book: &TowerBook) -> Vec<TowerRecord> {
+    let mut out = Vec::new();
+    for (_, a) in book.users() {
+        if let Some(c) = &a.credit {
+            out.push(TowerRecord::Credit(c.clone()));
+        }
+        if let Some(o) = &a.offer {
+            out.push(TowerRecord::Offer(*o));
+        }
+        if let Some(d) = &a.debit {
+            out.push(TowerRecord::Debit(*d));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

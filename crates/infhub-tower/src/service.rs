@@ -9,7 +9,7 @@
 //! that another party already made is not (no gas spent), and a transaction in flight is not
 //! duplicated (the sender bumps its fee until it is mined).
 
-use crate::log::{AppointmentLog, LogError, TowerRecord};
+use crate::log::{live_records, AppointmentLog, LogError, TowerRecord};
 use alloy::primitives::{Bytes, TxKind};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, TransactionRequest};
@@ -144,9 +144,8 @@ impl Tower {
         for r in records {
             replay(&mut book, r);
         }
-        let live = live_records(&book);
-        if log.records() > 2 * live.len() as u64 + 1_000 {
-            log.compact(&live)?;
+        if log.needs_compaction(book.len()) {
+            log.compact(&live_records(&book))?;
         }
         tracing::info!(replayed, users = book.len(), tower = %config.key.address(), %hub, "tower book recovered");
         Ok(Tower {
@@ -234,7 +233,14 @@ impl Tower {
             self.metrics.appointments_refused.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Rule(e));
         }
-        if let Err(e) = b.log.append(&record) {
+        let appended = b.log.append(&record).and_then(|()| {
+            if b.log.needs_compaction(b.book.len()) {
+                let live = live_records(&b.book);
+                b.log.compact(&live)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = appended {
             // The book took it but the disk did not: this process can promise nothing more. Stop
             // (fail-stop, before answering); a restart replays the log, which holds every record
             // ever acknowledged.
@@ -465,22 +471,6 @@ fn replay(book: &mut TowerBook, r: TowerRecord) {
         TowerRecord::Debit(d) => book.restore_debit(d),
         TowerRecord::Forget { user, epoch } => book.forget(user, epoch),
     }
-}
-
-fn live_records(book: &TowerBook) -> Vec<TowerRecord> {
-    let mut out = Vec::new();
-    for (_, a) in book.users() {
-        if let Some(c) = &a.credit {
-            out.push(TowerRecord::Credit(c.clone()));
-        }
-        if let Some(o) = &a.offer {
-            out.push(TowerRecord::Offer(*o));
-        }
-        if let Some(d) = &a.debit {
-            out.push(TowerRecord::Debit(*d));
-        }
-    }
-    out
 }
 
 async fn call(provider: &DynProvider, to: Address, input: Vec<u8>) -> Result<alloy::primitives::Bytes, ChainError> {
