@@ -723,21 +723,26 @@ fn scenario_json() -> String {
     text
 }
 
-#[test]
-fn core_vectors_file_is_current() {
-    let path = vectors_dir().join("core-vectors.json");
-    let fresh = scenario_json();
+/// Fails unless `test-vectors/<name>` holds exactly `fresh` (what the core makes now); with
+/// `INFHUB_BLESS=1` writes it instead.
+fn vectors_file_is(name: &str, fresh: &str) {
+    let path = vectors_dir().join(name);
     if std::env::var_os("INFHUB_BLESS").is_some() {
-        std::fs::write(&path, &fresh).expect("write core-vectors.json");
+        std::fs::write(&path, fresh).unwrap_or_else(|e| panic!("write {name}: {e}"));
         return;
     }
     let committed = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{} missing ({e}); run with INFHUB_BLESS=1", path.display()));
     assert!(
         committed == fresh,
-        "test-vectors/core-vectors.json is stale: the core now signs or judges differently. \
+        "test-vectors/{name} is stale: the core now signs or judges differently. \
          If intended, regenerate with INFHUB_BLESS=1 and let forge re-check it."
     );
+}
+
+#[test]
+fn core_vectors_file_is_current() {
+    vectors_file_is("core-vectors.json", &scenario_json());
 }
 
 #[test]
@@ -976,14 +981,6 @@ mod checkpoint_vectors {
 
     #[test]
     fn checkpoint_vectors_file_is_current() {
-        let path = vectors_dir().join("checkpoint-vectors.json");
-        let fresh = vectors_json();
-        if std::env::var_os("INFHUB_BLESS").is_some() {
-            std::fs::write(&path, &fresh).expect("write checkpoint-vectors.json");
-            return;
-        }
-        let committed = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{} missing ({e}); run with INFHUB_BLESS=1", path.display()));
-        assert!(committed == fresh, "test-vectors/checkpoint-vectors.json is stale; regenerate with INFHUB_BLESS=1");
+        vectors_file_is("checkpoint-vectors.json", &vectors_json());
     }
 }
