@@ -99,14 +99,16 @@ pub async fn execute(command: NodeCommand) -> Result<(), String> {
             } else {
                 let t = crate::dev::tower_config(&anvil, &config, tower_listen).map_err(|e| e.to_string())?;
                 let rx = shutdown.clone();
-                Some(tokio::spawn(async move { infhub_tower::run(t, rx, None).await }))
+                Some(tokio::spawn(async move {
+                    if let Err(e) = infhub_tower::run(t, rx, None).await {
+                        tracing::warn!(error = %e, "the development tower stopped; the hub runs on without it");
+                    }
+                }))
             };
             eprintln!("{}", crate::dev::banner(&anvil, &config, tower_url.as_deref()));
             let result = crate::run(config, shutdown, None).await.map_err(|e| e.to_string());
             if let Some(t) = tower {
-                if let Ok(Err(e)) = t.await {
-                    tracing::warn!(error = %e, "the development tower stopped");
-                }
+                let _ = t.await;
             }
             drop(anvil);
             result
