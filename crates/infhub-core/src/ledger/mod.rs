@@ -28,6 +28,7 @@
 //! anyone else cost the ledger nothing.
 
 mod chain;
+mod checkpoint_leaves;
 mod commands;
 mod custodial;
 mod recent;

@@ -38,6 +38,42 @@ struct Hub {
 }
 
 impl Hub {
+    /// The checkpoint of these books (spec §5.16): its leaves sum to the liquidity rule's
+    /// commitments, its tree proves every leaf into that total, and the contract (its model)
+    /// accepts it at the reserve it holds, while one unit more is refused.
+    fn check_checkpoint(&self) {
+        use infhub_core::checkpoint::{CheckpointDomain, SumTree};
+        use infhub_core::contract::PostedCheckpoint;
+        let d = CheckpointDomain {
+            chain_id: self.chain.config.domain.chain_id,
+            contract: self.chain.config.domain.verifying_contract,
+            checkpoint_id: 1,
+        };
+        let leaves = self.ledger.checkpoint_leaves(&d, &B256::repeat_byte(7));
+        let total: u128 = leaves.iter().map(|l| l.liability.0).sum();
+        assert_eq!(total, self.ledger.checkpoint_liability(), "the leaves sum to the rule's commitments");
+        let nodes: Vec<_> = leaves.iter().map(|l| l.node(&d)).collect();
+        let tree = SumTree::build(nodes.clone());
+        assert_eq!(tree.root().sum, U256::from(total));
+        for (i, n) in nodes.iter().enumerate().step_by(7) {
+            tree.path(i).expect("path").verify(*n, tree.root()).expect("every leaf proves into the root");
+        }
+        let post = |liability: U256| {
+            let mut chain = self.chain.clone();
+            let c = PostedCheckpoint {
+                root: tree.root().hash,
+                total_liability: liability,
+                ledger_seq: self.ledger.next_seq,
+                chain_block: self.block,
+                inflows_through: chain.liability_inflows_total,
+            };
+            chain.post_checkpoint(self.key.address(), self.block + 1, 1, c)
+        };
+        assert_eq!(post(U256::from(total)), Ok(()), "a liquid ledger's checkpoint is accepted");
+        let room = self.chain.reserve - U256::from(self.ledger.earmarked.0);
+        assert_eq!(post(room + U256::from(1)), Err(Error::CheckpointInsolvent), "one unit past the reserve is refused");
+    }
+
     fn new() -> Hub {
         Hub::keeping_transfer_ids(1_000)
     }
@@ -180,6 +216,7 @@ impl Hub {
     fn check(&self) {
         self.ledger.check_invariants();
         assert!(self.ledger.is_liquid(), "ledger broke the liquidity rule");
+        self.check_checkpoint();
         assert_eq!(U256::from(self.ledger.reserve.0), self.chain.reserve, "mirrored reserve");
         for u in &self.users {
             let a = self.ledger.account(&u.address()).expect("account");
