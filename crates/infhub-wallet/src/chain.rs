@@ -162,6 +162,26 @@ impl ChainClient {
         Ok(None)
     }
 
+    /// What the settlement of `user`'s channel in `epoch` paid towers as the fees she offered
+    /// (`TowerFeePaid` logs; spec §5.10a): `Settled.paid` is the whole claim, fees included.
+    pub async fn tower_fees_paid(&self, user: Address, epoch: u64, from_block: u64) -> Result<Amount, WalletError> {
+        let filter = Filter::new()
+            .address(self.contract)
+            .event_signature(IInfHub::TowerFeePaid::SIGNATURE_HASH)
+            .topic1(user.into_word())
+            .from_block(from_block);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| self.err(e))?;
+        let mut total = 0u128;
+        for log in logs {
+            let fee = IInfHub::TowerFeePaid::decode_log_data(log.data()).map_err(|e| self.err(e))?;
+            if fee.epoch == epoch {
+                let amount = u128::try_from(fee.amount).map_err(|_| self.err("TowerFeePaid.amount beyond uint128"))?;
+                total = total.checked_add(amount).ok_or_else(|| self.err("tower fees beyond uint128"))?;
+            }
+        }
+        Ok(Amount(total))
+    }
+
     /// A transaction sender for the user's key.
     pub async fn sender(&self, key: B256) -> Result<TxSender, WalletError> {
         TxSender::new(self.provider.clone(), key, SenderConfig::default()).await.map_err(|e| self.err(e))

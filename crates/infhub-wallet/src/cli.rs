@@ -428,7 +428,12 @@ async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Repo
         text.push_str(&format!("tower     {} {line}\n", t.url));
         towers.push(json!({"url": t.url, "heldNonce": held.ok().flatten().map(|r| r.message.nonce)}));
     }
+    let fees = w.tower_fees_paid().await?;
+    if !fees.is_zero() {
+        text.push_str(&format!("settled   towers were paid {} of it, the fees you offered\n", inf(fees)));
+    }
     let mut json = summary;
+    json["towerFeesPaid"] = json!(fees);
     json["towers"] = json!(towers);
     json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
     json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
@@ -486,7 +491,11 @@ async fn exit(
         if let Some((paid, expected)) = settled {
             let after = w.token_balance().await?;
             let received = after.saturating_sub(before);
+            let fees = w.tower_fees_paid().await?;
             let mut text = format!("exit complete: the contract paid {}", inf(paid));
+            if !fees.is_zero() {
+                text.push_str(&format!(", of which {} to towers (the fees you offered)", inf(fees)));
+            }
             if paid < expected {
                 text.push_str(&format!(
                     "; your proofs entitled you to {} — the hub's dispute or a missed credit cost the difference",
@@ -494,7 +503,7 @@ async fn exit(
                 ));
             }
             return Ok(Report {
-                json: json!({"paid": paid, "expected": expected, "tokensReceived": received.to_string()}),
+                json: json!({"paid": paid, "expected": expected, "towerFees": fees, "tokensReceived": received.to_string()}),
                 text,
             });
         }

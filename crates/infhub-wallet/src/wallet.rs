@@ -613,6 +613,16 @@ impl Wallet {
         }))
     }
 
+    /// The fees towers were paid out of this channel's settlement in its current epoch (zero
+    /// unless it settled with a tower's defence).
+    pub async fn tower_fees_paid(&self) -> Result<Amount, WalletError> {
+        let ch = self.channel()?;
+        if ch.status != Status::Settled {
+            return Ok(Amount::ZERO);
+        }
+        self.chain.tower_fees_paid(self.user(), ch.epoch, self.core.state.since_block).await
+    }
+
     /// The user's on-chain token balance.
     pub async fn token_balance(&self) -> Result<U256, WalletError> {
         self.chain.token_balance(self.core.state.hub.token, self.user()).await

@@ -90,5 +90,14 @@ async fn a_tower_fed_only_by_the_hub_defends_an_offline_user_for_her_fee() {
     // of 10 is 1, under the 2 cap.
     assert_eq!(fee, INF, "the tower earned exactly its share of what it saved");
     assert_eq!(paid, 49 * INF, "alice is paid her off-chain balance less the fee");
+    // Her wallet, back on line, sees the settlement and the fee it paid.
+    env.start_hub().await;
+    let seen = env
+        .until_value(60, "alice's wallet to see the settlement", || async {
+            let v = env.ok(&alice, &["balance"]);
+            (v["status"]["state"] == "settled").then_some(v)
+        })
+        .await;
+    assert_eq!(seen["towerFeesPaid"], serde_json::json!(INF.to_string()), "{seen}");
     drop(tower);
 }
