@@ -83,49 +83,52 @@ async fn info(State(t): State<Arc<Tower>>) -> Json<Value> {
     }))
 }
 
-async fn credit(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
+/// One of the tower's three takes: parse `field` from the body as a `T`, hand it to `accept`,
+/// and answer with the receipt or the refusal.
+async fn take<T, Fut>(
+    t: Arc<Tower>,
+    body: Option<Json<Value>>,
+    field: &str,
+    user_of: impl Fn(&T) -> Address,
+    accept: impl FnOnce(Arc<Tower>, T) -> Fut,
+) -> Response
+where
+    T: serde::de::DeserializeOwned,
+    Fut: std::future::Future<Output = Result<infhub_core::tower::SignedTowerReceipt, Refusal>>,
+{
     let Some(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "malformed_request", "expected a JSON body", None);
     };
-    let c: SignedCredit = match parse(&body, "credit") {
-        Ok(c) => c,
+    let item: T = match parse(&body, field) {
+        Ok(item) => item,
         Err(r) => return *r,
     };
-    let user = c.message.user;
-    match t.accept_credit(c, now_ms()).await {
+    let user = user_of(&item);
+    match accept(t.clone(), item).await {
         Ok(receipt) => Json(json!({"receipt": receipt})).into_response(),
         Err(r) => refusal(&t, user, r),
     }
+}
+
+async fn credit(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
+    take(t, body, "credit", |c: &SignedCredit| c.message.user, |t, c| async move { t.accept_credit(c, now_ms()).await })
+        .await
 }
 
 async fn offer(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
-    let Some(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "malformed_request", "expected a JSON body", None);
-    };
-    let o: SignedTowerFee = match parse(&body, "offer") {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    let user = o.message.user;
-    match t.accept_offer(o, now_ms()).await {
-        Ok(receipt) => Json(json!({"receipt": receipt})).into_response(),
-        Err(r) => refusal(&t, user, r),
-    }
+    take(t, body, "offer", |o: &SignedTowerFee| o.message.user, |t, o| async move { t.accept_offer(o, now_ms()).await })
+        .await
 }
 
 async fn debit(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
-    let Some(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "malformed_request", "expected a JSON body", None);
-    };
-    let d: infhub_core::messages::SignedDebit = match parse(&body, "debit") {
-        Ok(d) => d,
-        Err(r) => return *r,
-    };
-    let user = d.message.user;
-    match t.accept_debit(d, now_ms()).await {
-        Ok(receipt) => Json(json!({"receipt": receipt})).into_response(),
-        Err(r) => refusal(&t, user, r),
-    }
+    take(
+        t,
+        body,
+        "debit",
+        |d: &infhub_core::messages::SignedDebit| d.message.user,
+        |t, d| async move { t.accept_debit(d, now_ms()).await },
+    )
+    .await
 }
 
 async fn appointment(State(t): State<Arc<Tower>>, Path(user): Path<String>) -> Response {
