@@ -202,18 +202,7 @@ pub fn submit_credit_call(c: &SignedCredit) -> IInfHub::submitCreditCall {
 
 /// The empty debit (nonce 0) a hub close carries when the user never paid.
 pub fn empty_debit_arg(user: Address) -> IInfHub::Debit {
-    IInfHub::Debit {
-        user,
-        epoch: 0,
-        nonce: 0,
-        cumulativeDebit: 0,
-        lockedAmount: 0,
-        locksRoot: B256::ZERO,
-        kind: 0,
-        recipient: Address::ZERO,
-        amount: 0,
-        paymentId: B256::ZERO,
-    }
+    debit_arg(&Debit::none(user, 0))
 }
 
 /// The call data of a hub transaction to the hub contract.

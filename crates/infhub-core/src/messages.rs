@@ -196,6 +196,25 @@ pub struct Login {
     pub challenge: B256,
 }
 
+impl Debit {
+    /// The empty debit (nonce 0, nothing paid) a close carries when the user never paid: the
+    /// contract takes it without a signature.
+    pub fn none(user: Address, epoch: u64) -> Debit {
+        Debit {
+            user,
+            epoch,
+            nonce: 0,
+            cumulative_debit: Amount::ZERO,
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+            kind: 0,
+            recipient: Address::ZERO,
+            amount: Amount::ZERO,
+            payment_id: B256::ZERO,
+        }
+    }
+}
+
 impl Eip712Message for Debit {
     const TYPE: &'static str = DEBIT_TYPE;
     const TYPE_HASH: B256 = b256!("64d460851d3ed652068fc3c36122bf2ff3507eeaf04a944e0f5a8bee37be79fc");

@@ -1017,18 +1017,7 @@ fn a_hub_close_of_a_dormant_user_puts_the_hubs_newest_credit_on_record_so_settle
     let owed = h.ledger.account(&user).expect("a").channel.claim();
     assert_eq!(owed, Amount(220));
     // The hub closes user 1's channel (dormant: it never comes back to submit its credit).
-    let debit = infhub_core::Debit {
-        user,
-        epoch: 1,
-        nonce: 0,
-        cumulative_debit: Amount::ZERO,
-        locked_amount: Amount::ZERO,
-        locks_root: B256::ZERO,
-        kind: 0,
-        recipient: Address::ZERO,
-        amount: Amount::ZERO,
-        payment_id: B256::ZERO,
-    };
+    let debit = infhub_core::Debit::none(user, 1);
     h.chain.start_hub_close(h.key.address(), h.block, user, &debit, &[]).expect("hub close");
     let settle_block = h.chain.channel(user).settle_block;
     h.event(ChainEvent::ExitStarted { user, epoch: 1, settle_block });

@@ -373,18 +373,7 @@ fn build_scenario() -> (Scenario, Value) {
     });
 
     // The hub closes bob's channel with no debit; bob's watchtower answers with his credits.
-    let empty = Debit {
-        user: b,
-        epoch: 0,
-        nonce: 0,
-        cumulative_debit: Amount::ZERO,
-        locked_amount: Amount::ZERO,
-        locks_root: B256::ZERO,
-        kind: 0,
-        recipient: Address::ZERO,
-        amount: Amount::ZERO,
-        payment_id: B256::ZERO,
-    };
+    let empty = Debit::none(b, 0);
     s.record(dstep("startHubClose", m, &empty, vec![]), Err(Error::OnlyHub), |c, blk| {
         c.start_hub_close(m, blk, b, &empty, &[])
     });
@@ -543,18 +532,7 @@ fn tower_fee_story(s: &mut Scenario, alice: &PrivateKey, mallory: &PrivateKey, d
     s.record(Step { op: "deposit", sender: a, user: a, amount: 200, ..Default::default() }, Ok(()), |c, _| {
         c.deposit(a, U256::from(200))
     });
-    let empty = Debit {
-        user: a,
-        epoch: 0,
-        nonce: 0,
-        cumulative_debit: Amount::ZERO,
-        locked_amount: Amount::ZERO,
-        locks_root: B256::ZERO,
-        kind: 0,
-        recipient: Address::ZERO,
-        amount: Amount::ZERO,
-        payment_id: B256::ZERO,
-    };
+    let empty = Debit::none(a, 0);
     let close = Step { op: "startHubClose", sender: h, digest: empty.digest(&domain), ..Default::default() };
     s.record(close.with_debit(&empty), Ok(()), |c, blk| c.start_hub_close(h, blk, a, &empty, &[]));
     let hub_key = s.hub.clone();
