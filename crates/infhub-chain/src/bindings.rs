@@ -165,6 +165,7 @@ sol! {
         function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) external view returns (bytes32);
         function proveCheckpointLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external view returns (bool);
         function lastCheckpointId() external view returns (uint64);
+        function checkpoints(uint64 id) external view returns (bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough);
         function liabilityInflowsTotal() external view returns (uint256);
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
         function settle(address user) external;

@@ -6,8 +6,9 @@ use crate::bindings::IInfHub;
 use crate::error::ChainError;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolEvent;
+use infhub_core::contract::PostedCheckpoint;
 use infhub_core::duties::HubTx;
-use infhub_core::ledger::ChainEvent;
+use infhub_core::ledger::{ChainEvent, CheckpointHeader};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
 use infhub_core::{Amount, Credit, Debit, Withdrawal};
 
@@ -130,10 +131,25 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     } else if sig == IInfHub::ReserveWithdrawalCancelled::SIGNATURE_HASH {
         let e = IInfHub::ReserveWithdrawalCancelled::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveWithdrawalCancelled { amount: amount(e.amount, "amount")? }
+    } else if sig == IInfHub::CheckpointPosted::SIGNATURE_HASH {
+        checkpoint_posted(log)?
     } else {
         return Ok(None);
     };
     Ok(Some(ev))
+}
+
+fn checkpoint_posted(log: &RawLog) -> Result<ChainEvent, ChainError> {
+    let e = IInfHub::CheckpointPosted::decode_raw_log(log.topics.iter().copied(), &log.data[..])
+        .map_err(|e| ChainError::EventUndecodable(e.to_string()))?;
+    let checkpoint = PostedCheckpoint {
+        root: e.root,
+        total_liability: e.totalLiability,
+        ledger_seq: e.ledgerSeq,
+        chain_block: e.chainBlock,
+        inflows_through: e.inflowsThrough,
+    };
+    Ok(ChainEvent::CheckpointPosted(CheckpointHeader { id: e.id, checkpoint }))
 }
 
 /// The contract's form of a debit.
@@ -237,6 +253,15 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
         HubTx::ExecuteReserveWithdrawal(to) => IInfHub::executeReserveWithdrawalCall { to: *to }.abi_encode(),
         HubTx::CancelReserveWithdrawal => IInfHub::cancelReserveWithdrawalCall {}.abi_encode(),
         HubTx::DepositReserve(amount) => IInfHub::depositReserveCall { amount: U256::from(amount.0) }.abi_encode(),
+        HubTx::PostCheckpoint(h) => IInfHub::postCheckpointCall {
+            id: h.id,
+            root: h.checkpoint.root,
+            totalLiability: h.checkpoint.total_liability,
+            ledgerSeq: h.checkpoint.ledger_seq,
+            chainBlock: h.checkpoint.chain_block,
+            inflowsThrough: h.checkpoint.inflows_through,
+        }
+        .abi_encode(),
         HubTx::ApproveToken { spender, amount, .. } => {
             crate::bindings::IErc20::approveCall { spender: *spender, amount: U256::from(amount.0) }.abi_encode()
         }

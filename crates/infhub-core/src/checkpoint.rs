@@ -312,6 +312,270 @@ pub fn shuffled(n: usize, seed: &B256) -> Vec<usize> {
     order
 }
 
+/// The shuffle seed of checkpoint `d`: secret, like the salts, so positions say nothing.
+pub fn shuffle_seed(secret: &B256, d: &CheckpointDomain) -> B256 {
+    let words: [[u8; 32]; 5] = [
+        keccak256("infhub.CheckpointShuffle").0,
+        secret.0,
+        word_u64(d.chain_id),
+        word_address(d.contract),
+        word_u64(d.checkpoint_id),
+    ];
+    keccak256(words.concat())
+}
+
+/// A leaf with its path: what a wallet fetches to check its part of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafProof {
+    /// The leaf.
+    pub leaf: Leaf,
+    /// Its path to the root.
+    pub path: SumPath,
+}
+
+/// A checkpoint as the hub built it: its domain, the leaves in tree order and the tree.
+#[derive(Clone, Debug)]
+pub struct BuiltCheckpoint {
+    /// Chain, contract and id.
+    pub domain: CheckpointDomain,
+    leaves: Vec<Leaf>,
+    tree: SumTree,
+}
+
+/// Bytes of one leaf in [`BuiltCheckpoint::encode`].
+const LEAF_BYTES: usize = 20 + 1 + 8 + 16 + 16 + 8 + 16 + 8 + 16 + 16 + 32;
+/// Magic and version of [`BuiltCheckpoint::encode`].
+const CHECKPOINT_FILE_MAGIC: &[u8; 8] = b"INFCKPT1";
+
+/// Why stored checkpoint bytes do not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoint file: {0}")]
+pub struct CheckpointDecodeError(pub String);
+
+impl BuiltCheckpoint {
+    /// Builds checkpoint `d` over `leaves` (any order): shuffled by the secret's seed, then
+    /// hashed into the tree.
+    pub fn build(d: CheckpointDomain, leaves: Vec<Leaf>, secret: &B256) -> BuiltCheckpoint {
+        let order = shuffled(leaves.len(), &shuffle_seed(secret, &d));
+        let placed: Vec<Leaf> = order.iter().map(|&i| leaves[i]).collect();
+        BuiltCheckpoint::placed(d, placed)
+    }
+
+    /// The checkpoint of `d` over leaves already in tree order.
+    pub fn placed(d: CheckpointDomain, leaves: Vec<Leaf>) -> BuiltCheckpoint {
+        let tree = SumTree::build(leaves.iter().map(|l| l.node(&d)).collect());
+        BuiltCheckpoint { domain: d, leaves, tree }
+    }
+
+    /// The root: hash and total liability.
+    pub fn root(&self) -> SumNode {
+        self.tree.root()
+    }
+
+    /// The leaves, in tree order.
+    pub fn leaves(&self) -> &[Leaf] {
+        &self.leaves
+    }
+
+    /// Every leaf of `account` with its path (a channel, a custodial account and payouts to
+    /// it may each have one).
+    pub fn proofs_of(&self, account: Address) -> Vec<LeafProof> {
+        self.leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.account == account)
+            .map(|(i, l)| LeafProof { leaf: *l, path: self.tree.path(i).expect("a leaf has a path") })
+            .collect()
+    }
+
+    /// The leaves as bytes: magic, chain id, contract, id, count, then each leaf's fields in
+    /// order, fixed width and big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let d = &self.domain;
+        let mut out = Vec::with_capacity(8 + 8 + 20 + 8 + 8 + self.leaves.len() * LEAF_BYTES);
+        out.extend_from_slice(CHECKPOINT_FILE_MAGIC);
+        out.extend_from_slice(&d.chain_id.to_be_bytes());
+        out.extend_from_slice(d.contract.as_slice());
+        out.extend_from_slice(&d.checkpoint_id.to_be_bytes());
+        out.extend_from_slice(&(self.leaves.len() as u64).to_be_bytes());
+        for l in &self.leaves {
+            out.extend_from_slice(l.account.as_slice());
+            out.push(l.kind as u8);
+            out.extend_from_slice(&l.epoch.to_be_bytes());
+            out.extend_from_slice(&l.deposited.0.to_be_bytes());
+            out.extend_from_slice(&l.withdrawn.0.to_be_bytes());
+            out.extend_from_slice(&l.credit_nonce.to_be_bytes());
+            out.extend_from_slice(&l.credit_total.0.to_be_bytes());
+            out.extend_from_slice(&l.debit_nonce.to_be_bytes());
+            out.extend_from_slice(&l.debit_total.0.to_be_bytes());
+            out.extend_from_slice(&l.liability.0.to_be_bytes());
+            out.extend_from_slice(l.salt.as_slice());
+        }
+        out
+    }
+
+    /// Decodes [`BuiltCheckpoint::encode`] and rebuilds the tree.
+    pub fn decode(bytes: &[u8]) -> Result<BuiltCheckpoint, CheckpointDecodeError> {
+        let bad = |what: &str| CheckpointDecodeError(what.to_string());
+        let mut r = Reader { bytes, at: 0 };
+        if r.take(8).ok_or_else(|| bad("truncated header"))? != CHECKPOINT_FILE_MAGIC {
+            return Err(bad("not a checkpoint file (magic or version)"));
+        }
+        let chain_id = r.u64().ok_or_else(|| bad("truncated header"))?;
+        let contract = Address::from_slice(r.take(20).ok_or_else(|| bad("truncated header"))?);
+        let checkpoint_id = r.u64().ok_or_else(|| bad("truncated header"))?;
+        let n = r.u64().ok_or_else(|| bad("truncated header"))?;
+        if (bytes.len() - r.at) as u64 != n.saturating_mul(LEAF_BYTES as u64) {
+            return Err(bad("length does not match the leaf count"));
+        }
+        let mut leaves = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            leaves.push(r.leaf().ok_or_else(|| bad("a leaf of unknown kind"))?);
+        }
+        Ok(BuiltCheckpoint::placed(CheckpointDomain { chain_id, contract, checkpoint_id }, leaves))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn amount(&mut self) -> Option<Amount> {
+        Some(Amount(u128::from_be_bytes(self.take(16)?.try_into().ok()?)))
+    }
+    fn leaf(&mut self) -> Option<Leaf> {
+        let account = Address::from_slice(self.take(20)?);
+        let kind = match self.take(1)?[0] {
+            0 => LeafKind::Channel,
+            1 => LeafKind::Custodial,
+            2 => LeafKind::QueuedPayout,
+            3 => LeafKind::Unattributed,
+            _ => return None,
+        };
+        Some(Leaf {
+            account,
+            kind,
+            epoch: self.u64()?,
+            deposited: self.amount()?,
+            withdrawn: self.amount()?,
+            credit_nonce: self.u64()?,
+            credit_total: self.amount()?,
+            debit_nonce: self.u64()?,
+            debit_total: self.amount()?,
+            liability: self.amount()?,
+            salt: B256::from_slice(self.take(32)?),
+        })
+    }
+}
+
+/// What a channel's user knows to check her leaf of a checkpoint with: the chain's record of
+/// her channel at the checkpoint's block, and her own proofs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelFacts {
+    /// The channel's epoch on chain at the checkpoint's block.
+    pub epoch: u64,
+    /// Deposits this epoch, on chain at that block.
+    pub deposited: Amount,
+    /// Withdrawals this epoch, on chain at that block.
+    pub withdrawn: Amount,
+    /// The channel's funds on chain at that block.
+    pub funds: Amount,
+    /// The total of the newest credit she held before the checkpoint's ledger position (the
+    /// leaf must count at least this).
+    pub credit_floor: Amount,
+    /// The highest debit total she ever signed this epoch (the leaf may not claim more).
+    pub debit_ceiling: Amount,
+}
+
+/// How a user's leaf of a checkpoint fails her check. Each names the rule broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LeafFault {
+    /// The hub gave no leaf for her open channel.
+    #[error("the checkpoint has no leaf for this channel")]
+    LeafMissing,
+    /// The leaf's path does not lead to the posted root.
+    #[error("the leaf is not in the posted tree: {0}")]
+    LeafNotInTree(PathError),
+    /// The leaf names another epoch than the chain's.
+    #[error("the leaf's epoch is not the channel's")]
+    LeafEpochMismatch,
+    /// The leaf's deposits or withdrawals are not the chain's at the checkpoint's block.
+    #[error("the leaf's deposits or withdrawals are not the chain's")]
+    LeafChainTotalsMismatch,
+    /// The leaf counts less credit than a credit the hub had already given her.
+    #[error("the leaf omits a credit the hub signed before the checkpoint")]
+    LeafOmitsCredit,
+    /// The leaf claims more debit than she ever signed.
+    #[error("the leaf claims a debit this user never signed")]
+    LeafDebitUnsigned,
+    /// The leaf's liability is below `max(0, claim − funds)` of its own figures.
+    #[error("the leaf understates the hub's liability")]
+    LeafLiabilityUnderstated,
+}
+
+impl LeafFault {
+    /// The fault's name, as the API and the wallet print it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LeafFault::LeafMissing => "leaf_missing",
+            LeafFault::LeafNotInTree(_) => "leaf_not_in_tree",
+            LeafFault::LeafEpochMismatch => "leaf_epoch_mismatch",
+            LeafFault::LeafChainTotalsMismatch => "leaf_chain_totals_mismatch",
+            LeafFault::LeafOmitsCredit => "leaf_omits_credit",
+            LeafFault::LeafDebitUnsigned => "leaf_debit_unsigned",
+            LeafFault::LeafLiabilityUnderstated => "leaf_liability_understated",
+        }
+    }
+}
+
+/// Checks `user`'s channel leaf of checkpoint `d` with root `root` among the `proofs` the hub
+/// gave (spec §5.16, "What a wallet checks"): exactly the path to the posted root, the chain's
+/// totals, no credit she held left out, no debit she did not sign, and the liability its own
+/// figures imply. Returns the leaf.
+pub fn check_channel_leaf(
+    d: &CheckpointDomain,
+    root: SumNode,
+    user: Address,
+    proofs: &[LeafProof],
+    facts: &ChannelFacts,
+) -> Result<Leaf, LeafFault> {
+    let p = proofs
+        .iter()
+        .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
+        .ok_or(LeafFault::LeafMissing)?;
+    let leaf = p.leaf;
+    p.path.verify(leaf.node(d), root).map_err(LeafFault::LeafNotInTree)?;
+    if leaf.epoch != facts.epoch {
+        return Err(LeafFault::LeafEpochMismatch);
+    }
+    if leaf.deposited != facts.deposited || leaf.withdrawn != facts.withdrawn {
+        return Err(LeafFault::LeafChainTotalsMismatch);
+    }
+    if leaf.credit_total < facts.credit_floor {
+        return Err(LeafFault::LeafOmitsCredit);
+    }
+    if leaf.debit_total > facts.debit_ceiling {
+        return Err(LeafFault::LeafDebitUnsigned);
+    }
+    let plus = leaf.deposited.0.saturating_add(leaf.credit_total.0);
+    let claim = plus.saturating_sub(leaf.withdrawn.0.saturating_add(leaf.debit_total.0));
+    if leaf.liability.0 < claim.saturating_sub(facts.funds.0) {
+        return Err(LeafFault::LeafLiabilityUnderstated);
+    }
+    Ok(leaf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +682,87 @@ mod tests {
         let acct = Address::repeat_byte(3);
         assert_ne!(salt(&secret, &d7, acct), salt(&secret, &d8, acct));
         assert_ne!(salt(&secret, &d7, acct), salt(&secret, &d7, Address::repeat_byte(4)));
+    }
+
+    #[test]
+    fn a_built_checkpoint_survives_its_file_and_proves_each_account() {
+        let secret = B256::repeat_byte(9);
+        let leaves: Vec<Leaf> = (1..=9).map(|n| leaf(n, u128::from(n) * 10)).collect();
+        let built = BuiltCheckpoint::build(domain(), leaves.clone(), &secret);
+        assert_eq!(built.root().sum, U256::from(450u32));
+        let mut placed = built.leaves().to_vec();
+        assert_ne!(placed, leaves, "the leaves are shuffled");
+        placed.sort_by_key(|l| l.account);
+        assert_eq!(placed, leaves, "a permutation of the leaves");
+        let again = BuiltCheckpoint::decode(&built.encode()).expect("decodes");
+        assert_eq!(again.root(), built.root());
+        assert_eq!(again.leaves(), built.leaves());
+        for l in &leaves {
+            let proofs = again.proofs_of(l.account);
+            assert_eq!(proofs.len(), 1);
+            assert_eq!(proofs[0].leaf, *l);
+            proofs[0].path.verify(l.node(&domain()), built.root()).expect("proves into the root");
+        }
+        assert!(again.proofs_of(Address::repeat_byte(0xEE)).is_empty());
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_file_is_refused_not_misread() {
+        let built = BuiltCheckpoint::build(domain(), vec![leaf(1, 5), leaf(2, 6)], &B256::ZERO);
+        let bytes = built.encode();
+        for cut in [0, 7, 20, bytes.len() - 1] {
+            assert!(BuiltCheckpoint::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut magic = bytes.clone();
+        magic[7] ^= 1;
+        assert!(BuiltCheckpoint::decode(&magic).is_err());
+        let mut kind = bytes.clone();
+        kind[52 + 20] = 9; // the first leaf's kind byte
+        assert_eq!(BuiltCheckpoint::decode(&kind).unwrap_err().0, "a leaf of unknown kind");
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(BuiltCheckpoint::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn a_users_check_catches_each_way_a_hub_can_misstate_her_leaf() {
+        let d = domain();
+        let user = Address::repeat_byte(3);
+        // deposited 100, credit 30, debit 10: claim 120 against funds 100, liability 20.
+        let honest = Leaf { debit_nonce: 1, debit_total: Amount(10), ..leaf(3, 20) };
+        let facts = ChannelFacts {
+            epoch: 1,
+            deposited: Amount(100),
+            withdrawn: Amount::ZERO,
+            funds: Amount(100),
+            credit_floor: Amount(30),
+            debit_ceiling: Amount(10),
+        };
+        let check = |l: Leaf, f: &ChannelFacts| {
+            let built = BuiltCheckpoint::build(d, vec![leaf(1, 5), l, leaf(7, 9)], &B256::ZERO);
+            check_channel_leaf(&d, built.root(), user, &built.proofs_of(user), f)
+        };
+        assert_eq!(check(honest, &facts), Ok(honest));
+        let bad = [
+            (Leaf { epoch: 2, ..honest }, LeafFault::LeafEpochMismatch),
+            (Leaf { deposited: Amount(90), ..honest }, LeafFault::LeafChainTotalsMismatch),
+            (Leaf { withdrawn: Amount(1), ..honest }, LeafFault::LeafChainTotalsMismatch),
+            (Leaf { credit_total: Amount(29), liability: Amount(19), ..honest }, LeafFault::LeafOmitsCredit),
+            (Leaf { debit_total: Amount(11), liability: Amount(19), ..honest }, LeafFault::LeafDebitUnsigned),
+            (Leaf { liability: Amount(19), ..honest }, LeafFault::LeafLiabilityUnderstated),
+        ];
+        for (l, fault) in bad {
+            assert_eq!(check(l, &facts), Err(fault), "{l:?}");
+        }
+        // A leaf of another user, or of another kind, is no leaf of hers.
+        let other = Leaf { account: Address::repeat_byte(4), ..honest };
+        assert_eq!(check(other, &facts), Err(LeafFault::LeafMissing));
+        let custodial = Leaf { kind: LeafKind::Custodial, ..honest };
+        assert_eq!(check(custodial, &facts), Err(LeafFault::LeafMissing));
+        // A leaf proved into another tree (the hub shows her a tree it did not post).
+        let built = BuiltCheckpoint::build(d, vec![leaf(1, 5), honest], &B256::ZERO);
+        let posted = BuiltCheckpoint::build(d, vec![leaf(1, 6), honest], &B256::ZERO).root();
+        let r = check_channel_leaf(&d, posted, user, &built.proofs_of(user), &facts);
+        assert_eq!(r, Err(LeafFault::LeafNotInTree(PathError::RootMismatch)));
     }
 }

@@ -721,6 +721,17 @@ impl ContractModel {
         Ok(())
     }
 
+    /// `depositFor(account, amount)`: tokens for a custodial account join the reserve and bring
+    /// their liability with them (`liabilityInflowsTotal`).
+    pub fn deposit_for(&mut self, account: Address, amount: U256) -> Result<(), Error> {
+        if account == Address::ZERO {
+            return Err(Error::RecipientMustNotBeZero);
+        }
+        self.deposit_reserve(amount)?;
+        self.liability_inflows_total += amount;
+        Ok(())
+    }
+
     /// `announceReserveWithdrawal(amount)` sent by `sender` in `block`.
     pub fn announce_reserve_withdrawal(&mut self, sender: Address, block: u64, amount: U256) -> Result<u64, Error> {
         if sender != self.config.hub {

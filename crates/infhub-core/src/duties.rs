@@ -5,7 +5,7 @@
 //! needs that debit submitted, and one holding a lower credit total than the hub's newest
 //! credit needs that credit submitted (the hub pays what it acknowledged); a close whose challenge period is over needs a settlement; a
 //! payout batch in flight needs its transaction; payers' unrealized debits, when liquidity calls
-//! for it, need realizing. The shell (`infhub-hub`) sends each due duty's transaction, sends it
+//! for it, need realizing; a checkpoint built and not yet on chain needs posting. The shell (`infhub-hub`) sends each due duty's transaction, sends it
 //! again if the duty is still due `resend_after_blocks` later, and stops once the confirmed
 //! chain satisfies it. So a crash (the shell forgets what it sent), a reorg (a mined transaction
 //! vanishes), a dropped or a reverted transaction all end the same way, and recovery after a
@@ -16,7 +16,7 @@
 //! operator asks for, reserve withdrawals) are [`HubTx`]s too, sent once on request.
 
 use crate::channel::Status;
-use crate::ledger::{Ledger, PayoutBatch};
+use crate::ledger::{CheckpointHeader, Ledger, PayoutBatch};
 use crate::messages::{SignedCredit, SignedDebit};
 use crate::Amount;
 use alloy_primitives::{Address, B256};
@@ -53,6 +53,9 @@ pub enum HubTx {
     CancelReserveWithdrawal,
     /// `depositReserve(amount)`: a top-up from the hub key's tokens (approved first).
     DepositReserve(Amount),
+    /// `postCheckpoint(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough)`: the
+    /// checkpoint the hub built and recorded (spec §5.16).
+    PostCheckpoint(CheckpointHeader),
     /// `approve(spender, amount)` on `token`: lets the hub contract pull a top-up.
     ApproveToken {
         /// The token contract (the call goes there, not to the hub contract).
@@ -80,6 +83,7 @@ impl HubTx {
             HubTx::CancelReserveWithdrawal => "cancel_reserve_withdrawal",
             HubTx::DepositReserve(_) => "deposit_reserve",
             HubTx::ApproveToken { .. } => "approve_token",
+            HubTx::PostCheckpoint(_) => "post_checkpoint",
         }
     }
 
@@ -116,6 +120,8 @@ pub enum DutyKey {
     Payout(B256),
     /// Realizing debits (one batch at a time).
     Realize,
+    /// Posting the checkpoint built.
+    PostCheckpoint,
 }
 
 /// A duty: its key and the transaction that discharges it.
@@ -146,7 +152,7 @@ impl RealizePolicy {
 }
 
 /// Every duty due by the ledger's confirmed state, in a stable order (disputes and settlements
-/// by address, payout batches oldest first, then the realization).
+/// by address, payout batches oldest first, then the realization, then the checkpoint built).
 pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
     let mut duties = Vec::new();
     for user in ledger.busy_channels() {
@@ -172,6 +178,9 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
     }
     if let Some(debits) = realizations_due(ledger, policy) {
         duties.push(Duty { key: DutyKey::Realize, tx: HubTx::RealizeDebits(debits) });
+    }
+    if let Some(header) = ledger.checkpoints.pending {
+        duties.push(Duty { key: DutyKey::PostCheckpoint, tx: HubTx::PostCheckpoint(header) });
     }
     duties
 }

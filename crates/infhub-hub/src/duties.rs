@@ -14,6 +14,7 @@
 //! writer thread) and the in-process [`crate::Hub`] run the same code.
 
 use crate::broadcast::Broadcaster;
+use crate::checkpoints::{Checkpointer, ShelfHandle};
 use crate::ledger::CommitError;
 use crate::notice::{Notice, NoticeBody};
 use crate::status::{PendingDeposit, Statuses};
@@ -145,6 +146,8 @@ pub struct ChainDuties<C: ChainSource, B: Broadcaster> {
     /// Hub closes sent, by user, the same way.
     closes: HashMap<Address, (B256, u64)>,
     view: Arc<Mutex<ChainView>>,
+    /// Builds the checkpoints the duties post (none: checkpoints off).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
@@ -161,7 +164,18 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
             openings: HashMap::new(),
             closes: HashMap::new(),
             view: Arc::new(Mutex::new(ChainView::default())),
+            checkpointer: None,
         }
+    }
+
+    /// Builds checkpoints with `checkpointer` from now on (spec §5.16).
+    pub fn set_checkpointer(&mut self, checkpointer: Checkpointer) {
+        self.checkpointer = Some(checkpointer);
+    }
+
+    /// The checkpoints in memory, if this hub checkpoints.
+    pub fn checkpoint_shelf(&self) -> Option<ShelfHandle> {
+        self.checkpointer.as_ref().map(Checkpointer::shelf)
     }
 
     /// What the duties know beyond the ledger (held briefly: the duties update it each tick).
@@ -202,6 +216,10 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
         self.follow_transactions(&mut notices).await;
         if self.view().halted.is_none() {
             self.follow_chain(ledger, &mut notices).await;
+        }
+        let halted = self.view().halted.is_some();
+        if let (false, Some(c)) = (halted, self.checkpointer.as_mut()) {
+            c.tick(ledger).await;
         }
         if take_payouts && ledger.read(|l| l.queued_payouts().next().is_some()) {
             let max = self.config.max_payout_batch;

@@ -8,6 +8,8 @@
 //!   sends what the ledger's state calls for ([`infhub_core::duties`]): disputes, settlements,
 //!   payout batches, realizations; on request, channel openings, hub closes and reserve
 //!   withdrawals. It owns payout and deposit status ([`status`]).
+//! - [`checkpoints::Checkpointer`]: builds the hub's checkpoints when due, stores their leaves
+//!   and keeps them at hand for the wallets' proofs; the duties post them.
 //! - [`answers`]: a payment's answer, the same for a retry as for the first request.
 //! - [`notice`]: what subscribers of an account are told.
 //! - [`hub::Hub`]: both parts in one value, for in-process use (the simulator, tests).
@@ -18,6 +20,7 @@
 
 pub mod answers;
 pub mod broadcast;
+pub mod checkpoints;
 pub mod duties;
 pub mod hub;
 pub mod ledger;

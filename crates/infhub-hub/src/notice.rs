@@ -180,6 +180,7 @@ pub fn event_user(e: &ChainEvent) -> Option<Address> {
         | PayoutBatchExecuted { .. }
         | ExcessToReserve { .. }
         | ReserveWithdrawalAnnounced { .. }
-        | ReserveWithdrawalCancelled { .. } => None,
+        | ReserveWithdrawalCancelled { .. }
+        | CheckpointPosted(_) => None,
     }
 }

@@ -11,6 +11,8 @@ use crate::evm::{MinedTx, SimChain};
 use crate::hub::SimHub;
 use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, U256};
+use alloy::sol_types::SolCall;
+use infhub_chain::bindings::IInfHub;
 use infhub_core::channel::{Effect, Status};
 use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::{Amount, Error, PaymentKind};
@@ -80,6 +82,15 @@ pub struct Auditor {
     /// The newest payments the hub logged: (debit, its sequence number), for the history check
     /// after every restart.
     logged: VecDeque<(SignedDebit, u64)>,
+    /// Credits issued since the last check with a hub up: (wallet, epoch, running total).
+    unstamped_credits: Vec<(usize, u64, u128)>,
+    /// Credits issued to each wallet: (epoch, a ledger position at or after their issue,
+    /// running total). A checkpoint at or after that position must count them.
+    credit_marks: Vec<Vec<(u64, u64, u128)>>,
+    /// The newest checkpoint checked.
+    checkpoints_checked: u64,
+    /// Checkpoints the contract took and every wallet's leaf checked out in.
+    pub checkpoints_verified: u64,
     found: Option<Violation>,
     trail: VecDeque<String>,
 }
@@ -112,6 +123,10 @@ impl Auditor {
             judged: vec![0; n],
             unprotected: vec![false; n],
             logged: VecDeque::new(),
+            unstamped_credits: Vec::new(),
+            credit_marks: vec![Vec::new(); n],
+            checkpoints_checked: 0,
+            checkpoints_verified: 0,
             found: None,
             trail: VecDeque::new(),
         }
@@ -162,6 +177,7 @@ impl Auditor {
         *n = (*n).max(c.message.nonce);
         let m = &c.message;
         self.issued_credits[wallet].insert((m.epoch, m.nonce), m.cumulative_credit.0);
+        self.unstamped_credits.push((wallet, m.epoch, m.cumulative_credit.0));
     }
 
     /// The parties' conduct on chain, from every mined transaction (whatever the contract made
@@ -458,6 +474,7 @@ impl Auditor {
                 ));
             }
             self.check_acknowledged(step, hub, wallets);
+            self.check_checkpoints(step, chain, hub, wallets);
             // The hub's books against its contract: a hub that misuses its key (taking its
             // reserve with a payout no user signed) breaks this by itself; without judging the
             // hub's conduct, only what the parties are paid is judged.
@@ -511,6 +528,89 @@ impl Auditor {
             self.judged[i] = w.settlements.len();
         }
         self.result()
+    }
+
+    /// Every checkpoint the contract took checks out for every wallet (spec §5.16): the hub
+    /// serves each wallet's leaf with a path to the root the contract holds, and the leaf
+    /// agrees with the chain at the checkpoint's block and with every credit the hub issued
+    /// before its ledger position and every debit the wallet signed (the check a wallet makes,
+    /// `check_channel_leaf`, with what the auditor knows).
+    fn check_checkpoints(&mut self, step: u64, chain: &mut SimChain, hub: &SimHub, wallets: &[SimWallet]) {
+        use infhub_core::checkpoint::{check_channel_leaf, ChannelFacts, CheckpointDomain, SumNode};
+        let ledger = hub.ledger();
+        let bound = ledger.next_seq.saturating_sub(1);
+        for (w, epoch, total) in self.unstamped_credits.drain(..) {
+            self.credit_marks[w].push((epoch, bound, total));
+        }
+        let Some(posted) = ledger.checkpoints.posted.filter(|p| p.id > self.checkpoints_checked) else { return };
+        self.checkpoints_checked = posted.id;
+        let raw = chain.call(self.contract, IInfHub::checkpointsCall { id: posted.id }.abi_encode());
+        let on_chain = match raw.map(|r| IInfHub::checkpointsCall::abi_decode_returns(&r)) {
+            Ok(Ok(c)) => c,
+            other => return self.fail(Violation::new(step, "contract_readable", format!("{other:?}"))),
+        };
+        // The ledger learns of checkpoints from confirmed events; a deeper reorg than the
+        // confirmations would show here as another root.
+        let c = posted.checkpoint;
+        if on_chain.root != c.root || on_chain.totalLiability != c.total_liability {
+            return self.fail(Violation::new(
+                step,
+                "ledger_applies_each_chain_event_once",
+                format!("checkpoint {}: contract root {} ledger {}", posted.id, on_chain.root, c.root),
+            ));
+        }
+        let Some(shelf) = hub.hub.duties.checkpoint_shelf() else { return };
+        let shelf = shelf.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, channels) = match chain.books_at(c.chain_block, self.contract, &self.users) {
+            Ok(b) => b,
+            Err(e) => return self.fail(Violation::new(step, "contract_readable", e)),
+        };
+        let d = CheckpointDomain { chain_id: self.domain.chain_id, contract: self.contract, checkpoint_id: posted.id };
+        let root = SumNode { hash: c.root, sum: c.total_liability };
+        for (i, ch) in channels.iter().enumerate() {
+            let user = self.users[i];
+            let Some(proofs) = shelf.proofs(posted.id, c.root, user) else {
+                return self.fail(Violation::new(
+                    step,
+                    "posted_checkpoints_are_served",
+                    format!("checkpoint {} is not at hand after the hub's restarts", posted.id),
+                ));
+            };
+            let credit_floor = self.credit_marks[i]
+                .iter()
+                .filter(|(e, at, _)| *e == ch.epoch && *at <= c.ledger_seq)
+                .map(|(_, _, t)| *t)
+                .max()
+                .unwrap_or(0);
+            let debit_ceiling = wallets[i]
+                .old_debits
+                .iter()
+                .filter(|d| d.message.epoch == ch.epoch)
+                .map(|d| d.message.cumulative_debit.0)
+                .max()
+                .unwrap_or(0);
+            let open = ch.status == 1 || ch.status == 2;
+            if !open || (proofs.is_empty() && ch.deposited == 0 && credit_floor == 0) {
+                continue; // no channel, settled, or never funded nor credited: no leaf owed
+            }
+            let funds = (ch.deposited + ch.advancedFromReserve).saturating_sub(ch.withdrawn + ch.realizedDebit);
+            let facts = ChannelFacts {
+                epoch: ch.epoch,
+                deposited: amount(ch.deposited),
+                withdrawn: amount(ch.withdrawn),
+                funds: amount(funds),
+                credit_floor: amount(credit_floor),
+                debit_ceiling: amount(debit_ceiling),
+            };
+            if let Err(fault) = check_channel_leaf(&d, root, user, &proofs, &facts) {
+                return self.fail(Violation::new(
+                    step,
+                    "every_wallet_finds_its_books_in_each_checkpoint",
+                    format!("checkpoint {} wallet {i}: {fault} ({facts:?}, proofs {proofs:?})", posted.id),
+                ));
+            }
+        }
+        self.checkpoints_verified += 1;
     }
 
     /// The ledger's mirror of the chain equals the contract as of the ledger's confirmed block.

@@ -18,6 +18,7 @@ enum Bug {
     HubErasesCredits,
     HubDrainsReserve,
     HubWithholdsCredits,
+    CheckpointOmitsCredit,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -151,7 +152,7 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
     format!(
         "seed {seed}: ok in {secs:.1}s — {} hub(s), {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, \
          {} payments acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks \
-         refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes)",
+         refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes), {} checkpoints verified",
         r.hubs,
         r.steps,
         r.blocks,
@@ -169,7 +170,8 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.realizations,
         r.settlements,
         r.towers.0,
-        r.towers.1
+        r.towers.1,
+        r.checkpoints
     )
 }
 
@@ -214,6 +216,7 @@ pub fn main() -> i32 {
         Bug::HubErasesCredits => InjectedBug::HubErasesCredits,
         Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,
         Bug::HubWithholdsCredits => InjectedBug::HubWithholdsCredits,
+        Bug::CheckpointOmitsCredit => InjectedBug::CheckpointOmitsCredit,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);

@@ -19,6 +19,7 @@ use infhub_core::duties::RealizePolicy;
 use infhub_core::ledger::{Command, Ledger, LedgerParams};
 use infhub_core::{Amount, PrivateKey};
 use infhub_hub::broadcast::{Broadcaster, RecordingBroadcaster};
+use infhub_hub::checkpoints::{CheckpointConfig, Checkpointer, FsCheckpointStorage};
 use infhub_hub::duties::DutiesConfig;
 use infhub_hub::ledger::{Commit, HubLedgerConfig};
 use infhub_hub::notice::Notice;
@@ -53,6 +54,9 @@ pub enum InjectedBug {
     /// While a channel closes with a draw on the reserve, the hub pays the whole reserve to
     /// itself (finding 3 of issue 18).
     HubDrainsReserve,
+    /// The hub's checkpoints leave the first wallet's newest credit out of her leaf (the
+    /// node's test-only `dishonest_omit_credit_of`).
+    CheckpointOmitsCredit,
 }
 
 /// The hub's broadcaster in the simulation: records what the shell sends (the world hands it
@@ -101,6 +105,10 @@ pub struct HubConfig {
     pub max_payout_batch: usize,
     /// When the hub realizes debits.
     pub realize: RealizePolicy,
+    /// A checkpoint every this many blocks (spec §5.16).
+    pub checkpoint_interval_blocks: u64,
+    /// The first wallet's address (whom [`InjectedBug::CheckpointOmitsCredit`] wrongs).
+    pub first_wallet: Option<Address>,
 }
 
 /// The running hub process.
@@ -159,8 +167,18 @@ impl SimHub {
         };
         let contract = config.ledger.domain.verifying_contract;
         let source = chain.source(contract);
-        let hub = Hub::start(disk, &ledger, config.ledger, key.clone(), source, watcher, broadcaster, duties)
+        let storage = FsCheckpointStorage::new(disk.clone(), data_dir().join("checkpoints"));
+        let checkpoints = CheckpointConfig {
+            interval_blocks: config.checkpoint_interval_blocks,
+            files_kept: 4,
+            dishonest_omit_credit_of: (bug == Some(InjectedBug::CheckpointOmitsCredit))
+                .then_some(config.first_wallet)
+                .flatten(),
+        };
+        let chain_id = config.ledger.domain.chain_id;
+        let mut hub = Hub::start(disk, &ledger, config.ledger, key.clone(), source, watcher, broadcaster, duties)
             .map_err(|e| HubDown(e.to_string()))?;
+        hub.duties.set_checkpointer(Checkpointer::new(checkpoints, &key, chain_id, contract, Box::new(storage)));
         Ok(SimHub { hub, key, contract, delivered: HashMap::new(), misbehaved: HashSet::new() })
     }
 

@@ -282,6 +282,7 @@ impl SimWallet {
             payment_id: B256::repeat_byte(0xEE),
         };
         let signed = Signed::new(forged, &self.core.domain(), self.core.key());
+        self.old_debits.push(signed);
         self.send(chain, alloy::sol_types::SolCall::abi_encode(&submit_debit_call(&signed)));
     }
 

@@ -163,6 +163,8 @@ pub struct Report {
     pub realizations: u64,
     /// Defences the towers sent, and tower crashes.
     pub towers: (u64, u64),
+    /// Checkpoints posted on chain in which every wallet's leaf checked out.
+    pub checkpoints: u64,
 }
 
 /// One hub of the world: its operator's key, its contract, its disk and process, its wallets
@@ -218,6 +220,7 @@ fn key_from(rng: &mut Rng) -> PrivateKey {
 const CONFIRMATIONS: u64 = 3;
 const CHALLENGE_PERIOD_BLOCKS: u64 = 30;
 const RESEND_AFTER_BLOCKS: u64 = 3;
+const CHECKPOINT_INTERVAL_BLOCKS: u64 = 12;
 const INITIAL_TOKENS_PER_WALLET: u128 = 1_000 * UNIT;
 const HUB_RESERVE: u128 = 1_000_000 * UNIT;
 /// Most hubs in one world.
@@ -241,6 +244,9 @@ fn hub_config(domain: Domain, hub: Address, start_block: u64) -> HubConfig {
         resend_after_blocks: RESEND_AFTER_BLOCKS,
         snapshot_every_records: 40,
         max_payout_batch: 16,
+        // Several checkpoints per run, some across crashes and reorgs.
+        checkpoint_interval_blocks: CHECKPOINT_INTERVAL_BLOCKS,
+        first_wallet: None,
         // Realizations in every run: any payer past 50 INF, and the largest ones whenever more
         // than 1,000 INF of the reserve is committed.
         realize: RealizePolicy {
@@ -275,7 +281,7 @@ impl World {
         let mut sites = Vec::new();
         for (s, (key, contract)) in keys.into_iter().zip(contracts).enumerate() {
             let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: contract };
-            let config_s = hub_config(domain, key.address(), chain.floor);
+            let mut config_s = hub_config(domain, key.address(), chain.floor);
             // The hub's reserve.
             let hub = key.address();
             mint(&mut chain, hub, HUB_RESERVE)?;
@@ -295,6 +301,7 @@ impl World {
                 chain.execute_now(hub, contract, IInfHub::openChannelCall { user: w.address() }.abi_encode())?;
                 wallets.push(w);
             }
+            config_s.first_wallet = wallets.first().map(SimWallet::address);
             let disk = SimDisk::new();
             let process = SimHub::start(disk.clone(), key.clone(), config_s, &chain, config.bug)
                 .map_err(|e| format!("hub {s} did not start: {e:?}"))?;
@@ -828,6 +835,7 @@ impl World {
                     let id = B256::from(self.rng.bytes32());
                     if let Ok(d) = ch.next_debit(PaymentKind::Internal, to, balance, id) {
                         let signed = Signed::new(d, &domain, &key);
+                        self.sites[s].wallets[i].old_debits.push(signed);
                         self.sites[s].auditor.double_spend_attempt(i, &signed);
                         self.send(Msg::ToHub(s, ToHub::Pay(i, signed)));
                     }
@@ -864,6 +872,7 @@ impl World {
                     if self.rng.chance(300) {
                         signed.signature = Signature(std::array::from_fn(|k| (k as u8).wrapping_mul(7)));
                     }
+                    self.sites[s].wallets[i].old_debits.push(signed);
                     self.send(Msg::ToHub(s, ToHub::Pay(i, signed)));
                 }
             }
@@ -1087,6 +1096,7 @@ impl World {
             self.sites.iter().flat_map(|site| &site.wallets).map(|w| w.settlements.len() as u64).sum();
         self.report.realizations =
             self.sites.iter().filter_map(|site| site.hub.as_ref()).map(|h| h.realizations_mined()).sum();
+        self.report.checkpoints = self.sites.iter().map(|site| site.auditor.checkpoints_verified).sum();
         self.audit(true)
     }
 

@@ -37,6 +37,8 @@ pub struct ChannelView {
     pub credit_nonce: u64,
     /// Running total of the credit the contract holds (what disputes compare).
     pub credit_total: Amount,
+    /// The channel's funds: deposited + advanced from the reserve − withdrawn − realized debits.
+    pub funds: Amount,
 }
 
 impl From<IInfHub::Channel> for ChannelView {
@@ -51,6 +53,11 @@ impl From<IInfHub::Channel> for ChannelView {
             debit_total: Amount(c.debit.cumulative),
             credit_nonce: c.credit.nonce,
             credit_total: Amount(c.credit.cumulative),
+            // The contract keeps this non-negative; saturating so a hostile node cannot panic us.
+            funds: Amount(
+                (c.deposited.saturating_add(c.advancedFromReserve))
+                    .saturating_sub(c.withdrawn.saturating_add(c.realizedDebit)),
+            ),
         }
     }
 }

@@ -743,6 +743,7 @@ mod tests {
             debit_total: Amount::ZERO,
             credit_nonce: 0,
             credit_total: Amount::ZERO,
+            funds: Amount(100),
         };
         core.apply_chain_view(&view, 10, &BTreeMap::new()).expect("open");
         core.take_journal();

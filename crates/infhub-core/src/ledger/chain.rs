@@ -1,6 +1,6 @@
 //! Confirmed contract events: how each moves the channels, the reserve and the payouts.
 
-use super::{Account, AnnouncedWithdrawal, ChainFunds, Ledger, Outcome};
+use super::{Account, AnnouncedWithdrawal, ChainFunds, CheckpointHeader, Ledger, Outcome};
 use crate::channel::{step, ChannelState, Input};
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
@@ -155,6 +155,8 @@ pub enum ChainEvent {
         /// Amount that was announced.
         amount: Amount,
     },
+    /// `CheckpointPosted`: the contract took a checkpoint (spec §5.16).
+    CheckpointPosted(CheckpointHeader),
 }
 
 impl Ledger {
@@ -219,6 +221,7 @@ impl Ledger {
                     return Err(Error::ChainEventInconsistent);
                 }
                 let ch = acct.channel.clone();
+                self.note_liability_inflow(moved)?;
                 self.replace_channel(user, ch, chain, true);
                 self.reserve = reserve_after;
             }
@@ -242,6 +245,7 @@ impl Ledger {
             | ChainEvent::ReserveWithdrawalAnnounced { .. }
             | ChainEvent::ReserveWithdrawalCancelled { .. }
             | ChainEvent::PayoutBatchExecuted { .. } => self.reserve_event(at_block, ev)?,
+            ChainEvent::CheckpointPosted(header) => self.checkpoint_posted(header),
         }
         self.take_seq();
         Ok(Outcome::Applied(effects))
@@ -266,6 +270,8 @@ impl Ledger {
                 if self.reserve.checked_add(amount)? != reserve_after {
                     return Err(Error::ChainEventInconsistent);
                 }
+                // Checked first: on Err the ledger must be unchanged.
+                let inflows = self.checkpoints.liability_inflows.checked_add(amount)?;
                 match self.custodial.get_mut(&account) {
                     Some(c) => {
                         c.balance = c.balance.checked_add(amount)?;
@@ -277,6 +283,7 @@ impl Ledger {
                     // reported by reconciliation.
                     None => self.unattributed = self.unattributed.checked_add(amount)?,
                 }
+                self.checkpoints.liability_inflows = inflows;
                 self.reserve = reserve_after;
             }
             ChainEvent::ReserveWithdrawn { amount, reserve_after } => {

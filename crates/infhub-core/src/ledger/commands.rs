@@ -1,7 +1,10 @@
 //! The commands the ledger takes and the outcomes it returns, and the one entry point that
 //! applies a command: each is judged whole, and on `Err` the ledger is unchanged.
 
-use super::{payout_batch_id, ChainEvent, CustodialAccount, CustodialResult, CustodialTransfer, Ledger, LogPosition};
+use super::{
+    payout_batch_id, ChainEvent, CheckpointHeader, CustodialAccount, CustodialResult, CustodialTransfer, Ledger,
+    LogPosition,
+};
 use super::{ChainFunds, Payout, PayoutBatch, MAX_CUSTODIAL_BATCH};
 use crate::channel::{step, CheckedDebit, Effect, Input};
 use crate::messages::{SignedCredit, SignedDebit, SignedReceipt, Withdrawal};
@@ -86,6 +89,9 @@ pub enum Command {
         /// The platform's idempotency key.
         transfer_id: B256,
     },
+    /// The shell built this checkpoint from the ledger and stored its leaves; posting it is a
+    /// duty from now on (spec §5.16).
+    CheckpointBuilt(CheckpointHeader),
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -154,6 +160,8 @@ pub enum Outcome {
         /// The amount moved.
         amount: Amount,
     },
+    /// A checkpoint was recorded as built.
+    CheckpointRecorded,
 }
 
 impl Ledger {
@@ -208,6 +216,7 @@ impl Ledger {
                 Ok(out)
             }
             Command::Block(n) => self.block_passed(n),
+            Command::CheckpointBuilt(header) => self.checkpoint_built(header),
         }
     }
 

@@ -28,6 +28,7 @@
 //! anyone else cost the ledger nothing.
 
 mod chain;
+mod checkpoint_book;
 mod checkpoint_leaves;
 mod commands;
 mod custodial;
@@ -36,6 +37,7 @@ mod seal;
 mod transfer;
 
 pub use chain::{ChainEvent, LogPosition};
+pub use checkpoint_book::{CheckpointBook, CheckpointHeader};
 pub use commands::{Command, Outcome};
 pub use custodial::{
     custodial_address, valid_user_id, CustodialAccount, CustodialResult, CustodialTransfer, MAX_CUSTODIAL_BATCH,
@@ -302,6 +304,9 @@ pub struct Ledger {
     /// between batches) never holds any.
     #[serde(skip)]
     unsealed: Vec<UnsealedProof>,
+    /// Checkpoints: inflows, the newest posted, the one built (spec §5.16).
+    #[serde(default)]
+    pub checkpoints: CheckpointBook,
     /// Derived indexes (see [`Ledger::rebuild_indexes`]).
     #[serde(skip)]
     index: AccountIndex,
@@ -329,6 +334,7 @@ impl Ledger {
             custodial_total: 0,
             unattributed: Amount::ZERO,
             unsealed: Vec::new(),
+            checkpoints: CheckpointBook::default(),
             index: AccountIndex::default(),
         }
     }

@@ -10,7 +10,7 @@
 use alloy_primitives::{Address, B256, U256};
 use infhub_core::channel::Effect;
 use infhub_core::contract::{ContractConfig, ContractModel};
-use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
+use infhub_core::ledger::{ChainEvent, CheckpointHeader, Command, Ledger, LedgerParams, LogPosition, Outcome};
 use infhub_core::messages::{Eip712Message, PaymentKind, Signed};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
 use proptest::prelude::*;
@@ -38,40 +38,58 @@ struct Hub {
 }
 
 impl Hub {
-    /// The checkpoint of these books (spec §5.16): its leaves sum to the liquidity rule's
-    /// commitments, its tree proves every leaf into that total, and the contract (its model)
-    /// accepts it at the reserve it holds, while one unit more is refused.
+    /// The checkpoint of these books (spec §5.16), built as the hub's shell builds it: its
+    /// leaves sum to the liquidity rule's commitments, its tree proves every leaf into that
+    /// total, the ledger's mirror of `liabilityInflowsTotal` is the contract's, and the contract
+    /// (its model) accepts it at the reserve it holds, while one unit more is refused.
     fn check_checkpoint(&self) {
-        use infhub_core::checkpoint::{CheckpointDomain, SumTree};
         use infhub_core::contract::PostedCheckpoint;
-        let d = CheckpointDomain {
-            chain_id: self.chain.config.domain.chain_id,
-            contract: self.chain.config.domain.verifying_contract,
-            checkpoint_id: 1,
-        };
-        let leaves = self.ledger.checkpoint_leaves(&d, &B256::repeat_byte(7));
-        let total: u128 = leaves.iter().map(|l| l.liability.0).sum();
+        assert_eq!(
+            U256::from(self.ledger.checkpoints.liability_inflows.0),
+            self.chain.liability_inflows_total,
+            "the ledger mirrors liabilityInflowsTotal"
+        );
+        let (header, built) = self.build_checkpoint();
+        let total: u128 = built.leaves().iter().map(|l| l.liability.0).sum();
         assert_eq!(total, self.ledger.checkpoint_liability(), "the leaves sum to the rule's commitments");
-        let nodes: Vec<_> = leaves.iter().map(|l| l.node(&d)).collect();
-        let tree = SumTree::build(nodes.clone());
-        assert_eq!(tree.root().sum, U256::from(total));
-        for (i, n) in nodes.iter().enumerate().step_by(7) {
-            tree.path(i).expect("path").verify(*n, tree.root()).expect("every leaf proves into the root");
+        assert_eq!(built.root().sum, U256::from(total));
+        for l in built.leaves().iter().step_by(7) {
+            let proofs = built.proofs_of(l.account);
+            let p = proofs.iter().find(|p| p.leaf == *l).expect("its proof");
+            p.path.verify(l.node(&built.domain), built.root()).expect("every leaf proves into the root");
         }
         let post = |liability: U256| {
             let mut chain = self.chain.clone();
-            let c = PostedCheckpoint {
-                root: tree.root().hash,
-                total_liability: liability,
-                ledger_seq: self.ledger.next_seq,
-                chain_block: self.block,
-                inflows_through: chain.liability_inflows_total,
-            };
-            chain.post_checkpoint(self.key.address(), self.block + 1, 1, c)
+            let c = PostedCheckpoint { total_liability: liability, ..header.checkpoint };
+            chain.post_checkpoint(self.key.address(), self.block.max(self.ledger.block) + 1, header.id, c)
         };
         assert_eq!(post(U256::from(total)), Ok(()), "a liquid ledger's checkpoint is accepted");
         let room = self.chain.reserve - U256::from(self.ledger.earmarked.0);
         assert_eq!(post(room + U256::from(1)), Err(Error::CheckpointInsolvent), "one unit past the reserve is refused");
+    }
+
+    /// The next checkpoint of the ledger as it stands, the way the hub's shell builds it.
+    fn build_checkpoint(&self) -> (CheckpointHeader, infhub_core::checkpoint::BuiltCheckpoint) {
+        use infhub_core::checkpoint::{BuiltCheckpoint, CheckpointDomain};
+        use infhub_core::contract::PostedCheckpoint;
+        let d = CheckpointDomain {
+            chain_id: self.chain.config.domain.chain_id,
+            contract: self.chain.config.domain.verifying_contract,
+            checkpoint_id: self.ledger.checkpoints.next_id(),
+        };
+        let secret = B256::repeat_byte(7);
+        let built = BuiltCheckpoint::build(d, self.ledger.checkpoint_leaves(&d, &secret), &secret);
+        let header = CheckpointHeader {
+            id: d.checkpoint_id,
+            checkpoint: PostedCheckpoint {
+                root: built.root().hash,
+                total_liability: built.root().sum,
+                ledger_seq: self.ledger.next_seq - 1,
+                chain_block: self.ledger.block,
+                inflows_through: U256::from(self.ledger.checkpoints.liability_inflows.0),
+            },
+        };
+        (header, built)
     }
 
     fn new() -> Hub {
@@ -660,7 +678,7 @@ fn custodial_balances_are_backed_by_the_reserve_and_move_in_every_direction() {
 
     // Deposits for custodial accounts enter the reserve; one for an unknown reference is kept apart.
     let deposit_for = |h: &mut Hub, account: Address, amount: u128| {
-        h.chain.deposit_reserve(U256::from(amount)).expect("reserve");
+        h.chain.deposit_for(account, U256::from(amount)).expect("custodial deposit");
         let reserve_after = Hub::amount(h.chain.reserve);
         h.event(ChainEvent::CustodialDeposited { account, amount: Amount(amount), reserve_after });
     };
@@ -907,6 +925,10 @@ fn carry_out_duties(h: &mut Hub, policy: &infhub_core::duties::RealizePolicy) ->
                     h.event(ChainEvent::DebitRealized { user, epoch, moved: Hub::amount(m), reserve_after });
                 }
             }
+            HubTx::PostCheckpoint(header) => {
+                h.chain.post_checkpoint(hub, h.block + 1, header.id, header.checkpoint).expect("post");
+                h.event(ChainEvent::CheckpointPosted(*header));
+            }
             other => panic!("no ledger state makes {other:?} due"),
         }
         h.check();
@@ -1075,5 +1097,69 @@ fn the_ledger_earmarks_what_the_chain_announces_until_it_executes_is_cancelled_o
     assert_eq!(earmark(&mut h, 50), Ok(Outcome::Earmarked));
     assert_eq!(release(&mut h), Ok(Outcome::Earmarked));
     assert_eq!(h.ledger.earmarked, Amount::ZERO);
+    h.check();
+}
+
+#[test]
+fn a_checkpoint_is_built_recorded_posted_on_schedule_and_rebuilt_when_the_chain_never_takes_it() {
+    use infhub_core::duties::{due, DutyKey, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 1, 200, PaymentKind::Internal).expect("pay");
+    assert_eq!(h.ledger.checkpoint_due(10), None, "no checkpoint before the ledger follows a block");
+    h.block = 5;
+    h.ledger.apply_sealed(&h.key, Command::Block(5)).expect("block");
+    assert_eq!(h.ledger.checkpoint_due(0), None, "interval zero: checkpoints off");
+    assert_eq!(h.ledger.checkpoint_due(10), Some(1), "the first is due at once");
+    let (header, built) = h.build_checkpoint();
+    assert_eq!(header.checkpoint.total_liability, U256::from(h.ledger.checkpoint_liability()));
+    assert!(built.proofs_of(h.users[1].address()).iter().any(|p| p.leaf.credit_total == Amount(200)));
+    // A dishonest or confused shell cannot record what does not follow or is not yet there.
+    let refused = |h: &mut Hub, bad: CheckpointHeader| h.ledger.apply_sealed(&h.key, Command::CheckpointBuilt(bad));
+    let mut wrong_id = header;
+    wrong_id.id = 2;
+    let mut future_seq = header;
+    future_seq.checkpoint.ledger_seq = h.ledger.next_seq;
+    let mut future_block = header;
+    future_block.checkpoint.chain_block = 6;
+    let mut future_inflows = header;
+    future_inflows.checkpoint.inflows_through = U256::from(1);
+    for bad in [wrong_id, future_seq, future_block, future_inflows] {
+        assert_eq!(refused(&mut h, bad), Err(Error::CheckpointOutOfOrder), "{bad:?}");
+    }
+    let no_policy = RealizePolicy::OFF;
+    assert!(due(&h.ledger, &no_policy).iter().all(|d| d.key != DutyKey::PostCheckpoint));
+    assert_eq!(refused(&mut h, header), Ok(Outcome::CheckpointRecorded));
+    assert_eq!(h.ledger.checkpoint_due(10), None, "built and waiting for the chain");
+    // Posting is a duty until the chain confirms it; then the next one waits for its interval.
+    let duties = carry_out_duties(&mut h, &no_policy);
+    assert!(duties.iter().any(|d| d.key == DutyKey::PostCheckpoint));
+    assert_eq!(h.ledger.checkpoints.posted, Some(header));
+    assert_eq!(h.ledger.checkpoints.pending, None);
+    assert!(due(&h.ledger, &no_policy).is_empty(), "nothing due once posted");
+    h.block = 14;
+    h.ledger.apply_sealed(&h.key, Command::Block(14)).expect("block");
+    assert_eq!(h.ledger.checkpoint_due(10), None);
+    h.block = 15;
+    h.ledger.apply_sealed(&h.key, Command::Block(15)).expect("block");
+    assert_eq!(h.ledger.checkpoint_due(10), Some(2));
+    // Built, but the chain never takes it: after another interval it is due again, rebuilt.
+    let (second, _) = h.build_checkpoint();
+    assert_eq!(refused(&mut h, second), Ok(Outcome::CheckpointRecorded));
+    h.block = 25;
+    h.ledger.apply_sealed(&h.key, Command::Block(25)).expect("block");
+    assert_eq!(h.ledger.checkpoint_due(10), Some(2), "a checkpoint the chain never took is rebuilt");
+    let (rebuilt, _) = h.build_checkpoint();
+    assert_eq!(rebuilt.id, 2);
+    assert_eq!(refused(&mut h, rebuilt), Ok(Outcome::CheckpointRecorded));
+    assert_eq!(h.ledger.checkpoints.pending, Some(rebuilt));
+    // The chain took the older build after all (its transaction was in flight): the chain decides.
+    h.chain.post_checkpoint(h.key.address(), 26, 2, second.checkpoint).expect("the older build");
+    h.event(ChainEvent::CheckpointPosted(second));
+    assert_eq!(h.ledger.checkpoints.posted, Some(second));
+    assert_eq!(h.ledger.checkpoints.pending, None);
+    h.event(ChainEvent::CheckpointPosted(header));
+    assert_eq!(h.ledger.checkpoints.posted, Some(second), "an older event does not go back");
     h.check();
 }

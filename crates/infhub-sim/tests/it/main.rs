@@ -2,6 +2,7 @@
 //! on, the auditor passing; the same seed replays to the same run; and each deliberately
 //! injected bug is caught within the CI seeds by the rule it breaks.
 
+mod checkpoints;
 mod payouts;
 
 use infhub_sim::{Faults, InjectedBug, Report, SimConfig, Violation};
@@ -153,6 +154,13 @@ fn a_tower_that_skips_its_defence_is_caught() {
         }
     }
     panic!("a tower that skips its defence was not caught by any CI seed");
+}
+
+/// A hub whose checkpoints leave a user's credit out of her leaf is caught by the check her
+/// wallet makes of every checkpoint the contract takes.
+#[test]
+fn a_checkpoint_that_omits_a_credit_is_caught() {
+    caught(InjectedBug::CheckpointOmitsCredit, "every_wallet_finds_its_books_in_each_checkpoint");
 }
 
 #[test]

@@ -17,23 +17,23 @@ use infhub_sim::hub::{HubConfig, SimHub};
 use infhub_sim::rng::Rng;
 
 const UNIT: u128 = 1_000_000_000_000_000_000;
-const CONFIRMATIONS: u64 = 3;
-const RESEND_AFTER_BLOCKS: u64 = 3;
+pub(crate) const CONFIRMATIONS: u64 = 3;
+pub(crate) const RESEND_AFTER_BLOCKS: u64 = 3;
 
 fn key(seed: u8) -> PrivateKey {
     PrivateKey::from_bytes([seed; 32]).expect("key")
 }
 
-struct Setup {
-    chain: SimChain,
-    hub_key: PrivateKey,
-    user: PrivateKey,
-    config: HubConfig,
-    calm: Rng,
+pub(crate) struct Setup {
+    pub(crate) chain: SimChain,
+    pub(crate) hub_key: PrivateKey,
+    pub(crate) user: PrivateKey,
+    pub(crate) config: HubConfig,
+    pub(crate) calm: Rng,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let hub_key = key(7);
         let deployer = key(8).address();
         let user = key(9);
@@ -82,11 +82,13 @@ impl Setup {
             snapshot_every_records: 1_000,
             max_payout_batch: 16,
             realize: infhub_core::duties::RealizePolicy::OFF,
+            checkpoint_interval_blocks: 0,
+            first_wallet: None,
         };
         Setup { chain, hub_key, user, config, calm: Rng::new(1) }
     }
 
-    fn mine(&mut self, hub: &mut SimHub, blocks: u64) {
+    pub(crate) fn mine(&mut self, hub: &mut SimHub, blocks: u64) {
         for _ in 0..blocks {
             self.chain.mine(&mut self.calm, ChainFaults { delay_per_mille: 0, drop_per_mille: 0 });
             hub.tick(&mut self.chain, None, true).expect("hub tick");
