@@ -12,6 +12,8 @@ import {InfToken} from "../src/InfToken.sol";
 contract InfHubCheckpointTest is Fixture {
     string internal constant VECTORS = "/../test-vectors/checkpoint-vectors.json";
 
+    event log_named_uint(string key, uint256 val);
+
     function post(uint64 id, uint256 liability, uint64 seq, uint64 chainBlock, uint256 inflows) internal {
         vm.prank(hubAddr);
         hub.postCheckpoint(id, keccak256(abi.encode(id)), liability, seq, chainBlock, inflows);
@@ -36,6 +38,24 @@ contract InfHubCheckpointTest is Fixture {
         assertEq(uint256(seq), 10);
         assertEq(uint256(at), 99);
         assertEq(inflows, 0);
+    }
+
+    /// Gas of posting a checkpoint (execution; a transaction adds 21,000 and its calldata),
+    /// the first and a later one. The README quotes these.
+    function test_gas_of_a_checkpoint() public {
+        fundReserve(1_000 ether);
+        vm.roll(200);
+        vm.startPrank(hubAddr);
+        uint256 before = gasleft();
+        hub.postCheckpoint(1, keccak256("root 1"), 500 ether, 10, 150, 0);
+        uint256 first = before - gasleft();
+        before = gasleft();
+        hub.postCheckpoint(2, keccak256("root 2"), 600 ether, 20, 160, 0);
+        uint256 later = before - gasleft();
+        vm.stopPrank();
+        emit log_named_uint("postCheckpoint gas, first", first);
+        emit log_named_uint("postCheckpoint gas, later", later);
+        assertTrue(later < 150_000, "a checkpoint stays cheap");
     }
 
     function test_an_announced_reserve_withdrawal_is_not_backing() public {

@@ -103,6 +103,32 @@ pub fn file_name(id: u64, root: B256) -> String {
     format!("{id:020}-{root}{FILE_SUFFIX}")
 }
 
+/// Reads checkpoint `id` back from `storage`: the file of `root` if given, else the only
+/// file of that id (None if there is none, or several and no root to choose).
+pub fn read_stored(
+    storage: &dyn CheckpointStorage,
+    id: u64,
+    root: Option<B256>,
+) -> Result<Option<BuiltCheckpoint>, String> {
+    let name = match root {
+        Some(r) => file_name(id, r),
+        None => {
+            let prefix = format!("{id:020}-");
+            let names: Vec<String> =
+                storage.list().map_err(|e| e.to_string())?.into_iter().filter(|n| n.starts_with(&prefix)).collect();
+            match names.as_slice() {
+                [one] => one.clone(),
+                _ => return Ok(None),
+            }
+        }
+    };
+    match storage.read(&name) {
+        Ok(bytes) => BuiltCheckpoint::decode(&bytes).map(Some).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The checkpoints in memory, shared with the API.
 #[derive(Debug, Default)]
 pub struct CheckpointShelf {
@@ -117,6 +143,21 @@ impl CheckpointShelf {
     /// The checkpoint `id` whose root is `root`, if in memory.
     pub fn get(&self, id: u64, root: B256) -> Option<Arc<BuiltCheckpoint>> {
         self.built.get(&(id, root)).cloned()
+    }
+
+    /// Checkpoint `id` in memory: the one with `root` if given, else the only build of it
+    /// (None if it was built twice and no root chooses).
+    pub fn find(&self, id: u64, root: Option<B256>) -> Option<Arc<BuiltCheckpoint>> {
+        match root {
+            Some(r) => self.get(id, r),
+            None => {
+                let mut builds = self.built.range((id, B256::ZERO)..=(id, B256::repeat_byte(0xFF)));
+                match (builds.next(), builds.next()) {
+                    (Some((_, b)), None) => Some(b.clone()),
+                    _ => None,
+                }
+            }
+        }
     }
 
     /// The leaves of `account` in checkpoint `id` with `root`, with their paths; None if that
@@ -273,5 +314,87 @@ impl Checkpointer {
                 tracing::warn!(file = name, error = %e, "old checkpoint file not removed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infhub_core::checkpoint::Leaf;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Memory(HashMap<String, Vec<u8>>);
+
+    impl CheckpointStorage for Memory {
+        fn write(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+            self.0.insert(name.into(), bytes.to_vec());
+            Ok(())
+        }
+        fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+            self.0.get(name).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        }
+        fn list(&self) -> io::Result<Vec<String>> {
+            let mut n: Vec<String> = self.0.keys().cloned().collect();
+            n.sort();
+            Ok(n)
+        }
+        fn remove(&mut self, name: &str) -> io::Result<()> {
+            self.0.remove(name);
+            Ok(())
+        }
+    }
+
+    fn built(id: u64, liability: u128) -> BuiltCheckpoint {
+        let d = CheckpointDomain { chain_id: 1, contract: Address::repeat_byte(1), checkpoint_id: id };
+        let leaf = Leaf {
+            account: Address::repeat_byte(2),
+            kind: LeafKind::Custodial,
+            epoch: 0,
+            deposited: Amount::ZERO,
+            withdrawn: Amount::ZERO,
+            credit_nonce: 0,
+            credit_total: Amount::ZERO,
+            debit_nonce: 0,
+            debit_total: Amount::ZERO,
+            liability: Amount(liability),
+            salt: B256::ZERO,
+        };
+        BuiltCheckpoint::build(d, vec![leaf], &B256::ZERO)
+    }
+
+    #[test]
+    fn a_stored_checkpoint_is_read_back_by_root_and_two_builds_of_an_id_need_one() {
+        let mut m = Memory::default();
+        let (a, b) = (built(3, 5), built(3, 6));
+        for x in [&a, &b] {
+            m.write(&file_name(3, x.root().hash), &x.encode()).expect("write");
+        }
+        let got = read_stored(&m, 3, Some(b.root().hash)).expect("read").expect("found");
+        assert_eq!(got.root(), b.root());
+        assert!(read_stored(&m, 3, None).expect("read").is_none(), "two builds: the root must choose");
+        assert!(read_stored(&m, 4, None).expect("read").is_none());
+        m.remove(&file_name(3, a.root().hash)).expect("rm");
+        assert_eq!(read_stored(&m, 3, None).expect("read").expect("one build").root(), b.root());
+        m.write(&file_name(3, a.root().hash), b"garbage").expect("write");
+        assert!(read_stored(&m, 3, Some(a.root().hash)).is_err(), "a damaged file is an error, not a checkpoint");
+    }
+
+    #[test]
+    fn pruning_keeps_the_posted_checkpoint_and_every_later_one() {
+        let key = PrivateKey::from_bytes([7; 32]).expect("key");
+        let config = CheckpointConfig { interval_blocks: 1, files_kept: 2, dishonest_omit_credit_of: None };
+        let mut c = Checkpointer::new(config, &key, 1, Address::repeat_byte(1), Box::new(Memory::default()));
+        for id in 1..=6 {
+            let b = built(id, u128::from(id));
+            c.storage.write(&file_name(id, b.root().hash), &b.encode()).expect("write");
+        }
+        // A second build of the posted id 3: kept with it.
+        let again = built(3, 33);
+        c.storage.write(&file_name(3, again.root().hash), &again.encode()).expect("write");
+        c.prune(3);
+        let ids: Vec<u64> =
+            c.storage.list().expect("list").iter().map(|n| n[..20].parse().expect("an id")).collect();
+        assert_eq!(ids, vec![3, 3, 4, 5, 6], "older files go, the posted id and later stay");
     }
 }

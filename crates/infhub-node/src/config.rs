@@ -20,6 +20,28 @@ pub struct Config {
     pub liquidity: LiquidityConfig,
     /// Watchtowers the operator keeps users' newest debits with (spec §5.10a).
     pub towers: TowersConfig,
+    /// Checkpoints of the hub's books posted on chain (spec §5.16).
+    pub checkpoints: CheckpointsConfig,
+}
+
+/// Checkpoints: how often, and how many files are kept.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointsConfig {
+    /// A checkpoint is built and posted when the newest one is this many blocks old (300 is
+    /// about an hour at 12-second blocks; 0 turns checkpoints off).
+    pub interval_blocks: u64,
+    /// Checkpoint files kept in `<data_dir>/checkpoints` (never the posted one or a later one).
+    pub files_kept: usize,
+    /// TEST ONLY: build dishonest checkpoints that leave this user's newest credit out of her
+    /// leaf, so tests can show her wallet catches it. Never set it on a real hub.
+    pub dishonest_omit_credit_of: Option<Address>,
+}
+
+impl Default for CheckpointsConfig {
+    fn default() -> Self {
+        CheckpointsConfig { interval_blocks: 300, files_kept: 24, dishonest_omit_credit_of: None }
+    }
 }
 
 /// The operator's watchtowers: a second line of defence against a user's exit with an older
@@ -312,6 +334,7 @@ impl Config {
             "INFHUB_START_BLOCK" => self.chain.start_block = parse(key, value)?,
             "INFHUB_CONFIRMATIONS" => self.chain.confirmations = parse(key, value)?,
             "INFHUB_POLL_INTERVAL_MS" => self.chain.poll_interval_ms = parse(key, value)?,
+            "INFHUB_CHECKPOINT_INTERVAL_BLOCKS" => self.checkpoints.interval_blocks = parse(key, value)?,
             _ => {}
         }
         Ok(())
@@ -332,6 +355,15 @@ impl Config {
         }
     }
 
+    /// The checkpoints' settings.
+    pub fn checkpoints(&self) -> infhub_hub::checkpoints::CheckpointConfig {
+        infhub_hub::checkpoints::CheckpointConfig {
+            interval_blocks: self.checkpoints.interval_blocks,
+            files_kept: self.checkpoints.files_kept,
+            dishonest_omit_credit_of: self.checkpoints.dishonest_omit_credit_of,
+        }
+    }
+
     /// Checks every value that has a rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -349,6 +381,9 @@ impl Config {
         }
         if self.chain.confirmations == 0 {
             return bad("chain.confirmations must be at least 1");
+        }
+        if self.checkpoints.files_kept == 0 {
+            return bad("checkpoints.files_kept must be at least 1");
         }
         if self.node.resend_after_blocks == 0 {
             return bad("node.resend_after_blocks must be at least 1");

@@ -14,6 +14,7 @@ use alloy::providers::DynProvider;
 use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{Command, Outcome};
 use infhub_core::{Address, Domain, Error, B256};
+use infhub_hub::checkpoints::{CheckpointShelf, ShelfHandle};
 use infhub_hub::duties::{ChainView, LedgerAccess};
 use infhub_hub::ledger::{CommitError, HubLedger};
 use serde::Serialize;
@@ -120,6 +121,14 @@ impl Job {
     }
 }
 
+/// What the chain task shares with the API: its view of the chain and the checkpoints at hand.
+pub struct ChainHandles {
+    /// The duties' view.
+    pub view: Arc<Mutex<ChainView>>,
+    /// The checkpoints in memory.
+    pub checkpoints: ShelfHandle,
+}
+
 /// Everything the tasks share.
 pub struct Node {
     /// The configuration.
@@ -138,6 +147,7 @@ pub struct Node {
     /// Notices for WebSocket subscribers.
     pub notices: broadcast::Sender<Notice>,
     chain_view: Arc<Mutex<ChainView>>,
+    checkpoints: ShelfHandle,
     writes: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests for the chain task.
     pub chain_requests: mpsc::Sender<ChainRequest>,
@@ -154,7 +164,7 @@ impl Node {
         token: Address,
         provider: DynProvider,
         state: State,
-        chain_view: Arc<Mutex<ChainView>>,
+        chain: ChainHandles,
         towers: Arc<crate::towers::TowerRegistry>,
     ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
         let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
@@ -170,7 +180,8 @@ impl Node {
             state: RwLock::new(state),
             metrics: Metrics::default(),
             notices,
-            chain_view,
+            chain_view: chain.view,
+            checkpoints: chain.checkpoints,
             writes: Mutex::new(Some(writes)),
             chain_requests,
             towers,
@@ -192,6 +203,11 @@ impl Node {
     /// The chain task's view.
     pub fn chain_view(&self) -> MutexGuard<'_, ChainView> {
         self.chain_view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The checkpoints at hand for proofs (held briefly).
+    pub fn checkpoints(&self) -> MutexGuard<'_, CheckpointShelf> {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write_queue(&self) -> Result<mpsc::Sender<Job>, WriteError> {

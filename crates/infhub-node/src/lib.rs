@@ -31,6 +31,7 @@ use infhub_chain::watcher::{Watcher, WatcherConfig};
 use infhub_core::ledger::LedgerParams;
 use infhub_core::{Domain, PrivateKey};
 use infhub_hub::broadcast::ContractSender;
+use infhub_hub::checkpoints::{Checkpointer, FsCheckpointStorage};
 use infhub_hub::duties::ChainDuties;
 use infhub_hub::ledger::{HubLedger, HubLedgerConfig};
 use infhub_ledger::fs::OsFs;
@@ -109,7 +110,7 @@ pub async fn run(
     let domain = Domain { chain_id, verifying_contract: contract };
     let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
         .map_err(|e| config::ConfigError::Invalid(format!("hub_key: {e}")))?;
-    let state = open_ledger(&config, domain, hub, key)?;
+    let state = open_ledger(&config, domain, hub, key.clone())?;
     let confirmed = state.ledger().block;
     let watcher_config = WatcherConfig {
         confirmations: config.chain.confirmations,
@@ -118,14 +119,17 @@ pub async fn run(
         start_block: config.chain.start_block,
     };
     let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
-    let duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
+    let mut duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
+    let storage = FsCheckpointStorage::new(OsFs, config.node.data_dir.join("checkpoints"));
+    let checkpointer = Checkpointer::new(config.checkpoints(), &key, chain_id, contract, Box::new(storage));
+    let chain_handles = engine::ChainHandles { view: duties.view_handle(), checkpoints: checkpointer.shelf() };
+    duties.set_checkpointer(checkpointer);
 
     let listen = config.node.listen.clone();
     let towers = std::sync::Arc::new(
         towers::TowerRegistry::open(&config.node.data_dir).map_err(|e| NodeError::Towers(e.to_string()))?,
     );
-    let (node, chain_rx, writer) =
-        Node::start(config, domain, token, provider, state, duties.view_handle(), towers.clone());
+    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, towers.clone());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;

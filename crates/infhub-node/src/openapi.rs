@@ -17,6 +17,8 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/withdrawals", "signature", "Cooperative withdrawal: a user-signed Withdrawal; returns the hub's co-signature."),
     ("get", "/v1/accounts/{user}", "session", "Account view: balance, deposited, withdrawn, totals, latest proofs, pending deposits."),
     ("get", "/v1/accounts/{user}/towers", "session", "The watchtowers the hub pushes this user's credits to."),
+    ("get", "/v1/checkpoints", "none", "The newest checkpoint confirmed on chain, the one built and waiting, the interval."),
+    ("get", "/v1/checkpoints/{id}/proofs/{account}", "session", "The account's leaves in checkpoint id with their paths to the root, to check against the contract's."),
     ("put", "/v1/accounts/{user}/towers", "session", "Names up to four watchtower URLs ({towers: [url]}); the hub pushes each new credit to them off the commit path."),
     ("get", "/v1/accounts/{user}/history", "session", "History with proofs, newest first; `before` (seq) and `limit` paginate."),
     ("get", "/v1/accounts/{user}/payouts/{payment_id}", "session", "An external payment's payout and its transaction status."),

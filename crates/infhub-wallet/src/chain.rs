@@ -13,6 +13,7 @@ use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
+use infhub_core::contract::PostedCheckpoint;
 use infhub_core::{Address, Amount, B256};
 use std::time::Duration;
 
@@ -138,6 +139,34 @@ impl ChainClient {
     /// `who`'s token balance at the head.
     pub async fn token_balance(&self, token: Address, who: Address) -> Result<U256, WalletError> {
         self.call(token, IErc20::balanceOfCall { owner: who }, None).await
+    }
+
+    /// The newest checkpoint id the contract holds (0: none).
+    pub async fn last_checkpoint_id(&self) -> Result<u64, WalletError> {
+        self.call(self.contract, IInfHub::lastCheckpointIdCall {}, None).await
+    }
+
+    /// Checkpoint `id` as the contract holds it (a zero root: no such checkpoint).
+    pub async fn checkpoint(&self, id: u64) -> Result<PostedCheckpoint, WalletError> {
+        let c = self.call(self.contract, IInfHub::checkpointsCall { id }, None).await?;
+        Ok(PostedCheckpoint {
+            root: c.root,
+            total_liability: c.totalLiability,
+            ledger_seq: c.ledgerSeq,
+            chain_block: c.chainBlock,
+            inflows_through: c.inflowsThrough,
+        })
+    }
+
+    /// The timestamp of block `number`, in Unix seconds.
+    pub async fn block_timestamp(&self, number: u64) -> Result<u64, WalletError> {
+        let block = self
+            .provider
+            .get_block_by_number(number.into())
+            .await
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| self.err(format!("block {number} not found")))?;
+        Ok(block.header.timestamp)
     }
 
     /// The contract's record of `user`'s channel at `block`.

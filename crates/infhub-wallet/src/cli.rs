@@ -108,6 +108,18 @@ pub enum WalletCommand {
     },
     /// Resolve an unanswered payment and fetch the hub's newest credit.
     Sync,
+    /// Check this account's leaf of the hub's newest checkpoint on chain (or of `--id`): its
+    /// path to the contract's root, the chain's figures, and every credit and debit this wallet
+    /// holds. Exits non-zero with the fault's code if the hub misstates the account.
+    Verify {
+        /// The checkpoint id (default: the contract's newest).
+        #[arg(long)]
+        id: Option<u64>,
+        /// Credits received less than this long before the checkpoint's block are not held
+        /// against it (a wallet clock running behind the chain's).
+        #[arg(long, default_value_t = 30)]
+        clock_skew_secs: u64,
+    },
     /// Watchtowers that defend the channel while this wallet is off (spec §5.10a).
     Towers {
         /// What to do.
@@ -301,6 +313,19 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
+        WalletCommand::Verify { id, clock_skew_secs } => {
+            let verdict = open().await?.verify_checkpoint(*id, *clock_skew_secs).await?;
+            let text = match verdict["verdict"].as_str() {
+                Some("ok") => format!(
+                    "checkpoint {}: your leaf checks out (liability counted: {})",
+                    verdict["checkpoint"]["id"],
+                    verdict["leaf"]["liability"].as_str().unwrap_or("?")
+                ),
+                Some("no_channel") => format!("checkpoint {}: no open channel to check", verdict["checkpoint"]["id"]),
+                _ => "the hub has posted no checkpoint yet".to_string(),
+            };
+            Ok(Report { json: verdict, text })
+        }
     }
 }
 

@@ -130,6 +130,14 @@ pub enum WalletError {
     /// An exit without the hub's newest credit needs the user's confirmation.
     #[error("{0}; run again with --yes to exit anyway")]
     ExitNotConfirmed(String),
+    /// The hub's checkpoint fails this wallet's check of its leaf (spec §5.16).
+    #[error("the hub's checkpoint misstates this account: {detail}; the wallet's journal keeps it")]
+    CheckpointFault {
+        /// The fault's code (`leaf_omits_credit`, …).
+        code: &'static str,
+        /// What was found, with the figures.
+        detail: String,
+    },
 }
 
 impl From<infhub_core::Error> for WalletError {
@@ -164,6 +172,7 @@ impl WalletError {
             WalletError::Busy { .. } => "wallet_busy".into(),
             WalletError::Timeout(_) => "timeout".into(),
             WalletError::ExitNotConfirmed(_) => "exit_not_confirmed".into(),
+            WalletError::CheckpointFault { code, .. } => (*code).into(),
         }
     }
 }

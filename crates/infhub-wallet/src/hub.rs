@@ -163,6 +163,12 @@ impl HubClient {
         self.get(&format!("/v1/accounts/{user}/payouts/{payment_id}")).await
     }
 
+    /// `GET /v1/checkpoints/{id}/proofs/{account}?root=` (needs a session): the account's
+    /// leaves in checkpoint `id` (the build with `root`, the contract's) with their paths.
+    pub async fn checkpoint_proofs(&self, id: u64, account: Address, root: B256) -> Result<Value, HubError> {
+        self.get(&format!("/v1/checkpoints/{id}/proofs/{account}?root={root}")).await
+    }
+
     /// The WebSocket URL of the account stream, with the session token.
     pub fn stream_url(&self) -> Option<String> {
         let ws = if let Some(rest) = self.base.strip_prefix("https://") {

@@ -20,6 +20,7 @@ use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
 use infhub_core::channel::{ChannelState, Effect, Status};
+use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafProof, SumNode};
 use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, TowerFee, Withdrawal, B256};
 use serde_json::{json, Value};
@@ -611,6 +612,70 @@ impl Wallet {
             "pendingPayment": self.core.state.pending_debit.map(|d| d.message.payment_id),
             "confirmedBlock": ch.block,
         }))
+    }
+
+    /// Checks this wallet's leaf of checkpoint `id` (the contract's newest if None) against the
+    /// root the contract holds and what the wallet knows (spec §5.16): the hub's proofs, the
+    /// chain's record of the channel at the checkpoint's block, the credits it received before
+    /// that block was mined (less `clock_skew_secs`, for a wallet clock running behind) and the
+    /// debits it signed. A fault is journaled as a disagreement and returned as
+    /// [`WalletError::CheckpointFault`]. Returns the verdict.
+    pub async fn verify_checkpoint(&mut self, id: Option<u64>, clock_skew_secs: u64) -> Result<Value, WalletError> {
+        let id = match id {
+            Some(id) => id,
+            None => self.chain.last_checkpoint_id().await?,
+        };
+        if id == 0 {
+            return Ok(json!({"checkpoint": null, "verdict": "no_checkpoint"}));
+        }
+        let posted = self.chain.checkpoint(id).await?;
+        if posted.root == B256::ZERO {
+            return Err(WalletError::InvalidInput(format!("the contract holds no checkpoint {id}")));
+        }
+        let user = self.user();
+        let view = self.chain.channel_at(user, posted.chain_block).await?;
+        let summary = json!({
+            "id": id, "root": posted.root, "totalLiability": posted.total_liability.to_string(),
+            "ledgerSeq": posted.ledger_seq, "chainBlock": posted.chain_block,
+        });
+        if view.status != status::OPEN && view.status != status::CLOSING {
+            return Ok(json!({"checkpoint": summary, "verdict": "no_channel"}));
+        }
+        self.ensure_login().await?;
+        let url = self.core.state.hub.hub_url.clone();
+        let answer = match self.hub.checkpoint_proofs(id, user, posted.root).await {
+            Err(e) if e.is_unauthorized() => {
+                self.hub.forget_session();
+                self.ensure_login().await?;
+                self.hub.checkpoint_proofs(id, user, posted.root).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_wallet(&url))?;
+        let proofs: Vec<LeafProof> = parse(&answer["proofs"], "the checkpoint proofs")?;
+        let mined_at = self.chain.block_timestamp(posted.chain_block).await?;
+        let journal = self.dir.journal()?;
+        let facts = self.core.checkpoint_facts(&view, &journal, mined_at.saturating_sub(clock_skew_secs));
+        let d = CheckpointDomain {
+            chain_id: self.core.state.hub.chain_id,
+            contract: self.chain.contract(),
+            checkpoint_id: id,
+        };
+        let root = SumNode { hash: posted.root, sum: posted.total_liability };
+        let facts_json = json!({
+            "epoch": facts.epoch, "deposited": facts.deposited, "withdrawn": facts.withdrawn, "funds": facts.funds,
+            "creditFloor": facts.credit_floor, "debitCeiling": facts.debit_ceiling,
+        });
+        match check_channel_leaf(&d, root, user, &proofs, &facts) {
+            Ok(leaf) => Ok(json!({"checkpoint": summary, "verdict": "ok", "leaf": leaf, "facts": facts_json})),
+            Err(fault) => {
+                let leaves: Vec<String> = proofs.iter().map(|p| format!("{:?}", p.leaf)).collect();
+                let detail =
+                    format!("checkpoint {id}: {fault}; the wallet knows {facts_json}; the hub's leaves {leaves:?}");
+                self.dir.append(&[JournalEntry::Disagreement { detail: detail.clone() }])?;
+                Err(WalletError::CheckpointFault { code: fault.code(), detail })
+            }
+        }
     }
 
     /// The fees towers were paid out of this channel's settlement in its current epoch (zero

@@ -21,13 +21,14 @@
 
 use crate::chain::{status, ChannelView};
 use crate::error::WalletError;
-use crate::store::{CoSignedWithdrawal, JournalEntry, WalletState};
+use crate::store::{CoSignedWithdrawal, JournalEntry, JournalLine, WalletState};
 use crate::units::format_inf;
 use alloy::primitives::Bytes;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
 use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
+use infhub_core::checkpoint::ChannelFacts;
 use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal, B256, U256};
 use serde_json::Value;
@@ -474,6 +475,46 @@ impl WalletCore {
         })?;
         self.record(JournalEntry::Credit { credit, from, amount });
         Ok(true)
+    }
+
+    /// What this wallet knows to check its leaf of a checkpoint with (spec §5.16): the chain's
+    /// record of the channel at the checkpoint's block (`view`), the newest credit of that epoch
+    /// it received before `before_unix` (its journal's lines carry their wall-clock time: a
+    /// credit received before the checkpoint's block was mined was sealed before the hub's
+    /// ledger confirmed that block), and the highest debit total it ever signed that epoch.
+    pub fn checkpoint_facts(&self, view: &ChannelView, journal: &[JournalLine], before_unix: u64) -> ChannelFacts {
+        let epoch = view.epoch;
+        let mut credit_floor = Amount::ZERO;
+        let mut debit_ceiling = Amount::ZERO;
+        let mut debit = |d: &SignedDebit| {
+            if d.message.epoch == epoch {
+                debit_ceiling = debit_ceiling.max(d.message.cumulative_debit);
+            }
+        };
+        for line in journal {
+            match &line.entry {
+                JournalEntry::DebitSigned { debit: d }
+                | JournalEntry::PaymentApplied { debit: d, .. }
+                | JournalEntry::DebitLearned { debit: d } => debit(d),
+                JournalEntry::Credit { credit: c, .. } | JournalEntry::PaymentRefused { refund: Some(c), .. }
+                    if c.message.epoch == epoch && line.at < before_unix =>
+                {
+                    credit_floor = credit_floor.max(c.message.cumulative_credit);
+                }
+                _ => {}
+            }
+        }
+        for d in self.state.pending_debit.iter().chain(self.state.channel.as_ref().and_then(|c| c.debit.as_ref())) {
+            debit(d);
+        }
+        ChannelFacts {
+            epoch,
+            deposited: view.deposited,
+            withdrawn: view.withdrawn,
+            funds: view.funds,
+            credit_floor,
+            debit_ceiling,
+        }
     }
 
     /// Compares the hub's account with this wallet's proofs: takes the hub's newest credit,

@@ -38,6 +38,11 @@ fn infhub() -> Command {
 
 impl Env {
     pub(crate) async fn start() -> Env {
+        Env::start_with(|_| {}).await
+    }
+
+    /// Like [`Env::start`], with the hub's configuration adjusted by `adjust` first.
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut infhub_node::config::Config)) -> Env {
         let anvil = Anvil::spawn(&["--block-time", "0.2"]).expect("anvil");
         let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
         let provider = anvil.provider().expect("provider");
@@ -48,6 +53,7 @@ impl Env {
         c.chain.poll_interval_ms = 100;
         c.node.payout_interval_ms = 200;
         c.node.log = "warn".into();
+        adjust(&mut c);
         let config_path = tmp.path().join("hub.toml");
         std::fs::write(&config_path, toml::to_string(&c).expect("toml")).expect("write config");
         let mut env = Env { anvil, d, provider, tmp, hub_url: format!("http://{listen}"), config_path, node: None };

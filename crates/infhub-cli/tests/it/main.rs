@@ -4,6 +4,7 @@
 //! Each scenario has its own chain and hub. Wallet commands run with `--json` and are judged
 //! by their output and by the chain itself (token balances, the contract's solvency).
 
+mod checkpoints;
 mod harness;
 mod hostile;
 mod scenarios;

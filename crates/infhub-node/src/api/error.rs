@@ -52,6 +52,8 @@ pub enum NodeError {
     HistoryMissing,
     /// No external payment with this id.
     UnknownPayout,
+    /// No checkpoint with this id is at hand (never built, or older than those kept).
+    UnknownCheckpoint,
     /// A custodial user id outside `1..=64` of `A-Z a-z 0-9 . _ @ -`.
     InvalidUserId,
     /// The system's entropy source failed.
@@ -68,7 +70,7 @@ pub enum NodeError {
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 25] = [
+    pub const ALL: [NodeError; 26] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -88,6 +90,7 @@ impl NodeError {
         NodeError::HistoryUnavailable,
         NodeError::HistoryMissing,
         NodeError::UnknownPayout,
+        NodeError::UnknownCheckpoint,
         NodeError::InvalidUserId,
         NodeError::EntropyUnavailable,
         NodeError::NoSuchEndpoint,
@@ -118,6 +121,7 @@ impl NodeError {
             NodeError::HistoryUnavailable => "history_unavailable",
             NodeError::HistoryMissing => "history_missing",
             NodeError::UnknownPayout => "unknown_payout",
+            NodeError::UnknownCheckpoint => "unknown_checkpoint",
             NodeError::InvalidUserId => "invalid_user_id",
             NodeError::EntropyUnavailable => "entropy_unavailable",
             NodeError::NoSuchEndpoint => "no_such_endpoint",
@@ -145,7 +149,9 @@ impl NodeError {
             | NodeError::ShuttingDown
             | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
-            NodeError::UnknownPayout | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
+            NodeError::UnknownPayout | NodeError::UnknownCheckpoint | NodeError::NoSuchEndpoint => {
+                StatusCode::NOT_FOUND
+            }
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {

@@ -45,6 +45,7 @@ use tower::ServiceBuilder;
 
 mod accounts;
 mod auth;
+mod checkpoints;
 mod custodial;
 mod error;
 mod guard;
@@ -58,6 +59,7 @@ pub use error::{ApiError, NodeError};
 
 use accounts::{account, history, payout_status, set_towers, statement, towers_of};
 use auth::{challenge, register, session};
+use checkpoints::{checkpoint_proofs, checkpoints};
 use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw};
 use operator::{
     hub_close, liquidity, open_custodial, purchase, reconciliation, reserve_top_up, reserve_withdrawal_announce,
@@ -285,6 +287,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/custodial/conversions", post(custodial_convert))
         .route("/v1/accounts/{user}/statement", get(statement))
         .route("/v1/accounts/{user}/towers", get(towers_of).put(set_towers))
+        .route("/v1/checkpoints", get(checkpoints))
+        .route("/v1/checkpoints/{id}/proofs/{account}", get(checkpoint_proofs))
         .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
         .layer(axum::middleware::from_fn_with_state(api.clone(), guard::guard))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
