@@ -217,6 +217,9 @@ contract InfHub is EIP712 {
     uint64 public lastCheckpointId;
     /// Posted checkpoints by id.
     mapping(uint64 => Checkpoint) public checkpoints;
+    /// The id of the checkpoint a complaint proved wrong (0: none): the hub is halted, no more
+    /// checkpoints, payouts or reserve withdrawals (spec 5.16).
+    uint64 public haltedAtCheckpoint;
     /// Fees towers earned in each user's current close, filled from the front (an empty slot
     /// has tower zero); paid and cleared at settlement.
     mapping(address => TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE]) internal towerFees;
@@ -247,6 +250,7 @@ contract InfHub is EIP712 {
     event ExcessReturned(address to, uint256 amount);
     event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
     event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
+    event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
     event CheckpointPosted(
         uint64 indexed id,
         bytes32 root,
@@ -301,11 +305,14 @@ contract InfHub is EIP712 {
     error PathIndexOutOfRange();
     error SumOutOfRange();
     error RootMismatch();
+    error HubHalted();
+    error ComplaintUnfounded();
 
     modifier onlyHub() {
         if (msg.sender != hub) revert OnlyHub();
         _;
     }
+
 
     constructor(IERC20 token_, address hub_, uint64 challengePeriodBlocks_, uint64 reserveNoticeBlocks_)
         EIP712("InfHub", "1")
@@ -693,6 +700,7 @@ contract InfHub is EIP712 {
         uint64 chainBlock,
         uint256 inflowsThrough
     ) external onlyHub {
+        if (haltedAtCheckpoint != 0) revert HubHalted();
         Checkpoint storage prev = checkpoints[lastCheckpointId];
         if (id != lastCheckpointId + 1) revert CheckpointOutOfOrder();
         if (ledgerSeq < prev.ledgerSeq || chainBlock < prev.chainBlock || inflowsThrough < prev.inflowsThrough) {
@@ -731,11 +739,56 @@ contract InfHub is EIP712 {
         view
         returns (bool)
     {
+        _proveLeaf(id, leaf, index, siblings);
+        return true;
+    }
+
+    function _proveLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings)
+        internal
+        view
+    {
         Checkpoint storage c = checkpoints[id];
         if (id == 0 || id > lastCheckpointId) revert CheckpointOutOfOrder();
         (bytes32 hash, uint256 sum) = _checkpointRoot(checkpointLeafHash(id, leaf), leaf.liability, index, siblings);
         if (hash != c.root || sum != c.totalLiability) revert RootMismatch();
-        return true;
+    }
+
+    /// Anyone proves that checkpoint `id` misstates a channel: its leaf (proved into the root)
+    /// and a credit the hub signed for that user and epoch contradict each other (the same
+    /// nonce with another total, or a lower nonce with a higher total). The hub is halted.
+    function complainContradictedCredit(
+        uint64 id,
+        CheckpointLeaf calldata leaf,
+        uint256 index,
+        SumNode[] calldata siblings,
+        Credit calldata credit,
+        bytes calldata hubSignature
+    ) external {
+        _proveLeaf(id, leaf, index, siblings);
+        if (leaf.kind != 0 || credit.user != leaf.account || credit.epoch != leaf.epoch) revert ComplaintUnfounded();
+        bool contradicts = credit.nonce == leaf.creditNonce
+            ? credit.cumulativeCredit != leaf.creditTotal
+            : credit.nonce < leaf.creditNonce && credit.cumulativeCredit > leaf.creditTotal;
+        if (!contradicts) revert ComplaintUnfounded();
+        _requireHubProof(hashCredit(credit), hubSignature);
+        if (haltedAtCheckpoint == 0) haltedAtCheckpoint = id;
+        emit HubHaltedByComplaint(id, leaf.account, msg.sender);
+    }
+
+    /// A user who lost her proofs starts her exit with her channel leaf of checkpoint `id`: its
+    /// credit nonce and total stand for a hub-signed credit (the hub posted the root).
+    function startExitFromCheckpoint(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings)
+        external
+    {
+        _proveLeaf(id, leaf, index, siblings);
+        if (leaf.kind != 0 || leaf.account != msg.sender) revert UserMismatch();
+        Channel storage ch = _beginClose(msg.sender);
+        if (leaf.epoch != ch.epoch) revert EpochMismatch();
+        if (leaf.creditNonce != 0) {
+            ch.credit = Side(leaf.creditNonce, leaf.creditTotal, 0, bytes32(0));
+            emit CreditSubmitted(msg.sender, leaf.epoch, leaf.creditNonce, leaf.creditTotal, msg.sender);
+        }
+        _refreshReserveDraw(ch);
     }
 
     function _checkpointRoot(bytes32 leafHash, uint256 liability, uint256 index, SumNode[] calldata siblings)
@@ -929,7 +982,10 @@ contract InfHub is EIP712 {
     }
 
     /// Refuses to take `amount` from the reserve if that would leave less than closing channels draw.
+    /// Reserve may leave (a payout, an advanced withdrawal, a reserve withdrawal) only while the
+    /// hub is not halted, and never below what closing channels are owed.
     function _requireReserveLeft(uint256 amount) internal view {
+        if (haltedAtCheckpoint != 0) revert HubHalted();
         if (amount > reserve || reserve - amount < reservedForClosing) revert ReserveInsufficient();
     }
 

@@ -483,9 +483,37 @@ contract DishonestHubHandler is AdversarialBase {
     /// Takes `amount` from the reserve to the hub's own address by `how` (0 payout, 1 an
     /// advanced withdrawal of the accomplice's channel, 2 the announced reserve withdrawal).
     /// It may never leave the reserve below what closing channels draw.
+    /// The hub posts a checkpoint whose leaf for an honest user counts less than the newest
+    /// credit it signed her (same nonce); her watch proves it on chain and the hub is halted
+    /// (spec 5.16). From then on no payout, advanced withdrawal or reserve withdrawal may succeed.
+    function hubMisstatesCheckpoint(uint256 who, uint128 understate) external {
+        (address u,,) = pick(who, HONEST);
+        Books memory b = books[u];
+        if (b.creditNonce == 0 || b.creditCum == 0 || status(u) != InfHub.Status.Open) return;
+        InfHub.CheckpointLeaf memory l;
+        l.account = u;
+        l.epoch = hub.channel(u).epoch;
+        l.creditNonce = b.creditNonce;
+        l.creditTotal = uint128(understate % b.creditCum);
+        uint64 id = hub.lastCheckpointId() + 1;
+        (, , uint64 lastSeq, uint64 lastBlock, uint256 lastInflows) = hub.checkpoints(id - 1);
+        uint256 inflows = hub.liabilityInflowsTotal();
+        uint64 at = uint64(block.number - 1);
+        if (at < lastBlock || inflows < lastInflows) return;
+        bytes32 root = hub.checkpointLeafHash(id, l);
+        vm.prank(hubAddr);
+        try hub.postCheckpoint(id, root, 0, lastSeq + 1, at, inflows) {} catch {
+            return; // halted already
+        }
+        (InfHub.Credit memory c, bytes memory sig) = newestCredit(u);
+        hub.complainContradictedCredit(id, l, 0, new InfHub.SumNode[](0), c, sig);
+        if (hub.haltedAtCheckpoint() == 0) violation("a proven misstatement did not halt the hub");
+    }
+
     function hubTakesReserve(uint8 how, uint256 amount) external {
         uint256 reserve = hub.reserve();
         if (reserve == 0) return;
+        bool halted = hub.haltedAtCheckpoint() != 0;
         amount = 1 + amount % reserve;
         uint256 drawBefore = closingDraw();
         bool covered = reserve >= drawBefore;
@@ -519,6 +547,7 @@ contract DishonestHubHandler is AdversarialBase {
         uint256 taken = balanceBefore - token.balanceOf(address(hub));
         ghostOut += taken;
         if (covered && hub.reserve() < closingDraw()) violation("the hub took reserve that closing channels are owed");
+        if (halted && hub.reserve() < reserve) violation("a halted hub took reserve");
     }
 
     function watch(uint256 who) public {

@@ -104,6 +104,7 @@ sol! {
         event ExcessReturned(address to, uint256 amount);
         event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
         event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
+        event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
         event CheckpointPosted(uint64 indexed id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough, uint256 reserve);
 
         error HubMustNotBeZero();
@@ -145,6 +146,8 @@ sol! {
         error CheckpointOutOfOrder();
         error CheckpointFromTheFuture();
         error CheckpointInsolvent();
+        error HubHalted();
+        error ComplaintUnfounded();
         error PathTooLong();
         error PathIndexOutOfRange();
         error SumOutOfRange();
@@ -165,6 +168,9 @@ sol! {
         function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) external view returns (bytes32);
         function proveCheckpointLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external view returns (bool);
         function lastCheckpointId() external view returns (uint64);
+        function haltedAtCheckpoint() external view returns (uint64);
+        function complainContradictedCredit(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings, Credit calldata credit, bytes calldata hubSignature) external;
+        function startExitFromCheckpoint(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external;
         function checkpoints(uint64 id) external view returns (bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough);
         function liabilityInflowsTotal() external view returns (uint256);
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;

@@ -131,17 +131,23 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     } else if sig == IInfHub::ReserveWithdrawalCancelled::SIGNATURE_HASH {
         let e = IInfHub::ReserveWithdrawalCancelled::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveWithdrawalCancelled { amount: amount(e.amount, "amount")? }
-    } else if sig == IInfHub::CheckpointPosted::SIGNATURE_HASH {
-        checkpoint_posted(log)?
+    } else if sig == IInfHub::CheckpointPosted::SIGNATURE_HASH || sig == IInfHub::HubHaltedByComplaint::SIGNATURE_HASH {
+        checkpoint_event(log)?
     } else {
         return Ok(None);
     };
     Ok(Some(ev))
 }
 
-fn checkpoint_posted(log: &RawLog) -> Result<ChainEvent, ChainError> {
-    let e = IInfHub::CheckpointPosted::decode_raw_log(log.topics.iter().copied(), &log.data[..])
-        .map_err(|e| ChainError::EventUndecodable(e.to_string()))?;
+/// `CheckpointPosted` and `HubHaltedByComplaint` (spec §5.16).
+fn checkpoint_event(log: &RawLog) -> Result<ChainEvent, ChainError> {
+    let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
+    let topics = log.topics.iter().copied();
+    if log.topics.first() == Some(&IInfHub::HubHaltedByComplaint::SIGNATURE_HASH) {
+        let e = IInfHub::HubHaltedByComplaint::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
+        return Ok(ChainEvent::HubHalted { id: e.id });
+    }
+    let e = IInfHub::CheckpointPosted::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
     let checkpoint = PostedCheckpoint {
         root: e.root,
         total_liability: e.totalLiability,
@@ -188,6 +194,57 @@ pub fn credit_arg(c: &Credit) -> IInfHub::Credit {
         cumulativeCredit: c.cumulative_credit.0,
         lockedAmount: c.locked_amount.0,
         locksRoot: c.locks_root,
+    }
+}
+
+/// The contract's form of a checkpoint leaf.
+pub fn checkpoint_leaf_arg(l: &infhub_core::checkpoint::Leaf) -> IInfHub::CheckpointLeaf {
+    IInfHub::CheckpointLeaf {
+        account: l.account,
+        kind: l.kind as u8,
+        epoch: l.epoch,
+        deposited: l.deposited.0,
+        withdrawn: l.withdrawn.0,
+        creditNonce: l.credit_nonce,
+        creditTotal: l.credit_total.0,
+        debitNonce: l.debit_nonce,
+        debitTotal: l.debit_total.0,
+        liability: l.liability.0,
+        salt: l.salt,
+    }
+}
+
+/// The contract's form of a checkpoint path's siblings.
+pub fn siblings_arg(path: &infhub_core::checkpoint::SumPath) -> Vec<IInfHub::SumNode> {
+    path.siblings.iter().map(|n| IInfHub::SumNode { hash: n.hash, sum: n.sum }).collect()
+}
+
+/// `complainContradictedCredit(id, leaf, index, siblings, credit, hubSignature)` (spec §5.16).
+pub fn complain_contradicted_credit_call(
+    id: u64,
+    proof: &infhub_core::checkpoint::LeafProof,
+    credit: &SignedCredit,
+) -> IInfHub::complainContradictedCreditCall {
+    IInfHub::complainContradictedCreditCall {
+        id,
+        leaf: checkpoint_leaf_arg(&proof.leaf),
+        index: U256::from(proof.path.index),
+        siblings: siblings_arg(&proof.path),
+        credit: credit_arg(&credit.message),
+        hubSignature: credit.proof_bytes().into(),
+    }
+}
+
+/// `startExitFromCheckpoint(id, leaf, index, siblings)` (spec §5.16).
+pub fn exit_from_checkpoint_call(
+    id: u64,
+    proof: &infhub_core::checkpoint::LeafProof,
+) -> IInfHub::startExitFromCheckpointCall {
+    IInfHub::startExitFromCheckpointCall {
+        id,
+        leaf: checkpoint_leaf_arg(&proof.leaf),
+        index: U256::from(proof.path.index),
+        siblings: siblings_arg(&proof.path),
     }
 }
 

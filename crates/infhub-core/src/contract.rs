@@ -8,6 +8,7 @@
 //! divergence fails the build. A call either succeeds or leaves the model unchanged, like a
 //! reverted transaction.
 
+use crate::checkpoint::{CheckpointDomain, Leaf, LeafKind, SumNode, SumPath};
 use crate::messages::{Credit, Debit, Eip712Message, HubSigned, TowerFee, Withdrawal, BPS};
 use crate::signature::Signature;
 use crate::{Amount, Domain, Error};
@@ -167,6 +168,8 @@ pub struct ContractModel {
     pub liability_inflows_total: U256,
     /// Posted checkpoints by id (`checkpoints`); the newest id is the last key.
     pub checkpoints: BTreeMap<u64, PostedCheckpoint>,
+    /// `haltedAtCheckpoint`: the checkpoint a complaint proved wrong (0: not halted).
+    pub halted_at_checkpoint: u64,
 }
 
 /// A posted checkpoint (`checkpoints(id)`).
@@ -214,6 +217,7 @@ impl ContractModel {
             tower_fees: BTreeMap::new(),
             liability_inflows_total: U256::ZERO,
             checkpoints: BTreeMap::new(),
+            halted_at_checkpoint: 0,
         })
     }
 
@@ -251,6 +255,9 @@ impl ContractModel {
 
     /// `_requireReserveLeft`: taking `amount` must leave what closing channels will draw.
     fn require_reserve_left(&self, amount: U256) -> Result<(), Error> {
+        if self.halted_at_checkpoint != 0 {
+            return Err(Error::HubHalted);
+        }
         if amount > self.reserve || self.reserve - amount < self.reserved_for_closing {
             return Err(Error::ReserveInsufficient);
         }
@@ -676,6 +683,9 @@ impl ContractModel {
         if sender != self.config.hub {
             return Err(Error::OnlyHub);
         }
+        if self.halted_at_checkpoint != 0 {
+            return Err(Error::HubHalted);
+        }
         let last = self.checkpoints.keys().next_back().copied().unwrap_or(0);
         let prev = self.checkpoints.get(&last).copied().unwrap_or(PostedCheckpoint {
             root: B256::ZERO,
@@ -705,6 +715,79 @@ impl ContractModel {
             return Err(Error::CheckpointInsolvent);
         }
         self.checkpoints.insert(id, c);
+        Ok(())
+    }
+
+    /// `_proveLeaf`: `leaf` with `path` leads to posted checkpoint `id`'s root and total.
+    fn prove_leaf(&self, id: u64, leaf: &Leaf, path: &SumPath) -> Result<(), Error> {
+        let posted = self.checkpoints.get(&id).ok_or(Error::CheckpointOutOfOrder)?;
+        let d = CheckpointDomain {
+            chain_id: self.config.domain.chain_id,
+            contract: self.config.domain.verifying_contract,
+            checkpoint_id: id,
+        };
+        path.verify(leaf.node(&d), SumNode { hash: posted.root, sum: posted.total_liability })?;
+        Ok(())
+    }
+
+    /// `complainContradictedCredit(id, leaf, index, siblings, credit, hubSignature)`: the
+    /// hub-signed credit contradicts the channel leaf (same nonce, another total; or a lower
+    /// nonce with a higher total), so the hub is halted (spec 5.16).
+    pub fn complain_contradicted_credit(
+        &mut self,
+        id: u64,
+        leaf: &Leaf,
+        path: &SumPath,
+        c: &Credit,
+        hub_sig: &[u8],
+    ) -> Result<(), Error> {
+        self.prove_leaf(id, leaf, path)?;
+        if leaf.kind != LeafKind::Channel || c.user != leaf.account || c.epoch != leaf.epoch {
+            return Err(Error::ComplaintUnfounded);
+        }
+        let contradicts = if c.nonce == leaf.credit_nonce {
+            c.cumulative_credit != leaf.credit_total
+        } else {
+            c.nonce < leaf.credit_nonce && c.cumulative_credit > leaf.credit_total
+        };
+        if !contradicts {
+            return Err(Error::ComplaintUnfounded);
+        }
+        HubSigned::from_proof_bytes(*c, hub_sig)?.verify(&self.config.domain, self.config.hub)?;
+        if self.halted_at_checkpoint == 0 {
+            self.halted_at_checkpoint = id;
+        }
+        Ok(())
+    }
+
+    /// `startExitFromCheckpoint(id, leaf, index, siblings)` sent by `sender` in `block`: her
+    /// channel leaf's credit stands for a hub-signed credit.
+    pub fn start_exit_from_checkpoint(
+        &mut self,
+        sender: Address,
+        block: u64,
+        id: u64,
+        leaf: &Leaf,
+        path: &SumPath,
+    ) -> Result<(), Error> {
+        self.prove_leaf(id, leaf, path)?;
+        if leaf.kind != LeafKind::Channel || leaf.account != sender {
+            return Err(Error::UserMismatch);
+        }
+        let mut ch = self.begin_close(sender, sender, block)?;
+        if leaf.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if leaf.credit_nonce != 0 {
+            ch.credit = Side {
+                nonce: leaf.credit_nonce,
+                cumulative: leaf.credit_total,
+                locked_amount: Amount::ZERO,
+                locks_root: B256::ZERO,
+            };
+        }
+        self.refresh_draw(&mut ch);
+        self.channels.insert(sender, ch);
         Ok(())
     }
 

@@ -179,7 +179,7 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
     if let Some(debits) = realizations_due(ledger, policy) {
         duties.push(Duty { key: DutyKey::Realize, tx: HubTx::RealizeDebits(debits) });
     }
-    if let Some(header) = ledger.checkpoints.pending {
+    if let Some(header) = ledger.checkpoints.pending.filter(|_| ledger.checkpoints.halted_at.is_none()) {
         duties.push(Duty { key: DutyKey::PostCheckpoint, tx: HubTx::PostCheckpoint(header) });
     }
     duties

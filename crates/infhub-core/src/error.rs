@@ -131,6 +131,25 @@ pub enum Error {
     /// the liability-bearing inflows since its block.
     #[error("checkpoint insolvent")]
     CheckpointInsolvent,
+    /// A checkpoint path is longer than the deepest tree (spec 5.16).
+    #[error("checkpoint path too long")]
+    PathTooLong,
+    /// A checkpoint path's index has bits above its depth.
+    #[error("checkpoint path index out of range")]
+    PathIndexOutOfRange,
+    /// A sibling on a checkpoint path claims a sum no subtree of its height can hold.
+    #[error("checkpoint sibling sum out of range")]
+    SumOutOfRange,
+    /// A checkpoint path leads to another root (a tampered leaf, sibling or sum).
+    #[error("checkpoint path does not lead to the root")]
+    RootMismatch,
+    /// A complaint proved the hub's checkpoint wrong: no more checkpoints, payouts or reserve
+    /// leaving the contract (spec 5.16).
+    #[error("the hub is halted")]
+    HubHalted,
+    /// The complaint proves nothing: the leaf and the credit do not contradict each other.
+    #[error("complaint unfounded")]
+    ComplaintUnfounded,
 
     // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
     /// Off chain, a proof's nonce must be above the newest one already seen.
@@ -205,6 +224,18 @@ pub enum Error {
     /// A seal was asked for with no proof waiting to be signed.
     #[error("no proofs waiting to be sealed")]
     NothingToSeal,
+}
+
+impl From<crate::checkpoint::PathError> for Error {
+    fn from(e: crate::checkpoint::PathError) -> Self {
+        use crate::checkpoint::PathError as P;
+        match e {
+            P::PathTooLong => Error::PathTooLong,
+            P::PathIndexOutOfRange => Error::PathIndexOutOfRange,
+            P::SumOutOfRange => Error::SumOutOfRange,
+            P::RootMismatch => Error::RootMismatch,
+        }
+    }
 }
 
 impl Error {

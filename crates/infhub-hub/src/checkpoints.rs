@@ -31,10 +31,10 @@ pub struct CheckpointConfig {
     pub interval_blocks: u64,
     /// Checkpoint files kept on disk (the oldest are removed).
     pub files_kept: usize,
-    /// TEST ONLY: a dishonest hub that leaves this user's newest credit out of her channel
-    /// leaf (and her liability with it). The end-to-end tests use it to show that the user's
-    /// wallet catches the omission; an honest hub never sets it.
-    pub dishonest_omit_credit_of: Option<Address>,
+    /// TEST ONLY: a dishonest hub that counts half of this user's newest credit in her channel
+    /// leaf (same nonce; her liability lowered as much). The tests use it to show that her
+    /// wallet catches it and that her complaint halts the hub; an honest hub never sets it.
+    pub dishonest_understate_credit_of: Option<Address>,
 }
 
 /// The secret behind leaf salts and the shuffle, derived from the hub's key so that nothing
@@ -198,8 +198,8 @@ impl Checkpointer {
         contract: Address,
         storage: Box<dyn CheckpointStorage>,
     ) -> Checkpointer {
-        if let Some(user) = config.dishonest_omit_credit_of {
-            tracing::error!(%user, "TEST ONLY: this hub's checkpoints omit a user's credit (dishonest_omit_credit_of)");
+        if let Some(user) = config.dishonest_understate_credit_of {
+            tracing::error!(%user, "TEST ONLY: this hub's checkpoints understate a user's credit (dishonest_understate_credit_of)");
         }
         let secret = checkpoint_secret(key);
         Checkpointer { config, secret, chain_id, contract, storage, shelf: Arc::default(), unreadable: BTreeSet::new() }
@@ -265,13 +265,15 @@ impl Checkpointer {
 
     async fn build(&mut self, ledger: &mut impl LedgerAccess, id: u64) -> Result<CheckpointHeader, String> {
         let d = self.domain(id);
-        let omit = self.config.dishonest_omit_credit_of;
+        let omit = self.config.dishonest_understate_credit_of;
         let (mut leaves, seq, block, inflows) = ledger.read(|l: &Ledger| {
             (l.checkpoint_leaves(&d, &self.secret), l.next_seq - 1, l.block, l.checkpoints.liability_inflows)
         });
         if let Some(user) = omit {
             for leaf in leaves.iter_mut().filter(|l| l.account == user && l.kind == LeafKind::Channel) {
-                (leaf.credit_nonce, leaf.credit_total, leaf.liability) = (0, Amount::ZERO, Amount::ZERO);
+                let hidden = leaf.credit_total.0 - leaf.credit_total.0 / 2;
+                leaf.credit_total = Amount(leaf.credit_total.0 / 2);
+                leaf.liability = Amount(leaf.liability.0.saturating_sub(hidden));
             }
         }
         let built = BuiltCheckpoint::build(d, leaves, &self.secret);
@@ -383,7 +385,7 @@ mod tests {
     #[test]
     fn pruning_keeps_the_posted_checkpoint_and_every_later_one() {
         let key = PrivateKey::from_bytes([7; 32]).expect("key");
-        let config = CheckpointConfig { interval_blocks: 1, files_kept: 2, dishonest_omit_credit_of: None };
+        let config = CheckpointConfig { interval_blocks: 1, files_kept: 2, dishonest_understate_credit_of: None };
         let mut c = Checkpointer::new(config, &key, 1, Address::repeat_byte(1), Box::new(Memory::default()));
         for id in 1..=6 {
             let b = built(id, u128::from(id));
@@ -393,8 +395,7 @@ mod tests {
         let again = built(3, 33);
         c.storage.write(&file_name(3, again.root().hash), &again.encode()).expect("write");
         c.prune(3);
-        let ids: Vec<u64> =
-            c.storage.list().expect("list").iter().map(|n| n[..20].parse().expect("an id")).collect();
+        let ids: Vec<u64> = c.storage.list().expect("list").iter().map(|n| n[..20].parse().expect("an id")).collect();
         assert_eq!(ids, vec![3, 3, 4, 5, 6], "older files go, the posted id and later stay");
     }
 }

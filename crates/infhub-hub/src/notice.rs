@@ -181,6 +181,7 @@ pub fn event_user(e: &ChainEvent) -> Option<Address> {
         | ExcessToReserve { .. }
         | ReserveWithdrawalAnnounced { .. }
         | ReserveWithdrawalCancelled { .. }
-        | CheckpointPosted(_) => None,
+        | CheckpointPosted(_)
+        | HubHalted { .. } => None,
     }
 }

@@ -33,14 +33,15 @@ pub struct CheckpointsConfig {
     pub interval_blocks: u64,
     /// Checkpoint files kept in `<data_dir>/checkpoints` (never the posted one or a later one).
     pub files_kept: usize,
-    /// TEST ONLY: build dishonest checkpoints that leave this user's newest credit out of her
-    /// leaf, so tests can show her wallet catches it. Never set it on a real hub.
-    pub dishonest_omit_credit_of: Option<Address>,
+    /// TEST ONLY: build dishonest checkpoints that count half of this user's newest credit in
+    /// her leaf, so tests can show her wallet catches it and her complaint halts the hub. Never
+    /// set it on a real hub.
+    pub dishonest_understate_credit_of: Option<Address>,
 }
 
 impl Default for CheckpointsConfig {
     fn default() -> Self {
-        CheckpointsConfig { interval_blocks: 300, files_kept: 24, dishonest_omit_credit_of: None }
+        CheckpointsConfig { interval_blocks: 300, files_kept: 24, dishonest_understate_credit_of: None }
     }
 }
 
@@ -360,7 +361,7 @@ impl Config {
         infhub_hub::checkpoints::CheckpointConfig {
             interval_blocks: self.checkpoints.interval_blocks,
             files_kept: self.checkpoints.files_kept,
-            dishonest_omit_credit_of: self.checkpoints.dishonest_omit_credit_of,
+            dishonest_understate_credit_of: self.checkpoints.dishonest_understate_credit_of,
         }
     }
 

@@ -18,7 +18,7 @@ enum Bug {
     HubErasesCredits,
     HubDrainsReserve,
     HubWithholdsCredits,
-    CheckpointOmitsCredit,
+    CheckpointUnderstatesCredit,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -216,7 +216,7 @@ pub fn main() -> i32 {
         Bug::HubErasesCredits => InjectedBug::HubErasesCredits,
         Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,
         Bug::HubWithholdsCredits => InjectedBug::HubWithholdsCredits,
-        Bug::CheckpointOmitsCredit => InjectedBug::CheckpointOmitsCredit,
+        Bug::CheckpointUnderstatesCredit => InjectedBug::CheckpointUnderstatesCredit,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);

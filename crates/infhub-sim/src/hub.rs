@@ -54,9 +54,9 @@ pub enum InjectedBug {
     /// While a channel closes with a draw on the reserve, the hub pays the whole reserve to
     /// itself (finding 3 of issue 18).
     HubDrainsReserve,
-    /// The hub's checkpoints leave the first wallet's newest credit out of her leaf (the
-    /// node's test-only `dishonest_omit_credit_of`).
-    CheckpointOmitsCredit,
+    /// The hub's checkpoints count half of the first wallet's newest credit in her leaf (the
+    /// node's test-only `dishonest_understate_credit_of`).
+    CheckpointUnderstatesCredit,
 }
 
 /// The hub's broadcaster in the simulation: records what the shell sends (the world hands it
@@ -107,7 +107,7 @@ pub struct HubConfig {
     pub realize: RealizePolicy,
     /// A checkpoint every this many blocks (spec §5.16).
     pub checkpoint_interval_blocks: u64,
-    /// The first wallet's address (whom [`InjectedBug::CheckpointOmitsCredit`] wrongs).
+    /// The first wallet's address (whom [`InjectedBug::CheckpointUnderstatesCredit`] wrongs).
     pub first_wallet: Option<Address>,
 }
 
@@ -171,7 +171,7 @@ impl SimHub {
         let checkpoints = CheckpointConfig {
             interval_blocks: config.checkpoint_interval_blocks,
             files_kept: 4,
-            dishonest_omit_credit_of: (bug == Some(InjectedBug::CheckpointOmitsCredit))
+            dishonest_understate_credit_of: (bug == Some(InjectedBug::CheckpointUnderstatesCredit))
                 .then_some(config.first_wallet)
                 .flatten(),
         };

@@ -120,6 +120,13 @@ pub enum WalletCommand {
         #[arg(long, default_value_t = 30)]
         clock_skew_secs: u64,
     },
+    /// Prove on chain that a checkpoint misstates this account (a credit the hub signed
+    /// contradicts the leaf): the contract halts the hub. Costs gas.
+    Complain {
+        /// The checkpoint id (default: the contract's newest).
+        #[arg(long)]
+        id: Option<u64>,
+    },
     /// Watchtowers that defend the channel while this wallet is off (spec §5.10a).
     Towers {
         /// What to do.
@@ -313,20 +320,31 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
-        WalletCommand::Verify { id, clock_skew_secs } => {
-            let verdict = open().await?.verify_checkpoint(*id, *clock_skew_secs).await?;
-            let text = match verdict["verdict"].as_str() {
-                Some("ok") => format!(
-                    "checkpoint {}: your leaf checks out (liability counted: {})",
-                    verdict["checkpoint"]["id"],
-                    verdict["leaf"]["liability"].as_str().unwrap_or("?")
-                ),
-                Some("no_channel") => format!("checkpoint {}: no open channel to check", verdict["checkpoint"]["id"]),
-                _ => "the hub has posted no checkpoint yet".to_string(),
-            };
-            Ok(Report { json: verdict, text })
-        }
+        WalletCommand::Complain { id } => complain(&mut open().await?, *id).await,
+        WalletCommand::Verify { id, clock_skew_secs } => verify(&mut open().await?, *id, *clock_skew_secs).await,
     }
+}
+
+/// `verify`: the verdict on this account's leaf of a checkpoint (a fault is an error).
+async fn verify(w: &mut Wallet, id: Option<u64>, clock_skew_secs: u64) -> Result<Report, WalletError> {
+    let verdict = w.verify_checkpoint(id, clock_skew_secs).await?;
+    let text = match verdict["verdict"].as_str() {
+        Some("ok") => format!(
+            "checkpoint {}: your leaf checks out (liability counted: {})",
+            verdict["checkpoint"]["id"],
+            verdict["leaf"]["liability"].as_str().unwrap_or("?")
+        ),
+        Some("no_channel") => format!("checkpoint {}: no open channel to check", verdict["checkpoint"]["id"]),
+        _ => "the hub has posted no checkpoint yet".to_string(),
+    };
+    Ok(Report { json: verdict, text })
+}
+
+/// `complain`: proves on chain that a checkpoint misstates this account.
+async fn complain(w: &mut Wallet, id: Option<u64>) -> Result<Report, WalletError> {
+    let v = w.complain(id).await?;
+    let text = format!("checkpoint {} proved wrong on chain ({}); the hub is halted", v["checkpoint"], v["txHash"]);
+    Ok(Report { json: v, text })
 }
 
 /// `init` (a fresh random key) or `import` (a key given in `INFHUB_WALLET_KEY` or typed), stored

@@ -19,8 +19,10 @@ use crate::tower::{TowerAnswer, TowerClient};
 use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
+use alloy::sol_types::SolCall;
+use infhub_chain::events::complain_contradicted_credit_call;
 use infhub_core::channel::{ChannelState, Effect, Status};
-use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafProof, SumNode};
+use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafKind, LeafProof, SumNode};
 use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, TowerFee, Withdrawal, B256};
 use serde_json::{json, Value};
@@ -641,18 +643,7 @@ impl Wallet {
         if view.status != status::OPEN && view.status != status::CLOSING {
             return Ok(json!({"checkpoint": summary, "verdict": "no_channel"}));
         }
-        self.ensure_login().await?;
-        let url = self.core.state.hub.hub_url.clone();
-        let answer = match self.hub.checkpoint_proofs(id, user, posted.root).await {
-            Err(e) if e.is_unauthorized() => {
-                self.hub.forget_session();
-                self.ensure_login().await?;
-                self.hub.checkpoint_proofs(id, user, posted.root).await
-            }
-            other => other,
-        }
-        .map_err(|e| e.into_wallet(&url))?;
-        let proofs: Vec<LeafProof> = parse(&answer["proofs"], "the checkpoint proofs")?;
+        let proofs = self.leaf_proofs(id, posted.root).await?;
         let mined_at = self.chain.block_timestamp(posted.chain_block).await?;
         let journal = self.dir.journal()?;
         let facts = self.core.checkpoint_facts(&view, &journal, mined_at.saturating_sub(clock_skew_secs));
@@ -676,6 +667,60 @@ impl Wallet {
                 Err(WalletError::CheckpointFault { code: fault.code(), detail })
             }
         }
+    }
+
+    /// This account's leaves of checkpoint `id` (the build with `root`) with their paths, from
+    /// the hub.
+    async fn leaf_proofs(&mut self, id: u64, root: B256) -> Result<Vec<LeafProof>, WalletError> {
+        let user = self.user();
+        self.ensure_login().await?;
+        let url = self.core.state.hub.hub_url.clone();
+        let answer = match self.hub.checkpoint_proofs(id, user, root).await {
+            Err(e) if e.is_unauthorized() => {
+                self.hub.forget_session();
+                self.ensure_login().await?;
+                self.hub.checkpoint_proofs(id, user, root).await
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_wallet(&url))?;
+        parse(&answer["proofs"], "the checkpoint proofs")
+    }
+
+    /// Proves on chain that checkpoint `id` (the contract's newest if None) misstates this
+    /// account: sends `complainContradictedCredit` with the channel leaf and a hub-signed
+    /// credit this wallet holds that contradicts it. The contract halts the hub (spec §5.16).
+    pub async fn complain(&mut self, id: Option<u64>) -> Result<Value, WalletError> {
+        let id = match id {
+            Some(id) => id,
+            None => self.chain.last_checkpoint_id().await?,
+        };
+        let posted = self.chain.checkpoint(id).await?;
+        if id == 0 || posted.root == B256::ZERO {
+            return Err(WalletError::InvalidInput(format!("the contract holds no checkpoint {id}")));
+        }
+        let proofs = self.leaf_proofs(id, posted.root).await?;
+        let user = self.user();
+        let proof = proofs
+            .into_iter()
+            .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
+            .ok_or_else(|| WalletError::InvalidInput(format!("the hub gave no channel leaf of checkpoint {id}")))?;
+        let journal = self.dir.journal()?;
+        let credit = self.core.contradicting_credit(&journal, &proof.leaf).ok_or_else(|| {
+            WalletError::InvalidInput(format!(
+                "no credit this wallet holds contradicts its leaf of checkpoint {id}: nothing to prove on chain"
+            ))
+        })?;
+        let call = complain_contradicted_credit_call(id, &proof, &credit).abi_encode();
+        let mut sender = self.chain.sender(self.key_bytes).await?;
+        let what = "complain_contradicted_credit";
+        let (hash, block) = self.chain.transact(&mut sender, what, self.chain.contract(), call).await?;
+        self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
+        Ok(json!({
+            "checkpoint": id, "txHash": hash, "block": block,
+            "leafCredit": {"nonce": proof.leaf.credit_nonce, "total": proof.leaf.credit_total},
+            "heldCredit": {"nonce": credit.message.nonce, "total": credit.message.cumulative_credit},
+        }))
     }
 
     /// The fees towers were paid out of this channel's settlement in its current epoch (zero

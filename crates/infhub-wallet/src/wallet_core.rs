@@ -28,7 +28,7 @@ use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
 use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
-use infhub_core::checkpoint::ChannelFacts;
+use infhub_core::checkpoint::{ChannelFacts, Leaf};
 use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal, B256, U256};
 use serde_json::Value;
@@ -515,6 +515,29 @@ impl WalletCore {
             credit_floor,
             debit_ceiling,
         }
+    }
+
+    /// A hub-signed credit this wallet holds that contradicts `leaf` (spec §5.16): the same nonce
+    /// with another total, or a lower nonce with a higher total. What a complaint on chain needs.
+    pub fn contradicting_credit(&self, journal: &[JournalLine], leaf: &Leaf) -> Option<SignedCredit> {
+        let held = journal.iter().filter_map(|line| match &line.entry {
+            JournalEntry::Credit { credit, .. } | JournalEntry::PaymentRefused { refund: Some(credit), .. } => {
+                Some(credit)
+            }
+            _ => None,
+        });
+        let newest = self.state.channel.as_ref().and_then(|c| c.credit.as_ref());
+        held.chain(newest)
+            .filter(|c| c.message.user == leaf.account && c.message.epoch == leaf.epoch)
+            .find(|c| {
+                let (n, t) = (c.message.nonce, c.message.cumulative_credit);
+                if n == leaf.credit_nonce {
+                    t != leaf.credit_total
+                } else {
+                    n < leaf.credit_nonce && t > leaf.credit_total
+                }
+            })
+            .cloned()
     }
 
     /// Compares the hub's account with this wallet's proofs: takes the hub's newest credit,

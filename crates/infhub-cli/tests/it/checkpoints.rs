@@ -1,16 +1,23 @@
 //! Issue 22 end to end: the node posts checkpoints on anvil, each wallet checks its leaf with
-//! `infhub wallet verify`, and a deliberately dishonest hub (the test-only switch that leaves
-//! one user's credit out of her leaf) is caught by that user's wallet, while the others' leaves
-//! check out.
+//! `infhub wallet verify`, and a deliberately dishonest hub (the test-only switch that counts
+//! half of one user's credit in her leaf) is caught by that user's wallet while the others'
+//! leaves check out; her `complain` proves it on chain, the contract halts the hub, and the
+//! honest users then exit in full.
 
-use crate::harness::{Env, INF};
+use crate::harness::{amount, Env, INF};
 use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use infhub_chain::bindings::IInfHub;
 use serde_json::Value;
 
-/// The hub's newest posted checkpoint (`GET /v1/checkpoints`), if any.
+/// `GET /v1/checkpoints`.
+async fn checkpoints(env: &Env) -> Option<Value> {
+    reqwest::get(format!("{}/v1/checkpoints", env.hub_url)).await.ok()?.json().await.ok()
+}
+
+/// The hub's newest posted checkpoint, if any.
 async fn posted(env: &Env) -> Option<Value> {
-    let v: Value = reqwest::get(format!("{}/v1/checkpoints", env.hub_url)).await.ok()?.json().await.ok()?;
-    v.get("posted").filter(|p| !p.is_null()).cloned()
+    checkpoints(env).await?.get("posted").filter(|p| !p.is_null()).cloned()
 }
 
 async fn block_time(env: &Env, number: u64) -> u64 {
@@ -19,11 +26,11 @@ async fn block_time(env: &Env, number: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn wallets_verify_each_checkpoint_and_catch_a_hub_that_omits_a_credit() {
+async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub() {
     let bob = infhub_core::PrivateKey::from_bytes(infhub_chain::anvil::dev_key(2).0).expect("key").address();
     let env = Env::start_with(|c| {
         c.checkpoints.interval_blocks = 5;
-        c.checkpoints.dishonest_omit_credit_of = Some(bob);
+        c.checkpoints.dishonest_understate_credit_of = Some(bob);
     })
     .await;
     let (alice, bob, carol) = (env.user(1, "alice"), env.user(2, "bob"), env.user(3, "carol"));
@@ -56,7 +63,7 @@ async fn wallets_verify_each_checkpoint_and_catch_a_hub_that_omits_a_credit() {
     let v = env.ok(&carol, &["verify", "--id", &id, "--clock-skew-secs", "0"]);
     assert_eq!(v["verdict"], "ok", "{v}");
     assert_eq!(v["leaf"]["liability"], (20 * INF).to_string(), "carol's credit is counted as owed: {v}");
-    // Bob's leaf leaves out his 30: his wallet names the fault and exits non-zero.
+    // Bob's leaf counts 15 of his 30: his wallet names the fault and exits non-zero.
     let (ok, v) = env.wallet(&bob, &["verify", "--id", &id, "--clock-skew-secs", "0"]);
     assert!(!ok, "the omission must fail bob's check: {v}");
     assert_eq!(v["error"]["code"], "leaf_omits_credit", "{v}");
@@ -65,4 +72,31 @@ async fn wallets_verify_each_checkpoint_and_catch_a_hub_that_omits_a_credit() {
     // Without an id the wallet checks the contract's newest checkpoint.
     let (ok, v) = env.wallet(&bob, &["verify", "--clock-skew-secs", "0"]);
     assert!(!ok && v["error"]["code"] == "leaf_omits_credit", "{v}");
+
+    // Alice holds no credit the leaf contradicts: nothing to prove. Bob proves it on chain.
+    let (ok, v) = env.wallet(&alice, &["complain", "--id", &id]);
+    assert!(!ok && v["error"]["code"] == "invalid_input", "{v}");
+    let v = env.ok(&bob, &["complain", "--id", &id]);
+    assert_eq!(v["heldCredit"]["total"], (30 * INF).to_string(), "{v}");
+    assert_eq!(v["leafCredit"]["total"], (15 * INF).to_string(), "{v}");
+    let req = alloy::rpc::types::TransactionRequest::default()
+        .to(env.d.hub)
+        .input(IInfHub::haltedAtCheckpointCall {}.abi_encode().into());
+    let raw = env.provider.call(req).await.expect("haltedAtCheckpoint");
+    let halted = IInfHub::haltedAtCheckpointCall::abi_decode_returns(&raw).expect("decode");
+    assert_eq!(halted.to_string(), id, "the contract halted the hub at the misstated checkpoint");
+    // The hub learns it from the chain and posts no more checkpoints.
+    env.until(60, "the hub to see itself halted", || async {
+        let v = checkpoints(&env).await;
+        v.is_some_and(|v| v["haltedAtCheckpoint"].as_u64() == Some(halted))
+    })
+    .await;
+
+    // The honest users exit in full: alice 100 − 50 = 50, carol 20.
+    for (u, owed) in [(&alice, 50 * INF), (&carol, 20 * INF)] {
+        let before = env.token_balance(u.address).await;
+        let v = env.ok(u, &["exit"]);
+        assert_eq!(amount(&v["paid"]), owed, "{v}");
+        assert_eq!(env.token_balance(u.address).await - before, owed);
+    }
 }

@@ -157,6 +157,12 @@ pub enum ChainEvent {
     },
     /// `CheckpointPosted`: the contract took a checkpoint (spec §5.16).
     CheckpointPosted(CheckpointHeader),
+    /// `HubHaltedByComplaint`: a complaint proved checkpoint `id` wrong; the contract refuses
+    /// checkpoints, payouts and reserve outflows from now on (spec §5.16).
+    HubHalted {
+        /// The checkpoint proved wrong.
+        id: u64,
+    },
 }
 
 impl Ledger {
@@ -246,6 +252,9 @@ impl Ledger {
             | ChainEvent::ReserveWithdrawalCancelled { .. }
             | ChainEvent::PayoutBatchExecuted { .. } => self.reserve_event(at_block, ev)?,
             ChainEvent::CheckpointPosted(header) => self.checkpoint_posted(header),
+            ChainEvent::HubHalted { id } => {
+                self.checkpoints.halted_at.get_or_insert(id);
+            }
         }
         self.take_seq();
         Ok(Outcome::Applied(effects))

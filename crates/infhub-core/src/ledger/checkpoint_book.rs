@@ -36,6 +36,10 @@ pub struct CheckpointBook {
     pub posted: Option<CheckpointHeader>,
     /// The checkpoint built and not yet confirmed on chain.
     pub pending: Option<CheckpointHeader>,
+    /// The checkpoint a complaint proved wrong: the contract has halted the hub, and no
+    /// checkpoint is built or posted again.
+    #[serde(default)]
+    pub halted_at: Option<u64>,
 }
 
 impl CheckpointBook {
@@ -51,7 +55,7 @@ impl Ledger {
     /// built has waited `interval_blocks` without the chain taking it. Never with
     /// `interval_blocks` zero (checkpoints off).
     pub fn checkpoint_due(&self, interval_blocks: u64) -> Option<u64> {
-        if interval_blocks == 0 || self.block == 0 {
+        if interval_blocks == 0 || self.block == 0 || self.checkpoints.halted_at.is_some() {
             return None;
         }
         let book = &self.checkpoints;

@@ -1163,3 +1163,74 @@ fn a_checkpoint_is_built_recorded_posted_on_schedule_and_rebuilt_when_the_chain_
     assert_eq!(h.ledger.checkpoints.posted, Some(second), "an older event does not go back");
     h.check();
 }
+
+/// The contract model's side of complaints (spec §5.16), as the forge suite tests the contract:
+/// a leaf that understates a credit the hub signed halts the hub, after which no payout or
+/// advanced withdrawal leaves the reserve and no checkpoint is taken; complaints against an
+/// honest leaf, with a forged path or the complainer's own signature are refused by name; a
+/// user exits with her leaf.
+#[test]
+fn a_contradicting_leaf_halts_the_model_and_a_leaf_opens_an_exit() {
+    use infhub_core::checkpoint::{BuiltCheckpoint, CheckpointDomain, LeafKind};
+    use infhub_core::contract::PostedCheckpoint;
+    use infhub_core::messages::HubSigned;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 1, 200, PaymentKind::Internal).expect("pay");
+    let bob = h.users[1].address();
+    let credit = h.ledger.account(&bob).expect("bob").channel.credit.clone().expect("bob's credit");
+    let d = CheckpointDomain { chain_id: domain().chain_id, contract: domain().verifying_contract, checkpoint_id: 1 };
+    let mut leaves = h.ledger.checkpoint_leaves(&d, &B256::ZERO);
+    let honest = BuiltCheckpoint::build(d, leaves.clone(), &B256::ZERO);
+    // The dishonest tree: bob's leaf keeps his credit's nonce but counts half its total.
+    for l in leaves.iter_mut().filter(|l| l.account == bob && l.kind == LeafKind::Channel) {
+        l.credit_total = Amount(l.credit_total.0 / 2);
+        l.liability = Amount(l.liability.0 / 2);
+    }
+    let built = BuiltCheckpoint::build(d, leaves, &B256::ZERO);
+    let c = PostedCheckpoint {
+        root: built.root().hash,
+        total_liability: built.root().sum,
+        ledger_seq: 1,
+        chain_block: h.block,
+        inflows_through: h.chain.liability_inflows_total,
+    };
+    h.chain.post_checkpoint(h.key.address(), h.block + 1, 1, c).expect("posted");
+    let proof = built.proofs_of(bob).into_iter().find(|p| p.leaf.kind == LeafKind::Channel).expect("bob's leaf");
+    let honest_proof = honest.proofs_of(bob).into_iter().find(|p| p.leaf.kind == LeafKind::Channel).expect("leaf");
+    let sig = credit.proof_bytes();
+    let mut chain = h.chain.clone();
+    // A path of the tree not posted; the complainer's own signature; an older, lower credit.
+    let r = chain.complain_contradicted_credit(1, &honest_proof.leaf, &honest_proof.path, &credit.message, &sig);
+    assert_eq!(r, Err(Error::RootMismatch));
+    let forged = HubSigned::new(credit.message, &domain(), &h.users[2]).proof_bytes();
+    let r = chain.complain_contradicted_credit(1, &proof.leaf, &proof.path, &credit.message, &forged);
+    assert_eq!(r, Err(Error::WrongSigner));
+    let mut newer = credit.message;
+    newer.nonce += 1;
+    newer.cumulative_credit = Amount(newer.cumulative_credit.0 + 1);
+    let newer_sig = HubSigned::new(newer, &domain(), &h.key).proof_bytes();
+    let r = chain.complain_contradicted_credit(1, &proof.leaf, &proof.path, &newer, &newer_sig);
+    assert_eq!(r, Err(Error::ComplaintUnfounded), "a newer credit may have come after the checkpoint");
+    assert_eq!(chain.halted_at_checkpoint, 0);
+    // The credit the hub signed, against its understated leaf: halted.
+    chain.complain_contradicted_credit(1, &proof.leaf, &proof.path, &credit.message, &sig).expect("proven");
+    assert_eq!(chain.halted_at_checkpoint, 1);
+    let next = PostedCheckpoint { ledger_seq: 2, ..c };
+    assert_eq!(chain.post_checkpoint(h.key.address(), h.block + 2, 2, next), Err(Error::HubHalted));
+    let out = chain.payout(h.key.address(), B256::repeat_byte(9), &[Address::repeat_byte(9)], &[U256::from(1)]);
+    assert_eq!(out.map(|_| ()), Err(Error::HubHalted));
+    // Bob, who lost his proofs, exits with his (honest-tree) leaf: its credit is on record.
+    let mut honest_chain = h.chain.clone();
+    let hc = PostedCheckpoint { root: honest.root().hash, total_liability: honest.root().sum, ..c };
+    honest_chain.checkpoints.clear();
+    honest_chain.post_checkpoint(h.key.address(), h.block + 1, 1, hc).expect("honest posted");
+    let alice = h.users[0].address();
+    let r = honest_chain.start_exit_from_checkpoint(alice, h.block + 2, 1, &honest_proof.leaf, &honest_proof.path);
+    assert_eq!(r, Err(Error::UserMismatch), "not with another's leaf");
+    honest_chain
+        .start_exit_from_checkpoint(bob, h.block + 2, 1, &honest_proof.leaf, &honest_proof.path)
+        .expect("exit from the leaf");
+    assert_eq!(honest_chain.channel(bob).credit.cumulative, credit.message.cumulative_credit);
+}

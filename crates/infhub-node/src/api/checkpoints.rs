@@ -19,18 +19,21 @@ fn header_json(h: &CheckpointHeader) -> Value {
 }
 
 /// `GET /v1/checkpoints`: public. The newest checkpoint confirmed on chain, the one built and
-/// waiting for the chain, and how often they come.
+/// waiting for the chain, how often they come, and the checkpoint a complaint proved wrong if
+/// the contract has halted the hub.
 pub(super) async fn checkpoints(State(api): State<Api>) -> Json<Value> {
-    let (posted, pending, inflows, block) = {
+    let (posted, pending, inflows, block, halted) = {
         let st = api.node.read();
         let l = st.ledger();
-        (l.checkpoints.posted, l.checkpoints.pending, l.checkpoints.liability_inflows, l.block)
+        let c = &l.checkpoints;
+        (c.posted, c.pending, c.liability_inflows, l.block, c.halted_at)
     };
     let shelf = api.node.checkpoints();
     Json(json!({
         "posted": posted.as_ref().map(header_json),
         "pending": pending.as_ref().map(header_json),
         "intervalBlocks": api.node.config.checkpoints.interval_blocks,
+        "haltedAtCheckpoint": halted,
         "liabilityInflows": inflows,
         "confirmedBlock": block,
         "builtSinceStart": shelf.built_count,

@@ -156,11 +156,11 @@ fn a_tower_that_skips_its_defence_is_caught() {
     panic!("a tower that skips its defence was not caught by any CI seed");
 }
 
-/// A hub whose checkpoints leave a user's credit out of her leaf is caught by the check her
+/// A hub whose checkpoints understate a user's credit in her leaf is caught by the check her
 /// wallet makes of every checkpoint the contract takes.
 #[test]
-fn a_checkpoint_that_omits_a_credit_is_caught() {
-    caught(InjectedBug::CheckpointOmitsCredit, "every_wallet_finds_its_books_in_each_checkpoint");
+fn a_checkpoint_that_understates_a_credit_is_caught() {
+    caught(InjectedBug::CheckpointUnderstatesCredit, "every_wallet_finds_its_books_in_each_checkpoint");
 }
 
 #[test]
