@@ -35,7 +35,7 @@ enum Cmd {
 
 async fn wallet(args: WalletArgs) -> Result<(), (String, String, bool)> {
     let json = args.json;
-    if let WalletCommand::Watch { no_settle } = args.command {
+    if let WalletCommand::Watch { no_settle, .. } = args.command {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };

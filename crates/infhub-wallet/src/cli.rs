@@ -139,6 +139,10 @@ pub enum WalletCommand {
         /// Do not call settle when a close is over (someone else will).
         #[arg(long)]
         no_settle: bool,
+        /// When a checkpoint misstates this account and a credit it holds proves it, send the
+        /// complaint on chain at once (costs gas; halts the hub).
+        #[arg(long)]
+        complain: bool,
     },
 }
 
@@ -798,6 +802,10 @@ pub async fn watch(
     let mut submitted = None;
     let mut hub_online = true;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut checkpoints = CheckpointWatch {
+        complain: matches!(args.command, WalletCommand::Watch { complain: true, .. }),
+        ..Default::default()
+    };
     tokio::pin!(stop);
     loop {
         if stream_task.as_ref().is_none_or(|t| t.is_finished()) && tokio::time::Instant::now() >= next_connect {
@@ -857,21 +865,88 @@ pub async fn watch(
                 None => {}
             },
             _ = tick.tick() => {
-                match w.defend(!no_settle, &mut submitted).await {
-                    Ok((said, settled)) => {
-                        for s in said {
-                            say("defence", &s);
-                        }
-                        if let Some((paid, expected)) = settled {
-                            let verdict = if paid >= expected { "as your proofs say" } else { "LESS than your proofs say" };
-                            say("settled", &format!("the channel settled: paid {} ({verdict}; expected {})", inf(paid), inf(expected)));
-                        }
-                    }
-                    Err(e @ WalletError::Chain { .. }) => say("chain_error", &format!("{e}")),
-                    Err(e) => return Err(e),
+                for (event, line) in tick_round(&mut w, no_settle, &mut submitted, &mut checkpoints).await? {
+                    say(event, &line);
                 }
             }
         }
+    }
+}
+
+/// One timed round of `watch`: the checkpoint check, then the defence of the channel. Returns
+/// the lines to print; Err only for what must stop the watch.
+async fn tick_round(
+    w: &mut Wallet,
+    no_settle: bool,
+    submitted: &mut Option<(u64, u64)>,
+    checkpoints: &mut CheckpointWatch,
+) -> Result<Vec<(&'static str, String)>, WalletError> {
+    let mut said = checkpoints.check(w).await;
+    match w.defend(!no_settle, submitted).await {
+        Ok((lines, settled)) => {
+            said.extend(lines.into_iter().map(|s| ("defence", s)));
+            if let Some((paid, expected)) = settled {
+                let verdict = if paid >= expected { "as your proofs say" } else { "LESS than your proofs say" };
+                let line = format!("the channel settled: paid {} ({verdict}; expected {})", inf(paid), inf(expected));
+                said.push(("settled", line));
+            }
+        }
+        Err(e @ WalletError::Chain { .. }) => said.push(("chain_error", format!("{e}"))),
+        Err(e) => return Err(e),
+    }
+    Ok(said)
+}
+
+/// `watch`'s check of each new checkpoint (spec §5.16): every few seconds it asks the contract
+/// for its newest checkpoint and verifies this account's leaf once per id; a check that could
+/// not be made (hub or chain unreachable) is tried again.
+#[derive(Default)]
+struct CheckpointWatch {
+    /// Send the complaint on chain when a held credit proves a misstatement.
+    complain: bool,
+    verified: u64,
+    ticks: u64,
+}
+
+/// Ticks of `watch` (500 ms) between looks at the contract's newest checkpoint.
+const CHECKPOINT_LOOK_EVERY_TICKS: u64 = 10;
+
+impl CheckpointWatch {
+    async fn check(&mut self, w: &mut Wallet) -> Vec<(&'static str, String)> {
+        self.ticks += 1;
+        if !self.ticks.is_multiple_of(CHECKPOINT_LOOK_EVERY_TICKS) {
+            return Vec::new();
+        }
+        let newest = match w.chain.last_checkpoint_id().await {
+            Ok(id) if id > self.verified => id,
+            _ => return Vec::new(),
+        };
+        let mut said = Vec::new();
+        match w.verify_checkpoint(Some(newest), 30).await {
+            Ok(v) => {
+                self.verified = newest;
+                if v["verdict"] == "ok" {
+                    said.push(("checkpoint", format!("checkpoint {newest}: your leaf checks out")));
+                }
+            }
+            Err(WalletError::CheckpointFault { code, detail }) => {
+                self.verified = newest;
+                said.push((
+                    "checkpoint_fault",
+                    format!("the hub's checkpoint MISSTATES your account ({code}): {detail}"),
+                ));
+                if self.complain {
+                    match w.complain(Some(newest)).await {
+                        Ok(v) => {
+                            said.push(("complained", format!("proved on chain in {}; the hub is halted", v["txHash"])))
+                        }
+                        Err(e) => said.push(("complaint_not_sent", e.to_string())),
+                    }
+                }
+            }
+            Err(e) => said.push(("checkpoint_unchecked", format!("checkpoint {newest} not checked yet: {e}"))),
+        }
+        said
     }
 }
 
