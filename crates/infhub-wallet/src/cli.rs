@@ -93,6 +93,10 @@ pub enum WalletCommand {
         /// since your last contact with it may then be lost).
         #[arg(long)]
         yes: bool,
+        /// Start the exit with your leaf of the contract's newest checkpoint as your credit
+        /// (for a wallet that lost its proofs; the hub serves the leaf, the contract checks it).
+        #[arg(long, conflicts_with = "offline")]
+        from_checkpoint: bool,
     },
     /// Show where an external payment's payout stands (queued, sent, mined, confirmed) and the
     /// transaction that paid it.
@@ -311,11 +315,11 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
                 ),
             })
         }
-        WalletCommand::Exit { no_wait, offline, yes } => {
+        WalletCommand::Exit { no_wait, offline, yes, from_checkpoint } => {
             exit(
                 &mut open().await?,
                 &dir,
-                ExitOptions { no_wait: *no_wait, offline: *offline, yes: *yes },
+                ExitOptions { no_wait: *no_wait, offline: *offline, yes: *yes, from_checkpoint: *from_checkpoint },
                 &mut progress,
             )
             .await
@@ -494,6 +498,7 @@ struct ExitOptions {
     no_wait: bool,
     offline: bool,
     yes: bool,
+    from_checkpoint: bool,
 }
 
 async fn exit(
@@ -502,7 +507,7 @@ async fn exit(
     options: ExitOptions,
     progress: &mut impl FnMut(&str),
 ) -> Result<Report, WalletError> {
-    let ExitOptions { no_wait, offline, yes } = options;
+    let ExitOptions { no_wait, offline, yes, from_checkpoint } = options;
     let hub_asked = !offline
         && match w.sync().await {
             Ok(_) => true,
@@ -515,7 +520,10 @@ async fn exit(
         confirm_exit_without_hub(w, dir, yes)?;
     }
     let before = w.token_balance().await?;
-    let settle_block = w.start_exit().await?;
+    let settle_block = match from_checkpoint {
+        true => w.start_exit_from_checkpoint().await?,
+        false => w.start_exit().await?,
+    };
     let claim = w.channel()?.claim();
     progress(&format!("exit started; the challenge period ends at block {settle_block}"));
     if no_wait {

@@ -20,7 +20,7 @@ use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
-use infhub_chain::events::complain_contradicted_credit_call;
+use infhub_chain::events::{complain_contradicted_credit_call, exit_from_checkpoint_call};
 use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafKind, LeafProof, SumNode};
 use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
@@ -494,6 +494,49 @@ impl Wallet {
             self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
         }
         let view = self.chain.channel_at(self.user(), self.chain.head().await?).await?;
+        Ok(view.settle_block)
+    }
+
+    /// Starts the exit with this account's channel leaf of the contract's newest checkpoint as
+    /// its credit (`startExitFromCheckpoint`, spec §5.16): for a wallet that lost its proofs.
+    /// The leaf comes from the hub and is checked against the contract's root before it is
+    /// sent. Returns the block from which settlement is possible.
+    pub async fn start_exit_from_checkpoint(&mut self) -> Result<u64, WalletError> {
+        self.sync_chain().await?;
+        match self.channel()?.status {
+            Status::Open => {}
+            Status::Closing { settle_block } => return Ok(settle_block),
+            Status::Settled => return Err(infhub_core::Error::ChannelNotOpen.into()),
+        }
+        let id = self.chain.last_checkpoint_id().await?;
+        let posted = self.chain.checkpoint(id).await?;
+        if id == 0 || posted.root == B256::ZERO {
+            return Err(WalletError::InvalidInput("the hub has posted no checkpoint to exit with".into()));
+        }
+        let user = self.user();
+        let proof = self
+            .leaf_proofs(id, posted.root)
+            .await?
+            .into_iter()
+            .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
+            .ok_or_else(|| {
+                WalletError::HubMisbehaved(format!("no channel leaf of checkpoint {id} for this account"))
+            })?;
+        let d = CheckpointDomain {
+            chain_id: self.core.state.hub.chain_id,
+            contract: self.chain.contract(),
+            checkpoint_id: id,
+        };
+        proof
+            .path
+            .verify(proof.leaf.node(&d), SumNode { hash: posted.root, sum: posted.total_liability })
+            .map_err(|e| WalletError::HubMisbehaved(format!("the hub's leaf of checkpoint {id}: {e}")))?;
+        let mut sender = self.chain.sender(self.key_bytes).await?;
+        let what = "start_exit_from_checkpoint";
+        let call = exit_from_checkpoint_call(id, &proof).abi_encode();
+        let (hash, _) = self.chain.transact(&mut sender, what, self.chain.contract(), call).await?;
+        self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
+        let view = self.chain.channel_at(user, self.chain.head().await?).await?;
         Ok(view.settle_block)
     }
 

@@ -115,11 +115,18 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
     })
     .await;
 
-    // The honest users exit in full: alice 100 − 50 = 50, carol 20.
-    for (u, owed) in [(&alice, 50 * INF), (&carol, 20 * INF)] {
+    // The honest users exit in full: alice 100 − 50 = 50; carol 20, starting her exit with her
+    // leaf of the newest checkpoint (the way a wallet that lost its proofs exits).
+    for (u, owed, how) in [(&alice, 50 * INF, None), (&carol, 20 * INF, Some("--from-checkpoint"))] {
         let before = env.token_balance(u.address).await;
-        let v = env.ok(u, &["exit"]);
+        let mut args = vec!["exit"];
+        args.extend(how);
+        let v = env.ok(u, &args);
         assert_eq!(amount(&v["paid"]), owed, "{v}");
         assert_eq!(env.token_balance(u.address).await - before, owed);
+        if how.is_some() {
+            let journal = env.ok(u, &["history", "--limit", "20"]).to_string();
+            assert!(journal.contains("start_exit_from_checkpoint"), "carol's exit used her leaf: {journal}");
+        }
     }
 }
