@@ -715,8 +715,9 @@ contract InfHub is EIP712 {
         emit CheckpointPosted(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough, reserve);
     }
 
-    /// The hash of `leaf` in checkpoint `id` of this contract on this chain.
-    function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) public view returns (bytes32) {
+    /// The hash of `leaf` in checkpoint `id` of this contract on this chain (internal: the
+    /// contract is at its size limit; tests and the core compute the same encoding).
+    function _checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) internal view returns (bytes32) {
         bytes memory head = abi.encode(CHECKPOINT_LEAF_TYPEHASH, block.chainid, address(this), id, leaf.account, leaf.kind);
         bytes memory figures = abi.encode(
             leaf.epoch,
@@ -749,13 +750,14 @@ contract InfHub is EIP712 {
     {
         Checkpoint storage c = checkpoints[id];
         if (id == 0 || id > lastCheckpointId) revert CheckpointOutOfOrder();
-        (bytes32 hash, uint256 sum) = _checkpointRoot(checkpointLeafHash(id, leaf), leaf.liability, index, siblings);
+        (bytes32 hash, uint256 sum) = _checkpointRoot(_checkpointLeafHash(id, leaf), leaf.liability, index, siblings);
         if (hash != c.root || sum != c.totalLiability) revert RootMismatch();
     }
 
     /// Anyone proves that checkpoint `id` misstates a channel: its leaf (proved into the root)
     /// and a credit the hub signed for that user and epoch contradict each other (the same
-    /// nonce with another total, or a lower nonce with a higher total). The hub is halted.
+    /// nonce with another total; or a higher total with a lower nonce, or with a nonce at most
+    /// the checkpoint's ledgerSeq, so a credit it had to count). The hub is halted.
     function complainContradictedCredit(
         uint64 id,
         CheckpointLeaf calldata leaf,
@@ -766,9 +768,12 @@ contract InfHub is EIP712 {
     ) external {
         _proveLeaf(id, leaf, index, siblings);
         if (leaf.kind != 0 || credit.user != leaf.account || credit.epoch != leaf.epoch) revert ComplaintUnfounded();
+        // A credit's nonce is its ledger position: the checkpoint must count every credit up to
+        // its ledgerSeq, and totals rise with nonces.
         bool contradicts = credit.nonce == leaf.creditNonce
             ? credit.cumulativeCredit != leaf.creditTotal
-            : credit.nonce < leaf.creditNonce && credit.cumulativeCredit > leaf.creditTotal;
+            : credit.cumulativeCredit > leaf.creditTotal
+                && (credit.nonce < leaf.creditNonce || credit.nonce <= checkpoints[id].ledgerSeq);
         if (!contradicts) revert ComplaintUnfounded();
         _requireHubProof(hashCredit(credit), hubSignature);
         if (haltedAtCheckpoint == 0) haltedAtCheckpoint = id;

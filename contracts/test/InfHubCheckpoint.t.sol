@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {checkpointLeafHash} from "./utils/CheckpointLeafHash.sol";
 import {InfToken} from "../src/InfToken.sol";
 
 /// Checkpoints (spec 5.16): the solvency the contract checks when the hub posts one, the order
@@ -195,7 +196,7 @@ contract InfHubCheckpointTest is Fixture {
             uint256 index = vm.parseJsonUint(json, string.concat(p, "index"));
             string memory expect = vm.parseJsonString(json, string.concat(p, "expect"));
             string memory where = string.concat("case ", vm.toString(i), " (", expect, ")");
-            assertEq(at.checkpointLeafHash(id, l), vm.parseJsonBytes32(json, string.concat(p, "leafHash")), where);
+            assertEq(checkpointLeafHash(at, id, l), vm.parseJsonBytes32(json, string.concat(p, "leafHash")), where);
             (bool ok, bytes memory ret) = address(at).staticcall(abi.encodeCall(InfHub.proveCheckpointLeaf, (id, l, index, s)));
             if (keccak256(bytes(expect)) == keccak256("ok")) {
                 assertTrue(ok && abi.decode(ret, (bool)), string.concat(where, ": the core proves it, the contract does not"));

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {checkpointLeafHash} from "./utils/CheckpointLeafHash.sol";
 
 /// Complaints against a checkpoint, the halt they cause, and exit from a checkpoint leaf
 /// (spec 5.16). The dishonest party is the hub (it posts a tree whose leaf contradicts a credit
@@ -26,18 +27,27 @@ contract InfHubComplaintsTest is Fixture {
         l.salt = keccak256(abi.encode(account, creditNonce));
     }
 
-    /// Posts the two-leaf tree (a, b) as the next checkpoint; returns its id and each leaf's path.
+    /// Posts the two-leaf tree (a, b) as the next checkpoint at ledger position 2; returns its
+    /// id and each leaf's path.
     function postTwo(InfHub.CheckpointLeaf memory a, InfHub.CheckpointLeaf memory b)
         internal
         returns (uint64 id, InfHub.SumNode[] memory pathA, InfHub.SumNode[] memory pathB)
     {
+        return postTwoAt(a, b, 2);
+    }
+
+    /// The same at ledger position `seq`: credits of nonce up to `seq` must be counted.
+    function postTwoAt(InfHub.CheckpointLeaf memory a, InfHub.CheckpointLeaf memory b, uint64 seq)
+        internal
+        returns (uint64 id, InfHub.SumNode[] memory pathA, InfHub.SumNode[] memory pathB)
+    {
         id = hub.lastCheckpointId() + 1;
-        bytes32 ha = hub.checkpointLeafHash(id, a);
-        bytes32 hb = hub.checkpointLeafHash(id, b);
+        bytes32 ha = checkpointLeafHash(hub, id, a);
+        bytes32 hb = checkpointLeafHash(hub, id, b);
         bytes32 root = keccak256(abi.encode(hub.CHECKPOINT_NODE_TAG(), ha, uint256(a.liability), hb, uint256(b.liability)));
         uint256 inflows = hub.liabilityInflowsTotal();
         vm.prank(hubAddr);
-        hub.postCheckpoint(id, root, uint256(a.liability) + b.liability, id * 10, uint64(block.number - 1), inflows);
+        hub.postCheckpoint(id, root, uint256(a.liability) + b.liability, seq, uint64(block.number - 1), inflows);
         pathA = new InfHub.SumNode[](1);
         pathA[0] = InfHub.SumNode(hb, b.liability);
         pathB = new InfHub.SumNode[](1);
@@ -134,6 +144,20 @@ contract InfHubComplaintsTest is Fixture {
         checkAccounting();
     }
 
+    /// Credit nonces are ledger positions: a checkpoint at position 10 must count a credit of
+    /// nonce 7. A leaf that leaves it out (an older credit, or none) is proved wrong; a credit
+    /// of nonce 11 may have come after the checkpoint and proves nothing.
+    function test_a_leaf_that_leaves_out_a_credit_before_its_position_halts_the_hub() public {
+        setUpChannels();
+        InfHub.CheckpointLeaf memory a = leafOf(alice, 4, 10 ether, 0);
+        (uint64 id, InfHub.SumNode[] memory path,) = postTwoAt(a, leafOf(bob, 0, 0, 0), 10);
+        InfHub.Credit memory after_ = credit(alice, 11, 30 ether);
+        expectComplaintRevert(InfHub.ComplaintUnfounded.selector, id, a, 0, path, after_, signCredit(HUB_PK, after_));
+        InfHub.Credit memory before_ = credit(alice, 7, 30 ether);
+        complain(id, a, 0, path, before_, signCredit(HUB_PK, before_));
+        assertEq(uint256(hub.haltedAtCheckpoint()), uint256(id));
+    }
+
     function test_a_lower_nonce_with_a_higher_total_is_a_contradiction() public {
         setUpChannels();
         InfHub.Credit memory c = credit(alice, 2, 25 ether);
@@ -187,17 +211,23 @@ contract InfHubComplaintsTest is Fixture {
         uint64 leafNonce,
         uint128 leafTotal,
         uint64 creditNonce,
-        uint128 creditTotal
+        uint128 creditTotal,
+        uint64 seq
     ) public {
         setUpChannels();
         leafNonce = uint64(bound(leafNonce, 0, 5));
-        creditNonce = uint64(bound(creditNonce, 1, 6));
+        creditNonce = uint64(bound(creditNonce, 1, 8));
+        seq = uint64(bound(seq, 0, 8));
         leafTotal = uint128(bound(leafTotal, 0, 100 ether));
         creditTotal = uint128(bound(creditTotal, 0, 100 ether));
         InfHub.CheckpointLeaf memory a = leafOf(alice, leafNonce, leafTotal, 0);
-        (uint64 id, InfHub.SumNode[] memory pathA,) = postTwo(a, leafOf(bob, 0, 0, 0));
+        (uint64 id, InfHub.SumNode[] memory pathA,) = postTwoAt(a, leafOf(bob, 0, 0, 0), seq);
         InfHub.Credit memory c = credit(alice, creditNonce, creditTotal);
-        bool contradicts = creditNonce == leafNonce ? creditTotal != leafTotal : (creditNonce < leafNonce && creditTotal > leafTotal);
+        // The spec's rule (5.16), written out independently of the contract's expression.
+        bool sameNonceOtherTotal = creditNonce == leafNonce && creditTotal != leafTotal;
+        bool higherTotalItHadToCount =
+            creditNonce != leafNonce && creditTotal > leafTotal && (creditNonce < leafNonce || creditNonce <= seq);
+        bool contradicts = sameNonceOtherTotal || higherTotalItHadToCount;
         vm.prank(mallory);
         (bool ok,) = address(hub).call(
             abi.encodeCall(InfHub.complainContradictedCredit, (id, a, 0, pathA, c, signCredit(HUB_PK, c)))

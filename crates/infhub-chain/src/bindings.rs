@@ -165,7 +165,6 @@ sol! {
         function submitCreditForFee(Credit calldata credit, bytes calldata hubSignature, TowerFee calldata offer, bytes calldata userSignature) external;
         function towerFeesOf(address user) external view returns (TowerFeeRecord[] memory);
         function postCheckpoint(uint64 id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough) external;
-        function checkpointLeafHash(uint64 id, CheckpointLeaf calldata leaf) external view returns (bytes32);
         function proveCheckpointLeaf(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external view returns (bool);
         function lastCheckpointId() external view returns (uint64);
         function haltedAtCheckpoint() external view returns (uint64);

@@ -338,10 +338,17 @@ impl ChannelState {
 
     /// The next credit the hub would sign to pay `amount` into this channel.
     pub fn next_credit(&self, amount: Amount) -> Result<Credit, Error> {
+        self.credit_at(amount, 0)
+    }
+
+    /// The credit the hub signs in the ledger command of sequence number `ledger_seq` to pay
+    /// `amount` into this channel: its nonce is `max(previous + 1, ledger_seq)`, so it rises
+    /// with every credit and says where the credit sits in the ledger (spec §3, §5.16).
+    pub fn credit_at(&self, amount: Amount, ledger_seq: u64) -> Result<Credit, Error> {
         Ok(Credit {
             user: self.user,
             epoch: self.epoch,
-            nonce: self.credit_nonce() + 1,
+            nonce: (self.credit_nonce() + 1).max(ledger_seq),
             cumulative_credit: self.cumulative_credit().checked_add(amount)?,
             locked_amount: Amount::ZERO,
             locks_root: B256::ZERO,
@@ -623,12 +630,10 @@ fn accept_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit) -> Re
     if m.epoch != s.epoch {
         return Err(Error::EpochMismatch);
     }
+    // Credit nonces are ledger positions (spec §3): they rise, with gaps; a wallet that was
+    // offline may only see the newest.
     if m.nonce <= s.credit_nonce() {
         return Err(Error::NonceMustIncrease);
-    }
-    // The hub issues credits in sequence; a wallet that was offline may only see the newest.
-    if p.role == Role::Hub && m.nonce != s.credit_nonce() + 1 {
-        return Err(Error::NonceMustBeNext);
     }
     if m.cumulative_credit <= s.cumulative_credit() {
         return Err(Error::CreditMustIncrease);

@@ -731,8 +731,9 @@ impl ContractModel {
     }
 
     /// `complainContradictedCredit(id, leaf, index, siblings, credit, hubSignature)`: the
-    /// hub-signed credit contradicts the channel leaf (same nonce, another total; or a lower
-    /// nonce with a higher total), so the hub is halted (spec 5.16).
+    /// hub-signed credit contradicts the channel leaf (same nonce, another total; or a higher
+    /// total with a lower nonce, or with a nonce at most the checkpoint's ledger position), so
+    /// the hub is halted (spec 5.16).
     pub fn complain_contradicted_credit(
         &mut self,
         id: u64,
@@ -745,10 +746,11 @@ impl ContractModel {
         if leaf.kind != LeafKind::Channel || c.user != leaf.account || c.epoch != leaf.epoch {
             return Err(Error::ComplaintUnfounded);
         }
+        let seq = self.checkpoints[&id].ledger_seq;
         let contradicts = if c.nonce == leaf.credit_nonce {
             c.cumulative_credit != leaf.credit_total
         } else {
-            c.nonce < leaf.credit_nonce && c.cumulative_credit > leaf.credit_total
+            c.cumulative_credit > leaf.credit_total && (c.nonce < leaf.credit_nonce || c.nonce <= seq)
         };
         if !contradicts {
             return Err(Error::ComplaintUnfounded);

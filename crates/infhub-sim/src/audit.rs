@@ -82,11 +82,6 @@ pub struct Auditor {
     /// The newest payments the hub logged: (debit, its sequence number), for the history check
     /// after every restart.
     logged: VecDeque<(SignedDebit, u64)>,
-    /// Credits issued since the last check with a hub up: (wallet, epoch, running total).
-    unstamped_credits: Vec<(usize, u64, u128)>,
-    /// Credits issued to each wallet: (epoch, a ledger position at or after their issue,
-    /// running total). A checkpoint at or after that position must count them.
-    credit_marks: Vec<Vec<(u64, u64, u128)>>,
     /// The newest checkpoint checked.
     checkpoints_checked: u64,
     /// Checkpoints the contract took and every wallet's leaf checked out in.
@@ -123,8 +118,6 @@ impl Auditor {
             judged: vec![0; n],
             unprotected: vec![false; n],
             logged: VecDeque::new(),
-            unstamped_credits: Vec::new(),
-            credit_marks: vec![Vec::new(); n],
             checkpoints_checked: 0,
             checkpoints_verified: 0,
             found: None,
@@ -177,7 +170,6 @@ impl Auditor {
         *n = (*n).max(c.message.nonce);
         let m = &c.message;
         self.issued_credits[wallet].insert((m.epoch, m.nonce), m.cumulative_credit.0);
-        self.unstamped_credits.push((wallet, m.epoch, m.cumulative_credit.0));
     }
 
     /// The parties' conduct on chain, from every mined transaction (whatever the contract made
@@ -533,15 +525,11 @@ impl Auditor {
     /// Every checkpoint the contract took checks out for every wallet (spec §5.16): the hub
     /// serves each wallet's leaf with a path to the root the contract holds, and the leaf
     /// agrees with the chain at the checkpoint's block and with every credit the hub issued
-    /// before its ledger position and every debit the wallet signed (the check a wallet makes,
+    /// up to its ledger position and every debit the wallet signed (the check a wallet makes,
     /// `check_channel_leaf`, with what the auditor knows).
     fn check_checkpoints(&mut self, step: u64, chain: &mut SimChain, hub: &SimHub, wallets: &[SimWallet]) {
         use infhub_core::checkpoint::{check_channel_leaf, ChannelFacts, CheckpointDomain, SumNode};
         let ledger = hub.ledger();
-        let bound = ledger.next_seq.saturating_sub(1);
-        for (w, epoch, total) in self.unstamped_credits.drain(..) {
-            self.credit_marks[w].push((epoch, bound, total));
-        }
         let Some(posted) = ledger.checkpoints.posted.filter(|p| p.id > self.checkpoints_checked) else { return };
         self.checkpoints_checked = posted.id;
         let raw = chain.call(self.contract, IInfHub::checkpointsCall { id: posted.id }.abi_encode());
@@ -576,10 +564,11 @@ impl Auditor {
                     format!("checkpoint {} is not at hand after the hub's restarts", posted.id),
                 ));
             };
-            let credit_floor = self.credit_marks[i]
-                .iter()
-                .filter(|(e, at, _)| *e == ch.epoch && *at <= c.ledger_seq)
-                .map(|(_, _, t)| *t)
+            // Credit nonces are ledger positions: the checkpoint had to count every credit of
+            // nonce at most its ledgerSeq.
+            let credit_floor = self.issued_credits[i]
+                .range((ch.epoch, 0)..=(ch.epoch, c.ledger_seq))
+                .map(|(_, t)| *t)
                 .max()
                 .unwrap_or(0);
             let debit_ceiling = wallets[i]

@@ -158,17 +158,6 @@ impl ChainClient {
         })
     }
 
-    /// The timestamp of block `number`, in Unix seconds.
-    pub async fn block_timestamp(&self, number: u64) -> Result<u64, WalletError> {
-        let block = self
-            .provider
-            .get_block_by_number(number.into())
-            .await
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| self.err(format!("block {number} not found")))?;
-        Ok(block.header.timestamp)
-    }
-
     /// The contract's record of `user`'s channel at `block`.
     pub async fn channel_at(&self, user: Address, block: u64) -> Result<ChannelView, WalletError> {
         let c = self.call(self.contract, IInfHub::channelCall { user }, Some(block)).await?;

@@ -119,10 +119,6 @@ pub enum WalletCommand {
         /// The checkpoint id (default: the contract's newest).
         #[arg(long)]
         id: Option<u64>,
-        /// Credits received less than this long before the checkpoint's block are not held
-        /// against it (a wallet clock running behind the chain's).
-        #[arg(long, default_value_t = 30)]
-        clock_skew_secs: u64,
     },
     /// Prove on chain that a checkpoint misstates this account (a credit the hub signed
     /// contradicts the leaf): the contract halts the hub. Costs gas.
@@ -329,13 +325,13 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
         WalletCommand::Complain { id } => complain(&mut open().await?, *id).await,
-        WalletCommand::Verify { id, clock_skew_secs } => verify(&mut open().await?, *id, *clock_skew_secs).await,
+        WalletCommand::Verify { id } => verify(&mut open().await?, *id).await,
     }
 }
 
 /// `verify`: the verdict on this account's leaf of a checkpoint (a fault is an error).
-async fn verify(w: &mut Wallet, id: Option<u64>, clock_skew_secs: u64) -> Result<Report, WalletError> {
-    let verdict = w.verify_checkpoint(id, clock_skew_secs).await?;
+async fn verify(w: &mut Wallet, id: Option<u64>) -> Result<Report, WalletError> {
+    let verdict = w.verify_checkpoint(id).await?;
     let text = match verdict["verdict"].as_str() {
         Some("ok") => format!(
             "checkpoint {}: your leaf checks out (liability counted: {})",
@@ -930,7 +926,7 @@ impl CheckpointWatch {
             _ => return Vec::new(),
         };
         let mut said = Vec::new();
-        match w.verify_checkpoint(Some(newest), 30).await {
+        match w.verify_checkpoint(Some(newest)).await {
             Ok(v) => {
                 self.verified = newest;
                 if v["verdict"] == "ok" {

@@ -661,11 +661,10 @@ impl Wallet {
 
     /// Checks this wallet's leaf of checkpoint `id` (the contract's newest if None) against the
     /// root the contract holds and what the wallet knows (spec §5.16): the hub's proofs, the
-    /// chain's record of the channel at the checkpoint's block, the credits it received before
-    /// that block was mined (less `clock_skew_secs`, for a wallet clock running behind) and the
-    /// debits it signed. A fault is journaled as a disagreement and returned as
+    /// chain's record of the channel at the checkpoint's block, the credits it holds of nonce at
+    /// most the checkpoint's ledger position, and the debits it signed. A fault is journaled as a disagreement and returned as
     /// [`WalletError::CheckpointFault`]. Returns the verdict.
-    pub async fn verify_checkpoint(&mut self, id: Option<u64>, clock_skew_secs: u64) -> Result<Value, WalletError> {
+    pub async fn verify_checkpoint(&mut self, id: Option<u64>) -> Result<Value, WalletError> {
         let id = match id {
             Some(id) => id,
             None => self.chain.last_checkpoint_id().await?,
@@ -687,9 +686,8 @@ impl Wallet {
             return Ok(json!({"checkpoint": summary, "verdict": "no_channel"}));
         }
         let proofs = self.leaf_proofs(id, posted.root).await?;
-        let mined_at = self.chain.block_timestamp(posted.chain_block).await?;
         let journal = self.dir.journal()?;
-        let facts = self.core.checkpoint_facts(&view, &journal, mined_at.saturating_sub(clock_skew_secs));
+        let facts = self.core.checkpoint_facts(&view, &journal, posted.ledger_seq);
         let d = CheckpointDomain {
             chain_id: self.core.state.hub.chain_id,
             contract: self.chain.contract(),
@@ -749,7 +747,7 @@ impl Wallet {
             .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
             .ok_or_else(|| WalletError::InvalidInput(format!("the hub gave no channel leaf of checkpoint {id}")))?;
         let journal = self.dir.journal()?;
-        let credit = self.core.contradicting_credit(&journal, &proof.leaf).ok_or_else(|| {
+        let credit = self.core.contradicting_credit(&journal, &proof.leaf, posted.ledger_seq).ok_or_else(|| {
             WalletError::InvalidInput(format!(
                 "no credit this wallet holds contradicts its leaf of checkpoint {id}: nothing to prove on chain"
             ))

@@ -477,12 +477,12 @@ impl WalletCore {
         Ok(true)
     }
 
-    /// What this wallet knows to check its leaf of a checkpoint with (spec §5.16): the chain's
-    /// record of the channel at the checkpoint's block (`view`), the newest credit of that epoch
-    /// it received before `before_unix` (its journal's lines carry their wall-clock time: a
-    /// credit received before the checkpoint's block was mined was sealed before the hub's
-    /// ledger confirmed that block), and the highest debit total it ever signed that epoch.
-    pub fn checkpoint_facts(&self, view: &ChannelView, journal: &[JournalLine], before_unix: u64) -> ChannelFacts {
+    /// What this wallet knows to check its leaf of a checkpoint at ledger position `ledger_seq`
+    /// with (spec §5.16): the chain's record of the channel at the checkpoint's block (`view`),
+    /// the newest credit of that epoch it holds of nonce at most `ledger_seq` (credit nonces are
+    /// ledger positions, so the checkpoint had to count it), and the highest debit total it ever
+    /// signed that epoch.
+    pub fn checkpoint_facts(&self, view: &ChannelView, journal: &[JournalLine], ledger_seq: u64) -> ChannelFacts {
         let epoch = view.epoch;
         let mut credit_floor = Amount::ZERO;
         let mut debit_ceiling = Amount::ZERO;
@@ -497,7 +497,7 @@ impl WalletCore {
                 | JournalEntry::PaymentApplied { debit: d, .. }
                 | JournalEntry::DebitLearned { debit: d } => debit(d),
                 JournalEntry::Credit { credit: c, .. } | JournalEntry::PaymentRefused { refund: Some(c), .. }
-                    if c.message.epoch == epoch && line.at < before_unix =>
+                    if c.message.epoch == epoch && c.message.nonce <= ledger_seq =>
                 {
                     credit_floor = credit_floor.max(c.message.cumulative_credit);
                 }
@@ -517,9 +517,10 @@ impl WalletCore {
         }
     }
 
-    /// A hub-signed credit this wallet holds that contradicts `leaf` (spec §5.16): the same nonce
-    /// with another total, or a lower nonce with a higher total. What a complaint on chain needs.
-    pub fn contradicting_credit(&self, journal: &[JournalLine], leaf: &Leaf) -> Option<SignedCredit> {
+    /// A hub-signed credit this wallet holds that contradicts `leaf` of a checkpoint at ledger
+    /// position `ledger_seq` (spec §5.16): the same nonce with another total; or a higher total
+    /// with a lower nonce, or with a nonce at most `ledger_seq`. What a complaint on chain needs.
+    pub fn contradicting_credit(&self, journal: &[JournalLine], leaf: &Leaf, ledger_seq: u64) -> Option<SignedCredit> {
         let held = journal.iter().filter_map(|line| match &line.entry {
             JournalEntry::Credit { credit, .. } | JournalEntry::PaymentRefused { refund: Some(credit), .. } => {
                 Some(credit)
@@ -534,7 +535,7 @@ impl WalletCore {
                 if n == leaf.credit_nonce {
                     t != leaf.credit_total
                 } else {
-                    n < leaf.credit_nonce && t > leaf.credit_total
+                    t > leaf.credit_total && (n < leaf.credit_nonce || n <= ledger_seq)
                 }
             })
             .cloned()

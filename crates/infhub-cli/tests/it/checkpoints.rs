@@ -58,20 +58,20 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
     assert!(cp["totalLiability"].as_str().is_some(), "{cp}");
 
     // Alice (payer: her funds cover her claim) and carol (credited 20) check out.
-    let v = env.ok(&alice, &["verify", "--id", &id, "--clock-skew-secs", "0"]);
+    let v = env.ok(&alice, &["verify", "--id", &id]);
     assert_eq!(v["verdict"], "ok", "{v}");
     assert_eq!(v["leaf"]["debitTotal"], (50 * INF).to_string(), "alice's leaf counts her two debits: {v}");
-    let v = env.ok(&carol, &["verify", "--id", &id, "--clock-skew-secs", "0"]);
+    let v = env.ok(&carol, &["verify", "--id", &id]);
     assert_eq!(v["verdict"], "ok", "{v}");
     assert_eq!(v["leaf"]["liability"], (20 * INF).to_string(), "carol's credit is counted as owed: {v}");
     // Bob's leaf counts 15 of his 30: his wallet names the fault and exits non-zero.
-    let (ok, v) = env.wallet(&bob, &["verify", "--id", &id, "--clock-skew-secs", "0"]);
+    let (ok, v) = env.wallet(&bob, &["verify", "--id", &id]);
     assert!(!ok, "the omission must fail bob's check: {v}");
     assert_eq!(v["error"]["code"], "leaf_omits_credit", "{v}");
     let journal = env.ok(&bob, &["history", "--limit", "5"]);
     assert!(journal.to_string().contains("omits a credit"), "the fault is journaled: {journal}");
     // Without an id the wallet checks the contract's newest checkpoint.
-    let (ok, v) = env.wallet(&bob, &["verify", "--clock-skew-secs", "0"]);
+    let (ok, v) = env.wallet(&bob, &["verify"]);
     assert!(!ok && v["error"]["code"] == "leaf_omits_credit", "{v}");
 
     // Bob's `watch --complain` checks each new checkpoint and proves the misstatement on chain.

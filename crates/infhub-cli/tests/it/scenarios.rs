@@ -82,7 +82,7 @@ async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
     env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
     let v = env.ok(&alice, &["pay", &bob.address.to_string(), "5"]);
     assert_eq!(amount(&v["balance"]), 55 * INF);
-    env.ok(&alice, &["sync"]);
+    let credit_nonce = env.ok(&alice, &["sync"])["creditNonce"].as_u64().expect("a credit nonce");
 
     env.kill_hub();
     let before = env.token_balance(alice.address).await;
@@ -90,7 +90,9 @@ async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
     let (ok, v) = env.wallet(&alice, &["exit"]);
     assert!(!ok && v["error"]["code"] == "exit_not_confirmed", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("newest credit is #1") && message.contains("10 INF received"), "{message}");
+    // Credit nonces are ledger positions (spec §3): the wallet names the one it holds.
+    let newest = format!("newest credit is #{credit_nonce}");
+    assert!(message.contains(&newest) && message.contains("10 INF received"), "{message}");
     assert_eq!(env.ok(&alice, &["balance"])["status"]["state"], "open", "nothing started");
     let v = env.ok(&alice, &["exit", "--yes"]);
     assert_eq!(amount(&v["paid"]), 55 * INF, "{v}");

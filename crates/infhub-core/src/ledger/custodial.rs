@@ -191,7 +191,7 @@ impl Ledger {
         if acct.channel.status != Status::Open {
             return Err(Error::RecipientNotOpen);
         }
-        let credit = acct.channel.next_credit(amount)?;
+        let credit = acct.channel.credit_at(amount, self.next_seq)?;
         let signed = HubSigned::unsealed(credit);
         let (after, _) = step(&acct.channel, &params, Input::Credit(signed.clone()))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();

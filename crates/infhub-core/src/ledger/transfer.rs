@@ -43,7 +43,7 @@ impl Ledger {
         let params = self.channel_params();
         let payer = self.accounts.get(&m.user).expect("checked by the caller");
         // A refund that would overflow the credit total cannot be issued: refuse as is.
-        let refund = HubSigned::unsealed(payer.channel.next_credit(m.amount).map_err(|_| refused)?);
+        let refund = HubSigned::unsealed(payer.channel.credit_at(m.amount, self.next_seq).map_err(|_| refused)?);
         let input = match checked {
             Some(c) => Input::CheckedDebitRefunded { debit: c, refund: refund.clone() },
             None => Input::DebitRefunded { debit, refund: refund.clone() },
@@ -83,7 +83,7 @@ impl Ledger {
                 if payee.channel.status != Status::Open {
                     return Err(Error::RecipientNotOpen);
                 }
-                let credit = payee.channel.next_credit(m.amount)?;
+                let credit = payee.channel.credit_at(m.amount, self.next_seq)?;
                 let signed = HubSigned::unsealed(credit);
                 let (payee_after, _) = step(&payee.channel, &params, Input::Credit(signed.clone()))?;
                 let ob_before = payee.obligation();
@@ -183,7 +183,7 @@ impl Ledger {
         }
         let params = self.channel_params();
         let acct = self.accounts.get(&user).ok_or(Error::UnknownAccount)?;
-        let credit = acct.channel.next_credit(amount)?;
+        let credit = acct.channel.credit_at(amount, self.next_seq)?;
         let signed = HubSigned::unsealed(credit);
         let (after, _) = step(&acct.channel, &params, Input::Credit(signed.clone()))?;
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
