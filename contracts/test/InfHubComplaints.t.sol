@@ -11,6 +11,33 @@ import {checkpointLeafHash} from "./utils/CheckpointLeafHash.sol";
 /// path, or exits with someone else's leaf): each attempt is refused by the rule it breaks.
 contract InfHubComplaintsTest is Fixture {
     event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
+    event log_named_uint(string key, uint256 val);
+
+    /// Gas of a complaint (a one-level path, a direct hub signature) and of an exit from a
+    /// leaf, execution on cold storage (a transaction adds 21,000 and its calldata). The README
+    /// quotes these.
+    function test_gas_of_a_complaint_and_of_an_exit_from_a_leaf() public {
+        setUpChannels();
+        InfHub.Credit memory c = credit(alice, 1, 30 ether);
+        bytes memory sig = signCredit(HUB_PK, c);
+        InfHub.CheckpointLeaf memory a = leafOf(alice, 1, 10 ether, 0);
+        InfHub.CheckpointLeaf memory b = leafOf(bob, 2, 5 ether, 0);
+        (uint64 id, InfHub.SumNode[] memory pathA, InfHub.SumNode[] memory pathB) = postTwo(a, b);
+        vm.cool(address(hub)); // as in a transaction of its own: the contract's storage is cold
+        vm.prank(mallory);
+        uint256 before = gasleft();
+        hub.complainContradictedCredit(id, a, 0, pathA, c, sig);
+        uint256 complaint = before - gasleft();
+        vm.cool(address(hub));
+        vm.prank(bob);
+        before = gasleft();
+        hub.startExitFromCheckpoint(id, b, 1, pathB);
+        uint256 exitGas = before - gasleft();
+        emit log_named_uint("complainContradictedCredit gas", complaint);
+        emit log_named_uint("startExitFromCheckpoint gas", exitGas);
+        assertEq(uint256(hub.haltedAtCheckpoint()), uint256(id));
+        assertTrue(complaint < 150_000 && exitGas < 200_000, "complaints and exits stay cheap");
+    }
 
     function leafOf(address account, uint64 creditNonce, uint128 creditTotal, uint128 liability)
         internal

@@ -18,6 +18,7 @@ interface Vm {
     function startPrank(address sender) external;
     function stopPrank() external;
     function roll(uint256 newHeight) external;
+    function cool(address target) external;
     function chainId(uint256 newChainId) external;
     function etch(address target, bytes calldata code) external;
     function assume(bool condition) external pure;
