@@ -542,18 +542,21 @@ impl LeafFault {
 /// Checks `user`'s channel leaf of checkpoint `d` with root `root` among the `proofs` the hub
 /// gave (spec §5.16, "What a wallet checks"): exactly the path to the posted root, the chain's
 /// totals, no credit she held left out, no debit she did not sign, and the liability its own
-/// figures imply. Returns the leaf.
+/// figures imply. Returns the leaf; None if there is none and nothing was at stake (no deposit
+/// and no credit: a channel the hub does not follow, e.g. opened by its user and never funded).
 pub fn check_channel_leaf(
     d: &CheckpointDomain,
     root: SumNode,
     user: Address,
     proofs: &[LeafProof],
     facts: &ChannelFacts,
-) -> Result<Leaf, LeafFault> {
-    let p = proofs
-        .iter()
-        .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
-        .ok_or(LeafFault::LeafMissing)?;
+) -> Result<Option<Leaf>, LeafFault> {
+    let Some(p) = proofs.iter().find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel) else {
+        if facts.deposited.is_zero() && facts.credit_floor.is_zero() {
+            return Ok(None);
+        }
+        return Err(LeafFault::LeafMissing);
+    };
     let leaf = p.leaf;
     p.path.verify(leaf.node(d), root).map_err(LeafFault::LeafNotInTree)?;
     if leaf.epoch != facts.epoch {
@@ -573,7 +576,7 @@ pub fn check_channel_leaf(
     if leaf.liability.0 < claim.saturating_sub(facts.funds.0) {
         return Err(LeafFault::LeafLiabilityUnderstated);
     }
-    Ok(leaf)
+    Ok(Some(leaf))
 }
 
 #[cfg(test)]
@@ -742,7 +745,7 @@ mod tests {
             let built = BuiltCheckpoint::build(d, vec![leaf(1, 5), l, leaf(7, 9)], &B256::ZERO);
             check_channel_leaf(&d, built.root(), user, &built.proofs_of(user), f)
         };
-        assert_eq!(check(honest, &facts), Ok(honest));
+        assert_eq!(check(honest, &facts), Ok(Some(honest)));
         let bad = [
             (Leaf { epoch: 2, ..honest }, LeafFault::LeafEpochMismatch),
             (Leaf { deposited: Amount(90), ..honest }, LeafFault::LeafChainTotalsMismatch),
@@ -759,6 +762,10 @@ mod tests {
         assert_eq!(check(other, &facts), Err(LeafFault::LeafMissing));
         let custodial = Leaf { kind: LeafKind::Custodial, ..honest };
         assert_eq!(check(custodial, &facts), Err(LeafFault::LeafMissing));
+        // No leaf is owed for a channel with nothing at stake (no deposit, no credit).
+        let idle = ChannelFacts { deposited: Amount::ZERO, credit_floor: Amount::ZERO, ..facts };
+        assert_eq!(check(other, &idle), Ok(None));
+        assert_eq!(check(other, &ChannelFacts { deposited: Amount(1), ..idle }), Err(LeafFault::LeafMissing));
         // A leaf proved into another tree (the hub shows her a tree it did not post).
         let built = BuiltCheckpoint::build(d, vec![leaf(1, 5), honest], &B256::ZERO);
         let posted = BuiltCheckpoint::build(d, vec![leaf(1, 6), honest], &B256::ZERO).root();

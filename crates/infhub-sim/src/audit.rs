@@ -578,9 +578,8 @@ impl Auditor {
                 .map(|d| d.message.cumulative_debit.0)
                 .max()
                 .unwrap_or(0);
-            let open = ch.status == 1 || ch.status == 2;
-            if !open || (proofs.is_empty() && ch.deposited == 0 && credit_floor == 0) {
-                continue; // no channel, settled, or never funded nor credited: no leaf owed
+            if ch.status != 1 && ch.status != 2 {
+                continue; // no channel, or settled: no leaf owed
             }
             let funds = (ch.deposited + ch.advancedFromReserve).saturating_sub(ch.withdrawn + ch.realizedDebit);
             let facts = ChannelFacts {

@@ -339,6 +339,9 @@ async fn verify(w: &mut Wallet, id: Option<u64>) -> Result<Report, WalletError> 
             verdict["leaf"]["liability"].as_str().unwrap_or("?")
         ),
         Some("no_channel") => format!("checkpoint {}: no open channel to check", verdict["checkpoint"]["id"]),
+        Some("nothing_owed") => {
+            format!("checkpoint {}: nothing at stake in your channel yet", verdict["checkpoint"]["id"])
+        }
         _ => "the hub has posted no checkpoint yet".to_string(),
     };
     Ok(Report { json: verdict, text })

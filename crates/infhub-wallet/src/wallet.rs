@@ -699,7 +699,8 @@ impl Wallet {
             "creditFloor": facts.credit_floor, "debitCeiling": facts.debit_ceiling,
         });
         match check_channel_leaf(&d, root, user, &proofs, &facts) {
-            Ok(leaf) => Ok(json!({"checkpoint": summary, "verdict": "ok", "leaf": leaf, "facts": facts_json})),
+            Ok(Some(leaf)) => Ok(json!({"checkpoint": summary, "verdict": "ok", "leaf": leaf, "facts": facts_json})),
+            Ok(None) => Ok(json!({"checkpoint": summary, "verdict": "nothing_owed", "facts": facts_json})),
             Err(fault) => {
                 let leaves: Vec<String> = proofs.iter().map(|p| format!("{:?}", p.leaf)).collect();
                 let detail =
