@@ -105,6 +105,24 @@ fn word_address(a: Address) -> [u8; 32] {
 }
 
 impl Leaf {
+    /// A leaf that is only a liability (a custodial balance, a queued payout, unattributed
+    /// deposits): no channel figures, no salt yet.
+    pub fn owing(account: Address, kind: LeafKind, liability: Amount) -> Leaf {
+        Leaf {
+            account,
+            kind,
+            epoch: 0,
+            deposited: Amount::ZERO,
+            withdrawn: Amount::ZERO,
+            credit_nonce: 0,
+            credit_total: Amount::ZERO,
+            debit_nonce: 0,
+            debit_total: Amount::ZERO,
+            liability,
+            salt: B256::ZERO,
+        }
+    }
+
     /// The leaf's hash: `keccak256(abi.encode(keccak256(LEAF_TYPE), chainId, contract, id,
     /// account, kind, epoch, deposited, withdrawn, creditNonce, creditTotal, debitNonce,
     /// debitTotal, liability, salt))`.

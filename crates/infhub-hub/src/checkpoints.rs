@@ -349,19 +349,7 @@ mod tests {
 
     fn built(id: u64, liability: u128) -> BuiltCheckpoint {
         let d = CheckpointDomain { chain_id: 1, contract: Address::repeat_byte(1), checkpoint_id: id };
-        let leaf = Leaf {
-            account: Address::repeat_byte(2),
-            kind: LeafKind::Custodial,
-            epoch: 0,
-            deposited: Amount::ZERO,
-            withdrawn: Amount::ZERO,
-            credit_nonce: 0,
-            credit_total: Amount::ZERO,
-            debit_nonce: 0,
-            debit_total: Amount::ZERO,
-            liability: Amount(liability),
-            salt: B256::ZERO,
-        };
+        let leaf = Leaf::owing(Address::repeat_byte(2), LeafKind::Custodial, Amount(liability));
         BuiltCheckpoint::build(d, vec![leaf], &B256::ZERO)
     }
 

@@ -31,22 +31,6 @@ fn channel_leaf(user: Address, a: &Account) -> Leaf {
     }
 }
 
-fn plain_leaf(account: Address, kind: LeafKind, liability: Amount) -> Leaf {
-    Leaf {
-        account,
-        kind,
-        epoch: 0,
-        deposited: Amount::ZERO,
-        withdrawn: Amount::ZERO,
-        credit_nonce: 0,
-        credit_total: Amount::ZERO,
-        debit_nonce: 0,
-        debit_total: Amount::ZERO,
-        liability,
-        salt: B256::ZERO,
-    }
-}
-
 impl Ledger {
     /// Every liability of the ledger as a salted leaf of checkpoint `d` (see the module
     /// documentation). Settled channels owe nothing and have no leaf.
@@ -56,11 +40,11 @@ impl Ledger {
             .filter(|(_, a)| a.channel.status != Status::Settled)
             .map(|(u, a)| channel_leaf(*u, a))
             .collect();
-        leaves.extend(self.custodial_accounts().map(|c| plain_leaf(c.account, LeafKind::Custodial, c.balance)));
+        leaves.extend(self.custodial_accounts().map(|c| Leaf::owing(c.account, LeafKind::Custodial, c.balance)));
         let payouts = self.queued_payouts().chain(self.payout_batches_in_flight().flat_map(|b| b.payouts.iter()));
-        leaves.extend(payouts.map(|p| plain_leaf(p.recipient, LeafKind::QueuedPayout, p.amount)));
+        leaves.extend(payouts.map(|p| Leaf::owing(p.recipient, LeafKind::QueuedPayout, p.amount)));
         if !self.unattributed.is_zero() {
-            leaves.push(plain_leaf(Address::ZERO, LeafKind::Unattributed, self.unattributed));
+            leaves.push(Leaf::owing(Address::ZERO, LeafKind::Unattributed, self.unattributed));
         }
         leaves.sort_by_key(|l| (l.kind as u8, l.account, l.liability.0));
         for l in &mut leaves {
