@@ -23,6 +23,7 @@ use alloy::sol_types::SolCall;
 use infhub_chain::events::{complain_contradicted_credit_call, exit_from_checkpoint_call};
 use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafKind, LeafProof, SumNode};
+use infhub_core::contract::PostedCheckpoint;
 use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, TowerFee, Withdrawal, B256};
 use serde_json::{json, Value};
@@ -508,11 +509,9 @@ impl Wallet {
             Status::Closing { settle_block } => return Ok(settle_block),
             Status::Settled => return Err(infhub_core::Error::ChannelNotOpen.into()),
         }
-        let id = self.chain.last_checkpoint_id().await?;
-        let posted = self.chain.checkpoint(id).await?;
-        if id == 0 || posted.root == B256::ZERO {
+        let Some((id, posted)) = self.posted_checkpoint(None).await? else {
             return Err(WalletError::InvalidInput("the hub has posted no checkpoint to exit with".into()));
-        }
+        };
         let user = self.user();
         let proof = self
             .leaf_proofs(id, posted.root)
@@ -665,17 +664,9 @@ impl Wallet {
     /// most the checkpoint's ledger position, and the debits it signed. A fault is journaled as a disagreement and returned as
     /// [`WalletError::CheckpointFault`]. Returns the verdict.
     pub async fn verify_checkpoint(&mut self, id: Option<u64>) -> Result<Value, WalletError> {
-        let id = match id {
-            Some(id) => id,
-            None => self.chain.last_checkpoint_id().await?,
-        };
-        if id == 0 {
+        let Some((id, posted)) = self.posted_checkpoint(id).await? else {
             return Ok(json!({"checkpoint": null, "verdict": "no_checkpoint"}));
-        }
-        let posted = self.chain.checkpoint(id).await?;
-        if posted.root == B256::ZERO {
-            return Err(WalletError::InvalidInput(format!("the contract holds no checkpoint {id}")));
-        }
+        };
         let user = self.user();
         let view = self.chain.channel_at(user, posted.chain_block).await?;
         let summary = json!({
@@ -711,6 +702,23 @@ impl Wallet {
         }
     }
 
+    /// Checkpoint `id` as the contract holds it (the newest if None); None if the hub has
+    /// posted none. A posted checkpoint may have a zero root (an empty tree): it is told apart
+    /// by its id, not its root.
+    async fn posted_checkpoint(&self, id: Option<u64>) -> Result<Option<(u64, PostedCheckpoint)>, WalletError> {
+        let last = self.chain.last_checkpoint_id().await?;
+        let id = id.unwrap_or(last);
+        if id == 0 {
+            return Ok(None);
+        }
+        if id > last {
+            return Err(WalletError::InvalidInput(format!(
+                "the contract holds no checkpoint {id} (its newest is {last})"
+            )));
+        }
+        Ok(Some((id, self.chain.checkpoint(id).await?)))
+    }
+
     /// This account's leaves of checkpoint `id` (the build with `root`) with their paths, from
     /// the hub.
     async fn leaf_proofs(&mut self, id: u64, root: B256) -> Result<Vec<LeafProof>, WalletError> {
@@ -733,14 +741,9 @@ impl Wallet {
     /// account: sends `complainContradictedCredit` with the channel leaf and a hub-signed
     /// credit this wallet holds that contradicts it. The contract halts the hub (spec §5.16).
     pub async fn complain(&mut self, id: Option<u64>) -> Result<Value, WalletError> {
-        let id = match id {
-            Some(id) => id,
-            None => self.chain.last_checkpoint_id().await?,
+        let Some((id, posted)) = self.posted_checkpoint(id).await? else {
+            return Err(WalletError::InvalidInput("the hub has posted no checkpoint".into()));
         };
-        let posted = self.chain.checkpoint(id).await?;
-        if id == 0 || posted.root == B256::ZERO {
-            return Err(WalletError::InvalidInput(format!("the contract holds no checkpoint {id}")));
-        }
         let proofs = self.leaf_proofs(id, posted.root).await?;
         let user = self.user();
         let proof = proofs
