@@ -479,14 +479,31 @@ impl Wallet {
         Ok(cosigned)
     }
 
+    /// Follows the chain; the settle block if the channel is closing already, None if it is
+    /// open, `ChannelNotOpen` if it settled: what both ways of starting an exit check first.
+    async fn exit_already_started(&mut self) -> Result<Option<u64>, WalletError> {
+        self.sync_chain().await?;
+        match self.channel()?.status {
+            Status::Open => Ok(None),
+            Status::Closing { settle_block } => Ok(Some(settle_block)),
+            Status::Settled => Err(infhub_core::Error::ChannelNotOpen.into()),
+        }
+    }
+
+    /// Sends `call` to the hub contract from this wallet's key, waits for it to be mined, and
+    /// journals it as `what`. Returns its hash and block.
+    async fn send_to_contract(&mut self, what: &'static str, call: Vec<u8>) -> Result<(B256, u64), WalletError> {
+        let mut sender = self.chain.sender(self.key_bytes).await?;
+        let (hash, block) = self.chain.transact(&mut sender, what, self.chain.contract(), call).await?;
+        self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
+        Ok((hash, block))
+    }
+
     /// Starts a unilateral exit with the newest hub-signed credit this wallet holds, and hands
     /// the contract this wallet's own newest debit. Needs only the chain. Returns the settle block.
     pub async fn start_exit(&mut self) -> Result<u64, WalletError> {
-        self.sync_chain().await?;
-        match self.channel()?.status {
-            Status::Open => {}
-            Status::Closing { settle_block } => return Ok(settle_block),
-            Status::Settled => return Err(infhub_core::Error::ChannelNotOpen.into()),
+        if let Some(settle_block) = self.exit_already_started().await? {
+            return Ok(settle_block);
         }
         let contract = self.core.state.hub.hub_contract;
         let mut sender = self.chain.sender(self.key_bytes).await?;
@@ -503,11 +520,8 @@ impl Wallet {
     /// The leaf comes from the hub and is checked against the contract's root before it is
     /// sent. Returns the block from which settlement is possible.
     pub async fn start_exit_from_checkpoint(&mut self) -> Result<u64, WalletError> {
-        self.sync_chain().await?;
-        match self.channel()?.status {
-            Status::Open => {}
-            Status::Closing { settle_block } => return Ok(settle_block),
-            Status::Settled => return Err(infhub_core::Error::ChannelNotOpen.into()),
+        if let Some(settle_block) = self.exit_already_started().await? {
+            return Ok(settle_block);
         }
         let Some((id, posted)) = self.posted_checkpoint(None).await? else {
             return Err(WalletError::InvalidInput("the hub has posted no checkpoint to exit with".into()));
@@ -530,11 +544,8 @@ impl Wallet {
             .path
             .verify(proof.leaf.node(&d), SumNode { hash: posted.root, sum: posted.total_liability })
             .map_err(|e| WalletError::HubMisbehaved(format!("the hub's leaf of checkpoint {id}: {e}")))?;
-        let mut sender = self.chain.sender(self.key_bytes).await?;
-        let what = "start_exit_from_checkpoint";
         let call = exit_from_checkpoint_call(id, &proof).abi_encode();
-        let (hash, _) = self.chain.transact(&mut sender, what, self.chain.contract(), call).await?;
-        self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
+        self.send_to_contract("start_exit_from_checkpoint", call).await?;
         let view = self.chain.channel_at(user, self.chain.head().await?).await?;
         Ok(view.settle_block)
     }
@@ -757,10 +768,7 @@ impl Wallet {
             ))
         })?;
         let call = complain_contradicted_credit_call(id, &proof, &credit).abi_encode();
-        let mut sender = self.chain.sender(self.key_bytes).await?;
-        let what = "complain_contradicted_credit";
-        let (hash, block) = self.chain.transact(&mut sender, what, self.chain.contract(), call).await?;
-        self.dir.append(&[JournalEntry::Transaction { what: what.into(), hash }])?;
+        let (hash, block) = self.send_to_contract("complain_contradicted_credit", call).await?;
         Ok(json!({
             "checkpoint": id, "txHash": hash, "block": block,
             "leafCredit": {"nonce": proof.leaf.credit_nonce, "total": proof.leaf.credit_total},
