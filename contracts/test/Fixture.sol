@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 import {InfToken} from "../src/InfToken.sol";
 
 /// Shared set-up: a token, a hub contract, the hub key and two user keys, and helpers that
@@ -57,55 +58,55 @@ abstract contract Fixture is Test {
         return hub.channel(user).epoch;
     }
 
-    function credit(address user, uint64 nonce, uint128 cumulative) internal view returns (InfHub.Credit memory c) {
-        c = InfHub.Credit(user, epochOf(user), nonce, cumulative, 0, bytes32(0));
+    function credit(address user, uint64 nonce, uint128 cumulative) internal view returns (InfHubBase.Credit memory c) {
+        c = InfHubBase.Credit(user, epochOf(user), nonce, cumulative, 0, bytes32(0));
     }
 
     function debit(address user, uint64 nonce, uint128 cumulative, uint128 amount)
         internal
         view
-        returns (InfHub.Debit memory d)
+        returns (InfHubBase.Debit memory d)
     {
-        d = InfHub.Debit(user, epochOf(user), nonce, cumulative, 0, bytes32(0), 0, bob, amount, keccak256(abi.encode(nonce)));
+        d = InfHubBase.Debit(user, epochOf(user), nonce, cumulative, 0, bytes32(0), 0, bob, amount, keccak256(abi.encode(nonce)));
     }
 
-    function signCredit(uint256 pk, InfHub.Credit memory c) internal view returns (bytes memory) {
+    function signCredit(uint256 pk, InfHubBase.Credit memory c) internal view returns (bytes memory) {
         return signDigest(pk, hub.hashCredit(c));
     }
 
-    function signDebit(uint256 pk, InfHub.Debit memory d) internal view returns (bytes memory) {
+    function signDebit(uint256 pk, InfHubBase.Debit memory d) internal view returns (bytes memory) {
         return signDigest(pk, hub.hashDebit(d));
     }
 
     function withdrawal(address user, uint128 cumulative, uint64 expiry)
         internal
         view
-        returns (InfHub.Withdrawal memory w)
+        returns (InfHubBase.Withdrawal memory w)
     {
-        w = InfHub.Withdrawal(user, epochOf(user), cumulative, expiry);
+        w = InfHubBase.Withdrawal(user, epochOf(user), cumulative, expiry);
     }
 
-    function signWithdrawal(uint256 pk, InfHub.Withdrawal memory w) internal view returns (bytes memory) {
+    function signWithdrawal(uint256 pk, InfHubBase.Withdrawal memory w) internal view returns (bytes memory) {
         return signDigest(pk, hub.hashWithdrawal(w));
     }
 
     function towerOffer(address user, address tower_, uint128 maxFee, uint16 shareBps, uint64 validUntil)
         internal
         view
-        returns (InfHub.TowerFee memory f)
+        returns (InfHubBase.TowerFee memory f)
     {
-        f = InfHub.TowerFee(user, epochOf(user), tower_, maxFee, shareBps, validUntil);
+        f = InfHubBase.TowerFee(user, epochOf(user), tower_, maxFee, shareBps, validUntil);
     }
 
-    function signTowerFee(uint256 pk, InfHub.TowerFee memory f) internal view returns (bytes memory) {
+    function signTowerFee(uint256 pk, InfHubBase.TowerFee memory f) internal view returns (bytes memory) {
         return signDigest(pk, hub.hashTowerFee(f));
     }
 
-    function noCredit(address user) internal pure returns (InfHub.Credit memory c) {
+    function noCredit(address user) internal pure returns (InfHubBase.Credit memory c) {
         c.user = user;
     }
 
-    function noDebit(address user) internal pure returns (InfHub.Debit memory d) {
+    function noDebit(address user) internal pure returns (InfHubBase.Debit memory d) {
         d.user = user;
     }
 

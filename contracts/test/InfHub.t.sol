@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 import {InfToken} from "../src/InfToken.sol";
 
 /// Unit and fuzz tests of every InfHub function: success paths with state before and after and
@@ -11,15 +12,15 @@ contract InfHubTest is Fixture {
     // ------------------------------------------------------------ constructor
 
     function test_constructor_rejects_bad_parameters() public {
-        vm.expectRevert(InfHub.HubMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.HubMustNotBeZero.selector);
         new InfHub(token, address(0), CHALLENGE, NOTICE);
-        vm.expectRevert(InfHub.ChallengePeriodOutOfRange.selector);
+        vm.expectRevert(InfHubBase.ChallengePeriodOutOfRange.selector);
         new InfHub(token, hubAddr, 1, NOTICE);
-        vm.expectRevert(InfHub.ChallengePeriodOutOfRange.selector);
+        vm.expectRevert(InfHubBase.ChallengePeriodOutOfRange.selector);
         new InfHub(token, hubAddr, 2_000_001, 3_000_000);
-        vm.expectRevert(InfHub.ReserveNoticeTooShort.selector);
+        vm.expectRevert(InfHubBase.ReserveNoticeTooShort.selector);
         new InfHub(token, hubAddr, CHALLENGE, CHALLENGE);
-        vm.expectRevert(InfHub.ReserveNoticeTooShort.selector);
+        vm.expectRevert(InfHubBase.ReserveNoticeTooShort.selector);
         new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE - 1);
         new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE);
     }
@@ -28,14 +29,14 @@ contract InfHubTest is Fixture {
 
     function test_open_by_user_then_by_hub_for_other_user() public {
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelOpened(alice, 1, alice);
+        emit InfHubBase.ChannelOpened(alice, 1, alice);
         open(alice);
-        InfHub.Channel memory ch = hub.channel(alice);
-        assertEq(uint256(ch.status), uint256(InfHub.Status.Open), "status");
+        InfHubBase.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHubBase.Status.Open), "status");
         assertEq(ch.epoch, 1, "epoch");
 
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelOpened(bob, 1, hubAddr);
+        emit InfHubBase.ChannelOpened(bob, 1, hubAddr);
         vm.prank(hubAddr);
         hub.openChannel(bob);
         assertEq(hub.channel(bob).epoch, 1, "bob epoch");
@@ -43,17 +44,17 @@ contract InfHubTest is Fixture {
 
     function test_open_rejections() public {
         vm.prank(mallory);
-        vm.expectRevert(InfHub.OnlyUserOrHub.selector);
+        vm.expectRevert(InfHubBase.OnlyUserOrHub.selector);
         hub.openChannel(alice);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        vm.expectRevert(InfHubBase.UserMustNotBeZeroOrHub.selector);
         hub.openChannel(hubAddr);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        vm.expectRevert(InfHubBase.UserMustNotBeZeroOrHub.selector);
         hub.openChannel(address(0));
         open(alice);
         vm.prank(alice);
-        vm.expectRevert(InfHub.ChannelAlreadyOpen.selector);
+        vm.expectRevert(InfHubBase.ChannelAlreadyOpen.selector);
         hub.openChannel(alice);
     }
 
@@ -68,17 +69,17 @@ contract InfHubTest is Fixture {
         users[2] = address(0xB0B2);
         users[3] = mallory; // closing: skipped, no event
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelOpened(bob, 1, hubAddr);
+        emit InfHubBase.ChannelOpened(bob, 1, hubAddr);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelRegistered(alice, 1);
+        emit InfHubBase.ChannelRegistered(alice, 1);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelOpened(address(0xB0B2), 1, hubAddr);
+        emit InfHubBase.ChannelOpened(address(0xB0B2), 1, hubAddr);
         vm.recordLogs();
         vm.prank(hubAddr);
         hub.openChannels(users);
         assertEq(vm.getRecordedLogs().length, 3, "one event per channel opened or registered");
-        assertEq(uint256(hub.channel(mallory).status), uint256(InfHub.Status.Closing), "mallory still closing");
-        assertEq(uint256(hub.channel(bob).status), uint256(InfHub.Status.Open), "bob open");
+        assertEq(uint256(hub.channel(mallory).status), uint256(InfHubBase.Status.Closing), "mallory still closing");
+        assertEq(uint256(hub.channel(bob).status), uint256(InfHubBase.Status.Open), "bob open");
         assertEq(hub.channel(address(0xB0B2)).epoch, 1, "third user epoch");
         assertEq(hub.channel(alice).epoch, 1, "alice untouched");
         checkAccounting();
@@ -88,25 +89,25 @@ contract InfHubTest is Fixture {
         address[] memory users = new address[](1);
         users[0] = bob;
         vm.prank(mallory);
-        vm.expectRevert(InfHub.OnlyHub.selector);
+        vm.expectRevert(InfHubBase.OnlyHub.selector);
         hub.openChannels(users);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.BatchEmpty.selector);
+        vm.expectRevert(InfHubBase.BatchEmpty.selector);
         hub.openChannels(new address[](0));
         address[] memory tooMany = new address[](hub.MAX_OPEN_BATCH() + 1);
         for (uint256 i = 0; i < tooMany.length; i++) {
             tooMany[i] = address(uint160(0x200000 + i));
         }
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.BatchTooLarge.selector);
+        vm.expectRevert(InfHubBase.BatchTooLarge.selector);
         hub.openChannels(tooMany);
         users[0] = hubAddr;
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        vm.expectRevert(InfHubBase.UserMustNotBeZeroOrHub.selector);
         hub.openChannels(users);
         users[0] = address(0);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.UserMustNotBeZeroOrHub.selector);
+        vm.expectRevert(InfHubBase.UserMustNotBeZeroOrHub.selector);
         hub.openChannels(users);
     }
 
@@ -135,10 +136,10 @@ contract InfHubTest is Fixture {
         open(alice);
         uint256 before = token.balanceOf(alice);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Deposited(alice, 1, alice, 70, 70);
+        emit InfHubBase.Deposited(alice, 1, alice, 70, 70);
         depositAs(alice, 70);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Deposited(alice, 1, bob, 30, 100);
+        emit InfHubBase.Deposited(alice, 1, bob, 30, 100);
         vm.prank(bob);
         hub.deposit(alice, 30);
         assertEq(hub.channel(alice).deposited, 100, "deposited");
@@ -149,16 +150,16 @@ contract InfHubTest is Fixture {
     }
 
     function test_deposit_rejections() public {
-        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        vm.expectRevert(InfHubBase.ChannelNotOpen.selector);
         depositAs(alice, 1);
         open(alice);
-        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.AmountMustNotBeZero.selector);
         depositAs(alice, 0);
         token.mint(alice, uint256(type(uint128).max));
         depositAs(alice, type(uint128).max - 5);
-        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        vm.expectRevert(InfHubBase.AmountTooLarge.selector);
         depositAs(alice, 6);
-        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        vm.expectRevert(InfHubBase.AmountTooLarge.selector);
         depositAs(alice, type(uint256).max);
     }
 
@@ -166,20 +167,20 @@ contract InfHubTest is Fixture {
         address account = address(0xC0FFEE);
         uint256 reserveBefore = hub.reserve();
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.CustodialDeposited(account, alice, 40, reserveBefore + 40);
+        emit InfHubBase.CustodialDeposited(account, alice, 40, reserveBefore + 40);
         vm.prank(alice);
         hub.depositFor(account, 40);
         assertEq(hub.reserve(), reserveBefore + 40, "reserve");
         assertEq(hub.totalChannelFunds(), 0, "no channel funds");
         checkAccounting();
         vm.prank(alice);
-        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.AmountMustNotBeZero.selector);
         hub.depositFor(account, 0);
         vm.prank(alice);
-        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.RecipientMustNotBeZero.selector);
         hub.depositFor(address(0), 1);
         vm.prank(alice);
-        vm.expectRevert(InfHub.AmountTooLarge.selector);
+        vm.expectRevert(InfHubBase.AmountTooLarge.selector);
         hub.depositFor(account, uint256(type(uint128).max) + 1);
     }
 
@@ -214,15 +215,15 @@ contract InfHubTest is Fixture {
     function test_withdraw_partial_keeps_channel_open() public {
         open(alice);
         depositAs(alice, 100);
-        InfHub.Withdrawal memory w = withdrawal(alice, 40, uint64(block.number + 10));
+        InfHubBase.Withdrawal memory w = withdrawal(alice, 40, uint64(block.number + 10));
         uint256 before = token.balanceOf(alice);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Withdrawn(alice, 1, 40, 40, 0);
+        emit InfHubBase.Withdrawn(alice, 1, 40, 40, 0);
         vm.prank(mallory); // anyone may submit; the tokens go to the user
         hub.withdraw(w, signWithdrawal(ALICE_PK, w), signWithdrawal(HUB_PK, w));
         assertEq(token.balanceOf(alice), before + 40, "paid to user");
-        InfHub.Channel memory ch = hub.channel(alice);
-        assertEq(uint256(ch.status), uint256(InfHub.Status.Open), "still open");
+        InfHubBase.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHubBase.Status.Open), "still open");
         assertEq(ch.withdrawn, 40, "withdrawn");
         assertEq(hub.totalChannelFunds(), 60, "funds");
         // The rest, with a new running total.
@@ -236,9 +237,9 @@ contract InfHubTest is Fixture {
         // Bob received credit off chain and never deposited; the reserve advances his withdrawal.
         open(bob);
         fundReserve(500);
-        InfHub.Withdrawal memory w = withdrawal(bob, 30, uint64(block.number + 5));
+        InfHubBase.Withdrawal memory w = withdrawal(bob, 30, uint64(block.number + 5));
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Withdrawn(bob, 1, 30, 30, 30);
+        emit InfHubBase.Withdrawn(bob, 1, 30, 30, 30);
         hub.withdraw(w, signWithdrawal(BOB_PK, w), signWithdrawal(HUB_PK, w));
         assertEq(hub.reserve(), 470, "reserve advanced");
         assertEq(hub.channel(bob).advancedFromReserve, 30, "advance recorded");
@@ -248,11 +249,11 @@ contract InfHubTest is Fixture {
         w = withdrawal(bob, 30 + 471, uint64(block.number + 5));
         bytes memory us = signWithdrawal(BOB_PK, w);
         bytes memory hs = signWithdrawal(HUB_PK, w);
-        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        vm.expectRevert(InfHubBase.ReserveInsufficient.selector);
         hub.withdraw(w, us, hs);
     }
 
-    InfHub.Withdrawal internal w40;
+    InfHubBase.Withdrawal internal w40;
     bytes internal w40User;
     bytes internal w40Hub;
 
@@ -268,61 +269,61 @@ contract InfHubTest is Fixture {
     function test_withdraw_rejects_wrong_signers() public {
         setUpWithdrawal();
         bytes memory mallorys = signWithdrawal(MALLORY_PK, w40);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.withdraw(w40, mallorys, w40Hub);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.withdraw(w40, w40User, w40User);
     }
 
     function test_withdraw_rejects_malformed_signatures() public {
         setUpWithdrawal();
-        vm.expectRevert(InfHub.InvalidSignature.selector);
+        vm.expectRevert(InfHubBase.InvalidSignature.selector);
         hub.withdraw(w40, hex"1234", w40Hub);
         bytes memory highS = abi.encodePacked(bytes32(uint256(1)), bytes32(type(uint256).max), uint8(27));
-        vm.expectRevert(InfHub.InvalidSignature.selector);
+        vm.expectRevert(InfHubBase.InvalidSignature.selector);
         hub.withdraw(w40, highS, w40Hub);
         bytes memory badV = abi.encodePacked(w40User);
         badV[64] = bytes1(uint8(29));
-        vm.expectRevert(InfHub.InvalidSignature.selector);
+        vm.expectRevert(InfHubBase.InvalidSignature.selector);
         hub.withdraw(w40, badV, w40Hub);
     }
 
     function test_withdraw_rejects_wrong_epoch_chain_and_contract() public {
         setUpWithdrawal();
-        InfHub.Withdrawal memory wrongEpoch = InfHub.Withdrawal(alice, 2, 40, w40.expiryBlock);
+        InfHubBase.Withdrawal memory wrongEpoch = InfHubBase.Withdrawal(alice, 2, 40, w40.expiryBlock);
         bytes memory weU = signWithdrawal(ALICE_PK, wrongEpoch);
         bytes memory weH = signWithdrawal(HUB_PK, wrongEpoch);
-        vm.expectRevert(InfHub.EpochMismatch.selector);
+        vm.expectRevert(InfHubBase.EpochMismatch.selector);
         hub.withdraw(wrongEpoch, weU, weH);
         // Wrong chain id: the digest changes, so the signatures recover to other keys.
         uint256 chain = block.chainid;
         vm.chainId(chain + 1);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.withdraw(w40, w40User, w40Hub);
         vm.chainId(chain);
         // Wrong contract: signatures made for another hub contract are worthless here.
         InfHub other = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
         bytes memory otherU = signDigest(ALICE_PK, other.hashWithdrawal(w40));
         bytes memory otherH = signDigest(HUB_PK, other.hashWithdrawal(w40));
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.withdraw(w40, otherU, otherH);
     }
 
     function test_withdraw_rejects_expired_replayed_and_closing() public {
         setUpWithdrawal();
         vm.roll(w40.expiryBlock + 1);
-        vm.expectRevert(InfHub.AuthorizationExpired.selector);
+        vm.expectRevert(InfHubBase.AuthorizationExpired.selector);
         hub.withdraw(w40, w40User, w40Hub);
         vm.roll(w40.expiryBlock);
         hub.withdraw(w40, w40User, w40Hub);
-        vm.expectRevert(InfHub.WithdrawalMustIncrease.selector);
+        vm.expectRevert(InfHubBase.WithdrawalMustIncrease.selector);
         hub.withdraw(w40, w40User, w40Hub);
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
-        InfHub.Withdrawal memory w2 = withdrawal(alice, 50, uint64(block.number + 10));
+        InfHubBase.Withdrawal memory w2 = withdrawal(alice, 50, uint64(block.number + 10));
         bytes memory us2 = signWithdrawal(ALICE_PK, w2);
         bytes memory hs2 = signWithdrawal(HUB_PK, w2);
-        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        vm.expectRevert(InfHubBase.ChannelNotOpen.selector);
         hub.withdraw(w2, us2, hs2);
     }
 
@@ -335,61 +336,61 @@ contract InfHubTest is Fixture {
         fundReserve(1_000);
         // Off chain: alice paid bob 30 (debit nonce 1), then 20 more (debit nonce 2);
         // the hub sold alice 50 (credit nonce 1).
-        InfHub.Credit memory c1 = credit(alice, 1, 50);
-        InfHub.Debit memory d1 = debit(alice, 1, 30, 30);
-        InfHub.Debit memory d2 = debit(alice, 2, 50, 20);
+        InfHubBase.Credit memory c1 = credit(alice, 1, 50);
+        InfHubBase.Debit memory d1 = debit(alice, 1, 30, 30);
+        InfHubBase.Debit memory d2 = debit(alice, 2, 50, 20);
 
         // Alice exits with her credit and "forgets" her debits.
         uint64 settleAt = uint64(block.number) + CHALLENGE;
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ExitStarted(alice, 1, alice, settleAt);
+        emit InfHubBase.ExitStarted(alice, 1, alice, settleAt);
         bytes memory c1sig = signCredit(HUB_PK, c1);
         vm.prank(alice);
         hub.startExit(c1, c1sig);
-        InfHub.Channel memory ch = hub.channel(alice);
-        assertEq(uint256(ch.status), uint256(InfHub.Status.Closing), "closing");
+        InfHubBase.Channel memory ch = hub.channel(alice);
+        assertEq(uint256(ch.status), uint256(InfHubBase.Status.Closing), "closing");
         assertEq(ch.settleBlock, settleAt, "settle block");
         assertEq(ch.credit.cumulative, 50, "credit recorded");
 
         // Exit while exiting is refused.
         vm.prank(alice);
-        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        vm.expectRevert(InfHubBase.ChannelNotOpen.selector);
         hub.startExit(c1, "");
 
         // The hub answers with the older debit, then the newer one; the stale one is refused.
         hub.submitDebit(d1, signDebit(ALICE_PK, d1));
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.DebitSubmitted(alice, 1, 2, 50, hubAddr);
+        emit InfHubBase.DebitSubmitted(alice, 1, 2, 50, hubAddr);
         bytes memory d2sig = signDebit(ALICE_PK, d2);
         vm.prank(hubAddr);
         hub.submitDebit(d2, d2sig);
         bytes memory d1again = signDebit(ALICE_PK, d1);
-        vm.expectRevert(InfHub.ProofMustSupersede.selector);
+        vm.expectRevert(InfHubBase.ProofMustSupersede.selector);
         hub.submitDebit(d1, d1again);
         // A debit signed by someone else than alice is refused.
-        InfHub.Debit memory d3 = debit(alice, 3, 90, 40);
+        InfHubBase.Debit memory d3 = debit(alice, 3, 90, 40);
         bytes memory forged = signDebit(HUB_PK, d3);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitDebit(d3, forged);
 
         // Settling early is refused.
         vm.roll(settleAt - 1);
-        vm.expectRevert(InfHub.ChallengePeriodNotOver.selector);
+        vm.expectRevert(InfHubBase.ChallengePeriodNotOver.selector);
         hub.settle(alice);
         vm.roll(settleAt);
         // Proofs after the period are refused.
         bytes memory d3sig = signDebit(ALICE_PK, d3);
-        vm.expectRevert(InfHub.ChallengePeriodOver.selector);
+        vm.expectRevert(InfHubBase.ChallengePeriodOver.selector);
         hub.submitDebit(d3, d3sig);
 
         uint256 before = token.balanceOf(alice);
         // claim = 100 - 0 + 50 - 50 = 100; channel funds 100; reserve unchanged.
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Settled(alice, 1, 100, 0, 1_000);
+        emit InfHubBase.Settled(alice, 1, 100, 0, 1_000);
         hub.settle(alice);
         assertEq(token.balanceOf(alice), before + 100, "alice paid her balance");
-        assertEq(uint256(hub.channel(alice).status), uint256(InfHub.Status.Settled), "settled");
-        vm.expectRevert(InfHub.ChannelNotClosing.selector);
+        assertEq(uint256(hub.channel(alice).status), uint256(InfHubBase.Status.Settled), "settled");
+        vm.expectRevert(InfHubBase.ChannelNotClosing.selector);
         hub.settle(alice);
         checkAccounting();
     }
@@ -398,15 +399,15 @@ contract InfHubTest is Fixture {
         open(alice);
         depositAs(alice, 100);
         fundReserve(1_000);
-        InfHub.Debit memory d1 = debit(alice, 1, 10, 10);
-        InfHub.Credit memory c1 = credit(alice, 1, 5);
-        InfHub.Credit memory c2 = credit(alice, 2, 80);
+        InfHubBase.Debit memory d1 = debit(alice, 1, 10, 10);
+        InfHubBase.Credit memory c1 = credit(alice, 1, 5);
+        InfHubBase.Credit memory c2 = credit(alice, 2, 80);
 
         vm.prank(mallory);
-        vm.expectRevert(InfHub.OnlyHub.selector);
+        vm.expectRevert(InfHubBase.OnlyHub.selector);
         hub.startHubClose(alice, d1, "");
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        vm.expectRevert(InfHubBase.ProofMustBeEmpty.selector);
         hub.startHubClose(alice, noDebit(alice), hex"01");
 
         bytes memory d1sig = signDebit(ALICE_PK, d1);
@@ -418,12 +419,12 @@ contract InfHubTest is Fixture {
         vm.prank(mallory);
         hub.submitCredit(c2, c2sig);
         bytes memory c1sig = signCredit(HUB_PK, c1);
-        vm.expectRevert(InfHub.ProofMustSupersede.selector);
+        vm.expectRevert(InfHubBase.ProofMustSupersede.selector);
         hub.submitCredit(c1, c1sig);
         // A credit signed by alice herself is worthless.
-        InfHub.Credit memory c3 = credit(alice, 3, 500);
+        InfHubBase.Credit memory c3 = credit(alice, 3, 500);
         bytes memory selfSigned = signCredit(ALICE_PK, c3);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCredit(c3, selfSigned);
 
         vm.roll(block.number + CHALLENGE);
@@ -444,7 +445,7 @@ contract InfHubTest is Fixture {
         vm.prank(hubAddr);
         hub.startHubClose(alice, noDebit(alice), "");
         // Four leaves: alice's credit and three other proofs of the same batch.
-        InfHub.Credit memory c = credit(alice, 1, 60);
+        InfHubBase.Credit memory c = credit(alice, 1, 60);
         bytes32 leaf = hub.hashCredit(c);
         bytes32 l1 = keccak256("receipt one");
         bytes32 l2 = keccak256("receipt two");
@@ -457,25 +458,25 @@ contract InfHubTest is Fixture {
 
         // A tampered path, a path for another leaf, a root signed by someone else, a cut or
         // overlong proof: all refused.
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCredit(c, abi.encodePacked(rootSig, l2, n23));
-        InfHub.Credit memory other = credit(alice, 1, 61);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        InfHubBase.Credit memory other = credit(alice, 1, 61);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCredit(other, proof);
         bytes memory aliceRoot = signDigest(ALICE_PK, hub.hashProofBatch(root));
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCredit(c, abi.encodePacked(aliceRoot, l1, n23));
-        vm.expectRevert(InfHub.InvalidSignature.selector);
+        vm.expectRevert(InfHubBase.InvalidSignature.selector);
         hub.submitCredit(c, abi.encodePacked(rootSig, bytes16(l1)));
         bytes memory overlong = rootSig;
         uint256 maxDepth = hub.MAX_PROOF_DEPTH();
         for (uint256 i = 0; i < maxDepth + 1; i++) {
             overlong = abi.encodePacked(overlong, l1);
         }
-        vm.expectRevert(InfHub.InvalidSignature.selector);
+        vm.expectRevert(InfHubBase.InvalidSignature.selector);
         hub.submitCredit(c, overlong);
         // The root's signature alone is not a direct signature of the credit.
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCredit(c, rootSig);
 
         vm.prank(mallory);
@@ -489,47 +490,47 @@ contract InfHubTest is Fixture {
 
     function test_exit_rejections() public {
         vm.prank(alice);
-        vm.expectRevert(InfHub.ChannelNotOpen.selector);
+        vm.expectRevert(InfHubBase.ChannelNotOpen.selector);
         hub.startExit(noCredit(alice), "");
         open(alice);
         open(bob);
-        InfHub.Credit memory bobs = credit(bob, 1, 9);
+        InfHubBase.Credit memory bobs = credit(bob, 1, 9);
         bytes memory bobsSig = signCredit(HUB_PK, bobs);
         vm.prank(alice);
-        vm.expectRevert(InfHub.UserMismatch.selector);
+        vm.expectRevert(InfHubBase.UserMismatch.selector);
         hub.startExit(bobs, bobsSig);
-        InfHub.Credit memory empty = noCredit(alice);
+        InfHubBase.Credit memory empty = noCredit(alice);
         vm.prank(alice);
-        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        vm.expectRevert(InfHubBase.ProofMustBeEmpty.selector);
         hub.startExit(empty, hex"00");
         empty.cumulativeCredit = 1;
         vm.prank(alice);
-        vm.expectRevert(InfHub.ProofMustBeEmpty.selector);
+        vm.expectRevert(InfHubBase.ProofMustBeEmpty.selector);
         hub.startExit(empty, "");
-        InfHub.Credit memory c = credit(alice, 1, 9);
+        InfHubBase.Credit memory c = credit(alice, 1, 9);
         bytes memory cs = signCredit(HUB_PK, c);
-        vm.expectRevert(InfHub.ChannelNotClosing.selector);
+        vm.expectRevert(InfHubBase.ChannelNotClosing.selector);
         hub.submitCredit(c, cs);
     }
 
     function test_reopen_increments_epoch_and_old_proofs_are_void() public {
         open(alice);
         depositAs(alice, 10);
-        InfHub.Credit memory oldCredit = credit(alice, 1, 1_000);
+        InfHubBase.Credit memory oldCredit = credit(alice, 1, 1_000);
         bytes memory oldSig = signCredit(HUB_PK, oldCredit);
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         vm.roll(block.number + CHALLENGE);
         hub.settle(alice);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ChannelOpened(alice, 2, alice);
+        emit InfHubBase.ChannelOpened(alice, 2, alice);
         open(alice);
-        InfHub.Channel memory ch = hub.channel(alice);
+        InfHubBase.Channel memory ch = hub.channel(alice);
         assertEq(ch.epoch, 2, "epoch 2");
         assertEq(ch.deposited, 0, "fresh deposits");
         assertEq(ch.credit.nonce, 0, "fresh proofs");
         vm.prank(alice);
-        vm.expectRevert(InfHub.EpochMismatch.selector);
+        vm.expectRevert(InfHubBase.EpochMismatch.selector);
         hub.startExit(oldCredit, oldSig);
     }
 
@@ -538,24 +539,24 @@ contract InfHubTest is Fixture {
     function test_reserve_withdrawal_needs_notice() public {
         fundReserve(300);
         vm.prank(mallory);
-        vm.expectRevert(InfHub.OnlyHub.selector);
+        vm.expectRevert(InfHubBase.OnlyHub.selector);
         hub.announceReserveWithdrawal(100);
         vm.startPrank(hubAddr);
-        vm.expectRevert(InfHub.NoReserveWithdrawalPending.selector);
+        vm.expectRevert(InfHubBase.NoReserveWithdrawalPending.selector);
         hub.executeReserveWithdrawal(hubAddr);
-        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.AmountMustNotBeZero.selector);
         hub.announceReserveWithdrawal(0);
         uint64 unlock = uint64(block.number) + NOTICE;
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.ReserveWithdrawalAnnounced(100, unlock);
+        emit InfHubBase.ReserveWithdrawalAnnounced(100, unlock);
         hub.announceReserveWithdrawal(100);
-        vm.expectRevert(InfHub.ReserveWithdrawalPending.selector);
+        vm.expectRevert(InfHubBase.ReserveWithdrawalPending.selector);
         hub.announceReserveWithdrawal(1);
         vm.roll(unlock - 1);
-        vm.expectRevert(InfHub.ReserveNoticeNotOver.selector);
+        vm.expectRevert(InfHubBase.ReserveNoticeNotOver.selector);
         hub.executeReserveWithdrawal(hubAddr);
         vm.roll(unlock);
-        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.RecipientMustNotBeZero.selector);
         hub.executeReserveWithdrawal(address(0));
         uint256 before = token.balanceOf(hubAddr);
         hub.executeReserveWithdrawal(hubAddr);
@@ -564,18 +565,18 @@ contract InfHubTest is Fixture {
         // cancel
         hub.announceReserveWithdrawal(50);
         hub.cancelReserveWithdrawal();
-        vm.expectRevert(InfHub.NoReserveWithdrawalPending.selector);
+        vm.expectRevert(InfHubBase.NoReserveWithdrawalPending.selector);
         hub.cancelReserveWithdrawal();
         // more than the reserve at execution
         hub.announceReserveWithdrawal(201);
         vm.roll(block.number + NOTICE);
-        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        vm.expectRevert(InfHubBase.ReserveInsufficient.selector);
         hub.executeReserveWithdrawal(hubAddr);
         // unused, it expires after another notice's length; then a new announcement replaces it
-        vm.expectRevert(InfHub.ReserveWithdrawalPending.selector);
+        vm.expectRevert(InfHubBase.ReserveWithdrawalPending.selector);
         hub.announceReserveWithdrawal(10);
         vm.roll(block.number + NOTICE);
-        vm.expectRevert(InfHub.ReserveWithdrawalExpired.selector);
+        vm.expectRevert(InfHubBase.ReserveWithdrawalExpired.selector);
         hub.executeReserveWithdrawal(hubAddr);
         hub.announceReserveWithdrawal(10);
         vm.roll(block.number + NOTICE);
@@ -639,30 +640,30 @@ contract InfHubTest is Fixture {
         bytes32 batchId = keccak256("batch-1");
         vm.startPrank(hubAddr);
         vm.expectEmit(true, true, true, true, address(hub));
-        emit InfHub.Paid(batchId, address(0xA1), 10);
+        emit InfHubBase.Paid(batchId, address(0xA1), 10);
         hub.payout(batchId, to, amounts);
         assertEq(token.balanceOf(address(0xA2)), 20, "paid");
         assertEq(hub.reserve(), 940, "reserve");
-        vm.expectRevert(InfHub.PayoutBatchAlreadyExecuted.selector);
+        vm.expectRevert(InfHubBase.PayoutBatchAlreadyExecuted.selector);
         hub.payout(batchId, to, amounts);
-        vm.expectRevert(InfHub.BatchEmpty.selector);
+        vm.expectRevert(InfHubBase.BatchEmpty.selector);
         hub.payout(keccak256("e"), new address[](0), new uint256[](0));
-        vm.expectRevert(InfHub.BatchLengthMismatch.selector);
+        vm.expectRevert(InfHubBase.BatchLengthMismatch.selector);
         hub.payout(keccak256("m"), to, new uint256[](2));
-        vm.expectRevert(InfHub.BatchTooLarge.selector);
+        vm.expectRevert(InfHubBase.BatchTooLarge.selector);
         hub.payout(keccak256("l"), new address[](257), new uint256[](257));
         amounts[2] = 1_000;
-        vm.expectRevert(InfHub.ReserveInsufficient.selector);
+        vm.expectRevert(InfHubBase.ReserveInsufficient.selector);
         hub.payout(keccak256("r"), to, amounts);
         amounts[2] = 0;
-        vm.expectRevert(InfHub.AmountMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.AmountMustNotBeZero.selector);
         hub.payout(keccak256("z"), to, amounts);
         to[1] = address(0);
-        vm.expectRevert(InfHub.RecipientMustNotBeZero.selector);
+        vm.expectRevert(InfHubBase.RecipientMustNotBeZero.selector);
         hub.payout(keccak256("0"), to, amounts);
         vm.stopPrank();
         vm.prank(mallory);
-        vm.expectRevert(InfHub.OnlyHub.selector);
+        vm.expectRevert(InfHubBase.OnlyHub.selector);
         hub.payout(keccak256("x"), to, amounts);
         checkAccounting();
     }
@@ -686,15 +687,15 @@ contract InfHubTest is Fixture {
         depositAs(alice, deposit);
         if (creditAmount > 0) fundReserve(creditAmount);
         if (w > 0) {
-            InfHub.Withdrawal memory wd = withdrawal(alice, w, uint64(block.number + 1));
+            InfHubBase.Withdrawal memory wd = withdrawal(alice, w, uint64(block.number + 1));
             hub.withdraw(wd, signWithdrawal(ALICE_PK, wd), signWithdrawal(HUB_PK, wd));
         }
-        InfHub.Credit memory c = credit(alice, 1, creditAmount);
+        InfHubBase.Credit memory c = credit(alice, 1, creditAmount);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(alice);
         hub.startExit(c, cs);
         if (d > 0) {
-            InfHub.Debit memory db = debit(alice, 1, d, d);
+            InfHubBase.Debit memory db = debit(alice, 1, d, d);
             hub.submitDebit(db, signDebit(ALICE_PK, db));
         }
         vm.roll(block.number + CHALLENGE);
@@ -718,13 +719,13 @@ contract InfHubTest is Fixture {
         uint128 bestTotal = 0;
         for (uint256 i = 0; i < 3; i++) {
             (uint64 n, uint128 t) = (uint64(nonces[i]) + 1, uint128(totals[i]));
-            InfHub.Debit memory d = debit(alice, n, t, 1);
+            InfHubBase.Debit memory d = debit(alice, n, t, 1);
             bytes memory sig = signDebit(ALICE_PK, d);
             if (t > bestTotal || (t == bestTotal && n > bestNonce)) {
                 hub.submitDebit(d, sig);
                 (bestNonce, bestTotal) = (n, t);
             } else {
-                vm.expectRevert(InfHub.ProofMustSupersede.selector);
+                vm.expectRevert(InfHubBase.ProofMustSupersede.selector);
                 hub.submitDebit(d, sig);
             }
         }

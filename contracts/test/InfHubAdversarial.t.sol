@@ -3,6 +3,8 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 import {checkpointLeafHash} from "./utils/CheckpointLeafHash.sol";
 import {InfToken} from "../src/InfToken.sol";
 
@@ -61,20 +63,20 @@ abstract contract AdversarialBase is Test {
         lastViolation = what;
     }
 
-    function status(address u) public view returns (InfHub.Status) {
+    function status(address u) public view returns (InfHubBase.Status) {
         return hub.channel(u).status;
     }
 
     function funds(address u) public view returns (uint256) {
-        InfHub.Channel memory ch = hub.channel(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
         return uint256(ch.deposited) + ch.advancedFromReserve - ch.withdrawn - ch.realizedDebit;
     }
 
     /// The user's balance by the books: deposited - withdrawn + credits - debits (floored at zero:
     /// an accomplice of a dishonest hub may withdraw more than its books say).
     function balanceOf(address u) public view returns (uint256) {
-        InfHub.Channel memory ch = hub.channel(u);
-        if (ch.status == InfHub.Status.Settled || ch.status == InfHub.Status.None) return 0;
+        InfHubBase.Channel memory ch = hub.channel(u);
+        if (ch.status == InfHubBase.Status.Settled || ch.status == InfHubBase.Status.None) return 0;
         Books memory b = books[u];
         uint256 plus = uint256(ch.deposited) + b.creditCum;
         uint256 minus = uint256(ch.withdrawn) + b.debitCum;
@@ -89,7 +91,7 @@ abstract contract AdversarialBase is Test {
 
     /// What settlement would pay by the proofs the contract holds now (before the reserve cap).
     function onChainClaim(address u) public view returns (uint256) {
-        InfHub.Channel memory ch = hub.channel(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
         uint256 plus = uint256(ch.deposited) + ch.credit.cumulative;
         uint256 minus = uint256(ch.withdrawn) + ch.debit.cumulative;
         return plus > minus ? plus - minus : 0;
@@ -99,22 +101,53 @@ abstract contract AdversarialBase is Test {
     function closingDraw() public view returns (uint256 draw) {
         for (uint256 i = 0; i < USERS; i++) {
             address u = users[i];
-            if (status(u) != InfHub.Status.Closing) continue;
+            if (status(u) != InfHubBase.Status.Closing) continue;
             uint256 c = onChainClaim(u);
             uint256 f = funds(u);
             if (c > f) draw += c - f;
         }
     }
 
-    function newestCredit(address u) internal view returns (InfHub.Credit memory c, bytes memory sig) {
+    function newestCredit(address u) internal view returns (InfHubBase.Credit memory c, bytes memory sig) {
         Books memory b = books[u];
-        c = InfHub.Credit(u, hub.channel(u).epoch, b.creditNonce, b.creditCum, 0, bytes32(0));
+        c = InfHubBase.Credit(u, hub.channel(u).epoch, b.creditNonce, b.creditCum, 0, bytes32(0));
         if (b.creditNonce != 0) sig = signDigest(HUB_PK, hub.hashCredit(c));
     }
 
-    function debitOf(address u, uint256 pk, uint64 nonce, uint128 total) internal view returns (InfHub.Debit memory d, bytes memory sig) {
-        d = InfHub.Debit(u, hub.channel(u).epoch, nonce, total, 0, bytes32(0), 0, address(0xE7E7), 1, bytes32(uint256(nonce)));
+    function debitOf(address u, uint256 pk, uint64 nonce, uint128 total) internal view returns (InfHubBase.Debit memory d, bytes memory sig) {
+        d = InfHubBase.Debit(u, hub.channel(u).epoch, nonce, total, 0, bytes32(0), 0, address(0xE7E7), 1, bytes32(uint256(nonce)));
         if (nonce != 0) sig = signDigest(pk, hub.hashDebit(d));
+    }
+
+    /// The user's channel leaf as her own books have it (no liability: the tests' checkpoints
+    /// are about figures, not solvency).
+    function honestLeaf(address u) internal view returns (InfHubBase.CheckpointLeaf memory l) {
+        Books memory b = books[u];
+        InfHubBase.Channel memory ch = hub.channel(u);
+        l.account = u;
+        l.epoch = ch.epoch;
+        l.deposited = ch.deposited;
+        l.withdrawn = ch.withdrawn;
+        l.creditNonce = b.creditNonce;
+        l.creditTotal = b.creditCum;
+        l.debitNonce = b.debitNonce;
+        l.debitTotal = b.debitCum;
+        l.salt = keccak256(abi.encode(u, block.number));
+    }
+
+    /// The hub posts a one-leaf checkpoint of `l` as its next; false if the contract refuses it
+    /// (a halted hub, figures that would go back).
+    function postOneLeaf(InfHubBase.CheckpointLeaf memory l) internal returns (bool posted, uint64 id) {
+        id = hub.lastCheckpointId() + 1;
+        (,, uint64 lastSeq, uint64 lastBlock, uint256 lastInflows) = hub.checkpoints(id - 1);
+        uint256 inflows = hub.liabilityInflowsTotal();
+        uint64 at = uint64(block.number - 1);
+        if (at < lastBlock || inflows < lastInflows) return (false, id);
+        bytes32 root = checkpointLeafHash(hub, id, l);
+        vm.prank(hubAddr);
+        try InfHubCheckpoints(address(hub)).postCheckpoint(id, root, l.liability, lastSeq + 1, at, inflows) {
+            posted = true;
+        } catch {}
     }
 
     function pick(uint256 seed, uint256 count) internal view returns (address u, uint256 pk, uint256 i) {
@@ -125,25 +158,25 @@ abstract contract AdversarialBase is Test {
     /// The honest user's watch: while closing, submits her newest credit if the contract holds a
     /// lower total (totals, not nonces, decide).
     function watchFor(address u) internal {
-        InfHub.Channel memory ch = hub.channel(u);
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock) return;
-        (InfHub.Credit memory c, bytes memory cs) = newestCredit(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock) return;
+        (InfHubBase.Credit memory c, bytes memory cs) = newestCredit(u);
         if (c.cumulativeCredit > ch.credit.cumulative) hub.submitCredit(c, cs);
     }
 
     /// The honest user's own newest debit, submitted after her exit (decision D16).
     function ownDebitFor(address u, uint256 pk) internal {
-        InfHub.Channel memory ch = hub.channel(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
         Books memory b = books[u];
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock) return;
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock) return;
         if (b.debitNonce == 0 || b.debitCum <= ch.debit.cumulative) return;
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
         hub.submitDebit(d, ds);
     }
 
     function deposit(uint256 who, uint256 amount) external {
         (address u,,) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Open) return;
+        if (status(u) != InfHubBase.Status.Open) return;
         amount = 1 + amount % MAX_STEP_AMOUNT;
         vm.prank(u);
         hub.deposit(u, amount);
@@ -181,7 +214,7 @@ abstract contract AdversarialBase is Test {
 
     function reopen(uint256 who) external {
         (address u,,) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Settled) return;
+        if (status(u) != InfHubBase.Status.Settled) return;
         vm.prank(u);
         hub.openChannel(u);
     }
@@ -210,7 +243,7 @@ contract DishonestUserHandler is AdversarialBase {
         uint256 owed;
         for (uint256 i = 0; i < USERS; i++) {
             address u = users[i];
-            if (status(u) == InfHub.Status.Settled) continue;
+            if (status(u) == InfHubBase.Status.Settled) continue;
             uint256 b = balanceOf(u);
             uint256 f = funds(u);
             if (b > f) owed += b - f;
@@ -223,7 +256,7 @@ contract DishonestUserHandler is AdversarialBase {
     function transfer(uint256 from, uint256 to, uint256 amount) external {
         (address a,,) = pick(from, USERS);
         (address b,,) = pick(to, USERS);
-        if (a == b || status(a) != InfHub.Status.Open || status(b) != InfHub.Status.Open) return;
+        if (a == b || status(a) != InfHubBase.Status.Open || status(b) != InfHubBase.Status.Open) return;
         uint256 bal = balanceOf(a);
         uint256 free = freeReserve();
         if (bal == 0 || free == 0) return;
@@ -237,10 +270,10 @@ contract DishonestUserHandler is AdversarialBase {
     /// The honest hub realizes a user's newest debit if it raises the contract's floor.
     function realize(uint256 who) external {
         (address u, uint256 pk,) = pick(who, USERS);
-        InfHub.Channel memory ch = hub.channel(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
         Books memory b = books[u];
-        if (ch.status != InfHub.Status.Open || b.debitNonce == 0 || b.debitCum <= ch.debit.cumulative) return;
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
+        if (ch.status != InfHubBase.Status.Open || b.debitNonce == 0 || b.debitCum <= ch.debit.cumulative) return;
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
         vm.prank(hubAddr);
         hub.realizeDebit(d, ds);
     }
@@ -248,8 +281,8 @@ contract DishonestUserHandler is AdversarialBase {
     /// A user exits with her newest credit; honest users also submit their own newest debit.
     function exit(uint256 who) external {
         (address u, uint256 pk, uint256 i) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Open) return;
-        (InfHub.Credit memory c, bytes memory cs) = newestCredit(u);
+        if (status(u) != InfHubBase.Status.Open) return;
+        (InfHubBase.Credit memory c, bytes memory cs) = newestCredit(u);
         vm.prank(u);
         hub.startExit(c, cs);
         if (i != MALLORY) ownDebitFor(u, pk);
@@ -258,10 +291,10 @@ contract DishonestUserHandler is AdversarialBase {
     /// The honest hub closes a channel with the user's newest debit.
     function hubClose(uint256 who) external {
         (address u, uint256 pk,) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Open) return;
+        if (status(u) != InfHubBase.Status.Open) return;
         Books memory b = books[u];
-        InfHub.Channel memory ch = hub.channel(u);
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, 0, 0);
+        InfHubBase.Channel memory ch = hub.channel(u);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, 0, 0);
         if (b.debitCum > ch.debit.cumulative) (d, ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
         vm.prank(hubAddr);
         hub.startHubClose(u, d, ds);
@@ -270,11 +303,11 @@ contract DishonestUserHandler is AdversarialBase {
     /// The honest hub's automatic answer: the contract holds a lower debit total than its newest.
     function hubAnswer(uint256 who) public {
         (address u, uint256 pk,) = pick(who, USERS);
-        InfHub.Channel memory ch = hub.channel(u);
+        InfHubBase.Channel memory ch = hub.channel(u);
         Books memory b = books[u];
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock) return;
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock) return;
         if (b.debitNonce == 0 || b.debitCum <= ch.debit.cumulative) return;
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
         vm.prank(hubAddr);
         hub.submitDebit(d, ds);
     }
@@ -296,9 +329,9 @@ contract DishonestUserHandler is AdversarialBase {
     /// the honest hub's answer.
     function malloryPaysThenExitsAndForges(uint256 amount, uint64 nonce, uint128 total, bool afterAnswer) external {
         address m = mallory();
-        if (status(m) != InfHub.Status.Open) return;
+        if (status(m) != InfHubBase.Status.Open) return;
         this.transfer(MALLORY, 1, amount);
-        (InfHub.Credit memory c, bytes memory cs) = newestCredit(m);
+        (InfHubBase.Credit memory c, bytes memory cs) = newestCredit(m);
         vm.prank(m);
         hub.startExit(c, cs);
         if (afterAnswer) hubAnswer(MALLORY);
@@ -309,11 +342,11 @@ contract DishonestUserHandler is AdversarialBase {
     /// while her channel closes.
     function malloryForgesDebit(uint64 nonce, uint128 total) public {
         address m = mallory();
-        InfHub.Channel memory ch = hub.channel(m);
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock) return;
+        InfHubBase.Channel memory ch = hub.channel(m);
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock) return;
         uint256 genuine = books[m].debitCum > ch.debit.cumulative ? books[m].debitCum : ch.debit.cumulative;
         total = uint128(uint256(total) % (genuine + 3));
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(m, userPk[MALLORY], nonce == 0 ? 1 : nonce, total);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(m, userPk[MALLORY], nonce == 0 ? 1 : nonce, total);
         vm.prank(m);
         try hub.submitDebit(d, ds) {} catch {}
     }
@@ -321,22 +354,52 @@ contract DishonestUserHandler is AdversarialBase {
     /// Mallory resubmits an old credit of hers (a lower total with the nonce it had).
     function malloryReplaysOldCredit(uint64 nonce, uint128 total) external {
         address m = mallory();
-        InfHub.Channel memory ch = hub.channel(m);
+        InfHubBase.Channel memory ch = hub.channel(m);
         Books memory b = books[m];
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock || b.creditNonce == 0) return;
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock || b.creditNonce == 0) return;
         nonce = uint64(1 + uint256(nonce) % b.creditNonce);
         total = uint128(uint256(total) % (uint256(b.creditCum) + 1));
-        InfHub.Credit memory c = InfHub.Credit(m, ch.epoch, nonce, total, 0, bytes32(0));
+        InfHubBase.Credit memory c = InfHubBase.Credit(m, ch.epoch, nonce, total, 0, bytes32(0));
         bytes memory cs = signDigest(HUB_PK, hub.hashCredit(c)); // a credit the hub once signed
         vm.prank(m);
         try hub.submitCredit(c, cs) {} catch {}
+    }
+
+    /// Mallory challenges the debit total of her honest leaf in a checkpoint (the honest hub
+    /// posts it), the honest hub answers with the debit she signed, and she tries to have the hub
+    /// halted anyway, early and late. An honest hub is never halted.
+    function malloryChallengesAnHonestLeaf(uint8 waitBlocks) external {
+        address m = mallory();
+        Books memory b = books[m];
+        if (b.debitNonce == 0 || status(m) != InfHubBase.Status.Open) return;
+        InfHubBase.CheckpointLeaf memory l = honestLeaf(m);
+        (bool posted, uint64 id) = postOneLeaf(l);
+        if (!posted) return;
+        vm.prank(m);
+        InfHubCheckpoints(address(hub)).challengeDebit(id, l, 0, new InfHubBase.SumNode[](0));
+        vm.prank(m);
+        try InfHubCheckpoints(address(hub)).haltOnUnansweredChallenge(m) {
+            violation("mallory halted the hub before the answer period was over");
+        } catch {}
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(m, userPk[MALLORY], b.debitNonce, b.debitCum);
+        vm.prank(hubAddr);
+        InfHubCheckpoints(address(hub)).answerDebitChallenge(d, ds);
+        rollTo(block.number + waitBlocks);
+        vm.prank(m);
+        try InfHubCheckpoints(address(hub)).haltOnUnansweredChallenge(m) {
+            violation("mallory halted a hub that answered");
+        } catch {}
+        vm.prank(m);
+        try InfHubCheckpoints(address(hub)).challengeDebit(id, l, 0, new InfHubBase.SumNode[](0)) {
+            violation("mallory challenged the same checkpoint twice");
+        } catch {}
     }
 
     /// Settlement, after every honest party acted within the period. Honest users are paid
     /// exactly their balance; Mallory at most hers.
     function settle(uint256 who) external {
         (address u,, uint256 i) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Closing) return;
+        if (status(u) != InfHubBase.Status.Closing) return;
         rollTo(hub.channel(u).settleBlock);
         uint256 expected = balanceOf(u);
         uint256 before = token.balanceOf(u);
@@ -373,7 +436,7 @@ contract DishonestHubHandler is AdversarialBase {
     function transfer(uint256 from, uint256 to, uint256 amount) external {
         (address a,,) = pick(from, USERS);
         (address b,,) = pick(to, USERS);
-        if (a == b || status(a) != InfHub.Status.Open || status(b) != InfHub.Status.Open) return;
+        if (a == b || status(a) != InfHubBase.Status.Open || status(b) != InfHubBase.Status.Open) return;
         uint256 bal = balanceOf(a);
         if (bal == 0) return;
         amount = 1 + amount % bal;
@@ -389,7 +452,7 @@ contract DishonestHubHandler is AdversarialBase {
     /// or not by its reserve.
     function hubCredits(uint256 who, uint256 amount) external {
         (address u,,) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Open) return;
+        if (status(u) != InfHubBase.Status.Open) return;
         amount = 1 + amount % MAX_STEP_AMOUNT;
         books[u].creditNonce++;
         books[u].creditCum += uint128(amount);
@@ -399,9 +462,9 @@ contract DishonestHubHandler is AdversarialBase {
     function withdraw(uint256 who, uint256 amount) external {
         (address u, uint256 pk,) = pick(who, HONEST);
         uint256 bal = balanceOf(u);
-        if (status(u) != InfHub.Status.Open || bal == 0) return;
+        if (status(u) != InfHubBase.Status.Open || bal == 0) return;
         amount = 1 + amount % bal;
-        InfHub.Withdrawal memory w = InfHub.Withdrawal(
+        InfHubBase.Withdrawal memory w = InfHubBase.Withdrawal(
             u, hub.channel(u).epoch, hub.channel(u).withdrawn + uint128(amount), uint64(block.number + 3)
         );
         bytes32 digest = hub.hashWithdrawal(w);
@@ -413,8 +476,8 @@ contract DishonestHubHandler is AdversarialBase {
 
     function userExit(uint256 who) external {
         (address u, uint256 pk,) = pick(who, HONEST);
-        if (status(u) != InfHub.Status.Open) return;
-        (InfHub.Credit memory c, bytes memory cs) = newestCredit(u);
+        if (status(u) != InfHubBase.Status.Open) return;
+        (InfHubBase.Credit memory c, bytes memory cs) = newestCredit(u);
         vm.prank(u);
         hub.startExit(c, cs);
         ownDebitFor(u, pk);
@@ -422,8 +485,8 @@ contract DishonestHubHandler is AdversarialBase {
 
     function accompliceExit() external {
         address m = accomplice();
-        if (status(m) != InfHub.Status.Open) return;
-        (InfHub.Credit memory c, bytes memory cs) = newestCredit(m);
+        if (status(m) != InfHubBase.Status.Open) return;
+        (InfHubBase.Credit memory c, bytes memory cs) = newestCredit(m);
         vm.prank(m);
         hub.startExit(c, cs);
     }
@@ -431,9 +494,9 @@ contract DishonestHubHandler is AdversarialBase {
     /// The hub closes with any debit the user once signed (an old one), or none.
     function hubCloseStale(uint256 who, uint64 pickNonce) external {
         (address u, uint256 pk,) = pick(who, HONEST);
-        if (status(u) != InfHub.Status.Open) return;
+        if (status(u) != InfHubBase.Status.Open) return;
         uint64 n = books[u].debitNonce == 0 ? 0 : uint64(uint256(pickNonce) % (uint256(books[u].debitNonce) + 1));
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, n, n == 0 ? 0 : signedDebits[u][n]);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, n, n == 0 ? 0 : signedDebits[u][n]);
         vm.prank(hubAddr);
         try hub.startHubClose(u, d, ds) {} catch {}
     }
@@ -442,10 +505,10 @@ contract DishonestHubHandler is AdversarialBase {
     /// user and submits it, before or after her watchtower.
     function hubForgesCredit(uint256 who, uint64 nonce, uint128 total) external {
         (address u,,) = pick(who, HONEST);
-        InfHub.Channel memory ch = hub.channel(u);
-        if (ch.status != InfHub.Status.Closing || block.number >= ch.settleBlock) return;
+        InfHubBase.Channel memory ch = hub.channel(u);
+        if (ch.status != InfHubBase.Status.Closing || block.number >= ch.settleBlock) return;
         total = uint128(uint256(total) % (uint256(books[u].creditCum) + 1));
-        InfHub.Credit memory c = InfHub.Credit(u, ch.epoch, nonce == 0 ? 1 : nonce, total, 0, bytes32(0));
+        InfHubBase.Credit memory c = InfHubBase.Credit(u, ch.epoch, nonce == 0 ? 1 : nonce, total, 0, bytes32(0));
         bytes memory cs = signDigest(HUB_PK, hub.hashCredit(c));
         vm.prank(hubAddr);
         try hub.submitCredit(c, cs) {} catch {}
@@ -457,7 +520,7 @@ contract DishonestHubHandler is AdversarialBase {
         Books memory b = books[u];
         if (b.debitNonce == 0) return;
         uint64 n = uint64(1 + uint256(pickNonce) % b.debitNonce);
-        (InfHub.Debit memory d, bytes memory ds) = debitOf(u, pk, n, signedDebits[u][n]);
+        (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, n, signedDebits[u][n]);
         vm.prank(hubAddr);
         if (realize) {
             try hub.realizeDebit(d, ds) {} catch {}
@@ -471,7 +534,7 @@ contract DishonestHubHandler is AdversarialBase {
         (address u, uint256 pk,) = pick(who, HONEST);
         Books memory b = books[u];
         if (b.debitNonce == 0) return;
-        InfHub.Debit[] memory ds = new InfHub.Debit[](2);
+        InfHubBase.Debit[] memory ds = new InfHubBase.Debit[](2);
         bytes[] memory sigs = new bytes[](2);
         uint64 n1 = uint64(1 + uint256(first) % b.debitNonce);
         uint64 n2 = uint64(1 + uint256(second) % b.debitNonce);
@@ -490,25 +553,41 @@ contract DishonestHubHandler is AdversarialBase {
     function hubMisstatesCheckpoint(uint256 who, uint128 understate) external {
         (address u,,) = pick(who, HONEST);
         Books memory b = books[u];
-        if (b.creditNonce == 0 || b.creditCum == 0 || status(u) != InfHub.Status.Open) return;
-        InfHub.CheckpointLeaf memory l;
-        l.account = u;
-        l.epoch = hub.channel(u).epoch;
-        l.creditNonce = b.creditNonce;
+        if (b.creditNonce == 0 || b.creditCum == 0 || status(u) != InfHubBase.Status.Open) return;
+        InfHubBase.CheckpointLeaf memory l = honestLeaf(u);
         l.creditTotal = uint128(understate % b.creditCum);
-        uint64 id = hub.lastCheckpointId() + 1;
-        (, , uint64 lastSeq, uint64 lastBlock, uint256 lastInflows) = hub.checkpoints(id - 1);
-        uint256 inflows = hub.liabilityInflowsTotal();
-        uint64 at = uint64(block.number - 1);
-        if (at < lastBlock || inflows < lastInflows) return;
-        bytes32 root = checkpointLeafHash(hub, id, l);
-        vm.prank(hubAddr);
-        try hub.postCheckpoint(id, root, 0, lastSeq + 1, at, inflows) {} catch {
-            return; // halted already
-        }
-        (InfHub.Credit memory c, bytes memory sig) = newestCredit(u);
-        hub.complainContradictedCredit(id, l, 0, new InfHub.SumNode[](0), c, sig);
+        (bool posted, uint64 id) = postOneLeaf(l);
+        if (!posted) return;
+        (InfHubBase.Credit memory c, bytes memory sig) = newestCredit(u);
+        InfHubCheckpoints(address(hub)).complainContradictedCredit(id, l, 0, new InfHubBase.SumNode[](0), c, sig);
         if (hub.haltedAtCheckpoint() == 0) violation("a proven misstatement did not halt the hub");
+    }
+
+    /// The hub posts a checkpoint whose leaf for an honest user states more debit than she ever
+    /// signed. Her wallet challenges it; the hub cannot answer with any debit she signed (it
+    /// tries her newest), and once the period is over the hub is halted (spec 5.16).
+    function hubClaimsUnsignedDebit(uint256 who, uint128 overstate) external {
+        (address u, uint256 pk,) = pick(who, HONEST);
+        Books memory b = books[u];
+        if (status(u) != InfHubBase.Status.Open || b.debitCum > type(uint128).max - MAX_STEP_AMOUNT - 1) return;
+        InfHubBase.CheckpointLeaf memory l = honestLeaf(u);
+        l.debitNonce = b.debitNonce + 1;
+        l.debitTotal = b.debitCum + 1 + uint128(overstate % MAX_STEP_AMOUNT);
+        (bool posted, uint64 id) = postOneLeaf(l);
+        if (!posted) return;
+        vm.prank(u);
+        InfHubCheckpoints(address(hub)).challengeDebit(id, l, 0, new InfHubBase.SumNode[](0));
+        if (b.debitNonce != 0) {
+            (InfHubBase.Debit memory d, bytes memory ds) = debitOf(u, pk, b.debitNonce, b.debitCum);
+            vm.prank(hubAddr);
+            try InfHubCheckpoints(address(hub)).answerDebitChallenge(d, ds) {
+                violation("the hub answered a challenge with less than the challenged debit");
+            } catch {}
+        }
+        (,, uint64 answerBy,,) = hub.debitChallenges(u);
+        rollTo(uint256(answerBy) + 1);
+        InfHubCheckpoints(address(hub)).haltOnUnansweredChallenge(u);
+        if (hub.haltedAtCheckpoint() == 0) violation("an unanswered debit challenge did not halt the hub");
     }
 
     function hubTakesReserve(uint8 how, uint256 amount) external {
@@ -529,10 +608,10 @@ contract DishonestHubHandler is AdversarialBase {
             try hub.payout(keccak256(abi.encode(block.number, amount, gasleft())), to, amounts) {} catch {}
         } else if (how == 1) {
             address m = accomplice();
-            InfHub.Channel memory ch = hub.channel(m);
-            if (ch.status != InfHub.Status.Open) return;
-            InfHub.Withdrawal memory w =
-                InfHub.Withdrawal(m, ch.epoch, ch.withdrawn + uint128(funds(m) + amount), uint64(block.number + 1));
+            InfHubBase.Channel memory ch = hub.channel(m);
+            if (ch.status != InfHubBase.Status.Open) return;
+            InfHubBase.Withdrawal memory w =
+                InfHubBase.Withdrawal(m, ch.epoch, ch.withdrawn + uint128(funds(m) + amount), uint64(block.number + 1));
             bytes32 digest = hub.hashWithdrawal(w);
             try hub.withdraw(w, signDigest(userPk[ACCOMPLICE], digest), signDigest(HUB_PK, digest)) {} catch {}
         } else {
@@ -567,7 +646,7 @@ contract DishonestHubHandler is AdversarialBase {
     /// cover her balance she is paid at least all of it.
     function settle(uint256 who) external {
         (address u,, uint256 i) = pick(who, USERS);
-        if (status(u) != InfHub.Status.Closing) return;
+        if (status(u) != InfHubBase.Status.Closing) return;
         rollTo(hub.channel(u).settleBlock);
         uint256 expected = balanceOf(u);
         if (i < HONEST && onChainClaim(u) < expected) violation("an honest user's claim on chain is below her balance");
@@ -617,6 +696,17 @@ contract DishonestUserInvariantTest is Test {
         assertEq(handler.violations(), 0, handler.lastViolation());
     }
 
+    /// Mallory's challenge of an honest leaf, played once: she paid, so her leaf states a debit.
+    function test_mallorys_challenge_through_the_handler() public {
+        handler.depositReserve(1e20);
+        handler.deposit(2, 1e20);
+        handler.transfer(2, 0, 5e19);
+        handler.roll(2);
+        handler.malloryChallengesAnHonestLeaf(10);
+        assertEq(handler.violations(), 0, handler.lastViolation());
+        assertEq(uint256(handler.hub().lastCheckpointId()), 1, "the honest hub posted her leaf");
+    }
+
     /// Honest users are paid exactly their balance and Mallory at most hers (checked at each
     /// settlement), so the honest hub never pays out more than it owes: the contract always
     /// holds every open balance plus everything the hub put in.
@@ -629,6 +719,11 @@ contract DishonestUserInvariantTest is Test {
     /// The contract's reserved amount is exactly what the closing channels draw by their proofs.
     function invariant_reserved_for_closing_matches_the_channels() public view {
         assertEq(handler.hub().reservedForClosing(), handler.closingDraw(), "reservedForClosing == sum of draws");
+    }
+
+    /// No complaint or challenge Mallory can make halts an honest hub.
+    function invariant_an_honest_hub_is_never_halted() public view {
+        assertEq(uint256(handler.hub().haltedAtCheckpoint()), 0, "an honest hub was halted");
     }
 }
 

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 
 /// `realizeDebits`: the hub's batched realization (spec 5.6). Each test plays the hub sending a
 /// batch at the worst moment (resent, reordered, stale, for a closing channel) or a party trying
@@ -18,42 +19,42 @@ contract InfHubRealizeTest is Fixture {
         fundReserve(1_000 ether);
     }
 
-    function one(InfHub.Debit memory d, bytes memory sig)
+    function one(InfHubBase.Debit memory d, bytes memory sig)
         internal
         pure
-        returns (InfHub.Debit[] memory ds, bytes[] memory sigs)
+        returns (InfHubBase.Debit[] memory ds, bytes[] memory sigs)
     {
-        ds = new InfHub.Debit[](1);
+        ds = new InfHubBase.Debit[](1);
         sigs = new bytes[](1);
         ds[0] = d;
         sigs[0] = sig;
     }
 
-    function two(InfHub.Debit memory a, bytes memory asig, InfHub.Debit memory b, bytes memory bsig)
+    function two(InfHubBase.Debit memory a, bytes memory asig, InfHubBase.Debit memory b, bytes memory bsig)
         internal
         pure
-        returns (InfHub.Debit[] memory ds, bytes[] memory sigs)
+        returns (InfHubBase.Debit[] memory ds, bytes[] memory sigs)
     {
-        ds = new InfHub.Debit[](2);
+        ds = new InfHubBase.Debit[](2);
         sigs = new bytes[](2);
         (ds[0], ds[1]) = (a, b);
         (sigs[0], sigs[1]) = (asig, bsig);
     }
 
-    function realizeAsHub(InfHub.Debit[] memory ds, bytes[] memory sigs) internal {
+    function realizeAsHub(InfHubBase.Debit[] memory ds, bytes[] memory sigs) internal {
         vm.prank(hubAddr);
         hub.realizeDebits(ds, sigs);
     }
 
     function test_a_batch_moves_each_payers_unrealized_debit_into_the_reserve() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        InfHub.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = two(a, signDebit(ALICE_PK, a), b, signDebit(BOB_PK, b));
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        InfHubBase.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = two(a, signDebit(ALICE_PK, a), b, signDebit(BOB_PK, b));
         uint256 reserveBefore = hub.reserve();
         vm.expectEmit(true, false, false, true, address(hub));
-        emit InfHub.DebitRealized(alice, 1, 1, 30 ether, 30 ether, reserveBefore + 30 ether);
+        emit InfHubBase.DebitRealized(alice, 1, 1, 30 ether, 30 ether, reserveBefore + 30 ether);
         vm.expectEmit(true, false, false, true, address(hub));
-        emit InfHub.DebitRealized(bob, 1, 1, 20 ether, 20 ether, reserveBefore + 50 ether);
+        emit InfHubBase.DebitRealized(bob, 1, 1, 20 ether, 20 ether, reserveBefore + 50 ether);
         realizeAsHub(ds, sigs);
         assertEq(hub.reserve(), reserveBefore + 50 ether, "hub.reserve()");
         assertEq(hub.channel(alice).realizedDebit, 30 ether, "hub.channel(alice).realizedDebit");
@@ -63,8 +64,8 @@ contract InfHubRealizeTest is Fixture {
     }
 
     function test_a_resent_batch_moves_nothing_more_and_does_not_revert() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
         realizeAsHub(ds, sigs);
         uint256 reserveBefore = hub.reserve();
         vm.recordLogs();
@@ -75,11 +76,11 @@ contract InfHubRealizeTest is Fixture {
     }
 
     function test_an_older_debit_in_a_batch_realizes_against_the_stored_one() public {
-        InfHub.Debit memory newer = debit(alice, 2, 60 ether, 30 ether);
-        InfHub.Debit memory older = debit(alice, 1, 30 ether, 30 ether);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = one(newer, signDebit(ALICE_PK, newer));
+        InfHubBase.Debit memory newer = debit(alice, 2, 60 ether, 30 ether);
+        InfHubBase.Debit memory older = debit(alice, 1, 30 ether, 30 ether);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = one(newer, signDebit(ALICE_PK, newer));
         // Alice's funds cover only part: a withdrawal of 80 leaves 20 in the channel.
-        InfHub.Withdrawal memory w = withdrawal(alice, 80 ether, uint64(block.number + 10));
+        InfHubBase.Withdrawal memory w = withdrawal(alice, 80 ether, uint64(block.number + 10));
         hub.withdraw(w, signWithdrawal(ALICE_PK, w), signWithdrawal(HUB_PK, w));
         realizeAsHub(ds, sigs);
         assertEq(hub.channel(alice).realizedDebit, 20 ether, "moves at most the channel's funds");
@@ -94,13 +95,13 @@ contract InfHubRealizeTest is Fixture {
     }
 
     function test_closing_and_stale_epoch_entries_are_skipped() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        InfHub.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        InfHubBase.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
         bytes memory asig = signDebit(ALICE_PK, a);
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         b.epoch = 7; // not Bob's epoch
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = two(a, asig, b, signDebit(BOB_PK, b));
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = two(a, asig, b, signDebit(BOB_PK, b));
         uint256 reserveBefore = hub.reserve();
         vm.recordLogs();
         realizeAsHub(ds, sigs);
@@ -111,55 +112,55 @@ contract InfHubRealizeTest is Fixture {
     }
 
     function test_a_debit_not_signed_by_its_user_reverts_the_whole_batch() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        InfHub.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        InfHubBase.Debit memory b = debit(bob, 1, 20 ether, 20 ether);
         // The hub cannot raise Bob's debit with its own key (or Mallory's).
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = two(a, signDebit(ALICE_PK, a), b, signDebit(HUB_PK, b));
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = two(a, signDebit(ALICE_PK, a), b, signDebit(HUB_PK, b));
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.realizeDebits(ds, sigs);
         sigs[1] = signDebit(MALLORY_PK, b);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.realizeDebits(ds, sigs);
         assertEq(hub.channel(alice).realizedDebit, 0, "nothing of a reverted batch stays");
     }
 
     function test_a_debit_moved_to_another_user_reverts() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
         bytes memory asig = signDebit(ALICE_PK, a);
         a.user = bob; // Alice's signature on a debit presented as Bob's
         a.epoch = epochOf(bob);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = one(a, asig);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = one(a, asig);
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.realizeDebits(ds, sigs);
     }
 
     function test_only_the_hub_realizes() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
         vm.prank(alice);
-        vm.expectRevert(InfHub.OnlyHub.selector);
+        vm.expectRevert(InfHubBase.OnlyHub.selector);
         hub.realizeDebits(ds, sigs);
     }
 
     function test_batch_shape_is_checked() public {
-        InfHub.Debit[] memory none = new InfHub.Debit[](0);
+        InfHubBase.Debit[] memory none = new InfHubBase.Debit[](0);
         vm.startPrank(hubAddr);
-        vm.expectRevert(InfHub.BatchEmpty.selector);
+        vm.expectRevert(InfHubBase.BatchEmpty.selector);
         hub.realizeDebits(none, new bytes[](0));
-        vm.expectRevert(InfHub.BatchLengthMismatch.selector);
-        hub.realizeDebits(new InfHub.Debit[](1), new bytes[](2));
+        vm.expectRevert(InfHubBase.BatchLengthMismatch.selector);
+        hub.realizeDebits(new InfHubBase.Debit[](1), new bytes[](2));
         uint256 max = hub.MAX_REALIZE_BATCH();
-        vm.expectRevert(InfHub.BatchTooLarge.selector);
-        hub.realizeDebits(new InfHub.Debit[](max + 1), new bytes[](max + 1));
+        vm.expectRevert(InfHubBase.BatchTooLarge.selector);
+        hub.realizeDebits(new InfHubBase.Debit[](max + 1), new bytes[](max + 1));
         vm.stopPrank();
     }
 
     function test_a_realized_debit_is_the_floor_of_a_later_exit() public {
-        InfHub.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
+        InfHubBase.Debit memory a = debit(alice, 1, 30 ether, 30 ether);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = one(a, signDebit(ALICE_PK, a));
         realizeAsHub(ds, sigs);
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
@@ -184,12 +185,12 @@ contract InfHubRealizeTest is Fixture {
         bobDebit = uint128(bound(bobDebit, 1, 50 ether));
         aliceWithdrawn = uint128(bound(aliceWithdrawn, 0, 100 ether - aliceDebit));
         if (aliceWithdrawn != 0) {
-            InfHub.Withdrawal memory w = withdrawal(alice, aliceWithdrawn, uint64(block.number + 10));
+            InfHubBase.Withdrawal memory w = withdrawal(alice, aliceWithdrawn, uint64(block.number + 10));
             hub.withdraw(w, signWithdrawal(ALICE_PK, w), signWithdrawal(HUB_PK, w));
         }
-        InfHub.Debit memory a = debit(alice, 1, aliceDebit, aliceDebit);
-        InfHub.Debit memory b = debit(bob, 1, bobDebit, bobDebit);
-        (InfHub.Debit[] memory ds, bytes[] memory sigs) = swap
+        InfHubBase.Debit memory a = debit(alice, 1, aliceDebit, aliceDebit);
+        InfHubBase.Debit memory b = debit(bob, 1, bobDebit, bobDebit);
+        (InfHubBase.Debit[] memory ds, bytes[] memory sigs) = swap
             ? two(b, signDebit(BOB_PK, b), a, signDebit(ALICE_PK, a))
             : two(a, signDebit(ALICE_PK, a), b, signDebit(BOB_PK, b));
         uint256 aliceFunds = 100 ether - uint256(aliceWithdrawn);

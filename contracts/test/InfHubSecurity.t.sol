@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 
 /// One test per finding of the security review (issue 18), each played by the dishonest party
 /// with its own key. Errors are named by string and functions added by the fix are reached with
@@ -17,7 +18,7 @@ contract InfHubSecurityTest is Fixture {
     }
 
     function settleAndPaid(address user) internal returns (uint256 paid) {
-        InfHub.Channel memory ch = hub.channel(user);
+        InfHubBase.Channel memory ch = hub.channel(user);
         if (block.number < ch.settleBlock) vm.roll(ch.settleBlock);
         uint256 before = token.balanceOf(user);
         hub.settle(user);
@@ -26,7 +27,7 @@ contract InfHubSecurityTest is Fixture {
     }
 
     /// Alice deposited 100 and paid Bob 100 (debit nonce 1, total 100); Bob holds the credit.
-    function alicePaidBob() internal returns (InfHub.Debit memory d1, bytes memory d1sig) {
+    function alicePaidBob() internal returns (InfHubBase.Debit memory d1, bytes memory d1sig) {
         open(alice);
         open(bob);
         depositAs(alice, 100);
@@ -41,12 +42,12 @@ contract InfHubSecurityTest is Fixture {
     /// highest nonce and a total of 0. Before the fix it replaced the genuine one and she was paid
     /// back what she had paid Bob.
     function test_finding1_user_cannot_erase_her_debit_with_a_higher_nonce_lower_total() public {
-        (InfHub.Debit memory d1, bytes memory d1sig) = alicePaidBob();
+        (InfHubBase.Debit memory d1, bytes memory d1sig) = alicePaidBob();
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         vm.prank(hubAddr);
         hub.submitDebit(d1, d1sig);
-        InfHub.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
+        InfHubBase.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
         bytes memory forgedSig = signDebit(ALICE_PK, forged);
         vm.prank(alice);
         expectRule("ProofMustSupersede");
@@ -57,10 +58,10 @@ contract InfHubSecurityTest is Fixture {
     /// Variant: she front-runs the hub's answer with the forged debit; the hub's genuine debit,
     /// submitted after it, must still count.
     function test_finding1_forged_debit_submitted_first_does_not_block_the_genuine_one() public {
-        (InfHub.Debit memory d1, bytes memory d1sig) = alicePaidBob();
+        (InfHubBase.Debit memory d1, bytes memory d1sig) = alicePaidBob();
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
-        InfHub.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
+        InfHubBase.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
         bytes memory forgedSig = signDebit(ALICE_PK, forged);
         vm.prank(alice);
         hub.submitDebit(forged, forgedSig); // accepted: it raises nothing, total 0 > none
@@ -73,13 +74,13 @@ contract InfHubSecurityTest is Fixture {
     /// Variant: the hub realized her debit (moved 100 to the reserve); a forged lower total must
     /// not bring the refund out of the reserve.
     function test_finding1_forged_debit_after_realization_takes_nothing_from_the_reserve() public {
-        (InfHub.Debit memory d1, bytes memory d1sig) = alicePaidBob();
+        (InfHubBase.Debit memory d1, bytes memory d1sig) = alicePaidBob();
         vm.prank(hubAddr);
         hub.realizeDebit(d1, d1sig);
         assertEq(hub.reserve(), 1_100, "realized");
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
-        InfHub.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
+        InfHubBase.Debit memory forged = debit(alice, MAX_NONCE, 0, 1);
         bytes memory forgedSig = signDebit(ALICE_PK, forged);
         vm.prank(alice);
         expectRule("ProofMustSupersede");
@@ -90,10 +91,10 @@ contract InfHubSecurityTest is Fixture {
 
     /// A lower-total debit cannot be realized over a higher one either (the floor holds).
     function test_finding1_realization_cannot_lower_the_stored_debit() public {
-        (InfHub.Debit memory d1, bytes memory d1sig) = alicePaidBob();
+        (InfHubBase.Debit memory d1, bytes memory d1sig) = alicePaidBob();
         vm.prank(hubAddr);
         hub.realizeDebit(d1, d1sig);
-        InfHub.Debit memory lower = debit(alice, 2, 50, 1);
+        InfHubBase.Debit memory lower = debit(alice, 2, 50, 1);
         bytes memory lowerSig = signDebit(ALICE_PK, lower);
         vm.prank(hubAddr);
         expectRule("ProofMustSupersede");
@@ -111,11 +112,11 @@ contract InfHubSecurityTest is Fixture {
         fundReserve(1_000);
         vm.prank(hubAddr);
         hub.startHubClose(alice, noDebit(alice), "");
-        InfHub.Credit memory c2 = credit(alice, 2, 80);
+        InfHubBase.Credit memory c2 = credit(alice, 2, 80);
         bytes memory c2sig = signCredit(HUB_PK, c2);
         vm.prank(address(0x7070)); // a watchtower
         hub.submitCredit(c2, c2sig);
-        InfHub.Credit memory erase = credit(alice, MAX_NONCE, 0);
+        InfHubBase.Credit memory erase = credit(alice, MAX_NONCE, 0);
         bytes memory eraseSig = signCredit(HUB_PK, erase);
         vm.prank(hubAddr);
         expectRule("ProofMustSupersede");
@@ -129,11 +130,11 @@ contract InfHubSecurityTest is Fixture {
         open(alice);
         depositAs(alice, 10);
         fundReserve(1_000);
-        InfHub.Credit memory c = credit(alice, 3, 500);
+        InfHubBase.Credit memory c = credit(alice, 3, 500);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(alice);
         hub.startExit(c, cs);
-        InfHub.Credit memory erase = credit(alice, 4, 499);
+        InfHubBase.Credit memory erase = credit(alice, 4, 499);
         bytes memory eraseSig = signCredit(HUB_PK, erase);
         vm.prank(hubAddr);
         expectRule("ProofMustSupersede");
@@ -152,7 +153,7 @@ contract InfHubSecurityTest is Fixture {
         open(mallory);
         depositAs(alice, 10);
         fundReserve(600);
-        InfHub.Credit memory c = credit(alice, 1, 500);
+        InfHubBase.Credit memory c = credit(alice, 1, 500);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(alice);
         hub.startExit(c, cs);
@@ -175,7 +176,7 @@ contract InfHubSecurityTest is Fixture {
 
     function test_finding3_reserve_advanced_withdrawal_cannot_take_it() public {
         closingAliceOwed500();
-        InfHub.Withdrawal memory w = withdrawal(mallory, 600, uint64(block.number + 5));
+        InfHubBase.Withdrawal memory w = withdrawal(mallory, 600, uint64(block.number + 5));
         bytes memory us = signWithdrawal(MALLORY_PK, w);
         bytes memory hs = signWithdrawal(HUB_PK, w);
         expectRule("ReserveInsufficient");
@@ -189,7 +190,7 @@ contract InfHubSecurityTest is Fixture {
         fundReserve(600);
         vm.prank(hubAddr);
         hub.announceReserveWithdrawal(600);
-        InfHub.Credit memory c = credit(alice, 1, 500);
+        InfHubBase.Credit memory c = credit(alice, 1, 500);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.roll(block.number + NOTICE - 1); // she exits at the last block of the notice
         vm.prank(alice);
@@ -208,7 +209,7 @@ contract InfHubSecurityTest is Fixture {
         (bool ok, bytes memory ret) = address(hub).staticcall(abi.encodeWithSignature("reservedForClosing()"));
         assertTrue(ok, "reservedForClosing exists");
         assertEq(abi.decode(ret, (uint256)), 500, "claim 510 - funds 10");
-        InfHub.Debit memory d = debit(alice, 1, 200, 200);
+        InfHubBase.Debit memory d = debit(alice, 1, 200, 200);
         bytes memory ds = signDebit(ALICE_PK, d);
         vm.prank(hubAddr);
         hub.submitDebit(d, ds);
@@ -289,14 +290,14 @@ contract InfHubSecurityTest is Fixture {
     function testFuzz_user_cannot_get_below_the_genuine_debit(uint64 n1, uint128 t1, uint64 n2, uint128 t2, bool first)
         public
     {
-        (InfHub.Debit memory d1, bytes memory d1sig) = alicePaidBob();
+        (InfHubBase.Debit memory d1, bytes memory d1sig) = alicePaidBob();
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         if (first) {
             vm.prank(hubAddr);
             hub.submitDebit(d1, d1sig);
         }
-        InfHub.Debit[2] memory forged = [debit(alice, n1, t1, 1), debit(alice, n2, t2, 1)];
+        InfHubBase.Debit[2] memory forged = [debit(alice, n1, t1, 1), debit(alice, n2, t2, 1)];
         for (uint256 i = 0; i < 2; i++) {
             bytes memory sig = signDebit(ALICE_PK, forged[i]);
             vm.prank(alice);
@@ -320,10 +321,10 @@ contract InfHubSecurityTest is Fixture {
         depositAs(alice, 100);
         vm.prank(hubAddr);
         hub.startHubClose(alice, noDebit(alice), "");
-        InfHub.Credit memory genuine = credit(alice, 5, 80);
+        InfHubBase.Credit memory genuine = credit(alice, 5, 80);
         bytes memory gs = signCredit(HUB_PK, genuine);
         if (first) hub.submitCredit(genuine, gs);
-        InfHub.Credit[2] memory forged = [credit(alice, n1, t1), credit(alice, n2, t2)];
+        InfHubBase.Credit[2] memory forged = [credit(alice, n1, t1), credit(alice, n2, t2)];
         for (uint256 i = 0; i < 2; i++) {
             bytes memory sig = signCredit(HUB_PK, forged[i]);
             vm.prank(hubAddr);

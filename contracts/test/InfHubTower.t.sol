@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 
 /// The watchtower fee path (spec 5.10a): a tower that submits a credit raising a user's claim
 /// in a close earns the share of the rise the user offered, capped by the offer, by the gain and
@@ -18,16 +19,16 @@ contract InfHubTowerTest is Fixture {
         open(alice);
         depositAs(alice, 100 ether);
         fundReserve(1_000 ether);
-        InfHub.Debit memory d = debitTotal == 0 ? noDebit(alice) : debit(alice, 1, debitTotal, debitTotal);
+        InfHubBase.Debit memory d = debitTotal == 0 ? noDebit(alice) : debit(alice, 1, debitTotal, debitTotal);
         bytes memory ds = debitTotal == 0 ? bytes("") : signDebit(ALICE_PK, d);
         vm.prank(hubAddr);
         hub.startHubClose(alice, d, ds);
     }
 
-    function defend(address tower_, uint64 nonce, uint128 total, InfHub.TowerFee memory offer, bytes memory offerSig)
+    function defend(address tower_, uint64 nonce, uint128 total, InfHubBase.TowerFee memory offer, bytes memory offerSig)
         internal
     {
-        InfHub.Credit memory c = credit(alice, nonce, total);
+        InfHubBase.Credit memory c = credit(alice, nonce, total);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(tower_);
         hub.submitCreditForFee(c, cs, offer, offerSig);
@@ -45,9 +46,9 @@ contract InfHubTowerTest is Fixture {
 
     function test_a_tower_that_raises_the_claim_earns_its_share_and_the_user_gets_the_rest() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 3 ether, 1_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 3 ether, 1_000, 10_000);
         defend(towerA, 1, 50 ether, offer, signTowerFee(ALICE_PK, offer));
-        InfHub.TowerFeeRecord[] memory fees = hub.towerFeesOf(alice);
+        InfHubBase.TowerFeeRecord[] memory fees = hub.towerFeesOf(alice);
         assertEq(fees.length, 1);
         assertEq(fees[0].tower, towerA);
         assertEq(fees[0].fee, 3 ether, "a tenth of 50 is 5, capped at maxFee 3");
@@ -59,7 +60,7 @@ contract InfHubTowerTest is Fixture {
 
     function test_the_fee_is_capped_by_the_gain() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
         defend(towerA, 1, 50 ether, offer, signTowerFee(ALICE_PK, offer));
         assertEq(hub.towerFeesOf(alice)[0].fee, 50 ether, "a full share of the gain, never more");
         (uint256 toAlice, uint256 toA,) = settleAlice();
@@ -70,9 +71,9 @@ contract InfHubTowerTest is Fixture {
     function test_a_submission_that_raises_nothing_earns_nothing() public {
         staleHubClose(0);
         // The hub put credit #1 (total 50) on record itself; the tower has #2 with the same total.
-        InfHub.Credit memory c1 = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c1 = credit(alice, 1, 50 ether);
         hub.submitCredit(c1, signCredit(HUB_PK, c1));
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 10 ether, 5_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 10 ether, 5_000, 10_000);
         defend(towerA, 2, 50 ether, offer, signTowerFee(ALICE_PK, offer));
         assertEq(hub.channel(alice).credit.nonce, 2, "the newer proof is on record");
         assertEq(hub.towerFeesOf(alice).length, 0, "no gain, no fee");
@@ -85,7 +86,7 @@ contract InfHubTowerTest is Fixture {
         // Alice paid 120 out of 100 deposited (the hub had credited her 50): the debit-only claim
         // is floored at zero, so the credit's rise of the claim is 30, not 50.
         staleHubClose(120 ether);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
         defend(towerA, 1, 50 ether, offer, signTowerFee(ALICE_PK, offer));
         assertEq(hub.towerFeesOf(alice)[0].fee, 30 ether);
         (uint256 toAlice, uint256 toA,) = settleAlice();
@@ -95,10 +96,10 @@ contract InfHubTowerTest is Fixture {
 
     function test_the_fee_is_capped_by_the_claim_when_a_later_debit_lowers_it() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 1_000 ether, 10_000, 10_000);
         defend(towerA, 1, 50 ether, offer, signTowerFee(ALICE_PK, offer));
         // The hub then answers with Alice's newest debit: she had spent 140 of her 150.
-        InfHub.Debit memory d = debit(alice, 2, 140 ether, 140 ether);
+        InfHubBase.Debit memory d = debit(alice, 2, 140 ether, 140 ether);
         vm.prank(hubAddr);
         hub.submitDebit(d, signDebit(ALICE_PK, d));
         (uint256 toAlice, uint256 toA,) = settleAlice();
@@ -108,12 +109,12 @@ contract InfHubTowerTest is Fixture {
 
     function test_one_tower_earns_at_most_its_max_fee_over_several_submissions() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 4 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 4 ether, 10_000, 10_000);
         bytes memory sig = signTowerFee(ALICE_PK, offer);
         defend(towerA, 1, 3 ether, offer, sig);
         defend(towerA, 2, 6 ether, offer, sig);
         defend(towerA, 3, 9 ether, offer, sig);
-        InfHub.TowerFeeRecord[] memory fees = hub.towerFeesOf(alice);
+        InfHubBase.TowerFeeRecord[] memory fees = hub.towerFeesOf(alice);
         assertEq(fees.length, 1, "one record per tower");
         assertEq(fees[0].fee, 4 ether, "stale credits fed one by one earn no more than the offer");
         (uint256 toAlice, uint256 toA,) = settleAlice();
@@ -123,8 +124,8 @@ contract InfHubTowerTest is Fixture {
 
     function test_two_towers_each_earn_for_their_own_rise() public {
         staleHubClose(0);
-        InfHub.TowerFee memory a = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
-        InfHub.TowerFee memory b = towerOffer(alice, towerB, 100 ether, 2_000, 10_000);
+        InfHubBase.TowerFee memory a = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
+        InfHubBase.TowerFee memory b = towerOffer(alice, towerB, 100 ether, 2_000, 10_000);
         defend(towerA, 1, 30 ether, a, signTowerFee(ALICE_PK, a));
         defend(towerB, 2, 80 ether, b, signTowerFee(ALICE_PK, b));
         (uint256 toAlice, uint256 toA, uint256 toB) = settleAlice();
@@ -135,103 +136,103 @@ contract InfHubTowerTest is Fixture {
 
     function test_the_losing_tower_of_a_race_is_refused_and_earns_nothing() public {
         staleHubClose(0);
-        InfHub.TowerFee memory a = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
-        InfHub.TowerFee memory b = towerOffer(alice, towerB, 100 ether, 1_000, 10_000);
+        InfHubBase.TowerFee memory a = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
+        InfHubBase.TowerFee memory b = towerOffer(alice, towerB, 100 ether, 1_000, 10_000);
         defend(towerA, 1, 30 ether, a, signTowerFee(ALICE_PK, a));
-        InfHub.Credit memory c = credit(alice, 1, 30 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 30 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         bytes memory bs = signTowerFee(ALICE_PK, b);
         vm.prank(towerB);
-        vm.expectRevert(InfHub.ProofMustSupersede.selector);
+        vm.expectRevert(InfHubBase.ProofMustSupersede.selector);
         hub.submitCreditForFee(c, cs, b, bs);
         assertEq(hub.towerFeesOf(alice).length, 1);
     }
 
     function test_an_offer_signed_by_anyone_but_the_user_is_refused() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         // The tower (or the hub) forges Alice's offer with another key.
         bytes memory forged = signTowerFee(MALLORY_PK, offer);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCreditForFee(c, cs, offer, forged);
         bytes memory byHub = signTowerFee(HUB_PK, offer);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCreditForFee(c, cs, offer, byHub);
         // An offer with a raised share is not the one she signed.
         bytes memory real = signTowerFee(ALICE_PK, offer);
         offer.maxFee = 200 ether;
         vm.prank(towerA);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCreditForFee(c, cs, offer, real);
     }
 
     function test_only_the_named_tower_can_use_an_offer() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         bytes memory os = signTowerFee(ALICE_PK, offer);
         // The hub (or a front-runner) replays the tower's offer to charge Alice on its behalf.
         vm.prank(hubAddr);
-        vm.expectRevert(InfHub.OnlyTower.selector);
+        vm.expectRevert(InfHubBase.OnlyTower.selector);
         hub.submitCreditForFee(c, cs, offer, os);
         vm.prank(towerB);
-        vm.expectRevert(InfHub.OnlyTower.selector);
+        vm.expectRevert(InfHubBase.OnlyTower.selector);
         hub.submitCreditForFee(c, cs, offer, os);
     }
 
     function test_an_expired_offer_is_refused() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, uint64(block.number) + 2);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, uint64(block.number) + 2);
         bytes memory os = signTowerFee(ALICE_PK, offer);
         vm.roll(block.number + 3);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.AuthorizationExpired.selector);
+        vm.expectRevert(InfHubBase.AuthorizationExpired.selector);
         hub.submitCreditForFee(c, cs, offer, os);
     }
 
     function test_an_offer_for_another_user_or_epoch_is_refused() public {
         staleHubClose(0);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
-        InfHub.TowerFee memory old = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory old = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
         old.epoch = 0;
         bytes memory oldSig = signTowerFee(ALICE_PK, old);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.EpochMismatch.selector);
+        vm.expectRevert(InfHubBase.EpochMismatch.selector);
         hub.submitCreditForFee(c, cs, old, oldSig);
-        InfHub.TowerFee memory bobs = towerOffer(bob, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory bobs = towerOffer(bob, towerA, 100 ether, 10_000, 10_000);
         bytes memory bobSig = signTowerFee(BOB_PK, bobs);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.UserMismatch.selector);
+        vm.expectRevert(InfHubBase.UserMismatch.selector);
         hub.submitCreditForFee(c, cs, bobs, bobSig);
     }
 
     function test_a_share_above_the_whole_is_refused() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_001, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_001, 10_000);
         bytes memory os = signTowerFee(ALICE_PK, offer);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.TowerFeeShareTooLarge.selector);
+        vm.expectRevert(InfHubBase.TowerFeeShareTooLarge.selector);
         hub.submitCreditForFee(c, cs, offer, os);
     }
 
     function test_a_credit_the_hub_did_not_sign_earns_nothing_and_changes_nothing() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
         bytes memory os = signTowerFee(ALICE_PK, offer);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory forged = signCredit(MALLORY_PK, c);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.WrongSigner.selector);
+        vm.expectRevert(InfHubBase.WrongSigner.selector);
         hub.submitCreditForFee(c, forged, offer, os);
         assertEq(hub.channel(alice).credit.cumulative, 0);
     }
@@ -239,18 +240,18 @@ contract InfHubTowerTest is Fixture {
     function test_the_fee_path_is_closed_outside_the_challenge_period() public {
         open(alice);
         depositAs(alice, 100 ether);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 10_000, 10_000);
         bytes memory os = signTowerFee(ALICE_PK, offer);
-        InfHub.Credit memory c = credit(alice, 1, 50 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 50 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.ChannelNotClosing.selector);
+        vm.expectRevert(InfHubBase.ChannelNotClosing.selector);
         hub.submitCreditForFee(c, cs, offer, os);
         vm.prank(hubAddr);
         hub.startHubClose(alice, noDebit(alice), "");
         vm.roll(hub.channel(alice).settleBlock);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.ChallengePeriodOver.selector);
+        vm.expectRevert(InfHubBase.ChallengePeriodOver.selector);
         hub.submitCreditForFee(c, cs, offer, os);
     }
 
@@ -262,17 +263,17 @@ contract InfHubTowerTest is Fixture {
         hub.startHubClose(alice, noDebit(alice), "");
         for (uint64 i = 1; i <= 5; i++) {
             address t = address(uint160(0x7100 + i));
-            InfHub.TowerFee memory offer = towerOffer(alice, t, 100 ether, 1_000, 10_000);
+            InfHubBase.TowerFee memory offer = towerOffer(alice, t, 100 ether, 1_000, 10_000);
             bytes memory os = signTowerFee(ALICE_PK, offer);
-            InfHub.Credit memory c = credit(alice, i, uint128(i) * 10 ether);
+            InfHubBase.Credit memory c = credit(alice, i, uint128(i) * 10 ether);
             bytes memory cs = signCredit(HUB_PK, c);
             vm.prank(t);
-            if (i == 5) vm.expectRevert(InfHub.TowerFeeSlotsFull.selector);
+            if (i == 5) vm.expectRevert(InfHubBase.TowerFeeSlotsFull.selector);
             hub.submitCreditForFee(c, cs, offer, os);
         }
         assertEq(hub.towerFeesOf(alice).length, 4);
         // The fifth tower still defends, without a fee.
-        InfHub.Credit memory c5 = credit(alice, 5, 50 ether);
+        InfHubBase.Credit memory c5 = credit(alice, 5, 50 ether);
         hub.submitCredit(c5, signCredit(HUB_PK, c5));
         (uint256 toAlice,,) = settleAlice();
         assertEq(toAlice, 150 ether - 4 ether, "four fees of 1 each");
@@ -282,7 +283,7 @@ contract InfHubTowerTest is Fixture {
         token.mint(hubAddr, 1e30);
         fundReserve(2e29);
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, type(uint128).max, 10_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, type(uint128).max, 10_000, 10_000);
         defend(towerA, 1, 1e29, offer, signTowerFee(ALICE_PK, offer));
         assertEq(hub.towerFeesOf(alice)[0].fee, hub.MAX_TOWER_FEE(), "capped at the uint96 a record holds");
         (uint256 toAlice, uint256 toA,) = settleAlice();
@@ -292,7 +293,7 @@ contract InfHubTowerTest is Fixture {
 
     function test_a_reopened_channel_starts_with_no_fees() public {
         staleHubClose(0);
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, 100 ether, 1_000, 10_000);
         defend(towerA, 1, 50 ether, offer, signTowerFee(ALICE_PK, offer));
         settleAlice();
         open(alice);
@@ -301,11 +302,11 @@ contract InfHubTowerTest is Fixture {
         depositAs(alice, 10 ether);
         vm.prank(hubAddr);
         hub.startHubClose(alice, noDebit(alice), "");
-        InfHub.Credit memory c = credit(alice, 1, 5 ether);
+        InfHubBase.Credit memory c = credit(alice, 1, 5 ether);
         bytes memory cs = signCredit(HUB_PK, c);
         bytes memory os = signTowerFee(ALICE_PK, offer);
         vm.prank(towerA);
-        vm.expectRevert(InfHub.EpochMismatch.selector);
+        vm.expectRevert(InfHubBase.EpochMismatch.selector);
         hub.submitCreditForFee(c, cs, offer, os);
     }
 
@@ -334,7 +335,7 @@ contract InfHubTowerTest is Fixture {
         if (fee > maxFee) fee = maxFee;
         uint256 claim = claimWith(deposited, creditTotal, debitTotal);
         if (laterDebit > debitTotal) {
-            InfHub.Debit memory d2 = debit(alice, 2, laterDebit, laterDebit);
+            InfHubBase.Debit memory d2 = debit(alice, 2, laterDebit, laterDebit);
             vm.prank(hubAddr);
             hub.submitDebit(d2, signDebit(ALICE_PK, d2));
             claim = claimWith(deposited, creditTotal, laterDebit);
@@ -350,15 +351,15 @@ contract InfHubTowerTest is Fixture {
     }
 
     function staleClose(uint96 debitTotal) internal {
-        InfHub.Debit memory d = debitTotal == 0 ? noDebit(alice) : debit(alice, 1, debitTotal, debitTotal);
+        InfHubBase.Debit memory d = debitTotal == 0 ? noDebit(alice) : debit(alice, 1, debitTotal, debitTotal);
         bytes memory ds = debitTotal == 0 ? bytes("") : signDebit(ALICE_PK, d);
         vm.prank(hubAddr);
         hub.startHubClose(alice, d, ds);
     }
 
     function towerSubmits(uint96 creditTotal, uint128 maxFee, uint16 share) internal {
-        InfHub.TowerFee memory offer = towerOffer(alice, towerA, maxFee, share, 10_000);
-        InfHub.Credit memory c = credit(alice, 1, creditTotal);
+        InfHubBase.TowerFee memory offer = towerOffer(alice, towerA, maxFee, share, 10_000);
+        InfHubBase.Credit memory c = credit(alice, 1, creditTotal);
         bytes memory cs = signCredit(HUB_PK, c);
         bytes memory os = signTowerFee(ALICE_PK, offer);
         vm.prank(towerA);

@@ -3,6 +3,8 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
+import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
+import {InfHubBase} from "../src/InfHubBase.sol";
 import {InfToken} from "../src/InfToken.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
@@ -74,23 +76,23 @@ contract VectorsTest is Test {
         return keccak256(bytes(a)) == keccak256(bytes(b));
     }
 
-    function debitOf(Step memory s) internal pure returns (InfHub.Debit memory) {
-        return InfHub.Debit(
+    function debitOf(Step memory s) internal pure returns (InfHubBase.Debit memory) {
+        return InfHubBase.Debit(
             s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot, s.kind, s.recipient, s.amount, s.paymentId
         );
     }
 
-    function creditOf(Step memory s) internal pure returns (InfHub.Credit memory) {
-        return InfHub.Credit(s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot);
+    function creditOf(Step memory s) internal pure returns (InfHubBase.Credit memory) {
+        return InfHubBase.Credit(s.user, s.epoch, s.nonce, s.cumulative, s.lockedAmount, s.locksRoot);
     }
 
     /// A tower-fee offer rides in recipient (tower), amount (maxFee), shareBps and expiryBlock.
-    function offerOf(Step memory s) internal pure returns (InfHub.TowerFee memory) {
-        return InfHub.TowerFee(s.user, s.epoch, s.recipient, s.amount, s.shareBps, s.expiryBlock);
+    function offerOf(Step memory s) internal pure returns (InfHubBase.TowerFee memory) {
+        return InfHubBase.TowerFee(s.user, s.epoch, s.recipient, s.amount, s.shareBps, s.expiryBlock);
     }
 
-    function withdrawalOf(Step memory s) internal pure returns (InfHub.Withdrawal memory) {
-        return InfHub.Withdrawal(s.user, s.epoch, s.cumulative, s.expiryBlock);
+    function withdrawalOf(Step memory s) internal pure returns (InfHubBase.Withdrawal memory) {
+        return InfHubBase.Withdrawal(s.user, s.epoch, s.cumulative, s.expiryBlock);
     }
 
     /// Deploys a hub as the vectors describe it, at the vectors' contract address.
@@ -128,7 +130,7 @@ contract VectorsTest is Test {
         else if (op == keccak256("withdraw")) data = abi.encodeCall(InfHub.withdraw, (withdrawalOf(s), s.sig1, s.sig2));
         else if (op == keccak256("realizeDebit")) data = abi.encodeCall(InfHub.realizeDebit, (debitOf(s), s.sig1));
         else if (op == keccak256("realizeDebits")) {
-            InfHub.Debit[] memory ds = new InfHub.Debit[](1);
+            InfHubBase.Debit[] memory ds = new InfHubBase.Debit[](1);
             bytes[] memory sigs = new bytes[](1);
             (ds[0], sigs[0]) = (debitOf(s), s.sig1);
             data = abi.encodeCall(InfHub.realizeDebits, (ds, sigs));
@@ -142,7 +144,7 @@ contract VectorsTest is Test {
             data = abi.encodeCall(InfHub.submitCreditForFee, (creditOf(s), s.sig1, offerOf(s), s.sig2));
         } else if (op == keccak256("checkpoint")) {
             data = abi.encodeCall(
-                InfHub.postCheckpoint, (s.epoch, s.paymentId, s.amount, s.nonce, s.expiryBlock, s.cumulative)
+                InfHubCheckpoints.postCheckpoint, (s.epoch, s.paymentId, s.amount, s.nonce, s.expiryBlock, s.cumulative)
             );
         } else if (op == keccak256("submitDebit")) {
             data = abi.encodeCall(InfHub.submitDebit, (debitOf(s), s.sig1));
@@ -253,7 +255,7 @@ contract VectorsTest is Test {
         written++;
     }
 
-    function debitFields(InfHub.Debit memory d) internal pure returns (string memory f) {
+    function debitFields(InfHubBase.Debit memory d) internal pure returns (string memory f) {
         f = string.concat(kv("type", "Debit"), kv("user", vm.toString(d.user)), kv("epoch", vm.toString(uint256(d.epoch))));
         f = string.concat(f, kv("nonce", vm.toString(uint256(d.nonce))), kv("cumulative", vm.toString(uint256(d.cumulativeDebit))));
         f = string.concat(f, kv("lockedAmount", vm.toString(uint256(d.lockedAmount))), kv("locksRoot", vm.toString(d.locksRoot)));
@@ -261,51 +263,51 @@ contract VectorsTest is Test {
         f = string.concat(f, kv("amount", vm.toString(uint256(d.amount))), kv("paymentId", vm.toString(d.paymentId)));
     }
 
-    function creditFields(InfHub.Credit memory c) internal pure returns (string memory f) {
+    function creditFields(InfHubBase.Credit memory c) internal pure returns (string memory f) {
         f = string.concat(kv("type", "Credit"), kv("user", vm.toString(c.user)), kv("epoch", vm.toString(uint256(c.epoch))));
         f = string.concat(f, kv("nonce", vm.toString(uint256(c.nonce))), kv("cumulative", vm.toString(uint256(c.cumulativeCredit))));
         f = string.concat(f, kv("lockedAmount", vm.toString(uint256(c.lockedAmount))), kv("locksRoot", vm.toString(c.locksRoot)));
     }
 
-    function withdrawalFields(InfHub.Withdrawal memory w) internal pure returns (string memory f) {
+    function withdrawalFields(InfHubBase.Withdrawal memory w) internal pure returns (string memory f) {
         f = string.concat(kv("type", "Withdrawal"), kv("user", vm.toString(w.user)), kv("epoch", vm.toString(uint256(w.epoch))));
         f = string.concat(f, kv("cumulative", vm.toString(uint256(w.cumulativeWithdrawn))), kv("expiryBlock", vm.toString(uint256(w.expiryBlock))));
     }
 
-    function towerFeeFields(InfHub.TowerFee memory t) internal pure returns (string memory f) {
+    function towerFeeFields(InfHubBase.TowerFee memory t) internal pure returns (string memory f) {
         f = string.concat(kv("type", "TowerFee"), kv("user", vm.toString(t.user)), kv("epoch", vm.toString(uint256(t.epoch))));
         f = string.concat(f, kv("tower", vm.toString(t.tower)), kv("maxFee", vm.toString(uint256(t.maxFee))));
         f = string.concat(f, kv("gainShareBps", vm.toString(uint256(t.gainShareBps))), kv("validUntilBlock", vm.toString(uint256(t.validUntilBlock))));
     }
 
     function addValidVectors(InfHub hub, address signer) internal {
-        InfHub.Debit memory d = InfHub.Debit(
+        InfHubBase.Debit memory d = InfHubBase.Debit(
             signer, 3, 17, 123_456_789_000_000_000_000, 0, bytes32(0), 1, address(0xCAFE), 5e18, keccak256("pay-17")
         );
         bytes32 digest = hub.hashDebit(d);
         add(debitFields(d), digest, signDigest(SIGNER_PK, digest), signer);
-        d = InfHub.Debit(
+        d = InfHubBase.Debit(
             signer, 1, 1, type(uint128).max, 7, keccak256("locks"), 0, vm.addr(OTHER_PK), type(uint128).max, bytes32(uint256(1))
         );
         digest = hub.hashDebit(d);
         add(debitFields(d), digest, signDigest(SIGNER_PK, digest), signer);
-        InfHub.Credit memory c = InfHub.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
+        InfHubBase.Credit memory c = InfHubBase.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
         digest = hub.hashCredit(c);
         add(creditFields(c), digest, signDigest(SIGNER_PK, digest), signer);
-        InfHub.Withdrawal memory w = InfHub.Withdrawal(signer, 1, 777, 123_456);
+        InfHubBase.Withdrawal memory w = InfHubBase.Withdrawal(signer, 1, 777, 123_456);
         digest = hub.hashWithdrawal(w);
         add(withdrawalFields(w), digest, signDigest(SIGNER_PK, digest), signer);
-        InfHub.TowerFee memory t = InfHub.TowerFee(signer, 4, address(0x7070), type(uint128).max, 10_000, 987_654);
+        InfHubBase.TowerFee memory t = InfHubBase.TowerFee(signer, 4, address(0x7070), type(uint128).max, 10_000, 987_654);
         digest = hub.hashTowerFee(t);
         add(towerFeeFields(t), digest, signDigest(SIGNER_PK, digest), signer);
     }
 
     function addInvalidVectors(InfHub hub, address signer) internal {
         // Signed by another key than claimed.
-        InfHub.Credit memory c = InfHub.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
+        InfHubBase.Credit memory c = InfHubBase.Credit(signer, 2, 9, 42e18, 0, bytes32(0));
         bytes32 cd = hub.hashCredit(c);
         add(creditFields(c), cd, signDigest(OTHER_PK, cd), signer);
-        InfHub.Debit memory d = InfHub.Debit(signer, 3, 18, 1, 0, bytes32(0), 0, address(0xCAFE), 1, keccak256("pay-18"));
+        InfHubBase.Debit memory d = InfHubBase.Debit(signer, 3, 18, 1, 0, bytes32(0), 0, address(0xCAFE), 1, keccak256("pay-18"));
         bytes32 dd = hub.hashDebit(d);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(SIGNER_PK, dd);
         // Malleated: s -> n - s with v flipped (what ecrecover alone would accept).

@@ -1,5 +1,5 @@
 //! ABI bindings for the hub contract and the token, written out by hand from
-//! `contracts/src/InfHub.sol` so that the Rust build does not depend on forge's build output.
+//! `contracts/src/InfHub.sol` and its checkpoint module `InfHubCheckpoints.sol` (one address) so that the Rust build does not depend on forge's build output.
 //! The chain crate's anvil tests deploy the real contract and drive every binding here, so a
 //! drift between this file and the Solidity source fails a test.
 
@@ -74,6 +74,7 @@ sol! {
             uint8 status;
             uint64 epoch;
             uint64 settleBlock;
+            uint64 lastDepositBlock;
             address closer;
             uint128 deposited;
             uint128 withdrawn;
@@ -105,6 +106,8 @@ sol! {
         event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
         event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
         event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
+        event DebitChallenged(uint64 indexed id, address indexed account, uint64 epoch, uint128 debitTotal, uint64 answerByBlock);
+        event DebitChallengeAnswered(uint64 indexed id, address indexed account, uint64 nonce, uint128 cumulativeDebit);
         event CheckpointPosted(uint64 indexed id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough, uint256 reserve);
 
         error HubMustNotBeZero();
@@ -152,6 +155,9 @@ sol! {
         error PathIndexOutOfRange();
         error SumOutOfRange();
         error RootMismatch();
+        error DebitChallengeOutOfOrder();
+        error NoDebitChallenge();
+        error AnswerMustCoverDebit();
 
         function openChannel(address user) external;
         function openChannels(address[] calldata users) external;
@@ -169,6 +175,12 @@ sol! {
         function lastCheckpointId() external view returns (uint64);
         function haltedAtCheckpoint() external view returns (uint64);
         function complainContradictedCredit(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings, Credit calldata credit, bytes calldata hubSignature) external;
+        function complainMisstatedChainTotals(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external;
+        function challengeDebit(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external;
+        function answerDebitChallenge(Debit calldata debit, bytes calldata userSignature) external;
+        function haltOnUnansweredChallenge(address account) external;
+        function debitChallenges(address account) external view returns (uint64 checkpointId, uint64 epoch, uint64 answerByBlock, bool open, uint128 debitTotal);
+        function checkpointModule() external view returns (address);
         function startExitFromCheckpoint(uint64 id, CheckpointLeaf calldata leaf, uint256 index, SumNode[] calldata siblings) external;
         function checkpoints(uint64 id) external view returns (bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough);
         function liabilityInflowsTotal() external view returns (uint256);

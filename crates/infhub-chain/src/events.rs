@@ -131,7 +131,7 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     } else if sig == IInfHub::ReserveWithdrawalCancelled::SIGNATURE_HASH {
         let e = IInfHub::ReserveWithdrawalCancelled::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveWithdrawalCancelled { amount: amount(e.amount, "amount")? }
-    } else if sig == IInfHub::CheckpointPosted::SIGNATURE_HASH || sig == IInfHub::HubHaltedByComplaint::SIGNATURE_HASH {
+    } else if CHECKPOINT_EVENTS.contains(&sig) {
         checkpoint_event(log)?
     } else {
         return Ok(None);
@@ -139,13 +139,36 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
     Ok(Some(ev))
 }
 
-/// `CheckpointPosted` and `HubHaltedByComplaint` (spec §5.16).
+/// The events of the contract's checkpoint module, decoded by [`checkpoint_event`].
+const CHECKPOINT_EVENTS: [B256; 4] = [
+    IInfHub::CheckpointPosted::SIGNATURE_HASH,
+    IInfHub::HubHaltedByComplaint::SIGNATURE_HASH,
+    IInfHub::DebitChallenged::SIGNATURE_HASH,
+    IInfHub::DebitChallengeAnswered::SIGNATURE_HASH,
+];
+
+/// `CheckpointPosted`, `HubHaltedByComplaint` and the debit challenge's events (spec §5.16).
 fn checkpoint_event(log: &RawLog) -> Result<ChainEvent, ChainError> {
     let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
     let topics = log.topics.iter().copied();
-    if log.topics.first() == Some(&IInfHub::HubHaltedByComplaint::SIGNATURE_HASH) {
+    let sig = log.topics.first();
+    if sig == Some(&IInfHub::HubHaltedByComplaint::SIGNATURE_HASH) {
         let e = IInfHub::HubHaltedByComplaint::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
         return Ok(ChainEvent::HubHalted { id: e.id });
+    }
+    if sig == Some(&IInfHub::DebitChallenged::SIGNATURE_HASH) {
+        let e = IInfHub::DebitChallenged::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
+        return Ok(ChainEvent::DebitChallenged {
+            id: e.id,
+            account: e.account,
+            epoch: e.epoch,
+            debit_total: Amount(e.debitTotal),
+            answer_by_block: e.answerByBlock,
+        });
+    }
+    if sig == Some(&IInfHub::DebitChallengeAnswered::SIGNATURE_HASH) {
+        let e = IInfHub::DebitChallengeAnswered::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
+        return Ok(ChainEvent::DebitChallengeAnswered { account: e.account });
     }
     let e = IInfHub::CheckpointPosted::decode_raw_log(topics, &log.data[..]).map_err(bad)?;
     let checkpoint = PostedCheckpoint {
@@ -235,6 +258,29 @@ pub fn complain_contradicted_credit_call(
     }
 }
 
+/// `complainMisstatedChainTotals(id, leaf, index, siblings)` (spec §5.16).
+pub fn complain_chain_totals_call(
+    id: u64,
+    proof: &infhub_core::checkpoint::LeafProof,
+) -> IInfHub::complainMisstatedChainTotalsCall {
+    IInfHub::complainMisstatedChainTotalsCall {
+        id,
+        leaf: checkpoint_leaf_arg(&proof.leaf),
+        index: U256::from(proof.path.index),
+        siblings: siblings_arg(&proof.path),
+    }
+}
+
+/// `challengeDebit(id, leaf, index, siblings)` (spec §5.16).
+pub fn challenge_debit_call(id: u64, proof: &infhub_core::checkpoint::LeafProof) -> IInfHub::challengeDebitCall {
+    IInfHub::challengeDebitCall {
+        id,
+        leaf: checkpoint_leaf_arg(&proof.leaf),
+        index: U256::from(proof.path.index),
+        siblings: siblings_arg(&proof.path),
+    }
+}
+
 /// `startExitFromCheckpoint(id, leaf, index, siblings)` (spec §5.16).
 pub fn exit_from_checkpoint_call(
     id: u64,
@@ -319,6 +365,10 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
             inflowsThrough: h.checkpoint.inflows_through,
         }
         .abi_encode(),
+        HubTx::AnswerDebitChallenge(d) => {
+            IInfHub::answerDebitChallengeCall { debit: debit_arg(&d.message), userSignature: signature_arg(d) }
+                .abi_encode()
+        }
         HubTx::ApproveToken { spender, amount, .. } => {
             crate::bindings::IErc20::approveCall { spender: *spender, amount: U256::from(amount.0) }.abi_encode()
         }

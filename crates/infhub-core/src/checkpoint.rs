@@ -342,6 +342,23 @@ pub fn shuffle_seed(secret: &B256, d: &CheckpointDomain) -> B256 {
     keccak256(words.concat())
 }
 
+/// The contract's rule for `complainContradictedCredit` (spec §5.16): a credit of the leaf's
+/// user and epoch contradicts a channel leaf of a checkpoint at ledger position `ledger_seq`
+/// if it has the leaf's nonce with another total, or a higher total with a lower nonce or with
+/// a nonce at most `ledger_seq` (a credit the leaf had to count). An honest hub's leaf is
+/// contradicted by none of its credits. The contract model, the wallet and the tower use it.
+pub fn credit_contradicts_leaf(credit: &crate::messages::Credit, leaf: &Leaf, ledger_seq: u64) -> bool {
+    if leaf.kind != LeafKind::Channel || credit.user != leaf.account || credit.epoch != leaf.epoch {
+        return false;
+    }
+    let (n, t) = (credit.nonce, credit.cumulative_credit);
+    if n == leaf.credit_nonce {
+        t != leaf.credit_total
+    } else {
+        t > leaf.credit_total && (n < leaf.credit_nonce || n <= ledger_seq)
+    }
+}
+
 /// A leaf with its path: what a wallet fetches to check its part of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeafProof {

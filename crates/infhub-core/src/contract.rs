@@ -95,6 +95,8 @@ pub struct ChainChannel {
     pub epoch: u64,
     /// First block at which `settle` succeeds (while closing).
     pub settle_block: u64,
+    /// Block of this epoch's newest deposit (0: none), `lastDepositBlock`.
+    pub last_deposit_block: u64,
     /// Who started the close.
     pub closer: Address,
     /// Tokens deposited this epoch.
@@ -170,6 +172,23 @@ pub struct ContractModel {
     pub checkpoints: BTreeMap<u64, PostedCheckpoint>,
     /// `haltedAtCheckpoint`: the checkpoint a complaint proved wrong (0: not halted).
     pub halted_at_checkpoint: u64,
+    /// `debitChallenges`: each account's newest debit challenge.
+    pub debit_challenges: BTreeMap<Address, DebitChallenge>,
+}
+
+/// A user's dispute of her leaf's debit total (`debitChallenges(account)`, spec 5.16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebitChallenge {
+    /// The checkpoint whose leaf is disputed.
+    pub checkpoint_id: u64,
+    /// The leaf's epoch.
+    pub epoch: u64,
+    /// Last block in which the hub may answer.
+    pub answer_by_block: u64,
+    /// Neither answered nor turned into a halt yet.
+    pub open: bool,
+    /// The leaf's debit total.
+    pub debit_total: Amount,
 }
 
 /// A posted checkpoint (`checkpoints(id)`).
@@ -218,6 +237,7 @@ impl ContractModel {
             liability_inflows_total: U256::ZERO,
             checkpoints: BTreeMap::new(),
             halted_at_checkpoint: 0,
+            debit_challenges: BTreeMap::new(),
         })
     }
 
@@ -327,7 +347,7 @@ impl ContractModel {
     }
 
     /// `deposit(user, amount)` (or `depositWithPermit`): tokens come from the sender.
-    pub fn deposit(&mut self, user: Address, amount: U256) -> Result<Amount, Error> {
+    pub fn deposit(&mut self, block: u64, user: Address, amount: U256) -> Result<Amount, Error> {
         let mut ch = self.channel(user);
         if ch.status != ChainStatus::Open {
             return Err(Error::ChannelNotOpen);
@@ -339,6 +359,7 @@ impl ContractModel {
             return Err(Error::AmountTooLarge);
         }
         ch.deposited = Amount(ch.deposited.0 + amount.to::<u128>());
+        ch.last_deposit_block = block;
         self.channels.insert(user, ch);
         self.total_channel_funds += amount;
         self.token_balance += amount;
@@ -747,18 +768,111 @@ impl ContractModel {
             return Err(Error::ComplaintUnfounded);
         }
         let seq = self.checkpoints[&id].ledger_seq;
-        let contradicts = if c.nonce == leaf.credit_nonce {
-            c.cumulative_credit != leaf.credit_total
-        } else {
-            c.cumulative_credit > leaf.credit_total && (c.nonce < leaf.credit_nonce || c.nonce <= seq)
-        };
-        if !contradicts {
+        if !crate::checkpoint::credit_contradicts_leaf(c, leaf, seq) {
             return Err(Error::ComplaintUnfounded);
         }
         HubSigned::from_proof_bytes(*c, hub_sig)?.verify(&self.config.domain, self.config.hub)?;
+        self.halt(id);
+        Ok(())
+    }
+
+    /// Records the first proven fault.
+    fn halt(&mut self, id: u64) {
         if self.halted_at_checkpoint == 0 {
             self.halted_at_checkpoint = id;
         }
+    }
+
+    /// `complainMisstatedChainTotals(id, leaf, index, siblings)`: the channel leaf of the
+    /// current epoch states more withdrawn than the chain, or less deposited while the last
+    /// deposit is at most the checkpoint's block (spec 5.16).
+    pub fn complain_misstated_chain_totals(&mut self, id: u64, leaf: &Leaf, path: &SumPath) -> Result<(), Error> {
+        self.prove_leaf(id, leaf, path)?;
+        let ch = self.channel(leaf.account);
+        if leaf.kind != LeafKind::Channel || leaf.epoch != ch.epoch {
+            return Err(Error::ComplaintUnfounded);
+        }
+        let chain_block = self.checkpoints[&id].chain_block;
+        let contradicts =
+            leaf.withdrawn > ch.withdrawn || (leaf.deposited < ch.deposited && ch.last_deposit_block <= chain_block);
+        if !contradicts {
+            return Err(Error::ComplaintUnfounded);
+        }
+        self.halt(id);
+        Ok(())
+    }
+
+    /// `challengeDebit(id, leaf, index, siblings)` sent by `sender` in `block`.
+    pub fn challenge_debit(
+        &mut self,
+        sender: Address,
+        block: u64,
+        id: u64,
+        leaf: &Leaf,
+        path: &SumPath,
+    ) -> Result<DebitChallenge, Error> {
+        self.prove_leaf(id, leaf, path)?;
+        if leaf.kind != LeafKind::Channel || leaf.account != sender {
+            return Err(Error::UserMismatch);
+        }
+        if leaf.debit_total.0 == 0 {
+            return Err(Error::ComplaintUnfounded);
+        }
+        let ch = self.channel(sender);
+        if ch.status != ChainStatus::Open {
+            return Err(Error::ChannelNotOpen);
+        }
+        if leaf.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        let last = self.debit_challenges.get(&sender).copied().unwrap_or_default();
+        if last.open || id <= last.checkpoint_id {
+            return Err(Error::DebitChallengeOutOfOrder);
+        }
+        let c = DebitChallenge {
+            checkpoint_id: id,
+            epoch: leaf.epoch,
+            answer_by_block: block + self.config.challenge_period_blocks,
+            open: true,
+            debit_total: leaf.debit_total,
+        };
+        self.debit_challenges.insert(sender, c);
+        Ok(c)
+    }
+
+    /// `answerDebitChallenge(debit, userSignature)` in `block` (any sender).
+    pub fn answer_debit_challenge(&mut self, block: u64, d: &Debit, user_sig: &[u8]) -> Result<(), Error> {
+        let mut c = self.debit_challenges.get(&d.user).copied().unwrap_or_default();
+        if !c.open {
+            return Err(Error::NoDebitChallenge);
+        }
+        if block > c.answer_by_block {
+            return Err(Error::ChallengePeriodOver);
+        }
+        if d.epoch != c.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        if d.cumulative_debit < c.debit_total {
+            return Err(Error::AnswerMustCoverDebit);
+        }
+        Signature::from_slice(user_sig)?.verify(d.digest(&self.config.domain), d.user)?;
+        c.open = false;
+        self.debit_challenges.insert(d.user, c);
+        Ok(())
+    }
+
+    /// `haltOnUnansweredChallenge(account)` in `block` (any sender).
+    pub fn halt_on_unanswered_challenge(&mut self, block: u64, account: Address) -> Result<(), Error> {
+        let mut c = self.debit_challenges.get(&account).copied().unwrap_or_default();
+        if !c.open {
+            return Err(Error::NoDebitChallenge);
+        }
+        if block <= c.answer_by_block {
+            return Err(Error::ChallengePeriodNotOver);
+        }
+        c.open = false;
+        self.debit_challenges.insert(account, c);
+        self.halt(c.checkpoint_id);
         Ok(())
     }
 

@@ -5,7 +5,8 @@
 //! needs that debit submitted, and one holding a lower credit total than the hub's newest
 //! credit needs that credit submitted (the hub pays what it acknowledged); a close whose challenge period is over needs a settlement; a
 //! payout batch in flight needs its transaction; payers' unrealized debits, when liquidity calls
-//! for it, need realizing; a checkpoint built and not yet on chain needs posting. The shell (`infhub-hub`) sends each due duty's transaction, sends it
+//! for it, need realizing; a checkpoint built and not yet on chain needs posting; a user's
+//! challenge of the debit her leaf states needs her signed debit as the answer. The shell (`infhub-hub`) sends each due duty's transaction, sends it
 //! again if the duty is still due `resend_after_blocks` later, and stops once the confirmed
 //! chain satisfies it. So a crash (the shell forgets what it sent), a reorg (a mined transaction
 //! vanishes), a dropped or a reverted transaction all end the same way, and recovery after a
@@ -56,6 +57,9 @@ pub enum HubTx {
     /// `postCheckpoint(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough)`: the
     /// checkpoint the hub built and recorded (spec §5.16).
     PostCheckpoint(CheckpointHeader),
+    /// `answerDebitChallenge(debit, userSignature)`: the user's own debit, covering the total
+    /// her leaf states, against her challenge (spec §5.16).
+    AnswerDebitChallenge(SignedDebit),
     /// `approve(spender, amount)` on `token`: lets the hub contract pull a top-up.
     ApproveToken {
         /// The token contract (the call goes there, not to the hub contract).
@@ -84,6 +88,7 @@ impl HubTx {
             HubTx::DepositReserve(_) => "deposit_reserve",
             HubTx::ApproveToken { .. } => "approve_token",
             HubTx::PostCheckpoint(_) => "post_checkpoint",
+            HubTx::AnswerDebitChallenge(_) => "answer_debit_challenge",
         }
     }
 
@@ -98,7 +103,7 @@ impl HubTx {
     /// The one account the transaction is about, if it is about one.
     pub fn user(&self) -> Option<Address> {
         match self {
-            HubTx::SubmitDebit(d) => Some(d.message.user),
+            HubTx::SubmitDebit(d) | HubTx::AnswerDebitChallenge(d) => Some(d.message.user),
             HubTx::SubmitCredit(c) => Some(c.message.user),
             HubTx::Settle(u) | HubTx::HubClose { user: u, .. } => Some(*u),
             HubTx::OpenChannels(users) if users.len() == 1 => Some(users[0]),
@@ -122,6 +127,8 @@ pub enum DutyKey {
     Realize,
     /// Posting the checkpoint built.
     PostCheckpoint,
+    /// Answering this user's debit challenge.
+    AnswerDebitChallenge(Address),
 }
 
 /// A duty: its key and the transaction that discharges it.
@@ -181,6 +188,20 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
     }
     if let Some(header) = ledger.checkpoints.pending.filter(|_| ledger.checkpoints.halted_at.is_none()) {
         duties.push(Duty { key: DutyKey::PostCheckpoint, tx: HubTx::PostCheckpoint(header) });
+    }
+    for (user, c) in &ledger.checkpoints.debit_challenges {
+        if ledger.block > c.answer_by_block {
+            continue;
+        }
+        // Her newest debit of the challenged epoch covers the total an honest leaf states (the
+        // contract admits challenges of the open channel's epoch only).
+        let answer = ledger
+            .account(user)
+            .and_then(|a| a.channel.debit)
+            .filter(|d| d.message.epoch == c.epoch && d.message.cumulative_debit >= c.debit_total);
+        if let Some(d) = answer {
+            duties.push(Duty { key: DutyKey::AnswerDebitChallenge(*user), tx: HubTx::AnswerDebitChallenge(d) });
+        }
     }
     duties
 }

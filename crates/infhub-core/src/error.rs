@@ -147,9 +147,20 @@ pub enum Error {
     /// leaving the contract (spec 5.16).
     #[error("the hub is halted")]
     HubHalted,
-    /// The complaint proves nothing: the leaf and the credit do not contradict each other.
+    /// The complaint proves nothing: the leaf and the credit (or the chain) do not contradict
+    /// each other, or the challenged leaf states no debit.
     #[error("complaint unfounded")]
     ComplaintUnfounded,
+    /// A debit challenge is open for this account already, or it names a checkpoint not newer
+    /// than the account's last challenged one (spec 5.16).
+    #[error("debit challenge out of order")]
+    DebitChallengeOutOfOrder,
+    /// No debit challenge is open for this account.
+    #[error("no debit challenge open")]
+    NoDebitChallenge,
+    /// The answer's signed debit total is below the total the challenged leaf states.
+    #[error("the answer's debit does not cover the challenged total")]
+    AnswerMustCoverDebit,
 
     // ---- off-chain rules (the hub's and wallet's checks; the contract does not judge these)
     /// Off chain, a proof's nonce must be above the newest one already seen.

@@ -352,6 +352,14 @@ impl TowerBook {
         }
     }
 
+    /// The credit the tower holds that contradicts `leaf` of a checkpoint at ledger position
+    /// `ledger_seq` (spec §5.16), if any: what it proves on chain for an offline user whose leaf
+    /// misstates or leaves out a credit the hub signed her.
+    pub fn contradicting_credit(&self, leaf: &crate::checkpoint::Leaf, ledger_seq: u64) -> Option<SignedCredit> {
+        let credit = self.appointment(leaf.account)?.credit.as_ref()?;
+        crate::checkpoint::credit_contradicts_leaf(&credit.message, leaf, ledger_seq).then(|| credit.clone())
+    }
+
     /// The tower's signed statement of what it holds for `user`.
     pub fn receipt(&self, user: Address, key: &PrivateKey) -> Option<SignedTowerReceipt> {
         let a = self.appointment(user)?;

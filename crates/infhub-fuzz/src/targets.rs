@@ -75,6 +75,10 @@ pub fn chain_log(data: &[u8]) {
         IInfHub::CustodialDeposited::SIGNATURE_HASH,
         IInfHub::ReserveWithdrawn::SIGNATURE_HASH,
         IInfHub::PayoutBatchExecuted::SIGNATURE_HASH,
+        IInfHub::CheckpointPosted::SIGNATURE_HASH,
+        IInfHub::HubHaltedByComplaint::SIGNATURE_HASH,
+        IInfHub::DebitChallenged::SIGNATURE_HASH,
+        IInfHub::DebitChallengeAnswered::SIGNATURE_HASH,
     ];
     let n = input.below(5) as usize;
     let mut topics = Vec::with_capacity(n);

@@ -35,6 +35,10 @@ pub struct CheckpointConfig {
     /// leaf (same nonce; her liability lowered as much). The tests use it to show that her
     /// wallet catches it and that her complaint halts the hub; an honest hub never sets it.
     pub dishonest_understate_credit_of: Option<Address>,
+    /// TEST ONLY: a dishonest hub that states more debit than this user signed in her channel
+    /// leaf (half her deposit more; her liability lowered as much). The tests use it to show that
+    /// her wallet's challenge goes unanswered and halts the hub; an honest hub never sets it.
+    pub dishonest_invent_debit_of: Option<Address>,
 }
 
 /// The secret behind leaf salts and the shuffle, derived from the hub's key so that nothing
@@ -201,6 +205,9 @@ impl Checkpointer {
         if let Some(user) = config.dishonest_understate_credit_of {
             tracing::error!(%user, "TEST ONLY: this hub's checkpoints understate a user's credit (dishonest_understate_credit_of)");
         }
+        if let Some(user) = config.dishonest_invent_debit_of {
+            tracing::error!(%user, "TEST ONLY: this hub's checkpoints invent a debit of a user (dishonest_invent_debit_of)");
+        }
         let secret = checkpoint_secret(key);
         Checkpointer { config, secret, chain_id, contract, storage, shelf: Arc::default(), unreadable: BTreeSet::new() }
     }
@@ -274,6 +281,14 @@ impl Checkpointer {
                 let hidden = leaf.credit_total.0 - leaf.credit_total.0 / 2;
                 leaf.credit_total = Amount(leaf.credit_total.0 / 2);
                 leaf.liability = Amount(leaf.liability.0.saturating_sub(hidden));
+            }
+        }
+        if let Some(user) = self.config.dishonest_invent_debit_of {
+            for leaf in leaves.iter_mut().filter(|l| l.account == user && l.kind == LeafKind::Channel) {
+                let invented = leaf.deposited.0 / 2 + 1;
+                leaf.debit_nonce += 1;
+                leaf.debit_total = Amount(leaf.debit_total.0.saturating_add(invented));
+                leaf.liability = Amount(leaf.liability.0.saturating_sub(invented));
             }
         }
         let built = BuiltCheckpoint::build(d, leaves, &self.secret);
@@ -373,7 +388,12 @@ mod tests {
     #[test]
     fn pruning_keeps_the_posted_checkpoint_and_every_later_one() {
         let key = PrivateKey::from_bytes([7; 32]).expect("key");
-        let config = CheckpointConfig { interval_blocks: 1, files_kept: 2, dishonest_understate_credit_of: None };
+        let config = CheckpointConfig {
+            interval_blocks: 1,
+            files_kept: 2,
+            dishonest_understate_credit_of: None,
+            dishonest_invent_debit_of: None,
+        };
         let mut c = Checkpointer::new(config, &key, 1, Address::repeat_byte(1), Box::new(Memory::default()));
         for id in 1..=6 {
             let b = built(id, u128::from(id));

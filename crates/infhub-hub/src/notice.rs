@@ -174,7 +174,9 @@ pub fn event_user(e: &ChainEvent) -> Option<Address> {
         | CreditSubmitted { user, .. }
         | ExitStarted { user, .. }
         | Settled { user, .. } => Some(*user),
-        CustodialDeposited { account, .. } => Some(*account),
+        CustodialDeposited { account, .. } | DebitChallenged { account, .. } | DebitChallengeAnswered { account } => {
+            Some(*account)
+        }
         ReserveDeposited { .. }
         | ReserveWithdrawn { .. }
         | PayoutBatchExecuted { .. }

@@ -37,11 +37,20 @@ pub struct CheckpointsConfig {
     /// her leaf, so tests can show her wallet catches it and her complaint halts the hub. Never
     /// set it on a real hub.
     pub dishonest_understate_credit_of: Option<Address>,
+    /// TEST ONLY: build dishonest checkpoints whose leaf of this user states more debit than she
+    /// signed, so tests can show her challenge goes unanswered and halts the hub. Never set it
+    /// on a real hub.
+    pub dishonest_invent_debit_of: Option<Address>,
 }
 
 impl Default for CheckpointsConfig {
     fn default() -> Self {
-        CheckpointsConfig { interval_blocks: 300, files_kept: 24, dishonest_understate_credit_of: None }
+        CheckpointsConfig {
+            interval_blocks: 300,
+            files_kept: 24,
+            dishonest_understate_credit_of: None,
+            dishonest_invent_debit_of: None,
+        }
     }
 }
 
@@ -362,6 +371,7 @@ impl Config {
             interval_blocks: self.checkpoints.interval_blocks,
             files_kept: self.checkpoints.files_kept,
             dishonest_understate_credit_of: self.checkpoints.dishonest_understate_credit_of,
+            dishonest_invent_debit_of: self.checkpoints.dishonest_invent_debit_of,
         }
     }
 

@@ -9,9 +9,12 @@
 //! (running totals: a newer one supersedes it), and posts it to the tower, retrying a tower
 //! that failed after a back-off. A slow or dead tower never slows a payment; memory is bounded
 //! by the registry (at most `MAX_TOWERS_PER_USER` pending credits per user). The operator's
-//! own towers (`towers.operator_towers`) get each payer's newest debit the same way.
+//! own towers (`towers.operator_towers`) get each payer's newest debit the same way, and each
+//! user's towers her leaves of every checkpoint the chain confirms, so they can check them and
+//! prove a misstated credit on chain while she is offline (spec §5.16).
 
 use crate::engine::Node;
+use infhub_core::checkpoint::LeafProof;
 use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::Address;
 use serde_json::json;
@@ -96,6 +99,11 @@ impl TowerRegistry {
         self.lock().get(user).cloned().unwrap_or_default()
     }
 
+    /// Every user with towers, and her towers.
+    pub fn all(&self) -> Vec<(Address, Vec<String>)> {
+        self.lock().iter().map(|(u, t)| (*u, t.clone())).collect()
+    }
+
     /// True if no user named a tower.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
@@ -137,19 +145,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What the pusher delivers: a user's newest credit to her towers, or her newest debit to the
-/// operator's towers.
+/// What the pusher delivers: a user's newest credit to her towers, her newest debit to the
+/// operator's towers, or her leaves of the newest checkpoint to her towers (which check them
+/// for her while she is offline, spec §5.16).
 #[derive(Clone)]
 enum Item {
     Credit(SignedCredit),
     Debit(SignedDebit),
+    Checkpoint { id: u64, proofs: Vec<LeafProof> },
+}
+
+/// What a pending item is, in its key: one of each kind per (user, tower).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Credit,
+    Debit,
+    Checkpoint,
 }
 
 impl Item {
+    /// Orders items of one kind: a higher one supersedes a lower one not yet delivered.
     fn nonce(&self) -> u64 {
         match self {
             Item::Credit(c) => c.message.nonce,
             Item::Debit(d) => d.message.nonce,
+            Item::Checkpoint { id, .. } => *id,
         }
     }
 
@@ -157,12 +177,13 @@ impl Item {
         match self {
             Item::Credit(c) => ("/v1/appointments", json!({"credit": c})),
             Item::Debit(d) => ("/v1/debits", json!({"debit": d})),
+            Item::Checkpoint { id, proofs } => ("/v1/checkpoint-proofs", json!({"checkpoint": id, "proofs": proofs})),
         }
     }
 }
 
-/// (user, tower URL, debit?) → the newest item not yet delivered and when to try next.
-type PendingMap = HashMap<(Address, String, bool), (Item, Instant)>;
+/// (user, tower URL, kind) → the newest item not yet delivered and when to try next.
+type PendingMap = HashMap<(Address, String, Kind), (Item, Instant)>;
 
 /// Feeds the towers until shutdown: users' credits to the towers they named, their debits to
 /// the operator's towers. Follows the notices only while there is a tower to feed, so a hub
@@ -177,12 +198,13 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
     };
     let operator_towers = node.config.towers.operator_towers.clone();
     let mut pending: PendingMap = HashMap::new();
+    let mut checkpoint_pushed: Option<u64> = None;
     // The operator's towers start with every user's newest debit.
     if !operator_towers.is_empty() {
         let debits: Vec<SignedDebit> = node.read().ledger().accounts().filter_map(|(_, a)| a.channel.debit).collect();
         for d in debits {
             for url in &operator_towers {
-                pending.insert((d.message.user, url.clone(), true), (Item::Debit(d), Instant::now()));
+                pending.insert((d.message.user, url.clone(), Kind::Debit), (Item::Debit(d), Instant::now()));
             }
         }
     }
@@ -211,10 +233,11 @@ pub async fn run_pusher(node: Arc<Node>, registry: Arc<TowerRegistry>, mut shutd
                         let newest = node.read().ledger().account(&user).and_then(|a| a.channel.credit.clone());
                         if let Some(credit) = newest {
                             for url in registry.get(&user) {
-                                pending.insert((user, url, false), (Item::Credit(credit.clone()), Instant::now()));
+                                pending.insert((user, url, Kind::Credit), (Item::Credit(credit.clone()), Instant::now()));
                             }
                         }
                     }
+                    enqueue_checkpoint(&node, &registry, &mut checkpoint_pushed, &mut pending);
                     push_due(&client, &node, &mut pending).await;
                     if registry.is_empty() && operator_towers.is_empty() && pending.is_empty() {
                         break;
@@ -241,23 +264,44 @@ fn enqueue_notice(
         Some("credit") => {
             let Ok(credit) = serde_json::from_value::<SignedCredit>(n.body["credit"].clone()) else { return };
             for url in registry.get(&n.user) {
-                pending.insert((n.user, url, false), (Item::Credit(credit.clone()), Instant::now()));
+                pending.insert((n.user, url, Kind::Credit), (Item::Credit(credit.clone()), Instant::now()));
             }
         }
         Some("receipt") if !operator_towers.is_empty() => {
             let Some(debit) = node.read().ledger().account(&n.user).and_then(|a| a.channel.debit) else { return };
             for url in operator_towers {
-                pending.insert((n.user, url.clone(), true), (Item::Debit(debit), Instant::now()));
+                pending.insert((n.user, url.clone(), Kind::Debit), (Item::Debit(debit), Instant::now()));
             }
         }
         _ => {}
     }
 }
 
+/// Once the chain confirms a new checkpoint (and its leaves are in memory), queues each user's
+/// leaves for each of her towers. Costs one scan of the tree per user with towers.
+fn enqueue_checkpoint(node: &Node, registry: &TowerRegistry, pushed: &mut Option<u64>, pending: &mut PendingMap) {
+    let Some(h) = node.read().ledger().checkpoints.posted else { return };
+    if *pushed == Some(h.id) {
+        return;
+    }
+    let Some(built) = node.checkpoints().get(h.id, h.checkpoint.root) else { return };
+    *pushed = Some(h.id);
+    for (user, urls) in registry.all() {
+        let proofs = built.proofs_of(user);
+        if proofs.is_empty() {
+            continue;
+        }
+        for url in urls {
+            let item = Item::Checkpoint { id: h.id, proofs: proofs.clone() };
+            pending.insert((user, url, Kind::Checkpoint), (item, Instant::now()));
+        }
+    }
+}
+
 /// Posts every due pending item (concurrently); keeps failures for a retry.
 async fn push_due(client: &reqwest::Client, node: &Node, pending: &mut PendingMap) {
     let now = Instant::now();
-    let due: Vec<(Address, String, bool)> =
+    let due: Vec<(Address, String, Kind)> =
         pending.iter().filter(|(_, (_, at))| *at <= now).map(|(k, _)| k.clone()).take(MAX_PUSHES_PER_ROUND).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for key in due {
@@ -266,8 +310,13 @@ async fn push_due(client: &reqwest::Client, node: &Node, pending: &mut PendingMa
         tasks.spawn(async move {
             let (path, body) = item.path_and_body();
             let answer = client.post(format!("{}{path}", key.1)).json(&body).send().await;
-            // 409: the tower already holds this item or a newer one.
-            let delivered = answer.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 409);
+            // 409: the tower already holds this item or a newer one. A checkpoint's leaves the
+            // tower refuses by a rule (4xx but 429) would be refused again: not retried.
+            let checkpoint = matches!(item, Item::Checkpoint { .. });
+            let delivered = answer.is_ok_and(|r| {
+                let code = r.status().as_u16();
+                r.status().is_success() || code == 409 || (checkpoint && (400..500).contains(&code) && code != 429)
+            });
             (key, item.nonce(), delivered)
         });
     }

@@ -19,6 +19,7 @@ enum Bug {
     HubDrainsReserve,
     HubWithholdsCredits,
     CheckpointUnderstatesCredit,
+    CheckpointInventsDebit,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -217,6 +218,7 @@ pub fn main() -> i32 {
         Bug::HubDrainsReserve => InjectedBug::HubDrainsReserve,
         Bug::HubWithholdsCredits => InjectedBug::HubWithholdsCredits,
         Bug::CheckpointUnderstatesCredit => InjectedBug::CheckpointUnderstatesCredit,
+        Bug::CheckpointInventsDebit => InjectedBug::CheckpointInventsDebit,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);

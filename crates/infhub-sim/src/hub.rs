@@ -57,6 +57,9 @@ pub enum InjectedBug {
     /// The hub's checkpoints count half of the first wallet's newest credit in her leaf (the
     /// node's test-only `dishonest_understate_credit_of`).
     CheckpointUnderstatesCredit,
+    /// The hub's checkpoints state more debit than the first wallet signed in her leaf (the
+    /// node's test-only `dishonest_invent_debit_of`).
+    CheckpointInventsDebit,
 }
 
 /// The hub's broadcaster in the simulation: records what the shell sends (the world hands it
@@ -172,6 +175,9 @@ impl SimHub {
             interval_blocks: config.checkpoint_interval_blocks,
             files_kept: 4,
             dishonest_understate_credit_of: (bug == Some(InjectedBug::CheckpointUnderstatesCredit))
+                .then_some(config.first_wallet)
+                .flatten(),
+            dishonest_invent_debit_of: (bug == Some(InjectedBug::CheckpointInventsDebit))
                 .then_some(config.first_wallet)
                 .flatten(),
         };

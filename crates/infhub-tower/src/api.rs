@@ -27,6 +27,7 @@ pub fn router(tower: Arc<Tower>, max_body_bytes: usize) -> Router {
         .route("/v1/appointments", post(credit))
         .route("/v1/offers", post(offer))
         .route("/v1/debits", post(debit))
+        .route("/v1/checkpoint-proofs", post(checkpoint_proofs))
         .route("/v1/appointments/{user}", get(appointment))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -131,6 +132,24 @@ async fn debit(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Respon
     .await
 }
 
+/// `POST /v1/checkpoint-proofs` `{"checkpoint": id, "proofs": [leaf proofs]}`: a watched user's
+/// leaves of a posted checkpoint (the hub pushes them; anyone may, they prove themselves). The
+/// tower checks each against the contract's root and its own credits, and proves a misstated
+/// credit on chain.
+async fn checkpoint_proofs(State(t): State<Arc<Tower>>, body: Option<Json<Value>>) -> Response {
+    let Some(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "malformed_request", "expected a JSON body", None);
+    };
+    let (id, proofs) = match (parse::<u64>(&body, "checkpoint"), parse(&body, "proofs")) {
+        (Ok(id), Ok(proofs)) => (id, proofs),
+        (Err(r), _) | (_, Err(r)) => return *r,
+    };
+    match t.check_checkpoint(id, proofs).await {
+        Ok(verdicts) => Json(json!({"checkpoint": id, "verdicts": verdicts})).into_response(),
+        Err(r) => refusal(&t, Address::ZERO, r),
+    }
+}
+
 async fn appointment(State(t): State<Arc<Tower>>, Path(user): Path<String>) -> Response {
     let Ok(user) = user.parse::<Address>() else {
         return error(StatusCode::BAD_REQUEST, "malformed_request", "not an address", None);
@@ -172,6 +191,16 @@ async fn metrics(State(t): State<Arc<Tower>>) -> String {
             "infhub_tower_fees_earned_total",
             "Fees paid to this tower, in token base units.",
             m.fees_earned.load(Ordering::Relaxed),
+        ),
+        (
+            "infhub_tower_checkpoint_leaves_checked_total",
+            "Checkpoint leaves of watched users checked.",
+            m.checkpoint_leaves_checked.load(Ordering::Relaxed),
+        ),
+        (
+            "infhub_tower_checkpoint_complaints_sent_total",
+            "Complaints sent against checkpoints that misstate a watched user's credit.",
+            m.checkpoint_complaints_sent.load(Ordering::Relaxed),
         ),
         ("infhub_tower_chain_head", "Chain head at the last poll.", head),
         (

@@ -15,13 +15,15 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
 use infhub_chain::bindings::IInfHub;
-use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call};
+use infhub_chain::events::{complain_contradicted_credit_call, credit_arg, submit_credit_call, submit_debit_call};
 use infhub_chain::sender::{SenderConfig, TxOutcome, TxSender};
 use infhub_chain::ChainError;
+use infhub_core::checkpoint::{CheckpointDomain, LeafProof, SumNode};
 use infhub_core::messages::{SignedCredit, SignedDebit};
 use infhub_core::tower::{ChannelRecord, SignedTowerFee, SignedTowerReceipt, TowerAction, TowerBook, TowerTerms};
 use infhub_core::{Address, Domain, Error, PrivateKey};
 use infhub_ledger::fs::OsFs;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +93,10 @@ pub struct TowerMetrics {
     pub settlements_sent: AtomicU64,
     /// Fees paid to this tower (token base units, saturating).
     pub fees_earned: AtomicU64,
+    /// Checkpoint leaves of watched users checked (spec §5.16).
+    pub checkpoint_leaves_checked: AtomicU64,
+    /// Complaints sent against checkpoints that misstate a watched user's credit.
+    pub checkpoint_complaints_sent: AtomicU64,
     /// The chain head at the last poll.
     pub chain_head: AtomicU64,
     /// The newest block whose logs were scanned.
@@ -117,7 +123,23 @@ pub struct Tower {
     key: PrivateKey,
     provider: DynProvider,
     book: Mutex<Book>,
+    /// Complaints the defence loop sends next (it owns the transaction sender).
+    complaints: Mutex<Vec<Complaint>>,
 }
+
+/// A complaint the tower found: checkpoint `id`'s leaf and path, and the credit it holds that
+/// contradicts it.
+#[derive(Clone, Debug)]
+struct Complaint {
+    id: u64,
+    proof: LeafProof,
+    credit: SignedCredit,
+}
+
+/// Most leaves one checkpoint push may carry (a user has a handful of leaves).
+pub const MAX_LEAVES_PER_CHECKPOINT_PUSH: usize = 8;
+/// Most complaints waiting for the defence loop.
+const MAX_PENDING_COMPLAINTS: usize = 64;
 
 /// The record as the contract returns it.
 fn record_of(c: &IInfHub::Channel) -> ChannelRecord {
@@ -157,6 +179,7 @@ impl Tower {
             key: config.key.clone(),
             provider,
             book: Mutex::new(Book { book, log }),
+            complaints: Mutex::new(Vec::new()),
         })
     }
 
@@ -251,6 +274,76 @@ impl Tower {
         Ok(b.book.receipt(user, &self.key).expect("an accepted record leaves an appointment"))
     }
 
+    /// Checks the leaves of checkpoint `id` that someone (the hub's pusher, in practice) hands
+    /// the tower for an offline user (spec §5.16): each must prove into the root the contract
+    /// holds; a channel leaf that a credit the tower holds contradicts is queued for the defence
+    /// loop to prove on chain (`complainContradictedCredit`, which halts the hub). The leaves
+    /// are self-authenticating, so anyone may hand them over. Returns one verdict per leaf.
+    pub async fn check_checkpoint(&self, id: u64, proofs: Vec<LeafProof>) -> Result<Vec<Value>, Refusal> {
+        if proofs.is_empty() || proofs.len() > MAX_LEAVES_PER_CHECKPOINT_PUSH {
+            return Err(Refusal::Rule(Error::BatchSizeOutOfRange));
+        }
+        let last = self.read(IInfHub::lastCheckpointIdCall {}).await.map_err(Refusal::Chain)?;
+        if id == 0 || id > last {
+            return Err(Refusal::Rule(Error::CheckpointOutOfOrder));
+        }
+        let c = self.read(IInfHub::checkpointsCall { id }).await.map_err(Refusal::Chain)?;
+        let d = CheckpointDomain { chain_id: self.domain.chain_id, contract: self.contract, checkpoint_id: id };
+        let root = SumNode { hash: c.root, sum: c.totalLiability };
+        for p in &proofs {
+            p.path.verify(p.leaf.node(&d), root).map_err(|e| Refusal::Rule(Error::from(e)))?;
+        }
+        let mut verdicts = Vec::with_capacity(proofs.len());
+        for proof in proofs {
+            self.metrics.checkpoint_leaves_checked.fetch_add(1, Ordering::Relaxed);
+            let account = proof.leaf.account;
+            let (watched, credit) = {
+                let b = self.lock();
+                (b.book.appointment(account).is_some(), b.book.contradicting_credit(&proof.leaf, c.ledgerSeq))
+            };
+            let verdict = match credit {
+                None if watched => "ok",
+                None => "not_watched",
+                Some(credit) => {
+                    let mut q = self.complaints.lock().unwrap_or_else(|p| p.into_inner());
+                    if q.len() >= MAX_PENDING_COMPLAINTS {
+                        return Err(Refusal::Rule(Error::TowerQuotaExceeded));
+                    }
+                    tracing::error!(%account, id, "tower: the hub's checkpoint misstates a watched user's credit");
+                    q.push(Complaint { id, proof, credit });
+                    "misstated"
+                }
+            };
+            verdicts.push(json!({"account": account, "verdict": verdict}));
+        }
+        Ok(verdicts)
+    }
+
+    async fn read<C: SolCall>(&self, c: C) -> Result<C::Return, ChainError> {
+        let raw = call(&self.provider, self.contract, c.abi_encode()).await?;
+        C::abi_decode_returns(&raw).map_err(|e| ChainError::RpcAnswerMalformed(format!("{}: {e}", C::SIGNATURE)))
+    }
+
+    /// Sends the queued checkpoint complaints, unless the hub is halted already.
+    async fn send_complaints(&self, sender: &mut TxSender) -> Result<(), ChainError> {
+        let queued = std::mem::take(&mut *self.complaints.lock().unwrap_or_else(|p| p.into_inner()));
+        if queued.is_empty() || self.read(IInfHub::haltedAtCheckpointCall {}).await? != 0 {
+            return Ok(());
+        }
+        for c in queued {
+            let input = complain_contradicted_credit_call(c.id, &c.proof, &c.credit).abi_encode();
+            match sender.send(TxKind::Call(self.contract), Bytes::from(input)).await {
+                Ok(sent) => {
+                    self.metrics.checkpoint_complaints_sent.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(user = %c.proof.leaf.account, id = c.id, tx = %sent.hash, "tower: complaint sent; the hub will be halted");
+                    return Ok(()); // one proof halts the hub
+                }
+                Err(e) => tracing::warn!(error = %e, "tower: complaint not sent"),
+            }
+        }
+        Ok(())
+    }
+
     /// What the tower holds for `user`, as its signed receipt.
     pub fn receipt(&self, user: Address) -> Option<SignedTowerReceipt> {
         self.lock().book.receipt(user, &self.key)
@@ -310,7 +403,7 @@ impl Tower {
         for user in closing {
             self.defend_one(user, head, sender, st).await?;
         }
-        Ok(())
+        self.send_complaints(sender).await
     }
 
     async fn defend_one(

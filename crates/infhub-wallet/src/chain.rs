@@ -40,6 +40,8 @@ pub struct ChannelView {
     pub credit_total: Amount,
     /// The channel's funds: deposited + advanced from the reserve − withdrawn − realized debits.
     pub funds: Amount,
+    /// Block of this epoch's newest deposit (0: none).
+    pub last_deposit_block: u64,
 }
 
 impl From<IInfHub::Channel> for ChannelView {
@@ -48,6 +50,7 @@ impl From<IInfHub::Channel> for ChannelView {
             status: c.status,
             epoch: c.epoch,
             settle_block: c.settleBlock,
+            last_deposit_block: c.lastDepositBlock,
             deposited: Amount(c.deposited),
             withdrawn: Amount(c.withdrawn),
             debit_nonce: c.debit.nonce,
@@ -144,6 +147,17 @@ impl ChainClient {
     /// The newest checkpoint id the contract holds (0: none).
     pub async fn last_checkpoint_id(&self) -> Result<u64, WalletError> {
         self.call(self.contract, IInfHub::lastCheckpointIdCall {}, None).await
+    }
+
+    /// The checkpoint a complaint proved wrong (0: the hub is not halted).
+    pub async fn halted_at_checkpoint(&self) -> Result<u64, WalletError> {
+        self.call(self.contract, IInfHub::haltedAtCheckpointCall {}, None).await
+    }
+
+    /// The account's newest debit challenge (spec §5.16): (checkpoint id, answer-by block, open).
+    pub async fn debit_challenge(&self, account: Address) -> Result<(u64, u64, bool), WalletError> {
+        let c = self.call(self.contract, IInfHub::debitChallengesCall { account }, None).await?;
+        Ok((c.checkpointId, c.answerByBlock, c.open))
     }
 
     /// Checkpoint `id` as the contract holds it (a zero root: no such checkpoint).

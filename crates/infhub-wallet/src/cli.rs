@@ -120,12 +120,18 @@ pub enum WalletCommand {
         #[arg(long)]
         id: Option<u64>,
     },
-    /// Prove on chain that a checkpoint misstates this account (a credit the hub signed
-    /// contradicts the leaf): the contract halts the hub. Costs gas.
+    /// Prove on chain that a checkpoint misstates this account: a credit the hub signed or the
+    /// chain's deposits and withdrawals contradict the leaf (the contract halts the hub), or the
+    /// leaf states more debit than this wallet signed (a challenge the hub must answer; run it
+    /// again after the period to halt a hub that did not). Costs gas.
     Complain {
         /// The checkpoint id (default: the contract's newest).
         #[arg(long)]
         id: Option<u64>,
+        /// Challenge the leaf's debit total whatever this wallet's journal says (a wallet
+        /// restored from its key alone cannot tell): the hub must show a debit you signed.
+        #[arg(long)]
+        challenge_debit: bool,
     },
     /// Watchtowers that defend the channel while this wallet is off (spec §5.10a).
     Towers {
@@ -139,8 +145,8 @@ pub enum WalletCommand {
         /// Do not call settle when a close is over (someone else will).
         #[arg(long)]
         no_settle: bool,
-        /// When a checkpoint misstates this account and a credit it holds proves it, send the
-        /// complaint on chain at once (costs gas; halts the hub).
+        /// When a checkpoint misstates this account, send the complaint or debit challenge on
+        /// chain at once, and halt a hub that leaves the challenge unanswered (costs gas).
         #[arg(long)]
         complain: bool,
     },
@@ -324,7 +330,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::History { limit } => history(&dir, *limit),
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
-        WalletCommand::Complain { id } => complain(&mut open().await?, *id).await,
+        WalletCommand::Complain { id, challenge_debit } => complain(&mut open().await?, *id, *challenge_debit).await,
         WalletCommand::Verify { id } => verify(&mut open().await?, *id).await,
     }
 }
@@ -348,9 +354,17 @@ async fn verify(w: &mut Wallet, id: Option<u64>) -> Result<Report, WalletError> 
 }
 
 /// `complain`: proves on chain that a checkpoint misstates this account.
-async fn complain(w: &mut Wallet, id: Option<u64>) -> Result<Report, WalletError> {
-    let v = w.complain(id).await?;
-    let text = format!("checkpoint {} proved wrong on chain ({}); the hub is halted", v["checkpoint"], v["txHash"]);
+async fn complain(w: &mut Wallet, id: Option<u64>, challenge_debit: bool) -> Result<Report, WalletError> {
+    let v = w.complain(id, challenge_debit).await?;
+    let text = if v["proof"] == "debit_challenged" {
+        format!(
+            "checkpoint {}: debit of {} challenged on chain ({}); you signed at most {}. The hub must answer by \
+             block {}; after that, `complain` again halts it",
+            v["checkpoint"], v["leaf"]["debitTotal"], v["txHash"], v["highestSignedDebit"], v["answerByBlock"]
+        )
+    } else {
+        format!("checkpoint {} proved wrong on chain ({}); the hub is halted", v["checkpoint"], v["txHash"])
+    };
     Ok(Report { json: v, text })
 }
 
@@ -924,11 +938,22 @@ impl CheckpointWatch {
         if !self.ticks.is_multiple_of(CHECKPOINT_LOOK_EVERY_TICKS) {
             return Vec::new();
         }
+        let mut said = Vec::new();
+        // A debit challenge this wallet made and the hub left unanswered: halt the hub.
+        if self.complain {
+            match w.halt_unanswered().await {
+                Ok(Some(v)) => said.push((
+                    "complained",
+                    format!("the hub never answered the debit challenge; halted it on chain in {}", v["txHash"]),
+                )),
+                Ok(None) => {}
+                Err(e) => said.push(("complaint_not_sent", e.to_string())),
+            }
+        }
         let newest = match w.chain.last_checkpoint_id().await {
             Ok(id) if id > self.verified => id,
-            _ => return Vec::new(),
+            _ => return said,
         };
-        let mut said = Vec::new();
         match w.verify_checkpoint(Some(newest)).await {
             Ok(v) => {
                 self.verified = newest;
@@ -943,7 +968,14 @@ impl CheckpointWatch {
                     format!("the hub's checkpoint MISSTATES your account ({code}): {detail}"),
                 ));
                 if self.complain {
-                    match w.complain(Some(newest)).await {
+                    match w.complain(Some(newest), false).await {
+                        Ok(v) if v["proof"] == "debit_challenged" => said.push((
+                            "challenged",
+                            format!(
+                                "challenged the debit on chain in {}; the hub must answer by block {}",
+                                v["txHash"], v["answerByBlock"]
+                            ),
+                        )),
                         Ok(v) => {
                             said.push(("complained", format!("proved on chain in {}; the hub is halted", v["txHash"])))
                         }

@@ -20,7 +20,10 @@ use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
-use infhub_chain::events::{complain_contradicted_credit_call, exit_from_checkpoint_call};
+use infhub_chain::bindings::IInfHub;
+use infhub_chain::events::{
+    challenge_debit_call, complain_chain_totals_call, complain_contradicted_credit_call, exit_from_checkpoint_call,
+};
 use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafKind, LeafProof, SumNode};
 use infhub_core::contract::PostedCheckpoint;
@@ -749,9 +752,17 @@ impl Wallet {
     }
 
     /// Proves on chain that checkpoint `id` (the contract's newest if None) misstates this
-    /// account: sends `complainContradictedCredit` with the channel leaf and a hub-signed
-    /// credit this wallet holds that contradicts it. The contract halts the hub (spec §5.16).
-    pub async fn complain(&mut self, id: Option<u64>) -> Result<Value, WalletError> {
+    /// account (spec §5.16), with the first proof that applies: a hub-signed credit this wallet
+    /// holds that contradicts the leaf (`complainContradictedCredit`, halts the hub); chain
+    /// totals the chain contradicts (`complainMisstatedChainTotals`, halts the hub); a debit
+    /// total above any this wallet signed (`challengeDebit`: the hub must answer with her
+    /// signed debit within the challenge period, else [`Wallet::halt_unanswered`] halts it).
+    /// With `challenge_debit` it challenges the leaf's debit whatever the journal says (a
+    /// wallet restored from its key alone knows no debits).
+    pub async fn complain(&mut self, id: Option<u64>, challenge_debit: bool) -> Result<Value, WalletError> {
+        if let Some(v) = self.halt_unanswered().await? {
+            return Ok(v);
+        }
         let Some((id, posted)) = self.posted_checkpoint(id).await? else {
             return Err(WalletError::InvalidInput("the hub has posted no checkpoint".into()));
         };
@@ -761,19 +772,70 @@ impl Wallet {
             .into_iter()
             .find(|p| p.leaf.account == user && p.leaf.kind == LeafKind::Channel)
             .ok_or_else(|| WalletError::InvalidInput(format!("the hub gave no channel leaf of checkpoint {id}")))?;
+        let leaf_json = json!({
+            "creditNonce": proof.leaf.credit_nonce, "creditTotal": proof.leaf.credit_total,
+            "debitTotal": proof.leaf.debit_total, "deposited": proof.leaf.deposited, "withdrawn": proof.leaf.withdrawn,
+        });
         let journal = self.dir.journal()?;
-        let credit = self.core.contradicting_credit(&journal, &proof.leaf, posted.ledger_seq).ok_or_else(|| {
-            WalletError::InvalidInput(format!(
-                "no credit this wallet holds contradicts its leaf of checkpoint {id}: nothing to prove on chain"
-            ))
-        })?;
-        let call = complain_contradicted_credit_call(id, &proof, &credit).abi_encode();
-        let (hash, block) = self.send_to_contract("complain_contradicted_credit", call).await?;
-        Ok(json!({
-            "checkpoint": id, "txHash": hash, "block": block,
-            "leafCredit": {"nonce": proof.leaf.credit_nonce, "total": proof.leaf.credit_total},
-            "heldCredit": {"nonce": credit.message.nonce, "total": credit.message.cumulative_credit},
-        }))
+        let credit = self.core.contradicting_credit(&journal, &proof.leaf, posted.ledger_seq);
+        if let Some(credit) = credit.filter(|_| !challenge_debit) {
+            let call = complain_contradicted_credit_call(id, &proof, &credit).abi_encode();
+            let (hash, block) = self.send_to_contract("complain_contradicted_credit", call).await?;
+            return Ok(json!({
+                "checkpoint": id, "proof": "contradicted_credit", "txHash": hash, "block": block, "leaf": leaf_json,
+                "heldCredit": {"nonce": credit.message.nonce, "total": credit.message.cumulative_credit},
+            }));
+        }
+        let now = self.chain.channel_at(user, self.chain.head().await?).await?;
+        let l = &proof.leaf;
+        if !challenge_debit
+            && l.epoch == now.epoch
+            && (l.withdrawn > now.withdrawn
+                || (l.deposited < now.deposited && now.last_deposit_block <= posted.chain_block))
+        {
+            let call = complain_chain_totals_call(id, &proof).abi_encode();
+            let (hash, block) = self.send_to_contract("complain_misstated_chain_totals", call).await?;
+            return Ok(json!({
+                "checkpoint": id, "proof": "misstated_chain_totals", "txHash": hash, "block": block, "leaf": leaf_json,
+                "chain": {"deposited": now.deposited, "withdrawn": now.withdrawn},
+            }));
+        }
+        let signed = self.core.checkpoint_facts(&now, &journal, posted.ledger_seq).debit_ceiling;
+        if l.epoch == now.epoch && now.status == status::OPEN && (l.debit_total > signed || challenge_debit) {
+            if l.debit_total.0 == 0 {
+                return Err(WalletError::InvalidInput(format!("the leaf of checkpoint {id} states no debit")));
+            }
+            // A halted hub answers nothing and posts nothing more: a challenge would only cost gas.
+            let halted = self.chain.halted_at_checkpoint().await?;
+            if halted != 0 {
+                return Err(WalletError::InvalidInput(format!(
+                    "the hub is halted already (checkpoint {halted} was proved wrong): exit instead"
+                )));
+            }
+            let call = challenge_debit_call(id, &proof).abi_encode();
+            let (hash, block) = self.send_to_contract("challenge_debit", call).await?;
+            let (_, answer_by, _) = self.chain.debit_challenge(user).await?;
+            return Ok(json!({
+                "checkpoint": id, "proof": "debit_challenged", "txHash": hash, "block": block, "leaf": leaf_json,
+                "highestSignedDebit": signed, "answerByBlock": answer_by,
+            }));
+        }
+        Err(WalletError::InvalidInput(format!(
+            "nothing this wallet holds contradicts its leaf of checkpoint {id}: nothing to prove on chain"
+        )))
+    }
+
+    /// Halts the hub if this account's debit challenge went unanswered through its period
+    /// (`haltOnUnansweredChallenge`); None if no such challenge is open or its period lasts.
+    pub async fn halt_unanswered(&mut self) -> Result<Option<Value>, WalletError> {
+        let user = self.user();
+        let (id, answer_by, open) = self.chain.debit_challenge(user).await?;
+        if !open || self.chain.head().await? <= answer_by {
+            return Ok(None);
+        }
+        let call = IInfHub::haltOnUnansweredChallengeCall { account: user }.abi_encode();
+        let (hash, block) = self.send_to_contract("halt_on_unanswered_challenge", call).await?;
+        Ok(Some(json!({"checkpoint": id, "proof": "unanswered_debit_challenge", "txHash": hash, "block": block})))
     }
 
     /// The fees towers were paid out of this channel's settlement in its current epoch (zero

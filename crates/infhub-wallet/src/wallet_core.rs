@@ -28,7 +28,7 @@ use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
 use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
-use infhub_core::checkpoint::{ChannelFacts, Leaf};
+use infhub_core::checkpoint::{credit_contradicts_leaf, ChannelFacts, Leaf};
 use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal, B256, U256};
 use serde_json::Value;
@@ -528,17 +528,7 @@ impl WalletCore {
             _ => None,
         });
         let newest = self.state.channel.as_ref().and_then(|c| c.credit.as_ref());
-        held.chain(newest)
-            .filter(|c| c.message.user == leaf.account && c.message.epoch == leaf.epoch)
-            .find(|c| {
-                let (n, t) = (c.message.nonce, c.message.cumulative_credit);
-                if n == leaf.credit_nonce {
-                    t != leaf.credit_total
-                } else {
-                    t > leaf.credit_total && (n < leaf.credit_nonce || n <= ledger_seq)
-                }
-            })
-            .cloned()
+        held.chain(newest).find(|c| credit_contradicts_leaf(&c.message, leaf, ledger_seq)).cloned()
     }
 
     /// Compares the hub's account with this wallet's proofs: takes the hub's newest credit,
@@ -809,6 +799,7 @@ mod tests {
             credit_nonce: 0,
             credit_total: Amount::ZERO,
             funds: Amount(100),
+            last_deposit_block: 1,
         };
         core.apply_chain_view(&view, 10, &BTreeMap::new()).expect("open");
         core.take_journal();

@@ -101,7 +101,7 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
     assert!(!ok && v["error"]["code"] == "invalid_input", "{v}");
     let v = env.ok(&bob, &["complain"]);
     assert_eq!(v["heldCredit"]["total"], (30 * INF).to_string(), "{v}");
-    assert_eq!(v["leafCredit"]["total"], (15 * INF).to_string(), "{v}");
+    assert_eq!(v["leaf"]["creditTotal"], (15 * INF).to_string(), "{v}");
     let req = alloy::rpc::types::TransactionRequest::default()
         .to(env.d.hub)
         .input(IInfHub::haltedAtCheckpointCall {}.abi_encode().into());
@@ -128,5 +128,111 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
             let journal = env.ok(u, &["history", "--limit", "20"]).to_string();
             assert!(journal.contains("start_exit_from_checkpoint"), "carol's exit used her leaf: {journal}");
         }
+    }
+}
+
+/// Reads `debitChallenges(account)`: (checkpoint id, answer-by block, open).
+async fn debit_challenge(env: &Env, account: alloy::primitives::Address) -> (u64, u64, bool) {
+    let req = alloy::rpc::types::TransactionRequest::default()
+        .to(env.d.hub)
+        .input(IInfHub::debitChallengesCall { account }.abi_encode().into());
+    let raw = env.provider.call(req).await.expect("debitChallenges");
+    let c = IInfHub::debitChallengesCall::abi_decode_returns(&raw).expect("decode");
+    (c.checkpointId, c.answerByBlock, c.open)
+}
+
+async fn halted_at(env: &Env) -> u64 {
+    let req = alloy::rpc::types::TransactionRequest::default()
+        .to(env.d.hub)
+        .input(IInfHub::haltedAtCheckpointCall {}.abi_encode().into());
+    let raw = env.provider.call(req).await.expect("haltedAtCheckpoint");
+    IInfHub::haltedAtCheckpointCall::abi_decode_returns(&raw).expect("decode")
+}
+
+/// The debit challenge end to end (spec §5.16): a hub whose checkpoints state more debit than
+/// alice signed (the test-only `dishonest_invent_debit_of`) is caught by her wallet's check; her
+/// `watch --complain` challenges the debit on chain, the hub has no signature of hers to answer
+/// with, and once the period is over her watch halts the hub. Bob challenges his honest leaf
+/// anyway (`--challenge-debit`, as a wallet restored without its journal would): the hub
+/// answers with his signed debit and nothing halts until alice's proof. Bob and carol then
+/// exit in full.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invented_debit_goes_unanswered_and_halts_the_hub_while_an_honest_one_is_answered() {
+    let alice = infhub_core::PrivateKey::from_bytes(infhub_chain::anvil::dev_key(1).0).expect("key").address();
+    let env = Env::start_with(|c| {
+        c.checkpoints.interval_blocks = 5;
+        c.checkpoints.dishonest_invent_debit_of = Some(alice);
+    })
+    .await;
+    let (alice, bob, carol) = (env.user(1, "alice"), env.user(2, "bob"), env.user(3, "carol"));
+    for u in [&alice, &bob, &carol] {
+        env.register(u);
+    }
+    env.ok(&alice, &["deposit", "100"]);
+    env.ok(&bob, &["deposit", "50"]);
+    env.ok(&alice, &["pay", &bob.address.to_string(), "30"]);
+    env.ok(&bob, &["pay", &carol.address.to_string(), "10"]);
+    env.ok(&carol, &["balance"]);
+    let paid_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let cp = env
+        .until_value(60, "a checkpoint of a block after the payments", || async {
+            let p = posted(&env).await?;
+            let block = p["chainBlock"].as_u64()?;
+            (block_time(&env, block).await > paid_at).then_some(p)
+        })
+        .await;
+    let id = cp["id"].as_u64().expect("id");
+
+    // Alice's leaf states a debit she never signed; bob's leaf checks out.
+    let (ok, v) = env.wallet(&alice, &["verify", "--id", &id.to_string()]);
+    assert!(!ok && v["error"]["code"] == "leaf_debit_unsigned", "{v}");
+    let v = env.ok(&bob, &["verify", "--id", &id.to_string()]);
+    assert_eq!(v["verdict"], "ok", "{v}");
+    // Bob's wallet finds nothing to prove; he challenges his debit anyway and the hub answers.
+    let (ok, v) = env.wallet(&bob, &["complain", "--id", &id.to_string()]);
+    assert!(!ok && v["error"]["code"] == "invalid_input", "{v}");
+    let v = env.ok(&bob, &["complain", "--id", &id.to_string(), "--challenge-debit"]);
+    assert_eq!(v["proof"], "debit_challenged", "{v}");
+    env.until(60, "the hub to answer bob's challenge", || async {
+        let (cid, _, open) = debit_challenge(&env, bob.address).await;
+        cid == id && !open
+    })
+    .await;
+    assert_eq!(halted_at(&env).await, 0, "an answered challenge halts nothing");
+    let (ok, v) = env.wallet(&bob, &["complain", "--id", &id.to_string(), "--challenge-debit"]);
+    assert!(!ok && v["error"]["code"] == "transaction_failed", "the same checkpoint twice is refused: {v}");
+    assert!(v.to_string().contains("DebitChallengeOutOfOrder"), "{v}");
+
+    // Alice's watch challenges the invented debit, waits out the period and halts the hub.
+    let mut watch = env.wallet_command(&alice, &["watch", "--complain"]).stdout(Stdio::piped()).spawn().expect("watch");
+    let mut out = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
+    let halted = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let (mut seen, mut line) = (String::new(), String::new());
+        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            seen.push_str(&line);
+            if line.contains("\"event\":\"complained\"") {
+                return Ok(seen);
+            }
+            line.clear();
+        }
+        Err(seen)
+    });
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(120), halted).await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = seen.expect("the watch halted the hub within 120 s").expect("join").unwrap_or_else(|s| panic!("{s}"));
+    assert!(seen.contains("\"event\":\"challenged\""), "{seen}");
+    let at = halted_at(&env).await;
+    assert!(at >= id, "the contract halted the hub at the checkpoint with the invented debit: {at}");
+    let c = debit_challenge(&env, alice.address).await;
+    assert!(!c.2, "the challenge ended in the halt: {c:?} halted at {at}: {seen}");
+
+    // The honest users exit in full: bob 50 + 30 − 10 = 70, carol 10.
+    for (u, owed) in [(&bob, 70 * INF), (&carol, 10 * INF)] {
+        let before = env.token_balance(u.address).await;
+        let v = env.ok(u, &["exit"]);
+        assert_eq!(amount(&v["paid"]), owed, "{v}");
+        assert_eq!(env.token_balance(u.address).await - before, owed);
     }
 }

@@ -101,3 +101,63 @@ async fn a_tower_fed_only_by_the_hub_defends_an_offline_user_for_her_fee() {
     assert_eq!(seen["towerFeesPaid"], serde_json::json!(INF.to_string()), "{seen}");
     drop(tower);
 }
+
+/// A tower checks checkpoints for an offline user (spec §5.16): the hub pushes each user's
+/// leaves of every confirmed checkpoint to her towers; a hub built to count half of Alice's
+/// credit in her leaf (the test-only `dishonest_understate_credit_of`) is caught by her tower,
+/// which holds the credit (the hub pushed it there) and proves the misstatement on chain while
+/// Alice's wallet is off: the contract halts the hub.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tower_proves_a_checkpoint_that_misstates_an_offline_users_credit() {
+    use alloy::providers::Provider;
+    use alloy::sol_types::SolCall;
+    use infhub_chain::bindings::IInfHub;
+    let alice_addr = infhub_core::PrivateKey::from_bytes(anvil::dev_key(1).0).expect("key").address();
+    let env = Env::start_with(|c| {
+        c.checkpoints.interval_blocks = 5;
+        c.checkpoints.dishonest_understate_credit_of = Some(alice_addr);
+    })
+    .await;
+    let (_tower, tower_url) = start_tower(&env, 5).await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice);
+    env.register(&bob);
+    env.ok(&alice, &["towers", "add", &tower_url, "--max-fee", "1", "--share-bps", "1000"]);
+    // Alice's wallet is off from here on; Bob pays her 8 and the hub pushes the credit.
+    env.ok(&bob, &["deposit", "20"]);
+    env.ok(&bob, &["pay", &alice.address.to_string(), "8"]);
+    env.until(30, "the hub to push alice's credit to her tower", || async {
+        held_total(&tower_url, alice.address).await == Some(8 * INF)
+    })
+    .await;
+    // The next checkpoints count 4 of her 8; the hub pushes her leaf to her tower, which
+    // complains on chain.
+    let halted = env
+        .until_value(90, "the tower to halt the hub", || async {
+            let req = alloy::rpc::types::TransactionRequest::default()
+                .to(env.d.hub)
+                .input(IInfHub::haltedAtCheckpointCall {}.abi_encode().into());
+            let raw = env.provider.call(req).await.ok()?;
+            let at = IInfHub::haltedAtCheckpointCall::abi_decode_returns(&raw).ok()?;
+            (at != 0).then_some(at)
+        })
+        .await;
+    let metrics = reqwest::get(format!("{tower_url}/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("infhub_tower_checkpoint_complaints_sent_total 1"), "{metrics}");
+    assert!(!metrics.contains("infhub_tower_checkpoint_leaves_checked_total 0\n"), "{metrics}");
+    // Leaves a forger hands the tower are refused by rule: a path into another root.
+    let body = serde_json::json!({"checkpoint": halted, "proofs": [{
+        "leaf": {"account": bob.address, "kind": "channel", "epoch": 1, "deposited": "1", "withdrawn": "0",
+                 "creditNonce": 0, "creditTotal": "0", "debitNonce": 0, "debitTotal": "0", "liability": "0",
+                 "salt": format!("0x{}", "11".repeat(32))},
+        "path": {"index": 0, "siblings": []}}]});
+    let r = reqwest::Client::new()
+        .post(format!("{tower_url}/v1/checkpoint-proofs"))
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.expect("json");
+    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("root_mismatch")), "{v}");
+}

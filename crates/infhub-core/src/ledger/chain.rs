@@ -1,6 +1,6 @@
 //! Confirmed contract events: how each moves the channels, the reserve and the payouts.
 
-use super::{Account, AnnouncedWithdrawal, ChainFunds, CheckpointHeader, Ledger, Outcome};
+use super::{Account, AnnouncedWithdrawal, ChainFunds, CheckpointHeader, Ledger, OpenDebitChallenge, Outcome};
 use crate::channel::{step, ChannelState, Input};
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
@@ -163,6 +163,25 @@ pub enum ChainEvent {
         /// The checkpoint proved wrong.
         id: u64,
     },
+    /// `DebitChallenged`: the user disputes the debit total of her leaf in checkpoint `id`;
+    /// the hub must answer with a debit she signed by `answer_by_block` (spec §5.16).
+    DebitChallenged {
+        /// The disputed checkpoint.
+        id: u64,
+        /// The user.
+        account: Address,
+        /// The leaf's epoch.
+        epoch: u64,
+        /// The leaf's debit total.
+        debit_total: Amount,
+        /// Last block in which an answer counts.
+        answer_by_block: u64,
+    },
+    /// `DebitChallengeAnswered`: the challenge of `account` is answered.
+    DebitChallengeAnswered {
+        /// The user.
+        account: Address,
+    },
 }
 
 impl Ledger {
@@ -254,6 +273,16 @@ impl Ledger {
             ChainEvent::CheckpointPosted(header) => self.checkpoint_posted(header),
             ChainEvent::HubHalted { id } => {
                 self.checkpoints.halted_at.get_or_insert(id);
+            }
+            ChainEvent::DebitChallenged { id, account, epoch, debit_total, answer_by_block } => {
+                // Only accounts the ledger follows can be answered (and bound the map).
+                if self.accounts.contains_key(&account) {
+                    let c = OpenDebitChallenge { id, epoch, debit_total, answer_by_block };
+                    self.checkpoints.debit_challenges.insert(account, c);
+                }
+            }
+            ChainEvent::DebitChallengeAnswered { account } => {
+                self.checkpoints.debit_challenges.remove(&account);
             }
         }
         self.take_seq();

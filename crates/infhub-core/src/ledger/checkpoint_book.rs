@@ -1,7 +1,7 @@
 //! What the ledger knows of its checkpoints (spec §5.16): the running total of reserve inflows
 //! that bring a liability with them (the contract's `liabilityInflowsTotal`, as of the ledger's
-//! confirmed block), the newest checkpoint confirmed on chain, and the one the hub built and
-//! has not seen confirmed yet.
+//! confirmed block), the newest checkpoint confirmed on chain, the one the hub built and has
+//! not seen confirmed yet, and the users' open challenges of the debits its leaves state.
 //!
 //! Building a checkpoint reads the ledger and hashes every leaf, which the pure ledger leaves
 //! to its shell: the shell builds the tree, stores its leaves, then records the header here
@@ -14,8 +14,9 @@
 use super::{Ledger, Outcome};
 use crate::contract::PostedCheckpoint;
 use crate::{Amount, Error};
-use alloy_primitives::U256;
+use alloy_primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A checkpoint's id and the figures `postCheckpoint` takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,23 @@ pub struct CheckpointBook {
     /// checkpoint is built or posted again.
     #[serde(default)]
     pub halted_at: Option<u64>,
+    /// Debit challenges open on chain against the hub's leaves, by account (at most one each):
+    /// answering them is a duty while their period lasts.
+    #[serde(default)]
+    pub debit_challenges: BTreeMap<Address, OpenDebitChallenge>,
+}
+
+/// A user's open dispute of her leaf's debit total (`DebitChallenged`, spec §5.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDebitChallenge {
+    /// The disputed checkpoint.
+    pub id: u64,
+    /// The leaf's epoch.
+    pub epoch: u64,
+    /// The leaf's debit total: the answer's signed debit must reach it.
+    pub debit_total: Amount,
+    /// Last block in which an answer counts.
+    pub answer_by_block: u64,
 }
 
 impl CheckpointBook {

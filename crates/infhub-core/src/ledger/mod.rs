@@ -37,7 +37,7 @@ mod seal;
 mod transfer;
 
 pub use chain::{ChainEvent, LogPosition};
-pub use checkpoint_book::{CheckpointBook, CheckpointHeader};
+pub use checkpoint_book::{CheckpointBook, CheckpointHeader, OpenDebitChallenge};
 pub use commands::{Command, Outcome};
 pub use custodial::{
     custodial_address, valid_user_id, CustodialAccount, CustodialResult, CustodialTransfer, MAX_CUSTODIAL_BATCH,

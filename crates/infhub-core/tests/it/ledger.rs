@@ -153,7 +153,7 @@ impl Hub {
 
     fn deposit(&mut self, u: usize, amount: u128) {
         let user = self.users[u].address();
-        let total = self.chain.deposit(user, U256::from(amount)).expect("deposit");
+        let total = self.chain.deposit(self.block, user, U256::from(amount)).expect("deposit");
         let epoch = self.chain.channel(user).epoch;
         self.event(ChainEvent::Deposited { user, epoch, total_deposited: total });
     }
@@ -867,7 +867,7 @@ fn channels_opened_by_strangers_do_not_exhaust_the_ledger() {
     assert!(h.ledger.account(&newcomer).is_some(), "a registration is tracked");
     // So is a channel its user opened alone, from its first deposit, and the deposit counts.
     let depositor = key(0x5_0000).address();
-    let total = h.chain.deposit(depositor, U256::from(40)).expect("deposit");
+    let total = h.chain.deposit(h.block, depositor, U256::from(40)).expect("deposit");
     h.event(ChainEvent::Deposited { user: depositor, epoch: 1, total_deposited: total });
     assert_eq!(h.ledger.account(&depositor).map(|a| a.channel.deposited), Some(Amount(40)));
     // And one the hub registers after its user opened it (`ChannelRegistered`).
@@ -1236,4 +1236,123 @@ fn a_contradicting_leaf_halts_the_model_and_a_leaf_opens_an_exit() {
         .start_exit_from_checkpoint(bob, h.block + 2, 1, &honest_proof.leaf, &honest_proof.path)
         .expect("exit from the leaf");
     assert_eq!(honest_chain.channel(bob).credit.cumulative, credit.message.cumulative_credit);
+}
+
+/// The contract model's side of the chain-totals complaint and the debit challenge (spec
+/// §5.16), on the ledger's own leaves: the payer's honest leaf is challenged and answered with
+/// the debit the ledger holds; a tree that inflates her debit cannot be answered and the hub
+/// halts after the period; a tree that hides her deposit is proven wrong at once.
+#[test]
+fn a_challenged_debit_is_answered_by_an_honest_ledger_and_halts_a_dishonest_one() {
+    use infhub_core::checkpoint::{BuiltCheckpoint, CheckpointDomain, LeafKind};
+    use infhub_core::contract::PostedCheckpoint;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 1, 200, PaymentKind::Internal).expect("pay");
+    h.block += 1; // the deposit lies before the checkpoint's block
+    let alice = h.users[0].address();
+    let signed = h.ledger.account(&alice).expect("alice").channel.debit.expect("alice's debit");
+    let post = |chain: &mut ContractModel, id: u64, built: &BuiltCheckpoint| {
+        let c = PostedCheckpoint {
+            root: built.root().hash,
+            total_liability: built.root().sum,
+            ledger_seq: id,
+            chain_block: h.block,
+            inflows_through: chain.liability_inflows_total,
+        };
+        chain.post_checkpoint(h.key.address(), h.block + 1, id, c).expect("posted");
+    };
+    let tree = |id: u64, change: &dyn Fn(&mut infhub_core::checkpoint::Leaf)| {
+        let d =
+            CheckpointDomain { chain_id: domain().chain_id, contract: domain().verifying_contract, checkpoint_id: id };
+        let mut leaves = h.ledger.checkpoint_leaves(&d, &B256::ZERO);
+        leaves.iter_mut().filter(|l| l.account == alice && l.kind == LeafKind::Channel).for_each(change);
+        let built = BuiltCheckpoint::build(d, leaves, &B256::ZERO);
+        let proof = built.proofs_of(alice).into_iter().find(|p| p.leaf.kind == LeafKind::Channel).expect("her leaf");
+        (built, proof)
+    };
+    let at = h.block + 1;
+    let sig = signed.signature.0.to_vec();
+
+    // Honest: challenged (by her alone), answered with her debit, nothing halts.
+    let mut chain = h.chain.clone();
+    let (honest, p) = tree(1, &|_| {});
+    post(&mut chain, 1, &honest);
+    assert_eq!(chain.complain_misstated_chain_totals(1, &p.leaf, &p.path), Err(Error::ComplaintUnfounded));
+    let bob = h.users[1].address();
+    assert_eq!(chain.challenge_debit(bob, at, 1, &p.leaf, &p.path).map(|_| ()), Err(Error::UserMismatch));
+    chain.challenge_debit(alice, at, 1, &p.leaf, &p.path).expect("challenged");
+    assert_eq!(chain.challenge_debit(alice, at, 1, &p.leaf, &p.path).map(|_| ()), Err(Error::DebitChallengeOutOfOrder));
+    chain.answer_debit_challenge(at + 1, &signed.message, &sig).expect("answered");
+    assert_eq!(chain.halt_on_unanswered_challenge(at + 100, alice), Err(Error::NoDebitChallenge));
+    assert_eq!(chain.halted_at_checkpoint, 0, "an honest hub is never halted");
+
+    // Inflated debit: her signed debit does not cover it; after the period the hub halts.
+    let mut chain = h.chain.clone();
+    let (inflated, p) = tree(1, &|l| l.debit_total = Amount(l.debit_total.0 + 1));
+    post(&mut chain, 1, &inflated);
+    let c = chain.challenge_debit(alice, at, 1, &p.leaf, &p.path).expect("challenged");
+    assert_eq!(chain.answer_debit_challenge(at, &signed.message, &sig), Err(Error::AnswerMustCoverDebit));
+    assert_eq!(chain.halt_on_unanswered_challenge(c.answer_by_block, alice), Err(Error::ChallengePeriodNotOver));
+    chain.halt_on_unanswered_challenge(c.answer_by_block + 1, alice).expect("halted");
+    assert_eq!(chain.halted_at_checkpoint, 1);
+
+    // A hidden deposit is proven at once; one made after the checkpoint's block is not.
+    let mut chain = h.chain.clone();
+    let (hidden, p) = tree(1, &|l| l.deposited = Amount(l.deposited.0 - 1));
+    post(&mut chain, 1, &hidden);
+    let mut later = chain.clone();
+    later.deposit(h.block + 1, alice, U256::from(1)).expect("deposit");
+    assert_eq!(later.complain_misstated_chain_totals(1, &p.leaf, &p.path), Err(Error::ComplaintUnfounded));
+    chain.complain_misstated_chain_totals(1, &p.leaf, &p.path).expect("proven");
+    assert_eq!(chain.halted_at_checkpoint, 1);
+}
+
+/// The hub's duty to answer a debit challenge (spec §5.16): due while the period lasts, with
+/// the user's newest signed debit, if it covers the challenged total; never otherwise (a hub
+/// that invented the debit has nothing to answer with); gone once answered.
+#[test]
+fn a_debit_challenge_is_a_duty_while_it_can_be_answered() {
+    use infhub_core::duties::{due, DutyKey, HubTx, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 1, 200, PaymentKind::Internal).expect("pay");
+    let alice = h.users[0].address();
+    let signed = h.ledger.account(&alice).expect("alice").channel.debit.expect("her debit");
+    let answers = |h: &Hub| -> Vec<HubTx> {
+        due(&h.ledger, &RealizePolicy::OFF)
+            .into_iter()
+            .filter(|d| d.key == DutyKey::AnswerDebitChallenge(alice))
+            .map(|d| d.tx)
+            .collect()
+    };
+    let challenge = |total: u128, answer_by_block: u64| ChainEvent::DebitChallenged {
+        id: 1,
+        account: alice,
+        epoch: 1,
+        debit_total: Amount(total),
+        answer_by_block,
+    };
+    h.event(challenge(200, h.block + 10));
+    assert_eq!(answers(&h), vec![HubTx::AnswerDebitChallenge(signed)], "answered with her debit");
+    h.event(ChainEvent::DebitChallengeAnswered { account: alice });
+    assert!(answers(&h).is_empty(), "answered: no more duty");
+    h.event(challenge(201, h.block + 10));
+    assert!(answers(&h).is_empty(), "a total she never signed cannot be answered");
+    h.block += 5;
+    h.ledger.apply_sealed(&h.key, Command::Block(h.block)).expect("block");
+    h.event(challenge(200, h.ledger.block - 1));
+    assert!(answers(&h).is_empty(), "past its period an answer would revert");
+    let stranger = infhub_core::PrivateKey::from_bytes([0x5a; 32]).expect("key").address();
+    let at = h.block + 10;
+    h.event(ChainEvent::DebitChallenged {
+        id: 1,
+        account: stranger,
+        epoch: 1,
+        debit_total: Amount(1),
+        answer_by_block: at,
+    });
+    assert!(!h.ledger.checkpoints.debit_challenges.contains_key(&stranger), "only followed accounts are kept");
 }

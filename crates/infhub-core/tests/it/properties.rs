@@ -166,7 +166,7 @@ impl World {
         match *op {
             Op::Deposit(u, amt) => {
                 let user = self.users[u].address();
-                let total = self.chain.deposit(user, U256::from(amt)).expect("deposit");
+                let total = self.chain.deposit(self.block, user, U256::from(amt)).expect("deposit");
                 self.both(u, Input::ChainDeposited { epoch: self.hub_end[u].epoch, total_deposited: total })
                     .expect("deposit event");
                 // A duplicated event is harmless (running totals).

@@ -198,13 +198,13 @@ fn build_scenario() -> (Scenario, Value) {
     });
 
     // Deposits and reserve.
-    s.record(Step { op: "deposit", sender: a, user: a, amount: 1_000, ..Default::default() }, ok, |c, _| {
-        c.deposit(a, U256::from(1_000))
+    s.record(Step { op: "deposit", sender: a, user: a, amount: 1_000, ..Default::default() }, ok, |c, blk| {
+        c.deposit(blk, a, U256::from(1_000))
     });
     s.record(
         Step { op: "deposit", sender: b, user: b, amount: 0, ..Default::default() },
         Err(Error::AmountMustNotBeZero),
-        |c, _| c.deposit(b, U256::ZERO),
+        |c, blk| c.deposit(blk, b, U256::ZERO),
     );
     s.record(Step { op: "depositReserve", sender: h, amount: 5_000, ..Default::default() }, ok, |c, _| {
         c.deposit_reserve(U256::from(5_000))
@@ -529,8 +529,8 @@ fn tower_fee_story(s: &mut Scenario, alice: &PrivateKey, mallory: &PrivateKey, d
     let (a, h, m) = (alice.address(), s.hub.address(), mallory.address());
     let tower = Address::repeat_byte(0x70);
     s.block = 300;
-    s.record(Step { op: "deposit", sender: a, user: a, amount: 200, ..Default::default() }, Ok(()), |c, _| {
-        c.deposit(a, U256::from(200))
+    s.record(Step { op: "deposit", sender: a, user: a, amount: 200, ..Default::default() }, Ok(()), |c, blk| {
+        c.deposit(blk, a, U256::from(200))
     });
     let empty = Debit::none(a, 0);
     let close = Step { op: "startHubClose", sender: h, digest: empty.digest(&domain), ..Default::default() };

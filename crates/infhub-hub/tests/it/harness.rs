@@ -92,7 +92,8 @@ impl ModelChain {
     }
 
     pub(crate) fn deposit(&mut self, user: Address, amount: u128) {
-        let total = self.model.deposit(user, U256::from(amount)).expect("deposit");
+        let block = self.next_block();
+        let total = self.model.deposit(block, user, U256::from(amount)).expect("deposit");
         let epoch = self.model.channel(user).epoch;
         self.pending.push(log(&IInfHub::Deposited {
             user,

@@ -163,6 +163,13 @@ fn a_checkpoint_that_understates_a_credit_is_caught() {
     caught(InjectedBug::CheckpointUnderstatesCredit, "every_wallet_finds_its_books_in_each_checkpoint");
 }
 
+/// A hub whose checkpoints state a debit the user never signed is caught the same way (the
+/// wallet's challenge on chain is tested end to end with real processes).
+#[test]
+fn a_checkpoint_that_invents_a_debit_is_caught() {
+    caught(InjectedBug::CheckpointInventsDebit, "every_wallet_finds_its_books_in_each_checkpoint");
+}
+
 #[test]
 fn acknowledging_before_fsync_is_caught() {
     caught(InjectedBug::AckBeforeDurable, "acknowledged_payment_must_survive");
