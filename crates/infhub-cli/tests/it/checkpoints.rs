@@ -4,7 +4,7 @@
 //! leaves check out; her `complain` proves it on chain, the contract halts the hub, and the
 //! honest users then exit in full.
 
-use crate::harness::{amount, Env, INF};
+use crate::harness::{amount, Env, User, INF};
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IInfHub;
@@ -19,6 +19,31 @@ async fn checkpoints(env: &Env) -> Option<Value> {
 /// The hub's newest posted checkpoint, if any.
 async fn posted(env: &Env) -> Option<Value> {
     checkpoints(env).await?.get("posted").filter(|p| !p.is_null()).cloned()
+}
+
+/// Runs `watch --complain` as `u` until it says it complained (a proof on chain, or the halt
+/// after an unanswered challenge), at most `secs`; returns everything it printed.
+async fn watch_until_complained(env: &Env, u: &User, secs: u64) -> String {
+    let mut watch = env.wallet_command(u, &["watch", "--complain"]).stdout(Stdio::piped()).spawn().expect("watch");
+    let mut out = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
+    let complained = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let (mut seen, mut line) = (String::new(), String::new());
+        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            seen.push_str(&line);
+            if line.contains("\"event\":\"complained\"") {
+                return Ok(seen);
+            }
+            line.clear();
+        }
+        Err(seen)
+    });
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(secs), complained).await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+    seen.unwrap_or_else(|_| panic!("the watch did not complain within {secs} s"))
+        .expect("join")
+        .unwrap_or_else(|s| panic!("{s}"))
 }
 
 async fn block_time(env: &Env, number: u64) -> u64 {
@@ -75,24 +100,7 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
     assert!(!ok && v["error"]["code"] == "leaf_omits_credit", "{v}");
 
     // Bob's `watch --complain` checks each new checkpoint and proves the misstatement on chain.
-    let mut watch = env.wallet_command(&bob, &["watch", "--complain"]).stdout(Stdio::piped()).spawn().expect("watch");
-    let mut out = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
-    let complained = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let (mut seen, mut line) = (String::new(), String::new());
-        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            seen.push_str(&line);
-            if line.contains("\"event\":\"complained\"") {
-                return Ok(seen);
-            }
-            line.clear();
-        }
-        Err(seen)
-    });
-    let seen = tokio::time::timeout(std::time::Duration::from_secs(90), complained).await;
-    let _ = watch.kill();
-    let _ = watch.wait();
-    let seen = seen.expect("the watch complained within 90 s").expect("join").unwrap_or_else(|s| panic!("{s}"));
+    let seen = watch_until_complained(&env, &bob, 90).await;
     assert!(seen.contains("\"event\":\"checkpoint_fault\""), "{seen}");
 
     // Alice holds no credit the leaf contradicts: nothing to prove. Bob's own `complain` proves
@@ -204,24 +212,7 @@ async fn an_invented_debit_goes_unanswered_and_halts_the_hub_while_an_honest_one
     assert!(v.to_string().contains("DebitChallengeOutOfOrder"), "{v}");
 
     // Alice's watch challenges the invented debit, waits out the period and halts the hub.
-    let mut watch = env.wallet_command(&alice, &["watch", "--complain"]).stdout(Stdio::piped()).spawn().expect("watch");
-    let mut out = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
-    let halted = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let (mut seen, mut line) = (String::new(), String::new());
-        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            seen.push_str(&line);
-            if line.contains("\"event\":\"complained\"") {
-                return Ok(seen);
-            }
-            line.clear();
-        }
-        Err(seen)
-    });
-    let seen = tokio::time::timeout(std::time::Duration::from_secs(120), halted).await;
-    let _ = watch.kill();
-    let _ = watch.wait();
-    let seen = seen.expect("the watch halted the hub within 120 s").expect("join").unwrap_or_else(|s| panic!("{s}"));
+    let seen = watch_until_complained(&env, &alice, 120).await;
     assert!(seen.contains("\"event\":\"challenged\""), "{seen}");
     let at = halted_at(&env).await;
     assert!(at >= id, "the contract halted the hub at the checkpoint with the invented debit: {at}");
