@@ -36,6 +36,10 @@ pub enum StoreError {
         /// What differed.
         detail: String,
     },
+    /// The database behind a database store refused, failed or could not be reached. Nothing
+    /// of the batch in hand is acknowledged.
+    #[error("storage database error: {0}")]
+    Database(String),
     /// A record or snapshot exceeds the configured size limit.
     #[error("record too large: {0} bytes")]
     RecordTooLarge(usize),

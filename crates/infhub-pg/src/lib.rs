@@ -1,0 +1,291 @@
+//! The ledger's store on PostgreSQL (issue 23): the [`LogStore`] the embedded file store
+//! implements, on a database that can be replicated and failed over, so the hub's proofs and
+//! history outlive one disk.
+//!
+//! One row per group commit (`batches`: the batch's first and last sequence numbers and its
+//! records, each `[u32 length][bincode(LogRecord)]` as in the file log), committed in one
+//! transaction: a batch is whole or absent, so there is no torn tail to cut. Rows are never
+//! deleted (they are the account history the hub must keep); snapshots (`snapshots`) bound
+//! replay, and the two newest are kept. The store refuses a batch that does not follow the
+//! newest stored one (`StoreError::Database`): a second writer on the same schema cannot
+//! interleave its records with the first's. Synchronous replication, the writer lease and
+//! failover are the next steps of issue 23 (see `docs/decisions.md`, D36).
+//!
+//! The client is the synchronous `postgres` crate (tokio-postgres underneath, runtime SQL, no
+//! query macros); like the file store, the store is driven from the ledger's writer thread.
+
+pub mod server;
+
+use infhub_ledger::file::MAX_RECORD_BYTES;
+use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
+use postgres::{Client, NoTls};
+
+/// The format this build writes and reads, kept in the schema's `meta` table.
+pub const FORMAT: &str = "infhub-pg-1";
+/// Snapshots kept (the newest ones).
+pub const SNAPSHOTS_KEPT: i64 = 2;
+/// Longest schema name (PostgreSQL's identifier limit).
+const MAX_SCHEMA_CHARS: usize = 63;
+
+/// Where the store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgStoreOptions {
+    /// A libpq connection string or URL, e.g. `host=127.0.0.1 port=5432 user=infhub dbname=infhub`.
+    pub url: String,
+    /// The schema holding the store's tables (one hub per schema): lowercase letters, digits
+    /// and `_`, starting with a letter or `_`.
+    pub schema: String,
+}
+
+/// The ledger's log and snapshots in PostgreSQL.
+pub struct PgStore {
+    client: Client,
+    schema: String,
+    /// The newest sequence number stored (0: none).
+    last_seq: u64,
+    stats: StoreStats,
+}
+
+fn db(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    move |e| match e.as_db_error() {
+        Some(d) => StoreError::Database(format!("{what}: {} (SQLSTATE {})", d.message(), d.code().code())),
+        None => StoreError::Database(format!("{what}: {e}")),
+    }
+}
+
+fn seq_param(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Database(format!("sequence number {seq} beyond bigint")))
+}
+
+fn seq_of(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative sequence number {v} in the database")))
+}
+
+/// Checks a schema name: an unquoted PostgreSQL identifier of our own choosing.
+pub fn check_schema(name: &str) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && name.len() <= MAX_SCHEMA_CHARS {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "schema name {name:?}: use lowercase letters, digits and _, at most {MAX_SCHEMA_CHARS}"
+        )))
+    }
+}
+
+/// Encodes a batch's records as one row's body.
+fn encode_batch(records: &[LogRecord]) -> Result<Vec<u8>, StoreError> {
+    let mut body = Vec::new();
+    for r in records {
+        let payload = bincode::serialize(r).map_err(|e| StoreError::Corrupt(format!("encode: {e}")))?;
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::RecordTooLarge(payload.len()));
+        }
+        let len = u32::try_from(payload.len()).expect("at most MAX_RECORD_BYTES");
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(&payload);
+    }
+    Ok(body)
+}
+
+/// Decodes a row's body; anything else than whole records is damage.
+fn decode_batch(first_seq: u64, body: &[u8]) -> Result<Vec<LogRecord>, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("batch at seq {first_seq}: {what}"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(corrupt("a cut length".into()));
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > MAX_RECORD_BYTES || len > tail.len() {
+            return Err(corrupt(format!("a record of {len} bytes where {} remain", tail.len())));
+        }
+        let record: LogRecord = bincode::deserialize(&tail[..len]).map_err(|e| corrupt(e.to_string()))?;
+        out.push(record);
+        rest = &tail[len..];
+    }
+    Ok(out)
+}
+
+impl PgStore {
+    /// Connects, creates the schema and tables if absent, checks the stored format, and reads
+    /// the newest sequence number stored.
+    pub fn open(options: &PgStoreOptions) -> Result<PgStore, StoreError> {
+        check_schema(&options.schema)?;
+        let mut client = Client::connect(&options.url, NoTls).map_err(db("connect"))?;
+        let s = &options.schema;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s};
+                 CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {s}.batches (
+                     first_seq bigint PRIMARY KEY,
+                     last_seq bigint NOT NULL UNIQUE CHECK (last_seq >= first_seq),
+                     records bytea NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {s}.snapshots (seq bigint PRIMARY KEY, ledger bytea NOT NULL);"
+            ))
+            .map_err(db("create the schema"))?;
+        client
+            .execute(&format!("INSERT INTO {s}.meta VALUES ('format', $1) ON CONFLICT DO NOTHING"), &[&FORMAT])
+            .map_err(db("record the format"))?;
+        let found: String = client
+            .query_one(&format!("SELECT value FROM {s}.meta WHERE key = 'format'"), &[])
+            .map_err(db("read the format"))?
+            .get(0);
+        if found != FORMAT {
+            return Err(StoreError::FormatMismatch {
+                path: format!("schema {s}"),
+                found,
+                expected: FORMAT.to_string(),
+            });
+        }
+        let last: Option<i64> = client
+            .query_one(&format!("SELECT max(last_seq) FROM {s}.batches"), &[])
+            .map_err(db("read the newest batch"))?
+            .get(0);
+        let last_seq = last.map(seq_of).transpose()?.unwrap_or(0);
+        Ok(PgStore { client, schema: s.clone(), last_seq, stats: StoreStats::default() })
+    }
+
+    /// The newest sequence number stored (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    fn records_after(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {
+        let s = &self.schema;
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT first_seq, records FROM {s}.batches WHERE last_seq > $1 ORDER BY first_seq"),
+                &[&seq_param(after)?],
+            )
+            .map_err(db("read batches"))?;
+        let mut out: Vec<LogRecord> = Vec::new();
+        for row in rows {
+            let first = seq_of(row.get(0))?;
+            for r in decode_batch(first, row.get(1))? {
+                if r.seq <= after {
+                    continue;
+                }
+                if let Some(prev) = out.last() {
+                    if r.seq != prev.seq + 1 {
+                        return Err(StoreError::Corrupt(format!("seq {} follows {} in the database", r.seq, prev.seq)));
+                    }
+                }
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl LogStore for PgStore {
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
+        assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1), "a batch's sequence numbers are contiguous");
+        let body = encode_batch(records)?;
+        let s = &self.schema;
+        let mut tx = self.client.transaction().map_err(db("begin"))?;
+        // Only the batch that follows the newest stored one: a second writer on this schema
+        // (or a replayed batch) is refused, never interleaved.
+        let written = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {s}.batches (first_seq, last_seq, records)
+                     SELECT $1::bigint, $2::bigint, $3::bytea
+                     WHERE coalesce((SELECT max(last_seq) FROM {s}.batches), 0) = $1::bigint - 1"
+                ),
+                &[&seq_param(first.seq)?, &seq_param(last.seq)?, &body],
+            )
+            .map_err(db("append"))?;
+        if written != 1 {
+            return Err(StoreError::Database(format!(
+                "seq {} does not follow the newest stored batch (another writer on schema {s}?)",
+                first.seq
+            )));
+        }
+        tx.commit().map_err(db("commit"))?;
+        self.last_seq = last.seq;
+        self.stats.syncs += 1;
+        self.stats.records += records.len() as u64;
+        self.stats.bytes += body.len() as u64;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
+        let s = &self.schema;
+        let mut tx = self.client.transaction().map_err(db("begin"))?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {s}.snapshots (seq, ledger) VALUES ($1, $2)
+                 ON CONFLICT (seq) DO UPDATE SET ledger = EXCLUDED.ledger"
+            ),
+            &[&seq_param(seq)?, &ledger_bytes],
+        )
+        .map_err(db("write a snapshot"))?;
+        tx.execute(
+            &format!(
+                "DELETE FROM {s}.snapshots WHERE seq NOT IN
+                 (SELECT seq FROM {s}.snapshots ORDER BY seq DESC LIMIT $1)"
+            ),
+            &[&SNAPSHOTS_KEPT],
+        )
+        .map_err(db("drop old snapshots"))?;
+        tx.commit().map_err(db("commit a snapshot"))
+    }
+
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let s = &self.schema;
+        let row = self
+            .client
+            .query_opt(&format!("SELECT seq, ledger FROM {s}.snapshots ORDER BY seq DESC LIMIT 1"), &[])
+            .map_err(db("read the newest snapshot"))?;
+        row.map(|r| Ok((seq_of(r.get(0))?, r.get::<_, Vec<u8>>(1)))).transpose()
+    }
+
+    fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {
+        self.records_after(after)
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
+        self.records_after(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(check_schema("infhub").is_ok());
+        assert!(check_schema("_t1").is_ok());
+        for bad in ["", "1a", "Infhub", "a-b", "a;drop", "a b", &"a".repeat(64)] {
+            assert!(matches!(check_schema(bad), Err(StoreError::Database(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_body_decodes_to_its_records_and_damage_is_named() {
+        let records: Vec<LogRecord> = (1..=3)
+            .map(|seq| LogRecord {
+                seq,
+                command: infhub_core::ledger::Command::Block(seq),
+                outcome: infhub_core::ledger::Outcome::Applied(Vec::new()),
+            })
+            .collect();
+        let body = encode_batch(&records).expect("encode");
+        assert_eq!(decode_batch(1, &body).expect("decode"), records);
+        for cut in [1, 3, body.len() - 1] {
+            assert!(matches!(decode_batch(1, &body[..cut]), Err(StoreError::Corrupt(_))), "cut at {cut}");
+        }
+    }
+}

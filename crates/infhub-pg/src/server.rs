@@ -1,0 +1,135 @@
+//! A throwaway PostgreSQL server on a loopback port, for tests and the development setup: the
+//! machine's own PostgreSQL binaries (Debian's `postgresql-15`), a fresh cluster in a given
+//! directory, started with `pg_ctl -w` (which returns once the server accepts connections) and
+//! stopped when dropped. `initdb` refuses to run as root, so as root the cluster belongs to the
+//! `postgres` user and every command runs through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The role tests connect as (trust authentication on loopback only).
+pub const ROLE: &str = "infhub";
+
+/// A running throwaway server.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+    /// The loopback port it listens on.
+    pub port: u16,
+}
+
+/// Why the server could not be started.
+#[derive(Debug)]
+pub enum ServerError {
+    /// No PostgreSQL binaries under `/usr/lib/postgresql/*/bin`.
+    NotInstalled,
+    /// A command failed.
+    Command(String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::NotInstalled => f.write_str("no PostgreSQL binaries under /usr/lib/postgresql/*/bin"),
+            ServerError::Command(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The newest installed PostgreSQL's binary directory.
+pub fn binaries() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn free_port() -> Result<u16, ServerError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ServerError::Command(format!("port: {e}")))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| ServerError::Command(format!("port: {e}")))
+}
+
+fn is_root() -> bool {
+    // The effective user's home is no guide; `id -u` is.
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl LocalPostgres {
+    /// Creates a cluster in `dir/pgdata` (which must not exist) and starts it on a free
+    /// loopback port; returns once it accepts connections.
+    pub fn start(dir: &Path) -> Result<LocalPostgres, ServerError> {
+        let bin = binaries().ok_or(ServerError::NotInstalled)?;
+        let as_postgres = is_root();
+        let data = dir.join("pgdata");
+        if as_postgres {
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir), "chown")?;
+        }
+        let mut server = LocalPostgres { bin, data, as_postgres, port: 0 };
+        let data_arg = server.data.display().to_string();
+        server.run_pg("initdb", &["-D", &data_arg, "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", server.port, data_arg);
+            let log = dir.join("postgres.log").display().to_string();
+            if server
+                .run_pg("pg_ctl", &["-D", &data_arg, "-l", &log, "-o", &options, "-w", "-t", "60", "start"])
+                .is_ok()
+            {
+                return Ok(server);
+            }
+            // The port was taken between the probe and the start: another one.
+        }
+        Err(ServerError::Command(format!("postgres did not start; see {}", dir.join("postgres.log").display())))
+    }
+
+    /// A connection string for the `postgres` database as [`ROLE`].
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user={ROLE} dbname=postgres", self.port)
+    }
+
+    fn run_pg(&self, tool: &str, args: &[&str]) -> Result<(), ServerError> {
+        let path = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        cmd.args(args);
+        run(&mut cmd, tool)
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), ServerError> {
+    let out = cmd.output().map_err(|e| ServerError::Command(format!("{what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ServerError::Command(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        if let Err(e) = self.run_pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]) {
+            tracing::warn!(error = %e, "could not stop the throwaway postgres");
+        }
+    }
+}

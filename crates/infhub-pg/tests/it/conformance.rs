@@ -1,0 +1,188 @@
+//! One scenario, two stores: the durable ledger on the PostgreSQL store and on the file store
+//! must recover the same acknowledged state, replay only the tail after a snapshot and keep
+//! every record as history. The PostgreSQL cases start their own server (one per test run of
+//! this function, stopped at its end).
+
+use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
+use infhub_core::messages::{PaymentKind, Signed};
+use infhub_core::{Address, Amount, Domain, PrivateKey, B256, U256};
+use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
+use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::store::{LogRecord, LogStore, StoreError};
+use infhub_pg::server::LocalPostgres;
+use infhub_pg::{PgStore, PgStoreOptions};
+
+const USERS: usize = 5;
+const BATCHES: usize = 30;
+const SNAPSHOT_EVERY: u64 = 40;
+
+fn key(seed: u64) -> PrivateKey {
+    let mut b = [0u8; 32];
+    b[24..].copy_from_slice(&seed.to_be_bytes());
+    PrivateKey::from_bytes(b).expect("key")
+}
+
+fn params(hub: &PrivateKey) -> LedgerParams {
+    LedgerParams {
+        domain: Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) },
+        hub: hub.address(),
+        max_withdrawal_expiry_blocks: 100,
+        max_accounts: 10_000,
+        max_queued_payouts: 1_000,
+        max_payment_amount: Amount(1_000_000_000),
+        transfer_ids_kept: 1_000,
+    }
+}
+
+struct Parties {
+    hub: PrivateKey,
+    users: Vec<PrivateKey>,
+}
+
+impl Parties {
+    fn new() -> Parties {
+        Parties { hub: key(0x0048_5542), users: (0..USERS as u64).map(|i| key(0xA000 + i)).collect() }
+    }
+
+    fn open<S: LogStore>(&self, store: S) -> Result<DurableLedger<S>, StoreError> {
+        let dp = DurableParams { snapshot_every_records: SNAPSHOT_EVERY, max_batch_commands: 1_000 };
+        DurableLedger::open(store, params(&self.hub), self.hub.clone(), dp)
+    }
+
+    fn genesis(&self) -> Vec<Command> {
+        let mut events = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
+        for u in &self.users {
+            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: self.hub.address() });
+            events.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(10_000) });
+        }
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
+            .collect()
+    }
+
+    fn payment(&self, ledger: &Ledger, a: usize, b: usize, amount: u128, id: u64) -> Command {
+        let ch = &ledger.account(&self.users[a].address()).expect("account").channel;
+        let d = ch
+            .next_debit(PaymentKind::Internal, self.users[b].address(), Amount(amount), B256::from(U256::from(id)))
+            .expect("debit");
+        Command::Transfer(Signed::new(d, &ledger.params.domain, &self.users[a]))
+    }
+
+    /// Genesis and `BATCHES` batches of payments around a ring; the final state.
+    fn run<S: LogStore>(&self, dl: &mut DurableLedger<S>) -> Ledger {
+        for r in dl.execute(self.genesis()).expect("genesis durable") {
+            r.expect("genesis accepted");
+        }
+        let mut id = 0;
+        for b in 0..BATCHES {
+            let cmds: Vec<Command> = (0..USERS)
+                .map(|i| {
+                    id += 1;
+                    self.payment(dl.ledger(), (i + b) % USERS, (i + b + 1) % USERS, 3 + i as u128, id)
+                })
+                .collect();
+            for r in dl.execute(cmds).expect("batch durable") {
+                r.expect("payment accepted");
+            }
+        }
+        dl.ledger().clone()
+    }
+}
+
+/// Records written by [`Parties::run`]: genesis, then each batch's payments and its seal.
+const WRITTEN: u64 = (1 + 2 * USERS + BATCHES * (USERS + 1)) as u64;
+
+/// The scenario on a store `open` opens (twice: before and after a restart).
+fn scenario<S: LogStore>(open: &dyn Fn() -> S) {
+    let parties = Parties::new();
+    let mut dl = parties.open(open()).expect("open");
+    let state = parties.run(&mut dl);
+    assert_eq!(dl.store_stats().syncs, 1 + BATCHES as u64, "one commit per batch (group commit)");
+    drop(dl);
+    let mut reopened = parties.open(open()).expect("reopen");
+    assert_eq!(reopened.ledger(), &state, "the acknowledged state is recovered exactly");
+    assert!(reopened.recovery().snapshot_seq > 0, "a snapshot was taken");
+    assert!(reopened.recovery().replayed < SNAPSHOT_EVERY + USERS as u64 + 1, "replay is bounded by the snapshot");
+    let history = reopened.history().expect("history");
+    let seqs: Vec<u64> = history.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=WRITTEN).collect::<Vec<_>>(), "the history keeps every record once");
+    let (domain, hub) = (reopened.ledger().params.domain, reopened.ledger().params.hub);
+    let paid = history
+        .iter()
+        .filter(|r| match &r.outcome {
+            Outcome::Paid { receipt, credit: Some(credit), .. } => {
+                receipt.verify(&domain, hub).is_ok() && credit.verify(&domain, hub).is_ok()
+            }
+            _ => false,
+        })
+        .count();
+    assert_eq!(paid, BATCHES * USERS, "every payment's proofs come back signed");
+}
+
+#[test]
+fn the_file_store_passes_the_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    scenario(&|| {
+        let options = FileStoreOptions { max_segment_bytes: 4096, snapshots_kept: 2, archive_compacted: true };
+        FileStore::open(&path, options).expect("file store")
+    });
+}
+
+fn record(seq: u64) -> LogRecord {
+    LogRecord { seq, command: Command::Block(seq), outcome: Outcome::Applied(Vec::new()) }
+}
+
+/// Every PostgreSQL case on one throwaway server (started here, stopped at the end).
+#[test]
+fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = LocalPostgres::start(dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let options = |schema: &str| PgStoreOptions { url: server.url(), schema: schema.into() };
+
+    // The same scenario as the file store's.
+    scenario(&|| PgStore::open(&options("scenario")).expect("pg store"));
+
+    // A second writer on the same schema cannot interleave: the batch that does not follow
+    // the newest stored one is refused, and nothing of it is stored.
+    let mut first = PgStore::open(&options("two_writers")).expect("open");
+    let mut second = PgStore::open(&options("two_writers")).expect("open");
+    first.append(&[record(1), record(2)]).expect("first writer");
+    let refused = second.append(&[record(1)]);
+    assert!(matches!(refused, Err(StoreError::Database(ref m)) if m.contains("does not follow")), "{refused:?}");
+    let skipped = first.append(&[record(4)]);
+    assert!(matches!(skipped, Err(StoreError::Database(_))), "a gap is refused: {skipped:?}");
+    first.append(&[record(3)]).expect("the next batch");
+    let seqs: Vec<u64> = second.load_records(0).expect("read").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(second.load_records(2).expect("read after").len(), 1, "records after a seq only");
+
+    // A schema written in another format is refused by name, and left as it was.
+    let mut c = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    c.batch_execute("CREATE SCHEMA old; CREATE TABLE old.meta (key text PRIMARY KEY, value text NOT NULL);")
+        .expect("old schema");
+    c.execute("INSERT INTO old.meta VALUES ('format', 'infhub-pg-0')", &[]).expect("old format");
+    let r = PgStore::open(&options("old"));
+    assert!(matches!(r, Err(StoreError::FormatMismatch { ref found, .. }) if found == "infhub-pg-0"), "{:?}", r.err());
+
+    // A bad schema name and an unreachable database are named errors, not panics.
+    assert!(matches!(PgStore::open(&options("no;such")), Err(StoreError::Database(_))));
+    let unreachable = PgStoreOptions { url: "host=127.0.0.1 port=1 user=infhub".into(), schema: "x".into() };
+    assert!(matches!(PgStore::open(&unreachable), Err(StoreError::Database(m)) if m.starts_with("connect")));
+
+    // The database going away: the next append fails by name, acknowledges nothing and
+    // poisons the ledger (it must reopen from the database before it answers again), as on a
+    // failing disk.
+    let parties = Parties::new();
+    let mut dl = parties.open(PgStore::open(&options("outage")).expect("open")).expect("ledger");
+    for r in dl.execute(parties.genesis()).expect("genesis") {
+        r.expect("accepted");
+    }
+    drop(server);
+    let cmd = parties.payment(dl.ledger(), 0, 1, 5, 1);
+    let failed = dl.execute(vec![cmd]);
+    assert!(matches!(failed, Err(ExecuteError::Store(StoreError::Database(_)))), "{:?}", failed.err());
+    assert!(matches!(dl.execute(vec![]), Err(ExecuteError::Poisoned)));
+}
