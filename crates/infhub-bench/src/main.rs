@@ -73,6 +73,10 @@ struct Args {
     /// verify a sample of paths, print the times and the peak memory.
     #[arg(long)]
     checkpoint_accounts: Option<usize>,
+    /// Instead of the HTTP run: this many signed payments through the durable ledger on the
+    /// file store and on PostgreSQL (a throwaway server it starts), with the ratio.
+    #[arg(long)]
+    store_bench: Option<usize>,
     /// Token base units each transfer moves.
     #[arg(long, default_value_t = 1)]
     amount: u128,
@@ -109,6 +113,7 @@ mod breakdown;
 mod checkpoint;
 mod custodial;
 mod restart;
+mod store;
 
 fn fail(msg: impl std::fmt::Display) -> String {
     msg.to_string()
@@ -420,6 +425,13 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let Some(n) = args.checkpoint_accounts {
         return checkpoint::run_checkpoint(n, &args.json_out);
+    }
+    if let Some(n) = args.store_bench {
+        // The PostgreSQL client runs its own runtime: not on this one's threads.
+        let out = args.json_out.clone();
+        return std::thread::spawn(move || store::run_store_bench(n, &out))
+            .join()
+            .map_err(|_| "the store bench panicked".to_string())?;
     }
     let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
     if !(2..=MAX_ACCOUNTS).contains(&accounts) {
