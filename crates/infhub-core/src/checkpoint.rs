@@ -423,6 +423,20 @@ impl BuiltCheckpoint {
             .collect()
     }
 
+    /// [`BuiltCheckpoint::proofs_of`] for each of `accounts`, in one pass over the leaves
+    /// (accounts without a leaf are absent).
+    pub fn proofs_of_each(
+        &self,
+        accounts: &std::collections::BTreeSet<Address>,
+    ) -> std::collections::BTreeMap<Address, Vec<LeafProof>> {
+        let mut out: std::collections::BTreeMap<Address, Vec<LeafProof>> = std::collections::BTreeMap::new();
+        for (i, l) in self.leaves.iter().enumerate().filter(|(_, l)| accounts.contains(&l.account)) {
+            let proof = LeafProof { leaf: *l, path: self.tree.path(i).expect("a leaf has a path") };
+            out.entry(l.account).or_default().push(proof);
+        }
+        out
+    }
+
     /// The leaves as bytes: magic, chain id, contract, id, count, then each leaf's fields in
     /// order, fixed width and big-endian.
     pub fn encode(&self) -> Vec<u8> {
@@ -742,6 +756,14 @@ mod tests {
             proofs[0].path.verify(l.node(&domain()), built.root()).expect("proves into the root");
         }
         assert!(again.proofs_of(Address::repeat_byte(0xEE)).is_empty());
+        // In one pass for several accounts, the same proofs; an account without a leaf is absent.
+        let wanted: std::collections::BTreeSet<Address> =
+            [leaves[0].account, leaves[4].account, Address::repeat_byte(0xEE)].into_iter().collect();
+        let each = again.proofs_of_each(&wanted);
+        assert_eq!(each.len(), 2);
+        for (account, proofs) in &each {
+            assert_eq!(proofs, &again.proofs_of(*account));
+        }
     }
 
     #[test]

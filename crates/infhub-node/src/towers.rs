@@ -278,7 +278,7 @@ fn enqueue_notice(
 }
 
 /// Once the chain confirms a new checkpoint (and its leaves are in memory), queues each user's
-/// leaves for each of her towers. Costs one scan of the tree per user with towers.
+/// leaves for each of her towers (one pass over the leaves for all of them).
 fn enqueue_checkpoint(node: &Node, registry: &TowerRegistry, pushed: &mut Option<u64>, pending: &mut PendingMap) {
     let Some(h) = node.read().ledger().checkpoints.posted else { return };
     if *pushed == Some(h.id) {
@@ -286,11 +286,10 @@ fn enqueue_checkpoint(node: &Node, registry: &TowerRegistry, pushed: &mut Option
     }
     let Some(built) = node.checkpoints().get(h.id, h.checkpoint.root) else { return };
     *pushed = Some(h.id);
-    for (user, urls) in registry.all() {
-        let proofs = built.proofs_of(user);
-        if proofs.is_empty() {
-            continue;
-        }
+    let lists = registry.all();
+    let mut proofs = built.proofs_of_each(&lists.iter().map(|(u, _)| *u).collect());
+    for (user, urls) in lists {
+        let Some(proofs) = proofs.remove(&user) else { continue };
         for url in urls {
             let item = Item::Checkpoint { id: h.id, proofs: proofs.clone() };
             pending.insert((user, url, Kind::Checkpoint), (item, Instant::now()));
