@@ -116,8 +116,8 @@ pub(crate) fn run_store_bench(n: usize, json_out: &std::path::Path) -> Result<()
     let f = drive(file, &hub, &users, n)?;
     println!("file store:  {:>9.0} payments/s, commit p50 {:.2} ms, p99 {:.2} ms", f.per_sec, f.p50_ms, f.p99_ms);
     let server = LocalPostgres::start(dir.path()).map_err(|e| format!("postgres: {e}"))?;
-    let store = PgStore::open(&PgStoreOptions { url: server.url(), schema: "bench".into() })
-        .map_err(|e| format!("postgres store: {e}"))?;
+    let store =
+        PgStore::open(&PgStoreOptions::new(server.url(), "bench")).map_err(|e| format!("postgres store: {e}"))?;
     let p = drive(store, &hub, &users, n)?;
     drop(server);
     let ratio = f.per_sec / p.per_sec;

@@ -8,7 +8,10 @@
 //! deleted (they are the account history the hub must keep); snapshots (`snapshots`) bound
 //! replay, and the two newest are kept. The store refuses a batch that does not follow the
 //! newest stored one (`StoreError::Database`): a second writer on the same schema cannot
-//! interleave its records with the first's. Synchronous replication, the writer lease and
+//! interleave its records with the first's. With a synchronous standby the store never
+//! acknowledges a batch the standby did not confirm: a commit whose wait for the standby ended
+//! (the commit timeout) is committed on the primary only, and the append fails so the ledger
+//! stops (`require_synchronous_standby` refuses a server without one). The writer lease and
 //! failover are the next steps of issue 23 (see `docs/decisions.md`, D36).
 //!
 //! The client is the synchronous `postgres` crate (tokio-postgres underneath, runtime SQL, no
@@ -19,6 +22,9 @@ pub mod server;
 use infhub_ledger::file::MAX_RECORD_BYTES;
 use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
 use postgres::{Client, NoTls};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The format this build writes and reads, kept in the schema's `meta` table.
 pub const FORMAT: &str = "infhub-pg-1";
@@ -27,7 +33,7 @@ pub const SNAPSHOTS_KEPT: i64 = 2;
 /// Longest schema name (PostgreSQL's identifier limit).
 const MAX_SCHEMA_CHARS: usize = 63;
 
-/// Where the store lives.
+/// Where the store lives and what a commit must reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PgStoreOptions {
     /// A libpq connection string or URL, e.g. `host=127.0.0.1 port=5432 user=infhub dbname=infhub`.
@@ -35,6 +41,26 @@ pub struct PgStoreOptions {
     /// The schema holding the store's tables (one hub per schema): lowercase letters, digits
     /// and `_`, starting with a letter or `_`.
     pub schema: String,
+    /// Refuse to open unless the server commits synchronously to a standby
+    /// (`synchronous_standby_names` set, `synchronous_commit` at least `on`): nothing is then
+    /// acknowledged that a failover could lose.
+    pub require_synchronous_standby: bool,
+    /// Longest wait for a commit's confirmation by the synchronous standby (0: no limit). A
+    /// commit whose standby did not confirm in time is cancelled by the store and stands on the
+    /// primary only: the append fails (not replicated) and the ledger stops.
+    pub commit_timeout_ms: u64,
+}
+
+impl PgStoreOptions {
+    /// The store in `schema` at `url`: a standby not required, commits wait at most 10 s.
+    pub fn new(url: impl Into<String>, schema: impl Into<String>) -> PgStoreOptions {
+        PgStoreOptions {
+            url: url.into(),
+            schema: schema.into(),
+            require_synchronous_standby: false,
+            commit_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// The ledger's log and snapshots in PostgreSQL.
@@ -44,7 +70,16 @@ pub struct PgStore {
     /// The newest sequence number stored (0: none).
     last_seq: u64,
     stats: StoreStats,
+    /// Set by the connection when the server says it stopped waiting for a synchronous standby
+    /// (the transaction committed on the primary only).
+    replication_unconfirmed: Arc<AtomicBool>,
+    /// Longest wait for a commit (zero: no limit).
+    commit_timeout: Duration,
 }
+
+/// The server's words when it stops waiting for a synchronous standby (a cancelled wait, the
+/// statement timeout included): the commit stands on the primary alone.
+const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 fn db(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
     move |e| match e.as_db_error() {
@@ -110,12 +145,42 @@ fn decode_batch(first_seq: u64, body: &[u8]) -> Result<Vec<LogRecord>, StoreErro
     Ok(out)
 }
 
+/// Refuses a server that would acknowledge a commit no standby holds.
+fn require_synchronous_standby(client: &mut Client) -> Result<(), StoreError> {
+    let setting = |client: &mut Client, name: &str| -> Result<String, StoreError> {
+        Ok(client.query_one(&format!("SHOW {name}"), &[]).map_err(db("read a setting"))?.get(0))
+    };
+    let names = setting(client, "synchronous_standby_names")?;
+    let commit = setting(client, "synchronous_commit")?;
+    if names.trim().is_empty() || !["on", "remote_write", "remote_apply"].contains(&commit.as_str()) {
+        return Err(StoreError::Database(format!(
+            "a synchronous standby is required but the server has synchronous_standby_names = {names:?}, \
+             synchronous_commit = {commit:?}: configure a synchronous standby, or do not require one"
+        )));
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// Connects, creates the schema and tables if absent, checks the stored format, and reads
     /// the newest sequence number stored.
     pub fn open(options: &PgStoreOptions) -> Result<PgStore, StoreError> {
         check_schema(&options.schema)?;
-        let mut client = Client::connect(&options.url, NoTls).map_err(db("connect"))?;
+        let mut config: postgres::Config =
+            options.url.parse().map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
+        let replication_unconfirmed = Arc::new(AtomicBool::new(false));
+        let flag = replication_unconfirmed.clone();
+        config.notice_callback(move |notice| {
+            if notice.message().contains(SYNC_WAIT_CANCELLED) {
+                flag.store(true, Ordering::SeqCst);
+            } else {
+                tracing::info!(notice = notice.message(), "postgres notice");
+            }
+        });
+        let mut client = config.connect(NoTls).map_err(db("connect"))?;
+        if options.require_synchronous_standby {
+            require_synchronous_standby(&mut client)?;
+        }
         let s = &options.schema;
         client
             .batch_execute(&format!(
@@ -147,7 +212,14 @@ impl PgStore {
             .map_err(db("read the newest batch"))?
             .get(0);
         let last_seq = last.map(seq_of).transpose()?.unwrap_or(0);
-        Ok(PgStore { client, schema: s.clone(), last_seq, stats: StoreStats::default() })
+        Ok(PgStore {
+            client,
+            schema: s.clone(),
+            last_seq,
+            stats: StoreStats::default(),
+            replication_unconfirmed,
+            commit_timeout: Duration::from_millis(options.commit_timeout_ms),
+        })
     }
 
     /// The newest sequence number stored (0: none).
@@ -208,8 +280,37 @@ impl LogStore for PgStore {
                 first.seq
             )));
         }
-        tx.commit().map_err(db("commit"))?;
+        self.replication_unconfirmed.store(false, Ordering::SeqCst);
+        // A commit waits for the synchronous standby with no limit of the server's own (the
+        // statement timeout ends before it): past the commit timeout a watchdog cancels the
+        // wait, the server commits on the primary alone and says so in a notice.
+        let watchdog = (!self.commit_timeout.is_zero()).then(|| {
+            let (done, timer) = std::sync::mpsc::channel::<()>();
+            let token = tx.cancel_token();
+            let timeout = self.commit_timeout;
+            let thread = std::thread::spawn(move || {
+                if timer.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    if let Err(e) = token.cancel_query(NoTls) {
+                        tracing::warn!(error = %e, "could not cancel a commit's wait for the standby");
+                    }
+                }
+            });
+            (done, thread)
+        });
+        let committed = tx.commit().map_err(db("commit"));
+        if let Some((done, thread)) = watchdog {
+            let _ = done.send(());
+            let _ = thread.join();
+        }
+        committed?;
         self.last_seq = last.seq;
+        if self.replication_unconfirmed.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Database(format!(
+                "the batch ending at seq {} is committed on the primary but no synchronous standby confirmed it in \
+                 time: a failover could lose it, so it is not acknowledged (reopen once a standby is back)",
+                last.seq
+            )));
+        }
         self.stats.syncs += 1;
         self.stats.records += records.len() as u64;
         self.stats.bytes += body.len() as u64;

@@ -78,19 +78,48 @@ impl LocalPostgres {
         let mut server = LocalPostgres { bin, data, as_postgres, port: 0 };
         let data_arg = server.data.display().to_string();
         server.run_pg("initdb", &["-D", &data_arg, "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+        server.start_on_free_port(dir)?;
+        Ok(server)
+    }
+
+    /// Creates a streaming standby of this server in `dir/pgdata` (a base backup that follows
+    /// the primary, `pg_basebackup -R`) and starts it on a free loopback port, named
+    /// `application_name` in the primary's `pg_stat_replication`.
+    pub fn start_standby(&self, dir: &Path, application_name: &str) -> Result<LocalPostgres, ServerError> {
+        if self.as_postgres {
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir), "chown")?;
+        }
+        let mut standby =
+            LocalPostgres { bin: self.bin.clone(), data: dir.join("pgdata"), as_postgres: self.as_postgres, port: 0 };
+        let data_arg = standby.data.display().to_string();
+        let primary = format!("host=127.0.0.1 port={} user={ROLE} application_name={application_name}", self.port);
+        standby.run_pg("pg_basebackup", &["-D", &data_arg, "-R", "-X", "stream", "-d", &primary, "--no-sync"])?;
+        standby.start_on_free_port(dir)?;
+        Ok(standby)
+    }
+
+    fn start_on_free_port(&mut self, dir: &Path) -> Result<(), ServerError> {
+        let data_arg = self.data.display().to_string();
         for _ in 0..5 {
-            server.port = free_port()?;
-            let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", server.port, data_arg);
+            self.port = free_port()?;
+            let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, data_arg);
             let log = dir.join("postgres.log").display().to_string();
-            if server
-                .run_pg("pg_ctl", &["-D", &data_arg, "-l", &log, "-o", &options, "-w", "-t", "60", "start"])
-                .is_ok()
-            {
-                return Ok(server);
+            let start = ["-D", &data_arg, "-l", &log, "-o", &options, "-w", "-t", "60", "start"];
+            if self.run_pg("pg_ctl", &start).is_ok() {
+                return Ok(());
             }
             // The port was taken between the probe and the start: another one.
         }
+        self.port = 0;
         Err(ServerError::Command(format!("postgres did not start; see {}", dir.join("postgres.log").display())))
+    }
+
+    /// Stops the server now (fast shutdown); dropping it afterwards does nothing more.
+    pub fn stop(&mut self) -> Result<(), ServerError> {
+        let data = self.data.display().to_string();
+        let r = self.run_pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+        self.port = 0;
+        r
     }
 
     /// A connection string for the `postgres` database as [`ROLE`].
@@ -127,6 +156,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), ServerError> {
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
+        if self.port == 0 {
+            return; // stopped already, or never started
+        }
         let data = self.data.display().to_string();
         if let Err(e) = self.run_pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]) {
             tracing::warn!(error = %e, "could not stop the throwaway postgres");

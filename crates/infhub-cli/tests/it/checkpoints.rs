@@ -61,7 +61,7 @@ async fn wallets_verify_each_checkpoint_and_a_proven_misstatement_halts_the_hub(
     .await;
     let (alice, bob, carol) = (env.user(1, "alice"), env.user(2, "bob"), env.user(3, "carol"));
     for u in [&alice, &bob, &carol] {
-        env.register(u);
+        env.register(u).await;
     }
     env.ok(&alice, &["deposit", "100"]);
     env.ok(&alice, &["pay", &bob.address.to_string(), "30"]);
@@ -174,7 +174,7 @@ async fn an_invented_debit_goes_unanswered_and_halts_the_hub_while_an_honest_one
     .await;
     let (alice, bob, carol) = (env.user(1, "alice"), env.user(2, "bob"), env.user(3, "carol"));
     for u in [&alice, &bob, &carol] {
-        env.register(u);
+        env.register(u).await;
     }
     env.ok(&alice, &["deposit", "100"]);
     env.ok(&bob, &["deposit", "50"]);

@@ -135,8 +135,17 @@ impl Env {
         c
     }
 
-    pub(crate) fn register(&self, u: &User) {
+    /// Registers `u` with the wallet CLI, then waits until the hub's ledger follows the channel
+    /// too (the wallet returns once it sees the channel open on chain; the hub's own chain
+    /// follower may be a poll behind, and a payment to her before then is `unknown_account`).
+    pub(crate) async fn register(&self, u: &User) {
         self.ok(u, &["register", "--hub-url", &self.hub_url, "--rpc-url", &self.anvil.url]);
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/accounts/{}", self.hub_url, u.address);
+        self.until(60, "the hub to follow the new channel", || async {
+            client.get(&url).bearer_auth(OPERATOR).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
     }
 
     pub(crate) async fn token_balance(&self, who: Address) -> u128 {

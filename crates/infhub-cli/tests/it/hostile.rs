@@ -247,9 +247,9 @@ async fn honest_users_are_served_while_hostile_clients_attack() {
     let secs: u64 = std::env::var("INFHUB_HOSTILE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let env = Env::start().await;
     let (alice, bob, mallory) = (env.user(1, "alice"), env.user(2, "bob"), env.user(3, "mallory"));
-    env.register(&alice);
-    env.register(&bob);
-    env.register(&mallory);
+    env.register(&alice).await;
+    env.register(&bob).await;
+    env.register(&mallory).await;
     env.ok(&alice, &["deposit", "100"]);
     let domain = Domain { chain_id: env.d.chain_id, verifying_contract: env.d.hub };
     let key = |i: usize| PrivateKey::from_bytes(infhub_chain::anvil::dev_key(i).0).expect("key");

@@ -12,8 +12,8 @@ async fn lifecycle_of_two_users() {
     let outside = alloy::primitives::Address::repeat_byte(0x42);
     let alice_tokens = env.token_balance(alice.address).await;
     let bob_tokens = env.token_balance(bob.address).await;
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
 
     let v = env.ok(&alice, &["deposit", "100"]);
     assert_eq!(amount(&v["balance"]), 100 * INF);
@@ -75,8 +75,8 @@ async fn lifecycle_of_two_users() {
 async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
     let mut env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "50"]);
     env.purchase(bob.address, 30 * INF, 1).await;
     env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
@@ -109,8 +109,8 @@ async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
 async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
     let env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "50"]);
     env.purchase(bob.address, 20 * INF, 1).await;
     env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
@@ -137,8 +137,8 @@ async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
 async fn watch_defends_a_hub_close_with_a_stale_proof() {
     let mut env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "40"]);
     env.purchase(bob.address, 20 * INF, 1).await;
     let before = env.token_balance(alice.address).await;
@@ -197,8 +197,8 @@ async fn watch_defends_a_hub_close_with_a_stale_proof() {
 async fn watch_keeps_storing_credits_across_a_hub_restart() {
     let mut env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.purchase(bob.address, 20 * INF, 1).await;
     let mut watch = env.wallet_command(&alice, &["watch"]).stdout(Stdio::piped()).spawn().expect("watch");
     let lines = std::io::BufReader::new(watch.stdout.take().expect("watch stdout"));
@@ -250,8 +250,8 @@ async fn watch_keeps_storing_credits_across_a_hub_restart() {
 async fn an_honest_hub_close_pays_the_credits_the_hub_issued() {
     let env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "40"]);
     env.purchase(bob.address, 20 * INF, 1).await;
     env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
@@ -275,7 +275,7 @@ async fn a_restarted_wallet_continues_from_its_store() {
     let proxy = LossyProxy::start(&env.hub_url).await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
     env.ok(&alice, &["register", "--hub-url", &proxy.url, "--rpc-url", &env.anvil.url]);
-    env.register(&bob);
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "30"]);
 
     proxy.drop_transfer_answers(true);

@@ -57,8 +57,8 @@ async fn a_tower_fed_only_by_the_hub_defends_an_offline_user_for_her_fee() {
     let (tower, tower_url) = start_tower(&env, 5).await;
     let tower_addr = infhub_core::PrivateKey::from_bytes(anvil::dev_key(5).0).expect("key").address();
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["deposit", "40"]);
     // A tenth of what the tower saves her, at most 2 INF.
     let added = env.ok(&alice, &["towers", "add", &tower_url, "--max-fee", "2", "--share-bps", "1000"]);
@@ -120,8 +120,8 @@ async fn a_tower_proves_a_checkpoint_that_misstates_an_offline_users_credit() {
     .await;
     let (_tower, tower_url) = start_tower(&env, 5).await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice);
-    env.register(&bob);
+    env.register(&alice).await;
+    env.register(&bob).await;
     env.ok(&alice, &["towers", "add", &tower_url, "--max-fee", "1", "--share-bps", "1000"]);
     // Alice's wallet is off from here on; Bob pays her 8 and the hub pushes the credit.
     env.ok(&bob, &["deposit", "20"]);

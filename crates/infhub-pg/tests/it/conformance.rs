@@ -140,7 +140,7 @@ fn record(seq: u64) -> LogRecord {
 fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = LocalPostgres::start(dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
-    let options = |schema: &str| PgStoreOptions { url: server.url(), schema: schema.into() };
+    let options = |schema: &str| PgStoreOptions::new(server.url(), schema);
 
     // The same scenario as the file store's.
     scenario(&|| PgStore::open(&options("scenario")).expect("pg store"));
@@ -169,7 +169,7 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
 
     // A bad schema name and an unreachable database are named errors, not panics.
     assert!(matches!(PgStore::open(&options("no;such")), Err(StoreError::Database(_))));
-    let unreachable = PgStoreOptions { url: "host=127.0.0.1 port=1 user=infhub".into(), schema: "x".into() };
+    let unreachable = PgStoreOptions::new("host=127.0.0.1 port=1 user=infhub", "x");
     assert!(matches!(PgStore::open(&unreachable), Err(StoreError::Database(m)) if m.starts_with("connect")));
 
     // The database going away: the next append fails by name, acknowledges nothing and
@@ -185,4 +185,51 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     let failed = dl.execute(vec![cmd]);
     assert!(matches!(failed, Err(ExecuteError::Store(StoreError::Database(_)))), "{:?}", failed.err());
     assert!(matches!(dl.execute(vec![]), Err(ExecuteError::Poisoned)));
+}
+
+/// With a synchronous standby (spec: never sign what the replicas did not accept): a store that
+/// requires one refuses a server without it; with the standby up a batch is acknowledged and
+/// the primary reports it synchronous; with the standby stopped, the commit's wait ends at the
+/// commit timeout, the batch stands on the primary alone and the append fails by name instead
+/// of acknowledging it.
+#[test]
+fn a_batch_no_synchronous_standby_confirmed_is_not_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let primary_dir = dir.path().join("primary");
+    let standby_dir = dir.path().join("standby");
+    std::fs::create_dir_all(&primary_dir).expect("dir");
+    std::fs::create_dir_all(&standby_dir).expect("dir");
+    let primary = LocalPostgres::start(&primary_dir).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let required = PgStoreOptions { require_synchronous_standby: true, ..PgStoreOptions::new(primary.url(), "sync") };
+    let refused = PgStore::open(&required);
+    assert!(
+        matches!(refused, Err(StoreError::Database(ref m)) if m.contains("synchronous standby is required")),
+        "{:?}",
+        refused.err()
+    );
+
+    let mut standby = primary.start_standby(&standby_dir, "standby1").unwrap_or_else(|e| panic!("standby: {e}"));
+    let mut admin = postgres::Client::connect(&primary.url(), postgres::NoTls).expect("connect");
+    admin.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'standby1'").expect("sync");
+    admin.batch_execute("SELECT pg_reload_conf()").expect("reload");
+    // Readiness: the primary lists the standby as synchronous.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows = admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'", &[]).expect("query");
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the standby never became synchronous");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut store = PgStore::open(&PgStoreOptions { commit_timeout_ms: 1_000, ..required.clone() }).expect("open");
+    store.append(&[record(1), record(2)]).expect("acknowledged with the standby's confirmation");
+
+    standby.stop().unwrap_or_else(|e| panic!("stop the standby: {e}"));
+    let r = store.append(&[record(3)]);
+    assert!(matches!(r, Err(StoreError::Database(ref m)) if m.contains("no synchronous standby confirmed")), "{r:?}");
+    // It stands on the primary alone: a reopened store sees it (what a failover could lose).
+    let mut reopened = PgStore::open(&PgStoreOptions::new(primary.url(), "sync")).expect("reopen");
+    assert_eq!(reopened.last_seq(), 3);
+    assert_eq!(reopened.load_records(0).expect("read").len(), 3);
 }
