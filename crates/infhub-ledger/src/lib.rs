@@ -8,8 +8,8 @@
 //! last complete record, and the log after the newest snapshot is replayed; each replayed
 //! command must reproduce the outcome stored with it.
 //!
-//! Storage sits behind the [`store::LogStore`] trait so that a PostgreSQL backend can follow
-//! the embedded file store ([`file::FileStore`]).
+//! Storage sits behind the [`store::LogStore`] trait: the embedded file store
+//! ([`file::FileStore`]) and, in `infhub-pg`, PostgreSQL.
 
 pub mod durable;
 pub mod file;
@@ -17,6 +17,7 @@ pub mod fs;
 pub mod history;
 pub mod simfs;
 pub mod store;
+pub mod testkit;
 
 pub use durable::{DurableLedger, DurableParams, Executed};
 pub use store::{LogRecord, LogStore, StoreError};

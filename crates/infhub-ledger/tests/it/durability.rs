@@ -1,30 +1,16 @@
 //! Crash and restart behaviour of the durable ledger on the embedded file store.
 
-use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
-use infhub_core::messages::{PaymentKind, Signed};
-use infhub_core::{Address, Amount, Domain, PrivateKey, B256, U256};
+use infhub_core::ledger::{Command, Ledger, LedgerParams, Outcome};
+use infhub_core::{Amount, PrivateKey, B256};
 use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
+use infhub_ledger::testkit::{self, key};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-fn key(seed: u64) -> PrivateKey {
-    let mut b = [0u8; 32];
-    b[24..].copy_from_slice(&seed.to_be_bytes());
-    PrivateKey::from_bytes(b).expect("key")
-}
-
 fn params(hub: &PrivateKey) -> LedgerParams {
-    LedgerParams {
-        domain: Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) },
-        hub: hub.address(),
-        max_withdrawal_expiry_blocks: 100,
-        max_accounts: 10_000,
-        max_queued_payouts: 1_000,
-        max_payment_amount: Amount(1_000_000_000),
-        transfer_ids_kept: 1_000,
-    }
+    testkit::params(hub, 10_000)
 }
 
 struct Fixture {
@@ -64,25 +50,12 @@ impl Fixture {
 
     /// Channel openings, a reserve and a deposit for every user.
     fn genesis(&self) -> Vec<Command> {
-        let mut events = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
-        for u in &self.users {
-            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: self.hub.address() });
-            events.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(10_000) });
-        }
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
-            .collect()
+        testkit::genesis(&self.hub, &self.users, Amount(10_000))
     }
 
     /// A signed payment from user `a` to user `b` built against the ledger's current state.
     fn payment(&self, ledger: &Ledger, a: usize, b: usize, amount: u128, id: u64) -> Command {
-        let ch = &ledger.account(&self.users[a].address()).expect("account").channel;
-        let d = ch
-            .next_debit(PaymentKind::Internal, self.users[b].address(), Amount(amount), B256::from(U256::from(id)))
-            .expect("debit");
-        Command::Transfer(Signed::new(d, &ledger.params.domain, &self.users[a]))
+        testkit::payment(ledger, &self.users[a], self.users[b].address(), amount, id)
     }
 }
 

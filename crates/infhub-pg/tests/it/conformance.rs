@@ -3,36 +3,18 @@
 //! every record as history. The PostgreSQL cases start their own server (one per test run of
 //! this function, stopped at its end).
 
-use infhub_core::ledger::{ChainEvent, Command, Ledger, LedgerParams, LogPosition, Outcome};
-use infhub_core::messages::{PaymentKind, Signed};
-use infhub_core::{Address, Amount, Domain, PrivateKey, B256, U256};
+use infhub_core::ledger::{Command, Ledger, Outcome};
+use infhub_core::{Amount, PrivateKey};
 use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::store::{LogRecord, LogStore, StoreError};
+use infhub_ledger::testkit::{genesis, key, params, payment};
 use infhub_pg::server::LocalPostgres;
 use infhub_pg::{PgStore, PgStoreOptions};
 
 const USERS: usize = 5;
 const BATCHES: usize = 30;
 const SNAPSHOT_EVERY: u64 = 40;
-
-fn key(seed: u64) -> PrivateKey {
-    let mut b = [0u8; 32];
-    b[24..].copy_from_slice(&seed.to_be_bytes());
-    PrivateKey::from_bytes(b).expect("key")
-}
-
-fn params(hub: &PrivateKey) -> LedgerParams {
-    LedgerParams {
-        domain: Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) },
-        hub: hub.address(),
-        max_withdrawal_expiry_blocks: 100,
-        max_accounts: 10_000,
-        max_queued_payouts: 1_000,
-        max_payment_amount: Amount(1_000_000_000),
-        transfer_ids_kept: 1_000,
-    }
-}
 
 struct Parties {
     hub: PrivateKey,
@@ -46,28 +28,15 @@ impl Parties {
 
     fn open<S: LogStore>(&self, store: S) -> Result<DurableLedger<S>, StoreError> {
         let dp = DurableParams { snapshot_every_records: SNAPSHOT_EVERY, max_batch_commands: 1_000 };
-        DurableLedger::open(store, params(&self.hub), self.hub.clone(), dp)
+        DurableLedger::open(store, params(&self.hub, 10_000), self.hub.clone(), dp)
     }
 
     fn genesis(&self) -> Vec<Command> {
-        let mut events = vec![ChainEvent::ReserveDeposited { reserve_after: Amount(1_000_000) }];
-        for u in &self.users {
-            events.push(ChainEvent::ChannelOpened { user: u.address(), epoch: 1, opened_by: self.hub.address() });
-            events.push(ChainEvent::Deposited { user: u.address(), epoch: 1, total_deposited: Amount(10_000) });
-        }
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| Command::Chain { at: LogPosition { block: 1, log_index: i as u64 }, event })
-            .collect()
+        genesis(&self.hub, &self.users, Amount(10_000))
     }
 
     fn payment(&self, ledger: &Ledger, a: usize, b: usize, amount: u128, id: u64) -> Command {
-        let ch = &ledger.account(&self.users[a].address()).expect("account").channel;
-        let d = ch
-            .next_debit(PaymentKind::Internal, self.users[b].address(), Amount(amount), B256::from(U256::from(id)))
-            .expect("debit");
-        Command::Transfer(Signed::new(d, &ledger.params.domain, &self.users[a]))
+        payment(ledger, &self.users[a], self.users[b].address(), amount, id)
     }
 
     /// Genesis and `BATCHES` batches of payments around a ring; the final state.
