@@ -751,6 +751,16 @@ impl ContractModel {
         Ok(())
     }
 
+    /// `leaf` proves into checkpoint `id` and is `sender`'s own channel leaf (`UserMismatch`
+    /// otherwise): what a challenge and an exit from a leaf both require.
+    fn prove_own_channel_leaf(&self, sender: Address, id: u64, leaf: &Leaf, path: &SumPath) -> Result<(), Error> {
+        self.prove_leaf(id, leaf, path)?;
+        if leaf.kind != LeafKind::Channel || leaf.account != sender {
+            return Err(Error::UserMismatch);
+        }
+        Ok(())
+    }
+
     /// `complainContradictedCredit(id, leaf, index, siblings, credit, hubSignature)`: the
     /// hub-signed credit contradicts the channel leaf (same nonce, another total; or a higher
     /// total with a lower nonce, or with a nonce at most the checkpoint's ledger position), so
@@ -811,10 +821,7 @@ impl ContractModel {
         leaf: &Leaf,
         path: &SumPath,
     ) -> Result<DebitChallenge, Error> {
-        self.prove_leaf(id, leaf, path)?;
-        if leaf.kind != LeafKind::Channel || leaf.account != sender {
-            return Err(Error::UserMismatch);
-        }
+        self.prove_own_channel_leaf(sender, id, leaf, path)?;
         if leaf.debit_total.0 == 0 {
             return Err(Error::ComplaintUnfounded);
         }
@@ -886,10 +893,7 @@ impl ContractModel {
         leaf: &Leaf,
         path: &SumPath,
     ) -> Result<(), Error> {
-        self.prove_leaf(id, leaf, path)?;
-        if leaf.kind != LeafKind::Channel || leaf.account != sender {
-            return Err(Error::UserMismatch);
-        }
+        self.prove_own_channel_leaf(sender, id, leaf, path)?;
         let mut ch = self.begin_close(sender, sender, block)?;
         if leaf.epoch != ch.epoch {
             return Err(Error::EpochMismatch);
