@@ -15,7 +15,7 @@ use infhub_chain::ChainError;
 use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{Command, Ledger, LedgerParams, Outcome};
 use infhub_core::{Error, PrivateKey};
-use infhub_ledger::fs::Fs;
+use infhub_ledger::fs::{Fs, SharedFs};
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
@@ -45,14 +45,14 @@ pub enum StartError {
 pub struct HubDown(pub String);
 
 /// A hub: its state and its chain duties.
-pub struct Hub<F: Fs + Clone + Send, C: ChainSource, B: Broadcaster> {
+pub struct Hub<F: SharedFs, C: ChainSource, B: Broadcaster> {
     /// The ledger and its history.
     pub ledger: HubLedger<F>,
     /// The chain duties.
     pub duties: ChainDuties<C, B>,
 }
 
-impl<F: Fs + Clone + Send, C: ChainSource, B: Broadcaster> Hub<F, C, B> {
+impl<F: SharedFs, C: ChainSource, B: Broadcaster> Hub<F, C, B> {
     /// Opens the hub's state from `fs` and starts following `source` from the ledger's
     /// confirmed block.
     #[allow(clippy::too_many_arguments)] // the hub's three seams and their settings

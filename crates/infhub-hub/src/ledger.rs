@@ -10,16 +10,20 @@
 //! the same way.
 //!
 //! The file system is a parameter: the node runs on the operating system's, the simulator on
-//! its crashing simulated disk, so a restart is tested with the same code that runs.
+//! its crashing simulated disk, so a restart is tested with the same code that runs. The log
+//! is the embedded file store in the data directory, or any other [`LogStore`] with its
+//! [`RecordSource`] (PostgreSQL, in the node); the history index stays in the data directory
+//! either way (it is derived from the log and rebuilt from it when absent).
 
 use crate::notice::{notices_of, Notice};
 use infhub_core::channel::CheckedDebit;
 use infhub_core::ledger::{Command, Ledger, LedgerParams, Outcome};
 use infhub_core::{Error, PrivateKey};
-use infhub_ledger::durable::Recovery;
+use infhub_ledger::durable::{ExecuteError, Recovery};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
-use infhub_ledger::fs::{Fs, OsFs};
+use infhub_ledger::fs::{Fs, OsFs, SharedFs};
 use infhub_ledger::history::{History, HistoryError};
+use infhub_ledger::store::{LogStore, RecordSource};
 use infhub_ledger::{DurableLedger, DurableParams, StoreError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -102,15 +106,21 @@ pub struct OpenTimings {
     pub history: Duration,
 }
 
+/// A log store the writer thread owns (readers share the ledger beside it).
+pub type BoxedStore = Box<dyn LogStore + Send + Sync>;
+
 /// The ledger and its history.
 pub struct HubLedger<F: Fs + Clone = OsFs> {
-    dl: DurableLedger<FileStore<F>>,
+    dl: DurableLedger<BoxedStore>,
     history: History<F>,
     stopped: Option<String>,
+    /// The store refused a batch because another writer took its lease: this process must
+    /// exit, not reopen.
+    fenced: bool,
     opened: OpenTimings,
 }
 
-impl<F: Fs + Clone> HubLedger<F> {
+impl<F: SharedFs> HubLedger<F> {
     /// Opens (or creates) the hub's state in `config.data_dir` on `fs`: the newest snapshot,
     /// the log after it, then the history index from its checkpoint and the log after that.
     pub fn open(
@@ -119,7 +129,6 @@ impl<F: Fs + Clone> HubLedger<F> {
         params: LedgerParams,
         key: PrivateKey,
     ) -> Result<HubLedger<F>, OpenError> {
-        let start = std::time::Instant::now();
         fs.create_dir_all(&config.data_dir).map_err(StoreError::Io)?;
         let options = FileStoreOptions {
             max_segment_bytes: config.max_segment_bytes,
@@ -127,6 +136,25 @@ impl<F: Fs + Clone> HubLedger<F> {
             archive_compacted: true,
         };
         let store = FileStore::open_on(fs.clone(), config.data_dir.clone(), options)?;
+        let records = store.reader();
+        HubLedger::open_on_store(fs, config, params, key, Box::new(store), records)
+    }
+}
+
+impl<F: Fs + Clone> HubLedger<F> {
+    /// Opens the hub's state from `store` (the newest snapshot, the log after it), then the
+    /// history index in `config.data_dir` on `fs` from its checkpoint and the records after it,
+    /// read through `records` (the same store's records, read beside the writer).
+    pub fn open_on_store(
+        fs: F,
+        config: &HubLedgerConfig,
+        params: LedgerParams,
+        key: PrivateKey,
+        store: BoxedStore,
+        records: impl RecordSource + 'static,
+    ) -> Result<HubLedger<F>, OpenError> {
+        let start = std::time::Instant::now();
+        fs.create_dir_all(&config.data_dir).map_err(StoreError::Io)?;
         let durable = DurableParams {
             snapshot_every_records: config.snapshot_every_records,
             max_batch_commands: config.max_batch_commands,
@@ -137,14 +165,14 @@ impl<F: Fs + Clone> HubLedger<F> {
         let history = History::open_on(
             fs,
             &config.data_dir.join("history"),
-            dl.store().reader(),
+            records,
             params.domain,
             dl.ledger().next_seq - 1,
             config.snapshot_every_records,
         )?;
         assert_eq!(history.last_seq(), dl.ledger().next_seq - 1, "the history must index the whole log");
         let opened = OpenTimings { ledger: ledger_opened, history: start.elapsed().saturating_sub(ledger_opened) };
-        Ok(HubLedger { dl, history, stopped: None, opened })
+        Ok(HubLedger { dl, history, stopped: None, fenced: false, opened })
     }
 
     /// How long the open took.
@@ -163,13 +191,18 @@ impl<F: Fs + Clone> HubLedger<F> {
     }
 
     /// The durable ledger (store statistics, recovery figures).
-    pub fn durable(&self) -> &DurableLedger<FileStore<F>> {
+    pub fn durable(&self) -> &DurableLedger<BoxedStore> {
         &self.dl
     }
 
     /// What the last open recovered.
     pub fn recovery(&self) -> Recovery {
         self.dl.recovery()
+    }
+
+    /// Whether another writer took the store's lease (this process must stop).
+    pub fn fenced(&self) -> bool {
+        self.fenced
     }
 
     /// Why commits are refused, if they are.
@@ -192,6 +225,7 @@ impl<F: Fs + Clone> HubLedger<F> {
             Ok(e) => e,
             Err(e) => {
                 let reason = e.to_string();
+                self.fenced = matches!(e, ExecuteError::Store(StoreError::Fenced(_)));
                 tracing::error!(%reason, "ledger storage failed; refusing all writes until restart");
                 self.stopped = Some(reason.clone());
                 return Err(CommitError::StorageFailed(reason));

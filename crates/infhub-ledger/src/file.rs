@@ -635,6 +635,16 @@ pub struct LogReader<F: Fs = OsFs> {
 /// Most records one [`LogReader::read_range`] call returns.
 pub const MAX_RECORDS_PER_READ: u64 = 1 << 16;
 
+impl<F: Fs + Send + Sync> crate::store::RecordSource for LogReader<F> {
+    fn first_seq(&self) -> Result<Option<u64>, StoreError> {
+        LogReader::first_seq(self)
+    }
+
+    fn read_range(&self, first: u64, last: u64) -> Result<Vec<LogRecord>, StoreError> {
+        LogReader::read_range(self, first, last)
+    }
+}
+
 impl<F: Fs> LogReader<F> {
     /// A reader of the store in `dir`.
     pub fn new(fs: F, dir: PathBuf) -> LogReader<F> {

@@ -63,6 +63,12 @@ pub trait Fs {
     }
 }
 
+/// A file system the hub's threads share: the store's files move to the writer thread and the
+/// history's reads run beside it.
+pub trait SharedFs: Fs<File: Send + Sync> + Clone + Send + Sync + 'static {}
+
+impl<F: Fs<File: Send + Sync> + Clone + Send + Sync + 'static> SharedFs for F {}
+
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsFs;

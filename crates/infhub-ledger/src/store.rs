@@ -40,6 +40,14 @@ pub enum StoreError {
     /// of the batch in hand is acknowledged.
     #[error("storage database error: {0}")]
     Database(String),
+    /// Another writer took the store's writer lease (a failover): this writer must stop and
+    /// never write again; what it had not committed is not acknowledged.
+    #[error("storage fenced: {0}")]
+    Fenced(String),
+    /// Another live writer holds the store's writer lease: this one must not write (stop the
+    /// other, or wait for its lease as a standby).
+    #[error("storage lease held: {0}")]
+    LeaseHeld(String),
     /// A record or snapshot exceeds the configured size limit.
     #[error("record too large: {0} bytes")]
     RecordTooLarge(usize),
@@ -135,4 +143,50 @@ pub struct StoreStats {
     pub bytes: u64,
     /// Bytes of torn tail truncated at open.
     pub truncated_bytes: u64,
+}
+
+impl<S: LogStore + ?Sized> LogStore for Box<S> {
+    fn append(&mut self, records: &[LogRecord]) -> Result<(), StoreError> {
+        (**self).append(records)
+    }
+
+    fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).write_snapshot(seq, ledger_bytes)
+    }
+
+    fn begin_detached_snapshot(&mut self, seq: u64) -> Result<Option<SnapshotWriter>, StoreError> {
+        (**self).begin_detached_snapshot(seq)
+    }
+
+    fn finish_detached_snapshot(&mut self, seq: u64) -> Result<(), StoreError> {
+        (**self).finish_detached_snapshot(seq)
+    }
+
+    fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        (**self).load_snapshot()
+    }
+
+    fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {
+        (**self).load_records(after)
+    }
+
+    fn stats(&self) -> StoreStats {
+        (**self).stats()
+    }
+
+    fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
+        (**self).history()
+    }
+}
+
+/// Reads stored records by sequence number beside the writer (the account history's reads):
+/// the file store's segments through their offset indexes, or a database's rows over a
+/// connection of its own. Only records already appended may be asked for.
+pub trait RecordSource: Send + Sync {
+    /// The seq of the oldest record kept (None: none yet).
+    fn first_seq(&self) -> Result<Option<u64>, StoreError>;
+
+    /// The records `first..=last`, in order (empty when `last < first`). Fails by name when
+    /// one is not kept.
+    fn read_range(&self, first: u64, last: u64) -> Result<Vec<LogRecord>, StoreError>;
 }

@@ -22,6 +22,65 @@ pub struct Config {
     pub towers: TowersConfig,
     /// Checkpoints of the hub's books posted on chain (spec §5.16).
     pub checkpoints: CheckpointsConfig,
+    /// Where the ledger's log and snapshots live (the data directory, or PostgreSQL).
+    pub store: StoreConfig,
+}
+
+/// Which store holds the ledger's log.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded file store in the data directory (development, small hubs).
+    #[default]
+    File,
+    /// PostgreSQL (replicated, failed over; the writer lease fences old writers).
+    Postgres,
+}
+
+/// The ledger's store. With PostgreSQL the data directory still holds the history index and
+/// checkpoint files (both rebuilt or rewritten from the database and the chain when absent).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `file` or `postgres`.
+    pub kind: StoreKind,
+    /// libpq connection string or URL (it may hold a password: pass it as
+    /// `INFHUB_POSTGRES_URL`). A multi-host URL with `target_session_attrs=read-write` follows
+    /// a failover to the new primary.
+    pub postgres_url: Secret<String>,
+    /// The schema holding this hub's tables.
+    pub postgres_schema: String,
+    /// Refuse to run unless the server commits synchronously to a standby, so nothing is
+    /// acknowledged that a failover could lose. Turning it off is asynchronous mode: an
+    /// explicit choice to accept that risk (development, tests).
+    pub require_synchronous_standby: bool,
+    /// Longest wait for a commit's confirmation by the synchronous standby, in milliseconds;
+    /// past it the batch is not acknowledged and the ledger stops.
+    pub commit_timeout_ms: u64,
+    /// This process's name in the writer lease (empty: `<hostname>:<data_dir>`); the same
+    /// name restarted takes the lease at once.
+    pub writer_name: String,
+    /// The writer lease's length, in milliseconds: a standby takes over at most this long
+    /// after the active writer stops.
+    pub lease_ms: u64,
+    /// Start as a standby: wait until the lease is free, then replay and serve. Without it a
+    /// held lease is an error at start.
+    pub wait_for_lease: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::File,
+            postgres_url: Secret::default(),
+            postgres_schema: "infhub".into(),
+            require_synchronous_standby: true,
+            commit_timeout_ms: 10_000,
+            writer_name: String::new(),
+            lease_ms: 5_000,
+            wait_for_lease: false,
+        }
+    }
 }
 
 /// Checkpoints: how often, and how many files are kept.
@@ -345,6 +404,17 @@ impl Config {
             "INFHUB_CONFIRMATIONS" => self.chain.confirmations = parse(key, value)?,
             "INFHUB_POLL_INTERVAL_MS" => self.chain.poll_interval_ms = parse(key, value)?,
             "INFHUB_CHECKPOINT_INTERVAL_BLOCKS" => self.checkpoints.interval_blocks = parse(key, value)?,
+            "INFHUB_STORE" => {
+                self.store.kind = match value {
+                    "file" => StoreKind::File,
+                    "postgres" => StoreKind::Postgres,
+                    _ => return Err(ConfigError::Invalid(format!("{key}={value}: give file or postgres"))),
+                }
+            }
+            "INFHUB_POSTGRES_URL" => self.store.postgres_url = Secret(value.into()),
+            "INFHUB_POSTGRES_SCHEMA" => self.store.postgres_schema = value.into(),
+            "INFHUB_WRITER_NAME" => self.store.writer_name = value.into(),
+            "INFHUB_WAIT_FOR_LEASE" => self.store.wait_for_lease = parse(key, value)?,
             _ => {}
         }
         Ok(())
@@ -398,6 +468,20 @@ impl Config {
         }
         if self.node.resend_after_blocks == 0 {
             return bad("node.resend_after_blocks must be at least 1");
+        }
+        if self.store.kind == StoreKind::Postgres {
+            if self.store.postgres_url.0.is_empty() {
+                return bad("store.postgres_url must be set for the postgres store (INFHUB_POSTGRES_URL)");
+            }
+            if self.store.lease_ms < infhub_pg::lease::MIN_LEASE_MS {
+                return Err(ConfigError::Invalid(format!(
+                    "store.lease_ms must be at least {}",
+                    infhub_pg::lease::MIN_LEASE_MS
+                )));
+            }
+            if let Err(e) = infhub_pg::check_schema(&self.store.postgres_schema) {
+                return Err(ConfigError::Invalid(format!("store.postgres_schema: {e}")));
+            }
         }
         let max_realize = infhub_core::contract::MAX_REALIZE_BATCH;
         if self.liquidity.max_realizations_per_tx == 0 || self.liquidity.max_realizations_per_tx > max_realize {

@@ -153,6 +153,8 @@ pub struct Node {
     pub chain_requests: mpsc::Sender<ChainRequest>,
     /// The towers users named, fed by [`crate::towers::run_pusher`].
     pub towers: Arc<crate::towers::TowerRegistry>,
+    /// Set (once) when the node must stop at once: another writer took the store's lease.
+    fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Node {
@@ -185,6 +187,7 @@ impl Node {
             writes: Mutex::new(Some(writes)),
             chain_requests,
             towers,
+            fatal: tokio::sync::watch::channel(None).0,
         });
         node.update_books();
         let writer_node = node.clone();
@@ -283,6 +286,28 @@ impl Node {
         }
     }
 
+    /// Stops the node at once for `reason` (the writer was fenced): [`crate::run`] returns
+    /// with it as an error.
+    pub fn fail(&self, reason: String) {
+        self.fatal.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(reason);
+            }
+            first
+        });
+    }
+
+    /// Resolves with the reason once [`Node::fail`] was called.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.fatal.subscribe();
+        let reason = rx.wait_for(Option::is_some).await.map(|r| r.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Refreshes the books' gauges. The sum of claims walks every account, so it runs when
     /// `/metrics` is scraped, not after every commit.
     pub fn update_books(&self) {
@@ -361,6 +386,10 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
             Err(CommitError::StorageFailed(reason)) => {
                 for j in jobs {
                     j.answer(Err(WriteError::StorageFailed(reason.clone())));
+                }
+                if node.read().fenced() {
+                    tracing::error!(%reason, "fenced: another hub process took the writer lease; stopping");
+                    node.fail(reason.clone());
                 }
                 failed = Some(reason);
             }

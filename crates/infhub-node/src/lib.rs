@@ -21,6 +21,7 @@ mod serve;
 pub mod towers;
 
 use crate::config::Config;
+use crate::config::StoreKind;
 use crate::engine::Node;
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
@@ -33,7 +34,7 @@ use infhub_core::{Domain, PrivateKey};
 use infhub_hub::broadcast::ContractSender;
 use infhub_hub::checkpoints::{Checkpointer, FsCheckpointStorage};
 use infhub_hub::duties::ChainDuties;
-use infhub_hub::ledger::{HubLedger, HubLedgerConfig};
+use infhub_hub::ledger::{HubLedger, HubLedgerConfig, OpenError};
 use infhub_ledger::fs::OsFs;
 use std::net::SocketAddr;
 use tokio::sync::watch;
@@ -66,6 +67,13 @@ pub enum NodeError {
     /// The towers file of the data directory could not be read.
     #[error("towers.json: {0}")]
     Towers(String),
+    /// Another hub process took the store's writer lease while this one ran: it stopped
+    /// without answering anything more.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// Shut down while waiting as a standby for the writer lease.
+    #[error("shut down while waiting for the writer lease")]
+    StandbyStopped,
     /// Network.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -110,7 +118,7 @@ pub async fn run(
     let domain = Domain { chain_id, verifying_contract: contract };
     let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
         .map_err(|e| config::ConfigError::Invalid(format!("hub_key: {e}")))?;
-    let state = open_ledger(&config, domain, hub, key.clone())?;
+    let state = open_ledger(&config, domain, hub, key.clone(), shutdown.clone()).await?;
     let confirmed = state.ledger().block;
     let watcher_config = WatcherConfig {
         confirmations: config.chain.confirmations,
@@ -153,7 +161,14 @@ pub async fn run(
     // Open requests and streams get `shutdown_drain_ms` to finish once the shutdown begins.
     let drain = std::time::Duration::from_millis(node.config.limits.shutdown_drain_ms);
     let mut drain_shutdown = shutdown.clone();
+    let fatal = node.clone();
     tokio::select! {
+        reason = fatal.failed() => {
+            // Another writer serves now: stop at once, answering nothing more.
+            chain.abort();
+            node.stop_writes();
+            return Err(NodeError::Fenced(reason));
+        }
         () = serving => {}
         _ = async move {
             let _ = drain_shutdown.wait_for(|s| *s).await;
@@ -169,12 +184,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Opens the durable ledger (replaying its log) and reports what was recovered.
-fn open_ledger(
+/// Opens the durable ledger (replaying its log) from the configured store and reports what
+/// was recovered. On PostgreSQL the writer lease is taken first; a standby waits for it.
+async fn open_ledger(
     config: &Config,
     domain: Domain,
     hub: infhub_core::Address,
     key: PrivateKey,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<HubLedger<OsFs>, NodeError> {
     let params = LedgerParams {
         domain,
@@ -193,7 +210,20 @@ fn open_ledger(
         // Snapshots are encoded and written off the writer thread (D27).
         background_snapshots: true,
     };
-    let state = HubLedger::open(OsFs, &ledger_config, params, key)?;
+    let state = match config.store.kind {
+        StoreKind::File => HubLedger::open(OsFs, &ledger_config, params, key)?,
+        StoreKind::Postgres => {
+            // The synchronous client runs on threads of its own, never on the runtime's.
+            let options = pg_options(config);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let wait = config.store.wait_for_lease;
+            let retry = std::time::Duration::from_millis(config.store.lease_ms / 4);
+            std::thread::spawn(move || {
+                let _ = tx.send(open_on_postgres(&options, &ledger_config, params, key, wait, retry, &shutdown));
+            });
+            rx.await.map_err(|_| NodeError::StandbyStopped)??
+        }
+    };
     let recovery = state.recovery();
     tracing::info!(
         snapshot_seq = recovery.snapshot_seq,
@@ -204,4 +234,56 @@ fn open_ledger(
         "ledger recovered"
     );
     Ok(state)
+}
+
+/// The PostgreSQL store's options from the configuration.
+fn pg_options(config: &Config) -> infhub_pg::PgStoreOptions {
+    let s = &config.store;
+    let writer_name = if s.writer_name.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}:{}", host.trim(), config.node.data_dir.display())
+    } else {
+        s.writer_name.clone()
+    };
+    infhub_pg::PgStoreOptions {
+        url: s.postgres_url.0.clone(),
+        schema: s.postgres_schema.clone(),
+        require_synchronous_standby: s.require_synchronous_standby,
+        commit_timeout_ms: s.commit_timeout_ms,
+        writer_name,
+        lease_ms: s.lease_ms,
+    }
+}
+
+/// Takes the writer lease (waiting for it as a standby when `wait`) and opens the ledger on
+/// PostgreSQL, the history index in the data directory reading the same database.
+fn open_on_postgres(
+    options: &infhub_pg::PgStoreOptions,
+    ledger_config: &HubLedgerConfig,
+    params: LedgerParams,
+    key: PrivateKey,
+    wait: bool,
+    retry: std::time::Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<HubLedger<OsFs>, NodeError> {
+    let mut announced = false;
+    let store = loop {
+        match infhub_pg::PgStore::open(options) {
+            Ok(store) => break store,
+            Err(infhub_ledger::StoreError::LeaseHeld(why)) if wait => {
+                if !announced {
+                    tracing::info!(%why, "standby: waiting for the writer lease");
+                    announced = true;
+                }
+                if *shutdown.borrow() {
+                    return Err(NodeError::StandbyStopped);
+                }
+                std::thread::sleep(retry);
+            }
+            Err(e) => return Err(OpenError::Storage(e).into()),
+        }
+    };
+    tracing::info!(schema = %options.schema, epoch = store.lease_epoch(), "writer lease held; replaying from PostgreSQL");
+    let records = infhub_pg::PgRecords::new(&options.url, &options.schema).map_err(OpenError::Storage)?;
+    Ok(HubLedger::open_on_store(OsFs, ledger_config, params, key, Box::new(store), records)?)
 }

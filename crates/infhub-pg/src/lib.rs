@@ -11,13 +11,25 @@
 //! interleave its records with the first's. With a synchronous standby the store never
 //! acknowledges a batch the standby did not confirm: a commit whose wait for the standby ended
 //! (the commit timeout) is committed on the primary only, and the append fails so the ledger
-//! stops (`require_synchronous_standby` refuses a server without one). The writer lease and
-//! failover are the next steps of issue 23 (see `docs/decisions.md`, D36).
+//! stops (`require_synchronous_standby` refuses a server without one).
+//!
+//! One writer at a time holds the schema's writer lease (`writer_lease`: holder, epoch,
+//! expiry). Opening takes it when it is free, expired, or held under the same writer name (a
+//! restart), raising its epoch; a thread renews it every third of its length. Every append
+//! renews it in the batch's own transaction, conditioned on the epoch this store took: once
+//! another writer has taken the lease (a standby, after this process was paused or cut off past
+//! the expiry), this store's next append fails with [`StoreError::Fenced`] and commits nothing,
+//! so an old writer can never commit again (D37). [`PgRecords`] reads records beside the
+//! writer for the account history, on a connection and thread of its own.
 //!
 //! The client is the synchronous `postgres` crate (tokio-postgres underneath, runtime SQL, no
 //! query macros); like the file store, the store is driven from the ledger's writer thread.
 
+pub mod lease;
+mod records;
 pub mod server;
+
+pub use records::PgRecords;
 
 use infhub_ledger::file::MAX_RECORD_BYTES;
 use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
@@ -49,6 +61,12 @@ pub struct PgStoreOptions {
     /// commit whose standby did not confirm in time is cancelled by the store and stands on the
     /// primary only: the append fails (not replicated) and the ledger stops.
     pub commit_timeout_ms: u64,
+    /// This writer's name in the lease: a writer opening under the name that holds the lease
+    /// (the same node restarted) takes it at once; another waits for it to expire.
+    pub writer_name: String,
+    /// How long the writer lease lasts unrenewed; it is renewed every third of this. A standby
+    /// takes over at most this long after the active writer stops.
+    pub lease_ms: u64,
 }
 
 impl PgStoreOptions {
@@ -59,13 +77,17 @@ impl PgStoreOptions {
             schema: schema.into(),
             require_synchronous_standby: false,
             commit_timeout_ms: 10_000,
+            writer_name: format!("pid-{}", std::process::id()),
+            lease_ms: lease::DEFAULT_LEASE_MS,
         }
     }
 }
 
 /// The ledger's log and snapshots in PostgreSQL.
 pub struct PgStore {
-    client: Client,
+    /// The writer's connection (in a mutex only so the hub's threads can share the ledger
+    /// holding it: the writer alone uses it, through `&mut`).
+    client: std::sync::Mutex<Conn>,
     schema: String,
     /// The newest sequence number stored (0: none).
     last_seq: u64,
@@ -75,24 +97,43 @@ pub struct PgStore {
     replication_unconfirmed: Arc<AtomicBool>,
     /// Longest wait for a commit (zero: no limit).
     commit_timeout: Duration,
+    /// The writer lease this store holds, renewed beside it.
+    lease: lease::Lease,
+}
+
+/// A connection that is closed on a thread of its own: closing the synchronous client blocks
+/// on its runtime, which must not happen on an async runtime's thread (where the node drops
+/// its state when it stops).
+struct Conn(Option<Client>);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
+}
+
+fn conn(m: &mut std::sync::Mutex<Conn>) -> &mut Client {
+    m.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).0.as_mut().expect("open until dropped")
 }
 
 /// The server's words when it stops waiting for a synchronous standby (a cancelled wait, the
 /// statement timeout included): the commit stands on the primary alone.
 const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
-fn db(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+pub(crate) fn db(what: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
     move |e| match e.as_db_error() {
         Some(d) => StoreError::Database(format!("{what}: {} (SQLSTATE {})", d.message(), d.code().code())),
         None => StoreError::Database(format!("{what}: {e}")),
     }
 }
 
-fn seq_param(seq: u64) -> Result<i64, StoreError> {
+pub(crate) fn seq_param(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Database(format!("sequence number {seq} beyond bigint")))
 }
 
-fn seq_of(v: i64) -> Result<u64, StoreError> {
+pub(crate) fn seq_of(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative sequence number {v} in the database")))
 }
 
@@ -126,7 +167,7 @@ fn encode_batch(records: &[LogRecord]) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decodes a row's body; anything else than whole records is damage.
-fn decode_batch(first_seq: u64, body: &[u8]) -> Result<Vec<LogRecord>, StoreError> {
+pub(crate) fn decode_batch(first_seq: u64, body: &[u8]) -> Result<Vec<LogRecord>, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(format!("batch at seq {first_seq}: {what}"));
     let mut out = Vec::new();
     let mut rest = body;
@@ -190,7 +231,12 @@ impl PgStore {
                      first_seq bigint PRIMARY KEY,
                      last_seq bigint NOT NULL UNIQUE CHECK (last_seq >= first_seq),
                      records bytea NOT NULL);
-                 CREATE TABLE IF NOT EXISTS {s}.snapshots (seq bigint PRIMARY KEY, ledger bytea NOT NULL);"
+                 CREATE TABLE IF NOT EXISTS {s}.snapshots (seq bigint PRIMARY KEY, ledger bytea NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {s}.writer_lease (
+                     id int PRIMARY KEY CHECK (id = 1),
+                     holder text NOT NULL,
+                     epoch bigint NOT NULL,
+                     expires_at timestamptz NOT NULL);"
             ))
             .map_err(db("create the schema"))?;
         client
@@ -207,19 +253,26 @@ impl PgStore {
                 expected: FORMAT.to_string(),
             });
         }
+        let lease = lease::Lease::take(&mut client, options)?;
         let last: Option<i64> = client
             .query_one(&format!("SELECT max(last_seq) FROM {s}.batches"), &[])
             .map_err(db("read the newest batch"))?
             .get(0);
         let last_seq = last.map(seq_of).transpose()?.unwrap_or(0);
         Ok(PgStore {
-            client,
+            client: std::sync::Mutex::new(Conn(Some(client))),
             schema: s.clone(),
             last_seq,
             stats: StoreStats::default(),
             replication_unconfirmed,
             commit_timeout: Duration::from_millis(options.commit_timeout_ms),
+            lease,
         })
+    }
+
+    /// The lease epoch this store writes under (each taking of the lease raises it).
+    pub fn lease_epoch(&self) -> i64 {
+        self.lease.epoch()
     }
 
     /// The newest sequence number stored (0: none).
@@ -229,8 +282,7 @@ impl PgStore {
 
     fn records_after(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {
         let s = &self.schema;
-        let rows = self
-            .client
+        let rows = conn(&mut self.client)
             .query(
                 &format!("SELECT first_seq, records FROM {s}.batches WHERE last_seq > $1 ORDER BY first_seq"),
                 &[&seq_param(after)?],
@@ -261,7 +313,9 @@ impl LogStore for PgStore {
         assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1), "a batch's sequence numbers are contiguous");
         let body = encode_batch(records)?;
         let s = &self.schema;
-        let mut tx = self.client.transaction().map_err(db("begin"))?;
+        let mut tx = conn(&mut self.client).transaction().map_err(db("begin"))?;
+        // Fencing: the batch commits only while this store's lease epoch holds.
+        self.lease.renew_in(&mut tx)?;
         // Only the batch that follows the newest stored one: a second writer on this schema
         // (or a replayed batch) is refused, never interleaved.
         let written = tx
@@ -319,7 +373,8 @@ impl LogStore for PgStore {
 
     fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
         let s = &self.schema;
-        let mut tx = self.client.transaction().map_err(db("begin"))?;
+        let mut tx = conn(&mut self.client).transaction().map_err(db("begin"))?;
+        self.lease.renew_in(&mut tx)?;
         tx.execute(
             &format!(
                 "INSERT INTO {s}.snapshots (seq, ledger) VALUES ($1, $2)
@@ -341,8 +396,7 @@ impl LogStore for PgStore {
 
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let s = &self.schema;
-        let row = self
-            .client
+        let row = conn(&mut self.client)
             .query_opt(&format!("SELECT seq, ledger FROM {s}.snapshots ORDER BY seq DESC LIMIT 1"), &[])
             .map_err(db("read the newest snapshot"))?;
         row.map(|r| Ok((seq_of(r.get(0))?, r.get::<_, Vec<u8>>(1)))).transpose()

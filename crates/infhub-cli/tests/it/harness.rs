@@ -28,6 +28,8 @@ pub(crate) struct Env {
     pub provider: DynProvider,
     pub tmp: tempfile::TempDir,
     pub hub_url: String,
+    /// The hub node's configuration, as written for it.
+    pub config: infhub_node::config::Config,
     config_path: PathBuf,
     node: Option<Child>,
 }
@@ -56,7 +58,8 @@ impl Env {
         adjust(&mut c);
         let config_path = tmp.path().join("hub.toml");
         std::fs::write(&config_path, toml::to_string(&c).expect("toml")).expect("write config");
-        let mut env = Env { anvil, d, provider, tmp, hub_url: format!("http://{listen}"), config_path, node: None };
+        let hub_url = format!("http://{listen}");
+        let mut env = Env { anvil, d, provider, tmp, hub_url, config: c, config_path, node: None };
         env.start_hub().await;
         env
     }
@@ -64,23 +67,28 @@ impl Env {
     /// Starts (or restarts) the hub node process on the same data directory.
     pub(crate) async fn start_hub(&mut self) {
         assert!(self.node.is_none(), "hub already running");
-        let child = infhub()
-            .args(["run", "--config"])
-            .arg(&self.config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn infhub run");
-        self.node = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
+        self.node = Some(spawn_node(&self.config_path));
+        wait_serving(&self.hub_url, 30).await;
+    }
+
+    /// Starts another hub node process with `config` (written to `<tmp>/<name>.toml`), without
+    /// waiting for it to serve.
+    pub(crate) fn spawn_other_node(&self, config: &infhub_node::config::Config, name: &str) -> Child {
+        let path = self.tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&path, toml::to_string(config).expect("toml")).expect("write config");
+        spawn_node(&path)
+    }
+
+    /// Waits up to `secs` for the hub node process to exit by itself; its status.
+    pub(crate) async fn wait_hub_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let child = self.node.as_mut().expect("hub running");
+        let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            if let Ok(r) = client.get(format!("{}/v1/info", self.hub_url)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.node = None;
+                return status;
             }
-            assert!(Instant::now() < deadline, "hub did not start");
+            assert!(Instant::now() < deadline, "the hub process did not exit");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -246,9 +254,54 @@ impl Env {
     }
 }
 
+/// Starts `infhub run` with the configuration at `config_path`; its log goes to the same path
+/// with `.log` added.
+fn spawn_node(config_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config_path.with_extension("log"))
+        .expect("node log file");
+    infhub()
+        .args(["run", "--config"])
+        .arg(config_path)
+        .stdout(log)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn infhub run")
+}
+
+/// Waits up to `secs` until the hub at `url` answers `/v1/info`.
+pub(crate) async fn wait_serving(url: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/info")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the hub at {url} did not start serving");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         self.kill_hub();
+        if std::thread::panicking() {
+            // A failed scenario shows the end of each hub process's log.
+            for e in std::fs::read_dir(self.tmp.path()).into_iter().flatten().flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("--- {} (last {} lines)", e.path().display(), tail.len());
+                    for line in tail.iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -7,5 +7,6 @@
 mod checkpoints;
 mod harness;
 mod hostile;
+mod postgres;
 mod scenarios;
 mod towers;

@@ -5,8 +5,8 @@
 //! simulated disk (crashes, torn writes) covers the history as it covers the log.
 
 use super::projection::{entries_of, payment_result, FirstResult, HistoryEntry};
-use crate::file::LogReader;
 use crate::fs::{Fs, FsFile, OsFs};
+use crate::store::RecordSource;
 use crate::{LogRecord, StoreError};
 use infhub_core::ledger::{fill_proofs, Command, Outcome, Payout};
 use infhub_core::{Address, Domain, B256};
@@ -140,7 +140,7 @@ impl History<OsFs> {
     /// [`History::open_on`] the operating system's file system.
     pub fn open(
         dir: &Path,
-        reader: LogReader,
+        reader: impl RecordSource + 'static,
         domain: Domain,
         last_seq: u64,
         checkpoint_every_records: u64,
@@ -157,7 +157,7 @@ impl<F: Fs + Clone> History<F> {
     pub fn open_on(
         fs: F,
         dir: &Path,
-        reader: LogReader<F>,
+        reader: impl RecordSource + 'static,
         domain: Domain,
         last_seq: u64,
         checkpoint_every_records: u64,
@@ -179,7 +179,7 @@ impl<F: Fs + Clone> History<F> {
             fs.truncate(&entries_path, entries_count * INDEX_ENTRY_BYTES)?;
         }
         let entries = fs.open_append(&entries_path)?;
-        let reader = Arc::new(HistoryReader { log: reader, fs: fs.clone(), entries: entries_path, domain });
+        let reader = Arc::new(HistoryReader { log: Box::new(reader), fs: fs.clone(), entries: entries_path, domain });
         let mut h = History {
             fs,
             dir: dir.to_path_buf(),
@@ -377,7 +377,7 @@ fn newest_checkpoint<F: Fs>(fs: &F, dir: &Path) -> Result<Option<Checkpoint>, Hi
 
 /// Reads entries and the records they point at, with their proofs signed.
 pub struct HistoryReader<F: Fs = OsFs> {
-    log: LogReader<F>,
+    log: Box<dyn RecordSource>,
     fs: F,
     /// `entries.bin`.
     entries: PathBuf,

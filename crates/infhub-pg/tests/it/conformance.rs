@@ -7,10 +7,11 @@ use infhub_core::ledger::{Command, Ledger, Outcome};
 use infhub_core::{Amount, PrivateKey};
 use infhub_ledger::durable::{DurableLedger, DurableParams, ExecuteError};
 use infhub_ledger::file::{FileStore, FileStoreOptions};
+use infhub_ledger::store::RecordSource;
 use infhub_ledger::store::{LogRecord, LogStore, StoreError};
 use infhub_ledger::testkit::{genesis, key, params, payment};
 use infhub_pg::server::LocalPostgres;
-use infhub_pg::{PgStore, PgStoreOptions};
+use infhub_pg::{PgRecords, PgStore, PgStoreOptions};
 
 const USERS: usize = 5;
 const BATCHES: usize = 30;
@@ -114,19 +115,53 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     // The same scenario as the file store's.
     scenario(&|| PgStore::open(&options("scenario")).expect("pg store"));
 
-    // A second writer on the same schema cannot interleave: the batch that does not follow
-    // the newest stored one is refused, and nothing of it is stored.
-    let mut first = PgStore::open(&options("two_writers")).expect("open");
-    let mut second = PgStore::open(&options("two_writers")).expect("open");
+    // A second writer under the same name (the node restarted) takes the lease at once and
+    // fences the first: its next append commits nothing. A batch that does not follow the
+    // newest stored one is refused (a replayed or skipped batch).
+    let named = |name: &str| PgStoreOptions { writer_name: name.into(), ..options("two_writers") };
+    let mut first = PgStore::open(&named("hub-a")).expect("open");
     first.append(&[record(1), record(2)]).expect("first writer");
-    let refused = second.append(&[record(1)]);
-    assert!(matches!(refused, Err(StoreError::Database(ref m)) if m.contains("does not follow")), "{refused:?}");
-    let skipped = first.append(&[record(4)]);
+    let mut second = PgStore::open(&named("hub-a")).expect("the same writer restarted");
+    assert_eq!(second.lease_epoch(), first.lease_epoch() + 1, "taking the lease raises its epoch");
+    let fenced = first.append(&[record(3)]);
+    assert!(matches!(fenced, Err(StoreError::Fenced(ref m)) if m.contains("hub-a")), "{fenced:?}");
+    let replayed = second.append(&[record(2)]);
+    assert!(matches!(replayed, Err(StoreError::Database(ref m)) if m.contains("does not follow")), "{replayed:?}");
+    let skipped = second.append(&[record(4)]);
     assert!(matches!(skipped, Err(StoreError::Database(_))), "a gap is refused: {skipped:?}");
-    first.append(&[record(3)]).expect("the next batch");
+    second.append(&[record(3)]).expect("the next batch");
     let seqs: Vec<u64> = second.load_records(0).expect("read").iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(seqs, vec![1, 2, 3], "nothing of the fenced writer's batch is stored");
     assert_eq!(second.load_records(2).expect("read after").len(), 1, "records after a seq only");
+    // A writer of another name is refused while the lease runs, by name.
+    let held = PgStore::open(&named("hub-b"));
+    assert!(matches!(held, Err(StoreError::LeaseHeld(ref m)) if m.contains("hub-a")), "{:?}", held.err());
+    // Once the lease has expired (its holder paused or cut off: here the row is aged, as the
+    // holder's renewals are every third of a long lease), another writer takes it, and the old
+    // holder's next append is fenced inside its own transaction.
+    let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    admin
+        .execute("UPDATE two_writers.writer_lease SET expires_at = clock_timestamp() - interval '1 second'", &[])
+        .expect("age the lease");
+    let mut standby = PgStore::open(&named("hub-b")).expect("the standby takes the expired lease");
+    assert_eq!(standby.lease_epoch(), second.lease_epoch() + 1);
+    let fenced = second.append(&[record(4)]);
+    assert!(matches!(fenced, Err(StoreError::Fenced(ref m)) if m.contains("hub-b")), "{fenced:?}");
+    let fenced_snapshot = second.write_snapshot(3, b"ledger");
+    assert!(matches!(fenced_snapshot, Err(StoreError::Fenced(_))), "{fenced_snapshot:?}");
+    standby.append(&[record(4)]).expect("the new writer goes on");
+    // The history's reader sees what the writers committed, beside them.
+    let records = PgRecords::new(&server.url(), "two_writers").expect("reader");
+    assert_eq!(records.first_seq().expect("first"), Some(1));
+    let read: Vec<u64> = records.read_range(2, 4).expect("range").iter().map(|r| r.seq).collect();
+    assert_eq!(read, vec![2, 3, 4]);
+    let missing = records.read_range(4, 5);
+    assert!(matches!(missing, Err(StoreError::Corrupt(_))), "a record not stored is named: {missing:?}");
+    assert!(records.read_range(3, 2).expect("empty").is_empty());
+    // Bad lease settings are named.
+    let short = PgStore::open(&PgStoreOptions { lease_ms: 10, ..named("hub-c") });
+    assert!(matches!(short, Err(StoreError::Database(ref m)) if m.contains("lease")), "{:?}", short.err());
+    drop((first, second, standby));
 
     // A schema written in another format is refused by name, and left as it was.
     let mut c = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
@@ -198,7 +233,18 @@ fn a_batch_no_synchronous_standby_confirmed_is_not_acknowledged() {
     let r = store.append(&[record(3)]);
     assert!(matches!(r, Err(StoreError::Database(ref m)) if m.contains("no synchronous standby confirmed")), "{r:?}");
     // It stands on the primary alone: a reopened store sees it (what a failover could lose).
-    let mut reopened = PgStore::open(&PgStoreOptions::new(primary.url(), "sync")).expect("reopen");
+    let mut reopened = PgStore::open(&PgStoreOptions {
+        writer_name: required.writer_name.clone(),
+        ..PgStoreOptions::new(primary.url(), "sync")
+    })
+    .expect("reopen under the same writer name");
     assert_eq!(reopened.last_seq(), 3);
     assert_eq!(reopened.load_records(0).expect("read").len(), 3);
+}
+
+#[test]
+fn the_store_and_its_reader_are_shared_by_the_hub_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<PgStore>();
+    shared::<PgRecords>();
 }
