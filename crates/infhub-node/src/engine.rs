@@ -36,6 +36,10 @@ pub enum WriteError {
     /// Storage failed; the node stopped acknowledging writes.
     #[error("storage failed: {0}")]
     StorageFailed(String),
+    /// The database failed or is unreachable; the node is reopening the ledger from it and
+    /// acknowledges no write until it has.
+    #[error("storage unavailable, reopening: {0}")]
+    StorageUnavailable(String),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     Stopped,
@@ -155,7 +159,28 @@ pub struct Node {
     pub towers: Arc<crate::towers::TowerRegistry>,
     /// Set (once) when the node must stop at once: another writer took the store's lease.
     fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// Opens the ledger again from its store (PostgreSQL): after a storage failure the writer
+    /// reopens with it instead of refusing writes until a restart.
+    reopen: Mutex<Option<Arc<Reopen>>>,
+    /// Why writes are refused (a storage failure not yet reopened from), shared by the writer
+    /// and the reopening thread.
+    storage_down: Mutex<Option<String>>,
 }
+
+/// Opens the ledger again from its store, or says why not (and whether that is for good).
+pub type Reopen = dyn Fn() -> Result<State, ReopenError> + Send + Sync;
+
+/// Why a reopen failed.
+#[derive(Debug)]
+pub enum ReopenError {
+    /// Try again shortly (the database is still unreachable).
+    Retry(String),
+    /// Another writer holds the lease: this node must stop.
+    Fatal(String),
+}
+
+/// How often a reopen is tried while storage is down.
+pub const REOPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Node {
     /// Builds the shared node and starts the writer thread. Returns the receiver the chain
@@ -188,6 +213,8 @@ impl Node {
             chain_requests,
             towers,
             fatal: tokio::sync::watch::channel(None).0,
+            reopen: Mutex::new(None),
+            storage_down: Mutex::new(None),
         });
         node.update_books();
         let writer_node = node.clone();
@@ -286,6 +313,64 @@ impl Node {
         }
     }
 
+    /// After a storage failure, reopen the ledger with `reopen` (in the background) instead of
+    /// refusing writes until a restart.
+    pub fn set_reopen(&self, reopen: Box<Reopen>) {
+        *self.reopen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(reopen));
+    }
+
+    /// Why writes are refused now, if they are (the `/v1/info` `storage` field, metrics).
+    pub fn storage_down(&self) -> Option<String> {
+        self.storage_down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Marks storage down for `reason` and, if the node can reopen its ledger, starts a thread
+    /// that retries until it has (then swaps the state and lets writes through again), or
+    /// stops the node when another writer took over. Returns whether a reopen is under way.
+    fn storage_failed(self: &Arc<Self>, reason: &str) -> bool {
+        self.metrics.storage_down.store(1, Ordering::Relaxed);
+        let Some(reopen) = self.reopen.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            *self.storage_down.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+            return false;
+        };
+        {
+            let mut down = self.storage_down.lock().unwrap_or_else(|p| p.into_inner());
+            if down.is_some() {
+                return true;
+            }
+            *down = Some(reason.to_string());
+        }
+        tracing::warn!(%reason, "storage failed; reopening the ledger from the database");
+        let node = self.clone();
+        let spawned = std::thread::Builder::new().name("infhub-reopen".into()).spawn(move || loop {
+            match reopen() {
+                Ok(state) => {
+                    let replayed = state.recovery().replayed;
+                    *node.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+                    *node.storage_down.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    node.metrics.storage_reopens.fetch_add(1, Ordering::Relaxed);
+                    node.metrics.storage_down.store(0, Ordering::Relaxed);
+                    tracing::info!(replayed, "ledger reopened from the database; writes accepted again");
+                    return;
+                }
+                Err(ReopenError::Fatal(why)) => {
+                    tracing::error!(%why, "cannot reopen the ledger: stopping");
+                    node.fail(why);
+                    return;
+                }
+                Err(ReopenError::Retry(why)) => {
+                    tracing::warn!(%why, "reopen failed; retrying");
+                    std::thread::sleep(REOPEN_RETRY);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the reopening thread");
+            return false;
+        }
+        true
+    }
+
     /// Stops the node at once for `reason` (the writer was fenced): [`crate::run`] returns
     /// with it as an error.
     pub fn fail(&self, reason: String) {
@@ -332,7 +417,6 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
             }
         }
     };
-    let mut failed: Option<String> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         drain(&mut rx, &mut jobs);
@@ -345,9 +429,14 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
         for j in &jobs {
             node.metrics.write_queue_seconds.observe(taken_at.saturating_duration_since(j.queued_at).as_secs_f64());
         }
-        if let Some(reason) = &failed {
+        if let Some(reason) = node.storage_down() {
+            let reopening = node.reopen.lock().unwrap_or_else(|p| p.into_inner()).is_some();
             for j in jobs {
-                j.answer(Err(WriteError::StorageFailed(reason.clone())));
+                j.answer(Err(if reopening {
+                    WriteError::StorageUnavailable(reason.clone())
+                } else {
+                    WriteError::StorageFailed(reason.clone())
+                }));
             }
             continue;
         }
@@ -379,19 +468,25 @@ fn writer(node: Arc<Node>, mut rx: mpsc::Receiver<Job>) {
                     job.answer(Ok(result));
                 }
                 node.notify_all(commit.notices);
-                if let Some(reason) = node.read().stopped() {
-                    failed = Some(reason.to_string());
+                let stopped = node.read().stopped().map(str::to_string);
+                if let Some(reason) = stopped {
+                    node.storage_failed(&reason);
                 }
             }
             Err(CommitError::StorageFailed(reason)) => {
+                let fenced = node.read().fenced();
+                let reopening = !fenced && node.storage_failed(&reason);
                 for j in jobs {
-                    j.answer(Err(WriteError::StorageFailed(reason.clone())));
+                    j.answer(Err(if reopening {
+                        WriteError::StorageUnavailable(reason.clone())
+                    } else {
+                        WriteError::StorageFailed(reason.clone())
+                    }));
                 }
-                if node.read().fenced() {
+                if fenced {
                     tracing::error!(%reason, "fenced: another hub process took the writer lease; stopping");
                     node.fail(reason.clone());
                 }
-                failed = Some(reason);
             }
         }
     }

@@ -137,7 +137,11 @@ pub async fn run(
     let towers = std::sync::Arc::new(
         towers::TowerRegistry::open(&config.node.data_dir).map_err(|e| NodeError::Towers(e.to_string()))?,
     );
+    let reopen = reopen_of(&config, domain, hub, &key);
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, towers.clone());
+    if let Some(reopen) = reopen {
+        node.set_reopen(reopen);
+    }
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
@@ -184,6 +188,29 @@ pub async fn run(
     Ok(())
 }
 
+fn ledger_params_of(config: &Config, domain: Domain, hub: infhub_core::Address) -> LedgerParams {
+    LedgerParams {
+        domain,
+        hub,
+        max_withdrawal_expiry_blocks: config.limits.max_withdrawal_expiry_blocks,
+        max_accounts: config.limits.max_accounts,
+        max_queued_payouts: config.limits.max_queued_payouts,
+        max_payment_amount: config.limits.max_payment_amount,
+        transfer_ids_kept: config.limits.transfer_ids_kept,
+    }
+}
+
+fn ledger_config_of(config: &Config) -> HubLedgerConfig {
+    HubLedgerConfig {
+        data_dir: config.node.data_dir.clone(),
+        max_segment_bytes: config.node.max_segment_bytes,
+        snapshot_every_records: config.node.snapshot_every_records,
+        max_batch_commands: config.limits.max_batch_commands,
+        // Snapshots are encoded and written off the writer thread (D27).
+        background_snapshots: true,
+    }
+}
+
 /// Opens the durable ledger (replaying its log) from the configured store and reports what
 /// was recovered. On PostgreSQL the writer lease is taken first; a standby waits for it.
 async fn open_ledger(
@@ -193,23 +220,8 @@ async fn open_ledger(
     key: PrivateKey,
     shutdown: watch::Receiver<bool>,
 ) -> Result<HubLedger<OsFs>, NodeError> {
-    let params = LedgerParams {
-        domain,
-        hub,
-        max_withdrawal_expiry_blocks: config.limits.max_withdrawal_expiry_blocks,
-        max_accounts: config.limits.max_accounts,
-        max_queued_payouts: config.limits.max_queued_payouts,
-        max_payment_amount: config.limits.max_payment_amount,
-        transfer_ids_kept: config.limits.transfer_ids_kept,
-    };
-    let ledger_config = HubLedgerConfig {
-        data_dir: config.node.data_dir.clone(),
-        max_segment_bytes: config.node.max_segment_bytes,
-        snapshot_every_records: config.node.snapshot_every_records,
-        max_batch_commands: config.limits.max_batch_commands,
-        // Snapshots are encoded and written off the writer thread (D27).
-        background_snapshots: true,
-    };
+    let params = ledger_params_of(config, domain, hub);
+    let ledger_config = ledger_config_of(config);
     let state = match config.store.kind {
         StoreKind::File => HubLedger::open(OsFs, &ledger_config, params, key)?,
         StoreKind::Postgres => {
@@ -234,6 +246,34 @@ async fn open_ledger(
         "ledger recovered"
     );
     Ok(state)
+}
+
+/// On PostgreSQL, how the writer reopens the ledger after a storage failure (the same writer
+/// name retakes its lease at once; a lease another writer holds stops the node).
+fn reopen_of(
+    config: &Config,
+    domain: Domain,
+    hub: infhub_core::Address,
+    key: &PrivateKey,
+) -> Option<Box<engine::Reopen>> {
+    if config.store.kind != StoreKind::Postgres {
+        return None;
+    }
+    let options = pg_options(config);
+    let ledger_config = ledger_config_of(config);
+    let params = ledger_params_of(config, domain, hub);
+    let key = key.clone();
+    Some(Box::new(move || {
+        let (_never, shutdown) = watch::channel(false);
+        let retry = std::time::Duration::ZERO;
+        match open_on_postgres(&options, &ledger_config, params, key.clone(), false, retry, &shutdown) {
+            Ok(state) => Ok(state),
+            Err(NodeError::Open(OpenError::Storage(infhub_ledger::StoreError::LeaseHeld(why)))) => {
+                Err(engine::ReopenError::Fatal(format!("fenced: {why}")))
+            }
+            Err(e) => Err(engine::ReopenError::Retry(e.to_string())),
+        }
+    }))
 }
 
 /// The PostgreSQL store's options from the configuration.

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub transfers: AtomicU64,
     /// Group commits (fsyncs).
     pub commits: AtomicU64,
+    /// Times the ledger was reopened from its database after a storage failure.
+    pub storage_reopens: AtomicU64,
+    /// 1 while writes are refused after a storage failure (until reopened or restarted).
+    pub storage_down: AtomicU64,
     /// Chain head seen.
     pub chain_head: AtomicU64,
     /// Highest confirmed block applied.
@@ -137,6 +141,8 @@ impl Default for Metrics {
             snapshot_background_seconds: Histogram::new(SNAPSHOT_BOUNDS),
             transfers: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            storage_reopens: AtomicU64::new(0),
+            storage_down: AtomicU64::new(0),
             chain_head: AtomicU64::new(0),
             chain_confirmed: AtomicU64::new(0),
             chain_events_refused: AtomicU64::new(0),
@@ -267,6 +273,10 @@ impl Metrics {
         };
         g(&mut out, "infhub_transfers_total", "counter", "Transfers applied.", self.transfers.load(Ordering::Relaxed));
         g(&mut out, "infhub_ledger_commits_total", "counter", "Group commits.", self.commits.load(Ordering::Relaxed));
+        let reopens = self.storage_reopens.load(Ordering::Relaxed);
+        g(&mut out, "infhub_storage_reopens_total", "counter", "Ledger reopened from its database.", reopens);
+        let down = self.storage_down.load(Ordering::Relaxed);
+        g(&mut out, "infhub_storage_down", "gauge", "1 while writes are refused after a storage failure.", down);
         g(
             &mut out,
             "infhub_shed_total",

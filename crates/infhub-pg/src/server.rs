@@ -16,8 +16,10 @@ pub struct LocalPostgres {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
-    /// The loopback port it listens on.
+    /// The loopback port it listens on (0 while stopped).
     pub port: u16,
+    /// The port it listened on before [`LocalPostgres::stop`].
+    stopped_port: u16,
 }
 
 /// Why the server could not be started.
@@ -75,7 +77,7 @@ impl LocalPostgres {
         if as_postgres {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir), "chown")?;
         }
-        let mut server = LocalPostgres { bin, data, as_postgres, port: 0 };
+        let mut server = LocalPostgres { bin, data, as_postgres, port: 0, stopped_port: 0 };
         let data_arg = server.data.display().to_string();
         server.run_pg("initdb", &["-D", &data_arg, "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-sync"])?;
         server.start_on_free_port(dir)?;
@@ -89,8 +91,13 @@ impl LocalPostgres {
         if self.as_postgres {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir), "chown")?;
         }
-        let mut standby =
-            LocalPostgres { bin: self.bin.clone(), data: dir.join("pgdata"), as_postgres: self.as_postgres, port: 0 };
+        let mut standby = LocalPostgres {
+            bin: self.bin.clone(),
+            data: dir.join("pgdata"),
+            as_postgres: self.as_postgres,
+            port: 0,
+            stopped_port: 0,
+        };
         let data_arg = standby.data.display().to_string();
         let primary = format!("host=127.0.0.1 port={} user={ROLE} application_name={application_name}", self.port);
         standby.run_pg("pg_basebackup", &["-D", &data_arg, "-R", "-X", "stream", "-d", &primary, "--no-sync"])?;
@@ -118,8 +125,25 @@ impl LocalPostgres {
     pub fn stop(&mut self) -> Result<(), ServerError> {
         let data = self.data.display().to_string();
         let r = self.run_pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+        if self.port != 0 {
+            self.stopped_port = self.port;
+        }
         self.port = 0;
         r
+    }
+
+    /// Starts a stopped server again on the port it had (its clients reconnect to the same
+    /// address), logging to `log`; returns once it accepts connections.
+    pub fn start_again(&mut self, log: &Path) -> Result<(), ServerError> {
+        if self.stopped_port == 0 {
+            return Err(ServerError::Command("start_again: the server was not stopped".into()));
+        }
+        let data_arg = self.data.display().to_string();
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.stopped_port, data_arg);
+        let log = log.display().to_string();
+        self.run_pg("pg_ctl", &["-D", &data_arg, "-l", &log, "-o", &options, "-w", "-t", "60", "start"])?;
+        self.port = self.stopped_port;
+        Ok(())
     }
 
     /// A connection string for the `postgres` database as [`ROLE`].

@@ -110,3 +110,92 @@ async fn a_standby_takes_the_lease_from_a_paused_writer_which_is_fenced_when_it_
     assert_eq!(amount(&v["balance"]), 66 * INF, "70 − 5 + 1: {v}");
     drop(pg);
 }
+
+/// The operator's view of `user`'s account (the node answers it from memory).
+async fn account(env: &Env, user: alloy::primitives::Address) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/accounts/{user}", env.hub_url))
+        .bearer_auth(crate::harness::OPERATOR)
+        .send()
+        .await
+        .expect("account");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// Operator purchase `id` of `amount` for `user`: the status and the error code, if any.
+async fn try_purchase(env: &Env, user: alloy::primitives::Address, amount: u128, id: u8) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/operator/purchases", env.hub_url))
+        .bearer_auth(crate::harness::OPERATOR)
+        .json(&serde_json::json!({"user": user, "amount": amount.to_string(), "purchaseId": format!("0x{id:064x}")}))
+        .send()
+        .await
+        .expect("purchase");
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, body["error"]["code"].as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_without_a_restart() {
+    let pg_dir = tempfile::tempdir().expect("tmp");
+    let mut pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let mut env = Env::start_with(|c| {
+        c.store.kind = StoreKind::Postgres;
+        c.store.postgres_url = Secret(pg.url());
+        c.store.postgres_schema = "outage".into();
+        c.store.require_synchronous_standby = false;
+        c.store.lease_ms = LEASE_MS;
+        c.node.log = "info".into();
+    })
+    .await;
+    let alice = env.user(1, "alice");
+    let bob = env.user(2, "bob");
+    env.register(&alice).await;
+    env.register(&bob).await;
+    env.purchase(alice.address, 100 * INF, 1).await;
+    env.ok(&alice, &["pay", &bob.address.to_string(), "10"]);
+
+    // The database goes away. A write is refused as retryable (503 storage_unavailable):
+    // nothing is acknowledged. Reads go on from memory, and the process keeps running.
+    pg.stop().unwrap_or_else(|e| panic!("stop postgres: {e}"));
+    let stopped = Instant::now();
+    let (status, code) = try_purchase(&env, alice.address, 7 * INF, 2).await;
+    assert_eq!((status, code.as_str()), (503, "storage_unavailable"), "a write while the database is down");
+    let (status, a) = account(&env, alice.address).await;
+    assert_eq!(status, 200, "a read while the database is down: {a}");
+    assert_eq!(amount(&a["balance"]), 90 * INF);
+    // Down for longer than the writer lease: every write meanwhile is refused the same way.
+    while stopped.elapsed() < Duration::from_millis(2 * LEASE_MS) {
+        let (status, code) = try_purchase(&env, alice.address, 7 * INF, 2).await;
+        assert_eq!((status, code.as_str()), (503, "storage_unavailable"), "still down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // It comes back on the same address: the node reopens the ledger from it by itself, and
+    // the retried purchase is applied once.
+    pg.start_again(&pg_dir.path().join("postgres.log")).unwrap_or_else(|e| panic!("restart postgres: {e}"));
+    let back = Instant::now();
+    env.until(60, "the node to accept writes again", || async {
+        try_purchase(&env, alice.address, 7 * INF, 2).await.0 == 200
+    })
+    .await;
+    println!(
+        "database down {} ms; writes accepted again {} ms after it came back",
+        back.duration_since(stopped).as_millis(),
+        back.elapsed().as_millis()
+    );
+    assert_eq!(try_purchase(&env, alice.address, 7 * INF, 2).await.0, 200, "a retry of the same purchase");
+    let (_, a) = account(&env, alice.address).await;
+    assert_eq!(amount(&a["balance"]), 97 * INF, "the purchase applied exactly once: {a}");
+    env.ok(&alice, &["pay", &bob.address.to_string(), "5"]);
+    assert_eq!(amount(&env.ok(&bob, &["balance"])["balance"]), 15 * INF);
+    let metrics = reqwest::get(format!("{}/metrics", env.hub_url)).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("infhub_storage_reopens_total 1"), "one reopen counted");
+    assert!(metrics.contains("infhub_storage_down 0"), "storage is up again");
+    // The node never restarted.
+    assert!(env.hub_pid().is_some());
+    env.kill_hub();
+    drop(pg);
+}

@@ -40,6 +40,9 @@ pub enum NodeError {
     Overloaded,
     /// The ledger could not be made durable: nothing was acknowledged.
     StorageFailed,
+    /// The database is unreachable and the node is reopening the ledger from it: nothing was
+    /// acknowledged; retry the same request (it is idempotent) shortly.
+    StorageUnavailable,
     /// The node is stopping.
     ShuttingDown,
     /// The chain refused a transaction the hub sent.
@@ -70,7 +73,7 @@ pub enum NodeError {
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 26] = [
+    pub const ALL: [NodeError; 27] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -84,6 +87,7 @@ impl NodeError {
         NodeError::LimitExceeded,
         NodeError::Overloaded,
         NodeError::StorageFailed,
+        NodeError::StorageUnavailable,
         NodeError::ShuttingDown,
         NodeError::ChainRejected,
         NodeError::ChainUnavailable,
@@ -115,6 +119,7 @@ impl NodeError {
             NodeError::RequestLimitExceeded | NodeError::LimitExceeded => "limit_exceeded",
             NodeError::Overloaded => "overloaded",
             NodeError::StorageFailed => "storage_failed",
+            NodeError::StorageUnavailable => "storage_unavailable",
             NodeError::ShuttingDown => "shutting_down",
             NodeError::ChainRejected => "chain_rejected",
             NodeError::ChainUnavailable => "chain_unavailable",
@@ -146,6 +151,7 @@ impl NodeError {
             NodeError::LimitExceeded
             | NodeError::Overloaded
             | NodeError::StorageFailed
+            | NodeError::StorageUnavailable
             | NodeError::ShuttingDown
             | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
@@ -248,6 +254,7 @@ impl From<WriteError> for ApiError {
         let kind = match e {
             WriteError::Overloaded(_) => NodeError::Overloaded,
             WriteError::StorageFailed(_) => NodeError::StorageFailed,
+            WriteError::StorageUnavailable(_) => NodeError::StorageUnavailable,
             WriteError::Stopped => NodeError::ShuttingDown,
         };
         ApiError::new(kind, e.to_string())
