@@ -77,6 +77,11 @@ struct Args {
     /// file store and on PostgreSQL (a throwaway server it starts), with the ratio.
     #[arg(long)]
     store_bench: Option<usize>,
+    /// The node's ledger store for the HTTP run: `file`, `postgres` (a throwaway PostgreSQL 15
+    /// the bench starts, asynchronous mode: one server), or `both` (the same run on each, in
+    /// turn, with the ratios).
+    #[arg(long, value_enum, default_value_t = BenchStore::File)]
+    store: BenchStore,
     /// Token base units each transfer moves.
     #[arg(long, default_value_t = 1)]
     amount: u128,
@@ -95,6 +100,17 @@ struct Args {
     /// The node's `liquidity.realize_when_payer_reaches` (base units).
     #[arg(long)]
     realize_payer_at: Option<u128>,
+}
+
+/// Which store the node under test keeps its ledger in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BenchStore {
+    /// The embedded file store.
+    File,
+    /// PostgreSQL.
+    Postgres,
+    /// One run on each, then the ratios.
+    Both,
 }
 
 /// Hard limits of the generator itself.
@@ -251,6 +267,8 @@ pub(crate) struct Node {
     child: Child,
     url: String,
     data_dir: PathBuf,
+    /// The database of a node on PostgreSQL (stopped after the node).
+    _postgres: Option<infhub_pg::server::LocalPostgres>,
 }
 
 impl Drop for Node {
@@ -260,7 +278,13 @@ impl Drop for Node {
     }
 }
 
-async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Args) -> Result<Node, String> {
+async fn start_node(
+    anvil: &Anvil,
+    d: &anvil::Deployment,
+    dir: &Path,
+    args: &Args,
+    store: BenchStore,
+) -> Result<Node, String> {
     let port = anvil::free_port().map_err(fail)?;
     let data_dir = dir.join("data");
     let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
@@ -282,6 +306,19 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Arg
     if let Some(v) = args.realize_payer_at {
         c.liquidity.realize_when_payer_reaches = Amount(v);
     }
+    let postgres = if store == BenchStore::Postgres {
+        let pg_dir = dir.join("postgres");
+        std::fs::create_dir_all(&pg_dir).map_err(fail)?;
+        let pg = infhub_pg::server::LocalPostgres::start(&pg_dir).map_err(|e| format!("start postgres: {e}"))?;
+        c.store.kind = infhub_node::config::StoreKind::Postgres;
+        c.store.postgres_url = infhub_node::config::Secret(pg.url());
+        // One server: asynchronous mode (a synchronous standby on the same two cores would
+        // measure the machine twice over, not the store).
+        c.store.require_synchronous_standby = false;
+        Some(pg)
+    } else {
+        None
+    };
     let path = dir.join("infhub.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
     let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
@@ -292,7 +329,7 @@ async fn start_node(anvil: &Anvil, d: &anvil::Deployment, dir: &Path, args: &Arg
         .stderr(log)
         .spawn()
         .map_err(fail)?;
-    let node = Node { child, url: format!("http://127.0.0.1:{port}"), data_dir };
+    let node = Node { child, url: format!("http://127.0.0.1:{port}"), data_dir, _postgres: postgres };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -433,6 +470,36 @@ async fn run(args: Args) -> Result<(), String> {
             .join()
             .map_err(|_| "the store bench panicked".to_string())?;
     }
+    let stores = match args.store {
+        BenchStore::Both => vec![BenchStore::File, BenchStore::Postgres],
+        one => vec![one],
+    };
+    let mut results = Vec::new();
+    for store in stores {
+        println!("\ninfhub-bench: the node on the {store:?} store");
+        results.push((store, run_http(&args, store).await?));
+    }
+    let result = if let [(_, file), (_, pg)] = &results[..] {
+        let ratio = |key: &str| file[key].as_f64().unwrap_or(0.0) / pg[key].as_f64().unwrap_or(f64::NAN);
+        let custodial = file["custodial"]["transfersPerSecond"].as_f64().unwrap_or(0.0)
+            / pg["custodial"]["transfersPerSecond"].as_f64().unwrap_or(f64::NAN);
+        let p99 = |r: &Value| r["latencyMs"]["p99"].as_f64().unwrap_or(0.0);
+        println!("\n| file store / PostgreSQL, same run | value |");
+        println!("|---|---|");
+        println!("| signed transfers/s ratio | {:.2} |", ratio("transfersPerSecond"));
+        println!("| custodial transfers/s ratio | {custodial:.2} |");
+        println!("| signed latency p99 (ms), file / PostgreSQL | {:.2} / {:.2} |", p99(file), p99(pg));
+        json!({"file": file, "postgres": pg, "signedRatio": ratio("transfersPerSecond"), "custodialRatio": custodial})
+    } else {
+        results.pop().map(|(_, r)| r).unwrap_or_default()
+    };
+    std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
+    println!("\nJSON: {}", args.json_out.display());
+    Ok(())
+}
+
+/// One HTTP run (signed, then custodial) against a node on `store`; its figures.
+async fn run_http(args: &Args, store: BenchStore) -> Result<Value, String> {
     let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
     if !(2..=MAX_ACCOUNTS).contains(&accounts) {
         return Err(format!("--accounts must be in 2..={MAX_ACCOUNTS}"));
@@ -453,17 +520,17 @@ async fn run(args: Args) -> Result<(), String> {
         if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate.min(MAX_RATE)) }
     );
     let ceiling = recovery_ceiling();
-    let setup = set_up(&args, accounts).await?;
+    let setup = set_up(args, accounts, store).await?;
     let sign_start = Instant::now();
-    let lanes = presign(&args, &setup, accounts, transfers, connections)?;
+    let lanes = presign(args, &setup, accounts, transfers, connections)?;
     let sign_secs = sign_start.elapsed().as_secs_f64();
     let niced = yield_to_node(args.generator_nice)?;
     println!(
         "infhub-bench: set-up {:.1} s, pre-signing {sign_secs:.1} s; timed phase starts (generator at nice {}, {niced} threads)",
         setup.setup_secs, args.generator_nice
     );
-    let timed = timed_phase(&args, &setup, lanes, transfers, connections).await?;
-    let mut result = report(&args, &setup, &timed, accounts, transfers, connections, ceiling, sign_secs).await?;
+    let timed = timed_phase(args, &setup, lanes, transfers, connections).await?;
+    let mut result = report(args, &setup, &timed, accounts, transfers, connections, ceiling, sign_secs).await?;
     let custodial_n = if args.quick { 20_000 } else { args.custodial_transfers };
     if custodial_n > 0 {
         let c =
@@ -489,24 +556,23 @@ async fn run(args: Args) -> Result<(), String> {
             return Err("the custodial books do not balance".into());
         }
     }
-    std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
-    println!("\nJSON: {}", args.json_out.display());
     if result["booksBalance"] != true {
         return Err("the books do not balance".into());
     }
-    Ok(())
+    result["store"] = json!(format!("{store:?}"));
+    Ok(result)
 }
 
 /// Deploys, starts the node, and opens and funds the accounts through the real flows:
 /// registration opens each channel on chain; the first accounts are funded by their own
 /// on-chain deposits (while the chain is still small), the rest by operator purchases — or,
 /// with `--fund-on-chain`, every account by a deposit the hub key makes for it.
-async fn set_up(args: &Args, accounts: usize) -> Result<Setup, String> {
+async fn set_up(args: &Args, accounts: usize, store: BenchStore) -> Result<Setup, String> {
     let dir = tempfile::Builder::new().prefix("infhub-bench-").tempdir().map_err(fail)?;
     let anvil = Anvil::spawn(&[]).map_err(fail)?;
     let reserve = args.reserve.map_or_else(infhub_node::dev::dev_reserve, U256::from);
     let d = infhub_node::dev::deploy_with_reserve(&anvil, reserve).await.map_err(fail)?;
-    let node = start_node(&anvil, &d, dir.path(), args).await?;
+    let node = start_node(&anvil, &d, dir.path(), args, store).await?;
     let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
     let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
     let depositors = if args.fund_on_chain { 0 } else { ON_CHAIN_DEPOSITORS.min(accounts - 1) };

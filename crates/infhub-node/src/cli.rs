@@ -39,6 +39,10 @@ pub enum NodeCommand {
         /// Do not start the development watchtower.
         #[arg(long)]
         no_tower: bool,
+        /// Keep the ledger in PostgreSQL: a throwaway primary and a synchronous standby (the
+        /// machine's PostgreSQL 15) on loopback ports, in the data directory.
+        #[arg(long)]
+        postgres: bool,
     },
 }
 
@@ -89,9 +93,12 @@ pub async fn execute(command: NodeCommand) -> Result<(), String> {
             init_logs(&c.node.log);
             crate::run(c, shutdown_signal(), None).await.map_err(|e| e.to_string())
         }
-        NodeCommand::Dev { listen, data_dir, tower_listen, no_tower } => {
+        NodeCommand::Dev { listen, data_dir, tower_listen, no_tower, postgres } => {
             init_logs("info");
-            let (anvil, config, _tmp) = crate::dev::environment(listen, data_dir).await.map_err(|e| e.to_string())?;
+            let (anvil, mut config, _tmp) =
+                crate::dev::environment(listen, data_dir).await.map_err(|e| e.to_string())?;
+            // Stopped (after the node) when dropped at the end of this arm.
+            let _databases = if postgres { Some(crate::dev::postgres(&mut config)?) } else { None };
             let shutdown = shutdown_signal();
             let tower_url = (!no_tower).then(|| format!("http://{tower_listen}"));
             let tower = if no_tower {

@@ -91,6 +91,25 @@ pub async fn environment(
     Ok((anvil, c, guard))
 }
 
+/// Starts a throwaway PostgreSQL primary and synchronous standby in `<data_dir>/postgres` and
+/// points `c` at them (synchronous standby required, as in production).
+pub fn postgres(
+    c: &mut Config,
+) -> Result<(infhub_pg::server::LocalPostgres, infhub_pg::server::LocalPostgres), String> {
+    let dir = c.node.data_dir.join("postgres");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    // The synchronous client must not run on the async runtime's threads.
+    let pair = std::thread::spawn(move || infhub_pg::server::LocalPostgres::start_with_synchronous_standby(&dir))
+        .join()
+        .map_err(|_| "starting PostgreSQL panicked".to_string())?
+        .map_err(|e| format!("PostgreSQL: {e} (is postgresql-15 installed? scripts/setup installs it)"))?;
+    c.store.kind = crate::config::StoreKind::Postgres;
+    c.store.postgres_url = crate::config::Secret(pair.0.url());
+    c.store.require_synchronous_standby = true;
+    tracing::info!(primary = %pair.0.url(), standby_port = pair.1.port, "development PostgreSQL ready");
+    Ok(pair)
+}
+
 /// Test key that the development watchtower uses (it pays gas and earns fees).
 pub const DEV_TOWER_KEY_INDEX: usize = 5;
 
@@ -125,6 +144,12 @@ pub fn banner(anvil: &Anvil, c: &Config, tower_url: Option<&str>) -> String {
         c.chain.confirmations,
         DEV_CHALLENGE_PERIOD_BLOCKS,
     );
+    if c.store.kind == crate::config::StoreKind::Postgres {
+        out.push_str(&format!(
+            "  ledger store     PostgreSQL {} (synchronous standby required)\n",
+            c.store.postgres_url.0
+        ));
+    }
     for i in 1..anvil::DEV_KEYS.len() {
         if let Ok(k) = infhub_core::PrivateKey::from_bytes(anvil::dev_key(i).0) {
             out.push_str(&format!("  {}  key {}\n", k.address(), anvil::DEV_KEYS[i]));

@@ -22,6 +22,18 @@ use std::time::Duration;
 pub const DEFAULT_LEASE_MS: u64 = 5_000;
 /// Shortest lease (renewals every third of it must fit in it with a round trip to spare).
 pub const MIN_LEASE_MS: u64 = 300;
+/// SQLSTATE of a lock wait that reached `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Makes the server end this connection's session when it sits inside a transaction for half a
+/// lease (its process paused or cut off mid-append): the session's row lock on the lease would
+/// otherwise stop any standby from taking over.
+pub fn end_stalled_transactions(client: &mut Client, lease_ms: u64) -> Result<(), StoreError> {
+    client
+        .batch_execute(&format!("SET idle_in_transaction_session_timeout = {}", (lease_ms / 2).max(1)))
+        .map_err(db("set idle_in_transaction_session_timeout"))
+}
+
 /// Longest writer name.
 pub const MAX_WRITER_NAME_CHARS: usize = 200;
 
@@ -98,7 +110,11 @@ impl Lease {
         // fences its new holder's next append, which then reopens): with a standby down, a
         // writer still opens and reads, and its appends fail by name.
         let mut tx = client.transaction().map_err(db("begin"))?;
-        tx.batch_execute("SET LOCAL synchronous_commit = local").map_err(db("take the writer lease"))?;
+        // A holder paused inside a transaction keeps the row locked until the server ends its
+        // session (`idle_in_transaction_session_timeout`, set on every writer connection): wait
+        // for the lock no longer than a lease, then report the lease as held.
+        tx.batch_execute(&format!("SET LOCAL synchronous_commit = local; SET LOCAL lock_timeout = {lease_ms}"))
+            .map_err(db("take the writer lease"))?;
         let taken = tx
             .query_opt(
                 &format!(
@@ -111,7 +127,12 @@ impl Lease {
                 ),
                 &[name, &lease_ms],
             )
-            .map_err(db("take the writer lease"))?;
+            .map_err(|e| match e.as_db_error().map(|d| d.code().code()) {
+                Some(LOCK_NOT_AVAILABLE) => StoreError::LeaseHeld(format!(
+                    "the writer lease of schema {s} is locked by another writer's open transaction"
+                )),
+                _ => db("take the writer lease")(e),
+            })?;
         tx.commit().map_err(db("take the writer lease"))?;
         let Some(row) = taken else {
             let now = holder(client, s)?;
@@ -198,7 +219,11 @@ impl Renewer {
         let mut client: Option<Client> = None;
         while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
             if client.as_ref().is_none_or(Client::is_closed) {
-                client = match Client::connect(&self.url, NoTls) {
+                let connected = Client::connect(&self.url, NoTls).map_err(db("connect")).and_then(|mut c| {
+                    end_stalled_transactions(&mut c, self.lease_ms as u64)?;
+                    Ok(c)
+                });
+                client = match connected {
                     Ok(c) => Some(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "the writer lease cannot be renewed: database unreachable");

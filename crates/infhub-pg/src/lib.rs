@@ -215,10 +215,11 @@ impl PgStore {
             if notice.message().contains(SYNC_WAIT_CANCELLED) {
                 flag.store(true, Ordering::SeqCst);
             } else {
-                tracing::info!(notice = notice.message(), "postgres notice");
+                tracing::debug!(notice = notice.message(), "postgres notice");
             }
         });
         let mut client = config.connect(NoTls).map_err(db("connect"))?;
+        lease::end_stalled_transactions(&mut client, options.lease_ms)?;
         if options.require_synchronous_standby {
             require_synchronous_standby(&mut client)?;
         }

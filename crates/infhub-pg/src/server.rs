@@ -105,6 +105,41 @@ impl LocalPostgres {
         Ok(standby)
     }
 
+    /// A primary in `dir/primary` and a streaming standby in `dir/standby` that the primary
+    /// commits to synchronously (`synchronous_standby_names`); returns once the primary lists
+    /// the standby as synchronous. Call it off any async runtime's threads (it uses the
+    /// synchronous client).
+    pub fn start_with_synchronous_standby(dir: &Path) -> Result<(LocalPostgres, LocalPostgres), ServerError> {
+        let (primary_dir, standby_dir) = (dir.join("primary"), dir.join("standby"));
+        for d in [&primary_dir, &standby_dir] {
+            std::fs::create_dir_all(d).map_err(|e| ServerError::Command(format!("create {}: {e}", d.display())))?;
+        }
+        let primary = LocalPostgres::start(&primary_dir)?;
+        let standby = primary.start_standby(&standby_dir, "standby1")?;
+        let sql = |what: &str, e: postgres::Error| ServerError::Command(format!("{what}: {e}"));
+        let mut admin = postgres::Client::connect(&primary.url(), postgres::NoTls).map_err(|e| sql("connect", e))?;
+        // ALTER SYSTEM cannot run in a transaction block: one statement per call.
+        admin
+            .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
+            .map_err(|e| sql("configure the synchronous standby", e))?;
+        admin.batch_execute("SELECT pg_reload_conf()").map_err(|e| sql("reload the configuration", e))?;
+        // Readiness: the primary lists the standby as synchronous.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let rows = admin
+                .query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'", &[])
+                .map_err(|e| sql("read pg_stat_replication", e))?;
+            if !rows.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ServerError::Command("the standby never became synchronous".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok((primary, standby))
+    }
+
     fn start_on_free_port(&mut self, dir: &Path) -> Result<(), ServerError> {
         let data_arg = self.data.display().to_string();
         for _ in 0..5 {

@@ -199,3 +199,36 @@ async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_with
     env.kill_hub();
     drop(pg);
 }
+
+/// `infhub dev --postgres` (what `scripts/dev --postgres` runs) starts its own PostgreSQL
+/// primary and synchronous standby and serves with the ledger in them; SIGTERM stops it all.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_development_hub_runs_on_postgres_with_a_synchronous_standby() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = infhub_chain::anvil::free_port().expect("port");
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_infhub"))
+        .args(["dev", "--postgres", "--no-tower", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn infhub dev");
+    let mut dev = Process(child);
+    wait_serving(&url, 180).await;
+    let info: serde_json::Value =
+        reqwest::get(format!("{url}/v1/info")).await.expect("info").json().await.expect("json");
+    assert_eq!(info["storage"]["store"], "postgres", "{info}");
+    assert!(info["storage"]["down"].is_null(), "{info}");
+    // A clean stop: SIGTERM, and the process (which stops its databases) exits by itself.
+    signal(dev.0.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = dev.0.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "infhub dev did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+}

@@ -379,6 +379,11 @@ async fn info(State(api): State<Api>) -> Json<Value> {
         "halted": v.halted,
         "refusedChainEvents": v.refused_events,
         "accounts": accounts,
+        "storage": {
+            "store": n.config.store.kind,
+            // Why writes are refused now (a storage failure not yet reopened from), if they are.
+            "down": n.storage_down(),
+        },
         "limits": n.config.limits,
     }))
 }

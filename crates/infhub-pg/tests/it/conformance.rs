@@ -158,6 +158,30 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     let missing = records.read_range(4, 5);
     assert!(matches!(missing, Err(StoreError::Corrupt(_))), "a record not stored is named: {missing:?}");
     assert!(records.read_range(3, 2).expect("empty").is_empty());
+    // A writer paused inside a transaction holds the lease row's lock: a standby's take must
+    // neither hang nor take it. Here a raw session stands in for the paused writer.
+    let paused_writer = |idle_timeout_ms: u64| {
+        let mut c = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+        if idle_timeout_ms > 0 {
+            c.batch_execute(&format!("SET idle_in_transaction_session_timeout = {idle_timeout_ms}")).expect("set");
+        }
+        c.batch_execute("BEGIN; UPDATE two_writers.writer_lease SET holder = holder").expect("lock the row");
+        c
+    };
+    let quick = |name: &str| PgStoreOptions { lease_ms: 600, ..named(name) };
+    // Without a session timeout the lock outlives the take's lock_timeout: refused by name.
+    let mut holder = paused_writer(0);
+    let started = std::time::Instant::now();
+    let locked = PgStore::open(&quick("hub-c"));
+    assert!(matches!(locked, Err(StoreError::LeaseHeld(ref m)) if m.contains("locked")), "{:?}", locked.err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the take waited {:?}", started.elapsed());
+    holder.batch_execute("ROLLBACK").expect("release");
+    // With the timeout every writer connection sets, the server ends the stalled session and
+    // the take proceeds (here to find the lease still held, by hub-b, alive).
+    let mut stalled = paused_writer(200);
+    let held = PgStore::open(&quick("hub-c"));
+    assert!(matches!(held, Err(StoreError::LeaseHeld(ref m)) if m.contains("hub-b")), "{:?}", held.err());
+    assert!(stalled.batch_execute("SELECT 1").is_err(), "the server ended the stalled session");
     // Bad lease settings are named.
     let short = PgStore::open(&PgStoreOptions { lease_ms: 10, ..named("hub-c") });
     assert!(matches!(short, Err(StoreError::Database(ref m)) if m.contains("lease")), "{:?}", short.err());
@@ -199,33 +223,23 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
 #[test]
 fn a_batch_no_synchronous_standby_confirmed_is_not_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let primary_dir = dir.path().join("primary");
-    let standby_dir = dir.path().join("standby");
-    std::fs::create_dir_all(&primary_dir).expect("dir");
-    std::fs::create_dir_all(&standby_dir).expect("dir");
-    let primary = LocalPostgres::start(&primary_dir).unwrap_or_else(|e| panic!("start postgres: {e}"));
-    let required = PgStoreOptions { require_synchronous_standby: true, ..PgStoreOptions::new(primary.url(), "sync") };
-    let refused = PgStore::open(&required);
+    let alone = dir.path().join("alone");
+    std::fs::create_dir_all(&alone).expect("dir");
+    let server = LocalPostgres::start(&alone).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let refused = PgStore::open(&PgStoreOptions {
+        require_synchronous_standby: true,
+        ..PgStoreOptions::new(server.url(), "sync")
+    });
     assert!(
         matches!(refused, Err(StoreError::Database(ref m)) if m.contains("synchronous standby is required")),
         "{:?}",
         refused.err()
     );
+    drop(server);
 
-    let mut standby = primary.start_standby(&standby_dir, "standby1").unwrap_or_else(|e| panic!("standby: {e}"));
-    let mut admin = postgres::Client::connect(&primary.url(), postgres::NoTls).expect("connect");
-    admin.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'standby1'").expect("sync");
-    admin.batch_execute("SELECT pg_reload_conf()").expect("reload");
-    // Readiness: the primary lists the standby as synchronous.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let rows = admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'", &[]).expect("query");
-        if !rows.is_empty() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the standby never became synchronous");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (primary, mut standby) = LocalPostgres::start_with_synchronous_standby(&dir.path().join("pair"))
+        .unwrap_or_else(|e| panic!("primary and standby: {e}"));
+    let required = PgStoreOptions { require_synchronous_standby: true, ..PgStoreOptions::new(primary.url(), "sync") };
     let mut store = PgStore::open(&PgStoreOptions { commit_timeout_ms: 1_000, ..required.clone() }).expect("open");
     store.append(&[record(1), record(2)]).expect("acknowledged with the standby's confirmation");
 
