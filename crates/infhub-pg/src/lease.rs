@@ -180,6 +180,30 @@ impl Lease {
         Ok(())
     }
 
+    /// The lease's length in milliseconds (a statement parameter).
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms
+    }
+
+    /// Fails with [`StoreError::Fenced`] once the renewing thread found the lease taken.
+    pub fn check_not_lost(&self) -> Result<(), StoreError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(fenced(&self.schema, self.epoch, None));
+        }
+        Ok(())
+    }
+
+    /// After a fenced statement wrote nothing: [`StoreError::Fenced`] if the stored epoch is no
+    /// longer this store's.
+    pub fn fenced_now(&self, client: &mut Client) -> Result<(), StoreError> {
+        let now = holder(client, &self.schema)?;
+        if now.as_ref().is_some_and(|h| h.epoch == self.epoch) {
+            return Ok(());
+        }
+        self.lost.store(true, Ordering::SeqCst);
+        Err(fenced(&self.schema, self.epoch, now))
+    }
+
     /// Whether the renewing thread found the lease taken by another writer.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)

@@ -99,6 +99,8 @@ pub struct PgStore {
     commit_timeout: Duration,
     /// The writer lease this store holds, renewed beside it.
     lease: lease::Lease,
+    /// The append, prepared once: the lease's fence and the batch's insert in one statement.
+    append_statement: postgres::Statement,
 }
 
 /// A connection that is closed on a thread of its own: closing the synchronous client blocks
@@ -255,6 +257,18 @@ impl PgStore {
             });
         }
         let lease = lease::Lease::take(&mut client, options)?;
+        let append_statement = client
+            .prepare(&format!(
+                "WITH lease AS (
+                     UPDATE {s}.writer_lease
+                     SET expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
+                     WHERE id = 1 AND epoch = $5::bigint RETURNING 1)
+                 INSERT INTO {s}.batches (first_seq, last_seq, records)
+                 SELECT $1::bigint, $2::bigint, $3::bytea
+                 WHERE EXISTS (SELECT 1 FROM lease)
+                   AND coalesce((SELECT max(last_seq) FROM {s}.batches), 0) = $1::bigint - 1"
+            ))
+            .map_err(db("prepare the append"))?;
         let last: Option<i64> = client
             .query_one(&format!("SELECT max(last_seq) FROM {s}.batches"), &[])
             .map_err(db("read the newest batch"))?
@@ -268,6 +282,7 @@ impl PgStore {
             replication_unconfirmed,
             commit_timeout: Duration::from_millis(options.commit_timeout_ms),
             lease,
+            append_statement,
         })
     }
 
@@ -313,35 +328,15 @@ impl LogStore for PgStore {
         let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(()) };
         assert!(records.windows(2).all(|w| w[1].seq == w[0].seq + 1), "a batch's sequence numbers are contiguous");
         let body = encode_batch(records)?;
-        let s = &self.schema;
-        let mut tx = conn(&mut self.client).transaction().map_err(db("begin"))?;
-        // Fencing: the batch commits only while this store's lease epoch holds.
-        self.lease.renew_in(&mut tx)?;
-        // Only the batch that follows the newest stored one: a second writer on this schema
-        // (or a replayed batch) is refused, never interleaved.
-        let written = tx
-            .execute(
-                &format!(
-                    "INSERT INTO {s}.batches (first_seq, last_seq, records)
-                     SELECT $1::bigint, $2::bigint, $3::bytea
-                     WHERE coalesce((SELECT max(last_seq) FROM {s}.batches), 0) = $1::bigint - 1"
-                ),
-                &[&seq_param(first.seq)?, &seq_param(last.seq)?, &body],
-            )
-            .map_err(db("append"))?;
-        if written != 1 {
-            return Err(StoreError::Database(format!(
-                "seq {} does not follow the newest stored batch (another writer on schema {s}?)",
-                first.seq
-            )));
-        }
+        self.lease.check_not_lost()?;
+        let client = conn(&mut self.client);
         self.replication_unconfirmed.store(false, Ordering::SeqCst);
         // A commit waits for the synchronous standby with no limit of the server's own (the
         // statement timeout ends before it): past the commit timeout a watchdog cancels the
         // wait, the server commits on the primary alone and says so in a notice.
         let watchdog = (!self.commit_timeout.is_zero()).then(|| {
             let (done, timer) = std::sync::mpsc::channel::<()>();
-            let token = tx.cancel_token();
+            let token = client.cancel_token();
             let timeout = self.commit_timeout;
             let thread = std::thread::spawn(move || {
                 if timer.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
@@ -352,11 +347,27 @@ impl LogStore for PgStore {
             });
             (done, thread)
         });
-        let committed = tx.commit().map_err(db("commit"));
+        // One prepared statement, committed on its own: the lease renewal (the fence) and the
+        // insert of the batch that follows the newest stored one, or neither.
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            [&seq_param(first.seq)?, &seq_param(last.seq)?, &body, &self.lease.lease_ms(), &self.lease.epoch()];
+        let written = client.execute(&self.append_statement, &params);
         if let Some((done, thread)) = watchdog {
             let _ = done.send(());
             let _ = thread.join();
         }
+        let committed = match written.map_err(db("append"))? {
+            1 => Ok(()),
+            _ => {
+                // Nothing was written: either another writer took the lease (fenced) or the
+                // batch does not follow the newest stored one (a replayed batch).
+                self.lease.fenced_now(client)?;
+                Err(StoreError::Database(format!(
+                    "seq {} does not follow the newest stored batch (another writer on schema {}?)",
+                    first.seq, self.schema
+                )))
+            }
+        };
         committed?;
         self.last_seq = last.seq;
         if self.replication_unconfirmed.swap(false, Ordering::SeqCst) {
