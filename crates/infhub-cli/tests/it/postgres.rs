@@ -21,6 +21,34 @@ impl Drop for Process {
     }
 }
 
+/// A chain and a hub node on PostgreSQL at `pg` in `schema` (asynchronous mode: one server),
+/// writing as `writer`.
+async fn start_on_postgres(pg: &LocalPostgres, schema: &str, writer: &str) -> Env {
+    Env::start_with(|c| {
+        c.store.kind = StoreKind::Postgres;
+        c.store.postgres_url = Secret(pg.url());
+        c.store.postgres_schema = schema.into();
+        // One server, no standby: asynchronous mode, said explicitly.
+        c.store.require_synchronous_standby = false;
+        c.store.lease_ms = LEASE_MS;
+        c.store.writer_name = writer.into();
+        c.node.log = "info".into();
+    })
+    .await
+}
+
+/// Starts a standby hub process (writer `hub-b`, its own data directory and port, as on another
+/// machine) that waits for the lease of `env`'s hub; its process and URL.
+fn start_standby(env: &Env) -> (Process, String) {
+    let mut config = env.config.clone();
+    let port = infhub_chain::anvil::free_port().expect("port");
+    config.node.listen = format!("127.0.0.1:{port}");
+    config.node.data_dir = env.tmp.path().join("standby-data");
+    config.store.writer_name = "hub-b".into();
+    config.store.wait_for_lease = true;
+    (Process(env.spawn_other_node(&config, "standby")), format!("http://127.0.0.1:{port}"))
+}
+
 fn signal(pid: u32, which: &str) {
     let ok = Command::new("kill").args([which, &pid.to_string()]).status().expect("kill").success();
     assert!(ok, "kill {which} {pid}");
@@ -35,17 +63,7 @@ async fn serves(url: &str) -> bool {
 async fn a_standby_takes_the_lease_from_a_paused_writer_which_is_fenced_when_it_resumes() {
     let pg_dir = tempfile::tempdir().expect("tmp");
     let pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
-    let mut env = Env::start_with(|c| {
-        c.store.kind = StoreKind::Postgres;
-        c.store.postgres_url = Secret(pg.url());
-        c.store.postgres_schema = "hub_e2e".into();
-        // One server, no standby: asynchronous mode, said explicitly.
-        c.store.require_synchronous_standby = false;
-        c.store.lease_ms = LEASE_MS;
-        c.store.writer_name = "hub-a".into();
-        c.node.log = "info".into();
-    })
-    .await;
+    let mut env = start_on_postgres(&pg, "hub_e2e", "hub-a").await;
     let alice = env.user(1, "alice");
     let bob = env.user(2, "bob");
     env.register(&alice).await;
@@ -64,14 +82,7 @@ async fn a_standby_takes_the_lease_from_a_paused_writer_which_is_fenced_when_it_
 
     // A standby (its own data directory and port, as on another machine) waits for the lease
     // while the active writer renews it: it does not serve.
-    let mut standby_config = env.config.clone();
-    let port = infhub_chain::anvil::free_port().expect("port");
-    standby_config.node.listen = format!("127.0.0.1:{port}");
-    standby_config.node.data_dir = env.tmp.path().join("standby-data");
-    standby_config.store.writer_name = "hub-b".into();
-    standby_config.store.wait_for_lease = true;
-    let standby_url = format!("http://127.0.0.1:{port}");
-    let _standby = Process(env.spawn_other_node(&standby_config, "standby"));
+    let (_standby, standby_url) = start_standby(&env);
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_millis(3 * LEASE_MS) {
         assert!(!serves(&standby_url).await, "the standby served while the active writer held the lease");
@@ -149,15 +160,7 @@ async fn purchase_at(url: &str, user: alloy::primitives::Address, amount: u128, 
 async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_without_a_restart() {
     let pg_dir = tempfile::tempdir().expect("tmp");
     let mut pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
-    let mut env = Env::start_with(|c| {
-        c.store.kind = StoreKind::Postgres;
-        c.store.postgres_url = Secret(pg.url());
-        c.store.postgres_schema = "outage".into();
-        c.store.require_synchronous_standby = false;
-        c.store.lease_ms = LEASE_MS;
-        c.node.log = "info".into();
-    })
-    .await;
+    let mut env = start_on_postgres(&pg, "outage", "hub-a").await;
     let alice = env.user(1, "alice");
     let bob = env.user(2, "bob");
     env.register(&alice).await;
@@ -251,25 +254,10 @@ async fn a_standby_takes_over_from_a_killed_writer_under_load_and_nothing_is_los
     const PER_LANE: u32 = 60;
     let pg_dir = tempfile::tempdir().expect("tmp");
     let pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
-    let mut env = Env::start_with(|c| {
-        c.store.kind = StoreKind::Postgres;
-        c.store.postgres_url = Secret(pg.url());
-        c.store.postgres_schema = "load".into();
-        c.store.require_synchronous_standby = false;
-        c.store.lease_ms = LEASE_MS;
-        c.store.writer_name = "hub-a".into();
-    })
-    .await;
+    let mut env = start_on_postgres(&pg, "load", "hub-a").await;
     let alice = env.user(1, "alice");
     env.register(&alice).await;
-    let mut standby_config = env.config.clone();
-    let port = infhub_chain::anvil::free_port().expect("port");
-    standby_config.node.listen = format!("127.0.0.1:{port}");
-    standby_config.node.data_dir = env.tmp.path().join("standby-data");
-    standby_config.store.writer_name = "hub-b".into();
-    standby_config.store.wait_for_lease = true;
-    let standby_url = format!("http://127.0.0.1:{port}");
-    let _standby = Process(env.spawn_other_node(&standby_config, "standby"));
+    let (_standby, standby_url) = start_standby(&env);
 
     let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut lanes = Vec::new();
