@@ -200,9 +200,10 @@ impl<F: Fs + Clone> HubLedger<F> {
         self.dl.recovery()
     }
 
-    /// Whether another writer took the store's lease (this process must stop).
+    /// Whether another writer took the store's lease (this process must stop): a write was
+    /// refused for it, or the store found it out by itself.
     pub fn fenced(&self) -> bool {
-        self.fenced
+        self.fenced || self.dl.store().fenced()
     }
 
     /// Why commits are refused, if they are.

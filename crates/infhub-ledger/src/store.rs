@@ -130,6 +130,12 @@ pub trait LogStore {
 
     /// Every record the store still keeps (archived and live), in order: the account history.
     fn history(&mut self) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// Whether the store knows, without being asked to write, that another writer took it
+    /// over (a database store's lease renewal found it taken): this writer must stop.
+    fn fenced(&self) -> bool {
+        false
+    }
 }
 
 /// Counters of a store since it was opened.
@@ -176,6 +182,10 @@ impl<S: LogStore + ?Sized> LogStore for Box<S> {
 
     fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
         (**self).history()
+    }
+
+    fn fenced(&self) -> bool {
+        (**self).fenced()
     }
 }
 

@@ -157,6 +157,7 @@ pub async fn run(
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
     }
     tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
+    tokio::spawn(watch_for_fencing(node.clone(), shutdown.clone()));
     let app = api::router(node.clone());
     let shed = node.clone();
     let serving = serve::serve(listener, app, &node.config.limits, shutdown.clone(), move || {
@@ -246,6 +247,28 @@ async fn open_ledger(
         "ledger recovered"
     );
     Ok(state)
+}
+
+/// How often an idle node checks whether its store found itself fenced.
+const FENCING_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Stops the node as soon as its store finds that another writer took it over, even while no
+/// write comes (a fenced node must not keep answering reads from a state that is no longer the
+/// hub's).
+async fn watch_for_fencing(node: std::sync::Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(FENCING_CHECK) => {}
+        }
+        // While storage is down the node is reopening under its own name, which fences the
+        // old store by design; a lease taken by another writer then stops the reopen.
+        if node.storage_down().is_none() && node.read().fenced() {
+            tracing::error!("fenced: another hub process took the writer lease; stopping");
+            node.fail("storage fenced: another hub process took the writer lease (found by its renewal)".into());
+            return;
+        }
+    }
 }
 
 /// On PostgreSQL, how the writer reopens the ledger after a storage failure (the same writer

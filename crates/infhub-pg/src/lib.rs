@@ -425,6 +425,10 @@ impl LogStore for PgStore {
     fn history(&mut self) -> Result<Vec<LogRecord>, StoreError> {
         self.records_after(0)
     }
+
+    fn fenced(&self) -> bool {
+        self.lease.lost()
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,14 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     first.append(&[record(1), record(2)]).expect("first writer");
     let mut second = PgStore::open(&named("hub-a")).expect("the same writer restarted");
     assert_eq!(second.lease_epoch(), first.lease_epoch() + 1, "taking the lease raises its epoch");
+    // The first store's renewal finds it out by itself, without a write (readiness: the
+    // renewal runs every third of the lease).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !first.fenced() {
+        assert!(std::time::Instant::now() < deadline, "the renewal never found the lease taken");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!second.fenced());
     let fenced = first.append(&[record(3)]);
     assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
     let replayed = second.append(&[record(2)]);
