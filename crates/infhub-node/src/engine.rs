@@ -346,7 +346,10 @@ impl Node {
             match reopen() {
                 Ok(state) => {
                     let replayed = state.recovery().replayed;
-                    *node.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+                    // The old state is dropped after the lock is released (closing its
+                    // connections must not hold up readers).
+                    let old = std::mem::replace(&mut *node.state.write().unwrap_or_else(|p| p.into_inner()), state);
+                    drop(old);
                     *node.storage_down.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     node.metrics.storage_reopens.fetch_add(1, Ordering::Relaxed);
                     node.metrics.storage_down.store(0, Ordering::Relaxed);
