@@ -37,6 +37,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// long before).
 pub const FOLLOW_TRANSACTIONS_BLOCKS: u64 = 1_024;
 
+/// Most confirmed chain commands kept while storage cannot record them (spec §7): past it the
+/// watcher is not polled until storage is back, so nothing is skipped, only delayed.
+pub const MAX_UNRECORDED_CHAIN_COMMANDS: usize = 100_000;
+
 /// How the hub's state is reached from the chain duties.
 pub trait LedgerAccess {
     /// Commits `commands` in order (waiting for room if the ledger is busy) and returns each
@@ -148,6 +152,21 @@ pub struct ChainDuties<C: ChainSource, B: Broadcaster> {
     view: Arc<Mutex<ChainView>>,
     /// Builds the checkpoints the duties post (none: checkpoints off).
     checkpointer: Option<Checkpointer>,
+    /// Confirmed chain commands the ledger could not record yet (storage down), in order; a
+    /// run of blocks is kept as its last.
+    unrecorded: Vec<Command>,
+    /// While `unrecorded` is not empty: the ledger as in memory with those commands applied,
+    /// from which the duties are computed (the chain defences go on during an outage).
+    shadow: Option<Ledger>,
+}
+
+/// Adds a confirmed chain command to those kept unrecorded; a block that follows a block
+/// replaces it (confirming through block n says all a run of blocks before it said).
+fn keep_unrecorded(kept: &mut Vec<Command>, command: Command) {
+    if let (Command::Block(_), Some(Command::Block(_))) = (&command, kept.last()) {
+        kept.pop();
+    }
+    kept.push(command);
 }
 
 impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
@@ -165,6 +184,8 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
             closes: HashMap::new(),
             view: Arc::new(Mutex::new(ChainView::default())),
             checkpointer: None,
+            unrecorded: Vec::new(),
+            shadow: None,
         }
     }
 
@@ -227,7 +248,11 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
                 tracing::error!(error = %e, "could not take a payout batch");
             }
         }
-        let (duties, confirmed, free) = ledger.read(|l| (due(l, &self.config.realize), l.block, l.liquidity().free));
+        let figures = |l: &Ledger| (due(l, &self.config.realize), l.block, l.liquidity().free);
+        let (duties, confirmed, free) = match &self.shadow {
+            Some(shadow) => figures(shadow),
+            None => ledger.read(figures),
+        };
         self.watch_liquidity(free);
         self.carry_out(duties, confirmed).await;
         notices
@@ -245,20 +270,26 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
     }
 
     async fn follow_chain(&mut self, ledger: &mut impl LedgerAccess, notices: &mut Vec<Notice>) {
-        let events = match self.watcher.poll().await {
-            Ok(e) => e,
-            Err(e @ ChainError::ReorgBeyondConfirmations { .. }) => {
-                tracing::error!(error = %e, "chain halted: a confirmed block was reorganised away");
-                self.view().halted = Some(e.to_string());
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "chain poll failed; retrying");
-                return;
+        // While storage is down and the kept commands reach their limit, the watcher waits:
+        // what it would confirm stays on the chain until the ledger can take it.
+        let events = if self.unrecorded.len() >= MAX_UNRECORDED_CHAIN_COMMANDS {
+            Vec::new()
+        } else {
+            match self.watcher.poll().await {
+                Ok(e) => e,
+                Err(e @ ChainError::ReorgBeyondConfirmations { .. }) => {
+                    tracing::error!(error = %e, "chain halted: a confirmed block was reorganised away");
+                    self.view().halted = Some(e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "chain poll failed; retrying");
+                    return;
+                }
             }
         };
         self.view().head = self.watcher.head();
-        let mut commands = Vec::new();
+        let mut fresh = Vec::new();
         for ev in events {
             match ev {
                 WatchEvent::Seen { at, event: ChainEvent::Deposited { user, total_deposited, .. }, .. } => {
@@ -276,19 +307,27 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
                     if let ChainEvent::Deposited { user, .. } = event {
                         self.view().statuses.forget_deposits_in(at.block, Some(user));
                     }
-                    commands.push(Command::Chain { at, event });
+                    fresh.push(Command::Chain { at, event });
                 }
-                WatchEvent::ConfirmedThrough { block } => commands.push(Command::Block(block)),
+                WatchEvent::ConfirmedThrough { block } => fresh.push(Command::Block(block)),
             }
         }
+        if fresh.is_empty() && self.unrecorded.is_empty() {
+            return;
+        }
+        let commands = self.commands_to_record(&fresh, ledger);
         if commands.is_empty() {
             return;
         }
         let before: Vec<PayoutBatch> = ledger.read(|l| l.payout_batches_in_flight().cloned().collect());
         let results = match ledger.commit(commands.clone()).await {
-            Ok(r) => r,
+            Ok(r) => {
+                self.unrecorded.clear();
+                self.shadow = None;
+                r
+            }
             Err(e) => {
-                tracing::error!(error = %e, "the ledger cannot take confirmed chain events");
+                self.answer_from_memory(ledger, fresh, &commands, &e);
                 return;
             }
         };
@@ -319,6 +358,61 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
             let status = self.view().statuses.executed(batch.id, &payers);
             for (payer, payment_id) in payers {
                 notices.push(Notice { user: payer, body: NoticeBody::Payout { payment_id, status: status.clone() } });
+            }
+        }
+    }
+
+    /// What to commit this round: the commands kept from an outage, then this poll's
+    /// (`fresh`, also kept until recorded); a reopened ledger may hold some of them already (a
+    /// commit whose outcome was unknown): those are skipped.
+    fn commands_to_record(&mut self, fresh: &[Command], ledger: &impl LedgerAccess) -> Vec<Command> {
+        for command in fresh {
+            keep_unrecorded(&mut self.unrecorded, command.clone());
+        }
+        let (cursor, block) = ledger.read(|l| (l.chain_cursor, l.block));
+        let commands: Vec<Command> = self
+            .unrecorded
+            .iter()
+            .filter(|c| match c {
+                Command::Chain { at, .. } => *at > cursor,
+                Command::Block(n) => *n >= block,
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        if commands.is_empty() {
+            self.unrecorded.clear();
+            self.shadow = None;
+        }
+        commands
+    }
+
+    /// The ledger could not record `commands` (storage down): they stay kept for the next round,
+    /// and are applied meanwhile to a copy of the ledger (made now from memory, or the one kept
+    /// since the outage began, which takes this poll's `fresh` ones), so that the duties
+    /// answer them from memory.
+    fn answer_from_memory(
+        &mut self,
+        ledger: &impl LedgerAccess,
+        mut fresh: Vec<Command>,
+        commands: &[Command],
+        error: &CommitError,
+    ) {
+        let shadow = match self.shadow.as_mut() {
+            Some(shadow) => {
+                fresh.retain(|c| commands.contains(c));
+                shadow
+            }
+            None => {
+                tracing::error!(%error, kept = commands.len(),
+                    "the ledger cannot record confirmed chain events; answering them from memory until it can");
+                fresh = commands.to_vec();
+                self.shadow.insert(ledger.read(Ledger::clone))
+            }
+        };
+        for command in fresh {
+            if let Err(refused) = shadow.apply_chain(command.clone()) {
+                tracing::error!(?command, error = %refused, "a copy of the ledger refused a confirmed chain event");
             }
         }
     }

@@ -95,6 +95,9 @@ pub struct DurableLedger<S: LogStore> {
     background_snapshots: bool,
     /// The snapshot being written on its own thread, if any (at most one at a time).
     in_flight: Option<InFlightSnapshot>,
+    /// The records of the batch whose append failed: applied in memory, not acknowledged,
+    /// and perhaps not durable (see [`DurableLedger::unconfirmed`]).
+    unconfirmed: Vec<LogRecord>,
 }
 
 impl<S: LogStore> Drop for DurableLedger<S> {
@@ -216,6 +219,7 @@ impl<S: LogStore> DurableLedger<S> {
             params,
             records_since_snapshot: replayed,
             poisoned: false,
+            unconfirmed: Vec::new(),
             recovery: Recovery { snapshot_seq, replayed, sealed_on_open: false },
             background_snapshots: false,
             in_flight: None,
@@ -314,6 +318,7 @@ impl<S: LogStore> DurableLedger<S> {
         let append_start = std::time::Instant::now();
         if let Err(e) = self.store.append(&records) {
             self.poisoned = true;
+            self.unconfirmed = records;
             return Err(e.into());
         }
         let append = append_start.elapsed();
@@ -355,6 +360,14 @@ impl<S: LogStore> DurableLedger<S> {
             }
         }
         Ok(Executed { results, seqs, records, append, snapshot, background_snapshot })
+    }
+
+    /// The records of the batch whose append failed (empty unless that poisoned the ledger):
+    /// the in-memory ledger holds their effects, but nothing of them was acknowledged and the
+    /// store may not have them. Whoever reads the ledger from memory until it is reopened must
+    /// not present what they touched as settled ([`LogRecord::accounts`]).
+    pub fn unconfirmed(&self) -> &[LogRecord] {
+        &self.unconfirmed
     }
 
     fn seal(&mut self) -> (LogRecord, SealedBatch) {

@@ -5,6 +5,7 @@
 //! inside the outcome): seed 000 asks the hub to keep every "update credential" and the history.
 
 use infhub_core::ledger::{Command, Outcome};
+use infhub_core::Address;
 use serde::{Deserialize, Serialize};
 
 /// One applied command, as stored.
@@ -16,6 +17,33 @@ pub struct LogRecord {
     pub command: Command,
     /// What it produced, with every proof the hub issued.
     pub outcome: Outcome,
+}
+
+impl LogRecord {
+    /// The accounts (channels and custodial accounts) whose state this record changed.
+    pub fn accounts(&self) -> Vec<Address> {
+        let mut out = Vec::new();
+        match &self.command {
+            Command::Transfer(d) => out.extend([d.message.user, d.message.recipient]),
+            Command::Purchase { user, .. } => out.push(*user),
+            Command::Withdraw { withdrawal, .. } => out.push(withdrawal.user),
+            Command::OpenCustodial { account, .. } => out.push(*account),
+            Command::CustodialTransfers(batch) => out.extend(batch.iter().flat_map(|t| [t.from, t.to])),
+            Command::CustodialWithdraw { from, .. } => out.push(*from),
+            Command::ConvertToChannel { account, user, .. } => out.extend([*account, *user]),
+            Command::Chain { event, .. } => out.extend(event.account()),
+            Command::Block(_)
+            | Command::SealProofs
+            | Command::TakePayoutBatch { .. }
+            | Command::EarmarkReserveWithdrawal { .. }
+            | Command::ReleaseReserveEarmark
+            | Command::CheckpointBuilt(_) => {}
+        }
+        if let Outcome::Applied(effects) = &self.outcome {
+            out.extend(effects.iter().map(|(user, _)| *user));
+        }
+        out
+    }
 }
 
 /// Why storage failed.

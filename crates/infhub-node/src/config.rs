@@ -66,6 +66,9 @@ pub struct StoreConfig {
     /// Start as a standby: wait until the lease is free, then replay and serve. Without it a
     /// held lease is an error at start.
     pub wait_for_lease: bool,
+    /// On PostgreSQL, keep the queryable projection (`accounts`, `transfers`, `seals`,
+    /// `checkpoints` in the same schema) filled from the ledger's records, off the commit path.
+    pub projection: bool,
 }
 
 impl Default for StoreConfig {
@@ -79,6 +82,7 @@ impl Default for StoreConfig {
             writer_name: String::new(),
             lease_ms: 5_000,
             wait_for_lease: false,
+            projection: true,
         }
     }
 }

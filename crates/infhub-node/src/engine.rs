@@ -406,6 +406,7 @@ impl Node {
         self.metrics.set_free_reserve(l.free_reserve());
         self.metrics.accounts.store(l.account_count() as u64, Ordering::Relaxed);
         self.metrics.chain_confirmed.store(l.block, Ordering::Relaxed);
+        self.metrics.ledger_seq.store(l.next_seq.saturating_sub(1), Ordering::Relaxed);
     }
 }
 

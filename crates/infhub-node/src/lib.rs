@@ -138,10 +138,15 @@ pub async fn run(
         towers::TowerRegistry::open(&config.node.data_dir).map_err(|e| NodeError::Towers(e.to_string()))?,
     );
     let reopen = reopen_of(&config, domain, hub, &key);
+    let projection = start_projection(&config);
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, towers.clone());
     if let Some(reopen) = reopen {
         node.set_reopen(reopen);
     }
+    let _projector = projection.map(|(projector, projected)| {
+        *node.metrics.projected_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(projected);
+        projector
+    });
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
@@ -187,6 +192,22 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("infhub node stopped");
     Ok(())
+}
+
+/// The queryable projection on PostgreSQL, off the commit path, for as long as this process
+/// writes: its thread and the last sequence number it projected.
+fn start_projection(
+    config: &Config,
+) -> Option<(infhub_pg::projection::Projector, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    (config.store.kind == config::StoreKind::Postgres && config.store.projection).then(|| {
+        let projected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let projector = infhub_pg::projection::Projector::start(
+            config.store.postgres_url.0.clone(),
+            config.store.postgres_schema.clone(),
+            projected.clone(),
+        );
+        (projector, projected)
+    })
 }
 
 fn ledger_params_of(config: &Config, domain: Domain, hub: infhub_core::Address) -> LedgerParams {
@@ -315,6 +336,7 @@ fn pg_options(config: &Config) -> infhub_pg::PgStoreOptions {
         commit_timeout_ms: s.commit_timeout_ms,
         writer_name,
         lease_ms: s.lease_ms,
+        snapshot_chunk_bytes: infhub_pg::SNAPSHOT_CHUNK_BYTES,
     }
 }
 

@@ -81,6 +81,11 @@ pub struct Metrics {
     pub commits: AtomicU64,
     /// Times the ledger was reopened from its database after a storage failure.
     pub storage_reopens: AtomicU64,
+    /// The ledger's newest sequence number (refreshed when scraped).
+    pub ledger_seq: AtomicU64,
+    /// The last sequence number the queryable projection holds (written by its thread), when
+    /// the projection runs.
+    pub projected_seq: std::sync::Mutex<Option<std::sync::Arc<AtomicU64>>>,
     /// 1 while writes are refused after a storage failure (until reopened or restarted).
     pub storage_down: AtomicU64,
     /// Chain head seen.
@@ -142,6 +147,8 @@ impl Default for Metrics {
             transfers: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             storage_reopens: AtomicU64::new(0),
+            ledger_seq: AtomicU64::new(0),
+            projected_seq: std::sync::Mutex::new(None),
             storage_down: AtomicU64::new(0),
             chain_head: AtomicU64::new(0),
             chain_confirmed: AtomicU64::new(0),
@@ -259,6 +266,21 @@ impl Metrics {
         );
     }
 
+    /// The ledger's sequence number and, when the projection runs, how far behind it is.
+    fn render_projection(&self, out: &mut String) {
+        let g = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let ledger_seq = self.ledger_seq.load(Ordering::Relaxed);
+        g(out, "infhub_ledger_seq", "The ledger's newest sequence number.", ledger_seq);
+        if let Some(projected) = self.projected_seq.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let projected = projected.load(Ordering::Relaxed);
+            g(out, "infhub_projection_seq", "The last sequence number in the queryable projection.", projected);
+            let lag = ledger_seq.saturating_sub(projected);
+            g(out, "infhub_projection_lag_records", "Ledger records not yet in the projection.", lag);
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -277,6 +299,7 @@ impl Metrics {
         g(&mut out, "infhub_storage_reopens_total", "counter", "Ledger reopened from its database.", reopens);
         let down = self.storage_down.load(Ordering::Relaxed);
         g(&mut out, "infhub_storage_down", "gauge", "1 while writes are refused after a storage failure.", down);
+        self.render_projection(&mut out);
         g(
             &mut out,
             "infhub_shed_total",

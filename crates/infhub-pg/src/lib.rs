@@ -5,9 +5,9 @@
 //! One row per group commit (`batches`: the batch's first and last sequence numbers and its
 //! records, each `[u32 length][bincode(LogRecord)]` as in the file log), committed in one
 //! transaction: a batch is whole or absent, so there is no torn tail to cut. Rows are never
-//! deleted (they are the account history the hub must keep); snapshots (`snapshots`) bound
-//! replay, and the two newest are kept. The store refuses a batch that does not follow the
-//! newest stored one (`StoreError::Database`): a second writer on the same schema cannot
+//! deleted (they are the account history the hub must keep); snapshots (`snapshots`, each
+//! written as rows of `snapshot_chunks`) bound replay, and the two newest are kept. The store
+//! refuses a batch that does not follow the newest stored one (`StoreError::Database`): a second writer on the same schema cannot
 //! interleave its records with the first's. With a synchronous standby the store never
 //! acknowledges a batch the standby did not confirm: a commit whose wait for the standby ended
 //! (the commit timeout) is committed on the primary only, and the append fails so the ledger
@@ -25,7 +25,9 @@
 //! The client is the synchronous `postgres` crate (tokio-postgres underneath, runtime SQL, no
 //! query macros); like the file store, the store is driven from the ledger's writer thread.
 
+pub mod formation;
 pub mod lease;
+pub mod projection;
 mod records;
 pub mod server;
 
@@ -67,7 +69,14 @@ pub struct PgStoreOptions {
     /// How long the writer lease lasts unrenewed; it is renewed every third of this. A standby
     /// takes over at most this long after the active writer stops.
     pub lease_ms: u64,
+    /// A snapshot is written as rows of at most this many bytes (`snapshot_chunks`), so a
+    /// ledger of any size stays under PostgreSQL's 1 GB value limit and no one message holds it
+    /// whole.
+    pub snapshot_chunk_bytes: usize,
 }
+
+/// The default size of a snapshot's chunks.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 8 << 20;
 
 impl PgStoreOptions {
     /// The store in `schema` at `url`: a standby not required, commits wait at most 10 s.
@@ -79,6 +88,7 @@ impl PgStoreOptions {
             commit_timeout_ms: 10_000,
             writer_name: format!("pid-{}", std::process::id()),
             lease_ms: lease::DEFAULT_LEASE_MS,
+            snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
         }
     }
 }
@@ -101,6 +111,10 @@ pub struct PgStore {
     lease: lease::Lease,
     /// The append, prepared once: the lease's fence and the batch's insert in one statement.
     append_statement: postgres::Statement,
+    /// Whether every append checks that the server still commits synchronously.
+    require_synchronous_standby: bool,
+    /// The largest row of a snapshot.
+    snapshot_chunk_bytes: usize,
 }
 
 /// A connection that is closed on a thread of its own: closing the synchronous client blocks
@@ -235,6 +249,8 @@ impl PgStore {
                      last_seq bigint NOT NULL UNIQUE CHECK (last_seq >= first_seq),
                      records bytea NOT NULL);
                  CREATE TABLE IF NOT EXISTS {s}.snapshots (seq bigint PRIMARY KEY, ledger bytea NOT NULL);
+                 CREATE TABLE IF NOT EXISTS {s}.snapshot_chunks (
+                     seq bigint NOT NULL, chunk int NOT NULL, bytes bytea NOT NULL, PRIMARY KEY (seq, chunk));
                  CREATE TABLE IF NOT EXISTS {s}.writer_lease (
                      id int PRIMARY KEY CHECK (id = 1),
                      holder text NOT NULL,
@@ -272,6 +288,15 @@ impl PgStore {
             });
         }
         let lease = lease::Lease::take(&mut client, options)?;
+        // With a standby required, the append also checks, in its own statement, that the
+        // server still commits synchronously: a failover manager that drops synchronous
+        // replication (pg_auto_failover's `wait_primary`, when no standby is left) must not
+        // make the hub acknowledge writes a second failover could lose.
+        let synchronous_guard = if options.require_synchronous_standby {
+            "AND current_setting('synchronous_standby_names') <> ''"
+        } else {
+            ""
+        };
         let append_statement = client
             .prepare(&format!(
                 "WITH lease AS (
@@ -281,7 +306,8 @@ impl PgStore {
                  INSERT INTO {s}.batches (first_seq, last_seq, records)
                  SELECT $1::bigint, $2::bigint, $3::bytea
                  WHERE EXISTS (SELECT 1 FROM lease)
-                   AND coalesce((SELECT max(last_seq) FROM {s}.batches), 0) = $1::bigint - 1"
+                   AND coalesce((SELECT max(last_seq) FROM {s}.batches), 0) = $1::bigint - 1
+                   {synchronous_guard}"
             ))
             .map_err(db("prepare the append"))?;
         let last: Option<i64> = client
@@ -298,6 +324,8 @@ impl PgStore {
             commit_timeout: Duration::from_millis(options.commit_timeout_ms),
             lease,
             append_statement,
+            require_synchronous_standby: options.require_synchronous_standby,
+            snapshot_chunk_bytes: options.snapshot_chunk_bytes,
         })
     }
 
@@ -374,9 +402,13 @@ impl LogStore for PgStore {
         let committed = match written.map_err(db("append"))? {
             1 => Ok(()),
             _ => {
-                // Nothing was written: either another writer took the lease (fenced) or the
-                // batch does not follow the newest stored one (a replayed batch).
+                // Nothing was written: another writer took the lease (fenced), the server no
+                // longer commits synchronously, or the batch does not follow the newest stored
+                // one (a replayed batch).
                 self.lease.fenced_now(client)?;
+                if self.require_synchronous_standby {
+                    require_synchronous_standby(client)?;
+                }
                 Err(StoreError::Database(format!(
                     "seq {} does not follow the newest stored batch (another writer on schema {}?)",
                     first.seq, self.schema
@@ -398,18 +430,32 @@ impl LogStore for PgStore {
         Ok(())
     }
 
+    /// One transaction: the snapshot's row (its `ledger` empty, its length in `chunks`' sum),
+    /// its chunks in order, and the removal of the snapshots past the newest kept, with their
+    /// chunks.
     fn write_snapshot(&mut self, seq: u64, ledger_bytes: &[u8]) -> Result<(), StoreError> {
         let s = &self.schema;
+        assert!(!ledger_bytes.is_empty(), "a ledger never encodes to nothing");
         let mut tx = conn(&mut self.client).transaction().map_err(db("begin"))?;
         self.lease.renew_in(&mut tx)?;
+        let seq = seq_param(seq)?;
+        tx.execute(&format!("DELETE FROM {s}.snapshot_chunks WHERE seq = $1"), &[&seq])
+            .map_err(db("replace a snapshot's chunks"))?;
         tx.execute(
             &format!(
-                "INSERT INTO {s}.snapshots (seq, ledger) VALUES ($1, $2)
+                "INSERT INTO {s}.snapshots (seq, ledger) VALUES ($1, ''::bytea)
                  ON CONFLICT (seq) DO UPDATE SET ledger = EXCLUDED.ledger"
             ),
-            &[&seq_param(seq)?, &ledger_bytes],
+            &[&seq],
         )
         .map_err(db("write a snapshot"))?;
+        let insert_chunk = tx
+            .prepare(&format!("INSERT INTO {s}.snapshot_chunks (seq, chunk, bytes) VALUES ($1, $2, $3)"))
+            .map_err(db("prepare a snapshot chunk"))?;
+        for (i, chunk) in ledger_bytes.chunks(self.snapshot_chunk_bytes.max(1)).enumerate() {
+            let i = i32::try_from(i).map_err(|_| StoreError::Database("a snapshot of over 2^31 chunks".into()))?;
+            tx.execute(&insert_chunk, &[&seq, &i, &chunk]).map_err(db("write a snapshot chunk"))?;
+        }
         tx.execute(
             &format!(
                 "DELETE FROM {s}.snapshots WHERE seq NOT IN
@@ -418,15 +464,38 @@ impl LogStore for PgStore {
             &[&SNAPSHOTS_KEPT],
         )
         .map_err(db("drop old snapshots"))?;
+        tx.execute(&format!("DELETE FROM {s}.snapshot_chunks WHERE seq NOT IN (SELECT seq FROM {s}.snapshots)"), &[])
+            .map_err(db("drop old snapshots' chunks"))?;
         tx.commit().map_err(db("commit a snapshot"))
     }
 
+    /// The newest snapshot: its chunks in order (or, written before chunks, its one value).
     fn load_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let s = &self.schema;
-        let row = conn(&mut self.client)
+        let client = conn(&mut self.client);
+        let row = client
             .query_opt(&format!("SELECT seq, ledger FROM {s}.snapshots ORDER BY seq DESC LIMIT 1"), &[])
             .map_err(db("read the newest snapshot"))?;
-        row.map(|r| Ok((seq_of(r.get(0))?, r.get::<_, Vec<u8>>(1)))).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let (seq, whole): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        if !whole.is_empty() {
+            return Ok(Some((seq_of(seq)?, whole)));
+        }
+        let chunks = client
+            .query(&format!("SELECT chunk, bytes FROM {s}.snapshot_chunks WHERE seq = $1 ORDER BY chunk"), &[&seq])
+            .map_err(db("read a snapshot's chunks"))?;
+        let mut ledger = Vec::new();
+        for (expected, chunk) in chunks.iter().enumerate() {
+            let number: i32 = chunk.get(0);
+            if usize::try_from(number).ok() != Some(expected) {
+                return Err(StoreError::Corrupt(format!("snapshot {seq}: chunk {number} where {expected} belongs")));
+            }
+            ledger.extend_from_slice(chunk.get::<_, &[u8]>(1));
+        }
+        if ledger.is_empty() {
+            return Err(StoreError::Corrupt(format!("snapshot {seq} has no chunks")));
+        }
+        Ok(Some((seq_of(seq)?, ledger)))
     }
 
     fn load_records(&mut self, after: u64) -> Result<Vec<LogRecord>, StoreError> {

@@ -1,9 +1,12 @@
 //! The hub on PostgreSQL (issue 23): a restart replays from the database, a standby process
 //! waits for the writer lease and takes over when the active one is paused past it, and the
-//! paused one, resumed, is fenced at its next commit and exits.
+//! paused one, resumed, is fenced at its next commit and exits; a database outage is a
+//! retryable refusal, not a stop; PostgreSQL itself fails over (pg_auto_failover) under load,
+//! and then the hub process does, with nothing acknowledged lost and no credit signed twice.
 
-use crate::harness::{amount, wait_serving, Env, INF};
+use crate::harness::{amount, copy_dir, wait_serving, Env, User, INF};
 use infhub_node::config::{Secret, StoreKind};
+use infhub_pg::formation::LocalFormation;
 use infhub_pg::server::LocalPostgres;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -141,6 +144,17 @@ async fn try_purchase(env: &Env, user: alloy::primitives::Address, amount: u128,
 
 /// Operator purchase `id` at the hub at `url` (None: no answer at all).
 async fn purchase_at(url: &str, user: alloy::primitives::Address, amount: u128, id: u32) -> Option<(u16, String)> {
+    let (status, body) = purchase_answer_at(url, user, amount, id).await?;
+    Some((status, body["error"]["code"].as_str().unwrap_or_default().to_string()))
+}
+
+/// Operator purchase `id` at the hub at `url`: the status and the body (None: no answer).
+async fn purchase_answer_at(
+    url: &str,
+    user: alloy::primitives::Address,
+    amount: u128,
+    id: u32,
+) -> Option<(u16, serde_json::Value)> {
     let r = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -152,8 +166,7 @@ async fn purchase_at(url: &str, user: alloy::primitives::Address, amount: u128, 
         .await
         .ok()?;
     let status = r.status().as_u16();
-    let body: serde_json::Value = r.json().await.unwrap_or_default();
-    Some((status, body["error"]["code"].as_str().unwrap_or_default().to_string()))
+    Some((status, r.json().await.unwrap_or_default()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,9 +187,19 @@ async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_with
     let stopped = Instant::now();
     let (status, code) = try_purchase(&env, alice.address, 7 * INF, 2).await;
     assert_eq!((status, code.as_str()), (503, "storage_unavailable"), "a write while the database is down");
+    // A read of an account the refused write touched never shows it as done: either the write
+    // was refused before it was applied (the node knew storage was down: 200 and the old
+    // balance) or its batch is in memory unconfirmed (503, retryable). Another account reads
+    // from memory as usual.
     let (status, a) = account(&env, alice.address).await;
-    assert_eq!(status, 200, "a read while the database is down: {a}");
-    assert_eq!(amount(&a["balance"]), 90 * INF);
+    match status {
+        200 => assert_eq!(amount(&a["balance"]), 90 * INF, "the refused purchase is not shown: {a}"),
+        503 => assert_eq!(a["error"]["code"], "storage_unavailable", "{a}"),
+        other => panic!("a read while the database is down: {other} {a}"),
+    }
+    let (status, b) = account(&env, bob.address).await;
+    assert_eq!(status, 200, "a read while the database is down: {b}");
+    assert_eq!(amount(&b["balance"]), 10 * INF);
     // Down for longer than the writer lease: every write meanwhile is refused the same way.
     while stopped.elapsed() < Duration::from_millis(2 * LEASE_MS) {
         let (status, code) = try_purchase(&env, alice.address, 7 * INF, 2).await;
@@ -205,6 +228,25 @@ async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_with
     let metrics = reqwest::get(format!("{}/metrics", env.hub_url)).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("infhub_storage_reopens_total 1"), "one reopen counted");
     assert!(metrics.contains("infhub_storage_down 0"), "storage is up again");
+    // The queryable projection resumed after the outage and caught up (lag 0), and holds the
+    // two purchases and two payments, once each.
+    env.until(30, "the projection to catch up", || async {
+        let m = reqwest::get(format!("{}/metrics", env.hub_url)).await.expect("metrics").text().await.expect("text");
+        m.contains("infhub_projection_lag_records 0\n") && !m.contains("infhub_projection_seq 0\n")
+    })
+    .await;
+    let url = pg.url();
+    let kinds = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.query("SELECT kind, count(*) FROM outage.transfers GROUP BY kind ORDER BY kind", &[])
+            .expect("query the projection")
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("query thread");
+    assert_eq!(kinds, vec![("internal".to_string(), 2), ("purchase".to_string(), 2)], "the projected transfers");
     // The node never restarted.
     assert!(env.hub_pid().is_some());
     env.kill_hub();
@@ -314,5 +356,259 @@ async fn a_standby_takes_over_from_a_killed_writer_under_load_and_nothing_is_los
         u128::from(LANES * PER_LANE) * INF,
         "every purchase exactly once: {account}"
     );
+    drop(pg);
+}
+
+/// What the load's clients saw acknowledged: per purchase id, the credit's nonce and running
+/// total.
+type Seen = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, (u64, u128)>>>;
+
+/// Clients streaming `per_lane` purchases of 1 INF each for `user` on `lanes` lanes, paced; each
+/// retries a purchase (same id) against either URL until one process answers it, and notes
+/// the credit it got in `seen`.
+fn stream_purchases(
+    lanes: u32,
+    per_lane: u32,
+    urls: [String; 2],
+    user: alloy::primitives::Address,
+    seen: &Seen,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..lanes)
+        .map(|lane| {
+            let (urls, seen) = (urls.clone(), seen.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(240);
+                for i in 0..per_lane {
+                    let id = 5_000 + lane * per_lane + i;
+                    'retry: loop {
+                        for url in &urls {
+                            if let Some((200, body)) = purchase_answer_at(url, user, INF, id).await {
+                                let credit = &body["credit"]["message"];
+                                let nonce = credit["nonce"].as_u64().unwrap_or_else(|| panic!("a credit: {body}"));
+                                seen.lock().expect("seen").insert(id, (nonce, amount(&credit["cumulativeCredit"])));
+                                break 'retry;
+                            }
+                        }
+                        assert!(Instant::now() < deadline, "purchase {id} never acknowledged");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // Paced: the load leaves the machine room for the failover's processes.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// No credit nonce was signed for two different totals: every credit any client holds is one
+/// of a single chain of `purchases` credits, whose totals, sorted by nonce (which rises with
+/// every credit, spec §3), rise by one purchase each.
+fn check_one_chain_of_credits(seen: &std::collections::BTreeMap<u32, (u64, u128)>, purchases: u32) {
+    assert_eq!(seen.len() as u32, purchases);
+    let mut by_nonce: std::collections::BTreeMap<u64, u128> = Default::default();
+    for (id, (nonce, cumulative)) in seen {
+        if let Some(other) = by_nonce.insert(*nonce, *cumulative) {
+            assert_eq!(other, *cumulative, "credit nonce {nonce} signed for two totals (purchase {id})");
+        }
+    }
+    assert_eq!(by_nonce.len() as u32, purchases, "one nonce per purchase");
+    for (k, (nonce, cumulative)) in by_nonce.iter().enumerate() {
+        assert_eq!(*cumulative, (k as u128 + 1) * INF, "nonce {nonce}'s total is one purchase more than the last");
+    }
+}
+
+/// Failover of the database and then of the hub, under load (the issue's failover test): the
+/// hub writes to a pg_auto_failover formation (a monitor, a primary, two standbys, one
+/// synchronous standby required) through a multi-host URL. Four clients stream purchases. The
+/// primary database's machine is SIGKILLed: the hub answers `storage_unavailable` until the
+/// monitor has promoted a standby, then reopens from it by itself. A standby hub process is
+/// started; the active hub process is SIGKILLed and the standby takes the lease and serves.
+/// Each client retries what was not answered, against whichever process serves. At the end:
+/// every acknowledged purchase is in the balance exactly once, and no credit nonce was signed
+/// for two different totals (a hub that signed before its commit returned, or a replica that
+/// lost an acknowledged batch, would show one). The times to recover are printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_signed_twice() {
+    const LANES: u32 = 4;
+    const PER_LANE: u32 = 100;
+    let pg_dir = tempfile::tempdir().expect("tmp");
+    let formed = Instant::now();
+    let mut formation = LocalFormation::start(pg_dir.path()).unwrap_or_else(|e| panic!("formation: {e}"));
+    let first_primary = formation.primary().expect("states").expect("a primary");
+    println!("formation ready in {} ms", formed.elapsed().as_millis());
+    let mut env = Env::start_with(|c| {
+        c.store.kind = StoreKind::Postgres;
+        c.store.postgres_url = Secret(formation.url());
+        c.store.postgres_schema = "failover".into();
+        c.store.require_synchronous_standby = true;
+        c.store.lease_ms = LEASE_MS;
+        c.store.writer_name = "hub-a".into();
+        c.node.log = "info".into();
+    })
+    .await;
+    let alice = env.user(1, "alice");
+    env.register(&alice).await;
+    let standby_port = infhub_chain::anvil::free_port().expect("port");
+    let standby_url = format!("http://127.0.0.1:{standby_port}");
+
+    let seen: Seen = Default::default();
+    let lanes = stream_purchases(LANES, PER_LANE, [env.hub_url.clone(), standby_url.clone()], alice.address, &seen);
+    let acknowledged = || seen.lock().expect("seen").len() as u32;
+
+    // The primary database's machine dies.
+    env.until(60, "a quarter of the purchases", || async { acknowledged() >= LANES * PER_LANE / 4 }).await;
+    formation.kill_node(first_primary);
+    let killed = Instant::now();
+    let at_kill = acknowledged();
+    let promoted = formation.wait_ready(Some(first_primary)).unwrap_or_else(|e| panic!("failover: {e}"));
+    let promoted_after = killed.elapsed();
+    let before = acknowledged();
+    env.until(180, "a purchase acknowledged on the new primary", || async { acknowledged() > before }).await;
+    let database_recovery = killed.elapsed();
+    assert_ne!(promoted, first_primary);
+
+    // A standby hub process joins; then the active one dies.
+    let mut config = env.config.clone();
+    config.node.listen = format!("127.0.0.1:{standby_port}");
+    config.node.data_dir = env.tmp.path().join("standby-data");
+    config.store.writer_name = "hub-b".into();
+    config.store.wait_for_lease = true;
+    let _standby = Process(env.spawn_other_node(&config, "standby"));
+    env.until(60, "half of the purchases", || async { acknowledged() >= LANES * PER_LANE / 2 }).await;
+    env.kill_hub();
+    let hub_killed = Instant::now();
+    let at_hub_kill = acknowledged();
+    wait_serving(&standby_url, 120).await;
+    let before = acknowledged();
+    env.until(180, "a purchase acknowledged by the standby hub", || async { acknowledged() > before }).await;
+    let hub_recovery = hub_killed.elapsed();
+    for lane in lanes {
+        lane.await.expect("lane");
+    }
+    println!(
+        "database: {at_kill} purchases acknowledged before the primary's SIGKILL; a standby promoted after {} ms; \
+         purchases acknowledged again after {} ms. hub: {at_hub_kill} acknowledged before its SIGKILL; the standby \
+         hub acknowledged again after {} ms (lease {LEASE_MS} ms)",
+        promoted_after.as_millis(),
+        database_recovery.as_millis(),
+        hub_recovery.as_millis()
+    );
+
+    let account: serde_json::Value = reqwest::Client::new()
+        .get(format!("{standby_url}/v1/accounts/{}", alice.address))
+        .bearer_auth(crate::harness::OPERATOR)
+        .send()
+        .await
+        .expect("account")
+        .json()
+        .await
+        .expect("json");
+    let total = u128::from(LANES * PER_LANE) * INF;
+    assert_eq!(amount(&account["balance"]), total, "every purchase exactly once: {account}");
+    check_one_chain_of_credits(&seen.lock().expect("seen"), LANES * PER_LANE);
+    drop(formation);
+}
+
+/// A 60-second database outage under load is not a channel close (the issue's outage test):
+/// four clients stream purchases; PostgreSQL stops for 60 s; meanwhile writes are refused as
+/// retryable, and a user exits from an old backup of her wallet, which the hub must answer
+/// within the 4-second challenge period from what it holds in memory (it cannot record the
+/// exit). Her exit pays her true balance, the other user's channel stays open, and once the
+/// database is back every purchase is applied exactly once and the books balance.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minute_long_database_outage_under_load_closes_no_channel_and_loses_nothing() {
+    const LANES: u32 = 4;
+    const PER_LANE: u32 = 40;
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let pg_dir = tempfile::tempdir().expect("tmp");
+    let mut pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let env = start_on_postgres(&pg, "long_outage", "hub-a").await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice).await;
+    env.register(&bob).await;
+    env.ok(&alice, &["deposit", "50"]);
+    env.purchase(bob.address, 20 * INF, 1).await;
+    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
+    env.ok(&alice, &["sync"]);
+    let backup = env.tmp.path().join("alice-backup");
+    copy_dir(&alice.dir, &backup);
+    env.ok(&alice, &["pay", &bob.address.to_string(), "15"]);
+
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut lanes = Vec::new();
+    for lane in 0..LANES {
+        let url = env.hub_url.clone();
+        let acknowledged = acknowledged.clone();
+        let user = bob.address;
+        lanes.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(240);
+            let mut refused_while_down = 0u32;
+            for i in 0..PER_LANE {
+                let id = 9_000 + lane * PER_LANE + i;
+                loop {
+                    match purchase_at(&url, user, INF, id).await {
+                        Some((200, _)) => break,
+                        Some((503, code)) => {
+                            assert_eq!(code, "storage_unavailable", "a refusal during the outage is retryable");
+                            refused_while_down += 1;
+                        }
+                        other => panic!("purchase {id}: {other:?}"),
+                    }
+                    assert!(Instant::now() < deadline, "purchase {id} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            refused_while_down
+        }));
+    }
+    env.until(60, "a quarter of the purchases", || async {
+        acknowledged.load(std::sync::atomic::Ordering::Relaxed) >= LANES * PER_LANE / 4
+    })
+    .await;
+    pg.stop().unwrap_or_else(|e| panic!("stop postgres: {e}"));
+    let stopped = Instant::now();
+    let at_stop = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+
+    // During the outage, alice exits with her stale wallet: it believes 50 + 10.
+    let restored = User { dir: backup, ..alice.clone() };
+    let before = env.token_balance(alice.address).await;
+    let exit = tokio::task::block_in_place(|| env.ok(&restored, &["exit", "--offline", "--yes"]));
+    let exit_took = stopped.elapsed();
+    assert!(exit_took < OUTAGE, "the exit settled during the outage ({} ms)", exit_took.as_millis());
+    assert_eq!(amount(&exit["expected"]), 60 * INF, "the stale wallet believes 50 + 10: {exit}");
+    assert_eq!(amount(&exit["paid"]), 45 * INF, "the hub's dispute from memory held it to 50 + 10 − 15: {exit}");
+    assert_eq!(env.token_balance(alice.address).await - before, 45 * INF);
+    let during = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(during, at_stop, "nothing acknowledged while the database is down");
+    tokio::time::sleep(OUTAGE.saturating_sub(stopped.elapsed())).await;
+
+    pg.start_again(&pg_dir.path().join("postgres.log")).unwrap_or_else(|e| panic!("restart postgres: {e}"));
+    let back = Instant::now();
+    let mut refused = 0;
+    for lane in lanes {
+        refused += lane.await.expect("lane");
+    }
+    println!(
+        "database down {} ms under load ({at_stop} purchases acknowledged before, {refused} refusals as retryable \
+         during it); alice's stale exit disputed from memory and settled {} ms into the outage; all {} purchases \
+         acknowledged {} ms after the database came back",
+        back.duration_since(stopped).as_millis(),
+        exit_took.as_millis(),
+        LANES * PER_LANE,
+        back.elapsed().as_millis()
+    );
+    assert!(refused > 0, "the load ran into the outage");
+    // Once back, the ledger has recorded the exit and its settlement, the other channel is
+    // open, every purchase is there once, and the books balance.
+    env.until(60, "the ledger to record alice's settlement", || async {
+        account(&env, alice.address).await.1["status"]["state"] == "settled"
+    })
+    .await;
+    let (_, b) = account(&env, bob.address).await;
+    assert_eq!(b["status"]["state"], "open", "{b}");
+    assert_eq!(amount(&b["balance"]), (20 - 10 + 15) * INF + u128::from(LANES * PER_LANE) * INF, "{b}");
+    env.until(60, "the books to balance", || async { env.solvency().await["contractBalanced"] == true }).await;
     drop(pg);
 }

@@ -184,6 +184,34 @@ pub enum ChainEvent {
     },
 }
 
+impl ChainEvent {
+    /// The account (channel or custodial) the event is about, if it is about one.
+    pub fn account(&self) -> Option<Address> {
+        match *self {
+            ChainEvent::ChannelOpened { user, .. }
+            | ChainEvent::ChannelRegistered { user, .. }
+            | ChainEvent::Deposited { user, .. }
+            | ChainEvent::Withdrawn { user, .. }
+            | ChainEvent::DebitRealized { user, .. }
+            | ChainEvent::DebitSubmitted { user, .. }
+            | ChainEvent::CreditSubmitted { user, .. }
+            | ChainEvent::ExitStarted { user, .. }
+            | ChainEvent::Settled { user, .. } => Some(user),
+            ChainEvent::CustodialDeposited { account, .. }
+            | ChainEvent::DebitChallenged { account, .. }
+            | ChainEvent::DebitChallengeAnswered { account } => Some(account),
+            ChainEvent::ReserveDeposited { .. }
+            | ChainEvent::ReserveWithdrawn { .. }
+            | ChainEvent::PayoutBatchExecuted { .. }
+            | ChainEvent::ExcessToReserve { .. }
+            | ChainEvent::ReserveWithdrawalAnnounced { .. }
+            | ChainEvent::ReserveWithdrawalCancelled { .. }
+            | ChainEvent::CheckpointPosted(_)
+            | ChainEvent::HubHalted { .. } => None,
+        }
+    }
+}
+
 impl Ledger {
     pub(super) fn chain_event(&mut self, at_block: u64, ev: ChainEvent) -> Result<Outcome, Error> {
         let params = self.channel_params();

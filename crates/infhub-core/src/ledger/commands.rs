@@ -206,6 +206,16 @@ impl Ledger {
             Command::EarmarkReserveWithdrawal { amount } => self.earmark_reserve_withdrawal(amount),
             Command::SealProofs => self.seal(hub_key),
             Command::TakePayoutBatch { max } => self.take_payout_batch(max),
+            Command::Chain { .. } | Command::Block(_) => self.apply_chain(command),
+            Command::CheckpointBuilt(header) => self.checkpoint_built(header),
+        }
+    }
+
+    /// Applies a confirmed chain event or a confirmed block: no key is needed, so the chain
+    /// duties can also apply them to a copy of the ledger while storage cannot record them
+    /// (spec §7, an outage is not a channel close). On `Err` the ledger is unchanged.
+    pub fn apply_chain(&mut self, command: Command) -> Result<Outcome, Error> {
+        match command {
             Command::Chain { at, event } => {
                 if at <= self.chain_cursor {
                     // Already applied (a re-delivery after a restart or a reorg-free rescan).
@@ -216,7 +226,7 @@ impl Ledger {
                 Ok(out)
             }
             Command::Block(n) => self.block_passed(n),
-            Command::CheckpointBuilt(header) => self.checkpoint_built(header),
+            other => panic!("apply_chain takes chain events and blocks only, not {other:?}"),
         }
     }
 

@@ -402,6 +402,19 @@ impl World {
         self.start_hub();
     }
 
+    /// Mines `blocks` blocks while the hub's storage is down (every commit fails, as when its
+    /// database is unreachable), letting the duties tick after each on what the hub holds in
+    /// memory; the hub's transactions go into the next block.
+    pub(crate) fn mine_and_tick_with_storage_down(&mut self, blocks: u64) {
+        for _ in 0..blocks {
+            self.chain.mine();
+            let hub = self.hub();
+            let mut down = StorageDown { ledger: &hub.ledger };
+            infhub_hub::run_ready(hub.duties.tick(&mut down, true));
+            self.deliver();
+        }
+    }
+
     /// Hands the hub's new transactions to the chain, into the block being built.
     pub(crate) fn deliver(&mut self) -> Vec<RecordedTx> {
         let txs = self.hub().duties.broadcaster_mut().take_outbox();
@@ -471,5 +484,25 @@ pub(crate) fn call_name(c: &IInfHub::IInfHubCalls) -> &'static str {
         C::startHubClose(_) => "startHubClose",
         C::submitCredit(_) => "submitCredit",
         _ => "other",
+    }
+}
+
+/// The hub's ledger with its storage down: reads answer from memory, every commit fails.
+struct StorageDown<'a> {
+    ledger: &'a infhub_hub::ledger::HubLedger<SimDisk>,
+}
+
+impl infhub_hub::duties::LedgerAccess for StorageDown<'_> {
+    fn commit(
+        &mut self,
+        _commands: Vec<Command>,
+    ) -> impl std::future::Future<
+        Output = Result<Vec<Result<infhub_core::ledger::Outcome, infhub_core::Error>>, infhub_hub::ledger::CommitError>,
+    > + Send {
+        std::future::ready(Err(infhub_hub::ledger::CommitError::StorageFailed("the database is unreachable".into())))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&infhub_core::ledger::Ledger) -> R) -> R {
+        f(self.ledger.ledger())
     }
 }

@@ -33,6 +33,41 @@ fn an_exit_from_an_old_backup_is_answered_with_the_newest_debit_then_settled() {
     assert_eq!(paid, alloy::primitives::U256::from(700), "paid her balance, not her deposit");
 }
 
+/// A database outage is not a channel close (spec §7): while the hub's storage is down, a user
+/// exits with an old backup; the duties answer from memory (the confirmed exit applied to a
+/// copy of the ledger), dispute with the newest debit and settle, all within the challenge
+/// period and without one commit. When storage is back, the kept events are recorded in order,
+/// once, and the ledger agrees with the chain.
+#[test]
+fn an_exit_during_a_storage_outage_is_disputed_from_memory_and_recorded_once_storage_is_back() {
+    let mut w = World::new(2, 1_000, 10_000, RealizePolicy::OFF);
+    let to = w.user(1);
+    w.pay(0, PaymentKind::Internal, to, 300);
+    let alice = w.user(0);
+    w.chain.exit_without_proofs(alice);
+    w.mine_and_tick_with_storage_down(CONFIRMATIONS + 1);
+    let disputes = w.executed("submitDebit");
+    assert_eq!(disputes.len(), 1, "disputed during the outage: {disputes:?}");
+    assert!(disputes[0].1, "the contract accepted the dispute");
+    assert_eq!(w.chain.model.channel(alice).debit.cumulative, Amount(300), "the contract holds her debit");
+    w.mine_and_tick_with_storage_down(CHALLENGE + CONFIRMATIONS);
+    assert_eq!(w.chain.status(alice), ChainStatus::Settled, "settled during the outage");
+    assert_eq!(w.chain.model.sent_to.get(&alice).copied().unwrap_or_default(), alloy::primitives::U256::from(700));
+    let recorded = |w: &mut World| w.hub().ledger.ledger().account(&alice).expect("account").channel.status;
+    assert_eq!(recorded(&mut w), infhub_core::channel::Status::Open, "nothing recorded while storage is down");
+
+    // Storage is back: everything kept is recorded, once, in order.
+    w.mine_and_tick(1);
+    assert_eq!(recorded(&mut w), infhub_core::channel::Status::Settled, "the exit and settlement are recorded");
+    let refused = w.hub().duties.view().refused_events.clone();
+    assert_eq!(refused.count, 0, "no event refused or applied twice: {refused:?}");
+    w.mine_and_tick(CONFIRMATIONS + RESEND_AFTER + 1);
+    assert_eq!(w.executed("submitDebit").len(), 1, "not disputed again");
+    assert_eq!(w.executed("settle").len(), 1, "not settled again");
+    let solvent = w.hub().ledger.ledger().liquidity();
+    assert_eq!(solvent.committed.0 + solvent.free.0, solvent.reserve.0, "{solvent:?}");
+}
+
 #[test]
 fn a_dispute_dropped_or_reorganised_away_is_sent_again_until_the_chain_holds_it() {
     let mut w = World::new(2, 1_000, 10_000, RealizePolicy::OFF);

@@ -362,7 +362,15 @@ fn a_storage_failure_acknowledges_nothing_and_poisons_the_ledger() {
     let f = Fixture::new(1);
     let mut dl =
         DurableLedger::open(FailingStore, params(&f.hub), f.hub.clone(), DurableParams::default()).expect("open");
-    assert!(matches!(dl.execute(f.genesis()), Err(ExecuteError::Store(_))));
+    let genesis = f.genesis();
+    assert!(dl.unconfirmed().is_empty());
+    assert!(matches!(dl.execute(genesis.clone()), Err(ExecuteError::Store(_))));
+    // The failed batch stays known, so readers of the in-memory ledger can withhold what it
+    // touched: every command of it, and the accounts it names.
+    let unconfirmed: Vec<Command> = dl.unconfirmed().iter().map(|r| r.command.clone()).collect();
+    assert_eq!(unconfirmed, genesis, "the failed batch's records");
+    let user = f.users[0].address();
+    assert!(dl.unconfirmed().iter().any(|r| r.accounts().contains(&user)), "the user's channel is named");
     assert!(matches!(dl.execute(vec![]), Err(ExecuteError::Poisoned)));
 }
 

@@ -11,6 +11,7 @@ pub(super) async fn account(
     api.may_read(&headers, &user)?;
     let pending = api.node.chain_view().statuses.pending_deposits(&user).to_vec();
     let st = api.node.read();
+    refuse_unconfirmed(&st, &user)?;
     let Some(a) = st.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
     let ch = &a.channel;
     let status = match ch.status {

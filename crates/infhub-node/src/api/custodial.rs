@@ -10,6 +10,7 @@ pub(super) async fn custodial_account(
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &account)?;
     let st = api.node.read();
+    refuse_unconfirmed(&st, &account)?;
     let c = st.ledger().custodial(&account).ok_or(Error::NotCustodial)?;
     Ok(Json(json!({
         "account": c.account,

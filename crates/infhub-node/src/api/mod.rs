@@ -387,3 +387,27 @@ async fn info(State(api): State<Api>) -> Json<Value> {
         "limits": n.config.limits,
     }))
 }
+
+/// While the batch whose commit failed is still in memory (storage down, the ledger not yet
+/// reopened), an account it touched is not shown: its state there was never acknowledged, and
+/// a reader must not take a refused write for a done one (spec §7).
+fn refuse_unconfirmed(st: &crate::engine::State, account: &Address) -> Result<(), ApiError> {
+    if st.durable().unconfirmed().iter().any(|r| r.accounts().contains(account)) {
+        return Err(ApiError::new(
+            NodeError::StorageUnavailable,
+            "this account's newest change is not confirmed by storage (which is down): retry once it is back",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether any change in memory is unconfirmed (then the books' figures are not shown).
+fn refuse_any_unconfirmed(st: &crate::engine::State) -> Result<(), ApiError> {
+    if st.durable().unconfirmed().is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        NodeError::StorageUnavailable,
+        "the ledger in memory holds a batch storage did not confirm (storage is down): retry once it is back",
+    ))
+}

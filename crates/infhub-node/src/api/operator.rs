@@ -98,6 +98,7 @@ pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Res
     api.operator(&headers)?;
     let (liquidity, block) = {
         let st = api.node.read();
+        refuse_any_unconfirmed(&st)?;
         (st.ledger().liquidity(), st.ledger().block)
     };
     let view = api.node.chain_view();
@@ -228,6 +229,7 @@ pub(super) struct Solvency {
 
 pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
+    refuse_any_unconfirmed(&api.node.read())?;
     let n = &api.node;
     let contract = n.domain.verifying_contract;
     let rpc = |e: String| ApiError::new(NodeError::ChainUnavailable, e);
@@ -281,6 +283,7 @@ pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Resu
 
 pub(super) async fn reconciliation(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
+    refuse_any_unconfirmed(&api.node.read())?;
     let report =
         crate::reconcile::reconcile(&api.node).await.map_err(|e| ApiError::new(NodeError::ChainUnavailable, e))?;
     api.node.metrics.reconciliation(report.discrepancies.len() as u64, true);

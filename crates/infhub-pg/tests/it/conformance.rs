@@ -10,6 +10,8 @@ use infhub_ledger::file::{FileStore, FileStoreOptions};
 use infhub_ledger::store::RecordSource;
 use infhub_ledger::store::{LogRecord, LogStore, StoreError};
 use infhub_ledger::testkit::{genesis, key, params, payment};
+use infhub_pg::formation::LocalFormation;
+use infhub_pg::projection::Projection;
 use infhub_pg::server::LocalPostgres;
 use infhub_pg::{PgRecords, PgStore, PgStoreOptions};
 
@@ -223,6 +225,37 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     assert!(matches!(dl.execute(vec![]), Err(ExecuteError::Poisoned)));
 }
 
+/// Snapshots cut into rows of 100 bytes: the scenario holds, the newest snapshot spans many
+/// chunks, the older ones' chunks go with them, and a missing chunk is refused by name.
+#[test]
+fn snapshots_in_chunks_pass_the_scenario_and_a_missing_chunk_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = LocalPostgres::start(dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let chunked = || {
+        PgStore::open(&PgStoreOptions { snapshot_chunk_bytes: 100, ..PgStoreOptions::new(server.url(), "chunked") })
+            .expect("store")
+    };
+    scenario(&chunked);
+    let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    let (snapshots, chunks): (i64, i64) = {
+        let r = admin
+            .query_one("SELECT count(DISTINCT seq), count(*) FROM chunked.snapshot_chunks", &[])
+            .expect("count chunks");
+        (r.get(0), r.get(1))
+    };
+    assert!((1..=infhub_pg::SNAPSHOTS_KEPT).contains(&snapshots), "{snapshots} snapshots' chunks kept");
+    assert!(chunks > 2 * snapshots, "each snapshot spans several chunks: {chunks}");
+    admin
+        .execute(
+            "DELETE FROM chunked.snapshot_chunks WHERE chunk = 1
+             AND seq = (SELECT max(seq) FROM chunked.snapshots)",
+            &[],
+        )
+        .expect("lose a chunk");
+    let damaged = chunked().load_snapshot();
+    assert!(matches!(damaged, Err(StoreError::Corrupt(ref m)) if m.contains("chunk 2 where 1 belongs")), "{damaged:?}");
+}
+
 /// With a synchronous standby (spec: never sign what the replicas did not accept): a store that
 /// requires one refuses a server without it; with the standby up a batch is acknowledged and
 /// the primary reports it synchronous; with the standby stopped, the commit's wait ends at the
@@ -251,8 +284,18 @@ fn a_batch_no_synchronous_standby_confirmed_is_not_acknowledged() {
     let mut store = PgStore::open(&PgStoreOptions { commit_timeout_ms: 1_000, ..required.clone() }).expect("open");
     store.append(&[record(1), record(2)]).expect("acknowledged with the standby's confirmation");
 
-    standby.stop().unwrap_or_else(|e| panic!("stop the standby: {e}"));
+    // A failover manager drops synchronous replication while the store is open (as
+    // pg_auto_failover does in `wait_primary`, when no standby is left): the next append
+    // commits nothing and says why, instead of acknowledging what no standby holds.
+    set_synchronous_standby_names(&primary, "");
     let r = store.append(&[record(3)]);
+    assert!(matches!(r, Err(StoreError::Database(ref m)) if m.contains("synchronous standby is required")), "{r:?}");
+    assert_eq!(store.last_seq(), 2, "nothing written");
+    set_synchronous_standby_names(&primary, "standby1");
+    store.append(&[record(3)]).expect("synchronous again");
+
+    standby.stop().unwrap_or_else(|e| panic!("stop the standby: {e}"));
+    let r = store.append(&[record(4)]);
     assert!(matches!(r, Err(StoreError::Database(ref m)) if m.contains("no synchronous standby confirmed")), "{r:?}");
     // It stands on the primary alone: a reopened store sees it (what a failover could lose).
     let mut reopened = PgStore::open(&PgStoreOptions {
@@ -260,8 +303,69 @@ fn a_batch_no_synchronous_standby_confirmed_is_not_acknowledged() {
         ..PgStoreOptions::new(primary.url(), "sync")
     })
     .expect("reopen under the same writer name");
-    assert_eq!(reopened.last_seq(), 3);
-    assert_eq!(reopened.load_records(0).expect("read").len(), 3);
+    assert_eq!(reopened.last_seq(), 4);
+    assert_eq!(reopened.load_records(0).expect("read").len(), 4);
+}
+
+/// Sets the primary's `synchronous_standby_names` and returns once a new session sees it (the
+/// postmaster has reloaded and signalled every session, the store's too).
+fn set_synchronous_standby_names(primary: &LocalPostgres, names: &str) {
+    let mut admin = postgres::Client::connect(&primary.url(), postgres::NoTls).expect("connect");
+    admin.batch_execute(&format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'")).expect("alter system");
+    admin.batch_execute("SELECT pg_reload_conf()").expect("reload");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut fresh = postgres::Client::connect(&primary.url(), postgres::NoTls).expect("connect");
+        let now: String = fresh.query_one("SHOW synchronous_standby_names", &[]).expect("show").get(0);
+        if now == names {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reload never took effect");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// PostgreSQL itself fails over (a real pg_auto_failover formation: a monitor, a primary and
+/// two standbys, one synchronous standby required): the primary's machine is killed with
+/// SIGKILL after acknowledged batches; the store's next append fails; the monitor promotes a
+/// standby; the store reopened on the same multi-host URL finds the new primary and every
+/// acknowledged batch on it, and goes on appending.
+#[test]
+fn a_failover_of_postgresql_loses_no_acknowledged_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let mut formation = LocalFormation::start(dir.path()).unwrap_or_else(|e| panic!("formation: {e}"));
+    let old_primary = formation.primary().expect("states").expect("a primary");
+    println!("formation ready in {} ms (primary n{})", started.elapsed().as_millis(), old_primary + 1);
+    let options = PgStoreOptions {
+        require_synchronous_standby: true,
+        writer_name: "hub-a".into(),
+        lease_ms: 1_000,
+        ..PgStoreOptions::new(formation.url(), "failover")
+    };
+    let mut store = PgStore::open(&options).expect("open on the formation");
+    for seq in 1..=20 {
+        store.append(&[record(seq)]).expect("acknowledged");
+    }
+
+    formation.kill_node(old_primary);
+    let killed = std::time::Instant::now();
+    let r = store.append(&[record(21)]);
+    assert!(r.is_err(), "an append to a dead primary: {r:?}");
+    drop(store);
+    let new_primary = formation.wait_ready(Some(old_primary)).unwrap_or_else(|e| panic!("failover: {e}"));
+    assert_ne!(new_primary, old_primary);
+    let mut reopened = PgStore::open(&options).expect("reopen on the new primary");
+    println!(
+        "n{} killed; n{} primary with a synchronous standby and the store reopened {} ms later",
+        old_primary + 1,
+        new_primary + 1,
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(reopened.last_seq(), 20, "every acknowledged batch, and only those");
+    let records = reopened.load_records(0).expect("read");
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+    reopened.append(&[record(21)]).expect("appends go on on the new primary");
 }
 
 #[test]
@@ -269,4 +373,87 @@ fn the_store_and_its_reader_are_shared_by_the_hub_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<PgStore>();
     shared::<PgRecords>();
+}
+
+/// The queryable projection (issue 23): filled from the ledger's records alone, it agrees with
+/// the ledger's own state (every account's running totals and balance, every payment, every
+/// seal), and it is idempotent by sequence number: a second projector finds nothing to do, one
+/// that started behind takes the first's position instead of projecting again, and a
+/// projection rewound to seq 0 and run again changes nothing.
+#[test]
+fn the_projection_agrees_with_the_ledger_and_is_idempotent_by_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = LocalPostgres::start(dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
+    let parties = Parties::new();
+    let behind = Projection::open(&server.url(), "projected").expect("a projector opened before any record");
+    let mut dl =
+        parties.open(PgStore::open(&PgStoreOptions::new(server.url(), "projected")).expect("store")).expect("open");
+    let state = parties.run(&mut dl);
+    let mut projection = Projection::open(&server.url(), "projected").expect("projection");
+    let mut projected = 0;
+    loop {
+        let n = projection.catch_up().expect("project");
+        if n == 0 {
+            break;
+        }
+        projected += n;
+    }
+    assert_eq!(projected, WRITTEN, "every record projected once");
+    assert_eq!(projection.cursor(), WRITTEN);
+
+    let mut client = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    let check = |client: &mut postgres::Client| {
+        for user in &parties.users {
+            let ch = &state.account(&user.address()).expect("account").channel;
+            let row = client
+                .query_one(
+                    "SELECT deposited::text, cumulative_credit::text, cumulative_debit::text,
+                        (deposited + cumulative_credit - cumulative_debit - greatest(withdrawn, withdrawal_held))::text,
+                        credit_nonce, debit_nonce, status
+                     FROM projected.accounts WHERE account = $1",
+                    &[&user.address().as_slice()],
+                )
+                .expect("an account row");
+            let text = |i: usize| row.get::<_, String>(i);
+            assert_eq!(text(0), ch.deposited.0.to_string());
+            assert_eq!(text(1), ch.cumulative_credit().0.to_string());
+            assert_eq!(text(2), ch.cumulative_debit().0.to_string());
+            assert_eq!(text(3), ch.balance().expect("balance").0.to_string(), "the balance from the projection");
+            assert_eq!(row.get::<_, i64>(4) as u64, ch.credit.as_ref().map_or(0, |c| c.message.nonce));
+            assert_eq!(row.get::<_, i64>(5) as u64, ch.debit.as_ref().map_or(0, |d| d.message.nonce));
+            assert_eq!(text(6), "open");
+        }
+        let count = |client: &mut postgres::Client, sql: &str| client.query_one(sql, &[]).expect(sql).get::<_, i64>(0);
+        assert_eq!(
+            count(client, "SELECT count(*) FROM projected.transfers WHERE kind = 'internal'"),
+            (BATCHES * USERS) as i64
+        );
+        assert_eq!(
+            count(client, "SELECT count(*) FROM projected.seals"),
+            BATCHES as i64,
+            "one seal per commit of payments"
+        );
+        assert_eq!(
+            count(
+                client,
+                "SELECT count(*) FROM projected.transfers t JOIN projected.accounts a ON a.account = t.payer"
+            ),
+            (BATCHES * USERS) as i64,
+            "every payer is an account"
+        );
+    };
+    check(&mut client);
+
+    // Idempotent: nothing more to do; a projector that was behind takes the position.
+    assert_eq!(Projection::open(&server.url(), "projected").expect("again").catch_up().expect("again"), 0);
+    let mut behind = behind;
+    assert_eq!(behind.cursor(), 0);
+    assert_eq!(behind.catch_up().expect("behind"), 0, "another projector got there first");
+    assert_eq!(behind.cursor(), WRITTEN);
+    // Rewound to 0 and run again: the same tables.
+    client.execute("UPDATE projected.projection_cursor SET seq = 0", &[]).expect("rewind");
+    let mut again = Projection::open(&server.url(), "projected").expect("again");
+    while again.catch_up().expect("re-project") > 0 {}
+    check(&mut client);
+    drop(dl);
 }
