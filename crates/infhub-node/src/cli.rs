@@ -39,8 +39,9 @@ pub enum NodeCommand {
         /// Do not start the development watchtower.
         #[arg(long)]
         no_tower: bool,
-        /// Keep the ledger in PostgreSQL: a throwaway primary and a synchronous standby (the
-        /// machine's PostgreSQL 15) on loopback ports, in the data directory.
+        /// Keep the ledger in PostgreSQL: a throwaway pg_auto_failover formation (a monitor, a
+        /// primary and two standbys, one synchronous; the machine's PostgreSQL 15) on loopback
+        /// ports, in the data directory.
         #[arg(long)]
         postgres: bool,
     },

@@ -91,23 +91,24 @@ pub async fn environment(
     Ok((anvil, c, guard))
 }
 
-/// Starts a throwaway PostgreSQL primary and synchronous standby in `<data_dir>/postgres` and
-/// points `c` at them (synchronous standby required, as in production).
-pub fn postgres(
-    c: &mut Config,
-) -> Result<(infhub_pg::server::LocalPostgres, infhub_pg::server::LocalPostgres), String> {
+/// Starts a throwaway pg_auto_failover formation (a monitor, a primary and two standbys, one
+/// synchronous standby required) in `<data_dir>/postgres` and points `c` at it through a
+/// multi-host URL that follows a failover, as in production.
+pub fn postgres(c: &mut Config) -> Result<infhub_pg::formation::LocalFormation, String> {
     let dir = c.node.data_dir.join("postgres");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     // The synchronous client must not run on the async runtime's threads.
-    let pair = std::thread::spawn(move || infhub_pg::server::LocalPostgres::start_with_synchronous_standby(&dir))
+    let formation = std::thread::spawn(move || infhub_pg::formation::LocalFormation::start(&dir))
         .join()
         .map_err(|_| "starting PostgreSQL panicked".to_string())?
-        .map_err(|e| format!("PostgreSQL: {e} (is postgresql-15 installed? scripts/setup installs it)"))?;
+        .map_err(|e| {
+            format!("PostgreSQL: {e} (are postgresql-15 and pg_auto_failover installed? scripts/setup installs them)")
+        })?;
     c.store.kind = crate::config::StoreKind::Postgres;
-    c.store.postgres_url = crate::config::Secret(pair.0.url());
+    c.store.postgres_url = crate::config::Secret(formation.url());
     c.store.require_synchronous_standby = true;
-    tracing::info!(primary = %pair.0.url(), standby_port = pair.1.port, "development PostgreSQL ready");
-    Ok(pair)
+    tracing::info!(url = %formation.url(), "development PostgreSQL ready: a pg_auto_failover formation of three nodes");
+    Ok(formation)
 }
 
 /// Test key that the development watchtower uses (it pays gas and earns fees).
@@ -146,7 +147,7 @@ pub fn banner(anvil: &Anvil, c: &Config, tower_url: Option<&str>) -> String {
     );
     if c.store.kind == crate::config::StoreKind::Postgres {
         out.push_str(&format!(
-            "  ledger store     PostgreSQL {} (synchronous standby required)\n",
+            "  ledger store     PostgreSQL {} (pg_auto_failover: a primary and two standbys, one synchronous)\n",
             c.store.postgres_url.0
         ));
     }

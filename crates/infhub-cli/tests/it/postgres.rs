@@ -253,10 +253,11 @@ async fn a_database_outage_refuses_writes_as_retryable_and_the_node_reopens_with
     drop(pg);
 }
 
-/// `infhub dev --postgres` (what `scripts/dev --postgres` runs) starts its own PostgreSQL
-/// primary and synchronous standby and serves with the ledger in them; SIGTERM stops it all.
+/// `infhub dev --postgres` (what `scripts/dev --postgres` runs) starts its own pg_auto_failover
+/// formation and serves with the ledger in it; SIGTERM stops it all (no database process is
+/// left behind).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_development_hub_runs_on_postgres_with_a_synchronous_standby() {
+async fn the_development_hub_runs_on_a_pg_auto_failover_formation() {
     let tmp = tempfile::tempdir().expect("tmp");
     let port = infhub_chain::anvil::free_port().expect("port");
     let url = format!("http://127.0.0.1:{port}");
@@ -273,6 +274,9 @@ async fn the_development_hub_runs_on_postgres_with_a_synchronous_standby() {
         reqwest::get(format!("{url}/v1/info")).await.expect("info").json().await.expect("json");
     assert_eq!(info["storage"]["store"], "postgres", "{info}");
     assert!(info["storage"]["down"].is_null(), "{info}");
+    let data = tmp.path().join("data").display().to_string();
+    let keepers = live_processes_naming(&data).iter().filter(|c| c.contains("pg_autoctl")).count();
+    assert!(keepers >= 4, "a monitor and three nodes keep the formation: {keepers}");
     // A clean stop: SIGTERM, and the process (which stops its databases) exits by itself.
     signal(dev.0.id(), "-TERM");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -284,6 +288,24 @@ async fn the_development_hub_runs_on_postgres_with_a_synchronous_standby() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status}");
+    let left = live_processes_naming(&data);
+    assert!(left.is_empty(), "database processes left behind: {left:?}");
+}
+
+/// The command lines of live (not zombie) processes that name `text`.
+fn live_processes_naming(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // The state follows the command name in parentheses: `pid (comm) S ...`.
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (state != 'Z' && cmdline.contains(text)).then_some(cmdline)
+        })
+        .collect()
 }
 
 /// A hub process failover under load: purchases stream in from four clients; the active writer
