@@ -100,7 +100,17 @@ struct Args {
     /// The node's `liquidity.realize_when_payer_reaches` (base units).
     #[arg(long)]
     realize_payer_at: Option<u128>,
+    /// Also run with this many stateless front-end processes (`infhub-node frontend`) in front
+    /// of the writer, the load spread over them, and compare the writer's CPU per transfer with
+    /// the single process's (0: no front-ends).
+    #[arg(long, default_value_t = 0)]
+    front_ends: usize,
 }
+
+/// Most front-end processes the bench starts.
+const MAX_FRONT_ENDS: usize = 8;
+/// The sequencer token between the bench's writer and its front-ends.
+const SEQUENCER_TOKEN: &str = "bench-sequencer-token-not-secret";
 
 /// Which store the node under test keeps its ledger in.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,12 +277,18 @@ pub(crate) struct Node {
     child: Child,
     url: String,
     data_dir: PathBuf,
+    /// Front-end processes in front of this node (the writer), with their URLs.
+    front_ends: Vec<(Child, String)>,
     /// The database of a node on PostgreSQL (stopped after the node).
     _postgres: Option<infhub_pg::server::LocalPostgres>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        for (child, _) in &mut self.front_ends {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -284,8 +300,10 @@ async fn start_node(
     dir: &Path,
     args: &Args,
     store: BenchStore,
+    front_ends: usize,
 ) -> Result<Node, String> {
     let port = anvil::free_port().map_err(fail)?;
+    let sequencer = format!("127.0.0.1:{}", anvil::free_port().map_err(fail)?);
     let data_dir = dir.join("data");
     let mut c = infhub_node::dev::config(anvil, d, format!("127.0.0.1:{port}"), data_dir.clone());
     c.node.operator_token = infhub_node::config::Secret(OPERATOR.into());
@@ -305,6 +323,10 @@ async fn start_node(
     }
     if let Some(v) = args.realize_payer_at {
         c.liquidity.realize_when_payer_reaches = Amount(v);
+    }
+    if front_ends > 0 {
+        c.node.sequencer_listen = sequencer.clone();
+        c.node.sequencer_token = infhub_node::config::Secret(SEQUENCER_TOKEN.into());
     }
     let postgres = if store == BenchStore::Postgres {
         let pg_dir = dir.join("postgres");
@@ -329,17 +351,40 @@ async fn start_node(
         .stderr(log)
         .spawn()
         .map_err(fail)?;
-    let node = Node { child, url: format!("http://127.0.0.1:{port}"), data_dir, _postgres: postgres };
+    let mut node =
+        Node { child, url: format!("http://127.0.0.1:{port}"), data_dir, front_ends: Vec::new(), _postgres: postgres };
     let client = reqwest::Client::new();
+    wait_serving(&client, &node.url, &dir.join("node.log")).await?;
+    for i in 0..front_ends {
+        let port = anvil::free_port().map_err(fail)?;
+        let url = format!("http://127.0.0.1:{port}");
+        let log_path = dir.join(format!("front-end-{i}.log"));
+        let log = std::fs::File::create(&log_path).map_err(fail)?;
+        let child = Command::new(node_binary()?)
+            .args(["frontend", "--listen", &format!("127.0.0.1:{port}"), "--writer", &sequencer, "--writer-http"])
+            .arg(&node.url)
+            .env("INFHUB_SEQUENCER_TOKEN", SEQUENCER_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(fail)?;
+        node.front_ends.push((child, url.clone()));
+        wait_serving(&client, &url, &log_path).await?;
+    }
+    Ok(node)
+}
+
+/// Waits until `url` answers `/v1/info` (30 s at most).
+async fn wait_serving(client: &reqwest::Client, url: &str, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{}/v1/info", node.url)).send().await {
+        if let Ok(r) = client.get(format!("{url}/v1/info")).send().await {
             if r.status().is_success() {
-                return Ok(node);
+                return Ok(());
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("the node did not start; see {}", dir.join("node.log").display()));
+            return Err(format!("{url} did not start serving; see {}", log.display()));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -470,6 +515,12 @@ async fn run(args: Args) -> Result<(), String> {
             .join()
             .map_err(|_| "the store bench panicked".to_string())?;
     }
+    if args.front_ends > MAX_FRONT_ENDS {
+        return Err(format!("--front-ends must be in 0..={MAX_FRONT_ENDS}"));
+    }
+    if args.front_ends > 0 {
+        return run_front_ends(&args).await;
+    }
     let stores = match args.store {
         BenchStore::Both => vec![BenchStore::File, BenchStore::Postgres],
         one => vec![one],
@@ -477,7 +528,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut results = Vec::new();
     for store in stores {
         println!("\ninfhub-bench: the node on the {store:?} store");
-        results.push((store, run_http(&args, store).await?));
+        results.push((store, run_http(&args, store, 0).await?));
     }
     let result = if let [(_, file), (_, pg)] = &results[..] {
         let ratio = |key: &str| file[key].as_f64().unwrap_or(0.0) / pg[key].as_f64().unwrap_or(f64::NAN);
@@ -498,8 +549,45 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The same run on one process, then on a writer with `--front-ends` front-end processes in
+/// front of it: throughput, and the writer's CPU per transfer against the single process's.
+async fn run_front_ends(args: &Args) -> Result<(), String> {
+    let n = args.front_ends;
+    let store = match args.store {
+        BenchStore::Both => return Err("--front-ends runs on one store: file or postgres".into()),
+        one => one,
+    };
+    println!("\ninfhub-bench: one process (the node alone), {store:?} store");
+    let single = run_http(args, store, 0).await?;
+    println!("\ninfhub-bench: a writer and {n} front-end processes, {store:?} store");
+    let split = run_http(args, store, n).await?;
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(0.0);
+    let (node_cpu, writer_cpu) = (f(&single, "nodeCpuSecondsPer1000"), f(&split, "nodeCpuSecondsPer1000"));
+    println!("\n| one process / writer with {n} front-ends, same run | value |");
+    println!("|---|---|");
+    println!(
+        "| signed transfers/s, one process / with front-ends | {:.0} / {:.0} |",
+        f(&single, "transfersPerSecond"),
+        f(&split, "transfersPerSecond")
+    );
+    println!("| CPU seconds per 1,000 transfers: the one process / the writer | {node_cpu:.3} / {writer_cpu:.3} |");
+    println!("| the writer's share of the one process's CPU per transfer | {:.2} |", writer_cpu / node_cpu);
+    println!(
+        "| front-ends' CPU seconds per 1,000 transfers, together | {:.3} |",
+        f(&split, "frontEndCpuSecondsPer1000")
+    );
+    println!(
+        "| transfers/s per core of the writer's machine (1,000 / its CPU s per 1,000) | {:.0} |",
+        1000.0 / writer_cpu
+    );
+    let result = json!({"single": single, "frontEnds": split, "writerCpuShare": writer_cpu / node_cpu});
+    std::fs::write(&args.json_out, serde_json::to_string_pretty(&result).map_err(fail)?).map_err(fail)?;
+    println!("\nJSON: {}", args.json_out.display());
+    Ok(())
+}
+
 /// One HTTP run (signed, then custodial) against a node on `store`; its figures.
-async fn run_http(args: &Args, store: BenchStore) -> Result<Value, String> {
+async fn run_http(args: &Args, store: BenchStore, front_ends: usize) -> Result<Value, String> {
     let (accounts, transfers) = if args.quick { (100, 3_000) } else { (args.accounts, args.transfers) };
     if !(2..=MAX_ACCOUNTS).contains(&accounts) {
         return Err(format!("--accounts must be in 2..={MAX_ACCOUNTS}"));
@@ -520,7 +608,7 @@ async fn run_http(args: &Args, store: BenchStore) -> Result<Value, String> {
         if args.rate == 0 { "unlimited".to_string() } else { format!("{}/s", args.rate.min(MAX_RATE)) }
     );
     let ceiling = recovery_ceiling();
-    let setup = set_up(args, accounts, store).await?;
+    let setup = set_up(args, accounts, store, front_ends).await?;
     let sign_start = Instant::now();
     let lanes = presign(args, &setup, accounts, transfers, connections)?;
     let sign_secs = sign_start.elapsed().as_secs_f64();
@@ -567,12 +655,12 @@ async fn run_http(args: &Args, store: BenchStore) -> Result<Value, String> {
 /// registration opens each channel on chain; the first accounts are funded by their own
 /// on-chain deposits (while the chain is still small), the rest by operator purchases — or,
 /// with `--fund-on-chain`, every account by a deposit the hub key makes for it.
-async fn set_up(args: &Args, accounts: usize, store: BenchStore) -> Result<Setup, String> {
+async fn set_up(args: &Args, accounts: usize, store: BenchStore, front_ends: usize) -> Result<Setup, String> {
     let dir = tempfile::Builder::new().prefix("infhub-bench-").tempdir().map_err(fail)?;
     let anvil = Anvil::spawn(&[]).map_err(fail)?;
     let reserve = args.reserve.map_or_else(infhub_node::dev::dev_reserve, U256::from);
     let d = infhub_node::dev::deploy_with_reserve(&anvil, reserve).await.map_err(fail)?;
-    let node = start_node(&anvil, &d, dir.path(), args, store).await?;
+    let node = start_node(&anvil, &d, dir.path(), args, store, front_ends).await?;
     let domain = Domain { chain_id: d.chain_id, verifying_contract: d.hub };
     let client = reqwest::Client::builder().pool_max_idle_per_host(MAX_CONNECTIONS).build().map_err(fail)?;
     let depositors = if args.fund_on_chain { 0 } else { ON_CHAIN_DEPOSITORS.min(accounts - 1) };
@@ -763,6 +851,8 @@ struct Timed {
     secs: f64,
     latencies: Vec<f64>,
     cpu: f64,
+    /// CPU seconds of the front-end processes (0 without them).
+    front_end_cpu: f64,
     bytes: u64,
     metrics_before: String,
     metrics_after: String,
@@ -780,13 +870,19 @@ async fn timed_phase(
     let metrics_before =
         client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
     let cpu_before = proc_cpu_seconds(node.child.id());
+    let front_end_cpu = || node.front_ends.iter().map(|(c, _)| proc_cpu_seconds(c.id())).sum::<f64>();
+    let front_end_cpu_before = front_end_cpu();
     let bytes_before = dir_bytes(&node.data_dir);
     let start = Instant::now();
     let batch = args.batch.clamp(1, 1_000);
     let mut tasks = Vec::new();
-    for lane in lanes {
-        let url =
-            if batch == 1 { format!("{}/v1/transfers", node.url) } else { format!("{}/v1/transfers/batch", node.url) };
+    for (i, lane) in lanes.into_iter().enumerate() {
+        // With front-ends, the lanes are spread over them (as a load balancer would).
+        let base = match node.front_ends.len() {
+            0 => &node.url,
+            n => &node.front_ends[i % n].1,
+        };
+        let url = if batch == 1 { format!("{base}/v1/transfers") } else { format!("{base}/v1/transfers/batch") };
         let requests = lane_requests(lane, batch);
         // With a rate, every lane spreads its requests evenly over the same span (all
         // transfers / rate), phase-shifted per lane, so the lanes together offer the rate even
@@ -803,11 +899,12 @@ async fn timed_phase(
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = proc_cpu_seconds(node.child.id()) - cpu_before;
+    let front_end_cpu = front_end_cpu() - front_end_cpu_before;
     let metrics_after =
         client.get(format!("{}/metrics", node.url)).send().await.map_err(fail)?.text().await.map_err(fail)?;
     let bytes = dir_bytes(&node.data_dir).saturating_sub(bytes_before);
     latencies.sort_by(|a, b| a.total_cmp(b));
-    Ok(Timed { secs, latencies, cpu, bytes, metrics_before, metrics_after })
+    Ok(Timed { secs, latencies, cpu, front_end_cpu, bytes, metrics_before, metrics_after })
 }
 
 /// A lane's requests: one signed transfer each, or `batch` of them in lane (nonce) order.
@@ -900,6 +997,8 @@ async fn report(
         "fsyncsPerSecond": commits / t.secs,
         "transfersPerFsync": per_fsync,
         "nodeCpuSecondsPer1000": t.cpu * 1000.0 / transfers as f64,
+        "frontEnds": node.front_ends.len(),
+        "frontEndCpuSecondsPer1000": t.front_end_cpu * 1000.0 / transfers as f64,
         "nodePeakMemoryMiB": proc_peak_rss_mib(node.child.id()),
         "ledgerBytesPerTransfer": t.bytes as f64 / transfers as f64,
         "signatureCeilingPerSecond": ceiling,
@@ -922,6 +1021,13 @@ async fn report(
     );
     println!("| fsyncs/s, transfers per fsync | {:.0}, {per_fsync:.1} |", commits / t.secs);
     println!("| node CPU seconds per 1,000 transfers | {:.3} |", t.cpu * 1000.0 / transfers as f64);
+    if !node.front_ends.is_empty() {
+        println!(
+            "| front-ends ({}) CPU seconds per 1,000 transfers, together | {:.3} |",
+            node.front_ends.len(),
+            t.front_end_cpu * 1000.0 / transfers as f64
+        );
+    }
     println!("| node peak memory (MiB) | {:.0} |", proc_peak_rss_mib(node.child.id()));
     println!("| ledger bytes per transfer | {:.0} |", t.bytes as f64 / transfers as f64);
     println!("| signature-recovery ceiling (all cores) | {ceiling:.0}/s |");

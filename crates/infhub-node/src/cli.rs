@@ -25,6 +25,22 @@ pub enum NodeCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// A stateless front-end: serves the API, checks transfers' signatures and forwards them to
+    /// the writer's sequencer stream; every other request goes to the writer's HTTP API.
+    Frontend {
+        /// HTTP listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// The writer's `node.sequencer_listen` address.
+        #[arg(long)]
+        writer: String,
+        /// The writer's HTTP API (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        writer_http: String,
+        /// The writer's `node.sequencer_token`.
+        #[arg(long, env = "INFHUB_SEQUENCER_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Start anvil, deploy the contracts and serve with embedded development defaults.
     Dev {
         /// HTTP listen address.
@@ -93,6 +109,11 @@ pub async fn execute(command: NodeCommand) -> Result<(), String> {
             }
             init_logs(&c.node.log);
             crate::run(c, shutdown_signal(), None).await.map_err(|e| e.to_string())
+        }
+        NodeCommand::Frontend { listen, writer, writer_http, token } => {
+            init_logs("info");
+            let config = crate::frontend::FrontendConfig { listen, writer, writer_http, token };
+            crate::frontend::run(config, shutdown_signal()).await
         }
         NodeCommand::Dev { listen, data_dir, tower_listen, no_tower, postgres } => {
             init_logs("info");

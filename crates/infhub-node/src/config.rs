@@ -202,6 +202,12 @@ pub struct NodeConfig {
     /// group commits mean fewer fsyncs and batch signatures per transfer; a lone request is
     /// committed at once.
     pub group_commit_wait_micros: u64,
+    /// Where this writer listens for stateless front-ends (spec §7, front-ends), e.g.
+    /// `127.0.0.1:8090`; empty: no front-ends.
+    pub sequencer_listen: String,
+    /// The token front-ends present (required with `sequencer_listen`; at least 16
+    /// characters). Env `INFHUB_SEQUENCER_TOKEN`.
+    pub sequencer_token: Secret<String>,
 }
 
 impl Default for NodeConfig {
@@ -218,6 +224,8 @@ impl Default for NodeConfig {
             log: "info".into(),
             reconcile_interval_secs: 300,
             group_commit_wait_micros: 500,
+            sequencer_listen: String::new(),
+            sequencer_token: Secret::default(),
         }
     }
 }
@@ -396,6 +404,7 @@ impl Config {
             "INFHUB_LISTEN" => self.node.listen = value.into(),
             "INFHUB_DATA_DIR" => self.node.data_dir = value.into(),
             "INFHUB_OPERATOR_TOKEN" => self.node.operator_token = Secret(value.into()),
+            "INFHUB_SEQUENCER_TOKEN" => self.node.sequencer_token = Secret(value.into()),
             "INFHUB_LOG" => self.node.log = value.into(),
             "INFHUB_RPC_URL" => self.chain.rpc_url = value.into(),
             "INFHUB_HUB_CONTRACT" => self.chain.hub_contract = parse(key, value)?,
@@ -452,6 +461,9 @@ impl Config {
     /// Checks every value that has a rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !self.node.sequencer_listen.is_empty() && self.node.sequencer_token.0.len() < 16 {
+            return bad("node.sequencer_token must be at least 16 characters with node.sequencer_listen (INFHUB_SEQUENCER_TOKEN)");
+        }
         if self.node.operator_token.0.len() < 16 {
             return bad("node.operator_token must be at least 16 characters (INFHUB_OPERATOR_TOKEN)");
         }

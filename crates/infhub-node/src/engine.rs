@@ -272,6 +272,15 @@ impl Node {
             Command::Transfer(debit) => CheckedDebit::check(*debit, &self.domain).ok(),
             _ => None,
         };
+        self.submit_checked(command, checked)
+    }
+
+    /// Like [`Node::submit`], with the debit's check already made (by a front-end: spec §7).
+    pub fn submit_checked(
+        &self,
+        command: Command,
+        checked: Option<CheckedDebit>,
+    ) -> Result<oneshot::Receiver<Result<Sequenced, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         match self.write_queue()?.try_send(Job::new(command, checked, ReplyTo::WithSeq(reply))) {
             Ok(()) => Ok(rx),

@@ -12,11 +12,13 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod engine;
+pub mod frontend;
 
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod reconcile;
+pub mod sequencer;
 mod serve;
 pub mod towers;
 
@@ -163,6 +165,7 @@ pub async fn run(
     }
     tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
     tokio::spawn(watch_for_fencing(node.clone(), shutdown.clone()));
+    listen_for_front_ends(&node, &shutdown).await?;
     let app = api::router(node.clone());
     let shed = node.clone();
     let serving = serve::serve(listener, app, &node.config.limits, shutdown.clone(), move || {
@@ -191,6 +194,21 @@ pub async fn run(
     node.stop_writes();
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("infhub node stopped");
+    Ok(())
+}
+
+/// With `node.sequencer_listen`, accepts stateless front-ends there (spec §7, front-ends).
+async fn listen_for_front_ends(node: &std::sync::Arc<Node>, shutdown: &watch::Receiver<bool>) -> Result<(), NodeError> {
+    if node.config.node.sequencer_listen.is_empty() {
+        return Ok(());
+    }
+    let addr = node.config.node.sequencer_listen.clone();
+    let front_ends = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr: addr.clone(), source })?;
+    tracing::info!(%addr, "listening for front-ends");
+    let token = node.config.node.sequencer_token.0.clone();
+    tokio::spawn(sequencer::serve_front_ends(node.clone(), front_ends, token, shutdown.clone()));
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! by their output and by the chain itself (token balances, the contract's solvency).
 
 mod checkpoints;
+mod frontends;
 mod harness;
 mod hostile;
 mod postgres;

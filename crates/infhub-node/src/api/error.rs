@@ -43,6 +43,9 @@ pub enum NodeError {
     /// The database is unreachable and the node is reopening the ledger from it: nothing was
     /// acknowledged; retry the same request (it is idempotent) shortly.
     StorageUnavailable,
+    /// A front-end lost its connection to the writer (it reconnects): nothing was
+    /// acknowledged; retry the same request shortly.
+    SequencerUnavailable,
     /// The node is stopping.
     ShuttingDown,
     /// The chain refused a transaction the hub sent.
@@ -73,7 +76,7 @@ pub enum NodeError {
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 27] = [
+    pub const ALL: [NodeError; 28] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -88,6 +91,7 @@ impl NodeError {
         NodeError::Overloaded,
         NodeError::StorageFailed,
         NodeError::StorageUnavailable,
+        NodeError::SequencerUnavailable,
         NodeError::ShuttingDown,
         NodeError::ChainRejected,
         NodeError::ChainUnavailable,
@@ -120,6 +124,7 @@ impl NodeError {
             NodeError::Overloaded => "overloaded",
             NodeError::StorageFailed => "storage_failed",
             NodeError::StorageUnavailable => "storage_unavailable",
+            NodeError::SequencerUnavailable => "sequencer_unavailable",
             NodeError::ShuttingDown => "shutting_down",
             NodeError::ChainRejected => "chain_rejected",
             NodeError::ChainUnavailable => "chain_unavailable",
@@ -152,6 +157,7 @@ impl NodeError {
             | NodeError::Overloaded
             | NodeError::StorageFailed
             | NodeError::StorageUnavailable
+            | NodeError::SequencerUnavailable
             | NodeError::ShuttingDown
             | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,

@@ -178,6 +178,11 @@ enum Caller {
 const CUSTODIAL_KEY_PREFIX: &str = "ck_";
 
 impl Api {
+    /// The node behind the API.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     fn caller(&self, headers: &HeaderMap, query_token: Option<&str>) -> Result<Caller, ApiError> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = header.or(query_token) else {
@@ -241,19 +246,27 @@ impl Api {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Builds the router.
-pub fn router(node: Arc<Node>) -> Router {
+/// The API's state without its routes, for the writer's answers to front-ends.
+pub(crate) fn state_of(node: Arc<Node>) -> Api {
     let limits = node.config.limits.clone();
-    let api = Api {
+    Api {
         node,
         sessions: Arc::new(Sessions::new(&limits)),
         websockets: Arc::new(AtomicUsize::new(0)),
         in_flight: Arc::new(guard::InFlight::default()),
-    };
+    }
+}
+
+pub(crate) use transfers::{forward, forwarded_answer};
+
+/// Builds the router.
+pub fn router(node: Arc<Node>) -> Router {
+    let limits = node.config.limits.clone();
+    let api = state_of(node);
     Router::new()
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/metrics", get(metrics))

@@ -118,3 +118,67 @@ pub(super) async fn withdraw(
         other => Err(unexpected(&other)),
     }
 }
+
+/// A front-end's forwarded transfers, queued now in the order given (so one payer's nonces
+/// apply in sequence): each debit with whether the front-end checked its signature (spec §7,
+/// front-ends). Answer them with [`forwarded_answer`].
+pub(crate) fn forward(node: &crate::engine::Node, debits: Vec<(SignedDebit, bool)>) -> Vec<Forwarded> {
+    debits
+        .into_iter()
+        .map(|(debit, vouched)| {
+            let checked = if vouched {
+                Some(infhub_core::channel::CheckedDebit::vouched(debit, &node.domain))
+            } else {
+                infhub_core::channel::CheckedDebit::check(debit, &node.domain).ok()
+            };
+            (debit, node.submit_checked(Command::Transfer(debit), checked))
+        })
+        .collect()
+}
+
+/// A forwarded transfer and its place in the write queue (or why it has none).
+pub(crate) type Forwarded =
+    (SignedDebit, Result<oneshot::Receiver<Result<crate::engine::Sequenced, WriteError>>, WriteError>);
+
+/// The status and JSON body the writer's own `/v1/transfers` (one transfer, `batch` false) or
+/// `/v1/transfers/batch` would have answered for `pending`.
+pub(crate) async fn forwarded_answer(api: &Api, pending: Vec<Forwarded>, batch: bool) -> (u16, Vec<u8>) {
+    let max = api.node.config.limits.max_transfers_per_request;
+    let response = if pending.is_empty() || pending.len() > max || (!batch && pending.len() != 1) {
+        ApiError::new(NodeError::RequestLimitExceeded, format!("1..={max} transfers per request")).into_response()
+    } else if batch {
+        let mut results = Vec::with_capacity(pending.len());
+        for (debit, queued) in pending {
+            let answer = match queued {
+                Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
+                    Ok(sequenced) => transfer_answer(api, &debit, sequenced),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
+            };
+            results.push(match answer {
+                Ok(a) => BatchItem::Answered(a),
+                Err(e) => BatchItem::Failed(e.answer()),
+            });
+        }
+        Json(BatchAnswer { results }).into_response()
+    } else {
+        let (debit, queued) = pending.into_iter().next().expect("one transfer");
+        let answer = match queued {
+            Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
+                Ok(sequenced) => transfer_answer(api, &debit, sequenced),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        };
+        match answer {
+            Ok(a) => Json(a).into_response(),
+            Err(e) => e.into_response(),
+        }
+    };
+    let status = response.status().as_u16();
+    match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+        Ok(body) => (status, body.to_vec()),
+        Err(e) => (500, format!("{{\"error\":{{\"code\":\"internal_error\",\"message\":\"{e}\"}}}}").into_bytes()),
+    }
+}
