@@ -12,6 +12,7 @@ pub mod cli;
 pub mod evm;
 pub mod hub;
 pub mod rng;
+pub mod shards;
 pub mod tower;
 pub mod wallet;
 pub mod world;

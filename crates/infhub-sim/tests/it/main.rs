@@ -4,6 +4,7 @@
 
 mod checkpoints;
 mod payouts;
+mod shards;
 
 use infhub_sim::{Faults, InjectedBug, Report, SimConfig, Violation};
 use std::path::PathBuf;
