@@ -105,6 +105,12 @@ struct Args {
     /// the single process's (0: no front-ends).
     #[arg(long, default_value_t = 0)]
     front_ends: usize,
+    /// The failover run instead: the node on a pg_auto_failover formation with a standby hub
+    /// process; a third of the transfers measure the peak, the rest go at half of it while the
+    /// primary database and then the active hub process are SIGKILLed; every transfer must be
+    /// applied once, and the times to recover are printed.
+    #[arg(long)]
+    failover: bool,
 }
 
 /// Most front-end processes the bench starts.
@@ -121,6 +127,9 @@ enum BenchStore {
     Postgres,
     /// One run on each, then the ratios.
     Both,
+    /// A pg_auto_failover formation with a standby hub process (`--failover` only).
+    #[value(skip)]
+    Formation,
 }
 
 /// Hard limits of the generator itself.
@@ -138,6 +147,7 @@ const ON_CHAIN_DEPOSITORS: usize = 5;
 mod breakdown;
 mod checkpoint;
 mod custodial;
+mod failover;
 mod restart;
 mod store;
 
@@ -281,6 +291,8 @@ pub(crate) struct Node {
     front_ends: Vec<(Child, String)>,
     /// The database of a node on PostgreSQL (stopped after the node).
     _postgres: Option<infhub_pg::server::LocalPostgres>,
+    /// The database formation of a failover run, and the standby hub process with its URL.
+    pub(crate) formation: Option<(infhub_pg::formation::LocalFormation, Child, String)>,
 }
 
 impl Drop for Node {
@@ -288,6 +300,10 @@ impl Drop for Node {
         for (child, _) in &mut self.front_ends {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some((_, standby, _)) = &mut self.formation {
+            let _ = standby.kill();
+            let _ = standby.wait();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -341,6 +357,17 @@ async fn start_node(
     } else {
         None
     };
+    let formation = if store == BenchStore::Formation {
+        let formation = start_formation(dir)?;
+        c.store.kind = infhub_node::config::StoreKind::Postgres;
+        c.store.postgres_url = infhub_node::config::Secret(formation.url());
+        c.store.require_synchronous_standby = true;
+        c.store.lease_ms = failover::LEASE_MS;
+        c.store.writer_name = "bench-a".into();
+        Some(formation)
+    } else {
+        None
+    };
     let path = dir.join("infhub.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
     let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
@@ -351,10 +378,20 @@ async fn start_node(
         .stderr(log)
         .spawn()
         .map_err(fail)?;
-    let mut node =
-        Node { child, url: format!("http://127.0.0.1:{port}"), data_dir, front_ends: Vec::new(), _postgres: postgres };
+    let mut node = Node {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        data_dir,
+        front_ends: Vec::new(),
+        _postgres: postgres,
+        formation: None,
+    };
     let client = reqwest::Client::new();
     wait_serving(&client, &node.url, &dir.join("node.log")).await?;
+    if let Some(formation) = formation {
+        let (standby, url) = spawn_standby(&mut c, dir)?;
+        node.formation = Some((formation, standby, url));
+    }
     for i in 0..front_ends {
         let port = anvil::free_port().map_err(fail)?;
         let url = format!("http://127.0.0.1:{port}");
@@ -372,6 +409,38 @@ async fn start_node(
         wait_serving(&client, &url, &log_path).await?;
     }
     Ok(node)
+}
+
+/// A pg_auto_failover formation in `dir/formation`.
+fn start_formation(dir: &Path) -> Result<infhub_pg::formation::LocalFormation, String> {
+    let pg_dir = dir.join("formation");
+    std::fs::create_dir_all(&pg_dir).map_err(fail)?;
+    // The synchronous client must not run on this runtime's threads.
+    std::thread::spawn(move || infhub_pg::formation::LocalFormation::start(&pg_dir))
+        .join()
+        .map_err(|_| "starting the formation panicked".to_string())?
+        .map_err(|e| format!("start the pg_auto_failover formation: {e}"))
+}
+
+/// A standby hub process for the writer configured by `c`: its own port and data directory,
+/// waiting for the lease. Its process and URL.
+fn spawn_standby(c: &mut infhub_node::config::Config, dir: &Path) -> Result<(Child, String), String> {
+    let port = anvil::free_port().map_err(fail)?;
+    c.node.listen = format!("127.0.0.1:{port}");
+    c.node.data_dir = dir.join("standby-data");
+    c.store.writer_name = "bench-b".into();
+    c.store.wait_for_lease = true;
+    let path = dir.join("standby.toml");
+    std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
+    let log = std::fs::File::create(dir.join("standby.log")).map_err(fail)?;
+    let standby = Command::new(node_binary()?)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(fail)?;
+    Ok((standby, format!("http://127.0.0.1:{port}")))
 }
 
 /// Waits until `url` answers `/v1/info` (30 s at most).
@@ -520,6 +589,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if args.front_ends > 0 {
         return run_front_ends(&args).await;
+    }
+    if args.failover {
+        return failover::run_failover(&args).await;
     }
     let stores = match args.store {
         BenchStore::Both => vec![BenchStore::File, BenchStore::Postgres],

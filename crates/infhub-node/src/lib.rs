@@ -370,6 +370,7 @@ fn open_on_postgres(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<HubLedger<OsFs>, NodeError> {
     let mut announced = false;
+    let mut unreachable = false;
     let store = loop {
         match infhub_pg::PgStore::open(options) {
             Ok(store) => break store,
@@ -378,13 +379,22 @@ fn open_on_postgres(
                     tracing::info!(%why, "standby: waiting for the writer lease");
                     announced = true;
                 }
-                if *shutdown.borrow() {
-                    return Err(NodeError::StandbyStopped);
+                unreachable = false;
+            }
+            // A standby that reached the database once outlives its outages and failovers (a
+            // wrong URL at start is still an error at start).
+            Err(infhub_ledger::StoreError::Database(why)) if wait && announced => {
+                if !unreachable {
+                    tracing::warn!(%why, "standby: the database is unreachable; still waiting");
+                    unreachable = true;
                 }
-                std::thread::sleep(retry);
             }
             Err(e) => return Err(OpenError::Storage(e).into()),
         }
+        if *shutdown.borrow() {
+            return Err(NodeError::StandbyStopped);
+        }
+        std::thread::sleep(retry);
     };
     tracing::info!(schema = %options.schema, epoch = store.lease_epoch(), "writer lease held; replaying from PostgreSQL");
     let records = infhub_pg::PgRecords::new(&options.url, &options.schema).map_err(OpenError::Storage)?;

@@ -98,6 +98,11 @@ impl Env {
         self.node.as_ref().map(|c| c.id())
     }
 
+    /// Whether the hub node process has exited (by itself).
+    pub(crate) fn hub_exited(&mut self) -> bool {
+        self.node.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Kills the hub node process (SIGKILL: no goodbye).
     pub(crate) fn kill_hub(&mut self) {
         if let Some(mut c) = self.node.take() {

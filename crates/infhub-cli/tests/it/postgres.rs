@@ -385,6 +385,25 @@ async fn a_standby_takes_over_from_a_killed_writer_under_load_and_nothing_is_los
 /// total.
 type Seen = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, (u64, u128)>>>;
 
+/// After a database failover longer than the lease, which hub process writes: the standby
+/// (it took the lease first; true) or the old writer, which reopened under its own name.
+async fn standby_took_over(env: &mut Env, standby_url: &str, since: Instant) -> bool {
+    loop {
+        if serves(standby_url).await {
+            return true;
+        }
+        let a_writes = match reqwest::get(format!("{}/v1/info", env.hub_url)).await {
+            Ok(r) => r.json::<serde_json::Value>().await.is_ok_and(|v| v["storage"]["down"].is_null()),
+            Err(_) => false,
+        };
+        if a_writes && !env.hub_exited() {
+            return false;
+        }
+        assert!(since.elapsed() < Duration::from_secs(180), "no hub process writes after the database failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Clients streaming `per_lane` purchases of 1 INF each for `user` on `lanes` lanes, paced; each
 /// retries a purchase (same id) against either URL until one process answers it, and notes
 /// the credit it got in `seen`.
@@ -473,6 +492,15 @@ async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_sig
     let standby_port = infhub_chain::anvil::free_port().expect("port");
     let standby_url = format!("http://127.0.0.1:{standby_port}");
 
+    // A standby hub process waits for the lease from the start, as in production: it must
+    // outlive the database's failover too.
+    let mut config = env.config.clone();
+    config.node.listen = format!("127.0.0.1:{standby_port}");
+    config.node.data_dir = env.tmp.path().join("standby-data");
+    config.store.writer_name = "hub-b".into();
+    config.store.wait_for_lease = true;
+    let mut standby = Process(env.spawn_other_node(&config, "standby"));
+
     let seen: Seen = Default::default();
     let lanes = stream_purchases(LANES, PER_LANE, [env.hub_url.clone(), standby_url.clone()], alice.address, &seen);
     let acknowledged = || seen.lock().expect("seen").len() as u32;
@@ -488,19 +516,37 @@ async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_sig
     env.until(180, "a purchase acknowledged on the new primary", || async { acknowledged() > before }).await;
     let database_recovery = killed.elapsed();
     assert_ne!(promoted, first_primary);
+    assert!(standby.0.try_wait().expect("try_wait").is_none(), "the standby outlived the database's failover");
 
-    // A standby hub process joins; then the active one dies.
-    let mut config = env.config.clone();
-    config.node.listen = format!("127.0.0.1:{standby_port}");
-    config.node.data_dir = env.tmp.path().join("standby-data");
-    config.store.writer_name = "hub-b".into();
-    config.store.wait_for_lease = true;
-    let _standby = Process(env.spawn_other_node(&config, "standby"));
+    // The database was away longer than the lease: the active hub reopened under its own
+    // name, or the standby took the lease first (and the old writer stopped, as it must). Either
+    // way one serves; a supervisor restarts the other as a standby.
+    let b_won = standby_took_over(&mut env, &standby_url, killed).await;
     env.until(60, "half of the purchases", || async { acknowledged() >= LANES * PER_LANE / 2 }).await;
-    env.kill_hub();
-    let hub_killed = Instant::now();
+    let hub_killed;
     let at_hub_kill = acknowledged();
-    wait_serving(&standby_url, 120).await;
+    let _restarted: Option<Process>;
+    let survivor_url = if b_won {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !env.hub_exited() {
+            assert!(Instant::now() < deadline, "the old writer kept running after the standby took the lease");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut again = env.config.clone();
+        again.store.wait_for_lease = true;
+        _restarted = Some(Process(env.spawn_other_node(&again, "hub-a-again")));
+        // Now the active one (hub-b) dies.
+        let _ = standby.0.kill();
+        let _ = standby.0.wait();
+        hub_killed = Instant::now();
+        env.hub_url.clone()
+    } else {
+        _restarted = None;
+        env.kill_hub();
+        hub_killed = Instant::now();
+        standby_url.clone()
+    };
+    wait_serving(&survivor_url, 120).await;
     let before = acknowledged();
     env.until(180, "a purchase acknowledged by the standby hub", || async { acknowledged() > before }).await;
     let hub_recovery = hub_killed.elapsed();
@@ -509,15 +555,16 @@ async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_sig
     }
     println!(
         "database: {at_kill} purchases acknowledged before the primary's SIGKILL; a standby promoted after {} ms; \
-         purchases acknowledged again after {} ms. hub: {at_hub_kill} acknowledged before its SIGKILL; the standby \
-         hub acknowledged again after {} ms (lease {LEASE_MS} ms)",
+         purchases acknowledged again after {} ms, by {}. hub: {at_hub_kill} acknowledged before the active \
+         process's SIGKILL; the other acknowledged again after {} ms (lease {LEASE_MS} ms)",
         promoted_after.as_millis(),
         database_recovery.as_millis(),
+        if b_won { "the standby, which took the lease first (the old writer stopped)" } else { "the writer, reopened" },
         hub_recovery.as_millis()
     );
 
     let account: serde_json::Value = reqwest::Client::new()
-        .get(format!("{standby_url}/v1/accounts/{}", alice.address))
+        .get(format!("{survivor_url}/v1/accounts/{}", alice.address))
         .bearer_auth(crate::harness::OPERATOR)
         .send()
         .await
