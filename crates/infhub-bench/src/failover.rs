@@ -238,15 +238,7 @@ fn kill_the_active_hub(setup: &mut Setup) -> Result<bool, String> {
 /// The first hub process again, as a standby (a supervisor's restart).
 fn restart_as_standby(setup: &Setup) -> Result<Child, String> {
     let dir = setup._dir.path();
-    let log = std::fs::File::create(dir.join("node-again.log")).map_err(fail)?;
-    Command::new(node_binary()?)
-        .args(["run", "--config"])
-        .arg(dir.join("infhub.toml"))
-        .env("INFHUB_WAIT_FOR_LEASE", "true")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(fail)
+    spawn_node_process(&dir.join("infhub.toml"), &dir.join("node-again.log"), &[("INFHUB_WAIT_FOR_LEASE", "true")])
 }
 
 fn standby_url_of(setup: &Setup) -> Result<String, String> {
@@ -274,17 +266,13 @@ fn expected_books(lanes: &[Vec<Vec<u8>>], accounts: usize, setup: &Setup) -> Res
 
 /// Reads every account from the hub at `url` and compares it with `expected`; then the books.
 async fn check_books(setup: &Setup, url: String, expected: &[(String, u64, u128)]) -> Result<usize, String> {
+    let url = url.as_str();
+    let get = |path: String| async move {
+        let r = setup.client.get(format!("{url}{path}")).bearer_auth(OPERATOR).send().await.map_err(fail)?;
+        r.json::<Value>().await.map_err(fail)
+    };
     for (address, nonce, balance) in expected {
-        let v: Value = setup
-            .client
-            .get(format!("{url}/v1/accounts/{address}"))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
+        let v = get(format!("/v1/accounts/{address}")).await?;
         let got_nonce = v["debitNonce"].as_u64().unwrap_or(u64::MAX);
         let got_balance: u128 = v["balance"].as_str().and_then(|b| b.parse().ok()).unwrap_or(u128::MAX);
         if got_nonce != *nonce || got_balance != *balance {
@@ -293,16 +281,7 @@ async fn check_books(setup: &Setup, url: String, expected: &[(String, u64, u128)
             ));
         }
     }
-    let s: Value = setup
-        .client
-        .get(format!("{url}/v1/operator/solvency"))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .map_err(fail)?
-        .json()
-        .await
-        .map_err(fail)?;
+    let s = get("/v1/operator/solvency".to_string()).await?;
     if s["contractBalanced"] != true {
         return Err(format!("the books do not balance after the failovers: {s}"));
     }

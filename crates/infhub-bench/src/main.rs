@@ -370,14 +370,7 @@ async fn start_node(
     };
     let path = dir.join("infhub.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
-    let log = std::fs::File::create(dir.join("node.log")).map_err(fail)?;
-    let child = Command::new(node_binary()?)
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(fail)?;
+    let child = spawn_node_process(&path, &dir.join("node.log"), &[])?;
     let mut node = Node {
         child,
         url: format!("http://127.0.0.1:{port}"),
@@ -432,15 +425,21 @@ fn spawn_standby(c: &mut infhub_node::config::Config, dir: &Path) -> Result<(Chi
     c.store.wait_for_lease = true;
     let path = dir.join("standby.toml");
     std::fs::write(&path, toml::to_string(&c).map_err(fail)?).map_err(fail)?;
-    let log = std::fs::File::create(dir.join("standby.log")).map_err(fail)?;
-    let standby = Command::new(node_binary()?)
+    let standby = spawn_node_process(&path, &dir.join("standby.log"), &[])?;
+    Ok((standby, format!("http://127.0.0.1:{port}")))
+}
+
+/// `infhub-node run --config <config>`, its log in `log`, with `env` set.
+fn spawn_node_process(config: &Path, log: &Path, env: &[(&str, &str)]) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(fail)?;
+    Command::new(node_binary()?)
         .args(["run", "--config"])
-        .arg(&path)
+        .arg(config)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .map_err(fail)?;
-    Ok((standby, format!("http://127.0.0.1:{port}")))
+        .map_err(fail)
 }
 
 /// Waits until `url` answers `/v1/info` (30 s at most).

@@ -4,7 +4,7 @@
 //! through it; a forged debit is refused exactly as the writer refuses it directly; a retried
 //! transfer gets its first answer; a front-end with the wrong token is refused at start.
 
-use crate::harness::{amount, wait_serving, Env, INF, OPERATOR};
+use crate::harness::{account_at, amount, wait_serving, Env, INF};
 use infhub_core::messages::{PaymentKind, Signed};
 use infhub_core::{Amount, Debit, Domain, PrivateKey, B256};
 use infhub_node::config::Secret;
@@ -62,12 +62,7 @@ async fn payments_through_a_front_end_are_applied_by_the_writer_and_answered_as_
     env.ok(&alice, &["register", "--hub-url", &front, "--rpc-url", &env.anvil.url]);
     env.register(&bob).await;
     env.until(60, "the hub to follow alice's channel", || async {
-        reqwest::Client::new()
-            .get(format!("{}/v1/accounts/{}", env.hub_url, alice.address))
-            .bearer_auth(OPERATOR)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        account_at(&env.hub_url, alice.address).await.0 == 200
     })
     .await;
     env.purchase(alice.address, 30 * INF, 1).await;
@@ -77,15 +72,7 @@ async fn payments_through_a_front_end_are_applied_by_the_writer_and_answered_as_
 
     // A debit signed by someone else: the front-end forwards it unvouched and the writer's
     // ledger refuses it by name, exactly as a direct request.
-    let account: Value = reqwest::Client::new()
-        .get(format!("{}/v1/accounts/{}", env.hub_url, alice.address))
-        .bearer_auth(OPERATOR)
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
+    let (_, account) = account_at(&env.hub_url, alice.address).await;
     let debit = Debit {
         user: alice.address,
         epoch: account["epoch"].as_u64().expect("epoch"),

@@ -393,3 +393,15 @@ impl Drop for LossyProxy {
         self.task.abort();
     }
 }
+
+/// The operator's view of `user`'s account at the hub at `url`: the status and the body.
+pub(crate) async fn account_at(url: &str, user: Address) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{url}/v1/accounts/{user}"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("account");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}

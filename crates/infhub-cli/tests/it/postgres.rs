@@ -127,14 +127,7 @@ async fn a_standby_takes_the_lease_from_a_paused_writer_which_is_fenced_when_it_
 
 /// The operator's view of `user`'s account (the node answers it from memory).
 async fn account(env: &Env, user: alloy::primitives::Address) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/accounts/{user}", env.hub_url))
-        .bearer_auth(crate::harness::OPERATOR)
-        .send()
-        .await
-        .expect("account");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or_default())
+    crate::harness::account_at(&env.hub_url, user).await
 }
 
 /// Operator purchase `id` of `amount` for `user`: the status and the error code, if any.
@@ -364,15 +357,7 @@ async fn a_standby_takes_over_from_a_killed_writer_under_load_and_nothing_is_los
         "{before} purchases acknowledged before the SIGKILL; the standby served {} ms after it (lease {LEASE_MS} ms)",
         recovered.as_millis()
     );
-    let account: serde_json::Value = reqwest::Client::new()
-        .get(format!("{standby_url}/v1/accounts/{}", alice.address))
-        .bearer_auth(crate::harness::OPERATOR)
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
+    let (_, account) = crate::harness::account_at(&standby_url, alice.address).await;
     assert_eq!(
         amount(&account["balance"]),
         u128::from(LANES * PER_LANE) * INF,
@@ -563,15 +548,7 @@ async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_sig
         hub_recovery.as_millis()
     );
 
-    let account: serde_json::Value = reqwest::Client::new()
-        .get(format!("{survivor_url}/v1/accounts/{}", alice.address))
-        .bearer_auth(crate::harness::OPERATOR)
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
+    let (_, account) = crate::harness::account_at(&survivor_url, alice.address).await;
     let total = u128::from(LANES * PER_LANE) * INF;
     assert_eq!(amount(&account["balance"]), total, "every purchase exactly once: {account}");
     check_one_chain_of_credits(&seen.lock().expect("seen"), LANES * PER_LANE);
