@@ -145,10 +145,7 @@ pub async fn run(
     if let Some(reopen) = reopen {
         node.set_reopen(reopen);
     }
-    let _projector = projection.map(|(projector, projected)| {
-        *node.metrics.projected_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(projected);
-        projector
-    });
+    let _database_threads = database_threads(&node, projection);
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| NodeError::Listen { addr: listen.clone(), source })?;
@@ -195,6 +192,24 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("infhub node stopped");
     Ok(())
+}
+
+/// On PostgreSQL, the threads beside the writer: the projection's (started before the node)
+/// and the replicas' monitor; their figures go to the node's metrics. Stopped when dropped.
+fn database_threads(
+    node: &std::sync::Arc<Node>,
+    projection: Option<(infhub_pg::projection::Projector, std::sync::Arc<std::sync::atomic::AtomicU64>)>,
+) -> (Option<infhub_pg::projection::Projector>, Option<infhub_pg::monitor::ReplicationMonitor>) {
+    let projector = projection.map(|(projector, projected)| {
+        *node.metrics.projected_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(projected);
+        projector
+    });
+    let replication = (node.config.store.kind == config::StoreKind::Postgres).then(|| {
+        let gauges = std::sync::Arc::new(infhub_pg::monitor::ReplicationGauges::default());
+        *node.metrics.replication.lock().unwrap_or_else(|p| p.into_inner()) = Some(gauges.clone());
+        infhub_pg::monitor::ReplicationMonitor::start(node.config.store.postgres_url.0.clone(), gauges)
+    });
+    (projector, replication)
 }
 
 /// With `node.sequencer_listen`, accepts stateless front-ends there (spec §7, front-ends).

@@ -86,6 +86,8 @@ pub struct Metrics {
     /// The last sequence number the queryable projection holds (written by its thread), when
     /// the projection runs.
     pub projected_seq: std::sync::Mutex<Option<std::sync::Arc<AtomicU64>>>,
+    /// How the database's replicas keep up, on PostgreSQL.
+    pub replication: std::sync::Mutex<Option<std::sync::Arc<infhub_pg::monitor::ReplicationGauges>>>,
     /// 1 while writes are refused after a storage failure (until reopened or restarted).
     pub storage_down: AtomicU64,
     /// Chain head seen.
@@ -149,6 +151,7 @@ impl Default for Metrics {
             storage_reopens: AtomicU64::new(0),
             ledger_seq: AtomicU64::new(0),
             projected_seq: std::sync::Mutex::new(None),
+            replication: std::sync::Mutex::new(None),
             storage_down: AtomicU64::new(0),
             chain_head: AtomicU64::new(0),
             chain_confirmed: AtomicU64::new(0),
@@ -278,6 +281,15 @@ impl Metrics {
             g(out, "infhub_projection_seq", "The last sequence number in the queryable projection.", projected);
             let lag = ledger_seq.saturating_sub(projected);
             g(out, "infhub_projection_lag_records", "Ledger records not yet in the projection.", lag);
+        }
+        let replication = self.replication.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(r) = replication.filter(|r| r.sampled.load(Ordering::Relaxed)) {
+            let standbys = r.standbys.load(Ordering::Relaxed);
+            g(out, "infhub_postgres_standbys", "Standbys streaming from the primary.", standbys);
+            let synchronous = r.synchronous.load(Ordering::Relaxed);
+            g(out, "infhub_postgres_synchronous_standbys", "Of them, synchronous.", synchronous);
+            let lag = r.lag_bytes.load(Ordering::Relaxed);
+            g(out, "infhub_postgres_replica_lag_bytes", "WAL bytes the furthest standby has yet to replay.", lag);
         }
     }
 

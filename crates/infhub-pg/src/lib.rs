@@ -27,6 +27,7 @@
 
 pub mod formation;
 pub mod lease;
+pub mod monitor;
 pub mod projection;
 mod records;
 pub mod server;

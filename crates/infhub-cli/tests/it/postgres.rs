@@ -270,6 +270,19 @@ async fn the_development_hub_runs_on_a_pg_auto_failover_formation() {
     let data = tmp.path().join("data").display().to_string();
     let keepers = live_processes_naming(&data).iter().filter(|c| c.contains("pg_autoctl")).count();
     assert!(keepers >= 4, "a monitor and three nodes keep the formation: {keepers}");
+    // The node watches the replicas: two standbys stream from the primary, in the quorum.
+    let metrics =
+        || async { reqwest::get(format!("{url}/metrics")).await.expect("metrics").text().await.expect("text") };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = metrics().await;
+        if m.contains("infhub_postgres_standbys 2\n") && m.contains("infhub_postgres_synchronous_standbys 2\n") {
+            assert!(m.contains("infhub_postgres_replica_lag_bytes "), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas never showed in the metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // A clean stop: SIGTERM, and the process (which stops its databases) exits by itself.
     signal(dev.0.id(), "-TERM");
     let deadline = Instant::now() + Duration::from_secs(60);
