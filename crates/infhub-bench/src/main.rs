@@ -561,12 +561,13 @@ fn run_restart(transfers: usize, json_out: &Path) -> Result<(), String> {
 /// What the set-up made: the chain, the node, the accounts.
 struct Setup {
     _anvil: Anvil,
-    _dir: tempfile::TempDir,
     node: Node,
     domain: Domain,
     keys: Arc<Vec<PrivateKey>>,
     client: reqwest::Client,
     setup_secs: f64,
+    /// Dropped last: the node's processes and databases stop before their directory goes.
+    _dir: tempfile::TempDir,
 }
 
 async fn run(args: Args) -> Result<(), String> {
