@@ -37,6 +37,9 @@ pub const MAX_FRONTEND_PENDING: usize = 4_096;
 pub const MAX_FRONTEND_BODY_BYTES: usize = 8 << 20;
 /// Pause between attempts to reach the writer.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// Longest a request waits for the writer's answer; then it is answered
+/// `sequencer_unavailable` (retryable: the transfer is idempotent by payment id).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a front-end needs.
 #[derive(Clone, Debug)]
@@ -94,9 +97,13 @@ impl Upstream {
             self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             return unavailable("the front-end is stopping");
         }
-        match rx.await {
-            Ok((status, body)) => json_response(status, body),
-            Err(_) => unavailable("the connection to the writer broke; retry the same request"),
+        match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+            Ok(Ok((status, body))) => json_response(status, body),
+            Ok(Err(_)) => unavailable("the connection to the writer broke; retry the same request"),
+            Err(_) => {
+                self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                unavailable("the writer did not answer in time; retry the same request")
+            }
         }
     }
 }

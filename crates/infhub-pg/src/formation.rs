@@ -114,12 +114,27 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Kills the PostgreSQL whose data directory is `data`, if its pid file names a live one.
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn process_group(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(2).map(str::to_string)
+}
+
+/// Kills the PostgreSQL whose data directory is `data`, if its pid file names a live one: the
+/// postmaster and, at the same instant, its backends and WAL senders (its process group; the
+/// keeper starts it in a session of its own). Killing the postmaster alone would leave a
+/// backend able to finish a commit a moment after "the machine died".
 fn kill_postmaster(data: &Path) {
     let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else { return };
-    if let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+    let Some(pid) = text.lines().next().map(|l| l.trim().to_string()) else { return };
+    let own = process_group("self");
+    match process_group(&pid) {
+        Some(group) if Some(&group) != own.as_ref() && group != "0" && group != "1" => {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).stderr(Stdio::null()).status();
+        }
+        _ => {}
     }
+    let _ = Command::new("kill").args(["-KILL", &pid]).stderr(Stdio::null()).status();
 }
 
 impl LocalFormation {

@@ -93,9 +93,9 @@ impl ReplicationMonitor {
 
 impl Drop for ReplicationMonitor {
     fn drop(&mut self) {
+        // Not joined: a connection attempt to an unreachable host may take long, and the node
+        // must not wait for it to stop; the thread ends at its next look at the flag.
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }

@@ -475,10 +475,10 @@ impl Projector {
 
 impl Drop for Projector {
     fn drop(&mut self) {
+        // Not joined (see `ReplicationMonitor`): the thread ends at its next look at the flag;
+        // a projection it was writing commits or rolls back whole.
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
