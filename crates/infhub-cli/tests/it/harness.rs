@@ -98,6 +98,22 @@ impl Env {
         self.node.as_ref().map(|c| c.id())
     }
 
+    /// Alice and bob registered; alice deposits 50, bob (bought 20) pays her 10, alice backs up
+    /// her wallet, then pays bob 15: the backup believes 60, the truth is 45. The backup's
+    /// directory and the last payment's answer.
+    pub(crate) async fn stale_backup_scenario(&self, alice: &User, bob: &User) -> (PathBuf, Value) {
+        self.register(alice).await;
+        self.register(bob).await;
+        self.ok(alice, &["deposit", "50"]);
+        self.purchase(bob.address, 20 * INF, 1).await;
+        self.ok(bob, &["pay", &alice.address.to_string(), "10"]);
+        self.ok(alice, &["sync"]);
+        let backup = self.tmp.path().join("alice-backup");
+        copy_dir(&alice.dir, &backup);
+        let v = self.ok(alice, &["pay", &bob.address.to_string(), "15"]);
+        (backup, v)
+    }
+
     /// Whether the hub node process has exited (by itself).
     pub(crate) fn hub_exited(&mut self) -> bool {
         self.node.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())

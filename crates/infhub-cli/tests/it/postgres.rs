@@ -4,7 +4,7 @@
 //! retryable refusal, not a stop; PostgreSQL itself fails over (pg_auto_failover) under load,
 //! and then the hub process does, with nothing acknowledged lost and no credit signed twice.
 
-use crate::harness::{amount, copy_dir, wait_serving, Env, User, INF};
+use crate::harness::{amount, wait_serving, Env, User, INF};
 use infhub_node::config::{Secret, StoreKind};
 use infhub_pg::formation::LocalFormation;
 use infhub_pg::server::LocalPostgres;
@@ -583,15 +583,7 @@ async fn a_minute_long_database_outage_under_load_closes_no_channel_and_loses_no
     let mut pg = LocalPostgres::start(pg_dir.path()).unwrap_or_else(|e| panic!("start postgres: {e}"));
     let env = start_on_postgres(&pg, "long_outage", "hub-a").await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice).await;
-    env.register(&bob).await;
-    env.ok(&alice, &["deposit", "50"]);
-    env.purchase(bob.address, 20 * INF, 1).await;
-    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
-    env.ok(&alice, &["sync"]);
-    let backup = env.tmp.path().join("alice-backup");
-    copy_dir(&alice.dir, &backup);
-    env.ok(&alice, &["pay", &bob.address.to_string(), "15"]);
+    let (backup, _) = env.stale_backup_scenario(&alice, &bob).await;
 
     let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut lanes = Vec::new();

@@ -1,6 +1,6 @@
 //! The scenarios of the wallet issue, each from a fresh chain and hub.
 
-use crate::harness::{amount, copy_dir, Env, LossyProxy, User, INF};
+use crate::harness::{amount, Env, LossyProxy, User, INF};
 use std::process::Stdio;
 
 /// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
@@ -109,15 +109,7 @@ async fn exit_while_the_hub_is_down_pays_exactly_the_balance() {
 async fn exit_with_an_old_proof_is_corrected_by_the_hubs_dispute() {
     let env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
-    env.register(&alice).await;
-    env.register(&bob).await;
-    env.ok(&alice, &["deposit", "50"]);
-    env.purchase(bob.address, 20 * INF, 1).await;
-    env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
-    env.ok(&alice, &["sync"]);
-    let backup = env.tmp.path().join("alice-backup");
-    copy_dir(&alice.dir, &backup);
-    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "15"]);
+    let (backup, v) = env.stale_backup_scenario(&alice, &bob).await;
     assert_eq!(amount(&v["balance"]), 45 * INF);
 
     let restored = User { dir: backup, ..alice.clone() };
