@@ -69,6 +69,9 @@ pub struct StoreConfig {
     /// On PostgreSQL, keep the queryable projection (`accounts`, `transfers`, `seals`,
     /// `checkpoints` in the same schema) filled from the ledger's records, off the commit path.
     pub projection: bool,
+    /// On PostgreSQL, the connections that serve account-history reads beside the writer's
+    /// (1 to 64), each with a thread of its own.
+    pub history_read_connections: usize,
 }
 
 impl Default for StoreConfig {
@@ -83,6 +86,7 @@ impl Default for StoreConfig {
             lease_ms: 5_000,
             wait_for_lease: false,
             projection: true,
+            history_read_connections: infhub_pg::READ_CONNECTIONS,
         }
     }
 }
@@ -493,6 +497,13 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "store.lease_ms must be at least {}",
                     infhub_pg::lease::MIN_LEASE_MS
+                )));
+            }
+            let readers = self.store.history_read_connections;
+            if readers == 0 || readers > infhub_pg::MAX_READ_CONNECTIONS {
+                return Err(ConfigError::Invalid(format!(
+                    "store.history_read_connections must be in 1..={}",
+                    infhub_pg::MAX_READ_CONNECTIONS
                 )));
             }
             if let Err(e) = infhub_pg::check_schema(&self.store.postgres_schema) {

@@ -370,6 +370,7 @@ fn pg_options(config: &Config) -> infhub_pg::PgStoreOptions {
         writer_name,
         lease_ms: s.lease_ms,
         snapshot_chunk_bytes: infhub_pg::SNAPSHOT_CHUNK_BYTES,
+        read_connections: s.history_read_connections,
     }
 }
 
@@ -412,6 +413,7 @@ fn open_on_postgres(
         std::thread::sleep(retry);
     };
     tracing::info!(schema = %options.schema, epoch = store.lease_epoch(), "writer lease held; replaying from PostgreSQL");
-    let records = infhub_pg::PgRecords::new(&options.url, &options.schema).map_err(OpenError::Storage)?;
+    let records = infhub_pg::PgRecords::new(&options.url, &options.schema, options.read_connections)
+        .map_err(OpenError::Storage)?;
     Ok(HubLedger::open_on_store(OsFs, ledger_config, params, key, Box::new(store), records)?)
 }

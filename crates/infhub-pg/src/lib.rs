@@ -32,7 +32,7 @@ pub mod projection;
 mod records;
 pub mod server;
 
-pub use records::PgRecords;
+pub use records::{PgRecords, MAX_QUEUED_READS, MAX_READ_CONNECTIONS, READER_APPLICATION_NAME};
 
 use infhub_ledger::file::MAX_RECORD_BYTES;
 use infhub_ledger::store::{LogRecord, LogStore, StoreError, StoreStats};
@@ -74,7 +74,12 @@ pub struct PgStoreOptions {
     /// ledger of any size stays under PostgreSQL's 1 GB value limit and no one message holds it
     /// whole.
     pub snapshot_chunk_bytes: usize,
+    /// Connections serving history reads beside the writer's ([`PgRecords`]).
+    pub read_connections: usize,
 }
+
+/// The default number of history readers' connections.
+pub const READ_CONNECTIONS: usize = 4;
 
 /// The default size of a snapshot's chunks.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 8 << 20;
@@ -90,6 +95,7 @@ impl PgStoreOptions {
             writer_name: format!("pid-{}", std::process::id()),
             lease_ms: lease::DEFAULT_LEASE_MS,
             snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+            read_connections: READ_CONNECTIONS,
         }
     }
 }

@@ -1,12 +1,23 @@
-//! Records read beside the writer (the account history's reads), on a connection and a thread
-//! of its own: the history is queried from the API's async tasks, where the synchronous client
-//! cannot run, and the writer's connection is busy committing.
+//! Records read beside the writer (the account history's reads), on a small pool of
+//! connections with a thread each: the history is queried from the API's tasks, where the
+//! synchronous client cannot run, and the writer's connection is busy committing. Several
+//! connections let one slow read (a large range, a cold page) not hold up the others; the queue
+//! in front of them is bounded, so a flood of reads waits instead of growing memory.
 
 use crate::{db, decode_batch, seq_of, seq_param};
 use infhub_ledger::file::MAX_RECORDS_PER_READ;
 use infhub_ledger::store::{LogRecord, RecordSource, StoreError};
 use postgres::{Client, NoTls};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
+
+/// The most connections one store's readers open.
+pub const MAX_READ_CONNECTIONS: usize = 64;
+
+/// Reads waiting for a free connection before a new one waits to be queued.
+pub const MAX_QUEUED_READS: usize = 1024;
+
+/// The name the readers' connections give the server (`pg_stat_activity.application_name`).
+pub const READER_APPLICATION_NAME: &str = "infhub-records";
 
 /// A read the thread answers.
 enum Read {
@@ -16,20 +27,33 @@ enum Read {
 
 /// Reads a PostgreSQL store's records by sequence number.
 pub struct PgRecords {
-    requests: mpsc::Sender<Read>,
+    requests: mpsc::SyncSender<Read>,
 }
 
 impl PgRecords {
-    /// Reads the store in `schema` at `url` (connecting on first use, and again after a
-    /// failure; a read while the database is unreachable fails by name).
-    pub fn new(url: &str, schema: &str) -> Result<PgRecords, StoreError> {
+    /// Reads the store in `schema` at `url` on up to `connections` connections (each opened
+    /// on first use, and again after a failure; a read while the database is unreachable fails
+    /// by name).
+    pub fn new(url: &str, schema: &str, connections: usize) -> Result<PgRecords, StoreError> {
         crate::check_schema(schema)?;
-        let (requests, rx) = mpsc::channel::<Read>();
-        let reader = Reader { url: url.to_string(), schema: schema.to_string(), client: None };
-        std::thread::Builder::new()
-            .name("infhub-pg-records".into())
-            .spawn(move || reader.run(&rx))
-            .map_err(|e| StoreError::Database(format!("start the record reader: {e}")))?;
+        if connections == 0 || connections > MAX_READ_CONNECTIONS {
+            return Err(StoreError::Database(format!(
+                "the record readers' connections must be in 1..={MAX_READ_CONNECTIONS}, not {connections}"
+            )));
+        }
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
+        config.application_name(READER_APPLICATION_NAME);
+        let (requests, rx) = mpsc::sync_channel::<Read>(MAX_QUEUED_READS);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..connections {
+            let reader = Reader { config: config.clone(), schema: schema.to_string(), client: None };
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("infhub-pg-records-{i}"))
+                .spawn(move || reader.run(&rx))
+                .map_err(|e| StoreError::Database(format!("start the record reader: {e}")))?;
+        }
         Ok(PgRecords { requests })
     }
 
@@ -60,14 +84,18 @@ impl RecordSource for PgRecords {
 }
 
 struct Reader {
-    url: String,
+    config: postgres::Config,
     schema: String,
     client: Option<Client>,
 }
 
 impl Reader {
-    fn run(mut self, rx: &mpsc::Receiver<Read>) {
-        while let Ok(read) = rx.recv() {
+    /// Takes reads off the shared queue until the store is dropped (the lock is held only to
+    /// take one, never while reading).
+    fn run(mut self, rx: &Mutex<mpsc::Receiver<Read>>) {
+        loop {
+            let next = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+            let Ok(read) = next else { return };
             match read {
                 Read::FirstSeq(reply) => {
                     let _ = reply.send(self.first_seq());
@@ -81,7 +109,7 @@ impl Reader {
 
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(Client::connect(&self.url, NoTls).map_err(db("connect the record reader"))?);
+            self.client = Some(self.config.connect(NoTls).map_err(db("connect the record reader"))?);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }

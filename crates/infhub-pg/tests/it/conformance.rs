@@ -161,13 +161,18 @@ fn the_postgres_store_passes_the_scenario_and_refuses_what_it_must() {
     assert!(matches!(fenced_snapshot, Err(StoreError::Fenced(_))), "{fenced_snapshot:?}");
     standby.append(&[record(4)]).expect("the new writer goes on");
     // The history's reader sees what the writers committed, beside them.
-    let records = PgRecords::new(&server.url(), "two_writers").expect("reader");
+    let records = PgRecords::new(&server.url(), "two_writers", 3).expect("reader");
     assert_eq!(records.first_seq().expect("first"), Some(1));
     let read: Vec<u64> = records.read_range(2, 4).expect("range").iter().map(|r| r.seq).collect();
     assert_eq!(read, vec![2, 3, 4]);
     let missing = records.read_range(4, 5);
     assert!(matches!(missing, Err(StoreError::Corrupt(_))), "a record not stored is named: {missing:?}");
     assert!(records.read_range(3, 2).expect("empty").is_empty());
+    reads_are_served_by_a_bounded_pool(&server, &records);
+    for size in [0, infhub_pg::MAX_READ_CONNECTIONS + 1] {
+        let refused = PgRecords::new(&server.url(), "two_writers", size).err().map(|e| e.to_string());
+        assert!(refused.as_deref().is_some_and(|e| e.contains("1..=64")), "{size} connections: {refused:?}");
+    }
     // A writer paused inside a transaction holds the lease row's lock: a standby's take must
     // neither hang nor take it. Here a raw session stands in for the paused writer.
     let paused_writer = |idle_timeout_ms: u64| {
@@ -369,6 +374,43 @@ fn a_failover_of_postgresql_loses_no_acknowledged_batch() {
     let records = reopened.load_records(0).expect("read");
     assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>());
     reopened.append(&[record(last + 1)]).expect("appends go on on the new primary");
+}
+
+/// History reads run on up to the pool's connections at once: while the batches table is locked,
+/// five readers wait on exactly three server sessions (the pool's size, never more), and when
+/// the lock goes every read answers correctly. A pool of one would show one waiting session.
+fn reads_are_served_by_a_bounded_pool(server: &LocalPostgres, records: &PgRecords) {
+    let mut admin = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    let mut locker = postgres::Client::connect(&server.url(), postgres::NoTls).expect("connect");
+    locker.batch_execute("BEGIN; LOCK TABLE two_writers.batches IN ACCESS EXCLUSIVE MODE").expect("lock");
+    let waiting = |admin: &mut postgres::Client| -> (i64, i64) {
+        let row = admin
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock')
+                 FROM pg_stat_activity WHERE application_name = $1",
+                &[&infhub_pg::READER_APPLICATION_NAME],
+            )
+            .expect("activity");
+        (row.get(0), row.get(1))
+    };
+    std::thread::scope(|scope| {
+        let reads: Vec<_> =
+            (0..5u64).map(|i| scope.spawn(move || records.read_range(1 + i % 4, 4).map(|r| r.len()))).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = waiting(&mut admin);
+        while seen.1 < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            seen = waiting(&mut admin);
+        }
+        // Unlocked before asserting, so a failure does not leave the readers waiting forever.
+        locker.batch_execute("COMMIT").expect("unlock");
+        assert_eq!(seen, (3, 3), "sessions of the pool and those waiting on the lock");
+        for (i, read) in reads.into_iter().enumerate() {
+            let got = read.join().expect("reader thread").expect("read after the lock");
+            assert_eq!(got, 4 - i % 4, "read {i}");
+        }
+    });
+    assert_eq!(waiting(&mut admin), (3, 0), "the pool keeps its three connections, none waiting");
 }
 
 #[test]
