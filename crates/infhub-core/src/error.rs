@@ -184,6 +184,23 @@ pub enum Error {
     /// Hash-time-locked amounts are carried in the format but not yet accepted.
     #[error("locked amounts are not supported yet")]
     LocksNotSupportedYet,
+    /// A lock's scalar must be in `1..n` (n the secp256k1 group order); also a step upstream
+    /// that reaches 0.
+    #[error("scalar out of range: a lock's scalar must be in 1..n")]
+    ScalarOutOfRange,
+    /// The point a hop is asked to lock is not the upstream lock's point tweaked by the hop's
+    /// tweak (a skipped or forged hop).
+    #[error("the point chain is broken: the downstream point is not the upstream point plus this hop's tweak")]
+    PointChainBroken,
+    /// The bytes are not a point of secp256k1.
+    #[error("not a point of secp256k1")]
+    PointInvalid,
+    /// A channel direction holds at most `MAX_PENDING_LOCKS` pending locks.
+    #[error("too many pending locks in this channel direction")]
+    TooManyPendingLocks,
+    /// A lock id is already used in this channel direction.
+    #[error("lock id reused")]
+    LockIdReused,
     /// The payment kind byte is not one this version knows.
     #[error("unknown payment kind")]
     UnknownPaymentKind,

@@ -19,6 +19,7 @@ pub mod error;
 pub mod ledger;
 pub mod merkle;
 pub mod messages;
+pub mod point_lock;
 pub mod signature;
 pub mod tower;
 

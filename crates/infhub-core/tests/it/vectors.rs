@@ -962,3 +962,119 @@ mod checkpoint_vectors {
         vectors_file_is("checkpoint-vectors.json", &vectors_json());
     }
 }
+
+/// Point locks (spec §5.17): scalars and the addresses of their points, a route's tweaked
+/// points and the scalars a hop computes upstream, scalars out of range, and lock leaves with
+/// their root and paths. `contracts/test/PointRegistry.t.sol` reveals each scalar in the real
+/// registry, walks the route upstream, and hashes and proves each leaf.
+mod point_lock_vectors {
+    use super::*;
+    use infhub_core::merkle::MerkleTree;
+    use infhub_core::point_lock::{check_hop, locks_root, point_chain, Lock, Scalar, GROUP_ORDER};
+
+    fn scalar(v: U256) -> Scalar {
+        Scalar::new(v).expect("in range")
+    }
+
+    fn vectors_json() -> String {
+        let n = GROUP_ORDER;
+        let scalars: Vec<U256> = vec![
+            U256::from(1),
+            U256::from(2),
+            U256::from(7),
+            n - U256::from(1),
+            n - U256::from(2),
+            U256::from_be_bytes(alloy_primitives::keccak256("infhub point lock").0) % n,
+        ];
+        let reveals: Vec<Value> = scalars
+            .iter()
+            .map(|&t| {
+                let s = scalar(t);
+                let (_, v, r, sig_s) = s.ecrecover_inputs();
+                assert_eq!(infhub_core::point_lock::ecrecover(B256::ZERO, v, r, sig_s), s.point().address());
+                json!({"scalar": t.to_string(), "point": s.point().address().to_string(), "s": sig_s.to_string()})
+            })
+            .collect();
+        let refused: Vec<Value> = [U256::ZERO, n, n + U256::from(1), U256::MAX]
+            .iter()
+            .map(|&t| {
+                assert_eq!(Scalar::new(t), Err(Error::ScalarOutOfRange));
+                json!({"scalar": t.to_string(), "expect": "ScalarOutOfRange"})
+            })
+            .collect();
+        // A route of four links: the invoice's scalar z, three hops' tweaks.
+        let z = scalar(U256::from_be_bytes(alloy_primitives::keccak256("invoice z").0) % n);
+        let tweaks: Vec<Scalar> =
+            (1..=3u8).map(|i| scalar(U256::from_be_bytes(alloy_primitives::keccak256([i]).0) % n)).collect();
+        let points = point_chain(z.point(), &tweaks).expect("chain");
+        for (i, t) in tweaks.iter().enumerate() {
+            check_hop(&points[i], &points[i + 1], t).expect("each hop checks its step");
+        }
+        let mut payee = z;
+        for t in &tweaks {
+            payee = payee.add(t).expect("sum");
+        }
+        assert_eq!(payee.point(), points[3]);
+        let mut upstream = vec![payee];
+        for t in tweaks.iter().rev() {
+            let next = upstream.last().expect("non-empty").upstream(t).expect("step");
+            upstream.push(next);
+        }
+        assert_eq!(*upstream.last().expect("z"), z, "the payer learns z");
+        let route = json!({
+            "payeeScalar": payee.value().to_string(),
+            "tweaksDownstreamFirst": tweaks.iter().rev().map(|t| t.value().to_string()).collect::<Vec<_>>(),
+            "scalarsUpstream": upstream.iter().map(|s| s.value().to_string()).collect::<Vec<_>>(),
+            "pointsUpstream": upstream.iter().map(|s| s.point().address().to_string()).collect::<Vec<_>>(),
+        });
+        // Lock leaves of one channel direction, their root and paths.
+        let domain = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) };
+        let locks: Vec<Lock> = (0..5u64)
+            .map(|i| Lock {
+                lock_id: alloy_primitives::keccak256(i.to_be_bytes()),
+                amount: Amount(1_000 + u128::from(i)),
+                expiry_block: 500 + i * 40,
+                point: points[(i % 4) as usize].address(),
+            })
+            .collect();
+        let (root, locked) = locks_root(&domain, &locks).expect("root");
+        let tree = MerkleTree::new(locks.iter().map(|l| l.digest(&domain)).collect());
+        assert_eq!(tree.root(), root);
+        let leaves: Vec<Value> = locks
+            .iter()
+            .map(|l| {
+                let digest = l.digest(&domain);
+                let path = tree.path(digest).expect("a leaf");
+                assert_eq!(path.root(digest), root);
+                json!({
+                    "lockId": l.lock_id.to_string(),
+                    "amount": l.amount.0.to_string(),
+                    "expiryBlock": l.expiry_block.to_string(),
+                    "point": l.point.to_string(),
+                    "digest": digest.to_string(),
+                    "path": path.nodes().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let root_json = json!({
+            "reveals": reveals,
+            "refused": refused,
+            "route": route,
+            "locks": {
+                "chainId": domain.chain_id.to_string(),
+                "contract": domain.verifying_contract.to_string(),
+                "root": root.to_string(),
+                "lockedAmount": locked.0.to_string(),
+                "leaves": leaves,
+            },
+        });
+        let mut text = serde_json::to_string_pretty(&root_json).expect("json");
+        text.push('\n');
+        text
+    }
+
+    #[test]
+    fn point_lock_vectors_file_is_current() {
+        vectors_file_is("point-lock-vectors.json", &vectors_json());
+    }
+}
