@@ -201,6 +201,18 @@ pub enum Error {
     /// A lock id is already used in this channel direction.
     #[error("lock id reused")]
     LockIdReused,
+    /// No pending lock has this id.
+    #[error("unknown lock")]
+    UnknownLock,
+    /// The lock's expiry block has passed: it can no longer be settled, only dropped.
+    #[error("the lock has expired")]
+    LockExpired,
+    /// The scalar does not open the lock's point.
+    #[error("the scalar does not open this lock's point")]
+    ScalarDoesNotOpenLock,
+    /// This lock is already registered through this proof.
+    #[error("the lock is already registered through this proof")]
+    LockAlreadyRegistered,
     /// The payment kind byte is not one this version knows.
     #[error("unknown payment kind")]
     UnknownPaymentKind,

@@ -17,6 +17,7 @@ pub mod duties;
 pub mod eip712;
 pub mod error;
 pub mod ledger;
+pub mod lock_book;
 pub mod merkle;
 pub mod messages;
 pub mod point_lock;

@@ -3,5 +3,6 @@
 
 mod flows;
 mod ledger;
+mod locks;
 mod properties;
 mod vectors;
