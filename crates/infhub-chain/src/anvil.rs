@@ -189,6 +189,11 @@ pub async fn deploy(
     Ok(Deployment { token, hub: hub_addr, block, chain_id })
 }
 
+/// Deploys the chain's point registry (spec §5.17); its address and block.
+pub async fn deploy_point_registry(sender: &mut TxSender) -> Result<(Address, u64), ChainError> {
+    create(sender, creation_code("PointRegistry")?).await
+}
+
 /// Sends a call and waits for success; for tools and tests.
 pub async fn call_ok(sender: &mut TxSender, to: Address, input: Vec<u8>) -> Result<u64, ChainError> {
     match sender.send_and_wait(TxKind::Call(to), Bytes::from(input), Duration::from_millis(20)).await? {

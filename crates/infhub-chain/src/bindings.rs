@@ -217,3 +217,23 @@ sol! {
         function mint(address to, uint256 amount) external;
     }
 }
+
+sol! {
+    /// The point registry (`contracts/src/PointRegistry.sol`, spec §5.17): one per chain, the
+    /// block of each multi-hop lock point's first reveal.
+    #[derive(Debug, PartialEq, Eq)]
+    interface IPointRegistry {
+        event PointRevealed(address indexed point, uint256 scalar);
+
+        error ScalarOutOfRange();
+        error TooManyReveals();
+
+        function pointOf(uint256 scalar) external pure returns (address point);
+        function reveal(uint256 scalar) external returns (address point);
+        function revealBatch(uint256[] calldata scalars) external;
+        function revealUpstream(uint256 scalar, uint256[] calldata tweaks) external returns (address point);
+        function revealedAt(address point) external view returns (uint256 blockNumber);
+        function isRevealedBy(address point, uint256 expiryBlock) external view returns (bool);
+        function MAX_REVEALS_PER_CALL() external view returns (uint256);
+    }
+}

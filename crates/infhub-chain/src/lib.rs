@@ -6,12 +6,14 @@
 //! ABI and the core's types lives in [`events`]; the ABI itself in [`bindings`]. The watcher
 //! reads through the small [`source::ChainSource`] trait, implemented over JSON-RPC (alloy,
 //! HTTP or WebSocket) and, for simulations, in process. [`anvil`] starts a local chain and
-//! deploys the contracts for development and tests.
+//! deploys the contracts for development and tests. [`registry`] reveals multi-hop lock points
+//! in the chain's `PointRegistry` and reads the reveals back.
 
 pub mod anvil;
 pub mod bindings;
 pub mod error;
 pub mod events;
+pub mod registry;
 pub mod sender;
 pub mod source;
 pub mod watcher;

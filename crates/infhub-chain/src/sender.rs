@@ -14,7 +14,7 @@
 //! execute twice; proofs carry nonces the contract refuses to go back on), so a restarted
 //! node simply sends again what it has not seen confirmed.
 
-use crate::bindings::{IErc20, IInfHub};
+use crate::bindings::{IErc20, IInfHub, IPointRegistry};
 use crate::error::ChainError;
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::Encodable2718;
@@ -118,6 +118,10 @@ pub struct TxSender {
 pub fn revert_reason(e: &TransportError) -> String {
     if let Some(data) = e.as_error_resp().and_then(|p| p.as_revert_data()) {
         if let Ok(err) = IInfHub::IInfHubErrors::abi_decode(&data) {
+            let name = format!("{err:?}");
+            return name.split('(').next().unwrap_or(&name).to_string();
+        }
+        if let Ok(err) = IPointRegistry::IPointRegistryErrors::abi_decode(&data) {
             let name = format!("{err:?}");
             return name.split('(').next().unwrap_or(&name).to_string();
         }

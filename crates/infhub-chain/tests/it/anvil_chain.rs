@@ -249,3 +249,63 @@ fn a_nonce_gap_left_by_a_reorged_out_transaction_is_filled() {
         }
     });
 }
+
+/// The point registry on a real chain (spec §5.17): the payee's hub reveals the payee's scalar
+/// with its tweak upstream in one transaction; every link's point is recorded at that block;
+/// the next hop up reads the reveals from the logs, checks each scalar against its point and
+/// computes its own upstream scalar with its tweak; a later reveal of the same scalar leaves the
+/// recorded block alone; a scalar out of range is refused by the contract's error name.
+#[test]
+fn reveals_in_the_point_registry_are_recorded_once_and_read_back_from_the_logs() {
+    use infhub_chain::registry::PointRegistryClient;
+    use infhub_core::point_lock::{point_chain, Scalar};
+    rt().block_on(async {
+        let mut e = env().await;
+        let (registry, deployed) = anvil::deploy_point_registry(&mut e.hub).await.expect("deploy the registry");
+        let client = PointRegistryClient::new(e.anvil.provider().expect("provider"), registry);
+        let s = |v: u64| Scalar::from_bytes(alloy::primitives::keccak256(v.to_be_bytes())).expect("scalar");
+        let (z, y1, y2) = (s(1), s(2), s(3));
+        let points = point_chain(z.point(), &[y1, y2]).expect("route");
+        let payee = z.add(&y1).and_then(|t| t.add(&y2)).expect("payee's scalar");
+        assert_eq!(client.revealed_at(points[2].address()).await.expect("read"), None, "not yet");
+        // The payee's hub knows y2 only: it reveals the payee's scalar and its own upstream one.
+        let mined = client.reveal_upstream(&mut e.user, &payee, &[y2]).await.expect("reveal");
+        println!("gas of a reveal with one upstream step on anvil (transaction): {}", mined.gas_used);
+        for p in &points[1..] {
+            assert_eq!(client.revealed_at(p.address()).await.expect("read"), Some(mined.block));
+        }
+        assert_eq!(client.revealed_at(points[0].address()).await.expect("read"), None, "needs y1");
+        // The next hop up learns t1 from the logs and reveals z with its tweak y1.
+        let reveals = client.reveals(deployed, mined.block).await.expect("logs");
+        assert_eq!(reveals.len(), 2);
+        let t1 = reveals.iter().find(|r| r.point == points[1].address()).expect("t1 revealed").scalar;
+        let again = client.reveal_upstream(&mut e.hub, &t1, &[y1]).await.expect("reveal upstream");
+        assert_eq!(client.revealed_at(points[0].address()).await.expect("read"), Some(again.block));
+        assert_eq!(client.revealed_at(points[1].address()).await.expect("read"), Some(mined.block), "never moved");
+        let news = client.reveals(mined.block + 1, again.block).await.expect("logs");
+        assert_eq!(news.len(), 1, "only the new point is announced");
+        assert_eq!(news[0].scalar, z, "the payer's proof of payment");
+        // A scalar out of range, sent raw: the contract's error by name.
+        let zero = infhub_chain::bindings::IPointRegistry::revealCall { scalar: U256::ZERO }.abi_encode();
+        let err = e.user.send(TxKind::Call(registry), zero.into()).await.expect_err("refused");
+        assert!(matches!(&err, ChainError::TransactionRejected { reason } if reason == "ScalarOutOfRange"), "{err}");
+        // The other bindings against the real contract: a batch, the expiry check, the limit.
+        use infhub_chain::bindings::IPointRegistry as R;
+        let batch = R::revealBatchCall { scalars: vec![s(10).value(), s(11).value()] }.abi_encode();
+        let at = anvil::call_ok(&mut e.user, registry, batch).await.expect("batch");
+        assert_eq!(client.revealed_at(s(11).point().address()).await.expect("read"), Some(at));
+        let by = |expiry: u64| R::isRevealedByCall { point: s(10).point().address(), expiryBlock: U256::from(expiry) };
+        let opened = e.hub.call(registry, by(at).abi_encode().into()).await.expect("call");
+        assert!(R::isRevealedByCall::abi_decode_returns(&opened).expect("bool"), "opens at its block");
+        let early = e.hub.call(registry, by(at - 1).abi_encode().into()).await.expect("call");
+        assert!(!R::isRevealedByCall::abi_decode_returns(&early).expect("bool"), "not before");
+        let max = e.hub.call(registry, R::MAX_REVEALS_PER_CALLCall {}.abi_encode().into()).await.expect("call");
+        let max = R::MAX_REVEALS_PER_CALLCall::abi_decode_returns(&max).expect("uint");
+        assert_eq!(max, U256::from(infhub_core::point_lock::MAX_REVEALS_PER_CALL), "the same limit in Rust");
+        let point =
+            e.hub.call(registry, R::pointOfCall { scalar: s(12).value() }.abi_encode().into()).await.expect("call");
+        assert_eq!(R::pointOfCall::abi_decode_returns(&point).expect("address"), s(12).point().address());
+        let wide = client.reveals(0, infhub_chain::registry::MAX_REVEAL_LOG_RANGE_BLOCKS).await;
+        assert!(matches!(wide, Err(ChainError::Config(_))), "{wide:?}");
+    });
+}
