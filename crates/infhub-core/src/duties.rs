@@ -180,8 +180,11 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
             duties.push(Duty { key: DutyKey::HonourCredit(*user), tx: HubTx::SubmitCredit(c) });
         }
     }
-    for batch in ledger.payout_batches_in_flight() {
-        duties.push(Duty { key: DutyKey::Payout(batch.id), tx: HubTx::Payout(batch.clone()) });
+    // A halted contract refuses every payout: sending one would only burn gas.
+    if ledger.checkpoints.halted_at.is_none() {
+        for batch in ledger.payout_batches_in_flight() {
+            duties.push(Duty { key: DutyKey::Payout(batch.id), tx: HubTx::Payout(batch.clone()) });
+        }
     }
     if let Some(debits) = realizations_due(ledger, policy) {
         duties.push(Duty { key: DutyKey::Realize, tx: HubTx::RealizeDebits(debits) });

@@ -225,6 +225,10 @@ impl Ledger {
         if self.queued.len() >= self.params.max_queued_payouts {
             return Err(Error::PayoutQueueFull);
         }
+        // A halted contract refuses every payout: the withdrawal could never be paid.
+        if self.checkpoints.halted_at.is_some() {
+            return Err(Error::HubHalted);
+        }
         let payouts_pending = self.payouts_pending.checked_add(amount)?;
         let seq = self.take_seq();
         self.custodial.get_mut(&from).expect("present").balance = balance;

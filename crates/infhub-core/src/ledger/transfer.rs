@@ -94,6 +94,11 @@ impl Ledger {
                 if self.queued.len() >= self.params.max_queued_payouts {
                     return Err(Error::PayoutQueueFull);
                 }
+                // A halted contract refuses every payout (§5.16): the payer would be charged
+                // for a payment that can never be made. Refunded like a full queue.
+                if self.checkpoints.halted_at.is_some() {
+                    return Err(Error::HubHalted);
+                }
                 (
                     None,
                     Some(Payout { payer: m.user, payment_id: m.payment_id, recipient: m.recipient, amount: m.amount }),
@@ -235,6 +240,7 @@ pub(super) fn is_refundable(refused: Error) -> bool {
             | Error::UnknownAccount
             | Error::RecipientNotOpen
             | Error::PayoutQueueFull
+            | Error::HubHalted
     )
 }
 

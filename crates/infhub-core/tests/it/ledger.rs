@@ -555,6 +555,50 @@ fn external_payouts_queue_with_a_limit_and_settle_in_batches() {
     h.check();
 }
 
+/// After the contract halted the hub (a proven or unanswered complaint, §5.16) it refuses every
+/// payout: a payer charged for an external payment then would never see it made. So the
+/// ledger refunds new external payments and refuses custodial withdrawals with `HubHalted`,
+/// and no payout duty is due (it would only burn gas); internal payments go on.
+#[test]
+fn a_halted_hub_takes_no_payment_it_could_never_pay_out() {
+    use infhub_core::duties::{due, DutyKey, RealizePolicy};
+    use infhub_core::ledger::custodial_address;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.pay(0, 0, 10, PaymentKind::External).expect("queued");
+    let Ok(Outcome::PayoutBatch(batch)) = h.ledger.apply_sealed(&h.key, Command::TakePayoutBatch { max: 10 }) else {
+        panic!("a batch")
+    };
+    assert_eq!(batch.len(), 1);
+    let payout_duties =
+        |l: &Ledger| due(l, &RealizePolicy::OFF).iter().filter(|d| matches!(d.key, DutyKey::Payout(_))).count();
+    assert_eq!(payout_duties(&h.ledger), 1, "an honest hub sends its payouts");
+    let carol = custodial_address("carol");
+    let opened = h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account: carol, api_key_hash: B256::ZERO });
+    assert_eq!(opened, Ok(Outcome::CustodialOpened));
+    let id = h.id();
+    h.ledger.apply_sealed(&h.key, Command::Purchase { user: carol, amount: Amount(40), purchase_id: id }).expect("buy");
+
+    h.event(ChainEvent::HubHalted { id: 1 });
+    let payer = h.users[0].address();
+    let before = h.ledger.account(&payer).expect("payer").channel.balance().expect("balance");
+    assert_eq!(refusal(&h.pay(0, 0, 10, PaymentKind::External)), Some(Error::HubHalted));
+    let after = h.ledger.account(&payer).expect("payer").channel.balance().expect("balance");
+    assert_eq!(after, before, "refunded: the payer keeps her money");
+    let w = Command::CustodialWithdraw {
+        from: carol,
+        recipient: Address::repeat_byte(0xEE),
+        amount: Amount(10),
+        transfer_id: h.id(),
+    };
+    assert_eq!(h.ledger.apply_sealed(&h.key, w), Err(Error::HubHalted));
+    assert_eq!(h.ledger.custodial(&carol).expect("carol").balance, Amount(40));
+    assert_eq!(payout_duties(&h.ledger), 0, "no payout is sent to a halted contract");
+    h.pay(0, 1, 10, PaymentKind::Internal).expect("internal payments go on");
+    h.check();
+}
+
 #[test]
 fn withdrawal_is_co_signed_held_and_mirrored() {
     let mut h = Hub::new();
