@@ -114,16 +114,20 @@ pub struct TxSender {
     gap_since_block: Option<u64>,
 }
 
+/// The name of a contract's custom error in revert data, if it is one of `E`'s.
+fn error_name<E: SolInterface + std::fmt::Debug>(data: &[u8]) -> Option<String> {
+    let err = E::abi_decode(data).ok()?;
+    let name = format!("{err:?}");
+    Some(name.split('(').next().unwrap_or(&name).to_string())
+}
+
 /// The contract error name in a revert, if the error is one.
 pub fn revert_reason(e: &TransportError) -> String {
     if let Some(data) = e.as_error_resp().and_then(|p| p.as_revert_data()) {
-        if let Ok(err) = IInfHub::IInfHubErrors::abi_decode(&data) {
-            let name = format!("{err:?}");
-            return name.split('(').next().unwrap_or(&name).to_string();
-        }
-        if let Ok(err) = IPointRegistry::IPointRegistryErrors::abi_decode(&data) {
-            let name = format!("{err:?}");
-            return name.split('(').next().unwrap_or(&name).to_string();
+        let name = error_name::<IInfHub::IInfHubErrors>(&data)
+            .or_else(|| error_name::<IPointRegistry::IPointRegistryErrors>(&data));
+        if let Some(name) = name {
+            return name;
         }
         return format!("revert 0x{}", alloy::primitives::hex::encode(&data));
     }
