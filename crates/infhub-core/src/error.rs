@@ -210,6 +210,19 @@ pub enum Error {
     /// The scalar does not open the lock's point.
     #[error("the scalar does not open this lock's point")]
     ScalarDoesNotOpenLock,
+    /// A link announcement no newer than the one held for the same direction.
+    #[error("the link announcement is not newer than the one held")]
+    AnnouncementStale,
+    /// A link announcement to itself, with a proportional fee above the whole, or with its
+    /// minimum above its maximum.
+    #[error("the link announcement is malformed")]
+    AnnouncementInvalid,
+    /// The routing graph holds `MAX_LINKS` link directions already.
+    #[error("too many links in the routing graph")]
+    TooManyLinks,
+    /// No path, or split of paths, carries the amount to the payee's hub.
+    #[error("no route carries the amount to the payee's hub")]
+    NoRoute,
     /// This lock is already registered through this proof.
     #[error("the lock is already registered through this proof")]
     LockAlreadyRegistered,

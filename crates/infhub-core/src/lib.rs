@@ -21,6 +21,7 @@ pub mod lock_book;
 pub mod merkle;
 pub mod messages;
 pub mod point_lock;
+pub mod routing;
 pub mod signature;
 pub mod tower;
 

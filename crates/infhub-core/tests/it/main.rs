@@ -5,4 +5,5 @@ mod flows;
 mod ledger;
 mod locks;
 mod properties;
+mod routing;
 mod vectors;
