@@ -220,6 +220,12 @@ pub enum Error {
     /// The routing graph holds `MAX_LINKS` link directions already.
     #[error("too many links in the routing graph")]
     TooManyLinks,
+    /// A user address is not `0x<40 hex digits>@<host>`.
+    #[error("a user address is 0x<address>@<hub host>")]
+    UserAddressMalformed,
+    /// The invoice's expiry has passed.
+    #[error("the invoice has expired")]
+    InvoiceExpired,
     /// No path, or split of paths, carries the amount to the payee's hub.
     #[error("no route carries the amount to the payee's hub")]
     NoRoute,

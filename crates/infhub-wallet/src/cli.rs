@@ -69,6 +69,18 @@ pub enum WalletCommand {
         /// Amount in INF.
         amount: String,
     },
+    /// Sign an invoice others can pay you by (spec §5.19; paying one across hubs is not built
+    /// yet). Prints it as JSON.
+    Invoice {
+        /// Amount in INF.
+        amount: String,
+        /// What the payer is shown (only its hash is signed).
+        #[arg(long, default_value = "")]
+        description: String,
+        /// How long it can be paid, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        expires_in_seconds: u64,
+    },
     /// Pay a plain chain address; the hub pays it out on chain.
     PayExternal {
         /// The chain address.
@@ -284,6 +296,13 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
                 json: json!({"paid": a, "to": account, "balance": balance, "hub": answer}),
                 text: format!("paid {} to {account}; receipt checked; balance {}", inf(a), inf(balance)),
             })
+        }
+        WalletCommand::Invoice { amount: a, description, expires_in_seconds } => {
+            let a = amount(a)?;
+            let w = open().await?;
+            let invoice = w.issue_invoice(a, description, *expires_in_seconds)?;
+            let json = serde_json::to_value(&invoice).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
+            Ok(Report { text: json.to_string(), json: json!({"invoice": json, "description": description}) })
         }
         WalletCommand::PayExternal { address, amount: a } => {
             let a = amount(a)?;

@@ -211,6 +211,27 @@ impl Wallet {
         self.core.domain()
     }
 
+    /// Signs an invoice for `amount` (spec §5.19): addressed `account@hub-host` with the host of
+    /// the hub this wallet is registered with, payable until `expires_in_seconds` from now, its
+    /// payment point derived from this key and a fresh random id (so the key alone recovers
+    /// the proof of payment).
+    pub fn issue_invoice(
+        &self,
+        amount: Amount,
+        description: &str,
+        expires_in_seconds: u64,
+    ) -> Result<infhub_core::invoice::SignedInvoice, WalletError> {
+        let url = &self.state().hub.hub_url;
+        let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
+        let mut id = [0u8; 32];
+        getrandom::fill(&mut id).map_err(|e| WalletError::InvalidInput(format!("no randomness: {e}")))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let expires =
+            now.checked_add(expires_in_seconds).ok_or_else(|| WalletError::InvalidInput("expiry too far".into()))?;
+        let domain = self.domain();
+        Ok(infhub_core::invoice::issue(self.core.key(), host, &domain, amount, expires, description, B256::from(id))?)
+    }
+
     /// The channel, or an error saying it is not open yet.
     pub fn channel(&self) -> Result<&ChannelState, WalletError> {
         self.core.channel()

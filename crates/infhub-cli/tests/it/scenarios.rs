@@ -17,6 +17,7 @@ async fn lifecycle_of_two_users() {
 
     let v = env.ok(&alice, &["deposit", "100"]);
     assert_eq!(amount(&v["balance"]), 100 * INF);
+    invoice_is_signed_and_its_proof_of_payment_comes_from_the_key(&env, &bob);
     env.purchase(bob.address, 50 * INF, 1).await;
     let v = env.ok(&bob, &["balance"]);
     assert_eq!(amount(&v["balance"]), 50 * INF, "the purchase's credit reached bob's wallet: {v}");
@@ -67,6 +68,27 @@ async fn lifecycle_of_two_users() {
     for k in ["registered", "deposited", "payment_applied", "credit", "withdrawal_co_signed", "withdrawn"] {
         assert!(kinds.contains(&k), "alice's journal lacks {k}: {kinds:?}");
     }
+}
+
+/// `infhub wallet invoice` (spec §5.19): a signed invoice addressed `bob@hub-host` in his hub
+/// contract's domain, whose payment point the key alone derives; a zero amount is refused.
+fn invoice_is_signed_and_its_proof_of_payment_comes_from_the_key(env: &Env, bob: &User) {
+    use infhub_core::invoice::{invoice_scalar, SignedInvoice};
+    let v = env.ok(bob, &["invoice", "2.5", "--description", "two coffees", "--expires-in-seconds", "600"]);
+    let invoice: SignedInvoice = serde_json::from_value(v["invoice"].clone()).expect("an invoice");
+    let domain = infhub_core::Domain { chain_id: env.d.chain_id, verifying_contract: env.d.hub };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let point = invoice.check(&domain, now).expect("a valid invoice");
+    assert_eq!(invoice.message.amount.0, 5 * INF / 2);
+    assert_eq!(invoice.message.payee.user, bob.address);
+    assert!(invoice.message.payee.host.starts_with("127.0.0.1:"), "{}", invoice.message.payee);
+    assert_eq!(invoice.message.description_hash, alloy::primitives::keccak256("two coffees"));
+    assert_eq!(invoice.check(&domain, now + 601), Err(infhub_core::Error::InvoiceExpired));
+    let key_bytes = infhub_core::signature::hex_decode(bob.key.trim_start_matches("0x")).expect("hex key");
+    let key = infhub_core::PrivateKey::from_bytes(key_bytes.try_into().expect("32 bytes")).expect("key");
+    assert_eq!(invoice_scalar(&key, invoice.message.invoice_id).point(), point, "derived from the key alone");
+    let (ok, refused) = env.wallet(bob, &["invoice", "0"]);
+    assert!(!ok, "a zero invoice is refused: {refused}");
 }
 
 /// With the hub killed, a user exits alone and gets exactly the off-chain balance: the
