@@ -317,6 +317,11 @@ pub struct Limits {
     pub max_streams_per_account: usize,
     /// Requests in flight from one source address; beyond it `limit_exceeded` (503) at once.
     pub max_requests_in_flight_per_address: usize,
+    /// New registrations (each costs the hub gas to open a channel) the hub takes per hour,
+    /// refilled continuously; beyond it `registration_rate_limited` (429).
+    pub registrations_per_hour: u32,
+    /// New registrations per hour from one source address; beyond it `registration_rate_limited`.
+    pub registrations_per_hour_per_address: u32,
     /// Open connections from one source address; beyond it a new one is closed at once.
     pub max_connections_per_address: usize,
     /// A request's headers must arrive within this, in milliseconds, or the connection is closed
@@ -355,6 +360,8 @@ impl Default for Limits {
             max_sessions_per_account: 16,
             max_streams_per_account: 4,
             max_requests_in_flight_per_address: 256,
+            registrations_per_hour: 10_000,
+            registrations_per_hour_per_address: 100,
             max_connections_per_address: 1_024,
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
@@ -546,6 +553,8 @@ impl Config {
             ("max_sessions_per_account", l.max_sessions_per_account),
             ("max_streams_per_account", l.max_streams_per_account),
             ("max_requests_in_flight_per_address", l.max_requests_in_flight_per_address),
+            ("registrations_per_hour", l.registrations_per_hour as usize),
+            ("registrations_per_hour_per_address", l.registrations_per_hour_per_address as usize),
             ("max_connections_per_address", l.max_connections_per_address),
             ("header_read_timeout_ms", l.header_read_timeout_ms as usize),
             ("request_timeout_ms", l.request_timeout_ms as usize),

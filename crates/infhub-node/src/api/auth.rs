@@ -68,6 +68,7 @@ pub(super) async fn session(
 
 pub(super) async fn register(
     State(api): State<Api>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(req): ApiJson<Signed<Registration>>,
 ) -> Result<Json<Value>, ApiError> {
     let user = req.message.user;
@@ -97,6 +98,18 @@ pub(super) async fn register(
             }
             _ => {}
         }
+    }
+    // Opening costs the hub gas: new registrations draw on the hub's and the address's budget.
+    let address = peer.map(|p| p.0 .0.ip());
+    if let Err(spent) = api.registrations.take(user, address, std::time::Instant::now()) {
+        let (whose, wait) = match spent {
+            registration_budget::Exhausted::Hub(w) => ("the hub's", w),
+            registration_budget::Exhausted::Address(w) => ("this address's", w),
+        };
+        return Err(ApiError::new(
+            NodeError::RegistrationRateLimited,
+            format!("{whose} registration budget is spent; one more fits in {} s", wait.as_secs().max(1)),
+        ));
     }
     let (reply, rx) = oneshot::channel();
     api.node

@@ -70,13 +70,15 @@ pub enum NodeError {
     MethodNotAllowed,
     /// The request was not complete within `limits.request_timeout_ms`.
     RequestTimeout,
+    /// The registration budget (the hub's or the source address's) is spent for now.
+    RegistrationRateLimited,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 28] = [
+    pub const ALL: [NodeError; 29] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -104,6 +106,7 @@ impl NodeError {
         NodeError::NoSuchEndpoint,
         NodeError::MethodNotAllowed,
         NodeError::RequestTimeout,
+        NodeError::RegistrationRateLimited,
         NodeError::InternalError,
     ];
 
@@ -137,6 +140,7 @@ impl NodeError {
             NodeError::NoSuchEndpoint => "no_such_endpoint",
             NodeError::MethodNotAllowed => "method_not_allowed",
             NodeError::RequestTimeout => "request_timeout",
+            NodeError::RegistrationRateLimited => "registration_rate_limited",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -166,6 +170,7 @@ impl NodeError {
             }
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            NodeError::RegistrationRateLimited => StatusCode::TOO_MANY_REQUESTS,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -51,6 +51,7 @@ mod error;
 mod guard;
 mod login_table;
 mod operator;
+mod registration_budget;
 mod stream;
 mod transfers;
 
@@ -164,6 +165,7 @@ pub struct Api {
     sessions: Arc<Sessions>,
     websockets: Arc<AtomicUsize>,
     in_flight: Arc<guard::InFlight>,
+    registrations: Arc<registration_budget::RegistrationBudget>,
 }
 
 /// Who is asking.
@@ -258,6 +260,11 @@ pub(crate) fn state_of(node: Arc<Node>) -> Api {
         sessions: Arc::new(Sessions::new(&limits)),
         websockets: Arc::new(AtomicUsize::new(0)),
         in_flight: Arc::new(guard::InFlight::default()),
+        registrations: Arc::new(registration_budget::RegistrationBudget::new(
+            limits.registrations_per_hour,
+            limits.registrations_per_hour_per_address,
+            std::time::Instant::now(),
+        )),
     }
 }
 

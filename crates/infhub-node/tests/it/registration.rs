@@ -49,3 +49,46 @@ fn concurrent_registrations_share_transactions_and_every_channel_opens() {
         assert_eq!((s, &v["status"]), (200, &serde_json::json!("open")), "{v}");
     })
 }
+
+/// Registration costs the hub gas, so new ones draw on a budget per source address (and one for
+/// the hub): past it `registration_rate_limited` (429); an account already open draws nothing.
+#[test]
+fn new_registrations_beyond_the_address_budget_are_refused_by_name() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.limits.registrations_per_hour_per_address = 3;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let head = chain.head().await;
+        let body = |i: u64| {
+            let mut b = [0u8; 32];
+            b[24..].copy_from_slice(&(0x00B0_0000 + i).to_be_bytes());
+            let k = PrivateKey::from_bytes(b).expect("key");
+            let r = Registration { user: k.address(), valid_until_block: head + 100 };
+            serde_json::to_value(Signed::new(r, &domain, &k)).expect("json")
+        };
+        for i in 0..3 {
+            let (s, v) = http.post("/v1/registrations", None, &body(i)).await;
+            assert_eq!(s, 200, "{v}");
+        }
+        let (s, v) = http.post("/v1/registrations", None, &body(3)).await;
+        assert_eq!(s, 429, "{v}");
+        assert_eq!(v["error"]["code"], "registration_rate_limited", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap_or("").contains("this address's"), "{v}");
+        // Once the first is open, registering it again costs nothing and is still answered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            chain.mine(1).await;
+            let (s, v) = http.post("/v1/registrations", None, &body(0)).await;
+            assert_eq!(s, 200, "an open account's registration draws nothing: {v}");
+            if v["status"] == "open" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the channel never opened: {v}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}
