@@ -22,6 +22,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("log_segment", log_segment),
     ("channel_machine", channel_machine),
     ("ledger_machine", ledger_machine),
+    ("multi_hop", multi_hop),
 ];
 
 fn key(n: u8) -> PrivateKey {
@@ -328,4 +329,131 @@ pub fn ledger_machine(data: &[u8]) {
             Err(_) => assert_eq!(ledger, before, "a refused command changed the ledger"),
         }
     }
+}
+
+/// Multi-hop building blocks (spec §5.17–§5.19): the invoice and user-address decoders round
+/// trip and their checks answer without panic; points and scalars decode or are refused; a
+/// byte-chosen routing graph yields only real loop-free routes whose amounts and fees add up
+/// within capacity, and splits that deliver exactly the amount; a byte-chosen sequence of lock
+/// adds, settlements and expiries conserves value.
+pub fn multi_hop(data: &[u8]) {
+    let mut input = Input::new(data);
+    match input.u8() % 3 {
+        0 => multi_hop_decoders(input.rest()),
+        1 => multi_hop_routes(&mut input),
+        _ => multi_hop_locks(&mut input),
+    }
+}
+
+fn multi_hop_decoders(rest: &[u8]) {
+    use infhub_core::invoice::{SignedInvoice, UserAddress};
+    use infhub_core::point_lock::{Point, Scalar};
+    if let Ok(inv) = serde_json::from_slice::<SignedInvoice>(rest) {
+        let again: SignedInvoice = serde_json::from_str(&serde_json::to_string(&inv).expect("encode")).expect("decode");
+        assert_eq!(again, inv, "invoice JSON round trip");
+        let _ = inv.check(&domain(), 0);
+    }
+    if let Ok(text) = std::str::from_utf8(rest) {
+        if let Ok(a) = text.parse::<UserAddress>() {
+            assert_eq!(a.to_string().parse::<UserAddress>(), Ok(a.clone()), "user address round trip");
+        }
+    }
+    if let Some(bytes) = rest.get(..33) {
+        if let Ok(p) = Point::from_compressed(&bytes.try_into().expect("33 bytes")) {
+            assert_eq!(Point::from_compressed(&p.compressed()), Ok(p));
+        }
+    }
+    if let Some(bytes) = rest.get(..32) {
+        if let Ok(s) = Scalar::from_bytes(B256::from_slice(bytes)) {
+            assert_eq!(Scalar::new(s.value()), Ok(s));
+            if let Ok(up) = s.upstream(&s) {
+                panic!("t − t is 0, never a scalar: {up:?}");
+            }
+        }
+    }
+}
+
+fn multi_hop_routes(input: &mut Input<'_>) {
+    use infhub_core::routing::{Graph, LinkAnnouncement, Scorer};
+    let hubs = 2 + input.below(5) as u8;
+    let mut graph = Graph::default();
+    for _ in 0..input.below(20) {
+        let (from, to) = (input.below(u64::from(hubs)) as u8, input.below(u64::from(hubs)) as u8);
+        let a = LinkAnnouncement {
+            from_hub: key(from + 1).address(),
+            to_hub: key(to + 1).address(),
+            capacity: Amount(u128::from(input.u64() % 5_000)),
+            base_fee: Amount(u128::from(input.u8())),
+            fee_ppm: (input.u64() % 1_100_000) as u32,
+            min_amount: Amount(u128::from(input.u8() % 4)),
+            max_amount: Amount(u128::from(input.u64() % 6_000)),
+            sequence: input.u64() % 4,
+        };
+        let _ = graph.apply(&Signed::new(a, &domain(), &key(from + 1)), &domain());
+    }
+    let (payer, payee) = (key(1).address(), key(hubs).address());
+    let amount = Amount(1 + u128::from(input.u64() % 3_000));
+    let capacity_ok = |from, to, amount: Amount| graph.link(from, to).is_some_and(|l| amount <= l.capacity);
+    for r in graph.routes(payer, payee, amount, 1 + input.below(4) as usize, &Scorer::default()) {
+        assert_eq!(r.hops.first().map(|h| h.from_hub), Some(payer));
+        assert_eq!(r.hops.last().map(|h| (h.to_hub, h.amount, h.fee)), Some((payee, amount, Amount::ZERO)));
+        let mut seen = std::collections::BTreeSet::from([payer]);
+        for (i, h) in r.hops.iter().enumerate() {
+            assert!(seen.insert(h.to_hub), "a loop");
+            assert!(capacity_ok(h.from_hub, h.to_hub, h.amount), "over capacity");
+            if let Some(next) = r.hops.get(i + 1) {
+                assert_eq!(h.to_hub, next.from_hub, "a broken path");
+                assert_eq!(h.amount.0, next.amount.0 + h.fee.0, "amounts and fees add up");
+            }
+        }
+        assert_eq!(r.sent.0, amount.0 + r.fees.0);
+    }
+    if let Ok(parts) = graph.split_routes(payer, payee, amount, &Scorer::default()) {
+        let delivered: u128 = parts.iter().map(|r| r.hops.last().expect("a link").amount.0).sum();
+        assert_eq!(delivered, amount.0, "the parts deliver the amount");
+        let mut used = std::collections::BTreeMap::new();
+        for h in parts.iter().flat_map(|r| r.hops.iter()) {
+            *used.entry((h.from_hub, h.to_hub)).or_insert(0u128) += h.amount.0;
+        }
+        for ((from, to), total) in used {
+            assert!(capacity_ok(from, to, Amount(total)), "the parts overdraw a link");
+        }
+    }
+}
+
+fn multi_hop_locks(input: &mut Input<'_>) {
+    use infhub_core::lock_book::LockBook;
+    use infhub_core::point_lock::{Lock, Scalar};
+    let scalar = |i: u64| Scalar::new(alloy_primitives::U256::from(i + 1)).expect("small scalar");
+    let (mut book, mut block, mut next) = (LockBook::default(), 100u64, 0u64);
+    let (mut locked_in, mut settled, mut refunded) = (0u128, 0u128, 0u128);
+    while !input.is_empty() {
+        match input.u8() % 4 {
+            0 => {
+                next += 1;
+                let amount = u128::from(input.u8());
+                let lock = Lock {
+                    lock_id: B256::from(alloy_primitives::U256::from(next)),
+                    amount: Amount(amount),
+                    expiry_block: block + input.below(60),
+                    point: scalar(next).point().address(),
+                };
+                if book.add(lock, block, 40).is_ok() {
+                    locked_in += amount;
+                }
+            }
+            1 => {
+                let id = input.below(next + 1);
+                let t = if input.u8().is_multiple_of(2) { scalar(id) } else { scalar(id + 7) };
+                if let Ok(l) = book.settle(&B256::from(alloy_primitives::U256::from(id)), &t, block) {
+                    assert!(l.expiry_block >= block && t.point().address() == l.point);
+                    settled += l.amount.0;
+                }
+            }
+            2 => block += input.below(20),
+            _ => refunded += book.expire(block).iter().map(|l| l.amount.0).sum::<u128>(),
+        }
+        assert_eq!(settled + book.locked().0 + refunded, locked_in, "locks conserve value");
+    }
+    let _ = book.root(&domain());
 }

@@ -125,3 +125,15 @@ fn write_seed_corpus() {
 fn manifest_dir() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
+
+/// The multi-hop corpus reaches past the decoders: its invoice and user address decode.
+#[test]
+fn the_multi_hop_corpus_decodes() {
+    let dir = corpus_dir("multi_hop");
+    let invoice = std::fs::read(dir.join("invoice.json")).expect("invoice seed");
+    let decoded = serde_json::from_slice::<infhub_core::invoice::SignedInvoice>(&invoice[1..]);
+    assert!(decoded.is_ok(), "{decoded:?}");
+    let address = std::fs::read(dir.join("user_address.txt")).expect("address seed");
+    let parsed = std::str::from_utf8(&address[1..]).expect("utf8").parse::<infhub_core::invoice::UserAddress>();
+    assert!(parsed.is_ok(), "{parsed:?}");
+}
