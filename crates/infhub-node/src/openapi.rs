@@ -11,7 +11,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("get", "/v1/info", "none", "Chain id, contracts, hub address, confirmation depth, confirmed block, limits."),
     ("post", "/v1/auth/challenge", "none", "Get a one-time login challenge for an address."),
     ("post", "/v1/auth/session", "none", "Exchange a signed Login(user, challenge) for a session token."),
-    ("post", "/v1/registrations", "signature", "Register: a signed Registration; the hub opens the channel on chain."),
+    ("post", "/v1/registrations", "signature", "Register: a signed Registration; the hub opens the channel on chain. New registrations draw on the hub's and the source address's hourly budget (429 registration_rate_limited past either)."),
     ("post", "/v1/transfers", "signature", "Pay: a user-signed Debit (internal or external). Returns the hub's receipt (and the queued payout of an external payment); the payee's credit goes to the payee's stream and history. A retried payment id returns the first result."),
     ("post", "/v1/transfers/batch", "signature", "Many signed transfers in one request (`{\"transfers\": [...]}`); each applied in order and answered as /v1/transfers would, or with its own error."),
     ("post", "/v1/withdrawals", "signature", "Cooperative withdrawal: a user-signed Withdrawal; returns the hub's co-signature."),
