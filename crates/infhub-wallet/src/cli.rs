@@ -846,6 +846,7 @@ pub async fn watch(
         complain: matches!(args.command, WalletCommand::Watch { complain: true, .. }),
         ..Default::default()
     };
+    let mut repeats = Repeats::default();
     tokio::pin!(stop);
     loop {
         if stream_task.as_ref().is_none_or(|t| t.is_finished()) && tokio::time::Instant::now() >= next_connect {
@@ -906,8 +907,36 @@ pub async fn watch(
             },
             _ = tick.tick() => {
                 for (event, line) in tick_round(&mut w, no_settle, &mut submitted, &mut checkpoints).await? {
-                    say(event, &line);
+                    if repeats.fresh(event, &line, std::time::Instant::now()) {
+                        say(event, &line);
+                    }
                 }
+            }
+        }
+    }
+}
+
+/// How often `watch` repeats a failure line it already printed (the chain or hub still down).
+const REPEAT_FAILURE_AFTER: Duration = Duration::from_secs(60);
+
+/// `watch`'s failure lines, printed when new or changed and then at most once per
+/// [`REPEAT_FAILURE_AFTER`]: a chain outage must not print a line every tick.
+#[derive(Default)]
+struct Repeats {
+    last: std::collections::HashMap<&'static str, (String, std::time::Instant)>,
+}
+
+impl Repeats {
+    /// Whether to print `line` of `event` now.
+    fn fresh(&mut self, event: &'static str, line: &str, now: std::time::Instant) -> bool {
+        if !matches!(event, "chain_error" | "complaint_not_sent" | "checkpoint_unchecked") {
+            return true;
+        }
+        match self.last.get(event) {
+            Some((said, at)) if said == line && now.duration_since(*at) < REPEAT_FAILURE_AFTER => false,
+            _ => {
+                self.last.insert(event, (line.to_string(), now));
+                true
             }
         }
     }
@@ -1027,6 +1056,18 @@ async fn subscribe_then_sync(w: &mut Wallet) -> Result<(crate::wallet::HubCheck,
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn watch_repeats_a_failure_line_once_a_minute_and_any_other_line_always() {
+        let mut r = super::Repeats::default();
+        let t0 = std::time::Instant::now();
+        assert!(r.fresh("chain_error", "rpc down", t0));
+        assert!(!r.fresh("chain_error", "rpc down", t0 + Duration::from_secs(5)), "the same failure, 5 s later");
+        assert!(r.fresh("chain_error", "rpc refused", t0 + Duration::from_secs(6)), "a different failure");
+        assert!(r.fresh("chain_error", "rpc refused", t0 + Duration::from_secs(67)), "the same, a minute later");
+        assert!(r.fresh("credit", "credit 5", t0) && r.fresh("credit", "credit 5", t0), "not a failure: always");
+    }
+
     use super::*;
 
     #[test]
