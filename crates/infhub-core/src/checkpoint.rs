@@ -375,6 +375,9 @@ pub struct BuiltCheckpoint {
     pub domain: CheckpointDomain,
     leaves: Vec<Leaf>,
     tree: SumTree,
+    /// Each leaf's account and position, sorted: an account's proofs are found by binary search,
+    /// not a scan of every leaf (the leaves are shuffled, so tree order says nothing).
+    by_account: Vec<(Address, u32)>,
 }
 
 /// Bytes of one leaf in [`BuiltCheckpoint::encode`].
@@ -399,7 +402,13 @@ impl BuiltCheckpoint {
     /// The checkpoint of `d` over leaves already in tree order.
     pub fn placed(d: CheckpointDomain, leaves: Vec<Leaf>) -> BuiltCheckpoint {
         let tree = SumTree::build(leaves.iter().map(|l| l.node(&d)).collect());
-        BuiltCheckpoint { domain: d, leaves, tree }
+        let mut by_account: Vec<(Address, u32)> = leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.account, u32::try_from(i).expect("fewer than 2^32 leaves")))
+            .collect();
+        by_account.sort_unstable();
+        BuiltCheckpoint { domain: d, leaves, tree, by_account }
     }
 
     /// The root: hash and total liability.
@@ -415,26 +424,24 @@ impl BuiltCheckpoint {
     /// Every leaf of `account` with its path (a channel, a custodial account and payouts to
     /// it may each have one).
     pub fn proofs_of(&self, account: Address) -> Vec<LeafProof> {
-        self.leaves
+        let from = self.by_account.partition_point(|(a, _)| *a < account);
+        self.by_account[from..]
             .iter()
-            .enumerate()
-            .filter(|(_, l)| l.account == account)
-            .map(|(i, l)| LeafProof { leaf: *l, path: self.tree.path(i).expect("a leaf has a path") })
+            .take_while(|(a, _)| *a == account)
+            .map(|&(_, i)| {
+                let i = i as usize;
+                LeafProof { leaf: self.leaves[i], path: self.tree.path(i).expect("a leaf has a path") }
+            })
             .collect()
     }
 
-    /// [`BuiltCheckpoint::proofs_of`] for each of `accounts`, in one pass over the leaves
-    /// (accounts without a leaf are absent).
+    /// [`BuiltCheckpoint::proofs_of`] for each of `accounts` (accounts without a leaf are
+    /// absent).
     pub fn proofs_of_each(
         &self,
         accounts: &std::collections::BTreeSet<Address>,
     ) -> std::collections::BTreeMap<Address, Vec<LeafProof>> {
-        let mut out: std::collections::BTreeMap<Address, Vec<LeafProof>> = std::collections::BTreeMap::new();
-        for (i, l) in self.leaves.iter().enumerate().filter(|(_, l)| accounts.contains(&l.account)) {
-            let proof = LeafProof { leaf: *l, path: self.tree.path(i).expect("a leaf has a path") };
-            out.entry(l.account).or_default().push(proof);
-        }
-        out
+        accounts.iter().map(|a| (*a, self.proofs_of(*a))).filter(|(_, proofs)| !proofs.is_empty()).collect()
     }
 
     /// The leaves as bytes: magic, chain id, contract, id, count, then each leaf's fields in
@@ -650,6 +657,33 @@ mod tests {
             liability: Amount(liability),
             salt: B256::repeat_byte(n),
         }
+    }
+
+    /// An account's proofs are found through the sorted index: every leaf of it (several kinds),
+    /// each with a path that proves it into the root, none of another account's, and none for
+    /// an account without a leaf; the same as a scan of every leaf.
+    #[test]
+    fn proofs_of_an_account_are_all_its_leaves_and_only_its() {
+        let mut leaves: Vec<Leaf> = (1..=40).map(|i| leaf(i % 13 + 1, u128::from(i))).collect();
+        for (i, l) in leaves.iter_mut().enumerate() {
+            l.kind = [LeafKind::Channel, LeafKind::Custodial, LeafKind::QueuedPayout][i % 3];
+            l.salt = B256::repeat_byte(i as u8);
+        }
+        let built = BuiltCheckpoint::build(domain(), leaves, &B256::repeat_byte(9));
+        let root = built.root();
+        for n in 0..=15u8 {
+            let account = Address::repeat_byte(n);
+            let scan: Vec<Leaf> = built.leaves().iter().filter(|l| l.account == account).copied().collect();
+            let proofs = built.proofs_of(account);
+            assert_eq!(proofs.iter().map(|p| p.leaf).collect::<Vec<_>>(), scan, "account {n}");
+            for p in &proofs {
+                p.path.verify(p.leaf.node(&domain()), root).expect("proves into the root");
+            }
+        }
+        let wanted: std::collections::BTreeSet<Address> =
+            [1u8, 2, 14].iter().map(|&n| Address::repeat_byte(n)).collect();
+        let each = built.proofs_of_each(&wanted);
+        assert_eq!(each.keys().copied().collect::<Vec<_>>(), vec![Address::repeat_byte(1), Address::repeat_byte(2)]);
     }
 
     fn tree(n: u8) -> (Vec<Leaf>, SumTree) {
