@@ -33,11 +33,22 @@ pub async fn deploy(anvil: &Anvil) -> Result<Deployment, ChainError> {
 /// [`deploy`] with a reserve of `reserve` (base units; the hub key keeps ten development
 /// reserves of tokens either way).
 pub async fn deploy_with_reserve(anvil: &Anvil, reserve: U256) -> Result<Deployment, ChainError> {
+    deploy_with_periods(anvil, reserve, DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS).await
+}
+
+/// [`deploy_with_reserve`] with the contract's challenge period and reserve notice chosen (a
+/// test chain with fast blocks needs more blocks for the same margin in wall time).
+pub async fn deploy_with_periods(
+    anvil: &Anvil,
+    reserve: U256,
+    challenge_period_blocks: u64,
+    reserve_notice_blocks: u64,
+) -> Result<Deployment, ChainError> {
     let p = anvil.provider()?;
     let mut hub = anvil::sender(&p, anvil::dev_key(0)).await?;
     let hub_addr = hub.address();
     let supply = dev_reserve() * U256::from(10u64);
-    let d = anvil::deploy(&mut hub, hub_addr, supply, DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS).await?;
+    let d = anvil::deploy(&mut hub, hub_addr, supply, challenge_period_blocks, reserve_notice_blocks).await?;
     anvil::call_ok(&mut hub, d.token, IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode()).await?;
     anvil::call_ok(&mut hub, d.hub, IInfHub::depositReserveCall { amount: reserve }.abi_encode()).await?;
     for i in 1..anvil::DEV_KEYS.len() {

@@ -21,6 +21,9 @@ pub(crate) struct User {
     pub dir: PathBuf,
 }
 
+/// The scenarios' challenge period (their chain makes a block every 0.2 s).
+pub(crate) const CHALLENGE_PERIOD_BLOCKS: u64 = 40;
+
 /// A chain, a hub node process and a scratch directory.
 pub(crate) struct Env {
     pub anvil: Anvil,
@@ -46,7 +49,16 @@ impl Env {
     /// Like [`Env::start`], with the hub's configuration adjusted by `adjust` first.
     pub(crate) async fn start_with(adjust: impl FnOnce(&mut infhub_node::config::Config)) -> Env {
         let anvil = Anvil::spawn(&["--block-time", "0.2"]).expect("anvil");
-        let d = infhub_node::dev::deploy(&anvil).await.expect("deploy");
+        // 0.2-second blocks: 40 blocks give the hub's duties 8 s to land a dispute or a credit,
+        // enough on a loaded 2-core machine running the scenarios in parallel.
+        let d = infhub_node::dev::deploy_with_periods(
+            &anvil,
+            infhub_node::dev::dev_reserve(),
+            CHALLENGE_PERIOD_BLOCKS,
+            2 * CHALLENGE_PERIOD_BLOCKS,
+        )
+        .await
+        .expect("deploy");
         let provider = anvil.provider().expect("provider");
         let tmp = tempfile::tempdir().expect("tmp");
         let port = anvil::free_port().expect("port");

@@ -571,7 +571,7 @@ async fn postgresql_then_the_hub_fail_over_under_load_and_nothing_is_lost_or_sig
 /// A 60-second database outage under load is not a channel close (the outage test):
 /// four clients stream purchases; PostgreSQL stops for 60 s; meanwhile writes are refused as
 /// retryable, and a user exits from an old backup of her wallet, which the hub must answer
-/// within the 4-second challenge period from what it holds in memory (it cannot record the
+/// within the 8-second challenge period from what it holds in memory (it cannot record the
 /// exit). Her exit pays her true balance, the other user's channel stays open, and once the
 /// database is back every purchase is applied exactly once and the books balance.
 #[tokio::test(flavor = "multi_thread")]
