@@ -6,6 +6,7 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {InfHubBase} from "./InfHubBase.sol";
 import {InfHubCheckpoints} from "./InfHubCheckpoints.sol";
+import {InfHubSettlement} from "./InfHubSettlement.sol";
 
 /// @title InfHub: the on-chain anchor of one infhub payment hub for one ERC-20 token.
 /// @notice Every registered user has one channel with the hub. Off chain, balances move as
@@ -20,25 +21,43 @@ import {InfHubCheckpoints} from "./InfHubCheckpoints.sol";
 /// challenge period.
 /// @dev Spec: docs/protocol.md. The Rust core (crates/infhub-core) mirrors every rule here,
 /// including the error names; shared test vectors keep the two in agreement.
-/// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds + excess(), where a
+/// Accounting invariant: token.balanceOf(this) == reserve + totalChannelFunds + totalEscrow + excess(), where a
 /// channel's funds are deposited + advancedFromReserve - withdrawn - realizedDebit (never negative)
 /// and the excess is tokens that reached the contract outside its functions.
-/// Checkpoints and complaints (spec 5.16) live in InfHubCheckpoints, which this contract creates
-/// and runs by DELEGATECALL for every function it does not have itself.
+/// Checkpoints and complaints (spec 5.16) live in InfHubCheckpoints, settlement and the locks of a
+/// close (spec 5.11, 5.11a) in InfHubSettlement; this contract creates the first, is given the
+/// second, and runs them by DELEGATECALL for every function it does not have itself.
 contract InfHub is InfHubBase {
     using SafeERC20 for IERC20;
 
     /// The checkpoint module (created here; runs on this contract's storage).
     address public immutable checkpointModule;
 
-    constructor(IERC20 token_, address hub_, uint64 challengePeriodBlocks_, uint64 reserveNoticeBlocks_)
-        InfHubBase(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_)
-    {
-        checkpointModule = address(new InfHubCheckpoints(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_));
+    /// `settlement_` is this hub's settlement module (InfHubSettlement), deployed before it with
+    /// the same token, hub and periods and the chain's PointRegistry (spec 5.17); one contract
+    /// creating both modules would exceed the EIP-3860 initcode limit. A module made for other
+    /// parameters is refused (`SettlementModuleMismatch`): it would check signatures against
+    /// another hub or settle on another period.
+    constructor(
+        IERC20 token_,
+        address hub_,
+        uint64 challengePeriodBlocks_,
+        uint64 reserveNoticeBlocks_,
+        InfHubSettlement settlement_
+    ) InfHubBase(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_) {
+        if (
+            address(settlement_.token()) != address(token_) || settlement_.hub() != hub_
+                || settlement_.challengePeriodBlocks() != challengePeriodBlocks_
+                || settlement_.reserveNoticeBlocks() != reserveNoticeBlocks_
+        ) revert SettlementModuleMismatch();
+        checkpointModule = address(
+            new InfHubCheckpoints(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_, address(settlement_))
+        );
     }
 
-    /// Every function this contract lacks runs in the checkpoint module on this storage; an
-    /// unknown selector reverts there without data.
+    /// Every function this contract lacks runs in the checkpoint module on this storage, and
+    /// what that module lacks in the settlement module; an unknown selector reverts there
+    /// without data.
     fallback() external {
         address module = checkpointModule;
         assembly {
@@ -208,7 +227,7 @@ contract InfHub is InfHubBase {
         } else {
             _applyCredit(ch, msg.sender, credit, hubSignature);
         }
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, msg.sender);
     }
 
     /// The hub closes a (dormant) channel with the newest user-signed debit it holds (nonce 0 = none).
@@ -219,7 +238,7 @@ contract InfHub is InfHubBase {
         } else {
             _applyDebit(ch, user, debit, userSignature);
         }
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, user);
     }
 
     /// During the challenge period anyone (the user, a watchtower) may submit a hub-signed credit
@@ -228,7 +247,7 @@ contract InfHub is InfHubBase {
         Channel storage ch = channels[credit.user];
         _requireChallengeOpen(ch);
         _applyCredit(ch, credit.user, credit, hubSignature);
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, credit.user);
     }
 
     /// A watchtower's defence for a fee (spec 5.10a): like submitCredit, with the user's signed
@@ -252,7 +271,7 @@ contract InfHub is InfHubBase {
         _requireSigner(hashTowerFee(offer), userSignature, credit.user);
         uint256 claimBefore = _claim(ch);
         _applyCredit(ch, credit.user, credit, hubSignature);
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, credit.user);
         // The claim only grows with the credit total, and the credit only grows here.
         uint256 gain = _claim(ch) - claimBefore;
         _recordTowerFee(credit.user, ch.epoch, offer, gain);
@@ -275,43 +294,10 @@ contract InfHub is InfHubBase {
         Channel storage ch = channels[debit.user];
         _requireChallengeOpen(ch);
         _applyDebit(ch, debit.user, debit, userSignature);
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, debit.user);
     }
 
-    /// After the challenge period anyone may settle; the user's claim goes to the user, less the
-    /// fees towers earned defending it (Settled.paid is the whole claim paid, fees included).
-    /// claim = deposited - withdrawn + cumulativeCredit - cumulativeDebit (floored at zero).
-    /// Locked amounts are not part of the claim: without an on-chain unlock, every pending
-    /// lock falls back to its sender (spec: "Locks at settlement").
-    function settle(address user) external {
-        Channel storage ch = channels[user];
-        if (ch.status != Status.Closing) revert ChannelNotClosing();
-        if (block.number < ch.settleBlock) revert ChallengePeriodNotOver();
-        (uint256 paid, uint256 shortfall, uint256 reserveAfter) = settlementOf(user);
-        uint256 funds = _funds(ch);
-        totalChannelFunds -= funds;
-        reserve = reserveAfter;
-        reservedForClosing -= ch.reserveDraw;
-        ch.reserveDraw = 0;
-        ch.status = Status.Settled;
-        ch.deposited = 0;
-        ch.withdrawn = 0;
-        ch.advancedFromReserve = 0;
-        ch.realizedDebit = 0;
-        uint256 toUser = _payTowerFees(user, ch.epoch, paid);
-        if (toUser != 0) token.safeTransfer(user, toUser);
-        emit Settled(user, ch.epoch, paid, shortfall, reserveAfter);
-    }
-
-    /// What settle(user) would pay now: (paid to user, unpaid shortfall, reserve afterwards).
-    function settlementOf(address user) public view returns (uint256 paid, uint256 shortfall, uint256 reserveAfter) {
-        Channel storage ch = channels[user];
-        uint256 claim = _claim(ch);
-        uint256 available = _funds(ch) + reserve;
-        paid = claim < available ? claim : available;
-        shortfall = claim - paid;
-        reserveAfter = available - paid;
-    }
+    // settle, settlementOf and the locks of a close (spec 5.11, 5.11a) live in InfHubSettlement.
 
     // ================================================================ reserve and payouts
 
@@ -411,7 +397,7 @@ contract InfHub is InfHubBase {
     /// reserve or send them back.
     function excess() public view returns (uint256) {
         uint256 held = token.balanceOf(address(this));
-        uint256 accounted = reserve + totalChannelFunds;
+        uint256 accounted = reserve + totalChannelFunds + totalEscrow;
         return held > accounted ? held - accounted : 0;
     }
 

@@ -25,6 +25,15 @@ abstract contract InfHubBase is EIP712 {
     uint256 public constant MAX_OPEN_BATCH = 100;
     /// Most debits in one `realizeDebits` call.
     uint256 public constant MAX_REALIZE_BATCH = 100;
+    /// Most locks one `unlockMany` call resolves.
+    uint256 public constant MAX_UNLOCK_BATCH = 256;
+    /// Longest Merkle path from a lock leaf to its proof's `locksRoot` (2^32 leaves; the hub's
+    /// ledger keeps at most 20,000 pending locks per direction).
+    uint256 public constant MAX_LOCK_PATH_DEPTH = 32;
+    /// The two directions of a channel's locks (spec 5.11a): the user's, on her debits (she pays
+    /// the hub), and the hub's, on its credits (it pays her).
+    uint8 public constant USER_LOCKS = 0;
+    uint8 public constant HUB_LOCKS = 1;
     /// Bounds on the challenge period, in blocks.
     uint64 public constant MIN_CHALLENGE_PERIOD_BLOCKS = 2;
     uint64 public constant MAX_CHALLENGE_PERIOD_BLOCKS = 2_000_000;
@@ -148,6 +157,47 @@ abstract contract InfHubBase is EIP712 {
         uint96 fee;
     }
 
+    /// A pending multi-hop lock, a leaf under a proof's `locksRoot` (spec 5.17; LockLeaf.sol).
+    struct Lock {
+        bytes32 lockId;
+        uint128 amount;
+        uint64 expiryBlock;
+        address point;
+    }
+
+    /// One direction of one close's locks (spec 5.11a).
+    struct LockDirection {
+        /// The most the direction's signer can be charged by the locks registered so far: the
+        /// largest over registered proofs of the proof's total plus all its registered locks.
+        uint256 potential;
+        /// From settlement on: the charge so far, the largest of the stored total and each
+        /// proof's total plus its revealed locks.
+        uint256 charge;
+        /// What settlement held back for the receiver and is not paid out yet.
+        uint256 escrow;
+        /// Registrations not resolved yet (revealed or expired).
+        uint64 unresolved;
+    }
+
+    /// A proof some lock was registered through.
+    struct LockedProof {
+        address user;
+        uint64 epoch;
+        uint8 direction;
+        uint128 cumulative;
+        /// Sum of the locks registered through this proof, and of those revealed by their expiry.
+        uint256 registered;
+        uint256 revealed;
+    }
+
+    /// One lock registered through one proof.
+    struct LockRegistration {
+        uint128 amount;
+        uint64 expiryBlock;
+        bool resolved;
+        address point;
+    }
+
     /// A cooperative withdrawal, signed by both user and hub, usable until expiryBlock.
     struct Withdrawal {
         address user;
@@ -229,6 +279,14 @@ abstract contract InfHubBase is EIP712 {
     /// Fees towers earned in each user's current close, filled from the front (an empty slot
     /// has tower zero); paid and cleared at settlement.
     mapping(address => TowerFeeRecord[MAX_TOWER_FEES_PER_CLOSE]) internal towerFees;
+    /// Each close's lock directions, by user, epoch and direction (spec 5.11a).
+    mapping(address => mapping(uint64 => LockDirection[2])) internal lockDirections;
+    /// The proofs locks were registered through, by the proof's EIP-712 digest.
+    mapping(bytes32 => LockedProof) internal lockedProofs;
+    /// Registrations by keccak256(abi.encode(proof digest, lock id)).
+    mapping(bytes32 => LockRegistration) internal lockRegistrations;
+    /// Sum of every settled close's escrow not paid out yet (held for locks; spec 5.11a).
+    uint256 public totalEscrow;
 
     // ---------------------------------------------------------------- events
     event ChannelOpened(address indexed user, uint64 epoch, address openedBy);
@@ -256,6 +314,27 @@ abstract contract InfHubBase is EIP712 {
     event ExcessReturned(address to, uint256 amount);
     event TowerFeeRecorded(address indexed user, uint64 epoch, address indexed tower, uint256 gain, uint256 fee);
     event TowerFeePaid(address indexed user, uint64 epoch, address indexed tower, uint256 amount);
+    /// A lock registered through a proof (its expiry and point: lockRegistrationOf).
+    event LockRegistered(
+        address indexed user,
+        uint64 epoch,
+        uint8 direction,
+        bytes32 indexed proofDigest,
+        bytes32 indexed lockId,
+        uint128 amount,
+        address by
+    );
+    event LocksEscrowed(address indexed user, uint64 epoch, uint256 userLocksEscrow, uint256 hubLocksEscrow);
+    event LockResolved(
+        address indexed user,
+        uint64 epoch,
+        uint8 direction,
+        bytes32 indexed proofDigest,
+        bytes32 indexed lockId,
+        bool revealed,
+        uint256 toReceiver,
+        uint256 toSender
+    );
     event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
     event DebitChallenged(uint64 indexed id, address indexed account, uint64 epoch, uint128 debitTotal, uint64 answerByBlock);
     event DebitChallengeAnswered(uint64 indexed id, address indexed account, uint64 nonce, uint128 cumulativeDebit);
@@ -318,6 +397,14 @@ abstract contract InfHubBase is EIP712 {
     error DebitChallengeOutOfOrder();
     error NoDebitChallenge();
     error AnswerMustCoverDebit();
+    error RegistryMustNotBeZero();
+    error SettlementModuleMismatch();
+    error LockNotUnderRoot();
+    error LockAlreadyRegistered();
+    error UnknownLock();
+    error LockAlreadyResolved();
+    error LockNotResolved();
+    error ChannelNotSettled();
 
     modifier onlyHub() {
         if (msg.sender != hub) revert OnlyHub();
@@ -474,9 +561,13 @@ abstract contract InfHubBase is EIP712 {
         return cumulative > stored.cumulative || (cumulative == stored.cumulative && nonce > stored.nonce);
     }
 
-    /// Recomputes a closing channel's draw on the reserve after its proofs changed.
-    function _refreshReserveDraw(Channel storage ch) internal {
+    /// Recomputes a closing channel's draw on the reserve after its proofs or its registered
+    /// locks changed: the claim as if every lock the hub registered against itself opened
+    /// (spec 5.11a), so the reserve that will escrow them cannot leave meanwhile.
+    function _refreshReserveDraw(Channel storage ch, address user) internal {
         uint256 claim = _claim(ch);
+        uint256 potential = lockDirections[user][ch.epoch][HUB_LOCKS].potential;
+        if (potential > ch.credit.cumulative) claim += potential - ch.credit.cumulative;
         uint256 funds = _funds(ch);
         uint256 draw = claim > funds ? claim - funds : 0;
         reservedForClosing = reservedForClosing - ch.reserveDraw + draw;

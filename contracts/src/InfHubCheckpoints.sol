@@ -10,9 +10,31 @@ import {InfHubBase} from "./InfHubBase.sol";
 /// and signatures are bound to InfHub). Called directly it works on its own empty storage and
 /// holds nothing, which is harmless. Declares no storage of its own (see InfHubBase).
 contract InfHubCheckpoints is InfHubBase {
-    constructor(IERC20 token_, address hub_, uint64 challengePeriodBlocks_, uint64 reserveNoticeBlocks_)
-        InfHubBase(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_)
-    {}
+    /// The settlement module: what this module lacks runs there, on InfHub's storage too.
+    address public immutable settlementModule;
+
+    constructor(
+        IERC20 token_,
+        address hub_,
+        uint64 challengePeriodBlocks_,
+        uint64 reserveNoticeBlocks_,
+        address settlementModule_
+    ) InfHubBase(token_, hub_, challengePeriodBlocks_, reserveNoticeBlocks_) {
+        settlementModule = settlementModule_;
+    }
+
+    /// Every function this module lacks runs in the settlement module (still on InfHub's
+    /// storage: a DELEGATECALL from a DELEGATECALL keeps the caller's context).
+    fallback() external {
+        address module = settlementModule;
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
 
     // ================================================================ checkpoints (spec 5.16)
 
@@ -190,7 +212,7 @@ contract InfHubCheckpoints is InfHubBase {
             ch.credit = Side(leaf.creditNonce, leaf.creditTotal, 0, bytes32(0));
             emit CreditSubmitted(msg.sender, leaf.epoch, leaf.creditNonce, leaf.creditTotal, msg.sender);
         }
-        _refreshReserveDraw(ch);
+        _refreshReserveDraw(ch, msg.sender);
     }
 
     function _checkpointRoot(bytes32 leafHash, uint256 liability, uint256 index, SumNode[] calldata siblings)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {deployHub} from "./utils/DeployHub.sol";
+import {PointRegistry} from "../src/PointRegistry.sol";
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubBase} from "../src/InfHubBase.sol";
@@ -18,6 +20,7 @@ abstract contract Fixture is Test {
 
     InfToken internal token;
     InfHub internal hub;
+    PointRegistry internal registry;
     address internal hubAddr;
     address internal alice;
     address internal bob;
@@ -30,7 +33,8 @@ abstract contract Fixture is Test {
         mallory = vm.addr(MALLORY_PK);
         vm.roll(100);
         token = new InfToken(0);
-        hub = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        registry = new PointRegistry();
+        hub = deployHub(token, hubAddr, CHALLENGE, NOTICE, registry);
         address[4] memory holders = [hubAddr, alice, bob, mallory];
         for (uint256 i = 0; i < holders.length; i++) {
             token.mint(holders[i], 1_000_000 ether);
@@ -113,8 +117,8 @@ abstract contract Fixture is Test {
     function checkAccounting() internal view {
         assertEq(
             token.balanceOf(address(hub)),
-            hub.reserve() + hub.totalChannelFunds() + hub.excess(),
-            "balance == reserve + funds + excess"
+            hub.reserve() + hub.totalChannelFunds() + hub.totalEscrow() + hub.excess(),
+            "balance == reserve + funds + escrow + excess"
         );
     }
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {PointRegistry} from "../src/PointRegistry.sol";
+import {deployHub} from "./utils/DeployHub.sol";
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubBase} from "../src/InfHubBase.sol";
@@ -12,17 +15,41 @@ contract InfHubTest is Fixture {
     // ------------------------------------------------------------ constructor
 
     function test_constructor_rejects_bad_parameters() public {
+        // The rules live in InfHubBase's constructor, which the hub and both modules run.
         vm.expectRevert(InfHubBase.HubMustNotBeZero.selector);
-        new InfHub(token, address(0), CHALLENGE, NOTICE);
+        new InfHubSettlement(token, address(0), CHALLENGE, NOTICE, registry);
         vm.expectRevert(InfHubBase.ChallengePeriodOutOfRange.selector);
-        new InfHub(token, hubAddr, 1, NOTICE);
+        new InfHubSettlement(token, hubAddr, 1, NOTICE, registry);
         vm.expectRevert(InfHubBase.ChallengePeriodOutOfRange.selector);
-        new InfHub(token, hubAddr, 2_000_001, 3_000_000);
+        new InfHubSettlement(token, hubAddr, 2_000_001, 3_000_000, registry);
         vm.expectRevert(InfHubBase.ReserveNoticeTooShort.selector);
-        new InfHub(token, hubAddr, CHALLENGE, CHALLENGE);
+        new InfHubSettlement(token, hubAddr, CHALLENGE, CHALLENGE, registry);
         vm.expectRevert(InfHubBase.ReserveNoticeTooShort.selector);
-        new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE - 1);
-        new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE);
+        new InfHubSettlement(token, hubAddr, CHALLENGE, 2 * CHALLENGE - 1, registry);
+        vm.expectRevert(InfHubBase.RegistryMustNotBeZero.selector);
+        new InfHubSettlement(token, hubAddr, CHALLENGE, NOTICE, PointRegistry(address(0)));
+        InfHubSettlement good = new InfHubSettlement(token, hubAddr, CHALLENGE, 2 * CHALLENGE, registry);
+        vm.expectRevert(InfHubBase.HubMustNotBeZero.selector);
+        new InfHub(token, address(0), CHALLENGE, 2 * CHALLENGE, good);
+        new InfHub(token, hubAddr, CHALLENGE, 2 * CHALLENGE, good);
+    }
+
+    /// A settlement module made for another hub key, token or period would check signatures
+    /// against that key or settle on that period: the hub refuses it.
+    function test_a_settlement_module_for_other_parameters_is_refused() public {
+        InfHubSettlement forMallory = new InfHubSettlement(token, mallory, CHALLENGE, NOTICE, registry);
+        vm.expectRevert(InfHubBase.SettlementModuleMismatch.selector);
+        new InfHub(token, hubAddr, CHALLENGE, NOTICE, forMallory);
+        InfHubSettlement otherPeriod = new InfHubSettlement(token, hubAddr, CHALLENGE - 1, NOTICE, registry);
+        vm.expectRevert(InfHubBase.SettlementModuleMismatch.selector);
+        new InfHub(token, hubAddr, CHALLENGE, NOTICE, otherPeriod);
+        InfHubSettlement otherNotice = new InfHubSettlement(token, hubAddr, CHALLENGE, NOTICE + 1, registry);
+        vm.expectRevert(InfHubBase.SettlementModuleMismatch.selector);
+        new InfHub(token, hubAddr, CHALLENGE, NOTICE, otherNotice);
+        InfToken otherToken = new InfToken(0);
+        InfHubSettlement forOtherToken = new InfHubSettlement(otherToken, hubAddr, CHALLENGE, NOTICE, registry);
+        vm.expectRevert(InfHubBase.SettlementModuleMismatch.selector);
+        new InfHub(token, hubAddr, CHALLENGE, NOTICE, forOtherToken);
     }
 
     // ------------------------------------------------------------ open
@@ -302,7 +329,7 @@ contract InfHubTest is Fixture {
         hub.withdraw(w40, w40User, w40Hub);
         vm.chainId(chain);
         // Wrong contract: signatures made for another hub contract are worthless here.
-        InfHub other = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        InfHub other = deployHub(token, hubAddr, CHALLENGE, NOTICE, registry);
         bytes memory otherU = signDigest(ALICE_PK, other.hashWithdrawal(w40));
         bytes memory otherH = signDigest(HUB_PK, other.hashWithdrawal(w40));
         vm.expectRevert(InfHubBase.WrongSigner.selector);
@@ -376,7 +403,7 @@ contract InfHubTest is Fixture {
         // Settling early is refused.
         vm.roll(settleAt - 1);
         vm.expectRevert(InfHubBase.ChallengePeriodNotOver.selector);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         vm.roll(settleAt);
         // Proofs after the period are refused.
         bytes memory d3sig = signDebit(ALICE_PK, d3);
@@ -387,11 +414,11 @@ contract InfHubTest is Fixture {
         // claim = 100 - 0 + 50 - 50 = 100; channel funds 100; reserve unchanged.
         vm.expectEmit(true, true, true, true, address(hub));
         emit InfHubBase.Settled(alice, 1, 100, 0, 1_000);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         assertEq(token.balanceOf(alice), before + 100, "alice paid her balance");
         assertEq(uint256(hub.channel(alice).status), uint256(InfHubBase.Status.Settled), "settled");
         vm.expectRevert(InfHubBase.ChannelNotClosing.selector);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         checkAccounting();
     }
 
@@ -428,7 +455,7 @@ contract InfHubTest is Fixture {
         hub.submitCredit(c3, selfSigned);
 
         vm.roll(block.number + CHALLENGE);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         // claim = 100 + 80 - 10 = 170: 100 from her funds, 70 from the reserve.
         assertEq(hub.reserve(), 930, "reserve paid the net credit");
         checkAccounting();
@@ -483,7 +510,7 @@ contract InfHubTest is Fixture {
         hub.submitCredit(c, proof);
         assertEq(hub.channel(alice).credit.cumulative, 60, "batched credit applied");
         vm.roll(block.number + CHALLENGE);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         assertEq(hub.reserve(), 940, "reserve paid the batched credit");
         checkAccounting();
     }
@@ -521,7 +548,7 @@ contract InfHubTest is Fixture {
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         vm.roll(block.number + CHALLENGE);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         vm.expectEmit(true, true, true, true, address(hub));
         emit InfHubBase.ChannelOpened(alice, 2, alice);
         open(alice);
@@ -700,7 +727,7 @@ contract InfHubTest is Fixture {
         }
         vm.roll(block.number + CHALLENGE);
         uint256 before = token.balanceOf(alice);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         uint256 expected = uint256(deposit) - w + creditAmount - d;
         assertEq(token.balanceOf(alice) - before, expected, "paid == off-chain balance");
         // reserve = credit it backed, minus the credit paid out, plus the debits it earned.

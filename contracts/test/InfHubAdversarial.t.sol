@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {deployHub} from "./utils/DeployHub.sol";
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
+import {PointRegistry} from "../src/PointRegistry.sol";
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
@@ -19,6 +22,7 @@ abstract contract AdversarialBase is Test {
 
     InfToken public token;
     InfHub public hub;
+    PointRegistry internal registry;
     address public hubAddr;
     uint256[USERS] internal userPk;
     address[USERS] public users;
@@ -43,7 +47,8 @@ abstract contract AdversarialBase is Test {
     function setUpActors(uint256 pkBase) internal {
         hubAddr = vm.addr(HUB_PK);
         token = new InfToken(0);
-        hub = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        registry = new PointRegistry();
+        hub = deployHub(token, hubAddr, CHALLENGE, NOTICE, registry);
         for (uint256 i = 0; i < USERS; i++) {
             userPk[i] = pkBase + i;
             users[i] = vm.addr(userPk[i]);
@@ -403,7 +408,7 @@ contract DishonestUserHandler is AdversarialBase {
         rollTo(hub.channel(u).settleBlock);
         uint256 expected = balanceOf(u);
         uint256 before = token.balanceOf(u);
-        hub.settle(u);
+        InfHubSettlement(address(hub)).settle(u);
         uint256 paid = token.balanceOf(u) - before;
         if (i != MALLORY && paid != expected) violation("an honest user was not paid her balance");
         if (i == MALLORY && paid > expected) violation("mallory was paid more than her balance");
@@ -652,7 +657,7 @@ contract DishonestHubHandler is AdversarialBase {
         if (i < HONEST && onChainClaim(u) < expected) violation("an honest user's claim on chain is below her balance");
         bool coverable = funds(u) + hub.reserve() >= expected;
         uint256 before = token.balanceOf(u);
-        hub.settle(u);
+        InfHubSettlement(address(hub)).settle(u);
         uint256 paid = token.balanceOf(u) - before;
         if (i < HONEST && coverable && paid < expected) violation("an honest user was not paid a balance the reserve covered");
         if (paid < expected) shortfalls++;

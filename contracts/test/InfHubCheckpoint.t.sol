@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {deployHub} from "./utils/DeployHub.sol";
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
@@ -176,7 +177,7 @@ contract InfHubCheckpointTest is Fixture {
         string memory json = vm.readFile(string.concat(vm.projectRoot(), VECTORS));
         assertEq(block.chainid, vm.parseJsonUint(json, ".chainId"), "chain id");
         // The hub contract at the vectors' address, with a reserve for their total liability.
-        InfHub deployed = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        InfHub deployed = deployHub(token, hubAddr, CHALLENGE, NOTICE, registry);
         InfHub at = InfHub(vm.parseJsonAddress(json, ".contract"));
         vm.etch(address(at), address(deployed).code);
         token.mint(hubAddr, 2 * uint256(type(uint128).max));

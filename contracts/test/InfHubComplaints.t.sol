@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
 import {CheckpointFixture} from "./CheckpointFixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
@@ -117,7 +118,7 @@ contract InfHubComplaintsTest is CheckpointFixture {
         vm.prank(alice);
         hub.startExit(c, hubSig);
         vm.roll(block.number + CHALLENGE + 1);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         assertEq(token.balanceOf(alice) - before, 130 ether, "alice is paid her whole balance after the halt");
         checkAccounting();
     }
@@ -239,7 +240,7 @@ contract InfHubComplaintsTest is CheckpointFixture {
         InfHubBase.Debit memory d = debit(alice, 1, 20 ether, 20 ether);
         hub.submitDebit(d, signDebit(ALICE_PK, d));
         vm.roll(block.number + CHALLENGE + 1);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         assertEq(token.balanceOf(alice) - before, 120 ether, "paid by her leaf and her debit");
         checkAccounting();
     }
@@ -257,7 +258,7 @@ contract InfHubComplaintsTest is CheckpointFixture {
         vm.prank(alice);
         hub.startExit(noCredit(alice), "");
         vm.roll(block.number + CHALLENGE + 1);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         open(alice);
         vm.prank(alice);
         vm.expectRevert(InfHubBase.EpochMismatch.selector);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
 import {CheckpointFixture} from "./CheckpointFixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
@@ -222,7 +223,7 @@ contract InfHubDebitChallengeTest is CheckpointFixture {
         vm.expectRevert(InfHubBase.ChannelNotOpen.selector);
         module.challengeDebit(id, a, 0, pid);
         vm.roll(block.number + CHALLENGE + 1);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         open(alice);
         vm.prank(alice);
         vm.expectRevert(InfHubBase.EpochMismatch.selector);

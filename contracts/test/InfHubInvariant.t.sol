@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {deployHub} from "./utils/DeployHub.sol";
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
+import {PointRegistry} from "../src/PointRegistry.sol";
 import {Test} from "./utils/Test.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubCheckpoints} from "../src/InfHubCheckpoints.sol";
@@ -19,6 +22,7 @@ contract Handler is Test {
 
     InfToken public token;
     InfHub public hub;
+    PointRegistry internal registry;
     address public hubAddr;
     address public external_ = address(0xE7E7);
     uint256[USERS] internal userPk;
@@ -56,7 +60,8 @@ contract Handler is Test {
     constructor() {
         hubAddr = vm.addr(HUB_PK);
         token = new InfToken(0);
-        hub = new InfHub(token, hubAddr, CHALLENGE, NOTICE);
+        registry = new PointRegistry();
+        hub = deployHub(token, hubAddr, CHALLENGE, NOTICE, registry);
         for (uint256 i = 0; i < USERS; i++) {
             userPk[i] = 0xA000 + i;
             users[i] = vm.addr(userPk[i]);
@@ -350,7 +355,7 @@ contract Handler is Test {
         uint256 expected = balanceOf(u);
         uint256 before = token.balanceOf(u);
         uint256 towerBefore = token.balanceOf(tower);
-        hub.settle(u);
+        InfHubSettlement(address(hub)).settle(u);
         uint256 paid = token.balanceOf(u) - before;
         uint256 fee = token.balanceOf(tower) - towerBefore;
         uint256 dueFee = feeRecorded[u] < expected ? feeRecorded[u] : expected;

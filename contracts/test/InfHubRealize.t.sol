@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubBase} from "../src/InfHubBase.sol";
@@ -166,7 +167,7 @@ contract InfHubRealizeTest is Fixture {
         hub.startExit(noCredit(alice), "");
         vm.roll(block.number + CHALLENGE);
         uint256 before = token.balanceOf(alice);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         assertEq(token.balanceOf(alice) - before, 70 ether, "her exit pays deposit minus the realized debit");
         checkAccounting();
     }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {InfHubSettlement} from "../src/InfHubSettlement.sol";
 import {Fixture} from "./Fixture.sol";
 import {InfHub} from "../src/InfHub.sol";
 import {InfHubBase} from "../src/InfHubBase.sol";
@@ -39,7 +40,7 @@ contract InfHubTowerTest is Fixture {
         uint256 a = token.balanceOf(alice);
         uint256 ta = token.balanceOf(towerA);
         uint256 tb = token.balanceOf(towerB);
-        hub.settle(alice);
+        InfHubSettlement(address(hub)).settle(alice);
         checkAccounting();
         return (token.balanceOf(alice) - a, token.balanceOf(towerA) - ta, token.balanceOf(towerB) - tb);
     }

@@ -149,6 +149,8 @@ pub struct Deployment {
     pub block: u64,
     /// The chain id.
     pub chain_id: u64,
+    /// The chain's point registry (spec §5.17), which the hub's settlement module reads.
+    pub point_registry: Address,
 }
 
 fn creation_code(contract: &str) -> Result<Vec<u8>, ChainError> {
@@ -171,7 +173,8 @@ async fn create(sender: &mut TxSender, code: Vec<u8>) -> Result<(Address, u64), 
     }
 }
 
-/// Deploys the token (minting `supply` to the deployer) and a hub operated by `hub`.
+/// Deploys the token (minting `supply` to the deployer), a point registry and a hub operated by
+/// `hub`.
 pub async fn deploy(
     sender: &mut TxSender,
     hub: Address,
@@ -182,11 +185,32 @@ pub async fn deploy(
     let mut token_code = creation_code("InfToken")?;
     token_code.extend_from_slice(&supply.abi_encode());
     let (token, _) = create(sender, token_code).await?;
+    let (point_registry, _) = deploy_point_registry(sender).await?;
+    deploy_hub(sender, token, point_registry, hub, challenge_period_blocks, reserve_notice_blocks).await
+}
+
+/// Deploys another hub contract operated by `hub` on an existing token and point registry (a
+/// second hub on the same chain shares both): its settlement module, then the hub given it.
+pub async fn deploy_hub(
+    sender: &mut TxSender,
+    token: Address,
+    point_registry: Address,
+    hub: Address,
+    challenge_period_blocks: u64,
+    reserve_notice_blocks: u64,
+) -> Result<Deployment, ChainError> {
+    let mut settlement_code = creation_code("InfHubSettlement")?;
+    settlement_code.extend_from_slice(
+        &(token, hub, challenge_period_blocks, reserve_notice_blocks, point_registry).abi_encode_params(),
+    );
+    let (settlement, _) = create(sender, settlement_code).await?;
     let mut hub_code = creation_code("InfHub")?;
-    hub_code.extend_from_slice(&(token, hub, challenge_period_blocks, reserve_notice_blocks).abi_encode_params());
+    hub_code.extend_from_slice(
+        &(token, hub, challenge_period_blocks, reserve_notice_blocks, settlement).abi_encode_params(),
+    );
     let (hub_addr, block) = create(sender, hub_code).await?;
     let chain_id = sender.provider().get_chain_id().await.map_err(ChainError::rpc)?;
-    Ok(Deployment { token, hub: hub_addr, block, chain_id })
+    Ok(Deployment { token, hub: hub_addr, block, chain_id, point_registry })
 }
 
 /// Deploys the chain's point registry (spec §5.17); its address and block.

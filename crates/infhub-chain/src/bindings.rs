@@ -1,7 +1,10 @@
 //! ABI bindings for the hub contract and the token, written out by hand from
-//! `contracts/src/InfHub.sol` and its checkpoint module `InfHubCheckpoints.sol` (one address) so that the Rust build does not depend on forge's build output.
+//! `contracts/src/InfHub.sol` and its modules `InfHubCheckpoints.sol` and `InfHubSettlement.sol` (one address) so that the Rust build does not depend on forge's build output.
 //! The chain crate's anvil tests deploy the real contract and drive every binding here, so a
 //! drift between this file and the Solidity source fails a test.
+
+// `LockResolved` has eight fields, and `sol!` makes a constructor of them.
+#![allow(clippy::too_many_arguments)]
 
 use alloy::sol;
 
@@ -64,6 +67,24 @@ sol! {
             bytes32 hash;
             uint256 sum;
         }
+        struct Lock {
+            bytes32 lockId;
+            uint128 amount;
+            uint64 expiryBlock;
+            address point;
+        }
+        struct LockDirection {
+            uint256 potential;
+            uint256 charge;
+            uint256 escrow;
+            uint64 unresolved;
+        }
+        struct LockRegistration {
+            uint128 amount;
+            uint64 expiryBlock;
+            bool resolved;
+            address point;
+        }
         struct Side {
             uint64 nonce;
             uint128 cumulative;
@@ -108,6 +129,9 @@ sol! {
         event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
         event DebitChallenged(uint64 indexed id, address indexed account, uint64 epoch, uint128 debitTotal, uint64 answerByBlock);
         event DebitChallengeAnswered(uint64 indexed id, address indexed account, uint64 nonce, uint128 cumulativeDebit);
+        event LockRegistered(address indexed user, uint64 epoch, uint8 direction, bytes32 indexed proofDigest, bytes32 indexed lockId, uint128 amount, address by);
+        event LocksEscrowed(address indexed user, uint64 epoch, uint256 userLocksEscrow, uint256 hubLocksEscrow);
+        event LockResolved(address indexed user, uint64 epoch, uint8 direction, bytes32 indexed proofDigest, bytes32 indexed lockId, bool revealed, uint256 toReceiver, uint256 toSender);
         event CheckpointPosted(uint64 indexed id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough, uint256 reserve);
 
         error HubMustNotBeZero();
@@ -158,6 +182,14 @@ sol! {
         error DebitChallengeOutOfOrder();
         error NoDebitChallenge();
         error AnswerMustCoverDebit();
+        error RegistryMustNotBeZero();
+        error SettlementModuleMismatch();
+        error LockNotUnderRoot();
+        error LockAlreadyRegistered();
+        error UnknownLock();
+        error LockAlreadyResolved();
+        error LockNotResolved();
+        error ChannelNotSettled();
 
         function openChannel(address user) external;
         function openChannels(address[] calldata users) external;
@@ -186,6 +218,15 @@ sol! {
         function liabilityInflowsTotal() external view returns (uint256);
         function submitDebit(Debit calldata debit, bytes calldata userSignature) external;
         function settle(address user) external;
+        function registerDebitLock(Debit calldata debit, bytes calldata userSignature, Lock calldata lock, bytes32[] calldata path) external;
+        function registerCreditLock(Credit calldata credit, bytes calldata hubSignature, Lock calldata lock, bytes32[] calldata path) external;
+        function unlock(bytes32 proofDigest, bytes32 lockId) external;
+        function unlockMany(bytes32[] calldata proofDigests, bytes32[] calldata lockIds) external;
+        function lockDirectionOf(address user, uint64 epoch, uint8 direction) external view returns (LockDirection memory);
+        function lockRegistrationOf(bytes32 proofDigest, bytes32 lockId) external view returns (LockRegistration memory);
+        function totalEscrow() external view returns (uint256);
+        function pointRegistry() external view returns (address);
+        function settlementModule() external view returns (address);
         function depositReserve(uint256 amount) external;
         function depositFor(address account, uint256 amount) external;
         function announceReserveWithdrawal(uint256 amount) external;

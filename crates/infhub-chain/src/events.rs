@@ -375,6 +375,39 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
     }
 }
 
+/// The contract's form of a lock leaf (spec §5.17).
+pub fn lock_arg(l: &infhub_core::point_lock::Lock) -> IInfHub::Lock {
+    IInfHub::Lock { lockId: l.lock_id, amount: l.amount.0, expiryBlock: l.expiry_block, point: l.point }
+}
+
+/// `registerDebitLock` call data: a lock the user owes through her signed debit (spec §5.11a).
+pub fn register_debit_lock_call(
+    d: &SignedDebit,
+    lock: &infhub_core::point_lock::Lock,
+    path: &infhub_core::merkle::MerklePath,
+) -> IInfHub::registerDebitLockCall {
+    IInfHub::registerDebitLockCall {
+        debit: debit_arg(&d.message),
+        userSignature: signature_arg(d),
+        lock: lock_arg(lock),
+        path: path.nodes().to_vec(),
+    }
+}
+
+/// `registerCreditLock` call data: a lock the hub owes through its signed credit (spec §5.11a).
+pub fn register_credit_lock_call(
+    c: &SignedCredit,
+    lock: &infhub_core::point_lock::Lock,
+    path: &infhub_core::merkle::MerklePath,
+) -> IInfHub::registerCreditLockCall {
+    IInfHub::registerCreditLockCall {
+        credit: credit_arg(&c.message),
+        hubSignature: Bytes::from(c.proof_bytes()),
+        lock: lock_arg(lock),
+        path: path.nodes().to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 
 use crate::checkpoint::{CheckpointDomain, Leaf, LeafKind, SumNode, SumPath};
 use crate::messages::{Credit, Debit, Eip712Message, HubSigned, TowerFee, Withdrawal, BPS};
+use crate::point_lock::Lock;
 use crate::signature::Signature;
 use crate::{Amount, Domain, Error};
 use alloy_primitives::{Address, B256, U256};
@@ -26,6 +27,10 @@ pub const MAX_REALIZE_BATCH: usize = 100;
 pub const MAX_TOWER_FEES_PER_CLOSE: usize = 4;
 /// Most one tower earns in one close (`MAX_TOWER_FEE`, the uint96 a fee record holds).
 pub const MAX_TOWER_FEE: u128 = (1u128 << 96) - 1;
+/// Most locks one `unlockMany` call resolves (`MAX_UNLOCK_BATCH`).
+pub const MAX_UNLOCK_BATCH: usize = 256;
+/// Longest path from a lock leaf to its proof's `locksRoot` (`MAX_LOCK_PATH_DEPTH`).
+pub const MAX_LOCK_PATH_DEPTH: usize = 32;
 /// Smallest allowed challenge period (`MIN_CHALLENGE_PERIOD_BLOCKS`).
 pub const MIN_CHALLENGE_PERIOD_BLOCKS: u64 = 2;
 /// Largest allowed challenge period (`MAX_CHALLENGE_PERIOD_BLOCKS`).
@@ -174,6 +179,74 @@ pub struct ContractModel {
     pub halted_at_checkpoint: u64,
     /// `debitChallenges`: each account's newest debit challenge.
     pub debit_challenges: BTreeMap<Address, DebitChallenge>,
+    /// `lockDirections`, by (user, epoch, direction).
+    pub lock_directions: BTreeMap<(Address, u64, LockDirection), LockDirectionState>,
+    /// `lockedProofs`, by the proof's digest.
+    pub locked_proofs: BTreeMap<B256, LockedProof>,
+    /// `lockRegistrations`, by (proof digest, lock id).
+    pub lock_registrations: BTreeMap<(B256, B256), LockRegistration>,
+    /// `totalEscrow`: every settled close's escrow not paid out yet.
+    pub total_escrow: U256,
+}
+
+/// The two directions of a channel's locks (spec §5.11a).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LockDirection {
+    /// The user's locks, on her debits: she pays the hub if one opens (`USER_LOCKS`, 0).
+    User,
+    /// The hub's locks, on its credits: it pays her (`HUB_LOCKS`, 1).
+    Hub,
+}
+
+/// One direction of one close's locks (`lockDirectionOf(user, epoch, direction)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockDirectionState {
+    /// The most the registered locks can charge: the largest over registered proofs of the
+    /// proof's total plus all its registered locks.
+    pub potential: U256,
+    /// From settlement on: the charge so far.
+    pub charge: U256,
+    /// What settlement held back and is not paid out yet.
+    pub escrow: U256,
+    /// Registrations not resolved yet.
+    pub unresolved: u64,
+}
+
+/// A proof locks were registered through (`lockedProofOf(digest)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedProof {
+    /// The channel's user.
+    pub user: Address,
+    /// The close's epoch.
+    pub epoch: u64,
+    /// Whose locks.
+    pub direction: LockDirection,
+    /// The proof's running total.
+    pub cumulative: Amount,
+    /// Sum of the locks registered through it.
+    pub registered: U256,
+    /// Sum of those revealed by their expiry.
+    pub revealed: U256,
+}
+
+/// One lock registered through one proof (`lockRegistrationOf(digest, lockId)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRegistration {
+    /// The lock as registered.
+    pub lock: Lock,
+    /// Whether an unlock resolved it.
+    pub resolved: bool,
+}
+
+/// What one `unlock` moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlocked {
+    /// Whether the lock opened (revealed by its expiry).
+    pub revealed: bool,
+    /// To the lock's receiver (the reserve for the user's locks, the user for the hub's).
+    pub to_receiver: U256,
+    /// Back to its sender (the last resolution of the direction returns the escrow left).
+    pub to_sender: U256,
 }
 
 /// A user's dispute of her leaf's debit total (`debitChallenges(account)`, spec 5.16).
@@ -238,6 +311,10 @@ impl ContractModel {
             checkpoints: BTreeMap::new(),
             halted_at_checkpoint: 0,
             debit_challenges: BTreeMap::new(),
+            lock_directions: BTreeMap::new(),
+            locked_proofs: BTreeMap::new(),
+            lock_registrations: BTreeMap::new(),
+            total_escrow: U256::ZERO,
         })
     }
 
@@ -251,7 +328,12 @@ impl ContractModel {
     pub fn check_invariant(&self) {
         let sum: U256 = self.channels.values().map(ChainChannel::funds).fold(U256::ZERO, |a, b| a + b);
         assert_eq!(sum, self.total_channel_funds, "total_channel_funds drifted from the channels");
-        assert!(self.token_balance >= self.reserve + self.total_channel_funds, "token balance below reserve + funds");
+        assert!(
+            self.token_balance >= self.reserve + self.total_channel_funds + self.total_escrow,
+            "token balance below reserve + funds + escrow"
+        );
+        let escrow: U256 = self.lock_directions.values().map(|d| d.escrow).fold(U256::ZERO, |a, b| a + b);
+        assert_eq!(escrow, self.total_escrow, "total_escrow drifted from the directions' escrow");
         let draws: U256 = self
             .channels
             .values()
@@ -259,18 +341,32 @@ impl ContractModel {
             .map(|c| c.reserve_draw)
             .fold(U256::ZERO, |a, b| a + b);
         assert_eq!(draws, self.reserved_for_closing, "reserved_for_closing drifted from the closing channels");
-        for c in self.channels.values() {
+        for (user, c) in &self.channels {
             if c.status == ChainStatus::Closing {
-                assert_eq!(c.reserve_draw, c.claim().saturating_sub(c.funds()), "a closing channel's draw is stale");
+                assert_eq!(c.reserve_draw, self.draw_of(*user, c), "a closing channel's draw is stale");
             } else {
                 assert!(c.reserve_draw.is_zero(), "a channel that is not closing has a draw");
             }
         }
     }
 
-    /// `excess()`: tokens held beyond the reserve and the channels' funds.
+    /// `excess()`: tokens held beyond the reserve, the channels' funds and the escrow.
     pub fn excess(&self) -> U256 {
-        self.token_balance.saturating_sub(self.reserve + self.total_channel_funds)
+        self.token_balance.saturating_sub(self.reserve + self.total_channel_funds + self.total_escrow)
+    }
+
+    /// A closing channel's draw on the reserve: its claim as if every lock registered against
+    /// the hub opened, less its funds (`_refreshReserveDraw`, spec §5.11a).
+    fn draw_of(&self, user: Address, ch: &ChainChannel) -> U256 {
+        let potential = self.lock_direction(user, ch.epoch, LockDirection::Hub).potential;
+        let stored = U256::from(ch.credit.cumulative.0);
+        let claim = ch.claim() + potential.saturating_sub(stored);
+        claim.saturating_sub(ch.funds())
+    }
+
+    /// A close's lock direction as stored (default if nothing was registered).
+    pub fn lock_direction(&self, user: Address, epoch: u64, direction: LockDirection) -> LockDirectionState {
+        self.lock_directions.get(&(user, epoch, direction)).copied().unwrap_or_default()
     }
 
     /// `_requireReserveLeft`: taking `amount` must leave what closing channels will draw.
@@ -285,8 +381,8 @@ impl ContractModel {
     }
 
     /// `_refreshReserveDraw` for a channel about to be stored.
-    fn refresh_draw(&mut self, ch: &mut ChainChannel) {
-        let draw = ch.claim().saturating_sub(ch.funds());
+    fn refresh_draw(&mut self, user: Address, ch: &mut ChainChannel) {
+        let draw = self.draw_of(user, ch);
         self.reserved_for_closing = self.reserved_for_closing - ch.reserve_draw + draw;
         ch.reserve_draw = draw;
     }
@@ -521,7 +617,7 @@ impl ContractModel {
         } else {
             self.apply_credit(&mut ch, sender, c, hub_sig)?;
         }
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(sender, &mut ch);
         self.channels.insert(sender, ch);
         Ok(())
     }
@@ -546,7 +642,7 @@ impl ContractModel {
         } else {
             self.apply_debit(&mut ch, user, d, user_sig)?;
         }
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(user, &mut ch);
         self.channels.insert(user, ch);
         Ok(())
     }
@@ -566,7 +662,7 @@ impl ContractModel {
         let mut ch = self.channel(c.user);
         Self::require_challenge_open(&ch, block)?;
         self.apply_credit(&mut ch, c.user, c, hub_sig)?;
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(c.user, &mut ch);
         self.channels.insert(c.user, ch);
         Ok(())
     }
@@ -604,7 +700,7 @@ impl ContractModel {
         self.apply_credit(&mut ch, c.user, c, hub_sig)?;
         let gain = ch.claim() - claim_before;
         let fee = self.tower_fee_for(c.user, offer, gain)?;
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(c.user, &mut ch);
         self.channels.insert(c.user, ch);
         if !fee.is_zero() {
             let records = self.tower_fees.entry(c.user).or_default();
@@ -636,7 +732,9 @@ impl ContractModel {
     /// What settling `user` now pays each tower and the user: fees in the order earned, never
     /// more than the claim paid in all.
     pub fn settlement_split(&self, user: Address) -> (Vec<(Address, U256)>, U256) {
-        let mut left = self.settlement_of(user).paid;
+        let ch = self.channel(user);
+        let paid = self.settlement_of(user).paid;
+        let mut left = paid - self.escrow_needed(user, ch.epoch, LockDirection::User, ch.debit.cumulative, paid);
         let mut fees = Vec::new();
         for (tower, fee) in self.tower_fees.get(&user).map(Vec::as_slice).unwrap_or_default() {
             let paid = U256::from(fee.0).min(left);
@@ -651,7 +749,7 @@ impl ContractModel {
         let mut ch = self.channel(d.user);
         Self::require_challenge_open(&ch, block)?;
         self.apply_debit(&mut ch, d.user, d, user_sig)?;
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(d.user, &mut ch);
         self.channels.insert(d.user, ch);
         Ok(())
     }
@@ -678,9 +776,13 @@ impl ContractModel {
         let (fees, to_user) = self.settlement_split(user);
         self.tower_fees.remove(&user);
         self.total_channel_funds -= ch.funds();
-        self.reserve = s.reserve_after;
         self.reserved_for_closing -= ch.reserve_draw;
         ch.reserve_draw = U256::ZERO;
+        let user_escrow = self.open_escrow(user, ch.epoch, LockDirection::User, ch.debit.cumulative, s.paid);
+        let free_reserve = s.reserve_after.saturating_sub(self.reserved_for_closing);
+        let hub_escrow = self.open_escrow(user, ch.epoch, LockDirection::Hub, ch.credit.cumulative, free_reserve);
+        self.reserve = s.reserve_after - hub_escrow;
+        self.total_escrow += user_escrow + hub_escrow;
         ch.status = ChainStatus::Settled;
         ch.deposited = Amount::ZERO;
         ch.withdrawn = Amount::ZERO;
@@ -695,7 +797,177 @@ impl ContractModel {
         if !to_user.is_zero() {
             self.send(user, to_user);
         }
-        Ok(s)
+        Ok(Settlement { reserve_after: self.reserve, ..s })
+    }
+
+    /// What settlement escrows for a direction: what its registered locks could add to the
+    /// stored total, at most `available`.
+    fn escrow_needed(
+        &self,
+        user: Address,
+        epoch: u64,
+        direction: LockDirection,
+        stored: Amount,
+        available: U256,
+    ) -> U256 {
+        self.lock_direction(user, epoch, direction).potential.saturating_sub(U256::from(stored.0)).min(available)
+    }
+
+    /// `_openEscrow`: starts a direction's resolution at settlement.
+    fn open_escrow(
+        &mut self,
+        user: Address,
+        epoch: u64,
+        direction: LockDirection,
+        stored: Amount,
+        available: U256,
+    ) -> U256 {
+        let Some(dir) = self.lock_directions.get_mut(&(user, epoch, direction)) else { return U256::ZERO };
+        let stored = U256::from(stored.0);
+        if dir.potential <= stored {
+            return U256::ZERO;
+        }
+        let escrow = (dir.potential - stored).min(available);
+        dir.charge = stored;
+        dir.escrow = escrow;
+        escrow
+    }
+
+    /// `registerDebitLock(debit, userSignature, lock, path)` in `block` (any sender).
+    pub fn register_debit_lock(
+        &mut self,
+        block: u64,
+        d: &Debit,
+        user_sig: &[u8],
+        lock: &Lock,
+        path: &[B256],
+    ) -> Result<(), Error> {
+        let ch = self.channel(d.user);
+        Self::require_challenge_open(&ch, block)?;
+        if d.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        let digest = d.digest(&self.config.domain);
+        Signature::from_slice(user_sig)?.verify(digest, d.user)?;
+        self.register(d.user, d.epoch, LockDirection::User, digest, d.cumulative_debit, d.locks_root, lock, path)
+    }
+
+    /// `registerCreditLock(credit, hubSignature, lock, path)` in `block` (any sender).
+    pub fn register_credit_lock(
+        &mut self,
+        block: u64,
+        c: &Credit,
+        hub_sig: &[u8],
+        lock: &Lock,
+        path: &[B256],
+    ) -> Result<(), Error> {
+        let mut ch = self.channel(c.user);
+        Self::require_challenge_open(&ch, block)?;
+        if c.epoch != ch.epoch {
+            return Err(Error::EpochMismatch);
+        }
+        let digest = c.digest(&self.config.domain);
+        HubSigned::from_proof_bytes(*c, hub_sig)?.verify(&self.config.domain, self.config.hub)?;
+        self.register(c.user, c.epoch, LockDirection::Hub, digest, c.cumulative_credit, c.locks_root, lock, path)?;
+        self.refresh_draw(c.user, &mut ch);
+        self.channels.insert(c.user, ch);
+        Ok(())
+    }
+
+    /// `_recordLock` and `_addToDirection`.
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        user: Address,
+        epoch: u64,
+        direction: LockDirection,
+        digest: B256,
+        cumulative: Amount,
+        locks_root: B256,
+        lock: &Lock,
+        path: &[B256],
+    ) -> Result<(), Error> {
+        if lock.amount.is_zero() {
+            return Err(Error::AmountMustNotBeZero);
+        }
+        if path.len() > MAX_LOCK_PATH_DEPTH {
+            return Err(Error::PathTooLong);
+        }
+        let leaf = lock.digest(&self.config.domain);
+        let root = path.iter().fold(leaf, |node, sibling| crate::merkle::hash_pair(node, *sibling));
+        if root != locks_root {
+            return Err(Error::LockNotUnderRoot);
+        }
+        if self.lock_registrations.contains_key(&(digest, lock.lock_id)) {
+            return Err(Error::LockAlreadyRegistered);
+        }
+        self.lock_registrations.insert((digest, lock.lock_id), LockRegistration { lock: *lock, resolved: false });
+        let proof = self.locked_proofs.entry(digest).or_insert(LockedProof {
+            user,
+            epoch,
+            direction,
+            cumulative,
+            registered: U256::ZERO,
+            revealed: U256::ZERO,
+        });
+        proof.registered += U256::from(lock.amount.0);
+        let potential = U256::from(proof.cumulative.0) + proof.registered;
+        let dir = self.lock_directions.entry((user, epoch, direction)).or_default();
+        dir.potential = dir.potential.max(potential);
+        dir.unresolved += 1;
+        Ok(())
+    }
+
+    /// `unlock(proofDigest, lockId)` in `block` (any sender); `revealed_at` is the point
+    /// registry's first reveal of the lock's point (None: never), an input of the model.
+    pub fn unlock(
+        &mut self,
+        block: u64,
+        proof_digest: B256,
+        lock_id: B256,
+        revealed_at: Option<u64>,
+    ) -> Result<Unlocked, Error> {
+        let registration = *self.lock_registrations.get(&(proof_digest, lock_id)).ok_or(Error::UnknownLock)?;
+        if registration.resolved {
+            return Err(Error::LockAlreadyResolved);
+        }
+        let proof = *self.locked_proofs.get(&proof_digest).expect("a registration has its proof");
+        let ch = self.channel(proof.user);
+        if ch.epoch == proof.epoch && ch.status != ChainStatus::Settled {
+            return Err(Error::ChannelNotSettled);
+        }
+        let lock = registration.lock;
+        let revealed = revealed_at.is_some_and(|at| at <= lock.expiry_block);
+        if !revealed && block <= lock.expiry_block {
+            return Err(Error::LockNotResolved);
+        }
+        self.lock_registrations.insert((proof_digest, lock_id), LockRegistration { resolved: true, ..registration });
+        let proof = self.locked_proofs.get_mut(&proof_digest).expect("present");
+        if revealed {
+            proof.revealed += U256::from(lock.amount.0);
+        }
+        let proof_charge = U256::from(proof.cumulative.0) + proof.revealed;
+        let dir = self.lock_directions.get_mut(&(proof.user, proof.epoch, proof.direction)).expect("registered");
+        let mut to_receiver = U256::ZERO;
+        if proof_charge > dir.charge {
+            to_receiver = (proof_charge - dir.charge).min(dir.escrow);
+            dir.charge = proof_charge;
+            dir.escrow -= to_receiver;
+        }
+        dir.unresolved -= 1;
+        let to_sender = if dir.unresolved == 0 { dir.escrow } else { U256::ZERO };
+        dir.escrow -= to_sender;
+        self.total_escrow -= to_receiver + to_sender;
+        let (to_reserve, to_user) = match proof.direction {
+            LockDirection::User => (to_receiver, to_sender),
+            LockDirection::Hub => (to_sender, to_receiver),
+        };
+        let user = proof.user;
+        self.reserve += to_reserve;
+        if !to_user.is_zero() {
+            self.send(user, to_user);
+        }
+        Ok(Unlocked { revealed, to_receiver, to_sender })
     }
 
     /// `postCheckpoint(id, root, totalLiability, ledgerSeq, chainBlock, inflowsThrough)` sent
@@ -906,7 +1178,7 @@ impl ContractModel {
                 locks_root: B256::ZERO,
             };
         }
-        self.refresh_draw(&mut ch);
+        self.refresh_draw(sender, &mut ch);
         self.channels.insert(sender, ch);
         Ok(())
     }

@@ -232,6 +232,24 @@ pub enum Error {
     /// This lock is already registered through this proof.
     #[error("the lock is already registered through this proof")]
     LockAlreadyRegistered,
+    /// The lock is not under the proof's `locksRoot` by the path given.
+    #[error("the lock is not under the proof's locks root")]
+    LockNotUnderRoot,
+    /// This registration was already resolved by an unlock.
+    #[error("the lock is already resolved")]
+    LockAlreadyResolved,
+    /// The lock is neither revealed by its expiry nor past its expiry yet.
+    #[error("the lock is not resolved yet: not revealed and not expired")]
+    LockNotResolved,
+    /// The close this registration belongs to has not settled yet.
+    #[error("the channel has not settled yet")]
+    ChannelNotSettled,
+    /// The settlement module needs the chain's point registry.
+    #[error("the point registry must not be the zero address")]
+    RegistryMustNotBeZero,
+    /// The settlement module was made for another token, hub or period than the hub contract.
+    #[error("the settlement module was deployed for other parameters")]
+    SettlementModuleMismatch,
     /// The payment kind byte is not one this version knows.
     #[error("unknown payment kind")]
     UnknownPaymentKind,

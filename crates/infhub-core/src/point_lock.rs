@@ -160,7 +160,8 @@ pub fn check_hop(upstream: &Point, downstream: &Point, tweak: &Scalar) -> Result
 
 /// A pending lock in a channel direction: `amount` moves to the receiver if `point` is revealed
 /// in the registry no later than `expiry_block`, else back to the sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Lock {
     /// Unique per channel direction (the payment's id and the link).
     pub lock_id: B256,

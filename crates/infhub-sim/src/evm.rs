@@ -102,6 +102,8 @@ pub struct SimChain {
     pub token: Address,
     /// The first hub contract.
     pub hub_contract: Address,
+    /// The chain's point registry, shared by every hub contract deployed here.
+    pub point_registry: Address,
     /// Every revert reason seen, by transaction id (for reports).
     pub reverts: HashMap<u64, Bytes>,
     /// Transactions mined since the auditor last read them.
@@ -171,6 +173,7 @@ impl SimChain {
             floor: 0,
             token: Address::ZERO,
             hub_contract: Address::ZERO,
+            point_registry: Address::ZERO,
             reverts: HashMap::new(),
             mined_log: Vec::new(),
         };
@@ -197,9 +200,18 @@ impl SimChain {
             hub_operator,
             AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() },
         );
+        if self.point_registry == Address::ZERO {
+            self.point_registry = self.create(deployer, creation_code(repo_root, "PointRegistry")?)?;
+        }
+        let mut settlement_code = creation_code(repo_root, "InfHubSettlement")?;
+        settlement_code.extend_from_slice(
+            &(self.token, hub_operator, challenge_period_blocks, reserve_notice_blocks, self.point_registry)
+                .abi_encode_params(),
+        );
+        let settlement = self.create(deployer, settlement_code)?;
         let mut hub_code = creation_code(repo_root, "InfHub")?;
         hub_code.extend_from_slice(
-            &(self.token, hub_operator, challenge_period_blocks, reserve_notice_blocks).abi_encode_params(),
+            &(self.token, hub_operator, challenge_period_blocks, reserve_notice_blocks, settlement).abi_encode_params(),
         );
         let source = MemoryChain::new();
         // The new contract's source holds the blocks before it too (empty of its logs).

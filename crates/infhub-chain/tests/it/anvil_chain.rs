@@ -309,3 +309,154 @@ fn reveals_in_the_point_registry_are_recorded_once_and_read_back_from_the_logs()
         assert!(matches!(wide, Err(ChainError::Config(_))), "{wide:?}");
     });
 }
+
+/// Locks through a close on the real contract (spec §5.11a): the user's debit carries a lock
+/// the hub forwarded; she exits and submits a newer debit of the same total without it; the
+/// hub registers the lock through the proof that carries it, the point is revealed in the
+/// chain's registry, settlement escrows the lock and `unlock` pays it to the hub. Every figure
+/// is checked against the core's contract model fed the same calls.
+#[test]
+fn a_lock_dropped_by_a_newer_proof_is_registered_escrowed_and_unlocked_on_anvil() {
+    use alloy::primitives::B256;
+    use infhub_chain::events::{credit_arg, debit_arg, register_debit_lock_call, signature_arg};
+    use infhub_chain::registry::PointRegistryClient;
+    use infhub_core::contract::{ContractConfig, ContractModel, LockDirection};
+    use infhub_core::merkle::MerkleTree;
+    use infhub_core::messages::{Debit, Eip712Message, Signed};
+    use infhub_core::point_lock::{locks_root, Lock, Scalar};
+    use infhub_core::{Domain, PrivateKey};
+    rt().block_on(async {
+        let mut e = env().await;
+        let (hub_addr, user_addr) = (e.hub.address(), e.user.address());
+        let domain = Domain { chain_id: e.d.chain_id, verifying_contract: e.d.hub };
+        let user_key = PrivateKey::from_bytes(anvil::dev_key(1).0).expect("user key");
+        let mut model = ContractModel::new(ContractConfig {
+            domain,
+            hub: hub_addr,
+            challenge_period_blocks: 5,
+            reserve_notice_blocks: 10,
+        })
+        .expect("model");
+        let registered = view(&mut e, IInfHub::pointRegistryCall {}).await;
+        assert_eq!(registered, e.d.point_registry, "the hub reads the chain's registry");
+        // Reserve and channel, on chain and in the model.
+        let approve = IErc20::approveCall { spender: e.d.hub, amount: U256::MAX }.abi_encode();
+        anvil::call_ok(&mut e.hub, e.d.token, approve).await.expect("approve");
+        let reserve = IInfHub::depositReserveCall { amount: U256::from(10_000u64) }.abi_encode();
+        anvil::call_ok(&mut e.hub, e.d.hub, reserve).await.expect("reserve");
+        model.deposit_reserve(U256::from(10_000u64)).expect("model reserve");
+        let deposited = e.user_opens_and_deposits(1000).await;
+        model.open_channel(user_addr, user_addr).expect("model open");
+        model.deposit(deposited, user_addr, U256::from(1000u64)).expect("model deposit");
+        // The lock and the two debits of the same total.
+        let scalar = Scalar::from_bytes(alloy::primitives::keccak256(b"payee")).expect("scalar");
+        let lock = Lock {
+            lock_id: B256::repeat_byte(7),
+            amount: Amount(50),
+            expiry_block: deposited + 200,
+            point: scalar.point().address(),
+        };
+        let (root, locked) = locks_root(&domain, &[lock]).expect("root");
+        let path = MerkleTree::new(vec![lock.digest(&domain)]).path(lock.digest(&domain)).expect("path");
+        let debit = |nonce: u64, locked: Amount, root: B256| Debit {
+            user: user_addr,
+            epoch: 1,
+            nonce,
+            cumulative_debit: Amount(100),
+            locked_amount: locked,
+            locks_root: root,
+            kind: 0,
+            recipient: hub_addr,
+            amount: Amount(100),
+            payment_id: B256::repeat_byte(nonce as u8),
+        };
+        let with_lock = Signed::new(debit(1, locked, root), &domain, &user_key);
+        let dropped = Signed::new(debit(2, Amount::ZERO, B256::ZERO), &domain, &user_key);
+        // She exits and submits the proof without the lock.
+        let none = empty_credit(user_addr);
+        let no_credit = credit_arg(&none);
+        let exit = IInfHub::startExitCall { credit: no_credit, hubSignature: Default::default() }.abi_encode();
+        let at = anvil::call_ok(&mut e.user, e.d.hub, exit).await.expect("exit");
+        model.start_exit(user_addr, at, &none, &[]).expect("model exit");
+        let submit =
+            IInfHub::submitDebitCall { debit: debit_arg(&dropped.message), userSignature: signature_arg(&dropped) };
+        let at = anvil::call_ok(&mut e.user, e.d.hub, submit.abi_encode()).await.expect("submit");
+        model.submit_debit(at, &dropped.message, &dropped.signature.0).expect("model submit");
+        // The hub registers the lock through the proof that carries it.
+        let register = register_debit_lock_call(&with_lock, &lock, &path).abi_encode();
+        let at = anvil::call_ok(&mut e.hub, e.d.hub, register.clone()).await.expect("register");
+        model.register_debit_lock(at, &with_lock.message, &with_lock.signature.0, &lock, path.nodes()).expect("model");
+        let again = e.hub.send(TxKind::Call(e.d.hub), register.into()).await.expect_err("twice");
+        assert!(
+            matches!(&again, ChainError::TransactionRejected { reason } if reason == "LockAlreadyRegistered"),
+            "{again}"
+        );
+        // The payee reveals; the close settles; anyone unlocks.
+        let client = PointRegistryClient::new(e.anvil.provider().expect("provider"), e.d.point_registry);
+        let revealed = client.reveal(&mut e.user, &scalar).await.expect("reveal").block;
+        let settle_block = model.channel(user_addr).settle_block;
+        let before = balance_of(&mut e, user_addr).await;
+        let settled_at = settle_when_due(&mut e, user_addr, settle_block).await;
+        model.settle(settled_at, user_addr).expect("model settle");
+        let after_settle = balance_of(&mut e, user_addr).await;
+        assert_eq!(after_settle - before, U256::from(850u64), "900 less the escrowed lock");
+        let escrow = view(&mut e, IInfHub::totalEscrowCall {}).await;
+        assert_eq!(escrow, model.total_escrow, "the model escrows what the contract escrows");
+        assert_eq!(escrow, U256::from(50u64));
+        let digest = with_lock.message.digest(&domain);
+        let unlock = IInfHub::unlockCall { proofDigest: digest, lockId: lock.lock_id }.abi_encode();
+        let at = anvil::call_ok(&mut e.user, e.d.hub, unlock).await.expect("unlock");
+        let moved = model.unlock(at, digest, lock.lock_id, Some(revealed)).expect("model unlock");
+        assert_eq!(moved.to_receiver, U256::from(50u64), "the hub is paid the lock");
+        let reserve = view(&mut e, IInfHub::reserveCall {}).await;
+        assert_eq!(reserve, model.reserve, "the same reserve");
+        assert_eq!(reserve, U256::from(10_000u64 + 150), "the debit total and the lock");
+        let dir = view(&mut e, IInfHub::lockDirectionOfCall { user: user_addr, epoch: 1, direction: 0 }).await;
+        let expected = model.lock_direction(user_addr, 1, LockDirection::User);
+        assert_eq!((dir.potential, dir.charge, dir.escrow), (expected.potential, expected.charge, expected.escrow));
+        model.check_invariant();
+    });
+}
+
+async fn balance_of(e: &mut Env, who: alloy::primitives::Address) -> U256 {
+    let out = e.hub.call(e.d.token, IErc20::balanceOfCall { owner: who }.abi_encode().into()).await.expect("call");
+    IErc20::balanceOfCall::abi_decode_returns(&out).expect("uint")
+}
+
+/// A view of the hub contract, decoded.
+async fn view<C: SolCall>(e: &mut Env, call: C) -> C::Return {
+    let out = e.hub.call(e.d.hub, call.abi_encode().into()).await.expect("call");
+    C::abi_decode_returns(&out).expect("decode")
+}
+
+/// Settles `user` once the chain reaches `settle_block`, mining empty blocks until then; the
+/// block it settled in.
+async fn settle_when_due(e: &mut Env, user: Address, settle_block: u64) -> u64 {
+    let provider = e.anvil.provider().expect("provider");
+    loop {
+        let settle = IInfHub::settleCall { user }.abi_encode();
+        match anvil::call_ok(&mut e.user, e.d.hub, settle).await {
+            Ok(at) => {
+                assert!(at >= settle_block, "settled at {at}, before the settle block {settle_block}");
+                return at;
+            }
+            Err(err) => {
+                let head = provider.get_block_number().await.expect("head");
+                assert!(head < settle_block, "settle refused at block {head}: {err}");
+                anvil::mine(&provider, 1).await.expect("mine");
+            }
+        }
+    }
+}
+
+/// The empty credit (nonce 0) a user's exit carries when the hub never paid her (epoch 1).
+fn empty_credit(user: Address) -> infhub_core::messages::Credit {
+    infhub_core::messages::Credit {
+        user,
+        epoch: 1,
+        nonce: 0,
+        cumulative_credit: Amount::ZERO,
+        locked_amount: Amount::ZERO,
+        locks_root: alloy::primitives::B256::ZERO,
+    }
+}

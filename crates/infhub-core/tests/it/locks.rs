@@ -139,3 +139,136 @@ proptest! {
         prop_assert_eq!(charge.to_sender.0 + charge.to_receiver.0, escrow.0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The contract model's registration, escrow and unlock (the mirror of
+    /// `InfHubSettlement.sol`) pay exactly what `close_charge` says for any set of signed
+    /// proofs, registrations, reveals (before or after each expiry) and unlock order, with the
+    /// accounting invariant after every call; every refusal is the named rule.
+    #[test]
+    fn the_contract_model_unlocks_what_close_charge_says(
+        totals in proptest::collection::vec(0u16..300, 1..4),
+        amounts in proptest::collection::vec(1u16..200, 1..4),
+        registrations in proptest::collection::vec((any::<u8>(), any::<u8>()), 0..10),
+        reveal_mask in any::<u8>(),
+        late_mask in any::<u8>(),
+        unlock_seed in any::<u64>(),
+    ) {
+        use infhub_core::contract::{ContractConfig, ContractModel, LockDirection};
+        use infhub_core::merkle::MerkleTree;
+        use infhub_core::messages::{Debit, Eip712Message, Signed};
+        use infhub_core::point_lock::locks_root;
+        use infhub_core::PrivateKey;
+        let domain = Domain { chain_id: 1, verifying_contract: Address::repeat_byte(7) };
+        let hub = PrivateKey::from_bytes([1; 32]).expect("key");
+        let user_key = PrivateKey::from_bytes([2; 32]).expect("key");
+        let user = user_key.address();
+        let mut model = ContractModel::new(ContractConfig {
+            domain,
+            hub: hub.address(),
+            challenge_period_blocks: 10,
+            reserve_notice_blocks: 20,
+        })
+        .expect("model");
+        model.deposit_reserve(U256::from(100_000u64)).expect("reserve");
+        model.open_channel(user, user).expect("open");
+        model.deposit(1, user, U256::from(2_000u64)).expect("deposit");
+        // Locks ride several proofs; each proof's total grows (sorted), as a real sender's do.
+        let locks: Vec<Lock> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Lock {
+                lock_id: B256::repeat_byte(i as u8 + 1),
+                amount: Amount(u128::from(*a)),
+                expiry_block: 60 + i as u64,
+                point: scalar_of(i as u64).point().address(),
+            })
+            .collect();
+        let mut totals = totals;
+        totals.sort_unstable();
+        let (root, locked) = locks_root(&domain, &locks).expect("root");
+        let tree = MerkleTree::new(locks.iter().map(|l| l.digest(&domain)).collect());
+        let proofs: Vec<Signed<Debit>> = totals
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let d = Debit {
+                    user,
+                    epoch: 1,
+                    nonce: i as u64 + 1,
+                    cumulative_debit: Amount(u128::from(*t)),
+                    locked_amount: locked,
+                    locks_root: root,
+                    kind: 0,
+                    recipient: hub.address(),
+                    amount: Amount(1),
+                    payment_id: B256::repeat_byte(i as u8),
+                };
+                Signed::new(d, &domain, &user_key)
+            })
+            .collect();
+        let stored = proofs.last().expect("at least one");
+        model.start_hub_close(hub.address(), 10, user, &stored.message, &stored.signature.0).expect("close");
+        model.check_invariant();
+        let mut registered = Vec::new();
+        for (p, l) in registrations {
+            let (p, l) = (usize::from(p) % proofs.len(), usize::from(l) % locks.len());
+            let path = tree.path(locks[l].digest(&domain)).expect("path");
+            let r = model.register_debit_lock(11, &proofs[p].message, &proofs[p].signature.0, &locks[l], path.nodes());
+            if registered.contains(&(p, l)) {
+                prop_assert_eq!(r, Err(Error::LockAlreadyRegistered));
+            } else {
+                prop_assert_eq!(r, Ok(()));
+                registered.push((p, l));
+            }
+            model.check_invariant();
+        }
+        // A lock of another root is refused by name.
+        if let Some(&(p, _)) = registered.first() {
+            let mut forged = locks[0];
+            forged.amount = Amount(forged.amount.0 + 1);
+            let path = tree.path(locks[0].digest(&domain)).expect("path");
+            let r = model.register_debit_lock(11, &proofs[p].message, &proofs[p].signature.0, &forged, path.nodes());
+            prop_assert_eq!(r, Err(Error::LockNotUnderRoot));
+        }
+        // Reveals: the mask picks the points, the late mask puts a reveal after its expiry.
+        let revealed_at = |l: usize| -> Option<u64> {
+            (reveal_mask >> l & 1 == 1).then(|| if late_mask >> l & 1 == 1 { locks[l].expiry_block + 1 } else { 30 })
+        };
+        let balance_before = model.sent_to.get(&user).copied().unwrap_or_default();
+        let reserve_before = model.reserve;
+        model.settle(20, user).expect("settle");
+        model.check_invariant();
+        // Unlock in a seeded order once every expiry passed.
+        let mut order = registered.clone();
+        let mut seed = unlock_seed;
+        for i in (1..order.len()).rev() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            order.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        for &(p, l) in &order {
+            let digest = proofs[p].message.digest(&domain);
+            model.unlock(200, digest, locks[l].lock_id, revealed_at(l)).expect("unlock");
+            model.check_invariant();
+        }
+        prop_assert_eq!(model.total_escrow, U256::ZERO, "every escrow resolved");
+        // The rule, from the core's own statement of it.
+        let regs: Vec<Registration> = registered
+            .iter()
+            .map(|&(p, l)| Registration {
+                proof: proofs[p].message.digest(&domain),
+                proof_cumulative: proofs[p].message.cumulative_debit,
+                lock: locks[l],
+                revealed_at: revealed_at(l),
+            })
+            .collect();
+        let charge = close_charge(stored.message.cumulative_debit, &regs, Amount(u128::MAX)).expect("charge").charge;
+        let owed = U256::from(2_000u64).saturating_sub(U256::from(charge.0));
+        let received = model.sent_to.get(&user).copied().unwrap_or_default() - balance_before;
+        prop_assert_eq!(received, owed, "the user receives her deposit less the charge");
+        prop_assert_eq!(model.reserve - reserve_before, U256::from(2_000u64) - owed, "the hub the rest");
+        prop_assert_eq!(model.lock_direction(user, 1, LockDirection::User).unresolved, 0);
+    }
+}
