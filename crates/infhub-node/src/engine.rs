@@ -157,6 +157,8 @@ pub struct Node {
     pub chain_requests: mpsc::Sender<ChainRequest>,
     /// The towers users named, fed by [`crate::towers::run_pusher`].
     pub towers: Arc<crate::towers::TowerRegistry>,
+    /// The operator's audit log (`<data_dir>/audit.log`).
+    pub audit: Arc<crate::audit::AuditLog>,
     /// Set (once) when the node must stop at once: another writer took the store's lease.
     fatal: tokio::sync::watch::Sender<Option<String>>,
     /// Opens the ledger again from its store (PostgreSQL): after a storage failure the writer
@@ -182,6 +184,14 @@ pub enum ReopenError {
 /// How often a reopen is tried while storage is down.
 pub const REOPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// What the node keeps in its data directory besides the ledger, opened before it starts.
+pub struct DataFiles {
+    /// The towers users named (`towers.json`).
+    pub towers: Arc<crate::towers::TowerRegistry>,
+    /// The operator's audit log (`audit.log`).
+    pub audit: Arc<crate::audit::AuditLog>,
+}
+
 impl Node {
     /// Builds the shared node and starts the writer thread. Returns the receiver the chain
     /// task must drain.
@@ -192,7 +202,7 @@ impl Node {
         provider: DynProvider,
         state: State,
         chain: ChainHandles,
-        towers: Arc<crate::towers::TowerRegistry>,
+        files: DataFiles,
     ) -> (Arc<Node>, mpsc::Receiver<ChainRequest>, std::thread::JoinHandle<()>) {
         let (writes, rx) = mpsc::channel(config.limits.max_write_queue);
         let (chain_requests, chain_rx) = mpsc::channel(CHAIN_REQUEST_QUEUE);
@@ -211,7 +221,8 @@ impl Node {
             checkpoints: chain.checkpoints,
             writes: Mutex::new(Some(writes)),
             chain_requests,
-            towers,
+            towers: files.towers,
+            audit: files.audit,
             fatal: tokio::sync::watch::channel(None).0,
             reopen: Mutex::new(None),
             storage_down: Mutex::new(None),

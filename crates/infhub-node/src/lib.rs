@@ -7,6 +7,7 @@
 //! flags and configuration.
 
 pub mod api;
+pub mod audit;
 pub mod chain_task;
 pub mod cli;
 pub mod config;
@@ -69,6 +70,9 @@ pub enum NodeError {
     /// The towers file of the data directory could not be read.
     #[error("towers.json: {0}")]
     Towers(String),
+    /// The operator's audit log of the data directory could not be opened.
+    #[error("{0}")]
+    Audit(String),
     /// Another hub process took the store's writer lease while this one ran: it stopped
     /// without answering anything more.
     #[error("fenced: {0}")]
@@ -141,7 +145,10 @@ pub async fn run(
     );
     let reopen = reopen_of(&config, domain, hub, &key);
     let projection = start_projection(&config);
-    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, towers.clone());
+    let audit =
+        std::sync::Arc::new(audit::AuditLog::open(&config.node.data_dir).map_err(|e| NodeError::Audit(e.to_string()))?);
+    let files = engine::DataFiles { towers: towers.clone(), audit };
+    let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, files);
     if let Some(reopen) = reopen {
         node.set_reopen(reopen);
     }

@@ -53,6 +53,15 @@ pub enum OperatorCommand {
     Solvency,
     /// The ledger reconciled against the chain, channel by channel.
     Reconciliation,
+    /// The operator's audit log, newest first: who asked for what, when, and the answer.
+    Audit {
+        /// Most entries to show (at most the node's page size).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only entries older than this sequence number (the previous page's `nextBefore`).
+        #[arg(long)]
+        before: Option<u64>,
+    },
 }
 
 /// Runs one operator command; returns the node's answer, or the refusal in words.
@@ -74,8 +83,15 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Close { user } => ("POST", "/v1/operator/closes", Some(json!({"user": user}))),
         OperatorCommand::Solvency => ("GET", "/v1/operator/solvency", None),
         OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
+        OperatorCommand::Audit { .. } => ("GET", "/v1/operator/audit", None),
     };
-    let url = format!("{base}{path}");
+    let mut url = format!("{base}{path}");
+    if let OperatorCommand::Audit { limit, before } = &args.command {
+        url.push_str(&format!("?limit={limit}"));
+        if let Some(b) = before {
+            url.push_str(&format!("&before={b}"));
+        }
+    }
     let request = match (method, body) {
         ("GET", _) => client.get(&url),
         (_, Some(b)) => client.post(&url).json(&b),

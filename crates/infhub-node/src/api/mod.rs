@@ -298,6 +298,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/solvency", get(solvency))
         .route("/v1/operator/reconciliation", get(reconciliation))
         .route("/v1/operator/custodial-accounts", post(open_custodial))
+        .route("/v1/operator/audit", get(audit_page))
         .route("/v1/custodial/accounts/{account}", get(custodial_account))
         .route(
             "/v1/custodial/transfers",
@@ -310,6 +311,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/checkpoints", get(checkpoints))
         .route("/v1/checkpoints/{id}/proofs/{account}", get(checkpoint_proofs))
         .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), audit_operator_requests))
         .layer(axum::middleware::from_fn_with_state(api.clone(), guard::guard))
         .layer(axum::middleware::from_fn_with_state(api.clone(), observe))
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
@@ -322,6 +324,88 @@ pub fn router(node: Arc<Node>) -> Router {
                 .layer(ConcurrencyLimitLayer::new(limits.max_concurrent_requests)),
         )
         .with_state(api)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Audits every operator request that is not a read (`crate::audit`): durable before it runs,
+/// its status after. A request that cannot be audited is refused, `storage_failed`.
+async fn audit_operator_requests(State(api): State<Api>, req: Request, next: Next) -> Response {
+    use crate::audit::{body_detail, fingerprint, AuditEvent};
+    if req.method() == axum::http::Method::GET || !req.uri().path().starts_with("/v1/operator/") {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, api.node.config.limits.max_request_bytes).await else {
+        return ApiError::new(NodeError::RequestTooLarge, "operator request body too large").into_response();
+    };
+    let token =
+        parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let actor = match token {
+        None => "anonymous".to_string(),
+        Some(t) if constant_time_eq(t.as_bytes(), api.node.config.node.operator_token.0.as_bytes()) => {
+            format!("operator:{}", fingerprint(t))
+        }
+        Some(t) => format!("token:{}", fingerprint(t)),
+    };
+    let event = AuditEvent::Requested {
+        method: parts.method.to_string(),
+        path: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        actor,
+        body: body_detail(&bytes),
+    };
+    let log = api.node.audit.clone();
+    let seq = match tokio::task::spawn_blocking(move || log.append(now_ms(), event)).await {
+        Ok(Ok(seq)) => seq,
+        Ok(Err(e)) => {
+            return ApiError::new(NodeError::StorageFailed, format!("not audited, not run: {e}")).into_response()
+        }
+        Err(e) => return ApiError::new(NodeError::InternalError, format!("audit task: {e}")).into_response(),
+    };
+    let response = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    let answered = AuditEvent::Answered { request_seq: seq, status: response.status().as_u16() };
+    let log = api.node.audit.clone();
+    match tokio::task::spawn_blocking(move || log.append(now_ms(), answered)).await {
+        Ok(Ok(_)) => {}
+        // The request ran: its answer stands; the missing `answered` entry is reported.
+        Ok(Err(e)) => tracing::error!("audit log: the answer to request {seq} not recorded: {e}"),
+        Err(e) => tracing::error!("audit log: the answer to request {seq} not recorded: {e}"),
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/operator/audit`: the audit log, newest first (operator only).
+async fn audit_page(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let max = api.node.config.limits.max_page_size.min(crate::audit::MAX_AUDIT_PAGE);
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
+    }
+    let log = api.node.audit.clone();
+    let before = q.before.unwrap_or(u64::MAX);
+    let entries = tokio::task::spawn_blocking(move || log.page(before, limit))
+        .await
+        .map_err(|e| ApiError::new(NodeError::InternalError, format!("audit task: {e}")))?
+        .map_err(|e| ApiError::new(NodeError::StorageFailed, e.to_string()))?;
+    let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({"entries": entries, "nextBefore": next})))
 }
 
 async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {

@@ -1,6 +1,7 @@
 //! The node's integration tests: every flow through the HTTP API against a real anvil with
 //! real signatures, rejections, reorgs, restarts from log + snapshot, and a SIGKILL crash test.
 
+mod audit;
 mod batch;
 mod crash;
 mod custodial;

@@ -1,0 +1,84 @@
+//! The operator's audit log through the node (issue 24): every operator request other than a
+//! read is recorded before it runs and answered after, refused attempts included (with the
+//! fingerprint of the token tried, never the token); reads are not recorded; only the operator
+//! reads the log, a page at a time, newest first; the log survives a restart of the node.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+
+fn seqs(page: &Value) -> Vec<u64> {
+    page["entries"].as_array().expect("entries").iter().map(|e| e["seq"].as_u64().expect("seq")).collect()
+}
+
+#[test]
+fn operator_actions_and_refused_attempts_are_audited_durably_and_only_the_operator_reads_them() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = chain.config(dir.path().to_path_buf());
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let op = Some(OPERATOR);
+        // An action that succeeds, one the node refuses, one without a token, one with a wrong
+        // token, and a read.
+        let (s, v) = http.post("/v1/operator/reserve/top-ups", op, &json!({"amount": "5000"})).await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = http.post("/v1/operator/reserve/withdrawals/cancel", op, &json!({})).await;
+        assert!(s >= 400, "nothing to cancel: {v}");
+        let (s, _) = http
+            .post("/v1/operator/closes", None, &json!({"user": "0x0000000000000000000000000000000000000001"}))
+            .await;
+        assert_eq!(s, 401);
+        let (s, _) = http
+            .post(
+                "/v1/operator/closes",
+                Some("a-guess"),
+                &json!({"user": "0x0000000000000000000000000000000000000001"}),
+            )
+            .await;
+        assert_eq!(s, 401);
+        let (s, _) = http.get("/v1/operator/liquidity", op).await;
+        assert_eq!(s, 200);
+
+        let (s, page) = http.get("/v1/operator/audit?limit=100", op).await;
+        assert_eq!(s, 200, "{page}");
+        assert_eq!(seqs(&page), (1..=8).rev().collect::<Vec<_>>(), "four requests, four answers, no read: {page}");
+        let e = page["entries"].as_array().expect("entries");
+        // Newest first: the wrong token's answer, then its request.
+        assert_eq!(e[0]["phase"], "answered");
+        assert_eq!(e[0]["requestSeq"], 7);
+        assert_eq!(e[0]["status"], 401);
+        assert_eq!(e[1]["phase"], "requested");
+        let guess = e[1]["actor"].as_str().expect("actor");
+        assert!(guess.starts_with("token:") && !guess.contains("a-guess"), "a fingerprint, never the token: {guess}");
+        assert_eq!(e[3]["actor"], "anonymous");
+        assert_eq!(e[3]["path"], "/v1/operator/closes");
+        assert_eq!(e[7]["phase"], "requested");
+        assert_eq!(e[7]["method"], "POST");
+        assert_eq!(e[7]["path"], "/v1/operator/reserve/top-ups");
+        assert_eq!(e[7]["body"], json!({"amount": "5000"}));
+        let operator = e[7]["actor"].as_str().expect("actor");
+        assert!(operator.starts_with("operator:") && !operator.contains(OPERATOR), "{operator}");
+        assert_eq!(e[6]["status"], 200, "the top-up's answer");
+        assert!(e[4]["status"].as_u64() >= Some(400), "the refused cancel's answer: {}", e[4]);
+        assert!(e[7]["timeMs"].as_u64() > Some(1_700_000_000_000), "wall-clock milliseconds");
+
+        // Paging, limits, and who may read.
+        let (_, older) = http.get("/v1/operator/audit?limit=3&before=5", op).await;
+        assert_eq!(seqs(&older), vec![4, 3, 2]);
+        assert_eq!(older["nextBefore"], 2);
+        let (s, v) = http.get("/v1/operator/audit?limit=0", op).await;
+        assert_eq!((s, v["error"]["code"].clone()), (400, json!("limit_exceeded")), "{v}");
+        let (s, _) = http.get("/v1/operator/audit", None).await;
+        assert_eq!(s, 401);
+
+        // The log survives a restart; numbering continues.
+        node.stop().await;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (s, _) = http.post("/v1/operator/reserve/withdrawals/cancel", op, &json!({})).await;
+        assert!(s >= 400);
+        let (_, page) = http.get("/v1/operator/audit?limit=2", op).await;
+        assert_eq!(seqs(&page), vec![10, 9], "{page}");
+    });
+}
