@@ -232,6 +232,9 @@ pub enum Error {
     /// This lock is already registered through this proof.
     #[error("the lock is already registered through this proof")]
     LockAlreadyRegistered,
+    /// A custodial key rotation to the key hash the account already has.
+    #[error("the new API key is the current one")]
+    CustodialKeyUnchanged,
     /// The lock is not under the proof's `locksRoot` by the path given.
     #[error("the lock is not under the proof's locks root")]
     LockNotUnderRoot,

@@ -27,7 +27,9 @@ impl LogRecord {
             Command::Transfer(d) => out.extend([d.message.user, d.message.recipient]),
             Command::Purchase { user, .. } => out.push(*user),
             Command::Withdraw { withdrawal, .. } => out.push(withdrawal.user),
-            Command::OpenCustodial { account, .. } => out.push(*account),
+            Command::OpenCustodial { account, .. } | Command::RotateCustodialKey { account, .. } => {
+                out.push(*account);
+            }
             Command::CustodialTransfers(batch) => out.extend(batch.iter().flat_map(|t| [t.from, t.to])),
             Command::CustodialWithdraw { from, .. } => out.push(*from),
             Command::ConvertToChannel { account, user, .. } => out.extend([*account, *user]),

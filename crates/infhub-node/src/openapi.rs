@@ -30,6 +30,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/operator/reserve/withdrawals", "operator", "Earmark `amount` of free reserve and announce its withdrawal; it executes after the contract's notice."),
     ("post", "/v1/operator/reserve/withdrawals/execute", "operator", "Execute the announced reserve withdrawal to `to`, after its notice and before it expires."),
     ("post", "/v1/operator/reserve/withdrawals/cancel", "operator", "Cancel the reserve withdrawal (on chain if announced) and release its earmark."),
+    ("post", "/v1/custodial/accounts/{account}/key-rotations", "custodial", "Replace the custodial account's API key with a fresh one, shown once; the old key stops working when this answers (the operator or the account's own key). 422 not_custodial for a channel account."),
     ("get", "/v1/operator/audit", "operator", "The operator's audit log, newest first (`before`, `limit`): every operator request other than a read, recorded durably before it ran (`requested`: time, method, path, body, the token's fingerprint) and its status after (`answered`). Refused attempts are recorded too."),
     ("get", "/v1/operator/solvency", "operator", "Contract holdings against reserve + channel funds, and the ledger against the chain."),
     ("get", "/v1/operator/reconciliation", "operator", "Rebuild the books from the chain's events and the contract's balance alone and report every discrepancy with the ledger."),

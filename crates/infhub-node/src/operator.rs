@@ -53,6 +53,12 @@ pub enum OperatorCommand {
     Solvency,
     /// The ledger reconciled against the chain, channel by channel.
     Reconciliation,
+    /// Replaces a custodial account's API key (the new key is printed once; the old one stops
+    /// working).
+    RotateCustodialKey {
+        /// The custodial account's address.
+        account: String,
+    },
     /// The operator's audit log, newest first: who asked for what, when, and the answer.
     Audit {
         /// Most entries to show (at most the node's page size).
@@ -84,8 +90,15 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Solvency => ("GET", "/v1/operator/solvency", None),
         OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
         OperatorCommand::Audit { .. } => ("GET", "/v1/operator/audit", None),
+        // The path names the account; built below.
+        OperatorCommand::RotateCustodialKey { .. } => ("POST", "", Some(json!({}))),
     };
-    let mut url = format!("{base}{path}");
+    let mut url = match &args.command {
+        OperatorCommand::RotateCustodialKey { account } => {
+            format!("{base}/v1/custodial/accounts/{account}/key-rotations")
+        }
+        _ => format!("{base}{path}"),
+    };
     if let OperatorCommand::Audit { limit, before } = &args.command {
         url.push_str(&format!("?limit={limit}"));
         if let Some(b) = before {

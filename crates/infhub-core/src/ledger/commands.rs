@@ -92,6 +92,14 @@ pub enum Command {
     /// The shell built this checkpoint from the ledger and stored its leaves; posting it is a
     /// duty from now on (spec §5.16).
     CheckpointBuilt(CheckpointHeader),
+    /// A custodial account's API key is replaced (the operator's or the holder's request): the
+    /// old key stops working with this command.
+    RotateCustodialKey {
+        /// The custodial account.
+        account: Address,
+        /// keccak256 of its new API key.
+        api_key_hash: B256,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -162,6 +170,8 @@ pub enum Outcome {
     },
     /// A checkpoint was recorded as built.
     CheckpointRecorded,
+    /// A custodial account's API key was replaced.
+    CustodialKeyRotated,
 }
 
 impl Ledger {
@@ -208,6 +218,7 @@ impl Ledger {
             Command::TakePayoutBatch { max } => self.take_payout_batch(max),
             Command::Chain { .. } | Command::Block(_) => self.apply_chain(command),
             Command::CheckpointBuilt(header) => self.checkpoint_built(header),
+            Command::RotateCustodialKey { account, api_key_hash } => self.rotate_custodial_key(account, api_key_hash),
         }
     }
 
@@ -251,6 +262,19 @@ impl Ledger {
         self.custodial.insert(account, c);
         self.take_seq();
         Ok(Outcome::CustodialOpened)
+    }
+
+    /// Replaces a custodial account's API key hash. Refused for an account that is not
+    /// custodial (`NotCustodial`) and for the hash it already has (`CustodialKeyUnchanged`:
+    /// a rotation to the same key would leave a compromised key working).
+    fn rotate_custodial_key(&mut self, account: Address, api_key_hash: B256) -> Result<Outcome, Error> {
+        let c = self.custodial.get_mut(&account).ok_or(Error::NotCustodial)?;
+        if c.api_key_hash == api_key_hash {
+            return Err(Error::CustodialKeyUnchanged);
+        }
+        c.api_key_hash = api_key_hash;
+        self.take_seq();
+        Ok(Outcome::CustodialKeyRotated)
     }
 
     /// Releases an earmark whose announcement never reached the chain.

@@ -1400,3 +1400,28 @@ fn a_debit_challenge_is_a_duty_while_it_can_be_answered() {
     });
     assert!(!h.ledger.checkpoints.debit_challenges.contains_key(&stranger), "only followed accounts are kept");
 }
+
+/// A custodial key rotation replaces the stored hash; it is refused for a channel account
+/// (`NotCustodial`) and for the current hash (`CustodialKeyUnchanged`), and a refusal changes
+/// nothing.
+#[test]
+fn a_custodial_key_rotation_replaces_the_hash_and_refuses_by_name() {
+    use infhub_core::ledger::custodial_address;
+    let mut h = Hub::new();
+    h.deposit(0, 10);
+    let carol = custodial_address("carol");
+    let (first, second) = (B256::repeat_byte(1), B256::repeat_byte(2));
+    let opened = h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account: carol, api_key_hash: first });
+    assert_eq!(opened, Ok(Outcome::CustodialOpened));
+    let same = h.ledger.apply_sealed(&h.key, Command::RotateCustodialKey { account: carol, api_key_hash: first });
+    assert_eq!(same, Err(Error::CustodialKeyUnchanged));
+    let channel = h.users[0].address();
+    let not_custodial =
+        h.ledger.apply_sealed(&h.key, Command::RotateCustodialKey { account: channel, api_key_hash: second });
+    assert_eq!(not_custodial, Err(Error::NotCustodial));
+    assert_eq!(h.ledger.custodial(&carol).expect("carol").api_key_hash, first, "refusals change nothing");
+    let rotated = h.ledger.apply_sealed(&h.key, Command::RotateCustodialKey { account: carol, api_key_hash: second });
+    assert_eq!(rotated, Ok(Outcome::CustodialKeyRotated));
+    assert_eq!(h.ledger.custodial(&carol).expect("carol").api_key_hash, second);
+    h.check();
+}

@@ -135,6 +135,8 @@ pub enum EntryKind {
     ConvertedOut,
     /// Channel credited with a converted custodial balance.
     ConvertedIn,
+    /// The custodial account's API key was replaced (the old one stopped working).
+    CustodialKeyRotated,
 }
 
 /// The payer's first result of a payment, as a retry gets it again: applied, or refused and
@@ -230,6 +232,9 @@ pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address
         }
         (Command::OpenCustodial { account, .. }, Outcome::CustodialOpened) => {
             f(*account, entry(seq, EntryKind::CustodialOpened, Amount::ZERO));
+        }
+        (Command::RotateCustodialKey { account, .. }, Outcome::CustodialKeyRotated) => {
+            f(*account, entry(seq, EntryKind::CustodialKeyRotated, Amount::ZERO));
         }
         (Command::CustodialTransfers(batch), Outcome::CustodialTransfers(results)) => {
             for (t, r) in batch.iter().zip(results) {

@@ -48,6 +48,7 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
             EntryKind::WithdrawalCoSigned
             | EntryKind::ExitStarted
             | EntryKind::CustodialOpened
+            | EntryKind::CustodialKeyRotated
             | EntryKind::Refunded => 0,
         };
         balance += change;

@@ -118,3 +118,26 @@ fn custodial_result_json(r: &infhub_core::ledger::CustodialResult) -> Value {
         other => json!(other),
     }
 }
+
+/// `POST /v1/custodial/accounts/{account}/key-rotations`: replaces the account's API key with a
+/// fresh one, shown once (the operator's or the account's own key may ask; the old key stops
+/// working when this answers).
+pub(super) async fn rotate_custodial_key(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(account): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_move(&headers, &account)?;
+    if api.node.read().ledger().custodial(&account).is_none() {
+        return Err(Error::NotCustodial.into());
+    }
+    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
+    let api_key_hash = alloy::primitives::keccak256(api_key.as_bytes());
+    match api.node.execute(Command::RotateCustodialKey { account, api_key_hash }).await?? {
+        Outcome::CustodialKeyRotated => Ok(Json(json!({
+            "account": account, "apiKey": api_key,
+            "note": "the new API key is shown once; the old one no longer works",
+        }))),
+        other => Err(unexpected(&other)),
+    }
+}

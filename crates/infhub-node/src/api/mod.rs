@@ -61,7 +61,7 @@ pub use error::{ApiError, NodeError};
 use accounts::{account, history, payout_status, set_towers, statement, towers_of};
 use auth::{challenge, register, session};
 use checkpoints::{checkpoint_proofs, checkpoints};
-use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw};
+use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw, rotate_custodial_key};
 use operator::{
     hub_close, liquidity, open_custodial, purchase, reconciliation, reserve_top_up, reserve_withdrawal_announce,
     reserve_withdrawal_cancel, reserve_withdrawal_execute, solvency,
@@ -300,6 +300,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/custodial-accounts", post(open_custodial))
         .route("/v1/operator/audit", get(audit_page))
         .route("/v1/custodial/accounts/{account}", get(custodial_account))
+        .route("/v1/custodial/accounts/{account}/key-rotations", post(rotate_custodial_key))
         .route(
             "/v1/custodial/transfers",
             post(custodial_transfers).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)),

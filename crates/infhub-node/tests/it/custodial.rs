@@ -229,3 +229,62 @@ fn reconciliation_reports_a_custodial_deposit_the_ledger_missed() {
         node.stop().await;
     });
 }
+
+/// Key rotation (issue 24): the holder rotates her own key and the old one stops working at
+/// once; another account's key may not rotate hers; the operator may; a channel account has
+/// no key to rotate; the rotation is in her history and survives a restart (it is a ledger
+/// command, replayed).
+#[test]
+fn a_custodial_key_rotation_retires_the_old_key_at_once_and_survives_a_restart() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = chain.config(dir.path().to_path_buf());
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let open = |id: &'static str| {
+            let http = &http;
+            async move {
+                let (s, v) = http.post("/v1/operator/custodial-accounts", Some(OPERATOR), &json!({"userId": id})).await;
+                assert_eq!(s, 200, "{v}");
+                (custodial_address(id), v["apiKey"].as_str().expect("key").to_string())
+            }
+        };
+        let (carol, carol_key) = open("carol").await;
+        let (_, dave_key) = open("dave").await;
+        let rotate = |who: Address, key: String| {
+            let http = &http;
+            async move { http.post(&format!("/v1/custodial/accounts/{who:#x}/key-rotations"), Some(&key), &json!({})).await }
+        };
+        let (s, v) = rotate(carol, dave_key.clone()).await;
+        assert_eq!((s, code(&v)), (403, "forbidden"), "another account's key: {v}");
+        let (s, v) = rotate(carol, carol_key.clone()).await;
+        assert_eq!(s, 200, "{v}");
+        let new_key = v["apiKey"].as_str().expect("new key").to_string();
+        assert_ne!(new_key, carol_key);
+        let (s, v) = http.get(&format!("/v1/custodial/accounts/{carol:#x}"), Some(&carol_key)).await;
+        assert_eq!((s, code(&v)), (401, "unauthorized"), "the old key is retired: {v}");
+        let (s, v) = http.get(&format!("/v1/custodial/accounts/{carol:#x}"), Some(&new_key)).await;
+        assert_eq!(s, 200, "the new key works: {v}");
+        let (s, v) = rotate(carol, OPERATOR.to_string()).await;
+        assert_eq!(s, 200, "the operator may rotate: {v}");
+        let operator_key = v["apiKey"].as_str().expect("key").to_string();
+        let (s, _) = http.get(&format!("/v1/custodial/accounts/{carol:#x}"), Some(&new_key)).await;
+        assert_eq!(s, 401, "the holder's key retired by the operator's rotation");
+        let channel_user = Address::repeat_byte(0x42);
+        let (s, v) = rotate(channel_user, OPERATOR.to_string()).await;
+        assert_eq!((s, code(&v)), (422, "not_custodial"), "{v}");
+        let (_, history) = http.get(&format!("/v1/accounts/{carol:#x}/history"), Some(&operator_key)).await;
+        let kinds: Vec<&str> = history["entries"].as_array().expect("entries").iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert_eq!(kinds.iter().filter(|k| **k == "custodial_key_rotated").count(), 2, "{history}");
+        // Replayed after a restart: only the newest key works.
+        node.stop().await;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (s, _) = http.get(&format!("/v1/custodial/accounts/{carol:#x}"), Some(&operator_key)).await;
+        assert_eq!(s, 200, "the newest key after a restart");
+        let (s, _) = http.get(&format!("/v1/custodial/accounts/{carol:#x}"), Some(&carol_key)).await;
+        assert_eq!(s, 401, "the first key stays retired after a restart");
+        node.stop().await;
+    });
+}
