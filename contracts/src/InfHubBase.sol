@@ -335,6 +335,9 @@ abstract contract InfHubBase is EIP712 {
         uint256 toReceiver,
         uint256 toSender
     );
+    /// Escrow a resolved lock moved into the reserve (the hub's share of a close's locks), with
+    /// the reserve afterwards, so the hub's books follow the reserve by running totals.
+    event EscrowToReserve(address indexed user, uint64 epoch, uint256 amount, uint256 reserveAfter);
     event HubHaltedByComplaint(uint64 indexed id, address indexed account, address by);
     event DebitChallenged(uint64 indexed id, address indexed account, uint64 epoch, uint128 debitTotal, uint64 answerByBlock);
     event DebitChallengeAnswered(uint64 indexed id, address indexed account, uint64 nonce, uint128 cumulativeDebit);

@@ -219,7 +219,10 @@ contract InfHubSettlement is InfHubBase {
         // The user's locks pay the hub (its reserve) and return to her; the hub's the reverse.
         uint256 toReserve = p.direction == USER_LOCKS ? toReceiver : toSender;
         uint256 toUser = toReceiver + toSender - toReserve;
-        reserve += toReserve;
+        if (toReserve != 0) {
+            reserve += toReserve;
+            emit EscrowToReserve(p.user, p.epoch, toReserve, reserve);
+        }
         if (toUser != 0) token.safeTransfer(p.user, toUser);
         emit LockResolved(p.user, p.epoch, p.direction, proofDigest, lockId, revealed, toReceiver, toSender);
     }

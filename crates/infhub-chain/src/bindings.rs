@@ -130,6 +130,7 @@ sol! {
         event DebitChallenged(uint64 indexed id, address indexed account, uint64 epoch, uint128 debitTotal, uint64 answerByBlock);
         event DebitChallengeAnswered(uint64 indexed id, address indexed account, uint64 nonce, uint128 cumulativeDebit);
         event LockRegistered(address indexed user, uint64 epoch, uint8 direction, bytes32 indexed proofDigest, bytes32 indexed lockId, uint128 amount, address by);
+        event EscrowToReserve(address indexed user, uint64 epoch, uint256 amount, uint256 reserveAfter);
         event LocksEscrowed(address indexed user, uint64 epoch, uint256 userLocksEscrow, uint256 hubLocksEscrow);
         event LockResolved(address indexed user, uint64 epoch, uint8 direction, bytes32 indexed proofDigest, bytes32 indexed lockId, bool revealed, uint256 toReceiver, uint256 toSender);
         event CheckpointPosted(uint64 indexed id, bytes32 root, uint256 totalLiability, uint64 ledgerSeq, uint64 chainBlock, uint256 inflowsThrough, uint256 reserve);

@@ -119,12 +119,8 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
             total: amount(e.total, "total")?,
             reserve_after: amount(e.reserveAfter, "reserveAfter")?,
         }
-    } else if sig == IInfHub::ExcessToReserve::SIGNATURE_HASH {
-        let e = IInfHub::ExcessToReserve::decode_raw_log(topics, data).map_err(bad)?;
-        ChainEvent::ExcessToReserve {
-            amount: amount(e.amount, "amount")?,
-            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
-        }
+    } else if sig == IInfHub::ExcessToReserve::SIGNATURE_HASH || sig == IInfHub::EscrowToReserve::SIGNATURE_HASH {
+        to_reserve_event(log)?
     } else if sig == IInfHub::ReserveWithdrawalAnnounced::SIGNATURE_HASH {
         let e = IInfHub::ReserveWithdrawalAnnounced::decode_raw_log(topics, data).map_err(bad)?;
         ChainEvent::ReserveWithdrawalAnnounced { amount: amount(e.amount, "amount")?, unlock_block: e.unlockBlock }
@@ -137,6 +133,24 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
         return Ok(None);
     };
     Ok(Some(ev))
+}
+
+/// `ExcessToReserve` and `EscrowToReserve`: tokens already in the contract join the reserve.
+fn to_reserve_event(log: &RawLog) -> Result<ChainEvent, ChainError> {
+    let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
+    let (topics, data) = (log.topics.iter().copied(), &log.data[..]);
+    if log.topics.first() == Some(&IInfHub::ExcessToReserve::SIGNATURE_HASH) {
+        let e = IInfHub::ExcessToReserve::decode_raw_log(topics, data).map_err(bad)?;
+        return Ok(ChainEvent::ExcessToReserve {
+            amount: amount(e.amount, "amount")?,
+            reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+        });
+    }
+    let e = IInfHub::EscrowToReserve::decode_raw_log(topics, data).map_err(bad)?;
+    Ok(ChainEvent::EscrowToReserve {
+        amount: amount(e.amount, "amount")?,
+        reserve_after: amount(e.reserveAfter, "reserveAfter")?,
+    })
 }
 
 /// The events of the contract's checkpoint module, decoded by [`checkpoint_event`].

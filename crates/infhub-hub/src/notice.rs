@@ -181,6 +181,7 @@ pub fn event_user(e: &ChainEvent) -> Option<Address> {
         | ReserveWithdrawn { .. }
         | PayoutBatchExecuted { .. }
         | ExcessToReserve { .. }
+        | EscrowToReserve { .. }
         | ReserveWithdrawalAnnounced { .. }
         | ReserveWithdrawalCancelled { .. }
         | CheckpointPosted(_)

@@ -76,8 +76,10 @@ pub struct ChainTotals {
     pub reserve: String,
     /// The contract's channel funds.
     pub channel_funds: String,
-    /// Tokens held beyond reserve and channel funds (sent outside the contract's functions):
-    /// nobody's balance, reported apart, not an imbalance.
+    /// The escrow settled closes hold for their registered locks (spec §5.11a).
+    pub escrow: String,
+    /// Tokens held beyond reserve, channel funds and escrow (sent outside the contract's
+    /// functions): nobody's balance, reported apart, not an imbalance.
     pub excess: String,
     /// Channels opened on chain by their users alone and never funded: the ledger does not
     /// track them (they cannot exhaust it), so they are counted here, not compared.
@@ -139,6 +141,7 @@ struct ChainBalances {
     token_balance: U256,
     reserve: U256,
     channel_funds: U256,
+    escrow: U256,
 }
 
 fn rpc(e: impl std::fmt::Display) -> String {
@@ -273,12 +276,12 @@ impl Discrepancies {
 fn compare_totals(l: &Ledger, b: &ChainBalances, d: &mut Discrepancies) {
     // More tokens than reserve and funds is excess (someone sent tokens outside the contract's
     // functions), reported in the totals; fewer is an imbalance.
-    if b.token_balance < b.reserve + b.channel_funds {
+    if b.token_balance < b.reserve + b.channel_funds + b.escrow {
         d.report(
             "contract_unbalanced",
             None,
             format!("token balance {}", b.token_balance),
-            format!("reserve {} + channel funds {}", b.reserve, b.channel_funds),
+            format!("reserve {} + channel funds {} + escrow {}", b.reserve, b.channel_funds, b.escrow),
             &[],
         );
     }
@@ -385,6 +388,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
         token_balance: call(node, node.token, IErc20::balanceOfCall { owner: contract }, through).await?,
         reserve: call(node, contract, IInfHub::reserveCall {}, through).await?,
         channel_funds: call(node, contract, IInfHub::totalChannelFundsCall {}, through).await?,
+        escrow: call(node, contract, IInfHub::totalEscrowCall {}, through).await?,
     };
     let mut d = Discrepancies::default();
     {
@@ -394,7 +398,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
         compare_channels(l, &facts, &mut d);
         compare_custodial(l, &facts, &mut d);
     }
-    let excess = balances.token_balance.saturating_sub(balances.reserve + balances.channel_funds);
+    let excess = balances.token_balance.saturating_sub(balances.reserve + balances.channel_funds + balances.escrow);
     Ok(Report {
         ok: d.0.is_empty(),
         from_block: from,
@@ -409,6 +413,7 @@ pub async fn reconcile(node: &Node) -> Result<Report, String> {
             token_balance: balances.token_balance.to_string(),
             reserve: balances.reserve.to_string(),
             channel_funds: balances.channel_funds.to_string(),
+            escrow: balances.escrow.to_string(),
             excess: excess.to_string(),
             untracked_channels: facts.channels.values().filter(|c| !c.tracked).count() as u64,
         },

@@ -142,6 +142,14 @@ pub enum ChainEvent {
         /// The reserve afterwards.
         reserve_after: Amount,
     },
+    /// `EscrowToReserve`: a resolved lock of a settled close paid the hub from its escrow
+    /// (spec §5.11a).
+    EscrowToReserve {
+        /// Tokens moved into the reserve.
+        amount: Amount,
+        /// The reserve afterwards.
+        reserve_after: Amount,
+    },
     /// `ReserveWithdrawalAnnounced`: the hub announced a reserve withdrawal. What it announces
     /// can leave after the notice, so the ledger earmarks it (spec §5.13).
     ReserveWithdrawalAnnounced {
@@ -204,6 +212,7 @@ impl ChainEvent {
             | ChainEvent::ReserveWithdrawn { .. }
             | ChainEvent::PayoutBatchExecuted { .. }
             | ChainEvent::ExcessToReserve { .. }
+            | ChainEvent::EscrowToReserve { .. }
             | ChainEvent::ReserveWithdrawalAnnounced { .. }
             | ChainEvent::ReserveWithdrawalCancelled { .. }
             | ChainEvent::CheckpointPosted(_)
@@ -293,6 +302,7 @@ impl Ledger {
             }
             ChainEvent::ReserveDeposited { .. }
             | ChainEvent::ExcessToReserve { .. }
+            | ChainEvent::EscrowToReserve { .. }
             | ChainEvent::CustodialDeposited { .. }
             | ChainEvent::ReserveWithdrawn { .. }
             | ChainEvent::ReserveWithdrawalAnnounced { .. }
@@ -326,7 +336,8 @@ impl Ledger {
                 }
                 self.reserve = reserve_after;
             }
-            ChainEvent::ExcessToReserve { amount, reserve_after } => {
+            ChainEvent::ExcessToReserve { amount, reserve_after }
+            | ChainEvent::EscrowToReserve { amount, reserve_after } => {
                 if self.reserve.checked_add(amount)? != reserve_after {
                     return Err(Error::ChainEventInconsistent);
                 }

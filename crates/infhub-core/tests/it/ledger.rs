@@ -1425,3 +1425,19 @@ fn a_custodial_key_rotation_replaces_the_hash_and_refuses_by_name() {
     assert_eq!(h.ledger.custodial(&carol).expect("carol").api_key_hash, second);
     h.check();
 }
+
+/// A resolved lock's escrow paid to the hub raises the ledger's reserve by running totals; an
+/// event whose figures do not follow is `ChainEventInconsistent` and changes nothing.
+#[test]
+fn escrow_paid_to_the_reserve_is_followed_by_running_totals() {
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    let before = h.ledger.reserve;
+    let wrong = ChainEvent::EscrowToReserve { amount: Amount(50), reserve_after: Amount(before.0 + 49) };
+    let at = LogPosition { block: h.block, log_index: h.log_index + 1 };
+    assert_eq!(h.ledger.apply_sealed(&h.key, Command::Chain { at, event: wrong }), Err(Error::ChainEventInconsistent));
+    assert_eq!(h.ledger.reserve, before, "a refused event changes nothing");
+    h.event(ChainEvent::EscrowToReserve { amount: Amount(50), reserve_after: Amount(before.0 + 50) });
+    assert_eq!(h.ledger.reserve, Amount(before.0 + 50));
+    // (No `h.check()`: the harness's model of the contract has no escrow to pay from.)
+}

@@ -206,9 +206,11 @@ pub(super) struct Solvency {
     contract_token_balance: String,
     contract_reserve: String,
     contract_total_channel_funds: String,
-    /// Token balance covers reserve + channel funds (more is excess, not an imbalance).
+    /// Token balance covers reserve + channel funds + escrow (more is excess, not an imbalance).
     contract_balanced: bool,
-    /// Tokens held beyond reserve and channel funds (sent outside the contract's functions).
+    /// The escrow settled closes hold for their registered locks (spec §5.11a).
+    contract_total_escrow: String,
+    /// Tokens held beyond reserve, channel funds and escrow (sent outside the contract's functions).
     contract_excess: String,
     /// What closing channels will draw from the reserve (no hub payout may take it).
     contract_reserved_for_closing: String,
@@ -247,6 +249,8 @@ pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Resu
     let res = IInfHub::reserveCall::abi_decode_returns(&res).map_err(|e| rpc(e.to_string()))?;
     let funds = call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).await.map_err(rpc)?;
     let funds = IInfHub::totalChannelFundsCall::abi_decode_returns(&funds).map_err(|e| rpc(e.to_string()))?;
+    let escrow = call(contract, IInfHub::totalEscrowCall {}.abi_encode()).await.map_err(rpc)?;
+    let escrow = IInfHub::totalEscrowCall::abi_decode_returns(&escrow).map_err(|e| rpc(e.to_string()))?;
     let reserved = call(contract, IInfHub::reservedForClosingCall {}.abi_encode()).await.map_err(rpc)?;
     let reserved = IInfHub::reservedForClosingCall::abi_decode_returns(&reserved).map_err(|e| rpc(e.to_string()))?;
     let st = n.read();
@@ -261,8 +265,9 @@ pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Resu
         contract_token_balance: bal.to_string(),
         contract_reserve: res.to_string(),
         contract_total_channel_funds: funds.to_string(),
-        contract_balanced: bal >= res + funds,
-        contract_excess: bal.saturating_sub(res + funds).to_string(),
+        contract_balanced: bal >= res + funds + escrow,
+        contract_total_escrow: escrow.to_string(),
+        contract_excess: bal.saturating_sub(res + funds + escrow).to_string(),
         contract_reserved_for_closing: reserved.to_string(),
         ledger_reserve: l.reserve,
         ledger_total_channel_funds: ledger_funds.to_string(),
