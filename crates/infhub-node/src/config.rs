@@ -162,6 +162,8 @@ impl Default for LiquidityConfig {
 
 /// Longest group-commit wait accepted (`node.group_commit_wait_micros`): 100 ms.
 pub const MAX_GROUP_COMMIT_WAIT_MICROS: u64 = 100_000;
+/// Longest grace a rotated-away operator token may have (`node.operator_token_grace_secs`).
+pub const MAX_OPERATOR_TOKEN_GRACE_SECS: u64 = 604_800;
 
 /// A value that must not appear in logs or `Debug` output (the hub's key, the operator token):
 /// it reads and writes as the bare value in the config file, and prints as `<redacted>`.
@@ -183,8 +185,12 @@ pub struct NodeConfig {
     pub listen: String,
     /// Data directory (log segments, snapshots, archive).
     pub data_dir: PathBuf,
-    /// Bearer token of the operator endpoints (required; at least 16 characters).
+    /// Bearer token of the operator endpoints (required; at least 16 characters), until the
+    /// first rotation (`POST /v1/operator/token-rotations`) replaces it.
     pub operator_token: Secret<String>,
+    /// How long a rotated-away operator token keeps working, in seconds (at most
+    /// `MAX_OPERATOR_TOKEN_GRACE_SECS`).
+    pub operator_token_grace_secs: u64,
     /// A snapshot is written after this many log records.
     pub snapshot_every_records: u64,
     /// Log segment size before a new one starts, in bytes.
@@ -220,6 +226,7 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./infhub-data"),
             operator_token: Secret::default(),
+            operator_token_grace_secs: 3_600,
             snapshot_every_records: 100_000,
             max_segment_bytes: 64 << 20,
             session_ttl_secs: 3_600,
@@ -474,6 +481,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if !self.node.sequencer_listen.is_empty() && self.node.sequencer_token.0.len() < 16 {
             return bad("node.sequencer_token must be at least 16 characters with node.sequencer_listen (INFHUB_SEQUENCER_TOKEN)");
+        }
+        if self.node.operator_token_grace_secs > MAX_OPERATOR_TOKEN_GRACE_SECS {
+            return bad("node.operator_token_grace_secs must be at most 604800 (a week)");
         }
         if self.node.operator_token.0.len() < 16 {
             return bad("node.operator_token must be at least 16 characters (INFHUB_OPERATOR_TOKEN)");

@@ -159,6 +159,8 @@ pub struct Node {
     pub towers: Arc<crate::towers::TowerRegistry>,
     /// The operator's audit log (`<data_dir>/audit.log`).
     pub audit: Arc<crate::audit::AuditLog>,
+    /// The operator tokens accepted (`<data_dir>/operator-tokens.json`).
+    pub operator_tokens: Arc<crate::operator_tokens::OperatorTokens>,
     /// Set (once) when the node must stop at once: another writer took the store's lease.
     fatal: tokio::sync::watch::Sender<Option<String>>,
     /// Opens the ledger again from its store (PostgreSQL): after a storage failure the writer
@@ -190,6 +192,8 @@ pub struct DataFiles {
     pub towers: Arc<crate::towers::TowerRegistry>,
     /// The operator's audit log (`audit.log`).
     pub audit: Arc<crate::audit::AuditLog>,
+    /// The operator tokens accepted (`operator-tokens.json`).
+    pub operator_tokens: Arc<crate::operator_tokens::OperatorTokens>,
 }
 
 impl Node {
@@ -223,6 +227,7 @@ impl Node {
             chain_requests,
             towers: files.towers,
             audit: files.audit,
+            operator_tokens: files.operator_tokens,
             fatal: tokio::sync::watch::channel(None).0,
             reopen: Mutex::new(None),
             storage_down: Mutex::new(None),

@@ -18,6 +18,7 @@ pub mod frontend;
 pub mod metrics;
 pub mod openapi;
 pub mod operator;
+pub mod operator_tokens;
 pub mod reconcile;
 pub mod sequencer;
 mod serve;
@@ -90,6 +91,24 @@ pub enum NodeError {
     },
 }
 
+/// The files of the data directory besides the ledger: towers, the audit log, operator tokens.
+fn open_data_files(config: &Config) -> Result<engine::DataFiles, NodeError> {
+    let dir = &config.node.data_dir;
+    let towers = towers::TowerRegistry::open(dir).map_err(|e| NodeError::Towers(e.to_string()))?;
+    let audit = audit::AuditLog::open(dir).map_err(|e| NodeError::Audit(e.to_string()))?;
+    let operator_tokens = operator_tokens::OperatorTokens::open(
+        dir,
+        &config.node.operator_token.0,
+        config.node.operator_token_grace_secs,
+    )
+    .map_err(|e| NodeError::Audit(format!("operator tokens: {e}")))?;
+    Ok(engine::DataFiles {
+        towers: std::sync::Arc::new(towers),
+        audit: std::sync::Arc::new(audit),
+        operator_tokens: std::sync::Arc::new(operator_tokens),
+    })
+}
+
 /// Runs the node until `shutdown` becomes true. `bound` receives the listening address.
 pub async fn run(
     config: Config,
@@ -140,14 +159,10 @@ pub async fn run(
     duties.set_checkpointer(checkpointer);
 
     let listen = config.node.listen.clone();
-    let towers = std::sync::Arc::new(
-        towers::TowerRegistry::open(&config.node.data_dir).map_err(|e| NodeError::Towers(e.to_string()))?,
-    );
     let reopen = reopen_of(&config, domain, hub, &key);
     let projection = start_projection(&config);
-    let audit =
-        std::sync::Arc::new(audit::AuditLog::open(&config.node.data_dir).map_err(|e| NodeError::Audit(e.to_string()))?);
-    let files = engine::DataFiles { towers: towers.clone(), audit };
+    let files = open_data_files(&config)?;
+    let towers = files.towers.clone();
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, files);
     if let Some(reopen) = reopen {
         node.set_reopen(reopen);

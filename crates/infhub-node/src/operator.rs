@@ -59,6 +59,9 @@ pub enum OperatorCommand {
         /// The custodial account's address.
         account: String,
     },
+    /// Replaces the operator token (the new one is printed once; the old one works for the
+    /// node's grace period, `node.operator_token_grace_secs`).
+    RotateToken,
     /// The operator's audit log, newest first: who asked for what, when, and the answer.
     Audit {
         /// Most entries to show (at most the node's page size).
@@ -90,6 +93,7 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Solvency => ("GET", "/v1/operator/solvency", None),
         OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
         OperatorCommand::Audit { .. } => ("GET", "/v1/operator/audit", None),
+        OperatorCommand::RotateToken => ("POST", "/v1/operator/token-rotations", Some(json!({}))),
         // The path names the account; built below.
         OperatorCommand::RotateCustodialKey { .. } => ("POST", "", Some(json!({}))),
     };

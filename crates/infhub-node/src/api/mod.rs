@@ -190,7 +190,7 @@ impl Api {
         let Some(token) = header.or(query_token) else {
             return Err(ApiError::unauthorized("a session or operator token is required (Authorization: Bearer …)"));
         };
-        if constant_time_eq(token.as_bytes(), self.node.config.node.operator_token.0.as_bytes()) {
+        if self.node.operator_tokens.accepts(token, now_ms()) {
             return Ok(Caller::Operator);
         }
         if let Some(rest) = token.strip_prefix(CUSTODIAL_KEY_PREFIX) {
@@ -299,6 +299,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/reconciliation", get(reconciliation))
         .route("/v1/operator/custodial-accounts", post(open_custodial))
         .route("/v1/operator/audit", get(audit_page))
+        .route("/v1/operator/token-rotations", post(rotate_operator_token))
         .route("/v1/custodial/accounts/{account}", get(custodial_account))
         .route("/v1/custodial/accounts/{account}/key-rotations", post(rotate_custodial_key))
         .route(
@@ -350,9 +351,7 @@ async fn audit_operator_requests(State(api): State<Api>, req: Request, next: Nex
         parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let actor = match token {
         None => "anonymous".to_string(),
-        Some(t) if constant_time_eq(t.as_bytes(), api.node.config.node.operator_token.0.as_bytes()) => {
-            format!("operator:{}", fingerprint(t))
-        }
+        Some(t) if api.node.operator_tokens.accepts(t, now_ms()) => format!("operator:{}", fingerprint(t)),
         Some(t) => format!("token:{}", fingerprint(t)),
     };
     let event = AuditEvent::Requested {
@@ -379,6 +378,27 @@ async fn audit_operator_requests(State(api): State<Api>, req: Request, next: Nex
         Err(e) => tracing::error!("audit log: the answer to request {seq} not recorded: {e}"),
     }
     response
+}
+
+/// `POST /v1/operator/token-rotations`: a fresh operator token, shown once; the one it
+/// replaces keeps working for `node.operator_token_grace_secs` (`crate::operator_tokens`).
+async fn rotate_operator_token(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let token =
+        format!("{}{}", crate::operator_tokens::OPERATOR_TOKEN_PREFIX, alloy::primitives::hex::encode(random_bytes()?));
+    let tokens = api.node.operator_tokens.clone();
+    let (new, now) = (token.clone(), now_ms());
+    tokio::task::spawn_blocking(move || tokens.rotate(&new, now))
+        .await
+        .map_err(|e| ApiError::new(NodeError::InternalError, format!("rotation task: {e}")))?
+        .map_err(|e| ApiError::new(NodeError::StorageFailed, format!("the new token was not stored: {e}")))?;
+    let grace = api.node.config.node.operator_token_grace_secs;
+    Ok(Json(json!({
+        "operatorToken": token,
+        "oldTokenWorksForSecs": grace,
+        "fingerprint": crate::audit::fingerprint(&token),
+        "note": "the new token is shown once; the node keeps only its hash",
+    })))
 }
 
 #[derive(Deserialize)]

@@ -82,3 +82,41 @@ fn operator_actions_and_refused_attempts_are_audited_durably_and_only_the_operat
         assert_eq!(seqs(&page), vec![10, 9], "{page}");
     });
 }
+
+/// Operator token rotation (issue 24): the new token works at once; with no grace the old one
+/// is refused at once (with the default grace it would keep working for an hour); a session
+/// or a wrong token may not rotate; the rotation survives a restart, where the configured token
+/// stays retired; and the rotation is in the audit log under the old token's fingerprint.
+#[test]
+fn a_rotated_operator_token_replaces_the_configured_one_across_a_restart() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.node.operator_token_grace_secs = 0;
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let (s, v) = http.post("/v1/operator/token-rotations", Some("not-the-operator-token"), &json!({})).await;
+        assert_eq!(s, 401, "{v}");
+        let (s, v) = http.post("/v1/operator/token-rotations", Some(OPERATOR), &json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        let new = v["operatorToken"].as_str().expect("token").to_string();
+        assert!(new.starts_with("ot_") && new.len() == 3 + 64, "{new}");
+        let (s, _) = http.get("/v1/operator/liquidity", Some(&new)).await;
+        assert_eq!(s, 200, "the new token works");
+        let (s, _) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+        assert_eq!(s, 401, "no grace: the configured token is retired at once");
+        let (_, page) = http.get("/v1/operator/audit?limit=2", Some(&new)).await;
+        let requested = &page["entries"][1];
+        assert_eq!(requested["path"], "/v1/operator/token-rotations", "{page}");
+        assert_eq!(requested["actor"], format!("operator:{}", infhub_node::audit::fingerprint(OPERATOR)));
+        node.stop().await;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (s, _) = http.get("/v1/operator/liquidity", Some(&new)).await;
+        assert_eq!(s, 200, "the rotated token after a restart");
+        let (s, _) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+        assert_eq!(s, 401, "the configured token stays retired after a restart");
+        node.stop().await;
+    });
+}
