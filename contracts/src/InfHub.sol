@@ -59,14 +59,7 @@ contract InfHub is InfHubBase {
     /// what that module lacks in the settlement module; an unknown selector reverts there
     /// without data.
     fallback() external {
-        address module = checkpointModule;
-        assembly {
-            calldatacopy(0, 0, calldatasize())
-            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
-            returndatacopy(0, 0, returndatasize())
-            if iszero(ok) { revert(0, returndatasize()) }
-            return(0, returndatasize())
-        }
+        _delegateTo(checkpointModule);
     }
 
     // ================================================================ channels

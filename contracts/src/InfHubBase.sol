@@ -632,6 +632,18 @@ abstract contract InfHubBase is EIP712 {
         if (signer != expected) revert WrongSigner();
     }
 
+    /// Runs this call's calldata in `module` on this contract's storage and returns or reverts
+    /// with whatever it did (the hub's modules, spec 5.11 and 5.16).
+    function _delegateTo(address module) internal {
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+
     /// Pulls exactly `amount` from the caller; rejects fee-on-transfer or otherwise lossy tokens.
     function _pullExact(uint256 amount) internal {
         uint256 before = token.balanceOf(address(this));

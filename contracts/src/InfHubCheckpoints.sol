@@ -26,14 +26,7 @@ contract InfHubCheckpoints is InfHubBase {
     /// Every function this module lacks runs in the settlement module (still on InfHub's
     /// storage: a DELEGATECALL from a DELEGATECALL keeps the caller's context).
     fallback() external {
-        address module = settlementModule;
-        assembly {
-            calldatacopy(0, 0, calldatasize())
-            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
-            returndatacopy(0, 0, returndatasize())
-            if iszero(ok) { revert(0, returndatasize()) }
-            return(0, returndatasize())
-        }
+        _delegateTo(settlementModule);
     }
 
     // ================================================================ checkpoints (spec 5.16)

@@ -822,12 +822,12 @@ impl ContractModel {
         stored: Amount,
         available: U256,
     ) -> U256 {
+        let escrow = self.escrow_needed(user, epoch, direction, stored, available);
         let Some(dir) = self.lock_directions.get_mut(&(user, epoch, direction)) else { return U256::ZERO };
         let stored = U256::from(stored.0);
         if dir.potential <= stored {
             return U256::ZERO;
         }
-        let escrow = (dir.potential - stored).min(available);
         dir.charge = stored;
         dir.escrow = escrow;
         escrow
