@@ -131,8 +131,7 @@ pub(super) async fn rotate_custodial_key(
     if api.node.read().ledger().custodial(&account).is_none() {
         return Err(Error::NotCustodial.into());
     }
-    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
-    let api_key_hash = alloy::primitives::keccak256(api_key.as_bytes());
+    let (api_key, api_key_hash) = new_custodial_key(&account)?;
     match api.node.execute(Command::RotateCustodialKey { account, api_key_hash }).await?? {
         Outcome::CustodialKeyRotated => Ok(Json(json!({
             "account": account, "apiKey": api_key,

@@ -152,6 +152,13 @@ impl Sessions {
 
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 
+/// A fresh API key for custodial account `account` and the hash the ledger keeps of it.
+fn new_custodial_key(account: &Address) -> Result<(String, B256), ApiError> {
+    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
+    let hash = alloy::primitives::keccak256(api_key.as_bytes());
+    Ok((api_key, hash))
+}
+
 fn random_bytes() -> Result<[u8; 32], ApiError> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| ApiError::new(NodeError::EntropyUnavailable, e.to_string()))?;

@@ -311,8 +311,7 @@ pub(super) async fn open_custodial(
         return Err(ApiError::new(NodeError::InvalidUserId, "userId must be 1..=64 characters of A-Z a-z 0-9 . _ @ -"));
     }
     let account = infhub_core::ledger::custodial_address(&req.user_id);
-    let api_key = format!("{CUSTODIAL_KEY_PREFIX}{account:#x}_{}", alloy::primitives::hex::encode(random_bytes()?));
-    let api_key_hash = alloy::primitives::keccak256(api_key.as_bytes());
+    let (api_key, api_key_hash) = new_custodial_key(&account)?;
     match api.node.execute(Command::OpenCustodial { account, api_key_hash }).await?? {
         Outcome::CustodialOpened => Ok(Json(json!({
             "userId": req.user_id, "account": account, "apiKey": api_key,
