@@ -210,6 +210,22 @@ pub enum Error {
     /// The scalar does not open the lock's point.
     #[error("the scalar does not open this lock's point")]
     ScalarDoesNotOpenLock,
+    /// A drop names a lock whose expiry block is not yet past at this end's confirmed block.
+    #[error("the lock has not expired yet")]
+    LockNotExpired,
+    /// A proof's `lockedAmount` or `locksRoot` is not its direction's pending locks after the
+    /// change it carries (spec §5.17a).
+    #[error("the proof's locked amount or locks root does not match the pending locks")]
+    LocksRootMismatch,
+    /// A debit's kind does not match the lock change it carries (or a payment carries a lock kind).
+    #[error("the debit's kind does not match its lock change")]
+    LockKindMismatch,
+    /// A lock debit's amount or payment id is not its lock's amount and id.
+    #[error("the debit's amount or payment id does not match its lock")]
+    LockMismatch,
+    /// A lock debit must be paid to the hub, the receiver of the user's locks.
+    #[error("a lock debit's recipient must be the hub")]
+    RecipientMustBeHub,
     /// A link announcement no newer than the one held for the same direction.
     #[error("the link announcement is not newer than the one held")]
     AnnouncementStale,

@@ -18,7 +18,7 @@ use alloy_primitives::{B256, U256};
 use std::collections::BTreeMap;
 
 /// A direction's pending locks, by lock id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockBook {
     locks: BTreeMap<B256, Lock>,
     locked: Amount,
@@ -98,6 +98,15 @@ impl LockBook {
     pub fn expire(&mut self, block: u64) -> Vec<Lock> {
         let expired: Vec<B256> = self.locks.values().filter(|l| l.expiry_block < block).map(|l| l.lock_id).collect();
         expired.iter().map(|id| self.remove(id)).collect()
+    }
+
+    /// Drops `lock_id` whatever its expiry (`UnknownLock` if it is not pending): the receiver's
+    /// cancel, or the sender's drop once the caller checked the expiry.
+    pub fn drop_lock(&mut self, lock_id: &B256) -> Result<Lock, Error> {
+        if !self.locks.contains_key(lock_id) {
+            return Err(Error::UnknownLock);
+        }
+        Ok(self.remove(lock_id))
     }
 
     fn remove(&mut self, lock_id: &B256) -> Lock {

@@ -49,6 +49,12 @@ pub enum PaymentKind {
     Internal = 0,
     /// To a plain chain address; the hub pays out on chain from its reserve.
     External = 1,
+    /// Adds one of the user's outgoing locks (spec §5.17a): the total stays, the book grows.
+    LockAdd = 2,
+    /// Settles one with its scalar: its amount moves into the total.
+    LockSettle = 3,
+    /// Drops one (expired, or cancelled by the hub): the total stays, the book shrinks.
+    LockDrop = 4,
 }
 
 impl PaymentKind {
@@ -57,6 +63,9 @@ impl PaymentKind {
         match v {
             0 => Ok(PaymentKind::Internal),
             1 => Ok(PaymentKind::External),
+            2 => Ok(PaymentKind::LockAdd),
+            3 => Ok(PaymentKind::LockSettle),
+            4 => Ok(PaymentKind::LockDrop),
             _ => Err(Error::UnknownPaymentKind),
         }
     }
@@ -75,9 +84,9 @@ pub struct Debit {
     pub nonce: u64,
     /// Running total paid out of the channel, including `amount`.
     pub cumulative_debit: Amount,
-    /// Total of pending hash-time-locked outgoing amounts (0 until multi-hop is built).
+    /// Total of the user's pending outgoing point locks (spec §5.17a).
     pub locked_amount: Amount,
-    /// Merkle root of the pending locks (zero until multi-hop is built).
+    /// Merkle root of those pending locks (zero when none).
     pub locks_root: B256,
     /// What the payment is for, as the `PaymentKind` byte.
     pub kind: u8,
@@ -101,9 +110,9 @@ pub struct Credit {
     pub nonce: u64,
     /// Running total paid into the channel.
     pub cumulative_credit: Amount,
-    /// Total of pending hash-time-locked incoming amounts (0 until multi-hop is built).
+    /// Total of the hub's pending point locks to the user (spec §5.17a).
     pub locked_amount: Amount,
-    /// Merkle root of the pending locks (zero until multi-hop is built).
+    /// Merkle root of those pending locks (zero when none).
     pub locks_root: B256,
 }
 
@@ -447,7 +456,8 @@ mod tests {
     fn kind_bytes_decode() {
         assert_eq!(PaymentKind::from_u8(0), Ok(PaymentKind::Internal));
         assert_eq!(PaymentKind::from_u8(1), Ok(PaymentKind::External));
-        assert_eq!(PaymentKind::from_u8(2), Err(Error::UnknownPaymentKind));
+        assert_eq!(PaymentKind::from_u8(4), Ok(PaymentKind::LockDrop));
+        assert_eq!(PaymentKind::from_u8(5), Err(Error::UnknownPaymentKind));
     }
 
     #[test]

@@ -32,9 +32,23 @@ pub const MAX_REVEALS_PER_CALL: usize = 256;
 /// Most pending locks in one direction of one channel.
 pub const MAX_PENDING_LOCKS: usize = 20_000;
 
-/// A lock's secret: a scalar in `1..n`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A lock's secret: a scalar in `1..n`. Serialized as its value, checked on the way in.
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "U256", into = "U256")]
 pub struct Scalar(SecretKey);
+
+impl TryFrom<U256> for Scalar {
+    type Error = Error;
+    fn try_from(value: U256) -> Result<Scalar, Error> {
+        Scalar::new(value)
+    }
+}
+
+impl From<Scalar> for U256 {
+    fn from(scalar: Scalar) -> U256 {
+        scalar.value()
+    }
+}
 
 impl std::fmt::Debug for Scalar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

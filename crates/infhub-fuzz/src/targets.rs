@@ -133,8 +133,14 @@ pub fn channel_machine(data: &[u8]) {
     while !input.is_empty() && steps < 64 {
         steps += 1;
         let small = |input: &mut Input| Amount(input.below(1_000) as u128);
-        let op = input.u8() % 13;
+        let op = input.u8() % 15;
         let ch_input = match op {
+            12 | 13 => {
+                let Some(lock_input) = lock_input(&mut input, &state, &params, op == 12, [&user, &hub]) else {
+                    continue;
+                };
+                lock_input
+            }
             0 | 1 => {
                 let amount = small(&mut input);
                 let recipient = Address::repeat_byte(input.u8());
@@ -213,10 +219,60 @@ pub fn channel_machine(data: &[u8]) {
                     assert!(next.balance().ok() >= before.balance().ok(), "a refund lowered the balance");
                 }
                 assert!(next.balance().is_ok(), "negative balance accepted");
+                assert_eq!(next.signed_debit_locks().1, next.debit_locks.root(&params.domain).0, "debit root");
+                assert_eq!(next.signed_credit_locks().1, next.credit_locks.root(&params.domain).0, "credit root");
                 state = next;
             }
             Err(_) => assert_eq!(state, before, "a refused input changed the state"),
         }
+    }
+}
+
+/// A lock proof for the channel machine (spec §5.17a): on the user's debits or the hub's
+/// credits, a byte-chosen change (add, settle with the right or a wrong scalar, drop, cancel)
+/// over a few lock ids, sometimes with a tampered root or signer.
+fn lock_input(
+    input: &mut Input<'_>,
+    state: &ChannelState,
+    params: &ChannelParams,
+    on_debit: bool,
+    [user, hub]: [&PrivateKey; 2],
+) -> Option<ChannelInput> {
+    use infhub_core::channel::LockChange;
+    use infhub_core::point_lock::{Lock, Scalar};
+    let id = u64::from(input.u8() % 8);
+    let scalar = |id: u64| Scalar::from_bytes(alloy_primitives::keccak256(id.to_be_bytes())).expect("below n");
+    let lock_id = B256::repeat_byte(id as u8 + 1);
+    let change = match input.u8() % 4 {
+        0 => LockChange::Add(Lock {
+            lock_id,
+            amount: Amount(input.below(500) as u128),
+            expiry_block: state.block + input.below(80),
+            point: scalar(id).point().address(),
+        }),
+        1 => LockChange::Settle { lock_id, scalar: scalar(id + u64::from(input.u8().is_multiple_of(4))) },
+        2 => LockChange::Drop { lock_id },
+        _ => LockChange::Cancel { lock_id },
+    };
+    let tamper = input.u8() % 8;
+    if on_debit {
+        let mut d = state.next_lock_debit(params, &change).ok()?;
+        if tamper == 0 {
+            d.locks_root = B256::from(input.bytes32());
+        } else if tamper == 1 {
+            d.locked_amount = Amount(input.below(1_000) as u128);
+        }
+        let signer = if tamper == 2 { hub } else { user };
+        Some(ChannelInput::DebitLock { debit: Signed::new(d, &params.domain, signer), change })
+    } else {
+        let mut c = state.next_lock_credit(params, &change, 0).ok()?;
+        if tamper == 0 {
+            c.locks_root = B256::from(input.bytes32());
+        } else if tamper == 1 {
+            c.cumulative_credit = Amount(input.below(1_000) as u128);
+        }
+        let signer = if tamper == 2 { user } else { hub };
+        Some(ChannelInput::CreditLock { credit: HubSigned::new(c, &params.domain, signer), change })
     }
 }
 

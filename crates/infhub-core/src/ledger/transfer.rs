@@ -104,6 +104,10 @@ impl Ledger {
                     Some(Payout { payer: m.user, payment_id: m.payment_id, recipient: m.recipient, amount: m.amount }),
                 )
             }
+            // The channel machine refused these above; locks are not yet ledger commands.
+            PaymentKind::LockAdd | PaymentKind::LockSettle | PaymentKind::LockDrop => {
+                return Err(Error::LockKindMismatch)
+            }
         };
 
         // Liquidity after the payment.

@@ -417,7 +417,7 @@ proptest! {
                 Error::InvalidSignature
             }
             DebitFault::UnknownKind => { d.kind = 9; Error::UnknownPaymentKind }
-            DebitFault::Locked => { d.locked_amount = Amount(1); Error::LocksNotSupportedYet }
+            DebitFault::Locked => { d.locked_amount = Amount(1); Error::LocksRootMismatch }
             DebitFault::OtherUser => { d.user = w.users[3].address(); Error::UserMismatch }
             DebitFault::PayingSelf => { d.recipient = alice.address(); Error::RecipientMustNotBeSender }
             DebitFault::ZeroRecipient => { d.recipient = Address::ZERO; Error::RecipientMustNotBeZero }
