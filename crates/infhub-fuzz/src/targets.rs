@@ -276,6 +276,29 @@ fn lock_input(
     }
 }
 
+/// A lock command for the ledger machine (spec §5.17b): the user's lock debit or the hub's lock
+/// credit, built from the channel at the ledger's block as a wallet would, then perhaps broken.
+fn lock_command(
+    input: &mut Input<'_>,
+    mut ch: ChannelState,
+    ledger: &Ledger,
+    on_debit: bool,
+    [user, hub]: [&PrivateKey; 2],
+) -> Option<Command> {
+    ch.block = ledger.block;
+    let p = ChannelParams {
+        domain: ledger.params.domain,
+        hub: hub.address(),
+        role: Role::User,
+        max_withdrawal_expiry_blocks: 100,
+    };
+    match lock_input(input, &ch, &p, on_debit, [user, hub])? {
+        ChannelInput::DebitLock { debit, change } => Some(Command::DebitLock { debit, change }),
+        ChannelInput::CreditLock { change, .. } => Some(Command::CreditLock { user: user.address(), change }),
+        _ => None,
+    }
+}
+
 /// A chain event about `user`'s channel `ch` for the ledger machine: a deposit, an exit, a
 /// reserve deposit or a submitted debit, with byte-chosen amounts.
 fn chain_event_for(input: &mut Input<'_>, user: Address, ch: &ChannelState, ledger: &Ledger) -> ChainEvent {
@@ -343,7 +366,13 @@ pub fn ledger_machine(data: &[u8]) {
         let who = input.below(3) as usize;
         let u = &users[who];
         let ch = ledger.account(&u.address()).map(|a| a.channel.clone());
-        let command = match input.u8() % 9 {
+        let op = input.u8() % 11;
+        let command = match op {
+            9 | 10 => {
+                let Some(ch) = ch else { continue };
+                let Some(command) = lock_command(&mut input, ch, &ledger, op == 9, [u, &hub]) else { continue };
+                command
+            }
             0..=2 => {
                 let Some(ch) = ch else { continue };
                 let to = users[(who + 1 + input.below(2) as usize) % 3].address();

@@ -34,6 +34,8 @@ impl LogRecord {
             Command::CustodialWithdraw { from, .. } => out.push(*from),
             Command::ConvertToChannel { account, user, .. } => out.extend([*account, *user]),
             Command::Chain { event, .. } => out.extend(event.account()),
+            Command::DebitLock { debit, .. } => out.push(debit.message.user),
+            Command::CreditLock { user, .. } => out.push(*user),
             Command::Block(_)
             | Command::SealProofs
             | Command::TakePayoutBatch { .. }

@@ -6,7 +6,7 @@ use super::{
     LogPosition,
 };
 use super::{ChainFunds, Payout, PayoutBatch, MAX_CUSTODIAL_BATCH};
-use crate::channel::{step, CheckedDebit, Effect, Input};
+use crate::channel::{step, CheckedDebit, Effect, Input, LockChange};
 use crate::messages::{SignedCredit, SignedDebit, SignedReceipt, Withdrawal};
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
@@ -100,6 +100,20 @@ pub enum Command {
         /// keccak256 of its new API key.
         api_key_hash: B256,
     },
+    /// A user's signed change to her outgoing point locks (spec §5.17b).
+    DebitLock {
+        /// The lock debit.
+        debit: SignedDebit,
+        /// The change it carries.
+        change: LockChange,
+    },
+    /// The hub changes its point locks to a user (spec §5.17b).
+    CreditLock {
+        /// The user.
+        user: Address,
+        /// The change.
+        change: LockChange,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -172,6 +186,20 @@ pub enum Outcome {
     CheckpointRecorded,
     /// A custodial account's API key was replaced.
     CustodialKeyRotated,
+    /// A user's lock debit was applied.
+    DebitLockApplied {
+        /// The hub's receipt of the debit.
+        receipt: SignedReceipt,
+        /// The change it carried.
+        change: LockChange,
+    },
+    /// The hub issued a lock credit.
+    CreditLockIssued {
+        /// The credit.
+        credit: SignedCredit,
+        /// The change it carries.
+        change: LockChange,
+    },
 }
 
 impl Ledger {
@@ -219,6 +247,8 @@ impl Ledger {
             Command::Chain { .. } | Command::Block(_) => self.apply_chain(command),
             Command::CheckpointBuilt(header) => self.checkpoint_built(header),
             Command::RotateCustodialKey { account, api_key_hash } => self.rotate_custodial_key(account, api_key_hash),
+            Command::DebitLock { debit, change } => self.debit_lock(debit, change),
+            Command::CreditLock { user, change } => self.credit_lock(user, change),
         }
     }
 

@@ -32,6 +32,7 @@ mod checkpoint_book;
 mod checkpoint_leaves;
 mod commands;
 mod custodial;
+mod locks;
 mod recent;
 mod seal;
 mod transfer;
@@ -109,11 +110,16 @@ impl Account {
         plus - minus
     }
 
-    /// What this channel may draw from the reserve at settlement: `max(0, claim − funds)`.
+    /// What this channel may draw from the reserve at settlement: `max(0, claim + the hub's
+    /// pending locks to the user − funds)` (the contract escrows those locks from the reserve
+    /// if the user closes, spec §5.11a, §5.17b).
     pub fn obligation(&self) -> u128 {
         match self.channel.status {
             Status::Settled => 0,
-            _ => self.channel.claim().0.saturating_sub(self.funds()),
+            _ => {
+                let owed = self.channel.claim().0.saturating_add(self.channel.credit_locks.locked().0);
+                owed.saturating_sub(self.funds())
+            }
         }
     }
 

@@ -27,7 +27,20 @@ pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
                 }
             }
         }
-        _ => {}
+        Outcome::DebitLockApplied { receipt, .. } => f(ProofRef::Receipt(receipt)),
+        Outcome::CreditLockIssued { credit, .. } => f(ProofRef::Credit(credit)),
+        // Listed, not a wildcard: a new outcome that carries a proof must be added above.
+        Outcome::Duplicate { .. }
+        | Outcome::WithdrawalCoSigned { .. }
+        | Outcome::Earmarked
+        | Outcome::Sealed { .. }
+        | Outcome::PayoutBatch(_)
+        | Outcome::Applied(_)
+        | Outcome::CustodialOpened
+        | Outcome::CustodialCredited
+        | Outcome::CustodialPayoutQueued(_)
+        | Outcome::CheckpointRecorded
+        | Outcome::CustodialKeyRotated => {}
     }
 }
 

@@ -1441,3 +1441,139 @@ fn escrow_paid_to_the_reserve_is_followed_by_running_totals() {
     assert_eq!(h.ledger.reserve, Amount(before.0 + 50));
     // (No `h.check()`: the harness's model of the contract has no escrow to pay from.)
 }
+
+// ---- Point locks in the ledger (spec §5.17b): a conditional payment through the hub.
+
+fn lock_scalar(id: u64) -> infhub_core::point_lock::Scalar {
+    infhub_core::point_lock::Scalar::from_bytes(alloy_primitives::keccak256(id.to_be_bytes())).expect("below n")
+}
+
+fn point_lock(id: u64, amount: u128, expiry_block: u64) -> infhub_core::point_lock::Lock {
+    infhub_core::point_lock::Lock {
+        lock_id: B256::from(U256::from(id)),
+        amount: Amount(amount),
+        expiry_block,
+        point: lock_scalar(id).point().address(),
+    }
+}
+
+impl Hub {
+    /// User `u` signs `change` to her outgoing locks, as her wallet builds it at the ledger's block.
+    fn debit_lock(&mut self, u: usize, change: infhub_core::channel::LockChange) -> Result<Outcome, Error> {
+        use infhub_core::channel::{ChannelParams, Role};
+        let user = self.users[u].address();
+        let mut st = self.ledger.account(&user).expect("account").channel.clone();
+        st.block = self.ledger.block;
+        let params = ChannelParams {
+            domain: domain(),
+            hub: self.key.address(),
+            role: Role::User,
+            max_withdrawal_expiry_blocks: 100,
+        };
+        let d = st.next_lock_debit(&params, &change)?;
+        let debit = Signed::new(d, &domain(), &self.users[u]);
+        self.ledger.apply_sealed(&self.key, Command::DebitLock { debit, change })
+    }
+
+    fn credit_lock(&mut self, u: usize, change: infhub_core::channel::LockChange) -> Result<Outcome, Error> {
+        let user = self.users[u].address();
+        self.ledger.apply_sealed(&self.key, Command::CreditLock { user, change })
+    }
+
+    fn advance_to(&mut self, block: u64) {
+        self.block = block;
+        let out = self.ledger.apply_sealed(&self.key, Command::Block(block));
+        assert!(matches!(out, Ok(Outcome::Applied(_))), "{out:?}");
+    }
+
+    fn balance(&self, u: usize) -> Amount {
+        self.ledger.account(&self.users[u].address()).expect("account").channel.balance().expect("balance")
+    }
+}
+
+/// User 0 pays user 1 through the hub by point lock: her lock to the hub, the hub's lock to
+/// user 1 on the same point; user 1 reveals the scalar to be paid, the hub settles her lock
+/// with it. Every proof is sealed and verifies, the books and the checkpoint stay exact at each
+/// step, and everyone exits with what the ledger says.
+#[test]
+fn a_conditional_payment_through_the_hub_settles_both_locks_with_one_scalar() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let out = h.debit_lock(0, LockChange::Add(point_lock(1, 100, 40))).expect("payer locks");
+    let Outcome::DebitLockApplied { receipt, .. } = out else { panic!("{out:?}") };
+    receipt.verify(&domain(), h.key.address()).expect("the receipt is sealed");
+    assert_eq!(h.balance(0), Amount(400), "the lock is held out of the payer's balance");
+    h.check();
+    let out = h.credit_lock(1, LockChange::Add(point_lock(1, 100, 30))).expect("hub locks to the payee");
+    let Outcome::CreditLockIssued { credit, .. } = out else { panic!("{out:?}") };
+    credit.verify(&domain(), h.key.address()).expect("the credit is sealed");
+    assert_eq!(credit.message.locked_amount, Amount(100));
+    assert_eq!(h.balance(1), Amount(0), "an incoming lock is not spendable");
+    assert_eq!(h.ledger.account(&h.users[1].address()).expect("a").obligation(), 100, "the hub owes the lock");
+    h.check();
+    // The payee reveals her scalar to the hub; the hub settles its lock, then the payer's.
+    let settle = LockChange::Settle { lock_id: point_lock(1, 0, 0).lock_id, scalar: lock_scalar(1) };
+    h.credit_lock(1, settle).expect("payee paid");
+    assert_eq!(h.balance(1), Amount(100));
+    h.check();
+    h.debit_lock(0, settle).expect("payer settles with the scalar");
+    assert_eq!(h.balance(0), Amount(400));
+    assert_eq!(h.ledger.account(&h.users[0].address()).expect("a").channel.cumulative_debit(), Amount(100));
+    h.check();
+    h.everyone_exits();
+}
+
+#[test]
+fn the_hub_locks_to_a_user_only_what_its_reserve_covers() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(50);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let before = h.ledger.clone();
+    assert_eq!(h.credit_lock(1, LockChange::Add(point_lock(1, 51, 30))), Err(Error::ReserveInsufficient));
+    assert_eq!(h.ledger, before, "a refused lock changes nothing");
+    h.credit_lock(1, LockChange::Add(point_lock(1, 50, 30))).expect("fits the reserve exactly");
+    h.check();
+    // The reserve is now committed: a purchase for anyone is refused.
+    let out = h.ledger.apply_sealed(
+        &h.key,
+        Command::Purchase { user: h.users[2].address(), amount: Amount(1), purchase_id: B256::ZERO },
+    );
+    assert_eq!(out, Err(Error::ReserveInsufficient));
+}
+
+/// The payer's attack: taking back a lock the hub forwarded before its expiry, by a drop or a
+/// cancel her key signs. Both are refused until the expiry block is past; then she drops it,
+/// and the hub drops its own lock to the payee the same way.
+#[test]
+fn a_payer_cannot_take_back_a_lock_before_its_expiry() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let id = point_lock(1, 0, 0).lock_id;
+    h.debit_lock(0, LockChange::Add(point_lock(1, 100, 40))).expect("lock");
+    h.credit_lock(1, LockChange::Add(point_lock(1, 100, 30))).expect("forwarded");
+    assert_eq!(h.debit_lock(0, LockChange::Cancel { lock_id: id }), Err(Error::LockNotExpired));
+    assert_eq!(h.debit_lock(0, LockChange::Drop { lock_id: id }), Err(Error::LockNotExpired));
+    h.advance_to(30);
+    assert_eq!(
+        h.credit_lock(1, LockChange::Drop { lock_id: id }),
+        Err(Error::LockNotExpired),
+        "a reveal at block 30 counts"
+    );
+    h.advance_to(31);
+    h.credit_lock(1, LockChange::Drop { lock_id: id }).expect("the hub drops its expired lock");
+    assert_eq!(h.ledger.account(&h.users[1].address()).expect("a").obligation(), 0);
+    assert_eq!(h.debit_lock(0, LockChange::Drop { lock_id: id }), Err(Error::LockNotExpired), "hers lasts to 40");
+    h.advance_to(41);
+    h.debit_lock(0, LockChange::Drop { lock_id: id }).expect("expired");
+    assert_eq!(h.balance(0), Amount(500));
+    h.check();
+    h.everyone_exits();
+}
