@@ -49,6 +49,10 @@ pub struct ChannelParams {
 /// of 12-second blocks; spec §5.17a).
 pub const MAX_LOCK_EXPIRY_BLOCKS: u64 = 50_400;
 
+/// How many blocks before the payer's lock the hub's lock to the next hop must expire: time for
+/// the hub, once it learns the scalar downstream, to get one registry reveal mined (spec §5.17).
+pub const LOCK_REVEAL_MARGIN_BLOCKS: u64 = 20;
+
 /// How a lock proof changes its direction's pending locks (spec §5.17a).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockChange {

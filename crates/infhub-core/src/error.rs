@@ -223,6 +223,13 @@ pub enum Error {
     /// A lock debit's amount or payment id is not its lock's amount and id.
     #[error("the debit's amount or payment id does not match its lock")]
     LockMismatch,
+    /// The lock's scalar is known to its receiver (revealed before the expiry): it is owed and
+    /// can only be settled, not dropped.
+    #[error("the lock's scalar was revealed: it can only be settled")]
+    LockRevealed,
+    /// The lock expires too soon to leave the next hop a reveal margin before it.
+    #[error("the lock expires too soon for the next hop")]
+    ExpiryTooSoon,
     /// A lock debit must be paid to the hub, the receiver of the user's locks.
     #[error("a lock debit's recipient must be the hub")]
     RecipientMustBeHub,

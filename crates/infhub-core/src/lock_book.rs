@@ -40,6 +40,11 @@ impl LockBook {
         self.locks.is_empty()
     }
 
+    /// The pending locks, by lock id.
+    pub fn iter(&self) -> impl Iterator<Item = &Lock> {
+        self.locks.values()
+    }
+
     /// The pending lock `lock_id`, if any.
     pub fn get(&self, lock_id: &B256) -> Option<&Lock> {
         self.locks.get(lock_id)

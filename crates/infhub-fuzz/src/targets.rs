@@ -284,8 +284,11 @@ fn lock_command(
     ledger: &Ledger,
     on_debit: bool,
     [user, hub]: [&PrivateKey; 2],
+    payee: Address,
 ) -> Option<Command> {
+    use infhub_core::channel::LockChange;
     ch.block = ledger.block;
+    let as_transfer = input.u8().is_multiple_of(2);
     let p = ChannelParams {
         domain: ledger.params.domain,
         hub: hub.address(),
@@ -293,6 +296,9 @@ fn lock_command(
         max_withdrawal_expiry_blocks: 100,
     };
     match lock_input(input, &ch, &p, on_debit, [user, hub])? {
+        ChannelInput::DebitLock { debit, change: LockChange::Add(lock) } if as_transfer => {
+            Some(Command::LockedTransfer { debit, lock, payee })
+        }
         ChannelInput::DebitLock { debit, change } => Some(Command::DebitLock { debit, change }),
         ChannelInput::CreditLock { change, .. } => Some(Command::CreditLock { user: user.address(), change }),
         _ => None,
@@ -370,7 +376,8 @@ pub fn ledger_machine(data: &[u8]) {
         let command = match op {
             9 | 10 => {
                 let Some(ch) = ch else { continue };
-                let Some(command) = lock_command(&mut input, ch, &ledger, op == 9, [u, &hub]) else { continue };
+                let payee = users[(who + 1) % 3].address();
+                let Some(command) = lock_command(&mut input, ch, &ledger, op == 9, [u, &hub], payee) else { continue };
                 command
             }
             0..=2 => {

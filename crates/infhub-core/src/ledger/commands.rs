@@ -8,6 +8,7 @@ use super::{
 use super::{ChainFunds, Payout, PayoutBatch, MAX_CUSTODIAL_BATCH};
 use crate::channel::{step, CheckedDebit, Effect, Input, LockChange};
 use crate::messages::{SignedCredit, SignedDebit, SignedReceipt, Withdrawal};
+use crate::point_lock::Lock;
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
@@ -107,6 +108,16 @@ pub enum Command {
         /// The change it carries.
         change: LockChange,
     },
+    /// A payment to another account of this hub by point lock (spec §5.17b): the payer's lock
+    /// to the hub and the hub's lock to the payee on the same point, all or nothing.
+    LockedTransfer {
+        /// The payer's lock debit (kind `lock_add`).
+        debit: SignedDebit,
+        /// Her lock.
+        lock: Lock,
+        /// Who the hub locks to.
+        payee: Address,
+    },
     /// The hub changes its point locks to a user (spec §5.17b).
     CreditLock {
         /// The user.
@@ -193,6 +204,13 @@ pub enum Outcome {
         /// The change it carried.
         change: LockChange,
     },
+    /// A locked transfer was applied.
+    LockedTransferApplied {
+        /// The hub's receipt of the payer's lock debit.
+        receipt: SignedReceipt,
+        /// The hub's lock credit to the payee.
+        payee_credit: SignedCredit,
+    },
     /// The hub issued a lock credit.
     CreditLockIssued {
         /// The credit.
@@ -249,6 +267,7 @@ impl Ledger {
             Command::RotateCustodialKey { account, api_key_hash } => self.rotate_custodial_key(account, api_key_hash),
             Command::DebitLock { debit, change } => self.debit_lock(debit, change),
             Command::CreditLock { user, change } => self.credit_lock(user, change),
+            Command::LockedTransfer { debit, lock, payee } => self.locked_transfer(debit, lock, payee),
         }
     }
 

@@ -4,14 +4,50 @@
 //! hub's pending locks to a user as owed until they settle or drop: if the user closes, the
 //! contract escrows them from the reserve (§5.11a), so the reserve must be able to cover them.
 //!
+//! A locked transfer inside the hub links the payer's lock to the hub's lock to the payee
+//! ([`LockLinks`]): when the payee reveals her scalar to be paid, the hub keeps it for the
+//! payer's lock, which from then on can only be settled (`LockRevealed` for a drop), and the
+//! payer reads the scalar, her proof of payment, with her account.
+//!
 //! The ledger does not decide when a lock is cancelled or settled: the caller (forwarding, or
 //! the hub's API for a payee revealing her scalar) does, and the machine checks the rules.
 
 use super::seal::{ProofKey, UnsealedProof};
-use super::{Account, ChainFunds, Ledger, Outcome};
-use crate::channel::{step, ChannelState, Input, LockChange};
-use crate::messages::{Eip712Message, HubSigned, Receipt, SignedDebit};
-use crate::{Address, Error};
+use super::{sorted_map, Account, ChainFunds, Ledger, Outcome};
+use crate::channel::{step, ChannelState, Input, LockChange, Status, LOCK_REVEAL_MARGIN_BLOCKS};
+use crate::messages::{Eip712Message, HubSigned, Receipt, SignedDebit, SignedReceipt};
+use crate::point_lock::{Lock, Scalar};
+use crate::{Address, Error, B256};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The links between payers' locks and the hub's locks they fund.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockLinks {
+    /// The hub's pending lock to a payee, by (payee, lock id): the payer whose lock funds it.
+    #[serde(with = "sorted_map")]
+    forwarded: HashMap<(Address, B256), Address>,
+    /// A payer's pending lock whose scalar the hub learned, by (payer, lock id).
+    #[serde(with = "sorted_map")]
+    opened: HashMap<(Address, B256), Scalar>,
+}
+
+impl LockLinks {
+    /// The scalar the hub learned for `payer`'s pending lock `lock_id`, if any.
+    pub fn scalar_for(&self, payer: &Address, lock_id: &B256) -> Option<Scalar> {
+        self.opened.get(&(*payer, *lock_id)).copied()
+    }
+
+    /// How many links are held (both kinds).
+    pub fn len(&self) -> usize {
+        self.forwarded.len() + self.opened.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 impl Ledger {
     /// The account's channel brought to the ledger's confirmed block: idle channels' `block`
@@ -36,6 +72,11 @@ impl Ledger {
             return Err(Error::LockNotExpired);
         }
         let m = debit.message;
+        if let LockChange::Drop { lock_id } = change {
+            if self.locks.opened.contains_key(&(m.user, lock_id)) {
+                return Err(Error::LockRevealed);
+            }
+        }
         self.check_amount(m.amount)?;
         let now = self.channel_now(&m.user)?;
         let (after, _) = step(&now, &self.channel_params(), Input::DebitLock { debit, change })?;
@@ -49,19 +90,70 @@ impl Ledger {
         }
         self.take_seq();
         self.replace_channel(m.user, after, ChainFunds::default(), false);
-        let digest = m.digest(&self.params.domain);
+        if let LockChange::Settle { lock_id, .. } = change {
+            self.locks.opened.remove(&(m.user, lock_id));
+        }
+        Ok(Outcome::DebitLockApplied { receipt: self.lock_receipt(&debit), change })
+    }
+
+    /// The hub's receipt of a lock debit, queued for the next seal.
+    fn lock_receipt(&mut self, debit: &SignedDebit) -> SignedReceipt {
+        let m = debit.message;
         let receipt = HubSigned::unsealed(Receipt {
             payer: m.user,
             epoch: m.epoch,
             debit_nonce: m.nonce,
             payment_id: m.payment_id,
-            debit_digest: digest,
+            debit_digest: m.digest(&self.params.domain),
         });
         self.unsealed.push(UnsealedProof {
             digest: receipt.message.digest(&self.params.domain),
             key: ProofKey::Receipt { payer: m.user, debit_nonce: m.nonce },
         });
-        Ok(Outcome::DebitLockApplied { receipt, change })
+        receipt
+    }
+
+    /// [`super::Command::LockedTransfer`]: the payer's lock `lock` to the hub and the hub's lock
+    /// to `payee` with the same id, amount and point, expiring `LOCK_REVEAL_MARGIN_BLOCKS`
+    /// earlier (`ExpiryTooSoon` when that is not after the ledger's block), both or neither.
+    /// The payee must be another open channel of this hub (`RecipientMustNotBeSender`,
+    /// `UnknownAccount`, `RecipientNotOpen`); the hub's lock must fit the reserve.
+    pub(super) fn locked_transfer(&mut self, debit: SignedDebit, lock: Lock, payee: Address) -> Result<Outcome, Error> {
+        let m = debit.message;
+        if payee == m.user {
+            return Err(Error::RecipientMustNotBeSender);
+        }
+        self.check_amount(lock.amount)?;
+        let params = self.channel_params();
+        let payer_now = self.channel_now(&m.user)?;
+        let (payer_after, _) = step(&payer_now, &params, Input::DebitLock { debit, change: LockChange::Add(lock) })?;
+        if self.accounts.get(&payee).ok_or(Error::UnknownAccount)?.channel.status != Status::Open {
+            return Err(Error::RecipientNotOpen);
+        }
+        let payee_expiry = lock.expiry_block.saturating_sub(LOCK_REVEAL_MARGIN_BLOCKS);
+        if payee_expiry <= self.block {
+            return Err(Error::ExpiryTooSoon);
+        }
+        let payee_change = LockChange::Add(Lock { expiry_block: payee_expiry, ..lock });
+        let payee_now = self.channel_now(&payee)?;
+        let credit = HubSigned::unsealed(payee_now.next_lock_credit(&params, &payee_change, self.next_seq)?);
+        let (payee_after, _) =
+            step(&payee_now, &params, Input::CreditLock { credit: credit.clone(), change: payee_change })?;
+        let (payer_acct, payee_acct) = (&self.accounts[&m.user], &self.accounts[&payee]);
+        let ob = |a: &Account, ch: &ChannelState| Account { channel: ch.clone(), chain: a.chain }.obligation();
+        let committed = self.obligations - payer_acct.obligation() + ob(payer_acct, &payer_after)
+            - payee_acct.obligation()
+            + ob(payee_acct, &payee_after);
+        if self.committed(committed, self.payouts_pending.0, self.custodial_total) > self.reserve.0 {
+            return Err(Error::ReserveInsufficient);
+        }
+        self.take_seq();
+        self.replace_channel(m.user, payer_after, ChainFunds::default(), false);
+        self.replace_channel(payee, payee_after, ChainFunds::default(), false);
+        self.locks.forwarded.insert((payee, lock.lock_id), m.user);
+        let receipt = self.lock_receipt(&debit);
+        self.note_unsealed_credit(&credit);
+        Ok(Outcome::LockedTransferApplied { receipt, payee_credit: credit })
     }
 
     /// [`super::Command::CreditLock`]: the hub's change to its locks to `user`. Adding one must
@@ -85,6 +177,10 @@ impl Ledger {
         self.take_seq();
         self.replace_channel(user, after, ChainFunds::default(), false);
         self.note_unsealed_credit(&credit);
+        let payer = self.locks.forwarded.remove(&(user, change.lock_id()));
+        if let (Some(payer), LockChange::Settle { lock_id, scalar }) = (payer, change) {
+            self.locks.opened.insert((payer, lock_id), scalar);
+        }
         Ok(Outcome::CreditLockIssued { credit, change })
     }
 }

@@ -313,6 +313,9 @@ pub struct Ledger {
     /// Checkpoints: inflows, the newest posted, the one built (spec §5.16).
     #[serde(default)]
     pub checkpoints: CheckpointBook,
+    /// Which of the hub's locks a payer's lock funds, and the scalars learned (spec §5.17b).
+    #[serde(default)]
+    pub locks: locks::LockLinks,
     /// Derived indexes (see [`Ledger::rebuild_indexes`]).
     #[serde(skip)]
     index: AccountIndex,
@@ -341,6 +344,7 @@ impl Ledger {
             unattributed: Amount::ZERO,
             unsealed: Vec::new(),
             checkpoints: CheckpointBook::default(),
+            locks: locks::LockLinks::default(),
             index: AccountIndex::default(),
         }
     }

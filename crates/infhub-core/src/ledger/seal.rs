@@ -29,6 +29,10 @@ pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
         }
         Outcome::DebitLockApplied { receipt, .. } => f(ProofRef::Receipt(receipt)),
         Outcome::CreditLockIssued { credit, .. } => f(ProofRef::Credit(credit)),
+        Outcome::LockedTransferApplied { receipt, payee_credit } => {
+            f(ProofRef::Receipt(receipt));
+            f(ProofRef::Credit(payee_credit));
+        }
         // Listed, not a wildcard: a new outcome that carries a proof must be added above.
         Outcome::Duplicate { .. }
         | Outcome::WithdrawalCoSigned { .. }

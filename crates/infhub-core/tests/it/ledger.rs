@@ -1577,3 +1577,98 @@ fn a_payer_cannot_take_back_a_lock_before_its_expiry() {
     h.check();
     h.everyone_exits();
 }
+
+impl Hub {
+    /// User `from` pays user `to` by a locked transfer of `lock`.
+    fn locked_transfer(
+        &mut self,
+        from: usize,
+        to: usize,
+        lock: infhub_core::point_lock::Lock,
+    ) -> Result<Outcome, Error> {
+        use infhub_core::channel::{ChannelParams, LockChange, Role};
+        let user = self.users[from].address();
+        let mut st = self.ledger.account(&user).expect("account").channel.clone();
+        st.block = self.ledger.block;
+        let params = ChannelParams {
+            domain: domain(),
+            hub: self.key.address(),
+            role: Role::User,
+            max_withdrawal_expiry_blocks: 100,
+        };
+        let d = st.next_lock_debit(&params, &LockChange::Add(lock))?;
+        let debit = Signed::new(d, &domain(), &self.users[from]);
+        let payee = self.users[to].address();
+        self.ledger.apply_sealed(&self.key, Command::LockedTransfer { debit, lock, payee })
+    }
+}
+
+/// The locked transfer links the payer's lock to the hub's lock to the payee: the payee's
+/// reveal pays her and hands the scalar to the payer's side, whose lock can then only be
+/// settled, also after its expiry (the payer's attempt to drop it is `LockRevealed`).
+#[test]
+fn a_locked_transfer_is_paid_by_the_payees_reveal_and_the_payer_cannot_drop_it_after() {
+    use infhub_core::channel::{LockChange, LOCK_REVEAL_MARGIN_BLOCKS};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let lock = point_lock(9, 120, 60);
+    let out = h.locked_transfer(0, 1, lock).expect("locked transfer");
+    let Outcome::LockedTransferApplied { receipt, payee_credit } = out else { panic!("{out:?}") };
+    receipt.verify(&domain(), h.key.address()).expect("sealed receipt");
+    payee_credit.verify(&domain(), h.key.address()).expect("sealed credit");
+    let payee_lock =
+        h.ledger.account(&h.users[1].address()).expect("a").channel.credit_locks.get(&lock.lock_id).copied();
+    assert_eq!(payee_lock.map(|l| l.expiry_block), Some(60 - LOCK_REVEAL_MARGIN_BLOCKS), "a reveal margin earlier");
+    assert_eq!((h.balance(0), h.balance(1)), (Amount(380), Amount(0)));
+    h.check();
+    // The same lock id again is refused whole: nothing changes.
+    let before = h.ledger.clone();
+    assert_eq!(h.locked_transfer(0, 1, point_lock(9, 5, 60)), Err(Error::LockIdReused));
+    assert_eq!(h.ledger, before);
+    // The payee reveals at her expiry block; the hub learns the scalar for the payer's lock.
+    h.advance_to(40);
+    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(9) }).expect("payee paid");
+    assert_eq!(h.balance(1), Amount(120));
+    assert_eq!(h.ledger.locks.scalar_for(&h.users[0].address(), &lock.lock_id), Some(lock_scalar(9)));
+    // The payer cannot take it back, neither now nor after its expiry.
+    assert_eq!(h.debit_lock(0, LockChange::Drop { lock_id: lock.lock_id }), Err(Error::LockNotExpired));
+    h.advance_to(61);
+    assert_eq!(h.debit_lock(0, LockChange::Drop { lock_id: lock.lock_id }), Err(Error::LockRevealed));
+    h.check();
+}
+
+#[test]
+fn a_payer_settles_a_locked_transfer_with_the_scalar_the_hub_learned() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let lock = point_lock(9, 120, 60);
+    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(9) }).expect("payee paid");
+    let scalar = h.ledger.locks.scalar_for(&h.users[0].address(), &lock.lock_id).expect("learned");
+    h.debit_lock(0, LockChange::Settle { lock_id: lock.lock_id, scalar }).expect("payer settles");
+    assert!(h.ledger.locks.is_empty(), "nothing left to link");
+    assert_eq!((h.balance(0), h.balance(1)), (Amount(380), Amount(120)));
+    h.check();
+    h.everyone_exits();
+}
+
+#[test]
+fn a_locked_transfer_needs_a_reveal_margin_and_another_open_payee() {
+    use infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let before = h.ledger.clone();
+    assert_eq!(h.locked_transfer(0, 1, point_lock(1, 10, 10 + LOCK_REVEAL_MARGIN_BLOCKS)), Err(Error::ExpiryTooSoon));
+    assert_eq!(h.locked_transfer(0, 0, point_lock(1, 10, 60)), Err(Error::RecipientMustNotBeSender));
+    assert_eq!(h.locked_transfer(0, 1, point_lock(1, 501, 60)), Err(Error::InsufficientBalance));
+    assert_eq!(h.ledger, before, "refusals change nothing");
+    h.locked_transfer(0, 1, point_lock(1, 10, 11 + LOCK_REVEAL_MARGIN_BLOCKS)).expect("one block of margin to spare");
+    h.check();
+}
