@@ -53,8 +53,11 @@ pub const MAX_LOCK_EXPIRY_BLOCKS: u64 = 50_400;
 /// the hub, once it learns the scalar downstream, to get one registry reveal mined (spec §5.17).
 pub const LOCK_REVEAL_MARGIN_BLOCKS: u64 = 20;
 
-/// How a lock proof changes its direction's pending locks (spec §5.17a).
+/// How a lock proof changes its direction's pending locks (spec §5.17a). In JSON:
+/// `{"add": lock}`, `{"settle": {"lockId", "scalar"}}`, `{"drop": {"lockId"}}`,
+/// `{"cancel": {"lockId"}}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum LockChange {
     /// Adds this lock: the running total stays.
     Add(Lock),

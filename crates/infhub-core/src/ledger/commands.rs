@@ -203,6 +203,8 @@ pub enum Outcome {
         receipt: SignedReceipt,
         /// The change it carried.
         change: LockChange,
+        /// The lock added, settled or dropped.
+        lock: Lock,
     },
     /// A locked transfer was applied.
     LockedTransferApplied {
@@ -217,6 +219,8 @@ pub enum Outcome {
         credit: SignedCredit,
         /// The change it carries.
         change: LockChange,
+        /// The lock added, settled or dropped.
+        lock: Lock,
     },
 }
 

@@ -80,6 +80,7 @@ impl Ledger {
         self.check_amount(m.amount)?;
         let now = self.channel_now(&m.user)?;
         let (after, _) = step(&now, &self.channel_params(), Input::DebitLock { debit, change })?;
+        let lock = changed_lock(&now.debit_locks, &change);
         let acct = &self.accounts[&m.user];
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         // A settlement lowers the claim and a drop leaves it, so liquidity can only improve;
@@ -93,7 +94,7 @@ impl Ledger {
         if let LockChange::Settle { lock_id, .. } = change {
             self.locks.opened.remove(&(m.user, lock_id));
         }
-        Ok(Outcome::DebitLockApplied { receipt: self.lock_receipt(&debit), change })
+        Ok(Outcome::DebitLockApplied { receipt: self.lock_receipt(&debit), change, lock })
     }
 
     /// The hub's receipt of a lock debit, queued for the next seal.
@@ -168,6 +169,7 @@ impl Ledger {
         let now = self.channel_now(&user)?;
         let credit = HubSigned::unsealed(now.next_lock_credit(&params, &change, self.next_seq)?);
         let (after, _) = step(&now, &params, Input::CreditLock { credit: credit.clone(), change })?;
+        let lock = changed_lock(&now.credit_locks, &change);
         let acct = &self.accounts[&user];
         let ob_after = Account { channel: after.clone(), chain: acct.chain }.obligation();
         let committed = self.obligations - acct.obligation() + ob_after;
@@ -181,6 +183,15 @@ impl Ledger {
         if let (Some(payer), LockChange::Settle { lock_id, scalar }) = (payer, change) {
             self.locks.opened.insert((payer, lock_id), scalar);
         }
-        Ok(Outcome::CreditLockIssued { credit, change })
+        Ok(Outcome::CreditLockIssued { credit, change, lock })
+    }
+}
+
+/// The lock `change` added, settled or dropped in `book` (as it was before the change, which
+/// the channel machine just accepted, so a lock it names is there).
+fn changed_lock(book: &crate::lock_book::LockBook, change: &LockChange) -> Lock {
+    match change {
+        LockChange::Add(lock) => *lock,
+        _ => *book.get(&change.lock_id()).expect("an accepted change names a pending lock"),
     }
 }

@@ -4,6 +4,7 @@
 //! says what they are.
 
 use crate::LogRecord;
+use infhub_core::channel::LockChange;
 use infhub_core::ledger::{ChainEvent, Command, CustodialResult, Outcome, Payout};
 use infhub_core::messages::{SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, Signature, Withdrawal, B256};
@@ -137,6 +138,18 @@ pub enum EntryKind {
     ConvertedIn,
     /// The custodial account's API key was replaced (the old one stopped working).
     CustodialKeyRotated,
+    /// A point lock of the user's to the hub was added (held out of her balance; spec §5.17b).
+    LockedOut,
+    /// A point lock of the hub's to the user was added (not spendable until settled).
+    LockedIn,
+    /// The user's lock settled with its scalar (paid; it was already held).
+    LockSettledOut,
+    /// The hub's lock to the user settled with her scalar (paid to her).
+    LockSettledIn,
+    /// The user's lock dropped (returned to her balance).
+    LockDroppedOut,
+    /// The hub's lock to the user dropped (never hers).
+    LockDroppedIn,
 }
 
 /// The payer's first result of a payment, as a retry gets it again: applied, or refused and
@@ -193,6 +206,9 @@ pub(crate) fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
 /// order. With `proofs` false the entries carry none (the index needs only the accounts).
 pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
     let seq = r.seq;
+    if lock_entries(r, proofs, f) {
+        return;
+    }
     let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
     match (&r.command, &r.outcome) {
         (Command::Transfer(d), Outcome::Paid { receipt, credit, payout }) => {
@@ -289,6 +305,53 @@ pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address
         }
         _ => {}
     }
+}
+
+/// The entries of a lock record (spec §5.17b), if `r` is one: the payer's and the payee's of a
+/// locked transfer, the user's of a lock debit or a lock credit.
+fn lock_entries(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) -> bool {
+    let seq = r.seq;
+    let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
+    match (&r.command, &r.outcome) {
+        (Command::LockedTransfer { debit, lock, payee }, Outcome::LockedTransferApplied { receipt, payee_credit }) => {
+            let m = &debit.message;
+            let mut out = with(entry(seq, EntryKind::LockedOut, lock.amount), &|| EntryProofs::Paid {
+                debit: *debit,
+                receipt: receipt.clone(),
+            });
+            (out.counterparty, out.payment_id) = (Some(*payee), Some(lock.lock_id));
+            f(m.user, out);
+            let mut inn = with(entry(seq, EntryKind::LockedIn, lock.amount), &|| EntryProofs::Credited {
+                credit: payee_credit.clone(),
+            });
+            (inn.counterparty, inn.payment_id) = (Some(m.user), Some(lock.lock_id));
+            f(*payee, inn);
+        }
+        (Command::DebitLock { debit, .. }, Outcome::DebitLockApplied { receipt, change, lock }) => {
+            let kind = match change {
+                LockChange::Add(_) => EntryKind::LockedOut,
+                LockChange::Settle { .. } => EntryKind::LockSettledOut,
+                LockChange::Drop { .. } | LockChange::Cancel { .. } => EntryKind::LockDroppedOut,
+            };
+            let m = &debit.message;
+            let mut e =
+                with(entry(seq, kind, lock.amount), &|| EntryProofs::Paid { debit: *debit, receipt: receipt.clone() });
+            e.payment_id = Some(lock.lock_id);
+            f(m.user, e);
+        }
+        (Command::CreditLock { user, .. }, Outcome::CreditLockIssued { credit, change, lock }) => {
+            let kind = match change {
+                LockChange::Add(_) => EntryKind::LockedIn,
+                LockChange::Settle { .. } => EntryKind::LockSettledIn,
+                LockChange::Drop { .. } | LockChange::Cancel { .. } => EntryKind::LockDroppedIn,
+            };
+            let mut e = with(entry(seq, kind, lock.amount), &|| EntryProofs::Credited { credit: credit.clone() });
+            e.payment_id = Some(lock.lock_id);
+            f(*user, e);
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The entry a confirmed chain event makes in its account's history, if it makes one.

@@ -28,8 +28,15 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
     for e in entries {
         let a = e.amount.0 as i128;
         let change: i128 = match e.kind {
-            EntryKind::TransferOut | EntryKind::ExternalOut | EntryKind::ConvertedOut => -a,
-            EntryKind::TransferIn | EntryKind::Purchase | EntryKind::CustodialDeposited | EntryKind::ConvertedIn => a,
+            // A lock of the user's is held out of the balance when added, returned when dropped;
+            // the hub's lock to her counts when it settles (spec §5.17a).
+            EntryKind::TransferOut | EntryKind::ExternalOut | EntryKind::ConvertedOut | EntryKind::LockedOut => -a,
+            EntryKind::TransferIn
+            | EntryKind::Purchase
+            | EntryKind::CustodialDeposited
+            | EntryKind::ConvertedIn
+            | EntryKind::LockSettledIn
+            | EntryKind::LockDroppedOut => a,
             EntryKind::Deposited => {
                 let d = e.amount.0.saturating_sub(deposited) as i128;
                 deposited = deposited.max(e.amount.0);
@@ -49,7 +56,10 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
             | EntryKind::ExitStarted
             | EntryKind::CustodialOpened
             | EntryKind::CustodialKeyRotated
-            | EntryKind::Refunded => 0,
+            | EntryKind::Refunded
+            | EntryKind::LockedIn
+            | EntryKind::LockSettledOut
+            | EntryKind::LockDroppedIn => 0,
         };
         balance += change;
         assert!(balance >= 0, "statement balance went negative at seq {}", e.seq);

@@ -35,6 +35,7 @@ pub(super) async fn account(
         "latestDebit": ch.debit,
         "latestCredit": ch.credit,
         "withdrawalHold": ch.withdrawal_hold,
+        "locks": locks::locks_view(st.ledger(), &user, ch),
         "pendingDeposits": pending,
         "confirmedBlock": st.ledger().block,
     })))

@@ -49,6 +49,7 @@ mod checkpoints;
 mod custodial;
 mod error;
 mod guard;
+mod locks;
 mod login_table;
 mod operator;
 mod registration_budget;
@@ -291,6 +292,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/transfers", post(transfer))
         .route("/v1/transfers/batch", post(transfer_batch).layer(DefaultBodyLimit::max(limits.max_batch_request_bytes)))
         .route("/v1/withdrawals", post(withdraw))
+        .route("/v1/locked-transfers", post(locks::locked_transfer))
+        .route("/v1/lock-reveals", post(locks::reveal))
+        .route("/v1/lock-debits", post(locks::lock_debit))
         .route("/v1/accounts/{user}", get(account))
         .route("/v1/accounts/{user}/history", get(history))
         .route("/v1/accounts/{user}/payouts/{payment_id}", get(payout_status))

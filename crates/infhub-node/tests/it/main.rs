@@ -9,6 +9,7 @@ mod flows;
 mod harness;
 mod limits;
 mod liquidity;
+mod locks;
 mod registration;
 mod reorg;
 mod towers;

@@ -1,0 +1,97 @@
+//! Point locks over the API (spec §5.17b): a locked transfer to another account of this hub,
+//! a payee's reveal of her scalar (the hub settles its lock to her and keeps the scalar for the
+//! payer), and the payer's settlement or drop of her own lock. Authorized by what is inside:
+//! the payer's signature on her debit; a reveal by the scalar itself, which can only pay the
+//! lock's receiver, so anyone may deliver it.
+
+use super::*;
+use infhub_core::channel::LockChange;
+use infhub_core::point_lock::{Lock, Scalar};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LockedTransferRequest {
+    debit: SignedDebit,
+    lock: Lock,
+    payee: Address,
+}
+
+/// Pays another account of this hub by point lock: answered with the hub's receipt of the
+/// payer's lock and the expiry of the hub's lock to the payee.
+pub(super) async fn locked_transfer(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<LockedTransferRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let cmd = Command::LockedTransfer { debit: req.debit, lock: req.lock, payee: req.payee };
+    match api.node.execute(cmd).await?? {
+        Outcome::LockedTransferApplied { receipt, payee_credit } => {
+            let payee_lock = api
+                .node
+                .read()
+                .ledger()
+                .account(&req.payee)
+                .and_then(|a| a.channel.credit_locks.get(&req.lock.lock_id).copied());
+            Ok(Json(json!({
+                "receipt": receipt,
+                "payeeCreditNonce": payee_credit.message.nonce,
+                "payeeLock": payee_lock,
+            })))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RevealRequest {
+    user: Address,
+    lock_id: B256,
+    scalar: Scalar,
+}
+
+/// The receiver of one of the hub's locks reveals its scalar: the hub settles the lock into her
+/// running total and answers with the new credit.
+pub(super) async fn reveal(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<RevealRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let change = LockChange::Settle { lock_id: req.lock_id, scalar: req.scalar };
+    match api.node.execute(Command::CreditLock { user: req.user, change }).await?? {
+        Outcome::CreditLockIssued { credit, .. } => Ok(Json(json!({ "credit": credit }))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct LockDebitRequest {
+    debit: SignedDebit,
+    change: LockChange,
+}
+
+/// The payer's signed settlement (with the scalar) or drop (after the expiry) of her lock.
+pub(super) async fn lock_debit(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<LockDebitRequest>,
+) -> Result<Json<Value>, ApiError> {
+    match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await?? {
+        Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt }))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The account view's locks: the user's pending outgoing locks, each with the scalar the hub
+/// learned for it (her proof of payment, and what she settles it with), and the hub's pending
+/// locks to her.
+pub(super) fn locks_view(
+    ledger: &infhub_core::ledger::Ledger,
+    user: &Address,
+    ch: &infhub_core::channel::ChannelState,
+) -> Value {
+    let outgoing: Vec<Value> = ch
+        .debit_locks
+        .iter()
+        .map(|l| json!({ "lock": l, "scalar": ledger.locks.scalar_for(user, &l.lock_id) }))
+        .collect();
+    let incoming: Vec<&Lock> = ch.credit_locks.iter().collect();
+    json!({ "outgoing": outgoing, "incoming": incoming })
+}

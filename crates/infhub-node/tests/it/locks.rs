@@ -1,0 +1,154 @@
+//! A payment by point lock inside one hub, through the HTTP API on anvil (spec §5.17b): the
+//! payer's locked transfer, the payee's reveal of her scalar (paid at once), the payer reading
+//! that scalar with her account and settling her lock with it; the payer's and a stranger's
+//! attempts to take the lock back or open it with a wrong scalar refused by name; and after a
+//! restart (the log replayed) every balance and lock is where it was.
+
+use crate::harness::*;
+use alloy::primitives::{keccak256, B256};
+use infhub_core::messages::{Debit, PaymentKind};
+use infhub_core::point_lock::{locks_root, Lock, Scalar};
+use infhub_core::{Amount, Domain};
+use serde_json::{json, Value};
+
+/// The payer's lock debit for `lock` on top of her totals: `locked` after the change.
+fn lock_debit(
+    w: &Wallet,
+    domain: &Domain,
+    hub: alloy::primitives::Address,
+    kind: PaymentKind,
+    lock: &Lock,
+    pending: &[Lock],
+    settled: u128,
+) -> Debit {
+    let (locks_root, locked_amount) = locks_root(domain, pending).expect("root");
+    Debit {
+        user: w.address(),
+        epoch: w.epoch,
+        nonce: w.debit_nonce + 1,
+        cumulative_debit: Amount(w.cumulative_debit + settled),
+        locked_amount,
+        locks_root,
+        kind: kind as u8,
+        recipient: hub,
+        amount: lock.amount,
+        payment_id: lock.lock_id,
+    }
+}
+
+async fn balance(http: &Http, w: &Wallet) -> (u128, Value) {
+    let (s, v) = w.account(http).await;
+    assert_eq!(s, 200, "{v}");
+    (amount(&v["balance"]), v)
+}
+
+#[test]
+fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_restart() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let hub = chain.anvil_hub();
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = chain.config(dir.path().to_path_buf());
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let mut a = Wallet::new(&chain, 1).await;
+        let mut b = Wallet::new(&chain, 2).await;
+        register(&chain, &http, &mut a).await;
+        register(&chain, &http, &mut b).await;
+        a.approve_and_deposit(&chain, 500).await;
+        let (s, v) = http.post("/v1/operator/reserve/top-ups", Some(OPERATOR), &json!({"amount": "1000"})).await;
+        assert_eq!(s, 200, "{v}");
+        eventually(20, "deposit and reserve confirmed", || async {
+            chain.mine(1).await;
+            let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+            let (bal, _) = balance(&http, &a).await;
+            (bal == 500 && amount(&liq["liquidity"]["reserve"]) >= 1_000).then_some(())
+        })
+        .await;
+
+        // --- The invoice's point: the payee's scalar.
+        let scalar = Scalar::from_bytes(keccak256(b"payee's invoice scalar")).expect("in range");
+        let (_, info) = http.get("/v1/info", None).await;
+        let head = info["confirmedBlock"].as_u64().expect("block");
+        let lock = Lock { lock_id: B256::repeat_byte(0x51), amount: Amount(120), expiry_block: head + 100, point: scalar.point().address() };
+        let add = lock_debit(&a, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
+        // Paid to someone other than the hub, or carrying the wrong root: refused by name.
+        let wrong = Debit { recipient: b.address(), ..add };
+        let body = json!({"debit": a.sign_debit(&domain, wrong), "lock": lock, "payee": b.address()});
+        let (s, v) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "recipient_must_be_hub"), "{v}");
+        let wrong = Debit { locks_root: B256::repeat_byte(1), ..add };
+        let body = json!({"debit": a.sign_debit(&domain, wrong), "lock": lock, "payee": b.address()});
+        let (s, v) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "locks_root_mismatch"), "{v}");
+        let body = json!({"debit": a.sign_debit(&domain, add), "lock": lock, "payee": b.address()});
+        let (s, v) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["payeeLock"]["expiryBlock"], json!(head + 80), "{v}");
+        a.accepted(&add);
+        let (bal_a, acct_a) = balance(&http, &a).await;
+        let (bal_b, acct_b) = balance(&http, &b).await;
+        assert_eq!((bal_a, bal_b), (380, 0), "held from the payer, not yet the payee's");
+        assert_eq!(acct_a["locks"]["outgoing"][0]["scalar"], Value::Null, "{acct_a}");
+        assert_eq!(acct_b["locks"]["incoming"][0]["lockId"], json!(lock.lock_id), "{acct_b}");
+
+        // --- The payer cannot take it back; a wrong scalar opens nothing.
+        let drop = lock_debit(&a, &domain, hub, PaymentKind::LockDrop, &lock, &[], 0);
+        let body = json!({"debit": a.sign_debit(&domain, drop), "change": {"drop": {"lockId": lock.lock_id}}});
+        let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "lock_not_expired"), "{v}");
+        let body = json!({"debit": a.sign_debit(&domain, drop), "change": {"cancel": {"lockId": lock.lock_id}}});
+        let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "lock_not_expired"), "a payer's cancel needs the hub: {v}");
+        let other = Scalar::from_bytes(keccak256(b"a guess")).expect("in range");
+        let body = json!({"user": b.address(), "lockId": lock.lock_id, "scalar": other});
+        let (s, v) = http.post("/v1/lock-reveals", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "scalar_does_not_open_lock"), "{v}");
+        let (s, v) = http.post("/v1/lock-reveals", None, &json!({"user": b.address(), "lockId": lock.lock_id, "scalar": "0x0"})).await;
+        assert_eq!((s, code(&v)), (422, "malformed_request"), "a zero scalar does not decode: {v}");
+
+        // --- The payee reveals and is paid; the payer reads the scalar and settles.
+        let body = json!({"user": b.address(), "lockId": lock.lock_id, "scalar": scalar});
+        let (s, v) = http.post("/v1/lock-reveals", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["credit"]["message"]["cumulativeCredit"], json!("120"), "{v}");
+        let (bal_b, _) = balance(&http, &b).await;
+        assert_eq!(bal_b, 120);
+        let (_, acct_a) = balance(&http, &a).await;
+        let learned: Scalar = serde_json::from_value(acct_a["locks"]["outgoing"][0]["scalar"].clone()).expect("scalar");
+        assert_eq!(learned, scalar, "the payer's proof of payment");
+        let (s, v) = http.post("/v1/lock-debits", None, &json!({"debit": a.sign_debit(&domain, drop), "change": {"drop": {"lockId": lock.lock_id}}})).await;
+        assert_eq!((s, code(&v)), (422, "lock_revealed"), "owed from now on: {v}");
+        let settle = lock_debit(&a, &domain, hub, PaymentKind::LockSettle, &lock, &[], 120);
+        let body = json!({"debit": a.sign_debit(&domain, settle), "change": {"settle": {"lockId": lock.lock_id, "scalar": learned}}});
+        let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        a.accepted(&settle);
+        let (bal_a, acct_a) = balance(&http, &a).await;
+        assert_eq!((bal_a, acct_a["cumulativeDebit"].clone()), (380, json!("120")));
+        assert_eq!(acct_a["locks"]["outgoing"], json!([]), "{acct_a}");
+        // Both histories tell the story, and the statements end at the balances.
+        for (w, want, end) in [(&a, ["locked_out", "lock_settled_out"], "380"), (&b, ["locked_in", "lock_settled_in"], "120")] {
+            let (s, h) = http.get(&format!("/v1/accounts/{}/history", w.address()), w.token.as_deref()).await;
+            assert_eq!(s, 200, "{h}");
+            let kinds: Vec<&str> = h["entries"].as_array().expect("entries").iter().filter_map(|e| e["kind"].as_str()).collect();
+            assert!(want.iter().all(|k| kinds.contains(k)), "{kinds:?}");
+            let (s, st) = http.get(&format!("/v1/accounts/{}/statement", w.address()), w.token.as_deref()).await;
+            assert_eq!(s, 200, "{st}");
+            assert_eq!(st["lines"].as_array().and_then(|l| l.last()).map(|l| l["balanceAfter"].clone()), Some(json!(end)), "{st}");
+        }
+
+        // --- Replayed after a restart: the same balances, no lock left.
+        node.stop().await;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        a.login(&http, &domain).await;
+        b.login(&http, &domain).await;
+        let (bal_a, _) = balance(&http, &a).await;
+        let (bal_b, acct_b) = balance(&http, &b).await;
+        assert_eq!((bal_a, bal_b), (380, 120));
+        assert_eq!(acct_b["locks"]["incoming"], json!([]), "{acct_b}");
+        node.stop().await;
+    });
+}
