@@ -303,6 +303,17 @@ pub enum Input {
         /// The change, which the debit's root must reflect.
         change: LockChange,
     },
+    /// The wallet catching up (User role only): a newer hub-signed credit whose book is
+    /// `locks`, the hub's pending locks to the user as the hub lists them, after lock credits
+    /// the wallet missed. Accepted when `locks` opens the credit's root, no lock changed its
+    /// leaf, and every lock of the wallet's book missing from `locks` either expired or is
+    /// covered by the rise of the running total (settled); `LockNotExpired` otherwise.
+    CreditResync {
+        /// The credit.
+        credit: SignedCredit,
+        /// Its book.
+        locks: Vec<Lock>,
+    },
     /// A hub-signed credit that changes the hub's locks to the user.
     CreditLock {
         /// The credit.
@@ -594,6 +605,10 @@ pub fn step(state: &ChannelState, params: &ChannelParams, input: Input) -> Resul
         Input::CreditLock { credit, change } => {
             accept_credit(&mut s, params, credit.clone(), Some(&change))?;
             effects.push(Effect::CreditLockApplied { credit, change });
+        }
+        Input::CreditResync { credit, locks } => {
+            resync_credit(&mut s, params, credit.clone(), &locks)?;
+            effects.push(Effect::CreditAccepted(credit));
         }
         Input::WithdrawalRequest { withdrawal, user_signature, block } => {
             release_expired_hold(&mut s, block, &mut effects);
@@ -930,6 +945,45 @@ fn accept_credit(
     if let Some(book) = book {
         s.credit_locks = book;
     }
+    Ok(())
+}
+
+fn resync_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit, locks: &[Lock]) -> Result<(), Error> {
+    let m = &c.message;
+    if p.role != Role::User {
+        // The hub's end builds every credit itself: it never catches up.
+        return Err(Error::LocksRootMismatch);
+    }
+    if matches!(s.status, Status::Settled) {
+        return Err(Error::ChannelNotOpen);
+    }
+    if m.user != s.user {
+        return Err(Error::UserMismatch);
+    }
+    if m.epoch != s.epoch {
+        return Err(Error::EpochMismatch);
+    }
+    if m.nonce <= s.credit_nonce() {
+        return Err(Error::NonceMustIncrease);
+    }
+    let rise = m.cumulative_credit.checked_sub_or(s.cumulative_credit(), Error::CreditMustIncrease)?;
+    let book = LockBook::from_locks(locks)?;
+    require_locks((m.locked_amount, m.locks_root), swap(book.root(&p.domain)))?;
+    let mut vanished = Amount::ZERO;
+    for old in s.credit_locks.iter() {
+        match book.get(&old.lock_id) {
+            Some(new) if new != old => return Err(Error::LocksRootMismatch),
+            Some(_) => {}
+            None if old.expiry_block < s.block => {}
+            None => vanished = vanished.checked_add(old.amount)?,
+        }
+    }
+    if vanished > rise {
+        return Err(Error::LockNotExpired);
+    }
+    c.verify(&p.domain, p.hub)?;
+    s.credit = Some(c);
+    s.credit_locks = book;
     Ok(())
 }
 

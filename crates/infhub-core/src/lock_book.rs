@@ -40,6 +40,27 @@ impl LockBook {
         self.locks.is_empty()
     }
 
+    /// The book holding exactly `locks`, whatever their expiries (a wallet rebuilding the hub's
+    /// book from the list the hub shows it): ids unique (`LockIdReused`), amounts non-zero, at
+    /// most [`MAX_PENDING_LOCKS`] (`TooManyPendingLocks`), the sum in range.
+    pub fn from_locks(locks: &[Lock]) -> Result<LockBook, Error> {
+        if locks.len() > MAX_PENDING_LOCKS {
+            return Err(Error::TooManyPendingLocks);
+        }
+        let mut book = LockBook::default();
+        for lock in locks {
+            if lock.amount == Amount::ZERO {
+                return Err(Error::AmountMustNotBeZero);
+            }
+            if book.locks.contains_key(&lock.lock_id) {
+                return Err(Error::LockIdReused);
+            }
+            book.locked = book.locked.checked_add(lock.amount)?;
+            book.locks.insert(lock.lock_id, *lock);
+        }
+        Ok(book)
+    }
+
     /// The pending locks, by lock id.
     pub fn iter(&self) -> impl Iterator<Item = &Lock> {
         self.locks.values()

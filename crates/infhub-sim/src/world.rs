@@ -1140,6 +1140,7 @@ fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<H
         epoch: ch.epoch,
         latest_credit: ch.credit.clone(),
         latest_debit: ch.debit,
+        incoming_locks: Some(ch.credit_locks.iter().copied().collect()),
         debit_nonce: ch.debit_nonce(),
         cumulative_debit: Some(ch.cumulative_debit()),
         credit_nonce: ch.credit_nonce(),

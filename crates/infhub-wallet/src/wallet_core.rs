@@ -56,6 +56,9 @@ pub struct HubAccount {
     pub latest_credit: Option<SignedCredit>,
     /// The newest debit of the account the hub holds.
     pub latest_debit: Option<SignedDebit>,
+    /// The hub's pending point locks to the account, as it lists them (spec §5.17b): what
+    /// the newest credit's `locksRoot` must open when it changed the book.
+    pub incoming_locks: Option<Vec<infhub_core::point_lock::Lock>>,
     /// Its nonce.
     pub debit_nonce: u64,
     /// Its running total.
@@ -85,6 +88,11 @@ impl HubAccount {
             epoch: a["epoch"].as_u64().unwrap_or(0),
             latest_credit: proof("latestCredit").map(|c| parse(c, "latestCredit")).transpose()?,
             latest_debit: proof("latestDebit").map(|d| parse(d, "latestDebit")).transpose()?,
+            incoming_locks: a
+                .get("locks")
+                .and_then(|l| l.get("incoming"))
+                .map(|l| parse(l, "locks.incoming"))
+                .transpose()?,
             debit_nonce: a["debitNonce"].as_u64().unwrap_or(0),
             cumulative_debit: amount("cumulativeDebit"),
             credit_nonce: a["creditNonce"].as_u64().unwrap_or(0),
@@ -477,6 +485,24 @@ impl WalletCore {
         Ok(true)
     }
 
+    /// Takes a newer hub-signed credit that changed the hub's locks to this user, with the
+    /// locks the hub lists (spec §5.17a, catching up): refused unless the list opens the
+    /// credit's root and no lock owed before its expiry vanished without being paid.
+    pub fn take_credit_with_locks(
+        &mut self,
+        credit: SignedCredit,
+        locks: Vec<infhub_core::point_lock::Lock>,
+    ) -> Result<bool, WalletError> {
+        if credit.message.nonce <= self.channel()?.credit_nonce() {
+            return Ok(false);
+        }
+        self.step(Input::CreditResync { credit: credit.clone(), locks }).map_err(|e| {
+            WalletError::HubMisbehaved(format!("a credit with locks from the hub was refused: {e} ({})", e.code()))
+        })?;
+        self.record(JournalEntry::Credit { credit, from: None, amount: None });
+        Ok(true)
+    }
+
     /// What this wallet knows to check its leaf of a checkpoint at ledger position `ledger_seq`
     /// with (spec §5.16): the chain's record of the channel at the checkpoint's block (`view`),
     /// the newest credit of that epoch it holds of nonce at most `ledger_seq` (credit nonces are
@@ -542,7 +568,12 @@ impl WalletCore {
         }
         if a.epoch == ch.epoch {
             if let Some(c) = a.latest_credit.clone() {
-                if let Err(e) = self.take_credit(c, None, None) {
+                let book_changed = (c.message.locked_amount, c.message.locks_root) != ch.signed_credit_locks();
+                let taken = match &a.incoming_locks {
+                    Some(locks) if book_changed => self.take_credit_with_locks(c, locks.clone()),
+                    _ => self.take_credit(c, None, None),
+                };
+                if let Err(e) = taken {
                     check.disagreements.push(e.to_string());
                 }
             }
@@ -899,6 +930,38 @@ mod tests {
         let held = ChannelView { credit_total: Amount(25), credit_nonce: 1, ..closing };
         assert_eq!(f.core.defence(&held, 20).expect("defence"), Defence::default(), "the contract holds it");
         assert_eq!(f.core.defence(&held, 40).expect("defence"), Defence { submit_credit: None, settle: true });
+    }
+
+    /// The hub's lock to this user arrives with the account view: taken with the hub's list of
+    /// pending locks when that list opens the credit's root, refused (and named) otherwise.
+    #[test]
+    fn a_lock_credit_is_taken_with_the_hubs_list_of_pending_locks() {
+        use infhub_core::channel::{ChannelParams, LockChange, Role};
+        use infhub_core::point_lock::Lock;
+        let mut f = fixture();
+        let domain = f.core.domain();
+        let ch = f.core.channel().expect("ch").clone();
+        let params = ChannelParams { domain, hub: f.hub.address(), role: Role::Hub, max_withdrawal_expiry_blocks: 100 };
+        let lock = Lock {
+            lock_id: B256::repeat_byte(3),
+            amount: Amount(40),
+            expiry_block: ch.block + 50,
+            point: Address::repeat_byte(4),
+        };
+        let credit =
+            HubSigned::new(ch.next_lock_credit(&params, &LockChange::Add(lock), 0).expect("c"), &domain, &f.hub);
+        let wrong = HubAccount {
+            epoch: 1,
+            latest_credit: Some(credit.clone()),
+            incoming_locks: Some(vec![]),
+            ..HubAccount::default()
+        };
+        let check = f.core.check_hub(&wrong).expect("checked");
+        assert!(check.disagreements.iter().any(|d| d.contains("locks_root_mismatch")), "{check:?}");
+        let right = HubAccount { incoming_locks: Some(vec![lock]), ..wrong };
+        f.core.check_hub(&right).expect("checked");
+        let ch = f.core.channel().expect("ch");
+        assert_eq!((ch.credit_nonce(), ch.credit_locks.locked()), (credit.message.nonce, Amount(40)));
     }
 
     #[test]

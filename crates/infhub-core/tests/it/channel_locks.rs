@@ -400,3 +400,62 @@ proptest! {
         }
     }
 }
+
+/// A wallet that missed lock credits catches up from the hub's list of its pending locks, but
+/// only if the list opens the credit's root, no lock changed, and a lock that vanished before
+/// its expiry is covered by the rise of the total (it settled).
+#[test]
+fn a_wallet_catches_up_on_missed_lock_credits_only_with_a_list_that_proves_them() {
+    let mut e = Ends::new();
+    let hub_p = e.params(Role::Hub);
+    let (l1, l2) = (lock(1, 25, 40), lock(2, 10, 50));
+    // The hub adds two locks the wallet never hears of.
+    for l in [l1, l2] {
+        let change = LockChange::Add(l);
+        let c = e.sign_credit(e.at_hub.next_lock_credit(&hub_p, &change, 0).expect("c"));
+        e.at_hub = step(&e.at_hub, &hub_p, Input::CreditLock { credit: c, change }).expect("hub").0;
+    }
+    let newest = e.at_hub.credit.clone().expect("credit");
+    assert_eq!(e.user_refuses(Input::Credit(newest.clone())), Error::CreditMustIncrease, "as a plain credit");
+    assert_eq!(
+        e.user_refuses(Input::CreditResync { credit: newest.clone(), locks: vec![l1] }),
+        Error::LocksRootMismatch
+    );
+    let (mut forged1, _) = (l1, ());
+    forged1.point = Address::repeat_byte(1);
+    assert_eq!(
+        e.user_refuses(Input::CreditResync { credit: newest.clone(), locks: vec![forged1, l2] }),
+        Error::LocksRootMismatch,
+        "a list that does not open the root"
+    );
+    let resync = |e: &mut Ends, credit: SignedCredit, locks: Vec<Lock>| {
+        e.at_user =
+            step(&e.at_user, &e.params(Role::User), Input::CreditResync { credit, locks }).expect("caught up").0;
+    };
+    resync(&mut e, newest, vec![l2, l1]);
+    assert_eq!(e.at_user.credit_locks, e.at_hub.credit_locks);
+    // The hub silently drops l1 before its expiry (a credit it signs with l2 alone, no rise).
+    let cancel = LockChange::Cancel { lock_id: l1.lock_id };
+    let dropped = e.sign_credit(e.at_hub.next_lock_credit(&hub_p, &cancel, 0).expect("c"));
+    assert_eq!(e.user_refuses(Input::CreditResync { credit: dropped, locks: vec![l2] }), Error::LockNotExpired);
+    // It settles l1 instead (the user revealed), then pays 3 more: the rise covers l1.
+    let settle = LockChange::Settle { lock_id: l1.lock_id, scalar: scalar_of(1) };
+    let c = e.sign_credit(e.at_hub.next_lock_credit(&hub_p, &settle, 0).expect("c"));
+    e.at_hub = step(&e.at_hub, &hub_p, Input::CreditLock { credit: c, change: settle }).expect("hub").0;
+    let plain = e.sign_credit(e.at_hub.next_credit(Amount(3)).expect("c"));
+    e.at_hub = step(&e.at_hub, &hub_p, Input::Credit(plain.clone())).expect("hub").0;
+    // A changed leaf under the same id is refused even when the list opens the root.
+    let mut altered = l2;
+    altered.amount = Amount(9);
+    let (root, sum) = locks_root(&e.domain, &[altered]).expect("root");
+    let mut lie = plain.message;
+    (lie.locks_root, lie.locked_amount) = (root, sum);
+    let lie = e.sign_credit(lie);
+    assert_eq!(e.user_refuses(Input::CreditResync { credit: lie, locks: vec![altered] }), Error::LocksRootMismatch);
+    resync(&mut e, plain, vec![l2]);
+    assert_eq!(e.at_user, e.at_hub);
+    assert_eq!(e.at_user.balance(), Ok(Amount(128)));
+    // The hub's end never catches up this way.
+    let again = e.at_hub.credit.clone().expect("c");
+    assert_eq!(e.hub_refuses(Input::CreditResync { credit: again, locks: vec![l2] }), Error::LocksRootMismatch);
+}
