@@ -72,13 +72,15 @@ pub enum NodeError {
     RequestTimeout,
     /// The registration budget (the hub's or the source address's) is spent for now.
     RegistrationRateLimited,
+    /// The endpoint belongs to a feature this hub's configuration leaves off.
+    FeatureDisabled,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 29] = [
+    pub const ALL: [NodeError; 30] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -107,6 +109,7 @@ impl NodeError {
         NodeError::MethodNotAllowed,
         NodeError::RequestTimeout,
         NodeError::RegistrationRateLimited,
+        NodeError::FeatureDisabled,
         NodeError::InternalError,
     ];
 
@@ -141,6 +144,7 @@ impl NodeError {
             NodeError::MethodNotAllowed => "method_not_allowed",
             NodeError::RequestTimeout => "request_timeout",
             NodeError::RegistrationRateLimited => "registration_rate_limited",
+            NodeError::FeatureDisabled => "feature_disabled",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -171,6 +175,7 @@ impl NodeError {
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::RegistrationRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            NodeError::FeatureDisabled => StatusCode::FORBIDDEN,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -8,6 +8,18 @@ use super::*;
 use infhub_core::channel::LockChange;
 use infhub_core::point_lock::{Lock, Scalar};
 
+/// `feature_disabled` unless the operator opened the lock endpoints (`node.locked_transfers`).
+fn require_enabled(api: &Api) -> Result<(), ApiError> {
+    if api.node.config.node.locked_transfers {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            NodeError::FeatureDisabled,
+            "locked transfers are off on this hub (node.locked_transfers): the hub's registry duties are not built",
+        ))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct LockedTransferRequest {
@@ -22,6 +34,7 @@ pub(super) async fn locked_transfer(
     State(api): State<Api>,
     ApiJson(req): ApiJson<LockedTransferRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    require_enabled(&api)?;
     let cmd = Command::LockedTransfer { debit: req.debit, lock: req.lock, payee: req.payee };
     match api.node.execute(cmd).await?? {
         Outcome::LockedTransferApplied { receipt, payee_credit } => {
@@ -55,6 +68,7 @@ pub(super) async fn reveal(
     State(api): State<Api>,
     ApiJson(req): ApiJson<RevealRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    require_enabled(&api)?;
     let change = LockChange::Settle { lock_id: req.lock_id, scalar: req.scalar };
     match api.node.execute(Command::CreditLock { user: req.user, change }).await?? {
         Outcome::CreditLockIssued { credit, .. } => Ok(Json(json!({ "credit": credit }))),
@@ -73,6 +87,7 @@ pub(super) async fn lock_debit(
     State(api): State<Api>,
     ApiJson(req): ApiJson<LockDebitRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    require_enabled(&api)?;
     match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await?? {
         Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt }))),
         other => Err(unexpected(&other)),

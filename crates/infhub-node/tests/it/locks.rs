@@ -43,13 +43,19 @@ async fn balance(http: &Http, w: &Wallet) -> (u128, Value) {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one scripted story, read top to bottom; each step depends on the last")]
 fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_restart() {
     rt().block_on(async {
         let chain = Chain::start().await;
         let domain = chain.domain();
         let hub = chain.anvil_hub();
         let dir = tempfile::tempdir().expect("tmp");
-        let config = chain.config(dir.path().to_path_buf());
+        let mut config = chain.config(dir.path().to_path_buf());
+        let off = InProcessNode::start(config.clone()).await;
+        let (s, v) = Http::new(&off.url).post("/v1/lock-reveals", None, &json!({"user": hub, "lockId": B256::ZERO, "scalar": "0x1"})).await;
+        assert_eq!((s, code(&v)), (403, "feature_disabled"), "off by default: {v}");
+        off.stop().await;
+        config.node.locked_transfers = true;
         let node = InProcessNode::start(config.clone()).await;
         let http = Http::new(&node.url);
         let mut a = Wallet::new(&chain, 1).await;
