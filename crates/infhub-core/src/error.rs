@@ -230,6 +230,10 @@ pub enum Error {
     /// The lock expires too soon to leave the next hop a reveal margin before it.
     #[error("the lock expires too soon for the next hop")]
     ExpiryTooSoon,
+    /// The operator froze this account (spec §5.20): it neither pays nor is paid off chain
+    /// until unfrozen (its exit on chain is unaffected).
+    #[error("the account is frozen by the operator")]
+    AccountFrozen,
     /// A lock debit must be paid to the hub, the receiver of the user's locks.
     #[error("a lock debit's recipient must be the hub")]
     RecipientMustBeHub,

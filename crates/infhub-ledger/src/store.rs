@@ -36,6 +36,7 @@ impl LogRecord {
             Command::Chain { event, .. } => out.extend(event.account()),
             Command::DebitLock { debit, .. } => out.push(debit.message.user),
             Command::CreditLock { user, .. } => out.push(*user),
+            Command::SetFrozen { account, .. } => out.push(*account),
             Command::LockedTransfer { debit, payee, .. } => out.extend([debit.message.user, *payee]),
             Command::Block(_)
             | Command::SealProofs

@@ -62,6 +62,17 @@ pub enum OperatorCommand {
     /// Replaces the operator token (the new one is printed once; the old one works for the
     /// node's grace period, `node.operator_token_grace_secs`).
     RotateToken,
+    /// Freezes an account (channel or custodial): it neither pays nor is paid off chain until
+    /// unfrozen; its exit on chain is unaffected.
+    Freeze {
+        /// The account's address.
+        account: String,
+    },
+    /// Unfreezes an account.
+    Unfreeze {
+        /// The account's address.
+        account: String,
+    },
     /// The operator's audit log, newest first: who asked for what, when, and the answer.
     Audit {
         /// Most entries to show (at most the node's page size).
@@ -94,6 +105,12 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
         OperatorCommand::Audit { .. } => ("GET", "/v1/operator/audit", None),
         OperatorCommand::RotateToken => ("POST", "/v1/operator/token-rotations", Some(json!({}))),
+        OperatorCommand::Freeze { account } => {
+            ("POST", "/v1/operator/freezes", Some(json!({"account": account, "frozen": true})))
+        }
+        OperatorCommand::Unfreeze { account } => {
+            ("POST", "/v1/operator/freezes", Some(json!({"account": account, "frozen": false})))
+        }
         // The path names the account; built below.
         OperatorCommand::RotateCustodialKey { .. } => ("POST", "", Some(json!({}))),
     };

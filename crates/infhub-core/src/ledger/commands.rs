@@ -101,6 +101,13 @@ pub enum Command {
         /// keccak256 of its new API key.
         api_key_hash: B256,
     },
+    /// The operator freezes or unfreezes an account, channel or custodial (spec §5.20).
+    SetFrozen {
+        /// The account.
+        account: Address,
+        /// Frozen from now on, or not.
+        frozen: bool,
+    },
     /// A user's signed change to her outgoing point locks (spec §5.17b).
     DebitLock {
         /// The lock debit.
@@ -206,6 +213,11 @@ pub enum Outcome {
         /// The lock added, settled or dropped.
         lock: Lock,
     },
+    /// An account's frozen flag was set.
+    FrozenSet {
+        /// Whether this changed it (false: it already was so).
+        changed: bool,
+    },
     /// A locked transfer was applied.
     LockedTransferApplied {
         /// The hub's receipt of the payer's lock debit.
@@ -270,6 +282,7 @@ impl Ledger {
             Command::CheckpointBuilt(header) => self.checkpoint_built(header),
             Command::RotateCustodialKey { account, api_key_hash } => self.rotate_custodial_key(account, api_key_hash),
             Command::DebitLock { debit, change } => self.debit_lock(debit, change),
+            Command::SetFrozen { account, frozen } => self.set_frozen(account, frozen),
             Command::CreditLock { user, change } => self.credit_lock(user, change),
             Command::LockedTransfer { debit, lock, payee } => self.locked_transfer(debit, lock, payee),
         }
@@ -291,6 +304,26 @@ impl Ledger {
             }
             Command::Block(n) => self.block_passed(n),
             other => panic!("apply_chain takes chain events and blocks only, not {other:?}"),
+        }
+    }
+
+    /// Freezes or unfreezes a known account (`UnknownAccount` otherwise). Always takes a
+    /// sequence number, so the operator's action is in the log even when it changed nothing.
+    fn set_frozen(&mut self, account: Address, frozen: bool) -> Result<Outcome, Error> {
+        if !self.accounts.contains_key(&account) && !self.custodial.contains_key(&account) {
+            return Err(Error::UnknownAccount);
+        }
+        let changed = if frozen { self.frozen.insert(account) } else { self.frozen.remove(&account) };
+        self.take_seq();
+        Ok(Outcome::FrozenSet { changed })
+    }
+
+    /// `AccountFrozen` if the operator froze `account`.
+    pub(super) fn require_not_frozen(&self, account: &Address) -> Result<(), Error> {
+        if self.frozen.contains(account) {
+            Err(Error::AccountFrozen)
+        } else {
+            Ok(())
         }
     }
 

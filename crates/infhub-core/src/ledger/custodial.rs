@@ -161,6 +161,8 @@ impl Ledger {
         if t.to == t.from {
             return Err(Error::RecipientMustNotBeSender);
         }
+        self.require_not_frozen(&t.from)?;
+        self.require_not_frozen(&t.to)?;
         let from = self.custodial.get(&t.from).ok_or(Error::NotCustodial)?;
         let from_after = from.balance.checked_sub_or(t.amount, Error::InsufficientBalance)?;
         let credit = if self.custodial.contains_key(&t.to) {
@@ -220,6 +222,7 @@ impl Ledger {
         if recipient == Address::ZERO {
             return Err(Error::RecipientMustNotBeZero);
         }
+        self.require_not_frozen(&from)?;
         let c = self.custodial.get(&from).ok_or(Error::NotCustodial)?;
         let balance = c.balance.checked_sub_or(amount, Error::InsufficientBalance)?;
         if self.queued.len() >= self.params.max_queued_payouts {
@@ -255,6 +258,8 @@ impl Ledger {
         if c.balance.is_zero() {
             return Err(Error::AmountMustNotBeZero);
         }
+        self.require_not_frozen(&account)?;
+        self.require_not_frozen(&user)?;
         let credit = self.credit_channel(user, c.balance, c.balance.0)?;
         let seq = self.take_seq();
         self.custodial_total -= c.balance.0;

@@ -72,6 +72,10 @@ impl Ledger {
             return Err(Error::LockNotExpired);
         }
         let m = debit.message;
+        if matches!(change, LockChange::Add(_)) {
+            // Settling or dropping what is pending stays possible: it pays what is owed.
+            self.require_not_frozen(&m.user)?;
+        }
         if let LockChange::Drop { lock_id } = change {
             if self.locks.opened.contains_key(&(m.user, lock_id)) {
                 return Err(Error::LockRevealed);
@@ -124,6 +128,8 @@ impl Ledger {
         if payee == m.user {
             return Err(Error::RecipientMustNotBeSender);
         }
+        self.require_not_frozen(&m.user)?;
+        self.require_not_frozen(&payee)?;
         self.check_amount(lock.amount)?;
         let params = self.channel_params();
         let payer_now = self.channel_now(&m.user)?;
@@ -164,6 +170,7 @@ impl Ledger {
     pub(super) fn credit_lock(&mut self, user: Address, change: LockChange) -> Result<Outcome, Error> {
         if let LockChange::Add(lock) = change {
             self.check_amount(lock.amount)?;
+            self.require_not_frozen(&user)?;
         }
         let params = self.channel_params();
         let now = self.channel_now(&user)?;

@@ -313,6 +313,9 @@ pub struct Ledger {
     /// Checkpoints: inflows, the newest posted, the one built (spec §5.16).
     #[serde(default)]
     pub checkpoints: CheckpointBook,
+    /// Accounts the operator froze (spec §5.20).
+    #[serde(default)]
+    pub frozen: std::collections::BTreeSet<Address>,
     /// Which of the hub's locks a payer's lock funds, and the scalars learned (spec §5.17b).
     #[serde(default)]
     pub locks: locks::LockLinks,
@@ -345,6 +348,7 @@ impl Ledger {
             unsealed: Vec::new(),
             checkpoints: CheckpointBook::default(),
             locks: locks::LockLinks::default(),
+            frozen: std::collections::BTreeSet::new(),
             index: AccountIndex::default(),
         }
     }

@@ -44,7 +44,8 @@ pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
         | Outcome::CustodialCredited
         | Outcome::CustodialPayoutQueued(_)
         | Outcome::CheckpointRecorded
-        | Outcome::CustodialKeyRotated => {}
+        | Outcome::CustodialKeyRotated
+        | Outcome::FrozenSet { .. } => {}
     }
 }
 

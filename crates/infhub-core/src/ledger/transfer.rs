@@ -23,6 +23,8 @@ impl Ledger {
         if !self.accounts.contains_key(&m.user) {
             return Err(Error::UnknownAccount);
         }
+        // A frozen payer's debit is refused unused; a frozen payee's payment is refunded.
+        self.require_not_frozen(&m.user)?;
         match self.pay(debit, checked, digest) {
             Err(refused) if is_refundable(refused) => self.refund(debit, checked, digest, refused),
             other => other,
@@ -75,6 +77,9 @@ impl Ledger {
         let payer_ob_before = payer.obligation();
         let payer_ob_after = Account { channel: payer_after.clone(), chain: payer.chain }.obligation();
 
+        if kind == PaymentKind::Internal {
+            self.require_not_frozen(&m.recipient)?;
+        }
         let to_custodial = kind == PaymentKind::Internal && self.custodial.contains_key(&m.recipient);
         let (payee_update, payout) = match kind {
             PaymentKind::Internal if to_custodial => (None, None),
@@ -178,6 +183,7 @@ impl Ledger {
             return Ok(Outcome::Duplicate { first_seq });
         }
         self.check_amount(amount)?;
+        self.require_not_frozen(&user)?;
         if let Some(c) = self.custodial.get(&user) {
             let balance = c.balance.checked_add(amount)?;
             let custodial_total = self.custodial_total.checked_add(amount.0).ok_or(Error::AmountTooLarge)?;
@@ -215,6 +221,7 @@ impl Ledger {
     ) -> Result<Outcome, Error> {
         let params = self.channel_params();
         let acct = self.accounts.get(&w.user).ok_or(Error::UnknownAccount)?;
+        self.require_not_frozen(&w.user)?;
         let amount = w.cumulative_withdrawn.checked_sub_or(acct.channel.withdrawn, Error::WithdrawalMustIncrease)?;
         self.check_amount(amount)?;
         let input = Input::WithdrawalRequest { withdrawal: w, user_signature, block: self.block };
@@ -245,6 +252,7 @@ pub(super) fn is_refundable(refused: Error) -> bool {
             | Error::RecipientNotOpen
             | Error::PayoutQueueFull
             | Error::HubHalted
+            | Error::AccountFrozen
     )
 }
 

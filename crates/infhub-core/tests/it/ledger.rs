@@ -1672,3 +1672,44 @@ fn a_locked_transfer_needs_a_reveal_margin_and_another_open_payee() {
     h.locked_transfer(0, 1, point_lock(1, 10, 11 + LOCK_REVEAL_MARGIN_BLOCKS)).expect("one block of margin to spare");
     h.check();
 }
+
+/// The operator's freeze (spec §5.20): a frozen payer's debit is refused unused, a payment to a
+/// frozen payee is refunded, a frozen account cannot withdraw cooperatively, be credited or lock;
+/// unfreezing restores everything, and the exit on chain pays a frozen account in full.
+#[test]
+fn a_frozen_account_neither_pays_nor_is_paid_and_still_exits_in_full() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.deposit(1, 300);
+    h.advance_to(10);
+    let freeze = |h: &mut Hub, u: usize, frozen: bool| {
+        let account = h.users[u].address();
+        h.ledger.apply_sealed(&h.key, Command::SetFrozen { account, frozen })
+    };
+    assert_eq!(freeze(&mut h, 0, true), Ok(Outcome::FrozenSet { changed: true }));
+    assert_eq!(freeze(&mut h, 0, true), Ok(Outcome::FrozenSet { changed: false }), "idempotent");
+    let stranger = Address::repeat_byte(0x77);
+    assert_eq!(
+        h.ledger.apply_sealed(&h.key, Command::SetFrozen { account: stranger, frozen: true }),
+        Err(Error::UnknownAccount)
+    );
+    let before = h.ledger.clone();
+    assert_eq!(h.pay(0, 1, 10, PaymentKind::Internal), Err(Error::AccountFrozen));
+    assert_eq!(h.ledger, before, "refused unused: the nonce is still free");
+    let out = h.pay(1, 0, 10, PaymentKind::Internal).expect("answered");
+    assert!(matches!(out, Outcome::Refunded { refused: Error::AccountFrozen, .. }), "{out:?}");
+    assert_eq!(h.withdraw(0, 10), Err(Error::AccountFrozen));
+    let purchase =
+        Command::Purchase { user: h.users[0].address(), amount: Amount(5), purchase_id: B256::repeat_byte(5) };
+    assert_eq!(h.ledger.apply_sealed(&h.key, purchase), Err(Error::AccountFrozen));
+    assert_eq!(h.locked_transfer(1, 0, point_lock(1, 10, 60)), Err(Error::AccountFrozen));
+    assert_eq!(h.credit_lock(0, LockChange::Add(point_lock(2, 10, 40))), Err(Error::AccountFrozen));
+    h.check();
+    assert_eq!(freeze(&mut h, 0, false), Ok(Outcome::FrozenSet { changed: true }));
+    h.pay(0, 1, 10, PaymentKind::Internal).expect("paid after unfreezing");
+    freeze(&mut h, 1, true).expect("frozen");
+    h.check();
+    h.everyone_exits();
+}

@@ -148,6 +148,10 @@ pub enum EntryKind {
     LockSettledIn,
     /// The user's lock dropped (returned to her balance).
     LockDroppedOut,
+    /// The operator froze the account (spec §5.20).
+    AccountFrozen,
+    /// The operator unfroze the account.
+    AccountUnfrozen,
     /// The hub's lock to the user dropped (never hers).
     LockDroppedIn,
 }
@@ -206,7 +210,7 @@ pub(crate) fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
 /// order. With `proofs` false the entries carry none (the index needs only the accounts).
 pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
     let seq = r.seq;
-    if lock_entries(r, proofs, f) {
+    if lock_and_freeze_entries(r, proofs, f) {
         return;
     }
     let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
@@ -307,12 +311,17 @@ pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address
     }
 }
 
-/// The entries of a lock record (spec §5.17b), if `r` is one: the payer's and the payee's of a
-/// locked transfer, the user's of a lock debit or a lock credit.
-fn lock_entries(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) -> bool {
+/// The entries of a lock record (spec §5.17b) or a freeze (§5.20), if `r` is one: the payer's
+/// and the payee's of a locked transfer, the user's of a lock debit or a lock credit, the
+/// account's of a freeze or an unfreeze.
+fn lock_and_freeze_entries(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) -> bool {
     let seq = r.seq;
     let with = |e: HistoryEntry, p: &dyn Fn() -> EntryProofs| if proofs { e.with(p()) } else { e };
     match (&r.command, &r.outcome) {
+        (Command::SetFrozen { account, frozen }, Outcome::FrozenSet { .. }) => {
+            let kind = if *frozen { EntryKind::AccountFrozen } else { EntryKind::AccountUnfrozen };
+            f(*account, entry(seq, kind, Amount::ZERO));
+        }
         (Command::LockedTransfer { debit, lock, payee }, Outcome::LockedTransferApplied { receipt, payee_credit }) => {
             let m = &debit.message;
             let mut out = with(entry(seq, EntryKind::LockedOut, lock.amount), &|| EntryProofs::Paid {

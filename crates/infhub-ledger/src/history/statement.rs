@@ -59,7 +59,9 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
             | EntryKind::Refunded
             | EntryKind::LockedIn
             | EntryKind::LockSettledOut
-            | EntryKind::LockDroppedIn => 0,
+            | EntryKind::LockDroppedIn
+            | EntryKind::AccountFrozen
+            | EntryKind::AccountUnfrozen => 0,
         };
         balance += change;
         assert!(balance >= 0, "statement balance went negative at seq {}", e.seq);

@@ -36,6 +36,7 @@ pub(super) async fn account(
         "latestCredit": ch.credit,
         "withdrawalHold": ch.withdrawal_hold,
         "locks": locks::locks_view(st.ledger(), &user, ch),
+        "frozen": st.ledger().frozen.contains(&user),
         "pendingDeposits": pending,
         "confirmedBlock": st.ledger().block,
     })))

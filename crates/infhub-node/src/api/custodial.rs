@@ -17,6 +17,7 @@ pub(super) async fn custodial_account(
         "balance": c.balance,
         "depositedOnChain": c.deposited_on_chain,
         "linkedChannel": c.linked_channel,
+        "frozen": st.ledger().frozen.contains(&account),
         "depositWith": format!("depositFor({}, amount) on the hub contract {}", c.account, api.node.domain.verifying_contract),
     })))
 }

@@ -78,6 +78,28 @@ pub(super) async fn hub_close(
     Ok(Json(json!({"user": req.user, "txHash": tx})))
 }
 
+#[derive(Deserialize)]
+pub(super) struct FreezeRequest {
+    account: Address,
+    frozen: bool,
+}
+
+/// Freezes or unfreezes an account (spec §5.20): a frozen account neither pays nor is paid off
+/// chain; its exit on chain is unaffected.
+pub(super) async fn freeze(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<FreezeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    match api.node.execute(Command::SetFrozen { account: req.account, frozen: req.frozen }).await?? {
+        Outcome::FrozenSet { changed } => {
+            Ok(Json(json!({"account": req.account, "frozen": req.frozen, "changed": changed})))
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// Hands a transaction to the chain task and waits for it to be sent.
 pub(super) async fn send_hub_tx(api: &Api, tx: HubTx) -> Result<B256, ApiError> {
     let (reply, rx) = oneshot::channel();

@@ -120,3 +120,59 @@ fn a_rotated_operator_token_replaces_the_configured_one_across_a_restart() {
         node.stop().await;
     });
 }
+
+/// The operator freezes an account with `infhub operator freeze` (spec §5.20): the account
+/// cannot pay (refused unused) and a payment to it is refunded, both by name; the account view
+/// says so; the action is in the audit log and survives a restart; `unfreeze` restores it.
+#[test]
+fn the_operator_freezes_and_unfreezes_an_account_with_the_cli() {
+    use infhub_core::messages::PaymentKind;
+    use infhub_node::operator::{execute, OperatorArgs, OperatorCommand};
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = chain.config(dir.path().to_path_buf());
+        let node = InProcessNode::start(config.clone()).await;
+        let http = Http::new(&node.url);
+        let (mut a, mut b) = (Wallet::new(&chain, 1).await, Wallet::new(&chain, 2).await);
+        register(&chain, &http, &mut a).await;
+        register(&chain, &http, &mut b).await;
+        a.approve_and_deposit(&chain, 100).await;
+        b.approve_and_deposit(&chain, 100).await;
+        settle_chain(&chain, &http).await;
+        let cli = |command: OperatorCommand| {
+            execute(OperatorArgs { hub_url: node.url.clone(), token: OPERATOR.into(), command })
+        };
+        let account = format!("{}", a.address());
+        let answer = cli(OperatorCommand::Freeze { account: account.clone() }).await.expect("frozen");
+        assert_eq!((answer["frozen"].clone(), answer["changed"].clone()), (json!(true), json!(true)), "{answer}");
+        let refused = cli(OperatorCommand::Freeze { account: format!("{}", chain.anvil_hub()) }).await;
+        assert!(refused.is_err_and(|e| e.contains("unknown_account")), "an unknown account is named");
+        let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 5, 1).await;
+        assert_eq!((s, code(&v)), (422, "account_frozen"), "{v}");
+        let (s, v) = b.pay(&http, &domain, PaymentKind::Internal, a.address(), 5, 2).await;
+        assert_eq!((s, code(&v)), (422, "account_frozen"), "{v}");
+        assert!(v["error"]["refund"].is_object(), "a payment to a frozen account is refunded: {v}");
+        let (_, view) = a.account(&http).await;
+        assert_eq!(view["frozen"], json!(true), "{view}");
+        let (_, log) = http.get("/v1/operator/audit", Some(OPERATOR)).await;
+        assert!(log.to_string().contains("/v1/operator/freezes"), "{log}");
+        // Still frozen after a restart (the command is in the log).
+        node.stop().await;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        a.login(&http, &domain).await;
+        let (_, view) = a.account(&http).await;
+        assert_eq!(view["frozen"], json!(true), "{view}");
+        let args = OperatorArgs {
+            hub_url: node.url.clone(),
+            token: OPERATOR.into(),
+            command: OperatorCommand::Unfreeze { account },
+        };
+        execute(args).await.expect("unfrozen");
+        let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 5, 3).await;
+        assert_eq!(s, 200, "{v}");
+        node.stop().await;
+    });
+}
