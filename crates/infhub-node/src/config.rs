@@ -305,6 +305,9 @@ pub struct Limits {
     pub max_batch_commands: usize,
     /// Entries per history page.
     pub max_page_size: usize,
+    /// History entries a payment lookup by id reads back, newest first, before it answers
+    /// `unknown_payment` (`GET /v1/accounts/{user}/payments/{id}`).
+    pub max_payment_lookup_entries: usize,
     /// Accounts the ledger holds.
     pub max_accounts: usize,
     /// External payouts queued before sending.
@@ -361,6 +364,7 @@ impl Default for Limits {
             max_websockets: 1_000,
             max_batch_commands: 1_000,
             max_page_size: 200,
+            max_payment_lookup_entries: 10_000,
             max_accounts: 1_000_000,
             max_queued_payouts: 10_000,
             max_payout_batch: 100,
@@ -562,6 +566,7 @@ impl Config {
             ("max_websockets", l.max_websockets),
             ("max_batch_commands", l.max_batch_commands),
             ("max_page_size", l.max_page_size),
+            ("max_payment_lookup_entries", l.max_payment_lookup_entries),
             ("max_transfers_per_request", l.max_transfers_per_request),
             ("max_pending_challenges", l.max_pending_challenges),
             ("max_sessions", l.max_sessions),

@@ -24,6 +24,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("get", "/v1/checkpoints/{id}/proofs/{account}", "session", "The account's leaves in checkpoint id with their paths to the root, to check against the contract's."),
     ("put", "/v1/accounts/{user}/towers", "session", "Names up to four watchtower URLs ({towers: [url]}); the hub pushes each new credit to them off the commit path."),
     ("get", "/v1/accounts/{user}/history", "session", "History with proofs, newest first; `before` (seq) and `limit` paginate."),
+    ("get", "/v1/accounts/{user}/payments/{payment_id}", "session", "A payment by its id, paid or received: its status (paid, received, refunded, locked, settled, dropped) and every entry of the account's recent history that carries the id, with proofs, newest first; unknown_payment beyond limits.max_payment_lookup_entries."),
     ("get", "/v1/accounts/{user}/payouts/{payment_id}", "session", "An external payment's payout and its transaction status."),
     ("get", "/v1/stream", "session", "WebSocket: the account's new credits, receipts, chain events and status changes (token in `Authorization` or `?token=`)."),
     ("post", "/v1/operator/purchases", "operator", "Credit a user against the reserve (buying from the platform); refused if the reserve cannot back it."),

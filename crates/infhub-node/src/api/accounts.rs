@@ -93,6 +93,61 @@ pub(super) async fn payout_status(
     Ok(Json(json!({"payout": payout, "status": status})))
 }
 
+/// Entries read per step of a payment lookup.
+const LOOKUP_PAGE_ENTRIES: usize = 500;
+
+/// A payment by its id (spec §5.21): every entry of the account's recent history that carries
+/// the id (paid, received, refunded, locked, settled, dropped, bought), newest first, with its
+/// proofs, and the payment's status in one word. Reads back at most
+/// `limits.max_payment_lookup_entries` entries; `unknown_payment` if none carries the id.
+pub(super) async fn payment(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((user, payment_id)): Path<(Address, B256)>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let max = api.node.config.limits.max_payment_lookup_entries;
+    let (reader, heads) = history_of(&api, &user);
+    let found = match heads {
+        Some(h) => {
+            read_history(move || {
+                let (mut found, mut read, mut before) = (Vec::new(), 0usize, u64::MAX);
+                while read < max {
+                    let page = reader.page(&user, h, before, LOOKUP_PAGE_ENTRIES.min(max - read))?;
+                    let Some(last) = page.last().map(|e| e.seq) else { break };
+                    read += page.len();
+                    before = last;
+                    found.extend(page.into_iter().filter(|e| e.payment_id == Some(payment_id)));
+                }
+                Ok(found)
+            })
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let Some(status) = payment_status(&found) else {
+        return Err(ApiError::new(
+            NodeError::UnknownPayment,
+            format!("no entry of the newest {max} of this account carries payment id {payment_id}"),
+        ));
+    };
+    Ok(Json(json!({"paymentId": payment_id, "status": status, "entries": found})))
+}
+
+/// A payment's status from its entries (newest first): the newest entry decides.
+fn payment_status(entries: &[infhub_ledger::history::HistoryEntry]) -> Option<&'static str> {
+    use infhub_ledger::history::EntryKind as K;
+    Some(match entries.first()?.kind {
+        K::TransferOut | K::ExternalOut | K::ConvertedOut => "paid",
+        K::TransferIn | K::ConvertedIn | K::Purchase | K::CustodialDeposited => "received",
+        K::Refunded => "refunded",
+        K::LockedOut | K::LockedIn => "locked",
+        K::LockSettledOut | K::LockSettledIn => "settled",
+        K::LockDroppedOut | K::LockDroppedIn => "dropped",
+        _ => "recorded",
+    })
+}
+
 #[derive(Deserialize)]
 pub(super) struct StatementQuery {
     format: Option<String>,

@@ -74,13 +74,15 @@ pub enum NodeError {
     RegistrationRateLimited,
     /// The endpoint belongs to a feature this hub's configuration leaves off.
     FeatureDisabled,
+    /// No entry of the account's recent history carries this payment id.
+    UnknownPayment,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 30] = [
+    pub const ALL: [NodeError; 31] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -110,6 +112,7 @@ impl NodeError {
         NodeError::RequestTimeout,
         NodeError::RegistrationRateLimited,
         NodeError::FeatureDisabled,
+        NodeError::UnknownPayment,
         NodeError::InternalError,
     ];
 
@@ -145,6 +148,7 @@ impl NodeError {
             NodeError::RequestTimeout => "request_timeout",
             NodeError::RegistrationRateLimited => "registration_rate_limited",
             NodeError::FeatureDisabled => "feature_disabled",
+            NodeError::UnknownPayment => "unknown_payment",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -169,9 +173,10 @@ impl NodeError {
             | NodeError::ShuttingDown
             | NodeError::EntropyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
-            NodeError::UnknownPayout | NodeError::UnknownCheckpoint | NodeError::NoSuchEndpoint => {
-                StatusCode::NOT_FOUND
-            }
+            NodeError::UnknownPayout
+            | NodeError::UnknownPayment
+            | NodeError::UnknownCheckpoint
+            | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::RegistrationRateLimited => StatusCode::TOO_MANY_REQUESTS,

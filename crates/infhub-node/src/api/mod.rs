@@ -298,6 +298,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/accounts/{user}", get(account))
         .route("/v1/accounts/{user}/history", get(history))
         .route("/v1/accounts/{user}/payouts/{payment_id}", get(payout_status))
+        .route("/v1/accounts/{user}/payments/{payment_id}", get(accounts::payment))
         .route("/v1/stream", get(stream))
         .route("/v1/operator/purchases", post(purchase))
         .route("/v1/operator/closes", post(hub_close))

@@ -173,6 +173,25 @@ fn the_operator_freezes_and_unfreezes_an_account_with_the_cli() {
         execute(args).await.expect("unfrozen");
         let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 5, 3).await;
         assert_eq!(s, 200, "{v}");
+        // Payments looked up by id, from either side (spec §5.21).
+        b.login(&http, &domain).await;
+        let lookup = |w: &Wallet, id: u64| {
+            let path = format!("/v1/accounts/{}/payments/{}", w.address(), payment_id(id));
+            let (http, token) = (&http, w.token.clone());
+            async move { http.get(&path, token.as_deref()).await }
+        };
+        let (s, v) = lookup(&a, 3).await;
+        assert_eq!((s, v["status"].clone()), (200, json!("paid")), "{v}");
+        assert!(v["entries"][0]["receipt"].is_object(), "with the receipt: {v}");
+        let (s, v) = lookup(&b, 3).await;
+        assert_eq!((s, v["status"].clone()), (200, json!("received")), "{v}");
+        let (s, v) = lookup(&b, 2).await;
+        assert_eq!((s, v["status"].clone()), (200, json!("refunded")), "{v}");
+        let (s, v) = lookup(&a, 1).await;
+        assert_eq!((s, code(&v)), (404, "unknown_payment"), "refused unused, never recorded: {v}");
+        let (s, v) =
+            http.get(&format!("/v1/accounts/{}/payments/{}", a.address(), payment_id(3)), b.token.as_deref()).await;
+        assert_eq!((s, code(&v)), (403, "forbidden"), "another account's payment: {v}");
         node.stop().await;
     });
 }

@@ -145,6 +145,10 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
             assert_eq!(st["lines"].as_array().and_then(|l| l.last()).map(|l| l["balanceAfter"].clone()), Some(json!(end)), "{st}");
         }
 
+        let path = format!("/v1/accounts/{}/payments/{}", b.address(), lock.lock_id);
+        let (s, v) = http.get(&path, b.token.as_deref()).await;
+        assert_eq!((s, v["status"].clone(), v["entries"].as_array().map(Vec::len)), (200, json!("settled"), Some(2)), "{v}");
+
         // --- Replayed after a restart: the same balances, no lock left.
         node.stop().await;
         let node = InProcessNode::start(config).await;
