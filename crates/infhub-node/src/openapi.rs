@@ -28,6 +28,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("get", "/v1/accounts/{user}/payouts/{payment_id}", "session", "An external payment's payout and its transaction status."),
     ("get", "/v1/stream", "session", "WebSocket: the account's new credits, receipts, chain events and status changes (token in `Authorization` or `?token=`)."),
     ("post", "/v1/operator/purchases", "operator", "Credit a user against the reserve (buying from the platform); refused if the reserve cannot back it."),
+    ("get", "/v1/operator/accounts", "operator", "List accounts in address order, a page at a time (`after`, `limit`), filtered by `prefix` (hex), `kind` (channel, custodial), `state` (open, closing, settled, custodial) and `frozen`; `nextAfter` continues."),
     ("post", "/v1/operator/freezes", "operator", "Freeze or unfreeze an account ({account, frozen}): a frozen account neither pays nor is paid off chain (account_frozen; payments to it are refunded), its exit on chain is unaffected."),
     ("post", "/v1/operator/closes", "operator", "Start the hub's close of a (dormant) channel with the newest debit."),
     ("get", "/v1/operator/liquidity", "operator", "The reserve and what it covers (obligations, payouts, earmark, custodial), free reserve, what realizing debits would add, an announced reserve withdrawal, and what the chain duties did (realizations and their gas)."),

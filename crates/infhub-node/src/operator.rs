@@ -62,6 +62,27 @@ pub enum OperatorCommand {
     /// Replaces the operator token (the new one is printed once; the old one works for the
     /// node's grace period, `node.operator_token_grace_secs`).
     RotateToken,
+    /// Lists accounts in address order, a page at a time, filtered.
+    Accounts {
+        /// Only accounts after this address (the previous page's `nextAfter`).
+        #[arg(long)]
+        after: Option<String>,
+        /// Most accounts to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only addresses starting with these hex digits.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only `channel` or `custodial` accounts.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only accounts in this state: open, closing, settled, custodial.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only frozen (true) or not frozen (false) accounts.
+        #[arg(long)]
+        frozen: Option<bool>,
+    },
     /// Freezes an account (channel or custodial): it neither pays nor is paid off chain until
     /// unfrozen; its exit on chain is unaffected.
     Freeze {
@@ -104,6 +125,7 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Solvency => ("GET", "/v1/operator/solvency", None),
         OperatorCommand::Reconciliation => ("GET", "/v1/operator/reconciliation", None),
         OperatorCommand::Audit { .. } => ("GET", "/v1/operator/audit", None),
+        OperatorCommand::Accounts { .. } => ("GET", "/v1/operator/accounts", None),
         OperatorCommand::RotateToken => ("POST", "/v1/operator/token-rotations", Some(json!({}))),
         OperatorCommand::Freeze { account } => {
             ("POST", "/v1/operator/freezes", Some(json!({"account": account, "frozen": true})))
@@ -120,6 +142,19 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         }
         _ => format!("{base}{path}"),
     };
+    if let OperatorCommand::Accounts { after, limit, prefix, kind, state, frozen } = &args.command {
+        url.push_str(&format!("?limit={limit}"));
+        let optional =
+            [("after", after.clone()), ("prefix", prefix.clone()), ("kind", kind.clone()), ("state", state.clone())];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                url.push_str(&format!("&{name}={v}"));
+            }
+        }
+        if let Some(f) = frozen {
+            url.push_str(&format!("&frozen={f}"));
+        }
+    }
     if let OperatorCommand::Audit { limit, before } = &args.command {
         url.push_str(&format!("?limit={limit}"));
         if let Some(b) = before {

@@ -32,6 +32,7 @@ mod checkpoint_book;
 mod checkpoint_leaves;
 mod commands;
 mod custodial;
+mod listing;
 mod locks;
 mod recent;
 mod seal;
@@ -44,6 +45,7 @@ pub use custodial::{
     custodial_address, valid_user_id, CustodialAccount, CustodialResult, CustodialTransfer, MAX_CUSTODIAL_BATCH,
     MAX_USER_ID_BYTES,
 };
+pub use listing::{AccountFilter, AccountSummary, MAX_ACCOUNTS_PER_PAGE};
 pub use seal::{fill_proofs, for_each_proof, ProofRef, SealedBatch};
 
 use crate::channel::{ChannelParams, ChannelState, Role, Status};

@@ -1713,3 +1713,69 @@ fn a_frozen_account_neither_pays_nor_is_paid_and_still_exits_in_full() {
     h.check();
     h.everyone_exits();
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The operator's list (spec §5.22): walking it page by page from any page size gives
+    /// exactly the accounts that pass the filter, in address order, each once.
+    #[test]
+    fn the_account_list_pages_through_exactly_the_filtered_accounts(
+        channels in proptest::collection::btree_set(any::<[u8; 20]>(), 0..40),
+        custodial in proptest::collection::btree_set(any::<[u8; 20]>(), 0..10),
+        frozen_mask in any::<u64>(),
+        page in 1usize..7,
+        prefix in proptest::option::of(0u8..16),
+        only_frozen in proptest::option::of(any::<bool>()),
+    ) {
+        use infhub_core::ledger::{AccountFilter, AccountSummary};
+        let mut h = Hub::new();
+        let hub = h.key.address();
+        let mut all: Vec<Address> = h.users.iter().map(|u| u.address()).collect();
+        for c in &channels {
+            let user = Address::from(*c);
+            if all.contains(&user) || user == hub || user == Address::ZERO { continue }
+            h.event(ChainEvent::ChannelOpened { user, epoch: 1, opened_by: hub });
+            all.push(user);
+        }
+        for c in &custodial {
+            let account = Address::from(*c);
+            if all.contains(&account) || account == hub || account == Address::ZERO { continue }
+            h.ledger.apply_sealed(&h.key, Command::OpenCustodial { account, api_key_hash: B256::ZERO }).expect("opened");
+            all.push(account);
+        }
+        for (i, a) in all.iter().enumerate() {
+            if frozen_mask >> (i % 64) & 1 == 1 {
+                h.ledger.apply_sealed(&h.key, Command::SetFrozen { account: *a, frozen: true }).expect("frozen");
+            }
+        }
+        let filter = AccountFilter {
+            prefix: prefix.map(|p| format!("0x{p:x}")),
+            frozen: only_frozen,
+            ..AccountFilter::default()
+        };
+        let mut want: Vec<Address> = all
+            .iter()
+            .copied()
+            .filter(|a| prefix.is_none_or(|p| a.0[0] >> 4 == p))
+            .filter(|a| only_frozen.is_none_or(|f| f == h.ledger.frozen.contains(a)))
+            .collect();
+        want.sort();
+        let mut got: Vec<AccountSummary> = Vec::new();
+        let mut after = None;
+        let mut ended = false;
+        // Every page but the last holds at least one account: a walk longer than that is a bug.
+        for _ in 0..=all.len() {
+            let p = h.ledger.account_page(after, page, &filter);
+            prop_assert!(p.len() <= page);
+            let Some(last) = p.last() else { ended = true; break };
+            after = Some(last.address);
+            got.extend(p);
+        }
+        prop_assert!(ended, "the walk did not end");
+        prop_assert_eq!(got.iter().map(|s| s.address).collect::<Vec<_>>(), want);
+        for s in &got {
+            prop_assert_eq!(s.kind == "custodial", h.ledger.custodial(&s.address).is_some());
+        }
+    }
+}

@@ -303,6 +303,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/purchases", post(purchase))
         .route("/v1/operator/closes", post(hub_close))
         .route("/v1/operator/freezes", post(operator::freeze))
+        .route("/v1/operator/accounts", get(operator::accounts))
         .route("/v1/operator/liquidity", get(liquidity))
         .route("/v1/operator/reserve/top-ups", post(reserve_top_up))
         .route("/v1/operator/reserve/withdrawals", post(reserve_withdrawal_announce))

@@ -79,6 +79,57 @@ pub(super) async fn hub_close(
 }
 
 #[derive(Deserialize)]
+pub(super) struct AccountListQuery {
+    after: Option<Address>,
+    limit: Option<usize>,
+    prefix: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+    frozen: Option<bool>,
+}
+
+/// The operator's list of accounts (spec §5.22): a page in address order after `after`,
+/// filtered by `prefix` (hex), `kind` (`channel`, `custodial`), `state` (`open`, `closing`,
+/// `settled`, `custodial`) and `frozen`.
+pub(super) async fn accounts(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<AccountListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use infhub_core::ledger::{AccountFilter, MAX_ACCOUNTS_PER_PAGE};
+    api.operator(&headers)?;
+    let max = api.node.config.limits.max_page_size.min(MAX_ACCOUNTS_PER_PAGE);
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
+    }
+    let custodial = match q.kind.as_deref() {
+        None => None,
+        Some("channel") => Some(false),
+        Some("custodial") => Some(true),
+        Some(other) => {
+            return Err(ApiError::new(NodeError::MalformedRequest, format!("kind {other}: use channel or custodial")))
+        }
+    };
+    if let Some(state) = q.state.as_deref().filter(|s| !matches!(*s, "open" | "closing" | "settled" | "custodial")) {
+        return Err(ApiError::new(
+            NodeError::MalformedRequest,
+            format!("state {state}: use open, closing, settled or custodial"),
+        ));
+    }
+    if let Some(p) = q.prefix.as_deref() {
+        let hex = p.trim_start_matches("0x");
+        if hex.len() > 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::new(NodeError::MalformedRequest, format!("prefix {p}: up to 40 hex digits")));
+        }
+    }
+    let filter = AccountFilter { prefix: q.prefix, custodial, state: q.state, frozen: q.frozen };
+    let page = api.node.read().ledger().account_page(q.after, limit, &filter);
+    let next = if page.len() == limit { page.last().map(|s| s.address) } else { None };
+    Ok(Json(json!({"accounts": page, "nextAfter": next})))
+}
+
+#[derive(Deserialize)]
 pub(super) struct FreezeRequest {
     account: Address,
     frozen: bool,

@@ -158,6 +158,29 @@ fn the_operator_freezes_and_unfreezes_an_account_with_the_cli() {
         assert_eq!(view["frozen"], json!(true), "{view}");
         let (_, log) = http.get("/v1/operator/audit", Some(OPERATOR)).await;
         assert!(log.to_string().contains("/v1/operator/freezes"), "{log}");
+        // The operator's list (spec §5.22): the frozen ones, then everything a page at a time.
+        let list = |after: Option<String>, limit: usize, frozen: Option<bool>, prefix: Option<String>| {
+            cli(OperatorCommand::Accounts { after, limit, prefix, kind: None, state: None, frozen })
+        };
+        let frozen = list(None, 50, Some(true), None).await.expect("listed");
+        let addresses: Vec<&str> =
+            frozen["accounts"].as_array().expect("a").iter().filter_map(|x| x["address"].as_str()).collect();
+        assert_eq!(addresses, vec![account.to_lowercase().as_str()], "{frozen}");
+        let first = list(None, 1, None, None).await.expect("listed");
+        let second = list(first["nextAfter"].as_str().map(str::to_string), 1, None, None).await.expect("listed");
+        let (x, y) = (
+            first["accounts"][0]["address"].as_str().expect("x"),
+            second["accounts"][0]["address"].as_str().expect("y"),
+        );
+        assert!(x.to_lowercase() < y.to_lowercase(), "address order: {x} then {y}");
+        let by_prefix = list(None, 50, None, Some(account[..5].to_string())).await.expect("listed");
+        assert!(by_prefix.to_string().contains(&account.to_lowercase()), "{by_prefix}");
+        let (s, v) = http.get("/v1/operator/accounts?kind=wallet", Some(OPERATOR)).await;
+        assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+        let (s, v) = http.get("/v1/operator/accounts?limit=0", Some(OPERATOR)).await;
+        assert_eq!((s, code(&v)), (400, "limit_exceeded"), "{v}");
+        let (s, v) = http.get("/v1/operator/accounts", a.token.as_deref()).await;
+        assert_eq!((s, code(&v)), (403, "forbidden"), "a user's session is not the operator: {v}");
         // Still frozen after a restart (the command is in the log).
         node.stop().await;
         let node = InProcessNode::start(config).await;
