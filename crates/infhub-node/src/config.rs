@@ -338,6 +338,9 @@ pub struct Limits {
     pub registrations_per_hour: u32,
     /// New registrations per hour from one source address; beyond it `registration_rate_limited`.
     pub registrations_per_hour_per_address: u32,
+    /// Writes (payments, withdrawals, lock requests) one account may make per second, refilled
+    /// continuously, a second's worth at once; beyond it `account_rate_limited`.
+    pub writes_per_second_per_account: u32,
     /// Open connections from one source address; beyond it a new one is closed at once.
     pub max_connections_per_address: usize,
     /// A request's headers must arrive within this, in milliseconds, or the connection is closed
@@ -379,6 +382,7 @@ impl Default for Limits {
             max_requests_in_flight_per_address: 256,
             registrations_per_hour: 10_000,
             registrations_per_hour_per_address: 100,
+            writes_per_second_per_account: 1_000,
             max_connections_per_address: 1_024,
             header_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
@@ -576,6 +580,7 @@ impl Config {
             ("max_requests_in_flight_per_address", l.max_requests_in_flight_per_address),
             ("registrations_per_hour", l.registrations_per_hour as usize),
             ("registrations_per_hour_per_address", l.registrations_per_hour_per_address as usize),
+            ("writes_per_second_per_account", l.writes_per_second_per_account as usize),
             ("max_connections_per_address", l.max_connections_per_address),
             ("header_read_timeout_ms", l.header_read_timeout_ms as usize),
             ("request_timeout_ms", l.request_timeout_ms as usize),

@@ -76,13 +76,15 @@ pub enum NodeError {
     FeatureDisabled,
     /// No entry of the account's recent history carries this payment id.
     UnknownPayment,
+    /// The account's write budget (`limits.writes_per_second_per_account`) is spent for now.
+    AccountRateLimited,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 31] = [
+    pub const ALL: [NodeError; 32] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -113,6 +115,7 @@ impl NodeError {
         NodeError::RegistrationRateLimited,
         NodeError::FeatureDisabled,
         NodeError::UnknownPayment,
+        NodeError::AccountRateLimited,
         NodeError::InternalError,
     ];
 
@@ -149,6 +152,7 @@ impl NodeError {
             NodeError::RegistrationRateLimited => "registration_rate_limited",
             NodeError::FeatureDisabled => "feature_disabled",
             NodeError::UnknownPayment => "unknown_payment",
+            NodeError::AccountRateLimited => "account_rate_limited",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -179,7 +183,7 @@ impl NodeError {
             | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            NodeError::RegistrationRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            NodeError::RegistrationRateLimited | NodeError::AccountRateLimited => StatusCode::TOO_MANY_REQUESTS,
             NodeError::FeatureDisabled => StatusCode::FORBIDDEN,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -35,6 +35,7 @@ pub(super) async fn locked_transfer(
     ApiJson(req): ApiJson<LockedTransferRequest>,
 ) -> Result<Json<Value>, ApiError> {
     require_enabled(&api)?;
+    api.take_signed_writes(&req.debit)?;
     let cmd = Command::LockedTransfer { debit: req.debit, lock: req.lock, payee: req.payee };
     match api.node.execute(cmd).await?? {
         Outcome::LockedTransferApplied { receipt, payee_credit } => {
@@ -88,6 +89,7 @@ pub(super) async fn lock_debit(
     ApiJson(req): ApiJson<LockDebitRequest>,
 ) -> Result<Json<Value>, ApiError> {
     require_enabled(&api)?;
+    api.take_signed_writes(&req.debit)?;
     match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await?? {
         Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt }))),
         other => Err(unexpected(&other)),

@@ -55,6 +55,7 @@ mod operator;
 mod registration_budget;
 mod stream;
 mod transfers;
+mod write_budget;
 
 use error::ErrorAnswer;
 pub use error::{ApiError, NodeError};
@@ -174,6 +175,7 @@ pub struct Api {
     websockets: Arc<AtomicUsize>,
     in_flight: Arc<guard::InFlight>,
     registrations: Arc<registration_budget::RegistrationBudget>,
+    writes: Arc<write_budget::WriteBudget>,
 }
 
 /// Who is asking.
@@ -273,6 +275,29 @@ pub(crate) fn state_of(node: Arc<Node>) -> Api {
             limits.registrations_per_hour_per_address,
             std::time::Instant::now(),
         )),
+        writes: Arc::new(write_budget::WriteBudget::new(limits.writes_per_second_per_account)),
+    }
+}
+
+impl Api {
+    /// One write from the payer's budget if `debit` carries her valid signature (a forged one
+    /// draws nothing; the ledger refuses it by name).
+    fn take_signed_writes(&self, debit: &SignedDebit) -> Result<(), ApiError> {
+        if debit.verify(&self.node.domain, debit.message.user).is_ok() {
+            self.take_writes(debit.message.user, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `writes` from `account`'s write budget (`account_rate_limited` beyond it).
+    fn take_writes(&self, account: Address, writes: u32) -> Result<(), ApiError> {
+        match self.writes.take(account, writes, std::time::Instant::now()) {
+            None => Ok(()),
+            Some(wait) => Err(ApiError::new(
+                NodeError::AccountRateLimited,
+                format!("this account's write budget is spent; {writes} more fit in {} ms", wait.as_millis().max(1)),
+            )),
+        }
     }
 }
 

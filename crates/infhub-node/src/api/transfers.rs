@@ -2,6 +2,7 @@
 //! withdrawals: authorized by the user's own signature.
 
 use super::*;
+use infhub_core::channel::CheckedDebit;
 
 #[derive(Deserialize)]
 pub(super) struct TransferBatch {
@@ -35,10 +36,21 @@ pub(super) async fn transfer_batch(
     if req.transfers.is_empty() || req.transfers.len() > max {
         return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("1..={max} transfers per request")));
     }
+    // Signatures checked here (as `Node::submit` would), so only a payer's own signed writes
+    // draw on her budget: each payer's writes in the batch, all or none of the batch.
+    let checked: Vec<Option<CheckedDebit>> =
+        req.transfers.iter().map(|d| CheckedDebit::check(*d, &api.node.domain).ok()).collect();
+    let mut per_payer: HashMap<Address, u32> = HashMap::new();
+    for c in checked.iter().flatten() {
+        *per_payer.entry(c.debit().message.user).or_default() += 1;
+    }
+    for (payer, writes) in per_payer {
+        api.take_writes(payer, writes)?;
+    }
     // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
     let mut pending = Vec::with_capacity(req.transfers.len());
-    for debit in req.transfers {
-        pending.push((debit, api.node.submit(Command::Transfer(debit))));
+    for (debit, checked) in req.transfers.into_iter().zip(checked) {
+        pending.push((debit, api.node.submit_checked(Command::Transfer(debit), checked)));
     }
     let mut results = Vec::with_capacity(pending.len());
     for (debit, queued) in pending {
@@ -61,7 +73,14 @@ pub(super) async fn transfer(
     State(api): State<Api>,
     ApiJson(debit): ApiJson<SignedDebit>,
 ) -> Result<Json<TransferAnswer>, ApiError> {
-    let sequenced = api.node.execute_sequenced(Command::Transfer(debit)).await?;
+    // Checked here (as `Node::submit` would): a forged debit draws nothing from the payer's
+    // budget, and the ledger names what it breaks.
+    let checked = CheckedDebit::check(debit, &api.node.domain).ok();
+    if checked.is_some() {
+        api.take_writes(debit.message.user, 1)?;
+    }
+    let queued = api.node.submit_checked(Command::Transfer(debit), checked)?;
+    let sequenced = queued.await.unwrap_or(Err(WriteError::Stopped))?;
     transfer_answer(&api, &debit, sequenced).map(Json)
 }
 
@@ -110,6 +129,10 @@ pub(super) async fn withdraw(
     State(api): State<Api>,
     ApiJson(req): ApiJson<WithdrawRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let signed = Signed { message: req.withdrawal, signature: req.signature };
+    if signed.verify(&api.node.domain, req.withdrawal.user).is_ok() {
+        api.take_writes(req.withdrawal.user, 1)?;
+    }
     let cmd = Command::Withdraw { withdrawal: req.withdrawal, user_signature: req.signature };
     match api.node.execute(cmd).await?? {
         Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => Ok(Json(json!({

@@ -230,3 +230,73 @@ fn one_address_gets_a_share_of_the_connections() {
         node.stop().await;
     });
 }
+
+/// One account's writes draw on its own budget (`limits.writes_per_second_per_account`): past it
+/// `account_rate_limited` (429) while another account pays on; a debit forged in its name draws
+/// nothing from it; a batch is counted per payer, all or none; the budget refills.
+#[test]
+fn an_account_that_writes_too_fast_is_told_to_wait_and_a_forger_cannot_spend_its_budget() {
+    use infhub_core::messages::PaymentKind;
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.limits.writes_per_second_per_account = 3;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (mut a, mut b) = (Wallet::new(&chain, 1).await, Wallet::new(&chain, 2).await);
+        register(&chain, &http, &mut a).await;
+        register(&chain, &http, &mut b).await;
+        a.approve_and_deposit(&chain, 1_000).await;
+        b.approve_and_deposit(&chain, 1_000).await;
+        settle_chain(&chain, &http).await;
+        // Forged debits in a's name (signed by b) are refused by the ledger and cost a nothing.
+        for i in 0..5 {
+            let d = a.debit(PaymentKind::Internal, b.address(), 1, payment_id(100 + i));
+            let forged = serde_json::to_value(Signed::new(d, &domain, &b.key)).expect("json");
+            let (s, v) = http.post("/v1/transfers", None, &forged).await;
+            assert_eq!((s, code(&v)), (401, "wrong_signer"), "{v}");
+        }
+        // A batch of four from a is over her three: refused whole, nothing applied.
+        let batch: Vec<serde_json::Value> = (0..4)
+            .map(|i| {
+                let mut d = a.debit(PaymentKind::Internal, b.address(), 1, payment_id(200 + i));
+                d.nonce += i;
+                d.cumulative_debit = infhub_core::Amount(d.cumulative_debit.0 + u128::from(i));
+                a.sign_debit(&domain, d)
+            })
+            .collect();
+        let (s, v) = http.post("/v1/transfers/batch", None, &json!({"transfers": batch})).await;
+        assert_eq!((s, code(&v)), (429, "account_rate_limited"), "{v}");
+        let mut limited = 0;
+        for id in 1..=6 {
+            let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 1, id).await;
+            assert!(id > 1 || s == 200, "the forgeries and the refused batch left a's budget whole: {v}");
+            match s {
+                200 => {}
+                429 => {
+                    assert_eq!(code(&v), "account_rate_limited", "{v}");
+                    limited += 1;
+                }
+                _ => panic!("{v}"),
+            }
+        }
+        assert!(limited >= 2, "six payments at once, three a second: {limited} refused");
+        let (s, v) = b.pay(&http, &domain, PaymentKind::Internal, a.address(), 1, 1).await;
+        assert_eq!(s, 200, "another account's budget is its own: {v}");
+        // Refilled after a second.
+        let mut refilled = false;
+        for _ in 0..25 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let (s, v) = a.pay(&http, &domain, PaymentKind::Internal, b.address(), 1, 50).await;
+            assert!(s == 200 || code(&v) == "account_rate_limited", "{v}");
+            if s == 200 {
+                refilled = true;
+                break;
+            }
+        }
+        assert!(refilled, "a's budget refills within five seconds");
+        node.stop().await;
+    });
+}
