@@ -107,24 +107,7 @@ pub(super) async fn payment(
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &user)?;
     let max = api.node.config.limits.max_payment_lookup_entries;
-    let (reader, heads) = history_of(&api, &user);
-    let found = match heads {
-        Some(h) => {
-            read_history(move || {
-                let (mut found, mut read, mut before) = (Vec::new(), 0usize, u64::MAX);
-                while read < max {
-                    let page = reader.page(&user, h, before, LOOKUP_PAGE_ENTRIES.min(max - read))?;
-                    let Some(last) = page.last().map(|e| e.seq) else { break };
-                    read += page.len();
-                    before = last;
-                    found.extend(page.into_iter().filter(|e| e.payment_id == Some(payment_id)));
-                }
-                Ok(found)
-            })
-            .await?
-        }
-        None => Vec::new(),
-    };
+    let found = entries_with_id(&api, user, payment_id).await?;
     let Some(status) = payment_status(&found) else {
         return Err(ApiError::new(
             NodeError::UnknownPayment,
@@ -132,6 +115,30 @@ pub(super) async fn payment(
         ));
     };
     Ok(Json(json!({"paymentId": payment_id, "status": status, "entries": found})))
+}
+
+/// The entries of `user`'s newest `limits.max_payment_lookup_entries` that carry
+/// `payment_id`, newest first, with their proofs.
+pub(super) async fn entries_with_id(
+    api: &Api,
+    user: Address,
+    payment_id: B256,
+) -> Result<Vec<infhub_ledger::history::HistoryEntry>, ApiError> {
+    let max = api.node.config.limits.max_payment_lookup_entries;
+    let (reader, heads) = history_of(api, &user);
+    let Some(h) = heads else { return Ok(Vec::new()) };
+    read_history(move || {
+        let (mut found, mut read, mut before) = (Vec::new(), 0usize, u64::MAX);
+        while read < max {
+            let page = reader.page(&user, h, before, LOOKUP_PAGE_ENTRIES.min(max - read))?;
+            let Some(last) = page.last().map(|e| e.seq) else { break };
+            read += page.len();
+            before = last;
+            found.extend(page.into_iter().filter(|e| e.payment_id == Some(payment_id)));
+        }
+        Ok(found)
+    })
+    .await
 }
 
 /// A payment's status from its entries (newest first): the newest entry decides.

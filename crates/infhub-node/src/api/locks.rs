@@ -37,7 +37,11 @@ pub(super) async fn locked_transfer(
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
     let cmd = Command::LockedTransfer { debit: req.debit, lock: req.lock, payee: req.payee };
-    match api.node.execute(cmd).await?? {
+    let outcome = match api.node.execute(cmd).await? {
+        Err(Error::NonceMustIncrease) => return replayed(&api, &req.debit).await,
+        other => other?,
+    };
+    match outcome {
         Outcome::LockedTransferApplied { receipt, payee_credit } => {
             let payee_lock = api
                 .node
@@ -49,6 +53,7 @@ pub(super) async fn locked_transfer(
                 "receipt": receipt,
                 "payeeCreditNonce": payee_credit.message.nonce,
                 "payeeLock": payee_lock,
+                "replayed": false,
             })))
         }
         other => Err(unexpected(&other)),
@@ -90,9 +95,29 @@ pub(super) async fn lock_debit(
 ) -> Result<Json<Value>, ApiError> {
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
-    match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await?? {
-        Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt }))),
+    let outcome = match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await? {
+        Err(Error::NonceMustIncrease) => return replayed(&api, &req.debit).await,
+        other => other?,
+    };
+    match outcome {
+        Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt, "replayed": false }))),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// A retry of a lock debit the ledger already applied (its nonce is spent): the first answer's
+/// receipt again, found in the payer's history by the lock id and the very same signed debit;
+/// otherwise the refusal stands (`nonce_must_increase`).
+async fn replayed(api: &Api, debit: &SignedDebit) -> Result<Json<Value>, ApiError> {
+    let m = &debit.message;
+    let entries = accounts::entries_with_id(api, m.user, m.payment_id).await?;
+    let first = entries.iter().find_map(|e| match e.proofs.as_deref() {
+        Some(infhub_ledger::history::EntryProofs::Paid { debit: d, receipt }) if d == debit => Some(receipt.clone()),
+        _ => None,
+    });
+    match first {
+        Some(receipt) => Ok(Json(json!({ "receipt": receipt, "replayed": true }))),
+        None => Err(Error::NonceMustIncrease.into()),
     }
 }
 

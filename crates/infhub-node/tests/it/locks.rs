@@ -93,6 +93,9 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["payeeLock"]["expiryBlock"], json!(head + 80), "{v}");
         a.accepted(&add);
+        // A retry (the answer lost) gets the same receipt, applied once.
+        let (s, again) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!((s, again["replayed"].clone(), again["receipt"].clone()), (200, json!(true), v["receipt"].clone()), "{again}");
         let (bal_a, acct_a) = balance(&http, &a).await;
         let (bal_b, acct_b) = balance(&http, &b).await;
         assert_eq!((bal_a, bal_b), (380, 0), "held from the payer, not yet the payee's");
@@ -131,6 +134,8 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
         let (s, v) = http.post("/v1/lock-debits", None, &body).await;
         assert_eq!(s, 200, "{v}");
         a.accepted(&settle);
+        let (s, again) = http.post("/v1/lock-debits", None, &body).await;
+        assert_eq!((s, again["replayed"].clone(), again["receipt"].clone()), (200, json!(true), v["receipt"].clone()), "{again}");
         let (bal_a, acct_a) = balance(&http, &a).await;
         assert_eq!((bal_a, acct_a["cumulativeDebit"].clone()), (380, json!("120")));
         assert_eq!(acct_a["locks"]["outgoing"], json!([]), "{acct_a}");
