@@ -896,24 +896,7 @@ fn accept_credit(
     change: Option<&LockChange>,
 ) -> Result<(), Error> {
     let m = &c.message;
-    match (p.role, s.status) {
-        (_, Status::Open) => {}
-        // A credit the hub issued while the channel was open can reach the wallet after a close
-        // began; it only helps the user's defence (spec §5.10), so the wallet keeps it.
-        (Role::User, Status::Closing { .. }) => {}
-        _ => return Err(Error::ChannelNotOpen),
-    }
-    if m.user != s.user {
-        return Err(Error::UserMismatch);
-    }
-    if m.epoch != s.epoch {
-        return Err(Error::EpochMismatch);
-    }
-    // Credit nonces are ledger positions (spec §3): they rise, with gaps; a wallet that was
-    // offline may only see the newest.
-    if m.nonce <= s.credit_nonce() {
-        return Err(Error::NonceMustIncrease);
-    }
+    require_newer_credit(s, p, m)?;
     let book = match change {
         None => {
             if m.cumulative_credit <= s.cumulative_credit() {
@@ -948,14 +931,15 @@ fn accept_credit(
     Ok(())
 }
 
-fn resync_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit, locks: &[Lock]) -> Result<(), Error> {
-    let m = &c.message;
-    if p.role != Role::User {
-        // The hub's end builds every credit itself: it never catches up.
-        return Err(Error::LocksRootMismatch);
-    }
-    if matches!(s.status, Status::Settled) {
-        return Err(Error::ChannelNotOpen);
+/// What every credit an end takes must be: for a channel it may take credits in (the wallet's
+/// also while closing), its user and epoch, with a nonce above the newest.
+fn require_newer_credit(s: &ChannelState, p: &ChannelParams, m: &Credit) -> Result<(), Error> {
+    match (p.role, s.status) {
+        (_, Status::Open) => {}
+        // A credit the hub issued while the channel was open can reach the wallet after a close
+        // began; it only helps the user's defence (spec §5.10), so the wallet keeps it.
+        (Role::User, Status::Closing { .. }) => {}
+        _ => return Err(Error::ChannelNotOpen),
     }
     if m.user != s.user {
         return Err(Error::UserMismatch);
@@ -963,9 +947,21 @@ fn resync_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit, locks
     if m.epoch != s.epoch {
         return Err(Error::EpochMismatch);
     }
+    // Credit nonces are ledger positions (spec §3): they rise, with gaps; a wallet that was
+    // offline may only see the newest.
     if m.nonce <= s.credit_nonce() {
         return Err(Error::NonceMustIncrease);
     }
+    Ok(())
+}
+
+fn resync_credit(s: &mut ChannelState, p: &ChannelParams, c: SignedCredit, locks: &[Lock]) -> Result<(), Error> {
+    let m = &c.message;
+    if p.role != Role::User {
+        // The hub's end builds every credit itself: it never catches up.
+        return Err(Error::LocksRootMismatch);
+    }
+    require_newer_credit(s, p, m)?;
     let rise = m.cumulative_credit.checked_sub_or(s.cumulative_credit(), Error::CreditMustIncrease)?;
     let book = LockBook::from_locks(locks)?;
     require_locks((m.locked_amount, m.locks_root), swap(book.root(&p.domain)))?;

@@ -1460,16 +1460,7 @@ fn point_lock(id: u64, amount: u128, expiry_block: u64) -> infhub_core::point_lo
 impl Hub {
     /// User `u` signs `change` to her outgoing locks, as her wallet builds it at the ledger's block.
     fn debit_lock(&mut self, u: usize, change: infhub_core::channel::LockChange) -> Result<Outcome, Error> {
-        use infhub_core::channel::{ChannelParams, Role};
-        let user = self.users[u].address();
-        let mut st = self.ledger.account(&user).expect("account").channel.clone();
-        st.block = self.ledger.block;
-        let params = ChannelParams {
-            domain: domain(),
-            hub: self.key.address(),
-            role: Role::User,
-            max_withdrawal_expiry_blocks: 100,
-        };
+        let (st, params) = self.wallet_view(u);
         let d = st.next_lock_debit(&params, &change)?;
         let debit = Signed::new(d, &domain(), &self.users[u]);
         self.ledger.apply_sealed(&self.key, Command::DebitLock { debit, change })
@@ -1579,16 +1570,10 @@ fn a_payer_cannot_take_back_a_lock_before_its_expiry() {
 }
 
 impl Hub {
-    /// User `from` pays user `to` by a locked transfer of `lock`.
-    fn locked_transfer(
-        &mut self,
-        from: usize,
-        to: usize,
-        lock: infhub_core::point_lock::Lock,
-    ) -> Result<Outcome, Error> {
-        use infhub_core::channel::{ChannelParams, LockChange, Role};
-        let user = self.users[from].address();
-        let mut st = self.ledger.account(&user).expect("account").channel.clone();
+    /// User `u`'s channel as her wallet sees it at the ledger's block, and her end's parameters.
+    fn wallet_view(&self, u: usize) -> (infhub_core::channel::ChannelState, infhub_core::channel::ChannelParams) {
+        use infhub_core::channel::{ChannelParams, Role};
+        let mut st = self.ledger.account(&self.users[u].address()).expect("account").channel.clone();
         st.block = self.ledger.block;
         let params = ChannelParams {
             domain: domain(),
@@ -1596,6 +1581,18 @@ impl Hub {
             role: Role::User,
             max_withdrawal_expiry_blocks: 100,
         };
+        (st, params)
+    }
+
+    /// User `from` pays user `to` by a locked transfer of `lock`.
+    fn locked_transfer(
+        &mut self,
+        from: usize,
+        to: usize,
+        lock: infhub_core::point_lock::Lock,
+    ) -> Result<Outcome, Error> {
+        use infhub_core::channel::LockChange;
+        let (st, params) = self.wallet_view(from);
         let d = st.next_lock_debit(&params, &LockChange::Add(lock))?;
         let debit = Signed::new(d, &domain(), &self.users[from]);
         let payee = self.users[to].address();
