@@ -56,10 +56,7 @@ pub(super) async fn history(
 ) -> Result<Json<Value>, ApiError> {
     api.may_read(&headers, &user)?;
     let max = api.node.config.limits.max_page_size;
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > max {
-        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
-    }
+    let limit = page_limit(q.limit, max)?;
     let (reader, heads) = history_of(&api, &user);
     let before = q.before.unwrap_or(u64::MAX);
     let entries = match heads {

@@ -88,6 +88,15 @@ fn history_of(
     (st.history().reader(), st.history().heads(user))
 }
 
+/// A page's size: the one asked for (50 by default), in `1..=max` (`limit_exceeded` otherwise).
+fn page_limit(requested: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    let limit = requested.unwrap_or(50);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
+    }
+    Ok(limit)
+}
+
 /// Runs a history read on the blocking pool (it reads files).
 async fn read_history<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, infhub_ledger::history::HistoryError> + Send + 'static,
@@ -454,10 +463,7 @@ async fn audit_page(
 ) -> Result<Json<Value>, ApiError> {
     api.operator(&headers)?;
     let max = api.node.config.limits.max_page_size.min(crate::audit::MAX_AUDIT_PAGE);
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > max {
-        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
-    }
+    let limit = page_limit(q.limit, max)?;
     let log = api.node.audit.clone();
     let before = q.before.unwrap_or(u64::MAX);
     let entries = tokio::task::spawn_blocking(move || log.page(before, limit))

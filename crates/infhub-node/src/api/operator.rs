@@ -99,10 +99,7 @@ pub(super) async fn accounts(
     use infhub_core::ledger::{AccountFilter, MAX_ACCOUNTS_PER_PAGE};
     api.operator(&headers)?;
     let max = api.node.config.limits.max_page_size.min(MAX_ACCOUNTS_PER_PAGE);
-    let limit = q.limit.unwrap_or(50);
-    if limit == 0 || limit > max {
-        return Err(ApiError::new(NodeError::RequestLimitExceeded, format!("limit must be in 1..={max}")));
-    }
+    let limit = page_limit(q.limit, max)?;
     let custodial = match q.kind.as_deref() {
         None => None,
         Some("channel") => Some(false),
