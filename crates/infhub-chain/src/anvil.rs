@@ -65,6 +65,31 @@ pub fn free_port() -> Result<u16, ChainError> {
     Ok(l.local_addr().map_err(|e| ChainError::Process(e.to_string()))?.port())
 }
 
+/// Most times anvil is started on a fresh port after losing one to another process.
+const MAX_SPAWN_ATTEMPTS: usize = 5;
+
+/// Whether something on `port` answers a JSON-RPC `eth_chainId` (a plain blocking HTTP/1.1
+/// exchange with short timeouts; the caller checks it is its own process).
+fn rpc_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let timeout = Some(Duration::from_secs(2));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.take(64 * 1024).read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains("\"result\"")
+}
+
 impl Anvil {
     /// Starts anvil on a free loopback port with extra arguments (e.g. `--block-time 1`).
     pub fn spawn(extra_args: &[&str]) -> Result<Anvil, ChainError> {
@@ -84,22 +109,44 @@ impl Anvil {
         if !bin.exists() {
             return Err(ChainError::Process(format!("{} is missing: run scripts/setup", bin.display())));
         }
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--silent"])
-            .args(extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| ChainError::Process(format!("starting anvil: {e}")))?;
-        let anvil = Anvil { child, url: format!("http://127.0.0.1:{port}"), ws_url: format!("ws://127.0.0.1:{port}") };
+        // A free port can be taken by another process between our probe and anvil's bind; then
+        // our anvil exits at once and the port answers for someone else. So the readiness
+        // check is an RPC answer while our own child is alive, and a lost port is retried.
+        let mut port = port;
+        for _ in 0..MAX_SPAWN_ATTEMPTS {
+            let child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--silent"])
+                .args(extra_args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| ChainError::Process(format!("starting anvil: {e}")))?;
+            let mut anvil =
+                Anvil { child, url: format!("http://127.0.0.1:{port}"), ws_url: format!("ws://127.0.0.1:{port}") };
+            if anvil.wait_ready(port)? {
+                return Ok(anvil);
+            }
+            port = free_port()?;
+        }
+        Err(ChainError::Process(format!("anvil lost its port {MAX_SPAWN_ATTEMPTS} times")))
+    }
+
+    /// Waits until this anvil answers `eth_chainId` on `port` while its process lives: true;
+    /// false if the process exited (its port was taken); an error after 20 s.
+    fn wait_ready(&mut self, port: u16) -> Result<bool, ChainError> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if self.child.try_wait().map_err(|e| ChainError::Process(format!("anvil: {e}")))?.is_some() {
+                return Ok(false);
+            }
+            if rpc_answers(port) && self.child.try_wait().ok().flatten().is_none() {
+                return Ok(true);
+            }
             if Instant::now() > deadline {
-                return Err(ChainError::Process("anvil did not open its port within 20 s".into()));
+                return Err(ChainError::Process("anvil did not answer on its port within 20 s".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(anvil)
     }
 
     /// An HTTP provider for this anvil.
@@ -234,4 +281,22 @@ pub async fn mint(sender: &mut TxSender, token: Address, to: Address, amount: U2
 /// A sender with the default policy.
 pub async fn sender(provider: &DynProvider, key: B256) -> Result<TxSender, ChainError> {
     TxSender::new(provider.clone(), key, SenderConfig::default()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another process holds is not mistaken for anvil's: the start moves to a free port
+    /// and the anvil returned is the one answering there.
+    #[test]
+    fn a_port_taken_by_someone_else_is_given_up_for_a_free_one() {
+        let squatter = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().expect("addr").port();
+        let anvil = Anvil::spawn_on(taken, &[]).expect("anvil");
+        assert!(!anvil.url.ends_with(&format!(":{taken}")), "{} uses the taken port", anvil.url);
+        let port: u16 = anvil.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        assert!(rpc_answers(port), "the anvil returned answers");
+        assert!(!rpc_answers(taken), "the squatter is no JSON-RPC server");
+    }
 }
