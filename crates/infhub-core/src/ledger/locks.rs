@@ -12,10 +12,9 @@
 //! The ledger does not decide when a lock is cancelled or settled: the caller (forwarding, or
 //! the hub's API for a payee revealing her scalar) does, and the machine checks the rules.
 
-use super::seal::{ProofKey, UnsealedProof};
 use super::{sorted_map, Account, ChainFunds, Ledger, Outcome};
 use crate::channel::{step, ChannelState, Input, LockChange, Status, LOCK_REVEAL_MARGIN_BLOCKS};
-use crate::messages::{Eip712Message, HubSigned, Receipt, SignedDebit, SignedReceipt};
+use crate::messages::{Eip712Message, HubSigned, SignedDebit};
 use crate::point_lock::{Lock, Scalar};
 use crate::{Address, Error, B256};
 use serde::{Deserialize, Serialize};
@@ -98,24 +97,8 @@ impl Ledger {
         if let LockChange::Settle { lock_id, .. } = change {
             self.locks.opened.remove(&(m.user, lock_id));
         }
-        Ok(Outcome::DebitLockApplied { receipt: self.lock_receipt(&debit), change, lock })
-    }
-
-    /// The hub's receipt of a lock debit, queued for the next seal.
-    fn lock_receipt(&mut self, debit: &SignedDebit) -> SignedReceipt {
-        let m = debit.message;
-        let receipt = HubSigned::unsealed(Receipt {
-            payer: m.user,
-            epoch: m.epoch,
-            debit_nonce: m.nonce,
-            payment_id: m.payment_id,
-            debit_digest: m.digest(&self.params.domain),
-        });
-        self.unsealed.push(UnsealedProof {
-            digest: receipt.message.digest(&self.params.domain),
-            key: ProofKey::Receipt { payer: m.user, debit_nonce: m.nonce },
-        });
-        receipt
+        let digest = m.digest(&self.params.domain);
+        Ok(Outcome::DebitLockApplied { receipt: self.issue_receipt(&m, digest), change, lock })
     }
 
     /// [`super::Command::LockedTransfer`]: the payer's lock `lock` to the hub and the hub's lock
@@ -158,7 +141,7 @@ impl Ledger {
         self.replace_channel(m.user, payer_after, ChainFunds::default(), false);
         self.replace_channel(payee, payee_after, ChainFunds::default(), false);
         self.locks.forwarded.insert((payee, lock.lock_id), m.user);
-        let receipt = self.lock_receipt(&debit);
+        let receipt = self.issue_receipt(&m, m.digest(&self.params.domain));
         self.note_unsealed_credit(&credit);
         Ok(Outcome::LockedTransferApplied { receipt, payee_credit: credit })
     }

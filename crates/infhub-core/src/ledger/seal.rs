@@ -177,6 +177,22 @@ impl Ledger {
         self.unsealed.len()
     }
 
+    /// The hub's receipt of the debit `m` (of EIP-712 digest `digest`), queued for the next seal.
+    pub(super) fn issue_receipt(&mut self, m: &crate::messages::Debit, digest: B256) -> SignedReceipt {
+        let receipt = crate::messages::HubSigned::unsealed(crate::messages::Receipt {
+            payer: m.user,
+            epoch: m.epoch,
+            debit_nonce: m.nonce,
+            payment_id: m.payment_id,
+            debit_digest: digest,
+        });
+        self.unsealed.push(UnsealedProof {
+            digest: receipt.message.digest(&self.params.domain),
+            key: ProofKey::Receipt { payer: m.user, debit_nonce: m.nonce },
+        });
+        receipt
+    }
+
     pub(super) fn note_unsealed_credit(&mut self, credit: &SignedCredit) {
         let m = credit.message;
         self.unsealed.push(UnsealedProof {

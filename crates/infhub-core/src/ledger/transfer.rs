@@ -1,10 +1,9 @@
 //! Signed transfers (the sender signs every decrease, the hub alone every increase), their
 //! refunds, purchases and co-signed withdrawals.
 
-use super::seal::{ProofKey, UnsealedProof};
 use super::{Account, ChainFunds, Ledger, Outcome, PaymentRef, Payout};
 use crate::channel::{step, CheckedDebit, Input, Status};
-use crate::messages::{Eip712Message, HubSigned, PaymentKind, Receipt, SignedDebit, Withdrawal};
+use crate::messages::{Eip712Message, HubSigned, PaymentKind, SignedDebit, Withdrawal};
 use crate::signature::{PrivateKey, Signature};
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
@@ -157,18 +156,7 @@ impl Ledger {
         } else {
             self.recent_transfers.insert(key, PaymentRef { digest, seq }, self.params.transfer_ids_kept);
         }
-        let receipt = Receipt {
-            payer: m.user,
-            epoch: m.epoch,
-            debit_nonce: m.nonce,
-            payment_id: m.payment_id,
-            debit_digest: digest,
-        };
-        let receipt = HubSigned::unsealed(receipt);
-        self.unsealed.push(UnsealedProof {
-            digest: receipt.message.digest(&self.params.domain),
-            key: ProofKey::Receipt { payer: m.user, debit_nonce: m.nonce },
-        });
+        let receipt = self.issue_receipt(&m, digest);
         if let Some(c) = &credit {
             self.note_unsealed_credit(c);
         }
