@@ -2,7 +2,7 @@
 //! core's [`ChainEvent`]s (the only form the ledger consumes), and the core's signed messages
 //! become call arguments. Kept apart from the watcher so the mapping is tested on its own.
 
-use crate::bindings::IInfHub;
+use crate::bindings::{IInfHub, IPointRegistry};
 use crate::error::ChainError;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolEvent;
@@ -10,6 +10,7 @@ use infhub_core::contract::PostedCheckpoint;
 use infhub_core::duties::HubTx;
 use infhub_core::ledger::{ChainEvent, CheckpointHeader};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::point_lock::Scalar;
 use infhub_core::{Amount, Credit, Debit, Withdrawal};
 
 /// A contract log as the watcher fetched it.
@@ -129,11 +130,48 @@ pub fn decode_event(log: &RawLog) -> Result<Option<ChainEvent>, ChainError> {
         ChainEvent::ReserveWithdrawalCancelled { amount: amount(e.amount, "amount")? }
     } else if CHECKPOINT_EVENTS.contains(&sig) {
         checkpoint_event(log)?
+    } else if LOCK_EVENTS.contains(&sig) {
+        lock_event(log)?
     } else {
         return Ok(None);
     };
     Ok(Some(ev))
 }
+
+/// The point registry's and the hub contract's lock events (spec §5.11a, §5.17).
+const LOCK_EVENTS: [B256; 3] = [
+    IPointRegistry::PointRevealed::SIGNATURE_HASH,
+    IInfHub::LockRegistered::SIGNATURE_HASH,
+    IInfHub::LockResolved::SIGNATURE_HASH,
+];
+
+fn lock_event(log: &RawLog) -> Result<ChainEvent, ChainError> {
+    let bad = |e: alloy::sol_types::Error| ChainError::EventUndecodable(e.to_string());
+    let (topics, data) = (log.topics.iter().copied(), &log.data[..]);
+    let sig = log.topics[0];
+    Ok(if sig == IPointRegistry::PointRevealed::SIGNATURE_HASH {
+        let e = IPointRegistry::PointRevealed::decode_raw_log(topics, data).map_err(bad)?;
+        let scalar =
+            Scalar::new(e.scalar).map_err(|_| ChainError::EventUndecodable("a revealed scalar out of range".into()))?;
+        ChainEvent::PointRevealed { point: e.point, scalar }
+    } else if sig == IInfHub::LockRegistered::SIGNATURE_HASH {
+        let e = IInfHub::LockRegistered::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::LockRegistered {
+            user: e.user,
+            epoch: e.epoch,
+            hub_locks: e.direction == HUB_LOCKS,
+            proof_digest: e.proofDigest,
+            lock_id: e.lockId,
+            amount: Amount(e.amount),
+        }
+    } else {
+        let e = IInfHub::LockResolved::decode_raw_log(topics, data).map_err(bad)?;
+        ChainEvent::LockResolved { user: e.user, epoch: e.epoch, proof_digest: e.proofDigest, lock_id: e.lockId }
+    })
+}
+
+/// The contract's `HUB_LOCKS` direction (the hub's locks to a user; `USER_LOCKS` is 0).
+const HUB_LOCKS: u8 = 1;
 
 /// `ExcessToReserve` and `EscrowToReserve`: tokens already in the contract join the reserve.
 fn to_reserve_event(log: &RawLog) -> Result<ChainEvent, ChainError> {
@@ -338,7 +376,7 @@ pub fn empty_debit_arg(user: Address) -> IInfHub::Debit {
     debit_arg(&Debit::none(user, 0))
 }
 
-/// The call data of a hub transaction to the hub contract.
+/// The call data of a hub transaction (to the contract [`HubTx::target`] names).
 pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
     use alloy::sol_types::SolCall;
     match tx {
@@ -383,6 +421,17 @@ pub fn hub_tx_call(tx: &HubTx) -> Vec<u8> {
             IInfHub::answerDebitChallengeCall { debit: debit_arg(&d.message), userSignature: signature_arg(d) }
                 .abi_encode()
         }
+        HubTx::RevealPoint(scalar) => IPointRegistry::revealCall { scalar: scalar.value() }.abi_encode(),
+        HubTx::RegisterDebitLock { debit, lock, path } => IInfHub::registerDebitLockCall {
+            debit: debit_arg(&debit.message),
+            userSignature: signature_arg(debit),
+            lock: lock_arg(lock),
+            path: path.clone(),
+        }
+        .abi_encode(),
+        HubTx::Unlock { proof_digests, lock_ids } => {
+            IInfHub::unlockManyCall { proofDigests: proof_digests.clone(), lockIds: lock_ids.clone() }.abi_encode()
+        }
         HubTx::ApproveToken { spender, amount, .. } => {
             crate::bindings::IErc20::approveCall { spender: *spender, amount: U256::from(amount.0) }.abi_encode()
         }
@@ -425,7 +474,7 @@ pub fn register_credit_lock_call(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::sol_types::SolEvent;
+    use alloy::sol_types::{SolCall, SolEvent};
 
     fn raw(topics: Vec<B256>, data: Vec<u8>) -> RawLog {
         RawLog {
@@ -455,6 +504,62 @@ mod tests {
             decode_event(&log).expect("decodes"),
             Some(ChainEvent::Deposited { user, epoch: 3, total_deposited: Amount(12) })
         );
+    }
+
+    /// The registry's reveal and the contract's lock registration and resolution become the
+    /// ledger's events (the direction by the contract's constant, a zero scalar refused), and
+    /// the hub's lock transactions go to the contract that defines them.
+    #[test]
+    fn lock_logs_round_trip_and_lock_transactions_target_their_contracts() {
+        let scalar = Scalar::new(U256::from(7)).expect("in range");
+        let point = scalar.point().address();
+        let d = IPointRegistry::PointRevealed { point, scalar: U256::from(7) }.encode_log_data();
+        let log = raw(d.topics().to_vec(), d.data.to_vec());
+        assert_eq!(decode_event(&log).expect("decodes"), Some(ChainEvent::PointRevealed { point, scalar }));
+        let zero = IPointRegistry::PointRevealed { point, scalar: U256::ZERO }.encode_log_data();
+        let log = raw(zero.topics().to_vec(), zero.data.to_vec());
+        assert!(matches!(decode_event(&log), Err(ChainError::EventUndecodable(_))));
+        let (user, digest, id) = (Address::repeat_byte(1), B256::repeat_byte(2), B256::repeat_byte(3));
+        let reg = IInfHub::LockRegistered {
+            user,
+            epoch: 4,
+            direction: HUB_LOCKS,
+            proofDigest: digest,
+            lockId: id,
+            amount: 9,
+            by: Address::repeat_byte(5),
+        }
+        .encode_log_data();
+        let want = ChainEvent::LockRegistered {
+            user,
+            epoch: 4,
+            hub_locks: true,
+            proof_digest: digest,
+            lock_id: id,
+            amount: Amount(9),
+        };
+        assert_eq!(decode_event(&raw(reg.topics().to_vec(), reg.data.to_vec())).expect("decodes"), Some(want));
+        let res = IInfHub::LockResolved {
+            user,
+            epoch: 4,
+            direction: 0,
+            proofDigest: digest,
+            lockId: id,
+            revealed: true,
+            toReceiver: U256::from(9),
+            toSender: U256::ZERO,
+        }
+        .encode_log_data();
+        let want = ChainEvent::LockResolved { user, epoch: 4, proof_digest: digest, lock_id: id };
+        assert_eq!(decode_event(&raw(res.topics().to_vec(), res.data.to_vec())).expect("decodes"), Some(want));
+        let (hub, registry) = (Address::repeat_byte(0xA), Address::repeat_byte(0xB));
+        assert_eq!(HubTx::RevealPoint(scalar).target(hub, registry), registry);
+        let unlock = HubTx::Unlock { proof_digests: vec![digest], lock_ids: vec![id] };
+        assert_eq!(unlock.target(hub, registry), hub);
+        let call = IInfHub::unlockManyCall::abi_decode(&hub_tx_call(&unlock)).expect("an unlockMany call");
+        assert_eq!((call.proofDigests, call.lockIds), (vec![digest], vec![id]));
+        let call = IPointRegistry::revealCall::abi_decode(&hub_tx_call(&HubTx::RevealPoint(scalar))).expect("reveal");
+        assert_eq!(call.scalar, U256::from(7));
     }
 
     #[test]

@@ -34,17 +34,26 @@ pub trait ChainSource {
     fn logs_in_range(&self, from: u64, to: u64) -> impl Future<Output = Result<Vec<RawLog>, ChainError>> + Send;
 }
 
-/// A JSON-RPC chain source for one hub contract.
+/// A JSON-RPC chain source for one hub contract (and the chain's point registry).
 #[derive(Clone, Debug)]
 pub struct RpcSource {
     provider: DynProvider,
-    contract: Address,
+    contracts: Vec<Address>,
 }
 
 impl RpcSource {
     /// A source reading `contract`'s logs through `provider`.
     pub fn new(provider: DynProvider, contract: Address) -> RpcSource {
-        RpcSource { provider, contract }
+        RpcSource { provider, contracts: vec![contract] }
+    }
+
+    /// The same, reading the logs of the point registry `registry` too (its reveals, which
+    /// the hub's lock duties follow, spec §5.11a).
+    pub fn with_point_registry(mut self, registry: Address) -> RpcSource {
+        if !self.contracts.contains(&registry) {
+            self.contracts.push(registry);
+        }
+        self
     }
 }
 
@@ -78,7 +87,7 @@ impl ChainSource for RpcSource {
     }
 
     async fn logs_in_block(&self, hash: B256) -> Result<Vec<RawLog>, ChainError> {
-        let filter = Filter::new().address(self.contract).at_block_hash(hash);
+        let filter = Filter::new().address(self.contracts.clone()).at_block_hash(hash);
         let logs = self.provider.get_logs(&filter).await.map_err(ChainError::rpc)?;
         let logs = logs.into_iter().map(raw_log).collect::<Result<Vec<_>, _>>()?;
         if let Some(l) = logs.iter().find(|l| l.block_hash != hash) {
@@ -88,7 +97,7 @@ impl ChainSource for RpcSource {
     }
 
     async fn logs_in_range(&self, from: u64, to: u64) -> Result<Vec<RawLog>, ChainError> {
-        let filter = Filter::new().address(self.contract).from_block(from).to_block(to);
+        let filter = Filter::new().address(self.contracts.clone()).from_block(from).to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(ChainError::rpc)?;
         Ok(sorted(logs.into_iter().map(raw_log).collect::<Result<Vec<_>, _>>()?))
     }

@@ -6,7 +6,9 @@
 //! credit needs that credit submitted (the hub pays what it acknowledged); a close whose challenge period is over needs a settlement; a
 //! payout batch in flight needs its transaction; payers' unrealized debits, when liquidity calls
 //! for it, need realizing; a checkpoint built and not yet on chain needs posting; a user's
-//! challenge of the debit her leaf states needs her signed debit as the answer. The shell (`infhub-hub`) sends each due duty's transaction, sends it
+//! challenge of the debit her leaf states needs her signed debit as the answer; a payer's lock
+//! whose scalar the hub learned and she did not settle needs its point revealed in the
+//! registry, registering while her channel closes, and `unlock` after the settlement. The shell (`infhub-hub`) sends each due duty's transaction, sends it
 //! again if the duty is still due `resend_after_blocks` later, and stops once the confirmed
 //! chain satisfies it. So a crash (the shell forgets what it sent), a reorg (a mined transaction
 //! vanishes), a dropped or a reverted transaction all end the same way, and recovery after a
@@ -16,11 +18,14 @@
 //! Requests that no ledger state implies (opening channels for registrations, a hub close the
 //! operator asks for, reserve withdrawals) are [`HubTx`]s too, sent once on request.
 
-use crate::channel::Status;
+use crate::channel::{Status, LOCK_REVEAL_MARGIN_BLOCKS};
 use crate::ledger::{CheckpointHeader, Ledger, PayoutBatch};
-use crate::messages::{SignedCredit, SignedDebit};
+use crate::merkle::MerkleTree;
+use crate::messages::{Eip712Message, SignedCredit, SignedDebit};
+use crate::point_lock::{Lock, Scalar};
 use crate::Amount;
 use alloy_primitives::{Address, B256};
+use std::collections::BTreeMap;
 
 /// A transaction the hub sends to its contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +65,26 @@ pub enum HubTx {
     /// `answerDebitChallenge(debit, userSignature)`: the user's own debit, covering the total
     /// her leaf states, against her challenge (spec §5.16).
     AnswerDebitChallenge(SignedDebit),
+    /// `reveal(scalar)` on the chain's point registry: the hub opens a payer's lock it learned
+    /// the scalar of and the payer did not settle (spec §5.11a, "no close because of a lock").
+    RevealPoint(Scalar),
+    /// `registerDebitLock(debit, userSignature, lock, path)`: a lock the user owes the hub,
+    /// pending in her newest debit, registered while her channel closes (spec §5.11a).
+    RegisterDebitLock {
+        /// Her newest debit, which carries the lock.
+        debit: SignedDebit,
+        /// The lock leaf.
+        lock: Lock,
+        /// Its path to `debit.locksRoot`.
+        path: Vec<B256>,
+    },
+    /// `unlockMany(proofDigests, lockIds)`: resolves registrations of a settled close.
+    Unlock {
+        /// The proofs' digests.
+        proof_digests: Vec<B256>,
+        /// The locks' ids, one per digest.
+        lock_ids: Vec<B256>,
+    },
     /// `approve(spender, amount)` on `token`: lets the hub contract pull a top-up.
     ApproveToken {
         /// The token contract (the call goes there, not to the hub contract).
@@ -89,13 +114,18 @@ impl HubTx {
             HubTx::ApproveToken { .. } => "approve_token",
             HubTx::PostCheckpoint(_) => "post_checkpoint",
             HubTx::AnswerDebitChallenge(_) => "answer_debit_challenge",
+            HubTx::RevealPoint(_) => "reveal_point",
+            HubTx::RegisterDebitLock { .. } => "register_debit_lock",
+            HubTx::Unlock { .. } => "unlock",
         }
     }
 
-    /// The contract the transaction calls: the hub contract `hub_contract`, or the token.
-    pub fn target(&self, hub_contract: Address) -> Address {
+    /// The contract the transaction calls: the hub contract `hub_contract`, the token, or the
+    /// chain's point registry `point_registry`.
+    pub fn target(&self, hub_contract: Address, point_registry: Address) -> Address {
         match self {
             HubTx::ApproveToken { token, .. } => *token,
+            HubTx::RevealPoint(_) => point_registry,
             _ => hub_contract,
         }
     }
@@ -103,7 +133,9 @@ impl HubTx {
     /// The one account the transaction is about, if it is about one.
     pub fn user(&self) -> Option<Address> {
         match self {
-            HubTx::SubmitDebit(d) | HubTx::AnswerDebitChallenge(d) => Some(d.message.user),
+            HubTx::SubmitDebit(d) | HubTx::AnswerDebitChallenge(d) | HubTx::RegisterDebitLock { debit: d, .. } => {
+                Some(d.message.user)
+            }
             HubTx::SubmitCredit(c) => Some(c.message.user),
             HubTx::Settle(u) | HubTx::HubClose { user: u, .. } => Some(*u),
             HubTx::OpenChannels(users) if users.len() == 1 => Some(users[0]),
@@ -129,6 +161,12 @@ pub enum DutyKey {
     PostCheckpoint,
     /// Answering this user's debit challenge.
     AnswerDebitChallenge(Address),
+    /// Revealing this point in the registry.
+    RevealPoint(Address),
+    /// Registering a lock: (proof digest, lock id).
+    RegisterLock(B256, B256),
+    /// Resolving the registrations of this (user, epoch).
+    Unlock(Address, u64),
 }
 
 /// A duty: its key and the transaction that discharges it.
@@ -206,7 +244,67 @@ pub fn due(ledger: &Ledger, policy: &RealizePolicy) -> Vec<Duty> {
             duties.push(Duty { key: DutyKey::AnswerDebitChallenge(*user), tx: HubTx::AnswerDebitChallenge(d) });
         }
     }
+    lock_duties(ledger, &mut duties);
     duties
+}
+
+/// The hub's duties for the locks it is owed (spec §5.11a): reveal in the registry the scalar
+/// of a payer's lock the payer has not settled, once her lock nears its expiry (from the
+/// payee's expiry on: the margin the hub kept for this) or her channel closes; register her
+/// pending locks while her channel closes (the ones not expired, which could still open); and
+/// after the settlement, resolve with `unlock` every followed registration that is revealed or
+/// expired, so the hub is paid and the rest of the escrow goes back.
+fn lock_duties(ledger: &Ledger, duties: &mut Vec<Duty>) {
+    let links = &ledger.locks;
+    for ((payer, lock_id), scalar) in links.opened() {
+        let Some(ch) = ledger.account(&payer).map(|a| &a.channel) else { continue };
+        let Some(lock) = ch.debit_locks.get(&lock_id) else { continue };
+        let waiting =
+            ch.status == Status::Open && ledger.block.saturating_add(LOCK_REVEAL_MARGIN_BLOCKS) < lock.expiry_block;
+        if waiting || ledger.block > lock.expiry_block || links.revealed_at(&lock.point).is_some() {
+            continue;
+        }
+        duties.push(Duty { key: DutyKey::RevealPoint(lock.point), tx: HubTx::RevealPoint(scalar) });
+    }
+    for user in ledger.busy_channels() {
+        let Some(ch) = ledger.account(user).map(|a| &a.channel) else { continue };
+        let (Status::Closing { settle_block }, Some(debit)) = (ch.status, ch.debit) else { continue };
+        if ledger.block >= settle_block || ch.debit_locks.is_empty() {
+            continue;
+        }
+        let domain = &ledger.params.domain;
+        if ch.debit_locks.root(domain).0 != debit.message.locks_root {
+            continue; // never so: the book is the one the debit signed
+        }
+        let digest = debit.message.digest(domain);
+        let tree = MerkleTree::new(ch.debit_locks.iter().map(|l| l.digest(domain)).collect());
+        for lock in ch.debit_locks.iter() {
+            let may_open = ledger.block <= lock.expiry_block || links.revealed_at(&lock.point).is_some();
+            if !may_open || links.is_registered(digest, lock.lock_id) {
+                continue;
+            }
+            let Some(path) = tree.path(lock.digest(domain)) else { continue };
+            let tx = HubTx::RegisterDebitLock { debit, lock: *lock, path: path.nodes().to_vec() };
+            duties.push(Duty { key: DutyKey::RegisterLock(digest, lock.lock_id), tx });
+        }
+    }
+    let mut unlocks: BTreeMap<(Address, u64), (Vec<B256>, Vec<B256>)> = BTreeMap::new();
+    for ((digest, lock_id), r) in links.registered() {
+        let settled =
+            ledger.account(&r.user).is_some_and(|a| a.channel.epoch > r.epoch || a.channel.status == Status::Settled);
+        let revealed = links.revealed_at(&r.lock.point).is_some_and(|at| at <= r.lock.expiry_block);
+        if !settled || !(revealed || ledger.block > r.lock.expiry_block) {
+            continue;
+        }
+        let batch = unlocks.entry((r.user, r.epoch)).or_default();
+        if batch.0.len() < crate::contract::MAX_UNLOCK_BATCH {
+            batch.0.push(digest);
+            batch.1.push(lock_id);
+        }
+    }
+    for ((user, epoch), (proof_digests, lock_ids)) in unlocks {
+        duties.push(Duty { key: DutyKey::Unlock(user, epoch), tx: HubTx::Unlock { proof_digests, lock_ids } });
+    }
 }
 
 /// The debits to realize now, largest realizable amount first, if the policy calls for any:

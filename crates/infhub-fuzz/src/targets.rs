@@ -306,9 +306,34 @@ fn lock_command(
 }
 
 /// A chain event about `user`'s channel `ch` for the ledger machine: a deposit, an exit, a
-/// reserve deposit or a submitted debit, with byte-chosen amounts.
+/// reserve deposit, a submitted debit, a reveal in the point registry (of a lock point the
+/// lock ops use) or a lock registration or resolution, with byte-chosen amounts.
 fn chain_event_for(input: &mut Input<'_>, user: Address, ch: &ChannelState, ledger: &Ledger) -> ChainEvent {
-    match input.u8() % 4 {
+    use infhub_core::messages::Eip712Message;
+    use infhub_core::point_lock::Scalar;
+    match input.u8() % 7 {
+        4 => {
+            let id = u64::from(input.u8() % 8);
+            let scalar = Scalar::from_bytes(alloy_primitives::keccak256(id.to_be_bytes())).expect("below n");
+            ChainEvent::PointRevealed { point: scalar.point().address(), scalar }
+        }
+        5 => {
+            let digest = ch.debit.map(|d| d.message.digest(&ledger.params.domain)).unwrap_or_default();
+            let lock = ch.debit_locks.iter().nth(input.below(3) as usize).copied();
+            ChainEvent::LockRegistered {
+                user,
+                epoch: ch.epoch,
+                hub_locks: false,
+                proof_digest: digest,
+                lock_id: lock.map(|l| l.lock_id).unwrap_or_default(),
+                amount: lock.map_or(Amount(1), |l| l.amount),
+            }
+        }
+        6 => {
+            let followed = ledger.locks.registered();
+            let (proof_digest, lock_id) = followed.first().map(|(k, _)| *k).unwrap_or_default();
+            ChainEvent::LockResolved { user, epoch: ch.epoch, proof_digest, lock_id }
+        }
         0 => ChainEvent::Deposited {
             user,
             epoch: ch.epoch,
@@ -417,8 +442,39 @@ pub fn ledger_machine(data: &[u8]) {
         };
         let before = ledger.clone();
         match ledger.apply(&hub, command) {
-            Ok(_) => ledger.check_invariants(),
+            Ok(_) => {
+                ledger.check_invariants();
+                check_lock_duties(&ledger);
+            }
             Err(_) => assert_eq!(ledger, before, "a refused command changed the ledger"),
+        }
+    }
+}
+
+/// Every lock registration the duties ask for proves its lock into the debit it names, and
+/// every reveal is of the scalar of a lock the ledger holds.
+fn check_lock_duties(ledger: &Ledger) {
+    use infhub_core::duties::{due, HubTx, RealizePolicy};
+    use infhub_core::messages::Eip712Message;
+    for duty in due(ledger, &RealizePolicy::OFF) {
+        match duty.tx {
+            HubTx::RegisterDebitLock { debit, lock, path } => {
+                let leaf = lock.digest(&ledger.params.domain);
+                let root = path.iter().fold(leaf, |node, sibling| infhub_core::merkle::hash_pair(node, *sibling));
+                assert_eq!(root, debit.message.locks_root, "a registration's path must prove its lock");
+            }
+            HubTx::RevealPoint(scalar) => {
+                let point = scalar.point().address();
+                let held = ledger.locks.opened().iter().any(|((payer, id), s)| {
+                    *s == scalar
+                        && ledger
+                            .account(payer)
+                            .and_then(|a| a.channel.debit_locks.get(id))
+                            .is_some_and(|l| l.point == point)
+                });
+                assert!(held, "a reveal must open a pending lock the hub learned");
+            }
+            _ => {}
         }
     }
 }

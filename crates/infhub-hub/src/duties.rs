@@ -64,6 +64,9 @@ pub struct DutiesConfig {
     pub realize: RealizePolicy,
     /// Free reserve below this is reported as low (a metric and a log line).
     pub low_free_reserve_below: Amount,
+    /// The chain's point registry, where the hub reveals the scalars of locks it is owed
+    /// (read from the hub contract's `pointRegistry()`; spec §5.11a).
+    pub point_registry: Address,
 }
 
 /// Confirmed chain events the ledger refused. A refusal is a bug or an inconsistent chain: the
@@ -511,7 +514,7 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
     /// collects the outcomes of those already mined, then tries once more.
     async fn send(&mut self, tx: &HubTx, duty: Option<DutyKey>) -> Result<SentTx, ChainError> {
         let input = hub_tx_call(tx);
-        let to = tx.target(self.contract);
+        let to = tx.target(self.contract, self.config.point_registry);
         let sent = match self.broadcaster.send(to, input.clone()).await {
             Err(ChainError::TooManyInFlight { .. }) => {
                 let mut dropped = Vec::new();

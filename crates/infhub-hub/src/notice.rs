@@ -163,28 +163,5 @@ fn effects_of(seq: u64, effects: &[(Address, Effect)], out: &mut Vec<Notice>) {
 
 /// The account a chain event is about.
 pub fn event_user(e: &ChainEvent) -> Option<Address> {
-    use ChainEvent::*;
-    match e {
-        ChannelOpened { user, .. }
-        | ChannelRegistered { user, .. }
-        | Deposited { user, .. }
-        | Withdrawn { user, .. }
-        | DebitRealized { user, .. }
-        | DebitSubmitted { user, .. }
-        | CreditSubmitted { user, .. }
-        | ExitStarted { user, .. }
-        | Settled { user, .. } => Some(*user),
-        CustodialDeposited { account, .. } | DebitChallenged { account, .. } | DebitChallengeAnswered { account } => {
-            Some(*account)
-        }
-        ReserveDeposited { .. }
-        | ReserveWithdrawn { .. }
-        | PayoutBatchExecuted { .. }
-        | ExcessToReserve { .. }
-        | EscrowToReserve { .. }
-        | ReserveWithdrawalAnnounced { .. }
-        | ReserveWithdrawalCancelled { .. }
-        | CheckpointPosted(_)
-        | HubHalted { .. } => None,
-    }
+    e.account()
 }

@@ -465,8 +465,8 @@ impl Config {
         Ok(())
     }
 
-    /// The chain duties' settings.
-    pub fn duties(&self) -> infhub_hub::duties::DutiesConfig {
+    /// The chain duties' settings, with the chain's point registry `point_registry`.
+    pub fn duties(&self, point_registry: Address) -> infhub_hub::duties::DutiesConfig {
         let l = &self.liquidity;
         infhub_hub::duties::DutiesConfig {
             resend_after_blocks: self.node.resend_after_blocks,
@@ -477,6 +477,7 @@ impl Config {
                 max_per_tx: l.max_realizations_per_tx,
             },
             low_free_reserve_below: l.low_free_reserve_below,
+            point_registry,
         }
     }
 

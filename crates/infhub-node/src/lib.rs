@@ -139,6 +139,9 @@ pub async fn run(
     let token_raw = read(IInfHub::tokenCall {}.abi_encode()).await?;
     let token = IInfHub::tokenCall::abi_decode_returns(&token_raw)
         .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("token(): {e}")))?;
+    let registry_raw = read(IInfHub::pointRegistryCall {}.abi_encode()).await?;
+    let point_registry = IInfHub::pointRegistryCall::abi_decode_returns(&registry_raw)
+        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("pointRegistry(): {e}")))?;
 
     let domain = Domain { chain_id, verifying_contract: contract };
     let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
@@ -151,8 +154,9 @@ pub async fn run(
         max_log_range_blocks: MAX_LOG_RANGE_BLOCKS,
         start_block: config.chain.start_block,
     };
-    let watcher = Watcher::new(RpcSource::new(provider.clone(), contract), watcher_config, confirmed)?;
-    let mut duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties());
+    let source = RpcSource::new(provider.clone(), contract).with_point_registry(point_registry);
+    let watcher = Watcher::new(source, watcher_config, confirmed)?;
+    let mut duties = ChainDuties::new(watcher, ContractSender::new(sender), contract, config.duties(point_registry));
     let storage = FsCheckpointStorage::new(OsFs, config.node.data_dir.join("checkpoints"));
     let checkpointer = Checkpointer::new(config.checkpoints(), &key, chain_id, contract, Box::new(storage));
     let chain_handles = engine::ChainHandles { view: duties.view_handle(), checkpoints: checkpointer.shelf() };

@@ -274,7 +274,12 @@ impl SimChain {
 
     fn seal(&mut self, txs: Vec<PendingTx>, mut logs: Vec<(Address, Vec<B256>, Vec<u8>)>) {
         for (contract, source) in &self.hubs {
-            let mine = logs.iter().filter(|(a, _, _)| a == contract).map(|(_, t, d)| (t.clone(), d.clone())).collect();
+            // Each hub's watcher reads its contract's logs and the point registry's.
+            let mine = logs
+                .iter()
+                .filter(|(a, _, _)| a == contract || *a == self.point_registry)
+                .map(|(_, t, d)| (t.clone(), d.clone()))
+                .collect();
             let n = source.push_block(mine);
             assert_eq!(n, self.blocks.len() as u64, "header chain and EVM chain out of step");
         }
@@ -306,7 +311,7 @@ impl SimChain {
             let success = match result {
                 ExecutionResult::Success { logs, .. } => {
                     for log in logs {
-                        if hubs.contains(&log.address) {
+                        if hubs.contains(&log.address) || log.address == self.point_registry {
                             hub_logs.push((log.address, log.data.topics().to_vec(), log.data.data.to_vec()));
                         }
                     }

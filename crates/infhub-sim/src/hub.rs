@@ -167,6 +167,7 @@ impl SimHub {
             max_payout_batch: config.max_payout_batch,
             realize: config.realize,
             low_free_reserve_below: Amount::ZERO,
+            point_registry: chain.point_registry,
         };
         let contract = config.ledger.domain.verifying_contract;
         let source = chain.source(contract);

@@ -316,6 +316,10 @@ fn reveals_in_the_point_registry_are_recorded_once_and_read_back_from_the_logs()
 /// chain's registry, settlement escrows the lock and `unlock` pays it to the hub. Every figure
 /// is checked against the core's contract model fed the same calls.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scripted close on the real contract, each step checked against the model"
+)]
 fn a_lock_dropped_by_a_newer_proof_is_registered_escrowed_and_unlocked_on_anvil() {
     use alloy::primitives::B256;
     use infhub_chain::events::{credit_arg, debit_arg, register_debit_lock_call, signature_arg};
@@ -411,14 +415,17 @@ fn a_lock_dropped_by_a_newer_proof_is_registered_escrowed_and_unlocked_on_anvil(
         let reserve = view(&mut e, IInfHub::reserveCall {}).await;
         assert_eq!(reserve, model.reserve, "the same reserve");
         assert_eq!(reserve, U256::from(10_000u64 + 150), "the debit total and the lock");
-        // The hub's books follow the reserve: the unlock's log decodes to the event the ledger
-        // applies, with the reserve afterwards.
+        // The hub's books follow the reserve: the unlock's logs decode to the events the ledger
+        // applies, the reserve afterwards and the resolution.
         use infhub_chain::source::ChainSource;
         let source = RpcSource::new(e.anvil.provider().expect("provider"), e.d.hub);
         let logs = source.logs_in_range(at, at).await.expect("logs");
         let decoded: Vec<ChainEvent> =
             logs.iter().filter_map(|l| infhub_chain::events::decode_event(l).expect("decodes")).collect();
-        assert_eq!(decoded, vec![ChainEvent::EscrowToReserve { amount: Amount(50), reserve_after: Amount(10_150) }]);
+        let paid = ChainEvent::EscrowToReserve { amount: Amount(50), reserve_after: Amount(10_150) };
+        let resolved =
+            ChainEvent::LockResolved { user: user_addr, epoch: 1, proof_digest: digest, lock_id: lock.lock_id };
+        assert_eq!(decoded, vec![paid, resolved]);
         let dir = view(&mut e, IInfHub::lockDirectionOfCall { user: user_addr, epoch: 1, direction: 0 }).await;
         let expected = model.lock_direction(user_addr, 1, LockDirection::User);
         assert_eq!((dir.potential, dir.charge, dir.escrow), (expected.potential, expected.charge, expected.escrow));

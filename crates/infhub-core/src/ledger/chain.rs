@@ -2,6 +2,7 @@
 
 use super::{Account, AnnouncedWithdrawal, ChainFunds, CheckpointHeader, Ledger, OpenDebitChallenge, Outcome};
 use crate::channel::{step, ChannelState, Input};
+use crate::point_lock::Scalar;
 use crate::{Amount, Error};
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
@@ -190,6 +191,40 @@ pub enum ChainEvent {
         /// The user.
         account: Address,
     },
+    /// `PointRevealed` of the chain's point registry: `scalar` opens `point` from this block
+    /// on (spec §5.17). The ledger keeps it for the points of locks it follows only.
+    PointRevealed {
+        /// The point's address.
+        point: Address,
+        /// Its scalar.
+        scalar: Scalar,
+    },
+    /// `LockRegistered`: a lock registered through a proof of a closing channel (spec §5.11a).
+    LockRegistered {
+        /// The channel owner.
+        user: Address,
+        /// The close's epoch.
+        epoch: u64,
+        /// The hub's locks to the user (`HUB_LOCKS`) rather than hers to the hub.
+        hub_locks: bool,
+        /// The EIP-712 digest of the proof it was registered through.
+        proof_digest: B256,
+        /// The lock's id.
+        lock_id: B256,
+        /// The lock's amount.
+        amount: Amount,
+    },
+    /// `LockResolved`: `unlock` resolved a registration after its close settled.
+    LockResolved {
+        /// The channel owner.
+        user: Address,
+        /// The close's epoch.
+        epoch: u64,
+        /// The proof's digest.
+        proof_digest: B256,
+        /// The lock's id.
+        lock_id: B256,
+    },
 }
 
 impl ChainEvent {
@@ -204,7 +239,9 @@ impl ChainEvent {
             | ChainEvent::DebitSubmitted { user, .. }
             | ChainEvent::CreditSubmitted { user, .. }
             | ChainEvent::ExitStarted { user, .. }
-            | ChainEvent::Settled { user, .. } => Some(user),
+            | ChainEvent::Settled { user, .. }
+            | ChainEvent::LockRegistered { user, .. }
+            | ChainEvent::LockResolved { user, .. } => Some(user),
             ChainEvent::CustodialDeposited { account, .. }
             | ChainEvent::DebitChallenged { account, .. }
             | ChainEvent::DebitChallengeAnswered { account } => Some(account),
@@ -216,7 +253,8 @@ impl ChainEvent {
             | ChainEvent::ReserveWithdrawalAnnounced { .. }
             | ChainEvent::ReserveWithdrawalCancelled { .. }
             | ChainEvent::CheckpointPosted(_)
-            | ChainEvent::HubHalted { .. } => None,
+            | ChainEvent::HubHalted { .. }
+            | ChainEvent::PointRevealed { .. } => None,
         }
     }
 }
@@ -321,6 +359,9 @@ impl Ledger {
             }
             ChainEvent::DebitChallengeAnswered { account } => {
                 self.checkpoints.debit_challenges.remove(&account);
+            }
+            ChainEvent::PointRevealed { .. } | ChainEvent::LockRegistered { .. } | ChainEvent::LockResolved { .. } => {
+                self.lock_event(at_block, ev)?
             }
         }
         self.take_seq();

@@ -20,7 +20,22 @@ use crate::{Address, Error, B256};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// The links between payers' locks and the hub's locks they fund.
+/// A lock registered on chain (spec §5.11a) through the newest proof the ledger holds of a
+/// closing channel, followed until `unlock` resolves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredLock {
+    /// The channel owner.
+    pub user: Address,
+    /// The close's epoch.
+    pub epoch: u64,
+    /// The hub's lock to the user rather than hers to the hub.
+    pub hub_locks: bool,
+    /// The lock leaf.
+    pub lock: Lock,
+}
+
+/// The links between payers' locks and the hub's locks they fund, and what the chain said
+/// about them: reveals in the point registry and registrations through a close.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockLinks {
     /// The hub's pending lock to a payee, by (payee, lock id): the payer whose lock funds it.
@@ -29,6 +44,16 @@ pub struct LockLinks {
     /// A payer's pending lock whose scalar the hub learned, by (payer, lock id).
     #[serde(with = "sorted_map")]
     opened: HashMap<(Address, B256), Scalar>,
+    /// A payer's pending lock that funds a hub lock, by its point: how a reveal in the
+    /// registry is matched to a lock the hub is owed.
+    #[serde(with = "sorted_map")]
+    by_point: HashMap<Address, (Address, B256)>,
+    /// The first reveal block of the points of followed locks.
+    #[serde(with = "sorted_map")]
+    revealed: HashMap<Address, u64>,
+    /// Registrations followed until resolved, by (proof digest, lock id).
+    #[serde(with = "sorted_map")]
+    registered: HashMap<(B256, B256), RegisteredLock>,
 }
 
 impl LockLinks {
@@ -37,9 +62,49 @@ impl LockLinks {
         self.opened.get(&(*payer, *lock_id)).copied()
     }
 
-    /// How many links are held (both kinds).
+    /// Every payer's lock whose scalar the hub learned: ((payer, lock id), scalar), by key.
+    pub fn opened(&self) -> Vec<((Address, B256), Scalar)> {
+        let mut all: Vec<_> = self.opened.iter().map(|(k, v)| (*k, *v)).collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        all
+    }
+
+    /// The block the registry first recorded `point`'s reveal, if the ledger follows it.
+    pub fn revealed_at(&self, point: &Address) -> Option<u64> {
+        self.revealed.get(point).copied()
+    }
+
+    /// Whether the lock `lock_id` is registered through the proof `proof_digest`.
+    pub fn is_registered(&self, proof_digest: B256, lock_id: B256) -> bool {
+        self.registered.contains_key(&(proof_digest, lock_id))
+    }
+
+    /// The registrations followed: ((proof digest, lock id), registration), by key.
+    pub fn registered(&self) -> Vec<((B256, B256), RegisteredLock)> {
+        let mut all: Vec<_> = self.registered.iter().map(|(k, v)| (*k, *v)).collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        all
+    }
+
+    /// How many links are held (every kind).
     pub fn len(&self) -> usize {
-        self.forwarded.len() + self.opened.len()
+        self.forwarded.len() + self.opened.len() + self.by_point.len() + self.revealed.len() + self.registered.len()
+    }
+
+    /// Forgets `payer`'s lock `lock` (settled, dropped or resolved on chain), and its point's
+    /// reveal once nothing followed uses the point.
+    fn forget_payer_lock(&mut self, payer: Address, lock: &Lock) {
+        self.opened.remove(&(payer, lock.lock_id));
+        if self.by_point.get(&lock.point) == Some(&(payer, lock.lock_id)) {
+            self.by_point.remove(&lock.point);
+        }
+        self.forget_point_if_unused(&lock.point);
+    }
+
+    fn forget_point_if_unused(&mut self, point: &Address) {
+        if !self.by_point.contains_key(point) && !self.registered.values().any(|r| r.lock.point == *point) {
+            self.revealed.remove(point);
+        }
     }
 
     /// Whether none is held.
@@ -94,8 +159,8 @@ impl Ledger {
         }
         self.take_seq();
         self.replace_channel(m.user, after, ChainFunds::default(), false);
-        if let LockChange::Settle { lock_id, .. } = change {
-            self.locks.opened.remove(&(m.user, lock_id));
+        if matches!(change, LockChange::Settle { .. } | LockChange::Drop { .. }) {
+            self.locks.forget_payer_lock(m.user, &lock);
         }
         let digest = m.digest(&self.params.domain);
         Ok(Outcome::DebitLockApplied { receipt: self.issue_receipt(&m, digest), change, lock })
@@ -141,6 +206,7 @@ impl Ledger {
         self.replace_channel(m.user, payer_after, ChainFunds::default(), false);
         self.replace_channel(payee, payee_after, ChainFunds::default(), false);
         self.locks.forwarded.insert((payee, lock.lock_id), m.user);
+        self.locks.by_point.insert(lock.point, (m.user, lock.lock_id));
         let receipt = self.issue_receipt(&m, m.digest(&self.params.domain));
         self.note_unsealed_credit(&credit);
         Ok(Outcome::LockedTransferApplied { receipt, payee_credit: credit })
@@ -174,6 +240,78 @@ impl Ledger {
             self.locks.opened.insert((payer, lock_id), scalar);
         }
         Ok(Outcome::CreditLockIssued { credit, change, lock })
+    }
+}
+
+impl Ledger {
+    /// The lock events of the chain: the registry's reveals and the contract's registrations
+    /// and resolutions (spec §5.11a).
+    pub(super) fn lock_event(&mut self, at_block: u64, ev: super::ChainEvent) -> Result<(), Error> {
+        use super::ChainEvent;
+        match ev {
+            ChainEvent::PointRevealed { point, scalar } => self.point_revealed(at_block, point, scalar)?,
+            ChainEvent::LockRegistered { user, epoch, hub_locks, proof_digest, lock_id, amount } => {
+                self.lock_registered(user, epoch, hub_locks, (proof_digest, lock_id), amount)
+            }
+            ChainEvent::LockResolved { proof_digest, lock_id, .. } => self.lock_resolved(proof_digest, lock_id),
+            _ => unreachable!("lock_event is called with lock events only"),
+        }
+        Ok(())
+    }
+
+    /// `PointRevealed`: kept for a point of a lock the ledger follows. A reveal of the point
+    /// of a payer's lock that funds a hub lock (the payee revealed on chain, not to the hub)
+    /// gives the hub the scalar it is owed by: the payer's lock can then only settle.
+    fn point_revealed(&mut self, at_block: u64, point: Address, scalar: Scalar) -> Result<(), Error> {
+        let payer_lock = self.locks.by_point.get(&point).copied();
+        if payer_lock.is_none() && !self.locks.registered.values().any(|r| r.lock.point == point) {
+            return Ok(());
+        }
+        // The registry checks it; a mismatch means the event is not the registry's.
+        if scalar.point().address() != point {
+            return Err(Error::ChainEventInconsistent);
+        }
+        self.locks.revealed.entry(point).or_insert(at_block);
+        if let Some(key) = payer_lock {
+            self.locks.opened.entry(key).or_insert(scalar);
+        }
+        Ok(())
+    }
+
+    /// `LockRegistered`: followed when it is a pending lock of the newest proof the ledger
+    /// holds for that direction of the closing channel (the hub knows its expiry and point,
+    /// and can resolve it with `unlock` after the settlement); any other registration (a
+    /// user's of her own older proof, or of locks the hub never saw) is hers to resolve.
+    fn lock_registered(
+        &mut self,
+        user: Address,
+        epoch: u64,
+        hub_locks: bool,
+        (proof_digest, lock_id): (B256, B256),
+        amount: crate::Amount,
+    ) {
+        let Some(ch) = self.accounts.get(&user).map(|a| &a.channel).filter(|ch| ch.epoch == epoch) else { return };
+        let domain = &self.params.domain;
+        let (newest, book) = if hub_locks {
+            (ch.credit.as_ref().map(|c| c.message.digest(domain)), &ch.credit_locks)
+        } else {
+            (ch.debit.as_ref().map(|d| d.message.digest(domain)), &ch.debit_locks)
+        };
+        let Some(lock) = book.get(&lock_id).filter(|l| l.amount == amount && newest == Some(proof_digest)) else {
+            return;
+        };
+        let followed = RegisteredLock { user, epoch, hub_locks, lock: *lock };
+        self.locks.registered.insert((proof_digest, lock_id), followed);
+    }
+
+    /// `LockResolved`: the registration is done; a payer's lock it settled is forgotten.
+    fn lock_resolved(&mut self, proof_digest: B256, lock_id: B256) {
+        let Some(r) = self.locks.registered.remove(&(proof_digest, lock_id)) else { return };
+        if r.hub_locks {
+            self.locks.forget_point_if_unused(&r.lock.point);
+        } else {
+            self.locks.forget_payer_lock(r.user, &r.lock);
+        }
     }
 }
 

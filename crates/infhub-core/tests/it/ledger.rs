@@ -35,6 +35,8 @@ struct Hub {
     block: u64,
     next_id: u64,
     log_index: u64,
+    /// The point registry's `revealedAt`, for the lock duties.
+    revealed: std::collections::HashMap<Address, u64>,
 }
 
 impl Hub {
@@ -122,6 +124,7 @@ impl Hub {
             block: 1,
             next_id: 0,
             log_index: 0,
+            revealed: std::collections::HashMap::new(),
         };
         for i in 0..USERS {
             let u = hub.users[i].address();
@@ -976,6 +979,9 @@ fn carry_out_duties(h: &mut Hub, policy: &infhub_core::duties::RealizePolicy) ->
                 h.chain.post_checkpoint(hub, h.block + 1, header.id, header.checkpoint).expect("post");
                 h.event(ChainEvent::CheckpointPosted(*header));
             }
+            HubTx::RevealPoint(_) | HubTx::RegisterDebitLock { .. } | HubTx::Unlock { .. } => {
+                h.carry_out_lock_duty(&duty.tx);
+            }
             other => panic!("no ledger state makes {other:?} due"),
         }
         h.check();
@@ -1775,4 +1781,155 @@ proptest! {
             prop_assert_eq!(s.kind == "custodial", h.ledger.custodial(&s.address).is_some());
         }
     }
+}
+
+impl Hub {
+    /// A lock duty's transaction on the contract model and the registry (the harness's
+    /// `revealed` map), confirmed at once with the events the contracts emit.
+    fn carry_out_lock_duty(&mut self, tx: &infhub_core::duties::HubTx) {
+        use infhub_core::duties::HubTx;
+        use infhub_core::messages::Eip712Message;
+        match tx {
+            HubTx::RevealPoint(scalar) => {
+                let point = scalar.point().address();
+                if !self.revealed.contains_key(&point) {
+                    self.revealed.insert(point, self.block);
+                    self.event(ChainEvent::PointRevealed { point, scalar: *scalar });
+                }
+            }
+            HubTx::RegisterDebitLock { debit, lock, path } => {
+                let m = debit.message;
+                self.chain.register_debit_lock(self.block, &m, &debit.signature.0, lock, path).expect("register");
+                self.event(ChainEvent::LockRegistered {
+                    user: m.user,
+                    epoch: m.epoch,
+                    hub_locks: false,
+                    proof_digest: m.digest(&domain()),
+                    lock_id: lock.lock_id,
+                    amount: lock.amount,
+                });
+            }
+            HubTx::Unlock { proof_digests, lock_ids } => {
+                for (digest, id) in proof_digests.iter().zip(lock_ids) {
+                    let registration = self.chain.lock_registrations[&(*digest, *id)];
+                    let revealed_at = self.revealed.get(&registration.lock.point).copied();
+                    let user = self.chain.locked_proofs[digest].user;
+                    let epoch = self.chain.locked_proofs[digest].epoch;
+                    let direction = self.chain.locked_proofs[digest].direction;
+                    let out = self.chain.unlock(self.block, *digest, *id, revealed_at).expect("unlock");
+                    let to_reserve = match direction {
+                        infhub_core::contract::LockDirection::User => out.to_receiver,
+                        infhub_core::contract::LockDirection::Hub => out.to_sender,
+                    };
+                    if !to_reserve.is_zero() {
+                        let reserve_after = Self::amount(self.chain.reserve);
+                        self.event(ChainEvent::EscrowToReserve { amount: Self::amount(to_reserve), reserve_after });
+                    }
+                    self.event(ChainEvent::LockResolved { user, epoch, proof_digest: *digest, lock_id: *id });
+                }
+            }
+            other => panic!("not a lock duty: {other:?}"),
+        }
+    }
+
+    /// The payer's empty exit (she never received a credit): her channel closes on chain.
+    fn exit_without_credit(&mut self, u: usize) {
+        let user = self.users[u].address();
+        let ch = &self.ledger.account(&user).expect("a").channel;
+        let mut credit = ch.next_credit(Amount::ZERO).expect("credit");
+        credit.nonce = 0;
+        self.chain.start_exit(user, self.block, &credit, &[]).expect("exit");
+        let c = self.chain.channel(user);
+        self.event(ChainEvent::ExitStarted { user, epoch: c.epoch, settle_block: c.settle_block });
+    }
+}
+
+/// The payer who does not settle a lock the hub learned the scalar of (spec §5.11a, "no close
+/// because of a lock"): the hub waits while her channel is open and the lock is far from its
+/// expiry; from the payee's expiry on it reveals the scalar in the registry; when she exits,
+/// the hub registers her pending lock through her newest debit and, after the settlement,
+/// unlocks it: the escrow pays the hub's reserve exactly the lock, she gets the rest. Without
+/// the registration the contract would pay her the whole deposit (the lock was never in her
+/// debit total): the reserve checks below would fail.
+#[test]
+fn the_hub_reveals_registers_and_unlocks_the_lock_of_a_payer_who_exits_without_settling() {
+    use infhub_core::channel::{LockChange, LOCK_REVEAL_MARGIN_BLOCKS};
+    use infhub_core::duties::{due, DutyKey, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let lock = point_lock(9, 120, 60);
+    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    h.advance_to(30);
+    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(9) }).expect("payee paid");
+    let lock_keys = |h: &Hub| -> Vec<DutyKey> {
+        due(&h.ledger, &RealizePolicy::OFF)
+            .into_iter()
+            .map(|d| d.key)
+            .filter(|k| matches!(k, DutyKey::RevealPoint(_) | DutyKey::RegisterLock(..) | DutyKey::Unlock(..)))
+            .collect()
+    };
+    assert_eq!(lock_keys(&h), vec![], "the payer may still settle off chain: no gas spent");
+    h.advance_to(60 - LOCK_REVEAL_MARGIN_BLOCKS - 1);
+    assert_eq!(lock_keys(&h), vec![]);
+    h.advance_to(60 - LOCK_REVEAL_MARGIN_BLOCKS);
+    assert_eq!(lock_keys(&h), vec![DutyKey::RevealPoint(lock.point)], "from the payee's expiry on");
+    // She exits with nothing from the hub, hoping her unsettled lock comes back to her.
+    h.block += 1;
+    h.exit_without_credit(0);
+    let payer = h.users[0].address();
+    let debit = h.ledger.account(&payer).and_then(|a| a.channel.debit).expect("her lock debit");
+    let digest = {
+        use infhub_core::messages::Eip712Message;
+        debit.message.digest(&domain())
+    };
+    assert_eq!(
+        lock_keys(&h),
+        vec![DutyKey::RevealPoint(lock.point), DutyKey::RegisterLock(digest, lock.lock_id)],
+        "reveal and register while her channel closes"
+    );
+    let reserve_before = h.chain.reserve;
+    carry_out_duties(&mut h, &RealizePolicy::OFF);
+    assert_eq!(lock_keys(&h), vec![], "done once confirmed");
+    assert!(h.ledger.locks.revealed_at(&lock.point).is_some());
+    h.check();
+    // The period ends: the hub settles, then unlocks.
+    let settle_block = h.chain.channel(payer).settle_block;
+    h.advance_to(settle_block);
+    let done = carry_out_duties(&mut h, &RealizePolicy::OFF);
+    assert!(done.iter().any(|d| d.key == DutyKey::Settle(payer)), "{done:?}");
+    assert_eq!(h.chain.sent_to.get(&payer).copied(), Some(U256::from(380)), "paid all but the lock");
+    assert_eq!(lock_keys(&h), vec![DutyKey::Unlock(payer, 1)]);
+    carry_out_duties(&mut h, &RealizePolicy::OFF);
+    assert_eq!(h.chain.reserve, reserve_before + U256::from(120), "the lock paid the hub");
+    assert_eq!(h.ledger.reserve.0, 1_000 + 120);
+    assert_eq!(h.chain.total_escrow, U256::ZERO);
+    assert_eq!(lock_keys(&h), vec![], "resolved: nothing left to do");
+    assert!(h.ledger.locks.registered().is_empty(), "the registration is forgotten once resolved");
+    assert_eq!(h.balance(1), Amount(120), "the payee keeps what she was paid");
+    h.check();
+}
+
+/// A payer who settles in time costs the hub nothing on chain: no reveal, no registration,
+/// and her close after that has no lock duty.
+#[test]
+fn a_payer_who_settles_in_time_leaves_the_hub_no_lock_duty() {
+    use infhub_core::channel::LockChange;
+    use infhub_core::duties::{due, DutyKey, RealizePolicy};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let lock = point_lock(3, 70, 60);
+    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(3) }).expect("payee paid");
+    let scalar = h.ledger.locks.scalar_for(&h.users[0].address(), &lock.lock_id).expect("learned");
+    h.debit_lock(0, LockChange::Settle { lock_id: lock.lock_id, scalar }).expect("payer settles");
+    h.advance_to(55);
+    h.block += 1;
+    h.exit_without_credit(0);
+    let keys: Vec<DutyKey> = due(&h.ledger, &RealizePolicy::OFF).into_iter().map(|d| d.key).collect();
+    assert_eq!(keys, vec![DutyKey::Dispute(h.users[0].address())], "only her settled total to put on record");
+    assert!(h.ledger.locks.is_empty(), "nothing followed");
 }

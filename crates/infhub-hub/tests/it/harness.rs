@@ -334,6 +334,7 @@ impl World {
             max_payout_batch: 16,
             realize,
             low_free_reserve_below: Amount(0),
+            point_registry: Address::repeat_byte(0x2F),
         };
         let mut w = World {
             chain: ModelChain::new(domain, hub_key.address()),

@@ -390,10 +390,5 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
 }
 
 async fn chain_channel(chain: &Chain, user: Address) -> IInfHub::Channel {
-    use alloy::providers::Provider;
-    let req = alloy::rpc::types::TransactionRequest::default()
-        .to(chain.d.hub)
-        .input(IInfHub::channelCall { user }.abi_encode().into());
-    let raw = chain.provider.call(req).await.expect("channel");
-    IInfHub::channelCall::abi_decode_returns(&raw).expect("decode")
+    chain.view(chain.d.hub, IInfHub::channelCall { user }).await
 }

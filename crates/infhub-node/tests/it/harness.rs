@@ -57,6 +57,13 @@ impl Chain {
         IErc20::balanceOfCall::abi_decode_returns(&raw).expect("decode")
     }
 
+    /// A view call `call` to `to` at the head.
+    pub(crate) async fn view<C: SolCall>(&self, to: Address, call: C) -> C::Return {
+        let req = alloy::rpc::types::TransactionRequest::default().to(to).input(call.abi_encode().into());
+        let raw = self.provider.call(req).await.expect("view call");
+        C::abi_decode_returns(&raw).expect("decode the view's answer")
+    }
+
     pub(crate) fn config(&self, data_dir: PathBuf) -> Config {
         let mut c = infhub_node::dev::config(&self.anvil, &self.d, "127.0.0.1:0".into(), data_dir);
         c.chain.poll_interval_ms = 50;

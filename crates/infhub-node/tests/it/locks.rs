@@ -5,9 +5,15 @@
 //! restart (the log replayed) every balance and lock is where it was.
 
 use crate::harness::*;
-use alloy::primitives::{keccak256, B256};
+use alloy::primitives::{keccak256, Bytes, B256, U256};
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil;
+use infhub_chain::bindings::{IInfHub, IPointRegistry};
+use infhub_chain::events::credit_arg;
+use infhub_core::messages::Eip712Message;
 use infhub_core::messages::{Debit, PaymentKind};
 use infhub_core::point_lock::{locks_root, Lock, Scalar};
+use infhub_core::Credit;
 use infhub_core::{Amount, Domain};
 use serde_json::{json, Value};
 
@@ -42,8 +48,26 @@ async fn balance(http: &Http, w: &Wallet) -> (u128, Value) {
     (amount(&v["balance"]), v)
 }
 
+/// Two registered wallets, the payer with 500 deposited, and 1,000 in the hub's reserve.
+async fn payer_and_payee(chain: &Chain, http: &Http) -> (Wallet, Wallet) {
+    let mut a = Wallet::new(chain, 1).await;
+    let mut b = Wallet::new(chain, 2).await;
+    register(chain, http, &mut a).await;
+    register(chain, http, &mut b).await;
+    a.approve_and_deposit(chain, 500).await;
+    let (s, v) = http.post("/v1/operator/reserve/top-ups", Some(OPERATOR), &json!({"amount": "1000"})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually(20, "deposit and reserve confirmed", || async {
+        chain.mine(1).await;
+        let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+        let (bal, _) = balance(http, &a).await;
+        (bal == 500 && amount(&liq["liquidity"]["reserve"]) >= 1_000).then_some(())
+    })
+    .await;
+    (a, b)
+}
+
 #[test]
-#[expect(clippy::too_many_lines, reason = "one scripted story, read top to bottom; each step depends on the last")]
 fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_restart() {
     rt().block_on(async {
         let chain = Chain::start().await;
@@ -58,20 +82,7 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
         config.node.locked_transfers = true;
         let node = InProcessNode::start(config.clone()).await;
         let http = Http::new(&node.url);
-        let mut a = Wallet::new(&chain, 1).await;
-        let mut b = Wallet::new(&chain, 2).await;
-        register(&chain, &http, &mut a).await;
-        register(&chain, &http, &mut b).await;
-        a.approve_and_deposit(&chain, 500).await;
-        let (s, v) = http.post("/v1/operator/reserve/top-ups", Some(OPERATOR), &json!({"amount": "1000"})).await;
-        assert_eq!(s, 200, "{v}");
-        eventually(20, "deposit and reserve confirmed", || async {
-            chain.mine(1).await;
-            let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
-            let (bal, _) = balance(&http, &a).await;
-            (bal == 500 && amount(&liq["liquidity"]["reserve"]) >= 1_000).then_some(())
-        })
-        .await;
+        let (mut a, mut b) = payer_and_payee(&chain, &http).await;
 
         // --- The invoice's point: the payee's scalar.
         let scalar = Scalar::from_bytes(keccak256(b"payee's invoice scalar")).expect("in range");
@@ -164,6 +175,97 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
         let (bal_b, acct_b) = balance(&http, &b).await;
         assert_eq!((bal_a, bal_b), (380, 120));
         assert_eq!(acct_b["locks"]["incoming"], json!([]), "{acct_b}");
+        node.stop().await;
+    });
+}
+
+/// The payer who never settles (spec §5.11a, "no close because of a lock"): the payee reveals
+/// and is paid, the payer exits on chain with nothing from the hub, hoping her lock comes back
+/// to her. The hub reveals the scalar in the point registry, registers her pending lock through
+/// her newest debit, settles and unlocks: she is paid her deposit less the lock, the lock goes
+/// to the hub's reserve, the ledger follows every event and the books still balance.
+#[test]
+fn a_payer_who_exits_without_settling_pays_her_lock_through_the_registry() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let hub = chain.anvil_hub();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.node.locked_transfers = true;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (mut a, b) = payer_and_payee(&chain, &http).await;
+        let scalar = Scalar::from_bytes(keccak256(b"a payee who is paid")).expect("in range");
+        let head = chain.head().await;
+        let lock = Lock {
+            lock_id: B256::repeat_byte(0x61),
+            amount: Amount(120),
+            expiry_block: head + 200,
+            point: scalar.point().address(),
+        };
+        let add = lock_debit(&a, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
+        let body = json!({"debit": a.sign_debit(&domain, add), "lock": lock, "payee": b.address()});
+        let (s, v) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        a.accepted(&add);
+        let (s, v) = http
+            .post("/v1/lock-reveals", None, &json!({"user": b.address(), "lockId": lock.lock_id, "scalar": scalar}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+        let reserve_before = amount(&liq["liquidity"]["reserve"]);
+
+        // --- She exits with the empty credit: the contract holds no debit of hers.
+        let tokens_before = chain.token_balance(a.address()).await;
+        let empty = Credit {
+            user: a.address(),
+            epoch: a.epoch,
+            nonce: 0,
+            cumulative_credit: Amount::ZERO,
+            locked_amount: Amount::ZERO,
+            locks_root: B256::ZERO,
+        };
+        let exit = IInfHub::startExitCall { credit: credit_arg(&empty), hubSignature: Bytes::new() };
+        anvil::call_ok(&mut a.chain, chain.d.hub, exit.abi_encode()).await.expect("start exit");
+        let registry = chain.d.point_registry;
+        let digest = add.digest(&domain);
+        eventually(30, "the hub revealed and registered her lock", || async {
+            chain.mine(1).await;
+            let revealed = chain.view(registry, IPointRegistry::revealedAtCall { point: lock.point }).await;
+            let registered = chain
+                .view(chain.d.hub, IInfHub::lockRegistrationOfCall { proofDigest: digest, lockId: lock.lock_id })
+                .await;
+            (revealed != U256::ZERO && registered.amount == 120).then_some(())
+        })
+        .await;
+        chain.mine(infhub_node::dev::DEV_CHALLENGE_PERIOD_BLOCKS + 1).await;
+        eventually(30, "settled and unlocked", || async {
+            chain.mine(1).await;
+            let escrow = chain.view(chain.d.hub, IInfHub::totalEscrowCall {}).await;
+            let ch = chain.view(chain.d.hub, IInfHub::channelCall { user: a.address() }).await;
+            let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+            let ledger_reserve = amount(&liq["liquidity"]["reserve"]);
+            (ch.status == 3 && escrow == U256::ZERO && ledger_reserve == reserve_before + 120).then_some(())
+        })
+        .await;
+        assert_eq!(
+            chain.token_balance(a.address()).await,
+            tokens_before + U256::from(380),
+            "her deposit less the lock"
+        );
+        let reserve = chain.view(chain.d.hub, IInfHub::reserveCall {}).await;
+        assert_eq!(reserve, U256::from(reserve_before + 120), "the chain's reserve is the ledger's");
+        let (bal_b, _) = balance(&http, &b).await;
+        assert_eq!(bal_b, 120, "the payee keeps her payment");
+        settle_chain(&chain, &http).await;
+        let (s, rep) = http.get("/v1/operator/solvency", Some(OPERATOR)).await;
+        assert_eq!(s, 200, "{rep}");
+        assert_eq!(
+            (rep["contractBalanced"].clone(), rep["ledgerMatchesChain"].clone()),
+            (json!(true), json!(true)),
+            "{rep}"
+        );
         node.stop().await;
     });
 }
