@@ -102,6 +102,7 @@ impl SimWallet {
             withdrawal: None,
             since_block,
             towers: Vec::new(),
+            pending_lock: None,
         };
         SimWallet {
             index,

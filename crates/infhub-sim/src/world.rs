@@ -1141,6 +1141,11 @@ fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<H
         latest_credit: ch.credit.clone(),
         latest_debit: ch.debit,
         incoming_locks: Some(ch.credit_locks.iter().copied().collect()),
+        outgoing_scalars: ch
+            .debit_locks
+            .iter()
+            .filter_map(|l| ledger.locks.scalar_for(user, &l.lock_id).map(|s| (l.lock_id, s)))
+            .collect(),
         debit_nonce: ch.debit_nonce(),
         cumulative_debit: Some(ch.cumulative_debit()),
         credit_nonce: ch.credit_nonce(),

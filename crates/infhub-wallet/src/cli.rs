@@ -69,8 +69,8 @@ pub enum WalletCommand {
         /// Amount in INF.
         amount: String,
     },
-    /// Sign an invoice others can pay you by (spec §5.19; paying one across hubs is not built
-    /// yet). Prints it as JSON.
+    /// Sign an invoice others can pay you by (spec §5.19; paid from the same hub with
+    /// `pay-invoice`, across hubs not yet). Prints it as JSON. `balance` claims its payment.
     Invoice {
         /// Amount in INF.
         amount: String,
@@ -80,6 +80,12 @@ pub enum WalletCommand {
         /// How long it can be paid, in seconds.
         #[arg(long, default_value_t = 3600)]
         expires_in_seconds: u64,
+    },
+    /// Pay an invoice (the JSON `invoice` prints) of a user of the same hub, by a point lock:
+    /// the payee's `balance` claims it, and yours then settles it with the proof of payment.
+    PayInvoice {
+        /// The signed invoice, as JSON, or `@path` of a file that holds it.
+        invoice: String,
     },
     /// Pay a plain chain address; the hub pays it out on chain.
     PayExternal {
@@ -304,6 +310,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             let json = serde_json::to_value(&invoice).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
             Ok(Report { text: json.to_string(), json: json!({"invoice": json, "description": description}) })
         }
+        WalletCommand::PayInvoice { invoice } => pay_invoice(&mut open().await?, invoice).await,
         WalletCommand::PayExternal { address, amount: a } => {
             let a = amount(a)?;
             let mut w = open().await?;
@@ -452,6 +459,30 @@ async fn register(args: &WalletArgs, dir: &WalletDir, progress: &mut impl FnMut(
 }
 
 /// `balance` and `sync`: the wallet's figures, and whether the hub agrees with its proofs.
+/// `pay-invoice`: reads the invoice (JSON, or `@path`) and pays it by point lock.
+async fn pay_invoice(w: &mut Wallet, invoice: &str) -> Result<Report, WalletError> {
+    let text = match invoice.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| WalletError::InvalidInput(format!("cannot read the invoice file {path}: {e}")))?,
+        None => invoice.to_string(),
+    };
+    let invoice: infhub_core::invoice::SignedInvoice = serde_json::from_str(text.trim())
+        .map_err(|e| WalletError::InvalidInput(format!("not a signed invoice: {e}")))?;
+    let answer = w.pay_invoice(&invoice).await?;
+    let inv = &invoice.message;
+    let balance = w.spendable()?;
+    Ok(Report {
+        json: json!({"locked": inv.amount, "to": inv.payee.to_string(), "invoiceId": inv.invoice_id, "balance": balance, "hub": answer}),
+        text: format!(
+            "locked {} to {} for invoice {}; receipt checked; paid once the payee claims it (your `balance` then settles it); balance {}",
+            inf(inv.amount),
+            inv.payee,
+            inv.invoice_id,
+            inf(balance)
+        ),
+    })
+}
+
 async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Report, WalletError> {
     let check = match w.sync().await {
         Ok(c) => Some(c),
@@ -521,6 +552,7 @@ async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Repo
     json["hubAgrees"] = json!(check.as_ref().map(|c| c.agrees));
     json["disagreements"] = json!(check.as_ref().map(|c| c.disagreements.clone()).unwrap_or_default());
     json["hubBalance"] = json!(check.as_ref().and_then(|c| c.hub_balance));
+    json["notes"] = json!(check.as_ref().map(|c| c.notes.clone()).unwrap_or_default());
     Ok(Report { json, text: text.trim_end().to_string() })
 }
 

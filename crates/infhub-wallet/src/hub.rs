@@ -148,6 +148,26 @@ impl HubClient {
         self.post("/v1/transfers", &json!(d)).await
     }
 
+    /// `POST /v1/locked-transfers` or, without a payee, `POST /v1/lock-debits` (spec §5.17b).
+    pub async fn lock_debit(&self, p: &crate::store::PendingLock) -> Result<Value, HubError> {
+        match (p.payee, p.change) {
+            (Some(payee), infhub_core::channel::LockChange::Add(lock)) => {
+                self.post("/v1/locked-transfers", &json!({"debit": p.debit, "lock": lock, "payee": payee})).await
+            }
+            _ => self.post("/v1/lock-debits", &json!({"debit": p.debit, "change": p.change})).await,
+        }
+    }
+
+    /// `POST /v1/lock-reveals`: the scalar of one of the hub's locks to `user`.
+    pub async fn reveal(
+        &self,
+        user: Address,
+        lock_id: B256,
+        scalar: &infhub_core::point_lock::Scalar,
+    ) -> Result<Value, HubError> {
+        self.post("/v1/lock-reveals", &json!({"user": user, "lockId": lock_id, "scalar": scalar})).await
+    }
+
     /// `POST /v1/withdrawals`.
     pub async fn withdraw(&self, w: &Withdrawal, signature: &Signature) -> Result<Value, HubError> {
         self.post("/v1/withdrawals", &json!({"withdrawal": w, "signature": signature})).await

@@ -79,6 +79,23 @@ pub struct WalletState {
     /// The watchtowers this wallet feeds (spec §5.10a).
     #[serde(default)]
     pub towers: Vec<TowerLink>,
+    /// A signed lock debit sent to the hub whose answer has not arrived (spec §5.17b); resent
+    /// as is before anything else, like `pending_debit`.
+    #[serde(default)]
+    pub pending_lock: Option<PendingLock>,
+}
+
+/// A lock debit on its way to the hub: the debit, the change it signs, and for a locked
+/// transfer the payee the hub locks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLock {
+    /// The signed debit.
+    pub debit: SignedDebit,
+    /// Its lock change.
+    pub change: infhub_core::channel::LockChange,
+    /// The payee of a locked transfer (None: a change to a lock already with the hub).
+    pub payee: Option<Address>,
 }
 
 /// A watchtower the wallet feeds its credits to and has offered a fee.
@@ -377,6 +394,7 @@ mod tests {
             withdrawal: None,
             since_block: 7,
             towers: Vec::new(),
+            pending_lock: None,
         }
     }
 

@@ -86,6 +86,22 @@ fn payment_answer(answer: Result<Value, HubError>) -> Result<(PaymentAnswer, Opt
     })
 }
 
+/// The hub's answer to a lock debit, in the core's terms (its receipt is at the top level).
+fn lock_answer(answer: Result<Value, HubError>) -> Result<(PaymentAnswer, Option<Value>), WalletError> {
+    Ok(match answer {
+        Ok(a) => (PaymentAnswer::Applied(parse(&a["receipt"], "receipt")?), Some(a)),
+        // Too many requests or a hub in trouble: the same debit is resent later.
+        Err(HubError::Refused { status: 429 | 500.., .. }) | Err(HubError::Unreachable(_)) => {
+            (PaymentAnswer::Unreachable, None)
+        }
+        Err(HubError::Refused { code, message, .. }) => (PaymentAnswer::Refused { code, message }, None),
+    })
+}
+
+/// How far ahead an invoice's lock expires when this wallet pays it, in blocks: the payee has
+/// until `LOCK_REVEAL_MARGIN_BLOCKS` before that to claim it (spec §5.17b).
+pub const PAY_INVOICE_EXPIRY_BLOCKS: u64 = 600;
+
 impl Wallet {
     /// Registers `key` with the hub at `hub_url` on the chain at `rpc_url`: checks the hub's
     /// claims against the chain, asks the hub to open the channel, waits until it is open, and
@@ -154,6 +170,7 @@ impl Wallet {
                 withdrawal: None,
                 since_block: head,
                 towers: Vec::new(),
+                pending_lock: None,
             },
         };
         dir.save(&state)?;
@@ -323,8 +340,22 @@ impl Wallet {
         Ok((settled?, raw))
     }
 
+    /// Resends a pending lock debit (its answer was lost) as it was signed. Ok once it is
+    /// applied or refused; Err while it stays pending.
+    async fn resolve_pending_lock_locked(&mut self) -> Result<(), WalletError> {
+        let Some(p) = self.core.state.pending_lock else { return Ok(()) };
+        let (answer, _) = lock_answer(self.hub.lock_debit(&p).await)?;
+        let settled = self.core.settle_lock_answer(answer);
+        self.persist()?;
+        match settled {
+            Err(WalletError::HubRefused { .. }) => Ok(()), // over: recorded in the journal
+            other => other,
+        }
+    }
+
     /// Synchronizes with the chain and the hub: resolves a pending payment, takes the hub's
-    /// newest credit, and compares the hub's account with this wallet's proofs.
+    /// newest credit, compares the hub's account with this wallet's proofs, claims the hub's
+    /// locks its invoices open and settles its own locks the hub learned the scalar of.
     pub async fn sync(&mut self) -> Result<HubCheck, WalletError> {
         let _lock = self.lock_and_reload().await?;
         self.sync_chain_locked().await?;
@@ -333,12 +364,95 @@ impl Wallet {
             return Err(WalletError::ChannelNotOpenYet);
         }
         self.resolve_pending_locked().await?;
-        let check = self.check_hub_locked().await?;
+        self.resolve_pending_lock_locked().await?;
+        let (mut check, account) = self.check_hub_with_account_locked().await?;
         self.persist()?;
+        self.settle_locks_locked(&account, &mut check).await?;
         Ok(check)
     }
 
+    /// Pays a signed invoice (spec §5.19) by a locked transfer inside this wallet's hub (spec
+    /// §5.17b): the lock's id is the invoice's, its point the invoice's payment point, its
+    /// amount the invoice's, expiring [`PAY_INVOICE_EXPIRY_BLOCKS`] after the confirmed block.
+    /// The invoice must be signed by its payee in this hub's domain and not expired; a payee at
+    /// another hub is refused (paying across hubs is not built). Returns the hub's answer; the
+    /// payment completes when the payee claims it and a later sync settles the lock.
+    pub async fn pay_invoice(&mut self, invoice: &infhub_core::invoice::SignedInvoice) -> Result<Value, WalletError> {
+        let _lock = self.lock_and_reload().await?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let point = invoice.check(&self.domain(), now)?;
+        let inv = &invoice.message;
+        let url = &self.state().hub.hub_url;
+        let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_ascii_lowercase();
+        if inv.payee.host != host {
+            return Err(WalletError::InvalidInput(format!(
+                "the invoice's payee is at {}, this wallet's hub is {host}: paying across hubs is not built yet",
+                inv.payee.host
+            )));
+        }
+        self.sync_chain_locked().await?;
+        self.resolve_pending_locked().await?;
+        self.resolve_pending_lock_locked().await?;
+        self.check_hub_locked().await?;
+        self.persist()?;
+        let block = self.core.channel()?.block;
+        let lock = infhub_core::point_lock::Lock {
+            lock_id: inv.invoice_id,
+            amount: inv.amount,
+            expiry_block: block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS),
+            point: point.address(),
+        };
+        let change = infhub_core::channel::LockChange::Add(lock);
+        self.core.sign_lock_debit(change, Some(inv.payee.user))?;
+        // Stored as pending before it leaves the wallet.
+        self.persist()?;
+        let p = self.core.state.pending_lock.expect("just signed");
+        let (answer, raw) = lock_answer(self.hub.lock_debit(&p).await)?;
+        let settled = self.core.settle_lock_answer(answer);
+        self.persist()?;
+        settled?;
+        raw.ok_or_else(|| WalletError::HubMisbehaved("an applied locked transfer without an answer".into()))
+    }
+
+    /// Claims the hub's locks to this wallet that its invoices open (reveals each scalar to the
+    /// hub and takes the credit that settles it), then settles, one lock debit each, this
+    /// wallet's locks whose scalar the hub learned (the payee claimed them: the scalar is the
+    /// proof of payment). What happened is added to `check`'s notes.
+    async fn settle_locks_locked(&mut self, a: &HubAccount, check: &mut HubCheck) -> Result<(), WalletError> {
+        let url = self.core.state.hub.hub_url.clone();
+        for (lock_id, scalar) in self.core.locks_to_claim()? {
+            match self.hub.reveal(self.user(), lock_id, &scalar).await {
+                Ok(v) => {
+                    let credit: SignedCredit = parse(&v["credit"], "the settling credit")?;
+                    self.core.take_lock_settlement(credit, lock_id, scalar)?;
+                    check.notes.push(format!("claimed the payment of invoice {lock_id}"));
+                }
+                Err(e) => check.notes.push(format!("invoice {lock_id} not claimed yet: {}", e.into_wallet(&url))),
+            }
+            self.dir.append(&self.core.take_journal())?;
+            self.persist()?;
+        }
+        for _ in 0..infhub_core::point_lock::MAX_PENDING_LOCKS {
+            let Some(change) = self.core.lock_to_settle(a)? else { break };
+            self.core.sign_lock_debit(change, None)?;
+            self.persist()?;
+            let p = self.core.state.pending_lock.expect("just signed");
+            let (answer, _) = lock_answer(self.hub.lock_debit(&p).await)?;
+            let settled = self.core.settle_lock_answer(answer);
+            self.persist()?;
+            settled?;
+            if let infhub_core::channel::LockChange::Settle { lock_id, scalar } = change {
+                check.notes.push(format!("invoice {lock_id} paid; proof of payment {}", scalar.value()));
+            }
+        }
+        Ok(())
+    }
+
     async fn check_hub_locked(&mut self) -> Result<HubCheck, WalletError> {
+        Ok(self.check_hub_with_account_locked().await?.0)
+    }
+
+    async fn check_hub_with_account_locked(&mut self) -> Result<(HubCheck, HubAccount), WalletError> {
         self.ensure_login().await?;
         let url = self.core.state.hub.hub_url.clone();
         let a = match self.hub.account(self.user()).await {
@@ -351,9 +465,10 @@ impl Wallet {
             other => other,
         }
         .map_err(|e| e.into_wallet(&url))?;
-        let check = self.core.check_hub(&HubAccount::from_json(&a)?)?;
+        let account = HubAccount::from_json(&a)?;
+        let check = self.core.check_hub(&account)?;
         self.dir.append(&self.core.take_journal())?;
-        Ok(check)
+        Ok((check, account))
     }
 
     /// Pays `amount` to `recipient` (an account of this hub, or a chain address for
@@ -689,6 +804,7 @@ impl Wallet {
             "creditNonce": ch.credit_nonce(),
             "debitNonce": ch.debit_nonce(),
             "pendingPayment": self.core.state.pending_debit.map(|d| d.message.payment_id),
+            "pendingLock": self.core.state.pending_lock.map(|p| p.debit.message.payment_id),
             "confirmedBlock": ch.block,
         }))
     }

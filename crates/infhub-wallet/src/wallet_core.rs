@@ -21,13 +21,13 @@
 
 use crate::chain::{status, ChannelView};
 use crate::error::WalletError;
-use crate::store::{CoSignedWithdrawal, JournalEntry, JournalLine, WalletState};
+use crate::store::{CoSignedWithdrawal, JournalEntry, JournalLine, PendingLock, WalletState};
 use crate::units::format_inf;
 use alloy::primitives::Bytes;
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_chain::events::{credit_arg, submit_credit_call, submit_debit_call, withdrawal_arg};
-use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, Role, Status};
+use infhub_core::channel::{self, ChannelParams, ChannelState, Effect, Input, LockChange, Role, Status};
 use infhub_core::checkpoint::{credit_contradicts_leaf, ChannelFacts, Leaf};
 use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Signature, Withdrawal, B256, U256};
@@ -59,6 +59,9 @@ pub struct HubAccount {
     /// The hub's pending point locks to the account, as it lists them (spec §5.17b): what
     /// the newest credit's `locksRoot` must open when it changed the book.
     pub incoming_locks: Option<Vec<infhub_core::point_lock::Lock>>,
+    /// The scalars the hub learned for this user's pending locks to it (her payees revealed
+    /// them): each one's proof of payment, for her to settle the lock with.
+    pub outgoing_scalars: Vec<(B256, infhub_core::point_lock::Scalar)>,
     /// Its nonce.
     pub debit_nonce: u64,
     /// Its running total.
@@ -93,6 +96,7 @@ impl HubAccount {
                 .and_then(|l| l.get("incoming"))
                 .map(|l| parse(l, "locks.incoming"))
                 .transpose()?,
+            outgoing_scalars: outgoing_scalars(a)?,
             debit_nonce: a["debitNonce"].as_u64().unwrap_or(0),
             cumulative_debit: amount("cumulativeDebit"),
             credit_nonce: a["creditNonce"].as_u64().unwrap_or(0),
@@ -102,6 +106,22 @@ impl HubAccount {
             balance: amount("balance"),
         })
     }
+}
+
+/// The learned scalars in the hub's list of this user's outgoing locks (`locks.outgoing`).
+fn outgoing_scalars(a: &Value) -> Result<Vec<(B256, infhub_core::point_lock::Scalar)>, WalletError> {
+    let Some(list) = a.get("locks").and_then(|l| l.get("outgoing")).and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        if entry["scalar"].is_null() {
+            continue;
+        }
+        let lock: infhub_core::point_lock::Lock = parse(&entry["lock"], "locks.outgoing.lock")?;
+        out.push((lock.lock_id, parse(&entry["scalar"], "locks.outgoing.scalar")?));
+    }
+    Ok(out)
 }
 
 /// What the hub answered to a payment.
@@ -352,11 +372,7 @@ impl WalletCore {
         amount: Amount,
         id: B256,
     ) -> Result<SignedDebit, WalletError> {
-        if self.state.pending_debit.is_some() {
-            return Err(WalletError::InvalidInput(
-                "a payment is pending; it is settled before another is signed".into(),
-            ));
-        }
+        self.require_nothing_pending()?;
         let ch = self.channel()?.clone();
         let debit = ch.next_debit(kind, recipient, amount, id)?;
         let signed = Signed::new(debit, &self.domain(), &self.key);
@@ -445,8 +461,17 @@ impl WalletCore {
         Ok(())
     }
 
-    /// Checks the hub's receipt for `debit` and records the payment as applied.
-    fn commit_payment(&mut self, debit: SignedDebit, receipt: SignedReceipt) -> Result<(), WalletError> {
+    fn require_nothing_pending(&self) -> Result<(), WalletError> {
+        if self.state.pending_debit.is_some() || self.state.pending_lock.is_some() {
+            return Err(WalletError::InvalidInput(
+                "a payment is pending; it is settled before another is signed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that `receipt` is the hub's and names `debit`.
+    fn check_receipt(&self, debit: &SignedDebit, receipt: &SignedReceipt) -> Result<(), WalletError> {
         receipt.verify(&self.domain(), self.state.hub.hub).map_err(|e| {
             WalletError::HubMisbehaved(format!("the receipt's signature is not the hub's ({})", e.code()))
         })?;
@@ -460,6 +485,13 @@ impl WalletCore {
         {
             return Err(WalletError::HubMisbehaved("the receipt names another debit".into()));
         }
+        Ok(())
+    }
+
+    /// Checks the hub's receipt for `debit` and records the payment as applied.
+    fn commit_payment(&mut self, debit: SignedDebit, receipt: SignedReceipt) -> Result<(), WalletError> {
+        self.check_receipt(&debit, &receipt)?;
+        let d = &debit.message;
         if self.channel()?.debit_nonce() < d.nonce {
             self.step(Input::Debit(debit))?;
         }
@@ -645,6 +677,93 @@ impl WalletCore {
         Ok(())
     }
 
+    // ------------------------------------------------------------------ point locks
+
+    /// Signs the lock debit for `change` (spec §5.17a; a locked transfer to `payee` when
+    /// given), after the channel machine accepts it, and keeps it as pending (write-ahead).
+    pub fn sign_lock_debit(&mut self, change: LockChange, payee: Option<Address>) -> Result<SignedDebit, WalletError> {
+        self.require_nothing_pending()?;
+        let ch = self.channel()?.clone();
+        let debit = Signed::new(ch.next_lock_debit(&self.params(), &change)?, &self.domain(), &self.key);
+        channel::step(&ch, &self.params(), Input::DebitLock { debit, change })?;
+        self.state.pending_lock = Some(PendingLock { debit, change, payee });
+        self.record(JournalEntry::DebitSigned { debit });
+        Ok(debit)
+    }
+
+    /// Settles the pending lock debit by the hub's answer: a receipt applies it; a named
+    /// refusal ends it (a lock debit moves no running total, so nothing is refunded: the next
+    /// debit takes its nonce and it can never apply); no answer leaves it pending.
+    pub fn settle_lock_answer(&mut self, answer: PaymentAnswer) -> Result<(), WalletError> {
+        let Some(p) = self.state.pending_lock else { return Ok(()) };
+        let payment_id = p.debit.message.payment_id;
+        match answer {
+            PaymentAnswer::Applied(receipt) => {
+                self.check_receipt(&p.debit, &receipt)?;
+                if self.channel()?.debit_nonce() < p.debit.message.nonce {
+                    self.step(Input::DebitLock { debit: p.debit, change: p.change })?;
+                }
+                self.state.pending_lock = None;
+                self.record(JournalEntry::PaymentApplied { debit: p.debit, receipt });
+                Ok(())
+            }
+            PaymentAnswer::Refused { code, message } | PaymentAnswer::Refunded { code, message, .. } => {
+                self.state.pending_lock = None;
+                self.record(JournalEntry::PaymentRefused { payment_id, code: code.clone(), refund: None });
+                Err(WalletError::HubRefused { code, message })
+            }
+            PaymentAnswer::Unreachable => Err(WalletError::PaymentUncertain { payment_id: payment_id.to_string() }),
+        }
+    }
+
+    /// The settlement this wallet owes next: one of its pending locks whose scalar the hub
+    /// learned (`a.outgoing_scalars`) and that the scalar opens (a wrong one is ignored).
+    pub fn lock_to_settle(&self, a: &HubAccount) -> Result<Option<LockChange>, WalletError> {
+        let ch = self.channel()?;
+        Ok(a.outgoing_scalars.iter().find_map(|(lock_id, scalar)| {
+            let lock = ch.debit_locks.get(lock_id)?;
+            (scalar.point().address() == lock.point)
+                .then_some(LockChange::Settle { lock_id: *lock_id, scalar: *scalar })
+        }))
+    }
+
+    /// The hub's pending locks to this wallet that one of its invoices opens (the lock id is
+    /// the invoice id, the scalar derived from the key), not expired at the channel's block:
+    /// each one's id and scalar, to reveal to the hub and be paid.
+    pub fn locks_to_claim(&self) -> Result<Vec<(B256, infhub_core::point_lock::Scalar)>, WalletError> {
+        let ch = self.channel()?;
+        Ok(ch
+            .credit_locks
+            .iter()
+            .filter(|l| l.expiry_block >= ch.block)
+            .filter_map(|l| {
+                let scalar = infhub_core::invoice::invoice_scalar(&self.key, l.lock_id);
+                (scalar.point().address() == l.point).then_some((l.lock_id, scalar))
+            })
+            .collect())
+    }
+
+    /// Takes the hub's credit that settles its lock `lock_id` to this wallet with `scalar`.
+    pub fn take_lock_settlement(
+        &mut self,
+        credit: SignedCredit,
+        lock_id: B256,
+        scalar: infhub_core::point_lock::Scalar,
+    ) -> Result<(), WalletError> {
+        if credit.message.nonce <= self.channel()?.credit_nonce() {
+            return Ok(()); // a sync took it already
+        }
+        let change = LockChange::Settle { lock_id, scalar };
+        self.step(Input::CreditLock { credit: credit.clone(), change }).map_err(|e| {
+            WalletError::HubMisbehaved(format!(
+                "the hub's settlement of lock {lock_id} was refused: {e} ({})",
+                e.code()
+            ))
+        })?;
+        self.record(JournalEntry::Credit { credit, from: None, amount: None });
+        Ok(())
+    }
+
     // ------------------------------------------------------------------ withdrawals
 
     /// Signs a cooperative withdrawal of `amount` (None: the whole balance), valid for
@@ -817,6 +936,7 @@ mod tests {
             withdrawal: None,
             since_block: 1,
             towers: Vec::new(),
+            pending_lock: None,
         };
         let mut core = WalletCore::new(state, user).expect("core");
         let view = ChannelView {
@@ -901,6 +1021,53 @@ mod tests {
             journal.iter().any(|j| matches!(j, JournalEntry::Disagreement { detail } if detail.contains(&format!("charge {} INF", format_inf(20))))),
             "the user is told what the unapplied signature could still charge: {journal:?}"
         );
+    }
+
+    /// The payer's side of a point lock (spec §5.17b): the lock debit is pending until the hub's
+    /// receipt (no answer keeps it; nothing else is signed over it), the lock is held from the
+    /// balance, a scalar the hub lists that does not open the lock is ignored, the right one
+    /// settles it into the running total; a refused lock debit ends without a refund.
+    #[test]
+    fn a_lock_debit_waits_for_its_receipt_and_settles_only_with_the_scalar_that_opens_it() {
+        use infhub_core::point_lock::{Lock, Scalar};
+        let mut f = fixture();
+        let scalar = Scalar::new(U256::from(77)).expect("scalar");
+        let lock = Lock {
+            lock_id: B256::repeat_byte(5),
+            amount: Amount(30),
+            expiry_block: 40,
+            point: scalar.point().address(),
+        };
+        let payee = Some(Address::repeat_byte(9));
+        let d = f.core.sign_lock_debit(LockChange::Add(lock), payee).expect("signed");
+        assert_eq!(f.core.state.pending_lock.map(|p| p.debit), Some(d), "kept before it is sent");
+        let e = f.core.sign_payment(PaymentKind::Internal, Address::ZERO, Amount(1), B256::ZERO).expect_err("busy");
+        assert_eq!(e.code(), "invalid_input", "nothing is signed over a pending lock debit");
+        let e = f.core.settle_lock_answer(PaymentAnswer::Unreachable).expect_err("uncertain");
+        assert_eq!(e.code(), "payment_uncertain");
+        assert!(f.core.state.pending_lock.is_some(), "still pending");
+        f.core.settle_lock_answer(PaymentAnswer::Applied(receipt(&f, &d))).expect("applied");
+        assert_eq!(f.core.state.pending_lock, None);
+        assert_eq!(f.core.channel().expect("ch").balance(), Ok(Amount(70)), "held from the balance");
+        // The hub lists a scalar that does not open the lock: nothing to settle.
+        let wrong = Scalar::new(U256::from(78)).expect("scalar");
+        let mut account = HubAccount { outgoing_scalars: vec![(lock.lock_id, wrong)], ..HubAccount::default() };
+        assert_eq!(f.core.lock_to_settle(&account).expect("read"), None);
+        account.outgoing_scalars = vec![(lock.lock_id, scalar)];
+        let change = f.core.lock_to_settle(&account).expect("read").expect("settle it");
+        assert_eq!(change, LockChange::Settle { lock_id: lock.lock_id, scalar });
+        let settle = f.core.sign_lock_debit(change, None).expect("signed");
+        assert_eq!(settle.message.cumulative_debit, Amount(30), "the lock joins the running total");
+        f.core.settle_lock_answer(PaymentAnswer::Applied(receipt(&f, &settle))).expect("applied");
+        assert_eq!(f.core.channel().expect("ch").balance(), Ok(Amount(70)));
+        assert_eq!(f.core.lock_to_settle(&account).expect("read"), None, "settled once");
+        // A refused lock debit ends: no refund is owed, since it moved no total.
+        let other = Lock { lock_id: B256::repeat_byte(6), ..lock };
+        f.core.sign_lock_debit(LockChange::Add(other), payee).expect("signed");
+        let refused = PaymentAnswer::Refused { code: "expiry_too_soon".into(), message: "no".into() };
+        assert_eq!(f.core.settle_lock_answer(refused).expect_err("refused").code(), "expiry_too_soon");
+        assert_eq!(f.core.state.pending_lock, None);
+        assert_eq!(f.core.channel().expect("ch").balance(), Ok(Amount(70)), "nothing held for it");
     }
 
     #[test]

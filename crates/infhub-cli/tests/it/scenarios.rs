@@ -1,6 +1,7 @@
 //! The scenarios of the wallet issue, each from a fresh chain and hub.
 
 use crate::harness::{amount, Env, LossyProxy, User, INF};
+use alloy::primitives::B256;
 use std::process::Stdio;
 
 /// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
@@ -397,4 +398,69 @@ async fn the_operator_sees_liquidity_and_announces_and_cancels_a_reserve_withdra
         .output()
         .expect("run");
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unauthorized"));
+}
+
+/// An invoice paid by point lock inside one hub (spec §5.17b, §5.19), from the command line:
+/// bob's invoice, alice's `pay-invoice` (held from her balance, not yet his), his `balance`
+/// claims it with the scalar his key derives, hers then settles her lock with the proof of
+/// payment the hub learned. Paying the same invoice twice, a malformed invoice and one of a
+/// payee at another hub are refused by name; both wallets agree with the hub at the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
+    let env = Env::start_with(|c| c.node.locked_transfers = true).await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice).await;
+    env.register(&bob).await;
+    env.ok(&alice, &["deposit", "100"]);
+    let v = env.ok(&bob, &["invoice", "7", "--description", "tea"]);
+    let invoice = v["invoice"].to_string();
+    let invoice_id = v["invoice"]["message"]["invoiceId"].as_str().expect("an id").to_string();
+    let paid = env.ok(&alice, &["pay-invoice", &invoice]);
+    assert_eq!(amount(&paid["balance"]), 93 * INF, "held from her balance: {paid}");
+    let (ok, again) = env.wallet(&alice, &["pay-invoice", &invoice]);
+    assert!(!ok && again["error"]["code"] == "lock_id_reused", "an invoice is paid once: {again}");
+    let (ok, bad) = env.wallet(&alice, &["pay-invoice", "{\"not\": \"an invoice\"}"]);
+    assert!(!ok && bad["error"]["code"] == "invalid_input", "{bad}");
+    let mut forged: serde_json::Value = v["invoice"].clone();
+    forged["message"]["amount"] = serde_json::json!("1");
+    let (ok, v2) = env.wallet(&alice, &["pay-invoice", &forged.to_string()]);
+    assert!(!ok && v2["error"]["code"] == "wrong_signer", "an invoice bob did not sign: {v2}");
+    // Bob's own invoice for an account at another hub: paying across hubs is not built.
+    let key_bytes = infhub_core::signature::hex_decode(bob.key.trim_start_matches("0x")).expect("hex key");
+    let key = infhub_core::PrivateKey::from_bytes(key_bytes.try_into().expect("32 bytes")).expect("key");
+    let domain = infhub_core::Domain { chain_id: env.d.chain_id, verifying_contract: env.d.hub };
+    let far = infhub_core::invoice::issue(
+        &key,
+        "other-hub.example",
+        &domain,
+        infhub_core::Amount(INF),
+        u64::MAX,
+        "",
+        B256::ZERO,
+    )
+    .expect("issue");
+    let (ok, v2) = env.wallet(&alice, &["pay-invoice", &serde_json::to_string(&far).expect("json")]);
+    let message = v2["error"]["message"].as_str().unwrap_or_default();
+    assert!(!ok && message.contains("paying across hubs is not built"), "{v2}");
+    let bob_before = env.ok(&bob, &["balance"]);
+    assert_eq!(amount(&bob_before["balance"]), 7 * INF, "his balance claimed the payment: {bob_before}");
+    let notes = bob_before["notes"].to_string();
+    assert!(notes.contains(&invoice_id), "the claim is reported: {notes}");
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(amount(&v["balance"]), 93 * INF, "{v}");
+    assert!(v["notes"].to_string().contains("proof of payment"), "her lock settled: {v}");
+    assert_eq!(v["hubAgrees"], true, "{v}");
+    let v = env.ok(&alice, &["balance"]);
+    assert_eq!(
+        (v["hubAgrees"].clone(), v["pendingLock"].clone()),
+        (serde_json::json!(true), serde_json::Value::Null),
+        "{v}"
+    );
+    let v = env.ok(&bob, &["balance"]);
+    assert_eq!((amount(&v["balance"]), v["hubAgrees"].clone()), (7 * INF, serde_json::json!(true)), "{v}");
+    // The money is real: bob withdraws what the invoice paid him.
+    let v = env.ok(&bob, &["withdraw", "all"]);
+    assert_eq!(amount(&v["withdrawn"]), 7 * INF, "{v}");
+    let s = env.solvency().await;
+    assert_eq!(s["contractBalanced"], true, "{s}");
 }
