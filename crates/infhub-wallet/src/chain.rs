@@ -129,6 +129,27 @@ impl ChainClient {
         self.call(self.contract, IInfHub::hubCall {}, None).await
     }
 
+    /// The chain's point registry the contract uses (spec §5.17).
+    pub async fn point_registry(&self) -> Result<Address, WalletError> {
+        self.call(self.contract, IInfHub::pointRegistryCall {}, None).await
+    }
+
+    /// The block `point` was first revealed in the registry `registry` (0: never).
+    pub async fn revealed_at(&self, registry: Address, point: Address) -> Result<u64, WalletError> {
+        let at = self.call(registry, infhub_chain::bindings::IPointRegistry::revealedAtCall { point }, None).await?;
+        Ok(u64::try_from(at).unwrap_or(u64::MAX))
+    }
+
+    /// The registration of `lock_id` through the proof `proof_digest` (amount 0: none).
+    pub async fn lock_registration(
+        &self,
+        proof_digest: B256,
+        lock_id: B256,
+    ) -> Result<IInfHub::LockRegistration, WalletError> {
+        self.call(self.contract, IInfHub::lockRegistrationOfCall { proofDigest: proof_digest, lockId: lock_id }, None)
+            .await
+    }
+
     /// The contract's token.
     pub async fn contract_token(&self) -> Result<Address, WalletError> {
         self.call(self.contract, IInfHub::tokenCall {}, None).await

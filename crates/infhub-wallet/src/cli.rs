@@ -608,10 +608,24 @@ async fn exit(
             progress(&s);
         }
         if let Some((paid, expected)) = settled {
+            // The hub's locks this wallet claimed on chain pay from the hub's escrow.
+            let from_locks = match w.unlock_claimed_locks().await {
+                Ok(a) => a,
+                Err(e) => {
+                    progress(&format!("resolving your claimed locks failed (run `exit` again to retry): {e}"));
+                    Amount::ZERO
+                }
+            };
             let after = w.token_balance().await?;
             let received = after.saturating_sub(before);
             let fees = w.tower_fees_paid().await?;
             let mut text = format!("exit complete: the contract paid {}", inf(paid));
+            if !from_locks.is_zero() {
+                text.push_str(&format!(
+                    ", and {} for the payments of your invoices the hub had locked to you",
+                    inf(from_locks)
+                ));
+            }
             if !fees.is_zero() {
                 text.push_str(&format!(", of which {} to towers (the fees you offered)", inf(fees)));
             }
@@ -622,7 +636,7 @@ async fn exit(
                 ));
             }
             return Ok(Report {
-                json: json!({"paid": paid, "expected": expected, "towerFees": fees, "tokensReceived": received.to_string()}),
+                json: json!({"paid": paid, "expected": expected, "towerFees": fees, "fromLocks": from_locks, "tokensReceived": received.to_string()}),
                 text,
             });
         }

@@ -20,14 +20,15 @@ use crate::units::{format_inf, TOKEN_DECIMALS};
 use crate::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
-use infhub_chain::bindings::IInfHub;
+use infhub_chain::bindings::{IInfHub, IPointRegistry};
 use infhub_chain::events::{
     challenge_debit_call, complain_chain_totals_call, complain_contradicted_credit_call, exit_from_checkpoint_call,
+    register_credit_lock_call,
 };
 use infhub_core::channel::{ChannelState, Effect, Status};
 use infhub_core::checkpoint::{check_channel_leaf, CheckpointDomain, LeafKind, LeafProof, SumNode};
 use infhub_core::contract::PostedCheckpoint;
-use infhub_core::messages::{Signed, SignedCredit, SignedReceipt};
+use infhub_core::messages::{Eip712Message, Signed, SignedCredit, SignedReceipt};
 use infhub_core::{Address, Amount, Domain, PaymentKind, PrivateKey, Registration, TowerFee, Withdrawal, B256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -732,6 +733,9 @@ impl Wallet {
                 }
             }
         }
+        if head < view.settle_block {
+            self.claim_locks_on_chain(head, &mut said).await?;
+        }
         if settle && defence.settle {
             let mut sender = self.chain.sender(self.key_bytes).await?;
             match self.chain.transact(&mut sender, "settle", contract, self.core.settle_call()).await {
@@ -744,6 +748,91 @@ impl Wallet {
             }
         }
         Ok((said, settled))
+    }
+
+    /// While the channel closes, claims on chain the hub's locks its invoices open (spec
+    /// §5.11a): reveals each one's scalar in the point registry (unless revealed, or too late)
+    /// and registers the lock through the newest credit (unless registered). Both are checked
+    /// on chain first, so a repeated round sends nothing; a failure is said and retried.
+    async fn claim_locks_on_chain(&mut self, head: u64, said: &mut Vec<String>) -> Result<(), WalletError> {
+        let claims = self.core.lock_claims()?;
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let registry = self.chain.point_registry().await?;
+        let contract = self.core.state.hub.hub_contract;
+        let domain = self.domain();
+        for c in claims {
+            let id = c.lock.lock_id;
+            let revealed = self.chain.revealed_at(registry, c.lock.point).await?;
+            if revealed == 0 && head >= c.lock.expiry_block {
+                continue; // too late to open: it goes back to the hub
+            }
+            let mut sender = self.chain.sender(self.key_bytes).await?;
+            if revealed == 0 {
+                let call = IPointRegistry::revealCall { scalar: c.scalar.value() }.abi_encode();
+                match self.chain.transact(&mut sender, "reveal", registry, call).await {
+                    Ok((hash, block)) => {
+                        self.dir.append(&[JournalEntry::Transaction { what: "reveal".into(), hash }])?;
+                        said.push(format!(
+                            "revealed the payment of invoice {id} in the point registry in block {block}"
+                        ));
+                    }
+                    Err(e) => {
+                        said.push(format!("revealing invoice {id}'s payment failed, retrying: {e}"));
+                        continue;
+                    }
+                }
+            }
+            let digest = c.credit.message.digest(&domain);
+            if self.chain.lock_registration(digest, id).await?.amount != 0 {
+                continue;
+            }
+            let call = register_credit_lock_call(&c.credit, &c.lock, &c.path).abi_encode();
+            match self.chain.transact(&mut sender, "register lock", contract, call).await {
+                Ok((hash, block)) => {
+                    self.dir.append(&[JournalEntry::Transaction { what: "register lock".into(), hash }])?;
+                    said.push(format!("registered the hub's lock for invoice {id} in block {block}"));
+                }
+                Err(e) => said.push(format!("registering the lock of invoice {id} failed, retrying: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// After the settlement, resolves the locks this wallet registered (`unlockMany`): each
+    /// one revealed by its expiry pays this account from the hub's escrow. Returns what the
+    /// call paid, zero if there was nothing to resolve.
+    pub async fn unlock_claimed_locks(&mut self) -> Result<Amount, WalletError> {
+        let domain = self.domain();
+        let head = self.chain.head().await?;
+        let registry = self.chain.point_registry().await?;
+        let (mut digests, mut ids, mut total) = (Vec::new(), Vec::new(), Amount::ZERO);
+        for c in self.core.lock_claims()? {
+            let digest = c.credit.message.digest(&domain);
+            let r = self.chain.lock_registration(digest, c.lock.lock_id).await?;
+            let revealed = self.chain.revealed_at(registry, c.lock.point).await?;
+            let opened = revealed != 0 && revealed <= c.lock.expiry_block;
+            if r.amount == 0 || r.resolved || !(opened || head > c.lock.expiry_block) {
+                continue;
+            }
+            digests.push(digest);
+            ids.push(c.lock.lock_id);
+            if opened {
+                total = total.checked_add(c.lock.amount)?;
+            }
+        }
+        if digests.is_empty() {
+            return Ok(Amount::ZERO);
+        }
+        let before = self.token_balance().await?;
+        let call = IInfHub::unlockManyCall { proofDigests: digests, lockIds: ids }.abi_encode();
+        let contract = self.core.state.hub.hub_contract;
+        let mut sender = self.chain.sender(self.key_bytes).await?;
+        let (hash, _) = self.chain.transact(&mut sender, "unlock", contract, call).await?;
+        self.dir.append(&[JournalEntry::Transaction { what: "unlock".into(), hash }])?;
+        let received = self.token_balance().await?.saturating_sub(before);
+        Ok(Amount(u128::try_from(received).unwrap_or(total.0)))
     }
 
     /// Handles one message from the hub's account stream. Returns a line for the user.

@@ -124,6 +124,20 @@ fn outgoing_scalars(a: &Value) -> Result<Vec<(B256, infhub_core::point_lock::Sca
     Ok(out)
 }
 
+/// A lock of the hub's this wallet can open, as it claims it on chain (see
+/// [`WalletCore::lock_claims`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockClaim {
+    /// The newest credit, which carries the lock.
+    pub credit: SignedCredit,
+    /// The lock.
+    pub lock: infhub_core::point_lock::Lock,
+    /// The scalar that opens it.
+    pub scalar: infhub_core::point_lock::Scalar,
+    /// Its path to `credit.locksRoot`.
+    pub path: infhub_core::merkle::MerklePath,
+}
+
 /// What the hub answered to a payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentAnswer {
@@ -739,6 +753,34 @@ impl WalletCore {
             .filter_map(|l| {
                 let scalar = infhub_core::invoice::invoice_scalar(&self.key, l.lock_id);
                 (scalar.point().address() == l.point).then_some((l.lock_id, scalar))
+            })
+            .collect())
+    }
+
+    /// The hub's pending locks to this wallet that its invoices open, each with the newest
+    /// credit that carries it and its path to that credit's root: what the wallet registers
+    /// on chain (and whose scalar it reveals) while its channel closes, so the hub pays them
+    /// even if it never settled them off chain (spec §5.11a).
+    pub fn lock_claims(&self) -> Result<Vec<LockClaim>, WalletError> {
+        let ch = self.channel()?;
+        let Some(credit) = ch.credit.clone() else { return Ok(Vec::new()) };
+        let domain = self.domain();
+        if ch.credit_locks.is_empty() || ch.credit_locks.root(&domain).0 != credit.message.locks_root {
+            return Ok(Vec::new());
+        }
+        let tree = infhub_core::merkle::MerkleTree::new(ch.credit_locks.iter().map(|l| l.digest(&domain)).collect());
+        Ok(ch
+            .credit_locks
+            .iter()
+            .filter_map(|lock| {
+                let scalar = infhub_core::invoice::invoice_scalar(&self.key, lock.lock_id);
+                let path = tree.path(lock.digest(&domain))?;
+                (scalar.point().address() == lock.point).then(|| LockClaim {
+                    credit: credit.clone(),
+                    lock: *lock,
+                    scalar,
+                    path,
+                })
             })
             .collect())
     }

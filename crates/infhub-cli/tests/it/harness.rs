@@ -180,7 +180,12 @@ impl Env {
     /// too (the wallet returns once it sees the channel open on chain; the hub's own chain
     /// follower may be a poll behind, and a payment to her before then is `unknown_account`).
     pub(crate) async fn register(&self, u: &User) {
-        self.ok(u, &["register", "--hub-url", &self.hub_url, "--rpc-url", &self.anvil.url]);
+        self.register_at(u, &self.hub_url).await;
+    }
+
+    /// Like [`Env::register`], with the wallet talking to the hub at `hub_url` (a proxy).
+    pub(crate) async fn register_at(&self, u: &User, hub_url: &str) {
+        self.ok(u, &["register", "--hub-url", hub_url, "--rpc-url", &self.anvil.url]);
         let client = reqwest::Client::new();
         let url = format!("{}/v1/accounts/{}", self.hub_url, u.address);
         self.until(60, "the hub to follow the new channel", || async {
@@ -354,11 +359,12 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A TCP proxy in front of the hub that can lose the hub's answers to payments: it forwards
-/// the request (the hub applies it) and closes the client's connection instead of answering.
+/// A TCP proxy in front of the hub that can lose the hub's answers to one kind of request: it
+/// forwards the request (the hub applies it) and closes the client's connection instead of
+/// answering.
 pub(crate) struct LossyProxy {
     pub url: String,
-    drop_transfers: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lose: std::sync::Arc<std::sync::Mutex<Option<&'static str>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -370,8 +376,8 @@ impl LossyProxy {
         let target = hub_url.trim_start_matches("http://").to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let drop_transfers = Arc::new(AtomicBool::new(false));
-        let flag = drop_transfers.clone();
+        let lose_answers: Arc<std::sync::Mutex<Option<&'static str>>> = Arc::default();
+        let flag = lose_answers.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(hub) = tokio::net::TcpStream::connect(&target).await else { continue };
@@ -387,8 +393,11 @@ impl LossyProxy {
                             if n == 0 {
                                 break;
                             }
-                            if flag.load(Ordering::SeqCst) && buf[..n].windows(18).any(|w| w == b"POST /v1/transfers") {
-                                lose_up.store(true, Ordering::SeqCst);
+                            let request_line = *flag.lock().expect("flag");
+                            if let Some(line) = request_line {
+                                if buf[..n].windows(line.len()).any(|w| w == line.as_bytes()) {
+                                    lose_up.store(true, Ordering::SeqCst);
+                                }
                             }
                             if hw.write_all(&buf[..n]).await.is_err() {
                                 break;
@@ -408,11 +417,13 @@ impl LossyProxy {
                 });
             }
         });
-        LossyProxy { url, drop_transfers, task }
+        LossyProxy { url, lose: lose_answers, task }
     }
 
-    pub(crate) fn drop_transfer_answers(&self, on: bool) {
-        self.drop_transfers.store(on, std::sync::atomic::Ordering::SeqCst);
+    /// Loses the answers to requests starting with `request_line` (e.g. `POST /v1/transfers`),
+    /// or none.
+    pub(crate) fn lose_answers_to(&self, request_line: Option<&'static str>) {
+        *self.lose.lock().expect("flag") = request_line;
     }
 }
 

@@ -293,14 +293,14 @@ async fn a_restarted_wallet_continues_from_its_store() {
     env.register(&bob).await;
     env.ok(&alice, &["deposit", "30"]);
 
-    proxy.drop_transfer_answers(true);
+    proxy.lose_answers_to(Some("POST /v1/transfers"));
     let (ok, v) = env.wallet(&alice, &["pay", &bob.address.to_string(), "5"]);
     assert!(!ok);
     assert_eq!(v["error"]["code"], "payment_uncertain", "{v}");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(alice.dir.join("state.json")).expect("state")).expect("json");
     assert!(!state["pendingDebit"].is_null(), "the signed debit was stored before sending");
-    proxy.drop_transfer_answers(false);
+    proxy.lose_answers_to(None);
 
     // A new process: resends the pending debit (the hub answers with the first result), then pays.
     let v = env.ok(&alice, &["pay", &bob.address.to_string(), "3"]);
@@ -463,4 +463,31 @@ async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
     assert_eq!(amount(&v["withdrawn"]), 7 * INF, "{v}");
     let s = env.solvency().await;
     assert_eq!(s["contractBalanced"], true, "{s}");
+}
+
+/// The hub learns a payee's scalar and never pays her (the answer to her claim is lost, then
+/// the hub goes down): her wallet's exit claims the lock on chain (spec §5.11a) — it reveals
+/// the scalar in the point registry, registers the hub's lock through the credit that carries
+/// it, settles and unlocks — and she is paid the invoice from the hub's escrow, with the hub
+/// down the whole time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payee_whose_hub_does_not_pay_her_claim_is_paid_on_chain_at_exit() {
+    let mut env = Env::start_with(|c| c.node.locked_transfers = true).await;
+    let proxy = LossyProxy::start(&env.hub_url).await;
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    // Both through the proxy: an invoice names its payee's hub by the host her wallet uses.
+    env.register_at(&alice, &proxy.url).await;
+    env.register_at(&bob, &proxy.url).await;
+    env.ok(&alice, &["deposit", "100"]);
+    let v = env.ok(&bob, &["invoice", "7"]);
+    env.ok(&alice, &["pay-invoice", &v["invoice"].to_string()]);
+    proxy.lose_answers_to(Some("POST /v1/lock-reveals"));
+    let v = env.ok(&bob, &["balance"]);
+    assert_eq!(amount(&v["balance"]), 0, "the claim's answer was lost: {v}");
+    assert!(v["notes"].to_string().contains("not claimed yet"), "{v}");
+    env.kill_hub();
+    let before = env.token_balance(bob.address).await;
+    let v = env.ok(&bob, &["exit", "--yes"]);
+    assert_eq!(amount(&v["fromLocks"]), 7 * INF, "{v}");
+    assert_eq!(env.token_balance(bob.address).await, before + 7 * INF, "paid the invoice on chain: {v}");
 }
