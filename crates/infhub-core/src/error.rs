@@ -181,9 +181,6 @@ pub enum Error {
     /// The balance does not cover the amount.
     #[error("insufficient balance")]
     InsufficientBalance,
-    /// Hash-time-locked amounts are carried in the format but not yet accepted.
-    #[error("locked amounts are not supported yet")]
-    LocksNotSupportedYet,
     /// A lock's scalar must be in `1..n` (n the secp256k1 group order); also a step upstream
     /// that reaches 0.
     #[error("scalar out of range: a lock's scalar must be in 1..n")]

@@ -10,6 +10,11 @@
 //! to do: nothing, wait for the user's own wallet (the grace period), submit the credit (with
 //! the fee offer if it is still usable), or settle. The tower service (`infhub-tower`) and the
 //! simulator both drive it; time and block height are inputs.
+//!
+//! Proofs with pending point locks are held like any other: the contract orders proofs by
+//! running total (spec §3), which is what the tower defends. Registering a lock is its
+//! receiver's business (it needs the lock's leaves, and opening one needs the scalar), so the
+//! tower does not (spec §5.10a, §5.11a).
 
 use crate::messages::{Eip712Message, Signed, SignedCredit, SignedDebit, TowerFee, TowerReceipt, BPS};
 use crate::{Address, Amount, Domain, Error, PrivateKey};
@@ -196,9 +201,6 @@ impl TowerBook {
     pub fn accept_credit(&mut self, credit: SignedCredit, chain: &ChannelRecord, now_ms: u64) -> Result<(), Error> {
         let c = credit.message;
         Self::check_channel(chain, c.epoch)?;
-        if !c.locked_amount.is_zero() {
-            return Err(Error::LocksNotSupportedYet);
-        }
         credit.verify(&self.domain, self.hub)?;
         if let Some(held) = self.appointment(c.user).filter(|a| a.epoch == c.epoch).and_then(|a| a.credit.as_ref()) {
             let h = held.message;
@@ -217,9 +219,6 @@ impl TowerBook {
     pub fn accept_debit(&mut self, debit: SignedDebit, chain: &ChannelRecord, now_ms: u64) -> Result<(), Error> {
         let d = debit.message;
         Self::check_channel(chain, d.epoch)?;
-        if !d.locked_amount.is_zero() {
-            return Err(Error::LocksNotSupportedYet);
-        }
         debit.verify(&self.domain, d.user)?;
         if let Some(held) = self.appointment(d.user).filter(|a| a.epoch == d.epoch).and_then(|a| a.debit.as_ref()) {
             let h = held.message;
@@ -441,22 +440,37 @@ mod tests {
     }
 
     #[test]
-    fn refuses_foreign_signatures_unknown_users_old_epochs_and_locks() {
+    fn refuses_foreign_signatures_unknown_users_and_old_epochs() {
         let mut f = fixture();
         let (hub, user) = (f.hub.clone(), f.user.clone());
         assert_eq!(f.book.accept_credit(credit(&f, &user, 1, 1, 10), &open(1), 0), Err(Error::WrongSigner));
         let none = ChannelRecord::default();
         assert_eq!(f.book.accept_credit(credit(&f, &hub, 1, 1, 10), &none, 0), Err(Error::UnknownAccount));
         assert_eq!(f.book.accept_credit(credit(&f, &hub, 1, 1, 10), &open(2), 0), Err(Error::EpochMismatch));
-        let mut locked = credit(&f, &hub, 1, 1, 10);
-        locked.message.locked_amount = Amount(1);
-        assert_eq!(f.book.accept_credit(locked, &open(1), 0), Err(Error::LocksNotSupportedYet));
         // Another contract's domain: the same hub key's signature does not verify here.
         let other = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x2F) };
         let c = credit(&f, &hub, 1, 1, 10).message;
         let foreign = SignedCredit::new(c, &other, &hub);
         assert_eq!(f.book.accept_credit(foreign, &open(1), 0), Err(Error::WrongSigner));
         assert!(f.book.is_empty(), "nothing refused is stored");
+    }
+
+    /// A credit with pending locks is held and defends by its running total: one with the same
+    /// total and a newer nonce (a lock added) supersedes, one with a lower total does not.
+    #[test]
+    fn a_credit_with_pending_locks_is_held_by_its_total() {
+        let mut f = fixture();
+        let hub = f.hub.clone();
+        f.book.accept_credit(credit(&f, &hub, 1, 1, 10), &open(1), 0).expect("first");
+        let mut locked = credit(&f, &hub, 1, 2, 10).message;
+        (locked.locked_amount, locked.locks_root) = (Amount(5), B256::repeat_byte(7));
+        f.book.accept_credit(SignedCredit::new(locked, &f.domain, &hub), &open(1), 0).expect("a lock added");
+        let held = f.book.appointment(f.user.address()).and_then(|a| a.credit.clone()).expect("held");
+        assert_eq!((held.message.nonce, held.message.locked_amount), (2, Amount(5)));
+        let mut lower = credit(&f, &hub, 1, 3, 9).message;
+        lower.locked_amount = Amount(6);
+        let lower = SignedCredit::new(lower, &f.domain, &hub);
+        assert_eq!(f.book.accept_credit(lower, &open(1), 0), Err(Error::ProofMustSupersede), "totals decide");
     }
 
     #[test]

@@ -192,9 +192,8 @@ pub struct NodeConfig {
     /// `MAX_OPERATOR_TOKEN_GRACE_SECS`).
     pub operator_token_grace_secs: u64,
     /// Whether the lock endpoints (`/v1/locked-transfers`, `/v1/lock-reveals`,
-    /// `/v1/lock-debits`, spec §5.17b) are open. Off by default until the hub's registry duties
-    /// are built: a payer who never settles a lock the payee was paid for can otherwise exit
-    /// without paying it.
+    /// `/v1/lock-debits`, spec §5.17b) are open (default). The hub's lock duties charge a payer
+    /// who never settles (spec §5.15); an operator may still turn the endpoints off.
     pub locked_transfers: bool,
     /// A snapshot is written after this many log records.
     pub snapshot_every_records: u64,
@@ -232,7 +231,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./infhub-data"),
             operator_token: Secret::default(),
             operator_token_grace_secs: 3_600,
-            locked_transfers: false,
+            locked_transfers: true,
             snapshot_every_records: 100_000,
             max_segment_bytes: 64 << 20,
             session_ttl_secs: 3_600,

@@ -691,7 +691,9 @@ impl Wallet {
     }
 
     /// One round of defence: follows the chain, submits the newest credit against a close
-    /// that holds an older one, and settles once the challenge period is over (if `settle`).
+    /// that holds an older one, claims on chain the hub's locks its invoices open, settles
+    /// once the challenge period is over (if `settle`), and in the rounds after the
+    /// settlement resolves the locks it claimed.
     /// Returns what happened, in words, and the settlement if there was one.
     pub async fn defend(
         &mut self,
@@ -706,7 +708,16 @@ impl Wallet {
                 settled = Some((*paid, *expected));
             }
         }
-        if !matches!(self.channel()?.status, Status::Closing { .. }) {
+        let status = self.channel()?.status;
+        if status == Status::Settled && settled.is_none() {
+            // A later round (`watch`): resolve the locks this wallet claimed, once resolvable.
+            match self.unlock_claimed_locks().await {
+                Ok(a) if !a.is_zero() => said.push(format!("your claimed locks paid {} INF", format_inf(a.0))),
+                Ok(_) => {}
+                Err(e) => said.push(format!("resolving your claimed locks failed, retrying: {e}")),
+            }
+        }
+        if !matches!(status, Status::Closing { .. }) {
             return Ok((said, settled));
         }
         let head = self.chain.head().await?;

@@ -407,7 +407,7 @@ async fn the_operator_sees_liquidity_and_announces_and_cancels_a_reserve_withdra
 /// payee at another hub are refused by name; both wallets agree with the hub at the end.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
-    let env = Env::start_with(|c| c.node.locked_transfers = true).await;
+    let env = Env::start().await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
     env.register(&alice).await;
     env.register(&bob).await;
@@ -472,7 +472,7 @@ async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
 /// down the whole time.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payee_whose_hub_does_not_pay_her_claim_is_paid_on_chain_at_exit() {
-    let mut env = Env::start_with(|c| c.node.locked_transfers = true).await;
+    let mut env = Env::start().await;
     let proxy = LossyProxy::start(&env.hub_url).await;
     let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
     // Both through the proxy: an invoice names its payee's hub by the host her wallet uses.

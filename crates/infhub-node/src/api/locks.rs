@@ -15,7 +15,7 @@ fn require_enabled(api: &Api) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             NodeError::FeatureDisabled,
-            "locked transfers are off on this hub (node.locked_transfers): the hub's registry duties are not built",
+            "locked transfers are turned off on this hub (node.locked_transfers)",
         ))
     }
 }

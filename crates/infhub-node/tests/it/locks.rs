@@ -75,9 +75,11 @@ fn a_locked_transfer_is_paid_by_the_reveal_settled_by_the_payer_and_survives_a_r
         let hub = chain.anvil_hub();
         let dir = tempfile::tempdir().expect("tmp");
         let mut config = chain.config(dir.path().to_path_buf());
+        assert!(config.node.locked_transfers, "on by default");
+        config.node.locked_transfers = false;
         let off = InProcessNode::start(config.clone()).await;
         let (s, v) = Http::new(&off.url).post("/v1/lock-reveals", None, &json!({"user": hub, "lockId": B256::ZERO, "scalar": "0x1"})).await;
-        assert_eq!((s, code(&v)), (403, "feature_disabled"), "off by default: {v}");
+        assert_eq!((s, code(&v)), (403, "feature_disabled"), "the operator's switch: {v}");
         off.stop().await;
         config.node.locked_transfers = true;
         let node = InProcessNode::start(config.clone()).await;
@@ -191,8 +193,7 @@ fn a_payer_who_exits_without_settling_pays_her_lock_through_the_registry() {
         let domain = chain.domain();
         let hub = chain.anvil_hub();
         let dir = tempfile::tempdir().expect("tmp");
-        let mut config = chain.config(dir.path().to_path_buf());
-        config.node.locked_transfers = true;
+        let config = chain.config(dir.path().to_path_buf());
         let node = InProcessNode::start(config).await;
         let http = Http::new(&node.url);
         let (mut a, b) = payer_and_payee(&chain, &http).await;
