@@ -10,7 +10,7 @@
 //! JSON body of the writer's own API. Requests are queued in the order they arrive (one
 //! payer's nonces stay in order) and answered as they complete.
 
-use crate::api::{forward, forwarded_answer};
+use crate::api::{forward, forwarded_answer, response_parts, take_forwarded_writes};
 use crate::engine::Node;
 use infhub_core::messages::SignedDebit;
 use infhub_core::Address;
@@ -196,11 +196,16 @@ async fn front_end(
             Err(e) => break Err(e),
         };
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break Ok(()) };
-        // Queued now, in arrival order; answered when applied.
-        let pending = forward(api.node(), debits);
+        // The payers' write budgets, as on the writer's own API; then queued now, in arrival
+        // order, and answered when applied.
+        let refused = take_forwarded_writes(&api, &debits).err();
+        let pending = if refused.is_none() { forward(api.node(), debits) } else { Vec::new() };
         let (api, answers) = (api.clone(), answers.clone());
         tokio::spawn(async move {
-            let (status, body) = forwarded_answer(&api, pending, batch).await;
+            let (status, body) = match refused {
+                Some(e) => response_parts(axum::response::IntoResponse::into_response(e)).await,
+                None => forwarded_answer(&api, pending, batch).await,
+            };
             let _ = answers.send(Frame::Answer { id, status, body }).await;
             drop(permit);
         });

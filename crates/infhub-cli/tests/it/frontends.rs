@@ -2,7 +2,8 @@
 //! and forwards them to the writer over the sequencer stream; everything else passes through to
 //! the writer's HTTP API. A user whose wallet only knows the front-end registers and pays
 //! through it; a forged debit is refused exactly as the writer refuses it directly; a retried
-//! transfer gets its first answer; a front-end with the wrong token is refused at start.
+//! transfer gets its first answer; a payer's write budget holds through a front-end; a
+//! front-end with the wrong token is refused at start.
 
 use crate::harness::{account_at, amount, wait_serving, Env, INF};
 use infhub_core::messages::{PaymentKind, Signed};
@@ -43,6 +44,7 @@ async fn payments_through_a_front_end_are_applied_by_the_writer_and_answered_as_
     let env = Env::start_with(|c| {
         c.node.sequencer_listen = sequencer.clone();
         c.node.sequencer_token = Secret(TOKEN.into());
+        c.limits.writes_per_second_per_account = 20;
     })
     .await;
 
@@ -115,6 +117,14 @@ async fn payments_through_a_front_end_are_applied_by_the_writer_and_answered_as_
     assert!(batch["results"][1]["error"]["code"].is_string(), "{batch}");
     assert_eq!(batch["results"][1]["error"]["code"], direct["results"][1]["error"]["code"], "{batch} {direct}");
     assert_eq!(amount(&env.ok(&bob, &["balance"])["balance"]), 15 * INF, "10 + 5, once");
+
+    // The payer's write budget holds through the front-end too: a batch of 25 of alice's
+    // signed writes is over her 20 a second, refused whole as the writer refuses it directly.
+    let many = serde_json::json!({"transfers": vec![signed; 25]});
+    let (status, through) = post(&front, "/v1/transfers/batch", &many).await;
+    assert_eq!((status, through["error"]["code"].clone()), (429, "account_rate_limited".into()), "{through}");
+    let (status, direct) = post(&env.hub_url, "/v1/transfers/batch", &many).await;
+    assert_eq!((status, direct["error"]["code"].clone()), (429, "account_rate_limited".into()), "{direct}");
 }
 
 /// The index of a harness user's dev key (alice is 1, bob 2).

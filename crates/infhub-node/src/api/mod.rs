@@ -310,7 +310,7 @@ impl Api {
     }
 }
 
-pub(crate) use transfers::{forward, forwarded_answer};
+pub(crate) use transfers::{forward, forwarded_answer, response_parts, take_forwarded_writes};
 
 /// Builds the router.
 pub fn router(node: Arc<Node>) -> Router {

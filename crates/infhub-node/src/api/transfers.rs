@@ -40,13 +40,7 @@ pub(super) async fn transfer_batch(
     // draw on her budget: each payer's writes in the batch, all or none of the batch.
     let checked: Vec<Option<CheckedDebit>> =
         req.transfers.iter().map(|d| CheckedDebit::check(*d, &api.node.domain).ok()).collect();
-    let mut per_payer: HashMap<Address, u32> = HashMap::new();
-    for c in checked.iter().flatten() {
-        *per_payer.entry(c.debit().message.user).or_default() += 1;
-    }
-    for (payer, writes) in per_payer {
-        api.take_writes(payer, writes)?;
-    }
+    take_payers_writes(&api, checked.iter().flatten().map(|c| c.debit().message.user))?;
     // Queued one after another, so one payer's nonces apply in order; answered after the fsync.
     let mut pending = Vec::with_capacity(req.transfers.len());
     for (debit, checked) in req.transfers.into_iter().zip(checked) {
@@ -159,6 +153,36 @@ pub(crate) fn forward(node: &crate::engine::Node, debits: Vec<(SignedDebit, bool
         .collect()
 }
 
+/// Draws forwarded transfers' writes from their payers' budgets, as `/v1/transfers` and
+/// `/v1/transfers/batch` do on the writer: per payer, all or none, and only for debits the
+/// front-end vouched for or that carry their payer's valid signature. `Err` is the refusal
+/// (`account_rate_limited`) the front-end passes on.
+pub(crate) fn take_forwarded_writes(api: &Api, debits: &[(SignedDebit, bool)]) -> Result<(), ApiError> {
+    let signed = debits.iter().filter(|(d, vouched)| *vouched || d.verify(&api.node.domain, d.message.user).is_ok());
+    take_payers_writes(api, signed.map(|(d, _)| d.message.user))
+}
+
+/// One write from each payer's budget per debit of hers in `payers`, per payer all or none.
+fn take_payers_writes(api: &Api, payers: impl IntoIterator<Item = Address>) -> Result<(), ApiError> {
+    let mut per_payer: HashMap<Address, u32> = HashMap::new();
+    for payer in payers {
+        *per_payer.entry(payer).or_default() += 1;
+    }
+    for (payer, writes) in per_payer {
+        api.take_writes(payer, writes)?;
+    }
+    Ok(())
+}
+
+/// The status and body of `response`, for a front-end's answer frame.
+pub(crate) async fn response_parts(response: axum::response::Response) -> (u16, Vec<u8>) {
+    let status = response.status().as_u16();
+    match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+        Ok(body) => (status, body.to_vec()),
+        Err(e) => (500, format!("{{\"error\":{{\"code\":\"internal_error\",\"message\":\"{e}\"}}}}").into_bytes()),
+    }
+}
+
 /// A forwarded transfer and its place in the write queue (or why it has none).
 pub(crate) type Forwarded =
     (SignedDebit, Result<oneshot::Receiver<Result<crate::engine::Sequenced, WriteError>>, WriteError>);
@@ -199,9 +223,5 @@ pub(crate) async fn forwarded_answer(api: &Api, pending: Vec<Forwarded>, batch: 
             Err(e) => e.into_response(),
         }
     };
-    let status = response.status().as_u16();
-    match axum::body::to_bytes(response.into_body(), usize::MAX).await {
-        Ok(body) => (status, body.to_vec()),
-        Err(e) => (500, format!("{{\"error\":{{\"code\":\"internal_error\",\"message\":\"{e}\"}}}}").into_bytes()),
-    }
+    response_parts(response).await
 }
