@@ -69,6 +69,30 @@ pub struct DutiesConfig {
     pub point_registry: Address,
 }
 
+/// Most expired hub locks dropped per tick (the rest in the next ones).
+pub const MAX_LOCK_DROPS_PER_TICK: usize = 256;
+
+/// Drops the hub's forwarded locks that expired unclaimed (spec §5.17b): each drop is the hub's
+/// next credit to the payee without the lock, and frees the reserve the lock held.
+async fn drop_expired_locks(ledger: &mut impl LedgerAccess) {
+    let expired = ledger.read(|l| l.expired_forwarded_locks(MAX_LOCK_DROPS_PER_TICK));
+    if expired.is_empty() {
+        return;
+    }
+    let drops: Vec<Command> = expired
+        .into_iter()
+        .map(|(user, lock_id)| Command::CreditLock { user, change: infhub_core::channel::LockChange::Drop { lock_id } })
+        .collect();
+    match ledger.commit(drops).await {
+        Ok(results) => {
+            for e in results.into_iter().filter_map(Result::err) {
+                tracing::warn!(error = %e, "an expired lock could not be dropped");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not drop expired locks"),
+    }
+}
+
 /// Confirmed chain events the ledger refused. A refusal is a bug or an inconsistent chain: the
 /// event is skipped (the ledger moves past it), so it is surfaced, not only logged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -244,6 +268,9 @@ impl<C: ChainSource, B: Broadcaster> ChainDuties<C, B> {
         let halted = self.view().halted.is_some();
         if let (false, Some(c)) = (halted, self.checkpointer.as_mut()) {
             c.tick(ledger).await;
+        }
+        if self.shadow.is_none() {
+            drop_expired_locks(ledger).await;
         }
         if take_payouts && ledger.read(|l| l.queued_payouts().next().is_some()) {
             let max = self.config.max_payout_batch;

@@ -435,18 +435,35 @@ impl Wallet {
         }
         for _ in 0..infhub_core::point_lock::MAX_PENDING_LOCKS {
             let Some(change) = self.core.lock_to_settle(a)? else { break };
-            self.core.sign_lock_debit(change, None)?;
-            self.persist()?;
-            let p = self.core.state.pending_lock.expect("just signed");
-            let (answer, _) = lock_answer(self.hub.lock_debit(&p).await)?;
-            let settled = self.core.settle_lock_answer(answer);
-            self.persist()?;
-            settled?;
+            self.send_lock_change(change).await?;
             if let infhub_core::channel::LockChange::Settle { lock_id, scalar } = change {
                 check.notes.push(format!("invoice {lock_id} paid; proof of payment {}", scalar.value()));
             }
         }
+        if let Some(change) = self.core.lock_to_drop(a)? {
+            // One per sync: the hub may not have confirmed the expiry block yet (then it says
+            // `lock_not_expired`, and the next sync tries again).
+            let id = change.lock_id();
+            match self.send_lock_change(change).await {
+                Ok(()) => {
+                    check.notes.push(format!("the payment of invoice {id} expired unclaimed; its amount is back"))
+                }
+                Err(e @ WalletError::HubRefused { .. }) => check.notes.push(format!("lock {id} not dropped yet: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
+    }
+
+    /// Signs `change` to one of this wallet's locks, sends it and settles the hub's answer.
+    async fn send_lock_change(&mut self, change: infhub_core::channel::LockChange) -> Result<(), WalletError> {
+        self.core.sign_lock_debit(change, None)?;
+        self.persist()?;
+        let p = self.core.state.pending_lock.expect("just signed");
+        let (answer, _) = lock_answer(self.hub.lock_debit(&p).await)?;
+        let settled = self.core.settle_lock_answer(answer);
+        self.persist()?;
+        settled
     }
 
     async fn check_hub_locked(&mut self) -> Result<HubCheck, WalletError> {

@@ -741,6 +741,19 @@ impl WalletCore {
         }))
     }
 
+    /// A pending lock of this wallet's that expired with no scalar learned (its payee never
+    /// claimed it): dropped by its next lock debit, which gives the amount back to its balance
+    /// (the hub refuses with `lock_revealed` if the point opened after all, and the scalar then
+    /// comes with the account).
+    pub fn lock_to_drop(&self, a: &HubAccount) -> Result<Option<LockChange>, WalletError> {
+        let ch = self.channel()?;
+        Ok(ch
+            .debit_locks
+            .iter()
+            .find(|l| l.expiry_block < ch.block && !a.outgoing_scalars.iter().any(|(id, _)| *id == l.lock_id))
+            .map(|l| LockChange::Drop { lock_id: l.lock_id }))
+    }
+
     /// The hub's pending locks to this wallet that one of its invoices opens (the lock id is
     /// the invoice id, the scalar derived from the key), not expired at the channel's block:
     /// each one's id and scalar, to reveal to the hub and be paid.
@@ -1110,6 +1123,31 @@ mod tests {
         assert_eq!(f.core.settle_lock_answer(refused).expect_err("refused").code(), "expiry_too_soon");
         assert_eq!(f.core.state.pending_lock, None);
         assert_eq!(f.core.channel().expect("ch").balance(), Ok(Amount(70)), "nothing held for it");
+    }
+
+    /// An expired lock of the wallet's with no scalar from the hub is dropped; one the hub
+    /// lists a scalar for is not (it is owed), and none before the expiry.
+    #[test]
+    fn an_expired_lock_is_dropped_unless_its_scalar_is_known() {
+        use infhub_core::point_lock::{Lock, Scalar};
+        let mut f = fixture();
+        let scalar = Scalar::new(U256::from(5)).expect("scalar");
+        let lock = Lock {
+            lock_id: B256::repeat_byte(8),
+            amount: Amount(30),
+            expiry_block: 12,
+            point: scalar.point().address(),
+        };
+        let d = f.core.sign_lock_debit(LockChange::Add(lock), Some(Address::repeat_byte(9))).expect("signed");
+        f.core.settle_lock_answer(PaymentAnswer::Applied(receipt(&f, &d))).expect("applied");
+        let none = HubAccount::default();
+        assert_eq!(f.core.lock_to_drop(&none).expect("read"), None, "not expired at block 10");
+        let mut ch = f.core.channel().expect("ch").clone();
+        ch.block = 13;
+        f.core.state.channel = Some(ch);
+        assert_eq!(f.core.lock_to_drop(&none).expect("read"), Some(LockChange::Drop { lock_id: lock.lock_id }));
+        let owed = HubAccount { outgoing_scalars: vec![(lock.lock_id, scalar)], ..HubAccount::default() };
+        assert_eq!(f.core.lock_to_drop(&owed).expect("read"), None, "revealed: settled, never dropped");
     }
 
     #[test]

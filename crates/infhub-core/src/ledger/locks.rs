@@ -244,6 +244,28 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// The hub's locks it forwarded to open channels that expired unclaimed (the ledger's
+    /// block is past their expiry), at most `max`, in (payee, lock id) order: each one is
+    /// dropped by the hub's next proof to its payee (a `CreditLock` drop), which frees the
+    /// reserve it held (spec §5.17b). The hub's shell commits those drops.
+    pub fn expired_forwarded_locks(&self, max: usize) -> Vec<(Address, B256)> {
+        let mut out: Vec<(Address, B256)> = self
+            .locks
+            .forwarded
+            .keys()
+            .filter(|(payee, id)| {
+                let ch = self.accounts.get(payee).map(|a| &a.channel);
+                ch.filter(|c| c.status == Status::Open)
+                    .and_then(|c| c.credit_locks.get(id))
+                    .is_some_and(|l| l.expiry_block < self.block)
+            })
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.truncate(max);
+        out
+    }
+
     /// The lock events of the chain: the registry's reveals and the contract's registrations
     /// and resolutions (spec §5.11a).
     pub(super) fn lock_event(&mut self, at_block: u64, ev: super::ChainEvent) -> Result<(), Error> {

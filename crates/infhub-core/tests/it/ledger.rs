@@ -1933,3 +1933,38 @@ fn a_payer_who_settles_in_time_leaves_the_hub_no_lock_duty() {
     assert_eq!(keys, vec![DutyKey::Dispute(h.users[0].address())], "only her settled total to put on record");
     assert!(h.ledger.locks.is_empty(), "nothing followed");
 }
+
+/// A lock nobody claims (spec §5.17b): once the hub's lock to the payee is past its expiry the
+/// ledger lists it for the hub to drop, and the drop frees the reserve it held; the payer's
+/// lock, a reveal margin later, is hers to drop. Neither is listed or droppable a block early.
+#[test]
+fn an_unclaimed_lock_expires_and_each_sender_drops_its_own() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    let lock = point_lock(4, 90, 60);
+    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    let payee = h.users[1].address();
+    assert_eq!(h.ledger.account(&payee).expect("a").obligation(), 90, "the reserve holds the hub's lock");
+    h.advance_to(40);
+    assert_eq!(h.ledger.expired_forwarded_locks(10), vec![], "a reveal at block 40 still counts");
+    h.advance_to(41);
+    assert_eq!(h.ledger.expired_forwarded_locks(10), vec![(payee, lock.lock_id)]);
+    assert_eq!(h.ledger.expired_forwarded_locks(0), vec![], "at most max");
+    h.credit_lock(1, LockChange::Drop { lock_id: lock.lock_id }).expect("the hub drops it");
+    assert_eq!(h.ledger.account(&payee).expect("a").obligation(), 0, "the reserve is free again");
+    assert_eq!(h.ledger.expired_forwarded_locks(10), vec![]);
+    assert_eq!(
+        h.debit_lock(0, LockChange::Drop { lock_id: lock.lock_id }),
+        Err(Error::LockNotExpired),
+        "hers lasts to 60"
+    );
+    h.advance_to(61);
+    h.debit_lock(0, LockChange::Drop { lock_id: lock.lock_id }).expect("the payer drops hers");
+    assert_eq!((h.balance(0), h.balance(1)), (Amount(500), Amount(0)), "nothing moved");
+    assert!(h.ledger.locks.is_empty(), "nothing left to follow");
+    h.check();
+    h.everyone_exits();
+}

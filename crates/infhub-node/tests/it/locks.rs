@@ -270,3 +270,62 @@ fn a_payer_who_exits_without_settling_pays_her_lock_through_the_registry() {
         node.stop().await;
     });
 }
+
+/// A payment nobody claims (spec §5.17b): once the hub's lock to the payee is past its expiry
+/// the node drops it by itself (a new credit to her without it; the reserve it held is free
+/// again), and after her own expiry the payer drops hers and has her balance back.
+#[test]
+fn an_unclaimed_lock_is_dropped_by_the_hub_at_its_expiry_and_the_payer_takes_hers_back() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let domain = chain.domain();
+        let hub = chain.anvil_hub();
+        let dir = tempfile::tempdir().expect("tmp");
+        let node = InProcessNode::start(chain.config(dir.path().to_path_buf())).await;
+        let http = Http::new(&node.url);
+        let (mut a, b) = payer_and_payee(&chain, &http).await;
+        let (_, info) = http.get("/v1/info", None).await;
+        let head = info["confirmedBlock"].as_u64().expect("block");
+        let point = Scalar::from_bytes(keccak256(b"never revealed")).expect("in range").point().address();
+        let lock = Lock { lock_id: B256::repeat_byte(0x71), amount: Amount(50), expiry_block: head + 30, point };
+        let add = lock_debit(&a, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
+        let body = json!({"debit": a.sign_debit(&domain, add), "lock": lock, "payee": b.address()});
+        let (s, v) = http.post("/v1/locked-transfers", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        a.accepted(&add);
+        let (_, acct_b) = balance(&http, &b).await;
+        let nonce_with_lock = acct_b["creditNonce"].as_u64().expect("nonce");
+        // The payee's lock expires at head + 10; the node drops it without being asked.
+        let acct_b = eventually(30, "the hub to drop its expired lock", || async {
+            chain.mine(2).await;
+            let (_, v) = balance(&http, &b).await.clone();
+            (v["locks"]["incoming"] == json!([])).then_some(v)
+        })
+        .await;
+        assert!(acct_b["creditNonce"].as_u64().expect("nonce") > nonce_with_lock, "dropped by a new credit: {acct_b}");
+        let credit: infhub_core::messages::SignedCredit =
+            serde_json::from_value(acct_b["latestCredit"].clone()).expect("a credit");
+        credit.verify(&domain, hub).expect("the hub's");
+        assert_eq!(
+            (credit.message.locked_amount, credit.message.locks_root),
+            (Amount::ZERO, B256::ZERO),
+            "without the lock"
+        );
+        // The payer's own lock lasts to head + 30: refused before, taken back after.
+        let drop = lock_debit(&a, &domain, hub, PaymentKind::LockDrop, &lock, &[], 0);
+        let body = json!({"debit": a.sign_debit(&domain, drop), "change": {"drop": {"lockId": lock.lock_id}}});
+        let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+        assert_eq!((s, code(&v)), (422, "lock_not_expired"), "{v}");
+        let v = eventually(30, "the payer's lock to expire", || async {
+            chain.mine(2).await;
+            let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+            (s == 200).then_some(v)
+        })
+        .await;
+        assert!(v["receipt"].is_object(), "{v}");
+        a.accepted(&drop);
+        let (bal_a, _) = balance(&http, &a).await;
+        assert_eq!(bal_a, 500, "her balance is whole again");
+        node.stop().await;
+    });
+}
