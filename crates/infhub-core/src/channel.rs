@@ -110,6 +110,17 @@ impl LockChange {
         }
     }
 
+    /// The block at which the user's change to her own locks is judged at confirmed block
+    /// `block`: her settlement pays the hub by her own signature, so it counts whenever she
+    /// signs it (judged at the lock's expiry once that is past: the hub may have learned the
+    /// scalar in time and she may learn it late); any other change at `block`.
+    pub fn user_judged_at(&self, book: &LockBook, block: u64) -> u64 {
+        match self {
+            LockChange::Settle { lock_id, .. } => book.get(lock_id).map_or(block, |l| block.min(l.expiry_block)),
+            _ => block,
+        }
+    }
+
     /// Applies it to `book` at confirmed block `block`, by the rules of [`LockBook`].
     pub fn apply(&self, book: &mut LockBook, block: u64) -> Result<AppliedLockChange, Error> {
         match *self {
@@ -525,7 +536,8 @@ impl ChannelState {
     /// by the lock's id), checked against her book at this end's confirmed block.
     pub fn next_lock_debit(&self, params: &ChannelParams, change: &LockChange) -> Result<Debit, Error> {
         let mut book = self.debit_locks.clone();
-        let applied = change.apply(&mut book, self.block)?;
+        let at = change.user_judged_at(&book, self.block);
+        let applied = change.apply(&mut book, at)?;
         let (locks_root, locked_amount) = book.root(&params.domain);
         Ok(Debit {
             user: self.user,
@@ -841,7 +853,14 @@ fn accept_lock_debit(
         return Err(Error::RecipientMustBeHub);
     }
     let mut book = s.debit_locks.clone();
-    let applied = change.apply(&mut book, s.block)?;
+    let at = match (p.role, change) {
+        // Her own lock, added by a debit she signed while it was valid and the hub applied:
+        // her end records it whenever the receipt comes (her view of the chain may be past
+        // its expiry by then); the hub's end judges an addition at its own block.
+        (Role::User, LockChange::Add(lock)) => s.block.min(lock.expiry_block.saturating_sub(1)),
+        _ => change.user_judged_at(&book, s.block),
+    };
+    let applied = change.apply(&mut book, at)?;
     if m.amount != applied.lock.amount || m.payment_id != applied.lock.lock_id {
         return Err(Error::LockMismatch);
     }
@@ -907,7 +926,14 @@ fn accept_credit(
         }
         Some(change) => {
             let mut book = s.credit_locks.clone();
-            let applied = change.apply(&mut book, s.block)?;
+            // The hub settling its own lock pays the user: her end takes it whenever it comes
+            // (the hub judged the reveal at its own confirmed block, which may lag hers); the
+            // hub's end settles only by the expiry.
+            let at = match p.role {
+                Role::User => change.user_judged_at(&book, s.block),
+                Role::Hub => s.block,
+            };
+            let applied = change.apply(&mut book, at)?;
             let owed = s.cumulative_credit().checked_add(applied.settled)?;
             match p.role {
                 Role::Hub if m.cumulative_credit != owed => return Err(Error::CumulativeMismatch),

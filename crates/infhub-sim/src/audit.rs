@@ -427,15 +427,17 @@ impl Auditor {
                 self.fail(Violation::new(step, "hub_answers_check_out", format!("wallet {}: {c}", w.index)));
             }
         }
-        // 1. Conservation in the contract: tokens held == reserve + Σ channel funds.
+        // 1. Conservation in the contract: tokens held == reserve + Σ channel funds + the
+        //    escrow of locks through settled closes (spec §6.1).
         let held = chain.token_balance(self.contract);
         let reserve = chain.reserve(self.contract);
         let funds = chain.total_channel_funds(self.contract);
-        if held != reserve + funds {
+        let escrow = chain.total_escrow(self.contract);
+        if held != reserve + funds + escrow {
             self.fail(Violation::new(
                 step,
                 "contract_holdings_equal_reserve_plus_channel_funds",
-                format!("holds {held}, reserve {reserve} + channel funds {funds}"),
+                format!("holds {held}, reserve {reserve} + channel funds {funds} + escrow {escrow}"),
             ));
         }
         if step.is_multiple_of(10) {
@@ -663,6 +665,7 @@ impl Auditor {
         let funds = chain.total_channel_funds(self.contract);
         let held = chain.token_balance(self.contract);
         let reserve = chain.reserve(self.contract);
+        // Every lock registered through a close was resolved by the hub's unlock duty.
         if funds != U256::ZERO || held != reserve {
             self.fail(Violation::new(
                 step,

@@ -153,7 +153,8 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
     format!(
         "seed {seed}: ok in {secs:.1}s — {} hub(s), {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, \
          {} payments acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks \
-         refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes), {} checkpoints verified",
+         refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes), {} checkpoints verified, \
+         {} invoices paid by lock ({} lock debits acked, {} claims)",
         r.hubs,
         r.steps,
         r.blocks,
@@ -172,7 +173,10 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.settlements,
         r.towers.0,
         r.towers.1,
-        r.checkpoints
+        r.checkpoints,
+        r.invoices_paid,
+        r.lock_debits_acked,
+        r.locks_claimed
     )
 }
 

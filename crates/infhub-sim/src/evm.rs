@@ -451,6 +451,12 @@ impl SimChain {
         IInfHub::reserveCall::abi_decode_returns(&raw).expect("reserve returns")
     }
 
+    /// Hub contract `contract`'s `totalEscrow` (locks of settled closes not resolved yet).
+    pub fn total_escrow(&mut self, contract: Address) -> U256 {
+        let raw = self.call(contract, IInfHub::totalEscrowCall {}.abi_encode()).expect("totalEscrow");
+        IInfHub::totalEscrowCall::abi_decode_returns(&raw).expect("totalEscrow returns")
+    }
+
     /// Hub contract `contract`'s `totalChannelFunds` at the newest state.
     pub fn total_channel_funds(&mut self, contract: Address) -> U256 {
         let raw = self.call(contract, IInfHub::totalChannelFundsCall {}.abi_encode()).expect("funds");

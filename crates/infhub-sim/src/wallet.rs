@@ -10,11 +10,12 @@ use crate::hub::InjectedBug;
 use alloy::primitives::{Address, B256, U256};
 use infhub_chain::bindings::IInfHub;
 use infhub_chain::events::submit_debit_call;
-use infhub_core::channel::{ChannelState, Effect, Status};
+use infhub_core::channel::{ChannelState, Effect, LockChange, Status};
 use infhub_core::messages::{Signed, SignedCredit, SignedDebit};
+use infhub_core::point_lock::Scalar;
 use infhub_core::{Amount, PaymentKind, PrivateKey, Signature, Withdrawal};
 use infhub_wallet::chain::ChannelView;
-use infhub_wallet::store::{HubInfo, WalletState, STATE_VERSION};
+use infhub_wallet::store::{HubInfo, PendingLock, WalletState, STATE_VERSION};
 use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCore};
 use infhub_wallet::WalletError;
 use std::collections::BTreeMap;
@@ -183,8 +184,11 @@ impl SimWallet {
                 self.old_credits.extend(refund);
                 Some((pending, r))
             }
-            // Refused and spent, or held (stays pending), or not checking out.
-            Err(WalletError::HubRefused { .. } | WalletError::PaymentHeld { .. }) => None,
+            // Refused and spent, or held (stays pending), or a refund to judge after a sync
+            // (stays pending), or not checking out.
+            Err(
+                WalletError::HubRefused { .. } | WalletError::PaymentHeld { .. } | WalletError::PaymentUncertain { .. },
+            ) => None,
             Err(e) => {
                 self.complain("an answer to a payment", e);
                 None
@@ -218,6 +222,68 @@ impl SimWallet {
         }
         if let Err(e) = self.core.check_hub(account) {
             self.complain("a sync", e);
+        }
+        self.core.take_journal();
+    }
+
+    /// The pending lock debit, if any (resent as is until answered).
+    pub fn pending_lock(&self) -> Option<PendingLock> {
+        self.core.state.pending_lock
+    }
+
+    /// The payment point of this wallet's invoice `invoice_id` (its scalar from the key).
+    pub fn invoice_point(&self, invoice_id: B256) -> Address {
+        infhub_core::invoice::invoice_scalar(self.core.key(), invoice_id).point().address()
+    }
+
+    /// Signs a lock debit for `change` (a locked transfer to `payee` when given) and keeps it
+    /// as pending (write-ahead) before it is sent, as `pay-invoice` and `balance` do.
+    pub fn sign_lock(&mut self, change: LockChange, payee: Option<Address>) -> Option<PendingLock> {
+        let debit = self.core.sign_lock_debit(change, payee).ok()?;
+        self.core.take_journal();
+        self.old_debits.push(debit);
+        self.core.state.pending_lock
+    }
+
+    /// The hub's answer to the lock debit `debit` (a late answer to an earlier debit with the
+    /// same lock id is ignored). Returns whether it was applied.
+    pub fn on_lock_answer(&mut self, debit: &SignedDebit, answer: PaymentAnswer) -> bool {
+        if self.pending_lock().is_none_or(|p| p.debit != *debit) {
+            return false;
+        }
+        let settled = self.core.settle_lock_answer(answer);
+        self.core.take_journal();
+        match settled {
+            Ok(()) => true,
+            Err(WalletError::HubRefused { .. } | WalletError::PaymentUncertain { .. }) => false,
+            Err(e) => {
+                self.complain("an answer to a lock debit", e);
+                false
+            }
+        }
+    }
+
+    /// What this wallet does about locks after a sync: the hub's locks its invoices open (to
+    /// claim with their scalars), and the next change to its own locks (settle one the hub
+    /// learned the scalar of, or drop one expired unclaimed).
+    pub fn lock_actions(&self, account: &HubAccount) -> (Vec<(B256, Scalar)>, Option<LockChange>) {
+        let claims = self.core.locks_to_claim().unwrap_or_default();
+        let next = match self.core.lock_to_settle(account) {
+            Ok(Some(c)) => Some(c),
+            _ => self.core.lock_to_drop(account).ok().flatten(),
+        };
+        (claims, next)
+    }
+
+    /// The hub's credit that settles its lock `lock_id` to this wallet, answering its claim.
+    pub fn on_claimed(&mut self, lock_id: B256, scalar: Scalar, credit: SignedCredit) {
+        if self.channel().is_none_or(|c| c.epoch != credit.message.epoch) {
+            return;
+        }
+        match self.core.take_lock_settlement(credit.clone(), lock_id, scalar) {
+            Ok(true) => self.old_credits.push(credit),
+            Ok(false) => {} // the next sync takes it
+            Err(e) => self.complain("the settlement of a claimed lock", e),
         }
         self.core.take_journal();
     }

@@ -12,15 +12,19 @@ use crate::wallet::{Behaviour, SimWallet};
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::{IErc20, IInfHub};
-use infhub_core::channel::Status;
+use infhub_core::channel::{LockChange, Status};
 use infhub_core::duties::RealizePolicy;
 use infhub_core::ledger::{Command, LedgerParams, Outcome};
 use infhub_core::messages::{Eip712Message, HubSigned, Signed, SignedCredit, SignedDebit};
+use infhub_core::point_lock::Scalar;
 use infhub_core::{Amount, Domain, PaymentKind, PrivateKey, Receipt, Signature, Withdrawal};
 use infhub_hub::answers::{payment_answer, NotApplied};
 use infhub_ledger::simfs::SimDisk;
+use infhub_wallet::store::PendingLock;
 use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution};
 use std::path::PathBuf;
+
+mod locks;
 
 /// One token unit in the simulation (18 decimals like INF).
 pub const UNIT: u128 = 1_000_000_000_000_000_000;
@@ -105,6 +109,18 @@ enum ToHub {
     Pay(usize, SignedDebit),
     Withdraw(usize, Withdrawal, Signature),
     Sync(usize),
+    /// A lock debit (`/v1/locked-transfers` or `/v1/lock-debits`).
+    Lock(usize, PendingLock),
+    /// A payee's claim of the hub's lock with its scalar (`/v1/lock-reveals`).
+    Reveal(usize, B256, Scalar),
+}
+
+/// What a command of a hub's batch answers.
+enum Origin {
+    Pay(SignedDebit),
+    Withdraw,
+    Lock(PendingLock),
+    Reveal(B256, Scalar),
 }
 
 /// Messages from a hub to one of its wallets.
@@ -119,6 +135,10 @@ enum ToWallet {
     CoSigned(Withdrawal, Signature),
     /// The hub's report of the account (as `GET /v1/accounts/{user}` answers).
     Synced(HubAccount),
+    /// The hub's answer to a lock debit (to that signed debit).
+    LockAnswer(SignedDebit, PaymentAnswer),
+    /// The hub's credit that settles a claimed lock.
+    Claimed(B256, Scalar, SignedCredit),
 }
 
 /// A message on the network: to hub `site`, or to wallet `i` of hub `site`.
@@ -165,6 +185,12 @@ pub struct Report {
     pub towers: (u64, u64),
     /// Checkpoints posted on chain in which every wallet's leaf checked out.
     pub checkpoints: u64,
+    /// Invoices paid by point lock (locked transfers signed).
+    pub invoices_paid: u64,
+    /// Lock debits (adds, settlements, drops) the hub acknowledged with a receipt.
+    pub lock_debits_acked: u64,
+    /// Claims of the hub's locks a payee sent with the scalar.
+    pub locks_claimed: u64,
 }
 
 /// One hub of the world: its operator's key, its contract, its disk and process, its wallets
@@ -509,7 +535,16 @@ impl World {
                 w.on_cosigned(&mut self.chain, wd, sig);
                 self.report.withdrawals += 1;
             }
-            ToWallet::Synced(account) => w.on_synced(&account),
+            ToWallet::Synced(account) => {
+                w.on_synced(&account);
+                self.after_sync_locks(s, i, &account);
+            }
+            ToWallet::LockAnswer(debit, answer) => {
+                if w.on_lock_answer(&debit, answer) {
+                    self.report.lock_debits_acked += 1;
+                }
+            }
+            ToWallet::Claimed(lock_id, scalar, credit) => w.on_claimed(lock_id, scalar, credit),
         }
     }
 
@@ -589,27 +624,7 @@ impl World {
         let bug = self.config.bug;
         let site = &mut self.sites[s];
         let Some(hub) = site.hub.as_mut() else { return }; // connection refused
-        let mut commands = Vec::new();
-        let mut from = Vec::new();
-        let mut answers = Vec::new();
-        for m in msgs {
-            match m {
-                ToHub::Pay(i, d) => {
-                    commands.push(Command::Transfer(d));
-                    from.push((i, Some(d)));
-                }
-                ToHub::Withdraw(i, w, sig) => {
-                    commands.push(Command::Withdraw { withdrawal: w, user_signature: sig });
-                    from.push((i, None));
-                }
-                ToHub::Sync(i) => {
-                    // A read: answered from the ledger as it is now, as the node's API does.
-                    if let Some(a) = hub_account(hub.ledger(), &site.wallets[i].address()) {
-                        answers.push((i, ToWallet::Synced(a)));
-                    }
-                }
-            }
-        }
+        let (commands, from, mut answers) = requests(&site.wallets, hub.ledger(), msgs);
         let domain = site.config.ledger.domain;
         let commit = match hub.execute(commands) {
             Ok(c) => c,
@@ -618,7 +633,7 @@ impl World {
                     // The injected bug: answers (receipts, signed at once) went out before the
                     // batch was durable.
                     for (i, d) in &from {
-                        if let Some(d) = d {
+                        if let Origin::Pay(d) = d {
                             let receipt = receipt_of(&site.key, &domain, d);
                             let answer = PaymentAnswer::Applied(receipt);
                             answers.push((*i, ToWallet::Answer(d.message.payment_id, answer)));
@@ -632,12 +647,26 @@ impl World {
             }
         };
         let mut crashed = None;
-        for ((i, debit), sequenced) in from.into_iter().zip(commit.results) {
-            let Some(d) = debit else {
-                if let Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) = sequenced.0 {
-                    answers.push((i, ToWallet::CoSigned(withdrawal, hub_signature)));
+        for ((i, origin), sequenced) in from.into_iter().zip(commit.results) {
+            let d = match origin {
+                Origin::Pay(d) => d,
+                Origin::Withdraw => {
+                    if let Ok(Outcome::WithdrawalCoSigned { withdrawal, hub_signature }) = sequenced.0 {
+                        answers.push((i, ToWallet::CoSigned(withdrawal, hub_signature)));
+                    }
+                    continue;
                 }
-                continue;
+                Origin::Lock(p) => {
+                    let answer = locks::lock_answer(hub.ledger(), &site.key, &domain, &p, &sequenced.0);
+                    answers.push((i, ToWallet::LockAnswer(p.debit, answer)));
+                    continue;
+                }
+                Origin::Reveal(lock_id, scalar) => {
+                    if let Ok(Outcome::CreditLockIssued { credit, .. }) = sequenced.0 {
+                        answers.push((i, ToWallet::Claimed(lock_id, scalar, credit)));
+                    }
+                    continue;
+                }
             };
             let credit = match &sequenced.0 {
                 Ok(Outcome::Paid { credit, .. }) => credit.clone(),
@@ -705,6 +734,13 @@ impl World {
         let Some(i) = self.random_wallet(s, |w| w.online && w.active()) else { return };
         let roll = self.rng.below(100);
         let cheater = self.sites[s].wallets[i].behaviour == Behaviour::Cheater;
+        if let Some(p) = self.sites[s].wallets[i].pending_lock() {
+            if self.step >= self.sites[s].wallets[i].pending_sent_at + 6 {
+                self.sites[s].wallets[i].pending_sent_at = self.step;
+                self.send(Msg::ToHub(s, ToHub::Lock(i, p)));
+            }
+            return;
+        }
         if let Some(p) = self.sites[s].wallets[i].pending() {
             // The write-ahead rule: a pending payment is resent (same id) before anything new.
             if self.step >= self.sites[s].wallets[i].pending_sent_at + 6 {
@@ -730,7 +766,8 @@ impl World {
             return;
         }
         match roll {
-            0..=59 => self.pay_someone(s, i),
+            0..=9 => self.pay_by_invoice(s, i),
+            10..=59 => self.pay_someone(s, i),
             60..=67 => self.pay_outside(s, i),
             68..=74 => {
                 let amount = self.some_amount(s, i);
@@ -1029,6 +1066,11 @@ impl World {
         self.faults = Faults::off();
         for s in 0..self.sites.len() {
             self.sites[s].disk.cancel_crash();
+            if self.sites[s].disk.crashed() {
+                // The disk failed in the last faulty step and the process has not touched it
+                // since: it is down all the same (it would fail on its next write).
+                self.sites[s].hub = None;
+            }
             if self.sites[s].hub.is_none() {
                 self.restart_hub(s)?;
             }
@@ -1047,7 +1089,11 @@ impl World {
                         // The write-ahead rule: resend the same debit; the hub applies it once.
                         self.send(Msg::ToHub(s, ToHub::Pay(i, p)));
                     }
-                    if pending.is_some() || round % 10 == 0 {
+                    let pending_lock = self.sites[s].wallets[i].pending_lock();
+                    if let Some(p) = pending_lock {
+                        self.send(Msg::ToHub(s, ToHub::Lock(i, p)));
+                    }
+                    if pending.is_some() || pending_lock.is_some() || round % 10 == 0 {
                         self.send(Msg::ToHub(s, ToHub::Sync(i)));
                     }
                 }
@@ -1070,7 +1116,9 @@ impl World {
                 }
             }
         }
-        let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40;
+        // Long enough for the closes and for every lock registered through one to expire and
+        // be resolved by the hub's unlock duty.
+        let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS;
         for _ in 0..limit {
             self.step += 1;
             self.report.steps += 1;
@@ -1078,16 +1126,19 @@ impl World {
             self.mine_block(false);
             self.tick_everyone()?;
             self.audit(false)?;
-            let done = self.sites.iter().all(|site| {
-                let settled = site.wallets.iter().all(|w| w.channel().is_some_and(|c| c.status == Status::Settled));
-                let quiet = site.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
-                    && site.wallets.iter().all(|w| w.in_flight() == 0);
-                let payouts_done = site.hub.as_ref().is_some_and(|h| {
-                    h.ledger().queued_payouts().next().is_none()
-                        && h.ledger().payout_batches_in_flight().next().is_none()
+            let contracts: Vec<Address> = self.sites.iter().map(|site| site.contract()).collect();
+            let escrow_left = contracts.into_iter().any(|c| self.chain.total_escrow(c) != U256::ZERO);
+            let done = !escrow_left
+                && self.sites.iter().all(|site| {
+                    let settled = site.wallets.iter().all(|w| w.channel().is_some_and(|c| c.status == Status::Settled));
+                    let quiet = site.hub.as_ref().is_some_and(|h| h.duties_in_flight() == 0)
+                        && site.wallets.iter().all(|w| w.in_flight() == 0);
+                    let payouts_done = site.hub.as_ref().is_some_and(|h| {
+                        h.ledger().queued_payouts().next().is_none()
+                            && h.ledger().payout_batches_in_flight().next().is_none()
+                    });
+                    settled && quiet && payouts_done
                 });
-                settled && quiet && payouts_done
-            });
             if done {
                 break;
             }
@@ -1113,11 +1164,48 @@ impl World {
 }
 
 /// The payments still pending at hub `s`'s wallets, described for the report.
+/// A hub's batch of requests: the commands to commit in order, what each answers, and the
+/// reads answered at once.
+type Requests = (Vec<Command>, Vec<(usize, Origin)>, Vec<(usize, ToWallet)>);
+
+/// The commands and reads of the messages `msgs` to a hub whose ledger is `ledger`.
+fn requests(wallets: &[SimWallet], ledger: &infhub_core::ledger::Ledger, msgs: Vec<ToHub>) -> Requests {
+    let (mut commands, mut from, mut answers) = (Vec::new(), Vec::new(), Vec::new());
+    for m in msgs {
+        match m {
+            ToHub::Pay(i, d) => {
+                commands.push(Command::Transfer(d));
+                from.push((i, Origin::Pay(d)));
+            }
+            ToHub::Withdraw(i, w, sig) => {
+                commands.push(Command::Withdraw { withdrawal: w, user_signature: sig });
+                from.push((i, Origin::Withdraw));
+            }
+            ToHub::Lock(i, p) => {
+                commands.push(locks::lock_command(&p));
+                from.push((i, Origin::Lock(p)));
+            }
+            ToHub::Reveal(i, lock_id, scalar) => {
+                let user = wallets[i].address();
+                commands.push(Command::CreditLock { user, change: LockChange::Settle { lock_id, scalar } });
+                from.push((i, Origin::Reveal(lock_id, scalar)));
+            }
+            ToHub::Sync(i) => {
+                // A read: answered from the ledger as it is now, as the node's API does.
+                if let Some(a) = hub_account(ledger, &wallets[i].address()) {
+                    answers.push((i, ToWallet::Synced(a)));
+                }
+            }
+        }
+    }
+    (commands, from, answers)
+}
+
 fn stuck_payments(s: usize, site: &Site) -> Vec<String> {
     site.wallets
         .iter()
         .filter_map(|w| {
-            let p = w.pending()?.message;
+            let p = w.pending().or(w.pending_lock().map(|l| l.debit))?.message;
             let mine = w.channel().map(|c| (c.status, c.debit_nonce(), c.cumulative_debit()));
             let hub = site
                 .hub
@@ -1157,7 +1245,7 @@ fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<H
 }
 
 /// A receipt for `d` signed by the hub's key (what an answer carries).
-fn receipt_of(hub: &PrivateKey, domain: &Domain, d: &SignedDebit) -> infhub_core::messages::SignedReceipt {
+pub(super) fn receipt_of(hub: &PrivateKey, domain: &Domain, d: &SignedDebit) -> infhub_core::messages::SignedReceipt {
     let m = d.message;
     let receipt = Receipt {
         payer: m.user,

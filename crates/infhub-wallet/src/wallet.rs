@@ -333,7 +333,7 @@ impl Wallet {
         answer: Result<Value, HubError>,
     ) -> Result<(Resolution, Option<Value>), WalletError> {
         let (answer, raw) = payment_answer(answer)?;
-        if answer.needs_hub_check() {
+        if self.core.answer_needs_hub_check(&answer)? {
             let _ = self.check_hub_locked().await;
         }
         let settled = self.core.settle_answer(debit, answer);
@@ -425,8 +425,11 @@ impl Wallet {
             match self.hub.reveal(self.user(), lock_id, &scalar).await {
                 Ok(v) => {
                     let credit: SignedCredit = parse(&v["credit"], "the settling credit")?;
-                    self.core.take_lock_settlement(credit, lock_id, scalar)?;
-                    check.notes.push(format!("claimed the payment of invoice {lock_id}"));
+                    let taken = self.core.take_lock_settlement(credit, lock_id, scalar)?;
+                    check.notes.push(match taken {
+                        true => format!("claimed the payment of invoice {lock_id}"),
+                        false => format!("claimed the payment of invoice {lock_id}; it arrives with the next sync"),
+                    });
                 }
                 Err(e) => check.notes.push(format!("invoice {lock_id} not claimed yet: {}", e.into_wallet(&url))),
             }

@@ -449,6 +449,22 @@ impl WalletCore {
         Ok(d.epoch != ch.epoch || ch.debit_nonce() >= d.nonce)
     }
 
+    /// Whether the hub's answer can only be judged after a sync: a refusal out of step with the
+    /// hub ([`PaymentAnswer::needs_hub_check`]), or a refund that carries a book of the hub's
+    /// locks this wallet has not seen (a lock added since its last sync).
+    pub fn answer_needs_hub_check(&self, answer: &PaymentAnswer) -> Result<bool, WalletError> {
+        Ok(match answer {
+            PaymentAnswer::Refunded { refund, .. } => self.refund_needs_hub_check(refund)?,
+            other => other.needs_hub_check(),
+        })
+    }
+
+    fn refund_needs_hub_check(&self, refund: &SignedCredit) -> Result<bool, WalletError> {
+        let ch = self.channel()?;
+        let book = (refund.message.locked_amount, refund.message.locks_root);
+        Ok(refund.message.nonce > ch.credit_nonce() && book != ch.signed_credit_locks())
+    }
+
     /// Records a refused payment's refund: the debit is spent and its amount came back as the
     /// hub's credit (signature and amount checked by the channel machine).
     fn take_refund(&mut self, debit: SignedDebit, code: &str, refund: SignedCredit) -> Result<(), WalletError> {
@@ -457,6 +473,13 @@ impl WalletCore {
             .verify(&self.domain(), self.state.hub.hub)
             .map_err(|e| misbehaved(format!("is not signed by the hub ({})", e.code())))?;
         let ch = self.channel()?.clone();
+        if self.refund_needs_hub_check(&refund)? {
+            // The refund carries the hub's locks to this user as they are now, which this
+            // wallet has not seen yet: it cannot check the root until a sync brings the hub's
+            // list. The payment stays pending; after the sync the refund is covered.
+            let payment_id = debit.message.payment_id.to_string();
+            return Err(WalletError::PaymentUncertain { payment_id });
+        }
         if ch.debit_nonce() < debit.message.nonce {
             let input = if ch.credit_nonce() >= refund.message.nonce {
                 // The refund already arrived as the newest credit (a sync): it covers the debit.
@@ -514,14 +537,21 @@ impl WalletCore {
         Ok(())
     }
 
-    /// Takes a hub-signed credit if it is newer and valid. Returns whether it was new.
+    /// Takes a hub-signed credit if it is newer and valid. Returns whether it was taken. A
+    /// credit whose pending-lock book differs from the one this wallet holds (a lock the hub
+    /// added or settled since, spec §5.17a) is not taken here: the wallet cannot check its root
+    /// without the hub's list of locks, so the next sync takes it ([`WalletCore::check_hub`]).
     pub fn take_credit(
         &mut self,
         credit: SignedCredit,
         from: Option<Address>,
         amount: Option<Amount>,
     ) -> Result<bool, WalletError> {
-        if credit.message.nonce <= self.channel()?.credit_nonce() {
+        let ch = self.channel()?;
+        if credit.message.nonce <= ch.credit_nonce() {
+            return Ok(false);
+        }
+        if (credit.message.locked_amount, credit.message.locks_root) != ch.signed_credit_locks() {
             return Ok(false);
         }
         self.step(Input::Credit(credit.clone())).map_err(|e| {
@@ -714,7 +744,15 @@ impl WalletCore {
         match answer {
             PaymentAnswer::Applied(receipt) => {
                 self.check_receipt(&p.debit, &receipt)?;
-                if self.channel()?.debit_nonce() < p.debit.message.nonce {
+                let ch = self.channel()?;
+                if ch.status != Status::Open || ch.epoch != p.debit.message.epoch {
+                    // The channel closed meanwhile: the hub holds the debit and its receipt is
+                    // journaled; what it charges is settled on chain (spec §5.11a).
+                    self.state.pending_lock = None;
+                    self.record(JournalEntry::PaymentApplied { debit: p.debit, receipt });
+                    return Ok(());
+                }
+                if ch.debit_nonce() < p.debit.message.nonce {
                     self.step(Input::DebitLock { debit: p.debit, change: p.change })?;
                 }
                 self.state.pending_lock = None;
@@ -799,24 +837,33 @@ impl WalletCore {
     }
 
     /// Takes the hub's credit that settles its lock `lock_id` to this wallet with `scalar`.
+    /// Returns whether it was taken now: when this wallet's book of the hub's locks is behind
+    /// the hub's (a lock added since its last sync), the credit's root cannot be checked here,
+    /// and the next sync takes it with the hub's list of locks, which must prove it.
     pub fn take_lock_settlement(
         &mut self,
         credit: SignedCredit,
         lock_id: B256,
         scalar: infhub_core::point_lock::Scalar,
-    ) -> Result<(), WalletError> {
+    ) -> Result<bool, WalletError> {
         if credit.message.nonce <= self.channel()?.credit_nonce() {
-            return Ok(()); // a sync took it already
+            return Ok(false); // a sync took it already
         }
         let change = LockChange::Settle { lock_id, scalar };
-        self.step(Input::CreditLock { credit: credit.clone(), change }).map_err(|e| {
-            WalletError::HubMisbehaved(format!(
-                "the hub's settlement of lock {lock_id} was refused: {e} ({})",
-                e.code()
-            ))
-        })?;
+        match self.step(Input::CreditLock { credit: credit.clone(), change }) {
+            Ok(_) => {}
+            Err(WalletError::Refused { code, .. }) if code == infhub_core::Error::LocksRootMismatch.code() => {
+                return Ok(false);
+            }
+            Err(e) => {
+                return Err(WalletError::HubMisbehaved(format!(
+                    "the hub's settlement of lock {lock_id} was refused: {e} ({})",
+                    e.code()
+                )))
+            }
+        }
         self.record(JournalEntry::Credit { credit, from: None, amount: None });
-        Ok(())
+        Ok(true)
     }
 
     // ------------------------------------------------------------------ withdrawals

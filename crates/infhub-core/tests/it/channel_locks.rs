@@ -202,8 +202,12 @@ fn a_lock_debit_must_name_its_lock_pay_the_hub_and_have_the_right_kind() {
     assert_eq!(e.at_user.next_lock_debit(&e.params(Role::User), &past), Err(Error::ExpiryMustBeInFuture));
 }
 
+/// A settlement needs the scalar that opens the lock. The payer's settlement of her own lock
+/// pays the hub by her signature, so both ends take it after the expiry too (the hub may have
+/// learned the scalar in time, she late); only the hub's settlement of its own lock is bound to
+/// the expiry at the hub's end (next test).
 #[test]
-fn a_settlement_needs_the_scalar_no_later_than_the_expiry() {
+fn a_settlement_needs_the_scalar_and_the_payers_own_counts_after_the_expiry() {
     let mut e = Ends::new();
     let l = lock(1, 30, 40);
     e.lock_debit(LockChange::Add(l));
@@ -211,7 +215,9 @@ fn a_settlement_needs_the_scalar_no_later_than_the_expiry() {
     assert_eq!(e.at_hub.next_lock_debit(&e.params(Role::Hub), &wrong), Err(Error::ScalarDoesNotOpenLock));
     e.both(Input::Block(41));
     let late = LockChange::Settle { lock_id: l.lock_id, scalar: scalar_of(1) };
-    assert_eq!(e.at_hub.next_lock_debit(&e.params(Role::Hub), &late), Err(Error::LockExpired));
+    let d = e.lock_debit(late);
+    assert_eq!(d.message.cumulative_debit, Amount(30), "she paid the lock");
+    assert_eq!(e.at_hub, e.at_user);
 }
 
 /// The hub's attack on the user it owes a lock: a newer credit its key can sign that drops the
@@ -248,6 +254,40 @@ fn a_hub_cannot_erase_or_underpay_a_lock_it_owes_the_user() {
     assert_eq!((paid.message.cumulative_credit, paid.message.locked_amount), (Amount(25), Amount::ZERO));
     assert_eq!(e.at_user.balance(), Ok(Amount(125)));
     assert_eq!(e.at_hub, e.at_user);
+}
+
+/// The hub settles its lock to the user at its own confirmed block, no later than the expiry;
+/// the wallet, already past the expiry by its own view of the chain, still takes the payment
+/// (it only raises her total). The hub's end never settles late.
+#[test]
+fn a_wallet_takes_the_hubs_settlement_that_arrives_after_the_expiry_it_sees() {
+    let mut e = Ends::new();
+    let l = lock(3, 20, 40);
+    e.lock_credit(LockChange::Add(l));
+    let settle = LockChange::Settle { lock_id: l.lock_id, scalar: scalar_of(3) };
+    e.at_hub = step(&e.at_hub, &e.params(Role::Hub), Input::Block(40)).expect("hub").0;
+    e.at_user = step(&e.at_user, &e.params(Role::User), Input::Block(45)).expect("user").0;
+    let c = e.sign_credit(e.at_hub.next_lock_credit(&e.params(Role::Hub), &settle, 0).expect("on time at the hub"));
+    let input = Input::CreditLock { credit: c, change: settle };
+    e.at_user = step(&e.at_user, &e.params(Role::User), input).expect("taken late").0;
+    assert_eq!(e.at_user.balance(), Ok(Amount(120)));
+    let mut late = Ends::new();
+    late.lock_credit(LockChange::Add(l));
+    late.both(Input::Block(41));
+    assert_eq!(late.at_hub.next_lock_credit(&late.params(Role::Hub), &settle, 0), Err(Error::LockExpired));
+    // Likewise her own lock added by a debit the hub applied in time: her end records it when
+    // the receipt comes, past the expiry by her view; the hub's end refuses a late addition.
+    let mut own = Ends::new();
+    let add = LockChange::Add(lock(4, 10, 12));
+    let d = own.sign_debit(own.at_user.next_lock_debit(&own.params(Role::User), &add).expect("signed at 10"));
+    own.at_hub = step(&own.at_hub, &own.params(Role::Hub), Input::DebitLock { debit: d, change: add }).expect("hub").0;
+    own.at_user = step(&own.at_user, &own.params(Role::User), Input::Block(20)).expect("user").0;
+    own.at_user =
+        step(&own.at_user, &own.params(Role::User), Input::DebitLock { debit: d, change: add }).expect("late").0;
+    assert_eq!(own.at_user.debit_locks, own.at_hub.debit_locks);
+    let mut hub_late = Ends::new();
+    hub_late.both(Input::Block(20));
+    assert_eq!(hub_late.hub_refuses(Input::DebitLock { debit: d, change: add }), Error::ExpiryMustBeInFuture);
 }
 
 /// A wallet that missed a lock credit cannot check the next credit's root: it refuses it (and

@@ -43,6 +43,7 @@ fn fixed_seeds_with_faults_keep_every_invariant() {
                 println!("seed {seed}: ok {r:?}");
                 assert!(r.payments_acked > 50, "seed {seed}: too few payments to mean anything: {r:?}");
                 assert_eq!(r.settlements, 30, "seed {seed}: every channel settles at the end");
+                assert!(r.invoices_paid > 10 && r.locks_claimed > 0, "seed {seed}: locked payments ran: {r:?}");
             }
             Err(v) => panic!("seed {seed} FAILED: {v}\nreplay: infhub-sim --seed {seed} --steps 300 --wallets 30"),
         }
