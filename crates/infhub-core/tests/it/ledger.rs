@@ -1644,16 +1644,9 @@ fn a_locked_transfer_is_paid_by_the_payees_reveal_and_the_payer_cannot_drop_it_a
 
 #[test]
 fn a_payer_settles_a_locked_transfer_with_the_scalar_the_hub_learned() {
-    use infhub_core::channel::LockChange;
-    let mut h = Hub::new();
-    h.reserve_deposit(1_000);
-    h.deposit(0, 500);
-    h.advance_to(10);
     let lock = point_lock(9, 120, 60);
-    h.locked_transfer(0, 1, lock).expect("locked transfer");
-    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(9) }).expect("payee paid");
-    let scalar = h.ledger.locks.scalar_for(&h.users[0].address(), &lock.lock_id).expect("learned");
-    h.debit_lock(0, LockChange::Settle { lock_id: lock.lock_id, scalar }).expect("payer settles");
+    let mut h = Hub::after_locked_transfer(lock);
+    h.settle_both(&lock, 9);
     assert!(h.ledger.locks.is_empty(), "nothing left to link");
     assert_eq!((h.balance(0), h.balance(1)), (Amount(380), Amount(120)));
     h.check();
@@ -1784,6 +1777,26 @@ proptest! {
 }
 
 impl Hub {
+    /// A hub with 1,000 in reserve and user 0's 500 deposited, at block 10, after user 0's
+    /// locked transfer of `lock` to user 1.
+    fn after_locked_transfer(lock: infhub_core::point_lock::Lock) -> Hub {
+        let mut h = Hub::new();
+        h.reserve_deposit(1_000);
+        h.deposit(0, 500);
+        h.advance_to(10);
+        h.locked_transfer(0, 1, lock).expect("locked transfer");
+        h
+    }
+
+    /// User 1 reveals the scalar of point lock `id` to be paid, and user 0 settles her lock
+    /// with the scalar the hub learned.
+    fn settle_both(&mut self, lock: &infhub_core::point_lock::Lock, id: u64) {
+        use infhub_core::channel::LockChange;
+        self.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(id) }).expect("payee paid");
+        let scalar = self.ledger.locks.scalar_for(&self.users[0].address(), &lock.lock_id).expect("learned");
+        self.debit_lock(0, LockChange::Settle { lock_id: lock.lock_id, scalar }).expect("payer settles");
+    }
+
     /// A lock duty's transaction on the contract model and the registry (the harness's
     /// `revealed` map), confirmed at once with the events the contracts emit.
     fn carry_out_lock_duty(&mut self, tx: &infhub_core::duties::HubTx) {
@@ -1855,12 +1868,8 @@ impl Hub {
 fn the_hub_reveals_registers_and_unlocks_the_lock_of_a_payer_who_exits_without_settling() {
     use infhub_core::channel::{LockChange, LOCK_REVEAL_MARGIN_BLOCKS};
     use infhub_core::duties::{due, DutyKey, RealizePolicy};
-    let mut h = Hub::new();
-    h.reserve_deposit(1_000);
-    h.deposit(0, 500);
-    h.advance_to(10);
     let lock = point_lock(9, 120, 60);
-    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    let mut h = Hub::after_locked_transfer(lock);
     h.advance_to(30);
     h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(9) }).expect("payee paid");
     let lock_keys = |h: &Hub| -> Vec<DutyKey> {
@@ -1915,17 +1924,10 @@ fn the_hub_reveals_registers_and_unlocks_the_lock_of_a_payer_who_exits_without_s
 /// and her close after that has no lock duty.
 #[test]
 fn a_payer_who_settles_in_time_leaves_the_hub_no_lock_duty() {
-    use infhub_core::channel::LockChange;
     use infhub_core::duties::{due, DutyKey, RealizePolicy};
-    let mut h = Hub::new();
-    h.reserve_deposit(1_000);
-    h.deposit(0, 500);
-    h.advance_to(10);
     let lock = point_lock(3, 70, 60);
-    h.locked_transfer(0, 1, lock).expect("locked transfer");
-    h.credit_lock(1, LockChange::Settle { lock_id: lock.lock_id, scalar: lock_scalar(3) }).expect("payee paid");
-    let scalar = h.ledger.locks.scalar_for(&h.users[0].address(), &lock.lock_id).expect("learned");
-    h.debit_lock(0, LockChange::Settle { lock_id: lock.lock_id, scalar }).expect("payer settles");
+    let mut h = Hub::after_locked_transfer(lock);
+    h.settle_both(&lock, 3);
     h.advance_to(55);
     h.block += 1;
     h.exit_without_credit(0);
@@ -1940,12 +1942,8 @@ fn a_payer_who_settles_in_time_leaves_the_hub_no_lock_duty() {
 #[test]
 fn an_unclaimed_lock_expires_and_each_sender_drops_its_own() {
     use infhub_core::channel::LockChange;
-    let mut h = Hub::new();
-    h.reserve_deposit(1_000);
-    h.deposit(0, 500);
-    h.advance_to(10);
     let lock = point_lock(4, 90, 60);
-    h.locked_transfer(0, 1, lock).expect("locked transfer");
+    let mut h = Hub::after_locked_transfer(lock);
     let payee = h.users[1].address();
     assert_eq!(h.ledger.account(&payee).expect("a").obligation(), 90, "the reserve holds the hub's lock");
     h.advance_to(40);
