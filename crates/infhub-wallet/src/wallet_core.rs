@@ -1004,6 +1004,7 @@ mod tests {
     use super::*;
     use crate::store::{HubInfo, STATE_VERSION};
     use infhub_core::messages::HubSigned;
+    use infhub_core::point_lock::{Lock, Scalar};
     use infhub_core::Receipt;
 
     fn key(seed: u64) -> PrivateKey {
@@ -1125,21 +1126,21 @@ mod tests {
         );
     }
 
+    /// A lock of 30 whose id is `id` repeated, expiring at `expiry_block`, and its scalar.
+    fn test_lock(id: u8, expiry_block: u64) -> (Lock, Scalar) {
+        let scalar = Scalar::new(U256::from(id)).expect("scalar");
+        let point = scalar.point().address();
+        (Lock { lock_id: B256::repeat_byte(id), amount: Amount(30), expiry_block, point }, scalar)
+    }
+
     /// The payer's side of a point lock (spec §5.17b): the lock debit is pending until the hub's
     /// receipt (no answer keeps it; nothing else is signed over it), the lock is held from the
     /// balance, a scalar the hub lists that does not open the lock is ignored, the right one
     /// settles it into the running total; a refused lock debit ends without a refund.
     #[test]
     fn a_lock_debit_waits_for_its_receipt_and_settles_only_with_the_scalar_that_opens_it() {
-        use infhub_core::point_lock::{Lock, Scalar};
         let mut f = fixture();
-        let scalar = Scalar::new(U256::from(77)).expect("scalar");
-        let lock = Lock {
-            lock_id: B256::repeat_byte(5),
-            amount: Amount(30),
-            expiry_block: 40,
-            point: scalar.point().address(),
-        };
+        let (lock, scalar) = test_lock(5, 40);
         let payee = Some(Address::repeat_byte(9));
         let d = f.core.sign_lock_debit(LockChange::Add(lock), payee).expect("signed");
         assert_eq!(f.core.state.pending_lock.map(|p| p.debit), Some(d), "kept before it is sent");
@@ -1176,15 +1177,8 @@ mod tests {
     /// lists a scalar for is not (it is owed), and none before the expiry.
     #[test]
     fn an_expired_lock_is_dropped_unless_its_scalar_is_known() {
-        use infhub_core::point_lock::{Lock, Scalar};
         let mut f = fixture();
-        let scalar = Scalar::new(U256::from(5)).expect("scalar");
-        let lock = Lock {
-            lock_id: B256::repeat_byte(8),
-            amount: Amount(30),
-            expiry_block: 12,
-            point: scalar.point().address(),
-        };
+        let (lock, scalar) = test_lock(8, 12);
         let d = f.core.sign_lock_debit(LockChange::Add(lock), Some(Address::repeat_byte(9))).expect("signed");
         f.core.settle_lock_answer(PaymentAnswer::Applied(receipt(&f, &d))).expect("applied");
         let none = HubAccount::default();
@@ -1231,7 +1225,6 @@ mod tests {
     #[test]
     fn a_lock_credit_is_taken_with_the_hubs_list_of_pending_locks() {
         use infhub_core::channel::{ChannelParams, LockChange, Role};
-        use infhub_core::point_lock::Lock;
         let mut f = fixture();
         let domain = f.core.domain();
         let ch = f.core.channel().expect("ch").clone();
