@@ -56,6 +56,9 @@ pub struct Wallet {
     pub hub: HubClient,
     /// The chain.
     pub chain: ChainClient,
+    /// The settled epoch whose claimed locks are all resolved (known in this process), so
+    /// `watch` stops asking the chain about them.
+    locks_resolved_epoch: Option<u64>,
 }
 
 /// A human line and its machine form, for progress and watch output.
@@ -178,7 +181,7 @@ impl Wallet {
         dir.append(&[JournalEntry::Registered { hub: hub_info }])?;
         drop(_lock);
         let core = WalletCore::new(state, key)?;
-        let mut w = Wallet { dir, key_bytes, core, hub, chain };
+        let mut w = Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None };
         let view = w.chain.channel_at(user, head).await?;
         if view.status != status::OPEN {
             let r = Signed::new(
@@ -211,7 +214,7 @@ impl Wallet {
         let hub = HubClient::new(&state.hub.hub_url)?;
         let chain = ChainClient::connect(&state.hub.rpc_url, state.hub.hub_contract).await?;
         let core = WalletCore::new(state, key)?;
-        Ok(Wallet { dir, key_bytes, core, hub, chain })
+        Ok(Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None })
     }
 
     /// What the wallet keeps.
@@ -728,8 +731,8 @@ impl Wallet {
                 settled = Some((*paid, *expected));
             }
         }
-        let status = self.channel()?.status;
-        if status == Status::Settled && settled.is_none() {
+        let (status, epoch) = (self.channel()?.status, self.channel()?.epoch);
+        if status == Status::Settled && settled.is_none() && self.locks_resolved_epoch != Some(epoch) {
             // A later round (`watch`): resolve the locks this wallet claimed, once resolvable.
             match self.unlock_claimed_locks().await {
                 Ok(a) if !a.is_zero() => said.push(format!("your claimed locks paid {} INF", format_inf(a.0))),
@@ -839,12 +842,17 @@ impl Wallet {
         let head = self.chain.head().await?;
         let registry = self.chain.point_registry().await?;
         let (mut digests, mut ids, mut total) = (Vec::new(), Vec::new(), Amount::ZERO);
+        let mut waiting = false;
         for c in self.core.lock_claims()? {
             let digest = c.credit.message.digest(&domain);
             let r = self.chain.lock_registration(digest, c.lock.lock_id).await?;
+            if r.amount == 0 || r.resolved {
+                continue;
+            }
             let revealed = self.chain.revealed_at(registry, c.lock.point).await?;
             let opened = revealed != 0 && revealed <= c.lock.expiry_block;
-            if r.amount == 0 || r.resolved || !(opened || head > c.lock.expiry_block) {
+            if !(opened || head > c.lock.expiry_block) {
+                waiting = true;
                 continue;
             }
             digests.push(digest);
@@ -854,6 +862,9 @@ impl Wallet {
             }
         }
         if digests.is_empty() {
+            if !waiting && self.channel()?.status == Status::Settled {
+                self.locks_resolved_epoch = Some(self.channel()?.epoch);
+            }
             return Ok(Amount::ZERO);
         }
         let before = self.token_balance().await?;
