@@ -273,11 +273,11 @@ fn lock_duties(ledger: &Ledger, duties: &mut Vec<Duty>) {
             continue;
         }
         let domain = &ledger.params.domain;
-        if ch.debit_locks.root(domain).0 != debit.message.locks_root {
+        let tree = MerkleTree::new(ch.debit_locks.iter().map(|l| l.digest(domain)).collect());
+        if tree.root() != debit.message.locks_root {
             continue; // never so: the book is the one the debit signed
         }
         let digest = debit.message.digest(domain);
-        let tree = MerkleTree::new(ch.debit_locks.iter().map(|l| l.digest(domain)).collect());
         for lock in ch.debit_locks.iter() {
             let may_open = ledger.block <= lock.expiry_block || links.revealed_at(&lock.point).is_some();
             if !may_open || links.is_registered(digest, lock.lock_id) {
