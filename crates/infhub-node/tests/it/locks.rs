@@ -231,8 +231,10 @@ fn a_payer_who_exits_without_settling_pays_her_lock_through_the_registry() {
         anvil::call_ok(&mut a.chain, chain.d.hub, exit.abi_encode()).await.expect("start exit");
         let registry = chain.d.point_registry;
         let digest = add.digest(&domain);
+        // The exit confirmed (two blocks), then no more blocks until the hub acted: it must
+        // register within the challenge period, which a test mining ahead would cut short.
+        chain.mine(2).await;
         eventually(30, "the hub revealed and registered her lock", || async {
-            chain.mine(1).await;
             let revealed = chain.view(registry, IPointRegistry::revealedAtCall { point: lock.point }).await;
             let registered = chain
                 .view(chain.d.hub, IInfHub::lockRegistrationOfCall { proofDigest: digest, lockId: lock.lock_id })
