@@ -297,9 +297,12 @@ fn an_unclaimed_lock_is_dropped_by_the_hub_at_its_expiry_and_the_payer_takes_her
         a.accepted(&add);
         let (_, acct_b) = balance(&http, &b).await;
         let nonce_with_lock = acct_b["creditNonce"].as_u64().expect("nonce");
-        // The payee's lock expires at head + 10; the node drops it without being asked.
+        // The payee's lock expires at head + 10; the node drops it without being asked. The
+        // chain goes just past that (and its confirmations), then waits: the payer's own lock
+        // must still be pending when the drop is seen.
+        let now = chain.head().await;
+        chain.mine((head + 13).saturating_sub(now)).await;
         let acct_b = eventually(30, "the hub to drop its expired lock", || async {
-            chain.mine(2).await;
             let (_, v) = balance(&http, &b).await.clone();
             (v["locks"]["incoming"] == json!([])).then_some(v)
         })
