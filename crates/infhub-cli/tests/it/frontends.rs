@@ -118,9 +118,14 @@ async fn payments_through_a_front_end_are_applied_by_the_writer_and_answered_as_
     assert_eq!(batch["results"][1]["error"]["code"], direct["results"][1]["error"]["code"], "{batch} {direct}");
     assert_eq!(amount(&env.ok(&bob, &["balance"])["balance"]), 15 * INF, "10 + 5, once");
 
-    // The payer's write budget holds through the front-end too: a batch of 25 of alice's
-    // signed writes is over her 20 a second, refused whole as the writer refuses it directly.
-    let many = serde_json::json!({"transfers": vec![signed; 25]});
+    // The payer's write budget holds through the front-end too: a batch of 25 writes signed by
+    // a payer who has written nothing yet is over her 20 a second (a budget that has waited
+    // long enough takes a larger batch, so a fresh one keeps this independent of timing),
+    // refused whole as the writer refuses it directly.
+    let carol = PrivateKey::from_bytes(infhub_chain::anvil::dev_key(3).0).expect("key");
+    let hers =
+        serde_json::to_value(Signed::new(Debit { user: carol.address(), ..debit }, &domain, &carol)).expect("json");
+    let many = serde_json::json!({"transfers": vec![hers; 25]});
     let (status, through) = post(&front, "/v1/transfers/batch", &many).await;
     assert_eq!((status, through["error"]["code"].clone()), (429, "account_rate_limited".into()), "{through}");
     let (status, direct) = post(&env.hub_url, "/v1/transfers/batch", &many).await;
