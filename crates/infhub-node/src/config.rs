@@ -222,6 +222,9 @@ pub struct NodeConfig {
     /// The token front-ends present (required with `sequencer_listen`; at least 16
     /// characters). Env `INFHUB_SEQUENCER_TOKEN`.
     pub sequencer_token: Secret<String>,
+    /// How often each hub-to-hub link (spec §5.23) is synced with its peer and defended on
+    /// chain, in milliseconds.
+    pub link_watch_interval_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -242,6 +245,7 @@ impl Default for NodeConfig {
             group_commit_wait_micros: 500,
             sequencer_listen: String::new(),
             sequencer_token: Secret::default(),
+            link_watch_interval_ms: 2_000,
         }
     }
 }
@@ -517,8 +521,8 @@ impl Config {
         if self.checkpoints.files_kept == 0 {
             return bad("checkpoints.files_kept must be at least 1");
         }
-        if self.node.resend_after_blocks == 0 {
-            return bad("node.resend_after_blocks must be at least 1");
+        if self.node.resend_after_blocks == 0 || self.node.link_watch_interval_ms == 0 {
+            return bad("node.resend_after_blocks and node.link_watch_interval_ms must be at least 1");
         }
         if self.store.kind == StoreKind::Postgres {
             if self.store.postgres_url.0.is_empty() {

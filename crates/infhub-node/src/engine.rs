@@ -159,6 +159,8 @@ pub struct Node {
     pub towers: Arc<crate::towers::TowerRegistry>,
     /// The operator's audit log (`<data_dir>/audit.log`).
     pub audit: Arc<crate::audit::AuditLog>,
+    /// This hub's links to other hubs (spec §5.23).
+    pub links: Arc<crate::links::Links>,
     /// The operator tokens accepted (`<data_dir>/operator-tokens.json`).
     pub operator_tokens: Arc<crate::operator_tokens::OperatorTokens>,
     /// Set (once) when the node must stop at once: another writer took the store's lease.
@@ -188,6 +190,8 @@ pub const REOPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(5
 
 /// What the node keeps in its data directory besides the ledger, opened before it starts.
 pub struct DataFiles {
+    /// This hub's links to other hubs (`links/`, spec §5.23).
+    pub links: Arc<crate::links::Links>,
     /// The towers users named (`towers.json`).
     pub towers: Arc<crate::towers::TowerRegistry>,
     /// The operator's audit log (`audit.log`).
@@ -227,6 +231,7 @@ impl Node {
             chain_requests,
             towers: files.towers,
             audit: files.audit,
+            links: files.links,
             operator_tokens: files.operator_tokens,
             fatal: tokio::sync::watch::channel(None).0,
             reopen: Mutex::new(None),

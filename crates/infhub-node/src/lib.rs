@@ -14,6 +14,7 @@ pub mod config;
 pub mod dev;
 pub mod engine;
 pub mod frontend;
+pub mod links;
 
 pub mod metrics;
 pub mod openapi;
@@ -71,6 +72,9 @@ pub enum NodeError {
     /// The towers file of the data directory could not be read.
     #[error("towers.json: {0}")]
     Towers(String),
+    /// The links of the data directory (spec §5.23) could not be read.
+    #[error("links: {0}")]
+    Links(String),
     /// The operator's audit log of the data directory could not be opened.
     #[error("{0}")]
     Audit(String),
@@ -92,7 +96,11 @@ pub enum NodeError {
 }
 
 /// The files of the data directory besides the ledger: towers, the audit log, operator tokens.
-fn open_data_files(config: &Config) -> Result<engine::DataFiles, NodeError> {
+fn open_data_files(
+    config: &Config,
+    token: infhub_core::Address,
+    provider: alloy::providers::DynProvider,
+) -> Result<engine::DataFiles, NodeError> {
     let dir = &config.node.data_dir;
     let towers = towers::TowerRegistry::open(dir).map_err(|e| NodeError::Towers(e.to_string()))?;
     let audit = audit::AuditLog::open(dir).map_err(|e| NodeError::Audit(e.to_string()))?;
@@ -102,7 +110,9 @@ fn open_data_files(config: &Config) -> Result<engine::DataFiles, NodeError> {
         config.node.operator_token_grace_secs,
     )
     .map_err(|e| NodeError::Audit(format!("operator tokens: {e}")))?;
+    let links = links::Links::open(config, token, provider).map_err(NodeError::Links)?;
     Ok(engine::DataFiles {
+        links: std::sync::Arc::new(links),
         towers: std::sync::Arc::new(towers),
         audit: std::sync::Arc::new(audit),
         operator_tokens: std::sync::Arc::new(operator_tokens),
@@ -165,7 +175,7 @@ pub async fn run(
     let listen = config.node.listen.clone();
     let reopen = reopen_of(&config, domain, hub, &key);
     let projection = start_projection(&config);
-    let files = open_data_files(&config)?;
+    let files = open_data_files(&config, token, provider.clone())?;
     let towers = files.towers.clone();
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, files);
     if let Some(reopen) = reopen {
@@ -187,6 +197,7 @@ pub async fn run(
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
     }
     tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
+    node.links.start(shutdown.clone());
     tokio::spawn(watch_for_fencing(node.clone(), shutdown.clone()));
     listen_for_front_ends(&node, &shutdown).await?;
     let app = api::router(node.clone());

@@ -94,6 +94,31 @@ pub enum OperatorCommand {
         /// The account's address.
         account: String,
     },
+    /// This hub's links to other hubs (spec §5.23): the link key's address and tokens, and each
+    /// link's peer, state, channel figures, job and last error.
+    Links,
+    /// Opens a link to another hub: this hub registers its link key there as a user (the
+    /// channel opens in the background; `links` shows it).
+    LinkOpen {
+        /// The peer hub's API URL.
+        peer_url: String,
+    },
+    /// Deposits the link key's tokens into the link to the hub contract `peer`.
+    LinkFund {
+        /// The peer hub's contract (as `links` shows it).
+        peer: String,
+        /// Amount in token base units.
+        amount: String,
+    },
+    /// Pays an account of the peer hub from the link's balance.
+    LinkPay {
+        /// The peer hub's contract.
+        peer: String,
+        /// The recipient, an account of the peer hub.
+        recipient: String,
+        /// Amount in token base units.
+        amount: String,
+    },
     /// The operator's audit log, newest first: who asked for what, when, and the answer.
     Audit {
         /// Most entries to show (at most the node's page size).
@@ -133,6 +158,13 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::Unfreeze { account } => {
             ("POST", "/v1/operator/freezes", Some(json!({"account": account, "frozen": false})))
         }
+        OperatorCommand::Links => ("GET", "/v1/operator/links", None),
+        OperatorCommand::LinkOpen { peer_url } => ("POST", "/v1/operator/links", Some(json!({"hubUrl": peer_url}))),
+        // The path names the peer; built below.
+        OperatorCommand::LinkFund { amount, .. } => ("POST", "", Some(json!({"amount": amount}))),
+        OperatorCommand::LinkPay { recipient, amount, .. } => {
+            ("POST", "", Some(json!({"recipient": recipient, "amount": amount})))
+        }
         // The path names the account; built below.
         OperatorCommand::RotateCustodialKey { .. } => ("POST", "", Some(json!({}))),
     };
@@ -140,6 +172,8 @@ pub async fn execute(args: OperatorArgs) -> Result<Value, String> {
         OperatorCommand::RotateCustodialKey { account } => {
             format!("{base}/v1/custodial/accounts/{account}/key-rotations")
         }
+        OperatorCommand::LinkFund { peer, .. } => format!("{base}/v1/operator/links/{peer}/deposits"),
+        OperatorCommand::LinkPay { peer, .. } => format!("{base}/v1/operator/links/{peer}/payments"),
         _ => format!("{base}{path}"),
     };
     if let OperatorCommand::Accounts { after, limit, prefix, kind, state, frozen } = &args.command {

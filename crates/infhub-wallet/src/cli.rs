@@ -255,7 +255,7 @@ fn inf(a: Amount) -> String {
     format!("{} INF", format_inf(a.0))
 }
 
-fn progress_printer(json: bool) -> impl FnMut(&str) {
+fn progress_printer(json: bool) -> impl FnMut(&str) + Send {
     move |line: &str| {
         if json {
             eprintln!("{}", json!({"progress": line}));
@@ -431,7 +431,11 @@ fn create_key(dir: &WalletDir, fresh: bool, scrypt_log_n: u8) -> Result<Report, 
 }
 
 /// `register`: the hub's URL and the chain's from the flags or the stored wallet.
-async fn register(args: &WalletArgs, dir: &WalletDir, progress: &mut impl FnMut(&str)) -> Result<Report, WalletError> {
+async fn register(
+    args: &WalletArgs,
+    dir: &WalletDir,
+    progress: &mut (impl FnMut(&str) + Send),
+) -> Result<Report, WalletError> {
     let (key, bytes) = load_key(dir)?;
     let stored = dir.load()?;
     let hub_url = args
@@ -483,7 +487,7 @@ async fn pay_invoice(w: &mut Wallet, invoice: &str) -> Result<Report, WalletErro
     })
 }
 
-async fn balance(w: &mut Wallet, progress: &mut impl FnMut(&str)) -> Result<Report, WalletError> {
+async fn balance(w: &mut Wallet, progress: &mut (impl FnMut(&str) + Send)) -> Result<Report, WalletError> {
     let check = match w.sync().await {
         Ok(c) => Some(c),
         Err(e @ WalletError::HubUnreachable { .. }) => {
@@ -569,7 +573,7 @@ async fn exit(
     w: &mut Wallet,
     dir: &WalletDir,
     options: ExitOptions,
-    progress: &mut impl FnMut(&str),
+    progress: &mut (impl FnMut(&str) + Send),
 ) -> Result<Report, WalletError> {
     let ExitOptions { no_wait, offline, yes, from_checkpoint } = options;
     let hub_asked = !offline

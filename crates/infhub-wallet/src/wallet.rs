@@ -62,7 +62,7 @@ pub struct Wallet {
 }
 
 /// A human line and its machine form, for progress and watch output.
-pub type Progress<'a> = &'a mut dyn FnMut(&str);
+pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 fn parse<T: serde::de::DeserializeOwned>(v: &Value, what: &str) -> Result<T, WalletError> {
     serde_json::from_value(v.clone()).map_err(|e| WalletError::HubMisbehaved(format!("{what}: {e}")))

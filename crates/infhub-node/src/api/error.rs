@@ -78,13 +78,25 @@ pub enum NodeError {
     UnknownPayment,
     /// The account's write budget (`limits.writes_per_second_per_account`) is spent for now.
     AccountRateLimited,
+    /// No hub-to-hub link to this contract (spec §5.23).
+    UnknownLink,
+    /// A link to this hub's own contract.
+    LinkToOwnHub,
+    /// The link is opening, closing or settled.
+    LinkNotOpen,
+    /// A job (a deposit) is running on the link.
+    LinkBusy,
+    /// The hub keeps `MAX_LINKS` links already.
+    TooManyLinks,
+    /// The peer hub did not answer, or not as a hub.
+    PeerHubUnreachable,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 32] = [
+    pub const ALL: [NodeError; 38] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -116,6 +128,12 @@ impl NodeError {
         NodeError::FeatureDisabled,
         NodeError::UnknownPayment,
         NodeError::AccountRateLimited,
+        NodeError::UnknownLink,
+        NodeError::LinkToOwnHub,
+        NodeError::LinkNotOpen,
+        NodeError::LinkBusy,
+        NodeError::TooManyLinks,
+        NodeError::PeerHubUnreachable,
         NodeError::InternalError,
     ];
 
@@ -153,6 +171,12 @@ impl NodeError {
             NodeError::FeatureDisabled => "feature_disabled",
             NodeError::UnknownPayment => "unknown_payment",
             NodeError::AccountRateLimited => "account_rate_limited",
+            NodeError::UnknownLink => "unknown_link",
+            NodeError::LinkToOwnHub => "link_to_own_hub",
+            NodeError::LinkNotOpen => "link_not_open",
+            NodeError::LinkBusy => "link_busy",
+            NodeError::TooManyLinks => "too_many_links",
+            NodeError::PeerHubUnreachable => "peer_hub_unreachable",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -185,6 +209,10 @@ impl NodeError {
             NodeError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             NodeError::RegistrationRateLimited | NodeError::AccountRateLimited => StatusCode::TOO_MANY_REQUESTS,
             NodeError::FeatureDisabled => StatusCode::FORBIDDEN,
+            NodeError::UnknownLink => StatusCode::NOT_FOUND,
+            NodeError::LinkToOwnHub => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::LinkNotOpen | NodeError::LinkBusy | NodeError::TooManyLinks => StatusCode::CONFLICT,
+            NodeError::PeerHubUnreachable => StatusCode::BAD_GATEWAY,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -224,6 +252,16 @@ impl ApiError {
         };
         let message = format!("payment refused ({refused}) and refunded: its amount is credited back");
         ApiError { status, code: refused.to_string(), message, refund: Some(Box::new(refund)) }
+    }
+
+    /// A refusal named elsewhere (a peer hub's, a wallet's) passed on under its own code.
+    pub(super) fn passed_on(code: String, message: String) -> ApiError {
+        let status = match code.as_str() {
+            "hub_unreachable" | "chain_unavailable" | "hub_misbehaved" => StatusCode::BAD_GATEWAY,
+            "wallet_busy" => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError { status, code, message, refund: None }
     }
 
     pub(super) fn unauthorized(message: &str) -> ApiError {

@@ -49,6 +49,7 @@ mod checkpoints;
 mod custodial;
 mod error;
 mod guard;
+mod links;
 mod locks;
 mod login_table;
 mod operator;
@@ -348,6 +349,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/custodial-accounts", post(open_custodial))
         .route("/v1/operator/audit", get(audit_page))
         .route("/v1/operator/token-rotations", post(rotate_operator_token))
+        .route("/v1/operator/links", get(links::list_links).post(links::open_link))
+        .route("/v1/operator/links/{peer}/deposits", post(links::link_deposit))
+        .route("/v1/operator/links/{peer}/payments", post(links::link_payment))
         .route("/v1/custodial/accounts/{account}", get(custodial_account))
         .route("/v1/custodial/accounts/{account}/key-rotations", post(rotate_custodial_key))
         .route(

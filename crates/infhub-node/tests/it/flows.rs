@@ -38,7 +38,8 @@ fn every_flow_through_the_api_then_a_restart_loses_nothing() {
             let probe = path
                 .replace("{user}", &format!("{}", Address::ZERO))
                 .replace("{payment_id}", &format!("{}", payment_id(1)))
-                .replace("{account}", &format!("{}", Address::ZERO));
+                .replace("{account}", &format!("{}", Address::ZERO))
+                .replace("{peer}", &format!("{}", Address::ZERO));
             let url = format!("{}{probe}", http.base);
             let resp = if *method == "get" {
                 http.client.get(&url).send().await

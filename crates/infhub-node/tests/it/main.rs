@@ -8,6 +8,7 @@ mod custodial;
 mod flows;
 mod harness;
 mod limits;
+mod links;
 mod liquidity;
 mod locks;
 mod registration;

@@ -1,0 +1,78 @@
+//! The operator's endpoints for hub-to-hub links (spec §5.23): open one, deposit into it, pay
+//! over it, list them. The work is [`crate::links::Links`]'; this maps its refusals to codes.
+
+use super::*;
+use crate::links::LinkError;
+
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> ApiError {
+        let kind = match &e {
+            LinkError::UnknownLink(_) => NodeError::UnknownLink,
+            LinkError::LinkToOwnHub(_) => NodeError::LinkToOwnHub,
+            LinkError::LinkNotOpen(..) => NodeError::LinkNotOpen,
+            LinkError::LinkBusy(..) => NodeError::LinkBusy,
+            LinkError::TooManyLinks => NodeError::TooManyLinks,
+            LinkError::PeerHubUnreachable { .. } => NodeError::PeerHubUnreachable,
+            LinkError::Malformed(_) => NodeError::MalformedRequest,
+            // The peer's or the wallet's own named refusal, under its own code.
+            LinkError::Wallet(w) => return ApiError::passed_on(w.code(), w.to_string()),
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct OpenLinkRequest {
+    hub_url: String,
+}
+
+pub(super) async fn open_link(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<OpenLinkRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let (link, opened) = api.node.links.open_link(&req.hub_url).await?;
+    Ok(Json(json!({"link": link, "opened": opened})))
+}
+
+pub(super) async fn list_links(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    Ok(Json(api.node.links.list().await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkDepositRequest {
+    amount: Amount,
+}
+
+pub(super) async fn link_deposit(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(peer): Path<Address>,
+    ApiJson(req): ApiJson<LinkDepositRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let link = api.node.links.deposit(peer, req.amount).await?;
+    Ok(Json(json!({"link": link})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LinkPaymentRequest {
+    recipient: Address,
+    amount: Amount,
+}
+
+pub(super) async fn link_payment(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(peer): Path<Address>,
+    ApiJson(req): ApiJson<LinkPaymentRequest>,
+) -> Result<Json<Value>, ApiError> {
+    api.operator(&headers)?;
+    let answer = api.node.links.pay(peer, req.recipient, req.amount).await?;
+    Ok(Json(json!({"peerAnswer": answer})))
+}
