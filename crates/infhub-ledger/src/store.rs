@@ -37,6 +37,7 @@ impl LogRecord {
             Command::DebitLock { debit, .. } => out.push(debit.message.user),
             Command::CreditLock { user, .. } => out.push(*user),
             Command::SetFrozen { account, .. } => out.push(*account),
+            Command::LockScalarLearned { payer, .. } => out.push(*payer),
             Command::LockedTransfer { debit, payee, .. } => out.extend([debit.message.user, *payee]),
             Command::Block(_)
             | Command::SealProofs

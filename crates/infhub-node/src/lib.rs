@@ -197,7 +197,7 @@ pub async fn run(
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
     }
     tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
-    node.links.start(shutdown.clone());
+    node.links.start(std::sync::Arc::downgrade(&node), shutdown.clone());
     tokio::spawn(watch_for_fencing(node.clone(), shutdown.clone()));
     listen_for_front_ends(&node, &shutdown).await?;
     let app = api::router(node.clone());

@@ -63,6 +63,30 @@ pub enum LinkError {
     /// The request is not well formed.
     #[error("{0}")]
     Malformed(String),
+    /// No link leads to the invoice's payee hub.
+    #[error("no link to the payee's hub at {0}")]
+    UnknownNextHub(String),
+    /// The link to the payee's hub holds less than the payment.
+    #[error("the link to {peer} holds {have}, less than {want}")]
+    InsufficientCapacity {
+        /// The peer.
+        peer: Address,
+        /// Its balance.
+        have: Amount,
+        /// The payment.
+        want: Amount,
+    },
+    /// The lock pays less than the invoice.
+    #[error("the lock of {lock} is less than the invoice's {invoice}")]
+    FeeInsufficient {
+        /// The lock's amount.
+        lock: Amount,
+        /// The invoice's.
+        invoice: Amount,
+    },
+    /// The rule the payer's lock or the invoice breaks (the core's name).
+    #[error(transparent)]
+    Rule(#[from] infhub_core::Error),
     /// The wallet's refusal (the peer's named refusal passes through).
     #[error(transparent)]
     Wallet(#[from] WalletError),
@@ -101,6 +125,8 @@ struct Link {
     dir: WalletDir,
     wallet: Arc<tokio::sync::Mutex<Option<Wallet>>>,
     view: Mutex<LinkView>,
+    /// Payments forwarded over this link not yet finished, by lock id (`forwards.jsonl`).
+    forwards: Mutex<BTreeMap<B256, Forward>>,
 }
 
 impl Link {
@@ -150,6 +176,8 @@ pub struct Links {
     watch_interval: Duration,
     links: Mutex<BTreeMap<Address, Arc<Link>>>,
     shutdown: Mutex<Option<watch::Receiver<bool>>>,
+    /// The node, for the ledger commands forwarding needs (set once it runs).
+    node: std::sync::OnceLock<std::sync::Weak<crate::engine::Node>>,
 }
 
 impl Links {
@@ -168,6 +196,7 @@ impl Links {
                 let link = Link {
                     peer_contract: f.peer_contract,
                     hub_url: f.hub_url,
+                    forwards: Mutex::new(load_forwards(&path)?),
                     dir: WalletDir::new(path),
                     wallet: Arc::new(tokio::sync::Mutex::new(None)),
                     view: Mutex::new(LinkView::default()),
@@ -186,6 +215,7 @@ impl Links {
             watch_interval: Duration::from_millis(config.node.link_watch_interval_ms),
             links: Mutex::new(links),
             shutdown: Mutex::new(None),
+            node: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,8 +228,13 @@ impl Links {
         self.key.address()
     }
 
-    /// Starts every link's task (until `shutdown`).
-    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+    fn node(&self) -> Option<Arc<crate::engine::Node>> {
+        self.node.get().and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Starts every link's task (until `shutdown`) for `node`, whose payments they forward.
+    pub fn start(self: &Arc<Self>, node: std::sync::Weak<crate::engine::Node>, shutdown: watch::Receiver<bool>) {
+        let _ = self.node.set(node);
         *self.shutdown.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shutdown);
         let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
         for link in links {
@@ -247,6 +282,7 @@ impl Links {
                 dir,
                 wallet: Arc::new(tokio::sync::Mutex::new(None)),
                 view: Mutex::new(LinkView::default()),
+                forwards: Mutex::new(BTreeMap::new()),
             });
             map.insert(peer_contract, link.clone());
             link
@@ -405,6 +441,9 @@ impl Links {
         let mut guard = link.wallet.lock().await;
         let Some(w) = guard.as_mut() else { return };
         let open = w.channel().is_ok_and(|c| c.status == infhub_core::channel::Status::Open);
+        if open {
+            self.advance_forwards(link, w).await;
+        }
         let synced = if open { w.sync().await.map(|_| ()) } else { Ok(()) };
         let defended = match w.defend(true, submitted).await {
             Ok((said, _)) => {
@@ -416,5 +455,302 @@ impl Links {
             Err(e) => Err(e),
         };
         link.record(synced.and(defended), Some(w));
+    }
+}
+
+/// How many blocks before the payer's lock expires the next hop's lock expires: time for this
+/// hub, once the payee's hub gives it the scalar, to settle the payer's lock or reveal it on
+/// chain (spec §5.23a).
+pub const FORWARD_EXPIRY_DELTA_BLOCKS: u64 = 2 * infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
+/// Blocks the next hop's lock must still have after the payee's own margin.
+pub const FORWARD_MIN_REMAINING_BLOCKS: u64 = 10;
+/// Most forwards a link keeps unfinished.
+pub const MAX_FORWARDS_PER_LINK: usize = 10_000;
+/// The file of a link's forwards.
+const FORWARDS_FILE: &str = "forwards.jsonl";
+
+/// Where a forwarded payment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ForwardState {
+    /// Recorded before the payer's lock is committed: forwarded at the next watch round if the
+    /// lock is pending in the ledger then (the node stopped in between), forgotten if not.
+    Intent,
+    /// Sent to the payee's hub (the link's wallet keeps it pending until answered).
+    Sent,
+    /// Done: the scalar is in the ledger, or the payer's lock is gone, or the next hub refused.
+    Finished,
+}
+
+/// A payment forwarded over a link, as `forwards.jsonl` records it (one line per change).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Forward {
+    payer: Address,
+    lock_id: B256,
+    invoice: infhub_core::invoice::SignedInvoice,
+    next_expiry_block: u64,
+    state: ForwardState,
+}
+
+fn load_forwards(dir: &std::path::Path) -> Result<BTreeMap<B256, Forward>, String> {
+    let path = dir.join(FORWARDS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        // A torn last line (a crash mid-append) was never acted on: its step is redone.
+        let Ok(f) = serde_json::from_str::<Forward>(line) else { continue };
+        if f.state == ForwardState::Finished {
+            out.remove(&f.lock_id);
+        } else {
+            out.insert(f.lock_id, f);
+        }
+    }
+    Ok(out)
+}
+
+impl Link {
+    /// Appends `f` to the forwards file (synced) and applies it in memory.
+    fn note_forward(&self, f: Forward) -> Result<(), WalletError> {
+        use std::io::Write;
+        let path = self.dir.path().join(FORWARDS_FILE);
+        let store = |e: std::io::Error| WalletError::Store { path: path.display().to_string(), reason: e.to_string() };
+        let mut line = serde_json::to_vec(&f).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(store)?;
+        file.write_all(&line).map_err(store)?;
+        file.sync_data().map_err(store)?;
+        let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.state == ForwardState::Finished {
+            forwards.remove(&f.lock_id);
+        } else {
+            forwards.insert(f.lock_id, f);
+        }
+        Ok(())
+    }
+
+    fn forwards(&self) -> Vec<Forward> {
+        self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+}
+
+/// What the node's forwarding of one payment decided before the payer's lock is committed.
+pub struct ForwardPlan {
+    link: Arc<Link>,
+    guard: tokio::sync::OwnedMutexGuard<Option<Wallet>>,
+    forward: Forward,
+}
+
+impl Links {
+    /// Checks a payment to forward (spec §5.23a): the link to the invoice's payee hub (by its
+    /// host), the invoice in that hub's domain, the payer's lock against the invoice (same id
+    /// and point, at least its amount), the link's balance, and an expiry that leaves the next
+    /// hop time. Holds the link's wallet until the forward is done, so nothing else drives it.
+    pub async fn plan_forward(
+        &self,
+        payer: Address,
+        lock: &infhub_core::point_lock::Lock,
+        invoice: &infhub_core::invoice::SignedInvoice,
+    ) -> Result<ForwardPlan, LinkError> {
+        let host = invoice.message.payee.host.clone();
+        let link = self
+            .map()
+            .values()
+            .find(|l| host_of(&l.hub_url) == host)
+            .cloned()
+            .ok_or_else(|| LinkError::UnknownNextHub(host.clone()))?;
+        if link.view().job.is_some() {
+            return Err(LinkError::LinkBusy(link.peer_contract, "a job runs on the link".into()));
+        }
+        let guard = link.wallet.clone().lock_owned().await;
+        let Some(w) = guard.as_ref() else { return Err(LinkError::LinkNotOpen(link.peer_contract, link.state())) };
+        let ch = w.channel()?;
+        if ch.status != infhub_core::channel::Status::Open {
+            return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let domain = infhub_core::Domain { chain_id: w.state().hub.chain_id, verifying_contract: link.peer_contract };
+        let point = invoice.check(&domain, now)?;
+        let inv = &invoice.message;
+        if lock.lock_id != inv.invoice_id || lock.point != point.address() {
+            return Err(infhub_core::Error::LockMismatch.into());
+        }
+        if lock.amount < inv.amount {
+            return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: inv.amount });
+        }
+        let have = w.spendable()?;
+        if have < inv.amount {
+            return Err(LinkError::InsufficientCapacity { peer: link.peer_contract, have, want: inv.amount });
+        }
+        let next_expiry_block = lock.expiry_block.saturating_sub(FORWARD_EXPIRY_DELTA_BLOCKS);
+        let soonest = ch.block + infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS + FORWARD_MIN_REMAINING_BLOCKS;
+        if next_expiry_block <= soonest {
+            return Err(infhub_core::Error::ExpiryTooSoon.into());
+        }
+        if link.forwards().len() >= MAX_FORWARDS_PER_LINK {
+            return Err(LinkError::LinkBusy(
+                link.peer_contract,
+                format!("{MAX_FORWARDS_PER_LINK} forwards unfinished"),
+            ));
+        }
+        let forward = Forward {
+            payer,
+            lock_id: lock.lock_id,
+            invoice: invoice.clone(),
+            next_expiry_block,
+            state: ForwardState::Intent,
+        };
+        Ok(ForwardPlan { link, guard, forward })
+    }
+
+    /// Records the plan's intent durably, before the payer's lock is committed.
+    pub fn record_intent(&self, plan: &ForwardPlan) -> Result<(), LinkError> {
+        Ok(plan.link.note_forward(plan.forward.clone())?)
+    }
+
+    /// Forwards the payment whose payer's lock the ledger committed: pays the invoice over the
+    /// link with the earlier expiry. The next hub's answer, or its refusal (the payer's lock
+    /// then stays until its expiry, when she drops it).
+    pub async fn forward(&self, mut plan: ForwardPlan) -> Result<Value, LinkError> {
+        let Some(w) = plan.guard.as_mut() else {
+            return Err(LinkError::LinkNotOpen(plan.link.peer_contract, "gone".into()));
+        };
+        send_forward(&plan.link, w, plan.forward).await
+    }
+
+    /// Abandons a plan whose payer's lock the ledger refused.
+    pub fn abandon(&self, plan: ForwardPlan) {
+        let f = Forward { state: ForwardState::Finished, ..plan.forward };
+        if let Err(e) = plan.link.note_forward(f) {
+            tracing::warn!(error = %e, "a refused forward not noted; it is dropped at the next round");
+        }
+    }
+
+    /// The forwards of `link` moved on: an intent whose payer's lock the ledger holds is sent,
+    /// one it does not hold is forgotten; a sent one whose scalar the next hub learned is
+    /// recorded in the ledger (the payer's lock can then only settle); one whose payer's lock
+    /// is gone is finished.
+    async fn advance_forwards(&self, link: &Arc<Link>, w: &mut Wallet) {
+        let forwards = link.forwards();
+        if forwards.is_empty() {
+            return;
+        }
+        let Some(node) = self.node() else { return };
+        let pending = |f: &Forward| {
+            node.read().ledger().account(&f.payer).is_some_and(|a| a.channel.debit_locks.get(&f.lock_id).is_some())
+        };
+        let scalars = match w.outgoing_scalars().await {
+            Ok(s) => s,
+            Err(e) => {
+                link.record(Err(e), Some(w));
+                return;
+            }
+        };
+        for f in forwards {
+            let lock_pending = pending(&f);
+            let result = match f.state {
+                ForwardState::Intent if lock_pending => send_forward(link, w, f).await.map(|_| ()),
+                ForwardState::Sent if lock_pending => {
+                    let Some((_, scalar)) = scalars.iter().find(|(id, _)| *id == f.lock_id) else { continue };
+                    let cmd = infhub_core::ledger::Command::LockScalarLearned {
+                        payer: f.payer,
+                        lock_id: f.lock_id,
+                        scalar: *scalar,
+                    };
+                    match node.execute(cmd).await {
+                        Ok(Ok(_)) => {
+                            tracing::info!(lock = %f.lock_id, payer = %f.payer, "forwarded payment claimed downstream");
+                            link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from)
+                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
+                    }
+                }
+                _ => link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from),
+            };
+            if let Err(e) = result {
+                tracing::warn!(peer = %link.peer_contract, error = %e, "a forward step failed; retrying next round");
+            }
+        }
+    }
+}
+
+/// Marks `f` sent and pays its invoice over the link with its expiry; a refusal by the next
+/// hub finishes it (the payer's lock stays until its expiry).
+async fn send_forward(link: &Link, w: &mut Wallet, f: Forward) -> Result<Value, LinkError> {
+    link.note_forward(Forward { state: ForwardState::Sent, ..f.clone() })?;
+    match w.pay_invoice_expiring(&f.invoice, Some(f.next_expiry_block)).await {
+        Ok(answer) => {
+            link.refresh(w);
+            Ok(answer)
+        }
+        Err(e) => {
+            link.refresh(w);
+            if !matches!(e, WalletError::HubUnreachable { .. } | WalletError::PaymentHeld { .. }) {
+                link.note_forward(Forward { state: ForwardState::Finished, ..f })?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The host (and port) of an http(s) URL, lower case: what a user address names.
+fn host_of(url: &str) -> String {
+    url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward(id: u8, state: ForwardState) -> Forward {
+        let key = PrivateKey::from_bytes([9; 32]).expect("key");
+        let domain = infhub_core::Domain { chain_id: 1, verifying_contract: Address::repeat_byte(1) };
+        let invoice =
+            infhub_core::invoice::issue(&key, "hub.example", &domain, Amount(5), u64::MAX, "x", B256::repeat_byte(id))
+                .expect("invoice");
+        Forward { payer: Address::repeat_byte(2), lock_id: B256::repeat_byte(id), invoice, next_expiry_block: 9, state }
+    }
+
+    /// The forwards file is replayed to the last state of each lock: a finished one is gone, a
+    /// torn last line (a crash mid-append) is skipped, so its step is redone.
+    #[test]
+    fn the_forwards_file_replays_to_each_locks_last_state_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut text = String::new();
+        for f in [
+            forward(1, ForwardState::Intent),
+            forward(1, ForwardState::Sent),
+            forward(2, ForwardState::Intent),
+            forward(2, ForwardState::Sent),
+            forward(2, ForwardState::Finished),
+            forward(3, ForwardState::Intent),
+        ] {
+            text.push_str(&serde_json::to_string(&f).expect("json"));
+            text.push('\n');
+        }
+        let torn = serde_json::to_string(&forward(3, ForwardState::Sent)).expect("json");
+        text.push_str(&torn[..torn.len() / 2]);
+        std::fs::write(dir.path().join(FORWARDS_FILE), text).expect("write");
+        let loaded = load_forwards(dir.path()).expect("loaded");
+        let states: Vec<(u8, ForwardState)> = loaded.values().map(|f| (f.lock_id.0[0], f.state)).collect();
+        assert_eq!(states, vec![(1, ForwardState::Sent), (3, ForwardState::Intent)]);
+        assert!(load_forwards(&dir.path().join("none")).expect("no file").is_empty());
+    }
+
+    /// The link key is derived from the hub key: the same for the same key, another account
+    /// than the hub's.
+    #[test]
+    fn the_link_key_is_derived_from_the_hub_key_and_is_not_it() {
+        let hub = B256::repeat_byte(0x11);
+        let (a, _) = link_key(&hub).expect("key");
+        let (b, _) = link_key(&hub).expect("key");
+        assert_eq!(a.address(), b.address());
+        assert_ne!(a.address(), PrivateKey::from_bytes(hub.0).expect("key").address());
+        assert_ne!(a.address(), link_key(&B256::repeat_byte(0x12)).expect("key").0.address());
     }
 }

@@ -104,6 +104,7 @@ impl SimWallet {
             since_block,
             towers: Vec::new(),
             pending_lock: None,
+            forwarded_invoice: None,
         };
         SimWallet {
             index,

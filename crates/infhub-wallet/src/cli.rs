@@ -69,8 +69,8 @@ pub enum WalletCommand {
         /// Amount in INF.
         amount: String,
     },
-    /// Sign an invoice others can pay you by (spec §5.19; paid from the same hub with
-    /// `pay-invoice`, across hubs not yet). Prints it as JSON. `balance` claims its payment.
+    /// Sign an invoice others can pay you by (spec §5.19; paid with `pay-invoice` from the same
+    /// hub, or from a hub linked to yours). Prints it as JSON. `balance` claims its payment.
     Invoice {
         /// Amount in INF.
         amount: String,
@@ -81,8 +81,9 @@ pub enum WalletCommand {
         #[arg(long, default_value_t = 3600)]
         expires_in_seconds: u64,
     },
-    /// Pay an invoice (the JSON `invoice` prints) of a user of the same hub, by a point lock:
-    /// the payee's `balance` claims it, and yours then settles it with the proof of payment.
+    /// Pay an invoice (the JSON `invoice` prints) by a point lock: to a user of the same hub,
+    /// or of another hub your hub has a link to, which forwards it (spec §5.23a). The payee's
+    /// `balance` claims it, and yours then settles it with the proof of payment.
     PayInvoice {
         /// The signed invoice, as JSON, or `@path` of a file that holds it.
         invoice: String,

@@ -158,6 +158,19 @@ impl HubClient {
         }
     }
 
+    /// `POST /v1/forwarded-transfers`: a lock add paying `invoice`, a payee at another hub,
+    /// which this hub forwards (spec §5.23a).
+    pub async fn forwarded_transfer(
+        &self,
+        p: &crate::store::PendingLock,
+        invoice: &infhub_core::invoice::SignedInvoice,
+    ) -> Result<Value, HubError> {
+        let infhub_core::channel::LockChange::Add(lock) = p.change else {
+            return self.lock_debit(p).await;
+        };
+        self.post("/v1/forwarded-transfers", &json!({"debit": p.debit, "lock": lock, "invoice": invoice})).await
+    }
+
     /// `POST /v1/lock-reveals`: the scalar of one of the hub's locks to `user`.
     pub async fn reveal(
         &self,

@@ -83,6 +83,10 @@ pub struct WalletState {
     /// as is before anything else, like `pending_debit`.
     #[serde(default)]
     pub pending_lock: Option<PendingLock>,
+    /// The invoice a pending lock add pays across hubs (spec §5.23a): its hub forwards the
+    /// lock to the payee's hub, so a resend carries it again.
+    #[serde(default)]
+    pub forwarded_invoice: Option<infhub_core::invoice::SignedInvoice>,
 }
 
 /// A lock debit on its way to the hub: the debit, the change it signs, and for a locked
@@ -395,6 +399,7 @@ mod tests {
             since_block: 7,
             towers: Vec::new(),
             pending_lock: None,
+            forwarded_invoice: None,
         }
     }
 

@@ -175,6 +175,7 @@ impl Wallet {
                 since_block: head,
                 towers: Vec::new(),
                 pending_lock: None,
+                forwarded_invoice: None,
             },
         };
         dir.save(&state)?;
@@ -347,9 +348,12 @@ impl Wallet {
     /// Resends a pending lock debit (its answer was lost) as it was signed. Ok once it is
     /// applied or refused; Err while it stays pending.
     async fn resolve_pending_lock_locked(&mut self) -> Result<(), WalletError> {
-        let Some(p) = self.core.state.pending_lock else { return Ok(()) };
-        let (answer, _) = lock_answer(self.hub.lock_debit(&p).await)?;
+        if self.core.state.pending_lock.is_none() {
+            return Ok(());
+        }
+        let (answer, _) = lock_answer(self.send_pending_lock().await)?;
         let settled = self.core.settle_lock_answer(answer);
+        self.forget_forwarded_invoice();
         self.persist()?;
         match settled {
             Err(WalletError::HubRefused { .. }) => Ok(()), // over: recorded in the journal
@@ -375,25 +379,33 @@ impl Wallet {
         Ok(check)
     }
 
-    /// Pays a signed invoice (spec §5.19) by a locked transfer inside this wallet's hub (spec
-    /// §5.17b): the lock's id is the invoice's, its point the invoice's payment point, its
-    /// amount the invoice's, expiring [`PAY_INVOICE_EXPIRY_BLOCKS`] after the confirmed block.
-    /// The invoice must be signed by its payee in this hub's domain and not expired; a payee at
-    /// another hub is refused (paying across hubs is not built). Returns the hub's answer; the
-    /// payment completes when the payee claims it and a later sync settles the lock.
+    /// Pays a signed invoice (spec §5.19) by point lock: the lock's id is the invoice's, its
+    /// point the invoice's payment point, its amount the invoice's, expiring
+    /// [`PAY_INVOICE_EXPIRY_BLOCKS`] after the confirmed block. A payee of this wallet's hub is
+    /// paid by a locked transfer inside it (spec §5.17b); a payee at another hub through this
+    /// hub, which forwards the lock over its link to her hub (spec §5.23a): the invoice must
+    /// then be signed in the domain her hub's `/v1/info` names, on this chain. Not expired
+    /// either way. Returns the hub's answer; the payment completes when the payee claims it
+    /// and a later sync settles the lock.
     pub async fn pay_invoice(&mut self, invoice: &infhub_core::invoice::SignedInvoice) -> Result<Value, WalletError> {
+        self.pay_invoice_expiring(invoice, None).await
+    }
+
+    /// [`Wallet::pay_invoice`] with the lock's expiry block chosen (a hub forwarding a payment
+    /// gives the next hop an earlier expiry than its own incoming lock).
+    pub async fn pay_invoice_expiring(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        expiry_block: Option<u64>,
+    ) -> Result<Value, WalletError> {
         let _lock = self.lock_and_reload().await?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let point = invoice.check(&self.domain(), now)?;
         let inv = &invoice.message;
         let url = &self.state().hub.hub_url;
         let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_ascii_lowercase();
-        if inv.payee.host != host {
-            return Err(WalletError::InvalidInput(format!(
-                "the invoice's payee is at {}, this wallet's hub is {host}: paying across hubs is not built yet",
-                inv.payee.host
-            )));
-        }
+        let across = inv.payee.host != host;
+        let domain = if across { self.payee_hub_domain(&inv.payee.host).await? } else { self.domain() };
+        let point = invoice.check(&domain, now)?;
         self.sync_chain_locked().await?;
         self.resolve_pending_locked().await?;
         self.resolve_pending_lock_locked().await?;
@@ -403,19 +415,63 @@ impl Wallet {
         let lock = infhub_core::point_lock::Lock {
             lock_id: inv.invoice_id,
             amount: inv.amount,
-            expiry_block: block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS),
+            expiry_block: expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS)),
             point: point.address(),
         };
         let change = infhub_core::channel::LockChange::Add(lock);
-        self.core.sign_lock_debit(change, Some(inv.payee.user))?;
+        self.core.sign_lock_debit(change, (!across).then_some(inv.payee.user))?;
+        self.core.state.forwarded_invoice = across.then(|| invoice.clone());
         // Stored as pending before it leaves the wallet.
         self.persist()?;
-        let p = self.core.state.pending_lock.expect("just signed");
-        let (answer, raw) = lock_answer(self.hub.lock_debit(&p).await)?;
+        let (answer, raw) = lock_answer(self.send_pending_lock().await)?;
         let settled = self.core.settle_lock_answer(answer);
+        self.forget_forwarded_invoice();
         self.persist()?;
         settled?;
         raw.ok_or_else(|| WalletError::HubMisbehaved("an applied locked transfer without an answer".into()))
+    }
+
+    /// The EIP-712 domain of the hub at `host` (its `/v1/info`), which must be on this chain.
+    async fn payee_hub_domain(&self, host: &str) -> Result<Domain, WalletError> {
+        let url = format!("http://{host}");
+        let info = HubClient::new(&url)?.info().await.map_err(|e| e.into_wallet(&url))?;
+        let contract: Address = parse(&info["hubContract"], "the payee hub's hubContract")?;
+        let chain_id = self.state().hub.chain_id;
+        if info["chainId"].as_u64() != Some(chain_id) {
+            return Err(WalletError::InvalidInput(format!(
+                "the payee's hub at {host} is on chain {}, this wallet's on {chain_id}",
+                info["chainId"]
+            )));
+        }
+        Ok(Domain { chain_id, verifying_contract: contract })
+    }
+
+    /// Sends the pending lock debit to the hub: to be forwarded with its invoice, as a locked
+    /// transfer to a payee of the hub, or as a change to a lock the hub holds.
+    async fn send_pending_lock(&self) -> Result<Value, HubError> {
+        let p = self.core.state.pending_lock.expect("a pending lock debit");
+        match &self.core.state.forwarded_invoice {
+            Some(invoice) if p.change.lock_id() == invoice.message.invoice_id => {
+                self.hub.forwarded_transfer(&p, invoice).await
+            }
+            _ => self.hub.lock_debit(&p).await,
+        }
+    }
+
+    fn forget_forwarded_invoice(&mut self) {
+        if self.core.state.pending_lock.is_none() {
+            self.core.state.forwarded_invoice = None;
+        }
+    }
+
+    /// The scalars the hub learned for this wallet's pending locks (their payees claimed
+    /// them), by lock id, before this wallet settles them: how a hub that forwarded a payment
+    /// over this link learns the proof of payment to settle upstream (spec §5.23a).
+    pub async fn outgoing_scalars(&mut self) -> Result<Vec<(B256, infhub_core::point_lock::Scalar)>, WalletError> {
+        let _lock = self.lock_and_reload().await?;
+        let (_, account) = self.check_hub_with_account_locked().await?;
+        self.persist()?;
+        Ok(account.outgoing_scalars)
     }
 
     /// Claims the hub's locks to this wallet that its invoices open (reveals each scalar to the

@@ -1040,6 +1040,7 @@ mod tests {
             since_block: 1,
             towers: Vec::new(),
             pending_lock: None,
+            forwarded_invoice: None,
         };
         let mut core = WalletCore::new(state, user).expect("core");
         let view = ChannelView {

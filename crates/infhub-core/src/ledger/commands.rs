@@ -132,6 +132,17 @@ pub enum Command {
         /// The change.
         change: LockChange,
     },
+    /// The hub learned the scalar of a payer's pending lock from the next hop of a payment it
+    /// forwarded to another hub (spec §5.23a): from now on the lock can only be settled, and
+    /// the payer reads the scalar with her account.
+    LockScalarLearned {
+        /// The payer.
+        payer: Address,
+        /// Her pending lock.
+        lock_id: B256,
+        /// Its scalar.
+        scalar: crate::point_lock::Scalar,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -234,6 +245,11 @@ pub enum Outcome {
         /// The lock added, settled or dropped.
         lock: Lock,
     },
+    /// A payer's lock's scalar was recorded (false: it already was).
+    LockScalarNoted {
+        /// Whether this recorded it.
+        changed: bool,
+    },
 }
 
 impl Ledger {
@@ -285,6 +301,7 @@ impl Ledger {
             Command::SetFrozen { account, frozen } => self.set_frozen(account, frozen),
             Command::CreditLock { user, change } => self.credit_lock(user, change),
             Command::LockedTransfer { debit, lock, payee } => self.locked_transfer(debit, lock, payee),
+            Command::LockScalarLearned { payer, lock_id, scalar } => self.lock_scalar_learned(payer, lock_id, scalar),
         }
     }
 

@@ -241,6 +241,25 @@ impl Ledger {
         }
         Ok(Outcome::CreditLockIssued { credit, change, lock })
     }
+
+    /// [`super::Command::LockScalarLearned`]: records `scalar` for `payer`'s pending lock
+    /// `lock_id` (`UnknownAccount`, `UnknownLock`, `ScalarDoesNotOpenLock` when it is not hers,
+    /// not pending, or not its point's). Idempotent.
+    pub(super) fn lock_scalar_learned(
+        &mut self,
+        payer: Address,
+        lock_id: B256,
+        scalar: Scalar,
+    ) -> Result<Outcome, Error> {
+        let acct = self.accounts.get(&payer).ok_or(Error::UnknownAccount)?;
+        let lock = acct.channel.debit_locks.get(&lock_id).ok_or(Error::UnknownLock)?;
+        if scalar.point().address() != lock.point {
+            return Err(Error::ScalarDoesNotOpenLock);
+        }
+        let changed = self.locks.opened.insert((payer, lock_id), scalar) != Some(scalar);
+        self.take_seq();
+        Ok(Outcome::LockScalarNoted { changed })
+    }
 }
 
 impl Ledger {

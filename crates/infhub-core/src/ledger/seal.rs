@@ -43,6 +43,7 @@ pub fn for_each_proof(outcome: &mut Outcome, f: &mut dyn FnMut(ProofRef<'_>)) {
         | Outcome::CustodialOpened
         | Outcome::CustodialCredited
         | Outcome::CustodialPayoutQueued(_)
+        | Outcome::LockScalarNoted { .. }
         | Outcome::CheckpointRecorded
         | Outcome::CustodialKeyRotated
         | Outcome::FrozenSet { .. } => {}

@@ -1523,6 +1523,40 @@ fn a_conditional_payment_through_the_hub_settles_both_locks_with_one_scalar() {
     h.everyone_exits();
 }
 
+/// A payment forwarded to another hub (spec §5.23a): the payer's lock to this hub is opened by
+/// the scalar the next hop gave back. Only her pending lock's own scalar is recorded; once it
+/// is, she can no longer drop the lock after its expiry, only settle it.
+#[test]
+fn a_scalar_learned_downstream_opens_only_the_payers_pending_lock_of_that_point() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    h.debit_lock(0, LockChange::Add(point_lock(1, 100, 40))).expect("payer locks");
+    let payer = h.users[0].address();
+    let id = point_lock(1, 0, 0).lock_id;
+    let learn = |payer, lock_id, scalar| Command::LockScalarLearned { payer, lock_id, scalar };
+    assert_eq!(h.ledger.apply_sealed(&h.key, learn(payer, id, lock_scalar(2))), Err(Error::ScalarDoesNotOpenLock));
+    let other = point_lock(2, 0, 0).lock_id;
+    assert_eq!(h.ledger.apply_sealed(&h.key, learn(payer, other, lock_scalar(2))), Err(Error::UnknownLock));
+    let stranger = h.users[1].address();
+    assert_eq!(h.ledger.apply_sealed(&h.key, learn(stranger, id, lock_scalar(1))), Err(Error::UnknownLock));
+    assert_eq!(h.ledger.locks.scalar_for(&payer, &id), None, "refusals record nothing");
+    let out = h.ledger.apply_sealed(&h.key, learn(payer, id, lock_scalar(1)));
+    assert_eq!(out, Ok(Outcome::LockScalarNoted { changed: true }));
+    assert_eq!(
+        h.ledger.apply_sealed(&h.key, learn(payer, id, lock_scalar(1))),
+        Ok(Outcome::LockScalarNoted { changed: false })
+    );
+    assert_eq!(h.ledger.locks.scalar_for(&payer, &id), Some(lock_scalar(1)));
+    h.advance_to(41);
+    assert_eq!(h.debit_lock(0, LockChange::Drop { lock_id: id }), Err(Error::LockRevealed), "paid downstream");
+    h.debit_lock(0, LockChange::Settle { lock_id: id, scalar: lock_scalar(1) }).expect("settled");
+    assert_eq!(h.ledger.locks.scalar_for(&payer, &id), None, "forgotten once settled");
+    h.check();
+}
+
 #[test]
 fn the_hub_locks_to_a_user_only_what_its_reserve_covers() {
     use infhub_core::channel::LockChange;

@@ -90,13 +90,19 @@ pub enum NodeError {
     TooManyLinks,
     /// The peer hub did not answer, or not as a hub.
     PeerHubUnreachable,
+    /// No link of this hub leads to the invoice's payee hub (spec §5.23a).
+    UnknownNextHub,
+    /// The link to the payee's hub holds less than the payment.
+    InsufficientCapacity,
+    /// The payer's lock pays less than the invoice (and its fee).
+    FeeInsufficient,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 38] = [
+    pub const ALL: [NodeError; 41] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -134,6 +140,9 @@ impl NodeError {
         NodeError::LinkBusy,
         NodeError::TooManyLinks,
         NodeError::PeerHubUnreachable,
+        NodeError::UnknownNextHub,
+        NodeError::InsufficientCapacity,
+        NodeError::FeeInsufficient,
         NodeError::InternalError,
     ];
 
@@ -177,6 +186,9 @@ impl NodeError {
             NodeError::LinkBusy => "link_busy",
             NodeError::TooManyLinks => "too_many_links",
             NodeError::PeerHubUnreachable => "peer_hub_unreachable",
+            NodeError::UnknownNextHub => "unknown_next_hub",
+            NodeError::InsufficientCapacity => "insufficient_capacity",
+            NodeError::FeeInsufficient => "fee_insufficient",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -213,6 +225,8 @@ impl NodeError {
             NodeError::LinkToOwnHub => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::LinkNotOpen | NodeError::LinkBusy | NodeError::TooManyLinks => StatusCode::CONFLICT,
             NodeError::PeerHubUnreachable => StatusCode::BAD_GATEWAY,
+            NodeError::UnknownNextHub | NodeError::FeeInsufficient => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::InsufficientCapacity => StatusCode::CONFLICT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

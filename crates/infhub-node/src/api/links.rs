@@ -14,6 +14,10 @@ impl From<LinkError> for ApiError {
             LinkError::TooManyLinks => NodeError::TooManyLinks,
             LinkError::PeerHubUnreachable { .. } => NodeError::PeerHubUnreachable,
             LinkError::Malformed(_) => NodeError::MalformedRequest,
+            LinkError::UnknownNextHub(_) => NodeError::UnknownNextHub,
+            LinkError::InsufficientCapacity { .. } => NodeError::InsufficientCapacity,
+            LinkError::FeeInsufficient { .. } => NodeError::FeeInsufficient,
+            LinkError::Rule(rule) => return (*rule).into(),
             // The peer's or the wallet's own named refusal, under its own code.
             LinkError::Wallet(w) => return ApiError::passed_on(w.code(), w.to_string()),
         };

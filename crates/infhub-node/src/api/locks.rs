@@ -83,6 +83,63 @@ pub(super) async fn reveal(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForwardedTransferRequest {
+    debit: SignedDebit,
+    lock: Lock,
+    invoice: infhub_core::invoice::SignedInvoice,
+}
+
+/// Pays an invoice of a payee at another hub (spec §5.23a): the payer's lock to this hub is
+/// committed (after the forward's intent is on disk), then the invoice is paid over the link to
+/// the payee's hub with an earlier expiry. Answered with the receipt of the payer's lock and
+/// the next hub's answer (or its refusal: the lock then stays until its expiry).
+pub(super) async fn forwarded_transfer(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<ForwardedTransferRequest>,
+) -> Result<Json<Value>, ApiError> {
+    require_enabled(&api)?;
+    api.take_signed_writes(&req.debit)?;
+    let payer = req.debit.message.user;
+    if req.debit.verify(&api.node.domain, payer).is_err() {
+        return Err(Error::InvalidSignature.into());
+    }
+    if api.node.read().ledger().locks.scalar_for(&payer, &req.lock.lock_id).is_some()
+        || api
+            .node
+            .read()
+            .ledger()
+            .account(&payer)
+            .is_some_and(|a| a.channel.debit_locks.get(&req.lock.lock_id).is_some())
+    {
+        // A retry of a forward already committed: the first answer's receipt.
+        return replayed(&api, &req.debit).await;
+    }
+    let plan = api.node.links.plan_forward(payer, &req.lock, &req.invoice).await?;
+    api.node.links.record_intent(&plan)?;
+    let cmd = Command::DebitLock { debit: req.debit, change: LockChange::Add(req.lock) };
+    let outcome = match api.node.execute(cmd).await? {
+        Ok(o) => o,
+        Err(e) => {
+            api.node.links.abandon(plan);
+            return match e {
+                Error::NonceMustIncrease => replayed(&api, &req.debit).await,
+                e => Err(e.into()),
+            };
+        }
+    };
+    let Outcome::DebitLockApplied { receipt, .. } = outcome else { return Err(unexpected(&outcome)) };
+    let forwarded = match api.node.links.forward(plan).await {
+        Ok(answer) => json!({"nextHubAnswer": answer}),
+        Err(e) => {
+            let e = ApiError::from(e).answer();
+            json!({"error": serde_json::to_value(e).unwrap_or_default()["error"]})
+        }
+    };
+    Ok(Json(json!({ "receipt": receipt, "replayed": false, "forwarded": forwarded })))
+}
+
+#[derive(Deserialize)]
 pub(super) struct LockDebitRequest {
     debit: SignedDebit,
     change: LockChange,

@@ -17,10 +17,10 @@ use infhub_node::dev::{DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS};
 use serde_json::{json, Value};
 
 /// The dev key that runs hub B.
-const HUB_B_KEY_INDEX: usize = 4;
+pub(crate) const HUB_B_KEY_INDEX: usize = 4;
 
 /// Deploys hub B's contract on A's token and registry, with a reserve from B's key.
-async fn deploy_hub_b(chain: &Chain) -> anvil::Deployment {
+pub(crate) async fn deploy_hub_b(chain: &Chain) -> anvil::Deployment {
     let mut b = anvil::sender(&chain.provider, anvil::dev_key(HUB_B_KEY_INDEX)).await.expect("sender");
     let operator = b.address();
     let d = anvil::deploy_hub(
@@ -41,7 +41,7 @@ async fn deploy_hub_b(chain: &Chain) -> anvil::Deployment {
 }
 
 /// The link named by `peer` in B's list of links.
-async fn link_of(http: &Http, peer: Address) -> Value {
+pub(crate) async fn link_of(http: &Http, peer: Address) -> Value {
     let (s, v) = http.get("/v1/operator/links", Some(OPERATOR)).await;
     assert_eq!(s, 200, "{v}");
     v["links"]
@@ -55,7 +55,13 @@ async fn link_of(http: &Http, peer: Address) -> Value {
 
 /// Mines a block now and then (the link's wallet waits for confirmations) until `done` holds
 /// for B's link to `peer`.
-async fn link_until(chain: &Chain, http: &Http, peer: Address, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn link_until(
+    chain: &Chain,
+    http: &Http,
+    peer: Address,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     eventually(60, what, || async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         chain.mine(1).await;
@@ -65,7 +71,7 @@ async fn link_until(chain: &Chain, http: &Http, peer: Address, what: &str, done:
     .await
 }
 
-fn balance_of(link: &Value) -> u128 {
+pub(crate) fn balance_of(link: &Value) -> u128 {
     link["channel"]["balance"].as_str().and_then(|b| b.parse().ok()).unwrap_or(0)
 }
 

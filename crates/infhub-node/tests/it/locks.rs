@@ -18,7 +18,7 @@ use infhub_core::{Amount, Domain};
 use serde_json::{json, Value};
 
 /// The payer's lock debit for `lock` on top of her totals: `locked` after the change.
-fn lock_debit(
+pub(crate) fn lock_debit(
     w: &Wallet,
     domain: &Domain,
     hub: alloy::primitives::Address,
@@ -243,7 +243,9 @@ fn a_payer_who_exits_without_settling_pays_her_lock_through_the_registry() {
         })
         .await;
         chain.mine(infhub_node::dev::DEV_CHALLENGE_PERIOD_BLOCKS + 1).await;
-        eventually(30, "settled and unlocked", || async {
+        // A block every 200 ms, so a loaded machine's node keeps up with its settle and unlock.
+        eventually(60, "settled and unlocked", || async {
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
             chain.mine(1).await;
             let escrow = chain.view(chain.d.hub, IInfHub::totalEscrowCall {}).await;
             let ch = chain.view(chain.d.hub, IInfHub::channelCall { user: a.address() }).await;

@@ -6,6 +6,7 @@ mod batch;
 mod crash;
 mod custodial;
 mod flows;
+mod forwarding;
 mod harness;
 mod limits;
 mod links;

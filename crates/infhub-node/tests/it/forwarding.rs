@@ -1,0 +1,286 @@
+//! A payment across hubs (spec §5.23a) with two hub nodes on one anvil and real wallets: hub A
+//! holds a link at hub B; Alice (a user of A) pays the invoice of Bob (a user of B). A commits
+//! Alice's lock, forwards the invoice over its link with an earlier expiry, Bob claims at B,
+//! A learns the scalar from its link and Alice settles her lock with it: Bob is paid, Alice
+//! charged, A's link at B pays it, and nobody else moves. A payment larger than the link holds
+//! is refused before anything is locked.
+
+use crate::harness::*;
+use crate::links::{balance_of, deploy_hub_b, link_of, link_until, HUB_B_KEY_INDEX};
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use infhub_chain::anvil;
+use infhub_core::{Amount, PrivateKey};
+use infhub_wallet::store::WalletDir;
+use infhub_wallet::Wallet as UserWallet;
+use serde_json::json;
+
+/// A wallet of dev key `index` registered at the hub at `hub_url`.
+async fn user_at(chain: &Chain, dir: &std::path::Path, index: usize, hub_url: &str) -> UserWallet {
+    let key = PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key");
+    let dir = WalletDir::new(dir.join(format!("wallet-{index}")));
+    UserWallet::register(dir, key, anvil::dev_key(index), hub_url, &chain.anvil.url, &mut |_| {})
+        .await
+        .expect("registered")
+}
+
+/// Two hubs on one anvil, blocks coming every 250 ms, and hub A's link at hub B funded with 300.
+pub(crate) struct TwoHubs {
+    pub chain: Chain,
+    pub d_b: anvil::Deployment,
+    pub node_a: InProcessNode,
+    pub node_b: InProcessNode,
+    pub http_a: Http,
+    pub http_b: Http,
+    pub peer: alloy::primitives::Address,
+    pub tmp: tempfile::TempDir,
+    miner: tokio::task::JoinHandle<()>,
+}
+
+impl TwoHubs {
+    pub(crate) async fn start() -> TwoHubs {
+        let chain = Chain::start().await;
+        let d_b = deploy_hub_b(&chain).await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut config_a = chain.config(tmp.path().join("a"));
+        config_a.node.link_watch_interval_ms = 200;
+        let node_a = InProcessNode::start(config_a).await;
+        let mut config_b = infhub_node::dev::config(&chain.anvil, &d_b, "127.0.0.1:0".into(), tmp.path().join("b"));
+        config_b.chain.hub_key.0 = anvil::dev_key(HUB_B_KEY_INDEX);
+        config_b.chain.poll_interval_ms = 50;
+        let node_b = InProcessNode::start(config_b).await;
+        let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
+        // Blocks keep coming, as on a live chain: wallets wait for confirmations.
+        let miner = {
+            let provider = chain.provider.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = anvil::mine(&provider, 1).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            })
+        };
+
+        // A opens and funds its link at B.
+        let peer = d_b.hub;
+        let (s, v) = http_a.post("/v1/operator/links", Some(OPERATOR), &json!({"hubUrl": node_b.url})).await;
+        assert_eq!(s, 200, "{v}");
+        let (_, list) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
+        let link_address: alloy::primitives::Address =
+            serde_json::from_value(list["linkAddress"].clone()).expect("linkAddress");
+        let mut minter = anvil::sender(&chain.provider, anvil::dev_key(0)).await.expect("sender");
+        anvil::mint(&mut minter, chain.d.token, link_address, U256::from(1_000u64)).await.expect("mint");
+        let eth = U256::from(10u64).pow(U256::from(18u64));
+        let _: () = chain.provider.raw_request("anvil_setBalance".into(), (link_address, eth)).await.expect("gas");
+        link_until(&chain, &http_a, peer, "A's link open at B", |l| l["state"] == "open").await;
+        let (s, v) = http_a
+            .post(&format!("/v1/operator/links/{peer}/deposits"), Some(OPERATOR), &json!({"amount": "300"}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        link_until(&chain, &http_a, peer, "the link funded", |l| balance_of(l) == 300 && l["job"].is_null()).await;
+
+        TwoHubs { chain, d_b, node_a, node_b, http_a, http_b, peer, tmp, miner }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.miner.abort();
+        self.node_b.stop().await;
+        self.node_a.stop().await;
+    }
+}
+
+#[test]
+fn a_user_of_one_hub_pays_an_invoice_of_a_user_of_another_over_the_link_between_them() {
+    rt().block_on(async {
+        let hubs = TwoHubs::start().await;
+        let TwoHubs { chain, http_a, http_b, tmp, node_a, node_b, .. } = &hubs;
+        let peer = hubs.peer;
+        // Alice at A with 500, Bob at B with nothing.
+        let mut alice = user_at(chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = user_at(chain, tmp.path(), 2, &node_b.url).await;
+
+        // More than the link holds: refused by name before anything is locked.
+        let big = bob.issue_invoice(Amount(301), "too much for the link", 600).expect("invoice");
+        let err = alice.pay_invoice(&big).await.expect_err("over the link's capacity");
+        assert_eq!(err.code(), "insufficient_capacity", "{err}");
+        assert_eq!(alice.spendable().expect("balance"), Amount(500), "nothing locked");
+
+        // Bob's invoice of 120, paid by Alice through A and its link at B.
+        let invoice = bob.issue_invoice(Amount(120), "a book", 600).expect("invoice");
+        let answer = alice.pay_invoice(&invoice).await.expect("paid");
+        assert!(answer["forwarded"]["nextHubAnswer"]["receipt"].is_object(), "B accepted A's lock: {answer}");
+        assert_eq!(alice.spendable().expect("balance"), Amount(380), "Alice's lock is held");
+        let a_lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
+        let link = link_of(http_a, peer).await;
+        assert_eq!(balance_of(&link), 180, "A's lock at B is held out of its link: {link}");
+
+        // Bob claims at B; A learns the scalar from its link; Alice settles.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while bob.spendable().expect("balance") != Amount(120) {
+            assert!(std::time::Instant::now() < deadline, "Bob not paid at B");
+            let _ = bob.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        loop {
+            let ch = alice.channel().expect("channel");
+            if ch.debit_locks.is_empty() && ch.cumulative_debit() == Amount(120) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled with the scalar A learned");
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(alice.spendable().expect("balance"), Amount(380));
+        let link = link_until(chain, http_a, peer, "A's lock at B settled", |l| {
+            l["channel"]["cumulativeDebit"] == "120" && balance_of(l) == 180
+        })
+        .await;
+        assert!(link["lastError"].is_null(), "{link}");
+        assert!(a_lock.expiry_block > 0, "Alice's lock had an expiry");
+
+        // The hubs' own views agree with the wallets.
+        let (_, bob_at_b) = http_b
+            .get(&format!("/v1/operator/accounts?prefix={}", &format!("{:x}", bob.user())[..8]), Some(OPERATOR))
+            .await;
+        assert!(bob_at_b.to_string().contains("\"120\""), "B shows Bob's 120: {bob_at_b}");
+        hubs.stop().await;
+    });
+}
+
+/// The payer's request to forward, signed by `w` (its lock debit on top of its totals).
+fn forward_request(
+    hubs: &TwoHubs,
+    w: &Wallet,
+    lock: &infhub_core::point_lock::Lock,
+    invoice: &infhub_core::invoice::SignedInvoice,
+) -> serde_json::Value {
+    use infhub_core::messages::PaymentKind;
+    let domain = hubs.chain.domain();
+    let debit = crate::locks::lock_debit(w, &domain, hubs.chain.anvil_hub(), PaymentKind::LockAdd, lock, &[*lock], 0);
+    json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice})
+}
+
+/// A payer, a forger and a careless payer each try to make hub A forward what it must not: a
+/// lock on another point than the invoice's, one that pays less than the invoice, one that
+/// leaves the next hop no time, an invoice the payee did not sign, one for a hub A has no link
+/// to, and a debit the payer did not sign. Each is refused by name and nothing is locked or
+/// forwarded; then the honest request is forwarded once, and its retry is answered from the
+/// first without a second forward.
+#[test]
+#[expect(clippy::too_many_lines, reason = "one story: the refusals, then the honest forwards against the same state")]
+fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_once() {
+    rt().block_on(async {
+        let hubs = TwoHubs::start().await;
+        let (http_a, peer) = (&hubs.http_a, hubs.peer);
+        let mut payer = Wallet::new(&hubs.chain, 1).await;
+        register(&hubs.chain, http_a, &mut payer).await;
+        payer.approve_and_deposit(&hubs.chain, 500).await;
+        eventually(30, "the deposit confirmed", || async {
+            let (_, v) = payer.account(http_a).await;
+            (v["balance"] == "500").then_some(())
+        })
+        .await;
+        let bob = PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key");
+        let domain_b = infhub_core::Domain { chain_id: hubs.chain.d.chain_id, verifying_contract: hubs.d_b.hub };
+        let host_b = hubs.node_b.url.trim_start_matches("http://").to_string();
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let invoice = |key: &PrivateKey, host: &str, domain: &infhub_core::Domain, id: u8| {
+            infhub_core::invoice::issue(
+                key,
+                host,
+                domain,
+                Amount(50),
+                expires,
+                "tea",
+                alloy::primitives::B256::repeat_byte(id),
+            )
+            .expect("invoice")
+        };
+        let good = invoice(&bob, &host_b, &domain_b, 1);
+        let scalar = infhub_core::invoice::invoice_scalar(&bob, good.message.invoice_id);
+        let head = hubs.chain.head().await;
+        let lock = infhub_core::point_lock::Lock {
+            lock_id: good.message.invoice_id,
+            amount: Amount(50),
+            expiry_block: head + 400,
+            point: scalar.point().address(),
+        };
+        let stranger_point = infhub_core::point_lock::Scalar::from_bytes(alloy::primitives::B256::repeat_byte(7))
+            .expect("scalar")
+            .point()
+            .address();
+        let mallory = PrivateKey::from_bytes(anvil::dev_key(3).0).expect("key");
+        let mut forged_invoice = invoice(&mallory, &host_b, &domain_b, 1);
+        forged_invoice.message.payee = good.message.payee.clone();
+        let attempts = [
+            (
+                "lock_mismatch",
+                forward_request(&hubs, &payer, &infhub_core::point_lock::Lock { point: stranger_point, ..lock }, &good),
+            ),
+            (
+                "fee_insufficient",
+                forward_request(&hubs, &payer, &infhub_core::point_lock::Lock { amount: Amount(49), ..lock }, &good),
+            ),
+            (
+                "expiry_too_soon",
+                forward_request(
+                    &hubs,
+                    &payer,
+                    &infhub_core::point_lock::Lock { expiry_block: head + 45, ..lock },
+                    &good,
+                ),
+            ),
+            ("wrong_signer", forward_request(&hubs, &payer, &lock, &forged_invoice)),
+            ("unknown_next_hub", forward_request(&hubs, &payer, &lock, &invoice(&bob, "127.0.0.1:1", &domain_b, 1))),
+        ];
+        for (expected, body) in attempts {
+            let (s, v) = http_a.post("/v1/forwarded-transfers", None, &body).await;
+            assert_eq!(code(&v), expected, "HTTP {s}: {v}");
+        }
+        let mut forged_debit = forward_request(&hubs, &payer, &lock, &good);
+        forged_debit["debit"]["signature"] =
+            forward_request(&hubs, &Wallet::new(&hubs.chain, 3).await, &lock, &good)["debit"]["signature"].clone();
+        let (_, v) = http_a.post("/v1/forwarded-transfers", None, &forged_debit).await;
+        assert!(matches!(code(&v), "invalid_signature" | "wrong_signer"), "{v}");
+        let (_, account) = payer.account(http_a).await;
+        assert_eq!(account["balance"], "500", "nothing locked: {account}");
+        assert_eq!(balance_of(&link_of(http_a, peer).await), 300, "nothing forwarded");
+
+        // An honest request for a payee B does not know: B refuses, A says so; the payer's lock
+        // stays until its expiry (she drops it then), the link pays nothing.
+        let body = forward_request(&hubs, &payer, &lock, &good);
+        let (s, v) = http_a.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!(s, 200, "the payer's lock is committed: {v}");
+        assert_eq!(v["forwarded"]["error"]["code"], "unknown_account", "{v}");
+        payer.debit_nonce += 1;
+        assert_eq!(balance_of(&link_of(http_a, peer).await), 300, "nothing forwarded");
+
+        // Bob registered at B: a new invoice is forwarded, and its retry answered from the first.
+        let _bob_wallet = user_at(&hubs.chain, hubs.tmp.path(), 2, &hubs.node_b.url).await;
+        let second = invoice(&bob, &host_b, &domain_b, 2);
+        let point = infhub_core::invoice::invoice_scalar(&bob, second.message.invoice_id).point().address();
+        let lock2 = infhub_core::point_lock::Lock { lock_id: second.message.invoice_id, point, ..lock };
+        let debit = crate::locks::lock_debit(
+            &payer,
+            &hubs.chain.domain(),
+            hubs.chain.anvil_hub(),
+            infhub_core::messages::PaymentKind::LockAdd,
+            &lock2,
+            &[lock, lock2],
+            0,
+        );
+        let body = json!({"debit": payer.sign_debit(&hubs.chain.domain(), debit), "lock": lock2, "invoice": second});
+        let (s, v) = http_a.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["forwarded"]["nextHubAnswer"]["receipt"].is_object(), "{v}");
+        let (s, again) = http_a.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!((s, &again["replayed"]), (200, &json!(true)), "{again}");
+        assert_eq!(again["receipt"], v["receipt"], "the first answer's receipt");
+        let link = link_of(http_a, peer).await;
+        assert_eq!(balance_of(&link), 250, "forwarded once: {link}");
+        let (_, account) = payer.account(http_a).await;
+        assert_eq!(account["balance"], "400", "both locks held, each once: {account}");
+        hubs.stop().await;
+    });
+}
