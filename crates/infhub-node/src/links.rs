@@ -375,6 +375,7 @@ impl Links {
             "state": state,
             "job": v.job,
             "lastJob": v.last_job,
+            "unfinishedForwards": link.forwards().len(),
             "lastError": v.last_error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
             "channel": v.channel,
         })

@@ -34,6 +34,7 @@ pub(crate) struct TwoHubs {
     pub http_b: Http,
     pub peer: alloy::primitives::Address,
     pub tmp: tempfile::TempDir,
+    config_a: infhub_node::config::Config,
     miner: tokio::task::JoinHandle<()>,
 }
 
@@ -44,7 +45,7 @@ impl TwoHubs {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut config_a = chain.config(tmp.path().join("a"));
         config_a.node.link_watch_interval_ms = 200;
-        let node_a = InProcessNode::start(config_a).await;
+        let node_a = InProcessNode::start(config_a.clone()).await;
         let mut config_b = infhub_node::dev::config(&chain.anvil, &d_b, "127.0.0.1:0".into(), tmp.path().join("b"));
         config_b.chain.hub_key.0 = anvil::dev_key(HUB_B_KEY_INDEX);
         config_b.chain.poll_interval_ms = 50;
@@ -79,7 +80,18 @@ impl TwoHubs {
         assert_eq!(s, 200, "{v}");
         link_until(&chain, &http_a, peer, "the link funded", |l| balance_of(l) == 300 && l["job"].is_null()).await;
 
-        TwoHubs { chain, d_b, node_a, node_b, http_a, http_b, peer, tmp, miner }
+        TwoHubs { chain, d_b, node_a, node_b, http_a, http_b, peer, tmp, config_a, miner }
+    }
+
+    /// Stops hub A, runs `meanwhile`, and starts A again on the same address.
+    pub(crate) async fn restart_a(mut self, meanwhile: impl std::future::Future<Output = ()>) -> TwoHubs {
+        let addr = self.node_a.url.trim_start_matches("http://").to_string();
+        self.node_a.stop().await;
+        meanwhile.await;
+        let mut config = self.config_a.clone();
+        config.node.listen = addr;
+        self.node_a = InProcessNode::start(config).await;
+        self
     }
 
     pub(crate) async fn stop(self) {
@@ -281,6 +293,45 @@ fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_onc
         assert_eq!(balance_of(&link), 250, "forwarded once: {link}");
         let (_, account) = payer.account(http_a).await;
         assert_eq!(account["balance"], "400", "both locks held, each once: {account}");
+        hubs.stop().await;
+    });
+}
+
+/// Hub A stops right after forwarding Alice's payment; Bob claims it at B while A is down. When
+/// A starts again it reads its link's unfinished forward from disk, learns the scalar from B
+/// and Alice settles: nothing A acknowledged is lost across the restart.
+#[test]
+fn a_forward_is_finished_after_the_forwarding_hub_restarts() {
+    rt().block_on(async {
+        let hubs = TwoHubs::start().await;
+        let mut alice = user_at(&hubs.chain, hubs.tmp.path(), 1, &hubs.node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = user_at(&hubs.chain, hubs.tmp.path(), 2, &hubs.node_b.url).await;
+        let invoice = bob.issue_invoice(Amount(70), "soup", 600).expect("invoice");
+        alice.pay_invoice(&invoice).await.expect("paid");
+        assert_eq!(link_of(&hubs.http_a, hubs.peer).await["unfinishedForwards"], 1);
+        let hubs = hubs
+            .restart_a(async {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while bob.spendable().expect("balance") != Amount(70) {
+                    assert!(std::time::Instant::now() < deadline, "Bob not paid at B");
+                    let _ = bob.sync().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while alice.channel().expect("channel").cumulative_debit() != Amount(70) {
+            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled after A's restart");
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(alice.channel().expect("channel").debit_locks.is_empty());
+        let link = link_until(&hubs.chain, &hubs.http_a, hubs.peer, "the forward finished", |l| {
+            l["unfinishedForwards"] == 0 && l["channel"]["cumulativeDebit"] == "70"
+        })
+        .await;
+        assert_eq!(balance_of(&link), 230, "{link}");
         hubs.stop().await;
     });
 }
