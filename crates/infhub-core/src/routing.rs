@@ -25,7 +25,8 @@ pub const MAX_PATHS: usize = 16;
 pub const FEE_PPM_UNIT: u32 = 1_000_000;
 
 /// One direction of a hub-to-hub link, as the hub that pays over it announces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkAnnouncement {
     /// The hub that pays over the link (and signs this).
     pub from_hub: Address,
@@ -80,7 +81,8 @@ impl LinkAnnouncement {
 }
 
 /// One link of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Hop {
     /// The hub paying over the link.
     pub from_hub: Address,
@@ -93,7 +95,8 @@ pub struct Hop {
 }
 
 /// A path and what it costs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Route {
     /// The links, from the payer's hub to the payee's.
     pub hops: Vec<Hop>,

@@ -225,6 +225,11 @@ pub struct NodeConfig {
     /// How often each hub-to-hub link (spec §5.23) is synced with its peer and defended on
     /// chain, in milliseconds.
     pub link_watch_interval_ms: u64,
+    /// What this hub charges per payment it forwards over one of its links (spec §5.18), in
+    /// token base units.
+    pub link_base_fee: infhub_core::Amount,
+    /// What it charges per forwarded amount, in parts per million (at most 1,000,000).
+    pub link_fee_ppm: u32,
 }
 
 impl Default for NodeConfig {
@@ -246,6 +251,8 @@ impl Default for NodeConfig {
             sequencer_listen: String::new(),
             sequencer_token: Secret::default(),
             link_watch_interval_ms: 2_000,
+            link_base_fee: infhub_core::Amount::ZERO,
+            link_fee_ppm: 0,
         }
     }
 }
@@ -494,6 +501,17 @@ impl Config {
         }
     }
 
+    /// The rules of the links' settings (spec §5.18, §5.23).
+    fn validate_links(&self) -> Result<(), ConfigError> {
+        if self.node.link_fee_ppm > infhub_core::routing::FEE_PPM_UNIT {
+            return Err(ConfigError::Invalid("node.link_fee_ppm must be at most 1000000".into()));
+        }
+        if self.node.link_watch_interval_ms == 0 {
+            return Err(ConfigError::Invalid("node.link_watch_interval_ms must be at least 1".into()));
+        }
+        Ok(())
+    }
+
     /// Checks every value that has a rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -521,9 +539,10 @@ impl Config {
         if self.checkpoints.files_kept == 0 {
             return bad("checkpoints.files_kept must be at least 1");
         }
-        if self.node.resend_after_blocks == 0 || self.node.link_watch_interval_ms == 0 {
-            return bad("node.resend_after_blocks and node.link_watch_interval_ms must be at least 1");
+        if self.node.resend_after_blocks == 0 {
+            return bad("node.resend_after_blocks must be at least 1");
         }
+        self.validate_links()?;
         if self.store.kind == StoreKind::Postgres {
             if self.store.postgres_url.0.is_empty() {
                 return bad("store.postgres_url must be set for the postgres store (INFHUB_POSTGRES_URL)");

@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod operator;
 pub mod operator_tokens;
 pub mod reconcile;
+pub mod routing;
 pub mod sequencer;
 mod serve;
 pub mod towers;
@@ -100,6 +101,7 @@ fn open_data_files(
     config: &Config,
     token: infhub_core::Address,
     provider: alloy::providers::DynProvider,
+    registry_domain: Domain,
 ) -> Result<engine::DataFiles, NodeError> {
     let dir = &config.node.data_dir;
     let towers = towers::TowerRegistry::open(dir).map_err(|e| NodeError::Towers(e.to_string()))?;
@@ -110,13 +112,18 @@ fn open_data_files(
         config.node.operator_token_grace_secs,
     )
     .map_err(|e| NodeError::Audit(format!("operator tokens: {e}")))?;
-    let links = links::Links::open(config, token, provider).map_err(NodeError::Links)?;
+    let links = links::Links::open(config, token, provider, registry_domain).map_err(NodeError::Links)?;
     Ok(engine::DataFiles {
         links: std::sync::Arc::new(links),
         towers: std::sync::Arc::new(towers),
         audit: std::sync::Arc::new(audit),
         operator_tokens: std::sync::Arc::new(operator_tokens),
     })
+}
+
+/// The answer `raw` of the view call `C`, named `what` in the error.
+fn decode<C: SolCall>(raw: &[u8], what: &str) -> Result<C::Return, infhub_chain::ChainError> {
+    C::abi_decode_returns(raw).map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("{what}: {e}")))
 }
 
 /// Runs the node until `shutdown` becomes true. `bound` receives the listening address.
@@ -140,18 +147,13 @@ pub async fn run(
         let s = &sender;
         async move { s.call(contract, call.into()).await }
     };
-    let hub_raw = read(IInfHub::hubCall {}.abi_encode()).await?;
-    let hub = IInfHub::hubCall::abi_decode_returns(&hub_raw)
-        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("hub(): {e}")))?;
+    let hub = decode::<IInfHub::hubCall>(&read(IInfHub::hubCall {}.abi_encode()).await?, "hub()")?;
     if hub != sender.address() {
         return Err(NodeError::NotTheHub { key: sender.address(), contract: hub });
     }
-    let token_raw = read(IInfHub::tokenCall {}.abi_encode()).await?;
-    let token = IInfHub::tokenCall::abi_decode_returns(&token_raw)
-        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("token(): {e}")))?;
+    let token = decode::<IInfHub::tokenCall>(&read(IInfHub::tokenCall {}.abi_encode()).await?, "token()")?;
     let registry_raw = read(IInfHub::pointRegistryCall {}.abi_encode()).await?;
-    let point_registry = IInfHub::pointRegistryCall::abi_decode_returns(&registry_raw)
-        .map_err(|e| infhub_chain::ChainError::RpcAnswerMalformed(format!("pointRegistry(): {e}")))?;
+    let point_registry = decode::<IInfHub::pointRegistryCall>(&registry_raw, "pointRegistry()")?;
 
     let domain = Domain { chain_id, verifying_contract: contract };
     let key = PrivateKey::from_bytes(config.chain.hub_key.0 .0)
@@ -175,7 +177,8 @@ pub async fn run(
     let listen = config.node.listen.clone();
     let reopen = reopen_of(&config, domain, hub, &key);
     let projection = start_projection(&config);
-    let files = open_data_files(&config, token, provider.clone())?;
+    let files =
+        open_data_files(&config, token, provider.clone(), Domain { chain_id, verifying_contract: point_registry })?;
     let towers = files.towers.clone();
     let (node, chain_rx, writer) = Node::start(config, domain, token, provider, state, chain_handles, files);
     if let Some(reopen) = reopen {

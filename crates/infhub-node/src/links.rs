@@ -178,11 +178,21 @@ pub struct Links {
     shutdown: Mutex<Option<watch::Receiver<bool>>>,
     /// The node, for the ledger commands forwarding needs (set once it runs).
     node: std::sync::OnceLock<std::sync::Weak<crate::engine::Node>>,
+    /// The links' announcements and what this hub learned of others' (spec §5.18).
+    pub routing: crate::routing::Routing,
 }
 
 impl Links {
     /// The links kept in `<data_dir>/links`, not started.
-    pub fn open(config: &crate::config::Config, token: Address, provider: DynProvider) -> Result<Links, String> {
+    pub fn open(
+        config: &crate::config::Config,
+        token: Address,
+        provider: DynProvider,
+        registry_domain: infhub_core::Domain,
+    ) -> Result<Links, String> {
+        let hub_key = PrivateKey::from_bytes(config.chain.hub_key.0 .0).map_err(|e| format!("hub key: {e}"))?;
+        let fees = crate::routing::Fees { base_fee: config.node.link_base_fee, fee_ppm: config.node.link_fee_ppm };
+        let routing = crate::routing::Routing::new(hub_key, registry_domain, fees);
         let (key, key_bytes) = link_key(&config.chain.hub_key.0).map_err(|e| format!("link key: {e}"))?;
         let root = config.node.data_dir.join("links");
         let mut links = BTreeMap::new();
@@ -216,6 +226,7 @@ impl Links {
             links: Mutex::new(links),
             shutdown: Mutex::new(None),
             node: std::sync::OnceLock::new(),
+            routing,
         })
     }
 
@@ -456,6 +467,19 @@ impl Links {
             Err(e) => Err(e),
         };
         link.record(synced.and(defended), Some(w));
+        if open {
+            if let Ok(capacity) = w.spendable() {
+                self.routing.announce(w.state().hub.hub, capacity);
+            }
+        }
+        drop(guard);
+        match self.routing.learn_from(&link.hub_url).await {
+            Ok(l) if l.refused > 0 => {
+                tracing::warn!(peer = %link.peer_contract, refused = l.refused, "announcements refused")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(peer = %link.peer_contract, error = %e, "announcements not fetched"),
+        }
     }
 }
 

@@ -80,3 +80,31 @@ pub(super) async fn link_payment(
     let answer = api.node.links.pay(peer, req.recipient, req.amount).await?;
     Ok(Json(json!({"peerAnswer": answer})))
 }
+
+/// This hub's link announcements and those it learned (spec §5.18), for its neighbours.
+pub(super) async fn announcements(State(api): State<Api>) -> Json<Value> {
+    Json(api.node.links.routing.announcements())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RouteQuery {
+    to_hub: Address,
+    amount: Amount,
+    k: Option<usize>,
+}
+
+/// Up to `k` (default 3, at most `MAX_PATHS`) cheapest routes from this hub to the hub
+/// `toHub` for `amount`, from the announcements it holds: each link's amount and fee, what the
+/// first link carries, the fees together. `no_route` when none carries it.
+pub(super) async fn routes(State(api): State<Api>, Query(q): Query<RouteQuery>) -> Result<Json<Value>, ApiError> {
+    if q.amount.is_zero() {
+        return Err(Error::AmountMustNotBeZero.into());
+    }
+    let k = q.k.unwrap_or(3).clamp(1, infhub_core::routing::MAX_PATHS);
+    let routes = api.node.links.routing.routes(q.to_hub, q.amount, k);
+    if routes.is_empty() {
+        return Err(Error::NoRoute.into());
+    }
+    Ok(Json(json!({"from": api.node.links.routing.hub(), "routes": routes})))
+}

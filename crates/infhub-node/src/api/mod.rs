@@ -350,6 +350,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/operator/custodial-accounts", post(open_custodial))
         .route("/v1/operator/audit", get(audit_page))
         .route("/v1/operator/token-rotations", post(rotate_operator_token))
+        .route("/v1/announcements", get(links::announcements))
+        .route("/v1/routes", get(links::routes))
         .route("/v1/operator/links", get(links::list_links).post(links::open_link))
         .route("/v1/operator/links/{peer}/deposits", post(links::link_deposit))
         .route("/v1/operator/links/{peer}/payments", post(links::link_payment))

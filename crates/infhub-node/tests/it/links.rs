@@ -21,7 +21,12 @@ pub(crate) const HUB_B_KEY_INDEX: usize = 4;
 
 /// Deploys hub B's contract on A's token and registry, with a reserve from B's key.
 pub(crate) async fn deploy_hub_b(chain: &Chain) -> anvil::Deployment {
-    let mut b = anvil::sender(&chain.provider, anvil::dev_key(HUB_B_KEY_INDEX)).await.expect("sender");
+    deploy_hub_of(chain, HUB_B_KEY_INDEX).await
+}
+
+/// Deploys a hub contract run by dev key `index` on A's token and registry, with a reserve.
+pub(crate) async fn deploy_hub_of(chain: &Chain, index: usize) -> anvil::Deployment {
+    let mut b = anvil::sender(&chain.provider, anvil::dev_key(index)).await.expect("sender");
     let operator = b.address();
     let d = anvil::deploy_hub(
         &mut b,

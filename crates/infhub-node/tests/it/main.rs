@@ -14,4 +14,5 @@ mod liquidity;
 mod locks;
 mod registration;
 mod reorg;
+mod routing;
 mod towers;

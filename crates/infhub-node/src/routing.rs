@@ -1,0 +1,189 @@
+//! The exchange of link announcements between hubs and the routes they give (spec §5.18).
+//!
+//! A hub announces each of its links' directions it pays over (its link at a peer: capacity
+//! = the link's balance, its fees from `routing.*`), signed by its hub key in the point
+//! registry's domain, and serves them with every announcement it learned at
+//! `GET /v1/announcements`. Each link's watch round fetches the peer's announcements and keeps
+//! those that verify in the core's [`Graph`], from which `GET /v1/routes` quotes the cheapest
+//! routes and their fees. What it learns is bounded by the graph's `MAX_LINKS`.
+
+use alloy::primitives::Address;
+use infhub_core::messages::Signed;
+use infhub_core::routing::{Graph, LinkAnnouncement, Route, Scorer};
+use infhub_core::{Amount, Domain, Error, PrivateKey};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Most announcements one fetch from a peer takes.
+pub const MAX_ANNOUNCEMENTS_PER_FETCH: usize = 10_000;
+/// Largest answer read from a peer's `/v1/announcements`, in bytes.
+pub const MAX_ANNOUNCEMENTS_BYTES: usize = 8 << 20;
+
+/// The fees this hub charges to forward over its links.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fees {
+    /// Per forwarded payment.
+    pub base_fee: Amount,
+    /// Per forwarded amount, in parts per million.
+    pub fee_ppm: u32,
+}
+
+/// What a fetch from a peer did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// New or newer announcements kept.
+    pub kept: usize,
+    /// Ones that did not verify or were malformed.
+    pub refused: usize,
+}
+
+struct Known {
+    graph: Graph,
+    signed: BTreeMap<(Address, Address), Signed<LinkAnnouncement>>,
+    sequence: u64,
+}
+
+/// This hub's view of the network's links.
+pub struct Routing {
+    key: PrivateKey,
+    domain: Domain,
+    fees: Fees,
+    known: Mutex<Known>,
+    http: reqwest::Client,
+}
+
+impl Routing {
+    /// A view signing with `key` in `domain` (chain id and point registry).
+    pub fn new(key: PrivateKey, domain: Domain, fees: Fees) -> Routing {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Routing {
+            key,
+            domain,
+            fees,
+            known: Mutex::new(Known { graph: Graph::default(), signed: BTreeMap::new(), sequence: 0 }),
+            http,
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// This hub's address.
+    pub fn hub(&self) -> Address {
+        self.key.address()
+    }
+
+    /// Announces this hub's direction to `peer_hub` with `capacity`, if it changed (a new
+    /// sequence number each time).
+    pub fn announce(&self, peer_hub: Address, capacity: Amount) {
+        let mut known = self.known();
+        if let Some(held) = known.graph.link(self.hub(), peer_hub) {
+            if held.capacity == capacity && held.base_fee == self.fees.base_fee && held.fee_ppm == self.fees.fee_ppm {
+                return;
+            }
+        }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let sequence = u64::try_from(now_ms).unwrap_or(u64::MAX).max(known.sequence + 1);
+        known.sequence = sequence;
+        let a = LinkAnnouncement {
+            from_hub: self.hub(),
+            to_hub: peer_hub,
+            capacity,
+            base_fee: self.fees.base_fee,
+            fee_ppm: self.fees.fee_ppm,
+            min_amount: Amount(1),
+            max_amount: capacity,
+            sequence,
+        };
+        let signed = Signed::new(a, &self.domain, &self.key);
+        match known.graph.apply(&signed, &self.domain) {
+            Ok(()) => {
+                known.signed.insert((a.from_hub, a.to_hub), signed);
+            }
+            Err(e) => tracing::warn!(error = %e, "own announcement refused"),
+        }
+    }
+
+    /// Every announcement held, for `GET /v1/announcements`.
+    pub fn announcements(&self) -> Value {
+        let known = self.known();
+        json!({
+            "domain": {"chainId": self.domain.chain_id, "verifyingContract": self.domain.verifying_contract},
+            "announcements": known.signed.values().collect::<Vec<_>>(),
+        })
+    }
+
+    /// Takes the announcements of the hub at `url` that verify and are newer than those held.
+    pub async fn learn_from(&self, url: &str) -> Result<Learned, String> {
+        let url = format!("{}/v1/announcements", url.trim_end_matches('/'));
+        let response = self.http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        if bytes.len() > MAX_ANNOUNCEMENTS_BYTES {
+            return Err(format!("{url}: answer over {MAX_ANNOUNCEMENTS_BYTES} bytes"));
+        }
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{url}: {e}"))?;
+        let list = v["announcements"].as_array().ok_or_else(|| format!("{url}: no announcements"))?;
+        let mut learned = Learned::default();
+        let mut known = self.known();
+        for item in list.iter().take(MAX_ANNOUNCEMENTS_PER_FETCH) {
+            let Ok(signed) = serde_json::from_value::<Signed<LinkAnnouncement>>(item.clone()) else {
+                learned.refused += 1;
+                continue;
+            };
+            if signed.message.from_hub == self.hub() {
+                continue; // this hub's own word about itself is its own
+            }
+            match known.graph.apply(&signed, &self.domain) {
+                Ok(()) => {
+                    known.signed.insert((signed.message.from_hub, signed.message.to_hub), signed);
+                    learned.kept += 1;
+                }
+                Err(Error::AnnouncementStale) => {}
+                Err(_) => learned.refused += 1,
+            }
+        }
+        Ok(learned)
+    }
+
+    /// Up to `k` cheapest routes from this hub to `payee_hub` for `amount`.
+    pub fn routes(&self, payee_hub: Address, amount: Amount, k: usize) -> Vec<Route> {
+        self.known().graph.routes(self.hub(), payee_hub, amount, k, &Scorer::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing(byte: u8, fees: Fees) -> Routing {
+        let domain = Domain { chain_id: 1, verifying_contract: Address::repeat_byte(0xee) };
+        Routing::new(PrivateKey::from_bytes([byte; 32]).expect("key"), domain, fees)
+    }
+
+    /// A hub's own announcement is re-signed only when its figures change, with a higher
+    /// sequence, and verifies in the registry's domain; a forged one is refused by a learner.
+    #[test]
+    fn own_announcements_change_only_with_their_figures_and_forgeries_do_not_verify() {
+        let a = routing(1, Fees { base_fee: Amount(2), fee_ppm: 10_000 });
+        let peer = Address::repeat_byte(9);
+        a.announce(peer, Amount(100));
+        let first = a.announcements()["announcements"][0].clone();
+        a.announce(peer, Amount(100));
+        assert_eq!(a.announcements()["announcements"][0], first, "unchanged figures, no new sequence");
+        a.announce(peer, Amount(90));
+        let second = a.announcements()["announcements"][0].clone();
+        assert!(second["message"]["sequence"].as_u64() > first["message"]["sequence"].as_u64());
+        let signed: Signed<LinkAnnouncement> = serde_json::from_value(second).expect("signed");
+        let b = routing(2, Fees::default());
+        let mut graph = Graph::default();
+        graph.apply(&signed, &b.domain).expect("verifies");
+        let mut forged = signed;
+        forged.message.capacity = Amount(1_000_000);
+        assert!(Graph::default().apply(&forged, &b.domain).is_err(), "a changed figure breaks the signature");
+    }
+}

@@ -1,0 +1,102 @@
+//! The exchange of link announcements and the routes they give (spec §5.18), with three hub
+//! nodes on one anvil: A holds a link at B, B one at C, B charges a fee. Each hub announces
+//! the direction it pays over; A learns B's announcement of B→C from B and quotes the route
+//! A→B→C with B's fee; an amount no link carries has no route.
+
+use crate::harness::*;
+use crate::links::{balance_of, deploy_hub_of, link_until};
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use infhub_chain::anvil;
+use infhub_core::PrivateKey;
+use serde_json::{json, Value};
+
+/// Hub keys of B and C (A is dev key 0).
+const HUB_B: usize = 4;
+const HUB_C: usize = 3;
+
+fn hub_address(index: usize) -> Address {
+    PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key").address()
+}
+
+/// `from` opens a link at `to` and funds it with 300 from its link key.
+async fn link(chain: &Chain, from: &Http, to: &InProcessNode, peer: Address) {
+    let (s, v) = from.post("/v1/operator/links", Some(OPERATOR), &json!({"hubUrl": to.url})).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, list) = from.get("/v1/operator/links", Some(OPERATOR)).await;
+    let link_address: Address = serde_json::from_value(list["linkAddress"].clone()).expect("linkAddress");
+    let mut minter = anvil::sender(&chain.provider, anvil::dev_key(0)).await.expect("sender");
+    anvil::mint(&mut minter, chain.d.token, link_address, U256::from(1_000u64)).await.expect("mint");
+    let eth = U256::from(10u64).pow(U256::from(18u64));
+    let _: () = chain.provider.raw_request("anvil_setBalance".into(), (link_address, eth)).await.expect("gas");
+    link_until(chain, from, peer, "the link open", |l| l["state"] == "open").await;
+    let path = format!("/v1/operator/links/{peer}/deposits");
+    let (s, v) = from.post(&path, Some(OPERATOR), &json!({"amount": "300"})).await;
+    assert_eq!(s, 200, "{v}");
+    link_until(chain, from, peer, "the link funded", |l| balance_of(l) == 300 && l["job"].is_null()).await;
+}
+
+#[test]
+fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_fee() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let start = |d: &anvil::Deployment, key: usize, name: &str| {
+            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
+            c.chain.hub_key.0 = anvil::dev_key(key);
+            c.chain.poll_interval_ms = 50;
+            c.node.link_watch_interval_ms = 200;
+            c
+        };
+        let mut config_a = chain.config(tmp.path().join("a"));
+        config_a.node.link_watch_interval_ms = 200;
+        let mut config_b = start(&d_b, HUB_B, "b");
+        config_b.node.link_base_fee = infhub_core::Amount(2);
+        config_b.node.link_fee_ppm = 10_000;
+        let node_a = InProcessNode::start(config_a).await;
+        let node_b = InProcessNode::start(config_b).await;
+        let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
+        let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
+        link(&chain, &http_a, &node_b, d_b.hub).await;
+        link(&chain, &http_b, &node_c, d_c.hub).await;
+
+        // B announces B→C with its fees, signed by its hub key.
+        let (b_ann, c_hub) = (
+            eventually(30, "B's announcement", || async {
+                let (_, v) = http_b.get("/v1/announcements", None).await;
+                let list = v["announcements"].as_array().cloned().unwrap_or_default();
+                list.into_iter().find(|a| a["message"]["toHub"] == json!(hub_address(HUB_C)))
+            })
+            .await,
+            hub_address(HUB_C),
+        );
+        assert_eq!(b_ann["message"]["fromHub"], json!(hub_address(HUB_B)), "{b_ann}");
+        assert_eq!((&b_ann["message"]["baseFee"], &b_ann["message"]["feePpm"]), (&json!("2"), &json!(10_000)));
+        assert_eq!(b_ann["message"]["capacity"], "300");
+
+        // A learns it from B and quotes A→B→C: B keeps 2 + 1% of 10, rounded up.
+        let quote: Value = eventually(30, "A's route to C", || async {
+            chain.mine(1).await;
+            let (s, v) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=10"), None).await;
+            (s == 200).then_some(v)
+        })
+        .await;
+        let route = &quote["routes"][0];
+        let hops = route["hops"].as_array().expect("hops");
+        assert_eq!(hops.len(), 2, "{quote}");
+        assert_eq!((&hops[0]["fromHub"], &hops[0]["toHub"]), (&json!(hub_address(0)), &json!(hub_address(HUB_B))));
+        assert_eq!((&hops[0]["amount"], &hops[0]["fee"]), (&json!("13"), &json!("3")), "{quote}");
+        assert_eq!((&hops[1]["amount"], &hops[1]["fee"]), (&json!("10"), &json!("0")), "{quote}");
+        assert_eq!((&route["sent"], &route["fees"]), (&json!("13"), &json!("3")), "{quote}");
+        let (_, a_ann) = http_a.get("/v1/announcements", None).await;
+        assert_eq!(a_ann["announcements"].as_array().map(Vec::len), Some(2), "its own and B's: {a_ann}");
+
+        // More than the links carry: no route, by name.
+        let (s, v) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=400"), None).await;
+        assert_eq!((s, code(&v)), (422, "no_route"), "{v}");
+        node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
