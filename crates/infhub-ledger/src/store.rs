@@ -38,6 +38,7 @@ impl LogRecord {
             Command::CreditLock { user, .. } => out.push(*user),
             Command::SetFrozen { account, .. } => out.push(*account),
             Command::LockScalarLearned { payer, .. } => out.push(*payer),
+            Command::CancelForwardedLock { debit } => out.push(debit.message.user),
             Command::LockedTransfer { debit, payee, .. } => out.extend([debit.message.user, *payee]),
             Command::Block(_)
             | Command::SealProofs

@@ -503,7 +503,10 @@ enum ForwardState {
     Intent,
     /// Sent to the payee's hub (the link's wallet keeps it pending until answered).
     Sent,
-    /// Done: the scalar is in the ledger, or the payer's lock is gone, or the next hub refused.
+    /// The next hub refused: the payer may cancel her lock now (spec §5.23a); kept until her
+    /// lock is gone.
+    Failed,
+    /// Done: the scalar is in the ledger, or the payer's lock is gone.
     Finished,
 }
 
@@ -647,6 +650,15 @@ impl Links {
         send_forward(&plan.link, w, plan.forward).await
     }
 
+    /// Whether the next hub refused the payment `payer`'s lock `lock_id` funds, so this hub
+    /// agrees to her cancel.
+    pub fn forward_failed(&self, payer: Address, lock_id: B256) -> bool {
+        let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
+        links.iter().any(|l| {
+            l.forwards().iter().any(|f| f.payer == payer && f.lock_id == lock_id && f.state == ForwardState::Failed)
+        })
+    }
+
     /// Abandons a plan whose payer's lock the ledger refused.
     pub fn abandon(&self, plan: ForwardPlan) {
         let f = Forward { state: ForwardState::Finished, ..plan.forward };
@@ -695,6 +707,7 @@ impl Links {
                         Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
                     }
                 }
+                ForwardState::Failed if lock_pending => continue,
                 _ => link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from),
             };
             if let Err(e) = result {
@@ -716,7 +729,7 @@ async fn send_forward(link: &Link, w: &mut Wallet, f: Forward) -> Result<Value, 
         Err(e) => {
             link.refresh(w);
             if !matches!(e, WalletError::HubUnreachable { .. } | WalletError::PaymentHeld { .. }) {
-                link.note_forward(Forward { state: ForwardState::Finished, ..f })?;
+                link.note_forward(Forward { state: ForwardState::Failed, ..f })?;
             }
             Err(e.into())
         }

@@ -428,7 +428,27 @@ impl Wallet {
         self.forget_forwarded_invoice();
         self.persist()?;
         settled?;
-        raw.ok_or_else(|| WalletError::HubMisbehaved("an applied locked transfer without an answer".into()))
+        let raw =
+            raw.ok_or_else(|| WalletError::HubMisbehaved("an applied locked transfer without an answer".into()))?;
+        if across && raw["forwarded"]["error"].is_object() {
+            return Err(self.cancel_refused_forward(lock.lock_id, &raw["forwarded"]["error"]).await);
+        }
+        Ok(raw)
+    }
+
+    /// The next hub refused the payment this wallet's hub forwarded: cancels the lock (the hub
+    /// agrees, spec §5.23a) and says what happened.
+    async fn cancel_refused_forward(&mut self, lock_id: B256, error: &Value) -> WalletError {
+        let code = error["code"].as_str().unwrap_or("forward_refused").to_string();
+        let why = error["message"].as_str().unwrap_or_default().to_string();
+        let change = infhub_core::channel::LockChange::Cancel { lock_id };
+        let message = match self.send_lock_change(change).await {
+            Ok(()) => format!("the payee's side refused the payment ({why}); your lock was cancelled and its amount is back"),
+            Err(e) => format!(
+                "the payee's side refused the payment ({why}); cancelling your lock failed ({e}), so it returns after its expiry"
+            ),
+        };
+        WalletError::HubRefused { code, message }
     }
 
     /// The EIP-712 domain of the hub at `host` (its `/v1/info`), which must be on this chain.

@@ -143,6 +143,13 @@ pub enum Command {
         /// Its scalar.
         scalar: crate::point_lock::Scalar,
     },
+    /// The payer's signed cancel of her pending lock before its expiry, which the hub agreed to
+    /// because the next hub refused the payment it funded (spec §5.23a). The caller (the
+    /// node's forwarding) decides that; the ledger refuses a lock whose scalar it learned.
+    CancelForwardedLock {
+        /// Her lock debit (kind `lock_drop`) carrying `LockChange::Cancel`.
+        debit: SignedDebit,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -302,6 +309,7 @@ impl Ledger {
             Command::CreditLock { user, change } => self.credit_lock(user, change),
             Command::LockedTransfer { debit, lock, payee } => self.locked_transfer(debit, lock, payee),
             Command::LockScalarLearned { payer, lock_id, scalar } => self.lock_scalar_learned(payer, lock_id, scalar),
+            Command::CancelForwardedLock { debit } => self.cancel_forwarded_lock(debit),
         }
     }
 

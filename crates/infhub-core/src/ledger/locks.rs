@@ -128,9 +128,9 @@ impl Ledger {
     /// one holds it out of her balance; settling one with its scalar pays it to the hub (her
     /// claim falls); dropping one gives it back. Answered with the hub's receipt of the debit.
     ///
-    /// A user's cancel before the expiry needs the hub's agreement, which only forwarding can
-    /// give (its downstream failed; not built), so it is refused as `LockNotExpired` for now:
-    /// otherwise a payer could take back a lock the hub had already forwarded.
+    /// A user's cancel before the expiry needs the hub's agreement, which only forwarding gives
+    /// (its downstream refused: [`super::Command::CancelForwardedLock`]), so here it is refused
+    /// as `LockNotExpired`: otherwise a payer could take back a lock the hub had forwarded.
     pub(super) fn debit_lock(&mut self, debit: SignedDebit, change: LockChange) -> Result<Outcome, Error> {
         if matches!(change, LockChange::Cancel { .. }) {
             return Err(Error::LockNotExpired);
@@ -240,6 +240,26 @@ impl Ledger {
             self.locks.opened.insert((payer, lock_id), scalar);
         }
         Ok(Outcome::CreditLockIssued { credit, change, lock })
+    }
+
+    /// [`super::Command::CancelForwardedLock`]: applies the payer's `Cancel` of her pending
+    /// lock (its id is the debit's payment id) through the channel machine, unless the hub
+    /// learned its scalar (`LockRevealed`: it was paid downstream after all).
+    pub(super) fn cancel_forwarded_lock(&mut self, debit: SignedDebit) -> Result<Outcome, Error> {
+        let m = debit.message;
+        let change = LockChange::Cancel { lock_id: m.payment_id };
+        if self.locks.opened.contains_key(&(m.user, m.payment_id)) {
+            return Err(Error::LockRevealed);
+        }
+        let now = self.channel_now(&m.user)?;
+        let (after, _) = step(&now, &self.channel_params(), Input::DebitLock { debit, change })?;
+        let lock = changed_lock(&now.debit_locks, &change);
+        self.take_seq();
+        // A cancel lowers nothing the hub owes: liquidity can only improve.
+        self.replace_channel(m.user, after, ChainFunds::default(), false);
+        self.locks.forget_payer_lock(m.user, &lock);
+        let digest = m.digest(&self.params.domain);
+        Ok(Outcome::DebitLockApplied { receipt: self.issue_receipt(&m, digest), change, lock })
     }
 
     /// [`super::Command::LockScalarLearned`]: records `scalar` for `payer`'s pending lock

@@ -1557,6 +1557,39 @@ fn a_scalar_learned_downstream_opens_only_the_payers_pending_lock_of_that_point(
     h.check();
 }
 
+/// A forward the next hub refused (spec §5.23a): the payer's signed cancel gives her lock back
+/// before its expiry, but not once the hub learned its scalar (then it was paid downstream), and
+/// a cancel her key did not sign is refused.
+#[test]
+fn a_cancelled_forward_gives_the_lock_back_unless_its_scalar_was_learned() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.advance_to(10);
+    h.debit_lock(0, LockChange::Add(point_lock(1, 100, 400))).expect("lock 1");
+    h.debit_lock(0, LockChange::Add(point_lock(2, 50, 400))).expect("lock 2");
+    let payer = h.users[0].address();
+    let cancel = |h: &Hub, id: u64, signer: usize| {
+        let (st, params) = h.wallet_view(0);
+        let change = LockChange::Cancel { lock_id: point_lock(id, 0, 0).lock_id };
+        let d = st.next_lock_debit(&params, &change).expect("debit");
+        Command::CancelForwardedLock { debit: Signed::new(d, &domain(), &h.users[signer]) }
+    };
+    let forged = cancel(&h, 1, 1);
+    assert_eq!(h.ledger.apply_sealed(&h.key, forged), Err(Error::WrongSigner));
+    let learn = Command::LockScalarLearned { payer, lock_id: point_lock(2, 0, 0).lock_id, scalar: lock_scalar(2) };
+    h.ledger.apply_sealed(&h.key, learn).expect("scalar learned");
+    let paid = cancel(&h, 2, 0);
+    assert_eq!(h.ledger.apply_sealed(&h.key, paid), Err(Error::LockRevealed), "paid downstream: only settles");
+    assert_eq!(h.balance(0), Amount(350));
+    let out = h.ledger.apply_sealed(&h.key, cancel(&h, 1, 0)).expect("cancelled");
+    let Outcome::DebitLockApplied { receipt, .. } = out else { panic!("{out:?}") };
+    receipt.verify(&domain(), h.key.address()).expect("sealed");
+    assert_eq!(h.balance(0), Amount(450), "lock 1 is back before its expiry");
+    h.check();
+}
+
 #[test]
 fn the_hub_locks_to_a_user_only_what_its_reserve_covers() {
     use infhub_core::channel::LockChange;

@@ -336,7 +336,10 @@ fn lock_and_freeze_entries(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Addre
             (inn.counterparty, inn.payment_id) = (Some(m.user), Some(lock.lock_id));
             f(*payee, inn);
         }
-        (Command::DebitLock { debit, .. }, Outcome::DebitLockApplied { receipt, change, lock }) => {
+        (
+            Command::DebitLock { debit, .. } | Command::CancelForwardedLock { debit },
+            Outcome::DebitLockApplied { receipt, change, lock },
+        ) => {
             let kind = match change {
                 LockChange::Add(_) => EntryKind::LockedOut,
                 LockChange::Settle { .. } => EntryKind::LockSettledOut,

@@ -145,14 +145,23 @@ pub(super) struct LockDebitRequest {
     change: LockChange,
 }
 
-/// The payer's signed settlement (with the scalar) or drop (after the expiry) of her lock.
+/// The payer's signed settlement (with the scalar) or drop (after the expiry) of her lock, or
+/// her cancel of a lock whose forward the next hub refused.
 pub(super) async fn lock_debit(
     State(api): State<Api>,
     ApiJson(req): ApiJson<LockDebitRequest>,
 ) -> Result<Json<Value>, ApiError> {
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
-    let outcome = match api.node.execute(Command::DebitLock { debit: req.debit, change: req.change }).await? {
+    let m = req.debit.message;
+    let cmd = match req.change {
+        // The hub agrees to cancel a lock whose forward the next hub refused (spec §5.23a).
+        LockChange::Cancel { lock_id } if lock_id == m.payment_id && api.node.links.forward_failed(m.user, lock_id) => {
+            Command::CancelForwardedLock { debit: req.debit }
+        }
+        change => Command::DebitLock { debit: req.debit, change },
+    };
+    let outcome = match api.node.execute(cmd).await? {
         Err(Error::NonceMustIncrease) => return replayed(&api, &req.debit).await,
         other => other?,
     };

@@ -112,6 +112,19 @@ fn a_user_of_one_hub_pays_an_invoice_of_a_user_of_another_over_the_link_between_
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = user_at(chain, tmp.path(), 2, &node_b.url).await;
 
+        // A payee B does not know: B refuses, Alice's wallet cancels her lock at once.
+        let stranger = PrivateKey::from_bytes(anvil::dev_key(3).0).expect("key");
+        let domain_b = infhub_core::Domain { chain_id: chain.d.chain_id, verifying_contract: hubs.d_b.hub };
+        let host_b = node_b.url.trim_start_matches("http://");
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let nowhere =
+            infhub_core::invoice::issue(&stranger, host_b, &domain_b, Amount(20), expires, "", Default::default())
+                .expect("invoice");
+        let err = alice.pay_invoice(&nowhere).await.expect_err("B does not know the payee");
+        assert_eq!(err.code(), "unknown_account", "{err}");
+        assert!(err.to_string().contains("cancelled"), "{err}");
+        assert_eq!(alice.spendable().expect("balance"), Amount(500), "her lock is back at once");
+
         // More than the link holds: refused by name before anything is locked.
         let big = bob.issue_invoice(Amount(301), "too much for the link", 600).expect("invoice");
         let err = alice.pay_invoice(&big).await.expect_err("over the link's capacity");
@@ -267,6 +280,17 @@ fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_onc
         assert_eq!(v["forwarded"]["error"]["code"], "unknown_account", "{v}");
         payer.debit_nonce += 1;
         assert_eq!(balance_of(&link_of(http_a, peer).await), 300, "nothing forwarded");
+        // A agrees to her cancel of that lock before its expiry: her amount is back.
+        let domain = hubs.chain.domain();
+        let kind = infhub_core::messages::PaymentKind::LockDrop;
+        let cancel = crate::locks::lock_debit(&payer, &domain, hubs.chain.anvil_hub(), kind, &lock, &[], 0);
+        let change = json!({"cancel": {"lockId": lock.lock_id}});
+        let body = json!({"debit": payer.sign_debit(&domain, cancel), "change": change});
+        let (s, v) = http_a.post("/v1/lock-debits", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        payer.debit_nonce += 1;
+        let (_, account) = payer.account(http_a).await;
+        assert_eq!(account["balance"], "500", "the refused forward's lock is cancelled: {account}");
 
         // Bob registered at B: a new invoice is forwarded, and its retry answered from the first.
         let _bob_wallet = user_at(&hubs.chain, hubs.tmp.path(), 2, &hubs.node_b.url).await;
@@ -279,7 +303,7 @@ fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_onc
             hubs.chain.anvil_hub(),
             infhub_core::messages::PaymentKind::LockAdd,
             &lock2,
-            &[lock, lock2],
+            &[lock2],
             0,
         );
         let body = json!({"debit": payer.sign_debit(&hubs.chain.domain(), debit), "lock": lock2, "invoice": second});
@@ -292,7 +316,15 @@ fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_onc
         let link = link_of(http_a, peer).await;
         assert_eq!(balance_of(&link), 250, "forwarded once: {link}");
         let (_, account) = payer.account(http_a).await;
-        assert_eq!(account["balance"], "400", "both locks held, each once: {account}");
+        assert_eq!(account["balance"], "450", "the forwarded lock is held once: {account}");
+        payer.debit_nonce += 1;
+        // A forward the next hub accepted cannot be cancelled before its expiry.
+        let kind = infhub_core::messages::PaymentKind::LockDrop;
+        let cancel = crate::locks::lock_debit(&payer, &domain, hubs.chain.anvil_hub(), kind, &lock2, &[], 0);
+        let change = json!({"cancel": {"lockId": lock2.lock_id}});
+        let body = json!({"debit": payer.sign_debit(&domain, cancel), "change": change});
+        let (_, v) = http_a.post("/v1/lock-debits", None, &body).await;
+        assert_eq!(code(&v), "lock_not_expired", "{v}");
         hubs.stop().await;
     });
 }
