@@ -78,6 +78,11 @@ impl Scalar {
         U256::from_be_bytes(self.0.secret_bytes())
     }
 
+    /// `n − self`: the scalar whose point is `−(self·G)`.
+    pub fn negated(&self) -> Scalar {
+        Scalar::new(GROUP_ORDER - self.value()).expect("n − t is in 1..n for t in 1..n")
+    }
+
     /// The point `t·G` it opens.
     pub fn point(&self) -> Point {
         Point(PublicKey::from_secret_key(SECP256K1, &self.0))
@@ -143,6 +148,11 @@ impl Point {
     /// The address that names it on chain (a lock leaf's `point`, the registry's key).
     pub fn address(&self) -> Address {
         address_of(&self.0)
+    }
+
+    /// `self − tweak·G`: the previous hop's point, when the route is built from the payee's end.
+    pub fn untweaked(&self, tweak: &Scalar) -> Result<Point, Error> {
+        self.tweaked(&tweak.negated())
     }
 
     /// `self + tweak·G`: the next hop's point.
@@ -237,6 +247,23 @@ mod tests {
 
     fn scalar(v: u64) -> Scalar {
         Scalar::new(U256::from(v)).expect("in range")
+    }
+
+    /// Building a route from the payee's end: untweaking then tweaking by the same scalar is the
+    /// identity, and the upstream scalar opens the untweaked point (t − y opens T − y·G).
+    #[test]
+    fn a_point_untweaked_then_tweaked_is_itself_and_its_scalar_steps_upstream() {
+        for (t, y) in [
+            (scalar(5), scalar(3)),
+            (scalar(3), scalar(5)),
+            (scalar(1), Scalar::new(GROUP_ORDER - U256::from(1)).expect("n-1")),
+        ] {
+            let p = t.point();
+            let up = p.untweaked(&y).expect("point");
+            assert_eq!(up.tweaked(&y).expect("point"), p);
+            assert_eq!(t.upstream(&y).expect("scalar").point(), up);
+            assert_eq!(y.negated().negated(), y);
+        }
     }
 
     #[test]

@@ -9,11 +9,12 @@
 //! so a link is never driven by two parties at once. What the operator sees of a link is a
 //! summary cached after each step, so listing links never waits for a slow peer.
 
-use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::primitives::{keccak256, Address, FixedBytes, B256, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::sol_types::SolCall;
 use infhub_chain::bindings::IErc20;
 use infhub_core::messages::PaymentKind;
+use infhub_core::point_lock::{Point, Scalar};
 use infhub_core::{Amount, PrivateKey};
 use infhub_wallet::hub::HubClient;
 use infhub_wallet::store::WalletDir;
@@ -111,6 +112,8 @@ struct LinkFile {
 /// What the operator sees of a link between two steps.
 #[derive(Default)]
 struct LinkView {
+    /// The peer's hub address (from the link's wallet, once open).
+    peer_hub: Option<Address>,
     job: Option<String>,
     /// The last finished job and its outcome (kept apart from the watch rounds' errors).
     last_job: Option<Value>,
@@ -180,6 +183,16 @@ pub struct Links {
     node: std::sync::OnceLock<std::sync::Weak<crate::engine::Node>>,
     /// The links' announcements and what this hub learned of others' (spec §5.18).
     pub routing: crate::routing::Routing,
+    /// Payment quotes given to this hub's users, by id, with when (spec §5.23b).
+    quotes: Mutex<BTreeMap<B256, (std::time::Instant, Quote)>>,
+}
+
+/// A route quoted to a payer: her lock's point and the steps this hub and the next ones take.
+#[derive(Clone, Debug)]
+pub struct Quote {
+    invoice_id: B256,
+    lock_point: FixedBytes<33>,
+    steps: Vec<RouteStep>,
 }
 
 impl Links {
@@ -227,6 +240,7 @@ impl Links {
             shutdown: Mutex::new(None),
             node: std::sync::OnceLock::new(),
             routing,
+            quotes: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -436,6 +450,7 @@ impl Links {
         match opened {
             Ok(w) => {
                 tracing::info!(peer = %link.peer_contract, "link open");
+                link.view().peer_hub = Some(w.state().hub.hub);
                 link.record(Ok(()), Some(&w));
                 *guard = Some(w);
                 true
@@ -453,10 +468,9 @@ impl Links {
         let mut guard = link.wallet.lock().await;
         let Some(w) = guard.as_mut() else { return };
         let open = w.channel().is_ok_and(|c| c.status == infhub_core::channel::Status::Open);
-        if open {
-            self.advance_forwards(link, w).await;
-        }
-        let synced = if open { w.sync().await.map(|_| ()) } else { Ok(()) };
+        // The link settles its locks only once every scalar they open is in the ledger.
+        let clean = if open { self.advance_forwards(link, w).await } else { true };
+        let synced = if open && clean { w.sync().await.map(|_| ()) } else { Ok(()) };
         let defended = match w.defend(true, submitted).await {
             Ok((said, _)) => {
                 for line in said {
@@ -489,6 +503,10 @@ impl Links {
 pub const FORWARD_EXPIRY_DELTA_BLOCKS: u64 = 2 * infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
 /// Blocks the next hop's lock must still have after the payee's own margin.
 pub const FORWARD_MIN_REMAINING_BLOCKS: u64 = 10;
+/// Most payment quotes kept at once.
+pub const MAX_QUOTES: usize = 10_000;
+/// How long a payment quote can be used.
+pub const QUOTE_TTL: Duration = Duration::from_secs(600);
 /// Most forwards a link keeps unfinished.
 pub const MAX_FORWARDS_PER_LINK: usize = 10_000;
 /// The file of a link's forwards.
@@ -519,6 +537,40 @@ struct Forward {
     invoice: infhub_core::invoice::SignedInvoice,
     next_expiry_block: u64,
     state: ForwardState,
+    /// This hop's tweak: the downstream point is the payer's lock's plus `tweak·G`, and the
+    /// scalar learned downstream minus it opens the payer's lock (spec §5.23b).
+    #[serde(default)]
+    tweak: Option<Scalar>,
+    /// When the next hub forwards further: what this hub asks of it.
+    #[serde(default)]
+    onward: Option<Onward>,
+}
+
+/// What a hop asks the next hub to forward (spec §5.23b).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Onward {
+    /// The downstream lock's point, compressed.
+    lock_point: FixedBytes<33>,
+    /// The downstream lock's amount.
+    amount: Amount,
+    /// The steps the next hub and those after it take.
+    route: Vec<RouteStep>,
+}
+
+/// One hub's step of a route (spec §5.23b): the hub it forwards to, its tweak, and the amount
+/// and expiry block of the lock it makes over its link there.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteStep {
+    /// The next hub (its hub address, as announcements name it).
+    pub next_hub: Address,
+    /// The tweak from this hop's incoming point to its outgoing one.
+    pub tweak: Scalar,
+    /// What the outgoing lock carries.
+    pub amount: Amount,
+    /// When the outgoing lock expires.
+    pub expiry_block: u64,
 }
 
 fn load_forwards(dir: &std::path::Path) -> Result<BTreeMap<B256, Forward>, String> {
@@ -631,6 +683,8 @@ impl Links {
             invoice: invoice.clone(),
             next_expiry_block,
             state: ForwardState::Intent,
+            tweak: None,
+            onward: None,
         };
         Ok(ForwardPlan { link, guard, forward })
     }
@@ -671,12 +725,16 @@ impl Links {
     /// one it does not hold is forgotten; a sent one whose scalar the next hub learned is
     /// recorded in the ledger (the payer's lock can then only settle); one whose payer's lock
     /// is gone is finished.
-    async fn advance_forwards(&self, link: &Arc<Link>, w: &mut Wallet) {
+    ///
+    /// Returns whether every scalar the next hub learned for a sent forward is in the ledger:
+    /// until it is, the link's wallet must not settle its locks (the next hub then forgets the
+    /// scalar, and the payer's side would never learn it).
+    async fn advance_forwards(&self, link: &Arc<Link>, w: &mut Wallet) -> bool {
         let forwards = link.forwards();
         if forwards.is_empty() {
-            return;
+            return true;
         }
-        let Some(node) = self.node() else { return };
+        let Some(node) = self.node() else { return false };
         let pending = |f: &Forward| {
             node.read().ledger().account(&f.payer).is_some_and(|a| a.channel.debit_locks.get(&f.lock_id).is_some())
         };
@@ -684,27 +742,42 @@ impl Links {
             Ok(s) => s,
             Err(e) => {
                 link.record(Err(e), Some(w));
-                return;
+                return false;
             }
         };
+        let mut clean = true;
         for f in forwards {
             let lock_pending = pending(&f);
             let result = match f.state {
                 ForwardState::Intent if lock_pending => send_forward(link, w, f).await.map(|_| ()),
                 ForwardState::Sent if lock_pending => {
-                    let Some((_, scalar)) = scalars.iter().find(|(id, _)| *id == f.lock_id) else { continue };
-                    let cmd = infhub_core::ledger::Command::LockScalarLearned {
-                        payer: f.payer,
-                        lock_id: f.lock_id,
-                        scalar: *scalar,
+                    let Some((_, downstream)) = scalars.iter().find(|(id, _)| *id == f.lock_id) else { continue };
+                    let scalar = match f.tweak {
+                        None => *downstream,
+                        Some(tweak) => match downstream.upstream(&tweak) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(lock = %f.lock_id, error = %e, "the downstream scalar steps upstream to nothing");
+                                clean = false;
+                                continue;
+                            }
+                        },
                     };
+                    let cmd =
+                        infhub_core::ledger::Command::LockScalarLearned { payer: f.payer, lock_id: f.lock_id, scalar };
                     match node.execute(cmd).await {
                         Ok(Ok(_)) => {
                             tracing::info!(lock = %f.lock_id, payer = %f.payer, "forwarded payment claimed downstream");
                             link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from)
                         }
-                        Ok(Err(e)) => Err(e.into()),
-                        Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
+                        Ok(Err(e)) => {
+                            clean = false;
+                            Err(e.into())
+                        }
+                        Err(e) => {
+                            clean = false;
+                            Err(LinkError::Malformed(format!("the ledger refused to write: {e}")))
+                        }
                     }
                 }
                 ForwardState::Failed if lock_pending => continue,
@@ -714,6 +787,7 @@ impl Links {
                 tracing::warn!(peer = %link.peer_contract, error = %e, "a forward step failed; retrying next round");
             }
         }
+        clean
     }
 }
 
@@ -721,7 +795,14 @@ impl Links {
 /// hub finishes it (the payer's lock stays until its expiry).
 async fn send_forward(link: &Link, w: &mut Wallet, f: Forward) -> Result<Value, LinkError> {
     link.note_forward(Forward { state: ForwardState::Sent, ..f.clone() })?;
-    match w.pay_invoice_expiring(&f.invoice, Some(f.next_expiry_block)).await {
+    let sent = match &f.onward {
+        None => w.pay_invoice_expiring(&f.invoice, Some(f.next_expiry_block)).await,
+        Some(o) => {
+            let route = json!({"lockPoint": o.lock_point, "route": o.route});
+            w.pay_routed(&f.invoice, &o.lock_point.0, o.amount, f.next_expiry_block, route).await
+        }
+    };
+    match sent {
         Ok(answer) => {
             link.refresh(w);
             Ok(answer)
@@ -741,6 +822,196 @@ fn host_of(url: &str) -> String {
     url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_ascii_lowercase()
 }
 
+impl Links {
+    /// The open link whose peer's hub address is `hub`.
+    fn link_to_hub(&self, hub: Address) -> Option<Arc<Link>> {
+        self.map().values().find(|l| l.view().peer_hub == Some(hub)).cloned()
+    }
+
+    /// Quotes paying `invoice` (spec §5.23b): finds the payee's hub by the invoice's host and
+    /// checks the invoice in its domain, takes the cheapest route there, draws a tweak per link
+    /// and builds the points from the payee's end (`T_k` = the invoice's point, `T_{i−1} = T_i −
+    /// y_i·G`) and the expiries from the payer's (`confirmed + 600`, then
+    /// `FORWARD_EXPIRY_DELTA_BLOCKS` less per link). Kept for [`QUOTE_TTL`].
+    pub async fn quote(
+        &self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        confirmed_block: u64,
+    ) -> Result<Value, LinkError> {
+        let host = &invoice.message.payee.host;
+        let url = format!("http://{host}");
+        let unreachable = |reason: String| LinkError::PeerHubUnreachable { url: url.clone(), reason };
+        let info = HubClient::new(&url)?.info().await.map_err(|e| unreachable(e.into_wallet(&url).to_string()))?;
+        let payee_hub: Address =
+            serde_json::from_value(info["hub"].clone()).map_err(|_| unreachable("no hub".into()))?;
+        let contract: Address =
+            serde_json::from_value(info["hubContract"].clone()).map_err(|_| unreachable("no hubContract".into()))?;
+        let chain_id = self.routing.chain_id();
+        if info["chainId"].as_u64() != Some(chain_id) {
+            return Err(unreachable(format!("on chain {}, not {chain_id}", info["chainId"])));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let z = invoice.check(&infhub_core::Domain { chain_id, verifying_contract: contract }, now)?;
+        let route = self.routing.routes(payee_hub, invoice.message.amount, 1).into_iter().next();
+        let route = route.ok_or(infhub_core::Error::NoRoute)?;
+        let tweaks = (0..route.hops.len()).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>()?;
+        let mut points = vec![z];
+        for y in tweaks.iter().rev() {
+            let next = points.last().expect("non-empty").untweaked(y)?;
+            points.push(next);
+        }
+        points.reverse();
+        let expiry = confirmed_block + infhub_wallet::wallet::PAY_INVOICE_EXPIRY_BLOCKS;
+        let mut steps = Vec::with_capacity(route.hops.len());
+        let mut tweak_sum: Option<Scalar> = None;
+        for (i, (hop, tweak)) in route.hops.iter().zip(&tweaks).enumerate() {
+            let delta = FORWARD_EXPIRY_DELTA_BLOCKS * (i as u64 + 1);
+            let expiry_block = expiry.checked_sub(delta).ok_or(infhub_core::Error::ExpiryTooSoon)?;
+            steps.push(RouteStep { next_hub: hop.to_hub, tweak: *tweak, amount: hop.amount, expiry_block });
+            tweak_sum = Some(match tweak_sum {
+                None => *tweak,
+                Some(sum) => sum.add(tweak)?,
+            });
+        }
+        let lock_point = FixedBytes(points[0].compressed());
+        let id = B256::from(random_scalar()?.value());
+        let quote = Quote { invoice_id: invoice.message.invoice_id, lock_point, steps };
+        {
+            let mut quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            quotes.retain(|_, (at, _)| at.elapsed() < QUOTE_TTL);
+            if quotes.len() >= MAX_QUOTES {
+                return Err(LinkError::LinkBusy(Address::ZERO, format!("{MAX_QUOTES} quotes outstanding")));
+            }
+            quotes.insert(id, (std::time::Instant::now(), quote));
+        }
+        Ok(json!({
+            "quoteId": id,
+            "lockPoint": lock_point,
+            "tweakSum": tweak_sum,
+            "amount": route.sent,
+            "fees": route.fees,
+            "expiryBlock": expiry,
+            "hops": route.hops,
+        }))
+    }
+
+    /// The steps of quote `id` for the payer's lock on `lock_point` for `invoice_id`.
+    pub fn quoted_steps(
+        &self,
+        id: B256,
+        invoice_id: B256,
+        lock_point: &FixedBytes<33>,
+    ) -> Result<Vec<RouteStep>, LinkError> {
+        let quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match quotes.get(&id) {
+            Some((at, q)) if at.elapsed() < QUOTE_TTL && q.invoice_id == invoice_id && q.lock_point == *lock_point => {
+                Ok(q.steps.clone())
+            }
+            _ => Err(LinkError::Malformed(format!(
+                "no quote {id} for this invoice and lock point (quotes last {} s)",
+                QUOTE_TTL.as_secs()
+            ))),
+        }
+    }
+
+    /// Checks a forward along a route (spec §5.23b), this hub's step first: the incoming lock's
+    /// point (given in full) names the lock and is the invoice's lock's; the outgoing point is it
+    /// plus this step's tweak (on the last step, the invoice's point: `point_chain_broken`);
+    /// the incoming amount covers the outgoing one and this hub's fee (`charge_fee`: none for
+    /// its own payer, who was quoted); the incoming lock expires at least
+    /// `FORWARD_EXPIRY_DELTA_BLOCKS` after the outgoing one, which leaves the next hop time;
+    /// the link to the next hub is open and holds the amount.
+    pub async fn plan_routed(
+        &self,
+        payer: Address,
+        lock: &infhub_core::point_lock::Lock,
+        lock_point: &FixedBytes<33>,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        steps: &[RouteStep],
+        charge_fee: bool,
+    ) -> Result<ForwardPlan, LinkError> {
+        let Some((step, rest)) = steps.split_first() else { return Err(LinkError::Malformed("an empty route".into())) };
+        if steps.len() > infhub_core::routing::MAX_HOPS {
+            return Err(LinkError::Malformed(format!("a route of {} steps", steps.len())));
+        }
+        let incoming = Point::from_compressed(&lock_point.0)?;
+        if incoming.address() != lock.point || lock.lock_id != invoice.message.invoice_id {
+            return Err(infhub_core::Error::LockMismatch.into());
+        }
+        let outgoing = incoming.tweaked(&step.tweak)?;
+        let fee = if charge_fee { self.routing.fee(step.amount)? } else { Amount::ZERO };
+        let wanted = step.amount.checked_add(fee)?;
+        if lock.amount < wanted {
+            return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: wanted });
+        }
+        if lock.expiry_block < step.expiry_block.saturating_add(FORWARD_EXPIRY_DELTA_BLOCKS) {
+            return Err(infhub_core::Error::ExpiryTooSoon.into());
+        }
+        let link =
+            self.link_to_hub(step.next_hub).ok_or_else(|| LinkError::UnknownNextHub(step.next_hub.to_string()))?;
+        if link.view().job.is_some() {
+            return Err(LinkError::LinkBusy(link.peer_contract, "a job runs on the link".into()));
+        }
+        let guard = link.wallet.clone().lock_owned().await;
+        let Some(w) = guard.as_ref() else { return Err(LinkError::LinkNotOpen(link.peer_contract, link.state())) };
+        let ch = w.channel()?;
+        if ch.status != infhub_core::channel::Status::Open {
+            return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
+        }
+        if rest.is_empty() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let domain =
+                infhub_core::Domain { chain_id: w.state().hub.chain_id, verifying_contract: link.peer_contract };
+            if invoice.check(&domain, now)? != outgoing {
+                return Err(infhub_core::Error::PointChainBroken.into());
+            }
+            if step.amount < invoice.message.amount {
+                return Err(LinkError::FeeInsufficient { lock: step.amount, invoice: invoice.message.amount });
+            }
+        }
+        let have = w.spendable()?;
+        if have < step.amount {
+            return Err(LinkError::InsufficientCapacity { peer: link.peer_contract, have, want: step.amount });
+        }
+        let soonest = ch.block + infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS + FORWARD_MIN_REMAINING_BLOCKS;
+        if step.expiry_block <= soonest {
+            return Err(infhub_core::Error::ExpiryTooSoon.into());
+        }
+        if link.forwards().len() >= MAX_FORWARDS_PER_LINK {
+            return Err(LinkError::LinkBusy(
+                link.peer_contract,
+                format!("{MAX_FORWARDS_PER_LINK} forwards unfinished"),
+            ));
+        }
+        let onward = (!rest.is_empty()).then(|| Onward {
+            lock_point: FixedBytes(outgoing.compressed()),
+            amount: step.amount,
+            route: rest.to_vec(),
+        });
+        let forward = Forward {
+            payer,
+            lock_id: lock.lock_id,
+            invoice: invoice.clone(),
+            next_expiry_block: step.expiry_block,
+            state: ForwardState::Intent,
+            tweak: Some(step.tweak),
+            onward,
+        };
+        Ok(ForwardPlan { link, guard, forward })
+    }
+}
+
+/// A random scalar (a tweak, a quote id).
+fn random_scalar() -> Result<Scalar, LinkError> {
+    loop {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).map_err(|e| LinkError::Malformed(format!("no randomness: {e}")))?;
+        if let Ok(s) = Scalar::from_bytes(B256::from(b)) {
+            return Ok(s);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,7 +1022,15 @@ mod tests {
         let invoice =
             infhub_core::invoice::issue(&key, "hub.example", &domain, Amount(5), u64::MAX, "x", B256::repeat_byte(id))
                 .expect("invoice");
-        Forward { payer: Address::repeat_byte(2), lock_id: B256::repeat_byte(id), invoice, next_expiry_block: 9, state }
+        Forward {
+            payer: Address::repeat_byte(2),
+            lock_id: B256::repeat_byte(id),
+            invoice,
+            next_expiry_block: 9,
+            state,
+            tweak: None,
+            onward: None,
+        }
     }
 
     /// The forwards file is replayed to the last state of each lock: a finished one is gone, a

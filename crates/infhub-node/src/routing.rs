@@ -73,6 +73,26 @@ impl Routing {
         self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The chain the announcements are signed for.
+    pub fn chain_id(&self) -> u64 {
+        self.domain.chain_id
+    }
+
+    /// What this hub charges to forward `amount` over one of its links.
+    pub fn fee(&self, amount: Amount) -> Result<Amount, Error> {
+        let a = LinkAnnouncement {
+            from_hub: self.hub(),
+            to_hub: self.hub(),
+            capacity: amount,
+            base_fee: self.fees.base_fee,
+            fee_ppm: self.fees.fee_ppm,
+            min_amount: amount,
+            max_amount: amount,
+            sequence: 0,
+        };
+        a.fee(amount)
+    }
+
     /// This hub's address.
     pub fn hub(&self) -> Address {
         self.key.address()

@@ -105,6 +105,7 @@ impl SimWallet {
             towers: Vec::new(),
             pending_lock: None,
             forwarded_invoice: None,
+            forwarded_route: None,
         };
         SimWallet {
             index,

@@ -164,11 +164,24 @@ impl HubClient {
         &self,
         p: &crate::store::PendingLock,
         invoice: &infhub_core::invoice::SignedInvoice,
+        route: Option<&Value>,
     ) -> Result<Value, HubError> {
         let infhub_core::channel::LockChange::Add(lock) = p.change else {
             return self.lock_debit(p).await;
         };
-        self.post("/v1/forwarded-transfers", &json!({"debit": p.debit, "lock": lock, "invoice": invoice})).await
+        let mut body = json!({"debit": p.debit, "lock": lock, "invoice": invoice});
+        if let Some(Value::Object(extra)) = route {
+            for (k, v) in extra {
+                body[k] = v.clone();
+            }
+        }
+        self.post("/v1/forwarded-transfers", &body).await
+    }
+
+    /// `POST /v1/payment-quotes`: the hub's route, fees and lock point for paying `invoice` at
+    /// another hub (spec §5.23b).
+    pub async fn payment_quote(&self, invoice: &infhub_core::invoice::SignedInvoice) -> Result<Value, HubError> {
+        self.post("/v1/payment-quotes", &json!({"invoice": invoice})).await
     }
 
     /// `POST /v1/lock-reveals`: the scalar of one of the hub's locks to `user`.

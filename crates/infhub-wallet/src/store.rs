@@ -87,6 +87,10 @@ pub struct WalletState {
     /// lock to the payee's hub, so a resend carries it again.
     #[serde(default)]
     pub forwarded_invoice: Option<infhub_core::invoice::SignedInvoice>,
+    /// What the forward request adds to the invoice when the payment goes over a route of
+    /// several hubs (`lockPoint` and `quoteId` or `route`, spec §5.23b).
+    #[serde(default)]
+    pub forwarded_route: Option<serde_json::Value>,
 }
 
 /// A lock debit on its way to the hub: the debit, the change it signs, and for a locked
@@ -400,6 +404,7 @@ mod tests {
             towers: Vec::new(),
             pending_lock: None,
             forwarded_invoice: None,
+            forwarded_route: None,
         }
     }
 

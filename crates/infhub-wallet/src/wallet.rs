@@ -102,6 +102,30 @@ fn lock_answer(answer: Result<Value, HubError>) -> Result<(PaymentAnswer, Option
     })
 }
 
+/// Checks a hub's payment quote against the invoice's point: the lock point `T₀` plus
+/// `tweakSum·G` must be the invoice's point (so the scalar that opens `T₀`, plus the tweak sum,
+/// is the invoice's proof of payment), and the amount at least the invoice's. Returns the lock
+/// point's address, the amount and the expiry.
+fn check_quote(
+    quote: &Value,
+    invoice_point: &infhub_core::point_lock::Point,
+    invoice_amount: Amount,
+) -> Result<(Address, Amount, u64), WalletError> {
+    let bad = |what: &str| WalletError::HubMisbehaved(format!("the payment quote's {what} does not check out"));
+    let point: alloy::primitives::FixedBytes<33> = parse(&quote["lockPoint"], "quote.lockPoint")?;
+    let point = infhub_core::point_lock::Point::from_compressed(&point.0).map_err(|_| bad("lockPoint"))?;
+    let tweak_sum: infhub_core::point_lock::Scalar = parse(&quote["tweakSum"], "quote.tweakSum")?;
+    if point.tweaked(&tweak_sum).map_err(|_| bad("tweakSum"))? != *invoice_point {
+        return Err(bad("lock point"));
+    }
+    let amount: Amount = parse(&quote["amount"], "quote.amount")?;
+    if amount < invoice_amount {
+        return Err(bad("amount"));
+    }
+    let expiry = quote["expiryBlock"].as_u64().ok_or_else(|| bad("expiryBlock"))?;
+    Ok((point.address(), amount, expiry))
+}
+
 /// How far ahead an invoice's lock expires when this wallet pays it, in blocks: the payee has
 /// until `LOCK_REVEAL_MARGIN_BLOCKS` before that to claim it (spec §5.17b).
 pub const PAY_INVOICE_EXPIRY_BLOCKS: u64 = 600;
@@ -176,6 +200,7 @@ impl Wallet {
                 towers: Vec::new(),
                 pending_lock: None,
                 forwarded_invoice: None,
+                forwarded_route: None,
             },
         };
         dir.save(&state)?;
@@ -392,7 +417,9 @@ impl Wallet {
     }
 
     /// [`Wallet::pay_invoice`] with the lock's expiry block chosen (a hub forwarding a payment
-    /// gives the next hop an earlier expiry than its own incoming lock).
+    /// gives the next hop an earlier expiry than its own incoming lock). Across hubs the hub's
+    /// quote sets the lock: its point `T₀` (checked: `T₀ + tweakSum·G` is the invoice's
+    /// point), its amount (the invoice's plus the route's fees) and its expiry (spec §5.23b).
     pub async fn pay_invoice_expiring(
         &mut self,
         invoice: &infhub_core::invoice::SignedInvoice,
@@ -401,26 +428,74 @@ impl Wallet {
         let _lock = self.lock_and_reload().await?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let inv = &invoice.message;
-        let url = &self.state().hub.hub_url;
-        let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default().to_ascii_lowercase();
+        let url = self.state().hub.hub_url.clone();
+        let host = url.split("://").nth(1).unwrap_or(&url).split('/').next().unwrap_or_default().to_ascii_lowercase();
         let across = inv.payee.host != host;
         let domain = if across { self.payee_hub_domain(&inv.payee.host).await? } else { self.domain() };
         let point = invoice.check(&domain, now)?;
+        self.catch_up_locked().await?;
+        let block = self.core.channel()?.block;
+        let expiry_block = expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS));
+        let (lock_point, amount, expiry_block, route) = if across {
+            let quote = self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?;
+            let (lock_point, amount, expiry) = check_quote(&quote, &point, inv.amount)?;
+            let route = json!({"lockPoint": quote["lockPoint"], "quoteId": quote["quoteId"]});
+            (lock_point, amount, expiry, Some(route))
+        } else {
+            (point.address(), inv.amount, expiry_block, None)
+        };
+        let lock = infhub_core::point_lock::Lock { lock_id: inv.invoice_id, amount, expiry_block, point: lock_point };
+        let payee = (!across).then_some(inv.payee.user);
+        self.send_lock_add(invoice, lock, payee, route).await
+    }
+
+    /// Locks `amount` on `lock_point` to this wallet's hub for `invoice` and asks the hub to
+    /// forward it along `route` (a hub forwarding a payment over its link, spec §5.23b).
+    pub async fn pay_routed(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        lock_point: &[u8; 33],
+        amount: Amount,
+        expiry_block: u64,
+        route: Value,
+    ) -> Result<Value, WalletError> {
+        let _lock = self.lock_and_reload().await?;
+        let point = infhub_core::point_lock::Point::from_compressed(lock_point)?;
+        self.catch_up_locked().await?;
+        let lock = infhub_core::point_lock::Lock {
+            lock_id: invoice.message.invoice_id,
+            amount,
+            expiry_block,
+            point: point.address(),
+        };
+        self.send_lock_add(invoice, lock, None, Some(route)).await
+    }
+
+    /// Follows the chain and the hub before a new lock: resolves what is pending, takes the
+    /// hub's newest credit.
+    async fn catch_up_locked(&mut self) -> Result<(), WalletError> {
         self.sync_chain_locked().await?;
         self.resolve_pending_locked().await?;
         self.resolve_pending_lock_locked().await?;
         self.check_hub_locked().await?;
-        self.persist()?;
-        let block = self.core.channel()?.block;
-        let lock = infhub_core::point_lock::Lock {
-            lock_id: inv.invoice_id,
-            amount: inv.amount,
-            expiry_block: expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS)),
-            point: point.address(),
-        };
+        self.persist()
+    }
+
+    /// Signs the lock add (to `payee` inside the hub, or to the hub to forward `invoice` with
+    /// `route`), keeps it pending before it leaves, sends it and settles the answer; a forward
+    /// the next hub refused is cancelled at once.
+    async fn send_lock_add(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        lock: infhub_core::point_lock::Lock,
+        payee: Option<Address>,
+        route: Option<Value>,
+    ) -> Result<Value, WalletError> {
         let change = infhub_core::channel::LockChange::Add(lock);
-        self.core.sign_lock_debit(change, (!across).then_some(inv.payee.user))?;
+        self.core.sign_lock_debit(change, payee)?;
+        let across = payee.is_none();
         self.core.state.forwarded_invoice = across.then(|| invoice.clone());
+        self.core.state.forwarded_route = if across { route } else { None };
         // Stored as pending before it leaves the wallet.
         self.persist()?;
         let (answer, raw) = lock_answer(self.send_pending_lock().await)?;
@@ -472,7 +547,7 @@ impl Wallet {
         let p = self.core.state.pending_lock.expect("a pending lock debit");
         match &self.core.state.forwarded_invoice {
             Some(invoice) if p.change.lock_id() == invoice.message.invoice_id => {
-                self.hub.forwarded_transfer(&p, invoice).await
+                self.hub.forwarded_transfer(&p, invoice, self.core.state.forwarded_route.as_ref()).await
             }
             _ => self.hub.lock_debit(&p).await,
         }
@@ -481,6 +556,7 @@ impl Wallet {
     fn forget_forwarded_invoice(&mut self) {
         if self.core.state.pending_lock.is_none() {
             self.core.state.forwarded_invoice = None;
+            self.core.state.forwarded_route = None;
         }
     }
 

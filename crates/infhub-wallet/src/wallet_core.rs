@@ -1041,6 +1041,7 @@ mod tests {
             towers: Vec::new(),
             pending_lock: None,
             forwarded_invoice: None,
+            forwarded_route: None,
         };
         let mut core = WalletCore::new(state, user).expect("core");
         let view = ChannelView {

@@ -83,11 +83,37 @@ pub(super) async fn reveal(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ForwardedTransferRequest {
     debit: SignedDebit,
     lock: Lock,
     invoice: infhub_core::invoice::SignedInvoice,
+    /// The lock's point in full, for a routed forward (spec §5.23b).
+    #[serde(default)]
+    lock_point: Option<alloy::primitives::FixedBytes<33>>,
+    /// The quote this hub gave its payer.
+    #[serde(default)]
+    quote_id: Option<B256>,
+    /// The steps from this hub on, given by the hub before it.
+    #[serde(default)]
+    route: Option<Vec<crate::links::RouteStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuoteRequest {
+    invoice: infhub_core::invoice::SignedInvoice,
+}
+
+/// Quotes paying an invoice at another hub (spec §5.23b): the route, its fees, the lock's
+/// point and amount and expiry, and the tweak sum that links the lock's point to the invoice's.
+pub(super) async fn payment_quote(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<QuoteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    require_enabled(&api)?;
+    let block = api.node.read().ledger().block;
+    Ok(Json(api.node.links.quote(&req.invoice, block).await?))
 }
 
 /// Pays an invoice of a payee at another hub (spec §5.23a): the payer's lock to this hub is
@@ -115,7 +141,23 @@ pub(super) async fn forwarded_transfer(
         // A retry of a forward already committed: the first answer's receipt.
         return replayed(&api, &req.debit).await;
     }
-    let plan = api.node.links.plan_forward(payer, &req.lock, &req.invoice).await?;
+    let links = &api.node.links;
+    let plan = match (&req.lock_point, req.quote_id, &req.route) {
+        (None, None, None) => links.plan_forward(payer, &req.lock, &req.invoice).await?,
+        (Some(point), Some(id), None) => {
+            let steps = links.quoted_steps(id, req.lock.lock_id, point)?;
+            links.plan_routed(payer, &req.lock, point, &req.invoice, &steps, false).await?
+        }
+        (Some(point), None, Some(steps)) => {
+            links.plan_routed(payer, &req.lock, point, &req.invoice, steps, true).await?
+        }
+        _ => {
+            return Err(ApiError::new(
+                NodeError::MalformedRequest,
+                "a routed forward gives lockPoint with either quoteId or route",
+            ))
+        }
+    };
     api.node.links.record_intent(&plan)?;
     let cmd = Command::DebitLock { debit: req.debit, change: LockChange::Add(req.lock) };
     let outcome = match api.node.execute(cmd).await? {

@@ -331,6 +331,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/lock-reveals", post(locks::reveal))
         .route("/v1/lock-debits", post(locks::lock_debit))
         .route("/v1/forwarded-transfers", post(locks::forwarded_transfer))
+        .route("/v1/payment-quotes", post(locks::payment_quote))
         .route("/v1/accounts/{user}", get(account))
         .route("/v1/accounts/{user}/history", get(history))
         .route("/v1/accounts/{user}/payouts/{payment_id}", get(payout_status))

@@ -3,7 +3,7 @@
 //! Alice's lock, forwards the invoice over its link with an earlier expiry, Bob claims at B,
 //! A learns the scalar from its link and Alice settles her lock with it: Bob is paid, Alice
 //! charged, A's link at B pays it, and nobody else moves. A payment larger than the link holds
-//! is refused before anything is locked.
+//! has no route and locks nothing.
 
 use crate::harness::*;
 use crate::links::{balance_of, deploy_hub_b, link_of, link_until, HUB_B_KEY_INDEX};
@@ -16,7 +16,7 @@ use infhub_wallet::Wallet as UserWallet;
 use serde_json::json;
 
 /// A wallet of dev key `index` registered at the hub at `hub_url`.
-async fn user_at(chain: &Chain, dir: &std::path::Path, index: usize, hub_url: &str) -> UserWallet {
+pub(crate) async fn user_at(chain: &Chain, dir: &std::path::Path, index: usize, hub_url: &str) -> UserWallet {
     let key = PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key");
     let dir = WalletDir::new(dir.join(format!("wallet-{index}")));
     UserWallet::register(dir, key, anvil::dev_key(index), hub_url, &chain.anvil.url, &mut |_| {})
@@ -125,10 +125,10 @@ fn a_user_of_one_hub_pays_an_invoice_of_a_user_of_another_over_the_link_between_
         assert!(err.to_string().contains("cancelled"), "{err}");
         assert_eq!(alice.spendable().expect("balance"), Amount(500), "her lock is back at once");
 
-        // More than the link holds: refused by name before anything is locked.
+        // More than the link holds: no route, before anything is locked.
         let big = bob.issue_invoice(Amount(301), "too much for the link", 600).expect("invoice");
         let err = alice.pay_invoice(&big).await.expect_err("over the link's capacity");
-        assert_eq!(err.code(), "insufficient_capacity", "{err}");
+        assert_eq!(err.code(), "no_route", "A's quote knows its link's capacity: {err}");
         assert_eq!(alice.spendable().expect("balance"), Amount(500), "nothing locked");
 
         // Bob's invoice of 120, paid by Alice through A and its link at B.

@@ -100,3 +100,107 @@ fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_f
         node_a.stop().await;
     });
 }
+
+/// A payment through an intermediate hub (spec §5.23b): Alice at A pays Bob's invoice at C over
+/// A's link at B and B's link at C. A quotes the route with B's fee and a different point on
+/// every link (Alice's lock is not on the invoice's point, so B's upstream and downstream locks
+/// cannot be matched or settled around it); Bob claims at C, B steps the scalar upstream with
+/// its tweak, A with its own, and Alice settles with a scalar that, plus the quote's tweak sum,
+/// is the invoice's proof of payment. Everyone ends as the route says: Bob +10, Alice −13,
+/// B +3.
+#[test]
+fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pays_its_fee() {
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
+        let tmp = tempfile::tempdir().expect("tmp");
+        let start = |d: &anvil::Deployment, key: usize, name: &str| {
+            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
+            c.chain.hub_key.0 = anvil::dev_key(key);
+            c.chain.poll_interval_ms = 50;
+            c.node.link_watch_interval_ms = 200;
+            c
+        };
+        let mut config_a = chain.config(tmp.path().join("a"));
+        config_a.node.link_watch_interval_ms = 200;
+        let mut config_b = start(&d_b, HUB_B, "b");
+        config_b.node.link_base_fee = Amount(2);
+        config_b.node.link_fee_ppm = 10_000;
+        let node_a = InProcessNode::start(config_a).await;
+        let node_b = InProcessNode::start(config_b).await;
+        let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
+        let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
+        let miner = {
+            let provider = chain.provider.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = anvil::mine(&provider, 1).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            })
+        };
+        link(&chain, &http_a, &node_b, d_b.hub).await;
+        link(&chain, &http_b, &node_c, d_c.hub).await;
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "two hops", 600).expect("invoice");
+        let z = infhub_core::point_lock::Point::from_compressed(&invoice.message.payment_point).expect("point");
+
+        // A knows B→C once B announced it: pay as soon as A quotes a route.
+        let answer = {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                match alice.pay_invoice(&invoice).await {
+                    Ok(a) => break a,
+                    Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("paying over two links: {e}"),
+                }
+            }
+        };
+        assert!(answer["forwarded"]["nextHubAnswer"].is_object(), "{answer}");
+        let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
+        assert_eq!(lock.amount, Amount(13), "the invoice plus B's fee, 2 + 1% of 10 rounded up");
+        assert_ne!(lock.point, z.address(), "Alice's lock is on its own point, not the invoice's");
+        assert_eq!(alice.spendable().expect("balance"), Amount(487));
+
+        // Bob claims at C; the scalar steps upstream through B and A to Alice.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while bob.spendable().expect("balance") != Amount(10) {
+            assert!(std::time::Instant::now() < deadline, "Bob not paid at C");
+            let _ = bob.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
+            if std::time::Instant::now() > deadline {
+                let (_, la) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
+                let (_, lb) = http_b.get("/v1/operator/links", Some(OPERATOR)).await;
+                panic!("Alice's lock not settled through B and A: A {la} B {lb}");
+            }
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let a_link = link_until(&chain, &http_a, d_b.hub, "A's lock at B settled", |l| {
+            l["channel"]["cumulativeDebit"] == "13" && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(balance_of(&a_link), 287, "{a_link}");
+        let b_link = link_until(&chain, &http_b, d_c.hub, "B's lock at C settled", |l| {
+            l["channel"]["cumulativeDebit"] == "10" && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(balance_of(&b_link), 290, "{b_link}");
+        // B: paid 13 by A's link (an account of B), paid out 10 over its own link: its fee is 3.
+        let (_, accounts) = http_b.get("/v1/operator/accounts?limit=10", Some(OPERATOR)).await;
+        let a_link_at_b =
+            accounts["accounts"].as_array().expect("accounts").iter().find(|a| a["balance"] == "287").cloned();
+        assert!(a_link_at_b.is_some(), "A's link holds 300 − 13 at B: {accounts}");
+        miner.abort();
+        node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
