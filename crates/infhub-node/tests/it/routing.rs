@@ -36,30 +36,48 @@ async fn link(chain: &Chain, from: &Http, to: &InProcessNode, peer: Address) {
     link_until(chain, from, peer, "the link funded", |l| balance_of(l) == 300 && l["job"].is_null()).await;
 }
 
+/// Hubs A, B (fee 2 + 1%) and C on one anvil, A's link at B and B's link at C funded with 300.
+pub(crate) struct ThreeHubs {
+    pub chain: Chain,
+    pub d_b: anvil::Deployment,
+    pub d_c: anvil::Deployment,
+    pub tmp: tempfile::TempDir,
+    pub node_a: InProcessNode,
+    pub node_b: InProcessNode,
+    pub node_c: InProcessNode,
+    pub http_a: Http,
+    pub http_b: Http,
+}
+
+pub(crate) async fn three_hubs() -> ThreeHubs {
+    let chain = Chain::start().await;
+    let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let start = |d: &anvil::Deployment, key: usize, name: &str| {
+        let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
+        c.chain.hub_key.0 = anvil::dev_key(key);
+        c.chain.poll_interval_ms = 50;
+        c.node.link_watch_interval_ms = 200;
+        c
+    };
+    let mut config_a = chain.config(tmp.path().join("a"));
+    config_a.node.link_watch_interval_ms = 200;
+    let mut config_b = start(&d_b, HUB_B, "b");
+    config_b.node.link_base_fee = infhub_core::Amount(2);
+    config_b.node.link_fee_ppm = 10_000;
+    let node_a = InProcessNode::start(config_a).await;
+    let node_b = InProcessNode::start(config_b).await;
+    let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
+    let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
+    link(&chain, &http_a, &node_b, d_b.hub).await;
+    link(&chain, &http_b, &node_c, d_c.hub).await;
+    ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b }
+}
+
 #[test]
 fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_fee() {
     rt().block_on(async {
-        let chain = Chain::start().await;
-        let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
-        let tmp = tempfile::tempdir().expect("tmp");
-        let start = |d: &anvil::Deployment, key: usize, name: &str| {
-            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
-            c.chain.hub_key.0 = anvil::dev_key(key);
-            c.chain.poll_interval_ms = 50;
-            c.node.link_watch_interval_ms = 200;
-            c
-        };
-        let mut config_a = chain.config(tmp.path().join("a"));
-        config_a.node.link_watch_interval_ms = 200;
-        let mut config_b = start(&d_b, HUB_B, "b");
-        config_b.node.link_base_fee = infhub_core::Amount(2);
-        config_b.node.link_fee_ppm = 10_000;
-        let node_a = InProcessNode::start(config_a).await;
-        let node_b = InProcessNode::start(config_b).await;
-        let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
-        let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
-        link(&chain, &http_a, &node_b, d_b.hub).await;
-        link(&chain, &http_b, &node_c, d_c.hub).await;
+        let ThreeHubs { chain, d_b: _, d_c: _, tmp: _tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
 
         // B announces B→C with its fees, signed by its hub key.
         let (b_ann, c_hub) = (
@@ -112,25 +130,7 @@ fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_f
 fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pays_its_fee() {
     use infhub_core::Amount;
     rt().block_on(async {
-        let chain = Chain::start().await;
-        let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
-        let tmp = tempfile::tempdir().expect("tmp");
-        let start = |d: &anvil::Deployment, key: usize, name: &str| {
-            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
-            c.chain.hub_key.0 = anvil::dev_key(key);
-            c.chain.poll_interval_ms = 50;
-            c.node.link_watch_interval_ms = 200;
-            c
-        };
-        let mut config_a = chain.config(tmp.path().join("a"));
-        config_a.node.link_watch_interval_ms = 200;
-        let mut config_b = start(&d_b, HUB_B, "b");
-        config_b.node.link_base_fee = Amount(2);
-        config_b.node.link_fee_ppm = 10_000;
-        let node_a = InProcessNode::start(config_a).await;
-        let node_b = InProcessNode::start(config_b).await;
-        let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
-        let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
+        let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
         let miner = {
             let provider = chain.provider.clone();
             tokio::spawn(async move {
@@ -140,8 +140,6 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
                 }
             })
         };
-        link(&chain, &http_a, &node_b, d_b.hub).await;
-        link(&chain, &http_b, &node_c, d_c.hub).await;
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
@@ -199,6 +197,75 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
             accounts["accounts"].as_array().expect("accounts").iter().find(|a| a["balance"] == "287").cloned();
         assert!(a_link_at_b.is_some(), "A's link holds 300 − 13 at B: {accounts}");
         miner.abort();
+        node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
+
+/// Hub B, in the middle of a route, checks its own step against what a dishonest hub A (its
+/// link's owner, signing with A's link key) asks: a point that does not lead to the invoice's
+/// (a step that would let A and C settle around B), a lock that does not cover B's fee, an
+/// expiry that leaves B no time, a point that is not the lock's, a next hub B has no link to,
+/// more than B's link can carry. Each is refused by name and nothing is locked at B.
+#[test]
+fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
+    use infhub_core::point_lock::{Lock, Point, Scalar};
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_b, d_c, tmp: _tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
+
+        // A's link key, as a dishonest A would use it; Bob's invoice at C.
+        let (key, key_bytes) = infhub_node::links::link_key(&anvil::dev_key(0)).expect("link key");
+        let sender = anvil::sender(&chain.provider, key_bytes).await.expect("sender");
+        let a_link = Wallet { key, chain: sender, epoch: 1, debit_nonce: 0, cumulative_debit: 0, token: None };
+        let bob = PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key");
+        let domain_c = infhub_core::Domain { chain_id: chain.d.chain_id, verifying_contract: d_c.hub };
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let host_c = node_c.url.trim_start_matches("http://");
+        let invoice = infhub_core::invoice::issue(&bob, host_c, &domain_c, Amount(10), expires, "", Default::default())
+            .expect("invoice");
+        let z = Point::from_compressed(&invoice.message.payment_point).expect("point");
+        let tweak = Scalar::new(U256::from(12_345u64)).expect("tweak");
+        let other = Scalar::new(U256::from(54_321u64)).expect("tweak");
+        let head = chain.head().await;
+        let step = json!({"nextHub": hub_address(HUB_C), "tweak": tweak, "amount": "10", "expiryBlock": head + 300});
+        let domain_b = infhub_core::Domain { chain_id: chain.d.chain_id, verifying_contract: d_b.hub };
+        let request = |point: Point, amount: u128, expiry: u64, step: Value| {
+            let lock = Lock {
+                lock_id: invoice.message.invoice_id,
+                amount: Amount(amount),
+                expiry_block: expiry,
+                point: point.address(),
+            };
+            let kind = infhub_core::messages::PaymentKind::LockAdd;
+            let debit = crate::locks::lock_debit(&a_link, &domain_b, hub_address(HUB_B), kind, &lock, &[lock], 0);
+            let compressed = alloy::primitives::FixedBytes(point.compressed());
+            json!({"debit": a_link.sign_debit(&domain_b, debit), "lock": lock, "invoice": invoice,
+                   "lockPoint": compressed, "route": [step]})
+        };
+        let t1 = z.untweaked(&tweak).expect("point");
+        let wrong = z.untweaked(&other).expect("point");
+        let mut unknown = step.clone();
+        unknown["nextHub"] = json!(Address::repeat_byte(0x42));
+        let mut too_much = step.clone();
+        too_much["amount"] = json!("1000");
+        let mut mismatched = request(t1, 13, head + 340, step.clone());
+        mismatched["lockPoint"] = json!(alloy::primitives::FixedBytes(wrong.compressed()));
+        let attempts = [
+            ("point_chain_broken", request(wrong, 13, head + 340, step.clone())),
+            ("fee_insufficient", request(t1, 12, head + 340, step.clone())),
+            ("expiry_too_soon", request(t1, 13, head + 339, step.clone())),
+            ("lock_mismatch", mismatched),
+            ("unknown_next_hub", request(t1, 13, head + 340, unknown)),
+            ("insufficient_capacity", request(t1, 1_013, head + 340, too_much)),
+        ];
+        for (expected, body) in attempts {
+            let (s, v) = http_b.post("/v1/forwarded-transfers", None, &body).await;
+            assert_eq!(code(&v), expected, "HTTP {s}: {v}");
+        }
+        let link = crate::links::link_of(&http_a, d_b.hub).await;
+        assert_eq!(balance_of(&link), 300, "nothing locked at B: {link}");
         node_c.stop().await;
         node_b.stop().await;
         node_a.stop().await;
