@@ -468,9 +468,13 @@ impl Links {
         let mut guard = link.wallet.lock().await;
         let Some(w) = guard.as_mut() else { return };
         let open = w.channel().is_ok_and(|c| c.status == infhub_core::channel::Status::Open);
-        // The link settles its locks only once every scalar they open is in the ledger.
-        let clean = if open { self.advance_forwards(link, w).await } else { true };
-        let synced = if open && clean { w.sync().await.map(|_| ()) } else { Ok(()) };
+        // The link settles a lock only once the scalar it opens is in the ledger for the
+        // payment it forwarded: the next hub forgets the scalar when the lock settles.
+        if open {
+            self.advance_forwards(link, w).await;
+        }
+        w.hold_locks(link.forwards().iter().filter(|f| f.state != ForwardState::Failed).map(|f| f.lock_id).collect());
+        let synced = if open { w.sync().await.map(|_| ()) } else { Ok(()) };
         let defended = match w.defend(true, submitted).await {
             Ok((said, _)) => {
                 for line in said {
@@ -725,16 +729,12 @@ impl Links {
     /// one it does not hold is forgotten; a sent one whose scalar the next hub learned is
     /// recorded in the ledger (the payer's lock can then only settle); one whose payer's lock
     /// is gone is finished.
-    ///
-    /// Returns whether every scalar the next hub learned for a sent forward is in the ledger:
-    /// until it is, the link's wallet must not settle its locks (the next hub then forgets the
-    /// scalar, and the payer's side would never learn it).
-    async fn advance_forwards(&self, link: &Arc<Link>, w: &mut Wallet) -> bool {
+    async fn advance_forwards(&self, link: &Arc<Link>, w: &mut Wallet) {
         let forwards = link.forwards();
         if forwards.is_empty() {
-            return true;
+            return;
         }
-        let Some(node) = self.node() else { return false };
+        let Some(node) = self.node() else { return };
         let pending = |f: &Forward| {
             node.read().ledger().account(&f.payer).is_some_and(|a| a.channel.debit_locks.get(&f.lock_id).is_some())
         };
@@ -742,10 +742,9 @@ impl Links {
             Ok(s) => s,
             Err(e) => {
                 link.record(Err(e), Some(w));
-                return false;
+                return;
             }
         };
-        let mut clean = true;
         for f in forwards {
             let lock_pending = pending(&f);
             let result = match f.state {
@@ -758,7 +757,6 @@ impl Links {
                             Ok(s) => s,
                             Err(e) => {
                                 tracing::warn!(lock = %f.lock_id, error = %e, "the downstream scalar steps upstream to nothing");
-                                clean = false;
                                 continue;
                             }
                         },
@@ -770,14 +768,8 @@ impl Links {
                             tracing::info!(lock = %f.lock_id, payer = %f.payer, "forwarded payment claimed downstream");
                             link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from)
                         }
-                        Ok(Err(e)) => {
-                            clean = false;
-                            Err(e.into())
-                        }
-                        Err(e) => {
-                            clean = false;
-                            Err(LinkError::Malformed(format!("the ledger refused to write: {e}")))
-                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
                     }
                 }
                 ForwardState::Failed if lock_pending => continue,
@@ -787,7 +779,6 @@ impl Links {
                 tracing::warn!(peer = %link.peer_contract, error = %e, "a forward step failed; retrying next round");
             }
         }
-        clean
     }
 }
 

@@ -87,6 +87,10 @@ pub enum WalletCommand {
     PayInvoice {
         /// The signed invoice, as JSON, or `@path` of a file that holds it.
         invoice: String,
+        /// The most fees (in INF) a route to another hub may cost; default 1% of the amount
+        /// plus 1 INF. Refused before anything is signed when the hub's quote is higher.
+        #[arg(long)]
+        max_fee: Option<String>,
     },
     /// Pay a plain chain address; the hub pays it out on chain.
     PayExternal {
@@ -311,7 +315,10 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             let json = serde_json::to_value(&invoice).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
             Ok(Report { text: json.to_string(), json: json!({"invoice": json, "description": description}) })
         }
-        WalletCommand::PayInvoice { invoice } => pay_invoice(&mut open().await?, invoice).await,
+        WalletCommand::PayInvoice { invoice, max_fee } => {
+            let max_fee = max_fee.as_deref().map(amount).transpose()?;
+            pay_invoice(&mut open().await?, invoice, max_fee).await
+        }
         WalletCommand::PayExternal { address, amount: a } => {
             let a = amount(a)?;
             let mut w = open().await?;
@@ -465,7 +472,7 @@ async fn register(
 
 /// `balance` and `sync`: the wallet's figures, and whether the hub agrees with its proofs.
 /// `pay-invoice`: reads the invoice (JSON, or `@path`) and pays it by point lock.
-async fn pay_invoice(w: &mut Wallet, invoice: &str) -> Result<Report, WalletError> {
+async fn pay_invoice(w: &mut Wallet, invoice: &str, max_fee: Option<Amount>) -> Result<Report, WalletError> {
     let text = match invoice.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| WalletError::InvalidInput(format!("cannot read the invoice file {path}: {e}")))?,
@@ -473,14 +480,18 @@ async fn pay_invoice(w: &mut Wallet, invoice: &str) -> Result<Report, WalletErro
     };
     let invoice: infhub_core::invoice::SignedInvoice = serde_json::from_str(text.trim())
         .map_err(|e| WalletError::InvalidInput(format!("not a signed invoice: {e}")))?;
-    let answer = w.pay_invoice(&invoice).await?;
     let inv = &invoice.message;
+    let default_max = Amount(inv.amount.0 / 100).checked_add(amount("1")?)?;
+    let answer = w.pay_invoice_with_max_fee(&invoice, max_fee.unwrap_or(default_max)).await?;
+    let fees: Amount = serde_json::from_value(answer["quote"]["fees"].clone()).unwrap_or(Amount::ZERO);
+    let locked = inv.amount.checked_add(fees)?;
     let balance = w.spendable()?;
     Ok(Report {
-        json: json!({"locked": inv.amount, "to": inv.payee.to_string(), "invoiceId": inv.invoice_id, "balance": balance, "hub": answer}),
+        json: json!({"locked": locked, "fees": fees, "to": inv.payee.to_string(), "invoiceId": inv.invoice_id, "balance": balance, "hub": answer}),
         text: format!(
-            "locked {} to {} for invoice {}; receipt checked; paid once the payee claims it (your `balance` then settles it); balance {}",
-            inf(inv.amount),
+            "locked {} ({} in fees) to {} for invoice {}; receipt checked; paid once the payee claims it (your `balance` then settles it); balance {}",
+            inf(locked),
+            inf(fees),
             inv.payee,
             inv.invoice_id,
             inf(balance)

@@ -59,6 +59,11 @@ pub struct Wallet {
     /// The settled epoch whose claimed locks are all resolved (known in this process), so
     /// `watch` stops asking the chain about them.
     locks_resolved_epoch: Option<u64>,
+    /// The most fees the payment being made may cost (None: any the hub quotes).
+    max_fee: Option<Amount>,
+    /// This wallet's locks `sync` must not settle yet (a hub's link holds those whose scalar
+    /// it has not recorded for the payment it forwarded).
+    held_locks: Vec<B256>,
 }
 
 /// A human line and its machine form, for progress and watch output.
@@ -207,7 +212,16 @@ impl Wallet {
         dir.append(&[JournalEntry::Registered { hub: hub_info }])?;
         drop(_lock);
         let core = WalletCore::new(state, key)?;
-        let mut w = Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None };
+        let mut w = Wallet {
+            dir,
+            key_bytes,
+            core,
+            hub,
+            chain,
+            locks_resolved_epoch: None,
+            max_fee: None,
+            held_locks: Vec::new(),
+        };
         let view = w.chain.channel_at(user, head).await?;
         if view.status != status::OPEN {
             let r = Signed::new(
@@ -240,7 +254,16 @@ impl Wallet {
         let hub = HubClient::new(&state.hub.hub_url)?;
         let chain = ChainClient::connect(&state.hub.rpc_url, state.hub.hub_contract).await?;
         let core = WalletCore::new(state, key)?;
-        Ok(Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None })
+        Ok(Wallet {
+            dir,
+            key_bytes,
+            core,
+            hub,
+            chain,
+            locks_resolved_epoch: None,
+            max_fee: None,
+            held_locks: Vec::new(),
+        })
     }
 
     /// What the wallet keeps.
@@ -416,6 +439,19 @@ impl Wallet {
         self.pay_invoice_expiring(invoice, None).await
     }
 
+    /// [`Wallet::pay_invoice`], refusing a route whose fees are above `max_fee`
+    /// (`fee_above_limit`, before anything is signed).
+    pub async fn pay_invoice_with_max_fee(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        max_fee: Amount,
+    ) -> Result<Value, WalletError> {
+        self.max_fee = Some(max_fee);
+        let paid = self.pay_invoice_expiring(invoice, None).await;
+        self.max_fee = None;
+        paid
+    }
+
     /// [`Wallet::pay_invoice`] with the lock's expiry block chosen (a hub forwarding a payment
     /// gives the next hop an earlier expiry than its own incoming lock). Across hubs the hub's
     /// quote sets the lock: its point `T₀` (checked: `T₀ + tweakSum·G` is the invoice's
@@ -436,17 +472,34 @@ impl Wallet {
         self.catch_up_locked().await?;
         let block = self.core.channel()?.block;
         let expiry_block = expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS));
+        let mut quoted = None;
         let (lock_point, amount, expiry_block, route) = if across {
             let quote = self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?;
             let (lock_point, amount, expiry) = check_quote(&quote, &point, inv.amount)?;
+            let fees = Amount(amount.0 - inv.amount.0);
+            if let Some(max) = self.max_fee.filter(|max| fees > *max) {
+                return Err(WalletError::Refused {
+                    code: "fee_above_limit".into(),
+                    message: format!(
+                        "the route's fees are {} INF, more than the {} INF you allow; nothing was signed",
+                        format_inf(fees.0),
+                        format_inf(max.0)
+                    ),
+                });
+            }
             let route = json!({"lockPoint": quote["lockPoint"], "quoteId": quote["quoteId"]});
+            quoted = Some(json!({"fees": fees, "hops": quote["hops"], "tweakSum": quote["tweakSum"]}));
             (lock_point, amount, expiry, Some(route))
         } else {
             (point.address(), inv.amount, expiry_block, None)
         };
         let lock = infhub_core::point_lock::Lock { lock_id: inv.invoice_id, amount, expiry_block, point: lock_point };
         let payee = (!across).then_some(inv.payee.user);
-        self.send_lock_add(invoice, lock, payee, route).await
+        let mut answer = self.send_lock_add(invoice, lock, payee, route).await?;
+        if let Some(q) = quoted {
+            answer["quote"] = q;
+        }
+        Ok(answer)
     }
 
     /// Locks `amount` on `lock_point` to this wallet's hub for `invoice` and asks the hub to
@@ -560,6 +613,11 @@ impl Wallet {
         }
     }
 
+    /// Makes `sync` leave the locks `ids` pending even when the hub learned their scalars.
+    pub fn hold_locks(&mut self, ids: Vec<B256>) {
+        self.held_locks = ids;
+    }
+
     /// The scalars the hub learned for this wallet's pending locks (their payees claimed
     /// them), by lock id, before this wallet settles them: how a hub that forwarded a payment
     /// over this link learns the proof of payment to settle upstream (spec §5.23a).
@@ -591,8 +649,11 @@ impl Wallet {
             self.dir.append(&self.core.take_journal())?;
             self.persist()?;
         }
+        // Locks whose scalar the caller must record elsewhere first stay pending (spec §5.23b).
+        let mut settleable = a.clone();
+        settleable.outgoing_scalars.retain(|(id, _)| !self.held_locks.contains(id));
         for _ in 0..infhub_core::point_lock::MAX_PENDING_LOCKS {
-            let Some(change) = self.core.lock_to_settle(a)? else { break };
+            let Some(change) = self.core.lock_to_settle(&settleable)? else { break };
             self.send_lock_change(change).await?;
             if let infhub_core::channel::LockChange::Settle { lock_id, scalar } = change {
                 check.notes.push(format!("invoice {lock_id} paid; proof of payment {}", scalar.value()));

@@ -160,6 +160,7 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
             }
         };
         assert!(answer["forwarded"]["nextHubAnswer"].is_object(), "{answer}");
+        assert_eq!(answer["quote"]["fees"], "3", "the fees are shown with the answer: {answer}");
         let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
         assert_eq!(lock.amount, Amount(13), "the invoice plus B's fee, 2 + 1% of 10 rounded up");
         assert_ne!(lock.point, z.address(), "Alice's lock is on its own point, not the invoice's");
@@ -191,6 +192,12 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
         })
         .await;
         assert_eq!(balance_of(&b_link), 290, "{b_link}");
+        // A payer who allows less than the route's fees signs nothing.
+        let dear = bob.issue_invoice(Amount(10), "again", 600).expect("invoice");
+        let before = alice.spendable().expect("balance");
+        let err = alice.pay_invoice_with_max_fee(&dear, Amount(2)).await.expect_err("fees above her limit");
+        assert_eq!(err.code(), "fee_above_limit", "{err}");
+        assert_eq!(alice.spendable().expect("balance"), before, "nothing locked");
         // B: paid 13 by A's link (an account of B), paid out 10 over its own link: its fee is 3.
         let (_, accounts) = http_b.get("/v1/operator/accounts?limit=10", Some(OPERATOR)).await;
         let a_link_at_b =
