@@ -647,15 +647,9 @@ impl Links {
             .find(|l| host_of(&l.hub_url) == host)
             .cloned()
             .ok_or_else(|| LinkError::UnknownNextHub(host.clone()))?;
-        if link.view().job.is_some() {
-            return Err(LinkError::LinkBusy(link.peer_contract, "a job runs on the link".into()));
-        }
-        let guard = link.wallet.clone().lock_owned().await;
-        let Some(w) = guard.as_ref() else { return Err(LinkError::LinkNotOpen(link.peer_contract, link.state())) };
+        let guard = take_open_link(&link).await?;
+        let w = guard.as_ref().expect("an open link's wallet");
         let ch = w.channel()?;
-        if ch.status != infhub_core::channel::Status::Open {
-            return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
-        }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let domain = infhub_core::Domain { chain_id: w.state().hub.chain_id, verifying_contract: link.peer_contract };
         let point = invoice.check(&domain, now)?;
@@ -940,15 +934,9 @@ impl Links {
         }
         let link =
             self.link_to_hub(step.next_hub).ok_or_else(|| LinkError::UnknownNextHub(step.next_hub.to_string()))?;
-        if link.view().job.is_some() {
-            return Err(LinkError::LinkBusy(link.peer_contract, "a job runs on the link".into()));
-        }
-        let guard = link.wallet.clone().lock_owned().await;
-        let Some(w) = guard.as_ref() else { return Err(LinkError::LinkNotOpen(link.peer_contract, link.state())) };
+        let guard = take_open_link(&link).await?;
+        let w = guard.as_ref().expect("an open link's wallet");
         let ch = w.channel()?;
-        if ch.status != infhub_core::channel::Status::Open {
-            return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
-        }
         if rest.is_empty() {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let domain =
@@ -990,6 +978,20 @@ impl Links {
         };
         Ok(ForwardPlan { link, guard, forward })
     }
+}
+
+/// The wallet of `link`, held, if no job runs on the link and its channel is open.
+async fn take_open_link(link: &Arc<Link>) -> Result<tokio::sync::OwnedMutexGuard<Option<Wallet>>, LinkError> {
+    if link.view().job.is_some() {
+        return Err(LinkError::LinkBusy(link.peer_contract, "a job runs on the link".into()));
+    }
+    let guard = link.wallet.clone().lock_owned().await;
+    let open =
+        guard.as_ref().is_some_and(|w| w.channel().is_ok_and(|c| c.status == infhub_core::channel::Status::Open));
+    if !open {
+        return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
+    }
+    Ok(guard)
 }
 
 /// A random scalar (a tweak, a quote id).

@@ -212,16 +212,7 @@ impl Wallet {
         dir.append(&[JournalEntry::Registered { hub: hub_info }])?;
         drop(_lock);
         let core = WalletCore::new(state, key)?;
-        let mut w = Wallet {
-            dir,
-            key_bytes,
-            core,
-            hub,
-            chain,
-            locks_resolved_epoch: None,
-            max_fee: None,
-            held_locks: Vec::new(),
-        };
+        let mut w = Wallet::assemble(dir, key_bytes, core, hub, chain);
         let view = w.chain.channel_at(user, head).await?;
         if view.status != status::OPEN {
             let r = Signed::new(
@@ -254,16 +245,11 @@ impl Wallet {
         let hub = HubClient::new(&state.hub.hub_url)?;
         let chain = ChainClient::connect(&state.hub.rpc_url, state.hub.hub_contract).await?;
         let core = WalletCore::new(state, key)?;
-        Ok(Wallet {
-            dir,
-            key_bytes,
-            core,
-            hub,
-            chain,
-            locks_resolved_epoch: None,
-            max_fee: None,
-            held_locks: Vec::new(),
-        })
+        Ok(Wallet::assemble(dir, key_bytes, core, hub, chain))
+    }
+
+    fn assemble(dir: WalletDir, key_bytes: B256, core: WalletCore, hub: HubClient, chain: ChainClient) -> Wallet {
+        Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None, max_fee: None, held_locks: Vec::new() }
     }
 
     /// What the wallet keeps.

@@ -52,15 +52,7 @@ impl TwoHubs {
         let node_b = InProcessNode::start(config_b).await;
         let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
         // Blocks keep coming, as on a live chain: wallets wait for confirmations.
-        let miner = {
-            let provider = chain.provider.clone();
-            tokio::spawn(async move {
-                loop {
-                    let _ = anvil::mine(&provider, 1).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-            })
-        };
+        let miner = mine_continuously(&chain, 250);
 
         // A opens and funds its link at B.
         let peer = d_b.hub;

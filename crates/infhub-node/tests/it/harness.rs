@@ -128,6 +128,17 @@ impl Http {
     }
 }
 
+/// Mines a block every `every_ms`, as a live chain would, until the handle is aborted.
+pub(crate) fn mine_continuously(chain: &Chain, every_ms: u64) -> tokio::task::JoinHandle<()> {
+    let provider = chain.provider.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = anvil::mine(&provider, 1).await;
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+        }
+    })
+}
+
 /// A two-worker runtime for one test.
 pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")

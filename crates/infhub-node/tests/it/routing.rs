@@ -131,15 +131,7 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
     use infhub_core::Amount;
     rt().block_on(async {
         let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
-        let miner = {
-            let provider = chain.provider.clone();
-            tokio::spawn(async move {
-                loop {
-                    let _ = anvil::mine(&provider, 1).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-            })
-        };
+        let miner = mine_continuously(&chain, 250);
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
