@@ -66,6 +66,10 @@ struct Args {
     /// late generator counts). On this VM it did not lower the p99 (docs/decisions.md D27).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=19))]
     generator_nice: u8,
+    /// Instead of the HTTP run: this many payments by invoice inside one hub, then as many
+    /// across three hubs on loopback (A → B → C), with the ratio (spec §5.23b).
+    #[arg(long)]
+    multi_hop: Option<usize>,
     /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
     #[arg(long)]
     restart_transfers: Option<usize>,
@@ -148,6 +152,7 @@ mod breakdown;
 mod checkpoint;
 mod custodial;
 mod failover;
+mod multihop;
 mod restart;
 mod store;
 
@@ -576,6 +581,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let Some(n) = args.checkpoint_accounts {
         return checkpoint::run_checkpoint(n, &args.json_out);
+    }
+    if let Some(n) = args.multi_hop {
+        return multihop::run_multi_hop(n, &args.json_out).await;
     }
     if let Some(n) = args.store_bench {
         // The PostgreSQL client runs its own runtime: not on this one's threads.

@@ -185,6 +185,8 @@ pub struct Links {
     pub routing: crate::routing::Routing,
     /// Payment quotes given to this hub's users, by id, with when (spec §5.23b).
     quotes: Mutex<BTreeMap<B256, (std::time::Instant, Quote)>>,
+    /// Payee hubs by host: when read, hub address, contract.
+    hosts: Mutex<BTreeMap<String, (std::time::Instant, Address, Address)>>,
 }
 
 /// A route quoted to a payer: her lock's point and the steps this hub and the next ones take.
@@ -241,6 +243,7 @@ impl Links {
             node: std::sync::OnceLock::new(),
             routing,
             quotes: Mutex::new(BTreeMap::new()),
+            hosts: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -448,8 +451,9 @@ impl Links {
             r
         };
         match opened {
-            Ok(w) => {
+            Ok(mut w) => {
                 tracing::info!(peer = %link.peer_contract, "link open");
+                w.set_synced_by_owner(true);
                 link.view().peer_hub = Some(w.state().hub.hub);
                 link.record(Ok(()), Some(&w));
                 *guard = Some(w);
@@ -808,6 +812,31 @@ fn host_of(url: &str) -> String {
 }
 
 impl Links {
+    /// The hub address and contract of the hub at `host` (its `/v1/info`, on this chain),
+    /// remembered for [`QUOTE_TTL`].
+    async fn payee_hub(&self, host: &str) -> Result<(Address, Address), LinkError> {
+        let cached = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(host).copied();
+        if let Some((_, hub, contract)) = cached.filter(|(at, ..)| at.elapsed() < QUOTE_TTL) {
+            return Ok((hub, contract));
+        }
+        let url = format!("http://{host}");
+        let unreachable = |reason: String| LinkError::PeerHubUnreachable { url: url.clone(), reason };
+        let info = HubClient::new(&url)?.info().await.map_err(|e| unreachable(e.into_wallet(&url).to_string()))?;
+        let hub: Address = serde_json::from_value(info["hub"].clone()).map_err(|_| unreachable("no hub".into()))?;
+        let contract: Address =
+            serde_json::from_value(info["hubContract"].clone()).map_err(|_| unreachable("no hubContract".into()))?;
+        let chain_id = self.routing.chain_id();
+        if info["chainId"].as_u64() != Some(chain_id) {
+            return Err(unreachable(format!("on chain {}, not {chain_id}", info["chainId"])));
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hosts.len() >= MAX_QUOTES {
+            hosts.clear();
+        }
+        hosts.insert(host.to_string(), (std::time::Instant::now(), hub, contract));
+        Ok((hub, contract))
+    }
+
     /// The open link whose peer's hub address is `hub`.
     fn link_to_hub(&self, hub: Address) -> Option<Arc<Link>> {
         self.map().values().find(|l| l.view().peer_hub == Some(hub)).cloned()
@@ -823,18 +852,8 @@ impl Links {
         invoice: &infhub_core::invoice::SignedInvoice,
         confirmed_block: u64,
     ) -> Result<Value, LinkError> {
-        let host = &invoice.message.payee.host;
-        let url = format!("http://{host}");
-        let unreachable = |reason: String| LinkError::PeerHubUnreachable { url: url.clone(), reason };
-        let info = HubClient::new(&url)?.info().await.map_err(|e| unreachable(e.into_wallet(&url).to_string()))?;
-        let payee_hub: Address =
-            serde_json::from_value(info["hub"].clone()).map_err(|_| unreachable("no hub".into()))?;
-        let contract: Address =
-            serde_json::from_value(info["hubContract"].clone()).map_err(|_| unreachable("no hubContract".into()))?;
+        let (payee_hub, contract) = self.payee_hub(&invoice.message.payee.host).await?;
         let chain_id = self.routing.chain_id();
-        if info["chainId"].as_u64() != Some(chain_id) {
-            return Err(unreachable(format!("on chain {}, not {chain_id}", info["chainId"])));
-        }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let z = invoice.check(&infhub_core::Domain { chain_id, verifying_contract: contract }, now)?;
         let route = self.routing.routes(payee_hub, invoice.message.amount, 1).into_iter().next();

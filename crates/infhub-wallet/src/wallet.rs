@@ -64,6 +64,8 @@ pub struct Wallet {
     /// This wallet's locks `sync` must not settle yet (a hub's link holds those whose scalar
     /// it has not recorded for the payment it forwarded).
     held_locks: Vec<B256>,
+    /// Its owner syncs it on its own schedule ([`Wallet::set_synced_by_owner`]).
+    synced_by_owner: bool,
 }
 
 /// A human line and its machine form, for progress and watch output.
@@ -249,7 +251,17 @@ impl Wallet {
     }
 
     fn assemble(dir: WalletDir, key_bytes: B256, core: WalletCore, hub: HubClient, chain: ChainClient) -> Wallet {
-        Wallet { dir, key_bytes, core, hub, chain, locks_resolved_epoch: None, max_fee: None, held_locks: Vec::new() }
+        Wallet {
+            dir,
+            key_bytes,
+            core,
+            hub,
+            chain,
+            locks_resolved_epoch: None,
+            max_fee: None,
+            held_locks: Vec::new(),
+            synced_by_owner: false,
+        }
     }
 
     /// What the wallet keeps.
@@ -513,11 +525,23 @@ impl Wallet {
     /// Follows the chain and the hub before a new lock: resolves what is pending, takes the
     /// hub's newest credit.
     async fn catch_up_locked(&mut self) -> Result<(), WalletError> {
-        self.sync_chain_locked().await?;
+        if !self.synced_by_owner {
+            self.sync_chain_locked().await?;
+        }
         self.resolve_pending_locked().await?;
         self.resolve_pending_lock_locked().await?;
-        self.check_hub_locked().await?;
+        if !self.synced_by_owner {
+            self.check_hub_locked().await?;
+        }
         self.persist()
+    }
+
+    /// Tells the wallet that its owner syncs it with the chain and the hub on its own schedule
+    /// (a hub's link, every watch round), so a payment does not first read the chain and the
+    /// account: a lock debit depends only on this wallet's own debits, and a close since the
+    /// last round is refused by the hub by name.
+    pub fn set_synced_by_owner(&mut self, yes: bool) {
+        self.synced_by_owner = yes;
     }
 
     /// Signs the lock add (to `payee` inside the hub, or to the hub to forward `invoice` with
