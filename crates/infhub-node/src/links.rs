@@ -780,8 +780,8 @@ impl Links {
     }
 }
 
-/// Marks `f` sent and pays its invoice over the link with its expiry; a refusal by the next
-/// hub finishes it (the payer's lock stays until its expiry).
+/// Marks `f` sent and pays its invoice over the link with its expiry; a refusal that leaves no
+/// lock at the next hub marks it failed (the payer may then cancel hers).
 async fn send_forward(link: &Link, w: &mut Wallet, f: Forward) -> Result<Value, LinkError> {
     link.note_forward(Forward { state: ForwardState::Sent, ..f.clone() })?;
     let sent = match &f.onward {
@@ -798,7 +798,13 @@ async fn send_forward(link: &Link, w: &mut Wallet, f: Forward) -> Result<Value, 
         }
         Err(e) => {
             link.refresh(w);
-            if !matches!(e, WalletError::HubUnreachable { .. } | WalletError::PaymentHeld { .. }) {
+            // Failed (the payer may cancel upstream) only if this hub's lock to the next hub is
+            // not live: neither pending here nor held by the next hub. A lock the next hub
+            // holds (it refused to cancel, or its answer was lost) can still be claimed, so the
+            // forward stays sent and the payer's lock stays until the scalar or the expiry.
+            let live = w.channel().is_ok_and(|c| c.debit_locks.get(&f.lock_id).is_some())
+                || w.state().pending_lock.is_some_and(|p| p.change.lock_id() == f.lock_id);
+            if !live {
                 link.note_forward(Forward { state: ForwardState::Failed, ..f })?;
             }
             Err(e.into())
@@ -896,6 +902,7 @@ impl Links {
             "fees": route.fees,
             "expiryBlock": expiry,
             "hops": route.hops,
+            "payeeHubContract": contract,
         }))
     }
 

@@ -465,14 +465,26 @@ impl Wallet {
         let url = self.state().hub.hub_url.clone();
         let host = url.split("://").nth(1).unwrap_or(&url).split('/').next().unwrap_or_default().to_ascii_lowercase();
         let across = inv.payee.host != host;
-        let domain = if across { self.payee_hub_domain(&inv.payee.host).await? } else { self.domain() };
+        // Across hubs the payee hub's contract comes with this hub's quote: the invoice is then
+        // checked in that domain, so a hub that named another contract fails the payee's
+        // signature (it cannot sign for her).
+        let quote = match across {
+            true => Some(self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?),
+            false => None,
+        };
+        let domain = match &quote {
+            Some(q) => Domain {
+                chain_id: self.state().hub.chain_id,
+                verifying_contract: parse(&q["payeeHubContract"], "quote.payeeHubContract")?,
+            },
+            None => self.domain(),
+        };
         let point = invoice.check(&domain, now)?;
         self.catch_up_locked().await?;
         let block = self.core.channel()?.block;
         let expiry_block = expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS));
         let mut quoted = None;
-        let (lock_point, amount, expiry_block, route) = if across {
-            let quote = self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?;
+        let (lock_point, amount, expiry_block, route) = if let Some(quote) = quote {
             let (lock_point, amount, expiry) = check_quote(&quote, &point, inv.amount)?;
             let fees = Amount(amount.0 - inv.amount.0);
             if let Some(max) = self.max_fee.filter(|max| fees > *max) {
@@ -587,21 +599,6 @@ impl Wallet {
             ),
         };
         WalletError::HubRefused { code, message }
-    }
-
-    /// The EIP-712 domain of the hub at `host` (its `/v1/info`), which must be on this chain.
-    async fn payee_hub_domain(&self, host: &str) -> Result<Domain, WalletError> {
-        let url = format!("http://{host}");
-        let info = HubClient::new(&url)?.info().await.map_err(|e| e.into_wallet(&url))?;
-        let contract: Address = parse(&info["hubContract"], "the payee hub's hubContract")?;
-        let chain_id = self.state().hub.chain_id;
-        if info["chainId"].as_u64() != Some(chain_id) {
-            return Err(WalletError::InvalidInput(format!(
-                "the payee's hub at {host} is on chain {}, this wallet's on {chain_id}",
-                info["chainId"]
-            )));
-        }
-        Ok(Domain { chain_id, verifying_contract: contract })
     }
 
     /// Sends the pending lock debit to the hub: to be forwarded with its invoice, as a locked

@@ -425,8 +425,8 @@ async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
     forged["message"]["amount"] = serde_json::json!("1");
     let (ok, v2) = env.wallet(&alice, &["pay-invoice", &forged.to_string()]);
     assert!(!ok && v2["error"]["code"] == "wrong_signer", "an invoice bob did not sign: {v2}");
-    // Bob's own invoice for an account at a hub that does not answer: the wallet cannot learn
-    // that hub's domain to check the invoice, so nothing is locked.
+    // Bob's own invoice for an account at a hub that does not answer: alice's hub cannot quote
+    // a route to it, so nothing is locked.
     let key_bytes = infhub_core::signature::hex_decode(bob.key.trim_start_matches("0x")).expect("hex key");
     let key = infhub_core::PrivateKey::from_bytes(key_bytes.try_into().expect("32 bytes")).expect("key");
     let domain = infhub_core::Domain { chain_id: env.d.chain_id, verifying_contract: env.d.hub };
@@ -434,7 +434,7 @@ async fn an_invoice_is_paid_by_point_lock_inside_one_hub() {
         infhub_core::invoice::issue(&key, "127.0.0.1:1", &domain, infhub_core::Amount(INF), u64::MAX, "", B256::ZERO)
             .expect("issue");
     let (ok, v2) = env.wallet(&alice, &["pay-invoice", &serde_json::to_string(&far).expect("json")]);
-    assert!(!ok && v2["error"]["code"] == "hub_unreachable", "{v2}");
+    assert!(!ok && v2["error"]["code"] == "peer_hub_unreachable", "{v2}");
     let bob_before = env.ok(&bob, &["balance"]);
     assert_eq!(amount(&bob_before["balance"]), 7 * INF, "his balance claimed the payment: {bob_before}");
     let notes = bob_before["notes"].to_string();

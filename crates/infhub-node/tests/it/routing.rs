@@ -47,6 +47,7 @@ pub(crate) struct ThreeHubs {
     pub node_c: InProcessNode,
     pub http_a: Http,
     pub http_b: Http,
+    pub config_c: infhub_node::config::Config,
 }
 
 pub(crate) async fn three_hubs() -> ThreeHubs {
@@ -67,17 +68,18 @@ pub(crate) async fn three_hubs() -> ThreeHubs {
     config_b.node.link_fee_ppm = 10_000;
     let node_a = InProcessNode::start(config_a).await;
     let node_b = InProcessNode::start(config_b).await;
-    let node_c = InProcessNode::start(start(&d_c, HUB_C, "c")).await;
+    let config_c = start(&d_c, HUB_C, "c");
+    let node_c = InProcessNode::start(config_c.clone()).await;
     let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
     link(&chain, &http_a, &node_b, d_b.hub).await;
     link(&chain, &http_b, &node_c, d_c.hub).await;
-    ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b }
+    ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_c }
 }
 
 #[test]
 fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_fee() {
     rt().block_on(async {
-        let ThreeHubs { chain, d_b: _, d_c: _, tmp: _tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
+        let ThreeHubs { chain, tmp: _tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
 
         // B announces B→C with its fees, signed by its hub key.
         let (b_ann, c_hub) = (
@@ -130,7 +132,7 @@ fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_f
 fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pays_its_fee() {
     use infhub_core::Amount;
     rt().block_on(async {
-        let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
+        let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
@@ -212,7 +214,7 @@ fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
     use infhub_core::point_lock::{Lock, Point, Scalar};
     use infhub_core::Amount;
     rt().block_on(async {
-        let ThreeHubs { chain, d_b, d_c, tmp: _tmp, node_a, node_b, node_c, http_a, http_b } = three_hubs().await;
+        let ThreeHubs { chain, d_b, d_c, tmp: _tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
 
         // A's link key, as a dishonest A would use it; Bob's invoice at C.
         let (key, key_bytes) = infhub_node::links::link_key(&anvil::dev_key(0)).expect("link key");
@@ -265,6 +267,69 @@ fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
         }
         let link = crate::links::link_of(&http_a, d_b.hub).await;
         assert_eq!(balance_of(&link), 300, "nothing locked at B: {link}");
+        node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
+
+/// The payee's hub goes silent mid-payment (spec §5.23a/b): C is down when Alice pays Bob
+/// through B. B holds A's lock and keeps its own lock to C pending; A answers Alice with the
+/// refusal but does not agree to cancel her lock (its own lock at B is live: B could still be
+/// paid). C returns, B's link resends its lock, Bob claims, and the scalar comes back through B
+/// and A: every honest party whole, no channel closed.
+#[test]
+fn a_payment_whose_payee_hub_is_down_completes_when_it_returns_and_nothing_is_cancelled_early() {
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_c, .. } = three_hubs().await;
+        let miner = mine_continuously(&chain, 250);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "while C sleeps", 600).expect("invoice");
+        // A must know the route (B's announcement) before C goes down: its quote needs C's info.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let c_hub = hub_address(HUB_C);
+        loop {
+            let (s, _) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=10"), None).await;
+            if s == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no route to C");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let (_, info) = Http::new(&node_c.url).get("/v1/info", None).await;
+        assert_eq!(info["hub"], json!(c_hub));
+        // The quote reads C's info; take it while C is up, then stop C before the payment.
+        let addr_c = node_c.url.trim_start_matches("http://").to_string();
+        let quote = http_a.post("/v1/payment-quotes", None, &json!({"invoice": invoice})).await;
+        assert_eq!(quote.0, 200, "{}", quote.1);
+        node_c.stop().await;
+        let err = alice.pay_invoice(&invoice).await.expect_err("C is down");
+        assert!(err.to_string().contains("after its expiry"), "her lock is not cancelled early: {err}");
+        assert_eq!(alice.spendable().expect("balance"), Amount(487), "Alice's lock stays");
+        let b_link = crate::links::link_of(&http_b, d_c.hub).await;
+        assert!(!b_link["channel"]["pendingLock"].is_null(), "B keeps its lock to C to resend: {b_link}");
+
+        // C returns on the same address; B's link resends its lock; Bob claims; Alice settles.
+        let mut config = config_c;
+        config.node.listen = addr_c;
+        let node_c = InProcessNode::start(config).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while bob.spendable().expect("balance") != Amount(10) {
+            assert!(std::time::Instant::now() < deadline, "Bob not paid after C returned");
+            let _ = bob.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
+            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled after C returned");
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(alice.spendable().expect("balance"), Amount(487));
+        assert!(alice.channel().expect("channel").debit_locks.is_empty());
+        miner.abort();
         node_c.stop().await;
         node_b.stop().await;
         node_a.stop().await;
