@@ -364,7 +364,7 @@ async fn keystore_init_and_clear_errors() {
 }
 
 /// The operator's commands: the liquidity picture, a reserve withdrawal announced through the
-/// ledger's rule and cancelled, and named refusals.
+/// ledger's rule and cancelled, the link commands, and named refusals.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_sees_liquidity_and_announces_and_cancels_a_reserve_withdrawal() {
     let env = Env::start().await;
@@ -392,6 +392,19 @@ async fn the_operator_sees_liquidity_and_announces_and_cancels_a_reserve_withdra
     .await;
     let (ok, out) = env.operator(&["execute-reserve-withdrawal", "0x00000000000000000000000000000000000000aa"]);
     assert!(!ok && out.contains("no_reserve_withdrawal_pending"), "{out}");
+    // The link commands (spec §5.23): the list with the link key, and named refusals.
+    let (ok, out) = env.operator(&["links"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert!(ok && v["linkAddress"].is_string() && v["links"] == serde_json::json!([]), "{out}");
+    let (ok, out) = env.operator(&["link-open", &env.hub_url]);
+    assert!(!ok && out.contains("link_to_own_hub"), "{out}");
+    let (ok, out) = env.operator(&["link-open", "http://127.0.0.1:1"]);
+    assert!(!ok && out.contains("peer_hub_unreachable"), "{out}");
+    let none = "0x00000000000000000000000000000000000000bb";
+    let (ok, out) = env.operator(&["link-fund", none, "5"]);
+    assert!(!ok && out.contains("unknown_link"), "{out}");
+    let (ok, out) = env.operator(&["link-pay", none, none, "5"]);
+    assert!(!ok && out.contains("unknown_link"), "{out}");
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_infhub"))
         .args(["operator", "--hub-url", &env.hub_url, "liquidity"])
         .env("INFHUB_OPERATOR_TOKEN", "wrong-token-wrong-token")
