@@ -47,6 +47,7 @@ pub(crate) struct ThreeHubs {
     pub node_c: InProcessNode,
     pub http_a: Http,
     pub http_b: Http,
+    pub config_b: infhub_node::config::Config,
     pub config_c: infhub_node::config::Config,
 }
 
@@ -67,13 +68,13 @@ pub(crate) async fn three_hubs() -> ThreeHubs {
     config_b.node.link_base_fee = infhub_core::Amount(2);
     config_b.node.link_fee_ppm = 10_000;
     let node_a = InProcessNode::start(config_a).await;
-    let node_b = InProcessNode::start(config_b).await;
+    let node_b = InProcessNode::start(config_b.clone()).await;
     let config_c = start(&d_c, HUB_C, "c");
     let node_c = InProcessNode::start(config_c.clone()).await;
     let (http_a, http_b) = (Http::new(&node_a.url), Http::new(&node_b.url));
     link(&chain, &http_a, &node_b, d_b.hub).await;
     link(&chain, &http_b, &node_c, d_c.hub).await;
-    ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_c }
+    ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_b, config_c }
 }
 
 #[test]
@@ -329,6 +330,58 @@ fn a_payment_whose_payee_hub_is_down_completes_when_it_returns_and_nothing_is_ca
         }
         assert_eq!(alice.spendable().expect("balance"), Amount(487));
         assert!(alice.channel().expect("channel").debit_locks.is_empty());
+        miner.abort();
+        node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
+
+/// The hub in the middle stops mid-payment (spec §5.23a/b): B holds A's lock and its own lock
+/// at C when it stops; Bob claims at C while B is down; B starts again from its data directory,
+/// reads its unfinished forward from its link's file, steps the scalar C learned upstream with
+/// its tweak, and Alice settles through A.
+#[test]
+fn a_payment_completes_after_the_intermediate_hub_restarts_mid_payment() {
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_b, tmp, node_a, node_b, node_c, http_a, config_b, .. } = three_hubs().await;
+        let miner = mine_continuously(&chain, 250);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "B restarts", 600).expect("invoice");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match alice.pay_invoice(&invoice).await {
+                Ok(_) => break,
+                Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("paying through B: {e}"),
+            }
+        }
+        let addr_b = node_b.url.trim_start_matches("http://").to_string();
+        node_b.stop().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while bob.spendable().expect("balance") != Amount(10) {
+            assert!(std::time::Instant::now() < deadline, "Bob not paid at C while B is down");
+            let _ = bob.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut config = config_b;
+        config.node.listen = addr_b;
+        let node_b = InProcessNode::start(config).await;
+        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
+            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled after B restarted");
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let a_link = link_until(&chain, &http_a, d_b.hub, "A's lock at B settled", |l| {
+            l["channel"]["cumulativeDebit"] == "13" && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(balance_of(&a_link), 287, "{a_link}");
         miner.abort();
         node_c.stop().await;
         node_b.stop().await;
