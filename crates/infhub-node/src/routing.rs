@@ -116,7 +116,8 @@ impl Routing {
             capacity,
             base_fee: self.fees.base_fee,
             fee_ppm: self.fees.fee_ppm,
-            min_amount: Amount(1),
+            // A link with nothing in it yet carries nothing (and is still well formed).
+            min_amount: Amount(1).min(capacity),
             max_amount: capacity,
             sequence,
         };
@@ -191,6 +192,9 @@ mod tests {
     fn own_announcements_change_only_with_their_figures_and_forgeries_do_not_verify() {
         let a = routing(1, Fees { base_fee: Amount(2), fee_ppm: 10_000 });
         let peer = Address::repeat_byte(9);
+        a.announce(peer, Amount(0));
+        let empty = a.announcements()["announcements"][0].clone();
+        assert_eq!(empty["message"]["capacity"], "0", "a link not funded yet is announced too: {empty}");
         a.announce(peer, Amount(100));
         let first = a.announcements()["announcements"][0].clone();
         a.announce(peer, Amount(100));

@@ -309,6 +309,17 @@ fn spawn_node(config_path: &Path) -> Child {
         .expect("spawn infhub run")
 }
 
+/// A process killed when dropped, however the test ends (a failed test leaves none behind
+/// holding its output).
+pub(crate) struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits up to `secs` until the hub at `url` answers `/v1/info`.
 pub(crate) async fn wait_serving(url: &str, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);

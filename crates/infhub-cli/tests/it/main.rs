@@ -8,6 +8,7 @@ mod checkpoints;
 mod frontends;
 mod harness;
 mod hostile;
+mod hubs;
 mod postgres;
 mod scenarios;
 mod towers;

@@ -4,25 +4,15 @@
 //! retryable refusal, not a stop; PostgreSQL itself fails over (pg_auto_failover) under load,
 //! and then the hub process does, with nothing acknowledged lost and no credit signed twice.
 
-use crate::harness::{amount, wait_serving, Env, User, INF};
+use crate::harness::{amount, wait_serving, Env, Process, User, INF};
 use infhub_node::config::{Secret, StoreKind};
 use infhub_pg::formation::LocalFormation;
 use infhub_pg::server::LocalPostgres;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The lease in these tests: short, so the takeover is quick.
 const LEASE_MS: u64 = 1_500;
-
-/// Kills a node process when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A chain and a hub node on PostgreSQL at `pg` in `schema` (asynchronous mode: one server),
 /// writing as `writer`.

@@ -1,0 +1,142 @@
+//! Three hubs as real processes on one anvil (spec §5.23b): hub A (the scenarios' hub), B and C,
+//! A's link at B and B's link at C opened and funded through the operator API, wallets as
+//! processes. Alice at A pays Bob's invoice at C through B; B is killed with SIGKILL with both
+//! of its locks live, Bob claims at C while B is down, B restarts from its data directory and
+//! the payment completes: Bob paid, Alice charged the invoice and B's fee, no channel closed.
+
+use crate::harness::*;
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use alloy::sol_types::SolCall;
+use infhub_chain::anvil::{self, Deployment};
+use infhub_chain::bindings::{IErc20, IInfHub};
+use serde_json::{json, Value};
+
+/// Dev keys of hubs B and C.
+const HUB_B: usize = 4;
+const HUB_C: usize = 3;
+
+async fn deploy_hub_of(env: &Env, key: usize) -> Deployment {
+    let mut s = anvil::sender(&env.provider, anvil::dev_key(key)).await.expect("sender");
+    let operator = s.address();
+    let d = anvil::deploy_hub(
+        &mut s,
+        env.d.token,
+        env.d.point_registry,
+        operator,
+        CHALLENGE_PERIOD_BLOCKS,
+        2 * CHALLENGE_PERIOD_BLOCKS,
+    )
+    .await
+    .expect("hub deployed");
+    let approve = IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode();
+    anvil::call_ok(&mut s, env.d.token, approve).await.expect("approve");
+    let reserve = IInfHub::depositReserveCall { amount: U256::from(1_000 * INF) }.abi_encode();
+    anvil::call_ok(&mut s, d.hub, reserve).await.expect("reserve");
+    d
+}
+
+fn hub_config(env: &Env, d: &Deployment, key: usize, name: &str, fee: u128) -> infhub_node::config::Config {
+    let port = anvil::free_port().expect("port");
+    let mut c = infhub_node::dev::config(&env.anvil, d, format!("127.0.0.1:{port}"), env.tmp.path().join(name));
+    c.chain.hub_key.0 = anvil::dev_key(key);
+    c.chain.poll_interval_ms = 100;
+    c.node.link_watch_interval_ms = 300;
+    c.node.link_base_fee = infhub_core::Amount(fee);
+    c.node.log = "warn".into();
+    c
+}
+
+async fn operator_call(url: String, body: Option<Value>) -> Value {
+    let client = reqwest::Client::new();
+    let r = match body {
+        Some(b) => client.post(&url).json(&b),
+        None => client.get(&url),
+    };
+    r.bearer_auth(OPERATOR).send().await.expect("operator request").json().await.expect("json")
+}
+
+fn link_to(list: &Value, peer: Address) -> Value {
+    let links = list["links"].as_array().cloned().unwrap_or_default();
+    links.into_iter().find(|l| l["peerContract"] == json!(peer)).unwrap_or_default()
+}
+
+/// The hub at `from` opens a link at the hub at `to` (contract `peer`) and funds it with 300 INF.
+async fn link(env: &Env, from: &str, to: &str, peer: Address) {
+    let opened = operator_call(format!("{from}/v1/operator/links"), Some(json!({"hubUrl": to}))).await;
+    assert!(opened["link"].is_object(), "{opened}");
+    let list = operator_call(format!("{from}/v1/operator/links"), None).await;
+    let address: Address = serde_json::from_value(list["linkAddress"].clone()).expect("linkAddress");
+    let mut minter = anvil::sender(&env.provider, anvil::dev_key(0)).await.expect("sender");
+    anvil::mint(&mut minter, env.d.token, address, U256::from(1_000 * INF)).await.expect("mint");
+    let eth = U256::from(10u64).pow(U256::from(18u64));
+    let _: () = env.provider.raw_request("anvil_setBalance".into(), (address, eth)).await.expect("gas");
+    env.until(60, "the link open", || async {
+        link_to(&operator_call(format!("{from}/v1/operator/links"), None).await, peer)["state"] == "open"
+    })
+    .await;
+    let deposit = json!({"amount": (300 * INF).to_string()});
+    operator_call(format!("{from}/v1/operator/links/{peer}/deposits"), Some(deposit)).await;
+    env.until(60, "the link funded", || async {
+        let l = link_to(&operator_call(format!("{from}/v1/operator/links"), None).await, peer);
+        l["channel"]["balance"] == (300 * INF).to_string()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_through_a_hub_killed_mid_payment_completes_after_its_restart() {
+    let env = Env::start_with(|c| c.node.link_watch_interval_ms = 300).await;
+    let (d_b, d_c) = (deploy_hub_of(&env, HUB_B).await, deploy_hub_of(&env, HUB_C).await);
+    let (config_b, config_c) = (hub_config(&env, &d_b, HUB_B, "b", 2), hub_config(&env, &d_c, HUB_C, "c", 0));
+    let (url_b, url_c) = (format!("http://{}", config_b.node.listen), format!("http://{}", config_c.node.listen));
+    let mut hub_b = Process(env.spawn_other_node(&config_b, "b"));
+    let _hub_c = Process(env.spawn_other_node(&config_c, "c"));
+    wait_serving(&url_b, 30).await;
+    wait_serving(&url_c, 30).await;
+    link(&env, &env.hub_url, &url_b, d_b.hub).await;
+    link(&env, &url_b, &url_c, d_c.hub).await;
+
+    let (alice, bob) = (env.user(1, "alice"), env.user(2, "bob"));
+    env.register(&alice).await;
+    env.ok(&alice, &["deposit", "100"]);
+    env.ok(&bob, &["register", "--hub-url", &url_c, "--rpc-url", &env.anvil.url]);
+    let bob_at_c = format!("{url_c}/v1/accounts/{}", bob.address);
+    env.until(60, "C to follow Bob's channel", || async {
+        let r = reqwest::Client::new().get(&bob_at_c).bearer_auth(OPERATOR).send().await;
+        r.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let invoice = env.ok(&bob, &["invoice", "10", "--description", "through B"])["invoice"].to_string();
+    // A knows B→C once B's announcement reached it.
+    let paid = env
+        .until_value(60, "Alice's payment through B", || async {
+            let (ok, v) = env.wallet(&alice, &["pay-invoice", &invoice]);
+            match ok {
+                true => Some(v),
+                false if v["error"]["code"] == "no_route" => None,
+                false => panic!("paying through B: {v}"),
+            }
+        })
+        .await;
+    let fee = 2;
+    assert_eq!(amount(&paid["fees"]), fee, "B's base fee, shown before: {paid}");
+
+    // SIGKILL B with A's lock and its own lock at C live; Bob claims at C meanwhile.
+    hub_b.0.kill().expect("kill B");
+    hub_b.0.wait().expect("B gone");
+    env.until(60, "Bob paid at C while B is down", || async {
+        let v = env.ok(&bob, &["balance"]);
+        amount(&v["balance"]) == 10 * INF
+    })
+    .await;
+    let _hub_b = Process(env.spawn_other_node(&config_b, "b"));
+    wait_serving(&url_b, 30).await;
+    env.until(90, "Alice's lock settled through B and A (her debits: the invoice and B's fee)", || async {
+        let v = env.ok(&alice, &["balance"]);
+        v["cumulativeDebit"].is_string() && amount(&v["cumulativeDebit"]) == 10 * INF + fee
+    })
+    .await;
+    let b_links = operator_call(format!("{url_b}/v1/operator/links"), None).await;
+    assert_eq!(link_to(&b_links, d_c.hub)["unfinishedForwards"], 0, "{b_links}");
+}
