@@ -4,7 +4,7 @@
 //! A→B→C with B's fee; an amount no link carries has no route.
 
 use crate::harness::*;
-use crate::links::{balance_of, deploy_hub_of, link_until};
+use crate::links::{balance_of, deploy_hub_of, link_of, link_until};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use infhub_chain::anvil;
@@ -384,6 +384,60 @@ fn a_payment_completes_after_the_intermediate_hub_restarts_mid_payment() {
         assert_eq!(balance_of(&a_link), 287, "{a_link}");
         miner.abort();
         node_c.stop().await;
+        node_b.stop().await;
+        node_a.stop().await;
+    });
+}
+
+/// The payee's hub stays offline past the expiry (spec §5.23a/b): C is down when Alice pays Bob
+/// through B and does not return. Every lock expires and is dropped by its sender: Alice's at A,
+/// A's link's at B; B's lock to C was never applied. Everyone is refunded and no channel closes.
+#[test]
+fn a_payment_whose_payee_hub_stays_offline_past_the_expiry_refunds_everyone_and_closes_nothing() {
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
+        let miner = mine_continuously(&chain, 250);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "never claimed", 600).expect("invoice");
+        let c_hub = hub_address(HUB_C);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (s, _) = http_a.post("/v1/payment-quotes", None, &json!({"invoice": invoice})).await;
+            if s == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no route to C at {c_hub}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        node_c.stop().await;
+        let err = alice.pay_invoice(&invoice).await.expect_err("C is down");
+        assert!(err.to_string().contains("after its expiry"), "{err}");
+        let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
+
+        // Past Alice's expiry: every sender drops its lock.
+        miner.abort();
+        let head = chain.head().await;
+        chain.mine(lock.expiry_block.saturating_sub(head) + 5).await;
+        let miner = mine_continuously(&chain, 250);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while !alice.channel().expect("channel").debit_locks.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "Alice's expired lock not dropped");
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(alice.spendable().expect("balance"), Amount(500), "Alice refunded");
+        assert_eq!(alice.channel().expect("channel").cumulative_debit(), Amount(0));
+        let a_link = link_until(&chain, &http_a, d_b.hub, "A's link refunded at B", |l| {
+            balance_of(l) == 300 && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(a_link["state"], "open", "no channel closed: {a_link}");
+        let b_link = link_of(&http_b, d_c.hub).await;
+        assert_eq!((balance_of(&b_link), &b_link["state"]), (300, &json!("open")), "B paid nothing: {b_link}");
+        miner.abort();
         node_b.stop().await;
         node_a.stop().await;
     });
