@@ -474,9 +474,9 @@ impl Links {
         let open = w.channel().is_ok_and(|c| c.status == infhub_core::channel::Status::Open);
         // The link settles a lock only once the scalar it opens is in the ledger for the
         // payment it forwarded: the next hub forgets the scalar when the lock settles.
-        if open {
-            self.advance_forwards(link, w).await;
-        }
+        // Also once the link closes: the next hub may have claimed on chain (its reveal in the
+        // registry is then where this hub learns the scalar).
+        self.advance_forwards(link, w).await;
         w.hold_locks(link.forwards().iter().filter(|f| f.state != ForwardState::Failed).map(|f| f.lock_id).collect());
         let synced = if open { w.sync().await.map(|_| ()) } else { Ok(()) };
         let defended = match w.defend(true, submitted).await {
@@ -511,6 +511,8 @@ impl Links {
 pub const FORWARD_EXPIRY_DELTA_BLOCKS: u64 = 2 * infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
 /// Blocks the next hop's lock must still have after the payee's own margin.
 pub const FORWARD_MIN_REMAINING_BLOCKS: u64 = 10;
+/// Most forwards per link and watch round whose scalar is looked up in the point registry.
+pub const MAX_REGISTRY_LOOKUPS_PER_ROUND: usize = 64;
 /// Most payment quotes kept at once.
 pub const MAX_QUOTES: usize = 10_000;
 /// How long a payment quote can be used.
@@ -736,19 +738,30 @@ impl Links {
         let pending = |f: &Forward| {
             node.read().ledger().account(&f.payer).is_some_and(|a| a.channel.debit_locks.get(&f.lock_id).is_some())
         };
+        // The next hub's word first; if it does not answer, the registry's.
         let scalars = match w.outgoing_scalars().await {
             Ok(s) => s,
             Err(e) => {
                 link.record(Err(e), Some(w));
-                return;
+                Vec::new()
             }
         };
+        let mut registry_lookups = 0;
         for f in forwards {
             let lock_pending = pending(&f);
             let result = match f.state {
                 ForwardState::Intent if lock_pending => send_forward(link, w, f).await.map(|_| ()),
                 ForwardState::Sent if lock_pending => {
-                    let Some((_, downstream)) = scalars.iter().find(|(id, _)| *id == f.lock_id) else { continue };
+                    let from_peer = scalars.iter().find(|(id, _)| *id == f.lock_id).map(|(_, s)| *s);
+                    let downstream = match from_peer {
+                        Some(s) => Some(s),
+                        None if registry_lookups < MAX_REGISTRY_LOOKUPS_PER_ROUND => {
+                            registry_lookups += 1;
+                            self.revealed_scalar(&f).await
+                        }
+                        None => None,
+                    };
+                    let Some(downstream) = downstream.as_ref() else { continue };
                     let scalar = match f.tweak {
                         None => *downstream,
                         Some(tweak) => match downstream.upstream(&tweak) {
@@ -841,6 +854,20 @@ impl Links {
         }
         hosts.insert(host.to_string(), (std::time::Instant::now(), hub, contract));
         Ok((hub, contract))
+    }
+
+    /// The scalar of `f`'s outgoing lock if someone revealed it in the point registry (the next
+    /// hub claimed on chain, e.g. while this hub was down and could not settle its lock).
+    async fn revealed_scalar(&self, f: &Forward) -> Option<Scalar> {
+        let compressed = match &f.onward {
+            Some(o) => o.lock_point.0,
+            None => f.invoice.message.payment_point,
+        };
+        let point = Point::from_compressed(&compressed).ok()?.address();
+        let registry = infhub_chain::registry::PointRegistryClient::new(self.provider.clone(), self.routing.registry());
+        let block = registry.revealed_at(point).await.ok()??;
+        let reveals = registry.reveals(block, block).await.ok()?;
+        reveals.into_iter().find(|r| r.point == point).map(|r| r.scalar)
     }
 
     /// The open link whose peer's hub address is `hub`.

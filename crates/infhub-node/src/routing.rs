@@ -73,6 +73,11 @@ impl Routing {
         self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The chain's point registry (the announcements' domain).
+    pub fn registry(&self) -> Address {
+        self.domain.verifying_contract
+    }
+
     /// The chain the announcements are signed for.
     pub fn chain_id(&self) -> u64 {
         self.domain.chain_id

@@ -442,3 +442,82 @@ fn a_payment_whose_payee_hub_stays_offline_past_the_expiry_refunds_everyone_and_
         node_a.stop().await;
     });
 }
+
+/// The upstream hub goes silent after forwarding (spec §5.23b, §5.15): A stops once Alice's
+/// payment is through; Bob claims at C and B learns the scalar for A's lock, which A is not
+/// there to settle. B closes A's link: its duties reveal the scalar in the point registry,
+/// register A's lock and, after the settlement, unlock it: B is paid through the registry
+/// without A. When A returns, B is down too: A learns the scalar from the registry and Alice
+/// settles: A paid B 13 out of its link and is paid 13 by Alice; everyone whole.
+#[test]
+fn a_hub_claims_through_the_registry_when_its_upstream_is_silent_and_the_upstream_learns_it_there() {
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_b, tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
+        let miner = mine_continuously(&chain, 250);
+        let config_a = {
+            let mut c = chain.config(tmp.path().join("a"));
+            c.node.link_watch_interval_ms = 200;
+            c.node.listen = node_a.url.trim_start_matches("http://").to_string();
+            c
+        };
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "A goes silent", 600).expect("invoice");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match alice.pay_invoice(&invoice).await {
+                Ok(_) => break,
+                Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("paying through B: {e}"),
+            }
+        }
+        let (_, list) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
+        let a_link: Address = serde_json::from_value(list["linkAddress"].clone()).expect("linkAddress");
+        node_a.stop().await;
+
+        // Bob claims; B learns the scalar for A's lock and, A being silent, closes A's link.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while bob.spendable().expect("balance") != Amount(10) {
+            assert!(std::time::Instant::now() < deadline, "Bob not paid at C");
+            let _ = bob.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        eventually(60, "B learned the scalar of A's lock", || async {
+            let (_, v) = http_b.get(&format!("/v1/accounts/{a_link}"), Some(OPERATOR)).await;
+            let outgoing = v["locks"]["outgoing"].as_array().cloned().unwrap_or_default();
+            outgoing.iter().any(|l| !l["scalar"].is_null()).then_some(())
+        })
+        .await;
+        let tokens_before = chain.token_balance(a_link).await;
+        let (s, v) = http_b.post("/v1/operator/closes", Some(OPERATOR), &json!({"user": a_link})).await;
+        assert_eq!(s, 200, "{v}");
+        let paid = eventually(120, "A's link settled at B, its lock paid to B through the registry", || async {
+            let now = chain.token_balance(a_link).await;
+            (now > tokens_before).then_some(now - tokens_before)
+        })
+        .await;
+        assert_eq!(paid, U256::from(287u64), "A's link is paid its deposit less the lock");
+
+        // A returns while B is down: it learns the scalar from the registry; Alice settles.
+        node_b.stop().await;
+        let node_a = InProcessNode::start(config_a).await;
+        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
+            assert!(
+                std::time::Instant::now() < deadline + std::time::Duration::from_secs(60),
+                "Alice not settled after A returned"
+            );
+            let _ = alice.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let a_view =
+            link_until(&chain, &http_a, d_b.hub, "A's forward finished", |l| l["unfinishedForwards"] == 0).await;
+        assert_eq!(a_view["state"], "settled", "{a_view}");
+        miner.abort();
+        node_c.stop().await;
+        node_a.stop().await;
+    });
+}
