@@ -77,6 +77,40 @@ pub(crate) async fn three_hubs() -> ThreeHubs {
     ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_b, config_c }
 }
 
+/// Pays `invoice` from `payer` as soon as her hub quotes a route to the payee's hub (within
+/// 60 s: the announcements travel one link per watch round); the hub's answer.
+async fn pay_when_routed(payer: &mut infhub_wallet::Wallet, invoice: &infhub_core::invoice::SignedInvoice) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match payer.pay_invoice(invoice).await {
+            Ok(answer) => return answer,
+            Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("paying across hubs: {e}"),
+        }
+    }
+}
+
+/// Syncs `w` with its hub until `done` holds, or panics with `what` at `deadline`.
+async fn sync_until(
+    w: &mut infhub_wallet::Wallet,
+    deadline: std::time::Instant,
+    what: &str,
+    done: impl Fn(&infhub_wallet::Wallet) -> bool,
+) {
+    while !done(w) {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        let _ = w.sync().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A wallet's running total of debits.
+fn debit_of(w: &infhub_wallet::Wallet) -> infhub_core::Amount {
+    w.channel().map(|c| c.cumulative_debit()).unwrap_or_default()
+}
+
 #[test]
 fn hubs_exchange_link_announcements_and_quote_a_route_with_the_forwarding_hubs_fee() {
     rt().block_on(async {
@@ -142,18 +176,7 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
         let z = infhub_core::point_lock::Point::from_compressed(&invoice.message.payment_point).expect("point");
 
         // A knows B→C once B announced it: pay as soon as A quotes a route.
-        let answer = {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            loop {
-                match alice.pay_invoice(&invoice).await {
-                    Ok(a) => break a,
-                    Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    }
-                    Err(e) => panic!("paying over two links: {e}"),
-                }
-            }
-        };
+        let answer = pay_when_routed(&mut alice, &invoice).await;
         assert!(answer["forwarded"]["nextHubAnswer"].is_object(), "{answer}");
         assert_eq!(answer["quote"]["fees"], "3", "the fees are shown with the answer: {answer}");
         let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
@@ -163,11 +186,7 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
 
         // Bob claims at C; the scalar steps upstream through B and A to Alice.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        while bob.spendable().expect("balance") != Amount(10) {
-            assert!(std::time::Instant::now() < deadline, "Bob not paid at C");
-            let _ = bob.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(10))).await;
         while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
             if std::time::Instant::now() > deadline {
                 let (_, la) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
@@ -318,16 +337,10 @@ fn a_payment_whose_payee_hub_is_down_completes_when_it_returns_and_nothing_is_ca
         config.node.listen = addr_c;
         let node_c = InProcessNode::start(config).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        while bob.spendable().expect("balance") != Amount(10) {
-            assert!(std::time::Instant::now() < deadline, "Bob not paid after C returned");
-            let _ = bob.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
-            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled after C returned");
-            let _ = alice.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        sync_until(&mut bob, deadline, "Bob not paid after C returned", |w| w.spendable().ok() == Some(Amount(10)))
+            .await;
+        sync_until(&mut alice, deadline, "Alice's lock not settled after C returned", |w| debit_of(w) == Amount(13))
+            .await;
         assert_eq!(alice.spendable().expect("balance"), Amount(487));
         assert!(alice.channel().expect("channel").debit_locks.is_empty());
         miner.abort();
@@ -351,32 +364,17 @@ fn a_payment_completes_after_the_intermediate_hub_restarts_mid_payment() {
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "B restarts", 600).expect("invoice");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            match alice.pay_invoice(&invoice).await {
-                Ok(_) => break,
-                Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("paying through B: {e}"),
-            }
-        }
+        pay_when_routed(&mut alice, &invoice).await;
         let addr_b = node_b.url.trim_start_matches("http://").to_string();
         node_b.stop().await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        while bob.spendable().expect("balance") != Amount(10) {
-            assert!(std::time::Instant::now() < deadline, "Bob not paid at C while B is down");
-            let _ = bob.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        sync_until(&mut bob, deadline, "Bob not paid at C while B is down", |w| w.spendable().ok() == Some(Amount(10)))
+            .await;
         let mut config = config_b;
         config.node.listen = addr_b;
         let node_b = InProcessNode::start(config).await;
-        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
-            assert!(std::time::Instant::now() < deadline, "Alice's lock not settled after B restarted");
-            let _ = alice.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        sync_until(&mut alice, deadline, "Alice's lock not settled after B restarted", |w| debit_of(w) == Amount(13))
+            .await;
         let a_link = link_until(&chain, &http_a, d_b.hub, "A's lock at B settled", |l| {
             l["channel"]["cumulativeDebit"] == "13" && l["unfinishedForwards"] == 0
         })
@@ -465,27 +463,14 @@ fn a_hub_claims_through_the_registry_when_its_upstream_is_silent_and_the_upstrea
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "A goes silent", 600).expect("invoice");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            match alice.pay_invoice(&invoice).await {
-                Ok(_) => break,
-                Err(e) if e.code() == "no_route" && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("paying through B: {e}"),
-            }
-        }
+        pay_when_routed(&mut alice, &invoice).await;
         let (_, list) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
         let a_link: Address = serde_json::from_value(list["linkAddress"].clone()).expect("linkAddress");
         node_a.stop().await;
 
         // Bob claims; B learns the scalar for A's lock and, A being silent, closes A's link.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        while bob.spendable().expect("balance") != Amount(10) {
-            assert!(std::time::Instant::now() < deadline, "Bob not paid at C");
-            let _ = bob.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(10))).await;
         eventually(60, "B learned the scalar of A's lock", || async {
             let (_, v) = http_b.get(&format!("/v1/accounts/{a_link}"), Some(OPERATOR)).await;
             let outgoing = v["locks"]["outgoing"].as_array().cloned().unwrap_or_default();
@@ -505,14 +490,8 @@ fn a_hub_claims_through_the_registry_when_its_upstream_is_silent_and_the_upstrea
         // A returns while B is down: it learns the scalar from the registry; Alice settles.
         node_b.stop().await;
         let node_a = InProcessNode::start(config_a).await;
-        while alice.channel().expect("channel").cumulative_debit() != Amount(13) {
-            assert!(
-                std::time::Instant::now() < deadline + std::time::Duration::from_secs(60),
-                "Alice not settled after A returned"
-            );
-            let _ = alice.sync().await;
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        let later = deadline + std::time::Duration::from_secs(60);
+        sync_until(&mut alice, later, "Alice not settled after A returned", |w| debit_of(w) == Amount(13)).await;
         let a_view =
             link_until(&chain, &http_a, d_b.hub, "A's forward finished", |l| l["unfinishedForwards"] == 0).await;
         assert_eq!(a_view["state"], "settled", "{a_view}");
