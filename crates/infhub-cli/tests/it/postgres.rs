@@ -248,11 +248,25 @@ async fn the_development_hub_runs_on_a_pg_auto_failover_formation() {
         .args(["dev", "--postgres", "--no-tower", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(tmp.path().join("data"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("dev.log")).expect("log file"))
         .spawn()
         .expect("spawn infhub dev");
     let mut dev = Process(child);
-    wait_serving(&url, 180).await;
+    // Three database clusters, two base backups and the node: tens of seconds alone, minutes
+    // beside the other scenarios on a loaded 2-core machine.
+    let deadline = Instant::now() + Duration::from_secs(420);
+    while !reqwest::get(format!("{url}/v1/info")).await.is_ok_and(|r| r.status().is_success()) {
+        if Instant::now() > deadline || dev.0.try_wait().expect("try_wait").is_some() {
+            let log = std::fs::read_to_string(tmp.path().join("dev.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "infhub dev did not serve (exited: {:?}); its log ends:\n{}",
+                dev.0.try_wait(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let info: serde_json::Value =
         reqwest::get(format!("{url}/v1/info")).await.expect("info").json().await.expect("json");
     assert_eq!(info["storage"]["store"], "postgres", "{info}");
