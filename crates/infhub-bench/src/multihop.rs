@@ -11,9 +11,7 @@
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use alloy::sol_types::SolCall;
 use infhub_chain::anvil::{self, Anvil, Deployment};
-use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_core::{Amount, PrivateKey};
 use infhub_wallet::store::WalletDir;
 use infhub_wallet::Wallet;
@@ -58,16 +56,9 @@ async fn start_hub(anvil: &Anvil, d: &Deployment, key: usize, dir: &Path, fee: u
 
 async fn deploy_hub_of(anvil: &Anvil, d: &Deployment, key: usize) -> Result<Deployment, String> {
     let p = anvil.provider().map_err(fail)?;
-    let mut s = anvil::sender(&p, anvil::dev_key(key)).await.map_err(fail)?;
-    let operator = s.address();
-    let challenge = infhub_node::dev::DEV_CHALLENGE_PERIOD_BLOCKS;
-    let notice = infhub_node::dev::DEV_RESERVE_NOTICE_BLOCKS;
-    let hub = anvil::deploy_hub(&mut s, d.token, d.point_registry, operator, challenge, notice).await.map_err(fail)?;
-    let approve = IErc20::approveCall { spender: hub.hub, amount: U256::MAX }.abi_encode();
-    anvil::call_ok(&mut s, d.token, approve).await.map_err(fail)?;
-    let reserve = IInfHub::depositReserveCall { amount: U256::from(FUNDS) }.abi_encode();
-    anvil::call_ok(&mut s, hub.hub, reserve).await.map_err(fail)?;
-    Ok(hub)
+    let (challenge, notice) =
+        (infhub_node::dev::DEV_CHALLENGE_PERIOD_BLOCKS, infhub_node::dev::DEV_RESERVE_NOTICE_BLOCKS);
+    infhub_node::dev::deploy_other_hub(&p, d, key, U256::from(FUNDS), challenge, notice).await.map_err(fail)
 }
 
 /// Gives `to` gas and `FUNDS` tokens.

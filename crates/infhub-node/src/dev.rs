@@ -60,6 +60,27 @@ pub async fn deploy_with_periods(
     Ok(d)
 }
 
+/// Deploys another hub contract on `d`'s token and point registry, operated by dev key
+/// `key_index`, which approves it and deposits `reserve` of its tokens (a second or third hub on
+/// the same chain, for multi-hub tests and the multi-hop benchmark).
+pub async fn deploy_other_hub(
+    provider: &alloy::providers::DynProvider,
+    d: &Deployment,
+    key_index: usize,
+    reserve: U256,
+    challenge_period_blocks: u64,
+    reserve_notice_blocks: u64,
+) -> Result<Deployment, ChainError> {
+    let mut s = anvil::sender(provider, anvil::dev_key(key_index)).await?;
+    let operator = s.address();
+    let hub =
+        anvil::deploy_hub(&mut s, d.token, d.point_registry, operator, challenge_period_blocks, reserve_notice_blocks)
+            .await?;
+    anvil::call_ok(&mut s, d.token, IErc20::approveCall { spender: hub.hub, amount: U256::MAX }.abi_encode()).await?;
+    anvil::call_ok(&mut s, hub.hub, IInfHub::depositReserveCall { amount: reserve }.abi_encode()).await?;
+    Ok(hub)
+}
+
 /// A configuration for a node serving `d` on `anvil`.
 pub fn config(anvil: &Anvil, d: &Deployment, listen: String, data_dir: PathBuf) -> Config {
     let mut c = Config::default();

@@ -7,9 +7,7 @@
 use crate::harness::*;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use alloy::sol_types::SolCall;
 use infhub_chain::anvil::{self, Deployment};
-use infhub_chain::bindings::{IErc20, IInfHub};
 use serde_json::{json, Value};
 
 /// Dev keys of hubs B and C.
@@ -17,23 +15,10 @@ const HUB_B: usize = 4;
 const HUB_C: usize = 3;
 
 async fn deploy_hub_of(env: &Env, key: usize) -> Deployment {
-    let mut s = anvil::sender(&env.provider, anvil::dev_key(key)).await.expect("sender");
-    let operator = s.address();
-    let d = anvil::deploy_hub(
-        &mut s,
-        env.d.token,
-        env.d.point_registry,
-        operator,
-        CHALLENGE_PERIOD_BLOCKS,
-        2 * CHALLENGE_PERIOD_BLOCKS,
-    )
-    .await
-    .expect("hub deployed");
-    let approve = IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode();
-    anvil::call_ok(&mut s, env.d.token, approve).await.expect("approve");
-    let reserve = IInfHub::depositReserveCall { amount: U256::from(1_000 * INF) }.abi_encode();
-    anvil::call_ok(&mut s, d.hub, reserve).await.expect("reserve");
-    d
+    let (challenge, notice) = (CHALLENGE_PERIOD_BLOCKS, 2 * CHALLENGE_PERIOD_BLOCKS);
+    infhub_node::dev::deploy_other_hub(&env.provider, &env.d, key, U256::from(1_000 * INF), challenge, notice)
+        .await
+        .expect("hub deployed")
 }
 
 fn hub_config(env: &Env, d: &Deployment, key: usize, name: &str, fee: u128) -> infhub_node::config::Config {

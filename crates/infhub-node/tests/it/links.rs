@@ -8,9 +8,7 @@
 use crate::harness::*;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
-use alloy::sol_types::SolCall;
 use infhub_chain::anvil;
-use infhub_chain::bindings::{IErc20, IInfHub};
 use infhub_core::messages::PaymentKind;
 use infhub_core::PrivateKey;
 use infhub_node::dev::{DEV_CHALLENGE_PERIOD_BLOCKS, DEV_RESERVE_NOTICE_BLOCKS};
@@ -26,23 +24,17 @@ pub(crate) async fn deploy_hub_b(chain: &Chain) -> anvil::Deployment {
 
 /// Deploys a hub contract run by dev key `index` on A's token and registry, with a reserve.
 pub(crate) async fn deploy_hub_of(chain: &Chain, index: usize) -> anvil::Deployment {
-    let mut b = anvil::sender(&chain.provider, anvil::dev_key(index)).await.expect("sender");
-    let operator = b.address();
-    let d = anvil::deploy_hub(
-        &mut b,
-        chain.d.token,
-        chain.d.point_registry,
-        operator,
+    let reserve = U256::from(1_000_000u64);
+    infhub_node::dev::deploy_other_hub(
+        &chain.provider,
+        &chain.d,
+        index,
+        reserve,
         DEV_CHALLENGE_PERIOD_BLOCKS,
         DEV_RESERVE_NOTICE_BLOCKS,
     )
     .await
-    .expect("hub B deployed");
-    let approve = IErc20::approveCall { spender: d.hub, amount: U256::MAX }.abi_encode();
-    anvil::call_ok(&mut b, chain.d.token, approve).await.expect("approve");
-    let reserve = IInfHub::depositReserveCall { amount: U256::from(1_000_000u64) }.abi_encode();
-    anvil::call_ok(&mut b, d.hub, reserve).await.expect("reserve");
-    d
+    .expect("hub deployed")
 }
 
 /// The link named by `peer` in B's list of links.
