@@ -328,6 +328,13 @@ pub enum Error {
     /// A seal was asked for with no proof waiting to be signed.
     #[error("no proofs waiting to be sealed")]
     NothingToSeal,
+    /// The parts of a split payment sum to less than the lock they fund, or a part is not a
+    /// pending lock of its payer with the lock's id, or already funds another lock (spec §5.23c).
+    #[error("the parts do not fund the lock")]
+    PartsDoNotFundLock,
+    /// A split payment has more parts than `MAX_PARTS`, or none.
+    #[error("a split payment has 1 to MAX_PARTS parts")]
+    TooManyParts,
 }
 
 impl From<crate::checkpoint::PathError> for Error {

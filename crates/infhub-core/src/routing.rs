@@ -188,9 +188,11 @@ impl Graph {
         search.k_cheapest(payee_hub, k.min(MAX_PATHS))
     }
 
-    /// Routes for `amount`, split over up to [`MAX_PARTS`] parts when no single path carries it:
-    /// each part takes the cheapest path for the most it can carry (halving from what is left),
-    /// on the capacity the parts before it left. `NoRoute` when the parts cannot cover it.
+    /// Routes for `amount`, split over up to [`MAX_PARTS`] parts when no single path carries it
+    /// (spec §5.23c): each part takes the cheapest path over links no earlier part uses (a
+    /// lock id is unique on a link, and every part of one payment carries the payment's id),
+    /// for the most that path carries of what is left (halving to find an amount it carries,
+    /// then searching up to its limit). `NoRoute` when the parts cannot cover it.
     pub fn split_routes(
         &self,
         payer_hub: Address,
@@ -201,17 +203,18 @@ impl Graph {
         if amount == Amount::ZERO {
             return Err(Error::AmountMustNotBeZero);
         }
-        let mut used: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
+        let used: BTreeMap<(Address, Address), Amount> = BTreeMap::new();
+        let mut banned_links = BTreeSet::new();
         let mut parts = Vec::new();
         let mut left = amount;
         while left > Amount::ZERO {
             if parts.len() == MAX_PARTS {
                 return Err(Error::NoRoute);
             }
+            let search = |part: Amount| Search { graph: self, capacity: &used, scorer, payer_hub, amount: part };
             let mut part = left;
             let route = loop {
-                let search = Search { graph: self, capacity: &used, scorer, payer_hub, amount: part };
-                if let Some(r) = search.cheapest(payee_hub, &BTreeSet::new(), &BTreeSet::new()) {
+                if let Some(r) = search(part).cheapest(payee_hub, &BTreeSet::new(), &banned_links) {
                     break r;
                 }
                 if part.0 <= 1 {
@@ -219,12 +222,20 @@ impl Graph {
                 }
                 part = Amount(part.0 / 2);
             };
-            for h in &route.hops {
-                let u = used.entry((h.from_hub, h.to_hub)).or_insert(Amount::ZERO);
-                *u = u.checked_add(h.amount)?;
+            // The path carries `part`; find the most of `left` it carries (feasibility only
+            // falls as the amount grows: capacities and maxima are upper bounds).
+            let path: Vec<Address> = std::iter::once(payer_hub).chain(route.hops.iter().map(|h| h.to_hub)).collect();
+            let (mut lo, mut hi, mut best) = (part.0, left.0, route);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                match search(Amount(mid)).price(&path) {
+                    Some(r) => (lo, best) = (mid, r),
+                    None => hi = mid - 1,
+                }
             }
-            left = Amount(left.0 - part.0);
-            parts.push(route);
+            banned_links.extend(best.hops.iter().map(|h| (h.from_hub, h.to_hub)));
+            left = Amount(left.0 - lo);
+            parts.push(best);
         }
         Ok(parts)
     }

@@ -35,7 +35,7 @@ impl LogRecord {
             Command::ConvertToChannel { account, user, .. } => out.extend([*account, *user]),
             Command::Chain { event, .. } => out.extend(event.account()),
             Command::DebitLock { debit, .. } => out.push(debit.message.user),
-            Command::CreditLock { user, .. } => out.push(*user),
+            Command::CreditLock { user, .. } | Command::CollectedTransfer { payee: user, .. } => out.push(*user),
             Command::SetFrozen { account, .. } => out.push(*account),
             Command::LockScalarLearned { payer, .. } => out.push(*payer),
             Command::CancelForwardedLock { debit } => out.push(debit.message.user),

@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod chain_task;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod dev;
 pub mod engine;

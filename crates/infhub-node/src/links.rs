@@ -187,14 +187,17 @@ pub struct Links {
     quotes: Mutex<BTreeMap<B256, (std::time::Instant, Quote)>>,
     /// Payee hubs by host: when read, hub address, contract.
     hosts: Mutex<BTreeMap<String, (std::time::Instant, Address, Address)>>,
+    /// Split payments this hub collects as the payee's hub (spec §5.23c).
+    pub collections: crate::collect::Collections,
 }
 
-/// A route quoted to a payer: her lock's point and the steps this hub and the next ones take.
+/// A route quoted to a payer: her lock's point and, for each part of the payment (one unless
+/// it is split, spec §5.23c), the steps this hub and the next ones take.
 #[derive(Clone, Debug)]
 pub struct Quote {
     invoice_id: B256,
     lock_point: FixedBytes<33>,
-    steps: Vec<RouteStep>,
+    parts: Vec<Vec<RouteStep>>,
 }
 
 impl Links {
@@ -244,6 +247,7 @@ impl Links {
             routing,
             quotes: Mutex::new(BTreeMap::new()),
             hosts: Mutex::new(BTreeMap::new()),
+            collections: crate::collect::Collections::open(&config.node.data_dir)?,
         })
     }
 
@@ -267,6 +271,24 @@ impl Links {
         let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
         for link in links {
             self.spawn(link);
+        }
+        let shutdown = self.shutdown.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(shutdown) = shutdown {
+            tokio::spawn(self.clone().run_collections(shutdown));
+        }
+    }
+
+    /// Every watch interval until `shutdown`: completes or forgets the split payments being
+    /// collected (spec §5.23c), e.g. one whose last part arrived just before a restart.
+    async fn run_collections(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Some(node) = self.node().filter(|_| !self.collections.is_empty()) {
+                self.collections.advance(&node).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.watch_interval) => {}
+                _ = shutdown.changed() => return,
+            }
         }
     }
 
@@ -709,12 +731,45 @@ impl Links {
     }
 
     /// Whether the next hub refused the payment `payer`'s lock `lock_id` funds, so this hub
-    /// agrees to her cancel.
+    /// agrees to her cancel: every forward it funds (one per part of a split payment, spec
+    /// §5.23c) failed, none of them is live.
     pub fn forward_failed(&self, payer: Address, lock_id: B256) -> bool {
         let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
-        links.iter().any(|l| {
-            l.forwards().iter().any(|f| f.payer == payer && f.lock_id == lock_id && f.state == ForwardState::Failed)
-        })
+        let funded: Vec<ForwardState> = links
+            .iter()
+            .flat_map(|l| l.forwards())
+            .filter(|f| f.payer == payer && f.lock_id == lock_id)
+            .map(|f| f.state)
+            .collect();
+        !funded.is_empty() && funded.iter().all(|s| *s == ForwardState::Failed)
+    }
+
+    /// Plans forwarding each part of a quoted payment (spec §5.23b, §5.23c) for the payer's
+    /// one lock: every part's first step checked as [`Links::plan_routed`] does (no fee: this
+    /// hub quoted it), and the parts' amounts together within her lock (`fee_insufficient`).
+    /// The links are taken in the order of their peers, so two payments never wait on each
+    /// other's links.
+    pub async fn plan_parts(
+        &self,
+        payer: Address,
+        lock: &infhub_core::point_lock::Lock,
+        lock_point: &FixedBytes<33>,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        mut parts: Vec<Vec<RouteStep>>,
+    ) -> Result<Vec<ForwardPlan>, LinkError> {
+        parts.sort_by_key(|steps| steps.first().map(|s| s.next_hub));
+        let mut sent = Amount::ZERO;
+        for steps in &parts {
+            sent = sent.checked_add(steps.first().map_or(Amount::ZERO, |s| s.amount))?;
+        }
+        if lock.amount < sent {
+            return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: sent });
+        }
+        let mut plans = Vec::with_capacity(parts.len());
+        for steps in &parts {
+            plans.push(self.plan_routed(payer, lock, lock_point, invoice, steps, false).await?);
+        }
+        Ok(plans)
     }
 
     /// Abandons a plan whose payer's lock the ledger refused.
@@ -876,9 +931,10 @@ impl Links {
     }
 
     /// Quotes paying `invoice` (spec §5.23b): finds the payee's hub by the invoice's host and
-    /// checks the invoice in its domain, takes the cheapest route there, draws a tweak per link
-    /// and builds the points from the payee's end (`T_k` = the invoice's point, `T_{i−1} = T_i −
-    /// y_i·G`) and the expiries from the payer's (`confirmed + 600`, then
+    /// checks the invoice in its domain, takes the cheapest route there (or, when no single
+    /// route carries the amount, parts over disjoint links, spec §5.23c), draws a tweak per
+    /// link and builds the points from the payee's end (`T_k` = the invoice's point, `T_{i−1} =
+    /// T_i − y_i·G`) and the expiries from the payer's (`confirmed + 600`, then
     /// `FORWARD_EXPIRY_DELTA_BLOCKS` less per link). Kept for [`QUOTE_TTL`].
     pub async fn quote(
         &self,
@@ -889,30 +945,23 @@ impl Links {
         let chain_id = self.routing.chain_id();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let z = invoice.check(&infhub_core::Domain { chain_id, verifying_contract: contract }, now)?;
-        let route = self.routing.routes(payee_hub, invoice.message.amount, 1).into_iter().next();
-        let route = route.ok_or(infhub_core::Error::NoRoute)?;
-        let tweaks = (0..route.hops.len()).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>()?;
-        let mut points = vec![z];
-        for y in tweaks.iter().rev() {
-            let next = points.last().expect("non-empty").untweaked(y)?;
-            points.push(next);
-        }
-        points.reverse();
+        let amount = invoice.message.amount;
+        let routes = match self.routing.routes(payee_hub, amount, 1).into_iter().next() {
+            Some(route) => vec![route],
+            None => self.routing.split_routes(payee_hub, amount)?,
+        };
         let expiry = confirmed_block + infhub_wallet::wallet::PAY_INVOICE_EXPIRY_BLOCKS;
-        let mut steps = Vec::with_capacity(route.hops.len());
-        let mut tweak_sum: Option<Scalar> = None;
-        for (i, (hop, tweak)) in route.hops.iter().zip(&tweaks).enumerate() {
-            let delta = FORWARD_EXPIRY_DELTA_BLOCKS * (i as u64 + 1);
-            let expiry_block = expiry.checked_sub(delta).ok_or(infhub_core::Error::ExpiryTooSoon)?;
-            steps.push(RouteStep { next_hub: hop.to_hub, tweak: *tweak, amount: hop.amount, expiry_block });
-            tweak_sum = Some(match tweak_sum {
-                None => *tweak,
-                Some(sum) => sum.add(tweak)?,
-            });
-        }
-        let lock_point = FixedBytes(points[0].compressed());
+        let (lock_point, tweak_sum, parts) = match routes.as_slice() {
+            [route] => {
+                let tweaks = (0..route.hops.len()).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>()?;
+                let (lock_point, steps) = route_steps(route, &tweaks, None, &z, expiry)?;
+                (lock_point, sum_of(&tweaks)?, vec![steps])
+            }
+            _ => split_steps(&routes, payee_hub, &z, expiry)?,
+        };
+        let lock_point = FixedBytes(lock_point.compressed());
         let id = B256::from(random_scalar()?.value());
-        let quote = Quote { invoice_id: invoice.message.invoice_id, lock_point, steps };
+        let quote = Quote { invoice_id: invoice.message.invoice_id, lock_point, parts };
         {
             let mut quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             quotes.retain(|_, (at, _)| at.elapsed() < QUOTE_TTL);
@@ -921,29 +970,39 @@ impl Links {
             }
             quotes.insert(id, (std::time::Instant::now(), quote));
         }
+        let (mut sent, mut fees) = (Amount::ZERO, Amount::ZERO);
+        for r in &routes {
+            sent = sent.checked_add(r.sent)?;
+            fees = fees.checked_add(r.fees)?;
+        }
+        let hops: Vec<&infhub_core::routing::Hop> = routes.iter().flat_map(|r| r.hops.iter()).collect();
+        let parts: Vec<Value> =
+            routes.iter().map(|r| json!({"hops": r.hops, "sent": r.sent, "fees": r.fees})).collect();
         Ok(json!({
             "quoteId": id,
             "lockPoint": lock_point,
             "tweakSum": tweak_sum,
-            "amount": route.sent,
-            "fees": route.fees,
+            "amount": sent,
+            "fees": fees,
             "expiryBlock": expiry,
-            "hops": route.hops,
+            "hops": hops,
+            "parts": parts,
             "payeeHubContract": contract,
         }))
     }
 
-    /// The steps of quote `id` for the payer's lock on `lock_point` for `invoice_id`.
-    pub fn quoted_steps(
+    /// The parts of quote `id` for the payer's lock on `lock_point` for `invoice_id`: one list
+    /// of steps each.
+    pub fn quoted_parts(
         &self,
         id: B256,
         invoice_id: B256,
         lock_point: &FixedBytes<33>,
-    ) -> Result<Vec<RouteStep>, LinkError> {
+    ) -> Result<Vec<Vec<RouteStep>>, LinkError> {
         let quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match quotes.get(&id) {
             Some((at, q)) if at.elapsed() < QUOTE_TTL && q.invoice_id == invoice_id && q.lock_point == *lock_point => {
-                Ok(q.steps.clone())
+                Ok(q.parts.clone())
             }
             _ => Err(LinkError::Malformed(format!(
                 "no quote {id} for this invoice and lock point (quotes last {} s)",
@@ -1045,6 +1104,76 @@ async fn take_open_link(link: &Arc<Link>) -> Result<tokio::sync::OwnedMutexGuard
         return Err(LinkError::LinkNotOpen(link.peer_contract, link.state()));
     }
     Ok(guard)
+}
+
+/// The sum of `tweaks` (mod n).
+fn sum_of(tweaks: &[Scalar]) -> Result<Option<Scalar>, LinkError> {
+    let mut sum: Option<Scalar> = None;
+    for t in tweaks {
+        sum = Some(match sum {
+            None => *t,
+            Some(s) => s.add(t)?,
+        });
+    }
+    Ok(sum)
+}
+
+/// The steps of `route` with `tweaks` (one per link, then one for `payee_step`'s hub if
+/// given: the payee's hub's own step of a split payment, spec §5.23c), the points built from
+/// the payee's point `z` back and the expiries from `expiry` on (one delta less per link, the
+/// payee's hub's step one more delta less): the payer's lock's point and the steps.
+fn route_steps(
+    route: &infhub_core::routing::Route,
+    tweaks: &[Scalar],
+    payee_step: Option<Address>,
+    z: &Point,
+    expiry: u64,
+) -> Result<(Point, Vec<RouteStep>), LinkError> {
+    let mut point = *z;
+    for y in tweaks {
+        point = point.untweaked(y)?;
+    }
+    let mut steps = Vec::with_capacity(tweaks.len());
+    let mut hubs: Vec<(Address, Amount)> = route.hops.iter().map(|h| (h.to_hub, h.amount)).collect();
+    if let (Some(hub), Some(last)) = (payee_step, route.hops.last()) {
+        hubs.push((hub, last.amount));
+    }
+    assert_eq!(hubs.len(), tweaks.len(), "one tweak per step");
+    for (i, ((next_hub, amount), tweak)) in hubs.into_iter().zip(tweaks).enumerate() {
+        let delta = FORWARD_EXPIRY_DELTA_BLOCKS * (i as u64 + 1);
+        let expiry_block = expiry.checked_sub(delta).ok_or(infhub_core::Error::ExpiryTooSoon)?;
+        steps.push(RouteStep { next_hub, tweak: *tweak, amount, expiry_block });
+    }
+    Ok((point, steps))
+}
+
+/// A split payment's lock point, tweak sum and the steps of each part.
+type SplitSteps = (Point, Option<Scalar>, Vec<Vec<RouteStep>>);
+
+/// The steps of a payment split over `routes` to `payee_hub` (spec §5.23c): each part ends
+/// with the payee's hub's own step (it collects the parts), and every part's tweaks sum to the
+/// same total, so all parts start from the payer's one lock point (the first tweak of each
+/// part after the first is the total less its others). The lock point, the tweak sum, the parts.
+fn split_steps(
+    routes: &[infhub_core::routing::Route],
+    payee_hub: Address,
+    z: &Point,
+    expiry: u64,
+) -> Result<SplitSteps, LinkError> {
+    let draw = |n: usize| (0..n).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>();
+    let first = draw(routes[0].hops.len() + 1)?;
+    let total = sum_of(&first)?.expect("a route has a link");
+    let (lock_point, steps) = route_steps(&routes[0], &first, Some(payee_hub), z, expiry)?;
+    let mut parts = vec![steps];
+    for route in &routes[1..] {
+        let mut tweaks = draw(route.hops.len() + 1)?;
+        let rest = sum_of(&tweaks[1..])?.expect("a part has the payee hub's step");
+        tweaks[0] = total.upstream(&rest)?;
+        let (point, steps) = route_steps(route, &tweaks, Some(payee_hub), z, expiry)?;
+        assert_eq!(point, lock_point, "every part starts from the payer's one lock point");
+        parts.push(steps);
+    }
+    Ok((lock_point, Some(total), parts))
 }
 
 /// A random scalar (a tweak, a quote id).

@@ -176,6 +176,12 @@ impl Routing {
         Ok(learned)
     }
 
+    /// Parts of a payment of `amount` to `payee_hub` over disjoint links, when no single
+    /// route carries it (spec §5.23c); `NoRoute` when they cannot cover it.
+    pub fn split_routes(&self, payee_hub: Address, amount: Amount) -> Result<Vec<Route>, Error> {
+        self.known().graph.split_routes(self.hub(), payee_hub, amount, &Scorer::default())
+    }
+
     /// Up to `k` cheapest routes from this hub to `payee_hub` for `amount`.
     pub fn routes(&self, payee_hub: Address, amount: Amount, k: usize) -> Vec<Route> {
         self.known().graph.routes(self.hub(), payee_hub, amount, k, &Scorer::default())

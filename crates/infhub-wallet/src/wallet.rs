@@ -498,7 +498,9 @@ impl Wallet {
                 });
             }
             let route = json!({"lockPoint": quote["lockPoint"], "quoteId": quote["quoteId"]});
-            quoted = Some(json!({"fees": fees, "hops": quote["hops"], "tweakSum": quote["tweakSum"]}));
+            quoted = Some(
+                json!({"fees": fees, "hops": quote["hops"], "parts": quote["parts"], "tweakSum": quote["tweakSum"]}),
+            );
             (lock_point, amount, expiry, Some(route))
         } else {
             (point.address(), inv.amount, expiry_block, None)

@@ -150,6 +150,18 @@ pub enum Command {
         /// Her lock debit (kind `lock_drop`) carrying `LockChange::Cancel`.
         debit: SignedDebit,
     },
+    /// The payee's hub collected the parts of a payment split over several routes (spec
+    /// §5.23c) and locks the whole to the payee: one hub lock funded by several payers' pending
+    /// locks with the same id, each on its own point (the payee's point less the part's tweak).
+    /// When the payee reveals her scalar, each part's scalar is hers less its tweak.
+    CollectedTransfer {
+        /// Who the hub locks to.
+        payee: Address,
+        /// The hub's lock to her (on the invoice's point).
+        lock: Lock,
+        /// The parts that fund it.
+        parts: Vec<super::locks::LockPart>,
+    },
 }
 
 /// What a command produced; the outer layer stores and delivers it.
@@ -310,6 +322,7 @@ impl Ledger {
             Command::LockedTransfer { debit, lock, payee } => self.locked_transfer(debit, lock, payee),
             Command::LockScalarLearned { payer, lock_id, scalar } => self.lock_scalar_learned(payer, lock_id, scalar),
             Command::CancelForwardedLock { debit } => self.cancel_forwarded_lock(debit),
+            Command::CollectedTransfer { payee, lock, parts } => self.collected_transfer(payee, lock, &parts),
         }
     }
 

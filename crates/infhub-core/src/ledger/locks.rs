@@ -34,6 +34,17 @@ pub struct RegisteredLock {
     pub lock: Lock,
 }
 
+/// One part of a split payment (spec §5.23c): a payer's pending lock with the hub lock's id,
+/// on the point `Z − tweak·G` (`Z` the hub lock's point), so the part opens with the payee's
+/// scalar less the tweak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockPart {
+    /// The payer (the previous hub's link account).
+    pub payer: Address,
+    /// The tweak from the part's point to the hub lock's.
+    pub tweak: Scalar,
+}
+
 /// The links between payers' locks and the hub's locks they fund, and what the chain said
 /// about them: reveals in the point registry and registrations through a close.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +65,10 @@ pub struct LockLinks {
     /// Registrations followed until resolved, by (proof digest, lock id).
     #[serde(with = "sorted_map")]
     registered: HashMap<(B256, B256), RegisteredLock>,
+    /// The hub's pending lock to a payee funded by the parts of a split payment, by (payee,
+    /// lock id): the parts (spec §5.23c).
+    #[serde(with = "sorted_map")]
+    collected: HashMap<(Address, B256), Vec<LockPart>>,
 }
 
 impl LockLinks {
@@ -88,7 +103,12 @@ impl LockLinks {
 
     /// How many links are held (every kind).
     pub fn len(&self) -> usize {
-        self.forwarded.len() + self.opened.len() + self.by_point.len() + self.revealed.len() + self.registered.len()
+        self.forwarded.len()
+            + self.opened.len()
+            + self.by_point.len()
+            + self.revealed.len()
+            + self.registered.len()
+            + self.collected.len()
     }
 
     /// Forgets `payer`'s lock `lock` (settled, dropped or resolved on chain), and its point's
@@ -239,7 +259,82 @@ impl Ledger {
         if let (Some(payer), LockChange::Settle { lock_id, scalar }) = (payer, change) {
             self.locks.opened.insert((payer, lock_id), scalar);
         }
+        let parts = self.locks.collected.remove(&(user, change.lock_id()));
+        if let (Some(parts), LockChange::Settle { lock_id, scalar }) = (parts, change) {
+            self.open_parts(lock_id, &parts, scalar);
+        }
         Ok(Outcome::CreditLockIssued { credit, change, lock })
+    }
+
+    /// [`super::Command::CollectedTransfer`]: the hub's lock `lock` to `payee` funded by the
+    /// `parts` of a split payment (spec §5.23c). Each part is its payer's pending lock with
+    /// `lock`'s id that funds nothing else yet, expiring at least `LOCK_REVEAL_MARGIN_BLOCKS`
+    /// after `lock`; together they cover its amount (`PartsDoNotFundLock`); 1 to `MAX_PARTS`
+    /// payers, each once (`TooManyParts`). The payee must be another open channel, not frozen;
+    /// the hub's lock must expire after the ledger's block and fit the reserve. A part's tweak
+    /// is not checked here (the ledger knows a lock's point only by its address): a wrong one
+    /// gives a scalar that does not open the part, which is then not recorded when the payee
+    /// reveals (the caller checks the points in full).
+    pub(super) fn collected_transfer(
+        &mut self,
+        payee: Address,
+        lock: Lock,
+        parts: &[LockPart],
+    ) -> Result<Outcome, Error> {
+        if parts.is_empty() || parts.len() > crate::routing::MAX_PARTS {
+            return Err(Error::TooManyParts);
+        }
+        self.require_not_frozen(&payee)?;
+        self.check_amount(lock.amount)?;
+        if lock.expiry_block <= self.block {
+            return Err(Error::ExpiryTooSoon);
+        }
+        let mut covered = crate::Amount::ZERO;
+        for (i, part) in parts.iter().enumerate() {
+            if part.payer == payee {
+                return Err(Error::RecipientMustNotBeSender);
+            }
+            if parts[..i].iter().any(|p| p.payer == part.payer) {
+                return Err(Error::TooManyParts);
+            }
+            let acct = self.accounts.get(&part.payer).ok_or(Error::UnknownAccount)?;
+            let held = acct.channel.debit_locks.get(&lock.lock_id).ok_or(Error::PartsDoNotFundLock)?;
+            let funds_another = self.locks.by_point.get(&held.point) == Some(&(part.payer, lock.lock_id))
+                || self.locks.opened.contains_key(&(part.payer, lock.lock_id));
+            if funds_another || held.expiry_block < lock.expiry_block.saturating_add(LOCK_REVEAL_MARGIN_BLOCKS) {
+                return Err(Error::PartsDoNotFundLock);
+            }
+            covered = covered.checked_add(held.amount)?;
+        }
+        if covered < lock.amount {
+            return Err(Error::PartsDoNotFundLock);
+        }
+        if self.accounts.get(&payee).ok_or(Error::UnknownAccount)?.channel.status != Status::Open {
+            return Err(Error::RecipientNotOpen);
+        }
+        let outcome = self.credit_lock(payee, LockChange::Add(lock))?;
+        for part in parts {
+            let point = self.accounts[&part.payer].channel.debit_locks.get(&lock.lock_id).expect("checked above").point;
+            self.locks.by_point.insert(point, (part.payer, lock.lock_id));
+        }
+        self.locks.collected.insert((payee, lock.lock_id), parts.to_vec());
+        Ok(outcome)
+    }
+
+    /// Records, for each part of a split payment whose hub lock settled with `scalar`, the
+    /// part's scalar (`scalar − tweak`) if it opens the part's pending lock.
+    fn open_parts(&mut self, lock_id: B256, parts: &[LockPart], scalar: Scalar) {
+        for part in parts {
+            let Ok(s) = scalar.upstream(&part.tweak) else { continue };
+            let opens = self
+                .accounts
+                .get(&part.payer)
+                .and_then(|a| a.channel.debit_locks.get(&lock_id))
+                .is_some_and(|l| l.point == s.point().address());
+            if opens {
+                self.locks.opened.insert((part.payer, lock_id), s);
+            }
+        }
     }
 
     /// [`super::Command::CancelForwardedLock`]: applies the payer's `Cancel` of her pending
@@ -292,6 +387,7 @@ impl Ledger {
             .locks
             .forwarded
             .keys()
+            .chain(self.locks.collected.keys())
             .filter(|(payee, id)| {
                 let ch = self.accounts.get(payee).map(|a| &a.channel);
                 ch.filter(|c| c.status == Status::Open)
@@ -325,7 +421,9 @@ impl Ledger {
     /// gives the hub the scalar it is owed by: the payer's lock can then only settle.
     fn point_revealed(&mut self, at_block: u64, point: Address, scalar: Scalar) -> Result<(), Error> {
         let payer_lock = self.locks.by_point.get(&point).copied();
-        if payer_lock.is_none() && !self.locks.registered.values().any(|r| r.lock.point == point) {
+        let collected = self.collected_on_point(&point);
+        if payer_lock.is_none() && collected.is_none() && !self.locks.registered.values().any(|r| r.lock.point == point)
+        {
             return Ok(());
         }
         // The registry checks it; a mismatch means the event is not the registry's.
@@ -336,7 +434,19 @@ impl Ledger {
         if let Some(key) = payer_lock {
             self.locks.opened.entry(key).or_insert(scalar);
         }
+        // The payee revealed her scalar on chain rather than to the hub: each part opens too.
+        if let Some((lock_id, parts)) = collected {
+            self.open_parts(lock_id, &parts, scalar);
+        }
         Ok(())
+    }
+
+    /// The split payment whose hub lock is on `point`, if one is pending: its lock id and parts.
+    fn collected_on_point(&self, point: &Address) -> Option<(B256, Vec<LockPart>)> {
+        self.locks.collected.iter().find_map(|((payee, id), parts)| {
+            let lock = self.accounts.get(payee)?.channel.credit_locks.get(id)?;
+            (lock.point == *point).then(|| (*id, parts.clone()))
+        })
     }
 
     /// `LockRegistered`: followed when it is a pending lock of the newest proof the ledger

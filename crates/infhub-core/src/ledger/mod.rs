@@ -46,7 +46,7 @@ pub use custodial::{
     MAX_USER_ID_BYTES,
 };
 pub use listing::{AccountFilter, AccountSummary, MAX_ACCOUNTS_PER_PAGE};
-pub use locks::{LockLinks, RegisteredLock};
+pub use locks::{LockLinks, LockPart, RegisteredLock};
 pub use seal::{fill_proofs, for_each_proof, ProofRef, SealedBatch};
 
 use crate::channel::{ChannelParams, ChannelState, Role, Status};

@@ -2033,3 +2033,152 @@ fn an_unclaimed_lock_expires_and_each_sender_drops_its_own() {
     h.check();
     h.everyone_exits();
 }
+
+// ---- A payment split over several routes, collected by the payee's hub (spec §5.23c).
+
+/// The payee's point `Z` (scalar `lock_scalar(7)`) and two parts on their own points, `Z − y·G`.
+struct Split {
+    z: infhub_core::point_lock::Scalar,
+    tweaks: [infhub_core::point_lock::Scalar; 2],
+    parts: [infhub_core::point_lock::Lock; 2],
+}
+
+fn split(amounts: [u128; 2], expiry_block: u64) -> Split {
+    let z = lock_scalar(7);
+    let tweaks = [lock_scalar(100), lock_scalar(200)];
+    let part = |i: usize| infhub_core::point_lock::Lock {
+        lock_id: point_lock(7, 0, 0).lock_id,
+        amount: Amount(amounts[i]),
+        expiry_block,
+        point: z.point().untweaked(&tweaks[i]).expect("point").address(),
+    };
+    Split { z, tweaks, parts: [part(0), part(1)] }
+}
+
+impl Hub {
+    /// Users 0 and 2 (two previous hubs' link accounts) lock the parts of `s`; the hub locks
+    /// `amount` to user 1 on the payee's point unless the ledger refuses.
+    fn collect(&mut self, s: &Split, amount: u128, expiry_block: u64, payers: &[usize]) -> Result<Outcome, Error> {
+        use infhub_core::ledger::LockPart;
+        let lock = infhub_core::point_lock::Lock {
+            amount: Amount(amount),
+            expiry_block,
+            point: s.z.point().address(),
+            ..s.parts[0]
+        };
+        let parts = payers
+            .iter()
+            .map(|&u| LockPart { payer: self.users[u].address(), tweak: s.tweaks[if u == 0 { 0 } else { 1 }] })
+            .collect();
+        let payee = self.users[1].address();
+        self.ledger.apply_sealed(&self.key, Command::CollectedTransfer { payee, lock, parts })
+    }
+}
+
+/// Two parts of 60 and 40 from two payers, each on its own point, fund one hub lock of 100 to
+/// the payee; nothing is locked to her before they cover it. Her reveal of `z` opens each part
+/// with `z` less the part's tweak, and each payer settles her own part with it.
+#[test]
+fn a_split_payment_is_locked_to_the_payee_once_its_parts_cover_it_and_her_scalar_opens_each_part() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.deposit(2, 500);
+    h.advance_to(10);
+    let s = split([60, 40], 100);
+    h.debit_lock(0, LockChange::Add(s.parts[0])).expect("part 1");
+    let before = h.ledger.clone();
+    assert_eq!(h.collect(&s, 100, 80, &[0]), Err(Error::PartsDoNotFundLock), "60 of 100");
+    assert_eq!(h.collect(&s, 100, 80, &[0, 2]), Err(Error::PartsDoNotFundLock), "part 2 not locked yet");
+    assert_eq!(h.ledger, before, "refusals change nothing");
+    h.debit_lock(2, LockChange::Add(s.parts[1])).expect("part 2");
+    let out = h.collect(&s, 100, 80, &[0, 2]).expect("collected");
+    let Outcome::CreditLockIssued { credit, .. } = out else { panic!("{out:?}") };
+    credit.verify(&domain(), h.key.address()).expect("sealed");
+    assert_eq!(credit.message.locked_amount, Amount(100));
+    h.check();
+    // The payee reveals z; each part's scalar is z less its tweak.
+    let id = s.parts[0].lock_id;
+    h.credit_lock(1, LockChange::Settle { lock_id: id, scalar: s.z }).expect("payee paid");
+    assert_eq!(h.balance(1), Amount(100));
+    for (u, tweak) in [(0, s.tweaks[0]), (2, s.tweaks[1])] {
+        let scalar = h.ledger.locks.scalar_for(&h.users[u].address(), &id).expect("the part opened");
+        assert_eq!(scalar, s.z.upstream(&tweak).expect("scalar"));
+        h.debit_lock(u, LockChange::Settle { lock_id: id, scalar }).expect("the part settles");
+    }
+    assert_eq!((h.balance(0), h.balance(2)), (Amount(440), Amount(460)));
+    assert!(h.ledger.locks.is_empty(), "nothing left to follow");
+    h.check();
+    h.everyone_exits();
+}
+
+/// The rules of a collection, each tried by a hub's shell that got it wrong: parts of another
+/// lock id, a payer twice, no parts, a part expiring inside the hub lock's reveal margin, the
+/// payee among the payers, a hub lock already expired, and parts that already fund a lock.
+#[test]
+fn a_collection_refuses_parts_that_do_not_fund_its_lock_by_name() {
+    use infhub_core::channel::{LockChange, LOCK_REVEAL_MARGIN_BLOCKS};
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    for u in [0, 1, 2] {
+        h.deposit(u, 500);
+    }
+    h.advance_to(10);
+    let s = split([60, 40], 100);
+    h.debit_lock(0, LockChange::Add(s.parts[0])).expect("part 1");
+    h.debit_lock(2, LockChange::Add(s.parts[1])).expect("part 2");
+    let before = h.ledger.clone();
+    assert_eq!(h.collect(&s, 100, 80, &[0, 0]), Err(Error::TooManyParts), "a payer twice");
+    assert_eq!(h.collect(&s, 100, 80, &[]), Err(Error::TooManyParts), "no parts");
+    let late = 100 - LOCK_REVEAL_MARGIN_BLOCKS + 1;
+    assert_eq!(h.collect(&s, 100, late, &[0, 2]), Err(Error::PartsDoNotFundLock), "no reveal margin");
+    assert_eq!(h.collect(&s, 100, 10, &[0, 2]), Err(Error::ExpiryTooSoon), "already expired");
+    h.debit_lock(1, LockChange::Add(s.parts[1])).expect("the payee locks too");
+    assert_eq!(h.collect(&s, 100, 80, &[0, 1]), Err(Error::RecipientMustNotBeSender));
+    let mut other = split([60, 40], 100);
+    other.parts[0].lock_id = point_lock(8, 0, 0).lock_id;
+    assert_eq!(h.collect(&other, 100, 80, &[0, 2]), Err(Error::PartsDoNotFundLock), "parts of another id");
+    h.ledger = before;
+    h.collect(&s, 100, 80, &[0, 2]).expect("collected");
+    // The same parts cannot fund a second lock (to the same payee: its id is taken; the rule
+    // is the parts', checked first).
+    assert_eq!(h.collect(&s, 100, 80, &[0, 2]), Err(Error::PartsDoNotFundLock), "the parts fund one lock");
+    h.check();
+}
+
+/// The payee reveals on chain instead (her hub was down): the registry's reveal of her point
+/// opens both parts, so the hub is paid by both payers. A collection nobody claims expires like
+/// a forwarded lock: the hub drops its lock, each payer her own part.
+#[test]
+fn a_split_payment_opens_from_the_registry_and_expires_like_any_forwarded_lock() {
+    use infhub_core::channel::LockChange;
+    let mut h = Hub::new();
+    h.reserve_deposit(1_000);
+    h.deposit(0, 500);
+    h.deposit(2, 500);
+    h.advance_to(10);
+    let s = split([60, 40], 100);
+    h.debit_lock(0, LockChange::Add(s.parts[0])).expect("part 1");
+    h.debit_lock(2, LockChange::Add(s.parts[1])).expect("part 2");
+    let mut unclaimed = h.ledger.clone();
+    h.collect(&s, 100, 80, &[0, 2]).expect("collected");
+    let id = s.parts[0].lock_id;
+    h.event(ChainEvent::PointRevealed { point: s.z.point().address(), scalar: s.z });
+    for (u, tweak) in [(0, s.tweaks[0]), (2, s.tweaks[1])] {
+        assert_eq!(h.ledger.locks.scalar_for(&h.users[u].address(), &id), s.z.upstream(&tweak).ok());
+    }
+    // Unclaimed instead: after block 80 the hub drops its lock; the parts last to 100.
+    std::mem::swap(&mut h.ledger, &mut unclaimed);
+    h.collect(&s, 100, 80, &[0, 2]).expect("collected");
+    h.advance_to(81);
+    let payee = h.users[1].address();
+    assert_eq!(h.ledger.expired_forwarded_locks(10), vec![(payee, id)]);
+    h.credit_lock(1, LockChange::Drop { lock_id: id }).expect("dropped");
+    h.advance_to(101);
+    h.debit_lock(0, LockChange::Drop { lock_id: id }).expect("part 1 back");
+    h.debit_lock(2, LockChange::Drop { lock_id: id }).expect("part 2 back");
+    assert_eq!((h.balance(0), h.balance(1), h.balance(2)), (Amount(500), Amount(0), Amount(500)));
+    assert!(h.ledger.locks.is_empty(), "nothing left to follow");
+    h.check();
+}

@@ -214,3 +214,29 @@ proptest! {
         prop_assert_eq!(routes.len(), all.len().min(4), "as many as exist, up to k");
     }
 }
+
+/// Parts of one payment never share a link (each carries the payment's lock id), and each
+/// takes the most its path carries: 1,200 over paths of 600 and 700 (with fees on the second
+/// link) is two parts of 599 and 601, not halves that leave one short.
+#[test]
+fn split_parts_use_disjoint_links_and_fill_each_path() {
+    let mut g = Graph::default();
+    announce(&mut g, 0, 1, 600, 0, 0);
+    announce(&mut g, 1, 9, 600, 1, 0);
+    announce(&mut g, 0, 2, 700, 0, 0);
+    announce(&mut g, 2, 9, 700, 2, 0);
+    let (payer, payee) = (key(0).address(), key(9).address());
+    let parts = g.split_routes(payer, payee, Amount(1_200), &Scorer::default()).expect("split");
+    let mut links = std::collections::BTreeSet::new();
+    for r in &parts {
+        for h in &r.hops {
+            assert!(links.insert((h.from_hub, h.to_hub)), "a link used twice: {parts:?}");
+            let l = g.link(h.from_hub, h.to_hub).expect("link");
+            assert!(h.amount <= l.capacity, "within capacity: {parts:?}");
+        }
+    }
+    let delivered: Vec<u128> = parts.iter().map(|r| r.hops.last().expect("link").amount.0).collect();
+    assert_eq!(delivered.iter().sum::<u128>(), 1_200, "{parts:?}");
+    assert_eq!(delivered.len(), 2, "{parts:?}");
+    assert!(g.split_routes(payer, payee, Amount(1_300), &Scorer::default()).is_err(), "more than both carry");
+}

@@ -351,7 +351,10 @@ fn lock_and_freeze_entries(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Addre
             e.payment_id = Some(lock.lock_id);
             f(m.user, e);
         }
-        (Command::CreditLock { user, .. }, Outcome::CreditLockIssued { credit, change, lock }) => {
+        (
+            Command::CreditLock { user, .. } | Command::CollectedTransfer { payee: user, .. },
+            Outcome::CreditLockIssued { credit, change, lock },
+        ) => {
             let kind = match change {
                 LockChange::Add(_) => EntryKind::LockedIn,
                 LockChange::Settle { .. } => EntryKind::LockSettledIn,

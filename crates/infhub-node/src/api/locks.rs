@@ -142,14 +142,19 @@ pub(super) async fn forwarded_transfer(
         return replayed(&api, &req.debit).await;
     }
     let links = &api.node.links;
-    let plan = match (&req.lock_point, req.quote_id, &req.route) {
-        (None, None, None) => links.plan_forward(payer, &req.lock, &req.invoice).await?,
+    let own_hub = links.routing.hub();
+    let plans = match (&req.lock_point, req.quote_id, &req.route) {
+        (None, None, None) => vec![links.plan_forward(payer, &req.lock, &req.invoice).await?],
         (Some(point), Some(id), None) => {
-            let steps = links.quoted_steps(id, req.lock.lock_id, point)?;
-            links.plan_routed(payer, &req.lock, point, &req.invoice, &steps, false).await?
+            let parts = links.quoted_parts(id, req.lock.lock_id, point)?;
+            links.plan_parts(payer, &req.lock, point, &req.invoice, parts).await?
+        }
+        // The payee's hub's own step of a split payment: collect the part (spec §5.23c).
+        (Some(point), None, Some(steps)) if matches!(steps.as_slice(), [s] if s.next_hub == own_hub) => {
+            return collect_part(&api, req.debit, req.lock, point, &req.invoice, &steps[0]).await;
         }
         (Some(point), None, Some(steps)) => {
-            links.plan_routed(payer, &req.lock, point, &req.invoice, steps, true).await?
+            vec![links.plan_routed(payer, &req.lock, point, &req.invoice, steps, true).await?]
         }
         _ => {
             return Err(ApiError::new(
@@ -158,12 +163,16 @@ pub(super) async fn forwarded_transfer(
             ))
         }
     };
-    api.node.links.record_intent(&plan)?;
+    for plan in &plans {
+        api.node.links.record_intent(plan)?;
+    }
     let cmd = Command::DebitLock { debit: req.debit, change: LockChange::Add(req.lock) };
     let outcome = match api.node.execute(cmd).await? {
         Ok(o) => o,
         Err(e) => {
-            api.node.links.abandon(plan);
+            for plan in plans {
+                api.node.links.abandon(plan);
+            }
             return match e {
                 Error::NonceMustIncrease => replayed(&api, &req.debit).await,
                 e => Err(e.into()),
@@ -171,14 +180,67 @@ pub(super) async fn forwarded_transfer(
         }
     };
     let Outcome::DebitLockApplied { receipt, .. } = outcome else { return Err(unexpected(&outcome)) };
-    let forwarded = match api.node.links.forward(plan).await {
-        Ok(answer) => json!({"nextHubAnswer": answer}),
+    let mut answers = Vec::with_capacity(plans.len());
+    for plan in plans {
+        answers.push(match api.node.links.forward(plan).await {
+            Ok(answer) => json!({"nextHubAnswer": answer}),
+            Err(e) => {
+                let e = ApiError::from(e).answer();
+                json!({"error": serde_json::to_value(e).unwrap_or_default()["error"]})
+            }
+        });
+    }
+    let forwarded = match answers.as_slice() {
+        [one] => one.clone(),
+        // Split: refused as a whole (the payer cancels) only when every part was.
+        parts => {
+            let all_failed = parts.iter().all(|a| a["error"].is_object());
+            let error = if all_failed { parts[0]["error"].clone() } else { Value::Null };
+            json!({"parts": parts, "error": error})
+        }
+    };
+    Ok(Json(json!({ "receipt": receipt, "replayed": false, "forwarded": forwarded })))
+}
+
+/// A part of a split payment reaching the payee's hub (spec §5.23c): recorded, its lock
+/// committed, then the invoice locked to the payee if the parts now cover it. Answered with the
+/// receipt and what is collected.
+async fn collect_part(
+    api: &Api,
+    debit: SignedDebit,
+    lock: Lock,
+    lock_point: &alloy::primitives::FixedBytes<33>,
+    invoice: &infhub_core::invoice::SignedInvoice,
+    step: &crate::links::RouteStep,
+) -> Result<Json<Value>, ApiError> {
+    let payer = debit.message.user;
+    let collections = &api.node.links.collections;
+    {
+        let state = api.node.read();
+        collections.record_part(state.ledger(), &api.node.domain, payer, &lock, lock_point, invoice, step)?;
+    }
+    let cmd = Command::DebitLock { debit, change: LockChange::Add(lock) };
+    let outcome = match api.node.execute(cmd).await {
+        Ok(Ok(o)) => o,
+        refused => {
+            collections.forget_part(invoice, payer);
+            return match refused? {
+                Err(Error::NonceMustIncrease) => replayed(api, &debit).await,
+                Err(e) => Err(e.into()),
+                Ok(_) => unreachable!("matched above"),
+            };
+        }
+    };
+    collections.part_committed(invoice.message.invoice_id, payer);
+    let Outcome::DebitLockApplied { receipt, .. } = outcome else { return Err(unexpected(&outcome)) };
+    let collected = match collections.complete(&api.node, invoice.message.invoice_id).await {
+        Ok(c) => c,
         Err(e) => {
             let e = ApiError::from(e).answer();
             json!({"error": serde_json::to_value(e).unwrap_or_default()["error"]})
         }
     };
-    Ok(Json(json!({ "receipt": receipt, "replayed": false, "forwarded": forwarded })))
+    Ok(Json(json!({ "receipt": receipt, "replayed": false, "collected": collected })))
 }
 
 #[derive(Deserialize)]

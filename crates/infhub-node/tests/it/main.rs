@@ -15,4 +15,5 @@ mod locks;
 mod registration;
 mod reorg;
 mod routing;
+mod split;
 mod towers;

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 const HUB_B: usize = 4;
 const HUB_C: usize = 3;
 
-fn hub_address(index: usize) -> Address {
+pub(crate) fn hub_address(index: usize) -> Address {
     PrivateKey::from_bytes(anvil::dev_key(index).0).expect("key").address()
 }
 
 /// `from` opens a link at `to` and funds it with 300 from its link key.
-async fn link(chain: &Chain, from: &Http, to: &InProcessNode, peer: Address) {
+pub(crate) async fn link(chain: &Chain, from: &Http, to: &InProcessNode, peer: Address) {
     let (s, v) = from.post("/v1/operator/links", Some(OPERATOR), &json!({"hubUrl": to.url})).await;
     assert_eq!(s, 200, "{v}");
     let (_, list) = from.get("/v1/operator/links", Some(OPERATOR)).await;
@@ -93,7 +93,7 @@ async fn pay_when_routed(payer: &mut infhub_wallet::Wallet, invoice: &infhub_cor
 }
 
 /// Syncs `w` with its hub until `done` holds, or panics with `what` at `deadline`.
-async fn sync_until(
+pub(crate) async fn sync_until(
     w: &mut infhub_wallet::Wallet,
     deadline: std::time::Instant,
     what: &str,

@@ -1,0 +1,226 @@
+//! A payment split over several routes (spec §5.23c). First the payee's hub alone: parts sent
+//! to it with its own step are checked by name, and nothing is locked to the payee until the
+//! parts cover her invoice; her one reveal opens every part with her scalar less its tweak.
+//! Then four hub nodes on one anvil: Alice at A pays Bob at C more than either route (A→B→C,
+//! A→D→C) carries, so A splits it; Bob is paid the whole and the scalar comes back over both.
+
+use crate::harness::*;
+use crate::links::{balance_of, deploy_hub_of, link_until};
+use crate::locks::lock_debit;
+use crate::routing::{hub_address, link, sync_until};
+use infhub_chain::anvil;
+use infhub_core::messages::PaymentKind;
+use infhub_core::point_lock::{Lock, Point, Scalar};
+use infhub_core::Amount;
+use serde_json::{json, Value};
+
+/// Three accounts of one hub: payers 1 and 3 with 500 each, payee 2; 1,000 in the reserve.
+async fn two_payers_and_a_payee(chain: &Chain, http: &Http) -> (Wallet, Wallet, Wallet) {
+    let (mut a, mut b, mut c) = (Wallet::new(chain, 1).await, Wallet::new(chain, 2).await, Wallet::new(chain, 3).await);
+    for w in [&mut a, &mut b, &mut c] {
+        register(chain, http, w).await;
+    }
+    a.approve_and_deposit(chain, 500).await;
+    c.approve_and_deposit(chain, 500).await;
+    let (s, v) = http.post("/v1/operator/reserve/top-ups", Some(OPERATOR), &json!({"amount": "1000"})).await;
+    assert_eq!(s, 200, "{v}");
+    eventually(20, "deposits and reserve confirmed", || async {
+        chain.mine(1).await;
+        let (_, liq) = http.get("/v1/operator/liquidity", Some(OPERATOR)).await;
+        let (_, va) = a.account(http).await;
+        let (_, vc) = c.account(http).await;
+        let funded = va["balance"] == "500" && vc["balance"] == "500";
+        (funded && amount(&liq["liquidity"]["reserve"]) >= 1_000).then_some(())
+    })
+    .await;
+    (a, b, c)
+}
+
+fn tweak(n: u64) -> Scalar {
+    Scalar::from_bytes(alloy::primitives::keccak256(n.to_be_bytes())).expect("below n")
+}
+
+#[test]
+fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let (domain, hub) = (chain.domain(), chain.anvil_hub());
+        let dir = tempfile::tempdir().expect("tmp");
+        let node = InProcessNode::start(chain.config(dir.path().to_path_buf())).await;
+        let http = Http::new(&node.url);
+        let (mut a, b, mut c) = two_payers_and_a_payee(&chain, &http).await;
+        let (_, info) = http.get("/v1/info", None).await;
+        let head = info["confirmedBlock"].as_u64().expect("block");
+        let own_hub = info["hub"].clone();
+
+        // Bob's invoice of 400; a part of 300 from payer 1 and one of 100 from payer 3, each on
+        // the invoice's point less its own tweak.
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let host = node.url.trim_start_matches("http://");
+        let invoice =
+            infhub_core::invoice::issue(&b.key, host, &domain, Amount(400), expires, "split", Default::default())
+                .expect("invoice");
+        let id = invoice.message.invoice_id;
+        let z = infhub_core::invoice::invoice_scalar(&b.key, id);
+        let (ya, yc) = (tweak(1), tweak(2));
+        let step_expiry = head + 200;
+        let part = |w: &Wallet, on: Point, named: Point, lock_amount: u128, expiry: u64, y: &Scalar, step_amount: u128| {
+            let lock = Lock { lock_id: id, amount: Amount(lock_amount), expiry_block: expiry, point: named.address() };
+            let debit = lock_debit(w, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
+            let step = json!({"nextHub": own_hub, "tweak": y, "amount": step_amount.to_string(), "expiryBlock": step_expiry});
+            let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice,
+                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()), "route": [step]});
+            (debit, body)
+        };
+        let pa = z.point().untweaked(&ya).expect("point");
+        let wrong = z.point().untweaked(&tweak(3)).expect("point");
+        let margin = infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
+        let ok_expiry = step_expiry + margin;
+        let attempts = [
+            ("point_chain_broken", part(&a, wrong, wrong, 300, ok_expiry, &ya, 300).1),
+            ("fee_insufficient", part(&a, pa, pa, 299, ok_expiry, &ya, 300).1),
+            ("expiry_too_soon", part(&a, pa, pa, 300, ok_expiry - 1, &ya, 300).1),
+            ("lock_mismatch", part(&a, pa, wrong, 300, ok_expiry, &ya, 300).1),
+        ];
+        for (expected, body) in attempts {
+            let (s, v) = http.post("/v1/forwarded-transfers", None, &body).await;
+            assert_eq!(code(&v), expected, "HTTP {s}: {v}");
+        }
+
+        // The first part is held; nothing is locked to Bob yet.
+        let (debit, body) = part(&a, pa, pa, 300, ok_expiry, &ya, 300);
+        let (s, v) = http.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!((&v["collected"]["locked"], &v["collected"]["collected"]), (&json!(false), &json!("300")), "{v}");
+        a.accepted(&debit);
+        let (_, acct_b) = b.account(&http).await;
+        assert_eq!(acct_b["locks"]["incoming"], json!([]), "not before the parts cover the invoice: {acct_b}");
+
+        // The second covers it: one lock of 400 to Bob on the invoice's point.
+        let pc = z.point().untweaked(&yc).expect("point");
+        let (debit, body) = part(&c, pc, pc, 100, ok_expiry + 5, &yc, 100);
+        let (s, v) = http.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!((s, &v["collected"]["locked"]), (200, &json!(true)), "{v}");
+        c.accepted(&debit);
+        let (_, acct_b) = b.account(&http).await;
+        let incoming = &acct_b["locks"]["incoming"];
+        assert_eq!(incoming.as_array().map(Vec::len), Some(1), "{acct_b}");
+        assert_eq!((&incoming[0]["amount"], &incoming[0]["expiryBlock"]), (&json!("400"), &json!(step_expiry)));
+        assert_eq!(incoming[0]["point"], json!(z.point().address()), "{acct_b}");
+
+        // Bob reveals z; each payer reads her part's scalar (z less her tweak) and settles.
+        let reveal = json!({"user": b.address(), "lockId": id, "scalar": z});
+        let (s, v) = http.post("/v1/lock-reveals", None, &reveal).await;
+        assert_eq!((s, &v["credit"]["message"]["cumulativeCredit"]), (200, &json!("400")), "{v}");
+        for (w, y, amount) in [(&mut a, ya, 300u128), (&mut c, yc, 100)] {
+            let (_, acct) = w.account(&http).await;
+            let learned: Scalar = serde_json::from_value(acct["locks"]["outgoing"][0]["scalar"].clone()).expect("scalar");
+            assert_eq!(learned, z.upstream(&y).expect("scalar"), "{acct}");
+            let lock = Lock {
+                lock_id: id,
+                amount: Amount(amount),
+                expiry_block: 0,
+                point: learned.point().address(),
+            };
+            let settle = lock_debit(w, &domain, hub, PaymentKind::LockSettle, &lock, &[], amount);
+            let body = json!({"debit": w.sign_debit(&domain, settle), "change": {"settle": {"lockId": id, "scalar": learned}}});
+            let (s, v) = http.post("/v1/lock-debits", None, &body).await;
+            assert_eq!(s, 200, "{v}");
+            w.accepted(&settle);
+        }
+        let mut balances: Vec<Value> = Vec::new();
+        for w in [&a, &b, &c] {
+            balances.push(w.account(&http).await.1["balance"].clone());
+        }
+        assert_eq!(balances, vec![json!("200"), json!("400"), json!("400")]);
+        node.stop().await;
+    });
+}
+
+/// Alice at A pays Bob at C 400 when A's links at B and D and their links at C hold 300 each:
+/// no route carries it, so A splits it over A→D→C (300, D charges nothing) and A→B→C (100 plus
+/// B's fee of 3), one lock of 403 from Alice. C locks 400 to Bob once both parts are in; Bob's
+/// claim opens both parts, B and D step the scalars upstream, and Alice settles with a scalar
+/// that, plus the quote's tweak sum, is the invoice's proof of payment.
+#[test]
+fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let (hub_b, hub_c, hub_d) = (4, 3, 5);
+        let (d_b, d_c, d_d) = (
+            deploy_hub_of(&chain, hub_b).await,
+            deploy_hub_of(&chain, hub_c).await,
+            deploy_hub_of(&chain, hub_d).await,
+        );
+        let tmp = tempfile::tempdir().expect("tmp");
+        let config = |d: &anvil::Deployment, key: usize, name: &str| {
+            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
+            c.chain.hub_key.0 = anvil::dev_key(key);
+            c.chain.poll_interval_ms = 50;
+            c.node.link_watch_interval_ms = 200;
+            c
+        };
+        let mut config_a = chain.config(tmp.path().join("a"));
+        config_a.node.link_watch_interval_ms = 200;
+        let mut config_b = config(&d_b, hub_b, "b");
+        config_b.node.link_base_fee = Amount(2);
+        config_b.node.link_fee_ppm = 10_000;
+        let node_a = InProcessNode::start(config_a).await;
+        let node_b = InProcessNode::start(config_b).await;
+        let node_c = InProcessNode::start(config(&d_c, hub_c, "c")).await;
+        let node_d = InProcessNode::start(config(&d_d, hub_d, "d")).await;
+        let (http_a, http_b, http_d) = (Http::new(&node_a.url), Http::new(&node_b.url), Http::new(&node_d.url));
+        link(&chain, &http_a, &node_b, d_b.hub).await;
+        link(&chain, &http_a, &node_d, d_d.hub).await;
+        link(&chain, &http_b, &node_c, d_c.hub).await;
+        link(&chain, &http_d, &node_c, d_c.hub).await;
+        let miner = mine_continuously(&chain, 250);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(400), "more than one route carries", 600).expect("invoice");
+        let z = Point::from_compressed(&invoice.message.payment_point).expect("point");
+
+        // A quotes a split once it knows both B→C and D→C.
+        let c_hub = hub_address(hub_c);
+        eventually(60, "A knows both routes to C", || async {
+            let (_, v) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=50&k=4"), None).await;
+            (v["routes"].as_array().map(Vec::len) == Some(2)).then_some(())
+        })
+        .await;
+        let answer = alice.pay_invoice(&invoice).await.expect("paid");
+        let parts = answer["forwarded"]["parts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(parts.len(), 2, "{answer}");
+        assert!(parts.iter().all(|p| p["nextHubAnswer"].is_object()), "{answer}");
+        assert_eq!(answer["quote"]["fees"], "3", "B's fee on its part of 100: {answer}");
+        let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
+        assert_eq!(lock.amount, Amount(403), "one lock for both parts and B's fee");
+        // Both parts start from her one point: it plus the tweak sum is the invoice's.
+        let tweak_sum: Scalar = serde_json::from_value(answer["quote"]["tweakSum"].clone()).expect("tweakSum");
+        assert_eq!(lock.point, z.untweaked(&tweak_sum).expect("point").address(), "{answer}");
+        assert_ne!(lock.point, z.address(), "not the invoice's own point");
+
+        // Bob is paid the whole; both parts settle back to Alice.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(400))).await;
+        sync_until(&mut alice, deadline, "Alice's lock not settled", |w| {
+            w.channel().is_ok_and(|c| c.cumulative_debit() == Amount(403))
+        })
+        .await;
+        let proof = alice.channel().expect("ch");
+        assert!(proof.debit_locks.get(&invoice.message.invoice_id).is_none(), "settled");
+        for (http, peer, debit) in
+            [(&http_a, d_b.hub, 103u128), (&http_a, d_d.hub, 300), (&http_b, d_c.hub, 100), (&http_d, d_c.hub, 300)]
+        {
+            let l = link_until(&chain, http, peer, "a part's lock settled", |l| {
+                l["channel"]["cumulativeDebit"] == json!(debit.to_string()) && l["unfinishedForwards"] == 0
+            })
+            .await;
+            assert_eq!(balance_of(&l), 300 - debit, "{l}");
+        }
+        miner.abort();
+        for node in [node_d, node_c, node_b, node_a] {
+            node.stop().await;
+        }
+    });
+}
