@@ -24,6 +24,7 @@ pub mod messages;
 pub mod point_lock;
 pub mod routing;
 pub mod signature;
+pub mod time;
 pub mod tower;
 
 pub use alloy_primitives::{address, Address, B256, U256};

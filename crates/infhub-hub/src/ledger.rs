@@ -175,6 +175,11 @@ impl<F: Fs + Clone> HubLedger<F> {
         Ok(HubLedger { dl, history, stopped: None, fenced: false, opened })
     }
 
+    /// Replaces the clock the ledger stamps its batches with (a simulation's own).
+    pub fn set_clock(&mut self, clock: infhub_ledger::durable::Clock) {
+        self.dl.set_clock(clock);
+    }
+
     /// How long the open took.
     pub fn open_timings(&self) -> OpenTimings {
         self.opened

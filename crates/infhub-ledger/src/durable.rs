@@ -98,6 +98,21 @@ pub struct DurableLedger<S: LogStore> {
     /// The records of the batch whose append failed: applied in memory, not acknowledged,
     /// and perhaps not durable (see [`DurableLedger::unconfirmed`]).
     unconfirmed: Vec<LogRecord>,
+    /// Where the commit time of a batch comes from (the seam the simulator replaces).
+    clock: Clock,
+    /// The newest commit time logged: a batch is never logged earlier (a clock stepping back
+    /// does not reorder time, so a date range is a range of sequence numbers).
+    last_at_ms: u64,
+}
+
+/// The wall clock a durable ledger stamps its batches with, in milliseconds since the Unix
+/// epoch: the system's, or one the caller gives (a simulation's).
+pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system's wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn system_clock_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl<S: LogStore> Drop for DurableLedger<S> {
@@ -189,6 +204,7 @@ impl<S: LogStore> DurableLedger<S> {
         };
         let records = store.load_records(snapshot_seq)?;
         let replayed = records.len() as u64;
+        let last_at_ms = records.last().map_or(0, |r| r.at_ms);
         // The debits' signatures are checked on every core first; the apply stays in order.
         let checks = check_debits_in_parallel(&records, &ledger.params.domain);
         for (r, checked) in records.into_iter().zip(checks) {
@@ -223,16 +239,30 @@ impl<S: LogStore> DurableLedger<S> {
             recovery: Recovery { snapshot_seq, replayed, sealed_on_open: false },
             background_snapshots: false,
             in_flight: None,
+            clock: Box::new(system_clock_ms),
+            last_at_ms,
         };
         // A crash can leave a batch's records without their seal (none of them was
         // acknowledged); seal them now so no stored credit stays unsigned.
         if dl.ledger.unsealed_proofs() > 0 {
-            let (seal, _) = dl.seal();
+            let at_ms = dl.commit_time();
+            let (seal, _) = dl.seal(at_ms);
             dl.store.append(std::slice::from_ref(&seal))?;
             dl.records_since_snapshot += 1;
             dl.recovery.sealed_on_open = true;
         }
         Ok(dl)
+    }
+
+    /// Replaces the clock batches are stamped with (a simulation's own time).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The time to stamp the next batch with: the clock's, never before the last one logged.
+    fn commit_time(&mut self) -> u64 {
+        self.last_at_ms = self.last_at_ms.max((self.clock)());
+        self.last_at_ms
     }
 
     /// The ledger (read-only: every change goes through `execute`).
@@ -290,20 +320,21 @@ impl<S: LogStore> DurableLedger<S> {
         // Each seal with the index in `records` of the first record it covers.
         let mut seals: Vec<(usize, SealedBatch)> = Vec::new();
         let mut batch_start = 0;
+        let at_ms = self.commit_time();
         for (command, checked) in commands {
             let seq = self.ledger.next_seq;
             let result = self.ledger.apply_checked(&self.hub_key, command.clone(), checked);
             if self.ledger.next_seq != seq {
                 assert_eq!(self.ledger.next_seq, seq + 1, "a command took more than one sequence number");
                 let outcome = result.clone().expect("only successful commands advance the sequence");
-                records.push(LogRecord { seq, command, outcome });
+                records.push(LogRecord { seq, at_ms, command, outcome });
                 seqs.push(Some(seq));
             } else {
                 seqs.push(None);
             }
             results.push(result);
             if self.ledger.unsealed_proofs() >= MAX_UNSEALED_PROOFS {
-                let (record, batch) = self.seal();
+                let (record, batch) = self.seal(at_ms);
                 records.push(record);
                 seals.push((batch_start, batch));
                 batch_start = records.len();
@@ -311,7 +342,7 @@ impl<S: LogStore> DurableLedger<S> {
         }
         // One signature for every credit and receipt of the batch (see `infhub_core::merkle`).
         if self.ledger.unsealed_proofs() > 0 {
-            let (record, batch) = self.seal();
+            let (record, batch) = self.seal(at_ms);
             records.push(record);
             seals.push((batch_start, batch));
         }
@@ -370,11 +401,11 @@ impl<S: LogStore> DurableLedger<S> {
         &self.unconfirmed
     }
 
-    fn seal(&mut self) -> (LogRecord, SealedBatch) {
+    fn seal(&mut self, at_ms: u64) -> (LogRecord, SealedBatch) {
         let seq = self.ledger.next_seq;
         let (outcome, batch) = self.ledger.seal_batch(&self.hub_key).expect("waiting proofs can always be sealed");
         assert_eq!(self.ledger.next_seq, seq + 1, "a seal takes one sequence number");
-        (LogRecord { seq, command: Command::SealProofs, outcome }, batch)
+        (LogRecord { seq, at_ms, command: Command::SealProofs, outcome }, batch)
     }
 
     /// Every record the store keeps (see [`LogStore::history`]), with the proofs of sealed

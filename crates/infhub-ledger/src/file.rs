@@ -1,14 +1,14 @@
 //! The embedded default store: segment files of checksummed records, plus snapshot files.
 //!
 //! Layout of the data directory:
-//! - `log-<first seq, 20 digits>.seg`: a header (`INFHLOG3`) then records framed as
+//! - `log-<first seq, 20 digits>.seg`: a header (`INFHLOG4`) then records framed as
 //!   `[u32 length][u32 crc32 of payload][payload]`, little-endian; payload = bincode(`LogRecord`).
 //! - `log-<first seq, 20 digits>.idx`: beside each segment, the byte offset of each of its
 //!   records' frames (u64 little-endian, one per record, in seq order), so a record is read by
 //!   its seq without scanning ([`LogReader`]). Derived data: written without a sync, checked
 //!   at open (a length that does not match the segment's record count, or the last segment's,
 //!   is rebuilt from the segment), and every read checks the record it finds is the one asked.
-//! - `snapshot-<seq, 20 digits>.snap`: `INFHSNP3`, `[u64 seq][u64 length][u32 crc32]`, payload.
+//! - `snapshot-<seq, 20 digits>.snap`: `INFHSNP4`, `[u64 seq][u64 length][u32 crc32]`, payload.
 //!   Written to a `.tmp` file, synced, renamed, and the directory synced, so a snapshot is either
 //!   whole or absent.
 //!
@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 /// channel state carry running totals instead of nonces, and ledger outcomes include refunds.
 /// Format 3 (D30): the ledger follows reserve-withdrawal announcements (new chain events and
 /// commands, and the announcement in its state).
-const LOG_MAGIC: &[u8; 8] = b"INFHLOG3";
-const SNAP_MAGIC: &[u8; 8] = b"INFHSNP3";
+const LOG_MAGIC: &[u8; 8] = b"INFHLOG4";
+const SNAP_MAGIC: &[u8; 8] = b"INFHSNP4";
 
 /// Refuses a file written in another format of this store, by name, before anything tries to
 /// decode it (the records of another format would not decode, or worse, decode wrongly).

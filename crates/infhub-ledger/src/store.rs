@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct LogRecord {
     /// The ledger sequence number the command received.
     pub seq: u64,
+    /// When its batch was committed, in milliseconds since the Unix epoch (the writer's wall
+    /// clock; never earlier than the record before it).
+    pub at_ms: u64,
     /// The command, with any proof the hub received.
     pub command: Command,
     /// What it produced, with every proof the hub issued.

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The format this build writes and reads, kept in the schema's `meta` table.
-pub const FORMAT: &str = "infhub-pg-1";
+pub const FORMAT: &str = "infhub-pg-2";
 /// Snapshots kept (the newest ones).
 pub const SNAPSHOTS_KEPT: i64 = 2;
 /// Longest schema name (PostgreSQL's identifier limit).
@@ -540,6 +540,7 @@ mod tests {
         let records: Vec<LogRecord> = (1..=3)
             .map(|seq| LogRecord {
                 seq,
+                at_ms: seq,
                 command: infhub_core::ledger::Command::Block(seq),
                 outcome: infhub_core::ledger::Outcome::Applied(Vec::new()),
             })

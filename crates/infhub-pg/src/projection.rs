@@ -528,7 +528,7 @@ mod tests {
             credit: Some(hub_credit),
             payout: None,
         };
-        let rows = rows_of(&LogRecord { seq: 5, command: Command::Transfer(signed), outcome });
+        let rows = rows_of(&LogRecord { seq: 5, at_ms: 5, command: Command::Transfer(signed), outcome });
         assert_eq!(
             rows.transfers,
             vec![TransferRow {
@@ -541,8 +541,12 @@ mod tests {
         );
         assert_eq!(rows.debits, vec![(payer.address(), 1, 4, Amount(40))]);
         assert_eq!(rows.credits, vec![credit]);
-        let duplicate =
-            LogRecord { seq: 6, command: Command::Transfer(signed), outcome: Outcome::Duplicate { first_seq: 5 } };
+        let duplicate = LogRecord {
+            seq: 6,
+            at_ms: 6,
+            command: Command::Transfer(signed),
+            outcome: Outcome::Duplicate { first_seq: 5 },
+        };
         assert_eq!(rows_of(&duplicate), Rows::default(), "a duplicate moves nothing");
     }
 }

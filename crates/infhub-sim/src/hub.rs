@@ -92,7 +92,7 @@ impl Broadcaster for SimBroadcaster {
 }
 
 /// Tuning of the simulated hub.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HubConfig {
     /// Ledger parameters.
     pub ledger: LedgerParams,
@@ -112,6 +112,9 @@ pub struct HubConfig {
     pub checkpoint_interval_blocks: u64,
     /// The first wallet's address (whom [`InjectedBug::CheckpointUnderstatesCredit`] wrongs).
     pub first_wallet: Option<Address>,
+    /// The world's clock in milliseconds since the Unix epoch, which the hub stamps its
+    /// batches with (advanced by the world, one second a step, so a run replays exactly).
+    pub clock_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The running hub process.
@@ -186,6 +189,8 @@ impl SimHub {
         let mut hub = Hub::start(disk, &ledger, config.ledger, key.clone(), source, watcher, broadcaster, duties)
             .map_err(|e| HubDown(e.to_string()))?;
         hub.duties.set_checkpointer(Checkpointer::new(checkpoints, &key, chain_id, contract, Box::new(storage)));
+        let clock = config.clock_ms.clone();
+        hub.ledger.set_clock(Box::new(move || clock.load(std::sync::atomic::Ordering::Relaxed)));
         Ok(SimHub { hub, key, contract, delivered: HashMap::new(), misbehaved: HashSet::new() })
     }
 

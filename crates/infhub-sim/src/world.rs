@@ -231,6 +231,8 @@ pub struct World {
     net: Vec<(u64, u64, Msg)>,
     /// The current step.
     pub step: u64,
+    /// The world's wall clock (one second a step from [`SIM_START_MS`]).
+    clock_ms: SimClock,
     /// Counters.
     pub report: Report,
 }
@@ -252,9 +254,15 @@ const HUB_RESERVE: u128 = 1_000_000 * UNIT;
 /// Most hubs in one world.
 pub const MAX_HUBS: usize = 8;
 
+/// The simulated wall clock, shared with every hub (milliseconds since the Unix epoch).
+type SimClock = std::sync::Arc<std::sync::atomic::AtomicU64>;
+/// The simulated wall clock at step 0 (2027-01-15T08:00:00Z).
+pub const SIM_START_MS: u64 = 1_800_000_000_000;
+
 /// A hub's settings in the simulation.
-fn hub_config(domain: Domain, hub: Address, start_block: u64) -> HubConfig {
+fn hub_config(domain: Domain, hub: Address, start_block: u64, clock_ms: &SimClock) -> HubConfig {
     HubConfig {
+        clock_ms: clock_ms.clone(),
         ledger: LedgerParams {
             domain,
             hub,
@@ -305,9 +313,10 @@ impl World {
             chain.execute_now(deployer, token, IErc20::mintCall { to, amount: U256::from(amount) }.abi_encode())
         };
         let mut sites = Vec::new();
+        let clock_ms = SimClock::new(std::sync::atomic::AtomicU64::new(SIM_START_MS));
         for (s, (key, contract)) in keys.into_iter().zip(contracts).enumerate() {
             let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: contract };
-            let mut config_s = hub_config(domain, key.address(), chain.floor);
+            let mut config_s = hub_config(domain, key.address(), chain.floor, &clock_ms);
             // The hub's reserve.
             let hub = key.address();
             mint(&mut chain, hub, HUB_RESERVE)?;
@@ -329,7 +338,7 @@ impl World {
             }
             config_s.first_wallet = wallets.first().map(SimWallet::address);
             let disk = SimDisk::new();
-            let process = SimHub::start(disk.clone(), key.clone(), config_s, &chain, config.bug)
+            let process = SimHub::start(disk.clone(), key.clone(), config_s.clone(), &chain, config.bug)
                 .map_err(|e| format!("hub {s} did not start: {e:?}"))?;
             let mut auditor = Auditor::new(&wallets, hub, domain);
             auditor.audit_hub_conduct = config.audit_hub_conduct;
@@ -357,7 +366,7 @@ impl World {
         }
         let faults = config.faults;
         let report = Report { hubs: config.hubs, ..Report::default() };
-        let mut world = World { rng, faults, chain, sites, net: Vec::new(), step: 0, report, config };
+        let mut world = World { rng, faults, chain, sites, net: Vec::new(), step: 0, report, config, clock_ms };
         // First deposits, confirmed before the faulty phase starts.
         for s in 0..world.sites.len() {
             for i in 0..world.sites[s].wallets.len() {
@@ -425,7 +434,7 @@ impl World {
     fn restart_hub(&mut self, s: usize) -> Result<(), Violation> {
         let site = &mut self.sites[s];
         site.disk.restart(&mut self.rng);
-        match SimHub::start(site.disk.clone(), site.key.clone(), site.config, &self.chain, self.config.bug) {
+        match SimHub::start(site.disk.clone(), site.key.clone(), site.config.clone(), &self.chain, self.config.bug) {
             Ok(hub) => {
                 site.hub = Some(hub);
                 let hub = site.hub.as_ref().expect("just started");
@@ -968,9 +977,15 @@ impl World {
         self.report.hub_closes += 1;
     }
 
+    /// Moves the world's clock to the current step.
+    fn tick_clock(&self) {
+        self.clock_ms.store(SIM_START_MS + self.step * 1_000, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One step of the faulty phase.
     pub fn step_once(&mut self) -> Result<(), Violation> {
         self.step += 1;
+        self.tick_clock();
         self.report.steps += 1;
         for s in 0..self.sites.len() {
             // Hub process faults.
@@ -1081,6 +1096,7 @@ impl World {
         // Resolve pending payments and deliver everything.
         for round in 0..40 {
             self.step += 1;
+            self.tick_clock();
             self.report.steps += 1;
             for s in 0..self.sites.len() {
                 for i in 0..self.sites[s].wallets.len() {
@@ -1121,6 +1137,7 @@ impl World {
         let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS;
         for _ in 0..limit {
             self.step += 1;
+            self.tick_clock();
             self.report.steps += 1;
             self.deliver();
             self.mine_block(false);

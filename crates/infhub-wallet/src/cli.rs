@@ -132,6 +132,23 @@ pub enum WalletCommand {
         /// Lines to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only from this time: a UTC date `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`, or milliseconds
+        /// since 1970.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only to this time (a date includes its whole day).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// The hub's statement of this account, with the running balance: its lines within
+    /// `--from`..`--to` (UTC dates or times), and the balance before and after them.
+    Statement {
+        /// From this time: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`, or milliseconds since 1970.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this time (a date includes its whole day).
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Resolve an unanswered payment and fetch the hub's newest credit.
     Sync,
@@ -361,7 +378,8 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             .await
         }
         WalletCommand::Payout { payment_id } => payout(&mut open().await?, *payment_id).await,
-        WalletCommand::History { limit } => history(&dir, *limit),
+        WalletCommand::History { limit, from, to } => history(&dir, *limit, from.as_deref(), to.as_deref()),
+        WalletCommand::Statement { from, to } => statement(&mut open().await?, from.as_deref(), to.as_deref()).await,
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
         WalletCommand::Complain { id, challenge_debit } => complain(&mut open().await?, *id, *challenge_debit).await,
@@ -769,10 +787,25 @@ async fn towers(w: &mut Wallet, command: &TowersCommand) -> Result<Report, Walle
     }
 }
 
-/// `history`: the newest `limit` entries of the wallet's journal.
-fn history(dir: &WalletDir, limit: usize) -> Result<Report, WalletError> {
+/// A `--from`/`--to` time in milliseconds since 1970 (`invalid_input` naming the forms taken).
+fn range_end(text: Option<&str>, end: infhub_core::time::RangeEnd, open: u64) -> Result<u64, WalletError> {
+    match text {
+        None => Ok(open),
+        Some(t) => infhub_core::time::parse_utc_time(t, end).ok_or_else(|| {
+            WalletError::InvalidInput(format!(
+                "{t}: a time is YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or milliseconds since 1970"
+            ))
+        }),
+    }
+}
+
+/// `history`: the newest `limit` entries of the wallet's journal within `from..=to`.
+fn history(dir: &WalletDir, limit: usize, from: Option<&str>, to: Option<&str>) -> Result<Report, WalletError> {
+    use infhub_core::time::RangeEnd;
+    let (from_ms, to_ms) = (range_end(from, RangeEnd::From, 0)?, range_end(to, RangeEnd::To, u64::MAX)?);
     let lines = dir.journal()?;
-    let shown: Vec<_> = lines.iter().rev().take(limit).collect();
+    let within = |at_secs: u64| (from_ms..=to_ms).contains(&at_secs.saturating_mul(1_000));
+    let shown: Vec<_> = lines.iter().rev().filter(|l| within(l.at)).take(limit).collect();
     let mut text = String::new();
     for l in &shown {
         text.push_str(&format!("{}  {}\n", utc(l.at), describe(&l.entry)));
@@ -783,20 +816,31 @@ fn history(dir: &WalletDir, limit: usize) -> Result<Report, WalletError> {
     Ok(Report { json: json!({"entries": shown}), text: text.trim_end().to_string() })
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, proleptic Gregorian).
+/// `statement`: the hub's statement lines within the range, one per line with its time.
+async fn statement(w: &mut Wallet, from: Option<&str>, to: Option<&str>) -> Result<Report, WalletError> {
+    use infhub_core::time::RangeEnd;
+    // Checked here first, so a typo is named before the hub is asked.
+    range_end(from, RangeEnd::From, 0)?;
+    range_end(to, RangeEnd::To, u64::MAX)?;
+    let v = w.statement(from, to).await?;
+    let inf = |a: &Value| a.as_str().and_then(|s| s.parse::<u128>().ok()).map_or_else(|| "?".into(), format_inf);
+    let mut text = format!("opening balance {} INF\n", inf(&v["openingBalance"]));
+    for l in v["lines"].as_array().into_iter().flatten() {
+        let at = l["atMs"].as_u64().map_or_else(String::new, |ms| utc(ms / 1_000));
+        let change = l["change"].as_str().unwrap_or("0");
+        let (sign, digits) = change.strip_prefix('-').map_or(("+", change), |d| ("-", d));
+        let change = digits.parse::<u128>().map_or_else(|_| change.to_string(), |d| format!("{sign}{}", format_inf(d)));
+        let kind = l["kind"].as_str().unwrap_or("?");
+        text.push_str(&format!("{at}  {kind:<22} {change:>14}  {} INF\n", inf(&l["balanceAfter"])));
+    }
+    text.push_str(&format!("closing balance {} INF", inf(&v["closingBalance"])));
+    Ok(Report { json: v, text })
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn utc(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3_600, secs % 3_600 / 60, secs % 60)
+    let t = infhub_core::time::utc_time(unix_secs.saturating_mul(1_000));
+    format!("{} {}", &t[..10], &t[11..19])
 }
 
 /// One journal entry in words.

@@ -209,6 +209,21 @@ impl HubClient {
         self.get(&format!("/v1/accounts/{user}/payouts/{payment_id}")).await
     }
 
+    /// `GET /v1/accounts/{user}/statement?from=&to=` (needs a session): the account's lines
+    /// within the range (open ends when absent), its opening and closing balance.
+    pub async fn statement(&self, user: Address, from: Option<&str>, to: Option<&str>) -> Result<Value, HubError> {
+        let mut query = Vec::new();
+        for (name, value) in [("from", from), ("to", to)] {
+            if let Some(v) = value {
+                // A time is digits, dashes, colons, dots, `T` and `Z`: nothing to escape, and a
+                // character that would need it makes a time the hub refuses by name anyway.
+                query.push(format!("{name}={}", v.replace(['&', '#', '?', ' '], "")));
+            }
+        }
+        let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        self.get(&format!("/v1/accounts/{user}/statement{q}")).await
+    }
+
     /// `GET /v1/checkpoints/{id}/proofs/{account}?root=` (needs a session): the account's
     /// leaves in checkpoint `id` (the build with `root`, the contract's) with their paths.
     pub async fn checkpoint_proofs(&self, id: u64, account: Address, root: B256) -> Result<Value, HubError> {

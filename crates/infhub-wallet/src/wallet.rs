@@ -744,13 +744,37 @@ impl Wallet {
 
     /// The status of an external payment's payout.
     pub async fn payout_status(&mut self, payment_id: B256) -> Result<Value, WalletError> {
+        let user = self.user();
+        self.with_session(|hub| Box::pin(hub.payout(user, payment_id))).await
+    }
+
+    /// The hub's statement of this account within `from..=to` (spec §5.21a): its lines with
+    /// the running balance, the opening and closing balance.
+    pub async fn statement(&mut self, from: Option<&str>, to: Option<&str>) -> Result<Value, WalletError> {
+        let (user, from, to) = (self.user(), from.map(str::to_string), to.map(str::to_string));
+        self.with_session(move |hub| {
+            let (from, to) = (from.clone(), to.clone());
+            Box::pin(async move { hub.statement(user, from.as_deref(), to.as_deref()).await })
+        })
+        .await
+    }
+
+    /// Calls `read` with a session, logging in first if needed and once more if the hub
+    /// forgot the session.
+    async fn with_session<'a>(
+        &'a mut self,
+        read: impl for<'h> Fn(
+            &'h HubClient,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, HubError>> + Send + 'h>>,
+    ) -> Result<Value, WalletError> {
         self.ensure_login().await?;
         let url = self.core.state.hub.hub_url.clone();
-        match self.hub.payout(self.user(), payment_id).await {
+        match read(&self.hub).await {
             Err(e) if e.is_unauthorized() => {
                 self.hub.forget_session();
                 self.ensure_login().await?;
-                self.hub.payout(self.user(), payment_id).await
+                read(&self.hub).await
             }
             other => other,
         }

@@ -2,6 +2,7 @@
 
 use crate::harness::{amount, Env, LossyProxy, User, INF};
 use alloy::primitives::B256;
+use serde_json::json;
 use std::process::Stdio;
 
 /// Seed 000's lifecycle with two users: register, deposit on chain, buy from the platform,
@@ -69,6 +70,23 @@ async fn lifecycle_of_two_users() {
     for k in ["registered", "deposited", "payment_applied", "credit", "withdrawal_co_signed", "withdrawn"] {
         assert!(kinds.contains(&k), "alice's journal lacks {k}: {kinds:?}");
     }
+    statements_by_date(&env, &alice);
+}
+
+/// `infhub wallet statement` and `history` with date ranges (spec §5.21a): the hub's lines
+/// with their times and running balance, none before the account existed, a typo named.
+fn statements_by_date(env: &Env, alice: &User) {
+    let st = env.ok(alice, &["statement"]);
+    let lines = st["lines"].as_array().expect("lines");
+    assert!(lines.len() >= 6, "opened, deposit, pays, withdrawals: {st}");
+    assert!(lines.iter().all(|l| l["atMs"].as_u64().is_some_and(|t| t > 1_700_000_000_000)), "{st}");
+    assert_eq!((&st["openingBalance"], &st["closingBalance"]), (&json!("0"), &json!("0")), "withdrew all: {st}");
+    let before = env.ok(alice, &["statement", "--to", "1999-12-31"]);
+    assert_eq!(before["lines"], json!([]), "{before}");
+    let later = env.ok(alice, &["history", "--from", "2999-01-01"]);
+    assert_eq!(later["entries"], json!([]), "{later}");
+    let (ok, refused) = env.wallet(alice, &["statement", "--from", "2026-02-30"]);
+    assert!(!ok && refused.to_string().contains("2026-02-30"), "a date that does not exist is named: {refused}");
 }
 
 /// `infhub wallet invoice` (spec §5.19): a signed invoice addressed `bob@hub-host` in his hub

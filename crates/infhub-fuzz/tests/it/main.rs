@@ -106,7 +106,12 @@ fn write_seed_corpus() {
         use infhub_ledger::{LogRecord, LogStore};
         let mut store = infhub_ledger::file::FileStore::open(dir.path(), Default::default()).expect("store");
         let records: Vec<LogRecord> = (1..=3)
-            .map(|seq| LogRecord { seq, command: Command::Block(seq), outcome: Outcome::Applied(Vec::new()) })
+            .map(|seq| LogRecord {
+                seq,
+                at_ms: seq,
+                command: Command::Block(seq),
+                outcome: Outcome::Applied(Vec::new()),
+            })
             .collect();
         store.append(&records).expect("append");
     }

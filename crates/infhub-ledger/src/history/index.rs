@@ -477,6 +477,31 @@ impl<F: Fs> HistoryReader<F> {
         self.entries_from(user, &found)
     }
 
+    /// Like [`HistoryReader::page`], of the entries committed within `from_ms..=to_ms` only:
+    /// the newest one at or before `to_ms` is found by the list's skip links (commit times
+    /// never fall as sequence numbers rise, so the test holds for every older entry once it
+    /// holds), then older ones down to `from_ms`. Fewer than `limit` means none is left.
+    pub fn page_between(
+        &self,
+        user: &Address,
+        heads: Heads,
+        before: u64,
+        limit: usize,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let newest = self.last_where(heads.all, |e| Ok(e.seq < before && self.record(e.seq)?.at_ms <= to_ms))?;
+        let Some((_, mut e)) = newest else { return Ok(Vec::new()) };
+        let mut found = vec![e];
+        while found.len() < limit && e.prev != 0 {
+            e = self.entry(e.prev)?;
+            found.push(e);
+        }
+        let mut entries = self.entries_from(user, &found)?;
+        entries.retain(|x| x.at_ms >= from_ms);
+        Ok(entries)
+    }
+
     /// Every entry of `user`, oldest first.
     pub fn all(&self, user: &Address, heads: Heads) -> Result<Vec<HistoryEntry>, HistoryError> {
         let mut found = Vec::with_capacity(heads.all.ordinal as usize);

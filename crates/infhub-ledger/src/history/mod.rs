@@ -17,5 +17,6 @@ pub mod projection;
 pub mod statement;
 
 pub use index::{Heads, History, HistoryError, HistoryReader, ListHead};
+pub use infhub_core::time::{parse_utc_time, utc_time, RangeEnd};
 pub use projection::{EntryKind, EntryProofs, FirstResult, HistoryEntry, PaymentResult};
-pub use statement::{statement, statement_csv, StatementLine};
+pub use statement::{statement, statement_between, statement_csv, StatementLine};

@@ -17,6 +17,8 @@ use serde::Serialize;
 pub struct HistoryEntry {
     /// Ledger sequence number of the operation.
     pub seq: u64,
+    /// When it was committed, in milliseconds since the Unix epoch (the hub's clock).
+    pub at_ms: u64,
     /// What happened.
     pub kind: EntryKind,
     /// Amount moved (for chain events: the new running total where the event carries one).
@@ -203,12 +205,18 @@ pub struct PaymentResult {
 }
 
 pub(crate) fn entry(seq: u64, kind: EntryKind, amount: Amount) -> HistoryEntry {
-    HistoryEntry { seq, kind, amount, counterparty: None, payment_id: None, block: None, proofs: None }
+    HistoryEntry { seq, at_ms: 0, kind, amount, counterparty: None, payment_id: None, block: None, proofs: None }
 }
 
 /// Calls `f` with every history entry record `r` makes, for each account it concerns, in
 /// order. With `proofs` false the entries carry none (the index needs only the accounts).
 pub(crate) fn entries_of(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
+    let at_ms = r.at_ms;
+    entries_of_record(r, proofs, &mut |a, e: HistoryEntry| f(a, HistoryEntry { at_ms, ..e }));
+}
+
+/// [`entries_of`] before the commit time is stamped.
+fn entries_of_record(r: &LogRecord, proofs: bool, f: &mut impl FnMut(Address, HistoryEntry)) {
     let seq = r.seq;
     if lock_and_freeze_entries(r, proofs, f) {
         return;

@@ -76,13 +76,14 @@ pub fn statement(entries: &[HistoryEntry]) -> Vec<StatementLine> {
 
 /// The statement as CSV: `seq,kind,counterparty,payment_id,block,change,balance_after`.
 pub fn statement_csv(lines: &[StatementLine]) -> String {
-    let mut out = String::from("seq,kind,counterparty,payment_id,block,change,balance_after\n");
+    let mut out = String::from("seq,time,kind,counterparty,payment_id,block,change,balance_after\n");
     for l in lines {
         let kind =
             serde_json::to_value(l.entry.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             l.entry.seq,
+            infhub_core::time::utc_time(l.entry.at_ms),
             kind,
             l.entry.counterparty.map(|a| a.to_string()).unwrap_or_default(),
             l.entry.payment_id.map(|p| p.to_string()).unwrap_or_default(),
@@ -92,4 +93,12 @@ pub fn statement_csv(lines: &[StatementLine]) -> String {
         ));
     }
     out
+}
+
+/// The lines of `lines` (a whole statement, oldest first) committed within `from_ms..=to_ms`,
+/// with the balance before the first of them (the opening balance).
+pub fn statement_between(lines: Vec<StatementLine>, from_ms: u64, to_ms: u64) -> (Amount, Vec<StatementLine>) {
+    let opening = lines.iter().take_while(|l| l.entry.at_ms < from_ms).last().map_or(Amount::ZERO, |l| l.balance_after);
+    let within = lines.into_iter().filter(|l| (from_ms..=to_ms).contains(&l.entry.at_ms)).collect();
+    (opening, within)
 }

@@ -657,3 +657,37 @@ fn a_crash_while_a_snapshot_is_written_on_its_own_thread_recovers_the_acknowledg
     assert_eq!(seqs, (1..state.next_seq).collect::<Vec<_>>(), "history lost or duplicated records");
     assert!(seqs.len() <= expected_history);
 }
+
+/// Every record of a batch carries the batch's commit time from the ledger's clock (spec
+/// §5.21a); a clock stepping back does not make a later batch earlier, also after a reopen,
+/// which takes the last time from the log.
+#[test]
+fn commit_times_come_from_the_clock_and_never_fall_across_a_reopen() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let f = Fixture::new(4);
+    let clock = Arc::new(AtomicU64::new(5_000));
+    let tick = |dl: &mut DurableLedger<FileStore>| {
+        let c = clock.clone();
+        dl.set_clock(Box::new(move || c.load(Ordering::Relaxed)));
+    };
+    let mut dl = f.open(0);
+    tick(&mut dl);
+    let executed = dl.execute_checked(f.genesis().into_iter().map(|c| (c, None)).collect()).expect("genesis");
+    assert!(executed.records.iter().all(|r| r.at_ms == 5_000), "one time per batch, seal included");
+    clock.store(1_000, Ordering::Relaxed);
+    let (_, stepped_back) = run_batch(&f, &mut dl, 3);
+    assert!(stepped_back.records.iter().all(|r| r.at_ms == 5_000), "not earlier than the last batch");
+    clock.store(7_000, Ordering::Relaxed);
+    let (_, later) = run_batch(&f, &mut dl, 3);
+    assert!(later.records.iter().all(|r| r.at_ms == 7_000));
+    drop(dl);
+    let mut dl = f.open(0);
+    clock.store(2_000, Ordering::Relaxed);
+    tick(&mut dl);
+    let (_, reopened) = run_batch(&f, &mut dl, 3);
+    assert!(reopened.records.iter().all(|r| r.at_ms == 7_000), "the log's last time holds after a reopen");
+    let history = dl.history().expect("history");
+    assert!(history.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "never falling through the whole log");
+    assert_eq!(history.last().map(|r| r.at_ms), Some(7_000));
+}

@@ -46,6 +46,33 @@ pub(super) async fn account(
 pub(super) struct PageQuery {
     before: Option<u64>,
     limit: Option<usize>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A date range of a history or statement query: `from` and `to` (inclusive), each a number of
+/// milliseconds since the Unix epoch, a UTC date `YYYY-MM-DD` (a `to` date includes its whole
+/// day) or a UTC time `YYYY-MM-DDTHH:MM:SS[.mmm]Z`; open ends when absent. `None` when both
+/// are. `malformed_request` for anything else, or a `from` after `to`.
+fn date_range(from: Option<&str>, to: Option<&str>) -> Result<Option<(u64, u64)>, ApiError> {
+    use infhub_ledger::history::{parse_utc_time, RangeEnd};
+    if from.is_none() && to.is_none() {
+        return Ok(None);
+    }
+    let parse = |text: Option<&str>, end: RangeEnd, open: u64, name: &str| match text {
+        None => Ok(open),
+        Some(t) => parse_utc_time(t, end).ok_or_else(|| {
+            ApiError::new(
+                NodeError::MalformedRequest,
+                format!("{name}={t}: milliseconds since 1970, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC)"),
+            )
+        }),
+    };
+    let (from_ms, to_ms) = (parse(from, RangeEnd::From, 0, "from")?, parse(to, RangeEnd::To, u64::MAX, "to")?);
+    if from_ms > to_ms {
+        return Err(ApiError::new(NodeError::MalformedRequest, "from is after to"));
+    }
+    Ok(Some((from_ms, to_ms)))
 }
 
 pub(super) async fn history(
@@ -57,11 +84,15 @@ pub(super) async fn history(
     api.may_read(&headers, &user)?;
     let max = api.node.config.limits.max_page_size;
     let limit = page_limit(q.limit, max)?;
+    let range = date_range(q.from.as_deref(), q.to.as_deref())?;
     let (reader, heads) = history_of(&api, &user);
     let before = q.before.unwrap_or(u64::MAX);
-    let entries = match heads {
-        Some(h) => read_history(move || reader.page(&user, h, before, limit)).await?,
-        None => Vec::new(),
+    let entries = match (heads, range) {
+        (Some(h), None) => read_history(move || reader.page(&user, h, before, limit)).await?,
+        (Some(h), Some((from, to))) => {
+            read_history(move || reader.page_between(&user, h, before, limit, from, to)).await?
+        }
+        (None, _) => Vec::new(),
     };
     // A record's entries are never split between pages, so a page may hold a few more.
     let next = if entries.len() >= limit { entries.last().map(|e| e.seq) } else { None };
@@ -155,6 +186,8 @@ fn payment_status(entries: &[infhub_ledger::history::HistoryEntry]) -> Option<&'
 #[derive(Deserialize)]
 pub(super) struct StatementQuery {
     format: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 pub(super) async fn statement(
@@ -164,17 +197,34 @@ pub(super) async fn statement(
     Query(q): Query<StatementQuery>,
 ) -> Result<Response, ApiError> {
     api.may_read(&headers, &user)?;
+    let range = date_range(q.from.as_deref(), q.to.as_deref())?;
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if format != "csv" && format != "json" {
+        return Err(ApiError::new(NodeError::MalformedRequest, format!("format {format}: use csv or json")));
+    }
     let (reader, heads) = history_of(&api, &user);
     let entries = match heads {
         Some(h) => read_history(move || reader.all(&user, h)).await?,
         None => Vec::new(),
     };
-    let lines = infhub_ledger::history::statement(&entries);
-    match q.format.as_deref().unwrap_or("json") {
-        "csv" => Ok(([("content-type", "text/csv")], infhub_ledger::history::statement_csv(&lines)).into_response()),
-        "json" => Ok(Json(json!({"account": user, "lines": lines})).into_response()),
-        other => Err(ApiError::new(NodeError::MalformedRequest, format!("format {other}: use csv or json"))),
+    // The running balance needs every entry; the range then picks the lines.
+    let all = infhub_ledger::history::statement(&entries);
+    let (from, to) = range.unwrap_or((0, u64::MAX));
+    let (opening, lines) = infhub_ledger::history::statement_between(all, from, to);
+    let closing = lines.last().map_or(opening, |l| l.balance_after);
+    if format == "csv" {
+        return Ok(([("content-type", "text/csv")], infhub_ledger::history::statement_csv(&lines)).into_response());
     }
+    let bound = |ms: u64| (ms != 0 && ms != u64::MAX).then(|| infhub_ledger::history::utc_time(ms));
+    Ok(Json(json!({
+        "account": user,
+        "from": bound(from),
+        "to": bound(to),
+        "openingBalance": opening,
+        "closingBalance": closing,
+        "lines": lines,
+    }))
+    .into_response())
 }
 
 /// The towers the hub pushes `user`'s credits to (spec §5.10a).

@@ -45,6 +45,7 @@ fn amount(v: &Value) -> u128 {
 fn custodial_accounts_in_every_direction_then_reconciliation_is_clean() {
     rt().block_on(async {
         let chain = Chain::start().await;
+        let started_ms = infhub_ledger::durable::system_clock_ms();
         let domain = chain.domain();
         let dir = tempfile::tempdir().expect("tmp");
         let mut config = chain.config(dir.path().to_path_buf());
@@ -164,9 +165,10 @@ fn custodial_accounts_in_every_direction_then_reconciliation_is_clean() {
             .text()
             .await
             .expect("text");
-        assert!(csv.starts_with("seq,kind,counterparty,payment_id,block,change,balance_after\n"), "{csv}");
+        assert!(csv.starts_with("seq,time,kind,counterparty,payment_id,block,change,balance_after\n"), "{csv}");
         assert_eq!(csv.lines().count(), 7, "{csv}");
         assert!(csv.lines().nth(2).is_some_and(|l| l.contains(",custodial_deposited,") && l.ends_with(",100,100")), "{csv}");
+        date_ranges(&http, a_addr, &a_key, lines, &csv, started_ms).await;
 
         // --- Reconciliation: the ledger agrees with the chain, with the totals rebuilt.
         settle_chain(&chain, &http).await;
@@ -184,6 +186,61 @@ fn custodial_accounts_in_every_direction_then_reconciliation_is_clean() {
         assert_eq!(sol["liquid"], true, "{sol}");
         node.stop().await;
     });
+}
+
+/// Every history entry and statement line carries its commit time (issue 24): times never fall,
+/// lie within the test, and print in the CSV as UTC; a date range gives exactly the lines and
+/// entries within it and the statement's opening balance before it; bad ranges are refused by
+/// name.
+async fn date_ranges(http: &Http, account: Address, key: &str, lines: &[Value], csv: &str, started_ms: u64) {
+    let times: Vec<u64> = lines.iter().map(|l| l["atMs"].as_u64().expect("atMs")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "commit times never fall: {times:?}");
+    let now = infhub_ledger::durable::system_clock_ms();
+    assert!(times.iter().all(|t| (started_ms..=now).contains(t)), "{times:?} within {started_ms}..={now}");
+    let first_time = csv.lines().nth(1).and_then(|l| l.split(',').nth(1)).expect("time column");
+    assert_eq!(first_time, infhub_ledger::history::utc_time(times[0]), "{csv}");
+    let (from, to) = (times[2], times[3]);
+    let (s, part) = http.get(&format!("/v1/accounts/{account}/statement?from={from}&to={to}"), Some(key)).await;
+    assert_eq!(s, 200, "{part}");
+    let expected: Vec<&Value> =
+        lines.iter().zip(&times).filter(|(_, t)| (from..=to).contains(*t)).map(|(l, _)| l).collect();
+    assert_eq!(part["lines"].as_array().map(|v| v.iter().collect::<Vec<_>>()), Some(expected.clone()), "{part}");
+    let opening =
+        lines.iter().zip(&times).take_while(|(_, t)| **t < from).last().map(|(l, _)| l["balanceAfter"].clone());
+    assert_eq!(part["openingBalance"], opening.unwrap_or(json!("0")), "{part}");
+    assert_eq!(Some(&part["closingBalance"]), expected.last().map(|l| &l["balanceAfter"]), "{part}");
+    // The history, newest first, in the same range and in pages of one.
+    let (_, all) = http.get(&format!("/v1/accounts/{account}/history?limit=100"), Some(key)).await;
+    let within: Vec<Value> = all["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["atMs"].as_u64().is_some_and(|t| (from..=to).contains(&t)))
+        .cloned()
+        .collect();
+    assert!(!within.is_empty(), "{all}");
+    let (mut paged, mut before) = (Vec::new(), None::<u64>);
+    loop {
+        let b = before.map(|b| format!("&before={b}")).unwrap_or_default();
+        let path = format!("/v1/accounts/{account}/history?from={from}&to={to}&limit=1{b}");
+        let (s, page) = http.get(&path, Some(key)).await;
+        assert_eq!(s, 200, "{page}");
+        paged.extend(page["entries"].as_array().expect("entries").iter().cloned());
+        match page["nextBefore"].as_u64() {
+            Some(n) if paged.len() <= within.len() => before = Some(n),
+            _ => break,
+        }
+    }
+    let paged: Vec<Value> = paged.into_iter().filter(|e| e["atMs"].as_u64().is_some_and(|t| t >= from)).collect();
+    assert_eq!(paged, within, "the range's entries, page by page");
+    // Named dates: a day long before any entry holds none; bad dates and ranges are refused.
+    let (s, none) = http.get(&format!("/v1/accounts/{account}/statement?to=1999-12-31"), Some(key)).await;
+    assert_eq!((s, none["lines"].clone(), none["closingBalance"].clone()), (200, json!([]), json!("0")), "{none}");
+    for bad in ["from=yesterday", "to=2026-02-30", "from=2026-12-03T02:05:09", &format!("from={}&to={}", to + 1, from)]
+    {
+        let (s, v) = http.get(&format!("/v1/accounts/{account}/history?{bad}"), Some(key)).await;
+        assert_eq!((s, code(&v)), (400, "malformed_request"), "{bad}: {v}");
+    }
 }
 
 #[test]

@@ -104,7 +104,7 @@ fn the_file_store_passes_the_scenario() {
 }
 
 fn record(seq: u64) -> LogRecord {
-    LogRecord { seq, command: Command::Block(seq), outcome: Outcome::Applied(Vec::new()) }
+    LogRecord { seq, at_ms: seq, command: Command::Block(seq), outcome: Outcome::Applied(Vec::new()) }
 }
 
 /// Every PostgreSQL case on one throwaway server (started here, stopped at the end).

@@ -21,7 +21,7 @@ fn a_checkpoint_built_before_a_crash_and_dropped_by_a_reorg_is_posted_in_the_end
     let mut s = Setup::new();
     s.config.checkpoint_interval_blocks = 50;
     let disk = SimDisk::new();
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("hub starts");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config.clone(), &s.chain, None).expect("hub starts");
     // The first checkpoint is due once the ledger follows the chain; the tick that builds it
     // also sends it.
     for _ in 0..20 {
@@ -37,7 +37,7 @@ fn a_checkpoint_built_before_a_crash_and_dropped_by_a_reorg_is_posted_in_the_end
     // The process dies before its transaction is mined (the broadcaster's outbox is lost).
     drop(hub);
     disk.restart(&mut Rng::new(5));
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("restarts");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config.clone(), &s.chain, None).expect("restarts");
     assert_eq!(hub.ledger().checkpoints.pending, Some(built), "the record survived the crash");
     hub.tick(&mut s.chain, None, true).expect("tick: restores the leaves and posts again");
     let shelf = hub.hub.duties.checkpoint_shelf().expect("checkpoints on");

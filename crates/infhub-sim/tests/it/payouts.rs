@@ -67,6 +67,7 @@ impl Setup {
             )
             .expect("deposit");
         let config = HubConfig {
+            clock_ms: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(infhub_sim::world::SIM_START_MS)),
             ledger: LedgerParams {
                 domain,
                 hub: hub_key.address(),
@@ -100,7 +101,7 @@ impl Setup {
 fn a_payout_lost_to_a_reorg_after_a_crash_is_sent_again_until_its_execution_is_confirmed() {
     let mut s = Setup::new();
     let disk = SimDisk::new();
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("hub starts");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config.clone(), &s.chain, None).expect("hub starts");
     s.mine(&mut hub, CONFIRMATIONS + 2);
     let account = hub.ledger().account(&s.user.address()).expect("the user's channel is tracked").clone();
     assert_eq!(account.channel.deposited, Amount(50 * UNIT), "the deposit is confirmed");
@@ -120,7 +121,7 @@ fn a_payout_lost_to_a_reorg_after_a_crash_is_sent_again_until_its_execution_is_c
     // The hub crashes and restarts from its disk; at the head the batch looks executed.
     drop(hub);
     disk.restart(&mut Rng::new(2));
-    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config, &s.chain, None).expect("restarts");
+    let mut hub = SimHub::start(disk.clone(), s.hub_key.clone(), s.config.clone(), &s.chain, None).expect("restarts");
     assert_eq!(hub.ledger().payout_batches_in_flight().count(), 1, "its execution is not confirmed");
     // It sends the batch again (it has no memory of sending it); mined, the resend reverts as
     // already executed, and a hub that took a confirmed transaction as done would stop here.
