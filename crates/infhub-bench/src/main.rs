@@ -73,6 +73,10 @@ struct Args {
     /// Instead of the HTTP run: fill a ledger with this many transfers and time restarts.
     #[arg(long)]
     restart_transfers: Option<usize>,
+    /// Instead of the HTTP run: fill a ledger of 10,000 accounts with this many transfers and
+    /// time rendering each explorer page (issue 24).
+    #[arg(long)]
+    explorer_transfers: Option<usize>,
     /// Instead of the HTTP run: build a checkpoint's Merkle-sum tree over this many accounts,
     /// verify a sample of paths, print the times and the peak memory.
     #[arg(long)]
@@ -151,6 +155,7 @@ const ON_CHAIN_DEPOSITORS: usize = 5;
 mod breakdown;
 mod checkpoint;
 mod custodial;
+mod explorer;
 mod failover;
 mod multihop;
 mod restart;
@@ -563,6 +568,36 @@ fn run_restart(transfers: usize, json_out: &Path) -> Result<(), String> {
     Ok(())
 }
 
+fn run_explorer(transfers: usize, json_out: &Path) -> Result<(), String> {
+    if transfers == 0 || transfers > MAX_TRANSFERS {
+        return Err(format!("--explorer-transfers must be in 1..={MAX_TRANSFERS}"));
+    }
+    println!(
+        "infhub-bench: explorer pages over {} accounts and {transfers} transfers (the fill is not timed)",
+        explorer::ACCOUNTS
+    );
+    let r = explorer::run(transfers)?;
+    println!();
+    println!("| page | p50 (ms) | slowest of 200 (ms) | bytes |");
+    println!("|---|---|---|---|");
+    for name in ["overview", "blocks", "block", "events", "account"] {
+        let p = &r["pages"][name];
+        let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+        println!("| {name} | {:.3} | {:.3} | {:.0} |", f("p50Millis"), f("maxMillis"), f("bytes"));
+    }
+    let slowest = r["slowestPageMillis"].as_f64().unwrap_or(f64::NAN);
+    let history = r["historyPageP50Millis"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\nslowest page {slowest:.3} ms (target 200 ms: {}); one history page of 50 p50 {history:.3} ms; \
+overview p50 / history page p50 = {:.2}",
+        if slowest < 200.0 { "met" } else { "MISSED" },
+        r["pages"]["overview"]["p50Millis"].as_f64().unwrap_or(f64::NAN) / history
+    );
+    std::fs::write(json_out, serde_json::to_string_pretty(&r).map_err(fail)?).map_err(fail)?;
+    println!("JSON: {}", json_out.display());
+    Ok(())
+}
+
 /// What the set-up made: the chain, the node, the accounts.
 struct Setup {
     _anvil: Anvil,
@@ -576,6 +611,9 @@ struct Setup {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(n) = args.explorer_transfers {
+        return run_explorer(n, &args.json_out);
+    }
     if let Some(n) = args.restart_transfers {
         return run_restart(n, &args.json_out);
     }

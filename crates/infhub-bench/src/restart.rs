@@ -22,7 +22,7 @@ use std::time::Instant;
 const ACCOUNTS: usize = 1_000;
 const BATCH: usize = 1_000;
 /// The node's default `node.snapshot_every_records`.
-const SNAPSHOT_EVERY_RECORDS: u64 = 100_000;
+pub(crate) const SNAPSHOT_EVERY_RECORDS: u64 = 100_000;
 /// The node's default `limits.transfer_ids_kept`.
 const TRANSFER_IDS_KEPT: usize = 1_000_000;
 /// The node's default `node.max_segment_bytes`.
@@ -31,7 +31,7 @@ const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 /// Seed of the restart measurement's keys.
 const SEED: u64 = 0x5245_5354;
 
-fn key(i: u64) -> PrivateKey {
+pub(crate) fn key(i: u64) -> PrivateKey {
     crate::account_key(SEED, i as usize)
 }
 
@@ -41,7 +41,12 @@ fn bytes_in(dir: &Path) -> u64 {
 
 /// Opens the hub's state in `dir` as the node does (ledger, then history), with snapshots and
 /// history checkpoints every `snapshot_every_records` records.
-fn open(dir: &Path, hub: &PrivateKey, params: LedgerParams, snapshot_every_records: u64) -> Result<HubLedger, String> {
+pub(crate) fn open(
+    dir: &Path,
+    hub: &PrivateKey,
+    params: LedgerParams,
+    snapshot_every_records: u64,
+) -> Result<HubLedger, String> {
     let config = HubLedgerConfig {
         data_dir: dir.to_path_buf(),
         max_segment_bytes: MAX_SEGMENT_BYTES,
@@ -68,7 +73,7 @@ fn sign_and_check(debits: Vec<(Debit, &PrivateKey)>, domain: &Domain) -> Vec<(Co
 }
 
 /// Fills `dl` with `count` transfers around the ring of `users`, continuing from `next_id`.
-fn fill(
+pub(crate) fn fill(
     hl: &mut HubLedger,
     users: &[PrivateKey],
     nonce: &mut [u64],
@@ -107,7 +112,7 @@ fn fill(
 }
 
 /// A fresh hub ledger in `dir` whose `users` each hold a funded channel.
-fn open_with_genesis(
+pub(crate) fn open_with_genesis(
     dir: &Path,
     hub: &PrivateKey,
     params: LedgerParams,

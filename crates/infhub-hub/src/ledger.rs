@@ -118,6 +118,8 @@ pub struct HubLedger<F: Fs + Clone = OsFs> {
     /// exit, not reopen.
     fenced: bool,
     opened: OpenTimings,
+    /// The public record of blocks and chain events, for the explorer.
+    chronicle: crate::chronicle::Chronicle,
 }
 
 impl<F: SharedFs> HubLedger<F> {
@@ -172,7 +174,17 @@ impl<F: Fs + Clone> HubLedger<F> {
         )?;
         assert_eq!(history.last_seq(), dl.ledger().next_seq - 1, "the history must index the whole log");
         let opened = OpenTimings { ledger: ledger_opened, history: start.elapsed().saturating_sub(ledger_opened) };
-        Ok(HubLedger { dl, history, stopped: None, fenced: false, opened })
+        let mut chronicle = crate::chronicle::Chronicle::default();
+        let last = dl.ledger().next_seq - 1;
+        if last > 0 {
+            let first = last.saturating_sub(crate::chronicle::REBUILD_RECORDS - 1).max(1);
+            match history.reader().records(first, last) {
+                Ok(records) => chronicle.observe(&records),
+                // The explorer starts empty; the ledger and its history are whole.
+                Err(e) => tracing::warn!(error = %e, "the explorer's blocks not rebuilt from the log"),
+            }
+        }
+        Ok(HubLedger { dl, history, stopped: None, fenced: false, opened, chronicle })
     }
 
     /// Replaces the clock the ledger stamps its batches with (a simulation's own).
@@ -188,6 +200,11 @@ impl<F: Fs + Clone> HubLedger<F> {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         self.dl.ledger()
+    }
+
+    /// The public record of blocks and chain events (the explorer's).
+    pub fn chronicle(&self) -> &crate::chronicle::Chronicle {
+        &self.chronicle
     }
 
     /// The history index.
@@ -247,6 +264,7 @@ impl<F: Fs + Clone> HubLedger<F> {
             self.stopped = Some(reason);
         }
         let history = history_start.elapsed();
+        self.chronicle.observe(&executed.records);
         let mut out = Vec::new();
         let mut payments = 0;
         for r in &executed.records {

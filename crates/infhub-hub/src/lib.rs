@@ -21,6 +21,7 @@
 pub mod answers;
 pub mod broadcast;
 pub mod checkpoints;
+pub mod chronicle;
 pub mod duties;
 pub mod hub;
 pub mod ledger;

@@ -230,6 +230,11 @@ pub struct NodeConfig {
     pub link_base_fee: infhub_core::Amount,
     /// What it charges per forwarded amount, in parts per million (at most 1,000,000).
     pub link_fee_ppm: u32,
+    /// How often merchants' webhooks get their new events (spec §5.24), in milliseconds.
+    pub webhook_interval_ms: u64,
+    /// Whether a webhook may name a loopback, private or link-local host (development only:
+    /// otherwise any account could make the hub post into the operator's own network).
+    pub webhooks_to_private_hosts: bool,
 }
 
 impl Default for NodeConfig {
@@ -253,6 +258,8 @@ impl Default for NodeConfig {
             link_watch_interval_ms: 2_000,
             link_base_fee: infhub_core::Amount::ZERO,
             link_fee_ppm: 0,
+            webhook_interval_ms: 1_000,
+            webhooks_to_private_hosts: false,
         }
     }
 }
@@ -508,6 +515,9 @@ impl Config {
         }
         if self.node.link_watch_interval_ms == 0 {
             return Err(ConfigError::Invalid("node.link_watch_interval_ms must be at least 1".into()));
+        }
+        if self.node.webhook_interval_ms == 0 {
+            return Err(ConfigError::Invalid("node.webhook_interval_ms must be at least 1".into()));
         }
         Ok(())
     }

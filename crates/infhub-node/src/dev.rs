@@ -88,6 +88,9 @@ pub fn config(anvil: &Anvil, d: &Deployment, listen: String, data_dir: PathBuf) 
     c.node.data_dir = data_dir;
     c.node.operator_token = Secret("dev-operator-token-not-secret".into());
     c.node.payout_interval_ms = 500;
+    // A development hub posts webhooks to a receiver on the same machine.
+    c.node.webhooks_to_private_hosts = true;
+    c.node.webhook_interval_ms = 200;
     c.chain.rpc_url = anvil.url.clone();
     c.chain.hub_contract = d.hub;
     c.chain.hub_key = Secret(anvil::dev_key(0));
@@ -169,9 +172,10 @@ pub fn tower_config(anvil: &Anvil, c: &Config, listen: String) -> Result<infhub_
 /// What a developer needs to talk to the dev hub (and its watchtower, if `tower_url`).
 pub fn banner(anvil: &Anvil, c: &Config, tower_url: Option<&str>) -> String {
     let mut out = format!(
-        "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  chain RPC        {}  ({})\n  \
+        "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  explorer         http://{}/explorer\n  chain RPC        {}  ({})\n  \
          InfHub contract  {}\n  operator token   {}\n  confirmations    {}, challenge period {} blocks\n\
          test users (1,000,000 INF each; anvil's public test keys):\n",
+        c.node.listen,
         c.node.listen,
         anvil.url,
         anvil.ws_url,

@@ -157,6 +157,8 @@ pub struct Node {
     pub chain_requests: mpsc::Sender<ChainRequest>,
     /// The towers users named, fed by [`crate::towers::run_pusher`].
     pub towers: Arc<crate::towers::TowerRegistry>,
+    /// Merchants' webhooks, fed by [`crate::webhooks::run_deliveries`].
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The operator's audit log (`<data_dir>/audit.log`).
     pub audit: Arc<crate::audit::AuditLog>,
     /// This hub's links to other hubs (spec §5.23).
@@ -198,6 +200,8 @@ pub struct DataFiles {
     pub audit: Arc<crate::audit::AuditLog>,
     /// The operator tokens accepted (`operator-tokens.json`).
     pub operator_tokens: Arc<crate::operator_tokens::OperatorTokens>,
+    /// Merchants' webhooks (`webhooks.json`, spec §5.24).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Node {
@@ -233,6 +237,7 @@ impl Node {
             audit: files.audit,
             links: files.links,
             operator_tokens: files.operator_tokens,
+            webhooks: files.webhooks,
             fatal: tokio::sync::watch::channel(None).0,
             reopen: Mutex::new(None),
             storage_down: Mutex::new(None),

@@ -14,6 +14,7 @@ pub mod collect;
 pub mod config;
 pub mod dev;
 pub mod engine;
+pub mod explorer;
 pub mod frontend;
 pub mod links;
 
@@ -26,6 +27,7 @@ pub mod routing;
 pub mod sequencer;
 mod serve;
 pub mod towers;
+pub mod webhooks;
 
 use crate::config::Config;
 use crate::config::StoreKind;
@@ -114,7 +116,10 @@ fn open_data_files(
     )
     .map_err(|e| NodeError::Audit(format!("operator tokens: {e}")))?;
     let links = links::Links::open(config, token, provider, registry_domain).map_err(NodeError::Links)?;
+    let webhooks = webhooks::Webhooks::open(dir, config.node.webhooks_to_private_hosts)
+        .map_err(|e| NodeError::Towers(format!("webhooks.json: {e}")))?;
     Ok(engine::DataFiles {
+        webhooks: std::sync::Arc::new(webhooks),
         links: std::sync::Arc::new(links),
         towers: std::sync::Arc::new(towers),
         audit: std::sync::Arc::new(audit),
@@ -201,6 +206,8 @@ pub async fn run(
         tokio::spawn(reconcile::run_periodically(node.clone(), every, shutdown.clone()));
     }
     tokio::spawn(towers::run_pusher(node.clone(), towers, shutdown.clone()));
+    let every = std::time::Duration::from_millis(node.config.node.webhook_interval_ms);
+    tokio::spawn(webhooks::run_deliveries(node.clone(), node.webhooks.clone(), every, shutdown.clone()));
     node.links.start(std::sync::Arc::downgrade(&node), shutdown.clone());
     tokio::spawn(watch_for_fencing(node.clone(), shutdown.clone()));
     listen_for_front_ends(&node, &shutdown).await?;

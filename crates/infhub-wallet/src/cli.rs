@@ -173,6 +173,22 @@ pub enum WalletCommand {
         #[arg(long)]
         challenge_debit: bool,
     },
+    /// A merchant's webhook (spec §5.24): the hub posts this account's new entries to a URL,
+    /// signed with a secret shown once.
+    Webhook {
+        /// What to do.
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+    /// This account's entries after a cursor, oldest first (the feed a webhook delivers).
+    Events {
+        /// The `seq` of the last entry already processed (0: from the start).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Most entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Watchtowers that defend the channel while this wallet is off (spec §5.10a).
     Towers {
         /// What to do.
@@ -190,6 +206,23 @@ pub enum WalletCommand {
         #[arg(long)]
         complain: bool,
     },
+}
+
+/// `infhub wallet webhook …`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum WebhookCommand {
+    /// Post this account's new entries to `url` (prints the signing secret, shown only now).
+    Set {
+        /// The receiver, e.g. https://shop.example/hooks/infhub.
+        url: String,
+        /// Also deliver the entries after this `seq` (default: from now on).
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// The webhook: URL, cursor, failures.
+    Show,
+    /// Stop the deliveries.
+    Remove,
 }
 
 /// `infhub wallet towers …`.
@@ -381,6 +414,8 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::History { limit, from, to } => history(&dir, *limit, from.as_deref(), to.as_deref()),
         WalletCommand::Statement { from, to } => statement(&mut open().await?, from.as_deref(), to.as_deref()).await,
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
+        WalletCommand::Webhook { command } => webhook(&mut open().await?, command).await,
+        WalletCommand::Events { after, limit } => events(&mut open().await?, *after, *limit).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
         WalletCommand::Complain { id, challenge_debit } => complain(&mut open().await?, *id, *challenge_debit).await,
         WalletCommand::Verify { id } => verify(&mut open().await?, *id).await,
@@ -732,6 +767,45 @@ async fn payout(w: &mut Wallet, payment_id: B256) -> Result<Report, WalletError>
     if let Some(block) = status["block"].as_u64() {
         text.push_str(&format!(" (block {block})"));
     }
+    Ok(Report { json: v, text })
+}
+
+/// `webhook set|show|remove`.
+async fn webhook(w: &mut Wallet, command: &WebhookCommand) -> Result<Report, WalletError> {
+    let v = match command {
+        WebhookCommand::Set { url, after } => w.webhook(Some(url), *after, false).await?,
+        WebhookCommand::Show => w.webhook(None, None, false).await?,
+        WebhookCommand::Remove => w.webhook(None, None, true).await?,
+    };
+    let text = match command {
+        WebhookCommand::Set { .. } => format!(
+            "the hub posts this account's new entries to {}\nsigning secret (shown only now): {}\nverify each body: {}: sha256=HMAC-SHA256(secret, body)",
+            v["url"].as_str().unwrap_or("?"),
+            v["secret"].as_str().unwrap_or("?"),
+            v["signatureHeader"].as_str().unwrap_or("x-infhub-signature"),
+        ),
+        WebhookCommand::Show => format!(
+            "{}: delivered up to entry {}, {} failures in a row{}",
+            v["url"].as_str().unwrap_or("?"),
+            v["cursor"],
+            v["failures"],
+            v["lastError"].as_str().map(|e| format!(" (last: {e})")).unwrap_or_default(),
+        ),
+        WebhookCommand::Remove => "webhook removed".into(),
+    };
+    Ok(Report { json: v, text })
+}
+
+/// `events --after N`: the entries after the cursor, one per line, and the next cursor.
+async fn events(w: &mut Wallet, after: u64, limit: usize) -> Result<Report, WalletError> {
+    let v = w.events(after, limit).await?;
+    let mut text = String::new();
+    for e in v["events"].as_array().into_iter().flatten() {
+        let at = e["atMs"].as_u64().map_or_else(String::new, |ms| utc(ms / 1_000));
+        let amount = e["amount"].as_str().and_then(|a| a.parse::<u128>().ok()).map_or_else(String::new, format_inf);
+        text.push_str(&format!("{}  {at}  {:<22} {amount}\n", e["seq"], e["kind"].as_str().unwrap_or("?")));
+    }
+    text.push_str(&format!("next cursor: --after {}", v["nextAfter"]));
     Ok(Report { json: v, text })
 }
 

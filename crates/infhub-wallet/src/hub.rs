@@ -113,6 +113,27 @@ impl HubClient {
         self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// `PUT /v1/accounts/{user}/webhook` (needs a session): the merchant's webhook, answered
+    /// with its signing secret.
+    pub async fn set_webhook(&self, user: Address, url: &str, after: Option<u64>) -> Result<Value, HubError> {
+        self.put(&format!("/v1/accounts/{user}/webhook"), &json!({"url": url, "after": after})).await
+    }
+
+    /// `GET /v1/accounts/{user}/webhook` (needs a session).
+    pub async fn webhook(&self, user: Address) -> Result<Value, HubError> {
+        self.get(&format!("/v1/accounts/{user}/webhook")).await
+    }
+
+    /// `DELETE /v1/accounts/{user}/webhook` (needs a session).
+    pub async fn remove_webhook(&self, user: Address) -> Result<Value, HubError> {
+        self.send(self.http.delete(format!("{}/v1/accounts/{user}/webhook", self.base))).await
+    }
+
+    /// `GET /v1/accounts/{user}/events?after=&limit=` (needs a session): the event feed.
+    pub async fn events(&self, user: Address, after: u64, limit: usize) -> Result<Value, HubError> {
+        self.get(&format!("/v1/accounts/{user}/events?after={after}&limit={limit}")).await
+    }
+
     /// `PUT /v1/accounts/{user}/towers` (needs a session): the towers the hub pushes credits to.
     pub async fn set_towers(&self, user: Address, towers: &[String]) -> Result<Value, HubError> {
         self.put(&format!("/v1/accounts/{user}/towers"), &json!({"towers": towers})).await

@@ -759,6 +759,29 @@ impl Wallet {
         .await
     }
 
+    /// The merchant feature of spec §5.24: sets (`Some(url)`, delivering the events after
+    /// `after`, or from now on), shows (`None`) or removes (`remove`) this account's webhook.
+    pub async fn webhook(&mut self, url: Option<&str>, after: Option<u64>, remove: bool) -> Result<Value, WalletError> {
+        let (user, url) = (self.user(), url.map(str::to_string));
+        self.with_session(move |hub| {
+            let url = url.clone();
+            Box::pin(async move {
+                match (url, remove) {
+                    (_, true) => hub.remove_webhook(user).await,
+                    (Some(url), false) => hub.set_webhook(user, &url, after).await,
+                    (None, false) => hub.webhook(user).await,
+                }
+            })
+        })
+        .await
+    }
+
+    /// This account's events after the cursor `after` (spec §5.24), oldest first.
+    pub async fn events(&mut self, after: u64, limit: usize) -> Result<Value, WalletError> {
+        let user = self.user();
+        self.with_session(move |hub| Box::pin(hub.events(user, after, limit))).await
+    }
+
     /// Calls `read` with a session, logging in first if needed and once more if the hub
     /// forgot the session.
     async fn with_session<'a>(

@@ -71,6 +71,25 @@ async fn lifecycle_of_two_users() {
         assert!(kinds.contains(&k), "alice's journal lacks {k}: {kinds:?}");
     }
     statements_by_date(&env, &alice);
+    merchant_commands(&env, &bob);
+}
+
+/// `infhub wallet events` and `webhook set|show|remove` (spec §5.24): the feed ascends and
+/// resumes from its cursor; a webhook shows its URL but never again its secret.
+fn merchant_commands(env: &Env, bob: &User) {
+    let feed = env.ok(bob, &["events", "--after", "0", "--limit", "3"]);
+    let seqs: Vec<u64> = feed["events"].as_array().expect("events").iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.len() >= 3 && seqs.windows(2).all(|w| w[0] < w[1]), "oldest first: {feed}");
+    let next = feed["nextAfter"].as_u64().expect("cursor");
+    let rest = env.ok(bob, &["events", "--after", &next.to_string(), "--limit", "200"]);
+    assert!(rest["events"].as_array().expect("events").iter().all(|e| e["seq"].as_u64() > Some(next)), "{rest}");
+    let set = env.ok(bob, &["webhook", "set", "http://127.0.0.1:9/hooks"]);
+    assert!(set["secret"].as_str().is_some_and(|s| s.len() == 66), "{set}");
+    let shown = env.ok(bob, &["webhook", "show"]);
+    assert_eq!((&shown["url"], shown.get("secret")), (&json!("http://127.0.0.1:9/hooks"), None), "{shown}");
+    env.ok(bob, &["webhook", "remove"]);
+    let (ok, gone) = env.wallet(bob, &["webhook", "show"]);
+    assert!(!ok && gone.to_string().contains("unknown_webhook"), "{gone}");
 }
 
 /// `infhub wallet statement` and `history` with date ranges (spec §5.21a): the hub's lines

@@ -415,6 +415,11 @@ impl<F: Fs> HistoryReader<F> {
         Ok(None)
     }
 
+    /// The records `first..=last` as logged (proofs unsigned).
+    pub fn records(&self, first: u64, last: u64) -> Result<Vec<LogRecord>, HistoryError> {
+        Ok(self.log.read_range(first, last)?)
+    }
+
     /// The record `seq` as logged (proofs unsigned).
     pub fn record(&self, seq: u64) -> Result<LogRecord, HistoryError> {
         self.log.read_range(seq, seq)?.pop().ok_or_else(|| HistoryError::Inconsistent(format!("record {seq} missing")))
@@ -499,6 +504,39 @@ impl<F: Fs> HistoryReader<F> {
         }
         let mut entries = self.entries_from(user, &found)?;
         entries.retain(|x| x.at_ms >= from_ms);
+        Ok(entries)
+    }
+
+    /// The entries of `user` from about `limit` records with `seq > after`, oldest first (a
+    /// record's entries are never split): the event feed a merchant's back end resumes from the
+    /// last `seq` it processed. Found by ordinal (the account list's position): the cursor's
+    /// ordinal, then the entry `limit` later, each through the skip links, then back to it.
+    pub fn after(
+        &self,
+        user: &Address,
+        heads: Heads,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, HistoryError> {
+        let total = heads.all.ordinal;
+        let start = match self.last_where(heads.all, |e| Ok(e.seq <= after))? {
+            Some((_, e)) => e.ordinal,
+            None => 0,
+        };
+        if start >= total || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let end = start.saturating_add(limit as u64).min(total);
+        let Some((_, mut e)) = self.last_where(heads.all, |e| Ok(e.ordinal <= end))? else {
+            return Err(HistoryError::Inconsistent(format!("no entry at ordinal {end} of {total}")));
+        };
+        let mut found = vec![e];
+        while e.ordinal > start + 1 {
+            e = self.entry(e.prev)?;
+            found.push(e);
+        }
+        let mut entries = self.entries_from(user, &found)?;
+        entries.reverse();
         Ok(entries)
     }
 
@@ -599,7 +637,12 @@ mod tests {
             transfer_ids_kept: 4,
         };
         let dp = DurableParams { snapshot_every_records: 90, max_batch_commands: 1_000 };
-        DurableLedger::open(FileStore::open(dir, options).expect("store"), params, hub.clone(), dp).expect("ledger")
+        let mut dl = DurableLedger::open(FileStore::open(dir, options).expect("store"), params, hub.clone(), dp)
+            .expect("ledger");
+        // Ten milliseconds a batch: every batch its own time, so date ranges cut between them.
+        let clock = std::sync::atomic::AtomicU64::new(1_000);
+        dl.set_clock(Box::new(move || clock.fetch_add(10, std::sync::atomic::Ordering::Relaxed)));
+        dl
     }
 
     fn open_history(dir: &Path, dl: &DurableLedger<FileStore>, checkpoint_every: u64) -> History {
@@ -638,6 +681,47 @@ mod tests {
             page.push(e.clone());
         }
         page
+    }
+
+    /// What the event feed must hold: the entries of the first `limit` records after `after`,
+    /// oldest first.
+    fn reference_after(all: &[HistoryEntry], after: u64, limit: usize) -> Vec<HistoryEntry> {
+        let mut seqs = Vec::new();
+        for e in all.iter().filter(|e| e.seq > after) {
+            if !seqs.contains(&e.seq) {
+                seqs.push(e.seq);
+            }
+        }
+        seqs.truncate(limit);
+        all.iter().filter(|e| seqs.contains(&e.seq)).cloned().collect()
+    }
+
+    /// Every page, event feed and date range of `a` against the reference `all`.
+    fn check_pages(reader: &HistoryReader, a: &Address, heads: Heads, all: &[HistoryEntry], when: &str) {
+        for limit in [1usize, 3, 8] {
+            for before in (0..=all.last().map_or(0, |e| e.seq + 2)).step_by(5).chain([u64::MAX]) {
+                assert_eq!(
+                    reader.page(a, heads, before, limit).expect("page"),
+                    reference_page(all, before, limit),
+                    "{when}: page of {a} before {before} limit {limit}"
+                );
+                assert_eq!(
+                    reader.after(a, heads, before, limit).expect("after"),
+                    reference_after(all, before, limit),
+                    "{when}: events of {a} after {before} limit {limit}"
+                );
+            }
+            // Date ranges between the times of entries (a quarter and three quarters in).
+            let (from, to) = (all[all.len() / 4].at_ms, all[all.len() * 3 / 4].at_ms);
+            let until_to: Vec<HistoryEntry> = all.iter().filter(|e| e.at_ms <= to).cloned().collect();
+            let mut want = reference_page(&until_to, u64::MAX, limit);
+            want.retain(|e| e.at_ms >= from);
+            assert_eq!(
+                reader.page_between(a, heads, u64::MAX, limit, from, to).expect("range"),
+                want,
+                "{when}: {a} from {from} to {to} limit {limit}"
+            );
+        }
     }
 
     #[test]
@@ -699,15 +783,7 @@ mod tests {
                 let all = reference(&records, &a);
                 assert!(all.len() > 20, "{when}: too few entries to test with");
                 assert_eq!(reader.all(&a, heads).expect("all"), all, "{when}: all of {a}");
-                for limit in [1usize, 3, 8] {
-                    for before in (0..=all.last().map_or(0, |e| e.seq + 2)).step_by(5).chain([u64::MAX]) {
-                        assert_eq!(
-                            reader.page(&a, heads, before, limit).expect("page"),
-                            reference_page(&all, before, limit),
-                            "{when}: page of {a} before {before} limit {limit}"
-                        );
-                    }
-                }
+                check_pages(&reader, &a, heads, &all, when);
             }
             for (payer, pid, seq, epoch, nonce, receipt) in &answered {
                 let heads = history.heads(payer).expect("heads");

@@ -265,3 +265,99 @@ pub(super) async fn set_towers(
         .map_err(|e| ApiError::new(NodeError::StorageFailed, format!("towers.json: {e}")))?;
     Ok(Json(json!({"user": user, "towers": towers})))
 }
+
+#[derive(Deserialize)]
+pub(super) struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// The account's event feed (spec §5.24): its history entries after the cursor `after` (the
+/// `seq` of the last one the caller processed; 0 from the start), oldest first, with their
+/// proofs, and the cursor to resume from (`nextAfter`, unchanged when nothing is new).
+pub(super) async fn events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    let limit = page_limit(q.limit, api.node.config.limits.max_page_size)?;
+    let after = q.after.unwrap_or(0);
+    let (reader, heads) = history_of(&api, &user);
+    let events = match heads {
+        Some(h) => read_history(move || reader.after(&user, h, after, limit)).await?,
+        None => Vec::new(),
+    };
+    let next = events.last().map_or(after, |e| e.seq);
+    Ok(Json(json!({"account": user, "events": events, "nextAfter": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebhookRequest {
+    url: String,
+    /// Deliver the events after this `seq` (default: only those from now on).
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+/// Sets the account's webhook (spec §5.24): answered with its signing secret, shown only now.
+pub(super) async fn set_webhook(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+    body: Result<Json<WebhookRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::webhooks::{SetError, WebhookError};
+    api.may_read(&headers, &user)?;
+    let Json(req) = body.map_err(|e| ApiError::new(NodeError::MalformedRequest, e.body_text()))?;
+    let now = {
+        let st = api.node.read();
+        if st.ledger().account(&user).is_none() {
+            return Err(Error::UnknownAccount.into());
+        }
+        st.history().last_seq()
+    };
+    let cursor = req.after.unwrap_or(now);
+    let secret = api.node.webhooks.set(user, &req.url, cursor).map_err(|e| match e {
+        SetError::Refused(WebhookError::PrivateHost(_)) => {
+            ApiError::new(NodeError::WebhookHostNotAllowed, e.to_string())
+        }
+        SetError::Refused(WebhookError::BadUrl(_)) => ApiError::new(NodeError::MalformedRequest, e.to_string()),
+        SetError::Refused(WebhookError::TooMany) => ApiError::new(NodeError::LimitExceeded, e.to_string()),
+        SetError::Io(_) => ApiError::new(NodeError::StorageFailed, e.to_string()),
+    })?;
+    let mut view = api.node.webhooks.view(&user).unwrap_or_default();
+    view["secret"] = json!(secret);
+    view["signatureHeader"] = json!(crate::webhooks::SIGNATURE_HEADER);
+    Ok(Json(view))
+}
+
+/// The account's webhook: its URL, cursor and delivery health (not its secret).
+pub(super) async fn webhook(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    api.node
+        .webhooks
+        .view(&user)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(NodeError::UnknownWebhook, "this account has no webhook"))
+}
+
+/// Removes the account's webhook.
+pub(super) async fn remove_webhook(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(user): Path<Address>,
+) -> Result<Json<Value>, ApiError> {
+    api.may_read(&headers, &user)?;
+    match api.node.webhooks.remove(user) {
+        Ok(true) => Ok(Json(json!({"removed": true}))),
+        Ok(false) => Err(ApiError::new(NodeError::UnknownWebhook, "this account has no webhook")),
+        Err(e) => Err(ApiError::new(NodeError::StorageFailed, format!("webhooks.json: {e}"))),
+    }
+}

@@ -96,13 +96,17 @@ pub enum NodeError {
     InsufficientCapacity,
     /// The payer's lock pays less than the invoice (and its fee).
     FeeInsufficient,
+    /// A webhook URL names a loopback, private or link-local host (spec §5.24).
+    WebhookHostNotAllowed,
+    /// The account has no webhook.
+    UnknownWebhook,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 41] = [
+    pub const ALL: [NodeError; 43] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -143,6 +147,8 @@ impl NodeError {
         NodeError::UnknownNextHub,
         NodeError::InsufficientCapacity,
         NodeError::FeeInsufficient,
+        NodeError::WebhookHostNotAllowed,
+        NodeError::UnknownWebhook,
         NodeError::InternalError,
     ];
 
@@ -189,6 +195,8 @@ impl NodeError {
             NodeError::UnknownNextHub => "unknown_next_hub",
             NodeError::InsufficientCapacity => "insufficient_capacity",
             NodeError::FeeInsufficient => "fee_insufficient",
+            NodeError::WebhookHostNotAllowed => "webhook_host_not_allowed",
+            NodeError::UnknownWebhook => "unknown_webhook",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -215,6 +223,7 @@ impl NodeError {
             NodeError::ChainRejected | NodeError::ChainUnavailable => StatusCode::BAD_GATEWAY,
             NodeError::UnknownPayout
             | NodeError::UnknownPayment
+            | NodeError::UnknownWebhook
             | NodeError::UnknownCheckpoint
             | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -225,7 +234,9 @@ impl NodeError {
             NodeError::LinkToOwnHub => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::LinkNotOpen | NodeError::LinkBusy | NodeError::TooManyLinks => StatusCode::CONFLICT,
             NodeError::PeerHubUnreachable => StatusCode::BAD_GATEWAY,
-            NodeError::UnknownNextHub | NodeError::FeeInsufficient => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::UnknownNextHub | NodeError::FeeInsufficient | NodeError::WebhookHostNotAllowed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             NodeError::InsufficientCapacity => StatusCode::CONFLICT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR

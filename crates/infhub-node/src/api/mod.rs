@@ -48,6 +48,7 @@ mod auth;
 mod checkpoints;
 mod custodial;
 mod error;
+mod explorer;
 mod guard;
 mod links;
 mod locks;
@@ -61,7 +62,9 @@ mod write_budget;
 use error::ErrorAnswer;
 pub use error::{ApiError, NodeError};
 
-use accounts::{account, history, payout_status, set_towers, statement, towers_of};
+use accounts::{
+    account, events, history, payout_status, remove_webhook, set_towers, set_webhook, statement, towers_of, webhook,
+};
 use auth::{challenge, register, session};
 use checkpoints::{checkpoint_proofs, checkpoints};
 use custodial::{custodial_account, custodial_convert, custodial_transfers, custodial_withdraw, rotate_custodial_key};
@@ -321,6 +324,11 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/metrics", get(metrics))
         .route("/v1/info", get(info))
+        .route("/explorer", get(explorer::overview))
+        .route("/explorer/blocks", get(explorer::blocks))
+        .route("/explorer/blocks/{seq}", get(explorer::block))
+        .route("/explorer/events", get(explorer::events))
+        .route("/explorer/accounts/{address}", get(explorer::account))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/session", post(session))
         .route("/v1/registrations", post(register))
@@ -366,6 +374,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/custodial/conversions", post(custodial_convert))
         .route("/v1/accounts/{user}/statement", get(statement))
         .route("/v1/accounts/{user}/towers", get(towers_of).put(set_towers))
+        .route("/v1/accounts/{user}/events", get(events))
+        .route("/v1/accounts/{user}/webhook", get(webhook).put(set_webhook).delete(remove_webhook))
         .route("/v1/checkpoints", get(checkpoints))
         .route("/v1/checkpoints/{id}/proofs/{account}", get(checkpoint_proofs))
         .fallback(|| async { ApiError::new(NodeError::NoSuchEndpoint, "see /openapi.json") })
@@ -514,7 +524,8 @@ async fn error_as_json(resp: Response) -> Response {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // JSON errors are the handlers' own; an HTML page is the explorer's own "not found".
     if is_json {
         return resp;
     }

@@ -49,7 +49,7 @@ async fn balance(http: &Http, w: &Wallet) -> (u128, Value) {
 }
 
 /// Two registered wallets, the payer with 500 deposited, and 1,000 in the hub's reserve.
-async fn payer_and_payee(chain: &Chain, http: &Http) -> (Wallet, Wallet) {
+pub(crate) async fn payer_and_payee(chain: &Chain, http: &Http) -> (Wallet, Wallet) {
     let mut a = Wallet::new(chain, 1).await;
     let mut b = Wallet::new(chain, 2).await;
     register(chain, http, &mut a).await;

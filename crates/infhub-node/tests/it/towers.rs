@@ -27,7 +27,7 @@ async fn recording_tower() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, got)
 }
 
-async fn put(http: &Http, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+pub(crate) async fn put(http: &Http, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
     let mut r = http.client.put(format!("{}{path}", http.base)).json(body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
