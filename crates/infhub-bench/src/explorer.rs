@@ -5,9 +5,8 @@
 //! Rendering is what a request costs beyond HTTP: a page reads the in-memory chronicle and the
 //! ledger's counters, so its cost must not grow with the transfers. The fill is not timed.
 
-use crate::restart::{fill, key, open, open_with_genesis, SNAPSHOT_EVERY_RECORDS};
-use infhub_core::ledger::LedgerParams;
-use infhub_core::{Address, Amount, Domain, PrivateKey};
+use crate::restart::{fill, key, open, open_with_genesis, params_for, SNAPSHOT_EVERY_RECORDS};
+use infhub_core::{Address, Domain, PrivateKey};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -36,15 +35,7 @@ pub(crate) fn run(transfers: usize) -> Result<Value, String> {
     let dir = tempfile::Builder::new().prefix("infhub-explorer-").tempdir().map_err(crate::fail)?;
     let hub = key(u64::MAX - 1);
     let domain = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) };
-    let params = LedgerParams {
-        domain,
-        hub: hub.address(),
-        max_withdrawal_expiry_blocks: 100,
-        max_accounts: ACCOUNTS,
-        max_queued_payouts: 1,
-        max_payment_amount: Amount(u64::MAX as u128),
-        transfer_ids_kept: 1_000_000,
-    };
+    let params = params_for(&hub, domain, ACCOUNTS);
     let users: Vec<PrivateKey> = (0..ACCOUNTS as u64).map(key).collect();
     let started = Instant::now();
     let mut hl = open_with_genesis(dir.path(), &hub, params, &users)?;

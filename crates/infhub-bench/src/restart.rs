@@ -135,20 +135,26 @@ pub(crate) fn open_with_genesis(
     Ok(hl)
 }
 
+/// The ledger parameters of a filled bench ledger of `accounts` accounts (the node's defaults
+/// where it has them).
+pub(crate) fn params_for(hub: &PrivateKey, domain: Domain, accounts: usize) -> LedgerParams {
+    LedgerParams {
+        domain,
+        hub: hub.address(),
+        max_withdrawal_expiry_blocks: 100,
+        max_accounts: accounts,
+        max_queued_payouts: 1,
+        max_payment_amount: Amount(u64::MAX as u128),
+        transfer_ids_kept: TRANSFER_IDS_KEPT,
+    }
+}
+
 /// Runs the measurement with `transfers` transfers; returns the figures.
 pub(crate) fn run(transfers: usize) -> Result<Value, String> {
     let dir = tempfile::Builder::new().prefix("infhub-restart-").tempdir().map_err(crate::fail)?;
     let hub = key(u64::MAX);
     let domain = Domain { chain_id: 31337, verifying_contract: Address::repeat_byte(0x1F) };
-    let params = LedgerParams {
-        domain,
-        hub: hub.address(),
-        max_withdrawal_expiry_blocks: 100,
-        max_accounts: ACCOUNTS,
-        max_queued_payouts: 1,
-        max_payment_amount: Amount(u64::MAX as u128),
-        transfer_ids_kept: TRANSFER_IDS_KEPT,
-    };
+    let params = params_for(&hub, domain, ACCOUNTS);
     let users: Vec<PrivateKey> = (0..ACCOUNTS as u64).map(key).collect();
     let mut hl = open_with_genesis(dir.path(), &hub, params, &users)?;
 

@@ -68,6 +68,17 @@ pub enum WalletCommand {
         account: Address,
         /// Amount in INF.
         amount: String,
+        /// The payment id the payee asked for (32 bytes, hex), which this payment's signature
+        /// binds and the payee looks it up by; a random one when absent. Paying the same id
+        /// again gets the first payment's answer, not a second payment.
+        #[arg(long)]
+        payment_id: Option<B256>,
+    },
+    /// A payment of this account by its id, sent or received: its status (paid, received,
+    /// refunded, locked, settled, dropped) and its proofs.
+    Payment {
+        /// The payment id.
+        payment_id: B256,
     },
     /// Sign an invoice others can pay you by (spec §5.19; paid with `pay-invoice` from the same
     /// hub, or from a hub linked to yours). Prints it as JSON. `balance` claims its payment.
@@ -348,15 +359,8 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
             })
         }
         WalletCommand::Balance | WalletCommand::Sync => balance(&mut open().await?, &mut progress).await,
-        WalletCommand::Pay { account, amount: a } => {
-            let a = amount(a)?;
-            let mut w = open().await?;
-            let answer = w.pay(PaymentKind::Internal, *account, a).await?;
-            let balance = w.spendable()?;
-            Ok(Report {
-                json: json!({"paid": a, "to": account, "balance": balance, "hub": answer}),
-                text: format!("paid {} to {account}; receipt checked; balance {}", inf(a), inf(balance)),
-            })
+        WalletCommand::Pay { account, amount: a, payment_id } => {
+            pay(&mut open().await?, *account, amount(a)?, *payment_id).await
         }
         WalletCommand::Invoice { amount: a, description, expires_in_seconds } => {
             let a = amount(a)?;
@@ -416,6 +420,7 @@ pub async fn run(args: &WalletArgs) -> Result<Report, WalletError> {
         WalletCommand::Towers { command } => towers(&mut open().await?, command).await,
         WalletCommand::Webhook { command } => webhook(&mut open().await?, command).await,
         WalletCommand::Events { after, limit } => events(&mut open().await?, *after, *limit).await,
+        WalletCommand::Payment { payment_id } => payment(&mut open().await?, *payment_id).await,
         WalletCommand::Watch { .. } => Err(WalletError::InvalidInput("watch runs through `watch()`".into())),
         WalletCommand::Complain { id, challenge_debit } => complain(&mut open().await?, *id, *challenge_debit).await,
         WalletCommand::Verify { id } => verify(&mut open().await?, *id).await,
@@ -793,6 +798,29 @@ async fn webhook(w: &mut Wallet, command: &WebhookCommand) -> Result<Report, Wal
         ),
         WebhookCommand::Remove => "webhook removed".into(),
     };
+    Ok(Report { json: v, text })
+}
+
+/// `pay`: an internal payment, under the payee's payment id if given.
+async fn pay(w: &mut Wallet, account: Address, a: Amount, payment_id: Option<B256>) -> Result<Report, WalletError> {
+    let answer = w.pay_with_id(PaymentKind::Internal, account, a, payment_id).await?;
+    let balance = w.spendable()?;
+    Ok(Report {
+        json: json!({"paid": a, "to": account, "balance": balance, "hub": answer}),
+        text: format!("paid {} to {account}; receipt checked; balance {}", inf(a), inf(balance)),
+    })
+}
+
+/// `payment <id>`: its status and entries.
+async fn payment(w: &mut Wallet, payment_id: B256) -> Result<Report, WalletError> {
+    let v = w.payment(payment_id).await?;
+    let mut text = format!("payment {payment_id}: {}", v["status"].as_str().unwrap_or("?"));
+    for e in v["entries"].as_array().into_iter().flatten() {
+        let at = e["atMs"].as_u64().map_or_else(String::new, |ms| utc(ms / 1_000));
+        let amount = e["amount"].as_str().and_then(|a| a.parse::<u128>().ok()).map_or_else(String::new, format_inf);
+        let who = e["counterparty"].as_str().unwrap_or("");
+        text.push_str(&format!("\n  {at}  {:<16} {amount} INF  {who}", e["kind"].as_str().unwrap_or("?")));
+    }
     Ok(Report { json: v, text })
 }
 

@@ -129,6 +129,11 @@ impl HubClient {
         self.send(self.http.delete(format!("{}/v1/accounts/{user}/webhook", self.base))).await
     }
 
+    /// `GET /v1/accounts/{user}/payments/{payment_id}` (needs a session): a payment by its id.
+    pub async fn payment(&self, user: Address, payment_id: B256) -> Result<Value, HubError> {
+        self.get(&format!("/v1/accounts/{user}/payments/{payment_id}")).await
+    }
+
     /// `GET /v1/accounts/{user}/events?after=&limit=` (needs a session): the event feed.
     pub async fn events(&self, user: Address, after: u64, limit: usize) -> Result<Value, HubError> {
         self.get(&format!("/v1/accounts/{user}/events?after={after}&limit={limit}")).await

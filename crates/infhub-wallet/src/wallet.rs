@@ -720,13 +720,48 @@ impl Wallet {
     /// Pays `amount` to `recipient` (an account of this hub, or a chain address for
     /// [`PaymentKind::External`]). Returns the hub's answer (receipt, payout).
     pub async fn pay(&mut self, kind: PaymentKind, recipient: Address, amount: Amount) -> Result<Value, WalletError> {
+        self.pay_with_id(kind, recipient, amount, None).await
+    }
+
+    /// [`Wallet::pay`] under a payment id the payee asked for (a merchant's payment request,
+    /// spec §5.21: the id is signed with the debit, and the payee looks the payment up by it);
+    /// `None` draws a random one. Paying the same id again is answered with the first result.
+    pub async fn pay_with_id(
+        &mut self,
+        kind: PaymentKind,
+        recipient: Address,
+        amount: Amount,
+        payment_id: Option<B256>,
+    ) -> Result<Value, WalletError> {
+        if let Some(id) = payment_id {
+            // A request already paid is refused before anything is signed: a second debit
+            // under a used id would be refused by the hub unapplied, and held by this wallet
+            // (it cannot tell the hub will never apply it).
+            match self.payment(id).await {
+                Ok(found) => {
+                    return Err(WalletError::Refused {
+                        code: "payment_id_reused".into(),
+                        message: format!(
+                            "payment id {id} is already used by this account's payment ({}); nothing was signed",
+                            found["status"].as_str().unwrap_or("recorded")
+                        ),
+                    })
+                }
+                Err(e) if e.code() == "unknown_payment" => {}
+                Err(e) => return Err(e),
+            }
+        }
         let _lock = self.lock_and_reload().await?;
         self.sync_chain_locked().await?;
         self.resolve_pending_locked().await?;
         // Take the hub's newest credit first: what others paid in is spendable.
         self.check_hub_locked().await?;
         self.persist()?;
-        let signed = self.core.sign_payment(kind, recipient, amount, random_id()?)?;
+        let id = match payment_id {
+            Some(id) => id,
+            None => random_id()?,
+        };
+        let signed = self.core.sign_payment(kind, recipient, amount, id)?;
         // Stored as pending before it leaves the wallet.
         self.persist()?;
         let answer = self.hub.transfer(&signed).await;
@@ -740,6 +775,13 @@ impl Wallet {
                 message: format!("{message}; the payment was refunded (its amount is back in your balance)"),
             }),
         }
+    }
+
+    /// A payment of this account by its id (spec §5.21): its status and every entry with its
+    /// proofs (the payer's receipt, the payee's credit).
+    pub async fn payment(&mut self, payment_id: B256) -> Result<Value, WalletError> {
+        let user = self.user();
+        self.with_session(move |hub| Box::pin(hub.payment(user, payment_id))).await
     }
 
     /// The status of an external payment's payout.

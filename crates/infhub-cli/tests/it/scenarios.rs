@@ -25,8 +25,19 @@ async fn lifecycle_of_two_users() {
     assert_eq!(amount(&v["balance"]), 50 * INF, "the purchase's credit reached bob's wallet: {v}");
     assert_eq!(v["hubAgrees"], true);
 
-    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "30"]);
+    // Bob's payment request: an id of his; alice's signature binds it, both look it up by it,
+    // and paying it again is the first payment's answer, not a second payment.
+    let request = "0x00000000000000000000000000000000000000000000000000000000000c0ffe";
+    let v = env.ok(&alice, &["pay", &bob.address.to_string(), "30", "--payment-id", request]);
     assert_eq!(amount(&v["balance"]), 70 * INF);
+    let (ok, again) = env.wallet(&alice, &["pay", &bob.address.to_string(), "30", "--payment-id", request]);
+    assert!(!ok && again.to_string().contains("payment_id_reused"), "not paid twice: {again}");
+    assert_eq!(amount(&env.ok(&alice, &["balance"])["balance"]), 70 * INF, "nothing signed, nothing held");
+    let seen = env.ok(&bob, &["payment", request]);
+    assert_eq!(seen["status"], "received", "{seen}");
+    let sent = env.ok(&alice, &["payment", request]);
+    assert_eq!(sent["status"], "paid", "{sent}");
+    assert!(sent["entries"][0]["receipt"].is_object(), "the hub's receipt with it: {sent}");
     let v = env.ok(&bob, &["pay", &alice.address.to_string(), "10"]);
     assert_eq!(amount(&v["balance"]), 70 * INF, "bob took alice's credit before paying: {v}");
     let v = env.ok(&alice, &["pay-external", &outside.to_string(), "5"]);

@@ -51,17 +51,26 @@ pub(crate) struct ThreeHubs {
     pub config_c: infhub_node::config::Config,
 }
 
+/// The configuration of another hub `d` on `chain` with hub key `key`, in `dir`: quick chain
+/// polling and link rounds, as the multi-hub tests want.
+pub(crate) fn hub_config(
+    chain: &Chain,
+    d: &anvil::Deployment,
+    key: usize,
+    dir: &std::path::Path,
+) -> infhub_node::config::Config {
+    let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), dir.to_path_buf());
+    c.chain.hub_key.0 = anvil::dev_key(key);
+    c.chain.poll_interval_ms = 50;
+    c.node.link_watch_interval_ms = 200;
+    c
+}
+
 pub(crate) async fn three_hubs() -> ThreeHubs {
     let chain = Chain::start().await;
     let (d_b, d_c) = (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await);
     let tmp = tempfile::tempdir().expect("tmp");
-    let start = |d: &anvil::Deployment, key: usize, name: &str| {
-        let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
-        c.chain.hub_key.0 = anvil::dev_key(key);
-        c.chain.poll_interval_ms = 50;
-        c.node.link_watch_interval_ms = 200;
-        c
-    };
+    let start = |d: &anvil::Deployment, key: usize, name: &str| hub_config(&chain, d, key, &tmp.path().join(name));
     let mut config_a = chain.config(tmp.path().join("a"));
     config_a.node.link_watch_interval_ms = 200;
     let mut config_b = start(&d_b, HUB_B, "b");

@@ -7,7 +7,7 @@
 use crate::harness::*;
 use crate::links::{balance_of, deploy_hub_of, link_until};
 use crate::locks::lock_debit;
-use crate::routing::{hub_address, link, sync_until};
+use crate::routing::{hub_address, hub_config, link, sync_until};
 use infhub_chain::anvil;
 use infhub_core::messages::PaymentKind;
 use infhub_core::point_lock::{Lock, Point, Scalar};
@@ -153,13 +153,7 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
             deploy_hub_of(&chain, hub_d).await,
         );
         let tmp = tempfile::tempdir().expect("tmp");
-        let config = |d: &anvil::Deployment, key: usize, name: &str| {
-            let mut c = infhub_node::dev::config(&chain.anvil, d, "127.0.0.1:0".into(), tmp.path().join(name));
-            c.chain.hub_key.0 = anvil::dev_key(key);
-            c.chain.poll_interval_ms = 50;
-            c.node.link_watch_interval_ms = 200;
-            c
-        };
+        let config = |d: &anvil::Deployment, key: usize, name: &str| hub_config(&chain, d, key, &tmp.path().join(name));
         let mut config_a = chain.config(tmp.path().join("a"));
         config_a.node.link_watch_interval_ms = 200;
         let mut config_b = config(&d_b, hub_b, "b");
