@@ -90,7 +90,6 @@ impl Collections {
         invoice: &SignedInvoice,
         change: impl FnOnce(&mut Collection) -> Result<R, LinkError>,
     ) -> Result<R, LinkError> {
-        use std::io::Write;
         let id = invoice.message.invoice_id;
         let mut map = self.map();
         let mut c = match map.get(&id) {
@@ -101,12 +100,8 @@ impl Collections {
             None => Collection { invoice: invoice.clone(), parts: Vec::new(), done: false },
         };
         let out = change(&mut c)?;
-        let store = |e: std::io::Error| LinkError::Malformed(format!("{}: {e}", self.path.display()));
-        let mut line = serde_json::to_vec(&c).map_err(|e| LinkError::Malformed(e.to_string()))?;
-        line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(store)?;
-        file.write_all(&line).map_err(store)?;
-        file.sync_data().map_err(store)?;
+        crate::towers::append_json_line(&self.path, &c)
+            .map_err(|e| LinkError::Malformed(format!("{}: {e}", self.path.display())))?;
         if c.done {
             map.remove(&id);
         } else {

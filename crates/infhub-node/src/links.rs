@@ -628,14 +628,9 @@ fn load_forwards(dir: &std::path::Path) -> Result<BTreeMap<B256, Forward>, Strin
 impl Link {
     /// Appends `f` to the forwards file (synced) and applies it in memory.
     fn note_forward(&self, f: Forward) -> Result<(), WalletError> {
-        use std::io::Write;
         let path = self.dir.path().join(FORWARDS_FILE);
-        let store = |e: std::io::Error| WalletError::Store { path: path.display().to_string(), reason: e.to_string() };
-        let mut line = serde_json::to_vec(&f).map_err(|e| WalletError::InvalidInput(e.to_string()))?;
-        line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(store)?;
-        file.write_all(&line).map_err(store)?;
-        file.sync_data().map_err(store)?;
+        crate::towers::append_json_line(&path, &f)
+            .map_err(|e| WalletError::Store { path: path.display().to_string(), reason: e.to_string() })?;
         let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if f.state == ForwardState::Finished {
             forwards.remove(&f.lock_id);

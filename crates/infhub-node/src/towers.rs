@@ -132,6 +132,18 @@ impl TowerRegistry {
     }
 }
 
+/// Appends `value` as one JSON line to `path` (created if absent) and syncs it: a journal line
+/// that is durable when this returns (a crash mid-append leaves a torn last line, which the
+/// journals' readers skip).
+pub(crate) fn append_json_line(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
 /// Writes `bytes` to `path` so that a crash leaves the old or the new contents whole: a
 /// temporary file, synced, renamed over it, and the directory synced.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -89,6 +89,11 @@ impl Webhooks {
         Ok(Webhooks { path, hooks: Mutex::new(hooks), health: Mutex::default(), to_private_hosts })
     }
 
+    /// Writes `hooks` whole to `webhooks.json` (synced, renamed over the old one).
+    fn write(&self, hooks: &BTreeMap<Address, Hook>) -> std::io::Result<()> {
+        write_atomically(&self.path, &serde_json::to_vec(hooks).expect("serializable"))
+    }
+
     fn hooks(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, Hook>> {
         self.hooks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -133,7 +138,7 @@ impl Webhooks {
             return Err(WebhookError::TooMany.into());
         }
         let before = hooks.insert(user, Hook { url, secret, cursor });
-        if let Err(e) = write_atomically(&self.path, &serde_json::to_vec(&*hooks).expect("serializable")) {
+        if let Err(e) = self.write(&hooks) {
             match before {
                 Some(b) => hooks.insert(user, b),
                 None => hooks.remove(&user),
@@ -149,7 +154,7 @@ impl Webhooks {
     pub fn remove(&self, user: Address) -> std::io::Result<bool> {
         let mut hooks = self.hooks();
         let Some(before) = hooks.remove(&user) else { return Ok(false) };
-        if let Err(e) = write_atomically(&self.path, &serde_json::to_vec(&*hooks).expect("serializable")) {
+        if let Err(e) = self.write(&hooks) {
             hooks.insert(user, before);
             return Err(e);
         }
@@ -178,7 +183,7 @@ impl Webhooks {
         let Some(hook) = hooks.get_mut(&user).filter(|h| h.secret == secret) else { return Ok(()) };
         let before = hook.cursor;
         hook.cursor = cursor.max(before);
-        if let Err(e) = write_atomically(&self.path, &serde_json::to_vec(&*hooks).expect("serializable")) {
+        if let Err(e) = self.write(&hooks) {
             if let Some(h) = hooks.get_mut(&user) {
                 h.cursor = before;
             }
