@@ -60,6 +60,9 @@ pub enum NodeCommand {
         /// ports, in the data directory.
         #[arg(long)]
         postgres: bool,
+        /// The web wallet's built files, served at `/wallet` (`scripts/dev` passes `web/dist`).
+        #[arg(long)]
+        web_wallet_dir: Option<PathBuf>,
     },
 }
 
@@ -115,10 +118,13 @@ pub async fn execute(command: NodeCommand) -> Result<(), String> {
             let config = crate::frontend::FrontendConfig { listen, writer, writer_http, token };
             crate::frontend::run(config, shutdown_signal()).await
         }
-        NodeCommand::Dev { listen, data_dir, tower_listen, no_tower, postgres } => {
+        NodeCommand::Dev { listen, data_dir, tower_listen, no_tower, postgres, web_wallet_dir } => {
             init_logs("info");
             let (anvil, mut config, _tmp) =
                 crate::dev::environment(listen, data_dir).await.map_err(|e| e.to_string())?;
+            if let Some(dir) = web_wallet_dir {
+                config.node.wallet_dir = dir;
+            }
             // Stopped (after the node) when dropped at the end of this arm.
             let _databases = if postgres { Some(crate::dev::postgres(&mut config)?) } else { None };
             let shutdown = shutdown_signal();

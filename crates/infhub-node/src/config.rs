@@ -235,6 +235,12 @@ pub struct NodeConfig {
     /// Whether a webhook may name a loopback, private or link-local host (development only:
     /// otherwise any account could make the hub post into the operator's own network).
     pub webhooks_to_private_hosts: bool,
+    /// The web wallet's built files (`web/dist`, made by `scripts/setup`), served at `/wallet`;
+    /// empty: no web wallet (`/wallet` answers `wallet_not_installed`).
+    pub wallet_dir: PathBuf,
+    /// The chain's JSON-RPC URL as browsers reach it (the web wallet talks to the chain
+    /// directly, so it can exit with the hub down); empty: `chain.rpc_url`.
+    pub wallet_rpc_url: String,
 }
 
 impl Default for NodeConfig {
@@ -260,6 +266,8 @@ impl Default for NodeConfig {
             link_fee_ppm: 0,
             webhook_interval_ms: 1_000,
             webhooks_to_private_hosts: false,
+            wallet_dir: PathBuf::new(),
+            wallet_rpc_url: String::new(),
         }
     }
 }

@@ -172,9 +172,10 @@ pub fn tower_config(anvil: &Anvil, c: &Config, listen: String) -> Result<infhub_
 /// What a developer needs to talk to the dev hub (and its watchtower, if `tower_url`).
 pub fn banner(anvil: &Anvil, c: &Config, tower_url: Option<&str>) -> String {
     let mut out = format!(
-        "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  explorer         http://{}/explorer\n  chain RPC        {}  ({})\n  \
+        "infhub dev hub\n  API              http://{}  (OpenAPI: /openapi.json)\n  web wallet       http://{}/wallet/\n  explorer         http://{}/explorer\n  chain RPC        {}  ({})\n  \
          InfHub contract  {}\n  operator token   {}\n  confirmations    {}, challenge period {} blocks\n\
          test users (1,000,000 INF each; anvil's public test keys):\n",
+        c.node.listen,
         c.node.listen,
         c.node.listen,
         anvil.url,

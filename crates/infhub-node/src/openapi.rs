@@ -8,6 +8,10 @@ use serde_json::{json, Value};
 pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("get", "/openapi.json", "none", "This document."),
     ("get", "/metrics", "none", "Prometheus metrics."),
+    ("get", "/wallet", "none", "Redirects to /wallet/."),
+    ("get", "/wallet/", "none", "The web wallet's page (HTML; its script is /wallet/wallet.js): create or import a key, register, deposit, pay, withdraw, history, and exit on chain with the hub down. wallet_not_installed when node.wallet_dir is empty."),
+    ("get", "/wallet/config.json", "none", "What the web wallet needs besides /v1/info: the chain's JSON-RPC URL as browsers reach it (node.wallet_rpc_url, else chain.rpc_url)."),
+    ("get", "/wallet/{name}", "none", "One of the web wallet's built files (a plain name: .html, .js, .css, .svg, .png) from node.wallet_dir."),
     ("get", "/explorer", "none", "The explorer (HTML, no script): the hub's figures, payments-per-minute and reserve charts, the newest blocks and chain events, the posted checkpoint. Off-chain payments stay private."),
     ("get", "/explorer/blocks", "none", "The explorer's blocks (group commits up to a seal: sequence range, records, payments, proofs, Merkle root, time), newest first; ?before=<seq> pages."),
     ("get", "/explorer/blocks/{seq}", "none", "The explorer's block holding record seq: its range, counts, Merkle root, the hub's signature and time."),

@@ -100,13 +100,15 @@ pub enum NodeError {
     WebhookHostNotAllowed,
     /// The account has no webhook.
     UnknownWebhook,
+    /// The web wallet's files are not installed at this node (`node.wallet_dir`).
+    WalletNotInstalled,
     /// A handler failed in a way it should not (a bug, reported).
     InternalError,
 }
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 43] = [
+    pub const ALL: [NodeError; 44] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -149,6 +151,7 @@ impl NodeError {
         NodeError::FeeInsufficient,
         NodeError::WebhookHostNotAllowed,
         NodeError::UnknownWebhook,
+        NodeError::WalletNotInstalled,
         NodeError::InternalError,
     ];
 
@@ -197,6 +200,7 @@ impl NodeError {
             NodeError::FeeInsufficient => "fee_insufficient",
             NodeError::WebhookHostNotAllowed => "webhook_host_not_allowed",
             NodeError::UnknownWebhook => "unknown_webhook",
+            NodeError::WalletNotInstalled => "wallet_not_installed",
             NodeError::InternalError => "internal_error",
         }
     }
@@ -224,6 +228,7 @@ impl NodeError {
             NodeError::UnknownPayout
             | NodeError::UnknownPayment
             | NodeError::UnknownWebhook
+            | NodeError::WalletNotInstalled
             | NodeError::UnknownCheckpoint
             | NodeError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             NodeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

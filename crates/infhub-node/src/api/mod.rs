@@ -57,6 +57,7 @@ mod operator;
 mod registration_budget;
 mod stream;
 mod transfers;
+mod wallet_files;
 mod write_budget;
 
 use error::ErrorAnswer;
@@ -329,6 +330,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/explorer/blocks/{seq}", get(explorer::block))
         .route("/explorer/events", get(explorer::events))
         .route("/explorer/accounts/{address}", get(explorer::account))
+        .route("/wallet", get(wallet_files::root))
+        .route("/wallet/", get(wallet_files::index))
+        .route("/wallet/config.json", get(wallet_files::config))
+        .route("/wallet/{name}", get(wallet_files::file))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/session", post(session))
         .route("/v1/registrations", post(register))

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-fn spawn_node(config_path: &std::path::Path, log: &std::path::Path) -> Child {
+pub(crate) fn spawn_node(config_path: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     Command::new(env!("CARGO_BIN_EXE_infhub-node"))
         .args(["run", "--config"])
@@ -20,7 +20,7 @@ fn spawn_node(config_path: &std::path::Path, log: &std::path::Path) -> Child {
         .expect("spawn node")
 }
 
-async fn wait_ready(http: &Http) {
+pub(crate) async fn wait_ready(http: &Http) {
     eventually(30, "node process listening", || async {
         let r = http.client.get(format!("{}/v1/info", http.base)).send().await.ok()?;
         r.status().is_success().then_some(())

@@ -18,4 +18,5 @@ mod reorg;
 mod routing;
 mod split;
 mod towers;
+mod web_wallet;
 mod webhooks;
