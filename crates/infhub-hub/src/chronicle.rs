@@ -131,6 +131,20 @@ impl Chronicle {
         self.events.range(..end).rev().take(limit).cloned().collect()
     }
 
+    /// Up to `limit` of the kept `CheckpointPosted` events applied before `before_seq`, newest
+    /// first: the checkpoints the contract took, with their figures (a scan of at most
+    /// `MAX_EVENTS_KEPT` events).
+    pub fn checkpoints(&self, before_seq: u64, limit: usize) -> Vec<PublicEvent> {
+        let end = self.events.partition_point(|e| e.seq < before_seq);
+        self.events
+            .range(..end)
+            .rev()
+            .filter(|e| matches!(e.event, ChainEvent::CheckpointPosted(_)))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Every kept block, oldest first (the charts).
     pub fn all_blocks(&self) -> impl DoubleEndedIterator<Item = &Block> {
         self.blocks.iter()
@@ -185,5 +199,38 @@ mod tests {
         }
         assert_eq!(big.all_blocks().count(), MAX_BLOCKS_KEPT, "bounded");
         assert_eq!(big.all_blocks().next().map(|b| b.seq), Some(6), "the oldest dropped first");
+    }
+
+    fn checkpoint(seq: u64, id: u64) -> LogRecord {
+        let header = infhub_core::ledger::CheckpointHeader {
+            id,
+            checkpoint: infhub_core::contract::PostedCheckpoint {
+                root: B256::repeat_byte(id as u8),
+                total_liability: infhub_core::U256::from(id * 100),
+                ledger_seq: seq - 1,
+                chain_block: seq,
+                inflows_through: infhub_core::U256::ZERO,
+            },
+        };
+        let event = ChainEvent::CheckpointPosted(header);
+        record(seq, Command::Chain { at: LogPosition { block: seq, log_index: 0 }, event }, Outcome::Applied(vec![]))
+    }
+
+    #[test]
+    fn checkpoints_are_the_kept_checkpoint_events_newest_first_and_page() {
+        let mut c = Chronicle::default();
+        c.observe(&[deposit(1), checkpoint(2, 1), deposit(3), checkpoint(4, 2), seal(5, 0), checkpoint(6, 3)]);
+        let ids = |list: Vec<PublicEvent>| {
+            list.iter()
+                .map(|e| match e.event {
+                    ChainEvent::CheckpointPosted(h) => h.id,
+                    other => panic!("not a checkpoint: {other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(c.checkpoints(u64::MAX, 10)), vec![3, 2, 1]);
+        assert_eq!(ids(c.checkpoints(u64::MAX, 2)), vec![3, 2], "limited");
+        assert_eq!(ids(c.checkpoints(4, 10)), vec![1], "before seq 4");
+        assert_eq!(c.events(u64::MAX, 10).len(), 5, "the checkpoints stay among the events");
     }
 }

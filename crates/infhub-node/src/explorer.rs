@@ -60,7 +60,7 @@ fn page(title: &str, body: &str) -> String {
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{t} · infhub explorer</title><style>{STYLE}</style></head><body>\
 <header><a href=\"/explorer\">infhub explorer</a> <nav><a href=\"/explorer/blocks\">blocks</a> \
-<a href=\"/explorer/events\">chain events</a></nav></header>\
+<a href=\"/explorer/events\">chain events</a> <a href=\"/explorer/checkpoints\">checkpoints</a></nav></header>\
 <main><h1>{t}</h1>{body}</main><footer>Off-chain payments are private: these pages show what \
 the hub signs and what the chain records, never who paid whom.</footer></body></html>",
         t = esc(title)
@@ -254,6 +254,7 @@ pub fn overview(st: &State) -> String {
         }
         None => body.push_str("<p>No checkpoint posted yet.</p>"),
     }
+    body.push_str("<p><a href=\"/explorer/checkpoints\">every checkpoint kept</a></p>");
     page("Hub overview", &body)
 }
 
@@ -286,6 +287,38 @@ and receipt of the block carries a Merkle path to this root, so a user holding o
         at = time(b.at_ms),
     );
     Some(page(&format!("Block {}", b.seq), &body))
+}
+
+/// `/explorer/checkpoints?before=`: the checkpoints the contract took (among the kept chain
+/// events) before `before`, newest first, each with its figures.
+pub fn checkpoints(st: &State, before: Option<u64>) -> String {
+    let list = st.chronicle().checkpoints(before.unwrap_or(u64::MAX), ROWS_PER_PAGE);
+    let mut body = String::from(
+        "<table><tr><th>id</th><th>root</th><th>total liability</th><th>ledger seq</th><th>of chain block</th>\
+<th>posted in block</th><th>time</th></tr>",
+    );
+    for e in &list {
+        let ChainEvent::CheckpointPosted(c) = &e.event else { continue };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.id,
+            short(&c.checkpoint.root.to_string()),
+            esc(&inf(Amount(u128::try_from(c.checkpoint.total_liability).unwrap_or(u128::MAX)))),
+            c.checkpoint.ledger_seq,
+            c.checkpoint.chain_block,
+            e.block,
+            time(e.at_ms)
+        );
+    }
+    body.push_str("</table>");
+    if list.is_empty() {
+        body.push_str("<p>No checkpoint among the kept chain events.</p>");
+    }
+    if let Some(last) = list.last().filter(|_| list.len() == ROWS_PER_PAGE) {
+        let _ = write!(body, "<p><a href=\"/explorer/checkpoints?before={}\">older checkpoints</a></p>", last.seq);
+    }
+    page("Checkpoints", &body)
 }
 
 /// `/explorer/events?before=`: chain events applied before `before`, newest first.

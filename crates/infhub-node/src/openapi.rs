@@ -16,6 +16,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
     ("get", "/explorer/blocks", "none", "The explorer's blocks (group commits up to a seal: sequence range, records, payments, proofs, Merkle root, time), newest first; ?before=<seq> pages."),
     ("get", "/explorer/blocks/{seq}", "none", "The explorer's block holding record seq: its range, counts, Merkle root, the hub's signature and time."),
     ("get", "/explorer/events", "none", "The explorer's chain events (deposits, withdrawals, exits, disputes, settlements, reserve moves), newest first; ?before=<seq> pages."),
+    ("get", "/explorer/checkpoints", "none", "The explorer's checkpoints (every CheckpointPosted among the kept chain events: id, root, total liability, ledger seq, chain block, time), newest first; ?before=<seq> pages."),
     ("get", "/explorer/accounts/{address}", "none", "The explorer's page of one account: its channel as the chain knows it (status, epoch, deposits, withdrawals) and its chain events; never its off-chain balance or payments."),
     ("get", "/v1/info", "none", "Chain id, contracts, hub address, confirmation depth, confirmed block, limits."),
     ("post", "/v1/auth/challenge", "none", "Get a one-time login challenge for an address."),

@@ -31,6 +31,10 @@ pub(super) async fn block(State(api): State<Api>, Path(seq): Path<u64>) -> Respo
     }
 }
 
+pub(super) async fn checkpoints(State(api): State<Api>, Query(q): Query<Before>) -> Response {
+    html(StatusCode::OK, crate::explorer::checkpoints(&api.node.read(), q.before))
+}
+
 pub(super) async fn events(State(api): State<Api>, Query(q): Query<Before>) -> Response {
     html(StatusCode::OK, crate::explorer::events(&api.node.read(), q.before))
 }

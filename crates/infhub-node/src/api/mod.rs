@@ -329,6 +329,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/explorer/blocks", get(explorer::blocks))
         .route("/explorer/blocks/{seq}", get(explorer::block))
         .route("/explorer/events", get(explorer::events))
+        .route("/explorer/checkpoints", get(explorer::checkpoints))
         .route("/explorer/accounts/{address}", get(explorer::account))
         .route("/wallet", get(wallet_files::root))
         .route("/wallet/", get(wallet_files::index))

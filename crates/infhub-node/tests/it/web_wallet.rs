@@ -4,7 +4,7 @@
 //! both histories; one withdraws; the node is killed with SIGKILL and one user exits from the
 //! browser with the chain alone and is paid on chain; the node restarts, both browsers' storage
 //! is cleared, and each wallet recovers from its key. The explorer's pages are read with the
-//! same real data. Screenshots of every page go to `target/tmp/web-wallet-screenshots/`.
+//! same real data, checkpoints included. Screenshots of every page go to `target/tmp/web-wallet-screenshots/`.
 
 use crate::crash::{spawn_node, wait_ready};
 use crate::harness::*;
@@ -186,18 +186,25 @@ async fn token(chain: &Chain, who: Address) -> u128 {
 /// shows the account's chain facts but no counterparty of an off-chain payment.
 async fn read_explorer(driver: &Driver, base: &str, a: Address, b: Address) -> Page {
     let explorer = Page { c: browser(driver).await, name: "explorer" };
-    for path in [
-        "/explorer".to_string(),
-        "/explorer/blocks".into(),
-        "/explorer/events".into(),
-        format!("/explorer/accounts/{a}"),
-    ] {
+    let pages = [
+        ("/explorer".to_string(), "overview"),
+        ("/explorer/blocks".into(), "blocks"),
+        ("/explorer/events".into(), "events"),
+        ("/explorer/checkpoints".into(), "checkpoints"),
+        (format!("/explorer/accounts/{a}"), "account"),
+    ];
+    for (path, name) in pages {
         explorer.c.goto(&format!("{base}{path}")).await.expect("explorer page");
         let body = explorer.c.find(Locator::Css("body")).await.expect("body").text().await.expect("text");
         assert!(!body.contains("no_such_endpoint") && body.len() > 100, "{path}: {body}");
-        let step = path.trim_start_matches('/').replace('/', "-");
-        explorer.shot(&step[..step.len().min(40)]).await;
+        explorer.shot(name).await;
     }
+    // The hub posts a checkpoint every 5 blocks: the list shows them with their figures, the
+    // newest counting what the users hold.
+    explorer.c.goto(&format!("{base}/explorer/checkpoints")).await.expect("checkpoints page");
+    let rows = explorer.c.find_all(Locator::Css("table tr")).await.expect("rows").len();
+    assert!(rows >= 3, "at least two checkpoints listed (a header and {} rows)", rows.saturating_sub(1));
+    explorer.c.goto(&format!("{base}/explorer/accounts/{a}")).await.expect("account page");
     let account_page = explorer.c.find(Locator::Css("body")).await.expect("body").text().await.expect("text");
     assert!(account_page.to_lowercase().contains(&a.to_string().to_lowercase()), "{account_page}");
     assert!(!account_page.contains(&b.to_string()), "a public page names no payee of an off-chain payment");
@@ -236,6 +243,7 @@ fn two_browsers_pay_each_other_exit_with_the_hub_down_and_recover_from_the_key()
         let mut config = chain.config(dir.path().join("data"));
         config.node.listen = format!("127.0.0.1:{port}");
         config.node.wallet_dir = wallet_dir;
+        config.checkpoints.interval_blocks = 5;
         let config_path = dir.path().join("infhub.toml");
         std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write config");
         let base = format!("http://127.0.0.1:{port}");
