@@ -15,6 +15,7 @@ import {
   type HubInfo,
   STATUS,
   balance,
+  defence,
   disagreements,
   domainOf,
   emptyRecord,
@@ -177,7 +178,7 @@ async function open(privateKey: Hex) {
     hub: new HubClient(info.hubUrl),
     chain,
     record,
-    chainView: { status: 0, epoch: 0, settleBlock: 0, deposited: 0n, withdrawn: 0n },
+    chainView: { status: 0, epoch: 0, settleBlock: 0, deposited: 0n, withdrawn: 0n, creditTotal: 0n },
     hubUp: false,
   };
   session = s;
@@ -225,10 +226,17 @@ async function login(s: Session) {
   await s.hub.session(s.account.address, challenge, signature);
 }
 
-/** Reads the chain, then the hub (if it answers), checks every proof, and redraws. */
+/** Reads the chain, then the hub (if it answers), checks every proof, and redraws. A close
+ * (the hub's or anyone's) that holds a lower credit total than this wallet's newest credit is
+ * answered at once with that credit. */
 async function refresh(s: Session) {
   s.chainView = await s.chain.channel(s.account.address);
   if (followChainEpoch(s.record, s.chainView)) save(s);
+  const d = defence(s.record, s.chainView, await s.chain.head());
+  if (d.submitCredit) {
+    await s.chain.submitCredit(d.submitCredit.message, proofBytes(d.submitCredit), progress);
+    s.chainView = await s.chain.channel(s.account.address);
+  }
   const notes: string[] = [];
   s.hubUp = true;
   try {

@@ -81,6 +81,7 @@ export class ChainClient {
       settleBlock: Number(c.settleBlock),
       deposited: c.deposited,
       withdrawn: c.withdrawn,
+      creditTotal: c.credit.cumulative,
     };
   }
 

@@ -62,6 +62,8 @@ export interface ChainChannel {
   settleBlock: number;
   deposited: bigint;
   withdrawn: bigint;
+  /** The running total of the newest credit on record (0: none). */
+  creditTotal: bigint;
 }
 
 /** The contract's channel statuses. */
@@ -214,6 +216,21 @@ export function followChainEpoch(r: ChannelRecord, chain: ChainChannel): boolean
   if (chain.epoch < r.epoch) throw new RuleError("WrongEpoch", `the chain is at epoch ${chain.epoch}, this wallet at ${r.epoch}`);
   Object.assign(r, emptyRecord(r.user, chain.epoch));
   return true;
+}
+
+/** What a closing channel calls for at chain head `head` (spec §5.10): the wallet's newest
+ * credit if the contract holds a lower total while the period is open (totals decide: a
+ * credit with a higher nonce and a lower total is no defence), and a settlement once it is
+ * over. Whoever started the close, the hub included. */
+export function defence(
+  r: ChannelRecord,
+  chain: ChainChannel,
+  head: number,
+): { submitCredit: HubSigned<Credit> | null; settle: boolean } {
+  if (chain.status !== STATUS.closing) return { submitCredit: null, settle: false };
+  const open = head < chain.settleBlock;
+  const stale = r.credit !== null && chain.epoch === r.epoch && chain.creditTotal < creditTotal(r);
+  return { submitCredit: open && stale ? r.credit : null, settle: !open };
 }
 
 /** The withdrawal message for `amount` more, valid until `expiryBlock`. */

@@ -12,7 +12,7 @@ const hub = privateKeyToAccount(`0x${"22".repeat(32)}`);
 const mallory = privateKeyToAccount(`0x${"33".repeat(32)}`);
 const domain = { chainId: 31337n, verifyingContract: "0x1f1f1F1f1F1f1f1F1F1F1f1F1f1F1f1F1F1F1F1F" };
 const eip712 = { name: "InfHub", version: "1", chainId: domain.chainId, verifyingContract: domain.verifyingContract };
-const open = { status: m.STATUS.open, epoch: 1, settleBlock: 0, deposited: 1000n, withdrawn: 0n };
+const open = { status: m.STATUS.open, epoch: 1, settleBlock: 0, deposited: 1000n, withdrawn: 0n, creditTotal: 0n };
 
 function big(type, message) {
   const out = {};
@@ -122,4 +122,17 @@ test("amounts: decimals parse exactly; too many places, zero or overflow are ref
   for (const bad of ["", "0", "1.0000000000000000001", "-1", "1e3", "abc", String(p.MAX_AMOUNT + 1n)]) {
     assert.throws(() => p.parseUnits(bad, 18), code("malformed_amount"), bad);
   }
+});
+
+test("a close holding a lower credit total is answered with the newest credit, and settled after the period", async () => {
+  const r = m.emptyRecord(user.address, 1);
+  const c = credit(4, 90);
+  await m.takeCredit(r, { message: c, signature: await sign(hub, "Credit", c) }, domain, hub.address);
+  const closing = { ...open, status: m.STATUS.closing, settleBlock: 100, creditTotal: 40n };
+  assert.equal(m.defence(r, closing, 99).submitCredit?.message.cumulativeCredit, "90", "the hub closed with 40 on record");
+  assert.equal(m.defence(r, { ...closing, creditTotal: 90n }, 99).submitCredit, null, "nothing to add");
+  assert.equal(m.defence(r, closing, 100).submitCredit, null, "too late to submit");
+  assert.equal(m.defence(r, closing, 100).settle, true);
+  assert.equal(m.defence(r, closing, 99).settle, false);
+  assert.deepEqual(m.defence(r, open, 99), { submitCredit: null, settle: false });
 });
