@@ -58,12 +58,14 @@ pub const LOCK_REVEAL_MARGIN_BLOCKS: u64 = 20;
 /// `{"cancel": {"lockId"}}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LockChange {
     /// Adds this lock: the running total stays.
     Add(Lock),
     /// Settles a pending lock with the scalar that opens it: its amount joins the running total.
     Settle {
         /// The lock.
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
         lock_id: B256,
         /// Its scalar.
         scalar: Scalar,
@@ -71,12 +73,14 @@ pub enum LockChange {
     /// Drops a pending lock whose expiry block is past at this end's confirmed block.
     Drop {
         /// The lock.
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
         lock_id: B256,
     },
     /// Drops a pending lock before its expiry: only when the receiver agreed (its downstream
     /// failed). The caller decides that; the machine checks only that the lock is pending.
     Cancel {
         /// The lock.
+        #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
         lock_id: B256,
     },
 }

@@ -32,10 +32,12 @@ thread_local! {
 /// The signing domain: one hub contract on one chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Domain {
     /// EIP-155 chain id.
     pub chain_id: u64,
     /// Address of the `InfHub` contract.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub verifying_contract: Address,
 }
 

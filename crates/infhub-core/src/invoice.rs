@@ -18,8 +18,10 @@ pub const MAX_HOST_BYTES: usize = 253;
 
 /// A user anywhere in the network: her address at her hub's host (`0xabc…@hub.example:8080`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserAddress {
     /// Her account.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// Her hub's host (name or address, with an optional port), lower case.
     pub host: String,
@@ -53,6 +55,7 @@ impl std::str::FromStr for UserAddress {
 /// What a payee asks to be paid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Invoice {
     /// The payee and her hub's host.
     pub payee: UserAddress,
@@ -60,12 +63,15 @@ pub struct Invoice {
     pub amount: Amount,
     /// The payment point `Z`, compressed (33 bytes): its scalar is the proof of payment.
     #[serde(with = "point_hex")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::CompressedPointSchema"))]
     pub payment_point: [u8; 33],
     /// The last moment to pay, in Unix seconds.
     pub expires_at_seconds: u64,
     /// keccak256 of the description the payer is shown.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub description_hash: B256,
     /// Unique per payee; also what her scalar is derived from.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub invoice_id: B256,
 }
 

@@ -23,6 +23,8 @@ pub mod merkle;
 pub mod messages;
 pub mod point_lock;
 pub mod routing;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod signature;
 pub mod time;
 pub mod tower;

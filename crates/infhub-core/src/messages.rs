@@ -75,8 +75,10 @@ impl PaymentKind {
 /// the one payment that raised it (recipient, amount, payment id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Debit {
     /// The channel owner and signer.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The channel's epoch; a reopened channel has a new one.
     pub epoch: u64,
@@ -87,22 +89,27 @@ pub struct Debit {
     /// Total of the user's pending outgoing point locks (spec §5.17a).
     pub locked_amount: Amount,
     /// Merkle root of those pending locks (zero when none).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub locks_root: B256,
     /// What the payment is for, as the `PaymentKind` byte.
     pub kind: u8,
     /// Who is paid: an account of this hub (Internal) or a chain address (External).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub recipient: Address,
     /// This payment's amount: `cumulative_debit` minus the previous total.
     pub amount: Amount,
     /// The payer's idempotency key; the hub applies a payment id at most once.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub payment_id: B256,
 }
 
 /// A hub-signed running total of everything paid into the channel in this epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credit {
     /// The channel owner.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The channel's epoch.
     pub epoch: u64,
@@ -113,6 +120,7 @@ pub struct Credit {
     /// Total of the hub's pending point locks to the user (spec §5.17a).
     pub locked_amount: Amount,
     /// Merkle root of those pending locks (zero when none).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub locks_root: B256,
 }
 
@@ -120,8 +128,10 @@ pub struct Credit {
 /// until `expiry_block`; pays `cumulative_withdrawn` minus what was already withdrawn on chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Withdrawal {
     /// The channel owner, who receives the tokens.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The channel's epoch.
     pub epoch: u64,
@@ -137,12 +147,15 @@ pub struct Withdrawal {
 /// settlement; usable until `valid_until_block`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TowerFee {
     /// The channel owner, who pays the fee out of her settlement.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The channel's epoch.
     pub epoch: u64,
     /// The only tower that may use the offer, and the fee's recipient.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub tower: Address,
     /// Most the tower earns in one close, over all its submissions.
     pub max_fee: Amount,
@@ -156,10 +169,13 @@ pub struct TowerFee {
 /// the user can prove what the tower held if it fails to defend her.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TowerReceipt {
     /// The tower.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub tower: Address,
     /// The watched user.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The channel's epoch.
     pub epoch: u64,
@@ -172,24 +188,30 @@ pub struct TowerReceipt {
 /// The hub's signed acknowledgement that it applied a debit (off chain only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Receipt {
     /// Who paid.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub payer: Address,
     /// The payer's channel epoch.
     pub epoch: u64,
     /// The nonce of the debit applied.
     pub debit_nonce: u64,
     /// The payment id of the debit applied.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub payment_id: B256,
     /// The EIP-712 digest of the debit applied, so the receipt names exactly one signed debit.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub debit_digest: B256,
 }
 
 /// The user's signed request to register, proving it holds the key (off chain only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Registration {
     /// The address to register.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The request is refused after this block, so a leaked request goes stale.
     pub valid_until_block: u64,
@@ -198,10 +220,13 @@ pub struct Registration {
 /// The user's answer to a session challenge: proves it holds the key, so the hub may show it
 /// its account (off chain only; the challenge is random, single-use and short-lived).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Login {
     /// The address logging in.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub user: Address,
     /// The hub's challenge.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub challenge: B256,
 }
 
@@ -338,6 +363,7 @@ impl Eip712Message for Login {
 
 /// A message with its signature.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Signed<M> {
     /// The message.
     pub message: M,
@@ -360,6 +386,7 @@ impl<M: Eip712Message> Signed<M> {
 
 /// A message signed by the hub, directly or as one leaf of a batch (see [`crate::merkle`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HubSigned<M> {
     /// The message.
     pub message: M,

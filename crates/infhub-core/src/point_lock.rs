@@ -186,14 +186,17 @@ pub fn check_hop(upstream: &Point, downstream: &Point, tweak: &Scalar) -> Result
 /// in the registry no later than `expiry_block`, else back to the sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Lock {
     /// Unique per channel direction (the payment's id and the link).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub lock_id: B256,
     /// The amount locked.
     pub amount: Amount,
     /// The last block at which a reveal counts.
     pub expiry_block: u64,
     /// The address of the point that opens it.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub point: Address,
 }
 

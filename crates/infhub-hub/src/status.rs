@@ -21,21 +21,26 @@ pub const EXECUTED_PAYOUTS_REMEMBERED: usize = 100_000;
 /// Where an external payout stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum PayoutStatus {
     /// Waiting in the queue for the next batch.
     Queued,
     /// In a batch handed to the chain; not mined yet (or mined in a block a reorg took back).
     Sent {
         /// The batch id.
+        #[cfg_attr(feature = "schema", schemars(with = "infhub_core::schema::WordSchema"))]
         batch_id: B256,
         /// The newest transaction sent for it by this process, if any yet.
+        #[cfg_attr(feature = "schema", schemars(with = "Option<infhub_core::schema::WordSchema>"))]
         tx_hash: Option<B256>,
     },
     /// Mined, waiting for its confirmations.
     Mined {
         /// The batch id.
+        #[cfg_attr(feature = "schema", schemars(with = "infhub_core::schema::WordSchema"))]
         batch_id: B256,
         /// The transaction.
+        #[cfg_attr(feature = "schema", schemars(with = "infhub_core::schema::WordSchema"))]
         tx_hash: B256,
         /// Its block.
         block: u64,
@@ -44,15 +49,19 @@ pub enum PayoutStatus {
     /// confirmed (a batch that executed meanwhile is not paid twice); an operator should look.
     Reverted {
         /// The batch id.
+        #[cfg_attr(feature = "schema", schemars(with = "infhub_core::schema::WordSchema"))]
         batch_id: B256,
         /// The transaction that reverted.
+        #[cfg_attr(feature = "schema", schemars(with = "infhub_core::schema::WordSchema"))]
         tx_hash: B256,
     },
     /// Executed, confirmed: final.
     Executed {
         /// The batch id (unknown if it executed before this process started).
+        #[cfg_attr(feature = "schema", schemars(with = "Option<infhub_core::schema::WordSchema>"))]
         batch_id: Option<B256>,
         /// The transaction (unknown if it executed before this process started).
+        #[cfg_attr(feature = "schema", schemars(with = "Option<infhub_core::schema::WordSchema>"))]
         tx_hash: Option<B256>,
         /// Its block (unknown if it executed before this process started).
         block: Option<u64>,
@@ -62,6 +71,7 @@ pub enum PayoutStatus {
 /// A deposit mined but not yet confirmed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PendingDeposit {
     /// Block it is in.
     pub block: u64,

@@ -594,8 +594,10 @@ struct Onward {
 /// and expiry block of the lock it makes over its link there.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub struct RouteStep {
     /// The next hub (its hub address, as announcements name it).
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     pub next_hub: Address,
     /// The tweak from this hop's incoming point to its outgoing one.
     pub tweak: Scalar,

@@ -11,7 +11,7 @@
 use crate::engine::Node;
 use crate::towers::write_atomically;
 use infhub_core::{Address, B256};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,28 @@ pub struct Webhooks {
     hooks: Mutex<BTreeMap<Address, Hook>>,
     health: Mutex<HashMap<Address, Health>>,
     to_private_hosts: bool,
+}
+
+/// An account's webhook as its owner reads it (`GET …/webhook`); `PUT` adds the secret once.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    /// Where events are posted.
+    pub url: String,
+    /// The last history ordinal delivered (the event feed's `after`).
+    pub cursor: u64,
+    /// Failed deliveries in a row.
+    pub failures: u32,
+    /// The last delivery error, if the last delivery failed.
+    pub last_error: Option<String>,
+    /// Events delivered since the node started.
+    pub delivered_this_run: u64,
+    /// The signing secret (hex), shown once when the webhook is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The header carrying each delivery's HMAC-SHA256, shown when the webhook is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_header: Option<&'static str>,
 }
 
 impl Webhooks {
@@ -164,16 +186,18 @@ impl Webhooks {
     }
 
     /// What `user` may see of her webhook (not its secret), if she has one.
-    pub fn view(&self, user: &Address) -> Option<Value> {
+    pub fn view(&self, user: &Address) -> Option<WebhookView> {
         let hook = self.hooks().get(user).cloned()?;
         let health = self.health().get(user).cloned().unwrap_or_default();
-        Some(json!({
-            "url": hook.url,
-            "cursor": hook.cursor,
-            "failures": health.failures,
-            "lastError": health.last_error,
-            "deliveredThisRun": health.delivered,
-        }))
+        Some(WebhookView {
+            url: hook.url,
+            cursor: hook.cursor,
+            failures: health.failures,
+            last_error: health.last_error,
+            delivered_this_run: health.delivered,
+            secret: None,
+            signature_header: None,
+        })
     }
 
     /// Moves `user`'s cursor to `cursor` if her webhook is still the one with `secret` (it
@@ -417,14 +441,14 @@ mod tests {
         assert_eq!(hooks.due().len(), 1);
         hooks.failed(user, "refused".into());
         assert!(hooks.due().is_empty(), "waiting out its back-off");
-        assert_eq!(hooks.view(&user).expect("view")["failures"], 1);
+        assert_eq!(hooks.view(&user).expect("view").failures, 1);
         hooks.acknowledged(user, B256::ZERO, 9, 1).expect("ack");
-        assert_eq!(hooks.view(&user).expect("view")["cursor"], 7, "an old secret's acknowledgement is ignored");
+        assert_eq!(hooks.view(&user).expect("view").cursor, 7, "an old secret's acknowledgement is ignored");
         hooks.acknowledged(user, secret, 9, 2).expect("ack");
-        assert_eq!(hooks.view(&user).expect("view")["cursor"], 9);
+        assert_eq!(hooks.view(&user).expect("view").cursor, 9);
         assert_eq!(hooks.due().len(), 1, "due again");
         let reopened = Webhooks::open(dir.path(), true).expect("reopen");
-        assert_eq!(reopened.view(&user).expect("view")["cursor"], 9, "the cursor is durable");
+        assert_eq!(reopened.view(&user).expect("view").cursor, 9, "the cursor is durable");
         assert!(reopened.remove(user).expect("remove"));
         assert!(Webhooks::open(dir.path(), true).expect("reopen").view(&user).is_none());
     }

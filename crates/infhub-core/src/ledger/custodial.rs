@@ -47,14 +47,18 @@ pub fn valid_user_id(user_id: &str) -> bool {
 /// One custodial movement in a batch (no user signature: the platform authorized it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CustodialTransfer {
     /// The custodial account paying.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub from: Address,
     /// A custodial account, or a channel account (which receives a hub-signed credit).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub to: Address,
     /// How much.
     pub amount: Amount,
     /// The platform's idempotency key.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub transfer_id: B256,
 }
 

@@ -221,12 +221,16 @@ pub struct Liquidity {
 /// An external payout waiting for the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Payout {
     /// Who pays.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub payer: Address,
     /// The payer's payment id.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub payment_id: B256,
     /// Who receives on chain.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub recipient: Address,
     /// How much.
     pub amount: Amount,

@@ -14,6 +14,7 @@ use serde::Serialize;
 /// none, and a transfer's would otherwise make every entry about 900 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryEntry {
     /// Ledger sequence number of the operation.
     pub seq: u64,
@@ -25,9 +26,11 @@ pub struct HistoryEntry {
     pub amount: Amount,
     /// The other party (payee, payer, or chain recipient).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<infhub_core::schema::AddressSchema>"))]
     pub counterparty: Option<Address>,
     /// The payment or purchase id.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<infhub_core::schema::WordSchema>"))]
     pub payment_id: Option<B256>,
     /// Chain block of a chain event.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,6 +45,7 @@ pub struct HistoryEntry {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged, rename_all_fields = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EntryProofs {
     /// The payer's side of a payment: the user's signed debit and the hub's receipt.
     Paid {
@@ -107,6 +111,7 @@ impl HistoryEntry {
 /// Kinds of history entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EntryKind {
     /// Paid another account.
     TransferOut,
@@ -194,6 +199,7 @@ impl FirstResult {
 /// it would tell the payee's running totals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PaymentResult {
     /// Ledger sequence number.
     pub seq: u64,

@@ -8,6 +8,7 @@ use serde::Serialize;
 /// One statement line: a history entry with the balance after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatementLine {
     /// The entry.
     #[serde(flatten)]

@@ -3,11 +3,51 @@
 
 use super::*;
 
+/// A channel's state in the hub's ledger.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(tag = "state", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub(super) enum ChannelStatusView {
+    Open,
+    Closing { settle_block: u64 },
+    Settled,
+}
+
+/// What a session reads of its own account (`GET /v1/accounts/{user}`).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AccountAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    user: Address,
+    epoch: u64,
+    status: ChannelStatusView,
+    /// What the user may spend now (zero once settled).
+    balance: Amount,
+    deposited: Amount,
+    withdrawn: Amount,
+    /// Withdrawn on chain, or co-signed and not yet expired.
+    withdrawn_or_held: Amount,
+    cumulative_debit: Amount,
+    cumulative_credit: Amount,
+    debit_nonce: u64,
+    credit_nonce: u64,
+    /// The user's newest debit the hub applied.
+    latest_debit: Option<SignedDebit>,
+    /// The hub's newest credit of the user.
+    latest_credit: Option<infhub_core::messages::SignedCredit>,
+    withdrawal_hold: Option<Withdrawal>,
+    locks: locks::LocksView,
+    frozen: bool,
+    /// Deposits mined, not yet confirmed.
+    pending_deposits: Vec<infhub_hub::status::PendingDeposit>,
+    /// The ledger's confirmed block.
+    confirmed_block: u64,
+}
+
 pub(super) async fn account(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccountAnswer>, ApiError> {
     api.may_read(&headers, &user)?;
     let pending = api.node.chain_view().statuses.pending_deposits(&user).to_vec();
     let st = api.node.read();
@@ -15,31 +55,31 @@ pub(super) async fn account(
     let Some(a) = st.ledger().account(&user) else { return Err(Error::UnknownAccount.into()) };
     let ch = &a.channel;
     let status = match ch.status {
-        Status::Open => json!({"state": "open"}),
-        Status::Closing { settle_block } => json!({"state": "closing", "settleBlock": settle_block}),
-        Status::Settled => json!({"state": "settled"}),
+        Status::Open => ChannelStatusView::Open,
+        Status::Closing { settle_block } => ChannelStatusView::Closing { settle_block },
+        Status::Settled => ChannelStatusView::Settled,
     };
-    Ok(Json(json!({
-        "user": user,
-        "epoch": ch.epoch,
-        "status": status,
+    Ok(Json(AccountAnswer {
+        user,
+        epoch: ch.epoch,
+        status,
         // A settled channel was paid out on chain: nothing is left in it until it reopens.
-        "balance": if ch.status == Status::Settled { Amount::ZERO } else { ch.balance()? },
-        "deposited": ch.deposited,
-        "withdrawn": ch.withdrawn,
-        "withdrawnOrHeld": ch.withdrawn_or_held(),
-        "cumulativeDebit": ch.cumulative_debit(),
-        "cumulativeCredit": ch.cumulative_credit(),
-        "debitNonce": ch.debit_nonce(),
-        "creditNonce": ch.credit_nonce(),
-        "latestDebit": ch.debit,
-        "latestCredit": ch.credit,
-        "withdrawalHold": ch.withdrawal_hold,
-        "locks": locks::locks_view(st.ledger(), &user, ch),
-        "frozen": st.ledger().frozen.contains(&user),
-        "pendingDeposits": pending,
-        "confirmedBlock": st.ledger().block,
-    })))
+        balance: if ch.status == Status::Settled { Amount::ZERO } else { ch.balance()? },
+        deposited: ch.deposited,
+        withdrawn: ch.withdrawn,
+        withdrawn_or_held: ch.withdrawn_or_held(),
+        cumulative_debit: ch.cumulative_debit(),
+        cumulative_credit: ch.cumulative_credit(),
+        debit_nonce: ch.debit_nonce(),
+        credit_nonce: ch.credit_nonce(),
+        latest_debit: ch.debit,
+        latest_credit: ch.credit.clone(),
+        withdrawal_hold: ch.withdrawal_hold,
+        locks: locks::locks_view(st.ledger(), &user, ch),
+        frozen: st.ledger().frozen.contains(&user),
+        pending_deposits: pending,
+        confirmed_block: st.ledger().block,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -75,12 +115,21 @@ fn date_range(from: Option<&str>, to: Option<&str>) -> Result<Option<(u64, u64)>
     Ok(Some((from_ms, to_ms)))
 }
 
+/// A page of an account's history, newest first.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HistoryPage {
+    pub(super) entries: Vec<infhub_ledger::history::HistoryEntry>,
+    /// The `before` of the next page (none: this is the last).
+    pub(super) next_before: Option<u64>,
+}
+
 pub(super) async fn history(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     api.may_read(&headers, &user)?;
     let max = api.node.config.limits.max_page_size;
     let limit = page_limit(q.limit, max)?;
@@ -96,14 +145,21 @@ pub(super) async fn history(
     };
     // A record's entries are never split between pages, so a page may hold a few more.
     let next = if entries.len() >= limit { entries.last().map(|e| e.seq) } else { None };
-    Ok(Json(json!({"entries": entries, "nextBefore": next})))
+    Ok(Json(HistoryPage { entries, next_before: next }))
+}
+
+/// An external payment's payout and where it stands.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct PayoutAnswer {
+    payout: infhub_core::ledger::Payout,
+    status: PayoutStatus,
 }
 
 pub(super) async fn payout_status(
     State(api): State<Api>,
     headers: HeaderMap,
     Path((user, payment_id)): Path<(Address, B256)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PayoutAnswer>, ApiError> {
     api.may_read(&headers, &user)?;
     // External payments and custodial withdrawals are remembered by id for good.
     let (seq, reader) = {
@@ -118,7 +174,7 @@ pub(super) async fn payout_status(
         return Err(ApiError::new(NodeError::UnknownPayout, "no external payment with this id"));
     };
     let status = payout_status_of(&api, user, payment_id);
-    Ok(Json(json!({"payout": payout, "status": status})))
+    Ok(Json(PayoutAnswer { payout, status }))
 }
 
 /// Entries read per step of a payment lookup.
@@ -128,11 +184,22 @@ const LOOKUP_PAGE_ENTRIES: usize = 500;
 /// the id (paid, received, refunded, locked, settled, dropped, bought), newest first, with its
 /// proofs, and the payment's status in one word. Reads back at most
 /// `limits.max_payment_lookup_entries` entries; `unknown_payment` if none carries the id.
+/// A payment found by its id: its status from the newest entry, and every entry with it.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PaymentAnswer {
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    payment_id: B256,
+    /// `paid`, `received`, `refunded`, `locked`, `settled` or `dropped`.
+    status: &'static str,
+    entries: Vec<infhub_ledger::history::HistoryEntry>,
+}
+
 pub(super) async fn payment(
     State(api): State<Api>,
     headers: HeaderMap,
     Path((user, payment_id)): Path<(Address, B256)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentAnswer>, ApiError> {
     api.may_read(&headers, &user)?;
     let max = api.node.config.limits.max_payment_lookup_entries;
     let found = entries_with_id(&api, user, payment_id).await?;
@@ -142,7 +209,7 @@ pub(super) async fn payment(
             format!("no entry of the newest {max} of this account carries payment id {payment_id}"),
         ));
     };
-    Ok(Json(json!({"paymentId": payment_id, "status": status, "entries": found})))
+    Ok(Json(PaymentAnswer { payment_id, status, entries: found }))
 }
 
 /// The entries of `user`'s newest `limits.max_payment_lookup_entries` that carry
@@ -190,6 +257,21 @@ pub(super) struct StatementQuery {
     to: Option<String>,
 }
 
+/// An account's statement over a date range (JSON; `format=csv` answers the lines as CSV).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct StatementAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    account: Address,
+    /// The range's start (UTC), if bounded.
+    from: Option<String>,
+    /// The range's end (UTC), if bounded.
+    to: Option<String>,
+    opening_balance: Amount,
+    closing_balance: Amount,
+    lines: Vec<infhub_ledger::history::StatementLine>,
+}
+
 pub(super) async fn statement(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -216,28 +298,37 @@ pub(super) async fn statement(
         return Ok(([("content-type", "text/csv")], infhub_ledger::history::statement_csv(&lines)).into_response());
     }
     let bound = |ms: u64| (ms != 0 && ms != u64::MAX).then(|| infhub_ledger::history::utc_time(ms));
-    Ok(Json(json!({
-        "account": user,
-        "from": bound(from),
-        "to": bound(to),
-        "openingBalance": opening,
-        "closingBalance": closing,
-        "lines": lines,
-    }))
-    .into_response())
+    let answer = StatementAnswer {
+        account: user,
+        from: bound(from),
+        to: bound(to),
+        opening_balance: opening,
+        closing_balance: closing,
+        lines,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// The towers the hub pushes `user`'s credits to (spec §5.10a).
+/// The towers the hub pushes an account's credits to.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct TowersAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    user: Address,
+    /// Their URLs.
+    towers: Vec<String>,
+}
+
 pub(super) async fn towers_of(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TowersAnswer>, ApiError> {
     api.may_read(&headers, &user)?;
-    Ok(Json(json!({"user": user, "towers": api.node.towers.get(&user)})))
+    Ok(Json(TowersAnswer { user, towers: api.node.towers.get(&user) }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct TowerList {
     towers: Vec<String>,
 }
@@ -249,7 +340,7 @@ pub(super) async fn set_towers(
     headers: HeaderMap,
     Path(user): Path<Address>,
     body: Result<Json<TowerList>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TowersAnswer>, ApiError> {
     api.may_read(&headers, &user)?;
     let Json(list) = body.map_err(|e| ApiError::new(NodeError::MalformedRequest, e.body_text()))?;
     if api.node.read().ledger().account(&user).is_none() {
@@ -263,7 +354,7 @@ pub(super) async fn set_towers(
         .towers
         .set(user, towers.clone())
         .map_err(|e| ApiError::new(NodeError::StorageFailed, format!("towers.json: {e}")))?;
-    Ok(Json(json!({"user": user, "towers": towers})))
+    Ok(Json(TowersAnswer { user, towers }))
 }
 
 #[derive(Deserialize)]
@@ -275,12 +366,23 @@ pub(super) struct EventsQuery {
 /// The account's event feed (spec §5.24): its history entries after the cursor `after` (the
 /// `seq` of the last one the caller processed; 0 from the start), oldest first, with their
 /// proofs, and the cursor to resume from (`nextAfter`, unchanged when nothing is new).
+/// Events of an account after a cursor, oldest first.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EventsPage {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    account: Address,
+    events: Vec<infhub_ledger::history::HistoryEntry>,
+    /// The cursor to pass as `after` next.
+    next_after: u64,
+}
+
 pub(super) async fn events(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsPage>, ApiError> {
     api.may_read(&headers, &user)?;
     let limit = page_limit(q.limit, api.node.config.limits.max_page_size)?;
     let after = q.after.unwrap_or(0);
@@ -290,11 +392,12 @@ pub(super) async fn events(
         None => Vec::new(),
     };
     let next = events.last().map_or(after, |e| e.seq);
-    Ok(Json(json!({"account": user, "events": events, "nextAfter": next})))
+    Ok(Json(EventsPage { account: user, events, next_after: next }))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct WebhookRequest {
     url: String,
     /// Deliver the events after this `seq` (default: only those from now on).
@@ -308,7 +411,7 @@ pub(super) async fn set_webhook(
     headers: HeaderMap,
     Path(user): Path<Address>,
     body: Result<Json<WebhookRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::webhooks::WebhookView>, ApiError> {
     use crate::webhooks::{SetError, WebhookError};
     api.may_read(&headers, &user)?;
     let Json(req) = body.map_err(|e| ApiError::new(NodeError::MalformedRequest, e.body_text()))?;
@@ -328,9 +431,11 @@ pub(super) async fn set_webhook(
         SetError::Refused(WebhookError::TooMany) => ApiError::new(NodeError::LimitExceeded, e.to_string()),
         SetError::Io(_) => ApiError::new(NodeError::StorageFailed, e.to_string()),
     })?;
-    let mut view = api.node.webhooks.view(&user).unwrap_or_default();
-    view["secret"] = json!(secret);
-    view["signatureHeader"] = json!(crate::webhooks::SIGNATURE_HEADER);
+    let Some(mut view) = api.node.webhooks.view(&user) else {
+        return Err(ApiError::new(NodeError::UnknownWebhook, "the webhook was removed meanwhile"));
+    };
+    view.secret = Some(secret.to_string());
+    view.signature_header = Some(crate::webhooks::SIGNATURE_HEADER);
     Ok(Json(view))
 }
 
@@ -339,7 +444,7 @@ pub(super) async fn webhook(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::webhooks::WebhookView>, ApiError> {
     api.may_read(&headers, &user)?;
     api.node
         .webhooks
@@ -348,15 +453,21 @@ pub(super) async fn webhook(
         .ok_or_else(|| ApiError::new(NodeError::UnknownWebhook, "this account has no webhook"))
 }
 
+/// The webhook is gone.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Removed {
+    removed: bool,
+}
+
 /// Removes the account's webhook.
 pub(super) async fn remove_webhook(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(user): Path<Address>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     api.may_read(&headers, &user)?;
     match api.node.webhooks.remove(user) {
-        Ok(true) => Ok(Json(json!({"removed": true}))),
+        Ok(true) => Ok(Json(Removed { removed: true })),
         Ok(false) => Err(ApiError::new(NodeError::UnknownWebhook, "this account has no webhook")),
         Err(e) => Err(ApiError::new(NodeError::StorageFailed, format!("webhooks.json: {e}"))),
     }

@@ -2,15 +2,68 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct ChallengeRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
+}
+
+/// What to sign to log in.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ChallengeAnswer {
+    /// The one-time challenge.
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    challenge: B256,
+    /// Seconds it stays valid.
+    expires_in_secs: u64,
+    /// The EIP-712 type and domain to sign it in.
+    sign: SignAs,
+}
+
+/// The EIP-712 type string and domain of a message to sign.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct SignAs {
+    #[serde(rename = "type")]
+    type_string: &'static str,
+    domain: infhub_core::Domain,
+}
+
+/// A session.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SessionAnswer {
+    /// The bearer token of the account's reads.
+    token: String,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    user: Address,
+    /// Seconds it stays valid.
+    expires_in_secs: u64,
+}
+
+/// A registration's outcome: the channel is open, or its opening was sent.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RegistrationAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    user: Address,
+    /// `open` (already), or `opening` (sent; open once confirmed).
+    status: &'static str,
+    /// The open channel's epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+    /// The opening transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<infhub_core::schema::WordSchema>")]
+    tx_hash: Option<B256>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
 }
 
 pub(super) async fn challenge(
     State(api): State<Api>,
     ApiJson(req): ApiJson<ChallengeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChallengeAnswer>, ApiError> {
     let c = B256::from(random_bytes()?);
     let known = api.knows(&req.user);
     let evicted = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).insert(
@@ -22,16 +75,18 @@ pub(super) async fn challenge(
     if evicted > 0 {
         api.node.metrics.shed.fetch_add(evicted as u64, Ordering::Relaxed);
     }
-    Ok(Json(json!({
-        "challenge": c,
-        "expiresInSecs": CHALLENGE_TTL.as_secs(),
-        "sign": {"type": infhub_core::messages::LOGIN_TYPE, "domain": api.node.domain},
-    })))
+    Ok(Json(ChallengeAnswer {
+        challenge: c,
+        expires_in_secs: CHALLENGE_TTL.as_secs(),
+        sign: SignAs { type_string: infhub_core::messages::LOGIN_TYPE, domain: api.node.domain },
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct SessionRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
     challenge: B256,
     signature: Signature,
 }
@@ -39,7 +94,7 @@ pub(super) struct SessionRequest {
 pub(super) async fn session(
     State(api): State<Api>,
     ApiJson(req): ApiJson<SessionRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionAnswer>, ApiError> {
     let entry = api.sessions.challenges.lock().unwrap_or_else(|p| p.into_inner()).take(&req.challenge);
     match entry {
         Some((user, exp)) if user == req.user && exp > Instant::now() => {}
@@ -63,14 +118,14 @@ pub(super) async fn session(
     if evicted > 0 {
         api.node.metrics.shed.fetch_add(evicted as u64, Ordering::Relaxed);
     }
-    Ok(Json(json!({"token": token, "user": req.user, "expiresInSecs": ttl.as_secs()})))
+    Ok(Json(SessionAnswer { token, user: req.user, expires_in_secs: ttl.as_secs() }))
 }
 
 pub(super) async fn register(
     State(api): State<Api>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ApiJson(req): ApiJson<Signed<Registration>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RegistrationAnswer>, ApiError> {
     let user = req.message.user;
     req.verify(&api.node.domain, user)?;
     // Never both locks at once (the state lock first where both are needed).
@@ -90,7 +145,8 @@ pub(super) async fn register(
         let ledger = st.ledger();
         match ledger.account(&user) {
             Some(a) if a.channel.status == Status::Open => {
-                return Ok(Json(json!({"user": user, "status": "open", "epoch": a.channel.epoch})));
+                let epoch = Some(a.channel.epoch);
+                return Ok(Json(RegistrationAnswer { user, status: "open", epoch, tx_hash: None, note: None }));
             }
             // A new registration must fit the ledger (a confirmed opening would be refused).
             None if ledger.account_count() >= ledger.params.max_accounts => {
@@ -117,13 +173,14 @@ pub(super) async fn register(
         .try_send(ChainRequest::OpenChannel { user, reply })
         .map_err(|_| ApiError::limit("chain request queue"))?;
     match rx.await {
-        Ok(Ok(tx)) => Ok(Json(json!({"user": user, "status": "opening", "txHash": tx}))),
+        Ok(Ok(tx)) => {
+            Ok(Json(RegistrationAnswer { user, status: "opening", epoch: None, tx_hash: Some(tx), note: None }))
+        }
         Ok(Err(ChainRequestError::Chain(ChainError::TransactionRejected { reason })))
             if reason == "ChannelAlreadyOpen" =>
         {
-            Ok(Json(
-                json!({"user": user, "status": "opening", "note": "already open on chain; waiting for confirmations"}),
-            ))
+            let note = Some("already open on chain; waiting for confirmations");
+            Ok(Json(RegistrationAnswer { user, status: "opening", epoch: None, tx_hash: None, note }))
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(WriteError::Stopped.into()),

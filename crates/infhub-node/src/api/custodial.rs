@@ -22,7 +22,7 @@ pub(super) async fn custodial_account(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct CustodialTransfersRequest {
     transfers: Vec<infhub_core::ledger::CustodialTransfer>,
 }
@@ -54,10 +54,14 @@ pub(super) async fn custodial_transfers(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct CustodialWithdrawRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     from: Address,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     recipient: Address,
     amount: Amount,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
     transfer_id: B256,
 }
 
@@ -87,9 +91,13 @@ pub(super) async fn custodial_withdraw(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct ConvertRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     account: Address,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
     transfer_id: B256,
 }
 

@@ -355,16 +355,22 @@ impl From<WriteError> for ApiError {
 }
 
 /// An error answer (alone, or as one item of a batch answer).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct ErrorAnswer {
     error: ErrorBody,
 }
 
 /// What an error answer says.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ErrorBody {
+    /// The rule broken, a stable snake_case name: the core's rules (the contract's errors, e.g.
+    /// `nonce_must_increase`) and the node's own refusals (e.g. `unknown_webhook`); every code
+    /// with its HTTP status is listed in the spec, §9.
+    #[schemars(regex(pattern = "^[a-z][a-z0-9_]*$"))]
     code: String,
+    /// In words.
     message: String,
+    /// For a refused payment: the hub-signed credit that refunds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     refund: Option<Box<SignedCredit>>,
 }

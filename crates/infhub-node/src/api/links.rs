@@ -27,6 +27,7 @@ impl From<LinkError> for ApiError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct OpenLinkRequest {
     hub_url: String,
 }
@@ -48,6 +49,7 @@ pub(super) async fn list_links(State(api): State<Api>, headers: HeaderMap) -> Re
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct LinkDepositRequest {
     amount: Amount,
 }
@@ -65,7 +67,9 @@ pub(super) async fn link_deposit(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct LinkPaymentRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     recipient: Address,
     amount: Amount,
 }

@@ -22,9 +22,11 @@ fn require_enabled(api: &Api) -> Result<(), ApiError> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct LockedTransferRequest {
     debit: SignedDebit,
     lock: Lock,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     payee: Address,
 }
 
@@ -62,8 +64,11 @@ pub(super) async fn locked_transfer(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct RevealRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
     lock_id: B256,
     scalar: Scalar,
 }
@@ -84,15 +89,18 @@ pub(super) async fn reveal(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct ForwardedTransferRequest {
     debit: SignedDebit,
     lock: Lock,
     invoice: infhub_core::invoice::SignedInvoice,
     /// The lock's point in full, for a routed forward (spec §5.23b).
     #[serde(default)]
+    #[schemars(with = "Option<infhub_core::schema::CompressedPointSchema>")]
     lock_point: Option<alloy::primitives::FixedBytes<33>>,
     /// The quote this hub gave its payer.
     #[serde(default)]
+    #[schemars(with = "Option<infhub_core::schema::WordSchema>")]
     quote_id: Option<B256>,
     /// The steps from this hub on, given by the hub before it.
     #[serde(default)]
@@ -101,6 +109,7 @@ pub(super) struct ForwardedTransferRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(schemars::JsonSchema)]
 pub(super) struct QuoteRequest {
     invoice: infhub_core::invoice::SignedInvoice,
 }
@@ -243,7 +252,7 @@ async fn collect_part(
     Ok(Json(json!({ "receipt": receipt, "replayed": false, "collected": collected })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct LockDebitRequest {
     debit: SignedDebit,
     change: LockChange,
@@ -294,16 +303,30 @@ async fn replayed(api: &Api, debit: &SignedDebit) -> Result<Json<Value>, ApiErro
 /// The account view's locks: the user's pending outgoing locks, each with the scalar the hub
 /// learned for it (her proof of payment, and what she settles it with), and the hub's pending
 /// locks to her.
+/// An account's pending point locks, both directions (spec §5.17b).
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct LocksView {
+    /// The user's locks to the hub, each with its scalar once the hub learned it.
+    outgoing: Vec<OutgoingLock>,
+    /// The hub's locks to the user.
+    incoming: Vec<Lock>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct OutgoingLock {
+    lock: Lock,
+    scalar: Option<infhub_core::point_lock::Scalar>,
+}
+
 pub(super) fn locks_view(
     ledger: &infhub_core::ledger::Ledger,
     user: &Address,
     ch: &infhub_core::channel::ChannelState,
-) -> Value {
-    let outgoing: Vec<Value> = ch
+) -> LocksView {
+    let outgoing = ch
         .debit_locks
         .iter()
-        .map(|l| json!({ "lock": l, "scalar": ledger.locks.scalar_for(user, &l.lock_id) }))
+        .map(|l| OutgoingLock { lock: *l, scalar: ledger.locks.scalar_for(user, &l.lock_id) })
         .collect();
-    let incoming: Vec<&Lock> = ch.credit_locks.iter().collect();
-    json!({ "outgoing": outgoing, "incoming": incoming })
+    LocksView { outgoing, incoming: ch.credit_locks.iter().copied().collect() }
 }

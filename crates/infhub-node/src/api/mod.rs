@@ -55,6 +55,7 @@ mod locks;
 mod login_table;
 mod operator;
 mod registration_budget;
+pub(crate) mod schemas;
 mod stream;
 mod transfers;
 mod wallet_files;
@@ -556,31 +557,68 @@ async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], api.node.metrics.render())
 }
 
-async fn info(State(api): State<Api>) -> Json<Value> {
+/// The hub's public facts (`GET /v1/info`).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct InfoAnswer {
+    chain_id: u64,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    hub_contract: Address,
+    /// The hub's signing address.
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    hub: Address,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    token: Address,
+    /// Blocks a chain event waits before the ledger applies it.
+    confirmations: u64,
+    /// The ledger's confirmed block.
+    confirmed_block: u64,
+    /// The chain's head as last seen.
+    head: u64,
+    /// Why the hub stopped following the chain (a reorganisation below the confirmation
+    /// depth: an operator must look), if it did.
+    halted: Option<String>,
+    /// Chain events the ledger refused (a bug or a hostile contract), with the last one.
+    refused_chain_events: RefusedChainEvents,
+    accounts: usize,
+    storage: StorageInfo,
+    limits: crate::config::Limits,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct RefusedChainEvents {
+    count: u64,
+    last: Option<Value>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct StorageInfo {
+    store: crate::config::StoreKind,
+    /// Why writes are refused now (a storage failure not yet reopened from), if they are.
+    down: Option<String>,
+}
+
+async fn info(State(api): State<Api>) -> Json<InfoAnswer> {
     let n = &api.node;
     let (confirmed, accounts) = {
         let st = n.read();
         (st.ledger().block, st.ledger().account_count())
     };
     let v = n.chain_view();
-    Json(json!({
-        "chainId": n.domain.chain_id,
-        "hubContract": n.domain.verifying_contract,
-        "hub": n.hub,
-        "token": n.token,
-        "confirmations": n.config.chain.confirmations,
-        "confirmedBlock": confirmed,
-        "head": v.head,
-        "halted": v.halted,
-        "refusedChainEvents": v.refused_events,
-        "accounts": accounts,
-        "storage": {
-            "store": n.config.store.kind,
-            // Why writes are refused now (a storage failure not yet reopened from), if they are.
-            "down": n.storage_down(),
-        },
-        "limits": n.config.limits,
-    }))
+    Json(InfoAnswer {
+        chain_id: n.domain.chain_id,
+        hub_contract: n.domain.verifying_contract,
+        hub: n.hub,
+        token: n.token,
+        confirmations: n.config.chain.confirmations,
+        confirmed_block: confirmed,
+        head: v.head,
+        halted: v.halted.clone(),
+        refused_chain_events: RefusedChainEvents { count: v.refused_events.count, last: v.refused_events.last.clone() },
+        accounts,
+        storage: StorageInfo { store: n.config.store.kind, down: n.storage_down() },
+        limits: n.config.limits.clone(),
+    })
 }
 
 /// While the batch whose commit failed is still in memory (storage down, the ledger not yet

@@ -21,9 +21,12 @@ pub(super) async fn purchase_credit(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct PurchaseRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
     amount: Amount,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
     purchase_id: B256,
 }
 
@@ -57,8 +60,9 @@ pub(super) async fn purchase(
     Ok(Json(json!({"credit": credit, "replayed": replayed})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct CloseRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
 }
 
@@ -126,8 +130,9 @@ pub(super) async fn accounts(
     Ok(Json(json!({"accounts": page, "nextAfter": next})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct FreezeRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     account: Address,
     frozen: bool,
 }
@@ -188,7 +193,7 @@ pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Res
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct AmountRequest {
     amount: Amount,
 }
@@ -234,8 +239,9 @@ pub(super) async fn reserve_withdrawal_announce(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct ExecuteWithdrawalRequest {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
     to: Address,
 }
 
@@ -367,6 +373,7 @@ pub(super) async fn reconciliation(State(api): State<Api>, headers: HeaderMap) -
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct OpenCustodialRequest {
     user_id: String,
 }

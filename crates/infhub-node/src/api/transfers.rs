@@ -4,7 +4,7 @@
 use super::*;
 use infhub_core::channel::CheckedDebit;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct TransferBatch {
     transfers: Vec<SignedDebit>,
 }
@@ -81,6 +81,7 @@ pub(super) async fn transfer(
 /// The answer to one applied transfer (serialized directly, without a JSON tree).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub(super) struct TransferAnswer {
     result: PaymentResult,
     replayed: bool,
@@ -113,25 +114,34 @@ pub(super) fn transfer_answer(
     Ok(TransferAnswer { result: applied.result, replayed: applied.replayed, payout_status })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct WithdrawRequest {
     withdrawal: Withdrawal,
     signature: Signature,
 }
 
+/// A withdrawal co-signed by the hub: both signatures, for the user to send `withdraw`.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WithdrawalAnswer {
+    withdrawal: Withdrawal,
+    user_signature: Signature,
+    hub_signature: Signature,
+}
+
 pub(super) async fn withdraw(
     State(api): State<Api>,
     ApiJson(req): ApiJson<WithdrawRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WithdrawalAnswer>, ApiError> {
     let signed = Signed { message: req.withdrawal, signature: req.signature };
     if signed.verify(&api.node.domain, req.withdrawal.user).is_ok() {
         api.take_writes(req.withdrawal.user, 1)?;
     }
     let cmd = Command::Withdraw { withdrawal: req.withdrawal, user_signature: req.signature };
     match api.node.execute(cmd).await?? {
-        Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => Ok(Json(json!({
-            "withdrawal": withdrawal, "userSignature": req.signature, "hubSignature": hub_signature,
-        }))),
+        Outcome::WithdrawalCoSigned { withdrawal, hub_signature } => {
+            Ok(Json(WithdrawalAnswer { withdrawal, user_signature: req.signature, hub_signature }))
+        }
         other => Err(unexpected(&other)),
     }
 }

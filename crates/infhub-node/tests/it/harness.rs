@@ -109,12 +109,18 @@ impl Http {
         Http { base: base.to_string(), client: reqwest::Client::new() }
     }
 
+    /// A GET; its answer is checked against the endpoint's schema in `/openapi.json`.
     pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base)), token).await
+        let (status, body) = self.send(self.client.get(format!("{}{path}", self.base)), token).await;
+        crate::schema_check::check_answer("get", path, status, &body);
+        (status, body)
     }
 
+    /// A POST; its answer is checked against the endpoint's schema in `/openapi.json`.
     pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        self.send(self.client.post(format!("{}{path}", self.base)).json(body), token).await
+        let (status, answer) = self.send(self.client.post(format!("{}{path}", self.base)).json(body), token).await;
+        crate::schema_check::check_answer("post", path, status, &answer);
+        (status, answer)
     }
 
     async fn send(&self, mut r: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {

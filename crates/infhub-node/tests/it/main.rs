@@ -16,6 +16,7 @@ mod locks;
 mod registration;
 mod reorg;
 mod routing;
+mod schema_check;
 mod split;
 mod towers;
 mod web_wallet;
