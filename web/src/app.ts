@@ -215,10 +215,15 @@ async function unlock() {
 
 // ------------------------------------------------------------------------------------ sync
 
+/** The EIP-712 domain of every message this wallet signs: the hub contract on its chain. */
+function eip712Domain(s: Session) {
+  return { name: "InfHub", version: "1", chainId: BigInt(s.info.chainId), verifyingContract: s.info.contract } as const;
+}
+
 async function login(s: Session) {
   const { challenge } = await s.hub.challenge(s.account.address);
   const signature = await s.account.signTypedData({
-    domain: { name: "InfHub", version: "1", chainId: BigInt(s.info.chainId), verifyingContract: s.info.contract },
+    domain: eip712Domain(s),
     types: { Login: TYPES.Login },
     primaryType: "Login",
     message: { user: s.account.address, challenge },
@@ -335,7 +340,7 @@ async function register(s: Session) {
   const validUntilBlock = (await s.chain.head()) + REGISTRATION_VALID_BLOCKS;
   const message = { user: s.account.address, validUntilBlock };
   const signature = await s.account.signTypedData({
-    domain: { name: "InfHub", version: "1", chainId: BigInt(s.info.chainId), verifyingContract: s.info.contract },
+    domain: eip712Domain(s),
     types: { Registration: TYPES.Registration },
     primaryType: "Registration",
     message: { user: message.user, validUntilBlock: BigInt(validUntilBlock) },
@@ -361,7 +366,7 @@ async function deposit(s: Session) {
 
 async function signDebit(s: Session, d: Debit): Promise<Signed<Debit>> {
   const signature = await s.account.signTypedData({
-    domain: { name: "InfHub", version: "1", chainId: BigInt(s.info.chainId), verifyingContract: s.info.contract },
+    domain: eip712Domain(s),
     types: { Debit: TYPES.Debit },
     primaryType: "Debit",
     message: {
@@ -433,7 +438,7 @@ async function withdraw(s: Session) {
   await refresh(s);
   const w: Withdrawal = nextWithdrawal(s.record, s.chainView, amount, (await s.chain.head()) + WITHDRAWAL_VALID_BLOCKS);
   const signature = await s.account.signTypedData({
-    domain: { name: "InfHub", version: "1", chainId: BigInt(s.info.chainId), verifyingContract: s.info.contract },
+    domain: eip712Domain(s),
     types: { Withdrawal: TYPES.Withdrawal },
     primaryType: "Withdrawal",
     message: { ...w, epoch: BigInt(w.epoch), cumulativeWithdrawn: BigInt(w.cumulativeWithdrawn), expiryBlock: BigInt(w.expiryBlock) },

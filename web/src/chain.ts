@@ -43,6 +43,9 @@ export const TOKEN_ABI = parseAbi([
   "function decimals() view returns (uint8)",
 ]);
 
+/** The hub contract's functions the wallet sends. */
+type HubWrite = "deposit" | "withdraw" | "startExit" | "submitCredit" | "submitDebit" | "settle";
+
 /** Confirmations the wallet waits for before it calls a transaction done. */
 export const CONFIRMATIONS = 1;
 
@@ -105,6 +108,12 @@ export class ChainClient {
     return hash;
   }
 
+  /** Sends one call to the hub contract and waits for it (see `send`). */
+  private async hubCall(what: string, functionName: HubWrite, args: readonly unknown[], progress: Progress): Promise<void> {
+    const request = { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName, args };
+    await this.send(what, request as Parameters<WalletClient["writeContract"]>[0], progress);
+  }
+
   async deposit(user: Address, amount: bigint, progress: Progress): Promise<void> {
     const allowance = await this.public.readContract({
       address: this.token,
@@ -119,52 +128,28 @@ export class ChainClient {
         progress,
       );
     }
-    await this.send(
-      "Depositing",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "deposit", args: [user, amount] },
-      progress,
-    );
+    await this.hubCall("Depositing", "deposit", [user, amount], progress);
   }
 
   async withdraw(w: Withdrawal, userSignature: Hex, hubSignature: Hex, progress: Progress): Promise<void> {
     const arg = { user: w.user, epoch: BigInt(w.epoch), cumulativeWithdrawn: BigInt(w.cumulativeWithdrawn), expiryBlock: BigInt(w.expiryBlock) };
-    await this.send(
-      "Withdrawing",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "withdraw", args: [arg, userSignature, hubSignature] },
-      progress,
-    );
+    await this.hubCall("Withdrawing", "withdraw", [arg, userSignature, hubSignature], progress);
   }
 
   async startExit(credit: Credit, proof: Hex, progress: Progress): Promise<void> {
-    await this.send(
-      "Starting the exit",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "startExit", args: [creditArg(credit), proof] },
-      progress,
-    );
+    await this.hubCall("Starting the exit", "startExit", [creditArg(credit), proof], progress);
   }
 
   async submitCredit(credit: Credit, proof: Hex, progress: Progress): Promise<void> {
-    await this.send(
-      "Submitting the hub's newest credit",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "submitCredit", args: [creditArg(credit), proof] },
-      progress,
-    );
+    await this.hubCall("Submitting the hub's newest credit", "submitCredit", [creditArg(credit), proof], progress);
   }
 
   async submitDebit(debit: Debit, signature: Hex, progress: Progress): Promise<void> {
-    await this.send(
-      "Submitting your newest payment",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "submitDebit", args: [debitArg(debit), signature] },
-      progress,
-    );
+    await this.hubCall("Submitting your newest payment", "submitDebit", [debitArg(debit), signature], progress);
   }
 
   async settle(user: Address, progress: Progress): Promise<void> {
-    await this.send(
-      "Settling the channel",
-      { account: this.account, chain: undefined, address: this.contract, abi: HUB_ABI, functionName: "settle", args: [user] },
-      progress,
-    );
+    await this.hubCall("Settling the channel", "settle", [user], progress);
   }
 }
 

@@ -39,6 +39,7 @@ pub const NODE_TAG_HASH: B256 = b256!("4ca6d58906257019e97f5fd5b0d77ee4c4b801fb1
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum LeafKind {
     /// A channel: the liability is its shortfall, `max(0, claim − funds)`, what settlement
     /// would take from the reserve.
@@ -54,8 +55,10 @@ pub enum LeafKind {
 /// One leaf: an account and what the hub owes it, with the figures its owner checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Leaf {
     /// The account (channel owner, custodial account, payout recipient or depositor).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub account: Address,
     /// What kind of liability.
     pub kind: LeafKind,
@@ -76,6 +79,7 @@ pub struct Leaf {
     /// What the reserve owes for this leaf: counted in the sum.
     pub liability: Amount,
     /// The leaf's salt.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub salt: B256,
 }
 
@@ -155,10 +159,13 @@ impl Leaf {
 
 /// A node of the tree: its hash and the sum of the liabilities under it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SumNode {
     /// The hash.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::WordSchema"))]
     pub hash: B256,
     /// The sum under it.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::U256Schema"))]
     pub sum: U256,
 }
 
@@ -195,6 +202,7 @@ pub enum PathError {
 
 /// A leaf's path: its position and the sibling at each level, bottom up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SumPath {
     /// The leaf's position (bit i: whether it is the right child at level i).
     pub index: u64,
@@ -361,6 +369,7 @@ pub fn credit_contradicts_leaf(credit: &crate::messages::Credit, leaf: &Leaf, le
 
 /// A leaf with its path: what a wallet fetches to check its part of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LeafProof {
     /// The leaf.
     pub leaf: Leaf,

@@ -27,10 +27,13 @@ pub const FEE_PPM_UNIT: u32 = 1_000_000;
 /// One direction of a hub-to-hub link, as the hub that pays over it announces it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LinkAnnouncement {
     /// The hub that pays over the link (and signs this).
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub from_hub: Address,
     /// The hub it pays.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub to_hub: Address,
     /// What it can carry now.
     pub capacity: Amount,
@@ -83,10 +86,13 @@ impl LinkAnnouncement {
 /// One link of a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Hop {
     /// The hub paying over the link.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub from_hub: Address,
     /// The hub paid.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub to_hub: Address,
     /// The amount the link carries.
     pub amount: Amount,
@@ -97,6 +103,7 @@ pub struct Hop {
 /// A path and what it costs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Route {
     /// The links, from the payer's hub to the payee's.
     pub hops: Vec<Hop>,

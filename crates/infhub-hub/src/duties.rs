@@ -107,6 +107,7 @@ pub struct RefusedEvents {
 /// Counters of what the duties did since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DutyCounters {
     /// Transactions sent for duties (first sends and resends).
     pub sent: u64,

@@ -27,6 +27,7 @@ pub const MAX_AUDIT_PAGE: usize = 1000;
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub struct AuditEntry {
     /// 1, 2, 3, … in the order appended.
     pub seq: u64,
@@ -40,6 +41,7 @@ pub struct AuditEntry {
 /// What an entry records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub enum AuditEvent {
     /// A request arrived, before it ran.
     #[serde(rename_all = "camelCase")]

@@ -121,6 +121,83 @@ struct LinkView {
     channel: Option<Value>,
 }
 
+/// The operator's list of links (`GET /v1/operator/links`).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinksAnswer {
+    /// The address the links' channels belong to (derived from the hub key).
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    link_address: Address,
+    /// Its token balance on chain (decimal), when the chain answered.
+    link_tokens: Option<String>,
+    max_links: usize,
+    links: Vec<LinkDescription>,
+}
+
+/// One link as the operator sees it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkDescription {
+    /// The peer hub's contract.
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    peer_contract: Address,
+    hub_url: String,
+    /// `opening`, `open`, `closing`, `settled`, …
+    state: String,
+    /// The job running on it now, if any.
+    job: Option<String>,
+    /// The last finished job and its outcome (free-form: each job reports its own figures).
+    last_job: Option<Value>,
+    /// Forwards over it not yet finished.
+    unfinished_forwards: usize,
+    /// The last watch round's error.
+    last_error: Option<LinkErrorView>,
+    /// The link channel as its wallet sees it (free-form: the wallet's own report).
+    channel: Option<Value>,
+}
+
+/// A link's last error: a rule's code and its message.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct LinkErrorView {
+    code: String,
+    message: String,
+}
+
+/// A payment quote (`POST /v1/payment-quotes`, spec §5.23b): what the payer signs her lock
+/// over.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteAnswer {
+    /// The quote's id, for the forward.
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    quote_id: B256,
+    /// The point the payer's lock names (compressed).
+    #[schemars(with = "infhub_core::schema::CompressedPointSchema")]
+    lock_point: FixedBytes<33>,
+    /// The sum of the tweaks between the invoice's point and the lock's (none: they cancel out).
+    tweak_sum: Option<Scalar>,
+    /// What the payer locks: the amount plus every fee.
+    amount: Amount,
+    fees: Amount,
+    /// The payer's lock's expiry block.
+    expiry_block: u64,
+    /// Every link of every part, in order.
+    hops: Vec<infhub_core::routing::Hop>,
+    /// The parts (one unless the payment is split, spec §5.23c).
+    parts: Vec<QuotePart>,
+    /// The payee's hub contract.
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    payee_hub_contract: Address,
+}
+
+/// One part of a quote: its links, what it sends and its fees.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct QuotePart {
+    hops: Vec<infhub_core::routing::Hop>,
+    sent: Amount,
+    fees: Amount,
+}
+
 /// One link.
 struct Link {
     peer_contract: Address,
@@ -300,7 +377,7 @@ impl Links {
 
     /// Opens a link to the hub at `hub_url` (idempotent); the link as [`Links::list`] shows it,
     /// and whether it was opened now.
-    pub async fn open_link(self: &Arc<Self>, hub_url: &str) -> Result<(Value, bool), LinkError> {
+    pub async fn open_link(self: &Arc<Self>, hub_url: &str) -> Result<(LinkDescription, bool), LinkError> {
         if !(hub_url.starts_with("http://") || hub_url.starts_with("https://")) {
             return Err(LinkError::Malformed(format!("hubUrl {hub_url}: an http(s) URL")));
         }
@@ -359,7 +436,7 @@ impl Links {
     }
 
     /// Deposits `amount` of the link key's tokens into the link, in the background.
-    pub async fn deposit(self: &Arc<Self>, peer: Address, amount: Amount) -> Result<Value, LinkError> {
+    pub async fn deposit(self: &Arc<Self>, peer: Address, amount: Amount) -> Result<LinkDescription, LinkError> {
         let link = self.get(peer)?;
         if amount.is_zero() {
             return Err(LinkError::Malformed("amount must be positive".into()));
@@ -398,15 +475,15 @@ impl Links {
     }
 
     /// Every link, and the link key's address and tokens on chain.
-    pub async fn list(&self) -> Value {
+    pub async fn list(&self) -> LinksAnswer {
         let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
         let tokens = self.token_balance().await;
-        json!({
-            "linkAddress": self.address(),
-            "linkTokens": tokens.map(|t| t.to_string()),
-            "maxLinks": MAX_LINKS,
-            "links": links.iter().map(|l| self.describe(l)).collect::<Vec<_>>(),
-        })
+        LinksAnswer {
+            link_address: self.address(),
+            link_tokens: tokens.map(|t| t.to_string()),
+            max_links: MAX_LINKS,
+            links: links.iter().map(|l| self.describe(l)).collect(),
+        }
     }
 
     async fn token_balance(&self) -> Option<U256> {
@@ -416,19 +493,22 @@ impl Links {
         IErc20::balanceOfCall::abi_decode_returns(&raw).ok()
     }
 
-    fn describe(&self, link: &Link) -> Value {
+    fn describe(&self, link: &Link) -> LinkDescription {
         let state = link.state();
         let v = link.view();
-        json!({
-            "peerContract": link.peer_contract,
-            "hubUrl": link.hub_url,
-            "state": state,
-            "job": v.job,
-            "lastJob": v.last_job,
-            "unfinishedForwards": link.forwards().len(),
-            "lastError": v.last_error.as_ref().map(|(code, message)| json!({"code": code, "message": message})),
-            "channel": v.channel,
-        })
+        LinkDescription {
+            peer_contract: link.peer_contract,
+            hub_url: link.hub_url.clone(),
+            state,
+            job: v.job.clone(),
+            last_job: v.last_job.clone(),
+            unfinished_forwards: link.forwards().len(),
+            last_error: v
+                .last_error
+                .as_ref()
+                .map(|(code, message)| LinkErrorView { code: code.clone(), message: message.clone() }),
+            channel: v.channel.clone(),
+        }
     }
 
     /// A link's task: opens it (retrying with a growing pause), then watches it.
@@ -937,7 +1017,7 @@ impl Links {
         &self,
         invoice: &infhub_core::invoice::SignedInvoice,
         confirmed_block: u64,
-    ) -> Result<Value, LinkError> {
+    ) -> Result<QuoteAnswer, LinkError> {
         let (payee_hub, contract) = self.payee_hub(&invoice.message.payee.host).await?;
         let chain_id = self.routing.chain_id();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -973,19 +1053,18 @@ impl Links {
             fees = fees.checked_add(r.fees)?;
         }
         let hops: Vec<&infhub_core::routing::Hop> = routes.iter().flat_map(|r| r.hops.iter()).collect();
-        let parts: Vec<Value> =
-            routes.iter().map(|r| json!({"hops": r.hops, "sent": r.sent, "fees": r.fees})).collect();
-        Ok(json!({
-            "quoteId": id,
-            "lockPoint": lock_point,
-            "tweakSum": tweak_sum,
-            "amount": sent,
-            "fees": fees,
-            "expiryBlock": expiry,
-            "hops": hops,
-            "parts": parts,
-            "payeeHubContract": contract,
-        }))
+        let parts = routes.iter().map(|r| QuotePart { hops: r.hops.clone(), sent: r.sent, fees: r.fees }).collect();
+        Ok(QuoteAnswer {
+            quote_id: id,
+            lock_point,
+            tweak_sum,
+            amount: sent,
+            fees,
+            expiry_block: expiry,
+            hops: hops.into_iter().cloned().collect(),
+            parts,
+            payee_hub_contract: contract,
+        })
     }
 
     /// The parts of quote `id` for the payer's lock on `lock_point` for `invoice_id`: one list

@@ -30,23 +30,27 @@ pub const LOG_RANGE_BLOCKS: u64 = 5_000;
 /// Where an event is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub struct EventRef {
     /// Block number.
     pub block: u64,
     /// Log index in the block.
     pub log_index: u64,
     /// The transaction.
+    #[schemars(with = "Option<infhub_core::schema::WordSchema>")]
     pub tx: Option<B256>,
 }
 
 /// One disagreement between the chain and the ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub struct Discrepancy {
     /// What disagrees, e.g. `custodial_deposits_mismatch`.
     pub kind: String,
     /// The account involved, if one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<infhub_core::schema::AddressSchema>")]
     pub account: Option<Address>,
     /// What the chain says.
     pub chain: String,
@@ -59,6 +63,7 @@ pub struct Discrepancy {
 /// Totals rebuilt from the chain.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub struct ChainTotals {
     /// Σ deposits into channels (all epochs).
     pub channel_deposits: String,
@@ -89,6 +94,7 @@ pub struct ChainTotals {
 /// The reconciliation report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[derive(schemars::JsonSchema)]
 pub struct Report {
     /// No discrepancy.
     pub ok: bool,

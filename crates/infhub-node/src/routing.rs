@@ -11,9 +11,18 @@ use alloy::primitives::Address;
 use infhub_core::messages::Signed;
 use infhub_core::routing::{Graph, LinkAnnouncement, Route, Scorer};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// The announcements a hub holds, in the domain that signed them (`GET /v1/announcements`).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Announcements {
+    /// The signing domain.
+    pub domain: infhub_core::Domain,
+    /// Every announcement held, signed by the hub that pays over the link.
+    pub announcements: Vec<Signed<LinkAnnouncement>>,
+}
 
 /// Most announcements one fetch from a peer takes.
 pub const MAX_ANNOUNCEMENTS_PER_FETCH: usize = 10_000;
@@ -136,12 +145,9 @@ impl Routing {
     }
 
     /// Every announcement held, for `GET /v1/announcements`.
-    pub fn announcements(&self) -> Value {
+    pub fn announcements(&self) -> Announcements {
         let known = self.known();
-        json!({
-            "domain": {"chainId": self.domain.chain_id, "verifyingContract": self.domain.verifying_contract},
-            "announcements": known.signed.values().collect::<Vec<_>>(),
-        })
+        Announcements { domain: self.domain, announcements: known.signed.values().copied().collect() }
     }
 
     /// Takes the announcements of the hub at `url` that verify and are newer than those held.
@@ -204,14 +210,18 @@ mod tests {
         let a = routing(1, Fees { base_fee: Amount(2), fee_ppm: 10_000 });
         let peer = Address::repeat_byte(9);
         a.announce(peer, Amount(0));
-        let empty = a.announcements()["announcements"][0].clone();
+        let empty = serde_json::to_value(a.announcements()).expect("json")["announcements"][0].clone();
         assert_eq!(empty["message"]["capacity"], "0", "a link not funded yet is announced too: {empty}");
         a.announce(peer, Amount(100));
-        let first = a.announcements()["announcements"][0].clone();
+        let first = serde_json::to_value(a.announcements()).expect("json")["announcements"][0].clone();
         a.announce(peer, Amount(100));
-        assert_eq!(a.announcements()["announcements"][0], first, "unchanged figures, no new sequence");
+        assert_eq!(
+            serde_json::to_value(a.announcements()).expect("json")["announcements"][0],
+            first,
+            "unchanged figures, no new sequence"
+        );
         a.announce(peer, Amount(90));
-        let second = a.announcements()["announcements"][0].clone();
+        let second = serde_json::to_value(a.announcements()).expect("json")["announcements"][0].clone();
         assert!(second["message"]["sequence"].as_u64() > first["message"]["sequence"].as_u64());
         let signed: Signed<LinkAnnouncement> = serde_json::from_value(second).expect("signed");
         let b = routing(2, Fees::default());

@@ -29,8 +29,10 @@ pub struct AccountFilter {
 /// One account as the operator's list shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AccountSummary {
     /// Its address.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
     pub address: Address,
     /// `channel` or `custodial`.
     pub kind: &'static str,

@@ -181,6 +181,7 @@ impl AccountIndex {
 /// A reserve withdrawal announced on chain (spec §5.13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AnnouncedWithdrawal {
     /// Amount announced (earmarked while it stands).
     pub amount: Amount,
@@ -193,6 +194,7 @@ pub struct AnnouncedWithdrawal {
 /// The reserve and everything it must cover (protocol §6.3), at the ledger's confirmed state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Liquidity {
     /// The contract's reserve.
     pub reserve: Amount,

@@ -6,22 +6,71 @@ use infhub_core::ledger::CheckpointHeader;
 use infhub_hub::checkpoints::{read_stored, FsCheckpointStorage};
 use infhub_ledger::fs::OsFs;
 
-fn header_json(h: &CheckpointHeader) -> Value {
+/// A checkpoint's public figures.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CheckpointView {
+    id: u64,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    root: B256,
+    /// The tree's sum (decimal).
+    #[schemars(regex(pattern = "^[0-9]+$"))]
+    total_liability: String,
+    ledger_seq: u64,
+    chain_block: u64,
+    /// `liabilityInflowsTotal` as of its block (decimal).
+    #[schemars(regex(pattern = "^[0-9]+$"))]
+    inflows_through: String,
+}
+
+fn header_view(h: &CheckpointHeader) -> CheckpointView {
     let c = &h.checkpoint;
-    json!({
-        "id": h.id,
-        "root": c.root,
-        "totalLiability": c.total_liability.to_string(),
-        "ledgerSeq": c.ledger_seq,
-        "chainBlock": c.chain_block,
-        "inflowsThrough": c.inflows_through.to_string(),
-    })
+    CheckpointView {
+        id: h.id,
+        root: c.root,
+        total_liability: c.total_liability.to_string(),
+        ledger_seq: c.ledger_seq,
+        chain_block: c.chain_block,
+        inflows_through: c.inflows_through.to_string(),
+    }
+}
+
+/// The hub's checkpoints (`GET /v1/checkpoints`).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CheckpointsAnswer {
+    /// The newest checkpoint confirmed on chain.
+    posted: Option<CheckpointView>,
+    /// The one built and waiting for the chain.
+    pending: Option<CheckpointView>,
+    interval_blocks: u64,
+    /// The checkpoint a complaint proved wrong, if the contract halted the hub.
+    halted_at_checkpoint: Option<u64>,
+    liability_inflows: Amount,
+    confirmed_block: u64,
+    built_since_start: u64,
+    last_error: Option<String>,
+}
+
+/// An account's leaves in one checkpoint, with their paths.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ProofsAnswer {
+    id: u64,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    root: B256,
+    #[schemars(regex(pattern = "^[0-9]+$"))]
+    total_liability: String,
+    chain_id: u64,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    contract: Address,
+    proofs: Vec<infhub_core::checkpoint::LeafProof>,
 }
 
 /// `GET /v1/checkpoints`: public. The newest checkpoint confirmed on chain, the one built and
 /// waiting for the chain, how often they come, and the checkpoint a complaint proved wrong if
 /// the contract has halted the hub.
-pub(super) async fn checkpoints(State(api): State<Api>) -> Json<Value> {
+pub(super) async fn checkpoints(State(api): State<Api>) -> Json<CheckpointsAnswer> {
     let (posted, pending, inflows, block, halted) = {
         let st = api.node.read();
         let l = st.ledger();
@@ -29,16 +78,16 @@ pub(super) async fn checkpoints(State(api): State<Api>) -> Json<Value> {
         (c.posted, c.pending, c.liability_inflows, l.block, c.halted_at)
     };
     let shelf = api.node.checkpoints();
-    Json(json!({
-        "posted": posted.as_ref().map(header_json),
-        "pending": pending.as_ref().map(header_json),
-        "intervalBlocks": api.node.config.checkpoints.interval_blocks,
-        "haltedAtCheckpoint": halted,
-        "liabilityInflows": inflows,
-        "confirmedBlock": block,
-        "builtSinceStart": shelf.built_count,
-        "lastError": shelf.last_error,
-    }))
+    Json(CheckpointsAnswer {
+        posted: posted.as_ref().map(header_view),
+        pending: pending.as_ref().map(header_view),
+        interval_blocks: api.node.config.checkpoints.interval_blocks,
+        halted_at_checkpoint: halted,
+        liability_inflows: inflows,
+        confirmed_block: block,
+        built_since_start: shelf.built_count,
+        last_error: shelf.last_error.clone(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -55,7 +104,7 @@ pub(super) async fn checkpoint_proofs(
     headers: HeaderMap,
     Path((id, account)): Path<(u64, Address)>,
     Query(q): Query<RootQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProofsAnswer>, ApiError> {
     api.may_read(&headers, &account)?;
     let unknown = || ApiError::new(NodeError::UnknownCheckpoint, format!("checkpoint {id} is not at hand"));
     let in_memory = api.node.checkpoints().find(id, q.root);
@@ -74,12 +123,12 @@ pub(super) async fn checkpoint_proofs(
     };
     let root = built.root();
     let d = built.domain;
-    Ok(Json(json!({
-        "id": id,
-        "root": root.hash,
-        "totalLiability": root.sum.to_string(),
-        "chainId": d.chain_id,
-        "contract": d.contract,
-        "proofs": built.proofs_of(account),
-    })))
+    Ok(Json(ProofsAnswer {
+        id,
+        root: root.hash,
+        total_liability: root.sum.to_string(),
+        chain_id: d.chain_id,
+        contract: d.contract,
+        proofs: built.proofs_of(account),
+    }))
 }

@@ -25,31 +25,56 @@ impl From<LinkError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct OpenLinkRequest {
     hub_url: String,
+}
+
+/// A link after an operator action.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct LinkAnswer {
+    link: crate::links::LinkDescription,
+    /// Opened now (false: it was open already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opened: Option<bool>,
+}
+
+/// The peer hub's answer to a payment over a link.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LinkPaymentAnswer {
+    peer_answer: Value,
+}
+
+/// Routes from this hub (`GET /v1/routes`).
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct RoutesAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    from: Address,
+    routes: Vec<infhub_core::routing::Route>,
 }
 
 pub(super) async fn open_link(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<OpenLinkRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkAnswer>, ApiError> {
     api.operator(&headers)?;
     let (link, opened) = api.node.links.open_link(&req.hub_url).await?;
-    Ok(Json(json!({"link": link, "opened": opened})))
+    Ok(Json(LinkAnswer { link, opened: Some(opened) }))
 }
 
-pub(super) async fn list_links(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_links(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<crate::links::LinksAnswer>, ApiError> {
     api.operator(&headers)?;
     Ok(Json(api.node.links.list().await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct LinkDepositRequest {
     amount: Amount,
 }
@@ -59,15 +84,14 @@ pub(super) async fn link_deposit(
     headers: HeaderMap,
     Path(peer): Path<Address>,
     ApiJson(req): ApiJson<LinkDepositRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkAnswer>, ApiError> {
     api.operator(&headers)?;
     let link = api.node.links.deposit(peer, req.amount).await?;
-    Ok(Json(json!({"link": link})))
+    Ok(Json(LinkAnswer { link, opened: None }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct LinkPaymentRequest {
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     recipient: Address,
@@ -79,14 +103,14 @@ pub(super) async fn link_payment(
     headers: HeaderMap,
     Path(peer): Path<Address>,
     ApiJson(req): ApiJson<LinkPaymentRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LinkPaymentAnswer>, ApiError> {
     api.operator(&headers)?;
-    let answer = api.node.links.pay(peer, req.recipient, req.amount).await?;
-    Ok(Json(json!({"peerAnswer": answer})))
+    let peer_answer = api.node.links.pay(peer, req.recipient, req.amount).await?;
+    Ok(Json(LinkPaymentAnswer { peer_answer }))
 }
 
 /// This hub's link announcements and those it learned (spec §5.18), for its neighbours.
-pub(super) async fn announcements(State(api): State<Api>) -> Json<Value> {
+pub(super) async fn announcements(State(api): State<Api>) -> Json<crate::routing::Announcements> {
     Json(api.node.links.routing.announcements())
 }
 
@@ -101,7 +125,10 @@ pub(super) struct RouteQuery {
 /// Up to `k` (default 3, at most `MAX_PATHS`) cheapest routes from this hub to the hub
 /// `toHub` for `amount`, from the announcements it holds: each link's amount and fee, what the
 /// first link carries, the fees together. `no_route` when none carries it.
-pub(super) async fn routes(State(api): State<Api>, Query(q): Query<RouteQuery>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn routes(
+    State(api): State<Api>,
+    Query(q): Query<RouteQuery>,
+) -> Result<Json<RoutesAnswer>, ApiError> {
     if q.amount.is_zero() {
         return Err(Error::AmountMustNotBeZero.into());
     }
@@ -110,5 +137,5 @@ pub(super) async fn routes(State(api): State<Api>, Query(q): Query<RouteQuery>) 
     if routes.is_empty() {
         return Err(Error::NoRoute.into());
     }
-    Ok(Json(json!({"from": api.node.links.routing.hub(), "routes": routes})))
+    Ok(Json(RoutesAnswer { from: api.node.links.routing.hub(), routes }))
 }

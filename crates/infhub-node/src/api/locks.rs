@@ -20,9 +20,8 @@ fn require_enabled(api: &Api) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub(super) struct LockedTransferRequest {
     debit: SignedDebit,
     lock: Lock,
@@ -30,12 +29,47 @@ pub(super) struct LockedTransferRequest {
     payee: Address,
 }
 
+/// The hub's answer to a lock debit (a locked transfer, a forward, a settle, drop or cancel):
+/// its receipt of the payer's signed debit, and what the endpoint adds.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LockAnswer {
+    receipt: infhub_core::messages::SignedReceipt,
+    /// Whether this is the first answer again (the same signed debit was applied before).
+    replayed: bool,
+    /// A locked transfer: the nonce of the payee's credit that carries the hub's lock to her.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payee_credit_nonce: Option<u64>,
+    /// A locked transfer: the hub's lock to the payee.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payee_lock: Option<Lock>,
+    /// A forward: the next hub's answer (`nextHubAnswer`) or its refusal (`error`); for a
+    /// split payment, `parts` (one of those each) and an `error` when every part failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forwarded: Option<Value>,
+    /// A split payment's part at the payee's hub: what is collected so far, or an `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collected: Option<Value>,
+}
+
+impl LockAnswer {
+    fn new(receipt: infhub_core::messages::SignedReceipt, replayed: bool) -> LockAnswer {
+        LockAnswer { receipt, replayed, payee_credit_nonce: None, payee_lock: None, forwarded: None, collected: None }
+    }
+}
+
+/// The hub's credit carrying a settled lock's amount to the user.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct RevealAnswer {
+    credit: infhub_core::messages::SignedCredit,
+}
+
 /// Pays another account of this hub by point lock: answered with the hub's receipt of the
 /// payer's lock and the expiry of the hub's lock to the payee.
 pub(super) async fn locked_transfer(
     State(api): State<Api>,
     ApiJson(req): ApiJson<LockedTransferRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LockAnswer>, ApiError> {
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
     let cmd = Command::LockedTransfer { debit: req.debit, lock: req.lock, payee: req.payee };
@@ -51,20 +85,17 @@ pub(super) async fn locked_transfer(
                 .ledger()
                 .account(&req.payee)
                 .and_then(|a| a.channel.credit_locks.get(&req.lock.lock_id).copied());
-            Ok(Json(json!({
-                "receipt": receipt,
-                "payeeCreditNonce": payee_credit.message.nonce,
-                "payeeLock": payee_lock,
-                "replayed": false,
-            })))
+            let mut answer = LockAnswer::new(receipt, false);
+            answer.payee_credit_nonce = Some(payee_credit.message.nonce);
+            answer.payee_lock = payee_lock;
+            Ok(Json(answer))
         }
         other => Err(unexpected(&other)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub(super) struct RevealRequest {
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
@@ -78,18 +109,17 @@ pub(super) struct RevealRequest {
 pub(super) async fn reveal(
     State(api): State<Api>,
     ApiJson(req): ApiJson<RevealRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RevealAnswer>, ApiError> {
     require_enabled(&api)?;
     let change = LockChange::Settle { lock_id: req.lock_id, scalar: req.scalar };
     match api.node.execute(Command::CreditLock { user: req.user, change }).await?? {
-        Outcome::CreditLockIssued { credit, .. } => Ok(Json(json!({ "credit": credit }))),
+        Outcome::CreditLockIssued { credit, .. } => Ok(Json(RevealAnswer { credit })),
         other => Err(unexpected(&other)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct ForwardedTransferRequest {
     debit: SignedDebit,
     lock: Lock,
@@ -119,7 +149,7 @@ pub(super) struct QuoteRequest {
 pub(super) async fn payment_quote(
     State(api): State<Api>,
     ApiJson(req): ApiJson<QuoteRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::links::QuoteAnswer>, ApiError> {
     require_enabled(&api)?;
     let block = api.node.read().ledger().block;
     Ok(Json(api.node.links.quote(&req.invoice, block).await?))
@@ -132,7 +162,7 @@ pub(super) async fn payment_quote(
 pub(super) async fn forwarded_transfer(
     State(api): State<Api>,
     ApiJson(req): ApiJson<ForwardedTransferRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LockAnswer>, ApiError> {
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
     let payer = req.debit.message.user;
@@ -208,7 +238,9 @@ pub(super) async fn forwarded_transfer(
             json!({"parts": parts, "error": error})
         }
     };
-    Ok(Json(json!({ "receipt": receipt, "replayed": false, "forwarded": forwarded })))
+    let mut answer = LockAnswer::new(receipt, false);
+    answer.forwarded = Some(forwarded);
+    Ok(Json(answer))
 }
 
 /// A part of a split payment reaching the payee's hub (spec §5.23c): recorded, its lock
@@ -221,7 +253,7 @@ async fn collect_part(
     lock_point: &alloy::primitives::FixedBytes<33>,
     invoice: &infhub_core::invoice::SignedInvoice,
     step: &crate::links::RouteStep,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LockAnswer>, ApiError> {
     let payer = debit.message.user;
     let collections = &api.node.links.collections;
     {
@@ -249,7 +281,9 @@ async fn collect_part(
             json!({"error": serde_json::to_value(e).unwrap_or_default()["error"]})
         }
     };
-    Ok(Json(json!({ "receipt": receipt, "replayed": false, "collected": collected })))
+    let mut answer = LockAnswer::new(receipt, false);
+    answer.collected = Some(collected);
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -263,7 +297,7 @@ pub(super) struct LockDebitRequest {
 pub(super) async fn lock_debit(
     State(api): State<Api>,
     ApiJson(req): ApiJson<LockDebitRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LockAnswer>, ApiError> {
     require_enabled(&api)?;
     api.take_signed_writes(&req.debit)?;
     let m = req.debit.message;
@@ -279,7 +313,7 @@ pub(super) async fn lock_debit(
         other => other?,
     };
     match outcome {
-        Outcome::DebitLockApplied { receipt, .. } => Ok(Json(json!({ "receipt": receipt, "replayed": false }))),
+        Outcome::DebitLockApplied { receipt, .. } => Ok(Json(LockAnswer::new(receipt, false))),
         other => Err(unexpected(&other)),
     }
 }
@@ -287,7 +321,7 @@ pub(super) async fn lock_debit(
 /// A retry of a lock debit the ledger already applied (its nonce is spent): the first answer's
 /// receipt again, found in the payer's history by the lock id and the very same signed debit;
 /// otherwise the refusal stands (`nonce_must_increase`).
-async fn replayed(api: &Api, debit: &SignedDebit) -> Result<Json<Value>, ApiError> {
+async fn replayed(api: &Api, debit: &SignedDebit) -> Result<Json<LockAnswer>, ApiError> {
     let m = &debit.message;
     let entries = accounts::entries_with_id(api, m.user, m.payment_id).await?;
     let first = entries.iter().find_map(|e| match e.proofs.as_deref() {
@@ -295,7 +329,7 @@ async fn replayed(api: &Api, debit: &SignedDebit) -> Result<Json<Value>, ApiErro
         _ => None,
     });
     match first {
-        Some(receipt) => Ok(Json(json!({ "receipt": receipt, "replayed": true }))),
+        Some(receipt) => Ok(Json(LockAnswer::new(receipt, true))),
         None => Err(Error::NonceMustIncrease.into()),
     }
 }

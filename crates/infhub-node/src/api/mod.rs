@@ -455,7 +455,19 @@ async fn audit_operator_requests(State(api): State<Api>, req: Request, next: Nex
 
 /// `POST /v1/operator/token-rotations`: a fresh operator token, shown once; the one it
 /// replaces keeps working for `node.operator_token_grace_secs` (`crate::operator_tokens`).
-async fn rotate_operator_token(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// A new operator token, shown once.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct TokenRotated {
+    operator_token: String,
+    /// How long the replaced token keeps working.
+    old_token_works_for_secs: u64,
+    /// The token's fingerprint, as the audit log names it.
+    fingerprint: String,
+    note: &'static str,
+}
+
+async fn rotate_operator_token(State(api): State<Api>, headers: HeaderMap) -> Result<Json<TokenRotated>, ApiError> {
     api.operator(&headers)?;
     let token =
         format!("{}{}", crate::operator_tokens::OPERATOR_TOKEN_PREFIX, alloy::primitives::hex::encode(random_bytes()?));
@@ -466,12 +478,12 @@ async fn rotate_operator_token(State(api): State<Api>, headers: HeaderMap) -> Re
         .map_err(|e| ApiError::new(NodeError::InternalError, format!("rotation task: {e}")))?
         .map_err(|e| ApiError::new(NodeError::StorageFailed, format!("the new token was not stored: {e}")))?;
     let grace = api.node.config.node.operator_token_grace_secs;
-    Ok(Json(json!({
-        "operatorToken": token,
-        "oldTokenWorksForSecs": grace,
-        "fingerprint": crate::audit::fingerprint(&token),
-        "note": "the new token is shown once; the node keeps only its hash",
-    })))
+    Ok(Json(TokenRotated {
+        fingerprint: crate::audit::fingerprint(&token),
+        operator_token: token,
+        old_token_works_for_secs: grace,
+        note: "the new token is shown once; the node keeps only its hash",
+    }))
 }
 
 #[derive(Deserialize)]
@@ -485,7 +497,7 @@ async fn audit_page(
     State(api): State<Api>,
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     api.operator(&headers)?;
     let max = api.node.config.limits.max_page_size.min(crate::audit::MAX_AUDIT_PAGE);
     let limit = page_limit(q.limit, max)?;
@@ -496,7 +508,16 @@ async fn audit_page(
         .map_err(|e| ApiError::new(NodeError::InternalError, format!("audit task: {e}")))?
         .map_err(|e| ApiError::new(NodeError::StorageFailed, e.to_string()))?;
     let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
-    Ok(Json(json!({"entries": entries, "nextBefore": next})))
+    Ok(Json(AuditPage { entries, next_before: next }))
+}
+
+/// A page of the operator's audit log, newest first.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct AuditPage {
+    entries: Vec<crate::audit::AuditEntry>,
+    /// The `before` of the next page (none: this is the last).
+    next_before: Option<u64>,
 }
 
 async fn observe(State(api): State<Api>, req: Request, next: Next) -> Response {

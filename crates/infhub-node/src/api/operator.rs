@@ -19,9 +19,8 @@ pub(super) async fn purchase_credit(
         .and_then(|e| e.credit().cloned()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub(super) struct PurchaseRequest {
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     user: Address,
@@ -30,19 +29,41 @@ pub(super) struct PurchaseRequest {
     purchase_id: B256,
 }
 
+/// A purchase's outcome: the hub's credit to a channel, or a custodial account credited.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PurchaseAnswer {
+    /// The hub's credit of the amount (a channel account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credit: Option<infhub_core::messages::SignedCredit>,
+    /// Set for a custodial account (credited in the ledger, no proof).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custodial: Option<bool>,
+    /// Whether this purchase id was applied before (the first result again).
+    replayed: bool,
+    /// A replayed custodial purchase: where it was first applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seq: Option<u64>,
+}
+
 pub(super) async fn purchase(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PurchaseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PurchaseAnswer>, ApiError> {
     api.operator(&headers)?;
     let cmd = Command::Purchase { user: req.user, amount: req.amount, purchase_id: req.purchase_id };
     if api.node.read().ledger().custodial(&req.user).is_some() {
         return match api.node.execute(cmd).await?? {
-            Outcome::CustodialCredited => Ok(Json(json!({"custodial": true, "replayed": false}))),
-            Outcome::Duplicate { first_seq } => {
-                Ok(Json(json!({"custodial": true, "replayed": true, "firstSeq": first_seq})))
+            Outcome::CustodialCredited => {
+                Ok(Json(PurchaseAnswer { credit: None, custodial: Some(true), replayed: false, first_seq: None }))
             }
+            Outcome::Duplicate { first_seq } => Ok(Json(PurchaseAnswer {
+                credit: None,
+                custodial: Some(true),
+                replayed: true,
+                first_seq: Some(first_seq),
+            })),
             other => Err(unexpected(&other)),
         };
     }
@@ -57,7 +78,7 @@ pub(super) async fn purchase(
     if credit.message.user != req.user {
         return Err(Error::PaymentIdReused.into());
     }
-    Ok(Json(json!({"credit": credit, "replayed": replayed})))
+    Ok(Json(PurchaseAnswer { credit: Some(credit), custodial: None, replayed, first_seq: None }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -66,11 +87,38 @@ pub(super) struct CloseRequest {
     user: Address,
 }
 
+/// A transaction the hub sent for the operator.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SentTx {
+    /// The account it concerns (a hub close).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<infhub_core::schema::AddressSchema>")]
+    user: Option<Address>,
+    /// The recipient (an executed reserve withdrawal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<infhub_core::schema::AddressSchema>")]
+    to: Option<Address>,
+    /// The amount (an announced reserve withdrawal, earmarked first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earmarked: Option<bool>,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    tx_hash: B256,
+}
+
+impl SentTx {
+    fn new(tx_hash: B256) -> SentTx {
+        SentTx { user: None, to: None, amount: None, earmarked: None, tx_hash }
+    }
+}
+
 pub(super) async fn hub_close(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CloseRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SentTx>, ApiError> {
     api.operator(&headers)?;
     let channel = api.node.read().ledger().account(&req.user).map(|a| (a.channel.debit, a.channel.status));
     let Some((debit, status)) = channel else { return Err(Error::UnknownAccount.into()) };
@@ -79,7 +127,7 @@ pub(super) async fn hub_close(
         return Err(Error::ChannelNotOpen.into());
     }
     let tx = send_hub_tx(&api, HubTx::HubClose { user: req.user, debit }).await?;
-    Ok(Json(json!({"user": req.user, "txHash": tx})))
+    Ok(Json(SentTx { user: Some(req.user), ..SentTx::new(tx) }))
 }
 
 #[derive(Deserialize)]
@@ -92,6 +140,16 @@ pub(super) struct AccountListQuery {
     frozen: Option<bool>,
 }
 
+/// A page of the operator's list of accounts.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AccountsPage {
+    accounts: Vec<infhub_core::ledger::AccountSummary>,
+    /// The `after` of the next page (none: this is the last).
+    #[schemars(with = "Option<infhub_core::schema::AddressSchema>")]
+    next_after: Option<Address>,
+}
+
 /// The operator's list of accounts (spec §5.22): a page in address order after `after`,
 /// filtered by `prefix` (hex), `kind` (`channel`, `custodial`), `state` (`open`, `closing`,
 /// `settled`, `custodial`) and `frozen`.
@@ -99,7 +157,7 @@ pub(super) async fn accounts(
     State(api): State<Api>,
     headers: HeaderMap,
     Query(q): Query<AccountListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccountsPage>, ApiError> {
     use infhub_core::ledger::{AccountFilter, MAX_ACCOUNTS_PER_PAGE};
     api.operator(&headers)?;
     let max = api.node.config.limits.max_page_size.min(MAX_ACCOUNTS_PER_PAGE);
@@ -127,7 +185,7 @@ pub(super) async fn accounts(
     let filter = AccountFilter { prefix: q.prefix, custodial, state: q.state, frozen: q.frozen };
     let page = api.node.read().ledger().account_page(q.after, limit, &filter);
     let next = if page.len() == limit { page.last().map(|s| s.address) } else { None };
-    Ok(Json(json!({"accounts": page, "nextAfter": next})))
+    Ok(Json(AccountsPage { accounts: page, next_after: next }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -137,18 +195,25 @@ pub(super) struct FreezeRequest {
     frozen: bool,
 }
 
+/// A freeze or unfreeze, and whether it changed anything.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct FreezeAnswer {
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    account: Address,
+    frozen: bool,
+    changed: bool,
+}
+
 /// Freezes or unfreezes an account (spec §5.20): a frozen account neither pays nor is paid off
 /// chain; its exit on chain is unaffected.
 pub(super) async fn freeze(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<FreezeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FreezeAnswer>, ApiError> {
     api.operator(&headers)?;
     match api.node.execute(Command::SetFrozen { account: req.account, frozen: req.frozen }).await?? {
-        Outcome::FrozenSet { changed } => {
-            Ok(Json(json!({"account": req.account, "frozen": req.frozen, "changed": changed})))
-        }
+        Outcome::FrozenSet { changed } => Ok(Json(FreezeAnswer { account: req.account, frozen: req.frozen, changed })),
         other => Err(unexpected(&other)),
     }
 }
@@ -169,7 +234,29 @@ pub(super) async fn send_hub_tx(api: &Api, tx: HubTx) -> Result<B256, ApiError> 
 
 /// The hub's liquidity: the reserve and what it covers (by the ledger's confirmed state), what
 /// realizing debits would add, a reserve withdrawal announced, and what the duties did.
-pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// The liquidity picture (`GET /v1/operator/liquidity`).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LiquidityAnswer {
+    liquidity: infhub_core::ledger::Liquidity,
+    confirmed_block: u64,
+    head: u64,
+    free_reserve_low: bool,
+    duties: infhub_hub::duties::DutyCounters,
+    policy: LiquidityPolicy,
+}
+
+/// The node's liquidity settings (`[liquidity]`).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LiquidityPolicy {
+    realize_when_free_reserve_below: Amount,
+    realize_when_payer_reaches: Amount,
+    max_realizations_per_tx: usize,
+    low_free_reserve_below: Amount,
+}
+
+pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Result<Json<LiquidityAnswer>, ApiError> {
     api.operator(&headers)?;
     let (liquidity, block) = {
         let st = api.node.read();
@@ -178,24 +265,35 @@ pub(super) async fn liquidity(State(api): State<Api>, headers: HeaderMap) -> Res
     };
     let view = api.node.chain_view();
     let l = &api.node.config.liquidity;
-    Ok(Json(json!({
-        "liquidity": liquidity,
-        "confirmedBlock": block,
-        "head": view.head,
-        "freeReserveLow": view.low_free_reserve,
-        "duties": view.counters,
-        "policy": {
-            "realizeWhenFreeReserveBelow": l.realize_when_free_reserve_below,
-            "realizeWhenPayerReaches": l.realize_when_payer_reaches,
-            "maxRealizationsPerTx": l.max_realizations_per_tx,
-            "lowFreeReserveBelow": l.low_free_reserve_below,
+    Ok(Json(LiquidityAnswer {
+        liquidity,
+        confirmed_block: block,
+        head: view.head,
+        free_reserve_low: view.low_free_reserve,
+        duties: view.counters,
+        policy: LiquidityPolicy {
+            realize_when_free_reserve_below: l.realize_when_free_reserve_below,
+            realize_when_payer_reaches: l.realize_when_payer_reaches,
+            max_realizations_per_tx: l.max_realizations_per_tx,
+            low_free_reserve_below: l.low_free_reserve_below,
         },
-    })))
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct AmountRequest {
     amount: Amount,
+}
+
+/// A reserve top-up's two transactions.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TopUpAnswer {
+    amount: Amount,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    approve_tx_hash: B256,
+    #[schemars(with = "infhub_core::schema::WordSchema")]
+    deposit_tx_hash: B256,
 }
 
 /// Tops the reserve up from the hub key's own tokens: an allowance for the contract, then
@@ -204,7 +302,7 @@ pub(super) async fn reserve_top_up(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<AmountRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TopUpAnswer>, ApiError> {
     api.operator(&headers)?;
     if req.amount.is_zero() {
         return Err(Error::AmountMustNotBeZero.into());
@@ -213,7 +311,7 @@ pub(super) async fn reserve_top_up(
     let approve = HubTx::ApproveToken { token: api.node.token, spender: contract, amount: req.amount };
     let approved = send_hub_tx(&api, approve).await?;
     let deposited = send_hub_tx(&api, HubTx::DepositReserve(req.amount)).await?;
-    Ok(Json(json!({"amount": req.amount, "approveTxHash": approved, "depositTxHash": deposited})))
+    Ok(Json(TopUpAnswer { amount: req.amount, approve_tx_hash: approved, deposit_tx_hash: deposited }))
 }
 
 /// Announces a reserve withdrawal through the ledger's rule: the amount is earmarked first
@@ -223,14 +321,14 @@ pub(super) async fn reserve_withdrawal_announce(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<AmountRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SentTx>, ApiError> {
     api.operator(&headers)?;
     match api.node.execute(Command::EarmarkReserveWithdrawal { amount: req.amount }).await?? {
         Outcome::Earmarked => {}
         other => return Err(unexpected(&other)),
     }
     match send_hub_tx(&api, HubTx::AnnounceReserveWithdrawal(req.amount)).await {
-        Ok(tx) => Ok(Json(json!({"amount": req.amount, "earmarked": true, "txHash": tx}))),
+        Ok(tx) => Ok(Json(SentTx { amount: Some(req.amount), earmarked: Some(true), ..SentTx::new(tx) })),
         Err(e) => {
             // Not announced: the earmark goes, so the reserve is not held back for nothing.
             let _ = api.node.execute(Command::ReleaseReserveEarmark).await;
@@ -250,33 +348,44 @@ pub(super) async fn reserve_withdrawal_execute(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ExecuteWithdrawalRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SentTx>, ApiError> {
     api.operator(&headers)?;
     if api.node.read().ledger().reserve_withdrawal.is_none() {
         return Err(Error::NoReserveWithdrawalPending.into());
     }
     let tx = send_hub_tx(&api, HubTx::ExecuteReserveWithdrawal(req.to)).await?;
-    Ok(Json(json!({"to": req.to, "txHash": tx})))
+    Ok(Json(SentTx { to: Some(req.to), ..SentTx::new(tx) }))
 }
 
 /// Cancels the reserve withdrawal: on chain if it was announced there, else only its earmark.
+/// A cancelled reserve withdrawal: released in the ledger only, or cancelled on chain.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CancelAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<infhub_core::schema::WordSchema>")]
+    tx_hash: Option<B256>,
+}
+
 pub(super) async fn reserve_withdrawal_cancel(
     State(api): State<Api>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CancelAnswer>, ApiError> {
     api.operator(&headers)?;
     if api.node.read().ledger().reserve_withdrawal.is_none() {
         return match api.node.execute(Command::ReleaseReserveEarmark).await?? {
-            Outcome::Earmarked => Ok(Json(json!({"released": true}))),
+            Outcome::Earmarked => Ok(Json(CancelAnswer { released: Some(true), tx_hash: None })),
             other => Err(unexpected(&other)),
         };
     }
     let tx = send_hub_tx(&api, HubTx::CancelReserveWithdrawal).await?;
-    Ok(Json(json!({"txHash": tx})))
+    Ok(Json(CancelAnswer { released: None, tx_hash: Some(tx) }))
 }
 
 /// The solvency report.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Solvency {
     contract_token_balance: String,
@@ -305,7 +414,7 @@ pub(super) struct Solvency {
     chain_block: u64,
 }
 
-pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Solvency>, ApiError> {
     api.operator(&headers)?;
     refuse_any_unconfirmed(&api.node.read())?;
     let n = &api.node;
@@ -359,30 +468,43 @@ pub(super) async fn solvency(State(api): State<Api>, headers: HeaderMap) -> Resu
         confirmed_block: l.block,
         chain_block,
     };
-    Ok(Json(serde_json::to_value(report).map_err(|e| rpc(e.to_string()))?))
+    Ok(Json(report))
 }
 
-pub(super) async fn reconciliation(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(super) async fn reconciliation(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<crate::reconcile::Report>, ApiError> {
     api.operator(&headers)?;
     refuse_any_unconfirmed(&api.node.read())?;
     let report =
         crate::reconcile::reconcile(&api.node).await.map_err(|e| ApiError::new(NodeError::ChainUnavailable, e))?;
     api.node.metrics.reconciliation(report.discrepancies.len() as u64, true);
-    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::new(NodeError::InternalError, e.to_string()))?))
+    Ok(Json(report))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub(super) struct OpenCustodialRequest {
     user_id: String,
+}
+
+/// A custodial account opened, with its API key (shown once).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CustodialOpened {
+    user_id: String,
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    account: Address,
+    api_key: String,
+    note: &'static str,
 }
 
 pub(super) async fn open_custodial(
     State(api): State<Api>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<OpenCustodialRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CustodialOpened>, ApiError> {
     api.operator(&headers)?;
     if !infhub_core::ledger::valid_user_id(&req.user_id) {
         return Err(ApiError::new(NodeError::InvalidUserId, "userId must be 1..=64 characters of A-Z a-z 0-9 . _ @ -"));
@@ -390,10 +512,12 @@ pub(super) async fn open_custodial(
     let account = infhub_core::ledger::custodial_address(&req.user_id);
     let (api_key, api_key_hash) = new_custodial_key(&account)?;
     match api.node.execute(Command::OpenCustodial { account, api_key_hash }).await?? {
-        Outcome::CustodialOpened => Ok(Json(json!({
-            "userId": req.user_id, "account": account, "apiKey": api_key,
-            "note": "the API key is shown once; the hub stores only its hash",
-        }))),
+        Outcome::CustodialOpened => Ok(Json(CustodialOpened {
+            user_id: req.user_id,
+            account,
+            api_key,
+            note: "the API key is shown once; the hub stores only its hash",
+        })),
         other => Err(unexpected(&other)),
     }
 }

@@ -12,7 +12,7 @@ pub(super) struct TransferBatch {
 /// One answer of a transfer batch: the transfer's answer or its error.
 // Answers are the common case; boxing them would allocate per transfer.
 #[allow(clippy::large_enum_variant)]
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum BatchItem {
     Answered(TransferAnswer),
@@ -20,7 +20,7 @@ pub(super) enum BatchItem {
 }
 
 /// The answer to a batch: one item per transfer, in order.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub(super) struct BatchAnswer {
     results: Vec<BatchItem>,
 }

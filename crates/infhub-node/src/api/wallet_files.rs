@@ -27,10 +27,18 @@ pub(super) async fn file(State(api): State<Api>, Path(name): Path<String>) -> Re
     serve(&api, &name).await
 }
 
-pub(super) async fn config(State(api): State<Api>) -> Json<Value> {
+/// What the web wallet needs besides `/v1/info`.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WalletConfig {
+    /// The chain's JSON-RPC URL as browsers reach it.
+    rpc_url: String,
+}
+
+pub(super) async fn config(State(api): State<Api>) -> Json<WalletConfig> {
     let c = &api.node.config;
     let rpc = if c.node.wallet_rpc_url.is_empty() { &c.chain.rpc_url } else { &c.node.wallet_rpc_url };
-    Json(json!({ "rpcUrl": rpc }))
+    Json(WalletConfig { rpc_url: rpc.clone() })
 }
 
 /// The content type of a servable file name; `None` for any other name (a path, a hidden
