@@ -25,9 +25,8 @@ pub const MAX_AUDIT_DETAIL_BYTES: usize = 2048;
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
 /// One line of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub struct AuditEntry {
     /// 1, 2, 3, … in the order appended.
     pub seq: u64,
@@ -39,9 +38,8 @@ pub struct AuditEntry {
 }
 
 /// What an entry records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "phase", rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub enum AuditEvent {
     /// A request arrived, before it ran.
     #[serde(rename_all = "camelCase")]

@@ -27,9 +27,8 @@ pub struct Config {
 }
 
 /// Which store holds the ledger's log.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-#[derive(schemars::JsonSchema)]
 pub enum StoreKind {
     /// The embedded file store in the data directory (development, small hubs).
     #[default]
@@ -314,9 +313,8 @@ impl Default for ChainConfig {
 }
 
 /// Named limits. Requests beyond them get a `limit_exceeded` or `overloaded` error.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub struct Limits {
     /// Largest request body, in bytes.
     pub max_request_bytes: usize,

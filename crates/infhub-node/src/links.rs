@@ -672,9 +672,8 @@ struct Onward {
 
 /// One hub's step of a route (spec §5.23b): the hub it forwards to, its tweak, and the amount
 /// and expiry block of the lock it makes over its link there.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub struct RouteStep {
     /// The next hub (its hub address, as announcements name it).
     #[schemars(with = "infhub_core::schema::AddressSchema")]

@@ -28,9 +28,8 @@ use std::collections::BTreeMap;
 pub const LOG_RANGE_BLOCKS: u64 = 5_000;
 
 /// Where an event is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub struct EventRef {
     /// Block number.
     pub block: u64,
@@ -42,9 +41,8 @@ pub struct EventRef {
 }
 
 /// One disagreement between the chain and the ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub struct Discrepancy {
     /// What disagrees, e.g. `custodial_deposits_mismatch`.
     pub kind: String,
@@ -61,9 +59,8 @@ pub struct Discrepancy {
 }
 
 /// Totals rebuilt from the chain.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub struct ChainTotals {
     /// Σ deposits into channels (all epochs).
     pub channel_deposits: String,
@@ -92,9 +89,8 @@ pub struct ChainTotals {
 }
 
 /// The reconciliation report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub struct Report {
     /// No discrepancy.
     pub ok: bool,

@@ -395,9 +395,8 @@ pub(super) async fn events(
     Ok(Json(EventsPage { account: user, events, next_after: next }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct WebhookRequest {
     url: String,
     /// Deliver the events after this `seq` (default: only those from now on).

@@ -137,9 +137,8 @@ pub(super) struct ForwardedTransferRequest {
     route: Option<Vec<crate::links::RouteStep>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(schemars::JsonSchema)]
 pub(super) struct QuoteRequest {
     invoice: infhub_core::invoice::SignedInvoice,
 }

@@ -79,9 +79,8 @@ pub(super) async fn transfer(
 }
 
 /// The answer to one applied transfer (serialized directly, without a JSON tree).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[derive(schemars::JsonSchema)]
 pub(super) struct TransferAnswer {
     result: PaymentResult,
     replayed: bool,
