@@ -46,21 +46,26 @@ pub(super) async fn transfer_batch(
     for (debit, checked) in req.transfers.into_iter().zip(checked) {
         pending.push((debit, api.node.submit_checked(Command::Transfer(debit), checked)));
     }
+    Ok(Json(answer_each(&api, pending).await))
+}
+
+/// Waits for one queued transfer and answers it as `/v1/transfers` does.
+async fn answer_queued(api: &Api, (debit, queued): Forwarded) -> Result<TransferAnswer, ApiError> {
+    let rx = queued?;
+    let sequenced = rx.await.unwrap_or(Err(WriteError::Stopped))?;
+    transfer_answer(api, &debit, sequenced)
+}
+
+/// Waits for each queued transfer in order; each gets its answer or its error.
+async fn answer_each(api: &Api, pending: Vec<Forwarded>) -> BatchAnswer {
     let mut results = Vec::with_capacity(pending.len());
-    for (debit, queued) in pending {
-        let answer = match queued {
-            Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
-                Ok(sequenced) => transfer_answer(&api, &debit, sequenced),
-                Err(e) => Err(e.into()),
-            },
-            Err(e) => Err(e.into()),
-        };
-        results.push(match answer {
+    for queued in pending {
+        results.push(match answer_queued(api, queued).await {
             Ok(a) => BatchItem::Answered(a),
             Err(e) => BatchItem::Failed(e.answer()),
         });
     }
-    Ok(Json(BatchAnswer { results }))
+    BatchAnswer { results }
 }
 
 pub(super) async fn transfer(
@@ -203,31 +208,10 @@ pub(crate) async fn forwarded_answer(api: &Api, pending: Vec<Forwarded>, batch: 
     let response = if pending.is_empty() || pending.len() > max || (!batch && pending.len() != 1) {
         ApiError::new(NodeError::RequestLimitExceeded, format!("1..={max} transfers per request")).into_response()
     } else if batch {
-        let mut results = Vec::with_capacity(pending.len());
-        for (debit, queued) in pending {
-            let answer = match queued {
-                Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
-                    Ok(sequenced) => transfer_answer(api, &debit, sequenced),
-                    Err(e) => Err(e.into()),
-                },
-                Err(e) => Err(e.into()),
-            };
-            results.push(match answer {
-                Ok(a) => BatchItem::Answered(a),
-                Err(e) => BatchItem::Failed(e.answer()),
-            });
-        }
-        Json(BatchAnswer { results }).into_response()
+        Json(answer_each(api, pending).await).into_response()
     } else {
-        let (debit, queued) = pending.into_iter().next().expect("one transfer");
-        let answer = match queued {
-            Ok(rx) => match rx.await.unwrap_or(Err(WriteError::Stopped)) {
-                Ok(sequenced) => transfer_answer(api, &debit, sequenced),
-                Err(e) => Err(e.into()),
-            },
-            Err(e) => Err(e.into()),
-        };
-        match answer {
+        let queued = pending.into_iter().next().expect("one transfer");
+        match answer_queued(api, queued).await {
             Ok(a) => Json(a).into_response(),
             Err(e) => e.into_response(),
         }
