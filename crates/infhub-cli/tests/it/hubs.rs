@@ -3,6 +3,8 @@
 //! processes. Alice at A pays Bob's invoice at C through B; B is killed with SIGKILL with both
 //! of its locks live, Bob claims at C while B is down, B restarts from its data directory and
 //! the payment completes: Bob paid, Alice charged the invoice and B's fee, no channel closed.
+//! Then with the payee's hub C SIGKILLed before a payment and never back: every lock expires
+//! and is dropped by its sender, Alice is refunded in full and no link closes.
 
 use crate::harness::*;
 use alloy::primitives::{Address, U256};
@@ -69,14 +71,27 @@ async fn link(env: &Env, from: &str, to: &str, peer: Address) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_payment_through_a_hub_killed_mid_payment_completes_after_its_restart() {
+/// Hubs B and C as processes, A's link at B and B's at C open and funded with 300 INF each,
+/// Alice at A with 100 INF, and Bob registered at C.
+struct ThreeHubs {
+    env: Env,
+    d_b: Deployment,
+    d_c: Deployment,
+    config_b: infhub_node::config::Config,
+    url_b: String,
+    hub_b: Process,
+    hub_c: Process,
+    alice: User,
+    bob: User,
+}
+
+async fn three_hubs() -> ThreeHubs {
     let env = Env::start_with(|c| c.node.link_watch_interval_ms = 300).await;
     let (d_b, d_c) = (deploy_hub_of(&env, HUB_B).await, deploy_hub_of(&env, HUB_C).await);
     let (config_b, config_c) = (hub_config(&env, &d_b, HUB_B, "b", 2), hub_config(&env, &d_c, HUB_C, "c", 0));
     let (url_b, url_c) = (format!("http://{}", config_b.node.listen), format!("http://{}", config_c.node.listen));
-    let mut hub_b = Process(env.spawn_other_node(&config_b, "b"));
-    let _hub_c = Process(env.spawn_other_node(&config_c, "c"));
+    let hub_b = Process(env.spawn_other_node(&config_b, "b"));
+    let hub_c = Process(env.spawn_other_node(&config_c, "c"));
     wait_serving(&url_b, 30).await;
     wait_serving(&url_c, 30).await;
     link(&env, &env.hub_url, &url_b, d_b.hub).await;
@@ -92,6 +107,12 @@ async fn a_payment_through_a_hub_killed_mid_payment_completes_after_its_restart(
         r.is_ok_and(|r| r.status().is_success())
     })
     .await;
+    ThreeHubs { env, d_b, d_c, config_b, url_b, hub_b, hub_c, alice, bob }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_through_a_hub_killed_mid_payment_completes_after_its_restart() {
+    let ThreeHubs { env, d_c, config_b, url_b, mut hub_b, hub_c: _hub_c, alice, bob, .. } = three_hubs().await;
     let invoice = env.ok(&bob, &["invoice", "10", "--description", "through B"])["invoice"].to_string();
     // A knows B→C once B's announcement reached it.
     let paid = env
@@ -124,4 +145,47 @@ async fn a_payment_through_a_hub_killed_mid_payment_completes_after_its_restart(
     .await;
     let b_links = operator_call(format!("{url_b}/v1/operator/links"), None).await;
     assert_eq!(link_to(&b_links, d_c.hub)["unfinishedForwards"], 0, "{b_links}");
+}
+
+/// The payee's hub is SIGKILLed before the payment and stays away past the expiry (spec
+/// §5.23a/b; the in-process version is `infhub-node`'s routing test): Alice's payment through B
+/// is answered "after its expiry"; once it passes, every sender drops its lock: Alice is
+/// refunded in full at A, A's link at B is whole again, B paid C nothing, and no link closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_whose_payee_hub_is_killed_and_stays_away_refunds_everyone_and_closes_nothing() {
+    let ThreeHubs { env, d_b, d_c, url_b, hub_c, hub_b: _hub_b, alice, bob, .. } = three_hubs().await;
+    let invoice_value = env.ok(&bob, &["invoice", "10", "--description", "never claimed"])["invoice"].clone();
+    let invoice = invoice_value.to_string();
+    // A quotes once it knows the route B→C (B's announcement reached it).
+    let quote = format!("{}/v1/payment-quotes", env.hub_url);
+    env.until(60, "A to know the route to C", || async {
+        let r = reqwest::Client::new().post(&quote).json(&json!({"invoice": invoice_value})).send().await;
+        r.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let mut hub_c = hub_c;
+    hub_c.0.kill().expect("kill C");
+    hub_c.0.wait().expect("C gone");
+    let (paid, answer) = env.wallet(&alice, &["pay-invoice", &invoice]);
+    assert!(!paid, "C is down: the payment cannot complete: {answer}");
+    assert!(answer.to_string().contains("expiry"), "the lock waits for its expiry: {answer}");
+
+    // Past the payer's expiry, every sender drops its lock.
+    anvil::mine(&env.provider, infhub_wallet::wallet::PAY_INVOICE_EXPIRY_BLOCKS + 10).await.expect("mine");
+    env.until(120, "Alice refunded in full", || async {
+        let _ = env.wallet(&alice, &["sync"]);
+        let v = env.ok(&alice, &["balance"]);
+        amount(&v["balance"]) == 100 * INF
+    })
+    .await;
+    env.until(90, "A's link whole again at B", || async {
+        let l = link_to(&operator_call(format!("{}/v1/operator/links", env.hub_url), None).await, d_b.hub);
+        l["channel"]["balance"] == (300 * INF).to_string() && l["unfinishedForwards"] == 0
+    })
+    .await;
+    let a_link = link_to(&operator_call(format!("{}/v1/operator/links", env.hub_url), None).await, d_b.hub);
+    assert_eq!(a_link["state"], "open", "no link closed: {a_link}");
+    let b_link = link_to(&operator_call(format!("{url_b}/v1/operator/links"), None).await, d_c.hub);
+    assert_eq!(b_link["channel"]["balance"], (300 * INF).to_string(), "B paid C nothing: {b_link}");
+    assert_eq!(b_link["state"], "open", "{b_link}");
 }
