@@ -192,6 +192,14 @@ pub enum Error {
     /// The bytes are not a point of secp256k1.
     #[error("not a point of secp256k1")]
     PointInvalid,
+    /// A route step sealed to this hub does not open with its key for this lock (sealed to
+    /// another hub, for another payment, altered, or too long; spec §5.23d).
+    #[error("the route step sealed to this hub does not open with its key for this lock")]
+    StepUnreadable,
+    /// A quoted route's steps do not chain from the payer's hub to the payee's, a step's key is
+    /// not its hub's, or it is too long (spec §5.23d).
+    #[error("the quoted route's steps do not chain from the payer's hub to the payee's, or a key is not its hub's")]
+    RoutePlanInvalid,
     /// A channel direction holds at most `MAX_PENDING_LOCKS` pending locks.
     #[error("too many pending locks in this channel direction")]
     TooManyPendingLocks,

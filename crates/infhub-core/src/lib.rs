@@ -25,6 +25,7 @@ pub mod point_lock;
 pub mod routing;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod sealed_step;
 pub mod signature;
 pub mod time;
 pub mod tower;

@@ -2,9 +2,10 @@
 //!
 //! A lock opens on a secp256k1 point `T = t·G` when its scalar `t` is revealed; on chain the
 //! point is named by its Ethereum address, and `PointRegistry.sol` checks a scalar with one
-//! `ecrecover` (`address(t·G) == ecrecover(0, 27, Gx, Gx·t mod n)`). The payer's hub tweaks the
-//! point on every link (`T_i = T_{i−1} + y_i·G`) so colluding hops cannot settle around an
-//! honest one (the wormhole attack); each hop checks its step ([`check_hop`]) and, once it
+//! `ecrecover` (`address(t·G) == ecrecover(0, 27, Gx, Gx·t mod n)`). The payer tweaks the
+//! point on every link (`T_i = T_{i−1} + y_i·G`, each hop's tweak sealed to it, see
+//! [`crate::sealed_step`]) so colluding hops cannot settle around an honest one (the wormhole
+//! attack); each hop checks its step ([`check_hop`]) and, once it
 //! learns its downstream scalar, computes its upstream one ([`Scalar::upstream`]). Pending locks
 //! are leaves ([`Lock`]) under the same sorted-pair Merkle tree as batched hub signatures.
 //!
@@ -153,6 +154,17 @@ impl Point {
     /// `self − tweak·G`: the previous hop's point, when the route is built from the payee's end.
     pub fn untweaked(&self, tweak: &Scalar) -> Result<Point, Error> {
         self.tweaked(&tweak.negated())
+    }
+
+    /// `s·self`: with a hub's public key and an ephemeral scalar, the shared point of a sealed
+    /// step (spec §5.23d).
+    pub fn times(&self, s: &Scalar) -> Result<Point, Error> {
+        self.0.mul_tweak(SECP256K1, &secp256k1::Scalar::from(s.0)).map(Point).map_err(|_| Error::PointInvalid)
+    }
+
+    /// The point of a public key (a signer's, recovered from a signature).
+    pub(crate) fn from_key(key: PublicKey) -> Point {
+        Point(key)
     }
 
     /// `self + tweak·G`: the next hop's point.

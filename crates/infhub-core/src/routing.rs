@@ -143,6 +143,9 @@ pub struct Graph {
     links: BTreeMap<(Address, Address), LinkAnnouncement>,
     /// Links by the hub they pay, for the search from the payee's end.
     into: BTreeMap<Address, BTreeSet<Address>>,
+    /// Each announcing hub's public key, recovered from its announcements' signatures: what a
+    /// payer seals that hub's route step to (spec §5.23d).
+    keys: BTreeMap<Address, crate::point_lock::Point>,
 }
 
 impl Graph {
@@ -175,9 +178,17 @@ impl Graph {
             None if self.links.len() >= MAX_LINKS => return Err(Error::TooManyLinks),
             None => {}
         }
+        let key = signed.signature.recover_key(a.digest(domain))?;
+        assert_eq!(key.address(), a.from_hub, "a verified announcement's key is its signer's");
         self.links.insert((a.from_hub, a.to_hub), a);
         self.into.entry(a.to_hub).or_default().insert(a.from_hub);
+        self.keys.insert(a.from_hub, key);
         Ok(())
+    }
+
+    /// The public key of `hub`, if it announced a link (spec §5.23d).
+    pub fn hub_key(&self, hub: Address) -> Option<crate::point_lock::Point> {
+        self.keys.get(&hub).copied()
     }
 
     /// Up to `k` (at most [`MAX_PATHS`]) cheapest loop-free routes of at most [`MAX_HOPS`]

@@ -15,6 +15,8 @@ pub struct AddressSchema;
 pub struct WordSchema;
 /// A compressed secp256k1 point: 0x and 66 hexadecimal digits.
 pub struct CompressedPointSchema;
+/// Bytes as alloy's serde writes them: 0x and an even number of hexadecimal digits.
+pub struct HexBytesSchema;
 /// A `uint256` as alloy's serde writes it: 0x-prefixed hexadecimal, no leading zeros.
 pub struct U256Schema;
 
@@ -36,6 +38,9 @@ string_schema!(AddressSchema, "Address", {
 });
 string_schema!(WordSchema, "Word", {
     "type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "A 32-byte word (hash, id, root)."
+});
+string_schema!(HexBytesSchema, "HexBytes", {
+    "type": "string", "pattern": "^0x([0-9a-fA-F]{2})*$", "description": "Bytes, hexadecimal."
 });
 string_schema!(U256Schema, "U256", {
     "type": "string", "pattern": "^0x[0-9a-fA-F]{1,64}$", "description": "A uint256, hexadecimal."

@@ -31,6 +31,12 @@ impl Signature {
 
     /// Recovers the signer of `digest`, enforcing the contract's rules.
     pub fn recover(&self, digest: B256) -> Result<Address, Error> {
+        Ok(self.recover_key(digest)?.address())
+    }
+
+    /// The public key that signed `digest`, as a point (a hub's key, to seal route steps to it,
+    /// spec §5.23d); the same rules as [`Signature::recover`].
+    pub fn recover_key(&self, digest: B256) -> Result<crate::point_lock::Point, Error> {
         let (rs, v) = (&self.0[..64], self.0[64]);
         if self.0[32..64] > HALF_ORDER[..] {
             return Err(Error::InvalidSignature);
@@ -43,7 +49,7 @@ impl Signature {
         let sig = RecoverableSignature::from_compact(rs, rec_id).map_err(|_| Error::InvalidSignature)?;
         let msg = Message::from_digest(digest.0);
         let pk = SECP256K1.recover_ecdsa(msg, &sig).map_err(|_| Error::InvalidSignature)?;
-        Ok(address_of(&pk))
+        Ok(crate::point_lock::Point::from_key(pk))
     }
 
     /// Ok if `expected` signed `digest`.

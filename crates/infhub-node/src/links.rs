@@ -85,6 +85,9 @@ pub enum LinkError {
         /// The invoice's.
         invoice: Amount,
     },
+    /// The payer's step for this hub is not the quoted one, or the quote is gone.
+    #[error("{0}")]
+    QuoteMismatch(String),
     /// The rule the payer's lock or the invoice breaks (the core's name).
     #[error(transparent)]
     Rule(#[from] infhub_core::Error),
@@ -171,11 +174,6 @@ pub struct QuoteAnswer {
     /// The quote's id, for the forward.
     #[schemars(with = "infhub_core::schema::WordSchema")]
     quote_id: B256,
-    /// The point the payer's lock names (compressed).
-    #[schemars(with = "infhub_core::schema::CompressedPointSchema")]
-    lock_point: FixedBytes<33>,
-    /// The sum of the tweaks between the invoice's point and the lock's (none: they cancel out).
-    tweak_sum: Option<Scalar>,
     /// What the payer locks: the amount plus every fee.
     amount: Amount,
     fees: Amount,
@@ -188,14 +186,19 @@ pub struct QuoteAnswer {
     /// The payee's hub contract.
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     payee_hub_contract: Address,
+    /// The payee's hub (its hub address).
+    #[schemars(with = "infhub_core::schema::AddressSchema")]
+    payee_hub: Address,
 }
 
-/// One part of a quote: its links, what it sends and its fees.
+/// One part of a quote: its links, what it sends and its fees, and the steps the payer draws
+/// tweaks for and seals, one per hub (spec §5.23d).
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct QuotePart {
     hops: Vec<infhub_core::routing::Hop>,
     sent: Amount,
     fees: Amount,
+    steps: Vec<StepPlan>,
 }
 
 /// One link.
@@ -262,19 +265,29 @@ pub struct Links {
     pub routing: crate::routing::Routing,
     /// Payment quotes given to this hub's users, by id, with when (spec §5.23b).
     quotes: Mutex<BTreeMap<B256, (std::time::Instant, Quote)>>,
-    /// Payee hubs by host: when read, hub address, contract.
-    hosts: Mutex<BTreeMap<String, (std::time::Instant, Address, Address)>>,
+    /// Payee hubs by host: when read, hub address, contract, hub key.
+    hosts: Mutex<BTreeMap<String, (std::time::Instant, PayeeHub)>>,
+    /// The hub key as a scalar: opens the route steps sealed to this hub (spec §5.23d).
+    hub_secret: Scalar,
     /// Split payments this hub collects as the payee's hub (spec §5.23c).
     pub collections: crate::collect::Collections,
 }
 
-/// A route quoted to a payer: her lock's point and, for each part of the payment (one unless
-/// it is split, spec §5.23c), the steps this hub and the next ones take.
+/// A route quoted to a payer: for each part of the payment (one unless it is split, spec
+/// §5.23c), the steps this hub and the next ones take, without their tweaks (the payer draws
+/// them, spec §5.23d).
 #[derive(Clone, Debug)]
 pub struct Quote {
     invoice_id: B256,
-    lock_point: FixedBytes<33>,
-    parts: Vec<Vec<RouteStep>>,
+    parts: Vec<Vec<StepPlan>>,
+}
+
+/// A payee's hub as its `/v1/info` names it.
+#[derive(Clone, Copy, Debug)]
+struct PayeeHub {
+    hub: Address,
+    contract: Address,
+    key: FixedBytes<33>,
 }
 
 impl Links {
@@ -286,6 +299,7 @@ impl Links {
         registry_domain: infhub_core::Domain,
     ) -> Result<Links, String> {
         let hub_key = PrivateKey::from_bytes(config.chain.hub_key.0 .0).map_err(|e| format!("hub key: {e}"))?;
+        let hub_secret = Scalar::from_bytes(config.chain.hub_key.0).map_err(|e| format!("hub key: {e}"))?;
         let fees = crate::routing::Fees { base_fee: config.node.link_base_fee, fee_ppm: config.node.link_fee_ppm };
         let routing = crate::routing::Routing::new(hub_key, registry_domain, fees);
         let (key, key_bytes) = link_key(&config.chain.hub_key.0).map_err(|e| format!("link key: {e}"))?;
@@ -324,6 +338,7 @@ impl Links {
             routing,
             quotes: Mutex::new(BTreeMap::new()),
             hosts: Mutex::new(BTreeMap::new()),
+            hub_secret,
             collections: crate::collect::Collections::open(&config.node.data_dir)?,
         })
     }
@@ -666,25 +681,11 @@ struct Onward {
     lock_point: FixedBytes<33>,
     /// The downstream lock's amount.
     amount: Amount,
-    /// The steps the next hub and those after it take.
-    route: Vec<RouteStep>,
+    /// The steps the next hub and those after it take, each sealed to its hub (spec §5.23d).
+    route: Vec<SealedStep>,
 }
 
-/// One hub's step of a route (spec §5.23b): the hub it forwards to, its tweak, and the amount
-/// and expiry block of the lock it makes over its link there.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RouteStep {
-    /// The next hub (its hub address, as announcements name it).
-    #[schemars(with = "infhub_core::schema::AddressSchema")]
-    pub next_hub: Address,
-    /// The tweak from this hop's incoming point to its outgoing one.
-    pub tweak: Scalar,
-    /// What the outgoing lock carries.
-    pub amount: Amount,
-    /// When the outgoing lock expires.
-    pub expiry_block: u64,
-}
+pub use infhub_core::sealed_step::{RouteStep, SealedStep, StepPlan};
 
 fn load_forwards(dir: &std::path::Path) -> Result<BTreeMap<B256, Forward>, String> {
     let path = dir.join(FORWARDS_FILE);
@@ -820,30 +821,50 @@ impl Links {
         !funded.is_empty() && funded.iter().all(|s| *s == ForwardState::Failed)
     }
 
-    /// Plans forwarding each part of a quoted payment (spec §5.23b, §5.23c) for the payer's
-    /// one lock: every part's first step checked as [`Links::plan_routed`] does (no fee: this
-    /// hub quoted it), and the parts' amounts together within her lock (`fee_insufficient`).
-    /// The links are taken in the order of their peers, so two payments never wait on each
-    /// other's links.
+    /// Plans forwarding each part of a quoted payment (spec §5.23b, §5.23c, §5.23d) for the
+    /// payer's one lock: the payer sealed every part's steps; this hub opens its own (the first
+    /// of each part), which must be the quoted one with her tweak (`quote_mismatch`), checks it
+    /// as [`Links::plan_routed`] does (no fee: this hub quoted it), and the parts' amounts
+    /// together within her lock (`fee_insufficient`). The links are taken in the order of their
+    /// peers, so two payments never wait on each other's links.
     pub async fn plan_parts(
         &self,
         payer: Address,
         lock: &infhub_core::point_lock::Lock,
         lock_point: &FixedBytes<33>,
         invoice: &infhub_core::invoice::SignedInvoice,
-        mut parts: Vec<Vec<RouteStep>>,
+        quoted: &[Vec<StepPlan>],
+        parts: &[Vec<SealedStep>],
     ) -> Result<Vec<ForwardPlan>, LinkError> {
-        parts.sort_by_key(|steps| steps.first().map(|s| s.next_hub));
+        if parts.len() != quoted.len() {
+            return Err(LinkError::QuoteMismatch(format!("{} parts for a quote of {}", parts.len(), quoted.len())));
+        }
+        let mut opened = Vec::with_capacity(parts.len());
+        for (i, (plan, sealed)) in quoted.iter().zip(parts).enumerate() {
+            let (Some(first), true) = (sealed.first(), sealed.len() == plan.len()) else {
+                return Err(LinkError::QuoteMismatch(format!(
+                    "part {i} has {} steps, quoted {}",
+                    sealed.len(),
+                    plan.len()
+                )));
+            };
+            let step = self.open_sealed_step(lock.lock_id, first)?;
+            if !plan[0].is_planned(&step) {
+                return Err(LinkError::QuoteMismatch(format!("part {i}: this hub's step is not the quoted one")));
+            }
+            opened.push((step, &sealed[1..]));
+        }
+        opened.sort_by_key(|(step, _)| step.next_hub);
         let mut sent = Amount::ZERO;
-        for steps in &parts {
-            sent = sent.checked_add(steps.first().map_or(Amount::ZERO, |s| s.amount))?;
+        for (step, _) in &opened {
+            sent = sent.checked_add(step.amount)?;
         }
         if lock.amount < sent {
             return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: sent });
         }
-        let mut plans = Vec::with_capacity(parts.len());
-        for steps in &parts {
-            plans.push(self.plan_routed(payer, lock, lock_point, invoice, steps, false).await?);
+        let mut plans = Vec::with_capacity(opened.len());
+        for (step, rest) in opened {
+            plans.push(self.plan_routed(payer, lock, lock_point, invoice, (&step, rest), false).await?);
         }
         Ok(plans)
     }
@@ -962,12 +983,12 @@ fn host_of(url: &str) -> String {
 }
 
 impl Links {
-    /// The hub address and contract of the hub at `host` (its `/v1/info`, on this chain),
-    /// remembered for [`QUOTE_TTL`].
-    async fn payee_hub(&self, host: &str) -> Result<(Address, Address), LinkError> {
+    /// The hub address, contract and key of the hub at `host` (its `/v1/info`, on this chain;
+    /// the key's address must be the hub's), remembered for [`QUOTE_TTL`].
+    async fn payee_hub(&self, host: &str) -> Result<PayeeHub, LinkError> {
         let cached = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(host).copied();
-        if let Some((_, hub, contract)) = cached.filter(|(at, ..)| at.elapsed() < QUOTE_TTL) {
-            return Ok((hub, contract));
+        if let Some((_, hub)) = cached.filter(|(at, _)| at.elapsed() < QUOTE_TTL) {
+            return Ok(hub);
         }
         let url = format!("http://{host}");
         let unreachable = |reason: String| LinkError::PeerHubUnreachable { url: url.clone(), reason };
@@ -975,16 +996,22 @@ impl Links {
         let hub: Address = serde_json::from_value(info["hub"].clone()).map_err(|_| unreachable("no hub".into()))?;
         let contract: Address =
             serde_json::from_value(info["hubContract"].clone()).map_err(|_| unreachable("no hubContract".into()))?;
+        let key: FixedBytes<33> =
+            serde_json::from_value(info["hubKey"].clone()).map_err(|_| unreachable("no hubKey".into()))?;
+        if Point::from_compressed(&key.0).map(|p| p.address()) != Ok(hub) {
+            return Err(unreachable(format!("its hubKey is not the key of its hub {hub}")));
+        }
         let chain_id = self.routing.chain_id();
         if info["chainId"].as_u64() != Some(chain_id) {
             return Err(unreachable(format!("on chain {}, not {chain_id}", info["chainId"])));
         }
+        let payee = PayeeHub { hub, contract, key };
         let mut hosts = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if hosts.len() >= MAX_QUOTES {
             hosts.clear();
         }
-        hosts.insert(host.to_string(), (std::time::Instant::now(), hub, contract));
-        Ok((hub, contract))
+        hosts.insert(host.to_string(), (std::time::Instant::now(), payee));
+        Ok(payee)
     }
 
     /// The scalar of `f`'s outgoing lock if someone revealed it in the point registry (the next
@@ -1006,38 +1033,32 @@ impl Links {
         self.map().values().find(|l| l.view().peer_hub == Some(hub)).cloned()
     }
 
-    /// Quotes paying `invoice` (spec §5.23b): finds the payee's hub by the invoice's host and
-    /// checks the invoice in its domain, takes the cheapest route there (or, when no single
-    /// route carries the amount, parts over disjoint links, spec §5.23c), draws a tweak per
-    /// link and builds the points from the payee's end (`T_k` = the invoice's point, `T_{i−1} =
-    /// T_i − y_i·G`) and the expiries from the payer's (`confirmed + 600`, then
-    /// `FORWARD_EXPIRY_DELTA_BLOCKS` less per link). Kept for [`QUOTE_TTL`].
+    /// Quotes paying `invoice` (spec §5.23b, §5.23d): finds the payee's hub by the invoice's
+    /// host and checks the invoice in its domain, takes the cheapest route there (or, when no
+    /// single route carries the amount, parts over disjoint links, spec §5.23c), and gives each
+    /// step's hub, its key, amount and expiry (`confirmed + 600` for the payer's lock, then
+    /// `FORWARD_EXPIRY_DELTA_BLOCKS` less per link). The payer draws the tweaks and seals each
+    /// step to its hub: this hub never learns the others' tweaks. Kept for [`QUOTE_TTL`].
     pub async fn quote(
         &self,
         invoice: &infhub_core::invoice::SignedInvoice,
         confirmed_block: u64,
     ) -> Result<QuoteAnswer, LinkError> {
-        let (payee_hub, contract) = self.payee_hub(&invoice.message.payee.host).await?;
+        let payee = self.payee_hub(&invoice.message.payee.host).await?;
         let chain_id = self.routing.chain_id();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let z = invoice.check(&infhub_core::Domain { chain_id, verifying_contract: contract }, now)?;
+        invoice.check(&infhub_core::Domain { chain_id, verifying_contract: payee.contract }, now)?;
         let amount = invoice.message.amount;
-        let routes = match self.routing.routes(payee_hub, amount, 1).into_iter().next() {
+        let routes = match self.routing.routes(payee.hub, amount, 1).into_iter().next() {
             Some(route) => vec![route],
-            None => self.routing.split_routes(payee_hub, amount)?,
+            None => self.routing.split_routes(payee.hub, amount)?,
         };
         let expiry = confirmed_block + infhub_wallet::wallet::PAY_INVOICE_EXPIRY_BLOCKS;
-        let (lock_point, tweak_sum, parts) = match routes.as_slice() {
-            [route] => {
-                let tweaks = (0..route.hops.len()).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>()?;
-                let (lock_point, steps) = route_steps(route, &tweaks, None, &z, expiry)?;
-                (lock_point, sum_of(&tweaks)?, vec![steps])
-            }
-            _ => split_steps(&routes, payee_hub, &z, expiry)?,
-        };
-        let lock_point = FixedBytes(lock_point.compressed());
+        // A split payment's parts end with the payee's hub collecting them (spec §5.23c).
+        let collect = (routes.len() > 1).then_some(payee);
+        let plans = routes.iter().map(|r| self.step_plans(r, collect, expiry)).collect::<Result<Vec<_>, _>>()?;
         let id = B256::from(random_scalar()?.value());
-        let quote = Quote { invoice_id: invoice.message.invoice_id, lock_point, parts };
+        let quote = Quote { invoice_id: invoice.message.invoice_id, parts: plans.clone() };
         {
             let mut quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             quotes.retain(|_, (at, _)| at.elapsed() < QUOTE_TTL);
@@ -1052,38 +1073,68 @@ impl Links {
             fees = fees.checked_add(r.fees)?;
         }
         let hops: Vec<&infhub_core::routing::Hop> = routes.iter().flat_map(|r| r.hops.iter()).collect();
-        let parts = routes.iter().map(|r| QuotePart { hops: r.hops.clone(), sent: r.sent, fees: r.fees }).collect();
+        let parts = routes
+            .iter()
+            .zip(plans)
+            .map(|(r, steps)| QuotePart { hops: r.hops.clone(), sent: r.sent, fees: r.fees, steps })
+            .collect();
         Ok(QuoteAnswer {
             quote_id: id,
-            lock_point,
-            tweak_sum,
             amount: sent,
             fees,
             expiry_block: expiry,
             hops: hops.into_iter().cloned().collect(),
             parts,
-            payee_hub_contract: contract,
+            payee_hub_contract: payee.contract,
+            payee_hub: payee.hub,
         })
     }
 
-    /// The parts of quote `id` for the payer's lock on `lock_point` for `invoice_id`: one list
-    /// of steps each.
-    pub fn quoted_parts(
+    /// The steps of `route`, one per link (then, for a part of a split payment, the payee's
+    /// hub's own step collecting it), each with its hub's key: this hub's own, an announcing
+    /// hub's recovered from its announcement, the payee's hub's from its `/v1/info`. Expiries
+    /// one delta less per step from `expiry`.
+    fn step_plans(
         &self,
-        id: B256,
-        invoice_id: B256,
-        lock_point: &FixedBytes<33>,
-    ) -> Result<Vec<Vec<RouteStep>>, LinkError> {
+        route: &infhub_core::routing::Route,
+        collect: Option<PayeeHub>,
+        expiry: u64,
+    ) -> Result<Vec<StepPlan>, LinkError> {
+        let mut steps: Vec<(Address, FixedBytes<33>, Address, Amount)> = Vec::with_capacity(route.hops.len() + 1);
+        for hop in &route.hops {
+            let key = self.routing.hub_key(hop.from_hub).ok_or_else(|| LinkError::PeerHubUnreachable {
+                url: hop.from_hub.to_string(),
+                reason: "no announcement of it gives its key".into(),
+            })?;
+            steps.push((hop.from_hub, FixedBytes(key.compressed()), hop.to_hub, hop.amount));
+        }
+        if let (Some(payee), Some(last)) = (collect, route.hops.last()) {
+            steps.push((payee.hub, payee.key, payee.hub, last.amount));
+        }
+        let mut plans = Vec::with_capacity(steps.len());
+        for (i, (hub, hub_key, next_hub, amount)) in steps.into_iter().enumerate() {
+            let delta = FORWARD_EXPIRY_DELTA_BLOCKS * (i as u64 + 1);
+            let expiry_block = expiry.checked_sub(delta).ok_or(infhub_core::Error::ExpiryTooSoon)?;
+            plans.push(StepPlan { hub, hub_key, next_hub, amount, expiry_block });
+        }
+        Ok(plans)
+    }
+
+    /// The steps of quote `id` for `invoice_id`, one list per part.
+    pub fn quoted_parts(&self, id: B256, invoice_id: B256) -> Result<Vec<Vec<StepPlan>>, LinkError> {
         let quotes = self.quotes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match quotes.get(&id) {
-            Some((at, q)) if at.elapsed() < QUOTE_TTL && q.invoice_id == invoice_id && q.lock_point == *lock_point => {
-                Ok(q.parts.clone())
-            }
-            _ => Err(LinkError::Malformed(format!(
-                "no quote {id} for this invoice and lock point (quotes last {} s)",
+            Some((at, q)) if at.elapsed() < QUOTE_TTL && q.invoice_id == invoice_id => Ok(q.parts.clone()),
+            _ => Err(LinkError::QuoteMismatch(format!(
+                "no quote {id} for this invoice (quotes last {} s)",
                 QUOTE_TTL.as_secs()
             ))),
         }
+    }
+
+    /// Opens the route step sealed to this hub for the lock `lock_id` (`step_unreadable`).
+    pub fn open_sealed_step(&self, lock_id: B256, sealed: &SealedStep) -> Result<RouteStep, LinkError> {
+        Ok(infhub_core::sealed_step::open_step(sealed, &self.hub_secret, lock_id)?)
     }
 
     /// Checks a forward along a route (spec §5.23b), this hub's step first: the incoming lock's
@@ -1092,19 +1143,20 @@ impl Links {
     /// the incoming amount covers the outgoing one and this hub's fee (`charge_fee`: none for
     /// its own payer, who was quoted); the incoming lock expires at least
     /// `FORWARD_EXPIRY_DELTA_BLOCKS` after the outgoing one, which leaves the next hop time;
-    /// the link to the next hub is open and holds the amount.
+    /// the link to the next hub is open and holds the amount. `route` is this hub's step,
+    /// opened, and the later ones, sealed.
     pub async fn plan_routed(
         &self,
         payer: Address,
         lock: &infhub_core::point_lock::Lock,
         lock_point: &FixedBytes<33>,
         invoice: &infhub_core::invoice::SignedInvoice,
-        steps: &[RouteStep],
+        route: (&RouteStep, &[SealedStep]),
         charge_fee: bool,
     ) -> Result<ForwardPlan, LinkError> {
-        let Some((step, rest)) = steps.split_first() else { return Err(LinkError::Malformed("an empty route".into())) };
-        if steps.len() > infhub_core::routing::MAX_HOPS {
-            return Err(LinkError::Malformed(format!("a route of {} steps", steps.len())));
+        let (step, rest) = route;
+        if rest.len() > infhub_core::routing::MAX_HOPS {
+            return Err(LinkError::Malformed(format!("a route of {} steps", rest.len() + 1)));
         }
         let incoming = Point::from_compressed(&lock_point.0)?;
         if incoming.address() != lock.point || lock.lock_id != invoice.message.invoice_id {
@@ -1181,77 +1233,7 @@ async fn take_open_link(link: &Arc<Link>) -> Result<tokio::sync::OwnedMutexGuard
     Ok(guard)
 }
 
-/// The sum of `tweaks` (mod n).
-fn sum_of(tweaks: &[Scalar]) -> Result<Option<Scalar>, LinkError> {
-    let mut sum: Option<Scalar> = None;
-    for t in tweaks {
-        sum = Some(match sum {
-            None => *t,
-            Some(s) => s.add(t)?,
-        });
-    }
-    Ok(sum)
-}
-
-/// The steps of `route` with `tweaks` (one per link, then one for `payee_step`'s hub if
-/// given: the payee's hub's own step of a split payment, spec §5.23c), the points built from
-/// the payee's point `z` back and the expiries from `expiry` on (one delta less per link, the
-/// payee's hub's step one more delta less): the payer's lock's point and the steps.
-fn route_steps(
-    route: &infhub_core::routing::Route,
-    tweaks: &[Scalar],
-    payee_step: Option<Address>,
-    z: &Point,
-    expiry: u64,
-) -> Result<(Point, Vec<RouteStep>), LinkError> {
-    let mut point = *z;
-    for y in tweaks {
-        point = point.untweaked(y)?;
-    }
-    let mut steps = Vec::with_capacity(tweaks.len());
-    let mut hubs: Vec<(Address, Amount)> = route.hops.iter().map(|h| (h.to_hub, h.amount)).collect();
-    if let (Some(hub), Some(last)) = (payee_step, route.hops.last()) {
-        hubs.push((hub, last.amount));
-    }
-    assert_eq!(hubs.len(), tweaks.len(), "one tweak per step");
-    for (i, ((next_hub, amount), tweak)) in hubs.into_iter().zip(tweaks).enumerate() {
-        let delta = FORWARD_EXPIRY_DELTA_BLOCKS * (i as u64 + 1);
-        let expiry_block = expiry.checked_sub(delta).ok_or(infhub_core::Error::ExpiryTooSoon)?;
-        steps.push(RouteStep { next_hub, tweak: *tweak, amount, expiry_block });
-    }
-    Ok((point, steps))
-}
-
-/// A split payment's lock point, tweak sum and the steps of each part.
-type SplitSteps = (Point, Option<Scalar>, Vec<Vec<RouteStep>>);
-
-/// The steps of a payment split over `routes` to `payee_hub` (spec §5.23c): each part ends
-/// with the payee's hub's own step (it collects the parts), and every part's tweaks sum to the
-/// same total, so all parts start from the payer's one lock point (the first tweak of each
-/// part after the first is the total less its others). The lock point, the tweak sum, the parts.
-fn split_steps(
-    routes: &[infhub_core::routing::Route],
-    payee_hub: Address,
-    z: &Point,
-    expiry: u64,
-) -> Result<SplitSteps, LinkError> {
-    let draw = |n: usize| (0..n).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>();
-    let first = draw(routes[0].hops.len() + 1)?;
-    let total = sum_of(&first)?.expect("a route has a link");
-    let (lock_point, steps) = route_steps(&routes[0], &first, Some(payee_hub), z, expiry)?;
-    let mut parts = vec![steps];
-    for route in &routes[1..] {
-        let mut tweaks = draw(route.hops.len() + 1)?;
-        let rest = sum_of(&tweaks[1..])?.expect("a part has the payee hub's step");
-        tweaks[0] = total.upstream(&rest)?;
-        let (point, steps) = route_steps(route, &tweaks, Some(payee_hub), z, expiry)?;
-        assert_eq!(point, lock_point, "every part starts from the payer's one lock point");
-        parts.push(steps);
-    }
-    Ok((lock_point, Some(total), parts))
-}
-
-/// A random scalar (a tweak, a quote id).
+/// A random scalar (a quote id).
 fn random_scalar() -> Result<Scalar, LinkError> {
     loop {
         let mut b = [0u8; 32];

@@ -7,7 +7,7 @@
 //! those that verify in the core's [`Graph`], from which `GET /v1/routes` quotes the cheapest
 //! routes and their fees. What it learns is bounded by the graph's `MAX_LINKS`.
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use infhub_core::messages::Signed;
 use infhub_core::routing::{Graph, LinkAnnouncement, Route, Scorer};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
@@ -110,6 +110,22 @@ impl Routing {
     /// This hub's address.
     pub fn hub(&self) -> Address {
         self.key.address()
+    }
+
+    /// The public key of `hub` (this hub's own, or one recovered from a verified announcement
+    /// of it): what a payer seals that hub's route step to (spec §5.23d).
+    pub fn hub_key(&self, hub: Address) -> Option<infhub_core::point_lock::Point> {
+        if hub == self.hub() {
+            return Some(self.own_key());
+        }
+        self.known().graph.hub_key(hub)
+    }
+
+    /// This hub's public key.
+    pub fn own_key(&self) -> infhub_core::point_lock::Point {
+        let secret = infhub_core::point_lock::Scalar::from_bytes(B256::from(self.key.secret_bytes()))
+            .expect("a signing key is a scalar in 1..n");
+        secret.point()
     }
 
     /// Announces this hub's direction to `peer_hub` with `capacity`, if it changed (a new

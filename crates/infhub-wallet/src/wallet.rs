@@ -109,28 +109,51 @@ fn lock_answer(answer: Result<Value, HubError>) -> Result<(PaymentAnswer, Option
     })
 }
 
-/// Checks a hub's payment quote against the invoice's point: the lock point `T₀` plus
-/// `tweakSum·G` must be the invoice's point (so the scalar that opens `T₀`, plus the tweak sum,
-/// is the invoice's proof of payment), and the amount at least the invoice's. Returns the lock
-/// point's address, the amount and the expiry.
-fn check_quote(
-    quote: &Value,
-    invoice_point: &infhub_core::point_lock::Point,
-    invoice_amount: Amount,
-) -> Result<(Address, Amount, u64), WalletError> {
-    let bad = |what: &str| WalletError::HubMisbehaved(format!("the payment quote's {what} does not check out"));
-    let point: alloy::primitives::FixedBytes<33> = parse(&quote["lockPoint"], "quote.lockPoint")?;
-    let point = infhub_core::point_lock::Point::from_compressed(&point.0).map_err(|_| bad("lockPoint"))?;
-    let tweak_sum: infhub_core::point_lock::Scalar = parse(&quote["tweakSum"], "quote.tweakSum")?;
-    if point.tweaked(&tweak_sum).map_err(|_| bad("tweakSum"))? != *invoice_point {
-        return Err(bad("lock point"));
+/// A random scalar in `1..n` (a tweak, an ephemeral key).
+fn random_scalar() -> Result<infhub_core::point_lock::Scalar, WalletError> {
+    loop {
+        if let Ok(s) = infhub_core::point_lock::Scalar::from_bytes(random_id()?) {
+            return Ok(s);
+        }
     }
+}
+
+/// A payment across hubs as the wallet signs it: its lock's point address, amount and expiry,
+/// the forward's route fields (`lockPoint`, `quoteId`, `parts`) and the tweak sum.
+type SealedQuote = (Address, Amount, u64, Value, infhub_core::point_lock::Scalar);
+
+/// Checks a hub's payment quote and seals its route (spec §5.23d): the steps chain from this
+/// wallet's hub (`own_hub`, read from the contract) to the payee's, each key its hub's, the
+/// amount at least the invoice's; the wallet draws every tweak and seals each step to its hub,
+/// so that no hub, its own included, learns another's tweak. Her lock's point is the invoice's
+/// less the tweak sum (the scalar that opens it, plus the tweak sum, is her proof of payment).
+fn seal_quote(
+    quote: &Value,
+    own_hub: Address,
+    invoice: &infhub_core::invoice::Invoice,
+    invoice_point: &infhub_core::point_lock::Point,
+) -> Result<SealedQuote, WalletError> {
+    let bad = |what: &str| WalletError::HubMisbehaved(format!("the payment quote's {what} does not check out"));
+    let parts = quote["parts"].as_array().ok_or_else(|| bad("parts"))?;
+    let plans = parts
+        .iter()
+        .map(|p| parse::<Vec<infhub_core::sealed_step::StepPlan>>(&p["steps"], "quote.parts.steps"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let payee_hub: Address = parse(&quote["payeeHub"], "quote.payeeHub")?;
     let amount: Amount = parse(&quote["amount"], "quote.amount")?;
-    if amount < invoice_amount {
+    if amount < invoice.amount {
         return Err(bad("amount"));
     }
     let expiry = quote["expiryBlock"].as_u64().ok_or_else(|| bad("expiryBlock"))?;
-    Ok((point.address(), amount, expiry))
+    let draws = 2 * plans.iter().map(Vec::len).sum::<usize>();
+    let mut pool = (0..draws).map(|_| random_scalar()).collect::<Result<Vec<_>, _>>()?;
+    let mut draw = || pool.pop().expect("one draw per tweak and per seal");
+    let route =
+        infhub_core::sealed_step::seal_route(&plans, own_hub, payee_hub, invoice_point, invoice.invoice_id, &mut draw)
+            .map_err(|e| WalletError::HubMisbehaved(format!("the payment quote's route: {e}")))?;
+    let lock_point = alloy::primitives::FixedBytes(route.lock_point.compressed());
+    let fields = json!({"lockPoint": lock_point, "quoteId": quote["quoteId"], "parts": route.parts});
+    Ok((route.lock_point.address(), amount, expiry, fields, route.tweak_sum))
 }
 
 /// How far ahead an invoice's lock expires when this wallet pays it, in blocks: the payee has
@@ -452,8 +475,9 @@ impl Wallet {
 
     /// [`Wallet::pay_invoice`] with the lock's expiry block chosen (a hub forwarding a payment
     /// gives the next hop an earlier expiry than its own incoming lock). Across hubs the hub's
-    /// quote sets the lock: its point `T₀` (checked: `T₀ + tweakSum·G` is the invoice's
-    /// point), its amount (the invoice's plus the route's fees) and its expiry (spec §5.23b).
+    /// quote gives the route, its amount (the invoice's plus the route's fees) and its expiry;
+    /// the wallet draws the tweaks, seals each step to its hub and locks `T₀ = Z − tweakSum·G`
+    /// (spec §5.23b, §5.23d).
     pub async fn pay_invoice_expiring(
         &mut self,
         invoice: &infhub_core::invoice::SignedInvoice,
@@ -485,7 +509,7 @@ impl Wallet {
         let expiry_block = expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS));
         let mut quoted = None;
         let (lock_point, amount, expiry_block, route) = if let Some(quote) = quote {
-            let (lock_point, amount, expiry) = check_quote(&quote, &point, inv.amount)?;
+            let (lock_point, amount, expiry, route, tweak_sum) = seal_quote(&quote, self.state().hub.hub, inv, &point)?;
             let fees = Amount(amount.0 - inv.amount.0);
             if let Some(max) = self.max_fee.filter(|max| fees > *max) {
                 return Err(WalletError::Refused {
@@ -497,10 +521,7 @@ impl Wallet {
                     ),
                 });
             }
-            let route = json!({"lockPoint": quote["lockPoint"], "quoteId": quote["quoteId"]});
-            quoted = Some(
-                json!({"fees": fees, "hops": quote["hops"], "parts": quote["parts"], "tweakSum": quote["tweakSum"]}),
-            );
+            quoted = Some(json!({"fees": fees, "hops": quote["hops"], "parts": quote["parts"], "tweakSum": tweak_sum}));
             (lock_point, amount, expiry, Some(route))
         } else {
             (point.address(), inv.amount, expiry_block, None)

@@ -96,6 +96,9 @@ pub enum NodeError {
     InsufficientCapacity,
     /// The payer's lock pays less than the invoice (and its fee).
     FeeInsufficient,
+    /// A payer's route step for this hub is not the one its quote named, or the quote is
+    /// gone (spec §5.23d).
+    QuoteMismatch,
     /// A webhook URL names a loopback, private or link-local host (spec §5.24).
     WebhookHostNotAllowed,
     /// The account has no webhook.
@@ -108,7 +111,7 @@ pub enum NodeError {
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 44] = [
+    pub const ALL: [NodeError; 45] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -149,6 +152,7 @@ impl NodeError {
         NodeError::UnknownNextHub,
         NodeError::InsufficientCapacity,
         NodeError::FeeInsufficient,
+        NodeError::QuoteMismatch,
         NodeError::WebhookHostNotAllowed,
         NodeError::UnknownWebhook,
         NodeError::WalletNotInstalled,
@@ -198,6 +202,7 @@ impl NodeError {
             NodeError::UnknownNextHub => "unknown_next_hub",
             NodeError::InsufficientCapacity => "insufficient_capacity",
             NodeError::FeeInsufficient => "fee_insufficient",
+            NodeError::QuoteMismatch => "quote_mismatch",
             NodeError::WebhookHostNotAllowed => "webhook_host_not_allowed",
             NodeError::UnknownWebhook => "unknown_webhook",
             NodeError::WalletNotInstalled => "wallet_not_installed",
@@ -239,9 +244,10 @@ impl NodeError {
             NodeError::LinkToOwnHub => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::LinkNotOpen | NodeError::LinkBusy | NodeError::TooManyLinks => StatusCode::CONFLICT,
             NodeError::PeerHubUnreachable => StatusCode::BAD_GATEWAY,
-            NodeError::UnknownNextHub | NodeError::FeeInsufficient | NodeError::WebhookHostNotAllowed => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            NodeError::UnknownNextHub
+            | NodeError::FeeInsufficient
+            | NodeError::QuoteMismatch
+            | NodeError::WebhookHostNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::InsufficientCapacity => StatusCode::CONFLICT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -17,6 +17,7 @@ impl From<LinkError> for ApiError {
             LinkError::UnknownNextHub(_) => NodeError::UnknownNextHub,
             LinkError::InsufficientCapacity { .. } => NodeError::InsufficientCapacity,
             LinkError::FeeInsufficient { .. } => NodeError::FeeInsufficient,
+            LinkError::QuoteMismatch(_) => NodeError::QuoteMismatch,
             LinkError::Rule(rule) => return (*rule).into(),
             // The peer's or the wallet's own named refusal, under its own code.
             LinkError::Wallet(w) => return ApiError::passed_on(w.code(), w.to_string()),

@@ -132,9 +132,13 @@ pub(super) struct ForwardedTransferRequest {
     #[serde(default)]
     #[schemars(with = "Option<infhub_core::schema::WordSchema>")]
     quote_id: Option<B256>,
-    /// The steps from this hub on, given by the hub before it.
+    /// The steps from this hub on, each sealed to its hub, given by the hub before it (spec
+    /// §5.23d).
     #[serde(default)]
-    route: Option<Vec<crate::links::RouteStep>>,
+    route: Option<Vec<crate::links::SealedStep>>,
+    /// The payer's steps of every part of a quoted payment, each sealed to its hub.
+    #[serde(default)]
+    parts: Option<Vec<Vec<crate::links::SealedStep>>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -181,23 +185,27 @@ pub(super) async fn forwarded_transfer(
     }
     let links = &api.node.links;
     let own_hub = links.routing.hub();
-    let plans = match (&req.lock_point, req.quote_id, &req.route) {
-        (None, None, None) => vec![links.plan_forward(payer, &req.lock, &req.invoice).await?],
-        (Some(point), Some(id), None) => {
-            let parts = links.quoted_parts(id, req.lock.lock_id, point)?;
-            links.plan_parts(payer, &req.lock, point, &req.invoice, parts).await?
+    let plans = match (&req.lock_point, req.quote_id, &req.route, &req.parts) {
+        (None, None, None, None) => vec![links.plan_forward(payer, &req.lock, &req.invoice).await?],
+        (Some(point), Some(id), None, Some(parts)) => {
+            let quoted = links.quoted_parts(id, req.lock.lock_id)?;
+            links.plan_parts(payer, &req.lock, point, &req.invoice, &quoted, parts).await?
         }
-        // The payee's hub's own step of a split payment: collect the part (spec §5.23c).
-        (Some(point), None, Some(steps)) if matches!(steps.as_slice(), [s] if s.next_hub == own_hub) => {
-            return collect_part(&api, req.debit, req.lock, point, &req.invoice, &steps[0]).await;
-        }
-        (Some(point), None, Some(steps)) => {
-            vec![links.plan_routed(payer, &req.lock, point, &req.invoice, steps, true).await?]
+        (Some(point), None, Some(route), None) => {
+            let Some((first, rest)) = route.split_first() else {
+                return Err(ApiError::new(NodeError::MalformedRequest, "an empty route"));
+            };
+            let step = links.open_sealed_step(req.lock.lock_id, first)?;
+            // The payee's hub's own step of a split payment: collect the part (spec §5.23c).
+            if step.next_hub == own_hub && rest.is_empty() {
+                return collect_part(&api, req.debit, req.lock, point, &req.invoice, &step).await;
+            }
+            vec![links.plan_routed(payer, &req.lock, point, &req.invoice, (&step, rest), true).await?]
         }
         _ => {
             return Err(ApiError::new(
                 NodeError::MalformedRequest,
-                "a routed forward gives lockPoint with either quoteId or route",
+                "a routed forward gives lockPoint with either quoteId and parts or route",
             ))
         }
     };

@@ -588,6 +588,10 @@ struct InfoAnswer {
     /// The hub's signing address.
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     hub: Address,
+    /// The hub's public key, compressed: what a payer seals this hub's route steps to (spec
+    /// §5.23d).
+    #[schemars(with = "infhub_core::schema::CompressedPointSchema")]
+    hub_key: alloy::primitives::FixedBytes<33>,
     #[schemars(with = "infhub_core::schema::AddressSchema")]
     token: Address,
     /// Blocks a chain event waits before the ledger applies it.
@@ -630,6 +634,7 @@ async fn info(State(api): State<Api>) -> Json<InfoAnswer> {
         chain_id: n.domain.chain_id,
         hub_contract: n.domain.verifying_contract,
         hub: n.hub,
+        hub_key: alloy::primitives::FixedBytes(n.links.routing.own_key().compressed()),
         token: n.token,
         confirmations: n.config.chain.confirmations,
         confirmed_block: confirmed,

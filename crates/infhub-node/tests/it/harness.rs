@@ -314,3 +314,13 @@ pub(crate) async fn settle_chain(chain: &Chain, http: &Http) {
     })
     .await;
 }
+
+/// `step` (a route step's JSON: `nextHub`, `tweak`, `amount`, `expiryBlock`) sealed to the hub
+/// whose key is `hub_key` for the lock `lock_id` (spec §5.23d), as a payer's wallet seals it.
+pub(crate) fn sealed_step(step: &Value, hub_key: B256, lock_id: B256) -> Value {
+    use infhub_core::point_lock::Scalar;
+    let step: infhub_core::sealed_step::RouteStep = serde_json::from_value(step.clone()).expect("a route step");
+    let hub = Scalar::from_bytes(hub_key).expect("a key is a scalar");
+    let ephemeral = Scalar::from_bytes(alloy::primitives::keccak256(lock_id)).expect("below n");
+    json!(infhub_core::sealed_step::seal_step(&step, &hub.point(), &ephemeral, lock_id).expect("seal"))
+}

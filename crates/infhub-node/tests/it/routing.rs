@@ -237,7 +237,8 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
 /// link's owner, signing with A's link key) asks: a point that does not lead to the invoice's
 /// (a step that would let A and C settle around B), a lock that does not cover B's fee, an
 /// expiry that leaves B no time, a point that is not the lock's, a next hub B has no link to,
-/// more than B's link can carry. Each is refused by name and nothing is locked at B.
+/// more than B's link can carry, a step sealed to another hub or for another payment (spec
+/// §5.23d). Each is refused by name and nothing is locked at B.
 #[test]
 fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
     use infhub_core::point_lock::{Lock, Point, Scalar};
@@ -272,7 +273,7 @@ fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
             let debit = crate::locks::lock_debit(&a_link, &domain_b, hub_address(HUB_B), kind, &lock, &[lock], 0);
             let compressed = alloy::primitives::FixedBytes(point.compressed());
             json!({"debit": a_link.sign_debit(&domain_b, debit), "lock": lock, "invoice": invoice,
-                   "lockPoint": compressed, "route": [step]})
+                   "lockPoint": compressed, "route": [sealed_step(&step, anvil::dev_key(HUB_B), invoice.message.invoice_id)]})
         };
         let t1 = z.untweaked(&tweak).expect("point");
         let wrong = z.untweaked(&other).expect("point");
@@ -282,7 +283,15 @@ fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
         too_much["amount"] = json!("1000");
         let mut mismatched = request(t1, 13, head + 340, step.clone());
         mismatched["lockPoint"] = json!(alloy::primitives::FixedBytes(wrong.compressed()));
+        // A step sealed to another hub (A itself), or for another payment: B cannot open it.
+        let id = invoice.message.invoice_id;
+        let mut misdirected = request(t1, 13, head + 340, step.clone());
+        misdirected["route"] = json!([sealed_step(&step, anvil::dev_key(0), id)]);
+        let mut replayed = request(t1, 13, head + 340, step.clone());
+        replayed["route"] = json!([sealed_step(&step, anvil::dev_key(HUB_B), alloy::primitives::B256::repeat_byte(9))]);
         let attempts = [
+            ("step_unreadable", misdirected),
+            ("step_unreadable", replayed),
             ("point_chain_broken", request(wrong, 13, head + 340, step.clone())),
             ("fee_insufficient", request(t1, 12, head + 340, step.clone())),
             ("expiry_too_soon", request(t1, 13, head + 339, step.clone())),
@@ -506,6 +515,91 @@ fn a_hub_claims_through_the_registry_when_its_upstream_is_silent_and_the_upstrea
         assert_eq!(a_view["state"], "settled", "{a_view}");
         miner.abort();
         node_c.stop().await;
+        node_a.stop().await;
+    });
+}
+
+/// The tweaks a hub's forwards file (under its data directory) holds for the lock `lock_id`,
+/// and all the text of its data directory.
+fn tweaks_held(data_dir: &std::path::Path, lock_id: alloy::primitives::B256) -> (Vec<String>, String) {
+    let (mut tweaks, mut text) = (Vec::new(), String::new());
+    let mut dirs = vec![data_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("data dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Ok(content) = std::fs::read_to_string(&path) else { continue };
+            if path.file_name().is_some_and(|n| n == "forwards.jsonl") {
+                for line in content.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                    if line["lockId"] == json!(lock_id) && line["tweak"].is_string() {
+                        tweaks.push(line["tweak"].as_str().expect("tweak").to_string());
+                    }
+                }
+            }
+            text.push_str(&content);
+        }
+    }
+    tweaks.sort();
+    tweaks.dedup();
+    (tweaks, text)
+}
+
+/// Hubs A and C collude to settle around B (the wormhole attack, spec §5.23d, D61): Alice at A
+/// pays Bob's invoice at C through B, and with both of B's locks live C hands A the payee's
+/// scalar `z` (C learns it when Bob claims; here from Bob's key). A holds its own tweak and, of
+/// B's step, only what Alice sealed to B: no scalar A can form from `z` and what it holds opens
+/// Alice's lock, so A cannot take her payment while B's locks expire. B's tweak, which only
+/// Alice and B hold, is exactly what is missing: with it the scalar opens her lock (so on the
+/// design where A drew the tweaks, D53, the attack succeeds). Then Bob claims honestly and the
+/// payment completes through B, which keeps its fee.
+#[test]
+fn hubs_on_both_sides_of_an_honest_hub_cannot_settle_around_it() {
+    use infhub_core::point_lock::Scalar;
+    use infhub_core::Amount;
+    rt().block_on(async {
+        let ThreeHubs { chain, d_b, tmp, node_a, node_b, node_c, http_a, config_b, .. } = three_hubs().await;
+        let miner = mine_continuously(&chain, 250);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "around B", 600).expect("invoice");
+        let id = invoice.message.invoice_id;
+        let answer = pay_when_routed(&mut alice, &invoice).await;
+        assert!(answer["forwarded"]["nextHubAnswer"].is_object(), "B forwarded to C: {answer}");
+        let lock = alice.channel().expect("channel").debit_locks.get(&id).copied().expect("Alice's lock");
+
+        // What the colluders hold: z (from C), A's tweak (A's records), and A's whole store.
+        let z = infhub_core::invoice::invoice_scalar(&PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key"), id);
+        let (a_tweaks, a_text) = tweaks_held(&tmp.path().join("a"), id);
+        let (b_tweaks, _) = tweaks_held(&config_b.node.data_dir, id);
+        let parse = |t: &String| -> Scalar { serde_json::from_value(json!(t)).expect("tweak") };
+        let (y_a, y_b) = match (a_tweaks.as_slice(), b_tweaks.as_slice()) {
+            ([a], [b]) => (parse(a), parse(b)),
+            _ => panic!("one tweak each: A {a_tweaks:?}, B {b_tweaks:?}"),
+        };
+        assert!(!a_text.contains(&b_tweaks[0]), "A's store never holds B's tweak");
+        let guesses = [z, z.upstream(&y_a).expect("scalar"), z.add(&y_a).expect("scalar")];
+        for guess in guesses {
+            assert_ne!(guess.point().address(), lock.point, "A and C open Alice's lock without B");
+        }
+        let with_b = z.upstream(&y_b).and_then(|t| t.upstream(&y_a)).expect("scalar");
+        assert_eq!(with_b.point().address(), lock.point, "B's tweak is what the colluders lack");
+
+        // The honest end: Bob claims, the scalar steps back through B; B keeps its fee of 3.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(10))).await;
+        sync_until(&mut alice, deadline, "Alice's lock not settled", |w| debit_of(w) == Amount(13)).await;
+        let a_link = link_until(&chain, &http_a, d_b.hub, "A's lock at B settled", |l| {
+            l["channel"]["cumulativeDebit"] == "13" && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(balance_of(&a_link), 287, "A paid B 13 for the 10 B paid C: {a_link}");
+        miner.abort();
+        node_c.stop().await;
+        node_b.stop().await;
         node_a.stop().await;
     });
 }

@@ -69,7 +69,8 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
             let debit = lock_debit(w, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
             let step = json!({"nextHub": own_hub, "tweak": y, "amount": step_amount.to_string(), "expiryBlock": step_expiry});
             let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice,
-                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()), "route": [step]});
+                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()),
+                              "route": [sealed_step(&step, anvil::dev_key(0), id)]});
             (debit, body)
         };
         let pa = z.point().untweaked(&ya).expect("point");
