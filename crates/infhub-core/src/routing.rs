@@ -115,6 +115,21 @@ pub struct Route {
     pub cost: Amount,
 }
 
+/// The link direction a refused forward names (spec §5.18): the hub whose step failed and the
+/// hub it was to pay. Hubs pass it upstream with the refusal; the payer's hub counts it in its
+/// route search's risk term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FailingLink {
+    /// The hub whose step failed.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
+    pub from_hub: Address,
+    /// The hub it was to pay.
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::AddressSchema"))]
+    pub to_hub: Address,
+}
+
 /// What the search weighs besides fees: links that failed recently.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scorer {

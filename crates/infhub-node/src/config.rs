@@ -230,6 +230,9 @@ pub struct NodeConfig {
     pub link_base_fee: infhub_core::Amount,
     /// What it charges per forwarded amount, in parts per million (at most 1,000,000).
     pub link_fee_ppm: u32,
+    /// Most payments forwarded over one link and not yet finished (spec §5.23b); beyond it a
+    /// forward is refused `link_busy`, naming the link (0 stops this hub forwarding).
+    pub max_forwards_per_link: usize,
     /// How often merchants' webhooks get their new events (spec §5.24), in milliseconds.
     pub webhook_interval_ms: u64,
     /// Whether a webhook may name a loopback, private or link-local host (development only:
@@ -264,6 +267,7 @@ impl Default for NodeConfig {
             link_watch_interval_ms: 2_000,
             link_base_fee: infhub_core::Amount::ZERO,
             link_fee_ppm: 0,
+            max_forwards_per_link: crate::links::MAX_FORWARDS_PER_LINK,
             webhook_interval_ms: 1_000,
             webhooks_to_private_hosts: false,
             wallet_dir: PathBuf::new(),
@@ -520,6 +524,12 @@ impl Config {
     fn validate_links(&self) -> Result<(), ConfigError> {
         if self.node.link_fee_ppm > infhub_core::routing::FEE_PPM_UNIT {
             return Err(ConfigError::Invalid("node.link_fee_ppm must be at most 1000000".into()));
+        }
+        if self.node.max_forwards_per_link > crate::links::MAX_FORWARDS_PER_LINK {
+            return Err(ConfigError::Invalid(format!(
+                "node.max_forwards_per_link must be at most {}",
+                crate::links::MAX_FORWARDS_PER_LINK
+            )));
         }
         if self.node.link_watch_interval_ms == 0 {
             return Err(ConfigError::Invalid("node.link_watch_interval_ms must be at least 1".into()));

@@ -94,6 +94,37 @@ pub enum LinkError {
     /// The wallet's refusal (the peer's named refusal passes through).
     #[error(transparent)]
     Wallet(#[from] WalletError),
+    /// A refusal of a forward naming the link direction whose step failed (spec §5.18).
+    #[error("{1}")]
+    AtLink(infhub_core::routing::FailingLink, Box<LinkError>),
+}
+
+impl LinkError {
+    /// Whether the refusal is about a link (its capacity, openness, fee or time), which the
+    /// route search should learn from, rather than about the payment itself.
+    fn is_about_the_link(&self) -> bool {
+        match self {
+            LinkError::UnknownNextHub(_)
+            | LinkError::InsufficientCapacity { .. }
+            | LinkError::FeeInsufficient { .. }
+            | LinkError::LinkNotOpen(..)
+            | LinkError::LinkBusy(..)
+            | LinkError::PeerHubUnreachable { .. }
+            | LinkError::Rule(infhub_core::Error::ExpiryTooSoon) => true,
+            LinkError::Wallet(w) => matches!(
+                w.code().as_str(),
+                "insufficient_capacity"
+                    | "unknown_next_hub"
+                    | "fee_insufficient"
+                    | "link_not_open"
+                    | "link_busy"
+                    | "expiry_too_soon"
+                    | "peer_hub_unreachable"
+                    | "hub_unreachable"
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The link key for the hub key `hub_key`, and its bytes.
@@ -269,6 +300,8 @@ pub struct Links {
     hosts: Mutex<BTreeMap<String, (std::time::Instant, PayeeHub)>>,
     /// The hub key as a scalar: opens the route steps sealed to this hub (spec §5.23d).
     hub_secret: Scalar,
+    /// Most unfinished forwards per link (`node.max_forwards_per_link`).
+    max_forwards_per_link: usize,
     /// Split payments this hub collects as the payee's hub (spec §5.23c).
     pub collections: crate::collect::Collections,
 }
@@ -339,6 +372,7 @@ impl Links {
             quotes: Mutex::new(BTreeMap::new()),
             hosts: Mutex::new(BTreeMap::new()),
             hub_secret,
+            max_forwards_per_link: config.node.max_forwards_per_link,
             collections: crate::collect::Collections::open(&config.node.data_dir)?,
         })
     }
@@ -732,6 +766,9 @@ pub struct ForwardPlan {
     link: Arc<Link>,
     guard: tokio::sync::OwnedMutexGuard<Option<Wallet>>,
     forward: Forward,
+    /// For a payment this hub quoted, the link directions of its part: a refusal naming one of
+    /// them counts against it in this hub's route search (spec §5.18).
+    quoted_links: Vec<infhub_core::routing::FailingLink>,
 }
 
 impl Links {
@@ -774,10 +811,10 @@ impl Links {
         if next_expiry_block <= soonest {
             return Err(infhub_core::Error::ExpiryTooSoon.into());
         }
-        if link.forwards().len() >= MAX_FORWARDS_PER_LINK {
+        if link.forwards().len() >= self.max_forwards_per_link {
             return Err(LinkError::LinkBusy(
                 link.peer_contract,
-                format!("{MAX_FORWARDS_PER_LINK} forwards unfinished"),
+                format!("{} forwards unfinished, the most this hub forwards over a link", self.max_forwards_per_link),
             ));
         }
         let forward = Forward {
@@ -789,7 +826,7 @@ impl Links {
             tweak: None,
             onward: None,
         };
-        Ok(ForwardPlan { link, guard, forward })
+        Ok(ForwardPlan { link, guard, forward, quoted_links: Vec::new() })
     }
 
     /// Records the plan's intent durably, before the payer's lock is committed.
@@ -800,11 +837,26 @@ impl Links {
     /// Forwards the payment whose payer's lock the ledger committed: pays the invoice over the
     /// link with the earlier expiry. The next hub's answer, or its refusal (the payer's lock
     /// then stays until its expiry, when she drops it).
+    /// A refusal names the link direction that failed: the one the next hubs named, else this
+    /// hub's link to the next; one about a link is counted by the route search (spec §5.18).
     pub async fn forward(&self, mut plan: ForwardPlan) -> Result<Value, LinkError> {
         let Some(w) = plan.guard.as_mut() else {
             return Err(LinkError::LinkNotOpen(plan.link.peer_contract, "gone".into()));
         };
-        send_forward(&plan.link, w, plan.forward).await
+        let sent = send_forward(&plan.link, w, plan.forward).await;
+        let named = w.take_failing_link();
+        sent.map_err(|e| {
+            let peer_hub = plan.link.view().peer_hub.unwrap_or(Address::ZERO);
+            let own = infhub_core::routing::FailingLink { from_hub: self.routing.hub(), to_hub: peer_hub };
+            let link = named.unwrap_or(own);
+            // Only a link of a route this hub quoted is counted: a hop further on may name any
+            // link, and what it names of another route is not believed (its own link is then
+            // the one counted).
+            if !plan.quoted_links.is_empty() && (named.is_some() || e.is_about_the_link()) {
+                self.routing.failed(if plan.quoted_links.contains(&link) { link } else { own });
+            }
+            LinkError::AtLink(link, Box::new(e))
+        })
     }
 
     /// Whether the next hub refused the payment `payer`'s lock `lock_id` funds, so this hub
@@ -852,19 +904,28 @@ impl Links {
             if !plan[0].is_planned(&step) {
                 return Err(LinkError::QuoteMismatch(format!("part {i}: this hub's step is not the quoted one")));
             }
-            opened.push((step, &sealed[1..]));
+            let links = plan.iter().map(|p| infhub_core::routing::FailingLink { from_hub: p.hub, to_hub: p.next_hub });
+            opened.push((step, &sealed[1..], links.collect::<Vec<_>>()));
         }
-        opened.sort_by_key(|(step, _)| step.next_hub);
+        opened.sort_by_key(|(step, ..)| step.next_hub);
         let mut sent = Amount::ZERO;
-        for (step, _) in &opened {
+        for (step, ..) in &opened {
             sent = sent.checked_add(step.amount)?;
         }
         if lock.amount < sent {
             return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: sent });
         }
         let mut plans = Vec::with_capacity(opened.len());
-        for (step, rest) in opened {
-            plans.push(self.plan_routed(payer, lock, lock_point, invoice, (&step, rest), false).await?);
+        for (step, rest, quoted_links) in opened {
+            match self.plan_routed(payer, lock, lock_point, invoice, (&step, rest), false).await {
+                Ok(plan) => plans.push(ForwardPlan { quoted_links, ..plan }),
+                Err(e) => {
+                    if let LinkError::AtLink(link, _) = &e {
+                        self.routing.failed(*link);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(plans)
     }
@@ -1145,7 +1206,28 @@ impl Links {
     /// `FORWARD_EXPIRY_DELTA_BLOCKS` after the outgoing one, which leaves the next hop time;
     /// the link to the next hub is open and holds the amount. `route` is this hub's step,
     /// opened, and the later ones, sealed.
+    /// A refusal about a link names this hub's step's link.
     pub async fn plan_routed(
+        &self,
+        payer: Address,
+        lock: &infhub_core::point_lock::Lock,
+        lock_point: &FixedBytes<33>,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        route: (&RouteStep, &[SealedStep]),
+        charge_fee: bool,
+    ) -> Result<ForwardPlan, LinkError> {
+        let planned = self.plan_step(payer, lock, lock_point, invoice, route, charge_fee).await;
+        planned.map_err(|e| match e.is_about_the_link() {
+            true => {
+                let link = infhub_core::routing::FailingLink { from_hub: self.routing.hub(), to_hub: route.0.next_hub };
+                LinkError::AtLink(link, Box::new(e))
+            }
+            false => e,
+        })
+    }
+
+    /// [`Links::plan_routed`]'s checks.
+    async fn plan_step(
         &self,
         payer: Address,
         lock: &infhub_core::point_lock::Lock,
@@ -1195,10 +1277,10 @@ impl Links {
         if step.expiry_block <= soonest {
             return Err(infhub_core::Error::ExpiryTooSoon.into());
         }
-        if link.forwards().len() >= MAX_FORWARDS_PER_LINK {
+        if link.forwards().len() >= self.max_forwards_per_link {
             return Err(LinkError::LinkBusy(
                 link.peer_contract,
-                format!("{MAX_FORWARDS_PER_LINK} forwards unfinished"),
+                format!("{} forwards unfinished, the most this hub forwards over a link", self.max_forwards_per_link),
             ));
         }
         let onward = (!rest.is_empty()).then(|| Onward {
@@ -1215,7 +1297,7 @@ impl Links {
             tweak: Some(step.tweak),
             onward,
         };
-        Ok(ForwardPlan { link, guard, forward })
+        Ok(ForwardPlan { link, guard, forward, quoted_links: Vec::new() })
     }
 }
 

@@ -9,7 +9,7 @@
 
 use alloy::primitives::{Address, B256};
 use infhub_core::messages::Signed;
-use infhub_core::routing::{Graph, LinkAnnouncement, Route, Scorer};
+use infhub_core::routing::{FailingLink, Graph, LinkAnnouncement, Route, Scorer};
 use infhub_core::{Amount, Domain, Error, PrivateKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -60,7 +60,21 @@ pub struct Routing {
     fees: Fees,
     known: Mutex<Known>,
     http: reqwest::Client,
+    /// Link directions refused forwards named, with when (at most `MAX_FAILURES_KEPT`, each
+    /// counted for `FAILURE_MEMORY`): the route search's risk term (spec §5.18).
+    failures: Mutex<std::collections::VecDeque<(std::time::Instant, FailingLink)>>,
 }
+
+/// How long a refused forward's link counts against routes through it.
+pub const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Most failures remembered (the oldest are forgotten first).
+pub const MAX_FAILURES_KEPT: usize = 1_024;
+
+/// What one remembered failure adds to a route's cost: one INF, above any fee a route
+/// through a working link would charge for the payments the tests and the benchmark make, so
+/// the search takes another route when there is one and this one only when there is not.
+pub const FAILURE_PENALTY: Amount = Amount(1_000_000_000_000_000_000);
 
 impl Routing {
     /// A view signing with `key` in `domain` (chain id and point registry).
@@ -75,6 +89,7 @@ impl Routing {
             fees,
             known: Mutex::new(Known { graph: Graph::default(), signed: BTreeMap::new(), sequence: 0 }),
             http,
+            failures: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -119,6 +134,29 @@ impl Routing {
             return Some(self.own_key());
         }
         self.known().graph.hub_key(hub)
+    }
+
+    /// Remembers that a forward over `link` was refused (spec §5.18).
+    pub fn failed(&self, link: FailingLink) {
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failures.len() >= MAX_FAILURES_KEPT {
+            failures.pop_front();
+        }
+        failures.push_back((std::time::Instant::now(), link));
+        tracing::info!(from = %link.from_hub, to = %link.to_hub, "a forward over this link was refused; routes avoid it for a while");
+    }
+
+    /// The route search's risk term: the failures of the last [`FAILURE_MEMORY`].
+    fn scorer(&self) -> Scorer {
+        let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while failures.front().is_some_and(|(at, _)| at.elapsed() > FAILURE_MEMORY) {
+            failures.pop_front();
+        }
+        let mut scorer = Scorer { penalty_per_failure: FAILURE_PENALTY, ..Scorer::default() };
+        for (_, link) in failures.iter() {
+            scorer.failed(link.from_hub, link.to_hub);
+        }
+        scorer
     }
 
     /// This hub's public key.
@@ -201,12 +239,12 @@ impl Routing {
     /// Parts of a payment of `amount` to `payee_hub` over disjoint links, when no single
     /// route carries it (spec §5.23c); `NoRoute` when they cannot cover it.
     pub fn split_routes(&self, payee_hub: Address, amount: Amount) -> Result<Vec<Route>, Error> {
-        self.known().graph.split_routes(self.hub(), payee_hub, amount, &Scorer::default())
+        self.known().graph.split_routes(self.hub(), payee_hub, amount, &self.scorer())
     }
 
     /// Up to `k` cheapest routes from this hub to `payee_hub` for `amount`.
     pub fn routes(&self, payee_hub: Address, amount: Amount, k: usize) -> Vec<Route> {
-        self.known().graph.routes(self.hub(), payee_hub, amount, k, &Scorer::default())
+        self.known().graph.routes(self.hub(), payee_hub, amount, k, &self.scorer())
     }
 }
 

@@ -26,6 +26,8 @@ pub enum HubError {
         message: String,
         /// For a refused payment: the hub-signed credit that refunded it (unchecked JSON).
         refund: Option<Value>,
+        /// For a refused forward: the link direction whose step failed (spec §5.18).
+        failing_link: Option<infhub_core::routing::FailingLink>,
     },
 }
 
@@ -96,6 +98,7 @@ impl HubClient {
                 code: code.into(),
                 message: message.into(),
                 refund: body["error"].get("refund").filter(|r| !r.is_null()).cloned(),
+                failing_link: serde_json::from_value(body["error"]["failingLink"].clone()).ok(),
             }),
             _ => Err(HubError::Unreachable(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()))),
         }

@@ -66,6 +66,9 @@ pub struct Wallet {
     held_locks: Vec<B256>,
     /// Its owner syncs it on its own schedule ([`Wallet::set_synced_by_owner`]).
     synced_by_owner: bool,
+    /// The link direction the last refusal of a forwarded payment named (spec §5.18), for a
+    /// hub's link to pass upstream and learn from.
+    last_failing_link: Option<infhub_core::routing::FailingLink>,
 }
 
 /// A human line and its machine form, for progress and watch output.
@@ -95,6 +98,15 @@ fn payment_answer(answer: Result<Value, HubError>) -> Result<(PaymentAnswer, Opt
         Err(HubError::Refused { code, message, refund: None, .. }) => (PaymentAnswer::Refused { code, message }, None),
         Err(HubError::Unreachable(_)) => (PaymentAnswer::Unreachable, None),
     })
+}
+
+/// The link direction a hub's refusal of a forward names, if any.
+fn failing_link_of(answer: &Result<Value, HubError>) -> Option<infhub_core::routing::FailingLink> {
+    match answer {
+        Err(HubError::Refused { failing_link, .. }) => *failing_link,
+        Ok(a) => serde_json::from_value(a["forwarded"]["error"]["failingLink"].clone()).ok(),
+        Err(HubError::Unreachable(_)) => None,
+    }
 }
 
 /// The hub's answer to a lock debit, in the core's terms (its receipt is at the top level).
@@ -155,6 +167,21 @@ fn seal_quote(
     let fields = json!({"lockPoint": lock_point, "quoteId": quote["quoteId"], "parts": route.parts});
     Ok((route.lock_point.address(), amount, expiry, fields, route.tweak_sum))
 }
+
+/// Most attempts at paying an invoice across hubs, the first included (spec §5.18).
+pub const PAY_INVOICE_ATTEMPTS: u32 = 3;
+
+/// The refusals of a forward that a new quote may route around (the hubs name the link).
+const RETRIED_REFUSALS: [&str; 8] = [
+    "insufficient_capacity",
+    "unknown_next_hub",
+    "fee_insufficient",
+    "link_not_open",
+    "link_busy",
+    "expiry_too_soon",
+    "peer_hub_unreachable",
+    "hub_unreachable",
+];
 
 /// How far ahead an invoice's lock expires when this wallet pays it, in blocks: the payee has
 /// until `LOCK_REVEAL_MARGIN_BLOCKS` before that to claim it (spec §5.17b).
@@ -284,6 +311,7 @@ impl Wallet {
             max_fee: None,
             held_locks: Vec::new(),
             synced_by_owner: false,
+            last_failing_link: None,
         }
     }
 
@@ -488,50 +516,85 @@ impl Wallet {
         let inv = &invoice.message;
         let url = self.state().hub.hub_url.clone();
         let host = url.split("://").nth(1).unwrap_or(&url).split('/').next().unwrap_or_default().to_ascii_lowercase();
-        let across = inv.payee.host != host;
-        // Across hubs the payee hub's contract comes with this hub's quote: the invoice is then
-        // checked in that domain, so a hub that named another contract fails the payee's
-        // signature (it cannot sign for her).
-        let quote = match across {
-            true => Some(self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?),
-            false => None,
-        };
-        let domain = match &quote {
-            Some(q) => Domain {
-                chain_id: self.state().hub.chain_id,
-                verifying_contract: parse(&q["payeeHubContract"], "quote.payeeHubContract")?,
-            },
-            None => self.domain(),
-        };
-        let point = invoice.check(&domain, now)?;
+        if inv.payee.host != host {
+            return self.pay_across_locked(invoice, now).await;
+        }
+        let point = invoice.check(&self.domain(), now)?;
         self.catch_up_locked().await?;
         let block = self.core.channel()?.block;
         let expiry_block = expiry_block.unwrap_or(block.saturating_add(PAY_INVOICE_EXPIRY_BLOCKS));
-        let mut quoted = None;
-        let (lock_point, amount, expiry_block, route) = if let Some(quote) = quote {
-            let (lock_point, amount, expiry, route, tweak_sum) = seal_quote(&quote, self.state().hub.hub, inv, &point)?;
-            let fees = Amount(amount.0 - inv.amount.0);
-            if let Some(max) = self.max_fee.filter(|max| fees > *max) {
-                return Err(WalletError::Refused {
-                    code: "fee_above_limit".into(),
-                    message: format!(
-                        "the route's fees are {} INF, more than the {} INF you allow; nothing was signed",
-                        format_inf(fees.0),
-                        format_inf(max.0)
-                    ),
-                });
-            }
-            quoted = Some(json!({"fees": fees, "hops": quote["hops"], "parts": quote["parts"], "tweakSum": tweak_sum}));
-            (lock_point, amount, expiry, Some(route))
-        } else {
-            (point.address(), inv.amount, expiry_block, None)
+        let lock = infhub_core::point_lock::Lock {
+            lock_id: inv.invoice_id,
+            amount: inv.amount,
+            expiry_block,
+            point: point.address(),
         };
-        let lock = infhub_core::point_lock::Lock { lock_id: inv.invoice_id, amount, expiry_block, point: lock_point };
-        let payee = (!across).then_some(inv.payee.user);
-        let mut answer = self.send_lock_add(invoice, lock, payee, route).await?;
-        if let Some(q) = quoted {
-            answer["quote"] = q;
+        self.send_lock_add(invoice, lock, Some(inv.payee.user), None).await
+    }
+
+    /// Pays `invoice` at another hub (spec §5.23b): quotes, checks and seals the route, locks.
+    /// A refusal about a link (capacity, openness, fee, time; the hubs name the link and the
+    /// payer's hub counts it against routes through it, §5.18) whose lock was cancelled is
+    /// tried again with a new quote, at most [`PAY_INVOICE_ATTEMPTS`] times in all; the answer
+    /// says how many were made.
+    async fn pay_across_locked(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        now: u64,
+    ) -> Result<Value, WalletError> {
+        let mut attempt = 1;
+        loop {
+            match self.pay_across_once(invoice, now).await {
+                Ok(mut answer) => {
+                    answer["attempts"] = json!(attempt);
+                    return Ok(answer);
+                }
+                Err(WalletError::HubRefused { code, .. })
+                    if attempt < PAY_INVOICE_ATTEMPTS
+                        && RETRIED_REFUSALS.contains(&code.as_str())
+                        && self.core.state.pending_lock.is_none()
+                        && self.core.channel()?.debit_locks.get(&invoice.message.invoice_id).is_none() =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// One attempt of [`Wallet::pay_across_locked`]. Across hubs the payee hub's contract comes
+    /// with this hub's quote: the invoice is then checked in that domain, so a hub that named
+    /// another contract fails the payee's signature (it cannot sign for her).
+    async fn pay_across_once(
+        &mut self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        now: u64,
+    ) -> Result<Value, WalletError> {
+        let inv = &invoice.message;
+        let url = self.state().hub.hub_url.clone();
+        let quote = self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?;
+        let domain = Domain {
+            chain_id: self.state().hub.chain_id,
+            verifying_contract: parse(&quote["payeeHubContract"], "quote.payeeHubContract")?,
+        };
+        let point = invoice.check(&domain, now)?;
+        self.catch_up_locked().await?;
+        let (lock_point, amount, expiry_block, route, tweak_sum) =
+            seal_quote(&quote, self.state().hub.hub, inv, &point)?;
+        let fees = Amount(amount.0 - inv.amount.0);
+        if let Some(max) = self.max_fee.filter(|max| fees > *max) {
+            return Err(WalletError::Refused {
+                code: "fee_above_limit".into(),
+                message: format!(
+                    "the route's fees are {} INF, more than the {} INF you allow; nothing was signed",
+                    format_inf(fees.0),
+                    format_inf(max.0)
+                ),
+            });
+        }
+        let lock = infhub_core::point_lock::Lock { lock_id: inv.invoice_id, amount, expiry_block, point: lock_point };
+        let mut answer = self.send_lock_add(invoice, lock, None, Some(route)).await?;
+        answer["quote"] = json!({"fees": fees, "hops": quote["hops"], "parts": quote["parts"], "tweakSum": tweak_sum});
         Ok(answer)
     }
 
@@ -596,7 +659,9 @@ impl Wallet {
         self.core.state.forwarded_route = if across { route } else { None };
         // Stored as pending before it leaves the wallet.
         self.persist()?;
-        let (answer, raw) = lock_answer(self.send_pending_lock().await)?;
+        let sent = self.send_pending_lock().await;
+        self.last_failing_link = failing_link_of(&sent);
+        let (answer, raw) = lock_answer(sent)?;
         let settled = self.core.settle_lock_answer(answer);
         self.forget_forwarded_invoice();
         self.persist()?;
@@ -641,6 +706,11 @@ impl Wallet {
             self.core.state.forwarded_invoice = None;
             self.core.state.forwarded_route = None;
         }
+    }
+
+    /// The link direction the last refused forward named (spec §5.18), taken.
+    pub fn take_failing_link(&mut self) -> Option<infhub_core::routing::FailingLink> {
+        self.last_failing_link.take()
     }
 
     /// Makes `sync` leave the locks `ids` pending even when the hub learned their scalars.

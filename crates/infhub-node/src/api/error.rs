@@ -265,9 +265,17 @@ pub struct ApiError {
     /// For a refused payment: the hub-signed credit that refunded it (boxed: errors are
     /// returned everywhere, refunds are rare).
     refund: Option<Box<SignedCredit>>,
+    /// For a refused forward: the link direction whose step failed (spec §5.18).
+    failing_link: Option<infhub_core::routing::FailingLink>,
 }
 
 impl ApiError {
+    /// The same refusal naming the link direction `link` as the one that failed.
+    pub(super) fn with_failing_link(mut self, link: infhub_core::routing::FailingLink) -> ApiError {
+        self.failing_link = Some(link);
+        self
+    }
+
     /// The node's refusal `kind`, with a message.
     pub fn new(kind: NodeError, message: impl Into<String>) -> ApiError {
         ApiError::with_status(kind, kind.status(), message)
@@ -275,7 +283,7 @@ impl ApiError {
 
     /// `kind` answered with another status than its own (a body axum refused with its status).
     pub(super) fn with_status(kind: NodeError, status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: kind.code().into(), message: message.into(), refund: None }
+        ApiError { status, code: kind.code().into(), message: message.into(), refund: None, failing_link: None }
     }
 
     /// A payment refused by `refused` and refunded: the refusal is final, and the answer carries
@@ -287,7 +295,7 @@ impl ApiError {
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let message = format!("payment refused ({refused}) and refunded: its amount is credited back");
-        ApiError { status, code: refused.to_string(), message, refund: Some(Box::new(refund)) }
+        ApiError { status, code: refused.to_string(), message, refund: Some(Box::new(refund)), failing_link: None }
     }
 
     /// A refusal named elsewhere (a peer hub's, a wallet's) passed on under its own code.
@@ -297,7 +305,7 @@ impl ApiError {
             "wallet_busy" => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError { status, code, message, refund: None }
+        ApiError { status, code, message, refund: None, failing_link: None }
     }
 
     pub(super) fn unauthorized(message: &str) -> ApiError {
@@ -311,7 +319,8 @@ impl ApiError {
     /// The body every error answer carries: `{"error": {"code", "message"}}` (and `refund` for a
     /// refunded payment).
     pub(super) fn answer(self) -> ErrorAnswer {
-        ErrorAnswer { error: ErrorBody { code: self.code, message: self.message, refund: self.refund } }
+        let (code, message, refund, failing_link) = (self.code, self.message, self.refund, self.failing_link);
+        ErrorAnswer { error: ErrorBody { code, message, refund, failing_link } }
     }
 }
 
@@ -331,7 +340,7 @@ impl From<Error> for ApiError {
             PayoutQueueFull | TooManyAccounts => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError { status, code: e.code(), message: e.to_string(), refund: None }
+        ApiError { status, code: e.code(), message: e.to_string(), refund: None, failing_link: None }
     }
 }
 
@@ -379,6 +388,9 @@ struct ErrorBody {
     /// For a refused payment: the hub-signed credit that refunds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     refund: Option<Box<SignedCredit>>,
+    /// For a refused forward: the link direction whose step failed (spec §5.18).
+    #[serde(rename = "failingLink", skip_serializing_if = "Option::is_none")]
+    failing_link: Option<infhub_core::routing::FailingLink>,
 }
 
 #[cfg(test)]

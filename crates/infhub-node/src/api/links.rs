@@ -6,6 +6,9 @@ use crate::links::LinkError;
 
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> ApiError {
+        if let LinkError::AtLink(link, inner) = e {
+            return ApiError::from(*inner).with_failing_link(link);
+        }
         let kind = match &e {
             LinkError::UnknownLink(_) => NodeError::UnknownLink,
             LinkError::LinkToOwnHub(_) => NodeError::LinkToOwnHub,
@@ -21,6 +24,7 @@ impl From<LinkError> for ApiError {
             LinkError::Rule(rule) => return (*rule).into(),
             // The peer's or the wallet's own named refusal, under its own code.
             LinkError::Wallet(w) => return ApiError::passed_on(w.code(), w.to_string()),
+            LinkError::AtLink(..) => unreachable!("taken above"),
         };
         ApiError::new(kind, e.to_string())
     }

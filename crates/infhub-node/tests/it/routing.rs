@@ -302,6 +302,15 @@ fn an_intermediate_hub_refuses_by_name_every_step_that_would_cost_it() {
         for (expected, body) in attempts {
             let (s, v) = http_b.post("/v1/forwarded-transfers", None, &body).await;
             assert_eq!(code(&v), expected, "HTTP {s}: {v}");
+            // A refusal about a link names it (spec §5.18); one about the payment does not.
+            let named = &v["error"]["failingLink"];
+            match expected {
+                "insufficient_capacity" | "fee_insufficient" | "expiry_too_soon" => {
+                    assert_eq!(named, &json!({"fromHub": hub_address(HUB_B), "toHub": hub_address(HUB_C)}), "{v}");
+                }
+                "unknown_next_hub" => assert_eq!(named["fromHub"], json!(hub_address(HUB_B)), "{v}"),
+                _ => assert!(named.is_null(), "{v}"),
+            }
         }
         let link = crate::links::link_of(&http_a, d_b.hub).await;
         assert_eq!(balance_of(&link), 300, "nothing locked at B: {link}");

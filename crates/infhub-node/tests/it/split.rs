@@ -138,6 +138,62 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
     });
 }
 
+/// Four hub nodes on one anvil: A's links at B and D, B's and D's links at C, 300 each; B
+/// charges 2 plus 1%, D nothing (D's configuration adjusted by `adjust_d`); blocks every 250
+/// ms.
+struct FourHubs {
+    chain: Chain,
+    d_b: anvil::Deployment,
+    d_c: anvil::Deployment,
+    d_d: anvil::Deployment,
+    tmp: tempfile::TempDir,
+    nodes: [InProcessNode; 4],
+    http_a: Http,
+    http_b: Http,
+    http_d: Http,
+    miner: tokio::task::JoinHandle<()>,
+}
+
+const HUB_B: usize = 4;
+const HUB_C: usize = 3;
+const HUB_D: usize = 5;
+
+async fn four_hubs(adjust_d: impl FnOnce(&mut infhub_node::config::Config)) -> FourHubs {
+    let chain = Chain::start().await;
+    let (d_b, d_c, d_d) =
+        (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await, deploy_hub_of(&chain, HUB_D).await);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = |d: &anvil::Deployment, key: usize, name: &str| hub_config(&chain, d, key, &tmp.path().join(name));
+    let mut config_a = chain.config(tmp.path().join("a"));
+    config_a.node.link_watch_interval_ms = 200;
+    let mut config_b = config(&d_b, HUB_B, "b");
+    config_b.node.link_base_fee = Amount(2);
+    config_b.node.link_fee_ppm = 10_000;
+    let mut config_d = config(&d_d, HUB_D, "d");
+    adjust_d(&mut config_d);
+    let node_a = InProcessNode::start(config_a).await;
+    let node_b = InProcessNode::start(config_b).await;
+    let node_c = InProcessNode::start(config(&d_c, HUB_C, "c")).await;
+    let node_d = InProcessNode::start(config_d).await;
+    let (http_a, http_b, http_d) = (Http::new(&node_a.url), Http::new(&node_b.url), Http::new(&node_d.url));
+    link(&chain, &http_a, &node_b, d_b.hub).await;
+    link(&chain, &http_a, &node_d, d_d.hub).await;
+    link(&chain, &http_b, &node_c, d_c.hub).await;
+    link(&chain, &http_d, &node_c, d_c.hub).await;
+    let miner = mine_continuously(&chain, 250);
+    FourHubs { chain, d_b, d_c, d_d, tmp, nodes: [node_a, node_b, node_c, node_d], http_a, http_b, http_d, miner }
+}
+
+/// Waits until A knows both routes to C.
+async fn both_routes_known(http_a: &Http) {
+    let c_hub = hub_address(HUB_C);
+    eventually(60, "A knows both routes to C", || async {
+        let (_, v) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=50&k=4"), None).await;
+        (v["routes"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+}
+
 /// Alice at A pays Bob at C 400 when A's links at B and D and their links at C hold 300 each:
 /// no route carries it, so A splits it over A→D→C (300, D charges nothing) and A→B→C (100 plus
 /// B's fee of 3), one lock of 403 from Alice. C locks 400 to Bob once both parts are in; Bob's
@@ -146,30 +202,9 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
 #[test]
 fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
     rt().block_on(async {
-        let chain = Chain::start().await;
-        let (hub_b, hub_c, hub_d) = (4, 3, 5);
-        let (d_b, d_c, d_d) = (
-            deploy_hub_of(&chain, hub_b).await,
-            deploy_hub_of(&chain, hub_c).await,
-            deploy_hub_of(&chain, hub_d).await,
-        );
-        let tmp = tempfile::tempdir().expect("tmp");
-        let config = |d: &anvil::Deployment, key: usize, name: &str| hub_config(&chain, d, key, &tmp.path().join(name));
-        let mut config_a = chain.config(tmp.path().join("a"));
-        config_a.node.link_watch_interval_ms = 200;
-        let mut config_b = config(&d_b, hub_b, "b");
-        config_b.node.link_base_fee = Amount(2);
-        config_b.node.link_fee_ppm = 10_000;
-        let node_a = InProcessNode::start(config_a).await;
-        let node_b = InProcessNode::start(config_b).await;
-        let node_c = InProcessNode::start(config(&d_c, hub_c, "c")).await;
-        let node_d = InProcessNode::start(config(&d_d, hub_d, "d")).await;
-        let (http_a, http_b, http_d) = (Http::new(&node_a.url), Http::new(&node_b.url), Http::new(&node_d.url));
-        link(&chain, &http_a, &node_b, d_b.hub).await;
-        link(&chain, &http_a, &node_d, d_d.hub).await;
-        link(&chain, &http_b, &node_c, d_c.hub).await;
-        link(&chain, &http_d, &node_c, d_c.hub).await;
-        let miner = mine_continuously(&chain, 250);
+        let FourHubs { chain, d_b, d_c, d_d, tmp, nodes, http_a, http_b, http_d, miner } = four_hubs(|_| {}).await;
+        let node_a = &nodes[0];
+        let node_c = &nodes[2];
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
         let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
@@ -177,12 +212,7 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
         let z = Point::from_compressed(&invoice.message.payment_point).expect("point");
 
         // A quotes a split once it knows both B→C and D→C.
-        let c_hub = hub_address(hub_c);
-        eventually(60, "A knows both routes to C", || async {
-            let (_, v) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=50&k=4"), None).await;
-            (v["routes"].as_array().map(Vec::len) == Some(2)).then_some(())
-        })
-        .await;
+        both_routes_known(&http_a).await;
         let answer = alice.pay_invoice(&invoice).await.expect("paid");
         let parts = answer["forwarded"]["parts"].as_array().cloned().unwrap_or_default();
         assert_eq!(parts.len(), 2, "{answer}");
@@ -214,7 +244,58 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
             assert_eq!(balance_of(&l), 300 - debit, "{l}");
         }
         miner.abort();
-        for node in [node_d, node_c, node_b, node_a] {
+        for node in nodes.into_iter().rev() {
+            node.stop().await;
+        }
+    });
+}
+
+/// A route whose hub refuses the forward is learned and the payment tried again over another
+/// (spec §5.18): D, the cheaper hub, forwards nothing (`node.max_forwards_per_link = 0`), so
+/// Alice's first attempt through D is refused `link_busy` naming D's link to C; her lock is
+/// cancelled, A counts the link against routes through it, and her wallet's second attempt
+/// goes through B and pays Bob, with B's fee.
+#[test]
+fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
+    rt().block_on(async {
+        let FourHubs { chain, d_b, d_d, tmp, nodes, http_a, miner, .. } =
+            four_hubs(|c| c.node.max_forwards_per_link = 0).await;
+        let (node_a, node_c) = (&nodes[0], &nodes[2]);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(10), "D is closed for forwarding", 600).expect("invoice");
+        both_routes_known(&http_a).await;
+        let c_hub = hub_address(HUB_C);
+        let (_, before) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=10&k=4"), None).await;
+        assert_eq!(before["routes"][0]["hops"][0]["toHub"], json!(hub_address(HUB_D)), "D is cheaper: {before}");
+
+        let answer = alice.pay_invoice(&invoice).await.expect("paid on the second attempt");
+        assert_eq!(answer["attempts"], 2, "{answer}");
+        assert_eq!(answer["quote"]["hops"][0]["toHub"], json!(hub_address(HUB_B)), "through B: {answer}");
+        assert_eq!(answer["quote"]["fees"], "3", "B's fee: {answer}");
+        let (_, after) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=10&k=4"), None).await;
+        assert_eq!(
+            after["routes"][0]["hops"][0]["toHub"],
+            json!(hub_address(HUB_B)),
+            "D's link counts against it: {after}"
+        );
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(10))).await;
+        sync_until(&mut alice, deadline, "Alice's lock not settled", |w| {
+            w.channel().is_ok_and(|c| c.cumulative_debit() == Amount(13))
+        })
+        .await;
+        let d_link = crate::links::link_of(&http_a, d_d.hub).await;
+        assert_eq!(balance_of(&d_link), 300, "nothing went through D: {d_link}");
+        let b_link = link_until(&chain, &http_a, d_b.hub, "A's lock at B settled", |l| {
+            l["channel"]["cumulativeDebit"] == "13" && l["unfinishedForwards"] == 0
+        })
+        .await;
+        assert_eq!(balance_of(&b_link), 287, "{b_link}");
+        miner.abort();
+        for node in nodes.into_iter().rev() {
             node.stop().await;
         }
     });
