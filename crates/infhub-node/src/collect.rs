@@ -44,11 +44,28 @@ struct Collection {
     parts: Vec<Part>,
     /// The lock to the payee is made (the ledger follows the rest), or nothing is left.
     done: bool,
+    /// When its first part was recorded, in milliseconds since the epoch.
+    #[serde(default)]
+    started_at_ms: u64,
+    /// Its parts did not cover it within the collection timeout: it is never locked to the
+    /// payee, no part is taken any more, and each part's sender may cancel its lock here.
+    #[serde(default)]
+    abandoned: bool,
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The split payments this hub collects as the payee's hub.
 pub struct Collections {
     path: PathBuf,
+    /// How long a split payment's parts have to cover it (`node.split_collection_timeout_ms`).
+    timeout_ms: u64,
+    /// One completion at a time, so a collection is never both locked to the payee and
+    /// abandoned.
+    completing: tokio::sync::Mutex<()>,
     open: Mutex<BTreeMap<B256, Collection>>,
     /// Parts recorded whose lock the caller is committing now (kept in memory only: after a
     /// restart none is), which a round must not take for gone.
@@ -58,7 +75,7 @@ pub struct Collections {
 impl Collections {
     /// The collections under `data_dir` (a torn last line, a crash mid-append, is skipped: its
     /// part's lock was never committed).
-    pub fn open(data_dir: &std::path::Path) -> Result<Collections, String> {
+    pub fn open(data_dir: &std::path::Path, timeout_ms: u64) -> Result<Collections, String> {
         let path = data_dir.join(COLLECTIONS_FILE);
         let mut open = BTreeMap::new();
         match std::fs::read_to_string(&path) {
@@ -75,7 +92,13 @@ impl Collections {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
-        Ok(Collections { path, open: Mutex::new(open), in_flight: Mutex::default() })
+        Ok(Collections {
+            path,
+            timeout_ms,
+            completing: tokio::sync::Mutex::new(()),
+            open: Mutex::new(open),
+            in_flight: Mutex::default(),
+        })
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<B256, Collection>> {
@@ -97,7 +120,13 @@ impl Collections {
             None if map.len() >= MAX_COLLECTIONS => {
                 return Err(LinkError::LinkBusy(Address::ZERO, format!("{MAX_COLLECTIONS} split payments collecting")))
             }
-            None => Collection { invoice: invoice.clone(), parts: Vec::new(), done: false },
+            None => Collection {
+                invoice: invoice.clone(),
+                parts: Vec::new(),
+                done: false,
+                started_at_ms: now_ms(),
+                abandoned: false,
+            },
         };
         let out = change(&mut c)?;
         crate::towers::append_json_line(&self.path, &c)
@@ -165,6 +194,9 @@ impl Collections {
         }
         let part = Part { payer, tweak: step.tweak, amount: step.amount, expiry_block: step.expiry_block };
         self.update(invoice, |c| {
+            if c.abandoned {
+                return Err(LinkError::SplitAbandoned(inv.invoice_id));
+            }
             if c.parts.iter().any(|p| p.payer == payer) {
                 return Err(Error::LockIdReused.into());
             }
@@ -204,7 +236,10 @@ impl Collections {
     /// cover it (`CollectedTransfer`), expiring at the earliest part's step expiry; forgets
     /// parts whose lock is gone (refused, or dropped after its expiry) and a collection with
     /// none left. Answered with what is collected.
+    /// One whose parts do not cover it `node.split_collection_timeout_ms` after its first is
+    /// abandoned instead (spec §5.23c).
     pub async fn complete(&self, node: &crate::engine::Node, invoice_id: B256) -> Result<Value, LinkError> {
+        let _one = self.completing.lock().await;
         let Some(mut c) = self.map().get(&invoice_id).cloned() else {
             return Ok(json!({"locked": true}));
         };
@@ -234,8 +269,22 @@ impl Collections {
         for p in &c.parts {
             covered = covered.checked_add(p.amount)?;
         }
+        if c.abandoned {
+            return Ok(json!({"locked": false, "abandoned": true, "collected": covered, "of": inv.amount}));
+        }
         if covered < inv.amount {
-            return Ok(json!({"locked": false, "collected": covered, "of": inv.amount, "parts": c.parts.len()}));
+            let late = now_ms().saturating_sub(c.started_at_ms) > self.timeout_ms;
+            if late && !c.done {
+                let invoice = c.invoice.clone();
+                self.update(&invoice, |now| {
+                    now.abandoned = true;
+                    Ok(())
+                })?;
+                tracing::info!(invoice = %invoice_id, collected = %covered, "a split payment abandoned: its parts did not cover it in time");
+            }
+            return Ok(
+                json!({"locked": false, "abandoned": late, "collected": covered, "of": inv.amount, "parts": c.parts.len()}),
+            );
         }
         let z = Point::from_compressed(&inv.payment_point)?;
         let expiry_block = c.parts.iter().map(|p| p.expiry_block).min().expect("parts cover a non-zero amount");
@@ -256,6 +305,12 @@ impl Collections {
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
         }
+    }
+
+    /// Whether `payer`'s part of `invoice_id` belongs to an abandoned collection: this hub
+    /// agrees to its cancel before its expiry.
+    pub fn abandoned_part(&self, invoice_id: B256, payer: Address) -> bool {
+        self.map().get(&invoice_id).is_some_and(|c| c.abandoned && c.parts.iter().any(|p| p.payer == payer))
     }
 
     /// One round over every collection: completes or forgets it (see [`Collections::complete`]).

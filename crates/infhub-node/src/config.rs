@@ -233,6 +233,9 @@ pub struct NodeConfig {
     /// Most payments forwarded over one link and not yet finished (spec §5.23b); beyond it a
     /// forward is refused `link_busy`, naming the link (0 stops this hub forwarding).
     pub max_forwards_per_link: usize,
+    /// How long the parts of a split payment collected here have to cover it after the first
+    /// arrived (spec §5.23c), in milliseconds; then it is abandoned and its parts cancelled.
+    pub split_collection_timeout_ms: u64,
     /// How often merchants' webhooks get their new events (spec §5.24), in milliseconds.
     pub webhook_interval_ms: u64,
     /// Whether a webhook may name a loopback, private or link-local host (development only:
@@ -268,6 +271,7 @@ impl Default for NodeConfig {
             link_base_fee: infhub_core::Amount::ZERO,
             link_fee_ppm: 0,
             max_forwards_per_link: crate::links::MAX_FORWARDS_PER_LINK,
+            split_collection_timeout_ms: 60_000,
             webhook_interval_ms: 1_000,
             webhooks_to_private_hosts: false,
             wallet_dir: PathBuf::new(),
@@ -524,6 +528,9 @@ impl Config {
     fn validate_links(&self) -> Result<(), ConfigError> {
         if self.node.link_fee_ppm > infhub_core::routing::FEE_PPM_UNIT {
             return Err(ConfigError::Invalid("node.link_fee_ppm must be at most 1000000".into()));
+        }
+        if self.node.split_collection_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("node.split_collection_timeout_ms must be at least 1".into()));
         }
         if self.node.max_forwards_per_link > crate::links::MAX_FORWARDS_PER_LINK {
             return Err(ConfigError::Invalid(format!(

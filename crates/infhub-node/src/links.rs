@@ -85,6 +85,9 @@ pub enum LinkError {
         /// The invoice's.
         invoice: Amount,
     },
+    /// The payee's hub abandoned this split payment: its parts did not cover it in time.
+    #[error("the payee's hub stopped collecting the split payment {0}: its parts did not cover it in time")]
+    SplitAbandoned(B256),
     /// The payer's step for this hub is not the quoted one, or the quote is gone.
     #[error("{0}")]
     QuoteMismatch(String),
@@ -373,7 +376,10 @@ impl Links {
             hosts: Mutex::new(BTreeMap::new()),
             hub_secret,
             max_forwards_per_link: config.node.max_forwards_per_link,
-            collections: crate::collect::Collections::open(&config.node.data_dir)?,
+            collections: crate::collect::Collections::open(
+                &config.node.data_dir,
+                config.node.split_collection_timeout_ms,
+            )?,
         })
     }
 
@@ -873,6 +879,13 @@ impl Links {
         !funded.is_empty() && funded.iter().all(|s| *s == ForwardState::Failed)
     }
 
+    /// Whether this hub agrees to `payer`'s cancel of its lock `lock_id` before its expiry: the
+    /// payment it funds was refused downstream (every forward failed, D54), or it is a part of a
+    /// split payment this hub abandoned (spec §5.23c).
+    pub fn agrees_to_cancel(&self, payer: Address, lock_id: B256) -> bool {
+        self.forward_failed(payer, lock_id) || self.collections.abandoned_part(lock_id, payer)
+    }
+
     /// Plans forwarding each part of a quoted payment (spec §5.23b, §5.23c, §5.23d) for the
     /// payer's one lock: the payer sealed every part's steps; this hub opens its own (the first
     /// of each part), which must be the quoted one with her tweak (`quote_mismatch`), checks it
@@ -974,7 +987,19 @@ impl Links {
                         }
                         None => None,
                     };
-                    let Some(downstream) = downstream.as_ref() else { continue };
+                    let Some(downstream) = downstream.as_ref() else {
+                        // Its lock downstream is gone unclaimed (cancelled with the next hub's
+                        // agreement, or dropped after its expiry): the payer may cancel hers.
+                        let live = w.channel().is_ok_and(|c| c.debit_locks.get(&f.lock_id).is_some())
+                            || w.state().pending_lock.is_some_and(|p| p.change.lock_id() == f.lock_id);
+                        if !live {
+                            tracing::info!(lock = %f.lock_id, "a forward's lock downstream is gone unclaimed: failed");
+                            if let Err(e) = link.note_forward(Forward { state: ForwardState::Failed, ..f }) {
+                                tracing::warn!(error = %e, "a failed forward not noted; retrying next round");
+                            }
+                        }
+                        continue;
+                    };
                     let scalar = match f.tweak {
                         None => *downstream,
                         Some(tweak) => match downstream.upstream(&tweak) {

@@ -1251,6 +1251,8 @@ fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<H
             .iter()
             .filter_map(|l| ledger.locks.scalar_for(user, &l.lock_id).map(|s| (l.lock_id, s)))
             .collect(),
+        // One hub: no payment is forwarded, so none is refused on its way.
+        cancellable_locks: Vec::new(),
         debit_nonce: ch.debit_nonce(),
         cumulative_debit: Some(ch.cumulative_debit()),
         credit_nonce: ch.credit_nonce(),

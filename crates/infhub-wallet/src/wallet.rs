@@ -759,6 +759,23 @@ impl Wallet {
                 check.notes.push(format!("invoice {lock_id} paid; proof of payment {}", scalar.value()));
             }
         }
+        // Locks the hub agrees to cancel (their payment was refused on its way, or the payee's
+        // hub abandoned it) come back now rather than at their expiry; a lock whose scalar the
+        // hub learned is settled above, never cancelled.
+        for lock_id in a.cancellable_locks.iter().take(infhub_core::point_lock::MAX_PENDING_LOCKS) {
+            let pending = self.core.channel()?.debit_locks.get(lock_id).is_some();
+            if !pending || a.outgoing_scalars.iter().any(|(id, _)| id == lock_id) {
+                continue;
+            }
+            let change = infhub_core::channel::LockChange::Cancel { lock_id: *lock_id };
+            match self.send_lock_change(change).await {
+                Ok(()) => check.notes.push(format!(
+                    "the payment of invoice {lock_id} was refused on its way; your lock was cancelled and its amount is back"
+                )),
+                Err(e @ WalletError::HubRefused { .. }) => check.notes.push(format!("lock {lock_id} not cancelled yet: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(change) = self.core.lock_to_drop(a)? {
             // One per sync: the hub may not have confirmed the expiry block yet (then it says
             // `lock_not_expired`, and the next sync tries again).

@@ -62,6 +62,9 @@ pub struct HubAccount {
     /// The scalars the hub learned for this user's pending locks to it (her payees revealed
     /// them): each one's proof of payment, for her to settle the lock with.
     pub outgoing_scalars: Vec<(B256, infhub_core::point_lock::Scalar)>,
+    /// This user's pending locks the hub agrees to cancel before their expiry: the payment each
+    /// funds was refused on its way, or the payee's hub abandoned it (spec §5.23a, §5.23c).
+    pub cancellable_locks: Vec<B256>,
     /// Its nonce.
     pub debit_nonce: u64,
     /// Its running total.
@@ -97,6 +100,7 @@ impl HubAccount {
                 .map(|l| parse(l, "locks.incoming"))
                 .transpose()?,
             outgoing_scalars: outgoing_scalars(a)?,
+            cancellable_locks: cancellable_locks(a)?,
             debit_nonce: a["debitNonce"].as_u64().unwrap_or(0),
             cumulative_debit: amount("cumulativeDebit"),
             credit_nonce: a["creditNonce"].as_u64().unwrap_or(0),
@@ -106,6 +110,19 @@ impl HubAccount {
             balance: amount("balance"),
         })
     }
+}
+
+/// The ids of the outgoing locks the hub marks `cancellable` (`locks.outgoing`).
+fn cancellable_locks(a: &Value) -> Result<Vec<B256>, WalletError> {
+    let Some(list) = a.get("locks").and_then(|l| l.get("outgoing")).and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in list.iter().filter(|e| e["cancellable"] == Value::Bool(true)) {
+        let lock: infhub_core::point_lock::Lock = parse(&entry["lock"], "locks.outgoing.lock")?;
+        out.push(lock.lock_id);
+    }
+    Ok(out)
 }
 
 /// The learned scalars in the hub's list of this user's outgoing locks (`locks.outgoing`).

@@ -75,7 +75,7 @@ pub(super) async fn account(
         latest_debit: ch.debit,
         latest_credit: ch.credit.clone(),
         withdrawal_hold: ch.withdrawal_hold,
-        locks: locks::locks_view(st.ledger(), &user, ch),
+        locks: locks::locks_view(st.ledger(), &api.node.links, &user, ch),
         frozen: st.ledger().frozen.contains(&user),
         pending_deposits: pending,
         confirmed_block: st.ledger().block,

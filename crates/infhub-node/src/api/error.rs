@@ -99,6 +99,9 @@ pub enum NodeError {
     /// A payer's route step for this hub is not the one its quote named, or the quote is
     /// gone (spec §5.23d).
     QuoteMismatch,
+    /// The payee's hub stopped collecting a split payment whose parts did not cover it in time
+    /// (spec §5.23c).
+    SplitAbandoned,
     /// A webhook URL names a loopback, private or link-local host (spec §5.24).
     WebhookHostNotAllowed,
     /// The account has no webhook.
@@ -111,7 +114,7 @@ pub enum NodeError {
 
 impl NodeError {
     /// Every variant, for the test that keeps the spec's list in step.
-    pub const ALL: [NodeError; 45] = [
+    pub const ALL: [NodeError; 46] = [
         NodeError::Unauthorized,
         NodeError::Forbidden,
         NodeError::SessionExpired,
@@ -153,6 +156,7 @@ impl NodeError {
         NodeError::InsufficientCapacity,
         NodeError::FeeInsufficient,
         NodeError::QuoteMismatch,
+        NodeError::SplitAbandoned,
         NodeError::WebhookHostNotAllowed,
         NodeError::UnknownWebhook,
         NodeError::WalletNotInstalled,
@@ -203,6 +207,7 @@ impl NodeError {
             NodeError::InsufficientCapacity => "insufficient_capacity",
             NodeError::FeeInsufficient => "fee_insufficient",
             NodeError::QuoteMismatch => "quote_mismatch",
+            NodeError::SplitAbandoned => "split_abandoned",
             NodeError::WebhookHostNotAllowed => "webhook_host_not_allowed",
             NodeError::UnknownWebhook => "unknown_webhook",
             NodeError::WalletNotInstalled => "wallet_not_installed",
@@ -247,6 +252,7 @@ impl NodeError {
             NodeError::UnknownNextHub
             | NodeError::FeeInsufficient
             | NodeError::QuoteMismatch
+            | NodeError::SplitAbandoned
             | NodeError::WebhookHostNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
             NodeError::InsufficientCapacity => StatusCode::CONFLICT,
             NodeError::HistoryUnavailable | NodeError::HistoryMissing | NodeError::InternalError => {

@@ -21,6 +21,7 @@ impl From<LinkError> for ApiError {
             LinkError::InsufficientCapacity { .. } => NodeError::InsufficientCapacity,
             LinkError::FeeInsufficient { .. } => NodeError::FeeInsufficient,
             LinkError::QuoteMismatch(_) => NodeError::QuoteMismatch,
+            LinkError::SplitAbandoned(_) => NodeError::SplitAbandoned,
             LinkError::Rule(rule) => return (*rule).into(),
             // The peer's or the wallet's own named refusal, under its own code.
             LinkError::Wallet(w) => return ApiError::passed_on(w.code(), w.to_string()),

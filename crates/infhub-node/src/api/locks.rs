@@ -309,8 +309,11 @@ pub(super) async fn lock_debit(
     api.take_signed_writes(&req.debit)?;
     let m = req.debit.message;
     let cmd = match req.change {
-        // The hub agrees to cancel a lock whose forward the next hub refused (spec §5.23a).
-        LockChange::Cancel { lock_id } if lock_id == m.payment_id && api.node.links.forward_failed(m.user, lock_id) => {
+        // The hub agrees to cancel a lock whose forward the next hub refused (spec §5.23a), or
+        // a part of a split payment it abandoned (§5.23c).
+        LockChange::Cancel { lock_id }
+            if lock_id == m.payment_id && api.node.links.agrees_to_cancel(m.user, lock_id) =>
+        {
             Command::CancelForwardedLock { debit: req.debit }
         }
         change => Command::DebitLock { debit: req.debit, change },
@@ -357,17 +360,25 @@ pub(super) struct LocksView {
 pub(super) struct OutgoingLock {
     lock: Lock,
     scalar: Option<infhub_core::point_lock::Scalar>,
+    /// The hub agrees to its cancel before its expiry: the payment it funds was refused on its
+    /// way, or the payee's hub abandoned it (spec §5.23a, §5.23c).
+    cancellable: bool,
 }
 
 pub(super) fn locks_view(
     ledger: &infhub_core::ledger::Ledger,
+    links: &crate::links::Links,
     user: &Address,
     ch: &infhub_core::channel::ChannelState,
 ) -> LocksView {
     let outgoing = ch
         .debit_locks
         .iter()
-        .map(|l| OutgoingLock { lock: *l, scalar: ledger.locks.scalar_for(user, &l.lock_id) })
+        .map(|l| OutgoingLock {
+            lock: *l,
+            scalar: ledger.locks.scalar_for(user, &l.lock_id),
+            cancellable: links.agrees_to_cancel(*user, l.lock_id),
+        })
         .collect();
     LocksView { outgoing, incoming: ch.credit_locks.iter().copied().collect() }
 }

@@ -139,8 +139,8 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
 }
 
 /// Four hub nodes on one anvil: A's links at B and D, B's and D's links at C, 300 each; B
-/// charges 2 plus 1%, D nothing (D's configuration adjusted by `adjust_d`); blocks every 250
-/// ms.
+/// charges 2 plus 1%, D nothing (each configuration of B, C and D adjusted by `adjust`, given
+/// the hub's letter); blocks every 250 ms.
 struct FourHubs {
     chain: Chain,
     d_b: anvil::Deployment,
@@ -158,7 +158,7 @@ const HUB_B: usize = 4;
 const HUB_C: usize = 3;
 const HUB_D: usize = 5;
 
-async fn four_hubs(adjust_d: impl FnOnce(&mut infhub_node::config::Config)) -> FourHubs {
+async fn four_hubs(adjust: impl Fn(char, &mut infhub_node::config::Config)) -> FourHubs {
     let chain = Chain::start().await;
     let (d_b, d_c, d_d) =
         (deploy_hub_of(&chain, HUB_B).await, deploy_hub_of(&chain, HUB_C).await, deploy_hub_of(&chain, HUB_D).await);
@@ -169,11 +169,14 @@ async fn four_hubs(adjust_d: impl FnOnce(&mut infhub_node::config::Config)) -> F
     let mut config_b = config(&d_b, HUB_B, "b");
     config_b.node.link_base_fee = Amount(2);
     config_b.node.link_fee_ppm = 10_000;
+    adjust('b', &mut config_b);
+    let mut config_c = config(&d_c, HUB_C, "c");
+    adjust('c', &mut config_c);
     let mut config_d = config(&d_d, HUB_D, "d");
-    adjust_d(&mut config_d);
+    adjust('d', &mut config_d);
     let node_a = InProcessNode::start(config_a).await;
     let node_b = InProcessNode::start(config_b).await;
-    let node_c = InProcessNode::start(config(&d_c, HUB_C, "c")).await;
+    let node_c = InProcessNode::start(config_c).await;
     let node_d = InProcessNode::start(config_d).await;
     let (http_a, http_b, http_d) = (Http::new(&node_a.url), Http::new(&node_b.url), Http::new(&node_d.url));
     link(&chain, &http_a, &node_b, d_b.hub).await;
@@ -202,7 +205,7 @@ async fn both_routes_known(http_a: &Http) {
 #[test]
 fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
     rt().block_on(async {
-        let FourHubs { chain, d_b, d_c, d_d, tmp, nodes, http_a, http_b, http_d, miner } = four_hubs(|_| {}).await;
+        let FourHubs { chain, d_b, d_c, d_d, tmp, nodes, http_a, http_b, http_d, miner } = four_hubs(|_, _| {}).await;
         let node_a = &nodes[0];
         let node_c = &nodes[2];
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
@@ -258,8 +261,12 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
 #[test]
 fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
     rt().block_on(async {
-        let FourHubs { chain, d_b, d_d, tmp, nodes, http_a, miner, .. } =
-            four_hubs(|c| c.node.max_forwards_per_link = 0).await;
+        let FourHubs { chain, d_b, d_d, tmp, nodes, http_a, miner, .. } = four_hubs(|hub, c| {
+            if hub == 'd' {
+                c.node.max_forwards_per_link = 0
+            }
+        })
+        .await;
         let (node_a, node_c) = (&nodes[0], &nodes[2]);
         let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
         alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
@@ -294,6 +301,58 @@ fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
         })
         .await;
         assert_eq!(balance_of(&b_link), 287, "{b_link}");
+        miner.abort();
+        for node in nodes.into_iter().rev() {
+            node.stop().await;
+        }
+    });
+}
+
+/// A split payment whose parts cannot all arrive is cancelled early (spec §5.23c, §5.23a): D
+/// forwards nothing, so of Alice's 400 to Bob only B's part of 100 reaches C; C abandons the
+/// collection once its timeout passes (never locking anything to Bob), and the cancels run
+/// back: B's link cancels its lock at C, B's forward fails, A's link cancels its lock at B,
+/// A's forwards have all failed, and Alice's next sync cancels her lock, long before its
+/// expiry. Everyone is whole and no channel closed.
+#[test]
+fn a_split_payment_whose_parts_cannot_all_arrive_is_cancelled_before_its_expiry() {
+    rt().block_on(async {
+        let FourHubs { chain, d_b, d_c, d_d, tmp, nodes, http_a, http_b, miner, .. } = four_hubs(|hub, c| match hub {
+            'd' => c.node.max_forwards_per_link = 0,
+            'c' => c.node.split_collection_timeout_ms = 3_000,
+            _ => {}
+        })
+        .await;
+        let (node_a, node_c) = (&nodes[0], &nodes[2]);
+        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
+        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
+        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let invoice = bob.issue_invoice(Amount(400), "one part cannot arrive", 600).expect("invoice");
+        both_routes_known(&http_a).await;
+        let answer = alice.pay_invoice(&invoice).await.expect("one part forwarded");
+        let parts = answer["forwarded"]["parts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(parts.len(), 2, "{answer}");
+        assert_eq!(parts.iter().filter(|p| p["error"]["code"] == "link_busy").count(), 1, "D's part refused: {answer}");
+        let lock = alice.channel().expect("ch").debit_locks.get(&invoice.message.invoice_id).copied().expect("lock");
+        assert_eq!(alice.spendable().expect("balance"), Amount(500 - lock.amount.0));
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        sync_until(&mut alice, deadline, "Alice's lock not cancelled", |w| {
+            w.channel().is_ok_and(|c| c.debit_locks.get(&invoice.message.invoice_id).is_none())
+        })
+        .await;
+        assert!(chain.head().await < lock.expiry_block, "cancelled before its expiry");
+        assert_eq!(alice.spendable().expect("balance"), Amount(500), "Alice whole");
+        assert_eq!(alice.channel().expect("ch").cumulative_debit(), Amount(0), "nothing paid");
+        for (http, peer) in [(&http_a, d_b.hub), (&http_a, d_d.hub), (&http_b, d_c.hub)] {
+            let l = link_until(&chain, http, peer, "the link whole and its forwards finished", |l| {
+                balance_of(l) == 300 && l["unfinishedForwards"] == 0
+            })
+            .await;
+            assert_eq!(l["state"], "open", "no channel closed: {l}");
+        }
+        let _ = bob.sync().await;
+        assert_eq!(bob.spendable().expect("balance"), Amount(0), "nothing locked to Bob");
         miner.abort();
         for node in nodes.into_iter().rev() {
             node.stop().await;
