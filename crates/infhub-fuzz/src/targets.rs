@@ -511,6 +511,7 @@ fn multi_hop_decoders(rest: &[u8]) {
             assert_eq!(Point::from_compressed(&p.compressed()), Ok(p));
         }
     }
+    multi_hop_sealed_steps(rest);
     if let Some(bytes) = rest.get(..32) {
         if let Ok(s) = Scalar::from_bytes(B256::from_slice(bytes)) {
             assert_eq!(Scalar::new(s.value()), Ok(s));
@@ -518,6 +519,41 @@ fn multi_hop_decoders(rest: &[u8]) {
                 panic!("t − t is 0, never a scalar: {up:?}");
             }
         }
+    }
+}
+
+/// Sealed route steps (spec §5.23d) from untrusted bytes: a step's encoding decodes or is
+/// refused and round-trips when it decodes; a sealed step in JSON opens or is refused
+/// `StepUnreadable`, never panics; a step sealed with fuzzed keys opens with its hub's key only.
+fn multi_hop_sealed_steps(rest: &[u8]) {
+    use infhub_core::point_lock::Scalar;
+    use infhub_core::sealed_step::{open_step, seal_step, RouteStep, SealedStep};
+    if let Ok(step) = RouteStep::decode(rest) {
+        assert_eq!(step.encode().as_slice(), rest, "a route step's encoding round trip");
+    }
+    let hub = Scalar::from_bytes(B256::repeat_byte(0x11)).expect("a scalar");
+    if let Ok(sealed) = serde_json::from_slice::<SealedStep>(rest) {
+        match open_step(&sealed, &hub, B256::ZERO) {
+            Ok(step) => assert!(step.encode().len() == infhub_core::sealed_step::ROUTE_STEP_BYTES),
+            Err(e) => assert_eq!(e, infhub_core::Error::StepUnreadable),
+        }
+    }
+    let (Some(a), Some(b)) = (rest.get(..32), rest.get(32..64)) else { return };
+    let (Ok(key), Ok(ephemeral)) = (Scalar::from_bytes(B256::from_slice(a)), Scalar::from_bytes(B256::from_slice(b)))
+    else {
+        return;
+    };
+    let step = RouteStep {
+        next_hub: alloy_primitives::Address::from_slice(&a[..20]),
+        tweak: ephemeral,
+        amount: Amount(u128::from_be_bytes(a[..16].try_into().expect("16 bytes"))),
+        expiry_block: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+    };
+    let lock_id = B256::from_slice(b);
+    let sealed = seal_step(&step, &key.point(), &ephemeral, lock_id).expect("a step seals");
+    assert_eq!(open_step(&sealed, &key, lock_id), Ok(step), "opens with its hub's key");
+    if key != hub {
+        assert!(open_step(&sealed, &hub, lock_id).is_err(), "and with no other");
     }
 }
 
