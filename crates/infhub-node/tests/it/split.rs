@@ -138,6 +138,78 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
     });
 }
 
+/// The payee's hub abandons a split payment its parts do not cover in time (spec §5.23c step
+/// 8): a part of 300 of Bob's 400 is held; past the collection timeout (2 s here) the payer's
+/// lock shows `cancellable`, her cancel before the expiry is agreed to, a later part is refused
+/// `split_abandoned`, and nothing was ever locked to Bob. Before the timeout the same cancel is
+/// refused: the hub agrees only to what it abandoned.
+#[test]
+fn the_payees_hub_abandons_a_split_payment_its_parts_do_not_cover_in_time() {
+    rt().block_on(async {
+        let chain = Chain::start().await;
+        let (domain, hub) = (chain.domain(), chain.anvil_hub());
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = chain.config(dir.path().to_path_buf());
+        config.node.split_collection_timeout_ms = 2_000;
+        config.node.link_watch_interval_ms = 200;
+        let node = InProcessNode::start(config).await;
+        let http = Http::new(&node.url);
+        let (mut a, b, c) = two_payers_and_a_payee(&chain, &http).await;
+        let (_, info) = http.get("/v1/info", None).await;
+        let head = info["confirmedBlock"].as_u64().expect("block");
+        let own_hub = info["hub"].clone();
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let host = node.url.trim_start_matches("http://");
+        let invoice =
+            infhub_core::invoice::issue(&b.key, host, &domain, Amount(400), expires, "late", Default::default())
+                .expect("invoice");
+        let id = invoice.message.invoice_id;
+        let z = infhub_core::invoice::invoice_scalar(&b.key, id);
+        let step_expiry = head + 200;
+        let margin = infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
+        let part = |w: &Wallet, y: &Scalar, amount: u128| {
+            let on = z.point().untweaked(y).expect("point");
+            let lock =
+                Lock { lock_id: id, amount: Amount(amount), expiry_block: step_expiry + margin, point: on.address() };
+            let debit = lock_debit(w, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
+            let step =
+                json!({"nextHub": own_hub, "tweak": y, "amount": amount.to_string(), "expiryBlock": step_expiry});
+            let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice,
+                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()),
+                              "route": [sealed_step(&step, anvil::dev_key(0), id)]});
+            (debit, lock, body)
+        };
+        let cancel_of = |w: &Wallet, lock: &Lock| {
+            let cancel = lock_debit(w, &domain, hub, PaymentKind::LockDrop, lock, &[], 0);
+            json!({"debit": w.sign_debit(&domain, cancel), "change": {"cancel": {"lockId": id}}})
+        };
+
+        let (debit, lock_a, body) = part(&a, &tweak(1), 300);
+        let (s, v) = http.post("/v1/forwarded-transfers", None, &body).await;
+        assert_eq!((s, &v["collected"]["locked"]), (200, &json!(false)), "{v}");
+        a.accepted(&debit);
+        let (s, v) = http.post("/v1/lock-debits", None, &cancel_of(&a, &lock_a)).await;
+        assert_eq!((s, code(&v)), (422, "lock_not_expired"), "not abandoned yet: {v}");
+
+        // Past the timeout a round abandons it: her lock shows cancellable.
+        eventually(30, "the collection abandoned", || async {
+            let (_, v) = a.account(&http).await;
+            (v["locks"]["outgoing"][0]["cancellable"] == json!(true)).then_some(())
+        })
+        .await;
+        let (_, _, late) = part(&c, &tweak(2), 100);
+        let (_, v) = http.post("/v1/forwarded-transfers", None, &late).await;
+        assert_eq!(code(&v), "split_abandoned", "{v}");
+        let (s, v) = http.post("/v1/lock-debits", None, &cancel_of(&a, &lock_a)).await;
+        assert_eq!(s, 200, "the abandoned part's cancel is agreed to: {v}");
+        let (_, acct_a) = a.account(&http).await;
+        assert_eq!((&acct_a["balance"], &acct_a["locks"]["outgoing"]), (&json!("500"), &json!([])), "{acct_a}");
+        let (_, acct_b) = b.account(&http).await;
+        assert_eq!(acct_b["locks"]["incoming"], json!([]), "nothing ever locked to Bob: {acct_b}");
+        node.stop().await;
+    });
+}
+
 /// Four hub nodes on one anvil: A's links at B and D, B's and D's links at C, 300 each; B
 /// charges 2 plus 1%, D nothing (each configuration of B, C and D adjusted by `adjust`, given
 /// the hub's letter); blocks every 250 ms.
