@@ -24,6 +24,19 @@ pub(crate) async fn user_at(chain: &Chain, dir: &std::path::Path, index: usize, 
         .expect("registered")
 }
 
+/// Alice registered at the hub at `url_a` with 500 deposited, and Bob registered at the hub at
+/// `url_c`: the payer and payee of the multi-hub tests.
+pub(crate) async fn alice_and_bob(
+    chain: &Chain,
+    dir: &std::path::Path,
+    url_a: &str,
+    url_c: &str,
+) -> (UserWallet, UserWallet) {
+    let mut alice = user_at(chain, dir, 1, url_a).await;
+    alice.deposit(infhub_core::Amount(500), &mut |_| {}).await.expect("deposit");
+    (alice, user_at(chain, dir, 2, url_c).await)
+}
+
 /// Two hubs on one anvil, blocks coming every 250 ms, and hub A's link at hub B funded with 300.
 pub(crate) struct TwoHubs {
     pub chain: Chain,

@@ -178,9 +178,7 @@ fn a_payment_crosses_an_intermediate_hub_with_its_own_point_on_every_link_and_pa
     rt().block_on(async {
         let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "two hops", 600).expect("invoice");
         let z = infhub_core::point_lock::Point::from_compressed(&invoice.message.payment_point).expect("point");
 
@@ -331,9 +329,7 @@ fn a_payment_whose_payee_hub_is_down_completes_when_it_returns_and_nothing_is_ca
     rt().block_on(async {
         let ThreeHubs { chain, d_c, tmp, node_a, node_b, node_c, http_a, http_b, config_c, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "while C sleeps", 600).expect("invoice");
         // A must know the route (B's announcement) before C goes down: its quote needs C's info.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -387,9 +383,7 @@ fn a_payment_completes_after_the_intermediate_hub_restarts_mid_payment() {
     rt().block_on(async {
         let ThreeHubs { chain, d_b, tmp, node_a, node_b, node_c, http_a, config_b, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "B restarts", 600).expect("invoice");
         pay_when_routed(&mut alice, &invoice).await;
         let addr_b = node_b.url.trim_start_matches("http://").to_string();
@@ -423,9 +417,7 @@ fn a_payment_whose_payee_hub_stays_offline_past_the_expiry_refunds_everyone_and_
     rt().block_on(async {
         let ThreeHubs { chain, d_b, d_c, tmp, node_a, node_b, node_c, http_a, http_b, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "never claimed", 600).expect("invoice");
         let c_hub = hub_address(HUB_C);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -486,9 +478,7 @@ fn a_hub_claims_through_the_registry_when_its_upstream_is_silent_and_the_upstrea
             c.node.listen = node_a.url.trim_start_matches("http://").to_string();
             c
         };
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "A goes silent", 600).expect("invoice");
         pay_when_routed(&mut alice, &invoice).await;
         let (_, list) = http_a.get("/v1/operator/links", Some(OPERATOR)).await;
@@ -571,9 +561,7 @@ fn hubs_on_both_sides_of_an_honest_hub_cannot_settle_around_it() {
     rt().block_on(async {
         let ThreeHubs { chain, d_b, tmp, node_a, node_b, node_c, http_a, config_b, .. } = three_hubs().await;
         let miner = mine_continuously(&chain, 250);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "around B", 600).expect("invoice");
         let id = invoice.message.invoice_id;
         let answer = pay_when_routed(&mut alice, &invoice).await;

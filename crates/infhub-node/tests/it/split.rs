@@ -280,9 +280,7 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
         let FourHubs { chain, d_b, d_c, d_d, tmp, nodes, http_a, http_b, http_d, miner } = four_hubs(|_, _| {}).await;
         let node_a = &nodes[0];
         let node_c = &nodes[2];
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(400), "more than one route carries", 600).expect("invoice");
         let z = Point::from_compressed(&invoice.message.payment_point).expect("point");
 
@@ -340,9 +338,7 @@ fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
         })
         .await;
         let (node_a, node_c) = (&nodes[0], &nodes[2]);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(10), "D is closed for forwarding", 600).expect("invoice");
         both_routes_known(&http_a).await;
         let c_hub = hub_address(HUB_C);
@@ -396,9 +392,7 @@ fn a_split_payment_whose_parts_cannot_all_arrive_is_cancelled_before_its_expiry(
         })
         .await;
         let (node_a, node_c) = (&nodes[0], &nodes[2]);
-        let mut alice = crate::forwarding::user_at(&chain, tmp.path(), 1, &node_a.url).await;
-        alice.deposit(Amount(500), &mut |_| {}).await.expect("deposit");
-        let mut bob = crate::forwarding::user_at(&chain, tmp.path(), 2, &node_c.url).await;
+        let (mut alice, mut bob) = crate::forwarding::alice_and_bob(&chain, tmp.path(), &node_a.url, &node_c.url).await;
         let invoice = bob.issue_invoice(Amount(400), "one part cannot arrive", 600).expect("invoice");
         both_routes_known(&http_a).await;
         let answer = alice.pay_invoice(&invoice).await.expect("one part forwarded");
