@@ -259,6 +259,14 @@ async fn four_hubs(adjust: impl Fn(char, &mut infhub_node::config::Config)) -> F
     FourHubs { chain, d_b, d_c, d_d, tmp, nodes: [node_a, node_b, node_c, node_d], http_a, http_b, http_d, miner }
 }
 
+/// Stops the miner and the four nodes, the last started first.
+async fn stop_all(miner: tokio::task::JoinHandle<()>, nodes: [InProcessNode; 4]) {
+    miner.abort();
+    for node in nodes.into_iter().rev() {
+        node.stop().await;
+    }
+}
+
 /// Waits until A knows both routes to C.
 async fn both_routes_known(http_a: &Http) {
     let c_hub = hub_address(HUB_C);
@@ -316,10 +324,7 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
             .await;
             assert_eq!(balance_of(&l), 300 - debit, "{l}");
         }
-        miner.abort();
-        for node in nodes.into_iter().rev() {
-            node.stop().await;
-        }
+        stop_all(miner, nodes).await;
     });
 }
 
@@ -369,10 +374,7 @@ fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
         })
         .await;
         assert_eq!(balance_of(&b_link), 287, "{b_link}");
-        miner.abort();
-        for node in nodes.into_iter().rev() {
-            node.stop().await;
-        }
+        stop_all(miner, nodes).await;
     });
 }
 
@@ -419,9 +421,6 @@ fn a_split_payment_whose_parts_cannot_all_arrive_is_cancelled_before_its_expiry(
         }
         let _ = bob.sync().await;
         assert_eq!(bob.spendable().expect("balance"), Amount(0), "nothing locked to Bob");
-        miner.abort();
-        for node in nodes.into_iter().rev() {
-            node.stop().await;
-        }
+        stop_all(miner, nodes).await;
     });
 }
