@@ -313,6 +313,13 @@ impl Collections {
         self.map().get(&invoice_id).is_some_and(|c| c.abandoned && c.parts.iter().any(|p| p.payer == payer))
     }
 
+    /// The invoices of abandoned collections holding a part of `payer`.
+    pub fn abandoned_parts_of(&self, payer: Address) -> Vec<B256> {
+        let map = self.map();
+        let abandoned = map.iter().filter(|(_, c)| c.abandoned && c.parts.iter().any(|p| p.payer == payer));
+        abandoned.map(|(id, _)| *id).collect()
+    }
+
     /// One round over every collection: completes or forgets it (see [`Collections::complete`]).
     pub async fn advance(&self, node: &crate::engine::Node) {
         let ids: Vec<B256> = self.map().keys().copied().collect();

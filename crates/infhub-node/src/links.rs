@@ -869,14 +869,30 @@ impl Links {
     /// agrees to her cancel: every forward it funds (one per part of a split payment, spec
     /// §5.23c) failed, none of them is live.
     pub fn forward_failed(&self, payer: Address, lock_id: B256) -> bool {
+        self.failed_forwards(payer, Some(lock_id)).contains(&lock_id)
+    }
+
+    /// The lock ids of `payer` (only `lock_id`, if given) whose every forward failed, read
+    /// without copying the forwards.
+    fn failed_forwards(&self, payer: Address, lock_id: Option<B256>) -> std::collections::BTreeSet<B256> {
         let links: Vec<Arc<Link>> = self.map().values().cloned().collect();
-        let funded: Vec<ForwardState> = links
-            .iter()
-            .flat_map(|l| l.forwards())
-            .filter(|f| f.payer == payer && f.lock_id == lock_id)
-            .map(|f| f.state)
-            .collect();
-        !funded.is_empty() && funded.iter().all(|s| *s == ForwardState::Failed)
+        let mut all_failed: BTreeMap<B256, bool> = BTreeMap::new();
+        for link in &links {
+            let forwards = link.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let of_payer = forwards.values().filter(|f| f.payer == payer && lock_id.is_none_or(|id| id == f.lock_id));
+            for f in of_payer {
+                *all_failed.entry(f.lock_id).or_insert(true) &= f.state == ForwardState::Failed;
+            }
+        }
+        all_failed.into_iter().filter(|(_, failed)| *failed).map(|(id, _)| id).collect()
+    }
+
+    /// The locks of `payer` this hub agrees to cancel before their expiry (see
+    /// [`Links::agrees_to_cancel`]), computed once for an account's whole list.
+    pub fn cancellable_locks(&self, payer: Address) -> std::collections::BTreeSet<B256> {
+        let mut out = self.failed_forwards(payer, None);
+        out.extend(self.collections.abandoned_parts_of(payer));
+        out
     }
 
     /// Whether this hub agrees to `payer`'s cancel of its lock `lock_id` before its expiry: the

@@ -371,13 +371,14 @@ pub(super) fn locks_view(
     user: &Address,
     ch: &infhub_core::channel::ChannelState,
 ) -> LocksView {
+    let cancellable = links.cancellable_locks(*user);
     let outgoing = ch
         .debit_locks
         .iter()
         .map(|l| OutgoingLock {
             lock: *l,
             scalar: ledger.locks.scalar_for(user, &l.lock_id),
-            cancellable: links.agrees_to_cancel(*user, l.lock_id),
+            cancellable: cancellable.contains(&l.lock_id),
         })
         .collect();
     LocksView { outgoing, incoming: ch.credit_locks.iter().copied().collect() }
