@@ -849,6 +849,7 @@ impl Links {
         let Some(w) = plan.guard.as_mut() else {
             return Err(LinkError::LinkNotOpen(plan.link.peer_contract, "gone".into()));
         };
+        let payer = plan.forward.payer;
         let sent = send_forward(&plan.link, w, plan.forward).await;
         let named = w.take_failing_link();
         sent.map_err(|e| {
@@ -859,7 +860,8 @@ impl Links {
             // link, and what it names of another route is not believed (its own link is then
             // the one counted).
             if !plan.quoted_links.is_empty() && (named.is_some() || e.is_about_the_link()) {
-                self.routing.failed(if plan.quoted_links.contains(&link) { link } else { own });
+                let counted = if plan.quoted_links.contains(&link) { link } else { own };
+                self.routing.failed(payer, counted);
             }
             LinkError::AtLink(link, Box::new(e))
         })
@@ -950,7 +952,7 @@ impl Links {
                 Ok(plan) => plans.push(ForwardPlan { quoted_links, ..plan }),
                 Err(e) => {
                     if let LinkError::AtLink(link, _) = &e {
-                        self.routing.failed(*link);
+                        self.routing.failed(payer, *link);
                     }
                     return Err(e);
                 }
@@ -1141,9 +1143,11 @@ impl Links {
     /// step's hub, its key, amount and expiry (`confirmed + 600` for the payer's lock, then
     /// `FORWARD_EXPIRY_DELTA_BLOCKS` less per link). The payer draws the tweaks and seals each
     /// step to its hub: this hub never learns the others' tweaks. Kept for [`QUOTE_TTL`].
+    /// `payer`, if given, is whose recent failures the search weighs (spec §5.18).
     pub async fn quote(
         &self,
         invoice: &infhub_core::invoice::SignedInvoice,
+        payer: Option<Address>,
         confirmed_block: u64,
     ) -> Result<QuoteAnswer, LinkError> {
         let payee = self.payee_hub(&invoice.message.payee.host).await?;
@@ -1151,9 +1155,9 @@ impl Links {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         invoice.check(&infhub_core::Domain { chain_id, verifying_contract: payee.contract }, now)?;
         let amount = invoice.message.amount;
-        let routes = match self.routing.routes(payee.hub, amount, 1).into_iter().next() {
+        let routes = match self.routing.routes(payee.hub, amount, 1, payer).into_iter().next() {
             Some(route) => vec![route],
-            None => self.routing.split_routes(payee.hub, amount)?,
+            None => self.routing.split_routes(payee.hub, amount, payer)?,
         };
         let expiry = confirmed_block + infhub_wallet::wallet::PAY_INVOICE_EXPIRY_BLOCKS;
         // A split payment's parts end with the payee's hub collecting them (spec §5.23c).

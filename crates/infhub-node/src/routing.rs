@@ -60,9 +60,10 @@ pub struct Routing {
     fees: Fees,
     known: Mutex<Known>,
     http: reqwest::Client,
-    /// Link directions refused forwards named, with when (at most `MAX_FAILURES_KEPT`, each
-    /// counted for `FAILURE_MEMORY`): the route search's risk term (spec §5.18).
-    failures: Mutex<std::collections::VecDeque<(std::time::Instant, FailingLink)>>,
+    /// Link directions refused forwards named, with when and whose payment it was (at most
+    /// `MAX_FAILURES_KEPT`, each counted for `FAILURE_MEMORY`): the route search's risk term
+    /// for that payer's quotes (spec §5.18).
+    failures: Mutex<std::collections::VecDeque<(std::time::Instant, Address, FailingLink)>>,
 }
 
 /// How long a refused forward's link counts against routes through it.
@@ -136,24 +137,26 @@ impl Routing {
         self.known().graph.hub_key(hub)
     }
 
-    /// Remembers that a forward over `link` was refused (spec §5.18).
-    pub fn failed(&self, link: FailingLink) {
+    /// Remembers that a forward of `payer`'s payment over `link` was refused (spec §5.18).
+    pub fn failed(&self, payer: Address, link: FailingLink) {
         let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if failures.len() >= MAX_FAILURES_KEPT {
             failures.pop_front();
         }
-        failures.push_back((std::time::Instant::now(), link));
+        failures.push_back((std::time::Instant::now(), payer, link));
         tracing::info!(from = %link.from_hub, to = %link.to_hub, "a forward over this link was refused; routes avoid it for a while");
     }
 
-    /// The route search's risk term: the failures of the last [`FAILURE_MEMORY`].
-    fn scorer(&self) -> Scorer {
+    /// The route search's risk term for `payer`'s quotes: the failures of her payments in the
+    /// last [`FAILURE_MEMORY`] (none without a payer). Only her own: what one payer's failed
+    /// payments teach never steers another's (a payer can make her own payments fail at will).
+    fn scorer(&self, payer: Option<Address>) -> Scorer {
         let mut failures = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while failures.front().is_some_and(|(at, _)| at.elapsed() > FAILURE_MEMORY) {
+        while failures.front().is_some_and(|(at, ..)| at.elapsed() > FAILURE_MEMORY) {
             failures.pop_front();
         }
         let mut scorer = Scorer { penalty_per_failure: FAILURE_PENALTY, ..Scorer::default() };
-        for (_, link) in failures.iter() {
+        for (_, _, link) in failures.iter().filter(|(_, whose, _)| Some(*whose) == payer) {
             scorer.failed(link.from_hub, link.to_hub);
         }
         scorer
@@ -238,13 +241,21 @@ impl Routing {
 
     /// Parts of a payment of `amount` to `payee_hub` over disjoint links, when no single
     /// route carries it (spec §5.23c); `NoRoute` when they cannot cover it.
-    pub fn split_routes(&self, payee_hub: Address, amount: Amount) -> Result<Vec<Route>, Error> {
-        self.known().graph.split_routes(self.hub(), payee_hub, amount, &self.scorer())
+    pub fn split_routes(
+        &self,
+        payee_hub: Address,
+        amount: Amount,
+        payer: Option<Address>,
+    ) -> Result<Vec<Route>, Error> {
+        let scorer = self.scorer(payer);
+        self.known().graph.split_routes(self.hub(), payee_hub, amount, &scorer)
     }
 
-    /// Up to `k` cheapest routes from this hub to `payee_hub` for `amount`.
-    pub fn routes(&self, payee_hub: Address, amount: Amount, k: usize) -> Vec<Route> {
-        self.known().graph.routes(self.hub(), payee_hub, amount, k, &self.scorer())
+    /// Up to `k` cheapest routes from this hub to `payee_hub` for `amount`, weighing `payer`'s
+    /// recent failures if given.
+    pub fn routes(&self, payee_hub: Address, amount: Amount, k: usize, payer: Option<Address>) -> Vec<Route> {
+        let scorer = self.scorer(payer);
+        self.known().graph.routes(self.hub(), payee_hub, amount, k, &scorer)
     }
 }
 

@@ -209,8 +209,12 @@ impl HubClient {
 
     /// `POST /v1/payment-quotes`: the hub's route, fees and lock point for paying `invoice` at
     /// another hub (spec §5.23b).
-    pub async fn payment_quote(&self, invoice: &infhub_core::invoice::SignedInvoice) -> Result<Value, HubError> {
-        self.post("/v1/payment-quotes", &json!({"invoice": invoice})).await
+    pub async fn payment_quote(
+        &self,
+        invoice: &infhub_core::invoice::SignedInvoice,
+        payer: Address,
+    ) -> Result<Value, HubError> {
+        self.post("/v1/payment-quotes", &json!({"invoice": invoice, "payer": payer})).await
     }
 
     /// `POST /v1/lock-reveals`: the scalar of one of the hub's locks to `user`.

@@ -572,7 +572,7 @@ impl Wallet {
     ) -> Result<Value, WalletError> {
         let inv = &invoice.message;
         let url = self.state().hub.hub_url.clone();
-        let quote = self.hub.payment_quote(invoice).await.map_err(|e| e.into_wallet(&url))?;
+        let quote = self.hub.payment_quote(invoice, self.user()).await.map_err(|e| e.into_wallet(&url))?;
         let domain = Domain {
             chain_id: self.state().hub.chain_id,
             verifying_contract: parse(&quote["payeeHubContract"], "quote.payeeHubContract")?,

@@ -126,6 +126,8 @@ pub(super) struct RouteQuery {
     to_hub: Address,
     amount: Amount,
     k: Option<usize>,
+    /// Weigh this payer's recent failed payments (spec §5.18).
+    payer: Option<Address>,
 }
 
 /// Up to `k` (default 3, at most `MAX_PATHS`) cheapest routes from this hub to the hub
@@ -139,7 +141,7 @@ pub(super) async fn routes(
         return Err(Error::AmountMustNotBeZero.into());
     }
     let k = q.k.unwrap_or(3).clamp(1, infhub_core::routing::MAX_PATHS);
-    let routes = api.node.links.routing.routes(q.to_hub, q.amount, k);
+    let routes = api.node.links.routing.routes(q.to_hub, q.amount, k, q.payer);
     if routes.is_empty() {
         return Err(Error::NoRoute.into());
     }

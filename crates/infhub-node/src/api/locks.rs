@@ -145,6 +145,10 @@ pub(super) struct ForwardedTransferRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct QuoteRequest {
     invoice: infhub_core::invoice::SignedInvoice,
+    /// The payer, whose recent failed payments the route search weighs (spec §5.18).
+    #[serde(default)]
+    #[schemars(with = "Option<infhub_core::schema::AddressSchema>")]
+    payer: Option<Address>,
 }
 
 /// Quotes paying an invoice at another hub (spec §5.23b): the route, its fees, the lock's
@@ -155,7 +159,7 @@ pub(super) async fn payment_quote(
 ) -> Result<Json<crate::links::QuoteAnswer>, ApiError> {
     require_enabled(&api)?;
     let block = api.node.read().ledger().block;
-    Ok(Json(api.node.links.quote(&req.invoice, block).await?))
+    Ok(Json(api.node.links.quote(&req.invoice, req.payer, block).await?))
 }
 
 /// Pays an invoice of a payee at another hub (spec §5.23a): the payer's lock to this hub is

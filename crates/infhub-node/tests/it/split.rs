@@ -331,8 +331,9 @@ fn a_payment_no_route_carries_is_split_over_two_routes_and_settles_on_both() {
 /// A route whose hub refuses the forward is learned and the payment tried again over another
 /// (spec §5.18): D, the cheaper hub, forwards nothing (`node.max_forwards_per_link = 0`), so
 /// Alice's first attempt through D is refused `link_busy` naming D's link to C; her lock is
-/// cancelled, A counts the link against routes through it, and her wallet's second attempt
-/// goes through B and pays Bob, with B's fee.
+/// cancelled, A counts the link against routes through it in her quotes (only hers: a payer
+/// can fail her own payments at will, and must not steer others'), and her wallet's second
+/// attempt goes through B and pays Bob, with B's fee.
 #[test]
 fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
     rt().block_on(async {
@@ -354,12 +355,14 @@ fn a_refused_route_is_learned_and_the_payment_retried_over_another() {
         assert_eq!(answer["attempts"], 2, "{answer}");
         assert_eq!(answer["quote"]["hops"][0]["toHub"], json!(hub_address(HUB_B)), "through B: {answer}");
         assert_eq!(answer["quote"]["fees"], "3", "B's fee: {answer}");
-        let (_, after) = http_a.get(&format!("/v1/routes?toHub={c_hub}&amount=10&k=4"), None).await;
-        assert_eq!(
-            after["routes"][0]["hops"][0]["toHub"],
-            json!(hub_address(HUB_B)),
-            "D's link counts against it: {after}"
-        );
+        // Her failure counts in her own quotes only: another payer's still go through D first.
+        let routes_for =
+            |payer: alloy::primitives::Address| format!("/v1/routes?toHub={c_hub}&amount=10&k=4&payer={payer}");
+        let (_, after) = http_a.get(&routes_for(alice.user()), None).await;
+        let first_hop = |v: &Value| v["routes"][0]["hops"][0]["toHub"].clone();
+        assert_eq!(first_hop(&after), json!(hub_address(HUB_B)), "D's link counts against it: {after}");
+        let (_, others) = http_a.get(&routes_for(bob.user()), None).await;
+        assert_eq!(first_hop(&others), json!(hub_address(HUB_D)), "not in another payer's: {others}");
 
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
         sync_until(&mut bob, deadline, "Bob not paid at C", |w| w.spendable().ok() == Some(Amount(10))).await;
