@@ -274,16 +274,24 @@ impl Collections {
         }
         if covered < inv.amount {
             let late = now_ms().saturating_sub(c.started_at_ms) > self.timeout_ms;
+            let mut abandoned = false;
             if late && !c.done {
+                // Judged again under the lock: a part recorded since the copy above may cover it.
                 let invoice = c.invoice.clone();
-                self.update(&invoice, |now| {
-                    now.abandoned = true;
-                    Ok(())
+                abandoned = self.update(&invoice, |now| {
+                    let mut held = Amount::ZERO;
+                    for p in &now.parts {
+                        held = held.checked_add(p.amount)?;
+                    }
+                    now.abandoned = held < inv.amount;
+                    Ok(now.abandoned)
                 })?;
-                tracing::info!(invoice = %invoice_id, collected = %covered, "a split payment abandoned: its parts did not cover it in time");
+                if abandoned {
+                    tracing::info!(invoice = %invoice_id, collected = %covered, "a split payment abandoned: its parts did not cover it in time");
+                }
             }
             return Ok(
-                json!({"locked": false, "abandoned": late, "collected": covered, "of": inv.amount, "parts": c.parts.len()}),
+                json!({"locked": false, "abandoned": abandoned, "collected": covered, "of": inv.amount, "parts": c.parts.len()}),
             );
         }
         let z = Point::from_compressed(&inv.payment_point)?;

@@ -114,17 +114,7 @@ impl LinkError {
             | LinkError::LinkBusy(..)
             | LinkError::PeerHubUnreachable { .. }
             | LinkError::Rule(infhub_core::Error::ExpiryTooSoon) => true,
-            LinkError::Wallet(w) => matches!(
-                w.code().as_str(),
-                "insufficient_capacity"
-                    | "unknown_next_hub"
-                    | "fee_insufficient"
-                    | "link_not_open"
-                    | "link_busy"
-                    | "expiry_too_soon"
-                    | "peer_hub_unreachable"
-                    | "hub_unreachable"
-            ),
+            LinkError::Wallet(w) => infhub_wallet::wallet::LINK_REFUSALS.contains(&w.code().as_str()),
             _ => false,
         }
     }

@@ -171,8 +171,9 @@ fn seal_quote(
 /// Most attempts at paying an invoice across hubs, the first included (spec §5.18).
 pub const PAY_INVOICE_ATTEMPTS: u32 = 3;
 
-/// The refusals of a forward that a new quote may route around (the hubs name the link).
-const RETRIED_REFUSALS: [&str; 8] = [
+/// The refusals of a forward that are about a link, not the payment: the hubs name the link,
+/// the payer's hub learns from them, and a new quote may route around it (spec §5.18).
+pub const LINK_REFUSALS: [&str; 8] = [
     "insufficient_capacity",
     "unknown_next_hub",
     "fee_insufficient",
@@ -551,7 +552,7 @@ impl Wallet {
                 }
                 Err(WalletError::HubRefused { code, .. })
                     if attempt < PAY_INVOICE_ATTEMPTS
-                        && RETRIED_REFUSALS.contains(&code.as_str())
+                        && LINK_REFUSALS.contains(&code.as_str())
                         && self.core.state.pending_lock.is_none()
                         && self.core.channel()?.debit_locks.get(&invoice.message.invoice_id).is_none() =>
                 {
