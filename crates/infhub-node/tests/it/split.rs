@@ -40,37 +40,89 @@ fn tweak(n: u64) -> Scalar {
     Scalar::from_bytes(alloy::primitives::keccak256(n.to_be_bytes())).expect("below n")
 }
 
+/// One hub collecting Bob's invoice of 400 (payee `b`) from payers `a` and `c` (500 each), with
+/// the hub's address and confirmed block, and the configuration adjusted by `adjust`.
+struct OneHubSplit {
+    chain: Chain,
+    node: InProcessNode,
+    http: Http,
+    invoice: infhub_core::invoice::SignedInvoice,
+    z: Scalar,
+    step_expiry: u64,
+    own_hub: Value,
+    _dir: tempfile::TempDir,
+}
+
+async fn one_hub_split(
+    adjust: impl FnOnce(&mut infhub_node::config::Config),
+    description: &str,
+) -> (OneHubSplit, (Wallet, Wallet, Wallet)) {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = chain.config(dir.path().to_path_buf());
+    adjust(&mut config);
+    let node = InProcessNode::start(config).await;
+    let http = Http::new(&node.url);
+    let wallets = two_payers_and_a_payee(&chain, &http).await;
+    let (_, info) = http.get("/v1/info", None).await;
+    let head = info["confirmedBlock"].as_u64().expect("block");
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+    let host = node.url.trim_start_matches("http://");
+    let invoice = infhub_core::invoice::issue(
+        &wallets.1.key,
+        host,
+        &chain.domain(),
+        Amount(400),
+        expires,
+        description,
+        Default::default(),
+    )
+    .expect("invoice");
+    let z = infhub_core::invoice::invoice_scalar(&wallets.1.key, invoice.message.invoice_id);
+    let own_hub = info["hub"].clone();
+    (OneHubSplit { chain, node, http, invoice, z, step_expiry: head + 200, own_hub, _dir: dir }, wallets)
+}
+
+impl OneHubSplit {
+    /// A part from `w`: its lock of `lock_amount` expiring at `expiry` on the point `named`, sent
+    /// with `on` as its point in full and the hub's own step (tweak `y`, `step_amount`). The
+    /// debit and the request.
+    #[expect(clippy::too_many_arguments, reason = "every field a test may get wrong on purpose")]
+    fn part(
+        &self,
+        w: &Wallet,
+        on: Point,
+        named: Point,
+        lock_amount: u128,
+        expiry: u64,
+        y: &Scalar,
+        step_amount: u128,
+    ) -> (infhub_core::Debit, Lock, Value) {
+        let (domain, id) = (self.chain.domain(), self.invoice.message.invoice_id);
+        let lock = Lock { lock_id: id, amount: Amount(lock_amount), expiry_block: expiry, point: named.address() };
+        let debit = lock_debit(w, &domain, self.chain.anvil_hub(), PaymentKind::LockAdd, &lock, &[lock], 0);
+        let step = json!({"nextHub": self.own_hub, "tweak": y, "amount": step_amount.to_string(),
+                          "expiryBlock": self.step_expiry});
+        let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": self.invoice,
+                          "lockPoint": alloy::primitives::FixedBytes(on.compressed()),
+                          "route": [sealed_step(&step, anvil::dev_key(0), id)]});
+        (debit, lock, body)
+    }
+}
+
 #[test]
 fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
     rt().block_on(async {
-        let chain = Chain::start().await;
-        let (domain, hub) = (chain.domain(), chain.anvil_hub());
-        let dir = tempfile::tempdir().expect("tmp");
-        let node = InProcessNode::start(chain.config(dir.path().to_path_buf())).await;
-        let http = Http::new(&node.url);
-        let (mut a, b, mut c) = two_payers_and_a_payee(&chain, &http).await;
-        let (_, info) = http.get("/v1/info", None).await;
-        let head = info["confirmedBlock"].as_u64().expect("block");
-        let own_hub = info["hub"].clone();
-
         // Bob's invoice of 400; a part of 300 from payer 1 and one of 100 from payer 3, each on
         // the invoice's point less its own tweak.
-        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
-        let host = node.url.trim_start_matches("http://");
-        let invoice =
-            infhub_core::invoice::issue(&b.key, host, &domain, Amount(400), expires, "split", Default::default())
-                .expect("invoice");
+        let (split, (mut a, b, mut c)) = one_hub_split(|_| {}, "split").await;
+        let OneHubSplit { chain, http, invoice, z, step_expiry, .. } = &split;
+        let (domain, hub) = (chain.domain(), chain.anvil_hub());
         let id = invoice.message.invoice_id;
-        let z = infhub_core::invoice::invoice_scalar(&b.key, id);
         let (ya, yc) = (tweak(1), tweak(2));
-        let step_expiry = head + 200;
+        let (step_expiry, z) = (*step_expiry, *z);
         let part = |w: &Wallet, on: Point, named: Point, lock_amount: u128, expiry: u64, y: &Scalar, step_amount: u128| {
-            let lock = Lock { lock_id: id, amount: Amount(lock_amount), expiry_block: expiry, point: named.address() };
-            let debit = lock_debit(w, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
-            let step = json!({"nextHub": own_hub, "tweak": y, "amount": step_amount.to_string(), "expiryBlock": step_expiry});
-            let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice,
-                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()),
-                              "route": [sealed_step(&step, anvil::dev_key(0), id)]});
+            let (debit, _, body) = split.part(w, on, named, lock_amount, expiry, y, step_amount);
             (debit, body)
         };
         let pa = z.point().untweaked(&ya).expect("point");
@@ -94,7 +146,7 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
         assert_eq!(s, 200, "{v}");
         assert_eq!((&v["collected"]["locked"], &v["collected"]["collected"]), (&json!(false), &json!("300")), "{v}");
         a.accepted(&debit);
-        let (_, acct_b) = b.account(&http).await;
+        let (_, acct_b) = b.account(http).await;
         assert_eq!(acct_b["locks"]["incoming"], json!([]), "not before the parts cover the invoice: {acct_b}");
 
         // The second covers it: one lock of 400 to Bob on the invoice's point.
@@ -103,7 +155,7 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
         let (s, v) = http.post("/v1/forwarded-transfers", None, &body).await;
         assert_eq!((s, &v["collected"]["locked"]), (200, &json!(true)), "{v}");
         c.accepted(&debit);
-        let (_, acct_b) = b.account(&http).await;
+        let (_, acct_b) = b.account(http).await;
         let incoming = &acct_b["locks"]["incoming"];
         assert_eq!(incoming.as_array().map(Vec::len), Some(1), "{acct_b}");
         assert_eq!((&incoming[0]["amount"], &incoming[0]["expiryBlock"]), (&json!("400"), &json!(step_expiry)));
@@ -114,7 +166,7 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
         let (s, v) = http.post("/v1/lock-reveals", None, &reveal).await;
         assert_eq!((s, &v["credit"]["message"]["cumulativeCredit"]), (200, &json!("400")), "{v}");
         for (w, y, amount) in [(&mut a, ya, 300u128), (&mut c, yc, 100)] {
-            let (_, acct) = w.account(&http).await;
+            let (_, acct) = w.account(http).await;
             let learned: Scalar = serde_json::from_value(acct["locks"]["outgoing"][0]["scalar"].clone()).expect("scalar");
             assert_eq!(learned, z.upstream(&y).expect("scalar"), "{acct}");
             let lock = Lock {
@@ -131,10 +183,10 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
         }
         let mut balances: Vec<Value> = Vec::new();
         for w in [&a, &b, &c] {
-            balances.push(w.account(&http).await.1["balance"].clone());
+            balances.push(w.account(http).await.1["balance"].clone());
         }
         assert_eq!(balances, vec![json!("200"), json!("400"), json!("400")]);
-        node.stop().await;
+        split.node.stop().await;
     });
 }
 
@@ -146,38 +198,17 @@ fn the_payees_hub_locks_a_split_payment_to_her_only_once_its_parts_cover_it() {
 #[test]
 fn the_payees_hub_abandons_a_split_payment_its_parts_do_not_cover_in_time() {
     rt().block_on(async {
-        let chain = Chain::start().await;
-        let (domain, hub) = (chain.domain(), chain.anvil_hub());
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut config = chain.config(dir.path().to_path_buf());
-        config.node.split_collection_timeout_ms = 2_000;
-        config.node.link_watch_interval_ms = 200;
-        let node = InProcessNode::start(config).await;
-        let http = Http::new(&node.url);
-        let (mut a, b, c) = two_payers_and_a_payee(&chain, &http).await;
-        let (_, info) = http.get("/v1/info", None).await;
-        let head = info["confirmedBlock"].as_u64().expect("block");
-        let own_hub = info["hub"].clone();
-        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
-        let host = node.url.trim_start_matches("http://");
-        let invoice =
-            infhub_core::invoice::issue(&b.key, host, &domain, Amount(400), expires, "late", Default::default())
-                .expect("invoice");
-        let id = invoice.message.invoice_id;
-        let z = infhub_core::invoice::invoice_scalar(&b.key, id);
-        let step_expiry = head + 200;
-        let margin = infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
+        let adjust = |c: &mut infhub_node::config::Config| {
+            c.node.split_collection_timeout_ms = 2_000;
+            c.node.link_watch_interval_ms = 200;
+        };
+        let (split, (mut a, b, c)) = one_hub_split(adjust, "late").await;
+        let OneHubSplit { chain, http, invoice, z, step_expiry, .. } = &split;
+        let (domain, hub, id) = (chain.domain(), chain.anvil_hub(), invoice.message.invoice_id);
+        let expiry = step_expiry + infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
         let part = |w: &Wallet, y: &Scalar, amount: u128| {
             let on = z.point().untweaked(y).expect("point");
-            let lock =
-                Lock { lock_id: id, amount: Amount(amount), expiry_block: step_expiry + margin, point: on.address() };
-            let debit = lock_debit(w, &domain, hub, PaymentKind::LockAdd, &lock, &[lock], 0);
-            let step =
-                json!({"nextHub": own_hub, "tweak": y, "amount": amount.to_string(), "expiryBlock": step_expiry});
-            let body = json!({"debit": w.sign_debit(&domain, debit), "lock": lock, "invoice": invoice,
-                              "lockPoint": alloy::primitives::FixedBytes(on.compressed()),
-                              "route": [sealed_step(&step, anvil::dev_key(0), id)]});
-            (debit, lock, body)
+            split.part(w, on, on, amount, expiry, y, amount)
         };
         let cancel_of = |w: &Wallet, lock: &Lock| {
             let cancel = lock_debit(w, &domain, hub, PaymentKind::LockDrop, lock, &[], 0);
@@ -193,7 +224,7 @@ fn the_payees_hub_abandons_a_split_payment_its_parts_do_not_cover_in_time() {
 
         // Past the timeout a round abandons it: her lock shows cancellable.
         eventually(30, "the collection abandoned", || async {
-            let (_, v) = a.account(&http).await;
+            let (_, v) = a.account(http).await;
             (v["locks"]["outgoing"][0]["cancellable"] == json!(true)).then_some(())
         })
         .await;
@@ -202,11 +233,11 @@ fn the_payees_hub_abandons_a_split_payment_its_parts_do_not_cover_in_time() {
         assert_eq!(code(&v), "split_abandoned", "{v}");
         let (s, v) = http.post("/v1/lock-debits", None, &cancel_of(&a, &lock_a)).await;
         assert_eq!(s, 200, "the abandoned part's cancel is agreed to: {v}");
-        let (_, acct_a) = a.account(&http).await;
+        let (_, acct_a) = a.account(http).await;
         assert_eq!((&acct_a["balance"], &acct_a["locks"]["outgoing"]), (&json!("500"), &json!([])), "{acct_a}");
-        let (_, acct_b) = b.account(&http).await;
+        let (_, acct_b) = b.account(http).await;
         assert_eq!(acct_b["locks"]["incoming"], json!([]), "nothing ever locked to Bob: {acct_b}");
-        node.stop().await;
+        split.node.stop().await;
     });
 }
 
