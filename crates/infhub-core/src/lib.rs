@@ -16,6 +16,7 @@ pub mod contract;
 pub mod duties;
 pub mod eip712;
 pub mod error;
+pub mod forwarding;
 pub mod invoice;
 pub mod ledger;
 pub mod lock_book;

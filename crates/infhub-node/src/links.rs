@@ -652,12 +652,7 @@ impl Links {
     }
 }
 
-/// How many blocks before the payer's lock expires the next hop's lock expires: time for this
-/// hub, once the payee's hub gives it the scalar, to settle the payer's lock or reveal it on
-/// chain (spec §5.23a).
-pub const FORWARD_EXPIRY_DELTA_BLOCKS: u64 = 2 * infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS;
-/// Blocks the next hop's lock must still have after the payee's own margin.
-pub const FORWARD_MIN_REMAINING_BLOCKS: u64 = 10;
+pub use infhub_core::forwarding::{FORWARD_EXPIRY_DELTA_BLOCKS, FORWARD_MIN_REMAINING_BLOCKS};
 /// Most forwards per link and watch round whose scalar is looked up in the point registry.
 pub const MAX_REGISTRY_LOOKUPS_PER_ROUND: usize = 64;
 /// Most payment quotes kept at once.
@@ -669,51 +664,7 @@ pub const MAX_FORWARDS_PER_LINK: usize = 10_000;
 /// The file of a link's forwards.
 const FORWARDS_FILE: &str = "forwards.jsonl";
 
-/// Where a forwarded payment is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ForwardState {
-    /// Recorded before the payer's lock is committed: forwarded at the next watch round if the
-    /// lock is pending in the ledger then (the node stopped in between), forgotten if not.
-    Intent,
-    /// Sent to the payee's hub (the link's wallet keeps it pending until answered).
-    Sent,
-    /// The next hub refused: the payer may cancel her lock now (spec §5.23a); kept until her
-    /// lock is gone.
-    Failed,
-    /// Done: the scalar is in the ledger, or the payer's lock is gone.
-    Finished,
-}
-
-/// A payment forwarded over a link, as `forwards.jsonl` records it (one line per change).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Forward {
-    payer: Address,
-    lock_id: B256,
-    invoice: infhub_core::invoice::SignedInvoice,
-    next_expiry_block: u64,
-    state: ForwardState,
-    /// This hop's tweak: the downstream point is the payer's lock's plus `tweak·G`, and the
-    /// scalar learned downstream minus it opens the payer's lock (spec §5.23b).
-    #[serde(default)]
-    tweak: Option<Scalar>,
-    /// When the next hub forwards further: what this hub asks of it.
-    #[serde(default)]
-    onward: Option<Onward>,
-}
-
-/// What a hop asks the next hub to forward (spec §5.23b).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Onward {
-    /// The downstream lock's point, compressed.
-    lock_point: FixedBytes<33>,
-    /// The downstream lock's amount.
-    amount: Amount,
-    /// The steps the next hub and those after it take, each sealed to its hub (spec §5.23d).
-    route: Vec<SealedStep>,
-}
+use infhub_core::forwarding::{Downstream, Forward, ForwardState, ForwardStep, Onward};
 
 pub use infhub_core::sealed_step::{RouteStep, SealedStep, StepPlan};
 
@@ -802,11 +753,7 @@ impl Links {
         if have < inv.amount {
             return Err(LinkError::InsufficientCapacity { peer: link.peer_contract, have, want: inv.amount });
         }
-        let next_expiry_block = lock.expiry_block.saturating_sub(FORWARD_EXPIRY_DELTA_BLOCKS);
-        let soonest = ch.block + infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS + FORWARD_MIN_REMAINING_BLOCKS;
-        if next_expiry_block <= soonest {
-            return Err(infhub_core::Error::ExpiryTooSoon.into());
-        }
+        let next_expiry_block = infhub_core::forwarding::next_expiry_block(lock.expiry_block, ch.block)?;
         if link.forwards().len() >= self.max_forwards_per_link {
             return Err(LinkError::LinkBusy(
                 link.peer_contract,
@@ -983,41 +930,38 @@ impl Links {
         let mut registry_lookups = 0;
         for f in forwards {
             let lock_pending = pending(&f);
-            let result = match f.state {
-                ForwardState::Intent if lock_pending => send_forward(link, w, f).await.map(|_| ()),
-                ForwardState::Sent if lock_pending => {
-                    let from_peer = scalars.iter().find(|(id, _)| *id == f.lock_id).map(|(_, s)| *s);
-                    let downstream = match from_peer {
-                        Some(s) => Some(s),
-                        None if registry_lookups < MAX_REGISTRY_LOOKUPS_PER_ROUND => {
-                            registry_lookups += 1;
-                            self.revealed_scalar(&f).await
-                        }
-                        None => None,
-                    };
-                    let Some(downstream) = downstream.as_ref() else {
-                        // Its lock downstream is gone unclaimed (cancelled with the next hub's
-                        // agreement, or dropped after its expiry): the payer may cancel hers.
-                        let live = w.channel().is_ok_and(|c| c.debit_locks.get(&f.lock_id).is_some())
-                            || w.state().pending_lock.is_some_and(|p| p.change.lock_id() == f.lock_id);
-                        if !live {
-                            tracing::info!(lock = %f.lock_id, "a forward's lock downstream is gone unclaimed: failed");
-                            if let Err(e) = link.note_forward(Forward { state: ForwardState::Failed, ..f }) {
-                                tracing::warn!(error = %e, "a failed forward not noted; retrying next round");
-                            }
-                        }
-                        continue;
-                    };
-                    let scalar = match f.tweak {
-                        None => *downstream,
-                        Some(tweak) => match downstream.upstream(&tweak) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                tracing::warn!(lock = %f.lock_id, error = %e, "the downstream scalar steps upstream to nothing");
-                                continue;
-                            }
-                        },
-                    };
+            // What became of this hub's lock downstream: the next hub's word first; if it does
+            // not answer, the registry's (for a sent forward only, so few lookups are made).
+            let from_peer = scalars.iter().find(|(id, _)| *id == f.lock_id).map(|(_, s)| *s);
+            let scalar = match from_peer {
+                None if lock_pending
+                    && f.state == ForwardState::Sent
+                    && registry_lookups < MAX_REGISTRY_LOOKUPS_PER_ROUND =>
+                {
+                    registry_lookups += 1;
+                    self.revealed_scalar(&f).await
+                }
+                other => other,
+            };
+            let live = w.channel().is_ok_and(|c| c.debit_locks.get(&f.lock_id).is_some())
+                || w.state().pending_lock.is_some_and(|p| p.change.lock_id() == f.lock_id);
+            let step = match infhub_core::forwarding::next_step(&f, lock_pending, &Downstream { scalar, live }) {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(lock = %f.lock_id, error = %e, "the downstream scalar steps upstream to nothing");
+                    continue;
+                }
+            };
+            let result = match step {
+                ForwardStep::Wait => continue,
+                ForwardStep::Send => send_forward(link, w, f).await.map(|_| ()),
+                ForwardStep::Fail => {
+                    // Its lock downstream is gone unclaimed (cancelled with the next hub's
+                    // agreement, or dropped after its expiry): the payer may cancel hers.
+                    tracing::info!(lock = %f.lock_id, "a forward's lock downstream is gone unclaimed: failed");
+                    link.note_forward(Forward { state: ForwardState::Failed, ..f }).map_err(LinkError::from)
+                }
+                ForwardStep::Learn(scalar) => {
                     let cmd =
                         infhub_core::ledger::Command::LockScalarLearned { payer: f.payer, lock_id: f.lock_id, scalar };
                     match node.execute(cmd).await {
@@ -1029,8 +973,9 @@ impl Links {
                         Err(e) => Err(LinkError::Malformed(format!("the ledger refused to write: {e}"))),
                     }
                 }
-                ForwardState::Failed if lock_pending => continue,
-                _ => link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from),
+                ForwardStep::Finish => {
+                    link.note_forward(Forward { state: ForwardState::Finished, ..f }).map_err(LinkError::from)
+                }
             };
             if let Err(e) = result {
                 tracing::warn!(peer = %link.peer_contract, error = %e, "a forward step failed; retrying next round");

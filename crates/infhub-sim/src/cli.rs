@@ -20,6 +20,7 @@ enum Bug {
     HubWithholdsCredits,
     CheckpointUnderstatesCredit,
     CheckpointInventsDebit,
+    ForwarderSkipsLearning,
 }
 
 /// Seeded deterministic simulation of the hub, wallets and contract, with faults.
@@ -154,7 +155,7 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         "seed {seed}: ok in {secs:.1}s — {} hub(s), {} steps, {} blocks, {} reorgs (depth {}), {} hub crashes, \
          {} payments acked ({} external), {} withdrawals, {} messages ({} dropped, {} duplicated), {} attacks \
          refused, {} hub closes defended, {} realizations, {} settlements, {} tower defences ({} tower crashes), {} checkpoints verified, \
-         {} invoices paid by lock ({} lock debits acked, {} claims)",
+         {} invoices paid by lock ({} lock debits acked, {} claims){}",
         r.hubs,
         r.steps,
         r.blocks,
@@ -176,7 +177,15 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.checkpoints,
         r.invoices_paid,
         r.lock_debits_acked,
-        r.locks_claimed
+        r.locks_claimed,
+        if r.hubs > 1 {
+            format!(
+                ", {} invoices paid across hubs ({} forwarded, {} forwards refused, {} claimed, {} cancelled)",
+                r.paid_across, r.forwards_sent, r.forwards_refused, r.claimed_across, r.cancelled_across
+            )
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -223,6 +232,7 @@ pub fn main() -> i32 {
         Bug::HubWithholdsCredits => InjectedBug::HubWithholdsCredits,
         Bug::CheckpointUnderstatesCredit => InjectedBug::CheckpointUnderstatesCredit,
         Bug::CheckpointInventsDebit => InjectedBug::CheckpointInventsDebit,
+        Bug::ForwarderSkipsLearning => InjectedBug::ForwarderSkipsLearning,
     });
     let repo_root = args.repo_root.clone().unwrap_or_else(default_repo_root);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);

@@ -60,6 +60,9 @@ pub enum InjectedBug {
     /// The hub's checkpoints state more debit than the first wallet signed in her leaf (the
     /// node's test-only `dishonest_invent_debit_of`).
     CheckpointInventsDebit,
+    /// A forwarding hub never records the scalar its link learned downstream: its payer's lock
+    /// expires and comes back to her although the payee was paid.
+    ForwarderSkipsLearning,
 }
 
 /// The hub's broadcaster in the simulation: records what the shell sends (the world hands it

@@ -87,6 +87,14 @@ pub struct SimWallet {
     defended: Option<(u64, u64)>,
     /// The channel's funds by the contract's newest record while not settled.
     funds: Amount,
+    /// For a hub's link (its account at another hub's contract, spec §5.23): the index of the
+    /// hub that owns it. A link is driven by its hub, never by a user action.
+    pub link_of: Option<usize>,
+    /// The scalars of this wallet's outgoing locks its hub reported at the last sync.
+    pub outgoing_scalars: Vec<(B256, Scalar)>,
+    /// The invoice and the payee's hub of the pending lock, when it pays across hubs (the
+    /// request is resent whole, as the CLI wallet resends `/v1/forwarded-transfers`).
+    pub forward_request: Option<(infhub_core::invoice::SignedInvoice, usize)>,
 }
 
 impl SimWallet {
@@ -124,6 +132,9 @@ impl SimWallet {
             txs: Vec::new(),
             defended: None,
             funds: Amount::ZERO,
+            link_of: None,
+            outgoing_scalars: Vec::new(),
+            forward_request: None,
         }
     }
 
@@ -225,6 +236,7 @@ impl SimWallet {
         if let Err(e) = self.core.check_hub(account) {
             self.complain("a sync", e);
         }
+        self.outgoing_scalars.clone_from(&account.outgoing_scalars);
         self.core.take_journal();
     }
 
@@ -268,11 +280,20 @@ impl SimWallet {
     /// What this wallet does about locks after a sync: the hub's locks its invoices open (to
     /// claim with their scalars), and the next change to its own locks (settle one the hub
     /// learned the scalar of, or drop one expired unclaimed).
+    /// A lock its hub marks cancellable (its forward failed) is cancelled when none settles,
+    /// as `balance` does.
     pub fn lock_actions(&self, account: &HubAccount) -> (Vec<(B256, Scalar)>, Option<LockChange>) {
         let claims = self.core.locks_to_claim().unwrap_or_default();
+        let cancel = || {
+            let ch = self.channel()?;
+            let id = account.cancellable_locks.iter().find(|id| {
+                ch.debit_locks.get(id).is_some() && !account.outgoing_scalars.iter().any(|(known, _)| known == *id)
+            })?;
+            Some(LockChange::Cancel { lock_id: *id })
+        };
         let next = match self.core.lock_to_settle(account) {
             Ok(Some(c)) => Some(c),
-            _ => self.core.lock_to_drop(account).ok().flatten(),
+            _ => cancel().or_else(|| self.core.lock_to_drop(account).ok().flatten()),
         };
         (claims, next)
     }

@@ -24,6 +24,7 @@ use infhub_wallet::store::PendingLock;
 use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution};
 use std::path::PathBuf;
 
+mod across;
 mod locks;
 
 /// One token unit in the simulation (18 decimals like INF).
@@ -105,6 +106,7 @@ pub struct SimConfig {
 
 /// Messages from wallets to their hub.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // simulation messages; size does not matter here
 enum ToHub {
     Pay(usize, SignedDebit),
     Withdraw(usize, Withdrawal, Signature),
@@ -113,6 +115,10 @@ enum ToHub {
     Lock(usize, PendingLock),
     /// A payee's claim of the hub's lock with its scalar (`/v1/lock-reveals`).
     Reveal(usize, B256, Scalar),
+    /// A payer's lock to her hub paying an invoice at hub `site` (`/v1/forwarded-transfers`).
+    Forward(usize, PendingLock, infhub_core::invoice::SignedInvoice, usize),
+    /// A payer's cancel of a lock whose forward failed, which the hub agrees to.
+    CancelAgreed(usize, PendingLock),
 }
 
 /// What a command of a hub's batch answers.
@@ -191,6 +197,16 @@ pub struct Report {
     pub lock_debits_acked: u64,
     /// Claims of the hub's locks a payee sent with the scalar.
     pub locks_claimed: u64,
+    /// Invoices of users at other hubs paid (the payer's lock to her hub signed).
+    pub paid_across: u64,
+    /// Forwards a hub refused by name (limit, capacity, expiry).
+    pub forwards_refused: u64,
+    /// Forwards sent over a link (the link's locked transfer signed).
+    pub forwards_sent: u64,
+    /// Payments across hubs whose payee's claim was credited.
+    pub claimed_across: u64,
+    /// Payers' locks across hubs cancelled with their hub's agreement (the forward failed).
+    pub cancelled_across: u64,
 }
 
 /// One hub of the world: its operator's key, its contract, its disk and process, its wallets
@@ -235,6 +251,14 @@ pub struct World {
     clock_ms: SimClock,
     /// Counters.
     pub report: Report,
+    /// `links[a][c]`: the index among hub `c`'s wallets of hub `a`'s link there.
+    links: Vec<Vec<Option<usize>>>,
+    /// Each hub's forwards (its `forwards.jsonl`).
+    forwards: Vec<across::ForwardBook>,
+    /// Payments across hubs, for the world's checks.
+    tracked: std::collections::BTreeMap<B256, across::Tracked>,
+    /// A broken rule seen between audits.
+    across_violation: Option<Violation>,
 }
 
 fn key_from(rng: &mut Rng) -> PrivateKey {
@@ -258,6 +282,13 @@ pub const MAX_HUBS: usize = 8;
 type SimClock = std::sync::Arc<std::sync::atomic::AtomicU64>;
 /// The simulated wall clock at step 0 (2027-01-15T08:00:00Z).
 pub const SIM_START_MS: u64 = 1_800_000_000_000;
+
+/// Wallet `w` approves the hub contract and the hub opens its channel.
+fn open_channel(chain: &mut SimChain, w: &SimWallet, hub: Address, contract: Address) -> Result<(), String> {
+    chain.execute_now(w.address(), chain.token, w.approve_call())?;
+    chain.execute_now(hub, contract, IInfHub::openChannelCall { user: w.address() }.abi_encode())?;
+    Ok(())
+}
 
 /// A hub's settings in the simulation.
 fn hub_config(domain: Domain, hub: Address, start_block: u64, clock_ms: &SimClock) -> HubConfig {
@@ -313,6 +344,7 @@ impl World {
             chain.execute_now(deployer, token, IErc20::mintCall { to, amount: U256::from(amount) }.abi_encode())
         };
         let mut sites = Vec::new();
+        let mut links = vec![vec![None; config.hubs]; config.hubs];
         let clock_ms = SimClock::new(std::sync::atomic::AtomicU64::new(SIM_START_MS));
         for (s, (key, contract)) in keys.into_iter().zip(contracts).enumerate() {
             let domain = Domain { chain_id: crate::evm::SIM_CHAIN_ID, verifying_contract: contract };
@@ -332,8 +364,18 @@ impl World {
                     if rng.chance(config.cheater_per_mille) { Behaviour::Cheater } else { Behaviour::Honest };
                 let w = SimWallet::new(i, wkey, behaviour, hub_info(domain, hub, token), chain.floor);
                 mint(&mut chain, w.address(), INITIAL_TOKENS_PER_WALLET)?;
-                chain.execute_now(w.address(), token, w.approve_call())?;
-                chain.execute_now(hub, contract, IInfHub::openChannelCall { user: w.address() }.abi_encode())?;
+                open_channel(&mut chain, &w, hub, contract)?;
+                wallets.push(w);
+            }
+            // Every other hub's link to this one (spec §5.23): an ordinary wallet here.
+            for a in (0..config.hubs).filter(|a| *a != s && config.hubs > 1) {
+                let wkey = key_from(&mut rng);
+                let mut w =
+                    SimWallet::new(wallets.len(), wkey, Behaviour::Honest, hub_info(domain, hub, token), chain.floor);
+                w.link_of = Some(a);
+                mint(&mut chain, w.address(), across::LINK_DEPOSIT + INITIAL_TOKENS_PER_WALLET)?;
+                open_channel(&mut chain, &w, hub, contract)?;
+                links[a][s] = Some(wallets.len());
                 wallets.push(w);
             }
             config_s.first_wallet = wallets.first().map(SimWallet::address);
@@ -366,19 +408,43 @@ impl World {
         }
         let faults = config.faults;
         let report = Report { hubs: config.hubs, ..Report::default() };
-        let mut world = World { rng, faults, chain, sites, net: Vec::new(), step: 0, report, config, clock_ms };
-        // First deposits, confirmed before the faulty phase starts.
-        for s in 0..world.sites.len() {
-            for i in 0..world.sites[s].wallets.len() {
-                let amount = Amount(world.rng.range(50, 400) as u128 * UNIT);
-                world.sites[s].wallets[i].deposit(&mut world.chain, amount);
+        let forwards = vec![across::ForwardBook::new(); config.hubs];
+        let mut world = World {
+            rng,
+            faults,
+            chain,
+            sites,
+            net: Vec::new(),
+            step: 0,
+            report,
+            config,
+            clock_ms,
+            links,
+            forwards,
+            tracked: std::collections::BTreeMap::new(),
+            across_violation: None,
+        };
+        world.first_deposits()?;
+        Ok(world)
+    }
+
+    /// First deposits (each link its whole [`across::LINK_DEPOSIT`]), confirmed before the faulty
+    /// phase starts.
+    fn first_deposits(&mut self) -> Result<(), String> {
+        for s in 0..self.sites.len() {
+            for i in 0..self.sites[s].wallets.len() {
+                let mut amount = Amount(self.rng.range(50, 400) as u128 * UNIT);
+                if self.sites[s].wallets[i].link_of.is_some() {
+                    amount = Amount(across::LINK_DEPOSIT);
+                }
+                self.sites[s].wallets[i].deposit(&mut self.chain, amount);
             }
         }
         for _ in 0..(CONFIRMATIONS + 2) {
-            world.mine_block(false);
-            world.tick_everyone().map_err(|v| v.to_string())?;
+            self.mine_block(false);
+            self.tick_everyone().map_err(|v| v.to_string())?;
         }
-        Ok(world)
+        Ok(())
     }
 
     fn send(&mut self, msg: Msg) {
@@ -549,8 +615,12 @@ impl World {
                 self.after_sync_locks(s, i, &account);
             }
             ToWallet::LockAnswer(debit, answer) => {
+                let change = w.pending_lock().filter(|p| p.debit == debit).map(|p| p.change);
                 if w.on_lock_answer(&debit, answer) {
                     self.report.lock_debits_acked += 1;
+                    if let Some(change) = change {
+                        self.lock_change_applied(s, i, change);
+                    }
                 }
             }
             ToWallet::Claimed(lock_id, scalar, credit) => w.on_claimed(lock_id, scalar, credit),
@@ -631,9 +701,11 @@ impl World {
     fn hub_receives(&mut self, s: usize, msgs: Vec<ToHub>) {
         let step = self.step;
         let bug = self.config.bug;
+        let msgs = self.take_forwards(s, msgs);
+        let mut claims = Vec::new();
         let site = &mut self.sites[s];
         let Some(hub) = site.hub.as_mut() else { return }; // connection refused
-        let (commands, from, mut answers) = requests(&site.wallets, hub.ledger(), msgs);
+        let (commands, from, mut answers) = requests(&site.wallets, hub.ledger(), &self.forwards[s], msgs);
         let domain = site.config.ledger.domain;
         let commit = match hub.execute(commands) {
             Ok(c) => c,
@@ -672,6 +744,7 @@ impl World {
                 }
                 Origin::Reveal(lock_id, scalar) => {
                     if let Ok(Outcome::CreditLockIssued { credit, .. }) = sequenced.0 {
+                        claims.push(lock_id);
                         answers.push((i, ToWallet::Claimed(lock_id, scalar, credit)));
                     }
                     continue;
@@ -727,10 +800,15 @@ impl World {
         for (i, a) in answers {
             self.send(Msg::ToWallet(s, i, a));
         }
+        for lock_id in claims {
+            self.claim_credited(s, lock_id);
+        }
+        self.advance_forwards(s);
     }
 
     fn random_wallet(&mut self, s: usize, filter: impl Fn(&SimWallet) -> bool) -> Option<usize> {
-        let candidates: Vec<usize> = self.sites[s].wallets.iter().filter(|w| filter(w)).map(|w| w.index).collect();
+        let candidates: Vec<usize> =
+            self.sites[s].wallets.iter().filter(|w| w.link_of.is_none() && filter(w)).map(|w| w.index).collect();
         if candidates.is_empty() {
             return None;
         }
@@ -746,7 +824,7 @@ impl World {
         if let Some(p) = self.sites[s].wallets[i].pending_lock() {
             if self.step >= self.sites[s].wallets[i].pending_sent_at + 6 {
                 self.sites[s].wallets[i].pending_sent_at = self.step;
-                self.send(Msg::ToHub(s, ToHub::Lock(i, p)));
+                self.resend_lock(s, i, p);
             }
             return;
         }
@@ -775,6 +853,7 @@ impl World {
             return;
         }
         match roll {
+            0..=4 if self.sites.len() > 1 => self.pay_across(s, i),
             0..=9 => self.pay_by_invoice(s, i),
             10..=59 => self.pay_someone(s, i),
             60..=67 => self.pay_outside(s, i),
@@ -1015,6 +1094,7 @@ impl World {
             self.hub_attack();
         }
         self.cheaters_forge_during_their_exits();
+        self.drive_links(false);
         self.deliver();
         if self.step.is_multiple_of(2) {
             self.mine_block(true);
@@ -1057,6 +1137,9 @@ impl World {
         let step = self.step;
         let mined: Vec<MinedTx> = self.chain.take_mined();
         self.trace_watched(&mined);
+        if let Some(v) = self.across_violation.take() {
+            return Err(v);
+        }
         let many = self.sites.len() > 1;
         for (s, site) in self.sites.iter_mut().enumerate() {
             let hub = site.hub.as_ref();
@@ -1107,18 +1190,20 @@ impl World {
                     }
                     let pending_lock = self.sites[s].wallets[i].pending_lock();
                     if let Some(p) = pending_lock {
-                        self.send(Msg::ToHub(s, ToHub::Lock(i, p)));
+                        self.resend_lock(s, i, p);
                     }
                     if pending.is_some() || pending_lock.is_some() || round % 10 == 0 {
                         self.send(Msg::ToHub(s, ToHub::Sync(i)));
                     }
                 }
             }
+            self.drive_links(true);
             self.deliver();
             self.mine_block(false);
             self.tick_everyone()?;
             self.audit(false)?;
         }
+        self.check_payments_across()?;
         let stuck: Vec<String> = self.sites.iter().enumerate().flat_map(|(s, site)| stuck_payments(s, site)).collect();
         if !stuck.is_empty() {
             return Err(Violation::new(self.step, "pending_payments_resolve", stuck.join("; ")));
@@ -1134,7 +1219,8 @@ impl World {
         }
         // Long enough for the closes and for every lock registered through one to expire and
         // be resolved by the hub's unlock duty.
-        let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS;
+        let limit =
+            CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS.max(across::SIM_FORWARD_EXPIRY_BLOCKS);
         for _ in 0..limit {
             self.step += 1;
             self.tick_clock();
@@ -1186,7 +1272,12 @@ impl World {
 type Requests = (Vec<Command>, Vec<(usize, Origin)>, Vec<(usize, ToWallet)>);
 
 /// The commands and reads of the messages `msgs` to a hub whose ledger is `ledger`.
-fn requests(wallets: &[SimWallet], ledger: &infhub_core::ledger::Ledger, msgs: Vec<ToHub>) -> Requests {
+fn requests(
+    wallets: &[SimWallet],
+    ledger: &infhub_core::ledger::Ledger,
+    forwards: &across::ForwardBook,
+    msgs: Vec<ToHub>,
+) -> Requests {
     let (mut commands, mut from, mut answers) = (Vec::new(), Vec::new(), Vec::new());
     for m in msgs {
         match m {
@@ -1207,9 +1298,16 @@ fn requests(wallets: &[SimWallet], ledger: &infhub_core::ledger::Ledger, msgs: V
                 commands.push(Command::CreditLock { user, change: LockChange::Settle { lock_id, scalar } });
                 from.push((i, Origin::Reveal(lock_id, scalar)));
             }
+            ToHub::CancelAgreed(i, p) => {
+                commands.push(Command::CancelForwardedLock { debit: p.debit });
+                from.push((i, Origin::Lock(p)));
+            }
+            // Taken before the batch (`take_forwards`).
+            ToHub::Forward(..) => {}
             ToHub::Sync(i) => {
                 // A read: answered from the ledger as it is now, as the node's API does.
-                if let Some(a) = hub_account(ledger, &wallets[i].address()) {
+                let user = wallets[i].address();
+                if let Some(a) = hub_account(ledger, &user, across::cancellable(forwards, user)) {
                     answers.push((i, ToWallet::Synced(a)));
                 }
             }
@@ -1238,7 +1336,7 @@ fn stuck_payments(s: usize, site: &Site) -> Vec<String> {
 }
 
 /// The hub's report of `user`'s account, as the node's `GET /v1/accounts/{user}` gives it.
-fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<HubAccount> {
+fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address, cancellable: Vec<B256>) -> Option<HubAccount> {
     let a = ledger.account(user)?;
     let ch = &a.channel;
     Some(HubAccount {
@@ -1251,8 +1349,7 @@ fn hub_account(ledger: &infhub_core::ledger::Ledger, user: &Address) -> Option<H
             .iter()
             .filter_map(|l| ledger.locks.scalar_for(user, &l.lock_id).map(|s| (l.lock_id, s)))
             .collect(),
-        // One hub: no payment is forwarded, so none is refused on its way.
-        cancellable_locks: Vec::new(),
+        cancellable_locks: cancellable,
         debit_nonce: ch.debit_nonce(),
         cumulative_debit: Some(ch.cumulative_debit()),
         credit_nonce: ch.credit_nonce(),

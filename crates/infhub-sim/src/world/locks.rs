@@ -82,9 +82,14 @@ impl World {
 
     /// After wallet `i` of hub `s` synced: it claims the hub's locks its invoices open, and
     /// settles or drops one of its own when nothing else is pending, as `balance` does.
+    /// A hub's link holds back settling the locks whose forward has not yet recorded the scalar
+    /// upstream (the node's `hold_locks`).
     pub(super) fn after_sync_locks(&mut self, s: usize, i: usize, account: &HubAccount) {
+        let held = self.sites[s].wallets[i].link_of.map(|owner| self.held_by_forwards(owner)).unwrap_or_default();
+        let mut account = account.clone();
+        account.outgoing_scalars.retain(|(id, _)| !held.contains(id));
         let w = &mut self.sites[s].wallets[i];
-        let (claims, next) = w.lock_actions(account);
+        let (claims, next) = w.lock_actions(&account);
         let change = next.filter(|_| w.pending().is_none() && w.pending_lock().is_none());
         let signed = change.and_then(|c| w.sign_lock(c, None));
         if signed.is_some() {

@@ -62,9 +62,11 @@ fn random_seeds_with_faults_keep_every_invariant() {
     }
 }
 
-/// Three hubs, each with its own contract and wallets, on one chain: every fault on, every
-/// hub audited on its own (its books against its contract, its conduct, its wallets' exits),
-/// and the token's supply conserved across them.
+/// Three hubs, each with its own contract and wallets, on one chain, each with a link at the
+/// others' contracts: every fault on, every hub audited on its own (its books against its
+/// contract, its conduct, its wallets' exits), the token's supply conserved across them, and
+/// invoices paid across hubs by forwarded locks with every forwarding hub paid whenever its
+/// payee was.
 #[test]
 fn several_hubs_on_one_chain_keep_every_invariant() {
     for seed in [1, 2, 3] {
@@ -75,13 +77,38 @@ fn several_hubs_on_one_chain_keep_every_invariant() {
                 println!("seed {seed}: ok {r:?}");
                 assert_eq!(r.hubs, 3);
                 assert!(r.payments_acked > 60, "seed {seed}: too few payments to mean anything: {r:?}");
-                assert_eq!(r.settlements, 30, "seed {seed}: every channel of every hub settles at the end");
+                // 30 users and 6 links (each hub at each other hub's contract).
+                assert_eq!(r.settlements, 36, "seed {seed}: every channel of every hub settles at the end");
+                assert!(
+                    r.paid_across > 10 && r.forwards_sent > 5 && r.claimed_across > 0,
+                    "seed {seed}: payments across hubs ran: {r:?}"
+                );
             }
             Err(v) => {
                 panic!("seed {seed} FAILED: {v}\nreplay: infhub-sim --seed {seed} --steps 200 --hubs 3 --wallets 30")
             }
         }
     }
+}
+
+/// A forwarding hub that never records the scalar its link learned downstream loses what it
+/// paid: its payer's lock expires and comes back to her. The world's check of payments across
+/// hubs catches it.
+#[test]
+fn a_forwarder_that_never_records_the_scalar_is_caught() {
+    let bug = InjectedBug::ForwarderSkipsLearning;
+    for seed in CI_SEEDS {
+        let c = SimConfig { hubs: 3, ..config(seed, 200, 30, Some(bug)) };
+        match infhub_sim::cli::run_seed(c) {
+            Err(v) if v.rule == "a_forwarding_hub_is_paid_when_its_payee_is" => {
+                println!("{bug:?} caught by seed {seed}: {v}");
+                return;
+            }
+            Err(v) => panic!("{bug:?}: seed {seed} failed for another reason: {v}"),
+            Ok(_) => println!("{bug:?}: seed {seed} did not trip it"),
+        }
+    }
+    panic!("{bug:?} was not caught by any CI seed");
 }
 
 #[test]
