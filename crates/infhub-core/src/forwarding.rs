@@ -135,6 +135,128 @@ pub fn next_expiry_block(payer_expiry_block: u64, link_block: u64) -> Result<u64
     Ok(next)
 }
 
+/// Why a hop refuses the step the payer sealed for it (spec §5.23b); the node names each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepRefusal {
+    /// A rule of the core by its name (`lock_mismatch`, `point_chain_broken`,
+    /// `expiry_too_soon`, the invoice's).
+    Rule(Error),
+    /// The incoming lock does not cover the outgoing amount and this hop's fee
+    /// (`fee_insufficient`).
+    FeeInsufficient {
+        /// The incoming lock's amount (or, on the last step, the outgoing one).
+        lock: Amount,
+        /// What it must cover.
+        wanted: Amount,
+    },
+    /// More steps than a route has (`malformed_request`).
+    RouteTooLong(usize),
+}
+
+impl From<Error> for StepRefusal {
+    fn from(e: Error) -> StepRefusal {
+        StepRefusal::Rule(e)
+    }
+}
+
+/// The lock a hop is asked to forward along a route, as its payer (a user, or the previous
+/// hop's link) sent it.
+#[derive(Clone, Copy, Debug)]
+pub struct IncomingLock<'a> {
+    /// The lock.
+    pub lock: &'a crate::point_lock::Lock,
+    /// Its point in full (the lock names only its address).
+    pub lock_point: &'a FixedBytes<33>,
+    /// The payee's invoice.
+    pub invoice: &'a SignedInvoice,
+}
+
+/// A hop's checks of its step against the incoming lock (spec §5.23b), before it looks at its
+/// link: at most `MAX_HOPS` steps after it; the lock's point is the one given and its id the
+/// invoice's (`lock_mismatch`); the lock covers the step's amount and `fee`
+/// (`fee_insufficient`); it expires at least [`FORWARD_EXPIRY_DELTA_BLOCKS`] after the step,
+/// which leaves this hop time (`expiry_too_soon`). Returns the outgoing point: the incoming one
+/// plus the step's tweak.
+pub fn check_step(
+    incoming: &IncomingLock<'_>,
+    step: &crate::sealed_step::RouteStep,
+    steps_after: usize,
+    fee: Amount,
+) -> Result<crate::point_lock::Point, StepRefusal> {
+    if steps_after > crate::routing::MAX_HOPS {
+        return Err(StepRefusal::RouteTooLong(steps_after + 1));
+    }
+    let point = crate::point_lock::Point::from_compressed(&incoming.lock_point.0)?;
+    if point.address() != incoming.lock.point || incoming.lock.lock_id != incoming.invoice.message.invoice_id {
+        return Err(Error::LockMismatch.into());
+    }
+    let outgoing = point.tweaked(&step.tweak)?;
+    let wanted = step.amount.checked_add(fee)?;
+    if incoming.lock.amount < wanted {
+        return Err(StepRefusal::FeeInsufficient { lock: incoming.lock.amount, wanted });
+    }
+    if incoming.lock.expiry_block < step.expiry_block.saturating_add(FORWARD_EXPIRY_DELTA_BLOCKS) {
+        return Err(Error::ExpiryTooSoon.into());
+    }
+    Ok(outgoing)
+}
+
+/// The last step's further checks, in the payee's hub's `domain` at `now_seconds`: the
+/// invoice checks out and its point is the outgoing one (`point_chain_broken`: the tweaks did
+/// not lead to it), and the step pays at least the invoice (`fee_insufficient`).
+pub fn check_last_step(
+    invoice: &SignedInvoice,
+    domain: &crate::Domain,
+    now_seconds: u64,
+    outgoing: &crate::point_lock::Point,
+    step: &crate::sealed_step::RouteStep,
+) -> Result<(), StepRefusal> {
+    if invoice.check(domain, now_seconds)? != *outgoing {
+        return Err(Error::PointChainBroken.into());
+    }
+    if step.amount < invoice.message.amount {
+        return Err(StepRefusal::FeeInsufficient { lock: step.amount, wanted: invoice.message.amount });
+    }
+    Ok(())
+}
+
+/// Whether the step's lock still leaves the next hop's payee its reveal margin and
+/// [`FORWARD_MIN_REMAINING_BLOCKS`] after the link's confirmed block (`expiry_too_soon`).
+pub fn step_leaves_time(step_expiry_block: u64, link_block: u64) -> Result<(), Error> {
+    let soonest = link_block
+        .saturating_add(crate::channel::LOCK_REVEAL_MARGIN_BLOCKS)
+        .saturating_add(FORWARD_MIN_REMAINING_BLOCKS);
+    if step_expiry_block <= soonest {
+        return Err(Error::ExpiryTooSoon);
+    }
+    Ok(())
+}
+
+/// The intent of a checked routed step: this hop's tweak, and unless it is the last step what
+/// it asks the next hub (the outgoing point, the amount, the later steps).
+pub fn routed_forward(
+    payer: Address,
+    incoming: &IncomingLock<'_>,
+    step: &crate::sealed_step::RouteStep,
+    rest: &[SealedStep],
+    outgoing: &crate::point_lock::Point,
+) -> Forward {
+    let onward = (!rest.is_empty()).then(|| Onward {
+        lock_point: FixedBytes(outgoing.compressed()),
+        amount: step.amount,
+        route: rest.to_vec(),
+    });
+    Forward {
+        payer,
+        lock_id: incoming.lock.lock_id,
+        invoice: incoming.invoice.clone(),
+        next_expiry_block: step.expiry_block,
+        state: ForwardState::Intent,
+        tweak: Some(step.tweak),
+        onward,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +325,67 @@ mod tests {
         assert_eq!(next_step(&f, true, &seen), Err(Error::ScalarOutOfRange));
     }
 
+    /// A hop in the middle of a route, given Alice's lock for the invoice of `forward`, with the
+    /// step tweak 2 to the next hub at expiry 100.
+    fn middle_hop() -> (crate::point_lock::Lock, FixedBytes<33>, SignedInvoice, crate::sealed_step::RouteStep) {
+        let invoice = forward(ForwardState::Intent, None).invoice;
+        let invoice_point = crate::point_lock::Point::from_compressed(&invoice.message.payment_point).unwrap();
+        let (y_here, y_next) = (scalar(2), scalar(3));
+        let incoming = invoice_point.untweaked(&y_here.add(&y_next).unwrap()).unwrap();
+        let lock = crate::point_lock::Lock {
+            lock_id: invoice.message.invoice_id,
+            amount: Amount(7),
+            expiry_block: 100 + FORWARD_EXPIRY_DELTA_BLOCKS,
+            point: incoming.address(),
+        };
+        let step = crate::sealed_step::RouteStep {
+            next_hub: Address::repeat_byte(4),
+            tweak: y_here,
+            amount: Amount(6),
+            expiry_block: 100,
+        };
+        (lock, FixedBytes(incoming.compressed()), invoice, step)
+    }
+
+    #[test]
+    fn a_step_is_checked_against_the_incoming_lock_and_each_break_is_named() {
+        let (lock, point, invoice, step) = middle_hop();
+        let incoming = IncomingLock { lock: &lock, lock_point: &point, invoice: &invoice };
+        let outgoing = check_step(&incoming, &step, 1, Amount(1)).expect("a good step");
+        let given = crate::point_lock::Point::from_compressed(&point.0).unwrap();
+        assert_eq!(outgoing, given.tweaked(&step.tweak).unwrap());
+        assert_eq!(
+            check_step(&incoming, &step, 1, Amount(2)),
+            Err(StepRefusal::FeeInsufficient { lock: Amount(7), wanted: Amount(8) })
+        );
+        let late = crate::sealed_step::RouteStep { expiry_block: 101, ..step };
+        assert_eq!(check_step(&incoming, &late, 1, Amount(1)), Err(StepRefusal::Rule(Error::ExpiryTooSoon)));
+        let other = crate::point_lock::Lock { point: Address::repeat_byte(5), ..lock };
+        let forged = IncomingLock { lock: &other, ..incoming };
+        assert_eq!(check_step(&forged, &step, 1, Amount(1)), Err(StepRefusal::Rule(Error::LockMismatch)));
+        let long = crate::routing::MAX_HOPS + 1;
+        assert_eq!(check_step(&incoming, &step, long, Amount(1)), Err(StepRefusal::RouteTooLong(long + 1)));
+        // Its outgoing point is not the invoice's: the next tweak is missing, so as a last
+        // step it breaks the chain; with the next tweak it is the invoice's.
+        let key = PrivateKey::from_bytes([7; 32]).unwrap();
+        let domain = Domain { chain_id: 1, verifying_contract: Address::repeat_byte(2) };
+        assert_eq!(
+            check_last_step(&invoice, &domain, 50, &outgoing, &step),
+            Err(StepRefusal::Rule(Error::PointChainBroken))
+        );
+        let last = outgoing.tweaked(&scalar(3)).unwrap();
+        let paying = crate::sealed_step::RouteStep { amount: Amount(5), ..step };
+        assert_eq!(check_last_step(&invoice, &domain, 50, &last, &paying), Ok(()));
+        let short = crate::sealed_step::RouteStep { amount: Amount(4), ..step };
+        assert_eq!(
+            check_last_step(&invoice, &domain, 50, &last, &short),
+            Err(StepRefusal::FeeInsufficient { lock: Amount(4), wanted: Amount(5) })
+        );
+        assert_eq!(key.address(), invoice.message.payee.user);
+        let f = routed_forward(Address::repeat_byte(1), &incoming, &step, &[], &outgoing);
+        assert!(f.onward.is_none() && f.tweak == Some(step.tweak) && f.next_expiry_block == 100);
+    }
+
     #[test]
     fn the_next_expiry_leaves_the_payee_its_margin_and_the_hub_its_delta() {
         let block = 1_000;
@@ -211,5 +394,7 @@ mod tests {
         assert_eq!(next_expiry_block(just_enough, block), Ok(soonest + 1));
         assert_eq!(next_expiry_block(just_enough - 1, block), Err(Error::ExpiryTooSoon));
         assert_eq!(next_expiry_block(0, u64::MAX), Err(Error::ExpiryTooSoon));
+        assert_eq!(step_leaves_time(soonest + 1, block), Ok(()));
+        assert_eq!(step_leaves_time(soonest, block), Err(Error::ExpiryTooSoon));
     }
 }

@@ -664,7 +664,7 @@ pub const MAX_FORWARDS_PER_LINK: usize = 10_000;
 /// The file of a link's forwards.
 const FORWARDS_FILE: &str = "forwards.jsonl";
 
-use infhub_core::forwarding::{Downstream, Forward, ForwardState, ForwardStep, Onward};
+use infhub_core::forwarding::{self, Downstream, Forward, ForwardState, ForwardStep, IncomingLock};
 
 pub use infhub_core::sealed_step::{RouteStep, SealedStep, StepPlan};
 
@@ -1217,22 +1217,9 @@ impl Links {
         charge_fee: bool,
     ) -> Result<ForwardPlan, LinkError> {
         let (step, rest) = route;
-        if rest.len() > infhub_core::routing::MAX_HOPS {
-            return Err(LinkError::Malformed(format!("a route of {} steps", rest.len() + 1)));
-        }
-        let incoming = Point::from_compressed(&lock_point.0)?;
-        if incoming.address() != lock.point || lock.lock_id != invoice.message.invoice_id {
-            return Err(infhub_core::Error::LockMismatch.into());
-        }
-        let outgoing = incoming.tweaked(&step.tweak)?;
         let fee = if charge_fee { self.routing.fee(step.amount)? } else { Amount::ZERO };
-        let wanted = step.amount.checked_add(fee)?;
-        if lock.amount < wanted {
-            return Err(LinkError::FeeInsufficient { lock: lock.amount, invoice: wanted });
-        }
-        if lock.expiry_block < step.expiry_block.saturating_add(FORWARD_EXPIRY_DELTA_BLOCKS) {
-            return Err(infhub_core::Error::ExpiryTooSoon.into());
-        }
+        let incoming = IncomingLock { lock, lock_point, invoice };
+        let outgoing = forwarding::check_step(&incoming, step, rest.len(), fee).map_err(refusal)?;
         let link =
             self.link_to_hub(step.next_hub).ok_or_else(|| LinkError::UnknownNextHub(step.next_hub.to_string()))?;
         let guard = take_open_link(&link).await?;
@@ -1242,42 +1229,32 @@ impl Links {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let domain =
                 infhub_core::Domain { chain_id: w.state().hub.chain_id, verifying_contract: link.peer_contract };
-            if invoice.check(&domain, now)? != outgoing {
-                return Err(infhub_core::Error::PointChainBroken.into());
-            }
-            if step.amount < invoice.message.amount {
-                return Err(LinkError::FeeInsufficient { lock: step.amount, invoice: invoice.message.amount });
-            }
+            forwarding::check_last_step(invoice, &domain, now, &outgoing, step).map_err(refusal)?;
         }
         let have = w.spendable()?;
         if have < step.amount {
             return Err(LinkError::InsufficientCapacity { peer: link.peer_contract, have, want: step.amount });
         }
-        let soonest = ch.block + infhub_core::channel::LOCK_REVEAL_MARGIN_BLOCKS + FORWARD_MIN_REMAINING_BLOCKS;
-        if step.expiry_block <= soonest {
-            return Err(infhub_core::Error::ExpiryTooSoon.into());
-        }
+        forwarding::step_leaves_time(step.expiry_block, ch.block)?;
         if link.forwards().len() >= self.max_forwards_per_link {
             return Err(LinkError::LinkBusy(
                 link.peer_contract,
                 format!("{} forwards unfinished, the most this hub forwards over a link", self.max_forwards_per_link),
             ));
         }
-        let onward = (!rest.is_empty()).then(|| Onward {
-            lock_point: FixedBytes(outgoing.compressed()),
-            amount: step.amount,
-            route: rest.to_vec(),
-        });
-        let forward = Forward {
-            payer,
-            lock_id: lock.lock_id,
-            invoice: invoice.clone(),
-            next_expiry_block: step.expiry_block,
-            state: ForwardState::Intent,
-            tweak: Some(step.tweak),
-            onward,
-        };
+        let forward = forwarding::routed_forward(payer, &incoming, step, rest, &outgoing);
         Ok(ForwardPlan { link, guard, forward, quoted_links: Vec::new() })
+    }
+}
+
+/// A hop's refusal of its step, by the node's names.
+fn refusal(e: forwarding::StepRefusal) -> LinkError {
+    match e {
+        forwarding::StepRefusal::Rule(e) => e.into(),
+        forwarding::StepRefusal::FeeInsufficient { lock, wanted } => {
+            LinkError::FeeInsufficient { lock, invoice: wanted }
+        }
+        forwarding::StepRefusal::RouteTooLong(n) => LinkError::Malformed(format!("a route of {n} steps")),
     }
 }
 

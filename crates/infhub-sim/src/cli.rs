@@ -180,8 +180,15 @@ fn report_line(seed: u64, secs: f64, r: &Report) -> String {
         r.locks_claimed,
         if r.hubs > 1 {
             format!(
-                ", {} invoices paid across hubs ({} forwarded, {} forwards refused, {} claimed, {} cancelled)",
-                r.paid_across, r.forwards_sent, r.forwards_refused, r.claimed_across, r.cancelled_across
+                ", {} invoices paid across hubs ({} through a third hub, {} of them settled; {} forwards sent, {} \
+                 refused, {} hops claimed, {} locks cancelled)",
+                r.paid_across,
+                r.routed_across,
+                r.routed_settled,
+                r.forwards_sent,
+                r.forwards_refused,
+                r.claimed_across,
+                r.cancelled_across
             )
         } else {
             String::new()

@@ -20,6 +20,16 @@ use infhub_wallet::wallet_core::{HubAccount, PaymentAnswer, Resolution, WalletCo
 use infhub_wallet::WalletError;
 use std::collections::BTreeMap;
 
+/// A forward request's invoice and, along a route, the lock's point in full and the steps
+/// sealed to each hub (spec §5.23b, §5.23d).
+#[derive(Clone, Debug)]
+pub struct ForwardRequest {
+    /// The payee's invoice.
+    pub invoice: infhub_core::invoice::SignedInvoice,
+    /// Along a route: the lock's point and the sealed steps, this hop's first.
+    pub route: Option<(alloy::primitives::FixedBytes<33>, Vec<infhub_core::sealed_step::SealedStep>)>,
+}
+
 /// How a wallet behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -92,9 +102,9 @@ pub struct SimWallet {
     pub link_of: Option<usize>,
     /// The scalars of this wallet's outgoing locks its hub reported at the last sync.
     pub outgoing_scalars: Vec<(B256, Scalar)>,
-    /// The invoice and the payee's hub of the pending lock, when it pays across hubs (the
-    /// request is resent whole, as the CLI wallet resends `/v1/forwarded-transfers`).
-    pub forward_request: Option<(infhub_core::invoice::SignedInvoice, usize)>,
+    /// What the pending lock's forward request carries besides the lock, when it pays across
+    /// hubs (the request is resent whole, as the CLI wallet resends `/v1/forwarded-transfers`).
+    pub forward_request: Option<ForwardRequest>,
 }
 
 impl SimWallet {

@@ -116,7 +116,7 @@ enum ToHub {
     /// A payee's claim of the hub's lock with its scalar (`/v1/lock-reveals`).
     Reveal(usize, B256, Scalar),
     /// A payer's lock to her hub paying an invoice at hub `site` (`/v1/forwarded-transfers`).
-    Forward(usize, PendingLock, infhub_core::invoice::SignedInvoice, usize),
+    Forward(usize, PendingLock, crate::wallet::ForwardRequest),
     /// A payer's cancel of a lock whose forward failed, which the hub agrees to.
     CancelAgreed(usize, PendingLock),
 }
@@ -203,7 +203,12 @@ pub struct Report {
     pub forwards_refused: u64,
     /// Forwards sent over a link (the link's locked transfer signed).
     pub forwards_sent: u64,
-    /// Payments across hubs whose payee's claim was credited.
+    /// Of those, paid along a route through a third hub.
+    pub routed_across: u64,
+    /// Payers' locks settled on a route through a third hub (the scalar stepped upstream
+    /// through two tweaks).
+    pub routed_settled: u64,
+    /// Forwarding hops whose next hub learned the scalar (credited the payee, or recorded it).
     pub claimed_across: u64,
     /// Payers' locks across hubs cancelled with their hub's agreement (the forward failed).
     pub cancelled_across: u64,
@@ -255,8 +260,10 @@ pub struct World {
     links: Vec<Vec<Option<usize>>>,
     /// Each hub's forwards (its `forwards.jsonl`).
     forwards: Vec<across::ForwardBook>,
+    /// Each hub's refused forwards, by the payer's signature (the node's `refused_forwards`).
+    refused_forwards: Vec<std::collections::BTreeMap<[u8; 65], (String, String)>>,
     /// Payments across hubs, for the world's checks.
-    tracked: std::collections::BTreeMap<B256, across::Tracked>,
+    tracked: across::TrackedHops,
     /// A broken rule seen between audits.
     across_violation: Option<Violation>,
 }
@@ -409,6 +416,7 @@ impl World {
         let faults = config.faults;
         let report = Report { hubs: config.hubs, ..Report::default() };
         let forwards = vec![across::ForwardBook::new(); config.hubs];
+        let refused_forwards = vec![std::collections::BTreeMap::new(); config.hubs];
         let mut world = World {
             rng,
             faults,
@@ -422,6 +430,7 @@ impl World {
             links,
             forwards,
             tracked: std::collections::BTreeMap::new(),
+            refused_forwards,
             across_violation: None,
         };
         world.first_deposits()?;
@@ -801,7 +810,7 @@ impl World {
             self.send(Msg::ToWallet(s, i, a));
         }
         for lock_id in claims {
-            self.claim_credited(s, lock_id);
+            self.scalar_known(s, lock_id);
         }
         self.advance_forwards(s);
     }
@@ -853,7 +862,7 @@ impl World {
             return;
         }
         match roll {
-            0..=4 if self.sites.len() > 1 => self.pay_across(s, i),
+            0..=4 if self.sites.len() > 1 => self.pay_across(s, i, false),
             0..=9 => self.pay_by_invoice(s, i),
             10..=59 => self.pay_someone(s, i),
             60..=67 => self.pay_outside(s, i),
@@ -941,7 +950,9 @@ impl World {
         let domain = self.sites[s].wallets[i].core.domain();
         let key = self.sites[s].wallets[i].core.key().clone();
         let channel = self.sites[s].wallets[i].channel().cloned();
-        match self.rng.below(5) {
+        match self.rng.below(6) {
+            // A payment across hubs with a lock the payee's scalar does not open.
+            5 => self.pay_across(s, i, true),
             0 => {
                 // Replay an old, already applied debit.
                 if let Some(d) = self.sites[s].wallets[i].old_debits.first().copied() {
@@ -1203,11 +1214,11 @@ impl World {
             self.tick_everyone()?;
             self.audit(false)?;
         }
-        self.check_payments_across()?;
         let stuck: Vec<String> = self.sites.iter().enumerate().flat_map(|(s, site)| stuck_payments(s, site)).collect();
         if !stuck.is_empty() {
             return Err(Violation::new(self.step, "pending_payments_resolve", stuck.join("; ")));
         }
+        self.check_payments_across()?;
         // Every channel still open exits, including one whose earlier close never happened (a
         // hub close or an exit the mempool dropped, or one that reverted).
         for site in &mut self.sites {
@@ -1219,8 +1230,8 @@ impl World {
         }
         // Long enough for the closes and for every lock registered through one to expire and
         // be resolved by the hub's unlock duty.
-        let limit =
-            CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS.max(across::SIM_FORWARD_EXPIRY_BLOCKS);
+        let longest = across::SIM_FORWARD_EXPIRY_BLOCKS + infhub_core::forwarding::FORWARD_EXPIRY_DELTA_BLOCKS;
+        let limit = CHALLENGE_PERIOD_BLOCKS * 3 + 40 + locks::SIM_LOCK_EXPIRY_BLOCKS.max(longest);
         for _ in 0..limit {
             self.step += 1;
             self.tick_clock();

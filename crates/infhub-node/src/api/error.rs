@@ -263,7 +263,7 @@ impl NodeError {
 }
 
 /// An API error: HTTP status, stable code, human message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: String,
@@ -280,6 +280,16 @@ impl ApiError {
     pub(super) fn with_failing_link(mut self, link: infhub_core::routing::FailingLink) -> ApiError {
         self.failing_link = Some(link);
         self
+    }
+
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its stable code.
+    pub fn code(&self) -> &str {
+        &self.code
     }
 
     /// The node's refusal `kind`, with a message.

@@ -118,7 +118,7 @@ pub(super) async fn reveal(
     }
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ForwardedTransferRequest {
     debit: SignedDebit,
@@ -176,6 +176,25 @@ pub(super) async fn forwarded_transfer(
     if req.debit.verify(&api.node.domain, payer).is_err() {
         return Err(Error::InvalidSignature.into());
     }
+    // One at a time per payer, and a refusal final for its signed debit (spec §5.23a step 3).
+    let guard = api.forwards.clone();
+    let _one_at_a_time = guard.one_at_a_time(payer).await;
+    let request = forward_guard::request_key(&req);
+    if let Some(refusal) = guard.refusal_of(request) {
+        return Err(refusal);
+    }
+    let answer = forward_once(&api, req).await;
+    if let Err(refusal) = &answer {
+        guard.remember(request, refusal);
+    }
+    answer
+}
+
+/// [`forwarded_transfer`] past its guard: a retry of a committed forward answered from the
+/// first, or the forward planned, its intent recorded, the payer's lock committed and the
+/// payment forwarded.
+async fn forward_once(api: &Api, req: ForwardedTransferRequest) -> Result<Json<LockAnswer>, ApiError> {
+    let payer = req.debit.message.user;
     if api.node.read().ledger().locks.scalar_for(&payer, &req.lock.lock_id).is_some()
         || api
             .node
@@ -185,7 +204,7 @@ pub(super) async fn forwarded_transfer(
             .is_some_and(|a| a.channel.debit_locks.get(&req.lock.lock_id).is_some())
     {
         // A retry of a forward already committed: the first answer's receipt.
-        return replayed(&api, &req.debit).await;
+        return replayed(api, &req.debit).await;
     }
     let links = &api.node.links;
     let own_hub = links.routing.hub();
@@ -202,7 +221,7 @@ pub(super) async fn forwarded_transfer(
             let step = links.open_sealed_step(req.lock.lock_id, first)?;
             // The payee's hub's own step of a split payment: collect the part (spec §5.23c).
             if step.next_hub == own_hub && rest.is_empty() {
-                return collect_part(&api, req.debit, req.lock, point, &req.invoice, &step).await;
+                return collect_part(api, req.debit, req.lock, point, &req.invoice, &step).await;
             }
             vec![links.plan_routed(payer, &req.lock, point, &req.invoice, (&step, rest), true).await?]
         }
@@ -224,7 +243,7 @@ pub(super) async fn forwarded_transfer(
                 api.node.links.abandon(plan);
             }
             return match e {
-                Error::NonceMustIncrease => replayed(&api, &req.debit).await,
+                Error::NonceMustIncrease => replayed(api, &req.debit).await,
                 e => Err(e.into()),
             };
         }

@@ -49,6 +49,7 @@ mod checkpoints;
 mod custodial;
 mod error;
 mod explorer;
+mod forward_guard;
 mod guard;
 mod links;
 mod locks;
@@ -191,6 +192,7 @@ pub struct Api {
     in_flight: Arc<guard::InFlight>,
     registrations: Arc<registration_budget::RegistrationBudget>,
     writes: Arc<write_budget::WriteBudget>,
+    forwards: Arc<forward_guard::ForwardGuard>,
 }
 
 /// Who is asking.
@@ -291,6 +293,7 @@ pub(crate) fn state_of(node: Arc<Node>) -> Api {
             std::time::Instant::now(),
         )),
         writes: Arc::new(write_budget::WriteBudget::new(limits.writes_per_second_per_account)),
+        forwards: Arc::new(forward_guard::ForwardGuard::default()),
     }
 }
 

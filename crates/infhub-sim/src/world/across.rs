@@ -1,31 +1,43 @@
-//! Payments across hubs (spec §5.23a), driven through the real hub, wallet and forwarding
-//! code: every hub has a link (an ordinary wallet, `link_of` its hub) at every other hub's
-//! contract; a user pays an invoice of a user at another hub with a lock to her own hub, which
-//! checks the invoice and records its intent, commits her lock, and forwards by a locked
-//! transfer from its link to the payee; the payee claims at her hub, the link learns the scalar
-//! at its next sync, and the forwarding hub records it for the payer (the core's
-//! [`next_step`], the machine the node's link task runs), who then settles. A forward the next
-//! hub refuses, or whose lock there is dropped unclaimed, fails, and the payer cancels hers
-//! with her hub's agreement. Messages are lost, duplicated and reordered and hubs crash as
-//! everywhere in the world; the forwards book stands for the node's synced `forwards.jsonl`
-//! (written before each step is acted on), so it survives a crash.
+//! Payments across hubs (spec §5.23a, §5.23b), driven through the real hub, wallet and
+//! forwarding code: every hub has a link (an ordinary wallet, `link_of` its hub) at every other
+//! hub's contract. A user pays an invoice of a user at another hub with a lock to her own hub,
+//! either straight (her hub pays the payee over its link) or along a route through a hub in
+//! the middle: then her wallet draws every hop's tweak and seals each hop's step to its hub key
+//! (`seal_route`), her lock's point is the invoice's minus every tweak, and each hub opens its
+//! own step, checks it (`forwarding::check_step`, `check_last_step`, `step_leaves_time`, as
+//! the node's `plan_routed` does), records its intent, commits the incoming lock and forwards
+//! over its link with the outgoing point, the hub in the middle charging its fee. The payee
+//! claims at her hub; each link learns the scalar at its next sync and its hub records it
+//! upstream minus its tweak (the core's [`next_step`], the machine the node's link task runs);
+//! the payer then settles. A forward the next hub refuses, or whose lock there is dropped
+//! unclaimed, fails, and its payer (a user, or the previous hub's link) cancels hers with her
+//! hub's agreement. Messages are lost, duplicated and reordered and hubs crash as everywhere in
+//! the world; the forwards book stands for the node's synced `forwards.jsonl` (written before
+//! each step is acted on), so it survives a crash.
 //!
-//! The world checks what the forwarding hub stands to lose: once the payee's claim is
-//! credited, the payer's lock must never come back to her (`a_forwarding_hub_is_paid_when_its_payee_is`),
-//! and at the end of the drain every claimed payment is settled by its payer (unless her
-//! channel left by exit, when the hub's lock duties take over on chain). Not simulated: routes
-//! of more than one forwarding hop (sealed steps, tweaks) and scalars read from the point
-//! registry; the node's tests cover both.
+//! The world checks what each forwarding hub stands to lose: once the next hub learned the
+//! scalar of its link's lock (or, at the last hop, credited the payee's claim), the lock it was
+//! paid with must never come back to its payer (`a_forwarding_hub_is_paid_when_its_payee_is`),
+//! and at the end of the drain every such lock is settled (unless its payer's channel left by
+//! exit, when the hub's lock duties take over on chain). Not simulated: split payments and
+//! scalars read from the point registry; the node's tests cover both.
 
 use super::{Msg, ToHub, ToWallet, World};
 use crate::audit::Violation;
 use crate::hub::InjectedBug;
+use crate::wallet::ForwardRequest;
+use alloy::primitives::FixedBytes;
 use alloy::primitives::{Address, B256};
 use infhub_core::channel::{LockChange, Status};
-use infhub_core::forwarding::{next_expiry_block, next_step, Downstream, Forward, ForwardState, ForwardStep};
+use infhub_core::forwarding::{
+    check_last_step, check_step, next_expiry_block, next_step, routed_forward, step_leaves_time, Downstream, Forward,
+    ForwardState, ForwardStep, IncomingLock, StepRefusal, FORWARD_EXPIRY_DELTA_BLOCKS,
+};
 use infhub_core::invoice::SignedInvoice;
 use infhub_core::ledger::Command;
 use infhub_core::point_lock::Lock;
+use infhub_core::point_lock::{Point, Scalar};
+use infhub_core::sealed_step::{RouteStep, StepPlan};
 use infhub_core::{Amount, Domain};
 use infhub_wallet::store::PendingLock;
 use infhub_wallet::wallet_core::PaymentAnswer;
@@ -49,18 +61,28 @@ pub(super) const LINK_DEPOSIT: u128 = 4_000 * super::UNIT;
 /// synced before each step is acted on.
 pub(super) type ForwardBook = BTreeMap<B256, (usize, Forward)>;
 
-/// What the world saw of one payment across hubs, for its checks.
+/// What the world saw of one hop of a payment across hubs (the lock a forwarding hub was
+/// paid with, by its payer: a user or the previous hub's link), for its checks.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Tracked {
-    payer_site: usize,
     payer: usize,
+    /// The hop forwards along a route to a further hub (a first hop of two, with a tweak).
+    onward: bool,
     next_site: usize,
-    /// The payee's hub credited her claim.
+    /// The next hub learned the scalar of this hub's lock there (or credited the payee's claim).
     claimed: bool,
-    /// The payer settled her lock (paid her hub).
+    /// The payer settled her lock (paid this hub).
     settled: bool,
     /// The payer's lock came back to her (dropped or cancelled).
     refunded: bool,
+}
+
+/// Tracked hops by (the forwarding hub's site, the lock id).
+pub(super) type TrackedHops = BTreeMap<(usize, B256), Tracked>;
+
+/// A site's hub key as a scalar (what opens the steps sealed to it).
+fn hub_secret(key: &infhub_core::PrivateKey) -> Scalar {
+    Scalar::from_bytes(B256::from(key.secret_bytes())).expect("a hub key is a scalar")
 }
 
 /// The locks of `payer` a hub whose forwards are `book` agrees to cancel: their forward failed.
@@ -79,12 +101,21 @@ impl World {
         self.links.get(owner).and_then(|l| l.get(at)).copied().flatten()
     }
 
-    /// Wallet `i` of hub `s` pays an invoice of a user at another hub, through its own hub.
-    pub(super) fn pay_across(&mut self, s: usize, i: usize) {
-        if self.sites.len() < 2 {
+    /// Wallet `i` of hub `s` pays an invoice of a user at another hub, through its own hub:
+    /// straight, or (with three hubs or more, half the time) along a route through a third hub.
+    /// A cheater's `forged` lock skips the tweaks: its point is the invoice's (along a route),
+    /// or another (straight), hoping a hub forwards what the payee's scalar does not open;
+    /// every hub on the way must refuse it by name (`lock_mismatch`, `point_chain_broken`).
+    pub(super) fn pay_across(&mut self, s: usize, i: usize, forged: bool) {
+        let n = self.sites.len();
+        if n < 2 {
             return;
         }
-        let c = (s + 1 + self.rng.below(self.sites.len() as u64 - 1) as usize) % self.sites.len();
+        let c = (s + 1 + self.rng.below(n as u64 - 1) as usize) % n;
+        let middle = (n > 2 && self.rng.chance(500)).then(|| {
+            let others: Vec<usize> = (0..n).filter(|b| *b != s && *b != c).collect();
+            others[self.rng.below(others.len() as u64) as usize]
+        });
         let Some(j) = self.random_wallet(c, |w| w.channel().is_some_and(|ch| ch.status == Status::Open)) else {
             return;
         };
@@ -106,34 +137,86 @@ impl World {
             return;
         };
         let Ok(total) = amount.checked_add(SIM_FORWARD_FEE) else { return };
-        let lock = Lock {
-            lock_id: invoice_id,
-            amount: total,
-            expiry_block: block + SIM_FORWARD_EXPIRY_BLOCKS,
-            point: payee.invoice_point(invoice_id),
+        let (point, route, expiry_block) = match middle {
+            None if forged => (Address::from_slice(&self.rng.bytes32()[..20]), None, block + SIM_FORWARD_EXPIRY_BLOCKS),
+            None => (payee.invoice_point(invoice_id), None, block + SIM_FORWARD_EXPIRY_BLOCKS),
+            Some(b) => {
+                let expiry = block + SIM_FORWARD_EXPIRY_BLOCKS + FORWARD_EXPIRY_DELTA_BLOCKS;
+                let Some((mut lock_point, steps)) = self.seal_two_steps(&invoice, [s, b, c], total, expiry) else {
+                    return;
+                };
+                if forged {
+                    let Ok(p) = Point::from_compressed(&invoice.message.payment_point) else { return };
+                    lock_point = p;
+                }
+                (lock_point.address(), Some((FixedBytes(lock_point.compressed()), steps)), expiry)
+            }
         };
+        let lock = Lock { lock_id: invoice_id, amount: total, expiry_block, point };
         let w = &mut self.sites[s].wallets[i];
         if let Some(p) = w.sign_lock(LockChange::Add(lock), None) {
             w.pending_sent_at = self.step;
-            w.forward_request = Some((invoice.clone(), c));
+            let request = ForwardRequest { invoice, route };
+            w.forward_request = Some(request.clone());
             self.report.paid_across += 1;
-            self.tracked.insert(
-                invoice_id,
-                Tracked { payer_site: s, payer: i, next_site: c, claimed: false, settled: false, refunded: false },
-            );
-            self.send(Msg::ToHub(s, ToHub::Forward(i, p, invoice, c)));
+            self.report.routed_across += u64::from(middle.is_some());
+            self.send(Msg::ToHub(s, ToHub::Forward(i, p, request)));
         }
     }
 
-    /// Wallet `i` of hub `s` sends its pending lock debit again: whole, as a forward, when it
-    /// pays across hubs.
+    /// The payer's wallet's part of a route `[payer's hub, middle hub, payee's hub]` (spec
+    /// §5.23d): the two steps as its hub would quote them (the middle hub's fee in the first
+    /// step's amount, expiries one delta apart), each tweak drawn here and each step sealed to
+    /// its hub's key. Returns the payer's lock's point and the sealed steps.
+    fn seal_two_steps(
+        &mut self,
+        invoice: &SignedInvoice,
+        [a, b, c]: [usize; 3],
+        total: Amount,
+        expiry_block: u64,
+    ) -> Option<(Point, Vec<infhub_core::sealed_step::SealedStep>)> {
+        let hub = |site: usize| self.sites[site].key.address();
+        let key = |site: usize| FixedBytes(hub_secret(&self.sites[site].key).point().compressed());
+        let first_expiry = expiry_block - FORWARD_EXPIRY_DELTA_BLOCKS;
+        let plans = vec![
+            StepPlan { hub: hub(a), hub_key: key(a), next_hub: hub(b), amount: total, expiry_block: first_expiry },
+            StepPlan {
+                hub: hub(b),
+                hub_key: key(b),
+                next_hub: hub(c),
+                amount: invoice.message.amount,
+                expiry_block: first_expiry - FORWARD_EXPIRY_DELTA_BLOCKS,
+            },
+        ];
+        let invoice_point = Point::from_compressed(&invoice.message.payment_point).ok()?;
+        let rng = &mut self.rng;
+        let mut draw = || loop {
+            if let Ok(y) = Scalar::from_bytes(B256::from(rng.bytes32())) {
+                return y;
+            }
+        };
+        let (payer_hub, payee_hub) = (hub(a), hub(c));
+        let sealed = infhub_core::sealed_step::seal_route(
+            &[plans],
+            payer_hub,
+            payee_hub,
+            &invoice_point,
+            invoice.message.invoice_id,
+            &mut draw,
+        )
+        .ok()?;
+        Some((sealed.lock_point, sealed.parts.into_iter().next()?))
+    }
+
+    /// Wallet `i` of hub `s` sends its pending lock debit again: whole, as a forward request,
+    /// when it pays across hubs.
     pub(super) fn resend_lock(&mut self, s: usize, i: usize, p: PendingLock) {
         let w = &self.sites[s].wallets[i];
-        let forward = w.forward_request.clone().filter(|(inv, _)| {
-            matches!(p.change, LockChange::Add(l) if l.lock_id == inv.message.invoice_id) && p.payee.is_none()
+        let forward = w.forward_request.clone().filter(|r| {
+            matches!(p.change, LockChange::Add(l) if l.lock_id == r.invoice.message.invoice_id) && p.payee.is_none()
         });
         match forward {
-            Some((invoice, c)) => self.send(Msg::ToHub(s, ToHub::Forward(i, p, invoice, c))),
+            Some(request) => self.send(Msg::ToHub(s, ToHub::Forward(i, p, request))),
             None => self.send(Msg::ToHub(s, ToHub::Lock(i, p))),
         }
     }
@@ -148,7 +231,7 @@ impl World {
         let mut refused = Vec::new();
         for m in msgs {
             match m {
-                ToHub::Forward(i, p, invoice, c) => {
+                ToHub::Forward(i, p, request) => {
                     let LockChange::Add(lock) = p.change else { continue };
                     let payer = p.debit.message.user;
                     let Some(hub) = self.sites[s].hub.as_ref() else { return Vec::new() };
@@ -159,13 +242,33 @@ impl World {
                         batch.push(ToHub::Lock(i, p));
                         continue;
                     }
-                    match self.plan_forward(s, payer, &lock, &invoice, c) {
-                        Ok(forward) => {
-                            self.forwards[s].insert(lock.lock_id, (c, forward));
+                    // A refusal is final for the signed debit: its wallet gave the nonce to its
+                    // next debit, so a late copy must not be applied (the node's
+                    // `refused_forwards`).
+                    if let Some((code, message)) = self.refused_forwards[s].get(&p.debit.signature.0).cloned() {
+                        refused.push((i, ToWallet::LockAnswer(p.debit, PaymentAnswer::Refused { code, message })));
+                        continue;
+                    }
+                    let planned = match &request.route {
+                        None => self.plan_forward(s, payer, &lock, &request.invoice),
+                        Some((point, route)) => self.plan_routed(s, i, &lock, point, &request.invoice, route),
+                    };
+                    match planned {
+                        Ok((next, forward)) => {
+                            self.tracked.entry((s, lock.lock_id)).or_insert(Tracked {
+                                payer: i,
+                                onward: forward.onward.is_some(),
+                                next_site: next,
+                                claimed: false,
+                                settled: false,
+                                refunded: false,
+                            });
+                            self.forwards[s].insert(lock.lock_id, (next, forward));
                             batch.push(ToHub::Lock(i, p));
                         }
                         Err((code, message)) => {
                             self.report.forwards_refused += 1;
+                            self.refused_forwards[s].insert(p.debit.signature.0, (code.clone(), message.clone()));
                             refused.push((i, ToWallet::LockAnswer(p.debit, PaymentAnswer::Refused { code, message })));
                         }
                     }
@@ -197,10 +300,10 @@ impl World {
         payer: Address,
         lock: &Lock,
         invoice: &SignedInvoice,
-        c: usize,
-    ) -> Result<Forward, (String, String)> {
+    ) -> Result<(usize, Forward), (String, String)> {
         let named = |e: infhub_core::Error| (e.code(), e.to_string());
-        let Some(l) = self.link(s, c).filter(|_| invoice.message.payee.host == host(c)) else {
+        let c = (0..self.sites.len()).find(|c| invoice.message.payee.host == host(*c));
+        let Some((c, l)) = c.and_then(|c| Some((c, self.link(s, c)?))) else {
             return Err(("unknown_next_hub".into(), format!("no link to {}", invoice.message.payee.host)));
         };
         let link = &self.sites[c].wallets[l];
@@ -228,15 +331,73 @@ impl World {
         if unfinished >= SIM_MAX_FORWARDS_PER_LINK {
             return Err(("link_busy".into(), format!("{unfinished} forwards unfinished over the link to hub {c}")));
         }
-        Ok(Forward {
-            payer,
-            lock_id: lock.lock_id,
-            invoice: invoice.clone(),
-            next_expiry_block,
-            state: ForwardState::Intent,
-            tweak: None,
-            onward: None,
-        })
+        Ok((
+            c,
+            Forward {
+                payer,
+                lock_id: lock.lock_id,
+                invoice: invoice.clone(),
+                next_expiry_block,
+                state: ForwardState::Intent,
+                tweak: None,
+                onward: None,
+            },
+        ))
+    }
+
+    /// The node's checks of a forward along a route (`Links::plan_routed`), with the core's
+    /// step checks: hub `s` opens its own step (sealed to its key), checks it against the
+    /// incoming lock of its wallet `i` (its fee charged unless the payer is its own user, whom
+    /// it quoted), then its link to the step's next hub, the invoice at the last step, the
+    /// link's balance, time left, and the link's forward limit.
+    fn plan_routed(
+        &self,
+        s: usize,
+        i: usize,
+        lock: &Lock,
+        lock_point: &FixedBytes<33>,
+        invoice: &SignedInvoice,
+        route: &[infhub_core::sealed_step::SealedStep],
+    ) -> Result<(usize, Forward), (String, String)> {
+        let named = |e: infhub_core::Error| (e.code(), e.to_string());
+        let refused = |e: StepRefusal| match e {
+            StepRefusal::Rule(e) => named(e),
+            StepRefusal::FeeInsufficient { lock, wanted } => {
+                ("fee_insufficient".to_string(), format!("the lock of {lock} is less than {wanted}"))
+            }
+            StepRefusal::RouteTooLong(n) => ("malformed_request".to_string(), format!("a route of {n} steps")),
+        };
+        let Some((first, rest)) = route.split_first() else {
+            return Err(("malformed_request".into(), "an empty route".into()));
+        };
+        let step: RouteStep =
+            infhub_core::sealed_step::open_step(first, &hub_secret(&self.sites[s].key), lock.lock_id).map_err(named)?;
+        let payer = self.sites[s].wallets[i].address();
+        let fee = if self.sites[s].wallets[i].link_of.is_some() { SIM_FORWARD_FEE } else { Amount::ZERO };
+        let incoming = IncomingLock { lock, lock_point, invoice };
+        let outgoing = check_step(&incoming, &step, rest.len(), fee).map_err(refused)?;
+        let next = (0..self.sites.len()).find(|n| self.sites[*n].key.address() == step.next_hub);
+        let Some((n, l)) = next.and_then(|n| Some((n, self.link(s, n)?))) else {
+            return Err(("unknown_next_hub".into(), format!("no link to {}", step.next_hub)));
+        };
+        let link = &self.sites[n].wallets[l];
+        let Some(ch) = link.channel().filter(|ch| ch.status == Status::Open) else {
+            return Err(("link_not_open".into(), format!("the link to hub {n} is not open")));
+        };
+        if rest.is_empty() {
+            let now_seconds = self.clock_ms.load(std::sync::atomic::Ordering::Relaxed) / 1_000;
+            let domain = self.sites[n].config.ledger.domain;
+            check_last_step(invoice, &domain, now_seconds, &outgoing, &step).map_err(refused)?;
+        }
+        if link.balance() < step.amount {
+            return Err(("insufficient_capacity".into(), format!("the link to hub {n} holds {}", link.balance())));
+        }
+        step_leaves_time(step.expiry_block, ch.block).map_err(named)?;
+        let unfinished = self.forwards[s].values().filter(|(to, _)| *to == n).count();
+        if unfinished >= SIM_MAX_FORWARDS_PER_LINK {
+            return Err(("link_busy".into(), format!("{unfinished} forwards unfinished over the link to hub {n}")));
+        }
+        Ok((n, routed_forward(payer, &incoming, &step, rest, &outgoing)))
     }
 
     /// Hub `s` moves each of its forwards on by the core's rule, as the node's link task does
@@ -274,22 +435,33 @@ impl World {
                     }
                     set(self, ForwardState::Sent);
                     let inv = &f.invoice.message;
-                    let Ok(point) = infhub_core::point_lock::Point::from_compressed(&inv.payment_point) else {
+                    // Onward: a lock to the next hub with the outgoing point, and the rest of
+                    // the route; at the last hop, a locked transfer to the payee.
+                    let (point, amount, payee, request) = match &f.onward {
+                        Some(o) => {
+                            let request = ForwardRequest {
+                                invoice: f.invoice.clone(),
+                                route: Some((o.lock_point, o.route.clone())),
+                            };
+                            (Point::from_compressed(&o.lock_point.0), o.amount, None, Some(request))
+                        }
+                        None => (Point::from_compressed(&inv.payment_point), inv.amount, Some(inv.payee.user), None),
+                    };
+                    let Ok(point) = point else {
                         set(self, ForwardState::Failed);
                         continue;
                     };
-                    let lock = Lock {
-                        lock_id: id,
-                        amount: inv.amount,
-                        expiry_block: f.next_expiry_block,
-                        point: point.address(),
-                    };
+                    let lock = Lock { lock_id: id, amount, expiry_block: f.next_expiry_block, point: point.address() };
                     let link = &mut self.sites[c].wallets[l];
-                    match link.sign_lock(LockChange::Add(lock), Some(inv.payee.user)) {
+                    match link.sign_lock(LockChange::Add(lock), payee) {
                         Some(p) => {
                             link.pending_sent_at = self.step;
+                            link.forward_request.clone_from(&request);
                             self.report.forwards_sent += 1;
-                            self.send(Msg::ToHub(c, ToHub::Lock(l, p)));
+                            match request {
+                                Some(r) => self.send(Msg::ToHub(c, ToHub::Forward(l, p, r))),
+                                None => self.send(Msg::ToHub(c, ToHub::Lock(l, p))),
+                            }
                         }
                         None => set(self, ForwardState::Failed),
                     }
@@ -303,6 +475,8 @@ impl World {
                         Ok(commit) => {
                             if commit.results.first().is_some_and(|r| r.0.is_ok()) {
                                 set(self, ForwardState::Finished);
+                                // The previous hub's link's lock here can now only settle.
+                                self.scalar_known(s, id);
                             }
                         }
                         Err(e) => return self.hub_crashed(s, e),
@@ -324,7 +498,7 @@ impl World {
                 if let Some(p) = self.sites[c].wallets[l].pending_lock() {
                     if every_step || self.step >= self.sites[c].wallets[l].pending_sent_at + 6 {
                         self.sites[c].wallets[l].pending_sent_at = self.step;
-                        self.send(Msg::ToHub(c, ToHub::Lock(l, p)));
+                        self.resend_lock(c, l, p);
                     }
                 }
                 if every_step || self.step.is_multiple_of(2) {
@@ -341,21 +515,33 @@ impl World {
         self.forwards[owner].iter().filter(|(_, (_, f))| f.state != ForwardState::Failed).map(|(id, _)| *id).collect()
     }
 
-    /// The payee's hub `c` credited a claim of lock `lock_id`.
-    pub(super) fn claim_credited(&mut self, c: usize, lock_id: B256) {
-        if let Some(t) = self.tracked.get_mut(&lock_id).filter(|t| t.next_site == c) {
-            t.claimed = true;
-            self.report.claimed_across += 1;
-            self.check_tracked(lock_id);
+    /// Hub `n` knows the scalar of lock `lock_id`: it credited its payee's claim, or recorded
+    /// the scalar for a forward. Every hub whose link's lock there it opens was paid downstream.
+    pub(super) fn scalar_known(&mut self, n: usize, lock_id: B256) {
+        let hops: Vec<(usize, B256)> = self
+            .tracked
+            .iter()
+            .filter(|((_, id), t)| *id == lock_id && t.next_site == n && !t.claimed)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in hops {
+            if let Some(t) = self.tracked.get_mut(&key) {
+                t.claimed = true;
+                self.report.claimed_across += 1;
+            }
+            self.check_tracked(key);
         }
     }
 
     /// Wallet `i` of hub `s` had its lock change `change` applied.
     pub(super) fn lock_change_applied(&mut self, s: usize, i: usize, change: LockChange) {
         let id = change.lock_id();
-        let Some(t) = self.tracked.get_mut(&id).filter(|t| t.payer_site == s && t.payer == i) else { return };
+        let Some(t) = self.tracked.get_mut(&(s, id)).filter(|t| t.payer == i) else { return };
         match change {
-            LockChange::Settle { .. } => t.settled = true,
+            LockChange::Settle { .. } => {
+                t.settled = true;
+                self.report.routed_settled += u64::from(t.onward);
+            }
             LockChange::Drop { .. } => t.refunded = true,
             LockChange::Cancel { .. } => {
                 t.refunded = true;
@@ -363,18 +549,19 @@ impl World {
             }
             LockChange::Add(_) => return,
         }
-        self.check_tracked(id);
+        self.check_tracked((s, id));
     }
 
-    fn check_tracked(&mut self, id: B256) {
-        let Some(t) = self.tracked.get(&id) else { return };
+    fn check_tracked(&mut self, key: (usize, B256)) {
+        let Some(t) = self.tracked.get(&key) else { return };
         if t.claimed && t.refunded && self.across_violation.is_none() {
             self.across_violation = Some(Violation::new(
                 self.step,
                 "a_forwarding_hub_is_paid_when_its_payee_is",
                 format!(
-                    "lock {id}: the payee at hub {} was credited, and the payer (hub {} wallet {}) got her lock back",
-                    t.next_site, t.payer_site, t.payer
+                    "lock {}: hub {} learned its scalar (hub {} paid downstream), and the payer (hub {} wallet {}) got \
+                     her lock back",
+                    key.1, t.next_site, key.0, key.0, t.payer
                 ),
             ));
         }
@@ -386,19 +573,18 @@ impl World {
         if let Some(v) = &self.across_violation {
             return Err(v.clone());
         }
-        for (id, t) in &self.tracked {
-            let payer = &self.sites[t.payer_site].wallets[t.payer];
+        for ((s, id), t) in &self.tracked {
+            let payer = &self.sites[*s].wallets[t.payer];
             let open = payer.channel().is_some_and(|ch| ch.status == Status::Open) && !payer.exiting;
             if t.claimed && !t.settled && open {
                 return Err(Violation::new(
                     self.step,
                     "a_forwarding_hub_is_paid_when_its_payee_is",
                     format!(
-                        "lock {id}: the payee at hub {} was credited; the payer (hub {} wallet {}) never settled: {:?}",
+                        "lock {id}: hub {} learned its scalar; the payer (hub {s} wallet {}) never settled: {:?}",
                         t.next_site,
-                        t.payer_site,
                         t.payer,
-                        self.forwards[t.payer_site].get(id)
+                        self.forwards[*s].get(id)
                     ),
                 ));
             }

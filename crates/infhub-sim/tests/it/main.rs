@@ -83,6 +83,7 @@ fn several_hubs_on_one_chain_keep_every_invariant() {
                     r.paid_across > 10 && r.forwards_sent > 5 && r.claimed_across > 0,
                     "seed {seed}: payments across hubs ran: {r:?}"
                 );
+                assert!(r.routed_settled > 0, "seed {seed}: a payment through a third hub settled: {r:?}");
             }
             Err(v) => {
                 panic!("seed {seed} FAILED: {v}\nreplay: infhub-sim --seed {seed} --steps 200 --hubs 3 --wallets 30")
