@@ -126,8 +126,8 @@ impl Webhooks {
 
     /// Checks `url`: `http(s)://host[:port][/path]`, no whitespace, at most
     /// [`MAX_WEBHOOK_URL_BYTES`]; a loopback, private or link-local host only if the operator
-    /// allows it. Names given by DNS are taken as public (a name that resolves to a private
-    /// address is not caught here).
+    /// allows it. A name is taken as public here; at each delivery it is checked again by the
+    /// addresses it resolves to ([`PublicAddressesOnly`]).
     pub fn check_url(&self, url: &str) -> Result<String, WebhookError> {
         let url = url.trim();
         let bad = || WebhookError::BadUrl(url.chars().take(80).collect());
@@ -253,6 +253,31 @@ pub enum SetError {
     Io(std::io::Error),
 }
 
+/// The delivery client's resolver when private hosts are not allowed: a name's loopback,
+/// private and link-local addresses are dropped, and a name with no other is refused. The
+/// check is made on the addresses the client connects to, so a name that resolves to a private
+/// address (or is re-pointed at one after the webhook was set) is not posted to.
+struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let public = public_only(tokio::net::lookup_host((host.as_str(), 0)).await?);
+            if public.is_empty() {
+                return Err(WebhookError::PrivateHost(host).into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The public addresses among `found`.
+fn public_only(found: impl Iterator<Item = std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
+    found.filter(|a| !is_private_host(&a.ip().to_string())).collect()
+}
+
 /// Whether `host` (a name or an IP literal) is loopback, private, link-local or unspecified.
 fn is_private_host(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
@@ -298,7 +323,13 @@ pub async fn run_deliveries(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).build() {
+    // No redirects (a public receiver could send the post on to a private address), and
+    // unless the operator allows private hosts, names resolved to public addresses only.
+    let mut builder = reqwest::Client::builder().timeout(DELIVERY_TIMEOUT).redirect(reqwest::redirect::Policy::none());
+    if !hooks.to_private_hosts {
+        builder = builder.dns_resolver(Arc::new(PublicAddressesOnly));
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client: webhooks are not delivered");
@@ -359,6 +390,19 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_resolving_only_to_private_addresses_is_not_posted_to() {
+        use reqwest::dns::Resolve;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let name: reqwest::dns::Name = "localhost".parse().expect("a name");
+        let refused = rt.block_on(PublicAddressesOnly.resolve(name)).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("private")), "localhost resolves only to loopback");
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().expect("an address");
+        let found = ["10.1.2.3:0", "93.184.216.34:0", "[::1]:0", "169.254.1.1:0", "[2606:2800:220:1::]:0"];
+        let kept = public_only(found.iter().map(|s| addr(s)));
+        assert_eq!(kept, vec![addr("93.184.216.34:0"), addr("[2606:2800:220:1::]:0")]);
+    }
 
     #[test]
     fn urls_are_checked_and_private_hosts_refused_unless_allowed() {

@@ -1105,7 +1105,7 @@ impl World {
             self.hub_attack();
         }
         self.cheaters_forge_during_their_exits();
-        self.drive_links(false);
+        self.drive_links(None);
         self.deliver();
         if self.step.is_multiple_of(2) {
             self.mine_block(true);
@@ -1208,7 +1208,7 @@ impl World {
                     }
                 }
             }
-            self.drive_links(true);
+            self.drive_links(Some(round));
             self.deliver();
             self.mine_block(false);
             self.tick_everyone()?;

@@ -177,9 +177,9 @@ pub(super) async fn forwarded_transfer(
         return Err(Error::InvalidSignature.into());
     }
     // One at a time per payer, and a refusal final for its signed debit (spec §5.23a step 3).
-    let guard = api.forwards.clone();
+    let guard = api.refusals.clone();
     let _one_at_a_time = guard.one_at_a_time(payer).await;
-    let request = forward_guard::request_key(&req);
+    let request = refusal_guard::request_key(&req);
     if let Some(refusal) = guard.refusal_of(request) {
         return Err(refusal);
     }

@@ -49,12 +49,12 @@ mod checkpoints;
 mod custodial;
 mod error;
 mod explorer;
-mod forward_guard;
 mod guard;
 mod links;
 mod locks;
 mod login_table;
 mod operator;
+mod refusal_guard;
 mod registration_budget;
 pub(crate) mod schemas;
 mod stream;
@@ -192,7 +192,7 @@ pub struct Api {
     in_flight: Arc<guard::InFlight>,
     registrations: Arc<registration_budget::RegistrationBudget>,
     writes: Arc<write_budget::WriteBudget>,
-    forwards: Arc<forward_guard::ForwardGuard>,
+    refusals: Arc<refusal_guard::RefusalGuard>,
 }
 
 /// Who is asking.
@@ -293,7 +293,7 @@ pub(crate) fn state_of(node: Arc<Node>) -> Api {
             std::time::Instant::now(),
         )),
         writes: Arc::new(write_budget::WriteBudget::new(limits.writes_per_second_per_account)),
-        forwards: Arc::new(forward_guard::ForwardGuard::default()),
+        refusals: Arc::new(refusal_guard::RefusalGuard::default()),
     }
 }
 

@@ -487,8 +487,12 @@ impl World {
     }
 
     /// Every link of a hub that is up follows its peer: a pending lock debit is resent, and
-    /// every second step the link syncs (learning its locks' scalars).
-    pub(super) fn drive_links(&mut self, every_step: bool) {
+    /// every second step the link syncs (learning its locks' scalars). In the drain
+    /// (`drain_round`), pending debits are resent every step and the links sync every step
+    /// until the last ten rounds, so that nothing they sign is left unanswered at its end.
+    pub(super) fn drive_links(&mut self, drain_round: Option<u64>) {
+        let every_step = drain_round.is_some();
+        let sync = drain_round.map_or(self.step.is_multiple_of(2), |r| r < 30);
         for a in 0..self.sites.len() {
             if self.sites[a].hub.is_none() {
                 continue;
@@ -501,7 +505,7 @@ impl World {
                         self.resend_lock(c, l, p);
                     }
                 }
-                if every_step || self.step.is_multiple_of(2) {
+                if sync {
                     self.send(Msg::ToHub(c, ToHub::Sync(l)));
                 }
             }

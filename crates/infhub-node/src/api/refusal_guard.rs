@@ -1,5 +1,5 @@
-//! Forwarded transfers one at a time per payer, and a refusal final for its signed debit
-//! (spec §5.23a step 3).
+//! A payer's forwarded transfers one at a time, and a refusal final for its request (spec
+//! §5.23a step 3, D65).
 //!
 //! A wallet whose forward is refused gives the refused debit's nonce to its next debit. If a
 //! late copy of the refused request (a client retry still waiting on a link, a proxy's resend)
@@ -32,21 +32,21 @@ pub(super) fn request_key(request: &impl serde::Serialize) -> B256 {
 }
 
 /// See the module header.
-pub(super) struct ForwardGuard {
+pub(super) struct RefusalGuard {
     stripes: Vec<tokio::sync::Mutex<()>>,
     refused: Mutex<Refused>,
 }
 
-impl Default for ForwardGuard {
-    fn default() -> ForwardGuard {
-        ForwardGuard {
+impl Default for RefusalGuard {
+    fn default() -> RefusalGuard {
+        RefusalGuard {
             stripes: (0..PAYER_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             refused: Mutex::new(Refused::default()),
         }
     }
 }
 
-impl ForwardGuard {
+impl RefusalGuard {
     /// Waits for `payer`'s other forwarded transfer, if one runs, and holds her stripe.
     pub(super) async fn one_at_a_time(&self, payer: Address) -> tokio::sync::MutexGuard<'_, ()> {
         let stripe = usize::from(payer.0[19]) % PAYER_STRIPES;
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_answered_again_to_the_same_request_and_only_the_newest_are_kept() {
-        let guard = ForwardGuard::default();
+        let guard = RefusalGuard::default();
         let busy = ApiError::new(NodeError::LinkBusy, "6 forwards unfinished");
         guard.remember(request(1), &busy);
         assert_eq!(guard.refusal_of(request(1)).map(|e| e.code().to_string()), Some("link_busy".into()));
