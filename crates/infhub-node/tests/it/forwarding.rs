@@ -372,3 +372,71 @@ fn a_forward_is_finished_after_the_forwarding_hub_restarts() {
         hubs.stop().await;
     });
 }
+
+/// A refusal of a forward is final for its request (spec §5.23a step 3, D65): hub A refuses a
+/// payment its link cannot carry (`insufficient_capacity`); once the link is funded, the very
+/// same request (a late copy, a retry that was waiting) is refused again, so the payer's wallet,
+/// which took the refusal as final, can give the nonce to its next debit — here a new request
+/// for another invoice with the same nonce, which is forwarded.
+#[test]
+fn a_refused_forward_stays_refused_for_its_request_after_the_link_has_room() {
+    rt().block_on(async {
+        let hubs = TwoHubs::start().await;
+        let (http_a, peer) = (&hubs.http_a, hubs.peer);
+        let mut payer = Wallet::new(&hubs.chain, 1).await;
+        register(&hubs.chain, http_a, &mut payer).await;
+        payer.approve_and_deposit(&hubs.chain, 500).await;
+        eventually(30, "the deposit confirmed", || async {
+            let (_, v) = payer.account(http_a).await;
+            (v["balance"] == "500").then_some(())
+        })
+        .await;
+        let bob = PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key");
+        let domain_b = infhub_core::Domain { chain_id: hubs.chain.d.chain_id, verifying_contract: hubs.d_b.hub };
+        let host_b = hubs.node_b.url.trim_start_matches("http://").to_string();
+        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let head = hubs.chain.head().await;
+        let request_for = |id: u8| {
+            let invoice = infhub_core::invoice::issue(
+                &bob,
+                &host_b,
+                &domain_b,
+                Amount(400),
+                expires,
+                "a bicycle",
+                alloy::primitives::B256::repeat_byte(id),
+            )
+            .expect("invoice");
+            let point = infhub_core::invoice::invoice_scalar(&bob, invoice.message.invoice_id).point().address();
+            let lock = infhub_core::point_lock::Lock {
+                lock_id: invoice.message.invoice_id,
+                amount: Amount(400),
+                expiry_block: head + 400,
+                point,
+            };
+            forward_request(&hubs, &payer, &lock, &invoice)
+        };
+        let first = request_for(1);
+        let (_, v) = http_a.post("/v1/forwarded-transfers", None, &first).await;
+        assert_eq!(code(&v), "insufficient_capacity", "the link holds 300: {v}");
+
+        let (s, v) = http_a
+            .post(&format!("/v1/operator/links/{peer}/deposits"), Some(OPERATOR), &json!({"amount": "200"}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        link_until(&hubs.chain, http_a, peer, "the link holds 500", |l| balance_of(l) == 500 && l["job"].is_null())
+            .await;
+
+        let (_, again) = http_a.post("/v1/forwarded-transfers", None, &first).await;
+        assert_eq!(code(&again), "insufficient_capacity", "the same request stays refused: {again}");
+        let (_, account) = payer.account(http_a).await;
+        assert_eq!(account["balance"], "500", "nothing locked: {account}");
+
+        // The wallet's next debit with that nonce: another invoice, forwarded (B does not know
+        // Bob, so B refuses it; A's answer carries that, and the payer's lock is committed).
+        let (s, v) = http_a.post("/v1/forwarded-transfers", None, &request_for(2)).await;
+        assert_eq!(s, 200, "a new request with the same nonce is taken: {v}");
+        assert!(v["receipt"].is_object(), "{v}");
+        hubs.stop().await;
+    });
+}
