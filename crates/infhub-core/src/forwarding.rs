@@ -135,6 +135,25 @@ pub fn next_expiry_block(payer_expiry_block: u64, link_block: u64) -> Result<u64
     Ok(next)
 }
 
+/// The intent of a forward straight to the payee's hub (no route): the invoice paid over the
+/// link with the earlier expiry, no tweak.
+pub fn direct_forward(
+    payer: Address,
+    lock: &crate::point_lock::Lock,
+    invoice: &SignedInvoice,
+    next_expiry_block: u64,
+) -> Forward {
+    Forward {
+        payer,
+        lock_id: lock.lock_id,
+        invoice: invoice.clone(),
+        next_expiry_block,
+        state: ForwardState::Intent,
+        tweak: None,
+        onward: None,
+    }
+}
+
 /// Why a hop refuses the step the payer sealed for it (spec §5.23b); the node names each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepRefusal {

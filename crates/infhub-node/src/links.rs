@@ -760,15 +760,7 @@ impl Links {
                 format!("{} forwards unfinished, the most this hub forwards over a link", self.max_forwards_per_link),
             ));
         }
-        let forward = Forward {
-            payer,
-            lock_id: lock.lock_id,
-            invoice: invoice.clone(),
-            next_expiry_block,
-            state: ForwardState::Intent,
-            tweak: None,
-            onward: None,
-        };
+        let forward = forwarding::direct_forward(payer, lock, invoice, next_expiry_block);
         Ok(ForwardPlan { link, guard, forward, quoted_links: Vec::new() })
     }
 

@@ -179,6 +179,34 @@ fn a_user_of_one_hub_pays_an_invoice_of_a_user_of_another_over_the_link_between_
 }
 
 /// The payer's request to forward, signed by `w` (its lock debit on top of its totals).
+/// Bob's side of an invoice at hub B: his key, B's domain and host, and an expiry ten minutes
+/// on.
+struct BobAtB {
+    key: PrivateKey,
+    domain: infhub_core::Domain,
+    host: String,
+    expires: u64,
+}
+
+/// A payer registered at hub A with 500 deposited and confirmed, and Bob's side at hub B.
+async fn payer_and_bob(hubs: &TwoHubs) -> (Wallet, BobAtB) {
+    let mut payer = Wallet::new(&hubs.chain, 1).await;
+    register(&hubs.chain, &hubs.http_a, &mut payer).await;
+    payer.approve_and_deposit(&hubs.chain, 500).await;
+    eventually(30, "the deposit confirmed", || async {
+        let (_, v) = payer.account(&hubs.http_a).await;
+        (v["balance"] == "500").then_some(())
+    })
+    .await;
+    let bob = BobAtB {
+        key: PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key"),
+        domain: infhub_core::Domain { chain_id: hubs.chain.d.chain_id, verifying_contract: hubs.d_b.hub },
+        host: hubs.node_b.url.trim_start_matches("http://").to_string(),
+        expires: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600,
+    };
+    (payer, bob)
+}
+
 fn forward_request(
     hubs: &TwoHubs,
     w: &Wallet,
@@ -203,18 +231,9 @@ fn a_hub_refuses_by_name_every_forward_it_must_not_make_and_forwards_a_retry_onc
     rt().block_on(async {
         let hubs = TwoHubs::start().await;
         let (http_a, peer) = (&hubs.http_a, hubs.peer);
-        let mut payer = Wallet::new(&hubs.chain, 1).await;
-        register(&hubs.chain, http_a, &mut payer).await;
-        payer.approve_and_deposit(&hubs.chain, 500).await;
-        eventually(30, "the deposit confirmed", || async {
-            let (_, v) = payer.account(http_a).await;
-            (v["balance"] == "500").then_some(())
-        })
-        .await;
-        let bob = PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key");
-        let domain_b = infhub_core::Domain { chain_id: hubs.chain.d.chain_id, verifying_contract: hubs.d_b.hub };
-        let host_b = hubs.node_b.url.trim_start_matches("http://").to_string();
-        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let (mut payer, bob) = payer_and_bob(&hubs).await;
+        let (domain_b, host_b, expires) = (bob.domain, bob.host.clone(), bob.expires);
+        let bob = bob.key;
         let invoice = |key: &PrivateKey, host: &str, domain: &infhub_core::Domain, id: u8| {
             infhub_core::invoice::issue(
                 key,
@@ -383,18 +402,9 @@ fn a_refused_forward_stays_refused_for_its_request_after_the_link_has_room() {
     rt().block_on(async {
         let hubs = TwoHubs::start().await;
         let (http_a, peer) = (&hubs.http_a, hubs.peer);
-        let mut payer = Wallet::new(&hubs.chain, 1).await;
-        register(&hubs.chain, http_a, &mut payer).await;
-        payer.approve_and_deposit(&hubs.chain, 500).await;
-        eventually(30, "the deposit confirmed", || async {
-            let (_, v) = payer.account(http_a).await;
-            (v["balance"] == "500").then_some(())
-        })
-        .await;
-        let bob = PrivateKey::from_bytes(anvil::dev_key(2).0).expect("key");
-        let domain_b = infhub_core::Domain { chain_id: hubs.chain.d.chain_id, verifying_contract: hubs.d_b.hub };
-        let host_b = hubs.node_b.url.trim_start_matches("http://").to_string();
-        let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() + 600;
+        let (payer, bob) = payer_and_bob(&hubs).await;
+        let (domain_b, host_b, expires) = (bob.domain, bob.host.clone(), bob.expires);
+        let bob = bob.key;
         let head = hubs.chain.head().await;
         let request_for = |id: u8| {
             let invoice = infhub_core::invoice::issue(

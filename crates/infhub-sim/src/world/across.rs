@@ -30,8 +30,8 @@ use alloy::primitives::FixedBytes;
 use alloy::primitives::{Address, B256};
 use infhub_core::channel::{LockChange, Status};
 use infhub_core::forwarding::{
-    check_last_step, check_step, next_expiry_block, next_step, routed_forward, step_leaves_time, Downstream, Forward,
-    ForwardState, ForwardStep, IncomingLock, StepRefusal, FORWARD_EXPIRY_DELTA_BLOCKS,
+    check_last_step, check_step, direct_forward, next_expiry_block, next_step, routed_forward, step_leaves_time,
+    Downstream, Forward, ForwardState, ForwardStep, IncomingLock, StepRefusal, FORWARD_EXPIRY_DELTA_BLOCKS,
 };
 use infhub_core::invoice::SignedInvoice;
 use infhub_core::ledger::Command;
@@ -331,18 +331,7 @@ impl World {
         if unfinished >= SIM_MAX_FORWARDS_PER_LINK {
             return Err(("link_busy".into(), format!("{unfinished} forwards unfinished over the link to hub {c}")));
         }
-        Ok((
-            c,
-            Forward {
-                payer,
-                lock_id: lock.lock_id,
-                invoice: invoice.clone(),
-                next_expiry_block,
-                state: ForwardState::Intent,
-                tweak: None,
-                onward: None,
-            },
-        ))
+        Ok((c, direct_forward(payer, lock, invoice, next_expiry_block)))
     }
 
     /// The node's checks of a forward along a route (`Links::plan_routed`), with the core's
