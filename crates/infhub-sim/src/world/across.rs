@@ -122,7 +122,7 @@ impl World {
         let Some(block) = self.sites[s].wallets[i].channel().map(|ch| ch.block) else { return };
         let invoice_id = B256::from(self.rng.bytes32());
         let amount = self.some_amount(s, i);
-        let now_seconds = self.clock_ms.load(std::sync::atomic::Ordering::Relaxed) / 1_000;
+        let now_seconds = self.now_seconds();
         let domain = self.sites[c].config.ledger.domain;
         let payee = &self.sites[c].wallets[j];
         let Ok(invoice) = infhub_core::invoice::issue(
@@ -303,16 +303,9 @@ impl World {
     ) -> Result<(usize, Forward), (String, String)> {
         let named = |e: infhub_core::Error| (e.code(), e.to_string());
         let c = (0..self.sites.len()).find(|c| invoice.message.payee.host == host(*c));
-        let Some((c, l)) = c.and_then(|c| Some((c, self.link(s, c)?))) else {
-            return Err(("unknown_next_hub".into(), format!("no link to {}", invoice.message.payee.host)));
-        };
-        let link = &self.sites[c].wallets[l];
-        let Some(ch) = link.channel().filter(|ch| ch.status == Status::Open) else {
-            return Err(("link_not_open".into(), format!("the link to hub {c} is not open")));
-        };
+        let (c, link_block) = self.open_link(s, c, &invoice.message.payee.host)?;
         let domain: Domain = self.sites[c].config.ledger.domain;
-        let now_seconds = self.clock_ms.load(std::sync::atomic::Ordering::Relaxed) / 1_000;
-        let point = invoice.check(&domain, now_seconds).map_err(named)?;
+        let point = invoice.check(&domain, self.now_seconds()).map_err(named)?;
         let inv = &invoice.message;
         if lock.lock_id != inv.invoice_id || lock.point != point.address() {
             return Err(named(infhub_core::Error::LockMismatch));
@@ -323,14 +316,9 @@ impl World {
                 format!("the lock of {} is less than {}", lock.amount, inv.amount),
             ));
         }
-        if link.balance() < inv.amount {
-            return Err(("insufficient_capacity".into(), format!("the link to hub {c} holds {}", link.balance())));
-        }
-        let next_expiry_block = next_expiry_block(lock.expiry_block, ch.block).map_err(named)?;
-        let unfinished = self.forwards[s].values().filter(|(to, _)| *to == c).count();
-        if unfinished >= SIM_MAX_FORWARDS_PER_LINK {
-            return Err(("link_busy".into(), format!("{unfinished} forwards unfinished over the link to hub {c}")));
-        }
+        self.link_holds(s, c, inv.amount)?;
+        let next_expiry_block = next_expiry_block(lock.expiry_block, link_block).map_err(named)?;
+        self.link_not_busy(s, c)?;
         Ok((c, direct_forward(payer, lock, invoice, next_expiry_block)))
     }
 
@@ -365,28 +353,52 @@ impl World {
         let fee = if self.sites[s].wallets[i].link_of.is_some() { SIM_FORWARD_FEE } else { Amount::ZERO };
         let incoming = IncomingLock { lock, lock_point, invoice };
         let outgoing = check_step(&incoming, &step, rest.len(), fee).map_err(refused)?;
-        let next = (0..self.sites.len()).find(|n| self.sites[*n].key.address() == step.next_hub);
-        let Some((n, l)) = next.and_then(|n| Some((n, self.link(s, n)?))) else {
-            return Err(("unknown_next_hub".into(), format!("no link to {}", step.next_hub)));
-        };
-        let link = &self.sites[n].wallets[l];
-        let Some(ch) = link.channel().filter(|ch| ch.status == Status::Open) else {
-            return Err(("link_not_open".into(), format!("the link to hub {n} is not open")));
-        };
+        let n = (0..self.sites.len()).find(|n| self.sites[*n].key.address() == step.next_hub);
+        let (n, link_block) = self.open_link(s, n, &step.next_hub.to_string())?;
         if rest.is_empty() {
-            let now_seconds = self.clock_ms.load(std::sync::atomic::Ordering::Relaxed) / 1_000;
             let domain = self.sites[n].config.ledger.domain;
-            check_last_step(invoice, &domain, now_seconds, &outgoing, &step).map_err(refused)?;
+            check_last_step(invoice, &domain, self.now_seconds(), &outgoing, &step).map_err(refused)?;
         }
-        if link.balance() < step.amount {
-            return Err(("insufficient_capacity".into(), format!("the link to hub {n} holds {}", link.balance())));
+        self.link_holds(s, n, step.amount)?;
+        step_leaves_time(step.expiry_block, link_block).map_err(named)?;
+        self.link_not_busy(s, n)?;
+        Ok((n, routed_forward(payer, &incoming, &step, rest, &outgoing)))
+    }
+
+    /// The world's wall clock in seconds.
+    fn now_seconds(&self) -> u64 {
+        self.clock_ms.load(std::sync::atomic::Ordering::Relaxed) / 1_000
+    }
+
+    /// Hub `s`'s link at hub `n` (`name` naming it in a refusal), open: the site and the link's
+    /// confirmed block (`unknown_next_hub`, `link_not_open`).
+    fn open_link(&self, s: usize, n: Option<usize>, name: &str) -> Result<(usize, u64), (String, String)> {
+        let Some((n, l)) = n.and_then(|n| Some((n, self.link(s, n)?))) else {
+            return Err(("unknown_next_hub".into(), format!("no link to {name}")));
+        };
+        match self.sites[n].wallets[l].channel().filter(|ch| ch.status == Status::Open) {
+            Some(ch) => Ok((n, ch.block)),
+            None => Err(("link_not_open".into(), format!("the link to hub {n} is not open"))),
         }
-        step_leaves_time(step.expiry_block, ch.block).map_err(named)?;
+    }
+
+    /// Hub `s`'s link at hub `n` holds `amount` (`insufficient_capacity`).
+    fn link_holds(&self, s: usize, n: usize, amount: Amount) -> Result<(), (String, String)> {
+        let have = self.link(s, n).map_or(Amount::ZERO, |l| self.sites[n].wallets[l].balance());
+        if have < amount {
+            return Err(("insufficient_capacity".into(), format!("the link to hub {n} holds {have}")));
+        }
+        Ok(())
+    }
+
+    /// Hub `s` has fewer than [`SIM_MAX_FORWARDS_PER_LINK`] forwards unfinished over its link to
+    /// hub `n` (`link_busy`).
+    fn link_not_busy(&self, s: usize, n: usize) -> Result<(), (String, String)> {
         let unfinished = self.forwards[s].values().filter(|(to, _)| *to == n).count();
         if unfinished >= SIM_MAX_FORWARDS_PER_LINK {
             return Err(("link_busy".into(), format!("{unfinished} forwards unfinished over the link to hub {n}")));
         }
-        Ok((n, routed_forward(payer, &incoming, &step, rest, &outgoing)))
+        Ok(())
     }
 
     /// Hub `s` moves each of its forwards on by the core's rule, as the node's link task does
